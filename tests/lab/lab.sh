@@ -43,6 +43,7 @@
 #   lab_assert_not_contains HAYSTACK NEEDLE WHAT
 #   lab_times                      print "# lab bring-up: kdc=412ms apache=..." (one line)
 #   lab_curl ARGS...               curl with the lab TLS root and a 10 s limit, silent
+#   LAB_PYTHON                     /usr/bin/python3 (Debian's, with python3-dbus; not a pyenv one)
 #   LAB_TIME_<NAME>_MS             bring-up time of each server function, in ms
 #   LAB_HOSTS                      names that resolve to 127.0.0.1 inside the lab
 #   LAB_HTTP_URL / LAB_HTTPS_URL   http://ndes.example.test / https://ndes.example.test
@@ -67,9 +68,10 @@ LAB_REALM=EXAMPLE.TEST
 LAB_SVC_PRINCIPAL=svc-scep@EXAMPLE.TEST
 LAB_HOSTS="ndes.example.test ndes-alias.example.test kdc.example.test evil.attacker.test evilexample.test evilexample.com"
 LAB_HTTP_URL=http://ndes.example.test
+LAB_PYTHON=/usr/bin/python3
 LAB_HTTPS_URL=https://ndes.example.test
 export LAB_KDC_PORT LAB_HTTP_PORT LAB_HTTPS_PORT LAB_SCEPSERVER_PORT LAB_REALM \
-       LAB_SVC_PRINCIPAL LAB_HOSTS LAB_HTTP_URL LAB_HTTPS_URL
+       LAB_SVC_PRINCIPAL LAB_HOSTS LAB_HTTP_URL LAB_HTTPS_URL LAB_PYTHON
 
 _lab_self=$(readlink -f "${BASH_SOURCE[0]}")
 _lab_dir_src=$(dirname "$_lab_self")
