@@ -1,0 +1,513 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "keys-pool.h"
+
+typedef struct Job {
+        uint64_t id;            /* 0 for refill work */
+        KeyType type;
+        KeyReadyHandler handler;
+        void *userdata;
+        bool cancelled;
+        int error;
+        EVP_PKEY *key;
+        struct Job *next;
+} Job;
+
+struct KeyPool {
+        /* Everything below is protected by lock, except where noted. */
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        pthread_t thread;
+        bool thread_started;
+        bool quit;
+
+        Job *queue_head, *queue_tail;   /* caller jobs not started yet, FIFO */
+        Job *running;                   /* what the worker generates right now */
+        Job *done_head, *done_tail;     /* finished, waiting for key_pool_dispatch() */
+
+        unsigned target[_KEY_TYPE_MAX];
+        unsigned refilling[_KEY_TYPE_MAX];      /* refill keys running or undelivered */
+        bool refill_failed;                     /* stop refilling until something changes */
+        EVP_PKEY *keys[_KEY_TYPE_MAX][KEY_POOL_TARGET_MAX];
+        unsigned n_keys[_KEY_TYPE_MAX];
+        unsigned n_jobs;                /* caller jobs queued, running or undelivered */
+
+        /* Main thread only. */
+        uint64_t next_id;
+        int efd;
+        sd_event_source *source;
+};
+
+static void job_free(Job *j) {
+        if (!j)
+                return;
+        EVP_PKEY_free(j->key);
+        free(j);
+}
+
+static void job_list_free(Job *j) {
+        while (j) {
+                Job *next = j->next;
+                job_free(j);
+                j = next;
+        }
+}
+
+/* Caller holds the lock. The type most in need of a refill key, or -1. */
+static int pool_refill_type_locked(KeyPool *p) {
+        if (p->refill_failed)
+                return -1;
+        for (KeyType t = 0; t < _KEY_TYPE_MAX; t++)
+                if (p->n_keys[t] + p->refilling[t] < p->target[t])
+                        return (int) t;
+        return -1;
+}
+
+static void pool_signal_done(KeyPool *p) {
+        uint64_t one = 1;
+
+        /* The counter cannot overflow in practice (dispatch resets it); EAGAIN then would
+         * only mean it is already readable. */
+        (void) !write(p->efd, &one, sizeof(one));
+}
+
+static void *pool_worker(void *userdata) {
+        KeyPool *p = userdata;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                Job *j;
+                int r;
+
+                if (p->quit)
+                        break;
+
+                j = p->queue_head;
+                if (j) {
+                        p->queue_head = j->next;
+                        if (!p->queue_head)
+                                p->queue_tail = NULL;
+                        j->next = NULL;
+                } else {
+                        int t = pool_refill_type_locked(p);
+
+                        if (t < 0) {
+                                pthread_cond_wait(&p->wake, &p->lock);
+                                continue;
+                        }
+                        j = calloc(1, sizeof(*j));
+                        if (!j) {
+                                p->refill_failed = true;
+                                continue;
+                        }
+                        j->type = (KeyType) t;
+                        p->refilling[t]++;
+                }
+
+                p->running = j;
+                pthread_mutex_unlock(&p->lock);
+
+                r = key_generate(j->type, &j->key);
+
+                pthread_mutex_lock(&p->lock);
+                p->running = NULL;
+                j->error = r;
+                if (p->done_tail)
+                        p->done_tail->next = j;
+                else
+                        p->done_head = j;
+                p->done_tail = j;
+                pool_signal_done(p);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], char **ret_bad_word) {
+        unsigned targets[_KEY_TYPE_MAX] = {};
+        bool seen[_KEY_TYPE_MAX] = {};
+        const char *p = spec;
+
+        if (!ret_targets)
+                return -EINVAL;
+
+        while (p && *p) {
+                char word[64], *eq, *end;
+                unsigned long n;
+                size_t len;
+                KeyType t;
+                int r = -EINVAL;
+
+                p += strspn(p, " \t");
+                if (!*p)
+                        break;
+                len = strcspn(p, " \t");
+
+                if (len >= sizeof(word))
+                        goto bad;
+                memcpy(word, p, len);
+                word[len] = 0;
+
+                eq = strchr(word, '=');
+                if (!eq || eq[1] < '0' || eq[1] > '9')
+                        goto bad;
+                *eq = 0;
+                t = key_type_from_string(word);
+                *eq = '=';
+                if (t < 0 || seen[t])
+                        goto bad;
+
+                errno = 0;
+                n = strtoul(eq + 1, &end, 10);
+                if (*end != 0 || errno != 0)
+                        goto bad;
+                if (n > KEY_POOL_TARGET_MAX) {
+                        r = -ERANGE;
+                        goto bad;
+                }
+
+                seen[t] = true;
+                targets[t] = (unsigned) n;
+                p += len;
+                continue;
+
+        bad:
+                if (ret_bad_word)
+                        *ret_bad_word = strndup(p, len);
+                return r;
+        }
+
+        memcpy(ret_targets, targets, sizeof(targets));
+        return 0;
+}
+
+int key_pool_new(KeyPool **ret) {
+        sigset_t all, saved;
+        KeyPool *p;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->next_id = 1;
+        p->efd = -EBADF;
+
+        r = pthread_mutex_init(&p->lock, NULL);
+        if (r != 0) {
+                free(p);
+                return -r;
+        }
+        r = pthread_cond_init(&p->wake, NULL);
+        if (r != 0) {
+                pthread_mutex_destroy(&p->lock);
+                free(p);
+                return -r;
+        }
+
+        p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->efd < 0) {
+                r = -errno;
+                goto fail;
+        }
+
+        /* The worker must never receive process signals (the daemon takes them through
+         * signalfd on the main thread), whatever the mask is when we are called. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &saved);
+        r = pthread_create(&p->thread, NULL, pool_worker, p);
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r != 0) {
+                r = -r;
+                goto fail;
+        }
+        p->thread_started = true;
+        (void) pthread_setname_np(p->thread, "cb-keygen");
+
+        *ret = p;
+        return 0;
+
+fail:
+        key_pool_free(p);
+        return r;
+}
+
+KeyPool *key_pool_free(KeyPool *p) {
+        if (!p)
+                return NULL;
+
+        key_pool_detach_event(p);
+
+        if (p->thread_started) {
+                pthread_mutex_lock(&p->lock);
+                p->quit = true;
+                pthread_cond_signal(&p->wake);
+                pthread_mutex_unlock(&p->lock);
+                pthread_join(p->thread, NULL);
+        }
+
+        job_list_free(p->queue_head);
+        job_list_free(p->done_head);
+        for (KeyType t = 0; t < _KEY_TYPE_MAX; t++)
+                for (unsigned i = 0; i < p->n_keys[t]; i++)
+                        EVP_PKEY_free(p->keys[t][i]);
+
+        if (p->efd >= 0)
+                close(p->efd);
+        pthread_cond_destroy(&p->wake);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+}
+
+int key_pool_set_targets(KeyPool *p, const unsigned targets[_KEY_TYPE_MAX]) {
+        if (!p || !targets)
+                return -EINVAL;
+        for (KeyType t = 0; t < _KEY_TYPE_MAX; t++)
+                if (targets[t] > KEY_POOL_TARGET_MAX)
+                        return -ERANGE;
+
+        pthread_mutex_lock(&p->lock);
+        for (KeyType t = 0; t < _KEY_TYPE_MAX; t++) {
+                p->target[t] = targets[t];
+                while (p->n_keys[t] > p->target[t]) {
+                        p->n_keys[t]--;
+                        EVP_PKEY_free(p->keys[t][p->n_keys[t]]);
+                        p->keys[t][p->n_keys[t]] = NULL;
+                }
+        }
+        p->refill_failed = false;
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+}
+
+static int pool_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        KeyPool *p = userdata;
+
+        (void) key_pool_dispatch(p);
+        return 0;
+}
+
+int key_pool_attach_event(KeyPool *p, sd_event *e, int64_t priority) {
+        int r;
+
+        if (!p || !e)
+                return -EINVAL;
+        if (p->source)
+                return -EBUSY;
+
+        r = sd_event_add_io(e, &p->source, p->efd, EPOLLIN, pool_on_io, p);
+        if (r < 0)
+                return r;
+
+        r = sd_event_source_set_priority(p->source, priority);
+        if (r < 0) {
+                p->source = sd_event_source_disable_unref(p->source);
+                return r;
+        }
+        (void) sd_event_source_set_description(p->source, "key-pool");
+        return 0;
+}
+
+void key_pool_detach_event(KeyPool *p) {
+        if (p)
+                p->source = sd_event_source_disable_unref(p->source);
+}
+
+int key_pool_get_fd(KeyPool *p) {
+        if (!p)
+                return -EINVAL;
+        return p->efd;
+}
+
+int key_pool_dispatch(KeyPool *p) {
+        uint64_t counter;
+        int n = 0;
+
+        if (!p)
+                return -EINVAL;
+
+        /* Reset the eventfd first: anything finished after this read writes it again. */
+        if (read(p->efd, &counter, sizeof(counter)) < 0 && errno != EAGAIN)
+                return -errno;
+
+        for (;;) {
+                Job *j;
+
+                pthread_mutex_lock(&p->lock);
+                j = p->done_head;
+                if (!j) {
+                        pthread_mutex_unlock(&p->lock);
+                        break;
+                }
+                p->done_head = j->next;
+                if (!p->done_head)
+                        p->done_tail = NULL;
+                j->next = NULL;
+
+                if (j->id == 0) {
+                        /* Refill work: into the pool, if it is still wanted. */
+                        p->refilling[j->type]--;
+                        if (j->error < 0)
+                                p->refill_failed = true;
+                        else if (p->n_keys[j->type] < p->target[j->type]) {
+                                p->keys[j->type][p->n_keys[j->type]++] = j->key;
+                                j->key = NULL;
+                        }
+                        pthread_mutex_unlock(&p->lock);
+                        job_free(j);
+                } else {
+                        p->n_jobs--;
+                        pthread_mutex_unlock(&p->lock);
+
+                        /* Handlers run unlocked: they may take, queue or cancel. */
+                        if (!j->cancelled) {
+                                EVP_PKEY *key = j->key;
+
+                                j->key = NULL;
+                                j->handler(p, j->id, j->error, key, j->userdata);
+                        }
+                        job_free(j);
+                }
+                n++;
+        }
+
+        return n;
+}
+
+EVP_PKEY *key_pool_take(KeyPool *p, KeyType t) {
+        EVP_PKEY *key = NULL;
+
+        if (!p || t < 0 || t >= _KEY_TYPE_MAX)
+                return NULL;
+
+        pthread_mutex_lock(&p->lock);
+        if (p->n_keys[t] > 0) {
+                p->n_keys[t]--;
+                key = p->keys[t][p->n_keys[t]];
+                p->keys[t][p->n_keys[t]] = NULL;
+        }
+        p->refill_failed = false;
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+
+        return key;
+}
+
+int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void *userdata, uint64_t *ret_job) {
+        Job *j;
+
+        if (!p || !handler || t < 0 || t >= _KEY_TYPE_MAX)
+                return -EINVAL;
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->type = t;
+        j->handler = handler;
+        j->userdata = userdata;
+
+        pthread_mutex_lock(&p->lock);
+        if (p->n_jobs >= KEY_POOL_JOBS_MAX) {
+                pthread_mutex_unlock(&p->lock);
+                free(j);
+                return -EBUSY;
+        }
+        j->id = p->next_id++;
+        p->n_jobs++;
+        if (p->queue_tail)
+                p->queue_tail->next = j;
+        else
+                p->queue_head = j;
+        p->queue_tail = j;
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+
+        if (ret_job)
+                *ret_job = j->id;
+        return 0;
+}
+
+int key_pool_cancel(KeyPool *p, uint64_t job) {
+        Job *prev = NULL;
+
+        if (!p || job == 0)
+                return -EINVAL;
+
+        pthread_mutex_lock(&p->lock);
+
+        for (Job *j = p->queue_head; j; prev = j, j = j->next)
+                if (j->id == job) {
+                        if (prev)
+                                prev->next = j->next;
+                        else
+                                p->queue_head = j->next;
+                        if (p->queue_tail == j)
+                                p->queue_tail = prev;
+                        p->n_jobs--;
+                        pthread_mutex_unlock(&p->lock);
+                        job_free(j);
+                        return 0;
+                }
+
+        if (p->running && p->running->id == job && !p->running->cancelled) {
+                /* The worker owns it until it lands in the done list; dispatch drops it. */
+                p->running->cancelled = true;
+                pthread_mutex_unlock(&p->lock);
+                return 0;
+        }
+
+        for (Job *j = p->done_head; j; j = j->next)
+                if (j->id == job && !j->cancelled) {
+                        j->cancelled = true;
+                        pthread_mutex_unlock(&p->lock);
+                        return 0;
+                }
+
+        pthread_mutex_unlock(&p->lock);
+        return -ENOENT;
+}
+
+unsigned key_pool_count(KeyPool *p, KeyType t) {
+        unsigned n;
+
+        if (!p || t < 0 || t >= _KEY_TYPE_MAX)
+                return 0;
+        pthread_mutex_lock(&p->lock);
+        n = p->n_keys[t];
+        pthread_mutex_unlock(&p->lock);
+        return n;
+}
+
+unsigned key_pool_target(KeyPool *p, KeyType t) {
+        unsigned n;
+
+        if (!p || t < 0 || t >= _KEY_TYPE_MAX)
+                return 0;
+        pthread_mutex_lock(&p->lock);
+        n = p->target[t];
+        pthread_mutex_unlock(&p->lock);
+        return n;
+}
+
+bool key_pool_is_idle(KeyPool *p) {
+        bool idle;
+
+        if (!p)
+                return true;
+        pthread_mutex_lock(&p->lock);
+        idle = !p->queue_head && !p->running && !p->done_head && pool_refill_type_locked(p) < 0;
+        pthread_mutex_unlock(&p->lock);
+        return idle;
+}

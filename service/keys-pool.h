@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * KeyPool: keys generated off the event loop, on ONE worker thread owned by the pool
+ * (no fork). Two kinds of work:
+ *
+ *   - jobs: key_pool_generate_async() asks for one key of a type for a request; jobs are
+ *     served first, in FIFO order;
+ *   - refill: when no job is queued, the worker tops up the pool (config KeyPool=
+ *     "rsa:2048=4 ec:p256=8") one key at a time, re-checking for jobs between keys.
+ *
+ * The worker hands results back through an eventfd. The main thread calls
+ * key_pool_dispatch() when it is readable (key_pool_attach_event() does that from an
+ * sd-event io source): finished keys go into the pool, and job handlers are called
+ * there, on the main thread, never on the worker. Everything except the worker's own
+ * generation happens on the thread that owns the pool (not thread-safe otherwise).
+ *
+ * Ready keys are EVP_PKEY objects in OpenSSL's heap; they become PEM only when stored
+ * (store-db.h encrypts them) or handed out (TakeKey).
+ */
+
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "keys-generate.h"
+
+typedef struct KeyPool KeyPool;
+
+/* Most keys of one type the pool will keep (limits memory and refill work). */
+#define KEY_POOL_TARGET_MAX 64U
+
+/* Called on the main thread from key_pool_dispatch(). On success error == 0 and the handler
+ * owns key (EVP_PKEY_free() it). On failure error is a negative errno and key is NULL. */
+typedef void (*KeyReadyHandler)(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata);
+
+/* Parse a KeyPool= value: space-separated "TYPE=COUNT" words, TYPE as key_type_from_string(),
+ * COUNT 0..KEY_POOL_TARGET_MAX; "" or NULL means no pool. A type given twice is an error.
+ * On -EINVAL (bad word) or -ERANGE (count too large), *ret_bad_word (if given) gets a copy of
+ * the offending word for the error message (free() it); ret_targets is untouched. */
+int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], char **ret_bad_word);
+
+/* A pool with all targets 0; starts its worker thread. -errno on failure. */
+int key_pool_new(KeyPool **ret);
+
+/* Stops the worker (waits for the key being generated, at most about one RSA-4096
+ * generation), frees the ready keys, detaches from the event loop. Handlers of unfinished
+ * jobs are NOT called. Accepts NULL, returns NULL. */
+KeyPool *key_pool_free(KeyPool *p);
+
+/* Set (or on reload change) how many keys of each type to keep. Keys above a lowered target
+ * are freed; refill starts at once if needed. -ERANGE if a target > KEY_POOL_TARGET_MAX. */
+int key_pool_set_targets(KeyPool *p, const unsigned targets[_KEY_TYPE_MAX]);
+
+/* Watch the pool's eventfd from e and dispatch completions there. */
+int key_pool_attach_event(KeyPool *p, sd_event *e, int64_t priority);
+void key_pool_detach_event(KeyPool *p);
+
+/* For callers with their own loop: the eventfd (readable when results are waiting; owned by
+ * the pool) and the function to call then. key_pool_dispatch() never blocks; it returns how
+ * many results it handled (>= 0) or -errno. */
+int key_pool_get_fd(KeyPool *p);
+int key_pool_dispatch(KeyPool *p);
+
+/* A ready key of type t, now owned by the caller, or NULL if there is none (or t is invalid).
+ * Taking a key wakes the worker to replace it. */
+EVP_PKEY *key_pool_take(KeyPool *p, KeyType t);
+
+/* Generate one key of type t for the caller (ahead of any refill). handler runs later from
+ * key_pool_dispatch(), exactly once unless the job is cancelled. *ret_job (if given) gets a
+ * job id > 0. -EINVAL bad type, -ENOMEM, -EBUSY if KEY_POOL_JOBS_MAX jobs are queued. */
+#define KEY_POOL_JOBS_MAX 1024U
+int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void *userdata, uint64_t *ret_job);
+
+/* Forget a job: its handler will not be called (a key already made for it is freed).
+ * 0, or -ENOENT if there is no such job (unknown, or its handler already ran). */
+int key_pool_cancel(KeyPool *p, uint64_t job);
+
+/* Ready keys of type t in the pool; its target. */
+unsigned key_pool_count(KeyPool *p, KeyType t);
+unsigned key_pool_target(KeyPool *p, KeyType t);
+
+/* True when the worker has nothing to do: no job queued or running, every type at target and
+ * no undelivered result (used by tests and by shutdown logging). */
+bool key_pool_is_idle(KeyPool *p);

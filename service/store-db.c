@@ -1,0 +1,1129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store-db.h"
+
+#define STORE_DB_NAME "certbroker.db"
+#define STORE_SCHEMA_VERSION 1
+
+struct Store {
+        sqlite3 *db;
+        StoreCipher *cipher;
+        char *path;
+};
+
+/* ---- states and ids ---- */
+
+static const char *const request_state_table[_REQUEST_STATE_MAX] = {
+        [REQUEST_QUEUED]     = "queued",
+        [REQUEST_SUBMITTING] = "submitting",
+        [REQUEST_PENDING]    = "pending",
+        [REQUEST_RETRYING]   = "retrying",
+        [REQUEST_ISSUED]     = "issued",
+        [REQUEST_REJECTED]   = "rejected",
+        [REQUEST_FAILED]     = "failed",
+        [REQUEST_CANCELLED]  = "cancelled",
+};
+
+const char *request_state_to_string(RequestState s) {
+        if (s < 0 || s >= _REQUEST_STATE_MAX)
+                return NULL;
+        return request_state_table[s];
+}
+
+RequestState request_state_from_string(const char *s) {
+        if (!s)
+                return _REQUEST_STATE_INVALID;
+        for (RequestState i = 0; i < _REQUEST_STATE_MAX; i++)
+                if (strcmp(s, request_state_table[i]) == 0)
+                        return i;
+        return _REQUEST_STATE_INVALID;
+}
+
+bool request_state_is_terminal(RequestState s) {
+        return s >= REQUEST_ISSUED && s < _REQUEST_STATE_MAX;
+}
+
+void store_id_new(char ret[STORE_ID_LEN + 1]) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t b[STORE_ID_LEN / 2];
+
+        randombytes_buf(b, sizeof(b));
+        for (size_t i = 0; i < sizeof(b); i++) {
+                ret[2 * i] = hex[b[i] >> 4];
+                ret[2 * i + 1] = hex[b[i] & 15];
+        }
+        ret[STORE_ID_LEN] = 0;
+}
+
+bool store_id_is_valid(const char *id) {
+        if (!id)
+                return false;
+        for (size_t i = 0; i < STORE_ID_LEN; i++)
+                if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+                        return false;       /* also catches a NUL before the end */
+        return id[STORE_ID_LEN] == 0;
+}
+
+/* ---- records ---- */
+
+static void strv_free(char **l) {
+        if (!l)
+                return;
+        for (char **i = l; *i; i++)
+                free(*i);
+        free(l);
+}
+
+StoreRequest *store_request_free(StoreRequest *r) {
+        if (!r)
+                return NULL;
+        free(r->ca);
+        free(r->label);
+        free(r->subject);
+        strv_free(r->names);
+        free(r->key);
+        free(r->usage);
+        free(r->error);
+        free(r->error_message);
+        free(r->fail_info);
+        free(r->transaction_id);
+        free(r->certificate);
+        free(r->chain);
+        free(r->serial);
+        free(r->csr);
+        free(r);
+        return NULL;
+}
+
+void store_request_freep(StoreRequest **r) {
+        if (r)
+                *r = store_request_free(*r);
+}
+
+void store_request_array_free(StoreRequest **a, size_t n) {
+        if (!a)
+                return;
+        for (size_t i = 0; i < n; i++)
+                store_request_free(a[i]);
+        free(a);
+}
+
+/* ---- SQLite helpers ---- */
+
+static int errno_from_sqlite(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_DONE:
+        case SQLITE_ROW:
+                return 0;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EUCLEAN;
+        case SQLITE_READONLY:
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_CONSTRAINT:
+                return (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) ? -EEXIST : -EINVAL;
+        case SQLITE_TOOBIG:
+                return -E2BIG;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        default:
+                return -EIO;
+        }
+}
+
+static int exec_sql(Store *s, const char *sql) {
+        return errno_from_sqlite(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+static int prepare(Store *s, const char *sql, sqlite3_stmt **ret) {
+        return errno_from_sqlite(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+}
+
+static int bind_text(sqlite3_stmt *st, int idx, const char *v) {
+        return errno_from_sqlite(sqlite3_bind_text(st, idx, v ? v : "", -1, SQLITE_STATIC));
+}
+
+static int bind_u64(sqlite3_stmt *st, int idx, uint64_t v) {
+        if (v > INT64_MAX)
+                return -ERANGE;
+        return errno_from_sqlite(sqlite3_bind_int64(st, idx, (sqlite3_int64) v));
+}
+
+/* Run a statement that returns no rows. */
+static int step_done(sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc == SQLITE_ROW)
+                return -EIO;
+        return errno_from_sqlite(sqlite3_extended_errcode(sqlite3_db_handle(st)));
+}
+
+static int begin(Store *s) {
+        return exec_sql(s, "BEGIN IMMEDIATE");
+}
+
+static int commit(Store *s) {
+        int r = exec_sql(s, "COMMIT");
+
+        if (r < 0)
+                (void) exec_sql(s, "ROLLBACK");
+        return r;
+}
+
+static void rollback(Store *s) {
+        if (!sqlite3_get_autocommit(s->db))
+                (void) exec_sql(s, "ROLLBACK");
+}
+
+static void checkpoint_truncate(Store *s) {
+        /* After erasing a key: move the (zeroed, secure_delete) pages into the database and
+         * truncate the WAL so old frames holding the ciphertext are not kept around. Best
+         * effort: a busy checkpoint is simply retried by the next one. */
+        (void) sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+static void set_message(char **ret_message, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_message(char **ret_message, const char *fmt, ...) {
+        va_list ap;
+
+        if (!ret_message)
+                return;
+        free(*ret_message);
+        va_start(ap, fmt);
+        if (vasprintf(ret_message, fmt, ap) < 0)
+                *ret_message = NULL;
+        va_end(ap);
+}
+
+/* ---- open / schema ---- */
+
+static const char schema_v1[] =
+        "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;"
+        "INSERT INTO schema_version (version) VALUES (1);"
+        "CREATE TABLE requests ("
+        "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 16),"
+        "  owner INTEGER NOT NULL,"
+        "  ca TEXT NOT NULL,"
+        "  label TEXT NOT NULL,"
+        "  subject TEXT NOT NULL,"
+        "  names TEXT NOT NULL,"
+        "  key_type TEXT NOT NULL,"
+        "  usage TEXT NOT NULL,"
+        "  state TEXT NOT NULL,"
+        "  error TEXT NOT NULL,"
+        "  error_message TEXT NOT NULL,"
+        "  fail_info TEXT NOT NULL,"
+        "  transaction_id TEXT NOT NULL,"
+        "  certificate TEXT NOT NULL,"
+        "  chain TEXT NOT NULL,"
+        "  serial TEXT NOT NULL,"
+        "  csr TEXT NOT NULL,"
+        "  not_before INTEGER NOT NULL,"
+        "  not_after INTEGER NOT NULL,"
+        "  created INTEGER NOT NULL,"
+        "  updated INTEGER NOT NULL,"
+        "  next_attempt INTEGER NOT NULL,"
+        "  attempts INTEGER NOT NULL,"
+        "  key_blob BLOB"             /* store-crypto.h blob; NULL once taken or erased */
+        ") STRICT;"
+        "CREATE INDEX requests_owner ON requests (owner);"
+        /* Every insert, kept after Remove, so MaxRequests cannot be dodged by removing. */
+        "CREATE TABLE enroll_history (owner INTEGER NOT NULL, created INTEGER NOT NULL) STRICT;"
+        "CREATE INDEX enroll_history_owner ON enroll_history (owner, created);";
+
+static int schema_setup(Store *s, char **ret_message) {
+        sqlite3_stmt *st = NULL;
+        int r, version = 0;
+
+        r = begin(s);
+        if (r < 0)
+                goto fail_msg;
+
+        r = prepare(s, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'", &st);
+        if (r < 0)
+                goto fail_msg;
+        r = sqlite3_step(st);
+        sqlite3_finalize(st);
+        st = NULL;
+
+        if (r == SQLITE_DONE) {
+                r = exec_sql(s, schema_v1);
+                if (r < 0)
+                        goto fail_msg;
+                version = STORE_SCHEMA_VERSION;
+        } else if (r == SQLITE_ROW) {
+                r = prepare(s, "SELECT max(version) FROM schema_version", &st);
+                if (r < 0)
+                        goto fail_msg;
+                if (sqlite3_step(st) == SQLITE_ROW)
+                        version = sqlite3_column_int(st, 0);
+                sqlite3_finalize(st);
+                st = NULL;
+        } else {
+                r = errno_from_sqlite(r);
+                goto fail_msg;
+        }
+
+        if (version > STORE_SCHEMA_VERSION) {
+                rollback(s);
+                set_message(ret_message,
+                            "%s has schema version %d, this certbrokerd knows only up to %d: "
+                            "it was written by a newer certbroker; run that version or restore a backup",
+                            s->path, version, STORE_SCHEMA_VERSION);
+                return -EPROTONOSUPPORT;
+        }
+        if (version < 1) {
+                rollback(s);
+                set_message(ret_message, "%s: schema_version table is empty or invalid", s->path);
+                return -EUCLEAN;
+        }
+        /* Migrations from version N to N+1 go here, inside this transaction. */
+
+        r = commit(s);
+        if (r < 0)
+                goto fail_msg;
+        return 0;
+
+fail_msg:
+        set_message(ret_message, "cannot set up the schema of %s: %s", s->path, sqlite3_errmsg(s->db));
+        rollback(s);
+        return r < 0 ? r : -EIO;
+}
+
+static int precreate_db_file(const char *path, char **ret_message) {
+        struct stat st;
+        int fd, r = 0;
+
+        /* Create it ourselves, 0600 and without following links, so SQLite never creates it
+         * with the umask's idea of a mode; -wal and -shm copy this file's mode. */
+        fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0) {
+                r = -errno;
+                set_message(ret_message, "cannot open %s: %s", path, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0)
+                r = -errno;
+        else if (!S_ISREG(st.st_mode))
+                r = -EINVAL;
+        else if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+                r = -EPERM;
+                set_message(ret_message,
+                            "%s has owner %u and mode %04o: it must belong to uid %u with no group/other "
+                            "access; fix with chown %u %s && chmod 0600 %s",
+                            path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777),
+                            (unsigned) geteuid(), (unsigned) geteuid(), path, path);
+        }
+        if (r < 0 && ret_message && !*ret_message)
+                set_message(ret_message, "%s: %s", path, strerror(-r));
+        close(fd);
+        return r;
+}
+
+int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **ret, char **ret_message) {
+        sqlite3_stmt *st = NULL;
+        Store *s = NULL;
+        int r, rc;
+
+        if (!state_dir || !cipher || !ret) {
+                store_cipher_free(cipher);
+                return -EINVAL;
+        }
+
+        r = store_state_dir_prepare(state_dir, ret_message);
+        if (r < 0) {
+                store_cipher_free(cipher);
+                return r;
+        }
+
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                store_cipher_free(cipher);
+                return -ENOMEM;
+        }
+        s->cipher = cipher;
+        if (asprintf(&s->path, "%s/" STORE_DB_NAME, state_dir) < 0) {
+                s->path = NULL;
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        r = precreate_db_file(s->path, ret_message);
+        if (r < 0)
+                goto fail;
+
+        rc = sqlite3_open_v2(s->path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
+        if (rc != SQLITE_OK) {
+                r = errno_from_sqlite(rc);
+                set_message(ret_message, "cannot open database %s: %s", s->path,
+                            s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+                goto fail;
+        }
+        (void) sqlite3_extended_result_codes(s->db, 1);
+        (void) sqlite3_busy_timeout(s->db, 5000);
+        (void) sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+        (void) sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+
+        /* WAL + FULL: a commit returns after the WAL is fsync()ed (durable across power
+         * loss, not just kill -9). secure_delete: freed pages are zeroed. */
+        r = prepare(s, "PRAGMA journal_mode=WAL", &st);
+        if (r >= 0 && sqlite3_step(st) == SQLITE_ROW) {
+                const char *mode = (const char *) sqlite3_column_text(st, 0);
+                if (!mode || strcmp(mode, "wal") != 0)
+                        r = -EIO;
+        } else if (r >= 0)
+                r = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        sqlite3_finalize(st);
+        st = NULL;
+        if (r >= 0)
+                r = exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;");
+        if (r < 0) {
+                set_message(ret_message, "cannot configure database %s (WAL, synchronous=FULL): %s",
+                            s->path, sqlite3_errmsg(s->db));
+                goto fail;
+        }
+
+        /* A quick structural check on every start: cheap at our sizes, and it turns a damaged
+         * file into a clear message instead of odd failures later. */
+        r = prepare(s, "PRAGMA quick_check", &st);
+        if (r >= 0) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        const char *res = (const char *) sqlite3_column_text(st, 0);
+                        if (!res || strcmp(res, "ok") != 0) {
+                                r = -EUCLEAN;
+                                set_message(ret_message,
+                                            "database %s is damaged (%s); move it aside to start with an empty journal",
+                                            s->path, res ? res : "?");
+                        }
+                } else
+                        r = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        if (r < 0) {
+                if (ret_message && !*ret_message)
+                        set_message(ret_message, "cannot read database %s: %s", s->path, sqlite3_errmsg(s->db));
+                goto fail;
+        }
+
+        r = schema_setup(s, ret_message);
+        if (r < 0)
+                goto fail;
+
+        *ret = s;
+        return 0;
+
+fail:
+        store_close(s);
+        return r;
+}
+
+int store_open(const char *state_dir, const char *credentials_dir, Store **ret, char **ret_message) {
+        StoreCipher *c = NULL;
+        int r;
+
+        if (!state_dir || !ret)
+                return -EINVAL;
+
+        r = store_cipher_load(state_dir, credentials_dir, &c, ret_message);
+        if (r < 0)
+                return r;
+
+        return store_open_with_cipher(state_dir, c, ret, ret_message);
+}
+
+Store *store_close(Store *s) {
+        if (!s)
+                return NULL;
+        if (s->db) {
+                /* sqlite3_close_v2 checkpoints and removes the WAL when it is the last user. */
+                (void) sqlite3_close_v2(s->db);
+        }
+        store_cipher_free(s->cipher);
+        free(s->path);
+        free(s);
+        return NULL;
+}
+
+void store_closep(Store **s) {
+        if (s)
+                *s = store_close(*s);
+}
+
+const char *store_path(const Store *s) {
+        return s ? s->path : NULL;
+}
+
+/* ---- validation and (de)serialisation ---- */
+
+static int check_text(const char *v, size_t max) {
+        if (v && strlen(v) > max)
+                return -E2BIG;
+        return 0;
+}
+
+static int names_join(char **names, char **ret) {
+        size_t n = 0, len = 0;
+        char *buf, *p;
+
+        for (char **i = names; i && *i; i++, n++) {
+                size_t l = strlen(*i);
+
+                if (l == 0 || strchr(*i, '\n'))
+                        return -EINVAL;
+                if (l > STORE_TEXT_MAX)
+                        return -E2BIG;
+                len += l + 1;
+        }
+        if (n > STORE_NAMES_MAX)
+                return -E2BIG;
+
+        buf = malloc(len + 1);
+        if (!buf)
+                return -ENOMEM;
+        p = buf;
+        for (char **i = names; i && *i; i++) {
+                if (p != buf)
+                        *p++ = '\n';
+                p = stpcpy(p, *i);
+        }
+        *p = 0;
+        *ret = buf;
+        return 0;
+}
+
+static int names_split(const char *s, char ***ret) {
+        size_t n = 0, k = 0;
+        char **l;
+
+        if (*s) {
+                n = 1;
+                for (const char *p = s; *p; p++)
+                        if (*p == '\n')
+                                n++;
+        }
+
+        l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+
+        for (const char *p = s; *s && k < n; k++) {
+                size_t len = strcspn(p, "\n");
+
+                l[k] = strndup(p, len);
+                if (!l[k]) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+                p += len;
+                if (*p == '\n')
+                        p++;
+        }
+        *ret = l;
+        return 0;
+}
+
+static int request_validate(const StoreRequest *r) {
+        int k = 0;
+
+        if (!store_id_is_valid(r->id))
+                return -EINVAL;
+        if (r->state < 0 || r->state >= _REQUEST_STATE_MAX)
+                return -EINVAL;
+        if (r->attempts > INT32_MAX)
+                return -ERANGE;
+
+        const char *texts[] = { r->ca, r->label, r->subject, r->key, r->usage, r->error,
+                                r->error_message, r->fail_info, r->transaction_id, r->serial };
+        for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+                k = check_text(texts[i], STORE_TEXT_MAX);
+                if (k < 0)
+                        return k;
+        }
+        const char *pems[] = { r->certificate, r->chain, r->csr };
+        for (size_t i = 0; i < sizeof(pems) / sizeof(pems[0]); i++) {
+                k = check_text(pems[i], STORE_PEM_MAX);
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+#define REQUEST_COLUMNS                                                           \
+        "id, owner, ca, label, subject, names, key_type, usage, state, error, "   \
+        "error_message, fail_info, transaction_id, certificate, chain, serial, "  \
+        "csr, not_before, not_after, created, updated, next_attempt, attempts, "  \
+        "key_blob IS NOT NULL"
+
+static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
+        const unsigned char *t = sqlite3_column_text(st, col);
+
+        *ret = strdup(t ? (const char *) t : "");
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int request_from_row(sqlite3_stmt *st, StoreRequest **ret) {
+        StoreRequest *r;
+        const unsigned char *t;
+        int k = 0;
+
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+
+        t = sqlite3_column_text(st, 0);
+        if (!t || !store_id_is_valid((const char *) t)) {
+                k = -EUCLEAN;
+                goto fail;
+        }
+        memcpy(r->id, t, STORE_ID_LEN + 1);
+        r->owner = (uid_t) sqlite3_column_int64(st, 1);
+
+        char **cols[] = { &r->ca, &r->label, &r->subject };
+        for (int i = 0; i < 3; i++)
+                if ((k = column_strdup(st, 2 + i, cols[i])) < 0)
+                        goto fail;
+
+        t = sqlite3_column_text(st, 5);
+        k = names_split(t ? (const char *) t : "", &r->names);
+        if (k < 0)
+                goto fail;
+
+        if ((k = column_strdup(st, 6, &r->key)) < 0 ||
+            (k = column_strdup(st, 7, &r->usage)) < 0)
+                goto fail;
+
+        t = sqlite3_column_text(st, 8);
+        r->state = request_state_from_string((const char *) t);
+        if (r->state < 0) {
+                k = -EUCLEAN;
+                goto fail;
+        }
+
+        char **cols2[] = { &r->error, &r->error_message, &r->fail_info, &r->transaction_id,
+                           &r->certificate, &r->chain, &r->serial, &r->csr };
+        for (int i = 0; i < 8; i++)
+                if ((k = column_strdup(st, 9 + i, cols2[i])) < 0)
+                        goto fail;
+
+        r->not_before = (uint64_t) sqlite3_column_int64(st, 17);
+        r->not_after = (uint64_t) sqlite3_column_int64(st, 18);
+        r->created = (uint64_t) sqlite3_column_int64(st, 19);
+        r->updated = (uint64_t) sqlite3_column_int64(st, 20);
+        r->next_attempt = (uint64_t) sqlite3_column_int64(st, 21);
+        r->attempts = (uint32_t) sqlite3_column_int64(st, 22);
+        r->key_available = sqlite3_column_int(st, 23) != 0;
+
+        *ret = r;
+        return 0;
+
+fail:
+        store_request_free(r);
+        return k;
+}
+
+/* ---- CRUD ---- */
+
+static int insert_row(Store *s, const StoreRequest *r, const char *names, const uint8_t *blob, size_t blob_size) {
+        static const char sql[] =
+                "INSERT INTO requests (id, owner, ca, label, subject, names, key_type, usage, state, "
+                "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
+                "not_before, not_after, created, updated, next_attempt, attempts, key_blob) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+                "?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        k = prepare(s, sql, &st);
+        if (k < 0)
+                return k;
+
+        if ((k = bind_text(st, 1, r->id)) < 0 ||
+            (k = errno_from_sqlite(sqlite3_bind_int64(st, 2, (sqlite3_int64) r->owner))) < 0 ||
+            (k = bind_text(st, 3, r->ca)) < 0 ||
+            (k = bind_text(st, 4, r->label)) < 0 ||
+            (k = bind_text(st, 5, r->subject)) < 0 ||
+            (k = bind_text(st, 6, names)) < 0 ||
+            (k = bind_text(st, 7, r->key)) < 0 ||
+            (k = bind_text(st, 8, r->usage)) < 0 ||
+            (k = bind_text(st, 9, request_state_to_string(r->state))) < 0 ||
+            (k = bind_text(st, 10, r->error)) < 0 ||
+            (k = bind_text(st, 11, r->error_message)) < 0 ||
+            (k = bind_text(st, 12, r->fail_info)) < 0 ||
+            (k = bind_text(st, 13, r->transaction_id)) < 0 ||
+            (k = bind_text(st, 14, r->certificate)) < 0 ||
+            (k = bind_text(st, 15, r->chain)) < 0 ||
+            (k = bind_text(st, 16, r->serial)) < 0 ||
+            (k = bind_text(st, 17, r->csr)) < 0 ||
+            (k = bind_u64(st, 18, r->not_before)) < 0 ||
+            (k = bind_u64(st, 19, r->not_after)) < 0 ||
+            (k = bind_u64(st, 20, r->created)) < 0 ||
+            (k = bind_u64(st, 21, r->updated)) < 0 ||
+            (k = bind_u64(st, 22, r->next_attempt)) < 0 ||
+            (k = bind_u64(st, 23, r->attempts)) < 0)
+                goto finish;
+
+        if (blob)
+                k = errno_from_sqlite(sqlite3_bind_blob(st, 24, blob, (int) blob_size, SQLITE_STATIC));
+        else
+                k = errno_from_sqlite(sqlite3_bind_null(st, 24));
+        if (k < 0)
+                goto finish;
+
+        k = step_done(st);
+
+finish:
+        sqlite3_finalize(st);
+        return k;
+}
+
+static int insert_history(Store *s, uid_t owner, uint64_t created) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        k = prepare(s, "INSERT INTO enroll_history (owner, created) VALUES (?1, ?2)", &st);
+        if (k < 0)
+                return k;
+        if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, (sqlite3_int64) owner))) >= 0 &&
+            (k = bind_u64(st, 2, created)) >= 0)
+                k = step_done(st);
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem) {
+        uint8_t *blob = NULL;
+        size_t blob_size = 0;
+        char *names = NULL;
+        bool generated = false;
+        int k;
+
+        if (!s || !r)
+                return -EINVAL;
+
+        if (r->id[0] == 0) {
+                store_id_new(r->id);
+                generated = true;
+        }
+
+        k = request_validate(r);
+        if (k < 0)
+                goto fail;
+        k = names_join(r->names, &names);
+        if (k < 0)
+                goto fail;
+
+        for (unsigned attempt = 0;; attempt++) {
+                if (key_pem) {
+                        free(blob);
+                        blob = NULL;
+                        k = store_cipher_seal(s->cipher, r->id, key_pem, &blob, &blob_size);
+                        if (k < 0)
+                                goto fail;
+                }
+
+                k = begin(s);
+                if (k < 0)
+                        goto fail;
+                k = insert_row(s, r, names, blob, blob_size);
+                if (k == -EEXIST && generated && attempt < 3) {
+                        /* 64 random bits colliding: astronomically rare, but cheap to handle. */
+                        rollback(s);
+                        store_id_new(r->id);
+                        continue;
+                }
+                if (k >= 0)
+                        k = insert_history(s, r->owner, r->created);
+                if (k < 0) {
+                        rollback(s);
+                        goto fail;
+                }
+                k = commit(s);
+                if (k < 0)
+                        goto fail;
+                break;
+        }
+
+        free(names);
+        free(blob);
+        return 0;
+
+fail:
+        if (generated)
+                r->id[0] = 0;
+        free(names);
+        free(blob);
+        return k;
+}
+
+int store_request_update(Store *s, const StoreRequest *r) {
+        static const char sql[] =
+                "UPDATE requests SET ca = ?2, label = ?3, subject = ?4, names = ?5, key_type = ?6, "
+                "usage = ?7, state = ?8, error = ?9, error_message = ?10, fail_info = ?11, "
+                "transaction_id = ?12, certificate = ?13, chain = ?14, serial = ?15, csr = ?16, "
+                "not_before = ?17, not_after = ?18, updated = ?19, next_attempt = ?20, attempts = ?21 "
+                "WHERE id = ?1";
+        sqlite3_stmt *st = NULL;
+        char *names = NULL;
+        int k;
+
+        if (!s || !r)
+                return -EINVAL;
+        k = request_validate(r);
+        if (k < 0)
+                return k;
+        k = names_join(r->names, &names);
+        if (k < 0)
+                return k;
+
+        k = prepare(s, sql, &st);
+        if (k < 0)
+                goto finish;
+
+        if ((k = bind_text(st, 1, r->id)) < 0 ||
+            (k = bind_text(st, 2, r->ca)) < 0 ||
+            (k = bind_text(st, 3, r->label)) < 0 ||
+            (k = bind_text(st, 4, r->subject)) < 0 ||
+            (k = bind_text(st, 5, names)) < 0 ||
+            (k = bind_text(st, 6, r->key)) < 0 ||
+            (k = bind_text(st, 7, r->usage)) < 0 ||
+            (k = bind_text(st, 8, request_state_to_string(r->state))) < 0 ||
+            (k = bind_text(st, 9, r->error)) < 0 ||
+            (k = bind_text(st, 10, r->error_message)) < 0 ||
+            (k = bind_text(st, 11, r->fail_info)) < 0 ||
+            (k = bind_text(st, 12, r->transaction_id)) < 0 ||
+            (k = bind_text(st, 13, r->certificate)) < 0 ||
+            (k = bind_text(st, 14, r->chain)) < 0 ||
+            (k = bind_text(st, 15, r->serial)) < 0 ||
+            (k = bind_text(st, 16, r->csr)) < 0 ||
+            (k = bind_u64(st, 17, r->not_before)) < 0 ||
+            (k = bind_u64(st, 18, r->not_after)) < 0 ||
+            (k = bind_u64(st, 19, r->updated)) < 0 ||
+            (k = bind_u64(st, 20, r->next_attempt)) < 0 ||
+            (k = bind_u64(st, 21, r->attempts)) < 0)
+                goto finish;
+
+        /* One statement in autocommit mode is one (fsync()ed) transaction. */
+        k = step_done(st);
+        if (k >= 0 && sqlite3_changes(s->db) == 0)
+                k = -ENOENT;
+
+finish:
+        sqlite3_finalize(st);
+        free(names);
+        return k;
+}
+
+int store_request_get(Store *s, const char *id, StoreRequest **ret) {
+        sqlite3_stmt *st = NULL;
+        int k, rc;
+
+        if (!s || !ret || !id)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+
+        k = prepare(s, "SELECT " REQUEST_COLUMNS " FROM requests WHERE id = ?1", &st);
+        if (k < 0)
+                return k;
+        k = bind_text(st, 1, id);
+        if (k < 0)
+                goto finish;
+
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                k = request_from_row(st, ret);
+        else if (rc == SQLITE_DONE)
+                k = -ENOENT;
+        else
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+
+finish:
+        sqlite3_finalize(st);
+        return k;
+}
+
+static int load_query(Store *s, sqlite3_stmt *st, StoreRequest ***ret, size_t *ret_n) {
+        StoreRequest **a = NULL;
+        size_t n = 0, allocated = 0;
+        int k = 0, rc;
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (n == allocated) {
+                        size_t m = allocated ? allocated * 2 : 16;
+                        StoreRequest **b = reallocarray(a, m, sizeof(*a));
+
+                        if (!b) {
+                                k = -ENOMEM;
+                                goto fail;
+                        }
+                        a = b;
+                        allocated = m;
+                }
+                k = request_from_row(st, &a[n]);
+                if (k < 0)
+                        goto fail;
+                n++;
+        }
+        if (rc != SQLITE_DONE) {
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+                goto fail;
+        }
+
+        *ret = a;
+        *ret_n = n;
+        return 0;
+
+fail:
+        store_request_array_free(a, n);
+        return k;
+}
+
+int store_request_load_all(Store *s, StoreRequest ***ret, size_t *ret_n) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ret || !ret_n)
+                return -EINVAL;
+        k = prepare(s, "SELECT " REQUEST_COLUMNS " FROM requests ORDER BY created, id", &st);
+        if (k < 0)
+                return k;
+        k = load_query(s, st, ret, ret_n);
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_request_list_by_owner(Store *s, uid_t owner, StoreRequest ***ret, size_t *ret_n) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ret || !ret_n)
+                return -EINVAL;
+        k = prepare(s, "SELECT " REQUEST_COLUMNS " FROM requests WHERE owner = ?1 ORDER BY created, id", &st);
+        if (k < 0)
+                return k;
+        k = errno_from_sqlite(sqlite3_bind_int64(st, 1, (sqlite3_int64) owner));
+        if (k >= 0)
+                k = load_query(s, st, ret, ret_n);
+        sqlite3_finalize(st);
+        return k;
+}
+
+static int exec_by_id(Store *s, const char *sql, const char *id) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        k = prepare(s, sql, &st);
+        if (k < 0)
+                return k;
+        k = bind_text(st, 1, id);
+        if (k >= 0)
+                k = step_done(st);
+        if (k >= 0 && sqlite3_changes(s->db) == 0)
+                k = -ENOENT;
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_request_delete(Store *s, const char *id) {
+        int k;
+
+        if (!s || !id)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        k = exec_by_id(s, "DELETE FROM requests WHERE id = ?1", id);
+        if (k >= 0)
+                checkpoint_truncate(s);
+        return k;
+}
+
+int store_key_set(Store *s, const char *id, const CbSecret *key_pem) {
+        sqlite3_stmt *st = NULL;
+        uint8_t *blob = NULL;
+        size_t size = 0;
+        int k;
+
+        if (!s || !id || !key_pem)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+
+        k = store_cipher_seal(s->cipher, id, key_pem, &blob, &size);
+        if (k < 0)
+                return k;
+
+        k = prepare(s, "UPDATE requests SET key_blob = ?2 WHERE id = ?1", &st);
+        if (k < 0)
+                goto finish;
+        if ((k = bind_text(st, 1, id)) >= 0 &&
+            (k = errno_from_sqlite(sqlite3_bind_blob(st, 2, blob, (int) size, SQLITE_STATIC))) >= 0)
+                k = step_done(st);
+        if (k >= 0 && sqlite3_changes(s->db) == 0)
+                k = -ENOENT;
+
+finish:
+        sqlite3_finalize(st);
+        free(blob);
+        return k;
+}
+
+/* Read and decrypt the key of id; caller may hold a transaction. */
+static int key_read(Store *s, const char *id, CbSecret **ret) {
+        sqlite3_stmt *st = NULL;
+        int k, rc;
+
+        k = prepare(s, "SELECT key_blob FROM requests WHERE id = ?1", &st);
+        if (k < 0)
+                return k;
+        k = bind_text(st, 1, id);
+        if (k < 0)
+                goto finish;
+
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                k = -ENOENT;
+        else if (rc != SQLITE_ROW)
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        else if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+                k = -ENOKEY;
+        else {
+                const void *blob = sqlite3_column_blob(st, 0);
+                int size = sqlite3_column_bytes(st, 0);
+
+                k = store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, ret);
+        }
+
+finish:
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_key_get(Store *s, const char *id, CbSecret **ret) {
+        if (!s || !id || !ret)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        return key_read(s, id, ret);
+}
+
+int store_key_take(Store *s, const char *id, CbSecret **ret) {
+        CbSecret *pem = NULL;
+        int k;
+
+        if (!s || !id || !ret)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+
+        k = begin(s);
+        if (k < 0)
+                return k;
+        k = key_read(s, id, &pem);
+        if (k >= 0)
+                k = exec_by_id(s, "UPDATE requests SET key_blob = NULL WHERE id = ?1", id);
+        if (k < 0) {
+                rollback(s);
+                secret_free(pem);
+                return k;
+        }
+        k = commit(s);
+        if (k < 0) {
+                secret_free(pem);
+                return k;
+        }
+        checkpoint_truncate(s);
+
+        *ret = pem;
+        return 0;
+}
+
+int store_key_erase(Store *s, const char *id) {
+        int k;
+
+        if (!s || !id)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        k = exec_by_id(s, "UPDATE requests SET key_blob = NULL WHERE id = ?1", id);
+        if (k >= 0)
+                checkpoint_truncate(s);
+        return k;
+}
+
+static int count_query(Store *s, const char *sql, uid_t owner, const uint64_t *since, unsigned *ret) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ret)
+                return -EINVAL;
+        k = prepare(s, sql, &st);
+        if (k < 0)
+                return k;
+        k = errno_from_sqlite(sqlite3_bind_int64(st, 1, (sqlite3_int64) owner));
+        if (k >= 0 && since)
+                k = bind_u64(st, 2, *since);
+        if (k >= 0) {
+                if (sqlite3_step(st) == SQLITE_ROW) {
+                        sqlite3_int64 n = sqlite3_column_int64(st, 0);
+                        *ret = n > UINT32_MAX ? UINT32_MAX : (unsigned) n;
+                } else
+                        k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        }
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_count_active(Store *s, uid_t owner, unsigned *ret) {
+        return count_query(s,
+                           "SELECT count(*) FROM requests WHERE owner = ?1 AND "
+                           "state IN ('queued', 'submitting', 'pending', 'retrying')",
+                           owner, NULL, ret);
+}
+
+int store_count_created_since(Store *s, uid_t owner, uint64_t since_usec, unsigned *ret) {
+        return count_query(s, "SELECT count(*) FROM enroll_history WHERE owner = ?1 AND created >= ?2",
+                           owner, &since_usec, ret);
+}
+
+int store_history_prune(Store *s, uint64_t before_usec) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s)
+                return -EINVAL;
+        k = prepare(s, "DELETE FROM enroll_history WHERE created < ?1", &st);
+        if (k < 0)
+                return k;
+        k = bind_u64(st, 1, before_usec);
+        if (k >= 0)
+                k = step_done(st);
+        if (k >= 0)
+                k = sqlite3_changes(s->db);
+        sqlite3_finalize(st);
+        return k;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The durable request journal: SQLite in the state directory (STATE_DIR/certbroker.db).
+ *
+ * - journal_mode=WAL, synchronous=FULL: every function that writes returns only after its
+ *   transaction is committed AND fsync()ed, so "durable before Enroll replies" holds across
+ *   kill -9 and power loss; a killed process leaves a WAL that the next open replays.
+ * - secure_delete=ON: pages freed by erasing a key or deleting a row are zeroed; after a key
+ *   is erased the WAL is checkpointed and truncated (best effort).
+ * - Each write is one transaction: a state transition is all-or-nothing.
+ * - Private keys are stored only as store-crypto.h blobs.
+ * - The state directory must be a directory owned by the euid with mode 0700 (created so if
+ *   missing); the database file is created 0600 (O_CLOEXEC|O_NOFOLLOW).
+ * - schema_version table; a database from a newer schema is refused.
+ *
+ * Single-threaded: use a Store from the thread that opened it. No logging: failures are
+ * -errno (and for store_open() a message).
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "secret-memory.h"
+#include "store-crypto.h"
+
+/* ---- request states (API.md Request.State) ---- */
+
+typedef enum RequestState {
+        REQUEST_QUEUED,
+        REQUEST_SUBMITTING,
+        REQUEST_PENDING,
+        REQUEST_RETRYING,
+        REQUEST_ISSUED,         /* terminal from here on */
+        REQUEST_REJECTED,
+        REQUEST_FAILED,
+        REQUEST_CANCELLED,
+        _REQUEST_STATE_MAX,
+        _REQUEST_STATE_INVALID = -EINVAL,
+} RequestState;
+
+const char *request_state_to_string(RequestState s);    /* "queued" ... "cancelled"; NULL if invalid */
+RequestState request_state_from_string(const char *s);  /* -EINVAL if unknown */
+bool request_state_is_terminal(RequestState s);
+
+/* ---- request ids ---- */
+
+/* 16 lowercase hex digits from randombytes_buf() (64 bits): short, unguessable, and valid
+ * as a D-Bus object path element as is. */
+#define STORE_ID_LEN 16U
+void store_id_new(char ret[STORE_ID_LEN + 1]);
+bool store_id_is_valid(const char *id);
+
+/* ---- records ---- */
+
+/* One row: every property of API.md's Request, plus the CSR the engine built. Strings are
+ * never NULL in loaded records ("" = unset); on insert/update NULL is stored as "". */
+typedef struct StoreRequest {
+        char id[STORE_ID_LEN + 1];
+        uid_t owner;
+        char *ca;
+        char *label;
+        char *subject;
+        char **names;           /* NULL-terminated; no element may be empty or contain '\n' */
+        char *key;              /* key type string, "rsa:2048" ... */
+        char *usage;            /* "signature" | "encryption" | "both" */
+        RequestState state;
+        char *error;            /* D-Bus error name, "" when none */
+        char *error_message;
+        char *fail_info;
+        char *transaction_id;
+        char *certificate;      /* PEM */
+        char *chain;            /* PEM */
+        char *serial;           /* hex */
+        char *csr;              /* PEM PKCS#10 (not secret); kept so polling after a restart reuses it */
+        uint64_t not_before;    /* all times: usec since the epoch, 0 = unset */
+        uint64_t not_after;
+        uint64_t created;
+        uint64_t updated;
+        uint64_t next_attempt;
+        uint32_t attempts;
+        bool key_available;     /* set by the store on load: an encrypted key is stored */
+} StoreRequest;
+
+/* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes
+ * of certificate/chain/csr. */
+#define STORE_NAMES_MAX 100U
+#define STORE_TEXT_MAX 4096U
+#define STORE_PEM_MAX (256U * 1024U)
+
+StoreRequest *store_request_free(StoreRequest *r);     /* accepts NULL, returns NULL */
+void store_request_freep(StoreRequest **r);
+void store_request_array_free(StoreRequest **a, size_t n);
+
+/* ---- the store ---- */
+
+typedef struct Store Store;
+
+/* Open (creating if needed) STATE_DIR/certbroker.db and load the master key
+ * (store_cipher_load(), credentials_dir may be NULL). On failure -errno and, if ret_message
+ * is given, a malloc()ed message naming the path and the fix. -EPROTONOSUPPORT: database from
+ * a newer certbroker. */
+int store_open(const char *state_dir, const char *credentials_dir, Store **ret, char **ret_message);
+
+/* Same, with a given cipher (taken over by the store, even on failure). For tests. */
+int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **ret, char **ret_message);
+
+/* Closes the database (checkpointing the WAL) and wipes the master key. NULL-safe. */
+Store *store_close(Store *s);
+void store_closep(Store **s);
+
+/* Insert a new request, durable on return. If r->id is "" a fresh id is generated (and written
+ * to r->id); otherwise r->id must be valid and new (-EEXIST). r->key_available is ignored: pass
+ * the private key (may be NULL) to store it encrypted in the same transaction. Also appends
+ * (owner, created) to the enrollment history used by store_count_created_since().
+ * -EINVAL invalid field, -E2BIG over a limit. */
+int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem);
+
+/* Write every mutable column of r (all but id, owner, created) in one transaction.
+ * r->key_available is ignored (keys change only through the key functions). -ENOENT if no such id. */
+int store_request_update(Store *s, const StoreRequest *r);
+
+/* Read one request; -ENOENT. */
+int store_request_get(Store *s, const char *id, StoreRequest **ret);
+
+/* All requests (ordered by created, then id) / those of one owner. *ret is a malloc()ed array
+ * of *ret_n records; free with store_request_array_free(). */
+int store_request_load_all(Store *s, StoreRequest ***ret, size_t *ret_n);
+int store_request_list_by_owner(Store *s, uid_t owner, StoreRequest ***ret, size_t *ret_n);
+
+/* Forget a request and its key; -ENOENT. */
+int store_request_delete(Store *s, const char *id);
+
+/* Store (or replace) the request's private key, encrypted. -ENOENT no such request. */
+int store_key_set(Store *s, const char *id, const CbSecret *key_pem);
+
+/* Decrypt the stored key without erasing it (the engine, to poll after a restart).
+ * -ENOENT no such request, -ENOKEY no key stored, -EBADMSG blob does not open (tampered or
+ * wrong master key). */
+int store_key_get(Store *s, const char *id, CbSecret **ret);
+
+/* TakeKey: decrypt and erase in one transaction; the key is gone from the database when this
+ * returns 0. Errors as store_key_get(); on error nothing is erased. */
+int store_key_take(Store *s, const char *id, CbSecret **ret);
+
+/* Erase the stored key (Cancel, expiry). 0 also when there was none; -ENOENT no such request. */
+int store_key_erase(Store *s, const char *id);
+
+/* Quotas. Active = not terminal (MaxActive). Created-since counts every request the uid ever
+ * inserted with created >= since_usec, including removed ones (MaxRequests), from the history
+ * table. */
+int store_count_active(Store *s, uid_t owner, unsigned *ret);
+int store_count_created_since(Store *s, uid_t owner, uint64_t since_usec, unsigned *ret);
+
+/* Drop enrollment history older than before_usec (call now and then with the longest
+ * MaxRequests window). Returns rows dropped or -errno. */
+int store_history_prune(Store *s, uint64_t before_usec);
+
+/* Path of the database file (for messages). */
+const char *store_path(const Store *s);
