@@ -65,8 +65,18 @@ kinit -k -t "$LAB_SVC_KEYTAB" svc-scep
 klist_out=$(klist)
 lab_assert_contains "$klist_out" "Default principal: svc-scep@EXAMPLE.TEST" "klist after kinit -k"
 lab_assert_contains "$klist_out" "krbtgt/EXAMPLE.TEST@EXAMPLE.TEST" "klist after kinit -k"
-lab_assert_contains "$(cat "$LAB_KDC_LOG")" "AS_REQ" "KDC log"
+lab_assert_eq "$(grep -c 'AS_REQ.*svc-scep@EXAMPLE.TEST for krbtgt/EXAMPLE.TEST@EXAMPLE.TEST' "$LAB_KDC_LOG")" 1 \
+        "svc-scep AS_REQ lines in the KDC log after one kinit (the readiness probe uses lab-probe)"
 lab_pass "a ticket from the svc-scep keytab"
+
+lab_kdc_stop
+if KRB5CCNAME=MEMORY:down kinit -k -t "$LAB_SVC_KEYTAB" svc-scep 2>"$LAB_DIR/kinit-down.err"; then
+        lab_fail "kinit succeeded with the KDC stopped"
+fi
+lab_assert_contains "$(cat "$LAB_DIR/kinit-down.err")" "Cannot contact any KDC" "kinit with the KDC stopped"
+lab_kdc_start
+KRB5CCNAME=MEMORY:up kinit -k -t "$LAB_SVC_KEYTAB" svc-scep || lab_fail "kinit after lab_kdc_start"
+lab_pass "lab_kdc_stop: kinit cannot contact the KDC; lab_kdc_start brings it back"
 
 lab_kdc_addprinc extra-client "$LAB_DIR/extra.keytab"
 KRB5CCNAME=MEMORY:extra kinit -k -t "$LAB_DIR/extra.keytab" extra-client ||
@@ -116,7 +126,8 @@ lab_assert_eq "$(grep -c '"GET /certsrv/mscep_admin/ HTTP/1.1" 200' "$LAB_APACHE
 
 # --- teardown -------------------------------------------------------------
 # A nested lab (child script) must kill its servers and remove its LAB_DIR, on
-# failure and on SIGTERM.
+# failure and on SIGTERM; if it is SIGKILLed (no trap can run), its servers
+# still die (parent-death signal).
 child=$LAB_DIR/child-lab.sh
 cat >"$child" <<'CHILD'
 #!/usr/bin/env bash
@@ -131,7 +142,14 @@ if [ "$2" = fail ]; then
 fi
 while :; do sleep 0.1; done
 CHILD
-for mode in fail term; do
+# procs_of DIR: PIDs of processes whose environment names LAB_DIR=DIR.
+procs_of() {
+        grep -lsxzF "LAB_DIR=$1" /proc/[0-9]*/environ | cut -d/ -f3 | tr '\n' ' ' || true
+}
+no_procs_of() {
+        [ -z "$(procs_of "$1")" ]
+}
+for mode in fail term kill; do
         info=$LAB_DIR/child-$mode.info
         if [ "$mode" = fail ]; then
                 bash "$child" "$info" fail >"$LAB_DIR/child-$mode.log" 2>&1 && lab_fail "child lab with a failing command exited 0"
@@ -139,10 +157,20 @@ for mode in fail term; do
                 bash "$child" "$info" term >"$LAB_DIR/child-$mode.log" 2>&1 &
                 cpid=$!
                 lab_wait_for 20 "the child lab to come up" test -s "$info"
-                kill -TERM "$cpid"
-                wait "$cpid" && lab_fail "child lab exited 0 after SIGTERM" || true
+                kill -"${mode^^}" "$cpid"
+                { wait "$cpid"; } 2>/dev/null && lab_fail "child lab exited 0 after SIG${mode^^}" || true
         fi
         read -r _ kpid apid _ cdir <"$info"
+        if [ "$mode" = kill ]; then
+                # The kernel sends SIGTERM to the servers; they need a moment to exit.
+                lab_wait_for 10 "the SIGKILLed child lab's servers to exit" no_procs_of "$cdir"
+                lab_assert_eq "$(procs_of "$cdir")" "" "processes left by the child lab"
+                [ -d "$cdir" ] || lab_fail "SIGKILLed child lab: $cdir vanished although no trap could run"
+                rm -rf --one-file-system "$cdir"
+                lab_pass "teardown on kill: child lab's servers died with it"
+                continue
+        fi
+        lab_assert_eq "$(procs_of "$cdir")" "" "processes left by the child lab ($mode)"
         for p in "$kpid" "$apid"; do
                 if kill -0 "$p" 2>/dev/null; then
                         lab_fail "after a child lab exited ($mode), its server PID $p is still running: $(cat /proc/"$p"/cmdline | tr '\0' ' ')"

@@ -35,7 +35,9 @@
 #   lab_pass MSG                   print "ok - MSG"
 #
 # Additions beyond the contract
-#   lab_inside                     true when this process is the one lab_enter set up
+#   lab_inside                     true in the process lab_enter re-executed inside the
+#                                  namespaces (also before lab_enter has run there)
+#   lab_kdc_start                  start the KDC again on its database after lab_kdc_stop
 #   lab_stop NAME                  stop one server started with lab_start (TERM, then KILL)
 #   lab_on_exit CMD                run CMD (eval'd) from the EXIT trap, before servers are
 #                                  killed; use this instead of your own `trap ... EXIT`,
@@ -50,6 +52,10 @@
 #   LAB_HTTP_KEYTAB                $LAB_DIR/http.keytab (root:www-data 0640)
 #   LAB_SVC_KEYTAB                 $LAB_DIR/svc-scep.keytab (root 0600)
 #   LAB_SVC_PRINCIPAL              svc-scep@EXAMPLE.TEST
+#                                  (the KDC readiness probe uses principal lab-probe, so
+#                                  every svc-scep line in LAB_KDC_LOG comes from a test)
+#   KRB5CCNAME                     unset: the default ccache is FILE:$LAB_DIR/krb5/cc/krb5cc_<uid>
+#                                  (per uid, so lab_run_as users never share root's)
 #   LAB_NDES_STATE_DIR             $LAB_DIR/ndes (www-data, passed to the CGI)
 #   LAB_SCEPSERVER_DEPOT           scepserver's depot directory
 #   CB_LAB_INSIDE                  set to the PID of the process that entered the lab;
@@ -151,14 +157,15 @@ lab_times() {
 # Namespace and process management
 
 lab_inside() {
-        [ "${CB_LAB_INSIDE:-}" = "$$" ] && [ -n "${LAB_DIR:-}" ] && [ -d "$LAB_DIR" ]
+        [ "${CB_LAB_INSIDE:-}" = "$$" ]
 }
 
 # Refuse to do anything with servers unless we are in a private network and
 # mount namespace with nothing but loopback.
 _lab_require_inside() {
         local what=$1 links
-        lab_inside || lab_fail "$what: not inside the lab; call lab_enter \"\$@\" first"
+        lab_inside && [ -n "${LAB_DIR:-}" ] && [ -d "$LAB_DIR" ] ||
+                lab_fail "$what: not inside the lab; call lab_enter \"\$@\" first"
         if [ "$(readlink /proc/self/ns/net)" = "$(readlink /proc/1/ns/net)" ] ||
            [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
                 lab_fail "$what: refusing to start a server in the host's network or mount namespace"
@@ -235,7 +242,9 @@ lab_start() {
         shift
         _lab_require_inside "lab_start $name"
         [ -z "${_LAB_PIDS[$name]:-}" ] || lab_fail "lab_start: a server named '$name' is already running (PID ${_LAB_PIDS[$name]})"
-        "$@" </dev/null >"$LAB_DIR/$name.log" 2>&1 &
+        # pdeathsig: should this script be SIGKILLed (no trap runs), its
+        # servers get SIGTERM from the kernel instead of living on.
+        setpriv --pdeathsig TERM -- "$@" </dev/null >"$LAB_DIR/$name.log" 2>&1 &
         _LAB_PIDS[$name]=$!
         _LAB_ORDER+=("$name")
 }
@@ -373,10 +382,9 @@ lab_enter() {
         mkdir -m 0700 "$LAB_DIR/krb5/cc"
         export KRB5_CONFIG=$LAB_DIR/krb5.conf
         export KRB5_KDC_PROFILE=$LAB_DIR/krb5/kdc.conf
-        export KRB5CCNAME=FILE:$LAB_DIR/krb5/cc/krb5cc_root
         export KRB5RCACHEDIR=$LAB_DIR/krb5/rcache
         mkdir -m 0700 "$KRB5RCACHEDIR"
-        unset KRB5_KTNAME KRB5_CLIENT_KTNAME KRB5_TRACE GSS_USE_PROXY GSSPROXY_SOCKET \
+        unset KRB5CCNAME KRB5_KTNAME KRB5_CLIENT_KTNAME KRB5_TRACE GSS_USE_PROXY GSSPROXY_SOCKET \
               DBUS_SYSTEM_BUS_ADDRESS DBUS_SESSION_BUS_ADDRESS
         cat >"$KRB5_CONFIG" <<EOF
 [libdefaults]
@@ -446,18 +454,32 @@ EOF
         kadmin.local -r "$LAB_REALM" -q "addprinc -randkey HTTP/ndes.example.test" >>"$LAB_DIR/kadmin.log" 2>&1 &&
         kadmin.local -r "$LAB_REALM" -q "addprinc -randkey svc-scep" >>"$LAB_DIR/kadmin.log" 2>&1 &&
         kadmin.local -r "$LAB_REALM" -q "ktadd -k $LAB_HTTP_KEYTAB HTTP/ndes.example.test" >>"$LAB_DIR/kadmin.log" 2>&1 &&
-        kadmin.local -r "$LAB_REALM" -q "ktadd -k $LAB_SVC_KEYTAB svc-scep" >>"$LAB_DIR/kadmin.log" 2>&1 ||
+        kadmin.local -r "$LAB_REALM" -q "ktadd -k $LAB_SVC_KEYTAB svc-scep" >>"$LAB_DIR/kadmin.log" 2>&1 &&
+        kadmin.local -r "$LAB_REALM" -q "addprinc -randkey lab-probe" >>"$LAB_DIR/kadmin.log" 2>&1 &&
+        kadmin.local -r "$LAB_REALM" -q "ktadd -k $kdcdir/lab-probe.keytab lab-probe" >>"$LAB_DIR/kadmin.log" 2>&1 ||
                 { cat "$LAB_DIR/kadmin.log" >&2; lab_fail "lab_kdc: kadmin.local could not create the lab principals (log above)"; }
         chown root:www-data "$LAB_HTTP_KEYTAB"
         chmod 0640 "$LAB_HTTP_KEYTAB"
         chown root:root "$LAB_SVC_KEYTAB"
         chmod 0600 "$LAB_SVC_KEYTAB"
 
-        lab_start kdc krb5kdc -n -r "$LAB_REALM"
-        # Ready when a real AS exchange works (into a throwaway ccache).
-        _lab_wait_server kdc 10 "the KDC to issue a ticket" \
-                env KRB5CCNAME="MEMORY:lab-ready" kinit -k -t "$LAB_SVC_KEYTAB" svc-scep
+        _lab_kdc_run
         _lab_time_record kdc "$t0"
+}
+
+_lab_kdc_run() {
+        lab_start kdc krb5kdc -n -r "$LAB_REALM"
+        # Ready when a real AS exchange works.  The probe uses its own principal
+        # (lab-probe), so svc-scep's AS_REQ lines in LAB_KDC_LOG are all the tests'.
+        _lab_wait_server kdc 10 "the KDC to issue a ticket" \
+                env KRB5CCNAME="MEMORY:lab-ready" kinit -k -t "$LAB_DIR/krb5/kdc/lab-probe.keytab" lab-probe
+}
+
+lab_kdc_start() {
+        _lab_require_inside lab_kdc_start
+        [ -f "$LAB_DIR/krb5/kdc/stash" ] || lab_fail "lab_kdc_start: no KDC database; call lab_kdc first"
+        [ -z "${_LAB_PIDS[kdc]:-}" ] || lab_fail "lab_kdc_start: the KDC is already running"
+        _lab_kdc_run
 }
 
 lab_kdc_addprinc() {
