@@ -38,6 +38,9 @@ lab_assert_eq "$(lab_run_as alice id -u):$(lab_run_as alice id -G)" "2001:3001" 
 lab_pass "lab users in a private /etc/passwd and /etc/group; lab_run_as switches uid and groups"
 
 lab_assert_eq "$KRB5_CONFIG" "$LAB_DIR/krb5.conf" "KRB5_CONFIG"
+if [ -f /etc/krb5.conf ]; then
+        cmp -s /etc/krb5.conf "$KRB5_CONFIG" || lab_fail "/etc/krb5.conf inside the lab is not the lab's krb5.conf"
+fi
 lab_assert_eq "$(stat -c %a "$LAB_DIR")" 711 "LAB_DIR mode (traversable, not listable)"
 
 # A server function refuses to run outside lab_enter ...
@@ -81,7 +84,12 @@ lab_pass "lab_kdc_stop: kinit cannot contact the KDC; lab_kdc_start brings it ba
 lab_kdc_addprinc extra-client "$LAB_DIR/extra.keytab"
 KRB5CCNAME=MEMORY:extra kinit -k -t "$LAB_DIR/extra.keytab" extra-client ||
         lab_fail "kinit with a principal added by lab_kdc_addprinc"
-lab_pass "lab_kdc_addprinc adds a principal and its keytab"
+lab_kdc_addprinc svc "$LAB_DIR/svc.keytab"
+KRB5CCNAME=MEMORY:svc kinit -k -t "$LAB_DIR/svc.keytab" svc || lab_fail "kinit as svc (a prefix of svc-scep)"
+out=$(bash -c '. "$1"; CB_LAB_INSIDE=$$; LAB_DIR=$2; lab_kdc_addprinc svc-scep' - "$_lab_self" "$LAB_DIR" 2>&1) && rc=0 || rc=$?
+lab_assert_eq "$rc" 1 "lab_kdc_addprinc of an existing principal: exit status"
+lab_assert_contains "$out" "could not create svc-scep@EXAMPLE.TEST" "lab_kdc_addprinc of an existing principal"
+lab_pass "lab_kdc_addprinc adds a principal and its keytab, and fails on an existing one"
 
 # --- Apache ---------------------------------------------------------------
 lab_apache

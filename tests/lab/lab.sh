@@ -61,6 +61,10 @@
 #   CB_LAB_INSIDE                  set to the PID of the process that entered the lab;
 #                                  a child script calling lab_enter gets its own lab
 #
+# Private files bind-mounted inside the lab: /etc/hosts, /etc/resolv.conf,
+# /etc/passwd, /etc/group, /etc/nsswitch.conf (files only) and /etc/krb5.conf
+# (= $KRB5_CONFIG, for programs that clear their environment).
+#
 # Users inside the lab (private /etc/passwd and /etc/group):
 #   alice 2001 (tenant-a 3001), bob 2002 (tenant-b 3002), mallory 2003 (mallory 3003),
 #   certbroker 2010 (certbroker 2010).
@@ -408,6 +412,10 @@ lab_enter() {
     example.test = $LAB_REALM
 EOF
         chmod 0644 "$KRB5_CONFIG"
+        # Also for programs that clear their environment (CGIs, daemons).
+        if [ -f /etc/krb5.conf ]; then
+                _lab_bind_file "$KRB5_CONFIG" /etc/krb5.conf
+        fi
         # Lab users may keep their own ccaches next to root's.
         chmod 1777 "$LAB_DIR/krb5/cc"
         return 0
@@ -483,18 +491,23 @@ lab_kdc_start() {
 }
 
 lab_kdc_addprinc() {
-        local princ=$1 kt=${2:-}
+        local princ=$1 kt=${2:-} full out
         _lab_require_inside lab_kdc_addprinc
-        [ -n "${_LAB_PIDS[kdc]:-}" ] || lab_fail "lab_kdc_addprinc: call lab_kdc first"
-        kadmin.local -r "$LAB_REALM" -q "addprinc -randkey $princ" >>"$LAB_DIR/kadmin.log" 2>&1 ||
-                lab_fail "lab_kdc_addprinc: addprinc $princ failed (see $LAB_DIR/kadmin.log)"
-        grep -q "Principal \"$princ" "$LAB_DIR/kadmin.log" ||
-                grep -q "Principal \"$princ@$LAB_REALM\" created" "$LAB_DIR/kadmin.log" ||
-                lab_fail "lab_kdc_addprinc: $princ was not created (see $LAB_DIR/kadmin.log)"
+        [ -f "$LAB_DIR/krb5/kdc/stash" ] || lab_fail "lab_kdc_addprinc: call lab_kdc first"
+        case "$princ" in
+        *@*) full=$princ ;;
+        *) full=$princ@$LAB_REALM ;;
+        esac
+        # kadmin.local -q exits 0 even when the query fails: check its output.
+        out=$(kadmin.local -r "$LAB_REALM" -q "addprinc -randkey $princ" 2>&1) || true
+        printf '%s\n' "$out" >>"$LAB_DIR/kadmin.log"
+        [[ "$out" == *"Principal \"$full\" created."* ]] ||
+                lab_fail "lab_kdc_addprinc: could not create $full: $(printf '%s' "$out" | grep -v '^Authenticating' | tr '\n' ' ')"
         if [ -n "$kt" ]; then
-                kadmin.local -r "$LAB_REALM" -q "ktadd -k $kt $princ" >>"$LAB_DIR/kadmin.log" 2>&1 ||
-                        lab_fail "lab_kdc_addprinc: ktadd $princ to $kt failed (see $LAB_DIR/kadmin.log)"
-                [ -s "$kt" ] || lab_fail "lab_kdc_addprinc: keytab $kt was not written (see $LAB_DIR/kadmin.log)"
+                out=$(kadmin.local -r "$LAB_REALM" -q "ktadd -k $kt $princ" 2>&1) || true
+                printf '%s\n' "$out" >>"$LAB_DIR/kadmin.log"
+                [[ "$out" == *"Entry for principal $princ with kvno"*"added to keytab"* ]] && [ -s "$kt" ] ||
+                        lab_fail "lab_kdc_addprinc: could not write $full to keytab $kt: $(printf '%s' "$out" | grep -v '^Authenticating' | tr '\n' ' ')"
                 chmod 0600 "$kt"
         fi
 }
