@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* NDES emulator state: everything lives in files under one directory, because every
+ * request is a separate CGI process (running as www-data) and requests are concurrent. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef enum CapsProfile {
+        CAPS_WIN2016,        /* POSTPKIOperation Renewal SHA-512 SHA-256 SHA-1 DES3 */
+        CAPS_WIN2012,        /* same words, but a POST gets an empty 200; OAEP, SHA-1 replies */
+        CAPS_AES,            /* win2016 plus AES */
+        CAPS_SCEPSTANDARD,   /* plus AES and SCEPStandard */
+        _CAPS_MAX,
+} CapsProfile;
+
+typedef enum AdminEncoding {
+        ENC_UTF16LE_BOM,
+        ENC_UTF16LE,
+        ENC_UTF8,
+        _ENC_MAX,
+} AdminEncoding;
+
+typedef enum Tristate {
+        TRI_AUTO,
+        TRI_ON,
+        TRI_OFF,
+} Tristate;
+
+#define RA_ORDER_LEN 3
+typedef enum RaSlot {
+        RA_SLOT_SIGN,
+        RA_SLOT_ENC,
+        RA_SLOT_CA,
+} RaSlot;
+
+typedef struct Config {
+        CapsProfile caps;
+        AdminEncoding admin_encoding;
+        bool permission_denied;
+        bool pending;
+        int64_t clock_offset;          /* seconds added to the real clock */
+        char reply_digest[16];         /* auto, request, sha1, sha256, sha512 */
+        char reply_cipher[16];         /* auto, des3, aes128, aes256, des */
+        Tristate reply_oaep;
+        Tristate reply_certs;
+        RaSlot ra_order[RA_ORDER_LEN];
+        long max_get_url;              /* 0: unlimited */
+        int cache_size;
+        long challenge_ttl;
+        bool caps_lf;                  /* LF instead of CRLF between caps */
+        bool keep_requests;            /* save each PKIOperation body as last-request.der */
+} Config;
+
+void config_defaults(Config *c);
+/* Applies one KEY=VALUE; returns 0, or -EINVAL with *ret_error describing what was wrong. */
+int config_apply(Config *c, const char *assignment, const char **ret_error);
+/* Reads DIR/config (missing file: defaults). */
+int config_load(const char *dir, Config *ret);
+int config_save(const char *dir, const Config *c);
+/* The config as KEY=VALUE lines, static buffer. */
+const char *config_format(const Config *c);
+
+const char *caps_profile_name(CapsProfile p);
+
+time_t state_now(const Config *c);
+
+/* Writes DIR/NAME atomically (temporary + rename), owned like DIR when we are root. */
+int state_write(const char *dir, const char *name, const void *data, size_t size, int mode);
+/* Reads DIR/NAME, at most max bytes. */
+int state_read(const char *dir, const char *name, size_t max, unsigned char **ret, size_t *ret_size);
+/* Appends one line to DIR/NAME (created 0640 owned like DIR). */
+int state_append(const char *dir, const char *name, const char *line);
+/* Exclusive flock on DIR/lock; returns the fd. */
+int state_lock(const char *dir);
+
+#define CHALLENGE_LEN 16
+
+typedef enum ChallengeResult {
+        CHALLENGE_ISSUED,
+        CHALLENGE_CACHE_FULL,
+} ChallengeResult;
+
+/* Under the lock: drops expired challenges, then adds a fresh one unless the cache is full. */
+int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result);
+/* Under the lock: removes the challenge if present and unexpired. 0: valid and now consumed,
+ * -ENOENT: unknown, used or expired. */
+int challenge_consume(const char *dir, const Config *c, const char *challenge);
