@@ -127,9 +127,17 @@ if curl -s -o /dev/null --max-time 5 "https://ndes.example.test/" 2>/dev/null; t
 fi
 lab_pass "https: certificate valid for the alias names under the lab root only"
 
+lab_apache_stop
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$LAB_HTTP_URL/certsrv/mscep_admin/") || true
+lab_assert_eq "$code" 000 "HTTP status with Apache stopped (no connection)"
+lab_apache_start
+code=$(lab_curl --negotiate -u : -o /dev/null -w '%{http_code}' "$LAB_HTTPS_URL/certsrv/mscep_admin/")
+lab_assert_eq "$code" 200 "https mscep_admin after lab_apache_start"
+lab_pass "lab_apache_stop: connections refused; lab_apache_start brings Apache back"
+
 # The host's Kerberos configuration is never used.
 lab_assert_file_lacks "$LAB_APACHE_ERROR_LOG" "/etc/krb5.conf" "Apache error log"
-lab_assert_eq "$(grep -c '"GET /certsrv/mscep_admin/ HTTP/1.1" 200' "$LAB_APACHE_ACCESS_LOG")" 2 \
+lab_assert_eq "$(grep -c '"GET /certsrv/mscep_admin/ HTTP/1.1" 200' "$LAB_APACHE_ACCESS_LOG")" 3 \
         "authenticated admin page requests in the access log"
 
 # --- teardown -------------------------------------------------------------

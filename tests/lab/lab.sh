@@ -38,6 +38,8 @@
 #   lab_inside                     true in the process lab_enter re-executed inside the
 #                                  namespaces (also before lab_enter has run there)
 #   lab_kdc_start                  start the KDC again on its database after lab_kdc_stop
+#   lab_apache_stop / lab_apache_start   stop Apache ("NDES down"), start it again
+#                                  with the same configuration and state
 #   lab_stop NAME                  stop one server started with lab_start (TERM, then KILL)
 #   lab_on_exit CMD                run CMD (eval'd) from the EXIT trap, before servers are
 #                                  killed; use this instead of your own `trap ... EXIT`,
@@ -600,16 +602,33 @@ lab_apache() {
                     "$_lab_dir_src/httpd.conf.in"
         } >"$conf"
 
+        _lab_apache_run
+        _lab_time_record apache "$t0"
+}
+
+_lab_apache_run() {
+        local ad=$LAB_DIR/apache
         # mod_auth_gssapi runs in the workers (www-data): krb5 config and the
         # replay cache come from the environment Apache starts with.
         lab_start apache env KRB5_CONFIG="$KRB5_CONFIG" KRB5RCACHEDIR="$ad/rcache" \
                 KRB5_KTNAME="FILE:$LAB_HTTP_KEYTAB" \
-                apache2 -f "$conf" -d "$ad" -D FOREGROUND
+                apache2 -f "$ad/httpd.conf" -d "$ad" -D FOREGROUND
         _lab_wait_server apache 15 "Apache to answer http on port $LAB_HTTP_PORT" \
                 curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$LAB_HTTP_PORT/lab-ready"
         _lab_wait_server apache 15 "Apache to answer https on port $LAB_HTTPS_PORT" \
                 curl -s -o /dev/null --max-time 2 --cacert "$LAB_TLS_ROOT" "https://ndes.example.test:$LAB_HTTPS_PORT/lab-ready"
-        _lab_time_record apache "$t0"
+}
+
+lab_apache_stop() {
+        lab_stop apache
+}
+
+lab_apache_start() {
+        _lab_require_inside lab_apache_start
+        [ -f "$LAB_DIR/apache/httpd.conf" ] || lab_fail "lab_apache_start: call lab_apache first"
+        [ -z "${_LAB_PIDS[apache]:-}" ] || lab_fail "lab_apache_start: Apache is already running"
+        # lab_start truncates apache.log; Apache's own logs are appended to.
+        _lab_apache_run
 }
 
 # ---------------------------------------------------------------------------
@@ -642,7 +661,7 @@ lab_scepserver() {
         _lab_require_inside lab_scepserver
         t0=$(_lab_now_ms)
         depot=$LAB_DIR/scepserver/depot
-        mkdir -p -m 0700 "$depot"
+        mkdir -m 0700 "$LAB_DIR/scepserver" "$depot"
         LAB_SCEPSERVER_DEPOT=$depot
         export LAB_SCEPSERVER_DEPOT
         (cd "$LAB_DIR/scepserver" && scepserver ca -init -depot "$depot" -keySize 2048 \
