@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The policy decision (CONFIG.md "policy.d"): who may request what. Pure code: the daemon
+ * resolves the caller (uid, user name, gids, group names, unit, SELinux label) from the bus
+ * credentials and NSS, and provides the usage counts through CbUsageCounter; nothing here
+ * does I/O or logs. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cb-config.h"
+#include "cb-subject.h"
+
+#define CB_REQUEST_NAMES_MAX 100U
+
+/* The caller as the daemon resolved it. Any pointer may be NULL (unknown): a selector line
+ * that needs an unknown attribute does not match. */
+typedef struct CbCaller {
+        uid_t uid;
+        const char *user_name;                  /* from getpwuid(uid), or NULL */
+        const gid_t *gids; size_t n_gids;       /* primary and supplementary gids */
+        const char *const *group_names; size_t n_group_names;  /* names of those gids */
+        const char *unit;                       /* systemd unit, e.g. "nginx-a.service" */
+        const char *selinux_label;              /* full label "u:r:httpd_t:s0" */
+} CbCaller;
+
+/* The request: Enroll/CheckAccess arguments. Strings are NUL-terminated. */
+typedef struct CbRequestSpec {
+        const char *ca;                         /* "" or NULL: the default CA */
+        const char *subject;                    /* "" or NULL: CN=<names[0]> */
+        const char *const *names; size_t n_names;       /* DNS subjectAltNames */
+        const char *key;                        /* option "key", NULL: the CA's DefaultKey */
+        const char *usage;                      /* option "usage", NULL: both */
+        const char *label;                      /* option "label", NULL: "" */
+} CbRequestSpec;
+
+/* Usage counts the engine provides. Both callbacks count the caller uid's requests over all
+ * CAs and rules (requests the broker accepted; denials are not requests):
+ *   count_since: requests created at or after since_usec (CLOCK_REALTIME µs), used for
+ *                MaxRequests=N/WINDOW with since_usec = now_usec - WINDOW;
+ *   count_active: non-terminal requests (queued, submitting, pending, retrying), used for
+ *                MaxActive=.
+ * They are called only for rules that have the limit, at most once per distinct window.
+ * A negative return aborts cb_policy_decide() with that error. A NULL counter (or NULL
+ * callback) counts 0. */
+typedef struct CbUsageCounter {
+        uint64_t now_usec;
+        int (*count_since)(uid_t uid, uint64_t since_usec, uint64_t *ret, void *userdata);
+        int (*count_active)(uid_t uid, uint64_t *ret, void *userdata);
+        void *userdata;
+} CbUsageCounter;
+
+/* The outcome, mapping 1:1 to API.md error names (cb_decision_result_to_error()). */
+typedef enum CbDecisionResult {
+        CB_DECISION_ALLOWED,
+        CB_DECISION_ACCESS_DENIED,              /* no applicable rule, or no rule allows the CA */
+        CB_DECISION_NAME_NOT_PERMITTED,         /* a name or the CN fails the guard or the rules */
+        CB_DECISION_UNKNOWN_CA,
+        CB_DECISION_INVALID_ARGUMENT,           /* bad option, subject, empty names, ... */
+        CB_DECISION_KEY_NOT_PERMITTED,
+        CB_DECISION_QUOTA_EXCEEDED,
+        _CB_DECISION_RESULT_MAX,
+} CbDecisionResult;
+
+/* "AccessDenied", "NameNotPermitted", ... ("" for ALLOWED). The bus layer prefixes
+ * "org.certbroker.Broker1.Error.". */
+const char *cb_decision_result_to_error(CbDecisionResult r);
+
+typedef struct CbDecision {
+        bool allowed;
+        CbDecisionResult result;
+        char *rule;             /* the allowing rule; on denial the rule the reason is about;
+                                 * "" when none (no applicable rule, or root bypass) */
+        bool root_bypass;       /* allowed by RootBypassesRules=yes */
+        char *reason;           /* human message naming what failed and the fix; on allow a
+                                 * short "allowed by rule 'x' (path:line)" */
+        /* The resolved request (set whenever the arguments were valid, also on some denials): */
+        const CbCa *ca;         /* points into the CbConfig; NULL if unresolved */
+        CbKeyType key;          /* resolved key type (CA default applied) */
+        CbUsage usage;
+        char *label;
+        char **names; size_t n_names;   /* normalized, in request order */
+        CbSubject *subject;             /* parsed (or CN=<names[0]>), CN normalized */
+} CbDecision;
+
+/* Decides a request. Order: options (InvalidArgument), CA (UnknownCA), names and subject
+ * (syntax and duplicates: InvalidArgument; the suffix guard: NameNotPermitted), root bypass
+ * (RootBypassesRules=yes and uid 0: allowed, any key type, no quota), then the rules in order:
+ * the first applicable rule that allows the CA, the key type, every name, the CN, and is
+ * within its MaxActive and MaxRequests limits allows the request. When none does, the denial
+ * reports the rule that got furthest (CA < key < names < quota; the first such rule on ties).
+ *
+ * The CN is checked like a name (it must be allowed by the same rule) but need not also be
+ * in names. Names are normalized (lower case, trailing dot removed) and duplicates after
+ * normalization are InvalidArgument. A request needs at least one name unless its subject
+ * has a CN.
+ *
+ * Returns 0 with *ret filled (allowed or denied: a denial is not a failure), or a negative
+ * errno (-ENOMEM, or a counter's error) with *ret untouched. Release with cb_decision_done(). */
+int cb_policy_decide(const CbConfig *config, const CbCaller *caller, const CbRequestSpec *req,
+                     const CbUsageCounter *counter, CbDecision *ret);
+
+void cb_decision_done(CbDecision *d);
+
+/* Whether some rule that applies to the caller may use this CA (for CA.Check); root is
+ * always allowed when RootBypassesRules=yes. */
+bool cb_policy_caller_may_use_ca(const CbConfig *config, const CbCaller *caller, const char *ca);
+
+/* Whether the rule's selectors match the caller (false for a rule without selectors). */
+bool cb_rule_applies(const CbRule *rule, const CbCaller *caller);
+
+/* The type field of an SELinux label ("u:r:httpd_t:s0" → "httpd_t", also without a level
+ * "u:r:httpd_t"): returns 0 with *ret_start and *ret_len pointing into label, or -EINVAL when
+ * label is NULL or has no non-empty third field. */
+int cb_selinux_label_type(const char *label, const char **ret_start, size_t *ret_len);

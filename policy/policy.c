@@ -1,0 +1,580 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cb-names.h"
+#include "cb-policy.h"
+#include "util.h"
+
+#define SHOW_INPUT_MAX 128U
+
+const char *cb_decision_result_to_error(CbDecisionResult r) {
+        static const char *const table[_CB_DECISION_RESULT_MAX] = {
+                [CB_DECISION_ALLOWED] = "",
+                [CB_DECISION_ACCESS_DENIED] = "AccessDenied",
+                [CB_DECISION_NAME_NOT_PERMITTED] = "NameNotPermitted",
+                [CB_DECISION_UNKNOWN_CA] = "UnknownCA",
+                [CB_DECISION_INVALID_ARGUMENT] = "InvalidArgument",
+                [CB_DECISION_KEY_NOT_PERMITTED] = "KeyNotPermitted",
+                [CB_DECISION_QUOTA_EXCEEDED] = "QuotaExceeded",
+        };
+        if ((int) r < 0 || r >= _CB_DECISION_RESULT_MAX)
+                return "AccessDenied";
+        return table[r];
+}
+
+int cb_selinux_label_type(const char *label, const char **ret_start, size_t *ret_len) {
+        if (!label)
+                return -EINVAL;
+        const char *a = strchr(label, ':');
+        if (!a)
+                return -EINVAL;
+        const char *b = strchr(a + 1, ':');
+        if (!b)
+                return -EINVAL;
+        const char *t = b + 1;
+        size_t n = strcspn(t, ":");
+        if (n == 0)
+                return -EINVAL;
+        if (ret_start)
+                *ret_start = t;
+        if (ret_len)
+                *ret_len = n;
+        return 0;
+}
+
+static bool parse_id(const char *s, uint32_t *ret) {
+        uint64_t x = 0;
+        if (!*s)
+                return false;
+        for (; *s; s++) {
+                if (!ascii_isdigit(*s))
+                        return false;
+                x = x * 10 + (uint64_t) (*s - '0');
+                if (x > UINT32_MAX)
+                        return false;
+        }
+        *ret = (uint32_t) x;
+        return true;
+}
+
+static bool strv_contains(const char *const *v, size_t n, const char *s) {
+        if (!v || !s)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (streq_ptr(v[i], s))
+                        return true;
+        return false;
+}
+
+bool cb_rule_applies(const CbRule *rule, const CbCaller *caller) {
+        uint32_t id;
+
+        if (!rule || !caller)
+                return false;
+        if (rule->n_users == 0 && rule->n_groups == 0 && rule->n_units == 0 && rule->n_selinux_types == 0)
+                return false;
+
+        if (rule->n_users > 0) {
+                bool m = false;
+                for (size_t i = 0; i < rule->n_users && !m; i++)
+                        m = parse_id(rule->users[i], &id) ? id == (uint32_t) caller->uid
+                                                          : streq_ptr(rule->users[i], caller->user_name);
+                if (!m)
+                        return false;
+        }
+        if (rule->n_groups > 0) {
+                bool m = false;
+                for (size_t i = 0; i < rule->n_groups && !m; i++) {
+                        if (parse_id(rule->groups[i], &id)) {
+                                for (size_t j = 0; j < caller->n_gids && caller->gids && !m; j++)
+                                        m = (uint32_t) caller->gids[j] == id;
+                        } else
+                                m = strv_contains(caller->group_names, caller->n_group_names, rule->groups[i]);
+                }
+                if (!m)
+                        return false;
+        }
+        if (rule->n_units > 0 &&
+            !strv_contains((const char *const *) rule->units, rule->n_units, caller->unit))
+                return false;
+        if (rule->n_selinux_types > 0) {
+                const char *t;
+                size_t n;
+                bool m = false;
+                if (cb_selinux_label_type(caller->selinux_label, &t, &n) < 0)
+                        return false;
+                for (size_t i = 0; i < rule->n_selinux_types && !m; i++)
+                        m = strlen(rule->selinux_types[i]) == n && memcmp(rule->selinux_types[i], t, n) == 0;
+                if (!m)
+                        return false;
+        }
+        return true;
+}
+
+static bool rule_allows_ca(const CbRule *rule, const char *ca) {
+        return rule->n_cas == 0 || strv_contains((const char *const *) rule->cas, rule->n_cas, ca);
+}
+
+bool cb_policy_caller_may_use_ca(const CbConfig *c, const CbCaller *caller, const char *ca) {
+        if (!c || !caller || !ca)
+                return false;
+        if (caller->uid == 0 && c->root_bypasses_rules)
+                return true;
+        for (size_t i = 0; i < c->n_rules; i++)
+                if (cb_rule_applies(&c->rules[i], caller) && rule_allows_ca(&c->rules[i], ca))
+                        return true;
+        return false;
+}
+
+void cb_decision_done(CbDecision *d) {
+        if (!d)
+                return;
+        free(d->rule);
+        free(d->reason);
+        free(d->label);
+        strv_free_n(d->names, d->n_names);
+        cb_subject_free(d->subject);
+        *d = (CbDecision) {};
+}
+
+/* Caller-supplied text in messages: printable ASCII as is, everything else as \xNN, cut. */
+static char *show(const char *s) {
+        if (!s)
+                return strdup("(null)");
+        size_t n = strlen(s);
+        bool cut = n > SHOW_INPUT_MAX;
+        if (cut)
+                n = SHOW_INPUT_MAX;
+        char *buf = malloc(n * 4 + 4), *o = buf;
+        if (!buf)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                uint8_t c = (uint8_t) s[i];
+                if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'')
+                        o += sprintf(o, "\\x%02x", c);
+                else
+                        *o++ = (char) c;
+        }
+        if (cut)
+                o = stpcpy(o, "...");
+        *o = 0;
+        return buf;
+}
+
+static char *join(char *const *v, size_t n) {
+        size_t len = 1;
+        for (size_t i = 0; i < n; i++)
+                len += strlen(v[i]) + 1;
+        char *s = malloc(len), *o = s;
+        if (!s)
+                return NULL;
+        *o = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        *o++ = ' ';
+                o = stpcpy(o, v[i]);
+        }
+        if (len > 256)
+                strcpy(s + 250, " ...");
+        return s;
+}
+
+static int set_outcome(CbDecision *d, CbDecisionResult result, const char *rule, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int set_outcome(CbDecision *d, CbDecisionResult result, const char *rule, const char *fmt, ...) {
+        char *reason = NULL, *r = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        int k = vasprintf(&reason, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return -ENOMEM;
+        r = strdup(rule ? rule : "");
+        if (!r) {
+                free(reason);
+                return -ENOMEM;
+        }
+        free(d->reason);
+        free(d->rule);
+        d->reason = reason;
+        d->rule = r;
+        d->result = result;
+        d->allowed = result == CB_DECISION_ALLOWED;
+        return 0;
+}
+
+static char *window_string(uint64_t usec, char *buf, size_t size) {
+        uint64_t s = usec / CB_USEC_PER_SEC;
+        if (s % 86400 == 0)
+                snprintf(buf, size, "%llud", (unsigned long long) (s / 86400));
+        else if (s % 3600 == 0)
+                snprintf(buf, size, "%lluh", (unsigned long long) (s / 3600));
+        else if (s % 60 == 0)
+                snprintf(buf, size, "%llum", (unsigned long long) (s / 60));
+        else
+                snprintf(buf, size, "%llus", (unsigned long long) s);
+        return buf;
+}
+
+typedef struct Counts {
+        const CbUsageCounter *counter;
+        uid_t uid;
+        bool have_active;
+        uint64_t active;
+        uint64_t windows[8], since[8];
+        size_t n_windows;
+} Counts;
+
+static int counts_active(Counts *c, uint64_t *ret) {
+        if (!c->have_active) {
+                c->active = 0;
+                if (c->counter && c->counter->count_active) {
+                        int r = c->counter->count_active(c->uid, &c->active, c->counter->userdata);
+                        if (r < 0)
+                                return r;
+                }
+                c->have_active = true;
+        }
+        *ret = c->active;
+        return 0;
+}
+
+static int counts_since(Counts *c, uint64_t window, uint64_t *ret) {
+        for (size_t i = 0; i < c->n_windows; i++)
+                if (c->windows[i] == window) {
+                        *ret = c->since[i];
+                        return 0;
+                }
+        uint64_t n = 0;
+        if (c->counter && c->counter->count_since) {
+                uint64_t now = c->counter->now_usec;
+                uint64_t since = now > window ? now - window : 0;
+                int r = c->counter->count_since(c->uid, since, &n, c->counter->userdata);
+                if (r < 0)
+                        return r;
+        }
+        if (c->n_windows < ELEMENTSOF(c->windows)) {
+                c->windows[c->n_windows] = window;
+                c->since[c->n_windows++] = n;
+        }
+        *ret = n;
+        return 0;
+}
+
+enum {
+        STAGE_CA,
+        STAGE_KEY,
+        STAGE_NAMES,
+        STAGE_QUOTA,
+        STAGE_PASSED,
+};
+
+/* Checks one applicable rule. Returns the stage reached (STAGE_PASSED when the rule allows the
+ * request) and on failure a message in *ret_reason; negative errno on failure. */
+static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *const *names, size_t n_names,
+                      const char *cn, Counts *counts, char **ret_reason) {
+        _cleanup_free_ char *list = NULL, *shown = NULL;
+        char *reason = NULL;
+        int r;
+
+        if (!rule_allows_ca(rule, ca->name)) {
+                list = join(rule->cas, rule->n_cas);
+                if (!list || asprintf(&reason, "rule '%s' (%s:%u) does not allow CA '%s' (CAs=%s)", rule->name,
+                                      rule->path, rule->line, ca->name, list) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return STAGE_CA;
+        }
+
+        if (rule->keys_set && !rule->keys[key]) {
+                char allowed[128] = "";
+                size_t o = 0;
+                for (int t = 0; t < _CB_KEY_TYPE_MAX; t++)
+                        if (rule->keys[t])
+                                o += snprintf(allowed + o, sizeof allowed - o, "%s%s", o ? " " : "",
+                                              cb_key_type_to_string(t));
+                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key type %s (Keys=%s): request one of those "
+                             "with the key option", rule->name, rule->path, rule->line, cb_key_type_to_string(key),
+                             allowed) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return STAGE_KEY;
+        }
+
+        for (size_t i = 0; i <= n_names; i++) {
+                const char *name = i < n_names ? names[i] : cn;
+                const char *what = i < n_names ? "name" : "subject CN";
+                if (!name)
+                        continue;
+                if (cb_name_is_wildcard(name) && !rule->wildcards) {
+                        if (asprintf(&reason, "%s '%s' is a wildcard and rule '%s' (%s:%u) has Wildcards=no", what, name,
+                                     rule->name, rule->path, rule->line) < 0)
+                                return -ENOMEM;
+                        *ret_reason = reason;
+                        return STAGE_NAMES;
+                }
+                bool m = false;
+                for (size_t j = 0; j < rule->n_names && !m; j++)
+                        m = cb_name_pattern_match(rule->names[j], name);
+                if (!m) {
+                        list = join(rule->names, rule->n_names);
+                        if (!list || asprintf(&reason, "%s '%s' is not permitted by rule '%s' (%s:%u), which allows "
+                                              "Names=%s", what, name, rule->name, rule->path, rule->line, list) < 0)
+                                return -ENOMEM;
+                        *ret_reason = reason;
+                        return STAGE_NAMES;
+                }
+        }
+
+        if (rule->max_active > 0) {
+                uint64_t n;
+                r = counts_active(counts, &n);
+                if (r < 0)
+                        return r;
+                if (n >= rule->max_active) {
+                        if (asprintf(&reason, "uid %u has %llu active requests and rule '%s' (%s:%u) allows "
+                                     "MaxActive=%u: wait for them to finish, or cancel or remove some",
+                                     (unsigned) counts->uid, (unsigned long long) n, rule->name, rule->path, rule->line,
+                                     rule->max_active) < 0)
+                                return -ENOMEM;
+                        *ret_reason = reason;
+                        return STAGE_QUOTA;
+                }
+        }
+        if (rule->max_requests > 0) {
+                uint64_t n;
+                char w[32];
+                r = counts_since(counts, rule->max_requests_window_usec, &n);
+                if (r < 0)
+                        return r;
+                if (n >= rule->max_requests) {
+                        window_string(rule->max_requests_window_usec, w, sizeof w);
+                        if (asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) allows "
+                                     "MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
+                                     (unsigned long long) n, w, rule->name, rule->path, rule->line,
+                                     rule->max_requests, w) < 0)
+                                return -ENOMEM;
+                        *ret_reason = reason;
+                        return STAGE_QUOTA;
+                }
+        }
+        return STAGE_PASSED;
+}
+
+static char *ca_list(const CbConfig *c) {
+        size_t len = 1;
+        for (size_t i = 0; i < c->n_cas; i++)
+                len += strlen(c->cas[i].name) + 2;
+        char *s = malloc(len), *o = s;
+        if (!s)
+                return NULL;
+        *o = 0;
+        for (size_t i = 0; i < c->n_cas; i++) {
+                if (i > 0)
+                        o = stpcpy(o, ", ");
+                o = stpcpy(o, c->cas[i].name);
+        }
+        return s;
+}
+
+static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec *req,
+                  const CbUsageCounter *counter, CbDecision *d) {
+        const char *why = NULL;
+        int r;
+
+        /* Options. */
+        if (req->usage) {
+                if (cb_usage_validate(req->usage, &d->usage, &why) < 0) {
+                        _cleanup_free_ char *s = show(req->usage);
+                        return s ? set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL, "option usage='%s' %s", s, why)
+                                 : -ENOMEM;
+                }
+        } else
+                d->usage = CB_USAGE_BOTH;
+        if (req->label && cb_label_validate(req->label, &why) < 0) {
+                _cleanup_free_ char *s = show(req->label);
+                return s ? set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL, "option label='%s' %s", s, why) : -ENOMEM;
+        }
+        d->label = strdup(req->label ? req->label : "");
+        if (!d->label)
+                return -ENOMEM;
+        CbKeyType key = _CB_KEY_TYPE_INVALID;
+        if (req->key && cb_key_type_validate(req->key, &key, &why) < 0) {
+                _cleanup_free_ char *s = show(req->key);
+                return s ? set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL, "option key='%s' %s", s, why) : -ENOMEM;
+        }
+
+        /* CA. */
+        const CbCa *ca = cb_config_find_ca(c, req->ca);
+        if (!ca) {
+                _cleanup_free_ char *list = ca_list(c), *s = show(req->ca);
+                if (!list || !s)
+                        return -ENOMEM;
+                if (c->n_cas == 0)
+                        return set_outcome(d, CB_DECISION_UNKNOWN_CA, NULL,
+                                           "no CA is configured: add a ca.d/NAME.conf file with a [CA] section");
+                if (!req->ca || !*req->ca)
+                        return set_outcome(d, CB_DECISION_UNKNOWN_CA, NULL,
+                                           "no default CA: name one of the configured CAs (%s), or set Default=yes "
+                                           "in one ca.d/*.conf", list);
+                return set_outcome(d, CB_DECISION_UNKNOWN_CA, NULL, "unknown CA '%s': the configured CAs are %s", s,
+                                   list);
+        }
+        d->ca = ca;
+        d->key = key >= 0 ? key : ca->default_key;
+
+        /* Names. */
+        if (req->n_names > CB_REQUEST_NAMES_MAX)
+                return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL, "%zu names: at most %u are allowed",
+                                   req->n_names, CB_REQUEST_NAMES_MAX);
+        if (req->n_names > 0 && !req->names)
+                return -EINVAL;
+        d->names = calloc(req->n_names + 1, sizeof(char *));
+        if (!d->names)
+                return -ENOMEM;
+        for (size_t i = 0; i < req->n_names; i++) {
+                const char *in = req->names[i] ? req->names[i] : "";
+                char *n = NULL;
+                r = cb_name_normalize(in, strlen(in), c->permitted_suffix, CB_NAME_ALLOW_WILDCARD, &n, &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        _cleanup_free_ char *s = show(in);
+                        if (!s)
+                                return -ENOMEM;
+                        return set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL, "name '%s' %s%s%s", s, why,
+                                           streq_ptr(why, "is not under the permitted suffix") ? " " : "",
+                                           streq_ptr(why, "is not under the permitted suffix") ? c->permitted_suffix : "");
+                }
+                for (size_t j = 0; j < d->n_names; j++)
+                        if (strcmp(d->names[j], n) == 0) {
+                                free(n);
+                                return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                                   "name '%s' is given twice (names are compared in lower case and "
+                                                   "without a trailing dot)", d->names[j]);
+                        }
+                d->names[d->n_names++] = n;
+        }
+
+        /* Subject. */
+        if (req->subject && *req->subject) {
+                r = cb_subject_parse(req->subject, &d->subject, &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        _cleanup_free_ char *s = show(req->subject);
+                        return s ? set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                               "subject '%s' %s: give an RFC 4514 DN such as "
+                                               "CN=web.example.com,O=Example (CN, O, OU, L, ST, C), or \"\"", s, why)
+                                 : -ENOMEM;
+                }
+                _cleanup_free_ char *cn = d->subject->cn ? show(d->subject->cn) : NULL;
+                if (d->subject->cn && !cn)
+                        return -ENOMEM;
+                r = cb_subject_check_cn(d->subject, c->permitted_suffix, &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL, "subject CN '%s' %s%s%s", cn, why,
+                                           streq_ptr(why, "is not under the permitted suffix") ? " " : "",
+                                           streq_ptr(why, "is not under the permitted suffix") ? c->permitted_suffix : "");
+                if (!d->subject->cn && d->n_names == 0)
+                        return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                           "the subject has no CN and there are no names: give at least one name");
+        } else {
+                if (d->n_names == 0)
+                        return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                           "no names and no subject: give at least one DNS name");
+                if (strlen(d->names[0]) > 64)
+                        return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                           "the first name '%s' is longer than 64 bytes, too long for the default "
+                                           "subject CN=<first name>: give a subject explicitly (one without a CN, "
+                                           "such as O=Example, is fine)", d->names[0]);
+                r = cb_subject_new_cn(d->names[0], &d->subject);
+                if (r < 0)
+                        return r;
+        }
+        /* The CN is checked like a name; skip it when it is one of the names anyway. */
+        const char *cn = d->subject->cn;
+        for (size_t i = 0; cn && i < d->n_names; i++)
+                if (strcmp(d->names[i], cn) == 0)
+                        cn = NULL;
+
+        /* Root. */
+        if (caller->uid == 0 && c->root_bypasses_rules) {
+                d->root_bypass = true;
+                return set_outcome(d, CB_DECISION_ALLOWED, NULL, "allowed: uid 0 bypasses the rules (RootBypassesRules=yes)");
+        }
+
+        /* Rules. */
+        Counts counts = { .counter = counter, .uid = caller->uid };
+        _cleanup_free_ char *best_reason = NULL;
+        const CbRule *best_rule = NULL;
+        int best_stage = -1;
+        bool applicable = false;
+
+        for (size_t i = 0; i < c->n_rules; i++) {
+                const CbRule *rule = &c->rules[i];
+                char *reason = NULL;
+
+                if (!cb_rule_applies(rule, caller))
+                        continue;
+                applicable = true;
+
+                r = rule_check(rule, ca, d->key, d->names, d->n_names, cn, &counts, &reason);
+                if (r < 0)
+                        return r;
+                if (r == STAGE_PASSED)
+                        return set_outcome(d, CB_DECISION_ALLOWED, rule->name, "allowed by rule '%s' (%s:%u)",
+                                           rule->name, rule->path, rule->line);
+                if (r > best_stage) {
+                        free(best_reason);
+                        best_reason = reason;
+                        best_rule = rule;
+                        best_stage = r;
+                } else
+                        free(reason);
+        }
+
+        if (!applicable) {
+                _cleanup_free_ char *user = caller->user_name ? show(caller->user_name) : NULL;
+                if (caller->user_name && !user)
+                        return -ENOMEM;
+                return set_outcome(d, CB_DECISION_ACCESS_DENIED, NULL,
+                                   "no rule applies to uid %u%s%s%s: add a [Rule] in policy.d/ whose Users=, Groups=, "
+                                   "Units= or SELinuxTypes= match this caller", (unsigned) caller->uid,
+                                   user ? " (user " : "", user ? user : "", user ? ")" : "");
+        }
+
+        static const CbDecisionResult stage_result[] = {
+                [STAGE_CA] = CB_DECISION_ACCESS_DENIED,
+                [STAGE_KEY] = CB_DECISION_KEY_NOT_PERMITTED,
+                [STAGE_NAMES] = CB_DECISION_NAME_NOT_PERMITTED,
+                [STAGE_QUOTA] = CB_DECISION_QUOTA_EXCEEDED,
+        };
+        return set_outcome(d, stage_result[best_stage], best_rule->name, "%s", best_reason);
+}
+
+int cb_policy_decide(const CbConfig *config, const CbCaller *caller, const CbRequestSpec *req,
+                     const CbUsageCounter *counter, CbDecision *ret) {
+        CbDecision d = { .key = _CB_KEY_TYPE_INVALID, .usage = CB_USAGE_BOTH };
+        int r;
+
+        if (!config || !caller || !req || !ret)
+                return -EINVAL;
+
+        r = decide(config, caller, req, counter, &d);
+        if (r < 0) {
+                cb_decision_done(&d);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Internal helpers of policy/ (not installed, not for other modules). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void *take_ptr_impl(void *pp) {
+        void **p = pp, *v = *p;
+        *p = NULL;
+        return v;
+}
+#define TAKE_PTR(p) ((__typeof__(p)) take_ptr_impl(&(p)))
+
+static inline bool streq_ptr(const char *a, const char *b) {
+        if (!a || !b)
+                return a == b;
+        return strcmp(a, b) == 0;
+}
+
+static inline bool ascii_isdigit(char c) {
+        return c >= '0' && c <= '9';
+}
+static inline bool ascii_isalpha(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static inline char ascii_tolower(char c) {
+        return c >= 'A' && c <= 'Z' ? (char) (c - 'A' + 'a') : c;
+}
+static inline char ascii_toupper(char c) {
+        return c >= 'a' && c <= 'z' ? (char) (c - 'a' + 'A') : c;
+}
+static inline bool ascii_isxdigit(char c) {
+        return ascii_isdigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+static inline int unhexchar(char c) {
+        if (ascii_isdigit(c))
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+void strv_free_n(char **v, size_t n);
+int strv_push(char ***v, size_t *n, char *s);   /* takes s on success */
+bool utf8_is_valid_n(const char *s, size_t n);
