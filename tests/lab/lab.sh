@@ -343,18 +343,20 @@ _lab_bind_file() {
 }
 
 lab_enter() {
-        local script
+        local script t0
         if [ "${CB_LAB_INSIDE:-}" != "$$" ]; then
                 [ "$(id -u)" -eq 0 ] || lab_fail "lab_enter: run as root (the lab builds private namespaces and starts a KDC on port 88)"
                 command -v unshare >/dev/null || lab_fail "lab_enter: unshare not found (util-linux; run tests/install-deps)"
                 script=$(readlink -f "${BASH_SOURCE[-1]}")
-                [ -f "$script" ] || lab_fail "lab_enter: cannot find the calling script ('${BASH_SOURCE[-1]}') to re-exec"
+                [ -f "$script" ] && [ "$script" != "$_lab_self" ] ||
+                        lab_fail "lab_enter: call it from a bash script (it re-executes the script that sourced lab.sh), not from '${BASH_SOURCE[-1]}'"
                 # unshare without --fork execs bash in place: same PID inside.
                 export CB_LAB_INSIDE=$$
                 exec unshare --mount --net --propagation private -- "$BASH" "$script" "$@"
         fi
 
         # Inside the fresh namespaces.
+        t0=$(_lab_now_ms)
         ip link set lo up || lab_fail "lab_enter: cannot bring lo up"
 
         LAB_DIR=$(mktemp -d /tmp/cb-lab.XXXXXX)
@@ -420,6 +422,7 @@ EOF
         fi
         # Lab users may keep their own ccaches next to root's.
         chmod 1777 "$LAB_DIR/krb5/cc"
+        _lab_time_record enter "$t0"
         return 0
 }
 
