@@ -60,6 +60,7 @@
 #                                  (per uid, so lab_run_as users never share root's)
 #   LAB_NDES_STATE_DIR             $LAB_DIR/ndes (www-data, passed to the CGI)
 #   LAB_SCEPSERVER_DEPOT           scepserver's depot directory
+#   CB_LAB_KEEP=on-failure         keep LAB_DIR only when the script fails (=1: always)
 #   CB_LAB_INSIDE                  set to the PID of the process that entered the lab;
 #                                  a child script calling lab_enter gets its own lab
 #
