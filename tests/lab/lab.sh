@@ -9,7 +9,7 @@
 #     lab_apache         # Apache + mod_auth_gssapi, http and https
 #     ...
 #
-# Contract: /tmp/lab-api.md (copied in short below).  Everything runs on
+# This header is the lab's contract with its users.  Everything runs on
 # loopback inside `unshare --mount --net --propagation private`; every server
 # function refuses to run anywhere else.  Servers are killed by PID from the
 # EXIT trap (also on failure, SIGINT, SIGTERM); LAB_DIR is removed unless
@@ -33,6 +33,27 @@
 #   lab_assert_contains HAYSTACK NEEDLE WHAT
 #   lab_assert_file_lacks FILE NEEDLE WHAT
 #   lab_pass MSG                   print "ok - MSG"
+#
+# Variables the functions export
+#   lab_enter:      LAB_DIR (mode 0711), KRB5_CONFIG=$LAB_DIR/krb5.conf, KRB5_KDC_PROFILE,
+#                   KRB5RCACHEDIR, LAB_REALM=EXAMPLE.TEST, LAB_*_PORT (KDC 88, HTTP 80,
+#                   HTTPS 443, SCEPSERVER 8080)
+#   lab_kdc:        LAB_KDC_LOG, LAB_HTTP_KEYTAB, LAB_SVC_KEYTAB
+#   lab_apache:     LAB_TLS_ROOT (PEM), LAB_APACHE_ACCESS_LOG, LAB_APACHE_ERROR_LOG,
+#                   LAB_NDES_STATE_DIR, LAB_NDES_CGI_USED (reads LAB_NDES_CGI: the NDES
+#                   CGI to run; default: tests/lab/ndes-placeholder.cgi)
+#   lab_bus:        DBUS_SYSTEM_BUS_ADDRESS
+#   lab_scepserver: LAB_SCEPSERVER_URL (http://127.0.0.1:8080/scep), LAB_SCEPSERVER_CA,
+#                   LAB_SCEPSERVER_DEPOT
+#   lab_gssproxy:   GSSPROXY_SOCKET, LAB_GSSPROXY_SOCKET (clients add GSS_USE_PROXY=yes
+#                   and a writable ccache, e.g. KRB5CCNAME=MEMORY:x)
+#
+# Apache routes, on http and https (server certificate for ndes.example.test,
+# ndes-alias.example.test, evil.attacker.test under LAB_TLS_ROOT):
+#   /certsrv/mscep_admin/...            GSSAPI (HTTP/ndes.example.test, krb5 only) -> NDES CGI
+#   /certsrv/mscep/mscep.dll[/...]      anonymous -> NDES CGI
+#   /redirect-foreign                   302 to https://evil.attacker.test/
+#   /always-401/certsrv/mscep_admin/    401 WWW-Authenticate: Negotiate, even to a valid ticket
 #
 # Additions beyond the contract
 #   lab_inside                     true in the process lab_enter re-executed inside the
