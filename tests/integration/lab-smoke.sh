@@ -10,12 +10,16 @@ lab_enter "$@"
 links=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | tr '\n' ' ')
 lab_assert_eq "$links" "lo " "network interfaces inside the lab"
 lab_assert_eq "$(ip route show)" "" "IPv4 routes besides loopback's local table"
+lab_assert_eq "$(ip -6 route show | grep -v '^::1 dev lo' || true)" "" "IPv6 routes besides ::1 on lo"
 start=$(_lab_now_ms)
 if curl -s -o /dev/null --max-time 5 http://192.0.2.1/ 2>/dev/null; then
         lab_fail "a connection to 192.0.2.1 (outside loopback) succeeded"
 fi
 if (exec 3<>/dev/tcp/10.0.0.1/88) 2>/dev/null; then
         lab_fail "a TCP connection to 10.0.0.1:88 (outside loopback) succeeded"
+fi
+if curl -s -o /dev/null --max-time 5 "http://[2001:db8::1]/" 2>/dev/null; then
+        lab_fail "a connection to 2001:db8::1 (outside loopback) succeeded"
 fi
 elapsed=$(( $(_lab_now_ms) - start ))
 [ "$elapsed" -lt 1000 ] || lab_fail "connects outside loopback should fail at once (network unreachable), took ${elapsed}ms"
