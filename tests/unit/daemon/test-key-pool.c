@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* KeyPool: spec parsing, fill to target, take, refill, async jobs and cancellation,
+ * driven both by hand (poll + dispatch) and from sd-event. */
+
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "keys-pool.h"
+
+static int setup(void **state) {
+        return secret_init() < 0 ? -1 : 0;
+}
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* Wait on the pool's eventfd and dispatch until cond(p) holds; fail after 60 s. */
+static void run_until(KeyPool *p, bool (*cond)(KeyPool *p, void *ud), void *ud) {
+        uint64_t deadline = now_ms() + 60000;
+
+        while (!cond(p, ud)) {
+                struct pollfd pfd = { .fd = key_pool_get_fd(p), .events = POLLIN };
+                uint64_t n = now_ms();
+
+                assert_true(n < deadline);
+                assert_true(poll(&pfd, 1, (int) (deadline - n)) >= 0);
+                assert_true(key_pool_dispatch(p) >= 0);
+        }
+}
+
+static bool is_idle(KeyPool *p, void *ud) {
+        return key_pool_is_idle(p);
+}
+
+static void test_parse_spec(void **state) {
+        unsigned t[_KEY_TYPE_MAX];
+        char *bad = NULL;
+
+        assert_int_equal(key_pool_parse_spec("rsa:2048=4 ec:p256=8", t, &bad), 0);
+        assert_int_equal(t[KEY_TYPE_RSA_2048], 4);
+        assert_int_equal(t[KEY_TYPE_EC_P256], 8);
+        assert_int_equal(t[KEY_TYPE_RSA_3072], 0);
+        assert_int_equal(t[KEY_TYPE_RSA_4096], 0);
+        assert_int_equal(t[KEY_TYPE_EC_P384], 0);
+
+        assert_int_equal(key_pool_parse_spec("", t, &bad), 0);
+        assert_int_equal(t[KEY_TYPE_RSA_2048], 0);
+        assert_int_equal(key_pool_parse_spec(NULL, t, &bad), 0);
+        assert_int_equal(key_pool_parse_spec("  ec:p384=1\trsa:4096=0  ", t, &bad), 0);
+        assert_int_equal(t[KEY_TYPE_EC_P384], 1);
+
+        t[KEY_TYPE_EC_P384] = 77;
+        assert_int_equal(key_pool_parse_spec("rsa:2048=4 rsa:1024=2", t, &bad), -EINVAL);
+        assert_string_equal(bad, "rsa:1024=2");
+        free(bad);
+        bad = NULL;
+        assert_int_equal(t[KEY_TYPE_EC_P384], 77); /* untouched on failure */
+
+        assert_int_equal(key_pool_parse_spec("rsa:2048=65", t, &bad), -ERANGE);
+        assert_string_equal(bad, "rsa:2048=65");
+        free(bad);
+        bad = NULL;
+
+        const char *const invalid[] = { "rsa:2048", "rsa:2048=", "rsa:2048=-1", "rsa:2048=1x",
+                                        "=4", "rsa:2048=1 rsa:2048=2", "rsa:2048=99999999999999999999",
+                                        "ec:p256=+3" };
+        for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+                int r = key_pool_parse_spec(invalid[i], t, &bad);
+                assert_true(r == -EINVAL || r == -ERANGE);
+                assert_non_null(bad);
+                free(bad);
+                bad = NULL;
+        }
+}
+
+static void test_fill_take_refill(void **state) {
+        unsigned t[_KEY_TYPE_MAX] = {};
+        KeyPool *p = NULL;
+        EVP_PKEY *k1, *k2;
+        KeyType got;
+
+        assert_int_equal(key_pool_new(&p), 0);
+        assert_true(key_pool_is_idle(p));
+        assert_null(key_pool_take(p, KEY_TYPE_EC_P256));
+
+        t[KEY_TYPE_EC_P256] = 3;
+        t[KEY_TYPE_RSA_2048] = 2;
+        assert_int_equal(key_pool_set_targets(p, t), 0);
+        assert_int_equal(key_pool_target(p, KEY_TYPE_EC_P256), 3);
+        run_until(p, is_idle, NULL);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_EC_P256), 3);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_2048), 2);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_4096), 0);
+
+        k1 = key_pool_take(p, KEY_TYPE_EC_P256);
+        k2 = key_pool_take(p, KEY_TYPE_EC_P256);
+        assert_non_null(k1);
+        assert_non_null(k2);
+        assert_false(key_public_equal(k1, k2));
+        assert_int_equal(key_get_type(k1, &got), 0);
+        assert_int_equal(got, KEY_TYPE_EC_P256);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_EC_P256), 1);
+        assert_null(key_pool_take(p, KEY_TYPE_RSA_4096));
+
+        /* Refilled after taking. */
+        run_until(p, is_idle, NULL);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_EC_P256), 3);
+
+        /* Lowering a target frees keys at once; zero empties. */
+        t[KEY_TYPE_EC_P256] = 1;
+        t[KEY_TYPE_RSA_2048] = 0;
+        assert_int_equal(key_pool_set_targets(p, t), 0);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_EC_P256), 1);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_2048), 0);
+
+        t[KEY_TYPE_EC_P256] = KEY_POOL_TARGET_MAX + 1;
+        assert_int_equal(key_pool_set_targets(p, t), -ERANGE);
+
+        EVP_PKEY_free(k1);
+        EVP_PKEY_free(k2);
+        key_pool_free(p);
+}
+
+typedef struct Results {
+        unsigned calls;
+        uint64_t last_job;
+        int last_error;
+        KeyType want;
+        bool type_ok;
+        unsigned rsa2048_in_pool;       /* pool count when the handler ran */
+} Results;
+
+static void on_key(KeyPool *p, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        Results *res = userdata;
+        KeyType t;
+
+        res->calls++;
+        res->last_job = job;
+        res->last_error = error;
+        res->type_ok = key && key_get_type(key, &t) >= 0 && t == res->want;
+        res->rsa2048_in_pool = key_pool_count(p, KEY_TYPE_RSA_2048);
+        EVP_PKEY_free(key);
+}
+
+static Results *results_ptr;
+
+static bool calls_at_least(KeyPool *p, void *ud) {
+        const unsigned *want = ud;
+        return results_ptr->calls >= *want;
+}
+
+static void test_async_and_cancel(void **state) {
+        Results res = { .want = KEY_TYPE_EC_P384 };
+        uint64_t j1 = 0, j2 = 0, j3 = 0;
+        KeyPool *p = NULL;
+        unsigned want;
+
+        results_ptr = &res;
+        assert_int_equal(key_pool_new(&p), 0);
+        assert_int_equal(key_pool_generate_async(p, _KEY_TYPE_MAX, on_key, &res, &j1), -EINVAL);
+
+        assert_int_equal(key_pool_generate_async(p, KEY_TYPE_EC_P384, on_key, &res, &j1), 0);
+        assert_int_equal(key_pool_generate_async(p, KEY_TYPE_EC_P384, on_key, &res, &j2), 0);
+        assert_int_equal(key_pool_generate_async(p, KEY_TYPE_EC_P384, on_key, &res, &j3), 0);
+        assert_true(j1 > 0 && j2 > j1 && j3 > j2);
+
+        /* Cancel the middle one wherever it is (queued, running or done): never delivered. */
+        assert_int_equal(key_pool_cancel(p, j2), 0);
+        assert_int_equal(key_pool_cancel(p, j2), -ENOENT);
+        assert_int_equal(key_pool_cancel(p, 999999), -ENOENT);
+
+        want = 2;
+        run_until(p, calls_at_least, &want);
+        run_until(p, is_idle, NULL);
+        assert_int_equal(res.calls, 2);
+        assert_int_equal(res.last_job, j3);
+        assert_int_equal(res.last_error, 0);
+        assert_true(res.type_ok);
+        assert_int_equal(key_pool_cancel(p, j3), -ENOENT);  /* already delivered */
+
+        /* Freeing with work still queued: no handler runs, nothing leaks. */
+        res.calls = 0;
+        assert_int_equal(key_pool_generate_async(p, KEY_TYPE_RSA_3072, on_key, &res, NULL), 0);
+        assert_int_equal(key_pool_generate_async(p, KEY_TYPE_RSA_3072, on_key, &res, NULL), 0);
+        key_pool_free(p);
+        assert_int_equal(res.calls, 0);
+}
+
+/* Jobs are served before refill work: jobs queued before a refill target is set are all
+ * delivered (FIFO, from the main thread) before any refill key reaches the pool. */
+static void test_jobs_before_refill(void **state) {
+        Results res = { .want = KEY_TYPE_EC_P256 };
+        unsigned t[_KEY_TYPE_MAX] = {}, want = 3;
+        KeyPool *p = NULL;
+
+        results_ptr = &res;
+        assert_int_equal(key_pool_new(&p), 0);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(key_pool_generate_async(p, KEY_TYPE_EC_P256, on_key, &res, NULL), 0);
+        t[KEY_TYPE_RSA_2048] = 2;
+        assert_int_equal(key_pool_set_targets(p, t), 0);
+        run_until(p, calls_at_least, &want);
+        assert_true(res.type_ok);
+        assert_int_equal(res.rsa2048_in_pool, 0);
+        run_until(p, is_idle, NULL);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_2048), 2);
+        key_pool_free(p);
+}
+
+typedef struct EventCtx {
+        KeyPool *pool;
+        sd_event *event;
+} EventCtx;
+
+static void on_key_exit(KeyPool *p, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        EventCtx *c = userdata;
+
+        assert_int_equal(error, 0);
+        assert_non_null(key);
+        EVP_PKEY_free(key);
+        assert_int_equal(sd_event_exit(c->event, 0), 0);
+}
+
+static void test_sd_event(void **state) {
+        EventCtx c = {};
+
+        assert_int_equal(sd_event_new(&c.event), 0);
+        assert_int_equal(key_pool_new(&c.pool), 0);
+        assert_int_equal(key_pool_attach_event(c.pool, c.event, 0), 0);
+        assert_int_equal(key_pool_attach_event(c.pool, c.event, 0), -EBUSY);
+        assert_int_equal(key_pool_generate_async(c.pool, KEY_TYPE_EC_P256, on_key_exit, &c, NULL), 0);
+        assert_int_equal(sd_event_loop(c.event), 0);
+        key_pool_free(c.pool);
+        sd_event_unref(c.event);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_parse_spec),
+                cmocka_unit_test(test_fill_take_refill),
+                cmocka_unit_test(test_async_and_cancel),
+                cmocka_unit_test(test_jobs_before_refill),
+                cmocka_unit_test(test_sd_event),
+        };
+
+        return cmocka_run_group_tests(tests, setup, NULL);
+}
