@@ -8,7 +8,7 @@ lab_enter "$@"
 
 lab_kdc
 lab_apache
-lab_gssproxy alice
+lab_gssproxy "$(id -u alice)"
 lab_assert_eq "$LAB_GSSPROXY_SOCKET" "$GSSPROXY_SOCKET" "LAB_GSSPROXY_SOCKET"
 
 # alice cannot read the keytab.

@@ -714,8 +714,12 @@ lab_gssproxy() {
         _lab_require_inside lab_gssproxy
         [ -n "${LAB_SVC_KEYTAB:-}" ] || lab_fail "lab_gssproxy: call lab_kdc first"
         t0=$(_lab_now_ms)
-        uid=$(_lab_user_ids "$who")
-        uid=${uid% *}
+        if [[ "$who" =~ ^[0-9]+$ ]]; then
+                uid=$who
+        else
+                uid=$(_lab_user_ids "$who")
+                uid=${uid% *}
+        fi
         gd=$LAB_DIR/gssproxy
         mkdir -m 0755 "$gd"
         mkdir -m 0700 "$gd/conf.d" "$gd/ccache"
