@@ -39,7 +39,7 @@ static inline char *test_mkdtemp(const char *prefix) {
 static inline char *test_path(const char *dir, const char *name) {
         char *p = NULL;
 
-        if (asprintf(&p, "%s/%s", dir, name) < 0)
-                return NULL;
+        if (asprintf(&p, "%s/%s", dir, name) < 0 || !p)
+                abort();
         return p;
 }

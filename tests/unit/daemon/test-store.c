@@ -596,7 +596,7 @@ static void test_credentials(void **state) {
         /* A credentials directory without our credential: fall back to the state-dir file. */
         assert_int_equal(store_open(state_dir, creds, &s, &msg), 0);
         store_close(s);
-        assert_true(asprintf(&cred, "%s/certbroker-store-key", creds) > 0);
+        cred = test_path(creds, "certbroker-store-key");
         assert_int_equal(chmod(creds, 0700), 0);
 
         fp = fopen(cred, "we");
