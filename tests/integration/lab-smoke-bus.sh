@@ -42,7 +42,10 @@ except dbus.exceptions.DBusException as e:
 ')" org.freedesktop.DBus.Error.AccessDenied "user certbroker owning a name the project policy does not grant"
 lab_pass "bus policy from ipc/system.d: root and certbroker may own org.certbroker.Broker1; alice, bob, mallory may not"
 
-# Anyone may call the broker: alice reaches a service owned by root.
+# Anyone may call the broker: alice reaches a service owned by root (a tiny
+# python3-dbus service; its main loop needs python3-gi).
+"$LAB_PYTHON" -c 'from gi.repository import GLib' 2>/dev/null ||
+        lab_fail "python3-gi is not installed (needed for the fake broker's main loop): add it to tests/install-deps"
 lab_start fake-broker "$LAB_PYTHON" -c '
 import dbus, dbus.service, dbus.mainloop.glib
 from gi.repository import GLib
