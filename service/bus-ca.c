@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* org.certbroker.Broker1.CA objects: configuration and what the CA last said. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-errors.h"
+#include "bus-util.h"
+#include "caller.h"
+#include "cb-policy.h"
+#include "engine.h"
+#include "manager.h"
+
+static int ca_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                   void **ret_found, sd_bus_error *error) {
+        Manager *m = userdata;
+        CaState *ca;
+        char *name = NULL;
+        int r;
+
+        r = sd_bus_path_decode(path, CB_CA_PREFIX, &name);
+        if (r <= 0)
+                return r;
+        ca = cb_ca_name_is_valid(name) ? manager_find_ca_state(m, name) : NULL;
+        free(name);
+        if (!ca)
+                return 0;
+        *ret_found = ca;
+        return 1;
+}
+
+static int ca_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
+                        sd_bus_error *error) {
+        Manager *m = userdata;
+        char **nodes = calloc(m->n_cas + 1, sizeof(char *));
+
+        if (!nodes)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_cas; i++)
+                if (sd_bus_path_encode(CB_CA_PREFIX, m->cas[i]->name, &nodes[i]) < 0) {
+                        for (size_t j = 0; j < i; j++)
+                                free(nodes[j]);
+                        free(nodes);
+                        return -ENOMEM;
+                }
+        *ret_nodes = nodes;
+        return 0;
+}
+
+static const CbCa *ca_config(CaState *ca) {
+        return cb_config_find_ca(ca->manager->config, ca->name);
+}
+
+static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        CaState *ca = userdata;
+        const CbCa *c = ca_config(ca);
+        const char *v = NULL;
+
+        if (strcmp(property, "Name") == 0)
+                v = ca->name;
+        else if (strcmp(property, "URL") == 0)
+                v = c ? c->url : NULL;
+        else if (strcmp(property, "AdminURL") == 0)
+                v = c ? c->admin_url : NULL;
+        else if (strcmp(property, "Authentication") == 0)
+                v = c ? cb_authentication_to_string(c->authentication) : NULL;
+        else if (strcmp(property, "Challenge") == 0)
+                v = c ? cb_challenge_mode_to_string(c->challenge) : NULL;
+        else if (strcmp(property, "CACertificates") == 0)
+                v = ca->ca_certificates;
+        else if (strcmp(property, "RACertificates") == 0)
+                v = ca->ra_certificates;
+        else if (strcmp(property, "LastError") == 0)
+                v = ca->last_error;
+        return sd_bus_message_append(reply, "s", v ?: "");
+}
+
+static int get_capabilities(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        CaState *ca = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (size_t i = 0; r >= 0 && i < ca->n_capabilities; i++)
+                r = sd_bus_message_append(reply, "s", ca->capabilities[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int get_last_contact(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "t", ((CaState *) userdata)->last_contact);
+}
+
+static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        CaState *ca = userdata;
+        Manager *m = ca->manager;
+        Caller caller = {};
+        int want_challenge = 0, r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *name, *contents;
+                char type;
+
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &name);
+                if (r < 0)
+                        return r;
+                if (strcmp(name, "challenge") != 0)
+                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                                                 "Unknown option '%.64s': Check() knows only 'challenge' (b).", name);
+                r = sd_bus_message_peek_type(msg, &type, &contents);
+                if (r < 0)
+                        return r;
+                if (!contents || strcmp(contents, "b") != 0)
+                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                                                 "Option 'challenge' must be a boolean (variant type 'b').");
+                r = sd_bus_message_read(msg, "v", "b", &want_challenge);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+
+        r = caller_from_message(msg, &caller);
+        if (r < 0)
+                return r;
+        CbCaller cb = {
+                .uid = caller.uid,
+                .user_name = caller.user_name,
+                .gids = caller.gids,
+                .n_gids = caller.n_gids,
+                .group_names = (const char *const *) caller.group_names,
+                .n_group_names = caller.n_group_names,
+                .unit = caller.unit,
+                .selinux_label = caller.selinux_label,
+        };
+        bool allowed = caller.uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
+        caller_done(&caller);
+        if (!allowed)
+                return sd_bus_error_setf(error, CB_ERROR_ACCESS_DENIED,
+                                         "No policy rule lets you use CA '%s'; Check() is for root and "
+                                         "for callers some rule allows to use the CA.", ca->name);
+
+        return engine_ca_check(m, ca, msg, want_challenge);
+}
+
+static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        CaState *ca = userdata;
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(msg, &uid);
+        if (r < 0)
+                return r;
+        if (uid != 0)
+                return sd_bus_error_set(error, CB_ERROR_ACCESS_DENIED, "Only root may refresh a CA.");
+        r = engine_ca_refresh(ca->manager, ca);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot start refreshing CA '%s': %m", ca->name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+#define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
+
+static const sd_bus_vtable ca_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Name", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("URL", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("AdminURL", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("Authentication", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("Challenge", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("Capabilities", "as", get_capabilities, 0, INVAL),
+        SD_BUS_PROPERTY("CACertificates", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("RACertificates", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("LastContact", "t", get_last_contact, 0, INVAL),
+        SD_BUS_PROPERTY("LastError", "s", get_string, 0, INVAL),
+        SD_BUS_METHOD_WITH_NAMES("Check", "a{sv}", SD_BUS_PARAM(options), "a(sss)", SD_BUS_PARAM(steps),
+                                 method_check, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Refresh", "", "", method_refresh, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+int bus_ca_register(Manager *m) {
+        int r;
+
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_CA_PREFIX, CB_CA_IFACE, ca_vtable, ca_find, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_node_enumerator(m->bus, NULL, CB_CA_PREFIX, ca_enumerate, m);
+}
+
+int bus_ca_emit_changed(CaState *ca) {
+        char *path = NULL;
+        int r;
+
+        if (!ca->manager->bus)
+                return 0;
+        r = sd_bus_path_encode(CB_CA_PREFIX, ca->name, &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_emit_properties_changed_strv(ca->manager->bus, path, CB_CA_IFACE, NULL);
+        free(path);
+        return r;
+}

@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* org.certbroker.Broker1.Request objects: readable and callable by the request's owner and
+ * root only. Access is decided in the find callback, before any property or method. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-errors.h"
+#include "bus-util.h"
+#include "caller.h"
+#include "engine.h"
+#include "log.h"
+#include "manager.h"
+
+#define WAITERS_PER_REQUEST_MAX 64U
+
+static int request_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                        void **ret_found, sd_bus_error *error) {
+        Manager *m = userdata;
+        sd_bus_message *msg = sd_bus_get_current_message(bus);
+        Request *req;
+        char *id = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_path_decode(path, CB_REQUEST_PREFIX, &id);
+        if (r <= 0)
+                return r;
+        req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
+        if (!req) {
+                r = sd_bus_error_setf(error, CB_ERROR_NO_SUCH_REQUEST, "No request '%.32s'.", id);
+                free(id);
+                return r;
+        }
+        free(id);
+
+        if (!msg)
+                return 0;
+        r = caller_uid_from_message(msg, &uid);
+        if (r < 0)
+                return r;
+        if (uid != 0 && uid != req->rec->owner)
+                return sd_bus_error_setf(error, CB_ERROR_ACCESS_DENIED,
+                                         "Request %s belongs to another user.", req->rec->id);
+        *ret_found = req;
+        return 1;
+}
+
+static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
+                             sd_bus_error *error) {
+        Manager *m = userdata;
+        sd_bus_message *msg = sd_bus_get_current_message(bus);
+        char **nodes;
+        size_t n = 0;
+        uid_t uid = (uid_t) -1;
+
+        if (msg && caller_uid_from_message(msg, &uid) < 0)
+                uid = (uid_t) -1;
+        nodes = calloc(m->n_requests + 1, sizeof(char *));
+        if (!nodes)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                if (uid != 0 && uid != m->requests[i]->rec->owner)
+                        continue;
+                if (bus_request_path(m->requests[i]->rec->id, &nodes[n]) < 0) {
+                        for (size_t j = 0; j < n; j++)
+                                free(nodes[j]);
+                        free(nodes);
+                        return -ENOMEM;
+                }
+                n++;
+        }
+        *ret_nodes = nodes;
+        return 0;
+}
+
+#define REC(r) (((Request *) (r))->rec)
+
+static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        StoreRequest *s = REC(userdata);
+        const char *v = NULL;
+
+        if (strcmp(property, "Id") == 0)
+                v = s->id;
+        else if (strcmp(property, "CA") == 0)
+                v = s->ca;
+        else if (strcmp(property, "Label") == 0)
+                v = s->label;
+        else if (strcmp(property, "Subject") == 0)
+                v = s->subject;
+        else if (strcmp(property, "Key") == 0)
+                v = s->key;
+        else if (strcmp(property, "Usage") == 0)
+                v = s->usage;
+        else if (strcmp(property, "State") == 0)
+                v = request_state_to_string(s->state);
+        else if (strcmp(property, "Error") == 0)
+                v = s->error;
+        else if (strcmp(property, "ErrorMessage") == 0)
+                v = s->error_message;
+        else if (strcmp(property, "FailInfo") == 0)
+                v = s->fail_info;
+        else if (strcmp(property, "TransactionId") == 0)
+                v = s->transaction_id;
+        else if (strcmp(property, "Certificate") == 0)
+                v = s->certificate;
+        else if (strcmp(property, "Chain") == 0)
+                v = s->chain;
+        else if (strcmp(property, "Serial") == 0)
+                v = s->serial;
+        return sd_bus_message_append(reply, "s", v ?: "");
+}
+
+static int get_time(sd_bus *bus, const char *path, const char *interface, const char *property,
+                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        StoreRequest *s = REC(userdata);
+        uint64_t v = 0;
+
+        if (strcmp(property, "NotBefore") == 0)
+                v = s->not_before;
+        else if (strcmp(property, "NotAfter") == 0)
+                v = s->not_after;
+        else if (strcmp(property, "Created") == 0)
+                v = s->created;
+        else if (strcmp(property, "Updated") == 0)
+                v = s->updated;
+        else if (strcmp(property, "NextAttempt") == 0)
+                v = s->next_attempt;
+        return sd_bus_message_append(reply, "t", v);
+}
+
+static int get_names(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append_strv(reply, REC(userdata)->names);
+}
+
+static int get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "u", (uint32_t) REC(userdata)->owner);
+}
+
+static int get_attempts(sd_bus *bus, const char *path, const char *interface, const char *property,
+                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "u", REC(userdata)->attempts);
+}
+
+static int get_key_available(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "b", (int) REC(userdata)->key_available);
+}
+
+static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Waiter *w = userdata;
+        Request *req = w->request;
+
+        for (Waiter **p = &req->waiters; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        break;
+                }
+        (void) sd_bus_reply_method_return(w->call, "s", request_state_to_string(req->rec->state));
+        sd_event_source_disable_unref(w->timeout);
+        sd_bus_message_unref(w->call);
+        free(w);
+        return 0;
+}
+
+static int method_wait(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        uint64_t timeout;
+        unsigned n = 0;
+        Waiter *w;
+        int r;
+
+        r = sd_bus_message_read(msg, "t", &timeout);
+        if (r < 0)
+                return r;
+        if (timeout == 0 || request_state_is_terminal(req->rec->state))
+                return sd_bus_reply_method_return(msg, "s", request_state_to_string(req->rec->state));
+
+        for (w = req->waiters; w; w = w->next)
+                n++;
+        if (n >= WAITERS_PER_REQUEST_MAX)
+                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                                         "Request %s already has %u Wait() calls outstanding.",
+                                         req->rec->id, WAITERS_PER_REQUEST_MAX);
+
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->request = req;
+        w->call = sd_bus_message_ref(msg);
+        r = sd_event_add_time_relative(req->manager->event, &w->timeout, CLOCK_MONOTONIC,
+                                       timeout, 0, on_wait_timeout, w);
+        if (r < 0) {
+                sd_bus_message_unref(w->call);
+                free(w);
+                return r;
+        }
+        w->next = req->waiters;
+        req->waiters = w;
+        return 1;       /* replied later, exactly once */
+}
+
+static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        Manager *m = req->manager;
+        sd_bus_message *reply = NULL;
+        CbSecret *pem = NULL;
+        int r;
+
+        if (req->rec->state != REQUEST_ISSUED)
+                return sd_bus_error_setf(error, CB_ERROR_NOT_READY,
+                                         "Request %s is %s: the key can be taken once it is issued.",
+                                         req->rec->id, request_state_to_string(req->rec->state));
+        if (!req->rec->key_available)
+                return sd_bus_error_setf(error, CB_ERROR_KEY_ALREADY_TAKEN,
+                                         "The private key of request %s was already taken and has been erased.",
+                                         req->rec->id);
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        /* The reply holds the key: have sd-bus wipe it when freed. */
+        r = sd_bus_message_sensitive(reply);
+        if (r >= 0)
+                r = store_key_take(m->store, req->rec->id, &pem);
+        if (r == -ENOKEY) {
+                req->rec->key_available = false;
+                sd_bus_message_unref(reply);
+                return sd_bus_error_setf(error, CB_ERROR_KEY_ALREADY_TAKEN,
+                                         "The private key of request %s was already taken and has been erased.",
+                                         req->rec->id);
+        }
+        if (r < 0) {
+                sd_bus_message_unref(reply);
+                log_error_errno(r, "Request %s: cannot read its key from %s: %m", req->rec->id, store_path(m->store));
+                return sd_bus_error_set_errnof(error, r, "Cannot read the stored key: %m");
+        }
+        r = sd_bus_message_append(reply, "s", (const char *) pem->data);
+        secret_free(pem);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+
+        req->rec->key_available = false;
+        EVP_PKEY_free(req->key);
+        req->key = NULL;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "key-taken", .ca = req->rec->ca },
+                  "Request %s: the private key was taken by its owner and erased.", req->rec->id);
+        (void) request_commit(req);
+        return r;
+}
+
+static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        int r;
+
+        if (req->rec->state == REQUEST_CANCELLED)
+                return sd_bus_reply_method_return(msg, NULL);
+        if (request_state_is_terminal(req->rec->state))
+                return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                                         "Request %s is already %s; only a request in progress can be cancelled "
+                                         "(Remove() forgets a finished one).",
+                                         req->rec->id, request_state_to_string(req->rec->state));
+        engine_request_stop(req);
+        r = store_key_erase(req->manager->store, req->rec->id);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot erase the request's key: %m");
+        EVP_PKEY_free(req->key);
+        req->key = NULL;
+        req->rec->key_available = false;
+        req->rec->state = REQUEST_CANCELLED;
+        req->rec->next_attempt = 0;
+        free(req->rec->error);
+        req->rec->error = strdup(CB_ERROR_CANCELLED);
+        free(req->rec->error_message);
+        req->rec->error_message = strdup("Cancelled by its owner.");
+        r = request_commit(req);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot record the cancellation: %m");
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "cancelled", .ca = req->rec->ca,
+                                             .error = CB_ERROR_CANCELLED },
+                  "Request %s cancelled.", req->rec->id);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        Manager *m = req->manager;
+        int r;
+
+        if (!request_state_is_terminal(req->rec->state))
+                return sd_bus_error_setf(error, CB_ERROR_NOT_READY,
+                                         "Request %s is %s: Cancel() it first, or wait until it ends.",
+                                         req->rec->id, request_state_to_string(req->rec->state));
+        r = store_request_delete(m->store, req->rec->id);
+        if (r < 0 && r != -ENOENT)
+                return sd_bus_error_set_errnof(error, r, "Cannot remove the request from the journal: %m");
+        r = sd_bus_reply_method_return(msg, NULL);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "removed", .ca = req->rec->ca },
+                  "Request %s removed; its key (if any) erased.", req->rec->id);
+        manager_drop_request(m, req);
+        request_free(req);
+        return r;
+}
+
+#define P(name, sig, getter, flags) SD_BUS_PROPERTY(name, sig, getter, 0, flags)
+#define CONST SD_BUS_VTABLE_PROPERTY_CONST
+#define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
+
+static const sd_bus_vtable request_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        P("Id", "s", get_string, CONST),
+        P("CA", "s", get_string, CONST),
+        P("Label", "s", get_string, CONST),
+        P("Subject", "s", get_string, CONST),
+        P("Key", "s", get_string, CONST),
+        P("Usage", "s", get_string, CONST),
+        P("Names", "as", get_names, CONST),
+        P("Owner", "u", get_owner, CONST),
+        P("State", "s", get_string, INVAL),
+        P("Error", "s", get_string, INVAL),
+        P("ErrorMessage", "s", get_string, INVAL),
+        P("FailInfo", "s", get_string, INVAL),
+        P("TransactionId", "s", get_string, INVAL),
+        P("Certificate", "s", get_string, INVAL),
+        P("Chain", "s", get_string, INVAL),
+        P("Serial", "s", get_string, INVAL),
+        P("NotBefore", "t", get_time, INVAL),
+        P("NotAfter", "t", get_time, INVAL),
+        P("Created", "t", get_time, CONST),
+        P("Updated", "t", get_time, INVAL),
+        P("NextAttempt", "t", get_time, INVAL),
+        P("Attempts", "u", get_attempts, INVAL),
+        P("KeyAvailable", "b", get_key_available, INVAL),
+        SD_BUS_METHOD_WITH_NAMES("Wait", "t", SD_BUS_PARAM(timeout_usec), "s", SD_BUS_PARAM(state),
+                                 method_wait, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("TakeKey", "", , "s", SD_BUS_PARAM(key_pem),
+                                 method_take_key, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Cancel", "", "", method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("Remove", "", "", method_remove, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+int bus_request_register(Manager *m) {
+        int r;
+
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_REQUEST_PREFIX, CB_REQUEST_IFACE,
+                                       request_vtable, request_find, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_node_enumerator(m->bus, NULL, CB_REQUEST_PREFIX, request_enumerate, m);
+}
+
+int bus_request_emit_changed(Request *r) {
+        char *path = NULL;
+        int q;
+
+        if (!r->manager->bus)
+                return 0;
+        q = bus_request_path(r->rec->id, &path);
+        if (q < 0)
+                return q;
+        /* NULL: every property flagged EMITS_INVALIDATION, names only. */
+        q = sd_bus_emit_properties_changed_strv(r->manager->bus, path, CB_REQUEST_IFACE, NULL);
+        free(path);
+        return q;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bus-errors.h"
+#include "bus-util.h"
+
+int bus_error_setf_named(sd_bus_error *error, const char *short_name, const char *format, ...) {
+        char name[256];
+        char *msg = NULL;
+        va_list ap;
+        int r;
+
+        snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", short_name);
+        va_start(ap, format);
+        r = vasprintf(&msg, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        r = sd_bus_error_set(error, name, msg);
+        free(msg);
+        return r;
+}
+
+int bus_request_path(const char *id, char **ret) {
+        /* Ids are 16 lowercase hex digits: valid path elements as they are. */
+        if (asprintf(ret, CB_REQUEST_PREFIX "/%s", id) < 0)
+                return -ENOMEM;
+        return 0;
+}

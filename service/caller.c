@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "caller.h"
+
+static char *user_name_of(uid_t uid) {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+
+        if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res)
+                return NULL;
+        return strdup(res->pw_name);
+}
+
+static char *group_name_of(gid_t gid) {
+        struct group gr, *res = NULL;
+        char buf[8192];
+
+        if (getgrgid_r(gid, &gr, buf, sizeof buf, &res) != 0 || !res)
+                return NULL;
+        return strdup(res->gr_name);
+}
+
+int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid) {
+        sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        sd_bus_creds_unref(creds);
+        if (r < 0)
+                return r;
+        *ret_uid = uid;
+        return 0;
+}
+
+int caller_from_message(sd_bus_message *m, Caller *ret) {
+        sd_bus_creds *creds = NULL;
+        Caller c = { .gid = (gid_t) -1 };
+        const gid_t *gids = NULL;
+        const char *s;
+        int r, n;
+
+        r = sd_bus_query_sender_creds(m,
+                                      SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_EGID |
+                                      SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_UNIT |
+                                      SD_BUS_CREDS_SELINUX_CONTEXT | SD_BUS_CREDS_AUGMENT,
+                                      &creds);
+        if (r < 0)
+                return r;
+
+        /* The uid is the one thing we insist on: the bus daemon vouches for it. */
+        r = sd_bus_creds_get_euid(creds, &c.uid);
+        if (r < 0)
+                goto fail;
+
+        (void) sd_bus_creds_get_pid(creds, &c.pid);
+        (void) sd_bus_creds_get_egid(creds, &c.gid);
+
+        n = sd_bus_creds_get_supplementary_gids(creds, &gids);
+        if (n > 0) {
+                c.gids = calloc((size_t) n, sizeof(gid_t));
+                if (!c.gids) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                memcpy(c.gids, gids, (size_t) n * sizeof(gid_t));
+                c.n_gids = (size_t) n;
+        }
+
+        if (sd_bus_creds_get_unit(creds, &s) >= 0 && s) {
+                c.unit = strdup(s);
+                if (!c.unit) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        if (sd_bus_creds_get_selinux_context(creds, &s) >= 0 && s && *s) {
+                c.selinux_label = strdup(s);
+                if (!c.selinux_label) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+
+        c.user_name = user_name_of(c.uid);
+
+        /* Group names, for rules that name groups: primary first, then the
+         * supplementary ones. */
+        c.group_names = calloc(c.n_gids + 1, sizeof(char *));
+        if (!c.group_names) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (c.gid != (gid_t) -1)
+                c.group_names[c.n_group_names++] = group_name_of(c.gid);
+        for (size_t i = 0; i < c.n_gids; i++)
+                c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
+
+        sd_bus_creds_unref(creds);
+        *ret = c;
+        return 0;
+
+fail:
+        sd_bus_creds_unref(creds);
+        caller_done(&c);
+        return r;
+}
+
+void caller_done(Caller *c) {
+        if (!c)
+                return;
+        free(c->gids);
+        for (size_t i = 0; i < c->n_group_names; i++)
+                free(c->group_names[i]);
+        free(c->group_names);
+        free(c->user_name);
+        free(c->unit);
+        free(c->selinux_label);
+        *c = (Caller) { .gid = (gid_t) -1 };
+}

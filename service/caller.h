@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+/* Who is calling, from the bus credentials only: never from anything the
+ * caller says about itself. dbus-daemon reports pid and euid; the rest
+ * (supplementary gids, unit) is augmented from /proc by sd-bus, which is
+ * racy against pid reuse, so it only ever narrows what a caller may do when
+ * the pid is gone (a vanished process has no gids and no unit). */
+typedef struct Caller {
+        uid_t uid;
+        gid_t gid;                      /* primary gid, (gid_t) -1 when unknown */
+        gid_t *gids;                    /* supplementary gids */
+        size_t n_gids;
+        pid_t pid;                      /* 0 when unknown */
+        char *user_name;                /* NULL when the uid has no passwd entry */
+        char **group_names;             /* parallel to gids + primary gid; entries may be NULL */
+        size_t n_group_names;
+        char *unit;                     /* systemd unit, NULL when unknown */
+        char *selinux_label;            /* full label, NULL when the bus gives none */
+} Caller;
+
+/* Fill *ret from the sender of m. Returns 0 or a negative errno; on failure
+ * *ret is untouched. */
+int caller_from_message(sd_bus_message *m, Caller *ret);
+
+/* The sender's uid alone (cheaper: no group or unit look-ups). */
+int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid);
+
+void caller_done(Caller *c);

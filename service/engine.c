@@ -1,0 +1,1581 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The request engine: one enrollment is a chain of asynchronous steps on the event loop
+ *
+ *   key (pool, or generated on the pool's worker) → CA metadata (GetCACaps, GetCACert,
+ *   cached per CA) → challenge (mscep_admin with Negotiate, at most MaxOutstandingChallenges
+ *   per CA in flight; or a static file; or none) → PKCSReq → CertRep
+ *
+ * and a PENDING request polls with CertPoll. Every state change is committed to the journal
+ * before anything depends on it. Nothing here blocks: Kerberos runs on krb5-creds' worker,
+ * HTTP on curl multi, key generation on the pool's worker. */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus-errors.h"
+#include "bus-util.h"
+#include "cb-subject.h"
+#include "challenge-fetch.h"
+#include "challenge-page.h"
+#include "engine.h"
+#include "http-client.h"
+#include "krb5-creds.h"
+#include "log.h"
+#include "scep-cacert.h"
+#include "scep-caps.h"
+#include "scep-certrep.h"
+#include "scep-csr.h"
+#include "scep-message.h"
+
+#define RETRY_MIN_USEC   (5ULL * 1000000ULL)
+#define RETRY_MAX_USEC   (15ULL * 60ULL * 1000000ULL)
+#define POLL_MAX_FACTOR  16ULL          /* polls back off to 16 × PollInterval */
+
+typedef struct Engine {
+        Krb5Creds *creds;
+        HttpClient *http;
+        char *runtime_dir;
+        char *krb5_error;               /* why there are no credentials, for messages */
+        struct Check *checks;           /* CA.Check() calls in progress */
+} Engine;
+
+typedef struct MetaWaiter {
+        struct MetaWaiter *next;
+        Request *request;
+} MetaWaiter;
+
+typedef struct CaEngine {
+        unsigned caps;
+        bool have_caps;
+        ScepCACerts *certs;
+        ScepAlgorithms alg;
+        bool force_get;                 /* POST was answered by an empty 200 */
+        HttpRequest *meta_http;         /* GetCACaps or GetCACert in flight */
+        int meta_step;                  /* 0 caps, 1 cacert */
+        MetaWaiter *meta_waiters;
+        ChallengeFetcher *fetcher;      /* mscep-admin: at most MaxOutstandingChallenges */
+} CaEngine;
+
+typedef enum AttemptStep {
+        STEP_KEY,
+        STEP_META,
+        STEP_SUBMIT,
+        STEP_CHALLENGE,
+        STEP_PKIOPERATION,
+} AttemptStep;
+
+typedef struct Attempt {
+        Request *request;
+        AttemptStep step;
+        bool polling;                   /* CertPoll rather than PKCSReq */
+        HttpRequest *http;
+        ChallengeFetch *fetch;
+        ChallengeSecret *challenge;     /* holds one of the CA's challenge slots until freed */
+        X509_REQ *csr;
+        X509 *signer;
+        ScepMessage *msg;
+        ScepTransport transport;
+} Attempt;
+
+static Engine *E(Manager *m) { return m->engine; }
+static CaEngine *CE(CaState *ca) { return ca->engine; }
+
+static const CbCa *request_ca_config(Request *r) {
+        return cb_config_find_ca(r->manager->config, r->rec->ca);
+}
+
+static CaState *request_ca_state(Request *r) {
+        return manager_find_ca_state(r->manager, r->rec->ca);
+}
+
+static void set_string(char **field, const char *value) {
+        char *s = strdup(value ?: "");
+        if (!s)
+                return;         /* keep the old value rather than lose the field */
+        free(*field);
+        *field = s;
+}
+
+/* ---- per-request bookkeeping ---- */
+
+static void attempt_free(Attempt *a) {
+        if (!a)
+                return;
+        http_request_cancel(a->http);
+        challenge_fetch_cancel(a->fetch);
+        challenge_secret_free(a->challenge);
+        X509_REQ_free(a->csr);
+        X509_free(a->signer);
+        scep_message_free(a->msg);
+        free(a);
+}
+
+static void request_end_attempt(Request *r) {
+        Attempt *a = r->engine;
+
+        if (!a)
+                return;
+        r->engine = NULL;
+        attempt_free(a);
+}
+
+static void meta_waiter_remove(CaState *ca, Request *r) {
+        if (!ca || !CE(ca))
+                return;
+        for (MetaWaiter **p = &CE(ca)->meta_waiters; *p;)
+                if ((*p)->request == r) {
+                        MetaWaiter *w = *p;
+                        *p = w->next;
+                        free(w);
+                } else
+                        p = &(*p)->next;
+}
+
+void engine_request_stop(Request *r) {
+        CaState *ca = request_ca_state(r);
+
+        meta_waiter_remove(ca, r);
+        request_end_attempt(r);
+        if (r->key_job) {
+                (void) key_pool_cancel(r->manager->pool, r->key_job);
+                r->key_job = 0;
+        }
+        r->timer = sd_event_source_disable_unref(r->timer);
+}
+
+static void audit_outcome(Request *r, int level, const char *decision) {
+        char names[1024] = "";
+
+        for (size_t i = 0; r->rec->names && r->rec->names[i]; i++) {
+                if (i > 0)
+                        strncat(names, " ", sizeof names - strlen(names) - 1);
+                strncat(names, r->rec->names[i], sizeof names - strlen(names) - 1);
+        }
+        log_audit(level, &(AuditRecord) {
+                        .request = r->rec->id, .uid = r->rec->owner, .decision = decision,
+                        .names = names, .ca = r->rec->ca, .error = r->rec->error,
+                  },
+                  "Request %s %s%s%s", r->rec->id, decision,
+                  r->rec->error_message && *r->rec->error_message ? ": " : "",
+                  r->rec->error_message ?: "");
+}
+
+/* A terminal end: failed, rejected. The key is erased (nothing to take). */
+static void request_finish(Request *r, RequestState state, const char *error_short,
+                           const char *fail_info, const char *message) {
+        char name[256];
+
+        request_end_attempt(r);
+        r->timer = sd_event_source_disable_unref(r->timer);
+        snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", error_short);
+        r->rec->state = state;
+        set_string(&r->rec->error, name);
+        set_string(&r->rec->error_message, message);
+        set_string(&r->rec->fail_info, fail_info ?: "");
+        r->rec->next_attempt = 0;
+        if (store_key_erase(r->manager->store, r->rec->id) >= 0)
+                r->rec->key_available = false;
+        EVP_PKEY_free(r->key);
+        r->key = NULL;
+        (void) request_commit(r);
+        audit_outcome(r, LOG_WARNING, request_state_to_string(state));
+}
+
+static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static uint64_t deadline_of(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        return r->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
+}
+
+static void request_schedule(Request *r, uint64_t when) {
+        int q;
+
+        r->timer = sd_event_source_disable_unref(r->timer);
+        r->rec->next_attempt = when;
+        q = sd_event_add_time(r->manager->event, &r->timer, CLOCK_REALTIME, when, 1000000,
+                              on_request_timer, r);
+        if (q < 0)
+                log_error_errno(q, "Request %s: cannot schedule the next attempt: %m", r->rec->id);
+}
+
+/* A failure that may pass (KDC, network, cache full): retrying with backoff, until the
+ * deadline; one that will not: failed. */
+static void request_fail(Request *r, TransportOutcome outcome, const char *message) {
+        const char *short_name = transport_outcome_to_string(outcome);
+        uint64_t now = now_usec();
+
+        if (!short_name || !*short_name)
+                short_name = "ProtocolError";
+        if (!transport_outcome_is_transient(outcome) || now >= deadline_of(r)) {
+                if (transport_outcome_is_transient(outcome))
+                        short_name = "Timeout";
+                request_finish(r, REQUEST_FAILED, short_name, NULL, message);
+                return;
+        }
+
+        char name[256];
+        unsigned shift = r->rec->attempts > 0 ? r->rec->attempts - 1 : 0;
+        uint64_t delay = shift >= 10 ? RETRY_MAX_USEC : RETRY_MIN_USEC << shift;
+        if (delay > RETRY_MAX_USEC)
+                delay = RETRY_MAX_USEC;
+
+        request_end_attempt(r);
+        snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", short_name);
+        set_string(&r->rec->error, name);
+        set_string(&r->rec->error_message, message);
+        /* A pending request stays pending: the CA has it; only the poll failed. */
+        if (r->rec->state != REQUEST_PENDING)
+                r->rec->state = REQUEST_RETRYING;
+        request_schedule(r, now + delay);
+        (void) request_commit(r);
+        log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                               .decision = "retrying", .ca = r->rec->ca, .error = name },
+                  "Request %s: %s; next attempt in %llu s.", r->rec->id, message,
+                  (unsigned long long) (delay / 1000000));
+}
+
+static void request_fail_errno(Request *r, int error, const char *what) {
+        char msg[512];
+
+        snprintf(msg, sizeof msg, "%s: %s", what, strerror(error < 0 ? -error : error));
+        log_error("Request %s: %s", r->rec->id, msg);
+        request_fail(r, TRANSPORT_PROTOCOL_ERROR, msg);
+}
+
+/* ---- certificates to strings ---- */
+
+static int x509_to_pem(X509 *x, STACK_OF(X509) *more, char **ret) {
+        BIO *b = BIO_new(BIO_s_mem());
+        char *data;
+        long n;
+        int ok = b != NULL;
+
+        if (ok && x)
+                ok = PEM_write_bio_X509(b, x);
+        for (int i = 0; ok && more && i < sk_X509_num(more); i++)
+                ok = PEM_write_bio_X509(b, sk_X509_value(more, i));
+        if (!ok) {
+                BIO_free(b);
+                return -ENOMEM;
+        }
+        n = BIO_get_mem_data(b, &data);
+        *ret = strndup(data ?: "", (size_t) n);
+        BIO_free(b);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static uint64_t asn1_time_usec(const ASN1_TIME *t) {
+        struct tm tm = {};
+
+        if (!t || !ASN1_TIME_to_tm(t, &tm))
+                return 0;
+        time_t s = timegm(&tm);
+        return s < 0 ? 0 : (uint64_t) s * 1000000;
+}
+
+static char *serial_hex(X509 *x) {
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+        char *hex = bn ? BN_bn2hex(bn) : NULL, *s = NULL;
+
+        if (hex) {
+                s = strdup(hex);
+                for (char *p = s; p && *p; p++)
+                        *p = (char) (*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+        }
+        OPENSSL_free(hex);
+        BN_free(bn);
+        return s;
+}
+
+/* ---- the steps ---- */
+
+static void step_key(Request *r);
+static void step_meta(Request *r);
+static void step_submit(Request *r);
+static void step_challenge(Request *r);
+static void step_pkioperation(Request *r);
+static void ca_meta_fetch(CaState *ca);
+
+static Attempt *attempt_begin(Request *r) {
+        Attempt *a = r->engine;
+
+        if (a)
+                return a;
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return NULL;
+        a->request = r;
+        r->engine = a;
+        return a;
+}
+
+static int request_keep_key(Request *r) {
+        CbSecret *pem = NULL;
+        int q;
+
+        q = key_export_pkcs8_pem(r->key, &pem);
+        if (q >= 0)
+                q = store_key_set(r->manager->store, r->rec->id, pem);
+        secret_free(pem);
+        if (q >= 0)
+                r->rec->key_available = true;
+        return q;
+}
+
+static void on_key_ready(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        Request *r = userdata;
+        int q;
+
+        r->key_job = 0;
+        if (error < 0) {
+                request_fail_errno(r, error, "Cannot generate the private key");
+                return;
+        }
+        r->key = key;
+        q = request_keep_key(r);
+        if (q < 0) {
+                request_fail_errno(r, q, "Cannot store the private key (encrypted) in the journal");
+                return;
+        }
+        step_meta(r);
+}
+
+static void step_key(Request *r) {
+        Attempt *a = attempt_begin(r);
+        KeyType t;
+        int q;
+
+        if (!a) {
+                request_fail_errno(r, -ENOMEM, "Out of memory");
+                return;
+        }
+        a->step = STEP_KEY;
+        if (r->key) {
+                step_meta(r);
+                return;
+        }
+        if (r->rec->key_available) {
+                /* Resumed after a restart: the key is in the journal, encrypted. */
+                CbSecret *pem = NULL;
+                q = store_key_get(r->manager->store, r->rec->id, &pem);
+                if (q >= 0)
+                        q = key_import_pkcs8_pem(pem, &r->key);
+                secret_free(pem);
+                if (q < 0) {
+                        request_finish(r, REQUEST_FAILED, "ProtocolError", NULL,
+                                       "The stored private key cannot be decrypted (wrong or replaced store key?); "
+                                       "enroll again.");
+                        return;
+                }
+                step_meta(r);
+                return;
+        }
+
+        t = key_type_from_string(r->rec->key);
+        if (t < 0) {
+                request_finish(r, REQUEST_FAILED, "InvalidArgument", NULL, "Unknown key type in the journal.");
+                return;
+        }
+        r->key = key_pool_take(r->manager->pool, t);
+        if (r->key) {
+                q = request_keep_key(r);
+                if (q < 0) {
+                        request_fail_errno(r, q, "Cannot store the private key (encrypted) in the journal");
+                        return;
+                }
+                step_meta(r);
+                return;
+        }
+        q = key_pool_generate_async(r->manager->pool, t, on_key_ready, r, &r->key_job);
+        if (q < 0)
+                request_fail_errno(r, q, "Cannot start generating the private key");
+}
+
+static void step_meta(Request *r) {
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+        MetaWaiter *w;
+
+        if (!ca) {
+                request_finish(r, REQUEST_FAILED, "UnknownCA", NULL,
+                               "The request's CA is no longer configured (removed by a reload).");
+                return;
+        }
+        a->step = STEP_META;
+        if (CE(ca)->certs && CE(ca)->have_caps) {
+                step_submit(r);
+                return;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+                request_fail_errno(r, -ENOMEM, "Out of memory");
+                return;
+        }
+        w->request = r;
+        w->next = CE(ca)->meta_waiters;
+        CE(ca)->meta_waiters = w;
+        if (!CE(ca)->meta_http)
+                ca_meta_fetch(ca);
+}
+
+/* Marks the request submitting (one network attempt) and goes on to the challenge. */
+static void step_submit(Request *r) {
+        Attempt *a = r->engine;
+
+        a->step = STEP_SUBMIT;
+        r->rec->attempts++;
+        if (r->rec->state != REQUEST_PENDING && !a->polling) {
+                r->rec->state = REQUEST_SUBMITTING;
+                r->rec->next_attempt = 0;
+        }
+        (void) request_commit(r);
+        step_challenge(r);
+}
+
+static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {
+        Request *r = userdata;
+        Attempt *a = r->engine;
+
+        a->fetch = NULL;
+        if (res->outcome != TRANSPORT_OK) {
+                request_fail(r, res->outcome, res->message);
+                return;
+        }
+        a->challenge = TAKE_PTR(res->secret);
+        step_pkioperation(r);
+}
+
+static int read_static_challenge(const char *path, ChallengeSecret **ret, char *msg, size_t msgsize) {
+        char buf[CHALLENGE_SIZE_MAX + 2];
+        struct stat st;
+        ssize_t n;
+        int fd, q;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0) {
+                q = -errno;
+                snprintf(msg, msgsize, "Cannot open ChallengeFile %s: %s", path, strerror(-q));
+                return q;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0077) != 0) {
+                close(fd);
+                snprintf(msg, msgsize, "ChallengeFile %s must be a regular file readable by its owner only "
+                         "(chmod 0600).", path);
+                return -EPERM;
+        }
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n < 0) {
+                q = -errno;
+                snprintf(msg, msgsize, "Cannot read ChallengeFile %s: %s", path, strerror(-q));
+                return q;
+        }
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+                n--;
+        if (n <= 0 || (size_t) n > CHALLENGE_SIZE_MAX) {
+                secret_erase(buf, sizeof buf);
+                snprintf(msg, msgsize, "ChallengeFile %s must hold one password of 1 to %d bytes.",
+                         path, CHALLENGE_SIZE_MAX);
+                return -EINVAL;
+        }
+        q = challenge_secret_new(buf, (size_t) n, ret);
+        secret_erase(buf, sizeof buf);
+        if (q < 0)
+                snprintf(msg, msgsize, "Out of memory");
+        return q;
+}
+
+static void step_challenge(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        Attempt *a = r->engine;
+        char msg[1024];
+        int q;
+
+        a->step = STEP_CHALLENGE;
+        if (a->polling || c->challenge == CB_CHALLENGE_NONE) {
+                step_pkioperation(r);
+                return;
+        }
+        if (c->challenge == CB_CHALLENGE_STATIC) {
+                q = read_static_challenge(c->challenge_file, &a->challenge, msg, sizeof msg);
+                if (q < 0) {
+                        request_finish(r, REQUEST_FAILED, "ChallengeUnavailable", NULL, msg);
+                        return;
+                }
+                step_pkioperation(r);
+                return;
+        }
+
+        /* mscep-admin: the CA's fetcher keeps at most MaxOutstandingChallenges in flight, gets
+         * the service ticket for HTTP/<admin host> first (so KDC errors are named), and
+         * recognises NDES's error pages. */
+        ChallengeFetcher *f = CE(request_ca_state(r))->fetcher;
+        if (!f) {
+                request_fail(r, TRANSPORT_KERBEROS_FAILED,
+                             E(r->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
+                return;
+        }
+        q = challenge_fetcher_fetch(f, on_challenge, r, &a->fetch);
+        if (q < 0)
+                request_fail_errno(r, q, "Cannot start fetching a challenge");
+}
+
+static void handle_certrep(Request *r, const HttpResult *res) {
+        const CbCa *c = request_ca_config(r);
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+        ScepCertRep *rep = NULL;
+        ScepError err = {};
+        char msg[1024];
+        int q;
+
+        ScepCertRepParams p = {
+                .request = a->msg,
+                .ca_certs = CE(ca)->certs,
+                .signer_cert = a->signer,
+                .signer_key = r->key,
+                .csr = a->csr,
+                .allow_legacy = c->allow_legacy_ciphers,
+        };
+        q = scep_certrep_parse(&p, res->body, res->body_size, &rep, &err);
+        if (q < 0) {
+                snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", res->host,
+                         err.message[0] ? err.message : strerror(-q));
+                /* A bad reply may be a stale CA certificate: refetch it next time. */
+                CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
+                request_fail(r, TRANSPORT_PROTOCOL_ERROR, msg);
+                return;
+        }
+
+        set_string(&r->rec->transaction_id, a->msg->transaction_id);
+        if (rep->status == SCEP_STATUS_FAILURE) {
+                char desc[512];
+                scep_certrep_describe_failure(rep, desc, sizeof desc);
+                snprintf(msg, sizeof msg, "%s rejected the request: %s", res->host, desc);
+                request_finish(r, REQUEST_REJECTED, "CARejected",
+                               rep->fail_info >= 0 ? scep_fail_info_to_string(rep->fail_info) : "", msg);
+                scep_certrep_free(rep);
+                return;
+        }
+        if (rep->status == SCEP_STATUS_PENDING) {
+                char *csr_pem = NULL;
+                BIO *b = BIO_new(BIO_s_mem());
+                if (b && PEM_write_bio_X509_REQ(b, a->csr)) {
+                        char *d;
+                        long n = BIO_get_mem_data(b, &d);
+                        csr_pem = strndup(d, (size_t) n);
+                }
+                BIO_free(b);
+                scep_certrep_free(rep);
+                if (!csr_pem) {
+                        request_fail_errno(r, -ENOMEM, "Cannot keep the CSR for polling");
+                        return;
+                }
+                free(r->rec->csr);
+                r->rec->csr = csr_pem;
+                bool first = r->rec->state != REQUEST_PENDING;
+                r->rec->state = REQUEST_PENDING;
+                set_string(&r->rec->error, "");
+                set_string(&r->rec->error_message, "");
+                request_end_attempt(r);
+                /* Poll: PollInterval, doubling per poll up to 16 × PollInterval. */
+                uint64_t interval = c->poll_interval_usec;
+                if (!first) {
+                        uint64_t f = r->rec->attempts < 6 ? 1ULL << (r->rec->attempts - 1) : POLL_MAX_FACTOR;
+                        interval *= f > POLL_MAX_FACTOR ? POLL_MAX_FACTOR : f;
+                }
+                request_schedule(r, now_usec() + interval);
+                (void) request_commit(r);
+                if (first)
+                        audit_outcome(r, LOG_INFO, "pending");
+                return;
+        }
+
+        /* SUCCESS */
+        char *cert = NULL, *chain = NULL, *serial = NULL;
+        q = x509_to_pem(rep->certificate, NULL, &cert);
+        if (q >= 0)
+                q = x509_to_pem(NULL, rep->chain, &chain);
+        serial = serial_hex(rep->certificate);
+        if (q < 0 || !serial) {
+                free(cert);
+                free(chain);
+                free(serial);
+                scep_certrep_free(rep);
+                request_fail_errno(r, -ENOMEM, "Cannot record the certificate");
+                return;
+        }
+        free(r->rec->certificate);
+        r->rec->certificate = cert;
+        free(r->rec->chain);
+        r->rec->chain = chain;
+        free(r->rec->serial);
+        r->rec->serial = serial;
+        r->rec->not_before = asn1_time_usec(X509_get0_notBefore(rep->certificate));
+        r->rec->not_after = asn1_time_usec(X509_get0_notAfter(rep->certificate));
+        scep_certrep_free(rep);
+
+        request_end_attempt(r);
+        r->timer = sd_event_source_disable_unref(r->timer);
+        r->rec->state = REQUEST_ISSUED;
+        r->rec->next_attempt = 0;
+        set_string(&r->rec->error, "");
+        set_string(&r->rec->error_message, "");
+        set_string(&r->rec->fail_info, "");
+        EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
+        r->key = NULL;
+        (void) request_commit(r);
+        audit_outcome(r, LOG_INFO, "issued");
+}
+
+static void send_pkioperation(Request *r);
+
+static void on_pkioperation(HttpClient *client, const HttpResult *res, void *userdata) {
+        Request *r = userdata;
+        Attempt *a = r->engine;
+        CaState *ca = request_ca_state(r);
+        ScepHttpNext next;
+        ScepError err = {};
+        int q;
+
+        a->http = NULL;
+        if (res->outcome != TRANSPORT_OK) {
+                request_fail(r, res->outcome, res->message);
+                return;
+        }
+        ca->last_contact = now_usec();
+        q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size, 0, &next, &err);
+        if (q < 0) {
+                request_fail(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
+                             err.message[0] ? err.message : "Unusable PKIOperation answer");
+                return;
+        }
+        if (next == SCEP_HTTP_RETRY_GET) {
+                log_notice("CA %s answered a POST PKIOperation with an empty 200 (Windows 2012 NDES); "
+                           "using GET from now on.", r->rec->ca);
+                CE(ca)->force_get = true;
+                a->transport = SCEP_TRANSPORT_GET;
+                send_pkioperation(r);
+                return;
+        }
+        handle_certrep(r, res);
+}
+
+static void send_pkioperation(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        Attempt *a = r->engine;
+        char *url = NULL, *why = NULL, *enc = NULL;
+        int q;
+
+        HttpRequestOptions o = {
+                .permitted_suffix = r->manager->config->permitted_suffix,
+                .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
+                .trust_anchors = c->trust_anchors,
+                .timeout_usec = c->timeout_usec,
+                .max_response = SCEP_CERTREP_MAX_SIZE,
+        };
+        if (a->transport == SCEP_TRANSPORT_POST) {
+                if (asprintf(&url, "%s?operation=PKIOperation", c->url) < 0)
+                        url = NULL;
+                o.post_data = a->msg->der;
+                o.post_size = a->msg->size;
+                o.content_type = "application/x-pki-message";
+        } else {
+                q = scep_message_encode_get(a->msg->der, a->msg->size, &enc);
+                if (q < 0 || asprintf(&url, "%s?operation=PKIOperation&message=%s", c->url, enc) < 0)
+                        url = NULL;
+                free(enc);
+        }
+        if (!url) {
+                request_fail_errno(r, -ENOMEM, "Cannot build the PKIOperation request");
+                return;
+        }
+        o.url = url;
+        q = http_client_start(E(r->manager)->http, &o, on_pkioperation, r, &a->http, &why);
+        free(url);
+        if (q < 0) {
+                request_finish(r, REQUEST_FAILED, q == -EPERM ? "NameNotPermitted" : "ProtocolError", NULL,
+                               why ?: "The CA URL is refused.");
+                free(why);
+        }
+}
+
+static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject) {
+        CbSubject *s = NULL;
+        const char *reason = NULL;
+        ScepRdn *rdns;
+        int q;
+
+        q = cb_subject_parse(text, &s, &reason);
+        if (q < 0)
+                return q;
+        rdns = calloc(s->n_rdns ? s->n_rdns : 1, sizeof(*rdns));
+        if (!rdns) {
+                cb_subject_free(s);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->n_rdns; i++)
+                rdns[i] = (ScepRdn) { .type = s->rdns[i].type, .value = s->rdns[i].value };
+        *ret = rdns;
+        *ret_n = s->n_rdns;
+        *ret_subject = s;
+        return 0;
+}
+
+static void step_pkioperation(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+        ScepError err = {};
+        char msg[1024];
+        int q;
+
+        a->step = STEP_PKIOPERATION;
+        const ScepAlgorithms *alg = &CE(ca)->alg;
+        a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
+
+        if (a->polling) {
+                BIO *b = BIO_new_mem_buf(r->rec->csr, -1);
+                a->csr = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+                BIO_free(b);
+                if (!a->csr) {
+                        request_finish(r, REQUEST_FAILED, "ProtocolError", NULL,
+                                       "The pending request's CSR in the journal does not parse; enroll again.");
+                        return;
+                }
+        } else {
+                ScepRdn *rdns = NULL;
+                size_t n_rdns = 0, n_names = 0;
+                CbSubject *subject = NULL;
+
+                q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
+                if (q < 0) {
+                        request_finish(r, REQUEST_FAILED, "InvalidArgument", NULL,
+                                       "The request's subject in the journal does not parse.");
+                        return;
+                }
+                while (r->rec->names && r->rec->names[n_names])
+                        n_names++;
+                ScepUsage usage = strcmp(r->rec->usage, "signature") == 0 ? SCEP_USAGE_SIGNATURE :
+                                  strcmp(r->rec->usage, "encryption") == 0 ? SCEP_USAGE_ENCRYPTION :
+                                  SCEP_USAGE_BOTH;
+                ScepCsrParams p = {
+                        .subject = rdns,
+                        .n_subject = n_rdns,
+                        .dns_names = (const char *const *) r->rec->names,
+                        .n_dns_names = n_names,
+                        .usage = usage,
+                        .challenge = a->challenge ? challenge_secret_get(a->challenge, NULL) : NULL,
+                        .digest = alg->digest,
+                };
+                q = scep_csr_build(&p, r->key, &a->csr, &err);
+                free(rdns);
+                cb_subject_free(subject);
+                /* The challenge is in the CSR now; wipe our copy and give the slot back. */
+                a->challenge = challenge_secret_free(a->challenge);
+                if (q < 0) {
+                        snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s",
+                                 err.message[0] ? err.message : strerror(-q));
+                        request_finish(r, REQUEST_FAILED, "ProtocolError", NULL, msg);
+                        return;
+                }
+        }
+        q = scep_signer_cert_build(a->csr, r->key, alg->digest, &a->signer, &err);
+        if (q >= 0) {
+                ScepRequestParams rp = {
+                        .csr = a->csr,
+                        .signer_cert = a->signer,
+                        .signer_key = r->key,
+                        .recipient = CE(ca)->certs->recipient,
+                        .ca = CE(ca)->certs->ca,
+                        .cipher = alg->cipher,
+                        .digest = alg->digest,
+                };
+                q = scep_message_build(a->polling ? SCEP_MESSAGE_CERT_POLL : SCEP_MESSAGE_PKCS_REQ, &rp,
+                                       &a->msg, &err);
+        }
+        if (q < 0) {
+                snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
+                         err.message[0] ? err.message : strerror(-q));
+                request_finish(r, REQUEST_FAILED, "ProtocolError", NULL, msg);
+                return;
+        }
+        if (!r->rec->transaction_id || !*r->rec->transaction_id) {
+                set_string(&r->rec->transaction_id, a->msg->transaction_id);
+                (void) request_commit(r);
+        }
+        (void) c;
+        send_pkioperation(r);
+}
+
+static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Request *r = userdata;
+
+        r->timer = sd_event_source_disable_unref(r->timer);
+        (void) engine_request_start(r);
+        return 0;
+}
+
+int engine_request_start(Request *r) {
+        uint64_t now = now_usec();
+
+        if (request_state_is_terminal(r->rec->state) || r->engine || r->key_job)
+                return 0;
+        if (now >= deadline_of(r)) {
+                request_finish(r, REQUEST_FAILED, "Timeout", NULL,
+                               r->rec->state == REQUEST_PENDING ?
+                               "The CA did not issue the pending request before PendingDeadline." :
+                               "The request did not succeed before PendingDeadline.");
+                return 0;
+        }
+        if (r->rec->next_attempt > now && !r->timer) {
+                request_schedule(r, r->rec->next_attempt);
+                return 0;
+        }
+        if (r->rec->state == REQUEST_PENDING) {
+                Attempt *a = attempt_begin(r);
+                if (!a)
+                        return -ENOMEM;
+                a->polling = true;
+        }
+        step_key(r);
+        return 0;
+}
+
+/* ---- CA metadata ---- */
+
+static void meta_done(CaState *ca, TransportOutcome outcome, const char *message) {
+        CaEngine *ce = CE(ca);
+        MetaWaiter *list = ce->meta_waiters;
+
+        ce->meta_waiters = NULL;
+        free(ca->last_error);
+        ca->last_error = strdup(outcome == TRANSPORT_OK ? "" : message ?: "");
+        (void) bus_ca_emit_changed(ca);
+        /* Reverse to FIFO order. */
+        MetaWaiter *fifo = NULL;
+        while (list) {
+                MetaWaiter *n = list->next;
+                list->next = fifo;
+                fifo = list;
+                list = n;
+        }
+        while (fifo) {
+                MetaWaiter *w = fifo;
+                fifo = w->next;
+                Request *r = w->request;
+                free(w);
+                if (!r->engine)
+                        continue;
+                if (outcome == TRANSPORT_OK)
+                        step_submit(r);
+                else
+                        request_fail(r, outcome, message);
+        }
+}
+
+static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
+        CaState *ca = userdata;
+        CaEngine *ce = CE(ca);
+        const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
+        ScepError err = {};
+        char msg[1024];
+        int q;
+
+        ce->meta_http = NULL;
+        if (!c)
+                return;
+        if (res->outcome != TRANSPORT_OK) {
+                meta_done(ca, res->outcome, res->message);
+                return;
+        }
+        ca->last_contact = now_usec();
+
+        if (ce->meta_step == 0) {
+                /* GetCACaps: an HTTP error or an empty body means no capabilities. */
+                unsigned caps = 0;
+                if (res->http_code == 200) {
+                        q = scep_caps_parse(res->body, res->body_size, &caps, &err);
+                        if (q < 0)
+                                caps = 0;
+                }
+                q = scep_caps_choose(caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
+                                     &ce->alg, &err);
+                if (q < 0) {
+                        snprintf(msg, sizeof msg, "CA %s: %s", ca->name, err.message);
+                        meta_done(ca, TRANSPORT_PROTOCOL_ERROR, msg);
+                        return;
+                }
+                ce->caps = caps;
+                ce->have_caps = true;
+                const char *names[11];
+                size_t n = scep_caps_to_strv(caps, names);
+                for (size_t i = 0; i < ca->n_capabilities; i++)
+                        free(ca->capabilities[i]);
+                free(ca->capabilities);
+                ca->capabilities = calloc(n + 1, sizeof(char *));
+                ca->n_capabilities = 0;
+                for (size_t i = 0; ca->capabilities && i < n; i++)
+                        if ((ca->capabilities[ca->n_capabilities] = strdup(names[i])))
+                                ca->n_capabilities++;
+                ca_meta_fetch(ca);
+                return;
+        }
+
+        if (res->http_code != 200) {
+                snprintf(msg, sizeof msg, "GetCACert at %s answered HTTP %ld.", c->url, res->http_code);
+                meta_done(ca, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
+                return;
+        }
+        ScepCACerts *certs = NULL;
+        q = scep_cacert_parse(res->content_type, res->body, res->body_size,
+                              c->has_fingerprint ? c->fingerprint : NULL, &certs, &err);
+        if (q < 0) {
+                snprintf(msg, sizeof msg, "GetCACert at %s: %s", c->url, err.message[0] ? err.message : strerror(-q));
+                meta_done(ca, TRANSPORT_PROTOCOL_ERROR, msg);
+                return;
+        }
+        scep_cacerts_free(ce->certs);
+        ce->certs = certs;
+        free(ca->ca_certificates);
+        free(ca->ra_certificates);
+        ca->ca_certificates = ca->ra_certificates = NULL;
+        (void) x509_to_pem(certs->ca, NULL, &ca->ca_certificates);
+        STACK_OF(X509) *ra = sk_X509_new_null();
+        if (ra) {
+                if (certs->ra_sign)
+                        sk_X509_push(ra, certs->ra_sign);
+                if (certs->ra_encrypt && certs->ra_encrypt != certs->ra_sign)
+                        sk_X509_push(ra, certs->ra_encrypt);
+                (void) x509_to_pem(NULL, ra, &ca->ra_certificates);
+                sk_X509_free(ra);
+        }
+        meta_done(ca, TRANSPORT_OK, NULL);
+}
+
+static void ca_meta_fetch(CaState *ca) {
+        const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
+        CaEngine *ce = CE(ca);
+        char *url = NULL, *why = NULL;
+        int q;
+
+        if (!c)
+                return;
+        ce->meta_step = ce->have_caps ? 1 : 0;
+        if (asprintf(&url, "%s?operation=%s", c->url, ce->meta_step == 0 ? "GetCACaps" : "GetCACert") < 0) {
+                meta_done(ca, TRANSPORT_PROTOCOL_ERROR, "Out of memory");
+                return;
+        }
+        HttpRequestOptions o = {
+                .url = url,
+                .permitted_suffix = ca->manager->config->permitted_suffix,
+                .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
+                .trust_anchors = c->trust_anchors,
+                .timeout_usec = c->timeout_usec,
+                .max_response = ce->meta_step == 0 ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
+        };
+        q = http_client_start(E(ca->manager)->http, &o, on_meta, ca, &ce->meta_http, &why);
+        free(url);
+        if (q < 0) {
+                meta_done(ca, q == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
+                          why ?: "The CA URL is refused.");
+                free(why);
+        }
+}
+
+int engine_ca_refresh(Manager *m, CaState *ca) {
+        CaEngine *ce = CE(ca);
+
+        if (ce->meta_http)
+                return 0;       /* a fetch is under way already */
+        ce->have_caps = false;
+        ce->certs = scep_cacerts_free(ce->certs);
+        ce->force_get = false;
+        ca_meta_fetch(ca);
+        return 0;
+}
+
+/* ---- CA.Check() ---- */
+
+typedef struct Check {
+        struct Check *next;
+        Manager *manager;
+        CaState *ca;
+        sd_bus_message *call;
+        bool want_challenge;
+        int step;
+        bool failed;
+        char *rows[16][3];
+        size_t n_rows;
+        HttpRequest *http;
+        Krb5ServiceWait *wait;
+        ChallengeFetch *fetch;
+        unsigned caps;
+} Check;
+
+static void check_free(Check *k) {
+        Engine *e = E(k->manager);
+
+        for (Check **p = &e->checks; *p; p = &(*p)->next)
+                if (*p == k) {
+                        *p = k->next;
+                        break;
+                }
+        http_request_cancel(k->http);
+        krb5_service_wait_cancel(k->wait);
+        challenge_fetch_cancel(k->fetch);
+        for (size_t i = 0; i < k->n_rows; i++)
+                for (int j = 0; j < 3; j++)
+                        free(k->rows[i][j]);
+        sd_bus_message_unref(k->call);
+        free(k);
+}
+
+static void check_run(Check *k);
+
+static void check_add(Check *k, const char *step, const char *result, const char *detail) {
+        if (k->n_rows >= 16)
+                return;
+        k->rows[k->n_rows][0] = strdup(step);
+        k->rows[k->n_rows][1] = strdup(result);
+        k->rows[k->n_rows][2] = strdup(detail ?: "");
+        k->n_rows++;
+        if (strcmp(result, "fail") == 0)
+                k->failed = true;
+}
+
+static void check_finish(Check *k) {
+        sd_bus_message *reply = NULL;
+        int q = sd_bus_message_new_method_return(k->call, &reply);
+
+        if (q >= 0)
+                q = sd_bus_message_open_container(reply, 'a', "(sss)");
+        for (size_t i = 0; q >= 0 && i < k->n_rows; i++)
+                q = sd_bus_message_append(reply, "(sss)", k->rows[i][0] ?: "", k->rows[i][1] ?: "",
+                                          k->rows[i][2] ?: "");
+        if (q >= 0)
+                q = sd_bus_message_close_container(reply);
+        if (q >= 0)
+                (void) sd_bus_send(NULL, reply, NULL);
+        else
+                (void) sd_bus_reply_method_errno(k->call, q, NULL);
+        sd_bus_message_unref(reply);
+        check_free(k);
+}
+
+static void check_on_service(Krb5Creds *creds, TransportOutcome outcome, const char *message, void *userdata) {
+        Check *k = userdata;
+        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+        char detail[512];
+
+        k->wait = NULL;
+        snprintf(detail, sizeof detail, "ticket for HTTP/%s", c ? c->admin_url_host : "?");
+        check_add(k, "service-ticket", outcome == TRANSPORT_OK ? "ok" : "fail",
+                  outcome == TRANSPORT_OK ? detail : message);
+        k->step++;
+        check_run(k);
+}
+
+static void check_on_http(HttpClient *client, const HttpResult *res, void *userdata) {
+        Check *k = userdata;
+        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+        char detail[1024];
+        ScepError err = {};
+
+        k->http = NULL;
+        if (!c) {
+                check_add(k, "configuration", "fail", "The CA was removed by a reload.");
+                check_finish(k);
+                return;
+        }
+        switch (k->step) {
+        case 4: /* TLS + GetCACaps */
+                if (res->outcome != TRANSPORT_OK) {
+                        check_add(k, "tls", res->outcome == TRANSPORT_TLS_VERIFY_FAILED ? "fail" : "ok",
+                                  res->outcome == TRANSPORT_TLS_VERIFY_FAILED ? res->message : "");
+                        if (res->outcome != TRANSPORT_TLS_VERIFY_FAILED)
+                                check_add(k, "getcacaps", "fail", res->message);
+                        break;
+                }
+                check_add(k, "tls", strncmp(c->url, "https:", 6) == 0 ? "ok" : "skip",
+                          strncmp(c->url, "https:", 6) == 0 ? "server certificate verified" :
+                          "plain http: no TLS (use https:// to protect the exchange)");
+                k->caps = 0;
+                if (res->http_code == 200)
+                        (void) scep_caps_parse(res->body, res->body_size, &k->caps, &err);
+                const char *names[11];
+                size_t n = scep_caps_to_strv(k->caps, names);
+                detail[0] = 0;
+                for (size_t i = 0; i < n; i++) {
+                        strncat(detail, names[i], sizeof detail - strlen(detail) - 2);
+                        strncat(detail, " ", sizeof detail - strlen(detail) - 1);
+                }
+                ScepAlgorithms alg;
+                if (scep_caps_choose(k->caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
+                                     &alg, &err) < 0)
+                        check_add(k, "getcacaps", "fail", err.message);
+                else
+                        check_add(k, "getcacaps", "ok", n ? detail : "no capabilities advertised");
+                break;
+        case 5: /* GetCACert */
+                if (res->outcome != TRANSPORT_OK || res->http_code != 200) {
+                        snprintf(detail, sizeof detail, "%s", res->message ?: "unexpected HTTP status");
+                        if (res->outcome == TRANSPORT_OK)
+                                snprintf(detail, sizeof detail, "HTTP %ld", res->http_code);
+                        check_add(k, "getcacert", "fail", detail);
+                        break;
+                }
+                ScepCACerts *certs = NULL;
+                if (scep_cacert_parse(res->content_type, res->body, res->body_size,
+                                      c->has_fingerprint ? c->fingerprint : NULL, &certs, &err) < 0) {
+                        check_add(k, "getcacert", "fail", err.message);
+                        break;
+                }
+                char fp[100];
+                scep_fingerprint_format(certs->ca_fingerprint, fp, sizeof fp);
+                snprintf(detail, sizeof detail, "CA %s%s", fp,
+                         certs->ra_encrypt ? ", separate RA signing and encryption certificates" : ", no RA");
+                check_add(k, "getcacert", "ok", detail);
+                scep_cacerts_free(certs);
+                break;
+        }
+        k->step++;
+        check_run(k);
+}
+
+static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {
+        Check *k = userdata;
+
+        k->fetch = NULL;
+        if (res->outcome == TRANSPORT_OK)
+                check_add(k, "challenge", "ok", "a one-time challenge password was issued (and discarded)");
+        else
+                check_add(k, "challenge", "fail", res->message);
+        challenge_secret_free(res->secret);
+        res->secret = NULL;
+        k->step++;
+        check_run(k);
+}
+
+static void check_run(Check *k) {
+        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+        Engine *e = E(k->manager);
+        const CbConfig *cfg = k->manager->config;
+        char detail[1024], *url = NULL, *why = NULL;
+        int q;
+
+        for (;;) {
+                if (!c) {
+                        check_add(k, "configuration", "fail", "The CA was removed by a reload.");
+                        check_finish(k);
+                        return;
+                }
+                if (k->failed) {
+                        static const char *const names[] = { "configuration", "keytab", "ticket-granting-ticket",
+                                                             "service-ticket", "tls", "getcacaps", "getcacert",
+                                                             "challenge" };
+                        /* Everything after a failure is skipped. */
+                        for (size_t i = 0; i < 8; i++) {
+                                bool seen = false;
+                                for (size_t j = 0; j < k->n_rows; j++)
+                                        if (strcmp(k->rows[j][0], names[i]) == 0)
+                                                seen = true;
+                                if (!seen && (i < 7 || k->want_challenge))
+                                        check_add(k, names[i], "skip", "an earlier step failed");
+                        }
+                        check_finish(k);
+                        return;
+                }
+                switch (k->step) {
+                case 0:
+                        snprintf(detail, sizeof detail, "CA %s at %s, realm %s, principal %s", c->name, c->url,
+                                 cfg->realm, cfg->principal);
+                        check_add(k, "configuration", "ok", detail);
+                        k->step++;
+                        continue;
+                case 1:
+                        if (c->authentication != CB_AUTHENTICATION_KERBEROS) {
+                                check_add(k, "keytab", "skip", "Authentication=none");
+                                check_add(k, "ticket-granting-ticket", "skip", "Authentication=none");
+                                check_add(k, "service-ticket", "skip", "Authentication=none");
+                                k->step = 4;
+                                continue;
+                        }
+                        if (cfg->mode == CB_KERBEROS_MODE_GSS_PROXY)
+                                check_add(k, "keytab", "skip", "Mode=gss-proxy: gss-proxy holds the keytab");
+                        else if (access(cfg->keytab, R_OK) < 0) {
+                                snprintf(detail, sizeof detail, "Cannot read the keytab %s: %s. Export the service "
+                                         "account's keys (ktpass or kadmin ktadd) to it, readable by certbrokerd only.",
+                                         cfg->keytab, strerror(errno));
+                                check_add(k, "keytab", "fail", detail);
+                        } else
+                                check_add(k, "keytab", "ok", cfg->keytab);
+                        k->step++;
+                        continue;
+                case 2: {
+                        if (!e->creds) {
+                                check_add(k, "ticket-granting-ticket", "fail", e->krb5_error ?: "no credentials");
+                                k->step++;
+                                continue;
+                        }
+                        CredentialState st = krb5_creds_get_state(e->creds);
+                        const char *m = NULL;
+                        if (st == CREDENTIAL_VALID) {
+                                snprintf(detail, sizeof detail, "valid for %s", cfg->principal);
+                                check_add(k, "ticket-granting-ticket", "ok", detail);
+                        } else if (krb5_creds_is_acquiring(e->creds) && krb5_creds_get_error(e->creds, &m) == TRANSPORT_OK) {
+                                check_add(k, "ticket-granting-ticket", "fail",
+                                          "still being acquired from the KDC; run Check again in a moment");
+                        } else {
+                                (void) krb5_creds_get_error(e->creds, &m);
+                                check_add(k, "ticket-granting-ticket", "fail", m ?: "no ticket");
+                        }
+                        k->step++;
+                        continue;
+                }
+                case 3:
+                        k->step++;
+                        if (!e->creds) {
+                                check_add(k, "service-ticket", "fail", e->krb5_error ?: "no credentials");
+                                continue;
+                        }
+                        q = krb5_creds_ensure_service(e->creds, c->admin_url_host ?: c->url_host,
+                                                      check_on_service, k, &k->wait);
+                        if (q == 0)
+                                return;
+                        if (q > 0) {
+                                snprintf(detail, sizeof detail, "ticket for HTTP/%s", c->admin_url_host ?: c->url_host);
+                                check_add(k, "service-ticket", "ok", detail);
+                        } else
+                                check_add(k, "service-ticket", "fail", strerror(-q));
+                        continue;
+                case 4:
+                case 5:
+                case 6:
+                        if (k->step == 6 && (!k->want_challenge || c->challenge != CB_CHALLENGE_MSCEP_ADMIN)) {
+                                if (k->want_challenge)
+                                        check_add(k, "challenge", "skip", "the CA does not use mscep_admin");
+                                check_finish(k);
+                                return;
+                        }
+                        if (k->step == 6) {
+                                ChallengeFetcher *f = CE(k->ca)->fetcher;
+                                k->step++;
+                                if (!f) {
+                                        check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
+                                        continue;
+                                }
+                                q = challenge_fetcher_fetch(f, check_on_challenge, k, &k->fetch);
+                                if (q < 0) {
+                                        check_add(k, "challenge", "fail", strerror(-q));
+                                        continue;
+                                }
+                                k->step--;
+                                return;
+                        }
+                        if (asprintf(&url, "%s?operation=%s", c->url, k->step == 4 ? "GetCACaps" : "GetCACert") < 0)
+                                url = NULL;
+                        if (!url) {
+                                check_add(k, "configuration", "fail", "out of memory");
+                                continue;
+                        }
+                        HttpRequestOptions o = {
+                                .url = url,
+                                .permitted_suffix = cfg->permitted_suffix,
+                                .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
+                                .trust_anchors = c->trust_anchors,
+                                .timeout_usec = c->timeout_usec,
+                        };
+                        q = http_client_start(e->http, &o, check_on_http, k, &k->http, &why);
+                        free(url);
+                        url = NULL;
+                        if (q < 0) {
+                                check_add(k, k->step == 4 ? "tls" : k->step == 5 ? "getcacert" : "challenge", "fail",
+                                          why ?: strerror(-q));
+                                free(why);
+                                why = NULL;
+                                continue;
+                        }
+                        return;
+                default:
+                        check_finish(k);
+                        return;
+                }
+        }
+}
+
+int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge) {
+        Check *k = calloc(1, sizeof(*k));
+
+        if (!k)
+                return -ENOMEM;
+        k->manager = m;
+        k->ca = ca;
+        k->call = sd_bus_message_ref(call);
+        k->want_challenge = want_challenge;
+        k->next = E(m)->checks;
+        E(m)->checks = k;
+        check_run(k);
+        return 1;
+}
+
+/* ---- engine-wide ---- */
+
+const char *engine_credential_state(Manager *m) {
+        Engine *e = E(m);
+        return e && e->creds ? credential_state_to_string(krb5_creds_get_state(e->creds)) : "unavailable";
+}
+
+uint64_t engine_credential_expiry(Manager *m) {
+        Engine *e = E(m);
+        return e && e->creds ? krb5_creds_get_expiry(e->creds) : 0;
+}
+
+static void on_credential_state(Krb5Creds *c, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, CB_MANAGER_PATH, CB_MANAGER_IFACE,
+                                                      "CredentialState", "CredentialExpiry", NULL);
+}
+
+static int engine_start_creds(Manager *m) {
+        Engine *e = E(m);
+        const CbConfig *cfg = m->config;
+        char *msg = NULL;
+        int q;
+
+        Krb5Settings s = {
+                .realm = cfg->realm,
+                .kdcs = cfg->n_kdcs > 0 ? cfg->kdcs : NULL,
+                .principal = cfg->principal,
+                .keytab = cfg->keytab,
+                .mode = cfg->mode == CB_KERBEROS_MODE_GSS_PROXY ? KRB5_MODE_GSS_PROXY : KRB5_MODE_KEYTAB,
+                .domain_suffix = cfg->permitted_suffix,
+                .runtime_dir = e->runtime_dir,
+        };
+        q = krb5_creds_new(m->event, &s, &e->creds, &msg);
+        if (q < 0) {
+                free(e->krb5_error);
+                e->krb5_error = msg;
+                return log_error_errno(q, "Kerberos credentials unavailable: %s", msg ?: strerror(-q));
+        }
+        krb5_creds_set_state_handler(e->creds, on_credential_state, m);
+        return 0;
+}
+
+int engine_new(Manager *m) {
+        Engine *e = calloc(1, sizeof(*e));
+        const char *rt = getenv("RUNTIME_DIRECTORY");
+        char tmpl[] = "/run/certbroker.XXXXXX";
+        int q;
+
+        if (!e)
+                return -ENOMEM;
+        m->engine = e;
+        /* A private directory for the Kerberos profile: systemd's RuntimeDirectory=, else one of
+         * our own under /run (or $TMPDIR when /run is not writable, as in tests). */
+        if (rt && *rt)
+                e->runtime_dir = strdup(rt);
+        else {
+                char *d = mkdtemp(tmpl);
+                if (!d) {
+                        char alt[4096];
+                        snprintf(alt, sizeof alt, "%s/certbroker.XXXXXX", getenv("TMPDIR") ?: "/tmp");
+                        d = mkdtemp(alt);
+                        e->runtime_dir = d ? strdup(d) : NULL;
+                } else
+                        e->runtime_dir = strdup(d);
+        }
+        if (!e->runtime_dir)
+                return log_error_errno(errno ?: ENOMEM, "Cannot create a private runtime directory: %m");
+
+        q = http_client_new(m->event, &e->http);
+        if (q < 0)
+                return log_error_errno(q, "Cannot set up HTTP: %m");
+
+        /* Without credentials the broker still starts: CredentialState says "unavailable",
+         * requests wait in retrying, and CA.Check() names the problem. */
+        (void) engine_start_creds(m);
+        return 0;
+}
+
+void engine_free(Manager *m) {
+        Engine *e = E(m);
+
+        if (!e)
+                return;
+        while (e->checks)
+                check_free(e->checks);
+        for (size_t i = 0; i < m->n_cas; i++) {
+                CaState *ca = m->cas[i];
+                CaEngine *ce = CE(ca);
+                if (ce) {
+                        http_request_cancel(ce->meta_http);
+                        while (ce->meta_waiters) {
+                                MetaWaiter *w = ce->meta_waiters;
+                                ce->meta_waiters = w->next;
+                                free(w);
+                        }
+                        challenge_fetcher_free(ce->fetcher);
+                        scep_cacerts_free(ce->certs);
+                        free(ce);
+                }
+                for (size_t j = 0; j < ca->n_capabilities; j++)
+                        free(ca->capabilities[j]);
+                free(ca->capabilities);
+                free(ca->ca_certificates);
+                free(ca->ra_certificates);
+                free(ca->last_error);
+                free(ca->name);
+                free(ca);
+        }
+        free(m->cas);
+        m->cas = NULL;
+        m->n_cas = 0;
+        http_client_free(e->http);
+        krb5_creds_free(e->creds);
+        if (e->runtime_dir && !getenv("RUNTIME_DIRECTORY")) {
+                char path[4200];
+                snprintf(path, sizeof path, "%s/krb5.conf", e->runtime_dir);
+                (void) unlink(path);
+                (void) rmdir(e->runtime_dir);
+        }
+        free(e->runtime_dir);
+        free(e->krb5_error);
+        free(e);
+        m->engine = NULL;
+}
+
+/* (Re)creates the CA's challenge fetcher from the configuration in force. Fetches in flight on
+ * the old one move to the new one; challenges already handed out keep their slots. */
+static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
+        CaEngine *ce = CE(ca);
+        ChallengeFetcher *f = NULL;
+        int q;
+
+        if (c->challenge == CB_CHALLENGE_MSCEP_ADMIN && c->admin_url &&
+            (c->authentication != CB_AUTHENTICATION_KERBEROS || E(m)->creds)) {
+                ChallengeFetcherSettings s = {
+                        .ca_name = c->name,
+                        .admin_url = c->admin_url,
+                        .permitted_suffix = m->config->permitted_suffix,
+                        .trust_anchors = c->trust_anchors,
+                        .timeout_usec = c->timeout_usec,
+                        .max_outstanding = c->max_outstanding_challenges,
+                        .kerberos = c->authentication == CB_AUTHENTICATION_KERBEROS,
+                };
+                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f);
+                if (q < 0)
+                        return q;
+        }
+
+        /* Requests waiting on the old fetcher start again on the new one. */
+        Request *moved[m->n_requests + 1];
+        size_t n_moved = 0;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                Attempt *a = r->engine;
+                if (a && a->fetch && strcmp(r->rec->ca, ca->name) == 0) {
+                        a->fetch = challenge_fetch_cancel(a->fetch);
+                        moved[n_moved++] = r;
+                }
+        }
+        challenge_fetcher_free(ce->fetcher);
+        ce->fetcher = f;
+        for (size_t i = 0; i < n_moved; i++)
+                step_challenge(moved[i]);
+        return 0;
+}
+
+int engine_config_changed(Manager *m) {
+        /* Per-CA state follows the configuration: new CAs get fresh state, removed ones go
+         * (their requests fail as UnknownCA at their next step), kept ones keep their cache
+         * unless their URL changed. */
+        CaState **cas = calloc(m->config->n_cas + 1, sizeof(CaState *));
+
+        if (!cas)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->config->n_cas; i++) {
+                CaState *old = manager_find_ca_state(m, m->config->cas[i].name);
+                if (old) {
+                        cas[i] = old;
+                        continue;
+                }
+                CaState *ca = calloc(1, sizeof(*ca));
+                CaEngine *ce = calloc(1, sizeof(*ce));
+                if (!ca || !ce || !(ca->name = strdup(m->config->cas[i].name))) {
+                        free(ca);
+                        free(ce);
+                        for (size_t j = 0; j < i; j++)
+                                if (!manager_find_ca_state(m, cas[j]->name)) {
+                                        free(cas[j]->engine);
+                                        free(cas[j]->name);
+                                        free(cas[j]);
+                                }
+                        free(cas);
+                        return -ENOMEM;
+                }
+                ca->manager = m;
+                ca->engine = ce;
+                cas[i] = ca;
+        }
+        /* Drop the CAs that are gone. */
+        for (size_t i = 0; i < m->n_cas; i++) {
+                bool kept = false;
+                for (size_t j = 0; j < m->config->n_cas; j++)
+                        if (cas[j] == m->cas[i])
+                                kept = true;
+                if (kept) {
+                        /* Refetch metadata lazily in case the URL or trust changed. */
+                        CaEngine *ce = CE(m->cas[i]);
+                        if (!ce->meta_http) {
+                                ce->have_caps = false;
+                                ce->certs = scep_cacerts_free(ce->certs);
+                                ce->force_get = false;
+                        }
+                        continue;
+                }
+                CaState *ca = m->cas[i];
+                CaEngine *ce = CE(ca);
+                http_request_cancel(ce->meta_http);
+                ce->meta_http = NULL;
+                meta_done(ca, TRANSPORT_PROTOCOL_ERROR, "The CA was removed from the configuration.");
+                for (size_t j = 0; j < m->n_requests; j++) {
+                        Request *r = m->requests[j];
+                        if (r->engine && strcmp(r->rec->ca, ca->name) == 0)
+                                request_finish(r, REQUEST_FAILED, "UnknownCA", NULL,
+                                               "The CA was removed from the configuration.");
+                }
+                challenge_fetcher_free(ce->fetcher);
+                scep_cacerts_free(ce->certs);
+                free(ce);
+                for (size_t j = 0; j < ca->n_capabilities; j++)
+                        free(ca->capabilities[j]);
+                free(ca->capabilities);
+                free(ca->ca_certificates);
+                free(ca->ra_certificates);
+                free(ca->last_error);
+                free(ca->name);
+                free(ca);
+        }
+        free(m->cas);
+        m->cas = cas;
+        m->n_cas = m->config->n_cas;
+
+        for (size_t i = 0; i < m->n_cas; i++) {
+                int q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);
+                if (q < 0)
+                        return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
+                                               m->cas[i]->name);
+        }
+        return 0;
+}

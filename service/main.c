@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* certbrokerd: sets up the manager and runs the event loop; nothing else. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+
+static const char *arg_config_dir = CERTBROKER_CONFIG_DIR;
+static const char *arg_state_dir = NULL;
+
+static void help(void) {
+        printf("Usage: certbrokerd [OPTIONS]\n"
+               "\n"
+               "Certificate enrollment broker for Microsoft NDES over D-Bus.\n"
+               "\n"
+               "  -h --help              show this help\n"
+               "     --version           show the version\n"
+               "     --config-dir=DIR    read DIR/certbroker.conf, DIR/ca.d/*.conf and\n"
+               "                         DIR/policy.d/*.policy (default %s)\n"
+               "     --state-dir=DIR     keep the request journal in DIR (overrides\n"
+               "                         StateDirectory= in certbroker.conf)\n"
+               "\n"
+               "Runs in the foreground on the system bus ($DBUS_SYSTEM_BUS_ADDRESS is\n"
+               "honoured) as org.certbroker.Broker1. SIGHUP reloads the configuration;\n"
+               "SIGTERM stops. See certbrokerd(8).\n",
+               CERTBROKER_CONFIG_DIR);
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_CONFIG_DIR, ARG_STATE_DIR };
+        static const struct option options[] = {
+                { "help",       no_argument,       NULL, 'h'            },
+                { "version",    no_argument,       NULL, ARG_VERSION    },
+                { "config-dir", required_argument, NULL, ARG_CONFIG_DIR },
+                { "state-dir",  required_argument, NULL, ARG_STATE_DIR  },
+                {}
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("certbrokerd %s\n", CERTBROKER_VERSION);
+                        return 0;
+                case ARG_CONFIG_DIR:
+                        arg_config_dir = optarg;
+                        break;
+                case ARG_STATE_DIR:
+                        arg_state_dir = optarg;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+
+        if (optind < argc) {
+                fprintf(stderr, "certbrokerd: unexpected argument '%s' (see --help)\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+int main(int argc, char *argv[]) {
+        Manager *m = NULL;
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        log_setup();
+
+        r = manager_new(arg_config_dir, arg_state_dir, &m);
+        if (r < 0)
+                return EXIT_FAILURE;    /* manager_new() said why */
+
+        r = manager_run(m);
+        manager_free(m);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

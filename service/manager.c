@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "manager.h"
+#include "secret-memory.h"
+
+uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* ---- configuration files ---- */
+
+typedef struct SourceList {
+        CbConfigSource *items;
+        size_t n;
+} SourceList;
+
+static void source_list_done(SourceList *l) {
+        for (size_t i = 0; i < l->n; i++) {
+                free((char *) l->items[i].path);
+                free((char *) l->items[i].contents);
+        }
+        free(l->items);
+        *l = (SourceList) {};
+}
+
+static int read_config_file(const char *path, SourceList *l, char **ret_message) {
+        struct stat st;
+        char *buf = NULL, *p = NULL;
+        size_t len = 0;
+        int fd, r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = -errno;
+                if (asprintf(ret_message, "%s: cannot open: %s", path, strerror(-r)) < 0)
+                        *ret_message = NULL;
+                return r == -ENOENT ? -EINVAL : r;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close(fd);
+                if (asprintf(ret_message, "%s: not a regular file", path) < 0)
+                        *ret_message = NULL;
+                return -EINVAL;
+        }
+        if ((uint64_t) st.st_size > CB_CONFIG_FILE_MAX) {
+                close(fd);
+                if (asprintf(ret_message, "%s: larger than %u bytes", path, CB_CONFIG_FILE_MAX) < 0)
+                        *ret_message = NULL;
+                return -EINVAL;
+        }
+        buf = malloc((size_t) st.st_size + 1);
+        if (!buf) {
+                close(fd);
+                return -ENOMEM;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf + len, (size_t) st.st_size + 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        close(fd);
+                        free(buf);
+                        if (asprintf(ret_message, "%s: cannot read: %s", path, strerror(-r)) < 0)
+                                *ret_message = NULL;
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > (size_t) st.st_size) {      /* grew while we read it */
+                        close(fd);
+                        free(buf);
+                        if (asprintf(ret_message, "%s: changed while being read", path) < 0)
+                                *ret_message = NULL;
+                        return -EINVAL;
+                }
+        }
+        close(fd);
+
+        CbConfigSource *items = realloc(l->items, (l->n + 1) * sizeof(*items));
+        p = strdup(path);
+        if (!items || !p) {
+                if (items)
+                        l->items = items;
+                free(p);
+                free(buf);
+                return -ENOMEM;
+        }
+        l->items = items;
+        l->items[l->n++] = (CbConfigSource) { .path = p, .contents = buf, .length = len };
+        return 0;
+}
+
+static int name_has_suffix(const char *name, const char *suffix) {
+        size_t a = strlen(name), b = strlen(suffix);
+        return a > b && strcmp(name + a - b, suffix) == 0;
+}
+
+/* Every DIR/SUB/\*SUFFIX, sorted by name; a missing directory is empty. */
+static int read_config_dir(const char *dir, const char *sub, const char *suffix, SourceList *l,
+                           char **ret_message) {
+        struct dirent **ents = NULL;
+        char path[4096];
+        int n, r = 0;
+
+        snprintf(path, sizeof path, "%s/%s", dir, sub);
+        n = scandir(path, &ents, NULL, alphasort);
+        if (n < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                r = -errno;
+                if (asprintf(ret_message, "%s: cannot list: %s", path, strerror(-r)) < 0)
+                        *ret_message = NULL;
+                return r;
+        }
+        for (int i = 0; i < n; i++) {
+                if (r == 0 && ents[i]->d_name[0] != '.' && name_has_suffix(ents[i]->d_name, suffix)) {
+                        char file[4096];
+                        snprintf(file, sizeof file, "%s/%s/%s", dir, sub, ents[i]->d_name);
+                        r = read_config_file(file, l, ret_message);
+                }
+                free(ents[i]);
+        }
+        free(ents);
+        return r;
+}
+
+int manager_load_config(const char *config_dir, CbConfig **ret, char **ret_message) {
+        SourceList l = {};
+        CbConfigError e = {};
+        char path[4096];
+        int r;
+
+        *ret_message = NULL;
+        snprintf(path, sizeof path, "%s/certbroker.conf", config_dir);
+        r = read_config_file(path, &l, ret_message);
+        if (r >= 0)
+                r = read_config_dir(config_dir, "ca.d", ".conf", &l, ret_message);
+        if (r >= 0)
+                r = read_config_dir(config_dir, "policy.d", ".policy", &l, ret_message);
+        if (r < 0) {
+                source_list_done(&l);
+                return r;
+        }
+
+        r = cb_config_parse(l.items, l.n, ret, &e);
+        source_list_done(&l);
+        if (r == -EINVAL || r == -E2BIG) {
+                char buf[1200];
+                *ret_message = strdup(cb_config_error_format(&e, buf, sizeof buf));
+                return -EINVAL;
+        }
+        return r;
+}
+
+/* ---- requests ---- */
+
+Request *manager_find_request(Manager *m, const char *id) {
+        for (size_t i = 0; i < m->n_requests; i++)
+                if (strcmp(m->requests[i]->rec->id, id) == 0)
+                        return m->requests[i];
+        return NULL;
+}
+
+int manager_add_request(Manager *m, Request *r) {
+        Request **a = realloc(m->requests, (m->n_requests + 1) * sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        m->requests = a;
+        m->requests[m->n_requests++] = r;
+        r->manager = m;
+        return 0;
+}
+
+void manager_drop_request(Manager *m, Request *r) {
+        for (size_t i = 0; i < m->n_requests; i++)
+                if (m->requests[i] == r) {
+                        memmove(m->requests + i, m->requests + i + 1,
+                                (m->n_requests - i - 1) * sizeof(*m->requests));
+                        m->n_requests--;
+                        return;
+                }
+}
+
+static void waiter_free(Waiter *w) {
+        sd_event_source_disable_unref(w->timeout);
+        sd_bus_message_unref(w->call);
+        free(w);
+}
+
+void request_wake_waiters(Request *r) {
+        Waiter *w;
+
+        while ((w = r->waiters)) {
+                r->waiters = w->next;
+                (void) sd_bus_reply_method_return(w->call, "s", request_state_to_string(r->rec->state));
+                waiter_free(w);
+        }
+}
+
+int request_commit(Request *r) {
+        int q;
+
+        r->rec->updated = now_usec();
+        q = store_request_update(r->manager->store, r->rec);
+        if (q < 0)
+                log_error_errno(q, "Request %s: cannot write the request journal %s: %m",
+                                r->rec->id, store_path(r->manager->store));
+        (void) bus_request_emit_changed(r);
+        if (request_state_is_terminal(r->rec->state))
+                request_wake_waiters(r);
+        return q;
+}
+
+Request *request_free(Request *r) {
+        if (!r)
+                return NULL;
+        if (r->manager)
+                engine_request_stop(r);
+        /* Shutdown or removal: answer the waiters with the state we have. */
+        request_wake_waiters(r);
+        sd_event_source_disable_unref(r->timer);
+        EVP_PKEY_free(r->key);
+        store_request_free(r->rec);
+        free(r);
+        return NULL;
+}
+
+/* ---- CAs ---- */
+
+CaState *manager_find_ca_state(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_cas; i++)
+                if (strcmp(m->cas[i]->name, name) == 0)
+                        return m->cas[i];
+        return NULL;
+}
+
+/* ---- signals and the loop ---- */
+
+int manager_reload(Manager *m, char **ret_message) {
+        CbConfig *c = NULL, *old;
+        int r;
+
+        r = manager_load_config(m->config_dir, &c, ret_message);
+        if (r < 0)
+                return r;
+        old = m->config;
+        m->config = c;
+        r = engine_config_changed(m);
+        if (r < 0) {
+                /* Keep the old configuration: all or nothing. */
+                m->config = old;
+                cb_config_free(c);
+                (void) engine_config_changed(m);
+                if (asprintf(ret_message, "cannot apply the new configuration: %s", strerror(-r)) < 0)
+                        *ret_message = NULL;
+                return r;
+        }
+        cb_config_free(old);
+        log_info("Configuration reloaded from %s: %zu CA(s), %zu rule(s).",
+                 m->config_dir, m->config->n_cas, m->config->n_rules);
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+        char *msg = NULL;
+        int r;
+
+        (void) sd_notify(0, "RELOADING=1");
+        r = manager_reload(m, &msg);
+        if (r < 0)
+                log_error_errno(r, "Reload on SIGHUP failed, keeping the old configuration: %s",
+                                msg ?: strerror(-r));
+        free(msg);
+        (void) sd_notify(0, "READY=1");
+        return 0;
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notify(0, "STOPPING=1");
+        log_info("Stopping on signal %u; requests in flight resume at the next start.", si->ssi_signo);
+        return sd_event_exit(m->event, 0);
+}
+
+static int manager_load_requests(Manager *m) {
+        StoreRequest **recs = NULL;
+        size_t n = 0;
+        int r;
+
+        r = store_request_load_all(m->store, &recs, &n);
+        if (r < 0)
+                return log_error_errno(r, "Cannot load the request journal %s: %m", store_path(m->store));
+
+        for (size_t i = 0; i < n; i++) {
+                Request *req = calloc(1, sizeof(*req));
+                if (!req) {
+                        store_request_array_free(recs + i, n - i);
+                        free(recs);
+                        return -ENOMEM;
+                }
+                req->rec = recs[i];
+                recs[i] = NULL;
+                r = manager_add_request(m, req);
+                if (r < 0) {
+                        request_free(req);
+                        store_request_array_free(recs + i + 1, n - i - 1);
+                        free(recs);
+                        return r;
+                }
+        }
+        free(recs);
+        if (n > 0)
+                log_info("Loaded %zu request(s) from %s.", n, store_path(m->store));
+        return 0;
+}
+
+int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
+        Manager *m;
+        char *msg = NULL;
+        unsigned targets[_KEY_TYPE_MAX] = {};
+        int r;
+
+        r = secret_init();
+        if (r < 0)
+                return log_error_errno(r, "Cannot initialise libsodium.");
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        m->config_dir = strdup(config_dir);
+        m->state_dir_override = state_dir ? strdup(state_dir) : NULL;
+        if (!m->config_dir || (state_dir && !m->state_dir_override)) {
+                manager_free(m);
+                return log_error_errno(ENOMEM, "Out of memory.");
+        }
+
+        r = manager_load_config(m->config_dir, &m->config, &msg);
+        if (r < 0) {
+                log_error_errno(r, "Refusing to start: invalid configuration: %s", msg ?: strerror(-r));
+                free(msg);
+                manager_free(m);
+                return r;
+        }
+
+        r = store_open(m->state_dir_override ?: m->config->state_directory,
+                       getenv("CREDENTIALS_DIRECTORY"), &m->store, &msg);
+        if (r < 0) {
+                log_error_errno(r, "Refusing to start: %s", msg ?: strerror(-r));
+                free(msg);
+                manager_free(m);
+                return r;
+        }
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                goto fail;
+
+        sigset_t ss;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_sigterm, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_sigterm, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+        if (r < 0)
+                goto fail;
+
+        r = key_pool_new(&m->pool);
+        if (r < 0)
+                goto fail;
+        for (size_t i = 0; i < m->config->n_key_pool; i++)
+                targets[m->config->key_pool[i].type] = m->config->key_pool[i].count;
+        r = key_pool_set_targets(m->pool, targets);
+        if (r >= 0)
+                r = key_pool_attach_event(m->pool, m->event, 0);
+        if (r < 0)
+                goto fail;
+
+        r = engine_new(m);
+        if (r < 0)
+                goto fail;
+        r = engine_config_changed(m);
+        if (r < 0)
+                goto fail;
+
+        r = manager_load_requests(m);
+        if (r < 0)
+                goto fail;
+
+        r = sd_bus_open_system(&m->bus);
+        if (r < 0) {
+                log_error_errno(r, "Cannot connect to the system bus: %m");
+                goto fail_logged;
+        }
+        r = bus_manager_register(m);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_attach_event(m->bus, m->event, 0);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_request_name(m->bus, CB_BUS_NAME, 0);
+        if (r < 0) {
+                log_error_errno(r, "Cannot own the bus name %s (is another certbrokerd running, or "
+                                "is the bus policy org.certbroker.Broker1.conf missing?): %m", CB_BUS_NAME);
+                goto fail_logged;
+        }
+
+        /* Resume what was in flight before the last stop. */
+        for (size_t i = 0; i < m->n_requests; i++)
+                if (!request_state_is_terminal(m->requests[i]->rec->state))
+                        (void) engine_request_start(m->requests[i]);
+
+        *ret = m;
+        return 0;
+
+fail:
+        log_error_errno(r, "Cannot start: %m");
+fail_logged:
+        manager_free(m);
+        return r;
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        log_info("certbrokerd %s ready on %s: realm %s, suffix %s, %zu CA(s), %zu rule(s).",
+                 CERTBROKER_VERSION, CB_BUS_NAME, m->config->realm, m->config->permitted_suffix,
+                 m->config->n_cas, m->config->n_rules);
+        (void) sd_notify(0, "READY=1\nSTATUS=Ready.");
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        if (m->bus) {
+                (void) sd_bus_flush(m->bus);
+                sd_bus_flush_close_unref(m->bus);
+                m->bus = NULL;
+        }
+        for (size_t i = 0; i < m->n_requests; i++)
+                request_free(m->requests[i]);
+        free(m->requests);
+        engine_free(m);
+        key_pool_free(m->pool);
+        store_close(m->store);
+        cb_config_free(m->config);
+        sd_event_unref(m->event);
+        free(m->config_dir);
+        free(m->state_dir_override);
+        free(m);
+        return NULL;
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "cb-config.h"
+#include "keys-pool.h"
+#include "store-db.h"
+
+#define CB_BUS_NAME        "org.certbroker.Broker1"
+#define CB_MANAGER_PATH    "/org/certbroker/Broker1"
+#define CB_REQUEST_PREFIX  "/org/certbroker/Broker1/request"
+#define CB_CA_PREFIX       "/org/certbroker/Broker1/ca"
+#define CB_MANAGER_IFACE   "org.certbroker.Broker1.Manager"
+#define CB_REQUEST_IFACE   "org.certbroker.Broker1.Request"
+#define CB_CA_IFACE        "org.certbroker.Broker1.CA"
+
+typedef struct Manager Manager;
+typedef struct Request Request;
+typedef struct CaState CaState;
+
+/* A pending Request.Wait() call. */
+typedef struct Waiter {
+        struct Waiter *next;
+        Request *request;
+        sd_bus_message *call;
+        sd_event_source *timeout;
+} Waiter;
+
+struct Request {
+        Manager *manager;
+        StoreRequest *rec;              /* the durable record: authoritative */
+        EVP_PKEY *key;                  /* in memory while the request is in flight */
+        uint64_t key_job;               /* key pool job, 0 when none */
+        sd_event_source *timer;         /* next attempt or poll */
+        Waiter *waiters;
+        void *engine;                   /* engine state of the attempt in progress */
+        bool removed;
+};
+
+/* Runtime state of one configured CA (what GetCACaps/GetCACert said). */
+struct CaState {
+        Manager *manager;
+        char *name;
+        char **capabilities; size_t n_capabilities;
+        char *ca_certificates;          /* PEM */
+        char *ra_certificates;          /* PEM */
+        uint64_t last_contact;
+        char *last_error;
+        void *engine;                   /* engine cache (parsed certs, caps) */
+};
+
+struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        char *config_dir;
+        char *state_dir_override;       /* --state-dir */
+        CbConfig *config;
+        Store *store;
+        KeyPool *pool;
+        void *engine;                   /* engine-wide state (credentials, HTTP) */
+
+        Request **requests; size_t n_requests;
+        CaState **cas; size_t n_cas;
+};
+
+int manager_new(const char *config_dir, const char *state_dir, Manager **ret);
+int manager_run(Manager *m);
+Manager *manager_free(Manager *m);
+
+/* Reads and parses the configuration directory. On a configuration error returns -EINVAL and
+ * a malloc()ed "FILE:LINE: message" in *ret_message. */
+int manager_load_config(const char *config_dir, CbConfig **ret, char **ret_message);
+/* Atomic reload: the new configuration replaces the old only when all of it is valid. */
+int manager_reload(Manager *m, char **ret_message);
+
+Request *manager_find_request(Manager *m, const char *id);
+CaState *manager_find_ca_state(Manager *m, const char *name);
+int manager_add_request(Manager *m, Request *r);
+void manager_drop_request(Manager *m, Request *r);
+
+/* Persist the record and tell the bus (PropertiesChanged, invalidations only). If the state
+ * became terminal, wakes the Wait() callers. */
+int request_commit(Request *r);
+void request_wake_waiters(Request *r);
+Request *request_free(Request *r);
+
+uint64_t now_usec(void);
+
+/* Bus objects (bus-*.c). */
+int bus_manager_register(Manager *m);
+/* PropertiesChanged with invalidations only: no values reach other tenants. No
+ * ObjectManager either, for the same reason (InterfacesAdded would carry values). */
+int bus_request_emit_changed(Request *r);
