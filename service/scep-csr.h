@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The PKCS#10 request and the self-signed signer certificate of a SCEP enrollment.
+ *
+ * Keys come from the caller (key generation lives elsewhere).
+ *
+ * EC keys (API.md allows ec:p256 / ec:p384): SCEP encrypts the CertRep to the public key of
+ * the certificate that signed the request (RFC 8894 section 3.3.2; NDES and micromdm use RSA
+ * key transport, PKCS#1 v1.5 or OAEP, and neither does key agreement). An EC key cannot be a
+ * key-transport recipient, so for an EC CSR key the caller passes a separate, transient
+ * RSA-2048 "transport key" as signer_key: the signer certificate (same subject as the CSR,
+ * digitalSignature + keyEncipherment) then carries the RSA key and signs the pkiMessage,
+ * while the PKCS#10 itself is signed with, and certifies, the EC key. The transactionID is
+ * always derived from the CSR's key. For RSA CSR keys signer_key is the CSR key itself,
+ * as every known client does. Whether NDES accepts a signer key different from the CSR key
+ * is unverified: the integration tests must try it. */
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "scep-caps.h"
+#include "scep-result.h"
+
+typedef enum ScepUsage {
+        SCEP_USAGE_SIGNATURE  = 1,      /* keyUsage digitalSignature: NDES SignatureTemplate */
+        SCEP_USAGE_ENCRYPTION = 2,      /* keyUsage keyEncipherment: NDES EncryptionTemplate */
+        SCEP_USAGE_BOTH       = 3,      /* both: NDES GeneralPurposeTemplate */
+} ScepUsage;
+
+typedef struct ScepRdn {
+        const char *type;               /* "CN", "O", "OU", "C", ... or a dotted OID */
+        const char *value;              /* UTF-8 */
+} ScepRdn;
+
+#define SCEP_CSR_MAX_RDNS      16u
+#define SCEP_CSR_MAX_DNS_NAMES 100u
+
+typedef struct ScepCsrParams {
+        /* Subject RDNs in the order of the RFC 4514 string ("CN=web,O=Tenant A" is
+         * { {"CN","web"}, {"O","Tenant A"} }); they are encoded reversed, as RFC 4514
+         * prescribes, so the certificate prints back as the same string. One attribute per
+         * RDN (no multi-valued RDNs). May be empty when dns_names is not. */
+        const ScepRdn *subject;
+        size_t n_subject;
+        const char *const *dns_names;   /* subjectAltName dNSName entries, in order */
+        size_t n_dns_names;
+        ScepUsage usage;
+        const char *challenge;          /* challengePassword attribute; NULL = none. Secret. */
+        ScepDigest digest;              /* signature hash of the PKCS#10 */
+} ScepCsrParams;
+
+/* Build and sign the PKCS#10. Returns 0, or -EINVAL (bad params, e.g. an RDN type OpenSSL
+ * does not know or a value over its upper bound), -ENOMEM, -EIO. */
+int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepError *ret_error);
+
+/* The self-signed signer certificate: subject and issuer = the CSR's subject, public key =
+ * signer_key (RSA; the CSR key itself for RSA CSR keys, see above), keyUsage digitalSignature
+ * + keyEncipherment, random 128-bit serial, valid from an hour ago for 30 days (covers a
+ * CertPoll sequence; build a fresh one per message when polling longer). */
+int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
+                           ScepError *ret_error);
+
+/* EVP_MD of a ScepDigest (never NULL for valid values). */
+const EVP_MD *scep_digest_md(ScepDigest d);
