@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "challenge-fetch.h"
+#include "challenge-limit.h"
+#include "http-guard.h"
+
+typedef enum FetchState {
+        FETCH_QUEUED,
+        FETCH_TICKET,
+        FETCH_HTTP,
+} FetchState;
+
+struct ChallengeFetch {
+        ChallengeFetch *next, *prev;
+        ChallengeFetcher *fetcher;
+        FetchState state;
+        challenge_handler_t handler;
+        void *userdata;
+        Krb5ServiceWait *wait;
+        HttpRequest *request;
+};
+
+struct ChallengeFetcher {
+        HttpClient *http;
+        Krb5Creds *creds;
+        ChallengeLimit *limit;
+        char *ca_name, *admin_url, *suffix, *trust_anchors, *host;
+        uint64_t timeout_usec;
+        bool kerberos;
+        ChallengeFetch *fetches;        /* all, newest first */
+        unsigned n_queued;
+        bool waking;
+};
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...) {
+        va_list ap;
+        char *m;
+
+        va_start(ap, f);
+        if (vasprintf(&m, f, ap) < 0)
+                m = NULL;
+        va_end(ap);
+        return m;
+}
+
+TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
+                                         const char *url, const char *principal, ChallengeSecret **ret_secret,
+                                         const char **ret_encoding, char **ret_message) {
+        const char *enc = NULL;
+        char *m = NULL;
+        TransportOutcome o;
+        int r;
+
+        host = host ? host : "?";
+        url = url ? url : "?";
+        if (http_code == 401) {
+                o = TRANSPORT_AUTHENTICATION_REJECTED;
+                m = fmt("%s answered %s with 401: the SCEP admin page requires authentication; set "
+                        "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA", host, url);
+                goto done;
+        }
+        if (http_code == 403) {
+                o = TRANSPORT_AUTHENTICATION_REJECTED;
+                m = fmt("%s answered %s with 403 Forbidden: the service account %s is not allowed to use "
+                        "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group",
+                        host, url, principal ? principal : "(none)");
+                goto done;
+        }
+        if (http_code == 404) {
+                o = TRANSPORT_PROTOCOL_ERROR;
+                m = fmt("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/", host, url);
+                goto done;
+        }
+        if (http_code >= 500) {
+                o = TRANSPORT_CA_UNREACHABLE;
+                m = fmt("%s answered %s with HTTP %ld: the NDES service has a problem (see the SCEP server's "
+                        "event log)", host, url, http_code);
+                goto done;
+        }
+        if (http_code != 200) {
+                o = TRANSPORT_PROTOCOL_ERROR;
+                m = fmt("%s answered %s with HTTP %ld where the challenge page was expected", host, url, http_code);
+                goto done;
+        }
+
+        r = challenge_page_parse(body, size, ret_secret, &enc);
+        switch (r) {
+        case CHALLENGE_PAGE_FOUND:
+                o = TRANSPORT_OK;
+                break;
+        case CHALLENGE_PAGE_CACHE_FULL:
+                o = TRANSPORT_CHALLENGE_UNAVAILABLE;
+                m = fmt("%s answered \"The password cache is full.\": NDES keeps only a few unused challenges "
+                        "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
+                        "server, and keep MaxOutstandingChallenges= below NDES's cache size", host);
+                break;
+        case CHALLENGE_PAGE_NO_PERMISSION:
+                o = TRANSPORT_CHALLENGE_UNAVAILABLE;
+                m = fmt("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
+                        "server, give the service account %s Enroll permission on the certificate template that "
+                        "is being provisioned, and check that it is a member of the SCEP server's local IIS_IUSRS "
+                        "group", host, principal ? principal : "(the service user)");
+                break;
+        case CHALLENGE_PAGE_UNRECOGNIZED:
+                o = TRANSPORT_PROTOCOL_ERROR;
+                m = fmt("the page at %s (HTTP 200, %zu bytes, %s) holds no enrollment challenge password: check "
+                        "that AdminURL= points at NDES's /certsrv/mscep_admin/ and that NDES issues passwords "
+                        "(not a single static password)", url, size, enc ? enc : "?");
+                break;
+        default:
+                o = TRANSPORT_PROTOCOL_ERROR;
+                m = fmt("cannot parse the page at %s: %s", url, strerror(-r));
+        }
+done:
+        if (ret_encoding)
+                *ret_encoding = enc;
+        if (ret_message)
+                *ret_message = m;
+        else
+                free(m);
+        return o;
+}
+
+static void fetch_unlink(ChallengeFetch *x) {
+        ChallengeFetcher *f = x->fetcher;
+
+        if (x->prev)
+                x->prev->next = x->next;
+        else if (f->fetches == x)
+                f->fetches = x->next;
+        if (x->next)
+                x->next->prev = x->prev;
+        x->next = x->prev = NULL;
+        if (x->state == FETCH_QUEUED)
+                f->n_queued--;
+}
+
+static void release_slot(void *userdata) {
+        ChallengeLimit *l = userdata;
+
+        challenge_limit_put(l);
+        challenge_limit_unref(l);
+}
+
+/* Calls the handler once, frees x; a failed fetch gives its slot back. */
+static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *message, long http_code,
+                         const char *encoding, uint64_t elapsed, ChallengeSecret *secret) {
+        ChallengeFetcher *f = x->fetcher;
+        ChallengeLimit *l = challenge_limit_ref(f->limit);
+        ChallengeResult res = {
+                .outcome = o,
+                .message = o == TRANSPORT_OK ? NULL : (message ? message : "out of memory"),
+                .http_code = http_code,
+                .encoding = encoding,
+                .elapsed_usec = elapsed,
+                .secret = secret,
+        };
+        bool had_slot = x->state != FETCH_QUEUED;
+
+        fetch_unlink(x);
+        if (secret)     /* the slot now belongs to the secret: given back when it is freed */
+                challenge_secret_set_release(secret, release_slot, challenge_limit_ref(l));
+        x->handler(f, &res, x->userdata);
+        free(x);
+        if (had_slot && !secret)
+                challenge_limit_put(l);
+        challenge_limit_unref(l);
+}
+
+static void on_http(HttpClient *http, const HttpResult *result, void *userdata) {
+        ChallengeFetch *x = userdata;
+        ChallengeFetcher *f = x->fetcher;
+        const Krb5Settings *ks = f->creds ? krb5_creds_get_settings(f->creds) : NULL;
+        ChallengeSecret *secret = NULL;
+        const char *enc = NULL;
+        char *m = NULL;
+        TransportOutcome o;
+
+        x->request = NULL;
+        if (result->outcome != TRANSPORT_OK) {
+                if (result->outcome == TRANSPORT_AUTHENTICATION_REJECTED && f->creds)
+                        krb5_creds_forget_service(f->creds, f->host);
+                fetch_finish(x, result->outcome, result->message, result->http_code, NULL, result->elapsed_usec, NULL);
+                return;
+        }
+        o = challenge_classify_page(result->body, result->body_size, result->http_code, f->host, f->admin_url,
+                                    ks ? ks->principal : NULL, &secret, &enc, &m);
+        fetch_finish(x, o, m, result->http_code, enc, result->elapsed_usec, o == TRANSPORT_OK ? secret : NULL);
+        if (o != TRANSPORT_OK)
+                challenge_secret_free(secret);
+        free(m);
+}
+
+static void start_http(ChallengeFetch *x) {
+        ChallengeFetcher *f = x->fetcher;
+        HttpRequestOptions o = {
+                .url = f->admin_url,
+                .permitted_suffix = f->suffix,
+                .negotiate = f->kerberos,
+                .trust_anchors = f->trust_anchors,
+                .timeout_usec = f->timeout_usec,
+                .max_response = 64 * 1024,      /* an admin page is ~2 KiB */
+        };
+        char *m = NULL;
+        int r;
+
+        x->state = FETCH_HTTP;
+        r = http_client_start(f->http, &o, on_http, x, &x->request, &m);
+        if (r < 0) {
+                fetch_finish(x, r == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
+                             m ? m : strerror(-r), 0, NULL, 0, NULL);
+                free(m);
+        }
+}
+
+static void on_ticket(Krb5Creds *c, TransportOutcome o, const char *message, void *userdata) {
+        ChallengeFetch *x = userdata;
+
+        x->wait = NULL;
+        if (o != TRANSPORT_OK) {
+                fetch_finish(x, o, message, 0, NULL, 0, NULL);
+                return;
+        }
+        start_http(x);
+}
+
+static void start_fetch(ChallengeFetch *x) {
+        ChallengeFetcher *f = x->fetcher;
+        int r;
+
+        f->n_queued--;
+        x->state = FETCH_TICKET;
+        if (!f->kerberos || !f->host) {
+                /* No ticket needed, or the guard refused the host: http_client_start() says why,
+                 * and neither the KDC nor the server is contacted. */
+                start_http(x);
+                return;
+        }
+        r = krb5_creds_ensure_service(f->creds, f->host, on_ticket, x, &x->wait);
+        if (r > 0)
+                start_http(x);
+        else if (r < 0)
+                fetch_finish(x, TRANSPORT_KERBEROS_FAILED, strerror(-r), 0, NULL, 0, NULL);
+}
+
+/* Start queued fetches, oldest first, while slots are free. */
+static void wake(void *userdata) {
+        ChallengeFetcher *f = userdata;
+
+        if (f->waking)
+                return;         /* a handler freed a secret while we are starting fetches */
+        f->waking = true;
+        while (f->n_queued > 0) {
+                ChallengeFetch *oldest = NULL;
+
+                for (ChallengeFetch *x = f->fetches; x; x = x->next)
+                        if (x->state == FETCH_QUEUED)
+                                oldest = x;
+                if (!oldest || !challenge_limit_take(f->limit))
+                        break;
+                start_fetch(oldest);
+        }
+        f->waking = false;
+}
+
+int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret) {
+        ChallengeFetch *x;
+
+        if (!f || !handler)
+                return -EINVAL;
+        x = calloc(1, sizeof *x);
+        if (!x)
+                return -ENOMEM;
+        x->fetcher = f;
+        x->handler = handler;
+        x->userdata = userdata;
+        x->state = FETCH_QUEUED;
+        x->next = f->fetches;
+        if (f->fetches)
+                f->fetches->prev = x;
+        f->fetches = x;
+        f->n_queued++;
+        if (ret)
+                *ret = x;
+        /* Even a fetch that can start now starts from here: the handler may run synchronously
+         * only for errors known at once (guard refusals, allocation failures). */
+        wake(f);
+        return 0;
+}
+
+ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x) {
+        ChallengeFetcher *f;
+        bool had_slot;
+
+        if (!x)
+                return NULL;
+        f = x->fetcher;
+        had_slot = x->state != FETCH_QUEUED;
+        krb5_service_wait_cancel(x->wait);
+        http_request_cancel(x->request);
+        fetch_unlink(x);
+        free(x);
+        if (had_slot)
+                challenge_limit_put(f->limit);
+        return NULL;
+}
+
+int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFetcherSettings *s,
+                          ChallengeFetcher **ret) {
+        ChallengeFetcher *f;
+        int r;
+
+        if (!http || !s || !s->admin_url || !s->permitted_suffix || !ret || (s->kerberos && !creds))
+                return -EINVAL;
+        f = calloc(1, sizeof *f);
+        if (!f)
+                return -ENOMEM;
+        f->http = http;
+        f->creds = creds;
+        f->kerberos = s->kerberos;
+        f->timeout_usec = s->timeout_usec;
+        r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
+        if (r < 0) {
+                free(f);
+                return r;
+        }
+        challenge_limit_set_wake(f->limit, wake, f);
+        f->ca_name = strdup(s->ca_name ? s->ca_name : "");
+        f->admin_url = strdup(s->admin_url);
+        f->suffix = strdup(s->permitted_suffix);
+        f->trust_anchors = s->trust_anchors ? strdup(s->trust_anchors) : NULL;
+        if (!f->ca_name || !f->admin_url || !f->suffix || (s->trust_anchors && !f->trust_anchors)) {
+                challenge_fetcher_free(f);
+                return -ENOMEM;
+        }
+        /* The host for the service ticket; the guard runs again on every request. */
+        r = http_guard_url(f->admin_url, f->suffix, NULL, &f->host, NULL);
+        if (r < 0)
+                f->host = NULL; /* every fetch will fail with the guard's message */
+        *ret = f;
+        return 0;
+}
+
+ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
+        if (!f)
+                return NULL;
+        challenge_limit_set_wake(f->limit, NULL, NULL);
+        while (f->fetches)
+                challenge_fetch_cancel(f->fetches);
+        challenge_limit_unref(f->limit);
+        free(f->ca_name);
+        free(f->admin_url);
+        free(f->suffix);
+        free(f->trust_anchors);
+        free(f->host);
+        free(f);
+        return NULL;
+}
+
+unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f) {
+        return challenge_limit_get_used(f->limit);
+}
+
+unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f) {
+        return f->n_queued;
+}

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Fetching one-time challenges from NDES's mscep_admin page, per CA:
+ *   guard the AdminURL host → service ticket for HTTP/<host> (krb5-creds, its real KDC error
+ *   when it fails) → GET with Negotiate (http-client) → parse (challenge-page).
+ * At most MaxOutstandingChallenges fetched-and-not-yet-freed challenges per CA; further
+ * fetches queue (FIFO) until a challenge is freed or a fetch fails. Loop thread only.
+ * Never logs; the challenge never appears in any message.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "challenge-page.h"
+#include "http-client.h"
+#include "http-outcome.h"
+#include "krb5-creds.h"
+
+typedef struct ChallengeFetcher ChallengeFetcher;
+typedef struct ChallengeFetch ChallengeFetch;
+
+typedef struct ChallengeFetcherSettings {
+        const char *ca_name;            /* for messages: "corp" */
+        const char *admin_url;          /* AdminURL= */
+        const char *permitted_suffix;   /* PermittedSuffix= */
+        const char *trust_anchors;      /* TrustAnchors=, NULL: system store */
+        uint64_t timeout_usec;          /* Timeout= */
+        unsigned max_outstanding;       /* MaxOutstandingChallenges=, >= 1 */
+        bool kerberos;                  /* Authentication=kerberos */
+} ChallengeFetcherSettings;
+
+typedef struct ChallengeResult {
+        TransportOutcome outcome;
+        const char *message;            /* NULL on success; else what went wrong and the fix */
+        long http_code;                 /* 0 if no HTTP answer */
+        const char *encoding;           /* of the page, when one was parsed */
+        uint64_t elapsed_usec;          /* HTTP exchange time */
+        /* TRANSPORT_OK: the challenge. The handler takes ownership: keep it until it is put in the
+         * CSR, then challenge_secret_free() it, which also frees the CA's outstanding slot. */
+        ChallengeSecret *secret;
+} ChallengeResult;
+
+typedef void (*challenge_handler_t)(ChallengeFetcher *f, ChallengeResult *result, void *userdata);
+
+/* creds may be NULL only when settings->kerberos is false. Settings are copied. */
+int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFetcherSettings *settings,
+                          ChallengeFetcher **ret);
+
+/* Cancels queued and running fetches (no handlers). Challenges already handed out stay valid.
+ * Accepts NULL, returns NULL. */
+ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f);
+
+/* Queues a fetch; the handler is called exactly once (unless cancelled). *ret (optional) can
+ * cancel it until the handler runs. 0 or negative errno. */
+int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret);
+
+/* Cancels a fetch whose handler has not run. Accepts NULL, returns NULL. */
+ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
+
+/* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
+unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
+unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
+
+/* Classifies a 200 page (exposed for tests): outcome + message (malloc'd), *ret_secret on
+ * success. principal is for the permission hint. */
+TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
+                                         const char *url, const char *principal, ChallengeSecret **ret_secret,
+                                         const char **ret_encoding, char **ret_message);

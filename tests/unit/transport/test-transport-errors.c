@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Error mapping: Kerberos codes and curl failures → API.md outcomes with the seed
+ * document's hints; outcome names; the generated krb5 profile; the outstanding-challenge
+ * counter. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <krb5/krb5.h>
+
+#include "challenge-limit.h"
+#include "http-client.h"
+#include "http-outcome.h"
+#include "krb5-errors.h"
+#include "krb5-profile.h"
+
+static const Krb5ErrorContext ctx = {
+        .realm = "EXAMPLE.COM",
+        .kdcs = "kdc1.example.com kdc2.example.com:88",
+        .principal = "svc-scep@EXAMPLE.COM",
+        .keytab = "/etc/certbroker/svc-scep.keytab",
+        .host = "ndes.example.com",
+        .detail = "library text",
+};
+
+static void expect(Krb5Step step, long code, TransportOutcome want, const char *const *needles) {
+        char *m = NULL;
+
+        assert_int_equal(krb5_error_classify(step, code, &ctx, &m), want);
+        assert_non_null(m);
+        for (; *needles; needles++)
+                if (!strstr(m, *needles))
+                        fail_msg("message for %ld lacks \"%s\": %s", code, *needles, m);
+        free(m);
+}
+
+#define EXPECT(step, code, want, ...) expect(step, code, want, (const char *const[]) { __VA_ARGS__, NULL })
+
+static void test_krb5(void **state) {
+        EXPECT(KRB5_STEP_TGT, KRB5_KDC_UNREACH, TRANSPORT_KERBEROS_FAILED, "cannot contact any KDC", "EXAMPLE.COM",
+               "kdc1.example.com kdc2.example.com:88", "KDC=", "port 88");
+        EXPECT(KRB5_STEP_TGT, KRB5KRB_AP_ERR_SKEW, TRANSPORT_KERBEROS_FAILED, "clock", "skew", "synchronize");
+        EXPECT(KRB5_STEP_SERVICE_TICKET, KRB5KRB_AP_ERR_SKEW, TRANSPORT_KERBEROS_FAILED, "clock");
+        EXPECT(KRB5_STEP_KEYTAB, EACCES, TRANSPORT_KERBEROS_FAILED, "cannot read keytab",
+               "/etc/certbroker/svc-scep.keytab", "Mode=gss-proxy");
+        EXPECT(KRB5_STEP_KEYTAB, ENOENT, TRANSPORT_KERBEROS_FAILED, "does not exist");
+        EXPECT(KRB5_STEP_KEYTAB, KRB5_KT_NOTFOUND, TRANSPORT_KERBEROS_FAILED, "holds no key for svc-scep@EXAMPLE.COM",
+               "Service user credentials");
+        EXPECT(KRB5_STEP_TGT, KRB5KDC_ERR_PREAUTH_FAILED, TRANSPORT_KERBEROS_FAILED, "stale", "new keytab");
+        EXPECT(KRB5_STEP_TGT, KRB5KRB_AP_ERR_BAD_INTEGRITY, TRANSPORT_KERBEROS_FAILED, "stale");
+        EXPECT(KRB5_STEP_TGT, KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN, TRANSPORT_KERBEROS_FAILED, "does not know the service user");
+        EXPECT(KRB5_STEP_TGT, KRB5KDC_ERR_CLIENT_REVOKED, TRANSPORT_KERBEROS_FAILED, "disabled");
+        EXPECT(KRB5_STEP_SERVICE_TICKET, KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN, TRANSPORT_SERVICE_PRINCIPAL_UNKNOWN,
+               "HTTP/ndes.example.com", "KDC_ERR_S_PRINCIPAL_UNKNOWN",
+               "setspn -s http/ndes.example.com EXAMPLE\\svc-scep", "library text");
+        EXPECT(KRB5_STEP_TGT, KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN, TRANSPORT_KERBEROS_FAILED, "krbtgt/EXAMPLE.COM");
+        EXPECT(KRB5_STEP_SERVICE_TICKET, KRB5KDC_ERR_BADOPTION, TRANSPORT_KERBEROS_FAILED, "Delegation");
+        EXPECT(KRB5_STEP_TGT, 12345, TRANSPORT_KERBEROS_FAILED, "library text");
+}
+
+static void test_krb5_no_context(void **state) {
+        char *m = NULL;
+
+        assert_int_equal(krb5_error_classify(KRB5_STEP_SERVICE_TICKET, KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN, NULL, &m),
+                         TRANSPORT_SERVICE_PRINCIPAL_UNKNOWN);
+        assert_non_null(m);
+        free(m);
+        assert_int_equal(krb5_error_classify(KRB5_STEP_TGT, 0, NULL, NULL), TRANSPORT_KERBEROS_FAILED);
+}
+
+static void test_setspn(void **state) {
+        char *s = krb5_error_setspn_command("ndes.corp.example.com", "svc-scep@CORP.EXAMPLE.COM");
+        assert_string_equal(s, "setspn -s http/ndes.corp.example.com CORP\\svc-scep");
+        free(s);
+        s = krb5_error_setspn_command(NULL, NULL);
+        assert_non_null(strstr(s, "setspn -s http/"));
+        free(s);
+}
+
+static void test_rejected_hint(void **state) {
+        char *s = krb5_error_rejected_hint("ndes.example.com", "https://ndes.example.com/certsrv/mscep_admin/");
+        assert_non_null(strstr(s, "useAppPoolCredentials"));
+        assert_non_null(strstr(s, "Kernel mode authentication"));
+        assert_non_null(strstr(s, "Anonymous Authentication"));
+        assert_non_null(strstr(s, "Negotiate"));
+        assert_non_null(strstr(s, "HTTP/ndes.example.com"));
+        free(s);
+}
+
+static void test_curl(void **state) {
+        static const struct {
+                int code;
+                TransportOutcome want;
+                const char *needle;
+        } table[] = {
+                { CURLE_COULDNT_RESOLVE_HOST, TRANSPORT_CA_UNREACHABLE, "cannot resolve ndes.example.com" },
+                { CURLE_COULDNT_CONNECT, TRANSPORT_CA_UNREACHABLE, "cannot connect to ndes.example.com" },
+                { CURLE_OPERATION_TIMEDOUT, TRANSPORT_TIMEOUT, "Timeout=" },
+                { CURLE_PEER_FAILED_VERIFICATION, TRANSPORT_TLS_VERIFY_FAILED, "/etc/ssl/roots.pem" },
+                { CURLE_SSL_CACERT_BADFILE, TRANSPORT_TLS_VERIFY_FAILED, "TrustAnchors=" },
+                { CURLE_SSL_CONNECT_ERROR, TRANSPORT_TLS_VERIFY_FAILED, "TLS handshake" },
+                { CURLE_GOT_NOTHING, TRANSPORT_CA_UNREACHABLE, "broke off" },
+                { CURLE_FILESIZE_EXCEEDED, TRANSPORT_PROTOCOL_ERROR, "larger" },
+                { CURLE_UNSUPPORTED_PROTOCOL, TRANSPORT_PROTOCOL_ERROR, "failed" },
+        };
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                char *m = NULL;
+                assert_int_equal(http_classify_curl_error(table[i].code, "ndes.example.com", "https://ndes.example.com/x",
+                                                          "", "/etc/ssl/roots.pem", &m), table[i].want);
+                if (!strstr(m, table[i].needle))
+                        fail_msg("curl %d: \"%s\" lacks \"%s\"", table[i].code, m, table[i].needle);
+                free(m);
+        }
+}
+
+static void test_outcome_names(void **state) {
+        static const char *const api[] = {
+                "KerberosFailed", "ServicePrincipalUnknown", "AuthenticationRejected", "ChallengeUnavailable",
+                "CAUnreachable", "TLSVerifyFailed", "CARejected", "ProtocolError", "Cancelled", "Timeout",
+        };
+        for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
+                int o = transport_outcome_from_string(api[i]);
+                assert_true(o > 0);
+                assert_string_equal(transport_outcome_to_string((TransportOutcome) o), api[i]);
+        }
+        assert_string_equal(transport_outcome_to_string(TRANSPORT_OK), "");
+        assert_null(transport_outcome_to_string(_TRANSPORT_OUTCOME_MAX));
+        assert_int_equal(transport_outcome_from_string("Nope"), -EINVAL);
+        assert_true(transport_outcome_is_transient(TRANSPORT_CA_UNREACHABLE));
+        assert_false(transport_outcome_is_transient(TRANSPORT_SERVICE_PRINCIPAL_UNKNOWN));
+}
+
+static void test_profile(void **state) {
+        char *kdcs[] = { "kdc1.example.com", "10.0.0.5:88", "[2001:db8::1]:750", NULL };
+        Krb5Settings s = {
+                .realm = "EXAMPLE.COM",
+                .kdcs = kdcs,
+                .principal = "svc@EXAMPLE.COM",
+                .domain_suffix = "example.com",
+        };
+        char *t = NULL, *m = NULL;
+
+        assert_int_equal(krb5_profile_format(&s, &t, &m), 0);
+        assert_non_null(strstr(t, "default_realm = EXAMPLE.COM\n"));
+        assert_non_null(strstr(t, "dns_canonicalize_hostname = false\n"));
+        assert_non_null(strstr(t, "rdns = false\n"));
+        assert_non_null(strstr(t, "dns_lookup_kdc = false\n"));
+        assert_non_null(strstr(t, "udp_preference_limit = 1\n"));
+        assert_non_null(strstr(t, "default_ccache_name = MEMORY:"));
+        assert_non_null(strstr(t, "kdc = kdc1.example.com\n"));
+        assert_non_null(strstr(t, "kdc = 10.0.0.5:88\n"));
+        assert_non_null(strstr(t, "kdc = [2001:db8::1]:750\n"));
+        assert_non_null(strstr(t, ".example.com = EXAMPLE.COM\n"));
+        free(t);
+
+        /* No KDC: DNS lookup of KDCs left to the system configuration. */
+        s.kdcs = NULL;
+        assert_int_equal(krb5_profile_format(&s, &t, &m), 0);
+        assert_null(strstr(t, "dns_lookup_kdc"));
+        assert_null(strstr(t, "[realms]"));
+        free(t);
+
+        /* Profile injection is refused. */
+        char *evil[] = { "kdc.example.com\n[libdefaults]", NULL };
+        s.kdcs = evil;
+        assert_int_equal(krb5_profile_format(&s, &t, &m), -EINVAL);
+        assert_non_null(strstr(m, "KDC="));
+        free(m);
+        char *badport[] = { "kdc.example.com:99999", NULL };
+        s.kdcs = badport;
+        assert_int_equal(krb5_profile_format(&s, &t, &m), -EINVAL);
+        free(m);
+        s.kdcs = NULL;
+        s.realm = "EXAMPLE.COM }";
+        assert_int_equal(krb5_profile_format(&s, &t, &m), -EINVAL);
+        assert_non_null(strstr(m, "Realm="));
+        free(m);
+}
+
+static int wakes;
+static void on_wake(void *userdata) {
+        wakes++;
+}
+
+static void test_limit(void **state) {
+        ChallengeLimit *l = NULL;
+
+        assert_int_equal(challenge_limit_new(0, &l), -EINVAL);
+        assert_int_equal(challenge_limit_new(2, &l), 0);
+        challenge_limit_set_wake(l, on_wake, NULL);
+        assert_true(challenge_limit_take(l));
+        assert_true(challenge_limit_take(l));
+        assert_false(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_get_used(l), 2);
+        challenge_limit_put(l);
+        assert_int_equal(wakes, 1);
+        assert_true(challenge_limit_take(l));
+        /* A reference outlives the owner's. */
+        ChallengeLimit *ref = challenge_limit_ref(l);
+        challenge_limit_set_wake(l, NULL, NULL);
+        challenge_limit_unref(l);
+        challenge_limit_put(ref);
+        challenge_limit_put(ref);
+        challenge_limit_put(ref);       /* never below zero */
+        assert_int_equal(challenge_limit_get_used(ref), 0);
+        assert_int_equal(wakes, 1);
+        challenge_limit_unref(ref);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_krb5),
+                cmocka_unit_test(test_krb5_no_context),
+                cmocka_unit_test(test_setspn),
+                cmocka_unit_test(test_rejected_hint),
+                cmocka_unit_test(test_curl),
+                cmocka_unit_test(test_outcome_names),
+                cmocka_unit_test(test_profile),
+                cmocka_unit_test(test_limit),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
