@@ -324,6 +324,10 @@ int cb_url_check(const char *url, const char *suffix, char **ret_host, const cha
                 r = refuse(ret_reason, "contains userinfo (user@ or user:password@ before the host)");
                 goto finish;
         }
+        if (memchr(auth, '%', auth_len)) {
+                r = refuse(ret_reason, "has a percent-encoded host: write the host name plainly");
+                goto finish;
+        }
 
         char *host = NULL;
         uc = curl_url_get(h, CURLUPART_HOST, &host, 0);
