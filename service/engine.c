@@ -80,6 +80,8 @@ typedef struct Attempt {
         ChallengeSecret *challenge;     /* holds one of the CA's challenge slots until freed */
         X509_REQ *csr;
         X509 *signer;
+        EVP_PKEY *transport_key;        /* EC requests: a transient RSA key for the SCEP envelope */
+        uint64_t transport_job;
         ScepMessage *msg;
         ScepTransport transport;
 } Attempt;
@@ -113,6 +115,7 @@ static void attempt_free(Attempt *a) {
         challenge_secret_free(a->challenge);
         X509_REQ_free(a->csr);
         X509_free(a->signer);
+        EVP_PKEY_free(a->transport_key);
         scep_message_free(a->msg);
         free(a);
 }
@@ -122,6 +125,8 @@ static void request_end_attempt(Request *r) {
 
         if (!a)
                 return;
+        if (a->transport_job)
+                (void) key_pool_cancel(r->manager->pool, a->transport_job);
         r->engine = NULL;
         attempt_free(a);
 }
@@ -298,6 +303,7 @@ static char *serial_hex(X509 *x) {
 /* ---- the steps ---- */
 
 static void step_key(Request *r);
+static void step_transport_key(Request *r);
 static void step_meta(Request *r);
 static void step_submit(Request *r);
 static void step_challenge(Request *r);
@@ -345,7 +351,7 @@ static void on_key_ready(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, 
                 request_fail_errno(r, q, "Cannot store the private key (encrypted) in the journal");
                 return;
         }
-        step_meta(r);
+        step_transport_key(r);
 }
 
 static void step_key(Request *r) {
@@ -359,7 +365,7 @@ static void step_key(Request *r) {
         }
         a->step = STEP_KEY;
         if (r->key) {
-                step_meta(r);
+                step_transport_key(r);
                 return;
         }
         if (r->rec->key_available) {
@@ -375,7 +381,7 @@ static void step_key(Request *r) {
                                        "enroll again.");
                         return;
                 }
-                step_meta(r);
+                step_transport_key(r);
                 return;
         }
 
@@ -391,12 +397,46 @@ static void step_key(Request *r) {
                         request_fail_errno(r, q, "Cannot store the private key (encrypted) in the journal");
                         return;
                 }
-                step_meta(r);
+                step_transport_key(r);
                 return;
         }
         q = key_pool_generate_async(r->manager->pool, t, on_key_ready, r, &r->key_job);
         if (q < 0)
                 request_fail_errno(r, q, "Cannot start generating the private key");
+}
+
+/* SCEP encrypts the CertRep to the signer certificate's key, which must do key transport: an
+ * EC request signs its PKCS#10 with its own key but wraps the exchange in a self-signed
+ * certificate of a transient RSA key (from the pool, or made on the pool's worker). */
+static void on_transport_key(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        Request *r = userdata;
+        Attempt *a = r->engine;
+
+        a->transport_job = 0;
+        if (error < 0) {
+                request_fail_errno(r, error, "Cannot generate the RSA transport key");
+                return;
+        }
+        a->transport_key = key;
+        step_meta(r);
+}
+
+static void step_transport_key(Request *r) {
+        Attempt *a = r->engine;
+        int q;
+
+        if (EVP_PKEY_get_base_id(r->key) == EVP_PKEY_RSA || a->transport_key) {
+                step_meta(r);
+                return;
+        }
+        a->transport_key = key_pool_take(r->manager->pool, KEY_TYPE_RSA_2048);
+        if (a->transport_key) {
+                step_meta(r);
+                return;
+        }
+        q = key_pool_generate_async(r->manager->pool, KEY_TYPE_RSA_2048, on_transport_key, r, &a->transport_job);
+        if (q < 0)
+                request_fail_errno(r, q, "Cannot start generating the RSA transport key");
 }
 
 static void step_meta(Request *r) {
@@ -541,7 +581,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 .request = a->msg,
                 .ca_certs = CE(ca)->certs,
                 .signer_cert = a->signer,
-                .signer_key = r->key,
+                .signer_key = a->transport_key ?: r->key,
                 .csr = a->csr,
                 .allow_legacy = c->allow_legacy_ciphers,
         };
@@ -788,12 +828,13 @@ static void step_pkioperation(Request *r) {
                         return;
                 }
         }
-        q = scep_signer_cert_build(a->csr, r->key, alg->digest, &a->signer, &err);
+        EVP_PKEY *signer_key = a->transport_key ?: r->key;
+        q = scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
         if (q >= 0) {
                 ScepRequestParams rp = {
                         .csr = a->csr,
                         .signer_cert = a->signer,
-                        .signer_key = r->key,
+                        .signer_key = signer_key,
                         .recipient = CE(ca)->certs->recipient,
                         .ca = CE(ca)->certs->ca,
                         .cipher = alg->cipher,
