@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# certbrokerd's request lifecycle on the real lab: PENDING survives a restart and keeps polling;
+# kill -9 while submitting loses and duplicates nothing; Cancel and Remove; MaxActive and
+# MaxRequests quotas; Remove of a live request; a malformed configuration refuses to start
+# naming file and line; a bad Reload (bus or SIGHUP) keeps the old configuration.
+set -euo pipefail
+: "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
+lab_enter "$@"
+. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+
+ndes_setup
+kdestroy -A 2>/dev/null || true
+lab_bus
+broker_config
+cat >>"$CB_CONF/policy.d/tenants.policy" <<'CONF'
+
+[Rule]
+Name=mallory-few
+Users=mallory
+Names=*.m.example.test
+MaxRequests=2/1h
+CONF
+broker_start
+
+state_of() { cb_prop "$1" "$2" State; }
+n_requests() { cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListRequests | awk '{print $2}'; }
+
+# ---- PENDING, across a restart ----
+ndes ctl pending=on >/dev/null
+p1=$(cb_enroll alice corp pend.a.example.test)
+lab_wait_for 30 "request pending" bash -c "[ \"\$(busctl --system get-property $CB_BUS $p1 $CB_BUS.Request State)\" = 's \"pending\"' ]"
+txid=$(cb_prop alice "$p1" TransactionId)
+[ ${#txid} -ge 32 ] || lab_fail "pending request has no transactionID: '$txid'"
+lab_assert_eq "$(ndes pending | grep -c "$txid")" 1 "the emulator holds the pending transaction"
+lab_stop certbrokerd
+broker_start
+lab_assert_eq "$(state_of alice "$p1")" pending "state after restart"
+lab_assert_eq "$(cb_prop alice "$p1" TransactionId)" "$txid" "transactionID after restart"
+ndes approve all >/dev/null
+state=$(cb_wait alice "$p1" 60)
+[ "$state" = issued ] || lab_fail "approved request ended '$state': $(cb_prop alice "$p1" ErrorMessage)"
+cb_prop alice "$p1" Certificate >"$LAB_DIR/pend.crt"
+ndes_verify_cert "$LAB_DIR/pend.crt" pend.a.example.test pend.a.example.test
+attempts=$(cb alice get-property "$CB_BUS" "$p1" "$CB_BUS.Request" Attempts | awk '{print $2}')
+[ "$attempts" -ge 2 ] || lab_fail "a polled request should count its polls (Attempts=$attempts)"
+lab_pass "PENDING survives a restart, keeps its transactionID and is collected by CertPoll after approval"
+
+# ---- Cancel and Remove ----
+p2=$(cb_enroll alice corp cancel.a.example.test)
+lab_wait_for 30 "second request pending" bash -c "[ \"\$(busctl --system get-property $CB_BUS $p2 $CB_BUS.Request State)\" = 's \"pending\"' ]"
+if out=$(cb alice call "$CB_BUS" "$p2" "$CB_BUS.Request" Remove 2>&1); then
+        lab_fail "Remove of a pending request succeeded"
+fi
+lab_assert_contains "$out" "Cancel() it first" "Remove of a live request"
+cb alice call "$CB_BUS" "$p2" "$CB_BUS.Request" Cancel >/dev/null
+lab_assert_eq "$(state_of alice "$p2")" cancelled "state after Cancel"
+lab_assert_eq "$(cb_prop alice "$p2" Error)" "org.certbroker.Broker1.Error.Cancelled" "Error after Cancel"
+lab_assert_eq "$(cb_wait alice "$p2" 5)" cancelled "Wait on a cancelled request"
+cb alice call "$CB_BUS" "$p2" "$CB_BUS.Request" Remove >/dev/null
+if out=$(cb alice get-property "$CB_BUS" "$p2" "$CB_BUS.Request" State 2>&1); then
+        lab_fail "a removed request is still there"
+fi
+lab_assert_contains "$out" "No request" "a removed request"
+lab_pass "Cancel ends a pending request, Remove forgets it; Remove refuses a live one"
+
+# ---- MaxActive=5 (tenant-a) while requests wait in pending ----
+active=()
+for i in 1 2 3 4 5; do
+        active+=("$(cb_enroll alice corp q$i.a.example.test)")
+done
+if out=$(cb_enroll alice corp q6.a.example.test 2>&1); then
+        lab_fail "a sixth active request was accepted"
+fi
+lab_assert_contains "$out" "MaxActive" "sixth request"
+for p in "${active[@]}"; do
+        cb alice call "$CB_BUS" "$p" "$CB_BUS.Request" Cancel >/dev/null
+done
+p7=$(cb_enroll alice corp q7.a.example.test) || lab_fail "after cancelling, a new request should be accepted"
+cb alice call "$CB_BUS" "$p7" "$CB_BUS.Request" Cancel >/dev/null
+lab_pass "MaxActive=5 refuses the sixth active request, and frees up after Cancel"
+
+# ---- MaxRequests=2/1h (mallory): counts removed requests too ----
+for i in 1 2; do
+        p=$(cb_enroll mallory corp r$i.m.example.test)
+        cb mallory call "$CB_BUS" "$p" "$CB_BUS.Request" Cancel >/dev/null
+        cb mallory call "$CB_BUS" "$p" "$CB_BUS.Request" Remove >/dev/null
+done
+if out=$(cb_enroll mallory corp r3.m.example.test 2>&1); then
+        lab_fail "a third request within the hour was accepted"
+fi
+lab_assert_contains "$out" "MaxRequests" "third request within the window"
+lab_pass "MaxRequests=2/1h refuses the third request, even after the first two were removed"
+ndes ctl pending=off >/dev/null
+
+# ---- kill -9 while submitting: nothing lost, nothing duplicated ----
+before=$(n_requests)
+apache_pids=$(pgrep -f "apache2.*$LAB_DIR" || true)
+[ -n "$apache_pids" ] || lab_fail "cannot find the lab's Apache processes"
+# shellcheck disable=SC2086
+kill -STOP $apache_pids
+p8=$(cb_enroll alice corp crash.a.example.test)
+lab_wait_for 30 "request submitting" bash -c "[ \"\$(busctl --system get-property $CB_BUS $p8 $CB_BUS.Request State)\" = 's \"submitting\"' ]"
+kill -9 "$(lab_pid certbrokerd)"
+lab_stop certbrokerd    # reaps it; the lab no longer counts it as running
+# shellcheck disable=SC2086
+kill -CONT $apache_pids
+broker_start
+lab_assert_eq "$(n_requests)" "$((before + 1))" "requests after kill -9"
+state=$(cb_wait alice "$p8" 60)
+[ "$state" = issued ] || lab_fail "the interrupted request ended '$state': $(cb_prop alice "$p8" ErrorMessage)"
+lab_assert_eq "$(n_requests)" "$((before + 1))" "requests after resuming"
+lab_pass "a request killed -9 while submitting resumes after restart and is issued once"
+
+# ---- configuration errors ----
+cp -a "$CB_CONF" "$LAB_DIR/good-conf"
+printf '[Rule]\nName=broken\nUsers=alice\nNames=*.elsewhere.org\n' >"$CB_CONF/policy.d/zz-broken.policy"
+if out=$(cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload 2>&1); then
+        lab_fail "Reload accepted a pattern outside the suffix"
+fi
+lab_assert_contains "$out" "zz-broken.policy:4" "Reload error names file and line"
+lab_assert_contains "$out" "old configuration stays" "Reload error says the old configuration stays"
+lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" CheckAccess ssasa{sv} corp "" 1 x.a.example.test 0)" \
+        "bss true" "old policy after a failed Reload"
+kill -HUP "$(lab_pid certbrokerd)"
+lab_wait_for 10 "SIGHUP reload failure logged" grep -q "zz-broken.policy:4" "$LAB_DIR/certbrokerd.log"
+lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" CheckAccess ssasa{sv} corp "" 1 x.a.example.test 0)" \
+        "bss true" "old policy after a failed SIGHUP"
+if out=$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload 2>&1); then
+        lab_fail "alice may reload"
+fi
+lab_assert_contains "$out" "Only root" "Reload by alice"
+printf '[Rule]\nName=alice-c\nUsers=alice\nNames=*.c.example.test\n' >"$CB_CONF/policy.d/zz-broken.policy"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" CheckAccess ssasa{sv} corp "" 1 x.c.example.test 0)" \
+        'bss true "alice-c"' "new rule after a good Reload"
+lab_pass "a bad Reload or SIGHUP names file:line and keeps the old policy; a good one applies; only root reloads"
+
+lab_stop certbrokerd
+printf '[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\nBogus=1\n' >"$CB_CONF/certbroker.conf"
+if out=$("$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE" 2>&1); then
+        lab_fail "certbrokerd started with an unknown key"
+fi
+lab_assert_contains "$out" "certbroker.conf:4" "start-up error names file and line"
+lab_assert_contains "$out" "Bogus" "start-up error names the key"
+lab_pass "a malformed configuration refuses to start, naming file, line and key"
