@@ -257,10 +257,24 @@ static void request_fail_errno(Request *r, int error, const char *what) {
 
 /* ---- certificates to strings ---- */
 
+/* A memory BIO's contents as a C string (BIO memory is not NUL-terminated). */
+static char *bio_to_string(BIO *b) {
+        char *data = NULL, *s;
+        long n = BIO_get_mem_data(b, &data);
+
+        if (n < 0)
+                return NULL;
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return NULL;
+        if (n > 0)
+                memcpy(s, data, (size_t) n);
+        s[n] = 0;
+        return s;
+}
+
 static int x509_to_pem(X509 *x, STACK_OF(X509) *more, char **ret) {
         BIO *b = BIO_new(BIO_s_mem());
-        char *data;
-        long n;
         int ok = b != NULL;
 
         if (ok && x)
@@ -271,8 +285,7 @@ static int x509_to_pem(X509 *x, STACK_OF(X509) *more, char **ret) {
                 BIO_free(b);
                 return -ENOMEM;
         }
-        n = BIO_get_mem_data(b, &data);
-        *ret = strndup(data ?: "", (size_t) n);
+        *ret = bio_to_string(b);
         BIO_free(b);
         return *ret ? 0 : -ENOMEM;
 }
@@ -586,7 +599,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 .allow_legacy = c->allow_legacy_ciphers,
         };
         q = scep_certrep_parse(&p, res->body, res->body_size, &rep, &err);
-        if (q < 0) {
+        if (q != 0) {
                 snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", res->host,
                          err.message[0] ? err.message : strerror(-q));
                 /* A bad reply may be a stale CA certificate: refetch it next time. */
@@ -608,11 +621,8 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         if (rep->status == SCEP_STATUS_PENDING) {
                 char *csr_pem = NULL;
                 BIO *b = BIO_new(BIO_s_mem());
-                if (b && PEM_write_bio_X509_REQ(b, a->csr)) {
-                        char *d;
-                        long n = BIO_get_mem_data(b, &d);
-                        csr_pem = strndup(d, (size_t) n);
-                }
+                if (b && PEM_write_bio_X509_REQ(b, a->csr))
+                        csr_pem = bio_to_string(b);
                 BIO_free(b);
                 scep_certrep_free(rep);
                 if (!csr_pem) {
@@ -693,7 +703,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
         }
         ca->last_contact = now_usec();
         q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size, 0, &next, &err);
-        if (q < 0) {
+        if (q != 0) {
                 request_fail(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");
                 return;
@@ -730,7 +740,7 @@ static void send_pkioperation(Request *r) {
                 o.content_type = "application/x-pki-message";
         } else {
                 q = scep_message_encode_get(a->msg->der, a->msg->size, &enc);
-                if (q < 0 || asprintf(&url, "%s?operation=PKIOperation&message=%s", c->url, enc) < 0)
+                if (q != 0 || asprintf(&url, "%s?operation=PKIOperation&message=%s", c->url, enc) < 0)
                         url = NULL;
                 free(enc);
         }
@@ -821,7 +831,7 @@ static void step_pkioperation(Request *r) {
                 cb_subject_free(subject);
                 /* The challenge is in the CSR now; wipe our copy and give the slot back. */
                 a->challenge = challenge_secret_free(a->challenge);
-                if (q < 0) {
+                if (q != 0) {
                         snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s",
                                  err.message[0] ? err.message : strerror(-q));
                         request_finish(r, REQUEST_FAILED, "ProtocolError", NULL, msg);
@@ -830,7 +840,7 @@ static void step_pkioperation(Request *r) {
         }
         EVP_PKEY *signer_key = a->transport_key ?: r->key;
         q = scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
-        if (q >= 0) {
+        if (q == 0) {
                 ScepRequestParams rp = {
                         .csr = a->csr,
                         .signer_cert = a->signer,
@@ -843,7 +853,7 @@ static void step_pkioperation(Request *r) {
                 q = scep_message_build(a->polling ? SCEP_MESSAGE_CERT_POLL : SCEP_MESSAGE_PKCS_REQ, &rp,
                                        &a->msg, &err);
         }
-        if (q < 0) {
+        if (q != 0) {
                 snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
                          err.message[0] ? err.message : strerror(-q));
                 request_finish(r, REQUEST_FAILED, "ProtocolError", NULL, msg);
@@ -945,12 +955,12 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 unsigned caps = 0;
                 if (res->http_code == 200) {
                         q = scep_caps_parse(res->body, res->body_size, &caps, &err);
-                        if (q < 0)
+                        if (q != 0)
                                 caps = 0;
                 }
                 q = scep_caps_choose(caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
                                      &ce->alg, &err);
-                if (q < 0) {
+                if (q != 0) {
                         snprintf(msg, sizeof msg, "CA %s: %s", ca->name, err.message);
                         meta_done(ca, TRANSPORT_PROTOCOL_ERROR, msg);
                         return;
@@ -979,7 +989,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         ScepCACerts *certs = NULL;
         q = scep_cacert_parse(res->content_type, res->body, res->body_size,
                               c->has_fingerprint ? c->fingerprint : NULL, &certs, &err);
-        if (q < 0) {
+        if (q != 0) {
                 snprintf(msg, sizeof msg, "GetCACert at %s: %s", c->url, err.message[0] ? err.message : strerror(-q));
                 meta_done(ca, TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
@@ -1121,8 +1131,7 @@ static void check_on_service(Krb5Creds *creds, TransportOutcome outcome, const c
         snprintf(detail, sizeof detail, "ticket for HTTP/%s", c ? c->admin_url_host : "?");
         check_add(k, "service-ticket", outcome == TRANSPORT_OK ? "ok" : "fail",
                   outcome == TRANSPORT_OK ? detail : message);
-        k->step++;
-        check_run(k);
+        check_run(k);           /* check_run() already moved past this step */
 }
 
 static void check_on_http(HttpClient *client, const HttpResult *res, void *userdata) {
@@ -1161,7 +1170,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                 }
                 ScepAlgorithms alg;
                 if (scep_caps_choose(k->caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
-                                     &alg, &err) < 0)
+                                     &alg, &err) != 0)
                         check_add(k, "getcacaps", "fail", err.message);
                 else
                         check_add(k, "getcacaps", "ok", n ? detail : "no capabilities advertised");
@@ -1176,7 +1185,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                 }
                 ScepCACerts *certs = NULL;
                 if (scep_cacert_parse(res->content_type, res->body, res->body_size,
-                                      c->has_fingerprint ? c->fingerprint : NULL, &certs, &err) < 0) {
+                                      c->has_fingerprint ? c->fingerprint : NULL, &certs, &err) != 0) {
                         check_add(k, "getcacert", "fail", err.message);
                         break;
                 }
@@ -1394,9 +1403,15 @@ static int engine_start_creds(Manager *m) {
         char *msg = NULL;
         int q;
 
+        /* The configuration counts its KDCs; the credentials want a NULL-terminated list. */
+        char *kdcs[cfg->n_kdcs + 1];
+        for (size_t i = 0; i < cfg->n_kdcs; i++)
+                kdcs[i] = cfg->kdcs[i];
+        kdcs[cfg->n_kdcs] = NULL;
+
         Krb5Settings s = {
                 .realm = cfg->realm,
-                .kdcs = cfg->n_kdcs > 0 ? cfg->kdcs : NULL,
+                .kdcs = cfg->n_kdcs > 0 ? kdcs : NULL,
                 .principal = cfg->principal,
                 .keytab = cfg->keytab,
                 .mode = cfg->mode == CB_KERBEROS_MODE_GSS_PROXY ? KRB5_MODE_GSS_PROXY : KRB5_MODE_KEYTAB,

@@ -27,7 +27,7 @@ CONF
         cat >"$CB_CONF/ca.d/corp.conf" <<CONF
 [CA]
 URL=$url
-TrustAnchors=$LAB_TLS_ROOT
+TrustAnchors=${LAB_TLS_ROOT:-}
 Default=yes
 PollInterval=1
 CONF
@@ -92,4 +92,22 @@ cb_wait() {
         out=$(cb "$1" --timeout=$(($3 + 5)) call "$CB_BUS" "$2" "$CB_BUS.Request" Wait t "$(($3 * 1000000))") || return 1
         out=${out#s \"}
         echo "${out%\"}"
+}
+
+# broker_stop: SIGTERM, wait for a clean exit, and fail on any sanitizer report in its log
+# (under ASan the leak check runs at exit).
+broker_stop() {
+        local pid
+        pid=$(lab_pid certbrokerd)
+        kill -TERM "$pid" 2>/dev/null || true
+        lab_wait_for 30 "certbrokerd to exit" bash -c "! kill -0 $pid 2>/dev/null"
+        lab_stop certbrokerd
+        broker_check_log
+}
+
+broker_check_log() {
+        if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$LAB_DIR/certbrokerd.log"; then
+                cat "$LAB_DIR/certbrokerd.log" >&2
+                lab_fail "certbrokerd: sanitizer report in its log (above)"
+        fi
 }

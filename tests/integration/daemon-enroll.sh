@@ -116,3 +116,4 @@ ndes log >"$LAB_DIR/ndes.log" 2>/dev/null || true
 lab_assert_file_lacks "$LAB_DIR/certbrokerd.log" "PRIVATE KEY" "certbrokerd log"
 lab_assert_file_lacks "$LAB_DIR/certbrokerd.log" "challenge password is" "certbrokerd log"
 lab_pass "done"
+broker_stop

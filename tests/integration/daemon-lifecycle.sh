@@ -34,7 +34,7 @@ lab_wait_for 30 "request pending" bash -c "[ \"\$(busctl --system get-property $
 txid=$(cb_prop alice "$p1" TransactionId)
 [ ${#txid} -ge 32 ] || lab_fail "pending request has no transactionID: '$txid'"
 lab_assert_eq "$(ndes pending | grep -c "$txid")" 1 "the emulator holds the pending transaction"
-lab_stop certbrokerd
+broker_stop
 broker_start
 lab_assert_eq "$(state_of alice "$p1")" pending "state after restart"
 lab_assert_eq "$(cb_prop alice "$p1" TransactionId)" "$txid" "transactionID after restart"
@@ -104,6 +104,7 @@ p8=$(cb_enroll alice corp crash.a.example.test)
 lab_wait_for 30 "request submitting" bash -c "[ \"\$(busctl --system get-property $CB_BUS $p8 $CB_BUS.Request State)\" = 's \"submitting\"' ]"
 kill -9 "$(lab_pid certbrokerd)"
 lab_stop certbrokerd    # reaps it; the lab no longer counts it as running
+broker_check_log
 # shellcheck disable=SC2086
 kill -CONT $apache_pids
 broker_start
@@ -137,7 +138,7 @@ lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Chec
         'bss true "alice-c"' "new rule after a good Reload"
 lab_pass "a bad Reload or SIGHUP names file:line and keeps the old policy; a good one applies; only root reloads"
 
-lab_stop certbrokerd
+broker_stop
 printf '[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\nBogus=1\n' >"$CB_CONF/certbroker.conf"
 if out=$("$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE" 2>&1); then
         lab_fail "certbrokerd started with an unknown key"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# CA.Check(): the diagnostic steps in order, against the real lab, with fixes in the words of
+# the Windows-side setup; who may call it; the challenge step only on request.
+set -euo pipefail
+: "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
+lab_enter "$@"
+. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+
+ndes_setup
+kdestroy -A 2>/dev/null || true
+lab_bus
+broker_config
+# A second CA on a host without an HTTP/ principal: the setspn step is missing.
+sed -e 's/Default=yes/Default=no/' -e 's/ndes\.example\.test/ndes-alias.example.test/' \
+        "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/nospn.conf"
+broker_start
+lab_wait_for 20 "ticket-granting ticket" bash -c \
+        "[ \"\$(busctl --system get-property $CB_BUS $CB_PATH $CB_BUS.Manager CredentialState)\" = 's \"valid\"' ]"
+
+check() { cb "$1" --timeout=60 call "$CB_BUS" "/org/certbroker/Broker1/ca/$2" "$CB_BUS.CA" Check a{sv} "${@:3}"; }
+
+out=$(check root corp 0)
+for step in configuration keytab ticket-granting-ticket service-ticket tls getcacaps getcacert; do
+        lab_assert_contains "$out" "\"$step\" \"ok\"" "Check step $step"
+done
+lab_assert_not_contains "$out" '"challenge"' "Check without the challenge option"
+before=$(ndes log | wc -l)
+out=$(check alice corp 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "ok"' "Check with challenge=true, as alice (tenant-a may use corp)"
+lab_assert_eq "$(ndes log | wc -l)" "$((before + 1))" "challenge fetches during Check"
+lab_pass "Check passes every step against a well set-up NDES; the challenge step only on request"
+
+out=$(check root nospn 0)
+lab_assert_contains "$out" '"service-ticket" "fail"' "service ticket for a host without SPN"
+lab_assert_contains "$out" "setspn" "the fix names setspn"
+lab_assert_contains "$out" '"getcacert" "skip"' "steps after a failure"
+lab_pass "a host without an HTTP/ principal fails at the service ticket with the setspn fix"
+
+if out=$(check mallory corp 0 2>&1); then
+        lab_fail "mallory (no rule) ran Check: $out"
+fi
+lab_assert_contains "$out" "No policy rule lets you use CA 'corp'" "Check by mallory"
+if out=$(check alice corp 1 bogus b true 2>&1); then
+        lab_fail "an unknown Check option was accepted"
+fi
+lab_assert_contains "$out" "Unknown option 'bogus'" "unknown Check option"
+if out=$(cb alice call "$CB_BUS" /org/certbroker/Broker1/ca/corp "$CB_BUS.CA" Refresh 2>&1); then
+        lab_fail "alice may Refresh"
+fi
+cb root call "$CB_BUS" /org/certbroker/Broker1/ca/corp "$CB_BUS.CA" Refresh >/dev/null
+lab_pass "Check is for root and callers a rule allows to use the CA; Refresh is root's"
+
+lab_kdc_stop
+broker_stop
+broker_start
+out=$(check root corp 0)
+lab_assert_contains "$out" '"ticket-granting-ticket" "fail"' "TGT with the KDC down"
+lab_assert_contains "$out" "kdc.example.test" "the failure names the KDC"
+lab_pass "with the KDC down, the ticket-granting ticket step fails naming the KDC"
+broker_stop
