@@ -248,13 +248,16 @@ int main(int argc, char **argv) {
                 r = krb5_creds_new(run.event, &s, &run.creds, &m);
                 if (r < 0) {
                         fprintf(stderr, "krb5_creds_new: %s: %s\n", strerror(-r), m ? m : "");
-                        return 2;
+                        r = 2;
+                        goto finish;
                 }
                 krb5_creds_set_backoff(run.creds, 200000, 1000000);
         }
         r = http_client_new(run.event, &run.http);
-        if (r < 0)
-                return 2;
+        if (r < 0) {
+                r = 2;
+                goto finish;
+        }
         run.t0 = now_usec();
 
         if (strcmp(cmd, "state") == 0) {
@@ -269,12 +272,16 @@ int main(int argc, char **argv) {
                         .max_outstanding = arg_max_outstanding,
                         .kerberos = arg_kerberos,
                 };
-                if (!run.url || run.total == 0)
-                        return 2;
+                if (!run.url || run.total == 0) {
+                        r = 2;
+                        goto finish;
+                }
                 run.parallel = strcmp(cmd, "challenge-parallel") == 0;
                 r = challenge_fetcher_new(run.http, run.creds, &fs, &run.fetcher);
-                if (r < 0)
-                        return 2;
+                if (r < 0) {
+                        r = 2;
+                        goto finish;
+                }
                 if (run.parallel)
                         for (unsigned i = 0; i < run.total; i++)
                                 start_next(&run);
@@ -283,32 +290,43 @@ int main(int argc, char **argv) {
         } else if (strcmp(cmd, "get") == 0) {
                 char *host = NULL, *gm = NULL;
 
-                if (!run.url)
-                        return 2;
+                if (!run.url) {
+                        r = 2;
+                        goto finish;
+                }
                 /* Guard first: a refused host reaches neither the KDC nor the server. */
                 r = http_guard_url(run.url, arg_suffix, NULL, &host, &gm);
                 if (r < 0) {
                         printf("result=NameNotPermitted http=0 message=%s\n", gm ? gm : "");
-                        return 1;
+                        free(gm);
+                        r = 1;
+                        goto finish;
                 }
                 if (arg_kerberos) {
                         r = krb5_creds_ensure_service(run.creds, host, on_ticket, &run, NULL);
                         if (r > 0)
                                 do_get(&run);
-                        else if (r < 0)
-                                return 2;
                 } else
                         do_get(&run);
                 free(host);
+                if (r < 0) {
+                        r = 2;
+                        goto finish;
+                }
         } else {
                 fprintf(stderr, "unknown command %s\n", cmd);
-                return 2;
+                r = 2;
+                goto finish;
         }
 
         r = sd_event_loop(run.event);
+        if (r < 0)
+                r = 2;
+finish:
+        free(m);
         challenge_fetcher_free(run.fetcher);
         http_client_free(run.http);
         krb5_creds_free(run.creds);
         sd_event_unref(run.event);
-        return r < 0 ? 2 : r;
+        return r;
 }
