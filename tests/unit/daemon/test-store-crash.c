@@ -32,6 +32,7 @@ typedef struct Entry {
 
 static Entry model[MODEL_MAX];
 static size_t n_model;
+static unsigned n_ahead;        /* kills that landed between a commit and its report */
 
 static Entry *model_find(const char *id) {
         for (size_t i = 0; i < n_model; i++)
@@ -195,6 +196,7 @@ static void verify(const char *dir, unsigned round) {
                 }
                 if (r == -ENOENT && e->delete_intent) {
                         e->deleted = true;
+                        n_ahead++;
                         continue;
                 }
                 if (r < 0)
@@ -228,11 +230,14 @@ static void verify(const char *dir, unsigned round) {
                 if (!e) {
                         /* The insert in flight at the kill committed but was not reported. */
                         unexpected++;
+                        n_ahead++;
                         assert_true(n_model < MODEL_MAX);
                         e = &model[n_model++];
                         memcpy(e->id, q->id, sizeof(e->id));
                 }
                 /* Adopt what the database says for the next round (at most one op ahead). */
+                if ((q->state == REQUEST_PENDING && !e->updated) || (!q->key_available && !e->taken))
+                        n_ahead++;
                 e->updated = q->state == REQUEST_PENDING;
                 e->taken = e->taken || !q->key_available;
         }
@@ -251,9 +256,9 @@ static void test_kill_loop(void **state) {
         Store *s = NULL;
 
         assert_non_null(dir);
-        print_message("crash test seed %u (set CB_CRASH_SEED to repeat)\n", seed);
         if (getenv("CB_CRASH_SEED"))
                 seed = (unsigned) strtoul(getenv("CB_CRASH_SEED"), NULL, 10);
+        print_message("crash test seed %u (set CB_CRASH_SEED to repeat)\n", seed);
         srand(seed);
 
         assert_int_equal(key_generate(KEY_TYPE_EC_P256, &k), 0);
@@ -264,7 +269,11 @@ static void test_kill_loop(void **state) {
         assert_int_equal(store_open(dir, NULL, &s, &msg), 0);
         store_close(s);
 
-        for (unsigned round = 0; round < CRASH_ROUNDS; round++) {
+        unsigned rounds = CRASH_ROUNDS;
+        if (getenv("CB_CRASH_ROUNDS"))          /* longer stress runs by hand */
+                rounds = (unsigned) strtoul(getenv("CB_CRASH_ROUNDS"), NULL, 10);
+
+        for (unsigned round = 0; round < rounds; round++) {
                 unsigned want = 1 + (unsigned) rand() % 60, got = 0;
                 char buf[4096];
                 size_t len = 0;
@@ -295,7 +304,8 @@ static void test_kill_loop(void **state) {
 
                 verify(dir, round);
         }
-        print_message("crash test: %u kills, %zu requests checked\n", CRASH_ROUNDS, n_model);
+        print_message("crash test: %u kills, %zu requests checked, %u kills landed between a commit "
+                      "and its report\n", rounds, n_model, n_ahead);
 
         secret_free(pem);
         test_rm_rf(dir);
