@@ -83,3 +83,8 @@ unsigned key_pool_target(KeyPool *p, KeyType t);
 /* True when the worker has nothing to do: no job queued or running, every type at target and
  * no undelivered result (used by tests and by shutdown logging). */
 bool key_pool_is_idle(KeyPool *p);
+
+static inline void key_pool_freep(KeyPool **p) {
+        if (p)
+                *p = key_pool_free(*p);
+}

@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 #ifndef _cleanup_
-#define _cleanup_(f) __attribute__((__cleanup__(f)))
+/* Token-identical to the other modules' definitions, so any include order is fine. */
+#define _cleanup_(f) __attribute__((cleanup(f)))
 #endif
 
 typedef struct CbSecret {

@@ -59,3 +59,8 @@ int store_cipher_seal(StoreCipher *c, const char *id, const CbSecret *plaintext,
 /* Decrypt; -EBADMSG when the blob was tampered with, belongs to another id, or was sealed
  * under another master key. */
 int store_cipher_open(StoreCipher *c, const char *id, const uint8_t *blob, size_t size, CbSecret **ret);
+
+static inline void store_cipher_freep(StoreCipher **c) {
+        if (c)
+                *c = store_cipher_free(*c);
+}

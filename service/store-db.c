@@ -558,13 +558,14 @@ static int request_validate(const StoreRequest *r) {
                 return -ERANGE;
 
         const char *texts[] = { r->ca, r->label, r->subject, r->key, r->usage, r->error,
-                                r->error_message, r->fail_info, r->transaction_id, r->serial };
+                                r->fail_info, r->transaction_id, r->serial };
         for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
                 k = check_text(texts[i], STORE_TEXT_MAX);
                 if (k < 0)
                         return k;
         }
-        const char *pems[] = { r->certificate, r->chain, r->csr };
+        /* Long ones: PEM, and error messages that may quote a server's answer. */
+        const char *pems[] = { r->certificate, r->chain, r->csr, r->error_message };
         for (size_t i = 0; i < sizeof(pems) / sizeof(pems[0]); i++) {
                 k = check_text(pems[i], STORE_PEM_MAX);
                 if (k < 0)

@@ -87,7 +87,7 @@ typedef struct StoreRequest {
 } StoreRequest;
 
 /* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes
- * of certificate/chain/csr. */
+ * of certificate/chain/csr/error_message. */
 #define STORE_NAMES_MAX 100U
 #define STORE_TEXT_MAX 4096U
 #define STORE_PEM_MAX (256U * 1024U)
