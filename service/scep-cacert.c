@@ -226,7 +226,7 @@ static int cacerts_classify(ScepCACerts *c, ScepError *e) {
         c->recipient = c->ra_encrypt ?: ca;
         c->verifier = c->ra_sign ?: ca;
 
-        if (EVP_PKEY_get_base_id(X509_get0_pubkey(c->recipient)) != EVP_PKEY_RSA) {
+        if (!scep_cert_has_rsa_key(c->recipient)) {
                 char d[300];
                 scep_cert_describe(c->recipient, d, sizeof d);
                 ERR_clear_error();

@@ -146,7 +146,7 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
         md = scep_digest_md(p->digest);
         if (!cipher || !md)
                 return -EINVAL;
-        if (EVP_PKEY_get_base_id(X509_get0_pubkey(p->recipient)) != EVP_PKEY_RSA) {
+        if (!scep_cert_has_rsa_key(p->recipient)) {
                 char d[300];
                 ERR_clear_error();
                 scep_cert_describe(p->recipient, d, sizeof d);

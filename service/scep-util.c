@@ -34,6 +34,8 @@ const char *scep_result_to_string(ScepResult r) {
         return result_names[r];
 }
 
+static int error_vset(ScepError *e, ScepResult r, const char *suffix, const char *fmt, va_list ap) _printf_(4, 0);
+
 static int error_vset(ScepError *e, ScepResult r, const char *suffix, const char *fmt, va_list ap) {
         if (e) {
                 int n;
@@ -143,4 +145,12 @@ int scep_cert_sha256(X509 *cert, uint8_t ret[32]) {
         if (!X509_digest(cert, EVP_sha256(), ret, &len) || len != 32)
                 return scep_openssl_errno();
         return 0;
+}
+
+bool scep_cert_has_rsa_key(X509 *cert) {
+        EVP_PKEY *k = cert ? X509_get0_pubkey(cert) : NULL;     /* NULL: unparseable key */
+        bool rsa = k && EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA;
+
+        ERR_clear_error();
+        return rsa;
 }

@@ -74,3 +74,6 @@ void scep_hex(const uint8_t *data, size_t n, char *buf);
 
 /* SHA-256 of a certificate's DER. */
 int scep_cert_sha256(X509 *cert, uint8_t ret[32]);
+
+/* Does the certificate carry a (parseable) RSA public key? */
+bool scep_cert_has_rsa_key(X509 *cert);
