@@ -49,10 +49,18 @@ CONF
 }
 
 # broker_start: run certbrokerd (logging to $LAB_DIR/certbrokerd.log) and wait for its name.
+# As root, or as the lab user named by CB_BROKER_USER (e.g. certbroker, for Mode=gss-proxy).
 broker_start() {
+        local as=()
         [ -x "$CB_DAEMON" ] || lab_fail "certbrokerd is not built: $CB_DAEMON"
+        if [ -n "${CB_BROKER_USER:-}" ]; then
+                mkdir -p -m 0700 "$CB_STATE"
+                chown "$CB_BROKER_USER:" "$CB_STATE"
+                as=(setpriv --reuid="$(id -u "$CB_BROKER_USER")" --regid="$(id -g "$CB_BROKER_USER")"
+                    --init-groups --inh-caps=-all --)
+        fi
         CERTBROKER_LOG_STDERR=1 CERTBROKER_LOG_LEVEL=debug \
-                lab_start certbrokerd "$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE"
+                lab_start certbrokerd "${as[@]}" "$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE"
         lab_wait_for 20 "certbrokerd on the bus" busctl --system status "$CB_BUS"
 }
 
