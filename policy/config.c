@@ -17,6 +17,8 @@
  * silently. Our reader hands it one line at a time; a line that would not fit is handed over
  * as "Key=" and its value is kept aside for the handler. */
 #define INIH_SAFE_LINE 190U
+/* Key names are short; this also bounds what read_line() copies into inih's buffer. */
+#define KEY_NAME_MAX 64U
 
 /* Values shown in messages are cut to this many bytes. */
 #define SHOW_MAX 96
@@ -999,6 +1001,10 @@ static char *read_line(char *str, int num, void *stream) {
                 parser_fail(p, "expected Key=Value: the key is missing before '='");
                 return NULL;
         }
+        if (klen > KEY_NAME_MAX) {
+                parser_fail(p, "'%.*s...' is not a key name (longer than %u bytes)", 32, line, KEY_NAME_MAX);
+                return NULL;
+        }
         for (size_t i = 0; i < klen; i++)
                 if (!ascii_isalpha(line[i]) && !ascii_isdigit(line[i])) {
                         parser_fail(p, "'%.*s' is not a key name (keys are letters and digits, e.g. Realm=)",
@@ -1017,7 +1023,8 @@ static char *read_line(char *str, int num, void *stream) {
                 return str;
         }
 
-        /* Too long for inih's buffer: hand it the key only, keep the value aside. */
+        /* Too long for inih's buffer: hand it the key only (klen <= KEY_NAME_MAX), keep the value
+         * aside. */
         const char *v = eq + 1;
         size_t vlen = len - (v - line);
         while (vlen > 0 && is_blank(*v)) {

@@ -280,7 +280,7 @@ enum {
  * request) and on failure a message in *ret_reason; negative errno on failure. */
 static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *const *names, size_t n_names,
                       const char *cn, Counts *counts, char **ret_reason) {
-        _cleanup_free_ char *list = NULL, *shown = NULL;
+        _cleanup_free_ char *list = NULL;
         char *reason = NULL;
         int r;
 

@@ -81,6 +81,13 @@ static const ErrorCase error_cases[] = {
         { M(MAIN "Mode: keytab\n"), MAIN_PATH, 4, "expected Key=Value" },
         { M(MAIN "Mo de=keytab\n"), MAIN_PATH, 4, "is not a key name" },
         { M(MAIN "=keytab\n"), MAIN_PATH, 4, "the key is missing" },
+        /* a key longer than inih's line buffer (found by fuzzing: it must not reach inih) */
+        { M(MAIN "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR"
+                 "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR"
+                 "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR=x\n"),
+          MAIN_PATH, 4, "is not a key name (longer than 64 bytes)" },
+        { M(MAIN "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR=x\n"),
+          MAIN_PATH, 4, "longer than 64 bytes" },
         { M(MAIN "[Broker\n"), MAIN_PATH, 4, "malformed section header" },
         { M(MAIN "[]\n"), MAIN_PATH, 4, "malformed section header" },
         { M(MAIN "[Bro]ker]\n"), MAIN_PATH, 4, "malformed section header" },
