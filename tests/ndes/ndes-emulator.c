@@ -475,14 +475,49 @@ typedef struct Outcome {
         const char *why;
 } Outcome;
 
+static void handle_certpoll(const Config *c, const ScepRequest *req, Outcome *o) {
+        char name[128];
+        unsigned char *der = NULL;
+        size_t size = 0;
+
+        txid_file(req->transaction_id, "crt", name, sizeof name);
+        if (state_read(arg_state, name, 64 * 1024, &der, &size) == 0) {
+                const unsigned char *p = der;
+                o->issued = d2i_X509(NULL, &p, (long) size);
+                free(der);
+                if (o->issued) {
+                        o->status = SCEP_STATUS_SUCCESS;
+                        o->why = "approved";
+                        return;
+                }
+        }
+        txid_file(req->transaction_id, "csr", name, sizeof name);
+        if (faccessat(AT_FDCWD, arg_state, F_OK, 0) == 0) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "%s/%s", arg_state, name);
+                if (access(path, F_OK) == 0) {
+                        o->status = SCEP_STATUS_PENDING;
+                        o->why = "still-pending";
+                        return;
+                }
+        }
+        *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADCERTID, HR_NOT_FOUND, NULL, "unknown-transaction" };
+}
+
 /* Issues now, or stores the CSR for approval. Consumes nothing on failure. */
 static void handle_pkcsreq(const Config *c, Authority *a, const ScepRequest *req, Outcome *o) {
         char pending_name[128];
         unsigned char *old = NULL;
         size_t old_size = 0;
 
+        /* A resent PKCSReq for a known transaction is a poll (RFC 8894 section 3.3.3). */
+        txid_file(req->transaction_id, "crt", pending_name, sizeof pending_name);
+        if (state_read(arg_state, pending_name, 0, &old, &old_size) == -EFBIG) {
+                handle_certpoll(c, req, o);
+                return;
+        }
+        free(old);
         txid_file(req->transaction_id, "csr", pending_name, sizeof pending_name);
-        /* A resent PKCSReq for a waiting transaction is a poll (RFC 8894 3.3.3). */
         if (state_read(arg_state, pending_name, 0, &old, &old_size) == -EFBIG) {
                 o->status = SCEP_STATUS_PENDING;
                 o->why = "resent-while-pending";
@@ -534,35 +569,6 @@ static void handle_pkcsreq(const Config *c, Authority *a, const ScepRequest *req
         o->why = "issued";
 finish:
         X509_REQ_free(csr);
-}
-
-static void handle_certpoll(const Config *c, const ScepRequest *req, Outcome *o) {
-        char name[128];
-        unsigned char *der = NULL;
-        size_t size = 0;
-
-        txid_file(req->transaction_id, "crt", name, sizeof name);
-        if (state_read(arg_state, name, 64 * 1024, &der, &size) == 0) {
-                const unsigned char *p = der;
-                o->issued = d2i_X509(NULL, &p, (long) size);
-                free(der);
-                if (o->issued) {
-                        o->status = SCEP_STATUS_SUCCESS;
-                        o->why = "approved";
-                        return;
-                }
-        }
-        txid_file(req->transaction_id, "csr", name, sizeof name);
-        if (faccessat(AT_FDCWD, arg_state, F_OK, 0) == 0) {
-                char path[PATH_MAX];
-                snprintf(path, sizeof path, "%s/%s", arg_state, name);
-                if (access(path, F_OK) == 0) {
-                        o->status = SCEP_STATUS_PENDING;
-                        o->why = "still-pending";
-                        return;
-                }
-        }
-        *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADCERTID, HR_NOT_FOUND, NULL, "unknown-transaction" };
 }
 
 static const char *status_name(int s) {

@@ -283,7 +283,11 @@ int state_write(const char *dir, const char *name, const void *data, size_t size
         char tmp[256];
         int dfd, fd, r = 0;
 
-        if (snprintf(tmp, sizeof tmp, ".%s.%ld.tmp", name, (long) getpid()) >= (int) sizeof tmp)
+        /* the temporary file sits beside the target: NAME may be "sub/file" */
+        const char *slash = strrchr(name, '/');
+        int dirlen = slash ? (int) (slash - name + 1) : 0;
+        if (snprintf(tmp, sizeof tmp, "%.*s.%s.%ld.tmp", dirlen, name, name + dirlen, (long) getpid()) >=
+            (int) sizeof tmp)
                 return -ENAMETOOLONG;
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
