@@ -164,6 +164,8 @@ const char *scep_digest_to_string(ScepDigest d) {
                 return "SHA-256";
         case SCEP_DIGEST_SHA512:
                 return "SHA-512";
+        case SCEP_DIGEST_SHA384:
+                return "SHA-384";
         }
         return NULL;
 }

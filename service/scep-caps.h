@@ -47,6 +47,7 @@ typedef enum ScepDigest {
         SCEP_DIGEST_SHA1,
         SCEP_DIGEST_SHA256,
         SCEP_DIGEST_SHA512,
+        SCEP_DIGEST_SHA384,         /* only ever seen in replies; never chosen from caps */
 } ScepDigest;
 
 typedef enum ScepTransport {
@@ -85,5 +86,5 @@ size_t scep_caps_to_strv(unsigned caps, const char *ret[static 11]);
 int scep_caps_choose(unsigned caps, ScepFloor floor, ScepAlgorithms *ret, ScepError *ret_error);
 
 const char *scep_cipher_to_string(ScepCipher c);   /* "AES-128-CBC", "DES3" */
-const char *scep_digest_to_string(ScepDigest d);   /* "SHA-1", "SHA-256", "SHA-512" */
+const char *scep_digest_to_string(ScepDigest d);   /* "SHA-1", "SHA-256", "SHA-384", "SHA-512" */
 const char *scep_transport_to_string(ScepTransport t); /* "GET", "POST" */

@@ -555,8 +555,10 @@ int scep_certrep_parse(const ScepCertRepParams *p, const void *data, size_t size
         dnid = dobj ? OBJ_obj2nid(dobj) : NID_undef;
         switch (dnid) {
         case NID_sha256:
-        case NID_sha384:
                 rep->digest = SCEP_DIGEST_SHA256;
+                break;
+        case NID_sha384:
+                rep->digest = SCEP_DIGEST_SHA384;
                 break;
         case NID_sha512:
                 rep->digest = SCEP_DIGEST_SHA512;

@@ -17,6 +17,8 @@ const EVP_MD *scep_digest_md(ScepDigest d) {
                 return EVP_sha256();
         case SCEP_DIGEST_SHA512:
                 return EVP_sha512();
+        case SCEP_DIGEST_SHA384:
+                return EVP_sha384();
         }
         return NULL;
 }

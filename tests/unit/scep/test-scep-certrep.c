@@ -18,6 +18,7 @@
 #include "scep-csr.h"
 #include "scep-message.h"
 #include "scep-test-ndes.h"
+#include "scep.h"
 
 static TestPki pki;
 static ScepCACerts *ndes_certs;         /* RA signing + RA encryption + CA */
@@ -144,6 +145,20 @@ static void test_success_aes(void **state) {
         assert_false(rep->legacy_cipher);
         assert_string_equal(rep->ms_hresult, "");
         scep_certrep_free(rep);
+
+        /* SHA-384/512 replies are fine; MD5 never, not even with AllowLegacyCiphers. */
+        o.md = EVP_sha512();
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_int_equal(rep->digest, SCEP_DIGEST_SHA512);
+        assert_string_equal(scep_digest_to_string(rep->digest), "SHA-512");
+        scep_certrep_free(rep);
+        o.md = EVP_sha384();
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_int_equal(rep->digest, SCEP_DIGEST_SHA384);
+        scep_certrep_free(rep);
+        o.md = EVP_md5();
+        assert_int_equal(reply(&en, &o, true, &rep, &e), SCEP_RESULT_LEGACY_ALGORITHM);
+        assert_non_null(strstr(e.message, "MD5"));
         enroll_done(&en);
 }
 
