@@ -426,6 +426,24 @@ static int property_get_credential_expiry(sd_bus *bus, const char *path, const c
         return sd_bus_message_append(reply, "t", engine_credential_expiry(userdata));
 }
 
+/* KeyPool a(suu): (key type, keys ready now, target) for every type with a target. An
+ * addition to API.md, for administrators and benchmarks; read on demand (no change signals:
+ * it moves with every enrollment). */
+static int property_get_key_pool(sd_bus *bus, const char *path, const char *interface,
+                                 const char *property, sd_bus_message *reply, void *userdata,
+                                 sd_bus_error *error) {
+        Manager *m = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "(suu)");
+
+        for (KeyType t = 0; r >= 0 && t < _KEY_TYPE_MAX; t++)
+                if (key_pool_target(m->pool, t) > 0)
+                        r = sd_bus_message_append(reply, "(suu)", key_type_to_string(t),
+                                                  key_pool_count(m->pool, t), key_pool_target(m->pool, t));
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -434,6 +452,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Principal", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("CredentialState", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("CredentialExpiry", "t", property_get_credential_expiry, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("KeyPool", "a(suu)", property_get_key_pool, 0, 0),
         SD_BUS_METHOD_WITH_NAMES("Enroll", "ssasa{sv}", SD_BUS_PARAM(ca) SD_BUS_PARAM(subject) SD_BUS_PARAM(names) SD_BUS_PARAM(options),
                                  "o", SD_BUS_PARAM(request), method_enroll, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("CheckAccess", "ssasa{sv}", SD_BUS_PARAM(ca) SD_BUS_PARAM(subject) SD_BUS_PARAM(names) SD_BUS_PARAM(options),

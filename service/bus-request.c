@@ -262,7 +262,7 @@ static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (req->rec->state == REQUEST_CANCELLED)
                 return sd_bus_reply_method_return(msg, NULL);
         if (request_state_is_terminal(req->rec->state))
-                return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                return sd_bus_error_setf(error, CB_ERROR_NOT_READY,
                                          "Request %s is already %s; only a request in progress can be cancelled "
                                          "(Remove() forgets a finished one).",
                                          req->rec->id, request_state_to_string(req->rec->state));

@@ -253,6 +253,46 @@ CaState *manager_find_ca_state(Manager *m, const char *name) {
         return NULL;
 }
 
+/* ---- MaxRequests history ---- */
+
+#define HISTORY_PRUNE_INTERVAL_USEC (3600ULL * 1000000ULL)
+
+/* The enrollment history only needs to reach back over the longest MaxRequests window. */
+static void manager_prune_history(Manager *m) {
+        uint64_t window = 0, now = now_usec();
+        int r;
+
+        for (size_t i = 0; i < m->config->n_rules; i++)
+                if (m->config->rules[i].max_requests_window_usec > window)
+                        window = m->config->rules[i].max_requests_window_usec;
+        r = store_history_prune(m->store, now > window ? now - window : 0);
+        if (r < 0)
+                log_warning_errno(r, "Cannot prune the enrollment history in %s: %m", store_path(m->store));
+}
+
+static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        manager_prune_history(m);
+        (void) sd_event_source_set_time_relative(s, HISTORY_PRUNE_INTERVAL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+/* ---- key pool ---- */
+
+static int manager_apply_key_pool(Manager *m) {
+        unsigned targets[_KEY_TYPE_MAX] = {};
+
+        /* The configuration and the pool name key types alike ("rsa:2048"...). */
+        for (size_t i = 0; i < m->config->n_key_pool; i++) {
+                KeyType t = key_type_from_string(cb_key_type_to_string(m->config->key_pool[i].type));
+                if (t < 0)
+                        return -EINVAL;
+                targets[t] = m->config->key_pool[i].count;
+        }
+        return key_pool_set_targets(m->pool, targets);
+}
+
 /* ---- signals and the loop ---- */
 
 int manager_reload(Manager *m, char **ret_message) {
@@ -275,6 +315,9 @@ int manager_reload(Manager *m, char **ret_message) {
                 return r;
         }
         cb_config_free(old);
+        r = manager_apply_key_pool(m);
+        if (r < 0)
+                log_warning_errno(r, "Cannot apply KeyPool= from the new configuration: %m");
         log_info("Configuration reloaded from %s: %zu CA(s), %zu rule(s).",
                  m->config_dir, m->config->n_cas, m->config->n_rules);
         return 0;
@@ -338,7 +381,6 @@ static int manager_load_requests(Manager *m) {
 int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         Manager *m;
         char *msg = NULL;
-        unsigned targets[_KEY_TYPE_MAX] = {};
         int r;
 
         r = secret_init();
@@ -390,17 +432,8 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0)
                 goto fail;
 
-        r = key_pool_new(&m->pool);
-        if (r < 0)
-                goto fail;
-        for (size_t i = 0; i < m->config->n_key_pool; i++)
-                targets[m->config->key_pool[i].type] = m->config->key_pool[i].count;
-        r = key_pool_set_targets(m->pool, targets);
-        if (r >= 0)
-                r = key_pool_attach_event(m->pool, m->event, 0);
-        if (r < 0)
-                goto fail;
-
+        /* The engine first: krb5-creds sets KRB5_CONFIG and friends, which must happen before
+         * any other thread (the key pool's worker) exists. */
         r = engine_new(m);
         if (r < 0)
                 goto fail;
@@ -408,7 +441,21 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0)
                 goto fail;
 
+        r = key_pool_new(&m->pool);
+        if (r < 0)
+                goto fail;
+        r = manager_apply_key_pool(m);
+        if (r >= 0)
+                r = key_pool_attach_event(m->pool, m->event, 0);
+        if (r < 0)
+                goto fail;
+
         r = manager_load_requests(m);
+        if (r < 0)
+                goto fail;
+        manager_prune_history(m);
+        r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, HISTORY_PRUNE_INTERVAL_USEC,
+                                       60ULL * 1000000ULL, on_prune_timer, m);
         if (r < 0)
                 goto fail;
 
