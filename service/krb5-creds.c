@@ -16,7 +16,8 @@
 #include "krb5-errors.h"
 
 #define USEC_PER_SEC 1000000ULL
-/* A service ticket closer than this to its end is fetched again before use. */
+/* A service ticket closer than this to its end (or than a quarter of its life) is fetched
+ * again before use. */
 #define SERVICE_MARGIN_USEC (60 * USEC_PER_SEC)
 
 typedef enum JobType {
@@ -53,6 +54,7 @@ struct HostEntry {
         HostState state;
         unsigned gen;           /* HOST_READY: generation whose ccache holds the ticket */
         uint64_t end_usec;      /* HOST_READY: CLOCK_REALTIME end of the service ticket */
+        uint64_t margin_usec;   /* HOST_READY: probe again this long before end_usec */
         Krb5ServiceWait *waiters;
 };
 
@@ -600,6 +602,13 @@ static void probe_done(Krb5Creds *c, Job *j) {
                 h->state = HOST_READY;
                 h->gen = j->gen;
                 h->end_usec = j->end_usec ? j->end_usec : c->expiry_usec;
+                {
+                        /* A quarter of the ticket's remaining life, at most a minute: libcurl must
+                         * never find it expired (it would then ask the KDC itself, on the loop). */
+                        uint64_t now_rt = now_usec(CLOCK_REALTIME);
+                        uint64_t left = h->end_usec > now_rt ? h->end_usec - now_rt : 0;
+                        h->margin_usec = left / 4 < SERVICE_MARGIN_USEC ? left / 4 : SERVICE_MARGIN_USEC;
+                }
                 host_complete(c, h, TRANSPORT_OK, NULL);
                 return;
         }
@@ -907,7 +916,7 @@ int krb5_creds_ensure_service(Krb5Creds *c, const char *host, krb5_service_handl
 
         h = host_find(c, host);
         if (h && h->state == HOST_READY && h->gen == c->active_gen && tgt_usable &&
-            h->end_usec > now_rt + SERVICE_MARGIN_USEC)
+            h->end_usec > now_rt + h->margin_usec)
                 return 1;
 
         if (!h) {

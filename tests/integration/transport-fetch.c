@@ -7,6 +7,8 @@
  *   transport-fetch [OPTIONS] challenge URL [N]      N challenges, one after the other
  *   transport-fetch [OPTIONS] challenge-parallel URL N   N at once (MaxOutstandingChallenges applies)
  *   transport-fetch [OPTIONS] get URL                one GET (Negotiate unless --no-kerberos)
+ *   transport-fetch [OPTIONS] watch URL SECONDS      a challenge every second for SECONDS,
+ *                                                    printing every credential state change
  *
  * Options: --realm R --kdc HOST[:PORT] (repeatable) --principal P --keytab F
  *          --mode keytab|gss-proxy --runtime-dir D --suffix S --trust-anchors F
@@ -18,6 +20,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,10 @@ typedef struct Run {
         const char *url;
         unsigned total, started, done, ok;
         bool parallel;
+        bool watch;
+        bool watch_busy;
+        unsigned watch_seconds;
+        sd_event_source *watch_timer;
         int exit_code;
         uint64_t t0;
 } Run;
@@ -98,6 +105,10 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 run->exit_code = 1;
         }
         fflush(stdout);
+        if (run->watch) {
+                run->watch_busy = false;
+                return;
+        }
         if (run->done == run->total) {
                 summary(run);
                 sd_event_exit(run->event, run->exit_code);
@@ -162,11 +173,36 @@ static void on_ticket(Krb5Creds *c, TransportOutcome o, const char *message, voi
         do_get(run);
 }
 
+static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Run *run = userdata;
+
+        if ((now_usec() - run->t0) / 1000000 >= run->watch_seconds) {
+                summary(run);
+                sd_event_exit(run->event, 0);
+                return 0;
+        }
+        if (!run->watch_busy) {
+                run->watch_busy = true;
+                printf("t=%.1f ", (now_usec() - run->t0) / 1e6);
+                start_next(run);
+        }
+        (void) sd_event_source_set_time_relative(s, 1000000);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
+        return 0;
+}
+
 static void on_state(Krb5Creds *c, void *userdata) {
         Run *run = userdata;
         const char *m;
         TransportOutcome o = krb5_creds_get_error(c, &m);
 
+        if (run->watch) {
+                printf("t=%.1f state=%s expiry_usec=%llu error=%s\n", (now_usec() - run->t0) / 1e6,
+                       credential_state_to_string(krb5_creds_get_state(c)),
+                       (unsigned long long) krb5_creds_get_expiry(c), o == TRANSPORT_OK ? "-" : name(o));
+                fflush(stdout);
+                return;
+        }
         if (krb5_creds_is_acquiring(c))
                 return;
         printf("state=%s expiry_usec=%llu error=%s message=%s\n",
@@ -262,7 +298,8 @@ int main(int argc, char **argv) {
 
         if (strcmp(cmd, "state") == 0) {
                 krb5_creds_set_state_handler(run.creds, on_state, &run);
-        } else if (strcmp(cmd, "challenge") == 0 || strcmp(cmd, "challenge-parallel") == 0) {
+        } else if (strcmp(cmd, "challenge") == 0 || strcmp(cmd, "challenge-parallel") == 0 ||
+                   strcmp(cmd, "watch") == 0) {
                 ChallengeFetcherSettings fs = {
                         .ca_name = "test",
                         .admin_url = run.url,
@@ -277,12 +314,24 @@ int main(int argc, char **argv) {
                         goto finish;
                 }
                 run.parallel = strcmp(cmd, "challenge-parallel") == 0;
+                run.watch = strcmp(cmd, "watch") == 0;
                 r = challenge_fetcher_new(run.http, run.creds, &fs, &run.fetcher);
                 if (r < 0) {
                         r = 2;
                         goto finish;
                 }
-                if (run.parallel)
+                if (run.watch) {
+                        run.watch_seconds = run.total;
+                        run.total = UINT_MAX;
+                        if (run.creds)
+                                krb5_creds_set_state_handler(run.creds, on_state, &run);
+                        r = sd_event_add_time_relative(run.event, &run.watch_timer, CLOCK_MONOTONIC, 0, 1000,
+                                                       on_watch_timer, &run);
+                        if (r < 0) {
+                                r = 2;
+                                goto finish;
+                        }
+                } else if (run.parallel)
                         for (unsigned i = 0; i < run.total; i++)
                                 start_next(&run);
                 else
@@ -324,6 +373,7 @@ int main(int argc, char **argv) {
                 r = 2;
 finish:
         free(m);
+        sd_event_source_disable_unref(run.watch_timer);
         challenge_fetcher_free(run.fetcher);
         http_client_free(run.http);
         krb5_creds_free(run.creds);
