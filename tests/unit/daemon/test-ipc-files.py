@@ -29,6 +29,8 @@ API = {
         'properties': {
             'Version': 's', 'Realm': 's', 'PermittedSuffix': 's', 'Principal': 's',
             'CredentialState': 's', 'CredentialExpiry': 't',
+            # Additions beyond API.md version 1 (each deliberate, documented in the XML):
+            'KeyPool': 'a(suu)',
         },
     },
     'org.certbroker.Broker1.Request': {
