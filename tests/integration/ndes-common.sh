@@ -77,3 +77,42 @@ ndes_verify_cert() {
 ndes_scep_log_count() {
         ndes log --scep | grep -c -E -- "$1" || true
 }
+
+# ndes_cms_attr DER OID: value of a signed attribute of a SignedData (first signer):
+# PrintableString as text, OCTET STRING as lowercase hex.
+ndes_cms_attr() {
+        openssl cms -cmsout -print -inform DER -in "$1" 2>/dev/null | awk -v oid="($2)" '
+                found == 0 && index($0, oid) { found = 1; next }
+                found == 1 && /set:/ { next }
+                found == 1 && /PRINTABLESTRING:/ { sub(/.*PRINTABLESTRING:/, ""); print; exit }
+                found == 1 && /OCTET STRING:/ { found = 2; next }
+                found == 2 && / [0-9a-f][0-9a-f][0-9a-f][0-9a-f] - / {
+                        s = $0; sub(/.* [0-9a-f][0-9a-f][0-9a-f][0-9a-f] - /, "", s); sub(/   .*/, "", s)
+                        gsub(/-/, " ", s); n = split(s, b, " ")
+                        for (i = 1; i <= n; i++) hex = hex b[i]
+                        next }
+                found == 2 { print hex; exit }'
+}
+
+# ndes_post FILE OUT: POST FILE as a PKIOperation, body to OUT, prints the HTTP status.
+ndes_post() {
+        curl -sS --max-time 10 -o "$2" -w '%{http_code}' -H 'Content-Type: application/x-pki-message' \
+                --data-binary @"$1" "$NDES_URL?operation=PKIOperation"
+}
+
+# ndes_get_pkiop FILE OUT: the same as a GET with message= (standard base64, percent-escaped).
+ndes_get_pkiop() {
+        local b64
+        b64=$(base64 -w0 <"$1" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+        curl -sS --max-time 10 -o "$2" -w '%{http_code}' "$NDES_URL?operation=PKIOperation&message=$b64"
+}
+
+# ndes_scepclient DIR CHALLENGE CN [args...]: micromdm's scepclient in a fresh DIR (it
+# keeps its self-signed signer in ./self.pem), output in DIR/out. Returns its status.
+ndes_scepclient() {
+        local dir=$1 challenge=$2 cn=$3
+        shift 3
+        mkdir -p "$dir"
+        (cd "$dir" && timeout 60 scepclient -server-url "$NDES_URL" -private-key key.pem -certificate cert.pem \
+                -challenge "$challenge" -cn "$cn" "$@" >out 2>&1)
+}

@@ -27,6 +27,7 @@
 
 #define MAX_POST_BODY (256 * 1024)
 #define MAX_QUERY (512 * 1024)
+#define MAX_DRAIN (8UL * 1024 * 1024)
 #define KEY_MAX (64 * 1024)
 
 /* HRESULTs carried in 1.3.6.1.4.1.311.21.33 (our choice of plausible Windows codes). */
@@ -658,8 +659,17 @@ static int read_body(unsigned char **ret, size_t *ret_size) {
         unsigned long n = strtoul(cl, &end, 10);
         if (errno || *end || cl[0] == '-')
                 return -EBADMSG;
-        if (n > MAX_POST_BODY)
+        if (n > MAX_POST_BODY) {
+                /* read (and drop) a bounded amount so the client sees our 413, not a reset */
+                char sink[16384];
+                for (unsigned long left = n < MAX_DRAIN ? n : MAX_DRAIN; left > 0;) {
+                        size_t k = fread(sink, 1, left < sizeof sink ? left : sizeof sink, stdin);
+                        if (k == 0)
+                                break;
+                        left -= k;
+                }
                 return -E2BIG;
+        }
         unsigned char *buf = malloc(n + 1);
         if (!buf)
                 return -ENOMEM;
