@@ -326,9 +326,11 @@ int scep_pkioperation_http_next(ScepTransport used, long http_status, size_t bod
                 return scep_error_set(ret_error, SCEP_RESULT_URI_TOO_LONG,
                                       "the server refused the %zu-byte GET PKIOperation URL with "
                                       "HTTP 414 URI Too Long: the CA does not offer POSTPKIOperation, so "
-                                      "the request must travel in the URL; raise IIS's request "
-                                      "filtering limits on the NDES server (maxUrl and maxQueryString, "
-                                      "e.g. 65534), or use a smaller key", url_size);
+                                      "the request must travel in the URL; on the NDES server raise "
+                                      "IIS request filtering's maxUrl and maxQueryString (e.g. 65534) "
+                                      "and http.sys's MaxFieldLength and MaxRequestBytes (registry, "
+                                      "HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters) as "
+                                      "Microsoft's NDES guidance describes, or use a smaller key", url_size);
         return scep_error_set(ret_error, SCEP_RESULT_HTTP_STATUS,
                               "the server answered the %s PKIOperation with HTTP %ld",
                               used == SCEP_TRANSPORT_GET ? "GET" : "POST", http_status);

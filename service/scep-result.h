@@ -42,7 +42,7 @@ typedef enum ScepResult {
         _SCEP_RESULT_MAX,
 } ScepResult;
 
-#define SCEP_ERROR_MESSAGE_MAX 512
+#define SCEP_ERROR_MESSAGE_MAX 1024
 
 typedef struct ScepError {
         ScepResult result;

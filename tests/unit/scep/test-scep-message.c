@@ -434,6 +434,8 @@ static void test_http_next(void **state) {
         assert_non_null(strstr(e.message, "414"));
         assert_non_null(strstr(e.message, "5123-byte"));
         assert_non_null(strstr(e.message, "maxQueryString"));
+        assert_non_null(strstr(e.message, "MaxFieldLength"));
+        assert_non_null(strstr(e.message, "HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters"));
 
         assert_int_equal(scep_pkioperation_http_next(SCEP_TRANSPORT_GET, 200, 0, 100, &next, &e),
                          SCEP_RESULT_HTTP_STATUS);
