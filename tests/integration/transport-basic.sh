@@ -69,3 +69,45 @@ lab_pass "https with a foreign trust anchor: TLSVerifyFailed naming TrustAnchors
 tf --no-kerberos challenge "$ADMIN_HTTP" 1
 tf_assert_result AuthenticationRejected "no Kerberos"
 lab_pass "mscep_admin without Kerberos: AuthenticationRejected"
+
+# Response size cap: 2 MiB against the 1 MiB default is aborted, not buffered.
+head -c $((2 * 1024 * 1024)) /dev/zero >"$LAB_DIR/apache/htdocs/big.bin"
+chmod 0644 "$LAB_DIR/apache/htdocs/big.bin"
+tf --no-kerberos get "$LAB_HTTP_URL/big.bin"
+tf_assert_result ProtocolError "oversized answer"
+lab_assert_contains "$(cat "$TF_OUT")" "larger" "message"
+head -c $((512 * 1024)) /dev/zero >"$LAB_DIR/apache/htdocs/ok.bin"
+chmod 0644 "$LAB_DIR/apache/htdocs/ok.bin"
+tf --no-kerberos get "$LAB_HTTP_URL/ok.bin"
+tf_assert_result ok "512 KiB answer"
+lab_assert_contains "$(tf_result)" "body_size=524288" "body size"
+lab_pass "response size cap: 2 MiB refused (ProtocolError), 512 KiB accepted"
+
+# A server that accepts the connection and never answers: Timeout after --timeout.
+lab_start silent "$LAB_PYTHON" -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8181)); s.listen(16)
+conns = []
+while True:
+    c, _ = s.accept(); conns.append(c)
+'
+lab_wait_for 10 "the silent server on port 8181" "$LAB_PYTHON" -c 'import socket; socket.create_connection(("127.0.0.1", 8181), 1).close()'
+t0=$(date +%s%N)
+tf --timeout 1 --no-kerberos get "http://ndes.example.test:8181/certsrv/mscep_admin/"
+t1=$(date +%s%N)
+tf_assert_result Timeout "silent server"
+ms=$(( (t1 - t0) / 1000000 ))
+[ "$ms" -lt 5000 ] || lab_fail "the 1 s timeout took $ms ms"
+lab_pass "silent server: Timeout after $ms ms (Timeout=1)"
+
+# Anonymous GET and POST to mscep.dll (what the SCEP layer will do through the same client).
+tf --no-kerberos get "$LAB_HTTP_URL/certsrv/mscep/mscep.dll?operation=GetCACaps"
+tf_assert_result ok "GetCACaps"
+lab_assert_contains "$(tf_result)" "http=200" "GetCACaps status"
+printf 'not a pkiMessage' >"$LAB_DIR/junk.der"
+tf --no-kerberos post "$LAB_HTTP_URL/certsrv/mscep/mscep.dll?operation=PKIOperation" "$LAB_DIR/junk.der" application/x-pki-message
+tf_assert_result ok "POST PKIOperation"
+lab_assert_contains "$(tf_result)" "http=400" "the emulator read and refused the body"
+lab_assert_contains "$(tail -1 "$LAB_APACHE_ACCESS_LOG")" '"POST /certsrv/mscep/mscep.dll?operation=PKIOperation HTTP/1.1" 400' "Apache saw the POST"
+lab_pass "anonymous GET (GetCACaps) and POST (PKIOperation, body delivered) through the client"

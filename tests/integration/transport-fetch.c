@@ -7,6 +7,7 @@
  *   transport-fetch [OPTIONS] challenge URL [N]      N challenges, one after the other
  *   transport-fetch [OPTIONS] challenge-parallel URL N   N at once (MaxOutstandingChallenges applies)
  *   transport-fetch [OPTIONS] get URL                one GET (Negotiate unless --no-kerberos)
+ *   transport-fetch [OPTIONS] post URL FILE TYPE     one POST of FILE's bytes as Content-Type TYPE
  *   transport-fetch [OPTIONS] watch URL SECONDS      a challenge every second for SECONDS,
  *                                                    printing every credential state change
  *
@@ -41,6 +42,9 @@ static unsigned arg_n_kdcs;
 static Krb5Mode arg_mode = KRB5_MODE_KEYTAB;
 static unsigned arg_timeout = 30, arg_max_outstanding = 4;
 static bool arg_kerberos = true;
+static void *arg_post_data;
+static size_t arg_post_size;
+static const char *arg_post_type;
 
 typedef struct Run {
         sd_event *event;
@@ -149,6 +153,9 @@ static void do_get(Run *run) {
                 .negotiate = arg_kerberos,
                 .trust_anchors = arg_trust,
                 .timeout_usec = (uint64_t) arg_timeout * 1000000,
+                .post_data = arg_post_data,
+                .post_size = arg_post_size,
+                .content_type = arg_post_type,
         };
         char *m = NULL;
         int r;
@@ -336,8 +343,24 @@ int main(int argc, char **argv) {
                                 start_next(&run);
                 else
                         start_next(&run);
-        } else if (strcmp(cmd, "get") == 0) {
+        } else if (strcmp(cmd, "get") == 0 || strcmp(cmd, "post") == 0) {
                 char *host = NULL, *gm = NULL;
+
+                if (strcmp(cmd, "post") == 0) {
+                        FILE *f = optind + 3 < argc ? fopen(argv[optind + 2], "rbe") : NULL;
+                        if (!f) {
+                                r = 2;
+                                goto finish;
+                        }
+                        arg_post_data = malloc(1024 * 1024);
+                        arg_post_size = arg_post_data ? fread(arg_post_data, 1, 1024 * 1024, f) : 0;
+                        fclose(f);
+                        arg_post_type = argv[optind + 3];
+                        if (!arg_post_data) {
+                                r = 2;
+                                goto finish;
+                        }
+                }
 
                 if (!run.url) {
                         r = 2;
@@ -373,6 +396,7 @@ int main(int argc, char **argv) {
                 r = 2;
 finish:
         free(m);
+        free(arg_post_data);
         sd_event_source_disable_unref(run.watch_timer);
         challenge_fetcher_free(run.fetcher);
         http_client_free(run.http);
