@@ -63,7 +63,7 @@ typedef struct HttpResult {
 
 /* Called once per request on the loop thread, unless the request was cancelled. The result
  * and everything it points to is valid only during the call. The handler may start or cancel
- * other requests. */
+ * other requests, but must not free the client. */
 typedef void (*http_handler_t)(HttpClient *client, const HttpResult *result, void *userdata);
 
 int http_client_new(sd_event *event, HttpClient **ret);

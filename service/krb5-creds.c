@@ -88,6 +88,8 @@ struct Krb5Creds {
         char *active_ccache;
         uint64_t expiry_usec;           /* CLOCK_REALTIME */
         bool acquiring;
+        bool in_backoff;                /* the last acquisition failed; a retry is scheduled */
+        sd_event_source *fail_defer;    /* fails HOST_WAIT_TGT waiters while in backoff */
         bool ever_valid;
         CredentialState state;
         TransportOutcome error;
@@ -446,6 +448,7 @@ static int start_acquire(Krb5Creds *c) {
         if (r < 0)
                 return r;
         c->acquiring = true;
+        c->in_backoff = false;
         return 0;
 }
 
@@ -544,6 +547,7 @@ static void acquire_done(Krb5Creds *c, Job *j) {
                 free(c->error_message);
                 c->error_message = NULL;
                 c->backoff_usec = 0;
+                c->in_backoff = false;
                 /* Service tickets of the old generation are gone with its ccache. */
                 for (HostEntry *h = c->hosts; h; h = h->next)
                         if (h->state == HOST_READY)
@@ -566,6 +570,7 @@ static void acquire_done(Krb5Creds *c, Job *j) {
                 free(c->error_message);
                 c->error_message = m;
         }
+        c->in_backoff = true;
         c->backoff_usec = c->backoff_usec == 0 ? c->backoff_min_usec :
                           (c->backoff_usec * 2 > c->backoff_max_usec ? c->backoff_max_usec : c->backoff_usec * 2);
         arm_timer(c, &c->refresh_timer, CLOCK_BOOTTIME, now_bt + c->backoff_usec, on_refresh_timer);
@@ -762,7 +767,9 @@ int krb5_creds_new(sd_event *event, const Krb5Settings *settings, Krb5Creds **re
         if (r < 0)
                 goto fail;
 
-        if (pipe2(c->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        /* The worker's end blocks (a result is never dropped); the loop's end does not. */
+        if (pipe2(c->pipe_fd, O_CLOEXEC) < 0 ||
+            fcntl(c->pipe_fd[0], F_SETFL, fcntl(c->pipe_fd[0], F_GETFL) | O_NONBLOCK) < 0) {
                 r = -errno;
                 goto fail;
         }
@@ -829,6 +836,7 @@ Krb5Creds *krb5_creds_free(Krb5Creds *c) {
         sd_event_source_disable_unref(c->pipe_source);
         sd_event_source_disable_unref(c->refresh_timer);
         sd_event_source_disable_unref(c->expire_timer);
+        sd_event_source_disable_unref(c->fail_defer);
         if (c->pipe_fd[0] >= 0)
                 close(c->pipe_fd[0]);
         if (c->pipe_fd[1] >= 0)
@@ -902,6 +910,15 @@ int krb5_creds_activate_thread(Krb5Creds *c) {
         return GSS_ERROR(major) ? -EIO : 0;
 }
 
+static int on_fail_defer(sd_event_source *s, void *userdata) {
+        Krb5Creds *c = userdata;
+
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        if (!c->acquiring)
+                fail_waiting_hosts(c);
+        return 0;
+}
+
 int krb5_creds_ensure_service(Krb5Creds *c, const char *host, krb5_service_handler_t handler, void *userdata,
                               Krb5ServiceWait **ret_wait) {
         uint64_t now_rt = now_usec(CLOCK_REALTIME);
@@ -947,6 +964,23 @@ int krb5_creds_ensure_service(Krb5Creds *c, const char *host, krb5_service_handl
                                 return r;
                         }
                         h->state = HOST_PROBING;
+                } else if (c->in_backoff) {
+                        /* The last attempt failed and the next one is scheduled: do not hammer the
+                         * KDC per request. Fail with the last error, from the loop, right away. */
+                        if (!c->fail_defer) {
+                                r = sd_event_add_defer(c->event, &c->fail_defer, on_fail_defer, c);
+                                if (r < 0) {
+                                        free(w);
+                                        return r;
+                                }
+                        } else {
+                                r = sd_event_source_set_enabled(c->fail_defer, SD_EVENT_ONESHOT);
+                                if (r < 0) {
+                                        free(w);
+                                        return r;
+                                }
+                        }
+                        h->state = HOST_WAIT_TGT;
                 } else {
                         r = start_acquire(c);
                         if (r < 0) {

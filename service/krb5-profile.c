@@ -115,6 +115,8 @@ int krb5_profile_format(const Krb5Settings *s, char **ret_text, char **ret_messa
         f = open_memstream(&text, &size);
         if (!f)
                 return -ENOMEM;
+        /* forwardable: IIS may need a forwardable service ticket as evidence for constrained
+         * delegation ("Use Kerberos only"); libcurl never forwards the TGT (delegation off). */
         fprintf(f,
                 "# Written by certbrokerd from [Kerberos] of certbroker.conf; rewritten at every start.\n"
                 "[libdefaults]\n"
@@ -125,7 +127,7 @@ int krb5_profile_format(const Krb5Settings *s, char **ret_text, char **ret_messa
                 "\tdns_lookup_realm = false\n"
                 "%s"
                 "\tudp_preference_limit = 1\n"
-                "\tforwardable = false\n"
+                "\tforwardable = true\n"
                 "\tproxiable = false\n"
                 "\tnoaddresses = true\n",
                 s->realm,
