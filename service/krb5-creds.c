@@ -93,6 +93,7 @@ struct Krb5Creds {
         bool ever_valid;
         CredentialState state;
         TransportOutcome error;
+        Krb5Step error_step;
         char *error_message;
         uint64_t backoff_usec, backoff_min_usec, backoff_max_usec;
         sd_event_source *refresh_timer; /* CLOCK_BOOTTIME: renewal or retry */
@@ -567,6 +568,7 @@ static void acquire_done(Krb5Creds *c, Job *j) {
                 char *m = NULL;
 
                 c->error = krb5_error_classify(j->step, j->code, &ec, &m);
+                c->error_step = j->step;
                 free(c->error_message);
                 c->error_message = m;
         }
@@ -873,6 +875,10 @@ TransportOutcome krb5_creds_get_error(const Krb5Creds *c, const char **ret_messa
         if (ret_message)
                 *ret_message = c ? c->error_message : NULL;
         return c ? c->error : TRANSPORT_KERBEROS_FAILED;
+}
+
+Krb5Step krb5_creds_get_error_step(const Krb5Creds *c) {
+        return c->error_step;
 }
 
 bool krb5_creds_is_acquiring(const Krb5Creds *c) {

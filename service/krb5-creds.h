@@ -34,6 +34,7 @@
 #include <systemd/sd-event.h>
 
 #include "http-outcome.h"
+#include "krb5-errors.h"
 #include "krb5-profile.h"
 
 typedef enum CredentialState {
@@ -75,6 +76,11 @@ uint64_t krb5_creds_get_expiry(const Krb5Creds *c);
 /* The outcome and message of the last failed acquisition (TRANSPORT_OK and NULL when the last
  * one succeeded). The message stays valid until the next state change. */
 TransportOutcome krb5_creds_get_error(const Krb5Creds *c, const char **ret_message);
+
+/* The step at which the last acquisition failed: KRB5_STEP_KEYTAB (opening or reading the
+ * keytab) or KRB5_STEP_TGT (the AS exchange). Meaningful when krb5_creds_get_error() is not
+ * TRANSPORT_OK; for the Check method's "keytab" and "ticket-granting ticket" steps. */
+Krb5Step krb5_creds_get_error_step(const Krb5Creds *c);
 
 /* True while an acquisition is running or queued. */
 bool krb5_creds_is_acquiring(const Krb5Creds *c);

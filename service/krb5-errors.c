@@ -45,7 +45,8 @@ char *krb5_error_rejected_hint(const char *host, const char *url) {
                    "authentication > windowsAuthentication) on mscep_admin, check that the SCEP application "
                    "pool runs as the service account that holds the SPN, disable Kernel mode authentication, "
                    "make Negotiate the first provider, disable Anonymous Authentication on mscep_admin, and "
-                   "restart IIS",
+                   "restart IIS; also check that the clocks of this host and the SCEP server agree within "
+                   "5 minutes",
                    or(host, "?"), or(url, "the request"), or(host, "?"));
 }
 
