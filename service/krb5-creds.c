@@ -150,19 +150,23 @@ static char *gss_detail(OM_uint32 major, OM_uint32 minor) {
 
         if (!f)
                 return NULL;
-        do {
-                if (GSS_ERROR(gss_display_status(&min2, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &buf)))
-                        break;
-                fprintf(f, "%s%.*s", size || ftell(f) ? "; " : "", (int) buf.length, (const char *) buf.value);
-                gss_release_buffer(&min2, &buf);
-        } while (ctx != 0);
+        /* "Unspecified GSS failure. Minor code may provide more information" says nothing: then
+         * only the mechanism's (minor) text is useful. */
+        if (GSS_ROUTINE_ERROR(major) != GSS_S_FAILURE || minor == 0) {
+                do {
+                        if (GSS_ERROR(gss_display_status(&min2, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &buf)))
+                                break;
+                        fprintf(f, "%s%.*s", ftell(f) > 0 ? "; " : "", (int) buf.length, (const char *) buf.value);
+                        gss_release_buffer(&min2, &buf);
+                } while (ctx != 0);
+        }
         if (minor != 0) {
                 ctx = 0;
                 do {
                         if (GSS_ERROR(gss_display_status(&min2, minor, GSS_C_MECH_CODE, (gss_OID) gss_mech_krb5,
                                                          &ctx, &buf)))
                                 break;
-                        fprintf(f, "; %.*s", (int) buf.length, (const char *) buf.value);
+                        fprintf(f, "%s%.*s", ftell(f) > 0 ? "; " : "", (int) buf.length, (const char *) buf.value);
                         gss_release_buffer(&min2, &buf);
                 } while (ctx != 0);
         }
