@@ -107,3 +107,4 @@ for c in "$c1" "$c2" "$c3" "$c6"; do
 done
 lab_assert_eq "$(stat -c '%a %U' "$NDES_STATE/challenges")" "600 www-data" "mode of the challenge cache file"
 lab_pass "fetch log names REMOTE_USER for each fetch; no challenge in any log; cache file 0600"
+ndes_check_error_log

@@ -121,3 +121,4 @@ cm_expect cm4 CA_REJECTED "certmonger status with an unknown challenge"
 lab_assert_eq "$(ndes_scep_log_count 'status=FAILURE failinfo=1 why=challenge-unknown-used-or-expired')" 1 "badMessageCheck in scep.log"
 lab_pass "unknown challenge: certmonger's request is rejected (FAILURE badMessageCheck)"
 
+ndes_check_error_log

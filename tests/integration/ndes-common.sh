@@ -116,3 +116,12 @@ ndes_scepclient() {
         (cd "$dir" && timeout 60 scepclient -server-url "$NDES_URL" -private-key key.pem -certificate cert.pem \
                 -challenge "$challenge" -cn "$cn" "$@" >out 2>&1)
 }
+
+# ndes_check_error_log: the CGI never crashed or reported sanitizer findings (ASan builds).
+ndes_check_error_log() {
+        if grep -E 'AH01215.*(Sanitizer|runtime error)|AddressSanitizer|LeakSanitizer|runtime error:|Segmentation fault' \
+                "$LAB_APACHE_ERROR_LOG" >&2; then
+                lab_fail "the NDES emulator crashed or reported memory errors (Apache error log lines above)"
+        fi
+        lab_pass "no crash or sanitizer report from the emulator in the Apache error log"
+}

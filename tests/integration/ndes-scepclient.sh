@@ -135,3 +135,4 @@ lab_assert_eq "$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$NDES_UR
 ndes ctl permission=granted
 
 lab_pass "mscep.dll stays anonymous and available in permission=denied"
+ndes_check_error_log

@@ -445,17 +445,15 @@ static const EVP_MD *reply_digest(const Config *c, const ScepRequest *req) {
         return EVP_sha256();
 }
 
-static const EVP_CIPHER *reply_cipher(const Config *c) {
+/* Fetched (free with EVP_CIPHER_free): single DES comes from the legacy provider. */
+static EVP_CIPHER *reply_cipher(const Config *c) {
         const char *s = c->reply_cipher;
         if (strcmp(s, "auto") == 0)
                 s = (c->caps == CAPS_AES || c->caps == CAPS_SCEPSTANDARD) ? "aes128" : "des3";
-        if (strcmp(s, "aes128") == 0)
-                return EVP_aes_128_cbc();
-        if (strcmp(s, "aes256") == 0)
-                return EVP_aes_256_cbc();
-        if (strcmp(s, "des") == 0)
-                return EVP_CIPHER_fetch(NULL, "DES-CBC", NULL); /* legacy provider; leaks one ref per process */
-        return EVP_des_ede3_cbc();
+        const char *name = strcmp(s, "aes128") == 0 ? "AES-128-CBC" :
+                           strcmp(s, "aes256") == 0 ? "AES-256-CBC" :
+                           strcmp(s, "des") == 0 ? "DES-CBC" : "DES-EDE3-CBC";
+        return EVP_CIPHER_fetch(NULL, name, NULL);
 }
 
 static int write_issued(X509 *x) {
@@ -581,6 +579,7 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
         ScepRequest req = {};
         Outcome o = { .status = SCEP_STATUS_FAILURE, .fail_info = SCEP_FAIL_BADREQUEST, .hresult = HR_INVALID_ARG };
         STACK_OF(X509) *certs = NULL;
+        EVP_CIPHER *cipher = NULL;
         unsigned char *reply = NULL;
         size_t reply_size = 0;
 
@@ -619,11 +618,12 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
         if (o.status != SCEP_STATUS_FAILURE)
                 o.hresult = 0;
 
+        cipher = reply_cipher(c);
         ScepReplyOptions opts = {
                 .ra_sign_cert = a.ra_sign,
                 .ra_sign_key = a.ra_sign_key,
                 .digest = reply_digest(c, &req),
-                .cipher = reply_cipher(c),
+                .cipher = cipher,
                 .oaep = c->reply_oaep == TRI_ON || (c->reply_oaep == TRI_AUTO && c->caps == CAPS_WIN2012),
                 .include_certs = c->reply_certs == TRI_ON || (c->reply_certs == TRI_AUTO && c->caps != CAPS_WIN2012),
         };
@@ -643,6 +643,7 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
                   o.status == SCEP_STATUS_FAILURE ? o.fail_info : -1, o.why ? o.why : "-");
         cgi_reply(200, "OK", "application/x-pki-message", reply, reply_size);
 finish:
+        EVP_CIPHER_free(cipher);
         OPENSSL_free(reply);
         sk_X509_free(certs);
         X509_free(o.issued);
@@ -1018,13 +1019,7 @@ static int cmd_log(bool scep) {
         return 0;
 }
 
-int main(int argc, char **argv) {
-        /* DES and friends for old clients; the emulator is a test tool, not the broker */
-        if (!OSSL_PROVIDER_load(NULL, "legacy"))
-                ERR_clear_error();
-        if (!OSSL_PROVIDER_load(NULL, "default"))
-                return 1;
-
+static int run(int argc, char **argv) {
         if (argc < 2 && getenv("GATEWAY_INTERFACE"))
                 return cgi_main();
         if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
@@ -1092,4 +1087,17 @@ int main(int argc, char **argv) {
                 return 2;
         }
         return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+        /* DES and friends for old clients; the emulator is a test tool, not the broker */
+        OSSL_PROVIDER *legacy = OSSL_PROVIDER_load(NULL, "legacy");
+        OSSL_PROVIDER *deflt = OSSL_PROVIDER_load(NULL, "default");
+        ERR_clear_error();
+        int r = deflt ? run(argc, argv) : 1;
+        if (legacy)
+                OSSL_PROVIDER_unload(legacy);
+        if (deflt)
+                OSSL_PROVIDER_unload(deflt);
+        return r;
 }
