@@ -13,10 +13,14 @@
  * space or tab, anywhere in a line ("Realm=X   # comment"); so a value cannot contain " #"
  * or " ;". Every line must be empty, a comment, "[Section]" or "Key=Value" (no "Key: Value",
  * no indented continuation lines, no keys before the first section). Keys and section names
- * are case-sensitive as written in CONFIG.md. A key may appear at most once per section;
- * lists are space-separated. An empty value ("KeyPool=") means the default. Lines are
- * limited to CB_CONFIG_LINE_MAX bytes, files to CB_CONFIG_FILE_MAX bytes, NUL bytes are
- * refused. */
+ * are case-sensitive as written in CONFIG.md (key names at most 64 bytes). A key may appear
+ * at most once per section; lists are space- or tab-separated; values are not quoted (a value
+ * in quotes is an error that shows the unquoted form). An empty value ("KeyPool=") means the
+ * default. Lines are limited to CB_CONFIG_LINE_MAX bytes (longer than inih's own 200-byte
+ * buffer: long values are handed around it), files to CB_CONFIG_FILE_MAX bytes; NUL bytes,
+ * control characters other than tab, and invalid UTF-8 are refused; CRLF line ends and a
+ * UTF-8 BOM are accepted. Booleans: yes/no, true/false, on/off, 1/0. Paths must be
+ * absolute. */
 
 #include <stdbool.h>
 #include <stddef.h>

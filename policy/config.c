@@ -902,6 +902,13 @@ static int handle_key(void *userdata, const char *section, const char *name, con
         if (!*value)
                 return 1;       /* empty: the default */
 
+        size_t vl = strlen(value);
+        if (vl >= 2 && ((value[0] == '"' && value[vl - 1] == '"') || (value[0] == '\'' && value[vl - 1] == '\''))) {
+                parser_fail(p, "%s= has a quoted value: values are not quoted, write %s=%.*s", name, name,
+                            (int) (vl - 2 < SHOW_MAX ? vl - 2 : SHOW_MAX), value + 1);
+                return 0;
+        }
+
         return keys[i].parse(p, name, value) < 0 ? 0 : 1;
 }
 

@@ -122,6 +122,9 @@ static const ErrorCase error_cases[] = {
         { M(MAIN "[Broker]\nKeyPool=rsa:2048=x\n"), MAIN_PATH, 5, "the count is not a number" },
         { M(MAIN "[Broker]\nKeyPool=rsa:2048=1 rsa:2048=2\n"), MAIN_PATH, 5, "names rsa:2048 twice" },
         { M(MAIN "[Broker]\nKeyPool=rsa:2048=1\nKeyPool=ec:p256=1\n"), MAIN_PATH, 6, "set twice" },
+        { M(MAIN "[Broker]\nKeyPool=\"rsa:2048=4 ec:p256=8\"\n"), MAIN_PATH, 5,
+          "KeyPool= has a quoted value: values are not quoted, write KeyPool=rsa:2048=4 ec:p256=8" },
+        { M(MAIN "[Broker]\nStateDirectory='/srv'\n"), MAIN_PATH, 5, "write StateDirectory=/srv" },
         { M(MAIN "[Broker]\n[Broker]\n"), MAIN_PATH, 5, "section [Broker] appears twice (first on line 4)" },
         { M(MAIN "[Broker]\nURL=https://ndes.example.com/\n"), MAIN_PATH, 5, "unknown key URL= in [Broker]" },
         /* ca.d/ */
