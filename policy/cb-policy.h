@@ -88,7 +88,9 @@ typedef struct CbDecision {
 
 /* Decides a request. Order: options (InvalidArgument), CA (UnknownCA), names and subject
  * (syntax and duplicates: InvalidArgument; the suffix guard: NameNotPermitted), root bypass
- * (RootBypassesRules=yes and uid 0: allowed, any key type, no quota), then the rules in order:
+ * (RootBypassesRules=yes and uid 0: allowed, any key type, no quota; but not for wildcard
+ * names, which CONFIG.md allows only through a rule with Wildcards=yes, so root's wildcard
+ * requests go through the rules like anyone's), then the rules in order:
  * the first applicable rule that allows the CA, the key type, every name, the CN, and is
  * within its MaxActive and MaxRequests limits allows the request. When none does, the denial
  * reports the rule that got furthest (CA < key < names < quota; the first such rule on ties).

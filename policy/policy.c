@@ -507,8 +507,13 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                 if (strcmp(d->names[i], cn) == 0)
                         cn = NULL;
 
-        /* Root. */
-        if (caller->uid == 0 && c->root_bypasses_rules) {
+        /* Root: any name under the suffix, but wildcards only ever through a rule with
+         * Wildcards=yes (CONFIG.md: no '*' except in such a rule). */
+        bool wildcard = d->subject->cn && cb_name_is_wildcard(d->subject->cn);
+        for (size_t i = 0; i < d->n_names; i++)
+                wildcard = wildcard || cb_name_is_wildcard(d->names[i]);
+        bool root = caller->uid == 0 && c->root_bypasses_rules;
+        if (root && !wildcard) {
                 d->root_bypass = true;
                 return set_outcome(d, CB_DECISION_ALLOWED, NULL, "allowed: uid 0 bypasses the rules (RootBypassesRules=yes)");
         }
@@ -543,6 +548,10 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                         free(reason);
         }
 
+        if (!applicable && root)
+                return set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL,
+                                   "wildcard names need a rule with Wildcards=yes: RootBypassesRules=yes does not "
+                                   "cover them; add a [Rule] with Users=root and Wildcards=yes");
         if (!applicable) {
                 _cleanup_free_ char *user = caller->user_name ? show(caller->user_name) : NULL;
                 if (caller->user_name && !user)

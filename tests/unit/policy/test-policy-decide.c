@@ -63,7 +63,12 @@ static const char policy_b[] =
         "Name=dave-rate-2\n"
         "Users=dave\n"
         "Names=g.example.com\n"
-        "MaxRequests=50/1d\n";
+        "MaxRequests=50/1d\n"
+        "[Rule]\n"
+        "Name=root-wild\n"
+        "Users=root\n"
+        "Names=**.w.example.com\n"
+        "Wildcards=yes\n";
 
 static CbConfig *config_new(const char *extra_main) {
         char m[512];
@@ -86,7 +91,7 @@ static CbConfig *config_new(const char *extra_main) {
 
 enum {
         ALICE, ALICE_BY_NAME, UID_1001, BOB, TENANT_B_NAME, TENANT_B_GID, TENANT_B_SUPP, NGINX_C, HTTPD,
-        HTTPD_NO_LEVEL, HTTPD_BAD_LABEL, CAROL_OPS, CAROL, ROOT, DAVE, _CALLER_MAX
+        HTTPD_NO_LEVEL, HTTPD_BAD_LABEL, CAROL_OPS, CAROL, ROOT, ROOT_UID_ONLY, DAVE, _CALLER_MAX
 };
 
 static const gid_t gids_3000[] = { 3000 };
@@ -112,6 +117,7 @@ static const CbCaller callers[_CALLER_MAX] = {
                         .group_names = names_ops, .n_group_names = 1 },
         [CAROL] = { .uid = 1006, .user_name = "carol" },
         [ROOT] = { .uid = 0, .user_name = "root" },
+        [ROOT_UID_ONLY] = { .uid = 0 },
         [DAVE] = { .uid = 1007, .user_name = "dave" },
 };
 
@@ -215,7 +221,14 @@ static const DecideCase decide_cases[] = {
         /* root */
         { ROOT, "", "", { "anything.example.com" }, .key = "rsa:4096", .since = 1000, .active = 1000, .result = A, .rule = "",
           .reason = "uid 0 bypasses the rules (RootBypassesRules=yes)" },
-        { ROOT, "", "", { "*.example.com" }, .result = A, .rule = "" },
+        { ROOT_UID_ONLY, "", "", { "*.example.com" }, .result = NAME, .rule = "",
+          .reason = "wildcard names need a rule with Wildcards=yes: RootBypassesRules=yes does not cover them" },
+        { ROOT_UID_ONLY, "", "CN=*.a.example.com", { "a.example.com" }, .result = NAME, .reason = "RootBypassesRules=yes does not cover them" },
+        { ROOT, "", "", { "*.example.com" }, .result = NAME, .rule = "root-wild",
+          .reason = "name '*.example.com' is not permitted by rule 'root-wild'" },
+        { ROOT, "", "", { "*.w.example.com", "other.example.com" }, .result = NAME, .rule = "root-wild",
+          .reason = "name 'other.example.com' is not permitted by rule 'root-wild'" },
+        { ROOT, "", "", { "*.w.example.com", "x.w.example.com" }, .result = A, .rule = "root-wild" },
         { ROOT, "", "", { "evilexample.com" }, .result = NAME, .reason = "not under the permitted suffix" },
         { ROOT, "", "CN=other.net", { "a.example.com" }, .result = NAME, .reason = "subject CN 'other.net' is not under the permitted suffix example.com" },
         { ROOT, "nope", "", { "a.example.com" }, .result = UNKNOWN },
@@ -305,7 +318,7 @@ static void test_decide_table(void **state) {
                         if (t->key)
                                 assert_string_equal(cb_key_type_to_string(d.key), t->key);
                         assert_string_equal(d.label, t->label ? t->label : "");
-                        assert_int_equal(d.root_bypass, t->caller == ROOT);
+                        assert_int_equal(d.root_bypass, (t->caller == ROOT || t->caller == ROOT_UID_ONLY) && strcmp(d.rule, "") == 0);
                 }
                 cb_decision_done(&d);
         }
@@ -407,10 +420,17 @@ static void test_root_without_bypass(void **state) {
 
         assert_int_equal(cb_policy_decide(c, &callers[ROOT], &req, NULL, &d), 0);
         assert_false(d.allowed);
-        assert_int_equal(d.result, CB_DECISION_ACCESS_DENIED);
-        assert_non_null(strstr(d.reason, "no rule applies to uid 0 (user root)"));
+        assert_int_equal(d.result, CB_DECISION_NAME_NOT_PERMITTED);
+        assert_string_equal(d.rule, "root-wild");
         cb_decision_done(&d);
-        assert_false(cb_policy_caller_may_use_ca(c, &callers[ROOT], "corp"));
+        assert_true(cb_policy_caller_may_use_ca(c, &callers[ROOT], "corp"));   /* through root-wild */
+
+        CbCaller root_nameless = { .uid = 0 };
+        assert_int_equal(cb_policy_decide(c, &root_nameless, &req, NULL, &d), 0);
+        assert_int_equal(d.result, CB_DECISION_ACCESS_DENIED);
+        assert_non_null(strstr(d.reason, "no rule applies to uid 0"));
+        cb_decision_done(&d);
+        assert_false(cb_policy_caller_may_use_ca(c, &root_nameless, "corp"));
         cb_config_free(c);
 }
 
