@@ -37,6 +37,14 @@ tf() {
         "$TF" --runtime-dir "$TRT" --realm "$LAB_REALM" --kdc "127.0.0.1:$LAB_KDC_PORT" \
                 --principal "$LAB_SVC_PRINCIPAL" --keytab "$LAB_SVC_KEYTAB" --suffix example.test \
                 --timeout 10 "$@" >"$TF_OUT" 2>&1 || TF_RC=$?
+        tf_check_sanitizers "$TF_OUT"
+}
+
+# Under -Db_sanitize, a report from ASan/UBSan/LSan in the driver's output fails the test.
+tf_check_sanitizers() {
+        if grep -q 'Sanitizer\|runtime error:' "$1"; then
+                lab_fail "transport-fetch: sanitizer report: $(grep -m3 -A8 'Sanitizer\|runtime error:' "$1")"
+        fi
 }
 
 # Count KDC exchanges for svc-scep: AS issued (TGT) and TGS issued for HTTP/.

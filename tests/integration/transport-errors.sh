@@ -43,6 +43,7 @@ chown alice "$ART"
 TF_RC=0
 lab_run_as alice "$TF" --runtime-dir "$ART" --realm "$LAB_REALM" --kdc "127.0.0.1:$LAB_KDC_PORT" \
         --principal "$LAB_SVC_PRINCIPAL" --keytab "$LAB_SVC_KEYTAB" state >"$TF_OUT" 2>&1 || TF_RC=$?
+tf_check_sanitizers "$TF_OUT"
 lab_assert_eq "$TF_RC" 1 "state as alice exit status ($(cat "$TF_OUT"))"
 lab_assert_contains "$(cat "$TF_OUT")" "state=unavailable" "state with an unreadable keytab"
 lab_assert_contains "$(cat "$TF_OUT")" "cannot read keytab $LAB_SVC_KEYTAB" "message"

@@ -18,6 +18,7 @@ run_alice() {
         lab_run_as alice "$TF" --runtime-dir "$ART" --realm "$LAB_REALM" --kdc "127.0.0.1:$LAB_KDC_PORT" \
                 --principal "$LAB_SVC_PRINCIPAL" --keytab "$LAB_SVC_KEYTAB" --suffix example.test --timeout 10 \
                 "$@" >"$TF_OUT" 2>&1 || TF_RC=$?
+        tf_check_sanitizers "$TF_OUT"
 }
 
 # Keytab mode as alice fails: she cannot read it.

@@ -41,3 +41,4 @@ lab_wait_for 10 "a challenge after recovery" sh -c "tail -n +$((lines + 1)) '$W'
 lab_pass "KDC back: credentials reacquired with backoff, fetches succeed"
 kill "$watch_pid" 2>/dev/null || true
 wait "$watch_pid" 2>/dev/null || true
+tf_check_sanitizers "$W"
