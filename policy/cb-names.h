@@ -23,7 +23,8 @@ typedef enum CbNameFlags {
 /* Normalizes a DNS name and applies the guard:
  *   - ASCII letters, digits and hyphens only (IDNs as xn-- A-labels; bytes >= 0x80 are
  *     refused with a reason saying so); no NUL, control bytes, percent signs, spaces;
- *   - labels 1..63 bytes, no empty labels, no label starting or ending with '-';
+ *   - labels 1..63 bytes, no empty labels, no label starting or ending with '-'; an "xn--"
+ *     label must be valid punycode (RFC 3492) decoding to non-ASCII, non-control code points;
  *   - one trailing dot removed; at most 253 bytes after that;
  *   - no IP literals: IPv6 (anything with ':' or '[') and IPv4 in every form a URL parser
  *     or inet_aton() would accept (127.0.0.1, 127.1, 2130706433, 0x7f.1, 0177.0.0.1):

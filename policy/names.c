@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cb-names.h"
 #include "util.h"
@@ -25,6 +26,7 @@
 #define R_HYPHEN "has a label that starts or ends with a hyphen"
 #define R_IPV4 "is an IPv4 address literal (its last label is a number): IP addresses are not allowed, give a DNS name"
 #define R_SUFFIX "is not under the permitted suffix"
+#define R_PUNYCODE "has an xn-- label that is not valid punycode (RFC 3492)"
 
 static const struct {
         const char *name, *host;
@@ -46,6 +48,7 @@ static const struct {
         { R_HYPHEN, "has a host that " R_HYPHEN },
         { R_IPV4, "has a host that " R_IPV4 },
         { R_SUFFIX, "has a host that " R_SUFFIX },
+        { R_PUNYCODE, "has a host that " R_PUNYCODE },
 };
 
 static int refuse(const char **ret_reason, const char *reason) {
@@ -68,6 +71,67 @@ static bool label_is_number(const char *l, size_t n) {
         for (size_t i = 0; i < n; i++)
                 if (!ascii_isdigit(l[i]))
                         return false;
+        return true;
+}
+
+/* RFC 3492 decoding, only to check that an A-label's tail is valid punycode that yields
+ * code points that are neither ASCII nor C1 controls nor surrogates. l/n: the label without
+ * "xn--". (IDNA2008's per-code-point rules are not checked: the CA and the clients do.) */
+static uint32_t punycode_adapt(uint32_t delta, uint32_t points, bool first) {
+        uint32_t k = 0;
+        delta = first ? delta / 700 : delta / 2;
+        delta += delta / points;
+        while (delta > ((36 - 1) * 26) / 2) {
+                delta /= 36 - 1;
+                k += 36;
+        }
+        return k + (36 - 1 + 1) * delta / (delta + 38);
+}
+
+static bool punycode_is_valid(const char *l, size_t n) {
+        const uint32_t max = 0x7fffffff;
+        uint32_t code = 128, i = 0, bias = 72, out = 0;
+        size_t in = 0;
+
+        if (n == 0)
+                return false;
+        for (size_t j = n; j > 0; j--)
+                if (l[j - 1] == '-') {
+                        out = (uint32_t) (j - 1);
+                        in = j;
+                        break;
+                }
+        if (in >= n)
+                return false;   /* nothing encoded: not an A-label of anything */
+
+        while (in < n) {
+                uint32_t old = i, w = 1;
+                for (uint32_t k = 36;; k += 36) {
+                        if (in >= n)
+                                return false;
+                        char c = ascii_tolower(l[in++]);
+                        uint32_t digit = c >= 'a' && c <= 'z' ? (uint32_t) (c - 'a') :
+                                         c >= '0' && c <= '9' ? (uint32_t) (c - '0' + 26) : 36;
+                        if (digit >= 36 || digit > (max - i) / w)
+                                return false;
+                        i += digit * w;
+                        uint32_t t = k <= bias ? 1 : k >= bias + 26 ? 26 : k - bias;
+                        if (digit < t)
+                                break;
+                        if (w > max / (36 - t))
+                                return false;
+                        w *= 36 - t;
+                }
+                out++;
+                bias = punycode_adapt(i - old, out, old == 0);
+                if (i / out > max - code)
+                        return false;
+                code += i / out;
+                i %= out;
+                if (code < 0xa0 || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+                        return false;
+                i++;
+        }
         return true;
 }
 
@@ -135,6 +199,8 @@ int cb_name_normalize(const char *name, size_t len, const char *suffix, CbNameFl
                         }
                         if (l[0] == '-' || l[n - 1] == '-')
                                 return refuse(ret_reason, R_HYPHEN);
+                        if (n >= 4 && strncasecmp(l, "xn--", 4) == 0 && !punycode_is_valid(l + 4, n - 4))
+                                return refuse(ret_reason, R_PUNYCODE);
                 }
 
                 n_labels++;

@@ -63,6 +63,17 @@ static const NameCase name_cases[] = {
         { NAME("xn--bcher-kva.example.com"), S, 0, "xn--bcher-kva.example.com", NULL },
         { NAME("XN--BCHER-KVA.example.com"), S, 0, "xn--bcher-kva.example.com", NULL },
         { NAME("www.example\xef\xbc\x8e" "com"), S, 0, NULL, "xn-- A-labels" }, /* fullwidth dot */
+        { NAME("xn--mnchen-3ya.example.com"), S, 0, "xn--mnchen-3ya.example.com", NULL },      /* münchen */
+        { NAME("xn--fiqs8s.example.com"), S, 0, "xn--fiqs8s.example.com", NULL },              /* 中国 */
+        { NAME("xn--80akhbyknj4f.example.com"), S, 0, "xn--80akhbyknj4f.example.com", NULL },  /* испытание */
+        { NAME("xn--wgbh1c.example.com"), S, 0, "xn--wgbh1c.example.com", NULL },              /* مصر */
+        { NAME("www.xn--exmple-cua.com"), "xn--exmple-cua.com", 0, "www.xn--exmple-cua.com", NULL },
+        { NAME("www.xn--exmple-cua.com"), S, 0, NULL, "not under the permitted suffix" },     /* exämple.com */
+        { NAME("xn--99999999999.example.com"), S, 0, NULL, "not valid punycode" },            /* overflow */
+        { NAME("xn--a.example.com"), S, 0, NULL, "not valid punycode" },
+        { NAME("xn--abc-.example.com"), S, 0, NULL, "hyphen" },
+        { NAME("xn--.example.com"), S, 0, NULL, "hyphen" },
+        { NAME("xn--zzzzzzzzzzzz.example.com"), S, 0, NULL, "not valid punycode" },
         /* lengths */
         { long_label, 0, S, 0, NULL, "label longer than 63" },
         { long_name, 0, S, 0, NULL, "longer than 253" },
