@@ -107,4 +107,14 @@ for c in "$c1" "$c2" "$c3" "$c6"; do
 done
 lab_assert_eq "$(stat -c '%a %U' "$NDES_STATE/challenges")" "600 www-data" "mode of the challenge cache file"
 lab_pass "fetch log names REMOTE_USER for each fetch; no challenge in any log; cache file 0600"
+# --- the CLI refuses bad settings and unknown transactions, naming what was wrong
+out=$(ndes ctl caps=win2003 2>&1) && lab_fail "ctl accepted caps=win2003"
+lab_assert_contains "$out" "caps must be win2016, win2012, aes or scepstandard" "ctl error message"
+out=$(ndes ctl ra_order=ca,ca,sign 2>&1) && lab_fail "ctl accepted ra_order=ca,ca,sign"
+lab_assert_contains "$out" "ra_order must name sign, enc and ca once each" "ctl error message"
+out=$(ndes approve no-such-transaction 2>&1) && lab_fail "approve accepted an unknown transactionID"
+lab_assert_contains "$out" 'no pending request with transactionID "no-such-transaction"' "approve error message"
+lab_assert_contains "$(ndes ctl)" "permission=denied" "ctl without arguments prints the settings"
+lab_pass "ctl and approve refuse bad input with a message naming it"
+
 ndes_check_error_log

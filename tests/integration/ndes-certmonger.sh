@@ -121,4 +121,13 @@ cm_expect cm4 CA_REJECTED "certmonger status with an unknown challenge"
 lab_assert_eq "$(ndes_scep_log_count 'status=FAILURE failinfo=1 why=challenge-unknown-used-or-expired')" 1 "badMessageCheck in scep.log"
 lab_pass "unknown challenge: certmonger's request is rejected (FAILURE badMessageCheck)"
 
+# --- keyUsage comes from the CSR (NDES picks the template by it)
+timeout 60 getcert request -c ndes -I cm5 -f "$CM/out/cm5.crt" -k "$CM/out/cm5.key" -N CN=cm5.example.test \
+        -D cm5.example.test -u digitalSignature -L "$(ndes_challenge)" -w >/dev/null 2>&1 || true
+cm_expect cm5 MONITORING "certmonger status (keyUsage digitalSignature)"
+ndes_verify_cert "$CM/out/cm5.crt" cm5.example.test cm5.example.test
+lab_assert_eq "$(openssl x509 -in "$CM/out/cm5.crt" -noout -ext keyUsage | tail -n 1 | sed 's/^ *//')" "Digital Signature" "keyUsage of the issued certificate"
+lab_assert_contains "$(getcert list -i cm5)" "certificate template/profile: SignatureTemplate" "template name extension (as certmonger reads it)"
+lab_pass "keyUsage digitalSignature in the CSR: same keyUsage and the SignatureTemplate name in the certificate"
+
 ndes_check_error_log

@@ -542,7 +542,7 @@ finish:
         return r;
 }
 
-static int copy_key_usage(X509_REQ *req, X509 *x) {
+static int copy_key_usage(X509_REQ *req, X509 *x, bool *ret_sig, bool *ret_enc) {
         STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
         ASN1_BIT_STRING *ku = NULL;
         int r = 0;
@@ -558,17 +558,20 @@ static int copy_key_usage(X509_REQ *req, X509 *x) {
         if (r == 0 && ku) {
                 if (X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_DEFAULT) != 1)
                         r = -EIO;
-        } else if (r == 0 && add_ext(x, NULL, "keyUsage", "critical,digitalSignature,keyEncipherment") < 0)
-                r = -EIO;
+                *ret_sig = ASN1_BIT_STRING_get_bit(ku, 0); /* digitalSignature */
+                *ret_enc = ASN1_BIT_STRING_get_bit(ku, 2); /* keyEncipherment */
+        } else if (r == 0) {
+                if (add_ext(x, NULL, "keyUsage", "critical,digitalSignature,keyEncipherment") < 0)
+                        r = -EIO;
+                *ret_sig = *ret_enc = true;
+        }
         ASN1_BIT_STRING_free(ku);
         sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
         return r;
 }
 
 /* NDES picks the template from the CSR's keyUsage. */
-static const char *template_for(X509 *x) {
-        uint32_t ku = X509_get_key_usage(x);
-        bool sig = ku & KU_DIGITAL_SIGNATURE, enc = ku & KU_KEY_ENCIPHERMENT;
+static const char *template_for(bool sig, bool enc) {
         if (sig && !enc)
                 return "ASN1:BMPSTRING:SignatureTemplate";
         if (enc && !sig)
@@ -596,7 +599,8 @@ int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, X509 **ret)
         r = copy_dns_sans(req, x);
         if (r < 0)
                 goto finish;
-        r = copy_key_usage(req, x);
+        bool sig = false, enc = false;
+        r = copy_key_usage(req, x, &sig, &enc);
         if (r < 0)
                 goto finish;
         r = -EIO;
@@ -604,12 +608,12 @@ int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, X509 **ret)
             add_ext(x, ca, "subjectKeyIdentifier", "hash") < 0 ||
             add_ext(x, ca, "authorityKeyIdentifier", "keyid:always") < 0 ||
             add_ext(x, ca, "extendedKeyUsage", "serverAuth,clientAuth") < 0 ||
-            add_ext(x, ca, OID_MS_TEMPLATE, template_for(x)) < 0)
+            add_ext(x, ca, OID_MS_TEMPLATE, template_for(sig, enc)) < 0)
                 goto finish;
         if (X509_sign(x, ca_key, EVP_sha256()) <= 0)
                 goto finish;
-        /* X509_get_key_usage() above cached extension data of the unsigned certificate: re-read
-         * the signed one so that comparisons (CMS_add0_cert) see its real fingerprint */
+        /* a copy decoded from the signed DER, so that cached data (the fingerprint that
+         * CMS_add0_cert compares) describes the signed certificate */
         X509 *fresh = X509_dup(x);
         if (!fresh)
                 goto finish;
