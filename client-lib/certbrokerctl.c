@@ -1,0 +1,929 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* certbrokerctl: certificates from certbrokerd on the command line (certbrokerctl(1)). */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "certbroker.h"
+#include "cli-util.h"
+#include "config.h"
+
+static CliArgs arg;
+static const char *program = "certbrokerctl";
+
+static void help(void) {
+        printf("Usage: %s [OPTIONS] COMMAND [ARGS]\n"
+               "\n"
+               "Get certificates from certbrokerd (the NDES certificate broker).\n"
+               "\n"
+               "Commands:\n"
+               "  enroll --dns NAME [--dns NAME...] [--ca CA] [--subject DN] [--key-type TYPE]\n"
+               "         [--usage USAGE] [--label TEXT] [--key-out FILE] [--cert-out FILE]\n"
+               "         [--chain-out FILE] [--force] [--timeout SECS | --no-wait]\n"
+               "                         request a certificate, wait for it, write the files\n"
+               "  status ID              show a request\n"
+               "  wait ID [--timeout SECS]  wait until a request has ended\n"
+               "  fetch ID [--key-out FILE] [--cert-out FILE] [--chain-out FILE] [--force]\n"
+               "                         write an issued request's key (once), certificate, chain\n"
+               "  list                   list your requests (root: all requests)\n"
+               "  cancel ID              cancel a request in progress\n"
+               "  remove ID              forget an ended request and erase its key\n"
+               "  cas                    list the configured CAs\n"
+               "  check CA [--challenge] run the CA's diagnostic steps\n"
+               "  access --dns NAME... [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE]\n"
+               "                         would policy allow this request? (no network)\n"
+               "\n"
+               "Options:\n"
+               "  --json                 machine-readable output on stdout (also for errors)\n"
+               "  -q --quiet             no progress messages\n"
+               "  -h --help              show this help\n"
+               "     --version           show the version\n"
+               "\n"
+               "--key-out is created with mode 0600 and never overwritten: --force replaces\n"
+               "existing files through a temporary file and rename(2). Key types: rsa:2048\n"
+               "rsa:3072 rsa:4096 ec:p256 ec:p384. Usages: signature encryption both.\n"
+               "\n"
+               "Exit status:\n"
+               "  0  success\n"
+               "  1  failure (I/O, existing output file, daemon error)\n"
+               "  2  usage error (bad command line, or the daemon's InvalidArgument)\n"
+               "  3  denied by policy ('access': the request would be denied)\n"
+               "  4  the CA rejected the request ('check': a step failed)\n"
+               "  5  --timeout passed before the request ended\n"
+               "  6  the request failed or was cancelled\n"
+               "  7  no system bus, or certbrokerd is not running\n"
+               "  8  no such request or CA\n"
+               "\n"
+               "See certbrokerctl(1).\n", program);
+}
+
+/* ---- errors ---- */
+
+/* Prints a failure (stderr, and with --json an error object on stdout) and returns the
+ * exit code. */
+static int fail(int code, const char *name, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static int fail(int code, const char *name, const char *format, ...) {
+        va_list ap;
+        char *msg = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&msg, format, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        fprintf(stderr, "%s: %s", program, msg ?: "out of memory");
+        if (name)
+                fprintf(stderr, " [%s]", name);
+        fputc('\n', stderr);
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "error");
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "name");
+                cli_json_str(&j, name ?: "");
+                cli_json_key(&j, "message");
+                cli_json_str(&j, msg ?: "out of memory");
+                cli_json_key(&j, "exit_code");
+                cli_json_int(&j, code);
+                cli_json_end(&j, '}');
+                cli_json_end(&j, '}');
+        }
+        free(msg);
+        return code;
+}
+
+static int fail_call(CertbrokerError *e, int r, const char *what) {
+        int code = cli_exit_code_from_error(e->name, r);
+        code = fail(code, e->name, "%s: %s", what, e->message ?: strerror(-r));
+        certbroker_error_clear(e);
+        return code;
+}
+
+/* ---- output files ---- */
+
+typedef struct OutputFile {
+        const char *path;       /* what the user asked for */
+        const char *option;     /* "--key-out", ... */
+        char *temp;             /* with --force: the temporary file renamed over path */
+        mode_t mode;
+        int fd;
+} OutputFile;
+
+/* Before enrolling: fail early when an output would be refused later. */
+static int output_precheck(const char *path, const char *option) {
+        struct stat st;
+        char *copy, *dir;
+        int r = 0;
+
+        if (!path)
+                return 0;
+        if (lstat(path, &st) == 0) {
+                if (S_ISDIR(st.st_mode))
+                        return fail(CLI_EXIT_FAILURE, NULL, "%s '%s' is a directory: give a file name.",
+                                    option, path);
+                if (!arg.force)
+                        return fail(CLI_EXIT_FAILURE, NULL, "Refusing to overwrite the existing file '%s' (%s); "
+                                    "remove it or use --force to replace it.", path, option);
+        }
+        copy = strdup(path);
+        if (!copy)
+                return fail(CLI_EXIT_FAILURE, NULL, "Out of memory.");
+        dir = dirname(copy);
+        if (access(dir, W_OK) < 0)
+                r = fail(CLI_EXIT_FAILURE, NULL, "Cannot create %s '%s': directory '%s': %s.",
+                         option, path, dir, strerror(errno));
+        free(copy);
+        return r;
+}
+
+static int output_open(OutputFile *o, const char *path, const char *option, mode_t mode) {
+        *o = (OutputFile) { .path = path, .option = option, .mode = mode, .fd = -1 };
+        if (!path)
+                return 0;
+        if (!arg.force) {
+                o->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+                if (o->fd < 0) {
+                        if (errno == EEXIST)
+                                return fail(CLI_EXIT_FAILURE, NULL, "Refusing to overwrite the existing file "
+                                            "'%s' (%s); remove it or use --force to replace it.", path, option);
+                        return fail(CLI_EXIT_FAILURE, NULL, "Cannot create %s '%s': %s.", option, path,
+                                    strerror(errno));
+                }
+        } else {
+                char *copy = strdup(path), *base, *dir;
+                if (!copy)
+                        return fail(CLI_EXIT_FAILURE, NULL, "Out of memory.");
+                base = strdup(basename(copy));
+                dir = dirname(copy);
+                if (!base || asprintf(&o->temp, "%s/.%s.XXXXXX", dir, base) < 0) {
+                        o->temp = NULL;
+                        free(base);
+                        free(copy);
+                        return fail(CLI_EXIT_FAILURE, NULL, "Out of memory.");
+                }
+                free(base);
+                free(copy);
+                /* mkostemp creates the file 0600 and exclusively. */
+                o->fd = mkostemp(o->temp, O_CLOEXEC);
+                if (o->fd < 0) {
+                        int k = errno;
+                        free(o->temp);
+                        o->temp = NULL;
+                        return fail(CLI_EXIT_FAILURE, NULL, "Cannot create a temporary file next to %s '%s': %s.",
+                                    option, path, strerror(k));
+                }
+        }
+        /* The umask may have taken bits away; never more than asked for. */
+        if (fchmod(o->fd, mode) < 0)
+                return fail(CLI_EXIT_FAILURE, NULL, "Cannot set the mode of %s '%s': %s.", option, path,
+                            strerror(errno));
+        return 0;
+}
+
+static int output_write(OutputFile *o, const char *data) {
+        size_t n = strlen(data), done = 0;
+
+        if (o->fd < 0)
+                return 0;
+        while (done < n) {
+                ssize_t k = write(o->fd, data + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return fail(CLI_EXIT_FAILURE, NULL, "Cannot write %s '%s': %s.", o->option, o->path,
+                                    strerror(errno));
+                }
+                done += (size_t) k;
+        }
+        if (fsync(o->fd) < 0)
+                return fail(CLI_EXIT_FAILURE, NULL, "Cannot write %s '%s' to disk: %s.", o->option, o->path,
+                            strerror(errno));
+        return 0;
+}
+
+static int output_commit(OutputFile *o) {
+        if (o->fd < 0)
+                return 0;
+        if (close(o->fd) < 0) {
+                o->fd = -1;
+                return fail(CLI_EXIT_FAILURE, NULL, "Cannot write %s '%s': %s.", o->option, o->path,
+                            strerror(errno));
+        }
+        o->fd = -1;
+        if (o->temp) {
+                if (rename(o->temp, o->path) < 0)
+                        return fail(CLI_EXIT_FAILURE, NULL, "Cannot replace %s '%s': %s.", o->option, o->path,
+                                    strerror(errno));
+                free(o->temp);
+                o->temp = NULL;
+        }
+        return 0;
+}
+
+/* Removes what output_open() created (never a pre-existing file). */
+static void output_abort(OutputFile *o) {
+        if (o->fd >= 0) {
+                close(o->fd);
+                o->fd = -1;
+                (void) unlink(o->temp ?: o->path);
+        } else if (o->temp)
+                (void) unlink(o->temp);
+        free(o->temp);
+        o->temp = NULL;
+}
+
+/* ---- printing ---- */
+
+static void json_request(CliJson *j, const CertbrokerRequestInfo *i, bool with_pem) {
+        cli_json_key(j, "id");
+        cli_json_str(j, i->id);
+        cli_json_key(j, "state");
+        cli_json_str(j, i->state);
+        cli_json_key(j, "ca");
+        cli_json_str(j, i->ca);
+        cli_json_key(j, "label");
+        cli_json_str(j, i->label);
+        cli_json_key(j, "subject");
+        cli_json_str(j, i->subject);
+        cli_json_key(j, "names");
+        cli_json_strv(j, i->names);
+        cli_json_key(j, "key_type");
+        cli_json_str(j, i->key_type);
+        cli_json_key(j, "usage");
+        cli_json_str(j, i->usage);
+        cli_json_key(j, "owner");
+        cli_json_u64(j, i->owner);
+        cli_json_key(j, "error");
+        cli_json_str(j, i->error_name);
+        cli_json_key(j, "error_message");
+        cli_json_str(j, i->error_message);
+        cli_json_key(j, "fail_info");
+        cli_json_str(j, i->fail_info);
+        cli_json_key(j, "transaction_id");
+        cli_json_str(j, i->transaction_id);
+        cli_json_key(j, "serial");
+        cli_json_str(j, i->serial);
+        cli_json_key(j, "not_before");
+        cli_json_u64(j, i->not_before);
+        cli_json_key(j, "not_after");
+        cli_json_u64(j, i->not_after);
+        cli_json_key(j, "created");
+        cli_json_u64(j, i->created);
+        cli_json_key(j, "updated");
+        cli_json_u64(j, i->updated);
+        cli_json_key(j, "next_attempt");
+        cli_json_u64(j, i->next_attempt);
+        cli_json_key(j, "attempts");
+        cli_json_u64(j, i->attempts);
+        cli_json_key(j, "key_available");
+        cli_json_bool(j, i->key_available);
+        if (with_pem) {
+                cli_json_key(j, "certificate");
+                cli_json_str(j, i->certificate);
+                cli_json_key(j, "chain");
+                cli_json_str(j, i->chain);
+        }
+}
+
+static void print_request(const CertbrokerRequestInfo *i) {
+        char t[64];
+
+        printf("%-14s %s\n", "Id:", i->id);
+        printf("%-14s %s\n", "State:", i->state);
+        printf("%-14s %s\n", "CA:", i->ca);
+        printf("%-14s %s\n", "Subject:", i->subject);
+        printf("%-14s", "Names:");
+        for (char **n = i->names; n && *n; n++)
+                printf(" %s", *n);
+        printf("\n");
+        printf("%-14s %s\n", "Key:", i->key_type);
+        printf("%-14s %s\n", "Usage:", i->usage);
+        if (*i->label)
+                printf("%-14s %s\n", "Label:", i->label);
+        printf("%-14s %u\n", "Owner:", i->owner);
+        printf("%-14s %s\n", "Created:", cli_format_timestamp(t, sizeof t, i->created));
+        printf("%-14s %s\n", "Updated:", cli_format_timestamp(t, sizeof t, i->updated));
+        printf("%-14s %u\n", "Attempts:", i->attempts);
+        if (i->next_attempt)
+                printf("%-14s %s\n", "Next attempt:", cli_format_timestamp(t, sizeof t, i->next_attempt));
+        if (*i->transaction_id)
+                printf("%-14s %s\n", "Transaction:", i->transaction_id);
+        if (*i->error_name)
+                printf("%-14s %s\n", "Error:", i->error_name);
+        if (*i->error_message)
+                printf("%-14s %s\n", "Message:", i->error_message);
+        if (*i->fail_info)
+                printf("%-14s %s\n", "FailInfo:", i->fail_info);
+        if (*i->serial)
+                printf("%-14s %s\n", "Serial:", i->serial);
+        if (i->not_before)
+                printf("%-14s %s\n", "Not before:", cli_format_timestamp(t, sizeof t, i->not_before));
+        if (i->not_after)
+                printf("%-14s %s\n", "Not after:", cli_format_timestamp(t, sizeof t, i->not_after));
+        printf("%-14s %s\n", "Key available:", i->key_available ? "yes" : "no");
+}
+
+/* ---- progress ---- */
+
+typedef struct Progress {
+        bool tty;
+        bool shown;             /* a line is on the terminal that the next update replaces */
+} Progress;
+
+static int on_progress(const CertbrokerProgress *p, void *userdata) {
+        Progress *pr = userdata;
+        char line[256], t[64];
+        int n;
+
+        if (arg.quiet)
+                return 0;
+        n = snprintf(line, sizeof line, "request %s: %s", p->id, p->state);
+        if (n > 0 && (size_t) n < sizeof line && p->attempts > 0)
+                n += snprintf(line + n, sizeof line - (size_t) n, ", %u attempt%s", p->attempts,
+                              p->attempts == 1 ? "" : "s");
+        if (n > 0 && (size_t) n < sizeof line && p->next_attempt > 0 && !certbroker_state_is_terminal(p->state))
+                snprintf(line + n, sizeof line - (size_t) n, ", next attempt %s",
+                         cli_format_timestamp(t, sizeof t, p->next_attempt));
+        if (pr->tty) {
+                /* One line, rewritten in place; ended when the request ends. */
+                fprintf(stderr, "\r\033[K%s %s", certbroker_state_is_terminal(p->state) ? "*" : "…", line);
+                pr->shown = true;
+                if (certbroker_state_is_terminal(p->state)) {
+                        fputc('\n', stderr);
+                        pr->shown = false;
+                }
+        } else
+                fprintf(stderr, "%s: %s\n", program, line);
+        fflush(stderr);
+        return 0;
+}
+
+static void progress_done(Progress *pr) {
+        if (pr->tty && pr->shown)
+                fputc('\n', stderr);
+        pr->shown = false;
+}
+
+/* Waits for id; returns the exit code for the final state, after printing a failure. */
+static int wait_request(CertbrokerClient *c, const char *id, char **ret_state) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        Progress pr = { .tty = isatty(STDERR_FILENO) == 1 };
+        uint64_t timeout = arg.timeout_usec == CLI_TIMEOUT_INFINITY ? CERTBROKER_WAIT_INFINITY : arg.timeout_usec;
+        char *state = NULL;
+        int r;
+
+        r = certbroker_wait(c, id, timeout, on_progress, &pr, &state, &e);
+        progress_done(&pr);
+        if (r < 0)
+                return fail_call(&e, r, "Waiting for the request failed");
+        *ret_state = state;
+        return CLI_EXIT_OK;
+}
+
+/* After a wait: explain a request that did not end issued; returns its exit code. */
+static int explain_state(CertbrokerClient *c, const char *id, const char *state, CliJson *j) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestInfo *i = NULL;
+        int code = cli_exit_code_from_state(state), r;
+        char secs[32];
+
+        r = certbroker_request_get(c, id, &i, &e);
+        if (r < 0)
+                return fail_call(&e, r, "Cannot read the request");
+        if (j) {
+                cli_json_begin(j, '{');
+                json_request(j, i, code == CLI_EXIT_OK);
+                cli_json_key(j, "exit_code");
+                cli_json_int(j, code);
+                cli_json_end(j, '}');
+        }
+        if (code == CLI_EXIT_TIMEOUT) {
+                snprintf(secs, sizeof secs, "%.1f", (double) arg.timeout_usec / 1e6);
+                fprintf(stderr, "%s: request %s is still %s after %s s; run 'certbrokerctl wait %s' "
+                        "to go on waiting.\n", program, id, state, secs, id);
+        } else if (code != CLI_EXIT_OK) {
+                fprintf(stderr, "%s: request %s ended %s: %s", program, id, state,
+                        *i->error_message ? i->error_message : "no reason given");
+                if (*i->error_name)
+                        fprintf(stderr, " [%s%s%s]", i->error_name, *i->fail_info ? ", failInfo " : "",
+                                i->fail_info);
+                fputc('\n', stderr);
+        }
+        certbroker_request_info_free(i);
+        return code;
+}
+
+/* Writes the outputs of an issued request: certificate, chain, and (taken once) the key.
+ * All files are claimed before the key is taken, and removed again on any failure. */
+static int write_outputs(CertbrokerClient *c, const char *id, CertbrokerRequestInfo *i) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        OutputFile key = { .fd = -1 }, cert = { .fd = -1 }, chain = { .fd = -1 };
+        char *pem = NULL;
+        int r;
+
+        if (strcmp(i->state, "issued") != 0)
+                return fail(cli_exit_code_from_state(i->state), NULL,
+                            "Request %s is %s, not issued: there is nothing to write yet.", id, i->state);
+        r = output_open(&cert, arg.cert_out, "--cert-out", 0644);
+        if (r == 0)
+                r = output_open(&chain, arg.chain_out, "--chain-out", 0644);
+        if (r == 0)
+                r = output_open(&key, arg.key_out, "--key-out", 0600);
+        if (r == 0 && arg.key_out) {
+                r = certbroker_take_key(c, id, &pem, &e);
+                if (r < 0) {
+                        if (certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN))
+                                r = fail_call(&e, r, "Cannot write --key-out (the broker hands out a key once)");
+                        else
+                                r = fail_call(&e, r, "Cannot take the private key");
+                }
+        }
+        if (r == 0)
+                r = output_write(&cert, i->certificate);
+        if (r == 0)
+                r = output_write(&chain, i->chain);
+        if (r == 0 && pem)
+                r = output_write(&key, pem);
+        pem = certbroker_secret_free(pem);
+        if (r == 0)
+                r = output_commit(&cert);
+        if (r == 0)
+                r = output_commit(&chain);
+        if (r == 0)
+                r = output_commit(&key);
+        if (r != 0) {
+                output_abort(&cert);
+                output_abort(&chain);
+                output_abort(&key);
+                return r;
+        }
+        return CLI_EXIT_OK;
+}
+
+static void json_outputs(CliJson *j) {
+        cli_json_key(j, "key_out");
+        cli_json_str(j, arg.key_out ?: "");
+        cli_json_key(j, "cert_out");
+        cli_json_str(j, arg.cert_out ?: "");
+        cli_json_key(j, "chain_out");
+        cli_json_str(j, arg.chain_out ?: "");
+}
+
+static void print_outputs(const CertbrokerRequestInfo *i) {
+        char t[64];
+
+        if (arg.quiet)
+                return;
+        printf("Request %s issued: serial %s, valid until %s.\n", i->id, i->serial,
+               cli_format_timestamp(t, sizeof t, i->not_after));
+        if (arg.key_out)
+                printf("Private key:  %s\n", arg.key_out);
+        if (arg.cert_out)
+                printf("Certificate:  %s\n", arg.cert_out);
+        if (arg.chain_out)
+                printf("CA chain:     %s\n", arg.chain_out);
+        if (!arg.key_out)
+                printf("The private key stays with the broker until 'certbrokerctl fetch %s --key-out FILE'.\n",
+                       i->id);
+}
+
+/* Wait (unless already issued), then write outputs, then report. */
+static int finish_issued(CertbrokerClient *c, const char *id) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestInfo *i = NULL;
+        int r;
+
+        r = certbroker_request_get(c, id, &i, &e);
+        if (r < 0)
+                return fail_call(&e, r, "Cannot read the request");
+        r = write_outputs(c, id, i);
+        if (r == 0) {
+                if (arg.json) {
+                        CliJson j;
+                        cli_json_init(&j, stdout);
+                        cli_json_begin(&j, '{');
+                        json_request(&j, i, true);
+                        json_outputs(&j);
+                        cli_json_key(&j, "exit_code");
+                        cli_json_int(&j, 0);
+                        cli_json_end(&j, '}');
+                } else
+                        print_outputs(i);
+        }
+        certbroker_request_info_free(i);
+        return r;
+}
+
+/* ---- commands ---- */
+
+static CertbrokerRequestSpec spec_from_args(void) {
+        return (CertbrokerRequestSpec) {
+                .ca = arg.ca,
+                .subject = arg.subject,
+                .names = arg.dns,
+                .key_type = arg.key_type,
+                .usage = arg.usage,
+                .label = arg.label,
+        };
+}
+
+static int verb_enroll(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestSpec spec = spec_from_args();
+        char *id = NULL, *state = NULL;
+        int r;
+
+        r = output_precheck(arg.key_out, "--key-out");
+        if (r == 0)
+                r = output_precheck(arg.cert_out, "--cert-out");
+        if (r == 0)
+                r = output_precheck(arg.chain_out, "--chain-out");
+        if (r != 0)
+                return r;
+
+        r = certbroker_enroll(c, &spec, &id, &e);
+        if (r < 0)
+                return fail_call(&e, r, "Enroll refused");
+        if (arg.no_wait) {
+                if (arg.json) {
+                        CliJson j;
+                        cli_json_init(&j, stdout);
+                        cli_json_begin(&j, '{');
+                        cli_json_key(&j, "id");
+                        cli_json_str(&j, id);
+                        cli_json_key(&j, "state");
+                        cli_json_str(&j, "queued");
+                        cli_json_end(&j, '}');
+                } else
+                        printf("%s\n", id);
+                free(id);
+                return CLI_EXIT_OK;
+        }
+        if (!arg.quiet && !arg.json)
+                fprintf(stderr, "%s: request %s started.\n", program, id);
+        r = wait_request(c, id, &state);
+        if (r == 0) {
+                if (strcmp(state, "issued") == 0)
+                        r = finish_issued(c, id);
+                else if (arg.json) {
+                        CliJson j;
+                        cli_json_init(&j, stdout);
+                        r = explain_state(c, id, state, &j);
+                } else
+                        r = explain_state(c, id, state, NULL);
+        }
+        free(state);
+        free(id);
+        return r;
+}
+
+static int verb_status(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestInfo *i = NULL;
+        int r;
+
+        r = certbroker_request_get(c, arg.operand, &i, &e);
+        if (r < 0)
+                return fail_call(&e, r, "Cannot read the request");
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                json_request(&j, i, true);
+                cli_json_end(&j, '}');
+        } else
+                print_request(i);
+        certbroker_request_info_free(i);
+        return CLI_EXIT_OK;
+}
+
+static int verb_wait(CertbrokerClient *c) {
+        char *state = NULL;
+        CliJson j;
+        int r;
+
+        r = wait_request(c, arg.operand, &state);
+        if (r != 0)
+                return r;
+        cli_json_init(&j, stdout);
+        r = explain_state(c, arg.operand, state, arg.json ? &j : NULL);
+        if (!arg.json)
+                printf("%s\n", state);
+        free(state);
+        return r;
+}
+
+static int verb_fetch(CertbrokerClient *c) {
+        int r;
+
+        r = output_precheck(arg.key_out, "--key-out");
+        if (r == 0)
+                r = output_precheck(arg.cert_out, "--cert-out");
+        if (r == 0)
+                r = output_precheck(arg.chain_out, "--chain-out");
+        if (r != 0)
+                return r;
+        return finish_issued(c, arg.operand);
+}
+
+static int verb_list(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestEntry *l = NULL;
+        size_t n = 0;
+        CliJson j;
+        int r;
+
+        r = certbroker_list_requests(c, &l, &n, &e);
+        if (r < 0)
+                return fail_call(&e, r, "Cannot list requests");
+        cli_json_init(&j, stdout);
+        if (arg.json)
+                cli_json_begin(&j, '[');
+        else if (n > 0)
+                printf("%-16s  %-10s  %-10s  %-20s  %s\n", "ID", "STATE", "CA", "CREATED", "NAMES");
+        for (size_t k = 0; k < n; k++) {
+                CertbrokerRequestInfo *i = NULL;
+                char t[64];
+
+                /* The request may have been removed since the list was made. */
+                if (certbroker_request_get(c, l[k].id, &i, &e) < 0) {
+                        certbroker_error_clear(&e);
+                        i = NULL;
+                }
+                if (arg.json) {
+                        cli_json_begin(&j, '{');
+                        if (i)
+                                json_request(&j, i, false);
+                        else {
+                                cli_json_key(&j, "id");
+                                cli_json_str(&j, l[k].id);
+                                cli_json_key(&j, "state");
+                                cli_json_str(&j, l[k].state);
+                        }
+                        cli_json_end(&j, '}');
+                } else {
+                        printf("%-16s  %-10s  %-10s  %-20s ", l[k].id, i ? i->state : l[k].state, i ? i->ca : "",
+                               cli_format_timestamp(t, sizeof t, i ? i->created : 0));
+                        for (char **s = i ? i->names : NULL; s && *s; s++)
+                                printf(" %s", *s);
+                        if (i && *i->label)
+                                printf("  (%s)", i->label);
+                        printf("\n");
+                }
+                certbroker_request_info_free(i);
+        }
+        if (arg.json)
+                cli_json_end(&j, ']');
+        else if (n == 0 && !arg.quiet)
+                printf("No requests.\n");
+        certbroker_request_entries_free(l, n);
+        return CLI_EXIT_OK;
+}
+
+static int verb_cancel_remove(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        bool cancel = arg.command == CLI_COMMAND_CANCEL;
+        int r;
+
+        r = cancel ? certbroker_cancel(c, arg.operand, &e) : certbroker_remove(c, arg.operand, &e);
+        if (r < 0)
+                return fail_call(&e, r, cancel ? "Cannot cancel the request" : "Cannot remove the request");
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "id");
+                cli_json_str(&j, arg.operand);
+                cli_json_key(&j, "result");
+                cli_json_str(&j, cancel ? "cancelled" : "removed");
+                cli_json_end(&j, '}');
+        } else if (!arg.quiet)
+                printf("Request %s %s.\n", arg.operand, cancel ? "cancelled" : "removed");
+        return CLI_EXIT_OK;
+}
+
+static int verb_cas(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        char **names = NULL;
+        CliJson j;
+        int r, code = CLI_EXIT_OK;
+
+        r = certbroker_list_cas(c, &names, &e);
+        if (r < 0)
+                return fail_call(&e, r, "Cannot list the CAs");
+        cli_json_init(&j, stdout);
+        if (arg.json)
+                cli_json_begin(&j, '[');
+        else if (names[0])
+                printf("%-12s  %-14s  %-11s  %-20s  %s\n", "NAME", "AUTHENTICATION", "CHALLENGE",
+                       "LAST CONTACT", "URL");
+        for (char **n = names; *n; n++) {
+                CertbrokerCAInfo *i = NULL;
+                char t[64];
+
+                r = certbroker_ca_get(c, *n, &i, &e);
+                if (r < 0) {
+                        code = fail_call(&e, r, "Cannot read a CA");
+                        break;
+                }
+                if (arg.json) {
+                        cli_json_begin(&j, '{');
+                        cli_json_key(&j, "name");
+                        cli_json_str(&j, i->name);
+                        cli_json_key(&j, "url");
+                        cli_json_str(&j, i->url);
+                        cli_json_key(&j, "admin_url");
+                        cli_json_str(&j, i->admin_url);
+                        cli_json_key(&j, "authentication");
+                        cli_json_str(&j, i->authentication);
+                        cli_json_key(&j, "challenge");
+                        cli_json_str(&j, i->challenge);
+                        cli_json_key(&j, "capabilities");
+                        cli_json_strv(&j, i->capabilities);
+                        cli_json_key(&j, "last_contact");
+                        cli_json_u64(&j, i->last_contact);
+                        cli_json_key(&j, "last_error");
+                        cli_json_str(&j, i->last_error);
+                        cli_json_end(&j, '}');
+                } else {
+                        printf("%-12s  %-14s  %-11s  %-20s  %s\n", i->name, i->authentication, i->challenge,
+                               cli_format_timestamp(t, sizeof t, i->last_contact), i->url);
+                        if (*i->last_error)
+                                printf("%-12s  last error: %s\n", "", i->last_error);
+                }
+                certbroker_ca_info_free(i);
+        }
+        if (arg.json && code == CLI_EXIT_OK)
+                cli_json_end(&j, ']');
+        else if (!names[0] && !arg.quiet && !arg.json)
+                printf("No CAs configured.\n");
+        certbroker_strv_free(names);
+        return code;
+}
+
+static int verb_check(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerCheckStep *steps = NULL;
+        size_t n = 0;
+        int failed;
+
+        failed = certbroker_ca_check(c, arg.operand, arg.challenge, &steps, &n, &e);
+        if (failed < 0)
+                return fail_call(&e, failed, "Cannot check the CA");
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "ca");
+                cli_json_str(&j, arg.operand);
+                cli_json_key(&j, "steps");
+                cli_json_begin(&j, '[');
+                for (size_t k = 0; k < n; k++) {
+                        cli_json_begin(&j, '{');
+                        cli_json_key(&j, "step");
+                        cli_json_str(&j, steps[k].step);
+                        cli_json_key(&j, "result");
+                        cli_json_str(&j, steps[k].result);
+                        cli_json_key(&j, "detail");
+                        cli_json_str(&j, steps[k].detail);
+                        cli_json_end(&j, '}');
+                }
+                cli_json_end(&j, ']');
+                cli_json_key(&j, "failed");
+                cli_json_int(&j, failed);
+                cli_json_end(&j, '}');
+        } else {
+                int w = 4;
+                for (size_t k = 0; k < n; k++)
+                        if ((int) strlen(steps[k].step) > w)
+                                w = (int) strlen(steps[k].step);
+                printf("%-*s  %-6s  %s\n", w, "STEP", "RESULT", "DETAIL");
+                for (size_t k = 0; k < n; k++)
+                        printf("%-*s  %-6s  %s\n", w, steps[k].step, steps[k].result, steps[k].detail);
+                if (!arg.quiet)
+                        printf("\nCA %s: %s\n", arg.operand,
+                               failed ? "a step failed; its detail says what to fix." : "all steps passed.");
+        }
+        certbroker_check_steps_free(steps, n);
+        return failed > 0 ? CLI_EXIT_REJECTED : CLI_EXIT_OK;
+}
+
+static int verb_access(CertbrokerClient *c) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestSpec spec = spec_from_args();
+        char *rule = NULL, *reason = NULL;
+        int allowed;
+
+        allowed = certbroker_check_access(c, &spec, &rule, &reason, &e);
+        if (allowed < 0)
+                return fail_call(&e, allowed, "Cannot check access");
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "allowed");
+                cli_json_bool(&j, allowed);
+                cli_json_key(&j, "rule");
+                cli_json_str(&j, rule);
+                cli_json_key(&j, "reason");
+                cli_json_str(&j, reason);
+                cli_json_end(&j, '}');
+        } else if (allowed)
+                printf("allowed by rule '%s'%s%s\n", rule, *reason ? ": " : "", reason);
+        else
+                printf("denied: %s\n", *reason ? reason : "no rule allows it");
+        free(rule);
+        free(reason);
+        return allowed ? CLI_EXIT_OK : CLI_EXIT_DENIED;
+}
+
+int main(int argc, char *argv[]) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerClient *c = NULL;
+        char *err = NULL;
+        int r;
+
+        r = cli_parse_args(argc, argv, &arg, &err);
+        if (r < 0) {
+                if (r == -EINVAL) {
+                        /* --json may not have been parsed; look for it so scripts still get JSON. */
+                        for (int i = 1; i < argc; i++)
+                                if (strcmp(argv[i], "--json") == 0)
+                                        arg.json = true;
+                        r = fail(CLI_EXIT_USAGE, NULL, "%s", err ?: "invalid command line");
+                } else
+                        r = fail(CLI_EXIT_FAILURE, NULL, "Cannot parse the command line: %s", strerror(-r));
+                free(err);
+                return r;
+        }
+
+        switch (arg.command) {
+        case CLI_COMMAND_HELP:
+                help();
+                r = CLI_EXIT_OK;
+                goto finish;
+        case CLI_COMMAND_VERSION:
+                if (arg.json)
+                        printf("{\"version\":\"%s\"}\n", CERTBROKER_VERSION);
+                else
+                        printf("certbrokerctl %s\n", CERTBROKER_VERSION);
+                r = CLI_EXIT_OK;
+                goto finish;
+        default:
+                break;
+        }
+
+        r = certbroker_open(&c, &e);
+        if (r < 0) {
+                r = fail(CLI_EXIT_UNAVAILABLE, e.name, "%s", e.message ?: strerror(-r));
+                certbroker_error_clear(&e);
+                goto finish;
+        }
+
+        switch (arg.command) {
+        case CLI_COMMAND_ENROLL:
+                r = verb_enroll(c);
+                break;
+        case CLI_COMMAND_STATUS:
+                r = verb_status(c);
+                break;
+        case CLI_COMMAND_WAIT:
+                r = verb_wait(c);
+                break;
+        case CLI_COMMAND_FETCH:
+                r = verb_fetch(c);
+                break;
+        case CLI_COMMAND_LIST:
+                r = verb_list(c);
+                break;
+        case CLI_COMMAND_CANCEL:
+        case CLI_COMMAND_REMOVE:
+                r = verb_cancel_remove(c);
+                break;
+        case CLI_COMMAND_CAS:
+                r = verb_cas(c);
+                break;
+        case CLI_COMMAND_CHECK:
+                r = verb_check(c);
+                break;
+        case CLI_COMMAND_ACCESS:
+                r = verb_access(c);
+                break;
+        default:
+                r = fail(CLI_EXIT_FAILURE, NULL, "Internal error: command not handled.");
+        }
+        if (fflush(stdout) != 0 && r == 0)
+                r = fail(CLI_EXIT_FAILURE, NULL, "Cannot write to standard output: %s", strerror(errno));
+finish:
+        certbroker_close(c);
+        cli_args_done(&arg);
+        return r;
+}

@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "certbroker.h"
+#include "cli-util.h"
+
+/* ---- exit codes ---- */
+
+int cli_exit_code_from_error(const char *name, int r) {
+        static const struct {
+                const char *name;
+                int code;
+        } map[] = {
+                { CERTBROKER_ERROR_ACCESS_DENIED,        CLI_EXIT_DENIED },
+                { CERTBROKER_ERROR_NAME_NOT_PERMITTED,   CLI_EXIT_DENIED },
+                { CERTBROKER_ERROR_KEY_NOT_PERMITTED,    CLI_EXIT_DENIED },
+                { CERTBROKER_ERROR_QUOTA_EXCEEDED,       CLI_EXIT_DENIED },
+                { CERTBROKER_ERROR_INVALID_ARGUMENT,     CLI_EXIT_USAGE },
+                { CERTBROKER_ERROR_UNKNOWN_CA,           CLI_EXIT_NOT_FOUND },
+                { CERTBROKER_ERROR_NO_SUCH_REQUEST,      CLI_EXIT_NOT_FOUND },
+                { "org.freedesktop.DBus.Error.UnknownObject", CLI_EXIT_NOT_FOUND },
+                { "org.freedesktop.DBus.Error.ServiceUnknown", CLI_EXIT_UNAVAILABLE },
+                { "org.freedesktop.DBus.Error.NameHasNoOwner", CLI_EXIT_UNAVAILABLE },
+                { "org.freedesktop.DBus.Error.NoServer",  CLI_EXIT_UNAVAILABLE },
+                { "org.freedesktop.DBus.Error.Disconnected", CLI_EXIT_UNAVAILABLE },
+        };
+
+        if (name) {
+                for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+                        if (strcmp(name, map[i].name) == 0)
+                                return map[i].code;
+                return CLI_EXIT_FAILURE;
+        }
+        /* The library's own errors: a malformed argument, or no bus to talk to. */
+        switch (r) {
+        case -EINVAL:
+                return CLI_EXIT_USAGE;
+        case -ECONNREFUSED:
+        case -ENOENT:
+        case -ECONNRESET:
+        case -ENOTCONN:
+        case -ESHUTDOWN:
+        case -EHOSTUNREACH:
+                return CLI_EXIT_UNAVAILABLE;
+        default:
+                return CLI_EXIT_FAILURE;
+        }
+}
+
+int cli_exit_code_from_state(const char *state) {
+        if (!state)
+                return CLI_EXIT_FAILURE;
+        if (strcmp(state, "issued") == 0)
+                return CLI_EXIT_OK;
+        if (strcmp(state, "rejected") == 0)
+                return CLI_EXIT_REJECTED;
+        if (strcmp(state, "failed") == 0 || strcmp(state, "cancelled") == 0)
+                return CLI_EXIT_REQUEST_FAILED;
+        return CLI_EXIT_TIMEOUT;
+}
+
+/* ---- commands and options ---- */
+
+static const char *const command_names[_CLI_COMMAND_MAX] = {
+        [CLI_COMMAND_HELP]    = "help",
+        [CLI_COMMAND_VERSION] = "version",
+        [CLI_COMMAND_ENROLL]  = "enroll",
+        [CLI_COMMAND_STATUS]  = "status",
+        [CLI_COMMAND_WAIT]    = "wait",
+        [CLI_COMMAND_FETCH]   = "fetch",
+        [CLI_COMMAND_LIST]    = "list",
+        [CLI_COMMAND_CANCEL]  = "cancel",
+        [CLI_COMMAND_REMOVE]  = "remove",
+        [CLI_COMMAND_CAS]     = "cas",
+        [CLI_COMMAND_CHECK]   = "check",
+        [CLI_COMMAND_ACCESS]  = "access",
+};
+
+const char *cli_command_to_string(CliCommand c) {
+        return c >= 0 && c < _CLI_COMMAND_MAX ? command_names[c] : NULL;
+}
+
+enum {
+        OPT_HELP = 'h',
+        OPT_QUIET = 'q',
+        OPT_VERSION = 0x100,
+        OPT_JSON,
+        OPT_CA,
+        OPT_SUBJECT,
+        OPT_DNS,
+        OPT_KEY_TYPE,
+        OPT_USAGE,
+        OPT_LABEL,
+        OPT_KEY_OUT,
+        OPT_CERT_OUT,
+        OPT_CHAIN_OUT,
+        OPT_FORCE,
+        OPT_NO_WAIT,
+        OPT_TIMEOUT,
+        OPT_CHALLENGE,
+};
+
+#define B(c) (1U << (c))
+#define ALL_COMMANDS (~0U)
+#define SPEC_COMMANDS (B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_ACCESS))
+#define OUT_COMMANDS (B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_FETCH))
+
+static const struct {
+        struct option opt;
+        unsigned commands;      /* where the option is valid */
+} options[] = {
+        { { "help",      no_argument,       NULL, OPT_HELP },      ALL_COMMANDS },
+        { { "version",   no_argument,       NULL, OPT_VERSION },   ALL_COMMANDS },
+        { { "json",      no_argument,       NULL, OPT_JSON },      ALL_COMMANDS },
+        { { "quiet",     no_argument,       NULL, OPT_QUIET },     ALL_COMMANDS },
+        { { "ca",        required_argument, NULL, OPT_CA },        SPEC_COMMANDS },
+        { { "subject",   required_argument, NULL, OPT_SUBJECT },   SPEC_COMMANDS },
+        { { "dns",       required_argument, NULL, OPT_DNS },       SPEC_COMMANDS },
+        { { "key-type",  required_argument, NULL, OPT_KEY_TYPE },  SPEC_COMMANDS },
+        { { "usage",     required_argument, NULL, OPT_USAGE },     SPEC_COMMANDS },
+        { { "label",     required_argument, NULL, OPT_LABEL },     SPEC_COMMANDS },
+        { { "key-out",   required_argument, NULL, OPT_KEY_OUT },   OUT_COMMANDS },
+        { { "cert-out",  required_argument, NULL, OPT_CERT_OUT },  OUT_COMMANDS },
+        { { "chain-out", required_argument, NULL, OPT_CHAIN_OUT }, OUT_COMMANDS },
+        { { "force",     no_argument,       NULL, OPT_FORCE },     OUT_COMMANDS },
+        { { "no-wait",   no_argument,       NULL, OPT_NO_WAIT },   B(CLI_COMMAND_ENROLL) },
+        { { "timeout",   required_argument, NULL, OPT_TIMEOUT },   B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_WAIT) },
+        { { "challenge", no_argument,       NULL, OPT_CHALLENGE }, B(CLI_COMMAND_CHECK) },
+};
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static int usage_error(char **ret_error, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(char **ret_error, const char *format, ...) {
+        va_list ap;
+        char *s = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&s, format, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        if (ret_error)
+                *ret_error = s;
+        else
+                free(s);
+        return -EINVAL;
+}
+
+int cli_parse_seconds(const char *s, uint64_t *ret_usec) {
+        uint64_t whole = 0, frac = 0, scale = 100000;
+        const char *p = s;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (*p < '0' || *p > '9')
+                return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+                if (whole > (UINT64_MAX / 1000000 - 9) / 10)
+                        return -ERANGE;
+                whole = whole * 10 + (uint64_t) (*p - '0');
+        }
+        if (*p == '.') {
+                p++;
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                for (; *p >= '0' && *p <= '9'; p++) {
+                        frac += (uint64_t) (*p - '0') * scale;
+                        scale /= 10;
+                }
+        }
+        if (*p != 0)
+                return -EINVAL;
+        *ret_usec = whole * 1000000 + frac;
+        return 0;
+}
+
+static int set_once(const char **slot, const char *value, const char *name, char **ret_error) {
+        if (*slot)
+                return usage_error(ret_error, "Option --%s given twice.", name);
+        *slot = value;
+        return 0;
+}
+
+void cli_args_done(CliArgs *a) {
+        if (!a)
+                return;
+        free(a->dns);
+        a->dns = NULL;
+        a->n_dns = 0;
+}
+
+int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
+        struct option longopts[N_OPTIONS + 1];
+        bool seen[N_OPTIONS] = {};
+        CliArgs a = { .command = _CLI_COMMAND_MAX, .timeout_usec = CLI_TIMEOUT_INFINITY };
+        const char *timeout = NULL;
+        int c, r, n_operands;
+        char **operands;
+
+        for (size_t i = 0; i < N_OPTIONS; i++)
+                longopts[i] = options[i].opt;
+        longopts[N_OPTIONS] = (struct option) {};
+
+        a.dns = calloc(1, sizeof(char *));
+        if (!a.dns)
+                return -ENOMEM;
+
+        optind = 0;             /* glibc: full re-initialisation, so that tests can parse again */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":hq", longopts, NULL)) >= 0) {
+                for (size_t i = 0; i < N_OPTIONS; i++)
+                        if (options[i].opt.val == c)
+                                seen[i] = true;
+                switch (c) {
+                case OPT_HELP:
+                        a.command = CLI_COMMAND_HELP;
+                        break;
+                case OPT_VERSION:
+                        a.command = CLI_COMMAND_VERSION;
+                        break;
+                case OPT_JSON:
+                        a.json = true;
+                        break;
+                case OPT_QUIET:
+                        a.quiet = true;
+                        break;
+                case OPT_CA:
+                        r = set_once(&a.ca, optarg, "ca", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_SUBJECT:
+                        r = set_once(&a.subject, optarg, "subject", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_DNS: {
+                        const char **l;
+                        if (a.n_dns >= CLI_DNS_MAX) {
+                                r = usage_error(ret_error, "Too many --dns names: at most %u.", CLI_DNS_MAX);
+                                goto fail;
+                        }
+                        if (!*optarg) {
+                                r = usage_error(ret_error, "--dns needs a DNS name, not an empty string.");
+                                goto fail;
+                        }
+                        l = realloc(a.dns, (a.n_dns + 2) * sizeof(char *));
+                        if (!l) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        a.dns = l;
+                        a.dns[a.n_dns++] = optarg;
+                        a.dns[a.n_dns] = NULL;
+                        break;
+                }
+                case OPT_KEY_TYPE:
+                        r = set_once(&a.key_type, optarg, "key-type", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_USAGE:
+                        r = set_once(&a.usage, optarg, "usage", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_LABEL:
+                        r = set_once(&a.label, optarg, "label", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_KEY_OUT:
+                        r = set_once(&a.key_out, optarg, "key-out", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_CERT_OUT:
+                        r = set_once(&a.cert_out, optarg, "cert-out", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_CHAIN_OUT:
+                        r = set_once(&a.chain_out, optarg, "chain-out", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_FORCE:
+                        a.force = true;
+                        break;
+                case OPT_NO_WAIT:
+                        a.no_wait = true;
+                        break;
+                case OPT_TIMEOUT:
+                        r = set_once(&timeout, optarg, "timeout", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        if (cli_parse_seconds(optarg, &a.timeout_usec) < 0) {
+                                r = usage_error(ret_error, "Invalid --timeout '%s': expected a number of "
+                                                "seconds (e.g. 30 or 0.5).", optarg);
+                                goto fail;
+                        }
+                        break;
+                case OPT_CHALLENGE:
+                        a.challenge = true;
+                        break;
+                case ':':
+                        r = usage_error(ret_error, "Option '%s' needs a value.", argv[optind - 1]);
+                        goto fail;
+                case '?':
+                default:
+                        if (optopt && optopt < 0x100 && optopt != '?')
+                                r = usage_error(ret_error, "Unknown option '-%c' (see --help).", optopt);
+                        else
+                                r = usage_error(ret_error, "Unknown option '%s' (see --help).", argv[optind - 1]);
+                        goto fail;
+                }
+        }
+
+        operands = argv + optind;
+        n_operands = argc - optind;
+
+        if (a.command != _CLI_COMMAND_MAX)
+                goto done;              /* --help and --version win over everything */
+        if (n_operands == 0) {
+                r = usage_error(ret_error, "No command given (see --help).");
+                goto fail;
+        }
+        for (int i = 0; i < _CLI_COMMAND_MAX; i++)
+                if (strcmp(operands[0], command_names[i]) == 0)
+                        a.command = (CliCommand) i;
+        if (a.command == _CLI_COMMAND_MAX) {
+                r = usage_error(ret_error, "Unknown command '%s' (see --help).", operands[0]);
+                goto fail;
+        }
+        operands++;
+        n_operands--;
+
+        for (size_t i = 0; i < N_OPTIONS; i++)
+                if (seen[i] && !(options[i].commands & B(a.command))) {
+                        r = usage_error(ret_error, "Option --%s is not valid with '%s' (see --help).",
+                                        options[i].opt.name, command_names[a.command]);
+                        goto fail;
+                }
+
+        switch (a.command) {
+        case CLI_COMMAND_HELP:
+        case CLI_COMMAND_VERSION:
+        case CLI_COMMAND_LIST:
+        case CLI_COMMAND_CAS:
+        case CLI_COMMAND_ENROLL:
+        case CLI_COMMAND_ACCESS:
+                if (n_operands > 0) {
+                        r = usage_error(ret_error, "'%s' takes no arguments, got '%s'.",
+                                        command_names[a.command], operands[0]);
+                        goto fail;
+                }
+                break;
+        default:
+                if (n_operands != 1) {
+                        r = usage_error(ret_error, "'%s' takes exactly one %s, got %d arguments.",
+                                        command_names[a.command],
+                                        a.command == CLI_COMMAND_CHECK ? "CA name" : "request id",
+                                        n_operands);
+                        goto fail;
+                }
+                a.operand = operands[0];
+        }
+
+        if ((a.command == CLI_COMMAND_ENROLL || a.command == CLI_COMMAND_ACCESS) &&
+            a.n_dns == 0 && !a.subject) {
+                r = usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject).",
+                                command_names[a.command]);
+                goto fail;
+        }
+        if (a.no_wait && (a.key_out || a.cert_out || a.chain_out || timeout)) {
+                r = usage_error(ret_error, "--no-wait cannot be combined with --key-out, --cert-out, "
+                                "--chain-out or --timeout: run 'certbrokerctl fetch ID' later.");
+                goto fail;
+        }
+        if (a.force && !a.key_out && !a.cert_out && !a.chain_out) {
+                r = usage_error(ret_error, "--force only applies to --key-out, --cert-out and --chain-out.");
+                goto fail;
+        }
+        if (a.command == CLI_COMMAND_FETCH && !a.key_out && !a.cert_out && !a.chain_out) {
+                r = usage_error(ret_error, "'fetch' needs --key-out, --cert-out or --chain-out.");
+                goto fail;
+        }
+        {
+                const char *outs[] = { a.key_out, a.cert_out, a.chain_out };
+                const char *names[] = { "key-out", "cert-out", "chain-out" };
+                for (size_t i = 0; i < 3; i++) {
+                        if (outs[i] && !*outs[i]) {
+                                r = usage_error(ret_error, "--%s needs a file name.", names[i]);
+                                goto fail;
+                        }
+                        for (size_t j = i + 1; j < 3; j++)
+                                if (outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0) {
+                                        r = usage_error(ret_error, "--%s and --%s name the same file '%s'.",
+                                                        names[i], names[j], outs[i]);
+                                        goto fail;
+                                }
+                }
+        }
+
+done:
+        *ret = a;
+        return 0;
+fail:
+        cli_args_done(&a);
+        return r;
+}
+
+/* ---- JSON ---- */
+
+char *cli_json_string(const char *s) {
+        size_t n = 2;
+        char *out, *p;
+
+        if (!s)
+                s = "";
+        for (const unsigned char *q = (const unsigned char *) s; *q; q++)
+                n += (*q == '"' || *q == '\\') ? 2 : *q < 0x20 ? 6 : 1;
+        out = malloc(n + 1);
+        if (!out)
+                return NULL;
+        p = out;
+        *p++ = '"';
+        for (const unsigned char *q = (const unsigned char *) s; *q; q++) {
+                switch (*q) {
+                case '"':
+                        *p++ = '\\';
+                        *p++ = '"';
+                        break;
+                case '\\':
+                        *p++ = '\\';
+                        *p++ = '\\';
+                        break;
+                case '\n':
+                        *p++ = '\\';
+                        *p++ = 'n';
+                        break;
+                case '\t':
+                        *p++ = '\\';
+                        *p++ = 't';
+                        break;
+                case '\r':
+                        *p++ = '\\';
+                        *p++ = 'r';
+                        break;
+                default:
+                        if (*q < 0x20) {
+                                static const char hex[] = "0123456789abcdef";
+                                *p++ = '\\';
+                                *p++ = 'u';
+                                *p++ = '0';
+                                *p++ = '0';
+                                *p++ = hex[*q >> 4];
+                                *p++ = hex[*q & 0xf];
+                        } else
+                                *p++ = (char) *q;
+                }
+        }
+        *p++ = '"';
+        *p = 0;
+        return out;
+}
+
+int cli_json_print_string(FILE *f, const char *s) {
+        char *j = cli_json_string(s);
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        r = fputs(j, f) < 0 ? -EIO : 0;
+        free(j);
+        return r;
+}
+
+/* ---- time ---- */
+
+const char *cli_format_timestamp(char *buf, size_t size, uint64_t usec) {
+        time_t t;
+        struct tm tm;
+
+        if (usec == 0) {
+                snprintf(buf, size, "-");
+                return buf;
+        }
+        t = (time_t) (usec / 1000000ULL);
+        if (!gmtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                snprintf(buf, size, "@%llu", (unsigned long long) (usec / 1000000ULL));
+        return buf;
+}
+
+/* ---- JSON writer ---- */
+
+void cli_json_init(CliJson *j, FILE *f) {
+        *j = (CliJson) { .f = f };
+}
+
+static void json_separate(CliJson *j) {
+        if (j->after_key) {
+                j->after_key = false;
+                return;
+        }
+        if (j->depth > 0 && j->depth <= CLI_JSON_DEPTH_MAX) {
+                if (j->has_items[j->depth - 1])
+                        fputc(',', j->f);
+                j->has_items[j->depth - 1] = true;
+        }
+}
+
+void cli_json_begin(CliJson *j, char bracket) {
+        json_separate(j);
+        fputc(bracket, j->f);
+        j->depth++;
+        if (j->depth <= CLI_JSON_DEPTH_MAX)
+                j->has_items[j->depth - 1] = false;
+}
+
+void cli_json_end(CliJson *j, char bracket) {
+        fputc(bracket, j->f);
+        if (j->depth > 0)
+                j->depth--;
+        if (j->depth == 0)
+                fputc('\n', j->f);
+}
+
+void cli_json_key(CliJson *j, const char *key) {
+        json_separate(j);
+        (void) cli_json_print_string(j->f, key);
+        fputc(':', j->f);
+        j->after_key = true;
+}
+
+void cli_json_str(CliJson *j, const char *s) {
+        json_separate(j);
+        (void) cli_json_print_string(j->f, s);
+}
+
+void cli_json_u64(CliJson *j, uint64_t v) {
+        json_separate(j);
+        fprintf(j->f, "%llu", (unsigned long long) v);
+}
+
+void cli_json_int(CliJson *j, int v) {
+        json_separate(j);
+        fprintf(j->f, "%d", v);
+}
+
+void cli_json_bool(CliJson *j, bool b) {
+        json_separate(j);
+        fputs(b ? "true" : "false", j->f);
+}
+
+void cli_json_strv(CliJson *j, char *const *strv) {
+        cli_json_begin(j, '[');
+        for (char *const *s = strv; s && *s; s++)
+                cli_json_str(j, *s);
+        cli_json_end(j, ']');
+}
