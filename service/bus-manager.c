@@ -276,9 +276,23 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         rec->state = REQUEST_QUEUED;
         rec->created = rec->updated = now_usec();
 
-        /* Durable before the reply. */
-        r = store_request_insert(m->store, rec, NULL);
+        /* Durable before the reply; a key from the pool goes into the same transaction. */
+        EVP_PKEY *key = NULL;
+        CbSecret *key_pem = NULL;
+        KeyType kt = key_type_from_string(rec->key);
+        if (kt >= 0 && (key = key_pool_take(m->pool, kt)) && key_export_pkcs8_pem(key, &key_pem) < 0) {
+                EVP_PKEY_free(key);
+                key = NULL;
+        }
+        r = store_request_insert(m->store, rec, key_pem);
+        secret_free(key_pem);
+        if (r >= 0 && key) {
+                req->key = key;
+                rec->key_available = true;
+        } else
+                EVP_PKEY_free(key);
         if (r < 0) {
+                req->key = NULL;
                 log_error_errno(r, "Cannot record a new request in %s: %m", store_path(m->store));
                 r = sd_bus_error_set_errnof(error, r, "Cannot record the request in the journal: %m");
                 goto finish;

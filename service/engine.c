@@ -549,7 +549,7 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
 static void step_challenge(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
-        char msg[1024];
+        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
         a->step = STEP_CHALLENGE;
@@ -587,7 +587,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         Attempt *a = r->engine;
         ScepCertRep *rep = NULL;
         ScepError err = {};
-        char msg[1024];
+        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
         ScepCertRepParams p = {
@@ -785,7 +785,7 @@ static void step_pkioperation(Request *r) {
         CaState *ca = request_ca_state(r);
         Attempt *a = r->engine;
         ScepError err = {};
-        char msg[1024];
+        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
         a->step = STEP_PKIOPERATION;
@@ -860,8 +860,10 @@ static void step_pkioperation(Request *r) {
                 return;
         }
         if (!r->rec->transaction_id || !*r->rec->transaction_id) {
+                /* Written with the next state change (it is derived from the key, so a resumed
+                 * request computes the same one); the property changes now. */
                 set_string(&r->rec->transaction_id, a->msg->transaction_id);
-                (void) request_commit(r);
+                (void) bus_request_emit_changed(r);
         }
         (void) c;
         send_pkioperation(r);
@@ -938,7 +940,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         CaEngine *ce = CE(ca);
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
         ScepError err = {};
-        char msg[1024];
+        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
         ce->meta_http = NULL;

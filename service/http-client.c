@@ -41,6 +41,7 @@ struct HttpClient {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
+        sd_event_source *more_done;     /* defer: further completions, one per loop iteration */
         HttpRequest *requests;
         unsigned n_active;
         CURL *idle[IDLE_HANDLES_MAX];
@@ -384,9 +385,12 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
         request_free(r);
 }
 
+/* Completes at most one finished transfer per loop iteration: a completion runs the caller's
+ * handler (for the broker, a whole SCEP step with its crypto and journal write), and other
+ * event sources, bus calls above all, get their turn between two of them. */
 static void process_done(HttpClient *c) {
         CURLMsg *msg;
-        int left;
+        int left = 0;
 
         while ((msg = curl_multi_info_read(c->multi, &left))) {
                 HttpRequest *r = NULL;
@@ -396,7 +400,15 @@ static void process_done(HttpClient *c) {
                 if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r) != CURLE_OK || !r)
                         continue;
                 complete(c, r, msg->data.result);
+                break;
         }
+        if (left > 0 && c->more_done)
+                (void) sd_event_source_set_enabled(c->more_done, SD_EVENT_ONESHOT);
+}
+
+static int on_more_done(sd_event_source *s, void *userdata) {
+        process_done(userdata);
+        return 0;
 }
 
 static CURL *take_easy(HttpClient *c) {
@@ -575,6 +587,11 @@ int http_client_new(sd_event *event, HttpClient **ret) {
                 http_client_free(c);
                 return -EIO;
         }
+        if (sd_event_add_defer(event, &c->more_done, on_more_done, c) < 0 ||
+            sd_event_source_set_enabled(c->more_done, SD_EVENT_OFF) < 0) {
+                http_client_free(c);
+                return -ENOMEM;
+        }
         *ret = c;
         return 0;
 }
@@ -596,6 +613,7 @@ HttpClient *http_client_free(HttpClient *c) {
         if (c->multi)
                 curl_multi_cleanup(c->multi);   /* closes connections: REMOVE callbacks run */
         sd_event_source_disable_unref(c->timer);
+        sd_event_source_disable_unref(c->more_done);
         sd_event_unref(c->event);
         if (c->curl_global)
                 curl_global_cleanup();

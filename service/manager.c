@@ -467,7 +467,9 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = bus_manager_register(m);
         if (r < 0)
                 goto fail;
-        r = sd_bus_attach_event(m->bus, m->event, 0);
+        /* Bus calls before HTTP completions and key deliveries: callers (ListCAs, Wait, ...)
+         * stay responsive however many enrollments are in flight. */
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0)
                 goto fail;
         r = sd_bus_request_name(m->bus, CB_BUS_NAME, 0);

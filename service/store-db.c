@@ -828,10 +828,17 @@ int store_request_update(Store *s, const StoreRequest *r) {
             (k = bind_u64(st, 21, r->attempts)) < 0)
                 goto finish;
 
-        /* One statement in autocommit mode is one (fsync()ed) transaction. */
+        /* One statement in autocommit mode is one transaction. State transitions commit with
+         * synchronous=NORMAL: in WAL mode that is durable against a crash or kill -9 of the
+         * daemon (the WAL is written before COMMIT returns) but skips the fsync(), which would
+         * otherwise stall the event loop several ms per transition. After a power loss a request
+         * can only fall back to an earlier state and redo that step; the next FULL commit
+         * (insert, key take/erase, delete) or checkpoint makes it durable anyway. */
+        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
         k = step_done(st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
+        (void) exec_sql(s, "PRAGMA synchronous=FULL");
 
 finish:
         sqlite3_finalize(st);

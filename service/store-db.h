@@ -7,6 +7,8 @@
  * - journal_mode=WAL, synchronous=FULL: every function that writes returns only after its
  *   transaction is committed AND fsync()ed, so "durable before Enroll replies" holds across
  *   kill -9 and power loss; a killed process leaves a WAL that the next open replays.
+ *   Exception: store_request_update() (state transitions) commits with synchronous=NORMAL:
+ *   durable across kill -9, and after a power loss at worst an earlier state of the request.
  * - secure_delete=ON: pages freed by erasing a key or deleting a row are zeroed; after a key
  *   is erased the WAL is checkpointed and truncated (best effort).
  * - Each write is one transaction: a state transition is all-or-nothing.

@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""certbrokerd benchmark client (python3-dbus), run by tests/bench/enroll-bench.sh in the lab.
+
+  bench-client.py sequential N PREFIX      N enrollments one after the other; prints one
+                                           line per enrollment: seconds
+  bench-client.py concurrent N PREFIX      N Enroll calls at once while ListCAs is timed every
+                                           5 ms; prints JSON with the figures
+  bench-client.py pool-ready TIMEOUT       waits until every KeyPool type is at its target
+
+Every enrollment is Enroll → Wait(issued) → Certificate → TakeKey, and is checked: a request
+that does not end `issued` or a key that does not come back is an error (exit 1)."""
+import json
+import sys
+import threading
+import time
+
+import dbus
+
+BUS = 'org.certbroker.Broker1'
+PATH = '/org/certbroker/Broker1'
+MANAGER = BUS + '.Manager'
+REQUEST = BUS + '.Request'
+
+
+def manager(bus):
+    return dbus.Interface(bus.get_object(BUS, PATH), MANAGER)
+
+
+def enroll_one(bus, name):
+    t0 = time.monotonic()
+    path = manager(bus).Enroll('', '', [name], {})
+    obj = bus.get_object(BUS, path)
+    req = dbus.Interface(obj, REQUEST)
+    state = req.Wait(dbus.UInt64(120_000_000), timeout=130)
+    if state != 'issued':
+        props = dbus.Interface(obj, 'org.freedesktop.DBus.Properties')
+        raise SystemExit(f'{name}: ended {state}: {props.Get(REQUEST, "ErrorMessage")}')
+    props = dbus.Interface(obj, 'org.freedesktop.DBus.Properties')
+    cert = props.Get(REQUEST, 'Certificate')
+    key = req.TakeKey()
+    if 'BEGIN CERTIFICATE' not in cert or 'BEGIN PRIVATE KEY' not in key:
+        raise SystemExit(f'{name}: no certificate or key came back')
+    return time.monotonic() - t0, path
+
+
+def sequential(n, prefix):
+    bus = dbus.SystemBus()
+    for i in range(n):
+        dt, _ = enroll_one(bus, f'{prefix}{i}.a.example.test')
+        print(f'{dt:.6f}', flush=True)
+
+
+def concurrent(n, prefix):
+    bus = dbus.SystemBus()
+    mgr = manager(bus)
+    latencies = []
+    stop = threading.Event()
+
+    def probe():
+        pbus = dbus.SystemBus(private=True)     # its own connection: not queued behind Enroll calls
+        pm = manager(pbus)
+        while not stop.is_set():
+            t0 = time.monotonic()
+            cas = pm.ListCAs()
+            latencies.append(time.monotonic() - t0)
+            if len(cas) < 1:
+                raise SystemExit('ListCAs returned nothing')
+            time.sleep(0.005)
+
+    # Baseline: the same probe against an idle broker, so machine noise (other processes on
+    # these 2 cores) is told apart from time the broker's loop is busy.
+    th = threading.Thread(target=probe, daemon=True)
+    th.start()
+    time.sleep(2)
+    idle = sorted(latencies)
+    latencies.clear()
+    t0 = time.monotonic()
+    paths = [mgr.Enroll('', '', [f'{prefix}{i}.a.example.test'], {}) for i in range(n)]
+    t_enrolled = time.monotonic() - t0
+    for p in paths:
+        req = dbus.Interface(bus.get_object(BUS, p), REQUEST)
+        state = req.Wait(dbus.UInt64(300_000_000), timeout=310)
+        if state != 'issued':
+            raise SystemExit(f'{p}: ended {state}')
+    total = time.monotonic() - t0
+    stop.set()
+    th.join()
+    latencies.sort()
+    q = lambda f: latencies[min(len(latencies) - 1, int(f * len(latencies)))]
+    print(json.dumps({
+        'enrollments': n,
+        'enroll_calls_s': round(t_enrolled, 3),
+        'all_issued_s': round(total, 3),
+        'listcas_samples': len(latencies),
+        'listcas_p50_ms': round(q(0.5) * 1000, 2),
+        'listcas_p99_ms': round(q(0.99) * 1000, 2),
+        'listcas_max_ms': round(latencies[-1] * 1000, 2),
+        'idle_listcas_p50_ms': round(idle[len(idle) // 2] * 1000, 2),
+        'idle_listcas_p99_ms': round(idle[min(len(idle) - 1, int(0.99 * len(idle)))] * 1000, 2),
+        'idle_listcas_max_ms': round(idle[-1] * 1000, 2),
+    }))
+
+
+def pool_ready(timeout):
+    bus = dbus.SystemBus()
+    props = dbus.Interface(bus.get_object(BUS, PATH), 'org.freedesktop.DBus.Properties')
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pool = props.Get(MANAGER, 'KeyPool')
+        if pool and all(int(ready) >= int(target) for _, ready, target in pool):
+            print(' '.join(f'{t}={int(r)}' for t, r, _ in pool))
+            return
+        time.sleep(0.1)
+    raise SystemExit(f'KeyPool not full after {timeout} s: {props.Get(MANAGER, "KeyPool")}')
+
+
+if __name__ == '__main__':
+    cmd = sys.argv[1]
+    if cmd == 'sequential':
+        sequential(int(sys.argv[2]), sys.argv[3])
+    elif cmd == 'concurrent':
+        concurrent(int(sys.argv[2]), sys.argv[3])
+    elif cmd == 'pool-ready':
+        pool_ready(float(sys.argv[2]))
+    else:
+        raise SystemExit(f'unknown command {cmd}')
