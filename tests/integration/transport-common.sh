@@ -4,8 +4,8 @@
 
 # transport_setup: KDC, Apache with the NDES emulator as its CGI, emulator state, and a
 # private runtime directory for the broker's generated krb5 profile.
-# Under ASan, leaks inside gssproxy's interposer plugin are not ours (transport-lsan.supp).
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$CB_SOURCE_ROOT/tests/integration/transport-lsan.supp:print_suppressions=0}
+# Under ASan, leaks inside gssproxy's interposer plugin are not ours (tests/lsan.supp).
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$CB_SOURCE_ROOT/tests/lsan.supp:print_suppressions=0}
 
 transport_setup() {
         TF=$CB_BUILD_ROOT/tests/integration/transport-fetch

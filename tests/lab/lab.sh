@@ -518,7 +518,7 @@ lab_kdc_start() {
 }
 
 lab_kdc_addprinc() {
-        local princ=$1 kt=${2:-} full out
+        local princ=$1 kt=${2:-} full out existed
         _lab_require_inside lab_kdc_addprinc
         [ -f "$LAB_DIR/krb5/kdc/stash" ] || lab_fail "lab_kdc_addprinc: call lab_kdc first"
         case "$princ" in
@@ -531,11 +531,15 @@ lab_kdc_addprinc() {
         [[ "$out" == *"Principal \"$full\" created."* ]] ||
                 lab_fail "lab_kdc_addprinc: could not create $full: $(printf '%s' "$out" | grep -v '^Authenticating' | tr '\n' ' ')"
         if [ -n "$kt" ]; then
+                existed=
+                [ -e "$kt" ] && existed=1
                 out=$(kadmin.local -r "$LAB_REALM" -q "ktadd -k $kt $princ" 2>&1) || true
                 printf '%s\n' "$out" >>"$LAB_DIR/kadmin.log"
                 [[ "$out" == *"Entry for principal $princ with kvno"*"added to keytab"* ]] && [ -s "$kt" ] ||
                         lab_fail "lab_kdc_addprinc: could not write $full to keytab $kt: $(printf '%s' "$out" | grep -v '^Authenticating' | tr '\n' ' ')"
-                chmod 0600 "$kt"
+                # A new keytab is private; an existing one (Apache's, root:www-data 0640)
+                # keeps its owner and mode.
+                [ -n "$existed" ] || chmod 0600 "$kt"
         fi
 }
 
