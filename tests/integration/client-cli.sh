@@ -25,6 +25,9 @@ ctl() {
         RC=$?
         set -e
         ERR=$(cat "$LAB_DIR/ctl.err")
+        case "$ERR" in
+        *"runtime error:"*|*Sanitizer*) lab_fail "certbrokerctl $*: sanitizer report: $ERR" ;;
+        esac
 }
 
 # expect RC WHAT: the last ctl's exit code.
@@ -134,7 +137,7 @@ lab_wait_for 20 "ticket-granting ticket" bash -c \
 ctl alice check corp
 expect_rc 0 "check corp"
 for step in configuration keytab ticket-granting-ticket service-ticket tls getcacaps getcacert; do
-        echo "$OUT" | grep -qE "^$step +ok " || lab_fail "check corp: no '$step ok' row in: $OUT"
+        grep -qE "^$step +ok " <<<"$OUT" || lab_fail "check corp: no '$step ok' row in: $OUT"
 done
 lab_assert_contains "$OUT" "all steps passed" "check corp summary"
 ctl alice --json check corp --challenge

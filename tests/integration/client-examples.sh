@@ -74,8 +74,13 @@ lab_pass "the C example (meson build) enrolls and prints the daemon's error name
 export PKG_CONFIG_PATH=$CB_BUILD_ROOT/meson-uninstalled
 flags=$(pkg-config --cflags --libs libcertbroker-uninstalled) ||
         lab_fail "pkg-config does not know libcertbroker-uninstalled in $PKG_CONFIG_PATH"
+# A sanitizer build of the library needs the sanitizer runtime first in the program.
+sanitize=
+case "$(ldd "$CB_BUILD_ROOT/client-lib/libcertbroker.so.1")" in
+*libasan*) sanitize=-fsanitize=address,undefined ;;
+esac
 # shellcheck disable=SC2086
-cc -std=gnu11 -Wall -Werror -o "$LAB_DIR/example-pc" "$EX/enroll.c" $flags ||
+cc -std=gnu11 -Wall -Werror $sanitize -o "$LAB_DIR/example-pc" "$EX/enroll.c" $flags ||
         lab_fail "cc enroll.c \$(pkg-config --cflags --libs libcertbroker) failed"
 chmod 0755 "$LAB_DIR/example-pc"
 as_alice env LD_LIBRARY_PATH="$CB_BUILD_ROOT/client-lib" "$LAB_DIR/example-pc" pc.a.example.test >"$LAB_DIR/pc.crt" 2>"$LAB_DIR/pc.err" ||
@@ -84,5 +89,10 @@ ndes_verify_cert "$LAB_DIR/pc.crt" pc.a.example.test pc.a.example.test
 key_matches "$W/key.pem" "$LAB_DIR/pc.crt"
 lab_pass "the C example builds with cc and pkg-config and enrolls through the default CA"
 
+for f in "$LAB_DIR"/*.err; do
+        if grep -qE "runtime error:|Sanitizer" "$f"; then
+                lab_fail "sanitizer report in $f: $(cat "$f")"
+        fi
+done
 lab_pass "done"
 broker_stop
