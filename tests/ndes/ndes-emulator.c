@@ -320,7 +320,7 @@ static char *query_param(const char *q, const char *name) {
                         if (!out)
                                 return NULL;
                         for (size_t i = nlen + 1; i < len; i++) {
-                                if (p[i] == '%' && i + 2 < len + 1 && unhex(p[i + 1]) >= 0 && unhex(p[i + 2]) >= 0) {
+                                if (p[i] == '%' && i + 2 < len && unhex(p[i + 1]) >= 0 && unhex(p[i + 2]) >= 0) {
                                         out[j++] = (char) (unhex(p[i + 1]) * 16 + unhex(p[i + 2]));
                                         i += 2;
                                 } else

@@ -2,7 +2,7 @@
 /* Fuzz target: what the NDES emulator does with a PKIOperation body (parse and verify
  * the SignedData, decrypt the envelope, parse the CSR and its challenge, issue, build
  * the CertRep). The seeds are real scepclient and certmonger requests encrypted to the
- * fixed RA encryption certificate in fuzz-keys.h. */
+ * fixed RA encryption certificate in fuzz-keys.h, and the CSRs inside them. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +32,7 @@ static EVP_PKEY *pem_key(const char *pem) {
 
 static struct {
         bool ready;
+        OSSL_PROVIDER *legacy, *deflt;   /* kept for the life of the process */
         X509 *enc, *sign, *ca;
         EVP_PKEY *enc_key, *sign_key, *ca_key;
 } s;
@@ -55,8 +56,8 @@ static void reply(const ScepRequest *r, int status, STACK_OF(X509) *certs) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!s.ready) {
-                (void) OSSL_PROVIDER_load(NULL, "legacy");
-                (void) OSSL_PROVIDER_load(NULL, "default");
+                s.legacy = OSSL_PROVIDER_load(NULL, "legacy");
+                s.deflt = OSSL_PROVIDER_load(NULL, "default");
                 s.enc = pem_cert(FUZZ_RA_ENC_CRT);
                 s.sign = pem_cert(FUZZ_RA_SIGN_CRT);
                 s.ca = pem_cert(FUZZ_CA_CRT);
@@ -69,6 +70,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (size > 256 * 1024) /* the CGI refuses larger bodies */
                 return 0;
+
+        /* The input as a bare PKCS#10 too: mutations of a whole pkiMessage rarely get past its
+         * signature, so this reaches the CSR code (challenge, SANs, keyUsage, issuing) directly. */
+        X509_REQ *bare = pki_req_from_der(data, size);
+        if (bare) {
+                char pw[128];
+                X509 *issued = NULL;
+                (void) pki_req_challenge(bare, pw, sizeof pw);
+                (void) pki_issue(bare, s.ca, s.ca_key, 1764000000, &issued);
+                X509_free(issued);
+                X509_REQ_free(bare);
+                ERR_clear_error();
+        }
 
         ScepRequest r = {};
         if (scep_request_parse(data, size, s.enc, s.enc_key, &r) < 0)
