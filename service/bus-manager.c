@@ -227,6 +227,38 @@ static void audit_decision(const PolicyCall *p, const CbDecision *d, const char 
         free(names);
 }
 
+/* An Enroll call waiting for its request to reach the disk (group commit). */
+typedef struct EnrollReply {
+        Manager *manager;
+        sd_bus_message *call;
+        char id[STORE_ID_LEN + 1];
+} EnrollReply;
+
+static void on_enroll_durable(int error, void *userdata) {
+        EnrollReply *e = userdata;
+        Manager *m = e->manager;
+        Request *req = manager_find_request(m, e->id);
+        char *path = NULL;
+
+        if (error < 0) {
+                log_error_errno(error, "Cannot make request %s durable in %s: %m", e->id, store_path(m->store));
+                (void) sd_bus_reply_method_errnof(e->call, error, "Cannot write the request journal to disk: %m");
+                if (req) {
+                        (void) store_request_delete(m->store, req->rec->id);
+                        manager_drop_request(m, req);
+                        request_free(req);
+                }
+        } else if (bus_request_path(e->id, &path) >= 0) {
+                (void) sd_bus_reply_method_return(e->call, "o", path);
+                if (req && !m->stopping)
+                        (void) engine_request_start(req);
+        } else
+                (void) sd_bus_reply_method_errno(e->call, -ENOMEM, NULL);
+        free(path);
+        sd_bus_message_unref(e->call);
+        free(e);
+}
+
 static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         PolicyCall p = {};
@@ -306,10 +338,23 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Request *added = TAKE_PTR(req);
         audit_decision(&p, &d, added->rec->id, "Enroll allowed");
 
-        r = bus_request_path(added->rec->id, &path);
-        if (r >= 0)
-                r = sd_bus_reply_method_return(msg, "o", path);
-        (void) engine_request_start(added);
+        /* Durable before the reply: the reply (and the engine) wait for the journal's fsync,
+         * which the loop does not wait for. */
+        EnrollReply *er = calloc(1, sizeof(*er));
+        if (!er) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        er->manager = m;
+        er->call = sd_bus_message_ref(msg);
+        memcpy(er->id, added->rec->id, sizeof er->id);
+        r = journal_sync_request(m->journal_sync, on_enroll_durable, er, NULL);
+        if (r < 0) {
+                sd_bus_message_unref(er->call);
+                free(er);
+                goto finish;
+        }
+        r = 1;          /* replied by on_enroll_durable() */
 
 finish:
         free(path);

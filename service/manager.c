@@ -342,6 +342,7 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
         Manager *m = userdata;
 
         (void) sd_notify(0, "STOPPING=1");
+        m->stopping = true;
         log_info("Stopping on signal %u; requests in flight resume at the next start.", si->ssi_signo);
         return sd_event_exit(m->event, 0);
 }
@@ -415,6 +416,11 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         }
 
         r = sd_event_default(&m->event);
+        if (r < 0)
+                goto fail;
+
+        store_set_group_commit(m->store, true);
+        r = journal_sync_new(m->event, store_path(m->store), &m->journal_sync);
         if (r < 0)
                 goto fail;
 
@@ -510,6 +516,10 @@ int manager_run(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        m->stopping = true;
+        /* Last journal fsync first: Enroll calls waiting for it get their replies before the
+         * bus closes. */
+        m->journal_sync = journal_sync_free(m->journal_sync);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);
                 sd_bus_flush_close_unref(m->bus);

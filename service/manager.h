@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "cb-config.h"
+#include "journal-sync.h"
 #include "keys-pool.h"
 #include "store-db.h"
 
@@ -60,6 +61,8 @@ struct Manager {
         char *state_dir_override;       /* --state-dir */
         CbConfig *config;
         Store *store;
+        JournalSync *journal_sync;      /* group commit: Enroll replies once its insert is on disk */
+        bool stopping;                  /* SIGTERM or shutdown: start no new work */
         KeyPool *pool;
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 
