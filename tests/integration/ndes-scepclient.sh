@@ -39,6 +39,17 @@ lab_assert_eq "$(ndes_scep_log_count 'method=POST type=19 .* status=SUCCESS')" 1
 cp "$NDES_STATE/last-request.der" "$W/req1.der"
 lab_pass "scepclient (micromdm) enrolls with a Kerberos-fetched challenge; cert chains to the emulator CA, right subject and key"
 
+# --- the same over https (Apache's TLS in front of the CGI; the challenge over https too)
+c=$(curl -sS --max-time 10 --cacert "$LAB_TLS_ROOT" --negotiate -u : "$LAB_HTTPS_URL/certsrv/mscep_admin/" |
+        tail -c +3 | iconv -f UTF-16LE -t UTF-8 | sed -n 's/.*password is: <B> \([0-9A-F]*\) <\/B>.*/\1/p')
+[ ${#c} = 16 ] || lab_fail "no challenge from mscep_admin over https"
+mkdir -p "$W/sc-tls"
+(cd "$W/sc-tls" && SSL_CERT_FILE=$LAB_TLS_ROOT timeout 60 scepclient -server-url "$LAB_HTTPS_URL/certsrv/mscep/mscep.dll" \
+        -private-key key.pem -certificate cert.pem -challenge "$c" -cn tls.example.test >out 2>&1) ||
+        { cat "$W/sc-tls/out" >&2; lab_fail "scepclient enrollment over https failed"; }
+ndes_verify_cert "$W/sc-tls/cert.pem" tls.example.test
+lab_pass "scepclient enrolls over https too"
+
 # --- The same request again: its challenge is used up -> FAILURE badMessageCheck, NDES style
 code=$(ndes_post "$W/req1.der" "$W/rep1.der")
 lab_assert_eq "$code" 200 "replayed PKCSReq HTTP status"
@@ -71,6 +82,17 @@ ndes_scepclient "$W/sc4" "$c" scep4.example.test && lab_fail "scepclient enrolle
 lab_assert_contains "$(cat "$W/sc4/out")" "badMessageCheck" "scepclient output (expired challenge)"
 ndes ctl clock_offset=0
 lab_pass "challenge older than 60 minutes: FAILURE badMessageCheck"
+
+# --- clock_offset also moves the validity of issued certificates (for expiry tests)
+ndes ctl clock_offset=-31500000
+c=$(ndes_challenge)
+ndes_scepclient "$W/sc-old" "$c" old.example.test || { cat "$W/sc-old/out" >&2; lab_fail "scepclient enrollment (clock_offset) failed"; }
+openssl x509 -in "$W/sc-old/cert.pem" -noout -checkend 0 >/dev/null || lab_fail "certificate issued 364.6 days in the past is already expired"
+if openssl x509 -in "$W/sc-old/cert.pem" -noout -checkend 86400 >/dev/null; then
+        lab_fail "certificate issued 364.6 days in the past should expire within a day: $(openssl x509 -in "$W/sc-old/cert.pem" -noout -enddate)"
+fi
+ndes ctl clock_offset=0
+lab_pass "clock_offset=-364.6 days: the issued certificate expires within a day"
 
 # --- AES and SCEPStandard profiles, SHA-512 reply signatures
 for profile in aes scepstandard; do
