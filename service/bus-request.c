@@ -217,6 +217,8 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
                                          req->rec->id, request_state_to_string(req->rec->state));
         if (!req->rec->key_available)
                 return sd_bus_error_setf(error, CB_ERROR_KEY_ALREADY_TAKEN,
+                                         req->rec->not_after != 0 && req->rec->not_after <= now_usec() ?
+                                         "The private key of request %s was erased when its certificate expired." :
                                          "The private key of request %s was already taken and has been erased.",
                                          req->rec->id);
 

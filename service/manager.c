@@ -270,10 +270,36 @@ static void manager_prune_history(Manager *m) {
                 log_warning_errno(r, "Cannot prune the enrollment history in %s: %m", store_path(m->store));
 }
 
+/* A private key nobody took is erased once its certificate has expired: nothing can use it
+ * any more, and keeping it only keeps a secret around. */
+static void manager_expire_keys(Manager *m) {
+        uint64_t now = now_usec();
+        int r;
+
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *req = m->requests[i];
+                if (req->rec->state != REQUEST_ISSUED || !req->rec->key_available ||
+                    req->rec->not_after == 0 || req->rec->not_after > now)
+                        continue;
+                r = store_key_erase(m->store, req->rec->id);
+                if (r < 0) {
+                        log_warning_errno(r, "Request %s: cannot erase its expired key: %m", req->rec->id);
+                        continue;
+                }
+                req->rec->key_available = false;
+                (void) request_commit(req);
+                log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                     .decision = "key-expired", .ca = req->rec->ca },
+                          "Request %s: its certificate expired before the key was taken; the key is erased.",
+                          req->rec->id);
+        }
+}
+
 static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
         manager_prune_history(m);
+        manager_expire_keys(m);
         (void) sd_event_source_set_time_relative(s, HISTORY_PRUNE_INTERVAL_USEC);
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
@@ -460,6 +486,7 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0)
                 goto fail;
         manager_prune_history(m);
+        manager_expire_keys(m);
         r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, HISTORY_PRUNE_INTERVAL_USEC,
                                        60ULL * 1000000ULL, on_prune_timer, m);
         if (r < 0)

@@ -114,6 +114,20 @@ state=$(cb_wait alice "$p8" 60)
 lab_assert_eq "$(n_requests)" "$((before + 1))" "requests after resuming"
 lab_pass "a request killed -9 while submitting resumes after restart and is issued once"
 
+# ---- a key nobody takes is erased when its certificate expires ----
+ndes ctl clock_offset=-34560000 >/dev/null     # 400 days ago: the certificate is already expired
+p9=$(cb_enroll alice corp old.a.example.test)
+lab_assert_eq "$(cb_wait alice "$p9" 60)" issued "state of the backdated request"
+ndes ctl clock_offset=0 >/dev/null
+broker_stop
+broker_start                                    # housekeeping runs at start (then hourly)
+lab_assert_eq "$(cb alice get-property "$CB_BUS" "$p9" "$CB_BUS.Request" KeyAvailable)" "b false" "KeyAvailable after expiry"
+if out=$(cb alice call "$CB_BUS" "$p9" "$CB_BUS.Request" TakeKey 2>&1); then
+        lab_fail "the key of an expired certificate could still be taken"
+fi
+lab_assert_contains "$out" "erased when its certificate expired" "TakeKey after expiry"
+lab_pass "a key never taken is erased once its certificate has expired"
+
 # ---- configuration errors ----
 cp -a "$CB_CONF" "$LAB_DIR/good-conf"
 printf '[Rule]\nName=broken\nUsers=alice\nNames=*.elsewhere.org\n' >"$CB_CONF/policy.d/zz-broken.policy"
