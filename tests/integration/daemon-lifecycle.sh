@@ -22,6 +22,9 @@ Users=mallory
 Names=*.m.example.test
 MaxRequests=2/1h
 CONF
+# The same NDES as a CA that gives up on pending requests after 2 seconds.
+sed -e 's/Default=yes/Default=no/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/impatient.conf"
+echo "PendingDeadline=2" >>"$CB_CONF/ca.d/impatient.conf"
 broker_start
 
 state_of() { cb_prop "$1" "$2" State; }
@@ -46,6 +49,13 @@ ndes_verify_cert "$LAB_DIR/pend.crt" pend.a.example.test pend.a.example.test
 attempts=$(cb alice get-property "$CB_BUS" "$p1" "$CB_BUS.Request" Attempts | awk '{print $2}')
 [ "$attempts" -ge 2 ] || lab_fail "a polled request should count its polls (Attempts=$attempts)"
 lab_pass "PENDING survives a restart, keeps its transactionID and is collected by CertPoll after approval"
+
+# ---- PendingDeadline ----
+pd=$(cb_enroll alice impatient late.a.example.test)
+lab_assert_eq "$(cb_wait alice "$pd" 30)" failed "a pending request past PendingDeadline"
+lab_assert_eq "$(cb_prop alice "$pd" Error)" "org.certbroker.Broker1.Error.Timeout" "Error past PendingDeadline"
+lab_assert_contains "$(cb_prop alice "$pd" ErrorMessage)" "PendingDeadline" "the message names PendingDeadline"
+lab_pass "a request still pending at PendingDeadline fails with Timeout"
 
 # ---- Cancel and Remove ----
 p2=$(cb_enroll alice corp cancel.a.example.test)
