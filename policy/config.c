@@ -1039,7 +1039,13 @@ static char *read_line(char *str, int num, void *stream) {
                 vlen--;
         }
         free(p->long_value);
-        p->long_value = strndup(v, vlen);
+        /* The file buffer is not NUL-terminated: copy exactly vlen bytes (strndup() may look
+         * further for a NUL). */
+        p->long_value = malloc(vlen + 1);
+        if (p->long_value) {
+                memcpy(p->long_value, v, vlen);
+                p->long_value[vlen] = 0;
+        }
         if (!p->long_value) {
                 parser_oom(p);
                 return NULL;
