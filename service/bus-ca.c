@@ -137,16 +137,8 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         r = caller_from_message(msg, &caller);
         if (r < 0)
                 return r;
-        CbCaller cb = {
-                .uid = caller.uid,
-                .user_name = caller.user_name,
-                .gids = caller.gids,
-                .n_gids = caller.n_gids,
-                .group_names = (const char *const *) caller.group_names,
-                .n_group_names = caller.n_group_names,
-                .unit = caller.unit,
-                .selinux_label = caller.selinux_label,
-        };
+        CbCaller cb;
+        caller_to_policy(&caller, &cb);
         bool allowed = caller.uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
         caller_done(&caller);
         if (!allowed)

@@ -147,28 +147,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot identify the caller from the bus: %m");
 
-        p->cb_caller = (CbCaller) {
-                .uid = p->caller.uid,
-                .user_name = p->caller.user_name,
-                .gids = p->caller.gids,
-                .n_gids = p->caller.n_gids,
-                .group_names = (const char *const *) p->caller.group_names,
-                .n_group_names = p->caller.n_group_names,
-                .unit = p->caller.unit,
-                .selinux_label = p->caller.selinux_label,
-        };
-        /* The primary gid counts like a supplementary one for Groups=. */
-        if (p->caller.gid != (gid_t) -1) {
-                gid_t *g = realloc(p->caller.gids, (p->caller.n_gids + 1) * sizeof(gid_t));
-                if (!g)
-                        return -ENOMEM;
-                memmove(g + 1, g, p->caller.n_gids * sizeof(gid_t));
-                g[0] = p->caller.gid;
-                p->caller.gids = g;
-                p->caller.n_gids++;
-                p->cb_caller.gids = g;
-                p->cb_caller.n_gids = p->caller.n_gids;
-        }
+        caller_to_policy(&p->caller, &p->cb_caller);
 
         p->spec = (CbRequestSpec) {
                 .ca = p->ca,

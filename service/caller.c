@@ -64,16 +64,18 @@ int caller_from_message(sd_bus_message *m, Caller *ret) {
         (void) sd_bus_creds_get_pid(creds, &c.pid);
         (void) sd_bus_creds_get_egid(creds, &c.gid);
 
+        /* Groups= matches the primary group like a supplementary one: it goes first. */
         n = sd_bus_creds_get_supplementary_gids(creds, &gids);
-        if (n > 0) {
-                c.gids = calloc((size_t) n, sizeof(gid_t));
-                if (!c.gids) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                memcpy(c.gids, gids, (size_t) n * sizeof(gid_t));
-                c.n_gids = (size_t) n;
+        c.gids = calloc((size_t) (n > 0 ? n : 0) + 1, sizeof(gid_t));
+        if (!c.gids) {
+                r = -ENOMEM;
+                goto fail;
         }
+        if (c.gid != (gid_t) -1)
+                c.gids[c.n_gids++] = c.gid;
+        for (int i = 0; i < n; i++)
+                if (gids[i] != c.gid)
+                        c.gids[c.n_gids++] = gids[i];
 
         if (sd_bus_creds_get_unit(creds, &s) >= 0 && s) {
                 c.unit = strdup(s);
@@ -92,15 +94,12 @@ int caller_from_message(sd_bus_message *m, Caller *ret) {
 
         c.user_name = user_name_of(c.uid);
 
-        /* Group names, for rules that name groups: primary first, then the
-         * supplementary ones. */
+        /* Group names, for rules that name groups. */
         c.group_names = calloc(c.n_gids + 1, sizeof(char *));
         if (!c.group_names) {
                 r = -ENOMEM;
                 goto fail;
         }
-        if (c.gid != (gid_t) -1)
-                c.group_names[c.n_group_names++] = group_name_of(c.gid);
         for (size_t i = 0; i < c.n_gids; i++)
                 c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
 
@@ -125,4 +124,17 @@ void caller_done(Caller *c) {
         free(c->unit);
         free(c->selinux_label);
         *c = (Caller) { .gid = (gid_t) -1 };
+}
+
+void caller_to_policy(const Caller *c, CbCaller *ret) {
+        *ret = (CbCaller) {
+                .uid = c->uid,
+                .user_name = c->user_name,
+                .gids = c->gids,
+                .n_gids = c->n_gids,
+                .group_names = (const char *const *) c->group_names,
+                .n_group_names = c->n_group_names,
+                .unit = c->unit,
+                .selinux_label = c->selinux_label,
+        };
 }

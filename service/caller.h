@@ -5,6 +5,8 @@
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
+#include "cb-policy.h"
+
 /* Who is calling, from the bus credentials only: never from anything the
  * caller says about itself. dbus-daemon reports pid and euid; the rest
  * (supplementary gids, unit) is augmented from /proc by sd-bus, which is
@@ -13,11 +15,11 @@
 typedef struct Caller {
         uid_t uid;
         gid_t gid;                      /* primary gid, (gid_t) -1 when unknown */
-        gid_t *gids;                    /* supplementary gids */
+        gid_t *gids;                    /* primary (first, when known) and supplementary gids */
         size_t n_gids;
         pid_t pid;                      /* 0 when unknown */
         char *user_name;                /* NULL when the uid has no passwd entry */
-        char **group_names;             /* parallel to gids + primary gid; entries may be NULL */
+        char **group_names;             /* parallel to gids; entries may be NULL */
         size_t n_group_names;
         char *unit;                     /* systemd unit, NULL when unknown */
         char *selinux_label;            /* full label, NULL when the bus gives none */
@@ -31,3 +33,6 @@ int caller_from_message(sd_bus_message *m, Caller *ret);
 int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid);
 
 void caller_done(Caller *c);
+
+/* The caller as policy/ sees it (pointers into c). */
+void caller_to_policy(const Caller *c, CbCaller *ret);

@@ -1466,6 +1466,32 @@ int engine_new(Manager *m) {
         return 0;
 }
 
+static CaState *ca_state_free(CaState *ca) {
+        if (!ca)
+                return NULL;
+        CaEngine *ce = CE(ca);
+        if (ce) {
+                http_request_cancel(ce->meta_http);
+                while (ce->meta_waiters) {
+                        MetaWaiter *w = ce->meta_waiters;
+                        ce->meta_waiters = w->next;
+                        free(w);
+                }
+                challenge_fetcher_free(ce->fetcher);
+                scep_cacerts_free(ce->certs);
+                free(ce);
+        }
+        for (size_t j = 0; j < ca->n_capabilities; j++)
+                free(ca->capabilities[j]);
+        free(ca->capabilities);
+        free(ca->ca_certificates);
+        free(ca->ra_certificates);
+        free(ca->last_error);
+        free(ca->name);
+        free(ca);
+        return NULL;
+}
+
 void engine_free(Manager *m) {
         Engine *e = E(m);
 
@@ -1473,29 +1499,8 @@ void engine_free(Manager *m) {
                 return;
         while (e->checks)
                 check_free(e->checks);
-        for (size_t i = 0; i < m->n_cas; i++) {
-                CaState *ca = m->cas[i];
-                CaEngine *ce = CE(ca);
-                if (ce) {
-                        http_request_cancel(ce->meta_http);
-                        while (ce->meta_waiters) {
-                                MetaWaiter *w = ce->meta_waiters;
-                                ce->meta_waiters = w->next;
-                                free(w);
-                        }
-                        challenge_fetcher_free(ce->fetcher);
-                        scep_cacerts_free(ce->certs);
-                        free(ce);
-                }
-                for (size_t j = 0; j < ca->n_capabilities; j++)
-                        free(ca->capabilities[j]);
-                free(ca->capabilities);
-                free(ca->ca_certificates);
-                free(ca->ra_certificates);
-                free(ca->last_error);
-                free(ca->name);
-                free(ca);
-        }
+        for (size_t i = 0; i < m->n_cas; i++)
+                ca_state_free(m->cas[i]);
         free(m->cas);
         m->cas = NULL;
         m->n_cas = 0;
@@ -1574,11 +1579,8 @@ int engine_config_changed(Manager *m) {
                         free(ca);
                         free(ce);
                         for (size_t j = 0; j < i; j++)
-                                if (!manager_find_ca_state(m, cas[j]->name)) {
-                                        free(cas[j]->engine);
-                                        free(cas[j]->name);
-                                        free(cas[j]);
-                                }
+                                if (!manager_find_ca_state(m, cas[j]->name))
+                                        ca_state_free(cas[j]);
                         free(cas);
                         return -ENOMEM;
                 }
@@ -1613,17 +1615,7 @@ int engine_config_changed(Manager *m) {
                                 request_finish(r, REQUEST_FAILED, "UnknownCA", NULL,
                                                "The CA was removed from the configuration.");
                 }
-                challenge_fetcher_free(ce->fetcher);
-                scep_cacerts_free(ce->certs);
-                free(ce);
-                for (size_t j = 0; j < ca->n_capabilities; j++)
-                        free(ca->capabilities[j]);
-                free(ca->capabilities);
-                free(ca->ca_certificates);
-                free(ca->ra_certificates);
-                free(ca->last_error);
-                free(ca->name);
-                free(ca);
+                ca_state_free(ca);
         }
         free(m->cas);
         m->cas = cas;

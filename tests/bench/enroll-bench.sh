@@ -21,10 +21,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else pr
 ms() { awk -v s="$1" 'BEGIN {printf "%.1f ms", s * 1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=$((N + 2))/" "$CB_CONF/certbroker.conf"
 cat >"$CB_CONF/policy.d/tenants.policy" <<'CONF'
 [Rule]

@@ -8,10 +8,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 # A second CA on a host without an HTTP/ principal: the setspn step is missing.
 sed -e 's/Default=yes/Default=no/' -e 's/ndes\.example\.test/ndes-alias.example.test/' \
         "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/nospn.conf"

@@ -6,6 +6,16 @@ CB_DAEMON=$CB_BUILD_ROOT/service/certbrokerd
 CB_BUS=org.certbroker.Broker1
 CB_PATH=/org/certbroker/Broker1
 
+# broker_lab [CA_URL]: the broker's usual lab: KDC, Apache in front of the NDES emulator
+# (ndes-common.sh), a private bus with ipc/'s policy, and $CB_CONF. Root's own ticket is
+# destroyed: the broker must authenticate with its keytab.
+broker_lab() {
+        ndes_setup
+        kdestroy -A 2>/dev/null || true
+        lab_bus
+        broker_config "$@"
+}
+
 # broker_config [CA_URL]: write $CB_CONF (certbroker.conf, ca.d/corp.conf, policy.d/tenants.policy)
 # for the lab realm and the NDES emulator.
 broker_config() {

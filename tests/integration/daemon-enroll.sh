@@ -11,10 +11,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true   # the broker must use its own keytab, not root's ticket
-lab_bus
-broker_config
+broker_lab
 broker_start
 
 # ---- alice (group tenant-a) enrolls ----

@@ -10,10 +10,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 cat >>"$CB_CONF/policy.d/tenants.policy" <<'CONF'
 
 [Rule]

@@ -11,10 +11,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 echo "AllowLegacyCiphers=yes" >>"$CB_CONF/ca.d/corp.conf"      # Windows 2012 signs with SHA-1
 broker_start
 

@@ -12,10 +12,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 
 state_is() {    # state_is PATH STATE
         [ "$(busctl --system get-property "$CB_BUS" "$1" "$CB_BUS.Request" State)" = "s \"$2\"" ]
