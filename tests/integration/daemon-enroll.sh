@@ -32,7 +32,8 @@ lab_assert_eq "$(cb alice get-property "$CB_BUS" "$path" "$CB_BUS.Request" Owner
 lab_assert_eq "$(cb alice get-property "$CB_BUS" "$path" "$CB_BUS.Request" KeyAvailable)" "b true" "KeyAvailable before TakeKey"
 
 # ---- bob (another tenant) can see and do nothing with it ----
-for prop in State Certificate Names Owner KeyAvailable; do
+for prop in Id CA Label Subject Key Usage Names Owner State Error ErrorMessage FailInfo TransactionId \
+            Certificate Chain Serial NotBefore NotAfter Created Updated NextAttempt Attempts KeyAvailable; do
         if out=$(cb bob get-property "$CB_BUS" "$path" "$CB_BUS.Request" "$prop" 2>&1); then
                 lab_fail "bob read alice's $prop: $out"
         fi
@@ -75,6 +76,22 @@ lab_assert_contains "$(openssl x509 -in "$LAB_DIR/bob.crt" -noout -subject -name
 lab_assert_contains "$(openssl x509 -in "$LAB_DIR/bob.crt" -noout -text)" "id-ecPublicKey" "bob's key type"
 lab_pass "bob enrolled an EC P-256 certificate with a subject DN and two names"
 
+# ---- root, with no rule (RootBypassesRules=yes), any name under the suffix ----
+rpath=$(cb_enroll root corp host.infra.example.test) || lab_fail "root's Enroll failed"
+state=$(cb_wait root "$rpath" 60)
+[ "$state" = issued ] || lab_fail "root's request ended '$state': $(cb_prop root "$rpath" ErrorMessage)"
+cb_prop root "$rpath" Certificate >"$LAB_DIR/root.crt"
+ndes_verify_cert "$LAB_DIR/root.crt" host.infra.example.test host.infra.example.test
+if out=$(cb_enroll root corp host.example.org 2>&1); then
+        lab_fail "root was allowed a name outside the suffix"
+fi
+lab_assert_contains "$out" "not under the permitted suffix" "root outside the suffix"
+# alice may not see root's request either (root sees everyone's: checked below)
+if cb alice get-property "$CB_BUS" "$rpath" "$CB_BUS.Request" State >/dev/null 2>&1; then
+        lab_fail "alice read root's request"
+fi
+lab_pass "root enrolls any name under the suffix without a rule, and nothing outside it"
+
 # ---- refusals happen before any traffic ----
 before=$(wc -l <"$LAB_APACHE_ACCESS_LOG")
 for name in web.b.example.test evilexample.test web.a.example.test.evil.attacker.test 127.0.0.1 WEB.A.EXAMPLE.TEST..; do
@@ -103,7 +120,7 @@ lab_pass "CheckAccess answers the policy decision without traffic"
 
 # ---- root: ListRequests sees all; ListCAs; properties ----
 n=$(cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListRequests | awk '{print $2}')
-lab_assert_eq "$n" 2 "root's ListRequests count"
+lab_assert_eq "$n" 3 "root's ListRequests count"
 lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListCAs)" '"corp" "/org/certbroker/Broker1/ca/corp"' "ListCAs"
 lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" CredentialState)" 's "valid"' "CredentialState"
 lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Realm)" 's "EXAMPLE.TEST"' "Realm"
