@@ -43,6 +43,7 @@ typedef struct Engine {
         HttpClient *http;
         char *runtime_dir;
         char *krb5_error;               /* why there are no credentials, for messages */
+        char *krb5_settings;            /* the [Kerberos] settings the credentials were made from */
         struct Check *checks;           /* CA.Check() calls in progress */
 } Engine;
 
@@ -78,6 +79,7 @@ typedef struct Attempt {
         HttpRequest *http;
         ChallengeFetch *fetch;
         ChallengeSecret *challenge;     /* holds one of the CA's challenge slots until freed */
+        bool restart_challenge;         /* its fetch was cancelled by a reload: fetch again */
         X509_REQ *csr;
         X509 *signer;
         EVP_PKEY *transport_key;        /* EC requests: a transient RSA key for the SCEP envelope */
@@ -1124,6 +1126,16 @@ static void check_finish(Check *k) {
         check_free(k);
 }
 
+static void check_abort(Check *k) {
+        http_request_cancel(k->http);
+        k->http = NULL;
+        k->wait = krb5_service_wait_cancel(k->wait);
+        k->fetch = challenge_fetch_cancel(k->fetch);
+        check_add(k, "configuration", "fail",
+                  "the configuration was reloaded while the check ran; run Check() again");
+        check_finish(k);
+}
+
 static void check_on_service(Krb5Creds *creds, TransportOutcome outcome, const char *message, void *userdata) {
         Check *k = userdata;
         const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
@@ -1514,8 +1526,60 @@ void engine_free(Manager *m) {
         }
         free(e->runtime_dir);
         free(e->krb5_error);
+        free(e->krb5_settings);
         free(e);
         m->engine = NULL;
+}
+
+/* The [Kerberos] settings as one string, to notice when a Reload changes them. */
+static char *krb5_settings_string(const CbConfig *cfg) {
+        char *s = NULL, *kdcs = NULL;
+        size_t len = 1;
+
+        for (size_t i = 0; i < cfg->n_kdcs; i++)
+                len += strlen(cfg->kdcs[i]) + 1;
+        kdcs = calloc(1, len);
+        if (!kdcs)
+                return NULL;
+        for (size_t i = 0; i < cfg->n_kdcs; i++) {
+                strcat(kdcs, cfg->kdcs[i]);
+                strcat(kdcs, " ");
+        }
+        if (asprintf(&s, "%s\n%s\n%s\n%s\n%d\n%s", cfg->realm, kdcs, cfg->principal, cfg->keytab,
+                     (int) cfg->mode, cfg->permitted_suffix) < 0)
+                s = NULL;
+        free(kdcs);
+        return s;
+}
+
+static void check_abort(struct Check *k);
+
+/* A Reload changed [Kerberos]: new credentials. Everything holding the old ones lets go first:
+ * challenge fetches (restarted on the new fetchers by engine_config_changed()) and CA.Check()
+ * calls in progress (answered with a note to run them again). */
+static int engine_renew_creds(Manager *m, char *settings) {
+        Engine *e = E(m);
+
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Attempt *a = m->requests[i]->engine;
+                if (a && a->fetch) {
+                        a->fetch = challenge_fetch_cancel(a->fetch);
+                        a->restart_challenge = true;
+                }
+        }
+        while (e->checks)
+                check_abort(e->checks);
+        for (size_t i = 0; i < m->n_cas; i++)
+                CE(m->cas[i])->fetcher = challenge_fetcher_free(CE(m->cas[i])->fetcher);
+        e->creds = krb5_creds_free(e->creds);
+        free(e->krb5_error);
+        e->krb5_error = NULL;
+        free(e->krb5_settings);
+        e->krb5_settings = settings;
+        log_info("The [Kerberos] settings changed: new credentials for %s.", m->config->principal);
+        (void) engine_start_creds(m);
+        on_credential_state(e->creds, m);
+        return 0;
 }
 
 /* (Re)creates the CA's challenge fetcher from the configuration in force. Fetches in flight on
@@ -1560,6 +1624,17 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
 }
 
 int engine_config_changed(Manager *m) {
+        char *settings = krb5_settings_string(m->config);
+
+        if (!settings)
+                return -ENOMEM;
+        if (E(m)->krb5_settings && strcmp(settings, E(m)->krb5_settings) != 0)
+                (void) engine_renew_creds(m, settings);
+        else {
+                free(E(m)->krb5_settings);
+                E(m)->krb5_settings = settings;
+        }
+
         /* Per-CA state follows the configuration: new CAs get fresh state, removed ones go
          * (their requests fail as UnknownCA at their next step), kept ones keep their cache
          * unless their URL changed. */
@@ -1626,6 +1701,13 @@ int engine_config_changed(Manager *m) {
                 if (q < 0)
                         return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
                                                m->cas[i]->name);
+        }
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Attempt *a = m->requests[i]->engine;
+                if (a && a->restart_challenge) {
+                        a->restart_challenge = false;
+                        step_challenge(m->requests[i]);
+                }
         }
         return 0;
 }

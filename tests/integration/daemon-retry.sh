@@ -48,7 +48,21 @@ state=$(cb_wait alice "$p2" 120)
 [ "$state" = issued ] || lab_fail "after the challenges expired the request ended '$state': $(cb_prop alice "$p2" ErrorMessage)"
 ndes ctl clock_offset=0 >/dev/null
 lab_pass "password cache full: retrying with ChallengeUnavailable; issued once old challenges expire"
+
+# ---- Reload with another service account: new credentials, used at once ----
+lab_kdc_addprinc svc-two "$LAB_DIR/svc-two.keytab"
+sed -i -e 's/^Principal=.*/Principal=svc-two@EXAMPLE.TEST/' -e "s|^Keytab=.*|Keytab=$LAB_DIR/svc-two.keytab|" \
+        "$CB_CONF/certbroker.conf"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Principal)" 's "svc-two@EXAMPLE.TEST"' "Principal after Reload"
+p4=$(cb_enroll alice corp two.a.example.test)
+state=$(cb_wait alice "$p4" 60)
+[ "$state" = issued ] || lab_fail "after the Reload the request ended '$state': $(cb_prop alice "$p4" ErrorMessage)"
+lab_assert_contains "$(ndes log | tail -n 1)" "svc-two@EXAMPLE.TEST" "the challenge after the Reload was fetched as"
+lab_pass "a Reload that changes the service account takes effect at once"
 broker_stop
+sed -i -e 's/^Principal=.*/Principal=svc-scep@EXAMPLE.TEST/' -e "s|^Keytab=.*|Keytab=$LAB_SVC_KEYTAB|" \
+        "$CB_CONF/certbroker.conf"
 
 # ---- Mode=gss-proxy, the broker as user certbroker ----
 sed -i 's/^\[Kerberos\]$/[Kerberos]\nMode=gss-proxy/' "$CB_CONF/certbroker.conf"
