@@ -134,7 +134,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
 
-        r = caller_from_message(msg, &caller);
+        r = caller_from_message(msg, caller_names_needed(m->config), &caller);
         if (r < 0)
                 return r;
         CbCaller cb;

@@ -143,7 +143,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         if (r < 0)
                 return r;
 
-        r = caller_from_message(msg, &p->caller);
+        r = caller_from_message(msg, caller_names_needed(m->config), &p->caller);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot identify the caller from the bus: %m");
 

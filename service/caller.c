@@ -41,7 +41,7 @@ int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid) {
         return 0;
 }
 
-int caller_from_message(sd_bus_message *m, Caller *ret) {
+int caller_from_message(sd_bus_message *m, CallerNames names, Caller *ret) {
         sd_bus_creds *creds = NULL;
         Caller c = { .gid = (gid_t) -1 };
         const gid_t *gids = NULL;
@@ -92,16 +92,19 @@ int caller_from_message(sd_bus_message *m, Caller *ret) {
                 }
         }
 
-        c.user_name = user_name_of(c.uid);
+        if (names & CALLER_USER_NAME)
+                c.user_name = user_name_of(c.uid);
 
         /* Group names, for rules that name groups. */
-        c.group_names = calloc(c.n_gids + 1, sizeof(char *));
-        if (!c.group_names) {
-                r = -ENOMEM;
-                goto fail;
+        if (names & CALLER_GROUP_NAMES) {
+                c.group_names = calloc(c.n_gids + 1, sizeof(char *));
+                if (!c.group_names) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                for (size_t i = 0; i < c.n_gids; i++)
+                        c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
         }
-        for (size_t i = 0; i < c.n_gids; i++)
-                c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
 
         sd_bus_creds_unref(creds);
         *ret = c;
@@ -137,4 +140,23 @@ void caller_to_policy(const Caller *c, CbCaller *ret) {
                 .unit = c->unit,
                 .selinux_label = c->selinux_label,
         };
+}
+
+static bool any_name(char **values, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (values[i][strspn(values[i], "0123456789")] != 0)
+                        return true;
+        return false;
+}
+
+CallerNames caller_names_needed(const CbConfig *config) {
+        CallerNames n = 0;
+
+        for (size_t i = 0; i < config->n_rules; i++) {
+                if (any_name(config->rules[i].users, config->rules[i].n_users))
+                        n |= CALLER_USER_NAME;
+                if (any_name(config->rules[i].groups, config->rules[i].n_groups))
+                        n |= CALLER_GROUP_NAMES;
+        }
+        return n;
 }

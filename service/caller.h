@@ -25,9 +25,19 @@ typedef struct Caller {
         char *selinux_label;            /* full label, NULL when the bus gives none */
 } Caller;
 
+/* What to resolve through NSS (which may block, e.g. sssd): user and group names are only
+ * looked up when some rule selects by name. */
+typedef enum CallerNames {
+        CALLER_USER_NAME  = 1 << 0,
+        CALLER_GROUP_NAMES = 1 << 1,
+} CallerNames;
+
+/* Which names the configuration's rules need (Users=/Groups= values that are not numbers). */
+CallerNames caller_names_needed(const CbConfig *config);
+
 /* Fill *ret from the sender of m. Returns 0 or a negative errno; on failure
  * *ret is untouched. */
-int caller_from_message(sd_bus_message *m, Caller *ret);
+int caller_from_message(sd_bus_message *m, CallerNames names, Caller *ret);
 
 /* The sender's uid alone (cheaper: no group or unit look-ups). */
 int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid);
