@@ -23,9 +23,11 @@
 #define PROPERTIES_IFACE "org.freedesktop.DBus.Properties"
 #define REQUEST_ID_LEN  16
 
-/* Slices of Request.Wait() while waiting without a limit, and the bus call's margin over
- * the time the daemon holds the call. */
-#define WAIT_SLICE_USEC         (60ULL * 1000000ULL)
+/* certbroker_wait() follows the request's PropertiesChanged signals; it also waits in
+ * Request.Wait() slices of at most this long and re-reads the request after each, so that
+ * progress is still reported (late) when signals do not arrive. The margin: how much longer
+ * than the slice the bus call may take before it counts as unanswered. */
+#define WAIT_SLICE_USEC         (5ULL * 1000000ULL)
 #define WAIT_CALL_MARGIN_USEC   (15ULL * 1000000ULL)
 /* Calls that do network work in the daemon (CA.Check) may take several HTTP timeouts. */
 #define CHECK_CALL_TIMEOUT_USEC (300ULL * 1000000ULL)

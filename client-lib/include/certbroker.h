@@ -175,8 +175,9 @@ typedef int (*CertbrokerProgressFn)(const CertbrokerProgress *progress, void *us
 
 /* Waits until the request is terminal or timeout_usec has passed (CERTBROKER_WAIT_INFINITY:
  * no limit). Follows the request's PropertiesChanged signals while a Request.Wait() call
- * is outstanding, so progress is reported as it happens. Returns 1 when the request is
- * terminal, 0 on timeout; *ret_state (may be NULL): the last state. */
+ * is outstanding, so progress is reported as it happens; the Wait() calls last at most 5 s
+ * each, after which the request is re-read too. Returns 1 when the request is terminal, 0
+ * on timeout; *ret_state (may be NULL): the last state. */
 int certbroker_wait(CertbrokerClient *client, const char *request, uint64_t timeout_usec,
                     CertbrokerProgressFn progress, void *userdata,
                     char **ret_state, CertbrokerError *error);

@@ -330,6 +330,10 @@ pend=$OUT
 lab_wait_for 30 "request pending" state_is "$pend" pending
 ( cd "$LAB_DIR/alice" && lab_run_as alice "$CTL" wait "$pend" --timeout 60 >"$LAB_DIR/wait.out" 2>"$LAB_DIR/wait.err"; echo $? >"$LAB_DIR/wait.rc" ) &
 lab_wait_for 30 "the waiter to report pending" grep -q "request $pend: pending" "$LAB_DIR/wait.err"
+# The broker polls (PollInterval=1, backing off): each poll changes Attempts, and the waiter
+# reports it (from the PropertiesChanged signal, or at the latest after its 5 s Wait() slice).
+pending_lines() { [ "$(grep -c "request $pend: pending, [0-9]* attempts" "$LAB_DIR/wait.err")" -ge 2 ]; }
+lab_wait_for 30 "the waiter to report two polls" pending_lines
 ndes approve all >/dev/null
 lab_wait_for 60 "the waiter to finish" test -s "$LAB_DIR/wait.rc"
 lab_assert_eq "$(cat "$LAB_DIR/wait.rc")" 0 "wait through approval"
