@@ -286,8 +286,12 @@ ctl bob enroll --dns k.b.example.test --key-type rsa:4096
 expect_rc 3 "bob's enroll of a key type his rule does not allow"
 lab_assert_contains "$ERR" "KeyNotPermitted" "key type refusal"
 ctl alice enroll --dns x.a.example.test --key-type dsa:1024
+expect_rc 2 "an unknown key type"
 lab_assert_contains "$ERR" "dsa:1024" "unknown key type named"
-[ "$RC" = 2 ] || [ "$RC" = 3 ] || lab_fail "unknown key type: exit $RC"
+lab_assert_contains "$ERR" "InvalidArgument" "unknown key type"
+ctl alice enroll --dns x.a.example.test --usage everything
+expect_rc 2 "an unknown usage"
+lab_assert_contains "$ERR" "usage='everything'" "unknown usage named"
 ctl alice enroll --dns x.a.example.test --label "$(head -c 200 /dev/zero | tr '\0' x)"
 expect_rc 2 "a 200-byte label"
 lab_assert_contains "$ERR" "InvalidArgument" "long label"
