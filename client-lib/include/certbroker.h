@@ -12,10 +12,16 @@
  *     certbroker_wait()) it is a documented non-negative value.
  *   - On failure, when `error` is not NULL, it is filled with the D-Bus error name (for
  *     the daemon's errors "org.certbroker.Broker1.Error.<Name>", see the
- *     CERTBROKER_ERROR_* macros) and a human message naming what was wrong. Errors found
- *     by the library itself (a malformed request id, ...) have name NULL. Release it
- *     with certbroker_error_clear(). `error` must be zeroed (CERTBROKER_ERROR_NULL)
- *     before the first use.
+ *     CERTBROKER_ERROR_* macros; for the bus's own errors "org.freedesktop.DBus.Error.*",
+ *     e.g. ServiceUnknown when certbrokerd is not running) and a human message naming what
+ *     was wrong. Errors found by the library itself (a malformed request id, no bus, ...)
+ *     have name NULL. A CA that does not exist is reported as UnknownCA. Release it with
+ *     certbroker_error_clear(). `error` must be zeroed (CERTBROKER_ERROR_NULL) before the
+ *     first use; an error already set is kept (the first failure wins).
+ *   - The returned errno for the daemon's errors: AccessDenied -EACCES, NameNotPermitted
+ *     and KeyNotPermitted -EPERM, UnknownCA -ENXIO, InvalidArgument -EINVAL,
+ *     QuotaExceeded -EDQUOT, NoSuchRequest -ENOENT, NotReady -EBUSY, KeyAlreadyTaken
+ *     -ENOKEY, InvalidConfiguration -EBADMSG; others as sd_bus_error_get_errno().
  *   - `ret_` outputs are only written on success. Strings returned are malloc()ed and
  *     owned by the caller (free()); the private key is the exception: release it with
  *     certbroker_secret_free(), which wipes it.
@@ -105,8 +111,10 @@ typedef struct CertbrokerRequestSpec {
         const char *label;              /* free text, at most 128 bytes */
 } CertbrokerRequestSpec;
 
-/* Starts an enrollment. *ret_id: the new request's id. Policy denials fail with
- * -EACCES/-EPERM and the daemon's error name (NameNotPermitted, ...). */
+/* Starts an enrollment. *ret_id: the new request's id (free()). The policy decision is
+ * made before the daemon answers: a denial fails with its error name (NameNotPermitted,
+ * KeyNotPermitted, QuotaExceeded, UnknownCA, InvalidArgument) and a message naming the
+ * name or rule. */
 int certbroker_enroll(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                       char **ret_id, CertbrokerError *error);
 
