@@ -354,7 +354,7 @@ static int on_progress(const CertbrokerProgress *p, void *userdata) {
                          cli_format_timestamp(t, sizeof t, p->next_attempt));
         if (pr->tty) {
                 /* One line, rewritten in place; ended when the request ends. */
-                fprintf(stderr, "\r\033[K%s %s", certbroker_state_is_terminal(p->state) ? "*" : "…", line);
+                fprintf(stderr, "\r\033[K%s %s", certbroker_state_is_terminal(p->state) ? "*" : ">", line);
                 pr->shown = true;
                 if (certbroker_state_is_terminal(p->state)) {
                         fputc('\n', stderr);
@@ -450,8 +450,12 @@ static int write_outputs(CertbrokerClient *c, const char *id, CertbrokerRequestI
                 r = output_write(&cert, i->certificate);
         if (r == 0)
                 r = output_write(&chain, i->chain);
-        if (r == 0 && pem)
+        if (r == 0 && pem) {
                 r = output_write(&key, pem);
+                if (r != 0)
+                        fprintf(stderr, "%s: the broker has erased its copy of the key of request %s: "
+                                "enroll again once '%s' can be written.\n", program, id, key.path);
+        }
         pem = certbroker_secret_free(pem);
         if (r == 0)
                 r = output_commit(&cert);
@@ -559,8 +563,10 @@ static int verb_enroll(CertbrokerClient *c) {
                         cli_json_begin(&j, '{');
                         cli_json_key(&j, "id");
                         cli_json_str(&j, id);
-                        cli_json_key(&j, "state");
-                        cli_json_str(&j, "queued");
+                        char path[128];
+                        snprintf(path, sizeof path, "%s/request/%s", CERTBROKER_MANAGER_PATH, id);
+                        cli_json_key(&j, "path");
+                        cli_json_str(&j, path);
                         cli_json_end(&j, '}');
                 } else
                         printf("%s\n", id);

@@ -227,9 +227,10 @@ lab_assert_eq "$(json 'j["key_available"], j["owner"], j["state"]')" "(False, 20
 lab_pass "--json output parses, and a label with quotes and backslashes survives exactly"
 
 # ---- --no-wait, wait, status, fetch (the key once), list ----
-ctl alice enroll --dns later.a.example.test --no-wait
-expect_rc 0 "enroll --no-wait"
-id=$OUT
+ctl alice --json enroll --dns later.a.example.test --no-wait
+expect_rc 0 "enroll --json --no-wait"
+id=$(json 'j["id"]')
+lab_assert_eq "$(json 'j["path"]')" "$CB_PATH/request/$id" "enroll --json --no-wait path"
 [[ "$id" =~ ^[0-9a-f]{16}$ ]] || lab_fail "enroll --no-wait printed '$id', not a request id"
 ctl alice wait "$id" --timeout 60
 expect_rc 0 "wait"
