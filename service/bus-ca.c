@@ -22,9 +22,13 @@ static int ca_find(sd_bus *bus, const char *path, const char *interface, void *u
         if (r <= 0)
                 return r;
         ca = cb_ca_name_is_valid(name) ? manager_find_ca_state(m, name) : NULL;
+        if (!ca) {
+                r = sd_bus_error_setf(error, CB_ERROR_UNKNOWN_CA,
+                                      "No CA '%.64s' is configured (ListCAs lists them).", name);
+                free(name);
+                return r;
+        }
         free(name);
-        if (!ca)
-                return 0;
         *ret_found = ca;
         return 1;
 }

@@ -35,8 +35,11 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
         }
         free(id);
 
-        if (!msg)
-                return 0;
+        /* No current message: the daemon itself is emitting a signal for this object. */
+        if (!msg) {
+                *ret_found = req;
+                return 1;
+        }
         r = caller_uid_from_message(msg, &uid);
         if (r < 0)
                 return r;

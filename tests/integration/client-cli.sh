@@ -49,10 +49,7 @@ for u in alice bob mallory; do
         chmod 0700 "$LAB_DIR/$u"
 done
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 # A second CA whose static challenge password NDES does not know: NDES rejects (FAILURE).
 printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
 chmod 0600 "$LAB_DIR/badpw.secret"

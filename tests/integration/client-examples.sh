@@ -24,10 +24,7 @@ key_matches() {
                 "$(openssl x509 -in "$2" -noout -pubkey | sha256sum)" "$1 matches $2"
 }
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 broker_start
 
 # ---- the busctl commands of API.md ----

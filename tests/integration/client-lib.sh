@@ -12,10 +12,7 @@ lab_enter "$@"
 DRIVER=$CB_BUILD_ROOT/tests/unit/client/client-lib-driver
 [ -x "$DRIVER" ] || lab_fail "not built: $DRIVER (meson compile -C \$builddir tests/unit/client/client-lib-driver)"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 broker_start
 lab_wait_for 20 "ticket-granting ticket" bash -c \
         "[ \"\$(busctl --system get-property $CB_BUS $CB_PATH $CB_BUS.Manager CredentialState)\" = 's \"valid\"' ]"

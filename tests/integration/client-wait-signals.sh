@@ -16,10 +16,7 @@ W=$LAB_DIR/alice
 mkdir -p "$W"
 chown alice "$W"
 
-ndes_setup
-kdestroy -A 2>/dev/null || true
-lab_bus
-broker_config
+broker_lab
 broker_start
 ndes ctl pending=on >/dev/null
 

@@ -47,7 +47,11 @@ if out=$(cb alice call "$CB_BUS" /org/certbroker/Broker1/ca/corp "$CB_BUS.CA" Re
         lab_fail "alice may Refresh"
 fi
 cb root call "$CB_BUS" /org/certbroker/Broker1/ca/corp "$CB_BUS.CA" Refresh >/dev/null
-lab_pass "Check is for root and callers a rule allows to use the CA; Refresh is root's"
+if out=$(cb alice call "$CB_BUS" /org/certbroker/Broker1/ca/nope "$CB_BUS.CA" Check a{sv} 0 2>&1); then
+        lab_fail "Check on a CA that is not configured succeeded"
+fi
+lab_assert_contains "$out" "No CA 'nope' is configured" "Check on an unknown CA"
+lab_pass "Check is for root and callers a rule allows to use the CA; Refresh is root's; unknown CAs are named"
 
 lab_kdc_stop
 broker_stop
