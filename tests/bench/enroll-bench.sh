@@ -81,43 +81,38 @@ done
 sc_med=$(median <"$peer_dir/scepclient.txt")
 sc_pre=$(median <"$peer_dir/scepclient-premade.txt")
 
-# certmonger, on a private session bus of its own, with the same kind of challenge.
+# certmonger, with its state and socket inside the lab (as tests/integration/ndes-certmonger.sh):
+# it would otherwise use the host's /var/lib/certmonger.
 cm_med=
 cm_note=
 if command -v certmonger >/dev/null && command -v getcert >/dev/null; then
         cm=$LAB_DIR/certmonger
-        mkdir -p "$cm/home"
-        # certmonger keeps its session state under the passwd entry's home (~/.config), not
-        # $HOME: give root a private home inside the lab's mount namespace.
-        mount --bind "$cm/home" "$(getent passwd root | cut -d: -f6)"
-        cm_bus=$(dbus-daemon --session --fork --print-address=1 --print-pid=1 | head -1) || true
-        if [ -n "$cm_bus" ]; then
-                export DBUS_SESSION_BUS_ADDRESS=$cm_bus
-                HOME=$cm/home XDG_CONFIG_HOME=$cm/home lab_start certmonger certmonger -n -s -B
-                if lab_wait_for 20 "certmonger on its bus" env HOME="$cm/home" getcert list-cas -s >/dev/null &&
-                   HOME=$cm/home getcert add-scep-ca -s -c ndes -u "$NDES_URL" -N "$NDES_STATE/ca.crt" >"$cm/add.log" 2>&1; then
-                        : >"$cm/times.txt"
-                        for i in $(seq 1 "$N"); do
-                                t0=$(date +%s.%N)
-                                c=$(ndes_challenge)
-                                if ! HOME=$cm/home timeout 120 getcert request -s -w -c ndes -L "$c" \
-                                        -k "$cm/k$i.key" -f "$cm/c$i.crt" -N "CN=cm$i.a.example.test" \
-                                        -D "cm$i.a.example.test" >"$cm/req.log" 2>&1; then
-                                        cm_note="certmonger enrollment $i failed: $(tail -2 "$cm/req.log" | tr '\n' ' ')"
-                                        break
-                                fi
-                                t1=$(date +%s.%N)
-                                [ -s "$cm/c$i.crt" ] || { cm_note="certmonger wrote no certificate"; break; }
-                                awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.6f\n", b - a}' >>"$cm/times.txt"
-                        done
-                        [ -z "$cm_note" ] && cm_med=$(median <"$cm/times.txt")
-                else
-                        cm_note="certmonger did not start or refused the CA: $(tail -2 "$cm/add.log" 2>/dev/null | tr '\n' ' ')"
-                fi
-                lab_stop certmonger
+        mkdir -m 0700 "$cm" "$cm/cas" "$cm/requests" "$cm/local" "$cm/tmp"
+        export CERTMONGER_CONFIG_DIR=$cm CERTMONGER_REQUESTS_DIR=$cm/requests CERTMONGER_CAS_DIR=$cm/cas \
+                CERTMONGER_LOCAL_CA_DIR=$cm/local CERTMONGER_TMPDIR=$cm/tmp CERTMONGER_SYSTEM_LOCK_FILE=$cm/lock
+        export CERTMONGER_PVT_ADDRESS=unix:path=$cm/socket
+        lab_start certmonger certmonger -n -L -P "$cm/socket"
+        lab_wait_for 10 "certmonger on $cm/socket" getcert list-cas
+        if getcert add-scep-ca -c ndes -u "$NDES_URL" -N "$NDES_STATE/ca.crt" >"$cm/add.log" 2>&1; then
+                : >"$cm/times.txt"
+                for i in $(seq 1 "$N"); do
+                        t0=$(date +%s.%N)
+                        c=$(ndes_challenge)
+                        if ! timeout 120 getcert request -w -c ndes -L "$c" \
+                                -k "$cm/k$i.key" -f "$cm/c$i.crt" -N "CN=cm$i.a.example.test" \
+                                -D "cm$i.a.example.test" >"$cm/req.log" 2>&1; then
+                                cm_note="certmonger enrollment $i failed: $(tail -2 "$cm/req.log" | tr '\n' ' ')"
+                                break
+                        fi
+                        t1=$(date +%s.%N)
+                        [ -s "$cm/c$i.crt" ] || { cm_note="certmonger wrote no certificate"; break; }
+                        awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.6f\n", b - a}' >>"$cm/times.txt"
+                done
+                [ -z "$cm_note" ] && cm_med=$(median <"$cm/times.txt")
         else
-                cm_note="no session bus for certmonger"
+                cm_note="certmonger refused the CA: $(tail -2 "$cm/add.log" | tr '\n' ' ')"
         fi
+        lab_stop certmonger
 fi
 
 echo
