@@ -2,6 +2,7 @@
 /* The mscep_admin page parser on arbitrary bytes (what a hostile or broken server sends). */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "challenge-page.h"
@@ -17,15 +18,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 const char *p = challenge_secret_get(s, &len);
                 /* Invariants: printable, no spaces, bounded, NUL-terminated. */
                 if (!p || len == 0 || len > CHALLENGE_SIZE_MAX || strlen(p) != len)
-                        __builtin_trap();
+                        abort();
                 for (size_t i = 0; i < len; i++)
                         if ((unsigned char) p[i] <= 0x20 || (unsigned char) p[i] > 0x7e)
-                                __builtin_trap();
+                                abort();
                 challenge_secret_free(s);
         } else if (s || (r != CHALLENGE_PAGE_CACHE_FULL && r != CHALLENGE_PAGE_NO_PERMISSION &&
                          r != CHALLENGE_PAGE_UNRECOGNIZED && r != -12 /* -ENOMEM */))
-                __builtin_trap();
+                abort();
         if (!enc && r >= 0 && size <= CHALLENGE_PAGE_SIZE_MAX)
-                __builtin_trap();
+                abort();
         return 0;
 }
