@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 
+#include "message-util.h"
 #include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-guard.h"
@@ -39,18 +40,6 @@ struct ChallengeFetcher {
         bool waking;
 };
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-        va_list ap;
-        char *m;
-
-        va_start(ap, f);
-        if (vasprintf(&m, f, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        return m;
-}
-
 TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
                                          const char *url, const char *principal, ChallengeSecret **ret_secret,
                                          const char **ret_encoding, char **ret_message) {
@@ -63,31 +52,31 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
         url = url ? url : "?";
         if (http_code == 401) {
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
-                m = fmt("%s answered %s with 401: the SCEP admin page requires authentication; set "
+                m = message_printf("%s answered %s with 401: the SCEP admin page requires authentication; set "
                         "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA", host, url);
                 goto done;
         }
         if (http_code == 403) {
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
-                m = fmt("%s answered %s with 403 Forbidden: the service account %s is not allowed to use "
+                m = message_printf("%s answered %s with 403 Forbidden: the service account %s is not allowed to use "
                         "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group",
                         host, url, principal ? principal : "(none)");
                 goto done;
         }
         if (http_code == 404) {
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = fmt("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/", host, url);
+                m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/", host, url);
                 goto done;
         }
         if (http_code >= 500) {
                 o = TRANSPORT_CA_UNREACHABLE;
-                m = fmt("%s answered %s with HTTP %ld: the NDES service has a problem (see the SCEP server's "
+                m = message_printf("%s answered %s with HTTP %ld: the NDES service has a problem (see the SCEP server's "
                         "event log)", host, url, http_code);
                 goto done;
         }
         if (http_code != 200) {
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = fmt("%s answered %s with HTTP %ld where the challenge page was expected", host, url, http_code);
+                m = message_printf("%s answered %s with HTTP %ld where the challenge page was expected", host, url, http_code);
                 goto done;
         }
 
@@ -98,26 +87,26 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 break;
         case CHALLENGE_PAGE_CACHE_FULL:
                 o = TRANSPORT_CHALLENGE_UNAVAILABLE;
-                m = fmt("%s answered \"The password cache is full.\": NDES keeps only a few unused challenges "
+                m = message_printf("%s answered \"The password cache is full.\": NDES keeps only a few unused challenges "
                         "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
                         "server, and keep MaxOutstandingChallenges= below NDES's cache size", host);
                 break;
         case CHALLENGE_PAGE_NO_PERMISSION:
                 o = TRANSPORT_CHALLENGE_UNAVAILABLE;
-                m = fmt("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
+                m = message_printf("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
                         "server, give the service account %s Enroll permission on the certificate template that "
                         "is being provisioned, and check that it is a member of the SCEP server's local IIS_IUSRS "
                         "group", host, principal ? principal : "(the service user)");
                 break;
         case CHALLENGE_PAGE_UNRECOGNIZED:
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = fmt("the page at %s (HTTP 200, %zu bytes, %s) holds no enrollment challenge password: check "
+                m = message_printf("the page at %s (HTTP 200, %zu bytes, %s) holds no enrollment challenge password: check "
                         "that AdminURL= points at NDES's /certsrv/mscep_admin/ and that NDES issues passwords "
                         "(not a single static password)", url, size, enc ? enc : "?");
                 break;
         default:
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = fmt("cannot parse the page at %s: %s", url, strerror(-r));
+                m = message_printf("cannot parse the page at %s: %s", url, strerror(-r));
         }
 done:
         if (ret_encoding)

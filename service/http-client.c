@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "message-util.h"
 #include "config.h"
 #include "http-client.h"
 #include "http-guard.h"
@@ -49,18 +50,6 @@ struct HttpClient {
         uint64_t n_connects;
         bool curl_global;
 };
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-        va_list ap;
-        char *m;
-
-        va_start(ap, f);
-        if (vasprintf(&m, f, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        return m;
-}
 
 /* ---------- curl ↔ sd-event ---------- */
 
@@ -263,16 +252,16 @@ TransportOutcome http_classify_curl_error(int curl_code, const char *host, const
         switch (curl_code) {
         case CURLE_COULDNT_RESOLVE_HOST:
                 o = TRANSPORT_CA_UNREACHABLE;
-                m = fmt("cannot resolve %s (%s): check the host name in URL=/AdminURL= and this host's DNS", host, e);
+                m = message_printf("cannot resolve %s (%s): check the host name in URL=/AdminURL= and this host's DNS", host, e);
                 break;
         case CURLE_COULDNT_CONNECT:
                 o = TRANSPORT_CA_UNREACHABLE;
-                m = fmt("cannot connect to %s for %s (%s): check that IIS runs on the SCEP server and that the "
+                m = message_printf("cannot connect to %s for %s (%s): check that IIS runs on the SCEP server and that the "
                         "port is reachable from this host", host, url, e);
                 break;
         case CURLE_OPERATION_TIMEDOUT:
                 o = TRANSPORT_TIMEOUT;
-                m = fmt("no complete answer from %s for %s within the timeout (%s): check the server, or raise "
+                m = message_printf("no complete answer from %s for %s within the timeout (%s): check the server, or raise "
                         "Timeout= in the CA's configuration", host, url, e);
                 break;
         case CURLE_PEER_FAILED_VERIFICATION:
@@ -284,13 +273,13 @@ TransportOutcome http_classify_curl_error(int curl_code, const char *host, const
         case CURLE_SSL_CERTPROBLEM:
                 o = TRANSPORT_TLS_VERIFY_FAILED;
                 if (curl_code == CURLE_SSL_CACERT_BADFILE)
-                        m = fmt("cannot use the trust anchors %s (%s): TrustAnchors= must name a readable PEM file "
+                        m = message_printf("cannot use the trust anchors %s (%s): TrustAnchors= must name a readable PEM file "
                                 "of CA certificates", trust_anchors ? trust_anchors : "(system store)", e);
                 else if (curl_code == CURLE_SSL_CONNECT_ERROR)
-                        m = fmt("TLS handshake with %s failed (%s): check that %s serves HTTPS with TLS 1.2 or "
+                        m = message_printf("TLS handshake with %s failed (%s): check that %s serves HTTPS with TLS 1.2 or "
                                 "newer", host, e, url);
                 else
-                        m = fmt("the TLS certificate of %s is not trusted for that name (%s): put the root of the "
+                        m = message_printf("the TLS certificate of %s is not trusted for that name (%s): put the root of the "
                                 "CA that issued the SCEP server's certificate into %s, and make sure the "
                                 "certificate names %s", host, e,
                                 trust_anchors ? trust_anchors : "TrustAnchors= of the CA's configuration", host);
@@ -300,19 +289,19 @@ TransportOutcome http_classify_curl_error(int curl_code, const char *host, const
         case CURLE_SEND_ERROR:
         case CURLE_PARTIAL_FILE:
                 o = TRANSPORT_CA_UNREACHABLE;
-                m = fmt("the connection to %s broke off during %s (%s)", host, url, e);
+                m = message_printf("the connection to %s broke off during %s (%s)", host, url, e);
                 break;
         case CURLE_AUTH_ERROR:
                 o = TRANSPORT_KERBEROS_FAILED;
-                m = fmt("Kerberos authentication to %s could not be started (%s)", host, e);
+                m = message_printf("Kerberos authentication to %s could not be started (%s)", host, e);
                 break;
         case CURLE_FILESIZE_EXCEEDED:
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = fmt("the answer of %s to %s is larger than the broker accepts (%s)", host, url, e);
+                m = message_printf("the answer of %s to %s is larger than the broker accepts (%s)", host, url, e);
                 break;
         default:
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = fmt("request to %s failed: %s", url, e);
+                m = message_printf("request to %s failed: %s", url, e);
         }
         if (ret_message)
                 *ret_message = m;
@@ -343,7 +332,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
         if (code != CURLE_OK) {
                 if (r->oversize) {
                         res.outcome = TRANSPORT_PROTOCOL_ERROR;
-                        message = fmt("the answer of %s to %s is larger than %zu bytes: refused", r->host,
+                        message = message_printf("the answer of %s to %s is larger than %zu bytes: refused", r->host,
                                       r->url_text, r->max);
                 } else
                         res.outcome = http_classify_curl_error((int) code, r->host, r->url_text, r->errbuf,
@@ -356,7 +345,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
                 if (location && (u = curl_url()) && curl_url_set(u, CURLUPART_URL, location, 0) == CURLUE_OK)
                         (void) curl_url_get(u, CURLUPART_HOST, &target_host, 0);
                 res.outcome = TRANSPORT_PROTOCOL_ERROR;
-                message = fmt("%s answered %s with HTTP %ld, a redirect to host %s; the broker never follows "
+                message = message_printf("%s answered %s with HTTP %ld, a redirect to host %s; the broker never follows "
                               "redirects: configure the final URL in URL=/AdminURL=", r->host, r->url_text,
                               res.http_code, target_host ? target_host : "(no Location header)");
                 curl_free(target_host);
@@ -364,7 +353,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
         } else if (res.http_code == 401 && r->negotiate) {
                 res.outcome = TRANSPORT_AUTHENTICATION_REJECTED;
                 if (!r->offered_negotiate)
-                        message = fmt("%s answered %s with 401 without offering Negotiate%s: enable Windows "
+                        message = message_printf("%s answered %s with 401 without offering Negotiate%s: enable Windows "
                                       "Authentication on mscep_admin with Negotiate as the first provider, and "
                                       "disable Anonymous Authentication", r->host, r->url_text,
                                       r->offered_other_auth ? " (only other schemes, which the broker does not use)" : "");
@@ -421,7 +410,7 @@ static CURL *take_easy(HttpClient *c) {
         do {                                                                    \
                 if (curl_easy_setopt(r->easy, opt, val) != CURLE_OK) {          \
                         rc = -EIO;                                             \
-                        m = fmt("cannot set curl option %s", #opt);             \
+                        m = message_printf("cannot set curl option %s", #opt);             \
                         goto fail;                                              \
                 }                                                               \
         } while (0)
@@ -503,7 +492,7 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
         if (o->post_data) {
                 r->headers = curl_slist_append(NULL, "Expect:");
                 if (r->headers && o->content_type) {
-                        char *h = fmt("Content-Type: %s", o->content_type);
+                        char *h = message_printf("Content-Type: %s", o->content_type);
                         struct curl_slist *l = h ? curl_slist_append(r->headers, h) : NULL;
                         free(h);
                         if (!l) {
@@ -523,7 +512,7 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
         }
         if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
                 rc = -EIO;
-                m = fmt("cannot add the transfer for %s", r->url_text);
+                m = message_printf("cannot add the transfer for %s", r->url_text);
                 goto fail;
         }
         if (ret)

@@ -7,19 +7,8 @@
 
 #include <krb5/krb5.h>
 
+#include "message-util.h"
 #include "krb5-errors.h"
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...) {
-        va_list ap;
-        char *m;
-
-        va_start(ap, f);
-        if (vasprintf(&m, f, ap) < 0)
-                m = NULL;
-        va_end(ap);
-        return m;
-}
 
 static const char *or(const char *s, const char *dflt) {
         return s && *s ? s : dflt;
@@ -34,12 +23,12 @@ char *krb5_error_setspn_command(const char *host, const char *principal) {
         const char *realm = at ? at + 1 : "<DOMAIN>";
         size_t domain_len = strcspn(realm, ".");
 
-        return fmt("setspn -s http/%s %.*s\\%.*s", or(host, "<SCEP-SERVER-FQDN>"),
+        return message_printf("setspn -s http/%s %.*s\\%.*s", or(host, "<SCEP-SERVER-FQDN>"),
                    (int) domain_len, realm, (int) account_len, p);
 }
 
 char *krb5_error_rejected_hint(const char *host, const char *url) {
-        return fmt("the server %s answered %s with 401 although this host obtained a valid Kerberos "
+        return message_printf("the server %s answered %s with 401 although this host obtained a valid Kerberos "
                    "ticket for HTTP/%s: IIS could not decrypt or would not accept it. On the IIS server: set "
                    "useAppPoolCredentials=True (Configuration Editor > system.webServer > security > "
                    "authentication > windowsAuthentication) on mscep_admin, check that the SCEP application "
@@ -68,39 +57,39 @@ TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorCo
         /* Positive codes are errno values from opening the keytab ourselves. */
         if (code > 0 && step == KRB5_STEP_KEYTAB) {
                 if (code == EACCES || code == EPERM)
-                        m = fmt("cannot read keytab %s (%s): the daemon must be able to read it (owner root, "
+                        m = message_printf("cannot read keytab %s (%s): the daemon must be able to read it (owner root, "
                                 "mode 0600), or set Mode=gss-proxy in [Kerberos] so gss-proxy holds it",
                                 keytab, strerror((int) code));
                 else if (code == ENOENT)
-                        m = fmt("keytab %s does not exist: export the service user's key (%s) to it, or set "
+                        m = message_printf("keytab %s does not exist: export the service user's key (%s) to it, or set "
                                 "Keytab= in [Kerberos] of certbroker.conf", keytab, principal);
                 else
-                        m = fmt("cannot read keytab %s: %s", keytab, strerror((int) code));
+                        m = message_printf("cannot read keytab %s: %s", keytab, strerror((int) code));
                 goto done;
         }
 
         switch (code) {
         case KRB5_KDC_UNREACH:
         case KRB5_REALM_CANT_RESOLVE:
-                m = fmt("cannot contact any KDC for realm %s (%s; %s): check KDC= in [Kerberos] (\"Corresponding "
+                m = message_printf("cannot contact any KDC for realm %s (%s; %s): check KDC= in [Kerberos] (\"Corresponding "
                         "Key Distribution Center (KDC) server\"), that the name resolves and that port 88 "
                         "(TCP) is open from this host",
                         realm, kdcs ? kdcs : "KDC from the system krb5 configuration", detail);
                 break;
         case KRB5_REALM_UNKNOWN:
         case KRB5_CONFIG_NODEFREALM:
-                m = fmt("no KDC is known for realm %s (%s): set KDC= in [Kerberos] of certbroker.conf, or fix "
+                m = message_printf("no KDC is known for realm %s (%s): set KDC= in [Kerberos] of certbroker.conf, or fix "
                         "Realm= (the Active Directory Kerberos realm, in upper case)", realm, detail);
                 break;
         case KRB5KRB_AP_ERR_SKEW:
-                m = fmt("the clock of this host and the KDC for %s differ by more than the allowed skew "
+                m = message_printf("the clock of this host and the KDC for %s differ by more than the allowed skew "
                         "(5 minutes by default) (%s): synchronize this host's time with the domain controllers "
                         "(chrony or systemd-timesyncd)", realm, detail);
                 break;
         case KRB5_KT_NOTFOUND:
         case KRB5_KT_KVNONOTFOUND:
         case KRB5_KT_END:
-                m = fmt("keytab %s holds no key for %s (%s): check Principal= in [Kerberos] (\"Service user "
+                m = message_printf("keytab %s holds no key for %s (%s): check Principal= in [Kerberos] (\"Service user "
                         "credentials\", user@REALM) and export that account's key to the keytab again",
                         keytab, principal, detail);
                 break;
@@ -108,33 +97,33 @@ TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorCo
         case KRB5_KT_UNKNOWN_TYPE:
         case KRB5_KT_FORMAT:
         case KRB5_KEYTAB_BADVNO:
-                m = fmt("keytab %s is not a usable keytab (%s): export the service user's key again",
+                m = message_printf("keytab %s is not a usable keytab (%s): export the service user's key again",
                         keytab, detail);
                 break;
         case KRB5KDC_ERR_PREAUTH_FAILED:
         case KRB5_PREAUTH_FAILED:
         case KRB5KRB_AP_ERR_BAD_INTEGRITY:
         case KRB5KRB_AP_ERR_MODIFIED:
-                m = fmt("the KDC for %s did not accept the key of %s from keytab %s (%s): the keytab is stale "
+                m = message_printf("the KDC for %s did not accept the key of %s from keytab %s (%s): the keytab is stale "
                         "(the service account's password or key version changed after it was made); create "
                         "a new keytab for the service account and replace %s",
                         realm, principal, keytab, detail, keytab);
                 break;
         case KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN:
-                m = fmt("the KDC for %s does not know the service user %s (%s): check Principal= in "
+                m = message_printf("the KDC for %s does not know the service user %s (%s): check Principal= in "
                         "[Kerberos] (\"Service user credentials\", user@REALM, realm in upper case)",
                         realm, principal, detail);
                 break;
         case KRB5KDC_ERR_CLIENT_REVOKED:
-                m = fmt("the KDC refuses the service user %s: the account is disabled or locked out (%s): "
+                m = message_printf("the KDC refuses the service user %s: the account is disabled or locked out (%s): "
                         "enable it in Active Directory Users and Computers", principal, detail);
                 break;
         case KRB5KDC_ERR_KEY_EXP:
-                m = fmt("the password of the service user %s has expired (%s): set a new one, mark it "
+                m = message_printf("the password of the service user %s has expired (%s): set a new one, mark it "
                         "\"Password never expires\" and create a new keytab", principal, detail);
                 break;
         case KRB5KDC_ERR_ETYPE_NOSUPP:
-                m = fmt("the KDC for %s and this host share no encryption type for %s (%s): enable AES for "
+                m = message_printf("the KDC for %s and this host share no encryption type for %s (%s): enable AES for "
                         "the account (msDS-SupportedEncryptionTypes) and create a new keytab",
                         realm, step == KRB5_STEP_SERVICE_TICKET ? host : principal, detail);
                 break;
@@ -142,36 +131,36 @@ TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorCo
                 if (step == KRB5_STEP_SERVICE_TICKET) {
                         o = TRANSPORT_SERVICE_PRINCIPAL_UNKNOWN;
                         setspn = krb5_error_setspn_command(host, ctx->principal);
-                        m = fmt("the KDC for %s has no service principal HTTP/%s (KDC_ERR_S_PRINCIPAL_UNKNOWN: %s): "
+                        m = message_printf("the KDC for %s has no service principal HTTP/%s (KDC_ERR_S_PRINCIPAL_UNKNOWN: %s): "
                                 "run `%s` on a domain controller (the SCEP server's FQDN exactly as in URL= "
                                 "and AdminURL=, and the account the SCEP application pool runs as)",
                                 realm, host, detail, setspn ? setspn : "setspn -s http/<host> <domain>\\<account>");
                 } else
-                        m = fmt("the KDC for %s does not know krbtgt/%s (%s): check Realm= in [Kerberos]",
+                        m = message_printf("the KDC for %s does not know krbtgt/%s (%s): check Realm= in [Kerberos]",
                                 realm, realm, detail);
                 break;
         case KRB5KDC_ERR_BADOPTION:
         case KRB5KDC_ERR_POLICY:
-                m = fmt("the KDC for %s refused the ticket request for %s by policy (%s): check the service "
+                m = message_printf("the KDC for %s refused the ticket request for %s by policy (%s): check the service "
                         "account's Delegation tab (\"Use Kerberos only\", HTTP service of the SCEP server)",
                         realm, step == KRB5_STEP_SERVICE_TICKET ? host : principal, detail);
                 break;
         case KRB5KRB_AP_ERR_TKT_EXPIRED:
-                m = fmt("the Kerberos ticket of %s expired (%s): it is being renewed; if this repeats, "
+                m = message_printf("the Kerberos ticket of %s expired (%s): it is being renewed; if this repeats, "
                         "check the clock of this host", principal, detail);
                 break;
         default:
                 if (ctx->gss_proxy)
-                        m = fmt("gss-proxy could not provide credentials for %s at step %s (%s): check that "
+                        m = message_printf("gss-proxy could not provide credentials for %s at step %s (%s): check that "
                                 "gssproxy runs, that its service section for this daemon's uid names the keytab "
                                 "and krb5_principal = %s, and that GSSPROXY_SOCKET points at it",
                                 principal,
                                 step == KRB5_STEP_SERVICE_TICKET ? "service ticket" : "ticket-granting ticket",
                                 detail, principal);
                 else if (step == KRB5_STEP_SERVICE_TICKET)
-                        m = fmt("cannot get a Kerberos ticket for HTTP/%s as %s: %s", host, principal, detail);
+                        m = message_printf("cannot get a Kerberos ticket for HTTP/%s as %s: %s", host, principal, detail);
                 else
-                        m = fmt("cannot get a ticket-granting ticket for %s from keytab %s: %s",
+                        m = message_printf("cannot get a ticket-granting ticket for %s from keytab %s: %s",
                                 principal, keytab, detail);
         }
 done:
