@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "config.h"
 #include "log.h"
@@ -76,6 +77,15 @@ int main(int argc, char *argv[]) {
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         log_setup();
+
+        /* Keys and Kerberos credentials live in this process's memory (OpenSSL and krb5 keep
+         * their own copies outside our guarded buffers): no core dumps, and no ptrace or
+         * /proc/<pid>/mem by other processes running as the same user. (Not in sanitizer
+         * builds: LeakSanitizer needs a dumpable process to stop the world.) */
+#if !defined(__SANITIZE_ADDRESS__)
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                log_warning_errno(errno, "Cannot make the process non-dumpable: %m");
+#endif
 
         r = manager_new(arg_config_dir, arg_state_dir, &m);
         if (r < 0)
