@@ -1681,6 +1681,12 @@ int engine_config_changed(Manager *m) {
                 }
                 CaState *ca = m->cas[i];
                 CaEngine *ce = CE(ca);
+                /* Checks of this CA hold its state: they end now. */
+                for (Check *k = E(m)->checks, *next; k; k = next) {
+                        next = k->next;
+                        if (k->ca == ca)
+                                check_abort(k);
+                }
                 http_request_cancel(ce->meta_http);
                 ce->meta_http = NULL;
                 meta_done(ca, TRANSPORT_PROTOCOL_ERROR, "The CA was removed from the configuration.");

@@ -12,6 +12,7 @@ broker_lab
 # A second CA on a host without an HTTP/ principal: the setspn step is missing.
 sed -e 's/Default=yes/Default=no/' -e 's/ndes\.example\.test/ndes-alias.example.test/' \
         "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/nospn.conf"
+sed -e 's/Default=yes/Default=no/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/gone.conf"
 broker_start
 lab_wait_for 20 "ticket-granting ticket" bash -c \
         "[ \"\$(busctl --system get-property $CB_BUS $CB_PATH $CB_BUS.Manager CredentialState)\" = 's \"valid\"' ]"
@@ -52,6 +53,21 @@ if out=$(cb alice call "$CB_BUS" /org/certbroker/Broker1/ca/nope "$CB_BUS.CA" Ch
 fi
 lab_assert_contains "$out" "No CA 'nope' is configured" "Check on an unknown CA"
 lab_pass "Check is for root and callers a rule allows to use the CA; Refresh is root's; unknown CAs are named"
+
+# A Reload that removes a CA while a Check() of it waits for the server: the Check answers.
+apache_pids=$(pgrep -f "apache2.*$LAB_DIR" || true)
+# shellcheck disable=SC2086
+kill -STOP $apache_pids
+check root gone 0 >"$LAB_DIR/gone.out" 2>&1 &
+checker=$!
+lab_wait_for 20 "the Check to reach the server" bash -c "ss -tn state established '( dport = :443 )' | grep -q 127.0.0.1"
+rm "$CB_CONF/ca.d/gone.conf"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+wait "$checker" || lab_fail "the interrupted Check got no reply: $(cat "$LAB_DIR/gone.out")"
+# shellcheck disable=SC2086
+kill -CONT $apache_pids
+lab_assert_contains "$(cat "$LAB_DIR/gone.out")" "run Check() again" "a Check interrupted by a Reload"
+lab_pass "a Reload that removes a CA answers its running Check instead of leaving it dangling"
 
 lab_kdc_stop
 broker_stop
