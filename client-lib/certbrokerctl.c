@@ -654,7 +654,7 @@ static int verb_list(CertbrokerClient *c) {
         if (arg.json)
                 cli_json_begin(&j, '[');
         else if (n > 0)
-                printf("%-16s  %-10s  %-10s  %-20s  %s\n", "ID", "STATE", "CA", "CREATED", "NAMES");
+                printf("%-16s  %-10s  %-10s  %-23s  %s\n", "ID", "STATE", "CA", "CREATED", "NAMES");
         for (size_t k = 0; k < n; k++) {
                 CertbrokerRequestInfo *i = NULL;
                 char t[64];
@@ -676,7 +676,7 @@ static int verb_list(CertbrokerClient *c) {
                         }
                         cli_json_end(&j, '}');
                 } else {
-                        printf("%-16s  %-10s  %-10s  %-20s ", l[k].id, i ? i->state : l[k].state, i ? i->ca : "",
+                        printf("%-16s  %-10s  %-10s  %-23s ", l[k].id, i ? i->state : l[k].state, i ? i->ca : "",
                                cli_format_timestamp(t, sizeof t, i ? i->created : 0));
                         for (char **s = i ? i->names : NULL; s && *s; s++)
                                 printf(" %s", *s);
