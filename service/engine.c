@@ -25,6 +25,7 @@
 #include "challenge-fetch.h"
 #include "challenge-page.h"
 #include "engine.h"
+#include "engine-internal.h"
 #include "http-client.h"
 #include "krb5-creds.h"
 #include "log.h"
@@ -37,32 +38,6 @@
 #define RETRY_MIN_USEC   (5ULL * 1000000ULL)
 #define RETRY_MAX_USEC   (15ULL * 60ULL * 1000000ULL)
 #define POLL_MAX_FACTOR  16ULL          /* polls back off to 16 × PollInterval */
-
-typedef struct Engine {
-        Krb5Creds *creds;
-        HttpClient *http;
-        char *runtime_dir;
-        char *krb5_error;               /* why there are no credentials, for messages */
-        char *krb5_settings;            /* the [Kerberos] settings the credentials were made from */
-        struct Check *checks;           /* CA.Check() calls in progress */
-} Engine;
-
-typedef struct MetaWaiter {
-        struct MetaWaiter *next;
-        Request *request;
-} MetaWaiter;
-
-typedef struct CaEngine {
-        unsigned caps;
-        bool have_caps;
-        ScepCACerts *certs;
-        ScepAlgorithms alg;
-        bool force_get;                 /* POST was answered by an empty 200 */
-        HttpRequest *meta_http;         /* GetCACaps or GetCACert in flight */
-        int meta_step;                  /* 0 caps, 1 cacert */
-        MetaWaiter *meta_waiters;
-        ChallengeFetcher *fetcher;      /* mscep-admin: at most MaxOutstandingChallenges */
-} CaEngine;
 
 typedef enum AttemptStep {
         STEP_KEY,
@@ -88,8 +63,6 @@ typedef struct Attempt {
         ScepTransport transport;
 } Attempt;
 
-static Engine *E(Manager *m) { return m->engine; }
-static CaEngine *CE(CaState *ca) { return ca->engine; }
 
 static const CbCa *request_ca_config(Request *r) {
         return cb_config_find_ca(r->manager->config, r->rec->ca);
@@ -1058,339 +1031,6 @@ int engine_ca_refresh(Manager *m, CaState *ca) {
         return 0;
 }
 
-/* ---- CA.Check() ---- */
-
-typedef struct Check {
-        struct Check *next;
-        Manager *manager;
-        CaState *ca;
-        sd_bus_message *call;
-        bool want_challenge;
-        int step;
-        bool failed;
-        char *rows[16][3];
-        size_t n_rows;
-        HttpRequest *http;
-        Krb5ServiceWait *wait;
-        ChallengeFetch *fetch;
-        unsigned caps;
-} Check;
-
-static void check_free(Check *k) {
-        Engine *e = E(k->manager);
-
-        for (Check **p = &e->checks; *p; p = &(*p)->next)
-                if (*p == k) {
-                        *p = k->next;
-                        break;
-                }
-        http_request_cancel(k->http);
-        krb5_service_wait_cancel(k->wait);
-        challenge_fetch_cancel(k->fetch);
-        for (size_t i = 0; i < k->n_rows; i++)
-                for (int j = 0; j < 3; j++)
-                        free(k->rows[i][j]);
-        sd_bus_message_unref(k->call);
-        free(k);
-}
-
-static void check_run(Check *k);
-
-static void check_add(Check *k, const char *step, const char *result, const char *detail) {
-        if (k->n_rows >= 16)
-                return;
-        k->rows[k->n_rows][0] = strdup(step);
-        k->rows[k->n_rows][1] = strdup(result);
-        k->rows[k->n_rows][2] = strdup(detail ?: "");
-        k->n_rows++;
-        if (strcmp(result, "fail") == 0)
-                k->failed = true;
-}
-
-static void check_finish(Check *k) {
-        sd_bus_message *reply = NULL;
-        int q = sd_bus_message_new_method_return(k->call, &reply);
-
-        if (q >= 0)
-                q = sd_bus_message_open_container(reply, 'a', "(sss)");
-        for (size_t i = 0; q >= 0 && i < k->n_rows; i++)
-                q = sd_bus_message_append(reply, "(sss)", k->rows[i][0] ?: "", k->rows[i][1] ?: "",
-                                          k->rows[i][2] ?: "");
-        if (q >= 0)
-                q = sd_bus_message_close_container(reply);
-        if (q >= 0)
-                (void) sd_bus_send(NULL, reply, NULL);
-        else
-                (void) sd_bus_reply_method_errno(k->call, q, NULL);
-        sd_bus_message_unref(reply);
-        check_free(k);
-}
-
-static void check_abort(Check *k) {
-        http_request_cancel(k->http);
-        k->http = NULL;
-        k->wait = krb5_service_wait_cancel(k->wait);
-        k->fetch = challenge_fetch_cancel(k->fetch);
-        check_add(k, "configuration", "fail",
-                  "the configuration was reloaded while the check ran; run Check() again");
-        check_finish(k);
-}
-
-static void check_on_service(Krb5Creds *creds, TransportOutcome outcome, const char *message, void *userdata) {
-        Check *k = userdata;
-        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
-        char detail[512];
-
-        k->wait = NULL;
-        snprintf(detail, sizeof detail, "ticket for HTTP/%s", c ? c->admin_url_host : "?");
-        check_add(k, "service-ticket", outcome == TRANSPORT_OK ? "ok" : "fail",
-                  outcome == TRANSPORT_OK ? detail : message);
-        check_run(k);           /* check_run() already moved past this step */
-}
-
-static void check_on_http(HttpClient *client, const HttpResult *res, void *userdata) {
-        Check *k = userdata;
-        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
-        char detail[1024];
-        ScepError err = {};
-
-        k->http = NULL;
-        if (!c) {
-                check_add(k, "configuration", "fail", "The CA was removed by a reload.");
-                check_finish(k);
-                return;
-        }
-        switch (k->step) {
-        case 4: /* TLS + GetCACaps */
-                if (res->outcome != TRANSPORT_OK) {
-                        check_add(k, "tls", res->outcome == TRANSPORT_TLS_VERIFY_FAILED ? "fail" : "ok",
-                                  res->outcome == TRANSPORT_TLS_VERIFY_FAILED ? res->message : "");
-                        if (res->outcome != TRANSPORT_TLS_VERIFY_FAILED)
-                                check_add(k, "getcacaps", "fail", res->message);
-                        break;
-                }
-                check_add(k, "tls", strncmp(c->url, "https:", 6) == 0 ? "ok" : "skip",
-                          strncmp(c->url, "https:", 6) == 0 ? "server certificate verified" :
-                          "plain http: no TLS (use https:// to protect the exchange)");
-                k->caps = 0;
-                if (res->http_code == 200)
-                        (void) scep_caps_parse(res->body, res->body_size, &k->caps, &err);
-                const char *names[11];
-                size_t n = scep_caps_to_strv(k->caps, names);
-                detail[0] = 0;
-                for (size_t i = 0; i < n; i++) {
-                        strncat(detail, names[i], sizeof detail - strlen(detail) - 2);
-                        strncat(detail, " ", sizeof detail - strlen(detail) - 1);
-                }
-                ScepAlgorithms alg;
-                if (scep_caps_choose(k->caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
-                                     &alg, &err) != 0)
-                        check_add(k, "getcacaps", "fail", err.message);
-                else
-                        check_add(k, "getcacaps", "ok", n ? detail : "no capabilities advertised");
-                break;
-        case 5: /* GetCACert */
-                if (res->outcome != TRANSPORT_OK || res->http_code != 200) {
-                        snprintf(detail, sizeof detail, "%s", res->message ?: "unexpected HTTP status");
-                        if (res->outcome == TRANSPORT_OK)
-                                snprintf(detail, sizeof detail, "HTTP %ld", res->http_code);
-                        check_add(k, "getcacert", "fail", detail);
-                        break;
-                }
-                ScepCACerts *certs = NULL;
-                if (scep_cacert_parse(res->content_type, res->body, res->body_size,
-                                      c->has_fingerprint ? c->fingerprint : NULL, &certs, &err) != 0) {
-                        check_add(k, "getcacert", "fail", err.message);
-                        break;
-                }
-                char fp[100];
-                scep_fingerprint_format(certs->ca_fingerprint, fp, sizeof fp);
-                snprintf(detail, sizeof detail, "CA %s%s", fp,
-                         certs->ra_encrypt ? ", separate RA signing and encryption certificates" : ", no RA");
-                check_add(k, "getcacert", "ok", detail);
-                scep_cacerts_free(certs);
-                break;
-        }
-        k->step++;
-        check_run(k);
-}
-
-static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {
-        Check *k = userdata;
-
-        k->fetch = NULL;
-        if (res->outcome == TRANSPORT_OK)
-                check_add(k, "challenge", "ok", "a one-time challenge password was issued (and discarded)");
-        else
-                check_add(k, "challenge", "fail", res->message);
-        challenge_secret_free(res->secret);
-        res->secret = NULL;
-        k->step++;
-        check_run(k);
-}
-
-static void check_run(Check *k) {
-        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
-        Engine *e = E(k->manager);
-        const CbConfig *cfg = k->manager->config;
-        char detail[1024], *url = NULL, *why = NULL;
-        int q;
-
-        for (;;) {
-                if (!c) {
-                        check_add(k, "configuration", "fail", "The CA was removed by a reload.");
-                        check_finish(k);
-                        return;
-                }
-                if (k->failed) {
-                        static const char *const names[] = { "configuration", "keytab", "ticket-granting-ticket",
-                                                             "service-ticket", "tls", "getcacaps", "getcacert",
-                                                             "challenge" };
-                        /* Everything after a failure is skipped. */
-                        for (size_t i = 0; i < 8; i++) {
-                                bool seen = false;
-                                for (size_t j = 0; j < k->n_rows; j++)
-                                        if (strcmp(k->rows[j][0], names[i]) == 0)
-                                                seen = true;
-                                if (!seen && (i < 7 || k->want_challenge))
-                                        check_add(k, names[i], "skip", "an earlier step failed");
-                        }
-                        check_finish(k);
-                        return;
-                }
-                switch (k->step) {
-                case 0:
-                        snprintf(detail, sizeof detail, "CA %s at %s, realm %s, principal %s", c->name, c->url,
-                                 cfg->realm, cfg->principal);
-                        check_add(k, "configuration", "ok", detail);
-                        k->step++;
-                        continue;
-                case 1:
-                        if (c->authentication != CB_AUTHENTICATION_KERBEROS) {
-                                check_add(k, "keytab", "skip", "Authentication=none");
-                                check_add(k, "ticket-granting-ticket", "skip", "Authentication=none");
-                                check_add(k, "service-ticket", "skip", "Authentication=none");
-                                k->step = 4;
-                                continue;
-                        }
-                        if (cfg->mode == CB_KERBEROS_MODE_GSS_PROXY)
-                                check_add(k, "keytab", "skip", "Mode=gss-proxy: gss-proxy holds the keytab");
-                        else if (access(cfg->keytab, R_OK) < 0) {
-                                snprintf(detail, sizeof detail, "Cannot read the keytab %s: %s. Export the service "
-                                         "account's keys (ktpass or kadmin ktadd) to it, readable by certbrokerd only.",
-                                         cfg->keytab, strerror(errno));
-                                check_add(k, "keytab", "fail", detail);
-                        } else
-                                check_add(k, "keytab", "ok", cfg->keytab);
-                        k->step++;
-                        continue;
-                case 2: {
-                        if (!e->creds) {
-                                check_add(k, "ticket-granting-ticket", "fail", e->krb5_error ?: "no credentials");
-                                k->step++;
-                                continue;
-                        }
-                        CredentialState st = krb5_creds_get_state(e->creds);
-                        const char *m = NULL;
-                        if (st == CREDENTIAL_VALID) {
-                                snprintf(detail, sizeof detail, "valid for %s", cfg->principal);
-                                check_add(k, "ticket-granting-ticket", "ok", detail);
-                        } else if (krb5_creds_is_acquiring(e->creds) && krb5_creds_get_error(e->creds, &m) == TRANSPORT_OK) {
-                                check_add(k, "ticket-granting-ticket", "fail",
-                                          "still being acquired from the KDC; run Check again in a moment");
-                        } else {
-                                (void) krb5_creds_get_error(e->creds, &m);
-                                check_add(k, "ticket-granting-ticket", "fail", m ?: "no ticket");
-                        }
-                        k->step++;
-                        continue;
-                }
-                case 3:
-                        k->step++;
-                        if (!e->creds) {
-                                check_add(k, "service-ticket", "fail", e->krb5_error ?: "no credentials");
-                                continue;
-                        }
-                        q = krb5_creds_ensure_service(e->creds, c->admin_url_host ?: c->url_host,
-                                                      check_on_service, k, &k->wait);
-                        if (q == 0)
-                                return;
-                        if (q > 0) {
-                                snprintf(detail, sizeof detail, "ticket for HTTP/%s", c->admin_url_host ?: c->url_host);
-                                check_add(k, "service-ticket", "ok", detail);
-                        } else
-                                check_add(k, "service-ticket", "fail", strerror(-q));
-                        continue;
-                case 4:
-                case 5:
-                case 6:
-                        if (k->step == 6 && (!k->want_challenge || c->challenge != CB_CHALLENGE_MSCEP_ADMIN)) {
-                                if (k->want_challenge)
-                                        check_add(k, "challenge", "skip", "the CA does not use mscep_admin");
-                                check_finish(k);
-                                return;
-                        }
-                        if (k->step == 6) {
-                                ChallengeFetcher *f = CE(k->ca)->fetcher;
-                                k->step++;
-                                if (!f) {
-                                        check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
-                                        continue;
-                                }
-                                q = challenge_fetcher_fetch(f, check_on_challenge, k, &k->fetch);
-                                if (q < 0) {
-                                        check_add(k, "challenge", "fail", strerror(-q));
-                                        continue;
-                                }
-                                k->step--;
-                                return;
-                        }
-                        if (asprintf(&url, "%s?operation=%s", c->url, k->step == 4 ? "GetCACaps" : "GetCACert") < 0)
-                                url = NULL;
-                        if (!url) {
-                                check_add(k, "configuration", "fail", "out of memory");
-                                continue;
-                        }
-                        HttpRequestOptions o = {
-                                .url = url,
-                                .permitted_suffix = cfg->permitted_suffix,
-                                .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
-                                .trust_anchors = c->trust_anchors,
-                                .timeout_usec = c->timeout_usec,
-                        };
-                        q = http_client_start(e->http, &o, check_on_http, k, &k->http, &why);
-                        free(url);
-                        url = NULL;
-                        if (q < 0) {
-                                check_add(k, k->step == 4 ? "tls" : k->step == 5 ? "getcacert" : "challenge", "fail",
-                                          why ?: strerror(-q));
-                                free(why);
-                                why = NULL;
-                                continue;
-                        }
-                        return;
-                default:
-                        check_finish(k);
-                        return;
-                }
-        }
-}
-
-int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge) {
-        Check *k = calloc(1, sizeof(*k));
-
-        if (!k)
-                return -ENOMEM;
-        k->manager = m;
-        k->ca = ca;
-        k->call = sd_bus_message_ref(call);
-        k->want_challenge = want_challenge;
-        k->next = E(m)->checks;
-        E(m)->checks = k;
-        check_run(k);
-        return 1;
-}
-
 /* ---- engine-wide ---- */
 
 const char *engine_credential_state(Manager *m) {
@@ -1509,8 +1149,7 @@ void engine_free(Manager *m) {
 
         if (!e)
                 return;
-        while (e->checks)
-                check_free(e->checks);
+        engine_checks_free(m);
         for (size_t i = 0; i < m->n_cas; i++)
                 ca_state_free(m->cas[i]);
         free(m->cas);
@@ -1552,7 +1191,6 @@ static char *krb5_settings_string(const CbConfig *cfg) {
         return s;
 }
 
-static void check_abort(struct Check *k);
 
 /* A Reload changed [Kerberos]: new credentials. Everything holding the old ones lets go first:
  * challenge fetches (restarted on the new fetchers by engine_config_changed()) and CA.Check()
@@ -1567,8 +1205,7 @@ static int engine_renew_creds(Manager *m, char *settings) {
                         a->restart_challenge = true;
                 }
         }
-        while (e->checks)
-                check_abort(e->checks);
+        engine_checks_abort(m, NULL);
         for (size_t i = 0; i < m->n_cas; i++)
                 CE(m->cas[i])->fetcher = challenge_fetcher_free(CE(m->cas[i])->fetcher);
         e->creds = krb5_creds_free(e->creds);
@@ -1682,11 +1319,7 @@ int engine_config_changed(Manager *m) {
                 CaState *ca = m->cas[i];
                 CaEngine *ce = CE(ca);
                 /* Checks of this CA hold its state: they end now. */
-                for (Check *k = E(m)->checks, *next; k; k = next) {
-                        next = k->next;
-                        if (k->ca == ca)
-                                check_abort(k);
-                }
+                engine_checks_abort(m, ca);
                 http_request_cancel(ce->meta_http);
                 ce->meta_http = NULL;
                 meta_done(ca, TRANSPORT_PROTOCOL_ERROR, "The CA was removed from the configuration.");
