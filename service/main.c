@@ -13,6 +13,7 @@
 
 static const char *arg_config_dir = CERTBROKER_CONFIG_DIR;
 static const char *arg_state_dir = NULL;
+static int arg_check_config = 0;
 
 static void help(void) {
         printf("Usage: certbrokerd [OPTIONS]\n"
@@ -25,6 +26,8 @@ static void help(void) {
                "                         DIR/policy.d/*.policy (default %s)\n"
                "     --state-dir=DIR     keep the request journal in DIR (overrides\n"
                "                         StateDirectory= in certbroker.conf)\n"
+               "     --check-config      read and check the configuration and policy, say\n"
+               "                         what is wrong (file:line) or summarize it, and exit\n"
                "\n"
                "Runs in the foreground on the system bus ($DBUS_SYSTEM_BUS_ADDRESS is\n"
                "honoured) as org.certbroker.Broker1. SIGHUP reloads the configuration;\n"
@@ -33,12 +36,13 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG_DIR, ARG_STATE_DIR };
+        enum { ARG_VERSION = 0x100, ARG_CONFIG_DIR, ARG_STATE_DIR, ARG_CHECK_CONFIG };
         static const struct option options[] = {
                 { "help",       no_argument,       NULL, 'h'            },
                 { "version",    no_argument,       NULL, ARG_VERSION    },
                 { "config-dir", required_argument, NULL, ARG_CONFIG_DIR },
                 { "state-dir",  required_argument, NULL, ARG_STATE_DIR  },
+                { "check-config", no_argument,     NULL, ARG_CHECK_CONFIG },
                 {}
         };
         int c;
@@ -56,6 +60,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_STATE_DIR:
                         arg_state_dir = optarg;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        arg_check_config = 1;
                         break;
                 default:
                         return -EINVAL;
@@ -75,6 +82,25 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+
+        if (arg_check_config) {
+                CbConfig *c = NULL;
+                char *msg = NULL;
+
+                r = manager_load_config(arg_config_dir, &c, &msg);
+                if (r < 0) {
+                        fprintf(stderr, "%s\n", msg ?: strerror(-r));
+                        free(msg);
+                        return EXIT_FAILURE;
+                }
+                printf("%s: valid. Realm %s, principal %s, suffix %s; %zu CA(s), %zu rule(s).\n",
+                       arg_config_dir, c->realm, c->principal, c->permitted_suffix, c->n_cas, c->n_rules);
+                for (size_t i = 0; i < c->n_cas; i++)
+                        printf("  CA %s%s: %s\n", c->cas[i].name, c->cas[i].is_default ? " (default)" : "",
+                               c->cas[i].url);
+                cb_config_free(c);
+                return EXIT_SUCCESS;
+        }
 
         log_setup();
 

@@ -160,7 +160,14 @@ lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Chec
 lab_pass "a bad Reload or SIGHUP names file:line and keeps the old policy; a good one applies; only root reloads"
 
 broker_stop
+out=$("$CB_DAEMON" --config-dir="$CB_CONF" --check-config) || lab_fail "--check-config refused a good configuration: $out"
+lab_assert_contains "$out" "valid. Realm EXAMPLE.TEST" "--check-config on a good configuration"
+lab_assert_contains "$out" "CA corp (default)" "--check-config lists the CAs"
 printf '[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\nBogus=1\n' >"$CB_CONF/certbroker.conf"
+if out=$("$CB_DAEMON" --config-dir="$CB_CONF" --check-config 2>&1); then
+        lab_fail "--check-config accepted an unknown key"
+fi
+lab_assert_contains "$out" "certbroker.conf:4" "--check-config names file and line"
 if out=$("$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE" 2>&1); then
         lab_fail "certbrokerd started with an unknown key"
 fi
