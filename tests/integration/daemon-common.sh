@@ -69,8 +69,15 @@ broker_start() {
                 as=(setpriv --reuid="$(id -u "$CB_BROKER_USER")" --regid="$(id -g "$CB_BROKER_USER")"
                     --init-groups --inh-caps=-all --)
         fi
-        CERTBROKER_LOG_STDERR=1 CERTBROKER_LOG_LEVEL=debug \
-                lab_start certbrokerd "${as[@]}" "$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE"
+        # Logs to stderr ($LAB_DIR/certbrokerd.log) unless CB_BROKER_JOURNAL=1 (then to the
+        # journal socket, when there is one).
+        if [ "${CB_BROKER_JOURNAL:-0}" = 1 ]; then
+                CERTBROKER_LOG_LEVEL=debug \
+                        lab_start certbrokerd "${as[@]}" "$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE"
+        else
+                CERTBROKER_LOG_STDERR=1 CERTBROKER_LOG_LEVEL=debug \
+                        lab_start certbrokerd "${as[@]}" "$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE"
+        fi
         lab_wait_for 20 "certbrokerd on the bus" busctl --system status "$CB_BUS"
 }
 
