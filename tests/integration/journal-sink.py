@@ -4,7 +4,10 @@ entry (journald's native protocol: KEY=value lines, or KEY\\n<le64 length><bytes
 values with newlines; large entries arrive as a memfd passed with SCM_RIGHTS), and appends it
 as one JSON object per line to the output file.
 
-  journal-sink.py SOCKET OUTPUT"""
+  journal-sink.py SOCKET OUTPUT
+
+A helper, not a test: it fails (exits non-zero, so lab_wait_for in the calling test times out)
+when it is misused or cannot bind the socket."""
 import array
 import json
 import os
@@ -12,6 +15,8 @@ import socket
 import struct
 import sys
 
+if len(sys.argv) != 3:
+    sys.exit('usage: journal-sink.py SOCKET OUTPUT')
 sock_path, out_path = sys.argv[1], sys.argv[2]
 if os.path.exists(sock_path):
     os.unlink(sock_path)
