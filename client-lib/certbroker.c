@@ -443,60 +443,129 @@ _public_ CertbrokerRequestInfo *certbroker_request_info_free(CertbrokerRequestIn
         return NULL;
 }
 
-static int read_request_property(sd_bus_message *m, const char *name, CertbrokerRequestInfo *i) {
-        static const struct {
+/* ---- reading GetAll replies ---- */
+
+typedef struct StringProperty {
+        const char *name;
+        size_t offset;          /* of a char * in the info struct */
+} StringProperty;
+
+/* If name is one of the table's string properties, reads its variant into the slot:
+ * 1 when it was, 0 when name is not in the table, negative errno on failure. */
+static int read_string_property(sd_bus_message *m, const char *name, const StringProperty *table, size_t n,
+                                void *info) {
+        for (size_t k = 0; k < n; k++)
+                if (strcmp(name, table[k].name) == 0) {
+                        char **slot = (char **) ((uint8_t *) info + table[k].offset);
+                        const char *s;
+                        int r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        free(*slot);
+                        *slot = NULL;
+                        r = strdup_out(s, slot);
+                        return r < 0 ? r : 1;
+                }
+        return 0;
+}
+
+/* An "as" variant into *slot (replacing what was there). */
+static int read_strv_property(sd_bus_message *m, char ***slot) {
+        char **l = NULL;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "as");
+        if (r < 0)
+                return r;
+        r = read_strv(m, &l);
+        if (r < 0)
+                return r;
+        certbroker_strv_free(*slot);
+        *slot = l;
+        return sd_bus_message_exit_container(m);
+}
+
+/* Walks a GetAll reply's a{sv}, handing each property to read(). */
+static int read_properties(sd_bus_message *reply, int (*read)(sd_bus_message *m, const char *name, void *info),
+                           void *info) {
+        int r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+
+        while (r >= 0) {
                 const char *name;
-                size_t offset;
-        } strings[] = {
-                { "Id",            offsetof(CertbrokerRequestInfo, id) },
-                { "CA",            offsetof(CertbrokerRequestInfo, ca) },
-                { "Label",         offsetof(CertbrokerRequestInfo, label) },
-                { "Subject",       offsetof(CertbrokerRequestInfo, subject) },
-                { "Key",           offsetof(CertbrokerRequestInfo, key_type) },
-                { "Usage",         offsetof(CertbrokerRequestInfo, usage) },
-                { "State",         offsetof(CertbrokerRequestInfo, state) },
-                { "Error",         offsetof(CertbrokerRequestInfo, error_name) },
-                { "ErrorMessage",  offsetof(CertbrokerRequestInfo, error_message) },
-                { "FailInfo",      offsetof(CertbrokerRequestInfo, fail_info) },
-                { "TransactionId", offsetof(CertbrokerRequestInfo, transaction_id) },
-                { "Certificate",   offsetof(CertbrokerRequestInfo, certificate) },
-                { "Chain",         offsetof(CertbrokerRequestInfo, chain) },
-                { "Serial",        offsetof(CertbrokerRequestInfo, serial) },
-        }, times[] = {
+                r = sd_bus_message_enter_container(reply, 'e', "sv");
+                if (r <= 0)
+                        break;
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r >= 0)
+                        r = read(reply, name, info);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        return r;
+}
+
+/* The table's strings still NULL become "" and the string list an empty one, so callers never
+ * see NULL. */
+static int fill_empty(void *info, const StringProperty *table, size_t n, char ***strv) {
+        for (size_t k = 0; k < n; k++) {
+                char **slot = (char **) ((uint8_t *) info + table[k].offset);
+                if (!*slot && strdup_out("", slot) < 0)
+                        return -ENOMEM;
+        }
+        if (!*strv && !(*strv = calloc(1, sizeof(char *))))
+                return -ENOMEM;
+        return 0;
+}
+
+static const StringProperty request_strings[] = {
+        { "Id",            offsetof(CertbrokerRequestInfo, id) },
+        { "CA",            offsetof(CertbrokerRequestInfo, ca) },
+        { "Label",         offsetof(CertbrokerRequestInfo, label) },
+        { "Subject",       offsetof(CertbrokerRequestInfo, subject) },
+        { "Key",           offsetof(CertbrokerRequestInfo, key_type) },
+        { "Usage",         offsetof(CertbrokerRequestInfo, usage) },
+        { "State",         offsetof(CertbrokerRequestInfo, state) },
+        { "Error",         offsetof(CertbrokerRequestInfo, error_name) },
+        { "ErrorMessage",  offsetof(CertbrokerRequestInfo, error_message) },
+        { "FailInfo",      offsetof(CertbrokerRequestInfo, fail_info) },
+        { "TransactionId", offsetof(CertbrokerRequestInfo, transaction_id) },
+        { "Certificate",   offsetof(CertbrokerRequestInfo, certificate) },
+        { "Chain",         offsetof(CertbrokerRequestInfo, chain) },
+        { "Serial",        offsetof(CertbrokerRequestInfo, serial) },
+};
+
+static const StringProperty ca_strings[] = {
+        { "Name",           offsetof(CertbrokerCAInfo, name) },
+        { "URL",            offsetof(CertbrokerCAInfo, url) },
+        { "AdminURL",       offsetof(CertbrokerCAInfo, admin_url) },
+        { "Authentication", offsetof(CertbrokerCAInfo, authentication) },
+        { "Challenge",      offsetof(CertbrokerCAInfo, challenge) },
+        { "LastError",      offsetof(CertbrokerCAInfo, last_error) },
+};
+
+#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+
+static int read_request_property(sd_bus_message *m, const char *name, void *info) {
+        static const StringProperty times[] = {
                 { "NotBefore",     offsetof(CertbrokerRequestInfo, not_before) },
                 { "NotAfter",      offsetof(CertbrokerRequestInfo, not_after) },
                 { "Created",       offsetof(CertbrokerRequestInfo, created) },
                 { "Updated",       offsetof(CertbrokerRequestInfo, updated) },
                 { "NextAttempt",   offsetof(CertbrokerRequestInfo, next_attempt) },
         };
+        CertbrokerRequestInfo *i = info;
         int r;
 
-        for (size_t k = 0; k < sizeof(strings) / sizeof(strings[0]); k++)
-                if (strcmp(name, strings[k].name) == 0) {
-                        char **slot = (char **) ((uint8_t *) i + strings[k].offset);
-                        const char *s;
-                        r = sd_bus_message_read(m, "v", "s", &s);
-                        if (r < 0)
-                                return r;
-                        free(*slot);
-                        *slot = NULL;
-                        return strdup_out(s, slot);
-                }
-        for (size_t k = 0; k < sizeof(times) / sizeof(times[0]); k++)
+        r = read_string_property(m, name, request_strings, ELEMENTSOF(request_strings), i);
+        if (r != 0)
+                return r;
+        for (size_t k = 0; k < ELEMENTSOF(times); k++)
                 if (strcmp(name, times[k].name) == 0)
                         return sd_bus_message_read(m, "v", "t", (uint64_t *) ((uint8_t *) i + times[k].offset));
-        if (strcmp(name, "Names") == 0) {
-                char **l = NULL;
-                r = sd_bus_message_enter_container(m, 'v', "as");
-                if (r < 0)
-                        return r;
-                r = read_strv(m, &l);
-                if (r < 0)
-                        return r;
-                certbroker_strv_free(i->names);
-                i->names = l;
-                return sd_bus_message_exit_container(m);
-        }
+        if (strcmp(name, "Names") == 0)
+                return read_strv_property(m, &i->names);
         if (strcmp(name, "Owner") == 0)
                 return sd_bus_message_read(m, "v", "u", &i->owner);
         if (strcmp(name, "Attempts") == 0)
@@ -509,19 +578,6 @@ static int read_request_property(sd_bus_message *m, const char *name, Certbroker
                 return r;
         }
         return sd_bus_message_skip(m, "v");       /* a newer daemon's property */
-}
-
-/* Fills every string still NULL with "" so that callers never see NULL. */
-static int request_info_fill(CertbrokerRequestInfo *i) {
-        char **s[] = { &i->id, &i->ca, &i->label, &i->subject, &i->key_type, &i->usage, &i->state,
-                       &i->error_name, &i->error_message, &i->fail_info, &i->transaction_id,
-                       &i->certificate, &i->chain, &i->serial };
-        for (size_t k = 0; k < sizeof(s) / sizeof(s[0]); k++)
-                if (!*s[k] && strdup_out("", s[k]) < 0)
-                        return -ENOMEM;
-        if (!i->names && !(i->names = calloc(1, sizeof(char *))))
-                return -ENOMEM;
-        return 0;
 }
 
 static int get_all(CertbrokerClient *c, const char *path, const char *iface, sd_bus_message **ret,
@@ -546,27 +602,9 @@ _public_ int certbroker_request_get(CertbrokerClient *client, const char *reques
         if (r < 0)
                 return r;
         i = calloc(1, sizeof(*i));
-        if (!i) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
-        while (r >= 0) {
-                const char *name;
-                r = sd_bus_message_enter_container(reply, 'e', "sv");
-                if (r <= 0)
-                        break;
-                r = sd_bus_message_read(reply, "s", &name);
-                if (r >= 0)
-                        r = read_request_property(reply, name, i);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-        }
+        r = i ? read_properties(reply, read_request_property, i) : -ENOMEM;
         if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r >= 0)
-                r = request_info_fill(i);
-finish:
+                r = fill_empty(i, request_strings, ELEMENTSOF(request_strings), &i->names);
         sd_bus_message_unref(reply);
         if (r < 0) {
                 certbroker_request_info_free(i);
@@ -1007,45 +1045,17 @@ _public_ CertbrokerCAInfo *certbroker_ca_info_free(CertbrokerCAInfo *i) {
         return NULL;
 }
 
-static int read_ca_property(sd_bus_message *m, const char *name, CertbrokerCAInfo *i) {
-        static const struct {
-                const char *name;
-                size_t offset;
-        } strings[] = {
-                { "Name",           offsetof(CertbrokerCAInfo, name) },
-                { "URL",            offsetof(CertbrokerCAInfo, url) },
-                { "AdminURL",       offsetof(CertbrokerCAInfo, admin_url) },
-                { "Authentication", offsetof(CertbrokerCAInfo, authentication) },
-                { "Challenge",      offsetof(CertbrokerCAInfo, challenge) },
-                { "LastError",      offsetof(CertbrokerCAInfo, last_error) },
-        };
+static int read_ca_property(sd_bus_message *m, const char *name, void *info) {
+        CertbrokerCAInfo *i = info;
         int r;
 
-        for (size_t k = 0; k < sizeof(strings) / sizeof(strings[0]); k++)
-                if (strcmp(name, strings[k].name) == 0) {
-                        char **slot = (char **) ((uint8_t *) i + strings[k].offset);
-                        const char *s;
-                        r = sd_bus_message_read(m, "v", "s", &s);
-                        if (r < 0)
-                                return r;
-                        free(*slot);
-                        *slot = NULL;
-                        return strdup_out(s, slot);
-                }
+        r = read_string_property(m, name, ca_strings, ELEMENTSOF(ca_strings), i);
+        if (r != 0)
+                return r;
         if (strcmp(name, "LastContact") == 0)
                 return sd_bus_message_read(m, "v", "t", &i->last_contact);
-        if (strcmp(name, "Capabilities") == 0) {
-                char **l = NULL;
-                r = sd_bus_message_enter_container(m, 'v', "as");
-                if (r < 0)
-                        return r;
-                r = read_strv(m, &l);
-                if (r < 0)
-                        return r;
-                certbroker_strv_free(i->capabilities);
-                i->capabilities = l;
-                return sd_bus_message_exit_container(m);
-        }
+        if (strcmp(name, "Capabilities") == 0)
+                return read_strv_property(m, &i->capabilities);
         return sd_bus_message_skip(m, "v");       /* certificates, and newer properties */
 }
 
@@ -1073,29 +1083,9 @@ _public_ int certbroker_ca_get(CertbrokerClient *client, const char *ca, Certbro
                 return r;
         }
         i = calloc(1, sizeof(*i));
-        r = i ? sd_bus_message_enter_container(reply, 'a', "{sv}") : -ENOMEM;
-        while (r >= 0) {
-                const char *name;
-                r = sd_bus_message_enter_container(reply, 'e', "sv");
-                if (r <= 0)
-                        break;
-                r = sd_bus_message_read(reply, "s", &name);
-                if (r >= 0)
-                        r = read_ca_property(reply, name, i);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-        }
+        r = i ? read_properties(reply, read_ca_property, i) : -ENOMEM;
         if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r >= 0) {
-                char **s[] = { &i->name, &i->url, &i->admin_url, &i->authentication, &i->challenge,
-                               &i->last_error };
-                for (size_t k = 0; r >= 0 && k < sizeof(s) / sizeof(s[0]); k++)
-                        if (!*s[k])
-                                r = strdup_out("", s[k]);
-                if (r >= 0 && !i->capabilities && !(i->capabilities = calloc(1, sizeof(char *))))
-                        r = -ENOMEM;
-        }
+                r = fill_empty(i, ca_strings, ELEMENTSOF(ca_strings), &i->capabilities);
         sd_bus_message_unref(reply);
         if (r < 0) {
                 certbroker_ca_info_free(i);
