@@ -87,12 +87,9 @@ static int fail(int code, const char *name, const char *format, ...) {
                 cli_json_begin(&j, '{');
                 cli_json_key(&j, "error");
                 cli_json_begin(&j, '{');
-                cli_json_key(&j, "name");
-                cli_json_str(&j, name ?: "");
-                cli_json_key(&j, "message");
-                cli_json_str(&j, msg ?: "out of memory");
-                cli_json_key(&j, "exit_code");
-                cli_json_int(&j, code);
+                cli_json_field_str(&j, "name", name ?: "");
+                cli_json_field_str(&j, "message", msg ?: "out of memory");
+                cli_json_field_int(&j, "exit_code", code);
                 cli_json_end(&j, '}');
                 cli_json_end(&j, '}');
         }
@@ -243,53 +240,30 @@ static void output_abort(OutputFile *o) {
 /* ---- printing ---- */
 
 static void json_request(CliJson *j, const CertbrokerRequestInfo *i, bool with_pem) {
-        cli_json_key(j, "id");
-        cli_json_str(j, i->id);
-        cli_json_key(j, "state");
-        cli_json_str(j, i->state);
-        cli_json_key(j, "ca");
-        cli_json_str(j, i->ca);
-        cli_json_key(j, "label");
-        cli_json_str(j, i->label);
-        cli_json_key(j, "subject");
-        cli_json_str(j, i->subject);
-        cli_json_key(j, "names");
-        cli_json_strv(j, i->names);
-        cli_json_key(j, "key_type");
-        cli_json_str(j, i->key_type);
-        cli_json_key(j, "usage");
-        cli_json_str(j, i->usage);
-        cli_json_key(j, "owner");
-        cli_json_u64(j, i->owner);
-        cli_json_key(j, "error");
-        cli_json_str(j, i->error_name);
-        cli_json_key(j, "error_message");
-        cli_json_str(j, i->error_message);
-        cli_json_key(j, "fail_info");
-        cli_json_str(j, i->fail_info);
-        cli_json_key(j, "transaction_id");
-        cli_json_str(j, i->transaction_id);
-        cli_json_key(j, "serial");
-        cli_json_str(j, i->serial);
-        cli_json_key(j, "not_before");
-        cli_json_u64(j, i->not_before);
-        cli_json_key(j, "not_after");
-        cli_json_u64(j, i->not_after);
-        cli_json_key(j, "created");
-        cli_json_u64(j, i->created);
-        cli_json_key(j, "updated");
-        cli_json_u64(j, i->updated);
-        cli_json_key(j, "next_attempt");
-        cli_json_u64(j, i->next_attempt);
-        cli_json_key(j, "attempts");
-        cli_json_u64(j, i->attempts);
-        cli_json_key(j, "key_available");
-        cli_json_bool(j, i->key_available);
+        cli_json_field_str(j, "id", i->id);
+        cli_json_field_str(j, "state", i->state);
+        cli_json_field_str(j, "ca", i->ca);
+        cli_json_field_str(j, "label", i->label);
+        cli_json_field_str(j, "subject", i->subject);
+        cli_json_field_strv(j, "names", i->names);
+        cli_json_field_str(j, "key_type", i->key_type);
+        cli_json_field_str(j, "usage", i->usage);
+        cli_json_field_u64(j, "owner", i->owner);
+        cli_json_field_str(j, "error", i->error_name);
+        cli_json_field_str(j, "error_message", i->error_message);
+        cli_json_field_str(j, "fail_info", i->fail_info);
+        cli_json_field_str(j, "transaction_id", i->transaction_id);
+        cli_json_field_str(j, "serial", i->serial);
+        cli_json_field_u64(j, "not_before", i->not_before);
+        cli_json_field_u64(j, "not_after", i->not_after);
+        cli_json_field_u64(j, "created", i->created);
+        cli_json_field_u64(j, "updated", i->updated);
+        cli_json_field_u64(j, "next_attempt", i->next_attempt);
+        cli_json_field_u64(j, "attempts", i->attempts);
+        cli_json_field_bool(j, "key_available", i->key_available);
         if (with_pem) {
-                cli_json_key(j, "certificate");
-                cli_json_str(j, i->certificate);
-                cli_json_key(j, "chain");
-                cli_json_str(j, i->chain);
+                cli_json_field_str(j, "certificate", i->certificate);
+                cli_json_field_str(j, "chain", i->chain);
         }
 }
 
@@ -401,8 +375,7 @@ static int explain_state(CertbrokerClient *c, const char *id, const char *state,
         if (j) {
                 cli_json_begin(j, '{');
                 json_request(j, i, code == CLI_EXIT_OK);
-                cli_json_key(j, "exit_code");
-                cli_json_int(j, code);
+                cli_json_field_int(j, "exit_code", code);
                 cli_json_end(j, '}');
         }
         if (code == CLI_EXIT_TIMEOUT) {
@@ -473,12 +446,9 @@ static int write_outputs(CertbrokerClient *c, const char *id, CertbrokerRequestI
 }
 
 static void json_outputs(CliJson *j) {
-        cli_json_key(j, "key_out");
-        cli_json_str(j, arg.key_out ?: "");
-        cli_json_key(j, "cert_out");
-        cli_json_str(j, arg.cert_out ?: "");
-        cli_json_key(j, "chain_out");
-        cli_json_str(j, arg.chain_out ?: "");
+        cli_json_field_str(j, "key_out", arg.key_out ?: "");
+        cli_json_field_str(j, "cert_out", arg.cert_out ?: "");
+        cli_json_field_str(j, "chain_out", arg.chain_out ?: "");
 }
 
 static void print_outputs(const CertbrokerRequestInfo *i) {
@@ -516,8 +486,7 @@ static int finish_issued(CertbrokerClient *c, const char *id) {
                         cli_json_begin(&j, '{');
                         json_request(&j, i, true);
                         json_outputs(&j);
-                        cli_json_key(&j, "exit_code");
-                        cli_json_int(&j, 0);
+                        cli_json_field_int(&j, "exit_code", 0);
                         cli_json_end(&j, '}');
                 } else
                         print_outputs(i);
@@ -561,12 +530,10 @@ static int verb_enroll(CertbrokerClient *c) {
                         CliJson j;
                         cli_json_init(&j, stdout);
                         cli_json_begin(&j, '{');
-                        cli_json_key(&j, "id");
-                        cli_json_str(&j, id);
+                        cli_json_field_str(&j, "id", id);
                         char path[128];
                         snprintf(path, sizeof path, "%s/request/%s", CERTBROKER_MANAGER_PATH, id);
-                        cli_json_key(&j, "path");
-                        cli_json_str(&j, path);
+                        cli_json_field_str(&j, "path", path);
                         cli_json_end(&j, '}');
                 } else
                         printf("%s\n", id);
@@ -669,10 +636,8 @@ static int verb_list(CertbrokerClient *c) {
                         if (i)
                                 json_request(&j, i, false);
                         else {
-                                cli_json_key(&j, "id");
-                                cli_json_str(&j, l[k].id);
-                                cli_json_key(&j, "state");
-                                cli_json_str(&j, l[k].state);
+                                cli_json_field_str(&j, "id", l[k].id);
+                                cli_json_field_str(&j, "state", l[k].state);
                         }
                         cli_json_end(&j, '}');
                 } else {
@@ -706,10 +671,8 @@ static int verb_cancel_remove(CertbrokerClient *c) {
                 CliJson j;
                 cli_json_init(&j, stdout);
                 cli_json_begin(&j, '{');
-                cli_json_key(&j, "id");
-                cli_json_str(&j, arg.operand);
-                cli_json_key(&j, "result");
-                cli_json_str(&j, cancel ? "cancelled" : "removed");
+                cli_json_field_str(&j, "id", arg.operand);
+                cli_json_field_str(&j, "result", cancel ? "cancelled" : "removed");
                 cli_json_end(&j, '}');
         } else if (!arg.quiet)
                 printf("Request %s %s.\n", arg.operand, cancel ? "cancelled" : "removed");
@@ -742,22 +705,14 @@ static int verb_cas(CertbrokerClient *c) {
                 }
                 if (arg.json) {
                         cli_json_begin(&j, '{');
-                        cli_json_key(&j, "name");
-                        cli_json_str(&j, i->name);
-                        cli_json_key(&j, "url");
-                        cli_json_str(&j, i->url);
-                        cli_json_key(&j, "admin_url");
-                        cli_json_str(&j, i->admin_url);
-                        cli_json_key(&j, "authentication");
-                        cli_json_str(&j, i->authentication);
-                        cli_json_key(&j, "challenge");
-                        cli_json_str(&j, i->challenge);
-                        cli_json_key(&j, "capabilities");
-                        cli_json_strv(&j, i->capabilities);
-                        cli_json_key(&j, "last_contact");
-                        cli_json_u64(&j, i->last_contact);
-                        cli_json_key(&j, "last_error");
-                        cli_json_str(&j, i->last_error);
+                        cli_json_field_str(&j, "name", i->name);
+                        cli_json_field_str(&j, "url", i->url);
+                        cli_json_field_str(&j, "admin_url", i->admin_url);
+                        cli_json_field_str(&j, "authentication", i->authentication);
+                        cli_json_field_str(&j, "challenge", i->challenge);
+                        cli_json_field_strv(&j, "capabilities", i->capabilities);
+                        cli_json_field_u64(&j, "last_contact", i->last_contact);
+                        cli_json_field_str(&j, "last_error", i->last_error);
                         cli_json_end(&j, '}');
                 } else {
                         printf("%-12s  %-14s  %-11s  %-20s  %s\n", i->name, i->authentication, i->challenge,
@@ -788,23 +743,18 @@ static int verb_check(CertbrokerClient *c) {
                 CliJson j;
                 cli_json_init(&j, stdout);
                 cli_json_begin(&j, '{');
-                cli_json_key(&j, "ca");
-                cli_json_str(&j, arg.operand);
+                cli_json_field_str(&j, "ca", arg.operand);
                 cli_json_key(&j, "steps");
                 cli_json_begin(&j, '[');
                 for (size_t k = 0; k < n; k++) {
                         cli_json_begin(&j, '{');
-                        cli_json_key(&j, "step");
-                        cli_json_str(&j, steps[k].step);
-                        cli_json_key(&j, "result");
-                        cli_json_str(&j, steps[k].result);
-                        cli_json_key(&j, "detail");
-                        cli_json_str(&j, steps[k].detail);
+                        cli_json_field_str(&j, "step", steps[k].step);
+                        cli_json_field_str(&j, "result", steps[k].result);
+                        cli_json_field_str(&j, "detail", steps[k].detail);
                         cli_json_end(&j, '}');
                 }
                 cli_json_end(&j, ']');
-                cli_json_key(&j, "failed");
-                cli_json_int(&j, failed);
+                cli_json_field_int(&j, "failed", failed);
                 cli_json_end(&j, '}');
         } else {
                 int w = 4;
@@ -835,12 +785,9 @@ static int verb_access(CertbrokerClient *c) {
                 CliJson j;
                 cli_json_init(&j, stdout);
                 cli_json_begin(&j, '{');
-                cli_json_key(&j, "allowed");
-                cli_json_bool(&j, allowed);
-                cli_json_key(&j, "rule");
-                cli_json_str(&j, rule);
-                cli_json_key(&j, "reason");
-                cli_json_str(&j, reason);
+                cli_json_field_bool(&j, "allowed", allowed);
+                cli_json_field_str(&j, "rule", rule);
+                cli_json_field_str(&j, "reason", reason);
                 cli_json_end(&j, '}');
         } else if (allowed)
                 printf("allowed by rule '%s'%s%s\n", rule, *reason ? ": " : "", reason);

@@ -563,3 +563,29 @@ void cli_json_strv(CliJson *j, char *const *strv) {
                 cli_json_str(j, *s);
         cli_json_end(j, ']');
 }
+
+/* "key": value, in an object. */
+void cli_json_field_str(CliJson *j, const char *key, const char *s) {
+        cli_json_key(j, key);
+        cli_json_str(j, s);
+}
+
+void cli_json_field_u64(CliJson *j, const char *key, uint64_t v) {
+        cli_json_key(j, key);
+        cli_json_u64(j, v);
+}
+
+void cli_json_field_int(CliJson *j, const char *key, int v) {
+        cli_json_key(j, key);
+        cli_json_int(j, v);
+}
+
+void cli_json_field_bool(CliJson *j, const char *key, bool b) {
+        cli_json_key(j, key);
+        cli_json_bool(j, b);
+}
+
+void cli_json_field_strv(CliJson *j, const char *key, char *const *strv) {
+        cli_json_key(j, key);
+        cli_json_strv(j, strv);
+}

@@ -109,3 +109,9 @@ void cli_json_u64(CliJson *j, uint64_t v);
 void cli_json_int(CliJson *j, int v);
 void cli_json_bool(CliJson *j, bool b);
 void cli_json_strv(CliJson *j, char *const *strv);      /* an array of strings; NULL: [] */
+/* "key": value inside an object (cli_json_key() followed by the value). */
+void cli_json_field_str(CliJson *j, const char *key, const char *s);
+void cli_json_field_u64(CliJson *j, const char *key, uint64_t v);
+void cli_json_field_int(CliJson *j, const char *key, int v);
+void cli_json_field_bool(CliJson *j, const char *key, bool b);
+void cli_json_field_strv(CliJson *j, const char *key, char *const *strv);
