@@ -654,11 +654,40 @@ fail:
 
 /* ---- CRUD ---- */
 
+/* The columns a request's row shares between INSERT and UPDATE, as ?1 (id) to ?21. */
+static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const char *names) {
+        int k;
+
+        if ((k = bind_text(st, 1, r->id)) < 0 ||
+            (k = bind_text(st, 2, r->ca)) < 0 ||
+            (k = bind_text(st, 3, r->label)) < 0 ||
+            (k = bind_text(st, 4, r->subject)) < 0 ||
+            (k = bind_text(st, 5, names)) < 0 ||
+            (k = bind_text(st, 6, r->key)) < 0 ||
+            (k = bind_text(st, 7, r->usage)) < 0 ||
+            (k = bind_text(st, 8, request_state_to_string(r->state))) < 0 ||
+            (k = bind_text(st, 9, r->error)) < 0 ||
+            (k = bind_text(st, 10, r->error_message)) < 0 ||
+            (k = bind_text(st, 11, r->fail_info)) < 0 ||
+            (k = bind_text(st, 12, r->transaction_id)) < 0 ||
+            (k = bind_text(st, 13, r->certificate)) < 0 ||
+            (k = bind_text(st, 14, r->chain)) < 0 ||
+            (k = bind_text(st, 15, r->serial)) < 0 ||
+            (k = bind_text(st, 16, r->csr)) < 0 ||
+            (k = bind_u64(st, 17, r->not_before)) < 0 ||
+            (k = bind_u64(st, 18, r->not_after)) < 0 ||
+            (k = bind_u64(st, 19, r->updated)) < 0 ||
+            (k = bind_u64(st, 20, r->next_attempt)) < 0 ||
+            (k = bind_u64(st, 21, r->attempts)) < 0)
+                return k;
+        return 0;
+}
+
 static int insert_row(Store *s, const StoreRequest *r, const char *names, const uint8_t *blob, size_t blob_size) {
         static const char sql[] =
-                "INSERT INTO requests (id, owner, ca, label, subject, names, key_type, usage, state, "
+                "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
                 "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
-                "not_before, not_after, created, updated, next_attempt, attempts, key_blob) "
+                "not_before, not_after, updated, next_attempt, attempts, owner, created, key_blob) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
                 "?18, ?19, ?20, ?21, ?22, ?23, ?24)";
         sqlite3_stmt *st = NULL;
@@ -668,29 +697,9 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         if (k < 0)
                 return k;
 
-        if ((k = bind_text(st, 1, r->id)) < 0 ||
-            (k = errno_from_sqlite(sqlite3_bind_int64(st, 2, (sqlite3_int64) r->owner))) < 0 ||
-            (k = bind_text(st, 3, r->ca)) < 0 ||
-            (k = bind_text(st, 4, r->label)) < 0 ||
-            (k = bind_text(st, 5, r->subject)) < 0 ||
-            (k = bind_text(st, 6, names)) < 0 ||
-            (k = bind_text(st, 7, r->key)) < 0 ||
-            (k = bind_text(st, 8, r->usage)) < 0 ||
-            (k = bind_text(st, 9, request_state_to_string(r->state))) < 0 ||
-            (k = bind_text(st, 10, r->error)) < 0 ||
-            (k = bind_text(st, 11, r->error_message)) < 0 ||
-            (k = bind_text(st, 12, r->fail_info)) < 0 ||
-            (k = bind_text(st, 13, r->transaction_id)) < 0 ||
-            (k = bind_text(st, 14, r->certificate)) < 0 ||
-            (k = bind_text(st, 15, r->chain)) < 0 ||
-            (k = bind_text(st, 16, r->serial)) < 0 ||
-            (k = bind_text(st, 17, r->csr)) < 0 ||
-            (k = bind_u64(st, 18, r->not_before)) < 0 ||
-            (k = bind_u64(st, 19, r->not_after)) < 0 ||
-            (k = bind_u64(st, 20, r->created)) < 0 ||
-            (k = bind_u64(st, 21, r->updated)) < 0 ||
-            (k = bind_u64(st, 22, r->next_attempt)) < 0 ||
-            (k = bind_u64(st, 23, r->attempts)) < 0)
+        if ((k = bind_request_columns(st, r, names)) < 0 ||
+            (k = errno_from_sqlite(sqlite3_bind_int64(st, 22, (sqlite3_int64) r->owner))) < 0 ||
+            (k = bind_u64(st, 23, r->created)) < 0)
                 goto finish;
 
         if (blob)
@@ -814,27 +823,7 @@ int store_request_update(Store *s, const StoreRequest *r) {
         if (k < 0)
                 goto finish;
 
-        if ((k = bind_text(st, 1, r->id)) < 0 ||
-            (k = bind_text(st, 2, r->ca)) < 0 ||
-            (k = bind_text(st, 3, r->label)) < 0 ||
-            (k = bind_text(st, 4, r->subject)) < 0 ||
-            (k = bind_text(st, 5, names)) < 0 ||
-            (k = bind_text(st, 6, r->key)) < 0 ||
-            (k = bind_text(st, 7, r->usage)) < 0 ||
-            (k = bind_text(st, 8, request_state_to_string(r->state))) < 0 ||
-            (k = bind_text(st, 9, r->error)) < 0 ||
-            (k = bind_text(st, 10, r->error_message)) < 0 ||
-            (k = bind_text(st, 11, r->fail_info)) < 0 ||
-            (k = bind_text(st, 12, r->transaction_id)) < 0 ||
-            (k = bind_text(st, 13, r->certificate)) < 0 ||
-            (k = bind_text(st, 14, r->chain)) < 0 ||
-            (k = bind_text(st, 15, r->serial)) < 0 ||
-            (k = bind_text(st, 16, r->csr)) < 0 ||
-            (k = bind_u64(st, 17, r->not_before)) < 0 ||
-            (k = bind_u64(st, 18, r->not_after)) < 0 ||
-            (k = bind_u64(st, 19, r->updated)) < 0 ||
-            (k = bind_u64(st, 20, r->next_attempt)) < 0 ||
-            (k = bind_u64(st, 21, r->attempts)) < 0)
+        if ((k = bind_request_columns(st, r, names)) < 0)
                 goto finish;
 
         /* One statement in autocommit mode is one transaction. State transitions commit with
