@@ -264,6 +264,19 @@ finish:
         krb5_free_context(ctx);
 }
 
+/* The result of a GSS exchange: success with the credential's lifetime, or the failure's
+ * code (the mechanism's minor status when there is one) and text. */
+static void job_set_gss_result(Job *j, OM_uint32 major, OM_uint32 minor, OM_uint32 lifetime) {
+        if (!GSS_ERROR(major)) {
+                j->ok = true;
+                if (lifetime != GSS_C_INDEFINITE && lifetime > 0)
+                        j->end_usec = now_usec(CLOCK_REALTIME) + (uint64_t) lifetime * USEC_PER_SEC;
+                return;
+        }
+        j->code = minor ? (long) (int32_t) minor : (long) major;
+        j->detail = gss_detail(major, minor);
+}
+
 static void worker_acquire_proxy(Krb5Creds *c, Job *j) {
         OM_uint32 major, minor, lifetime = 0;
         gss_buffer_desc namebuf = { strlen(c->settings.principal), (void *) c->settings.principal };
@@ -275,19 +288,11 @@ static void worker_acquire_proxy(Krb5Creds *c, Job *j) {
         (void) gss_krb5_ccache_name(&minor, j->ccache, NULL);
         major = gss_import_name(&minor, &namebuf, (gss_OID) GSS_KRB5_NT_PRINCIPAL_NAME, &name);
         if (GSS_ERROR(major))
-                goto fail;
+                goto done;
         __atomic_add_fetch(&c->n_as, 1, __ATOMIC_RELAXED);
         major = gss_acquire_cred(&minor, name, GSS_C_INDEFINITE, &mechs, GSS_C_INITIATE, &cred, NULL, &lifetime);
-        if (GSS_ERROR(major))
-                goto fail;
-        j->ok = true;
-        if (lifetime != GSS_C_INDEFINITE && lifetime > 0)
-                j->end_usec = now_usec(CLOCK_REALTIME) + (uint64_t) lifetime * USEC_PER_SEC;
-        goto finish;
-fail:
-        j->code = minor ? (long) (int32_t) minor : (long) major;
-        j->detail = gss_detail(major, minor);
-finish:
+done:
+        job_set_gss_result(j, major, minor, lifetime);
         gss_release_cred(&minor, &cred);
         gss_release_name(&minor, &name);
 }
@@ -310,21 +315,13 @@ static void worker_probe(Krb5Creds *c, Job *j) {
         namebuf.length = strlen(spn);
         major = gss_import_name(&minor, &namebuf, GSS_C_NT_HOSTBASED_SERVICE, &target);
         if (GSS_ERROR(major))
-                goto fail;
+                goto done;
         __atomic_add_fetch(&c->n_tgs, 1, __ATOMIC_RELAXED);
         major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &gctx, target, (gss_OID) gss_mech_krb5,
                                      GSS_C_MUTUAL_FLAG, GSS_C_INDEFINITE, GSS_C_NO_CHANNEL_BINDINGS,
                                      GSS_C_NO_BUFFER, NULL, &out, NULL, &lifetime);
-        if (GSS_ERROR(major))
-                goto fail;
-        j->ok = true;
-        if (lifetime != GSS_C_INDEFINITE && lifetime > 0)
-                j->end_usec = now_usec(CLOCK_REALTIME) + (uint64_t) lifetime * USEC_PER_SEC;
-        goto finish;
-fail:
-        j->code = minor ? (long) (int32_t) minor : (long) major;
-        j->detail = gss_detail(major, minor);
-finish:
+done:
+        job_set_gss_result(j, major, minor, lifetime);
         gss_release_buffer(&min2, &out);
         if (gctx != GSS_C_NO_CONTEXT)
                 gss_delete_sec_context(&min2, &gctx, GSS_C_NO_BUFFER);
