@@ -138,7 +138,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
 
-        r = caller_from_message(msg, caller_names_needed(m->config), &caller);
+        r = caller_from_message(m->callers, msg, caller_names_needed(m->config), &caller);
         if (r < 0)
                 return r;
         CbCaller cb;
@@ -158,7 +158,7 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
         uid_t uid;
         int r;
 
-        r = caller_uid_from_message(msg, &uid);
+        r = caller_uid_from_message(ca->manager->callers, msg, &uid);
         if (r < 0)
                 return r;
         if (uid != 0)

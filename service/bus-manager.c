@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.certbroker.Broker1.Manager: Enroll, CheckAccess, ListRequests, ListCAs, Reload. */
+#include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +144,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         if (r < 0)
                 return r;
 
-        r = caller_from_message(msg, caller_names_needed(m->config), &p->caller);
+        r = caller_from_message(m->callers, msg, caller_names_needed(m->config), &p->caller);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot identify the caller from the bus: %m");
 
@@ -167,6 +168,15 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         r = cb_policy_decide(m->config, &p->cb_caller, &p->spec, &counter, ret);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Policy evaluation failed: %m");
+        /* A denial where a Units= rule might have applied says why the unit is not known. */
+        if (!ret->allowed && p->caller.unit_note) {
+                char *reason = NULL;
+                if (asprintf(&reason, "%s (Units= selectors match no unit for this caller: %s)",
+                             ret->reason ?: "denied", p->caller.unit_note) < 0)
+                        return -ENOMEM;
+                free(ret->reason);
+                ret->reason = reason;
+        }
         return 0;
 }
 
@@ -367,7 +377,7 @@ static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_erro
         uid_t uid;
         int r;
 
-        r = caller_uid_from_message(msg, &uid);
+        r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return r;
         r = sd_bus_message_new_method_return(msg, &reply);
@@ -421,7 +431,7 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         uid_t uid;
         int r;
 
-        r = caller_uid_from_message(msg, &uid);
+        r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return r;
         if (uid != 0)

@@ -40,7 +40,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
                 *ret_found = req;
                 return 1;
         }
-        r = caller_uid_from_message(msg, &uid);
+        r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return r;
         if (uid != 0 && uid != req->rec->owner)
@@ -58,7 +58,7 @@ static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, ch
         size_t n = 0;
         uid_t uid = (uid_t) -1;
 
-        if (msg && caller_uid_from_message(msg, &uid) < 0)
+        if (msg && caller_uid_from_message(m->callers, msg, &uid) < 0)
                 uid = (uid_t) -1;
         nodes = calloc(m->n_requests + 1, sizeof(char *));
         if (!nodes)
@@ -168,6 +168,28 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         sd_bus_message_unref(w->call);
         free(w);
         return 0;
+}
+
+void bus_request_caller_gone(const char *unique_name, void *userdata) {
+        Manager *m = userdata;
+        unsigned dropped = 0;
+
+        for (size_t i = 0; i < m->n_requests; i++)
+                for (Waiter **p = &m->requests[i]->waiters; *p;) {
+                        Waiter *w = *p;
+                        const char *sender = sd_bus_message_get_sender(w->call);
+                        if (!sender || strcmp(sender, unique_name) != 0) {
+                                p = &w->next;
+                                continue;
+                        }
+                        *p = w->next;
+                        sd_event_source_disable_unref(w->timeout);
+                        sd_bus_message_unref(w->call);
+                        free(w);
+                        dropped++;
+                }
+        if (dropped > 0)
+                log_debug("%s left the bus: dropped its %u Wait() call(s).", unique_name, dropped);
 }
 
 static int method_wait(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -1,11 +1,361 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <systemd/sd-login.h>
 
 #include "caller.h"
+
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+
+/* Connections remembered at once; past this a caller is identified afresh on every call
+ * (same bus credentials, pinned for that call only), so a flood of connections costs no fds. */
+#define CALLER_REGISTRY_MAX 16384U
+#define CALLER_BUCKETS 1024U
+
+typedef struct CallerEntry {
+        struct CallerEntry *next;
+        CallerRegistry *reg;
+        char *name;                     /* unique bus name */
+        uid_t uid;
+        gid_t *gids; size_t n_gids;
+        bool gids_known;
+        pid_t pid;
+        int pidfd;                      /* the pinned connecting process, -1 when none */
+        char *pin_note;                 /* why there is no pin */
+        char *label;
+        sd_bus_track *track;
+} CallerEntry;
+
+struct CallerRegistry {
+        CallerEntry *buckets[CALLER_BUCKETS];
+        size_t n;
+        CallerGoneHandler gone;
+        void *gone_userdata;
+};
+
+static unsigned name_hash(const char *s) {
+        unsigned h = 2166136261u;
+        for (; *s; s++)
+                h = (h ^ (unsigned char) *s) * 16777619u;
+        return h % CALLER_BUCKETS;
+}
+
+static CallerEntry *entry_free(CallerEntry *e) {
+        if (!e)
+                return NULL;
+        if (e->pidfd >= 0)
+                close(e->pidfd);
+        sd_bus_track_unref(e->track);
+        free(e->name);
+        free(e->gids);
+        free(e->pin_note);
+        free(e->label);
+        free(e);
+        return NULL;
+}
+
+int caller_registry_new(CallerRegistry **ret) {
+        CallerRegistry *reg = calloc(1, sizeof(*reg));
+        if (!reg)
+                return -ENOMEM;
+        *ret = reg;
+        return 0;
+}
+
+CallerRegistry *caller_registry_free(CallerRegistry *reg) {
+        if (!reg)
+                return NULL;
+        for (unsigned i = 0; i < CALLER_BUCKETS; i++)
+                while (reg->buckets[i]) {
+                        CallerEntry *e = reg->buckets[i];
+                        reg->buckets[i] = e->next;
+                        entry_free(e);
+                }
+        free(reg);
+        return NULL;
+}
+
+void caller_registry_set_gone_handler(CallerRegistry *reg, CallerGoneHandler handler, void *userdata) {
+        reg->gone = handler;
+        reg->gone_userdata = userdata;
+}
+
+size_t caller_registry_size(const CallerRegistry *reg) {
+        return reg->n;
+}
+
+static CallerEntry *registry_find(CallerRegistry *reg, const char *name) {
+        for (CallerEntry *e = reg->buckets[name_hash(name)]; e; e = e->next)
+                if (strcmp(e->name, name) == 0)
+                        return e;
+        return NULL;
+}
+
+static void registry_unlink(CallerRegistry *reg, CallerEntry *e) {
+        for (CallerEntry **p = &reg->buckets[name_hash(e->name)]; *p; p = &(*p)->next)
+                if (*p == e) {
+                        *p = e->next;
+                        reg->n--;
+                        return;
+                }
+}
+
+/* The connection left the bus: forget it, then tell the gone handler. */
+static int on_track_empty(sd_bus_track *track, void *userdata) {
+        CallerEntry *e = userdata;
+        CallerRegistry *reg = e->reg;
+        char *name = e->name;
+
+        (void) track;
+        registry_unlink(reg, e);
+        e->name = NULL;
+        e->track = NULL;        /* sd-bus holds its own reference while dispatching */
+        sd_bus_track_set_userdata(track, NULL);
+        entry_free(e);
+        sd_bus_track_unref(track);
+        if (reg->gone)
+                reg->gone(name, reg->gone_userdata);
+        free(name);
+        return 1;       /* done with this track: do not queue it again */
+}
+
+/* Effective uid of pid from /proc/<pid>/status; -errno. */
+static int proc_euid(pid_t pid, uid_t *ret) {
+        char path[64], line[256];
+        unsigned ruid, euid;
+        int r = -EIO;
+
+        snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof line, f))
+                if (sscanf(line, "Uid: %u %u", &ruid, &euid) == 2) {
+                        *ret = (uid_t) euid;
+                        r = 0;
+                        break;
+                }
+        fclose(f);
+        return r;
+}
+
+/* true while the process behind pidfd has not exited (a zombie has exited). */
+static bool pidfd_alive(int pidfd) {
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        return poll(&p, 1, 0) == 0;
+}
+
+static int set_note(char **note, const char *fmt, ...) _printf_(2, 3);
+static int set_note(char **note, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        free(*note);
+        va_start(ap, fmt);
+        r = vasprintf(note, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                *note = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Pin the connecting process: keep a pidfd only when the pid's process has the bus's uid. */
+static int entry_pin(CallerEntry *e, int bus_pidfd) {
+        uid_t euid;
+        int fd;
+
+        if (e->pid <= 0)
+                return set_note(&e->pin_note, "the bus does not say which process connected");
+        if (bus_pidfd >= 0)
+                fd = fcntl(bus_pidfd, F_DUPFD_CLOEXEC, 3);
+        else
+                fd = (int) syscall(SYS_pidfd_open, e->pid, 0);
+        if (fd < 0) {
+                if (errno == ESRCH)
+                        return set_note(&e->pin_note, "the process that connected (pid %d) has exited", (int) e->pid);
+                return set_note(&e->pin_note, "the process that connected (pid %d) cannot be pinned: %m", (int) e->pid);
+        }
+        if (proc_euid(e->pid, &euid) < 0 || !pidfd_alive(fd)) {
+                close(fd);
+                return set_note(&e->pin_note, "the process that connected (pid %d) has exited", (int) e->pid);
+        }
+        if (euid != e->uid) {
+                close(fd);
+                return set_note(&e->pin_note,
+                                "pid %d, which connected, is now a process of uid %u: the process that connected has exited",
+                                (int) e->pid, (unsigned) euid);
+        }
+        e->pidfd = fd;
+        return 0;
+}
+
+/* Ask the bus daemon what it captured when the sender connected. */
+static int entry_query(sd_bus *bus, const char *sender, CallerEntry *e) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        bool have_uid = false;
+        int bus_pidfd = -1, r;
+
+        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "GetConnectionCredentials", &error, &reply, "s", sender);
+        if (r < 0) {
+                sd_bus_error_free(&error);
+                return r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                goto finish;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+                uint32_t u;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        goto finish;
+                if (strcmp(key, "UnixUserID") == 0) {
+                        r = sd_bus_message_read(reply, "v", "u", &u);
+                        e->uid = (uid_t) u;
+                        have_uid = r >= 0;
+                } else if (strcmp(key, "ProcessID") == 0) {
+                        r = sd_bus_message_read(reply, "v", "u", &u);
+                        e->pid = (pid_t) u;
+                } else if (strcmp(key, "ProcessFD") == 0) {
+                        r = sd_bus_message_read(reply, "v", "h", &bus_pidfd);
+                } else if (strcmp(key, "UnixGroupIDs") == 0) {
+                        const void *a;
+                        size_t sz;
+                        r = sd_bus_message_enter_container(reply, 'v', "au");
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'u', &a, &sz);
+                        if (r >= 0) {
+                                e->n_gids = sz / sizeof(uint32_t);
+                                e->gids = calloc(e->n_gids + 1, sizeof(gid_t));
+                                if (!e->gids) {
+                                        r = -ENOMEM;
+                                        goto finish;
+                                }
+                                for (size_t i = 0; i < e->n_gids; i++)
+                                        e->gids[i] = (gid_t) ((const uint32_t *) a)[i];
+                                e->gids_known = true;
+                                r = sd_bus_message_exit_container(reply);
+                        }
+                } else if (strcmp(key, "LinuxSecurityLabel") == 0) {
+                        const void *a;
+                        size_t sz;
+                        r = sd_bus_message_enter_container(reply, 'v', "ay");
+                        if (r >= 0)
+                                r = sd_bus_message_read_array(reply, 'y', &a, &sz);
+                        if (r >= 0 && sz > 0) {
+                                e->label = strndup(a, sz);  /* the bus includes the NUL */
+                                if (!e->label) {
+                                        r = -ENOMEM;
+                                        goto finish;
+                                }
+                        }
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                } else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        goto finish;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        goto finish;
+        }
+        if (r < 0)
+                goto finish;
+        if (!have_uid) {
+                r = -EPROTO;
+                goto finish;
+        }
+        if (e->label && !*e->label) {
+                free(e->label);
+                e->label = NULL;
+        }
+        r = entry_pin(e, bus_pidfd);
+finish:
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+/* The remembered entry of the sender (created at its first call), or a temporary one in
+ * *ret_temp when the registry is full. */
+static int registry_get(CallerRegistry *reg, sd_bus_message *m, CallerEntry **ret, CallerEntry **ret_temp) {
+        sd_bus *bus = sd_bus_message_get_bus(m);
+        const char *sender = sd_bus_message_get_sender(m);
+        CallerEntry *e;
+        int r;
+
+        if (!sender || sender[0] != ':')
+                return -ENXIO;
+        e = registry_find(reg, sender);
+        if (e) {
+                *ret = e;
+                *ret_temp = NULL;
+                return 0;
+        }
+
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->pidfd = -1;
+        e->reg = reg;
+        e->name = strdup(sender);
+        if (!e->name) {
+                free(e);
+                return -ENOMEM;
+        }
+        bool keep = reg->n < CALLER_REGISTRY_MAX;
+        if (keep) {
+                /* Watch the name before asking about it: a connection that leaves after the
+                 * question is still noticed. */
+                r = sd_bus_track_new(bus, &e->track, on_track_empty, e);
+                if (r >= 0)
+                        r = sd_bus_track_add_name(e->track, sender);
+                if (r < 0) {
+                        entry_free(e);
+                        return r;
+                }
+        }
+        r = entry_query(bus, sender, e);
+        if (r < 0) {
+                entry_free(e);
+                return r;
+        }
+        if (!keep) {
+                *ret = e;
+                *ret_temp = e;
+                return 0;
+        }
+        unsigned h = name_hash(e->name);
+        e->next = reg->buckets[h];
+        reg->buckets[h] = e;
+        reg->n++;
+        *ret = e;
+        *ret_temp = NULL;
+        return 0;
+}
+
+int caller_uid_from_message(CallerRegistry *reg, sd_bus_message *m, uid_t *ret_uid) {
+        CallerEntry *e, *temp;
+        int r = registry_get(reg, m, &e, &temp);
+        if (r < 0)
+                return r;
+        *ret_uid = e->uid;
+        entry_free(temp);
+        return 0;
+}
 
 static char *user_name_of(uid_t uid) {
         struct passwd pw, *res = NULL;
@@ -25,77 +375,63 @@ static char *group_name_of(gid_t gid) {
         return strdup(res->gr_name);
 }
 
-int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid) {
-        sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
+/* The unit of the pinned process, read now and kept only if the process is still the pinned
+ * one with the bus's uid afterwards. */
+static int entry_unit(CallerEntry *e, char **ret_unit, char **ret_note) {
+        char *unit = NULL;
+        uid_t euid;
 
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        sd_bus_creds_unref(creds);
-        if (r < 0)
-                return r;
-        *ret_uid = uid;
+        *ret_unit = *ret_note = NULL;
+        if (e->pidfd < 0)
+                return (*ret_note = strdup(e->pin_note ?: "the connecting process is not known")) ? 0 : -ENOMEM;
+        int r = sd_pid_get_unit(e->pid, &unit);
+        if (!pidfd_alive(e->pidfd)) {
+                free(unit);
+                return set_note(ret_note, "the process that connected (pid %d) has exited", (int) e->pid);
+        }
+        if (proc_euid(e->pid, &euid) < 0 || !pidfd_alive(e->pidfd) || euid != e->uid) {
+                free(unit);
+                return set_note(ret_note, "the process that connected (pid %d) no longer has the connection's uid %u",
+                                (int) e->pid, (unsigned) e->uid);
+        }
+        if (r < 0) {
+                free(unit);
+                return set_note(ret_note, "the process that connected (pid %d) is in no systemd unit", (int) e->pid);
+        }
+        *ret_unit = unit;
         return 0;
 }
 
-int caller_from_message(sd_bus_message *m, CallerNames names, Caller *ret) {
-        sd_bus_creds *creds = NULL;
-        Caller c = { .gid = (gid_t) -1 };
-        const gid_t *gids = NULL;
-        const char *s;
-        int r, n;
+int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames names, Caller *ret) {
+        CallerEntry *e, *temp;
+        Caller c = {};
+        int r;
 
-        r = sd_bus_query_sender_creds(m,
-                                      SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_EGID |
-                                      SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_UNIT |
-                                      SD_BUS_CREDS_SELINUX_CONTEXT | SD_BUS_CREDS_AUGMENT,
-                                      &creds);
+        r = registry_get(reg, m, &e, &temp);
         if (r < 0)
                 return r;
 
-        /* The uid is the one thing we insist on: the bus daemon vouches for it. */
-        r = sd_bus_creds_get_euid(creds, &c.uid);
-        if (r < 0)
-                goto fail;
-
-        (void) sd_bus_creds_get_pid(creds, &c.pid);
-        (void) sd_bus_creds_get_egid(creds, &c.gid);
-
-        /* Groups= matches the primary group like a supplementary one: it goes first. */
-        n = sd_bus_creds_get_supplementary_gids(creds, &gids);
-        c.gids = calloc((size_t) (n > 0 ? n : 0) + 1, sizeof(gid_t));
+        c.uid = e->uid;
+        c.pid = e->pid;
+        c.gids_known = e->gids_known;
+        c.gids = calloc(e->n_gids + 1, sizeof(gid_t));
         if (!c.gids) {
                 r = -ENOMEM;
                 goto fail;
         }
-        if (c.gid != (gid_t) -1)
-                c.gids[c.n_gids++] = c.gid;
-        for (int i = 0; i < n; i++)
-                if (gids[i] != c.gid)
-                        c.gids[c.n_gids++] = gids[i];
-
-        if (sd_bus_creds_get_unit(creds, &s) >= 0 && s) {
-                c.unit = strdup(s);
-                if (!c.unit) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
+        memcpy(c.gids, e->gids ?: c.gids, e->n_gids * sizeof(gid_t));
+        c.n_gids = e->n_gids;
+        if (e->label && !(c.selinux_label = strdup(e->label))) {
+                r = -ENOMEM;
+                goto fail;
         }
-        if (sd_bus_creds_get_selinux_context(creds, &s) >= 0 && s && *s) {
-                c.selinux_label = strdup(s);
-                if (!c.selinux_label) {
-                        r = -ENOMEM;
+        if (names & CALLER_UNIT) {
+                r = entry_unit(e, &c.unit, &c.unit_note);
+                if (r < 0)
                         goto fail;
-                }
         }
-
         if (names & CALLER_USER_NAME)
                 c.user_name = user_name_of(c.uid);
-
-        /* Group names, for rules that name groups. */
         if (names & CALLER_GROUP_NAMES) {
                 c.group_names = calloc(c.n_gids + 1, sizeof(char *));
                 if (!c.group_names) {
@@ -105,13 +441,12 @@ int caller_from_message(sd_bus_message *m, CallerNames names, Caller *ret) {
                 for (size_t i = 0; i < c.n_gids; i++)
                         c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
         }
-
-        sd_bus_creds_unref(creds);
+        entry_free(temp);
         *ret = c;
         return 0;
 
 fail:
-        sd_bus_creds_unref(creds);
+        entry_free(temp);
         caller_done(&c);
         return r;
 }
@@ -125,8 +460,9 @@ void caller_done(Caller *c) {
         free(c->group_names);
         free(c->user_name);
         free(c->unit);
+        free(c->unit_note);
         free(c->selinux_label);
-        *c = (Caller) { .gid = (gid_t) -1 };
+        *c = (Caller) {};
 }
 
 void caller_to_policy(const Caller *c, CbCaller *ret) {
@@ -157,6 +493,8 @@ CallerNames caller_names_needed(const CbConfig *config) {
                         n |= CALLER_USER_NAME;
                 if (any_name(config->rules[i].groups, config->rules[i].n_groups))
                         n |= CALLER_GROUP_NAMES;
+                if (config->rules[i].n_units > 0)
+                        n |= CALLER_UNIT;
         }
         return n;
 }

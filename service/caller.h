@@ -7,40 +7,62 @@
 
 #include "cb-policy.h"
 
-/* Who is calling, from the bus credentials only: never from anything the
- * caller says about itself. dbus-daemon reports pid and euid; the rest
- * (supplementary gids, unit) is augmented from /proc by sd-bus, which is
- * racy against pid reuse, so it only ever narrows what a caller may do when
- * the pid is gone (a vanished process has no gids and no unit). */
+/* Who is calling: only what the bus daemon vouches for, never what /proc says later.
+ *
+ * - uid, groups and SELinux label: what dbus-daemon captured when the caller connected
+ *   (GetConnectionCredentials: UnixUserID, UnixGroupIDs, LinuxSecurityLabel). sd-bus 252 would
+ *   "augment" the groups from /proc/<pid>, which is whoever holds that pid now: never used.
+ * - unit: only of the process that connected, while it provably is that process. At the first
+ *   call of a connection the process is pinned (ProcessFD where the bus offers it, else a pidfd
+ *   of ProcessID) and kept only if its effective uid is the bus's uid; each decision reads its
+ *   unit from /proc and then checks that the pinned process is still alive and still has that
+ *   uid. A connection whose connecting process is gone, or was another uid's when first seen,
+ *   has no unit, and unit_note says why.
+ * What remains: a uid's own processes can stand in for each other (the connecting process may
+ * have exited, and its pid been taken by another process of the same uid, before the
+ * connection's first call to the broker); the bus does not tell when a connection was made.
+ *
+ * Connections are remembered per unique name (the bus never reuses one) until they leave the
+ * bus, which also tells the registry's gone handler (Wait() callers are dropped). */
 typedef struct Caller {
         uid_t uid;
-        gid_t gid;                      /* primary gid, (gid_t) -1 when unknown */
-        gid_t *gids;                    /* primary (first, when known) and supplementary gids */
+        gid_t *gids;                    /* the groups the bus captured at connect time */
         size_t n_gids;
-        pid_t pid;                      /* 0 when unknown */
+        bool gids_known;                /* false: the bus does not report groups */
+        pid_t pid;                      /* the connecting pid as the bus saw it; 0 when unknown */
         char *user_name;                /* NULL when the uid has no passwd entry */
         char **group_names;             /* parallel to gids; entries may be NULL */
         size_t n_group_names;
-        char *unit;                     /* systemd unit, NULL when unknown */
-        char *selinux_label;            /* full label, NULL when the bus gives none */
+        char *unit;                     /* systemd unit of the connecting process, NULL when unknown */
+        char *unit_note;                /* why unit is NULL (for denial messages), or NULL */
+        char *selinux_label;            /* the bus's label, NULL when the bus gives none */
 } Caller;
 
-/* What to resolve through NSS (which may block, e.g. sssd): user and group names are only
- * looked up when some rule selects by name. */
+/* What to resolve for a decision: names through NSS (which may block, e.g. sssd) only when
+ * some rule selects by name, the unit only when some rule has Units=. */
 typedef enum CallerNames {
-        CALLER_USER_NAME  = 1 << 0,
+        CALLER_USER_NAME   = 1 << 0,
         CALLER_GROUP_NAMES = 1 << 1,
+        CALLER_UNIT        = 1 << 2,
 } CallerNames;
 
-/* Which names the configuration's rules need (Users=/Groups= values that are not numbers). */
+typedef struct CallerRegistry CallerRegistry;
+typedef void (*CallerGoneHandler)(const char *unique_name, void *userdata);
+
+int caller_registry_new(CallerRegistry **ret);
+CallerRegistry *caller_registry_free(CallerRegistry *reg);
+void caller_registry_set_gone_handler(CallerRegistry *reg, CallerGoneHandler handler, void *userdata);
+size_t caller_registry_size(const CallerRegistry *reg);
+
+/* Which look-ups the configuration's rules need. */
 CallerNames caller_names_needed(const CbConfig *config);
 
-/* Fill *ret from the sender of m. Returns 0 or a negative errno; on failure
- * *ret is untouched. */
-int caller_from_message(sd_bus_message *m, CallerNames names, Caller *ret);
+/* Fill *ret from the sender of m. Returns 0 or a negative errno; on failure *ret is
+ * untouched. */
+int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames names, Caller *ret);
 
-/* The sender's uid alone (cheaper: no group or unit look-ups). */
-int caller_uid_from_message(sd_bus_message *m, uid_t *ret_uid);
+/* The sender's uid alone (from the same remembered credentials). */
+int caller_uid_from_message(CallerRegistry *reg, sd_bus_message *m, uid_t *ret_uid);
 
 void caller_done(Caller *c);
 

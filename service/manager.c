@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caller.h"
 #include "config.h"
 #include "engine.h"
 #include "log.h"
@@ -497,6 +498,10 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
                 log_error_errno(r, "Cannot connect to the system bus: %m");
                 goto fail_logged;
         }
+        r = caller_registry_new(&m->callers);
+        if (r < 0)
+                goto fail;
+        caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
         r = bus_manager_register(m);
         if (r < 0)
                 goto fail;
@@ -547,6 +552,7 @@ Manager *manager_free(Manager *m) {
         /* Last journal fsync first: Enroll calls waiting for it get their replies before the
          * bus closes. */
         m->journal_sync = journal_sync_free(m->journal_sync);
+        m->callers = caller_registry_free(m->callers);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);
                 sd_bus_flush_close_unref(m->bus);

@@ -64,6 +64,7 @@ struct Manager {
         JournalSync *journal_sync;      /* group commit: Enroll replies once its insert is on disk */
         bool stopping;                  /* SIGTERM or shutdown: start no new work */
         KeyPool *pool;
+        struct CallerRegistry *callers; /* bus credentials per connection (caller.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 
         Request **requests; size_t n_requests;
@@ -98,3 +99,5 @@ int bus_manager_register(Manager *m);
 /* PropertiesChanged with invalidations only: no values reach other tenants. No
  * ObjectManager either, for the same reason (InterfacesAdded would carry values). */
 int bus_request_emit_changed(Request *r);
+/* The connection unique_name left the bus: its Wait() calls are dropped (nobody to reply to). */
+void bus_request_caller_gone(const char *unique_name, void *userdata);

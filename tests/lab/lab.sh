@@ -194,8 +194,11 @@ _lab_require_inside() {
         local what=$1 links
         lab_inside && [ -n "${LAB_DIR:-}" ] && [ -d "$LAB_DIR" ] ||
                 lab_fail "$what: not inside the lab; call lab_enter \"\$@\" first"
-        if [ "$(readlink /proc/self/ns/net)" = "$(readlink /proc/1/ns/net)" ] ||
-           [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
+        # Compared with the namespaces lab_enter started from (in a test that runs in its own pid
+        # namespace, /proc/1 is the test itself).
+        if [ "$(readlink /proc/self/ns/net)" = "${CB_LAB_OUTER_NET:-$(readlink /proc/1/ns/net)}" ] ||
+           [ "$(readlink /proc/self/ns/mnt)" = "${CB_LAB_OUTER_MNT:-$(readlink /proc/1/ns/mnt)}" ] ||
+           [ "$(readlink /proc/self/ns/net)" = "$(readlink /proc/1/ns/net)" -a "$$" != 1 ]; then
                 lab_fail "$what: refusing to start a server in the host's network or mount namespace"
         fi
         links=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -vx lo || true)
@@ -374,6 +377,9 @@ lab_enter() {
                         lab_fail "lab_enter: call it from a bash script (it re-executes the script that sourced lab.sh), not from '${BASH_SOURCE[-1]}'"
                 # unshare without --fork execs bash in place: same PID inside.
                 export CB_LAB_INSIDE=$$
+                CB_LAB_OUTER_NET=$(readlink /proc/self/ns/net)
+                CB_LAB_OUTER_MNT=$(readlink /proc/self/ns/mnt)
+                export CB_LAB_OUTER_NET CB_LAB_OUTER_MNT
                 exec unshare --mount --net --propagation private -- "$BASH" "$script" "$@"
         fi
 
