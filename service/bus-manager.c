@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit-text.h"
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -180,26 +181,24 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         return 0;
 }
 
-static char *join_names(char **names, size_t n) {
-        size_t len = 1;
-        for (size_t i = 0; i < n; i++)
-                len += strlen(names[i]) + 1;
-        char *s = malloc(len), *p = s;
-        if (!s)
-                return NULL;
-        *p = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (i > 0)
-                        *p++ = ' ';
-                p = stpcpy(p, names[i]);
-        }
-        return s;
-}
+/* Denials and CheckAccess records are what a tenant can make at will: they are limited per
+ * uid (manager_audit_admit()), so a flood cannot push the records that matter out of the
+ * journal. Allowed enrollments are not: MaxRequests= bounds them, and each is a request. */
+static void audit_decision(Manager *m, const PolicyCall *p, const CbDecision *d, const char *request,
+                           const char *what, bool limited) {
+        char names[AUDIT_NAMES_TEXT_MAX], ca[AUDIT_NAME_MAX + 16], err[128] = "";
 
-static void audit_decision(const PolicyCall *p, const CbDecision *d, const char *request, const char *what) {
-        char *names = join_names(p->names, p->spec.n_names);
-        char err[128] = "";
-
+        if (limited && !manager_audit_admit(m, p->caller.uid))
+                return;
+        /* The normalized names when the decision got that far, else the arguments escaped. */
+        if (d->names && d->n_names == p->spec.n_names)
+                audit_names_format((const char *const *) d->names, d->n_names, names, sizeof names);
+        else
+                audit_names_format((const char *const *) p->names, p->spec.n_names, names, sizeof names);
+        if (d->ca)
+                snprintf(ca, sizeof ca, "%s", d->ca->name);
+        else
+                audit_names_format(&p->ca, 1, ca, sizeof ca);
         if (!d->allowed)
                 snprintf(err, sizeof err, CB_ERROR_PREFIX "%s", cb_decision_result_to_error(d->result));
         log_audit(d->allowed ? LOG_INFO : LOG_NOTICE,
@@ -209,11 +208,10 @@ static void audit_decision(const PolicyCall *p, const CbDecision *d, const char 
                           .rule = d->rule,
                           .decision = d->allowed ? "allow" : "deny",
                           .names = names,
-                          .ca = d->ca ? d->ca->name : p->ca,
+                          .ca = ca,
                           .error = err,
                   },
                   "%s by uid %u: %s", what, (unsigned) p->caller.uid, d->reason ?: "");
-        free(names);
 }
 
 /* An Enroll call waiting for its request to reach the disk (group commit). */
@@ -261,7 +259,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 goto finish;
         if (!d.allowed) {
-                audit_decision(&p, &d, NULL, "Enroll denied");
+                audit_decision(m, &p, &d, NULL, "Enroll denied", true);
                 r = bus_error_setf_named(error, cb_decision_result_to_error(d.result), "%s", d.reason);
                 goto finish;
         }
@@ -325,7 +323,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 goto finish;
         }
         Request *added = TAKE_PTR(req);
-        audit_decision(&p, &d, added->rec->id, "Enroll allowed");
+        audit_decision(m, &p, &d, added->rec->id, "Enroll allowed", false);
 
         /* Durable before the reply: the reply (and the engine) wait for the journal's fsync,
          * which the loop does not wait for. */
@@ -363,7 +361,7 @@ static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error
 
         r = policy_call_decide(m, msg, &p, &d, error);
         if (r >= 0) {
-                audit_decision(&p, &d, NULL, "CheckAccess");
+                audit_decision(m, &p, &d, NULL, "CheckAccess", true);
                 r = sd_bus_reply_method_return(msg, "bss", d.allowed, d.rule ?: "", d.reason ?: "");
         }
         cb_decision_done(&d);

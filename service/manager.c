@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "uid-limit.h"
 #include "secret-memory.h"
 
 uint64_t now_usec(void) {
@@ -296,6 +297,44 @@ static void manager_expire_keys(Manager *m) {
         }
 }
 
+/* ---- audit flood control ---- */
+
+#define AUDIT_SWEEP_INTERVAL_USEC (60ULL * 1000000ULL)
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+static void audit_report_suppressed(uid_t uid, uint64_t suppressed, void *userdata) {
+        log_audit(LOG_NOTICE, &(AuditRecord) { .uid = uid, .decision = "suppressed" },
+                  "uid %u: %llu further denial and CheckAccess records were not logged (more than %u at once, "
+                  "then one per %llu s)", (unsigned) uid, (unsigned long long) suppressed, MANAGER_AUDIT_BURST,
+                  MANAGER_AUDIT_REFILL_USEC / 1000000ULL);
+}
+
+bool manager_audit_admit(Manager *m, uid_t uid) {
+        uint64_t suppressed = 0;
+
+        if (uid == 0 || !m->audit_limit)
+                return true;
+        if (!uid_limit_take(m->audit_limit, uid, monotonic_usec(), &suppressed, NULL))
+                return false;
+        if (suppressed > 0)
+                audit_report_suppressed(uid, suppressed, m);
+        return true;
+}
+
+static int on_audit_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        uid_limit_sweep(m->audit_limit, monotonic_usec(), audit_report_suppressed, m);
+        (void) sd_event_source_set_time_relative(s, AUDIT_SWEEP_INTERVAL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
 static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
@@ -493,6 +532,16 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0)
                 goto fail;
 
+        /* The table forgets a uid once its bucket is full again; 65536 uids at once is more
+         * than any host has tenants, and beyond it records are logged, never lost. */
+        r = uid_limit_new(MANAGER_AUDIT_BURST, MANAGER_AUDIT_REFILL_USEC, 65536, true, &m->audit_limit);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, AUDIT_SWEEP_INTERVAL_USEC,
+                                       1000000ULL, on_audit_sweep, m);
+        if (r < 0)
+                goto fail;
+
         r = sd_bus_open_system(&m->bus);
         if (r < 0) {
                 log_error_errno(r, "Cannot connect to the system bus: %m");
@@ -553,6 +602,10 @@ Manager *manager_free(Manager *m) {
          * bus closes. */
         m->journal_sync = journal_sync_free(m->journal_sync);
         m->callers = caller_registry_free(m->callers);
+        if (m->audit_limit) {
+                uid_limit_sweep(m->audit_limit, UINT64_MAX, audit_report_suppressed, m);
+                m->audit_limit = uid_limit_free(m->audit_limit);
+        }
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);
                 sd_bus_flush_close_unref(m->bus);

@@ -65,6 +65,7 @@ struct Manager {
         bool stopping;                  /* SIGTERM or shutdown: start no new work */
         KeyPool *pool;
         struct CallerRegistry *callers; /* bus credentials per connection (caller.h) */
+        struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 
         Request **requests; size_t n_requests;
@@ -93,6 +94,14 @@ void request_wake_waiters(Request *r);
 Request *request_free(Request *r);
 
 uint64_t now_usec(void);
+
+/* Audit records a caller can trigger at will (denials, CheckAccess): false when this uid has
+ * had its share (MANAGER_AUDIT_BURST at once, then one per MANAGER_AUDIT_REFILL_USEC); what
+ * is held back is summed up in one record per uid, when the uid next gets through or within
+ * a minute. Root is not limited. */
+#define MANAGER_AUDIT_BURST 20U
+#define MANAGER_AUDIT_REFILL_USEC (3ULL * 1000000ULL)
+bool manager_audit_admit(Manager *m, uid_t uid);
 
 /* Bus objects (bus-*.c). */
 int bus_manager_register(Manager *m);

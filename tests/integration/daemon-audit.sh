@@ -75,4 +75,62 @@ print(f'# {len(entries)} journal records, {len(audit)} audit records')
 sys.exit(1 if bad else 0)
 PYEOF
 lab_pass "allow, deny, issued and key-taken records carry the CERTBROKER_* fields; no secrets in the journal"
+
+# A tenant floods the audit: 60 denied CheckAccess calls, with names that try to forge
+# journal lines and one of 100 000 bytes. At most a burst of them is logged, names escaped
+# and cut; the rest are counted into one "suppressed" record (written at the latest when
+# the broker stops); alice's enrollment in the middle of it is logged all the same.
+flood=60
+forged=$'evil.example.test\nCERTBROKER_DECISION=allow\nMESSAGE=forged'
+long=$(head -c 100000 /dev/zero | tr '\0' 'x')
+for i in $(seq 1 $flood); do
+        name=$forged
+        [ "$i" = 7 ] && name=$long
+        cb mallory call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" CheckAccess ssasa{sv} corp "" 1 "$name" 0 \
+                >/dev/null || lab_fail "CheckAccess call $i failed"
+        if [ "$i" = 30 ]; then
+                mid=$(cb_enroll alice corp flood.a.example.test) || lab_fail "alice's Enroll during the flood"
+        fi
+done
+lab_assert_eq "$(cb_wait alice "$mid" 60)" issued "alice's request during the flood"
 broker_stop
+
+"$LAB_PYTHON" - "$journal" "$flood" "${mid##*/}" <<'PYEOF' || lab_fail "flood records (above)"
+import json
+import sys
+
+entries = [json.loads(l) for l in open(sys.argv[1])]
+flood, mid = int(sys.argv[2]), sys.argv[3]
+bad = []
+mine = [e for e in entries if e.get('CERTBROKER_UID') == '2003']
+checks = [e for e in mine if e.get('MESSAGE', '').startswith('CheckAccess by uid 2003')]
+summaries = [e for e in mine if e.get('CERTBROKER_DECISION') == 'suppressed']
+held = 0
+for e in summaries:
+    words = e['MESSAGE'].split()
+    held += int(words[2])
+if not 20 <= len(checks) < flood:
+    bad.append(f'{len(checks)} of {flood} CheckAccess records logged: want the burst of 20 and a few refills')
+if len(checks) + held != flood:
+    bad.append(f'{len(checks)} logged + {held} counted as suppressed != {flood} calls')
+if not summaries:
+    bad.append('no "suppressed" record for uid 2003')
+for e in checks:
+    names = e.get('CERTBROKER_NAMES', '')
+    if '\n' in names or '\n' in e.get('MESSAGE', '') or len(names) > 1024 or len(e.get('MESSAGE', '')) > 2048:
+        bad.append(f'raw or oversized argument in a record: {names[:80]!r} ({len(names)} bytes)')
+        break
+if not any(e.get('CERTBROKER_NAMES', '').startswith('evil.example.test\\x0aCERTBROKER_DECISION') for e in checks):
+    bad.append('no record shows the forged name escaped')
+if any(e.get('MESSAGE') == 'forged' for e in entries):
+    bad.append('a forged journal record')
+if not any(e.get('CERTBROKER_DECISION') == 'allow' and e.get('CERTBROKER_REQUEST') == mid for e in entries):
+    bad.append("alice's Enroll during the flood was not logged")
+if not any(e.get('CERTBROKER_DECISION') == 'issued' and e.get('CERTBROKER_REQUEST') == mid for e in entries):
+    bad.append("alice's issued request during the flood was not logged")
+for b in bad:
+    print('not ok - ' + b)
+print(f'# uid 2003: {len(checks)} CheckAccess records logged, {held} suppressed in {len(summaries)} summaries')
+sys.exit(1 if bad else 0)
+PYEOF
+lab_pass "a tenant's CheckAccess flood: a burst logged with names escaped and cut, the rest counted; other records unaffected"
