@@ -143,14 +143,35 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return r;
         CbCaller cb;
         caller_to_policy(&caller, &cb);
-        bool allowed = caller.uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
+        uid_t uid = caller.uid;
+        bool allowed = uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
         caller_done(&caller);
         if (!allowed)
                 return sd_bus_error_setf(error, CB_ERROR_ACCESS_DENIED,
                                          "No policy rule lets you use CA '%s'; Check() is for root and "
                                          "for callers some rule allows to use the CA.", ca->name);
 
-        return engine_ca_check(m, ca, msg, want_challenge);
+        uint64_t retry = 0;
+        switch (engine_ca_check_admit(m, ca, uid, want_challenge, &retry)) {
+        case CHECK_ADMITTED:
+                break;
+        case CHECK_TOO_MANY:
+                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                                         "%u Checks are running already (the broker runs at most that many at "
+                                         "once); try again when one has answered.", CHECK_MAX_RUNNING);
+        case CHECK_UID_BUSY:
+                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                                         "Your previous Check is still running (one at a time per user); wait "
+                                         "for its answer.");
+        case CHECK_CHALLENGE_RATE:
+                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                                         "Check with challenge=true on CA '%s' runs once per %llu minutes per "
+                                         "user: each one spends one of the few one-time passwords NDES keeps. "
+                                         "Try again in %llu s, run it without the challenge option, or as root.",
+                                         ca->name, CHECK_CHALLENGE_INTERVAL_USEC / 60000000ULL,
+                                         (unsigned long long) ((retry + 999999ULL) / 1000000ULL));
+        }
+        return engine_ca_check(m, ca, msg, want_challenge, uid);
 }
 
 static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

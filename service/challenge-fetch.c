@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -26,7 +27,15 @@ struct ChallengeFetch {
         void *userdata;
         Krb5ServiceWait *wait;
         HttpRequest *request;
+        bool fresh;                     /* never answered from a spare */
 };
+
+#define CHALLENGE_SPARES_MAX 64U        /* MaxOutstandingChallenges' own limit */
+
+typedef struct Spare {
+        ChallengeSecret *secret;        /* holds its slot until freed */
+        uint64_t since;                 /* CLOCK_MONOTONIC usec */
+} Spare;
 
 struct ChallengeFetcher {
         HttpClient *http;
@@ -38,7 +47,16 @@ struct ChallengeFetcher {
         ChallengeFetch *fetches;        /* all, newest first */
         unsigned n_queued;
         bool waking;
+        Spare spares[CHALLENGE_SPARES_MAX];     /* oldest first */
+        unsigned n_spares;
 };
+
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
 
 TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
                                          const char *url, const char *principal, ChallengeSecret **ret_secret,
@@ -260,7 +278,44 @@ static void wake(void *userdata) {
         f->waking = false;
 }
 
-int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret) {
+/* Hands a spare (which already holds its slot) to a fetch and frees the fetch. */
+static void deliver_spare(ChallengeFetch *x, ChallengeSecret *secret) {
+        ChallengeFetcher *f = x->fetcher;
+        ChallengeResult res = {
+                .outcome = TRANSPORT_OK,
+                .secret = secret,
+        };
+
+        fetch_unlink(x);
+        x->handler(f, &res, x->userdata);
+        free(x);
+}
+
+/* Spares past their age are freed (which gives their slots back and may start fetches). */
+static void drop_stale_spares(ChallengeFetcher *f) {
+        uint64_t now = monotonic_usec();
+
+        while (f->n_spares > 0 && now - f->spares[0].since > CHALLENGE_SPARE_MAX_AGE_USEC) {
+                ChallengeSecret *s = f->spares[0].secret;
+                memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
+                challenge_secret_free(s);
+        }
+}
+
+static ChallengeSecret *take_spare(ChallengeFetcher *f) {
+        ChallengeSecret *s;
+
+        drop_stale_spares(f);
+        if (f->n_spares == 0)
+                return NULL;
+        s = f->spares[0].secret;
+        memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
+        return s;
+}
+
+static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, bool fresh,
+                       ChallengeFetch **ret) {
+        ChallengeSecret *spare;
         ChallengeFetch *x;
 
         if (!f || !handler)
@@ -271,6 +326,7 @@ int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, vo
         x->fetcher = f;
         x->handler = handler;
         x->userdata = userdata;
+        x->fresh = fresh;
         x->state = FETCH_QUEUED;
         x->next = f->fetches;
         if (f->fetches)
@@ -279,10 +335,51 @@ int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, vo
         f->n_queued++;
         if (ret)
                 *ret = x;
+        if (!fresh && (spare = take_spare(f))) {
+                deliver_spare(x, spare);
+                return 0;
+        }
         /* Even a fetch that can start now starts from here: the handler may run synchronously
-         * only for errors known at once (guard refusals, allocation failures). */
+         * only for errors known at once (guard refusals, allocation failures) and spares. */
         wake(f);
         return 0;
+}
+
+int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret) {
+        return fetch_start(f, handler, userdata, false, ret);
+}
+
+int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handler, void *userdata,
+                                  ChallengeFetch **ret) {
+        return fetch_start(f, handler, userdata, true, ret);
+}
+
+void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeSecret *secret) {
+        ChallengeFetch *oldest = NULL;
+
+        if (!secret)
+                return;
+        if (!f) {
+                challenge_secret_free(secret);
+                return;
+        }
+        for (ChallengeFetch *x = f->fetches; x; x = x->next)
+                if (x->state == FETCH_QUEUED && !x->fresh)
+                        oldest = x;
+        if (oldest) {
+                deliver_spare(oldest, secret);
+                return;
+        }
+        drop_stale_spares(f);
+        if (f->n_spares >= CHALLENGE_SPARES_MAX) {
+                challenge_secret_free(secret);
+                return;
+        }
+        f->spares[f->n_spares++] = (Spare) { .secret = secret, .since = monotonic_usec() };
+}
+
+unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f) {
+        return f->n_spares;
 }
 
 ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x) {
@@ -344,6 +441,8 @@ ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
         challenge_limit_set_wake(f->limit, NULL, NULL);
         while (f->fetches)
                 challenge_fetch_cancel(f->fetches);
+        while (f->n_spares > 0)
+                challenge_secret_free(f->spares[--f->n_spares].secret);
         challenge_limit_unref(f->limit);
         free(f->ca_name);
         free(f->admin_url);

@@ -56,6 +56,20 @@ ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f);
  * cancel it until the handler runs. 0 or negative errno. */
 int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret);
 
+/* The same, but never answered from a spare (below): CA.Check() must see the page answer. */
+int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handler, void *userdata,
+                                  ChallengeFetch **ret);
+
+/* A challenge fetched for something that did not need it (CA.Check()) serves the next
+ * enrollment instead of being thrown away: NDES counts it as outstanding until it is used or
+ * expires. The oldest queued (non-fresh) fetch gets it now; else it is kept, still holding its
+ * slot, and the next challenge_fetcher_fetch() is answered with it at once (its handler runs
+ * before challenge_fetcher_fetch() returns). Spares older than CHALLENGE_SPARE_MAX_AGE_USEC
+ * (NDES's passwords expire after 60 minutes by default) are dropped. Takes ownership. */
+#define CHALLENGE_SPARE_MAX_AGE_USEC (30ULL * 60ULL * 1000000ULL)
+void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeSecret *secret);
+unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f);
+
 /* Cancels a fetch whose handler has not run. Accepts NULL, returns NULL. */
 ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 

@@ -6,11 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "challenge-page.h"
 #include "engine.h"
 #include "engine-internal.h"
+#include "log.h"
+#include "uid-limit.h"
 
 typedef struct Check {
         struct Check *next;
@@ -18,6 +21,7 @@ typedef struct Check {
         CaState *ca;
         sd_bus_message *call;
         bool want_challenge;
+        uid_t uid;
         int step;
         bool failed;
         char *rows[16][3];
@@ -167,18 +171,26 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
         check_run(k);
 }
 
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
 static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {
         Check *k = userdata;
 
         k->fetch = NULL;
         if (res->outcome == TRANSPORT_OK)
-                check_add(k, "challenge", "ok", "a one-time challenge password was issued (and discarded)");
+                check_add(k, "challenge", "ok", "a one-time challenge password was issued (kept for the next "
+                          "enrollment: NDES holds only a few unused ones)");
         else
                 check_add(k, "challenge", "fail", res->message);
-        challenge_secret_free(res->secret);
+        /* Not thrown away: the next enrollment of this CA uses it (it may be waiting now). */
+        challenge_fetcher_keep_spare(f, res->secret);
         res->secret = NULL;
-        k->step++;
-        check_run(k);
+        check_run(k);           /* check_run() already moved past this step */
 }
 
 static void check_run(Check *k) {
@@ -289,12 +301,13 @@ static void check_run(Check *k) {
                                         check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
                                         continue;
                                 }
-                                q = challenge_fetcher_fetch(f, check_on_challenge, k, &k->fetch);
+                                /* Fresh: the step checks what the page answers now. The handler
+                                 * may run (and free k) before this returns. */
+                                q = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);
                                 if (q < 0) {
                                         check_add(k, "challenge", "fail", strerror(-q));
                                         continue;
                                 }
-                                k->step--;
                                 return;
                         }
                         if (asprintf(&url, "%s?operation=%s", c->url, k->step == 4 ? "GetCACaps" : "GetCACert") < 0)
@@ -328,17 +341,50 @@ static void check_run(Check *k) {
         }
 }
 
-int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge) {
+CheckAdmission engine_ca_check_admit(Manager *m, CaState *ca, uid_t uid, bool want_challenge,
+                                     uint64_t *ret_retry_usec) {
+        unsigned total = 0, mine = 0;
+        uint64_t retry = 0, now;
+
+        for (Check *k = E(m)->checks; k; k = k->next) {
+                total++;
+                if (k->uid == uid)
+                        mine++;
+        }
+        if (total >= CHECK_MAX_RUNNING)
+                return CHECK_TOO_MANY;
+        if (uid != 0 && mine >= CHECK_MAX_RUNNING_PER_UID)
+                return CHECK_UID_BUSY;
+        if (uid == 0 || !want_challenge)
+                return CHECK_ADMITTED;
+        if (!CE(ca)->check_challenge_limit &&
+            uid_limit_new(1, CHECK_CHALLENGE_INTERVAL_USEC, 65536, false, &CE(ca)->check_challenge_limit) < 0)
+                return CHECK_TOO_MANY;
+        now = monotonic_usec();
+        if (!uid_limit_take(CE(ca)->check_challenge_limit, uid, now, NULL, &retry)) {
+                if (ret_retry_usec)
+                        *ret_retry_usec = retry > now ? retry - now : 0;
+                return CHECK_CHALLENGE_RATE;
+        }
+        /* Forget uids whose interval has passed, so the table follows the active ones. */
+        uid_limit_sweep(CE(ca)->check_challenge_limit, now, NULL, NULL);
+        return CHECK_ADMITTED;
+}
+
+int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge, uid_t uid) {
         Check *k = calloc(1, sizeof(*k));
 
         if (!k)
                 return -ENOMEM;
         k->manager = m;
+        k->uid = uid;
         k->ca = ca;
         k->call = sd_bus_message_ref(call);
         k->want_challenge = want_challenge;
         k->next = E(m)->checks;
         E(m)->checks = k;
+        log_debug("CA.Check of %s by uid %u started%s", ca->name, (unsigned) uid,
+                  want_challenge ? ", with the challenge" : "");
         check_run(k);
         return 1;
 }

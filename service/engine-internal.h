@@ -35,6 +35,7 @@ typedef struct CaEngine {
         int meta_step;                  /* 0 caps, 1 cacert */
         MetaWaiter *meta_waiters;
         ChallengeFetcher *fetcher;      /* mscep-admin: at most MaxOutstandingChallenges */
+        struct UidLimit *check_challenge_limit; /* CA.Check(challenge) per non-root uid */
 } CaEngine;
 
 static inline Engine *E(Manager *m) { return m->engine; }

@@ -26,6 +26,7 @@
 #include "challenge-page.h"
 #include "engine.h"
 #include "engine-internal.h"
+#include "uid-limit.h"
 #include "http-client.h"
 #include "krb5-creds.h"
 #include "log.h"
@@ -1130,6 +1131,7 @@ static CaState *ca_state_free(CaState *ca) {
                         free(w);
                 }
                 challenge_fetcher_free(ce->fetcher);
+                uid_limit_free(ce->check_challenge_limit);
                 scep_cacerts_free(ce->certs);
                 free(ce);
         }

@@ -22,7 +22,23 @@ void engine_request_stop(Request *r);
 /* CA.Refresh(): re-fetch capabilities and certificates. */
 int engine_ca_refresh(Manager *m, CaState *ca);
 /* CA.Check(): run the diagnostic steps; replies to call asynchronously. */
-int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge);
+/* CA.Check() limits. Each Check makes Kerberos and HTTP exchanges, and one with the
+ * challenge option spends one of the few one-time passwords NDES keeps (it then serves the
+ * next enrollment). Root is limited only by the total. */
+#define CHECK_MAX_RUNNING 8U                    /* Checks in flight, all callers */
+#define CHECK_MAX_RUNNING_PER_UID 1U            /* per non-root uid */
+#define CHECK_CHALLENGE_INTERVAL_USEC (600ULL * 1000000ULL)     /* per non-root uid and CA */
+typedef enum CheckAdmission {
+        CHECK_ADMITTED,
+        CHECK_TOO_MANY,                 /* CHECK_MAX_RUNNING in flight */
+        CHECK_UID_BUSY,                 /* this uid's Check is still running */
+        CHECK_CHALLENGE_RATE,           /* this uid had its challenge Check on this CA recently */
+} CheckAdmission;
+/* Decides whether uid may start a Check now; CHECK_ADMITTED takes the challenge allowance.
+ * *ret_retry_usec: for CHECK_CHALLENGE_RATE, how long until the next is allowed. */
+CheckAdmission engine_ca_check_admit(Manager *m, CaState *ca, uid_t uid, bool want_challenge,
+                                     uint64_t *ret_retry_usec);
+int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge, uid_t uid);
 
 /* Manager.CredentialState / CredentialExpiry. */
 const char *engine_credential_state(Manager *m);

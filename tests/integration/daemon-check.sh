@@ -30,6 +30,25 @@ lab_assert_contains "$out" '"challenge" "ok"' "Check with challenge=true, as ali
 lab_assert_eq "$(ndes log | wc -l)" "$((before + 1))" "challenge fetches during Check"
 lab_pass "Check passes every step against a well set-up NDES; the challenge step only on request"
 
+# The challenge the Check fetched is not thrown away: the next enrollment uses it.
+path=$(cb_enroll alice corp spare.a.example.test)
+lab_assert_eq "$(cb_wait alice "$path" 60)" issued "the enrollment after a challenge Check"
+lab_assert_eq "$(ndes log | wc -l)" "$((before + 1))" "challenge fetches for Check and the next enrollment"
+lab_assert_eq "$(ndes_scep_log_count 'status=SUCCESS')" 1 "certificates issued"
+lab_pass "a challenge fetched by Check serves the next enrollment (one challenge spent for both)"
+
+# Each challenge Check spends one of NDES's few passwords: once per 10 minutes per user and CA.
+if out=$(check alice corp 1 challenge b true 2>&1); then
+        lab_fail "a second challenge Check by alice right away was run: $out"
+fi
+lab_assert_contains "$out" "once per 10 minutes per user" "the second challenge Check's reason"
+lab_assert_eq "$(ndes log | wc -l)" "$((before + 1))" "challenge fetches after the refused Check"
+out=$(check alice corp 0)
+lab_assert_contains "$out" '"getcacert" "ok"' "alice's Check without the challenge option"
+out=$(check root corp 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "ok"' "root's challenge Check"
+lab_pass "challenge Checks are limited per user and CA (root is not); Checks without it are not"
+
 out=$(check root nospn 0)
 lab_assert_contains "$out" '"service-ticket" "fail"' "service ticket for a host without SPN"
 lab_assert_contains "$out" "setspn" "the fix names setspn"
@@ -61,6 +80,29 @@ kill -STOP $apache_pids
 check root gone 0 >"$LAB_DIR/gone.out" 2>&1 &
 checker=$!
 lab_wait_for 20 "the Check to reach the server" bash -c "ss -tn state established '( dport = :443 )' | grep -q 127.0.0.1"
+# While it hangs: one Check per user at a time, and at most 8 in all.
+started() { grep -c "CA.Check of corp by uid $1 started" "$LAB_DIR/certbrokerd.log" || true; }
+base=$(started 2001)
+check alice corp 0 >"$LAB_DIR/alice-check.out" 2>&1 &
+alice_checker=$!
+lab_wait_for 20 "alice's Check to start" bash -c "[ \$(grep -c 'CA.Check of corp by uid 2001 started' \
+        '$LAB_DIR/certbrokerd.log') -gt $base ]"
+if out=$(check alice corp 0 2>&1); then
+        lab_fail "alice ran a second Check while her first one runs: $out"
+fi
+lab_assert_contains "$out" "previous Check is still running" "alice's second Check at once"
+base=$(started 0)
+others=()
+for i in 1 2 3 4 5 6; do
+        check root corp 0 >"$LAB_DIR/root-check-$i.out" 2>&1 &
+        others+=($!)
+done
+lab_wait_for 20 "eight Checks running" bash -c "[ \$(grep -c 'CA.Check of corp by uid 0 started' \
+        '$LAB_DIR/certbrokerd.log') -ge $((base + 6)) ]"
+if out=$(check root corp 0 2>&1); then
+        lab_fail "a ninth Check ran while eight were running: $out"
+fi
+lab_assert_contains "$out" "8 Checks are running already" "the ninth Check"
 rm "$CB_CONF/ca.d/gone.conf"
 cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
 wait "$checker" || lab_fail "the interrupted Check got no reply: $(cat "$LAB_DIR/gone.out")"
@@ -68,6 +110,12 @@ wait "$checker" || lab_fail "the interrupted Check got no reply: $(cat "$LAB_DIR
 kill -CONT $apache_pids
 lab_assert_contains "$(cat "$LAB_DIR/gone.out")" "run Check() again" "a Check interrupted by a Reload"
 lab_pass "a Reload that removes a CA answers its running Check instead of leaving it dangling"
+wait "$alice_checker" || lab_fail "alice's Check failed: $(cat "$LAB_DIR/alice-check.out")"
+for p in "${others[@]}"; do
+        wait "$p" || lab_fail "a root Check failed"
+done
+lab_assert_contains "$(cat "$LAB_DIR/alice-check.out")" '"getcacert" "ok"' "alice's Check after the server woke up"
+lab_pass "Checks run one at a time per user and at most 8 at once; the refused ones say why"
 
 lab_kdc_stop
 broker_stop
