@@ -107,7 +107,9 @@ static int count_active(uid_t uid, uint64_t *ret, void *userdata) {
 }
 
 /* Reads (s ca, s subject, as names, a{sv} options), identifies the caller, decides. */
-static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, CbDecision *ret,
+/* extra: what to resolve beyond what the rules need (Enroll stores the unit with the request,
+ * for decisions against later rules). */
+static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra, PolicyCall *p, CbDecision *ret,
                               sd_bus_error *error) {
         EnrollOptions o = {};
         size_t n = 0, cap = 0;
@@ -145,7 +147,8 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         if (r < 0)
                 return r;
 
-        r = caller_from_message(m->callers, msg, caller_names_needed(m->config), &p->caller);
+        CallerNames needed = caller_names_needed(m->config);
+        r = caller_from_message(m->callers, msg, needed | extra, &p->caller);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot identify the caller from the bus: %m");
 
@@ -170,7 +173,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, PolicyCall *p, Cb
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Policy evaluation failed: %m");
         /* A denial where a Units= rule might have applied says why the unit is not known. */
-        if (!ret->allowed && p->caller.unit_note) {
+        if (!ret->allowed && p->caller.unit_note && (needed & CALLER_UNIT)) {
                 char *reason = NULL;
                 if (asprintf(&reason, "%s (Units= selectors match no unit for this caller: %s)",
                              ret->reason ?: "denied", p->caller.unit_note) < 0)
@@ -255,7 +258,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         char *path = NULL;
         int r;
 
-        r = policy_call_decide(m, msg, &p, &d, error);
+        r = policy_call_decide(m, msg, CALLER_UNIT, &p, &d, error);
         if (r < 0)
                 goto finish;
         if (!d.allowed) {
@@ -271,6 +274,9 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 goto finish;
         }
         rec->owner = p.caller.uid;
+        r = caller_snapshot_format(&p.caller, &rec->caller);
+        if (r < 0)
+                goto finish;
         rec->ca = strdup(d.ca->name);
         rec->label = strdup(d.label ?: "");
         r = cb_subject_format(d.subject, &rec->subject);
@@ -359,7 +365,7 @@ static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error
         CbDecision d = {};
         int r;
 
-        r = policy_call_decide(m, msg, &p, &d, error);
+        r = policy_call_decide(m, msg, 0, &p, &d, error);
         if (r >= 0) {
                 audit_decision(m, &p, &d, NULL, "CheckAccess", true);
                 r = sd_bus_reply_method_return(msg, "bss", d.allowed, d.rule ?: "", d.reason ?: "");

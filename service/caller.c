@@ -451,6 +451,152 @@ fail:
         return r;
 }
 
+int caller_snapshot_format(const Caller *c, char **ret) {
+        size_t size = 0;
+        char *buf = NULL;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                return -ENOMEM;
+        fputs("v=1\n", f);
+        if (c->gids_known) {
+                fputs("gids=", f);
+                for (size_t i = 0; i < c->n_gids; i++)
+                        fprintf(f, "%s%u", i ? " " : "", (unsigned) c->gids[i]);
+                fputc('\n', f);
+        }
+        if (c->unit && !strchr(c->unit, '\n'))
+                fprintf(f, "unit=%s\n", c->unit);
+        if (c->selinux_label && !strchr(c->selinux_label, '\n'))
+                fprintf(f, "label=%s\n", c->selinux_label);
+        if (fclose(f) != 0 || !buf) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        return 0;
+}
+
+static int gids_from_nss(uid_t uid, gid_t **ret, size_t *ret_n) {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        int n = 64;
+        gid_t *g = NULL;
+
+        if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;               /* no such user: no groups */
+        }
+        for (;;) {
+                int want = n;
+                gid_t *ng = realloc(g, sizeof(gid_t) * (size_t) (n > 0 ? n : 1));
+                if (!ng) {
+                        free(g);
+                        return -ENOMEM;
+                }
+                g = ng;
+                if (getgrouplist(res->pw_name, res->pw_gid, g, &n) >= 0)
+                        break;
+                if (n <= want || n > 65536) {
+                        free(g);
+                        return -E2BIG;
+                }
+        }
+        *ret = g;
+        *ret_n = (size_t) n;
+        return 0;
+}
+
+static int parse_gids(const char *v, gid_t **ret, size_t *ret_n) {
+        size_t n = 0, cap = 0;
+        gid_t *g = NULL;
+
+        while (*v) {
+                char *end;
+                unsigned long x;
+
+                if (*v == ' ') {
+                        v++;
+                        continue;
+                }
+                errno = 0;
+                x = strtoul(v, &end, 10);
+                if (errno || end == v || x >= (unsigned long) (gid_t) -1 || (*end && *end != ' ')) {
+                        free(g);
+                        return -EINVAL;
+                }
+                if (n == cap) {
+                        gid_t *ng;
+                        cap = cap ? cap * 2 : 16;
+                        if (cap > 65536 || !(ng = realloc(g, cap * sizeof(gid_t)))) {
+                                free(g);
+                                return cap > 65536 ? -E2BIG : -ENOMEM;
+                        }
+                        g = ng;
+                }
+                g[n++] = (gid_t) x;
+                v = end;
+        }
+        *ret = g;
+        *ret_n = n;
+        return 0;
+}
+
+int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, Caller *ret) {
+        Caller c = { .uid = uid };
+        int r = 0;
+
+        if (!snapshot || !*snapshot) {
+                r = gids_from_nss(uid, &c.gids, &c.n_gids);
+                if (r < 0)
+                        return r;
+                c.gids_known = true;
+                if (!(c.unit_note = strdup("the request was stored without its caller's unit")))
+                        r = -ENOMEM;
+        } else {
+                char *copy = strdup(snapshot);
+                char *save = NULL;
+                bool versioned = false;
+
+                if (!copy)
+                        return -ENOMEM;
+                for (char *line = strtok_r(copy, "\n", &save); line && r >= 0; line = strtok_r(NULL, "\n", &save)) {
+                        if (strcmp(line, "v=1") == 0)
+                                versioned = true;
+                        else if (strncmp(line, "gids=", 5) == 0 && !c.gids_known) {
+                                r = parse_gids(line + 5, &c.gids, &c.n_gids);
+                                c.gids_known = r >= 0;
+                        } else if (strncmp(line, "unit=", 5) == 0 && !c.unit)
+                                r = (c.unit = strdup(line + 5)) ? 0 : -ENOMEM;
+                        else if (strncmp(line, "label=", 6) == 0 && !c.selinux_label)
+                                r = (c.selinux_label = strdup(line + 6)) ? 0 : -ENOMEM;
+                        else
+                                r = -EINVAL;
+                }
+                free(copy);
+                if (r >= 0 && !versioned)
+                        r = -EINVAL;
+                if (r >= 0 && !c.unit && !(c.unit_note = strdup("the caller's unit was not known when it enrolled")))
+                        r = -ENOMEM;
+        }
+        if (r >= 0 && (names & CALLER_USER_NAME))
+                c.user_name = user_name_of(uid);
+        if (r >= 0 && (names & CALLER_GROUP_NAMES)) {
+                c.group_names = calloc(c.n_gids + 1, sizeof(char *));
+                if (!c.group_names)
+                        r = -ENOMEM;
+                for (size_t i = 0; r >= 0 && i < c.n_gids; i++)
+                        c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
+        }
+        if (r < 0) {
+                caller_done(&c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
 void caller_done(Caller *c) {
         if (!c)
                 return;

@@ -66,5 +66,16 @@ int caller_uid_from_message(CallerRegistry *reg, sd_bus_message *m, uid_t *ret_u
 
 void caller_done(Caller *c);
 
+/* The identity a request was decided for, stored with it so that Reload and start-up can
+ * decide it again against new rules (there is no bus message then): "v=1", then "gids=G G..."
+ * when the bus reported groups, "unit=U" and "label=L" when known, one per line. Values with
+ * a newline are left out (nothing could match them). */
+int caller_snapshot_format(const Caller *c, char **ret);
+
+/* The caller from a stored snapshot for owner uid. An empty snapshot (a request stored by a
+ * certbroker before 0.3) stands for the owner's groups from NSS, without unit or label. Names
+ * are resolved through NSS as for a bus caller. -EINVAL for a malformed snapshot. */
+int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, Caller *ret);
+
 /* The caller as policy/ sees it (pointers into c). */
 void caller_to_policy(const Caller *c, CbCaller *ret);

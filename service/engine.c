@@ -169,6 +169,10 @@ static void request_finish(Request *r, RequestState state, const char *error_sho
         audit_outcome(r, LOG_WARNING, request_state_to_string(state));
 }
 
+void engine_request_end(Request *r, RequestState state, const char *error_short, const char *message) {
+        request_finish(r, state, error_short, NULL, message);
+}
+
 static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static uint64_t deadline_of(Request *r) {

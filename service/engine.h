@@ -16,6 +16,9 @@ int engine_config_changed(Manager *m);
 
 /* A new or resumed request: schedule its next step according to its state. */
 int engine_request_start(Request *r);
+/* Ends a request now (state terminal, error_short an API.md error name without prefix): what
+ * is in flight stops, the key is erased, the outcome is committed and audited. */
+void engine_request_end(Request *r, RequestState state, const char *error_short, const char *message);
 /* Stop everything in flight for r (Cancel, Remove, shutdown). */
 void engine_request_stop(Request *r);
 

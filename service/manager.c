@@ -361,6 +361,67 @@ static int manager_apply_key_pool(Manager *m) {
 
 /* ---- signals and the loop ---- */
 
+/* Reload and start-up: every request in progress is decided again, for the identity it was
+ * decided for at Enroll (its stored snapshot), against the rules now in force. Limits
+ * (MaxActive=, MaxRequests=) are not counted again: they bound new requests. One that the
+ * rules no longer allow ends failed, with the decision's error and the rule named. */
+static void manager_redecide_requests(Manager *m, const char *when) {
+        CallerNames names = caller_names_needed(m->config);
+
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *req = m->requests[i];
+                StoreRequest *rec = req->rec;
+                Caller c = {};
+                CbCaller cb;
+                CbDecision d = {};
+                size_t n = 0;
+                int r;
+
+                if (request_state_is_terminal(rec->state))
+                        continue;
+                r = caller_from_snapshot(rec->owner, rec->caller, names, &c);
+                if (r < 0) {
+                        log_warning_errno(r, "Request %s: cannot read whom it was decided for; the %s keeps it: %m",
+                                          rec->id, when);
+                        continue;
+                }
+                caller_to_policy(&c, &cb);
+                while (rec->names && rec->names[n])
+                        n++;
+                CbRequestSpec spec = {
+                        .ca = rec->ca,
+                        .subject = rec->subject,
+                        .names = (const char *const *) rec->names,
+                        .n_names = n,
+                        .key = rec->key,
+                        .usage = rec->usage,
+                        .label = rec->label,
+                };
+                r = cb_policy_decide(m->config, &cb, &spec, NULL, &d);
+                if (r < 0)
+                        log_warning_errno(r, "Request %s: cannot decide it again after the %s; it goes on: %m",
+                                          rec->id, when);
+                else if (!d.allowed) {
+                        char *msg = NULL, err[128];
+                        snprintf(err, sizeof err, "org.certbroker.Broker1.Error.%s",
+                                 cb_decision_result_to_error(d.result));
+                        if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
+                                     when, d.reason ?: "denied") < 0)
+                                msg = NULL;
+                        log_audit(LOG_NOTICE, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
+                                                               .rule = d.rule, .decision = "deny", .ca = rec->ca,
+                                                               .error = err },
+                                  "Request %s of uid %u denied on %s: %s", rec->id, (unsigned) rec->owner, when,
+                                  d.reason ?: "");
+                        engine_request_end(req, REQUEST_FAILED, cb_decision_result_to_error(d.result),
+                                           msg ?: "The policy no longer allows this request.");
+                        free(msg);
+                }
+                cb_decision_done(&d);
+                caller_done(&c);
+        }
+}
+
 int manager_reload(Manager *m, char **ret_message) {
         CbConfig *c = NULL, *old;
         int r;
@@ -386,6 +447,7 @@ int manager_reload(Manager *m, char **ret_message) {
                 log_warning_errno(r, "Cannot apply KeyPool= from the new configuration: %m");
         log_info("Configuration reloaded from %s: %zu CA(s), %zu rule(s).",
                  m->config_dir, m->config->n_cas, m->config->n_rules);
+        manager_redecide_requests(m, "reload");
         return 0;
 }
 
@@ -567,6 +629,7 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         }
 
         /* Resume what was in flight before the last stop. */
+        manager_redecide_requests(m, "start-up");
         for (size_t i = 0; i < m->n_requests; i++)
                 if (!request_state_is_terminal(m->requests[i]->rec->state))
                         (void) engine_request_start(m->requests[i]);

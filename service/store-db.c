@@ -13,7 +13,7 @@
 #include "store-db.h"
 
 #define STORE_DB_NAME "certbroker.db"
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct Store {
         sqlite3 *db;
@@ -102,6 +102,7 @@ StoreRequest *store_request_free(StoreRequest *r) {
         free(r->chain);
         free(r->serial);
         free(r->csr);
+        free(r->caller);
         free(r);
         return NULL;
 }
@@ -273,7 +274,7 @@ static int schema_setup(Store *s, char **ret_message) {
                 r = exec_sql(s, schema_v1);
                 if (r < 0)
                         goto fail_msg;
-                version = STORE_SCHEMA_VERSION;
+                version = 1;    /* and migrated below, like an existing one */
         } else if (r == SQLITE_ROW) {
                 r = prepare(s, "SELECT max(version) FROM schema_version", &st);
                 if (r < 0)
@@ -300,7 +301,16 @@ static int schema_setup(Store *s, char **ret_message) {
                 set_message(ret_message, "%s: schema_version table is empty or invalid", s->path);
                 return -EUCLEAN;
         }
-        /* Migrations from version N to N+1 go here, inside this transaction. */
+        /* Migrations from version N to N+1, inside this transaction. */
+        if (version < 2) {
+                /* 2: the identity each request was decided for (caller.h's snapshot), so that
+                 * Reload and start-up can decide it again. */
+                r = exec_sql(s, "ALTER TABLE requests ADD COLUMN caller TEXT NOT NULL DEFAULT '';"
+                                "UPDATE schema_version SET version = 2;");
+                if (r < 0)
+                        goto fail_msg;
+                version = 2;
+        }
 
         r = commit(s);
         if (r < 0)
@@ -570,7 +580,7 @@ static int request_validate(const StoreRequest *r) {
                         return k;
         }
         /* Long ones: PEM, and error messages that may quote a server's answer. */
-        const char *pems[] = { r->certificate, r->chain, r->csr, r->error_message };
+        const char *pems[] = { r->certificate, r->chain, r->csr, r->error_message, r->caller };
         for (size_t i = 0; i < sizeof(pems) / sizeof(pems[0]); i++) {
                 k = check_text(pems[i], STORE_PEM_MAX);
                 if (k < 0)
@@ -583,7 +593,7 @@ static int request_validate(const StoreRequest *r) {
         "id, owner, ca, label, subject, names, key_type, usage, state, error, "   \
         "error_message, fail_info, transaction_id, certificate, chain, serial, "  \
         "csr, not_before, not_after, created, updated, next_attempt, attempts, "  \
-        "key_blob IS NOT NULL"
+        "key_blob IS NOT NULL, caller"
 
 static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
         const unsigned char *t = sqlite3_column_text(st, col);
@@ -643,6 +653,8 @@ static int request_from_row(sqlite3_stmt *st, StoreRequest **ret) {
         r->next_attempt = (uint64_t) sqlite3_column_int64(st, 21);
         r->attempts = (uint32_t) sqlite3_column_int64(st, 22);
         r->key_available = sqlite3_column_int(st, 23) != 0;
+        if ((k = column_strdup(st, 24, &r->caller)) < 0)
+                goto fail;
 
         *ret = r;
         return 0;
@@ -687,9 +699,9 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         static const char sql[] =
                 "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
                 "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
-                "not_before, not_after, updated, next_attempt, attempts, owner, created, key_blob) "
+                "not_before, not_after, updated, next_attempt, attempts, owner, created, key_blob, caller) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-                "?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
         sqlite3_stmt *st = NULL;
         int k;
 
@@ -699,7 +711,8 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
 
         if ((k = bind_request_columns(st, r, names)) < 0 ||
             (k = errno_from_sqlite(sqlite3_bind_int64(st, 22, (sqlite3_int64) r->owner))) < 0 ||
-            (k = bind_u64(st, 23, r->created)) < 0)
+            (k = bind_u64(st, 23, r->created)) < 0 ||
+            (k = bind_text(st, 25, r->caller)) < 0)
                 goto finish;
 
         if (blob)

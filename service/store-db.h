@@ -86,6 +86,7 @@ typedef struct StoreRequest {
         uint64_t next_attempt;
         uint32_t attempts;
         bool key_available;     /* set by the store on load: an encrypted key is stored */
+        char *caller;           /* caller.h snapshot of who it was decided for; set on insert only */
 } StoreRequest;
 
 /* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes

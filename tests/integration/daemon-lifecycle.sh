@@ -159,6 +159,37 @@ lab_assert_contains "$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Chec
         'bss true "alice-c"' "new rule after a good Reload"
 lab_pass "a bad Reload or SIGHUP names file:line and keeps the old policy; a good one applies; only root reloads"
 
+# ---- Reload and start-up decide the requests in progress again ----
+ndes ctl pending=on >/dev/null
+pc=$(cb_enroll alice corp redecide.c.example.test)
+pa=$(cb_enroll alice corp redecide.a.example.test)
+for p in "$pc" "$pa"; do
+        lab_wait_for 30 "request pending" bash -c "[ \"\$(busctl --system get-property $CB_BUS $p $CB_BUS.Request State)\" = 's \"pending\"' ]"
+done
+rm "$CB_CONF/policy.d/zz-broken.policy"          # the rule alice-c goes
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+lab_assert_eq "$(state_of alice "$pc")" failed "a pending request whose rule was removed by a Reload"
+lab_assert_eq "$(cb_prop alice "$pc" Error)" org.certbroker.Broker1.Error.NameNotPermitted "its error"
+msg=$(cb_prop alice "$pc" ErrorMessage)
+lab_assert_contains "$msg" "no longer allows this request" "its message"
+lab_assert_contains "$msg" "redecide.c.example.test" "its message names the name"
+lab_assert_contains "$msg" "tenant-a" "its message names the rule"
+lab_assert_contains "$msg" "tenants.policy:2" "its message names the rule's file and line"
+lab_assert_eq "$(state_of alice "$pa")" pending "a pending request its rule (Groups=tenant-a) still allows"
+broker_stop
+sed -i 's/^Names=\*\.a\.example\.test a\.example\.test$/Names=*.a2.example.test/' "$CB_CONF/policy.d/tenants.policy"
+broker_start
+lab_assert_eq "$(state_of alice "$pa")" failed "a pending request the policy no longer allows at start-up"
+lab_assert_contains "$(cb_prop alice "$pa" ErrorMessage)" "since the start-up no longer allows" "its message"
+cp "$LAB_DIR/good-conf/policy.d/tenants.policy" "$CB_CONF/policy.d/tenants.policy"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+ndes ctl pending=off >/dev/null
+for p in "$pc" "$pa"; do
+        lab_assert_eq "$(ndes pending | grep -c "$(cb_prop alice "$p" TransactionId)")" 1 \
+                "the CA still holds the transaction (the broker stopped polling it)"
+done
+lab_pass "Reload and start-up decide requests in progress again: one no rule allows any more fails, naming name and rule"
+
 broker_stop
 out=$("$CB_DAEMON" --config-dir="$CB_CONF" --check-config) || lab_fail "--check-config refused a good configuration: $out"
 lab_assert_contains "$out" "valid. Realm EXAMPLE.TEST" "--check-config on a good configuration"

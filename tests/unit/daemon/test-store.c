@@ -714,6 +714,46 @@ static void test_schema_version(void **state) {
         free(msg);
 }
 
+/* Schema 2 added the caller snapshot: a version-1 database is migrated in place, its rows
+ * get an empty snapshot, and new rows keep theirs across a reopen. */
+static void test_migration_v1(void **state) {
+        Fixture *f = *state;
+        Store *s = open_store(f);
+        StoreRequest r, *got = NULL;
+        sqlite3 *db;
+        char old_id[STORE_ID_LEN + 1];
+
+        fill_request(&r, 1001, 100);
+        assert_int_equal(store_request_insert(s, &r, NULL), 0);
+        memcpy(old_id, r.id, sizeof old_id);
+        store_close(s);
+        db = raw_open(f);
+        raw_exec(db, "ALTER TABLE requests DROP COLUMN caller; UPDATE schema_version SET version = 1");
+        sqlite3_close(db);
+
+        s = open_store(f);
+        assert_int_equal(store_request_get(s, old_id, &got), 0);
+        assert_string_equal(got->caller, "");
+        got = store_request_free(got);
+        fill_request(&r, 1002, 200);
+        r.caller = (char *) "v=1\ngids=3001 3002\nunit=nginx-a.service\n";
+        assert_int_equal(store_request_insert(s, &r, NULL), 0);
+        store_close(s);
+
+        s = open_store(f);
+        assert_int_equal(store_request_get(s, r.id, &got), 0);
+        assert_string_equal(got->caller, "v=1\ngids=3001 3002\nunit=nginx-a.service\n");
+        got = store_request_free(got);
+        store_close(s);
+        db = raw_open(f);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), 2);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+
 static void test_not_a_database(void **state) {
         Fixture *f = *state;
         char *p = test_path(f->dir, "certbroker.db"), *msg = NULL;
@@ -744,6 +784,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_migration_v1, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         };
 
