@@ -393,7 +393,7 @@ static void step_key(Request *r) {
                 step_transport_key(r);
                 return;
         }
-        q = key_pool_generate_async(r->manager->pool, t, on_key_ready, r, &r->key_job);
+        q = key_pool_generate_async_for(r->manager->pool, t, r->rec->owner, on_key_ready, r, &r->key_job);
         if (q < 0)
                 request_fail_errno(r, q, "Cannot start generating the private key");
 }
@@ -427,7 +427,8 @@ static void step_transport_key(Request *r) {
                 step_meta(r);
                 return;
         }
-        q = key_pool_generate_async(r->manager->pool, KEY_TYPE_RSA_2048, on_transport_key, r, &a->transport_job);
+        q = key_pool_generate_async_for(r->manager->pool, KEY_TYPE_RSA_2048, r->rec->owner, on_transport_key, r,
+                                        &a->transport_job);
         if (q < 0)
                 request_fail_errno(r, q, "Cannot start generating the RSA transport key");
 }

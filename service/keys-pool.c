@@ -2,16 +2,20 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "keys-pool.h"
 
 typedef struct Job {
         uint64_t id;            /* 0 for refill work */
+        uint32_t owner;         /* whose job: jobs are served fairly between owners */
+        uint64_t tag;           /* start tag of fair queueing: served in tag order */
         KeyType type;
         KeyReadyHandler handler;
         void *userdata;
@@ -25,12 +29,14 @@ struct KeyPool {
         /* Everything below is protected by lock, except where noted. */
         pthread_mutex_t lock;
         pthread_cond_t wake;
-        pthread_t thread;
-        bool thread_started;
+        pthread_t threads[KEY_POOL_WORKERS_MAX];
+        unsigned n_threads;
         bool quit;
 
-        Job *queue_head, *queue_tail;   /* caller jobs not started yet, FIFO */
-        Job *running;                   /* what the worker generates right now */
+        Job *queue_head, *queue_tail;   /* caller jobs not started yet, in arrival order */
+        uint64_t vclock;                /* tag of the job started last */
+        Job *running[KEY_POOL_WORKERS_MAX];     /* what each worker generates right now */
+        unsigned n_running;
         Job *done_head, *done_tail;     /* finished, waiting for key_pool_dispatch() */
 
         unsigned target[_KEY_TYPE_MAX];
@@ -79,9 +85,44 @@ static void pool_signal_done(KeyPool *p) {
         (void) !write(p->efd, &one, sizeof(one));
 }
 
-static void *pool_worker(void *userdata) {
-        KeyPool *p = userdata;
+/* Caller holds the lock. Start-time fair queueing: the queued job with the lowest tag (the
+ * oldest of those on ties), so an owner with a hundred jobs queued does not make another
+ * owner's single job wait for all of them. */
+static Job *pool_dequeue_locked(KeyPool *p) {
+        Job *best = NULL, *best_prev = NULL, *prev = NULL;
 
+        for (Job *j = p->queue_head; j; prev = j, j = j->next)
+                if (!best || j->tag < best->tag) {
+                        best = j;
+                        best_prev = prev;
+                }
+        if (!best)
+                return NULL;
+        if (best_prev)
+                best_prev->next = best->next;
+        else
+                p->queue_head = best->next;
+        if (p->queue_tail == best)
+                p->queue_tail = best_prev;
+        best->next = NULL;
+        if (best->tag > p->vclock)
+                p->vclock = best->tag;
+        return best;
+}
+
+typedef struct Worker {
+        KeyPool *pool;
+        unsigned index;
+} Worker;
+
+static void *pool_worker(void *userdata) {
+        Worker *w = userdata;
+        KeyPool *p = w->pool;
+        unsigned me = w->index;
+
+        free(w);
+        /* Below the event loop: key generation uses the cores, never the loop's turn. */
+        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), KEY_POOL_WORKER_NICE);
         pthread_mutex_lock(&p->lock);
         for (;;) {
                 Job *j;
@@ -90,13 +131,8 @@ static void *pool_worker(void *userdata) {
                 if (p->quit)
                         break;
 
-                j = p->queue_head;
-                if (j) {
-                        p->queue_head = j->next;
-                        if (!p->queue_head)
-                                p->queue_tail = NULL;
-                        j->next = NULL;
-                } else {
+                j = pool_dequeue_locked(p);
+                if (!j) {
                         int t = pool_refill_type_locked(p);
 
                         if (t < 0) {
@@ -112,13 +148,15 @@ static void *pool_worker(void *userdata) {
                         p->refilling[t]++;
                 }
 
-                p->running = j;
+                p->running[me] = j;
+                p->n_running++;
                 pthread_mutex_unlock(&p->lock);
 
                 r = key_generate(j->type, &j->key);
 
                 pthread_mutex_lock(&p->lock);
-                p->running = NULL;
+                p->running[me] = NULL;
+                p->n_running--;
                 j->error = r;
                 if (p->done_tail)
                         p->done_tail->next = j;
@@ -189,12 +227,29 @@ int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], c
         return 0;
 }
 
+unsigned key_pool_default_workers(void) {
+        cpu_set_t set;
+        int n = 0;
+
+        if (sched_getaffinity(0, sizeof set, &set) == 0)
+                n = CPU_COUNT(&set);
+        if (n <= 0)
+                n = (int) sysconf(_SC_NPROCESSORS_ONLN);
+        if (n <= 0)
+                n = 1;
+        return (unsigned) n > KEY_POOL_WORKERS_MAX ? KEY_POOL_WORKERS_MAX : (unsigned) n;
+}
+
 int key_pool_new(KeyPool **ret) {
+        return key_pool_new_with_workers(key_pool_default_workers(), ret);
+}
+
+int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
         sigset_t all, saved;
         KeyPool *p;
         int r;
 
-        if (!ret)
+        if (!ret || workers == 0 || workers > KEY_POOL_WORKERS_MAX)
                 return -EINVAL;
 
         p = calloc(1, sizeof(*p));
@@ -221,18 +276,30 @@ int key_pool_new(KeyPool **ret) {
                 goto fail;
         }
 
-        /* The worker must never receive process signals (the daemon takes them through
+        /* The workers must never receive process signals (the daemon takes them through
          * signalfd on the main thread), whatever the mask is when we are called. */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &saved);
-        r = pthread_create(&p->thread, NULL, pool_worker, p);
-        pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        if (r != 0) {
-                r = -r;
-                goto fail;
+        for (unsigned i = 0; i < workers; i++) {
+                Worker *w = malloc(sizeof *w);
+                if (!w) {
+                        r = -ENOMEM;
+                        break;
+                }
+                *w = (Worker) { .pool = p, .index = i };
+                r = pthread_create(&p->threads[i], NULL, pool_worker, w);
+                if (r != 0) {
+                        free(w);
+                        r = -r;
+                        break;
+                }
+                p->n_threads++;
+                (void) pthread_setname_np(p->threads[i], "cb-keygen");
+                r = 0;
         }
-        p->thread_started = true;
-        (void) pthread_setname_np(p->thread, "cb-keygen");
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0)
+                goto fail;
 
         *ret = p;
         return 0;
@@ -248,12 +315,13 @@ KeyPool *key_pool_free(KeyPool *p) {
 
         key_pool_detach_event(p);
 
-        if (p->thread_started) {
+        if (p->n_threads > 0) {
                 pthread_mutex_lock(&p->lock);
                 p->quit = true;
-                pthread_cond_signal(&p->wake);
+                pthread_cond_broadcast(&p->wake);
                 pthread_mutex_unlock(&p->lock);
-                pthread_join(p->thread, NULL);
+                for (unsigned i = 0; i < p->n_threads; i++)
+                        pthread_join(p->threads[i], NULL);
         }
 
         job_list_free(p->queue_head);
@@ -287,7 +355,7 @@ int key_pool_set_targets(KeyPool *p, const unsigned targets[_KEY_TYPE_MAX]) {
                 }
         }
         p->refill_failed = false;
-        pthread_cond_signal(&p->wake);
+        pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->lock);
         return 0;
 }
@@ -406,6 +474,12 @@ EVP_PKEY *key_pool_take(KeyPool *p, KeyType t) {
 }
 
 int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void *userdata, uint64_t *ret_job) {
+        return key_pool_generate_async_for(p, t, 0, handler, userdata, ret_job);
+}
+
+int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyHandler handler, void *userdata,
+                                uint64_t *ret_job) {
+        uint64_t tag;
         Job *j;
 
         if (!p || !handler || t < 0 || t >= _KEY_TYPE_MAX)
@@ -425,6 +499,14 @@ int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void
                 return -EBUSY;
         }
         j->id = p->next_id++;
+        j->owner = owner;
+        /* One more than the owner's last queued job, and not before the job started last:
+         * owners take turns, and one who queued nothing lately goes next. */
+        tag = p->vclock;
+        for (Job *q = p->queue_head; q; q = q->next)
+                if (q->owner == owner && q->tag > tag)
+                        tag = q->tag;
+        j->tag = tag + 1;
         p->n_jobs++;
         if (p->queue_tail)
                 p->queue_tail->next = j;
@@ -461,12 +543,13 @@ int key_pool_cancel(KeyPool *p, uint64_t job) {
                         return 0;
                 }
 
-        if (p->running && p->running->id == job && !p->running->cancelled) {
-                /* The worker owns it until it lands in the done list; dispatch drops it. */
-                p->running->cancelled = true;
-                pthread_mutex_unlock(&p->lock);
-                return 0;
-        }
+        for (unsigned i = 0; i < p->n_threads; i++)
+                if (p->running[i] && p->running[i]->id == job && !p->running[i]->cancelled) {
+                        /* The worker owns it until it lands in the done list; dispatch drops it. */
+                        p->running[i]->cancelled = true;
+                        pthread_mutex_unlock(&p->lock);
+                        return 0;
+                }
 
         for (Job *j = p->done_head; j; j = j->next)
                 if (j->id == job && !j->cancelled) {
@@ -507,7 +590,7 @@ bool key_pool_is_idle(KeyPool *p) {
         if (!p)
                 return true;
         pthread_mutex_lock(&p->lock);
-        idle = !p->queue_head && !p->running && !p->done_head && pool_refill_type_locked(p) < 0;
+        idle = !p->queue_head && p->n_running == 0 && !p->done_head && pool_refill_type_locked(p) < 0;
         pthread_mutex_unlock(&p->lock);
         return idle;
 }

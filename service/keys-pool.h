@@ -2,13 +2,17 @@
 #pragma once
 
 /*
- * KeyPool: keys generated off the event loop, on ONE worker thread owned by the pool
- * (no fork). Two kinds of work:
+ * KeyPool: keys generated off the event loop, on worker threads owned by the pool (one per
+ * CPU the daemon may use, at most KEY_POOL_WORKERS_MAX; no fork), at a lower priority than
+ * the loop (nice KEY_POOL_WORKER_NICE). Two kinds of work:
  *
- *   - jobs: key_pool_generate_async() asks for one key of a type for a request; jobs are
- *     served first, in FIFO order;
- *   - refill: when no job is queued, the worker tops up the pool (config KeyPool=
- *     "rsa:2048=4 ec:p256=8") one key at a time, re-checking for jobs between keys.
+ *   - jobs: key_pool_generate_async_for() asks for one key of a type for a request of an
+ *     owner (a uid); jobs are served first, fairly between owners (start-time fair
+ *     queueing: owners take turns, so one tenant's hundred queued jobs delay another's by
+ *     at most one key per worker), in arrival order within an owner;
+ *   - refill: a worker with no job queued tops up the pool (config KeyPool=
+ *     "rsa:2048=4 ec:p256=8") one key at a time, re-checking for jobs between keys; so
+ *     refill and on-demand keys run side by side on different cores.
  *
  * The worker hands results back through an eventfd. The main thread calls
  * key_pool_dispatch() when it is readable (key_pool_attach_event() does that from an
@@ -27,6 +31,9 @@
 
 typedef struct KeyPool KeyPool;
 
+#define KEY_POOL_WORKERS_MAX 16U
+#define KEY_POOL_WORKER_NICE 5
+
 /* Most keys of one type the pool will keep (limits memory and refill work). */
 #define KEY_POOL_TARGET_MAX 64U
 
@@ -40,8 +47,12 @@ typedef void (*KeyReadyHandler)(KeyPool *pool, uint64_t job, int error, EVP_PKEY
  * the offending word for the error message (free() it); ret_targets is untouched. */
 int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], char **ret_bad_word);
 
-/* A pool with all targets 0; starts its worker thread. -errno on failure. */
+/* A pool with all targets 0; starts key_pool_default_workers() worker threads (the CPUs in
+ * the daemon's affinity mask, at most KEY_POOL_WORKERS_MAX), or the given number (1..max).
+ * -errno on failure. */
+unsigned key_pool_default_workers(void);
 int key_pool_new(KeyPool **ret);
+int key_pool_new_with_workers(unsigned workers, KeyPool **ret);
 
 /* Stops the worker (waits for the key being generated, at most about one RSA-4096
  * generation), frees the ready keys, detaches from the event loop. Handlers of unfinished
@@ -70,6 +81,9 @@ EVP_PKEY *key_pool_take(KeyPool *p, KeyType t);
  * key_pool_dispatch(), exactly once unless the job is cancelled. *ret_job (if given) gets a
  * job id > 0. -EINVAL bad type, -ENOMEM, -EBUSY if KEY_POOL_JOBS_MAX jobs are queued. */
 #define KEY_POOL_JOBS_MAX 1024U
+int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyHandler handler, void *userdata,
+                                uint64_t *ret_job);
+/* The same for owner 0. */
 int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void *userdata, uint64_t *ret_job);
 
 /* Forget a job: its handler will not be called (a key already made for it is freed).

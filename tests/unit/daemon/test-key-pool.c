@@ -205,7 +205,7 @@ static void test_jobs_before_refill(void **state) {
         KeyPool *p = NULL;
 
         results_ptr = &res;
-        assert_int_equal(key_pool_new(&p), 0);
+        assert_int_equal(key_pool_new_with_workers(1, &p), 0);  /* one worker: an order to check */
         for (int i = 0; i < 3; i++)
                 assert_int_equal(key_pool_generate_async(p, KEY_TYPE_EC_P256, on_key, &res, NULL), 0);
         t[KEY_TYPE_RSA_2048] = 2;
@@ -216,6 +216,62 @@ static void test_jobs_before_refill(void **state) {
         run_until(p, is_idle, NULL);
         assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_2048), 2);
         key_pool_free(p);
+}
+
+/* Fairness between owners: owner 1 queues eight jobs, then owner 2 one; owner 2's key comes
+ * within the first three (FIFO would make it the ninth), and each owner's keys come in the
+ * order asked for. */
+typedef struct Order {
+        uint32_t owner[16];
+        uint64_t job[16];
+        size_t n;
+} Order;
+
+typedef struct OrderTag {
+        Order *order;
+        uint32_t owner;
+} OrderTag;
+
+static void on_key_order(KeyPool *p, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        OrderTag *t = userdata;
+
+        assert_int_equal(error, 0);
+        EVP_PKEY_free(key);
+        assert_true(t->order->n < 16);
+        t->order->owner[t->order->n] = t->owner;
+        t->order->job[t->order->n++] = job;
+}
+
+static bool order_done(KeyPool *p, void *ud) {
+        return ((Order *) ud)->n == 9;
+}
+
+static void test_fair_between_owners(void **state) {
+        Order order = {};
+        OrderTag a = { &order, 1 }, b = { &order, 2 };
+        KeyPool *p = NULL;
+        size_t pos = SIZE_MAX;
+        uint64_t last = 0;
+
+        assert_int_equal(key_pool_new_with_workers(1, &p), 0);
+        for (int i = 0; i < 8; i++)
+                assert_int_equal(key_pool_generate_async_for(p, KEY_TYPE_RSA_2048, 1, on_key_order, &a, NULL), 0);
+        assert_int_equal(key_pool_generate_async_for(p, KEY_TYPE_RSA_2048, 2, on_key_order, &b, NULL), 0);
+        run_until(p, order_done, &order);
+        for (size_t i = 0; i < order.n; i++) {
+                if (order.owner[i] == 2)
+                        pos = i;
+                else {
+                        assert_true(order.job[i] > last);
+                        last = order.job[i];
+                }
+        }
+        assert_true(pos <= 2);
+        key_pool_free(p);
+
+        assert_int_equal(key_pool_new_with_workers(0, &p), -EINVAL);
+        assert_int_equal(key_pool_new_with_workers(KEY_POOL_WORKERS_MAX + 1, &p), -EINVAL);
+        assert_true(key_pool_default_workers() >= 1);
 }
 
 typedef struct EventCtx {
@@ -251,6 +307,7 @@ int main(void) {
                 cmocka_unit_test(test_fill_take_refill),
                 cmocka_unit_test(test_async_and_cancel),
                 cmocka_unit_test(test_jobs_before_refill),
+                cmocka_unit_test(test_fair_between_owners),
                 cmocka_unit_test(test_sd_event),
         };
 
