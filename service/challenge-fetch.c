@@ -110,7 +110,8 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                         "server, and keep MaxOutstandingChallenges= below NDES's cache size", host);
                 break;
         case CHALLENGE_PAGE_NO_PERMISSION:
-                o = TRANSPORT_CHALLENGE_UNAVAILABLE;
+                /* A configuration error: retrying until PendingDeadline changes nothing. */
+                o = TRANSPORT_CHALLENGE_DENIED;
                 m = message_printf("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
                         "server, give the service account %s Enroll permission on the certificate template that "
                         "is being provisioned, and check that it is a member of the SCEP server's local IIS_IUSRS "

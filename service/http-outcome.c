@@ -17,6 +17,7 @@ static const char *const outcome_table[_TRANSPORT_OUTCOME_MAX] = {
         [TRANSPORT_CANCELLED]                 = "Cancelled",
         [TRANSPORT_TIMEOUT]                   = "Timeout",
         [TRANSPORT_NAME_NOT_PERMITTED]        = "NameNotPermitted",
+        [TRANSPORT_CHALLENGE_DENIED]          = "ChallengeUnavailable",
 };
 
 const char *transport_outcome_to_string(TransportOutcome o) {

@@ -21,6 +21,8 @@ typedef enum TransportOutcome {
         TRANSPORT_CANCELLED,                  /* Cancelled */
         TRANSPORT_TIMEOUT,                    /* Timeout */
         TRANSPORT_NAME_NOT_PERMITTED,         /* NameNotPermitted: URL host outside the suffix */
+        TRANSPORT_CHALLENGE_DENIED,           /* ChallengeUnavailable, but a configuration error
+                                               * ("no permission to enroll"): not retried */
         _TRANSPORT_OUTCOME_MAX,
 } TransportOutcome;
 

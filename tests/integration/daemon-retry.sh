@@ -49,6 +49,16 @@ state=$(cb_wait alice "$p2" 120)
 ndes ctl clock_offset=0 >/dev/null
 lab_pass "password cache full: retrying with ChallengeUnavailable; issued once old challenges expire"
 
+# ---- no Enroll permission: a configuration error, failed at once ----
+ndes ctl permission=denied >/dev/null
+p3=$(cb_enroll alice corp noperm.a.example.test)
+lab_assert_eq "$(cb_wait alice "$p3" 30)" failed "a request whose service account may not enroll"
+lab_assert_eq "$(cb_prop alice "$p3" Error)" "org.certbroker.Broker1.Error.ChallengeUnavailable" "its error"
+lab_assert_contains "$(cb_prop alice "$p3" ErrorMessage)" "Enroll permission on the certificate template" "its fix"
+lab_assert_eq "$(cb alice get-property "$CB_BUS" "$p3" "$CB_BUS.Request" Attempts)" "u 1" "attempts before failing"
+ndes ctl permission=granted >/dev/null
+lab_pass "no permission to enroll: failed at once with the template-permission fix, not retried"
+
 # ---- Reload with another service account: new credentials, used at once ----
 lab_kdc_addprinc svc-two "$LAB_DIR/svc-two.keytab"
 sed -i -e 's/^Principal=.*/Principal=svc-two@EXAMPLE.TEST/' -e "s|^Keytab=.*|Keytab=$LAB_DIR/svc-two.keytab|" \

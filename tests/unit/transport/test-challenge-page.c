@@ -267,7 +267,11 @@ static void test_classify(void **state) {
 
         assert_int_equal(challenge_classify_page((const uint8_t *) perm, strlen(perm), 200, "ndes.example.test",
                                                  "u", "svc-scep@EXAMPLE.TEST", &s, NULL, &m),
-                         TRANSPORT_CHALLENGE_UNAVAILABLE);
+                         TRANSPORT_CHALLENGE_DENIED);
+        /* Same API name, but a configuration error that retrying does not fix. */
+        assert_string_equal(transport_outcome_to_string(TRANSPORT_CHALLENGE_DENIED), "ChallengeUnavailable");
+        assert_false(transport_outcome_is_transient(TRANSPORT_CHALLENGE_DENIED));
+        assert_true(transport_outcome_is_transient(TRANSPORT_CHALLENGE_UNAVAILABLE));
         assert_non_null(strstr(m, "Enroll permission on the certificate template"));
         assert_non_null(strstr(m, "svc-scep@EXAMPLE.TEST"));
         assert_non_null(strstr(m, "IIS_IUSRS"));
