@@ -319,7 +319,14 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0) {
                 req->key = NULL;
                 log_error_errno(r, "Cannot record a new request in %s: %m", store_path(m->store));
-                r = sd_bus_error_set_errnof(error, r, "Cannot record the request in the journal: %m");
+                if (r == -ENOSPC || r == -EDQUOT)
+                        r = sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                                              "The broker's state directory is full (%s: %s): the request was not "
+                                              "accepted. Free space there; requests already accepted are kept and "
+                                              "finish once there is room.", store_path(m->store), strerror(-r));
+                else
+                        r = sd_bus_error_set_errnof(error, r, "Cannot record the request in %s: %m",
+                                                    store_path(m->store));
                 goto finish;
         }
         req->rec = TAKE_PTR(rec);

@@ -218,14 +218,65 @@ void request_wake_waiters(Request *r) {
         }
 }
 
+#define RECOMMIT_INTERVAL_USEC (5ULL * 1000000ULL)
+
+/* A state the journal could not take (disk full, I/O error) is kept in memory and written
+ * again every few seconds until it goes in: nothing the broker did is lost once there is
+ * room again, and a restart in between only repeats a poll. */
+static int on_recommit(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        size_t left = 0, saved = 0;
+
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                if (!r->unsaved)
+                        continue;
+                if (store_request_update(m->store, r->rec) < 0)
+                        left++;
+                else {
+                        r->unsaved = false;
+                        saved++;
+                }
+        }
+        if (saved > 0)
+                log_info("Wrote %zu request(s) the journal %s could not take before.", saved, store_path(m->store));
+        if (left == 0)
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        (void) sd_event_source_set_time_relative(s, RECOMMIT_INTERVAL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static void manager_schedule_recommit(Manager *m) {
+        int r;
+
+        if (!m->event)
+                return;
+        if (!m->recommit) {
+                r = sd_event_add_time_relative(m->event, &m->recommit, CLOCK_MONOTONIC, RECOMMIT_INTERVAL_USEC,
+                                               1000000ULL, on_recommit, m);
+                if (r < 0)
+                        log_error_errno(r, "Cannot schedule writing the request journal again: %m");
+                return;
+        }
+        if (sd_event_source_get_enabled(m->recommit, NULL) > 0)
+                return;
+        (void) sd_event_source_set_time_relative(m->recommit, RECOMMIT_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(m->recommit, SD_EVENT_ONESHOT);
+}
+
 int request_commit(Request *r) {
         int q;
 
         r->rec->updated = now_usec();
         q = store_request_update(r->manager->store, r->rec);
-        if (q < 0)
-                log_error_errno(q, "Request %s: cannot write the request journal %s: %m",
-                                r->rec->id, store_path(r->manager->store));
+        if (q < 0) {
+                log_error_errno(q, "Request %s: cannot write the request journal %s (kept in memory, written again "
+                                "in %llu s): %m", r->rec->id, store_path(r->manager->store),
+                                RECOMMIT_INTERVAL_USEC / 1000000ULL);
+                r->unsaved = true;
+                manager_schedule_recommit(r->manager);
+        } else
+                r->unsaved = false;
         (void) bus_request_emit_changed(r);
         if (request_state_is_terminal(r->rec->state))
                 request_wake_waiters(r);
@@ -665,6 +716,10 @@ Manager *manager_free(Manager *m) {
          * bus closes. */
         m->journal_sync = journal_sync_free(m->journal_sync);
         m->callers = caller_registry_free(m->callers);
+        if (m->recommit) {
+                (void) on_recommit(m->recommit, 0, m);  /* a last try */
+                m->recommit = sd_event_source_disable_unref(m->recommit);
+        }
         if (m->audit_limit) {
                 uid_limit_sweep(m->audit_limit, UINT64_MAX, audit_report_suppressed, m);
                 m->audit_limit = uid_limit_free(m->audit_limit);

@@ -40,6 +40,7 @@ struct Request {
         Waiter *waiters;
         void *engine;                   /* engine state of the attempt in progress */
         bool removed;
+        bool unsaved;                   /* the last commit failed (disk full): written again later */
 };
 
 /* Runtime state of one configured CA (what GetCACaps/GetCACert said). */
@@ -68,6 +69,7 @@ struct Manager {
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 
+        sd_event_source *recommit;      /* writes unsaved requests again (disk full) */
         Request **requests; size_t n_requests;
         CaState **cas; size_t n_cas;
 };

@@ -426,9 +426,18 @@ int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **r
                         const char *res = (const char *) sqlite3_column_text(st, 0);
                         if (!res || strcmp(res, "ok") != 0) {
                                 r = -EUCLEAN;
+                                /* integrity_check lists problems one per line: the first, cut. */
+                                const char *first = res ? res : "?";
+                                if (strncmp(first, "*** in database ", 16) == 0 && strchr(first, '\n'))
+                                        first = strchr(first, '\n') + 1;
+                                int len = (int) strcspn(first, "\n");
                                 set_message(ret_message,
-                                            "database %s is damaged (%s); move it aside to start with an empty journal",
-                                            s->path, res ? res : "?");
+                                            "database %s is damaged (%.*s%s): certbrokerd does not start on it, so "
+                                            "that no request is lost without notice. Restore it from a backup, or "
+                                            "salvage it with 'sqlite3 %s .recover'; moving it aside starts an empty "
+                                            "journal that forgets every request and its key",
+                                            s->path, len > 200 ? 200 : len, first,
+                                            first[len] || len > 200 ? "; ..." : "", s->path);
                         }
                 } else
                         r = errno_from_sqlite(sqlite3_extended_errcode(s->db));

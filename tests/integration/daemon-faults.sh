@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The state stays healthy under faults (issue 13): a full state directory (a small tmpfs)
+# refuses new requests with a clear error and loses none it accepted; a damaged database
+# refuses to start with a message that says what to do, and never starts empty.
+set -euo pipefail
+: "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
+lab_enter "$@"
+. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+
+broker_lab
+mkdir -p -m 0700 "$CB_STATE"
+mount -t tmpfs -o size=4m,mode=0700 tmpfs "$CB_STATE"  # this mount namespace only
+broker_start
+state_of() { cb_prop alice "$1" State; }
+
+# Requests in flight when the disk fills: pending at the CA.
+ndes ctl pending=on >/dev/null
+inflight=()
+for i in 1 2 3; do
+        inflight+=("$(cb_enroll alice corp "full$i.a.example.test")")
+done
+for p in "${inflight[@]}"; do
+        lab_wait_for 30 "request pending" bash -c \
+                "[ \"\$(busctl --system get-property $CB_BUS $p $CB_BUS.Request State)\" = 's \"pending\"' ]"
+done
+# Fill the state directory up.
+dd if=/dev/zero of="$CB_STATE/filler" bs=64k 2>/dev/null || true
+if out=$(cb_enroll alice corp refused.a.example.test 2>&1); then
+        lab_fail "an Enroll was accepted on a full disk: $out"
+fi
+lab_assert_contains "$out" "$CB_STATE" "the refusal names the state directory"
+lab_assert_contains "$out" "full" "the refusal says the disk is full"
+# The CA issues while the disk is full; the broker's polls cannot record it yet.
+ndes approve all >/dev/null
+lab_wait_for 60 "a state the journal could not take" grep -q "kept in memory, written again" "$LAB_DIR/certbrokerd.log"
+rm -f "$CB_STATE/filler"
+for p in "${inflight[@]}"; do
+        lab_assert_eq "$(cb_wait alice "$p" 120)" issued "a request accepted before the disk filled"
+done
+broker_stop
+broker_start
+for p in "${inflight[@]}"; do
+        lab_assert_eq "$(state_of "$p")" issued "after a restart: a request accepted before the disk filled"
+        lab_assert_contains "$(cb_prop alice "$p" Certificate)" "BEGIN CERTIFICATE" "its certificate after a restart"
+done
+ndes ctl pending=off >/dev/null
+p=$(cb_enroll alice corp after.a.example.test) || lab_fail "Enroll after space came back"
+lab_assert_eq "$(cb_wait alice "$p" 60)" issued "a request after space came back"
+lab_pass "a full state directory refuses new requests naming it; the accepted ones finish once space is back"
+
+# A damaged database: the broker refuses to start and says what to do; the file is kept.
+broker_stop
+size=$(stat -c %s "$CB_STATE/certbroker.db")
+dd if=/dev/urandom of="$CB_STATE/certbroker.db" bs=1 seek=4096 count=8192 conv=notrunc 2>/dev/null
+cp "$CB_STATE/certbroker.db" "$LAB_DIR/damaged.db"
+if out=$(CERTBROKER_LOG_STDERR=1 timeout 30 "$CB_DAEMON" --config-dir="$CB_CONF" --state-dir="$CB_STATE" 2>&1); then
+        lab_fail "certbrokerd started on a damaged database: $out"
+fi
+lab_assert_contains "$out" "$CB_STATE/certbroker.db" "the refusal names the database"
+lab_assert_contains "$out" "Restore it from a backup" "the refusal says what to do"
+cmp -s "$CB_STATE/certbroker.db" "$LAB_DIR/damaged.db" || lab_fail "the damaged database was changed"
+lab_assert_eq "$(stat -c %s "$CB_STATE/certbroker.db")" "$size" "the damaged database's size"
+lab_pass "a damaged database refuses to start, names the file and the fix, and is left as it was"
