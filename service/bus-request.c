@@ -105,6 +105,8 @@ static int get_string(sd_bus *bus, const char *path, const char *interface, cons
                 v = s->error_message;
         else if (strcmp(property, "FailInfo") == 0)
                 v = s->fail_info;
+        else if (strcmp(property, "Warning") == 0)
+                v = s->warning;
         else if (strcmp(property, "TransactionId") == 0)
                 v = s->transaction_id;
         else if (strcmp(property, "Certificate") == 0)
@@ -355,6 +357,7 @@ static const sd_bus_vtable request_vtable[] = {
         P("Error", "s", get_string, INVAL),
         P("ErrorMessage", "s", get_string, INVAL),
         P("FailInfo", "s", get_string, INVAL),
+        P("Warning", "s", get_string, INVAL),
         P("TransactionId", "s", get_string, INVAL),
         P("Certificate", "s", get_string, INVAL),
         P("Chain", "s", get_string, INVAL),

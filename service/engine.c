@@ -52,6 +52,8 @@ typedef struct Attempt {
         Request *request;
         AttemptStep step;
         bool polling;                   /* CertPoll rather than PKCSReq */
+        bool recovering;                /* CertPoll first: a PKCSReq may have reached the CA */
+        JournalSyncWait *sync;          /* the submission mark going to disk before the PKCSReq */
         HttpRequest *http;
         ChallengeFetch *fetch;
         ChallengeSecret *challenge;     /* holds one of the CA's challenge slots until freed */
@@ -87,6 +89,7 @@ static void attempt_free(Attempt *a) {
         if (!a)
                 return;
         http_request_cancel(a->http);
+        journal_sync_wait_cancel(a->sync);
         challenge_fetch_cancel(a->fetch);
         challenge_secret_free(a->challenge);
         X509_REQ_free(a->csr);
@@ -562,6 +565,32 @@ static void step_challenge(Request *r) {
                 request_fail_errno(r, q, "Cannot start fetching a challenge");
 }
 
+/* Recovering a submission that may have reached the CA, whose CertPoll got no certificate:
+ * it is submitted again with a fresh challenge. Whether that makes the CA issue twice cannot
+ * be known here: NDES documents CertPoll for pending requests only, so its "unknown
+ * transaction" (badCertId, unknown) may also be its answer for one it issued at once, and
+ * other answers (why) say nothing either. So the request (Warning) and the audit log say that
+ * a duplicate may have been issued, with the transaction to look for in the CA database. */
+static void recovery_resubmit(Request *r, bool unknown, const char *why) {
+        char msg[1024];
+
+        r->rec->submitted = 0;
+        snprintf(msg, sizeof msg, "Transaction %s may have been issued twice: the broker was interrupted while "
+                 "submitting it and the CA %s (CertPoll answered: %s); it was submitted again. Look for "
+                 "transaction %s in the CA database and revoke a second certificate if there is one.",
+                 r->rec->transaction_id,
+                 unknown ? "does not say it has it, which NDES may also answer for a request it issued at once" :
+                           "could not say whether it had issued it",
+                 why, r->rec->transaction_id);
+        set_string(&r->rec->warning, msg);
+        log_audit(LOG_WARNING, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                                .decision = "duplicate-risk", .ca = r->rec->ca },
+                  "Request %s: %s", r->rec->id, msg);
+        request_end_attempt(r);
+        (void) request_commit(r);
+        (void) engine_request_start(r);
+}
+
 static void handle_certrep(Request *r, const HttpResult *res) {
         const CbCa *c = request_ca_config(r);
         CaState *ca = request_ca_state(r);
@@ -583,6 +612,10 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         if (q != 0) {
                 snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", res->host,
                          err.message[0] ? err.message : strerror(-q));
+                if (a->recovering) {
+                        recovery_resubmit(r, false, msg);
+                        return;
+                }
                 /* A bad reply may be a stale CA certificate: refetch it next time. */
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
                 request_fail(r, TRANSPORT_PROTOCOL_ERROR, msg);
@@ -590,6 +623,16 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         }
 
         set_string(&r->rec->transaction_id, a->msg->transaction_id);
+        /* The CA has answered for this transaction: no submission is in doubt any more. */
+        r->rec->submitted = 0;
+        if (rep->status == SCEP_STATUS_FAILURE && a->recovering) {
+                char desc[512];
+                bool unknown = rep->fail_info == SCEP_FAIL_BAD_CERT_ID;
+                scep_certrep_describe_failure(rep, desc, sizeof desc);
+                scep_certrep_free(rep);
+                recovery_resubmit(r, unknown, desc);
+                return;
+        }
         if (rep->status == SCEP_STATUS_FAILURE) {
                 char desc[512];
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
@@ -684,6 +727,14 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
         }
         ca->last_contact = now_usec();
         q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size, 0, &next, &err);
+        if (q != 0 && a->recovering && res->http_code < 500) {
+                /* The server cannot answer a CertPoll at all. */
+                char why[sizeof err.message + 64];
+                snprintf(why, sizeof why, "HTTP %ld: %s", res->http_code,
+                         err.message[0] ? err.message : "unusable answer");
+                recovery_resubmit(r, false, why);
+                return;
+        }
         if (q != 0) {
                 request_fail(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");
@@ -739,6 +790,18 @@ static void send_pkioperation(Request *r) {
         }
 }
 
+static void on_submission_durable(int error, void *userdata) {
+        Request *r = userdata;
+        Attempt *a = r->engine;
+
+        a->sync = NULL;
+        if (error < 0) {
+                request_fail_errno(r, error, "Cannot make the submission durable");
+                return;
+        }
+        send_pkioperation(r);
+}
+
 static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject) {
         CbSubject *s = NULL;
         const char *reason = NULL;
@@ -773,7 +836,7 @@ static void step_pkioperation(Request *r) {
         const ScepAlgorithms *alg = &CE(ca)->alg;
         a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
-        if (a->polling) {
+        if (a->polling && r->rec->csr && *r->rec->csr) {
                 BIO *b = BIO_new_mem_buf(r->rec->csr, -1);
                 a->csr = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
                 BIO_free(b);
@@ -783,6 +846,8 @@ static void step_pkioperation(Request *r) {
                         return;
                 }
         } else {
+                /* A CertPoll without a stored CSR (recovering a submission) names the same
+                 * subject and key from the record; only a PKCSReq carries the challenge. */
                 ScepRdn *rdns = NULL;
                 size_t n_rdns = 0, n_names = 0;
                 CbSubject *subject = NULL;
@@ -847,7 +912,25 @@ static void step_pkioperation(Request *r) {
                 (void) bus_request_emit_changed(r);
         }
         (void) c;
-        send_pkioperation(r);
+        if (a->polling) {
+                send_pkioperation(r);
+                return;
+        }
+        /* A PKCSReq: on disk first that this transaction may reach the CA, so that after a
+         * crash the request asks the CA (CertPoll) instead of having it issue twice. The
+         * group commit's worker does the fsync; the loop goes on meanwhile. */
+        set_string(&r->rec->transaction_id, a->msg->transaction_id);
+        r->rec->submitted = now_usec();
+        q = request_commit(r);
+        if (q < 0) {
+                r->rec->submitted = 0;
+                request_fail(r, TRANSPORT_CA_UNREACHABLE,
+                             "The request journal cannot record the submission (see the journal); not sent, retrying.");
+                return;
+        }
+        q = journal_sync_request(r->manager->journal_sync, on_submission_durable, r, &a->sync);
+        if (q < 0)
+                request_fail_errno(r, q, "Cannot make the submission durable");
 }
 
 static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -874,11 +957,14 @@ int engine_request_start(Request *r) {
                 request_schedule(r, r->rec->next_attempt);
                 return 0;
         }
-        if (r->rec->state == REQUEST_PENDING) {
+        if (r->rec->state == REQUEST_PENDING || r->rec->submitted != 0) {
                 Attempt *a = attempt_begin(r);
                 if (!a)
                         return -ENOMEM;
+                /* A PKCSReq that may have reached the CA (the broker was stopped, or the answer
+                 * was lost): ask about its transaction before submitting it again. */
                 a->polling = true;
+                a->recovering = r->rec->state != REQUEST_PENDING;
         }
         step_key(r);
         return 0;

@@ -103,6 +103,7 @@ StoreRequest *store_request_free(StoreRequest *r) {
         free(r->serial);
         free(r->csr);
         free(r->caller);
+        free(r->warning);
         free(r);
         return NULL;
 }
@@ -305,7 +306,12 @@ static int schema_setup(Store *s, char **ret_message) {
         if (version < 2) {
                 /* 2: the identity each request was decided for (caller.h's snapshot), so that
                  * Reload and start-up can decide it again. */
+                /* and when a PKCSReq may have reached the CA (CertPoll first on resume), and what
+                 * the request has to tell beyond its state (a duplicate that may have been
+                 * issued). */
                 r = exec_sql(s, "ALTER TABLE requests ADD COLUMN caller TEXT NOT NULL DEFAULT '';"
+                                "ALTER TABLE requests ADD COLUMN submitted INTEGER NOT NULL DEFAULT 0;"
+                                "ALTER TABLE requests ADD COLUMN warning TEXT NOT NULL DEFAULT '';"
                                 "UPDATE schema_version SET version = 2;");
                 if (r < 0)
                         goto fail_msg;
@@ -589,7 +595,7 @@ static int request_validate(const StoreRequest *r) {
                         return k;
         }
         /* Long ones: PEM, and error messages that may quote a server's answer. */
-        const char *pems[] = { r->certificate, r->chain, r->csr, r->error_message, r->caller };
+        const char *pems[] = { r->certificate, r->chain, r->csr, r->error_message, r->caller, r->warning };
         for (size_t i = 0; i < sizeof(pems) / sizeof(pems[0]); i++) {
                 k = check_text(pems[i], STORE_PEM_MAX);
                 if (k < 0)
@@ -602,7 +608,7 @@ static int request_validate(const StoreRequest *r) {
         "id, owner, ca, label, subject, names, key_type, usage, state, error, "   \
         "error_message, fail_info, transaction_id, certificate, chain, serial, "  \
         "csr, not_before, not_after, created, updated, next_attempt, attempts, "  \
-        "key_blob IS NOT NULL, caller"
+        "key_blob IS NOT NULL, caller, submitted, warning"
 
 static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
         const unsigned char *t = sqlite3_column_text(st, col);
@@ -664,6 +670,9 @@ static int request_from_row(sqlite3_stmt *st, StoreRequest **ret) {
         r->key_available = sqlite3_column_int(st, 23) != 0;
         if ((k = column_strdup(st, 24, &r->caller)) < 0)
                 goto fail;
+        r->submitted = (uint64_t) sqlite3_column_int64(st, 25);
+        if ((k = column_strdup(st, 26, &r->warning)) < 0)
+                goto fail;
 
         *ret = r;
         return 0;
@@ -675,7 +684,7 @@ fail:
 
 /* ---- CRUD ---- */
 
-/* The columns a request's row shares between INSERT and UPDATE, as ?1 (id) to ?21. */
+/* The columns a request's row shares between INSERT and UPDATE, as ?1 (id) to ?23. */
 static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const char *names) {
         int k;
 
@@ -699,7 +708,9 @@ static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const c
             (k = bind_u64(st, 18, r->not_after)) < 0 ||
             (k = bind_u64(st, 19, r->updated)) < 0 ||
             (k = bind_u64(st, 20, r->next_attempt)) < 0 ||
-            (k = bind_u64(st, 21, r->attempts)) < 0)
+            (k = bind_u64(st, 21, r->attempts)) < 0 ||
+            (k = bind_u64(st, 22, r->submitted)) < 0 ||
+            (k = bind_text(st, 23, r->warning)) < 0)
                 return k;
         return 0;
 }
@@ -708,9 +719,10 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         static const char sql[] =
                 "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
                 "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
-                "not_before, not_after, updated, next_attempt, attempts, owner, created, key_blob, caller) "
+                "not_before, not_after, updated, next_attempt, attempts, submitted, warning, owner, created, "
+                "key_blob, caller) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)";
+                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
         sqlite3_stmt *st = NULL;
         int k;
 
@@ -719,15 +731,15 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
                 return k;
 
         if ((k = bind_request_columns(st, r, names)) < 0 ||
-            (k = errno_from_sqlite(sqlite3_bind_int64(st, 22, (sqlite3_int64) r->owner))) < 0 ||
-            (k = bind_u64(st, 23, r->created)) < 0 ||
-            (k = bind_text(st, 25, r->caller)) < 0)
+            (k = errno_from_sqlite(sqlite3_bind_int64(st, 24, (sqlite3_int64) r->owner))) < 0 ||
+            (k = bind_u64(st, 25, r->created)) < 0 ||
+            (k = bind_text(st, 27, r->caller)) < 0)
                 goto finish;
 
         if (blob)
-                k = errno_from_sqlite(sqlite3_bind_blob(st, 24, blob, (int) blob_size, SQLITE_STATIC));
+                k = errno_from_sqlite(sqlite3_bind_blob(st, 26, blob, (int) blob_size, SQLITE_STATIC));
         else
-                k = errno_from_sqlite(sqlite3_bind_null(st, 24));
+                k = errno_from_sqlite(sqlite3_bind_null(st, 26));
         if (k < 0)
                 goto finish;
 
@@ -826,8 +838,8 @@ int store_request_update(Store *s, const StoreRequest *r) {
                 "UPDATE requests SET ca = ?2, label = ?3, subject = ?4, names = ?5, key_type = ?6, "
                 "usage = ?7, state = ?8, error = ?9, error_message = ?10, fail_info = ?11, "
                 "transaction_id = ?12, certificate = ?13, chain = ?14, serial = ?15, csr = ?16, "
-                "not_before = ?17, not_after = ?18, updated = ?19, next_attempt = ?20, attempts = ?21 "
-                "WHERE id = ?1";
+                "not_before = ?17, not_after = ?18, updated = ?19, next_attempt = ?20, attempts = ?21, "
+                "submitted = ?22, warning = ?23 WHERE id = ?1";
         sqlite3_stmt *st = NULL;
         char *names = NULL;
         int k;

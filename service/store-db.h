@@ -87,6 +87,9 @@ typedef struct StoreRequest {
         uint32_t attempts;
         bool key_available;     /* set by the store on load: an encrypted key is stored */
         char *caller;           /* caller.h snapshot of who it was decided for; set on insert only */
+        uint64_t submitted;     /* when a PKCSReq of transaction_id may have reached the CA (0: none
+                                 * since the last CertRep): a resumed request asks with CertPoll first */
+        char *warning;          /* what the request must tell beyond its state, "" when nothing */
 } StoreRequest;
 
 /* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes

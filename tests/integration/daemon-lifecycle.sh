@@ -119,7 +119,45 @@ lab_assert_eq "$(n_requests)" "$((before + 1))" "requests after kill -9"
 state=$(cb_wait alice "$p8" 60)
 [ "$state" = issued ] || lab_fail "the interrupted request ended '$state': $(cb_prop alice "$p8" ErrorMessage)"
 lab_assert_eq "$(n_requests)" "$((before + 1))" "requests after resuming"
+lab_assert_eq "$(cb_prop alice "$p8" Warning)" "" "Warning of a request killed before its PKCSReq left"
 lab_pass "a request killed -9 while submitting resumes after restart and is issued once"
+
+# ---- kill -9 while the PKCSReq is at the CA: CertPoll before submitting again ----
+# The CA issues, then answers 30 s late; the broker is killed meanwhile. With certpoll_issued=on
+# the CA can be asked about a transaction it issued at once: the certificate comes from CertPoll,
+# issued once. With off (NDES documents CertPoll for pending requests only) the CA answers
+# badCertId: the broker submits again, the CA issues twice, and the request says so.
+for mode in on off; do
+        ndes ctl certpoll_issued=$mode reply_delay=30 >/dev/null
+        issued_before=$(find "$NDES_STATE/issued" -name '*.pem' | wc -l)
+        pw=$(cb_enroll alice corp "wire-$mode.a.example.test")
+        lab_wait_for 30 "the CA to issue ($mode)" bash -c \
+                "[ \$(find '$NDES_STATE/issued' -name '*.pem' | wc -l) -gt $issued_before ]"
+        kill -9 "$(lab_pid certbrokerd)"
+        lab_stop certbrokerd
+        broker_check_log
+        ndes ctl reply_delay=0 >/dev/null
+        broker_start
+        state=$(cb_wait alice "$pw" 60)
+        [ "$state" = issued ] || lab_fail "the request killed at the CA ($mode) ended '$state': $(cb_prop alice "$pw" ErrorMessage)"
+        txid=$(cb_prop alice "$pw" TransactionId)
+        issued_now=$(find "$NDES_STATE/issued" -name '*.pem' | wc -l)
+        lab_assert_eq "$(ndes log --scep | grep "txid=$txid" | grep -c 'type=20')" 1 "CertPolls for the transaction ($mode)"
+        if [ $mode = on ]; then
+                lab_assert_eq "$issued_now" "$((issued_before + 1))" "certificates the CA issued (certpoll_issued=on)"
+                lab_assert_eq "$(ndes log --scep | grep "txid=$txid" | grep -c 'type=19')" 1 "PKCSReqs (on)"
+                lab_assert_eq "$(cb_prop alice "$pw" Warning)" "" "Warning when CertPoll found the certificate"
+        else
+                lab_assert_eq "$issued_now" "$((issued_before + 2))" "certificates the CA issued (certpoll_issued=off)"
+                lab_assert_eq "$(ndes log --scep | grep "txid=$txid" | grep -c 'type=19')" 2 "PKCSReqs (off)"
+                w=$(cb_prop alice "$pw" Warning)
+                lab_assert_contains "$w" "may have been issued twice" "Warning after a resubmission"
+                lab_assert_contains "$w" "$txid" "the Warning names the transaction"
+                lab_assert_contains "$(cat "$LAB_DIR/certbrokerd.log")" "may have been issued twice" "the log says so"
+        fi
+done
+ndes ctl certpoll_issued=off >/dev/null
+lab_pass "a request killed while its PKCSReq is at the CA asks with CertPoll first; a resubmission is recorded with its transaction"
 
 # ---- a key nobody takes is erased when its certificate expires ----
 ndes ctl clock_offset=-34560000 >/dev/null     # 400 days ago: the certificate is already expired

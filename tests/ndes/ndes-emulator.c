@@ -564,6 +564,16 @@ static void handle_pkcsreq(const Config *c, Authority *a, const ScepRequest *req
                 goto finish;
         }
         (void) write_issued(o->issued);
+        if (c->certpoll_issued) {
+                /* Also answer CertPoll (and a resent PKCSReq) for it with the certificate. */
+                unsigned char *out = NULL;
+                int n = i2d_X509(o->issued, &out);
+                char crt_name[128];
+                txid_file(req->transaction_id, "crt", crt_name, sizeof crt_name);
+                if (n > 0)
+                        (void) state_write(arg_state, crt_name, out, (size_t) n, 0644);
+                OPENSSL_free(out);
+        }
         o->status = SCEP_STATUS_SUCCESS;
         o->why = "issued";
 finish:
@@ -641,6 +651,9 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
         log_event(c, "scep.log", "method=%s type=%d txid=%s status=%s failinfo=%d why=%s", method,
                   req.message_type, txid, status_name(o.status),
                   o.status == SCEP_STATUS_FAILURE ? o.fail_info : -1, o.why ? o.why : "-");
+        /* The work is done and logged; the answer comes late (tests kill the client meanwhile). */
+        if (c->reply_delay > 0)
+                sleep((unsigned) c->reply_delay);
         cgi_reply(200, "OK", "application/x-pki-message", reply, reply_size);
 finish:
         EVP_CIPHER_free(cipher);
@@ -807,6 +820,10 @@ static void help(void) {
                "  admin_encoding=utf16le-bom|utf16le|utf8\n"
                "  permission=granted|denied               denied: \"You do not have sufficient permission...\"\n"
                "  pending=on|off                          on: PKCSReq answered PENDING until approved\n"
+               "  reply_delay=SECONDS                     PKIOperation answers this late, after the work (0..60)\n"
+               "  certpoll_issued=on|off                  on: CertPoll also finds transactions issued at once\n"
+               "                                          (off, the default: only pending ones, as far as NDES\n"
+               "                                          is documented; others are badCertId)\n"
                "  clock_offset=SECONDS                    added to the clock (challenge expiry, validity)\n"
                "  reply_digest=auto|request|sha1|sha256|sha512\n"
                "  reply_cipher=auto|des3|aes128|aes256|des\n"

@@ -46,6 +46,8 @@ API = {
             'FailInfo': 's', 'TransactionId': 's', 'Certificate': 's', 'Chain': 's',
             'Serial': 's', 'NotBefore': 't', 'NotAfter': 't', 'Created': 't', 'Updated': 't',
             'NextAttempt': 't', 'Attempts': 'u', 'KeyAvailable': 'b',
+            # Additions beyond API.md version 1 (each deliberate, documented in the XML):
+            'Warning': 's',
         },
     },
     'org.certbroker.Broker1.CA': {
@@ -65,7 +67,7 @@ API = {
 # invalidation-only (API.md); the rest never change ("const").
 REQUEST_MUTABLE = {'State', 'Error', 'ErrorMessage', 'FailInfo', 'TransactionId',
                    'Certificate', 'Chain', 'Serial', 'NotBefore', 'NotAfter', 'Updated',
-                   'NextAttempt', 'Attempts', 'KeyAvailable'}
+                   'NextAttempt', 'Attempts', 'KeyAvailable', 'Warning'}
 
 failures = []
 

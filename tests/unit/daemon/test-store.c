@@ -728,7 +728,8 @@ static void test_migration_v1(void **state) {
         memcpy(old_id, r.id, sizeof old_id);
         store_close(s);
         db = raw_open(f);
-        raw_exec(db, "ALTER TABLE requests DROP COLUMN caller; UPDATE schema_version SET version = 1");
+        raw_exec(db, "ALTER TABLE requests DROP COLUMN caller; ALTER TABLE requests DROP COLUMN submitted; "
+                     "ALTER TABLE requests DROP COLUMN warning; UPDATE schema_version SET version = 1");
         sqlite3_close(db);
 
         s = open_store(f);
