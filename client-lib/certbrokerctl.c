@@ -141,6 +141,31 @@ static int output_precheck(const char *path, const char *option) {
         return r;
 }
 
+/* A new file "DIR/.BASE.XXXXXX" next to path, created 0600 and exclusively (mkostemp). Returns
+ * its fd and its name, or -errno. */
+static int temp_file_next_to(const char *path, char **ret_name) {
+        char *copy = strdup(path), *base, *name = NULL;
+        int fd;
+
+        if (!copy)
+                return -ENOMEM;
+        base = strdup(basename(copy));
+        if (!base || asprintf(&name, "%s/.%s.XXXXXX", dirname(copy), base) < 0)
+                name = NULL;
+        free(base);
+        free(copy);
+        if (!name)
+                return -ENOMEM;
+        fd = mkostemp(name, O_CLOEXEC);
+        if (fd < 0) {
+                fd = -errno;
+                free(name);
+                return fd;
+        }
+        *ret_name = name;
+        return fd;
+}
+
 static int output_open(OutputFile *o, const char *path, const char *option, mode_t mode) {
         *o = (OutputFile) { .path = path, .option = option, .mode = mode, .fd = -1 };
         if (!path)
@@ -155,28 +180,12 @@ static int output_open(OutputFile *o, const char *path, const char *option, mode
                                     strerror(errno));
                 }
         } else {
-                char *copy = strdup(path), *base, *dir;
-                if (!copy)
+                o->fd = temp_file_next_to(path, &o->temp);
+                if (o->fd == -ENOMEM)
                         return fail(CLI_EXIT_FAILURE, NULL, "Out of memory.");
-                base = strdup(basename(copy));
-                dir = dirname(copy);
-                if (!base || asprintf(&o->temp, "%s/.%s.XXXXXX", dir, base) < 0) {
-                        o->temp = NULL;
-                        free(base);
-                        free(copy);
-                        return fail(CLI_EXIT_FAILURE, NULL, "Out of memory.");
-                }
-                free(base);
-                free(copy);
-                /* mkostemp creates the file 0600 and exclusively. */
-                o->fd = mkostemp(o->temp, O_CLOEXEC);
-                if (o->fd < 0) {
-                        int k = errno;
-                        free(o->temp);
-                        o->temp = NULL;
+                if (o->fd < 0)
                         return fail(CLI_EXIT_FAILURE, NULL, "Cannot create a temporary file next to %s '%s': %s.",
-                                    option, path, strerror(k));
-                }
+                                    option, path, strerror(-o->fd));
         }
         /* The umask may have taken bits away; never more than asked for. */
         if (fchmod(o->fd, mode) < 0)
@@ -394,11 +403,67 @@ static int explain_state(CertbrokerClient *c, const char *id, const char *state,
         return code;
 }
 
+/* The key was taken: the broker has erased its copy, o is the only place it will exist. Writes
+ * and commits it, and never removes what was written. If it cannot be put at its path, it is
+ * written to (or left in) a 0600 file next to it, and the error names that file. */
+static int output_keep_key(OutputFile *o, const char *pem, const char *id) {
+        char *rescue = NULL;
+        bool written;
+        int r, fd;
+
+        r = output_write(o, pem);
+        written = r == 0;
+        if (r == 0)
+                r = output_commit(o);
+        if (r == 0)
+                return 0;
+
+        if (written && o->temp) {
+                /* Complete in the temporary file; only the rename failed. */
+                rescue = o->temp;
+                o->temp = NULL;
+        } else if (written) {
+                /* Written and flushed at its path; only close(2) complained. */
+                fprintf(stderr, "%s: the private key of request %s was written to '%s' (mode 0600) before the "
+                        "error; the broker no longer has it: check that file.\n", program, id, o->path);
+                return r;
+        } else {
+                /* Not completely written (the partial file is left as it is). */
+                if (o->fd >= 0) {
+                        (void) close(o->fd);
+                        o->fd = -1;
+                }
+                free(o->temp);
+                o->temp = NULL;
+                fd = temp_file_next_to(o->path, &rescue);
+                if (fd >= 0) {
+                        OutputFile t = { .path = rescue, .option = o->option, .mode = 0600, .fd = fd };
+                        if (fchmod(fd, 0600) < 0 || output_write(&t, pem) != 0 || output_commit(&t) != 0) {
+                                if (t.fd >= 0)
+                                        (void) close(t.fd);
+                                free(rescue);
+                                rescue = NULL;
+                        }
+                }
+        }
+        if (rescue) {
+                fprintf(stderr, "%s: the private key of request %s is in '%s' (mode 0600), not in '%s': the broker "
+                        "no longer has it; move it into place yourself.\n", program, id, rescue, o->path);
+                free(rescue);
+        } else
+                fprintf(stderr, "%s: the broker has erased its copy of the key of request %s and it could not "
+                        "be written anywhere: enroll again once '%s' can be written.\n", program, id, o->path);
+        return r;
+}
+
 /* Writes the outputs of an issued request: certificate, chain, and (taken once) the key.
- * All files are claimed before the key is taken, and removed again on any failure. */
+ * All files are claimed before the key is taken. Once taken, the key is written and committed
+ * first and never removed (output_keep_key()); the certificate and chain, which the broker
+ * keeps, are removed again on any failure. */
 static int write_outputs(CertbrokerClient *c, const char *id, CertbrokerRequestInfo *i) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         OutputFile key = { .fd = -1 }, cert = { .fd = -1 }, chain = { .fd = -1 };
+        bool taken = false, key_written = false;
         char *pem = NULL;
         int r;
 
@@ -419,27 +484,28 @@ static int write_outputs(CertbrokerClient *c, const char *id, CertbrokerRequestI
                                 r = fail_call(&e, r, "Cannot take the private key");
                 }
         }
+        if (pem) {
+                taken = true;
+                r = output_keep_key(&key, pem, id);
+                key_written = r == 0;
+                pem = certbroker_secret_free(pem);
+        }
         if (r == 0)
                 r = output_write(&cert, i->certificate);
         if (r == 0)
                 r = output_write(&chain, i->chain);
-        if (r == 0 && pem) {
-                r = output_write(&key, pem);
-                if (r != 0)
-                        fprintf(stderr, "%s: the broker has erased its copy of the key of request %s: "
-                                "enroll again once '%s' can be written.\n", program, id, key.path);
-        }
-        pem = certbroker_secret_free(pem);
         if (r == 0)
                 r = output_commit(&cert);
         if (r == 0)
                 r = output_commit(&chain);
-        if (r == 0)
-                r = output_commit(&key);
         if (r != 0) {
                 output_abort(&cert);
                 output_abort(&chain);
-                output_abort(&key);
+                if (!taken)
+                        output_abort(&key);
+                else if (key_written)
+                        fprintf(stderr, "%s: the private key of request %s is in '%s'; the certificate stays "
+                                "with the broker ('%s status %s').\n", program, id, key.path, program, id);
                 return r;
         }
         return CLI_EXIT_OK;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ static void attempt_free(Attempt *a) {
         journal_sync_wait_cancel(a->sync);
         challenge_fetch_cancel(a->fetch);
         challenge_secret_free(a->challenge);
-        X509_REQ_free(a->csr);
+        scep_csr_free(a->csr);          /* wipes the challenge if it is still in there */
         X509_free(a->signer);
         EVP_PKEY_free(a->transport_key);
         scep_message_free(a->msg);
@@ -643,6 +644,8 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 return;
         }
         if (rep->status == SCEP_STATUS_PENDING) {
+                /* Kept for CertPoll (its subject and key). step_pkioperation() took the challenge
+                 * out of it when the PKCSReq was built: no secret in the journal. */
                 char *csr_pem = NULL;
                 BIO *b = BIO_new(BIO_s_mem());
                 if (b && PEM_write_bio_X509_REQ(b, a->csr))
@@ -653,7 +656,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                         request_fail_errno(r, -ENOMEM, "Cannot keep the CSR for polling");
                         return;
                 }
-                free(r->rec->csr);
+                secret_erase_and_free_string(r->rec->csr);
                 r->rec->csr = csr_pem;
                 bool first = r->rec->state != REQUEST_PENDING;
                 r->rec->state = REQUEST_PENDING;
@@ -899,6 +902,15 @@ static void step_pkioperation(Request *r) {
                 q = scep_message_build(a->polling ? SCEP_MESSAGE_CERT_POLL : SCEP_MESSAGE_PKCS_REQ, &rp,
                                        &a->msg, &err);
         }
+        if (q == 0 && !a->polling) {
+                /* The challenge is in the (encrypted) PKCSReq now and is never needed again: a
+                 * resubmission fetches a fresh one. What is kept of the CSR (CertRep, CertPoll,
+                 * the journal if PENDING) is its subject and key: take the challenge out, wiped,
+                 * and sign again so the kept request still verifies. */
+                q = scep_csr_strip_challenge(a->csr, r->key);
+                if (q > 0)
+                        q = 0;
+        }
         if (q != 0) {
                 snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
                          err.message[0] ? err.message : strerror(-q));
@@ -939,6 +951,73 @@ static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         r->timer = sd_event_source_disable_unref(r->timer);
         (void) engine_request_start(r);
         return 0;
+}
+
+int engine_request_scrub_csr(Request *r) {
+        X509_REQ *csr = NULL;
+        EVP_PKEY *key = NULL;
+        char *pem = NULL;
+        BIO *b;
+        int q;
+
+        /* Journals written by older versions kept a PENDING request's CSR whole, one-time
+         * challengePassword included. Take it out at load rather than at the next poll, which
+         * may be hours away. */
+        if (r->rec->state != REQUEST_PENDING || !r->rec->csr || !*r->rec->csr)
+                return 0;
+        b = BIO_new_mem_buf(r->rec->csr, -1);
+        csr = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+        if (!csr) {
+                ERR_clear_error();
+                return 0;       /* the next poll says it does not parse */
+        }
+        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0) {
+                X509_REQ_free(csr);
+                return 0;
+        }
+        if (r->rec->key_available) {
+                /* To sign it again; without the key the signature just stops matching, which
+                 * CertPoll does not look at. */
+                CbSecret *kp = NULL;
+                q = store_key_get(r->manager->store, r->rec->id, &kp);
+                if (q >= 0)
+                        q = key_import_pkcs8_pem(kp, &key);
+                secret_free(kp);
+                if (q < 0)
+                        key = NULL;
+        }
+        q = scep_csr_strip_challenge(csr, key);
+        if (q >= 0) {
+                b = BIO_new(BIO_s_mem());
+                if (b && PEM_write_bio_X509_REQ(b, csr))
+                        pem = bio_to_string(b);
+                BIO_free(b);
+                q = pem ? 0 : -ENOMEM;
+        }
+        scep_csr_free(csr);
+        if (q >= 0) {
+                char *old = r->rec->csr;
+                r->rec->csr = pem;
+                q = store_request_update(r->manager->store, r->rec);
+                if (q < 0) {
+                        r->rec->csr = old;
+                        free(pem);
+                } else
+                        secret_erase_and_free_string(old);
+        }
+        if (q < 0) {
+                EVP_PKEY_free(key);
+                return log_warning_errno(q, "Request %s: cannot remove the challenge password from its "
+                                         "stored CSR: %m", r->rec->id);
+        }
+        if (!r->key)
+                r->key = key;   /* spares step_key() loading it again */
+        else
+                EVP_PKEY_free(key);
+        log_info("Request %s: removed the challenge password an older version had stored with its CSR.",
+                 r->rec->id);
+        return 1;
 }
 
 int engine_request_start(Request *r) {

@@ -14,6 +14,9 @@ void engine_free(Manager *m);
 /* Configuration changed (or was loaded first): (re)build per-CA state. */
 int engine_config_changed(Manager *m);
 
+/* A request loaded from the journal: a PENDING one's CSR as older versions stored it, with
+ * the challenge password, is rewritten without it. 1 if rewritten, 0 if nothing to do, -errno. */
+int engine_request_scrub_csr(Request *r);
 /* A new or resumed request: schedule its next step according to its state. */
 int engine_request_start(Request *r);
 /* Ends a request now (state terminal, error_short an API.md error name without prefix): what

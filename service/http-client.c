@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "message-util.h"
@@ -208,6 +209,13 @@ static void request_unlink(HttpRequest *r) {
                 r->next->prev = r->prev;
         r->next = r->prev = NULL;
         c->n_active--;
+}
+
+/* libcurl's OpenSSL backend: TLS record buffers hold a response in plaintext (an admin page: a
+ * challenge password) after it was read; have OpenSSL wipe them. */
+static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata) {
+        SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+        return CURLE_OK;
 }
 
 static void request_free(HttpRequest *r) {
@@ -472,6 +480,8 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
         SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
         SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
         SETOPT(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+        /* Only with the OpenSSL backend (CURLE_NOT_BUILT_IN otherwise): best effort. */
+        (void) curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
         if (r->trust_anchors) {
                 SETOPT(CURLOPT_CAINFO, r->trust_anchors);
                 SETOPT(CURLOPT_CAPATH, (char *) NULL);  /* only these roots, not also the system's */

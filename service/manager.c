@@ -528,6 +528,7 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 
 static int manager_load_requests(Manager *m) {
         StoreRequest **recs = NULL;
+        bool scrubbed = false;
         size_t n = 0;
         int r;
 
@@ -555,6 +556,13 @@ static int manager_load_requests(Manager *m) {
         free(recs);
         if (n > 0)
                 log_info("Loaded %zu request(s) from %s.", n, store_path(m->store));
+        for (size_t i = 0; i < m->n_requests; i++)
+                if (engine_request_scrub_csr(m->requests[i]) > 0)
+                        scrubbed = true;
+        if (scrubbed)
+                /* Old pages into the database (secure_delete zeroed what was overwritten), the
+                 * WAL truncated: the challenges are gone from the files too. */
+                store_checkpoint(m->store);
         return 0;
 }
 

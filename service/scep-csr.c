@@ -64,8 +64,67 @@ static bool text_ok(const char *s, size_t max) {
         return true;
 }
 
+static void attribute_wipe(X509_ATTRIBUTE *attr) {
+        for (int j = 0; j < X509_ATTRIBUTE_count(attr); j++) {
+                ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(attr, j);
+
+                if (!t || t->type == V_ASN1_BOOLEAN || t->type == V_ASN1_NULL || t->type == V_ASN1_OBJECT ||
+                    !t->value.asn1_string)
+                        continue;
+                /* Every DirectoryString choice is an ASN1_STRING. */
+                ASN1_STRING *v = t->value.asn1_string;
+                if (ASN1_STRING_length(v) > 0)
+                        OPENSSL_cleanse((void *) ASN1_STRING_get0_data(v), (size_t) ASN1_STRING_length(v));
+        }
+}
+
+void scep_csr_wipe_challenge(X509_REQ *req) {
+        if (!req)
+                return;
+        for (int i = -1; (i = X509_REQ_get_attr_by_NID(req, NID_pkcs9_challengePassword, i)) >= 0;)
+                attribute_wipe(X509_REQ_get_attr(req, i));
+}
+
+int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key) {
+        const EVP_MD *md = NULL;
+        int i, md_nid = NID_undef, found = 0;
+
+        if (!req)
+                return -EINVAL;
+        while ((i = X509_REQ_get_attr_by_NID(req, NID_pkcs9_challengePassword, -1)) >= 0) {
+                X509_ATTRIBUTE *attr = X509_REQ_delete_attr(req, i);
+                if (!attr)
+                        return scep_openssl_errno();
+                attribute_wipe(attr);
+                X509_ATTRIBUTE_free(attr);
+                found = 1;
+        }
+        if (!found || !key)
+                return found;
+
+        /* The same hash as before (NID_undef for EdDSA: X509_REQ_sign() takes NULL). */
+        if (OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, NULL) && md_nid != NID_undef) {
+                md = EVP_get_digestbynid(md_nid);
+                if (!md)
+                        return -EINVAL;
+        }
+        if (X509_REQ_sign(req, key, md) <= 0)
+                return scep_openssl_errno();
+        return 1;
+}
+
+X509_REQ *scep_csr_free(X509_REQ *req) {
+        scep_csr_wipe_challenge(req);
+        X509_REQ_free(req);
+        return NULL;
+}
+
+void scep_csr_freep(X509_REQ **req) {
+        *req = scep_csr_free(*req);
+}
+
 int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepError *ret_error) {
-        _cleanup_(X509_REQ_freep) X509_REQ *req = NULL;
+        _cleanup_(scep_csr_freep) X509_REQ *req = NULL;
         _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
         _cleanup_(extensions_freep) STACK_OF(X509_EXTENSION) *exts = NULL;
         _cleanup_(general_names_freep) GENERAL_NAMES *sans = NULL;

@@ -54,6 +54,20 @@ typedef struct ScepCsrParams {
  * does not know or a value over its upper bound), -ENOMEM, -EIO. */
 int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepError *ret_error);
 
+/* Overwrites the value of every challengePassword attribute of req with zeros, in place (the
+ * attribute stays, its value no longer means anything). For a request about to be freed. */
+void scep_csr_wipe_challenge(X509_REQ *req);
+
+/* Removes the challengePassword attribute(s), wiped first. With key (the request's own), signs
+ * the request again with the digest of its signature so it still verifies; without, its
+ * signature no longer matches (its subject and public key are all CertPoll needs). Returns 1
+ * if a challenge was removed, 0 if there was none, -errno. */
+int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key);
+
+/* X509_REQ_free() that wipes a challengePassword first. Accepts NULL, returns NULL. */
+X509_REQ *scep_csr_free(X509_REQ *req);
+void scep_csr_freep(X509_REQ **req);
+
 /* The self-signed signer certificate: subject and issuer = the CSR's subject, public key =
  * signer_key (RSA; the CSR key itself for RSA CSR keys, see above), keyUsage digitalSignature
  * + keyEncipherment, random 128-bit serial, valid from an hour ago for 30 days (covers a

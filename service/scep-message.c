@@ -121,14 +121,27 @@ static int bio_to_buffer(BIO *b, uint8_t **ret, size_t *ret_size) {
         return 0;
 }
 
+/* A malloc()ed buffer wiped before it is freed. */
+typedef struct WipedBuffer {
+        uint8_t *data;
+        size_t size;
+} WipedBuffer;
+
+static void wiped_buffer_done(WipedBuffer *b) {
+        if (b->data) {
+                OPENSSL_cleanse(b->data, b->size);
+                free(b->data);
+        }
+        *b = (WipedBuffer) {};
+}
+
 int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMessage **ret,
                        ScepError *ret_error) {
         _cleanup_(scep_message_freep) ScepMessage *m = NULL;
         _cleanup_(cms_freep) CMS_ContentInfo *env = NULL, *signed_data = NULL;
         _cleanup_(sk_X509_freep) STACK_OF(X509) *recips = NULL;
         _cleanup_(BIO_free_allp) BIO *in = NULL, *env_bio = NULL, *out = NULL;
-        _cleanup_(freep) uint8_t *content = NULL;
-        size_t content_size = 0;
+        _cleanup_(wiped_buffer_done) WipedBuffer content = {};
         const EVP_CIPHER *cipher;
         const EVP_MD *md;
         CMS_SignerInfo *si;
@@ -174,16 +187,17 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
                 n = i2d_X509_REQ(p->csr, &der);
                 if (n <= 0)
                         return scep_openssl_errno();
-                content = malloc((size_t) n);
-                if (!content) {
-                        OPENSSL_free(der);
+                /* The PKCS#10 carries the challenge password: wipe both copies when done. */
+                content.data = malloc((size_t) n);
+                if (!content.data) {
+                        OPENSSL_clear_free(der, (size_t) n);
                         return -ENOMEM;
                 }
-                memcpy(content, der, (size_t) n);
-                content_size = (size_t) n;
-                OPENSSL_free(der);
+                memcpy(content.data, der, (size_t) n);
+                content.size = (size_t) n;
+                OPENSSL_clear_free(der, (size_t) n);
         } else {
-                r = issuer_and_subject(p->ca, p->csr, &content, &content_size);
+                r = issuer_and_subject(p->ca, p->csr, &content.data, &content.size);
                 if (r < 0)
                         return r;
         }
@@ -192,7 +206,7 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
         recips = sk_X509_new_null();
         if (!recips || !sk_X509_push(recips, p->recipient))
                 return -ENOMEM;
-        in = BIO_new_mem_buf(content, (int) content_size);
+        in = BIO_new_mem_buf(content.data, (int) content.size);
         if (!in)
                 return -ENOMEM;
         env = CMS_encrypt(recips, in, cipher, CMS_BINARY);

@@ -207,6 +207,10 @@ static void checkpoint_truncate(Store *s) {
         (void) sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
+void store_checkpoint(Store *s) {
+        checkpoint_truncate(s);
+}
+
 static void set_message(char **ret_message, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_message(char **ret_message, const char *fmt, ...) {
         va_list ap;

@@ -130,6 +130,10 @@ int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem);
  * r->key_available is ignored (keys change only through the key functions). -ENOENT if no such id. */
 int store_request_update(Store *s, const StoreRequest *r);
 
+/* Checkpoint and truncate the WAL, so that rows just overwritten (secure_delete zeroes the old
+ * content in the database pages) leave no old frames behind either. Best effort. */
+void store_checkpoint(Store *s);
+
 /* Read one request; -ENOENT. */
 int store_request_get(Store *s, const char *id, StoreRequest **ret);
 

@@ -256,6 +256,46 @@ ctl bob --json list
 lab_assert_eq "$OUT" "[]" "bob's list"
 lab_pass "--no-wait prints the id; wait, status, fetch (key once), list as alice; bob sees nothing"
 
+# ---- once TakeKey succeeded the key is never deleted ----
+# A sticky, world-writable directory holding root's files: alice may create files in it (so
+# --force's precheck and temporary files pass) but not rename over root's (EPERM at commit).
+mkdir -m 1777 "$LAB_DIR/sticky"
+touch "$LAB_DIR/sticky/cert.pem" "$LAB_DIR/sticky/key.pem"
+ctl alice --json enroll --dns keep.a.example.test --no-wait
+keep_id=$(json 'j["id"]')
+ctl alice wait "$keep_id" --timeout 60
+expect_rc 0 "wait for the request whose key is kept"
+cb_prop alice "$CB_PATH/request/$keep_id" Certificate >keep-broker.crt
+ctl alice fetch "$keep_id" --key-out keep.key --cert-out "$LAB_DIR/sticky/cert.pem" --force
+expect_rc 1 "fetch whose --cert-out cannot be committed"
+lab_assert_contains "$ERR" "Cannot replace --cert-out '$LAB_DIR/sticky/cert.pem'" "the --cert-out error"
+[ -e keep.key ] || lab_fail "a failed --cert-out deleted the key the broker no longer has: $ERR"
+lab_assert_contains "$ERR" "private key of request $keep_id is in 'keep.key'" "the error says where the key is"
+lab_assert_eq "$(stat -c '%a %U' keep.key)" "600 alice" "kept key file mode and owner"
+lab_assert_eq "$(openssl pkey -in keep.key -pubout | sha256sum)" \
+        "$(openssl x509 -in keep-broker.crt -noout -pubkey | sha256sum)" "kept key matches the certificate"
+lab_assert_eq "$(ls -A "$LAB_DIR/sticky" | sort | tr '\n' ' ')" "cert.pem key.pem " \
+        "the certificate's temporary file is removed"
+lab_assert_eq "$(stat -c '%s %U' "$LAB_DIR/sticky/cert.pem")" "0 root" "root's cert.pem untouched"
+
+# The key itself cannot be put in place: it stays in its 0600 temporary file, named.
+ctl alice --json enroll --dns keep2.a.example.test --no-wait
+keep_id=$(json 'j["id"]')
+ctl alice wait "$keep_id" --timeout 60
+expect_rc 0 "wait for the second request whose key is kept"
+cb_prop alice "$CB_PATH/request/$keep_id" Certificate >keep-broker.crt
+ctl alice fetch "$keep_id" --key-out "$LAB_DIR/sticky/key.pem" --cert-out keep2.crt --force
+expect_rc 1 "fetch whose --key-out cannot be committed"
+kept=$(printf '%s\n' "$ERR" | sed -n "s/.*private key of request $keep_id is in '\([^']*\)' (mode 0600).*/\1/p")
+[ -n "$kept" ] || lab_fail "the error does not name where the key is: $ERR"
+lab_assert_contains "$kept" "$LAB_DIR/sticky/.key.pem." "the key is kept next to --key-out"
+lab_assert_eq "$(stat -c '%a %U' "$kept")" "600 alice" "kept temporary key file mode and owner"
+lab_assert_eq "$(openssl pkey -in "$kept" -pubout | sha256sum)" \
+        "$(openssl x509 -in keep-broker.crt -noout -pubkey | sha256sum)" "kept temporary key matches the certificate"
+[ ! -e keep2.crt ] || lab_fail "a failed fetch left keep2.crt behind"
+rm -rf "$LAB_DIR/sticky" keep.key keep-broker.crt
+lab_pass "once the key is taken a failed --cert-out or --key-out commit keeps it (0600, matching), and says where"
+
 # ---- another tenant's request, unknown ones ----
 ctl bob status "$id"
 expect_rc 3 "bob's status of alice's request"

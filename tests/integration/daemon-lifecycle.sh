@@ -34,9 +34,59 @@ lab_wait_for 30 "request pending" bash -c "[ \"\$(busctl --system get-property $
 txid=$(cb_prop alice "$p1" TransactionId)
 [ ${#txid} -ge 32 ] || lab_fail "pending request has no transactionID: '$txid'"
 lab_assert_eq "$(ndes pending | grep -c "$txid")" 1 "the emulator holds the pending transaction"
+
+# No secret at rest: the one-time challenge password the request carried (as the emulator
+# received it) is nowhere in the journal files, raw or inside a PEM block.
+pending_csr=$NDES_STATE/transactions/$(printf %s "$txid" | sha256sum | cut -c1-32).csr
+challenge=$(openssl req -inform DER -in "$pending_csr" -noout -text | sed -n 's/^ *challengePassword *: *//p')
+[ ${#challenge} -eq 16 ] || lab_fail "no challenge password in the request NDES holds: '$challenge'"
+# journal_scan: prints where the challenge is found in the journal files (none: exit 0).
+journal_scan() {
+        "$LAB_PYTHON" - "$challenge" "$CB_STATE"/certbroker.db* <<'PY'
+import base64, re, sys
+needle = sys.argv[1].encode()
+found = []
+for f in sys.argv[2:]:
+    try:
+        data = open(f, 'rb').read()
+    except FileNotFoundError:
+        continue
+    if needle in data:
+        found.append(f + ' (raw)')
+    for m in re.finditer(rb'-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----', data, re.S):
+        try:
+            der = base64.b64decode(re.sub(rb'\s', b'', m.group(2)), validate=True)
+        except ValueError:
+            continue
+        if needle in der:
+            found.append(f + ' (in a PEM ' + m.group(1).decode() + ')')
+print(', '.join(found))
+sys.exit(1 if found else 0)
+PY
+}
+where=$(journal_scan) || lab_fail "the challenge password of a PENDING request is stored in: $where"
 broker_stop
+where=$(journal_scan) || lab_fail "the challenge password of a PENDING request is stored in (stopped): $where"
+lab_pass "a PENDING request's journal entry holds no challenge password (database and WAL)"
+
+# A journal written by an older certbrokerd kept the CSR whole, challenge included: the exact
+# PKCS#10 NDES received. At load the challenge is taken out; the request still polls.
+"$LAB_PYTHON" - "$CB_STATE/certbroker.db" "${p1##*/}" "$(openssl req -inform DER -in "$pending_csr" -outform PEM)" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+n = db.execute('UPDATE requests SET csr = ? WHERE id = ?', (sys.argv[3] + '\n', sys.argv[2])).rowcount
+db.commit()
+db.close()
+sys.exit(0 if n == 1 else 1)
+PY
+[ -z "${CB_BROKER_USER:-}" ] || chown "$CB_BROKER_USER:" "$CB_STATE"/certbroker.db*
+if journal_scan >/dev/null; then
+        lab_fail "the old-style journal entry (CSR with challenge) was not written"
+fi
 broker_start
 lab_assert_eq "$(state_of alice "$p1")" pending "state after restart"
+where=$(journal_scan) || lab_fail "an old journal's challenge password is still stored after a restart in: $where"
+lab_pass "an old journal's CSR loses its challenge password at load"
 lab_assert_eq "$(cb_prop alice "$p1" TransactionId)" "$txid" "transactionID after restart"
 ndes approve all >/dev/null
 state=$(cb_wait alice "$p1" 60)

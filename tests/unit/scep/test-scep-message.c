@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "scep-cacert.h"
@@ -180,6 +181,77 @@ static void test_csr_ec_and_signer(void **state) {
         assert_string_equal(a, b);
         X509_free(signer);
         X509_REQ_free(req);
+}
+
+static bool der_contains(X509_REQ *req, const char *needle) {
+        unsigned char *der = NULL;
+        int n = i2d_X509_REQ(req, &der);
+        bool found = false;
+
+        assert_true(n > 0);
+        found = memmem(der, (size_t) n, needle, strlen(needle)) != NULL;
+        OPENSSL_free(der);
+        return found;
+}
+
+/* What the broker keeps of a submitted request (CertRep, CertPoll, the journal when PENDING):
+ * the same subject, key, extensions and transaction ID, no challenge, still verifying. */
+static void test_csr_strip_challenge(void **state) {
+        EVP_PKEY *keys[] = { test_rsa_key(3), test_ec_key() };
+
+        for (size_t k = 0; k < 2; k++) {
+                X509_REQ *req = make_csr(keys[k], SCEP_USAGE_BOTH, "0123456789ABCDEF");
+                char txid[SCEP_TRANSACTION_ID_SIZE], txid2[SCEP_TRANSACTION_ID_SIZE], a[256], b[256];
+                int nid = X509_REQ_get_signature_nid(req);
+
+                assert_true(der_contains(req, "0123456789ABCDEF"));
+                assert_int_equal(scep_transaction_id(req, txid), 0);
+                name_string(X509_REQ_get_subject_name(req), a, sizeof a);
+
+                assert_int_equal(scep_csr_strip_challenge(req, keys[k]), 1);
+                assert_int_equal(X509_REQ_get_attr_by_NID(req, NID_pkcs9_challengePassword, -1), -1);
+                assert_false(der_contains(req, "0123456789ABCDEF"));
+                assert_int_equal(X509_REQ_verify(req, keys[k]), 1);
+                assert_int_equal(X509_REQ_get_signature_nid(req), nid);
+                assert_int_equal(scep_transaction_id(req, txid2), 0);
+                assert_string_equal(txid, txid2);
+                name_string(X509_REQ_get_subject_name(req), b, sizeof b);
+                assert_string_equal(a, b);
+                assert_true(der_contains(req, "www.a.example.com"));    /* the SANs stay */
+                /* Nothing left to strip. */
+                assert_int_equal(scep_csr_strip_challenge(req, keys[k]), 0);
+                X509_REQ_free(req);
+        }
+
+        /* Without the key: stripped all the same, the old signature no longer matches. */
+        X509_REQ *req = make_csr(test_rsa_key(3), SCEP_USAGE_BOTH, "FEDCBA9876543210");
+        assert_int_equal(scep_csr_strip_challenge(req, NULL), 1);
+        assert_false(der_contains(req, "FEDCBA9876543210"));
+        assert_int_not_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
+        ERR_clear_error();
+        X509_REQ_free(req);
+        assert_int_equal(scep_csr_strip_challenge(NULL, NULL), -EINVAL);
+}
+
+/* Freeing a request wipes its challenge first: scep_csr_wipe_challenge() zeroes the value where
+ * it lies (observed before the free; scep_csr_free() is wipe, then X509_REQ_free()). */
+static void test_csr_wipe_challenge(void **state) {
+        X509_REQ *req = make_csr(test_rsa_key(3), SCEP_USAGE_BOTH, "0123456789ABCDEF");
+        int i = X509_REQ_get_attr_by_NID(req, NID_pkcs9_challengePassword, -1);
+        assert_true(i >= 0);
+        ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(X509_REQ_get_attr(req, i), 0);
+        assert_non_null(t);
+        const unsigned char *v = ASN1_STRING_get0_data(t->value.asn1_string);
+        int n = ASN1_STRING_length(t->value.asn1_string);
+        static const unsigned char zeros[16] = {};
+
+        assert_int_equal(n, 16);
+        assert_memory_equal(v, "0123456789ABCDEF", 16);
+        scep_csr_wipe_challenge(req);
+        assert_memory_equal(v, zeros, 16);
+        assert_false(der_contains(req, "0123456789ABCDEF"));
+        assert_null(scep_csr_free(req));
+        assert_null(scep_csr_free(NULL));
 }
 
 static void test_signer_cert(void **state) {
@@ -456,6 +528,8 @@ int main(void) {
                 cmocka_unit_test(test_csr_usage),
                 cmocka_unit_test(test_csr_invalid),
                 cmocka_unit_test(test_csr_ec_and_signer),
+                cmocka_unit_test(test_csr_strip_challenge),
+                cmocka_unit_test(test_csr_wipe_challenge),
                 cmocka_unit_test(test_signer_cert),
                 cmocka_unit_test(test_transaction_id),
                 cmocka_unit_test(test_pkcsreq_ndes),
