@@ -39,6 +39,10 @@
 
 #define CB_USEC_PER_SEC UINT64_C(1000000)
 
+#define CB_DEFAULT_RETAIN_FINISHED_SEC (UINT64_C(30) * 86400)  /* RetainFinished=30d */
+#define CB_RETAIN_FINISHED_MAX_SEC (UINT64_C(3650) * 86400)
+#define CB_DEFAULT_MAX_STORED_REQUESTS 1000U
+
 /* Key types: the strings of API.md's Enroll option "key". */
 typedef enum CbKeyType {
         CB_KEY_RSA_2048,
@@ -171,6 +175,8 @@ typedef struct CbConfig {
         bool root_bypasses_rules;       /* default yes */
         char *state_directory;          /* default CB_DEFAULT_STATE_DIRECTORY */
         CbKeyPoolEntry *key_pool; size_t n_key_pool;   /* default empty */
+        uint64_t retain_finished_usec;  /* RetainFinished= time span, default 30d, 60s..3650d */
+        unsigned max_stored_requests;   /* MaxStoredRequests= per uid, default 1000, 1..1000000 */
         /* ca.d/ sorted by name */
         CbCa *cas; size_t n_cas;
         /* policy.d/ in the order given (the daemon sorts files by name), sections in order */

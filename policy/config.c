@@ -162,6 +162,49 @@ static int parse_seconds_key(Parser *p, const char *key, const char *v, uint64_t
         return 0;
 }
 
+/* A time span: a number of seconds, or a number followed by s, m, h or d ("30d", "12h",
+ * "90s", "3600"). */
+static int parse_timespan(const char *v, uint64_t min_sec, uint64_t max_sec, uint64_t *ret_sec) {
+        char num[24];
+        uint64_t x, unit = 1;
+        size_t l = strlen(v);
+        int r;
+
+        if (l == 0 || l >= sizeof num)
+                return -EINVAL;
+        memcpy(num, v, l + 1);
+        switch (num[l - 1]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        default:
+                if (!ascii_isdigit(num[l - 1]))
+                        return -EINVAL;
+                l++;
+        }
+        num[l - 1] = 0;
+        r = parse_uint64(num, 0, UINT64_MAX / 86400 / CB_USEC_PER_SEC, &x);
+        if (r < 0)
+                return r;
+        x *= unit;
+        if (x < min_sec || x > max_sec)
+                return -ERANGE;
+        *ret_sec = x;
+        return 0;
+}
+
+static int parse_timespan_key(Parser *p, const char *key, const char *v, uint64_t min_sec, uint64_t max_sec,
+                              uint64_t *ret_usec) {
+        uint64_t x;
+        if (parse_timespan(v, min_sec, max_sec, &x) < 0)
+                return parser_fail(p, "%s=%.*s is not a time span from %llus to %llud: give seconds or a number "
+                                   "with s, m, h or d (e.g. %s=30d, 12h, 90s)", key, SHOW_MAX, v,
+                                   (unsigned long long) min_sec, (unsigned long long) (max_sec / 86400), key);
+        *ret_usec = x * CB_USEC_PER_SEC;
+        return 0;
+}
+
 static int parse_bool_key(Parser *p, const char *key, const char *v, bool *ret) {
         int b = parse_bool(v);
         if (b < 0)
@@ -369,6 +412,14 @@ static int key_pool_add(Parser *p, const char *key, const char *w, void *userdat
 
 static int parse_key_pool(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, key_pool_add, NULL);
+}
+
+static int parse_retain_finished(Parser *p, const char *key, const char *v) {
+        return parse_timespan_key(p, key, v, 60, CB_RETAIN_FINISHED_MAX_SEC, &p->config->retain_finished_usec);
+}
+
+static int parse_max_stored_requests(Parser *p, const char *key, const char *v) {
+        return parse_unsigned_key(p, key, v, 1, 1000000, &p->config->max_stored_requests);
 }
 
 /* ---- [CA] ------------------------------------------------------------------------------ */
@@ -693,6 +744,8 @@ static const KeyDesc broker_keys[] = {
         { "RootBypassesRules", parse_root_bypasses_rules },
         { "StateDirectory", parse_state_directory },
         { "KeyPool", parse_key_pool },
+        { "RetainFinished", parse_retain_finished },
+        { "MaxStoredRequests", parse_max_stored_requests },
         {}
 };
 
@@ -1262,6 +1315,8 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                 return -ENOMEM;
         c->mode = CB_KERBEROS_MODE_KEYTAB;
         c->root_bypasses_rules = true;
+        c->retain_finished_usec = CB_DEFAULT_RETAIN_FINISHED_SEC * CB_USEC_PER_SEC;
+        c->max_stored_requests = CB_DEFAULT_MAX_STORED_REQUESTS;
         p.config = c;
 
 #define FAIL_SET(source, ...)                                                    \

@@ -127,6 +127,17 @@ static const ErrorCase error_cases[] = {
         { M(MAIN "[Broker]\nStateDirectory='/srv'\n"), MAIN_PATH, 5, "write StateDirectory=/srv" },
         { M(MAIN "[Broker]\n[Broker]\n"), MAIN_PATH, 5, "section [Broker] appears twice (first on line 4)" },
         { M(MAIN "[Broker]\nURL=https://ndes.example.com/\n"), MAIN_PATH, 5, "unknown key URL= in [Broker]" },
+        { M(MAIN "[Broker]\nRetainFinished=59s\n"), MAIN_PATH, 5,
+          "RetainFinished=59s is not a time span from 60s to 3650d: give seconds or a number with s, m, h or d" },
+        { M(MAIN "[Broker]\nRetainFinished=59\n"), MAIN_PATH, 5, "RetainFinished=59 is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=3651d\n"), MAIN_PATH, 5, "RetainFinished=3651d is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=30w\n"), MAIN_PATH, 5, "RetainFinished=30w is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=d\n"), MAIN_PATH, 5, "RetainFinished=d is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=-1d\n"), MAIN_PATH, 5, "RetainFinished=-1d is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=99999999999999999999d\n"), MAIN_PATH, 5, "is not a time span" },
+        { M(MAIN "[Broker]\nMaxStoredRequests=0\n"), MAIN_PATH, 5,
+          "MaxStoredRequests=0 is not a whole number from 1 to 1000000" },
+        { M(MAIN "[Broker]\nMaxStoredRequests=1000001\n"), MAIN_PATH, 5, "MaxStoredRequests=1000001 is not a whole number" },
         /* ca.d/ */
         { C(""), CA_PATH, 0, "no [CA] section" },
         { C("[CA]\nTimeout=30\n"), CA_PATH, 1, "[CA] has no URL=" },
@@ -266,6 +277,8 @@ static void test_defaults(void **state) {
         assert_true(c->root_bypasses_rules);
         assert_string_equal(c->state_directory, "/var/lib/certbroker");
         assert_int_equal(c->n_key_pool, 0);
+        assert_int_equal(c->retain_finished_usec, 30 * 86400 * CB_USEC_PER_SEC);
+        assert_int_equal(c->max_stored_requests, 1000);
         assert_int_equal(c->n_rules, 0);
 
         assert_int_equal(c->n_cas, 1);
@@ -408,7 +421,9 @@ static void test_every_key_set(void **state) {
                         "PermittedSuffix=Example.COM.\r\n"
                         "RootBypassesRules=no\r\n"
                         "StateDirectory=/srv/certbroker\r\n"
-                        "KeyPool=rsa:2048=4 ec:p256=8\trsa:4096=1\r\n",
+                        "KeyPool=rsa:2048=4 ec:p256=8\trsa:4096=1\r\n"
+                        "RetainFinished=12h\r\n"
+                        "MaxStoredRequests=1000000\r\n",
                 .ca = "[CA]\n"
                       "URL=http://NDES.example.com:8080/scep/pkiclient.exe\n"
                       "AdminURL=https://admin.example.com/certsrv/mscep_admin/\n"
@@ -453,6 +468,8 @@ static void test_every_key_set(void **state) {
         assert_int_equal(c->key_pool[1].count, 8);
         assert_int_equal(c->key_pool[2].type, CB_KEY_RSA_4096);
         assert_int_equal(c->key_pool[2].count, 1);
+        assert_int_equal(c->retain_finished_usec, 12 * 3600 * CB_USEC_PER_SEC);
+        assert_int_equal(c->max_stored_requests, 1000000);
 
         assert_int_equal(c->n_cas, 2);
         const CbCa *ca = cb_config_find_ca(c, "corp"), *lab = cb_config_find_ca(c, "lab");
@@ -500,6 +517,27 @@ static void test_every_key_set(void **state) {
         assert_int_equal(c->rules[3].max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
         assert_int_equal(c->rules[3].max_active, 0);
         cb_config_free(c);
+}
+
+static void test_retain_finished_spans(void **state) {
+        static const struct {
+                const char *value;
+                uint64_t sec;
+        } spans[] = {
+                { "60", 60 }, { "90", 90 }, { "90s", 90 }, { "60s", 60 }, { "2m", 120 }, { "12h", 43200 },
+                { "30d", 2592000 }, { "3650d", UINT64_C(315360000) }, { "0001m", 60 },
+        };
+        for (size_t i = 0; i < sizeof(spans) / sizeof(spans[0]); i++) {
+                char m[256];
+                snprintf(m, sizeof m, MAIN "[Broker]\nRetainFinished=%s\nMaxStoredRequests=1\n", spans[i].value);
+                Files f = { .main = m };
+                CbConfig *c = parse_ok(&f);
+                if (c->retain_finished_usec != spans[i].sec * CB_USEC_PER_SEC)
+                        fail_msg("RetainFinished=%s: %llu usec, expected %llu s", spans[i].value,
+                                 (unsigned long long) c->retain_finished_usec, (unsigned long long) spans[i].sec);
+                assert_int_equal(c->max_stored_requests, 1);
+                cb_config_free(c);
+        }
 }
 
 static void test_default_ca_choice(void **state) {
@@ -713,6 +751,7 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_config_md_examples),
                 cmocka_unit_test(test_every_key_set),
+                cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),
                 cmocka_unit_test(test_sources),
