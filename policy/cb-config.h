@@ -39,6 +39,8 @@
 
 #define CB_USEC_PER_SEC UINT64_C(1000000)
 
+#define CB_DEFAULT_MAX_REQUESTS 100U                        /* DefaultMaxRequests=100/1h */
+#define CB_DEFAULT_MAX_REQUESTS_WINDOW_SEC UINT64_C(3600)
 #define CB_DEFAULT_RETAIN_FINISHED_SEC (UINT64_C(30) * 86400)  /* RetainFinished=30d */
 #define CB_RETAIN_FINISHED_MAX_SEC (UINT64_C(3650) * 86400)
 #define CB_DEFAULT_MAX_STORED_REQUESTS 1000U
@@ -158,8 +160,10 @@ typedef struct CbRule {
         bool keys_set;                  /* false: every key type */
         bool keys[_CB_KEY_TYPE_MAX];
         bool wildcards;                 /* default no */
-        unsigned max_requests;          /* 0: unlimited */
+        unsigned max_requests;          /* 0: unlimited (MaxRequests=unlimited) */
         uint64_t max_requests_window_usec;
+        bool max_requests_default;      /* MaxRequests= unset: [Broker] DefaultMaxRequests= applied
+                                         * (max_requests 0 when that is unlimited) */
         unsigned max_active;            /* 0: unlimited */
 } CbRule;
 
@@ -175,6 +179,10 @@ typedef struct CbConfig {
         bool root_bypasses_rules;       /* default yes */
         char *state_directory;          /* default CB_DEFAULT_STATE_DIRECTORY */
         CbKeyPoolEntry *key_pool; size_t n_key_pool;   /* default empty */
+        unsigned default_max_requests;  /* DefaultMaxRequests=COUNT/WINDOW, default 100/1h; 0 with
+                                         * DefaultMaxRequests=unlimited. Applied to every rule
+                                         * without MaxRequests= (CbRule.max_requests_default). */
+        uint64_t default_max_requests_window_usec;
         uint64_t retain_finished_usec;  /* RetainFinished= time span, default 30d, 60s..3650d */
         unsigned max_stored_requests;   /* MaxStoredRequests= per uid, default 1000, 1..1000000 */
         /* ca.d/ sorted by name */

@@ -205,6 +205,48 @@ static int parse_timespan_key(Parser *p, const char *key, const char *v, uint64_
         return 0;
 }
 
+/* COUNT/WINDOW ("20/1h"), or "unlimited" (*ret_count 0). */
+static int parse_rate(Parser *p, const char *key, const char *v, unsigned *ret_count, uint64_t *ret_window_usec) {
+        const char *slash = strchr(v, '/');
+        char num[16], win[16];
+        uint64_t n, w = 1, unit;
+
+        if (strcmp(v, "unlimited") == 0) {
+                *ret_count = 0;
+                *ret_window_usec = 0;
+                return 0;
+        }
+        if (!slash || (size_t) (slash - v) >= sizeof num || strlen(slash + 1) >= sizeof win)
+                goto bad;
+        memcpy(num, v, slash - v);
+        num[slash - v] = 0;
+        strcpy(win, slash + 1);
+        if (parse_uint64(num, 1, 1000000, &n) < 0)
+                goto bad;
+        size_t l = strlen(win);
+        if (l == 0)
+                goto bad;
+        switch (win[l - 1]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        default: goto bad;
+        }
+        win[l - 1] = 0;
+        if (win[0] && parse_uint64(win, 1, 31622400, &w) < 0)
+                goto bad;
+        if (w * unit > 31622400)
+                goto bad;
+        *ret_count = (unsigned) n;
+        *ret_window_usec = w * unit * CB_USEC_PER_SEC;
+        return 0;
+bad:
+        return parser_fail(p, "%s=%.*s is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with "
+                           "s, m, h or d, at most 366 days (e.g. %s=20/1h), or %s=unlimited", key, SHOW_MAX, v,
+                           key, key);
+}
+
 static int parse_bool_key(Parser *p, const char *key, const char *v, bool *ret) {
         int b = parse_bool(v);
         if (b < 0)
@@ -412,6 +454,11 @@ static int key_pool_add(Parser *p, const char *key, const char *w, void *userdat
 
 static int parse_key_pool(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, key_pool_add, NULL);
+}
+
+static int parse_default_max_requests(Parser *p, const char *key, const char *v) {
+        return parse_rate(p, key, v, &p->config->default_max_requests,
+                          &p->config->default_max_requests_window_usec);
 }
 
 static int parse_retain_finished(Parser *p, const char *key, const char *v) {
@@ -690,38 +737,8 @@ static int rule_wildcards_parse(Parser *p, const char *key, const char *v) {
 }
 
 static int rule_max_requests_parse(Parser *p, const char *key, const char *v) {
-        const char *slash = strchr(v, '/');
-        char num[16], win[16];
-        uint64_t n, w = 1, unit;
-
-        if (!slash || (size_t) (slash - v) >= sizeof num || strlen(slash + 1) >= sizeof win)
-                goto bad;
-        memcpy(num, v, slash - v);
-        num[slash - v] = 0;
-        strcpy(win, slash + 1);
-        if (parse_uint64(num, 1, 1000000, &n) < 0)
-                goto bad;
-        size_t l = strlen(win);
-        if (l == 0)
-                goto bad;
-        switch (win[l - 1]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        default: goto bad;
-        }
-        win[l - 1] = 0;
-        if (win[0] && parse_uint64(win, 1, 31622400, &w) < 0)
-                goto bad;
-        if (w * unit > 31622400)
-                goto bad;
-        p->rule->max_requests = (unsigned) n;
-        p->rule->max_requests_window_usec = w * unit * CB_USEC_PER_SEC;
-        return 0;
-bad:
-        return parser_fail(p, "MaxRequests=%.*s is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with "
-                           "s, m, h or d, at most 366 days (e.g. MaxRequests=20/1h)", SHOW_MAX, v);
+        p->rule->max_requests_default = false;
+        return parse_rate(p, key, v, &p->rule->max_requests, &p->rule->max_requests_window_usec);
 }
 
 static int rule_max_active_parse(Parser *p, const char *key, const char *v) {
@@ -744,6 +761,7 @@ static const KeyDesc broker_keys[] = {
         { "RootBypassesRules", parse_root_bypasses_rules },
         { "StateDirectory", parse_state_directory },
         { "KeyPool", parse_key_pool },
+        { "DefaultMaxRequests", parse_default_max_requests },
         { "RetainFinished", parse_retain_finished },
         { "MaxStoredRequests", parse_max_stored_requests },
         {}
@@ -911,7 +929,7 @@ static int section_start(Parser *p, const char *name) {
                         return parser_oom(p);
                 p->config->rules = n;
                 p->rule = &n[p->config->n_rules++];
-                *p->rule = (CbRule) { .line = p->line };
+                *p->rule = (CbRule) { .line = p->line, .max_requests_default = true };
                 p->rule->path = strdup(p->src->path);
                 if (!p->rule->path)
                         return parser_oom(p);
@@ -1315,6 +1333,8 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                 return -ENOMEM;
         c->mode = CB_KERBEROS_MODE_KEYTAB;
         c->root_bypasses_rules = true;
+        c->default_max_requests = CB_DEFAULT_MAX_REQUESTS;
+        c->default_max_requests_window_usec = CB_DEFAULT_MAX_REQUESTS_WINDOW_SEC * CB_USEC_PER_SEC;
         c->retain_finished_usec = CB_DEFAULT_RETAIN_FINISHED_SEC * CB_USEC_PER_SEC;
         c->max_stored_requests = CB_DEFAULT_MAX_STORED_REQUESTS;
         p.config = c;
@@ -1399,9 +1419,14 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
         if (!first_default && c->n_cas == 1)
                 c->cas[0].is_default = true;
 
-        /* Rules: unique names, CAs= must name configured CAs. */
+        /* Rules: unique names, CAs= must name configured CAs; DefaultMaxRequests= where
+         * MaxRequests= is not set. */
         for (size_t i = 0; i < c->n_rules; i++) {
                 CbRule *rule = &c->rules[i];
+                if (rule->max_requests_default) {
+                        rule->max_requests = c->default_max_requests;
+                        rule->max_requests_window_usec = c->default_max_requests_window_usec;
+                }
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(c->rules[j].name, rule->name) == 0) {
                                 CbConfigSource at = { .path = rule->path };

@@ -351,15 +351,24 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *c
         if (rule->max_requests > 0) {
                 uint64_t n;
                 char w[32];
+                int k;
                 r = counts_since(counts, rule->max_requests_window_usec, &n);
                 if (r < 0)
                         return r;
                 if (n >= rule->max_requests) {
                         window_string(rule->max_requests_window_usec, w, sizeof w);
-                        if (asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) allows "
-                                     "MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
-                                     (unsigned long long) n, w, rule->name, rule->path, rule->line,
-                                     rule->max_requests, w) < 0)
+                        if (rule->max_requests_default)
+                                k = asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
+                                             "sets no MaxRequests=, so certbroker.conf's DefaultMaxRequests=%u/%s "
+                                             "applies: try again later (or give the rule its own MaxRequests=)",
+                                             (unsigned) counts->uid, (unsigned long long) n, w, rule->name,
+                                             rule->path, rule->line, rule->max_requests, w);
+                        else
+                                k = asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
+                                             "allows MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
+                                             (unsigned long long) n, w, rule->name, rule->path, rule->line,
+                                             rule->max_requests, w);
+                        if (k < 0)
                                 return -ENOMEM;
                         *ret_reason = reason;
                         return STAGE_QUOTA;

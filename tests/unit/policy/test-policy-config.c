@@ -219,6 +219,12 @@ static const ErrorCase error_cases[] = {
         { P("[Rule]\nName=r\nMaxRequests=20/\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=/1h\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=x/1h\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
+        { P("[Rule]\nName=r\nMaxRequests=none\n"), POL_PATH, 3, "or MaxRequests=unlimited" },
+        { M(MAIN "[Broker]\nDefaultMaxRequests=100\n"), MAIN_PATH, 5,
+          "DefaultMaxRequests=100 is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with s, m, h or d, at most 366 "
+          "days (e.g. DefaultMaxRequests=20/1h), or DefaultMaxRequests=unlimited" },
+        { M(MAIN "[Broker]\nDefaultMaxRequests=0/1h\n"), MAIN_PATH, 5, "DefaultMaxRequests=0/1h is not COUNT/WINDOW" },
+        { M(MAIN "[Broker]\nDefaultMaxRequests=5/367d\n"), MAIN_PATH, 5, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxActive=0\n"), POL_PATH, 3, "MaxActive=0 is not a whole number from 1" },
         { P("[Rule]\nName=r\nMaxActive=many\n"), POL_PATH, 3, "MaxActive=many" },
         { P("[Rule]\nName=r\nRealm=EXAMPLE.COM\n"), POL_PATH, 3, "unknown key Realm= in [Rule]" },
@@ -519,6 +525,53 @@ static void test_every_key_set(void **state) {
         cb_config_free(c);
 }
 
+static void test_default_max_requests(void **state) {
+        static const char pol[] =
+                "[Rule]\nName=own\nUsers=alice\nMaxRequests=20/1d\n"
+                "[Rule]\nName=unset\nUsers=bob\n"
+                "[Rule]\nName=empty\nUsers=carol\nMaxRequests=\n"
+                "[Rule]\nName=off\nUsers=dave\nMaxRequests=unlimited\n";
+        Files f = { .main = MAIN, .pol = pol };
+        CbConfig *c = parse_ok(&f);
+
+        assert_int_equal(c->default_max_requests, 100);
+        assert_int_equal(c->default_max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
+        const CbRule *own = cb_config_find_rule(c, "own"), *unset = cb_config_find_rule(c, "unset"),
+                     *empty = cb_config_find_rule(c, "empty"), *off = cb_config_find_rule(c, "off");
+        assert_false(own->max_requests_default);
+        assert_int_equal(own->max_requests, 20);
+        assert_int_equal(own->max_requests_window_usec, 86400 * CB_USEC_PER_SEC);
+        assert_true(unset->max_requests_default);
+        assert_int_equal(unset->max_requests, 100);
+        assert_int_equal(unset->max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
+        assert_true(empty->max_requests_default);       /* an empty value means the default */
+        assert_int_equal(empty->max_requests, 100);
+        assert_false(off->max_requests_default);        /* a rule may switch its limit off */
+        assert_int_equal(off->max_requests, 0);
+        cb_config_free(c);
+
+        /* policy files need not come after certbroker.conf in the list */
+        CbConfigSource s[] = {
+                { POL_PATH, pol, strlen(pol) },
+                { MAIN_PATH, MAIN "[Broker]\nDefaultMaxRequests=7/30m\n", strlen(MAIN "[Broker]\nDefaultMaxRequests=7/30m\n") },
+        };
+        assert_int_equal(cb_config_parse(s, 2, &c, NULL), 0);
+        unset = cb_config_find_rule(c, "unset");
+        assert_int_equal(c->default_max_requests, 7);
+        assert_int_equal(unset->max_requests, 7);
+        assert_int_equal(unset->max_requests_window_usec, 1800 * CB_USEC_PER_SEC);
+        assert_int_equal(cb_config_find_rule(c, "own")->max_requests, 20);
+        c = cb_config_free(c);
+
+        Files g = { .main = MAIN "[Broker]\nDefaultMaxRequests=unlimited\n", .pol = pol };
+        c = parse_ok(&g);
+        assert_int_equal(c->default_max_requests, 0);
+        assert_true(cb_config_find_rule(c, "unset")->max_requests_default);
+        assert_int_equal(cb_config_find_rule(c, "unset")->max_requests, 0);
+        assert_int_equal(cb_config_find_rule(c, "own")->max_requests, 20);
+        cb_config_free(c);
+}
+
 static void test_retain_finished_spans(void **state) {
         static const struct {
                 const char *value;
@@ -751,6 +804,7 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_config_md_examples),
                 cmocka_unit_test(test_every_key_set),
+                cmocka_unit_test(test_default_max_requests),
                 cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),

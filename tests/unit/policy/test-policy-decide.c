@@ -214,7 +214,11 @@ static const DecideCase decide_cases[] = {
           .reason = "uid 1001 made 3 requests in the last 1h and rule 'tenant-a-web' (/etc/certbroker/policy.d/a.policy:1) allows MaxRequests=3/1h: try again later" },
         { ALICE, "", "", { "a.example.com" }, .active = 2, .result = QUOTA, .rule = "tenant-a-web",
           .reason = "uid 1001 has 2 active requests and rule 'tenant-a-web' (/etc/certbroker/policy.d/a.policy:1) allows MaxActive=2" },
-        { ALICE, "lab", "", { "lab.a.example.com" }, .since = 100, .active = 100, .result = A, .rule = "alice-lab" },
+        /* alice-lab sets no MaxRequests=: DefaultMaxRequests= (100/1h) applies, and it has no MaxActive= */
+        { ALICE, "lab", "", { "lab.a.example.com" }, .since = 99, .active = 1000, .result = A, .rule = "alice-lab" },
+        { ALICE, "lab", "", { "lab.a.example.com" }, .since = 100, .result = QUOTA, .rule = "alice-lab",
+          .reason = "uid 1001 made 100 requests in the last 1h and rule 'alice-lab' (/etc/certbroker/policy.d/a.policy:10) "
+                    "sets no MaxRequests=, so certbroker.conf's DefaultMaxRequests=100/1h applies: try again later" },
         { ALICE, "", "", { "web.b.example.com" }, .since = 100, .result = NAME, .rule = "tenant-a-web" },  /* names before quota */
         { DAVE, "", "", { "g.example.com" }, .since = 5, .result = A, .rule = "dave-rate-2" },      /* another rule still allows */
         { DAVE, "", "", { "g.example.com" }, .since = 50, .result = QUOTA, .rule = "dave-rate", .reason = "MaxRequests=5/10m" },
@@ -378,13 +382,15 @@ static void test_counter_calls(void **state) {
         assert_int_equal(cs.calls_active, 1);
         cb_decision_done(&d);
 
-        /* no limit, no call */
+        /* a rule without MaxRequests= counts against DefaultMaxRequests= (100/1h) */
         cs = (CounterState) {};
         const char *lab[] = { "lab.a.example.com" };
         CbRequestSpec req_lab = { .ca = "lab", .names = lab, .n_names = 1 };
         assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req_lab, &counter, &d), 0);
         assert_true(d.allowed);
-        assert_int_equal(cs.calls_since + cs.calls_active, 0);
+        assert_int_equal(cs.calls_since, 1);
+        assert_int_equal(cs.since_seen, NOW - 3600 * CB_USEC_PER_SEC);
+        assert_int_equal(cs.calls_active, 0);
         cb_decision_done(&d);
 
         /* a counter failure is a failure, and leaves *ret alone */
@@ -409,6 +415,45 @@ static void test_counter_calls(void **state) {
         assert_int_equal(cb_policy_decide(c, NULL, &req, NULL, &d), -EINVAL);
         assert_int_equal(cb_policy_decide(c, &callers[ALICE], NULL, NULL, &d), -EINVAL);
         assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req, NULL, NULL), -EINVAL);
+        cb_config_free(c);
+}
+
+static void test_default_max_requests(void **state) {
+        const char *lab[] = { "lab.a.example.com" };
+        CbRequestSpec req = { .ca = "lab", .names = lab, .n_names = 1 };
+        CounterState cs = { .since = 2 };
+        CbUsageCounter counter = { .now_usec = NOW, .count_since = count_since, .count_active = count_active, .userdata = &cs };
+        CbDecision d;
+
+        /* a smaller default, for the rules without MaxRequests= only */
+        CbConfig *c = config_new("[Broker]\nDefaultMaxRequests=2/10m\n");
+        assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req, &counter, &d), 0);
+        assert_int_equal(d.result, CB_DECISION_QUOTA_EXCEEDED);
+        assert_string_equal(d.rule, "alice-lab");
+        assert_non_null(strstr(d.reason, "DefaultMaxRequests=2/10m applies"));
+        assert_int_equal(cs.since_seen, NOW - 600 * CB_USEC_PER_SEC);
+        cb_decision_done(&d);
+        /* tenant-a-web has its own MaxRequests=3/1h */
+        const char *a[] = { "a.example.com" };
+        CbRequestSpec req_a = { .names = a, .n_names = 1 };
+        assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req_a, &counter, &d), 0);
+        assert_true(d.allowed);
+        cb_decision_done(&d);
+        /* root still bypasses */
+        cs.since = 1000000;
+        assert_int_equal(cb_policy_decide(c, &callers[ROOT], &req_a, &counter, &d), 0);
+        assert_true(d.allowed);
+        assert_true(d.root_bypass);
+        cb_decision_done(&d);
+        cb_config_free(c);
+
+        /* switched off */
+        c = config_new("[Broker]\nDefaultMaxRequests=unlimited\n");
+        cs = (CounterState) { .since = 1000000 };
+        assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req, &counter, &d), 0);
+        assert_true(d.allowed);
+        assert_int_equal(cs.calls_since + cs.calls_active, 0);
+        cb_decision_done(&d);
         cb_config_free(c);
 }
 
@@ -553,6 +598,7 @@ int main(void) {
                 cmocka_unit_test(test_decide_table),
                 cmocka_unit_test(test_resolved_request),
                 cmocka_unit_test(test_counter_calls),
+                cmocka_unit_test(test_default_max_requests),
                 cmocka_unit_test(test_root_without_bypass),
                 cmocka_unit_test(test_many_names),
                 cmocka_unit_test(test_default_ca_missing),
