@@ -159,6 +159,8 @@ typedef struct CbRule {
                                          * use CA.Check on its CAs) */
         bool keys_set;                  /* false: every key type */
         bool keys[_CB_KEY_TYPE_MAX];
+        bool usages_set;                /* false: every usage */
+        bool usages[_CB_USAGE_MAX];     /* Usages=signature encryption both */
         bool wildcards;                 /* default no */
         unsigned max_requests;          /* 0: unlimited (MaxRequests=unlimited) */
         uint64_t max_requests_window_usec;

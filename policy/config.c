@@ -732,6 +732,20 @@ static int rule_keys_parse(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, key_type_add, NULL);
 }
 
+static int usage_add(Parser *p, const char *key, const char *w, void *userdata) {
+        CbUsage u = cb_usage_from_string(w);
+        if (u < 0)
+                return parser_fail(p, "Usages=: '%.*s' is not a usage: use signature, encryption or both (the "
+                                   "values of the Enroll option usage)", SHOW_MAX, w);
+        p->rule->usages[u] = true;
+        p->rule->usages_set = true;
+        return 0;
+}
+
+static int rule_usages_parse(Parser *p, const char *key, const char *v) {
+        return for_each_word(p, key, v, usage_add, NULL);
+}
+
 static int rule_wildcards_parse(Parser *p, const char *key, const char *v) {
         return parse_bool_key(p, key, v, &p->rule->wildcards);
 }
@@ -794,6 +808,7 @@ static const KeyDesc rule_keys[] = {
         { "CAs", rule_cas_parse },
         { "Names", rule_names_parse },
         { "Keys", rule_keys_parse },
+        { "Usages", rule_usages_parse },
         { "Wildcards", rule_wildcards_parse },
         { "MaxRequests", rule_max_requests_parse },
         { "MaxActive", rule_max_active_parse },

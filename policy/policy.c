@@ -271,6 +271,7 @@ static int counts_since(Counts *c, uint64_t window, uint64_t *ret) {
 enum {
         STAGE_CA,
         STAGE_KEY,
+        STAGE_USAGE,
         STAGE_NAMES,
         STAGE_QUOTA,
         STAGE_PASSED,
@@ -278,8 +279,8 @@ enum {
 
 /* Checks one applicable rule. Returns the stage reached (STAGE_PASSED when the rule allows the
  * request) and on failure a message in *ret_reason; negative errno on failure. */
-static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *const *names, size_t n_names,
-                      const char *cn, Counts *counts, char **ret_reason) {
+static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage usage, char *const *names,
+                      size_t n_names, const char *cn, Counts *counts, char **ret_reason) {
         _cleanup_free_ char *list = NULL;
         char *reason = NULL;
         int r;
@@ -306,6 +307,22 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *c
                         return -ENOMEM;
                 *ret_reason = reason;
                 return STAGE_KEY;
+        }
+
+        if (rule->usages_set && !rule->usages[usage]) {
+                char allowed[64] = "";
+                size_t o = 0;
+                for (int u = 0; u < _CB_USAGE_MAX; u++)
+                        if (rule->usages[u])
+                                o += snprintf(allowed + o, sizeof allowed - o, "%s%s", o ? " " : "",
+                                              cb_usage_to_string(u));
+                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key usage %s (Usages=%s)%s: request one of "
+                             "those with the usage option", rule->name, rule->path, rule->line,
+                             cb_usage_to_string(usage), allowed,
+                             usage == CB_USAGE_BOTH ? "; both is the default when the usage option is not given" : "") < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return STAGE_USAGE;
         }
 
         for (size_t i = 0; i <= n_names; i++) {
@@ -542,7 +559,7 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                         continue;
                 applicable = true;
 
-                r = rule_check(rule, ca, d->key, d->names, d->n_names, cn, &counts, &reason);
+                r = rule_check(rule, ca, d->key, d->usage, d->names, d->n_names, cn, &counts, &reason);
                 if (r < 0)
                         return r;
                 if (r == STAGE_PASSED)
@@ -574,6 +591,7 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
         static const CbDecisionResult stage_result[] = {
                 [STAGE_CA] = CB_DECISION_ACCESS_DENIED,
                 [STAGE_KEY] = CB_DECISION_KEY_NOT_PERMITTED,
+                [STAGE_USAGE] = CB_DECISION_KEY_NOT_PERMITTED,  /* the key's usage: the nearest error */
                 [STAGE_NAMES] = CB_DECISION_NAME_NOT_PERMITTED,
                 [STAGE_QUOTA] = CB_DECISION_QUOTA_EXCEEDED,
         };

@@ -211,6 +211,9 @@ static const ErrorCase error_cases[] = {
         { P("[Rule]\nName=r\nKeys=rsa:1024\n"), POL_PATH, 3, "Keys=: 'rsa:1024' is not a key type" },
         { P("[Rule]\nName=r\nKeys=RSA:2048\n"), POL_PATH, 3, "is not a key type" },
         { P("[Rule]\nName=r\nWildcards=perhaps\n"), POL_PATH, 3, "Wildcards=perhaps is not a boolean" },
+        { P("[Rule]\nName=r\nUsages=sign\n"), POL_PATH, 3,
+          "Usages=: 'sign' is not a usage: use signature, encryption or both" },
+        { P("[Rule]\nName=r\nUsages=signature Both\n"), POL_PATH, 3, "'Both' is not a usage" },
         { P("[Rule]\nName=r\nMaxRequests=20\n"), POL_PATH, 3, "MaxRequests=20 is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=0/1h\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=20/1w\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
@@ -450,7 +453,7 @@ static void test_every_key_set(void **state) {
                 .pol = "[Rule]\nName=a\nGroups=2000 wheel\nNames=**.example.com\nWildcards=yes\nMaxRequests=5/30m\n"
                        "[Rule]\nName=b\nSELinuxTypes=httpd_t unconfined_t\nMaxRequests=100/d\n"
                        "[Rule]\nName=c\nUnits=a@b.service x.socket\nMaxRequests=3/10s\nKeys=\nCAs=\n"
-                       "[Rule]\nName=d\nUsers=1001\nMaxRequests=7/h\n",
+                       "[Rule]\nName=d\nUsers=1001\nMaxRequests=7/h\nUsages=signature both\n",
         };
         CbConfig *c = parse_ok(&f);
 
@@ -522,6 +525,11 @@ static void test_every_key_set(void **state) {
         assert_int_equal(c->rules[3].max_requests, 7);
         assert_int_equal(c->rules[3].max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
         assert_int_equal(c->rules[3].max_active, 0);
+        assert_false(c->rules[2].usages_set);   /* every usage */
+        assert_true(c->rules[3].usages_set);
+        assert_true(c->rules[3].usages[CB_USAGE_SIGNATURE]);
+        assert_false(c->rules[3].usages[CB_USAGE_ENCRYPTION]);
+        assert_true(c->rules[3].usages[CB_USAGE_BOTH]);
         cb_config_free(c);
 }
 

@@ -68,7 +68,12 @@ static const char policy_b[] =
         "Name=root-wild\n"
         "Users=root\n"
         "Names=**.w.example.com\n"
-        "Wildcards=yes\n";
+        "Wildcards=yes\n"
+        "[Rule]\n"
+        "Name=erin-sign\n"
+        "Users=erin\n"
+        "Names=u.example.com\n"
+        "Usages=signature encryption\n";
 
 static CbConfig *config_new(const char *extra_main) {
         char m[512];
@@ -91,7 +96,7 @@ static CbConfig *config_new(const char *extra_main) {
 
 enum {
         ALICE, ALICE_BY_NAME, UID_1001, BOB, TENANT_B_NAME, TENANT_B_GID, TENANT_B_SUPP, NGINX_C, HTTPD,
-        HTTPD_NO_LEVEL, HTTPD_BAD_LABEL, CAROL_OPS, CAROL, ROOT, ROOT_UID_ONLY, DAVE, _CALLER_MAX
+        HTTPD_NO_LEVEL, HTTPD_BAD_LABEL, CAROL_OPS, CAROL, ROOT, ROOT_UID_ONLY, DAVE, ERIN, _CALLER_MAX
 };
 
 static const gid_t gids_3000[] = { 3000 };
@@ -119,6 +124,7 @@ static const CbCaller callers[_CALLER_MAX] = {
         [ROOT] = { .uid = 0, .user_name = "root" },
         [ROOT_UID_ONLY] = { .uid = 0 },
         [DAVE] = { .uid = 1007, .user_name = "dave" },
+        [ERIN] = { .uid = 1008, .user_name = "erin" },
 };
 
 typedef struct DecideCase {
@@ -208,6 +214,17 @@ static const DecideCase decide_cases[] = {
         { ALICE, "", "", { "a.example.com" }, .label = "0123456789012345678901234567890123456789012345678901234567890123"
                                                          "01234567890123456789012345678901234567890123456789012345678901234",
           .result = INVALID, .reason = "longer than 128 bytes" },
+        /* usages */
+        { ERIN, "", "", { "u.example.com" }, .usage = "signature", .result = A, .rule = "erin-sign" },
+        { ERIN, "", "", { "u.example.com" }, .usage = "encryption", .result = A, .rule = "erin-sign" },
+        { ERIN, "", "", { "u.example.com" }, .usage = "both", .result = KEY, .rule = "erin-sign",
+          .reason = "rule 'erin-sign' (/etc/certbroker/policy.d/b.policy:38) does not allow key usage both "
+                    "(Usages=signature encryption); both is the default when the usage option is not given: request "
+                    "one of those with the usage option" },
+        { ERIN, "", "", { "u.example.com" }, .result = KEY, .rule = "erin-sign", .reason = "does not allow key usage both" },
+        { ERIN, "", "", { "x.example.com" }, .usage = "both", .result = KEY, .rule = "erin-sign" },   /* usage before names */
+        { ALICE, "", "", { "a.example.com" }, .usage = "both", .result = A },   /* no Usages=: every usage */
+        { ROOT, "", "", { "u.example.com" }, .usage = "both", .result = A, .rule = "" },
         /* quotas */
         { ALICE, "", "", { "a.example.com" }, .since = 2, .active = 1, .result = A },
         { ALICE, "", "", { "a.example.com" }, .since = 3, .result = QUOTA, .rule = "tenant-a-web",
