@@ -144,6 +144,14 @@ typedef struct CbCa {
         unsigned default_line;                  /* line of Default=yes, 0 if implicit */
 } CbCa;
 
+/* One Subject= item of a rule: an attribute besides the CN that a subject may carry. */
+typedef struct CbSubjectPattern {
+        char *type;                     /* "O", "OU", "L", "ST" or "C" */
+        char *value;                    /* unescaped UTF-8 (C in upper case), compared exactly;
+                                         * NULL: any value ("OU=*") */
+        char *text;                     /* the item as written, for messages */
+} CbSubjectPattern;
+
 typedef struct CbRule {
         char *name;
         char *path;                     /* source file and line, for audit messages */
@@ -161,6 +169,7 @@ typedef struct CbRule {
         bool keys[_CB_KEY_TYPE_MAX];
         bool usages_set;                /* false: every usage */
         bool usages[_CB_USAGE_MAX];     /* Usages=signature encryption both */
+        CbSubjectPattern *subject; size_t n_subject;   /* Subject=; none: CN-only subjects */
         bool wildcards;                 /* default no */
         unsigned max_requests;          /* 0: unlimited (MaxRequests=unlimited) */
         uint64_t max_requests_window_usec;

@@ -11,6 +11,7 @@
 
 #include "cb-config.h"
 #include "cb-names.h"
+#include "cb-subject.h"
 #include "util.h"
 
 /* inih (as Debian builds it) reads lines into a 200-byte stack buffer and splits longer lines
@@ -292,6 +293,35 @@ static int for_each_word(Parser *p, const char *key, const char *v,
                 if (!*v)
                         return 0;
                 size_t n = strcspn(v, " \t");
+                if (++count > CB_CONFIG_LIST_MAX)
+                        return parser_fail_at(p, p->line, -E2BIG, "%s= has more than %u values", key,
+                                              CB_CONFIG_LIST_MAX);
+                char *w = strndup(v, n);
+                if (!w)
+                        return parser_oom(p);
+                r = f(p, key, w, userdata);
+                free(w);
+                if (r < 0)
+                        return r;
+                v += n;
+        }
+}
+
+/* Like for_each_word(), but a backslash keeps the next character in the word ("O=Tenant\ A"
+ * is one word); the backslash stays for the callback to unescape. */
+static int for_each_escaped_word(Parser *p, const char *key, const char *v,
+                                 int (*f)(Parser *p, const char *key, const char *word, void *userdata),
+                                 void *userdata) {
+        size_t count = 0;
+        int r;
+
+        for (;;) {
+                v += strspn(v, " \t");
+                if (!*v)
+                        return 0;
+                size_t n = 0;
+                while (v[n] && v[n] != ' ' && v[n] != '\t')
+                        n += v[n] == '\\' && v[n + 1] ? 2 : 1;
                 if (++count > CB_CONFIG_LIST_MAX)
                         return parser_fail_at(p, p->line, -E2BIG, "%s= has more than %u values", key,
                                               CB_CONFIG_LIST_MAX);
@@ -746,6 +776,76 @@ static int rule_usages_parse(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, usage_add, NULL);
 }
 
+static void cb_subject_freep(CbSubject **s) {
+        cb_subject_free(*s);
+}
+
+static void subject_pattern_done(CbSubjectPattern *sp) {
+        free(sp->type);
+        free(sp->value);
+        free(sp->text);
+}
+
+static int subject_pattern_add(Parser *p, const char *key, const char *w, void *userdata) {
+        static const char *const types[] = { "O", "OU", "L", "ST", "C" };
+        _cleanup_(cb_subject_freep) CbSubject *subject = NULL;
+        CbSubjectPattern sp = {};
+        const char *eq = strchr(w, '='), *why = NULL;
+        int r;
+
+        if (!eq || eq == w)
+                return parser_fail(p, "Subject=: '%.*s' is not TYPE=VALUE: list attributes as O=VALUE, OU=, L=, ST= "
+                                   "or C=, separated by spaces, with a space inside a value written as '\\ ' or "
+                                   "'\\20' (e.g. Subject=O=Tenant\\ A OU=*)", SHOW_MAX, w);
+        if ((size_t) (eq - w) == 2 && strncasecmp(w, "CN", 2) == 0)
+                return parser_fail(p, "Subject=: '%.*s': the CN is not listed in Subject=, Names= decides it; "
+                                   "list only the other attributes (O, OU, L, ST, C)", SHOW_MAX, w);
+
+        if (strcmp(eq + 1, "*") == 0) {
+                for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                        if (strlen(types[i]) == (size_t) (eq - w) && strncasecmp(types[i], w, eq - w) == 0)
+                                sp.type = strdup(types[i]);
+                if (!sp.type)
+                        return parser_fail(p, "Subject=: '%.*s' has an attribute type other than O, OU, L, ST and C",
+                                           SHOW_MAX, w);
+        } else {
+                r = cb_subject_parse(w, &subject, &why);
+                if (r == -ENOMEM)
+                        return parser_oom(p);
+                if (r < 0)
+                        return parser_fail(p, "Subject=: '%.*s' %s; give TYPE=VALUE with O, OU, L, ST or C, RFC 4514 "
+                                           "escapes in the value ('\\ ' or '\\20' for a space), or TYPE=* for "
+                                           "any value", SHOW_MAX, w, why);
+                if (subject->n_rdns != 1)
+                        return parser_fail(p, "Subject=: '%.*s' has more than one attribute: give one TYPE=VALUE per "
+                                           "item, separated by spaces (a ',' inside a value is '\\,')", SHOW_MAX, w);
+                if (subject->cn)
+                        return parser_fail(p, "Subject=: '%.*s': the CN is not listed in Subject=, Names= decides "
+                                           "it; list only the other attributes (O, OU, L, ST, C)", SHOW_MAX, w);
+                sp.type = strdup(subject->rdns[0].type);
+                sp.value = strdup(subject->rdns[0].value);
+                if (!sp.type || !sp.value) {
+                        subject_pattern_done(&sp);
+                        return parser_oom(p);
+                }
+        }
+        if (!sp.type)
+                return parser_oom(p);
+        sp.text = strdup(w);
+        CbSubjectPattern *n = sp.text ? realloc(p->rule->subject, (p->rule->n_subject + 1) * sizeof *n) : NULL;
+        if (!n) {
+                subject_pattern_done(&sp);
+                return parser_oom(p);
+        }
+        p->rule->subject = n;
+        n[p->rule->n_subject++] = sp;
+        return 0;
+}
+
+static int rule_subject_parse(Parser *p, const char *key, const char *v) {
+        return for_each_escaped_word(p, key, v, subject_pattern_add, NULL);
+}
+
 static int rule_wildcards_parse(Parser *p, const char *key, const char *v) {
         return parse_bool_key(p, key, v, &p->rule->wildcards);
 }
@@ -809,6 +909,7 @@ static const KeyDesc rule_keys[] = {
         { "Names", rule_names_parse },
         { "Keys", rule_keys_parse },
         { "Usages", rule_usages_parse },
+        { "Subject", rule_subject_parse },
         { "Wildcards", rule_wildcards_parse },
         { "MaxRequests", rule_max_requests_parse },
         { "MaxActive", rule_max_active_parse },
@@ -1314,6 +1415,9 @@ CbConfig *cb_config_free(CbConfig *c) {
                 strv_free_n(r->selinux_types, r->n_selinux_types);
                 strv_free_n(r->cas, r->n_cas);
                 strv_free_n(r->names, r->n_names);
+                for (size_t j = 0; j < r->n_subject; j++)
+                        subject_pattern_done(&r->subject[j]);
+                free(r->subject);
         }
         free(c->rules);
         free(c);

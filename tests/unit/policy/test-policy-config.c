@@ -211,6 +211,22 @@ static const ErrorCase error_cases[] = {
         { P("[Rule]\nName=r\nKeys=rsa:1024\n"), POL_PATH, 3, "Keys=: 'rsa:1024' is not a key type" },
         { P("[Rule]\nName=r\nKeys=RSA:2048\n"), POL_PATH, 3, "is not a key type" },
         { P("[Rule]\nName=r\nWildcards=perhaps\n"), POL_PATH, 3, "Wildcards=perhaps is not a boolean" },
+        { P("[Rule]\nName=r\nSubject=O=Tenant A\n"), POL_PATH, 3,
+          "Subject=: 'A' is not TYPE=VALUE: list attributes as O=VALUE, OU=, L=, ST= or C=, separated by spaces, with a "
+          "space inside a value written as '\\ ' or '\\20' (e.g. Subject=O=Tenant\\ A OU=*)" },
+        { P("[Rule]\nName=r\nSubject=CN=*\n"), POL_PATH, 3, "Subject=: 'CN=*': the CN is not listed in Subject=, Names= decides it" },
+        { P("[Rule]\nName=r\nSubject=cn=a.example.com\n"), POL_PATH, 3, "the CN is not listed in Subject=" },
+        { P("[Rule]\nName=r\nSubject=E=x@example.com\n"), POL_PATH, 3,
+          "Subject=: 'E=x@example.com' has an attribute type other than CN, O, OU, L, ST and C; give TYPE=VALUE" },
+        { P("[Rule]\nName=r\nSubject=E=*\n"), POL_PATH, 3, "'E=*' has an attribute type other than O, OU, L, ST and C" },
+        { P("[Rule]\nName=r\nSubject=O=a,OU=b\n"), POL_PATH, 3, "'O=a,OU=b' has more than one attribute" },
+        { P("[Rule]\nName=r\nSubject=O=\n"), POL_PATH, 3, "'O=' has an empty attribute value" },
+        { P("[Rule]\nName=r\nSubject=O\n"), POL_PATH, 3, "'O' is not TYPE=VALUE" },
+        { P("[Rule]\nName=r\nSubject==x\n"), POL_PATH, 3, "'=x' is not TYPE=VALUE" },
+        { P("[Rule]\nName=r\nSubject=O=x\\\n"), POL_PATH, 3, "has an invalid escape" },
+        { P("[Rule]\nName=r\nSubject=O=\\*\n"), POL_PATH, 3, "has an invalid escape" },
+        { P("[Rule]\nName=r\nSubject=C=Germany\n"), POL_PATH, 3, "C (country) that is not two letters" },
+        { P("[Rule]\nName=r\nSubject=O=a+OU=b\n"), POL_PATH, 3, "multi-valued RDN" },
         { P("[Rule]\nName=r\nUsages=sign\n"), POL_PATH, 3,
           "Usages=: 'sign' is not a usage: use signature, encryption or both" },
         { P("[Rule]\nName=r\nUsages=signature Both\n"), POL_PATH, 3, "'Both' is not a usage" },
@@ -580,6 +596,35 @@ static void test_default_max_requests(void **state) {
         cb_config_free(c);
 }
 
+static void test_subject_patterns(void **state) {
+        Files f = { .main = MAIN, .pol = "[Rule]\nName=r\nUsers=alice\n"
+                                      "Subject=O=Tenant\\ A\tou=* O=Tenant\\2C\\20B c=de L=\\2A O=\\ x\\ \\ y\n"
+                                      "[Rule]\nName=none\nUsers=bob\nSubject=\n" };
+        CbConfig *c = parse_ok(&f);
+        const CbRule *r = &c->rules[0];
+        static const struct {
+                const char *type, *value, *text;
+        } want[] = {
+                { "O", "Tenant A", "O=Tenant\\ A" },
+                { "OU", NULL, "ou=*" },
+                { "O", "Tenant, B", "O=Tenant\\2C\\20B" },
+                { "C", "DE", "c=de" },
+                { "L", "*", "L=\\2A" },                      /* a literal '*' */
+                { "O", " x  y", "O=\\ x\\ \\ y" },
+        };
+        assert_int_equal(r->n_subject, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < r->n_subject; i++) {
+                assert_string_equal(r->subject[i].type, want[i].type);
+                if (want[i].value)
+                        assert_string_equal(r->subject[i].value, want[i].value);
+                else
+                        assert_null(r->subject[i].value);
+                assert_string_equal(r->subject[i].text, want[i].text);
+        }
+        assert_int_equal(c->rules[1].n_subject, 0);     /* empty: the default, CN only */
+        cb_config_free(c);
+}
+
 static void test_retain_finished_spans(void **state) {
         static const struct {
                 const char *value;
@@ -813,6 +858,7 @@ int main(void) {
                 cmocka_unit_test(test_config_md_examples),
                 cmocka_unit_test(test_every_key_set),
                 cmocka_unit_test(test_default_max_requests),
+                cmocka_unit_test(test_subject_patterns),
                 cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),

@@ -25,12 +25,13 @@ static const char policy_a[] =
         "CAs=corp\n"
         "MaxRequests=3/1h\n"
         "MaxActive=2\n"
-        "\n"
+        "Subject=O=Tenant\\ A OU=*\n"
         "[Rule]\n"                      /* line 10 */
         "Name=alice-lab\n"
         "Users=alice\n"
         "CAs=lab\n"
-        "Names=lab.a.example.com\n";
+        "Names=lab.a.example.com\n"
+        "Subject=O=Tenant\\,\\20A c=de\n";
 static const char policy_b[] =
         "[Rule]\n"
         "Name=tenant-b\n"
@@ -272,6 +273,37 @@ static const DecideCase decide_cases[] = {
         { ALICE, "", "", { "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij.a.example.com" }, .result = INVALID,
           .reason = "longer than 64 bytes" },
         { ALICE, "", "O=Tenant A", { "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij.a.example.com" }, .result = A },
+        /* subject attributes besides the CN: only what the rule's Subject= lists */
+        { ALICE, "", "CN=a.example.com,O=Tenant B", { "a.example.com" }, .result = NAME, .rule = "tenant-a-web",
+          .reason = "subject attribute O='Tenant B' is not permitted by rule 'tenant-a-web' "
+                    "(/etc/certbroker/policy.d/a.policy:1), which allows Subject=O=Tenant\\ A OU=*: leave the attribute "
+                    "out or use an allowed value" },
+        { ALICE, "", "O=Tenant B", { "a.example.com" }, .result = NAME, .rule = "tenant-a-web", .reason = "O='Tenant B'" },
+        { ALICE, "", "CN=a.example.com,O=tenant a", { "a.example.com" }, .result = NAME, .reason = "O='tenant a'" },
+        { ALICE, "", "CN=a.example.com,O=Tenant A ", { "a.example.com" }, .result = A },   /* unescaped end space ignored */
+        { ALICE, "", "CN=a.example.com,OU=Web,OU=Ops,O=Tenant A", { "a.example.com" }, .result = A, .rule = "tenant-a-web" },
+        { ALICE, "", "CN=a.example.com,L=Berlin,O=Tenant A", { "a.example.com" }, .result = NAME, .rule = "tenant-a-web",
+          .reason = "subject attribute L='Berlin' is not permitted by rule 'tenant-a-web'" },
+        { ALICE, "", "CN=a.example.com,C=DE", { "a.example.com" }, .result = NAME, .reason = "C='DE'" },
+        { ALICE, "lab", "CN=lab.a.example.com,O=Tenant\\, A,C=de", { "lab.a.example.com" }, .result = A, .rule = "alice-lab" },
+        { ALICE, "lab", "CN=lab.a.example.com,O=Tenant A", { "lab.a.example.com" }, .result = NAME, .rule = "alice-lab",
+          .reason = "O='Tenant A' is not permitted by rule 'alice-lab' (/etc/certbroker/policy.d/a.policy:10), which "
+                    "allows Subject=O=Tenant\\,\\20A c=de" },
+        { ALICE, "lab", "CN=lab.a.example.com,OU=x", { "lab.a.example.com" }, .result = NAME, .rule = "alice-lab" },
+        { TENANT_B_NAME, "", "CN=x.b.example.com,O=Tenant B", { "x.b.example.com" }, .result = NAME, .rule = "tenant-b",
+          .reason = "subject attribute O='Tenant B' is not permitted by rule 'tenant-b' (/etc/certbroker/policy.d/b.policy:1), "
+                    "which has no Subject= and so allows subjects with a CN only: leave the attribute out, or list it in "
+                    "the rule's Subject= (e.g. Subject=O=*)" },
+        { TENANT_B_NAME, "", "CN=x.b.example.com", { "x.b.example.com" }, .result = A, .rule = "tenant-b" },
+        { DAVE, "", "CN=g.example.com,OU=x'y", { "g.example.com" }, .result = NAME, .rule = "dave-rate",
+          .reason = "subject attribute OU='x\\x27y' is not permitted by rule 'dave-rate' (/etc/certbroker/policy.d/b.policy:23), "
+                    "which has no Subject=" },
+        { DAVE, "", "CN=g.example.com,OU=x", { "g.example.com" }, .result = NAME, .rule = "dave-rate",
+          .reason = "; the subject is also refused by rule 'dave-rate-2' (/etc/certbroker/policy.d/b.policy:28)" },
+        { DAVE, "", "CN=g.example.com,OU=x", { "h.example.com" }, .result = NAME, .rule = "dave-rate",
+          .reason = "name 'h.example.com' is not permitted by rule 'dave-rate'" },  /* names before the subject */
+        { ROOT, "", "CN=a.example.com,O=Anything,OU=x,L=y,ST=z,C=US", { "a.example.com" }, .result = A, .rule = "",
+          .reason = "uid 0 bypasses the rules" },
 };
 
 typedef struct CounterState {
