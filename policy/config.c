@@ -985,6 +985,27 @@ static int section_finish(Parser *p) {
                                                       "/certsrv/mscep/mscep.dll): set AdminURL= to the mscep_admin page, "
                                                       "or Challenge=static or none", SHOW_MAX, ca->url);
                 }
+                /* Cleartext: an http:// SCEP URL is only safe when the CA certificate is pinned
+                 * (GetCACert's answer could come from anyone on the path), and Kerberos never
+                 * authenticates a challenge fetch over http:// (the challenge in the answer would
+                 * go to anyone on the path). A derived AdminURL= counts when it is used. */
+                bool url_http = strncasecmp(ca->url, "http://", 7) == 0;
+                bool admin_http = ca->admin_url && strncasecmp(ca->admin_url, "http://", 7) == 0;
+                if (admin_http && ca->authentication == CB_AUTHENTICATION_KERBEROS &&
+                    (!ca->admin_url_derived || ca->challenge == CB_CHALLENGE_MSCEP_ADMIN))
+                        return parser_fail_at(p, ca->admin_url_derived ? p->seen_line[0] : p->seen_line[1], -EINVAL,
+                                              "AdminURL=%.*s%s is http:// and Authentication=kerberos: a "
+                                              "Kerberos-authenticated challenge fetch over cleartext hands the "
+                                              "challenge to anyone on the path; use https:// (set %s to an https:// "
+                                              "URL), or Authentication=none if the page really needs no login",
+                                              SHOW_MAX, ca->admin_url, ca->admin_url_derived ? " (derived from URL=)" : "",
+                                              ca->admin_url_derived ? "URL= or AdminURL=" : "AdminURL=");
+                if (url_http && !ca->has_fingerprint)
+                        return parser_fail_at(p, p->seen_line[0], -EINVAL,
+                                              "URL=%.*s is http:// without CAFingerprint=: over cleartext anyone on the "
+                                              "path could answer GetCACert with their own CA; use https://, or pin the "
+                                              "CA with CAFingerprint=sha256:... (openssl x509 -in ca.pem -noout "
+                                              "-fingerprint -sha256)", SHOW_MAX, ca->url);
                 if (ca->challenge == CB_CHALLENGE_STATIC && !ca->challenge_file)
                         return parser_fail_at(p, p->section_line, -EINVAL,
                                               "Challenge=static needs ChallengeFile=: the path of a root-only file "

@@ -22,6 +22,7 @@
 #define MAIN "[Kerberos]\nRealm=EXAMPLE.COM\nPrincipal=svc-scep@EXAMPLE.COM\n"
 #define CA "[CA]\nURL=https://ndes.example.com/certsrv/mscep/mscep.dll\n"
 #define POL "[Rule]\nName=r\nUsers=alice\nNames=a.example.com\n"
+#define FP "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 typedef struct Files {
         const char *main, *ca, *ca2, *pol, *pol2;
@@ -155,6 +156,20 @@ static const ErrorCase error_cases[] = {
         { C("[CA]\nURL=https://ndes.example.com/certsrv/mscep/mscep.dll?x=1\n"), CA_PATH, 2, "query" },
         { C("[CA]\nURL=https://ndes.example.com/scep\n"), CA_PATH, 2, "AdminURL= cannot be derived from URL=" },
         { C(CA "AdminURL=https://evil.net/certsrv/mscep_admin/\n"), CA_PATH, 3, "AdminURL=https://evil.net/certsrv/mscep_admin/ has a host" },
+        /* cleartext: a Kerberos challenge fetch never, an SCEP URL only with a pinned CA */
+        { C("[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\n"), CA_PATH, 2,
+          "AdminURL=http://ndes.example.com/certsrv/mscep_admin/ (derived from URL=) is http:// and Authentication=kerberos: "
+          "a Kerberos-authenticated challenge fetch over cleartext hands the challenge to anyone on the path; use https://" },
+        { C("[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\n"), CA_PATH, 2, "is http:// and Authentication=kerberos" },
+        { C(CA "AdminURL=http://ndes.example.com/certsrv/mscep_admin/\n"), CA_PATH, 3,
+          "AdminURL=http://ndes.example.com/certsrv/mscep_admin/ is http:// and Authentication=kerberos" },
+        { C(CA "AdminURL=HTTP://ndes.example.com/certsrv/mscep_admin/\nChallenge=none\n"), CA_PATH, 3,
+          "is http:// and Authentication=kerberos" },
+        { C("[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nAuthentication=none\n"), CA_PATH, 2,
+          "URL=http://ndes.example.com/certsrv/mscep/mscep.dll is http:// without CAFingerprint=: over cleartext anyone "
+          "on the path could answer GetCACert with their own CA; use https://, or pin the CA with CAFingerprint=sha256:" },
+        { C("[CA]\nChallenge=static\nChallengeFile=/x\nURL=http://ndes.example.com/scep\n"), CA_PATH, 4,
+          "is http:// without CAFingerprint=" },
         { C(CA "Authentication=ntlm\n"), CA_PATH, 3, "Authentication=ntlm: use kerberos or none" },
         { C(CA "Challenge=password\n"), CA_PATH, 3, "Challenge=password: use mscep-admin, static or none" },
         { C(CA "Challenge=static\n"), CA_PATH, 1, "Challenge=static needs ChallengeFile=" },
@@ -625,6 +640,25 @@ static void test_subject_patterns(void **state) {
         cb_config_free(c);
 }
 
+static void test_cleartext_cas(void **state) {
+        static const char *const ok[] = {
+                /* pinned CA, no Kerberos */
+                "[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\nAuthentication=none\n",
+                /* pinned CA, Kerberos on an https:// admin page */
+                "[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\n"
+                "AdminURL=https://ndes.example.com/certsrv/mscep_admin/\n",
+                /* a derived admin page that is never fetched (static challenge) */
+                "[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\n"
+                "Challenge=static\nChallengeFile=/etc/certbroker/corp.challenge\n",
+                /* a cleartext admin page without Kerberos */
+                CA "AdminURL=http://ndes.example.com/certsrv/mscep_admin/\nAuthentication=none\n",
+        };
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                Files f = { .main = MAIN, .ca = ok[i] };
+                cb_config_free(parse_ok(&f));
+        }
+}
+
 static void test_retain_finished_spans(void **state) {
         static const struct {
                 const char *value;
@@ -859,6 +893,7 @@ int main(void) {
                 cmocka_unit_test(test_every_key_set),
                 cmocka_unit_test(test_default_max_requests),
                 cmocka_unit_test(test_subject_patterns),
+                cmocka_unit_test(test_cleartext_cas),
                 cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),
