@@ -65,7 +65,7 @@ struct Parser {
         unsigned seen_line[KEYS_MAX];   /* per key of the current section: line, 0 = unset */
         unsigned kerberos_line, broker_line, ca_line;
 
-        unsigned realm_line, principal_line;
+        unsigned realm_line, principal_line, kdc_line;
         CbCa *ca;
         CbRule *rule;
 };
@@ -399,7 +399,42 @@ static int kdc_add(Parser *p, const char *key, const char *w, void *userdata) {
 }
 
 static int parse_kdc(Parser *p, const char *key, const char *v) {
+        p->kdc_line = p->line;
         return for_each_word(p, key, v, kdc_add, NULL);
+}
+
+/* KDC= names go through the suffix guard once PermittedSuffix is known (it may be set after
+ * [Kerberos]). IP literals are allowed: a KDC is not trusted by its name (no ticket is ever
+ * asked for the KDC's host, and the KDC proves itself with the realm's keys), so an address
+ * opens no path to another service the way an HTTP or TLS host name would. */
+static int kdcs_check_suffix(Parser *p) {
+        const CbConfig *c = p->config;
+
+        for (size_t i = 0; i < c->n_kdcs; i++) {
+                const char *k = c->kdcs[i], *why = NULL;
+                char host[256];
+                struct in_addr a4;
+
+                if (k[0] == '[')
+                        continue;       /* an IPv6 literal (checked by kdc_add()) */
+                size_t n = strcspn(k, ":");
+                if (n >= sizeof host)
+                        continue;       /* kdc_add() refuses these */
+                memcpy(host, k, n);
+                host[n] = 0;
+                if (inet_pton(AF_INET, host, &a4) == 1)
+                        continue;
+                int r = cb_name_normalize(host, n, c->permitted_suffix, 0, NULL, &why);
+                if (r == -ENOMEM)
+                        return parser_oom(p);
+                if (r < 0)
+                        return parser_fail_at(p, p->kdc_line, -EINVAL,
+                                              "KDC=%s: the host %s is not under PermittedSuffix=%s: every configured "
+                                              "host must be; give the domain controller's name in the domain (or its "
+                                              "IP address), or widen PermittedSuffix= in [Broker]", k, host,
+                                              c->permitted_suffix);
+        }
+        return 0;
 }
 
 static int parse_principal(Parser *p, const char *key, const char *v) {
@@ -1313,7 +1348,7 @@ static int parse_source(Parser *p, const CbConfigSource *src, SourceKind kind, c
         p->line = 0;
         p->section = SECTION_NONE;
         p->section_line = 0;
-        p->kerberos_line = p->broker_line = p->ca_line = 0;
+        p->kerberos_line = p->broker_line = p->ca_line = p->kdc_line = 0;
         p->rule = NULL;
         p->ca = NULL;
 
@@ -1393,6 +1428,9 @@ static int parse_source(Parser *p, const CbConfigSource *src, SourceKind kind, c
                                                       "set PermittedSuffix= in [Broker]", p->config->realm, why);
                         p->config->permitted_suffix = n;
                 }
+                r = kdcs_check_suffix(p);
+                if (r < 0)
+                        return r;
                 break;
         case SOURCE_CA:
                 if (!p->ca_line)

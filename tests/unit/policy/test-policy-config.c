@@ -110,6 +110,13 @@ static const ErrorCase error_cases[] = {
         { M(MAIN "KDC=kdc_1.example.com\n"), MAIN_PATH, 4, "KDC=kdc_1.example.com: the host" },
         { M(MAIN "KDC=[::1\n"), MAIN_PATH, 4, "closing ']'" },
         { M(MAIN "KDC=[nope]:88\n"), MAIN_PATH, 4, "not a valid IPv6 address" },
+        /* KDC= names under the suffix (after [Broker], which may come later), IP literals allowed */
+        { M(MAIN "KDC=kdc.example.com dc.evil.net:88\n"), MAIN_PATH, 4,
+          "KDC=dc.evil.net:88: the host dc.evil.net is not under PermittedSuffix=example.com: every configured host must "
+          "be; give the domain controller's name in the domain (or its IP address), or widen PermittedSuffix= in [Broker]" },
+        { M(MAIN "KDC=evilexample.com\n"), MAIN_PATH, 4, "the host evilexample.com is not under PermittedSuffix=example.com" },
+        { M(MAIN "KDC=kdc.example.com\n[Broker]\nPermittedSuffix=ad.example.com\n"), MAIN_PATH, 4,
+          "the host kdc.example.com is not under PermittedSuffix=ad.example.com" },
         /* [Broker] values */
         { M(MAIN "[Broker]\nPermittedSuffix=example..com\n"), MAIN_PATH, 5, "PermittedSuffix=example..com has an empty label" },
         { M(MAIN "[Broker]\nPermittedSuffix=*.example.com\n"), MAIN_PATH, 5, "PermittedSuffix=*.example.com is a wildcard" },
@@ -640,6 +647,19 @@ static void test_subject_patterns(void **state) {
         cb_config_free(c);
 }
 
+static void test_kdc_hosts(void **state) {
+        Files f = { .main = MAIN "KDC=KDC.Example.COM.:88 10.0.0.5 127.0.0.1:8888 [::1]:88 [2001:db8::5] example.com\n" };
+        CbConfig *c = parse_ok(&f);
+        assert_int_equal(c->n_kdcs, 6);
+        cb_config_free(c);
+
+        /* the suffix may be set after [Kerberos] */
+        Files g = { .main = MAIN "KDC=dc1.corp.example.org\n[Broker]\nPermittedSuffix=corp.example.org\n" };
+        c = parse_ok(&g);
+        assert_string_equal(c->kdcs[0], "dc1.corp.example.org");
+        cb_config_free(c);
+}
+
 static void test_cleartext_cas(void **state) {
         static const char *const ok[] = {
                 /* pinned CA, no Kerberos */
@@ -893,6 +913,7 @@ int main(void) {
                 cmocka_unit_test(test_every_key_set),
                 cmocka_unit_test(test_default_max_requests),
                 cmocka_unit_test(test_subject_patterns),
+                cmocka_unit_test(test_kdc_hosts),
                 cmocka_unit_test(test_cleartext_cas),
                 cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_default_ca_choice),
