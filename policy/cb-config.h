@@ -39,6 +39,12 @@
 
 #define CB_USEC_PER_SEC UINT64_C(1000000)
 
+#define CB_DEFAULT_MAX_REQUESTS 100U                        /* DefaultMaxRequests=100/1h */
+#define CB_DEFAULT_MAX_REQUESTS_WINDOW_SEC UINT64_C(3600)
+#define CB_DEFAULT_RETAIN_FINISHED_SEC (UINT64_C(30) * 86400)  /* RetainFinished=30d */
+#define CB_RETAIN_FINISHED_MAX_SEC (UINT64_C(3650) * 86400)
+#define CB_DEFAULT_MAX_STORED_REQUESTS 1000U
+
 /* Key types: the strings of API.md's Enroll option "key". */
 typedef enum CbKeyType {
         CB_KEY_RSA_2048,
@@ -138,6 +144,14 @@ typedef struct CbCa {
         unsigned default_line;                  /* line of Default=yes, 0 if implicit */
 } CbCa;
 
+/* One Subject= item of a rule: an attribute besides the CN that a subject may carry. */
+typedef struct CbSubjectPattern {
+        char *type;                     /* "O", "OU", "L", "ST" or "C" */
+        char *value;                    /* unescaped UTF-8 (C in upper case), compared exactly;
+                                         * NULL: any value ("OU=*") */
+        char *text;                     /* the item as written, for messages */
+} CbSubjectPattern;
+
 typedef struct CbRule {
         char *name;
         char *path;                     /* source file and line, for audit messages */
@@ -153,9 +167,14 @@ typedef struct CbRule {
                                          * use CA.Check on its CAs) */
         bool keys_set;                  /* false: every key type */
         bool keys[_CB_KEY_TYPE_MAX];
+        bool usages_set;                /* false: every usage */
+        bool usages[_CB_USAGE_MAX];     /* Usages=signature encryption both */
+        CbSubjectPattern *subject; size_t n_subject;   /* Subject=; none: CN-only subjects */
         bool wildcards;                 /* default no */
-        unsigned max_requests;          /* 0: unlimited */
+        unsigned max_requests;          /* 0: unlimited (MaxRequests=unlimited) */
         uint64_t max_requests_window_usec;
+        bool max_requests_default;      /* MaxRequests= unset: [Broker] DefaultMaxRequests= applied
+                                         * (max_requests 0 when that is unlimited) */
         unsigned max_active;            /* 0: unlimited */
 } CbRule;
 
@@ -171,6 +190,12 @@ typedef struct CbConfig {
         bool root_bypasses_rules;       /* default yes */
         char *state_directory;          /* default CB_DEFAULT_STATE_DIRECTORY */
         CbKeyPoolEntry *key_pool; size_t n_key_pool;   /* default empty */
+        unsigned default_max_requests;  /* DefaultMaxRequests=COUNT/WINDOW, default 100/1h; 0 with
+                                         * DefaultMaxRequests=unlimited. Applied to every rule
+                                         * without MaxRequests= (CbRule.max_requests_default). */
+        uint64_t default_max_requests_window_usec;
+        uint64_t retain_finished_usec;  /* RetainFinished= time span, default 30d, 60s..3650d */
+        unsigned max_stored_requests;   /* MaxStoredRequests= per uid, default 1000, 1..1000000 */
         /* ca.d/ sorted by name */
         CbCa *cas; size_t n_cas;
         /* policy.d/ in the order given (the daemon sorts files by name), sections in order */

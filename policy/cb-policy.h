@@ -57,10 +57,11 @@ typedef struct CbUsageCounter {
 typedef enum CbDecisionResult {
         CB_DECISION_ALLOWED,
         CB_DECISION_ACCESS_DENIED,              /* no applicable rule, or no rule allows the CA */
-        CB_DECISION_NAME_NOT_PERMITTED,         /* a name or the CN fails the guard or the rules */
+        CB_DECISION_NAME_NOT_PERMITTED,         /* a name, the CN or another subject attribute fails
+                                                 * the guard or the rules */
         CB_DECISION_UNKNOWN_CA,
         CB_DECISION_INVALID_ARGUMENT,           /* bad option, subject, empty names, ... */
-        CB_DECISION_KEY_NOT_PERMITTED,
+        CB_DECISION_KEY_NOT_PERMITTED,          /* key type (Keys=) or key usage (Usages=) */
         CB_DECISION_QUOTA_EXCEEDED,
         _CB_DECISION_RESULT_MAX,
 } CbDecisionResult;
@@ -91,9 +92,12 @@ typedef struct CbDecision {
  * (RootBypassesRules=yes and uid 0: allowed, any key type, no quota; but not for wildcard
  * names, which CONFIG.md allows only through a rule with Wildcards=yes, so root's wildcard
  * requests go through the rules like anyone's), then the rules in order:
- * the first applicable rule that allows the CA, the key type, every name, the CN, and is
- * within its MaxActive and MaxRequests limits allows the request. When none does, the denial
- * reports the rule that got furthest (CA < key < names < quota; the first such rule on ties).
+ * the first applicable rule that allows the CA, the key type, the usage, every name, the CN,
+ * every other subject attribute (its Subject=; none: CN-only subjects), and is within its
+ * MaxActive and MaxRequests limits allows the request. When none does, the denial reports the
+ * rule that got furthest (CA < key < usage < names < subject < quota; the first such rule on
+ * ties; a subject denial also names the other rules that refused only the subject). A usage no
+ * rule allows is KeyNotPermitted (it is the key's usage); a subject attribute NameNotPermitted.
  *
  * The CN is checked like a name (it must be allowed by the same rule) but need not also be
  * in names. Names are normalized (lower case, trailing dot removed) and duplicates after

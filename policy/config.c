@@ -11,6 +11,7 @@
 
 #include "cb-config.h"
 #include "cb-names.h"
+#include "cb-subject.h"
 #include "util.h"
 
 /* inih (as Debian builds it) reads lines into a 200-byte stack buffer and splits longer lines
@@ -64,7 +65,7 @@ struct Parser {
         unsigned seen_line[KEYS_MAX];   /* per key of the current section: line, 0 = unset */
         unsigned kerberos_line, broker_line, ca_line;
 
-        unsigned realm_line, principal_line;
+        unsigned realm_line, principal_line, kdc_line;
         CbCa *ca;
         CbRule *rule;
 };
@@ -162,6 +163,91 @@ static int parse_seconds_key(Parser *p, const char *key, const char *v, uint64_t
         return 0;
 }
 
+/* A time span: a number of seconds, or a number followed by s, m, h or d ("30d", "12h",
+ * "90s", "3600"). */
+static int parse_timespan(const char *v, uint64_t min_sec, uint64_t max_sec, uint64_t *ret_sec) {
+        char num[24];
+        uint64_t x, unit = 1;
+        size_t l = strlen(v);
+        int r;
+
+        if (l == 0 || l >= sizeof num)
+                return -EINVAL;
+        memcpy(num, v, l + 1);
+        switch (num[l - 1]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        default:
+                if (!ascii_isdigit(num[l - 1]))
+                        return -EINVAL;
+                l++;
+        }
+        num[l - 1] = 0;
+        r = parse_uint64(num, 0, UINT64_MAX / 86400 / CB_USEC_PER_SEC, &x);
+        if (r < 0)
+                return r;
+        x *= unit;
+        if (x < min_sec || x > max_sec)
+                return -ERANGE;
+        *ret_sec = x;
+        return 0;
+}
+
+static int parse_timespan_key(Parser *p, const char *key, const char *v, uint64_t min_sec, uint64_t max_sec,
+                              uint64_t *ret_usec) {
+        uint64_t x;
+        if (parse_timespan(v, min_sec, max_sec, &x) < 0)
+                return parser_fail(p, "%s=%.*s is not a time span from %llus to %llud: give seconds or a number "
+                                   "with s, m, h or d (e.g. %s=30d, 12h, 90s)", key, SHOW_MAX, v,
+                                   (unsigned long long) min_sec, (unsigned long long) (max_sec / 86400), key);
+        *ret_usec = x * CB_USEC_PER_SEC;
+        return 0;
+}
+
+/* COUNT/WINDOW ("20/1h"), or "unlimited" (*ret_count 0). */
+static int parse_rate(Parser *p, const char *key, const char *v, unsigned *ret_count, uint64_t *ret_window_usec) {
+        const char *slash = strchr(v, '/');
+        char num[16], win[16];
+        uint64_t n, w = 1, unit;
+
+        if (strcmp(v, "unlimited") == 0) {
+                *ret_count = 0;
+                *ret_window_usec = 0;
+                return 0;
+        }
+        if (!slash || (size_t) (slash - v) >= sizeof num || strlen(slash + 1) >= sizeof win)
+                goto bad;
+        memcpy(num, v, slash - v);
+        num[slash - v] = 0;
+        strcpy(win, slash + 1);
+        if (parse_uint64(num, 1, 1000000, &n) < 0)
+                goto bad;
+        size_t l = strlen(win);
+        if (l == 0)
+                goto bad;
+        switch (win[l - 1]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        default: goto bad;
+        }
+        win[l - 1] = 0;
+        if (win[0] && parse_uint64(win, 1, 31622400, &w) < 0)
+                goto bad;
+        if (w * unit > 31622400)
+                goto bad;
+        *ret_count = (unsigned) n;
+        *ret_window_usec = w * unit * CB_USEC_PER_SEC;
+        return 0;
+bad:
+        return parser_fail(p, "%s=%.*s is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with "
+                           "s, m, h or d, at most 366 days (e.g. %s=20/1h), or %s=unlimited", key, SHOW_MAX, v,
+                           key, key);
+}
+
 static int parse_bool_key(Parser *p, const char *key, const char *v, bool *ret) {
         int b = parse_bool(v);
         if (b < 0)
@@ -207,6 +293,35 @@ static int for_each_word(Parser *p, const char *key, const char *v,
                 if (!*v)
                         return 0;
                 size_t n = strcspn(v, " \t");
+                if (++count > CB_CONFIG_LIST_MAX)
+                        return parser_fail_at(p, p->line, -E2BIG, "%s= has more than %u values", key,
+                                              CB_CONFIG_LIST_MAX);
+                char *w = strndup(v, n);
+                if (!w)
+                        return parser_oom(p);
+                r = f(p, key, w, userdata);
+                free(w);
+                if (r < 0)
+                        return r;
+                v += n;
+        }
+}
+
+/* Like for_each_word(), but a backslash keeps the next character in the word ("O=Tenant\ A"
+ * is one word); the backslash stays for the callback to unescape. */
+static int for_each_escaped_word(Parser *p, const char *key, const char *v,
+                                 int (*f)(Parser *p, const char *key, const char *word, void *userdata),
+                                 void *userdata) {
+        size_t count = 0;
+        int r;
+
+        for (;;) {
+                v += strspn(v, " \t");
+                if (!*v)
+                        return 0;
+                size_t n = 0;
+                while (v[n] && v[n] != ' ' && v[n] != '\t')
+                        n += v[n] == '\\' && v[n + 1] ? 2 : 1;
                 if (++count > CB_CONFIG_LIST_MAX)
                         return parser_fail_at(p, p->line, -E2BIG, "%s= has more than %u values", key,
                                               CB_CONFIG_LIST_MAX);
@@ -284,7 +399,42 @@ static int kdc_add(Parser *p, const char *key, const char *w, void *userdata) {
 }
 
 static int parse_kdc(Parser *p, const char *key, const char *v) {
+        p->kdc_line = p->line;
         return for_each_word(p, key, v, kdc_add, NULL);
+}
+
+/* KDC= names go through the suffix guard once PermittedSuffix is known (it may be set after
+ * [Kerberos]). IP literals are allowed: a KDC is not trusted by its name (no ticket is ever
+ * asked for the KDC's host, and the KDC proves itself with the realm's keys), so an address
+ * opens no path to another service the way an HTTP or TLS host name would. */
+static int kdcs_check_suffix(Parser *p) {
+        const CbConfig *c = p->config;
+
+        for (size_t i = 0; i < c->n_kdcs; i++) {
+                const char *k = c->kdcs[i], *why = NULL;
+                char host[256];
+                struct in_addr a4;
+
+                if (k[0] == '[')
+                        continue;       /* an IPv6 literal (checked by kdc_add()) */
+                size_t n = strcspn(k, ":");
+                if (n >= sizeof host)
+                        continue;       /* kdc_add() refuses these */
+                memcpy(host, k, n);
+                host[n] = 0;
+                if (inet_pton(AF_INET, host, &a4) == 1)
+                        continue;
+                int r = cb_name_normalize(host, n, c->permitted_suffix, 0, NULL, &why);
+                if (r == -ENOMEM)
+                        return parser_oom(p);
+                if (r < 0)
+                        return parser_fail_at(p, p->kdc_line, -EINVAL,
+                                              "KDC=%s: the host %s is not under PermittedSuffix=%s: every configured "
+                                              "host must be; give the domain controller's name in the domain (or its "
+                                              "IP address), or widen PermittedSuffix= in [Broker]", k, host,
+                                              c->permitted_suffix);
+        }
+        return 0;
 }
 
 static int parse_principal(Parser *p, const char *key, const char *v) {
@@ -369,6 +519,19 @@ static int key_pool_add(Parser *p, const char *key, const char *w, void *userdat
 
 static int parse_key_pool(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, key_pool_add, NULL);
+}
+
+static int parse_default_max_requests(Parser *p, const char *key, const char *v) {
+        return parse_rate(p, key, v, &p->config->default_max_requests,
+                          &p->config->default_max_requests_window_usec);
+}
+
+static int parse_retain_finished(Parser *p, const char *key, const char *v) {
+        return parse_timespan_key(p, key, v, 60, CB_RETAIN_FINISHED_MAX_SEC, &p->config->retain_finished_usec);
+}
+
+static int parse_max_stored_requests(Parser *p, const char *key, const char *v) {
+        return parse_unsigned_key(p, key, v, 1, 1000000, &p->config->max_stored_requests);
 }
 
 /* ---- [CA] ------------------------------------------------------------------------------ */
@@ -634,43 +797,97 @@ static int rule_keys_parse(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, key_type_add, NULL);
 }
 
+static int usage_add(Parser *p, const char *key, const char *w, void *userdata) {
+        CbUsage u = cb_usage_from_string(w);
+        if (u < 0)
+                return parser_fail(p, "Usages=: '%.*s' is not a usage: use signature, encryption or both (the "
+                                   "values of the Enroll option usage)", SHOW_MAX, w);
+        p->rule->usages[u] = true;
+        p->rule->usages_set = true;
+        return 0;
+}
+
+static int rule_usages_parse(Parser *p, const char *key, const char *v) {
+        return for_each_word(p, key, v, usage_add, NULL);
+}
+
+static void cb_subject_freep(CbSubject **s) {
+        cb_subject_free(*s);
+}
+
+static void subject_pattern_done(CbSubjectPattern *sp) {
+        free(sp->type);
+        free(sp->value);
+        free(sp->text);
+}
+
+static int subject_pattern_add(Parser *p, const char *key, const char *w, void *userdata) {
+        static const char *const types[] = { "O", "OU", "L", "ST", "C" };
+        _cleanup_(cb_subject_freep) CbSubject *subject = NULL;
+        CbSubjectPattern sp = {};
+        const char *eq = strchr(w, '='), *why = NULL;
+        int r;
+
+        if (!eq || eq == w)
+                return parser_fail(p, "Subject=: '%.*s' is not TYPE=VALUE: list attributes as O=VALUE, OU=, L=, ST= "
+                                   "or C=, separated by spaces, with a space inside a value written as '\\ ' or "
+                                   "'\\20' (e.g. Subject=O=Tenant\\ A OU=*)", SHOW_MAX, w);
+        if ((size_t) (eq - w) == 2 && strncasecmp(w, "CN", 2) == 0)
+                return parser_fail(p, "Subject=: '%.*s': the CN is not listed in Subject=, Names= decides it; "
+                                   "list only the other attributes (O, OU, L, ST, C)", SHOW_MAX, w);
+
+        if (strcmp(eq + 1, "*") == 0) {
+                for (size_t i = 0; i < ELEMENTSOF(types); i++)
+                        if (strlen(types[i]) == (size_t) (eq - w) && strncasecmp(types[i], w, eq - w) == 0)
+                                sp.type = strdup(types[i]);
+                if (!sp.type)
+                        return parser_fail(p, "Subject=: '%.*s' has an attribute type other than O, OU, L, ST and C",
+                                           SHOW_MAX, w);
+        } else {
+                r = cb_subject_parse(w, &subject, &why);
+                if (r == -ENOMEM)
+                        return parser_oom(p);
+                if (r < 0)
+                        return parser_fail(p, "Subject=: '%.*s' %s; give TYPE=VALUE with O, OU, L, ST or C, RFC 4514 "
+                                           "escapes in the value ('\\ ' or '\\20' for a space), or TYPE=* for "
+                                           "any value", SHOW_MAX, w, why);
+                if (subject->n_rdns != 1)
+                        return parser_fail(p, "Subject=: '%.*s' has more than one attribute: give one TYPE=VALUE per "
+                                           "item, separated by spaces (a ',' inside a value is '\\,')", SHOW_MAX, w);
+                if (subject->cn)
+                        return parser_fail(p, "Subject=: '%.*s': the CN is not listed in Subject=, Names= decides "
+                                           "it; list only the other attributes (O, OU, L, ST, C)", SHOW_MAX, w);
+                sp.type = strdup(subject->rdns[0].type);
+                sp.value = strdup(subject->rdns[0].value);
+                if (!sp.type || !sp.value) {
+                        subject_pattern_done(&sp);
+                        return parser_oom(p);
+                }
+        }
+        if (!sp.type)
+                return parser_oom(p);
+        sp.text = strdup(w);
+        CbSubjectPattern *n = sp.text ? realloc(p->rule->subject, (p->rule->n_subject + 1) * sizeof *n) : NULL;
+        if (!n) {
+                subject_pattern_done(&sp);
+                return parser_oom(p);
+        }
+        p->rule->subject = n;
+        n[p->rule->n_subject++] = sp;
+        return 0;
+}
+
+static int rule_subject_parse(Parser *p, const char *key, const char *v) {
+        return for_each_escaped_word(p, key, v, subject_pattern_add, NULL);
+}
+
 static int rule_wildcards_parse(Parser *p, const char *key, const char *v) {
         return parse_bool_key(p, key, v, &p->rule->wildcards);
 }
 
 static int rule_max_requests_parse(Parser *p, const char *key, const char *v) {
-        const char *slash = strchr(v, '/');
-        char num[16], win[16];
-        uint64_t n, w = 1, unit;
-
-        if (!slash || (size_t) (slash - v) >= sizeof num || strlen(slash + 1) >= sizeof win)
-                goto bad;
-        memcpy(num, v, slash - v);
-        num[slash - v] = 0;
-        strcpy(win, slash + 1);
-        if (parse_uint64(num, 1, 1000000, &n) < 0)
-                goto bad;
-        size_t l = strlen(win);
-        if (l == 0)
-                goto bad;
-        switch (win[l - 1]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        default: goto bad;
-        }
-        win[l - 1] = 0;
-        if (win[0] && parse_uint64(win, 1, 31622400, &w) < 0)
-                goto bad;
-        if (w * unit > 31622400)
-                goto bad;
-        p->rule->max_requests = (unsigned) n;
-        p->rule->max_requests_window_usec = w * unit * CB_USEC_PER_SEC;
-        return 0;
-bad:
-        return parser_fail(p, "MaxRequests=%.*s is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with "
-                           "s, m, h or d, at most 366 days (e.g. MaxRequests=20/1h)", SHOW_MAX, v);
+        p->rule->max_requests_default = false;
+        return parse_rate(p, key, v, &p->rule->max_requests, &p->rule->max_requests_window_usec);
 }
 
 static int rule_max_active_parse(Parser *p, const char *key, const char *v) {
@@ -693,6 +910,9 @@ static const KeyDesc broker_keys[] = {
         { "RootBypassesRules", parse_root_bypasses_rules },
         { "StateDirectory", parse_state_directory },
         { "KeyPool", parse_key_pool },
+        { "DefaultMaxRequests", parse_default_max_requests },
+        { "RetainFinished", parse_retain_finished },
+        { "MaxStoredRequests", parse_max_stored_requests },
         {}
 };
 
@@ -723,6 +943,8 @@ static const KeyDesc rule_keys[] = {
         { "CAs", rule_cas_parse },
         { "Names", rule_names_parse },
         { "Keys", rule_keys_parse },
+        { "Usages", rule_usages_parse },
+        { "Subject", rule_subject_parse },
         { "Wildcards", rule_wildcards_parse },
         { "MaxRequests", rule_max_requests_parse },
         { "MaxActive", rule_max_active_parse },
@@ -798,6 +1020,27 @@ static int section_finish(Parser *p) {
                                                       "/certsrv/mscep/mscep.dll): set AdminURL= to the mscep_admin page, "
                                                       "or Challenge=static or none", SHOW_MAX, ca->url);
                 }
+                /* Cleartext: an http:// SCEP URL is only safe when the CA certificate is pinned
+                 * (GetCACert's answer could come from anyone on the path), and Kerberos never
+                 * authenticates a challenge fetch over http:// (the challenge in the answer would
+                 * go to anyone on the path). A derived AdminURL= counts when it is used. */
+                bool url_http = strncasecmp(ca->url, "http://", 7) == 0;
+                bool admin_http = ca->admin_url && strncasecmp(ca->admin_url, "http://", 7) == 0;
+                if (admin_http && ca->authentication == CB_AUTHENTICATION_KERBEROS &&
+                    (!ca->admin_url_derived || ca->challenge == CB_CHALLENGE_MSCEP_ADMIN))
+                        return parser_fail_at(p, ca->admin_url_derived ? p->seen_line[0] : p->seen_line[1], -EINVAL,
+                                              "AdminURL=%.*s%s is http:// and Authentication=kerberos: a "
+                                              "Kerberos-authenticated challenge fetch over cleartext hands the "
+                                              "challenge to anyone on the path; use https:// (set %s to an https:// "
+                                              "URL), or Authentication=none if the page really needs no login",
+                                              SHOW_MAX, ca->admin_url, ca->admin_url_derived ? " (derived from URL=)" : "",
+                                              ca->admin_url_derived ? "URL= or AdminURL=" : "AdminURL=");
+                if (url_http && !ca->has_fingerprint)
+                        return parser_fail_at(p, p->seen_line[0], -EINVAL,
+                                              "URL=%.*s is http:// without CAFingerprint=: over cleartext anyone on the "
+                                              "path could answer GetCACert with their own CA; use https://, or pin the "
+                                              "CA with CAFingerprint=sha256:... (openssl x509 -in ca.pem -noout "
+                                              "-fingerprint -sha256)", SHOW_MAX, ca->url);
                 if (ca->challenge == CB_CHALLENGE_STATIC && !ca->challenge_file)
                         return parser_fail_at(p, p->section_line, -EINVAL,
                                               "Challenge=static needs ChallengeFile=: the path of a root-only file "
@@ -858,7 +1101,7 @@ static int section_start(Parser *p, const char *name) {
                         return parser_oom(p);
                 p->config->rules = n;
                 p->rule = &n[p->config->n_rules++];
-                *p->rule = (CbRule) { .line = p->line };
+                *p->rule = (CbRule) { .line = p->line, .max_requests_default = true };
                 p->rule->path = strdup(p->src->path);
                 if (!p->rule->path)
                         return parser_oom(p);
@@ -1105,7 +1348,7 @@ static int parse_source(Parser *p, const CbConfigSource *src, SourceKind kind, c
         p->line = 0;
         p->section = SECTION_NONE;
         p->section_line = 0;
-        p->kerberos_line = p->broker_line = p->ca_line = 0;
+        p->kerberos_line = p->broker_line = p->ca_line = p->kdc_line = 0;
         p->rule = NULL;
         p->ca = NULL;
 
@@ -1185,6 +1428,9 @@ static int parse_source(Parser *p, const CbConfigSource *src, SourceKind kind, c
                                                       "set PermittedSuffix= in [Broker]", p->config->realm, why);
                         p->config->permitted_suffix = n;
                 }
+                r = kdcs_check_suffix(p);
+                if (r < 0)
+                        return r;
                 break;
         case SOURCE_CA:
                 if (!p->ca_line)
@@ -1228,6 +1474,9 @@ CbConfig *cb_config_free(CbConfig *c) {
                 strv_free_n(r->selinux_types, r->n_selinux_types);
                 strv_free_n(r->cas, r->n_cas);
                 strv_free_n(r->names, r->n_names);
+                for (size_t j = 0; j < r->n_subject; j++)
+                        subject_pattern_done(&r->subject[j]);
+                free(r->subject);
         }
         free(c->rules);
         free(c);
@@ -1262,6 +1511,10 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                 return -ENOMEM;
         c->mode = CB_KERBEROS_MODE_KEYTAB;
         c->root_bypasses_rules = true;
+        c->default_max_requests = CB_DEFAULT_MAX_REQUESTS;
+        c->default_max_requests_window_usec = CB_DEFAULT_MAX_REQUESTS_WINDOW_SEC * CB_USEC_PER_SEC;
+        c->retain_finished_usec = CB_DEFAULT_RETAIN_FINISHED_SEC * CB_USEC_PER_SEC;
+        c->max_stored_requests = CB_DEFAULT_MAX_STORED_REQUESTS;
         p.config = c;
 
 #define FAIL_SET(source, ...)                                                    \
@@ -1344,9 +1597,14 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
         if (!first_default && c->n_cas == 1)
                 c->cas[0].is_default = true;
 
-        /* Rules: unique names, CAs= must name configured CAs. */
+        /* Rules: unique names, CAs= must name configured CAs; DefaultMaxRequests= where
+         * MaxRequests= is not set. */
         for (size_t i = 0; i < c->n_rules; i++) {
                 CbRule *rule = &c->rules[i];
+                if (rule->max_requests_default) {
+                        rule->max_requests = c->default_max_requests;
+                        rule->max_requests_window_usec = c->default_max_requests_window_usec;
+                }
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(c->rules[j].name, rule->name) == 0) {
                                 CbConfigSource at = { .path = rule->path };

@@ -271,18 +271,38 @@ static int counts_since(Counts *c, uint64_t window, uint64_t *ret) {
 enum {
         STAGE_CA,
         STAGE_KEY,
+        STAGE_USAGE,
         STAGE_NAMES,
+        STAGE_SUBJECT,
         STAGE_QUOTA,
         STAGE_PASSED,
 };
 
 /* Checks one applicable rule. Returns the stage reached (STAGE_PASSED when the rule allows the
  * request) and on failure a message in *ret_reason; negative errno on failure. */
-static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *const *names, size_t n_names,
-                      const char *cn, Counts *counts, char **ret_reason) {
+static bool rule_allows_rdn(const CbRule *rule, const CbSubjectRdn *rdn) {
+        for (size_t i = 0; i < rule->n_subject; i++)
+                if (strcmp(rule->subject[i].type, rdn->type) == 0 &&
+                    (!rule->subject[i].value || strcmp(rule->subject[i].value, rdn->value) == 0))
+                        return true;
+        return false;
+}
+
+static char *subject_patterns_list(const CbRule *rule) {
+        _cleanup_free_ char **v = calloc(rule->n_subject + 1, sizeof(char *));
+        if (!v)
+                return NULL;
+        for (size_t i = 0; i < rule->n_subject; i++)
+                v[i] = rule->subject[i].text;
+        return join(v, rule->n_subject);
+}
+
+static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage usage, char *const *names,
+                      size_t n_names, const char *cn, const CbSubject *subject, Counts *counts,
+                      char **ret_reason) {
         _cleanup_free_ char *list = NULL;
         char *reason = NULL;
-        int r;
+        int r, k;
 
         if (!rule_allows_ca(rule, ca->name)) {
                 list = join(rule->cas, rule->n_cas);
@@ -306,6 +326,22 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *c
                         return -ENOMEM;
                 *ret_reason = reason;
                 return STAGE_KEY;
+        }
+
+        if (rule->usages_set && !rule->usages[usage]) {
+                char allowed[64] = "";
+                size_t o = 0;
+                for (int u = 0; u < _CB_USAGE_MAX; u++)
+                        if (rule->usages[u])
+                                o += snprintf(allowed + o, sizeof allowed - o, "%s%s", o ? " " : "",
+                                              cb_usage_to_string(u));
+                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key usage %s (Usages=%s)%s: request one of "
+                             "those with the usage option", rule->name, rule->path, rule->line,
+                             cb_usage_to_string(usage), allowed,
+                             usage == CB_USAGE_BOTH ? "; both is the default when the usage option is not given" : "") < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return STAGE_USAGE;
         }
 
         for (size_t i = 0; i <= n_names; i++) {
@@ -333,6 +369,31 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *c
                 }
         }
 
+        /* Subject attributes besides the CN: only those the rule's Subject= lists. */
+        for (size_t i = 0; subject && i < subject->n_rdns; i++) {
+                const CbSubjectRdn *rdn = &subject->rdns[i];
+                if (rdn->value == subject->cn || rule_allows_rdn(rule, rdn))
+                        continue;
+                _cleanup_free_ char *v = show(rdn->value);
+                if (!v)
+                        return -ENOMEM;
+                if (rule->n_subject == 0)
+                        k = asprintf(&reason, "subject attribute %s='%s' is not permitted by rule '%s' (%s:%u), which "
+                                     "has no Subject= and so allows subjects with a CN only: leave the attribute out, "
+                                     "or list it in the rule's Subject= (e.g. Subject=%s=*)", rdn->type, v, rule->name,
+                                     rule->path, rule->line, rdn->type);
+                else {
+                        list = subject_patterns_list(rule);
+                        k = list ? asprintf(&reason, "subject attribute %s='%s' is not permitted by rule '%s' (%s:%u), "
+                                            "which allows Subject=%s: leave the attribute out or use an allowed value",
+                                            rdn->type, v, rule->name, rule->path, rule->line, list) : -1;
+                }
+                if (k < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return STAGE_SUBJECT;
+        }
+
         if (rule->max_active > 0) {
                 uint64_t n;
                 r = counts_active(counts, &n);
@@ -356,10 +417,18 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, char *c
                         return r;
                 if (n >= rule->max_requests) {
                         window_string(rule->max_requests_window_usec, w, sizeof w);
-                        if (asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) allows "
-                                     "MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
-                                     (unsigned long long) n, w, rule->name, rule->path, rule->line,
-                                     rule->max_requests, w) < 0)
+                        if (rule->max_requests_default)
+                                k = asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
+                                             "sets no MaxRequests=, so certbroker.conf's DefaultMaxRequests=%u/%s "
+                                             "applies: try again later (or give the rule its own MaxRequests=)",
+                                             (unsigned) counts->uid, (unsigned long long) n, w, rule->name,
+                                             rule->path, rule->line, rule->max_requests, w);
+                        else
+                                k = asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
+                                             "allows MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
+                                             (unsigned long long) n, w, rule->name, rule->path, rule->line,
+                                             rule->max_requests, w);
+                        if (k < 0)
                                 return -ENOMEM;
                         *ret_reason = reason;
                         return STAGE_QUOTA;
@@ -524,6 +593,8 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
         const CbRule *best_rule = NULL;
         int best_stage = -1;
         bool applicable = false;
+        const CbRule *subject_refused[8];       /* rules that refused only the subject, for the reason */
+        size_t n_subject_refused = 0;
 
         for (size_t i = 0; i < c->n_rules; i++) {
                 const CbRule *rule = &c->rules[i];
@@ -533,12 +604,14 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                         continue;
                 applicable = true;
 
-                r = rule_check(rule, ca, d->key, d->names, d->n_names, cn, &counts, &reason);
+                r = rule_check(rule, ca, d->key, d->usage, d->names, d->n_names, cn, d->subject, &counts, &reason);
                 if (r < 0)
                         return r;
                 if (r == STAGE_PASSED)
                         return set_outcome(d, CB_DECISION_ALLOWED, rule->name, "allowed by rule '%s' (%s:%u)",
                                            rule->name, rule->path, rule->line);
+                if (r == STAGE_SUBJECT && n_subject_refused < ELEMENTSOF(subject_refused))
+                        subject_refused[n_subject_refused++] = rule;
                 if (r > best_stage) {
                         free(best_reason);
                         best_reason = reason;
@@ -565,9 +638,22 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
         static const CbDecisionResult stage_result[] = {
                 [STAGE_CA] = CB_DECISION_ACCESS_DENIED,
                 [STAGE_KEY] = CB_DECISION_KEY_NOT_PERMITTED,
+                [STAGE_USAGE] = CB_DECISION_KEY_NOT_PERMITTED,  /* the key's usage: the nearest error */
                 [STAGE_NAMES] = CB_DECISION_NAME_NOT_PERMITTED,
+                [STAGE_SUBJECT] = CB_DECISION_NAME_NOT_PERMITTED,
                 [STAGE_QUOTA] = CB_DECISION_QUOTA_EXCEEDED,
         };
+        if (best_stage == STAGE_SUBJECT && n_subject_refused > 1) {
+                char also[512] = "";
+                size_t o = 0;
+                for (size_t i = 0; i < n_subject_refused && o < sizeof also; i++)
+                        if (subject_refused[i] != best_rule)
+                                o += snprintf(also + o, sizeof also - o, "%s'%s' (%s:%u)", o ? ", " : "",
+                                              subject_refused[i]->name, subject_refused[i]->path,
+                                              subject_refused[i]->line);
+                return set_outcome(d, stage_result[best_stage], best_rule->name,
+                                   "%s; the subject is also refused by rule %s", best_reason, also);
+        }
         return set_outcome(d, stage_result[best_stage], best_rule->name, "%s", best_reason);
 }
 

@@ -49,12 +49,13 @@ Groups=tenant-a
 Names=*.a.example.test a.example.test
 MaxActive=5
 
-# tenant B: one user, anything below b.example.test
+# tenant B: one user, anything below b.example.test, its own organization in the subject
 [Rule]
 Name=tenant-b
 Users=bob
 Names=**.b.example.test
 Keys=ec:p256 rsa:2048
+Subject=O=Tenant\ B
 CONF
 }
 

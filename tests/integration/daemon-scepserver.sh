@@ -16,11 +16,14 @@ broker_config
 # scepserver listens on port 8080; reach it by a name under the suffix (IP literals are refused).
 url=http://ndes-alias.example.test:$LAB_SCEPSERVER_PORT/scep
 rm "$CB_CONF/ca.d/corp.conf"
+# scepserver speaks http:// only: the broker then insists on the CA being pinned.
+fp=sha256:$(openssl x509 -in "$LAB_SCEPSERVER_CA" -noout -fingerprint -sha256 | cut -d= -f2)
 (umask 077; echo "$challenge" >"$LAB_DIR/mdm.challenge")
 for ca in mdm mdm-strict; do
         cat >"$CB_CONF/ca.d/$ca.conf" <<CONF
 [CA]
 URL=$url
+CAFingerprint=$fp
 Authentication=none
 Challenge=static
 ChallengeFile=$LAB_DIR/mdm.challenge

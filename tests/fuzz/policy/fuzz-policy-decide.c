@@ -3,7 +3,8 @@
  *   caller selector byte line, ca, subject, key ("-" = unset), usage ("-"), label ("-"),
  *   then names, one per line.
  * Invariant: an allowed request only has names (and a CN) under the suffix, and, unless root
- * bypassed the rules, every one of them is matched by the allowing rule. */
+ * bypassed the rules, every one of them, every other subject attribute and the usage are
+ * allowed by the allowing rule. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@ static const char corp_conf[] = "[CA]\nURL=https://ndes.example.com/certsrv/msce
 static const char lab_conf[] = "[CA]\nURL=https://lab.example.com/certsrv/mscep/mscep.dll\n";
 static const char policy[] =
         "[Rule]\nName=a\nUsers=alice 1001\nNames=*.a.example.com a.example.com\nKeys=rsa:2048 ec:p256\nCAs=corp\n"
-        "MaxRequests=3/1h\nMaxActive=2\n"
+        "MaxRequests=3/1h\nMaxActive=2\nSubject=O=Tenant\\ A OU=* C=DE\nUsages=signature both\n"
         "[Rule]\nName=b\nGroups=tenant-b 3000\nNames=**.b.example.com\nWildcards=yes\n"
         "[Rule]\nName=c\nUnits=nginx-c.service\nNames=c.example.com\nCAs=lab\n"
         "[Rule]\nName=d\nSELinuxTypes=httpd_t\nNames=**.d.example.com d.example.com\nWildcards=yes\n";
@@ -113,6 +114,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                 if (!m || (cb_name_is_wildcard(name) && !rule->wildcards))
                                         abort();
                         }
+                        for (size_t i = 0; !d.root_bypass && i < d.subject->n_rdns; i++) {
+                                const CbSubjectRdn *rdn = &d.subject->rdns[i];
+                                bool m = rdn->value == d.subject->cn;
+                                for (size_t j = 0; j < rule->n_subject && !m; j++)
+                                        m = strcmp(rule->subject[j].type, rdn->type) == 0 &&
+                                            (!rule->subject[j].value || strcmp(rule->subject[j].value, rdn->value) == 0);
+                                if (!m)
+                                        abort();
+                        }
+                        if (!d.root_bypass && rule->usages_set && !rule->usages[d.usage])
+                                abort();
                 }
                 cb_decision_done(&d);
         }

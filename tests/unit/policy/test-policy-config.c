@@ -22,6 +22,7 @@
 #define MAIN "[Kerberos]\nRealm=EXAMPLE.COM\nPrincipal=svc-scep@EXAMPLE.COM\n"
 #define CA "[CA]\nURL=https://ndes.example.com/certsrv/mscep/mscep.dll\n"
 #define POL "[Rule]\nName=r\nUsers=alice\nNames=a.example.com\n"
+#define FP "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 typedef struct Files {
         const char *main, *ca, *ca2, *pol, *pol2;
@@ -109,6 +110,13 @@ static const ErrorCase error_cases[] = {
         { M(MAIN "KDC=kdc_1.example.com\n"), MAIN_PATH, 4, "KDC=kdc_1.example.com: the host" },
         { M(MAIN "KDC=[::1\n"), MAIN_PATH, 4, "closing ']'" },
         { M(MAIN "KDC=[nope]:88\n"), MAIN_PATH, 4, "not a valid IPv6 address" },
+        /* KDC= names under the suffix (after [Broker], which may come later), IP literals allowed */
+        { M(MAIN "KDC=kdc.example.com dc.evil.net:88\n"), MAIN_PATH, 4,
+          "KDC=dc.evil.net:88: the host dc.evil.net is not under PermittedSuffix=example.com: every configured host must "
+          "be; give the domain controller's name in the domain (or its IP address), or widen PermittedSuffix= in [Broker]" },
+        { M(MAIN "KDC=evilexample.com\n"), MAIN_PATH, 4, "the host evilexample.com is not under PermittedSuffix=example.com" },
+        { M(MAIN "KDC=kdc.example.com\n[Broker]\nPermittedSuffix=ad.example.com\n"), MAIN_PATH, 4,
+          "the host kdc.example.com is not under PermittedSuffix=ad.example.com" },
         /* [Broker] values */
         { M(MAIN "[Broker]\nPermittedSuffix=example..com\n"), MAIN_PATH, 5, "PermittedSuffix=example..com has an empty label" },
         { M(MAIN "[Broker]\nPermittedSuffix=*.example.com\n"), MAIN_PATH, 5, "PermittedSuffix=*.example.com is a wildcard" },
@@ -127,6 +135,17 @@ static const ErrorCase error_cases[] = {
         { M(MAIN "[Broker]\nStateDirectory='/srv'\n"), MAIN_PATH, 5, "write StateDirectory=/srv" },
         { M(MAIN "[Broker]\n[Broker]\n"), MAIN_PATH, 5, "section [Broker] appears twice (first on line 4)" },
         { M(MAIN "[Broker]\nURL=https://ndes.example.com/\n"), MAIN_PATH, 5, "unknown key URL= in [Broker]" },
+        { M(MAIN "[Broker]\nRetainFinished=59s\n"), MAIN_PATH, 5,
+          "RetainFinished=59s is not a time span from 60s to 3650d: give seconds or a number with s, m, h or d" },
+        { M(MAIN "[Broker]\nRetainFinished=59\n"), MAIN_PATH, 5, "RetainFinished=59 is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=3651d\n"), MAIN_PATH, 5, "RetainFinished=3651d is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=30w\n"), MAIN_PATH, 5, "RetainFinished=30w is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=d\n"), MAIN_PATH, 5, "RetainFinished=d is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=-1d\n"), MAIN_PATH, 5, "RetainFinished=-1d is not a time span" },
+        { M(MAIN "[Broker]\nRetainFinished=99999999999999999999d\n"), MAIN_PATH, 5, "is not a time span" },
+        { M(MAIN "[Broker]\nMaxStoredRequests=0\n"), MAIN_PATH, 5,
+          "MaxStoredRequests=0 is not a whole number from 1 to 1000000" },
+        { M(MAIN "[Broker]\nMaxStoredRequests=1000001\n"), MAIN_PATH, 5, "MaxStoredRequests=1000001 is not a whole number" },
         /* ca.d/ */
         { C(""), CA_PATH, 0, "no [CA] section" },
         { C("[CA]\nTimeout=30\n"), CA_PATH, 1, "[CA] has no URL=" },
@@ -144,6 +163,20 @@ static const ErrorCase error_cases[] = {
         { C("[CA]\nURL=https://ndes.example.com/certsrv/mscep/mscep.dll?x=1\n"), CA_PATH, 2, "query" },
         { C("[CA]\nURL=https://ndes.example.com/scep\n"), CA_PATH, 2, "AdminURL= cannot be derived from URL=" },
         { C(CA "AdminURL=https://evil.net/certsrv/mscep_admin/\n"), CA_PATH, 3, "AdminURL=https://evil.net/certsrv/mscep_admin/ has a host" },
+        /* cleartext: a Kerberos challenge fetch never, an SCEP URL only with a pinned CA */
+        { C("[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\n"), CA_PATH, 2,
+          "AdminURL=http://ndes.example.com/certsrv/mscep_admin/ (derived from URL=) is http:// and Authentication=kerberos: "
+          "a Kerberos-authenticated challenge fetch over cleartext hands the challenge to anyone on the path; use https://" },
+        { C("[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\n"), CA_PATH, 2, "is http:// and Authentication=kerberos" },
+        { C(CA "AdminURL=http://ndes.example.com/certsrv/mscep_admin/\n"), CA_PATH, 3,
+          "AdminURL=http://ndes.example.com/certsrv/mscep_admin/ is http:// and Authentication=kerberos" },
+        { C(CA "AdminURL=HTTP://ndes.example.com/certsrv/mscep_admin/\nChallenge=none\n"), CA_PATH, 3,
+          "is http:// and Authentication=kerberos" },
+        { C("[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nAuthentication=none\n"), CA_PATH, 2,
+          "URL=http://ndes.example.com/certsrv/mscep/mscep.dll is http:// without CAFingerprint=: over cleartext anyone "
+          "on the path could answer GetCACert with their own CA; use https://, or pin the CA with CAFingerprint=sha256:" },
+        { C("[CA]\nChallenge=static\nChallengeFile=/x\nURL=http://ndes.example.com/scep\n"), CA_PATH, 4,
+          "is http:// without CAFingerprint=" },
         { C(CA "Authentication=ntlm\n"), CA_PATH, 3, "Authentication=ntlm: use kerberos or none" },
         { C(CA "Challenge=password\n"), CA_PATH, 3, "Challenge=password: use mscep-admin, static or none" },
         { C(CA "Challenge=static\n"), CA_PATH, 1, "Challenge=static needs ChallengeFile=" },
@@ -200,6 +233,25 @@ static const ErrorCase error_cases[] = {
         { P("[Rule]\nName=r\nKeys=rsa:1024\n"), POL_PATH, 3, "Keys=: 'rsa:1024' is not a key type" },
         { P("[Rule]\nName=r\nKeys=RSA:2048\n"), POL_PATH, 3, "is not a key type" },
         { P("[Rule]\nName=r\nWildcards=perhaps\n"), POL_PATH, 3, "Wildcards=perhaps is not a boolean" },
+        { P("[Rule]\nName=r\nSubject=O=Tenant A\n"), POL_PATH, 3,
+          "Subject=: 'A' is not TYPE=VALUE: list attributes as O=VALUE, OU=, L=, ST= or C=, separated by spaces, with a "
+          "space inside a value written as '\\ ' or '\\20' (e.g. Subject=O=Tenant\\ A OU=*)" },
+        { P("[Rule]\nName=r\nSubject=CN=*\n"), POL_PATH, 3, "Subject=: 'CN=*': the CN is not listed in Subject=, Names= decides it" },
+        { P("[Rule]\nName=r\nSubject=cn=a.example.com\n"), POL_PATH, 3, "the CN is not listed in Subject=" },
+        { P("[Rule]\nName=r\nSubject=E=x@example.com\n"), POL_PATH, 3,
+          "Subject=: 'E=x@example.com' has an attribute type other than CN, O, OU, L, ST and C; give TYPE=VALUE" },
+        { P("[Rule]\nName=r\nSubject=E=*\n"), POL_PATH, 3, "'E=*' has an attribute type other than O, OU, L, ST and C" },
+        { P("[Rule]\nName=r\nSubject=O=a,OU=b\n"), POL_PATH, 3, "'O=a,OU=b' has more than one attribute" },
+        { P("[Rule]\nName=r\nSubject=O=\n"), POL_PATH, 3, "'O=' has an empty attribute value" },
+        { P("[Rule]\nName=r\nSubject=O\n"), POL_PATH, 3, "'O' is not TYPE=VALUE" },
+        { P("[Rule]\nName=r\nSubject==x\n"), POL_PATH, 3, "'=x' is not TYPE=VALUE" },
+        { P("[Rule]\nName=r\nSubject=O=x\\\n"), POL_PATH, 3, "has an invalid escape" },
+        { P("[Rule]\nName=r\nSubject=O=\\*\n"), POL_PATH, 3, "has an invalid escape" },
+        { P("[Rule]\nName=r\nSubject=C=Germany\n"), POL_PATH, 3, "C (country) that is not two letters" },
+        { P("[Rule]\nName=r\nSubject=O=a+OU=b\n"), POL_PATH, 3, "multi-valued RDN" },
+        { P("[Rule]\nName=r\nUsages=sign\n"), POL_PATH, 3,
+          "Usages=: 'sign' is not a usage: use signature, encryption or both" },
+        { P("[Rule]\nName=r\nUsages=signature Both\n"), POL_PATH, 3, "'Both' is not a usage" },
         { P("[Rule]\nName=r\nMaxRequests=20\n"), POL_PATH, 3, "MaxRequests=20 is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=0/1h\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=20/1w\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
@@ -208,6 +260,12 @@ static const ErrorCase error_cases[] = {
         { P("[Rule]\nName=r\nMaxRequests=20/\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=/1h\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxRequests=x/1h\n"), POL_PATH, 3, "is not COUNT/WINDOW" },
+        { P("[Rule]\nName=r\nMaxRequests=none\n"), POL_PATH, 3, "or MaxRequests=unlimited" },
+        { M(MAIN "[Broker]\nDefaultMaxRequests=100\n"), MAIN_PATH, 5,
+          "DefaultMaxRequests=100 is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with s, m, h or d, at most 366 "
+          "days (e.g. DefaultMaxRequests=20/1h), or DefaultMaxRequests=unlimited" },
+        { M(MAIN "[Broker]\nDefaultMaxRequests=0/1h\n"), MAIN_PATH, 5, "DefaultMaxRequests=0/1h is not COUNT/WINDOW" },
+        { M(MAIN "[Broker]\nDefaultMaxRequests=5/367d\n"), MAIN_PATH, 5, "is not COUNT/WINDOW" },
         { P("[Rule]\nName=r\nMaxActive=0\n"), POL_PATH, 3, "MaxActive=0 is not a whole number from 1" },
         { P("[Rule]\nName=r\nMaxActive=many\n"), POL_PATH, 3, "MaxActive=many" },
         { P("[Rule]\nName=r\nRealm=EXAMPLE.COM\n"), POL_PATH, 3, "unknown key Realm= in [Rule]" },
@@ -266,6 +324,8 @@ static void test_defaults(void **state) {
         assert_true(c->root_bypasses_rules);
         assert_string_equal(c->state_directory, "/var/lib/certbroker");
         assert_int_equal(c->n_key_pool, 0);
+        assert_int_equal(c->retain_finished_usec, 30 * 86400 * CB_USEC_PER_SEC);
+        assert_int_equal(c->max_stored_requests, 1000);
         assert_int_equal(c->n_rules, 0);
 
         assert_int_equal(c->n_cas, 1);
@@ -408,7 +468,9 @@ static void test_every_key_set(void **state) {
                         "PermittedSuffix=Example.COM.\r\n"
                         "RootBypassesRules=no\r\n"
                         "StateDirectory=/srv/certbroker\r\n"
-                        "KeyPool=rsa:2048=4 ec:p256=8\trsa:4096=1\r\n",
+                        "KeyPool=rsa:2048=4 ec:p256=8\trsa:4096=1\r\n"
+                        "RetainFinished=12h\r\n"
+                        "MaxStoredRequests=1000000\r\n",
                 .ca = "[CA]\n"
                       "URL=http://NDES.example.com:8080/scep/pkiclient.exe\n"
                       "AdminURL=https://admin.example.com/certsrv/mscep_admin/\n"
@@ -429,7 +491,7 @@ static void test_every_key_set(void **state) {
                 .pol = "[Rule]\nName=a\nGroups=2000 wheel\nNames=**.example.com\nWildcards=yes\nMaxRequests=5/30m\n"
                        "[Rule]\nName=b\nSELinuxTypes=httpd_t unconfined_t\nMaxRequests=100/d\n"
                        "[Rule]\nName=c\nUnits=a@b.service x.socket\nMaxRequests=3/10s\nKeys=\nCAs=\n"
-                       "[Rule]\nName=d\nUsers=1001\nMaxRequests=7/h\n",
+                       "[Rule]\nName=d\nUsers=1001\nMaxRequests=7/h\nUsages=signature both\n",
         };
         CbConfig *c = parse_ok(&f);
 
@@ -453,6 +515,8 @@ static void test_every_key_set(void **state) {
         assert_int_equal(c->key_pool[1].count, 8);
         assert_int_equal(c->key_pool[2].type, CB_KEY_RSA_4096);
         assert_int_equal(c->key_pool[2].count, 1);
+        assert_int_equal(c->retain_finished_usec, 12 * 3600 * CB_USEC_PER_SEC);
+        assert_int_equal(c->max_stored_requests, 1000000);
 
         assert_int_equal(c->n_cas, 2);
         const CbCa *ca = cb_config_find_ca(c, "corp"), *lab = cb_config_find_ca(c, "lab");
@@ -499,7 +563,141 @@ static void test_every_key_set(void **state) {
         assert_int_equal(c->rules[3].max_requests, 7);
         assert_int_equal(c->rules[3].max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
         assert_int_equal(c->rules[3].max_active, 0);
+        assert_false(c->rules[2].usages_set);   /* every usage */
+        assert_true(c->rules[3].usages_set);
+        assert_true(c->rules[3].usages[CB_USAGE_SIGNATURE]);
+        assert_false(c->rules[3].usages[CB_USAGE_ENCRYPTION]);
+        assert_true(c->rules[3].usages[CB_USAGE_BOTH]);
         cb_config_free(c);
+}
+
+static void test_default_max_requests(void **state) {
+        static const char pol[] =
+                "[Rule]\nName=own\nUsers=alice\nMaxRequests=20/1d\n"
+                "[Rule]\nName=unset\nUsers=bob\n"
+                "[Rule]\nName=empty\nUsers=carol\nMaxRequests=\n"
+                "[Rule]\nName=off\nUsers=dave\nMaxRequests=unlimited\n";
+        Files f = { .main = MAIN, .pol = pol };
+        CbConfig *c = parse_ok(&f);
+
+        assert_int_equal(c->default_max_requests, 100);
+        assert_int_equal(c->default_max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
+        const CbRule *own = cb_config_find_rule(c, "own"), *unset = cb_config_find_rule(c, "unset"),
+                     *empty = cb_config_find_rule(c, "empty"), *off = cb_config_find_rule(c, "off");
+        assert_false(own->max_requests_default);
+        assert_int_equal(own->max_requests, 20);
+        assert_int_equal(own->max_requests_window_usec, 86400 * CB_USEC_PER_SEC);
+        assert_true(unset->max_requests_default);
+        assert_int_equal(unset->max_requests, 100);
+        assert_int_equal(unset->max_requests_window_usec, 3600 * CB_USEC_PER_SEC);
+        assert_true(empty->max_requests_default);       /* an empty value means the default */
+        assert_int_equal(empty->max_requests, 100);
+        assert_false(off->max_requests_default);        /* a rule may switch its limit off */
+        assert_int_equal(off->max_requests, 0);
+        cb_config_free(c);
+
+        /* policy files need not come after certbroker.conf in the list */
+        CbConfigSource s[] = {
+                { POL_PATH, pol, strlen(pol) },
+                { MAIN_PATH, MAIN "[Broker]\nDefaultMaxRequests=7/30m\n", strlen(MAIN "[Broker]\nDefaultMaxRequests=7/30m\n") },
+        };
+        assert_int_equal(cb_config_parse(s, 2, &c, NULL), 0);
+        unset = cb_config_find_rule(c, "unset");
+        assert_int_equal(c->default_max_requests, 7);
+        assert_int_equal(unset->max_requests, 7);
+        assert_int_equal(unset->max_requests_window_usec, 1800 * CB_USEC_PER_SEC);
+        assert_int_equal(cb_config_find_rule(c, "own")->max_requests, 20);
+        c = cb_config_free(c);
+
+        Files g = { .main = MAIN "[Broker]\nDefaultMaxRequests=unlimited\n", .pol = pol };
+        c = parse_ok(&g);
+        assert_int_equal(c->default_max_requests, 0);
+        assert_true(cb_config_find_rule(c, "unset")->max_requests_default);
+        assert_int_equal(cb_config_find_rule(c, "unset")->max_requests, 0);
+        assert_int_equal(cb_config_find_rule(c, "own")->max_requests, 20);
+        cb_config_free(c);
+}
+
+static void test_subject_patterns(void **state) {
+        Files f = { .main = MAIN, .pol = "[Rule]\nName=r\nUsers=alice\n"
+                                      "Subject=O=Tenant\\ A\tou=* O=Tenant\\2C\\20B c=de L=\\2A O=\\ x\\ \\ y\n"
+                                      "[Rule]\nName=none\nUsers=bob\nSubject=\n" };
+        CbConfig *c = parse_ok(&f);
+        const CbRule *r = &c->rules[0];
+        static const struct {
+                const char *type, *value, *text;
+        } want[] = {
+                { "O", "Tenant A", "O=Tenant\\ A" },
+                { "OU", NULL, "ou=*" },
+                { "O", "Tenant, B", "O=Tenant\\2C\\20B" },
+                { "C", "DE", "c=de" },
+                { "L", "*", "L=\\2A" },                      /* a literal '*' */
+                { "O", " x  y", "O=\\ x\\ \\ y" },
+        };
+        assert_int_equal(r->n_subject, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < r->n_subject; i++) {
+                assert_string_equal(r->subject[i].type, want[i].type);
+                if (want[i].value)
+                        assert_string_equal(r->subject[i].value, want[i].value);
+                else
+                        assert_null(r->subject[i].value);
+                assert_string_equal(r->subject[i].text, want[i].text);
+        }
+        assert_int_equal(c->rules[1].n_subject, 0);     /* empty: the default, CN only */
+        cb_config_free(c);
+}
+
+static void test_kdc_hosts(void **state) {
+        Files f = { .main = MAIN "KDC=KDC.Example.COM.:88 10.0.0.5 127.0.0.1:8888 [::1]:88 [2001:db8::5] example.com\n" };
+        CbConfig *c = parse_ok(&f);
+        assert_int_equal(c->n_kdcs, 6);
+        cb_config_free(c);
+
+        /* the suffix may be set after [Kerberos] */
+        Files g = { .main = MAIN "KDC=dc1.corp.example.org\n[Broker]\nPermittedSuffix=corp.example.org\n" };
+        c = parse_ok(&g);
+        assert_string_equal(c->kdcs[0], "dc1.corp.example.org");
+        cb_config_free(c);
+}
+
+static void test_cleartext_cas(void **state) {
+        static const char *const ok[] = {
+                /* pinned CA, no Kerberos */
+                "[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\nAuthentication=none\n",
+                /* pinned CA, Kerberos on an https:// admin page */
+                "[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\n"
+                "AdminURL=https://ndes.example.com/certsrv/mscep_admin/\n",
+                /* a derived admin page that is never fetched (static challenge) */
+                "[CA]\nURL=http://ndes.example.com/certsrv/mscep/mscep.dll\nCAFingerprint=" FP "\n"
+                "Challenge=static\nChallengeFile=/etc/certbroker/corp.challenge\n",
+                /* a cleartext admin page without Kerberos */
+                CA "AdminURL=http://ndes.example.com/certsrv/mscep_admin/\nAuthentication=none\n",
+        };
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                Files f = { .main = MAIN, .ca = ok[i] };
+                cb_config_free(parse_ok(&f));
+        }
+}
+
+static void test_retain_finished_spans(void **state) {
+        static const struct {
+                const char *value;
+                uint64_t sec;
+        } spans[] = {
+                { "60", 60 }, { "90", 90 }, { "90s", 90 }, { "60s", 60 }, { "2m", 120 }, { "12h", 43200 },
+                { "30d", 2592000 }, { "3650d", UINT64_C(315360000) }, { "0001m", 60 },
+        };
+        for (size_t i = 0; i < sizeof(spans) / sizeof(spans[0]); i++) {
+                char m[256];
+                snprintf(m, sizeof m, MAIN "[Broker]\nRetainFinished=%s\nMaxStoredRequests=1\n", spans[i].value);
+                Files f = { .main = m };
+                CbConfig *c = parse_ok(&f);
+                if (c->retain_finished_usec != spans[i].sec * CB_USEC_PER_SEC)
+                        fail_msg("RetainFinished=%s: %llu usec, expected %llu s", spans[i].value,
+                                 (unsigned long long) c->retain_finished_usec, (unsigned long long) spans[i].sec);
+                assert_int_equal(c->max_stored_requests, 1);
+                cb_config_free(c);
+        }
 }
 
 static void test_default_ca_choice(void **state) {
@@ -713,6 +911,11 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_config_md_examples),
                 cmocka_unit_test(test_every_key_set),
+                cmocka_unit_test(test_default_max_requests),
+                cmocka_unit_test(test_subject_patterns),
+                cmocka_unit_test(test_kdc_hosts),
+                cmocka_unit_test(test_cleartext_cas),
+                cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),
                 cmocka_unit_test(test_sources),

@@ -25,12 +25,13 @@ static const char policy_a[] =
         "CAs=corp\n"
         "MaxRequests=3/1h\n"
         "MaxActive=2\n"
-        "\n"
+        "Subject=O=Tenant\\ A OU=*\n"
         "[Rule]\n"                      /* line 10 */
         "Name=alice-lab\n"
         "Users=alice\n"
         "CAs=lab\n"
-        "Names=lab.a.example.com\n";
+        "Names=lab.a.example.com\n"
+        "Subject=O=Tenant\\,\\20A c=de\n";
 static const char policy_b[] =
         "[Rule]\n"
         "Name=tenant-b\n"
@@ -68,7 +69,12 @@ static const char policy_b[] =
         "Name=root-wild\n"
         "Users=root\n"
         "Names=**.w.example.com\n"
-        "Wildcards=yes\n";
+        "Wildcards=yes\n"
+        "[Rule]\n"
+        "Name=erin-sign\n"
+        "Users=erin\n"
+        "Names=u.example.com\n"
+        "Usages=signature encryption\n";
 
 static CbConfig *config_new(const char *extra_main) {
         char m[512];
@@ -91,7 +97,7 @@ static CbConfig *config_new(const char *extra_main) {
 
 enum {
         ALICE, ALICE_BY_NAME, UID_1001, BOB, TENANT_B_NAME, TENANT_B_GID, TENANT_B_SUPP, NGINX_C, HTTPD,
-        HTTPD_NO_LEVEL, HTTPD_BAD_LABEL, CAROL_OPS, CAROL, ROOT, ROOT_UID_ONLY, DAVE, _CALLER_MAX
+        HTTPD_NO_LEVEL, HTTPD_BAD_LABEL, CAROL_OPS, CAROL, ROOT, ROOT_UID_ONLY, DAVE, ERIN, _CALLER_MAX
 };
 
 static const gid_t gids_3000[] = { 3000 };
@@ -119,6 +125,7 @@ static const CbCaller callers[_CALLER_MAX] = {
         [ROOT] = { .uid = 0, .user_name = "root" },
         [ROOT_UID_ONLY] = { .uid = 0 },
         [DAVE] = { .uid = 1007, .user_name = "dave" },
+        [ERIN] = { .uid = 1008, .user_name = "erin" },
 };
 
 typedef struct DecideCase {
@@ -208,13 +215,28 @@ static const DecideCase decide_cases[] = {
         { ALICE, "", "", { "a.example.com" }, .label = "0123456789012345678901234567890123456789012345678901234567890123"
                                                          "01234567890123456789012345678901234567890123456789012345678901234",
           .result = INVALID, .reason = "longer than 128 bytes" },
+        /* usages */
+        { ERIN, "", "", { "u.example.com" }, .usage = "signature", .result = A, .rule = "erin-sign" },
+        { ERIN, "", "", { "u.example.com" }, .usage = "encryption", .result = A, .rule = "erin-sign" },
+        { ERIN, "", "", { "u.example.com" }, .usage = "both", .result = KEY, .rule = "erin-sign",
+          .reason = "rule 'erin-sign' (/etc/certbroker/policy.d/b.policy:38) does not allow key usage both "
+                    "(Usages=signature encryption); both is the default when the usage option is not given: request "
+                    "one of those with the usage option" },
+        { ERIN, "", "", { "u.example.com" }, .result = KEY, .rule = "erin-sign", .reason = "does not allow key usage both" },
+        { ERIN, "", "", { "x.example.com" }, .usage = "both", .result = KEY, .rule = "erin-sign" },   /* usage before names */
+        { ALICE, "", "", { "a.example.com" }, .usage = "both", .result = A },   /* no Usages=: every usage */
+        { ROOT, "", "", { "u.example.com" }, .usage = "both", .result = A, .rule = "" },
         /* quotas */
         { ALICE, "", "", { "a.example.com" }, .since = 2, .active = 1, .result = A },
         { ALICE, "", "", { "a.example.com" }, .since = 3, .result = QUOTA, .rule = "tenant-a-web",
           .reason = "uid 1001 made 3 requests in the last 1h and rule 'tenant-a-web' (/etc/certbroker/policy.d/a.policy:1) allows MaxRequests=3/1h: try again later" },
         { ALICE, "", "", { "a.example.com" }, .active = 2, .result = QUOTA, .rule = "tenant-a-web",
           .reason = "uid 1001 has 2 active requests and rule 'tenant-a-web' (/etc/certbroker/policy.d/a.policy:1) allows MaxActive=2" },
-        { ALICE, "lab", "", { "lab.a.example.com" }, .since = 100, .active = 100, .result = A, .rule = "alice-lab" },
+        /* alice-lab sets no MaxRequests=: DefaultMaxRequests= (100/1h) applies, and it has no MaxActive= */
+        { ALICE, "lab", "", { "lab.a.example.com" }, .since = 99, .active = 1000, .result = A, .rule = "alice-lab" },
+        { ALICE, "lab", "", { "lab.a.example.com" }, .since = 100, .result = QUOTA, .rule = "alice-lab",
+          .reason = "uid 1001 made 100 requests in the last 1h and rule 'alice-lab' (/etc/certbroker/policy.d/a.policy:10) "
+                    "sets no MaxRequests=, so certbroker.conf's DefaultMaxRequests=100/1h applies: try again later" },
         { ALICE, "", "", { "web.b.example.com" }, .since = 100, .result = NAME, .rule = "tenant-a-web" },  /* names before quota */
         { DAVE, "", "", { "g.example.com" }, .since = 5, .result = A, .rule = "dave-rate-2" },      /* another rule still allows */
         { DAVE, "", "", { "g.example.com" }, .since = 50, .result = QUOTA, .rule = "dave-rate", .reason = "MaxRequests=5/10m" },
@@ -251,6 +273,37 @@ static const DecideCase decide_cases[] = {
         { ALICE, "", "", { "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij.a.example.com" }, .result = INVALID,
           .reason = "longer than 64 bytes" },
         { ALICE, "", "O=Tenant A", { "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij.a.example.com" }, .result = A },
+        /* subject attributes besides the CN: only what the rule's Subject= lists */
+        { ALICE, "", "CN=a.example.com,O=Tenant B", { "a.example.com" }, .result = NAME, .rule = "tenant-a-web",
+          .reason = "subject attribute O='Tenant B' is not permitted by rule 'tenant-a-web' "
+                    "(/etc/certbroker/policy.d/a.policy:1), which allows Subject=O=Tenant\\ A OU=*: leave the attribute "
+                    "out or use an allowed value" },
+        { ALICE, "", "O=Tenant B", { "a.example.com" }, .result = NAME, .rule = "tenant-a-web", .reason = "O='Tenant B'" },
+        { ALICE, "", "CN=a.example.com,O=tenant a", { "a.example.com" }, .result = NAME, .reason = "O='tenant a'" },
+        { ALICE, "", "CN=a.example.com,O=Tenant A ", { "a.example.com" }, .result = A },   /* unescaped end space ignored */
+        { ALICE, "", "CN=a.example.com,OU=Web,OU=Ops,O=Tenant A", { "a.example.com" }, .result = A, .rule = "tenant-a-web" },
+        { ALICE, "", "CN=a.example.com,L=Berlin,O=Tenant A", { "a.example.com" }, .result = NAME, .rule = "tenant-a-web",
+          .reason = "subject attribute L='Berlin' is not permitted by rule 'tenant-a-web'" },
+        { ALICE, "", "CN=a.example.com,C=DE", { "a.example.com" }, .result = NAME, .reason = "C='DE'" },
+        { ALICE, "lab", "CN=lab.a.example.com,O=Tenant\\, A,C=de", { "lab.a.example.com" }, .result = A, .rule = "alice-lab" },
+        { ALICE, "lab", "CN=lab.a.example.com,O=Tenant A", { "lab.a.example.com" }, .result = NAME, .rule = "alice-lab",
+          .reason = "O='Tenant A' is not permitted by rule 'alice-lab' (/etc/certbroker/policy.d/a.policy:10), which "
+                    "allows Subject=O=Tenant\\,\\20A c=de" },
+        { ALICE, "lab", "CN=lab.a.example.com,OU=x", { "lab.a.example.com" }, .result = NAME, .rule = "alice-lab" },
+        { TENANT_B_NAME, "", "CN=x.b.example.com,O=Tenant B", { "x.b.example.com" }, .result = NAME, .rule = "tenant-b",
+          .reason = "subject attribute O='Tenant B' is not permitted by rule 'tenant-b' (/etc/certbroker/policy.d/b.policy:1), "
+                    "which has no Subject= and so allows subjects with a CN only: leave the attribute out, or list it in "
+                    "the rule's Subject= (e.g. Subject=O=*)" },
+        { TENANT_B_NAME, "", "CN=x.b.example.com", { "x.b.example.com" }, .result = A, .rule = "tenant-b" },
+        { DAVE, "", "CN=g.example.com,OU=x'y", { "g.example.com" }, .result = NAME, .rule = "dave-rate",
+          .reason = "subject attribute OU='x\\x27y' is not permitted by rule 'dave-rate' (/etc/certbroker/policy.d/b.policy:23), "
+                    "which has no Subject=" },
+        { DAVE, "", "CN=g.example.com,OU=x", { "g.example.com" }, .result = NAME, .rule = "dave-rate",
+          .reason = "; the subject is also refused by rule 'dave-rate-2' (/etc/certbroker/policy.d/b.policy:28)" },
+        { DAVE, "", "CN=g.example.com,OU=x", { "h.example.com" }, .result = NAME, .rule = "dave-rate",
+          .reason = "name 'h.example.com' is not permitted by rule 'dave-rate'" },  /* names before the subject */
+        { ROOT, "", "CN=a.example.com,O=Anything,OU=x,L=y,ST=z,C=US", { "a.example.com" }, .result = A, .rule = "",
+          .reason = "uid 0 bypasses the rules" },
 };
 
 typedef struct CounterState {
@@ -378,13 +431,15 @@ static void test_counter_calls(void **state) {
         assert_int_equal(cs.calls_active, 1);
         cb_decision_done(&d);
 
-        /* no limit, no call */
+        /* a rule without MaxRequests= counts against DefaultMaxRequests= (100/1h) */
         cs = (CounterState) {};
         const char *lab[] = { "lab.a.example.com" };
         CbRequestSpec req_lab = { .ca = "lab", .names = lab, .n_names = 1 };
         assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req_lab, &counter, &d), 0);
         assert_true(d.allowed);
-        assert_int_equal(cs.calls_since + cs.calls_active, 0);
+        assert_int_equal(cs.calls_since, 1);
+        assert_int_equal(cs.since_seen, NOW - 3600 * CB_USEC_PER_SEC);
+        assert_int_equal(cs.calls_active, 0);
         cb_decision_done(&d);
 
         /* a counter failure is a failure, and leaves *ret alone */
@@ -409,6 +464,45 @@ static void test_counter_calls(void **state) {
         assert_int_equal(cb_policy_decide(c, NULL, &req, NULL, &d), -EINVAL);
         assert_int_equal(cb_policy_decide(c, &callers[ALICE], NULL, NULL, &d), -EINVAL);
         assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req, NULL, NULL), -EINVAL);
+        cb_config_free(c);
+}
+
+static void test_default_max_requests(void **state) {
+        const char *lab[] = { "lab.a.example.com" };
+        CbRequestSpec req = { .ca = "lab", .names = lab, .n_names = 1 };
+        CounterState cs = { .since = 2 };
+        CbUsageCounter counter = { .now_usec = NOW, .count_since = count_since, .count_active = count_active, .userdata = &cs };
+        CbDecision d;
+
+        /* a smaller default, for the rules without MaxRequests= only */
+        CbConfig *c = config_new("[Broker]\nDefaultMaxRequests=2/10m\n");
+        assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req, &counter, &d), 0);
+        assert_int_equal(d.result, CB_DECISION_QUOTA_EXCEEDED);
+        assert_string_equal(d.rule, "alice-lab");
+        assert_non_null(strstr(d.reason, "DefaultMaxRequests=2/10m applies"));
+        assert_int_equal(cs.since_seen, NOW - 600 * CB_USEC_PER_SEC);
+        cb_decision_done(&d);
+        /* tenant-a-web has its own MaxRequests=3/1h */
+        const char *a[] = { "a.example.com" };
+        CbRequestSpec req_a = { .names = a, .n_names = 1 };
+        assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req_a, &counter, &d), 0);
+        assert_true(d.allowed);
+        cb_decision_done(&d);
+        /* root still bypasses */
+        cs.since = 1000000;
+        assert_int_equal(cb_policy_decide(c, &callers[ROOT], &req_a, &counter, &d), 0);
+        assert_true(d.allowed);
+        assert_true(d.root_bypass);
+        cb_decision_done(&d);
+        cb_config_free(c);
+
+        /* switched off */
+        c = config_new("[Broker]\nDefaultMaxRequests=unlimited\n");
+        cs = (CounterState) { .since = 1000000 };
+        assert_int_equal(cb_policy_decide(c, &callers[ALICE], &req, &counter, &d), 0);
+        assert_true(d.allowed);
+        assert_int_equal(cs.calls_since + cs.calls_active, 0);
+        cb_decision_done(&d);
         cb_config_free(c);
 }
 
@@ -553,6 +647,7 @@ int main(void) {
                 cmocka_unit_test(test_decide_table),
                 cmocka_unit_test(test_resolved_request),
                 cmocka_unit_test(test_counter_calls),
+                cmocka_unit_test(test_default_max_requests),
                 cmocka_unit_test(test_root_without_bypass),
                 cmocka_unit_test(test_many_names),
                 cmocka_unit_test(test_default_ca_missing),
