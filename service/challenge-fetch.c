@@ -12,6 +12,7 @@
 #include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-guard.h"
+#include "seed-steps.h"
 
 typedef enum FetchState {
         FETCH_QUEUED,
@@ -71,19 +72,19 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
         if (http_code == 401) {
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
                 m = message_printf("%s answered %s with 401: the SCEP admin page requires authentication; set "
-                        "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA", host, url);
+                        "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA. " SEED_CA_KERBEROS, host, url);
                 goto done;
         }
         if (http_code == 403) {
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
                 m = message_printf("%s answered %s with 403 Forbidden: the service account %s is not allowed to use "
-                        "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group",
+                        "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group. " SEED_PRE_IIS_USRS,
                         host, url, principal ? principal : "(none)");
                 goto done;
         }
         if (http_code == 404) {
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/", host, url);
+                m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/. " SEED_CA_FIELDS, host, url);
                 goto done;
         }
         if (http_code >= 500) {
@@ -107,7 +108,7 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 o = TRANSPORT_CHALLENGE_UNAVAILABLE;
                 m = message_printf("%s answered \"The password cache is full.\": NDES keeps only a few unused challenges "
                         "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
-                        "server, and keep MaxOutstandingChallenges= below NDES's cache size", host);
+                        "server, and keep MaxOutstandingChallenges= below NDES's cache size. " SEED_NONE_CACHE, host);
                 break;
         case CHALLENGE_PAGE_NO_PERMISSION:
                 /* A configuration error: retrying until PendingDeadline changes nothing. */
@@ -115,13 +116,13 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 m = message_printf("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
                         "server, give the service account %s Enroll permission on the certificate template that "
                         "is being provisioned, and check that it is a member of the SCEP server's local IIS_IUSRS "
-                        "group", host, principal ? principal : "(the service user)");
+                        "group. " SEED_PRE_ENROLL, host, principal ? principal : "(the service user)");
                 break;
         case CHALLENGE_PAGE_UNRECOGNIZED:
                 o = TRANSPORT_PROTOCOL_ERROR;
                 m = message_printf("the page at %s (HTTP 200, %zu bytes, %s) holds no enrollment challenge password: check "
                         "that AdminURL= points at NDES's /certsrv/mscep_admin/ and that NDES issues passwords "
-                        "(not a single static password)", url, size, enc ? enc : "?");
+                        "(not a single static password). " SEED_CA_FIELDS, url, size, enc ? enc : "?");
                 break;
         default:
                 o = TRANSPORT_PROTOCOL_ERROR;
