@@ -334,6 +334,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
         (void) curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
         res.elapsed_usec = total > 0 ? (uint64_t) total : 0;
         res.num_connects = connects;
+        res.negotiate_answered = r->offered_negotiate;
         c->n_connects += (uint64_t) connects;
         if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
                 res.content_type = ct;
@@ -500,6 +501,8 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
                 SETOPT(CURLOPT_USERPWD, ":");
                 SETOPT(CURLOPT_GSSAPI_DELEGATION, (long) CURLGSSAPI_DELEGATION_NONE);
         }
+        if (o->fresh_connection)
+                SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         if (o->post_data) {
                 r->headers = curl_slist_append(NULL, "Expect:");
                 if (r->headers && o->content_type) {
