@@ -182,7 +182,12 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         Check *k = userdata;
 
         k->fetch = NULL;
-        if (res->outcome == TRANSPORT_OK)
+        if (res->outcome == TRANSPORT_OK && res->anonymous) {
+                const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+                char *hint = challenge_anonymous_hint(c ? c->admin_url_host : NULL, c ? c->admin_url : NULL);
+                check_add(k, "challenge", "fail", hint ?: "Disable Anonymous Authentication on mscep_admin");
+                free(hint);
+        } else if (res->outcome == TRANSPORT_OK)
                 check_add(k, "challenge", "ok", "a one-time challenge password was issued (kept for the next "
                           "enrollment: NDES holds only a few unused ones)");
         else

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The seed's Windows-side steps, broken one at a time with real components: Anonymous
+# Authentication left on for mscep_admin (an Apache route without AuthType).
+set -euo pipefail
+: "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
+. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
+lab_enter "$@"
+. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+
+broker_lab
+# A second CA whose AdminURL is the same page with Anonymous Authentication on.
+sed -e 's/Default=yes/Default=no/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/anon.conf"
+echo "AdminURL=https://ndes.example.test/anonymous/certsrv/mscep_admin/" >>"$CB_CONF/ca.d/anon.conf"
+broker_start
+wait_tgt() {
+        lab_wait_for 20 "ticket-granting ticket" bash -c \
+                "[ \"\$(busctl --system get-property $CB_BUS $CB_PATH $CB_BUS.Manager CredentialState)\" = 's \"valid\"' ]"
+}
+wait_tgt
+check() { cb root --timeout=60 call "$CB_BUS" "/org/certbroker/Broker1/ca/$1" "$CB_BUS.CA" Check a{sv} "${@:2}"; }
+anon_warnings() { grep -c "CA anon: mscep_admin answered without authentication" "$LAB_DIR/certbrokerd.log" || true; }
+
+# The lab's two pages really differ the way IIS's do: 200 with a Negotiate token, 200 without.
+kinit -k -t "$LAB_SVC_KEYTAB" svc-scep >/dev/null
+hdr=$(curl -sS --negotiate -u : --cacert "$LAB_TLS_ROOT" -D - -o /dev/null https://ndes.example.test/certsrv/mscep_admin/)
+lab_assert_contains "$hdr" "WWW-Authenticate: Negotiate " "the protected page's mutual authentication token"
+hdr=$(curl -sS --negotiate -u : --cacert "$LAB_TLS_ROOT" -D - -o /dev/null \
+        https://ndes.example.test/anonymous/certsrv/mscep_admin/)
+lab_assert_contains "$hdr" "HTTP/1.1 200" "the anonymous page answers"
+lab_assert_not_contains "$hdr" "WWW-Authenticate" "the anonymous page's headers"
+kdestroy -A
+
+# --- Anonymous Authentication left on ---
+out=$(check corp 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "ok"' "challenge step of the protected page"
+out=$(check anon 1 challenge b true)
+for step in configuration keytab ticket-granting-ticket service-ticket tls getcacaps getcacert; do
+        lab_assert_contains "$out" "\"$step\" \"ok\"" "anon: Check step $step"
+done
+lab_assert_contains "$out" '"challenge" "fail" "Disable Anonymous Authentication on the Microsoft SCEP Admin webpage (mscep_admin): Authentication > Anonymous Authentication > Disable' \
+        "the challenge step of a page that never asked for Kerberos"
+lab_assert_contains "$out" "anyone who can reach that page can mint enrollment challenges" "why"
+lab_assert_contains "$out" "Seed: Configuring Windows servers, step 4" "the seed step"
+lab_pass "Check fails the challenge step of an anonymous mscep_admin, naming the seed's step 4"
+
+# Enrollments through that CA go on, with one warning per CA and configuration load. The
+# first one takes the challenge the Check fetched; the next ones fetch their own.
+paths=()
+for n in 1 2 3; do
+        paths+=("$(cb_enroll alice anon "anon$n.a.example.test")")
+done
+for p in "${paths[@]}"; do
+        lab_assert_eq "$(cb_wait alice "$p" 60)" issued "an enrollment through the anonymous mscep_admin"
+done
+lab_assert_eq "$(anon_warnings)" 1 "anonymous warnings for three enrollments (two challenges fetched)"
+lab_assert_contains "$(grep "CA anon: mscep_admin answered without authentication" "$LAB_DIR/certbrokerd.log")" \
+        "Disable Anonymous Authentication on the Microsoft SCEP Admin webpage" "the warning names the seed step"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+p=$(cb_enroll alice anon anon4.a.example.test)
+lab_assert_eq "$(cb_wait alice "$p" 60)" issued "an enrollment after the Reload"
+lab_assert_eq "$(anon_warnings)" 2 "anonymous warnings after a Reload and one more enrollment"
+p=$(cb_enroll alice corp protected.a.example.test)
+lab_assert_eq "$(cb_wait alice "$p" 60)" issued "an enrollment through the protected mscep_admin"
+lab_assert_eq "$(grep -c "mscep_admin answered without authentication" "$LAB_DIR/certbrokerd.log")" 2 \
+        "warnings after an enrollment through the protected page"
+lab_pass "enrollments through an anonymous mscep_admin succeed, with one warning per CA and configuration load"
