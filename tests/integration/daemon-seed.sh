@@ -38,6 +38,10 @@ out=$(check anon 1 challenge b true)
 for step in configuration keytab ticket-granting-ticket service-ticket tls getcacaps getcacert; do
         lab_assert_contains "$out" "\"$step\" \"ok\"" "anon: Check step $step"
 done
+lab_assert_contains "$out" '"service-ticket" "ok" "ticket for HTTP/ndes.example.test. Seed: Configuring Windows servers, step 1 (setspn -s http/' \
+        "an ok step names the seed step it verified"
+lab_assert_contains "$out" '"ticket-granting-ticket" "ok" "valid for svc-scep@EXAMPLE.TEST. Seed: Configuring Kerberos settings' \
+        "the ticket-granting ticket step's seed step"
 lab_assert_contains "$out" '"challenge" "fail" "Disable Anonymous Authentication on the Microsoft SCEP Admin webpage (mscep_admin): Authentication > Anonymous Authentication > Disable' \
         "the challenge step of a page that never asked for Kerberos"
 lab_assert_contains "$out" "anyone who can reach that page can mint enrollment challenges" "why"
