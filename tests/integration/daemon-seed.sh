@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The seed's Windows-side steps, broken one at a time with real components: Anonymous
-# Authentication left on for mscep_admin (an Apache route without AuthType).
+# Authentication left on for mscep_admin (an Apache route without AuthType), and how
+# certbrokerctl check shows it.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -8,6 +9,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
+CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
 broker_lab
 # A second CA whose AdminURL is the same page with Anonymous Authentication on.
 sed -e 's/Default=yes/Default=no/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/anon.conf"
@@ -69,3 +71,20 @@ lab_assert_eq "$(cb_wait alice "$p" 60)" issued "an enrollment through the prote
 lab_assert_eq "$(grep -c "mscep_admin answered without authentication" "$LAB_DIR/certbrokerd.log")" 2 \
         "warnings after an enrollment through the protected page"
 lab_pass "enrollments through an anonymous mscep_admin succeed, with one warning per CA and configuration load"
+
+# certbrokerctl check: a checklist, the fix under the failing step; --json carries the ids.
+out=$("$CTL" check anon --challenge) && lab_fail "certbrokerctl check anon passed: $out"
+echo "$out"
+grep -qE '^\[ok\] +getcacert ' <<<"$out" || lab_fail "no '[ok] getcacert' line in: $out"
+grep -qx '\[FAIL\] challenge' <<<"$out" || lab_fail "no '[FAIL] challenge' line in: $out"
+lab_assert_contains "$(grep -A2 -x '\[FAIL\] challenge' <<<"$out")" \
+        "       fix: Disable Anonymous Authentication on the Microsoft SCEP Admin webpage" "the fix under the failing step"
+lab_assert_contains "$(grep -A2 -x '\[FAIL\] challenge' <<<"$out")" \
+        "       Seed: Configuring Windows servers, step 4" "the seed step under the failing step"
+json=$("$CTL" --json check anon --challenge) || true
+lab_assert_eq "$(python3 -c 'import json,sys; j=json.load(sys.stdin); print(" ".join(s["step"]+"="+s["result"] for s in j["steps"]))' <<<"$json")" \
+        "configuration=ok keytab=ok ticket-granting-ticket=ok service-ticket=ok tls=ok getcacaps=ok getcacert=ok challenge=fail" \
+        "check --json step ids and results"
+lab_assert_contains "$(python3 -c 'import json,sys; j=json.load(sys.stdin); print([s["seed"] for s in j["steps"] if s["step"] == "challenge"][0])' <<<"$json")" \
+        "Seed: Configuring Windows servers, step 4" "check --json seed of the challenge step"
+lab_pass "certbrokerctl check prints the steps as a checklist with the fix under the failing one; --json the ids"
