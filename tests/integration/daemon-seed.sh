@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The seed's Windows-side steps, broken one at a time with real components: Anonymous
-# Authentication left on for mscep_admin (an Apache route without AuthType), and how
-# certbrokerctl check shows it.
+# The seed's Windows-side steps, broken one at a time with real components, each named by
+# CA.Check() and certbrokerctl check: Anonymous Authentication left on for mscep_admin (an
+# Apache route without AuthType), the server's ticket key rotated at the KDC (the server can
+# no longer decrypt), and the service account's key rotated (a stale broker keytab).
+# Delegation and IIS_USRS cannot be simulated here (README table).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -88,3 +90,38 @@ lab_assert_eq "$(python3 -c 'import json,sys; j=json.load(sys.stdin); print(" ".
 lab_assert_contains "$(python3 -c 'import json,sys; j=json.load(sys.stdin); print([s["seed"] for s in j["steps"] if s["step"] == "challenge"][0])' <<<"$json")" \
         "Seed: Configuring Windows servers, step 4" "check --json seed of the challenge step"
 lab_pass "certbrokerctl check prints the steps as a checklist with the fix under the failing one; --json the ids"
+
+# --- The server's ticket key rotated at the KDC, Apache's keytab not updated: the server
+# cannot decrypt the broker's new ticket (IIS: the application pool is not the SPN's account,
+# useAppPoolCredentials off, or kernel-mode authentication with the machine key). ---
+kadmin.local -r EXAMPLE.TEST -q "cpw -randkey HTTP/ndes.example.test" >>"$LAB_DIR/kadmin.log" 2>&1
+broker_stop
+broker_start
+wait_tgt
+out=$(check corp 1 challenge b true)
+lab_assert_contains "$out" '"service-ticket" "ok"' "service ticket after the server's key rotated"
+lab_assert_contains "$out" '"challenge" "fail" "the server ndes.example.test answered https://ndes.example.test/certsrv/mscep_admin/ with 401 although this host obtained a valid Kerberos ticket' \
+        "the challenge step when the server cannot decrypt the ticket"
+lab_assert_contains "$out" "useAppPoolCredentials=True" "the fix names useAppPoolCredentials"
+lab_assert_contains "$out" "export the keytab of HTTP/ndes.example.test again" "the fix names the server's keytab"
+lab_assert_contains "$out" "Seed: Configuring Windows servers, step 3" "the seed step"
+lab_pass "a ticket the server cannot decrypt (its key rotated at the KDC) names useAppPoolCredentials and the server's keytab"
+# Apache gets the new key (-norandkey: the KDC's key stays).
+kadmin.local -r EXAMPLE.TEST -q "ktadd -norandkey -k $LAB_HTTP_KEYTAB HTTP/ndes.example.test" >>"$LAB_DIR/kadmin.log" 2>&1
+
+# --- The service account's key rotated (its password changed), the broker's keytab not ---
+kadmin.local -r EXAMPLE.TEST -q "cpw -randkey svc-scep" >>"$LAB_DIR/kadmin.log" 2>&1
+broker_stop
+broker_start
+out=$(check corp 0)
+lab_assert_contains "$out" '"keytab" "ok"' "the keytab step (it can be read)"
+lab_assert_contains "$out" '"ticket-granting-ticket" "fail" "the KDC for EXAMPLE.TEST did not accept the key of svc-scep@EXAMPLE.TEST' \
+        "the ticket-granting ticket with a stale keytab"
+lab_assert_contains "$out" "the keytab is stale (the service account\\'s password or key version changed after it was made); create a new keytab" \
+        "the fix names re-exporting the keytab"
+lab_assert_contains "$out" "Seed: Configuring Kerberos settings (Service user credentials" "the seed step"
+lab_assert_contains "$out" '"getcacert" "skip"' "steps after the failure"
+lab_pass "the service account's key rotated (a stale keytab) names re-exporting the keytab"
+broker_stop
+kadmin.local -r EXAMPLE.TEST -q "ktadd -norandkey -k $LAB_SVC_KEYTAB svc-scep" >>"$LAB_DIR/kadmin.log" 2>&1
+
