@@ -96,6 +96,16 @@ TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorCo
         case KRB5_KT_NOTFOUND:
         case KRB5_KT_KVNONOTFOUND:
         case KRB5_KT_END:
+                if (ctx->keytab_principal && *ctx->keytab_principal && code != KRB5_KT_KVNONOTFOUND) {
+                        const char *at = strrchr(ctx->keytab_principal, '@');
+                        m = message_printf("keytab %s holds keys for %s, not for %s: Realm=%s does not match the realm "
+                                "the keytab was made for (%s); set Realm= (\"Active Directory's Kerberos Realm\") "
+                                "and Principal= to the realm of the service account, or export the account's key "
+                                "for realm %s to the keytab",
+                                keytab, ctx->keytab_principal, principal, realm, at ? at + 1 : "?", realm);
+                        seed = SEED_KRB_REALM;
+                        break;
+                }
                 m = message_printf("keytab %s holds no key for %s (%s): check Principal= in [Kerberos] (\"Service user "
                         "credentials\", user@REALM) and export that account's key to the keytab again",
                         keytab, principal, detail);
@@ -139,7 +149,7 @@ TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorCo
                 m = message_printf("the KDC for %s and this host share no encryption type for %s (%s): enable AES for "
                         "the account (msDS-SupportedEncryptionTypes) and create a new keytab",
                         realm, step == KRB5_STEP_SERVICE_TICKET ? host : principal, detail);
-                seed = SEED_WIN_DELEGATION;
+                seed = SEED_PRE_ACCOUNT;
                 break;
         case KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN:
                 if (step == KRB5_STEP_SERVICE_TICKET) {
@@ -161,7 +171,7 @@ TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorCo
                 m = message_printf("the KDC for %s refused the ticket request for %s by policy (%s): check the service "
                         "account's Delegation tab (\"Use Kerberos only\", HTTP service of the SCEP server)",
                         realm, step == KRB5_STEP_SERVICE_TICKET ? host : principal, detail);
-                seed = SEED_PRE_ACCOUNT;
+                seed = SEED_WIN_DELEGATION;
                 break;
         case KRB5KRB_AP_ERR_TKT_EXPIRED:
                 m = message_printf("the Kerberos ticket of %s expired (%s): it is being renewed; if this repeats, "

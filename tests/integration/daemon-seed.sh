@@ -2,8 +2,8 @@
 # The seed's Windows-side steps, broken one at a time with real components, each named by
 # CA.Check() and certbrokerctl check: Anonymous Authentication left on for mscep_admin (an
 # Apache route without AuthType), the server's ticket key rotated at the KDC (the server can
-# no longer decrypt), and the service account's key rotated (a stale broker keytab).
-# Delegation and IIS_USRS cannot be simulated here (README table).
+# no longer decrypt), the service account's key rotated (a stale broker keytab), and Realm=
+# not matching the keytab. Delegation and IIS_USRS cannot be simulated here (README table).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -125,3 +125,12 @@ lab_pass "the service account's key rotated (a stale keytab) names re-exporting 
 broker_stop
 kadmin.local -r EXAMPLE.TEST -q "ktadd -norandkey -k $LAB_SVC_KEYTAB svc-scep" >>"$LAB_DIR/kadmin.log" 2>&1
 
+# --- Realm= not matching the keytab ---
+sed -i -e 's/^Realm=.*/Realm=OTHER.TEST/' -e 's/^Principal=.*/Principal=svc-scep@OTHER.TEST/' "$CB_CONF/certbroker.conf"
+broker_start
+out=$(check corp 0)
+lab_assert_contains "$out" "\"ticket-granting-ticket\" \"fail\" \"keytab $LAB_SVC_KEYTAB holds keys for svc-scep@EXAMPLE.TEST, not for svc-scep@OTHER.TEST: Realm=OTHER.TEST does not match the realm the keytab was made for (EXAMPLE.TEST)" \
+        "the ticket-granting ticket with Realm= not matching the keytab"
+lab_assert_contains "$out" "Seed: Configuring Kerberos settings (Active Directory\\'s Kerberos Realm: Realm=)" "the seed step"
+lab_pass "Realm= not matching the keytab is named, with the keytab's realm"
+broker_stop
