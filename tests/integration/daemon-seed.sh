@@ -13,9 +13,11 @@ lab_enter "$@"
 
 CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
 broker_lab
-# A second CA whose AdminURL is the same page with Anonymous Authentication on.
+# A second CA whose AdminURL is the same page with Anonymous Authentication on, over plain
+# http: that route closes every connection and no SCEP request shares one with it, so each
+# fetch comes on a fresh connection and is judged (the warning must still come once).
 sed -e 's/Default=yes/Default=no/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/anon.conf"
-echo "AdminURL=https://ndes.example.test/anonymous/certsrv/mscep_admin/" >>"$CB_CONF/ca.d/anon.conf"
+echo "AdminURL=$LAB_HTTP_URL/anonymous/certsrv/mscep_admin/" >>"$CB_CONF/ca.d/anon.conf"
 broker_start
 wait_tgt() {
         lab_wait_for 20 "ticket-granting ticket" bash -c \
