@@ -796,6 +796,17 @@ static int verb_cas(CertbrokerClient *c) {
         return code;
 }
 
+/* The "Seed: ..." (or "Not a seed step: ...") tail of a Check detail, "" if none. */
+static const char *check_seed_part(const char *detail) {
+        const char *p;
+
+        if (!detail)
+                return "";
+        if ((p = strstr(detail, "Seed: ")) || (p = strstr(detail, "Not a seed step")))
+                return p;
+        return detail + strlen(detail);
+}
+
 static int verb_check(CertbrokerClient *c) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerCheckStep *steps = NULL;
@@ -817,19 +828,37 @@ static int verb_check(CertbrokerClient *c) {
                         cli_json_field_str(&j, "step", steps[k].step);
                         cli_json_field_str(&j, "result", steps[k].result);
                         cli_json_field_str(&j, "detail", steps[k].detail);
+                        cli_json_field_str(&j, "seed", check_seed_part(steps[k].detail));
                         cli_json_end(&j, '}');
                 }
                 cli_json_end(&j, ']');
                 cli_json_field_int(&j, "failed", failed);
                 cli_json_end(&j, '}');
         } else {
+                /* A checklist in the seed's order: one line per step; under a failing one, the
+                 * fix and the seed step it concerns, indented. */
                 int w = 4;
                 for (size_t k = 0; k < n; k++)
                         if ((int) strlen(steps[k].step) > w)
                                 w = (int) strlen(steps[k].step);
-                printf("%-*s  %-6s  %s\n", w, "STEP", "RESULT", "DETAIL");
-                for (size_t k = 0; k < n; k++)
-                        printf("%-*s  %-6s  %s\n", w, steps[k].step, steps[k].result, steps[k].detail);
+                for (size_t k = 0; k < n; k++) {
+                        const char *res = steps[k].result, *d = steps[k].detail ?: "";
+                        const char *seed = check_seed_part(d);
+                        int fix_len = (int) (seed - d);
+
+                        while (fix_len > 0 && strchr(". ", d[fix_len - 1]))
+                                fix_len--;
+                        if (strcmp(res, "fail") == 0) {
+                                printf("[FAIL] %s\n", steps[k].step);
+                                if (fix_len > 0)
+                                        printf("       fix: %.*s\n", fix_len, d);
+                                if (*seed)
+                                        printf("       %s\n", seed);
+                        } else {
+                                int pad = 4 - (int) strlen(res);
+                                printf("[%s]%*s %-*s  %s\n", res, pad > 0 ? pad : 0, "", w, steps[k].step, d);
+                        }
+                }
                 if (!arg.quiet)
                         printf("\nCA %s: %s\n", arg.operand,
                                failed ? "a step failed; its detail says what to fix." : "all steps passed.");

@@ -12,6 +12,7 @@
 #include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-guard.h"
+#include "seed-steps.h"
 
 typedef enum FetchState {
         FETCH_QUEUED,
@@ -44,6 +45,9 @@ struct ChallengeFetcher {
         char *ca_name, *admin_url, *suffix, *trust_anchors, *host;
         uint64_t timeout_usec;
         bool kerberos;
+        bool judged;                    /* a fetch on a fresh connection showed whether the page
+                                         * takes part in Negotiate */
+        ChallengeFetch *judging;        /* the enrollment fetch on a fresh connection to tell it */
         ChallengeFetch *fetches;        /* all, newest first */
         unsigned n_queued;
         bool waking;
@@ -56,6 +60,14 @@ static uint64_t monotonic_usec(void) {
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+char *challenge_anonymous_hint(const char *host, const char *url) {
+        return message_printf("Disable Anonymous Authentication on the Microsoft SCEP Admin webpage (mscep_admin): "
+                "Authentication > Anonymous Authentication > Disable. %s answered %s with a challenge password "
+                "on a new connection without ever asking for Kerberos (no WWW-Authenticate: Negotiate): anyone "
+                "who can reach that page can mint enrollment challenges. " SEED_WIN_ANONYMOUS,
+                host ? host : "?", url ? url : "?");
 }
 
 TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
@@ -71,19 +83,19 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
         if (http_code == 401) {
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
                 m = message_printf("%s answered %s with 401: the SCEP admin page requires authentication; set "
-                        "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA", host, url);
+                        "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA. " SEED_CA_KERBEROS, host, url);
                 goto done;
         }
         if (http_code == 403) {
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
                 m = message_printf("%s answered %s with 403 Forbidden: the service account %s is not allowed to use "
-                        "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group",
+                        "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group. " SEED_PRE_IIS_USRS,
                         host, url, principal ? principal : "(none)");
                 goto done;
         }
         if (http_code == 404) {
                 o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/", host, url);
+                m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/. " SEED_CA_FIELDS, host, url);
                 goto done;
         }
         if (http_code >= 500) {
@@ -107,7 +119,7 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 o = TRANSPORT_CHALLENGE_UNAVAILABLE;
                 m = message_printf("%s answered \"The password cache is full.\": NDES keeps only a few unused challenges "
                         "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
-                        "server, and keep MaxOutstandingChallenges= below NDES's cache size", host);
+                        "server, and keep MaxOutstandingChallenges= below NDES's cache size. " SEED_NONE_CACHE, host);
                 break;
         case CHALLENGE_PAGE_NO_PERMISSION:
                 /* A configuration error: retrying until PendingDeadline changes nothing. */
@@ -115,13 +127,13 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 m = message_printf("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
                         "server, give the service account %s Enroll permission on the certificate template that "
                         "is being provisioned, and check that it is a member of the SCEP server's local IIS_IUSRS "
-                        "group", host, principal ? principal : "(the service user)");
+                        "group. " SEED_PRE_ENROLL, host, principal ? principal : "(the service user)");
                 break;
         case CHALLENGE_PAGE_UNRECOGNIZED:
                 o = TRANSPORT_PROTOCOL_ERROR;
                 m = message_printf("the page at %s (HTTP 200, %zu bytes, %s) holds no enrollment challenge password: check "
                         "that AdminURL= points at NDES's /certsrv/mscep_admin/ and that NDES issues passwords "
-                        "(not a single static password)", url, size, enc ? enc : "?");
+                        "(not a single static password). " SEED_CA_FIELDS, url, size, enc ? enc : "?");
                 break;
         default:
                 o = TRANSPORT_PROTOCOL_ERROR;
@@ -139,6 +151,9 @@ done:
 
 static void fetch_unlink(ChallengeFetch *x) {
         ChallengeFetcher *f = x->fetcher;
+
+        if (f->judging == x)
+                f->judging = NULL;
 
         if (x->prev)
                 x->prev->next = x->next;
@@ -160,7 +175,7 @@ static void release_slot(void *userdata) {
 
 /* Calls the handler once, frees x; a failed fetch gives its slot back. */
 static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *message, long http_code,
-                         const char *encoding, uint64_t elapsed, ChallengeSecret *secret) {
+                         const char *encoding, uint64_t elapsed, bool anonymous, ChallengeSecret *secret) {
         ChallengeFetcher *f = x->fetcher;
         ChallengeLimit *l = challenge_limit_ref(f->limit);
         ChallengeResult res = {
@@ -169,6 +184,7 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
                 .http_code = http_code,
                 .encoding = encoding,
                 .elapsed_usec = elapsed,
+                .anonymous = o == TRANSPORT_OK && anonymous,
                 .secret = secret,
         };
         bool had_slot = x->state != FETCH_QUEUED;
@@ -190,18 +206,28 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
         ChallengeSecret *secret = NULL;
         const char *enc = NULL;
         char *m = NULL;
+        bool anonymous = false;
         TransportOutcome o;
 
         x->request = NULL;
         if (result->outcome != TRANSPORT_OK) {
                 if (result->outcome == TRANSPORT_AUTHENTICATION_REJECTED && f->creds)
                         krb5_creds_forget_service(f->creds, f->host);
-                fetch_finish(x, result->outcome, result->message, result->http_code, NULL, result->elapsed_usec, NULL);
+                fetch_finish(x, result->outcome, result->message, result->http_code, NULL, result->elapsed_usec, false, NULL);
                 return;
         }
         o = challenge_classify_page(result->body, result->body_size, result->http_code, f->host, f->admin_url,
                                     ks ? ks->principal : NULL, &secret, &enc, &m);
-        fetch_finish(x, o, m, result->http_code, enc, result->elapsed_usec, o == TRANSPORT_OK ? secret : NULL);
+        /* libcurl sends Negotiate at once; a protected page answers 200 with its mutual
+         * authentication token, an anonymous one with no WWW-Authenticate at all. Only a fresh
+         * connection tells: IIS may skip the exchange on one it has authenticated already. */
+        if (f->kerberos && result->http_code == 200 && result->num_connects > 0) {
+                if (f->judging == x)    /* CA.Check() judges for itself; enrollments again */
+                        f->judged = true;
+                anonymous = !result->negotiate_answered;
+        }
+        fetch_finish(x, o, m, result->http_code, enc, result->elapsed_usec, anonymous,
+                     o == TRANSPORT_OK ? secret : NULL);
         if (o != TRANSPORT_OK)
                 challenge_secret_free(secret);
         free(m);
@@ -220,11 +246,19 @@ static void start_http(ChallengeFetch *x) {
         char *m = NULL;
         int r;
 
+        /* A new connection for CA.Check(), and for one enrollment fetch at a time until one has
+         * shown whether the page takes part in Negotiate (see on_http()); the others reuse
+         * connections. */
+        if (f->kerberos && (x->fresh || (!f->judged && !f->judging))) {
+                o.fresh_connection = true;
+                if (!x->fresh)
+                        f->judging = x;
+        }
         x->state = FETCH_HTTP;
         r = http_client_start(f->http, &o, on_http, x, &x->request, &m);
         if (r < 0) {
                 fetch_finish(x, r == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
-                             m ? m : strerror(-r), 0, NULL, 0, NULL);
+                             m ? m : strerror(-r), 0, NULL, 0, false, NULL);
                 free(m);
         }
 }
@@ -234,7 +268,7 @@ static void on_ticket(Krb5Creds *c, TransportOutcome o, const char *message, voi
 
         x->wait = NULL;
         if (o != TRANSPORT_OK) {
-                fetch_finish(x, o, message, 0, NULL, 0, NULL);
+                fetch_finish(x, o, message, 0, NULL, 0, false, NULL);
                 return;
         }
         start_http(x);
@@ -256,7 +290,7 @@ static void start_fetch(ChallengeFetch *x) {
         if (r > 0)
                 start_http(x);
         else if (r < 0)
-                fetch_finish(x, TRANSPORT_KERBEROS_FAILED, strerror(-r), 0, NULL, 0, NULL);
+                fetch_finish(x, TRANSPORT_KERBEROS_FAILED, strerror(-r), 0, NULL, 0, false, NULL);
 }
 
 /* Start queued fetches, oldest first, while slots are free. */

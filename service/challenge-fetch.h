@@ -37,6 +37,10 @@ typedef struct ChallengeResult {
         long http_code;                 /* 0 if no HTTP answer */
         const char *encoding;           /* of the page, when one was parsed */
         uint64_t elapsed_usec;          /* HTTP exchange time */
+        /* Authentication=kerberos and the page answered 200 on a fresh connection without taking
+         * part in Negotiate (no WWW-Authenticate: Negotiate): mscep_admin lets anyone in (IIS:
+         * Anonymous Authentication left on). The challenge is still delivered. */
+        bool anonymous;
         /* TRANSPORT_OK: the challenge. The handler takes ownership: keep it until it is put in the
          * CSR, then challenge_secret_free() it, which also frees the CA's outstanding slot. */
         ChallengeSecret *secret;
@@ -76,6 +80,10 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 /* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
+
+/* What to tell about an anonymous mscep_admin (ChallengeResult.anonymous), in the seed's words
+ * (malloc'd). */
+char *challenge_anonymous_hint(const char *host, const char *url);
 
 /* Classifies a 200 page (exposed for tests): outcome + message (malloc'd), *ret_secret on
  * success. principal is for the permission hint. */

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "engine-internal.h"
 #include "log.h"
+#include "seed-steps.h"
 #include "uid-limit.h"
 
 typedef struct Check {
@@ -52,12 +53,47 @@ static void check_free(Check *k) {
 
 static void check_run(Check *k);
 
+/* The seed step each Check step verifies (the seed: ../shared/seed/, service/seed-steps.h). A
+ * failure whose message names a more precise one keeps it. */
+static const char *check_step_seed(const char *step) {
+        static const struct {
+                const char *step, *seed;
+        } table[] = {
+                { "configuration",              SEED_KRB_SETTINGS },
+                { "keytab",                     SEED_KRB_USER },
+                { "ticket-granting-ticket",     SEED_KRB_SETTINGS },
+                { "service-ticket",             SEED_WIN_SETSPN },
+                { "tls",                        SEED_NONE_TLS },
+                { "getcacaps",                  SEED_CA_FIELDS },
+                { "getcacert",                  SEED_CA_FIELDS },
+                { "challenge",                  "Seed: Pre-configuration steps 2 and 3 (IIS_USRS, enroll permission on "
+                                                "the template) and Configuring Windows servers, steps 3 to 7 "
+                                                "(useAppPoolCredentials, Anonymous Authentication disabled, Kernel "
+                                                "mode authentication disabled, Negotiate first)" },
+        };
+
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+                if (strcmp(table[i].step, step) == 0)
+                        return table[i].seed;
+        return NULL;
+}
+
 static void check_add(Check *k, const char *step, const char *result, const char *detail) {
+        const char *seed = check_step_seed(step);
+        char *d = NULL;
+
         if (k->n_rows >= 16)
                 return;
+        detail = detail ?: "";
+        size_t len = strlen(detail);
+        while (len > 0 && strchr(" .", detail[len - 1]))
+                len--;
+        if (seed && !strstr(detail, "Seed: ") && !strstr(detail, "Not a seed step") &&
+            asprintf(&d, "%.*s%s%s", (int) len, detail, len ? ". " : "", seed) < 0)
+                d = NULL;
         k->rows[k->n_rows][0] = strdup(step);
         k->rows[k->n_rows][1] = strdup(result);
-        k->rows[k->n_rows][2] = strdup(detail ?: "");
+        k->rows[k->n_rows][2] = d ?: strdup(detail);
         k->n_rows++;
         if (strcmp(result, "fail") == 0)
                 k->failed = true;
@@ -182,7 +218,12 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         Check *k = userdata;
 
         k->fetch = NULL;
-        if (res->outcome == TRANSPORT_OK)
+        if (res->outcome == TRANSPORT_OK && res->anonymous) {
+                const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+                char *hint = challenge_anonymous_hint(c ? c->admin_url_host : NULL, c ? c->admin_url : NULL);
+                check_add(k, "challenge", "fail", hint ?: "Disable Anonymous Authentication on mscep_admin");
+                free(hint);
+        } else if (res->outcome == TRANSPORT_OK)
                 check_add(k, "challenge", "ok", "a one-time challenge password was issued (kept for the next "
                           "enrollment: NDES holds only a few unused ones)");
         else

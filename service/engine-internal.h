@@ -35,6 +35,8 @@ typedef struct CaEngine {
         int meta_step;                  /* 0 caps, 1 cacert */
         MetaWaiter *meta_waiters;
         ChallengeFetcher *fetcher;      /* mscep-admin: at most MaxOutstandingChallenges */
+        bool warned_anonymous;          /* mscep_admin let us in without Negotiate: logged once
+                                         * per fetcher (configuration load) */
         struct UidLimit *check_challenge_limit; /* CA.Check(challenge) per non-root uid */
 } CaEngine;
 

@@ -487,6 +487,19 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 request_fail(r, res->outcome, res->message);
                 return;
         }
+        if (res->anonymous) {
+                CaEngine *ce = CE(request_ca_state(r));
+                /* The server's weakness, not ours: the enrollment goes on, said once per load. */
+                if (!ce->warned_anonymous) {
+                        const CbCa *c = request_ca_config(r);
+                        char *hint = challenge_anonymous_hint(c ? c->admin_url_host : NULL,
+                                                              c ? c->admin_url : NULL);
+                        log_warning("CA %s: mscep_admin answered without authentication: %s",
+                                    request_ca_state(r)->name, hint ?: "disable Anonymous Authentication");
+                        free(hint);
+                        ce->warned_anonymous = true;
+                }
+        }
         a->challenge = TAKE_PTR(res->secret);
         step_pkioperation(r);
 }
@@ -1427,6 +1440,7 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         }
         challenge_fetcher_free(ce->fetcher);
         ce->fetcher = f;
+        ce->warned_anonymous = false;   /* a new load: a new warning if mscep_admin is still open */
         for (size_t i = 0; i < n_moved; i++)
                 step_challenge(moved[i]);
         return 0;

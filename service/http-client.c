@@ -16,6 +16,7 @@
 #include "http-client.h"
 #include "http-guard.h"
 #include "krb5-errors.h"
+#include "seed-steps.h"
 
 #define IDLE_HANDLES_MAX 32
 
@@ -282,14 +283,14 @@ TransportOutcome http_classify_curl_error(int curl_code, const char *host, const
                 o = TRANSPORT_TLS_VERIFY_FAILED;
                 if (curl_code == CURLE_SSL_CACERT_BADFILE)
                         m = message_printf("cannot use the trust anchors %s (%s): TrustAnchors= must name a readable PEM file "
-                                "of CA certificates", trust_anchors ? trust_anchors : "(system store)", e);
+                                "of CA certificates. " SEED_NONE_TLS, trust_anchors ? trust_anchors : "(system store)", e);
                 else if (curl_code == CURLE_SSL_CONNECT_ERROR)
                         m = message_printf("TLS handshake with %s failed (%s): check that %s serves HTTPS with TLS 1.2 or "
-                                "newer", host, e, url);
+                                "newer. " SEED_NONE_TLS, host, e, url);
                 else
                         m = message_printf("the TLS certificate of %s is not trusted for that name (%s): put the root of the "
                                 "CA that issued the SCEP server's certificate into %s, and make sure the "
-                                "certificate names %s", host, e,
+                                "certificate names %s. " SEED_NONE_TLS, host, e,
                                 trust_anchors ? trust_anchors : "TrustAnchors= of the CA's configuration", host);
                 break;
         case CURLE_GOT_NOTHING:
@@ -333,6 +334,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
         (void) curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
         res.elapsed_usec = total > 0 ? (uint64_t) total : 0;
         res.num_connects = connects;
+        res.negotiate_answered = r->offered_negotiate;
         c->n_connects += (uint64_t) connects;
         if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
                 res.content_type = ct;
@@ -363,7 +365,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
                 if (!r->offered_negotiate)
                         message = message_printf("%s answered %s with 401 without offering Negotiate%s: enable Windows "
                                       "Authentication on mscep_admin with Negotiate as the first provider, and "
-                                      "disable Anonymous Authentication", r->host, r->url_text,
+                                      "disable Anonymous Authentication. " SEED_WIN_NEGOTIATE, r->host, r->url_text,
                                       r->offered_other_auth ? " (only other schemes, which the broker does not use)" : "");
                 else
                         message = krb5_error_rejected_hint(r->host, r->url_text);
@@ -499,6 +501,8 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
                 SETOPT(CURLOPT_USERPWD, ":");
                 SETOPT(CURLOPT_GSSAPI_DELEGATION, (long) CURLGSSAPI_DELEGATION_NONE);
         }
+        if (o->fresh_connection)
+                SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         if (o->post_data) {
                 r->headers = curl_slist_append(NULL, "Expect:");
                 if (r->headers && o->content_type) {

@@ -44,6 +44,8 @@ typedef struct HttpRequestOptions {
         const void *post_data;          /* non-NULL: POST these bytes (copied) */
         size_t post_size;
         const char *content_type;       /* of the POST body */
+        bool fresh_connection;          /* open a new connection (CURLOPT_FRESH_CONNECT): to judge
+                                         * whether the server takes part in Negotiate */
 } HttpRequestOptions;
 
 typedef struct HttpResult {
@@ -59,6 +61,12 @@ typedef struct HttpResult {
         int curl_code;                  /* CURLcode, for diagnostics */
         uint64_t elapsed_usec;
         long num_connects;              /* new connections this transfer opened (0: reused) */
+        /* Some response of this transfer carried "WWW-Authenticate: Negotiate" (a 401 round, or
+         * the mutual-authentication token of a 200). A 200 without it on a fresh connection to
+         * a Negotiate request: the page lets anyone in (IIS: Anonymous Authentication on). IIS
+         * may skip the exchange on an already-authenticated kept-alive connection, so judge
+         * only num_connects > 0. */
+        bool negotiate_answered;
 } HttpResult;
 
 /* Called once per request on the loop thread, unless the request was cancelled. The result

@@ -8,6 +8,7 @@
 
 #include "cb-names.h"
 #include "http-guard.h"
+#include "seed-steps.h"
 
 /* The guard itself is policy/'s (cb-names.h), so names in rules and hosts of URLs are
  * checked by the same code. */
@@ -121,7 +122,7 @@ int http_guard_url(const char *url, const char *suffix, CURLU **ret_url, char **
         }
         r = http_guard_host(host, suffix, &reason);
         if (r < 0) {
-                set_message(ret_message, "host '%s' of URL '%s' is refused: %s (permitted suffix: %s)",
+                set_message(ret_message, "host '%s' of URL '%s' is refused: %s (permitted suffix: %s). " SEED_KRB_DOMAINS,
                             host, url, reason, suffix);
                 goto finish;
         }

@@ -37,6 +37,7 @@ struct Job {
         Krb5Step step;
         long code;
         char *detail;
+        char *keytab_principal; /* the keytab has no key for the principal, but for this one */
         uint64_t end_usec;      /* CLOCK_REALTIME end of the ticket, 0 if unknown */
 };
 
@@ -129,6 +130,7 @@ static void job_free(Job *j) {
         free(j->ccache);
         free(j->host);
         free(j->detail);
+        free(j->keytab_principal);
         free(j);
 }
 
@@ -172,6 +174,38 @@ static char *gss_detail(OM_uint32 major, OM_uint32 minor) {
         }
         fclose(f);
         return out;
+}
+
+/* A principal of the keytab with the name of princ in another realm (malloc'd), or NULL: the
+ * keytab was made for another realm than Realm=. */
+static char *keytab_find_other_realm(krb5_context ctx, krb5_keytab kt, krb5_const_principal princ) {
+        krb5_kt_cursor cursor;
+        krb5_keytab_entry e;
+        char *want = NULL, *found = NULL;
+
+        if (krb5_unparse_name_flags(ctx, princ, KRB5_PRINCIPAL_UNPARSE_NO_REALM, &want) != 0)
+                return NULL;
+        if (krb5_kt_start_seq_get(ctx, kt, &cursor) != 0) {
+                krb5_free_unparsed_name(ctx, want);
+                return NULL;
+        }
+        while (!found && krb5_kt_next_entry(ctx, kt, &e, &cursor) == 0) {
+                char *name = NULL;
+
+                if (!krb5_realm_compare(ctx, e.principal, princ) &&
+                    krb5_unparse_name_flags(ctx, e.principal, KRB5_PRINCIPAL_UNPARSE_NO_REALM, &name) == 0 &&
+                    strcmp(name, want) == 0) {
+                        krb5_free_unparsed_name(ctx, name);
+                        name = NULL;
+                        if (krb5_unparse_name(ctx, e.principal, &name) == 0)
+                                found = strdup(name);
+                }
+                krb5_free_unparsed_name(ctx, name);
+                krb5_free_keytab_entry_contents(ctx, &e);
+        }
+        krb5_kt_end_seq_get(ctx, kt, &cursor);
+        krb5_free_unparsed_name(ctx, want);
+        return found;
 }
 
 static void worker_acquire_keytab(Krb5Creds *c, Job *j) {
@@ -249,6 +283,8 @@ fail:
                    code == KRB5_KT_BADNAME || code == KRB5_KT_FORMAT) ? KRB5_STEP_KEYTAB : KRB5_STEP_TGT;
         j->code = code;
         j->detail = krb5_detail(ctx, code);
+        if ((code == KRB5_KT_NOTFOUND || code == KRB5_KT_END) && kt && princ)
+                j->keytab_principal = keytab_find_other_realm(ctx, kt, princ);
 finish:
         if (have_creds)
                 krb5_free_cred_contents(ctx, &creds);
@@ -513,6 +549,7 @@ static void start_waiting_probes(Krb5Creds *c) {
 
 static Krb5ErrorContext error_context(Krb5Creds *c, const char *host, const char *detail) {
         return (Krb5ErrorContext) {
+                .keytab_principal = NULL,
                 .realm = c->settings.realm,
                 .kdcs = c->kdcs_text,
                 .principal = c->settings.principal,
@@ -567,6 +604,8 @@ static void acquire_done(Krb5Creds *c, Job *j) {
         {
                 Krb5ErrorContext ec = error_context(c, NULL, j->detail);
                 char *m = NULL;
+
+                ec.keytab_principal = j->keytab_principal;
 
                 c->error = krb5_error_classify(j->step, j->code, &ec, &m);
                 c->error_step = j->step;

@@ -24,6 +24,8 @@ typedef struct Krb5ErrorContext {
         const char *host;       /* for KRB5_STEP_SERVICE_TICKET: the URL host */
         const char *detail;     /* the library's own message (krb5_get_error_message / gss_display_status), or NULL */
         bool gss_proxy;         /* Mode=gss-proxy */
+        const char *keytab_principal;   /* for "no key": the keytab's entry with the principal's name
+                                         * in another realm (svc-scep@OTHER.COM), or NULL */
 } Krb5ErrorContext;
 
 /* Classifies `code` (a krb5_error_code, a GSS minor status of the krb5 mechanism, or a

@@ -134,7 +134,7 @@ lab_wait_for 20 "ticket-granting ticket" bash -c \
 ctl alice check corp
 expect_rc 0 "check corp"
 for step in configuration keytab ticket-granting-ticket service-ticket tls getcacaps getcacert; do
-        grep -qE "^$step +ok " <<<"$OUT" || lab_fail "check corp: no '$step ok' row in: $OUT"
+        grep -qE "^\[ok\] +$step " <<<"$OUT" || lab_fail "check corp: no '[ok] $step' line in: $OUT"
 done
 lab_assert_contains "$OUT" "all steps passed" "check corp summary"
 ctl alice --json check corp --challenge

@@ -286,12 +286,45 @@ static void test_classify(void **state) {
         free(m);
         assert_int_equal(challenge_classify_page(NULL, 0, 403, "h", "u", NULL, &s, NULL, &m),
                          TRANSPORT_AUTHENTICATION_REJECTED);
+        assert_non_null(strstr(m, "IIS_IUSRS"));
+        assert_non_null(strstr(m, "Seed: Pre-configuration steps, step 2"));
         free(m);
         assert_int_equal(challenge_classify_page(NULL, 0, 404, "h", "u", NULL, &s, NULL, &m), TRANSPORT_PROTOCOL_ERROR);
         free(m);
         assert_int_equal(challenge_classify_page(NULL, 0, 503, "h", "u", NULL, &s, NULL, &m), TRANSPORT_CA_UNREACHABLE);
         free(m);
         assert_null(s);
+}
+
+/* Each page failure names its seed step; the anonymous-page hint is the seed's step 4. */
+static void test_seed_steps(void **state) {
+        const char *full = "<P> The password cache is full. </P>";
+        const char *perm = "<P> You do not have sufficient permission to enroll with SCEP. </P>";
+        ChallengeSecret *s = NULL;
+        char *m = NULL;
+
+        assert_int_equal(challenge_classify_page((const uint8_t *) perm, strlen(perm), 200, "h", "u", "svc@EX", &s,
+                                                 NULL, &m), TRANSPORT_CHALLENGE_DENIED);
+        assert_non_null(strstr(m, "Seed: Pre-configuration steps, step 3 (the service account has enroll permission"));
+        free(m);
+        assert_int_equal(challenge_classify_page((const uint8_t *) full, strlen(full), 200, "h", "u", NULL, &s,
+                                                 NULL, &m), TRANSPORT_CHALLENGE_UNAVAILABLE);
+        assert_non_null(strstr(m, "Not a seed step: NDES's password cache"));
+        free(m);
+        assert_int_equal(challenge_classify_page(NULL, 0, 401, "h", "u", NULL, &s, NULL, &m),
+                         TRANSPORT_AUTHENTICATION_REJECTED);
+        assert_non_null(strstr(m, "Prefer Kerberos authentication"));
+        free(m);
+        assert_null(s);
+
+        m = challenge_anonymous_hint("ndes.example.test", "https://ndes.example.test/certsrv/mscep_admin/");
+        assert_non_null(m);
+        const char *want = "Disable Anonymous Authentication on the Microsoft SCEP Admin webpage (mscep_admin): "
+                           "Authentication > Anonymous Authentication > Disable.";
+        assert_true(strncmp(m, want, strlen(want)) == 0);
+        assert_non_null(strstr(m, "anyone who can reach that page can mint enrollment challenges"));
+        assert_non_null(strstr(m, "Seed: Configuring Windows servers, step 4"));
+        free(m);
 }
 
 int main(void) {
@@ -317,6 +350,7 @@ int main(void) {
                 cmocka_unit_test(test_second_label_after_bad_first),
                 cmocka_unit_test(test_secret),
                 cmocka_unit_test(test_classify),
+                cmocka_unit_test(test_seed_steps),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

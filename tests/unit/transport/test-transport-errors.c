@@ -64,6 +64,42 @@ static void test_krb5(void **state) {
         EXPECT(KRB5_STEP_TGT, 12345, TRANSPORT_KERBEROS_FAILED, "library text");
 }
 
+/* Each failure ends with the seed step it indicates. */
+static void test_krb5_seed_steps(void **state) {
+        EXPECT(KRB5_STEP_TGT, KRB5_KDC_UNREACH, TRANSPORT_KERBEROS_FAILED,
+               "Seed: Configuring Kerberos settings (Corresponding Key Distribution Center (KDC) server");
+        EXPECT(KRB5_STEP_TGT, KRB5_REALM_UNKNOWN, TRANSPORT_KERBEROS_FAILED,
+               "Seed: Configuring Kerberos settings (Active Directory's Kerberos Realm");
+        EXPECT(KRB5_STEP_TGT, KRB5KDC_ERR_PREAUTH_FAILED, TRANSPORT_KERBEROS_FAILED,
+               "Seed: Configuring Kerberos settings (Service user credentials");
+        EXPECT(KRB5_STEP_SERVICE_TICKET, KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN, TRANSPORT_SERVICE_PRINCIPAL_UNKNOWN,
+               "Seed: Configuring Windows servers, step 1 (setspn");
+        EXPECT(KRB5_STEP_SERVICE_TICKET, KRB5KDC_ERR_BADOPTION, TRANSPORT_KERBEROS_FAILED,
+               "Seed: Configuring Windows servers, step 2 (Delegation tab");
+        EXPECT(KRB5_STEP_TGT, KRB5KDC_ERR_CLIENT_REVOKED, TRANSPORT_KERBEROS_FAILED,
+               "Seed: Pre-configuration steps, step 1");
+
+        char *s = krb5_error_rejected_hint("ndes.example.com", "https://ndes.example.com/certsrv/mscep_admin/");
+        assert_non_null(s);
+        assert_non_null(strstr(s, "Seed: Configuring Windows servers, step 3"));
+        assert_non_null(strstr(s, "export the keytab of HTTP/ndes.example.com again"));
+        free(s);
+}
+
+/* A keytab made for another realm than Realm=: both realms named. */
+static void test_krb5_keytab_other_realm(void **state) {
+        Krb5ErrorContext c = ctx;
+        char *m = NULL;
+
+        c.keytab_principal = "svc-scep@CORP.EXAMPLE.COM";
+        assert_int_equal(krb5_error_classify(KRB5_STEP_KEYTAB, KRB5_KT_NOTFOUND, &c, &m), TRANSPORT_KERBEROS_FAILED);
+        assert_non_null(m);
+        assert_non_null(strstr(m, "holds keys for svc-scep@CORP.EXAMPLE.COM, not for svc-scep@EXAMPLE.COM"));
+        assert_non_null(strstr(m, "Realm=EXAMPLE.COM does not match the realm the keytab was made for (CORP.EXAMPLE.COM)"));
+        assert_non_null(strstr(m, "Seed: Configuring Kerberos settings (Active Directory's Kerberos Realm"));
+        free(m);
+}
+
 static void test_krb5_no_context(void **state) {
         char *m = NULL;
 
@@ -216,6 +252,8 @@ static void test_limit(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_krb5),
+                cmocka_unit_test(test_krb5_seed_steps),
+                cmocka_unit_test(test_krb5_keytab_other_realm),
                 cmocka_unit_test(test_krb5_no_context),
                 cmocka_unit_test(test_setspn),
                 cmocka_unit_test(test_rejected_hint),
