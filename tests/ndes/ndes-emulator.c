@@ -795,6 +795,11 @@ static int cgi_main(void) {
         for (char *p = path; *p; p++)
                 *p = (char) tolower((unsigned char) *p);
 
+        if (c.unavailable) {
+                /* IIS with the application pool stopped (or overloaded). */
+                cgi_text(503, "Service Unavailable", "The service is unavailable.\n");
+                return 0;
+        }
         if (strstr(path, "/certsrv/mscep_admin"))
                 return serve_admin(&c);
         if (strstr(path, "/certsrv/mscep/mscep.dll"))
@@ -820,6 +825,7 @@ static void help(void) {
                "  admin_encoding=utf16le-bom|utf16le|utf8\n"
                "  permission=granted|denied               denied: \"You do not have sufficient permission...\"\n"
                "  pending=on|off                          on: PKCSReq answered PENDING until approved\n"
+               "  unavailable=on|off                      on: every request answered 503 (pool stopped)\n"
                "  reply_delay=SECONDS                     PKIOperation answers this late, after the work (0..60)\n"
                "  certpoll_issued=on|off                  on: CertPoll also finds transactions issued at once\n"
                "                                          (off, the default: only pending ones, as far as NDES\n"
