@@ -15,7 +15,12 @@ U=certbrokerd.service
 dump_journal() {
         journalctl --no-pager -n 300 >"$OUT/boot.journal.txt" 2>&1 || true
 }
-trap 'rc=$?; dump_journal; exit $rc' EXIT
+on_exit() {
+        local status=$?
+        dump_journal
+        exit "$status"
+}
+trap on_exit EXIT
 
 fail() { echo "not ok - $*"; exit 1; }
 pass() { echo "ok - $*"; }
@@ -42,12 +47,12 @@ cb() { local user=$1; shift; as "$user" busctl --system "$@"; }
 unquote() { local v=${1#* \"}; printf '%b' "${v%\"}"; }
 enroll() {       # enroll USER NAME: prints the request path
         local out
-        out=$(cb "$1" call "$BUS" "$OBJ" "$BUS.Manager" Enroll ssasa{sv} corp "" 1 "$2" 0) || return 1
+        out=$(cb "$1" call "$BUS" "$OBJ" "$BUS.Manager" Enroll "ssasa{sv}" corp "" 1 "$2" 0) || return 1
         unquote "$out"
 }
 prop() { unquote "$(cb "$1" get-property "$BUS" "$2" "$BUS.Request" "$3")"; }
 wait_req() { unquote "$(cb "$1" --timeout=70 call "$BUS" "$2" "$BUS.Request" Wait t 60000000)"; }
-check_access() { cb "$1" call "$BUS" "$OBJ" "$BUS.Manager" CheckAccess ssasa{sv} corp "" 1 "$2" 0; }
+check_access() { cb "$1" call "$BUS" "$OBJ" "$BUS.Manager" CheckAccess "ssasa{sv}" corp "" 1 "$2" 0; }
 show() { systemctl show -P "$2" "$1"; }
 mainpid() { show "$U" MainPID; }
 
