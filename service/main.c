@@ -114,8 +114,10 @@ int main(int argc, char *argv[]) {
 #endif
 
         r = manager_new(arg_config_dir, arg_state_dir, &m);
+        if (r == MANAGER_ERR_CONFIG)
+                return MANAGER_EXIT_CONFIG;     /* manager_new() said why */
         if (r < 0)
-                return EXIT_FAILURE;    /* manager_new() said why */
+                return EXIT_FAILURE;            /* manager_new() said why */
 
         r = manager_run(m);
         manager_free(m);

@@ -588,15 +588,18 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = manager_load_config(m->config_dir, &m->config, &msg);
         if (r < 0) {
                 log_error_errno(r, "Refusing to start: invalid configuration: %s", msg ?: strerror(-r));
+                (void) sd_notifyf(0, "STATUS=Invalid configuration, fix it and start again: %s",
+                                  msg ?: strerror(-r));
                 free(msg);
                 manager_free(m);
-                return r;
+                return MANAGER_ERR_CONFIG;
         }
 
         r = store_open(m->state_dir_override ?: m->config->state_directory,
                        getenv("CREDENTIALS_DIRECTORY"), &m->store, &msg);
         if (r < 0) {
                 log_error_errno(r, "Refusing to start: %s", msg ?: strerror(-r));
+                (void) sd_notifyf(0, "STATUS=Refusing to start: %s", msg ?: strerror(-r));
                 free(msg);
                 manager_free(m);
                 return r;

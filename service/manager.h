@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
@@ -74,6 +75,12 @@ struct Manager {
         CaState **cas; size_t n_cas;
 };
 
+/* On an invalid configuration, logs file:line, sets the unit's status text (STATUS=) to what
+ * to fix and returns MANAGER_ERR_CONFIG; other failures return a negative errno. */
+#define MANAGER_ERR_CONFIG (-ENOTRECOVERABLE)
+/* certbrokerd's exit status for MANAGER_ERR_CONFIG (EX_CONFIG): certbrokerd.service's
+ * RestartPreventExitStatus= keeps systemd from restarting it until the configuration changes. */
+#define MANAGER_EXIT_CONFIG 78
 int manager_new(const char *config_dir, const char *state_dir, Manager **ret);
 int manager_run(Manager *m);
 Manager *manager_free(Manager *m);

@@ -1,0 +1,275 @@
+#!/bin/bash
+# The checks of system-boot.sh, run inside the booted container (systemd 252 as PID 1) by
+# system-boot-test.service. Not a test by itself. /lab holds the packages, the NDES root
+# certificate, a copy of the svc-scep keytab and the NDES emulator (its state at
+# $NDES_STATE); the KDC and Apache listen on 127.0.0.1 in the shared network namespace.
+# Prints TAP-like "ok - ..." lines; the first failure ends the run with "not ok - ...".
+set -euo pipefail
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
+. /lab/env
+OUT=/out
+BUS=org.certbroker.Broker1
+OBJ=/org/certbroker/Broker1
+U=certbrokerd.service
+
+dump_journal() {
+        journalctl --no-pager -n 300 >"$OUT/boot.journal.txt" 2>&1 || true
+}
+on_exit() {
+        local status=$?
+        dump_journal
+        exit "$status"
+}
+trap on_exit EXIT
+
+fail() { echo "not ok - $*"; exit 1; }
+pass() { echo "ok - $*"; }
+assert_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
+assert_contains() { [[ "$1" == *"$2"* ]] || fail "$3: expected to contain '$2', got: $(printf '%s' "$1" | head -c 1500)"; }
+wait_for() {
+        local secs=$1 what=$2 i
+        shift 2
+        for ((i = 0; i < secs * 20; i++)); do
+                "$@" >/dev/null 2>&1 && return 0
+                sleep 0.05
+        done
+        fail "timed out after ${secs}s waiting for $what ($*)"
+}
+ndes() { local cmd=$1; shift; /lab/ndes-emulator "$cmd" --state "$NDES_STATE" "$@"; }
+
+# as USER busctl-args...: busctl --system as that user (its groups from /etc/group)
+as() {
+        local user=$1
+        shift
+        setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --init-groups --inh-caps=-all -- "$@"
+}
+cb() { local user=$1; shift; as "$user" busctl --system "$@"; }
+unquote() { local v=${1#* \"}; printf '%b' "${v%\"}"; }
+enroll() {       # enroll USER NAME: prints the request path
+        local out
+        out=$(cb "$1" call "$BUS" "$OBJ" "$BUS.Manager" Enroll "ssasa{sv}" corp "" 1 "$2" 0) || return 1
+        unquote "$out"
+}
+prop() { unquote "$(cb "$1" get-property "$BUS" "$2" "$BUS.Request" "$3")"; }
+wait_req() { unquote "$(cb "$1" --timeout=70 call "$BUS" "$2" "$BUS.Request" Wait t 60000000)"; }
+check_access() { cb "$1" call "$BUS" "$OBJ" "$BUS.Manager" CheckAccess "ssasa{sv}" corp "" 1 "$2" 0; }
+show() { systemctl show -P "$2" "$1"; }
+mainpid() { show "$U" MainPID; }
+
+echo "# inside: $(systemctl --version | head -1), $(uname -r)"
+# (is-system-running says "starting" as long as this unit runs)
+wait_for 30 "multi-user.target and dbus.service" systemctl is-active -q multi-user.target dbus.service
+
+# ---- install the package as an administrator would ----
+! getent passwd certbroker >/dev/null || fail "a certbroker user exists before the package is installed"
+t0=${EPOCHREALTIME/./}
+out=$(DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        /lab/certbroker_*.deb /lab/libcertbroker1_*.deb 2>&1) || fail "apt-get install ./certbroker_*.deb failed: $out"
+assert_eq "$(dpkg-query -W -f='${Status}' certbroker)" "install ok installed" "certbroker's dpkg status"
+pass "apt-get install ./certbroker_*.deb ./libcertbroker1_*.deb in $(( (${EPOCHREALTIME/./} - t0) / 1000 )) ms"
+
+# ---- sysusers and tmpfiles ----
+ent=$(getent passwd certbroker) || fail "sysusers did not create the certbroker user"
+IFS=: read -r _ _ cb_uid cb_gid _ cb_home cb_shell <<<"$ent"
+[ "$cb_uid" -gt 0 ] && [ "$cb_uid" -lt 1000 ] || fail "certbroker's uid $cb_uid is not a system uid"
+assert_eq "$(getent group certbroker | cut -d: -f3)" "$cb_gid" "certbroker's primary group is group certbroker"
+assert_eq "$cb_home" /var/lib/certbroker "certbroker's home"
+assert_eq "$cb_shell" /usr/sbin/nologin "certbroker's shell"
+pass "sysusers created system user certbroker ($cb_uid) with group certbroker, home /var/lib/certbroker, nologin"
+assert_eq "$(stat -c '%a %U %G' /var/lib/certbroker)" "700 certbroker certbroker" "/var/lib/certbroker"
+for d in /etc/certbroker /etc/certbroker/ca.d /etc/certbroker/policy.d; do
+        assert_eq "$(stat -c '%a %U %G' "$d")" "755 root root" "$d"
+done
+pass "tmpfiles: /var/lib/certbroker 0700 certbroker:certbroker; /etc/certbroker, ca.d, policy.d 0755 root"
+
+assert_eq "$(systemctl is-enabled $U)" enabled "certbrokerd after installation"
+assert_eq "$(show $U ActiveState)" inactive "certbrokerd after installation (not started without a configuration)"
+assert_eq "$(show $U FragmentPath)" /lib/systemd/system/certbrokerd.service "the unit file in use"
+assert_eq "$(show $U DropInPaths)" "" "drop-ins of certbrokerd.service"
+dpkg -V certbroker || fail "dpkg -V: installed files differ from the package"
+pass "the unit is enabled, not started, exactly as shipped (no drop-ins, dpkg -V clean)"
+
+# ---- no configuration: the unit fails and says what to fix ----
+if systemctl start $U 2>/dev/null; then fail "certbrokerd started without any configuration"; fi
+assert_eq "$(show $U ActiveState)" failed "ActiveState without configuration"
+status=$(systemctl status --no-pager --full --lines=5 $U 2>&1 || true)
+assert_eq "$(show $U ExecMainStatus)" 78 "exit status without a configuration (EX_CONFIG: no restarts)"
+assert_eq "$(show $U NRestarts)" 0 "restarts without a configuration"
+assert_contains "$status" 'Status: "Invalid configuration, fix it and start again: /etc/certbroker/certbroker.conf: cannot open: No such file' \
+        "systemctl status without a configuration"
+echo "$status" | sed 's/^/#   /'
+pass "without a configuration the unit fails at once (status 78, no restart loop); its Status: line names the missing certbroker.conf"
+systemctl reset-failed $U
+
+# ---- the administrator's configuration ----
+groupadd -g 3001 tenant-a
+useradd -M -N -u 2001 -g tenant-a -s /bin/sh alice
+useradd -M -U -u 2002 -s /bin/sh bob
+install -m 0640 -o root -g certbroker /lab/svc-scep.keytab /etc/certbroker/svc-scep.keytab
+install -m 0644 /lab/ndes-root.pem /etc/certbroker/ndes-root.pem
+cat >/etc/certbroker/certbroker.conf <<EOF
+[Kerberos]
+Realm=$LAB_REALM
+KDC=kdc.example.test:$LAB_KDC_PORT
+Principal=svc-scep@$LAB_REALM
+
+[Broker]
+PermittedSuffix=example.test
+EOF
+cat >/etc/certbroker/ca.d/corp.conf <<'EOF'
+[CA]
+URL=https://ndes.example.test/certsrv/mscep/mscep.dll
+TrustAnchors=/etc/certbroker/ndes-root.pem
+Default=yes
+PollInterval=1
+EOF
+cat >/etc/certbroker/policy.d/tenants.policy <<'EOF'
+# tenant A: its group, its names
+[Rule]
+Name=tenant-a
+Groups=tenant-a
+Names=*.a.example.test a.example.test
+EOF
+out=$(/usr/libexec/certbrokerd --check-config 2>&1) || fail "certbrokerd --check-config: $out"
+pass "configuration written: $out"
+
+# ---- D-Bus activation by an unprivileged caller, an enrollment under the shipped unit ----
+assert_eq "$(show $U ActiveState)" inactive "certbrokerd before the first call"
+out=$(check_access alice web.a.example.test) || fail "alice's first call (CheckAccess) failed: $out"
+assert_contains "$out" 'true "tenant-a"' "alice's CheckAccess"
+assert_eq "$(show $U ActiveState)" active "certbrokerd after the first call"
+wait_for 10 "dbus-daemon's activation message" bash -c \
+        "journalctl -u dbus --no-pager | grep -q \"Activating via systemd: service name='$BUS'.*unit='$U'\""
+pass "alice's first busctl call activated certbrokerd through D-Bus (dbus-daemon asked systemd for $U)"
+
+path=$(enroll alice web.a.example.test) || fail "alice's Enroll failed"
+state=$(wait_req alice "$path")
+[ "$state" = issued ] || fail "alice's request ended '$state': $(prop alice "$path" ErrorMessage)"
+prop alice "$path" Certificate >"$OUT/alice.crt"
+key=$(cb alice call "$BUS" "$path" "$BUS.Request" TakeKey) || fail "alice's TakeKey failed"
+unquote "$key" >/tmp/alice.key
+assert_eq "$(openssl pkey -in /tmp/alice.key -pubout | sha256sum)" \
+        "$(openssl x509 -in "$OUT/alice.crt" -noout -pubkey | sha256sum)" "alice's key matches her certificate"
+assert_eq "$(ps -o user= -p "$(mainpid)")" certbroker "certbrokerd's user"
+pass "alice enrolled web.a.example.test under the unit as shipped (user certbroker, seccomp, ProtectSystem=strict); TakeKey matches"
+
+# ---- a denial, and its journal record ----
+if out=$(enroll alice web.b.example.test 2>&1); then fail "alice was allowed web.b.example.test: $out"; fi
+assert_contains "$out" "not permitted" "alice's denied Enroll"
+wait_for 10 "the deny record" bash -c \
+        "journalctl -u certbrokerd CERTBROKER_DECISION=deny CERTBROKER_NAMES=web.b.example.test -o json --no-pager | grep -q CERTBROKER_UID"
+rec=$(journalctl -u certbrokerd CERTBROKER_DECISION=deny CERTBROKER_NAMES=web.b.example.test -o json --no-pager | tail -n 1)
+python3 - "$rec" <<'PY' || fail "the deny record lacks its fields: $rec"
+import json, sys
+e = json.loads(sys.argv[1])
+want = {'CERTBROKER_DECISION': 'deny', 'CERTBROKER_UID': '2001', 'CERTBROKER_CA': 'corp',
+        'CERTBROKER_NAMES': 'web.b.example.test',
+        'CERTBROKER_ERROR': 'org.certbroker.Broker1.Error.NameNotPermitted'}
+bad = {k: e.get(k) for k, v in want.items() if e.get(k) != v}
+sys.exit(1 if bad else 0)
+PY
+pass "journalctl -u certbrokerd CERTBROKER_DECISION=deny finds alice's denial with uid, CA, names and error"
+
+# ---- systemctl reload: a policy change applies; a broken policy keeps the old one ----
+pid=$(mainpid)
+assert_contains "$(check_access alice www.c.example.test)" "bss false" "CheckAccess for c before the change"
+cat >>/etc/certbroker/policy.d/tenants.policy <<'EOF'
+
+[Rule]
+Name=tenant-a-c
+Groups=tenant-a
+Names=*.c.example.test
+EOF
+systemctl reload $U
+wait_for 10 "the new rule after systemctl reload" bash -c \
+        "setpriv --reuid=2001 --regid=3001 --init-groups busctl --system call $BUS $OBJ $BUS.Manager CheckAccess ssasa{sv} corp '' 1 www.c.example.test 0 | grep -q 'true \"tenant-a-c\"'"
+assert_eq "$(mainpid)" "$pid" "MainPID across the reload"
+pass "systemctl reload applied a new policy rule without a restart"
+
+cp /etc/certbroker/policy.d/tenants.policy /tmp/tenants.policy.good
+printf '\n[Rule]\nName=broken\nGroups=tenant-a\nNames=*.d.example.test\nFrobnicate=yes\n' >>/etc/certbroker/policy.d/tenants.policy
+bad_line=$(grep -n '^Frobnicate=' /etc/certbroker/policy.d/tenants.policy | cut -d: -f1)
+since=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+systemctl reload $U
+wait_for 10 "the failed reload in the journal" bash -c \
+        "journalctl -u certbrokerd --since '$since' --no-pager | grep -q 'keeping the old configuration'"
+msg=$(journalctl -u certbrokerd --since "$since" --no-pager | grep 'keeping the old configuration' | tail -n 1)
+assert_contains "$msg" "tenants.policy:$bad_line" "the failed reload's journal message"
+assert_contains "$(check_access alice www.c.example.test)" 'true "tenant-a-c"' "CheckAccess after the broken reload"
+assert_eq "$(show $U ActiveState) $(mainpid)" "active $pid" "certbrokerd after the broken reload"
+echo "#   ${msg#*: }"
+pass "a broken policy leaves the old one in force; the journal names tenants.policy:$bad_line"
+cp /tmp/tenants.policy.good /etc/certbroker/policy.d/tenants.policy
+systemctl reload $U
+
+# ---- SIGKILL: Restart=on-failure, and the request in flight finishes ----
+ndes ctl pending=on >/dev/null
+path=$(enroll alice killed.a.example.test) || fail "Enroll before the kill failed"
+wait_for 30 "the request to be PENDING at NDES" bash -c \
+        "[ \"\$(setpriv --reuid=2001 --regid=3001 --init-groups busctl --system get-property $BUS $path $BUS.Request State)\" = 's \"pending\"' ]"
+pid=$(mainpid)
+systemctl kill -s KILL $U
+wait_for 20 "systemd to restart certbrokerd" bash -c \
+        "[ \"\$(systemctl show -P ActiveState $U)\" = active ] && [ \"\$(systemctl show -P MainPID $U)\" != $pid ] && [ \"\$(systemctl show -P MainPID $U)\" != 0 ]"
+assert_eq "$(show $U NRestarts)" 1 "NRestarts after SIGKILL"
+assert_eq "$(prop alice "$path" State)" pending "the request after the restart"
+ndes approve all >/dev/null
+ndes ctl pending=off >/dev/null
+state=$(wait_req alice "$path")
+[ "$state" = issued ] || fail "the request in flight ended '$state': $(prop alice "$path" ErrorMessage)"
+prop alice "$path" Certificate >"$OUT/killed.crt"
+pass "systemctl kill -s KILL: Restart=on-failure brought certbrokerd back (pid $pid -> $(mainpid)) and the request in flight was issued"
+
+# ---- Mode=gss-proxy with Debian's gssproxy.service ----
+install -m 0600 -o root -g root /lab/svc-scep.keytab /etc/gssproxy/svc-scep.keytab
+cat >/etc/gssproxy/80-certbroker.conf <<EOF
+[service/certbroker]
+    mechs = krb5
+    cred_usage = initiate
+    cred_store = client_keytab:/etc/gssproxy/svc-scep.keytab
+    cred_store = ccache:FILE:/var/lib/gssproxy/clients/krb5cc_%U
+    krb5_principal = svc-scep@$LAB_REALM
+    euid = $cb_uid
+EOF
+systemctl start gssproxy.service || fail "Debian's gssproxy.service did not start"
+rm /etc/certbroker/svc-scep.keytab
+sed -i 's/^\[Kerberos\]$/[Kerberos]\nMode=gss-proxy/' /etc/certbroker/certbroker.conf
+mkdir -p /etc/systemd/system/certbrokerd.service.d
+printf '[Service]\nEnvironment=GSS_USE_PROXY=yes\n' >/etc/systemd/system/certbrokerd.service.d/gss-proxy.conf
+systemctl daemon-reload
+systemctl restart $U
+if as certbroker test -r /etc/gssproxy/svc-scep.keytab; then fail "user certbroker can read gss-proxy's keytab"; fi
+[ ! -e /etc/certbroker/svc-scep.keytab ] || fail "a keytab is still in /etc/certbroker"
+path=$(enroll alice gss.a.example.test) || fail "Enroll in Mode=gss-proxy failed"
+state=$(wait_req alice "$path")
+[ "$state" = issued ] || fail "the gss-proxy request ended '$state': $(prop alice "$path" ErrorMessage)"
+prop alice "$path" Certificate >"$OUT/gssproxy.crt"
+pass "Mode=gss-proxy with Debian's gssproxy.service and GSS_USE_PROXY=yes: enrolled with no keytab the broker could open"
+
+# ---- a broken configuration: the unit fails and says what to fix ----
+cp /etc/certbroker/certbroker.conf /tmp/certbroker.conf.good
+printf '[Kerberos]\nRealm=%s\nthis line has no equals sign\n' "$LAB_REALM" >/etc/certbroker/certbroker.conf
+if systemctl restart $U 2>/dev/null; then fail "certbrokerd started with a broken certbroker.conf"; fi
+assert_eq "$(show $U ActiveState)" failed "ActiveState with a broken certbroker.conf"
+status=$(systemctl status --no-pager --full --lines=5 $U 2>&1 || true)
+assert_eq "$(show $U ExecMainStatus)" 78 "exit status with a broken certbroker.conf"
+assert_contains "$status" 'Status: "Invalid configuration, fix it and start again: /etc/certbroker/certbroker.conf:3' \
+        "systemctl status with a broken certbroker.conf"
+echo "$status" | sed 's/^/#   /'
+pass "a broken certbroker.conf: the unit fails and systemctl status names certbroker.conf:3"
+cp /tmp/certbroker.conf.good /etc/certbroker/certbroker.conf
+systemctl reset-failed $U
+
+# ---- systemd-analyze security ----
+rm -r /etc/systemd/system/certbrokerd.service.d
+systemctl daemon-reload
+systemctl start $U
+line=$(systemd-analyze security --no-pager $U | grep 'Overall exposure level')
+echo "# $line"
+level=$(echo "$line" | sed -n 's/.*: \([0-9.]*\) .*/\1/p')
+[ -n "$level" ] || fail "no exposure level in: $line"
+awk -v l="$level" 'BEGIN { exit !(l <= 1.5) }' || fail "systemd-analyze security certbrokerd: exposure $level > 1.5"
+pass "systemd-analyze security certbrokerd: exposure $level (at most 1.5)"
+
+echo "ok - done"
