@@ -13,11 +13,15 @@ lab_enter "$@"
 
 CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
 broker_lab
-# A second CA whose AdminURL is the same page with Anonymous Authentication on, over plain
-# http: that route closes every connection and no SCEP request shares one with it, so each
-# fetch comes on a fresh connection and is judged (the warning must still come once).
+# A second CA whose AdminURL is the same page with Anonymous Authentication on (https: an
+# http:// AdminURL with Kerberos is refused). Apache keeps no connection alive here, so no
+# SCEP request shares one with a fetch: each fetch comes on a fresh connection and is judged
+# (the warning must still come once).
 sed -e 's/Default=yes/Default=no/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/anon.conf"
-echo "AdminURL=$LAB_HTTP_URL/anonymous/certsrv/mscep_admin/" >>"$CB_CONF/ca.d/anon.conf"
+echo "AdminURL=$LAB_HTTPS_URL/anonymous/certsrv/mscep_admin/" >>"$CB_CONF/ca.d/anon.conf"
+lab_apache_stop
+echo "KeepAlive Off" >>"$LAB_DIR/apache/httpd.conf"
+lab_apache_start
 broker_start
 wait_tgt() {
         lab_wait_for 20 "ticket-granting ticket" bash -c \
