@@ -266,6 +266,24 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 r = bus_error_setf_named(error, cb_decision_result_to_error(d.result), "%s", d.reason);
                 goto finish;
         }
+        /* What a tenant keeps is bounded: MaxStoredRequests= requests of every state per uid
+         * (root is not counted: it administers the broker). */
+        unsigned stored = p.caller.uid != 0 ? manager_count_stored(m, p.caller.uid) : 0;
+        if (stored >= m->config->max_stored_requests) {
+                if (manager_audit_admit(m, p.caller.uid))
+                        log_audit(LOG_NOTICE, &(AuditRecord) { .uid = p.caller.uid, .decision = "deny",
+                                                               .ca = d.ca->name,
+                                                               .error = CB_ERROR_QUOTA_EXCEEDED },
+                                  "Enroll denied for uid %u: it keeps %u requests (MaxStoredRequests=%u)",
+                                  (unsigned) p.caller.uid, stored, m->config->max_stored_requests);
+                r = sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                                      "uid %u keeps %u requests and certbroker.conf allows MaxStoredRequests=%u per "
+                                      "user: Remove() finished ones (certbrokerctl remove ID), or wait until they "
+                                      "are forgotten (RetainFinished=%llu s after they end).",
+                                      (unsigned) p.caller.uid, stored, m->config->max_stored_requests,
+                                      (unsigned long long) (m->config->retain_finished_usec / 1000000ULL));
+                goto finish;
+        }
 
         rec = calloc(1, sizeof(*rec));
         req = calloc(1, sizeof(*req));

@@ -310,6 +310,15 @@ CaState *manager_find_ca_state(Manager *m, const char *name) {
 
 #define HISTORY_PRUNE_INTERVAL_USEC (3600ULL * 1000000ULL)
 
+/* Hourly; more often when RetainFinished= is short, so it is kept to within a quarter. */
+static uint64_t prune_interval(Manager *m) {
+        uint64_t q = m->config->retain_finished_usec / 4;
+
+        if (q < 15ULL * 1000000ULL)
+                q = 15ULL * 1000000ULL;
+        return q < HISTORY_PRUNE_INTERVAL_USEC ? q : HISTORY_PRUNE_INTERVAL_USEC;
+}
+
 /* The enrollment history only needs to reach back over the longest MaxRequests window. */
 static void manager_prune_history(Manager *m) {
         uint64_t window = 0, now = now_usec();
@@ -386,12 +395,52 @@ static int on_audit_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
+/* RetainFinished=: a finished request is forgotten, and its key (if nobody took it) erased,
+ * that long after it ended (its last change), so the journal and the bus hold only what is
+ * still of use. */
+static void manager_expire_finished(Manager *m) {
+        uint64_t now = now_usec(), keep = m->config->retain_finished_usec;
+        int r;
+
+        for (size_t i = 0; i < m->n_requests;) {
+                Request *req = m->requests[i];
+                if (!request_state_is_terminal(req->rec->state) || req->rec->updated > now ||
+                    now - req->rec->updated < keep) {
+                        i++;
+                        continue;
+                }
+                r = store_request_delete(m->store, req->rec->id);
+                if (r < 0 && r != -ENOENT) {
+                        log_warning_errno(r, "Request %s: cannot forget it after RetainFinished=: %m", req->rec->id);
+                        i++;
+                        continue;
+                }
+                log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                     .decision = "expired", .ca = req->rec->ca },
+                          "Request %s (%s) forgotten %llu s after it ended (RetainFinished=); its key, if any, "
+                          "erased.", req->rec->id, request_state_to_string(req->rec->state),
+                          (unsigned long long) (keep / 1000000ULL));
+                manager_drop_request(m, req);   /* the next one moves to i */
+                request_free(req);
+        }
+}
+
+unsigned manager_count_stored(Manager *m, uid_t uid) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < m->n_requests; i++)
+                if (m->requests[i]->rec->owner == uid)
+                        n++;
+        return n;
+}
+
 static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
         manager_prune_history(m);
         manager_expire_keys(m);
-        (void) sd_event_source_set_time_relative(s, HISTORY_PRUNE_INTERVAL_USEC);
+        manager_expire_finished(m);
+        (void) sd_event_source_set_time_relative(s, prune_interval(m));
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
@@ -651,7 +700,8 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
                 goto fail;
         manager_prune_history(m);
         manager_expire_keys(m);
-        r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, HISTORY_PRUNE_INTERVAL_USEC,
+        manager_expire_finished(m);
+        r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, prune_interval(m),
                                        60ULL * 1000000ULL, on_prune_timer, m);
         if (r < 0)
                 goto fail;

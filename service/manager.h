@@ -112,6 +112,9 @@ uint64_t now_usec(void);
 #define MANAGER_AUDIT_REFILL_USEC (3ULL * 1000000ULL)
 bool manager_audit_admit(Manager *m, uid_t uid);
 
+/* Requests of uid the broker keeps (any state), for MaxStoredRequests=. */
+unsigned manager_count_stored(Manager *m, uid_t uid);
+
 /* Bus objects (bus-*.c). */
 int bus_manager_register(Manager *m);
 /* PropertiesChanged with invalidations only: no values reach other tenants. No
