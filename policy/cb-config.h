@@ -103,7 +103,7 @@ CbChallengeMode cb_challenge_mode_from_string(const char *s);
 /* Validators for the Enroll options (the bus layer handles the a{sv} types and refuses
  * unknown option names with cb_enroll_option_is_known()). Each returns 0, or -EINVAL with a
  * static *ret_reason that says what is accepted. */
-bool cb_enroll_option_is_known(const char *name);      /* "key", "usage", "label" */
+bool cb_enroll_option_is_known(const char *name);      /* "key", "usage", "label" (s); "renew" (b) */
 int cb_key_type_validate(const char *s, CbKeyType *ret, const char **ret_reason);
 int cb_usage_validate(const char *s, CbUsage *ret, const char **ret_reason);
 /* label: at most CB_LABEL_MAX_BYTES bytes of valid UTF-8 without control characters. */
@@ -117,6 +117,16 @@ typedef struct CbKeyPoolEntry {
         CbKeyType type;
         unsigned count;                 /* 1..1024 */
 } CbKeyPoolEntry;
+
+/* RenewBefore= / RenewJitter=: a time span or a share of the certificate's lifetime. */
+typedef struct CbLead {
+        bool percent;                   /* share: value is percent (0..100) */
+        unsigned value;
+        uint64_t usec;                  /* time span */
+} CbLead;
+
+/* The lead for a lifetime (usec): the span, or the share of the lifetime. */
+uint64_t cb_lead_usec(const CbLead *l, uint64_t lifetime_usec);
 
 typedef struct CbCa {
         char *name;                     /* from the file name ca.d/NAME.conf */
@@ -141,6 +151,8 @@ typedef struct CbCa {
                                                  * 1..31536000 and >= PollInterval */
         bool allow_legacy_ciphers;              /* default no */
         bool is_default;                        /* Default=yes, or the only CA configured */
+        CbLead renew_before;                    /* RenewBefore=, default 33% */
+        CbLead renew_jitter;                    /* RenewJitter=, default 5% */
         unsigned default_line;                  /* line of Default=yes, 0 if implicit */
 } CbCa;
 

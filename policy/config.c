@@ -47,7 +47,7 @@ typedef struct KeyDesc {
         KeyParser parse;
 } KeyDesc;
 
-#define KEYS_MAX 16
+#define KEYS_MAX 24
 
 struct Parser {
         CbConfig *config;
@@ -639,6 +639,46 @@ static int parse_pending_deadline(Parser *p, const char *key, const char *v) {
         return parse_seconds_key(p, key, v, 1, 31536000, &p->ca->pending_deadline_usec);
 }
 
+uint64_t cb_lead_usec(const CbLead *l, uint64_t lifetime_usec) {
+        if (!l->percent)
+                return l->usec;
+        return lifetime_usec / 100 * l->value + lifetime_usec % 100 * l->value / 100;
+}
+
+/* "33%" (min_percent..100) or a time span (min_percent s..3650d: RenewJitter= may be 0). */
+static int parse_lead(Parser *p, const char *key, const char *v, unsigned min_percent, CbLead *ret) {
+        size_t n = strlen(v);
+        uint64_t x;
+
+        if (n > 1 && v[n - 1] == '%') {
+                char num[8];
+                if (n - 1 >= sizeof num)
+                        goto bad;
+                memcpy(num, v, n - 1);
+                num[n - 1] = 0;
+                if (parse_uint64(num, min_percent, 100, &x) < 0)
+                        goto bad;
+                *ret = (CbLead) { .percent = true, .value = (unsigned) x };
+                return 0;
+        }
+        if (parse_timespan(v, min_percent, 3650ULL * 86400ULL, &x) < 0)
+                goto bad;
+        *ret = (CbLead) { .usec = x * CB_USEC_PER_SEC };
+        return 0;
+bad:
+        return parser_fail(p, "%s=%.*s is neither a share of the certificate's lifetime (%u%% to 100%%, e.g. %s=33%%) "
+                           "nor a time span (seconds, or a number with s, m, h or d: 30d, 12h, 90s)",
+                           key, SHOW_MAX, v, min_percent, key);
+}
+
+static int parse_renew_before(Parser *p, const char *key, const char *v) {
+        return parse_lead(p, key, v, 1, &p->ca->renew_before);
+}
+
+static int parse_renew_jitter(Parser *p, const char *key, const char *v) {
+        return parse_lead(p, key, v, 0, &p->ca->renew_jitter);
+}
+
 static int parse_allow_legacy(Parser *p, const char *key, const char *v) {
         return parse_bool_key(p, key, v, &p->ca->allow_legacy_ciphers);
 }
@@ -931,6 +971,8 @@ static const KeyDesc ca_keys[] = {
         { "PendingDeadline", parse_pending_deadline },
         { "AllowLegacyCiphers", parse_allow_legacy },
         { "Default", parse_default },
+        { "RenewBefore", parse_renew_before },
+        { "RenewJitter", parse_renew_jitter },
         {}
 };
 
@@ -1378,6 +1420,8 @@ static int parse_source(Parser *p, const CbConfigSource *src, SourceKind kind, c
                         .timeout_usec = 30 * CB_USEC_PER_SEC,
                         .poll_interval_usec = 60 * CB_USEC_PER_SEC,
                         .pending_deadline_usec = 604800 * CB_USEC_PER_SEC,
+                        .renew_before = { .percent = true, .value = 33 },
+                        .renew_jitter = { .percent = true, .value = 5 },
                 };
                 p->ca->name = strdup(ca_name);
                 p->ca->path = strdup(src->path);

@@ -21,10 +21,11 @@ typedef struct EnrollOptions {
         const char *key;
         const char *usage;
         const char *label;
+        int renew;              /* -1: not given */
 } EnrollOptions;
 
 static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *error) {
-        EnrollOptions o = {};
+        EnrollOptions o = { .renew = -1 };
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -44,10 +45,28 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                         return r;
                 if (!cb_enroll_option_is_known(name))
                         return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown option '%.64s': the options are key, usage and label.", name);
+                                                 "Unknown option '%.64s': the options are key, usage, label and "
+                                                 "renew.", name);
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r < 0)
                         return r;
+                if (strcmp(name, "renew") == 0) {
+                        int b;
+                        if (!contents || strcmp(contents, "b") != 0)
+                                return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                                                         "Option 'renew' must be a boolean (variant type 'b'), not '%s'.",
+                                                         contents ?: "?");
+                        if (o.renew >= 0)
+                                return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT, "Option 'renew' given twice.");
+                        r = sd_bus_message_read(m, "v", "b", &b);
+                        if (r < 0)
+                                return r;
+                        o.renew = !!b;
+                        r = sd_bus_message_exit_container(m);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (!contents || strcmp(contents, "s") != 0)
                         return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
                                                  "Option '%s' must be a string (variant type 's'), not '%s'.",
@@ -79,6 +98,7 @@ typedef struct PolicyCall {
         CbRequestSpec spec;
         const char *ca;
         const char *subject;
+        bool renew;                     /* option renew */
 } PolicyCall;
 
 static void policy_call_done(PolicyCall *p) {
@@ -146,6 +166,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
         r = read_options(msg, &o, error);
         if (r < 0)
                 return r;
+        p->renew = o.renew > 0;
 
         CallerNames needed = caller_names_needed(m->config);
         r = caller_from_message(m->callers, msg, needed | extra, &p->caller);
@@ -292,6 +313,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 goto finish;
         }
         rec->owner = p.caller.uid;
+        rec->renew = p.renew;
         r = caller_snapshot_format(&p.caller, &rec->caller);
         if (r < 0)
                 goto finish;

@@ -9,6 +9,7 @@
 #include "bus-errors.h"
 #include "bus-util.h"
 #include "caller.h"
+#include "renewal.h"
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
@@ -133,7 +134,32 @@ static int get_time(sd_bus *bus, const char *path, const char *interface, const 
                 v = s->updated;
         else if (strcmp(property, "NextAttempt") == 0)
                 v = s->next_attempt;
+        else if (strcmp(property, "RenewAt") == 0)
+                v = s->renew_at;
         return sd_bus_message_append(reply, "t", v);
+}
+
+static int get_renew(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "b", (int) REC(userdata)->renew);
+}
+
+/* Successor, Predecessor: the request's object path, "/" when there is none. */
+static int get_link(sd_bus *bus, const char *path, const char *interface, const char *property,
+                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        StoreRequest *s = REC(userdata);
+        const char *id = strcmp(property, "Successor") == 0 ? s->successor : s->predecessor;
+        char *p = NULL;
+        int r;
+
+        if (!id || !store_id_is_valid(id))
+                return sd_bus_message_append(reply, "o", "/");
+        r = bus_request_path(id, &p);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "o", p);
+        free(p);
+        return r;
 }
 
 static int get_names(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -318,6 +344,16 @@ static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+static int method_stop_renewal(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        int r;
+
+        r = manager_stop_renewal(req);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot record that renewal stops: %m");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
 static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Request *req = userdata;
         Manager *m = req->manager;
@@ -369,12 +405,17 @@ static const sd_bus_vtable request_vtable[] = {
         P("NextAttempt", "t", get_time, INVAL),
         P("Attempts", "u", get_attempts, INVAL),
         P("KeyAvailable", "b", get_key_available, INVAL),
+        P("Renew", "b", get_renew, INVAL),
+        P("RenewAt", "t", get_time, INVAL),
+        P("Successor", "o", get_link, INVAL),
+        P("Predecessor", "o", get_link, CONST),
         SD_BUS_METHOD_WITH_NAMES("Wait", "t", SD_BUS_PARAM(timeout_usec), "s", SD_BUS_PARAM(state),
                                  method_wait, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("TakeKey", "", , "s", SD_BUS_PARAM(key_pem),
                                  method_take_key, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Cancel", "", "", method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Remove", "", "", method_remove, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("StopRenewal", "", "", method_stop_renewal, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 

@@ -543,7 +543,7 @@ static int parse_gids(const char *v, gid_t **ret, size_t *ret_n) {
         return 0;
 }
 
-int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, Caller *ret) {
+int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, bool nss_groups, Caller *ret) {
         Caller c = { .uid = uid };
         int r = 0;
 
@@ -577,6 +577,13 @@ int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, Cal
                 free(copy);
                 if (r >= 0 && !versioned)
                         r = -EINVAL;
+                if (r >= 0 && nss_groups) {
+                        free(c.gids);
+                        c.gids = NULL;
+                        c.n_gids = 0;
+                        r = gids_from_nss(uid, &c.gids, &c.n_gids);
+                        c.gids_known = r >= 0;
+                }
                 if (r >= 0 && !c.unit && !(c.unit_note = strdup("the caller's unit was not known when it enrolled")))
                         r = -ENOMEM;
         }

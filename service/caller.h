@@ -74,8 +74,9 @@ int caller_snapshot_format(const Caller *c, char **ret);
 
 /* The caller from a stored snapshot for owner uid. An empty snapshot (a request stored by a
  * certbroker before 0.3) stands for the owner's groups from NSS, without unit or label. Names
- * are resolved through NSS as for a bus caller. -EINVAL for a malformed snapshot. */
-int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, Caller *ret);
+ * are resolved through NSS as for a bus caller. nss_groups: the groups from NSS now rather
+ * than the snapshot's (renewal: there is no bus message). -EINVAL for a malformed snapshot. */
+int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, bool nss_groups, Caller *ret);
 
 /* The caller as policy/ sees it (pointers into c). */
 void caller_to_policy(const Caller *c, CbCaller *ret);

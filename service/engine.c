@@ -13,6 +13,7 @@
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include "challenge-page.h"
 #include "engine.h"
 #include "engine-internal.h"
+#include "renewal.h"
 #include "uid-limit.h"
 #include "http-client.h"
 #include "krb5-creds.h"
@@ -203,7 +205,10 @@ static void request_fail(Request *r, TransportOutcome outcome, const char *messa
 
         if (!short_name || !*short_name)
                 short_name = "ProtocolError";
-        if (!transport_outcome_is_transient(outcome) || now >= deadline_of(r)) {
+        /* A renewal keeps trying past PendingDeadline: its certificate must be renewed even
+         * after it expired, once the CA is back. */
+        bool renewal = r->rec->predecessor && *r->rec->predecessor;
+        if (!transport_outcome_is_transient(outcome) || (!renewal && now >= deadline_of(r))) {
                 if (transport_outcome_is_transient(outcome))
                         short_name = "Timeout";
                 request_finish(r, REQUEST_FAILED, short_name, NULL, message);
@@ -215,6 +220,10 @@ static void request_fail(Request *r, TransportOutcome outcome, const char *messa
         uint64_t delay = shift >= 10 ? RETRY_MAX_USEC : RETRY_MIN_USEC << shift;
         if (delay > RETRY_MAX_USEC)
                 delay = RETRY_MAX_USEC;
+        /* Up to a quarter more at random, so requests that failed together (a fleet renewing
+         * against a CA that was down) do not come back together. */
+        uint32_t rnd = randombytes_random();
+        delay += delay / 4 * rnd / UINT32_MAX;
 
         request_end_attempt(r);
         snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", short_name);
@@ -722,8 +731,11 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         set_string(&r->rec->fail_info, "");
         EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
         r->key = NULL;
+        renewal_on_issued(r, c);
         (void) request_commit(r);
         audit_outcome(r, LOG_INFO, "issued");
+        renewal_schedule(r);
+        renewal_successor_changed(r);
 }
 
 static void send_pkioperation(Request *r);
@@ -1038,7 +1050,7 @@ int engine_request_start(Request *r) {
 
         if (request_state_is_terminal(r->rec->state) || r->engine || r->key_job)
                 return 0;
-        if (now >= deadline_of(r)) {
+        if (now >= deadline_of(r) && !(r->rec->predecessor && *r->rec->predecessor)) {
                 request_finish(r, REQUEST_FAILED, "Timeout", NULL,
                                r->rec->state == REQUEST_PENDING ?
                                "The CA did not issue the pending request before PendingDeadline." :

@@ -16,6 +16,7 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "renewal.h"
 #include "uid-limit.h"
 #include "secret-memory.h"
 
@@ -291,6 +292,7 @@ Request *request_free(Request *r) {
         /* Shutdown or removal: answer the waiters with the state we have. */
         request_wake_waiters(r);
         sd_event_source_disable_unref(r->timer);
+        sd_event_source_disable_unref(r->renew_timer);
         EVP_PKEY_free(r->key);
         store_request_free(r->rec);
         free(r);
@@ -405,7 +407,7 @@ static void manager_expire_finished(Manager *m) {
         for (size_t i = 0; i < m->n_requests;) {
                 Request *req = m->requests[i];
                 if (!request_state_is_terminal(req->rec->state) || req->rec->updated > now ||
-                    now - req->rec->updated < keep) {
+                    now - req->rec->updated < keep || renewal_keeps(m, req)) {
                         i++;
                         continue;
                 }
@@ -479,7 +481,7 @@ static void manager_redecide_requests(Manager *m, const char *when) {
 
                 if (request_state_is_terminal(rec->state))
                         continue;
-                r = caller_from_snapshot(rec->owner, rec->caller, names, &c);
+                r = caller_from_snapshot(rec->owner, rec->caller, names, false, &c);
                 if (r < 0) {
                         log_warning_errno(r, "Request %s: cannot read whom it was decided for; the %s keeps it: %m",
                                           rec->id, when);
@@ -745,6 +747,9 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         for (size_t i = 0; i < m->n_requests; i++)
                 if (!request_state_is_terminal(m->requests[i]->rec->state))
                         (void) engine_request_start(m->requests[i]);
+        /* Renewals due while the broker was stopped are made now (the list may grow). */
+        for (size_t i = 0, n = m->n_requests; i < n; i++)
+                renewal_schedule(m->requests[i]);
 
         *ret = m;
         return 0;

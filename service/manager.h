@@ -38,6 +38,7 @@ struct Request {
         EVP_PKEY *key;                  /* in memory while the request is in flight */
         uint64_t key_job;               /* key pool job, 0 when none */
         sd_event_source *timer;         /* next attempt or poll */
+        sd_event_source *renew_timer;   /* renewal.c: RenewAt and expiry warnings */
         Waiter *waiters;
         void *engine;                   /* engine state of the attempt in progress */
         bool removed;

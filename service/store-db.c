@@ -104,6 +104,8 @@ StoreRequest *store_request_free(StoreRequest *r) {
         free(r->csr);
         free(r->caller);
         free(r->warning);
+        free(r->successor);
+        free(r->predecessor);
         free(r);
         return NULL;
 }
@@ -316,6 +318,11 @@ static int schema_setup(Store *s, char **ret_message) {
                 r = exec_sql(s, "ALTER TABLE requests ADD COLUMN caller TEXT NOT NULL DEFAULT '';"
                                 "ALTER TABLE requests ADD COLUMN submitted INTEGER NOT NULL DEFAULT 0;"
                                 "ALTER TABLE requests ADD COLUMN warning TEXT NOT NULL DEFAULT '';"
+                                "ALTER TABLE requests ADD COLUMN renew INTEGER NOT NULL DEFAULT 0;"
+                                "ALTER TABLE requests ADD COLUMN renew_at INTEGER NOT NULL DEFAULT 0;"
+                                "ALTER TABLE requests ADD COLUMN successor TEXT NOT NULL DEFAULT '';"
+                                "ALTER TABLE requests ADD COLUMN predecessor TEXT NOT NULL DEFAULT '';"
+                                "ALTER TABLE requests ADD COLUMN renew_warned INTEGER NOT NULL DEFAULT 0;"
                                 "UPDATE schema_version SET version = 2;");
                 if (r < 0)
                         goto fail_msg;
@@ -592,7 +599,7 @@ static int request_validate(const StoreRequest *r) {
                 return -ERANGE;
 
         const char *texts[] = { r->ca, r->label, r->subject, r->key, r->usage, r->error,
-                                r->fail_info, r->transaction_id, r->serial };
+                                r->fail_info, r->transaction_id, r->serial, r->successor, r->predecessor };
         for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
                 k = check_text(texts[i], STORE_TEXT_MAX);
                 if (k < 0)
@@ -612,7 +619,8 @@ static int request_validate(const StoreRequest *r) {
         "id, owner, ca, label, subject, names, key_type, usage, state, error, "   \
         "error_message, fail_info, transaction_id, certificate, chain, serial, "  \
         "csr, not_before, not_after, created, updated, next_attempt, attempts, "  \
-        "key_blob IS NOT NULL, caller, submitted, warning"
+        "key_blob IS NOT NULL, caller, submitted, warning, renew, renew_at, successor, predecessor, " \
+        "renew_warned"
 
 static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
         const unsigned char *t = sqlite3_column_text(st, col);
@@ -677,6 +685,12 @@ static int request_from_row(sqlite3_stmt *st, StoreRequest **ret) {
         r->submitted = (uint64_t) sqlite3_column_int64(st, 25);
         if ((k = column_strdup(st, 26, &r->warning)) < 0)
                 goto fail;
+        r->renew = sqlite3_column_int(st, 27) != 0;
+        r->renew_at = (uint64_t) sqlite3_column_int64(st, 28);
+        if ((k = column_strdup(st, 29, &r->successor)) < 0 ||
+            (k = column_strdup(st, 30, &r->predecessor)) < 0)
+                goto fail;
+        r->renew_warned = (uint32_t) sqlite3_column_int64(st, 31);
 
         *ret = r;
         return 0;
@@ -688,7 +702,7 @@ fail:
 
 /* ---- CRUD ---- */
 
-/* The columns a request's row shares between INSERT and UPDATE, as ?1 (id) to ?23. */
+/* The columns a request's row shares between INSERT and UPDATE, as ?1 (id) to ?28. */
 static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const char *names) {
         int k;
 
@@ -714,7 +728,12 @@ static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const c
             (k = bind_u64(st, 20, r->next_attempt)) < 0 ||
             (k = bind_u64(st, 21, r->attempts)) < 0 ||
             (k = bind_u64(st, 22, r->submitted)) < 0 ||
-            (k = bind_text(st, 23, r->warning)) < 0)
+            (k = bind_text(st, 23, r->warning)) < 0 ||
+            (k = bind_u64(st, 24, r->renew ? 1 : 0)) < 0 ||
+            (k = bind_u64(st, 25, r->renew_at)) < 0 ||
+            (k = bind_text(st, 26, r->successor)) < 0 ||
+            (k = bind_text(st, 27, r->predecessor)) < 0 ||
+            (k = bind_u64(st, 28, r->renew_warned)) < 0)
                 return k;
         return 0;
 }
@@ -723,10 +742,10 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         static const char sql[] =
                 "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
                 "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
-                "not_before, not_after, updated, next_attempt, attempts, submitted, warning, owner, created, "
-                "key_blob, caller) "
+                "not_before, not_after, updated, next_attempt, attempts, submitted, warning, renew, renew_at, "
+                "successor, predecessor, renew_warned, owner, created, key_blob, caller) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
+                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
         sqlite3_stmt *st = NULL;
         int k;
 
@@ -735,15 +754,15 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
                 return k;
 
         if ((k = bind_request_columns(st, r, names)) < 0 ||
-            (k = errno_from_sqlite(sqlite3_bind_int64(st, 24, (sqlite3_int64) r->owner))) < 0 ||
-            (k = bind_u64(st, 25, r->created)) < 0 ||
-            (k = bind_text(st, 27, r->caller)) < 0)
+            (k = errno_from_sqlite(sqlite3_bind_int64(st, 29, (sqlite3_int64) r->owner))) < 0 ||
+            (k = bind_u64(st, 30, r->created)) < 0 ||
+            (k = bind_text(st, 32, r->caller)) < 0)
                 goto finish;
 
         if (blob)
-                k = errno_from_sqlite(sqlite3_bind_blob(st, 26, blob, (int) blob_size, SQLITE_STATIC));
+                k = errno_from_sqlite(sqlite3_bind_blob(st, 31, blob, (int) blob_size, SQLITE_STATIC));
         else
-                k = errno_from_sqlite(sqlite3_bind_null(st, 26));
+                k = errno_from_sqlite(sqlite3_bind_null(st, 31));
         if (k < 0)
                 goto finish;
 
@@ -768,7 +787,25 @@ static int insert_history(Store *s, uid_t owner, uint64_t created) {
         return k;
 }
 
-int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem) {
+/* The predecessor gets its successor only if it has none (exactly one per request). */
+static int link_successor(Store *s, const char *predecessor_id, const char *successor_id) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        k = prepare(s, "UPDATE requests SET successor = ?2 WHERE id = ?1 AND successor = ''", &st);
+        if (k < 0)
+                return k;
+        if ((k = bind_text(st, 1, predecessor_id)) >= 0 && (k = bind_text(st, 2, successor_id)) >= 0)
+                k = step_done(st);
+        sqlite3_finalize(st);
+        if (k >= 0 && sqlite3_changes(s->db) != 1)
+                k = -EEXIST;
+        return k;
+}
+
+/* predecessor_id: insert r as its successor (linked in the same transaction, FULL sync, not
+ * counted in the enrollment history: a renewal is not a new request of its owner). */
+static int insert_request(Store *s, StoreRequest *r, const CbSecret *key_pem, const char *predecessor_id) {
         uint8_t *blob = NULL;
         size_t blob_size = 0;
         char *names = NULL;
@@ -809,16 +846,19 @@ int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem) {
                         store_id_new(r->id);
                         continue;
                 }
-                if (k >= 0)
+                if (k >= 0 && !predecessor_id)
                         k = insert_history(s, r->owner, r->created);
+                if (k >= 0 && predecessor_id)
+                        k = link_successor(s, predecessor_id, r->id);
                 if (k < 0) {
                         rollback(s);
                         goto fail;
                 }
-                if (s->group_commit)
+                bool normal = s->group_commit && !predecessor_id;
+                if (normal)
                         (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
                 k = commit(s);
-                if (s->group_commit)
+                if (normal)
                         (void) exec_sql(s, "PRAGMA synchronous=FULL");
                 if (k < 0)
                         goto fail;
@@ -837,13 +877,24 @@ fail:
         return k;
 }
 
+int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem) {
+        return insert_request(s, r, key_pem, NULL);
+}
+
+int store_request_insert_successor(Store *s, const char *predecessor_id, StoreRequest *r, const CbSecret *key_pem) {
+        if (!predecessor_id || !store_id_is_valid(predecessor_id))
+                return -EINVAL;
+        return insert_request(s, r, key_pem, predecessor_id);
+}
+
 int store_request_update(Store *s, const StoreRequest *r) {
         static const char sql[] =
                 "UPDATE requests SET ca = ?2, label = ?3, subject = ?4, names = ?5, key_type = ?6, "
                 "usage = ?7, state = ?8, error = ?9, error_message = ?10, fail_info = ?11, "
                 "transaction_id = ?12, certificate = ?13, chain = ?14, serial = ?15, csr = ?16, "
                 "not_before = ?17, not_after = ?18, updated = ?19, next_attempt = ?20, attempts = ?21, "
-                "submitted = ?22, warning = ?23 WHERE id = ?1";
+                "submitted = ?22, warning = ?23, renew = ?24, renew_at = ?25, successor = ?26, "
+                "predecessor = ?27, renew_warned = ?28 WHERE id = ?1";
         sqlite3_stmt *st = NULL;
         char *names = NULL;
         int k;

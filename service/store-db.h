@@ -90,6 +90,12 @@ typedef struct StoreRequest {
         uint64_t submitted;     /* when a PKCSReq of transaction_id may have reached the CA (0: none
                                  * since the last CertRep): a resumed request asks with CertPoll first */
         char *warning;          /* what the request must tell beyond its state, "" when nothing */
+        /* Renewal (API.md "Additions: renewal"). */
+        bool renew;             /* kept valid by successors */
+        uint64_t renew_at;      /* when the successor is made; 0: not tracked, not issued, stopped */
+        char *successor;        /* id of the request that renews this one, "" until it exists */
+        char *predecessor;      /* id of the request this one renews, "" for a first enrollment */
+        uint32_t renew_warned;  /* expiry warnings given: 1 at 7 days, 2 at 1 day, 4 at expiry */
 } StoreRequest;
 
 /* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes
@@ -129,6 +135,11 @@ int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem);
 /* Write every mutable column of r (all but id, owner, created) in one transaction.
  * r->key_available is ignored (keys change only through the key functions). -ENOENT if no such id. */
 int store_request_update(Store *s, const StoreRequest *r);
+
+/* The successor of predecessor_id, in one durable transaction: r is inserted as a new request
+ * (as store_request_insert(), r->predecessor set to predecessor_id) and the predecessor's
+ * successor set to r->id, only if it had none: -EEXIST (and nothing written) if it has one. */
+int store_request_insert_successor(Store *s, const char *predecessor_id, StoreRequest *r, const CbSecret *key_pem);
 
 /* Checkpoint and truncate the WAL, so that rows just overwritten (secure_delete zeroes the old
  * content in the database pages) leave no old frames behind either. Best effort. */

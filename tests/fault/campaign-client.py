@@ -97,6 +97,7 @@ def census(timeout):
             'state': state,
             'names': [str(x) for x in prop(bus, path, 'Names')],
             'error': str(prop(bus, path, 'Error')),
+            'message': str(prop(bus, path, 'ErrorMessage')),
             'warning': str(prop(bus, path, 'Warning')),
         }))
 

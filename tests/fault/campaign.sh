@@ -150,6 +150,8 @@ for n in list(dups)[:10]:
 if issued_without_request:
     print(f"# {len(issued_without_request)} names issued by the CA without a request in the broker")
 errors = collections.Counter(r['error'] for r in failed)
+for m, n in collections.Counter(r.get('message', '')[:160] for r in failed).most_common(5):
+    print(f"# {n} failed with: {m}")
 print(f"# {len(census)} requests, {sum(per_name.values())} certificates issued, {len(warned)} with a Warning; "
       f"failures by error: {dict(errors)}; {seconds} s")
 print(f"campaign: {len(census)} accepted, {kills} kills: {len(lost)} lost, {len(stuck)} stuck, "

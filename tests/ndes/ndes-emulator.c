@@ -559,7 +559,7 @@ static void handle_pkcsreq(const Config *c, Authority *a, const ScepRequest *req
                 o->why = "pending-approval";
                 goto finish;
         }
-        if (pki_issue(csr, a->ca, a->ca_key, state_now(c), &o->issued) < 0) {
+        if (pki_issue(csr, a->ca, a->ca_key, state_now(c), c->validity, &o->issued) < 0) {
                 *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "issue-failed" };
                 goto finish;
         }
@@ -825,6 +825,7 @@ static void help(void) {
                "  admin_encoding=utf16le-bom|utf16le|utf8\n"
                "  permission=granted|denied               denied: \"You do not have sufficient permission...\"\n"
                "  pending=on|off                          on: PKCSReq answered PENDING until approved\n"
+               "  validity=SECONDS                        issued certificates valid this long (0: one year)\n"
                "  unavailable=on|off                      on: every request answered 503 (pool stopped)\n"
                "  reply_delay=SECONDS                     PKIOperation answers this late, after the work (0..60)\n"
                "  certpoll_issued=on|off                  on: CertPoll also finds transactions issued at once\n"
@@ -956,7 +957,7 @@ static int approve_one(const Config *c, Authority *a, const char *txid) {
         }
         X509_REQ *csr = pki_req_from_der(der, size);
         free(der);
-        if (!csr || pki_issue(csr, a->ca, a->ca_key, state_now(c), &x) < 0) {
+        if (!csr || pki_issue(csr, a->ca, a->ca_key, state_now(c), c->validity, &x) < 0) {
                 fprintf(stderr, "ndes-emulator approve: cannot issue for \"%s\"\n", txid);
                 X509_REQ_free(csr);
                 return -EIO;

@@ -579,7 +579,7 @@ static const char *template_for(bool sig, bool enc) {
         return "ASN1:BMPSTRING:GeneralPurposeTemplate";
 }
 
-int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, X509 **ret) {
+int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, long validity_sec, X509 **ret) {
         X509 *x = X509_new();
         int r = -EIO;
         if (!x)
@@ -593,8 +593,9 @@ int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, X509 **ret)
             !X509_set_subject_name(x, X509_REQ_get_subject_name(req)) ||
             !X509_set_issuer_name(x, X509_get_subject_name(ca)) ||
             !X509_set_pubkey(x, pub) ||
-            !X509_time_adj_ex(X509_getm_notBefore(x), 0, -600, &now) ||
-            !X509_time_adj_ex(X509_getm_notAfter(x), 365, 0, &now))
+            !X509_time_adj_ex(X509_getm_notBefore(x), 0, validity_sec > 0 ? -1 : -600, &now) ||
+            !(validity_sec > 0 ? X509_time_adj_ex(X509_getm_notAfter(x), 0, validity_sec, &now)
+                               : X509_time_adj_ex(X509_getm_notAfter(x), 365, 0, &now)))
                 goto finish;
         r = copy_dns_sans(req, x);
         if (r < 0)

@@ -89,7 +89,8 @@ X509 *pki_make_authority_cert(CertProfile profile, const char *subject, EVP_PKEY
                               EVP_PKEY *issuer_key, time_t now);
 
 /* Issues a certificate for a PKCS#10 request: its subject, DNS subjectAltNames and keyUsage. */
-int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, X509 **ret);
+/* validity_sec 0: one year (backdated 10 minutes); else that many seconds from now. */
+int pki_issue(X509_REQ *req, X509 *ca, EVP_PKEY *ca_key, time_t now, long validity_sec, X509 **ret);
 
 /* The challengePassword attribute, NUL-terminated copy into buf. Returns 0, or -ENOENT. */
 int pki_req_challenge(X509_REQ *req, char *buf, size_t size);

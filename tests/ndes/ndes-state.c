@@ -135,6 +135,12 @@ int config_apply(Config *c, const char *assignment, const char **ret_error) {
                 if (parse_onoff(val, &c->pending) == 0)
                         return 0;
                 *ret_error = "pending must be on or off";
+        } else if (strcmp(key, "validity") == 0) {
+                if (parse_long(val, 0, 10L * 365 * 86400, &v) == 0) {
+                        c->validity = v;
+                        return 0;
+                }
+                *ret_error = "validity must be a number of seconds (0: one year)";
         } else if (strcmp(key, "unavailable") == 0) {
                 if (parse_onoff(val, &c->unavailable) == 0)
                         return 0;
@@ -239,14 +245,14 @@ const char *config_format(const Config *c) {
                  "caps=%s\nadmin_encoding=%s\npermission=%s\npending=%s\nclock_offset=%" PRId64 "\n"
                  "reply_digest=%s\nreply_cipher=%s\nreply_oaep=%s\nreply_certs=%s\nra_order=%s,%s,%s\n"
                  "max_get_url=%ld\ncache_size=%d\nchallenge_ttl=%ld\ncaps_eol=%s\nkeep_requests=%s\n"
-                 "certpoll_issued=%s\nreply_delay=%ld\nunavailable=%s\n",
+                 "certpoll_issued=%s\nreply_delay=%ld\nunavailable=%s\nvalidity=%ld\n",
                  caps_names[c->caps], enc_names[c->admin_encoding],
                  c->permission_denied ? "denied" : "granted", c->pending ? "on" : "off", c->clock_offset,
                  c->reply_digest, c->reply_cipher, tristate_name(c->reply_oaep), tristate_name(c->reply_certs),
                  slot_names[c->ra_order[0]], slot_names[c->ra_order[1]], slot_names[c->ra_order[2]],
                  c->max_get_url, c->cache_size, c->challenge_ttl, c->caps_lf ? "lf" : "crlf",
                  c->keep_requests ? "on" : "off", c->certpoll_issued ? "on" : "off",
-                 c->reply_delay, c->unavailable ? "on" : "off");
+                 c->reply_delay, c->unavailable ? "on" : "off", c->validity);
         return buf;
 }
 

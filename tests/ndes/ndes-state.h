@@ -43,7 +43,8 @@ typedef struct Config {
         bool pending;
         bool certpoll_issued;          /* CertPoll also finds transactions issued at once */
         long reply_delay;
-        bool unavailable;              /* every request answered 503 */              /* seconds before a PKIOperation's answer, after the work */
+        bool unavailable;              /* every request answered 503 */
+        long validity;                 /* seconds; 0: one year */              /* seconds before a PKIOperation's answer, after the work */
         int64_t clock_offset;          /* seconds added to the real clock */
         char reply_digest[16];         /* auto, request, sha1, sha256, sha512 */
         char reply_cipher[16];         /* auto, des3, aes128, aes256, des */

@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 char pw[128];
                 X509 *issued = NULL;
                 (void) pki_req_challenge(bare, pw, sizeof pw);
-                (void) pki_issue(bare, s.ca, s.ca_key, 1764000000, &issued);
+                (void) pki_issue(bare, s.ca, s.ca_key, 1764000000, 0, &issued);
                 X509_free(issued);
                 X509_REQ_free(bare);
                 ERR_clear_error();
@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 char pw[128];
                 if (req) {
                         (void) pki_req_challenge(req, pw, sizeof pw);
-                        if (pki_issue(req, s.ca, s.ca_key, 1764000000, &issued) == 0) {
+                        if (pki_issue(req, s.ca, s.ca_key, 1764000000, 0, &issued) == 0) {
                                 STACK_OF(X509) *certs = sk_X509_new_null();
                                 if (certs && sk_X509_push(certs, issued) && sk_X509_push(certs, s.ca))
                                         reply(&r, 0, certs);

@@ -39,6 +39,7 @@ API = {
             'TakeKey': ([], ['s']),
             'Cancel': ([], []),
             'Remove': ([], []),
+            'StopRenewal': ([], []),
         },
         'properties': {
             'Id': 's', 'CA': 's', 'Label': 's', 'Subject': 's', 'Key': 's', 'Usage': 's',
@@ -48,6 +49,7 @@ API = {
             'NextAttempt': 't', 'Attempts': 'u', 'KeyAvailable': 'b',
             # Additions beyond API.md version 1 (each deliberate, documented in the XML):
             'Warning': 's',
+            'Renew': 'b', 'RenewAt': 't', 'Successor': 'o', 'Predecessor': 'o',
         },
     },
     'org.certbroker.Broker1.CA': {
@@ -67,7 +69,8 @@ API = {
 # invalidation-only (API.md); the rest never change ("const").
 REQUEST_MUTABLE = {'State', 'Error', 'ErrorMessage', 'FailInfo', 'TransactionId',
                    'Certificate', 'Chain', 'Serial', 'NotBefore', 'NotAfter', 'Updated',
-                   'NextAttempt', 'Attempts', 'KeyAvailable', 'Warning'}
+                   'NextAttempt', 'Attempts', 'KeyAvailable', 'Warning',
+                   'Renew', 'RenewAt', 'Successor'}
 
 failures = []
 

@@ -729,7 +729,10 @@ static void test_migration_v1(void **state) {
         store_close(s);
         db = raw_open(f);
         raw_exec(db, "ALTER TABLE requests DROP COLUMN caller; ALTER TABLE requests DROP COLUMN submitted; "
-                     "ALTER TABLE requests DROP COLUMN warning; UPDATE schema_version SET version = 1");
+                     "ALTER TABLE requests DROP COLUMN warning; ALTER TABLE requests DROP COLUMN renew; "
+                     "ALTER TABLE requests DROP COLUMN renew_at; ALTER TABLE requests DROP COLUMN successor; "
+                     "ALTER TABLE requests DROP COLUMN predecessor; ALTER TABLE requests DROP COLUMN renew_warned; "
+                     "UPDATE schema_version SET version = 1");
         sqlite3_close(db);
 
         s = open_store(f);

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "caller.h"
+#include "cb-policy.h"
+#include "engine.h"
+#include "keys-generate.h"
+#include "keys-pool.h"
+#include "log.h"
+#include "renewal.h"
+
+#define USEC_PER_DAY (86400ULL * 1000000ULL)
+#define RENEW_RETRY_USEC (60ULL * 1000000ULL)     /* a successor that could not be recorded */
+
+enum {
+        WARNED_7D = 1,
+        WARNED_1D = 2,
+        WARNED_EXPIRED = 4,
+};
+
+static bool empty(const char *s) {
+        return !s || !*s;
+}
+
+static uint64_t random_below(uint64_t n) {
+        uint64_t x;
+
+        if (n == 0)
+                return 0;
+        randombytes_buf(&x, sizeof x);
+        return x % n;
+}
+
+void renewal_on_issued(Request *r, const CbCa *ca) {
+        StoreRequest *rec = r->rec;
+        uint64_t lifetime, lead, jitter;
+        CbLead fallback = { .percent = true, .value = 33 };
+
+        if (!rec->renew || !ca || rec->not_after == 0)
+                return;
+        lifetime = rec->not_after > rec->not_before ? rec->not_after - rec->not_before : 0;
+        lead = cb_lead_usec(&ca->renew_before, lifetime);
+        if (lead >= lifetime) {
+                log_warning("Request %s: RenewBefore= of CA %s is at least the certificate's lifetime (%llu s); "
+                            "renewing at 33%% of it instead.", rec->id, ca->name,
+                            (unsigned long long) (lifetime / 1000000ULL));
+                lead = cb_lead_usec(&fallback, lifetime);
+        }
+        jitter = cb_lead_usec(&ca->renew_jitter, lifetime);
+        if (lead + jitter > lifetime)
+                jitter = lifetime - lead;
+        /* Fixed now and stored: a fleet issued in the same second spreads over the jitter. */
+        rec->renew_at = rec->not_after - lead - random_below(jitter + 1);
+        if (rec->renew_at == 0)
+                rec->renew_at = 1;
+}
+
+static Request *find(Manager *m, const char *id) {
+        return !empty(id) ? manager_find_request(m, id) : NULL;
+}
+
+static bool successor_issued(Request *r) {
+        Request *s = find(r->manager, r->rec->successor);
+        return s && s->rec->state == REQUEST_ISSUED;
+}
+
+/* A tracked certificate whose successor is not issued: warn once at each threshold. */
+static void check_warnings(Request *r, uint64_t now) {
+        StoreRequest *rec = r->rec;
+        static const struct { uint32_t bit; uint64_t before; const char *what; } t[] = {
+                { WARNED_EXPIRED, 0, "has expired" },
+                { WARNED_1D, USEC_PER_DAY, "expires within a day" },
+                { WARNED_7D, 7 * USEC_PER_DAY, "expires within 7 days" },
+        };
+        uint32_t before = rec->renew_warned;
+
+        /* Only once the renewal is due: a short-lived certificate is not late before RenewAt. */
+        if (!rec->renew || rec->state != REQUEST_ISSUED || rec->not_after == 0 || now < rec->renew_at ||
+            successor_issued(r))
+                return;
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+                if (now + t[i].before < rec->not_after || (rec->renew_warned & t[i].bit))
+                        continue;
+                /* The most urgent threshold passed counts for the ones before it too. */
+                for (size_t j = i; j < sizeof t / sizeof t[0]; j++)
+                        rec->renew_warned |= t[j].bit;
+                Request *s = find(r->manager, rec->successor);
+                log_audit(LOG_WARNING, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
+                                                        .decision = "expiry-warning", .ca = rec->ca,
+                                                        .error = s ? s->rec->error : NULL },
+                          "Request %s: the certificate for %s %s and is not renewed yet: %s%s%s", rec->id,
+                          rec->names && rec->names[0] ? rec->names[0] : rec->subject, t[i].what,
+                          s ? "its successor " : "no successor yet",
+                          s ? s->rec->id : "", s && s->rec->error_message && *s->rec->error_message ?
+                          (s->rec->state == REQUEST_FAILED ? " failed" : " is still trying") : "");
+                break;
+        }
+        if (rec->renew_warned != before)
+                (void) request_commit(r);
+}
+
+static int make_successor(Request *pred);
+
+static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Request *r = userdata;
+        uint64_t now = now_usec();
+
+        r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
+        if (r->rec->renew && r->rec->renew_at != 0 && r->rec->renew_at <= now && empty(r->rec->successor) &&
+            r->rec->state == REQUEST_ISSUED && !r->manager->stopping) {
+                if (make_successor(r) < 0) {
+                        /* Not recorded (disk full, ...): again in a minute or so. */
+                        uint64_t at = now + RENEW_RETRY_USEC + random_below(RENEW_RETRY_USEC / 2);
+                        (void) sd_event_add_time(r->manager->event, &r->renew_timer, CLOCK_REALTIME, at,
+                                                 1000000ULL, on_renew_timer, r);
+                        return 0;
+                }
+        }
+        check_warnings(r, now);
+        renewal_schedule(r);
+        return 0;
+}
+
+void renewal_schedule(Request *r) {
+        StoreRequest *rec = r->rec;
+        uint64_t next = UINT64_MAX, now = now_usec();
+        int q;
+
+        r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
+        if (!rec->renew || rec->state != REQUEST_ISSUED || r->manager->stopping || !r->manager->event)
+                return;
+        if (rec->renew_at != 0 && empty(rec->successor))
+                next = rec->renew_at;
+        if (rec->not_after != 0 && !successor_issued(r)) {
+                const uint64_t th[] = { 7 * USEC_PER_DAY, USEC_PER_DAY, 0 };
+                const uint32_t bit[] = { WARNED_7D, WARNED_1D, WARNED_EXPIRED };
+                for (size_t i = 0; i < 3; i++) {
+                        uint64_t at = rec->not_after > th[i] ? rec->not_after - th[i] : 0;
+                        if (at < rec->renew_at)
+                                at = rec->renew_at;     /* not late before it is due */
+                        if (!(rec->renew_warned & bit[i]) && at < next)
+                                next = at;
+                }
+        }
+        if (next == UINT64_MAX)
+                return;
+        if (next < now)
+                next = now;
+        q = sd_event_add_time(r->manager->event, &r->renew_timer, CLOCK_REALTIME, next, 1000000ULL,
+                              on_renew_timer, r);
+        if (q < 0)
+                log_error_errno(q, "Request %s: cannot schedule its renewal: %m", rec->id);
+}
+
+void renewal_successor_changed(Request *successor) {
+        Request *pred = find(successor->manager, successor->rec->predecessor);
+
+        if (pred)
+                renewal_schedule(pred);
+}
+
+static char **strv_copy(char **v) {
+        size_t n = 0;
+        char **c;
+
+        while (v && v[n])
+                n++;
+        c = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; c && i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        for (size_t j = 0; j < i; j++)
+                                free(c[j]);
+                        free(c);
+                        return NULL;
+                }
+        return c;
+}
+
+static int make_successor(Request *pred) {
+        Manager *m = pred->manager;
+        StoreRequest *p = pred->rec, *rec = NULL;
+        Caller c = {};
+        CbCaller cb;
+        CbDecision d = {};
+        Request *req = NULL;
+        EVP_PKEY *key = NULL;
+        CbSecret *key_pem = NULL;
+        char msg[2048], err[160] = "";
+        size_t n = 0;
+        int q;
+
+        /* The policy for the owner now: uid, groups from NSS, unit and label of the chain. */
+        q = caller_from_snapshot(p->owner, p->caller, caller_names_needed(m->config), true, &c);
+        if (q < 0)
+                return log_error_errno(q, "Request %s: cannot resolve its owner %u for the renewal: %m", p->id,
+                                       (unsigned) p->owner);
+        caller_to_policy(&c, &cb);
+        while (p->names && p->names[n])
+                n++;
+        CbRequestSpec spec = {
+                .ca = p->ca, .subject = p->subject, .names = (const char *const *) p->names, .n_names = n,
+                .key = p->key, .usage = p->usage, .label = p->label,
+        };
+        /* Limits (MaxRequests=, MaxActive=) bound new demand; a renewal replaces a certificate. */
+        q = cb_policy_decide(m->config, &cb, &spec, NULL, &d);
+        if (q < 0)
+                goto finish;
+
+        rec = calloc(1, sizeof(*rec));
+        req = calloc(1, sizeof(*req));
+        if (!rec || !req) {
+                q = -ENOMEM;
+                goto finish;
+        }
+        rec->owner = p->owner;
+        rec->renew = true;
+        rec->ca = strdup(p->ca ?: "");
+        rec->label = strdup(p->label ?: "");
+        rec->subject = strdup(p->subject ?: "");
+        rec->names = strv_copy(p->names);
+        rec->key = strdup(p->key ?: "");
+        rec->usage = strdup(p->usage ?: "");
+        rec->caller = strdup(p->caller ?: "");
+        rec->predecessor = strdup(p->id);
+        if (!rec->ca || !rec->label || !rec->subject || !rec->names || !rec->key || !rec->usage || !rec->caller ||
+            !rec->predecessor) {
+                q = -ENOMEM;
+                goto finish;
+        }
+        rec->created = rec->updated = now_usec();
+        if (d.allowed) {
+                rec->state = REQUEST_QUEUED;
+                KeyType kt = key_type_from_string(rec->key);
+                if (kt >= 0 && (key = key_pool_take(m->pool, kt)) && key_export_pkcs8_pem(key, &key_pem) < 0) {
+                        EVP_PKEY_free(key);
+                        key = NULL;
+                }
+        } else {
+                /* The chain explains itself: a successor that failed, naming the rule. */
+                rec->state = REQUEST_FAILED;
+                snprintf(err, sizeof err, "org.certbroker.Broker1.Error.%s", cb_decision_result_to_error(d.result));
+                rec->error = strdup(err);
+                snprintf(msg, sizeof msg, "Renewal of request %s: the policy no longer allows it: %s", p->id,
+                         d.reason ?: "denied");
+                rec->error_message = strdup(msg);
+        }
+        q = store_request_insert_successor(m->store, p->id, rec, key_pem);
+        secret_free(key_pem);
+        if (q < 0) {
+                log_error_errno(q, "Request %s: cannot record its successor in %s: %m", p->id, store_path(m->store));
+                goto finish;
+        }
+        free(p->successor);
+        p->successor = strdup(rec->id);
+        if (!p->successor)
+                p->successor = calloc(1, 1);
+        if (key) {
+                req->key = key;
+                key = NULL;
+                rec->key_available = true;
+        }
+        req->rec = rec;
+        rec = NULL;
+        q = manager_add_request(m, req);
+        if (q < 0) {
+                /* Recorded: it comes back at the next start. */
+                log_error_errno(q, "Request %s: its successor %s is recorded but cannot be run now: %m", p->id,
+                                req->rec->id);
+                request_free(req);
+                req = NULL;
+                goto finish;
+        }
+        log_audit(d.allowed ? LOG_INFO : LOG_WARNING,
+                  &(AuditRecord) { .request = req->rec->id, .uid = p->owner, .rule = d.rule,
+                                   .decision = d.allowed ? "renew" : "deny", .ca = p->ca,
+                                   .error = d.allowed ? NULL : err },
+                  "Request %s renews request %s%s%s", req->rec->id, p->id, d.allowed ? ": " : " and failed: ",
+                  d.reason ?: "");
+        (void) bus_request_emit_changed(pred);
+        if (d.allowed)
+                (void) engine_request_start(req);
+        else
+                (void) request_commit(req);
+        req = NULL;
+        q = 0;
+finish:
+        if (req)
+                free(req);
+        store_request_free(rec);
+        EVP_PKEY_free(key);
+        cb_decision_done(&d);
+        caller_done(&c);
+        return q;
+}
+
+int manager_stop_renewal(Request *r) {
+        if (!r->rec->renew && r->rec->renew_at == 0)
+                return 0;
+        r->rec->renew = false;
+        r->rec->renew_at = 0;
+        r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "renewal-stopped", .ca = r->rec->ca },
+                  "Request %s: renewal stopped by StopRenewal().", r->rec->id);
+        return request_commit(r);
+}
+
+bool renewal_keeps(Manager *m, Request *r) {
+        Request *s;
+
+        if (!r->rec->renew || r->rec->state != REQUEST_ISSUED)
+                return false;
+        s = find(m, r->rec->successor);
+        /* The end of the chain, or one whose successor has not made it. */
+        return !s || s->rec->state != REQUEST_ISSUED;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Renewal (API.md "Additions: renewal"): a request enrolled with `renew` is kept valid by
+ * successors. At issuance RenewAt = NotAfter - RenewBefore - random(0, RenewJitter) is fixed
+ * and stored; at RenewAt the successor is made: a new request with the same owner and
+ * parameters, a fresh key (pool first) and a fresh challenge, decided again by the policy for
+ * the owner (uid, groups from NSS, unit and SELinux label recorded with the chain's first
+ * request), linked to its predecessor in the same transaction (store_request_insert_successor:
+ * never two). A successor whose policy decision fails ends failed at once, naming the rule.
+ * A successor's transient failures retry with backoff and jitter without a deadline (an
+ * expired certificate is still renewed when the CA comes back: engine.c). The journal warns
+ * once per threshold (7 days, 1 day, expiry) about a tracked certificate whose successor is
+ * not issued. */
+
+#include "cb-config.h"
+#include "manager.h"
+
+/* At issuance of r (engine.c, before its commit): fixes RenewAt if r renews. */
+void renewal_on_issued(Request *r, const CbCa *ca);
+
+/* (Re)arms r's renewal timer (start-up, issuance, a successor's outcome). */
+void renewal_schedule(Request *r);
+
+/* A request ended (any state): its predecessor, if any, re-evaluates its warnings. */
+void renewal_successor_changed(Request *successor);
+
+/* StopRenewal(): no successor will be made; Renew false, RenewAt 0. */
+int manager_stop_renewal(Request *r);
+
+/* Whether RetainFinished= must keep r: the live end of a renewal chain. */
+bool renewal_keeps(Manager *m, Request *r);
