@@ -1124,7 +1124,15 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         ca->last_contact = now_usec();
 
         if (ce->meta_step == 0) {
-                /* GetCACaps: an HTTP error or an empty body means no capabilities. */
+                /* GetCACaps: a server that is down (5xx: IIS with its pool stopped answers 503)
+                 * says nothing about capabilities: try again later. An other HTTP error or an
+                 * empty body means no capabilities (servers before GetCACaps). */
+                if (res->http_code >= 500) {
+                        snprintf(msg, sizeof msg, "GetCACaps at %s answered HTTP %ld: the SCEP server is unavailable; "
+                                 "retrying.", c->url, res->http_code);
+                        meta_done(ca, TRANSPORT_CA_UNREACHABLE, msg);
+                        return;
+                }
                 unsigned caps = 0;
                 if (res->http_code == 200) {
                         q = scep_caps_parse(res->body, res->body_size, &caps, &err);

@@ -59,6 +59,18 @@ lab_assert_eq "$(cb alice get-property "$CB_BUS" "$p3" "$CB_BUS.Request" Attempt
 ndes ctl permission=granted >/dev/null
 lab_pass "no permission to enroll: failed at once with the template-permission fix, not retried"
 
+# ---- NDES answering 503 (its application pool stopped) before the broker knows its caps ----
+broker_stop
+ndes ctl unavailable=on >/dev/null
+broker_start
+p5=$(cb_enroll alice corp pool.a.example.test)
+lab_wait_for 60 "request retrying while NDES answers 503" state_is "$p5" retrying
+lab_assert_eq "$(cb_prop alice "$p5" Error)" "org.certbroker.Broker1.Error.CAUnreachable" "Error while NDES answers 503"
+lab_assert_contains "$(cb_prop alice "$p5" ErrorMessage)" "HTTP 503" "the message names the answer"
+ndes ctl unavailable=off >/dev/null
+lab_assert_eq "$(cb_wait alice "$p5" 120)" issued "the request once NDES answers again"
+lab_pass "NDES answering 503 to GetCACaps: retrying with CAUnreachable (not a missing capability); issued after"
+
 # ---- Reload with another service account: new credentials, used at once ----
 lab_kdc_addprinc svc-two "$LAB_DIR/svc-two.keytab"
 sed -i -e 's/^Principal=.*/Principal=svc-two@EXAMPLE.TEST/' -e "s|^Keytab=.*|Keytab=$LAB_DIR/svc-two.keytab|" \
