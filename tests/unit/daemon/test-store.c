@@ -758,6 +758,46 @@ static void test_migration_v1(void **state) {
         sqlite3_close(db);
 }
 
+/* A request gets at most one successor: linked in the insert's transaction, refused after. */
+static void test_successor_once(void **state) {
+        Fixture *f = *state;
+        Store *s = open_store(f);
+        StoreRequest pred, succ, again, *got = NULL;
+        StoreRequest **all = NULL;
+        size_t n = 0;
+
+        fill_request(&pred, 1001, 100);
+        pred.renew = true;
+        assert_int_equal(store_request_insert(s, &pred, NULL), 0);
+        fill_request(&succ, 1001, 200);
+        succ.renew = true;
+        succ.predecessor = pred.id;
+        assert_int_equal(store_request_insert_successor(s, pred.id, &succ, NULL), 0);
+        fill_request(&again, 1001, 300);
+        again.predecessor = pred.id;
+        assert_int_equal(store_request_insert_successor(s, pred.id, &again, NULL), -EEXIST);
+        assert_int_equal(store_request_insert_successor(s, "nope", &again, NULL), -EINVAL);
+        store_close(s);
+
+        s = open_store(f);
+        assert_int_equal(store_request_load_all(s, &all, &n), 0);
+        assert_int_equal(n, 2);         /* the refused one left nothing behind */
+        store_request_array_free(all, n);
+        assert_int_equal(store_request_get(s, pred.id, &got), 0);
+        assert_string_equal(got->successor, succ.id);
+        assert_true(got->renew);
+        got = store_request_free(got);
+        assert_int_equal(store_request_get(s, succ.id, &got), 0);
+        assert_string_equal(got->predecessor, pred.id);
+        assert_string_equal(got->successor, "");
+        got = store_request_free(got);
+        /* A successor is not a new request of its owner: MaxRequests= does not count it. */
+        unsigned count = 0;
+        assert_int_equal(store_count_created_since(s, 1001, 0, &count), 0);
+        assert_int_equal(count, 1);
+        store_close(s);
+}
+
 static void test_not_a_database(void **state) {
         Fixture *f = *state;
         char *p = test_path(f->dir, "certbroker.db"), *msg = NULL;
@@ -789,6 +829,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migration_v1, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_successor_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         };
 

@@ -198,6 +198,12 @@ static const ErrorCase error_cases[] = {
         { C(CA "Timeout=99999999999999999999999\n"), CA_PATH, 3, "is not a number of seconds" },
         { C(CA "PollInterval=86401\n"), CA_PATH, 3, "PollInterval=86401" },
         { C(CA "PendingDeadline=0\n"), CA_PATH, 3, "PendingDeadline=0" },
+        { C(CA "RenewBefore=0%\n"), CA_PATH, 3, "RenewBefore=0% is neither a share of the certificate's lifetime (1% to 100%" },
+        { C(CA "RenewBefore=101%\n"), CA_PATH, 3, "RenewBefore=101% is neither" },
+        { C(CA "RenewBefore=0\n"), CA_PATH, 3, "RenewBefore=0 is neither" },
+        { C(CA "RenewBefore=soon\n"), CA_PATH, 3, "RenewBefore=soon is neither" },
+        { C(CA "RenewJitter=-1%\n"), CA_PATH, 3, "RenewJitter=-1% is neither" },
+        { C(CA "RenewJitter=3651d\n"), CA_PATH, 3, "RenewJitter=3651d is neither" },
         { C(CA "PollInterval=600\nPendingDeadline=60\n"), CA_PATH, 1, "PendingDeadline= is shorter than PollInterval=" },
         { C(CA "AllowLegacyCiphers=sometimes\n"), CA_PATH, 3, "AllowLegacyCiphers=sometimes is not a boolean" },
         { C(CA "Default=2\n"), CA_PATH, 3, "Default=2 is not a boolean" },
@@ -386,7 +392,9 @@ static const char config_md_ca[] =
         "PollInterval=60                    # first poll of a PENDING request; backs off from there\n"
         "PendingDeadline=604800             # give up polling after this many seconds\n"
         "AllowLegacyCiphers=no              # accept single-DES / SHA-1 replies from old servers\n"
-        "Default=no                         # the CA used when Enroll names \"\"\n";
+        "Default=no                         # the CA used when Enroll names \"\"\n"
+        "RenewBefore=33%                    # renewal lead: a time span (30d, 12h, 90s, or seconds) or a share of the lifetime\n"
+        "RenewJitter=5%                     # up to this much earlier at random per request (a time span, or a share of the lifetime), so a fleet does not renew at once\n";
 static const char config_md_policy[] =
         "[Rule]\n"
         "Name=tenant-a-web                  # required, unique across all files\n"
@@ -700,6 +708,46 @@ static void test_retain_finished_spans(void **state) {
         }
 }
 
+static void test_renew_leads(void **state) {
+        static const struct {
+                const char *before, *jitter;
+                bool before_percent, jitter_percent;
+                uint64_t before_value, jitter_value;    /* percent, or seconds */
+        } t[] = {
+                { "33%", "5%", true, true, 33, 5 },
+                { "30d", "0", false, false, 2592000, 0 },
+                { "90", "12h", false, false, 90, 43200 },
+                { "100%", "0%", true, true, 100, 0 },
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+                char ca[512];
+                snprintf(ca, sizeof ca, CA "RenewBefore=%s\nRenewJitter=%s\n", t[i].before, t[i].jitter);
+                Files f = { .main = MAIN, .ca = ca };
+                CbConfig *c = parse_ok(&f);
+                const CbCa *x = &c->cas[0];
+                assert_int_equal(x->renew_before.percent, t[i].before_percent);
+                assert_int_equal(x->renew_jitter.percent, t[i].jitter_percent);
+                if (t[i].before_percent)
+                        assert_int_equal(x->renew_before.value, t[i].before_value);
+                else
+                        assert_int_equal(x->renew_before.usec, t[i].before_value * CB_USEC_PER_SEC);
+                if (t[i].jitter_percent)
+                        assert_int_equal(x->renew_jitter.value, t[i].jitter_value);
+                else
+                        assert_int_equal(x->renew_jitter.usec, t[i].jitter_value * CB_USEC_PER_SEC);
+                cb_config_free(c);
+        }
+        /* Defaults: 33% and 5%; a share of a lifetime, and a span whatever the lifetime. */
+        Files f = { .main = MAIN, .ca = CA };
+        CbConfig *c = parse_ok(&f);
+        assert_true(c->cas[0].renew_before.percent && c->cas[0].renew_before.value == 33);
+        assert_true(c->cas[0].renew_jitter.percent && c->cas[0].renew_jitter.value == 5);
+        assert_int_equal(cb_lead_usec(&c->cas[0].renew_before, 300ULL * CB_USEC_PER_SEC), 99ULL * CB_USEC_PER_SEC);
+        CbLead span = { .usec = 7 };
+        assert_int_equal(cb_lead_usec(&span, 1000), 7);
+        cb_config_free(c);
+}
+
 static void test_default_ca_choice(void **state) {
         /* two CAs, none marked: no default */
         Files f = { .main = MAIN, .ca = CA, .ca2 = CA };
@@ -916,6 +964,7 @@ int main(void) {
                 cmocka_unit_test(test_kdc_hosts),
                 cmocka_unit_test(test_cleartext_cas),
                 cmocka_unit_test(test_retain_finished_spans),
+                cmocka_unit_test(test_renew_leads),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),
                 cmocka_unit_test(test_sources),
