@@ -142,6 +142,24 @@ void cb_decision_done(CbDecision *d) {
         *d = (CbDecision) {};
 }
 
+/* "a b c": the names of the values a rule's Keys= or Usages= allows. */
+static void allowed_list(const bool *allowed, int n, const char *(*name)(int), char *buf, size_t size) {
+        size_t o = 0;
+
+        buf[0] = 0;
+        for (int i = 0; i < n && o < size; i++)
+                if (allowed[i])
+                        o += (size_t) snprintf(buf + o, size - o, "%s%s", o ? " " : "", name(i));
+}
+
+static const char *key_name(int t) {
+        return cb_key_type_to_string((CbKeyType) t);
+}
+
+static const char *usage_name(int u) {
+        return cb_usage_to_string((CbUsage) u);
+}
+
 /* Caller-supplied text in messages: printable ASCII as is, everything else as \xNN, cut. */
 static char *show(const char *s) {
         if (!s)
@@ -314,12 +332,8 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
         }
 
         if (rule->keys_set && !rule->keys[key]) {
-                char allowed[128] = "";
-                size_t o = 0;
-                for (int t = 0; t < _CB_KEY_TYPE_MAX; t++)
-                        if (rule->keys[t])
-                                o += snprintf(allowed + o, sizeof allowed - o, "%s%s", o ? " " : "",
-                                              cb_key_type_to_string(t));
+                char allowed[128];
+                allowed_list(rule->keys, _CB_KEY_TYPE_MAX, key_name, allowed, sizeof allowed);
                 if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key type %s (Keys=%s): request one of those "
                              "with the key option", rule->name, rule->path, rule->line, cb_key_type_to_string(key),
                              allowed) < 0)
@@ -329,12 +343,8 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
         }
 
         if (rule->usages_set && !rule->usages[usage]) {
-                char allowed[64] = "";
-                size_t o = 0;
-                for (int u = 0; u < _CB_USAGE_MAX; u++)
-                        if (rule->usages[u])
-                                o += snprintf(allowed + o, sizeof allowed - o, "%s%s", o ? " " : "",
-                                              cb_usage_to_string(u));
+                char allowed[64];
+                allowed_list(rule->usages, _CB_USAGE_MAX, usage_name, allowed, sizeof allowed);
                 if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key usage %s (Usages=%s)%s: request one of "
                              "those with the usage option", rule->name, rule->path, rule->line,
                              cb_usage_to_string(usage), allowed,

@@ -12,6 +12,7 @@
 #include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-guard.h"
+#include "time-util.h"
 #include "seed-steps.h"
 
 typedef enum FetchState {
@@ -54,13 +55,6 @@ struct ChallengeFetcher {
         Spare spares[CHALLENGE_SPARES_MAX];     /* oldest first */
         unsigned n_spares;
 };
-
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 char *challenge_anonymous_hint(const char *host, const char *url) {
         return message_printf("Disable Anonymous Authentication on the Microsoft SCEP Admin webpage (mscep_admin): "

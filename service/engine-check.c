@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "engine-internal.h"
 #include "log.h"
+#include "time-util.h"
 #include "seed-steps.h"
 #include "uid-limit.h"
 
@@ -205,13 +206,6 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
         }
         k->step++;
         check_run(k);
-}
-
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
 }
 
 static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {

@@ -19,6 +19,7 @@
 #include "renewal.h"
 #include "uid-limit.h"
 #include "secret-memory.h"
+#include "time-util.h"
 
 uint64_t now_usec(void) {
         struct timespec ts;
@@ -362,13 +363,6 @@ static void manager_expire_keys(Manager *m) {
 /* ---- audit flood control ---- */
 
 #define AUDIT_SWEEP_INTERVAL_USEC (60ULL * 1000000ULL)
-
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 static void audit_report_suppressed(uid_t uid, uint64_t suppressed, void *userdata) {
         log_audit(LOG_NOTICE, &(AuditRecord) { .uid = uid, .decision = "suppressed" },
