@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,18 @@ static void check_warnings(Request *r, uint64_t now) {
 
 static int make_successor(Request *pred);
 
+/* Tests prove "exactly one successor" under kill -9 at each point of its creation:
+ * CERTBROKER_TEST_KILL_AT=renewal-before|renewal-inserted|renewal-started makes the daemon
+ * SIGKILL itself there (the environment of a test, never of a deployed unit). */
+static void test_kill_point(const char *point) {
+        const char *e = getenv("CERTBROKER_TEST_KILL_AT");
+
+        if (e && strcmp(e, point) == 0) {
+                log_notice("CERTBROKER_TEST_KILL_AT=%s: killing myself.", point);
+                (void) raise(SIGKILL);
+        }
+}
+
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Request *r = userdata;
         uint64_t now = now_usec();
@@ -113,6 +126,7 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
         if (r->rec->renew && r->rec->renew_at != 0 && r->rec->renew_at <= now && empty(r->rec->successor) &&
             r->rec->state == REQUEST_ISSUED && !r->manager->stopping) {
+                test_kill_point("renewal-before");
                 if (make_successor(r) < 0) {
                         /* Not recorded (disk full, ...): again in a minute or so. */
                         uint64_t at = now + RENEW_RETRY_USEC + random_below(RENEW_RETRY_USEC / 2);
@@ -255,6 +269,7 @@ static int make_successor(Request *pred) {
                 log_error_errno(q, "Request %s: cannot record its successor in %s: %m", p->id, store_path(m->store));
                 goto finish;
         }
+        test_kill_point("renewal-inserted");
         free(p->successor);
         p->successor = strdup(rec->id);
         if (!p->successor)
@@ -286,6 +301,7 @@ static int make_successor(Request *pred) {
                 (void) engine_request_start(req);
         else
                 (void) request_commit(req);
+        test_kill_point("renewal-started");
         req = NULL;
         q = 0;
 finish:

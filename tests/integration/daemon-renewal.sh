@@ -85,6 +85,37 @@ PYEOF
 broker_start
 lab_pass "kill -9 at random moments around RenewAt: every request has at most one successor, linked both ways"
 
+# ---- kill -9 at each point of a successor's creation: before, once recorded, once started ----
+stop_all() {            # every chain of alice's so far ends: only the request under test renews
+        local p
+        for p in $(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListRequests |
+                   grep -o '/org/certbroker/Broker1/request/[0-9a-f]*'); do
+                cb alice call "$CB_BUS" "$p" "$CB_BUS.Request" StopRenewal >/dev/null
+        done
+}
+stop_all
+for point in renewal-before renewal-inserted renewal-started; do
+        broker_stop
+        CERTBROKER_TEST_KILL_AT=$point broker_start
+        pk=$(enroll_renew alice corp "kill-$point.a.example.test")
+        lab_assert_eq "$(cb_wait alice "$pk" 60)" issued "the request killed at $point"
+        pid=$(lab_pid certbrokerd)
+        lab_wait_for 30 "the broker to kill itself at $point" bash -c "! kill -0 $pid 2>/dev/null"
+        lab_stop certbrokerd
+        broker_check_log
+        broker_start
+        lab_wait_for 30 "the successor after $point" bash -c \
+                "[ \"\$(busctl --system get-property $CB_BUS $pk $CB_BUS.Request Successor)\" != 'o \"/\"' ]"
+        pks=$(successor_of "$pk")
+        lab_assert_eq "$(cb_wait alice "$pks" 60)" issued "the successor after a kill at $point"
+        n=$("$LAB_PYTHON" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(
+                "SELECT count(*) FROM requests WHERE predecessor = ?", (sys.argv[2],)).fetchone()[0])' \
+                "$CB_STATE/certbroker.db" "${pk##*/}")
+        lab_assert_eq "$n" 1 "successors of the request killed at $point"
+        cb alice call "$CB_BUS" "$pks" "$CB_BUS.Request" StopRenewal >/dev/null
+done
+lab_pass "kill -9 before, while and after a successor is made: exactly one successor, issued"
+
 # ---- StopRenewal: RenewAt 0, no successor ----
 ps=$(enroll_renew alice corp stop.a.example.test)
 lab_assert_eq "$(cb_wait alice "$ps" 60)" issued "the request to stop"
@@ -137,16 +168,16 @@ lab_pass "NDES down at RenewAt: the successor retries past expiry and renews whe
 # ---- a fleet: ten issued in the same seconds spread their RenewAt over the jitter ----
 fleet=()
 for i in $(seq 1 10); do
-        fleet+=("$(enroll_renew alice fleet "fleet$i.a.example.test")")
+        fleet+=("$(enroll_renew bob fleet "fleet$i.b.example.test")")    # bob: no MaxActive=
 done
 ats=()
 for p in "${fleet[@]}"; do
-        lab_assert_eq "$(cb_wait alice "$p" 60)" issued "a fleet request"
-        at=$(tprop alice "$p" RenewAt) na=$(tprop alice "$p" NotAfter)
+        lab_assert_eq "$(cb_wait bob "$p" 60)" issued "a fleet request"
+        at=$(tprop bob "$p" RenewAt) na=$(tprop bob "$p" NotAfter)
         [ "$at" -le $((na - 4000000)) ] && [ "$at" -ge $((na - 14000000)) ] ||
                 lab_fail "RenewAt $at outside [NotAfter - 14 s, NotAfter - 4 s] (NotAfter $na)"
         ats+=($((na - at)))
-        cb alice call "$CB_BUS" "$p" "$CB_BUS.Request" StopRenewal >/dev/null
+        cb bob call "$CB_BUS" "$p" "$CB_BUS.Request" StopRenewal >/dev/null
 done
 distinct=$(printf '%s\n' "${ats[@]}" | sort -u | wc -l)
 [ "$distinct" -ge 8 ] || lab_fail "ten RenewAt leads, only $distinct distinct: ${ats[*]}"
