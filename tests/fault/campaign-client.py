@@ -54,8 +54,9 @@ def enroll(n, concurrency, accepted_file):
     out = open(accepted_file, 'a', buffering=1)
     in_progress = 0
     accepted = 0
+    refused = 0                 # QuotaExceeded in a row (a full disk is brief; a quota is not)
     i = 0
-    while accepted < n:
+    while accepted < n and refused < 600:
         try:
             if in_progress >= concurrency:
                 st = states(bus)
@@ -69,14 +70,18 @@ def enroll(n, concurrency, accepted_file):
             out.write(f'{path} {name}\n')
             in_progress += 1
             accepted += 1
+            refused = 0
         except dbus.exceptions.DBusException as e:
             # The broker is down (killed, stopped: the request of a call in flight may exist,
             # the census finds it) or refused (a full disk). Never the same name again.
             if 'QuotaExceeded' in (e.get_dbus_name() or ''):
+                refused += 1
                 time.sleep(0.2)
             else:
                 wait_for_broker(bus)
     out.close()
+    if refused:
+        raise SystemExit(f'stopped after {accepted} accepted: QuotaExceeded {refused} times in a row')
 
 
 def census(timeout):

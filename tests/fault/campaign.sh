@@ -37,7 +37,7 @@ t0=$SECONDS
 broker_lab
 mkdir -p -m 0700 "$CB_STATE"
 mount -t tmpfs -o size=64m,mode=0700 tmpfs "$CB_STATE"          # this mount namespace only
-sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=16/" "$CB_CONF/certbroker.conf"
+sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=16\nMaxStoredRequests=1000000/" "$CB_CONF/certbroker.conf"
 echo "Timeout=5" >>"$CB_CONF/ca.d/corp.conf"
 cat >"$CB_CONF/policy.d/tenants.policy" <<'CONF'
 [Rule]
