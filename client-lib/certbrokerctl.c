@@ -276,6 +276,28 @@ static void json_request(CliJson *j, const CertbrokerRequestInfo *i, bool with_p
         }
 }
 
+/* Renew, RenewAt, Successor and Predecessor (n: NULL when the daemon could not say). */
+static void json_renewal(CliJson *j, const CertbrokerRenewal *n) {
+        cli_json_field_bool(j, "renew", n && n->renew);
+        cli_json_field_u64(j, "renew_at", n ? n->renew_at : 0);
+        cli_json_field_str(j, "successor", n ? n->successor : "");
+        cli_json_field_str(j, "predecessor", n ? n->predecessor : "");
+}
+
+static void print_renewal(const CertbrokerRenewal *n) {
+        char t[64];
+
+        if (!n)
+                return;
+        printf("%-14s %s\n", "Renew:", n->renew ? "yes" : "no");
+        if (n->renew_at)
+                printf("%-14s %s\n", "Renew at:", cli_format_timestamp(t, sizeof t, n->renew_at));
+        if (*n->successor)
+                printf("%-14s %s\n", "Successor:", n->successor);
+        if (*n->predecessor)
+                printf("%-14s %s\n", "Predecessor:", n->predecessor);
+}
+
 static void print_request(const CertbrokerRequestInfo *i) {
         char t[64];
 
@@ -627,19 +649,29 @@ static int verb_enroll(CertbrokerClient *c) {
 static int verb_status(CertbrokerClient *c) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerRequestInfo *i = NULL;
+        CertbrokerRenewal *n = NULL;
         int r;
 
         r = certbroker_request_get(c, arg.operand, &i, &e);
         if (r < 0)
                 return fail_call(&e, r, "Cannot read the request");
+        r = certbroker_request_renewal(c, arg.operand, &n, &e);
+        if (r < 0) {
+                certbroker_request_info_free(i);
+                return fail_call(&e, r, "Cannot read the request's renewal");
+        }
         if (arg.json) {
                 CliJson j;
                 cli_json_init(&j, stdout);
                 cli_json_begin(&j, '{');
                 json_request(&j, i, true);
+                json_renewal(&j, n);
                 cli_json_end(&j, '}');
-        } else
+        } else {
                 print_request(i);
+                print_renewal(n);
+        }
+        certbroker_renewal_free(n);
         certbroker_request_info_free(i);
         return CLI_EXIT_OK;
 }
@@ -687,34 +719,46 @@ static int verb_list(CertbrokerClient *c) {
         if (arg.json)
                 cli_json_begin(&j, '[');
         else if (n > 0)
-                printf("%-16s  %-10s  %-10s  %-23s  %s\n", "ID", "STATE", "CA", "CREATED", "NAMES");
+                printf("%-16s  %-10s  %-10s  %-23s  %-23s  %-16s  %-16s  %s\n", "ID", "STATE", "CA", "CREATED",
+                       "RENEW AT", "SUCCESSOR", "PREDECESSOR", "NAMES");
         for (size_t k = 0; k < n; k++) {
                 CertbrokerRequestInfo *i = NULL;
-                char t[64];
+                CertbrokerRenewal *rn = NULL;
+                char t[64], t2[64];
 
                 /* The request may have been removed since the list was made. */
                 if (certbroker_request_get(c, l[k].id, &i, &e) < 0) {
                         certbroker_error_clear(&e);
                         i = NULL;
                 }
+                if (i && certbroker_request_renewal(c, l[k].id, &rn, &e) < 0) {
+                        certbroker_error_clear(&e);
+                        rn = NULL;
+                }
                 if (arg.json) {
                         cli_json_begin(&j, '{');
-                        if (i)
+                        if (i) {
                                 json_request(&j, i, false);
-                        else {
+                                json_renewal(&j, rn);
+                        } else {
                                 cli_json_field_str(&j, "id", l[k].id);
                                 cli_json_field_str(&j, "state", l[k].state);
                         }
                         cli_json_end(&j, '}');
                 } else {
-                        printf("%-16s  %-10s  %-10s  %-23s ", l[k].id, i ? i->state : l[k].state, i ? i->ca : "",
-                               cli_format_timestamp(t, sizeof t, i ? i->created : 0));
+                        printf("%-16s  %-10s  %-10s  %-23s  %-23s  %-16s  %-16s ", l[k].id,
+                               i ? i->state : l[k].state, i ? i->ca : "",
+                               cli_format_timestamp(t, sizeof t, i ? i->created : 0),
+                               cli_format_timestamp(t2, sizeof t2, rn ? rn->renew_at : 0),
+                               rn && *rn->successor ? rn->successor : "-",
+                               rn && *rn->predecessor ? rn->predecessor : "-");
                         for (char **s = i ? i->names : NULL; s && *s; s++)
                                 printf(" %s", *s);
                         if (i && *i->label)
                                 printf("  (%s)", i->label);
                         printf("\n");
                 }
+                certbroker_renewal_free(rn);
                 certbroker_request_info_free(i);
         }
         if (arg.json)
