@@ -204,5 +204,43 @@ as_alice "$CTL" deploy --once --dir "$F" --reload "$A/flaky.sh" --dns flaky.a.ex
 lab_assert_eq "$(chain_heads flaky.a.example.test)" 1 "enrollments for the --once directory"
 lab_pass "a failing reload command is reported with its exit status and stderr and retried with backoff; --once re-attaches"
 
+# ---- --config (what certbroker-deploy@.service runs): root switches to User= first ----
+C=$A/conf
+mkdir -m 0750 "$C"
+chown alice "$C"
+mkdir -p "$LAB_DIR/deploy.d"
+cat >"$LAB_DIR/deploy.d/web.conf" <<CONF
+# tenant A's web server
+User=alice
+Dir=$C
+Reload=$A/reload.sh
+DNS=conf.a.example.test www-conf.a.example.test
+Label=conf
+CONF
+chmod 0644 "$LAB_DIR/deploy.d/web.conf"
+n=$(wc -l <"$A/reload.log")
+out=$("$CTL" deploy --once --config="$LAB_DIR/deploy.d/web.conf" 2>&1) || lab_fail "deploy --config as root: $out"
+id=$(sed -n 's/^request=//p' "$C/.certbroker-request")
+lab_assert_eq "$(cb root get-property "$CB_BUS" "$CB_PATH/request/$id" "$CB_BUS.Request" Owner)" \
+        "u $alice_uid" "the request's owner (the broker saw User=, not root)"
+lab_assert_eq "$(stat -c %U "$C/.certbroker-request" "$C/live/key.pem" | sort -u)" alice "files written as User="
+lab_assert_eq "$(tail -1 "$A/reload.log" | cut -d' ' -f1)" "$id" "the reload command ran for it"
+[ "$(wc -l <"$A/reload.log")" -eq $((n + 1)) ] || lab_fail "reload ran $(( $(wc -l <"$A/reload.log") - n )) times"
+sed -i '/^User=/d' "$LAB_DIR/deploy.d/web.conf"
+set +e
+out=$("$CTL" deploy --once --config="$LAB_DIR/deploy.d/web.conf" 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 2 "deploy --config as root without User= ($out)"
+lab_assert_contains "$out" "User= is missing" "root without User="
+chmod 0666 "$LAB_DIR/deploy.d/web.conf"
+set +e
+out=$(as_alice "$CTL" deploy --once --config="$LAB_DIR/deploy.d/web.conf" 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 1 "a world-writable --config ($out)"
+lab_assert_contains "$out" "not writable by group or others" "a world-writable --config"
+lab_pass "deploy --config as root runs as its User= (request owner, file owner, reload); refuses no User= and a writable file"
+
 ndes ctl validity=0 >/dev/null
 broker_stop
