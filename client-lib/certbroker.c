@@ -317,7 +317,7 @@ _public_ int certbroker_get_version(CertbrokerClient *client, char **ret_version
 /* ---- Enroll / CheckAccess ---- */
 
 static int new_spec_call(CertbrokerClient *c, const char *member, const CertbrokerRequestSpec *spec,
-                         sd_bus_message **ret, CertbrokerError *error) {
+                         uint64_t flags, sd_bus_message **ret, CertbrokerError *error) {
         sd_bus_message *m = NULL;
         const char *opt_names[] = { "key", "usage", "label" };
         const char *opt_values[] = { spec->key_type, spec->usage, spec->label };
@@ -334,6 +334,8 @@ static int new_spec_call(CertbrokerClient *c, const char *member, const Certbrok
         for (size_t i = 0; r >= 0 && i < 3; i++)
                 if (opt_values[i])
                         r = sd_bus_message_append(m, "{sv}", opt_names[i], "s", opt_values[i]);
+        if (r >= 0 && (flags & CERTBROKER_ENROLL_RENEW))
+                r = sd_bus_message_append(m, "{sv}", "renew", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0) {
@@ -347,6 +349,11 @@ static int new_spec_call(CertbrokerClient *c, const char *member, const Certbrok
 
 _public_ int certbroker_enroll(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                char **ret_id, CertbrokerError *error) {
+        return certbroker_enroll_flags(client, spec, 0, ret_id, error);
+}
+
+_public_ int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
+                                     uint64_t flags, char **ret_id, CertbrokerError *error) {
         sd_bus_message *m = NULL, *reply = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         const char *path;
@@ -355,7 +362,10 @@ _public_ int certbroker_enroll(CertbrokerClient *client, const CertbrokerRequest
 
         if (!client || !spec || !ret_id)
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll: NULL argument.");
-        r = new_spec_call(client, "Enroll", spec, &m, error);
+        if (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW)
+                return error_setf(error, -EINVAL, NULL, "certbroker_enroll_flags: unknown flags 0x%llx.",
+                                  (unsigned long long) (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW));
+        r = new_spec_call(client, "Enroll", spec, flags, &m, error);
         if (r < 0)
                 return r;
         r = sd_bus_call(client->bus, m, 0, &e, &reply);
@@ -390,7 +400,7 @@ _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerR
 
         if (!client || !spec)
                 return error_setf(error, -EINVAL, NULL, "certbroker_check_access: NULL argument.");
-        r = new_spec_call(client, "CheckAccess", spec, &m, error);
+        r = new_spec_call(client, "CheckAccess", spec, 0, &m, error);
         if (r < 0)
                 return r;
         r = sd_bus_call(client->bus, m, 0, &e, &reply);
@@ -1168,4 +1178,271 @@ _public_ int certbroker_ca_check(CertbrokerClient *client, const char *ca, bool 
         *ret_steps = l;
         *ret_n = n;
         return failed;
+}
+
+/* ---- renewal: following a chain (LIBCERTBROKER_1.1) ---- */
+
+/* certbroker_wait_successor() follows the request's PropertiesChanged signals and also re-reads
+ * the request at least this often, and at RenewAt, so that a lost signal (certbrokerd restarted
+ * in between) only delays it. */
+#define SUCCESSOR_POLL_USEC     (30ULL * 1000000ULL)
+/* certbroker_chain_latest(): how many links it follows at most. */
+#define CHAIN_LINKS_MAX         100000U
+
+_public_ CertbrokerRenewal *certbroker_renewal_free(CertbrokerRenewal *r) {
+        if (!r)
+                return NULL;
+        free(r->state);
+        free(r->successor);
+        free(r->predecessor);
+        free(r);
+        return NULL;
+}
+
+/* An object path property holding a request path (or "/") into an id ("" for "/"). */
+static int read_request_link(sd_bus_message *m, char **slot) {
+        const char *p;
+        char *id = NULL;
+        int r;
+
+        r = sd_bus_message_read(m, "v", "o", &p);
+        if (r < 0)
+                return r;
+        if (strcmp(p, "/") != 0) {
+                r = sd_bus_path_decode(p, REQUEST_PREFIX, &id);
+                if (r < 0)
+                        return r;
+                if (r == 0 || !request_id_is_valid(id, strlen(id))) {
+                        free(id);
+                        return -EBADMSG;
+                }
+        } else if (strdup_out("", &id) < 0)
+                return -ENOMEM;
+        free(*slot);
+        *slot = id;
+        return 0;
+}
+
+static int read_renewal_property(sd_bus_message *m, const char *name, void *info) {
+        CertbrokerRenewal *i = info;
+        int r;
+
+        if (strcmp(name, "Renew") == 0) {
+                int b;
+                r = sd_bus_message_read(m, "v", "b", &b);
+                if (r >= 0)
+                        i->renew = b;
+                return r;
+        }
+        if (strcmp(name, "RenewAt") == 0)
+                return sd_bus_message_read(m, "v", "t", &i->renew_at);
+        if (strcmp(name, "NotAfter") == 0)
+                return sd_bus_message_read(m, "v", "t", &i->not_after);
+        if (strcmp(name, "Successor") == 0)
+                return read_request_link(m, &i->successor);
+        if (strcmp(name, "Predecessor") == 0)
+                return read_request_link(m, &i->predecessor);
+        if (strcmp(name, "State") == 0) {
+                const char *s;
+                r = sd_bus_message_read(m, "v", "s", &s);
+                if (r >= 0) {
+                        free(i->state);
+                        i->state = NULL;
+                        r = strdup_out(s, &i->state);
+                }
+                return r;
+        }
+        return sd_bus_message_skip(m, "v");
+}
+
+_public_ int certbroker_request_renewal(CertbrokerClient *client, const char *request,
+                                        CertbrokerRenewal **ret, CertbrokerError *error) {
+        sd_bus_message *reply = NULL;
+        CertbrokerRenewal *i = NULL;
+        char *path = NULL;
+        int r;
+
+        if (!client || !ret)
+                return error_setf(error, -EINVAL, NULL, "certbroker_request_renewal: NULL argument.");
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        r = get_all(client, path, REQUEST_IFACE, &reply, error);
+        free(path);
+        if (r < 0)
+                return r;
+        i = calloc(1, sizeof(*i));
+        r = i ? read_properties(reply, read_renewal_property, i) : -ENOMEM;
+        if (r >= 0 && !i->state)
+                r = strdup_out("", &i->state);
+        if (r >= 0 && !i->successor)
+                r = strdup_out("", &i->successor);      /* a daemon without renewal */
+        if (r >= 0 && !i->predecessor)
+                r = strdup_out("", &i->predecessor);
+        sd_bus_message_unref(reply);
+        if (r < 0) {
+                certbroker_renewal_free(i);
+                return error_setf(error, r, NULL, "Cannot read the renewal properties of request %s: %s",
+                                  request, strerror(-r));
+        }
+        *ret = i;
+        return 0;
+}
+
+_public_ int certbroker_stop_renewal(CertbrokerClient *client, const char *request, CertbrokerError *error) {
+        return request_call(client, request, "StopRenewal", error);
+}
+
+static uint64_t now_realtime(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+/* No successor will ever come: renewal stopped (or never asked for), or the request ended
+ * without a certificate. */
+static bool renewal_ended(const CertbrokerRenewal *i) {
+        if (*i->successor)
+                return false;
+        if (!i->renew)
+                return true;
+        return certbroker_state_is_terminal(i->state) && strcmp(i->state, "issued") != 0;
+}
+
+_public_ int certbroker_wait_successor(CertbrokerClient *client, const char *request, uint64_t timeout_usec,
+                                       char **ret_successor, CertbrokerError *error) {
+        sd_bus_slot *match = NULL;
+        char *path = NULL, *match_rule = NULL;
+        WaitContext w = { .reply_error = SD_BUS_ERROR_NULL };
+        uint64_t deadline, now;
+        const char *id;
+        int r;
+
+        if (!client)
+                return error_setf(error, -EINVAL, NULL, "certbroker_wait_successor: NULL argument.");
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        id = path + strlen(REQUEST_PREFIX) + 1;
+
+        /* Subscribe before the first read, so no change falls between the two. */
+        if (asprintf(&match_rule, "type='signal',sender='%s',path='%s',interface='%s',"
+                     "member='PropertiesChanged',arg0='%s'",
+                     CERTBROKER_BUS_NAME, path, PROPERTIES_IFACE, REQUEST_IFACE) < 0) {
+                match_rule = NULL;
+                r = error_setf(error, -ENOMEM, NULL, "Out of memory.");
+                goto finish;
+        }
+        r = sd_bus_add_match(client->bus, &match, match_rule, on_properties_changed, &w);
+        if (r < 0) {
+                r = error_setf(error, r, NULL, "Cannot subscribe to the changes of request %s: %s",
+                               id, strerror(-r));
+                goto finish;
+        }
+
+        now = now_monotonic();
+        deadline = timeout_usec == CERTBROKER_WAIT_INFINITY || timeout_usec > UINT64_MAX - now ?
+                   UINT64_MAX : now + timeout_usec;
+        for (;;) {
+                CertbrokerRenewal *i = NULL;
+                uint64_t next, real;
+
+                w.changed = false;
+                r = certbroker_request_renewal(client, path, &i, error);
+                if (r < 0)
+                        goto finish;
+                if (*i->successor) {
+                        if (ret_successor) {
+                                *ret_successor = i->successor;
+                                i->successor = NULL;
+                        }
+                        certbroker_renewal_free(i);
+                        r = 1;
+                        goto finish;
+                }
+                if (renewal_ended(i)) {
+                        certbroker_renewal_free(i);
+                        r = CERTBROKER_CHAIN_ENDED;
+                        goto finish;
+                }
+                now = now_monotonic();
+                if (now >= deadline) {
+                        certbroker_renewal_free(i);
+                        r = 0;
+                        goto finish;
+                }
+                /* The next read: a signal, the poll interval, RenewAt (plus a second for the
+                 * daemon to make the successor), or the deadline, whichever comes first. */
+                next = now + SUCCESSOR_POLL_USEC;
+                real = now_realtime();
+                if (i->renew_at > 0) {
+                        uint64_t at = i->renew_at > real ? now + (i->renew_at - real) : now;
+                        at += 1000000ULL;
+                        if (at < next)
+                                next = at;
+                }
+                if (next > deadline)
+                        next = deadline;
+                certbroker_renewal_free(i);
+                while (!w.changed) {
+                        now = now_monotonic();
+                        if (now >= next)
+                                break;
+                        r = sd_bus_process(client->bus, NULL);
+                        if (r < 0)
+                                break;
+                        if (r > 0)
+                                continue;
+                        r = sd_bus_wait(client->bus, next - now);
+                        if (r < 0)
+                                break;
+                }
+                if (r < 0) {
+                        r = error_setf(error, r, NULL, "Lost the connection to certbrokerd while waiting "
+                                       "for the successor of request %s: %s", id, strerror(-r));
+                        goto finish;
+                }
+        }
+finish:
+        sd_bus_slot_unref(match);
+        free(match_rule);
+        free(path);
+        return r;
+}
+
+_public_ int certbroker_chain_latest(CertbrokerClient *client, const char *request, char **ret_id,
+                                     CertbrokerError *error) {
+        char *path = NULL, *cur = NULL;
+        int r;
+
+        if (!client || !ret_id)
+                return error_setf(error, -EINVAL, NULL, "certbroker_chain_latest: NULL argument.");
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        r = strdup_out(path + strlen(REQUEST_PREFIX) + 1, &cur);
+        free(path);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Out of memory.");
+        for (unsigned k = 0; k < CHAIN_LINKS_MAX; k++) {
+                CertbrokerRenewal *i = NULL;
+
+                r = certbroker_request_renewal(client, cur, &i, error);
+                if (r < 0) {
+                        free(cur);
+                        return r;
+                }
+                if (!*i->successor) {
+                        certbroker_renewal_free(i);
+                        *ret_id = cur;
+                        return 0;
+                }
+                free(cur);
+                cur = i->successor;
+                i->successor = NULL;
+                certbroker_renewal_free(i);
+        }
+        free(cur);
+        return error_setf(error, -ELOOP, NULL, "The chain of request %s has more than %u links.",
+                          request, CHAIN_LINKS_MAX);
 }

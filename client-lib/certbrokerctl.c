@@ -8,11 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "certbroker.h"
 #include "cli-util.h"
+#include "deploy-files.h"
 #include "config.h"
 
 static CliArgs arg;
@@ -274,6 +278,28 @@ static void json_request(CliJson *j, const CertbrokerRequestInfo *i, bool with_p
                 cli_json_field_str(j, "certificate", i->certificate);
                 cli_json_field_str(j, "chain", i->chain);
         }
+}
+
+/* Renew, RenewAt, Successor and Predecessor (n: NULL when the daemon could not say). */
+static void json_renewal(CliJson *j, const CertbrokerRenewal *n) {
+        cli_json_field_bool(j, "renew", n && n->renew);
+        cli_json_field_u64(j, "renew_at", n ? n->renew_at : 0);
+        cli_json_field_str(j, "successor", n ? n->successor : "");
+        cli_json_field_str(j, "predecessor", n ? n->predecessor : "");
+}
+
+static void print_renewal(const CertbrokerRenewal *n) {
+        char t[64];
+
+        if (!n)
+                return;
+        printf("%-14s %s\n", "Renew:", n->renew ? "yes" : "no");
+        if (n->renew_at)
+                printf("%-14s %s\n", "Renew at:", cli_format_timestamp(t, sizeof t, n->renew_at));
+        if (*n->successor)
+                printf("%-14s %s\n", "Successor:", n->successor);
+        if (*n->predecessor)
+                printf("%-14s %s\n", "Predecessor:", n->predecessor);
 }
 
 static void print_request(const CertbrokerRequestInfo *i) {
@@ -627,19 +653,29 @@ static int verb_enroll(CertbrokerClient *c) {
 static int verb_status(CertbrokerClient *c) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerRequestInfo *i = NULL;
+        CertbrokerRenewal *n = NULL;
         int r;
 
         r = certbroker_request_get(c, arg.operand, &i, &e);
         if (r < 0)
                 return fail_call(&e, r, "Cannot read the request");
+        r = certbroker_request_renewal(c, arg.operand, &n, &e);
+        if (r < 0) {
+                certbroker_request_info_free(i);
+                return fail_call(&e, r, "Cannot read the request's renewal");
+        }
         if (arg.json) {
                 CliJson j;
                 cli_json_init(&j, stdout);
                 cli_json_begin(&j, '{');
                 json_request(&j, i, true);
+                json_renewal(&j, n);
                 cli_json_end(&j, '}');
-        } else
+        } else {
                 print_request(i);
+                print_renewal(n);
+        }
+        certbroker_renewal_free(n);
         certbroker_request_info_free(i);
         return CLI_EXIT_OK;
 }
@@ -687,34 +723,46 @@ static int verb_list(CertbrokerClient *c) {
         if (arg.json)
                 cli_json_begin(&j, '[');
         else if (n > 0)
-                printf("%-16s  %-10s  %-10s  %-23s  %s\n", "ID", "STATE", "CA", "CREATED", "NAMES");
+                printf("%-16s  %-10s  %-10s  %-23s  %-23s  %-16s  %-16s  %s\n", "ID", "STATE", "CA", "CREATED",
+                       "RENEW AT", "SUCCESSOR", "PREDECESSOR", "NAMES");
         for (size_t k = 0; k < n; k++) {
                 CertbrokerRequestInfo *i = NULL;
-                char t[64];
+                CertbrokerRenewal *rn = NULL;
+                char t[64], t2[64];
 
                 /* The request may have been removed since the list was made. */
                 if (certbroker_request_get(c, l[k].id, &i, &e) < 0) {
                         certbroker_error_clear(&e);
                         i = NULL;
                 }
+                if (i && certbroker_request_renewal(c, l[k].id, &rn, &e) < 0) {
+                        certbroker_error_clear(&e);
+                        rn = NULL;
+                }
                 if (arg.json) {
                         cli_json_begin(&j, '{');
-                        if (i)
+                        if (i) {
                                 json_request(&j, i, false);
-                        else {
+                                json_renewal(&j, rn);
+                        } else {
                                 cli_json_field_str(&j, "id", l[k].id);
                                 cli_json_field_str(&j, "state", l[k].state);
                         }
                         cli_json_end(&j, '}');
                 } else {
-                        printf("%-16s  %-10s  %-10s  %-23s ", l[k].id, i ? i->state : l[k].state, i ? i->ca : "",
-                               cli_format_timestamp(t, sizeof t, i ? i->created : 0));
+                        printf("%-16s  %-10s  %-10s  %-23s  %-23s  %-16s  %-16s ", l[k].id,
+                               i ? i->state : l[k].state, i ? i->ca : "",
+                               cli_format_timestamp(t, sizeof t, i ? i->created : 0),
+                               cli_format_timestamp(t2, sizeof t2, rn ? rn->renew_at : 0),
+                               rn && *rn->successor ? rn->successor : "-",
+                               rn && *rn->predecessor ? rn->predecessor : "-");
                         for (char **s = i ? i->names : NULL; s && *s; s++)
                                 printf(" %s", *s);
                         if (i && *i->label)
                                 printf("  (%s)", i->label);
                         printf("\n");
                 }
+                certbroker_renewal_free(rn);
                 certbroker_request_info_free(i);
         }
         if (arg.json)
@@ -893,6 +941,472 @@ static int verb_access(CertbrokerClient *c) {
         return allowed ? CLI_EXIT_OK : CLI_EXIT_DENIED;
 }
 
+/* ---- deploy: keep a certificate deployed in a directory (deploy-files.h) ---- */
+
+/* Backoff after certbrokerd or the bus failed under us, and after a failed reload command. */
+#define DEPLOY_BUS_BACKOFF_MAX_SEC      15U
+#define DEPLOY_RELOAD_BACKOFF_MAX_SEC   60U
+
+typedef struct Deploy {
+        CertbrokerClient *client;       /* NULL after a bus failure: reconnect */
+        const char *dir;
+        const char *reload;
+        CertbrokerRequestSpec spec;
+        bool once;
+        uid_t uid;
+        int dfd;
+        DeployState state;
+        int exit_code;                  /* of a fatal failure, already reported */
+} Deploy;
+
+/* The D-Bus failures that mean certbrokerd (or the bus) is going away or coming back: the
+ * deployment reconnects and tries again, it does not give up. */
+static bool error_is_transient(const CertbrokerError *e, int r) {
+        static const char *const names[] = {
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+                "org.freedesktop.DBus.Error.NameHasNoOwner",
+                "org.freedesktop.DBus.Error.NoReply",
+                "org.freedesktop.DBus.Error.Disconnected",
+                "org.freedesktop.DBus.Error.Timeout",
+                "org.freedesktop.DBus.Error.TimedOut",
+                "org.freedesktop.DBus.Error.NoServer",
+                "org.freedesktop.DBus.Error.LimitsExceeded",
+        };
+        if (e->name) {
+                for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+                        if (strcmp(e->name, names[i]) == 0)
+                                return true;
+                return false;
+        }
+        return r == -ECONNRESET || r == -ENOTCONN || r == -EPIPE || r == -ETIMEDOUT || r == -ECONNREFUSED ||
+               r == -ESHUTDOWN || r == -ENOENT || r == -EIO;
+}
+
+/* A failed call: transient (-EAGAIN, reported as a retry) or fatal (-ECANCELED, reported and
+ * d->exit_code set). */
+static int deploy_call_failed(Deploy *d, CertbrokerError *e, int r, const char *what) {
+        if (error_is_transient(e, r)) {
+                fprintf(stderr, "%s: deploy: %s: %s%s%s%s: will reconnect and retry.\n", program, what,
+                        e->message ?: strerror(-r), e->name ? " [" : "", e->name ?: "", e->name ? "]" : "");
+                certbroker_error_clear(e);
+                d->client = certbroker_close(d->client);
+                return -EAGAIN;
+        }
+        d->exit_code = fail_call(e, r, what);
+        return -ECANCELED;
+}
+
+static int deploy_fatal(Deploy *d, int code, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static int deploy_fatal(Deploy *d, int code, const char *format, ...) {
+        va_list ap;
+        char *msg = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&msg, format, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        d->exit_code = fail(code, NULL, "deploy: %s", msg ?: "out of memory");
+        free(msg);
+        return -ECANCELED;
+}
+
+static void deploy_note(const char *format, ...) __attribute__((format(printf, 1, 2)));
+static void deploy_note(const char *format, ...) {
+        va_list ap;
+
+        if (arg.quiet)
+                return;
+        fprintf(stderr, "%s: deploy: ", program);
+        va_start(ap, format);
+        vfprintf(stderr, format, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+static int deploy_save_state(Deploy *d) {
+        int r = deploy_state_write(d->dfd, &d->state);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write %s/%s: %s", d->dir, DEPLOY_STATE_FILE,
+                                    strerror(-r));
+        return 0;
+}
+
+/* Writes request id's key, certificate and chain into DIR/gen-<id>/ and points DIR/live at it.
+ * Returns 0 when deployed (now or before), 1 when it cannot be (its key is gone). */
+static int deploy_member(Deploy *d, const char *id) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        char live[17] = "", *why = NULL, *cert = NULL, *chain = NULL, *key = NULL, *full = NULL;
+        bool created = false;
+        int r, gfd = -1;
+
+        r = deploy_live_read(d->dfd, live, &why);
+        if (r < 0 && r != -ENOENT) {
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
+                free(why);
+                return r;
+        }
+        if (strcmp(live, id) == 0)
+                return 0;
+
+        r = certbroker_request_certificate(d->client, id, &cert, &chain, &e);
+        if (r < 0)
+                return deploy_call_failed(d, &e, r, "Cannot read the certificate");
+
+        r = deploy_generation_open(d->dfd, d->uid, id, true, &gfd, &created, &why);
+        if (r < 0) {
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
+                goto finish;
+        }
+        if (!deploy_generation_has_key(gfd)) {
+                r = certbroker_take_key(d->client, id, &key, &e);
+                if (r < 0 && certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN)) {
+                        fprintf(stderr, "%s: deploy: the key of request %s was taken before it reached %s "
+                                "(by another program, or lost in a crash): this certificate cannot be deployed; "
+                                "waiting for its successor.\n", program, id, d->dir);
+                        certbroker_error_clear(&e);
+                        r = 1;
+                        goto finish;
+                }
+                if (r < 0) {
+                        r = deploy_call_failed(d, &e, r, "Cannot take the key");
+                        goto finish;
+                }
+                /* The broker has erased its copy: this file is the only one. */
+                r = deploy_write_file(gfd, "key.pem", key, 0600);
+                if (r < 0) {
+                        r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write the key of request %s into "
+                                         "%s/gen-%s/key.pem: %s", id, d->dir, id, strerror(-r));
+                        goto finish;
+                }
+        }
+        if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
+                full = NULL;
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "out of memory");
+                goto finish;
+        }
+        {
+                const char *names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
+                const char *data[] = { cert, chain, full };
+                for (size_t k = 0; k < 3; k++) {
+                        r = deploy_write_file(gfd, names[k], data[k], 0644);
+                        if (r < 0) {
+                                r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write %s/gen-%s/%s: %s", d->dir, id,
+                                                 names[k], strerror(-r));
+                                goto finish;
+                        }
+                }
+        }
+        r = deploy_fsync_dir(gfd);
+        if (r >= 0)
+                r = deploy_live_swap(d->dfd, id);
+        if (r < 0) {
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot switch %s/%s to gen-%s: %s", d->dir, DEPLOY_LIVE,
+                                 id, strerror(-r));
+                goto finish;
+        }
+        deploy_note("request %s deployed: %s/%s -> gen-%s", id, d->dir, DEPLOY_LIVE, id);
+        (void) deploy_prune(d->dfd, id, DEPLOY_KEEP_GENERATIONS);
+        r = 0;
+finish:
+        if (gfd >= 0)
+                close(gfd);
+        if (r == 1 && created) {
+                char name[64];
+                snprintf(name, sizeof name, DEPLOY_GEN_PREFIX "%s", id);
+                (void) unlinkat(d->dfd, name, AT_REMOVEDIR);
+        }
+        certbroker_secret_free(key);
+        free(cert);
+        free(chain);
+        free(full);
+        free(why);
+        return r;
+}
+
+/* Runs the reload command once; returns its wait status, or -errno. */
+static int deploy_run_reload(Deploy *d, const char *id) {
+        char path[PATH_MAX];
+        pid_t pid;
+        int status;
+
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                static const struct { const char *var, *file; } env[] = {
+                        { "CERTBROKER_CERT", "cert.pem" },
+                        { "CERTBROKER_KEY", "key.pem" },
+                        { "CERTBROKER_CHAIN", "chain.pem" },
+                        { "CERTBROKER_FULLCHAIN", "fullchain.pem" },
+                };
+                for (size_t k = 0; k < sizeof env / sizeof env[0]; k++) {
+                        snprintf(path, sizeof path, "%s/%s/%s", d->dir, DEPLOY_LIVE, env[k].file);
+                        setenv(env[k].var, path, 1);
+                }
+                setenv("CERTBROKER_REQUEST", id, 1);
+                setenv("CERTBROKER_DIR", d->dir, 1);
+                execl("/bin/sh", "sh", "-c", d->reload, (char *) NULL);
+                fprintf(stderr, "%s: deploy: cannot run /bin/sh: %s\n", program, strerror(errno));
+                _exit(127);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return status;
+}
+
+/* Runs the reload command for request id until it succeeds, with backoff; a newer certificate
+ * arriving meanwhile ends the retries (it gets its own reload). */
+static int deploy_reload(Deploy *d, const char *id) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        unsigned backoff = 1;
+
+        if (strcmp(d->state.reloaded, id) == 0)
+                return 0;
+        for (unsigned attempt = 1;; attempt++) {
+                char how[64];
+                int status, r;
+
+                if (!d->reload)
+                        break;
+                fflush(stdout);
+                fflush(stderr);
+                status = deploy_run_reload(d, id);
+                if (status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                        deploy_note("reload command for request %s succeeded%s", id, attempt > 1 ? " (after retries)" : "");
+                        break;
+                }
+                if (status < 0)
+                        snprintf(how, sizeof how, "could not be started: %s", strerror(-status));
+                else if (WIFEXITED(status))
+                        snprintf(how, sizeof how, "failed with exit status %d", WEXITSTATUS(status));
+                else
+                        snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
+                fprintf(stderr, "%s: deploy: the reload command for request %s %s (attempt %u); retrying in "
+                        "%u s.\n", program, id, how, attempt, backoff);
+                r = certbroker_wait_successor(d->client, id, (uint64_t) backoff * 1000000ULL, NULL, &e);
+                if (r < 0)
+                        return deploy_call_failed(d, &e, r, "Cannot follow the chain");
+                if (r == 1) {
+                        deploy_note("a newer certificate than request %s's arrived: reloading for that one instead", id);
+                        return 0;
+                }
+                backoff = backoff * 2 > DEPLOY_RELOAD_BACKOFF_MAX_SEC ? DEPLOY_RELOAD_BACKOFF_MAX_SEC : backoff * 2;
+        }
+        snprintf(d->state.reloaded, sizeof d->state.reloaded, "%s", id);
+        return deploy_save_state(d);
+}
+
+/* One run from the recorded state: enroll (once per DIR), follow the chain to its latest
+ * member, deploy each issued member and reload. 0: done (--once, or the chain was stopped). */
+static int deploy_round(Deploy *d) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        char *latest = NULL;
+        int r;
+
+        if (!d->client) {
+                r = certbroker_open(&d->client, &e);
+                if (r < 0)
+                        return deploy_call_failed(d, &e, r, "Cannot connect to the system bus");
+        }
+        if (!*d->state.request) {
+                char *id = NULL;
+                r = certbroker_enroll_flags(d->client, &d->spec, CERTBROKER_ENROLL_RENEW, &id, &e);
+                if (r < 0)
+                        return deploy_call_failed(d, &e, r, "Enroll refused");
+                snprintf(d->state.request, sizeof d->state.request, "%s", id);
+                free(id);
+                r = deploy_save_state(d);
+                if (r < 0)
+                        return r;
+                deploy_note("enrolled request %s (renewed by certbrokerd, followed from %s/%s)",
+                            d->state.request, d->dir, DEPLOY_STATE_FILE);
+        }
+        r = certbroker_chain_latest(d->client, d->state.request, &latest, &e);
+        if (r < 0) {
+                if (certbroker_error_has_name(&e, CERTBROKER_ERROR_NO_SUCH_REQUEST)) {
+                        d->exit_code = fail(CLI_EXIT_NOT_FOUND, e.name, "deploy: request %s, recorded in %s/%s, "
+                                            "is gone: %s Remove %s/%s to enroll a new chain.", d->state.request,
+                                            d->dir, DEPLOY_STATE_FILE, e.message ?: "", d->dir, DEPLOY_STATE_FILE);
+                        certbroker_error_clear(&e);
+                        return -ECANCELED;
+                }
+                return deploy_call_failed(d, &e, r, "Cannot follow the chain");
+        }
+        if (strcmp(latest, d->state.request) != 0) {
+                snprintf(d->state.request, sizeof d->state.request, "%s", latest);
+                r = deploy_save_state(d);
+                if (r < 0) {
+                        free(latest);
+                        return r;
+                }
+        }
+        free(latest);
+
+        for (;;) {
+                char id[17], *state = NULL, *next = NULL;
+
+                snprintf(id, sizeof id, "%s", d->state.request);
+                r = certbroker_wait(d->client, id, CERTBROKER_WAIT_INFINITY, NULL, NULL, &state, &e);
+                if (r < 0)
+                        return deploy_call_failed(d, &e, r, "Cannot wait for the request");
+                if (strcmp(state, "issued") != 0) {
+                        CertbrokerRequestInfo *i = NULL;
+                        if (certbroker_request_get(d->client, id, &i, &e) < 0)
+                                certbroker_error_clear(&e);
+                        d->exit_code = fail(CLI_EXIT_REQUEST_FAILED, i ? i->error_name : NULL,
+                                            "deploy: request %s of the chain ended %s%s%s; the certificate "
+                                            "deployed before stays. Remove %s/%s to enroll a new chain.", id,
+                                            state, i && *i->error_message ? ": " : "", i ? i->error_message : "",
+                                            d->dir, DEPLOY_STATE_FILE);
+                        certbroker_request_info_free(i);
+                        free(state);
+                        return -ECANCELED;
+                }
+                free(state);
+                r = deploy_member(d, id);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        r = deploy_reload(d, id);
+                        if (r < 0)
+                                return r;
+                }
+                if (d->once)
+                        return 0;
+                r = certbroker_wait_successor(d->client, id, CERTBROKER_WAIT_INFINITY, &next, &e);
+                if (r < 0)
+                        return deploy_call_failed(d, &e, r, "Cannot follow the chain");
+                if (r == CERTBROKER_CHAIN_ENDED) {
+                        deploy_note("renewal of request %s was stopped: nothing more to deploy", id);
+                        return 0;
+                }
+                deploy_note("request %s is renewed by request %s", id, next);
+                snprintf(d->state.request, sizeof d->state.request, "%s", next);
+                free(next);
+                r = deploy_save_state(d);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* deploy --config FILE: read it (owned by root or the caller, not writable by others) and,
+ * as root, become its User= before anything else happens. */
+static int deploy_load_config(DeployConfig *cfg) {
+        char buf[16384], *why = NULL;
+        struct stat st;
+        ssize_t n;
+        int fd, r;
+
+        fd = open(arg.config, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return fail(CLI_EXIT_FAILURE, NULL, "deploy: cannot open --config '%s': %s", arg.config, strerror(errno));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+            (st.st_mode & (S_IWGRP | S_IWOTH))) {
+                close(fd);
+                return fail(CLI_EXIT_FAILURE, NULL, "deploy: --config '%s' must be a regular file owned by root "
+                            "(or you) and not writable by group or others.", arg.config);
+        }
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n < 0)
+                return fail(CLI_EXIT_FAILURE, NULL, "deploy: cannot read '%s': %s", arg.config, strerror(errno));
+        buf[n] = 0;
+        r = deploy_config_parse(buf, cfg, &why);
+        if (r < 0) {
+                r = fail(CLI_EXIT_USAGE, NULL, "deploy: %s: %s", arg.config, why ?: strerror(-r));
+                free(why);
+                return r;
+        }
+        if (cfg->user) {
+                struct passwd *pw = getpwnam(cfg->user);
+                if (!pw)
+                        return fail(CLI_EXIT_USAGE, NULL, "deploy: %s: User=%s: no such user.", arg.config, cfg->user);
+                if (geteuid() == 0 && pw->pw_uid != 0) {
+                        if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+                            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+                                return fail(CLI_EXIT_FAILURE, NULL, "deploy: cannot become User=%s: %s", cfg->user,
+                                            strerror(errno));
+                        if (setuid(0) == 0)
+                                return fail(CLI_EXIT_FAILURE, NULL, "deploy: could become root again after "
+                                            "dropping to User=%s: refusing to go on.", cfg->user);
+                } else if (pw->pw_uid != geteuid())
+                        return fail(CLI_EXIT_FAILURE, NULL, "deploy: %s says User=%s, but this runs as uid %u (only "
+                                    "root can switch users).", arg.config, cfg->user, (unsigned) geteuid());
+        } else if (geteuid() == 0)
+                return fail(CLI_EXIT_USAGE, NULL, "deploy: %s: User= is missing; the deployment runs as the "
+                            "application's user, never as root.", arg.config);
+        return 0;
+}
+
+static int verb_deploy(void) {
+        DeployConfig cfg = {};
+        Deploy d = { .dfd = -1, .once = arg.once };
+        char *why = NULL;
+        unsigned backoff = 1;
+        int r;
+
+        if (arg.config) {
+                r = deploy_load_config(&cfg);
+                if (r != 0) {
+                        deploy_config_done(&cfg);
+                        return r;
+                }
+                d.dir = cfg.dir;
+                d.reload = cfg.reload;
+                d.spec = (CertbrokerRequestSpec) {
+                        .ca = cfg.ca, .subject = cfg.subject, .names = (const char *const *) cfg.dns,
+                        .key_type = cfg.key_type, .usage = cfg.usage, .label = cfg.label,
+                };
+        } else {
+                d.dir = arg.dir;
+                d.reload = arg.reload;
+                d.spec = spec_from_args();
+        }
+        d.uid = geteuid();
+        umask(0077);
+
+        r = deploy_dir_open(d.dir, d.uid, &d.dfd, &why);
+        if (r < 0) {
+                r = fail(CLI_EXIT_FAILURE, NULL, "deploy: refusing the directory: %s.", why ?: strerror(-r));
+                goto finish;
+        }
+        r = deploy_state_read(d.dfd, d.uid, &d.state, &why);
+        if (r < 0) {
+                r = fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
+                goto finish;
+        }
+        {
+                char live[17];
+                r = deploy_live_read(d.dfd, live, &why);
+                if (r < 0 && r != -ENOENT) {
+                        r = fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
+                        goto finish;
+                }
+        }
+        if (*d.state.request)
+                deploy_note("following the chain of request %s recorded in %s/%s", d.state.request, d.dir,
+                            DEPLOY_STATE_FILE);
+
+        for (;;) {
+                r = deploy_round(&d);
+                if (r == -EAGAIN) {
+                        sleep(backoff);
+                        backoff = backoff * 2 > DEPLOY_BUS_BACKOFF_MAX_SEC ? DEPLOY_BUS_BACKOFF_MAX_SEC : backoff * 2;
+                        continue;
+                }
+                r = r < 0 ? d.exit_code : CLI_EXIT_OK;
+                break;
+        }
+finish:
+        if (d.dfd >= 0)
+                close(d.dfd);
+        certbroker_close(d.client);
+        deploy_config_done(&cfg);
+        free(why);
+        return r;
+}
+
 int main(int argc, char *argv[]) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerClient *c = NULL;
@@ -924,6 +1438,10 @@ int main(int argc, char *argv[]) {
                 else
                         printf("certbrokerctl %s\n", CERTBROKER_VERSION);
                 r = CLI_EXIT_OK;
+                goto finish;
+        case CLI_COMMAND_DEPLOY:
+                /* Its own connection: it may first drop privileges, and reconnects. */
+                r = verb_deploy();
                 goto finish;
         default:
                 break;

@@ -79,6 +79,7 @@ static const char *const command_names[_CLI_COMMAND_MAX] = {
         [CLI_COMMAND_CAS]     = "cas",
         [CLI_COMMAND_CHECK]   = "check",
         [CLI_COMMAND_ACCESS]  = "access",
+        [CLI_COMMAND_DEPLOY]  = "deploy",
 };
 
 const char *cli_command_to_string(CliCommand c) {
@@ -103,11 +104,15 @@ enum {
         OPT_NO_WAIT,
         OPT_TIMEOUT,
         OPT_CHALLENGE,
+        OPT_DIR,
+        OPT_RELOAD,
+        OPT_CONFIG,
+        OPT_ONCE,
 };
 
 #define B(c) (1U << (c))
 #define ALL_COMMANDS (~0U)
-#define SPEC_COMMANDS (B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_ACCESS))
+#define SPEC_COMMANDS (B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_ACCESS) | B(CLI_COMMAND_DEPLOY))
 #define OUT_COMMANDS (B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_FETCH))
 
 static const struct {
@@ -131,6 +136,10 @@ static const struct {
         { { "no-wait",   no_argument,       NULL, OPT_NO_WAIT },   B(CLI_COMMAND_ENROLL) },
         { { "timeout",   required_argument, NULL, OPT_TIMEOUT },   B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_WAIT) },
         { { "challenge", no_argument,       NULL, OPT_CHALLENGE }, B(CLI_COMMAND_CHECK) },
+        { { "dir",       required_argument, NULL, OPT_DIR },       B(CLI_COMMAND_DEPLOY) },
+        { { "reload",    required_argument, NULL, OPT_RELOAD },    B(CLI_COMMAND_DEPLOY) },
+        { { "config",    required_argument, NULL, OPT_CONFIG },    B(CLI_COMMAND_DEPLOY) },
+        { { "once",      no_argument,       NULL, OPT_ONCE },      B(CLI_COMMAND_DEPLOY) },
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -307,6 +316,24 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_CHALLENGE:
                         a.challenge = true;
                         break;
+                case OPT_DIR:
+                        r = set_once(&a.dir, optarg, "dir", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_RELOAD:
+                        r = set_once(&a.reload, optarg, "reload", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_CONFIG:
+                        r = set_once(&a.config, optarg, "config", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_ONCE:
+                        a.once = true;
+                        break;
                 case ':':
                         r = usage_error(ret_error, "Option '%s' needs a value.", argv[optind - 1]);
                         goto fail;
@@ -353,6 +380,7 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
         case CLI_COMMAND_CAS:
         case CLI_COMMAND_ENROLL:
         case CLI_COMMAND_ACCESS:
+        case CLI_COMMAND_DEPLOY:
                 if (n_operands > 0) {
                         r = usage_error(ret_error, "'%s' takes no arguments, got '%s'.",
                                         command_names[a.command], operands[0]);
@@ -370,7 +398,24 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 a.operand = operands[0];
         }
 
-        if ((a.command == CLI_COMMAND_ENROLL || a.command == CLI_COMMAND_ACCESS) &&
+        if (a.command == CLI_COMMAND_DEPLOY) {
+                if (a.config && (a.dir || a.reload || a.ca || a.subject || a.n_dns > 0 || a.key_type ||
+                                 a.usage || a.label)) {
+                        r = usage_error(ret_error, "'deploy --config FILE' takes its directory, reload "
+                                        "command and request from FILE: only --once may be added.");
+                        goto fail;
+                }
+                if (!a.config && (!a.dir || !*a.dir)) {
+                        r = usage_error(ret_error, "'deploy' needs --dir DIR (or --config FILE).");
+                        goto fail;
+                }
+                if (a.reload && !*a.reload) {
+                        r = usage_error(ret_error, "--reload needs a command.");
+                        goto fail;
+                }
+        }
+        if ((a.command == CLI_COMMAND_ENROLL || a.command == CLI_COMMAND_ACCESS ||
+             (a.command == CLI_COMMAND_DEPLOY && !a.config)) &&
             a.n_dns == 0 && !a.subject) {
                 r = usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject).",
                                 command_names[a.command]);

@@ -42,6 +42,7 @@ typedef enum CliCommand {
         CLI_COMMAND_CAS,
         CLI_COMMAND_CHECK,
         CLI_COMMAND_ACCESS,
+        CLI_COMMAND_DEPLOY,
         _CLI_COMMAND_MAX,
 } CliCommand;
 
@@ -67,6 +68,10 @@ typedef struct CliArgs {
         const char *key_out;
         const char *cert_out;
         const char *chain_out;
+        const char *dir;                /* deploy --dir */
+        const char *reload;             /* deploy --reload */
+        const char *config;             /* deploy --config */
+        bool once;                      /* deploy --once */
         const char *operand;            /* the request id (status, wait, ...) or CA (check) */
         uint64_t timeout_usec;          /* CLI_TIMEOUT_INFINITY when not given */
 } CliArgs;

@@ -251,6 +251,59 @@ int certbroker_ca_check(CertbrokerClient *client, const char *ca, bool with_chal
                         CertbrokerCheckStep **ret_steps, size_t *ret_n, CertbrokerError *error);
 CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *steps, size_t n);
 
+/* ---- renewal: chains of requests (since LIBCERTBROKER_1.1) ----
+ *
+ * A request enrolled with CERTBROKER_ENROLL_RENEW is kept valid by certbrokerd: at its
+ * RenewAt the broker makes a successor (a new request, new id, same owner and parameters,
+ * a fresh key) whose certificate and key are fetched like any other request's
+ * (certbroker_wait(), certbroker_take_key(), certbroker_request_certificate()). The
+ * requests linked by Successor/Predecessor form a chain. */
+
+/* Flags of certbroker_enroll_flags(). */
+#define CERTBROKER_ENROLL_RENEW         (UINT64_C(1) << 0)      /* Enroll option renew=true */
+
+/* certbroker_enroll() with flags (CERTBROKER_ENROLL_*; unknown bits: -EINVAL). */
+int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
+                            uint64_t flags, char **ret_id, CertbrokerError *error);
+
+/* A request's place in its chain. */
+typedef struct CertbrokerRenewal {
+        bool renew;                     /* Renew: kept valid by successors */
+        uint64_t renew_at;              /* RenewAt, µs since the epoch; 0: not tracked, not issued, or stopped */
+        uint64_t not_after;             /* NotAfter of its certificate, 0 before issuance */
+        char *state;                    /* State */
+        char *successor;                /* id of the request that renews this one, "" until it exists */
+        char *predecessor;              /* id of the request this one renews, "" for a first enrollment */
+} CertbrokerRenewal;
+
+/* Reads Renew, RenewAt, NotAfter, State, Successor and Predecessor in one call. */
+int certbroker_request_renewal(CertbrokerClient *client, const char *request,
+                               CertbrokerRenewal **ret, CertbrokerError *error);
+/* Accepts NULL; returns NULL. */
+CertbrokerRenewal *certbroker_renewal_free(CertbrokerRenewal *renewal);
+
+/* Request.StopRenewal(): no successor will be made (owner or root). */
+int certbroker_stop_renewal(CertbrokerClient *client, const char *request, CertbrokerError *error);
+
+/* certbroker_wait_successor(): the chain ends here, no successor will come (renewal was
+ * stopped or never asked for, or the request ended without a certificate). */
+#define CERTBROKER_CHAIN_ENDED 2
+
+/* Waits until the request has a successor, or timeout_usec has passed
+ * (CERTBROKER_WAIT_INFINITY: no limit). Follows the request's PropertiesChanged signals and
+ * also re-reads it at RenewAt and at least every 30 s, so a signal lost to a restart of
+ * certbrokerd only delays it. Returns 1 and *ret_successor (the successor's id; may be
+ * NULL) when there is one, 0 on timeout, CERTBROKER_CHAIN_ENDED when none will come, and
+ * a negative errno on failure (a D-Bus error when certbrokerd is restarting: retry).
+ * Waiting for the successor to be issued is then certbroker_wait() on it. */
+int certbroker_wait_successor(CertbrokerClient *client, const char *request, uint64_t timeout_usec,
+                              char **ret_successor, CertbrokerError *error);
+
+/* Follows the Successor links from request to the chain's latest member (the one without a
+ * successor yet; request itself when it has none). *ret_id: its id. */
+int certbroker_chain_latest(CertbrokerClient *client, const char *request, char **ret_id,
+                            CertbrokerError *error);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,516 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The files of 'certbrokerctl deploy' (deploy-files.h): everything relative to directory
+ * fds, O_NOFOLLOW everywhere, new files with O_EXCL, fsync before every rename. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deploy-files.h"
+
+static int why(char **ret_why, int r, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static int why(char **ret_why, int r, const char *format, ...) {
+        va_list ap;
+        char *s = NULL;
+
+        if (ret_why) {
+                va_start(ap, format);
+                if (vasprintf(&s, format, ap) < 0)
+                        s = NULL;
+                va_end(ap);
+                free(*ret_why);
+                *ret_why = s;
+        }
+        return r;
+}
+
+bool deploy_id_is_valid(const char *id) {
+        if (!id || strlen(id) != 16)
+                return false;
+        for (size_t i = 0; i < 16; i++)
+                if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+/* ---- the directory ---- */
+
+static bool writable_by_others(const struct stat *st) {
+        return (st->st_mode & (S_IWGRP | S_IWOTH)) != 0;
+}
+
+int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why) {
+        struct stat st;
+        char *copy;
+        int fd, r;
+
+        if (!path || path[0] != '/')
+                return why(ret_why, -EINVAL, "the directory '%s' is not an absolute path", path ?: "");
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ELOOP || r == -ENOTDIR) {
+                        if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+                                return why(ret_why, -ELOOP, "'%s' is a symbolic link: give the real directory", path);
+                        return why(ret_why, -ENOTDIR, "'%s' is not a directory", path);
+                }
+                return why(ret_why, r, "cannot open the directory '%s': %s", path, strerror(-r));
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return why(ret_why, r, "cannot stat '%s': %s", path, strerror(-r));
+        }
+        if (st.st_uid != uid) {
+                close(fd);
+                return why(ret_why, -EPERM, "'%s' is owned by uid %u, not by the deploying user (uid %u): "
+                           "chown it to that user", path, (unsigned) st.st_uid, (unsigned) uid);
+        }
+        if (writable_by_others(&st)) {
+                close(fd);
+                return why(ret_why, -EPERM, "'%s' is writable by its group or others (mode %04o): "
+                           "chmod go-w it, so that nobody else can plant files in it", path,
+                           (unsigned) (st.st_mode & 07777));
+        }
+        /* Whoever can write a directory above can rename DIR away and put another in its place. */
+        copy = strdup(path);
+        if (!copy) {
+                close(fd);
+                return -ENOMEM;
+        }
+        for (char *slash = strrchr(copy, '/'); slash; slash = strrchr(copy, '/')) {
+                *slash = 0;
+                const char *up = *copy ? copy : "/";
+                if (stat(up, &st) < 0) {
+                        r = -errno;
+                        free(copy);
+                        close(fd);
+                        return why(ret_why, r, "cannot stat '%s': %s", up, strerror(-r));
+                }
+                if ((st.st_uid != 0 && st.st_uid != uid) ||
+                    (writable_by_others(&st) && !(st.st_mode & S_ISVTX))) {
+                        r = why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by others "
+                                "(mode %04o): others could replace the deployment directory",
+                                up, path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+                        free(copy);
+                        close(fd);
+                        return r;
+                }
+                if (!*copy)
+                        break;
+        }
+        free(copy);
+        *ret_fd = fd;
+        return 0;
+}
+
+int deploy_fsync_dir(int dfd) {
+        return fsync(dfd) < 0 ? -errno : 0;
+}
+
+int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode) {
+        char tmp[256];
+        size_t n = strlen(data), done = 0;
+        int fd, r = 0;
+
+        if ((size_t) snprintf(tmp, sizeof tmp, "%s.tmp", name) >= sizeof tmp)
+                return -ENAMETOOLONG;
+        /* A leftover of a crash, or something planted: unlinkat() removes a symlink itself. */
+        if (unlinkat(dfd, tmp, 0) < 0 && errno != ENOENT)
+                return -errno;
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        if (fchmod(fd, mode) < 0)
+                r = -errno;
+        while (r == 0 && done < n) {
+                ssize_t k = write(fd, data + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                } else
+                        done += (size_t) k;
+        }
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(dfd, tmp, 0);
+        return r;
+}
+
+/* ---- the state file ---- */
+
+int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
+        DeployState s = {};
+        char buf[512];
+        struct stat st;
+        ssize_t n;
+        int fd, r;
+
+        fd = openat(dfd, DEPLOY_STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                if (errno == ENOENT) {
+                        *ret = s;
+                        return 0;
+                }
+                r = -errno;
+                if (r == -ELOOP)
+                        return why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
+                return why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
+                close(fd);
+                return why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
+                           DEPLOY_STATE_FILE);
+        }
+        n = read(fd, buf, sizeof buf - 1);
+        r = n < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+                return why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        buf[n] = 0;
+        for (char *line = buf, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                char *slot = NULL;
+                const char *v = NULL;
+                if (strncmp(line, "request=", 8) == 0)
+                        slot = s.request, v = line + 8;
+                else if (strncmp(line, "reloaded=", 9) == 0)
+                        slot = s.reloaded, v = line + 9;
+                else if (*line == 0 || *line == '#')
+                        continue;
+                if (!slot || (*v && !deploy_id_is_valid(v)))
+                        return why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
+                                   "reloaded=ID)", DEPLOY_STATE_FILE, line);
+                strcpy(slot, v);
+        }
+        if (!*s.request && *s.reloaded)
+                return why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
+        *ret = s;
+        return 0;
+}
+
+int deploy_state_write(int dfd, const DeployState *state) {
+        char buf[128];
+        int r;
+
+        snprintf(buf, sizeof buf,
+                 "# written by certbrokerctl deploy: the renewal chain this directory follows\n"
+                 "request=%s\nreloaded=%s\n", state->request, state->reloaded);
+        r = deploy_write_file(dfd, DEPLOY_STATE_FILE, buf, 0600);
+        if (r < 0)
+                return r;
+        return deploy_fsync_dir(dfd);
+}
+
+/* ---- generations and the live link ---- */
+
+int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
+        char target[64];
+        struct stat st;
+        ssize_t n;
+
+        if (fstatat(dfd, DEPLOY_LIVE, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (!S_ISLNK(st.st_mode))
+                return why(ret_why, -EBADMSG, "'%s' in the directory is not the symbolic link deploy makes: "
+                           "refusing to replace it (remove it)", DEPLOY_LIVE);
+        n = readlinkat(dfd, DEPLOY_LIVE, target, sizeof target - 1);
+        if (n < 0)
+                return -errno;
+        target[n] = 0;
+        if (strncmp(target, DEPLOY_GEN_PREFIX, strlen(DEPLOY_GEN_PREFIX)) != 0 ||
+            !deploy_id_is_valid(target + strlen(DEPLOY_GEN_PREFIX)))
+                return why(ret_why, -EBADMSG, "'%s' points to '%.60s', not to a generation gen-<id> of this "
+                           "directory: refusing to replace it (remove it)", DEPLOY_LIVE, target);
+        strcpy(ret_id, target + strlen(DEPLOY_GEN_PREFIX));
+        return 0;
+}
+
+int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int *ret_gfd,
+                           bool *ret_created, char **ret_why) {
+        char name[64];
+        struct stat st;
+        bool created = false;
+        int fd, r;
+
+        if (!deploy_id_is_valid(id))
+                return -EINVAL;
+        snprintf(name, sizeof name, DEPLOY_GEN_PREFIX "%s", id);
+        if (create) {
+                if (mkdirat(dfd, name, 0750) == 0)
+                        created = true;
+                else if (errno != EEXIST)
+                        return why(ret_why, -errno, "cannot create %s: %s", name, strerror(errno));
+        }
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ELOOP || r == -ENOTDIR)
+                        return why(ret_why, r, "%s in the directory is not a directory (a symbolic link or "
+                                   "a file someone put there): refusing it", name);
+                return r == -ENOENT ? r : why(ret_why, r, "cannot open %s: %s", name, strerror(-r));
+        }
+        if (fstat(fd, &st) < 0 || st.st_uid != uid || writable_by_others(&st)) {
+                close(fd);
+                return why(ret_why, -EPERM, "%s is not a directory of the deploying user, or is writable by "
+                           "others: refusing it", name);
+        }
+        if (created && fchmod(fd, 0750) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_gfd = fd;
+        if (ret_created)
+                *ret_created = created;
+        return 0;
+}
+
+bool deploy_generation_has_key(int gfd) {
+        struct stat st;
+        return fstatat(gfd, "key.pem", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+int deploy_live_swap(int dfd, const char *id) {
+        char target[64], tmp[] = DEPLOY_LIVE ".tmp";
+
+        if (!deploy_id_is_valid(id))
+                return -EINVAL;
+        snprintf(target, sizeof target, DEPLOY_GEN_PREFIX "%s", id);
+        if (unlinkat(dfd, tmp, 0) < 0 && errno != ENOENT)
+                return -errno;
+        if (symlinkat(target, dfd, tmp) < 0)
+                return -errno;
+        if (renameat(dfd, tmp, dfd, DEPLOY_LIVE) < 0) {
+                int r = -errno;
+                (void) unlinkat(dfd, tmp, 0);
+                return r;
+        }
+        return deploy_fsync_dir(dfd);
+}
+
+static int remove_generation(int dfd, const char *name) {
+        DIR *d;
+        struct dirent *de;
+        int fd;
+
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        while ((de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        closedir(d);
+        return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
+}
+
+typedef struct Generation {
+        char name[256];
+        struct timespec mtime;
+} Generation;
+
+static int generation_newer_first(const void *a, const void *b) {
+        const Generation *x = a, *y = b;
+        if (x->mtime.tv_sec != y->mtime.tv_sec)
+                return x->mtime.tv_sec < y->mtime.tv_sec ? 1 : -1;
+        if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+                return x->mtime.tv_nsec < y->mtime.tv_nsec ? 1 : -1;
+        return strcmp(x->name, y->name);
+}
+
+int deploy_prune(int dfd, const char *live_id, unsigned keep) {
+        Generation *l = NULL;
+        size_t n = 0;
+        char live[64];
+        struct dirent *de;
+        DIR *d;
+        int fd, removed = 0;
+
+        snprintf(live, sizeof live, DEPLOY_GEN_PREFIX "%s", live_id ?: "");
+        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return -errno;
+        }
+        while ((de = readdir(d))) {
+                struct stat st;
+                Generation *a;
+
+                if (strncmp(de->d_name, DEPLOY_GEN_PREFIX, strlen(DEPLOY_GEN_PREFIX)) != 0 ||
+                    !deploy_id_is_valid(de->d_name + strlen(DEPLOY_GEN_PREFIX)) ||
+                    strcmp(de->d_name, live) == 0)
+                        continue;
+                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+                        continue;
+                a = realloc(l, (n + 1) * sizeof(*l));
+                if (!a)
+                        break;
+                l = a;
+                snprintf(l[n].name, sizeof l[n].name, "%s", de->d_name);
+                l[n].mtime = st.st_mtim;
+                n++;
+        }
+        closedir(d);
+        qsort(l, n, sizeof(*l), generation_newer_first);
+        /* The live one counts as one of those kept. */
+        for (size_t k = keep > 0 ? keep - 1 : 0; k < n; k++)
+                if (remove_generation(dfd, l[k].name) == 0)
+                        removed++;
+        free(l);
+        return removed;
+}
+
+/* ---- deploy.d configuration ---- */
+
+void deploy_config_done(DeployConfig *c) {
+        if (!c)
+                return;
+        free(c->user);
+        free(c->dir);
+        free(c->reload);
+        free(c->ca);
+        free(c->subject);
+        free(c->key_type);
+        free(c->usage);
+        free(c->label);
+        for (size_t i = 0; i < c->n_dns; i++)
+                free(c->dns[i]);
+        free(c->dns);
+        *c = (DeployConfig) {};
+}
+
+static char *strip(char *s) {
+        char *e;
+        while (*s == ' ' || *s == '\t')
+                s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+                *--e = 0;
+        return s;
+}
+
+int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
+        static const struct {
+                const char *key;
+                size_t offset;
+        } keys[] = {
+                { "User",    offsetof(DeployConfig, user) },
+                { "Dir",     offsetof(DeployConfig, dir) },
+                { "Reload",  offsetof(DeployConfig, reload) },
+                { "CA",      offsetof(DeployConfig, ca) },
+                { "Subject", offsetof(DeployConfig, subject) },
+                { "KeyType", offsetof(DeployConfig, key_type) },
+                { "Usage",   offsetof(DeployConfig, usage) },
+                { "Label",   offsetof(DeployConfig, label) },
+        };
+        DeployConfig c = {};
+        char *copy, *line, *next;
+        unsigned lineno = 0;
+        int r = 0;
+
+        copy = strdup(text ?: "");
+        c.dns = calloc(1, sizeof(char *));
+        if (!copy || !c.dns) {
+                free(copy);
+                free(c.dns);
+                return -ENOMEM;
+        }
+        for (line = copy; line && r == 0; line = next) {
+                char *eq, *key, *value;
+                bool known = false;
+
+                lineno++;
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
+                line = strip(line);
+                if (*line == 0 || *line == '#' || *line == ';')
+                        continue;
+                eq = strchr(line, '=');
+                if (!eq) {
+                        r = why(ret_why, -EINVAL, "line %u: expected KEY=VALUE, got '%.60s'", lineno, line);
+                        break;
+                }
+                *eq = 0;
+                key = strip(line);
+                value = strip(eq + 1);
+                if (strcmp(key, "DNS") == 0) {
+                        known = true;
+                        for (char *tok = strtok(value, " \t"); tok; tok = strtok(NULL, " \t")) {
+                                char **a;
+                                if (c.n_dns >= DEPLOY_CONFIG_DNS_MAX) {
+                                        r = why(ret_why, -EINVAL, "line %u: more than %u DNS names", lineno,
+                                                DEPLOY_CONFIG_DNS_MAX);
+                                        break;
+                                }
+                                a = realloc(c.dns, (c.n_dns + 2) * sizeof(char *));
+                                if (!a) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                c.dns = a;
+                                c.dns[c.n_dns] = strdup(tok);
+                                if (!c.dns[c.n_dns]) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                c.dns[++c.n_dns] = NULL;
+                        }
+                        continue;
+                }
+                for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+                        if (strcmp(key, keys[k].key) == 0) {
+                                char **slot = (char **) ((char *) &c + keys[k].offset);
+                                known = true;
+                                if (*slot) {
+                                        r = why(ret_why, -EINVAL, "line %u: %s= given twice", lineno, key);
+                                        break;
+                                }
+                                if (!*value) {
+                                        r = why(ret_why, -EINVAL, "line %u: %s= is empty", lineno, key);
+                                        break;
+                                }
+                                *slot = strdup(value);
+                                if (!*slot)
+                                        r = -ENOMEM;
+                                break;
+                        }
+                if (r == 0 && !known)
+                        r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload CA DNS "
+                                "Subject KeyType Usage Label)", lineno, key);
+        }
+        free(copy);
+        if (r == 0 && !c.dir)
+                r = why(ret_why, -EINVAL, "Dir= is missing: the directory to deploy into");
+        if (r == 0 && c.dir[0] != '/')
+                r = why(ret_why, -EINVAL, "Dir=%s is not an absolute path", c.dir);
+        if (r == 0 && c.n_dns == 0 && !c.subject)
+                r = why(ret_why, -EINVAL, "DNS= (or Subject=) is missing: the names of the certificate");
+        if (r < 0) {
+                deploy_config_done(&c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The file side of 'certbrokerctl deploy': the deployment directory, its generations and the
+ * live link, the state file, and the deploy.d configuration. No bus: unit-tested in
+ * tests/unit/client/test-deploy-files.c.
+ *
+ * Layout of DIR (all relative to an O_DIRECTORY fd, never through a path again):
+ *   .certbroker-request    the state: request=<id of the chain member followed>,
+ *                          reloaded=<id whose reload command succeeded>
+ *   gen-<id>/              one generation per issued request: key.pem (0600), cert.pem,
+ *                          chain.pem, fullchain.pem (0644), each written to a new file
+ *                          (O_CREAT|O_EXCL|O_NOFOLLOW), fsynced and renamed into place
+ *   live -> gen-<id>       the current generation, replaced by one rename(2)
+ *
+ * Functions return 0 or a negative errno; where a message helps they set *ret_why
+ * (malloc()ed) saying what was refused and why. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define DEPLOY_STATE_FILE       ".certbroker-request"
+#define DEPLOY_LIVE             "live"
+#define DEPLOY_GEN_PREFIX       "gen-"
+#define DEPLOY_KEEP_GENERATIONS 2U
+
+/* Opens DIR for deployment by uid: DIR must be a directory (not a symlink), owned by uid,
+ * and not writable by group or others; every directory above it must be owned by root or
+ * uid and not writable by group or others unless sticky. Returns the O_DIRECTORY fd. */
+int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why);
+
+/* Writes data to dfd/name atomically: a new "name.tmp" (a stale one is unlinked first;
+ * O_CREAT|O_EXCL|O_NOFOLLOW, so never through a symlink), fchmod(mode), written, fsynced,
+ * renamed over name. The directory itself is not fsynced (deploy_fsync_dir()). */
+int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode);
+
+/* fsync(2) of a directory fd. */
+int deploy_fsync_dir(int dfd);
+
+typedef struct DeployState {
+        char request[17];               /* "" when there is no state file */
+        char reloaded[17];
+} DeployState;
+
+/* Reads DIR/.certbroker-request (O_NOFOLLOW; a regular file owned by uid). No file: 0 with
+ * an empty state. Malformed: -EBADMSG with *ret_why. */
+int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why);
+/* Writes it with deploy_write_file() and fsyncs DIR. */
+int deploy_state_write(int dfd, const DeployState *state);
+
+/* True for 16 lowercase hex digits. */
+bool deploy_id_is_valid(const char *id);
+
+/* The id of the generation DIR/live points to: 0 and *ret_id; -ENOENT when there is no
+ * link; -EBADMSG with *ret_why when "live" is something else than our link to gen-<id>. */
+int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why);
+
+/* Opens DIR/gen-<id> (O_NOFOLLOW), creating it (mode 0750) when create is set. *ret_created
+ * (may be NULL): whether it was new. A "gen-<id>" that is not a directory of ours: -ENOTDIR
+ * or -ELOOP with *ret_why. */
+int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int *ret_gfd,
+                           bool *ret_created, char **ret_why);
+
+/* Whether gfd holds a complete key.pem (only ever renamed into place once written). */
+bool deploy_generation_has_key(int gfd);
+
+/* Points DIR/live at gen-<id> with one rename(2) of a new symlink, and fsyncs DIR. */
+int deploy_live_swap(int dfd, const char *id);
+
+/* Removes the generations beyond keep (at least the live one and the newest others by
+ * modification time). Returns how many it removed. */
+int deploy_prune(int dfd, const char *live_id, unsigned keep);
+
+/* The per-instance file of certbroker-deploy@.service (/etc/certbroker/deploy.d/NAME.conf):
+ * KEY=VALUE lines, '#' comments. DNS= may repeat and holds names separated by spaces. */
+#define DEPLOY_CONFIG_DNS_MAX 100U
+typedef struct DeployConfig {
+        char *user;
+        char *dir;
+        char *reload;
+        char *ca;
+        char *subject;
+        char *key_type;
+        char *usage;
+        char *label;
+        char **dns;                     /* NULL-terminated */
+        size_t n_dns;
+} DeployConfig;
+
+/* Parses text. On a bad line: -EINVAL and *ret_why naming the line. Dir= is required, and
+ * DNS= or Subject=. */
+int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why);
+void deploy_config_done(DeployConfig *c);

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* deploy's files (client-lib/deploy-files.c) in a scratch directory: the directory checks,
+ * atomic writes that never follow a planted symlink, the state file, generations, the live
+ * link swapped by one rename, pruning, and the deploy.d configuration. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "deploy-files.h"
+
+#define ID1 "0123456789abcdef"
+#define ID2 "1111111111111111"
+#define ID3 "2222222222222222"
+
+static char base[] = "/tmp/test-deploy-files.XXXXXX";
+
+static int setup(void **state) {
+        assert_non_null(mkdtemp(base));
+        assert_int_equal(chmod(base, 0700), 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+static int fresh_dir(const char *name, mode_t mode, char *path, size_t size) {
+        snprintf(path, size, "%s/%s", base, name);
+        assert_int_equal(mkdir(path, mode), 0);
+        assert_int_equal(chmod(path, mode), 0);
+        return 0;
+}
+
+static char *read_at(int dfd, const char *name) {
+        static char buf[4096];
+        int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+        if (fd < 0)
+                return NULL;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        buf[n < 0 ? 0 : n] = 0;
+        return buf;
+}
+
+static void test_dir_open(void **state) {
+        char p[256], l[256], *why = NULL;
+        int fd = -1;
+
+        fresh_dir("ok", 0750, p, sizeof p);
+        assert_int_equal(deploy_dir_open(p, geteuid(), &fd, &why), 0);
+        close(fd);
+        /* writable by others */
+        fresh_dir("open", 0770, p, sizeof p);
+        assert_int_equal(deploy_dir_open(p, geteuid(), &fd, &why), -EPERM);
+        assert_non_null(strstr(why, "writable by its group or others"));
+        fresh_dir("world", 0757, p, sizeof p);
+        assert_int_equal(deploy_dir_open(p, geteuid(), &fd, &why), -EPERM);
+        /* another owner */
+        fresh_dir("other", 0700, p, sizeof p);
+        assert_int_equal(deploy_dir_open(p, geteuid() + 1, &fd, &why), -EPERM);
+        assert_non_null(strstr(why, "owned by uid"));
+        /* a symlink */
+        snprintf(l, sizeof l, "%s/link", base);
+        snprintf(p, sizeof p, "%s/ok", base);
+        assert_int_equal(symlink(p, l), 0);
+        assert_int_equal(deploy_dir_open(l, geteuid(), &fd, &why), -ELOOP);
+        assert_non_null(strstr(why, "symbolic link"));
+        /* below a directory writable by others (not sticky) */
+        fresh_dir("shared", 0777, p, sizeof p);
+        fresh_dir("shared/mine", 0700, p, sizeof p);
+        assert_int_equal(deploy_dir_open(p, geteuid(), &fd, &why), -EPERM);
+        assert_non_null(strstr(why, "others could replace"));
+        /* ... but a sticky one is fine */
+        fresh_dir("sticky", 01777, p, sizeof p);
+        fresh_dir("sticky/mine", 0700, p, sizeof p);
+        assert_int_equal(deploy_dir_open(p, geteuid(), &fd, &why), 0);
+        close(fd);
+        assert_int_equal(deploy_dir_open("relative", geteuid(), &fd, &why), -EINVAL);
+        free(why);
+}
+
+static void test_write_file(void **state) {
+        char p[256], victim[256];
+        struct stat st;
+        int dfd;
+
+        fresh_dir("write", 0700, p, sizeof p);
+        dfd = open(p, O_RDONLY | O_DIRECTORY);
+        assert_int_equal(deploy_write_file(dfd, "key.pem", "secret\n", 0600), 0);
+        assert_string_equal(read_at(dfd, "key.pem"), "secret\n");
+        assert_int_equal(fstatat(dfd, "key.pem", &st, 0), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(fstatat(dfd, "key.pem.tmp", &st, 0), -1);
+        /* a symlink planted as the temporary file is removed, not followed */
+        snprintf(victim, sizeof victim, "%s/victim", base);
+        assert_int_equal(close(open(victim, O_CREAT | O_WRONLY, 0644)), 0);
+        assert_int_equal(symlinkat(victim, dfd, "cert.pem.tmp"), 0);
+        assert_int_equal(deploy_write_file(dfd, "cert.pem", "cert\n", 0644), 0);
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        /* a symlink as the target is replaced, not written through */
+        assert_int_equal(symlinkat(victim, dfd, "chain.pem"), 0);
+        assert_int_equal(deploy_write_file(dfd, "chain.pem", "chain\n", 0644), 0);
+        assert_int_equal(stat(victim, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        assert_int_equal(fstatat(dfd, "chain.pem", &st, AT_SYMLINK_NOFOLLOW), 0);
+        assert_true(S_ISREG(st.st_mode));
+        /* replacing keeps the mode asked for, whatever the umask */
+        mode_t old = umask(0);
+        assert_int_equal(deploy_write_file(dfd, "key.pem", "new\n", 0600), 0);
+        umask(old);
+        assert_int_equal(fstatat(dfd, "key.pem", &st, 0), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_string_equal(read_at(dfd, "key.pem"), "new\n");
+        close(dfd);
+}
+
+static void test_state(void **state) {
+        char p[256], *why = NULL;
+        DeployState s = {}, t = {};
+        int dfd;
+
+        fresh_dir("state", 0700, p, sizeof p);
+        dfd = open(p, O_RDONLY | O_DIRECTORY);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &s, &why), 0);
+        assert_string_equal(s.request, "");
+        strcpy(s.request, ID1);
+        assert_int_equal(deploy_state_write(dfd, &s), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
+        assert_string_equal(t.request, ID1);
+        assert_string_equal(t.reloaded, "");
+        strcpy(s.reloaded, ID1);
+        assert_int_equal(deploy_state_write(dfd, &s), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
+        assert_string_equal(t.reloaded, ID1);
+        assert_int_equal(deploy_state_read(dfd, geteuid() + 1, &t, &why), -EBADMSG);
+        /* malformed */
+        assert_int_equal(deploy_write_file(dfd, DEPLOY_STATE_FILE, "request=xyz\n", 0600), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), -EBADMSG);
+        assert_non_null(strstr(why, "unexpected line"));
+        /* a planted symlink */
+        assert_int_equal(unlinkat(dfd, DEPLOY_STATE_FILE, 0), 0);
+        assert_int_equal(symlinkat("/etc/passwd", dfd, DEPLOY_STATE_FILE), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), -ELOOP);
+        assert_non_null(strstr(why, "symbolic link"));
+        free(why);
+        close(dfd);
+}
+
+static void test_generations(void **state) {
+        char p[256], id[17], *why = NULL;
+        bool created;
+        int dfd, gfd;
+
+        fresh_dir("gens", 0700, p, sizeof p);
+        dfd = open(p, O_RDONLY | O_DIRECTORY);
+        assert_int_equal(deploy_live_read(dfd, id, &why), -ENOENT);
+        assert_int_equal(deploy_generation_open(dfd, geteuid(), ID1, false, &gfd, NULL, &why), -ENOENT);
+        assert_int_equal(deploy_generation_open(dfd, geteuid(), ID1, true, &gfd, &created, &why), 0);
+        assert_true(created);
+        assert_false(deploy_generation_has_key(gfd));
+        assert_int_equal(deploy_write_file(gfd, "key.pem", "k1\n", 0600), 0);
+        assert_true(deploy_generation_has_key(gfd));
+        close(gfd);
+        assert_int_equal(deploy_generation_open(dfd, geteuid(), ID1, true, &gfd, &created, &why), 0);
+        assert_false(created);
+        close(gfd);
+        assert_int_equal(deploy_live_swap(dfd, ID1), 0);
+        assert_int_equal(deploy_live_read(dfd, id, &why), 0);
+        assert_string_equal(id, ID1);
+        assert_string_equal(read_at(dfd, "live/key.pem"), "k1\n");
+        for (const char *const *g = (const char *const[]) { ID2, ID3, NULL }; *g; g++) {
+                assert_int_equal(deploy_generation_open(dfd, geteuid(), *g, true, &gfd, NULL, &why), 0);
+                assert_int_equal(deploy_write_file(gfd, "key.pem", *g, 0600), 0);
+                close(gfd);
+                assert_int_equal(deploy_live_swap(dfd, *g), 0);
+                usleep(20000);
+        }
+        assert_string_equal(read_at(dfd, "live/key.pem"), ID3);
+        /* keep 2: the live one and the newest other */
+        assert_int_equal(deploy_prune(dfd, ID3, DEPLOY_KEEP_GENERATIONS), 1);
+        assert_int_equal(faccessat(dfd, "gen-" ID1, F_OK, AT_SYMLINK_NOFOLLOW), -1);
+        assert_int_equal(faccessat(dfd, "gen-" ID2, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        assert_int_equal(faccessat(dfd, "gen-" ID3, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+        /* a symlink planted as a generation is refused */
+        assert_int_equal(symlinkat("/etc", dfd, "gen-" ID1), 0);
+        int r = deploy_generation_open(dfd, geteuid(), ID1, true, &gfd, NULL, &why);
+        assert_true(r == -ELOOP || r == -ENOTDIR);
+        assert_non_null(strstr(why, "refusing"));
+        /* "live" that is not our link is refused */
+        assert_int_equal(unlinkat(dfd, "live", 0), 0);
+        assert_int_equal(symlinkat("/etc", dfd, "live"), 0);
+        assert_int_equal(deploy_live_read(dfd, id, &why), -EBADMSG);
+        assert_int_equal(unlinkat(dfd, "live", 0), 0);
+        assert_int_equal(mkdirat(dfd, "live", 0700), 0);
+        assert_int_equal(deploy_live_read(dfd, id, &why), -EBADMSG);
+        free(why);
+        close(dfd);
+}
+
+static void test_config(void **state) {
+        DeployConfig c = {};
+        char *why = NULL;
+
+        assert_int_equal(deploy_config_parse(
+                "# nginx of tenant A\n"
+                "User=www-a\n"
+                "Dir=/var/lib/certbroker-deploy/nginx-a\n"
+                "Reload = /usr/sbin/nginx -s reload\n"
+                "CA=corp\n"
+                "DNS=web.a.example.test www.a.example.test\n"
+                "DNS=api.a.example.test\n"
+                "KeyType=ec:p256\n"
+                "Label=nginx-a\n", &c, &why), 0);
+        assert_string_equal(c.user, "www-a");
+        assert_string_equal(c.dir, "/var/lib/certbroker-deploy/nginx-a");
+        assert_string_equal(c.reload, "/usr/sbin/nginx -s reload");
+        assert_int_equal(c.n_dns, 3);
+        assert_string_equal(c.dns[2], "api.a.example.test");
+        assert_null(c.dns[3]);
+        assert_string_equal(c.key_type, "ec:p256");
+        assert_null(c.subject);
+        deploy_config_done(&c);
+
+        assert_int_equal(deploy_config_parse("Dir=/x\nDNS=a\nBogus=1\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "line 3: unknown key 'Bogus'"));
+        assert_int_equal(deploy_config_parse("DNS=a\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "Dir= is missing"));
+        assert_int_equal(deploy_config_parse("Dir=rel\nDNS=a\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "absolute"));
+        assert_int_equal(deploy_config_parse("Dir=/x\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "DNS="));
+        assert_int_equal(deploy_config_parse("Dir=/x\nDir=/y\nDNS=a\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "given twice"));
+        assert_int_equal(deploy_config_parse("Dir=/x\nno equals\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "line 2"));
+        free(why);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_dir_open),
+                cmocka_unit_test(test_write_file),
+                cmocka_unit_test(test_state),
+                cmocka_unit_test(test_generations),
+                cmocka_unit_test(test_config),
+        };
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
