@@ -97,21 +97,17 @@ ovh_med=$(median <"$LAB_DIR/cb-seq-overhead.txt")
 ovh_p95=$(p95 <"$LAB_DIR/cb-seq-overhead.txt")
 
 # Throughput with 1, 4 and 16 callers, keys from a full pool each time; ListCAs timed meanwhile.
-# The broker's CPU during the 16-caller run: its loop (main thread) and the key workers'
-# refill (cb-keygen), per enrollment.
-declare -A thr
+# The broker's CPU during each run: its loop (main thread) and the key workers' refill
+# (cb-keygen), per enrollment.
+declare -A thr cpu
+per_ms() { awk -v a="$1" -v b="$2" -v n="$T" 'BEGIN {printf "%.1f", (b - a) * 1000 / n}'; }
 for k in 1 4 16; do
         lab_run_as alice "$LAB_PYTHON" "$client" pool-ready 300 >/dev/null
-        if [ "$k" = 16 ]; then
-                cpu0=$(cpu_s "$cb_pid") main0=$(cpu_s "$cb_pid" main) gen0=$(cpu_s "$cb_pid" cb-keygen)
-        fi
+        cpu0=$(cpu_s "$cb_pid") main0=$(cpu_s "$cb_pid" main) gen0=$(cpu_s "$cb_pid" cb-keygen)
         thr[$k]=$(lab_run_as alice "$LAB_PYTHON" "$client" callers "$k" "$T" "thr$k-")
-        if [ "$k" = 16 ]; then
-                cpu1=$(cpu_s "$cb_pid") main1=$(cpu_s "$cb_pid" main) gen1=$(cpu_s "$cb_pid" cb-keygen)
-        fi
+        cpu1=$(cpu_s "$cb_pid") main1=$(cpu_s "$cb_pid" main) gen1=$(cpu_s "$cb_pid" cb-keygen)
+        cpu[$k]="loop $(per_ms "$main0" "$main1") ms, key refill $(per_ms "$gen0" "$gen1") ms, whole process $(per_ms "$cpu0" "$cpu1") ms"
 done
-per_ms() { awk -v a="$1" -v b="$2" -v n="$T" 'BEGIN {printf "%.1f", (b - a) * 1000 / n}'; }
-cpu16="loop $(per_ms "$main0" "$main1") ms, key refill $(per_ms "$gen0" "$gen1") ms, whole process $(per_ms "$cpu0" "$cpu1") ms"
 
 # Without the pool: every key generated on demand (on the pool's worker thread).
 sed -i "/^KeyPool=/d" "$CB_CONF/certbroker.conf"
@@ -236,11 +232,11 @@ echo "  (the client's time from Enroll to TakeKey, minus Apache's %D for the cha
 echo "server capacity (ndes-load, $CAP_N enrollments, broker not involved): $cap/s at $cap_at clients"
 printf '%s' "$cap_lines"
 for k in 1 4; do
-        echo "$k caller$([ "$k" = 1 ] || echo s): $(json "${thr[$k]}" per_s) enrollments/s ($T enrollments, pool keys)"
+        echo "$k caller$([ "$k" = 1 ] || echo s): $(json "${thr[$k]}" per_s) enrollments/s ($T enrollments, pool keys; certbrokerd CPU per enrollment: ${cpu[$k]})"
 done
 echo "16 callers: $(json "${thr[16]}" per_s) enrollments/s, server capacity $cap/s (ratio $(ratio "$(json "${thr[16]}" per_s)" "$cap"))"
 echo "  ListCAs during the 16-caller run: p50 $(json "${thr[16]}" listcas_p50_ms) ms, p99 $(json "${thr[16]}" listcas_p99_ms) ms, max $(json "${thr[16]}" listcas_max_ms) ms ($(json "${thr[16]}" listcas_samples) samples)"
-echo "  certbrokerd CPU per enrollment in the 16-caller run: $cpu16"
+echo "  certbrokerd CPU per enrollment in the 16-caller run: ${cpu[16]}"
 echo "private memory of certbrokerd (RssAnon): idle $mem_idle MiB, after $mem_total enrollments $mem_after MiB"
 echo "steady state per certbrokerd enrollment (pool): $http_per HTTP requests, $((kdc_after - kdc_before)) KDC exchanges for $N enrollments"
 echo "$C enrollments in flight: $conc"
