@@ -5,11 +5,15 @@
                                            line per enrollment: seconds
   bench-client.py concurrent N PREFIX      N Enroll calls at once while ListCAs is timed every
                                            5 ms; prints JSON with the figures
+  bench-client.py callers K N PREFIX       K callers (one process and bus connection each) share
+                                           N enrollments, while ListCAs is timed every 5 ms
+                                           from another process; prints JSON with the figures
   bench-client.py pool-ready TIMEOUT       waits until every KeyPool type is at its target
 
 Every enrollment is Enroll → Wait(issued) → Certificate → TakeKey, and is checked: a request
 that does not end `issued` or a key that does not come back is an error (exit 1)."""
 import json
+import multiprocessing
 import sys
 import threading
 import time
@@ -101,6 +105,92 @@ def concurrent(n, prefix):
     }))
 
 
+def quantile(values, f):
+    return values[min(len(values) - 1, int(f * len(values)))]
+
+
+def caller_main(counter, n, prefix, start, results):
+    # Processes, not threads: a caller's Python work never holds up another caller or the probe
+    # behind the GIL, so the figures are the broker's.
+    bus = dbus.SystemBus(private=True)
+    manager(bus).ListCAs()
+    start.wait()
+    times = []
+    try:
+        while True:
+            with counter.get_lock():
+                i = counter.value
+                counter.value += 1
+            if i >= n:
+                break
+            dt, _ = enroll_one(bus, f'{prefix}{i}.a.example.test')
+            times.append(dt)
+    except BaseException as e:
+        results.put(f'{prefix}: {e}')     # the parent stops at the first failure
+        raise SystemExit(1)
+    results.put(times)
+
+
+def probe_main(start, stop, results):
+    bus = dbus.SystemBus(private=True)
+    pm = manager(bus)
+    pm.ListCAs()
+    start.wait()
+    latencies = []
+    while not stop.is_set():
+        t0 = time.monotonic()
+        if len(pm.ListCAs()) < 1:
+            raise SystemExit('ListCAs returned nothing')
+        latencies.append(time.monotonic() - t0)
+        time.sleep(0.005)
+    results.put(latencies)
+
+
+def callers(k, n, prefix):
+    ctx = multiprocessing.get_context('fork')
+    counter = ctx.Value('l', 0)
+    start = ctx.Barrier(k + 2)
+    stop = ctx.Event()
+    results, probe_results = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=caller_main, args=(counter, n, prefix, start, results)) for _ in range(k)]
+    probe = ctx.Process(target=probe_main, args=(start, stop, probe_results))
+    for p in procs + [probe]:
+        p.start()
+    start.wait()
+    t0 = time.monotonic()
+    times = []
+    for _ in procs:
+        got = results.get(timeout=1800)
+        if isinstance(got, str):
+            stop.set()
+            for p in procs + [probe]:
+                p.terminate()
+            raise SystemExit(f'a caller failed: {got}')
+        times += got
+    total = time.monotonic() - t0
+    stop.set()
+    latencies = sorted(probe_results.get(timeout=60))
+    for p in procs + [probe]:
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f'a caller failed (exit {p.exitcode})')
+    if len(times) != n:
+        raise SystemExit(f'{len(times)} of {n} enrollments came back')
+    times.sort()
+    print(json.dumps({
+        'callers': k,
+        'enrollments': n,
+        'seconds': round(total, 3),
+        'per_s': round(n / total, 2),
+        'enroll_p50_ms': round(quantile(times, 0.5) * 1000, 1),
+        'enroll_p95_ms': round(quantile(times, 0.95) * 1000, 1),
+        'listcas_samples': len(latencies),
+        'listcas_p50_ms': round(quantile(latencies, 0.5) * 1000, 2),
+        'listcas_p99_ms': round(quantile(latencies, 0.99) * 1000, 2),
+        'listcas_max_ms': round(latencies[-1] * 1000, 2),
+    }))
+
+
 def pool_ready(timeout):
     bus = dbus.SystemBus()
     props = dbus.Interface(bus.get_object(BUS, PATH), 'org.freedesktop.DBus.Properties')
@@ -120,6 +210,8 @@ if __name__ == '__main__':
         sequential(int(sys.argv[2]), sys.argv[3])
     elif cmd == 'concurrent':
         concurrent(int(sys.argv[2]), sys.argv[3])
+    elif cmd == 'callers':
+        callers(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     elif cmd == 'pool-ready':
         pool_ready(float(sys.argv[2]))
     else:

@@ -5,7 +5,15 @@
 # not a test), but fails if any enrollment fails.
 #
 #   meson test -C build --benchmark enroll-bench       (or: bash tests/bench/enroll-bench.sh)
-#   BENCH_N=20 BENCH_CONCURRENT=100 to change the counts.
+#   BENCH_N=20 BENCH_CONCURRENT=100 to change the counts; BENCH_THROUGHPUT_N (64, at most
+#   the pool's 64) per caller count, BENCH_CAPACITY_N (300) for the server's capacity,
+#   BENCH_MEMORY_N (1000) enrollments before the second memory figure.
+#
+# Also measured: the server's own time per enrollment (Apache's %D for the challenge page and
+# the PKIOperation, matched from the access log) and the broker's overhead beyond it; the
+# server's capacity with a load that bypasses the broker (tests/bench/ndes-load.c, the
+# broker's SCEP code sending pre-made PKCSReqs) and the broker's throughput with 1, 4 and 16
+# callers against it; the broker's private memory (RssAnon) idle and after BENCH_MEMORY_N.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -15,22 +23,58 @@ lab_enter "$@"
 
 N=${BENCH_N:-20}
 C=${BENCH_CONCURRENT:-100}
+T=${BENCH_THROUGHPUT_N:-64}
+CAP_N=${BENCH_CAPACITY_N:-300}
+MEM_N=${BENCH_MEMORY_N:-1000}
+pool=$((N + 2 > T ? N + 2 : T))
+[ "$pool" -le 64 ] || lab_fail "BENCH_N + 2 and BENCH_THROUGHPUT_N must be at most 64 (the key pool's limit)"
 client=$CB_SOURCE_ROOT/tests/bench/bench-client.py
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.6f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 ms() { awk -v s="$1" 'BEGIN {printf "%.1f ms", s * 1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+p95() { sort -g | awk '{a[NR]=$1} END {i = int(NR * 0.95); if (i < 1) i = 1; if (i < NR) i++; print a[i]}'; }
+json() { sed -n "s/.*\"$2\": \([0-9.]*\).*/\1/p" <<<"$1"; }
+# Private memory of a process (MiB): RssAnon, the anonymous pages it alone maps (not RSS,
+# which counts shared libraries).
+rss_anon() { awk '/^RssAnon:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# Server time per enrollment (µs, one line each) for access-log lines FROM..TO: an enrollment
+# is a challenge page (mscep_admin) and the PKIOperation that follows; %D is the last field.
+server_times() {
+        sed -n "$1,$2p" "$LAB_APACHE_ACCESS_LOG" | awk '
+                /\/certsrv\/mscep_admin\// { if (!open || pki) { if (open) print sum; sum = 0; open = 1; pki = 0 } }
+                /operation=PKIOperation/ { pki = 1 }
+                open { sum += $NF }
+                END { if (open) print sum }'
+}
+# CPU seconds (user + system) of a process's threads named NAME, of its main thread (NAME
+# "main"), or of the whole process (NAME empty; includes threads that have ended).
+cpu_s() {
+        local pid=$1 name=${2:-} f
+        if [ -z "$name" ] || [ "$name" = main ]; then
+                awk -v t="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.3f\n", ($12 + $13) / t}' \
+                        "/proc/$pid/$([ "$name" = main ] && echo "task/$pid/")stat"
+                return
+        fi
+        for f in /proc/"$pid"/task/*/stat; do
+                grep -q "($name)" "$f" && cat "$f"
+        done | awk -v t="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); s += $12 + $13} END {printf "%.3f\n", s / t}'
+}
 
 broker_lab
-sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=$((N + 2))/" "$CB_CONF/certbroker.conf"
+mem_total=$((1 + N + 3 * T + N + C + MEM_N))
+sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=$pool\nMaxStoredRequests=$((mem_total + 10))/" "$CB_CONF/certbroker.conf"
 cat >"$CB_CONF/policy.d/tenants.policy" <<'CONF'
 [Rule]
 Name=bench
 Users=alice
 Names=*.a.example.test
+MaxRequests=unlimited
 CONF
 broker_start
 echo "# waiting for the key pool: $(lab_run_as alice "$LAB_PYTHON" "$client" pool-ready 300)"
+cb_pid=$(lab_pid certbrokerd)
+mem_idle=$(rss_anon "$cb_pid")
 
 # Warm-up: ticket-granting ticket, service ticket, CA capabilities and certificates.
 lab_run_as alice "$LAB_PYTHON" "$client" sequential 1 warm >/dev/null
@@ -42,6 +86,28 @@ cb_med=$(median <"$LAB_DIR/cb-seq.txt")
 kdc_after=$(grep -c 'svc-scep@EXAMPLE.TEST' "$LAB_KDC_LOG" || true)
 http_after=$(wc -l <"$LAB_APACHE_ACCESS_LOG")
 http_per=$(awk -v a="$http_before" -v b="$http_after" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / n}')
+server_times $((http_before + 1)) "$http_after" >"$LAB_DIR/cb-seq-server.txt"
+[ "$(wc -l <"$LAB_DIR/cb-seq-server.txt")" = "$N" ] ||
+        lab_fail "the access log does not pair into $N enrollments (challenge + PKIOperation)"
+paste "$LAB_DIR/cb-seq.txt" "$LAB_DIR/cb-seq-server.txt" |
+        awk '{printf "%.6f\n", $1 - $2 / 1e6}' >"$LAB_DIR/cb-seq-overhead.txt"
+srv_med=$(awk '{printf "%.6f\n", $1 / 1e6}' "$LAB_DIR/cb-seq-server.txt" | median)
+srv_p95=$(awk '{printf "%.6f\n", $1 / 1e6}' "$LAB_DIR/cb-seq-server.txt" | p95)
+ovh_med=$(median <"$LAB_DIR/cb-seq-overhead.txt")
+ovh_p95=$(p95 <"$LAB_DIR/cb-seq-overhead.txt")
+
+# Throughput with 1, 4 and 16 callers, keys from a full pool each time; ListCAs timed meanwhile.
+# The broker's CPU during each run: its loop (main thread) and the key workers' refill
+# (cb-keygen), per enrollment.
+declare -A thr cpu
+per_ms() { awk -v a="$1" -v b="$2" -v n="$T" 'BEGIN {printf "%.1f", (b - a) * 1000 / n}'; }
+for k in 1 4 16; do
+        lab_run_as alice "$LAB_PYTHON" "$client" pool-ready 300 >/dev/null
+        cpu0=$(cpu_s "$cb_pid") main0=$(cpu_s "$cb_pid" main) gen0=$(cpu_s "$cb_pid" cb-keygen)
+        thr[$k]=$(lab_run_as alice "$LAB_PYTHON" "$client" callers "$k" "$T" "thr$k-")
+        cpu1=$(cpu_s "$cb_pid") main1=$(cpu_s "$cb_pid" main) gen1=$(cpu_s "$cb_pid" cb-keygen)
+        cpu[$k]="loop $(per_ms "$main0" "$main1") ms, key refill $(per_ms "$gen0" "$gen1") ms, whole process $(per_ms "$cpu0" "$cpu1") ms"
+done
 
 # Without the pool: every key generated on demand (on the pool's worker thread).
 sed -i "/^KeyPool=/d" "$CB_CONF/certbroker.conf"
@@ -51,7 +117,35 @@ cb_nopool=$(median <"$LAB_DIR/cb-nopool.txt")
 
 # Many at once, while ListCAs is timed.
 conc=$(lab_run_as alice "$LAB_PYTHON" "$client" concurrent "$C" conc)
+
+# Memory after many more enrollments (16 callers, keys made on demand); the broker keeps every
+# request (bus object, journal row), so some growth per request is expected.
+lab_run_as alice "$LAB_PYTHON" "$client" callers 16 "$MEM_N" mem >/dev/null
+mem_after=$(rss_anon "$cb_pid")
 broker_stop
+
+# ---- the server's capacity, without the broker: pre-made PKCSReqs (the broker's SCEP code,
+# each with a one-time challenge fetched beforehand), then per enrollment a challenge-page GET
+# (Kerberos) and the PKIOperation POST, over https like the broker, from 8 to 48 clients (Apache serves 50 at once).
+kinit -k -t "$LAB_SVC_KEYTAB" svc-scep >/dev/null
+ndes ctl cache_size=1000 >/dev/null
+cap=0
+cap_at=
+cap_lines=
+for cc in 8 16 32 48; do
+        ok0=$(ndes_scep_log_count 'type=19 .* status=SUCCESS')
+        out=$("$CB_BUILD_ROOT/tests/ndes-load" "$LAB_HTTPS_URL/certsrv/mscep_admin/" \
+                "$LAB_HTTPS_URL/certsrv/mscep/mscep.dll" "$LAB_TLS_ROOT" "$CAP_N" "$cc") ||
+                lab_fail "ndes-load with $cc clients failed"
+        ok1=$(ndes_scep_log_count 'type=19 .* status=SUCCESS')
+        [ $((ok1 - ok0)) = "$CAP_N" ] || lab_fail "ndes-load: $((ok1 - ok0)) of $CAP_N PKCSReqs issued"
+        rate=$(json "$out" per_s)
+        cap_lines+="  $cc clients: $rate enrollments/s (enrollment p50 $(json "$out" p50_ms) ms, p95 $(json "$out" p95_ms) ms)"$'\n'
+        if awk -v a="$rate" -v b="$cap" 'BEGIN {exit !(a > b)}'; then cap=$rate cap_at=$cc; fi
+        # The fetched challenges stay unused: forget them, so the cache is as the peers expect.
+        flock "$NDES_STATE/lock" truncate -s 0 "$NDES_STATE/challenges"
+done
+ndes ctl cache_size=5 >/dev/null
 
 # ---- peers, same server, same challenge source (mscep_admin with Kerberos) ----
 kinit -k -t "$LAB_SVC_KEYTAB" svc-scep >/dev/null
@@ -132,5 +226,17 @@ printf '  scepclient (key generated) / certbrokerd (pool):     %s\n' "$(ratio "$
 printf '  scepclient (pre-made key) / certbrokerd (pool):      %s\n' "$(ratio "$sc_pre" "$cb_med")"
 printf '  scepclient (key generated) / certbrokerd (no pool):  %s\n' "$(ratio "$sc_med" "$cb_nopool")"
 [ -n "$cm_med" ] && printf '  certmonger / certbrokerd (no pool):                  %s\n' "$(ratio "$cm_med" "$cb_nopool")"
+echo "overhead per enrollment (pool): $(ms "$ovh_med" | sed 's/ ms//') ms over the server's $(ms "$srv_med" | sed 's/ ms//') ms"
+echo "overhead per enrollment (pool), p95: $(ms "$ovh_p95" | sed 's/ ms//') ms over the server's $(ms "$srv_p95" | sed 's/ ms//') ms"
+echo "  (the client's time from Enroll to TakeKey, minus Apache's %D for the challenge page and the PKIOperation)"
+echo "server capacity (ndes-load, $CAP_N enrollments, broker not involved): $cap/s at $cap_at clients"
+printf '%s' "$cap_lines"
+for k in 1 4; do
+        echo "$k caller$([ "$k" = 1 ] || echo s): $(json "${thr[$k]}" per_s) enrollments/s ($T enrollments, pool keys; certbrokerd CPU per enrollment: ${cpu[$k]})"
+done
+echo "16 callers: $(json "${thr[16]}" per_s) enrollments/s, server capacity $cap/s (ratio $(ratio "$(json "${thr[16]}" per_s)" "$cap"))"
+echo "  ListCAs during the 16-caller run: p50 $(json "${thr[16]}" listcas_p50_ms) ms, p99 $(json "${thr[16]}" listcas_p99_ms) ms, max $(json "${thr[16]}" listcas_max_ms) ms ($(json "${thr[16]}" listcas_samples) samples)"
+echo "  certbrokerd CPU per enrollment in the 16-caller run: ${cpu[16]}"
+echo "private memory of certbrokerd (RssAnon): idle $mem_idle MiB, after $mem_total enrollments $mem_after MiB"
 echo "steady state per certbrokerd enrollment (pool): $http_per HTTP requests, $((kdc_after - kdc_before)) KDC exchanges for $N enrollments"
 echo "$C enrollments in flight: $conc"
