@@ -372,7 +372,8 @@ int deploy_prune(int dfd, const char *live_id, unsigned keep) {
                 n++;
         }
         closedir(d);
-        qsort(l, n, sizeof(*l), generation_newer_first);
+        if (n > 1)
+                qsort(l, n, sizeof(*l), generation_newer_first);
         /* The live one counts as one of those kept. */
         for (size_t k = keep > 0 ? keep - 1 : 0; k < n; k++)
                 if (remove_generation(dfd, l[k].name) == 0)
