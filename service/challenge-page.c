@@ -63,6 +63,14 @@ ChallengeSecret *challenge_secret_free(ChallengeSecret *s) {
         return NULL;
 }
 
+void challenge_secret_wipe(ChallengeSecret *s) {
+        if (!s)
+                return;
+        (void) sodium_mprotect_readwrite(s->data);     /* read-only since challenge_secret_new() */
+        sodium_memzero(s->data, s->size);
+        (void) sodium_mprotect_readonly(s->data);
+}
+
 void challenge_secret_freep(ChallengeSecret **s) {
         if (s)
                 *s = challenge_secret_free(*s);

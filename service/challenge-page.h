@@ -58,6 +58,11 @@ int challenge_secret_new(const char *data, size_t size, ChallengeSecret **ret);
 /* The NUL-terminated password, valid until challenge_secret_free(). */
 const char *challenge_secret_get(const ChallengeSecret *s, size_t *ret_size);
 
+/* Overwrites the password with zeros (it reads as "" afterwards) but keeps the secret, and so
+ * the CA's outstanding slot its release hook gives back, until challenge_secret_free().
+ * Accepts NULL. */
+void challenge_secret_wipe(ChallengeSecret *s);
+
 /* Wipes and frees; accepts NULL, returns NULL. Runs the release hook, if set. */
 ChallengeSecret *challenge_secret_free(ChallengeSecret *s);
 void challenge_secret_freep(ChallengeSecret **s);

@@ -509,6 +509,7 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                         ce->warned_anonymous = true;
                 }
         }
+        challenge_secret_free(a->challenge);
         a->challenge = TAKE_PTR(res->secret);
         step_pkioperation(r);
 }
@@ -565,6 +566,7 @@ static void step_challenge(Request *r) {
                 return;
         }
         if (c->challenge == CB_CHALLENGE_STATIC) {
+                a->challenge = challenge_secret_free(a->challenge);
                 q = read_static_challenge(c->challenge_file, &a->challenge, msg, sizeof msg);
                 if (q < 0) {
                         request_finish(r, REQUEST_FAILED, "ChallengeUnavailable", NULL, msg);
@@ -776,6 +778,8 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 send_pkioperation(r);
                 return;
         }
+        /* NDES has consumed the challenge (or refused it): its slot is free again. */
+        a->challenge = challenge_secret_free(a->challenge);
         handle_certrep(r, res);
 }
 
@@ -903,8 +907,12 @@ static void step_pkioperation(Request *r) {
                 q = scep_csr_build(&p, r->key, &a->csr, &err);
                 free(rdns);
                 cb_subject_free(subject);
-                /* The challenge is in the CSR now; wipe our copy and give the slot back. */
-                a->challenge = challenge_secret_free(a->challenge);
+                /* The challenge is in the CSR now: wipe our copy. Its outstanding slot is given
+                 * back only when the PKIOperation is answered (or the attempt ends): until NDES
+                 * has read the request it still holds the challenge as unused, and starting
+                 * another fetch earlier overfilled its cache ("The password cache is full.")
+                 * under many callers. */
+                challenge_secret_wipe(a->challenge);
                 if (q != 0) {
                         snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s",
                                  err.message[0] ? err.message : strerror(-q));

@@ -327,6 +327,28 @@ static void test_seed_steps(void **state) {
         free(m);
 }
 
+static void count_release(void *userdata) {
+        (*(int *) userdata)++;
+}
+
+/* The engine wipes a challenge once it is in the CSR but keeps its slot until NDES has answered
+ * the PKIOperation: wiping must not run the release hook, freeing must run it once. */
+static void test_secret_wipe_keeps_slot(void **state) {
+        ChallengeSecret *s = NULL;
+        size_t len = 0;
+        int released = 0;
+
+        assert_int_equal(challenge_secret_new("0123456789ABCDEF", 16, &s), 0);
+        challenge_secret_set_release(s, count_release, &released);
+        challenge_secret_wipe(s);
+        assert_string_equal(challenge_secret_get(s, &len), "");
+        assert_int_equal(len, 16);
+        assert_int_equal(released, 0);
+        challenge_secret_wipe(NULL);
+        assert_null(challenge_secret_free(s));
+        assert_int_equal(released, 1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_utf8),
@@ -351,6 +373,7 @@ int main(void) {
                 cmocka_unit_test(test_secret),
                 cmocka_unit_test(test_classify),
                 cmocka_unit_test(test_seed_steps),
+                cmocka_unit_test(test_secret_wipe_keeps_slot),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
