@@ -524,7 +524,7 @@ static int fill_empty(void *info, const StringProperty *table, size_t n, char **
                 if (!*slot && strdup_out("", slot) < 0)
                         return -ENOMEM;
         }
-        if (!*strv && !(*strv = calloc(1, sizeof(char *))))
+        if (strv && !*strv && !(*strv = calloc(1, sizeof(char *))))
                 return -ENOMEM;
         return 0;
 }
@@ -595,20 +595,29 @@ static int get_all(CertbrokerClient *c, const char *path, const char *iface, sd_
         return call_method(c, path, PROPERTIES_IFACE, "GetAll", 0, ret, error, "s", iface);
 }
 
+/* GetAll of a request's interface, by id. */
+static int request_get_all(CertbrokerClient *client, const char *request, sd_bus_message **ret,
+                           CertbrokerError *error) {
+        char *path = NULL;
+        int r;
+
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        r = get_all(client, path, REQUEST_IFACE, ret, error);
+        free(path);
+        return r;
+}
+
 _public_ int certbroker_request_get(CertbrokerClient *client, const char *request,
                                    CertbrokerRequestInfo **ret, CertbrokerError *error) {
         sd_bus_message *reply = NULL;
         CertbrokerRequestInfo *i = NULL;
-        char *path = NULL;
         int r;
 
         if (!client || !ret)
                 return error_setf(error, -EINVAL, NULL, "certbroker_request_get: NULL argument.");
-        r = request_path(request, &path, error);
-        if (r < 0)
-                return r;
-        r = get_all(client, path, REQUEST_IFACE, &reply, error);
-        free(path);
+        r = request_get_all(client, request, &reply, error);
         if (r < 0)
                 return r;
         i = calloc(1, sizeof(*i));
@@ -1255,30 +1264,27 @@ static int read_renewal_property(sd_bus_message *m, const char *name, void *info
         return sd_bus_message_skip(m, "v");
 }
 
+static const StringProperty renewal_strings[] = {
+        { "State",       offsetof(CertbrokerRenewal, state) },
+        { "Successor",   offsetof(CertbrokerRenewal, successor) },
+        { "Predecessor", offsetof(CertbrokerRenewal, predecessor) },
+};
+
 _public_ int certbroker_request_renewal(CertbrokerClient *client, const char *request,
                                         CertbrokerRenewal **ret, CertbrokerError *error) {
         sd_bus_message *reply = NULL;
         CertbrokerRenewal *i = NULL;
-        char *path = NULL;
         int r;
 
         if (!client || !ret)
                 return error_setf(error, -EINVAL, NULL, "certbroker_request_renewal: NULL argument.");
-        r = request_path(request, &path, error);
-        if (r < 0)
-                return r;
-        r = get_all(client, path, REQUEST_IFACE, &reply, error);
-        free(path);
+        r = request_get_all(client, request, &reply, error);
         if (r < 0)
                 return r;
         i = calloc(1, sizeof(*i));
         r = i ? read_properties(reply, read_renewal_property, i) : -ENOMEM;
-        if (r >= 0 && !i->state)
-                r = strdup_out("", &i->state);
-        if (r >= 0 && !i->successor)
-                r = strdup_out("", &i->successor);      /* a daemon without renewal */
-        if (r >= 0 && !i->predecessor)
-                r = strdup_out("", &i->predecessor);
+        if (r >= 0)     /* "" where a daemon without renewal says nothing */
+                r = fill_empty(i, renewal_strings, ELEMENTSOF(renewal_strings), NULL);
         sd_bus_message_unref(reply);
         if (r < 0) {
                 certbroker_renewal_free(i);

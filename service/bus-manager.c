@@ -344,11 +344,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         /* Durable before the reply; a key from the pool goes into the same transaction. */
         EVP_PKEY *key = NULL;
         CbSecret *key_pem = NULL;
-        KeyType kt = key_type_from_string(rec->key);
-        if (kt >= 0 && (key = key_pool_take(m->pool, kt)) && key_export_pkcs8_pem(key, &key_pem) < 0) {
-                EVP_PKEY_free(key);
-                key = NULL;
-        }
+        manager_take_pool_key(m, rec->key, &key, &key_pem);
         r = store_request_insert(m->store, rec, key_pem);
         secret_free(key_pem);
         if (r >= 0 && key) {

@@ -113,6 +113,10 @@ uint64_t now_usec(void);
 #define MANAGER_AUDIT_REFILL_USEC (3ULL * 1000000ULL)
 bool manager_audit_admit(Manager *m, uid_t uid);
 
+/* A key of type key_type ("rsa:2048") from the pool with its PKCS#8 PEM, to be stored in the
+ * new request's insert; both NULL when the pool has none (the engine makes one). */
+void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key, CbSecret **ret_pem);
+
 /* Requests of uid the broker keeps (any state), for MaxStoredRequests=. */
 unsigned manager_count_stored(Manager *m, uid_t uid);
 

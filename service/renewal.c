@@ -249,11 +249,7 @@ static int make_successor(Request *pred) {
         rec->created = rec->updated = now_usec();
         if (d.allowed) {
                 rec->state = REQUEST_QUEUED;
-                KeyType kt = key_type_from_string(rec->key);
-                if (kt >= 0 && (key = key_pool_take(m->pool, kt)) && key_export_pkcs8_pem(key, &key_pem) < 0) {
-                        EVP_PKEY_free(key);
-                        key = NULL;
-                }
+                manager_take_pool_key(m, rec->key, &key, &key_pem);
         } else {
                 /* The chain explains itself: a successor that failed, naming the rule. */
                 rec->state = REQUEST_FAILED;
