@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus-errors.h"
+#include "bus-pending.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "cb-policy.h"
@@ -23,7 +23,7 @@ static int ca_find(sd_bus *bus, const char *path, const char *interface, void *u
                 return r;
         ca = cb_ca_name_is_valid(name) ? manager_find_ca_state(m, name) : NULL;
         if (!ca) {
-                r = sd_bus_error_setf(error, CB_ERROR_UNKNOWN_CA,
+                r = bus_error_set(error, BROKER_ERROR_UNKNOWN_CA,
                                       "No CA '%.64s' is configured (ListCAs lists them).", name);
                 free(name);
                 return r;
@@ -97,6 +97,31 @@ static int get_last_contact(sd_bus *bus, const char *path, const char *interface
         return sd_bus_message_append(reply, "t", ((CaState *) userdata)->last_contact);
 }
 
+/* The Check's steps, as the a(sss) reply; rows NULL: dropped unanswered (shutdown). */
+static void on_check_complete(const CheckRow *rows, size_t n_rows, void *userdata) {
+        PendingReply *p = userdata;
+        sd_bus_message *reply = NULL;
+        int r;
+
+        if (!rows) {
+                pending_reply_drop(p);
+                return;
+        }
+        r = sd_bus_message_new_method_return(p->call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sss)");
+        for (size_t i = 0; r >= 0 && i < n_rows; i++)
+                r = sd_bus_message_append(reply, "(sss)", rows[i].step ?: "", rows[i].result ?: "",
+                                          rows[i].detail ?: "");
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                (void) pending_reply_send(p, reply);
+        else
+                (void) pending_reply_errno(p, -r, "Cannot build the Check() reply: %s", strerror(-r));
+        sd_bus_message_unref(reply);
+}
+
 static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         CaState *ca = userdata;
         Manager *m = ca->manager;
@@ -119,13 +144,13 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 if (r < 0)
                         return r;
                 if (strcmp(name, "challenge") != 0)
-                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Unknown option '%.64s': Check() knows only 'challenge' (b).", name);
                 r = sd_bus_message_peek_type(msg, &type, &contents);
                 if (r < 0)
                         return r;
                 if (!contents || strcmp(contents, "b") != 0)
-                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Option 'challenge' must be a boolean (variant type 'b').");
                 r = sd_bus_message_read(msg, "v", "b", &want_challenge);
                 if (r < 0)
@@ -147,7 +172,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         bool allowed = uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
         caller_done(&caller);
         if (!allowed)
-                return sd_bus_error_setf(error, CB_ERROR_ACCESS_DENIED,
+                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                          "No policy rule lets you use CA '%s'; Check() is for root and "
                                          "for callers some rule allows to use the CA.", ca->name);
 
@@ -156,22 +181,32 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         case CHECK_ADMITTED:
                 break;
         case CHECK_TOO_MANY:
-                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                          "%u Checks are running already (the broker runs at most that many at "
                                          "once); try again when one has answered.", CHECK_MAX_RUNNING);
         case CHECK_UID_BUSY:
-                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                          "Your previous Check is still running (one at a time per user); wait "
                                          "for its answer.");
         case CHECK_CHALLENGE_RATE:
-                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                          "Check with challenge=true on CA '%s' runs once per %llu minutes per "
                                          "user: each one spends one of the few one-time passwords NDES keeps. "
                                          "Try again in %llu s, run it without the challenge option, or as root.",
                                          ca->name, CHECK_CHALLENGE_INTERVAL_USEC / 60000000ULL,
                                          (unsigned long long) ((retry + 999999ULL) / 1000000ULL));
         }
-        return engine_ca_check(m, ca, msg, want_challenge, uid);
+        PendingReply *p = NULL;
+        r = pending_reply_new(msg, NULL, NULL, &p);
+        if (r < 0)
+                return r;
+        /* on_check_complete() answers, possibly before this returns. */
+        r = engine_ca_check(m, ca, want_challenge, uid, on_check_complete, p);
+        if (r < 0) {
+                pending_reply_drop(p);
+                return r;
+        }
+        return 1;
 }
 
 static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -183,7 +218,7 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
         if (r < 0)
                 return r;
         if (uid != 0)
-                return sd_bus_error_set(error, CB_ERROR_ACCESS_DENIED, "Only root may refresh a CA.");
+                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Only root may refresh a CA.");
         r = engine_ca_refresh(ca->manager, ca);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot start refreshing CA '%s': %m", ca->name);
@@ -219,16 +254,11 @@ int bus_ca_register(Manager *m) {
         return sd_bus_add_node_enumerator(m->bus, NULL, CB_CA_PREFIX, ca_enumerate, m);
 }
 
-int bus_ca_emit_changed(CaState *ca) {
+void bus_ca_changed(CaState *ca) {
         char *path = NULL;
-        int r;
 
-        if (!ca->manager->bus)
-                return 0;
-        r = sd_bus_path_encode(CB_CA_PREFIX, ca->name, &path);
-        if (r < 0)
-                return r;
-        r = sd_bus_emit_properties_changed_strv(ca->manager->bus, path, CB_CA_IFACE, NULL);
+        if (!ca->manager->bus || sd_bus_path_encode(CB_CA_PREFIX, ca->name, &path) < 0)
+                return;
+        (void) sd_bus_emit_properties_changed_strv(ca->manager->bus, path, CB_CA_IFACE, NULL);
         free(path);
-        return r;
 }

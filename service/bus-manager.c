@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "audit-text.h"
-#include "bus-errors.h"
+#include "bus-pending.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "cb-policy.h"
@@ -44,7 +44,7 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 if (r < 0)
                         return r;
                 if (!cb_enroll_option_is_known(name))
-                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Unknown option '%.64s': the options are key, usage, label and "
                                                  "renew.", name);
                 r = sd_bus_message_peek_type(m, &type, &contents);
@@ -53,11 +53,11 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 if (strcmp(name, "renew") == 0) {
                         int b;
                         if (!contents || strcmp(contents, "b") != 0)
-                                return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                                return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                          "Option 'renew' must be a boolean (variant type 'b'), not '%s'.",
                                                          contents ?: "?");
                         if (o.renew >= 0)
-                                return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT, "Option 'renew' given twice.");
+                                return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT, "Option 'renew' given twice.");
                         r = sd_bus_message_read(m, "v", "b", &b);
                         if (r < 0)
                                 return r;
@@ -68,7 +68,7 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                         continue;
                 }
                 if (!contents || strcmp(contents, "s") != 0)
-                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Option '%s' must be a string (variant type 's'), not '%s'.",
                                                  name, contents ?: "?");
                 r = sd_bus_message_read(m, "v", "s", &value);
@@ -77,7 +77,7 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 const char **slot = strcmp(name, "key") == 0 ? &o.key :
                                     strcmp(name, "usage") == 0 ? &o.usage : &o.label;
                 if (*slot)
-                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Option '%s' given twice.", name);
                 *slot = value;
                 r = sd_bus_message_exit_container(m);
@@ -149,7 +149,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
                 if (r == 0)
                         break;
                 if (n >= CB_REQUEST_NAMES_MAX)
-                        return sd_bus_error_setf(error, CB_ERROR_INVALID_ARGUMENT,
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Too many names: at most %u per request.", CB_REQUEST_NAMES_MAX);
                 if (n + 1 >= cap) {
                         cap = cap ? cap * 2 : 8;
@@ -210,7 +210,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
  * journal. Allowed enrollments are not: MaxRequests= bounds them, and each is a request. */
 static void audit_decision(Manager *m, const PolicyCall *p, const CbDecision *d, const char *request,
                            const char *what, bool limited) {
-        char names[AUDIT_NAMES_TEXT_MAX], ca[AUDIT_NAME_MAX + 16], err[128] = "";
+        char names[AUDIT_NAMES_TEXT_MAX], ca[AUDIT_NAME_MAX + 16];
 
         if (limited && !manager_audit_admit(m, p->caller.uid))
                 return;
@@ -223,8 +223,6 @@ static void audit_decision(Manager *m, const PolicyCall *p, const CbDecision *d,
                 snprintf(ca, sizeof ca, "%s", d->ca->name);
         else
                 audit_names_format(&p->ca, 1, ca, sizeof ca);
-        if (!d->allowed)
-                snprintf(err, sizeof err, CB_ERROR_PREFIX "%s", cb_decision_result_to_error(d->result));
         log_audit(d->allowed ? LOG_INFO : LOG_NOTICE,
                   &(AuditRecord) {
                           .request = request,
@@ -233,50 +231,32 @@ static void audit_decision(Manager *m, const PolicyCall *p, const CbDecision *d,
                           .decision = d->allowed ? "allow" : "deny",
                           .names = names,
                           .ca = ca,
-                          .error = err,
+                          .error = d->allowed ? "" : broker_error_name(broker_error_from_decision(d->result)),
                   },
                   "%s by uid %u: %s", what, (unsigned) p->caller.uid, d->reason ?: "");
 }
 
-/* An Enroll call waiting for its request to reach the disk (group commit). */
-typedef struct EnrollReply {
-        Manager *manager;
-        sd_bus_message *call;
-        char id[STORE_ID_LEN + 1];
-} EnrollReply;
-
-static void on_enroll_durable(int error, void *userdata) {
-        EnrollReply *e = userdata;
-        Manager *m = e->manager;
-        Request *req = manager_find_request(m, e->id);
+/* The Enroll call's request is on disk (or could not be written): the reply. */
+static void on_enrolled(Request *req, int error, void *userdata) {
+        PendingReply *p = userdata;
         char *path = NULL;
 
-        if (error < 0) {
-                log_error_errno(error, "Cannot make request %s durable in %s: %m", e->id, store_path(m->store));
-                (void) sd_bus_reply_method_errnof(e->call, error, "Cannot write the request journal to disk: %m");
-                if (req) {
-                        (void) store_request_delete(m->store, req->rec->id);
-                        manager_drop_request(m, req);
-                        request_free(req);
-                }
-        } else if (bus_request_path(e->id, &path) >= 0) {
-                (void) sd_bus_reply_method_return(e->call, "o", path);
-                if (req && !m->stopping)
-                        (void) engine_request_start(req);
-        } else
-                (void) sd_bus_reply_method_errno(e->call, -ENOMEM, NULL);
+        if (error < 0)
+                (void) pending_reply_errno(p, error, "Cannot write the request journal to disk: %s", strerror(-error));
+        else if (bus_request_path(req->rec->id, &path) >= 0)
+                (void) pending_reply_return(p, "o", path);
+        else
+                (void) pending_reply_errno(p, ENOMEM, "Out of memory");
         free(path);
-        sd_bus_message_unref(e->call);
-        free(e);
 }
 
 static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         PolicyCall p = {};
         CbDecision d = {};
-        StoreRequest *rec = NULL;
+        PendingReply *pending = NULL;
         Request *req = NULL;
-        char *path = NULL;
+        char *snapshot = NULL;
         int r;
 
         r = policy_call_decide(m, msg, CALLER_UNIT, &p, &d, error);
@@ -284,7 +264,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 goto finish;
         if (!d.allowed) {
                 audit_decision(m, &p, &d, NULL, "Enroll denied", true);
-                r = bus_error_setf_named(error, cb_decision_result_to_error(d.result), "%s", d.reason);
+                r = bus_error_set(error, broker_error_from_decision(d.result), "%s", d.reason);
                 goto finish;
         }
         /* What a tenant keeps is bounded: MaxStoredRequests= requests of every state per uid
@@ -294,109 +274,43 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 if (manager_audit_admit(m, p.caller.uid))
                         log_audit(LOG_NOTICE, &(AuditRecord) { .uid = p.caller.uid, .decision = "deny",
                                                                .ca = d.ca->name,
-                                                               .error = CB_ERROR_QUOTA_EXCEEDED },
+                                                               .error = broker_error_name(BROKER_ERROR_QUOTA_EXCEEDED) },
                                   "Enroll denied for uid %u: it keeps %u requests (MaxStoredRequests=%u)",
                                   (unsigned) p.caller.uid, stored, m->config->max_stored_requests);
-                r = sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
-                                      "uid %u keeps %u requests and certbroker.conf allows MaxStoredRequests=%u per "
-                                      "user: Remove() finished ones (certbrokerctl remove ID), or wait until they "
-                                      "are forgotten (RetainFinished=%llu s after they end).",
-                                      (unsigned) p.caller.uid, stored, m->config->max_stored_requests,
-                                      (unsigned long long) (m->config->retain_finished_usec / 1000000ULL));
+                r = bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
+                                  "uid %u keeps %u requests and certbroker.conf allows MaxStoredRequests=%u per "
+                                  "user: Remove() finished ones (certbrokerctl remove ID), or wait until they "
+                                  "are forgotten (RetainFinished=%llu s after they end).",
+                                  (unsigned) p.caller.uid, stored, m->config->max_stored_requests,
+                                  (unsigned long long) (m->config->retain_finished_usec / 1000000ULL));
                 goto finish;
         }
 
-        rec = calloc(1, sizeof(*rec));
-        req = calloc(1, sizeof(*req));
-        if (!rec || !req) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        rec->owner = p.caller.uid;
-        rec->renew = p.renew;
-        r = caller_snapshot_format(&p.caller, &rec->caller);
+        r = caller_snapshot_format(&p.caller, &snapshot);
+        if (r >= 0)
+                r = pending_reply_new(msg, NULL, NULL, &pending);
         if (r < 0)
                 goto finish;
-        rec->ca = strdup(d.ca->name);
-        rec->label = strdup(d.label ?: "");
-        r = cb_subject_format(d.subject, &rec->subject);
-        if (r < 0)
-                goto finish;
-        rec->names = calloc(d.n_names + 1, sizeof(char *));
-        if (!rec->names) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        for (size_t i = 0; i < d.n_names; i++)
-                if (!(rec->names[i] = strdup(d.names[i]))) {
-                        r = -ENOMEM;
-                        goto finish;
-                }
-        rec->key = strdup(cb_key_type_to_string(d.key));
-        rec->usage = strdup(cb_usage_to_string(d.usage));
-        if (!rec->ca || !rec->label || !rec->key || !rec->usage) {
-                r = -ENOMEM;
+        /* Durable before the reply: on_enrolled() answers once the insert is on disk. */
+        r = request_enroll(m, p.caller.uid, snapshot, &d, p.renew, on_enrolled, pending, &req);
+        if (r == -ENOSPC || r == -EDQUOT) {
+                r = bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
+                                  "The broker's state directory is full (%s: %s): the request was not "
+                                  "accepted. Free space there; requests already accepted are kept and "
+                                  "finish once there is room.", store_path(m->store), strerror(-r));
                 goto finish;
         }
-        rec->state = REQUEST_QUEUED;
-        rec->created = rec->updated = now_usec();
-
-        /* Durable before the reply; a key from the pool goes into the same transaction. */
-        EVP_PKEY *key = NULL;
-        CbSecret *key_pem = NULL;
-        manager_take_pool_key(m, rec->key, &key, &key_pem);
-        r = store_request_insert(m->store, rec, key_pem);
-        secret_free(key_pem);
-        if (r >= 0 && key) {
-                req->key = key;
-                rec->key_available = true;
-        } else
-                EVP_PKEY_free(key);
         if (r < 0) {
-                req->key = NULL;
-                log_error_errno(r, "Cannot record a new request in %s: %m", store_path(m->store));
-                if (r == -ENOSPC || r == -EDQUOT)
-                        r = sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
-                                              "The broker's state directory is full (%s: %s): the request was not "
-                                              "accepted. Free space there; requests already accepted are kept and "
-                                              "finish once there is room.", store_path(m->store), strerror(-r));
-                else
-                        r = sd_bus_error_set_errnof(error, r, "Cannot record the request in %s: %m",
-                                                    store_path(m->store));
+                r = sd_bus_error_set_errnof(error, r, "Cannot record the request in %s: %m", store_path(m->store));
                 goto finish;
         }
-        req->rec = TAKE_PTR(rec);
-        r = manager_add_request(m, req);
-        if (r < 0) {
-                (void) store_request_delete(m->store, req->rec->id);
-                goto finish;
-        }
-        Request *added = TAKE_PTR(req);
-        audit_decision(m, &p, &d, added->rec->id, "Enroll allowed", false);
-
-        /* Durable before the reply: the reply (and the engine) wait for the journal's fsync,
-         * which the loop does not wait for. */
-        EnrollReply *er = calloc(1, sizeof(*er));
-        if (!er) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        er->manager = m;
-        er->call = sd_bus_message_ref(msg);
-        memcpy(er->id, added->rec->id, sizeof er->id);
-        r = journal_sync_request(m->journal_sync, on_enroll_durable, er, NULL);
-        if (r < 0) {
-                sd_bus_message_unref(er->call);
-                free(er);
-                goto finish;
-        }
-        r = 1;          /* replied by on_enroll_durable() */
+        pending = NULL;         /* on_enrolled() has it */
+        audit_decision(m, &p, &d, req->rec->id, "Enroll allowed", false);
+        r = 1;
 
 finish:
-        free(path);
-        store_request_free(rec);
-        if (req)
-                request_free(req);
+        pending_reply_drop(pending);
+        free(snapshot);
         cb_decision_done(&d);
         policy_call_done(&p);
         return r;
@@ -482,13 +396,13 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return r;
         if (uid != 0)
-                return sd_bus_error_set(error, CB_ERROR_ACCESS_DENIED,
+                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                         "Only root may reload the configuration.");
         r = manager_reload(m, &reason);
         if (r < 0) {
                 log_error("Reload requested by root failed, keeping the old configuration: %s",
                           reason ?: strerror(-r));
-                r = sd_bus_error_setf(error, CB_ERROR_INVALID_CONFIGURATION,
+                r = bus_error_set(error, BROKER_ERROR_INVALID_CONFIGURATION,
                                       "%s (the old configuration stays in force)", reason ?: strerror(-r));
                 free(reason);
                 return r;
@@ -560,14 +474,56 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
-int bus_manager_register(Manager *m) {
+/* ---- the hooks: how the core's changes reach the bus ---- */
+
+static void hook_credentials_changed(Manager *m) {
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, CB_MANAGER_PATH, CB_MANAGER_IFACE,
+                                                      "CredentialState", "CredentialExpiry", NULL);
+}
+
+static void hook_closing(Manager *m) {
+        m->callers = caller_registry_free(m->callers);
+        if (m->bus) {
+                (void) sd_bus_flush(m->bus);
+                sd_bus_flush_close_unref(m->bus);
+                m->bus = NULL;
+        }
+}
+
+static const ManagerHooks bus_hooks = {
+        .request_changed = bus_request_changed,
+        .request_gone = bus_request_gone,
+        .ca_changed = bus_ca_changed,
+        .credentials_changed = hook_credentials_changed,
+        .closing = hook_closing,
+};
+
+int bus_manager_connect(Manager *m) {
         int r;
 
+        r = sd_bus_open_system(&m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot connect to the system bus: %m");
+        m->hooks = &bus_hooks;
+        r = caller_registry_new(&m->callers);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start: %m");
+        caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
+        if (r >= 0)
+                r = bus_request_register(m);
+        if (r >= 0)
+                r = bus_ca_register(m);
+        /* Bus calls before HTTP completions and key deliveries: callers (ListCAs, Wait, ...)
+         * stay responsive however many enrollments are in flight. */
+        if (r >= 0)
+                r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0)
-                return r;
-        r = bus_request_register(m);
+                return log_error_errno(r, "Cannot start: %m");
+        r = sd_bus_request_name(m->bus, CB_BUS_NAME, 0);
         if (r < 0)
-                return r;
-        return bus_ca_register(m);
+                return log_error_errno(r, "Cannot own the bus name %s (is another certbrokerd running, or "
+                                       "is the bus policy org.certbroker.Broker1.conf missing?): %m", CB_BUS_NAME);
+        return 0;
 }

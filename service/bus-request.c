@@ -6,11 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus-errors.h"
+#include "bus-pending.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "renewal.h"
-#include "engine.h"
 #include "log.h"
 #include "manager.h"
 
@@ -30,7 +29,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
                 return r;
         req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
         if (!req) {
-                r = sd_bus_error_setf(error, CB_ERROR_NO_SUCH_REQUEST, "No request '%.32s'.", id);
+                r = bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%.32s'.", id);
                 free(id);
                 return r;
         }
@@ -45,7 +44,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
         if (r < 0)
                 return r;
         if (uid != 0 && uid != req->rec->owner)
-                return sd_bus_error_setf(error, CB_ERROR_ACCESS_DENIED,
+                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                          "Request %s belongs to another user.", req->rec->id);
         *ret_found = req;
         return 1;
@@ -182,20 +181,17 @@ static int get_key_available(sd_bus *bus, const char *path, const char *interfac
         return sd_bus_message_append(reply, "b", (int) REC(userdata)->key_available);
 }
 
-static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        Waiter *w = userdata;
-        Request *req = w->request;
+/* ---- Wait() ---- */
 
-        for (Waiter **p = &req->waiters; *p; p = &(*p)->next)
-                if (*p == w) {
-                        *p = w->next;
-                        break;
-                }
-        (void) sd_bus_reply_method_return(w->call, "s", request_state_to_string(req->rec->state));
-        sd_event_source_disable_unref(w->timeout);
-        sd_bus_message_unref(w->call);
-        free(w);
-        return 0;
+static void wait_answer(PendingReply *p) {
+        Request *req = p->data;
+
+        (void) pending_reply_return(p, "s", request_state_to_string(req->rec->state));
+}
+
+static void wake_waiters(Request *req) {
+        while (req->waiters)
+                wait_answer(req->waiters);
 }
 
 void bus_request_caller_gone(const char *unique_name, void *userdata) {
@@ -203,17 +199,12 @@ void bus_request_caller_gone(const char *unique_name, void *userdata) {
         unsigned dropped = 0;
 
         for (size_t i = 0; i < m->n_requests; i++)
-                for (Waiter **p = &m->requests[i]->waiters; *p;) {
-                        Waiter *w = *p;
-                        const char *sender = sd_bus_message_get_sender(w->call);
-                        if (!sender || strcmp(sender, unique_name) != 0) {
-                                p = &w->next;
+                for (PendingReply *p = m->requests[i]->waiters, *next; p; p = next) {
+                        const char *sender = sd_bus_message_get_sender(p->call);
+                        next = p->next;
+                        if (!sender || strcmp(sender, unique_name) != 0)
                                 continue;
-                        }
-                        *p = w->next;
-                        sd_event_source_disable_unref(w->timeout);
-                        sd_bus_message_unref(w->call);
-                        free(w);
+                        pending_reply_drop(p);
                         dropped++;
                 }
         if (dropped > 0)
@@ -222,9 +213,9 @@ void bus_request_caller_gone(const char *unique_name, void *userdata) {
 
 static int method_wait(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Request *req = userdata;
+        PendingReply *p = NULL;
         uint64_t timeout;
-        unsigned n = 0;
-        Waiter *w;
+        unsigned n;
         int r;
 
         r = sd_bus_message_read(msg, "t", &timeout);
@@ -233,47 +224,29 @@ static int method_wait(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (timeout == 0 || request_state_is_terminal(req->rec->state))
                 return sd_bus_reply_method_return(msg, "s", request_state_to_string(req->rec->state));
 
-        for (w = req->waiters; w; w = w->next)
-                n++;
+        n = pending_reply_count(req->waiters);
         if (n >= WAITERS_PER_REQUEST_MAX)
-                return sd_bus_error_setf(error, CB_ERROR_QUOTA_EXCEEDED,
-                                         "Request %s already has %u Wait() calls outstanding.",
-                                         req->rec->id, WAITERS_PER_REQUEST_MAX);
-
-        w = calloc(1, sizeof(*w));
-        if (!w)
-                return -ENOMEM;
-        w->request = req;
-        w->call = sd_bus_message_ref(msg);
-        r = sd_event_add_time_relative(req->manager->event, &w->timeout, CLOCK_MONOTONIC,
-                                       timeout, 0, on_wait_timeout, w);
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
+                                     "Request %s already has %u Wait() calls outstanding.",
+                                     req->rec->id, WAITERS_PER_REQUEST_MAX);
+        r = pending_reply_new(msg, &req->waiters, req, &p);
+        if (r < 0)
+                return r;
+        r = pending_reply_set_timeout(p, req->manager->event, timeout, wait_answer);
         if (r < 0) {
-                sd_bus_message_unref(w->call);
-                free(w);
+                pending_reply_drop(p);
                 return r;
         }
-        w->next = req->waiters;
-        req->waiters = w;
         return 1;       /* replied later, exactly once */
 }
 
+/* ---- the owner's operations: request.c does them ---- */
+
 static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Request *req = userdata;
-        Manager *m = req->manager;
         sd_bus_message *reply = NULL;
         CbSecret *pem = NULL;
         int r;
-
-        if (req->rec->state != REQUEST_ISSUED)
-                return sd_bus_error_setf(error, CB_ERROR_NOT_READY,
-                                         "Request %s is %s: the key can be taken once it is issued.",
-                                         req->rec->id, request_state_to_string(req->rec->state));
-        if (!req->rec->key_available)
-                return sd_bus_error_setf(error, CB_ERROR_KEY_ALREADY_TAKEN,
-                                         req->rec->not_after != 0 && req->rec->not_after <= now_usec() ?
-                                         "The private key of request %s was erased when its certificate expired." :
-                                         "The private key of request %s was already taken and has been erased.",
-                                         req->rec->id);
 
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r < 0)
@@ -281,17 +254,19 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
         /* The reply holds the key: have sd-bus wipe it when freed. */
         r = sd_bus_message_sensitive(reply);
         if (r >= 0)
-                r = store_key_take(m->store, req->rec->id, &pem);
-        if (r == -ENOKEY) {
-                req->rec->key_available = false;
-                sd_bus_message_unref(reply);
-                return sd_bus_error_setf(error, CB_ERROR_KEY_ALREADY_TAKEN,
-                                         "The private key of request %s was already taken and has been erased.",
-                                         req->rec->id);
-        }
+                r = request_take_key(req, &pem);
         if (r < 0) {
                 sd_bus_message_unref(reply);
-                log_error_errno(r, "Request %s: cannot read its key from %s: %m", req->rec->id, store_path(m->store));
+                if (r == -EBUSY)
+                        return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                                             "Request %s is %s: the key can be taken once it is issued.",
+                                             req->rec->id, request_state_to_string(req->rec->state));
+                if (r == -ENOKEY)
+                        return bus_error_set(error, BROKER_ERROR_KEY_ALREADY_TAKEN,
+                                             req->rec->not_after != 0 && req->rec->not_after <= now_usec() ?
+                                             "The private key of request %s was erased when its certificate expired." :
+                                             "The private key of request %s was already taken and has been erased.",
+                                             req->rec->id);
                 return sd_bus_error_set_errnof(error, r, "Cannot read the stored key: %m");
         }
         r = sd_bus_message_append(reply, "s", (const char *) pem->data);
@@ -299,14 +274,6 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (r >= 0)
                 r = sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
-
-        req->rec->key_available = false;
-        EVP_PKEY_free(req->key);
-        req->key = NULL;
-        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
-                                             .decision = "key-taken", .ca = req->rec->ca },
-                  "Request %s: the private key was taken by its owner and erased.", req->rec->id);
-        (void) request_commit(req);
         return r;
 }
 
@@ -314,33 +281,14 @@ static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Request *req = userdata;
         int r;
 
-        if (req->rec->state == REQUEST_CANCELLED)
-                return sd_bus_reply_method_return(msg, NULL);
-        if (request_state_is_terminal(req->rec->state))
-                return sd_bus_error_setf(error, CB_ERROR_NOT_READY,
-                                         "Request %s is already %s; only a request in progress can be cancelled "
-                                         "(Remove() forgets a finished one).",
-                                         req->rec->id, request_state_to_string(req->rec->state));
-        engine_request_stop(req);
-        r = store_key_erase(req->manager->store, req->rec->id);
-        if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Cannot erase the request's key: %m");
-        EVP_PKEY_free(req->key);
-        req->key = NULL;
-        req->rec->key_available = false;
-        req->rec->state = REQUEST_CANCELLED;
-        req->rec->next_attempt = 0;
-        free(req->rec->error);
-        req->rec->error = strdup(CB_ERROR_CANCELLED);
-        free(req->rec->error_message);
-        req->rec->error_message = strdup("Cancelled by its owner.");
-        r = request_commit(req);
+        r = request_cancel(req);
+        if (r == -EBUSY)
+                return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                                     "Request %s is already %s; only a request in progress can be cancelled "
+                                     "(Remove() forgets a finished one).",
+                                     req->rec->id, request_state_to_string(req->rec->state));
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot record the cancellation: %m");
-        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
-                                             .decision = "cancelled", .ca = req->rec->ca,
-                                             .error = CB_ERROR_CANCELLED },
-                  "Request %s cancelled.", req->rec->id);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -348,7 +296,7 @@ static int method_stop_renewal(sd_bus_message *msg, void *userdata, sd_bus_error
         Request *req = userdata;
         int r;
 
-        r = manager_stop_renewal(req);
+        r = renewal_stop(req);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot record that renewal stops: %m");
         return sd_bus_reply_method_return(msg, NULL);
@@ -356,23 +304,16 @@ static int method_stop_renewal(sd_bus_message *msg, void *userdata, sd_bus_error
 
 static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Request *req = userdata;
-        Manager *m = req->manager;
         int r;
 
         if (!request_state_is_terminal(req->rec->state))
-                return sd_bus_error_setf(error, CB_ERROR_NOT_READY,
-                                         "Request %s is %s: Cancel() it first, or wait until it ends.",
-                                         req->rec->id, request_state_to_string(req->rec->state));
-        r = store_request_delete(m->store, req->rec->id);
-        if (r < 0 && r != -ENOENT)
+                return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                                     "Request %s is %s: Cancel() it first, or wait until it ends.",
+                                     req->rec->id, request_state_to_string(req->rec->state));
+        r = request_remove(req);
+        if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot remove the request from the journal: %m");
-        r = sd_bus_reply_method_return(msg, NULL);
-        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
-                                             .decision = "removed", .ca = req->rec->ca },
-                  "Request %s removed; its key (if any) erased.", req->rec->id);
-        manager_drop_request(m, req);
-        request_free(req);
-        return r;
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 #define P(name, sig, getter, flags) SD_BUS_PROPERTY(name, sig, getter, 0, flags)
@@ -429,17 +370,19 @@ int bus_request_register(Manager *m) {
         return sd_bus_add_node_enumerator(m->bus, NULL, CB_REQUEST_PREFIX, request_enumerate, m);
 }
 
-int bus_request_emit_changed(Request *r) {
+void bus_request_changed(Request *r) {
         char *path = NULL;
-        int q;
 
-        if (!r->manager->bus)
-                return 0;
-        q = bus_request_path(r->rec->id, &path);
-        if (q < 0)
-                return q;
-        /* NULL: every property flagged EMITS_INVALIDATION, names only. */
-        q = sd_bus_emit_properties_changed_strv(r->manager->bus, path, CB_REQUEST_IFACE, NULL);
-        free(path);
-        return q;
+        if (r->manager->bus && bus_request_path(r->rec->id, &path) >= 0) {
+                /* NULL: every property flagged EMITS_INVALIDATION, names only. */
+                (void) sd_bus_emit_properties_changed_strv(r->manager->bus, path, CB_REQUEST_IFACE, NULL);
+                free(path);
+        }
+        if (request_state_is_terminal(r->rec->state))
+                wake_waiters(r);
+}
+
+void bus_request_gone(Request *r) {
+        /* Removal or shutdown: answer the waiters with the state we have. */
+        wake_waiters(r);
 }

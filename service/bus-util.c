@@ -3,16 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bus-errors.h"
 #include "bus-util.h"
 
-int bus_error_setf_named(sd_bus_error *error, const char *short_name, const char *format, ...) {
-        char name[256];
+int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...) {
+        const char *name = broker_error_name(e);
         char *msg = NULL;
         va_list ap;
         int r;
 
-        snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", short_name);
         va_start(ap, format);
         r = vasprintf(&msg, format, ap);
         va_end(ap);

@@ -4,20 +4,31 @@
 #include <stdarg.h>
 #include <systemd/sd-bus.h>
 
+#include "broker-error.h"
 #include "manager.h"
 
-#ifndef TAKE_PTR
-#define TAKE_PTR(p) ({ __typeof__(p) _p_ = (p); (p) = NULL; _p_; })
-#endif
+#include "basic.h"
 
-/* Set error to org.certbroker.Broker1.Error.<short_name> with a formatted message. Returns the
+/* Set error to the D-Bus name of e (broker-error.h) with a formatted message. Returns the
  * negative errno sd-bus maps the error to. */
-int bus_error_setf_named(sd_bus_error *error, const char *short_name, const char *format, ...)
+int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...)
         __attribute__((format(printf, 3, 4)));
 
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);
 
+/* Connects to the system bus, registers the objects, installs the hooks (manager.h) and owns
+ * the name. */
+int bus_manager_connect(Manager *m);
+
 int bus_request_register(Manager *m);
 int bus_ca_register(Manager *m);
-int bus_ca_emit_changed(CaState *ca);
+
+/* The hooks (bus-manager.c installs them). PropertiesChanged with invalidations only: no
+ * values reach other tenants. No ObjectManager either, for the same reason (InterfacesAdded
+ * would carry values). A request that ended answers its Wait() calls. */
+void bus_request_changed(Request *r);
+void bus_request_gone(Request *r);
+void bus_ca_changed(CaState *ca);
+/* The connection unique_name left the bus: its Wait() calls are dropped (nobody to reply to). */
+void bus_request_caller_gone(const char *unique_name, void *userdata);

@@ -12,7 +12,7 @@
 #include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-guard.h"
-#include "time-util.h"
+#include "basic.h"
 #include "seed-steps.h"
 
 typedef enum FetchState {

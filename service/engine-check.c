@@ -13,7 +13,7 @@
 #include "engine.h"
 #include "engine-internal.h"
 #include "log.h"
-#include "time-util.h"
+#include "basic.h"
 #include "seed-steps.h"
 #include "uid-limit.h"
 
@@ -21,12 +21,13 @@ typedef struct Check {
         struct Check *next;
         Manager *manager;
         CaState *ca;
-        sd_bus_message *call;
+        CheckComplete complete;
+        void *userdata;
         bool want_challenge;
         uid_t uid;
         int step;
         bool failed;
-        char *rows[16][3];
+        CheckRow rows[16];
         size_t n_rows;
         HttpRequest *http;
         Krb5ServiceWait *wait;
@@ -45,10 +46,11 @@ static void check_free(Check *k) {
         http_request_cancel(k->http);
         krb5_service_wait_cancel(k->wait);
         challenge_fetch_cancel(k->fetch);
-        for (size_t i = 0; i < k->n_rows; i++)
-                for (int j = 0; j < 3; j++)
-                        free(k->rows[i][j]);
-        sd_bus_message_unref(k->call);
+        for (size_t i = 0; i < k->n_rows; i++) {
+                free((char *) k->rows[i].step);
+                free((char *) k->rows[i].result);
+                free((char *) k->rows[i].detail);
+        }
         free(k);
 }
 
@@ -92,30 +94,16 @@ static void check_add(Check *k, const char *step, const char *result, const char
         if (seed && !strstr(detail, "Seed: ") && !strstr(detail, "Not a seed step") &&
             asprintf(&d, "%.*s%s%s", (int) len, detail, len ? ". " : "", seed) < 0)
                 d = NULL;
-        k->rows[k->n_rows][0] = strdup(step);
-        k->rows[k->n_rows][1] = strdup(result);
-        k->rows[k->n_rows][2] = d ?: strdup(detail);
+        k->rows[k->n_rows] = (CheckRow) { .step = strdup(step), .result = strdup(result),
+                                          .detail = d ?: strdup(detail) };
         k->n_rows++;
         if (strcmp(result, "fail") == 0)
                 k->failed = true;
 }
 
+/* The steps go to whoever asked (bus-ca.c builds the reply); then k is freed. */
 static void check_finish(Check *k) {
-        sd_bus_message *reply = NULL;
-        int q = sd_bus_message_new_method_return(k->call, &reply);
-
-        if (q >= 0)
-                q = sd_bus_message_open_container(reply, 'a', "(sss)");
-        for (size_t i = 0; q >= 0 && i < k->n_rows; i++)
-                q = sd_bus_message_append(reply, "(sss)", k->rows[i][0] ?: "", k->rows[i][1] ?: "",
-                                          k->rows[i][2] ?: "");
-        if (q >= 0)
-                q = sd_bus_message_close_container(reply);
-        if (q >= 0)
-                (void) sd_bus_send(NULL, reply, NULL);
-        else
-                (void) sd_bus_reply_method_errno(k->call, q, NULL);
-        sd_bus_message_unref(reply);
+        k->complete(k->rows, k->n_rows, k->userdata);
         check_free(k);
 }
 
@@ -249,7 +237,7 @@ static void check_run(Check *k) {
                         for (size_t i = 0; i < 8; i++) {
                                 bool seen = false;
                                 for (size_t j = 0; j < k->n_rows; j++)
-                                        if (strcmp(k->rows[j][0], names[i]) == 0)
+                                        if (k->rows[j].step && strcmp(k->rows[j].step, names[i]) == 0)
                                                 seen = true;
                                 if (!seen && (i < 7 || k->want_challenge))
                                         check_add(k, names[i], "skip", "an earlier step failed");
@@ -406,7 +394,8 @@ CheckAdmission engine_ca_check_admit(Manager *m, CaState *ca, uid_t uid, bool wa
         return CHECK_ADMITTED;
 }
 
-int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_challenge, uid_t uid) {
+int engine_ca_check(Manager *m, CaState *ca, bool want_challenge, uid_t uid, CheckComplete complete,
+                    void *userdata) {
         Check *k = calloc(1, sizeof(*k));
 
         if (!k)
@@ -414,14 +403,15 @@ int engine_ca_check(Manager *m, CaState *ca, sd_bus_message *call, int want_chal
         k->manager = m;
         k->uid = uid;
         k->ca = ca;
-        k->call = sd_bus_message_ref(call);
+        k->complete = complete;
+        k->userdata = userdata;
         k->want_challenge = want_challenge;
         k->next = E(m)->checks;
         E(m)->checks = k;
         log_debug("CA.Check of %s by uid %u started%s", ca->name, (unsigned) uid,
                   want_challenge ? ", with the challenge" : "");
         check_run(k);
-        return 1;
+        return 0;
 }
 
 void engine_checks_abort(Manager *m, CaState *ca) {
@@ -433,6 +423,9 @@ void engine_checks_abort(Manager *m, CaState *ca) {
 }
 
 void engine_checks_free(Manager *m) {
-        while (E(m)->checks)
-                check_free(E(m)->checks);
+        while (E(m)->checks) {
+                Check *k = E(m)->checks;
+                k->complete(NULL, 0, k->userdata);
+                check_free(k);
+        }
 }

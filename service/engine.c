@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bus-errors.h"
-#include "bus-util.h"
+#include "basic.h"
+#include "broker-error.h"
 #include "cb-subject.h"
 #include "challenge-fetch.h"
 #include "challenge-page.h"
@@ -39,21 +39,8 @@
 #include "scep-csr.h"
 #include "scep-message.h"
 
-#define RETRY_MIN_USEC   (5ULL * 1000000ULL)
-#define RETRY_MAX_USEC   (15ULL * 60ULL * 1000000ULL)
-#define POLL_MAX_FACTOR  16ULL          /* polls back off to 16 × PollInterval */
-
-typedef enum AttemptStep {
-        STEP_KEY,
-        STEP_META,
-        STEP_SUBMIT,
-        STEP_CHALLENGE,
-        STEP_PKIOPERATION,
-} AttemptStep;
-
 typedef struct Attempt {
         Request *request;
-        AttemptStep step;
         bool polling;                   /* CertPoll rather than PKCSReq */
         bool recovering;                /* CertPoll first: a PKCSReq may have reached the CA */
         JournalSyncWait *sync;          /* the submission mark going to disk before the PKCSReq */
@@ -76,14 +63,6 @@ static const CbCa *request_ca_config(Request *r) {
 
 static CaState *request_ca_state(Request *r) {
         return manager_find_ca_state(r->manager, r->rec->ca);
-}
-
-static void set_string(char **field, const char *value) {
-        char *s = strdup(value ?: "");
-        if (!s)
-                return;         /* keep the old value rather than lose the field */
-        free(*field);
-        *field = s;
 }
 
 /* ---- per-request bookkeeping ---- */
@@ -137,115 +116,13 @@ void engine_request_stop(Request *r) {
         r->timer = sd_event_source_disable_unref(r->timer);
 }
 
-static void audit_outcome(Request *r, int level, const char *decision) {
-        char names[1024] = "";
-
-        for (size_t i = 0; r->rec->names && r->rec->names[i]; i++) {
-                if (i > 0)
-                        strncat(names, " ", sizeof names - strlen(names) - 1);
-                strncat(names, r->rec->names[i], sizeof names - strlen(names) - 1);
-        }
-        log_audit(level, &(AuditRecord) {
-                        .request = r->rec->id, .uid = r->rec->owner, .decision = decision,
-                        .names = names, .ca = r->rec->ca, .error = r->rec->error,
-                  },
-                  "Request %s %s%s%s", r->rec->id, decision,
-                  r->rec->error_message && *r->rec->error_message ? ": " : "",
-                  r->rec->error_message ?: "");
+/* An attempt failed with a transport outcome: retried or ended by request.c. */
+static void attempt_failed(Request *r, TransportOutcome outcome, const char *message) {
+        request_attempt_failed(r, broker_error_from_transport(outcome), message);
 }
 
-/* A terminal end: failed, rejected. The key is erased (nothing to take). */
-static void request_finish(Request *r, RequestState state, const char *error_short,
-                           const char *fail_info, const char *message) {
-        char name[256];
-
-        request_end_attempt(r);
-        r->timer = sd_event_source_disable_unref(r->timer);
-        snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", error_short);
-        r->rec->state = state;
-        set_string(&r->rec->error, name);
-        set_string(&r->rec->error_message, message);
-        set_string(&r->rec->fail_info, fail_info ?: "");
-        r->rec->next_attempt = 0;
-        if (store_key_erase(r->manager->store, r->rec->id) >= 0)
-                r->rec->key_available = false;
-        EVP_PKEY_free(r->key);
-        r->key = NULL;
-        (void) request_commit(r);
-        audit_outcome(r, LOG_WARNING, request_state_to_string(state));
-}
-
-void engine_request_end(Request *r, RequestState state, const char *error_short, const char *message) {
-        request_finish(r, state, error_short, NULL, message);
-}
-
-static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-static uint64_t deadline_of(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        return r->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
-}
-
-static void request_schedule(Request *r, uint64_t when) {
-        int q;
-
-        r->timer = sd_event_source_disable_unref(r->timer);
-        r->rec->next_attempt = when;
-        q = sd_event_add_time(r->manager->event, &r->timer, CLOCK_REALTIME, when, 1000000,
-                              on_request_timer, r);
-        if (q < 0)
-                log_error_errno(q, "Request %s: cannot schedule the next attempt: %m", r->rec->id);
-}
-
-/* A failure that may pass (KDC, network, cache full): retrying with backoff, until the
- * deadline; one that will not: failed. */
-static void request_fail(Request *r, TransportOutcome outcome, const char *message) {
-        const char *short_name = transport_outcome_to_string(outcome);
-        uint64_t now = now_usec();
-
-        if (!short_name || !*short_name)
-                short_name = "ProtocolError";
-        /* A renewal keeps trying past PendingDeadline: its certificate must be renewed even
-         * after it expired, once the CA is back. */
-        bool renewal = r->rec->predecessor && *r->rec->predecessor;
-        if (!transport_outcome_is_transient(outcome) || (!renewal && now >= deadline_of(r))) {
-                if (transport_outcome_is_transient(outcome))
-                        short_name = "Timeout";
-                request_finish(r, REQUEST_FAILED, short_name, NULL, message);
-                return;
-        }
-
-        char name[256];
-        unsigned shift = r->rec->attempts > 0 ? r->rec->attempts - 1 : 0;
-        uint64_t delay = shift >= 10 ? RETRY_MAX_USEC : RETRY_MIN_USEC << shift;
-        if (delay > RETRY_MAX_USEC)
-                delay = RETRY_MAX_USEC;
-        /* Up to a quarter more at random, so requests that failed together (a fleet renewing
-         * against a CA that was down) do not come back together. */
-        uint32_t rnd = randombytes_random();
-        delay += delay / 4 * rnd / UINT32_MAX;
-
-        request_end_attempt(r);
-        snprintf(name, sizeof name, CB_ERROR_PREFIX "%s", short_name);
-        set_string(&r->rec->error, name);
-        set_string(&r->rec->error_message, message);
-        /* A pending request stays pending: the CA has it; only the poll failed. */
-        if (r->rec->state != REQUEST_PENDING)
-                r->rec->state = REQUEST_RETRYING;
-        request_schedule(r, now + delay);
-        (void) request_commit(r);
-        log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                               .decision = "retrying", .ca = r->rec->ca, .error = name },
-                  "Request %s: %s; next attempt in %llu s.", r->rec->id, message,
-                  (unsigned long long) (delay / 1000000));
-}
-
-static void request_fail_errno(Request *r, int error, const char *what) {
-        char msg[512];
-
-        snprintf(msg, sizeof msg, "%s: %s", what, strerror(error < 0 ? -error : error));
-        log_error("Request %s: %s", r->rec->id, msg);
-        request_fail(r, TRANSPORT_PROTOCOL_ERROR, msg);
+static void end_failed(Request *r, BrokerError error, const char *message) {
+        request_end(r, REQUEST_FAILED, error, NULL, message);
 }
 
 /* ---- certificates to strings ---- */
@@ -329,32 +206,18 @@ static Attempt *attempt_begin(Request *r) {
         return a;
 }
 
-static int request_keep_key(Request *r) {
-        CbSecret *pem = NULL;
-        int q;
-
-        q = key_export_pkcs8_pem(r->key, &pem);
-        if (q >= 0)
-                q = store_key_set(r->manager->store, r->rec->id, pem);
-        secret_free(pem);
-        if (q >= 0)
-                r->rec->key_available = true;
-        return q;
-}
-
 static void on_key_ready(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
         Request *r = userdata;
         int q;
 
         r->key_job = 0;
         if (error < 0) {
-                request_fail_errno(r, error, "Cannot generate the private key");
+                request_attempt_failed_errno(r, error, "Cannot generate the private key");
                 return;
         }
-        r->key = key;
-        q = request_keep_key(r);
+        q = request_keep_key(r, key);
         if (q < 0) {
-                request_fail_errno(r, q, "Cannot store the private key (encrypted) in the journal");
+                request_attempt_failed_errno(r, q, "Cannot store the private key (encrypted) in the journal");
                 return;
         }
         step_transport_key(r);
@@ -366,23 +229,18 @@ static void step_key(Request *r) {
         int q;
 
         if (!a) {
-                request_fail_errno(r, -ENOMEM, "Out of memory");
+                request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
                 return;
         }
-        a->step = STEP_KEY;
         if (r->key) {
                 step_transport_key(r);
                 return;
         }
         if (r->rec->key_available) {
                 /* Resumed after a restart: the key is in the journal, encrypted. */
-                CbSecret *pem = NULL;
-                q = store_key_get(r->manager->store, r->rec->id, &pem);
-                if (q >= 0)
-                        q = key_import_pkcs8_pem(pem, &r->key);
-                secret_free(pem);
+                q = request_load_key(r);
                 if (q < 0) {
-                        request_finish(r, REQUEST_FAILED, "ProtocolError", NULL,
+                        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
                                        "The stored private key cannot be decrypted (wrong or replaced store key?); "
                                        "enroll again.");
                         return;
@@ -393,14 +251,14 @@ static void step_key(Request *r) {
 
         t = key_type_from_string(r->rec->key);
         if (t < 0) {
-                request_finish(r, REQUEST_FAILED, "InvalidArgument", NULL, "Unknown key type in the journal.");
+                end_failed(r, BROKER_ERROR_INVALID_ARGUMENT, "Unknown key type in the journal.");
                 return;
         }
-        r->key = key_pool_take(r->manager->pool, t);
-        if (r->key) {
-                q = request_keep_key(r);
+        EVP_PKEY *pooled = key_pool_take(r->manager->pool, t);
+        if (pooled) {
+                q = request_keep_key(r, pooled);
                 if (q < 0) {
-                        request_fail_errno(r, q, "Cannot store the private key (encrypted) in the journal");
+                        request_attempt_failed_errno(r, q, "Cannot store the private key (encrypted) in the journal");
                         return;
                 }
                 step_transport_key(r);
@@ -408,7 +266,7 @@ static void step_key(Request *r) {
         }
         q = key_pool_generate_async_for(r->manager->pool, t, r->rec->owner, on_key_ready, r, &r->key_job);
         if (q < 0)
-                request_fail_errno(r, q, "Cannot start generating the private key");
+                request_attempt_failed_errno(r, q, "Cannot start generating the private key");
 }
 
 /* SCEP encrypts the CertRep to the signer certificate's key, which must do key transport: an
@@ -420,7 +278,7 @@ static void on_transport_key(KeyPool *pool, uint64_t job, int error, EVP_PKEY *k
 
         a->transport_job = 0;
         if (error < 0) {
-                request_fail_errno(r, error, "Cannot generate the RSA transport key");
+                request_attempt_failed_errno(r, error, "Cannot generate the RSA transport key");
                 return;
         }
         a->transport_key = key;
@@ -443,27 +301,25 @@ static void step_transport_key(Request *r) {
         q = key_pool_generate_async_for(r->manager->pool, KEY_TYPE_RSA_2048, r->rec->owner, on_transport_key, r,
                                         &a->transport_job);
         if (q < 0)
-                request_fail_errno(r, q, "Cannot start generating the RSA transport key");
+                request_attempt_failed_errno(r, q, "Cannot start generating the RSA transport key");
 }
 
 static void step_meta(Request *r) {
         CaState *ca = request_ca_state(r);
-        Attempt *a = r->engine;
         MetaWaiter *w;
 
         if (!ca) {
-                request_finish(r, REQUEST_FAILED, "UnknownCA", NULL,
+                end_failed(r, BROKER_ERROR_UNKNOWN_CA,
                                "The request's CA is no longer configured (removed by a reload).");
                 return;
         }
-        a->step = STEP_META;
         if (CE(ca)->certs && CE(ca)->have_caps) {
                 step_submit(r);
                 return;
         }
         w = calloc(1, sizeof(*w));
         if (!w) {
-                request_fail_errno(r, -ENOMEM, "Out of memory");
+                request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
                 return;
         }
         w->request = r;
@@ -477,13 +333,7 @@ static void step_meta(Request *r) {
 static void step_submit(Request *r) {
         Attempt *a = r->engine;
 
-        a->step = STEP_SUBMIT;
-        r->rec->attempts++;
-        if (r->rec->state != REQUEST_PENDING && !a->polling) {
-                r->rec->state = REQUEST_SUBMITTING;
-                r->rec->next_attempt = 0;
-        }
-        (void) request_commit(r);
+        request_begin_attempt(r, a->polling);
         step_challenge(r);
 }
 
@@ -493,7 +343,7 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
 
         a->fetch = NULL;
         if (res->outcome != TRANSPORT_OK) {
-                request_fail(r, res->outcome, res->message);
+                attempt_failed(r, res->outcome, res->message);
                 return;
         }
         if (res->anonymous) {
@@ -560,7 +410,6 @@ static void step_challenge(Request *r) {
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
-        a->step = STEP_CHALLENGE;
         if (a->polling || c->challenge == CB_CHALLENGE_NONE) {
                 step_pkioperation(r);
                 return;
@@ -569,7 +418,7 @@ static void step_challenge(Request *r) {
                 a->challenge = challenge_secret_free(a->challenge);
                 q = read_static_challenge(c->challenge_file, &a->challenge, msg, sizeof msg);
                 if (q < 0) {
-                        request_finish(r, REQUEST_FAILED, "ChallengeUnavailable", NULL, msg);
+                        end_failed(r, BROKER_ERROR_CHALLENGE_UNAVAILABLE, msg);
                         return;
                 }
                 step_pkioperation(r);
@@ -581,13 +430,13 @@ static void step_challenge(Request *r) {
          * recognises NDES's error pages. */
         ChallengeFetcher *f = CE(request_ca_state(r))->fetcher;
         if (!f) {
-                request_fail(r, TRANSPORT_KERBEROS_FAILED,
+                attempt_failed(r, TRANSPORT_KERBEROS_FAILED,
                              E(r->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
                 return;
         }
         q = challenge_fetcher_fetch(f, on_challenge, r, &a->fetch);
         if (q < 0)
-                request_fail_errno(r, q, "Cannot start fetching a challenge");
+                request_attempt_failed_errno(r, q, "Cannot start fetching a challenge");
 }
 
 /* Recovering a submission that may have reached the CA, whose CertPoll got no certificate:
@@ -597,9 +446,8 @@ static void step_challenge(Request *r) {
  * other answers (why) say nothing either. So the request (Warning) and the audit log say that
  * a duplicate may have been issued, with the transaction to look for in the CA database. */
 static void recovery_resubmit(Request *r, bool unknown, const char *why) {
-        char msg[1024];
+        char msg[3072];
 
-        r->rec->submitted = 0;
         snprintf(msg, sizeof msg, "Transaction %s may have been issued twice: the broker was interrupted while "
                  "submitting it and the CA %s (CertPoll answered: %s); it was submitted again. Look for "
                  "transaction %s in the CA database and revoke a second certificate if there is one.",
@@ -607,12 +455,7 @@ static void recovery_resubmit(Request *r, bool unknown, const char *why) {
                  unknown ? "does not say it has it, which NDES may also answer for a request it issued at once" :
                            "could not say whether it had issued it",
                  why, r->rec->transaction_id);
-        set_string(&r->rec->warning, msg);
-        log_audit(LOG_WARNING, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                                .decision = "duplicate-risk", .ca = r->rec->ca },
-                  "Request %s: %s", r->rec->id, msg);
-        request_end_attempt(r);
-        (void) request_commit(r);
+        request_warn_duplicate_risk(r, msg);
         (void) engine_request_start(r);
 }
 
@@ -643,13 +486,13 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 }
                 /* A bad reply may be a stale CA certificate: refetch it next time. */
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
-                request_fail(r, TRANSPORT_PROTOCOL_ERROR, msg);
+                attempt_failed(r, TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
 
-        set_string(&r->rec->transaction_id, a->msg->transaction_id);
+        request_set_transaction(r, a->msg->transaction_id);
         /* The CA has answered for this transaction: no submission is in doubt any more. */
-        r->rec->submitted = 0;
+        request_clear_submitted(r);
         if (rep->status == SCEP_STATUS_FAILURE && a->recovering) {
                 char desc[512];
                 bool unknown = rep->fail_info == SCEP_FAIL_BAD_CERT_ID;
@@ -662,7 +505,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 char desc[512];
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
                 snprintf(msg, sizeof msg, "%s rejected the request: %s", res->host, desc);
-                request_finish(r, REQUEST_REJECTED, "CARejected",
+                request_end(r, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED,
                                rep->fail_info >= 0 ? scep_fail_info_to_string(rep->fail_info) : "", msg);
                 scep_certrep_free(rep);
                 return;
@@ -671,32 +514,13 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 /* Kept for CertPoll (its subject and key). step_pkioperation() took the challenge
                  * out of it when the PKCSReq was built: no secret in the journal. */
                 char *csr_pem = NULL;
-                BIO *b = BIO_new(BIO_s_mem());
-                if (b && PEM_write_bio_X509_REQ(b, a->csr))
-                        csr_pem = bio_to_string(b);
-                BIO_free(b);
+                q = scep_csr_to_pem(a->csr, &csr_pem);
                 scep_certrep_free(rep);
-                if (!csr_pem) {
-                        request_fail_errno(r, -ENOMEM, "Cannot keep the CSR for polling");
+                if (q < 0) {
+                        request_attempt_failed_errno(r, q, "Cannot keep the CSR for polling");
                         return;
                 }
-                secret_erase_and_free_string(r->rec->csr);
-                r->rec->csr = csr_pem;
-                bool first = r->rec->state != REQUEST_PENDING;
-                r->rec->state = REQUEST_PENDING;
-                set_string(&r->rec->error, "");
-                set_string(&r->rec->error_message, "");
-                request_end_attempt(r);
-                /* Poll: PollInterval, doubling per poll up to 16 × PollInterval. */
-                uint64_t interval = c->poll_interval_usec;
-                if (!first) {
-                        uint64_t f = r->rec->attempts < 6 ? 1ULL << (r->rec->attempts - 1) : POLL_MAX_FACTOR;
-                        interval *= f > POLL_MAX_FACTOR ? POLL_MAX_FACTOR : f;
-                }
-                request_schedule(r, now_usec() + interval);
-                (void) request_commit(r);
-                if (first)
-                        audit_outcome(r, LOG_INFO, "pending");
+                request_set_pending(r, csr_pem, c->poll_interval_usec);
                 return;
         }
 
@@ -711,33 +535,13 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 free(chain);
                 free(serial);
                 scep_certrep_free(rep);
-                request_fail_errno(r, -ENOMEM, "Cannot record the certificate");
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot record the certificate");
                 return;
         }
-        free(r->rec->certificate);
-        r->rec->certificate = cert;
-        free(r->rec->chain);
-        r->rec->chain = chain;
-        free(r->rec->serial);
-        r->rec->serial = serial;
-        r->rec->not_before = asn1_time_usec(X509_get0_notBefore(rep->certificate));
-        r->rec->not_after = asn1_time_usec(X509_get0_notAfter(rep->certificate));
+        uint64_t not_before = asn1_time_usec(X509_get0_notBefore(rep->certificate));
+        uint64_t not_after = asn1_time_usec(X509_get0_notAfter(rep->certificate));
         scep_certrep_free(rep);
-
-        request_end_attempt(r);
-        r->timer = sd_event_source_disable_unref(r->timer);
-        r->rec->state = REQUEST_ISSUED;
-        r->rec->next_attempt = 0;
-        set_string(&r->rec->error, "");
-        set_string(&r->rec->error_message, "");
-        set_string(&r->rec->fail_info, "");
-        EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
-        r->key = NULL;
-        renewal_on_issued(r, c);
-        (void) request_commit(r);
-        audit_outcome(r, LOG_INFO, "issued");
-        renewal_schedule(r);
-        renewal_successor_changed(r);
+        request_set_issued(r, cert, chain, serial, not_before, not_after);
 }
 
 static void send_pkioperation(Request *r);
@@ -752,7 +556,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
 
         a->http = NULL;
         if (res->outcome != TRANSPORT_OK) {
-                request_fail(r, res->outcome, res->message);
+                attempt_failed(r, res->outcome, res->message);
                 return;
         }
         ca->last_contact = now_usec();
@@ -766,7 +570,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 return;
         }
         if (q != 0) {
-                request_fail(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
+                attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");
                 return;
         }
@@ -809,14 +613,14 @@ static void send_pkioperation(Request *r) {
                 free(enc);
         }
         if (!url) {
-                request_fail_errno(r, -ENOMEM, "Cannot build the PKIOperation request");
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot build the PKIOperation request");
                 return;
         }
         o.url = url;
         q = http_client_start(E(r->manager)->http, &o, on_pkioperation, r, &a->http, &why);
         free(url);
         if (q < 0) {
-                request_finish(r, REQUEST_FAILED, q == -EPERM ? "NameNotPermitted" : "ProtocolError", NULL,
+                end_failed(r, q == -EPERM ? BROKER_ERROR_NAME_NOT_PERMITTED : BROKER_ERROR_PROTOCOL_ERROR,
                                why ?: "The CA URL is refused.");
                 free(why);
         }
@@ -828,7 +632,7 @@ static void on_submission_durable(int error, void *userdata) {
 
         a->sync = NULL;
         if (error < 0) {
-                request_fail_errno(r, error, "Cannot make the submission durable");
+                request_attempt_failed_errno(r, error, "Cannot make the submission durable");
                 return;
         }
         send_pkioperation(r);
@@ -864,16 +668,12 @@ static void step_pkioperation(Request *r) {
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
-        a->step = STEP_PKIOPERATION;
         const ScepAlgorithms *alg = &CE(ca)->alg;
         a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
         if (a->polling && r->rec->csr && *r->rec->csr) {
-                BIO *b = BIO_new_mem_buf(r->rec->csr, -1);
-                a->csr = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
-                BIO_free(b);
-                if (!a->csr) {
-                        request_finish(r, REQUEST_FAILED, "ProtocolError", NULL,
+                if (scep_csr_from_pem(r->rec->csr, &a->csr) < 0) {
+                        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
                                        "The pending request's CSR in the journal does not parse; enroll again.");
                         return;
                 }
@@ -886,7 +686,7 @@ static void step_pkioperation(Request *r) {
 
                 q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
                 if (q < 0) {
-                        request_finish(r, REQUEST_FAILED, "InvalidArgument", NULL,
+                        end_failed(r, BROKER_ERROR_INVALID_ARGUMENT,
                                        "The request's subject in the journal does not parse.");
                         return;
                 }
@@ -916,7 +716,7 @@ static void step_pkioperation(Request *r) {
                 if (q != 0) {
                         snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s",
                                  err.message[0] ? err.message : strerror(-q));
-                        request_finish(r, REQUEST_FAILED, "ProtocolError", NULL, msg);
+                        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
                         return;
                 }
         }
@@ -947,14 +747,14 @@ static void step_pkioperation(Request *r) {
         if (q != 0) {
                 snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
                          err.message[0] ? err.message : strerror(-q));
-                request_finish(r, REQUEST_FAILED, "ProtocolError", NULL, msg);
+                end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
                 return;
         }
         if (!r->rec->transaction_id || !*r->rec->transaction_id) {
                 /* Written with the next state change (it is derived from the key, so a resumed
                  * request computes the same one); the property changes now. */
-                set_string(&r->rec->transaction_id, a->msg->transaction_id);
-                (void) bus_request_emit_changed(r);
+                request_set_transaction(r, a->msg->transaction_id);
+                request_notify(r);
         }
         (void) c;
         if (a->polling) {
@@ -964,93 +764,15 @@ static void step_pkioperation(Request *r) {
         /* A PKCSReq: on disk first that this transaction may reach the CA, so that after a
          * crash the request asks the CA (CertPoll) instead of having it issue twice. The
          * group commit's worker does the fsync; the loop goes on meanwhile. */
-        set_string(&r->rec->transaction_id, a->msg->transaction_id);
-        r->rec->submitted = now_usec();
-        q = request_commit(r);
+        q = request_mark_submitted(r, a->msg->transaction_id);
         if (q < 0) {
-                r->rec->submitted = 0;
-                request_fail(r, TRANSPORT_CA_UNREACHABLE,
+                attempt_failed(r, TRANSPORT_CA_UNREACHABLE,
                              "The request journal cannot record the submission (see the journal); not sent, retrying.");
                 return;
         }
         q = journal_sync_request(r->manager->journal_sync, on_submission_durable, r, &a->sync);
         if (q < 0)
-                request_fail_errno(r, q, "Cannot make the submission durable");
-}
-
-static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Request *r = userdata;
-
-        r->timer = sd_event_source_disable_unref(r->timer);
-        (void) engine_request_start(r);
-        return 0;
-}
-
-int engine_request_scrub_csr(Request *r) {
-        X509_REQ *csr = NULL;
-        EVP_PKEY *key = NULL;
-        char *pem = NULL;
-        BIO *b;
-        int q;
-
-        /* Journals written by older versions kept a PENDING request's CSR whole, one-time
-         * challengePassword included. Take it out at load rather than at the next poll, which
-         * may be hours away. */
-        if (r->rec->state != REQUEST_PENDING || !r->rec->csr || !*r->rec->csr)
-                return 0;
-        b = BIO_new_mem_buf(r->rec->csr, -1);
-        csr = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-        if (!csr) {
-                ERR_clear_error();
-                return 0;       /* the next poll says it does not parse */
-        }
-        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0) {
-                X509_REQ_free(csr);
-                return 0;
-        }
-        if (r->rec->key_available) {
-                /* To sign it again; without the key the signature just stops matching, which
-                 * CertPoll does not look at. */
-                CbSecret *kp = NULL;
-                q = store_key_get(r->manager->store, r->rec->id, &kp);
-                if (q >= 0)
-                        q = key_import_pkcs8_pem(kp, &key);
-                secret_free(kp);
-                if (q < 0)
-                        key = NULL;
-        }
-        q = scep_csr_strip_challenge(csr, key);
-        if (q >= 0) {
-                b = BIO_new(BIO_s_mem());
-                if (b && PEM_write_bio_X509_REQ(b, csr))
-                        pem = bio_to_string(b);
-                BIO_free(b);
-                q = pem ? 0 : -ENOMEM;
-        }
-        scep_csr_free(csr);
-        if (q >= 0) {
-                char *old = r->rec->csr;
-                r->rec->csr = pem;
-                q = store_request_update(r->manager->store, r->rec);
-                if (q < 0) {
-                        r->rec->csr = old;
-                        free(pem);
-                } else
-                        secret_erase_and_free_string(old);
-        }
-        if (q < 0) {
-                EVP_PKEY_free(key);
-                return log_warning_errno(q, "Request %s: cannot remove the challenge password from its "
-                                         "stored CSR: %m", r->rec->id);
-        }
-        if (!r->key)
-                r->key = key;   /* spares step_key() loading it again */
-        else
-                EVP_PKEY_free(key);
-        log_info("Request %s: removed the challenge password an older version had stored with its CSR.",
-                 r->rec->id);
-        return 1;
+                request_attempt_failed_errno(r, q, "Cannot make the submission durable");
 }
 
 int engine_request_start(Request *r) {
@@ -1058,8 +780,8 @@ int engine_request_start(Request *r) {
 
         if (request_state_is_terminal(r->rec->state) || r->engine || r->key_job)
                 return 0;
-        if (now >= deadline_of(r) && !(r->rec->predecessor && *r->rec->predecessor)) {
-                request_finish(r, REQUEST_FAILED, "Timeout", NULL,
+        if (now >= request_deadline(r) && !request_is_renewal(r)) {
+                end_failed(r, BROKER_ERROR_TIMEOUT,
                                r->rec->state == REQUEST_PENDING ?
                                "The CA did not issue the pending request before PendingDeadline." :
                                "The request did not succeed before PendingDeadline.");
@@ -1091,7 +813,7 @@ static void meta_done(CaState *ca, TransportOutcome outcome, const char *message
         ce->meta_waiters = NULL;
         free(ca->last_error);
         ca->last_error = strdup(outcome == TRANSPORT_OK ? "" : message ?: "");
-        (void) bus_ca_emit_changed(ca);
+        manager_notify_ca_changed(ca);
         /* Reverse to FIFO order. */
         MetaWaiter *fifo = NULL;
         while (list) {
@@ -1110,7 +832,7 @@ static void meta_done(CaState *ca, TransportOutcome outcome, const char *message
                 if (outcome == TRANSPORT_OK)
                         step_submit(r);
                 else
-                        request_fail(r, outcome, message);
+                        attempt_failed(r, outcome, message);
         }
 }
 
@@ -1258,9 +980,7 @@ uint64_t engine_credential_expiry(Manager *m) {
 static void on_credential_state(Krb5Creds *c, void *userdata) {
         Manager *m = userdata;
 
-        if (m->bus)
-                (void) sd_bus_emit_properties_changed(m->bus, CB_MANAGER_PATH, CB_MANAGER_IFACE,
-                                                      "CredentialState", "CredentialExpiry", NULL);
+        manager_notify_credentials_changed(m);
 }
 
 static int engine_start_creds(Manager *m) {
@@ -1540,7 +1260,7 @@ int engine_config_changed(Manager *m) {
                 for (size_t j = 0; j < m->n_requests; j++) {
                         Request *r = m->requests[j];
                         if (r->engine && strcmp(r->rec->ca, ca->name) == 0)
-                                request_finish(r, REQUEST_FAILED, "UnknownCA", NULL,
+                                end_failed(r, BROKER_ERROR_UNKNOWN_CA,
                                                "The CA was removed from the configuration.");
                 }
                 ca_state_free(ca);

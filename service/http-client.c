@@ -219,7 +219,7 @@ static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata) {
         return CURLE_OK;
 }
 
-static void request_free(HttpRequest *r) {
+static void http_request_destroy(HttpRequest *r) {
         HttpClient *c = r->client;
 
         if (r->easy) {
@@ -246,7 +246,7 @@ HttpRequest *http_request_cancel(HttpRequest *r) {
         if (!r)
                 return NULL;
         request_unlink(r);
-        request_free(r);
+        http_request_destroy(r);
         return NULL;
 }
 
@@ -381,7 +381,7 @@ static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
         request_unlink(r);
         r->handler(c, &res, r->userdata);
         free(message);
-        request_free(r);
+        http_request_destroy(r);
 }
 
 /* Completes at most one finished transfer per loop iteration: a completion runs the caller's
@@ -541,7 +541,7 @@ fail:
         else
                 free(m);
         request_unlink(r);
-        request_free(r);
+        http_request_destroy(r);
         return rc;
 fail_nolist:
         if (ret_message)

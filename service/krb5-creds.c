@@ -12,6 +12,7 @@
 #include <gssapi/gssapi_krb5.h>
 #include <krb5/krb5.h>
 
+#include "basic.h"
 #include "krb5-creds.h"
 #include "krb5-errors.h"
 
@@ -118,11 +119,6 @@ const char *credential_state_to_string(CredentialState s) {
         return (unsigned) s < _CREDENTIAL_STATE_MAX ? state_table[s] : NULL;
 }
 
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-        clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
-}
 
 static void job_free(Job *j) {
         if (!j)
@@ -306,7 +302,7 @@ static void job_set_gss_result(Job *j, OM_uint32 major, OM_uint32 minor, OM_uint
         if (!GSS_ERROR(major)) {
                 j->ok = true;
                 if (lifetime != GSS_C_INDEFINITE && lifetime > 0)
-                        j->end_usec = now_usec(CLOCK_REALTIME) + (uint64_t) lifetime * USEC_PER_SEC;
+                        j->end_usec = clock_usec(CLOCK_REALTIME) + (uint64_t) lifetime * USEC_PER_SEC;
                 return;
         }
         j->code = minor ? (long) (int32_t) minor : (long) major;
@@ -499,7 +495,7 @@ static int on_refresh_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_expire_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Krb5Creds *c = userdata;
 
-        if (c->state == CREDENTIAL_VALID && now_usec(CLOCK_REALTIME) >= c->expiry_usec) {
+        if (c->state == CREDENTIAL_VALID && clock_usec(CLOCK_REALTIME) >= c->expiry_usec) {
                 set_state(c, CREDENTIAL_EXPIRED);
                 (void) start_acquire(c);
         }
@@ -561,7 +557,7 @@ static Krb5ErrorContext error_context(Krb5Creds *c, const char *host, const char
 }
 
 static void acquire_done(Krb5Creds *c, Job *j) {
-        uint64_t now_rt = now_usec(CLOCK_REALTIME), now_bt = now_usec(CLOCK_BOOTTIME);
+        uint64_t now_rt = clock_usec(CLOCK_REALTIME), now_bt = clock_usec(CLOCK_BOOTTIME);
 
         c->acquiring = false;
         if (j->ok) {
@@ -652,7 +648,7 @@ static void probe_done(Krb5Creds *c, Job *j) {
                 {
                         /* A quarter of the ticket's remaining life, at most a minute: libcurl must
                          * never find it expired (it would then ask the KDC itself, on the loop). */
-                        uint64_t now_rt = now_usec(CLOCK_REALTIME);
+                        uint64_t now_rt = clock_usec(CLOCK_REALTIME);
                         uint64_t left = h->end_usec > now_rt ? h->end_usec - now_rt : 0;
                         h->margin_usec = left / 4 < SERVICE_MARGIN_USEC ? left / 4 : SERVICE_MARGIN_USEC;
                 }
@@ -967,7 +963,7 @@ static int on_fail_defer(sd_event_source *s, void *userdata) {
 
 int krb5_creds_ensure_service(Krb5Creds *c, const char *host, krb5_service_handler_t handler, void *userdata,
                               Krb5ServiceWait **ret_wait) {
-        uint64_t now_rt = now_usec(CLOCK_REALTIME);
+        uint64_t now_rt = clock_usec(CLOCK_REALTIME);
         Krb5ServiceWait *w;
         HostEntry *h;
         bool tgt_usable;

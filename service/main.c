@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* certbrokerd: sets up the manager and runs the event loop; nothing else. */
+/* certbrokerd: sets up the manager, puts it on the bus and runs the event loop; nothing else. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "bus-util.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
@@ -119,6 +120,12 @@ int main(int argc, char *argv[]) {
         if (r < 0)
                 return EXIT_FAILURE;            /* manager_new() said why */
 
+        r = bus_manager_connect(m);
+        if (r < 0) {
+                manager_free(m);
+                return EXIT_FAILURE;            /* bus_manager_connect() said why */
+        }
+        manager_start(m);
         r = manager_run(m);
         manager_free(m);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "caller.h"
+#include "broker-error.h"
 #include "config.h"
 #include "engine.h"
 #include "log.h"
@@ -19,14 +20,7 @@
 #include "renewal.h"
 #include "uid-limit.h"
 #include "secret-memory.h"
-#include "time-util.h"
-
-uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
-}
+#include "basic.h"
 
 /* ---- configuration files ---- */
 
@@ -204,103 +198,17 @@ void manager_drop_request(Manager *m, Request *r) {
                 }
 }
 
-static void waiter_free(Waiter *w) {
-        sd_event_source_disable_unref(w->timeout);
-        sd_bus_message_unref(w->call);
-        free(w);
-}
-
-void request_wake_waiters(Request *r) {
-        Waiter *w;
-
-        while ((w = r->waiters)) {
-                r->waiters = w->next;
-                (void) sd_bus_reply_method_return(w->call, "s", request_state_to_string(r->rec->state));
-                waiter_free(w);
-        }
-}
-
-#define RECOMMIT_INTERVAL_USEC (5ULL * 1000000ULL)
-
-/* A state the journal could not take (disk full, I/O error) is kept in memory and written
- * again every few seconds until it goes in: nothing the broker did is lost once there is
- * room again, and a restart in between only repeats a poll. */
-static int on_recommit(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
-        size_t left = 0, saved = 0;
-
-        for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                if (!r->unsaved)
-                        continue;
-                if (store_request_update(m->store, r->rec) < 0)
-                        left++;
-                else {
-                        r->unsaved = false;
-                        saved++;
-                }
-        }
-        if (saved > 0)
-                log_info("Wrote %zu request(s) the journal %s could not take before.", saved, store_path(m->store));
-        if (left == 0)
-                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        (void) sd_event_source_set_time_relative(s, RECOMMIT_INTERVAL_USEC);
-        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-}
-
-static void manager_schedule_recommit(Manager *m) {
-        int r;
-
-        if (!m->event)
-                return;
-        if (!m->recommit) {
-                r = sd_event_add_time_relative(m->event, &m->recommit, CLOCK_MONOTONIC, RECOMMIT_INTERVAL_USEC,
-                                               1000000ULL, on_recommit, m);
-                if (r < 0)
-                        log_error_errno(r, "Cannot schedule writing the request journal again: %m");
-                return;
-        }
-        if (sd_event_source_get_enabled(m->recommit, NULL) > 0)
-                return;
-        (void) sd_event_source_set_time_relative(m->recommit, RECOMMIT_INTERVAL_USEC);
-        (void) sd_event_source_set_enabled(m->recommit, SD_EVENT_ONESHOT);
-}
-
-int request_commit(Request *r) {
-        int q;
-
-        r->rec->updated = now_usec();
-        q = store_request_update(r->manager->store, r->rec);
-        if (q < 0) {
-                log_error_errno(q, "Request %s: cannot write the request journal %s (kept in memory, written again "
-                                "in %llu s): %m", r->rec->id, store_path(r->manager->store),
-                                RECOMMIT_INTERVAL_USEC / 1000000ULL);
-                r->unsaved = true;
-                manager_schedule_recommit(r->manager);
-        } else
-                r->unsaved = false;
-        (void) bus_request_emit_changed(r);
-        if (request_state_is_terminal(r->rec->state))
-                request_wake_waiters(r);
-        return q;
-}
-
-Request *request_free(Request *r) {
-        if (!r)
-                return NULL;
-        if (r->manager)
-                engine_request_stop(r);
-        /* Shutdown or removal: answer the waiters with the state we have. */
-        request_wake_waiters(r);
-        sd_event_source_disable_unref(r->timer);
-        sd_event_source_disable_unref(r->renew_timer);
-        EVP_PKEY_free(r->key);
-        store_request_free(r->rec);
-        free(r);
-        return NULL;
-}
-
 /* ---- CAs ---- */
+
+void manager_notify_ca_changed(CaState *ca) {
+        if (ca->manager->hooks && ca->manager->hooks->ca_changed)
+                ca->manager->hooks->ca_changed(ca);
+}
+
+void manager_notify_credentials_changed(Manager *m) {
+        if (m->hooks && m->hooks->credentials_changed)
+                m->hooks->credentials_changed(m);
+}
 
 CaState *manager_find_ca_state(Manager *m, const char *name) {
         for (size_t i = 0; i < m->n_cas; i++)
@@ -339,25 +247,9 @@ static void manager_prune_history(Manager *m) {
  * any more, and keeping it only keeps a secret around. */
 static void manager_expire_keys(Manager *m) {
         uint64_t now = now_usec();
-        int r;
 
-        for (size_t i = 0; i < m->n_requests; i++) {
-                Request *req = m->requests[i];
-                if (req->rec->state != REQUEST_ISSUED || !req->rec->key_available ||
-                    req->rec->not_after == 0 || req->rec->not_after > now)
-                        continue;
-                r = store_key_erase(m->store, req->rec->id);
-                if (r < 0) {
-                        log_warning_errno(r, "Request %s: cannot erase its expired key: %m", req->rec->id);
-                        continue;
-                }
-                req->rec->key_available = false;
-                (void) request_commit(req);
-                log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
-                                                     .decision = "key-expired", .ca = req->rec->ca },
-                          "Request %s: its certificate expired before the key was taken; the key is erased.",
-                          req->rec->id);
-        }
+        for (size_t i = 0; i < m->n_requests; i++)
+                (void) request_expire_key(m->requests[i], now);
 }
 
 /* ---- audit flood control ---- */
@@ -396,7 +288,6 @@ static int on_audit_sweep(sd_event_source *s, uint64_t usec, void *userdata) {
  * still of use. */
 static void manager_expire_finished(Manager *m) {
         uint64_t now = now_usec(), keep = m->config->retain_finished_usec;
-        int r;
 
         for (size_t i = 0; i < m->n_requests;) {
                 Request *req = m->requests[i];
@@ -405,19 +296,8 @@ static void manager_expire_finished(Manager *m) {
                         i++;
                         continue;
                 }
-                r = store_request_delete(m->store, req->rec->id);
-                if (r < 0 && r != -ENOENT) {
-                        log_warning_errno(r, "Request %s: cannot forget it after RetainFinished=: %m", req->rec->id);
-                        i++;
-                        continue;
-                }
-                log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
-                                                     .decision = "expired", .ca = req->rec->ca },
-                          "Request %s (%s) forgotten %llu s after it ended (RetainFinished=); its key, if any, "
-                          "erased.", req->rec->id, request_state_to_string(req->rec->state),
-                          (unsigned long long) (keep / 1000000ULL));
-                manager_drop_request(m, req);   /* the next one moves to i */
-                request_free(req);
+                if (request_forget(req, keep) < 0)
+                        i++;    /* else the next one moved to i */
         }
 }
 
@@ -511,19 +391,18 @@ static void manager_redecide_requests(Manager *m, const char *when) {
                         log_warning_errno(r, "Request %s: cannot decide it again after the %s; it goes on: %m",
                                           rec->id, when);
                 else if (!d.allowed) {
-                        char *msg = NULL, err[128];
-                        snprintf(err, sizeof err, "org.certbroker.Broker1.Error.%s",
-                                 cb_decision_result_to_error(d.result));
+                        BrokerError err = broker_error_from_decision(d.result);
+                        char *msg = NULL;
                         if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
                                      when, d.reason ?: "denied") < 0)
                                 msg = NULL;
                         log_audit(LOG_NOTICE, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
                                                                .rule = d.rule, .decision = "deny", .ca = rec->ca,
-                                                               .error = err },
+                                                               .error = broker_error_name(err) },
                                   "Request %s of uid %u denied on %s: %s", rec->id, (unsigned) rec->owner, when,
                                   d.reason ?: "");
-                        engine_request_end(req, REQUEST_FAILED, cb_decision_result_to_error(d.result),
-                                           msg ?: "The policy no longer allows this request.");
+                        request_end(req, REQUEST_FAILED, err, NULL,
+                                    msg ?: "The policy no longer allows this request.");
                         free(msg);
                 }
                 cb_decision_done(&d);
@@ -595,27 +474,19 @@ static int manager_load_requests(Manager *m) {
                 return log_error_errno(r, "Cannot load the request journal %s: %m", store_path(m->store));
 
         for (size_t i = 0; i < n; i++) {
-                Request *req = calloc(1, sizeof(*req));
-                if (!req) {
-                        store_request_array_free(recs + i, n - i);
-                        free(recs);
-                        return -ENOMEM;
-                }
-                req->rec = recs[i];
-                recs[i] = NULL;
-                r = manager_add_request(m, req);
+                r = request_add(m, recs[i], NULL);
                 if (r < 0) {
-                        request_free(req);
-                        store_request_array_free(recs + i + 1, n - i - 1);
+                        store_request_array_free(recs + i, n - i);
                         free(recs);
                         return r;
                 }
+                recs[i] = NULL;
         }
         free(recs);
         if (n > 0)
                 log_info("Loaded %zu request(s) from %s.", n, store_path(m->store));
         for (size_t i = 0; i < m->n_requests; i++)
-                if (engine_request_scrub_csr(m->requests[i]) > 0)
+                if (request_scrub_csr(m->requests[i]) > 0)
                         scrubbed = true;
         if (scrubbed)
                 /* Old pages into the database (secure_delete zeroed what was overwritten), the
@@ -725,30 +596,16 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0)
                 goto fail;
 
-        r = sd_bus_open_system(&m->bus);
-        if (r < 0) {
-                log_error_errno(r, "Cannot connect to the system bus: %m");
-                goto fail_logged;
-        }
-        r = caller_registry_new(&m->callers);
-        if (r < 0)
-                goto fail;
-        caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
-        r = bus_manager_register(m);
-        if (r < 0)
-                goto fail;
-        /* Bus calls before HTTP completions and key deliveries: callers (ListCAs, Wait, ...)
-         * stay responsive however many enrollments are in flight. */
-        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_IMPORTANT);
-        if (r < 0)
-                goto fail;
-        r = sd_bus_request_name(m->bus, CB_BUS_NAME, 0);
-        if (r < 0) {
-                log_error_errno(r, "Cannot own the bus name %s (is another certbrokerd running, or "
-                                "is the bus policy org.certbroker.Broker1.conf missing?): %m", CB_BUS_NAME);
-                goto fail_logged;
-        }
+        *ret = m;
+        return 0;
 
+fail:
+        log_error_errno(r, "Cannot start: %m");
+        manager_free(m);
+        return r;
+}
+
+void manager_start(Manager *m) {
         /* Resume what was in flight before the last stop. */
         manager_redecide_requests(m, "start-up");
         for (size_t i = 0; i < m->n_requests; i++)
@@ -757,15 +614,6 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         /* Renewals due while the broker was stopped are made now (the list may grow). */
         for (size_t i = 0, n = m->n_requests; i < n; i++)
                 renewal_schedule(m->requests[i]);
-
-        *ret = m;
-        return 0;
-
-fail:
-        log_error_errno(r, "Cannot start: %m");
-fail_logged:
-        manager_free(m);
-        return r;
 }
 
 int manager_run(Manager *m) {
@@ -788,22 +636,18 @@ Manager *manager_free(Manager *m) {
         /* Last journal fsync first: Enroll calls waiting for it get their replies before the
          * bus closes. */
         m->journal_sync = journal_sync_free(m->journal_sync);
-        m->callers = caller_registry_free(m->callers);
         if (m->recommit) {
-                (void) on_recommit(m->recommit, 0, m);  /* a last try */
+                (void) request_recommit_all(m);         /* a last try */
                 m->recommit = sd_event_source_disable_unref(m->recommit);
         }
         if (m->audit_limit) {
                 uid_limit_sweep(m->audit_limit, UINT64_MAX, audit_report_suppressed, m);
                 m->audit_limit = uid_limit_free(m->audit_limit);
         }
-        if (m->bus) {
-                (void) sd_bus_flush(m->bus);
-                sd_bus_flush_close_unref(m->bus);
-                m->bus = NULL;
-        }
-        for (size_t i = 0; i < m->n_requests; i++)
-                request_free(m->requests[i]);
+        if (m->hooks && m->hooks->closing)
+                m->hooks->closing(m);           /* the bus goes */
+        while (m->n_requests > 0)
+                request_free(m->requests[m->n_requests - 1]);
         free(m->requests);
         engine_free(m);
         key_pool_free(m->pool);

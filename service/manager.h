@@ -4,12 +4,13 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "basic.h"
 #include "cb-config.h"
 #include "journal-sync.h"
 #include "keys-pool.h"
+#include "request.h"
 #include "store-db.h"
 
 #define CB_BUS_NAME        "org.certbroker.Broker1"
@@ -21,29 +22,22 @@
 #define CB_CA_IFACE        "org.certbroker.Broker1.CA"
 
 typedef struct Manager Manager;
-typedef struct Request Request;
 typedef struct CaState CaState;
 
-/* A pending Request.Wait() call. */
-typedef struct Waiter {
-        struct Waiter *next;
-        Request *request;
-        sd_bus_message *call;
-        sd_event_source *timeout;
-} Waiter;
-
-struct Request {
-        Manager *manager;
-        StoreRequest *rec;              /* the durable record: authoritative */
-        EVP_PKEY *key;                  /* in memory while the request is in flight */
-        uint64_t key_job;               /* key pool job, 0 when none */
-        sd_event_source *timer;         /* next attempt or poll */
-        sd_event_source *renew_timer;   /* renewal.c: RenewAt and expiry warnings */
-        Waiter *waiters;
-        void *engine;                   /* engine state of the attempt in progress */
-        bool removed;
-        bool unsaved;                   /* the last commit failed (disk full): written again later */
-};
+/* How the daemon core tells the layer above it (the bus, bus-*.c; a unit test) that
+ * something changed. Any hook may be NULL; the core never calls the bus itself. */
+typedef struct ManagerHooks {
+        /* A request's properties changed (committed, or to be written with the next commit). */
+        void (*request_changed)(Request *r);
+        /* A request is about to be freed (removed, forgotten, shutdown). */
+        void (*request_gone)(Request *r);
+        /* A CA's properties changed (what GetCACaps/GetCACert said, LastError). */
+        void (*ca_changed)(CaState *ca);
+        /* CredentialState/CredentialExpiry changed. */
+        void (*credentials_changed)(Manager *m);
+        /* manager_free(): after the last journal fsync, before the requests go. */
+        void (*closing)(Manager *m);
+} ManagerHooks;
 
 /* Runtime state of one configured CA (what GetCACaps/GetCACert said). */
 struct CaState {
@@ -59,7 +53,8 @@ struct CaState {
 
 struct Manager {
         sd_event *event;
-        sd_bus *bus;
+        struct sd_bus *bus;             /* the bus layer's (bus-manager.c); NULL in unit tests */
+        const ManagerHooks *hooks;      /* installed by the bus layer */
         char *config_dir;
         char *state_dir_override;       /* --state-dir */
         CbConfig *config;
@@ -82,7 +77,10 @@ struct Manager {
 /* certbrokerd's exit status for MANAGER_ERR_CONFIG (EX_CONFIG): certbrokerd.service's
  * RestartPreventExitStatus= keeps systemd from restarting it until the configuration changes. */
 #define MANAGER_EXIT_CONFIG 78
+/* Loads configuration and journal, sets up engine and key pool; no bus, nothing started. */
 int manager_new(const char *config_dir, const char *state_dir, Manager **ret);
+/* Resumes what was in flight before the last stop and what fell due meanwhile (renewals). */
+void manager_start(Manager *m);
 int manager_run(Manager *m);
 Manager *manager_free(Manager *m);
 
@@ -97,13 +95,8 @@ CaState *manager_find_ca_state(Manager *m, const char *name);
 int manager_add_request(Manager *m, Request *r);
 void manager_drop_request(Manager *m, Request *r);
 
-/* Persist the record and tell the bus (PropertiesChanged, invalidations only). If the state
- * became terminal, wakes the Wait() callers. */
-int request_commit(Request *r);
-void request_wake_waiters(Request *r);
-Request *request_free(Request *r);
-
-uint64_t now_usec(void);
+void manager_notify_ca_changed(CaState *ca);
+void manager_notify_credentials_changed(Manager *m);
 
 /* Audit records a caller can trigger at will (denials, CheckAccess): false when this uid has
  * had its share (MANAGER_AUDIT_BURST at once, then one per MANAGER_AUDIT_REFILL_USEC); what
@@ -119,11 +112,3 @@ void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key,
 
 /* Requests of uid the broker keeps (any state), for MaxStoredRequests=. */
 unsigned manager_count_stored(Manager *m, uid_t uid);
-
-/* Bus objects (bus-*.c). */
-int bus_manager_register(Manager *m);
-/* PropertiesChanged with invalidations only: no values reach other tenants. No
- * ObjectManager either, for the same reason (InterfacesAdded would carry values). */
-int bus_request_emit_changed(Request *r);
-/* The connection unique_name left the bus: its Wait() calls are dropped (nobody to reply to). */
-void bus_request_caller_gone(const char *unique_name, void *userdata);

@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic.h"
+#include "broker-error.h"
 #include "caller.h"
 #include "cb-policy.h"
 #include "engine.h"
-#include "keys-generate.h"
-#include "keys-pool.h"
 #include "log.h"
 #include "renewal.h"
 
@@ -202,9 +201,8 @@ static int make_successor(Request *pred) {
         CbCaller cb;
         CbDecision d = {};
         Request *req = NULL;
-        EVP_PKEY *key = NULL;
-        CbSecret *key_pem = NULL;
-        char msg[2048], err[160] = "";
+        BrokerError err = BROKER_ERROR_NONE;
+        char msg[2048];
         size_t n = 0;
         int q;
 
@@ -226,8 +224,7 @@ static int make_successor(Request *pred) {
                 goto finish;
 
         rec = calloc(1, sizeof(*rec));
-        req = calloc(1, sizeof(*req));
-        if (!rec || !req) {
+        if (!rec) {
                 q = -ENOMEM;
                 goto finish;
         }
@@ -247,70 +244,41 @@ static int make_successor(Request *pred) {
                 goto finish;
         }
         rec->created = rec->updated = now_usec();
-        if (d.allowed) {
-                rec->state = REQUEST_QUEUED;
-                manager_take_pool_key(m, rec->key, &key, &key_pem);
-        } else {
+        if (d.allowed)
+                rec->state = REQUEST_QUEUED;    /* a key from the pool goes in with it */
+        else {
                 /* The chain explains itself: a successor that failed, naming the rule. */
                 rec->state = REQUEST_FAILED;
-                snprintf(err, sizeof err, "org.certbroker.Broker1.Error.%s", cb_decision_result_to_error(d.result));
-                rec->error = strdup(err);
+                err = broker_error_from_decision(d.result);
+                rec->error = strdup(broker_error_name(err));
                 snprintf(msg, sizeof msg, "Renewal of request %s: the policy no longer allows it: %s", p->id,
                          d.reason ?: "denied");
                 rec->error_message = strdup(msg);
         }
-        q = store_request_insert_successor(m->store, p->id, rec, key_pem);
-        secret_free(key_pem);
-        if (q < 0) {
-                log_error_errno(q, "Request %s: cannot record its successor in %s: %m", p->id, store_path(m->store));
+        q = request_add_successor(pred, TAKE_PTR(rec), &req);
+        if (q < 0)
                 goto finish;
-        }
         test_kill_point("renewal-inserted");
-        free(p->successor);
-        p->successor = strdup(rec->id);
-        if (!p->successor)
-                p->successor = calloc(1, 1);
-        if (key) {
-                req->key = key;
-                key = NULL;
-                rec->key_available = true;
-        }
-        req->rec = rec;
-        rec = NULL;
-        q = manager_add_request(m, req);
-        if (q < 0) {
-                /* Recorded: it comes back at the next start. */
-                log_error_errno(q, "Request %s: its successor %s is recorded but cannot be run now: %m", p->id,
-                                req->rec->id);
-                request_free(req);
-                req = NULL;
-                goto finish;
-        }
         log_audit(d.allowed ? LOG_INFO : LOG_WARNING,
                   &(AuditRecord) { .request = req->rec->id, .uid = p->owner, .rule = d.rule,
                                    .decision = d.allowed ? "renew" : "deny", .ca = p->ca,
-                                   .error = d.allowed ? NULL : err },
+                                   .error = d.allowed ? NULL : broker_error_name(err) },
                   "Request %s renews request %s%s%s", req->rec->id, p->id, d.allowed ? ": " : " and failed: ",
                   d.reason ?: "");
-        (void) bus_request_emit_changed(pred);
         if (d.allowed)
                 (void) engine_request_start(req);
         else
                 (void) request_commit(req);
         test_kill_point("renewal-started");
-        req = NULL;
         q = 0;
 finish:
-        if (req)
-                free(req);
         store_request_free(rec);
-        EVP_PKEY_free(key);
         cb_decision_done(&d);
         caller_done(&c);
         return q;
 }
 
-int manager_stop_renewal(Request *r) {
+int renewal_stop(Request *r) {
         if (!r->rec->renew && r->rec->renew_at == 0)
                 return 0;
         r->rec->renew = false;

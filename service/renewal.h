@@ -26,7 +26,7 @@ void renewal_schedule(Request *r);
 void renewal_successor_changed(Request *successor);
 
 /* StopRenewal(): no successor will be made; Renew false, RenewAt 0. */
-int manager_stop_renewal(Request *r);
+int renewal_stop(Request *r);
 
 /* Whether RetainFinished= must keep r: the live end of a renewal chain. */
 bool renewal_keeps(Manager *m, Request *r);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <string.h>
@@ -306,5 +307,40 @@ int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest diges
                 return scep_openssl_errno();
 
         *ret = TAKE_PTR(x);
+        return 0;
+}
+
+int scep_csr_to_pem(X509_REQ *req, char **ret) {
+        _cleanup_(BIO_free_allp) BIO *b = BIO_new(BIO_s_mem());
+        char *data = NULL, *s;
+        long n;
+
+        if (!b || !PEM_write_bio_X509_REQ(b, req))
+                return -ENOMEM;
+        n = BIO_get_mem_data(b, &data);
+        if (n < 0)
+                return -ENOMEM;
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return -ENOMEM;
+        if (n > 0)
+                memcpy(s, data, (size_t) n);
+        s[n] = 0;
+        *ret = s;
+        return 0;
+}
+
+int scep_csr_from_pem(const char *pem, X509_REQ **ret) {
+        _cleanup_(BIO_free_allp) BIO *b = BIO_new_mem_buf(pem, -1);
+        X509_REQ *req;
+
+        if (!b)
+                return -ENOMEM;
+        req = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
+        if (!req) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
+        *ret = req;
         return 0;
 }

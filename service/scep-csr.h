@@ -65,6 +65,11 @@ void scep_csr_wipe_challenge(X509_REQ *req);
 int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key);
 
 /* X509_REQ_free() that wipes a challengePassword first. Accepts NULL, returns NULL. */
+/* PEM text of a request (malloc()ed), as the journal keeps it; and back. -ENOMEM; -EINVAL
+ * when the text is no PEM certificate request. */
+int scep_csr_to_pem(X509_REQ *req, char **ret);
+int scep_csr_from_pem(const char *pem, X509_REQ **ret);
+
 X509_REQ *scep_csr_free(X509_REQ *req);
 void scep_csr_freep(X509_REQ **req);
 

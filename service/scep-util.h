@@ -10,11 +10,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "basic.h"
 #include "scep-result.h"
 
 #define _printf_(a, b) __attribute__((__format__(printf, a, b)))
-
-#define _cleanup_(f) __attribute__((cleanup(f)))
 
 #define DEFINE_SCEP_CLEANUP(type, func)                                 \
         static inline void func##p(type **p) {                          \
@@ -44,15 +43,6 @@ static inline void sk_X509_freep(STACK_OF(X509) **p) {
         if (*p)
                 sk_X509_free(*p);
 }
-
-#define TAKE_PTR(p)                             \
-        ({                                      \
-                __typeof__(p) _p = (p);         \
-                (p) = NULL;                     \
-                _p;                             \
-        })
-
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Fill *e (when non-NULL) and return r (a positive ScepResult). */
 int scep_error_set(ScepError *e, ScepResult r, const char *fmt, ...) _printf_(3, 4);

@@ -20,10 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifndef _cleanup_
-/* Token-identical to the other modules' definitions, so any include order is fine. */
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#endif
+#include "basic.h"
 
 typedef struct CbSecret {
         uint8_t *data;  /* sodium_malloc()ed, size + 1 bytes, data[size] == 0 */

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bus-pending.h"
+
+int pending_reply_new(sd_bus_message *call, PendingReply **head, void *data, PendingReply **ret) {
+        PendingReply *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return -ENOMEM;
+        p->call = sd_bus_message_ref(call);
+        p->data = data;
+        if (head) {
+                p->head = head;
+                p->next = *head;
+                if (*head)
+                        (*head)->prev = p;
+                *head = p;
+        }
+        *ret = p;
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        PendingReply *p = userdata;
+
+        p->timeout = sd_event_source_disable_unref(p->timeout);
+        p->timeout_handler(p);
+        return 0;
+}
+
+int pending_reply_set_timeout(PendingReply *p, sd_event *event, uint64_t usec,
+                              void (*handler)(PendingReply *p)) {
+        p->timeout = sd_event_source_disable_unref(p->timeout);
+        p->timeout_handler = handler;
+        return sd_event_add_time_relative(event, &p->timeout, CLOCK_MONOTONIC, usec, 0, on_timeout, p);
+}
+
+void pending_reply_drop(PendingReply *p) {
+        if (!p)
+                return;
+        if (p->head) {
+                if (p->prev)
+                        p->prev->next = p->next;
+                else
+                        *p->head = p->next;
+                if (p->next)
+                        p->next->prev = p->prev;
+        }
+        sd_event_source_disable_unref(p->timeout);
+        sd_bus_message_unref(p->call);
+        free(p);
+}
+
+int pending_reply_send(PendingReply *p, sd_bus_message *reply) {
+        int r = sd_bus_send(NULL, reply, NULL);
+
+        pending_reply_drop(p);
+        return r;
+}
+
+int pending_reply_return(PendingReply *p, const char *types, ...) {
+        sd_bus_message *reply = NULL;
+        va_list ap;
+        int r;
+
+        r = sd_bus_message_new_method_return(p->call, &reply);
+        if (r >= 0 && types) {
+                va_start(ap, types);
+                r = sd_bus_message_appendv(reply, types, ap);
+                va_end(ap);
+        }
+        if (r >= 0)
+                r = pending_reply_send(p, reply);
+        else
+                pending_reply_drop(p);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
+int pending_reply_error(PendingReply *p, BrokerError error, const char *format, ...) {
+        char *msg = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&msg, format, ap);
+        va_end(ap);
+        r = sd_bus_reply_method_error(p->call, &SD_BUS_ERROR_MAKE_CONST(broker_error_name(error),
+                                                                        r >= 0 ? msg : NULL));
+        free(msg);
+        pending_reply_drop(p);
+        return r;
+}
+
+int pending_reply_errno(PendingReply *p, int error, const char *format, ...) {
+        char *msg = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        r = vasprintf(&msg, format, ap);
+        va_end(ap);
+        r = sd_bus_reply_method_errnof(p->call, error, "%s", r >= 0 ? msg : "");
+        free(msg);
+        pending_reply_drop(p);
+        return r;
+}
+
+unsigned pending_reply_count(PendingReply *head) {
+        unsigned n = 0;
+
+        for (PendingReply *p = head; p; p = p->next)
+                n++;
+        return n;
+}

@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A request's life: the only writer of its state, error, key and key availability (request.h).
+ * The engine (engine.c) runs the attempt and calls the transitions here; the bus layer calls
+ * the owner's operations and learns of every change through the manager's hooks. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "basic.h"
+#include "engine.h"
+#include "keys-generate.h"
+#include "log.h"
+#include "manager.h"
+#include "renewal.h"
+#include "request.h"
+#include "scep-csr.h"
+
+#define RECOMMIT_INTERVAL_USEC (5ULL * 1000000ULL)
+
+static void set_string(char **field, const char *value) {
+        char *s = strdup(value ?: "");
+        if (!s)
+                return;         /* keep the old value rather than lose the field */
+        free(*field);
+        *field = s;
+}
+
+/* ---- pure parts ---- */
+
+uint64_t request_retry_delay(unsigned attempts, uint32_t rnd) {
+        unsigned shift = attempts > 0 ? attempts - 1 : 0;
+        uint64_t delay = shift >= 10 ? REQUEST_RETRY_MAX_USEC : REQUEST_RETRY_MIN_USEC << shift;
+
+        if (delay > REQUEST_RETRY_MAX_USEC)
+                delay = REQUEST_RETRY_MAX_USEC;
+        /* Up to a quarter more at random, so requests that failed together (a fleet renewing
+         * against a CA that was down) do not come back together. */
+        return delay + (delay / 4) * rnd / UINT32_MAX;
+}
+
+uint64_t request_poll_delay(uint64_t poll_interval_usec, unsigned attempts, bool first) {
+        uint64_t f;
+
+        if (first || attempts == 0)
+                return poll_interval_usec;
+        f = attempts < 6 ? 1ULL << (attempts - 1) : REQUEST_POLL_MAX_FACTOR;
+        return poll_interval_usec * (f > REQUEST_POLL_MAX_FACTOR ? REQUEST_POLL_MAX_FACTOR : f);
+}
+
+uint64_t request_deadline(const Request *r) {
+        const CbCa *c = cb_config_find_ca(r->manager->config, r->rec->ca);
+        return r->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
+}
+
+bool request_is_renewal(const Request *r) {
+        return r->rec->predecessor && *r->rec->predecessor;
+}
+
+/* ---- announcing and committing ---- */
+
+void request_notify(Request *r) {
+        Manager *m = r->manager;
+
+        if (m && m->hooks && m->hooks->request_changed)
+                m->hooks->request_changed(r);
+}
+
+size_t request_recommit_all(Manager *m) {
+        size_t left = 0, saved = 0;
+
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                if (!r->unsaved)
+                        continue;
+                if (store_request_update(m->store, r->rec) < 0)
+                        left++;
+                else {
+                        r->unsaved = false;
+                        saved++;
+                }
+        }
+        if (saved > 0)
+                log_info("Wrote %zu request(s) the journal %s could not take before.", saved, store_path(m->store));
+        return left;
+}
+
+/* A state the journal could not take (disk full, I/O error) is kept in memory and written
+ * again every few seconds until it goes in: nothing the broker did is lost once there is
+ * room again, and a restart in between only repeats a poll. */
+static int on_recommit(sd_event_source *s, uint64_t usec, void *userdata) {
+        if (request_recommit_all(userdata) == 0)
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        (void) sd_event_source_set_time_relative(s, RECOMMIT_INTERVAL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+static void schedule_recommit(Manager *m) {
+        int q;
+
+        if (!m->event)
+                return;
+        if (!m->recommit) {
+                q = sd_event_add_time_relative(m->event, &m->recommit, CLOCK_MONOTONIC, RECOMMIT_INTERVAL_USEC,
+                                               1000000ULL, on_recommit, m);
+                if (q < 0)
+                        log_error_errno(q, "Cannot schedule writing the request journal again: %m");
+                return;
+        }
+        if (sd_event_source_get_enabled(m->recommit, NULL) > 0)
+                return;
+        (void) sd_event_source_set_time_relative(m->recommit, RECOMMIT_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(m->recommit, SD_EVENT_ONESHOT);
+}
+
+int request_commit(Request *r) {
+        int q;
+
+        r->rec->updated = now_usec();
+        q = store_request_update(r->manager->store, r->rec);
+        if (q < 0) {
+                log_error_errno(q, "Request %s: cannot write the request journal %s (kept in memory, written again "
+                                "in %llu s): %m", r->rec->id, store_path(r->manager->store),
+                                RECOMMIT_INTERVAL_USEC / 1000000ULL);
+                r->unsaved = true;
+                schedule_recommit(r->manager);
+        } else
+                r->unsaved = false;
+        request_notify(r);
+        return q;
+}
+
+static void audit_outcome(Request *r, int level, const char *decision) {
+        char names[1024] = "";
+
+        for (size_t i = 0; r->rec->names && r->rec->names[i]; i++) {
+                if (i > 0)
+                        strncat(names, " ", sizeof names - strlen(names) - 1);
+                strncat(names, r->rec->names[i], sizeof names - strlen(names) - 1);
+        }
+        log_audit(level, &(AuditRecord) {
+                        .request = r->rec->id, .uid = r->rec->owner, .decision = decision,
+                        .names = names, .ca = r->rec->ca, .error = r->rec->error,
+                  },
+                  "Request %s %s%s%s", r->rec->id, decision,
+                  r->rec->error_message && *r->rec->error_message ? ": " : "",
+                  r->rec->error_message ?: "");
+}
+
+/* ---- life ---- */
+
+int request_add(Manager *m, StoreRequest *rec, Request **ret) {
+        Request *r = calloc(1, sizeof(*r));
+        int q;
+
+        if (!r)
+                return -ENOMEM;
+        q = manager_add_request(m, r);
+        if (q < 0) {
+                free(r);
+                return q;
+        }
+        r->rec = rec;
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+Request *request_free(Request *r) {
+        Manager *m;
+
+        if (!r)
+                return NULL;
+        m = r->manager;
+        if (m) {
+                engine_request_stop(r);
+                /* Removal or shutdown: whoever waits on it hears of it now. */
+                if (m->hooks && m->hooks->request_gone)
+                        m->hooks->request_gone(r);
+                manager_drop_request(m, r);
+        }
+        sd_event_source_disable_unref(r->timer);
+        sd_event_source_disable_unref(r->renew_timer);
+        EVP_PKEY_free(r->key);
+        store_request_free(r->rec);
+        free(r);
+        return NULL;
+}
+
+int request_scrub_csr(Request *r) {
+        X509_REQ *csr = NULL;
+        EVP_PKEY *key = NULL;
+        char *pem = NULL;
+        int q;
+
+        /* Journals written by older versions kept a PENDING request's CSR whole, one-time
+         * challengePassword included. Take it out at load rather than at the next poll, which
+         * may be hours away. */
+        if (r->rec->state != REQUEST_PENDING || !r->rec->csr || !*r->rec->csr)
+                return 0;
+        if (scep_csr_from_pem(r->rec->csr, &csr) < 0)
+                return 0;       /* the next poll says it does not parse */
+        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0) {
+                X509_REQ_free(csr);
+                return 0;
+        }
+        if (r->rec->key_available) {
+                /* To sign it again; without the key the signature just stops matching, which
+                 * CertPoll does not look at. */
+                CbSecret *kp = NULL;
+                q = store_key_get(r->manager->store, r->rec->id, &kp);
+                if (q >= 0)
+                        q = key_import_pkcs8_pem(kp, &key);
+                secret_free(kp);
+                if (q < 0)
+                        key = NULL;
+        }
+        q = scep_csr_strip_challenge(csr, key);
+        if (q >= 0)
+                q = scep_csr_to_pem(csr, &pem);
+        scep_csr_free(csr);
+        if (q >= 0) {
+                char *old = r->rec->csr;
+                r->rec->csr = pem;
+                q = store_request_update(r->manager->store, r->rec);
+                if (q < 0) {
+                        r->rec->csr = old;
+                        free(pem);
+                } else
+                        secret_erase_and_free_string(old);
+        }
+        if (q < 0) {
+                EVP_PKEY_free(key);
+                return log_warning_errno(q, "Request %s: cannot remove the challenge password from its "
+                                         "stored CSR: %m", r->rec->id);
+        }
+        if (!r->key)
+                r->key = key;   /* spares request_load_key() loading it again */
+        else
+                EVP_PKEY_free(key);
+        log_info("Request %s: removed the challenge password an older version had stored with its CSR.",
+                 r->rec->id);
+        return 1;
+}
+
+/* ---- enroll ---- */
+
+/* An enrollment waiting for its insert to reach the disk (group commit). */
+typedef struct EnrollOp {
+        Manager *manager;
+        RequestEnrolled done;
+        void *userdata;
+        char id[STORE_ID_LEN + 1];
+} EnrollOp;
+
+static void on_enroll_durable(int error, void *userdata) {
+        EnrollOp *op = userdata;
+        Manager *m = op->manager;
+        Request *r = manager_find_request(m, op->id);
+
+        if (error < 0) {
+                log_error_errno(error, "Cannot make request %s durable in %s: %m", op->id, store_path(m->store));
+                if (r) {
+                        (void) store_request_delete(m->store, r->rec->id);
+                        request_free(r);
+                }
+                op->done(NULL, error, op->userdata);
+        } else if (!r)
+                op->done(NULL, -ENOENT, op->userdata);
+        else {
+                op->done(r, 0, op->userdata);
+                if (!m->stopping)
+                        (void) engine_request_start(r);
+        }
+        free(op);
+}
+
+static int record_from_decision(uid_t owner, const char *snapshot, const CbDecision *d, bool renew,
+                                StoreRequest **ret) {
+        StoreRequest *rec = calloc(1, sizeof(*rec));
+        int q;
+
+        if (!rec)
+                return -ENOMEM;
+        rec->owner = owner;
+        rec->renew = renew;
+        rec->caller = strdup(snapshot ?: "");
+        rec->ca = strdup(d->ca->name);
+        rec->label = strdup(d->label ?: "");
+        q = cb_subject_format(d->subject, &rec->subject);
+        if (q < 0) {
+                store_request_free(rec);
+                return q;
+        }
+        rec->names = calloc(d->n_names + 1, sizeof(char *));
+        for (size_t i = 0; rec->names && i < d->n_names; i++)
+                if (!(rec->names[i] = strdup(d->names[i]))) {
+                        store_request_free(rec);
+                        return -ENOMEM;
+                }
+        rec->key = strdup(cb_key_type_to_string(d->key));
+        rec->usage = strdup(cb_usage_to_string(d->usage));
+        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage) {
+                store_request_free(rec);
+                return -ENOMEM;
+        }
+        rec->state = REQUEST_QUEUED;
+        rec->created = rec->updated = now_usec();
+        *ret = rec;
+        return 0;
+}
+
+int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const CbDecision *d, bool renew,
+                   RequestEnrolled done, void *userdata, Request **ret) {
+        StoreRequest *rec = NULL;
+        EVP_PKEY *key = NULL;
+        CbSecret *key_pem = NULL;
+        Request *r = NULL;
+        EnrollOp *op = NULL;
+        int q;
+
+        q = record_from_decision(owner, caller_snapshot, d, renew, &rec);
+        if (q < 0)
+                return q;
+
+        /* Durable before the reply; a key from the pool goes into the same transaction. */
+        manager_take_pool_key(m, rec->key, &key, &key_pem);
+        q = store_request_insert(m->store, rec, key_pem);
+        secret_free(key_pem);
+        if (q < 0) {
+                EVP_PKEY_free(key);
+                store_request_free(rec);
+                return log_error_errno(q, "Cannot record a new request in %s: %m", store_path(m->store));
+        }
+        rec->key_available = key != NULL;
+        q = request_add(m, rec, &r);
+        if (q < 0) {
+                (void) store_request_delete(m->store, rec->id);
+                EVP_PKEY_free(key);
+                store_request_free(rec);
+                return q;
+        }
+        r->key = key;
+
+        /* The reply (and the engine) wait for the journal's fsync, which the loop does not
+         * wait for. */
+        op = calloc(1, sizeof(*op));
+        if (op) {
+                *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata };
+                memcpy(op->id, rec->id, sizeof op->id);
+                q = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
+        } else
+                q = -ENOMEM;
+        if (q < 0) {
+                free(op);
+                (void) store_request_delete(m->store, rec->id);
+                request_free(r);
+                return q;
+        }
+        *ret = r;
+        return 0;
+}
+
+int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
+        Manager *m = pred->manager;
+        StoreRequest *p = pred->rec;
+        EVP_PKEY *key = NULL;
+        CbSecret *key_pem = NULL;
+        Request *r = NULL;
+        int q;
+
+        if (rec->state == REQUEST_QUEUED)
+                manager_take_pool_key(m, rec->key, &key, &key_pem);
+        q = store_request_insert_successor(m->store, p->id, rec, key_pem);
+        secret_free(key_pem);
+        if (q < 0) {
+                EVP_PKEY_free(key);
+                store_request_free(rec);
+                return log_error_errno(q, "Request %s: cannot record its successor in %s: %m", p->id,
+                                       store_path(m->store));
+        }
+        set_string(&p->successor, rec->id);
+        rec->key_available = key != NULL;
+        q = request_add(m, rec, &r);
+        if (q < 0) {
+                /* Recorded: it comes back at the next start. */
+                EVP_PKEY_free(key);
+                log_error_errno(q, "Request %s: its successor %s is recorded but cannot be run now: %m", p->id,
+                                rec->id);
+                store_request_free(rec);
+                return q;
+        }
+        r->key = key;
+        request_notify(pred);
+        *ret = r;
+        return 0;
+}
+
+/* ---- transitions ---- */
+
+static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Request *r = userdata;
+
+        r->timer = sd_event_source_disable_unref(r->timer);
+        (void) engine_request_start(r);
+        return 0;
+}
+
+void request_schedule(Request *r, uint64_t when) {
+        int q;
+
+        r->timer = sd_event_source_disable_unref(r->timer);
+        r->rec->next_attempt = when;
+        if (!r->manager->event)
+                return;
+        q = sd_event_add_time(r->manager->event, &r->timer, CLOCK_REALTIME, when, 1000000,
+                              on_request_timer, r);
+        if (q < 0)
+                log_error_errno(q, "Request %s: cannot schedule the next attempt: %m", r->rec->id);
+}
+
+void request_begin_attempt(Request *r, bool polling) {
+        r->rec->attempts++;
+        if (r->rec->state != REQUEST_PENDING && !polling) {
+                r->rec->state = REQUEST_SUBMITTING;
+                r->rec->next_attempt = 0;
+        }
+        (void) request_commit(r);
+}
+
+static void erase_key(Request *r) {
+        if (store_key_erase(r->manager->store, r->rec->id) >= 0)
+                r->rec->key_available = false;
+        EVP_PKEY_free(r->key);
+        r->key = NULL;
+}
+
+void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message) {
+        engine_request_stop(r);
+        r->rec->state = state;
+        set_string(&r->rec->error, broker_error_name(error));
+        set_string(&r->rec->error_message, message);
+        set_string(&r->rec->fail_info, fail_info ?: "");
+        r->rec->next_attempt = 0;
+        erase_key(r);
+        (void) request_commit(r);
+        audit_outcome(r, LOG_WARNING, request_state_to_string(state));
+}
+
+void request_attempt_failed(Request *r, BrokerError error, const char *message) {
+        uint64_t now = now_usec(), delay;
+
+        if (error == BROKER_ERROR_NONE)
+                error = BROKER_ERROR_PROTOCOL_ERROR;
+        /* A renewal keeps trying past PendingDeadline: its certificate must be renewed even
+         * after it expired, once the CA is back. */
+        if (!broker_error_is_transient(error) || (!request_is_renewal(r) && now >= request_deadline(r))) {
+                request_end(r, REQUEST_FAILED, broker_error_is_transient(error) ? BROKER_ERROR_TIMEOUT : error,
+                            NULL, message);
+                return;
+        }
+
+        delay = request_retry_delay(r->rec->attempts, randombytes_random());
+        engine_request_stop(r);
+        set_string(&r->rec->error, broker_error_name(error));
+        set_string(&r->rec->error_message, message);
+        /* A pending request stays pending: the CA has it; only the poll failed. */
+        if (r->rec->state != REQUEST_PENDING)
+                r->rec->state = REQUEST_RETRYING;
+        request_schedule(r, now + delay);
+        (void) request_commit(r);
+        log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                               .decision = "retrying", .ca = r->rec->ca,
+                                               .error = broker_error_name(error) },
+                  "Request %s: %s; next attempt in %llu s.", r->rec->id, message,
+                  (unsigned long long) (delay / 1000000));
+}
+
+void request_attempt_failed_errno(Request *r, int error, const char *what) {
+        char msg[512];
+
+        snprintf(msg, sizeof msg, "%s: %s", what, strerror(error < 0 ? -error : error));
+        log_error("Request %s: %s", r->rec->id, msg);
+        request_attempt_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
+}
+
+int request_keep_key(Request *r, EVP_PKEY *key) {
+        CbSecret *pem = NULL;
+        int q;
+
+        EVP_PKEY_free(r->key);
+        r->key = key;
+        q = key_export_pkcs8_pem(r->key, &pem);
+        if (q >= 0)
+                q = store_key_set(r->manager->store, r->rec->id, pem);
+        secret_free(pem);
+        if (q >= 0)
+                r->rec->key_available = true;
+        return q;
+}
+
+int request_load_key(Request *r) {
+        CbSecret *pem = NULL;
+        EVP_PKEY *key = NULL;
+        int q;
+
+        q = store_key_get(r->manager->store, r->rec->id, &pem);
+        if (q >= 0)
+                q = key_import_pkcs8_pem(pem, &key);
+        secret_free(pem);
+        if (q < 0)
+                return q;
+        EVP_PKEY_free(r->key);
+        r->key = key;
+        return 0;
+}
+
+void request_set_transaction(Request *r, const char *transaction_id) {
+        set_string(&r->rec->transaction_id, transaction_id);
+}
+
+int request_mark_submitted(Request *r, const char *transaction_id) {
+        int q;
+
+        set_string(&r->rec->transaction_id, transaction_id);
+        r->rec->submitted = now_usec();
+        q = request_commit(r);
+        if (q < 0)
+                r->rec->submitted = 0;
+        return q;
+}
+
+void request_clear_submitted(Request *r) {
+        r->rec->submitted = 0;
+}
+
+void request_warn_duplicate_risk(Request *r, const char *message) {
+        r->rec->submitted = 0;
+        set_string(&r->rec->warning, message);
+        log_audit(LOG_WARNING, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                                .decision = "duplicate-risk", .ca = r->rec->ca },
+                  "Request %s: %s", r->rec->id, message);
+        engine_request_stop(r);
+        (void) request_commit(r);
+}
+
+void request_set_pending(Request *r, char *csr_pem, uint64_t poll_interval_usec) {
+        bool first = r->rec->state != REQUEST_PENDING;
+
+        secret_erase_and_free_string(r->rec->csr);
+        r->rec->csr = csr_pem;
+        r->rec->state = REQUEST_PENDING;
+        set_string(&r->rec->error, "");
+        set_string(&r->rec->error_message, "");
+        engine_request_stop(r);
+        request_schedule(r, now_usec() + request_poll_delay(poll_interval_usec, r->rec->attempts, first));
+        (void) request_commit(r);
+        if (first)
+                audit_outcome(r, LOG_INFO, "pending");
+}
+
+void request_set_issued(Request *r, char *certificate, char *chain, char *serial, uint64_t not_before,
+                        uint64_t not_after) {
+        engine_request_stop(r);
+        free(r->rec->certificate);
+        r->rec->certificate = certificate;
+        free(r->rec->chain);
+        r->rec->chain = chain;
+        free(r->rec->serial);
+        r->rec->serial = serial;
+        r->rec->not_before = not_before;
+        r->rec->not_after = not_after;
+        r->rec->state = REQUEST_ISSUED;
+        r->rec->next_attempt = 0;
+        set_string(&r->rec->error, "");
+        set_string(&r->rec->error_message, "");
+        set_string(&r->rec->fail_info, "");
+        EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
+        r->key = NULL;
+        renewal_on_issued(r, cb_config_find_ca(r->manager->config, r->rec->ca));
+        (void) request_commit(r);
+        audit_outcome(r, LOG_INFO, "issued");
+        renewal_schedule(r);
+        renewal_successor_changed(r);
+}
+
+/* ---- the owner's operations ---- */
+
+int request_cancel(Request *r) {
+        int q;
+
+        if (r->rec->state == REQUEST_CANCELLED)
+                return 1;
+        if (request_state_is_terminal(r->rec->state))
+                return -EBUSY;
+        engine_request_stop(r);
+        q = store_key_erase(r->manager->store, r->rec->id);
+        if (q < 0)
+                return q;
+        EVP_PKEY_free(r->key);
+        r->key = NULL;
+        r->rec->key_available = false;
+        r->rec->state = REQUEST_CANCELLED;
+        r->rec->next_attempt = 0;
+        set_string(&r->rec->error, broker_error_name(BROKER_ERROR_CANCELLED));
+        set_string(&r->rec->error_message, "Cancelled by its owner.");
+        q = request_commit(r);
+        if (q < 0)
+                return q;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "cancelled", .ca = r->rec->ca,
+                                             .error = broker_error_name(BROKER_ERROR_CANCELLED) },
+                  "Request %s cancelled.", r->rec->id);
+        return 0;
+}
+
+int request_take_key(Request *r, CbSecret **ret_pem) {
+        int q;
+
+        if (r->rec->state != REQUEST_ISSUED)
+                return -EBUSY;
+        if (!r->rec->key_available)
+                return -ENOKEY;
+        q = store_key_take(r->manager->store, r->rec->id, ret_pem);
+        if (q == -ENOKEY) {
+                r->rec->key_available = false;
+                return q;
+        }
+        if (q < 0)
+                return log_error_errno(q, "Request %s: cannot read its key from %s: %m", r->rec->id,
+                                       store_path(r->manager->store));
+        r->rec->key_available = false;
+        EVP_PKEY_free(r->key);
+        r->key = NULL;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "key-taken", .ca = r->rec->ca },
+                  "Request %s: the private key was taken by its owner and erased.", r->rec->id);
+        (void) request_commit(r);
+        return 0;
+}
+
+int request_remove(Request *r) {
+        int q;
+
+        if (!request_state_is_terminal(r->rec->state))
+                return -EBUSY;
+        q = store_request_delete(r->manager->store, r->rec->id);
+        if (q < 0 && q != -ENOENT)
+                return q;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "removed", .ca = r->rec->ca },
+                  "Request %s removed; its key (if any) erased.", r->rec->id);
+        request_free(r);
+        return 0;
+}
+
+/* ---- housekeeping ---- */
+
+int request_expire_key(Request *r, uint64_t now) {
+        int q;
+
+        if (r->rec->state != REQUEST_ISSUED || !r->rec->key_available || r->rec->not_after == 0 ||
+            r->rec->not_after > now)
+                return 0;
+        q = store_key_erase(r->manager->store, r->rec->id);
+        if (q < 0)
+                return log_warning_errno(q, "Request %s: cannot erase its expired key: %m", r->rec->id);
+        r->rec->key_available = false;
+        (void) request_commit(r);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "key-expired", .ca = r->rec->ca },
+                  "Request %s: its certificate expired before the key was taken; the key is erased.",
+                  r->rec->id);
+        return 1;
+}
+
+int request_forget(Request *r, uint64_t keep_usec) {
+        int q;
+
+        q = store_request_delete(r->manager->store, r->rec->id);
+        if (q < 0 && q != -ENOENT)
+                return log_warning_errno(q, "Request %s: cannot forget it after RetainFinished=: %m", r->rec->id);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "expired", .ca = r->rec->ca },
+                  "Request %s (%s) forgotten %llu s after it ended (RetainFinished=); its key, if any, "
+                  "erased.", r->rec->id, request_state_to_string(r->rec->state),
+                  (unsigned long long) (keep_usec / 1000000ULL));
+        request_free(r);
+        return 0;
+}

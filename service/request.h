@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A request (API.md Request) and the one place that changes it. Everything that writes a
+ * request's state, error, key or key availability is here: enroll (insert, durable, start),
+ * the named transitions the engine calls at the end of each step, take-key, cancel, remove,
+ * key expiry and RetainFinished=. Every change is committed to the journal and announced
+ * through the manager's hooks (manager.h), never to the bus directly: the bus layer installs
+ * the hooks and keeps what waits on a request (Wait() calls). */
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "broker-error.h"
+#include "cb-policy.h"
+#include "secret-memory.h"
+#include "store-db.h"
+
+typedef struct Manager Manager;
+typedef struct Request Request;
+struct PendingReply;
+
+struct Request {
+        Manager *manager;
+        StoreRequest *rec;              /* the durable record: authoritative */
+        EVP_PKEY *key;                  /* in memory while the request is in flight */
+        uint64_t key_job;               /* key pool job, 0 when none (engine.c) */
+        sd_event_source *timer;         /* next attempt or poll */
+        sd_event_source *renew_timer;   /* renewal.c: RenewAt and expiry warnings */
+        struct PendingReply *waiters;   /* Wait() calls: kept by the bus layer (bus-request.c) */
+        void *engine;                   /* engine state of the attempt in progress */
+        bool unsaved;                   /* the last commit failed (disk full): written again later */
+};
+
+/* Retry backoff: 5 s doubling per attempt to 15 min, plus up to a quarter at random. */
+#define REQUEST_RETRY_MIN_USEC   (5ULL * 1000000ULL)
+#define REQUEST_RETRY_MAX_USEC   (15ULL * 60ULL * 1000000ULL)
+/* Polls of a PENDING request: PollInterval, doubling per poll up to 16 × PollInterval. */
+#define REQUEST_POLL_MAX_FACTOR  16ULL
+
+/* The delay before the next attempt after `attempts` attempts; rnd is uniform random. */
+uint64_t request_retry_delay(unsigned attempts, uint32_t rnd);
+/* The delay before the next poll of a pending request. */
+uint64_t request_poll_delay(uint64_t poll_interval_usec, unsigned attempts, bool first);
+/* When a request (not a renewal) gives up: Created + the CA's PendingDeadline=. */
+uint64_t request_deadline(const Request *r);
+/* A successor of a renewal chain: retried past PendingDeadline= and expiry. */
+bool request_is_renewal(const Request *r);
+
+/* ---- life ---- */
+
+/* A request object for a record loaded or inserted (takes rec), added to the manager. */
+int request_add(Manager *m, StoreRequest *rec, Request **ret);
+/* Journals of older versions kept a PENDING request's CSR whole, challengePassword included:
+ * it is taken out at load. 1 if rewritten, 0 if nothing to do, negative errno. */
+int request_scrub_csr(Request *r);
+/* Forgets the object (not the journal row): the engine stops, waiters are answered. */
+Request *request_free(Request *r);
+
+/* Enroll: what the policy decided (d, allowed) for owner, as a new request; caller_snapshot
+ * (caller_snapshot_format()) is whom it was decided for, kept for later decisions. The record and a key from the
+ * pool go into the journal in one transaction; done() is called once the insert is on disk
+ * (group commit: the loop never waits for the fsync) with the request, or with NULL and a
+ * negative errno (the request is then gone again), and the engine starts right after it.
+ * Synchronous failures return a negative errno (-ENOSPC, -EDQUOT: the state directory is full)
+ * and done() is not called. *ret is the request (not durable yet, not started), to audit. */
+typedef void (*RequestEnrolled)(Request *r, int error, void *userdata);
+int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const CbDecision *d, bool renew,
+                   RequestEnrolled done, void *userdata, Request **ret);
+/* Renewal: rec (taken; owner, parameters and predecessor filled in, state QUEUED or FAILED)
+ * becomes pred's successor, recorded with the link in one transaction (never two); a QUEUED
+ * one gets a key from the pool in the same transaction. Not started. */
+int request_add_successor(Request *pred, StoreRequest *rec, Request **ret);
+
+/* Persist the record and announce the change (hooks.request_changed). On a journal error the
+ * state is kept in memory and written again later (disk full). */
+int request_commit(Request *r);
+/* Announce a change that is written with the next commit (hooks.request_changed). */
+void request_notify(Request *r);
+/* Write again the requests whose last commit failed; the number still unsaved. */
+size_t request_recommit_all(Manager *m);
+
+/* ---- transitions (the engine's steps end in these) ---- */
+
+/* Runs the next step at `when` (CLOCK_REALTIME usec): NextAttempt. */
+void request_schedule(Request *r, uint64_t when);
+/* One network attempt begins: Attempts + 1, state submitting (a pending request stays pending,
+ * a poll does not change the state). */
+void request_begin_attempt(Request *r, bool polling);
+/* Terminal: failed or rejected with error, fail_info (API.md FailInfo) and message. What is
+ * in flight stops, the key is erased, the outcome is committed and audited. */
+void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message);
+/* An attempt failed. Transient errors retry with backoff and jitter until PendingDeadline=
+ * (then Timeout; a renewal retries on), others end the request failed. */
+void request_attempt_failed(Request *r, BrokerError error, const char *message);
+/* As request_attempt_failed(PROTOCOL_ERROR) with "what: strerror(error)". */
+void request_attempt_failed_errno(Request *r, int error, const char *what);
+/* The key the request is enrolled with (takes key): kept encrypted in the journal for
+ * TakeKey. */
+int request_keep_key(Request *r, EVP_PKEY *key);
+/* Loads the key of a resumed request from the journal into r->key. */
+int request_load_key(Request *r);
+/* The transaction id of the SCEP exchange (written with the next commit). */
+void request_set_transaction(Request *r, const char *transaction_id);
+/* A PKCSReq may reach the CA: recorded durably before it is sent (request_commit() and the
+ * journal's fsync), so that a restart asks the CA first. Negative errno if not recorded. */
+int request_mark_submitted(Request *r, const char *transaction_id);
+/* The CA answered for the transaction: no submission in doubt any more. */
+void request_clear_submitted(Request *r);
+/* A submission in doubt is sent again: Warning says a duplicate may have been issued. */
+void request_warn_duplicate_risk(Request *r, const char *message);
+/* PENDING at the CA: the CSR (PEM, taken) is kept for CertPoll; the next poll is scheduled. */
+void request_set_pending(Request *r, char *csr_pem, uint64_t poll_interval_usec);
+/* ISSUED: certificate and chain (PEM, taken), serial (hex, taken), validity. The key stays in
+ * the journal for TakeKey; the renewal is scheduled. */
+void request_set_issued(Request *r, char *certificate, char *chain, char *serial, uint64_t not_before,
+                        uint64_t not_after);
+
+/* ---- the owner's operations ---- */
+
+/* Cancel(): 0 when cancelled now, 1 when it was cancelled already, -EBUSY when it ended
+ * otherwise (only a request in progress can be cancelled), other negative errno. */
+int request_cancel(Request *r);
+/* TakeKey(): the key (PEM, for the reply), erased from the journal. -EBUSY when not issued,
+ * -ENOKEY when taken or erased already, other negative errno. */
+int request_take_key(Request *r, CbSecret **ret_pem);
+/* Remove(): forgets a finished request (journal and object, key erased); r is freed.
+ * -EBUSY when it is still in progress. */
+int request_remove(Request *r);
+
+/* ---- the broker's housekeeping ---- */
+
+/* A key nobody took is erased once its certificate expired. 1 if erased. */
+int request_expire_key(Request *r, uint64_t now);
+/* RetainFinished=: r is forgotten (journal row, object, key) and freed. */
+int request_forget(Request *r, uint64_t keep_usec);
