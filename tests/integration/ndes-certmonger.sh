@@ -96,6 +96,7 @@ ndes approve "$pending" >/dev/null
 ndes ctl caps=win2012
 lab_assert_eq "$(ndes_get_pkiop "$W/cm3-req.der" "$W/cm3-rep.der")" 200 "replayed request (win2012) status"
 lab_assert_eq "$(ndes_cms_attr "$W/cm3-rep.der" 2.16.840.1.113733.1.9.3)" 0 "pkiStatus of the approved transaction"
+lab_assert_eq "$(ndes_scep_log_count 'status=SUCCESS failinfo=-1 why=approved')" 1 "approved SUCCESS lines in scep.log after the openssl replay"
 openssl cms -verify -inform DER -in "$W/cm3-rep.der" -certfile "$NDES_STATE/ra-sign.crt" -CAfile "$NDES_STATE/ca.crt" \
         -purpose any -binary -out "$W/cm3-env.der" 2>"$W/verify.err" || lab_fail "win2012 reply signature: $(cat "$W/verify.err")"
 lab_assert_contains "$(openssl cms -cmsout -print -inform DER -in "$W/cm3-env.der" | grep -A1 keyEncryptionAlgorithm)" "rsaesOaep" "key transport of the win2012 reply"
@@ -110,7 +111,10 @@ lab_pass "win2012 SUCCESS reply: SHA-1 signature by the RA, RSA-OAEP envelope de
 timeout 60 getcert resubmit -i cm3 -w >/dev/null 2>&1 || true
 cm_expect cm3 MONITORING "certmonger status after approval"
 ndes_verify_cert "$CM/out/cm3.crt" cm3.example.test cm3.example.test
-lab_assert_eq "$(ndes_scep_log_count 'status=SUCCESS failinfo=-1 why=approved')" 2 "approved SUCCESS lines in scep.log (openssl replay, certmonger)"
+# certmonger polls a pending request on its own as well as on resubmit: how often it asked
+# between the approval and now depends on its timer, so at least once more than the replay.
+approved=$(ndes_scep_log_count 'status=SUCCESS failinfo=-1 why=approved')
+[ "$approved" -ge 2 ] || lab_fail "approved SUCCESS lines in scep.log (openssl replay, certmonger): expected at least 2, got $approved"
 lab_assert_eq "$(ndes pending)" "" "pending list after approval"
 ndes ctl pending=off
 lab_pass "pending=on: certmonger waits (CA_WORKING); after 'ndes-emulator approve' it gets the certificate"

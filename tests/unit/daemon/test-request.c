@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon core without a bus: request.c's transitions, backoff and deadline, and the
+ * owner's operations racing the engine (cancel during key generation or before the insert
+ * is on disk, take-key, remove, expiry), against a real journal in a temporary directory and
+ * the real engine. The only boundary faked is the network: the test runs in a private network
+ * namespace (meson runs it under unshare), so the CA's name does not resolve and every
+ * attempt fails as CAUnreachable, at once. */
+#include <errno.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker-error.h"
+#include "engine.h"
+#include "keys-generate.h"
+#include "manager.h"
+#include "request.h"
+#include "test-helpers.h"
+
+typedef struct Fixture {
+        char *dir;
+        char *config_dir;
+        char *state_dir;
+        Manager *m;
+        unsigned changed, gone;
+        Request *enrolled;
+        int enrolled_error;
+        bool enrolled_called;
+} Fixture;
+
+static Fixture *current;
+
+static void hook_changed(Request *r) {
+        current->changed++;
+}
+
+static void hook_gone(Request *r) {
+        current->gone++;
+}
+
+static const ManagerHooks test_hooks = {
+        .request_changed = hook_changed,
+        .request_gone = hook_gone,
+};
+
+static void write_file(const char *dir, const char *name, const char *text) {
+        char *p = test_path(dir, name);
+        FILE *f = fopen(p, "we");
+
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+        free(p);
+}
+
+static const char *user_name(void) {
+        struct passwd *pw = getpwuid(getuid());
+        assert_non_null(pw);
+        return pw->pw_name;
+}
+
+static int manager_open(Fixture *f) {
+        int r = manager_new(f->config_dir, f->state_dir, &f->m);
+        if (r >= 0)
+                f->m->hooks = &test_hooks;
+        return r;
+}
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(*f));
+        char *text = NULL, *sub;
+
+        assert_non_null(f);
+        f->dir = test_mkdtemp("test-request");
+        assert_non_null(f->dir);
+        f->config_dir = test_path(f->dir, "conf");
+        f->state_dir = test_path(f->dir, "state");
+        assert_int_equal(mkdir(f->config_dir, 0700), 0);
+        assert_int_equal(mkdir(f->state_dir, 0700), 0);
+        sub = test_path(f->config_dir, "ca.d");
+        assert_int_equal(mkdir(sub, 0700), 0);
+        free(sub);
+        sub = test_path(f->config_dir, "policy.d");
+        assert_int_equal(mkdir(sub, 0700), 0);
+        free(sub);
+
+        /* No keytab (the credentials fail at once, without a KDC), no key pool (keys are made
+         * on demand, on the pool's worker), and a CA whose name does not resolve here. */
+        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
+                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
+                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
+        write_file(f->config_dir, "certbroker.conf", text);
+        free(text);
+        write_file(f->config_dir, "ca.d/corp.conf",
+                   "[CA]\nURL=https://ndes.example.test/certsrv/mscep/mscep.dll\nDefault=yes\n"
+                   "Authentication=none\nChallenge=none\nPollInterval=1\nPendingDeadline=3600\n");
+        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
+        write_file(f->config_dir, "policy.d/me.policy", text);
+        free(text);
+
+        current = f;
+        assert_int_equal(manager_open(f), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+
+        manager_free(f->m);
+        test_rm_rf(f->dir);
+        free(f->dir);
+        free(f->config_dir);
+        free(f->state_dir);
+        free(f);
+        current = NULL;
+        return 0;
+}
+
+/* Runs the loop until cond(f) or about `ms` milliseconds. */
+static bool run_until(Fixture *f, bool (*cond)(Fixture *f), unsigned ms) {
+        for (unsigned i = 0; i < ms / 10; i++) {
+                if (cond && cond(f))
+                        return true;
+                assert_true(sd_event_run(f->m->event, 10000) >= 0);
+        }
+        return cond ? cond(f) : true;
+}
+
+static void on_enrolled(Request *r, int error, void *userdata) {
+        Fixture *f = userdata;
+
+        f->enrolled_called = true;
+        f->enrolled = r;
+        f->enrolled_error = error;
+}
+
+static bool enrolled(Fixture *f) {
+        return f->enrolled_called;
+}
+
+/* Enroll for web.a.example.test as this user; returns the request, not yet durable. */
+static Request *enroll(Fixture *f) {
+        const char *names[] = { "web.a.example.test" };
+        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
+        CbRequestSpec spec = { .names = names, .n_names = 1 };
+        CbDecision d = {};
+        Request *r = NULL;
+
+        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
+        assert_true(d.allowed);
+        f->enrolled_called = false;
+        assert_int_equal(request_enroll(f->m, getuid(), "", &d, false, on_enrolled, f, &r), 0);
+        cb_decision_done(&d);
+        assert_non_null(r);
+        return r;
+}
+
+static bool first_attempt_failed(Fixture *f) {
+        return f->m->n_requests > 0 && f->m->requests[0]->rec->state == REQUEST_RETRYING;
+}
+
+static StoreRequest *stored(Fixture *f, const char *id) {
+        StoreRequest *rec = NULL;
+        int r = store_request_get(f->m->store, id, &rec);
+        return r >= 0 ? rec : NULL;
+}
+
+/* ---- pure ---- */
+
+static void test_retry_delay(void **state) {
+        (void) state;
+        assert_int_equal(request_retry_delay(0, 0), REQUEST_RETRY_MIN_USEC);
+        assert_int_equal(request_retry_delay(1, 0), REQUEST_RETRY_MIN_USEC);
+        assert_int_equal(request_retry_delay(2, 0), 2 * REQUEST_RETRY_MIN_USEC);
+        assert_int_equal(request_retry_delay(5, 0), 16 * REQUEST_RETRY_MIN_USEC);
+        /* Capped at 15 minutes however many attempts; the jitter adds at most a quarter. */
+        assert_int_equal(request_retry_delay(9, 0), REQUEST_RETRY_MAX_USEC);
+        assert_int_equal(request_retry_delay(1000, 0), REQUEST_RETRY_MAX_USEC);
+        assert_int_equal(request_retry_delay(1, UINT32_MAX), REQUEST_RETRY_MIN_USEC + REQUEST_RETRY_MIN_USEC / 4);
+        assert_int_equal(request_retry_delay(1000, UINT32_MAX), REQUEST_RETRY_MAX_USEC + REQUEST_RETRY_MAX_USEC / 4);
+        assert_true(request_retry_delay(3, UINT32_MAX / 2) > request_retry_delay(3, 0));
+}
+
+static void test_poll_delay(void **state) {
+        (void) state;
+        assert_int_equal(request_poll_delay(1000, 1, true), 1000);
+        assert_int_equal(request_poll_delay(1000, 1, false), 1000);
+        assert_int_equal(request_poll_delay(1000, 2, false), 2000);
+        assert_int_equal(request_poll_delay(1000, 5, false), 16000);
+        assert_int_equal(request_poll_delay(1000, 6, false), 16000);
+        assert_int_equal(request_poll_delay(1000, 60, false), 16000);
+}
+
+static void test_error_names(void **state) {
+        (void) state;
+        /* One table: every value has an API.md name (NONE: ""), the outcomes map onto it. */
+        for (BrokerError e = 1; e < _BROKER_ERROR_MAX; e++)
+                assert_true(strncmp(broker_error_name(e), BROKER_ERROR_PREFIX, strlen(BROKER_ERROR_PREFIX)) == 0);
+        assert_string_equal(broker_error_name(BROKER_ERROR_NONE), "");
+        assert_string_equal(broker_error_name(_BROKER_ERROR_MAX), "");
+        for (TransportOutcome o = 1; o < _TRANSPORT_OUTCOME_MAX; o++) {
+                BrokerError e = broker_error_from_transport(o);
+                assert_string_equal(broker_error_name(e) + strlen(BROKER_ERROR_PREFIX), transport_outcome_to_string(o));
+                assert_true(broker_error_is_transient(e) == transport_outcome_is_transient(o));
+        }
+        for (CbDecisionResult d = 1; d < _CB_DECISION_RESULT_MAX; d++)
+                assert_string_equal(broker_error_name(broker_error_from_decision(d)) + strlen(BROKER_ERROR_PREFIX),
+                                    cb_decision_result_to_error(d));
+        /* A challenge the server denies for good is named ChallengeUnavailable but not retried. */
+        assert_false(broker_error_is_transient(BROKER_ERROR_CHALLENGE_DENIED));
+        assert_true(broker_error_is_transient(BROKER_ERROR_CHALLENGE_UNAVAILABLE));
+}
+
+/* ---- with a manager ---- */
+
+static void test_enroll_durable_then_retry(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+        char id[STORE_ID_LEN + 1];
+        StoreRequest *rec;
+
+        strcpy(id, r->rec->id);
+        /* In the journal already, but not answered until the fsync. */
+        assert_int_equal(r->rec->state, REQUEST_QUEUED);
+        assert_false(f->enrolled_called);
+        rec = stored(f, id);
+        assert_non_null(rec);
+        store_request_free(rec);
+
+        assert_true(run_until(f, enrolled, 5000));
+        assert_int_equal(f->enrolled_error, 0);
+        assert_ptr_equal(f->enrolled, r);
+
+        /* The engine started: a key is made, the CA cannot be reached, the request retries
+         * with the first backoff step. */
+        unsigned before = f->changed;
+        assert_true(run_until(f, first_attempt_failed, 20000));
+        assert_true(f->changed > before);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "CAUnreachable");
+        uint64_t now = now_usec();
+        assert_true(r->rec->next_attempt > now);
+        assert_true(r->rec->next_attempt - now <= REQUEST_RETRY_MIN_USEC + REQUEST_RETRY_MIN_USEC / 4);
+        assert_true(r->rec->next_attempt - now >= REQUEST_RETRY_MIN_USEC - 2000000ULL);
+        assert_true(r->rec->key_available);     /* the key waits with it */
+
+        /* What the journal holds is what the object says, also after a restart. */
+        rec = stored(f, id);
+        assert_non_null(rec);
+        assert_int_equal(rec->state, REQUEST_RETRYING);
+        assert_string_equal(rec->error, r->rec->error);
+        store_request_free(rec);
+        manager_free(f->m);
+        assert_int_equal(manager_open(f), 0);
+        r = manager_find_request(f->m, id);
+        assert_non_null(r);
+        assert_int_equal(r->rec->state, REQUEST_RETRYING);
+        assert_true(r->rec->key_available);
+        assert_int_equal(request_load_key(r), 0);
+        assert_non_null(r->key);
+}
+
+static void test_deadline_and_terminal_errors(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(run_until(f, first_attempt_failed, 20000));
+
+        /* A transient failure before the deadline retries; the attempts back off. */
+        r->rec->attempts = 3;
+        request_attempt_failed(r, BROKER_ERROR_KERBEROS_FAILED, "the KDC is away");
+        assert_int_equal(r->rec->state, REQUEST_RETRYING);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "KerberosFailed");
+        assert_true(r->rec->next_attempt >= now_usec() + 4 * REQUEST_RETRY_MIN_USEC - 1000000ULL);
+
+        /* A renewal successor retries past PendingDeadline= (its certificate must be renewed
+         * even after it expired). */
+        r->rec->created = now_usec() - 2ULL * 3600ULL * 1000000ULL;
+        r->rec->predecessor = strdup("0123456789abcdef");
+        assert_true(request_is_renewal(r));
+        request_attempt_failed(r, BROKER_ERROR_CA_UNREACHABLE, "down");
+        assert_int_equal(r->rec->state, REQUEST_RETRYING);
+
+        /* Anything else past the deadline ends with Timeout, the key erased. */
+        free(r->rec->predecessor);
+        r->rec->predecessor = NULL;
+        request_attempt_failed(r, BROKER_ERROR_CA_UNREACHABLE, "down");
+        assert_int_equal(r->rec->state, REQUEST_FAILED);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "Timeout");
+        assert_false(r->rec->key_available);
+        assert_int_equal(r->rec->next_attempt, 0);
+        assert_null(r->timer);
+        CbSecret *pem = NULL;
+        assert_int_equal(store_key_get(f->m->store, r->rec->id, &pem), -ENOKEY);
+
+        /* A second request: a failure that will not pass ends it at once, named. */
+        Request *r2 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        request_attempt_failed(r2, BROKER_ERROR_TLS_VERIFY_FAILED, "bad certificate");
+        assert_int_equal(r2->rec->state, REQUEST_FAILED);
+        assert_string_equal(r2->rec->error, BROKER_ERROR_PREFIX "TLSVerifyFailed");
+        assert_string_equal(r2->rec->error_message, "bad certificate");
+        /* The engine has nothing left in flight for it, and restarting does nothing. */
+        assert_null(r2->engine);
+        assert_int_equal(r2->key_job, 0);
+        assert_int_equal(engine_request_start(r2), 0);
+        assert_int_equal(r2->rec->state, REQUEST_FAILED);
+
+        /* engine_request_start() on a request past its deadline ends it too. */
+        Request *r3 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(run_until(f, first_attempt_failed, 20000) || r3->rec->state == REQUEST_RETRYING);
+        engine_request_stop(r3);
+        r3->rec->created = now_usec() - 2ULL * 3600ULL * 1000000ULL;
+        r3->rec->next_attempt = 0;
+        assert_int_equal(engine_request_start(r3), 0);
+        assert_int_equal(r3->rec->state, REQUEST_FAILED);
+        assert_string_equal(r3->rec->error, BROKER_ERROR_PREFIX "Timeout");
+}
+
+static void test_cancel_races(void **state) {
+        Fixture *f = *state;
+
+        /* Cancelled before its insert is on disk: the reply still comes, the engine does not
+         * start, nothing is left of the key. */
+        Request *r = enroll(f);
+        char id[STORE_ID_LEN + 1];
+        strcpy(id, r->rec->id);
+        assert_false(f->enrolled_called);
+        assert_int_equal(request_cancel(r), 0);
+        assert_int_equal(r->rec->state, REQUEST_CANCELLED);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_int_equal(f->enrolled_error, 0);
+        assert_null(r->engine);
+        assert_int_equal(r->key_job, 0);
+        run_until(f, NULL, 300);
+        assert_int_equal(r->rec->state, REQUEST_CANCELLED);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "Cancelled");
+        assert_int_equal(request_cancel(r), 1);         /* again: nothing to do */
+
+        /* Cancelled while its key is being generated on the pool's worker: the key that
+         * arrives afterwards is thrown away, not stored. */
+        Request *r2 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(r2->key_job != 0 || r2->key);
+        assert_int_equal(request_cancel(r2), 0);
+        assert_int_equal(r2->key_job, 0);
+        run_until(f, NULL, 1500);
+        assert_int_equal(r2->rec->state, REQUEST_CANCELLED);
+        assert_false(r2->rec->key_available);
+        assert_null(r2->key);
+        CbSecret *pem = NULL;
+        assert_int_equal(store_key_get(f->m->store, r2->rec->id, &pem), -ENOKEY);
+        StoreRequest *rec = stored(f, r2->rec->id);
+        assert_non_null(rec);
+        assert_int_equal(rec->state, REQUEST_CANCELLED);
+        store_request_free(rec);
+
+        /* A finished request cannot be cancelled; it can be removed, once. */
+        Request *r3 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_int_equal(request_remove(r3), -EBUSY);   /* in progress */
+        request_end(r3, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED, "badRequest", "no");
+        assert_int_equal(request_cancel(r3), -EBUSY);
+        assert_int_equal(r3->rec->state, REQUEST_REJECTED);
+        char id3[STORE_ID_LEN + 1];
+        strcpy(id3, r3->rec->id);
+        unsigned gone = f->gone;
+        assert_int_equal(request_remove(r3), 0);
+        assert_int_equal(f->gone, gone + 1);
+        assert_null(manager_find_request(f->m, id3));
+        assert_null(stored(f, id3));
+        assert_non_null(manager_find_request(f->m, id));
+}
+
+static void test_take_key_and_expiry(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+        EVP_PKEY *key = NULL;
+        CbSecret *pem = NULL;
+
+        assert_true(run_until(f, enrolled, 5000));
+        assert_int_equal(request_take_key(r, &pem), -EBUSY);    /* not issued */
+        engine_request_stop(r);
+        if (!r->rec->key_available) {
+                assert_int_equal(key_generate(KEY_TYPE_RSA_2048, &key), 0);
+                assert_int_equal(request_keep_key(r, key), 0);
+        }
+        assert_true(r->rec->key_available);
+        uint64_t now = now_usec();
+        request_set_issued(r, strdup("CERT"), strdup("CHAIN"), strdup("0a"), now - 1000000ULL,
+                           now + 3600ULL * 1000000ULL);
+        assert_int_equal(r->rec->state, REQUEST_ISSUED);
+        assert_null(r->key);                    /* kept encrypted in the journal only */
+        assert_int_equal(request_cancel(r), -EBUSY);
+
+        /* Taken once: then gone from the journal. */
+        assert_int_equal(request_take_key(r, &pem), 0);
+        assert_non_null(pem);
+        assert_non_null(strstr((const char *) pem->data, "PRIVATE KEY"));
+        secret_free(pem);
+        pem = NULL;
+        assert_false(r->rec->key_available);
+        assert_int_equal(request_take_key(r, &pem), -ENOKEY);
+        assert_int_equal(store_key_get(f->m->store, r->rec->id, &pem), -ENOKEY);
+        StoreRequest *rec = stored(f, r->rec->id);
+        assert_non_null(rec);
+        assert_false(rec->key_available);
+        store_request_free(rec);
+
+        /* A key nobody took is erased when the certificate expires, not before. */
+        Request *r2 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        engine_request_stop(r2);
+        if (!r2->rec->key_available) {
+                assert_int_equal(key_generate(KEY_TYPE_RSA_2048, &key), 0);
+                assert_int_equal(request_keep_key(r2, key), 0);
+        }
+        request_set_issued(r2, strdup("CERT"), strdup("CHAIN"), strdup("0b"), now - 7200ULL * 1000000ULL,
+                           now + 10ULL * 1000000ULL);
+        assert_int_equal(request_expire_key(r2, now), 0);
+        assert_true(r2->rec->key_available);
+        assert_int_equal(request_expire_key(r2, now + 11ULL * 1000000ULL), 1);
+        assert_false(r2->rec->key_available);
+        assert_int_equal(store_key_get(f->m->store, r2->rec->id, &pem), -ENOKEY);
+
+        /* RetainFinished=: forgotten, journal and object. */
+        char id2[STORE_ID_LEN + 1];
+        strcpy(id2, r2->rec->id);
+        assert_int_equal(request_forget(r2, 0), 0);
+        assert_null(manager_find_request(f->m, id2));
+        assert_null(stored(f, id2));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_retry_delay),
+                cmocka_unit_test(test_poll_delay),
+                cmocka_unit_test(test_error_names),
+                cmocka_unit_test_setup_teardown(test_enroll_durable_then_retry, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_deadline_and_terminal_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancel_races, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_take_key_and_expiry, setup, teardown),
+        };
+
+        if (secret_init() < 0)
+                return 1;
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
