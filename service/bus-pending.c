@@ -81,33 +81,22 @@ int pending_reply_return(PendingReply *p, const char *types, ...) {
         return r;
 }
 
-int pending_reply_error(PendingReply *p, BrokerError error, const char *format, ...) {
-        char *msg = NULL;
-        va_list ap;
-        int r;
+static int reply_error_and_drop(PendingReply *p, sd_bus_error *e) {
+        int r = sd_bus_reply_method_error(p->call, e);
 
-        va_start(ap, format);
-        r = vasprintf(&msg, format, ap);
-        va_end(ap);
-        r = sd_bus_reply_method_error(p->call, &SD_BUS_ERROR_MAKE_CONST(broker_error_name(error),
-                                                                        r >= 0 ? msg : NULL));
-        free(msg);
+        sd_bus_error_free(e);
         pending_reply_drop(p);
         return r;
 }
 
 int pending_reply_errno(PendingReply *p, int error, const char *format, ...) {
-        char *msg = NULL;
+        sd_bus_error e = SD_BUS_ERROR_NULL;
         va_list ap;
-        int r;
 
         va_start(ap, format);
-        r = vasprintf(&msg, format, ap);
+        (void) sd_bus_error_set_errnofv(&e, error, format, ap);
         va_end(ap);
-        r = sd_bus_reply_method_errnof(p->call, error, "%s", r >= 0 ? msg : "");
-        free(msg);
-        pending_reply_drop(p);
-        return r;
+        return reply_error_and_drop(p, &e);
 }
 
 unsigned pending_reply_count(PendingReply *head) {

@@ -10,8 +10,6 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "broker-error.h"
-
 typedef struct PendingReply PendingReply;
 struct PendingReply {
         PendingReply *next, *prev;
@@ -30,8 +28,6 @@ int pending_reply_set_timeout(PendingReply *p, sd_event *event, uint64_t usec,
 /* Answer and free. */
 int pending_reply_return(PendingReply *p, const char *types, ...);
 int pending_reply_send(PendingReply *p, sd_bus_message *reply);
-int pending_reply_error(PendingReply *p, BrokerError error, const char *format, ...)
-        __attribute__((format(printf, 3, 4)));
 int pending_reply_errno(PendingReply *p, int error, const char *format, ...)
         __attribute__((format(printf, 3, 4)));
 /* Free without an answer. NULL-safe. */

@@ -5,19 +5,24 @@
 
 #include "bus-util.h"
 
-int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...) {
-        const char *name = broker_error_name(e);
+int bus_error_setv(sd_bus_error *error, BrokerError e, const char *format, va_list ap) {
         char *msg = NULL;
+        int r;
+
+        if (vasprintf(&msg, format, ap) < 0)
+                return -ENOMEM;
+        r = sd_bus_error_set(error, broker_error_name(e), msg);
+        free(msg);
+        return r;
+}
+
+int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...) {
         va_list ap;
         int r;
 
         va_start(ap, format);
-        r = vasprintf(&msg, format, ap);
+        r = bus_error_setv(error, e, format, ap);
         va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        r = sd_bus_error_set(error, name, msg);
-        free(msg);
         return r;
 }
 
