@@ -514,7 +514,9 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 /* Kept for CertPoll (its subject and key). step_pkioperation() took the challenge
                  * out of it when the PKCSReq was built: no secret in the journal. */
                 char *csr_pem = NULL;
-                q = scep_csr_to_pem(a->csr, &csr_pem);
+                q = !a->polling && r->key ? scep_csr_resign(a->csr, r->key) : 0;
+                if (q >= 0)
+                        q = scep_csr_to_pem(a->csr, &csr_pem);
                 scep_certrep_free(rep);
                 if (q < 0) {
                         request_attempt_failed_errno(r, q, "Cannot keep the CSR for polling");
@@ -738,9 +740,10 @@ static void step_pkioperation(Request *r) {
         if (q == 0 && !a->polling) {
                 /* The challenge is in the (encrypted) PKCSReq now and is never needed again: a
                  * resubmission fetches a fresh one. What is kept of the CSR (CertRep, CertPoll,
-                 * the journal if PENDING) is its subject and key: take the challenge out, wiped,
-                 * and sign again so the kept request still verifies. */
-                q = scep_csr_strip_challenge(a->csr, r->key);
+                 * the journal if PENDING) is its subject and key: take the challenge out, wiped.
+                 * Its signature is made again only if the journal keeps it (PENDING): one RSA
+                 * private operation less on every enrollment issued at once. */
+                q = scep_csr_strip_challenge(a->csr, NULL);
                 if (q > 0)
                         q = 0;
         }

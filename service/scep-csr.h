@@ -63,6 +63,8 @@ void scep_csr_wipe_challenge(X509_REQ *req);
  * signature no longer matches (its subject and public key are all CertPoll needs). Returns 1
  * if a challenge was removed, 0 if there was none, -errno. */
 int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key);
+/* Signs req again with key and the digest of its present signature (after a change). */
+int scep_csr_resign(X509_REQ *req, EVP_PKEY *key);
 
 /* X509_REQ_free() that wipes a challengePassword first. Accepts NULL, returns NULL. */
 /* PEM text of a request (malloc()ed), as the journal keeps it; and back. -ENOMEM; -EINVAL

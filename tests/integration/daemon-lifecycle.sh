@@ -65,6 +65,14 @@ sys.exit(1 if found else 0)
 PY
 }
 where=$(journal_scan) || lab_fail "the challenge password of a PENDING request is stored in: $where"
+# What the journal keeps is still a valid request: signed again by its key once the
+# challenge was taken out (only a PENDING request is signed again).
+"$LAB_PYTHON" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT csr FROM requests WHERE id = ?", (sys.argv[2],)).fetchone()[0])' \
+        "$CB_STATE/certbroker.db" "${p1##*/}" >"$LAB_DIR/p1-kept.csr"
+openssl req -in "$LAB_DIR/p1-kept.csr" -noout -verify 2>&1 | grep -q "verify OK" ||
+        lab_fail "the PENDING request's kept CSR does not verify: $(openssl req -in "$LAB_DIR/p1-kept.csr" -noout -verify 2>&1)"
+lab_assert_eq "$(openssl req -in "$LAB_DIR/p1-kept.csr" -noout -pubkey)" "$(openssl req -inform DER -in "$pending_csr" -noout -pubkey)" \
+        "the kept CSR's key is the submitted one"
 broker_stop
 where=$(journal_scan) || lab_fail "the challenge password of a PENDING request is stored in (stopped): $where"
 lab_pass "a PENDING request's journal entry holds no challenge password (database and WAL)"

@@ -229,6 +229,13 @@ static void test_csr_strip_challenge(void **state) {
         assert_false(der_contains(req, "FEDCBA9876543210"));
         assert_int_not_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
         ERR_clear_error();
+        /* Signed again later (the engine does it only when the journal keeps the request):
+         * it verifies, with the digest it had. */
+        int nid = X509_REQ_get_signature_nid(req);
+        assert_int_equal(scep_csr_resign(req, test_rsa_key(3)), 0);
+        assert_int_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
+        assert_int_equal(X509_REQ_get_signature_nid(req), nid);
+        assert_int_equal(scep_csr_resign(req, NULL), -EINVAL);
         X509_REQ_free(req);
         assert_int_equal(scep_csr_strip_challenge(NULL, NULL), -EINVAL);
 }
