@@ -123,6 +123,36 @@ void scep_csr_freep(X509_REQ **req) {
         *req = scep_csr_free(*req);
 }
 
+/* The subject of RDNs in RFC 4514 order (encoded reversed), exactly as the CSR and the
+ * signer certificate both carry it. */
+static int build_name(const ScepRdn *subject, size_t n_subject, X509_NAME **ret, ScepError *ret_error) {
+        _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
+
+        if (n_subject > SCEP_CSR_MAX_RDNS || (n_subject > 0 && !subject))
+                return -EINVAL;
+        name = X509_NAME_new();
+        if (!name)
+                return -ENOMEM;
+
+        /* RFC 4514 order is the reverse of the encoding order. */
+        for (size_t i = n_subject; i > 0; i--) {
+                const ScepRdn *rdn = &subject[i - 1];
+
+                if (!text_ok(rdn->type, 64) || !text_ok(rdn->value, 1024))
+                        return -EINVAL;
+                if (!X509_NAME_add_entry_by_txt(name, rdn->type, MBSTRING_UTF8,
+                                                (const unsigned char *) rdn->value, -1, -1, 0)) {
+                        ERR_clear_error();
+                        scep_error_set(ret_error, SCEP_RESULT_OK,
+                                       "subject attribute %s=%s is not valid (unknown type or value "
+                                       "too long)", rdn->type, rdn->value);
+                        return -EINVAL;
+                }
+        }
+        *ret = TAKE_PTR(name);
+        return 0;
+}
+
 int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepError *ret_error) {
         _cleanup_(scep_csr_freep) X509_REQ *req = NULL;
         _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
@@ -147,29 +177,16 @@ int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepEr
                 return -EINVAL;
 
         req = X509_REQ_new();
-        name = X509_NAME_new();
         exts = sk_X509_EXTENSION_new_null();
-        if (!req || !name || !exts)
+        if (!req || !exts)
                 return -ENOMEM;
 
         if (!X509_REQ_set_version(req, 0))
                 return scep_openssl_errno();
 
-        /* RFC 4514 order is the reverse of the encoding order. */
-        for (size_t i = p->n_subject; i > 0; i--) {
-                const ScepRdn *rdn = &p->subject[i - 1];
-
-                if (!text_ok(rdn->type, 64) || !text_ok(rdn->value, 1024))
-                        return -EINVAL;
-                if (!X509_NAME_add_entry_by_txt(name, rdn->type, MBSTRING_UTF8,
-                                                (const unsigned char *) rdn->value, -1, -1, 0)) {
-                        ERR_clear_error();
-                        scep_error_set(ret_error, SCEP_RESULT_OK,
-                                       "subject attribute %s=%s is not valid (unknown type or value "
-                                       "too long)", rdn->type, rdn->value);
-                        return -EINVAL;
-                }
-        }
+        r = build_name(p->subject, p->n_subject, &name, ret_error);
+        if (r < 0)
+                return r;
         if (!X509_REQ_set_subject_name(req, name))
                 return scep_openssl_errno();
         if (!X509_REQ_set_pubkey(req, key))
@@ -242,18 +259,17 @@ int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepEr
         return 0;
 }
 
-int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
-                           ScepError *ret_error) {
+static int signer_cert_for_name(const X509_NAME *subject, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
+                                ScepError *ret_error) {
         _cleanup_(X509_freep) X509 *x = NULL;
         _cleanup_(bit_string_freep) ASN1_BIT_STRING *ku = NULL;
-        const X509_NAME *subject;
         const EVP_MD *md;
         uint8_t serial[16];
         BIGNUM *bn;
         ASN1_INTEGER *sn;
         int r;
 
-        if (!csr || !signer_key || !ret)
+        if (!subject || !signer_key || !ret)
                 return -EINVAL;
         md = scep_digest_md(digest);
         if (!md)
@@ -264,7 +280,6 @@ int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest diges
                                "(use a transient RSA transport key with EC keys)");
                 return -EINVAL;
         }
-        subject = X509_REQ_get_subject_name(csr);
 
         x = X509_new();
         if (!x)
@@ -307,4 +322,22 @@ int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest diges
 
         *ret = TAKE_PTR(x);
         return 0;
+}
+
+int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
+                           ScepError *ret_error) {
+        if (!csr)
+                return -EINVAL;
+        return signer_cert_for_name(X509_REQ_get_subject_name(csr), signer_key, digest, ret, ret_error);
+}
+
+int scep_signer_cert_build_for_subject(const ScepRdn *subject, size_t n_subject, EVP_PKEY *signer_key,
+                                       ScepDigest digest, X509 **ret, ScepError *ret_error) {
+        _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
+        int r;
+
+        r = build_name(subject, n_subject, &name, ret_error);
+        if (r < 0)
+                return r;
+        return signer_cert_for_name(name, signer_key, digest, ret, ret_error);
 }
