@@ -86,8 +86,7 @@ void scep_csr_wipe_challenge(X509_REQ *req) {
 }
 
 int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key) {
-        const EVP_MD *md = NULL;
-        int i, md_nid = NID_undef, found = 0;
+        int i, r, found = 0;
 
         if (!req)
                 return -EINVAL;
@@ -101,7 +100,16 @@ int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key) {
         }
         if (!found || !key)
                 return found;
+        r = scep_csr_resign(req, key);
+        return r < 0 ? r : 1;
+}
 
+int scep_csr_resign(X509_REQ *req, EVP_PKEY *key) {
+        const EVP_MD *md = NULL;
+        int md_nid = NID_undef;
+
+        if (!req || !key)
+                return -EINVAL;
         /* The same hash as before (NID_undef for EdDSA: X509_REQ_sign() takes NULL). */
         if (OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, NULL) && md_nid != NID_undef) {
                 md = EVP_get_digestbynid(md_nid);
@@ -110,7 +118,7 @@ int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key) {
         }
         if (X509_REQ_sign(req, key, md) <= 0)
                 return scep_openssl_errno();
-        return 1;
+        return 0;
 }
 
 X509_REQ *scep_csr_free(X509_REQ *req) {

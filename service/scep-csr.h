@@ -64,6 +64,13 @@ void scep_csr_wipe_challenge(X509_REQ *req);
  * if a challenge was removed, 0 if there was none, -errno. */
 int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key);
 
+/* Signs req again with key and the hash of its current signature: after
+ * scep_csr_strip_challenge(req, NULL), which leaves the signature stale, for a request that
+ * is kept (a PENDING request's CSR in the journal). So the hot path of an issued enrollment
+ * need not pay that RSA private-key operation (0.3-0.4 ms measured) for a CSR that is freed
+ * after the CertRep. 0 or -errno. */
+int scep_csr_resign(X509_REQ *req, EVP_PKEY *key);
+
 /* X509_REQ_free() that wipes a challengePassword first. Accepts NULL, returns NULL. */
 X509_REQ *scep_csr_free(X509_REQ *req);
 void scep_csr_freep(X509_REQ **req);

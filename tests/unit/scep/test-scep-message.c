@@ -229,6 +229,14 @@ static void test_csr_strip_challenge(void **state) {
         assert_false(der_contains(req, "FEDCBA9876543210"));
         assert_int_not_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
         ERR_clear_error();
+        /* ... until it is signed again (when it is kept), with the same hash. */
+        int nid = X509_REQ_get_signature_nid(req);
+        assert_int_equal(scep_csr_resign(req, test_rsa_key(3)), 0);
+        assert_int_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
+        assert_int_equal(X509_REQ_get_signature_nid(req), nid);
+        assert_false(der_contains(req, "FEDCBA9876543210"));
+        assert_int_equal(scep_csr_resign(req, NULL), -EINVAL);
+        assert_int_equal(scep_csr_resign(NULL, test_rsa_key(3)), -EINVAL);
         X509_REQ_free(req);
         assert_int_equal(scep_csr_strip_challenge(NULL, NULL), -EINVAL);
 }
