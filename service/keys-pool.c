@@ -28,14 +28,22 @@ typedef struct Job {
 struct KeyPool {
         /* Everything below is protected by lock, except where noted. */
         pthread_mutex_t lock;
-        pthread_cond_t wake;
-        pthread_t threads[KEY_POOL_WORKERS_MAX];
+        pthread_cond_t wake_jobs;       /* job workers: a job was queued */
+        pthread_cond_t wake_refill;     /* refill workers: a key is wanted in the pool */
+        pthread_cond_t started;         /* key_pool_new(): a worker has set its priority */
+        pthread_t threads[2 * KEY_POOL_WORKERS_MAX];
         unsigned n_threads;
+        unsigned n_job_workers;         /* threads[0..n_job_workers) serve jobs, the rest refill */
+        unsigned n_started;
         bool quit;
+
+        /* What the refill workers got (set before key_pool_new() returns, then constant). */
+        KeyPoolRefillPriority refill_priority;
+        int refill_priority_error;
 
         Job *queue_head, *queue_tail;   /* caller jobs not started yet, in arrival order */
         uint64_t vclock;                /* tag of the job started last */
-        Job *running[KEY_POOL_WORKERS_MAX];     /* what each worker generates right now */
+        Job *running[2 * KEY_POOL_WORKERS_MAX]; /* what each worker generates right now */
         unsigned n_running;
         Job *done_head, *done_tail;     /* finished, waiting for key_pool_dispatch() */
 
@@ -113,17 +121,53 @@ static Job *pool_dequeue_locked(KeyPool *p) {
 typedef struct Worker {
         KeyPool *pool;
         unsigned index;
+        bool refill;
 } Worker;
+
+/* A refill worker lowers itself to SCHED_IDLE: it runs only on CPU time nothing else of
+ * normal priority wants (the loop, on-demand key jobs, the rest of the machine). Lowering
+ * one's own priority needs no privilege, but a seccomp filter may refuse the call
+ * (systemd's @resources group has sched_setscheduler and setpriority): then nice 19, then
+ * nothing. A thread cannot leave SCHED_IDLE again without CAP_SYS_NICE (or RLIMIT_NICE),
+ * which is why refill and jobs have threads of their own. Returns what it got. */
+static KeyPoolRefillPriority worker_lower_to_idle(int *ret_error) {
+        struct sched_param sp = { .sched_priority = 0 };
+        pid_t tid = gettid();
+
+        if (sched_setscheduler(tid, SCHED_IDLE, &sp) == 0) {
+                *ret_error = 0;
+                return KEY_POOL_REFILL_IDLE;
+        }
+        *ret_error = -errno;
+        if (setpriority(PRIO_PROCESS, (id_t) tid, KEY_POOL_REFILL_FALLBACK_NICE) == 0)
+                return KEY_POOL_REFILL_NICE;
+        return KEY_POOL_REFILL_NORMAL;
+}
 
 static void *pool_worker(void *userdata) {
         Worker *w = userdata;
         KeyPool *p = w->pool;
         unsigned me = w->index;
+        bool refill = w->refill;
+        KeyPoolRefillPriority prio = KEY_POOL_REFILL_NORMAL;
+        int prio_error = 0;
 
         free(w);
-        /* Below the event loop: key generation uses the cores, never the loop's turn. */
-        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), KEY_POOL_WORKER_NICE);
+        if (refill)
+                prio = worker_lower_to_idle(&prio_error);
+        else
+                /* Someone waits for these keys: below the event loop so its turn comes first,
+                 * above any refill. */
+                (void) setpriority(PRIO_PROCESS, (id_t) gettid(), KEY_POOL_WORKER_NICE);
+
         pthread_mutex_lock(&p->lock);
+        if (refill && prio > p->refill_priority) {
+                /* The worst any refill worker got is what the pool reports. */
+                p->refill_priority = prio;
+                p->refill_priority_error = prio_error;
+        }
+        p->n_started++;
+        pthread_cond_broadcast(&p->started);
         for (;;) {
                 Job *j;
                 int r;
@@ -131,12 +175,17 @@ static void *pool_worker(void *userdata) {
                 if (p->quit)
                         break;
 
-                j = pool_dequeue_locked(p);
-                if (!j) {
+                if (!refill) {
+                        j = pool_dequeue_locked(p);
+                        if (!j) {
+                                pthread_cond_wait(&p->wake_jobs, &p->lock);
+                                continue;
+                        }
+                } else {
                         int t = pool_refill_type_locked(p);
 
                         if (t < 0) {
-                                pthread_cond_wait(&p->wake, &p->lock);
+                                pthread_cond_wait(&p->wake_refill, &p->lock);
                                 continue;
                         }
                         j = calloc(1, sizeof(*j));
@@ -263,12 +312,23 @@ int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
                 free(p);
                 return -r;
         }
-        r = pthread_cond_init(&p->wake, NULL);
+        r = pthread_cond_init(&p->wake_jobs, NULL);
+        if (r == 0) {
+                r = pthread_cond_init(&p->wake_refill, NULL);
+                if (r == 0) {
+                        r = pthread_cond_init(&p->started, NULL);
+                        if (r != 0)
+                                pthread_cond_destroy(&p->wake_refill);
+                }
+                if (r != 0)
+                        pthread_cond_destroy(&p->wake_jobs);
+        }
         if (r != 0) {
                 pthread_mutex_destroy(&p->lock);
                 free(p);
                 return -r;
         }
+        p->refill_priority = KEY_POOL_REFILL_IDLE;      /* the best; workers report worse */
 
         p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (p->efd < 0) {
@@ -278,15 +338,17 @@ int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
 
         /* The workers must never receive process signals (the daemon takes them through
          * signalfd on the main thread), whatever the mask is when we are called. */
+        /* workers job workers first ("cb-keygen", nice KEY_POOL_WORKER_NICE), then as many
+         * refill workers ("cb-keyfill", SCHED_IDLE). */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &saved);
-        for (unsigned i = 0; i < workers; i++) {
+        for (unsigned i = 0; i < 2 * workers; i++) {
                 Worker *w = malloc(sizeof *w);
                 if (!w) {
                         r = -ENOMEM;
                         break;
                 }
-                *w = (Worker) { .pool = p, .index = i };
+                *w = (Worker) { .pool = p, .index = i, .refill = i >= workers };
                 r = pthread_create(&p->threads[i], NULL, pool_worker, w);
                 if (r != 0) {
                         free(w);
@@ -294,12 +356,21 @@ int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
                         break;
                 }
                 p->n_threads++;
-                (void) pthread_setname_np(p->threads[i], "cb-keygen");
+                if (i < workers)
+                        p->n_job_workers++;
+                (void) pthread_setname_np(p->threads[i], i < workers ? "cb-keygen" : "cb-keyfill");
                 r = 0;
         }
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0)
                 goto fail;
+
+        /* Every worker has set its priority before we return: key_pool_refill_priority() is
+         * final from here on. */
+        pthread_mutex_lock(&p->lock);
+        while (p->n_started < p->n_threads)
+                pthread_cond_wait(&p->started, &p->lock);
+        pthread_mutex_unlock(&p->lock);
 
         *ret = p;
         return 0;
@@ -318,7 +389,8 @@ KeyPool *key_pool_free(KeyPool *p) {
         if (p->n_threads > 0) {
                 pthread_mutex_lock(&p->lock);
                 p->quit = true;
-                pthread_cond_broadcast(&p->wake);
+                pthread_cond_broadcast(&p->wake_jobs);
+                pthread_cond_broadcast(&p->wake_refill);
                 pthread_mutex_unlock(&p->lock);
                 for (unsigned i = 0; i < p->n_threads; i++)
                         pthread_join(p->threads[i], NULL);
@@ -332,7 +404,9 @@ KeyPool *key_pool_free(KeyPool *p) {
 
         if (p->efd >= 0)
                 close(p->efd);
-        pthread_cond_destroy(&p->wake);
+        pthread_cond_destroy(&p->wake_jobs);
+        pthread_cond_destroy(&p->wake_refill);
+        pthread_cond_destroy(&p->started);
         pthread_mutex_destroy(&p->lock);
         free(p);
         return NULL;
@@ -355,7 +429,7 @@ int key_pool_set_targets(KeyPool *p, const unsigned targets[_KEY_TYPE_MAX]) {
                 }
         }
         p->refill_failed = false;
-        pthread_cond_broadcast(&p->wake);
+        pthread_cond_broadcast(&p->wake_refill);
         pthread_mutex_unlock(&p->lock);
         return 0;
 }
@@ -467,7 +541,7 @@ EVP_PKEY *key_pool_take(KeyPool *p, KeyType t) {
                 p->keys[t][p->n_keys[t]] = NULL;
         }
         p->refill_failed = false;
-        pthread_cond_signal(&p->wake);
+        pthread_cond_signal(&p->wake_refill);
         pthread_mutex_unlock(&p->lock);
 
         return key;
@@ -513,7 +587,7 @@ int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyH
         else
                 p->queue_head = j;
         p->queue_tail = j;
-        pthread_cond_signal(&p->wake);
+        pthread_cond_signal(&p->wake_jobs);
         pthread_mutex_unlock(&p->lock);
 
         if (ret_job)
@@ -593,4 +667,29 @@ bool key_pool_is_idle(KeyPool *p) {
         idle = !p->queue_head && p->n_running == 0 && !p->done_head && pool_refill_type_locked(p) < 0;
         pthread_mutex_unlock(&p->lock);
         return idle;
+}
+
+KeyPoolRefillPriority key_pool_refill_priority(KeyPool *p, int *ret_error) {
+        KeyPoolRefillPriority prio;
+
+        if (!p)
+                return KEY_POOL_REFILL_NORMAL;
+        pthread_mutex_lock(&p->lock);
+        prio = p->refill_priority;
+        if (ret_error)
+                *ret_error = p->refill_priority_error;
+        pthread_mutex_unlock(&p->lock);
+        return prio;
+}
+
+const char *key_pool_refill_priority_to_string(KeyPoolRefillPriority prio) {
+        switch (prio) {
+        case KEY_POOL_REFILL_IDLE:
+                return "SCHED_IDLE";
+        case KEY_POOL_REFILL_NICE:
+                return "nice 19 (SCHED_IDLE refused)";
+        case KEY_POOL_REFILL_NORMAL:
+                return "normal priority (SCHED_IDLE and nice refused)";
+        }
+        return NULL;
 }

@@ -2,17 +2,23 @@
 #pragma once
 
 /*
- * KeyPool: keys generated off the event loop, on worker threads owned by the pool (one per
- * CPU the daemon may use, at most KEY_POOL_WORKERS_MAX; no fork), at a lower priority than
- * the loop (nice KEY_POOL_WORKER_NICE). Two kinds of work:
+ * KeyPool: keys generated off the event loop, on worker threads owned by the pool (no fork):
+ * two sets of workers, each one per CPU the daemon may use (at most KEY_POOL_WORKERS_MAX).
  *
  *   - jobs: key_pool_generate_async_for() asks for one key of a type for a request of an
- *     owner (a uid); jobs are served first, fairly between owners (start-time fair
- *     queueing: owners take turns, so one tenant's hundred queued jobs delay another's by
- *     at most one key per worker), in arrival order within an owner;
- *   - refill: a worker with no job queued tops up the pool (config KeyPool=
- *     "rsa:2048=4 ec:p256=8") one key at a time, re-checking for jobs between keys; so
- *     refill and on-demand keys run side by side on different cores.
+ *     owner (a uid). Someone waits for these: the job workers ("cb-keygen") run at normal
+ *     priority, a little below the loop (nice KEY_POOL_WORKER_NICE), fairly between owners
+ *     (start-time fair queueing: owners take turns, so one tenant's hundred queued jobs
+ *     delay another's by at most one key per worker), in arrival order within an owner;
+ *   - refill: the refill workers ("cb-keyfill") top up the pool (config KeyPool=
+ *     "rsa:2048=4 ec:p256=8") one key at a time each, at SCHED_IDLE: they use only CPU time
+ *     nothing else wants (the loop, the job workers, the rest of the machine), so a refill
+ *     never delays an enrollment, and refill and on-demand keys run side by side. A thread
+ *     cannot leave SCHED_IDLE without privilege, hence the two sets.
+ *     Under a seccomp filter that refuses sched_setscheduler() (systemd's
+ *     SystemCallFilter=~@resources) they fall back to nice KEY_POOL_REFILL_FALLBACK_NICE
+ *     (setpriority(), also in @resources), else stay at normal priority:
+ *     key_pool_refill_priority() says which (for the daemon to log).
  *
  * The worker hands results back through an eventfd. The main thread calls
  * key_pool_dispatch() when it is readable (key_pool_attach_event() does that from an
@@ -33,6 +39,14 @@ typedef struct KeyPool KeyPool;
 
 #define KEY_POOL_WORKERS_MAX 16U
 #define KEY_POOL_WORKER_NICE 5
+#define KEY_POOL_REFILL_FALLBACK_NICE 19
+
+/* What the refill workers got, best first. */
+typedef enum KeyPoolRefillPriority {
+        KEY_POOL_REFILL_IDLE,           /* SCHED_IDLE */
+        KEY_POOL_REFILL_NICE,           /* SCHED_IDLE refused: SCHED_OTHER at nice 19 */
+        KEY_POOL_REFILL_NORMAL,         /* both refused: the priority the daemon has */
+} KeyPoolRefillPriority;
 
 /* Most keys of one type the pool will keep (limits memory and refill work). */
 #define KEY_POOL_TARGET_MAX 64U
@@ -47,9 +61,10 @@ typedef void (*KeyReadyHandler)(KeyPool *pool, uint64_t job, int error, EVP_PKEY
  * the offending word for the error message (free() it); ret_targets is untouched. */
 int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], char **ret_bad_word);
 
-/* A pool with all targets 0; starts key_pool_default_workers() worker threads (the CPUs in
- * the daemon's affinity mask, at most KEY_POOL_WORKERS_MAX), or the given number (1..max).
- * -errno on failure. */
+/* A pool with all targets 0; starts key_pool_default_workers() job workers and as many
+ * refill workers (the CPUs in the daemon's affinity mask, at most KEY_POOL_WORKERS_MAX
+ * each), or the given number of each (1..max). Returns once every worker has set its
+ * priority. -errno on failure. */
 unsigned key_pool_default_workers(void);
 int key_pool_new(KeyPool **ret);
 int key_pool_new_with_workers(unsigned workers, KeyPool **ret);
@@ -93,6 +108,12 @@ int key_pool_cancel(KeyPool *p, uint64_t job);
 /* Ready keys of type t in the pool; its target. */
 unsigned key_pool_count(KeyPool *p, KeyType t);
 unsigned key_pool_target(KeyPool *p, KeyType t);
+
+/* The priority the refill workers run at (the worst any of them got) and, unless it is
+ * KEY_POOL_REFILL_IDLE, the errno of the refused sched_setscheduler(SCHED_IDLE) in
+ * *ret_error (if given). Final once key_pool_new() has returned. */
+KeyPoolRefillPriority key_pool_refill_priority(KeyPool *p, int *ret_error);
+const char *key_pool_refill_priority_to_string(KeyPoolRefillPriority prio);
 
 /* True when the worker has nothing to do: no job queued or running, every type at target and
  * no undelivered result (used by tests and by shutdown logging). */

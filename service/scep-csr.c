@@ -87,7 +87,7 @@ void scep_csr_wipe_challenge(X509_REQ *req) {
 }
 
 int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key) {
-        int i, found = 0;
+        int i, r, found = 0;
 
         if (!req)
                 return -EINVAL;
@@ -101,8 +101,8 @@ int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key) {
         }
         if (!found || !key)
                 return found;
-        i = scep_csr_resign(req, key);
-        return i < 0 ? i : 1;
+        r = scep_csr_resign(req, key);
+        return r < 0 ? r : 1;
 }
 
 int scep_csr_resign(X509_REQ *req, EVP_PKEY *key) {
@@ -132,6 +132,36 @@ void scep_csr_freep(X509_REQ **req) {
         *req = scep_csr_free(*req);
 }
 
+/* The subject of RDNs in RFC 4514 order (encoded reversed), exactly as the CSR and the
+ * signer certificate both carry it. */
+static int build_name(const ScepRdn *subject, size_t n_subject, X509_NAME **ret, ScepError *ret_error) {
+        _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
+
+        if (n_subject > SCEP_CSR_MAX_RDNS || (n_subject > 0 && !subject))
+                return -EINVAL;
+        name = X509_NAME_new();
+        if (!name)
+                return -ENOMEM;
+
+        /* RFC 4514 order is the reverse of the encoding order. */
+        for (size_t i = n_subject; i > 0; i--) {
+                const ScepRdn *rdn = &subject[i - 1];
+
+                if (!text_ok(rdn->type, 64) || !text_ok(rdn->value, 1024))
+                        return -EINVAL;
+                if (!X509_NAME_add_entry_by_txt(name, rdn->type, MBSTRING_UTF8,
+                                                (const unsigned char *) rdn->value, -1, -1, 0)) {
+                        ERR_clear_error();
+                        scep_error_set(ret_error, SCEP_RESULT_OK,
+                                       "subject attribute %s=%s is not valid (unknown type or value "
+                                       "too long)", rdn->type, rdn->value);
+                        return -EINVAL;
+                }
+        }
+        *ret = TAKE_PTR(name);
+        return 0;
+}
+
 int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepError *ret_error) {
         _cleanup_(scep_csr_freep) X509_REQ *req = NULL;
         _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
@@ -156,29 +186,16 @@ int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepEr
                 return -EINVAL;
 
         req = X509_REQ_new();
-        name = X509_NAME_new();
         exts = sk_X509_EXTENSION_new_null();
-        if (!req || !name || !exts)
+        if (!req || !exts)
                 return -ENOMEM;
 
         if (!X509_REQ_set_version(req, 0))
                 return scep_openssl_errno();
 
-        /* RFC 4514 order is the reverse of the encoding order. */
-        for (size_t i = p->n_subject; i > 0; i--) {
-                const ScepRdn *rdn = &p->subject[i - 1];
-
-                if (!text_ok(rdn->type, 64) || !text_ok(rdn->value, 1024))
-                        return -EINVAL;
-                if (!X509_NAME_add_entry_by_txt(name, rdn->type, MBSTRING_UTF8,
-                                                (const unsigned char *) rdn->value, -1, -1, 0)) {
-                        ERR_clear_error();
-                        scep_error_set(ret_error, SCEP_RESULT_OK,
-                                       "subject attribute %s=%s is not valid (unknown type or value "
-                                       "too long)", rdn->type, rdn->value);
-                        return -EINVAL;
-                }
-        }
+        r = build_name(p->subject, p->n_subject, &name, ret_error);
+        if (r < 0)
+                return r;
         if (!X509_REQ_set_subject_name(req, name))
                 return scep_openssl_errno();
         if (!X509_REQ_set_pubkey(req, key))
@@ -251,18 +268,17 @@ int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepEr
         return 0;
 }
 
-int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
-                           ScepError *ret_error) {
+static int signer_cert_for_name(const X509_NAME *subject, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
+                                ScepError *ret_error) {
         _cleanup_(X509_freep) X509 *x = NULL;
         _cleanup_(bit_string_freep) ASN1_BIT_STRING *ku = NULL;
-        const X509_NAME *subject;
         const EVP_MD *md;
         uint8_t serial[16];
         BIGNUM *bn;
         ASN1_INTEGER *sn;
         int r;
 
-        if (!csr || !signer_key || !ret)
+        if (!subject || !signer_key || !ret)
                 return -EINVAL;
         md = scep_digest_md(digest);
         if (!md)
@@ -273,7 +289,6 @@ int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest diges
                                "(use a transient RSA transport key with EC keys)");
                 return -EINVAL;
         }
-        subject = X509_REQ_get_subject_name(csr);
 
         x = X509_new();
         if (!x)
@@ -351,4 +366,22 @@ int scep_csr_from_pem(const char *pem, X509_REQ **ret) {
         }
         *ret = req;
         return 0;
+}
+
+int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
+                           ScepError *ret_error) {
+        if (!csr)
+                return -EINVAL;
+        return signer_cert_for_name(X509_REQ_get_subject_name(csr), signer_key, digest, ret, ret_error);
+}
+
+int scep_signer_cert_build_for_subject(const ScepRdn *subject, size_t n_subject, EVP_PKEY *signer_key,
+                                       ScepDigest digest, X509 **ret, ScepError *ret_error) {
+        _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
+        int r;
+
+        r = build_name(subject, n_subject, &name, ret_error);
+        if (r < 0)
+                return r;
+        return signer_cert_for_name(name, signer_key, digest, ret, ret_error);
 }

@@ -63,14 +63,20 @@ void scep_csr_wipe_challenge(X509_REQ *req);
  * signature no longer matches (its subject and public key are all CertPoll needs). Returns 1
  * if a challenge was removed, 0 if there was none, -errno. */
 int scep_csr_strip_challenge(X509_REQ *req, EVP_PKEY *key);
-/* Signs req again with key and the digest of its present signature (after a change). */
+
+/* Signs req again with key and the hash of its current signature: after
+ * scep_csr_strip_challenge(req, NULL), which leaves the signature stale, for a request that
+ * is kept (a PENDING request's CSR in the journal). So the hot path of an issued enrollment
+ * need not pay that RSA private-key operation (0.3-0.4 ms measured) for a CSR that is freed
+ * after the CertRep. 0 or -errno. */
 int scep_csr_resign(X509_REQ *req, EVP_PKEY *key);
 
-/* X509_REQ_free() that wipes a challengePassword first. Accepts NULL, returns NULL. */
 /* PEM text of a request (malloc()ed), as the journal keeps it; and back. -ENOMEM; -EINVAL
  * when the text is no PEM certificate request. */
 int scep_csr_to_pem(X509_REQ *req, char **ret);
 int scep_csr_from_pem(const char *pem, X509_REQ **ret);
+
+/* X509_REQ_free() that wipes a challengePassword first. Accepts NULL, returns NULL. */
 
 X509_REQ *scep_csr_free(X509_REQ *req);
 void scep_csr_freep(X509_REQ **req);
@@ -81,6 +87,15 @@ void scep_csr_freep(X509_REQ **req);
  * CertPoll sequence; build a fresh one per message when polling longer). */
 int scep_signer_cert_build(X509_REQ *csr, EVP_PKEY *signer_key, ScepDigest digest, X509 **ret,
                            ScepError *ret_error);
+
+/* The same certificate from the subject alone (RDNs as ScepCsrParams.subject; the name is
+ * encoded exactly as scep_csr_build() encodes it, so it equals the CSR's subject, which
+ * RFC 8894 asks of a self-signed signer certificate). Needs no CSR and no challenge: the
+ * engine can build it while the challenge request is in flight, off the enrollment's
+ * critical path (one RSA private-key operation, about 1 ms of the loop's time per
+ * enrollment measured). Same errors as scep_csr_build() for a bad subject. */
+int scep_signer_cert_build_for_subject(const ScepRdn *subject, size_t n_subject, EVP_PKEY *signer_key,
+                                       ScepDigest digest, X509 **ret, ScepError *ret_error);
 
 /* EVP_MD of a ScepDigest (never NULL for valid values). */
 const EVP_MD *scep_digest_md(ScepDigest d);

@@ -2,7 +2,13 @@
 /* KeyPool: spec parsing, fill to target, take, refill, async jobs and cancellation,
  * driven both by hand (poll + dispatch) and from sd-event. */
 
+#include <dirent.h>
+#include <errno.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,25 +208,122 @@ static void test_async_and_cancel(void **state) {
         assert_int_equal(res.calls, 0);
 }
 
-/* Jobs are served before refill work: jobs queued before a refill target is set are all
- * delivered (FIFO, from the main thread) before any refill key reaches the pool. */
-static void test_jobs_before_refill(void **state) {
+/* Jobs never wait for refill work: with one job worker and one refill worker busy with a
+ * slow refill (two RSA-3072 keys, a second or more of CPU), jobs queued after it are all
+ * delivered before the refill is done; then the refill completes. */
+static void test_jobs_beside_refill(void **state) {
         Results res = { .want = KEY_TYPE_EC_P256 };
         unsigned t[_KEY_TYPE_MAX] = {}, want = 3;
         KeyPool *p = NULL;
 
         results_ptr = &res;
-        assert_int_equal(key_pool_new_with_workers(1, &p), 0);  /* one worker: an order to check */
+        assert_int_equal(key_pool_new_with_workers(1, &p), 0);
+        t[KEY_TYPE_RSA_3072] = 2;
+        assert_int_equal(key_pool_set_targets(p, t), 0);
         for (int i = 0; i < 3; i++)
                 assert_int_equal(key_pool_generate_async(p, KEY_TYPE_EC_P256, on_key, &res, NULL), 0);
-        t[KEY_TYPE_RSA_2048] = 2;
-        assert_int_equal(key_pool_set_targets(p, t), 0);
         run_until(p, calls_at_least, &want);
         assert_true(res.type_ok);
-        assert_int_equal(res.rsa2048_in_pool, 0);
+        assert_true(key_pool_count(p, KEY_TYPE_RSA_3072) < 2);
         run_until(p, is_idle, NULL);
-        assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_2048), 2);
+        assert_int_equal(key_pool_count(p, KEY_TYPE_RSA_3072), 2);
         key_pool_free(p);
+}
+
+/* The pool's threads by name: their tids. */
+static size_t pool_threads(const char *name, pid_t *tids, size_t max) {
+        DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        size_t n = 0;
+
+        assert_non_null(d);
+        while ((de = readdir(d))) {
+                char path[sizeof "/proc/self/task//comm" + sizeof de->d_name], comm[32] = "";
+                FILE *f;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;       /* the thread ended meanwhile */
+                if (fgets(comm, sizeof comm, f))
+                        comm[strcspn(comm, "\n")] = 0;
+                fclose(f);
+                if (strcmp(comm, name) == 0 && n < max)
+                        tids[n++] = (pid_t) atoi(de->d_name);
+        }
+        closedir(d);
+        return n;
+}
+
+/* Refill workers run at SCHED_IDLE (as read back from the kernel), job workers at SCHED_OTHER
+ * below the caller's priority; key_pool_refill_priority() says what they got. */
+static void test_worker_priorities(void **state) {
+        pid_t tids[2 * KEY_POOL_WORKERS_MAX];
+        KeyPoolRefillPriority prio;
+        int error = 1, nice0;
+        KeyPool *p = NULL;
+        size_t n;
+
+        errno = 0;
+        nice0 = getpriority(PRIO_PROCESS, 0);
+        assert_int_equal(errno, 0);
+
+        assert_int_equal(key_pool_new_with_workers(2, &p), 0);
+        prio = key_pool_refill_priority(p, &error);
+        assert_non_null(key_pool_refill_priority_to_string(prio));
+        if (prio == KEY_POOL_REFILL_IDLE)
+                assert_int_equal(error, 0);
+        else {
+                /* Only a seccomp filter (systemd's SystemCallFilter=~@resources) or an LSM
+                 * refuses lowering one's own priority; the fallback must match what the
+                 * kernel says. (Run under such a filter to check that path.) */
+                print_message("refill workers at %s: %s\n", key_pool_refill_priority_to_string(prio),
+                              strerror(-error));
+                assert_int_equal(error, -EPERM);
+        }
+
+        n = pool_threads("cb-keyfill", tids, 2 * KEY_POOL_WORKERS_MAX);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                errno = 0;
+                int nice = getpriority(PRIO_PROCESS, (id_t) tids[i]);
+                assert_int_equal(errno, 0);
+                switch (prio) {
+                case KEY_POOL_REFILL_IDLE:
+                        assert_int_equal(sched_getscheduler(tids[i]), SCHED_IDLE);
+                        break;
+                case KEY_POOL_REFILL_NICE:
+                        assert_int_equal(sched_getscheduler(tids[i]), SCHED_OTHER);
+                        assert_int_equal(nice, KEY_POOL_REFILL_FALLBACK_NICE);
+                        break;
+                case KEY_POOL_REFILL_NORMAL:
+                        assert_int_equal(sched_getscheduler(tids[i]), SCHED_OTHER);
+                        assert_int_equal(nice, nice0);
+                        break;
+                }
+        }
+
+        n = pool_threads("cb-keygen", tids, 2 * KEY_POOL_WORKERS_MAX);
+        assert_int_equal(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(sched_getscheduler(tids[i]), SCHED_OTHER);
+                errno = 0;
+                int nice = getpriority(PRIO_PROCESS, (id_t) tids[i]);
+                assert_int_equal(errno, 0);
+                /* nice 5, unless the test itself runs lower than that already, or
+                 * setpriority() is refused too */
+                if (prio != KEY_POOL_REFILL_NORMAL)
+                        assert_int_equal(nice, nice0 > KEY_POOL_WORKER_NICE ? nice0 : KEY_POOL_WORKER_NICE);
+                else
+                        assert_int_equal(nice, nice0);
+        }
+
+        /* The test's own thread is untouched. */
+        assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+        key_pool_free(p);
+        assert_int_equal(pool_threads("cb-keyfill", tids, 2 * KEY_POOL_WORKERS_MAX), 0);
 }
 
 /* Fairness between owners: owner 1 queues eight jobs, then owner 2 one; owner 2's key comes
@@ -311,7 +414,8 @@ int main(void) {
                 cmocka_unit_test(test_parse_spec),
                 cmocka_unit_test(test_fill_take_refill),
                 cmocka_unit_test(test_async_and_cancel),
-                cmocka_unit_test(test_jobs_before_refill),
+                cmocka_unit_test(test_jobs_beside_refill),
+                cmocka_unit_test(test_worker_priorities),
                 cmocka_unit_test(test_fair_between_owners),
                 cmocka_unit_test(test_sd_event),
         };

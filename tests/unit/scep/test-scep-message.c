@@ -229,13 +229,14 @@ static void test_csr_strip_challenge(void **state) {
         assert_false(der_contains(req, "FEDCBA9876543210"));
         assert_int_not_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
         ERR_clear_error();
-        /* Signed again later (the engine does it only when the journal keeps the request):
-         * it verifies, with the digest it had. */
+        /* ... until it is signed again (when it is kept), with the same hash. */
         int nid = X509_REQ_get_signature_nid(req);
         assert_int_equal(scep_csr_resign(req, test_rsa_key(3)), 0);
         assert_int_equal(X509_REQ_verify(req, test_rsa_key(3)), 1);
         assert_int_equal(X509_REQ_get_signature_nid(req), nid);
+        assert_false(der_contains(req, "FEDCBA9876543210"));
         assert_int_equal(scep_csr_resign(req, NULL), -EINVAL);
+        assert_int_equal(scep_csr_resign(NULL, test_rsa_key(3)), -EINVAL);
         X509_REQ_free(req);
         assert_int_equal(scep_csr_strip_challenge(NULL, NULL), -EINVAL);
 }
@@ -278,6 +279,55 @@ static void test_signer_cert(void **state) {
         assert_true(X509_cmp_current_time(X509_get0_notBefore(signer)) < 0);
         assert_true(X509_cmp_current_time(X509_get0_notAfter(signer)) > 0);
         X509_free(signer);
+        X509_REQ_free(req);
+}
+
+static int name_der(const X509_NAME *n, unsigned char **ret) {
+        return i2d_X509_NAME(n, ret);
+}
+
+/* Built from the subject alone (before the CSR exists, e.g. while the challenge is fetched):
+ * the same certificate as from the CSR, the subject byte for byte the CSR's (RFC 8894). */
+static void test_signer_cert_for_subject(void **state) {
+        X509_REQ *req = make_csr(test_rsa_key(3), SCEP_USAGE_BOTH, "1ED0DD50F7459D6E");
+        static const ScepRdn bad[] = { { "NOSUCHTYPE", "x" } };
+        unsigned char *da = NULL, *db = NULL;
+        X509 *signer = NULL;
+        ScepError e = {};
+        int na, nb;
+
+        assert_int_equal(scep_signer_cert_build_for_subject(subject_web, 2, test_rsa_key(3), SCEP_DIGEST_SHA256,
+                                                            &signer, NULL), 0);
+        na = name_der(X509_get_subject_name(signer), &da);
+        nb = name_der(X509_REQ_get_subject_name(req), &db);
+        assert_true(na > 0 && na == nb);
+        assert_memory_equal(da, db, (size_t) na);
+        OPENSSL_free(da);
+        da = NULL;
+        na = name_der(X509_get_issuer_name(signer), &da);
+        assert_true(na == nb);
+        assert_memory_equal(da, db, (size_t) na);
+        OPENSSL_free(da);
+        OPENSSL_free(db);
+        assert_int_equal(X509_verify(signer, test_rsa_key(3)), 1);
+        assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(signer), test_rsa_key(3)), 1);
+        assert_int_equal(X509_get_key_usage(signer), KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT);
+        assert_true(X509_cmp_current_time(X509_get0_notBefore(signer)) < 0);
+        assert_true(X509_cmp_current_time(X509_get0_notAfter(signer)) > 0);
+        X509_free(signer);
+        signer = NULL;
+
+        /* The same refusals as the CSR's: no RSA key, a bad attribute, too many RDNs. */
+        assert_int_equal(scep_signer_cert_build_for_subject(subject_web, 2, test_ec_key(), SCEP_DIGEST_SHA256,
+                                                            &signer, &e), -EINVAL);
+        assert_int_equal(scep_signer_cert_build_for_subject(bad, 1, test_rsa_key(3), SCEP_DIGEST_SHA256,
+                                                            &signer, &e), -EINVAL);
+        assert_non_null(strstr(e.message, "NOSUCHTYPE"));
+        assert_int_equal(scep_signer_cert_build_for_subject(subject_web, SCEP_CSR_MAX_RDNS + 1, test_rsa_key(3),
+                                                            SCEP_DIGEST_SHA256, &signer, NULL), -EINVAL);
+        assert_int_equal(scep_signer_cert_build_for_subject(NULL, 1, test_rsa_key(3), SCEP_DIGEST_SHA256,
+                                                            &signer, NULL), -EINVAL);
+        assert_null(signer);
         X509_REQ_free(req);
 }
 
@@ -538,6 +588,7 @@ int main(void) {
                 cmocka_unit_test(test_csr_strip_challenge),
                 cmocka_unit_test(test_csr_wipe_challenge),
                 cmocka_unit_test(test_signer_cert),
+                cmocka_unit_test(test_signer_cert_for_subject),
                 cmocka_unit_test(test_transaction_id),
                 cmocka_unit_test(test_pkcsreq_ndes),
                 cmocka_unit_test(test_pkcsreq_ca_only),
