@@ -50,6 +50,7 @@ typedef struct Attempt {
         bool restart_challenge;         /* its fetch was cancelled by a reload: fetch again */
         X509_REQ *csr;
         X509 *signer;
+        sd_event_source *prebuild;      /* builds the signer while the challenge is fetched */
         EVP_PKEY *transport_key;        /* EC requests: a transient RSA key for the SCEP envelope */
         uint64_t transport_job;
         ScepMessage *msg;
@@ -71,6 +72,7 @@ static void attempt_free(Attempt *a) {
         if (!a)
                 return;
         http_request_cancel(a->http);
+        sd_event_source_disable_unref(a->prebuild);
         journal_sync_wait_cancel(a->sync);
         challenge_fetch_cancel(a->fetch);
         challenge_secret_free(a->challenge);
@@ -404,6 +406,38 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
         return q;
 }
 
+static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject);
+
+/* The self-signed signer certificate of the SCEP exchange: the CSR's subject and the key
+ * that signs (the request's, or an EC request's RSA transport key). */
+static int build_signer(Request *r, ScepError *err) {
+        Attempt *a = r->engine;
+        ScepRdn *rdns = NULL;
+        size_t n_rdns = 0;
+        CbSubject *subject = NULL;
+        int q;
+
+        q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
+        if (q < 0)
+                return q;
+        q = scep_signer_cert_build_for_subject(rdns, n_rdns, a->transport_key ?: r->key,
+                                               CE(request_ca_state(r))->alg.digest, &a->signer, err);
+        free(rdns);
+        cb_subject_free(subject);
+        return q;
+}
+
+static int on_prebuild_signer(sd_event_source *s, void *userdata) {
+        Request *r = userdata;
+        Attempt *a = r->engine;
+        ScepError err = {};
+
+        a->prebuild = sd_event_source_disable_unref(a->prebuild);
+        if (!a->signer && build_signer(r, &err) != 0)
+                a->signer = NULL;       /* step_pkioperation() tries again and names the error */
+        return 0;
+}
+
 static void step_challenge(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
@@ -435,8 +469,15 @@ static void step_challenge(Request *r) {
                 return;
         }
         q = challenge_fetcher_fetch(f, on_challenge, r, &a->fetch);
-        if (q < 0)
+        if (q < 0) {
                 request_attempt_failed_errno(r, q, "Cannot start fetching a challenge");
+                return;
+        }
+        /* While the challenge is on its way (or waits for a slot): the signer certificate,
+         * which needs only subject and key, when the loop has nothing else to do. */
+        if (r->engine == a && a->fetch && !a->signer && !a->prebuild &&
+            sd_event_add_defer(r->manager->event, &a->prebuild, on_prebuild_signer, r) >= 0)
+                (void) sd_event_source_set_priority(a->prebuild, SD_EVENT_PRIORITY_IDLE);
 }
 
 /* Recovering a submission that may have reached the CA, whose CertPoll got no certificate:
@@ -673,6 +714,34 @@ static void step_pkioperation(Request *r) {
         const ScepAlgorithms *alg = &CE(ca)->alg;
         a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
+        a->prebuild = sd_event_source_disable_unref(a->prebuild);
+        if (!a->polling) {
+                /* A PKCSReq: on disk first that this transaction may reach the CA, so that
+                 * after a crash the request asks the CA (CertPoll) instead of having it issue
+                 * twice. The transaction id comes from the key, so the mark is written now and
+                 * the group commit's worker does the fsync while the loop builds the request;
+                 * it is sent once both are done (on_submission_durable()). */
+                char txid[SCEP_TRANSACTION_ID_SIZE];
+                q = scep_transaction_id_for_key(r->key, txid);
+                if (q < 0) {
+                        request_attempt_failed_errno(r, q, "Cannot derive the transaction id");
+                        return;
+                }
+                q = request_mark_submitted(r, txid);
+                if (q < 0) {
+                        attempt_failed(r, TRANSPORT_CA_UNREACHABLE,
+                                       "The request journal cannot record the submission (see the journal); not "
+                                       "sent, retrying.");
+                        return;
+                }
+                q = journal_sync_request(r->manager->journal_sync, on_submission_durable, r, &a->sync);
+                if (q < 0) {
+                        request_clear_submitted(r);
+                        request_attempt_failed_errno(r, q, "Cannot make the submission durable");
+                        return;
+                }
+        }
+
         if (a->polling && r->rec->csr && *r->rec->csr) {
                 if (scep_csr_from_pem(r->rec->csr, &a->csr) < 0) {
                         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
@@ -723,7 +792,7 @@ static void step_pkioperation(Request *r) {
                 }
         }
         EVP_PKEY *signer_key = a->transport_key ?: r->key;
-        q = scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
+        q = a->signer ? 0 : scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
         if (q == 0) {
                 ScepRequestParams rp = {
                         .csr = a->csr,
@@ -750,6 +819,7 @@ static void step_pkioperation(Request *r) {
         if (q != 0) {
                 snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
                          err.message[0] ? err.message : strerror(-q));
+                request_clear_submitted(r);     /* nothing was sent */
                 end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
                 return;
         }
@@ -760,22 +830,9 @@ static void step_pkioperation(Request *r) {
                 request_notify(r);
         }
         (void) c;
-        if (a->polling) {
+        if (a->polling)
                 send_pkioperation(r);
-                return;
-        }
-        /* A PKCSReq: on disk first that this transaction may reach the CA, so that after a
-         * crash the request asks the CA (CertPoll) instead of having it issue twice. The
-         * group commit's worker does the fsync; the loop goes on meanwhile. */
-        q = request_mark_submitted(r, a->msg->transaction_id);
-        if (q < 0) {
-                attempt_failed(r, TRANSPORT_CA_UNREACHABLE,
-                             "The request journal cannot record the submission (see the journal); not sent, retrying.");
-                return;
-        }
-        q = journal_sync_request(r->manager->journal_sync, on_submission_durable, r, &a->sync);
-        if (q < 0)
-                request_attempt_failed_errno(r, q, "Cannot make the submission durable");
+        /* A PKCSReq goes when its mark is on disk (on_submission_durable()). */
 }
 
 int engine_request_start(Request *r) {

@@ -31,10 +31,6 @@ static void cms_freep(CMS_ContentInfo **p) {
 
 int scep_transaction_id(X509_REQ *csr, char ret[SCEP_TRANSACTION_ID_SIZE]) {
         EVP_PKEY *k;
-        unsigned char *spki = NULL;
-        uint8_t md[32];
-        unsigned mdlen = 0;
-        int n, ok;
 
         if (!csr || !ret)
                 return -EINVAL;
@@ -43,6 +39,17 @@ int scep_transaction_id(X509_REQ *csr, char ret[SCEP_TRANSACTION_ID_SIZE]) {
                 ERR_clear_error();
                 return -EINVAL;
         }
+        return scep_transaction_id_for_key(k, ret);
+}
+
+int scep_transaction_id_for_key(EVP_PKEY *k, char ret[SCEP_TRANSACTION_ID_SIZE]) {
+        unsigned char *spki = NULL;
+        uint8_t md[32];
+        unsigned mdlen = 0;
+        int n, ok;
+
+        if (!k || !ret)
+                return -EINVAL;
         n = i2d_PUBKEY(k, &spki);
         if (n <= 0)
                 return scep_openssl_errno();

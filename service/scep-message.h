@@ -51,6 +51,8 @@ typedef struct ScepMessage {
 /* transactionID: lower-case hex SHA-256 of the DER SubjectPublicKeyInfo of the CSR's key, so
  * it is stable across polls and restarts. 0, or -EINVAL / -ENOMEM / -EIO. */
 int scep_transaction_id(X509_REQ *csr, char ret[SCEP_TRANSACTION_ID_SIZE]);
+/* The same from the request's key, before its CSR exists. */
+int scep_transaction_id_for_key(EVP_PKEY *key, char ret[SCEP_TRANSACTION_ID_SIZE]);
 
 /* Build a PKCSReq (type 19) or CertPoll (type 20). Other types: -EOPNOTSUPP. A recipient
  * without an RSA key: SCEP_RESULT_NO_RECIPIENT. */
