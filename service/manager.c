@@ -569,6 +569,13 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = key_pool_new(&m->pool);
         if (r < 0)
                 goto fail;
+        int prio_error = 0;
+        KeyPoolRefillPriority prio = key_pool_refill_priority(m->pool, &prio_error);
+        if (prio != KEY_POOL_REFILL_IDLE)
+                /* certbrokerd.service's SystemCallFilter=~@resources refuses it (a drop-in with
+                 * SystemCallFilter=sched_setscheduler setpriority allows it: README). */
+                log_info("Key pool refill runs at %s priority, not SCHED_IDLE: %s.",
+                         key_pool_refill_priority_to_string(prio), strerror(prio_error > 0 ? prio_error : -prio_error));
         r = manager_apply_key_pool(m);
         if (r >= 0)
                 r = key_pool_attach_event(m->pool, m->event, 0);
