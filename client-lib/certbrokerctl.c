@@ -9,9 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "certbroker.h"
@@ -43,6 +47,11 @@ static void help(void) {
                "  check CA [--challenge] run the CA's diagnostic steps\n"
                "  access --dns NAME... [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE]\n"
                "                         would policy allow this request? (no network)\n"
+               "  deploy --dir DIR --dns NAME... [--reload CMD] [--reload-timeout SECS] [--once]\n"
+               "         [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE] [--label TEXT]\n"
+               "  deploy --config=FILE [--reload-timeout SECS] [--once]\n"
+               "                         keep a renewed certificate deployed in DIR/live and run\n"
+               "                         CMD after each one (timeout default 60 s, 0: none)\n"
                "\n"
                "Options:\n"
                "  --json                 machine-readable output on stdout (also for errors)\n"
@@ -946,13 +955,17 @@ static int verb_access(CertbrokerClient *c) {
 /* Backoff after certbrokerd or the bus failed under us, and after a failed reload command. */
 #define DEPLOY_BUS_BACKOFF_MAX_SEC      15U
 #define DEPLOY_RELOAD_BACKOFF_MAX_SEC   60U
+/* After the reload timeout: SIGTERM to the command's process group, SIGKILL this much later. */
+#define DEPLOY_RELOAD_KILL_GRACE_MSEC   3000
 
 typedef struct Deploy {
         CertbrokerClient *client;       /* NULL after a bus failure: reconnect */
         const char *dir;
         const char *reload;
+        uint64_t reload_timeout_usec;   /* 0: none */
         CertbrokerRequestSpec spec;
         bool once;
+        bool intent_fresh;              /* the intent token was just made: no Enroll carried it yet */
         uid_t uid;
         int dfd;
         DeployState state;
@@ -1023,11 +1036,138 @@ static void deploy_note(const char *format, ...) {
         fputc('\n', stderr);
 }
 
+/* Tests kill the command at its crash points with CERTBROKER_TEST_KILL_AT= (the daemon's
+ * variable; the environment of a test, never of a deployed unit): deploy-enrolled (Enroll
+ * replied, its id not yet recorded), deploy-key-written (the key in gen-<id>/, the
+ * certificate not), deploy-generation-written (gen-<id>/ complete, live not switched),
+ * deploy-live-swapped (live switched, the reload command not run), deploy-reloaded (the
+ * reload command succeeded, not yet recorded). */
+static void deploy_test_kill_point(const char *point) {
+        const char *e = getenv("CERTBROKER_TEST_KILL_AT");
+
+        if (e && strcmp(e, point) == 0) {
+                fprintf(stderr, "%s: deploy: CERTBROKER_TEST_KILL_AT=%s: killing myself.\n", program, point);
+                fflush(stderr);
+                (void) raise(SIGKILL);
+        }
+}
+
 static int deploy_save_state(Deploy *d) {
         int r = deploy_state_write(d->dfd, &d->state);
         if (r < 0)
                 return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write %s/%s: %s", d->dir, DEPLOY_STATE_FILE,
                                     strerror(-r));
+        return 0;
+}
+
+/* After a crash between Enroll and recording its id: the caller's own request whose label
+ * carries this directory's intent token, the first of its chain. 1 and *ret_id when found,
+ * 0 when the broker has none, -EAGAIN/-ECANCELED as deploy_call_failed(). */
+static int deploy_find_intent(Deploy *d, char ret_id[static 17]) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestEntry *l = NULL;
+        size_t n = 0, found = 0;
+        uint64_t found_created = 0;
+        int r;
+
+        r = certbroker_list_requests(d->client, &l, &n, &e);
+        if (r < 0)
+                return deploy_call_failed(d, &e, r, "Cannot list the requests");
+        for (size_t k = 0; k < n; k++) {
+                CertbrokerRequestInfo *i = NULL;
+                CertbrokerRenewal *w = NULL;
+
+                r = certbroker_request_get(d->client, l[k].id, &i, &e);
+                if (r < 0) {
+                        if (certbroker_error_has_name(&e, CERTBROKER_ERROR_NO_SUCH_REQUEST) ||
+                            certbroker_error_has_name(&e, CERTBROKER_ERROR_ACCESS_DENIED)) {
+                                certbroker_error_clear(&e);
+                                continue;       /* removed meanwhile; root sees others' */
+                        }
+                        certbroker_request_entries_free(l, n);
+                        return deploy_call_failed(d, &e, r, "Cannot read a request");
+                }
+                if (i->owner != (uint32_t) d->uid || !deploy_label_has_intent(i->label, d->state.intent) ||
+                    !deploy_id_is_valid(i->id)) {
+                        certbroker_request_info_free(i);
+                        continue;
+                }
+                /* Successors carry the same label: the chain's first member is the one enrolled. */
+                r = certbroker_request_renewal(d->client, i->id, &w, &e);
+                if (r < 0) {
+                        certbroker_request_info_free(i);
+                        certbroker_request_entries_free(l, n);
+                        return deploy_call_failed(d, &e, r, "Cannot read a request");
+                }
+                if (!*w->predecessor && (found == 0 || i->created < found_created)) {
+                        snprintf(ret_id, 17, "%s", i->id);
+                        found_created = i->created;
+                        found++;
+                } else if (!*w->predecessor)
+                        found++;
+                certbroker_renewal_free(w);
+                certbroker_request_info_free(i);
+        }
+        certbroker_request_entries_free(l, n);
+        if (found > 1)
+                fprintf(stderr, "%s: deploy: %zu requests carry this directory's token; following the first, "
+                        "%s.\n", program, found, ret_id);
+        return found > 0;
+}
+
+/* Enrolls the chain of this directory, once: the intent token is made durable before Enroll
+ * and travels in its label, so a run killed before it recorded the request's id finds that
+ * request again (deploy_find_intent()) instead of enrolling a second time. */
+static int deploy_enroll(Deploy *d) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        CertbrokerRequestSpec spec = d->spec;
+        char found[17], *label = NULL, *id = NULL;
+        int r;
+
+        if (!*d->state.intent) {
+                r = deploy_intent_new(d->state.intent);
+                if (r < 0)
+                        return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot make a random token: %s", strerror(-r));
+                r = deploy_save_state(d);
+                if (r < 0)
+                        return r;
+                d->intent_fresh = true;
+        }
+        if (!d->intent_fresh) {
+                r = deploy_find_intent(d, found);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        snprintf(d->state.request, sizeof d->state.request, "%s", found);
+                        r = deploy_save_state(d);
+                        if (r < 0)
+                                return r;
+                        deploy_note("re-attached to request %s: enrolled for %s by a run that stopped before "
+                                    "it recorded it (its label carries the token in %s/%s)", found, d->dir,
+                                    d->dir, DEPLOY_STATE_FILE);
+                        return 0;
+                }
+                deploy_note("no request carries the token in %s/%s: enrolling", d->dir, DEPLOY_STATE_FILE);
+        }
+        r = deploy_intent_label(d->spec.label, d->state.intent, &label);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_USAGE, "the label '%s' is too long: at most %u bytes with deploy",
+                                    d->spec.label ?: "", (unsigned) DEPLOY_USER_LABEL_MAX);
+        spec.label = label;
+        /* From here on an Enroll carrying the token may exist, even if this call fails. */
+        d->intent_fresh = false;
+        r = certbroker_enroll_flags(d->client, &spec, CERTBROKER_ENROLL_RENEW, &id, &e);
+        free(label);
+        if (r < 0)
+                return deploy_call_failed(d, &e, r, "Enroll refused");
+        deploy_test_kill_point("deploy-enrolled");
+        snprintf(d->state.request, sizeof d->state.request, "%s", id);
+        free(id);
+        r = deploy_save_state(d);
+        if (r < 0)
+                return r;
+        deploy_note("enrolled request %s (renewed by certbrokerd, followed from %s/%s)",
+                    d->state.request, d->dir, DEPLOY_STATE_FILE);
         return 0;
 }
 
@@ -1078,6 +1218,12 @@ static int deploy_member(Deploy *d, const char *id) {
                                          "%s/gen-%s/key.pem: %s", id, d->dir, id, strerror(-r));
                         goto finish;
                 }
+                r = deploy_fsync_dir(gfd);
+                if (r < 0) {
+                        r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
+                        goto finish;
+                }
+                deploy_test_kill_point("deploy-key-written");
         }
         if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
                 full = NULL;
@@ -1097,14 +1243,17 @@ static int deploy_member(Deploy *d, const char *id) {
                 }
         }
         r = deploy_fsync_dir(gfd);
-        if (r >= 0)
+        if (r >= 0) {
+                deploy_test_kill_point("deploy-generation-written");
                 r = deploy_live_swap(d->dfd, id);
+        }
         if (r < 0) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot switch %s/%s to gen-%s: %s", d->dir, DEPLOY_LIVE,
                                  id, strerror(-r));
                 goto finish;
         }
         deploy_note("request %s deployed: %s/%s -> gen-%s", id, d->dir, DEPLOY_LIVE, id);
+        deploy_test_kill_point("deploy-live-swapped");
         (void) deploy_prune(d->dfd, id, DEPLOY_KEEP_GENERATIONS);
         r = 0;
 finish:
@@ -1123,12 +1272,56 @@ finish:
         return r;
 }
 
-/* Runs the reload command once; returns its wait status, or -errno. */
-static int deploy_run_reload(Deploy *d, const char *id) {
+static uint64_t monotonic_msec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000U + (uint64_t) ts.tv_nsec / 1000000U;
+}
+
+/* Waits up to timeout_msec (-1: no limit) for child pid to exit, without reaping it (so its
+ * pid, and the process group named after it, stay ours). 1: exited; 0: still running. */
+static int deploy_wait_exit(pid_t pid, int pidfd, int64_t timeout_msec) {
+        uint64_t deadline = timeout_msec < 0 ? 0 : monotonic_msec() + (uint64_t) timeout_msec;
+
+        for (;;) {
+                siginfo_t si = {};
+                int64_t left = -1;
+
+                if (waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (si.si_pid == pid)
+                        return 1;
+                if (timeout_msec >= 0) {
+                        uint64_t now = monotonic_msec();
+                        if (now >= deadline)
+                                return 0;
+                        left = (int64_t) (deadline - now);
+                }
+                if (pidfd >= 0) {
+                        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+                        if (poll(&p, 1, left < 0 ? -1 : (int) (left > 60000 ? 60000 : left)) < 0 && errno != EINTR)
+                                return -errno;
+                } else {
+                        /* No pidfd_open(2) (Linux < 5.3): look again every 20 ms. */
+                        struct timespec ts = { 0, 20 * 1000000L };
+                        (void) nanosleep(&ts, NULL);
+                }
+        }
+}
+
+/* Runs the reload command once, in its own process group; returns its wait status, or
+ * -errno. With a timeout, a command still running then gets SIGTERM, and SIGKILL
+ * DEPLOY_RELOAD_KILL_GRACE_MSEC later, sent to its whole process group (what it started
+ * too); *ret_timed_out says so. */
+static int deploy_run_reload(Deploy *d, const char *id, bool *ret_timed_out) {
         char path[PATH_MAX];
         pid_t pid;
-        int status;
+        int status, pidfd = -1, r;
 
+        *ret_timed_out = false;
         pid = fork();
         if (pid < 0)
                 return -errno;
@@ -1139,20 +1332,48 @@ static int deploy_run_reload(Deploy *d, const char *id) {
                         { "CERTBROKER_CHAIN", "chain.pem" },
                         { "CERTBROKER_FULLCHAIN", "fullchain.pem" },
                 };
+                (void) setpgid(0, 0);
                 for (size_t k = 0; k < sizeof env / sizeof env[0]; k++) {
                         snprintf(path, sizeof path, "%s/%s/%s", d->dir, DEPLOY_LIVE, env[k].file);
                         setenv(env[k].var, path, 1);
                 }
                 setenv("CERTBROKER_REQUEST", id, 1);
                 setenv("CERTBROKER_DIR", d->dir, 1);
+                unsetenv("CERTBROKER_TEST_KILL_AT");
                 execl("/bin/sh", "sh", "-c", d->reload, (char *) NULL);
                 fprintf(stderr, "%s: deploy: cannot run /bin/sh: %s\n", program, strerror(errno));
                 _exit(127);
+        }
+        /* Also here, so that the group exists before a timeout can name it. */
+        (void) setpgid(pid, pid);
+        if (d->reload_timeout_usec > 0) {
+                uint64_t ms = (d->reload_timeout_usec + 999) / 1000;
+                pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+                r = deploy_wait_exit(pid, pidfd, ms > INT32_MAX ? INT32_MAX : (int64_t) ms);
+                if (r == 0) {
+                        *ret_timed_out = true;
+                        (void) kill(-pid, SIGTERM);
+                        r = deploy_wait_exit(pid, pidfd, DEPLOY_RELOAD_KILL_GRACE_MSEC);
+                        /* The leader is not reaped yet: the group id cannot have been reused. */
+                        (void) kill(-pid, SIGKILL);
+                }
+                if (pidfd >= 0)
+                        close(pidfd);
+                if (r < 0 && r != -ECHILD) {
+                        (void) kill(-pid, SIGKILL);
+                }
         }
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return -errno;
         return status;
+}
+
+static void format_seconds(char *buf, size_t size, uint64_t usec) {
+        if (usec % 1000000 == 0)
+                snprintf(buf, size, "%llu s", (unsigned long long) (usec / 1000000));
+        else
+                snprintf(buf, size, "%.3g s", (double) usec / 1e6);
 }
 
 /* Runs the reload command for request id until it succeeds, with backoff; a newer certificate
@@ -1164,19 +1385,27 @@ static int deploy_reload(Deploy *d, const char *id) {
         if (strcmp(d->state.reloaded, id) == 0)
                 return 0;
         for (unsigned attempt = 1;; attempt++) {
-                char how[64];
+                char how[128], limit[32];
+                bool timed_out;
                 int status, r;
 
                 if (!d->reload)
                         break;
                 fflush(stdout);
                 fflush(stderr);
-                status = deploy_run_reload(d, id);
+                status = deploy_run_reload(d, id, &timed_out);
+                if (timed_out) {
+                        format_seconds(limit, sizeof limit, d->reload_timeout_usec);
+                        snprintf(how, sizeof how, "timed out: still running after the reload timeout of %s, "
+                                 "killed with its process group", limit);
+                } else
                 if (status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                         deploy_note("reload command for request %s succeeded%s", id, attempt > 1 ? " (after retries)" : "");
                         break;
                 }
-                if (status < 0)
+                if (timed_out)
+                        ;
+                else if (status < 0)
                         snprintf(how, sizeof how, "could not be started: %s", strerror(-status));
                 else if (WIFEXITED(status))
                         snprintf(how, sizeof how, "failed with exit status %d", WEXITSTATUS(status));
@@ -1193,6 +1422,7 @@ static int deploy_reload(Deploy *d, const char *id) {
                 }
                 backoff = backoff * 2 > DEPLOY_RELOAD_BACKOFF_MAX_SEC ? DEPLOY_RELOAD_BACKOFF_MAX_SEC : backoff * 2;
         }
+        deploy_test_kill_point("deploy-reloaded");
         snprintf(d->state.reloaded, sizeof d->state.reloaded, "%s", id);
         return deploy_save_state(d);
 }
@@ -1210,17 +1440,9 @@ static int deploy_round(Deploy *d) {
                         return deploy_call_failed(d, &e, r, "Cannot connect to the system bus");
         }
         if (!*d->state.request) {
-                char *id = NULL;
-                r = certbroker_enroll_flags(d->client, &d->spec, CERTBROKER_ENROLL_RENEW, &id, &e);
-                if (r < 0)
-                        return deploy_call_failed(d, &e, r, "Enroll refused");
-                snprintf(d->state.request, sizeof d->state.request, "%s", id);
-                free(id);
-                r = deploy_save_state(d);
+                r = deploy_enroll(d);
                 if (r < 0)
                         return r;
-                deploy_note("enrolled request %s (renewed by certbrokerd, followed from %s/%s)",
-                            d->state.request, d->dir, DEPLOY_STATE_FILE);
         }
         r = certbroker_chain_latest(d->client, d->state.request, &latest, &e);
         if (r < 0) {
@@ -1354,6 +1576,10 @@ static int verb_deploy(void) {
                 }
                 d.dir = cfg.dir;
                 d.reload = cfg.reload;
+                if (cfg.reload_timeout)
+                        (void) deploy_parse_timeout(cfg.reload_timeout, &d.reload_timeout_usec);
+                else
+                        d.reload_timeout_usec = DEPLOY_RELOAD_TIMEOUT_DEFAULT_USEC;
                 d.spec = (CertbrokerRequestSpec) {
                         .ca = cfg.ca, .subject = cfg.subject, .names = (const char *const *) cfg.dns,
                         .key_type = cfg.key_type, .usage = cfg.usage, .label = cfg.label,
@@ -1362,7 +1588,11 @@ static int verb_deploy(void) {
                 d.dir = arg.dir;
                 d.reload = arg.reload;
                 d.spec = spec_from_args();
+                d.reload_timeout_usec = DEPLOY_RELOAD_TIMEOUT_DEFAULT_USEC;
         }
+        /* --reload-timeout wins over ReloadTimeout= */
+        if (arg.reload_timeout)
+                (void) deploy_parse_timeout(arg.reload_timeout, &d.reload_timeout_usec);
         d.uid = geteuid();
         umask(0077);
 

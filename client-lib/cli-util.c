@@ -8,6 +8,7 @@
 
 #include "certbroker.h"
 #include "cli-util.h"
+#include "deploy-files.h"
 
 /* ---- exit codes ---- */
 
@@ -108,6 +109,7 @@ enum {
         OPT_RELOAD,
         OPT_CONFIG,
         OPT_ONCE,
+        OPT_RELOAD_TIMEOUT,
 };
 
 #define B(c) (1U << (c))
@@ -140,6 +142,7 @@ static const struct {
         { { "reload",    required_argument, NULL, OPT_RELOAD },    B(CLI_COMMAND_DEPLOY) },
         { { "config",    required_argument, NULL, OPT_CONFIG },    B(CLI_COMMAND_DEPLOY) },
         { { "once",      no_argument,       NULL, OPT_ONCE },      B(CLI_COMMAND_DEPLOY) },
+        { { "reload-timeout", required_argument, NULL, OPT_RELOAD_TIMEOUT }, B(CLI_COMMAND_DEPLOY) },
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -334,6 +337,18 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_ONCE:
                         a.once = true;
                         break;
+                case OPT_RELOAD_TIMEOUT: {
+                        uint64_t usec;
+                        r = set_once(&a.reload_timeout, optarg, "reload-timeout", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        if (deploy_parse_timeout(optarg, &usec) < 0) {
+                                r = usage_error(ret_error, "Invalid --reload-timeout '%s': expected seconds "
+                                                "(60, 2.5, 90s, 5min, 1h; 0 or infinity: none).", optarg);
+                                goto fail;
+                        }
+                        break;
+                }
                 case ':':
                         r = usage_error(ret_error, "Option '%s' needs a value.", argv[optind - 1]);
                         goto fail;
@@ -402,7 +417,8 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 if (a.config && (a.dir || a.reload || a.ca || a.subject || a.n_dns > 0 || a.key_type ||
                                  a.usage || a.label)) {
                         r = usage_error(ret_error, "'deploy --config FILE' takes its directory, reload "
-                                        "command and request from FILE: only --once may be added.");
+                                        "command and request from FILE: only --once and --reload-timeout "
+                                        "may be added.");
                         goto fail;
                 }
                 if (!a.config && (!a.dir || !*a.dir)) {
@@ -411,6 +427,11 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 }
                 if (a.reload && !*a.reload) {
                         r = usage_error(ret_error, "--reload needs a command.");
+                        goto fail;
+                }
+                if (a.label && strlen(a.label) > DEPLOY_USER_LABEL_MAX) {
+                        r = usage_error(ret_error, "'deploy --label' is at most %u bytes (the rest of Enroll's "
+                                        "128 carries the deployment's token).", (unsigned) DEPLOY_USER_LABEL_MAX);
                         goto fail;
                 }
         }

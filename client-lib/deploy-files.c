@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,98 @@ bool deploy_id_is_valid(const char *id) {
                 if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
                         return false;
         return true;
+}
+
+static bool is_hex_lower(const char *s, size_t len) {
+        if (!s || strlen(s) != len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+int deploy_intent_new(char ret[static DEPLOY_INTENT_LEN + 1]) {
+        unsigned char raw[DEPLOY_INTENT_LEN / 2];
+        size_t done = 0;
+
+        while (done < sizeof raw) {
+                ssize_t n = getrandom(raw + done, sizeof raw - done, 0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                done += (size_t) n;
+        }
+        for (size_t i = 0; i < sizeof raw; i++)
+                snprintf(ret + 2 * i, 3, "%02x", raw[i]);
+        ret[DEPLOY_INTENT_LEN] = 0;
+        return 0;
+}
+
+int deploy_intent_label(const char *user_label, const char *token, char **ret_label) {
+        char *s;
+
+        if (!is_hex_lower(token, DEPLOY_INTENT_LEN))
+                return -EINVAL;
+        if (user_label && *user_label) {
+                if (strlen(user_label) > DEPLOY_USER_LABEL_MAX)
+                        return -E2BIG;
+                if (asprintf(&s, "%s " DEPLOY_LABEL_TAG "%s", user_label, token) < 0)
+                        return -ENOMEM;
+        } else if (asprintf(&s, DEPLOY_LABEL_TAG "%s", token) < 0)
+                return -ENOMEM;
+        *ret_label = s;
+        return 0;
+}
+
+bool deploy_label_has_intent(const char *label, const char *token) {
+        size_t n, t = sizeof(DEPLOY_LABEL_TAG) - 1 + DEPLOY_INTENT_LEN;
+
+        if (!label || !is_hex_lower(token, DEPLOY_INTENT_LEN))
+                return false;
+        n = strlen(label);
+        if (n < t || strncmp(label + n - t, DEPLOY_LABEL_TAG, sizeof(DEPLOY_LABEL_TAG) - 1) != 0 ||
+            strcmp(label + n - DEPLOY_INTENT_LEN, token) != 0)
+                return false;
+        return n == t || label[n - t - 1] == ' ';
+}
+
+int deploy_parse_timeout(const char *s, uint64_t *ret_usec) {
+        uint64_t whole = 0, frac = 0, scale = 100000, unit = 1000000;
+        const char *p = s;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (strcmp(s, "infinity") == 0) {
+                *ret_usec = 0;
+                return 0;
+        }
+        if (*p < '0' || *p > '9')
+                return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+                whole = whole * 10 + (uint64_t) (*p - '0');
+                if (whole > 1000000000ULL)              /* 31 years: surely a mistake */
+                        return -EINVAL;
+        }
+        if (*p == '.') {
+                p++;
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                for (; *p >= '0' && *p <= '9'; p++) {
+                        frac += (uint64_t) (*p - '0') * scale;
+                        scale /= 10;
+                }
+        }
+        if (strcmp(p, "min") == 0)
+                unit = 60ULL * 1000000ULL;
+        else if (strcmp(p, "h") == 0)
+                unit = 3600ULL * 1000000ULL;
+        else if (*p && strcmp(p, "s") != 0)
+                return -EINVAL;
+        *ret_usec = whole * unit + frac * (unit / 1000000ULL);
+        return 0;
 }
 
 /* ---- the directory ---- */
@@ -189,7 +282,14 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                         slot = s.request, v = line + 8;
                 else if (strncmp(line, "reloaded=", 9) == 0)
                         slot = s.reloaded, v = line + 9;
-                else if (*line == 0 || *line == '#')
+                else if (strncmp(line, "intent=", 7) == 0) {
+                        v = line + 7;
+                        if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN))
+                                return why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
+                                           "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
+                        strcpy(s.intent, v);
+                        continue;
+                } else if (*line == 0 || *line == '#')
                         continue;
                 if (!slot || (*v && !deploy_id_is_valid(v)))
                         return why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
@@ -203,12 +303,13 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
 }
 
 int deploy_state_write(int dfd, const DeployState *state) {
-        char buf[128];
+        char buf[256];
         int r;
 
         snprintf(buf, sizeof buf,
                  "# written by certbrokerctl deploy: the renewal chain this directory follows\n"
-                 "request=%s\nreloaded=%s\n", state->request, state->reloaded);
+                 "request=%s\nreloaded=%s\n%s%s%s", state->request, state->reloaded,
+                 *state->intent ? "intent=" : "", state->intent, *state->intent ? "\n" : "");
         r = deploy_write_file(dfd, DEPLOY_STATE_FILE, buf, 0600);
         if (r < 0)
                 return r;
@@ -395,6 +496,7 @@ void deploy_config_done(DeployConfig *c) {
         free(c->key_type);
         free(c->usage);
         free(c->label);
+        free(c->reload_timeout);
         for (size_t i = 0; i < c->n_dns; i++)
                 free(c->dns[i]);
         free(c->dns);
@@ -424,6 +526,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                 { "KeyType", offsetof(DeployConfig, key_type) },
                 { "Usage",   offsetof(DeployConfig, usage) },
                 { "Label",   offsetof(DeployConfig, label) },
+                { "ReloadTimeout", offsetof(DeployConfig, reload_timeout) },
         };
         DeployConfig c = {};
         char *copy, *line, *next;
@@ -498,14 +601,23 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                                 break;
                         }
                 if (r == 0 && !known)
-                        r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload CA DNS "
-                                "Subject KeyType Usage Label)", lineno, key);
+                        r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
+                                "ReloadTimeout CA DNS Subject KeyType Usage Label)", lineno, key);
         }
         free(copy);
         if (r == 0 && !c.dir)
                 r = why(ret_why, -EINVAL, "Dir= is missing: the directory to deploy into");
         if (r == 0 && c.dir[0] != '/')
                 r = why(ret_why, -EINVAL, "Dir=%s is not an absolute path", c.dir);
+        if (r == 0 && c.reload_timeout) {
+                uint64_t usec;
+                if (deploy_parse_timeout(c.reload_timeout, &usec) < 0)
+                        r = why(ret_why, -EINVAL, "ReloadTimeout=%.40s: expected seconds (60, 2.5, 90s, 5min, "
+                                "1h; 0 or infinity: none)", c.reload_timeout);
+        }
+        if (r == 0 && c.label && strlen(c.label) > DEPLOY_USER_LABEL_MAX)
+                r = why(ret_why, -EINVAL, "Label= is longer than %u bytes (the rest of Enroll's 128 carries "
+                        "the deployment's token)", (unsigned) DEPLOY_USER_LABEL_MAX);
         if (r == 0 && c.n_dns == 0 && !c.subject)
                 r = why(ret_why, -EINVAL, "DNS= (or Subject=) is missing: the names of the certificate");
         if (r < 0) {

@@ -7,7 +7,10 @@
  *
  * Layout of DIR (all relative to an O_DIRECTORY fd, never through a path again):
  *   .certbroker-request    the state: request=<id of the chain member followed>,
- *                          reloaded=<id whose reload command succeeded>
+ *                          reloaded=<id whose reload command succeeded>,
+ *                          intent=<token>: written (fsynced) before the first Enroll, whose
+ *                          label carries it, so that a run killed before it recorded the
+ *                          request finds that request again instead of enrolling twice
  *   gen-<id>/              one generation per issued request: key.pem (0600), cert.pem,
  *                          chain.pem, fullchain.pem (0644), each written to a new file
  *                          (O_CREAT|O_EXCL|O_NOFOLLOW), fsynced and renamed into place
@@ -18,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define DEPLOY_STATE_FILE       ".certbroker-request"
@@ -38,9 +42,11 @@ int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode);
 /* fsync(2) of a directory fd. */
 int deploy_fsync_dir(int dfd);
 
+#define DEPLOY_INTENT_LEN 32U       /* hex digits of the token (128 random bits) */
 typedef struct DeployState {
         char request[17];               /* "" when there is no state file */
         char reloaded[17];
+        char intent[DEPLOY_INTENT_LEN + 1];     /* "" when none was written */
 } DeployState;
 
 /* Reads DIR/.certbroker-request (O_NOFOLLOW; a regular file owned by uid). No file: 0 with
@@ -51,6 +57,24 @@ int deploy_state_write(int dfd, const DeployState *state);
 
 /* True for 16 lowercase hex digits. */
 bool deploy_id_is_valid(const char *id);
+
+/* A new intent token: DEPLOY_INTENT_LEN lowercase hex digits from getrandom(2). */
+int deploy_intent_new(char ret[static DEPLOY_INTENT_LEN + 1]);
+
+/* The Enroll label that carries an intent token: "deploy:<token>", after the user's label
+ * and a space when there is one. At most DEPLOY_LABEL_MAX bytes (Enroll's limit): a longer
+ * user label is -E2BIG. */
+#define DEPLOY_LABEL_MAX 128U
+#define DEPLOY_LABEL_TAG "deploy:"
+#define DEPLOY_USER_LABEL_MAX (DEPLOY_LABEL_MAX - 1U - (sizeof(DEPLOY_LABEL_TAG) - 1U) - DEPLOY_INTENT_LEN)
+int deploy_intent_label(const char *user_label, const char *token, char **ret_label);
+/* Whether a request's label carries this token (as deploy_intent_label() made it). */
+bool deploy_label_has_intent(const char *label, const char *token);
+
+/* Parses a reload timeout: a number of seconds ("60", "2.5"), optionally with "s", "min"
+ * or "h"; "0" or "infinity": none. Returns 0 and *ret_usec (0: none) or -EINVAL. */
+int deploy_parse_timeout(const char *s, uint64_t *ret_usec);
+#define DEPLOY_RELOAD_TIMEOUT_DEFAULT_USEC (60ULL * 1000000ULL)
 
 /* The id of the generation DIR/live points to: 0 and *ret_id; -ENOENT when there is no
  * link; -EBADMSG with *ret_why when "live" is something else than our link to gen-<id>. */
@@ -84,6 +108,7 @@ typedef struct DeployConfig {
         char *key_type;
         char *usage;
         char *label;
+        char *reload_timeout;           /* ReloadTimeout=, checked by deploy_parse_timeout() */
         char **dns;                     /* NULL-terminated */
         size_t n_dns;
 } DeployConfig;

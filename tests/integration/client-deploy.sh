@@ -5,7 +5,10 @@
 # certificate beside it (openssl, sampled while it runs); the reload command runs once per
 # certificate with the paths and request id in its environment; a failing reload command is
 # reported and retried; kill -9 of the deploy command and a restart re-attach to the same chain
-# (one enrollment); kill -9 of certbrokerd under it: the deployment goes on; a directory
+# (one enrollment); killed between Enroll's reply and recording it: re-attached by the intent
+# token in the label (one request at the broker); kill -9 mid-write at each point of a renewal;
+# a hung reload command killed with its process group at the reload timeout and retried;
+# kill -9 of certbrokerd under it: the deployment goes on; a directory
 # writable by others, a directory that is a symlink and planted links are refused.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -204,6 +207,154 @@ as_alice "$CTL" deploy --once --dir "$F" --reload "$A/flaky.sh" --dns flaky.a.ex
 lab_assert_eq "$(chain_heads flaky.a.example.test)" 1 "enrollments for the --once directory"
 lab_pass "a failing reload command is reported with its exit status and stderr and retried with backoff; --once re-attaches"
 
+# ---- killed after Enroll replied, before the id was recorded: re-attached, never enrolled twice ----
+# (CERTBROKER_TEST_KILL_AT=deploy-enrolled: SIGKILL right after Enroll's reply.) The intent token
+# was made durable before Enroll and travels in its label; the next run finds the request.
+# heads_of NAME: "COUNT LABEL..." of alice's first enrollments for NAME.
+heads_of() {
+        as_alice "$CTL" --json list | "$PY" -c "
+import json, sys
+h = [r for r in json.load(sys.stdin) if '$1' in r.get('names', []) and not r.get('predecessor')]
+print(len(h), *[r.get('label', '') for r in h])"
+}
+# a private copy of reload.sh per directory: its own reload.log beside it
+reload_copy() { mkdir -m 0700 "$1"; cp "$A/reload.sh" "$1/reload.sh"; chown -R alice "$1"; }
+K=$A/crash
+mkdir -m 0700 "$K"
+chown alice "$K"
+reload_copy "$A/crash.bin"
+set +e
+out=$(as_alice env CERTBROKER_TEST_KILL_AT=deploy-enrolled "$CTL" deploy --once --dir "$K" \
+        --reload "$A/crash.bin/reload.sh" --dns crash.a.example.test --label crash 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 137 "deploy killed at deploy-enrolled ($out)"
+lab_assert_contains "$out" "CERTBROKER_TEST_KILL_AT=deploy-enrolled" "the kill point was reached"
+lab_assert_eq "$(sed -n 's/^request=//p' "$K/.certbroker-request")" "" "the request id recorded before the kill"
+token=$(sed -n 's/^intent=//p' "$K/.certbroker-request")
+[[ "$token" =~ ^[0-9a-f]{32}$ ]] || lab_fail "no intent token in the state file: $(cat "$K/.certbroker-request")"
+heads=$(heads_of crash.a.example.test)
+lab_assert_eq "$heads" "1 crash deploy:$token" "requests at the broker after the kill (count and label)"
+[ ! -e "$K/live" ] || lab_fail "something was deployed before the kill"
+out=$(as_alice "$CTL" deploy --once --dir "$K" --reload "$A/crash.bin/reload.sh" --dns crash.a.example.test \
+        --label crash 2>&1) || lab_fail "deploy after the kill: $out"
+lab_assert_contains "$out" "re-attached to request" "the restarted deploy finds its request"
+lab_assert_eq "$(heads_of crash.a.example.test)" "$heads" "requests at the broker after the restart"
+id=$(sed -n 's/^request=//p' "$K/.certbroker-request")
+lab_assert_eq "$(as_alice "$CTL" --json list | "$PY" -c "
+import json, sys
+print(sum(1 for r in json.load(sys.stdin) if 'crash.a.example.test' in r.get('names', [])))")" 1 \
+        "requests of any kind for the directory"
+lab_assert_eq "$(wc -l <"$A/crash.bin/reload.log")" 1 "reloads"
+lab_assert_eq "$(cut -d' ' -f1 "$A/crash.bin/reload.log")" "$id" "the reloaded request is the one enrolled before the kill"
+lab_assert_eq "$(check_generation "$K")" "gen-$id" "the deployed generation"
+lab_assert_eq "$(find "$K" -maxdepth 1 -name 'gen-*' | wc -l)" 1 "generations"
+# An intent whose Enroll never reached the broker: enrolled then (once).
+N=$A/never
+mkdir -m 0700 "$N"
+printf 'intent=%s\n' "$(openssl rand -hex 16)" >"$N/.certbroker-request"
+chmod 0600 "$N/.certbroker-request"
+chown -R alice "$N"
+out=$(as_alice "$CTL" deploy --once --dir "$N" --dns never.a.example.test 2>&1) || lab_fail "deploy with a stale intent: $out"
+lab_assert_contains "$out" "no request carries the token" "a stale intent"
+lab_assert_contains "$out" "enrolled request" "a stale intent: enrolled"
+lab_assert_eq "$(heads_of never.a.example.test | cut -d' ' -f1)" 1 "requests for a stale intent"
+lab_pass "deploy killed between Enroll's reply and recording the id: the restart re-attaches to that request by its label's token (1 request at the broker, deployed and reloaded once); a token the broker never saw is enrolled once"
+
+# ---- kill -9 mid-write of a renewal, at each point: the live files always match ----
+# One directory per kill point, all at once: the first certificate deployed with --once, then a
+# deployment killed while it writes the second (the key in gen-<id>/ only; gen-<id>/ complete,
+# live not switched; live switched, reload not run; reload run, not recorded), then --once.
+points="deploy-key-written deploy-generation-written deploy-live-swapped deploy-reloaded"
+for p in $points; do
+        mkdir -m 0700 "$A/$p"
+        chown alice "$A/$p"
+        reload_copy "$A/$p.bin"
+        out=$(as_alice "$CTL" deploy --once --dir "$A/$p" --reload "$A/$p.bin/reload.sh" --dns "$p.a.example.test" 2>&1) ||
+                lab_fail "first deploy for $p: $out"
+done
+for p in $points; do
+        lab_start "kill-$p" env CERTBROKER_TEST_KILL_AT="$p" setpriv --reuid="$alice_uid" --regid="$alice_gid" \
+                --init-groups --inh-caps=-all -- "$CTL" deploy --dir "$A/$p" --reload "$A/$p.bin/reload.sh" \
+                --dns "$p.a.example.test"
+done
+for p in $points; do
+        lab_wait_for 60 "deploy to be killed at $p" bash -c "! kill -0 $(lab_pid "kill-$p") 2>/dev/null"
+        lab_assert_contains "$(cat "$LAB_DIR/kill-$p.log")" "CERTBROKER_TEST_KILL_AT=$p" "the kill point $p"
+        g=$(check_generation "$A/$p")
+        [[ "$g" == gen-* ]] || lab_fail "killed at $p: the live generation: $g"
+        first=$(head -1 "$A/$p.bin/reload.log" | cut -d' ' -f1)
+        case $p in
+        deploy-key-written|deploy-generation-written)
+                lab_assert_eq "$g" "gen-$first" "killed at $p: live still points to the first certificate" ;;
+        *)
+                [ "$g" != "gen-$first" ] || lab_fail "killed at $p: live was not switched" ;;
+        esac
+        lab_stop "kill-$p"
+        out=$(as_alice "$CTL" deploy --once --dir "$A/$p" --reload "$A/$p.bin/reload.sh" --dns "$p.a.example.test" 2>&1) ||
+                lab_fail "deploy --once after the kill at $p: $out"
+        g=$(check_generation "$A/$p")
+        [[ "$g" == gen-* ]] || lab_fail "after the kill at $p: $g"
+        id=$(sed -n 's/^request=//p' "$A/$p/.certbroker-request")
+        lab_assert_eq "$g" "gen-$id" "after the kill at $p: live is the recorded request"
+        lab_assert_eq "$(tail -1 "$A/$p.bin/reload.log" | cut -d' ' -f1)" "$id" "after the kill at $p: reloaded for it"
+        lab_assert_eq "$(cb_prop alice "$CB_PATH/request/$id" Certificate)" "$(cat "$A/$p/live/cert.pem")" \
+                "after the kill at $p: live cert.pem is the broker's"
+        dups=$(cut -d' ' -f1 "$A/$p.bin/reload.log" | sort | uniq -d)
+        if [ "$p" = deploy-reloaded ]; then
+                # The reload command had succeeded, its success was not recorded: it runs again.
+                lab_assert_eq "$dups" "$id" "killed after the reload ran: it is run again for $id (at least once)"
+        else
+                lab_assert_eq "$dups" "" "killed at $p: a request reloaded twice"
+        fi
+        lab_assert_eq "$(chain_heads "$p.a.example.test")" 1 "enrollments for $p"
+done
+lab_pass "kill -9 mid-write at each point (key written, generation written, live switched, reload run): live always a matching generation, the restart completes it, one reload per certificate (the last point: run again, at least once), one enrollment"
+
+# ---- a hung reload command: killed with its process group at the timeout, retried ----
+H=$A/hung
+mkdir -m 0700 "$H" "$A/hung.bin"
+cat >"$A/hung.bin/hang.sh" <<'SH'
+#!/bin/sh
+# first run: hangs, ignoring SIGTERM, with a child of its own; then succeeds
+d=$(dirname "$0")
+n=$(cat "$d/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "$n" >"$d/count"
+[ "$n" -ge 2 ] && exit 0
+trap '' TERM
+sleep 300 &
+echo $! >"$d/child.pid"
+sleep 300
+SH
+chmod 0755 "$A/hung.bin/hang.sh"
+chown -R alice "$H" "$A/hung.bin"
+t0=$SECONDS
+set +e
+out=$(as_alice "$CTL" deploy --once --dir "$H" --reload "$A/hung.bin/hang.sh" --reload-timeout 2 \
+        --dns hung.a.example.test 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 0 "deploy --once with a hung reload command ($out)"
+lab_assert_contains "$out" "timed out: still running after the reload timeout of 2 s, killed with its process group (attempt 1); retrying in 1 s" \
+        "the timeout is reported"
+lab_assert_contains "$out" "succeeded (after retries)" "the retry"
+lab_assert_eq "$(cat "$A/hung.bin/count")" 2 "reload runs"
+child=$(cat "$A/hung.bin/child.pid")
+# (gone, or a zombie until the namespace's init reaps it)
+lab_wait_for 5 "the hung command's child $child to be killed with its group" bash -c \
+        "[ ! -e /proc/$child ] || grep -q '^State:.*Z' /proc/$child/status"
+[ $((SECONDS - t0)) -lt 30 ] || lab_fail "deploy with a 2 s reload timeout took $((SECONDS - t0)) s"
+lab_assert_eq "$(sed -n 's/^reloaded=//p' "$H/.certbroker-request")" "$(sed -n 's/^request=//p' "$H/.certbroker-request")" \
+        "the state records the reload after the retry"
+set +e
+out=$(as_alice "$CTL" deploy --once --dir "$H" --reload-timeout soon --dns hung.a.example.test 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 2 "--reload-timeout soon ($out)"
+lab_assert_contains "$out" "Invalid --reload-timeout 'soon'" "--reload-timeout soon"
+lab_pass "a hung reload command (ignoring SIGTERM, with a child) is killed with its process group at --reload-timeout, reported naming the timeout, and retried"
+
 # ---- --config (what certbroker-deploy@.service runs): root switches to User= first ----
 C=$A/conf
 mkdir -m 0750 "$C"
@@ -216,6 +367,7 @@ Dir=$C
 Reload=$A/reload.sh
 DNS=conf.a.example.test www-conf.a.example.test
 Label=conf
+ReloadTimeout=1
 CONF
 chmod 0644 "$LAB_DIR/deploy.d/web.conf"
 n=$(wc -l <"$A/reload.log")
@@ -226,6 +378,16 @@ lab_assert_eq "$(cb root get-property "$CB_BUS" "$CB_PATH/request/$id" "$CB_BUS.
 lab_assert_eq "$(stat -c %U "$C/.certbroker-request" "$C/live/key.pem" | sort -u)" alice "files written as User="
 lab_assert_eq "$(tail -1 "$A/reload.log" | cut -d' ' -f1)" "$id" "the reload command ran for it"
 [ "$(wc -l <"$A/reload.log")" -eq $((n + 1)) ] || lab_fail "reload ran $(( $(wc -l <"$A/reload.log") - n )) times"
+# ReloadTimeout= of the file: a hung command in a second instance is killed after 1 s.
+mkdir -m 0750 "$A/conf2"
+chown alice "$A/conf2"
+rm -f "$A/hung.bin/count"
+sed -e "s|^Dir=.*|Dir=$A/conf2|" -e "s|^Reload=.*|Reload=$A/hung.bin/hang.sh|" -e 's/^DNS=.*/DNS=conf2.a.example.test/' \
+        "$LAB_DIR/deploy.d/web.conf" >"$LAB_DIR/deploy.d/web2.conf"
+chmod 0644 "$LAB_DIR/deploy.d/web2.conf"
+out=$("$CTL" deploy --once --config="$LAB_DIR/deploy.d/web2.conf" 2>&1) || lab_fail "deploy --config with ReloadTimeout=: $out"
+lab_assert_contains "$out" "after the reload timeout of 1 s, killed" "ReloadTimeout=1"
+lab_assert_eq "$(cat "$A/hung.bin/count")" 2 "reload runs with ReloadTimeout=1"
 sed -i '/^User=/d' "$LAB_DIR/deploy.d/web.conf"
 set +e
 out=$("$CTL" deploy --once --config="$LAB_DIR/deploy.d/web.conf" 2>&1)

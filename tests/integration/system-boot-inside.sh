@@ -203,6 +203,94 @@ pass "a broken policy leaves the old one in force; the journal names tenants.pol
 cp /tmp/tenants.policy.good /etc/certbroker/policy.d/tenants.policy
 systemctl reload $U
 
+# ---- certbroker-deploy@web-a.service as shipped: an application user's certificate, renewed ----
+# The NDES emulator issues certificates valid for 20 s, the CA renews 8 s before NotAfter: the
+# instance must deploy the first certificate into its directory as www-a (an unprivileged user
+# of tenant-a), run its reload command, and deploy and reload the successor, with nobody
+# touching it, under the unit's own hardening.
+D=certbroker-deploy@web-a.service
+DIR=/var/lib/certbroker-deploy/web-a
+ndes ctl validity=20 >/dev/null
+cp /etc/certbroker/ca.d/corp.conf /tmp/corp.conf.good
+printf 'RenewBefore=8s\nRenewJitter=0\n' >>/etc/certbroker/ca.d/corp.conf
+systemctl reload $U
+useradd -M -N -u 2003 -g tenant-a -d /nonexistent -s /usr/sbin/nologin www-a
+install -d -m 0755 /var/lib/certbroker-deploy
+install -d -o www-a -g tenant-a -m 0750 "$DIR"
+cat >/usr/local/bin/web-a-reload <<'SH'
+#!/bin/sh
+# what "nginx -s reload" would be: records the request and the public keys it was given
+set -e
+k=$(openssl pkey -in "$CERTBROKER_KEY" -pubout | sha256sum | cut -c1-16)
+c=$(openssl x509 -in "$CERTBROKER_CERT" -noout -pubkey | sha256sum | cut -c1-16)
+echo "$CERTBROKER_REQUEST $k $c $(id -un)" >>"$CERTBROKER_DIR/reload.log"
+SH
+chmod 0755 /usr/local/bin/web-a-reload
+cat >/etc/certbroker/deploy.d/web-a.conf <<EOF
+# tenant A's web server
+User=www-a
+Dir=$DIR
+Reload=/usr/local/bin/web-a-reload
+DNS=deploy.a.example.test
+Label=web-a
+ReloadTimeout=30
+EOF
+chmod 0644 /etc/certbroker/deploy.d/web-a.conf
+dpkg -S /lib/systemd/system/certbroker-deploy@.service >/dev/null || fail "certbroker-deploy@.service is not in a package"
+assert_eq "$(show $D FragmentPath)" /lib/systemd/system/certbroker-deploy@.service "the deploy unit file in use"
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl start $D || fail "systemctl start $D failed: $(systemctl status --no-pager $D 2>&1 | tail -n 20)"
+wait_for 60 "the first certificate deployed and reloaded by $D" test -s "$DIR/reload.log"
+assert_eq "$(show $D ActiveState)" active "$D after the first certificate"
+assert_eq "$(ps -o user= -p "$(show $D MainPID)")" www-a "the deploy command's user"
+first=$(sed -n 's/^request=//p' "$DIR/.certbroker-request")
+assert_eq "$(unquote "$(cb root get-property "$BUS" "$OBJ/request/$first" "$BUS.Request" Owner)" | tr -d 'u ')" 2003 \
+        "the request's owner (the broker saw www-a)"
+assert_eq "$(readlink "$DIR/live")" "gen-$first" "live after the first certificate"
+assert_eq "$(stat -c '%a %U' "$DIR/live/key.pem")" "600 www-a" "key.pem"
+read -r r1 k1 c1 u1 <"$DIR/reload.log"
+assert_eq "$r1 $u1" "$first www-a" "the first reload (request, user)"
+assert_eq "$k1" "$c1" "the first reload: key matches certificate"
+pass "$D (as shipped) deployed the first certificate into $DIR as www-a (owner 2003) and ran the reload command"
+
+wait_for 60 "the renewed certificate deployed and reloaded by $D" bash -c "[ \$(wc -l <'$DIR/reload.log') -ge 2 ]"
+read -r r2 k2 c2 u2 < <(sed -n 2p "$DIR/reload.log")
+[ "$r2" != "$first" ] || fail "the second reload was for the first request again"
+assert_eq "$u2" www-a "the second reload's user"
+assert_eq "$k2" "$c2" "the second reload: key matches certificate"
+[ "$k2" != "$k1" ] || fail "the renewed certificate reuses the old key"
+pred=$(unquote "$(cb root get-property "$BUS" "$OBJ/request/$r2" "$BUS.Request" Predecessor)")
+assert_eq "$pred" "$OBJ/request/$first" "the second generation's predecessor"
+assert_eq "$(readlink "$DIR/live")" "gen-$r2" "live after the renewal"
+assert_eq "$(openssl pkey -in "$DIR/live/key.pem" -pubout | sha256sum)" \
+        "$(openssl x509 -in "$DIR/live/cert.pem" -noout -pubkey | sha256sum)" "the live key matches its certificate"
+assert_eq "$(show $D NRestarts) $(show $D ActiveState)" "0 active" "$D after the renewal"
+openssl x509 -in "$DIR/live/cert.pem" >"$OUT/deploy.crt"
+jr=$(journalctl -u "$D" --since "$since" --no-pager -o cat)
+printf '%s\n' "$jr" >"$OUT/deploy.journal.txt"
+assert_contains "$jr" "reload command for request $r2 succeeded" "the journal of $D"
+# (systemd's own "Failed to configure loopback network device" for PrivateNetwork= is the
+# container's: PID 1 here may not configure lo in the new network namespace; the unit uses
+# only AF_UNIX.)
+if printf '%s\n' "$jr" | grep -v 'Failed to configure loopback network device' |
+        grep -Ei 'denied|permission|read-only file system|operation not permitted|bad system call'; then
+        fail "$D's journal shows a denied operation (above)"
+fi
+pass "$D renewed by itself: a second generation with a fresh key, reloaded again (journal: no denied write or call)"
+
+line=$(systemd-analyze security --no-pager $D | grep 'Overall exposure level')
+echo "# $D: $line"
+systemctl stop $D
+assert_eq "$(show $D ActiveState)" inactive "$D after systemctl stop"
+cb root call "$BUS" "$OBJ/request/$(sed -n 's/^request=//p' "$DIR/.certbroker-request")" "$BUS.Request" StopRenewal >/dev/null
+cp /tmp/corp.conf.good /etc/certbroker/ca.d/corp.conf
+systemctl reload $U
+ndes ctl validity=0 >/dev/null
+level=$(echo "$line" | sed -n 's/.*: \([0-9.]*\) .*/\1/p')
+[ -n "$level" ] || fail "no exposure level in: $line"
+awk -v l="$level" 'BEGIN { exit !(l <= 1.5) }' || fail "systemd-analyze security $D: exposure $level > 1.5"
+pass "systemd-analyze security $D: exposure $level (at most 1.5)"
+
 # ---- SIGKILL: Restart=on-failure, and the request in flight finishes ----
 ndes ctl pending=on >/dev/null
 path=$(enroll alice killed.a.example.test) || fail "Enroll before the kill failed"

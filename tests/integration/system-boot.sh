@@ -7,7 +7,9 @@
 # The container's root is an overlay of the host's root filesystem with a tmpfs on top (the
 # host's files are never written); /etc/systemd/system is a fresh directory, so none of the
 # host's enabled services (apache2, krb5-kdc, ...) start inside. The checks themselves run
-# inside, in system-boot-inside.sh, as a oneshot unit that ends the container.
+# inside, in system-boot-inside.sh, as a oneshot unit that ends the container. Among them:
+# certbroker-deploy@web-a.service as shipped, for the unprivileged user www-a, deploys a
+# certificate, reloads, and deploys and reloads its renewal by itself.
 #
 # CB_SYSTEM_BOOT_DEBS=DIR: use the .deb files in DIR instead of building them here.
 set -euo pipefail

@@ -265,14 +265,15 @@ static int serve_admin(const Config *c) {
 
         char challenge[CHALLENGE_LEN + 1];
         ChallengeResult res;
-        int r = challenge_new(arg_state, c, challenge, &res);
+        size_t outstanding = 0;
+        int r = challenge_new(arg_state, c, challenge, &res, &outstanding);
         if (r < 0) {
                 fprintf(stderr, "ndes-emulator: challenge cache in %s: %s\n", arg_state, strerror(-r));
                 cgi_text(500, "Internal Server Error", "challenge cache unavailable (see the error log)\n");
                 return 0;
         }
         if (res == CHALLENGE_CACHE_FULL) {
-                log_event(c, "challenge.log", "user=%s result=cache-full", user);
+                log_event(c, "challenge.log", "user=%s result=cache-full outstanding=%zu", user, outstanding);
                 admin_send(c, PAGE_HEAD
                            "<P> The password cache is full. <P> Network Device Enrollment Service stores unused "
                            "password for later use. By default, passwords are stored for 60 minutes.<P>Use one of the "
@@ -282,7 +283,7 @@ static int serve_admin(const Config *c) {
                            "service to cache more than 5 passwords. </LI> </UL> </P>" PAGE_TAIL);
                 return 0;
         }
-        log_event(c, "challenge.log", "user=%s result=issued", user);
+        log_event(c, "challenge.log", "user=%s result=issued outstanding=%zu", user, outstanding);
         snprintf(page, sizeof page,
                  "%s<P> To complete certificate enrollment for your network device you will need the "
                  "following information: <P> The thumbprint (hash value) for the CA certificate is: <B> %s </B> "

@@ -482,7 +482,8 @@ static int challenges_save(const char *dir, const Entry *e, size_t n) {
         return r;
 }
 
-int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result) {
+int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
+                  size_t *ret_outstanding) {
         Entry *e = NULL;
         size_t n = 0;
         int r, lock = state_lock(dir);
@@ -495,8 +496,10 @@ int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1],
         if (n >= (size_t) c->cache_size) {
                 /* still save: expired entries were dropped */
                 r = challenges_save(dir, e, n);
-                if (r >= 0)
+                if (r >= 0) {
                         *ret_result = CHALLENGE_CACHE_FULL;
+                        *ret_outstanding = n;
+                }
                 goto finish;
         }
         Entry *ne = realloc(e, (n + 1) * sizeof *e);
@@ -519,6 +522,7 @@ int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1],
         if (r >= 0) {
                 memcpy(ret, e[n - 1].value, CHALLENGE_LEN + 1);
                 *ret_result = CHALLENGE_ISSUED;
+                *ret_outstanding = n;
         }
 finish:
         if (e)

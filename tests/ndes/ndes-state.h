@@ -87,8 +87,11 @@ typedef enum ChallengeResult {
         CHALLENGE_CACHE_FULL,
 } ChallengeResult;
 
-/* Under the lock: drops expired challenges, then adds a fresh one unless the cache is full. */
-int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result);
+/* Under the lock: drops expired challenges, then adds a fresh one unless the cache is full.
+ * *ret_outstanding: the unused, unexpired challenges in the cache afterwards (this one
+ * included), counted under the same lock, so the maximum over the log is exact. */
+int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
+                  size_t *ret_outstanding);
 /* Under the lock: removes the challenge if present and unexpired. 0: valid and now consumed,
  * -ENOENT: unknown, used or expired. */
 int challenge_consume(const char *dir, const Config *c, const char *challenge);

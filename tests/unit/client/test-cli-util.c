@@ -343,6 +343,31 @@ static void test_parse_operands(void **state) {
         cli_args_done(&a);
 }
 
+static void test_parse_deploy(void **state) {
+        CliArgs a;
+        char *err = NULL;
+
+        assert_int_equal(parse(&a, &err, "deploy", "--dir", "/srv/x", "--dns", "a.example.com", "--reload", "true",
+                               "--reload-timeout", "2.5", "--once", NULL), 0);
+        assert_int_equal(a.command, CLI_COMMAND_DEPLOY);
+        assert_string_equal(a.reload_timeout, "2.5");
+        assert_true(a.once);
+        cli_args_done(&a);
+        /* the only options besides --once that --config takes */
+        assert_int_equal(parse(&a, &err, "deploy", "--config=/etc/certbroker/deploy.d/web.conf",
+                               "--reload-timeout=0", NULL), 0);
+        assert_string_equal(a.reload_timeout, "0");
+        cli_args_done(&a);
+        assert_usage_error("Invalid --reload-timeout 'soon'", "deploy", "--dir", "/x", "--dns", "a", "--reload-timeout",
+                           "soon", NULL);
+        assert_usage_error("--reload-timeout given twice", "deploy", "--dir", "/x", "--dns", "a", "--reload-timeout",
+                           "1", "--reload-timeout", "2", NULL);
+        assert_usage_error("not valid with 'enroll'", "enroll", "--dns", "a", "--reload-timeout", "1", NULL);
+        assert_usage_error("only --once and --reload-timeout", "deploy", "--config=/x", "--dir", "/y", NULL);
+        assert_usage_error("at most 88 bytes", "deploy", "--dir", "/x", "--dns", "a", "--label",
+                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL);
+}
+
 static void test_parse_help_version(void **state) {
         CliArgs a;
         char *err;
@@ -445,6 +470,7 @@ int main(void) {
                 cmocka_unit_test(test_format_timestamp),
                 cmocka_unit_test(test_parse_enroll),
                 cmocka_unit_test(test_parse_operands),
+                cmocka_unit_test(test_parse_deploy),
                 cmocka_unit_test(test_parse_help_version),
                 cmocka_unit_test(test_parse_errors),
                 cmocka_unit_test(test_command_names),

@@ -146,6 +146,23 @@ static void test_state(void **state) {
         assert_int_equal(deploy_state_write(dfd, &s), 0);
         assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
         assert_string_equal(t.reloaded, ID1);
+        assert_string_equal(t.intent, "");
+        /* the intent alone (written before Enroll), then kept beside the request */
+        memset(&s, 0, sizeof s);
+        assert_int_equal(deploy_intent_new(s.intent), 0);
+        assert_int_equal(strlen(s.intent), DEPLOY_INTENT_LEN);
+        assert_int_equal(deploy_state_write(dfd, &s), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
+        assert_string_equal(t.intent, s.intent);
+        assert_string_equal(t.request, "");
+        strcpy(s.request, ID2);
+        assert_int_equal(deploy_state_write(dfd, &s), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
+        assert_string_equal(t.request, ID2);
+        assert_string_equal(t.intent, s.intent);
+        assert_int_equal(deploy_write_file(dfd, DEPLOY_STATE_FILE, "intent=0123\n", 0600), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), -EBADMSG);
+        assert_non_null(strstr(why, "intent="));
         assert_int_equal(deploy_state_read(dfd, geteuid() + 1, &t, &why), -EBADMSG);
         /* malformed */
         assert_int_equal(deploy_write_file(dfd, DEPLOY_STATE_FILE, "request=xyz\n", 0600), 0);
@@ -211,6 +228,52 @@ static void test_generations(void **state) {
         close(dfd);
 }
 
+static void test_intent(void **state) {
+        char a[DEPLOY_INTENT_LEN + 1], b[DEPLOY_INTENT_LEN + 1], *l = NULL, long_label[200];
+        uint64_t usec = 1;
+
+        assert_int_equal(deploy_intent_new(a), 0);
+        assert_int_equal(deploy_intent_new(b), 0);
+        assert_string_not_equal(a, b);
+        assert_int_equal(deploy_intent_label(NULL, a, &l), 0);
+        assert_int_equal(strncmp(l, "deploy:", 7), 0);
+        assert_true(deploy_label_has_intent(l, a));
+        assert_false(deploy_label_has_intent(l, b));
+        free(l);
+        assert_int_equal(deploy_intent_label("web", a, &l), 0);
+        assert_int_equal(strncmp(l, "web deploy:", 11), 0);
+        assert_true(deploy_label_has_intent(l, a));
+        assert_false(deploy_label_has_intent("webdeploy:x", a));
+        assert_false(deploy_label_has_intent("web", a));
+        assert_false(deploy_label_has_intent(NULL, a));
+        free(l);
+        memset(long_label, 'x', DEPLOY_USER_LABEL_MAX);
+        long_label[DEPLOY_USER_LABEL_MAX] = 0;
+        assert_int_equal(deploy_intent_label(long_label, a, &l), 0);
+        assert_int_equal(strlen(l), DEPLOY_LABEL_MAX);
+        free(l);
+        strcat(long_label, "x");
+        assert_int_equal(deploy_intent_label(long_label, a, &l), -E2BIG);
+        assert_int_equal(deploy_intent_label(NULL, "0123", &l), -EINVAL);
+
+        assert_int_equal(deploy_parse_timeout("60", &usec), 0);
+        assert_int_equal(usec, 60000000);
+        assert_int_equal(deploy_parse_timeout("2.5s", &usec), 0);
+        assert_int_equal(usec, 2500000);
+        assert_int_equal(deploy_parse_timeout("5min", &usec), 0);
+        assert_int_equal(usec, 300000000);
+        assert_int_equal(deploy_parse_timeout("1h", &usec), 0);
+        assert_int_equal(usec, 3600000000ULL);
+        assert_int_equal(deploy_parse_timeout("0", &usec), 0);
+        assert_int_equal(usec, 0);
+        assert_int_equal(deploy_parse_timeout("infinity", &usec), 0);
+        assert_int_equal(usec, 0);
+        assert_int_equal(deploy_parse_timeout("", &usec), -EINVAL);
+        assert_int_equal(deploy_parse_timeout("-1", &usec), -EINVAL);
+        assert_int_equal(deploy_parse_timeout("10 s", &usec), -EINVAL);
+        assert_int_equal(deploy_parse_timeout("5d", &usec), -EINVAL);
+}
+
 static void test_config(void **state) {
         DeployConfig c = {};
         char *why = NULL;
@@ -224,7 +287,9 @@ static void test_config(void **state) {
                 "DNS=web.a.example.test www.a.example.test\n"
                 "DNS=api.a.example.test\n"
                 "KeyType=ec:p256\n"
+                "ReloadTimeout=90s\n"
                 "Label=nginx-a\n", &c, &why), 0);
+        assert_string_equal(c.reload_timeout, "90s");
         assert_string_equal(c.user, "www-a");
         assert_string_equal(c.dir, "/var/lib/certbroker-deploy/nginx-a");
         assert_string_equal(c.reload, "/usr/sbin/nginx -s reload");
@@ -245,6 +310,8 @@ static void test_config(void **state) {
         assert_non_null(strstr(why, "DNS="));
         assert_int_equal(deploy_config_parse("Dir=/x\nDir=/y\nDNS=a\n", &c, &why), -EINVAL);
         assert_non_null(strstr(why, "given twice"));
+        assert_int_equal(deploy_config_parse("Dir=/x\nDNS=a\nReloadTimeout=soon\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "ReloadTimeout=soon"));
         assert_int_equal(deploy_config_parse("Dir=/x\nno equals\n", &c, &why), -EINVAL);
         assert_non_null(strstr(why, "line 2"));
         free(why);
@@ -256,6 +323,7 @@ int main(void) {
                 cmocka_unit_test(test_write_file),
                 cmocka_unit_test(test_state),
                 cmocka_unit_test(test_generations),
+                cmocka_unit_test(test_intent),
                 cmocka_unit_test(test_config),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
