@@ -435,6 +435,8 @@ static int on_prebuild_signer(sd_event_source *s, void *userdata) {
         a->prebuild = sd_event_source_disable_unref(a->prebuild);
         if (!a->signer && build_signer(r, &err) != 0)
                 a->signer = NULL;       /* step_pkioperation() tries again and names the error */
+        else
+                log_debug("Request %s: signer certificate built while the challenge is fetched.", r->rec->id);
         return 0;
 }
 
