@@ -366,6 +366,20 @@ static void test_cancel_races(void **state) {
         assert_int_equal(rec->state, REQUEST_CANCELLED);
         store_request_free(rec);
 
+        /* Ended by the broker (a reload's re-decision) while its key is being generated: the
+         * same, the key job is dropped with the attempt. */
+        Request *r4 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(r4->key_job != 0);
+        request_end(r4, REQUEST_FAILED, BROKER_ERROR_ACCESS_DENIED, NULL, "no rule allows it any more");
+        assert_int_equal(r4->key_job, 0);
+        run_until(f, NULL, 1500);
+        assert_int_equal(r4->rec->state, REQUEST_FAILED);
+        assert_false(r4->rec->key_available);
+        assert_null(r4->key);
+        assert_null(r4->engine);
+        assert_int_equal(store_key_get(f->m->store, r4->rec->id, &pem), -ENOKEY);
+
         /* A finished request cannot be cancelled; it can be removed, once. */
         Request *r3 = enroll(f);
         assert_true(run_until(f, enrolled, 5000));
