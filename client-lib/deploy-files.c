@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli-util.h"
 #include "deploy-files.h"
 
 static int why(char **ret_why, int r, const char *format, ...) __attribute__((format(printf, 3, 4)));
@@ -96,8 +97,13 @@ bool deploy_label_has_intent(const char *label, const char *token) {
 }
 
 int deploy_parse_timeout(const char *s, uint64_t *ret_usec) {
-        uint64_t whole = 0, frac = 0, scale = 100000, unit = 1000000;
-        const char *p = s;
+        static const struct {
+                const char *suffix;
+                uint64_t factor;
+        } units[] = { { "", 1 }, { "s", 1 }, { "min", 60 }, { "h", 3600 } };
+        char num[32];
+        uint64_t usec;
+        size_t n;
 
         if (!s || !*s)
                 return -EINVAL;
@@ -105,30 +111,21 @@ int deploy_parse_timeout(const char *s, uint64_t *ret_usec) {
                 *ret_usec = 0;
                 return 0;
         }
-        if (*p < '0' || *p > '9')
+        /* The number as --timeout takes it (cli_parse_seconds()), then a unit. */
+        n = strspn(s, "0123456789.");
+        if (n == 0 || n >= sizeof num)
                 return -EINVAL;
-        for (; *p >= '0' && *p <= '9'; p++) {
-                whole = whole * 10 + (uint64_t) (*p - '0');
-                if (whole > 1000000000ULL)              /* 31 years: surely a mistake */
-                        return -EINVAL;
+        memcpy(num, s, n);
+        num[n] = 0;
+        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+                if (strcmp(s + n, units[i].suffix) != 0)
+                        continue;
+                if (cli_parse_seconds(num, &usec) < 0 || usec > 1000000000ULL * 1000000ULL)
+                        return -EINVAL;         /* over 31 years: surely a mistake */
+                *ret_usec = usec * units[i].factor;
+                return 0;
         }
-        if (*p == '.') {
-                p++;
-                if (*p < '0' || *p > '9')
-                        return -EINVAL;
-                for (; *p >= '0' && *p <= '9'; p++) {
-                        frac += (uint64_t) (*p - '0') * scale;
-                        scale /= 10;
-                }
-        }
-        if (strcmp(p, "min") == 0)
-                unit = 60ULL * 1000000ULL;
-        else if (strcmp(p, "h") == 0)
-                unit = 3600ULL * 1000000ULL;
-        else if (*p && strcmp(p, "s") != 0)
-                return -EINVAL;
-        *ret_usec = whole * unit + frac * (unit / 1000000ULL);
-        return 0;
+        return -EINVAL;
 }
 
 /* ---- the directory ---- */
