@@ -7,6 +7,13 @@
 #include "broker-error.h"
 #include "manager.h"
 
+#define CB_MANAGER_PATH    "/org/certbroker/Broker1"
+#define CB_REQUEST_PREFIX  "/org/certbroker/Broker1/request"
+#define CB_CA_PREFIX       "/org/certbroker/Broker1/ca"
+#define CB_MANAGER_IFACE   "org.certbroker.Broker1.Manager"
+#define CB_REQUEST_IFACE   "org.certbroker.Broker1.Request"
+#define CB_CA_IFACE        "org.certbroker.Broker1.CA"
+
 #include "basic.h"
 
 /* Set error to the D-Bus name of e (broker-error.h) with a formatted message. Returns the

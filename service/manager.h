@@ -13,13 +13,8 @@
 #include "request.h"
 #include "store-db.h"
 
+/* The service's bus name (the bus layer owns it; the start-up line names it). */
 #define CB_BUS_NAME        "org.certbroker.Broker1"
-#define CB_MANAGER_PATH    "/org/certbroker/Broker1"
-#define CB_REQUEST_PREFIX  "/org/certbroker/Broker1/request"
-#define CB_CA_PREFIX       "/org/certbroker/Broker1/ca"
-#define CB_MANAGER_IFACE   "org.certbroker.Broker1.Manager"
-#define CB_REQUEST_IFACE   "org.certbroker.Broker1.Request"
-#define CB_CA_IFACE        "org.certbroker.Broker1.CA"
 
 typedef struct Manager Manager;
 typedef struct CaState CaState;
