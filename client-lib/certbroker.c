@@ -317,7 +317,7 @@ _public_ int certbroker_get_version(CertbrokerClient *client, char **ret_version
 /* ---- Enroll / CheckAccess ---- */
 
 static int new_spec_call(CertbrokerClient *c, const char *member, const CertbrokerRequestSpec *spec,
-                         uint64_t flags, sd_bus_message **ret, CertbrokerError *error) {
+                         uint64_t flags, const char *token, sd_bus_message **ret, CertbrokerError *error) {
         sd_bus_message *m = NULL;
         const char *opt_names[] = { "key", "usage", "label" };
         const char *opt_values[] = { spec->key_type, spec->usage, spec->label };
@@ -336,6 +336,8 @@ static int new_spec_call(CertbrokerClient *c, const char *member, const Certbrok
                         r = sd_bus_message_append(m, "{sv}", opt_names[i], "s", opt_values[i]);
         if (r >= 0 && (flags & CERTBROKER_ENROLL_RENEW))
                 r = sd_bus_message_append(m, "{sv}", "renew", "b", 1);
+        if (r >= 0 && token)
+                r = sd_bus_message_append(m, "{sv}", "token", "s", token);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0) {
@@ -354,6 +356,11 @@ _public_ int certbroker_enroll(CertbrokerClient *client, const CertbrokerRequest
 
 _public_ int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                      uint64_t flags, char **ret_id, CertbrokerError *error) {
+        return certbroker_enroll_token(client, spec, flags, NULL, ret_id, error);
+}
+
+_public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
+                                     uint64_t flags, const char *token, char **ret_id, CertbrokerError *error) {
         sd_bus_message *m = NULL, *reply = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         const char *path;
@@ -365,7 +372,7 @@ _public_ int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerR
         if (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW)
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll_flags: unknown flags 0x%llx.",
                                   (unsigned long long) (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW));
-        r = new_spec_call(client, "Enroll", spec, flags, &m, error);
+        r = new_spec_call(client, "Enroll", spec, flags, token, &m, error);
         if (r < 0)
                 return r;
         r = sd_bus_call(client->bus, m, 0, &e, &reply);
@@ -400,7 +407,7 @@ _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerR
 
         if (!client || !spec)
                 return error_setf(error, -EINVAL, NULL, "certbroker_check_access: NULL argument.");
-        r = new_spec_call(client, "CheckAccess", spec, 0, &m, error);
+        r = new_spec_call(client, "CheckAccess", spec, 0, NULL, &m, error);
         if (r < 0)
                 return r;
         r = sd_bus_call(client->bus, m, 0, &e, &reply);
@@ -922,6 +929,63 @@ _public_ int certbroker_take_key(CertbrokerClient *client, const char *request,
         return 0;
 }
 
+_public_ int certbroker_take_key_sealed(CertbrokerClient *client, const char *request, const uint8_t *recipient,
+                                       size_t recipient_size, uint8_t **ret_sealed, size_t *ret_size,
+                                       CertbrokerError *error) {
+        sd_bus_message *reply = NULL;
+        const void *data = NULL;
+        uint8_t *copy = NULL;
+        char *path = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!client || !recipient || !ret_sealed || !ret_size)
+                return error_setf(error, -EINVAL, NULL, "certbroker_take_key_sealed: NULL argument.");
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_new_method_call(client->bus, &reply, CERTBROKER_BUS_NAME, path, REQUEST_IFACE,
+                                           "TakeKeySealed");
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', recipient, recipient_size);
+        if (r < 0) {
+                sd_bus_message_unref(reply);
+                free(path);
+                return error_setf(error, r, NULL, "Cannot build the TakeKeySealed() call: %s", strerror(-r));
+        }
+        {
+                sd_bus_message *call = reply;
+                sd_bus_error e = SD_BUS_ERROR_NULL;
+
+                reply = NULL;
+                r = sd_bus_call(client->bus, call, 0, &e, &reply);
+                sd_bus_message_unref(call);
+                if (r < 0) {
+                        free(path);
+                        r = error_from_bus(error, &e, r, "TakeKeySealed");
+                        sd_bus_error_free(&e);
+                        return r;
+                }
+        }
+        free(path);
+        r = sd_bus_message_read_array(reply, 'y', &data, &n);
+        if (r >= 0 && n == 0)
+                r = -EBADMSG;
+        if (r >= 0) {
+                copy = malloc(n);
+                if (!copy)
+                        r = -ENOMEM;
+                else
+                        memcpy(copy, data, n);
+        }
+        sd_bus_message_unref(reply);
+        if (r < 0)
+                return error_setf(error, r, NULL, "TakeKeySealed() returned an unexpected reply: %s", strerror(-r));
+        *ret_sealed = copy;
+        *ret_size = n;
+        return 0;
+}
+
 static int request_call(CertbrokerClient *client, const char *request, const char *member,
                         CertbrokerError *error) {
         char *path = NULL;
@@ -939,6 +1003,10 @@ static int request_call(CertbrokerClient *client, const char *request, const cha
 
 _public_ int certbroker_cancel(CertbrokerClient *client, const char *request, CertbrokerError *error) {
         return request_call(client, request, "Cancel", error);
+}
+
+_public_ int certbroker_confirm_key(CertbrokerClient *client, const char *request, CertbrokerError *error) {
+        return request_call(client, request, "ConfirmKey", error);
 }
 
 _public_ int certbroker_remove(CertbrokerClient *client, const char *request, CertbrokerError *error) {

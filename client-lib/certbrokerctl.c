@@ -965,7 +965,6 @@ typedef struct Deploy {
         uint64_t reload_timeout_usec;   /* 0: none */
         CertbrokerRequestSpec spec;
         bool once;
-        bool intent_fresh;              /* the intent token was just made: no Enroll carried it yet */
         uid_t uid;
         int dfd;
         DeployState state;
@@ -1060,68 +1059,16 @@ static int deploy_save_state(Deploy *d) {
         return 0;
 }
 
-/* After a crash between Enroll and recording its id: the caller's own request whose label
- * carries this directory's intent token, the first of its chain. 1 and *ret_id when found,
- * 0 when the broker has none, -EAGAIN/-ECANCELED as deploy_call_failed(). */
-static int deploy_find_intent(Deploy *d, char ret_id[static 17]) {
-        CertbrokerError e = CERTBROKER_ERROR_NULL;
-        CertbrokerRequestEntry *l = NULL;
-        size_t n = 0, found = 0;
-        uint64_t found_created = 0;
-        int r;
-
-        r = certbroker_list_requests(d->client, &l, &n, &e);
-        if (r < 0)
-                return deploy_call_failed(d, &e, r, "Cannot list the requests");
-        for (size_t k = 0; k < n; k++) {
-                CertbrokerRequestInfo *i = NULL;
-                CertbrokerRenewal *w = NULL;
-
-                r = certbroker_request_get(d->client, l[k].id, &i, &e);
-                if (r < 0) {
-                        if (certbroker_error_has_name(&e, CERTBROKER_ERROR_NO_SUCH_REQUEST) ||
-                            certbroker_error_has_name(&e, CERTBROKER_ERROR_ACCESS_DENIED)) {
-                                certbroker_error_clear(&e);
-                                continue;       /* removed meanwhile; root sees others' */
-                        }
-                        certbroker_request_entries_free(l, n);
-                        return deploy_call_failed(d, &e, r, "Cannot read a request");
-                }
-                if (i->owner != (uint32_t) d->uid || !deploy_label_has_intent(i->label, d->state.intent) ||
-                    !deploy_id_is_valid(i->id)) {
-                        certbroker_request_info_free(i);
-                        continue;
-                }
-                /* Successors carry the same label: the chain's first member is the one enrolled. */
-                r = certbroker_request_renewal(d->client, i->id, &w, &e);
-                if (r < 0) {
-                        certbroker_request_info_free(i);
-                        certbroker_request_entries_free(l, n);
-                        return deploy_call_failed(d, &e, r, "Cannot read a request");
-                }
-                if (!*w->predecessor && (found == 0 || i->created < found_created)) {
-                        snprintf(ret_id, 17, "%s", i->id);
-                        found_created = i->created;
-                        found++;
-                } else if (!*w->predecessor)
-                        found++;
-                certbroker_renewal_free(w);
-                certbroker_request_info_free(i);
-        }
-        certbroker_request_entries_free(l, n);
-        if (found > 1)
-                fprintf(stderr, "%s: deploy: %zu requests carry this directory's token; following the first, "
-                        "%s.\n", program, found, ret_id);
-        return found > 0;
-}
-
 /* Enrolls the chain of this directory, once: the intent token is made durable before Enroll
- * and travels in its label, so a run killed before it recorded the request's id finds that
- * request again (deploy_find_intent()) instead of enrolling a second time. */
+ * and is Enroll's option token (and, for people reading `certbrokerctl list`, in its label).
+ * A run killed before it recorded the request's id calls Enroll again with the same token,
+ * and certbrokerd answers with the request that token already names (the chain's first kept
+ * member) instead of making a second one, whether or not it had read the first call yet. */
 static int deploy_enroll(Deploy *d) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerRequestSpec spec = d->spec;
-        char found[17], *label = NULL, *id = NULL;
+        char *label = NULL, *id = NULL;
+        bool again = false;
         int r;
 
         if (!*d->state.intent) {
@@ -1131,32 +1078,14 @@ static int deploy_enroll(Deploy *d) {
                 r = deploy_save_state(d);
                 if (r < 0)
                         return r;
-                d->intent_fresh = true;
-        }
-        if (!d->intent_fresh) {
-                r = deploy_find_intent(d, found);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        snprintf(d->state.request, sizeof d->state.request, "%s", found);
-                        r = deploy_save_state(d);
-                        if (r < 0)
-                                return r;
-                        deploy_note("re-attached to request %s: enrolled for %s by a run that stopped before "
-                                    "it recorded it (its label carries the token in %s/%s)", found, d->dir,
-                                    d->dir, DEPLOY_STATE_FILE);
-                        return 0;
-                }
-                deploy_note("no request carries the token in %s/%s: enrolling", d->dir, DEPLOY_STATE_FILE);
-        }
+        } else
+                again = true;
         r = deploy_intent_label(d->spec.label, d->state.intent, &label);
         if (r < 0)
                 return deploy_fatal(d, CLI_EXIT_USAGE, "the label '%s' is too long: at most %u bytes with deploy",
                                     d->spec.label ?: "", (unsigned) DEPLOY_USER_LABEL_MAX);
         spec.label = label;
-        /* From here on an Enroll carrying the token may exist, even if this call fails. */
-        d->intent_fresh = false;
-        r = certbroker_enroll_flags(d->client, &spec, CERTBROKER_ENROLL_RENEW, &id, &e);
+        r = certbroker_enroll_token(d->client, &spec, CERTBROKER_ENROLL_RENEW, d->state.intent, &id, &e);
         free(label);
         if (r < 0)
                 return deploy_call_failed(d, &e, r, "Enroll refused");
@@ -1166,16 +1095,89 @@ static int deploy_enroll(Deploy *d) {
         r = deploy_save_state(d);
         if (r < 0)
                 return r;
-        deploy_note("enrolled request %s (renewed by certbrokerd, followed from %s/%s)",
-                    d->state.request, d->dir, DEPLOY_STATE_FILE);
+        if (again)
+                deploy_note("request %s: certbrokerd's answer to Enroll with the token in %s/%s (a request it "
+                            "already had for it is not made twice)", d->state.request, d->dir, DEPLOY_STATE_FILE);
+        else
+                deploy_note("enrolled request %s (renewed by certbrokerd, followed from %s/%s)",
+                            d->state.request, d->dir, DEPLOY_STATE_FILE);
         return 0;
+}
+
+/* The key of request id into gen-<id>/key.pem, sealed: a receiver key is made and recorded in
+ * the state file first, certbrokerd seals the key to it and erases its own copy (keeping only
+ * the sealed copy, which it cannot open), and only once key.pem is on disk does ConfirmKey()
+ * erase that copy and the receiver key its secret. Killed anywhere in between, the next run
+ * finds the receiver key for id and asks again: the same sealed copy, the same key. 0 when
+ * written, 1 when the key is gone (taken by another program, or expired), -EAGAIN/-ECANCELED
+ * as deploy_call_failed(). */
+static int deploy_take_key(Deploy *d, const char *id, int gfd) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        uint8_t pub[32], *sealed = NULL;
+        size_t size = 0;
+        char *key = NULL;
+        bool again = strcmp(d->state.seal_request, id) == 0;
+        int r;
+
+        if (!again) {
+                r = deploy_seal_new(&d->state, id);
+                if (r < 0)
+                        return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot make a receiver key: %s", strerror(-r));
+                r = deploy_save_state(d);
+                if (r < 0)
+                        return r;
+        }
+        r = deploy_seal_public(&d->state, pub);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "%s/%s: the receiver key does not work: %s", d->dir,
+                                    DEPLOY_STATE_FILE, strerror(-r));
+        r = certbroker_take_key_sealed(d->client, id, pub, sizeof pub, &sealed, &size, &e);
+        if (r < 0 && certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN)) {
+                fprintf(stderr, "%s: deploy: the key of request %s is not in certbrokerd any more (%s): this "
+                        "certificate cannot be deployed; waiting for its successor.\n", program, id,
+                        e.message ?: "taken");
+                certbroker_error_clear(&e);
+                deploy_seal_clear(&d->state);
+                (void) deploy_save_state(d);
+                return 1;
+        }
+        if (r < 0)
+                return deploy_call_failed(d, &e, r, "Cannot take the key");
+        deploy_test_kill_point("deploy-key-sealed");
+        r = deploy_seal_open(&d->state, sealed, size, &key);
+        free(sealed);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "the sealed key of request %s does not open with the "
+                                    "receiver key in %s/%s: %s", id, d->dir, DEPLOY_STATE_FILE, strerror(-r));
+        if (again)
+                deploy_note("request %s: took its sealed key again (a run stopped before it stored it)", id);
+        r = deploy_write_file(gfd, "key.pem", key, 0600);
+        certbroker_secret_free(key);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write the key of request %s into "
+                                    "%s/gen-%s/key.pem: %s", id, d->dir, id, strerror(-r));
+        r = deploy_fsync_dir(gfd);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
+        deploy_test_kill_point("deploy-key-written");
+        /* key.pem is on disk: the broker may forget the sealed copy. A failure here only
+         * leaves the copy until the certificate expires (it opens with nothing but the
+         * receiver key, erased next). */
+        r = certbroker_confirm_key(d->client, id, &e);
+        if (r < 0) {
+                fprintf(stderr, "%s: deploy: ConfirmKey for request %s: %s (the sealed copy stays in "
+                        "certbrokerd until the certificate expires).\n", program, id, e.message ?: strerror(-r));
+                certbroker_error_clear(&e);
+        }
+        deploy_seal_clear(&d->state);
+        return deploy_save_state(d);
 }
 
 /* Writes request id's key, certificate and chain into DIR/gen-<id>/ and points DIR/live at it.
  * Returns 0 when deployed (now or before), 1 when it cannot be (its key is gone). */
 static int deploy_member(Deploy *d, const char *id) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        char live[17] = "", *why = NULL, *cert = NULL, *chain = NULL, *key = NULL, *full = NULL;
+        char live[17] = "", *why = NULL, *cert = NULL, *chain = NULL, *full = NULL;
         bool created = false;
         int r, gfd = -1;
 
@@ -1198,32 +1200,9 @@ static int deploy_member(Deploy *d, const char *id) {
                 goto finish;
         }
         if (!deploy_generation_has_key(gfd)) {
-                r = certbroker_take_key(d->client, id, &key, &e);
-                if (r < 0 && certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN)) {
-                        fprintf(stderr, "%s: deploy: the key of request %s was taken before it reached %s "
-                                "(by another program, or lost in a crash): this certificate cannot be deployed; "
-                                "waiting for its successor.\n", program, id, d->dir);
-                        certbroker_error_clear(&e);
-                        r = 1;
+                r = deploy_take_key(d, id, gfd);
+                if (r != 0)
                         goto finish;
-                }
-                if (r < 0) {
-                        r = deploy_call_failed(d, &e, r, "Cannot take the key");
-                        goto finish;
-                }
-                /* The broker has erased its copy: this file is the only one. */
-                r = deploy_write_file(gfd, "key.pem", key, 0600);
-                if (r < 0) {
-                        r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write the key of request %s into "
-                                         "%s/gen-%s/key.pem: %s", id, d->dir, id, strerror(-r));
-                        goto finish;
-                }
-                r = deploy_fsync_dir(gfd);
-                if (r < 0) {
-                        r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
-                        goto finish;
-                }
-                deploy_test_kill_point("deploy-key-written");
         }
         if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
                 full = NULL;
@@ -1264,7 +1243,6 @@ finish:
                 snprintf(name, sizeof name, DEPLOY_GEN_PREFIX "%s", id);
                 (void) unlinkat(d->dfd, name, AT_REMOVEDIR);
         }
-        certbroker_secret_free(key);
         free(cert);
         free(chain);
         free(full);

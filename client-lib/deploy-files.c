@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,7 +243,7 @@ int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode) 
 
 int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
         DeployState s = {};
-        char buf[512];
+        char buf[1024];
         struct stat st;
         ssize_t n;
         int fd, r;
@@ -286,6 +287,24 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                                            "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
                         strcpy(s.intent, v);
                         continue;
+                } else if (strncmp(line, "seal=", 5) == 0) {
+                        v = line + 5;
+                        const char *sp = strchr(v, ' ');
+                        if (!sp || sp - v != 16 || strlen(sp + 1) != DEPLOY_SEAL_SECRET_LEN ||
+                            !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
+                                explicit_bzero(buf, sizeof buf);
+                                return why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                                           "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
+                        }
+                        memcpy(s.seal_request, v, 16);
+                        s.seal_request[16] = 0;
+                        if (!deploy_id_is_valid(s.seal_request)) {
+                                explicit_bzero(buf, sizeof buf);
+                                return why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                                           "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
+                        }
+                        strcpy(s.seal_secret, sp + 1);
+                        continue;
                 } else if (*line == 0 || *line == '#')
                         continue;
                 if (!slot || (*v && !deploy_id_is_valid(v)))
@@ -293,24 +312,109 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                                    "reloaded=ID)", DEPLOY_STATE_FILE, line);
                 strcpy(slot, v);
         }
+        explicit_bzero(buf, sizeof buf);
         if (!*s.request && *s.reloaded)
                 return why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
         *ret = s;
+        explicit_bzero(&s, sizeof s);
         return 0;
 }
 
 int deploy_state_write(int dfd, const DeployState *state) {
-        char buf[256];
+        char buf[512];
         int r;
 
         snprintf(buf, sizeof buf,
                  "# written by certbrokerctl deploy: the renewal chain this directory follows\n"
-                 "request=%s\nreloaded=%s\n%s%s%s", state->request, state->reloaded,
-                 *state->intent ? "intent=" : "", state->intent, *state->intent ? "\n" : "");
+                 "request=%s\nreloaded=%s\n%s%s%s%s%s%s%s", state->request, state->reloaded,
+                 *state->intent ? "intent=" : "", state->intent, *state->intent ? "\n" : "",
+                 *state->seal_request ? "seal=" : "", state->seal_request, *state->seal_request ? " " : "",
+                 *state->seal_request ? state->seal_secret : "");
+        if (*state->seal_request)
+                strcat(buf, "\n");
         r = deploy_write_file(dfd, DEPLOY_STATE_FILE, buf, 0600);
+        explicit_bzero(buf, sizeof buf);
         if (r < 0)
                 return r;
         return deploy_fsync_dir(dfd);
+}
+
+/* ---- the receiver key of a sealed key hand-off ---- */
+
+int deploy_seal_new(DeployState *state, const char *id) {
+        unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
+
+        if (!deploy_id_is_valid(id))
+                return -EINVAL;
+        if (sodium_init() < 0)
+                return -EIO;
+        crypto_box_keypair(pk, sk);
+        sodium_bin2hex(state->seal_secret, sizeof state->seal_secret, sk, sizeof sk);
+        sodium_memzero(sk, sizeof sk);
+        snprintf(state->seal_request, sizeof state->seal_request, "%s", id);
+        return 0;
+}
+
+static int seal_secret(const DeployState *state, unsigned char sk[static crypto_box_SECRETKEYBYTES]) {
+        size_t n = 0;
+
+        if (!*state->seal_request ||
+            sodium_hex2bin(sk, crypto_box_SECRETKEYBYTES, state->seal_secret, strlen(state->seal_secret), NULL,
+                           &n, NULL) != 0 || n != crypto_box_SECRETKEYBYTES)
+                return -EINVAL;
+        return 0;
+}
+
+int deploy_seal_public(const DeployState *state, uint8_t ret_public[static 32]) {
+        unsigned char sk[crypto_box_SECRETKEYBYTES];
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        r = seal_secret(state, sk);
+        if (r >= 0 && crypto_scalarmult_base(ret_public, sk) != 0)
+                r = -EINVAL;
+        sodium_memzero(sk, sizeof sk);
+        return r;
+}
+
+int deploy_seal_open(const DeployState *state, const uint8_t *sealed, size_t size, char **ret_pem) {
+        unsigned char sk[crypto_box_SECRETKEYBYTES], pk[crypto_box_PUBLICKEYBYTES];
+        char *pem;
+        size_t n;
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        if (size <= crypto_box_SEALBYTES || size > 64U * 1024U)
+                return -EBADMSG;
+        r = seal_secret(state, sk);
+        if (r < 0)
+                return r;
+        crypto_scalarmult_base(pk, sk);
+        n = size - crypto_box_SEALBYTES;
+        pem = malloc(n + 1);
+        if (!pem) {
+                sodium_memzero(sk, sizeof sk);
+                return -ENOMEM;
+        }
+        r = crypto_box_seal_open((unsigned char *) pem, sealed, size, pk, sk) == 0 ? 0 : -EBADMSG;
+        sodium_memzero(sk, sizeof sk);
+        pem[n] = 0;
+        if (r == 0 && (memchr(pem, 0, n) || strncmp(pem, "-----BEGIN ", 11) != 0))
+                r = -EBADMSG;
+        if (r < 0) {
+                explicit_bzero(pem, n + 1);
+                free(pem);
+                return r;
+        }
+        *ret_pem = pem;
+        return 0;
+}
+
+void deploy_seal_clear(DeployState *state) {
+        sodium_memzero(state->seal_secret, sizeof state->seal_secret);
+        state->seal_request[0] = 0;
 }
 
 /* ---- generations and the live link ---- */

@@ -10,7 +10,8 @@
  *                          reloaded=<id whose reload command succeeded>,
  *                          intent=<token>: written (fsynced) before the first Enroll, whose
  *                          label carries it, so that a run killed before it recorded the
- *                          request finds that request again instead of enrolling twice
+ *                          request finds that request again instead of enrolling twice,
+ *                          seal=<id> <secret>: the receiver key of a sealed key hand-off
  *   gen-<id>/              one generation per issued request: key.pem (0600), cert.pem,
  *                          chain.pem, fullchain.pem (0644), each written to a new file
  *                          (O_CREAT|O_EXCL|O_NOFOLLOW), fsynced and renamed into place
@@ -43,10 +44,16 @@ int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode);
 int deploy_fsync_dir(int dfd);
 
 #define DEPLOY_INTENT_LEN 32U       /* hex digits of the token (128 random bits) */
+#define DEPLOY_SEAL_SECRET_LEN 64U  /* hex digits of an X25519 secret key */
 typedef struct DeployState {
         char request[17];               /* "" when there is no state file */
         char reloaded[17];
         char intent[DEPLOY_INTENT_LEN + 1];     /* "" when none was written */
+        /* The receiver's key of a TakeKeySealed() in progress (line "seal=<id> <secret>"):
+         * written before the call, so a run killed before key.pem was on disk asks again with
+         * the same public key and gets the same sealed copy; cleared after ConfirmKey(). */
+        char seal_request[17];
+        char seal_secret[DEPLOY_SEAL_SECRET_LEN + 1];
 } DeployState;
 
 /* Reads DIR/.certbroker-request (O_NOFOLLOW; a regular file owned by uid). No file: 0 with
@@ -54,6 +61,16 @@ typedef struct DeployState {
 int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why);
 /* Writes it with deploy_write_file() and fsyncs DIR. */
 int deploy_state_write(int dfd, const DeployState *state);
+
+/* A new receiver key for request id's TakeKeySealed() in state (seal_request, seal_secret). */
+int deploy_seal_new(DeployState *state, const char *id);
+/* The public key of state's receiver key (32 bytes): 0, or -EINVAL when there is none. */
+int deploy_seal_public(const DeployState *state, uint8_t ret_public[static 32]);
+/* Opens a sealed key with state's receiver key: *ret_pem (NUL-terminated, free with
+ * explicit_bzero()+free()). -EBADMSG: it does not open (not sealed to this key), or is not PEM. */
+int deploy_seal_open(const DeployState *state, const uint8_t *sealed, size_t size, char **ret_pem);
+/* Forgets the receiver key (wiped). */
+void deploy_seal_clear(DeployState *state);
 
 /* True for 16 lowercase hex digits. */
 bool deploy_id_is_valid(const char *id);

@@ -21,8 +21,25 @@ typedef struct EnrollOptions {
         const char *key;
         const char *usage;
         const char *label;
+        const char *token;      /* idempotency key of Enroll; checked by token_check() */
         int renew;              /* -1: not given */
 } EnrollOptions;
+
+/* Enroll's option token: 1 to ENROLL_TOKEN_MAX bytes of printable ASCII without spaces. */
+#define ENROLL_TOKEN_MAX 128U
+static int token_check(const char *t, sd_bus_error *error) {
+        size_t n = strlen(t);
+
+        if (n == 0 || n > ENROLL_TOKEN_MAX)
+                return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
+                                     "Option 'token' is %zu bytes: it must be 1 to %u bytes.", n, ENROLL_TOKEN_MAX);
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) t[i] <= 0x20 || (unsigned char) t[i] >= 0x7f)
+                        return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
+                                             "Option 'token' has byte 0x%02x at offset %zu: only printable ASCII "
+                                             "without spaces is allowed.", (unsigned char) t[i], i);
+        return 0;
+}
 
 static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *error) {
         EnrollOptions o = { .renew = -1 };
@@ -45,8 +62,8 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                         return r;
                 if (!cb_enroll_option_is_known(name))
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown option '%.64s': the options are key, usage, label and "
-                                                 "renew.", name);
+                                                 "Unknown option '%.64s': the options are key, usage, label, "
+                                                 "renew and token.", name);
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r < 0)
                         return r;
@@ -75,10 +92,13 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 if (r < 0)
                         return r;
                 const char **slot = strcmp(name, "key") == 0 ? &o.key :
-                                    strcmp(name, "usage") == 0 ? &o.usage : &o.label;
+                                    strcmp(name, "usage") == 0 ? &o.usage :
+                                    strcmp(name, "token") == 0 ? &o.token : &o.label;
                 if (*slot)
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Option '%s' given twice.", name);
+                if (slot == &o.token && (r = token_check(value, error)) < 0)
+                        return r;
                 *slot = value;
                 r = sd_bus_message_exit_container(m);
                 if (r < 0)
@@ -99,6 +119,7 @@ typedef struct PolicyCall {
         const char *ca;
         const char *subject;
         bool renew;                     /* option renew */
+        const char *token;              /* option token, NULL when not given */
 } PolicyCall;
 
 static void policy_call_done(PolicyCall *p) {
@@ -167,6 +188,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
         if (r < 0)
                 return r;
         p->renew = o.renew > 0;
+        p->token = o.token;
 
         CallerNames needed = caller_names_needed(m->config);
         r = caller_from_message(m->callers, msg, needed | extra, &p->caller);
@@ -250,6 +272,37 @@ static void on_enrolled(Request *req, int error, void *userdata) {
         free(path);
 }
 
+/* Enroll with a token that names req: the same parameters get req (after the journal's next
+ * fsync, as a new request would), other parameters are refused naming the first that differs.
+ * The policy is not decided again for it (req was decided when made, and is decided again on
+ * Reload), so a retry is not refused by a MaxRequests= window the first call used up. */
+static int enroll_repeated(Manager *m, sd_bus_message *msg, const PolicyCall *p, const CbDecision *d, Request *req,
+                           sd_bus_error *error) {
+        PendingReply *pending = NULL;
+        const char *field = NULL;
+        int r;
+
+        r = request_differs(req, d, p->renew, &field);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
+                                     "Option token '%s' already names request %s, which was made with another %s: "
+                                     "a token stands for one request; use a new token for different parameters.",
+                                     p->token, req->rec->id, field);
+        r = pending_reply_new(msg, NULL, NULL, &pending);
+        if (r < 0)
+                return r;
+        r = request_when_durable(req, on_enrolled, pending);
+        if (r < 0) {
+                pending_reply_drop(pending);
+                return r;
+        }
+        log_info("Enroll by uid %u repeated with the token of request %s: answered with that request.",
+                 (unsigned) p->caller.uid, req->rec->id);
+        return 1;
+}
+
 static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         PolicyCall p = {};
@@ -262,6 +315,13 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         r = policy_call_decide(m, msg, CALLER_UNIT, &p, &d, error);
         if (r < 0)
                 goto finish;
+        /* The same token again (a caller that did not see the reply): that request, made once. */
+        req = request_find_token(m, p.caller.uid, p.token);
+        if (req && d.ca && d.subject) {
+                r = enroll_repeated(m, msg, &p, &d, req, error);
+                goto finish;
+        }
+        req = NULL;
         if (!d.allowed) {
                 audit_decision(m, &p, &d, NULL, "Enroll denied", true);
                 r = bus_error_set(error, broker_error_from_decision(d.result), "%s", d.reason);
@@ -292,7 +352,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 goto finish;
         /* Durable before the reply: on_enrolled() answers once the insert is on disk. */
-        r = request_enroll(m, p.caller.uid, snapshot, &d, p.renew, on_enrolled, pending, &req);
+        r = request_enroll(m, p.caller.uid, snapshot, &d, p.renew, p.token, on_enrolled, pending, &req);
         if (r == -ENOSPC || r == -EDQUOT) {
                 r = bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                   "The broker's state directory is full (%s: %s): the request was not "

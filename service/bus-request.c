@@ -178,7 +178,9 @@ static int get_attempts(sd_bus *bus, const char *path, const char *interface, co
 
 static int get_key_available(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "b", (int) REC(userdata)->key_available);
+        const StoreRequest *s = REC(userdata);
+        return sd_bus_message_append(reply, "b", (int) (strcmp(property, "KeySealed") == 0 ? s->key_sealed :
+                                                        s->key_available));
 }
 
 /* ---- Wait() ---- */
@@ -242,6 +244,18 @@ static int method_wait(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 
 /* ---- the owner's operations: request.c does them ---- */
 
+static int key_gone(Request *req, sd_bus_error *error) {
+        if (req->rec->key_sealed)
+                return bus_error_set(error, BROKER_ERROR_KEY_ALREADY_TAKEN,
+                                     "The private key of request %s was sealed to a receiver (TakeKeySealed) and "
+                                     "erased; only that receiver can open the sealed copy.", req->rec->id);
+        return bus_error_set(error, BROKER_ERROR_KEY_ALREADY_TAKEN,
+                             req->rec->not_after != 0 && req->rec->not_after <= now_usec() ?
+                             "The private key of request %s was erased when its certificate expired." :
+                             "The private key of request %s was already taken and has been erased.",
+                             req->rec->id);
+}
+
 static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Request *req = userdata;
         sd_bus_message *reply = NULL;
@@ -262,11 +276,7 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
                                              "Request %s is %s: the key can be taken once it is issued.",
                                              req->rec->id, request_state_to_string(req->rec->state));
                 if (r == -ENOKEY)
-                        return bus_error_set(error, BROKER_ERROR_KEY_ALREADY_TAKEN,
-                                             req->rec->not_after != 0 && req->rec->not_after <= now_usec() ?
-                                             "The private key of request %s was erased when its certificate expired." :
-                                             "The private key of request %s was already taken and has been erased.",
-                                             req->rec->id);
+                        return key_gone(req, error);
                 return sd_bus_error_set_errnof(error, r, "Cannot read the stored key: %m");
         }
         r = sd_bus_message_append(reply, "s", (const char *) pem->data);
@@ -275,6 +285,67 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 r = sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
         return r;
+}
+
+static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        const void *recipient = NULL;
+        uint8_t *box = NULL;
+        size_t n = 0, size = 0;
+        int r;
+
+        r = sd_bus_message_read_array(msg, 'y', &recipient, &n);
+        if (r < 0)
+                return r;
+        r = request_take_key_sealed(req, recipient, n, &box, &size);
+        switch (r) {
+        case -EBUSY:
+                return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                                     "Request %s is %s: the key can be taken once it is issued.",
+                                     req->rec->id, request_state_to_string(req->rec->state));
+        case -EINVAL:
+                return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
+                                     "The recipient is %zu bytes: it must be an X25519 public key of %u bytes "
+                                     "(libsodium crypto_box_keypair()).", n, STORE_SEAL_RECIPIENT_LEN);
+        case -EDOM:
+                return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
+                                     "The recipient is not a usable X25519 public key (a low-order point); the key "
+                                     "is still in the broker.");
+        case -EPERM:
+                return bus_error_set(error, BROKER_ERROR_KEY_ALREADY_TAKEN,
+                                     "The private key of request %s was sealed to another recipient: only the "
+                                     "receiver that asked first can have it.", req->rec->id);
+        case -ENOKEY:
+                return key_gone(req, error);
+        }
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot seal the stored key: %m");
+        {
+                sd_bus_message *reply = NULL;
+
+                r = sd_bus_message_new_method_return(msg, &reply);
+                if (r >= 0)
+                        r = sd_bus_message_append_array(reply, 'y', box, size);
+                if (r >= 0)
+                        r = sd_bus_send(NULL, reply, NULL);
+                sd_bus_message_unref(reply);
+        }
+        free(box);
+        return r;
+}
+
+static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Request *req = userdata;
+        int r;
+
+        r = request_confirm_key(req);
+        if (r == -EBUSY)
+                return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                                     "Request %s: its key has not been taken; ConfirmKey() follows TakeKeySealed().",
+                                     req->rec->id);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot erase the sealed key: %m");
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -346,6 +417,7 @@ static const sd_bus_vtable request_vtable[] = {
         P("NextAttempt", "t", get_time, INVAL),
         P("Attempts", "u", get_attempts, INVAL),
         P("KeyAvailable", "b", get_key_available, INVAL),
+        P("KeySealed", "b", get_key_available, INVAL),
         P("Renew", "b", get_renew, INVAL),
         P("RenewAt", "t", get_time, INVAL),
         P("Successor", "o", get_link, INVAL),
@@ -354,6 +426,9 @@ static const sd_bus_vtable request_vtable[] = {
                                  method_wait, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("TakeKey", "", , "s", SD_BUS_PARAM(key_pem),
                                  method_take_key, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("TakeKeySealed", "ay", SD_BUS_PARAM(recipient), "ay", SD_BUS_PARAM(sealed_key),
+                                 method_take_key_sealed, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD("ConfirmKey", "", "", method_confirm_key, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Cancel", "", "", method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Remove", "", "", method_remove, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("StopRenewal", "", "", method_stop_renewal, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -238,8 +238,9 @@ static int make_successor(Request *pred) {
         rec->usage = strdup(p->usage ?: "");
         rec->caller = strdup(p->caller ?: "");
         rec->predecessor = strdup(p->id);
+        rec->token = strdup(p->token ?: "");    /* Enroll with it finds the chain */
         if (!rec->ca || !rec->label || !rec->subject || !rec->names || !rec->key || !rec->usage || !rec->caller ||
-            !rec->predecessor) {
+            !rec->predecessor || !rec->token) {
                 q = -ENOMEM;
                 goto finish;
         }

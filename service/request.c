@@ -251,6 +251,7 @@ typedef struct EnrollOp {
         Manager *manager;
         RequestEnrolled done;
         void *userdata;
+        bool no_start;          /* an existing request (Enroll repeated with its token): only the reply */
         char id[STORE_ID_LEN + 1];
 } EnrollOp;
 
@@ -259,7 +260,9 @@ static void on_enroll_durable(int error, void *userdata) {
         Manager *m = op->manager;
         Request *r = manager_find_request(m, op->id);
 
-        if (error < 0) {
+        if (error < 0 && op->no_start)
+                op->done(NULL, error, op->userdata);
+        else if (error < 0) {
                 log_error_errno(error, "Cannot make request %s durable in %s: %m", op->id, store_path(m->store));
                 if (r) {
                         (void) store_request_delete(m->store, r->rec->id);
@@ -270,14 +273,14 @@ static void on_enroll_durable(int error, void *userdata) {
                 op->done(NULL, -ENOENT, op->userdata);
         else {
                 op->done(r, 0, op->userdata);
-                if (!m->stopping)
+                if (!m->stopping && !op->no_start)
                         (void) engine_request_start(r);
         }
         free(op);
 }
 
 static int record_from_decision(uid_t owner, const char *snapshot, const CbDecision *d, bool renew,
-                                StoreRequest **ret) {
+                                const char *token, StoreRequest **ret) {
         StoreRequest *rec = calloc(1, sizeof(*rec));
         int q;
 
@@ -288,6 +291,7 @@ static int record_from_decision(uid_t owner, const char *snapshot, const CbDecis
         rec->caller = strdup(snapshot ?: "");
         rec->ca = strdup(d->ca->name);
         rec->label = strdup(d->label ?: "");
+        rec->token = strdup(token ?: "");
         q = cb_subject_format(d->subject, &rec->subject);
         if (q < 0) {
                 store_request_free(rec);
@@ -301,7 +305,7 @@ static int record_from_decision(uid_t owner, const char *snapshot, const CbDecis
                 }
         rec->key = strdup(cb_key_type_to_string(d->key));
         rec->usage = strdup(cb_usage_to_string(d->usage));
-        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage) {
+        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage || !rec->token) {
                 store_request_free(rec);
                 return -ENOMEM;
         }
@@ -312,7 +316,7 @@ static int record_from_decision(uid_t owner, const char *snapshot, const CbDecis
 }
 
 int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const CbDecision *d, bool renew,
-                   RequestEnrolled done, void *userdata, Request **ret) {
+                   const char *token, RequestEnrolled done, void *userdata, Request **ret) {
         StoreRequest *rec = NULL;
         EVP_PKEY *key = NULL;
         CbSecret *key_pem = NULL;
@@ -320,7 +324,7 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
         EnrollOp *op = NULL;
         int q;
 
-        q = record_from_decision(owner, caller_snapshot, d, renew, &rec);
+        q = record_from_decision(owner, caller_snapshot, d, renew, token, &rec);
         if (q < 0)
                 return q;
 
@@ -360,6 +364,70 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
         }
         *ret = r;
         return 0;
+}
+
+Request *request_find_token(Manager *m, uid_t owner, const char *token) {
+        Request *found = NULL;
+
+        if (!token || !*token)
+                return NULL;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                if (r->rec->owner != owner || strcmp(r->rec->token, token) != 0)
+                        continue;
+                if (!found || r->rec->created < found->rec->created ||
+                    (r->rec->created == found->rec->created && strcmp(r->rec->id, found->rec->id) < 0))
+                        found = r;
+        }
+        return found;
+}
+
+static bool names_equal(char *const *a, char *const *b) {
+        for (; *a && *b; a++, b++)
+                if (strcmp(*a, *b) != 0)
+                        return false;
+        return !*a && !*b;
+}
+
+int request_differs(const Request *r, const CbDecision *d, bool renew, const char **ret_field) {
+        StoreRequest *rec = NULL;
+        const char *field = NULL;
+        int q;
+
+        q = record_from_decision(r->rec->owner, "", d, renew, "", &rec);
+        if (q < 0)
+                return q;
+        if (strcmp(rec->ca, r->rec->ca) != 0)
+                field = "ca";
+        else if (!names_equal(rec->names, r->rec->names))
+                field = "names";        /* before the subject, which defaults to CN=<names[0]> */
+        else if (strcmp(rec->subject, r->rec->subject) != 0)
+                field = "subject";
+        else if (strcmp(rec->key, r->rec->key) != 0)
+                field = "key";
+        else if (strcmp(rec->usage, r->rec->usage) != 0)
+                field = "usage";
+        else if (strcmp(rec->label, r->rec->label) != 0)
+                field = "label";
+        else if (rec->renew != r->rec->renew)
+                field = "renew";
+        store_request_free(rec);
+        *ret_field = field;
+        return field != NULL;
+}
+
+int request_when_durable(Request *r, RequestEnrolled done, void *userdata) {
+        EnrollOp *op = calloc(1, sizeof(*op));
+        int q;
+
+        if (!op)
+                return -ENOMEM;
+        *op = (EnrollOp) { .manager = r->manager, .done = done, .userdata = userdata, .no_start = true };
+        memcpy(op->id, r->rec->id, sizeof op->id);
+        q = journal_sync_request(r->manager->journal_sync, on_enroll_durable, op, NULL);
+        if (q < 0)
+                free(op);
+        return q;
 }
 
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
@@ -431,7 +499,7 @@ void request_begin_attempt(Request *r, bool polling) {
 
 static void erase_key(Request *r) {
         if (store_key_erase(r->manager->store, r->rec->id) >= 0)
-                r->rec->key_available = false;
+                r->rec->key_available = r->rec->key_sealed = false;
         EVP_PKEY_free(r->key);
         r->key = NULL;
 }
@@ -600,7 +668,7 @@ int request_cancel(Request *r) {
                 return q;
         EVP_PKEY_free(r->key);
         r->key = NULL;
-        r->rec->key_available = false;
+        r->rec->key_available = r->rec->key_sealed = false;
         r->rec->state = REQUEST_CANCELLED;
         r->rec->next_attempt = 0;
         set_string(&r->rec->error, broker_error_name(BROKER_ERROR_CANCELLED));
@@ -640,6 +708,72 @@ int request_take_key(Request *r, CbSecret **ret_pem) {
         return 0;
 }
 
+int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipient_size, uint8_t **ret_box,
+                            size_t *ret_size) {
+        uint8_t stored[STORE_SEAL_RECIPIENT_LEN];
+        int q;
+
+        if (r->rec->state != REQUEST_ISSUED)
+                return -EBUSY;
+        if (!recipient || recipient_size != STORE_SEAL_RECIPIENT_LEN)
+                return -EINVAL;
+        if (r->rec->key_sealed) {
+                /* Sealed before: the same copy again, to the same receiver only. */
+                q = store_key_sealed_get(r->manager->store, r->rec->id, stored, ret_box, ret_size);
+                if (q == -ENOKEY)
+                        r->rec->key_sealed = false;
+                if (q < 0)
+                        return q == -ENOKEY ? q : log_error_errno(q, "Request %s: cannot read its sealed key from %s: %m",
+                                                                  r->rec->id, store_path(r->manager->store));
+                if (sodium_memcmp(stored, recipient, STORE_SEAL_RECIPIENT_LEN) != 0) {
+                        free(*ret_box);
+                        *ret_box = NULL;
+                        return -EPERM;
+                }
+                log_debug("Request %s: its sealed key was asked for again by the same receiver.", r->rec->id);
+                return 1;
+        }
+        if (!r->rec->key_available)
+                return -ENOKEY;
+        q = store_key_seal(r->manager->store, r->rec->id, recipient, ret_box, ret_size);
+        if (q == -ENOKEY) {
+                r->rec->key_available = false;
+                return q;
+        }
+        if (q == -EINVAL)
+                return -EDOM;   /* libsodium refused the public key */
+        if (q < 0)
+                return log_error_errno(q, "Request %s: cannot seal its key in %s: %m", r->rec->id,
+                                       store_path(r->manager->store));
+        r->rec->key_available = false;
+        r->rec->key_sealed = true;
+        EVP_PKEY_free(r->key);
+        r->key = NULL;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "key-sealed", .ca = r->rec->ca },
+                  "Request %s: the private key was sealed to its owner's receiver and erased; the sealed copy "
+                  "is kept until the receiver confirms it (ConfirmKey) or the certificate expires.", r->rec->id);
+        (void) request_commit(r);
+        return 0;
+}
+
+int request_confirm_key(Request *r) {
+        int q;
+
+        if (!r->rec->key_sealed)
+                return r->rec->key_available ? -EBUSY : 1;
+        q = store_key_erase(r->manager->store, r->rec->id);
+        if (q < 0)
+                return log_error_errno(q, "Request %s: cannot erase its sealed key from %s: %m", r->rec->id,
+                                       store_path(r->manager->store));
+        r->rec->key_sealed = false;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                             .decision = "key-confirmed", .ca = r->rec->ca },
+                  "Request %s: its receiver confirmed the key; the sealed copy is erased.", r->rec->id);
+        (void) request_commit(r);
+        return 0;
+}
+
 int request_remove(Request *r) {
         int q;
 
@@ -660,13 +794,13 @@ int request_remove(Request *r) {
 int request_expire_key(Request *r, uint64_t now) {
         int q;
 
-        if (r->rec->state != REQUEST_ISSUED || !r->rec->key_available || r->rec->not_after == 0 ||
-            r->rec->not_after > now)
+        if (r->rec->state != REQUEST_ISSUED || !(r->rec->key_available || r->rec->key_sealed) ||
+            r->rec->not_after == 0 || r->rec->not_after > now)
                 return 0;
         q = store_key_erase(r->manager->store, r->rec->id);
         if (q < 0)
                 return log_warning_errno(q, "Request %s: cannot erase its expired key: %m", r->rec->id);
-        r->rec->key_available = false;
+        r->rec->key_available = r->rec->key_sealed = false;
         (void) request_commit(r);
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                              .decision = "key-expired", .ca = r->rec->ca },

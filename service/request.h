@@ -69,7 +69,17 @@ Request *request_free(Request *r);
  * and done() is not called. *ret is the request (not durable yet, not started), to audit. */
 typedef void (*RequestEnrolled)(Request *r, int error, void *userdata);
 int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const CbDecision *d, bool renew,
-                   RequestEnrolled done, void *userdata, Request **ret);
+                   const char *token, RequestEnrolled done, void *userdata, Request **ret);
+/* Enroll's option token (caller's idempotency key, kept by successors): the first kept member
+ * of owner's chain carrying it (the oldest), or NULL. */
+Request *request_find_token(Manager *m, uid_t owner, const char *token);
+/* Whether an Enroll decided as d (with renew) asks for other parameters than r was made with:
+ * 1 and *ret_field names the first that differs ("ca", "names", "subject", "key", "usage",
+ * "label", "renew"), 0 when the same, negative errno. */
+int request_differs(const Request *r, const CbDecision *d, bool renew, const char **ret_field);
+/* done(r) once everything written so far (r's insert included) is on disk, as for a new
+ * request, but nothing is started: the reply to an Enroll repeated with r's token. */
+int request_when_durable(Request *r, RequestEnrolled done, void *userdata);
 /* Renewal: rec (taken; owner, parameters and predecessor filled in, state QUEUED or FAILED)
  * becomes pred's successor, recorded with the link in one transaction (never two); a QUEUED
  * one gets a key from the pool in the same transaction. Not started. */
@@ -127,6 +137,17 @@ int request_cancel(Request *r);
 /* TakeKey(): the key (PEM, for the reply), erased from the journal. -EBUSY when not issued,
  * -ENOKEY when taken or erased already, other negative errno. */
 int request_take_key(Request *r, CbSecret **ret_pem);
+/* TakeKeySealed(): the key sealed (libsodium crypto_box_seal()) to recipient, an X25519 public
+ * key of STORE_SEAL_RECIPIENT_LEN bytes: the key is erased and the sealed copy kept in its place
+ * until request_confirm_key() or the certificate's expiry, so a receiver that died before it
+ * stored the key asks again with the same recipient and gets the same copy. 0 sealed now, 1 the
+ * copy sealed before; -EBUSY not issued, -EINVAL recipient of the wrong size, -EDOM not a usable
+ * public key, -EPERM sealed before to another recipient, -ENOKEY taken or erased already. */
+int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipient_size, uint8_t **ret_box,
+                            size_t *ret_size);
+/* ConfirmKey(): the receiver stored the key, the sealed copy is erased. 0 erased now, 1 none
+ * was kept (confirmed before, or the key taken with TakeKey), -EBUSY the key was not taken yet. */
+int request_confirm_key(Request *r);
 /* Remove(): forgets a finished request (journal and object, key erased); r is freed.
  * -EBUSY when it is still in progress. */
 int request_remove(Request *r);

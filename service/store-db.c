@@ -13,7 +13,7 @@
 #include "store-db.h"
 
 #define STORE_DB_NAME "certbroker.db"
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct Store {
         sqlite3 *db;
@@ -106,6 +106,7 @@ StoreRequest *store_request_free(StoreRequest *r) {
         free(r->warning);
         free(r->successor);
         free(r->predecessor);
+        free(r->token);
         free(r);
         return NULL;
 }
@@ -327,6 +328,17 @@ static int schema_setup(Store *s, char **ret_message) {
                 if (r < 0)
                         goto fail_msg;
                 version = 2;
+        }
+        if (version < 3) {
+                /* 3: the caller's idempotency token of Enroll (kept by successors), and a key
+                 * sealed to its receiver (TakeKeySealed) until the receiver confirms it. */
+                r = exec_sql(s, "ALTER TABLE requests ADD COLUMN token TEXT NOT NULL DEFAULT '';"
+                                "ALTER TABLE requests ADD COLUMN sealed_to BLOB;"
+                                "ALTER TABLE requests ADD COLUMN sealed_key BLOB;"
+                                "UPDATE schema_version SET version = 3;");
+                if (r < 0)
+                        goto fail_msg;
+                version = 3;
         }
 
         r = commit(s);
@@ -599,7 +611,7 @@ static int request_validate(const StoreRequest *r) {
                 return -ERANGE;
 
         const char *texts[] = { r->ca, r->label, r->subject, r->key, r->usage, r->error,
-                                r->fail_info, r->transaction_id, r->serial, r->successor, r->predecessor };
+                                r->fail_info, r->transaction_id, r->serial, r->successor, r->predecessor, r->token };
         for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
                 k = check_text(texts[i], STORE_TEXT_MAX);
                 if (k < 0)
@@ -620,7 +632,7 @@ static int request_validate(const StoreRequest *r) {
         "error_message, fail_info, transaction_id, certificate, chain, serial, "  \
         "csr, not_before, not_after, created, updated, next_attempt, attempts, "  \
         "key_blob IS NOT NULL, caller, submitted, warning, renew, renew_at, successor, predecessor, " \
-        "renew_warned"
+        "renew_warned, token, sealed_key IS NOT NULL"
 
 static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
         const unsigned char *t = sqlite3_column_text(st, col);
@@ -691,6 +703,9 @@ static int request_from_row(sqlite3_stmt *st, StoreRequest **ret) {
             (k = column_strdup(st, 30, &r->predecessor)) < 0)
                 goto fail;
         r->renew_warned = (uint32_t) sqlite3_column_int64(st, 31);
+        if ((k = column_strdup(st, 32, &r->token)) < 0)
+                goto fail;
+        r->key_sealed = sqlite3_column_int(st, 33) != 0;
 
         *ret = r;
         return 0;
@@ -743,9 +758,9 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
                 "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
                 "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
                 "not_before, not_after, updated, next_attempt, attempts, submitted, warning, renew, renew_at, "
-                "successor, predecessor, renew_warned, owner, created, key_blob, caller) "
+                "successor, predecessor, renew_warned, owner, created, key_blob, caller, token) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
         sqlite3_stmt *st = NULL;
         int k;
 
@@ -756,7 +771,8 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         if ((k = bind_request_columns(st, r, names)) < 0 ||
             (k = errno_from_sqlite(sqlite3_bind_int64(st, 29, (sqlite3_int64) r->owner))) < 0 ||
             (k = bind_u64(st, 30, r->created)) < 0 ||
-            (k = bind_text(st, 32, r->caller)) < 0)
+            (k = bind_text(st, 32, r->caller)) < 0 ||
+            (k = bind_text(st, 33, r->token)) < 0)
                 goto finish;
 
         if (blob)
@@ -1171,9 +1187,109 @@ int store_key_erase(Store *s, const char *id) {
                 return -EINVAL;
         if (!store_id_is_valid(id))
                 return -ENOENT;
-        k = exec_by_id(s, "UPDATE requests SET key_blob = NULL WHERE id = ?1", id);
+        k = exec_by_id(s, "UPDATE requests SET key_blob = NULL, sealed_to = NULL, sealed_key = NULL WHERE id = ?1", id);
         if (k >= 0)
                 checkpoint_truncate(s);
+        return k;
+}
+
+int store_key_seal(Store *s, const char *id, const uint8_t recipient[static STORE_SEAL_RECIPIENT_LEN],
+                   uint8_t **ret_box, size_t *ret_size) {
+        sqlite3_stmt *st = NULL;
+        CbSecret *pem = NULL;
+        uint8_t *box = NULL;
+        size_t size = 0;
+        int k;
+
+        if (!s || !id || !recipient || !ret_box || !ret_size)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+
+        k = begin(s);
+        if (k < 0)
+                return k;
+        k = key_read(s, id, &pem);
+        if (k < 0)
+                goto fail;
+        size = pem->size + crypto_box_SEALBYTES;
+        box = malloc(size);
+        if (!box) {
+                k = -ENOMEM;
+                goto fail;
+        }
+        if (crypto_box_seal(box, pem->data, pem->size, recipient) != 0) {
+                k = -EINVAL;    /* not a usable public key */
+                goto fail;
+        }
+        secret_free(pem);
+        pem = NULL;
+        k = prepare(s, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1", &st);
+        if (k < 0)
+                goto fail;
+        if ((k = bind_text(st, 1, id)) >= 0 &&
+            (k = errno_from_sqlite(sqlite3_bind_blob(st, 2, recipient, STORE_SEAL_RECIPIENT_LEN, SQLITE_STATIC))) >= 0 &&
+            (k = errno_from_sqlite(sqlite3_bind_blob(st, 3, box, (int) size, SQLITE_STATIC))) >= 0)
+                k = step_done(st);
+        sqlite3_finalize(st);
+        if (k < 0)
+                goto fail;
+        k = commit(s);
+        if (k < 0)
+                goto fail;
+        checkpoint_truncate(s);
+        *ret_box = box;
+        *ret_size = size;
+        return 0;
+
+fail:
+        rollback(s);
+        secret_free(pem);
+        free(box);
+        return k;
+}
+
+int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static STORE_SEAL_RECIPIENT_LEN],
+                         uint8_t **ret_box, size_t *ret_size) {
+        sqlite3_stmt *st = NULL;
+        int k, rc;
+
+        if (!s || !id || !ret_box || !ret_size)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        k = prepare(s, "SELECT sealed_to, sealed_key FROM requests WHERE id = ?1", &st);
+        if (k < 0)
+                return k;
+        k = bind_text(st, 1, id);
+        if (k < 0)
+                goto finish;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                k = -ENOENT;
+        else if (rc != SQLITE_ROW)
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        else if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+                k = -ENOKEY;
+        else if (sqlite3_column_bytes(st, 0) != (int) STORE_SEAL_RECIPIENT_LEN ||
+                 sqlite3_column_bytes(st, 1) <= (int) crypto_box_SEALBYTES)
+                k = -EUCLEAN;
+        else {
+                int size = sqlite3_column_bytes(st, 1);
+                uint8_t *box = malloc((size_t) size);
+                if (!box) {
+                        k = -ENOMEM;
+                        goto finish;
+                }
+                memcpy(box, sqlite3_column_blob(st, 1), (size_t) size);
+                if (ret_recipient)
+                        memcpy(ret_recipient, sqlite3_column_blob(st, 0), STORE_SEAL_RECIPIENT_LEN);
+                *ret_box = box;
+                *ret_size = (size_t) size;
+                k = 0;
+        }
+finish:
+        sqlite3_finalize(st);
         return k;
 }
 

@@ -96,6 +96,8 @@ typedef struct StoreRequest {
         char *successor;        /* id of the request that renews this one, "" until it exists */
         char *predecessor;      /* id of the request this one renews, "" for a first enrollment */
         uint32_t renew_warned;  /* expiry warnings given: 1 at 7 days, 2 at 1 day, 4 at expiry */
+        char *token;            /* Enroll's idempotency token ("" none); successors keep it; insert only */
+        bool key_sealed;        /* set by the store on load: a key sealed to its receiver awaits ConfirmKey */
 } StoreRequest;
 
 /* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes
@@ -168,7 +170,22 @@ int store_key_get(Store *s, const char *id, CbSecret **ret);
  * returns 0. Errors as store_key_get(); on error nothing is erased. */
 int store_key_take(Store *s, const char *id, CbSecret **ret);
 
-/* Erase the stored key (Cancel, expiry). 0 also when there was none; -ENOENT no such request. */
+/* TakeKeySealed: the key, decrypted, is sealed to recipient (an X25519 public key,
+ * STORE_SEAL_RECIPIENT_LEN bytes; libsodium's crypto_box_seal()) and, in one transaction, the
+ * key is erased and the sealed copy and its recipient stored in its place. From then on the
+ * store cannot read the key; the sealed copy opens only with the recipient's secret key.
+ * *ret_box (malloc()ed, *ret_size bytes). Errors as store_key_take(). */
+#define STORE_SEAL_RECIPIENT_LEN 32U
+int store_key_seal(Store *s, const char *id, const uint8_t recipient[static STORE_SEAL_RECIPIENT_LEN],
+                   uint8_t **ret_box, size_t *ret_size);
+
+/* The sealed copy stored by store_key_seal() and its recipient (ret_recipient may be NULL).
+ * -ENOENT no such request, -ENOKEY none stored. */
+int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static STORE_SEAL_RECIPIENT_LEN],
+                         uint8_t **ret_box, size_t *ret_size);
+
+/* Erase the stored key (Cancel, expiry), and a sealed copy of it. 0 also when there was none;
+ * -ENOENT no such request. */
 int store_key_erase(Store *s, const char *id);
 
 /* Quotas. Active = not terminal (MaxActive). Created-since counts every request the uid ever

@@ -266,6 +266,29 @@ CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *steps, siz
 int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                             uint64_t flags, char **ret_id, CertbrokerError *error);
 
+/* certbroker_enroll_flags() with Enroll's option token (NULL: none): an idempotency key the
+ * caller chooses (1-128 bytes of printable ASCII, no spaces) and keeps durably before the
+ * call. Enroll with a token this uid used before returns that request (the oldest kept member
+ * of its chain: successors keep the token) instead of making another, so a caller that died
+ * or lost its connection before it saw the reply calls again and gets the same request; the
+ * same token with other parameters fails with InvalidArgument naming the first that differs. */
+int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerRequestSpec *spec, uint64_t flags,
+                            const char *token, char **ret_id, CertbrokerError *error);
+
+/* Request.TakeKeySealed(): the private key sealed to recipient, an X25519 public key of 32
+ * bytes (libsodium crypto_box_keypair()); *ret_sealed (free(), *ret_size bytes) opens with
+ * crypto_box_seal_open() and the recipient's secret key into the PKCS#8 PEM (not
+ * NUL-terminated). The broker erases the key and keeps only the sealed copy, which it cannot
+ * open itself, until certbroker_confirm_key() or the certificate's expiry: a receiver killed
+ * before it stored the key calls again with the same recipient and gets the same copy; any
+ * other recipient, and TakeKey, get KeyAlreadyTaken. Keep the recipient's secret key durably
+ * (where only you can read it) before the call, and destroy it after ConfirmKey. */
+int certbroker_take_key_sealed(CertbrokerClient *client, const char *request, const uint8_t *recipient,
+                               size_t recipient_size, uint8_t **ret_sealed, size_t *ret_size,
+                               CertbrokerError *error);
+/* Request.ConfirmKey(): the receiver has stored the key; the broker erases the sealed copy. */
+int certbroker_confirm_key(CertbrokerClient *client, const char *request, CertbrokerError *error);
+
 /* A request's place in its chain. */
 typedef struct CertbrokerRenewal {
         bool renew;                     /* Renew: kept valid by successors */

@@ -4,6 +4,7 @@
  * corp) with bob's request id as argument. Prints "ok - ..." per step, exits non-zero on
  * the first wrong answer. */
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,17 @@ static int run_pending(CertbrokerClient *c) {
         r = certbroker_remove(c, id, &e);
         CHECK(r == -EBUSY && certbroker_error_has_name(&e, CERTBROKER_ERROR_NOT_READY), "remove pending: %d", r);
         certbroker_error_clear(&e);
+        {
+                uint8_t recipient[32], *box = NULL;
+                size_t size = 0;
+
+                CHECK(sodium_init() >= 0, "sodium_init");
+                randombytes_buf(recipient, sizeof recipient);
+                r = certbroker_take_key_sealed(c, id, recipient, sizeof recipient, &box, &size, &e);
+                CHECK(r == -EBUSY && certbroker_error_has_name(&e, CERTBROKER_ERROR_NOT_READY) && !box,
+                      "TakeKeySealed of a pending request: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+        }
         CHECK(certbroker_cancel(c, id, &e) == 0, "%s", e.message);
         CHECK(certbroker_wait(c, id, 0, NULL, NULL, &state, &e) == 1 && strcmp(state, "cancelled") == 0, "cancelled");
         free(state);
@@ -176,6 +188,99 @@ int main(int argc, char *argv[]) {
               "second TakeKey: %d %s", r, e.message);
         certbroker_error_clear(&e);
         printf("ok - TakeKey once (by path), then KeyAlreadyTaken (-ENOKEY)\n");
+
+        /* Enroll's token: the same request again; other parameters refused naming them. */
+        {
+                const char *tnames[] = { "token.a.example.test", NULL }, *other_names[] = { "token2.a.example.test", NULL };
+                CertbrokerRequestSpec ts = { .names = tnames, .key_type = "ec:p256" };
+                char *t1 = NULL, *t2 = NULL, longtok[130];
+
+                CHECK(certbroker_enroll_token(c, &ts, 0, "drv-token-1", &t1, &e) == 0, "%s", e.message);
+                CHECK(certbroker_enroll_token(c, &ts, 0, "drv-token-1", &t2, &e) == 0, "%s", e.message);
+                CHECK(strcmp(t1, t2) == 0, "same token, two requests: %s %s", t1, t2);
+                free(t2);
+                t2 = NULL;
+                ts.names = other_names;
+                r = certbroker_enroll_token(c, &ts, 0, "drv-token-1", &t2, &e);
+                CHECK(r == -EINVAL && certbroker_error_has_name(&e, CERTBROKER_ERROR_INVALID_ARGUMENT) &&
+                      strstr(e.message, "another names") && strstr(e.message, t1), "same token, other names: %d %s",
+                      r, e.message ?: "");
+                certbroker_error_clear(&e);
+                ts.names = tnames;
+                ts.key_type = "rsa:2048";
+                r = certbroker_enroll_token(c, &ts, 0, "drv-token-1", &t2, &e);
+                CHECK(r == -EINVAL && strstr(e.message, "another key"), "same token, other key: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+                r = certbroker_enroll_token(c, &ts, 0, "has space", &t2, &e);
+                CHECK(r == -EINVAL && strstr(e.message, "0x20 at offset 3"), "token with a space: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+                memset(longtok, 'x', 129);
+                longtok[129] = 0;
+                r = certbroker_enroll_token(c, &ts, 0, longtok, &t2, &e);
+                CHECK(r == -EINVAL && strstr(e.message, "129 bytes"), "long token: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+                printf("ok - Enroll with a token twice: one request (%s); the token with other names or key: "
+                       "InvalidArgument naming them; a malformed token refused\n", t1);
+
+                /* TakeKeySealed: sealed to one receiver, the same copy again, nobody else; ConfirmKey. */
+                unsigned char pa[crypto_box_PUBLICKEYBYTES], sa[crypto_box_SECRETKEYBYTES];
+                unsigned char pb[crypto_box_PUBLICKEYBYTES], sb[crypto_box_SECRETKEYBYTES];
+                uint8_t *box = NULL, *box2 = NULL;
+                size_t size = 0, size2 = 0;
+                char *plain;
+
+                CHECK(sodium_init() >= 0, "sodium_init");
+                crypto_box_keypair(pa, sa);
+                crypto_box_keypair(pb, sb);
+                state = NULL;
+                CHECK(certbroker_wait(c, t1, 60 * 1000000ULL, NULL, NULL, &state, &e) == 1 &&
+                      strcmp(state, "issued") == 0, "token request: %s", state ?: e.message);
+                free(state);
+                r = certbroker_confirm_key(c, t1, &e);
+                CHECK(r == -EBUSY && certbroker_error_has_name(&e, CERTBROKER_ERROR_NOT_READY) &&
+                      strstr(e.message, "not been taken"), "ConfirmKey before the key was taken: %d %s", r,
+                      e.message ?: "");
+                certbroker_error_clear(&e);
+                r = certbroker_take_key_sealed(c, t1, pa, 31, &box, &size, &e);
+                CHECK(r == -EINVAL && strstr(e.message, "31 bytes"), "31-byte recipient: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+                CHECK(certbroker_take_key_sealed(c, t1, pa, sizeof pa, &box, &size, &e) == 0, "%s", e.message);
+                CHECK(size > crypto_box_SEALBYTES, "sealed size %zu", size);
+                plain = calloc(1, size - crypto_box_SEALBYTES + 1);
+                CHECK(plain && crypto_box_seal_open((unsigned char *) plain, box, size, pa, sa) == 0,
+                      "the sealed key does not open with the receiver's key");
+                CHECK(strncmp(plain, "-----BEGIN PRIVATE KEY-----", 27) == 0, "sealed PEM: %.30s", plain);
+                CHECK(crypto_box_seal_open((unsigned char *) plain, box, size, pb, sb) != 0, "opens with another key");
+                sodium_memzero(plain, size - crypto_box_SEALBYTES);
+                free(plain);
+                CHECK(certbroker_take_key_sealed(c, t1, pa, sizeof pa, &box2, &size2, &e) == 0, "%s", e.message);
+                CHECK(size2 == size && memcmp(box, box2, size) == 0, "asked again: another sealed copy");
+                free(box2);
+                box2 = NULL;
+                r = certbroker_take_key_sealed(c, t1, pb, sizeof pb, &box2, &size2, &e);
+                CHECK(r == -ENOKEY && certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN) &&
+                      strstr(e.message, "another recipient") && !box2, "another recipient: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+                r = certbroker_take_key(c, t1, &key, &e);
+                CHECK(r == -ENOKEY && strstr(e.message, "sealed to a receiver") && !key, "TakeKey after sealing: %d %s",
+                      r, e.message ?: "");
+                certbroker_error_clear(&e);
+                CHECK(certbroker_request_get(c, t1, &info, &e) == 0 && !info->key_available, "KeyAvailable after sealing");
+                info = certbroker_request_info_free(info);
+                CHECK(certbroker_confirm_key(c, t1, &e) == 0, "%s", e.message);
+                r = certbroker_take_key_sealed(c, t1, pa, sizeof pa, &box2, &size2, &e);
+                CHECK(r == -ENOKEY && certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN),
+                      "sealed copy after ConfirmKey: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
+                CHECK(certbroker_confirm_key(c, t1, &e) == 0, "second ConfirmKey: %s", e.message);
+                free(box);
+                sodium_memzero(sa, sizeof sa);
+                sodium_memzero(sb, sizeof sb);
+                printf("ok - TakeKeySealed: opens with the receiver's key only, the same copy when asked again, "
+                       "another recipient and TakeKey get KeyAlreadyTaken, ConfirmKey erases the copy\n");
+                CHECK(certbroker_remove(c, t1, &e) == 0, "%s", e.message);
+                free(t1);
+        }
 
         /* List, Cancel of an ended request, Remove */
         CertbrokerRequestEntry *l = NULL;

@@ -159,7 +159,7 @@ static Request *enroll(Fixture *f) {
         assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
         assert_true(d.allowed);
         f->enrolled_called = false;
-        assert_int_equal(request_enroll(f->m, getuid(), "", &d, false, on_enrolled, f, &r), 0);
+        assert_int_equal(request_enroll(f->m, getuid(), "", &d, false, NULL, on_enrolled, f, &r), 0);
         cb_decision_done(&d);
         assert_non_null(r);
         return r;

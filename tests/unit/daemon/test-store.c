@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -714,8 +715,9 @@ static void test_schema_version(void **state) {
         free(msg);
 }
 
-/* Schema 2 added the caller snapshot: a version-1 database is migrated in place, its rows
- * get an empty snapshot, and new rows keep theirs across a reopen. */
+/* Schema 2 added the caller snapshot, 3 the token and the sealed key: a version-1 database is
+ * migrated in place, its rows get an empty snapshot and token, and new rows keep theirs across
+ * a reopen. */
 static void test_migration_v1(void **state) {
         Fixture *f = *state;
         Store *s = open_store(f);
@@ -732,12 +734,16 @@ static void test_migration_v1(void **state) {
                      "ALTER TABLE requests DROP COLUMN warning; ALTER TABLE requests DROP COLUMN renew; "
                      "ALTER TABLE requests DROP COLUMN renew_at; ALTER TABLE requests DROP COLUMN successor; "
                      "ALTER TABLE requests DROP COLUMN predecessor; ALTER TABLE requests DROP COLUMN renew_warned; "
+                     "ALTER TABLE requests DROP COLUMN token; ALTER TABLE requests DROP COLUMN sealed_to; "
+                     "ALTER TABLE requests DROP COLUMN sealed_key; "
                      "UPDATE schema_version SET version = 1");
         sqlite3_close(db);
 
         s = open_store(f);
         assert_int_equal(store_request_get(s, old_id, &got), 0);
         assert_string_equal(got->caller, "");
+        assert_string_equal(got->token, "");
+        assert_false(got->key_sealed);
         got = store_request_free(got);
         fill_request(&r, 1002, 200);
         r.caller = (char *) "v=1\ngids=3001 3002\nunit=nginx-a.service\n";
@@ -753,9 +759,72 @@ static void test_migration_v1(void **state) {
         sqlite3_stmt *st = NULL;
         assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 2);
+        assert_int_equal(sqlite3_column_int(st, 0), 3);
         sqlite3_finalize(st);
         sqlite3_close(db);
+}
+
+/* TakeKeySealed: the key is erased and only the sealed copy is kept, which opens with the
+ * recipient's secret key into the same PEM; it is read back the same (for a receiver asking
+ * again), survives a reopen, and is erased with the key (expiry, ConfirmKey). The token is
+ * kept with the row. */
+static void test_key_sealed(void **state) {
+        Fixture *f = *state;
+        Store *s = open_store(f);
+        StoreRequest r, *got = NULL;
+        CbSecret *pem = make_key_pem(), *back = NULL;
+        unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES], rcpt[STORE_SEAL_RECIPIENT_LEN];
+        uint8_t *box = NULL, *box2 = NULL;
+        size_t size = 0, size2 = 0;
+        char *opened;
+
+        crypto_box_keypair(pk, sk);
+        fill_request(&r, 1001, 100);
+        r.token = (char *) "deploy-0123456789abcdef";
+        assert_int_equal(store_request_insert(s, &r, pem), 0);
+        assert_int_equal(store_key_sealed_get(s, r.id, rcpt, &box, &size), -ENOKEY);
+        /* A low-order point is refused and nothing changes. */
+        {
+                uint8_t zero[STORE_SEAL_RECIPIENT_LEN] = {};
+                assert_int_equal(store_key_seal(s, r.id, zero, &box, &size), -EINVAL);
+                assert_int_equal(store_request_get(s, r.id, &got), 0);
+                assert_true(got->key_available);
+                got = store_request_free(got);
+        }
+        assert_int_equal(store_key_seal(s, r.id, pk, &box, &size), 0);
+        assert_int_equal(size, pem->size + crypto_box_SEALBYTES);
+        opened = malloc(size - crypto_box_SEALBYTES + 1);
+        assert_non_null(opened);
+        assert_int_equal(crypto_box_seal_open((unsigned char *) opened, box, size, pk, sk), 0);
+        assert_memory_equal(opened, pem->data, pem->size);
+        free(opened);
+        /* The key itself is gone: TakeKey and a second seal find none. */
+        assert_int_equal(store_key_take(s, r.id, &back), -ENOKEY);
+        assert_int_equal(store_key_seal(s, r.id, pk, &box2, &size2), -ENOKEY);
+        assert_false(dir_files_contain(f, pem->data, pem->size));
+        store_close(s);
+
+        s = open_store(f);
+        assert_int_equal(store_request_get(s, r.id, &got), 0);
+        assert_false(got->key_available);
+        assert_true(got->key_sealed);
+        assert_string_equal(got->token, "deploy-0123456789abcdef");
+        got = store_request_free(got);
+        assert_int_equal(store_key_sealed_get(s, r.id, rcpt, &box2, &size2), 0);
+        assert_int_equal(size2, size);
+        assert_memory_equal(box2, box, size);
+        assert_memory_equal(rcpt, pk, sizeof pk);
+        free(box2);
+        assert_int_equal(store_key_erase(s, r.id), 0);
+        assert_int_equal(store_key_sealed_get(s, r.id, rcpt, &box2, &size2), -ENOKEY);
+        assert_int_equal(store_request_get(s, r.id, &got), 0);
+        assert_false(got->key_sealed);
+        got = store_request_free(got);
+        assert_int_equal(store_key_sealed_get(s, "0000000000000000", rcpt, &box2, &size2), -ENOENT);
+        store_close(s);
+        assert_false(dir_files_contain(f, box + crypto_box_PUBLICKEYBYTES, 32));
+        free(box);
+        secret_free(pem);
 }
 
 /* A request gets at most one successor: linked in the insert's transaction, refused after. */
@@ -830,6 +899,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migration_v1, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_successor_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_key_sealed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         };
 
