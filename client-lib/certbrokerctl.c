@@ -1104,6 +1104,23 @@ static int deploy_enroll(Deploy *d) {
         return 0;
 }
 
+/* key.pem of request id is on disk: the broker may forget the sealed copy, and the receiver
+ * key its secret. A failure of ConfirmKey only leaves the copy until the certificate expires
+ * (it opens with nothing but the receiver key, erased here). */
+static int deploy_confirm_key(Deploy *d, const char *id) {
+        CertbrokerError e = CERTBROKER_ERROR_NULL;
+        int r;
+
+        r = certbroker_confirm_key(d->client, id, &e);
+        if (r < 0) {
+                fprintf(stderr, "%s: deploy: ConfirmKey for request %s: %s (the sealed copy stays in "
+                        "certbrokerd until the certificate expires).\n", program, id, e.message ?: strerror(-r));
+                certbroker_error_clear(&e);
+        }
+        deploy_seal_clear(&d->state);
+        return deploy_save_state(d);
+}
+
 /* The key of request id into gen-<id>/key.pem, sealed: a receiver key is made and recorded in
  * the state file first, certbrokerd seals the key to it and erases its own copy (keeping only
  * the sealed copy, which it cannot open), and only once key.pem is on disk does ConfirmKey()
@@ -1160,17 +1177,7 @@ static int deploy_take_key(Deploy *d, const char *id, int gfd) {
         if (r < 0)
                 return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
         deploy_test_kill_point("deploy-key-written");
-        /* key.pem is on disk: the broker may forget the sealed copy. A failure here only
-         * leaves the copy until the certificate expires (it opens with nothing but the
-         * receiver key, erased next). */
-        r = certbroker_confirm_key(d->client, id, &e);
-        if (r < 0) {
-                fprintf(stderr, "%s: deploy: ConfirmKey for request %s: %s (the sealed copy stays in "
-                        "certbrokerd until the certificate expires).\n", program, id, e.message ?: strerror(-r));
-                certbroker_error_clear(&e);
-        }
-        deploy_seal_clear(&d->state);
-        return deploy_save_state(d);
+        return deploy_confirm_key(d, id);
 }
 
 /* Writes request id's key, certificate and chain into DIR/gen-<id>/ and points DIR/live at it.
@@ -1199,11 +1206,12 @@ static int deploy_member(Deploy *d, const char *id) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
                 goto finish;
         }
-        if (!deploy_generation_has_key(gfd)) {
+        if (!deploy_generation_has_key(gfd))
                 r = deploy_take_key(d, id, gfd);
-                if (r != 0)
-                        goto finish;
-        }
+        else if (strcmp(d->state.seal_request, id) == 0)
+                r = deploy_confirm_key(d, id);  /* killed after key.pem, before ConfirmKey */
+        if (r != 0)
+                goto finish;
         if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
                 full = NULL;
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "out of memory");

@@ -5,8 +5,11 @@
 # certificate beside it (openssl, sampled while it runs); the reload command runs once per
 # certificate with the paths and request id in its environment; a failing reload command is
 # reported and retried; kill -9 of the deploy command and a restart re-attach to the same chain
-# (one enrollment); killed between Enroll's reply and recording it: re-attached by the intent
-# token in the label (one request at the broker); kill -9 mid-write at each point of a renewal;
+# (one enrollment); killed between Enroll's reply and recording it, and an Enroll whose sender
+# died before certbrokerd read it: the restart's Enroll with the same intent token gets that
+# request (one request at the broker); kill -9 mid-write at each point
+# of a renewal, including between TakeKeySealed's reply and key.pem on disk (the same sealed
+# key again);
 # a hung reload command killed with its process group at the reload timeout and retried;
 # kill -9 of certbrokerd under it: the deployment goes on; a directory
 # writable by others, a directory that is a symlink and planted links are refused.
@@ -209,7 +212,8 @@ lab_pass "a failing reload command is reported with its exit status and stderr a
 
 # ---- killed after Enroll replied, before the id was recorded: re-attached, never enrolled twice ----
 # (CERTBROKER_TEST_KILL_AT=deploy-enrolled: SIGKILL right after Enroll's reply.) The intent token
-# was made durable before Enroll and travels in its label; the next run finds the request.
+# was made durable before Enroll and is its option token (and in its label); the next run's
+# Enroll with it is answered with that request.
 # heads_of NAME: "COUNT LABEL..." of alice's first enrollments for NAME.
 heads_of() {
         as_alice "$CTL" --json list | "$PY" -c "
@@ -238,7 +242,7 @@ lab_assert_eq "$heads" "1 crash deploy:$token" "requests at the broker after the
 [ ! -e "$K/live" ] || lab_fail "something was deployed before the kill"
 out=$(as_alice "$CTL" deploy --once --dir "$K" --reload "$A/crash.bin/reload.sh" --dns crash.a.example.test \
         --label crash 2>&1) || lab_fail "deploy after the kill: $out"
-lab_assert_contains "$out" "re-attached to request" "the restarted deploy finds its request"
+lab_assert_contains "$out" "answer to Enroll with the token" "the restarted deploy enrolls with its token again"
 lab_assert_eq "$(heads_of crash.a.example.test)" "$heads" "requests at the broker after the restart"
 id=$(sed -n 's/^request=//p' "$K/.certbroker-request")
 lab_assert_eq "$(as_alice "$CTL" --json list | "$PY" -c "
@@ -256,16 +260,55 @@ printf 'intent=%s\n' "$(openssl rand -hex 16)" >"$N/.certbroker-request"
 chmod 0600 "$N/.certbroker-request"
 chown -R alice "$N"
 out=$(as_alice "$CTL" deploy --once --dir "$N" --dns never.a.example.test 2>&1) || lab_fail "deploy with a stale intent: $out"
-lab_assert_contains "$out" "no request carries the token" "a stale intent"
-lab_assert_contains "$out" "enrolled request" "a stale intent: enrolled"
 lab_assert_eq "$(heads_of never.a.example.test | cut -d' ' -f1)" 1 "requests for a stale intent"
-lab_pass "deploy killed between Enroll's reply and recording the id: the restart re-attaches to that request by its label's token (1 request at the broker, deployed and reloaded once); a token the broker never saw is enrolled once"
+lab_pass "deploy killed between Enroll's reply and recording the id: the restart's Enroll with the same token gets that request (1 request at the broker, deployed and reloaded once); a token the broker never saw is enrolled once"
+
+# ---- an Enroll sent, its sender gone before certbrokerd read it: still one request ----
+# A deploy killed right after it sent Enroll, on a connection certbrokerd already knew, while
+# certbrokerd had not read that Enroll yet: the restart's Enroll races the first. Made
+# deterministic with tests/integration/rawbus.py as alice: a connection that made a call
+# (CheckAccess) sends the Enroll deploy would send (the intent token of the state file as
+# option token and in the label, renew) while certbrokerd is stopped (SIGSTOP), and exits; the
+# restarted deploy sends its own Enroll; certbrokerd, continued, reads both in that order: the
+# first makes the request, the second is answered with it (without the token: two requests).
+U=$A/unread
+mkdir -m 0700 "$U"
+utoken=$(openssl rand -hex 16)
+printf 'intent=%s\n' "$utoken" >"$U/.certbroker-request"
+chmod 0600 "$U/.certbroker-request"
+chown -R alice "$U"
+reload_copy "$A/unread.bin"
+rm -f "$LAB_DIR/unread.go"
+lab_start unread-sender setpriv --reuid="$alice_uid" --regid="$alice_gid" --init-groups --inh-caps=-all -- \
+        "$PY" "$CB_SOURCE_ROOT/tests/integration/rawbus.py" connect-send "$LAB_DIR/unread.go" \
+        CheckAccess:unread.a.example.test -- "EnrollToken:unread.a.example.test:deploy:$utoken:$utoken"
+lab_wait_for 20 "the sender's CheckAccess answered" grep -q '^reply' "$LAB_DIR/unread-sender.log"
+bpid=$(lab_pid certbrokerd)
+kill -STOP "$bpid"
+touch "$LAB_DIR/unread.go"
+lab_wait_for 20 "the sender to send Enroll and exit" bash -c "! kill -0 $(lab_pid unread-sender) 2>/dev/null"
+lab_assert_contains "$(cat "$LAB_DIR/unread-sender.log")" "sent EnrollToken" "the unanswered Enroll"
+deploy_start unread2 --once --dir "$U" --reload "$A/unread.bin/reload.sh" --dns unread.a.example.test
+sleep 1         # its Enroll is on the bus behind the first
+kill -CONT "$bpid"
+lab_wait_for 60 "the restarted deploy to finish" bash -c "! kill -0 $(lab_pid unread2) 2>/dev/null"
+lab_assert_eq "$(as_alice "$CTL" --json list | "$PY" -c "
+import json, sys
+print(sum(1 for r in json.load(sys.stdin) if 'unread.a.example.test' in r.get('names', [])))")" 1 \
+        "requests at the broker for an Enroll whose sender was gone before certbrokerd read it"
+uid=$(sed -n 's/^request=//p' "$U/.certbroker-request")
+grep -q "repeated with the token of request $uid" "$LAB_DIR/certbrokerd.log" ||
+        lab_fail "certbrokerd did not answer the second Enroll with the first's request $uid: $(grep unread "$LAB_DIR/certbrokerd.log")"
+lab_assert_eq "$(check_generation "$U")" "gen-$uid" "the deployed generation"
+lab_assert_eq "$(wc -l <"$A/unread.bin/reload.log")" 1 "reloads"
+lab_pass "an Enroll whose sender died before certbrokerd read it, then the restarted deploy's Enroll with the same token: one request (made by the first, the second answered with it), deployed and reloaded once"
 
 # ---- kill -9 mid-write of a renewal, at each point: the live files always match ----
 # One directory per kill point, all at once: the first certificate deployed with --once, then a
-# deployment killed while it writes the second (the key in gen-<id>/ only; gen-<id>/ complete,
-# live not switched; live switched, reload not run; reload run, not recorded), then --once.
-points="deploy-key-written deploy-generation-written deploy-live-swapped deploy-reloaded"
+# deployment killed while it writes the second (TakeKeySealed answered, key.pem not written; the
+# key in gen-<id>/ only; gen-<id>/ complete, live not switched; live switched, reload not run;
+# reload run, not recorded), then --once.
+points="deploy-key-sealed deploy-key-written deploy-generation-written deploy-live-swapped deploy-reloaded"
 for p in $points; do
         mkdir -m 0700 "$A/$p"
         chown alice "$A/$p"
@@ -285,7 +328,7 @@ for p in $points; do
         [[ "$g" == gen-* ]] || lab_fail "killed at $p: the live generation: $g"
         first=$(head -1 "$A/$p.bin/reload.log" | cut -d' ' -f1)
         case $p in
-        deploy-key-written|deploy-generation-written)
+        deploy-key-sealed|deploy-key-written|deploy-generation-written)
                 lab_assert_eq "$g" "gen-$first" "killed at $p: live still points to the first certificate" ;;
         *)
                 [ "$g" != "gen-$first" ] || lab_fail "killed at $p: live was not switched" ;;
@@ -308,8 +351,16 @@ for p in $points; do
                 lab_assert_eq "$dups" "" "killed at $p: a request reloaded twice"
         fi
         lab_assert_eq "$(chain_heads "$p.a.example.test")" 1 "enrollments for $p"
+        lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH/request/$id" "$CB_BUS.Request" KeySealed)" "b false" \
+                "after the kill at $p: the sealed copy confirmed and erased"
+        lab_assert_eq "$(grep -c '^seal=' "$A/$p/.certbroker-request" || true)" 0 "after the kill at $p: the receiver key forgotten"
+        if [ "$p" = deploy-key-sealed ]; then
+                lab_assert_contains "$out" "took its sealed key again" "killed between TakeKeySealed and key.pem"
+                lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH/request/$id" "$CB_BUS.Request" KeyAvailable)" \
+                        "b false" "killed at $p: the key left certbrokerd once"
+        fi
 done
-lab_pass "kill -9 mid-write at each point (key written, generation written, live switched, reload run): live always a matching generation, the restart completes it, one reload per certificate (the last point: run again, at least once), one enrollment"
+lab_pass "kill -9 mid-write at each point (key sealed but not written, key written, generation written, live switched, reload run): live always a matching generation, the restart completes it, one reload per certificate (the last point: run again, at least once), one enrollment"
 
 # ---- a hung reload command: killed with its process group at the timeout, retried ----
 H=$A/hung

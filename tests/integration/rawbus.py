@@ -13,8 +13,14 @@ Used by daemon-identity.sh to hand a connection from the process that connected 
         fd kept across the exec. The exec'd program first prints `egid N`.
   rawbus.py --fd N --serial S CALL...     make the CALLs on an already connected fd.
 
+  rawbus.py connect-send GOFILE CALL... -- CALL   connect, make the CALLs before `--`, wait
+        until GOFILE exists, then send the last CALL without waiting for its reply, and exit
+        (daemon-side: a caller that is gone before the broker read its call; used by
+        client-deploy.sh with certbrokerd stopped).
+
 A CALL is one argument: `CheckAccess:NAME` or `Enroll:NAME` (CA "corp", default subject, no
-options) or `Wait:PATH` (Wait(0)). Output per call: `reply SIG VALUES` or `error NAME: MESSAGE`.
+options) or `EnrollToken:NAME:LABEL:TOKEN` (options label, renew=true, token) or `Wait:PATH`
+(Wait(0)). Output per call: `reply SIG VALUES` or `error NAME: MESSAGE`.
 """
 import os
 import socket
@@ -208,7 +214,7 @@ class Conn:
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
-    def call(self, dest, path, iface, member, sig, args, timeout=60):
+    def call(self, dest, path, iface, member, sig, args, timeout=60, wait=True):
         self.serial += 1
         body = W()
         for t, a in zip(split_types(sig), args):
@@ -221,6 +227,8 @@ class Conn:
         h.put("a(yv)", fields)
         h.pad(8)
         self.sock.sendall(bytes(h.b) + bytes(body.b))
+        if not wait:
+            return None
         self.sock.settimeout(timeout)
         while True:
             fixed = self._read(16)
@@ -240,9 +248,17 @@ class Conn:
             return "reply", rsig, values
 
 
-def do_call(c, spec):
+def do_call(c, spec, wait=True):
     what, _, arg = spec.partition(":")
-    if what == "CheckAccess":
+    if what == "EnrollToken":
+        name, rest = arg.split(":", 1)
+        label, token = rest.rsplit(":", 1)     # the label may hold a colon
+        res = c.call(BUS, PATH, BUS + ".Manager", "Enroll", "ssasa{sv}",
+                     ["corp", "", [name], {"label": ("s", label), "renew": ("b", True), "token": ("s", token)}],
+                     wait=wait)
+        if not wait:
+            return
+    elif what == "CheckAccess":
         res = c.call(BUS, PATH, BUS + ".Manager", "CheckAccess", "ssasa{sv}", ["corp", "", [arg], {}])
     elif what == "Enroll":
         res = c.call(BUS, PATH, BUS + ".Manager", "Enroll", "ssasa{sv}", ["corp", "", [arg], {}])
@@ -284,6 +300,19 @@ def main(argv):
             time.sleep(0.02)
         for spec in calls:
             do_call(c, spec)
+    elif argv[0] == "connect-send":
+        gofile, calls = argv[1], argv[2:]
+        pre, last = calls[:calls.index("--")], calls[calls.index("--") + 1:]
+        for spec in pre:
+            do_call(c, spec)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gofile):
+            if time.monotonic() > deadline:
+                raise SystemExit("rawbus: %s never appeared" % gofile)
+            time.sleep(0.02)
+        do_call(c, last[0], wait=False)
+        print("sent %s" % last[0], flush=True)
+        c.sock.close()
     elif argv[0] == "connect-exec":
         prog, calls = argv[1], argv[2:]
         fd = c.sock.fileno()
