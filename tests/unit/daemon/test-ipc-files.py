@@ -40,6 +40,9 @@ API = {
             'Cancel': ([], []),
             'Remove': ([], []),
             'StopRenewal': ([], []),
+            # Additions beyond API.md (the sealed key hand-off, documented in the XML):
+            'TakeKeySealed': (['ay'], ['ay']),
+            'ConfirmKey': ([], []),
         },
         'properties': {
             'Id': 's', 'CA': 's', 'Label': 's', 'Subject': 's', 'Key': 's', 'Usage': 's',
@@ -50,6 +53,7 @@ API = {
             # Additions beyond API.md version 1 (each deliberate, documented in the XML):
             'Warning': 's',
             'Renew': 'b', 'RenewAt': 't', 'Successor': 'o', 'Predecessor': 'o',
+            'KeySealed': 'b',
         },
     },
     'org.certbroker.Broker1.CA': {
@@ -70,7 +74,7 @@ API = {
 REQUEST_MUTABLE = {'State', 'Error', 'ErrorMessage', 'FailInfo', 'TransactionId',
                    'Certificate', 'Chain', 'Serial', 'NotBefore', 'NotAfter', 'Updated',
                    'NextAttempt', 'Attempts', 'KeyAvailable', 'Warning',
-                   'Renew', 'RenewAt', 'Successor'}
+                   'Renew', 'RenewAt', 'Successor', 'KeySealed'}
 
 failures = []
 
