@@ -241,35 +241,18 @@ int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode) 
 
 /* ---- the state file ---- */
 
-int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
+int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **ret_why) {
         DeployState s = {};
-        char buf[1024];
-        struct stat st;
-        ssize_t n;
-        int fd, r;
+        char buf[DEPLOY_STATE_MAX + 1];
+        int r = 0;
 
-        fd = openat(dfd, DEPLOY_STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0) {
-                if (errno == ENOENT) {
-                        *ret = s;
-                        return 0;
-                }
-                r = -errno;
-                if (r == -ELOOP)
-                        return why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
-                return why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
-                close(fd);
-                return why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
-                           DEPLOY_STATE_FILE);
-        }
-        n = read(fd, buf, sizeof buf - 1);
-        r = n < 0 ? -errno : 0;
-        close(fd);
-        if (r < 0)
-                return why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
-        buf[n] = 0;
+        if (size > DEPLOY_STATE_MAX)
+                return why(ret_why, -EBADMSG, "%s is larger than %u bytes: not ours", DEPLOY_STATE_FILE,
+                           DEPLOY_STATE_MAX);
+        if (memchr(text, 0, size))
+                return why(ret_why, -EBADMSG, "%s holds a NUL byte: not ours", DEPLOY_STATE_FILE);
+        memcpy(buf, text, size);
+        buf[size] = 0;
         for (char *line = buf, *next; line && *line; line = next) {
                 next = strchr(line, '\n');
                 if (next)
@@ -282,42 +265,81 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                         slot = s.reloaded, v = line + 9;
                 else if (strncmp(line, "intent=", 7) == 0) {
                         v = line + 7;
-                        if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN))
-                                return why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
-                                           "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
+                        if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN)) {
+                                r = why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
+                                        "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
+                                goto finish;
+                        }
                         strcpy(s.intent, v);
                         continue;
                 } else if (strncmp(line, "seal=", 5) == 0) {
+                        /* Not quoted in the message: the line holds a secret. */
                         v = line + 5;
                         const char *sp = strchr(v, ' ');
-                        if (!sp || sp - v != 16 || strlen(sp + 1) != DEPLOY_SEAL_SECRET_LEN ||
-                            !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
-                                explicit_bzero(buf, sizeof buf);
-                                return why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
-                                           "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
+                        if (!sp || sp - v != 16 || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
+                                r = why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                                        "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
+                                goto finish;
                         }
                         memcpy(s.seal_request, v, 16);
                         s.seal_request[16] = 0;
                         if (!deploy_id_is_valid(s.seal_request)) {
-                                explicit_bzero(buf, sizeof buf);
-                                return why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
-                                           "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
+                                r = why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                                        "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
+                                goto finish;
                         }
                         strcpy(s.seal_secret, sp + 1);
                         continue;
                 } else if (*line == 0 || *line == '#')
                         continue;
-                if (!slot || (*v && !deploy_id_is_valid(v)))
-                        return why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
-                                   "reloaded=ID)", DEPLOY_STATE_FILE, line);
+                if (!slot || (*v && !deploy_id_is_valid(v))) {
+                        r = why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
+                                "reloaded=ID)", DEPLOY_STATE_FILE, line);
+                        goto finish;
+                }
                 strcpy(slot, v);
         }
-        explicit_bzero(buf, sizeof buf);
-        if (!*s.request && *s.reloaded)
-                return why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
+        if (!*s.request && *s.reloaded) {
+                r = why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
+                goto finish;
+        }
         *ret = s;
+finish:
+        explicit_bzero(buf, sizeof buf);
         explicit_bzero(&s, sizeof s);
-        return 0;
+        return r;
+}
+
+int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
+        char buf[DEPLOY_STATE_MAX + 1];
+        struct stat st;
+        ssize_t n;
+        int fd, r;
+
+        fd = openat(dfd, DEPLOY_STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                if (errno == ENOENT) {
+                        *ret = (DeployState) {};
+                        return 0;
+                }
+                r = -errno;
+                if (r == -ELOOP)
+                        return why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
+                return why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
+                close(fd);
+                return why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
+                           DEPLOY_STATE_FILE);
+        }
+        n = read(fd, buf, sizeof buf);
+        r = n < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+                return why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        r = deploy_state_parse(buf, (size_t) n, ret, ret_why);
+        explicit_bzero(buf, sizeof buf);
+        return r;
 }
 
 int deploy_state_write(int dfd, const DeployState *state) {

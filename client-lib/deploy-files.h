@@ -56,8 +56,12 @@ typedef struct DeployState {
         char seal_secret[DEPLOY_SEAL_SECRET_LEN + 1];
 } DeployState;
 
-/* Reads DIR/.certbroker-request (O_NOFOLLOW; a regular file owned by uid). No file: 0 with
- * an empty state. Malformed: -EBADMSG with *ret_why. */
+/* Parses the state file's text (size bytes, at most DEPLOY_STATE_MAX; not NUL-terminated).
+ * Malformed: -EBADMSG with *ret_why (which never quotes a seal= line). */
+#define DEPLOY_STATE_MAX 1023U
+int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **ret_why);
+/* Reads DIR/.certbroker-request (O_NOFOLLOW; a regular file owned by uid) and parses it. No
+ * file: 0 with an empty state. Malformed: -EBADMSG with *ret_why. */
 int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why);
 /* Writes it with deploy_write_file() and fsyncs DIR. */
 int deploy_state_write(int dfd, const DeployState *state);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -177,6 +178,85 @@ static void test_state(void **state) {
         close(dfd);
 }
 
+/* The receiver key of a sealed hand-off: kept in the state file across a restart, opens what
+ * was sealed to its public half and nothing else, never quoted in a message, wiped on clear. */
+static void test_seal(void **state) {
+        static const char pem[] = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\n-----END PRIVATE KEY-----\n";
+        char p[256], *why = NULL, *opened = NULL, line[128];
+        DeployState s = {}, t = {}, other = {};
+        uint8_t pub[32], pub2[32], box[sizeof pem - 1 + crypto_box_SEALBYTES];
+        int dfd;
+
+        assert_true(sodium_init() >= 0);
+        assert_int_equal(deploy_seal_public(&s, pub), -EINVAL);         /* none yet */
+        assert_int_equal(deploy_seal_new(&s, "xyz"), -EINVAL);
+        assert_int_equal(deploy_seal_new(&s, ID1), 0);
+        assert_string_equal(s.seal_request, ID1);
+        assert_int_equal(strlen(s.seal_secret), DEPLOY_SEAL_SECRET_LEN);
+        assert_int_equal(deploy_seal_public(&s, pub), 0);
+        assert_int_equal(crypto_box_seal(box, (const unsigned char *) pem, sizeof pem - 1, pub), 0);
+
+        /* survives the state file, beside the rest */
+        fresh_dir("seal", 0700, p, sizeof p);
+        dfd = open(p, O_RDONLY | O_DIRECTORY);
+        strcpy(s.request, ID1);
+        assert_int_equal(deploy_intent_new(s.intent), 0);
+        assert_int_equal(deploy_state_write(dfd, &s), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
+        assert_string_equal(t.seal_request, ID1);
+        assert_string_equal(t.seal_secret, s.seal_secret);
+        assert_string_equal(t.intent, s.intent);
+        assert_string_equal(t.request, ID1);
+        assert_int_equal(deploy_seal_public(&t, pub2), 0);
+        assert_memory_equal(pub, pub2, sizeof pub);
+        assert_int_equal(deploy_seal_open(&t, box, sizeof box, &opened), 0);
+        assert_string_equal(opened, pem);
+        free(opened);
+        opened = NULL;
+
+        /* another receiver key, a damaged box, a box of something else: refused */
+        assert_int_equal(deploy_seal_new(&other, ID2), 0);
+        assert_int_equal(deploy_seal_open(&other, box, sizeof box, &opened), -EBADMSG);
+        box[sizeof box - 1] ^= 1;
+        assert_int_equal(deploy_seal_open(&t, box, sizeof box, &opened), -EBADMSG);
+        assert_int_equal(deploy_seal_open(&t, box, crypto_box_SEALBYTES, &opened), -EBADMSG);
+        assert_int_equal(crypto_box_seal(box, (const unsigned char *) "not a key, but sealed right.....",
+                                         32, pub), 0);
+        assert_int_equal(deploy_seal_open(&t, box, 32 + crypto_box_SEALBYTES, &opened), -EBADMSG);
+        assert_null(opened);
+
+        /* malformed seal= lines: refused without quoting the secret */
+        snprintf(line, sizeof line, "seal=%s %.*s\n", ID1, 63, s.seal_secret);
+        assert_int_equal(deploy_state_parse(line, strlen(line), &t, &why), -EBADMSG);
+        assert_non_null(strstr(why, "malformed seal="));
+        assert_null(strstr(why, s.seal_secret + 8));
+        snprintf(line, sizeof line, "seal=xyz %s\n", s.seal_secret);
+        assert_int_equal(deploy_state_parse(line, strlen(line), &t, &why), -EBADMSG);
+        assert_null(strstr(why, s.seal_secret + 8));
+        snprintf(line, sizeof line, "seal=%s\n", ID1);
+        assert_int_equal(deploy_state_parse(line, strlen(line), &t, &why), -EBADMSG);
+        /* a NUL byte, an oversized file */
+        assert_int_equal(deploy_state_parse("request=\0", 9, &t, &why), -EBADMSG);
+        {
+                char big[DEPLOY_STATE_MAX + 2];
+                memset(big, '#', sizeof big);
+                assert_int_equal(deploy_state_parse(big, sizeof big, &t, &why), -EBADMSG);
+                assert_non_null(strstr(why, "larger than"));
+        }
+
+        /* cleared: gone from the file too */
+        deploy_seal_clear(&s);
+        assert_string_equal(s.seal_request, "");
+        for (size_t i = 0; i < sizeof s.seal_secret; i++)
+                assert_int_equal(s.seal_secret[i], 0);
+        assert_int_equal(deploy_state_write(dfd, &s), 0);
+        assert_int_equal(deploy_state_read(dfd, geteuid(), &t, &why), 0);
+        assert_string_equal(t.seal_request, "");
+        assert_null(strstr(read_at(dfd, DEPLOY_STATE_FILE), "seal="));
+        free(why);
+        close(dfd);
+}
+
 static void test_generations(void **state) {
         char p[256], id[17], *why = NULL;
         bool created;
@@ -322,6 +402,7 @@ int main(void) {
                 cmocka_unit_test(test_dir_open),
                 cmocka_unit_test(test_write_file),
                 cmocka_unit_test(test_state),
+                cmocka_unit_test(test_seal),
                 cmocka_unit_test(test_generations),
                 cmocka_unit_test(test_intent),
                 cmocka_unit_test(test_config),
