@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pwd.h>
 #include <setjmp.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -456,6 +457,164 @@ static void test_take_key_and_expiry(void **state) {
         assert_null(stored(f, id2));
 }
 
+/* Issued by hand (the network is not there): the engine stopped, a key kept, the certificate set. */
+static void issue(Request *r, uint64_t not_after) {
+        EVP_PKEY *key = NULL;
+        uint64_t now = now_usec();
+
+        engine_request_stop(r);
+        if (!r->rec->key_available) {
+                assert_int_equal(key_generate(KEY_TYPE_EC_P256, &key), 0);
+                assert_int_equal(request_keep_key(r, key), 0);
+        }
+        request_set_issued(r, strdup("CERT"), strdup("CHAIN"), strdup("0c"), now - 1000000ULL, not_after);
+        assert_int_equal(r->rec->state, REQUEST_ISSUED);
+}
+
+static Request *enroll_token(Fixture *f, const char *name, const char *token, CbDecision *ret_d) {
+        const char *names[] = { name };
+        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
+        CbRequestSpec spec = { .names = names, .n_names = 1 };
+        Request *r = NULL;
+
+        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, ret_d), 0);
+        assert_true(ret_d->allowed);
+        f->enrolled_called = false;
+        assert_int_equal(request_enroll(f->m, getuid(), "", ret_d, false, token, on_enrolled, f, &r), 0);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_int_equal(f->enrolled_error, 0);
+        return r;
+}
+
+/* Enroll's token: found for its owner only, the oldest kept member of a chain, other
+ * parameters named; the reply to a repeated Enroll waits for the journal like a new one. */
+static void test_token(void **state) {
+        Fixture *f = *state;
+        CbDecision d = {}, d2 = {};
+        const char *field = NULL;
+        Request *r = enroll_token(f, "web.a.example.test", "tok-1", &d), *succ = NULL;
+
+        assert_string_equal(r->rec->token, "tok-1");
+        assert_ptr_equal(request_find_token(f->m, getuid(), "tok-1"), r);
+        assert_null(request_find_token(f->m, getuid() + 1, "tok-1"));
+        assert_null(request_find_token(f->m, getuid(), "tok-2"));
+        assert_null(request_find_token(f->m, getuid(), NULL));
+        assert_null(request_find_token(f->m, getuid(), ""));
+        assert_int_equal(request_differs(r, &d, false, &field), 0);
+        assert_null(field);
+        assert_int_equal(request_differs(r, &d, true, &field), 1);
+        assert_string_equal(field, "renew");
+        Request *other = enroll_token(f, "api.a.example.test", NULL, &d2);
+        assert_string_equal(other->rec->token, "");
+        assert_int_equal(request_differs(r, &d2, false, &field), 1);
+        assert_string_equal(field, "names");
+
+        f->enrolled_called = false;
+        f->enrolled = NULL;
+        assert_int_equal(request_when_durable(r, on_enrolled, f), 0);
+        assert_false(f->enrolled_called);       /* answered after the journal's fsync */
+        assert_true(run_until(f, enrolled, 5000));
+        assert_ptr_equal(f->enrolled, r);
+        assert_int_equal(f->enrolled_error, 0);
+
+        /* A successor keeps the token; the chain's oldest kept member is found, then the next
+         * once that one is forgotten. */
+        issue(r, now_usec() + 3600ULL * 1000000ULL);
+        StoreRequest *rec = calloc(1, sizeof(*rec));
+        assert_non_null(rec);
+        rec->owner = getuid();
+        rec->renew = true;
+        rec->ca = strdup(r->rec->ca);
+        rec->label = strdup("");
+        rec->subject = strdup(r->rec->subject);
+        rec->names = calloc(2, sizeof(char *));
+        rec->names[0] = strdup(r->rec->names[0]);
+        rec->key = strdup(r->rec->key);
+        rec->usage = strdup(r->rec->usage);
+        rec->caller = strdup("");
+        rec->predecessor = strdup(r->rec->id);
+        rec->token = strdup(r->rec->token);
+        rec->state = REQUEST_QUEUED;
+        rec->created = rec->updated = r->rec->created + 1;
+        assert_int_equal(request_add_successor(r, rec, &succ), 0);
+        assert_ptr_equal(request_find_token(f->m, getuid(), "tok-1"), r);
+        StoreRequest *back = stored(f, succ->rec->id);
+        assert_non_null(back);
+        assert_string_equal(back->token, "tok-1");
+        store_request_free(back);
+        assert_int_equal(request_forget(r, 0), 0);
+        assert_ptr_equal(request_find_token(f->m, getuid(), "tok-1"), succ);
+        cb_decision_done(&d);
+        cb_decision_done(&d2);
+}
+
+/* TakeKeySealed: sealed once to one receiver, the same copy again, nobody else; ConfirmKey
+ * erases it; expiry erases it too. */
+static void test_take_key_sealed(void **state) {
+        Fixture *f = *state;
+        CbDecision d = {};
+        Request *r = enroll_token(f, "web.a.example.test", NULL, &d);
+        unsigned char pk[crypto_box_PUBLICKEYBYTES], sk[crypto_box_SECRETKEYBYTES];
+        unsigned char pk2[crypto_box_PUBLICKEYBYTES], sk2[crypto_box_SECRETKEYBYTES];
+        uint8_t zero[32] = {}, *box = NULL, *box2 = NULL;
+        size_t size = 0, size2 = 0;
+        CbSecret *pem = NULL;
+
+        crypto_box_keypair(pk, sk);
+        crypto_box_keypair(pk2, sk2);
+        assert_int_equal(request_take_key_sealed(r, pk, sizeof pk, &box, &size), -EBUSY);   /* not issued */
+        issue(r, now_usec() + 3600ULL * 1000000ULL);
+        assert_int_equal(request_confirm_key(r), -EBUSY);                   /* nothing taken yet */
+        assert_int_equal(request_take_key_sealed(r, pk, 31, &box, &size), -EINVAL);
+        assert_int_equal(request_take_key_sealed(r, zero, sizeof zero, &box, &size), -EDOM);
+        assert_true(r->rec->key_available);
+        assert_int_equal(request_take_key_sealed(r, pk, sizeof pk, &box, &size), 0);
+        assert_false(r->rec->key_available);
+        assert_true(r->rec->key_sealed);
+        char *plain = calloc(1, size - crypto_box_SEALBYTES + 1);
+        assert_non_null(plain);
+        assert_int_equal(crypto_box_seal_open((unsigned char *) plain, box, size, pk, sk), 0);
+        assert_non_null(strstr(plain, "PRIVATE KEY"));
+        free(plain);
+        assert_int_equal(request_take_key_sealed(r, pk, sizeof pk, &box2, &size2), 1);
+        assert_int_equal(size2, size);
+        assert_memory_equal(box2, box, size);
+        free(box2);
+        box2 = NULL;
+        assert_int_equal(request_take_key_sealed(r, pk2, sizeof pk2, &box2, &size2), -EPERM);
+        assert_null(box2);
+        assert_int_equal(request_take_key(r, &pem), -ENOKEY);
+        StoreRequest *rec = stored(f, r->rec->id);
+        assert_true(rec->key_sealed);
+        assert_false(rec->key_available);
+        store_request_free(rec);
+        assert_int_equal(request_confirm_key(r), 0);
+        assert_false(r->rec->key_sealed);
+        assert_int_equal(request_confirm_key(r), 1);
+        assert_int_equal(request_take_key_sealed(r, pk, sizeof pk, &box2, &size2), -ENOKEY);
+        rec = stored(f, r->rec->id);
+        assert_false(rec->key_sealed);
+        store_request_free(rec);
+        free(box);
+
+        /* Sealed and never confirmed: erased when the certificate expires. */
+        CbDecision d2 = {};
+        Request *r2 = enroll_token(f, "api.a.example.test", NULL, &d2);
+        uint64_t now = now_usec();
+        issue(r2, now + 10ULL * 1000000ULL);
+        assert_int_equal(request_take_key_sealed(r2, pk, sizeof pk, &box, &size), 0);
+        free(box);
+        assert_int_equal(request_expire_key(r2, now), 0);
+        assert_true(r2->rec->key_sealed);
+        assert_int_equal(request_expire_key(r2, now + 11ULL * 1000000ULL), 1);
+        assert_false(r2->rec->key_sealed);
+        assert_int_equal(request_take_key_sealed(r2, pk, sizeof pk, &box, &size), -ENOKEY);
+        sodium_memzero(sk, sizeof sk);
+        sodium_memzero(sk2, sizeof sk2);
+        cb_decision_done(&d);
+        cb_decision_done(&d2);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_retry_delay),
@@ -465,6 +624,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_deadline_and_terminal_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancel_races, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_take_key_and_expiry, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_token, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_take_key_sealed, setup, teardown),
         };
 
         if (secret_init() < 0)
