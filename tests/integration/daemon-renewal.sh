@@ -182,5 +182,23 @@ done
 distinct=$(printf '%s\n' "${ats[@]}" | sort -u | wc -l)
 [ "$distinct" -ge 8 ] || lab_fail "ten RenewAt leads, only $distinct distinct: ${ats[*]}"
 lab_pass "a fleet issued together spreads its RenewAt over RenewJitter ($distinct distinct leads of 10)"
+# ---- Enroll's token follows the chain: successors keep it ----
+tenroll() {     # TOKEN: alice's Enroll of tokchain.a.example.test with renew and the token; the path
+        local out
+        out=$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} corp "" 1 tokchain.a.example.test \
+                2 renew b true token s "$1") || return 1
+        out=${out#o \"}
+        echo "${out%\"}"
+}
+t1=$(tenroll chain-token) || lab_fail "Enroll with a token"
+lab_assert_eq "$(cb_wait alice "$t1" 60)" issued "the token's first request"
+lab_wait_for 30 "its successor" bash -c "[ \"\$(busctl --system get-property $CB_BUS $t1 $CB_BUS.Request Successor)\" != 'o \"/\"' ]"
+t2=$(successor_of "$t1")
+lab_assert_eq "$(tenroll chain-token)" "$t1" "Enroll with the token while the chain's first member is kept"
+cb alice call "$CB_BUS" "$t1" "$CB_BUS.Request" Remove >/dev/null || lab_fail "Remove of the first member"
+lab_assert_eq "$(tenroll chain-token)" "$t2" "Enroll with the token once the first member is removed: its successor"
+cb alice call "$CB_BUS" "$t2" "$CB_BUS.Request" StopRenewal >/dev/null
+lab_pass "Enroll's token names the chain: the first member while kept, then the successor (made by the broker at RenewAt, it kept the token)"
+
 ndes ctl validity=0 >/dev/null
 broker_stop
