@@ -85,18 +85,6 @@ int deploy_intent_label(const char *user_label, const char *token, char **ret_la
         return 0;
 }
 
-bool deploy_label_has_intent(const char *label, const char *token) {
-        size_t n, t = sizeof(DEPLOY_LABEL_TAG) - 1 + DEPLOY_INTENT_LEN;
-
-        if (!label || !is_hex_lower(token, DEPLOY_INTENT_LEN))
-                return false;
-        n = strlen(label);
-        if (n < t || strncmp(label + n - t, DEPLOY_LABEL_TAG, sizeof(DEPLOY_LABEL_TAG) - 1) != 0 ||
-            strcmp(label + n - DEPLOY_INTENT_LEN, token) != 0)
-                return false;
-        return n == t || label[n - t - 1] == ' ';
-}
-
 int deploy_parse_timeout(const char *s, uint64_t *ret_usec) {
         static const struct {
                 const char *suffix;

@@ -9,8 +9,9 @@
  *   .certbroker-request    the state: request=<id of the chain member followed>,
  *                          reloaded=<id whose reload command succeeded>,
  *                          intent=<token>: written (fsynced) before the first Enroll, whose
- *                          label carries it, so that a run killed before it recorded the
- *                          request finds that request again instead of enrolling twice,
+ *                          option token (and label) carries it, so that a run killed before
+ *                          it recorded the request gets that request again from Enroll
+ *                          instead of a second one,
  *                          seal=<id> <secret>: the receiver key of a sealed key hand-off
  *   gen-<id>/              one generation per issued request: key.pem (0600), cert.pem,
  *                          chain.pem, fullchain.pem (0644), each written to a new file
@@ -89,8 +90,6 @@ int deploy_intent_new(char ret[static DEPLOY_INTENT_LEN + 1]);
 #define DEPLOY_LABEL_TAG "deploy:"
 #define DEPLOY_USER_LABEL_MAX (DEPLOY_LABEL_MAX - 1U - (sizeof(DEPLOY_LABEL_TAG) - 1U) - DEPLOY_INTENT_LEN)
 int deploy_intent_label(const char *user_label, const char *token, char **ret_label);
-/* Whether a request's label carries this token (as deploy_intent_label() made it). */
-bool deploy_label_has_intent(const char *label, const char *token);
 
 /* Parses a reload timeout: a number of seconds ("60", "2.5"), optionally with "s", "min"
  * or "h"; "0" or "infinity": none. Returns 0 and *ret_usec (0: none) or -EINVAL. */
