@@ -244,6 +244,11 @@ static int method_wait(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 
 /* ---- the owner's operations: request.c does them ---- */
 
+static int key_not_ready(Request *req, sd_bus_error *error) {
+        return bus_error_set(error, BROKER_ERROR_NOT_READY, "Request %s is %s: the key can be taken once it is issued.",
+                             req->rec->id, request_state_to_string(req->rec->state));
+}
+
 static int key_gone(Request *req, sd_bus_error *error) {
         if (req->rec->key_sealed)
                 return bus_error_set(error, BROKER_ERROR_KEY_ALREADY_TAKEN,
@@ -272,9 +277,7 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (r < 0) {
                 sd_bus_message_unref(reply);
                 if (r == -EBUSY)
-                        return bus_error_set(error, BROKER_ERROR_NOT_READY,
-                                             "Request %s is %s: the key can be taken once it is issued.",
-                                             req->rec->id, request_state_to_string(req->rec->state));
+                        return key_not_ready(req, error);
                 if (r == -ENOKEY)
                         return key_gone(req, error);
                 return sd_bus_error_set_errnof(error, r, "Cannot read the stored key: %m");
@@ -300,9 +303,7 @@ static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_er
         r = request_take_key_sealed(req, recipient, n, &box, &size);
         switch (r) {
         case -EBUSY:
-                return bus_error_set(error, BROKER_ERROR_NOT_READY,
-                                     "Request %s is %s: the key can be taken once it is issued.",
-                                     req->rec->id, request_state_to_string(req->rec->state));
+                return key_not_ready(req, error);
         case -EINVAL:
                 return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                      "The recipient is %zu bytes: it must be an X25519 public key of %u bytes "

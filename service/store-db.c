@@ -1110,33 +1110,44 @@ finish:
         return k;
 }
 
-/* Read and decrypt the key of id; caller may hold a transaction. */
-static int key_read(Store *s, const char *id, CbSecret **ret) {
+/* The row of id from a one-parameter SELECT (?1 = id): 0 with *ret on that row (finalize it);
+ * -ENOENT no such row, -ENOKEY when column blob_col is NULL (nothing stored there). */
+static int select_blob_row(Store *s, const char *sql, const char *id, int blob_col, sqlite3_stmt **ret) {
         sqlite3_stmt *st = NULL;
         int k, rc;
 
-        k = prepare(s, "SELECT key_blob FROM requests WHERE id = ?1", &st);
+        k = prepare(s, sql, &st);
         if (k < 0)
                 return k;
         k = bind_text(st, 1, id);
-        if (k < 0)
-                goto finish;
-
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                k = -ENOENT;
-        else if (rc != SQLITE_ROW)
-                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
-        else if (sqlite3_column_type(st, 0) == SQLITE_NULL)
-                k = -ENOKEY;
-        else {
-                const void *blob = sqlite3_column_blob(st, 0);
-                int size = sqlite3_column_bytes(st, 0);
-
-                k = store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, ret);
+        if (k >= 0) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        k = -ENOENT;
+                else if (rc != SQLITE_ROW)
+                        k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+                else if (sqlite3_column_type(st, blob_col) == SQLITE_NULL)
+                        k = -ENOKEY;
         }
+        if (k < 0) {
+                sqlite3_finalize(st);
+                return k;
+        }
+        *ret = st;
+        return 0;
+}
 
-finish:
+/* Read and decrypt the key of id; caller may hold a transaction. */
+static int key_read(Store *s, const char *id, CbSecret **ret) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        k = select_blob_row(s, "SELECT key_blob FROM requests WHERE id = ?1", id, 0, &st);
+        if (k < 0)
+                return k;
+        const void *blob = sqlite3_column_blob(st, 0);
+        int size = sqlite3_column_bytes(st, 0);
+        k = store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, ret);
         sqlite3_finalize(st);
         return k;
 }
@@ -1252,45 +1263,33 @@ fail:
 int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static STORE_SEAL_RECIPIENT_LEN],
                          uint8_t **ret_box, size_t *ret_size) {
         sqlite3_stmt *st = NULL;
-        int k, rc;
+        uint8_t *box;
+        int k, size;
 
         if (!s || !id || !ret_box || !ret_size)
                 return -EINVAL;
         if (!store_id_is_valid(id))
                 return -ENOENT;
-        k = prepare(s, "SELECT sealed_to, sealed_key FROM requests WHERE id = ?1", &st);
+        k = select_blob_row(s, "SELECT sealed_to, sealed_key FROM requests WHERE id = ?1", id, 1, &st);
         if (k < 0)
                 return k;
-        k = bind_text(st, 1, id);
-        if (k < 0)
-                goto finish;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                k = -ENOENT;
-        else if (rc != SQLITE_ROW)
-                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
-        else if (sqlite3_column_type(st, 1) == SQLITE_NULL)
-                k = -ENOKEY;
-        else if (sqlite3_column_bytes(st, 0) != (int) STORE_SEAL_RECIPIENT_LEN ||
-                 sqlite3_column_bytes(st, 1) <= (int) crypto_box_SEALBYTES)
-                k = -EUCLEAN;
-        else {
-                int size = sqlite3_column_bytes(st, 1);
-                uint8_t *box = malloc((size_t) size);
-                if (!box) {
-                        k = -ENOMEM;
-                        goto finish;
-                }
-                memcpy(box, sqlite3_column_blob(st, 1), (size_t) size);
-                if (ret_recipient)
-                        memcpy(ret_recipient, sqlite3_column_blob(st, 0), STORE_SEAL_RECIPIENT_LEN);
-                *ret_box = box;
-                *ret_size = (size_t) size;
-                k = 0;
+        size = sqlite3_column_bytes(st, 1);
+        if (sqlite3_column_bytes(st, 0) != (int) STORE_SEAL_RECIPIENT_LEN || size <= (int) crypto_box_SEALBYTES) {
+                sqlite3_finalize(st);
+                return -EUCLEAN;
         }
-finish:
+        box = malloc((size_t) size);
+        if (!box) {
+                sqlite3_finalize(st);
+                return -ENOMEM;
+        }
+        memcpy(box, sqlite3_column_blob(st, 1), (size_t) size);
+        if (ret_recipient)
+                memcpy(ret_recipient, sqlite3_column_blob(st, 0), STORE_SEAL_RECIPIENT_LEN);
         sqlite3_finalize(st);
-        return k;
+        *ret_box = box;
+        *ret_size = (size_t) size;
+        return 0;
 }
 
 static int count_query(Store *s, const char *sql, uid_t owner, const uint64_t *since, unsigned *ret) {
