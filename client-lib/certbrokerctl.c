@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1087,6 +1088,15 @@ static int deploy_enroll(Deploy *d) {
         spec.label = label;
         r = certbroker_enroll_token(d->client, &spec, CERTBROKER_ENROLL_RENEW, d->state.intent, &id, &e);
         free(label);
+        if (r < 0 && again && certbroker_error_has_name(&e, CERTBROKER_ERROR_INVALID_ARGUMENT) && e.message &&
+            strstr(e.message, "already names request")) {
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: this directory's enrollment was started with other "
+                                 "parameters than now (%s). To enroll anew with the new ones, remove the intent= "
+                                 "line of %s/%s (the request it names stays at the broker: certbrokerctl list).",
+                                 d->dir, e.message, d->dir, DEPLOY_STATE_FILE);
+                certbroker_error_clear(&e);
+                return r;
+        }
         if (r < 0)
                 return deploy_call_failed(d, &e, r, "Enroll refused");
         deploy_test_kill_point("deploy-enrolled");
@@ -1112,6 +1122,8 @@ static int deploy_confirm_key(Deploy *d, const char *id) {
         int r;
 
         r = certbroker_confirm_key(d->client, id, &e);
+        if (r < 0 && error_is_transient(&e, r))
+                return deploy_call_failed(d, &e, r, "ConfirmKey");      /* seal= kept: asked again */
         if (r < 0) {
                 fprintf(stderr, "%s: deploy: ConfirmKey for request %s: %s (the sealed copy stays in "
                         "certbrokerd until the certificate expires).\n", program, id, e.message ?: strerror(-r));
@@ -1155,7 +1167,7 @@ static int deploy_take_key(Deploy *d, const char *id, int gfd) {
                         e.message ?: "taken");
                 certbroker_error_clear(&e);
                 deploy_seal_clear(&d->state);
-                (void) deploy_save_state(d);
+                (void) deploy_state_write(d->dfd, &d->state);  /* a stale seal= is harmless: retried */
                 return 1;
         }
         if (r < 0)
@@ -1587,6 +1599,16 @@ static int verb_deploy(void) {
                 r = fail(CLI_EXIT_FAILURE, NULL, "deploy: refusing the directory: %s.", why ?: strerror(-r));
                 goto finish;
         }
+        /* One deployment per directory: two would each make an intent token (two enrollments)
+         * and overwrite each other's receiver key (a lost key). The lock lives as long as this
+         * process (the directory fd is O_CLOEXEC: the reload command does not hold it). */
+        if (flock(d.dfd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ?
+                        fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: another certbrokerctl deploy is running for this "
+                             "directory (it holds its lock); one deployment per directory.", d.dir) :
+                        fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: cannot lock it: %s.", d.dir, strerror(errno));
+                goto finish;
+        }
         r = deploy_state_read(d.dfd, d.uid, &d.state, &why);
         if (r < 0) {
                 r = fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
@@ -1617,6 +1639,7 @@ static int verb_deploy(void) {
 finish:
         if (d.dfd >= 0)
                 close(d.dfd);
+        explicit_bzero(&d.state, sizeof d.state);       /* a receiver key, if one was in flight */
         certbroker_close(d.client);
         deploy_config_done(&cfg);
         free(why);

@@ -272,6 +272,18 @@ static void on_enrolled(Request *req, int error, void *userdata) {
         free(path);
 }
 
+/* The reply to a repeated Enroll: as on_enrolled(), but the request it named may have been
+ * dropped meanwhile because its own insert could not be made durable. */
+static void on_repeated(Request *req, int error, void *userdata) {
+        PendingReply *p = userdata;
+
+        if (error == -ENOENT)
+                (void) pending_reply_errno(p, EAGAIN, "The request this token names could not be recorded (the "
+                                           "journal's write failed): call Enroll again.");
+        else
+                on_enrolled(req, error, userdata);
+}
+
 /* Enroll with a token that names req: the same parameters get req (after the journal's next
  * fsync, as a new request would), other parameters are refused naming the first that differs.
  * The policy is not decided again for it (req was decided when made, and is decided again on
@@ -282,7 +294,7 @@ static int enroll_repeated(Manager *m, sd_bus_message *msg, const PolicyCall *p,
         const char *field = NULL;
         int r;
 
-        r = request_differs(req, d, p->renew, &field);
+        r = request_differs(req, d, p->spec.key != NULL, p->renew, &field);
         if (r < 0)
                 return r;
         if (r > 0)
@@ -293,13 +305,15 @@ static int enroll_repeated(Manager *m, sd_bus_message *msg, const PolicyCall *p,
         r = pending_reply_new(msg, NULL, NULL, &pending);
         if (r < 0)
                 return r;
-        r = request_when_durable(req, on_enrolled, pending);
+        r = request_when_durable(req, on_repeated, pending);
         if (r < 0) {
                 pending_reply_drop(pending);
                 return r;
         }
-        log_info("Enroll by uid %u repeated with the token of request %s: answered with that request.",
-                 (unsigned) p->caller.uid, req->rec->id);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = p->caller.uid, .decision = "repeated",
+                                             .ca = req->rec->ca },
+                  "Enroll by uid %u repeated with the token of request %s: answered with that request.",
+                  (unsigned) p->caller.uid, req->rec->id);
         return 1;
 }
 

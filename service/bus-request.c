@@ -342,8 +342,10 @@ static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = request_confirm_key(req);
         if (r == -EBUSY)
                 return bus_error_set(error, BROKER_ERROR_NOT_READY,
-                                     "Request %s: its key has not been taken; ConfirmKey() follows TakeKeySealed().",
-                                     req->rec->id);
+                                     req->rec->state == REQUEST_ISSUED ?
+                                     "Request %s: its key has not been taken; ConfirmKey() follows TakeKeySealed()." :
+                                     "Request %s is %s: ConfirmKey() follows TakeKeySealed() of an issued request.",
+                                     req->rec->id, request_state_to_string(req->rec->state));
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot erase the sealed key: %m");
         return sd_bus_reply_method_return(msg, NULL);

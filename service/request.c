@@ -389,7 +389,7 @@ static bool names_equal(char *const *a, char *const *b) {
         return !*a && !*b;
 }
 
-int request_differs(const Request *r, const CbDecision *d, bool renew, const char **ret_field) {
+int request_differs(const Request *r, const CbDecision *d, bool key_given, bool renew, const char **ret_field) {
         StoreRequest *rec = NULL;
         const char *field = NULL;
         int q;
@@ -403,14 +403,14 @@ int request_differs(const Request *r, const CbDecision *d, bool renew, const cha
                 field = "names";        /* before the subject, which defaults to CN=<names[0]> */
         else if (strcmp(rec->subject, r->rec->subject) != 0)
                 field = "subject";
-        else if (strcmp(rec->key, r->rec->key) != 0)
-                field = "key";
+        else if (key_given && strcmp(rec->key, r->rec->key) != 0)
+                field = "key";          /* not given: the CA's default, which a Reload may change */
         else if (strcmp(rec->usage, r->rec->usage) != 0)
                 field = "usage";
         else if (strcmp(rec->label, r->rec->label) != 0)
                 field = "label";
-        else if (rec->renew != r->rec->renew)
-                field = "renew";
+        else if (r->rec->renew && !renew)
+                field = "renew";        /* a stopped chain (StopRenewal) is no longer renew: not compared */
         store_request_free(rec);
         *ret_field = field;
         return field != NULL;
@@ -722,9 +722,13 @@ int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipie
                 q = store_key_sealed_get(r->manager->store, r->rec->id, stored, ret_box, ret_size);
                 if (q == -ENOKEY)
                         r->rec->key_sealed = false;
-                if (q < 0)
-                        return q == -ENOKEY ? q : log_error_errno(q, "Request %s: cannot read its sealed key from %s: %m",
-                                                                  r->rec->id, store_path(r->manager->store));
+                if (q == -ENOKEY)
+                        return q;
+                if (q < 0) {    /* the store's own errno values mean nothing to the caller */
+                        log_error_errno(q, "Request %s: cannot read its sealed key from %s: %m", r->rec->id,
+                                        store_path(r->manager->store));
+                        return -EIO;
+                }
                 if (sodium_memcmp(stored, recipient, STORE_SEAL_RECIPIENT_LEN) != 0) {
                         free(*ret_box);
                         *ret_box = NULL;
@@ -740,11 +744,13 @@ int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipie
                 r->rec->key_available = false;
                 return q;
         }
-        if (q == -EINVAL)
-                return -EDOM;   /* libsodium refused the public key */
-        if (q < 0)
-                return log_error_errno(q, "Request %s: cannot seal its key in %s: %m", r->rec->id,
-                                       store_path(r->manager->store));
+        if (q == -EDOM)
+                return q;       /* libsodium refused the public key */
+        if (q < 0) {
+                log_error_errno(q, "Request %s: cannot seal its key in %s: %m", r->rec->id,
+                                store_path(r->manager->store));
+                return -EIO;
+        }
         r->rec->key_available = false;
         r->rec->key_sealed = true;
         EVP_PKEY_free(r->key);
@@ -760,12 +766,16 @@ int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipie
 int request_confirm_key(Request *r) {
         int q;
 
+        if (r->rec->state != REQUEST_ISSUED || (!r->rec->key_sealed && r->rec->key_available))
+                return -EBUSY;
         if (!r->rec->key_sealed)
-                return r->rec->key_available ? -EBUSY : 1;
+                return 1;
         q = store_key_erase(r->manager->store, r->rec->id);
-        if (q < 0)
-                return log_error_errno(q, "Request %s: cannot erase its sealed key from %s: %m", r->rec->id,
-                                       store_path(r->manager->store));
+        if (q < 0) {
+                log_error_errno(q, "Request %s: cannot erase its sealed key from %s: %m", r->rec->id,
+                                store_path(r->manager->store));
+                return -EIO;
+        }
         r->rec->key_sealed = false;
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                              .decision = "key-confirmed", .ca = r->rec->ca },
@@ -797,6 +807,7 @@ int request_expire_key(Request *r, uint64_t now) {
         if (r->rec->state != REQUEST_ISSUED || !(r->rec->key_available || r->rec->key_sealed) ||
             r->rec->not_after == 0 || r->rec->not_after > now)
                 return 0;
+        bool sealed = r->rec->key_sealed;
         q = store_key_erase(r->manager->store, r->rec->id);
         if (q < 0)
                 return log_warning_errno(q, "Request %s: cannot erase its expired key: %m", r->rec->id);
@@ -804,7 +815,9 @@ int request_expire_key(Request *r, uint64_t now) {
         (void) request_commit(r);
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                              .decision = "key-expired", .ca = r->rec->ca },
-                  "Request %s: its certificate expired before the key was taken; the key is erased.",
+                  sealed ? "Request %s: its certificate expired before the receiver confirmed the sealed key; the "
+                           "sealed copy is erased." :
+                           "Request %s: its certificate expired before the key was taken; the key is erased.",
                   r->rec->id);
         return 1;
 }

@@ -74,9 +74,11 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
  * of owner's chain carrying it (the oldest), or NULL. */
 Request *request_find_token(Manager *m, uid_t owner, const char *token);
 /* Whether an Enroll decided as d (with renew) asks for other parameters than r was made with:
- * 1 and *ret_field names the first that differs ("ca", "names", "subject", "key", "usage",
- * "label", "renew"), 0 when the same, negative errno. */
-int request_differs(const Request *r, const CbDecision *d, bool renew, const char **ret_field);
+ * 1 and *ret_field names the first that differs ("ca", "names", "subject", "key" (only when
+ * key_given: else the CA's current default was applied), "usage", "label", "renew" (asked
+ * without renew for a request that renews; a chain stopped since is not renew any more, so
+ * renew=true matches it)), 0 when the same, negative errno. */
+int request_differs(const Request *r, const CbDecision *d, bool key_given, bool renew, const char **ret_field);
 /* done(r) once everything written so far (r's insert included) is on disk, as for a new
  * request, but nothing is started: the reply to an Enroll repeated with r's token. */
 int request_when_durable(Request *r, RequestEnrolled done, void *userdata);
@@ -142,11 +144,13 @@ int request_take_key(Request *r, CbSecret **ret_pem);
  * until request_confirm_key() or the certificate's expiry, so a receiver that died before it
  * stored the key asks again with the same recipient and gets the same copy. 0 sealed now, 1 the
  * copy sealed before; -EBUSY not issued, -EINVAL recipient of the wrong size, -EDOM not a usable
- * public key, -EPERM sealed before to another recipient, -ENOKEY taken or erased already. */
+ * public key, -EPERM sealed before to another recipient, -ENOKEY taken or erased already, -EIO
+ * the journal failed (logged). */
 int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipient_size, uint8_t **ret_box,
                             size_t *ret_size);
 /* ConfirmKey(): the receiver stored the key, the sealed copy is erased. 0 erased now, 1 none
- * was kept (confirmed before, or the key taken with TakeKey), -EBUSY the key was not taken yet. */
+ * was kept (confirmed before, taken with TakeKey, or erased at expiry), -EBUSY not issued or
+ * the key not taken yet, -EIO the journal failed. */
 int request_confirm_key(Request *r);
 /* Remove(): forgets a finished request (journal and object, key erased); r is freed.
  * -EBUSY when it is still in progress. */

@@ -1230,7 +1230,7 @@ int store_key_seal(Store *s, const char *id, const uint8_t recipient[static STOR
                 goto fail;
         }
         if (crypto_box_seal(box, pem->data, pem->size, recipient) != 0) {
-                k = -EINVAL;    /* not a usable public key */
+                k = -EDOM;      /* not a usable public key */
                 goto fail;
         }
         secret_free(pem);

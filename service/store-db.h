@@ -174,7 +174,8 @@ int store_key_take(Store *s, const char *id, CbSecret **ret);
  * STORE_SEAL_RECIPIENT_LEN bytes; libsodium's crypto_box_seal()) and, in one transaction, the
  * key is erased and the sealed copy and its recipient stored in its place. From then on the
  * store cannot read the key; the sealed copy opens only with the recipient's secret key.
- * *ret_box (malloc()ed, *ret_size bytes). Errors as store_key_take(). */
+ * *ret_box (malloc()ed, *ret_size bytes). Errors as store_key_take(), and -EDOM when libsodium
+ * refuses the recipient (a low-order point); nothing is changed then. */
 #define STORE_SEAL_RECIPIENT_LEN 32U
 int store_key_seal(Store *s, const char *id, const uint8_t recipient[static STORE_SEAL_RECIPIENT_LEN],
                    uint8_t **ret_box, size_t *ret_size);

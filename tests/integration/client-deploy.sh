@@ -175,6 +175,17 @@ lab_assert_eq "$(chain_heads deploy.a.example.test)" 1 "enrollments after certbr
 g=$(check_generation "$D")
 [[ "$g" == gen-* ]] || lab_fail "after certbrokerd's restart: $g"
 lab_pass "kill -9 of certbrokerd under a deployment: it reconnects and deploys the next certificate"
+
+# ---- one deployment per directory: a second one is refused while the first runs ----
+set +e
+out=$(as_alice "$CTL" deploy --once --dir "$D" --reload "$A/reload.sh" --dns deploy.a.example.test --label web 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 1 "a second deploy for a directory in use ($out)"
+lab_assert_contains "$out" "another certbrokerctl deploy is running for this directory" "a second deploy"
+lab_assert_eq "$(chain_heads deploy.a.example.test)" 1 "enrollments after a second deploy was refused"
+kill -0 "$(lab_pid deploy2)" || lab_fail "the running deploy exited: $(cat "$LAB_DIR/deploy2.log")"
+lab_pass "a second deploy for the same directory is refused while one runs (its lock), nothing enrolled"
 lab_stop deploy2
 
 # ---- a failing reload command is reported and retried; --once ----
@@ -302,6 +313,24 @@ grep -q "repeated with the token of request $uid" "$LAB_DIR/certbrokerd.log" ||
 lab_assert_eq "$(check_generation "$U")" "gen-$uid" "the deployed generation"
 lab_assert_eq "$(wc -l <"$A/unread.bin/reload.log")" 1 "reloads"
 lab_pass "an Enroll whose sender died before certbrokerd read it, then the restarted deploy's Enroll with the same token: one request (made by the first, the second answered with it), deployed and reloaded once"
+
+# A directory whose token names a request made with other parameters: deploy says so and how to
+# start anew, and enrolls nothing.
+P=$A/changed
+mkdir -m 0700 "$P"
+printf 'intent=%s\n' "$utoken" >"$P/.certbroker-request"
+chmod 0600 "$P/.certbroker-request"
+chown -R alice "$P"
+set +e
+out=$(as_alice "$CTL" deploy --once --dir "$P" --dns changed.a.example.test 2>&1)
+rc=$?
+set -e
+lab_assert_eq "$rc" 1 "deploy whose token names a request with other names ($out)"
+lab_assert_contains "$out" "was started with other parameters than now" "deploy with changed parameters"
+lab_assert_contains "$out" "made with another names" "deploy with changed parameters: what differs"
+lab_assert_contains "$out" "remove the intent= line" "deploy with changed parameters: the way out"
+lab_assert_eq "$(heads_of changed.a.example.test | cut -d' ' -f1)" 0 "requests for the changed parameters"
+lab_pass "a deployment restarted with other parameters than its token's request: refused naming what differs and the way out, nothing enrolled"
 
 # ---- kill -9 mid-write of a renewal, at each point: the live files always match ----
 # One directory per kill point, all at once: the first certificate deployed with --once, then a

@@ -75,12 +75,16 @@ static int run_pending(CertbrokerClient *c) {
                 CHECK(r == -EBUSY && certbroker_error_has_name(&e, CERTBROKER_ERROR_NOT_READY) && !box,
                       "TakeKeySealed of a pending request: %d %s", r, e.message ?: "");
                 certbroker_error_clear(&e);
+                r = certbroker_confirm_key(c, id, &e);
+                CHECK(r == -EBUSY && certbroker_error_has_name(&e, CERTBROKER_ERROR_NOT_READY) &&
+                      strstr(e.message, "is pending"), "ConfirmKey of a pending request: %d %s", r, e.message ?: "");
+                certbroker_error_clear(&e);
         }
         CHECK(certbroker_cancel(c, id, &e) == 0, "%s", e.message);
         CHECK(certbroker_wait(c, id, 0, NULL, NULL, &state, &e) == 1 && strcmp(state, "cancelled") == 0, "cancelled");
         free(state);
         CHECK(certbroker_remove(c, id, &e) == 0, "%s", e.message);
-        printf("ok - Remove of a pending request: NotReady (-EBUSY); Cancel; Remove\n");
+        printf("ok - Remove, TakeKeySealed and ConfirmKey of a pending request: NotReady (-EBUSY); Cancel; Remove\n");
         free(id);
         return 0;
 }
