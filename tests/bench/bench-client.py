@@ -9,6 +9,10 @@
                                            N enrollments, while ListCAs is timed every 5 ms
                                            from another process; prints JSON with the figures
   bench-client.py pool-ready TIMEOUT       waits until every KeyPool type is at its target
+  bench-client.py handoff N PREFIX         N enrollments, then the key of each taken, in
+                                           turns, with TakeKey or with TakeKeySealed (a random
+                                           recipient) and ConfirmKey; prints JSON with the
+                                           times of each way (seconds)
 
 Every enrollment is Enroll → Wait(issued) → Certificate → TakeKey, and is checked: a request
 that does not end `issued` or a key that does not come back is an error (exit 1)."""
@@ -204,6 +208,40 @@ def pool_ready(timeout):
     raise SystemExit(f'KeyPool not full after {timeout} s: {props.Get(MANAGER, "KeyPool")}')
 
 
+def handoff(n, prefix):
+    import os
+    bus = dbus.SystemBus()
+    mgr = manager(bus)
+    paths = []
+    for i in range(n):
+        path = mgr.Enroll('', '', [f'{prefix}{i}.a.example.test'], {})
+        paths.append(path)
+    plain, sealed = [], []
+    for i, path in enumerate(paths):
+        obj = bus.get_object(BUS, path)
+        req = dbus.Interface(obj, REQUEST)
+        state = req.Wait(dbus.UInt64(120_000_000), timeout=130)
+        if state != 'issued':
+            raise SystemExit(f'{path}: ended {state}')
+        if i % 2 == 0:
+            t0 = time.monotonic()
+            key = req.TakeKey()
+            plain.append(time.monotonic() - t0)
+            if 'BEGIN PRIVATE KEY' not in key:
+                raise SystemExit(f'{path}: TakeKey returned no key')
+        else:
+            recipient = dbus.ByteArray(os.urandom(32))
+            t0 = time.monotonic()
+            box = req.TakeKeySealed(recipient, byte_arrays=True)
+            t1 = time.monotonic()
+            req.ConfirmKey()
+            t2 = time.monotonic()
+            sealed.append((t1 - t0, t2 - t0))
+            if len(box) < 48 + 200:
+                raise SystemExit(f'{path}: TakeKeySealed returned {len(box)} bytes')
+    print(json.dumps({'takekey': plain, 'sealed': [a for a, _ in sealed], 'sealed_confirmed': [b for _, b in sealed]}))
+
+
 if __name__ == '__main__':
     cmd = sys.argv[1]
     if cmd == 'sequential':
@@ -214,5 +252,7 @@ if __name__ == '__main__':
         callers(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     elif cmd == 'pool-ready':
         pool_ready(float(sys.argv[2]))
+    elif cmd == 'handoff':
+        handoff(int(sys.argv[2]), sys.argv[3])
     else:
         raise SystemExit(f'unknown command {cmd}')
