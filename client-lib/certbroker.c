@@ -1005,6 +1005,34 @@ _public_ int certbroker_cancel(CertbrokerClient *client, const char *request, Ce
         return request_call(client, request, "Cancel", error);
 }
 
+_public_ int certbroker_request_key_sealed(CertbrokerClient *client, const char *request, bool *ret_sealed,
+                                          CertbrokerError *error) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        char *path = NULL;
+        int b = 0, r;
+
+        if (!client || !ret_sealed)
+                return error_setf(error, -EINVAL, NULL, "certbroker_request_key_sealed: NULL argument.");
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_get_property_trivial(client->bus, CERTBROKER_BUS_NAME, path, REQUEST_IFACE, "KeySealed", &e,
+                                        'b', &b);
+        free(path);
+        if (r < 0 && sd_bus_error_has_names(&e, SD_BUS_ERROR_UNKNOWN_PROPERTY, SD_BUS_ERROR_INVALID_ARGS)) {
+                sd_bus_error_free(&e);  /* a certbrokerd before the sealed hand-off: nothing sealed */
+                *ret_sealed = false;
+                return 0;
+        }
+        if (r < 0) {
+                r = error_from_bus(error, &e, r, "Cannot read a property");
+                sd_bus_error_free(&e);
+                return r;
+        }
+        *ret_sealed = b;
+        return 0;
+}
+
 _public_ int certbroker_confirm_key(CertbrokerClient *client, const char *request, CertbrokerError *error) {
         return request_call(client, request, "ConfirmKey", error);
 }

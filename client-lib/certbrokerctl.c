@@ -674,15 +674,25 @@ static int verb_status(CertbrokerClient *c) {
                 certbroker_request_info_free(i);
                 return fail_call(&e, r, "Cannot read the request's renewal");
         }
+        bool sealed = false;
+        r = certbroker_request_key_sealed(c, arg.operand, &sealed, &e);
+        if (r < 0) {
+                certbroker_renewal_free(n);
+                certbroker_request_info_free(i);
+                return fail_call(&e, r, "Cannot read the request");
+        }
         if (arg.json) {
                 CliJson j;
                 cli_json_init(&j, stdout);
                 cli_json_begin(&j, '{');
                 json_request(&j, i, true);
+                cli_json_field_bool(&j, "key_sealed", sealed);
                 json_renewal(&j, n);
                 cli_json_end(&j, '}');
         } else {
                 print_request(i);
+                if (!i->key_available && sealed)
+                        printf("%-14s %s\n", "Key sealed:", "yes: sealed to a receiver (TakeKeySealed), awaiting its ConfirmKey");
                 print_renewal(n);
         }
         certbroker_renewal_free(n);
@@ -750,9 +760,13 @@ static int verb_list(CertbrokerClient *c) {
                         rn = NULL;
                 }
                 if (arg.json) {
+                        bool sealed = false;
+                        if (i && certbroker_request_key_sealed(c, l[k].id, &sealed, &e) < 0)
+                                certbroker_error_clear(&e);     /* removed meanwhile */
                         cli_json_begin(&j, '{');
                         if (i) {
                                 json_request(&j, i, false);
+                                cli_json_field_bool(&j, "key_sealed", sealed);
                                 json_renewal(&j, rn);
                         } else {
                                 cli_json_field_str(&j, "id", l[k].id);

@@ -286,6 +286,10 @@ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerRequestSpe
 int certbroker_take_key_sealed(CertbrokerClient *client, const char *request, const uint8_t *recipient,
                                size_t recipient_size, uint8_t **ret_sealed, size_t *ret_size,
                                CertbrokerError *error);
+/* The KeySealed property: the key was sealed to a receiver and the sealed copy awaits
+ * ConfirmKey (false from a certbrokerd that has no such property). */
+int certbroker_request_key_sealed(CertbrokerClient *client, const char *request, bool *ret_sealed,
+                                  CertbrokerError *error);
 /* Request.ConfirmKey(): the receiver has stored the key; the broker erases the sealed copy. */
 int certbroker_confirm_key(CertbrokerClient *client, const char *request, CertbrokerError *error);
 

@@ -362,6 +362,13 @@ for p in $points; do
         *)
                 [ "$g" != "gen-$first" ] || lab_fail "killed at $p: live was not switched" ;;
         esac
+        if [ "$p" = deploy-key-sealed ]; then
+                sid=$(sed -n 's/^seal=\([0-9a-f]*\) .*/\1/p' "$A/$p/.certbroker-request")
+                [ -n "$sid" ] || lab_fail "killed at $p: no receiver key in the state file"
+                lab_assert_eq "$(as_alice "$CTL" --json status "$sid" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["key_sealed"], d["key_available"])')" \
+                        "True False" "killed at $p: status --json of $sid (key_sealed, key_available)"
+                lab_assert_contains "$(as_alice "$CTL" status "$sid")" "Key sealed:    yes" "killed at $p: status"
+        fi
         lab_stop "kill-$p"
         out=$(as_alice "$CTL" deploy --once --dir "$A/$p" --reload "$A/$p.bin/reload.sh" --dns "$p.a.example.test" 2>&1) ||
                 lab_fail "deploy --once after the kill at $p: $out"

@@ -271,7 +271,10 @@ int main(int argc, char *argv[]) {
                 certbroker_error_clear(&e);
                 CHECK(certbroker_request_get(c, t1, &info, &e) == 0 && !info->key_available, "KeyAvailable after sealing");
                 info = certbroker_request_info_free(info);
+                bool sealed = false;
+                CHECK(certbroker_request_key_sealed(c, t1, &sealed, &e) == 0 && sealed, "KeySealed after sealing");
                 CHECK(certbroker_confirm_key(c, t1, &e) == 0, "%s", e.message);
+                CHECK(certbroker_request_key_sealed(c, t1, &sealed, &e) == 0 && !sealed, "KeySealed after ConfirmKey");
                 r = certbroker_take_key_sealed(c, t1, pa, sizeof pa, &box2, &size2, &e);
                 CHECK(r == -ENOKEY && certbroker_error_has_name(&e, CERTBROKER_ERROR_KEY_ALREADY_TAKEN),
                       "sealed copy after ConfirmKey: %d %s", r, e.message ?: "");
