@@ -998,6 +998,7 @@ static bool error_is_transient(const CertbrokerError *e, int r) {
                 "org.freedesktop.DBus.Error.TimedOut",
                 "org.freedesktop.DBus.Error.NoServer",
                 "org.freedesktop.DBus.Error.LimitsExceeded",
+                "System.Error.EAGAIN",          /* certbrokerd: "call again" */
         };
         if (e->name) {
                 for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -1055,7 +1056,8 @@ static void deploy_note(const char *format, ...) {
  * replied, its id not yet recorded), deploy-key-written (the key in gen-<id>/, the
  * certificate not), deploy-generation-written (gen-<id>/ complete, live not switched),
  * deploy-live-swapped (live switched, the reload command not run), deploy-reloaded (the
- * reload command succeeded, not yet recorded). */
+ * reload command succeeded, not yet recorded); and deploy-confirm-lost, not a kill: ConfirmKey
+ * is not sent, as if it had timed out. */
 static void deploy_test_kill_point(const char *point) {
         const char *e = getenv("CERTBROKER_TEST_KILL_AT");
 
@@ -1106,7 +1108,8 @@ static int deploy_enroll(Deploy *d) {
             strstr(e.message, "already names request")) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: this directory's enrollment was started with other "
                                  "parameters than now (%s). To enroll anew with the new ones, remove the intent= "
-                                 "line of %s/%s (the request it names stays at the broker: certbrokerctl list).",
+                                 "line of %s/%s; the request it names stays at the broker and goes on renewing "
+                                 "(certbrokerctl status, cancel and remove; Request.StopRenewal ends its chain).",
                                  d->dir, e.message, d->dir, DEPLOY_STATE_FILE);
                 certbroker_error_clear(&e);
                 return r;
@@ -1133,11 +1136,21 @@ static int deploy_enroll(Deploy *d) {
  * (it opens with nothing but the receiver key, erased here). */
 static int deploy_confirm_key(Deploy *d, const char *id) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
+        const char *t = getenv("CERTBROKER_TEST_KILL_AT");
         int r;
 
-        r = certbroker_confirm_key(d->client, id, &e);
-        if (r < 0 && error_is_transient(&e, r))
-                return deploy_call_failed(d, &e, r, "ConfirmKey");      /* seal= kept: asked again */
+        if (t && strcmp(t, "deploy-confirm-lost") == 0)
+                r = -ETIMEDOUT;         /* tests: as if the call had timed out */
+        else
+                r = certbroker_confirm_key(d->client, id, &e);
+        if (r < 0 && error_is_transient(&e, r)) {
+                /* key.pem is safe on disk: deploy it; seal= stays and the next round (or run)
+                 * confirms it (deploy_confirm_pending()). */
+                fprintf(stderr, "%s: deploy: ConfirmKey for request %s: %s: will ask again.\n", program, id,
+                        e.message ?: strerror(-r));
+                certbroker_error_clear(&e);
+                return 0;
+        }
         if (r < 0) {
                 fprintf(stderr, "%s: deploy: ConfirmKey for request %s: %s (the sealed copy stays in "
                         "certbrokerd until the certificate expires).\n", program, id, e.message ?: strerror(-r));
@@ -1145,6 +1158,23 @@ static int deploy_confirm_key(Deploy *d, const char *id) {
         }
         deploy_seal_clear(&d->state);
         return deploy_save_state(d);
+}
+
+/* A receiver key left from a ConfirmKey that did not get through: once its generation has
+ * key.pem, the sealed copy is no longer needed; ask the broker again to erase it. */
+static int deploy_confirm_pending(Deploy *d) {
+        char id[17];
+        int gfd = -1, r;
+
+        if (!*d->state.seal_request)
+                return 0;
+        snprintf(id, sizeof id, "%s", d->state.seal_request);
+        r = deploy_generation_open(d->dfd, d->uid, id, false, &gfd, NULL, NULL);
+        if (r < 0)
+                return 0;       /* not written yet: deploy_take_key() goes on from the receiver key */
+        bool has_key = deploy_generation_has_key(gfd);
+        close(gfd);
+        return has_key ? deploy_confirm_key(d, id) : 0;
 }
 
 /* The key of request id into gen-<id>/key.pem, sealed: a receiver key is made and recorded in
@@ -1214,6 +1244,9 @@ static int deploy_member(Deploy *d, const char *id) {
         bool created = false;
         int r, gfd = -1;
 
+        r = deploy_confirm_pending(d);
+        if (r < 0)
+                return r;
         r = deploy_live_read(d->dfd, live, &why);
         if (r < 0 && r != -ENOENT) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
@@ -1232,12 +1265,11 @@ static int deploy_member(Deploy *d, const char *id) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
                 goto finish;
         }
-        if (!deploy_generation_has_key(gfd))
+        if (!deploy_generation_has_key(gfd)) {
                 r = deploy_take_key(d, id, gfd);
-        else if (strcmp(d->state.seal_request, id) == 0)
-                r = deploy_confirm_key(d, id);  /* killed after key.pem, before ConfirmKey */
-        if (r != 0)
-                goto finish;
+                if (r != 0)
+                        goto finish;
+        }
         if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
                 full = NULL;
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "out of memory");

@@ -277,11 +277,18 @@ static void on_enrolled(Request *req, int error, void *userdata) {
 static void on_repeated(Request *req, int error, void *userdata) {
         PendingReply *p = userdata;
 
-        if (error == -ENOENT)
-                (void) pending_reply_errno(p, EAGAIN, "The request this token names could not be recorded (the "
-                                           "journal's write failed): call Enroll again.");
-        else
-                on_enrolled(req, error, userdata);
+        if (error == -ENOENT) {
+                (void) pending_reply_errno(p, EAGAIN, "The request this token named is gone (its own insert "
+                                           "could not be made durable, or it was removed meanwhile): call "
+                                           "Enroll again.");
+                return;
+        }
+        if (error >= 0 && manager_audit_admit(req->manager, req->rec->owner))
+                log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                     .decision = "repeated", .ca = req->rec->ca },
+                          "Enroll by uid %u repeated with the token of request %s: answered with that request.",
+                          (unsigned) req->rec->owner, req->rec->id);
+        on_enrolled(req, error, userdata);
 }
 
 /* Enroll with a token that names req: the same parameters get req (after the journal's next
@@ -294,7 +301,7 @@ static int enroll_repeated(Manager *m, sd_bus_message *msg, const PolicyCall *p,
         const char *field = NULL;
         int r;
 
-        r = request_differs(req, d, p->spec.key != NULL, p->renew, &field);
+        r = request_differs(req, d, p->ca && *p->ca, p->spec.key != NULL, p->renew, &field);
         if (r < 0)
                 return r;
         if (r > 0)
@@ -310,11 +317,7 @@ static int enroll_repeated(Manager *m, sd_bus_message *msg, const PolicyCall *p,
                 pending_reply_drop(pending);
                 return r;
         }
-        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = p->caller.uid, .decision = "repeated",
-                                             .ca = req->rec->ca },
-                  "Enroll by uid %u repeated with the token of request %s: answered with that request.",
-                  (unsigned) p->caller.uid, req->rec->id);
-        return 1;
+        return 1;       /* on_repeated() answers and audits (limited per uid, like denials) */
 }
 
 static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

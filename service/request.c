@@ -389,7 +389,8 @@ static bool names_equal(char *const *a, char *const *b) {
         return !*a && !*b;
 }
 
-int request_differs(const Request *r, const CbDecision *d, bool key_given, bool renew, const char **ret_field) {
+int request_differs(const Request *r, const CbDecision *d, bool ca_given, bool key_given, bool renew,
+                    const char **ret_field) {
         StoreRequest *rec = NULL;
         const char *field = NULL;
         int q;
@@ -397,8 +398,8 @@ int request_differs(const Request *r, const CbDecision *d, bool key_given, bool 
         q = record_from_decision(r->rec->owner, "", d, renew, "", &rec);
         if (q < 0)
                 return q;
-        if (strcmp(rec->ca, r->rec->ca) != 0)
-                field = "ca";
+        if (ca_given && strcmp(rec->ca, r->rec->ca) != 0)
+                field = "ca";           /* not given: the default CA, which a Reload may change */
         else if (!names_equal(rec->names, r->rec->names))
                 field = "names";        /* before the subject, which defaults to CN=<names[0]> */
         else if (strcmp(rec->subject, r->rec->subject) != 0)
@@ -409,8 +410,8 @@ int request_differs(const Request *r, const CbDecision *d, bool key_given, bool 
                 field = "usage";
         else if (strcmp(rec->label, r->rec->label) != 0)
                 field = "label";
-        else if (r->rec->renew && !renew)
-                field = "renew";        /* a stopped chain (StopRenewal) is no longer renew: not compared */
+        else if (rec->renew != r->rec->renew)
+                field = "renew";        /* also after StopRenewal: that chain is no longer kept valid */
         store_request_free(rec);
         *ret_field = field;
         return field != NULL;
@@ -695,9 +696,11 @@ int request_take_key(Request *r, CbSecret **ret_pem) {
                 r->rec->key_available = false;
                 return q;
         }
-        if (q < 0)
-                return log_error_errno(q, "Request %s: cannot read its key from %s: %m", r->rec->id,
-                                       store_path(r->manager->store));
+        if (q < 0) {    /* the store's own errno values mean nothing to the caller */
+                log_error_errno(q, "Request %s: cannot read its key from %s: %m", r->rec->id,
+                                store_path(r->manager->store));
+                return -EIO;
+        }
         r->rec->key_available = false;
         EVP_PKEY_free(r->key);
         r->key = NULL;

@@ -74,11 +74,12 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
  * of owner's chain carrying it (the oldest), or NULL. */
 Request *request_find_token(Manager *m, uid_t owner, const char *token);
 /* Whether an Enroll decided as d (with renew) asks for other parameters than r was made with:
- * 1 and *ret_field names the first that differs ("ca", "names", "subject", "key" (only when
- * key_given: else the CA's current default was applied), "usage", "label", "renew" (asked
- * without renew for a request that renews; a chain stopped since is not renew any more, so
- * renew=true matches it)), 0 when the same, negative errno. */
-int request_differs(const Request *r, const CbDecision *d, bool key_given, bool renew, const char **ret_field);
+ * 1 and *ret_field names the first that differs ("ca" and "key" only when given (ca_given,
+ * key_given): else the default CA and the CA's default key type were applied, which a Reload
+ * may change; "names", "subject", "usage", "label", "renew" (r's current value: a chain
+ * stopped with StopRenewal is not renew any more)), 0 when the same, negative errno. */
+int request_differs(const Request *r, const CbDecision *d, bool ca_given, bool key_given, bool renew,
+                    const char **ret_field);
 /* done(r) once everything written so far (r's insert included) is on disk, as for a new
  * request, but nothing is started: the reply to an Enroll repeated with r's token. */
 int request_when_durable(Request *r, RequestEnrolled done, void *userdata);
@@ -137,7 +138,7 @@ void request_set_issued(Request *r, char *certificate, char *chain, char *serial
  * otherwise (only a request in progress can be cancelled), other negative errno. */
 int request_cancel(Request *r);
 /* TakeKey(): the key (PEM, for the reply), erased from the journal. -EBUSY when not issued,
- * -ENOKEY when taken or erased already, other negative errno. */
+ * -ENOKEY when taken or erased already, -EIO a store error (logged). */
 int request_take_key(Request *r, CbSecret **ret_pem);
 /* TakeKeySealed(): the key sealed (libsodium crypto_box_seal()) to recipient, an X25519 public
  * key of STORE_SEAL_RECIPIENT_LEN bytes: the key is erased and the sealed copy kept in its place
@@ -145,12 +146,12 @@ int request_take_key(Request *r, CbSecret **ret_pem);
  * stored the key asks again with the same recipient and gets the same copy. 0 sealed now, 1 the
  * copy sealed before; -EBUSY not issued, -EINVAL recipient of the wrong size, -EDOM not a usable
  * public key, -EPERM sealed before to another recipient, -ENOKEY taken or erased already, -EIO
- * the journal failed (logged). */
+ * a store error (logged). */
 int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipient_size, uint8_t **ret_box,
                             size_t *ret_size);
 /* ConfirmKey(): the receiver stored the key, the sealed copy is erased. 0 erased now, 1 none
  * was kept (confirmed before, taken with TakeKey, or erased at expiry), -EBUSY not issued or
- * the key not taken yet, -EIO the journal failed. */
+ * the key not taken yet, -EIO a store error (logged). */
 int request_confirm_key(Request *r);
 /* Remove(): forgets a finished request (journal and object, key erased); r is freed.
  * -EBUSY when it is still in progress. */

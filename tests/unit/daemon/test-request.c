@@ -500,19 +500,26 @@ static void test_token(void **state) {
         assert_null(request_find_token(f->m, getuid(), "tok-2"));
         assert_null(request_find_token(f->m, getuid(), NULL));
         assert_null(request_find_token(f->m, getuid(), ""));
-        assert_int_equal(request_differs(r, &d, false, false, &field), 0);
+        assert_int_equal(request_differs(r, &d, false, false, false, &field), 0);
         assert_null(field);
-        assert_int_equal(request_differs(r, &d, true, false, &field), 0);
-        /* A key type that was not asked for is the CA's default, which a Reload may change:
+        assert_int_equal(request_differs(r, &d, true, true, false, &field), 0);
+        assert_int_equal(request_differs(r, &d, false, false, true, &field), 1);
+        assert_string_equal(field, "renew");
+        /* A key type or CA that was not asked for is the default, which a Reload may change:
          * compared only when given. */
-        free(r->rec->key);
-        r->rec->key = strdup("rsa:4096");
-        assert_int_equal(request_differs(r, &d, false, false, &field), 0);
-        assert_int_equal(request_differs(r, &d, true, false, &field), 1);
+        char *kept_key = r->rec->key, *kept_ca = r->rec->ca;
+        r->rec->key = (char *) "rsa:4096";
+        r->rec->ca = (char *) "other";
+        assert_int_equal(request_differs(r, &d, false, false, false, &field), 0);
+        assert_int_equal(request_differs(r, &d, false, true, false, &field), 1);
         assert_string_equal(field, "key");
+        assert_int_equal(request_differs(r, &d, true, true, false, &field), 1);
+        assert_string_equal(field, "ca");
+        r->rec->key = kept_key;
+        r->rec->ca = kept_ca;
         Request *other = enroll_token(f, "api.a.example.test", NULL, &d2);
         assert_string_equal(other->rec->token, "");
-        assert_int_equal(request_differs(r, &d2, false, false, &field), 1);
+        assert_int_equal(request_differs(r, &d2, false, false, false, &field), 1);
         assert_string_equal(field, "names");
 
         f->enrolled_called = false;
@@ -548,13 +555,14 @@ static void test_token(void **state) {
         assert_non_null(back);
         assert_string_equal(back->token, "tok-1");
         store_request_free(back);
-        /* renew: a renewing request asked for without renew differs; with renew it matches,
-         * also once StopRenewal made it not renew any more. */
-        assert_int_equal(request_differs(succ, &d, false, true, &field), 0);
-        assert_int_equal(request_differs(succ, &d, false, false, &field), 1);
+        /* renew: compared with what the request is now; a stopped chain is not renew. */
+        assert_int_equal(request_differs(succ, &d, false, false, true, &field), 0);
+        assert_int_equal(request_differs(succ, &d, false, false, false, &field), 1);
         assert_string_equal(field, "renew");
         succ->rec->renew = false;
-        assert_int_equal(request_differs(succ, &d, false, true, &field), 0);
+        assert_int_equal(request_differs(succ, &d, false, false, true, &field), 1);
+        assert_string_equal(field, "renew");
+        succ->rec->renew = true;
         assert_int_equal(request_forget(r, 0), 0);
         assert_ptr_equal(request_find_token(f->m, getuid(), "tok-1"), succ);
         cb_decision_done(&d);
@@ -577,6 +585,15 @@ static void test_take_key_sealed(void **state) {
         crypto_box_keypair(pk2, sk2);
         assert_int_equal(request_take_key_sealed(r, pk, sizeof pk, &box, &size), -EBUSY);   /* not issued */
         assert_int_equal(request_confirm_key(r), -EBUSY);
+        {
+                /* Ended without a certificate: no key, nothing sealed, still not confirmable. */
+                CbDecision dc = {};
+                Request *rc = enroll_token(f, "gone.a.example.test", NULL, &dc);
+                assert_int_equal(request_cancel(rc), 0);
+                assert_false(rc->rec->key_available);
+                assert_int_equal(request_confirm_key(rc), -EBUSY);
+                cb_decision_done(&dc);
+        }
         issue(r, now_usec() + 3600ULL * 1000000ULL);
         assert_int_equal(request_confirm_key(r), -EBUSY);                   /* nothing taken yet */
         assert_int_equal(request_take_key_sealed(r, pk, 31, &box, &size), -EINVAL);
