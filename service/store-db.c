@@ -1160,35 +1160,76 @@ int store_key_get(Store *s, const char *id, CbSecret **ret) {
         return key_read(s, id, ret);
 }
 
-int store_key_take(Store *s, const char *id, CbSecret **ret) {
+/* TakeKey and TakeKeySealed: in one transaction the key is read and erased; with a recipient
+ * it is sealed to it (*ret_box) and the sealed copy stored in its place, else it is returned
+ * (*ret_pem). The WAL is truncated afterwards, so the erased ciphertext leaves no frame. */
+static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret **ret_pem, uint8_t **ret_box,
+                    size_t *ret_size) {
+        sqlite3_stmt *st = NULL;
         CbSecret *pem = NULL;
+        uint8_t *box = NULL;
+        size_t size = 0;
         int k;
 
-        if (!s || !id || !ret)
-                return -EINVAL;
         if (!store_id_is_valid(id))
                 return -ENOENT;
-
         k = begin(s);
         if (k < 0)
                 return k;
         k = key_read(s, id, &pem);
-        if (k >= 0)
+        if (k < 0)
+                goto fail;
+        if (!recipient) {
                 k = exec_by_id(s, "UPDATE requests SET key_blob = NULL WHERE id = ?1", id);
-        if (k < 0) {
-                rollback(s);
-                secret_free(pem);
-                return k;
+                if (k < 0)
+                        goto fail;
+        } else {
+                size = pem->size + crypto_box_SEALBYTES;
+                box = malloc(size);
+                if (!box) {
+                        k = -ENOMEM;
+                        goto fail;
+                }
+                if (crypto_box_seal(box, pem->data, pem->size, recipient) != 0) {
+                        k = -EDOM;      /* not a usable public key */
+                        goto fail;
+                }
+                pem = secret_free(pem);
+                k = prepare(s, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1",
+                            &st);
+                if (k < 0)
+                        goto fail;
+                if ((k = bind_text(st, 1, id)) >= 0 &&
+                    (k = errno_from_sqlite(sqlite3_bind_blob(st, 2, recipient, STORE_SEAL_RECIPIENT_LEN,
+                                                             SQLITE_STATIC))) >= 0 &&
+                    (k = errno_from_sqlite(sqlite3_bind_blob(st, 3, box, (int) size, SQLITE_STATIC))) >= 0)
+                        k = step_done(st);
+                sqlite3_finalize(st);
+                if (k < 0)
+                        goto fail;
         }
         k = commit(s);
-        if (k < 0) {
-                secret_free(pem);
-                return k;
-        }
+        if (k < 0)
+                goto fail;
         checkpoint_truncate(s);
-
-        *ret = pem;
+        if (recipient) {
+                *ret_box = box;
+                *ret_size = size;
+        } else
+                *ret_pem = pem;
         return 0;
+
+fail:
+        rollback(s);
+        secret_free(pem);
+        free(box);
+        return k;
+}
+
+int store_key_take(Store *s, const char *id, CbSecret **ret) {
+        if (!s || !id || !ret)
+                return -EINVAL;
+        return key_take(s, id, NULL, ret, NULL, NULL);
 }
 
 int store_key_erase(Store *s, const char *id) {
@@ -1206,58 +1247,9 @@ int store_key_erase(Store *s, const char *id) {
 
 int store_key_seal(Store *s, const char *id, const uint8_t recipient[static STORE_SEAL_RECIPIENT_LEN],
                    uint8_t **ret_box, size_t *ret_size) {
-        sqlite3_stmt *st = NULL;
-        CbSecret *pem = NULL;
-        uint8_t *box = NULL;
-        size_t size = 0;
-        int k;
-
         if (!s || !id || !recipient || !ret_box || !ret_size)
                 return -EINVAL;
-        if (!store_id_is_valid(id))
-                return -ENOENT;
-
-        k = begin(s);
-        if (k < 0)
-                return k;
-        k = key_read(s, id, &pem);
-        if (k < 0)
-                goto fail;
-        size = pem->size + crypto_box_SEALBYTES;
-        box = malloc(size);
-        if (!box) {
-                k = -ENOMEM;
-                goto fail;
-        }
-        if (crypto_box_seal(box, pem->data, pem->size, recipient) != 0) {
-                k = -EDOM;      /* not a usable public key */
-                goto fail;
-        }
-        secret_free(pem);
-        pem = NULL;
-        k = prepare(s, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1", &st);
-        if (k < 0)
-                goto fail;
-        if ((k = bind_text(st, 1, id)) >= 0 &&
-            (k = errno_from_sqlite(sqlite3_bind_blob(st, 2, recipient, STORE_SEAL_RECIPIENT_LEN, SQLITE_STATIC))) >= 0 &&
-            (k = errno_from_sqlite(sqlite3_bind_blob(st, 3, box, (int) size, SQLITE_STATIC))) >= 0)
-                k = step_done(st);
-        sqlite3_finalize(st);
-        if (k < 0)
-                goto fail;
-        k = commit(s);
-        if (k < 0)
-                goto fail;
-        checkpoint_truncate(s);
-        *ret_box = box;
-        *ret_size = size;
-        return 0;
-
-fail:
-        rollback(s);
-        secret_free(pem);
-        free(box);
-        return k;
+        return key_take(s, id, recipient, NULL, ret_box, ret_size);
 }
 
 int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static STORE_SEAL_RECIPIENT_LEN],
