@@ -398,24 +398,30 @@ static void test_cancel_races(void **state) {
         assert_non_null(manager_find_request(f->m, id));
 }
 
+/* Issued by hand (the network is not there): the engine stopped, a key kept, the certificate set. */
+static void issue(Request *r, uint64_t not_after) {
+        EVP_PKEY *key = NULL;
+        uint64_t now = now_usec();
+
+        engine_request_stop(r);
+        if (!r->rec->key_available) {
+                assert_int_equal(key_generate(KEY_TYPE_EC_P256, &key), 0);
+                assert_int_equal(request_keep_key(r, key), 0);
+        }
+        request_set_issued(r, strdup("CERT"), strdup("CHAIN"), strdup("0c"), now - 1000000ULL, not_after);
+        assert_int_equal(r->rec->state, REQUEST_ISSUED);
+}
+
 static void test_take_key_and_expiry(void **state) {
         Fixture *f = *state;
         Request *r = enroll(f);
-        EVP_PKEY *key = NULL;
         CbSecret *pem = NULL;
 
         assert_true(run_until(f, enrolled, 5000));
         assert_int_equal(request_take_key(r, &pem), -EBUSY);    /* not issued */
-        engine_request_stop(r);
-        if (!r->rec->key_available) {
-                assert_int_equal(key_generate(KEY_TYPE_RSA_2048, &key), 0);
-                assert_int_equal(request_keep_key(r, key), 0);
-        }
-        assert_true(r->rec->key_available);
         uint64_t now = now_usec();
-        request_set_issued(r, strdup("CERT"), strdup("CHAIN"), strdup("0a"), now - 1000000ULL,
-                           now + 3600ULL * 1000000ULL);
-        assert_int_equal(r->rec->state, REQUEST_ISSUED);
+        issue(r, now + 3600ULL * 1000000ULL);
+        assert_true(r->rec->key_available);
         assert_null(r->key);                    /* kept encrypted in the journal only */
         assert_int_equal(request_cancel(r), -EBUSY);
 
@@ -436,13 +442,7 @@ static void test_take_key_and_expiry(void **state) {
         /* A key nobody took is erased when the certificate expires, not before. */
         Request *r2 = enroll(f);
         assert_true(run_until(f, enrolled, 5000));
-        engine_request_stop(r2);
-        if (!r2->rec->key_available) {
-                assert_int_equal(key_generate(KEY_TYPE_RSA_2048, &key), 0);
-                assert_int_equal(request_keep_key(r2, key), 0);
-        }
-        request_set_issued(r2, strdup("CERT"), strdup("CHAIN"), strdup("0b"), now - 7200ULL * 1000000ULL,
-                           now + 10ULL * 1000000ULL);
+        issue(r2, now + 10ULL * 1000000ULL);
         assert_int_equal(request_expire_key(r2, now), 0);
         assert_true(r2->rec->key_available);
         assert_int_equal(request_expire_key(r2, now + 11ULL * 1000000ULL), 1);
@@ -455,20 +455,6 @@ static void test_take_key_and_expiry(void **state) {
         assert_int_equal(request_forget(r2, 0), 0);
         assert_null(manager_find_request(f->m, id2));
         assert_null(stored(f, id2));
-}
-
-/* Issued by hand (the network is not there): the engine stopped, a key kept, the certificate set. */
-static void issue(Request *r, uint64_t not_after) {
-        EVP_PKEY *key = NULL;
-        uint64_t now = now_usec();
-
-        engine_request_stop(r);
-        if (!r->rec->key_available) {
-                assert_int_equal(key_generate(KEY_TYPE_EC_P256, &key), 0);
-                assert_int_equal(request_keep_key(r, key), 0);
-        }
-        request_set_issued(r, strdup("CERT"), strdup("CHAIN"), strdup("0c"), now - 1000000ULL, not_after);
-        assert_int_equal(r->rec->state, REQUEST_ISSUED);
 }
 
 static Request *enroll_token(Fixture *f, const char *name, const char *token, CbDecision *ret_d) {
