@@ -64,13 +64,7 @@ cpu_s() {
 broker_lab
 mem_total=$((1 + N + 3 * T + N + C + MEM_N))
 sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=$pool\nMaxStoredRequests=$((mem_total + 10))/" "$CB_CONF/certbroker.conf"
-cat >"$CB_CONF/policy.d/tenants.policy" <<'CONF'
-[Rule]
-Name=bench
-Users=alice
-Names=*.a.example.test
-MaxRequests=unlimited
-CONF
+broker_policy_alice bench MaxRequests=unlimited
 broker_start
 echo "# waiting for the key pool: $(lab_run_as alice "$LAB_PYTHON" "$client" pool-ready 300)"
 cb_pid=$(lab_pid certbrokerd)

@@ -16,13 +16,7 @@ lab_enter "$@"
 N=${BENCH_HANDOFF_N:-60}
 client=$CB_SOURCE_ROOT/tests/bench/bench-client.py
 broker_lab
-cat >"$CB_CONF/policy.d/tenants.policy" <<'CONF'
-[Rule]
-Name=bench
-Users=alice
-Names=*.a.example.test
-MaxRequests=unlimited
-CONF
+broker_policy_alice bench MaxRequests=unlimited
 broker_start
 out=$(lab_run_as alice "$LAB_PYTHON" "$client" handoff "$N" handoff) || lab_fail "the hand-off run failed: $out"
 "$LAB_PYTHON" - "$out" <<'PYEOF'

@@ -39,14 +39,7 @@ mkdir -p -m 0700 "$CB_STATE"
 mount -t tmpfs -o size=64m,mode=0700 tmpfs "$CB_STATE"          # this mount namespace only
 sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=16\nMaxStoredRequests=1000000/" "$CB_CONF/certbroker.conf"
 echo "Timeout=5" >>"$CB_CONF/ca.d/corp.conf"
-cat >"$CB_CONF/policy.d/tenants.policy" <<'CONF'
-[Rule]
-Name=campaign
-Users=alice
-Names=*.a.example.test
-MaxRequests=1000000/1h
-MaxActive=100000
-CONF
+broker_policy_alice campaign MaxRequests=1000000/1h MaxActive=100000
 # Every kill -9 orphans the challenges the broker held (NDES counts them until they expire,
 # 60 minutes): a real NDES would have its password cache full after a few. The campaign is
 # about the broker's state, not about NDES's cache, so the emulator's cache is made large.

@@ -59,6 +59,15 @@ Subject=O=Tenant\ B
 CONF
 }
 
+# broker_policy_alice NAME [LINE...]: replace the tenants' policy with one rule NAME letting alice
+# have *.a.example.test, plus the rule's further LINEs (e.g. its limits), for benchmarks.
+broker_policy_alice() {
+        local name=$1
+        shift
+        printf '[Rule]\nName=%s\nUsers=alice\nNames=*.a.example.test\n' "$name" >"$CB_CONF/policy.d/tenants.policy"
+        [ $# -eq 0 ] || printf '%s\n' "$@" >>"$CB_CONF/policy.d/tenants.policy"
+}
+
 # broker_start: run certbrokerd (logging to $LAB_DIR/certbrokerd.log) and wait for its name.
 # As root, or as the lab user named by CB_BROKER_USER (e.g. certbroker, for Mode=gss-proxy).
 broker_start() {
