@@ -272,10 +272,32 @@ static int get_property_string(CertbrokerClient *c, const char *path, const char
         return 0;
 }
 
+/* Sends the call m (taken: unreferenced here) and waits for the reply; a D-Bus error becomes
+ * *error named after member. *ret_reply may be NULL. */
+static int call_message(CertbrokerClient *c, sd_bus_message *m, const char *member, uint64_t timeout_usec,
+                        sd_bus_message **ret_reply, CertbrokerError *error) {
+        sd_bus_message *reply = NULL;
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call(c->bus, m, timeout_usec, &e, &reply);
+        sd_bus_message_unref(m);
+        if (r < 0) {
+                r = error_from_bus(error, &e, r, member);
+                sd_bus_error_free(&e);
+                return r;
+        }
+        if (ret_reply)
+                *ret_reply = reply;
+        else
+                sd_bus_message_unref(reply);
+        return 0;
+}
+
 static int call_method(CertbrokerClient *c, const char *path, const char *iface, const char *member,
                        uint64_t timeout_usec, sd_bus_message **ret_reply, CertbrokerError *error,
                        const char *types, ...) {
-        sd_bus_message *m = NULL, *reply = NULL;
+        sd_bus_message *m = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
         va_list ap;
         int r;
@@ -293,18 +315,7 @@ static int call_method(CertbrokerClient *c, const char *path, const char *iface,
                                           member, strerror(-r));
                 }
         }
-        r = sd_bus_call(c->bus, m, timeout_usec, &e, &reply);
-        sd_bus_message_unref(m);
-        if (r < 0) {
-                r = error_from_bus(error, &e, r, member);
-                sd_bus_error_free(&e);
-                return r;
-        }
-        if (ret_reply)
-                *ret_reply = reply;
-        else
-                sd_bus_message_unref(reply);
-        return 0;
+        return call_message(c, m, member, timeout_usec, ret_reply, error);
 }
 
 _public_ int certbroker_get_version(CertbrokerClient *client, char **ret_version, CertbrokerError *error) {
@@ -362,7 +373,6 @@ _public_ int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerR
 _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                      uint64_t flags, const char *token, char **ret_id, CertbrokerError *error) {
         sd_bus_message *m = NULL, *reply = NULL;
-        sd_bus_error e = SD_BUS_ERROR_NULL;
         const char *path;
         char *id = NULL;
         int r;
@@ -375,13 +385,9 @@ _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerR
         r = new_spec_call(client, "Enroll", spec, flags, token, &m, error);
         if (r < 0)
                 return r;
-        r = sd_bus_call(client->bus, m, 0, &e, &reply);
-        sd_bus_message_unref(m);
-        if (r < 0) {
-                r = error_from_bus(error, &e, r, "Enroll");
-                sd_bus_error_free(&e);
+        r = call_message(client, m, "Enroll", 0, &reply, error);
+        if (r < 0)
                 return r;
-        }
         r = sd_bus_message_read(reply, "o", &path);
         if (r >= 0) {
                 r = sd_bus_path_decode(path, REQUEST_PREFIX, &id);
@@ -400,7 +406,6 @@ _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerR
 _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                      char **ret_rule, char **ret_reason, CertbrokerError *error) {
         sd_bus_message *m = NULL, *reply = NULL;
-        sd_bus_error e = SD_BUS_ERROR_NULL;
         const char *rule, *reason;
         char *rule_copy = NULL, *reason_copy = NULL;
         int allowed, r;
@@ -410,13 +415,9 @@ _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerR
         r = new_spec_call(client, "CheckAccess", spec, 0, NULL, &m, error);
         if (r < 0)
                 return r;
-        r = sd_bus_call(client->bus, m, 0, &e, &reply);
-        sd_bus_message_unref(m);
-        if (r < 0) {
-                r = error_from_bus(error, &e, r, "CheckAccess");
-                sd_bus_error_free(&e);
+        r = call_message(client, m, "CheckAccess", 0, &reply, error);
+        if (r < 0)
                 return r;
-        }
         r = sd_bus_message_read(reply, "bss", &allowed, &rule, &reason);
         if (r >= 0 && ret_rule)
                 r = strdup_out(rule, &rule_copy);
@@ -932,7 +933,7 @@ _public_ int certbroker_take_key(CertbrokerClient *client, const char *request,
 _public_ int certbroker_take_key_sealed(CertbrokerClient *client, const char *request, const uint8_t *recipient,
                                        size_t recipient_size, uint8_t **ret_sealed, size_t *ret_size,
                                        CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
+        sd_bus_message *call = NULL, *reply = NULL;
         const void *data = NULL;
         uint8_t *copy = NULL;
         char *path = NULL;
@@ -944,30 +945,18 @@ _public_ int certbroker_take_key_sealed(CertbrokerClient *client, const char *re
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_new_method_call(client->bus, &reply, CERTBROKER_BUS_NAME, path, REQUEST_IFACE,
+        r = sd_bus_message_new_method_call(client->bus, &call, CERTBROKER_BUS_NAME, path, REQUEST_IFACE,
                                            "TakeKeySealed");
+        free(path);
         if (r >= 0)
-                r = sd_bus_message_append_array(reply, 'y', recipient, recipient_size);
+                r = sd_bus_message_append_array(call, 'y', recipient, recipient_size);
         if (r < 0) {
-                sd_bus_message_unref(reply);
-                free(path);
+                sd_bus_message_unref(call);
                 return error_setf(error, r, NULL, "Cannot build the TakeKeySealed() call: %s", strerror(-r));
         }
-        {
-                sd_bus_message *call = reply;
-                sd_bus_error e = SD_BUS_ERROR_NULL;
-
-                reply = NULL;
-                r = sd_bus_call(client->bus, call, 0, &e, &reply);
-                sd_bus_message_unref(call);
-                if (r < 0) {
-                        free(path);
-                        r = error_from_bus(error, &e, r, "TakeKeySealed");
-                        sd_bus_error_free(&e);
-                        return r;
-                }
-        }
-        free(path);
+        r = call_message(client, call, "TakeKeySealed", 0, &reply, error);
+        if (r < 0)
+                return r;
         r = sd_bus_message_read_array(reply, 'y', &data, &n);
         if (r >= 0 && n == 0)
                 r = -EBADMSG;
