@@ -325,7 +325,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         PolicyCall p = {};
         CbDecision d = {};
         PendingReply *pending = NULL;
-        Request *req = NULL;
+        Request *req = NULL, *named;
         char *snapshot = NULL;
         int r;
 
@@ -333,12 +333,11 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 goto finish;
         /* The same token again (a caller that did not see the reply): that request, made once. */
-        req = request_find_token(m, p.caller.uid, p.token);
-        if (req && d.ca && d.subject) {
-                r = enroll_repeated(m, msg, &p, &d, req, error);
+        named = request_find_token(m, p.caller.uid, p.token);
+        if (named && d.ca && d.subject) {
+                r = enroll_repeated(m, msg, &p, &d, named, error);
                 goto finish;
         }
-        req = NULL;
         if (!d.allowed) {
                 audit_decision(m, &p, &d, NULL, "Enroll denied", true);
                 r = bus_error_set(error, broker_error_from_decision(d.result), "%s", d.reason);
