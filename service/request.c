@@ -190,7 +190,6 @@ Request *request_free(Request *r) {
 
 int request_scrub_csr(Request *r) {
         X509_REQ *csr = NULL;
-        EVP_PKEY *key = NULL;
         char *pem = NULL;
         int q;
 
@@ -205,18 +204,11 @@ int request_scrub_csr(Request *r) {
                 X509_REQ_free(csr);
                 return 0;
         }
-        if (r->rec->key_available) {
-                /* To sign it again; without the key the signature just stops matching, which
-                 * CertPoll does not look at. */
-                CbSecret *kp = NULL;
-                q = store_key_get(r->manager->store, r->rec->id, &kp);
-                if (q >= 0)
-                        q = key_import_pkcs8_pem(kp, &key);
-                secret_free(kp);
-                if (q < 0)
-                        key = NULL;
-        }
-        q = scep_csr_strip_challenge(csr, key);
+        /* To sign it again; without the key the signature just stops matching, which CertPoll
+         * does not look at. Kept in r->key, which the next poll needs anyway. */
+        if (r->rec->key_available && !r->key)
+                (void) request_load_key(r);
+        q = scep_csr_strip_challenge(csr, r->key);
         if (q >= 0)
                 q = scep_csr_to_pem(csr, &pem);
         scep_csr_free(csr);
@@ -230,15 +222,9 @@ int request_scrub_csr(Request *r) {
                 } else
                         secret_erase_and_free_string(old);
         }
-        if (q < 0) {
-                EVP_PKEY_free(key);
+        if (q < 0)
                 return log_warning_errno(q, "Request %s: cannot remove the challenge password from its "
                                          "stored CSR: %m", r->rec->id);
-        }
-        if (!r->key)
-                r->key = key;   /* spares request_load_key() loading it again */
-        else
-                EVP_PKEY_free(key);
         log_info("Request %s: removed the challenge password an older version had stored with its CSR.",
                  r->rec->id);
         return 1;
@@ -498,11 +484,16 @@ void request_begin_attempt(Request *r, bool polling) {
         (void) request_commit(r);
 }
 
-static void erase_key(Request *r) {
-        if (store_key_erase(r->manager->store, r->rec->id) >= 0)
+/* The key goes: from memory always, from the journal (key and sealed copy) unless that fails
+ * (then the flags stay as the journal has it). */
+static int erase_key(Request *r) {
+        int q = store_key_erase(r->manager->store, r->rec->id);
+
+        if (q >= 0)
                 r->rec->key_available = r->rec->key_sealed = false;
         EVP_PKEY_free(r->key);
         r->key = NULL;
+        return q;
 }
 
 void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message) {
@@ -512,7 +503,8 @@ void request_end(Request *r, RequestState state, BrokerError error, const char *
         set_string(&r->rec->error_message, message);
         set_string(&r->rec->fail_info, fail_info ?: "");
         r->rec->next_attempt = 0;
-        erase_key(r);
+        r->rec->submitted = 0;          /* ended: nothing is resumed, so nothing is asked about */
+        (void) erase_key(r);
         (void) request_commit(r);
         audit_outcome(r, LOG_WARNING, request_state_to_string(state));
 }
@@ -664,12 +656,9 @@ int request_cancel(Request *r) {
         if (request_state_is_terminal(r->rec->state))
                 return -EBUSY;
         engine_request_stop(r);
-        q = store_key_erase(r->manager->store, r->rec->id);
+        q = erase_key(r);
         if (q < 0)
                 return q;
-        EVP_PKEY_free(r->key);
-        r->key = NULL;
-        r->rec->key_available = r->rec->key_sealed = false;
         r->rec->state = REQUEST_CANCELLED;
         r->rec->next_attempt = 0;
         set_string(&r->rec->error, broker_error_name(BROKER_ERROR_CANCELLED));
@@ -773,13 +762,12 @@ int request_confirm_key(Request *r) {
                 return -EBUSY;
         if (!r->rec->key_sealed)
                 return 1;
-        q = store_key_erase(r->manager->store, r->rec->id);
+        q = erase_key(r);
         if (q < 0) {
                 log_error_errno(q, "Request %s: cannot erase its sealed key from %s: %m", r->rec->id,
                                 store_path(r->manager->store));
                 return -EIO;
         }
-        r->rec->key_sealed = false;
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                              .decision = "key-confirmed", .ca = r->rec->ca },
                   "Request %s: its receiver confirmed the key; the sealed copy is erased.", r->rec->id);
@@ -787,19 +775,24 @@ int request_confirm_key(Request *r) {
         return 0;
 }
 
-int request_remove(Request *r) {
-        int q;
+/* The request leaves the journal (its key with it) and memory; -ENOENT (gone already) is
+ * fine. The audit record says why. */
+static int delete_and_free(Request *r, const char *decision, const char *why) {
+        int q = store_request_delete(r->manager->store, r->rec->id);
 
-        if (!request_state_is_terminal(r->rec->state))
-                return -EBUSY;
-        q = store_request_delete(r->manager->store, r->rec->id);
         if (q < 0 && q != -ENOENT)
                 return q;
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "removed", .ca = r->rec->ca },
-                  "Request %s removed; its key (if any) erased.", r->rec->id);
+                                             .decision = decision, .ca = r->rec->ca },
+                  "Request %s %s", r->rec->id, why);
         request_free(r);
         return 0;
+}
+
+int request_remove(Request *r) {
+        if (!request_state_is_terminal(r->rec->state))
+                return -EBUSY;
+        return delete_and_free(r, "removed", "removed; its key (if any) erased.");
 }
 
 /* ---- housekeeping ---- */
@@ -811,10 +804,9 @@ int request_expire_key(Request *r, uint64_t now) {
             r->rec->not_after == 0 || r->rec->not_after > now)
                 return 0;
         bool sealed = r->rec->key_sealed;
-        q = store_key_erase(r->manager->store, r->rec->id);
+        q = erase_key(r);
         if (q < 0)
                 return log_warning_errno(q, "Request %s: cannot erase its expired key: %m", r->rec->id);
-        r->rec->key_available = r->rec->key_sealed = false;
         (void) request_commit(r);
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                              .decision = "key-expired", .ca = r->rec->ca },
@@ -826,16 +818,13 @@ int request_expire_key(Request *r, uint64_t now) {
 }
 
 int request_forget(Request *r, uint64_t keep_usec) {
+        char why[160];
         int q;
 
-        q = store_request_delete(r->manager->store, r->rec->id);
-        if (q < 0 && q != -ENOENT)
+        snprintf(why, sizeof why, "(%s) forgotten %llu s after it ended (RetainFinished=); its key, if any, erased.",
+                 request_state_to_string(r->rec->state), (unsigned long long) (keep_usec / 1000000ULL));
+        q = delete_and_free(r, "expired", why);
+        if (q < 0)
                 return log_warning_errno(q, "Request %s: cannot forget it after RetainFinished=: %m", r->rec->id);
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "expired", .ca = r->rec->ca },
-                  "Request %s (%s) forgotten %llu s after it ended (RetainFinished=); its key, if any, "
-                  "erased.", r->rec->id, request_state_to_string(r->rec->state),
-                  (unsigned long long) (keep_usec / 1000000ULL));
-        request_free(r);
         return 0;
 }

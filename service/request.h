@@ -104,7 +104,8 @@ void request_schedule(Request *r, uint64_t when);
  * a poll does not change the state). */
 void request_begin_attempt(Request *r, bool polling);
 /* Terminal: failed or rejected with error, fail_info (API.md FailInfo) and message. What is
- * in flight stops, the key is erased, the outcome is committed and audited. */
+ * in flight stops, the key is erased, a submission in doubt is no longer kept (nothing resumes
+ * an ended request), the outcome is committed and audited. */
 void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message);
 /* An attempt failed. Transient errors retry with backoff and jitter until PendingDeadline=
  * (then Timeout; a renewal retries on), others end the request failed. */
