@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,39 +127,6 @@ static void end_failed(Request *r, BrokerError error, const char *message) {
 }
 
 /* ---- certificates to strings ---- */
-
-/* A memory BIO's contents as a C string (BIO memory is not NUL-terminated). */
-static char *bio_to_string(BIO *b) {
-        char *data = NULL, *s;
-        long n = BIO_get_mem_data(b, &data);
-
-        if (n < 0)
-                return NULL;
-        s = malloc((size_t) n + 1);
-        if (!s)
-                return NULL;
-        if (n > 0)
-                memcpy(s, data, (size_t) n);
-        s[n] = 0;
-        return s;
-}
-
-static int x509_to_pem(X509 *x, STACK_OF(X509) *more, char **ret) {
-        BIO *b = BIO_new(BIO_s_mem());
-        int ok = b != NULL;
-
-        if (ok && x)
-                ok = PEM_write_bio_X509(b, x);
-        for (int i = 0; ok && more && i < sk_X509_num(more); i++)
-                ok = PEM_write_bio_X509(b, sk_X509_value(more, i));
-        if (!ok) {
-                BIO_free(b);
-                return -ENOMEM;
-        }
-        *ret = bio_to_string(b);
-        BIO_free(b);
-        return *ret ? 0 : -ENOMEM;
-}
 
 static uint64_t asn1_time_usec(const ASN1_TIME *t) {
         struct tm tm = {};
@@ -571,9 +537,9 @@ static void handle_certrep(Request *r, const HttpResult *res) {
 
         /* SUCCESS */
         char *cert = NULL, *chain = NULL, *serial = NULL;
-        q = x509_to_pem(rep->certificate, NULL, &cert);
+        q = scep_certs_to_pem(rep->certificate, NULL, &cert);
         if (q >= 0)
-                q = x509_to_pem(NULL, rep->chain, &chain);
+                q = scep_certs_to_pem(NULL, rep->chain, &chain);
         serial = serial_hex(rep->certificate);
         if (q < 0 || !serial) {
                 free(cert);
@@ -706,7 +672,6 @@ static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubje
 }
 
 static void step_pkioperation(Request *r) {
-        const CbCa *c = request_ca_config(r);
         CaState *ca = request_ca_state(r);
         Attempt *a = r->engine;
         ScepError err = {};
@@ -821,17 +786,11 @@ static void step_pkioperation(Request *r) {
         if (q != 0) {
                 snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
                          err.message[0] ? err.message : strerror(-q));
-                request_clear_submitted(r);     /* nothing was sent */
-                end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
+                end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);        /* nothing was sent */
                 return;
         }
-        if (!r->rec->transaction_id || !*r->rec->transaction_id) {
-                /* Written with the next state change (it is derived from the key, so a resumed
-                 * request computes the same one); the property changes now. */
-                request_set_transaction(r, a->msg->transaction_id);
-                request_notify(r);
-        }
-        (void) c;
+        /* The transaction id is in the record already: request_mark_submitted() wrote it for a
+         * PKCSReq, and a CertPoll is only sent for a request that has one. */
         if (a->polling)
                 send_pkioperation(r);
         /* A PKCSReq goes when its mark is on disk (on_submission_durable()). */
@@ -972,14 +931,14 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         free(ca->ca_certificates);
         free(ca->ra_certificates);
         ca->ca_certificates = ca->ra_certificates = NULL;
-        (void) x509_to_pem(certs->ca, NULL, &ca->ca_certificates);
+        (void) scep_certs_to_pem(certs->ca, NULL, &ca->ca_certificates);
         STACK_OF(X509) *ra = sk_X509_new_null();
         if (ra) {
                 if (certs->ra_sign)
                         sk_X509_push(ra, certs->ra_sign);
                 if (certs->ra_encrypt && certs->ra_encrypt != certs->ra_sign)
                         sk_X509_push(ra, certs->ra_encrypt);
-                (void) x509_to_pem(NULL, ra, &ca->ra_certificates);
+                (void) scep_certs_to_pem(NULL, ra, &ca->ra_certificates);
                 sk_X509_free(ra);
         }
         meta_done(ca, TRANSPORT_OK, NULL);

@@ -4,6 +4,7 @@
 #include <openssl/cms.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -701,4 +702,18 @@ int scep_certrep_parse(const ScepCertRepParams *p, const void *data, size_t size
         ERR_clear_error();
         *ret = TAKE_PTR(rep);
         return 0;
+}
+
+int scep_certs_to_pem(X509 *x, STACK_OF(X509) *more, char **ret) {
+        _cleanup_(BIO_free_allp) BIO *b = BIO_new(BIO_s_mem());
+        int ok = b != NULL;
+
+        if (ok && x)
+                ok = PEM_write_bio_X509(b, x);
+        for (int i = 0; ok && more && i < sk_X509_num(more); i++)
+                ok = PEM_write_bio_X509(b, sk_X509_value(more, i));
+        if (!ok)
+                return -ENOMEM;
+        *ret = scep_bio_to_string(b);
+        return *ret ? 0 : -ENOMEM;
 }

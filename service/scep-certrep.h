@@ -78,6 +78,10 @@ int scep_certrep_parse(const ScepCertRepParams *p, const void *data, size_t size
 
 ScepCertRep *scep_certrep_free(ScepCertRep *r);
 
+/* PEM text of x (may be NULL) followed by every certificate of more (may be NULL), malloc()ed
+ * in *ret; -ENOMEM. */
+int scep_certs_to_pem(X509 *x, STACK_OF(X509) *more, char **ret);
+
 /* "badAlg", "badMessageCheck", "badRequest", "badTime", "badCertId" (API.md's FailInfo
  * names); "" for SCEP_FAIL_NONE; NULL for anything else. */
 const char *scep_fail_info_to_string(ScepFailInfo f);

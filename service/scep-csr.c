@@ -335,22 +335,11 @@ static int signer_cert_for_name(const X509_NAME *subject, EVP_PKEY *signer_key, 
 
 int scep_csr_to_pem(X509_REQ *req, char **ret) {
         _cleanup_(BIO_free_allp) BIO *b = BIO_new(BIO_s_mem());
-        char *data = NULL, *s;
-        long n;
 
         if (!b || !PEM_write_bio_X509_REQ(b, req))
                 return -ENOMEM;
-        n = BIO_get_mem_data(b, &data);
-        if (n < 0)
-                return -ENOMEM;
-        s = malloc((size_t) n + 1);
-        if (!s)
-                return -ENOMEM;
-        if (n > 0)
-                memcpy(s, data, (size_t) n);
-        s[n] = 0;
-        *ret = s;
-        return 0;
+        *ret = scep_bio_to_string(b);
+        return *ret ? 0 : -ENOMEM;
 }
 
 int scep_csr_from_pem(const char *pem, X509_REQ **ret) {

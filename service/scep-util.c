@@ -74,6 +74,21 @@ int scep_error_set_openssl(ScepError *e, ScepResult r, const char *fmt, ...) {
         return (int) r;
 }
 
+char *scep_bio_to_string(BIO *b) {
+        char *data = NULL, *s;
+        long n = BIO_get_mem_data(b, &data);
+
+        if (n < 0)
+                return NULL;
+        s = malloc((size_t) n + 1);
+        if (!s)
+                return NULL;
+        if (n > 0)
+                memcpy(s, data, (size_t) n);
+        s[n] = 0;
+        return s;
+}
+
 int scep_openssl_errno(void) {
         unsigned long code = ERR_peek_last_error();
 

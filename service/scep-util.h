@@ -44,6 +44,10 @@ static inline void sk_X509_freep(STACK_OF(X509) **p) {
                 sk_X509_free(*p);
 }
 
+/* A memory BIO's contents as a malloc()ed C string (BIO memory is not NUL-terminated); NULL
+ * when out of memory. */
+char *scep_bio_to_string(BIO *b);
+
 /* Fill *e (when non-NULL) and return r (a positive ScepResult). */
 int scep_error_set(ScepError *e, ScepResult r, const char *fmt, ...) _printf_(3, 4);
 
