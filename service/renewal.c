@@ -269,7 +269,7 @@ static int make_successor(Request *pred) {
         if (d.allowed)
                 (void) engine_request_start(req);
         else
-                (void) request_commit(req);
+                request_notify(req);    /* recorded failed with the insert: only announced */
         test_kill_point("renewal-started");
         q = 0;
 finish:
