@@ -5,23 +5,12 @@
 
 #include "bus-util.h"
 
-int bus_error_setv(sd_bus_error *error, BrokerError e, const char *format, va_list ap) {
-        char *msg = NULL;
-        int r;
-
-        if (vasprintf(&msg, format, ap) < 0)
-                return -ENOMEM;
-        r = sd_bus_error_set(error, broker_error_name(e), msg);
-        free(msg);
-        return r;
-}
-
 int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...) {
         va_list ap;
         int r;
 
         va_start(ap, format);
-        r = bus_error_setv(error, e, format, ap);
+        r = sd_bus_error_setfv(error, broker_error_name(e), format, ap);
         va_end(ap);
         return r;
 }

@@ -20,8 +20,6 @@
  * negative errno sd-bus maps the error to. */
 int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...)
         __attribute__((format(printf, 3, 4)));
-int bus_error_setv(sd_bus_error *error, BrokerError e, const char *format, va_list ap)
-        __attribute__((format(printf, 3, 0)));
 
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);
