@@ -32,15 +32,6 @@ static int why(char **ret_why, int r, const char *format, ...) {
         return r;
 }
 
-bool deploy_id_is_valid(const char *id) {
-        if (!id || strlen(id) != 16)
-                return false;
-        for (size_t i = 0; i < 16; i++)
-                if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-                        return false;
-        return true;
-}
-
 static bool is_hex_lower(const char *s, size_t len) {
         if (!s || strlen(s) != len)
                 return false;
@@ -48,6 +39,10 @@ static bool is_hex_lower(const char *s, size_t len) {
                 if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
                         return false;
         return true;
+}
+
+bool deploy_id_is_valid(const char *id) {
+        return is_hex_lower(id, 16);
 }
 
 int deploy_intent_new(char ret[static DEPLOY_INTENT_LEN + 1]) {
@@ -262,20 +257,15 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                         continue;
                 } else if (strncmp(line, "seal=", 5) == 0) {
                         /* Not quoted in the message: the line holds a secret. */
-                        v = line + 5;
-                        const char *sp = strchr(v, ' ');
-                        if (!sp || sp - v != 16 || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
+                        char *id = line + 5, *sp = strchr(id, ' ');
+                        if (sp)
+                                *sp = 0;
+                        if (!sp || !deploy_id_is_valid(id) || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
                                 r = why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
                                         "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
                                 goto finish;
                         }
-                        memcpy(s.seal_request, v, 16);
-                        s.seal_request[16] = 0;
-                        if (!deploy_id_is_valid(s.seal_request)) {
-                                r = why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
-                                        "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
-                                goto finish;
-                        }
+                        strcpy(s.seal_request, id);
                         strcpy(s.seal_secret, sp + 1);
                         continue;
                 } else if (*line == 0 || *line == '#')
