@@ -121,6 +121,19 @@ cb_prop() {
         printf '%b' "${out%\"}"
 }
 
+# enroll_renew USER CA NAME: Enroll with renew=true; prints the request path.
+enroll_renew() {
+        local out
+        out=$(cb "$1" call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} "$2" "" 1 "$3" 1 renew b true) ||
+                return 1
+        out=${out#o \"}
+        echo "${out%\"}"
+}
+# tprop USER PATH PROPERTY: a request property's value without its type (numbers, booleans);
+# oprop USER PATH PROPERTY: an object path property, unquoted.
+tprop() { local o; o=$(cb "$1" get-property "$CB_BUS" "$2" "$CB_BUS.Request" "$3") || return 1; echo "${o#* }"; }
+oprop() { local o; o=$(cb "$1" get-property "$CB_BUS" "$2" "$CB_BUS.Request" "$3"); o=${o#o \"}; echo "${o%\"}"; }
+
 # cb_wait USER PATH SECONDS: Request.Wait; prints the state.
 cb_wait() {
         local out

@@ -28,15 +28,6 @@ printf 'MaxOutstandingChallenges=%s\nRenewBefore=8s\nRenewJitter=0\n' "${CB_RENE
 ndes ctl cache_size=$((FLEET * 4)) validity=$VALIDITY pending=on >/dev/null
 broker_start
 
-enroll_renew() {        # NAME: bob's Enroll with renew=true; prints the path
-        local out
-        out=$(cb bob call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} corp "" 1 "$1" 1 renew b true) ||
-                return 1
-        out=${out#o \"}
-        echo "${out%\"}"
-}
-tprop() { local o; o=$(cb bob get-property "$CB_BUS" "$1" "$CB_BUS.Request" "$2") || return 1; echo "${o#* }"; }
-oprop() { local o; o=$(cb bob get-property "$CB_BUS" "$1" "$CB_BUS.Request" "$2"); o=${o#o \"}; echo "${o%\"}"; }
 # max_outstanding [FROM_LINE]: the most unused challenges NDES held at once (its log from that line).
 max_outstanding() {
         ndes log | tail -n +"${1:-1}" | sed -n 's/.* outstanding=\([0-9]*\)$/\1/p' | sort -n | tail -1
@@ -45,7 +36,7 @@ max_outstanding() {
 # ---- the fleet: enrolled together, PENDING at NDES, approved in one go ----
 fleet=()
 for i in $(seq 1 "$FLEET"); do
-        fleet+=("$(enroll_renew "cap$i.b.example.test")")       # bob: no MaxActive=
+        fleet+=("$(enroll_renew bob corp "cap$i.b.example.test")")       # bob: no MaxActive=
 done
 lab_wait_for 60 "all $FLEET requests PENDING at NDES" bash -c \
         "[ \$(ls '$NDES_STATE/transactions/' 2>/dev/null | grep -c '\\.txid\$') -ge $FLEET ]"
@@ -56,9 +47,9 @@ ndes ctl pending=off >/dev/null
 nas=()
 for p in "${fleet[@]}"; do
         lab_assert_eq "$(cb_wait bob "$p" 60)" issued "a fleet request"
-        nas+=("$(tprop "$p" NotAfter)")
+        nas+=("$(tprop bob "$p" NotAfter)")
 done
-at=$(tprop "${fleet[0]}" RenewAt)
+at=$(tprop bob "${fleet[0]}" RenewAt)
 distinct=$(printf '%s\n' "${nas[@]}" | cut -c1-10 | sort -u | wc -l)
 [ "$distinct" -le 2 ] || lab_fail "the fleet's NotAfter spans $distinct seconds: ${nas[*]}"
 lab_pass "$FLEET renew requests issued together (NotAfter within one second or two), at most $first_max challenges outstanding at NDES while they were enrolled"
@@ -72,7 +63,7 @@ succ=()
 for p in "${fleet[@]}"; do
         lab_wait_for 60 "the successor of $p" bash -c \
                 "[ \"\$(setpriv --reuid=$(id -u bob) --regid=$(id -g bob) --init-groups busctl --system get-property $CB_BUS $p $CB_BUS.Request Successor)\" != 'o \"/\"' ]"
-        succ+=("$(oprop "$p" Successor)")
+        succ+=("$(oprop bob "$p" Successor)")
 done
 for s in "${succ[@]}"; do
         lab_assert_eq "$(cb_wait bob "$s" 90)" issued "a successor ($(cb_prop bob "$s" ErrorMessage 2>/dev/null || true))"

@@ -21,15 +21,6 @@ printf 'RenewBefore=4s\nRenewJitter=10s\n' >>"$CB_CONF/ca.d/fleet.conf"
 ndes ctl validity=16 >/dev/null
 broker_start
 
-enroll_renew() {        # USER CA NAME: Enroll with renew=true; prints the path
-        local out
-        out=$(cb "$1" call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} "$2" "" 1 "$3" 1 renew b true) ||
-                return 1
-        out=${out#o \"}
-        echo "${out%\"}"
-}
-tprop() { local o; o=$(cb "$1" get-property "$CB_BUS" "$2" "$CB_BUS.Request" "$3") || return 1; echo "${o#* }"; }
-oprop() { local o; o=$(cb "$1" get-property "$CB_BUS" "$2" "$CB_BUS.Request" "$3"); o=${o#o \"}; echo "${o%\"}"; }
 successor_of() { oprop alice "$1" Successor; }
 pubkey_of_cert() { cb_prop alice "$1" Certificate | openssl x509 -noout -pubkey | sha256sum | cut -c1-16; }
 
