@@ -2,7 +2,7 @@
 # NDES emulator, mscep.dll: micromdm's scepclient (an independent SCEP client) enrolls
 # with a challenge fetched over Kerberos; the CertRep details NDES clients rely on
 # (FAILURE/badMessageCheck with a 0x00 content and the MS HRESULT, nonces, signer);
-# GetCACaps/GetCACert; win2012 POST; 414; hostile input.
+# GetCACaps/GetCACert; win2012 POST; IIS's 404.15 for a long GET; hostile input.
 set -euo pipefail
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
 lab_enter "$@"
@@ -125,14 +125,15 @@ lab_assert_contains "$(openssl cms -cmsout -print -inform DER -in "$W/rep1.der" 
 lab_pass "caps=win2012: POST answered by an empty 200; GET works; SHA-1 reply without certificates"
 ndes ctl caps=win2016
 
-# --- IIS URL limit: a long GET gets 414, a short one does not
+# --- IIS URL limit: a long GET gets 404 (IIS logs 404.15, not 414), a short one does not
 ndes ctl max_get_url=2048
 code=$(ndes_get_pkiop "$W/req1.der" "$W/rep414")
-lab_assert_eq "$code" 414 "GET PKIOperation longer than max_get_url"
+lab_assert_eq "$code" 404 "GET PKIOperation longer than max_get_url"
+lab_assert_contains "$(cat "$W/rep414")" "404.15" "IIS's error page names the substatus"
 lab_assert_eq "$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "$NDES_URL?operation=GetCACaps")" 200 "short GET with max_get_url"
 lab_assert_eq "$(ndes_post "$W/req1.der" "$W/rep414post.der")" 200 "POST is not limited by max_get_url"
 ndes ctl max_get_url=0
-lab_pass "max_get_url=2048: long GET PKIOperation gets 414, POST and short GETs do not"
+lab_pass "max_get_url=2048: long GET PKIOperation gets 404.15, POST and short GETs do not"
 
 # --- Hostile input: errors, never a crash, and the CGI keeps working
 head -c 4000 /dev/urandom >"$W/garbage"

@@ -22,6 +22,7 @@
 #include <openssl/provider.h>
 #include <openssl/sha.h>
 
+#include "ndes-faults.h"
 #include "ndes-pki.h"
 #include "ndes-state.h"
 
@@ -38,6 +39,8 @@
 #define HR_NOT_FOUND         ((int32_t) 0x80070490)  /* ERROR_NOT_FOUND */
 
 static const char *arg_state;
+/* The faults this request's path names ("/f/SPEC/..."), NULL when none (ndes-faults.h). */
+static const char *arg_fault_spec;
 
 /* ---------- small helpers ---------- */
 
@@ -607,14 +610,49 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
                 goto finish;
         }
 
-        if (!req.signature_ok)
+        /* Faults named by the request's path (ndes-faults.h), by message type. */
+        int fault_arg = 0;
+        FaultClass fault = FAULT_NONE;
+        if (arg_fault_spec && (req.message_type == SCEP_MSG_PKCSREQ || req.message_type == SCEP_MSG_CERTPOLL))
+                fault = fault_fire(arg_state, arg_fault_spec,
+                                   req.message_type == SCEP_MSG_PKCSREQ ? FAULT_STEP_PKCSREQ : FAULT_STEP_CERTPOLL,
+                                   &fault_arg);
+        if (fault != FAULT_NONE) {
+                char t[SCEP_TXID_MAX + 1];
+                sanitize(req.transaction_id, t, sizeof t);
+                log_event(c, "scep.log", "method=%s type=%d txid=%s status=fault-%d arg=%d", method,
+                          req.message_type, t, (int) fault, fault_arg);
+        }
+        if (fault_answer_http(fault))
+                goto finish;
+        if (fault == FAULT_UNDECRYPTABLE || (fault == FAULT_NONE && req.signature_ok && !req.decrypted &&
+                                             c->undecryptable_no_certrep)) {
+                /* What NDES does when it cannot decrypt the envelope ("cannot decrypt the client's
+                 * PKCS7 message (0x80090005)" in its event log): no CertRep at all
+                 * (certnanny/sscep#60). The challenge inside was never read: it stays unused. */
+                static const char page[] = "<html><body>500 - Internal server error.</body></html>";
+                cgi_reply(500, "Internal Server Error", "text/html", page, sizeof page - 1);
+                goto finish;
+        }
+
+        if (fault == FAULT_FAILINFO)
+                o = (Outcome) { SCEP_STATUS_FAILURE, fault_arg, HR_INVALID_ARG, NULL, "fault-failinfo" };
+        else if (fault == FAULT_PENDING)
+                o = (Outcome) { SCEP_STATUS_PENDING, 0, 0, NULL, "fault-pending" };
+        else if (!req.signature_ok)
                 o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_BAD_SIGNATURE, NULL, "bad-signature" };
         else if (!req.decrypted)
                 /* NDES: "cannot decrypt the client's PKCS7 message" (e.g. encrypted to the wrong certificate) */
                 o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_NO_DECRYPT_CERT, NULL, "cannot-decrypt" };
         else if (req.message_type == SCEP_MSG_PKCSREQ)
                 handle_pkcsreq(c, &a, &req, &o);
-        else if (req.message_type == SCEP_MSG_CERTPOLL)
+        else if (req.message_type == SCEP_MSG_CERTPOLL && c->certpoll_unsupported) {
+                /* Like micromdm's scepserver: no GetCertInitial at all. */
+                log_event(c, "scep.log", "method=%s type=%d txid=? status=HTTP-500 why=certpoll-unsupported", method,
+                          req.message_type);
+                cgi_text(500, "Internal Server Error", "unsupported message type\n");
+                goto finish;
+        } else if (req.message_type == SCEP_MSG_CERTPOLL)
                 handle_certpoll(c, &req, &o);
         else
                 o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "unsupported-message-type" };
@@ -655,6 +693,8 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
         /* The work is done and logged; the answer comes late (tests kill the client meanwhile). */
         if (c->reply_delay > 0)
                 sleep((unsigned) c->reply_delay);
+        if (fault == FAULT_DELAY)
+                sleep((unsigned) fault_arg);
         cgi_reply(200, "OK", "application/x-pki-message", reply, reply_size);
 finish:
         EVP_CIPHER_free(cipher);
@@ -726,8 +766,9 @@ static int serve_scep(const Config *c) {
         }
         /* IIS request filtering: maxQueryString / maxUrl */
         if (!post && c->max_get_url > 0 && (long) strlen(uri ? uri : query) > c->max_get_url) {
-                log_event(c, "scep.log", "method=GET status=HTTP-414 length=%zu", strlen(uri ? uri : query));
-                cgi_text(414, "Request-URI Too Long", "The request URL is too long (IIS request filtering).\n");
+                /* IIS answers 404 (logged as 404.15, or 404.14 for maxUrl), not 414. */
+                log_event(c, "scep.log", "method=GET status=HTTP-404.15 length=%zu", strlen(uri ? uri : query));
+                fault_answer_http(FAULT_404);
                 return 0;
         }
 
@@ -736,10 +777,21 @@ static int serve_scep(const Config *c) {
                 cgi_text(400, "Bad Request", "mscep.dll: missing operation=\n");
                 goto finish;
         }
-        if (strcasecmp(operation, "GetCACaps") == 0)
-                serve_caps(c);
-        else if (strcasecmp(operation, "GetCACert") == 0)
-                serve_cacert(c);
+        if (strcasecmp(operation, "GetCACaps") == 0 || strcasecmp(operation, "GetCACert") == 0) {
+                bool caps = strcasecmp(operation, "GetCACaps") == 0;
+                int arg;
+                FaultClass f = arg_fault_spec ? fault_fire(arg_state, arg_fault_spec,
+                                                           caps ? FAULT_STEP_CAPS : FAULT_STEP_CACERT, &arg) : FAULT_NONE;
+                if (f != FAULT_NONE) {
+                        log_event(c, "scep.log", "method=%s operation=%s status=fault-%d", method, operation, (int) f);
+                        if (fault_answer_http(f))
+                                goto finish;
+                }
+                if (caps)
+                        serve_caps(c);
+                else
+                        serve_cacert(c);
+        }
         else if (strcasecmp(operation, "PKIOperation") == 0) {
                 if (post) {
                         int r = read_body(&der, &size);
@@ -801,8 +853,25 @@ static int cgi_main(void) {
                 cgi_text(503, "Service Unavailable", "The service is unavailable.\n");
                 return 0;
         }
-        if (strstr(path, "/certsrv/mscep_admin"))
+        static char spec[FAULT_SPEC_MAX];
+        if (fault_spec_from_path(path, spec)) {
+                const char *why = fault_spec_check(spec);
+                if (why) {
+                        cgi_text(400, "Bad Request", why);
+                        return 0;
+                }
+                arg_fault_spec = spec;
+        }
+        if (strstr(path, "/certsrv/mscep_admin")) {
+                int arg;
+                FaultClass f = arg_fault_spec ? fault_fire(arg_state, arg_fault_spec, FAULT_STEP_ADMIN, &arg) : FAULT_NONE;
+                if (f != FAULT_NONE) {
+                        log_event(&c, "challenge.log", "user=- result=fault-%d", (int) f);
+                        if (fault_answer_http(f))
+                                return 0;
+                }
                 return serve_admin(&c);
+        }
         if (strstr(path, "/certsrv/mscep/mscep.dll"))
                 return serve_scep(&c);
         cgi_text(404, "Not Found", "not an NDES path\n");
@@ -1044,6 +1113,22 @@ static int cmd_log(bool scep) {
         return 0;
 }
 
+/* An IIS restart: NDES's password cache is gone (the cache-full page says so). */
+static int cmd_restart(void) {
+        char path[PATH_MAX];
+        int lock = state_lock(arg_state);
+        if (lock < 0) {
+                fprintf(stderr, "ndes-emulator restart: %s: %s\n", arg_state, strerror(-lock));
+                return lock;
+        }
+        snprintf(path, sizeof path, "%s/challenges", arg_state);
+        int r = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        close(lock);
+        if (r < 0)
+                fprintf(stderr, "ndes-emulator restart: cannot remove %s: %s\n", path, strerror(-r));
+        return r;
+}
+
 static int run(int argc, char **argv) {
         if (argc < 2 && getenv("GATEWAY_INTERFACE"))
                 return cgi_main();
@@ -1105,6 +1190,8 @@ static int run(int argc, char **argv) {
                 r = cmd_approve(argv[optind], false);
         } else if (strcmp(cmd, "pending") == 0)
                 r = cmd_approve(NULL, true);
+        else if (strcmp(cmd, "restart") == 0)
+                r = cmd_restart();
         else if (strcmp(cmd, "log") == 0)
                 r = cmd_log(scep);
         else {

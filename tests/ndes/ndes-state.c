@@ -50,6 +50,7 @@ void config_defaults(Config *c) {
                 .ra_order = { RA_SLOT_SIGN, RA_SLOT_ENC, RA_SLOT_CA },
                 .cache_size = 5,
                 .challenge_ttl = 3600,
+                .undecryptable_no_certrep = true,
         };
 }
 
@@ -151,6 +152,18 @@ int config_apply(Config *c, const char *assignment, const char **ret_error) {
                         return 0;
                 }
                 *ret_error = "reply_delay must be a number of seconds from 0 to 60";
+        } else if (strcmp(key, "certpoll") == 0) {
+                if (strcmp(val, "supported") == 0 || strcmp(val, "unsupported") == 0) {
+                        c->certpoll_unsupported = strcmp(val, "unsupported") == 0;
+                        return 0;
+                }
+                *ret_error = "certpoll must be supported or unsupported";
+        } else if (strcmp(key, "undecryptable") == 0) {
+                if (strcmp(val, "certrep") == 0 || strcmp(val, "none") == 0) {
+                        c->undecryptable_no_certrep = strcmp(val, "none") == 0;
+                        return 0;
+                }
+                *ret_error = "undecryptable must be certrep or none";
         } else if (strcmp(key, "certpoll_issued") == 0) {
                 if (parse_onoff(val, &c->certpoll_issued) == 0)
                         return 0;
@@ -240,7 +253,7 @@ int config_apply(Config *c, const char *assignment, const char **ret_error) {
 }
 
 const char *config_format(const Config *c) {
-        static char buf[1024];
+        static char buf[2048];
         snprintf(buf, sizeof buf,
                  "caps=%s\nadmin_encoding=%s\npermission=%s\npending=%s\nclock_offset=%" PRId64 "\n"
                  "reply_digest=%s\nreply_cipher=%s\nreply_oaep=%s\nreply_certs=%s\nra_order=%s,%s,%s\n"
@@ -253,6 +266,10 @@ const char *config_format(const Config *c) {
                  c->max_get_url, c->cache_size, c->challenge_ttl, c->caps_lf ? "lf" : "crlf",
                  c->keep_requests ? "on" : "off", c->certpoll_issued ? "on" : "off",
                  c->reply_delay, c->unavailable ? "on" : "off", c->validity);
+        size_t len = strlen(buf);
+        snprintf(buf + len, sizeof buf - len, "certpoll=%s\nundecryptable=%s\n",
+                 c->certpoll_unsupported ? "unsupported" : "supported",
+                 c->undecryptable_no_certrep ? "none" : "certrep");
         return buf;
 }
 
