@@ -225,13 +225,22 @@ static void test_micromdm(void **state) {
         ScepError e = {};
 
         enroll_start(&en, test_rsa_key(3), NULL, ca_only_certs);
+        /* Without AllowLegacyCiphers the single-DES envelope is refused (the SHA-1 signature by
+         * the pinned CA is not what stops it). */
         assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_LEGACY_ALGORITHM);
-        assert_non_null(strstr(e.message, "SHA-1"));
+        assert_non_null(strstr(e.message, "single DES"));
         assert_non_null(strstr(e.message, "AllowLegacyCiphers=yes"));
         assert_int_equal(reply(&en, &o, true, &rep, &e), 0);
         assert_issued(&en, rep);
         assert_int_equal(rep->digest, SCEP_DIGEST_SHA1);
         assert_true(rep->legacy_cipher);
+        scep_certrep_free(rep);
+        /* The same SHA-1 signature by the CA over an AES envelope: accepted by default. */
+        o.cipher = NULL;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_issued(&en, rep);
+        assert_int_equal(rep->digest, SCEP_DIGEST_SHA1);
+        assert_false(rep->legacy_cipher);
         scep_certrep_free(rep);
         enroll_done(&en);
 }
@@ -281,9 +290,14 @@ static void test_windows_2012_failure(void **state) {
         assert_non_null(strstr(text, "0x80094812"));
         assert_non_null(strstr(text, "-2146875374"));
         scep_certrep_free(rep);
-        /* The same reply without AllowLegacyCiphers: SHA-1 refused, clearly. */
-        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_LEGACY_ALGORITHM);
-        assert_non_null(strstr(e.message, "SHA-1"));
+        /* The same reply without AllowLegacyCiphers: the same answer. NDES signs every CertRep
+         * with SHA-1; it is accepted from the RA signing certificate of GetCACert. */
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_int_equal(rep->status, SCEP_STATUS_FAILURE);
+        assert_int_equal(rep->fail_info, SCEP_FAIL_BAD_MESSAGE_CHECK);
+        assert_string_equal(rep->ms_hresult, "-2146875374");
+        assert_int_equal(rep->digest, SCEP_DIGEST_SHA1);
+        scep_certrep_free(rep);
         enroll_done(&en);
 }
 
@@ -298,12 +312,313 @@ static void test_windows_2012_success(void **state) {
         assert_int_equal(reply(&en, &o, true, &rep, &e), 0);
         assert_issued(&en, rep);
         scep_certrep_free(rep);
+        /* And without AllowLegacyCiphers (DES3, OAEP and SHA-1 are what Windows 2012 uses). */
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_issued(&en, rep);
+        assert_int_equal(rep->digest, SCEP_DIGEST_SHA1);
+        scep_certrep_free(rep);
         /* Signer identified by subjectKeyIdentifier works as well. */
         o.use_keyid = true;
         o.md = NULL;
         assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
         assert_issued(&en, rep);
         scep_certrep_free(rep);
+        enroll_done(&en);
+}
+
+/* ---- SHA-1, the digest NDES signs with ---------------------------------------------------- */
+
+static void test_sha1_reply_default(void **state) {
+        /* NDES signs its CertReps with SHA-1 (certnanny/sscep#59, #157): a SHA-1 signature by
+         * the RA signing certificate from GetCACert is accepted without AllowLegacyCiphers;
+         * SHA-1 by anybody else is not, nor is MD5 by anybody. */
+        Enrollment en;
+        EVP_PKEY *rogue_key = test_rsa_key(6);
+        X509 *rogue = test_make_cert("Exchange Enrollment Agent (Offline request)", rogue_key, NULL, NULL,
+                                     false, KU_DIGITAL_SIGNATURE, NULL);
+        TestCertRepOptions o = { .status = 0, .md = EVP_sha1() };
+        ScepCertRep *rep;
+        ScepError e = {};
+
+        enroll_start(&en, test_rsa_key(3), NULL, ndes_certs);
+        /* SUCCESS, AES and DES3 envelopes, signer in `certificates` or not. */
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_issued(&en, rep);
+        assert_int_equal(rep->digest, SCEP_DIGEST_SHA1);
+        assert_string_equal(scep_digest_to_string(rep->digest), "SHA-1");
+        scep_certrep_free(rep);
+        o.cipher = "DES-EDE3-CBC";
+        o.no_certs = true;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_issued(&en, rep);
+        scep_certrep_free(rep);
+        /* PENDING and FAILURE. */
+        o.status = 3;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_int_equal(rep->status, SCEP_STATUS_PENDING);
+        scep_certrep_free(rep);
+        o.status = 2;
+        o.fail_info = 2;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+        assert_int_equal(rep->status, SCEP_STATUS_FAILURE);
+        assert_int_equal(rep->fail_info, SCEP_FAIL_BAD_REQUEST);
+        scep_certrep_free(rep);
+
+        /* SHA-1 from a signer that is not the pinned RA: refused, with or without
+         * AllowLegacyCiphers, whether the signer ships its certificate or not. */
+        o.status = 0;
+        o.no_certs = false;
+        o.signer = rogue;
+        o.signer_key = rogue_key;
+        for (int legacy = 0; legacy <= 1; legacy++) {
+                rep = (void *) 1;
+                assert_int_equal(reply(&en, &o, legacy, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+                assert_null(rep);
+                assert_non_null(strstr(e.message, "RA signing"));
+        }
+        o.signer = pki.ca;                      /* the CA, when GetCACert has an RA */
+        o.signer_key = pki.ca_key;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+        o.signer = pki.ra_enc;                  /* the RA encryption certificate */
+        o.signer_key = pki.ra_enc_key;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+        {
+                /* Naming the RA (same issuer and serial) but signed with another key. */
+                X509 *forged = X509_dup(pki.ra_sign);
+                assert_true(X509_set_pubkey(forged, rogue_key));
+                assert_true(X509_sign(forged, rogue_key, EVP_sha256()));
+                o.signer = forged;
+                o.signer_key = rogue_key;
+                assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+                assert_non_null(strstr(e.message, "does not verify"));
+                o.no_certs = true;
+                o.use_keyid = true;
+                assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+                X509_free(forged);
+        }
+        /* The RA's own SHA-1 signature, corrupted. */
+        o = (TestCertRepOptions) { .status = 0, .md = EVP_sha1(), .flip_signature = true };
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+
+        /* MD5, even by the RA: never. */
+        o = (TestCertRepOptions) { .status = 2, .fail_info = 1, .md = EVP_md5() };
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_LEGACY_ALGORITHM);
+        assert_non_null(strstr(e.message, "MD5"));
+        assert_non_null(strstr(e.message, "never"));
+        X509_free(rogue);
+        enroll_done(&en);
+}
+
+/* ---- a real Windows 2012 FAILURE (certnanny/sscep#59) -------------------------------------- */
+
+static uint8_t *read_data(const char *name, size_t *ret_size) {
+        char path[512];
+        FILE *f;
+        uint8_t *d = malloc(64 * 1024);
+        size_t n;
+
+        assert_non_null(d);
+        snprintf(path, sizeof path, "%s/%s", SCEP_TEST_DATA_DIR, name);
+        f = fopen(path, "rbe");
+        assert_non_null(f);
+        n = fread(d, 1, 64 * 1024, f);
+        assert_true(feof(f));
+        fclose(f);
+        *ret_size = n;
+        return d;
+}
+
+static void test_ndes2012_capture(void **state) {
+        /* Its RA certificate was not posted: the signature cannot be checked, so the reply can
+         * only be read unverified, and scep_certrep_parse() refuses it while saying what it
+         * claims. */
+        ScepCertRepClaim c, untouched;
+        Enrollment en;
+        ScepCertRep *rep = (void *) 1;
+        ScepError e = {};
+        char text[600];
+        size_t size;
+        uint8_t *der = read_data("ndes2012-certrep-failure.der", &size);
+
+        assert_int_equal(size, 670);
+        assert_int_equal(scep_certrep_read_unverified(der, size, &c, &e), 0);
+        assert_int_equal(c.message_type, 3);
+        assert_int_equal(c.status, SCEP_STATUS_FAILURE);
+        assert_int_equal(c.fail_info, SCEP_FAIL_BAD_REQUEST);
+        assert_string_equal(c.ms_hresult, "-2147024809");
+        assert_int_equal(c.digest_nid, NID_sha1);
+        scep_certrep_claim_describe(&c, text, sizeof text);
+        print_message("claim: %s\n", text);
+        assert_ptr_equal(strstr(text, "unverified"), text);
+        assert_non_null(strstr(text, "FAILURE"));
+        assert_non_null(strstr(text, "badRequest (2)"));
+        assert_non_null(strstr(text, "0x80070057 (-2147024809)"));
+        assert_non_null(strstr(text, "unsupported or malformed"));
+
+        /* Against our RA (NDES) and our CA (CA only), with and without AllowLegacyCiphers: the
+         * signer is not ours. The message names the capture's signer and what it claims,
+         * labelled unverified; there is no ScepCertRep to act on. */
+        for (int i = 0; i < 4; i++) {
+                enroll_start(&en, test_rsa_key(3), NULL, i < 2 ? ndes_certs : ca_only_certs);
+                memset(&e, 0, sizeof e);
+                rep = (void *) 1;
+                assert_int_equal(parse_der(&en, der, size, i % 2, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+                assert_null(rep);
+                print_message("parse: %s\n", e.message);
+                assert_non_null(strstr(e.message, "SRV2012-CA"));
+                assert_non_null(strstr(e.message, "(unverified: the reply claims pkiStatus FAILURE, "
+                                                  "failInfo badRequest (2), Microsoft HRESULT 0x80070057"));
+                enroll_done(&en);
+        }
+
+        /* Not a CertRep at all: an error, *ret untouched. */
+        memset(&untouched, 0x5a, sizeof untouched);
+        c = untouched;
+        assert_int_equal(scep_certrep_read_unverified(der, size - 1, &c, &e), SCEP_RESULT_MALFORMED);
+        assert_int_equal(scep_certrep_read_unverified(der, 0, &c, &e), SCEP_RESULT_MALFORMED);
+        assert_int_equal(scep_certrep_read_unverified("\x30\x03\x02\x01", 4, &c, &e), SCEP_RESULT_MALFORMED);
+        assert_int_equal(scep_certrep_read_unverified(der, SCEP_CERTREP_MAX_SIZE + 1, &c, &e),
+                         SCEP_RESULT_TOO_LARGE);
+        assert_memory_equal(&c, &untouched, sizeof c);
+        assert_int_equal(scep_certrep_read_unverified(NULL, 1, &c, &e), -EINVAL);
+        assert_int_equal(scep_certrep_read_unverified(der, size, NULL, &e), -EINVAL);
+        free(der);
+}
+
+static void test_unverified_claims(void **state) {
+        /* A forged SUCCESS or PENDING is refused; what it claims shows only in the error text,
+         * labelled unverified. */
+        Enrollment en;
+        EVP_PKEY *rogue_key = test_rsa_key(6);
+        X509 *rogue = test_make_cert("Exchange Enrollment Agent (Offline request)", rogue_key, NULL, NULL,
+                                     false, KU_DIGITAL_SIGNATURE, NULL);
+        TestCertRepOptions o = { .status = 0, .signer = rogue, .signer_key = rogue_key };
+        ScepCertRepClaim c;
+        ScepCertRep *rep;
+        ScepError e = {};
+        char text[600];
+        size_t size;
+        uint8_t *der;
+
+        enroll_start(&en, test_rsa_key(3), NULL, ndes_certs);
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+        assert_non_null(strstr(e.message, "(unverified: the reply claims pkiStatus SUCCESS)"));
+        o.status = 3;
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+        assert_non_null(strstr(e.message, "(unverified: the reply claims pkiStatus PENDING)"));
+        /* A corrupted signature by the RA itself, and MD5: described the same way. */
+        o = (TestCertRepOptions) { .status = 2, .fail_info = 1, .ms_hresult = "-2146762480",
+                                   .flip_signature = true };
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_BAD_SIGNATURE);
+        assert_non_null(strstr(e.message, "unverified: the reply claims pkiStatus FAILURE, failInfo "
+                                          "badMessageCheck (1), Microsoft HRESULT 0x800B0110"));
+        o.flip_signature = false;
+        o.md = EVP_md5();
+        assert_int_equal(reply(&en, &o, false, &rep, &e), SCEP_RESULT_LEGACY_ALGORITHM);
+        assert_non_null(strstr(e.message, "unverified: the reply claims pkiStatus FAILURE"));
+
+        /* Odd attributes read as what they are, never as a status we know. */
+        o = (TestCertRepOptions) { .status = 0, .pki_status_text = "SUCCESS", .message_type = "19",
+                                   .fail_info_text = "77" };
+        der = test_ndes_certrep(&pki, &en.req, en.key, &o, &size);
+        assert_int_equal(scep_certrep_read_unverified(der, size, &c, &e), 0);
+        assert_int_equal(c.status, -1);
+        assert_int_equal(c.message_type, 19);
+        scep_certrep_claim_describe(&c, text, sizeof text);
+        assert_non_null(strstr(text, "unverified: the reply claims no readable pkiStatus, messageType 19 (not a CertRep)"));
+        free(der);
+        o = (TestCertRepOptions) { .status = 2, .pki_status_text = "7", .omit_message_type = true,
+                                   .fail_info_text = "9" };
+        der = test_ndes_certrep(&pki, &en.req, en.key, &o, &size);
+        assert_int_equal(scep_certrep_read_unverified(der, size, &c, &e), 0);
+        scep_certrep_claim_describe(&c, text, sizeof text);
+        assert_string_equal(text, "unverified: the reply claims pkiStatus 7, no readable messageType, failInfo 9");
+        free(der);
+        scep_certrep_claim_describe(NULL, text, sizeof text);
+        assert_ptr_equal(strstr(text, "unverified"), text);
+        scep_certrep_claim_describe(&c, text, 1);
+        assert_string_equal(text, "");
+        X509_free(rogue);
+        enroll_done(&en);
+}
+
+/* ---- Microsoft's HRESULTs ---------------------------------------------------------------- */
+
+static void test_hresult_hints(void **state) {
+        /* Sleepw4lker's PSCertificateEnrollment Get-NDESCertificate.ps1 */
+        static const struct {
+                const char *decimal, *hex, *words;
+                bool challenge_unknown;
+        } cases[] = {
+                { "-2146762480", "0x800B0110", "already used", true },
+                { "-2146869244", "0x80096004", "carried none", false },
+                { "-2147023728", "0x80070490", "unknown to NDES", true },
+                { "-2146877439", "0x80094001", "refused the request's subject", false },
+                { "-2147023174", "0x800706BA", "cannot reach the CA", false },
+                { "-2147024809", "0x80070057", "unsupported or malformed", false },
+        };
+        Enrollment en;
+        ScepCertRep *rep;
+        ScepError e = {};
+        char text[512];
+
+        enroll_start(&en, test_rsa_key(3), NULL, ndes_certs);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                /* As NDES answers: FAILURE badMessageCheck, SHA-1, no certificates. */
+                TestCertRepOptions o = { .status = 2, .fail_info = 1, .md = EVP_sha1(), .no_certs = true,
+                                         .ms_hresult = cases[i].decimal };
+                assert_int_equal(reply(&en, &o, false, &rep, &e), 0);
+                assert_string_equal(rep->ms_hresult, cases[i].decimal);
+                scep_certrep_describe_failure(rep, text, sizeof text);
+                print_message("%s: %s\n", cases[i].hex, text);
+                assert_non_null(strstr(text, "badMessageCheck (1)"));
+                assert_non_null(strstr(text, cases[i].hex));
+                assert_non_null(strstr(text, cases[i].decimal));
+                assert_non_null(strstr(text, cases[i].words));
+                /* The HRESULT's hint replaces the generic one of the failInfo. */
+                assert_null(strstr(text, "usually means"));
+                assert_int_equal(scep_certrep_challenge_unknown(rep), cases[i].challenge_unknown);
+                scep_certrep_free(rep);
+        }
+        /* The hint also reaches the end of the engine's ErrorMessage buffer. */
+        {
+                ScepCertRep r = { .status = SCEP_STATUS_FAILURE, .fail_info = SCEP_FAIL_BAD_MESSAGE_CHECK,
+                                  .ms_hresult = "-2147023728" };
+                char small[512];
+                scep_certrep_describe_failure(&r, small, sizeof small);
+                assert_true(strlen(small) < sizeof small - 1);
+                assert_non_null(strstr(small, "another NDES server behind the same name"));
+                /* Unsigned decimal is the same HRESULT. */
+                strcpy(r.ms_hresult, "2147943568");
+                assert_true(scep_certrep_challenge_unknown(&r));
+                scep_certrep_describe_failure(&r, small, sizeof small);
+                assert_non_null(strstr(small, "0x80070490"));
+                /* Not a FAILURE, or not one of the two: false. */
+                r.status = SCEP_STATUS_PENDING;
+                assert_false(scep_certrep_challenge_unknown(&r));
+                r.status = SCEP_STATUS_SUCCESS;
+                assert_false(scep_certrep_challenge_unknown(&r));
+                r.status = SCEP_STATUS_FAILURE;
+                strcpy(r.ms_hresult, "");
+                assert_false(scep_certrep_challenge_unknown(&r));
+                strcpy(r.ms_hresult, "-2147024810");           /* 0x80070056, no hint */
+                assert_false(scep_certrep_challenge_unknown(&r));
+                scep_certrep_describe_failure(&r, small, sizeof small);
+                assert_non_null(strstr(small, "0x80070056"));
+                assert_non_null(strstr(small, "usually means"));
+                strcpy(r.ms_hresult, "99999999999");            /* out of range: shown as sent */
+                assert_false(scep_certrep_challenge_unknown(&r));
+                scep_certrep_describe_failure(&r, small, sizeof small);
+                assert_non_null(strstr(small, "Microsoft HRESULT 99999999999"));
+                assert_false(scep_certrep_challenge_unknown(NULL));
+                /* Without a failInfo the HRESULT and its hint still show. */
+                r.fail_info = SCEP_FAIL_NONE;
+                strcpy(r.ms_hresult, "-2146762480");
+                scep_certrep_describe_failure(&r, small, sizeof small);
+                assert_non_null(strstr(small, "without a failInfo; Microsoft HRESULT 0x800B0110"));
+                assert_non_null(strstr(small, "already used"));
+                assert_true(scep_certrep_challenge_unknown(&r));
+        }
         enroll_done(&en);
 }
 
@@ -722,6 +1037,10 @@ int main(void) {
                 cmocka_unit_test(test_ec_key_with_transport_key),
                 cmocka_unit_test(test_windows_2012_failure),
                 cmocka_unit_test(test_windows_2012_success),
+                cmocka_unit_test(test_sha1_reply_default),
+                cmocka_unit_test(test_ndes2012_capture),
+                cmocka_unit_test(test_unverified_claims),
+                cmocka_unit_test(test_hresult_hints),
                 cmocka_unit_test(test_failure_contents),
                 cmocka_unit_test(test_fail_infos),
                 cmocka_unit_test(test_pending_then_poll),
