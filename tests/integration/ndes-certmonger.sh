@@ -122,7 +122,7 @@ lab_pass "pending=on: certmonger waits (CA_WORKING); after 'ndes-emulator approv
 # --- a challenge NDES never issued
 cm_enroll ndes cm4 cm4.example.test 0123456789ABCDEF cm4.example.test >/dev/null
 cm_expect cm4 CA_REJECTED "certmonger status with an unknown challenge"
-lab_assert_eq "$(ndes_scep_log_count 'status=FAILURE failinfo=1 why=challenge-unknown-used-or-expired')" 1 "badMessageCheck in scep.log"
+lab_assert_eq "$(ndes_scep_log_count 'status=FAILURE failinfo=1 why=challenge-unknown-or-expired')" 1 "badMessageCheck in scep.log"
 lab_pass "unknown challenge: certmonger's request is rejected (FAILURE badMessageCheck)"
 
 # --- keyUsage comes from the CSR (NDES picks the template by it)

@@ -31,12 +31,15 @@
 #define MAX_DRAIN (8UL * 1024 * 1024)
 #define KEY_MAX (64 * 1024)
 
-/* HRESULTs carried in 1.3.6.1.4.1.311.21.33 (our choice of plausible Windows codes). */
-#define HR_INVALID_PASSWORD  ((int32_t) 0x80070056)  /* ERROR_INVALID_PASSWORD */
+/* HRESULTs carried in 1.3.6.1.4.1.311.21.33. The challenge ones are what NDES answers
+ * (Sleepw4lker's PSCertificateEnrollment Get-NDESCertificate.ps1); the others are our choice
+ * of plausible Windows codes. */
+#define HR_CHALLENGE_USED    ((int32_t) 0x800B0110)  /* the challenge was already used */
+#define HR_CHALLENGE_MISSING ((int32_t) 0x80096004)  /* a challenge is required, none was sent */
 #define HR_NO_DECRYPT_CERT   ((int32_t) 0x8009200C)  /* CRYPT_E_NO_DECRYPT_CERT */
 #define HR_BAD_SIGNATURE     ((int32_t) 0x80090006)  /* NTE_BAD_SIGNATURE */
 #define HR_INVALID_ARG       ((int32_t) 0x80070057)  /* E_INVALIDARG */
-#define HR_NOT_FOUND         ((int32_t) 0x80070490)  /* ERROR_NOT_FOUND */
+#define HR_NOT_FOUND         ((int32_t) 0x80070490)  /* ERROR_NOT_FOUND; NDES: challenge unknown or expired */
 
 static const char *arg_state;
 /* The faults this request's path names ("/f/SPEC/..."), NULL when none (ndes-faults.h). */
@@ -438,8 +441,10 @@ finish:
 
 static const EVP_MD *reply_digest(const Config *c, const ScepRequest *req) {
         const char *d = c->reply_digest;
+        /* NDES signs every CertRep with SHA-1, whatever the request used (a Windows 2012 reply,
+         * certnanny/sscep#59; inferred for 2022-era servers from certnanny/sscep#157). */
         if (strcmp(d, "auto") == 0)
-                d = c->caps == CAPS_WIN2012 ? "sha1" : "request";
+                d = "sha1";
         if (strcmp(d, "request") == 0)
                 return req->digest ? req->digest : EVP_sha256();
         if (strcmp(d, "sha1") == 0)
@@ -540,15 +545,21 @@ static void handle_pkcsreq(const Config *c, Authority *a, const ScepRequest *req
                 goto finish;
         }
         char pw[128];
+        /* What NDES answers for a missing, used, or unknown or expired challenge: badMessageCheck
+         * (certnanny/sscep#80, #156) with these HRESULTs. */
         if (pki_req_challenge(csr, pw, sizeof pw) < 0) {
-                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_INVALID_PASSWORD, NULL, "no-challenge" };
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_CHALLENGE_MISSING, NULL, "no-challenge" };
                 goto finish;
         }
         int r = challenge_consume(arg_state, c, pw);
         OPENSSL_cleanse(pw, sizeof pw);
+        if (r == -EALREADY) {
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_CHALLENGE_USED, NULL, "challenge-used" };
+                goto finish;
+        }
         if (r < 0) {
-                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_INVALID_PASSWORD, NULL,
-                                 r == -ENOENT ? "challenge-unknown-used-or-expired" : "challenge-cache-error" };
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_NOT_FOUND, NULL,
+                                 r == -ENOENT ? "challenge-unknown-or-expired" : "challenge-cache-error" };
                 goto finish;
         }
         if (c->pending) {
@@ -902,7 +913,7 @@ static void help(void) {
                "                                          (off, the default: only pending ones, as far as NDES\n"
                "                                          is documented; others are badCertId)\n"
                "  clock_offset=SECONDS                    added to the clock (challenge expiry, validity)\n"
-               "  reply_digest=auto|request|sha1|sha256|sha512\n"
+               "  reply_digest=auto|request|sha1|sha256|sha512   auto: SHA-1 like NDES; request: as the request\n"
                "  reply_cipher=auto|des3|aes128|aes256|des\n"
                "  reply_oaep=auto|on|off   reply_certs=auto|on|off\n"
                "  ra_order=sign,enc,ca (any order)        GetCACert certificate order\n"

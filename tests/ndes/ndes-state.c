@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "ndes-state.h"
 
@@ -550,7 +551,9 @@ finish:
 
 int challenge_consume(const char *dir, const Config *c, const char *challenge) {
         Entry *e = NULL;
-        size_t n = 0;
+        size_t n = 0, used_size = 0;
+        unsigned char md[SHA256_DIGEST_LENGTH], *used = NULL;
+        char line[2 * SHA256_DIGEST_LENGTH + 2];
         int r, lock = state_lock(dir);
         if (lock < 0)
                 return lock;
@@ -561,13 +564,26 @@ int challenge_consume(const char *dir, const Config *c, const char *challenge) {
         r = -ENOENT;
         if (strlen(challenge) != CHALLENGE_LEN)
                 goto finish;
+        /* Consumed challenges are remembered by their SHA-256 in "challenges-used" (fixed-length
+         * lines), so that a second use (NDES: 0x800B0110) is told from an unknown or expired
+         * challenge (0x80070490). */
+        SHA256((const unsigned char *) challenge, CHALLENGE_LEN, md);
+        for (size_t i = 0; i < sizeof md; i++)
+                snprintf(line + 2 * i, 3, "%02x", md[i]);
+        strcpy(line + 2 * sizeof md, "\n");
         for (size_t i = 0; i < n; i++)
                 if (CRYPTO_memcmp(e[i].value, challenge, CHALLENGE_LEN) == 0) {
                         memmove(e + i, e + i + 1, (n - i - 1) * sizeof *e);
                         n--;
                         r = challenges_save(dir, e, n);
+                        if (r >= 0)
+                                (void) state_append(dir, "challenges-used", line);
                         break;
                 }
+        if (r == -ENOENT && state_read(dir, "challenges-used", 16 * 1024 * 1024, &used, &used_size) == 0 &&
+            strstr((const char *) used, line))
+                r = -EALREADY;
+        free(used);
 finish:
         if (e)
                 OPENSSL_clear_free(e, (n + 1) * sizeof *e);

@@ -95,5 +95,5 @@ typedef enum ChallengeResult {
 int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
                   size_t *ret_outstanding);
 /* Under the lock: removes the challenge if present and unexpired. 0: valid and now consumed,
- * -ENOENT: unknown, used or expired. */
+ * -EALREADY: consumed before, -ENOENT: unknown or expired. */
 int challenge_consume(const char *dir, const Config *c, const char *challenge);
