@@ -30,6 +30,7 @@ struct ChallengeFetch {
         Krb5ServiceWait *wait;
         HttpRequest *request;
         bool fresh;                     /* never answered from a spare */
+        ChallengePageInfo page;         /* what the page said, once parsed (else zero) */
 };
 
 #define CHALLENGE_SPARES_MAX 64U        /* MaxOutstandingChallenges' own limit */
@@ -66,7 +67,9 @@ char *challenge_anonymous_hint(const char *host, const char *url) {
 
 TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
                                          const char *url, const char *principal, ChallengeSecret **ret_secret,
-                                         const char **ret_encoding, char **ret_message) {
+                                         const char **ret_encoding, char **ret_message,
+                                         ChallengePageInfo *ret_info) {
+        ChallengePageInfo info = {};
         const char *enc = NULL;
         char *m = NULL;
         TransportOutcome o;
@@ -81,15 +84,29 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 goto done;
         }
         if (http_code == 403) {
+                /* Microsoft's NDES troubleshooting page requires IIS_IUSRS of the NDES service
+                 * account, not of the account that fetches passwords; what makes mscep_admin answer
+                 * 403 is not publicly documented: both settings are named. */
                 o = TRANSPORT_AUTHENTICATION_REJECTED;
-                m = message_printf("%s answered %s with 403 Forbidden: the service account %s is not allowed to use "
-                        "mscep_admin; make it a member of the SCEP server's local IIS_IUSRS group. " SEED_PRE_IIS_USRS,
-                        host, url, principal ? principal : "(none)");
+                m = message_printf("%s answered %s with 403 Forbidden: IIS refused the SCEP admin page to %s. What "
+                        "causes a 403 there is not publicly documented (the SCEP server's IIS log gives the "
+                        "substatus); check both: the NDES service account (the SCEP application pool's identity) "
+                        "must be a member of IIS_IUSRS on the NDES server; and the broker's own account %s needs "
+                        "Enroll permission on the NDES templates. " SEED_PRE_IIS_USRS "; " SEED_PRE_ENROLL,
+                        host, url, principal ? principal : "(none)", principal ? principal : "(none)");
                 goto done;
         }
         if (http_code == 404) {
                 o = TRANSPORT_PROTOCOL_ERROR;
                 m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/. " SEED_CA_FIELDS, host, url);
+                goto done;
+        }
+        if (http_code == 500) {
+                o = TRANSPORT_CA_UNREACHABLE;
+                m = message_printf("%s answered %s with HTTP 500: the NDES service has a problem (see the SCEP server's "
+                        "event log). Microsoft's NDES troubleshooting names two causes: the NDES service account "
+                        "(the SCEP application pool's identity) must be a member of IIS_IUSRS on the NDES server, "
+                        "and the RA certificates must not have expired. " SEED_PRE_IIS_USRS, host, url);
                 goto done;
         }
         if (http_code >= 500) {
@@ -104,30 +121,42 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 goto done;
         }
 
-        r = challenge_page_parse(body, size, ret_secret, &enc);
+        r = challenge_page_parse_info(body, size, ret_secret, &info);
+        enc = info.encoding;
         switch (r) {
         case CHALLENGE_PAGE_FOUND:
                 o = TRANSPORT_OK;
                 break;
         case CHALLENGE_PAGE_CACHE_FULL:
                 o = TRANSPORT_CHALLENGE_UNAVAILABLE;
-                m = message_printf("%s answered \"The password cache is full.\": NDES keeps only a few unused challenges "
+                m = message_printf("%s answered %s: NDES keeps only a few unused challenges "
                         "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
-                        "server, and keep MaxOutstandingChallenges= below NDES's cache size. " SEED_NONE_CACHE, host);
+                        "server, and keep MaxOutstandingChallenges= below NDES's cache size. " SEED_NONE_CACHE, host,
+                        info.by_structure ? "NDES's cache-full page in another language (recognised by the page's "
+                                            "structure: NDES's markup, no challenge, a list of three remedies), "
+                                            "in English \"The password cache is full.\""
+                                          : "\"The password cache is full.\"");
                 break;
         case CHALLENGE_PAGE_NO_PERMISSION:
                 /* A configuration error: retrying until PendingDeadline changes nothing. */
                 o = TRANSPORT_CHALLENGE_DENIED;
-                m = message_printf("%s answered \"You do not have sufficient permission to enroll with SCEP.\": on the CA "
-                        "server, give the service account %s Enroll permission on the certificate template that "
-                        "is being provisioned, and check that it is a member of the SCEP server's local IIS_IUSRS "
-                        "group. " SEED_PRE_ENROLL, host, principal ? principal : "(the service user)");
+                m = message_printf("%s answered %s: on the CA server, give the broker's own account %s Enroll permission "
+                        "on the certificate template that is being provisioned (the NDES templates); the NDES "
+                        "service account (the SCEP application pool's identity) must also be a member of IIS_IUSRS "
+                        "on the NDES server. " SEED_PRE_ENROLL, host,
+                        info.by_structure ? "NDES's permission page in another language (recognised by the page's "
+                                            "structure: NDES's markup, no challenge, no list), in English \"You do "
+                                            "not have sufficient permission to enroll with SCEP.\""
+                                          : "\"You do not have sufficient permission to enroll with SCEP.\"",
+                        principal ? principal : "(the service user)");
                 break;
         case CHALLENGE_PAGE_UNRECOGNIZED:
-                o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("the page at %s (HTTP 200, %zu bytes, %s) holds no enrollment challenge password: check "
-                        "that AdminURL= points at NDES's /certsrv/mscep_admin/ and that NDES issues passwords "
-                        "(not a single static password). " SEED_CA_FIELDS, url, size, enc ? enc : "?");
+                /* Maybe a page in front of NDES for a while (maintenance, a proxy): retried. */
+                o = TRANSPORT_CHALLENGE_UNAVAILABLE;
+                m = message_printf("%s answered %s with a page (HTTP 200, %zu bytes, %s) that holds no enrollment "
+                        "challenge password and is none of NDES's error pages; it reads: \"%s\". Retrying; check "
+                        "that AdminURL= points at NDES's /certsrv/mscep_admin/. " SEED_CA_FIELDS,
+                        host, url, size, enc ? enc : "?", info.text);
                 break;
         default:
                 o = TRANSPORT_PROTOCOL_ERROR;
@@ -136,6 +165,8 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
 done:
         if (ret_encoding)
                 *ret_encoding = enc;
+        if (ret_info)
+                *ret_info = info;
         if (ret_message)
                 *ret_message = m;
         else
@@ -180,8 +211,12 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
                 .elapsed_usec = elapsed,
                 .anonymous = o == TRANSPORT_OK && anonymous,
                 .secret = secret,
+                .multi_use = x->page.multi_use,
+                .validity_minutes = x->page.validity_minutes,
         };
         bool had_slot = x->state != FETCH_QUEUED;
+
+        memcpy(res.thumbprint, x->page.thumbprint, sizeof res.thumbprint);
 
         fetch_unlink(x);
         if (secret)     /* the slot now belongs to the secret: given back when it is freed */
@@ -211,7 +246,7 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
                 return;
         }
         o = challenge_classify_page(result->body, result->body_size, result->http_code, f->host, f->admin_url,
-                                    ks ? ks->principal : NULL, &secret, &enc, &m);
+                                    ks ? ks->principal : NULL, &secret, &enc, &m, &x->page);
         /* libcurl sends Negotiate at once; a protected page answers 200 with its mutual
          * authentication token, an anonymous one with no WWW-Authenticate at all. Only a fresh
          * connection tells: IIS may skip the exchange on one it has authenticated already. */

@@ -41,6 +41,14 @@ typedef struct ChallengeResult {
          * part in Negotiate (no WWW-Authenticate: Negotiate): mscep_admin lets anyone in (IIS:
          * Anonymous Authentication left on). The challenge is still delivered. */
         bool anonymous;
+        /* What the page said besides the challenge (zero when no page was parsed, and for a
+         * spare): the CA thumbprint, MD5 of the CA certificate, as 32 lowercase hex digits ("" if
+         * the page shows none; GetCACert's CA certificate can be checked against it, trust on
+         * first use); single-password mode (the password can be used multiple times and does not
+         * expire); the minutes the page says the password is valid (0: it does not say). */
+        char thumbprint[33];
+        bool multi_use;
+        unsigned validity_minutes;
         /* TRANSPORT_OK: the challenge. The handler takes ownership: keep it until it is put in the
          * CSR, then challenge_secret_free() it, which also frees the CA's outstanding slot. */
         ChallengeSecret *secret;
@@ -85,8 +93,12 @@ unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
  * (malloc'd). */
 char *challenge_anonymous_hint(const char *host, const char *url);
 
-/* Classifies a 200 page (exposed for tests): outcome + message (malloc'd), *ret_secret on
- * success. principal is for the permission hint. */
+/* Classifies the mscep_admin answer (exposed for tests): outcome + message (malloc'd), *ret_secret
+ * on success, *ret_info (optional) what the page said when a 200 page was parsed (else zeroed).
+ * A 200 page that is neither a challenge nor one of NDES's error pages, in English or recognised
+ * by its structure, is TRANSPORT_CHALLENGE_UNAVAILABLE (retried), its message quoting the page's
+ * visible text (escaped, cut). principal is for the permission hints. */
 TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
                                          const char *url, const char *principal, ChallengeSecret **ret_secret,
-                                         const char **ret_encoding, char **ret_message);
+                                         const char **ret_encoding, char **ret_message,
+                                         ChallengePageInfo *ret_info);
