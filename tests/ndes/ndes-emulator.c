@@ -192,6 +192,9 @@ static void cgi_text(int status, const char *reason, const char *text) {
 
 /* ---------- admin page ---------- */
 
+/* The pages in each language (lang=). English: byte for byte what a Windows Server 2022 NDES
+ * serves. German and Japanese: translations in the same markup; like Microsoft's localized Web
+ * Enrollment pages, their banner carries <B><I>Microsoft</I></B>, before the thumbprint. */
 #define PAGE_HEAD \
         "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-8\">" \
         "<Title>Network Device Enrollment Service</Title></Head><Body BgColor=#FFFFFF>" \
@@ -203,17 +206,122 @@ static void cgi_text(int status, const char *reason, const char *text) {
 #define PAGE_TAIL \
         " <P ID=locPageDesc> For more information see  <A HREF=http://go.microsoft.com/fwlink/?LinkId=67852>" \
         "Using Network Device Enrollment Service </A>. </P></Font></Body></HTML>"
+#define PAGE_HEAD_DE \
+        "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-8\">" \
+        "<Title>Registrierungsdienst für Netzwerkgeräte</Title></Head><Body BgColor=#FFFFFF>" \
+        "<Font ID=locPageFont Face=\"Arial\"><Table Border=0 CellSpacing=0 CellPadding=4 Width=100% BgColor=#008080>" \
+        "<TR><TD><Font ID=locPageTitleFont Face=\"Arial\" Size=-1 Color=#FFFFFF>" \
+        "<LocID ID=locMSCertSrv><B><I>Microsoft</I></B> Registrierungsdienst für Netzwerkgeräte</LocID></Font>" \
+        "</TD></TR></Table>" \
+        "<P ID=locPageTitle> Mit dem Registrierungsdienst für Netzwerkgeräte können Sie Zertifikate für Router " \
+        "oder andere Netzwerkgeräte mithilfe des Simple Certificate Enrollment Protocol (SCEP) abrufen. </P>"
+#define PAGE_TAIL_DE \
+        " <P ID=locPageDesc> Weitere Informationen finden Sie unter  <A HREF=http://go.microsoft.com/fwlink/?LinkId=67852>" \
+        "Verwenden des Registrierungsdiensts für Netzwerkgeräte </A>. </P></Font></Body></HTML>"
+#define PAGE_HEAD_JA \
+        "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-8\">" \
+        "<Title>ネットワーク デバイス登録サービス</Title></Head><Body BgColor=#FFFFFF>" \
+        "<Font ID=locPageFont Face=\"MS UI Gothic\"><Table Border=0 CellSpacing=0 CellPadding=4 Width=100% BgColor=#008080>" \
+        "<TR><TD><Font ID=locPageTitleFont Face=\"MS UI Gothic\" Size=-1 Color=#FFFFFF>" \
+        "<LocID ID=locMSCertSrv><B><I>Microsoft</I></B> ネットワーク デバイス登録サービス</LocID></Font></TD></TR></Table>" \
+        "<P ID=locPageTitle> ネットワーク デバイス登録サービスを使うと、Simple Certificate Enrollment Protocol (SCEP) " \
+        "を使用して、ルーターまたはその他のネットワーク デバイスの証明書を取得できます。 </P>"
+#define PAGE_TAIL_JA \
+        " <P ID=locPageDesc> 詳細については、 <A HREF=http://go.microsoft.com/fwlink/?LinkId=67852>" \
+        "ネットワーク デバイス登録サービスの使用 </A> を参照してください。 </P></Font></Body></HTML>"
 
+typedef struct AdminPages {
+        const char *head, *tail;
+        /* the challenge page: before_thumb THUMBPRINT before_challenge CHALLENGE after_once (or
+         * after_multi with single_password) */
+        const char *before_thumb, *before_challenge, *after_once, *after_multi;
+        const char *cache_full, *permission;
+} AdminPages;
+
+static const AdminPages admin_pages[_LANG_MAX] = {
+        [LANG_EN] = {
+                .head = PAGE_HEAD,
+                .tail = PAGE_TAIL,
+                .before_thumb = "<P> To complete certificate enrollment for your network device you will need the "
+                        "following information: <P> The thumbprint (hash value) for the CA certificate is: <B> ",
+                .before_challenge = " </B> <P> The enrollment challenge password is: <B> ",
+                .after_once = " </B> <P> This password can be used only once and will expire within 60 minutes. "
+                        "<P> Each enrollment requires a new challenge password. You can refresh this web page to "
+                        "obtain a new challenge password. </P>",
+                /* Windows 2008 R2 with UseSinglePassword (certnanny/sscep#46) */
+                .after_multi = " </B> <P> This password can be used multiple times and will not expire. </P>",
+                .cache_full = "<P> The password cache is full. <P> Network Device Enrollment Service stores unused "
+                        "password for later use. By default, passwords are stored for 60 minutes.<P>Use one of the "
+                        "existing passwords. If you cannot use an existing password: <UL> <LI> Wait until one or "
+                        "more existing passwords expire (by default passwords expire 60 minutes after they are "
+                        "created). </LI> <LI> Restart Internet Information Services (IIS). </LI> <LI> Configure the "
+                        "service to cache more than 5 passwords. </LI> </UL> </P>",
+                .permission = "<P> You do not have sufficient permission to enroll with SCEP.  "
+                        "Please contact your system administrator. </P>",
+        },
+        [LANG_DE] = {
+                .head = PAGE_HEAD_DE,
+                .tail = PAGE_TAIL_DE,
+                .before_thumb = "<P> Zum Abschließen der Zertifikatregistrierung für Ihr Netzwerkgerät benötigen Sie "
+                        "die folgenden Informationen: <P> Der Fingerabdruck (Hashwert) des "
+                        "Zertifizierungsstellenzertifikats lautet: <B> ",
+                .before_challenge = " </B> <P> Das Kennwort für die Registrierungsabfrage lautet: <B> ",
+                .after_once = " </B> <P> Dieses Kennwort kann nur einmal verwendet werden und läuft innerhalb von "
+                        "60 Minuten ab. <P> Für jede Registrierung ist ein neues Abfragekennwort erforderlich. Sie "
+                        "können diese Webseite aktualisieren, um ein neues Abfragekennwort zu erhalten. </P>",
+                .after_multi = " </B> <P> Dieses Kennwort kann mehrmals verwendet werden und läuft nicht ab. </P>",
+                .cache_full = "<P> Der Kennwortcache ist voll. <P> Der Registrierungsdienst für Netzwerkgeräte "
+                        "speichert nicht verwendete Kennwörter zur späteren Verwendung. Standardmäßig werden "
+                        "Kennwörter 60 Minuten lang gespeichert.<P>Verwenden Sie eines der vorhandenen Kennwörter. "
+                        "Wenn Sie kein vorhandenes Kennwort verwenden können: <UL> <LI> Warten Sie, bis ein oder "
+                        "mehrere vorhandene Kennwörter ablaufen (standardmäßig laufen Kennwörter 60 Minuten nach "
+                        "ihrer Erstellung ab). </LI> <LI> Starten Sie die Internetinformationsdienste (IIS) neu. "
+                        "</LI> <LI> Konfigurieren Sie den Dienst so, dass mehr als 5 Kennwörter zwischengespeichert "
+                        "werden. </LI> </UL> </P>",
+                .permission = "<P> Sie verfügen nicht über ausreichende Berechtigungen für die Registrierung mit "
+                        "SCEP.  Wenden Sie sich an den Systemadministrator. </P>",
+        },
+        [LANG_JA] = {
+                .head = PAGE_HEAD_JA,
+                .tail = PAGE_TAIL_JA,
+                .before_thumb = "<P> ネットワーク デバイスの証明書の登録を完了するには、次の情報が必要です: "
+                        "<P> CA 証明書の拇印 (ハッシュ値): <B> ",
+                .before_challenge = " </B> <P> 登録チャレンジ パスワード: <B> ",
+                .after_once = " </B> <P> このパスワードは 1 回だけ使用でき、60 分以内に有効期限が切れます。 "
+                        "<P> 登録ごとに新しいチャレンジ パスワードが必要です。この Web ページを更新すると、"
+                        "新しいチャレンジ パスワードを取得できます。 </P>",
+                .after_multi = " </B> <P> このパスワードは複数回使用でき、有効期限はありません。 </P>",
+                .cache_full = "<P> パスワード キャッシュがいっぱいです。 <P> ネットワーク デバイス登録サービスは、"
+                        "未使用のパスワードを後で使用するために保存します。既定では、パスワードは 60 分間保存"
+                        "されます。<P>既存のパスワードのいずれかを使用してください。既存のパスワードを使用できない"
+                        "場合: <UL> <LI> 1 つ以上の既存のパスワードの有効期限が切れるまで待ちます (既定では、"
+                        "パスワードは作成から 60 分後に有効期限が切れます)。 </LI> <LI> インターネット インフォメー"
+                        "ション サービス (IIS) を再起動します。 </LI> <LI> 5 個を超えるパスワードをキャッシュする"
+                        "ようにサービスを構成します。 </LI> </UL> </P>",
+                .permission = "<P> SCEP で登録するための十分なアクセス許可がありません。 システム管理者に問い合わせて"
+                        "ください。 </P>",
+        },
+};
+
+/* admin_page=garbage: a 200 page that is no NDES page (a maintenance page in front of it), with
+ * a control character and non-ASCII text, as the broker must quote such a page. */
+#define PAGE_GARBAGE \
+        "<HTML><Head><Title>Maintenance</Title></Head><Body><H1>Scheduled maintenance</H1>" \
+        "<P>The enrollment portal is offline until 06:00 UTC.\a Wartungsfenster: Zertifikatdienste für " \
+        "Netzwerkgeräte. Ticket CHG-4711.</P></Body></HTML>"
+
+/* Sends the UTF-8 page html, converted to the configured encoding. */
 static void admin_send(const Config *c, const char *html) {
+        const unsigned char *s = (const unsigned char *) html;
         size_t len = strlen(html);
         if (c->admin_encoding == ENC_UTF8) {
                 cgi_reply(200, "OK", "text/html; charset=utf-8", html, len);
                 return;
         }
-        /* the page is ASCII: UTF-16LE is each byte followed by a zero byte */
+        /* UTF-16LE: each code point one 16-bit unit, or a surrogate pair above U+FFFF; at most
+         * two bytes per input byte */
         bool bom = c->admin_encoding == ENC_UTF16LE_BOM;
-        size_t size = len * 2 + (bom ? 2 : 0);
-        unsigned char *out = malloc(size);
+        unsigned char *out = malloc(len * 2 + 2);
         if (!out) {
                 cgi_text(500, "Internal Server Error", "out of memory\n");
                 return;
@@ -223,19 +331,37 @@ static void admin_send(const Config *c, const char *html) {
                 out[j++] = 0xFF;
                 out[j++] = 0xFE;
         }
-        for (size_t i = 0; i < len; i++) {
-                out[j++] = (unsigned char) html[i];
-                out[j++] = 0;
+        for (size_t i = 0; i < len;) {
+                uint32_t cp = s[i];
+                size_t k = cp < 0x80 ? 1 : cp >= 0xF0 ? 4 : cp >= 0xE0 ? 3 : 2;
+                if (cp >= 0x80) {
+                        cp &= k == 2 ? 0x1F : k == 3 ? 0x0F : 0x07;
+                        for (size_t m = 1; m < k && i + m < len; m++)
+                                cp = (cp << 6) | (s[i + m] & 0x3F);
+                }
+                i += k;
+                if (cp >= 0x10000) {
+                        cp -= 0x10000;
+                        uint32_t hi = 0xD800 | (cp >> 10), lo = 0xDC00 | (cp & 0x3FF);
+                        out[j++] = (unsigned char) (hi & 0xFF);
+                        out[j++] = (unsigned char) (hi >> 8);
+                        out[j++] = (unsigned char) (lo & 0xFF);
+                        out[j++] = (unsigned char) (lo >> 8);
+                } else {
+                        out[j++] = (unsigned char) (cp & 0xFF);
+                        out[j++] = (unsigned char) (cp >> 8);
+                }
         }
-        cgi_reply(200, "OK", "text/html", out, size);
-        OPENSSL_cleanse(out, size);
+        cgi_reply(200, "OK", "text/html", out, j);
+        OPENSSL_cleanse(out, len * 2 + 2);
         free(out);
 }
 
 static int serve_admin(const Config *c) {
-        char user[256], page[4096];
+        char user[256], page[16384];
         const char *method = getenv("REQUEST_METHOD");
         const char *remote_user = getenv("REMOTE_USER");
+        const AdminPages *lp = &admin_pages[c->lang];
 
         sanitize(remote_user, user, sizeof user);
         if (!method || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)) {
@@ -248,10 +374,15 @@ static int serve_admin(const Config *c) {
                 cgi_text(401, "Unauthorized", "mscep_admin: no REMOTE_USER (authentication is not configured)\n");
                 return 0;
         }
+        if (c->admin_garbage) {
+                log_event(c, "challenge.log", "user=%s result=garbage", user);
+                admin_send(c, PAGE_GARBAGE);
+                return 0;
+        }
         if (c->permission_denied) {
                 log_event(c, "challenge.log", "user=%s result=denied", user);
-                admin_send(c, PAGE_HEAD "<P> You do not have sufficient permission to enroll with SCEP.  "
-                              "Please contact your system administrator. </P>" PAGE_TAIL);
+                snprintf(page, sizeof page, "%s%s%s", lp->head, lp->permission, lp->tail);
+                admin_send(c, page);
                 return 0;
         }
 
@@ -280,23 +411,14 @@ static int serve_admin(const Config *c) {
         }
         if (res == CHALLENGE_CACHE_FULL) {
                 log_event(c, "challenge.log", "user=%s result=cache-full outstanding=%zu", user, outstanding);
-                admin_send(c, PAGE_HEAD
-                           "<P> The password cache is full. <P> Network Device Enrollment Service stores unused "
-                           "password for later use. By default, passwords are stored for 60 minutes.<P>Use one of the "
-                           "existing passwords. If you cannot use an existing password: <UL> <LI> Wait until one or "
-                           "more existing passwords expire (by default passwords expire 60 minutes after they are "
-                           "created). </LI> <LI> Restart Internet Information Services (IIS). </LI> <LI> Configure the "
-                           "service to cache more than 5 passwords. </LI> </UL> </P>" PAGE_TAIL);
+                snprintf(page, sizeof page, "%s%s%s", lp->head, lp->cache_full, lp->tail);
+                admin_send(c, page);
                 return 0;
         }
-        log_event(c, "challenge.log", "user=%s result=issued outstanding=%zu", user, outstanding);
-        snprintf(page, sizeof page,
-                 "%s<P> To complete certificate enrollment for your network device you will need the "
-                 "following information: <P> The thumbprint (hash value) for the CA certificate is: <B> %s </B> "
-                 "<P> The enrollment challenge password is: <B> %s </B> <P> This password can be used only once "
-                 "and will expire within 60 minutes. <P> Each enrollment requires a new challenge password. "
-                 "You can refresh this web page to obtain a new challenge password. </P>%s",
-                 PAGE_HEAD, thumb, challenge, PAGE_TAIL);
+        log_event(c, "challenge.log", "user=%s result=issued%s outstanding=%zu", user,
+                  c->single_password ? "-single" : "", outstanding);
+        snprintf(page, sizeof page, "%s%s%s%s%s%s%s", lp->head, lp->before_thumb, thumb, lp->before_challenge,
+                 challenge, c->single_password ? lp->after_multi : lp->after_once, lp->tail);
         OPENSSL_cleanse(challenge, sizeof challenge);
         admin_send(c, page);
         OPENSSL_cleanse(page, sizeof page);
@@ -544,7 +666,7 @@ static void handle_pkcsreq(const Config *c, Authority *a, const ScepRequest *req
                 *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_BAD_SIGNATURE, NULL, "csr-signature" };
                 goto finish;
         }
-        char pw[128];
+        char pw[CHALLENGE_LEN + 1];
         /* What NDES answers for a missing, used, or unknown or expired challenge: badMessageCheck
          * (certnanny/sscep#80, #156) with these HRESULTs. */
         if (pki_req_challenge(csr, pw, sizeof pw) < 0) {
@@ -919,7 +1041,19 @@ static void help(void) {
                "  ra_order=sign,enc,ca (any order)        GetCACert certificate order\n"
                "  max_get_url=N                           GET URLs longer than N bytes get 414 (0: no limit)\n"
                "  cache_size=N (5)   challenge_ttl=SECONDS (3600)   caps_eol=crlf|lf\n"
-               "  keep_requests=on|off                    save each PKIOperation body as last-request.der\n");
+               "  keep_requests=on|off                    save each PKIOperation body as last-request.der\n"
+               "  lang=en|de|ja                           language of the mscep_admin pages (challenge, cache\n"
+               "                                          full, permission); de and ja carry <B><I>Microsoft</I></B>\n"
+               "                                          in their banner, before the thumbprint\n"
+               "  password_length=BYTES (8)               PasswordLength, 1..64: challenges are 2*BYTES uppercase\n"
+               "                                          hex digits\n"
+               "  single_password=on|off                  UseSinglePassword: the page says the password can be used\n"
+               "                                          multiple times and will not expire; the same password\n"
+               "                                          every time, accepted by any number of PKCSReqs, never\n"
+               "                                          counted as outstanding in the password cache\n"
+               "  admin_page=ndes|garbage                 garbage: mscep_admin answers 200 with a page that is no\n"
+               "                                          NDES page (maintenance text, a control character,\n"
+               "                                          non-ASCII)\n");
 }
 
 #define FOREACH_SUBDIR(n) for (const char *const *_p = (const char *const[]) { "transactions", "issued", NULL }, *n; (n = *_p); _p++)

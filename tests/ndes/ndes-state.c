@@ -17,7 +17,7 @@
 #include "ndes-state.h"
 
 #define CONFIG_MAX 8192
-#define CHALLENGES_MAX (1024 * 64)
+#define CHALLENGES_MAX (1024 * 256)
 
 static const char *const caps_names[_CAPS_MAX] = {
         [CAPS_WIN2016] = "win2016",
@@ -30,6 +30,12 @@ static const char *const enc_names[_ENC_MAX] = {
         [ENC_UTF16LE_BOM] = "utf16le-bom",
         [ENC_UTF16LE] = "utf16le",
         [ENC_UTF8] = "utf8",
+};
+
+static const char *const lang_names[_LANG_MAX] = {
+        [LANG_EN] = "en",
+        [LANG_DE] = "de",
+        [LANG_JA] = "ja",
 };
 
 static const char *const slot_names[] = {
@@ -51,6 +57,7 @@ void config_defaults(Config *c) {
                 .ra_order = { RA_SLOT_SIGN, RA_SLOT_ENC, RA_SLOT_CA },
                 .cache_size = 5,
                 .challenge_ttl = 3600,
+                .password_length = 8,
                 .undecryptable_no_certrep = true,
         };
 }
@@ -248,6 +255,29 @@ int config_apply(Config *c, const char *assignment, const char **ret_error) {
                 if (parse_onoff(val, &c->keep_requests) == 0)
                         return 0;
                 *ret_error = "keep_requests must be on or off";
+        } else if (strcmp(key, "lang") == 0) {
+                for (int i = 0; i < _LANG_MAX; i++)
+                        if (strcmp(val, lang_names[i]) == 0) {
+                                c->lang = i;
+                                return 0;
+                        }
+                *ret_error = "lang must be en, de or ja";
+        } else if (strcmp(key, "password_length") == 0) {
+                if (parse_long(val, 1, CHALLENGE_LEN / 2, &v) == 0) {
+                        c->password_length = (int) v;
+                        return 0;
+                }
+                *ret_error = "password_length must be 1..64 bytes (the challenge has twice as many hex digits)";
+        } else if (strcmp(key, "single_password") == 0) {
+                if (parse_onoff(val, &c->single_password) == 0)
+                        return 0;
+                *ret_error = "single_password must be on or off";
+        } else if (strcmp(key, "admin_page") == 0) {
+                if (strcmp(val, "ndes") == 0 || strcmp(val, "garbage") == 0) {
+                        c->admin_garbage = strcmp(val, "garbage") == 0;
+                        return 0;
+                }
+                *ret_error = "admin_page must be ndes or garbage";
         } else
                 *ret_error = "unknown key (see ndes-emulator help)";
         return -EINVAL;
@@ -271,6 +301,10 @@ const char *config_format(const Config *c) {
         snprintf(buf + len, sizeof buf - len, "certpoll=%s\nundecryptable=%s\n",
                  c->certpoll_unsupported ? "unsupported" : "supported",
                  c->undecryptable_no_certrep ? "none" : "certrep");
+        len = strlen(buf);
+        snprintf(buf + len, sizeof buf - len, "lang=%s\npassword_length=%d\nsingle_password=%s\nadmin_page=%s\n",
+                 lang_names[c->lang], c->password_length, c->single_password ? "on" : "off",
+                 c->admin_garbage ? "garbage" : "ndes");
         return buf;
 }
 
@@ -443,7 +477,7 @@ int state_lock(const char *dir) {
         return fd;
 }
 
-/* The challenge cache file "challenges": lines "<created epoch> <16 hex>", mode 0600. */
+/* The challenge cache file "challenges": lines "<created epoch> <2..128 hex>", mode 0600. */
 typedef struct Entry {
         int64_t created;
         char value[CHALLENGE_LEN + 1];
@@ -463,7 +497,7 @@ static int challenges_load(const char *dir, const Config *c, Entry **ret, size_t
         }
         if (r < 0)
                 return r;
-        e = calloc(size / 18 + 1, sizeof *e);
+        e = calloc(size / 4 + 1, sizeof *e);    /* the shortest line: "0 AB\n" */
         if (!e) {
                 OPENSSL_clear_free(data, size);
                 return -ENOMEM;
@@ -472,7 +506,7 @@ static int challenges_load(const char *dir, const Config *c, Entry **ret, size_t
         for (char *line = strtok_r((char *) data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 long long created;
                 char value[CHALLENGE_LEN + 1];
-                if (sscanf(line, "%lld %16s", &created, value) != 2 || strlen(value) != CHALLENGE_LEN)
+                if (sscanf(line, "%lld %128s", &created, value) != 2 || strlen(value) < 2)
                         continue;
                 /* expired, or from the "future" when the clock was turned back: gone */
                 if (now - created >= c->challenge_ttl || created - now > c->challenge_ttl)
@@ -488,7 +522,7 @@ static int challenges_load(const char *dir, const Config *c, Entry **ret, size_t
 }
 
 static int challenges_save(const char *dir, const Entry *e, size_t n) {
-        size_t size = n * 40 + 1, len = 0;
+        size_t size = n * (CHALLENGE_LEN + 32) + 1, len = 0;
         char *buf = malloc(size);
         if (!buf)
                 return -ENOMEM;
@@ -498,6 +532,42 @@ static int challenges_save(const char *dir, const Entry *e, size_t n) {
         int r = state_write(dir, "challenges", buf, len, 0600);
         OPENSSL_clear_free(buf, size);
         return r;
+}
+
+/* Random bytes as uppercase hex: bytes 1..CHALLENGE_LEN / 2, out 2 * bytes + 1. */
+static int challenge_random(int bytes, char *out) {
+        unsigned char raw[CHALLENGE_LEN / 2];
+
+        if (bytes < 1 || bytes > (int) sizeof raw)
+                return -EINVAL;
+        if (RAND_bytes(raw, bytes) != 1)
+                return -EIO;
+        for (int i = 0; i < bytes; i++)
+                snprintf(out + 2 * i, 3, "%02X", raw[i]);
+        OPENSSL_cleanse(raw, sizeof raw);
+        return 0;
+}
+
+/* The single password (UseSinglePassword): read from DIR/single-password, made once. Under the lock. */
+static int single_password_get(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1]) {
+        unsigned char *data = NULL;
+        size_t size = 0;
+        int r = state_read(dir, "single-password", CHALLENGE_LEN, &data, &size);
+
+        if (r == 0 && size >= 2) {
+                memcpy(ret, data, size);
+                ret[size] = 0;
+                OPENSSL_clear_free(data, size);
+                return 0;
+        }
+        if (r == 0)
+                OPENSSL_clear_free(data, size);
+        else if (r != -ENOENT)
+                return r;
+        r = challenge_random(c->password_length, ret);
+        if (r < 0)
+                return r;
+        return state_write(dir, "single-password", ret, strlen(ret), 0600);
 }
 
 int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
@@ -511,6 +581,15 @@ int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1],
         r = challenges_load(dir, c, &e, &n);
         if (r < 0)
                 goto finish;
+        if (c->single_password) {
+                /* The same password every time: nothing is added to the cache. */
+                r = single_password_get(dir, c, ret);
+                if (r >= 0) {
+                        *ret_result = CHALLENGE_ISSUED;
+                        *ret_outstanding = n;
+                }
+                goto finish;
+        }
         if (n >= (size_t) c->cache_size) {
                 /* still save: expired entries were dropped */
                 r = challenges_save(dir, e, n);
@@ -526,14 +605,9 @@ int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1],
                 goto finish;
         }
         e = ne;
-        unsigned char raw[CHALLENGE_LEN / 2];
-        if (RAND_bytes(raw, sizeof raw) != 1) {
-                r = -EIO;
+        r = challenge_random(c->password_length, e[n].value);
+        if (r < 0)
                 goto finish;
-        }
-        for (size_t i = 0; i < sizeof raw; i++)
-                snprintf(e[n].value + 2 * i, 3, "%02X", raw[i]);
-        OPENSSL_cleanse(raw, sizeof raw);
         e[n].created = state_now(c);
         n++;
         r = challenges_save(dir, e, n);
@@ -561,18 +635,28 @@ int challenge_consume(const char *dir, const Config *c, const char *challenge) {
         r = challenges_load(dir, c, &e, &n);
         if (r < 0)
                 goto finish;
+        size_t len = strlen(challenge);
+        char single[CHALLENGE_LEN + 1];
+        /* The single password (UseSinglePassword) is accepted any number of times. */
+        if (c->single_password && single_password_get(dir, c, single) >= 0 && strlen(single) == len &&
+            CRYPTO_memcmp(single, challenge, len) == 0) {
+                OPENSSL_cleanse(single, sizeof single);
+                r = 0;
+                goto finish;
+        }
+        OPENSSL_cleanse(single, sizeof single);
         r = -ENOENT;
-        if (strlen(challenge) != CHALLENGE_LEN)
+        if (len < 2 || len > CHALLENGE_LEN)
                 goto finish;
         /* Consumed challenges are remembered by their SHA-256 in "challenges-used" (fixed-length
          * lines), so that a second use (NDES: 0x800B0110) is told from an unknown or expired
          * challenge (0x80070490). */
-        SHA256((const unsigned char *) challenge, CHALLENGE_LEN, md);
+        SHA256((const unsigned char *) challenge, len, md);
         for (size_t i = 0; i < sizeof md; i++)
                 snprintf(line + 2 * i, 3, "%02x", md[i]);
         strcpy(line + 2 * sizeof md, "\n");
         for (size_t i = 0; i < n; i++)
-                if (CRYPTO_memcmp(e[i].value, challenge, CHALLENGE_LEN) == 0) {
+                if (strlen(e[i].value) == len && CRYPTO_memcmp(e[i].value, challenge, len) == 0) {
                         memmove(e + i, e + i + 1, (n - i - 1) * sizeof *e);
                         n--;
                         r = challenges_save(dir, e, n);

@@ -23,6 +23,14 @@ typedef enum AdminEncoding {
         _ENC_MAX,
 } AdminEncoding;
 
+/* lang=: the language of the mscep_admin pages. */
+typedef enum AdminLang {
+        LANG_EN,
+        LANG_DE,
+        LANG_JA,
+        _LANG_MAX,
+} AdminLang;
+
 typedef enum Tristate {
         TRI_AUTO,
         TRI_ON,
@@ -58,6 +66,10 @@ typedef struct Config {
         long challenge_ttl;
         bool caps_lf;                  /* LF instead of CRLF between caps */
         bool keep_requests;            /* save each PKIOperation body as last-request.der */
+        AdminLang lang;                /* language of the mscep_admin pages */
+        int password_length;           /* PasswordLength: bytes; challenges are twice as many hex digits */
+        bool single_password;          /* UseSinglePassword: one password, reusable, never expires */
+        bool admin_garbage;            /* admin_page=garbage: mscep_admin serves a page that is no NDES page */
 } Config;
 
 void config_defaults(Config *c);
@@ -82,14 +94,17 @@ int state_append(const char *dir, const char *name, const char *line);
 /* Exclusive flock on DIR/lock; returns the fd. */
 int state_lock(const char *dir);
 
-#define CHALLENGE_LEN 16
+/* The longest challenge: password_length=64 bytes, in hex. */
+#define CHALLENGE_LEN 128
 
 typedef enum ChallengeResult {
         CHALLENGE_ISSUED,
         CHALLENGE_CACHE_FULL,
 } ChallengeResult;
 
-/* Under the lock: drops expired challenges, then adds a fresh one unless the cache is full.
+/* Under the lock: drops expired challenges, then adds a fresh one (2 * password_length uppercase
+ * hex digits) unless the cache is full. With single_password, the one password instead (made
+ * once, kept in DIR/single-password), never cached nor counted. 
  * *ret_outstanding: the unused, unexpired challenges in the cache afterwards (this one
  * included), counted under the same lock, so the maximum over the log is exact. */
 int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
