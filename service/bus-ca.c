@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bus-pending.h"
+#include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "cb-policy.h"
@@ -23,8 +24,9 @@ static int ca_find(sd_bus *bus, const char *path, const char *interface, void *u
                 return r;
         ca = cb_ca_name_is_valid(name) ? manager_find_ca_state(m, name) : NULL;
         if (!ca) {
-                r = bus_error_set(error, BROKER_ERROR_UNKNOWN_CA,
-                                      "No CA '%.64s' is configured (ListCAs lists them).", name);
+                char echo[BUS_TEXT_ECHO_SIZE(64)];
+                r = bus_error_set(error, BROKER_ERROR_UNKNOWN_CA, "No CA '%s' is configured (ListCAs lists them).",
+                                  bus_text_echo(name, 64, echo, sizeof echo));
                 free(name);
                 return r;
         }
@@ -77,7 +79,7 @@ static int get_string(sd_bus *bus, const char *path, const char *interface, cons
                 v = ca->ra_certificates;
         else if (strcmp(property, "LastError") == 0)
                 v = ca->last_error;
-        return sd_bus_message_append(reply, "s", v ?: "");
+        return bus_append_text(reply, v);
 }
 
 static int get_capabilities(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -86,7 +88,7 @@ static int get_capabilities(sd_bus *bus, const char *path, const char *interface
         int r = sd_bus_message_open_container(reply, 'a', "s");
 
         for (size_t i = 0; r >= 0 && i < ca->n_capabilities; i++)
-                r = sd_bus_message_append(reply, "s", ca->capabilities[i]);
+                r = bus_append_text(reply, ca->capabilities[i]);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;
@@ -110,9 +112,17 @@ static void on_check_complete(const CheckRow *rows, size_t n_rows, void *userdat
         r = sd_bus_message_new_method_return(p->call, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(sss)");
-        for (size_t i = 0; r >= 0 && i < n_rows; i++)
-                r = sd_bus_message_append(reply, "(sss)", rows[i].step ?: "", rows[i].result ?: "",
-                                          rows[i].detail ?: "");
+        for (size_t i = 0; r >= 0 && i < n_rows; i++) {
+                r = sd_bus_message_open_container(reply, 'r', "sss");
+                if (r >= 0)
+                        r = bus_append_text(reply, rows[i].step);
+                if (r >= 0)
+                        r = bus_append_text(reply, rows[i].result);
+                if (r >= 0)
+                        r = bus_append_text(reply, rows[i].detail);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)
@@ -143,9 +153,12 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 r = sd_bus_message_read(msg, "s", &name);
                 if (r < 0)
                         return r;
-                if (strcmp(name, "challenge") != 0)
+                if (strcmp(name, "challenge") != 0) {
+                        char echo[BUS_TEXT_ECHO_SIZE(64)];
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown option '%.64s': Check() knows only 'challenge' (b).", name);
+                                             "Unknown option '%s': Check() knows only 'challenge' (b).",
+                                             bus_text_echo(name, 64, echo, sizeof echo));
+                }
                 r = sd_bus_message_peek_type(msg, &type, &contents);
                 if (r < 0)
                         return r;
@@ -165,7 +178,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
         r = caller_from_message(m->callers, msg, caller_names_needed(m->config), &caller);
         if (r < 0)
-                return r;
+                return bus_caller_error(m, error, r);
         CbCaller cb;
         caller_to_policy(&caller, &cb);
         uid_t uid = caller.uid;
@@ -216,7 +229,7 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
 
         r = caller_uid_from_message(ca->manager->callers, msg, &uid);
         if (r < 0)
-                return r;
+                return bus_caller_error(ca->manager, error, r);
         if (uid != 0)
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Only root may refresh a CA.");
         r = engine_ca_refresh(ca->manager, ca);

@@ -7,6 +7,7 @@
 
 #include "audit-text.h"
 #include "bus-pending.h"
+#include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "cb-policy.h"
@@ -60,10 +61,12 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 r = sd_bus_message_read(m, "s", &name);
                 if (r < 0)
                         return r;
-                if (!cb_enroll_option_is_known(name))
+                if (!cb_enroll_option_is_known(name)) {
+                        char echo[BUS_TEXT_ECHO_SIZE(64)];
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
-                                                 "Unknown option '%.64s': the options are key, usage, label, "
-                                                 "renew and token.", name);
+                                             "Unknown option '%s': the options are key, usage, label, renew "
+                                             "and token.", bus_text_echo(name, 64, echo, sizeof echo));
+                }
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r < 0)
                         return r;
@@ -193,7 +196,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
         CallerNames needed = caller_names_needed(m->config);
         r = caller_from_message(m->callers, msg, needed | extra, &p->caller);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Cannot identify the caller from the bus: %m");
+                return bus_caller_error(m, error, r);
 
         caller_to_policy(&p->caller, &p->cb_caller);
 
@@ -400,8 +403,19 @@ static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error
 
         r = policy_call_decide(m, msg, 0, &p, &d, error);
         if (r >= 0) {
+                sd_bus_message *reply = NULL;
+
                 audit_decision(m, &p, &d, NULL, "CheckAccess", true);
-                r = sd_bus_reply_method_return(msg, "bss", d.allowed, d.rule ?: "", d.reason ?: "");
+                r = sd_bus_message_new_method_return(msg, &reply);
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "b", d.allowed);
+                if (r >= 0)
+                        r = bus_append_text(reply, d.rule);
+                if (r >= 0)
+                        r = bus_append_text(reply, d.reason);
+                if (r >= 0)
+                        r = sd_bus_send(NULL, reply, NULL);
+                sd_bus_message_unref(reply);
         }
         cb_decision_done(&d);
         policy_call_done(&p);
@@ -416,7 +430,7 @@ static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_erro
 
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
-                return r;
+                return bus_caller_error(m, error, r);
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(sso)");
@@ -470,7 +484,7 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
-                return r;
+                return bus_caller_error(m, error, r);
         if (uid != 0)
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                         "Only root may reload the configuration.");
@@ -502,7 +516,7 @@ static int property_get_config_string(sd_bus *bus, const char *path, const char 
                 v = m->config->principal;
         else if (strcmp(property, "CredentialState") == 0)
                 v = engine_credential_state(m);
-        return sd_bus_message_append(reply, "s", v ?: "");
+        return bus_append_text(reply, v);
 }
 
 static int property_get_credential_expiry(sd_bus *bus, const char *path, const char *interface,
@@ -575,28 +589,61 @@ static const ManagerHooks bus_hooks = {
         .closing = hook_closing,
 };
 
-int bus_manager_connect(Manager *m) {
+int bus_manager_attach(Manager *m, sd_bus *bus) {
         int r;
 
-        r = sd_bus_open_system(&m->bus);
-        if (r < 0)
-                return log_error_errno(r, "Cannot connect to the system bus: %m");
+        m->bus = sd_bus_ref(bus);
         m->hooks = &bus_hooks;
         r = caller_registry_new(&m->callers);
         if (r < 0)
-                return log_error_errno(r, "Cannot start: %m");
+                return r;
         caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
         if (r >= 0)
                 r = bus_request_register(m);
         if (r >= 0)
                 r = bus_ca_register(m);
+        return r;
+}
+
+/* The connection to the bus is gone (the bus daemon stopped, or closed it): without it the
+ * broker serves nobody and holds no name, so it exits with a failure and systemd starts it
+ * again (Restart=on-failure); what was in flight is in the journal and resumes then. */
+static int on_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        log_error("Lost the connection to the system bus: exiting with a failure, to be started again; "
+                  "requests in flight resume then.");
+        (void) sd_event_exit(m->event, EXIT_FAILURE);
+        return 0;
+}
+
+int bus_manager_connect(Manager *m) {
+        sd_bus *bus = NULL;
+        size_t total, per_uid;
+        int r;
+
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot connect to the system bus: %m");
+        r = bus_manager_attach(m, bus);
+        sd_bus_unref(bus);
+        /* Every caller's departure through one match (caller.h), installed before any call
+         * is dispatched. */
+        if (r >= 0)
+                r = caller_registry_attach(m->callers, m->bus);
+        /* A match on the local Disconnected signal costs no match rule on the bus. */
+        if (r >= 0)
+                r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                        "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, m);
         /* Bus calls before HTTP completions and key deliveries: callers (ListCAs, Wait, ...)
          * stay responsive however many enrollments are in flight. */
         if (r >= 0)
                 r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0)
                 return log_error_errno(r, "Cannot start: %m");
+        caller_registry_get_limits(m->callers, &total, &per_uid);
+        log_debug("Callers: at most %zu connections remembered, %zu per user (RLIMIT_NOFILE).", total, per_uid);
         r = sd_bus_request_name(m->bus, CB_BUS_NAME, 0);
         if (r < 0)
                 return log_error_errno(r, "Cannot own the bus name %s (is another certbrokerd running, or "

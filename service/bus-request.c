@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus-pending.h"
+#include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "renewal.h"
@@ -29,7 +30,9 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
                 return r;
         req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
         if (!req) {
-                r = bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%.32s'.", id);
+                char echo[BUS_TEXT_ECHO_SIZE(32)];
+                r = bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%s'.",
+                                  bus_text_echo(id, 32, echo, sizeof echo));
                 free(id);
                 return r;
         }
@@ -42,7 +45,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
         }
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
-                return r;
+                return bus_caller_error(m, error, r);
         if (uid != 0 && uid != req->rec->owner)
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                          "Request %s belongs to another user.", req->rec->id);
@@ -115,7 +118,7 @@ static int get_string(sd_bus *bus, const char *path, const char *interface, cons
                 v = s->chain;
         else if (strcmp(property, "Serial") == 0)
                 v = s->serial;
-        return sd_bus_message_append(reply, "s", v ?: "");
+        return bus_append_text(reply, v);
 }
 
 static int get_time(sd_bus *bus, const char *path, const char *interface, const char *property,

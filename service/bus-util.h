@@ -16,17 +16,32 @@
 
 #include "basic.h"
 
-/* Set error to the D-Bus name of e (broker-error.h) with a formatted message. Returns the
- * negative errno sd-bus maps the error to. */
+/* Set error to the D-Bus name of e (broker-error.h) with a formatted message, made valid UTF-8
+ * (bus-text.h) if it is not. Returns the negative errno sd-bus maps the error to. A caller's
+ * argument goes into the format through bus_text_echo(), never cut with "%.Ns" (which can
+ * split a character). */
 int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...)
         __attribute__((format(printf, 3, 4)));
+
+/* Append s (NULL: "") as a string, escaped (bus_text_escape()) if it is not valid UTF-8. For
+ * texts from elsewhere: server answers, stored requests, configuration. */
+int bus_append_text(sd_bus_message *m, const char *s);
+
+/* The error for a failed caller_from_message()/caller_uid_from_message(): a refused connection
+ * (CALLER_ERR_UID_FULL, CALLER_ERR_FULL) is QuotaExceeded, saying why, and audited (limited
+ * per uid); anything else is the errno's error. Returns the negative errno. */
+int bus_caller_error(Manager *m, sd_bus_error *error, int r);
 
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);
 
 /* Connects to the system bus, registers the objects, installs the hooks (manager.h) and owns
- * the name. */
+ * the name. Losing the connection later ends the event loop with EXIT_FAILURE (the unit's
+ * Restart=on-failure starts the broker again). */
 int bus_manager_connect(Manager *m);
+/* Registers the objects on bus (m->bus), with the caller registry and the hooks; no name, no
+ * match on the bus (bus_manager_connect(), and tests over a direct connection). */
+int bus_manager_attach(Manager *m, sd_bus *bus);
 
 int bus_request_register(Manager *m);
 int bus_ca_register(Manager *m);

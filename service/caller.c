@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <systemd/sd-login.h>
@@ -16,14 +17,11 @@
 
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
-/* Connections remembered at once; past this a caller is identified afresh on every call
- * (same bus credentials, pinned for that call only), so a flood of connections costs no fds. */
-#define CALLER_REGISTRY_MAX 16384U
 #define CALLER_BUCKETS 1024U
+#define UID_BUCKETS 256U
 
 typedef struct CallerEntry {
         struct CallerEntry *next;
-        CallerRegistry *reg;
         char *name;                     /* unique bus name */
         uid_t uid;
         gid_t *gids; size_t n_gids;
@@ -32,12 +30,22 @@ typedef struct CallerEntry {
         int pidfd;                      /* the pinned connecting process, -1 when none */
         char *pin_note;                 /* why there is no pin */
         char *label;
-        sd_bus_track *track;
 } CallerEntry;
+
+/* Connections remembered per uid. */
+typedef struct UidCount {
+        struct UidCount *next;
+        uid_t uid;
+        size_t n;
+} UidCount;
 
 struct CallerRegistry {
         CallerEntry *buckets[CALLER_BUCKETS];
+        UidCount *uids[UID_BUCKETS];
         size_t n;
+        size_t max_total, max_per_uid;
+        uid_t refused_uid;              /* of the last connection refused */
+        sd_bus_slot *departures;        /* the one NameOwnerChanged match of the registry */
         CallerGoneHandler gone;
         void *gone_userdata;
 };
@@ -54,7 +62,6 @@ static CallerEntry *entry_free(CallerEntry *e) {
                 return NULL;
         if (e->pidfd >= 0)
                 close(e->pidfd);
-        sd_bus_track_unref(e->track);
         free(e->name);
         free(e->gids);
         free(e->pin_note);
@@ -63,22 +70,51 @@ static CallerEntry *entry_free(CallerEntry *e) {
         return NULL;
 }
 
+void caller_registry_limits(uint64_t nofile, size_t *ret_total, size_t *ret_per_uid) {
+        uint64_t reserve = nofile / 4 > CALLER_FD_RESERVE ? nofile / 4 : CALLER_FD_RESERVE;
+        uint64_t total = nofile > reserve ? nofile - reserve : 0;
+
+        if (total > CALLER_REGISTRY_MAX)
+                total = CALLER_REGISTRY_MAX;
+        if (total < CALLER_PER_UID_MIN)
+                total = CALLER_PER_UID_MIN;     /* a tiny limit: the process fails on fds anyway */
+        *ret_total = (size_t) total;
+        *ret_per_uid = total / 16 > CALLER_PER_UID_MIN ? (size_t) (total / 16) : CALLER_PER_UID_MIN;
+}
+
 int caller_registry_new(CallerRegistry **ret) {
         CallerRegistry *reg = calloc(1, sizeof(*reg));
+        struct rlimit rl;
+
         if (!reg)
                 return -ENOMEM;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                rl.rlim_cur = 1024;
+        caller_registry_limits((uint64_t) rl.rlim_cur, &reg->max_total, &reg->max_per_uid);
         *ret = reg;
         return 0;
+}
+
+void caller_registry_get_limits(const CallerRegistry *reg, size_t *ret_total, size_t *ret_per_uid) {
+        *ret_total = reg->max_total;
+        *ret_per_uid = reg->max_per_uid;
 }
 
 CallerRegistry *caller_registry_free(CallerRegistry *reg) {
         if (!reg)
                 return NULL;
+        sd_bus_slot_unref(reg->departures);
         for (unsigned i = 0; i < CALLER_BUCKETS; i++)
                 while (reg->buckets[i]) {
                         CallerEntry *e = reg->buckets[i];
                         reg->buckets[i] = e->next;
                         entry_free(e);
+                }
+        for (unsigned i = 0; i < UID_BUCKETS; i++)
+                while (reg->uids[i]) {
+                        UidCount *u = reg->uids[i];
+                        reg->uids[i] = u->next;
+                        free(u);
                 }
         free(reg);
         return NULL;
@@ -93,6 +129,19 @@ size_t caller_registry_size(const CallerRegistry *reg) {
         return reg->n;
 }
 
+static UidCount **uid_slot(CallerRegistry *reg, uid_t uid) {
+        UidCount **p = &reg->uids[uid % UID_BUCKETS];
+
+        while (*p && (*p)->uid != uid)
+                p = &(*p)->next;
+        return p;
+}
+
+size_t caller_registry_count_uid(CallerRegistry *reg, uid_t uid) {
+        UidCount *u = *uid_slot(reg, uid);
+        return u ? u->n : 0;
+}
+
 static CallerEntry *registry_find(CallerRegistry *reg, const char *name) {
         for (CallerEntry *e = reg->buckets[name_hash(name)]; e; e = e->next)
                 if (strcmp(e->name, name) == 0)
@@ -100,32 +149,69 @@ static CallerEntry *registry_find(CallerRegistry *reg, const char *name) {
         return NULL;
 }
 
+static int registry_link(CallerRegistry *reg, CallerEntry *e) {
+        UidCount **p = uid_slot(reg, e->uid);
+        unsigned h = name_hash(e->name);
+
+        if (!*p) {
+                *p = calloc(1, sizeof(UidCount));
+                if (!*p)
+                        return -ENOMEM;
+                (*p)->uid = e->uid;
+        }
+        (*p)->n++;
+        e->next = reg->buckets[h];
+        reg->buckets[h] = e;
+        reg->n++;
+        return 0;
+}
+
 static void registry_unlink(CallerRegistry *reg, CallerEntry *e) {
         for (CallerEntry **p = &reg->buckets[name_hash(e->name)]; *p; p = &(*p)->next)
                 if (*p == e) {
+                        UidCount **u = uid_slot(reg, e->uid);
                         *p = e->next;
                         reg->n--;
+                        if (*u && --(*u)->n == 0) {
+                                UidCount *gone = *u;
+                                *u = gone->next;
+                                free(gone);
+                        }
                         return;
                 }
 }
 
-/* The connection left the bus: forget it, then tell the gone handler. */
-static int on_track_empty(sd_bus_track *track, void *userdata) {
-        CallerEntry *e = userdata;
-        CallerRegistry *reg = e->reg;
-        char *name = e->name;
+/* A name left the bus (NameOwnerChanged with no new owner): forget the connection if it is
+ * remembered, then tell the gone handler. */
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        CallerRegistry *reg = userdata;
+        const char *name, *old_owner, *new_owner;
+        CallerEntry *e;
 
-        (void) track;
+        (void) error;
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (name[0] != ':' || new_owner[0] != 0)
+                return 0;
+        e = registry_find(reg, name);
+        if (!e)
+                return 0;
         registry_unlink(reg, e);
-        e->name = NULL;
-        e->track = NULL;        /* sd-bus holds its own reference while dispatching */
-        sd_bus_track_set_userdata(track, NULL);
-        entry_free(e);
-        sd_bus_track_unref(track);
         if (reg->gone)
-                reg->gone(name, reg->gone_userdata);
-        free(name);
-        return 1;       /* done with this track: do not queue it again */
+                reg->gone(e->name, reg->gone_userdata);
+        entry_free(e);
+        return 0;
+}
+
+int caller_registry_attach(CallerRegistry *reg, sd_bus *bus) {
+        /* One match for every connection: the bus daemon counts match rules per connection
+         * (dbus-daemon allows 512), so one per caller, as sd_bus_track makes, would cost the
+         * broker its connection once that many callers are known. arg2='': only departures
+         * (a name with no new owner). Synchronous: from here on no departure is missed. */
+        return sd_bus_add_match(bus, &reg->departures,
+                                "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg2=''",
+                                on_name_owner_changed, reg);
 }
 
 /* Effective uid of pid from /proc/<pid>/status; -errno. */
@@ -290,7 +376,8 @@ finish:
 }
 
 /* The remembered entry of the sender (created at its first call), or a temporary one in
- * *ret_temp when the registry is full. */
+ * *ret_temp for root when the registry is full. Others are refused past their share:
+ * CALLER_ERR_UID_FULL, CALLER_ERR_FULL. */
 static int registry_get(CallerRegistry *reg, sd_bus_message *m, CallerEntry **ret, CallerEntry **ret_temp) {
         sd_bus *bus = sd_bus_message_get_bus(m);
         const char *sender = sd_bus_message_get_sender(m);
@@ -310,41 +397,59 @@ static int registry_get(CallerRegistry *reg, sd_bus_message *m, CallerEntry **re
         if (!e)
                 return -ENOMEM;
         e->pidfd = -1;
-        e->reg = reg;
         e->name = strdup(sender);
         if (!e->name) {
                 free(e);
                 return -ENOMEM;
         }
-        bool keep = reg->n < CALLER_REGISTRY_MAX;
-        if (keep) {
-                /* Watch the name before asking about it: a connection that leaves after the
-                 * question is still noticed. */
-                r = sd_bus_track_new(bus, &e->track, on_track_empty, e);
-                if (r >= 0)
-                        r = sd_bus_track_add_name(e->track, sender);
-                if (r < 0) {
-                        entry_free(e);
-                        return r;
-                }
-        }
+        /* The registry's match (caller_registry_attach()) was there before this message was
+         * sent: a connection that leaves after the question below is noticed. */
         r = entry_query(bus, sender, e);
         if (r < 0) {
                 entry_free(e);
                 return r;
         }
-        if (!keep) {
+        switch (caller_registry_admit(reg->n, reg->max_total, caller_registry_count_uid(reg, e->uid),
+                                      reg->max_per_uid, e->uid)) {
+        case CALLER_ADMIT_KEEP:
+                r = registry_link(reg, e);
+                if (r < 0) {
+                        entry_free(e);
+                        return r;
+                }
+                *ret = e;
+                *ret_temp = NULL;
+                return 0;
+        case CALLER_ADMIT_TEMPORARY:
                 *ret = e;
                 *ret_temp = e;
                 return 0;
+        case CALLER_ADMIT_UID_FULL:
+                r = CALLER_ERR_UID_FULL;
+                break;
+        default:
+                r = CALLER_ERR_FULL;
+                break;
         }
-        unsigned h = name_hash(e->name);
-        e->next = reg->buckets[h];
-        reg->buckets[h] = e;
-        reg->n++;
-        *ret = e;
-        *ret_temp = NULL;
-        return 0;
+        reg->refused_uid = e->uid;
+        entry_free(e);
+        return r;
+}
+
+CallerAdmission caller_registry_admit(size_t n, size_t max_total, size_t n_uid, size_t max_per_uid, uid_t uid) {
+        if (uid == 0)
+                /* Root administers the broker: never refused; past the total it is identified
+                 * afresh on each call (no fd kept). */
+                return n < max_total ? CALLER_ADMIT_KEEP : CALLER_ADMIT_TEMPORARY;
+        if (n_uid >= max_per_uid)
+                return CALLER_ADMIT_UID_FULL;
+        if (n >= max_total)
+                return CALLER_ADMIT_FULL;
+        return CALLER_ADMIT_KEEP;
+}
+
+uid_t caller_registry_refused_uid(const CallerRegistry *reg) {
+        return reg->refused_uid;
 }
 
 int caller_uid_from_message(CallerRegistry *reg, sd_bus_message *m, uid_t *ret_uid) {

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 
@@ -23,7 +25,12 @@
  * connection's first call to the broker); the bus does not tell when a connection was made.
  *
  * Connections are remembered per unique name (the bus never reuses one) until they leave the
- * bus, which also tells the registry's gone handler (Wait() callers are dropped). */
+ * bus, which also tells the registry's gone handler (Wait() callers are dropped). One
+ * NameOwnerChanged match serves the whole registry (the bus daemon limits match rules per
+ * connection), and each remembered connection holds one pidfd, so the registry is bounded below
+ * the file descriptor limit and fair between uids: a uid past its share is refused
+ * (CALLER_ERR_UID_FULL), any uid but root once the registry is full (CALLER_ERR_FULL); root is
+ * then identified afresh on each call. */
 typedef struct Caller {
         uid_t uid;
         gid_t *gids;                    /* the groups the bus captured at connect time */
@@ -49,16 +56,49 @@ typedef enum CallerNames {
 typedef struct CallerRegistry CallerRegistry;
 typedef void (*CallerGoneHandler)(const char *unique_name, void *userdata);
 
+/* The sender's uid already has its share of remembered connections. */
+#define CALLER_ERR_UID_FULL (-EUSERS)
+/* The registry holds all the connections it may. */
+#define CALLER_ERR_FULL     (-ENFILE)
+
+/* Connections remembered at most, whatever the fd limit. */
+#define CALLER_REGISTRY_MAX 16384U
+/* File descriptors left to everything else (journal, HTTP, key workers, the bus): at least
+ * this many, and at least a quarter of the limit. */
+#define CALLER_FD_RESERVE 256U
+/* A uid's share: a sixteenth of the registry, at least this many. */
+#define CALLER_PER_UID_MIN 16U
+
+/* The registry's bounds for a process allowed nofile file descriptors (RLIMIT_NOFILE). */
+void caller_registry_limits(uint64_t nofile, size_t *ret_total, size_t *ret_per_uid);
+
+typedef enum CallerAdmission {
+        CALLER_ADMIT_KEEP,              /* remember the connection */
+        CALLER_ADMIT_TEMPORARY,         /* root past the total: identify it for this call only */
+        CALLER_ADMIT_UID_FULL,          /* refused: the uid has its share */
+        CALLER_ADMIT_FULL,              /* refused: the registry is full */
+} CallerAdmission;
+/* Whether a new connection of uid is remembered, with n remembered in all and n_uid of uid. */
+CallerAdmission caller_registry_admit(size_t n, size_t max_total, size_t n_uid, size_t max_per_uid, uid_t uid);
+
+/* A registry with the bounds of this process's RLIMIT_NOFILE (caller_registry_limits()). */
 int caller_registry_new(CallerRegistry **ret);
 CallerRegistry *caller_registry_free(CallerRegistry *reg);
+/* Installs the registry's one NameOwnerChanged match on bus (synchronously): call before the
+ * first message is dispatched. */
+int caller_registry_attach(CallerRegistry *reg, sd_bus *bus);
 void caller_registry_set_gone_handler(CallerRegistry *reg, CallerGoneHandler handler, void *userdata);
+void caller_registry_get_limits(const CallerRegistry *reg, size_t *ret_total, size_t *ret_per_uid);
 size_t caller_registry_size(const CallerRegistry *reg);
+size_t caller_registry_count_uid(CallerRegistry *reg, uid_t uid);
+/* The uid of the connection refused last (for the audit record of a refusal). */
+uid_t caller_registry_refused_uid(const CallerRegistry *reg);
 
 /* Which look-ups the configuration's rules need. */
 CallerNames caller_names_needed(const CbConfig *config);
 
-/* Fill *ret from the sender of m. Returns 0 or a negative errno; on failure *ret is
- * untouched. */
+/* Fill *ret from the sender of m. Returns 0 or a negative errno (CALLER_ERR_UID_FULL and
+ * CALLER_ERR_FULL when the connection is refused); on failure *ret is untouched. */
 int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames names, Caller *ret);
 
 /* The sender's uid alone (from the same remembered credentials). */

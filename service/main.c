@@ -128,5 +128,5 @@ int main(int argc, char *argv[]) {
         manager_start(m);
         r = manager_run(m);
         manager_free(m);
-        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        return r < 0 ? EXIT_FAILURE : r;
 }

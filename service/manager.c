@@ -633,7 +633,7 @@ int manager_run(Manager *m) {
         r = sd_event_loop(m->event);
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");
-        return 0;
+        return r;       /* the status the loop was ended with: 0 on SIGTERM */
 }
 
 Manager *manager_free(Manager *m) {

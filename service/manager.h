@@ -76,6 +76,8 @@ struct Manager {
 int manager_new(const char *config_dir, const char *state_dir, Manager **ret);
 /* Resumes what was in flight before the last stop and what fell due meanwhile (renewals). */
 void manager_start(Manager *m);
+/* Runs the loop: 0 once stopped by SIGTERM, the exit status the loop was ended with otherwise
+ * (EXIT_FAILURE: the bus connection was lost), or a negative errno. */
 int manager_run(Manager *m);
 Manager *manager_free(Manager *m);
 

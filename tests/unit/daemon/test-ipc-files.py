@@ -221,6 +221,12 @@ def check_unit(unit_path, ipc_dir):
     for k, v in want.items():
         if one(k) != v:
             fail(f'{unit_path}: {k}={one(k)!r}, expected {v!r}')
+    after = ' '.join(settings.get(('Unit', 'After'), [])).split()
+    if 'nss-user-lookup.target' not in after:
+        fail(f'{unit_path}: not ordered After=nss-user-lookup.target (policy reads names from NSS)')
+    limit = one('LimitNOFILE')
+    if not limit or not limit.isdigit() or int(limit) < 1024:
+        fail(f'{unit_path}: LimitNOFILE={limit!r}: the caller registry is bounded by it; set a number')
     execstart = one('ExecStart') or ''
     if '@' in execstart or '--config-dir=' not in execstart or not execstart.startswith('/'):
         fail(f'{unit_path}: ExecStart={execstart!r} (unsubstituted or without --config-dir=)')
