@@ -37,8 +37,17 @@ struct ChallengeFetch {
 
 typedef struct Spare {
         ChallengeSecret *secret;        /* holds its slot until freed */
-        uint64_t since;                 /* CLOCK_MONOTONIC usec */
+        uint64_t until;                 /* CLOCK_MONOTONIC usec: usable until then */
 } Spare;
+
+/* What a handed-out challenge's release hook needs: its slot, and how long NDES keeps the
+ * challenge if it was never consumed. */
+typedef struct SlotRef {
+        ChallengeLimit *limit;
+        ChallengeSecret *secret;
+        uint64_t expires;               /* CLOCK_MONOTONIC usec: NDES forgets it then */
+        bool multi_use;                 /* single-password mode: nothing to count */
+} SlotRef;
 
 struct ChallengeFetcher {
         HttpClient *http;
@@ -55,6 +64,8 @@ struct ChallengeFetcher {
         bool waking;
         Spare spares[CHALLENGE_SPARES_MAX];     /* oldest first */
         unsigned n_spares;
+        sd_event *event;
+        sd_event_source *hold_timer;    /* the next hold's end (challenge_limit_hold()) */
 };
 
 char *challenge_anonymous_hint(const char *host, const char *url) {
@@ -191,11 +202,38 @@ static void fetch_unlink(ChallengeFetch *x) {
                 f->n_queued--;
 }
 
+/* A challenge's slot when it is freed: given back if NDES consumed it (or it may be used any
+ * number of times), else held until NDES forgets it. */
 static void release_slot(void *userdata) {
-        ChallengeLimit *l = userdata;
+        SlotRef *ref = userdata;
 
-        challenge_limit_put(l);
-        challenge_limit_unref(l);
+        if (ref->multi_use || challenge_secret_is_consumed(ref->secret))
+                challenge_limit_put(ref->limit);
+        else
+                (void) challenge_limit_hold(ref->limit, ref->expires);
+        challenge_limit_unref(ref->limit);
+        free(ref);
+}
+
+/* Gives the slot of x's challenge to the secret (freeing it gives it back, or holds it). */
+static int secret_take_slot(ChallengeSecret *secret, ChallengeLimit *l, unsigned validity_minutes, bool multi_use) {
+        SlotRef *ref = calloc(1, sizeof *ref);
+
+        if (!ref)
+                return -ENOMEM;
+        *ref = (SlotRef) {
+                .limit = challenge_limit_ref(l),
+                .secret = secret,
+                .expires = monotonic_usec() + challenge_validity_usec(validity_minutes) + CHALLENGE_HOLD_MARGIN_USEC,
+                .multi_use = multi_use,
+        };
+        challenge_secret_set_release(secret, release_slot, ref);
+        return 0;
+}
+
+uint64_t challenge_validity_usec(unsigned validity_minutes) {
+        return (uint64_t) (validity_minutes > 0 ? validity_minutes : CHALLENGE_VALIDITY_DEFAULT_MINUTES) * 60ULL *
+               1000000ULL;
 }
 
 /* Calls the handler once, frees x; a failed fetch gives its slot back. */
@@ -219,8 +257,13 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
         memcpy(res.thumbprint, x->page.thumbprint, sizeof res.thumbprint);
 
         fetch_unlink(x);
-        if (secret)     /* the slot now belongs to the secret: given back when it is freed */
-                challenge_secret_set_release(secret, release_slot, challenge_limit_ref(l));
+        /* The slot now belongs to the secret: given back (or held) when it is freed. */
+        if (secret && secret_take_slot(secret, l, x->page.validity_minutes, x->page.multi_use) < 0) {
+                challenge_secret_free(secret);
+                res.secret = secret = NULL;
+                res.outcome = TRANSPORT_PROTOCOL_ERROR;
+                res.message = "out of memory";
+        }
         x->handler(f, &res, x->userdata);
         free(x);
         if (had_slot && !secret)
@@ -322,6 +365,35 @@ static void start_fetch(ChallengeFetch *x) {
                 fetch_finish(x, TRANSPORT_KERBEROS_FAILED, strerror(-r), 0, NULL, 0, false, NULL);
 }
 
+static void hold_timer_arm(ChallengeFetcher *f);
+
+static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        ChallengeFetcher *f = userdata;
+
+        (void) challenge_limit_expire(f->limit, monotonic_usec());     /* runs wake() */
+        hold_timer_arm(f);
+        return 0;
+}
+
+/* The timer at the next hold's end (none without holds or an event loop). */
+static void hold_timer_arm(ChallengeFetcher *f) {
+        uint64_t next = challenge_limit_next_expiry(f->limit);
+
+        if (!f->event)
+                return;
+        if (next == 0) {
+                if (f->hold_timer)
+                        (void) sd_event_source_set_enabled(f->hold_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (f->hold_timer) {
+                (void) sd_event_source_set_time(f->hold_timer, next);
+                (void) sd_event_source_set_enabled(f->hold_timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        (void) sd_event_add_time(f->event, &f->hold_timer, CLOCK_MONOTONIC, next, 1000000, on_hold_timer, f);
+}
+
 /* Start queued fetches, oldest first, while slots are free. */
 static void wake(void *userdata) {
         ChallengeFetcher *f = userdata;
@@ -329,6 +401,8 @@ static void wake(void *userdata) {
         if (f->waking)
                 return;         /* a handler freed a secret while we are starting fetches */
         f->waking = true;
+        (void) challenge_limit_expire(f->limit, monotonic_usec());
+        hold_timer_arm(f);
         while (f->n_queued > 0) {
                 ChallengeFetch *oldest = NULL;
 
@@ -355,11 +429,12 @@ static void deliver_spare(ChallengeFetch *x, ChallengeSecret *secret) {
         free(x);
 }
 
-/* Spares past their age are freed (which gives their slots back and may start fetches). */
+/* Spares too close to their expiry to be used are freed (their slots are held until NDES
+ * forgets them). */
 static void drop_stale_spares(ChallengeFetcher *f) {
         uint64_t now = monotonic_usec();
 
-        while (f->n_spares > 0 && now - f->spares[0].since > CHALLENGE_SPARE_MAX_AGE_USEC) {
+        while (f->n_spares > 0 && now >= f->spares[0].until) {
                 ChallengeSecret *s = f->spares[0].secret;
                 memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
                 challenge_secret_free(s);
@@ -439,7 +514,11 @@ void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeSecret *secret) 
                 challenge_secret_free(secret);
                 return;
         }
-        f->spares[f->n_spares++] = (Spare) { .secret = secret, .since = monotonic_usec() };
+        /* Usable while NDES still holds it, with time left for the PKIOperation. */
+        f->spares[f->n_spares++] = (Spare) {
+                .secret = secret,
+                .until = monotonic_usec() + challenge_validity_usec(0) - CHALLENGE_SPARE_MARGIN_USEC,
+        };
 }
 
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f) {
@@ -477,12 +556,22 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
         f->creds = creds;
         f->kerberos = s->kerberos;
         f->timeout_usec = s->timeout_usec;
-        r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
-        if (r < 0) {
-                free(f);
-                return r;
+        if (s->previous) {
+                /* The same CA again (a Reload): what NDES holds for us is still held. */
+                f->limit = challenge_limit_ref(s->previous->limit);
+                challenge_limit_set_max(f->limit, s->max_outstanding > 0 ? s->max_outstanding : 1);
+        } else {
+                r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
+                if (r < 0) {
+                        free(f);
+                        return r;
+                }
         }
         challenge_limit_set_wake(f->limit, wake, f);
+        f->event = s->event ? sd_event_ref(s->event) : NULL;
+        if (!f->event)
+                (void) sd_event_default(&f->event);
+        hold_timer_arm(f);
         f->ca_name = strdup(s->ca_name ? s->ca_name : "");
         f->admin_url = strdup(s->admin_url);
         f->suffix = strdup(s->permitted_suffix);
@@ -502,12 +591,15 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
 ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
         if (!f)
                 return NULL;
-        challenge_limit_set_wake(f->limit, NULL, NULL);
         while (f->fetches)
                 challenge_fetch_cancel(f->fetches);
         while (f->n_spares > 0)
                 challenge_secret_free(f->spares[--f->n_spares].secret);
+        /* After the spares: freeing them may hold their slots, which wakes us. */
+        challenge_limit_clear_wake(f->limit, f);
         challenge_limit_unref(f->limit);
+        sd_event_source_disable_unref(f->hold_timer);
+        sd_event_unref(f->event);
         free(f->ca_name);
         free(f->admin_url);
         free(f->suffix);
@@ -519,6 +611,10 @@ ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
 
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f) {
         return challenge_limit_get_used(f->limit);
+}
+
+unsigned challenge_fetcher_get_held(const ChallengeFetcher *f) {
+        return challenge_limit_get_held(f->limit);
 }
 
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f) {

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <systemd/sd-event.h>
+
 #include "challenge-page.h"
 #include "http-client.h"
 #include "http-outcome.h"
@@ -29,6 +31,10 @@ typedef struct ChallengeFetcherSettings {
         uint64_t timeout_usec;          /* Timeout= */
         unsigned max_outstanding;       /* MaxOutstandingChallenges=, >= 1 */
         bool kerberos;                  /* Authentication=kerberos */
+        sd_event *event;                /* for the holds' timer; NULL: the thread's default loop */
+        /* The CA's fetcher being replaced (a Reload), or NULL: the new one takes over its count of
+         * outstanding challenges (those handed out and those held at NDES). */
+        const struct ChallengeFetcher *previous;
 } ChallengeFetcherSettings;
 
 typedef struct ChallengeResult {
@@ -50,7 +56,9 @@ typedef struct ChallengeResult {
         bool multi_use;
         unsigned validity_minutes;
         /* TRANSPORT_OK: the challenge. The handler takes ownership: keep it until it is put in the
-         * CSR, then challenge_secret_free() it, which also frees the CA's outstanding slot. */
+         * CSR, then challenge_secret_free() it, which gives the CA's outstanding slot back if NDES
+         * consumed it (challenge_secret_set_consumed(): a CertRep answered), else holds the slot
+         * until NDES forgets the challenge (validity_minutes, else 60, plus a margin). */
         ChallengeSecret *secret;
 } ChallengeResult;
 
@@ -72,13 +80,21 @@ int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, vo
 int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handler, void *userdata,
                                   ChallengeFetch **ret);
 
+/* How long NDES keeps an unused challenge: the minutes its page gives, else its default
+ * (PasswordValidity, 60 minutes). A challenge freed without proof that NDES consumed it
+ * (challenge_secret_set_consumed()) keeps its slot that long, plus a margin for the clocks. */
+#define CHALLENGE_VALIDITY_DEFAULT_MINUTES 60U
+#define CHALLENGE_HOLD_MARGIN_USEC (60ULL * 1000000ULL)
+uint64_t challenge_validity_usec(unsigned validity_minutes);
+
 /* A challenge fetched for something that did not need it (CA.Check()) serves the next
  * enrollment instead of being thrown away: NDES counts it as outstanding until it is used or
  * expires. The oldest queued (non-fresh) fetch gets it now; else it is kept, still holding its
  * slot, and the next challenge_fetcher_fetch() is answered with it at once (its handler runs
- * before challenge_fetcher_fetch() returns). Spares older than CHALLENGE_SPARE_MAX_AGE_USEC
- * (NDES's passwords expire after 60 minutes by default) are dropped. Takes ownership. */
-#define CHALLENGE_SPARE_MAX_AGE_USEC (30ULL * 60ULL * 1000000ULL)
+ * before challenge_fetcher_fetch() returns). A spare is used only while NDES still has it, with
+ * CHALLENGE_SPARE_MARGIN_USEC left for the enrollment; then it is dropped, and its slot held
+ * until NDES forgets it. Takes ownership. */
+#define CHALLENGE_SPARE_MARGIN_USEC (10ULL * 60ULL * 1000000ULL)
 void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeSecret *secret);
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f);
 
@@ -88,6 +104,8 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 /* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
+/* Of the slots taken: those held for challenges left unused at NDES until they expire. */
+unsigned challenge_fetcher_get_held(const ChallengeFetcher *f);
 
 /* What to tell about an anonymous mscep_admin (ChallengeResult.anonymous), in the seed's words
  * (malloc'd). */

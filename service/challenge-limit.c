@@ -6,7 +6,9 @@
 
 struct ChallengeLimit {
         unsigned n_ref;
-        unsigned max, used;
+        unsigned max, used;             /* used counts the holds too */
+        uint64_t *holds;                /* ends of the holds, unsorted */
+        size_t n_holds, n_holds_alloc;
         void (*wake)(void *userdata);
         void *wake_userdata;
 };
@@ -32,8 +34,10 @@ ChallengeLimit *challenge_limit_ref(ChallengeLimit *l) {
 }
 
 ChallengeLimit *challenge_limit_unref(ChallengeLimit *l) {
-        if (l && --l->n_ref == 0)
+        if (l && --l->n_ref == 0) {
+                free(l->holds);
                 free(l);
+        }
         return NULL;
 }
 
@@ -54,6 +58,59 @@ void challenge_limit_put(ChallengeLimit *l) {
 void challenge_limit_set_wake(ChallengeLimit *l, void (*wake)(void *userdata), void *userdata) {
         l->wake = wake;
         l->wake_userdata = userdata;
+}
+
+void challenge_limit_clear_wake(ChallengeLimit *l, void *userdata) {
+        if (l && l->wake_userdata == userdata) {
+                l->wake = NULL;
+                l->wake_userdata = NULL;
+        }
+}
+
+int challenge_limit_hold(ChallengeLimit *l, uint64_t until) {
+        if (l->n_holds == l->n_holds_alloc) {
+                size_t n = l->n_holds_alloc ? l->n_holds_alloc * 2 : 8;
+                uint64_t *h = realloc(l->holds, n * sizeof *h);
+                if (!h) {
+                        challenge_limit_put(l);
+                        return -ENOMEM;
+                }
+                l->holds = h;
+                l->n_holds_alloc = n;
+        }
+        l->holds[l->n_holds++] = until;
+        if (l->wake)
+                l->wake(l->wake_userdata);      /* the owner arms its timer */
+        return 0;
+}
+
+unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < l->n_holds;)
+                if (l->holds[i] <= now) {
+                        l->holds[i] = l->holds[--l->n_holds];
+                        if (l->used > 0)
+                                l->used--;
+                        n++;
+                } else
+                        i++;
+        if (n > 0 && l->wake)
+                l->wake(l->wake_userdata);
+        return n;
+}
+
+uint64_t challenge_limit_next_expiry(const ChallengeLimit *l) {
+        uint64_t next = 0;
+
+        for (size_t i = 0; i < l->n_holds; i++)
+                if (next == 0 || l->holds[i] < next)
+                        next = l->holds[i];
+        return next;
+}
+
+unsigned challenge_limit_get_held(const ChallengeLimit *l) {
+        return (unsigned) l->n_holds;
 }
 
 unsigned challenge_limit_get_used(const ChallengeLimit *l) {

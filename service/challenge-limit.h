@@ -3,13 +3,18 @@
 
 /*
  * A per-CA counter of outstanding challenges (MaxOutstandingChallenges): a slot is taken when
- * a fetch starts and given back when the fetch fails or the challenge it produced is freed
- * (used or abandoned). NDES keeps only a few unused challenges, so the broker never holds more
- * than this many. Reference counted: a challenge that outlives its fetcher still gives its
- * slot back safely. Loop thread only. Pure code.
+ * a fetch starts and given back when the fetch fails or NDES is known to have consumed the
+ * challenge it produced. A challenge freed without that proof (its PKIOperation got no CertRep,
+ * the request was cancelled, a spare aged) is still unused in NDES's password cache: its slot
+ * becomes a hold, given back only when NDES forgets the challenge (it expires). NDES keeps
+ * only a few unused challenges for all its clients, so the broker never counts fewer than it
+ * leaves there. Reference counted: a challenge that outlives its fetcher still gives its slot
+ * back safely, and a new fetcher of the same CA (a Reload) takes over the counter. Loop thread
+ * only. Pure code: times are the caller's (CLOCK_BOOTTIME usec).
  */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct ChallengeLimit ChallengeLimit;
 
@@ -26,6 +31,19 @@ void challenge_limit_put(ChallengeLimit *l);
 
 /* Set (or clear, with NULL) the function run whenever a slot is given back. */
 void challenge_limit_set_wake(ChallengeLimit *l, void (*wake)(void *userdata), void *userdata);
+
+/* Clears the wake function only if it is still the one set with userdata. */
+void challenge_limit_clear_wake(ChallengeLimit *l, void *userdata);
+
+/* A taken slot stays taken until `until` (a challenge left unused at NDES). On -ENOMEM the slot
+ * is given back at once (as before holds existed). */
+int challenge_limit_hold(ChallengeLimit *l, uint64_t until);
+/* Gives back the slots of holds whose time has come (runs the wake function once if any);
+ * returns how many. */
+unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now);
+/* The earliest hold's end, 0 when there is none. */
+uint64_t challenge_limit_next_expiry(const ChallengeLimit *l);
+unsigned challenge_limit_get_held(const ChallengeLimit *l);
 
 unsigned challenge_limit_get_used(const ChallengeLimit *l);
 unsigned challenge_limit_get_max(const ChallengeLimit *l);

@@ -13,6 +13,7 @@ struct ChallengeSecret {
         size_t size;
         void (*release)(void *userdata);
         void *release_userdata;
+        bool consumed;
 };
 
 int challenge_secret_new(const char *data, size_t size, ChallengeSecret **ret) {
@@ -44,6 +45,15 @@ const char *challenge_secret_get(const ChallengeSecret *s, size_t *ret_size) {
         if (ret_size)
                 *ret_size = s->size;
         return s->data;
+}
+
+void challenge_secret_set_consumed(ChallengeSecret *s) {
+        if (s)
+                s->consumed = true;
+}
+
+bool challenge_secret_is_consumed(const ChallengeSecret *s) {
+        return s && s->consumed;
 }
 
 void challenge_secret_set_release(ChallengeSecret *s, void (*release)(void *userdata), void *userdata) {

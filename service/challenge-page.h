@@ -121,5 +121,11 @@ void challenge_secret_wipe(ChallengeSecret *s);
 ChallengeSecret *challenge_secret_free(ChallengeSecret *s);
 void challenge_secret_freep(ChallengeSecret **s);
 
+/* NDES is known to have consumed the challenge (a CertRep answered the PKIOperation that
+ * carried it): freeing it then gives its outstanding slot back at once, where one not consumed
+ * keeps counting until NDES forgets it. challenge_secret_is_consumed() tells the release hook. */
+void challenge_secret_set_consumed(ChallengeSecret *s);
+bool challenge_secret_is_consumed(const ChallengeSecret *s);
+
 /* A function run once when the secret is freed (used to count outstanding challenges). */
 void challenge_secret_set_release(ChallengeSecret *s, void (*release)(void *userdata), void *userdata);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +46,9 @@ typedef struct Attempt {
         JournalSyncWait *sync;          /* the submission mark going to disk before the PKCSReq */
         HttpRequest *http;
         ChallengeFetch *fetch;
-        ChallengeSecret *challenge;     /* holds one of the CA's challenge slots until freed */
+        ChallengeSecret *challenge;     /* holds one of the CA's challenge slots until freed; NDES
+                                         * keeps counting it after that unless a CertRep answered
+                                         * (challenge_secret_set_consumed()) */
         bool restart_challenge;         /* its fetch was cancelled by a reload: fetch again */
         X509_REQ *csr;
         X509 *signer;
@@ -54,6 +57,7 @@ typedef struct Attempt {
         uint64_t transport_job;
         ScepMessage *msg;
         ScepTransport transport;
+        size_t url_size;                /* of a GET PKIOperation, for the URL-limit hint */
 } Attempt;
 
 
@@ -297,12 +301,70 @@ static void step_meta(Request *r) {
                 ca_meta_fetch(ca);
 }
 
+static void recovery_resubmit(Request *r, bool unknown, const char *why);
+
 /* Marks the request submitting (one network attempt) and goes on to the challenge. */
 static void step_submit(Request *r) {
         Attempt *a = r->engine;
 
+        if (r->recovery_resubmit && !a->polling && r->rec->submitted != 0) {
+                /* The CA answered GetCACaps just now (step_meta()), but never a CertPoll. */
+                char why[128];
+                snprintf(why, sizeof why, "no CertRep to %u CertPolls while GetCACaps was answered", r->recovery_polls);
+                r->recovery_resubmit = false;
+                r->recovery_polls = 0;
+                request_end_attempt(r);
+                recovery_resubmit(r, false, why);
+                return;
+        }
+
         request_begin_attempt(r, a->polling);
         step_challenge(r);
+}
+
+/* Trust on first use, for a CA without CAFingerprint=: the mscep_admin page, fetched with
+ * Kerberos, shows the MD5 thumbprint of NDES's CA certificate (the one GetCACert returns last,
+ * micromdm/scep 70f835e); the CA certificate GetCACert gave us must be that one. 1 when it
+ * matches or there is nothing to compare, 0 when the request was dealt with (a mismatch: tried
+ * once more with the CA's certificates fetched again, then refused). */
+static int thumbprint_check(Request *r, ChallengeResult *res) {
+        const CbCa *c = request_ca_config(r);
+        CaState *ca = request_ca_state(r);
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+        char ours[2 * EVP_MAX_MD_SIZE + 1] = "", msg[1024];
+
+        if (!c || c->has_fingerprint || !res->thumbprint[0] || !ca || !CE(ca)->certs || !CE(ca)->certs->ca)
+                return 1;
+        if (!X509_digest(CE(ca)->certs->ca, EVP_md5(), md, &mdlen)) {
+                ERR_clear_error();
+                return 1;       /* no MD5 in this OpenSSL: nothing to compare with */
+        }
+        for (unsigned i = 0; i < mdlen; i++)
+                snprintf(ours + 2 * i, 3, "%02x", md[i]);
+        if (strcmp(ours, res->thumbprint) == 0)
+                return 1;
+
+        /* The challenge is good: it serves the next try instead of being thrown away. */
+        challenge_fetcher_keep_spare(CE(ca)->fetcher, TAKE_PTR(res->secret));
+        if (!CE(ca)->meta_http)
+                CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
+        if (!r->thumbprint_retried) {
+                /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once. */
+                r->thumbprint_retried = true;
+                log_notice("Request %s: the CA certificate from GetCACert (MD5 %s) is not the one %s shows (%s); "
+                           "fetching the CA's certificates again.", r->rec->id, ours, c->admin_url, res->thumbprint);
+                request_end_attempt(r);
+                (void) engine_request_start(r);
+                return 0;
+        }
+        snprintf(msg, sizeof msg, "The CA certificate from GetCACert at %s (MD5 thumbprint %s) is not the one NDES's "
+                 "authenticated admin page %s shows (%s): refusing to enroll with a CA that cannot be "
+                 "authenticated. If a proxy or another server answers the SCEP URL, fix URL=; to trust a CA "
+                 "explicitly, set CAFingerprint=sha256:<its SHA-256 fingerprint>.", c->url, ours, c->admin_url,
+                 res->thumbprint);
+        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
+        return 0;
 }
 
 static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {
@@ -314,6 +376,8 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 attempt_failed(r, res->outcome, res->message);
                 return;
         }
+        if (thumbprint_check(r, res) == 0)
+                return;
         if (res->anonymous) {
                 CaEngine *ce = CE(request_ca_state(r));
                 /* The server's weakness, not ours: the enrollment goes on, said once per load. */
@@ -427,6 +491,12 @@ static void step_challenge(Request *r) {
                 return;
         }
 
+        if (a->challenge && challenge_secret_get(a->challenge, NULL)[0]) {
+                /* Fetched before the CA's metadata had to be fetched again: still unused. */
+                step_pkioperation(r);
+                return;
+        }
+
         /* mscep-admin: the CA's fetcher keeps at most MaxOutstandingChallenges in flight, gets
          * the service ticket for HTTP/<admin host> first (so KDC errors are named), and
          * recognises NDES's error pages. */
@@ -468,6 +538,33 @@ static void recovery_resubmit(Request *r, bool unknown, const char *why) {
         (void) engine_request_start(r);
 }
 
+/* A CertPoll asking about a submission in doubt got no CertRep (HTTP 5xx, a timeout, the
+ * connection refused): the server may be down, or may not answer CertPoll at all (micromdm's
+ * scepserver answers HTTP 500 to every GetCertInitial). Retried with backoff; after
+ * RECOVERY_POLLS_MAX of them the next attempt asks GetCACaps again and, if the CA answers,
+ * submits again (the duplicate risk recorded, recovery_resubmit()), so a request never polls a
+ * server that cannot answer for ever. */
+#define RECOVERY_POLLS_MAX 3U
+static void recovery_poll_failed(Request *r, TransportOutcome outcome, const char *why) {
+        CaState *ca = request_ca_state(r);
+        char msg[3072];
+
+        r->recovery_polls++;
+        if (r->recovery_polls >= RECOVERY_POLLS_MAX) {
+                r->recovery_resubmit = true;
+                snprintf(msg, sizeof msg, "CertPoll for transaction %s got no CertRep %u times (last: %s); it is "
+                         "submitted again once the CA answers GetCACaps.", r->rec->transaction_id ?: "?",
+                         r->recovery_polls, why ?: "no answer");
+        } else
+                snprintf(msg, sizeof msg, "CertPoll for transaction %s got no CertRep (%s); asking again (%u of %u "
+                         "before submitting again).", r->rec->transaction_id ?: "?", why ?: "no answer",
+                         r->recovery_polls, RECOVERY_POLLS_MAX);
+        /* The server answered, or may have: the next attempt re-reads its capabilities. */
+        if (r->recovery_resubmit && ca && !CE(ca)->meta_http)
+                CE(ca)->have_caps = false;
+        attempt_failed(r, transport_outcome_is_transient(outcome) ? outcome : TRANSPORT_CA_UNREACHABLE, msg);
+}
+
 static void handle_certrep(Request *r, const HttpResult *res) {
         const CbCa *c = request_ca_config(r);
         CaState *ca = request_ca_state(r);
@@ -485,6 +582,16 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 .csr = a->csr,
                 .allow_legacy = c->allow_legacy_ciphers,
         };
+        if (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0 && !a->recovering) {
+                /* A web page, not a CertRep: IIS's error or maintenance page, or NDES failing
+                 * before it answered (it sends no CertRep for an envelope it cannot decrypt,
+                 * certnanny/sscep#60). Nothing says NDES consumed the challenge: it stays counted
+                 * (freed with the attempt), and the request tries again later. */
+                snprintf(msg, sizeof msg, "%s answered the PKIOperation with an HTML page (HTTP %ld), not a CertRep; "
+                         "retrying.", res->host, res->http_code);
+                attempt_failed(r, TRANSPORT_CA_UNREACHABLE, msg);
+                return;
+        }
         q = scep_certrep_parse(&p, res->body, res->body_size, &rep, &err);
         if (q != 0) {
                 snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", res->host,
@@ -493,15 +600,36 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                         recovery_resubmit(r, false, msg);
                         return;
                 }
-                /* A bad reply may be a stale CA certificate: refetch it next time. */
+                /* A bad reply may be a stale CA certificate: refetch it next time. A challenge the
+                 * reply did not prove consumed stays counted at NDES (freed with the attempt). A
+                 * pending request is still at the CA: polled again until PendingDeadline=. */
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
-                attempt_failed(r, TRANSPORT_PROTOCOL_ERROR, msg);
+                attempt_failed(r, a->polling ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
 
         request_set_transaction(r, a->msg->transaction_id);
-        /* The CA has answered for this transaction: no submission is in doubt any more. */
+        /* The CA has answered for this transaction: no submission is in doubt any more, and the
+         * challenge it carried is out of NDES's password cache (used, or refused): its slot is
+         * free again. */
         request_clear_submitted(r);
+        r->recovery_polls = 0;
+        challenge_secret_set_consumed(a->challenge);
+        a->challenge = challenge_secret_free(a->challenge);
+        if (rep->status == SCEP_STATUS_FAILURE && !a->polling && !r->challenge_retried &&
+            c->challenge == CB_CHALLENGE_MSCEP_ADMIN && scep_certrep_challenge_unknown(rep)) {
+                /* NDES no longer knows the challenge (restarted, expired, another node) or had it
+                 * used already: once, at once, with a fresh one. */
+                char desc[512];
+                scep_certrep_describe_failure(rep, desc, sizeof desc);
+                scep_certrep_free(rep);
+                r->challenge_retried = true;
+                log_notice("Request %s: %s did not take the challenge (%s); trying once more with a fresh one.",
+                           r->rec->id, res->host, desc);
+                request_end_attempt(r);
+                (void) engine_request_start(r);
+                return;
+        }
         if (rep->status == SCEP_STATUS_FAILURE && a->recovering) {
                 char desc[512];
                 bool unknown = rep->fail_info == SCEP_FAIL_BAD_CERT_ID;
@@ -567,17 +695,42 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
 
         a->http = NULL;
         if (res->outcome != TRANSPORT_OK) {
-                attempt_failed(r, res->outcome, res->message);
+                if (a->recovering)
+                        recovery_poll_failed(r, res->outcome, res->message);
+                else if (a->polling && !transport_outcome_is_transient(res->outcome)) {
+                        /* The CA has the pending request: polled again until PendingDeadline=. */
+                        char why[2048];
+                        snprintf(why, sizeof why, "%s; the CA still has the pending request, polling again.",
+                                 res->message ?: "No answer to CertPoll");
+                        attempt_failed(r, TRANSPORT_CA_UNREACHABLE, why);
+                } else
+                        attempt_failed(r, res->outcome, res->message);
                 return;
         }
         ca->last_contact = now_usec();
-        q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size, 0, &next, &err);
+        q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size,
+                                        a->transport == SCEP_TRANSPORT_GET ? a->url_size : 0, &next, &err);
         if (q != 0 && a->recovering && res->http_code < 500) {
                 /* The server cannot answer a CertPoll at all. */
                 char why[sizeof err.message + 64];
                 snprintf(why, sizeof why, "HTTP %ld: %s", res->http_code,
                          err.message[0] ? err.message : "unusable answer");
                 recovery_resubmit(r, false, why);
+                return;
+        }
+        if (q != 0 && a->recovering) {
+                char why[sizeof err.message + 64];
+                snprintf(why, sizeof why, "HTTP %ld", res->http_code);
+                recovery_poll_failed(r, TRANSPORT_CA_UNREACHABLE, why);
+                return;
+        }
+        if (q != 0 && a->polling) {
+                /* The CA has the pending request; an unusable answer to one poll changes nothing:
+                 * polled again until PendingDeadline=. */
+                char why[sizeof err.message + 128];
+                snprintf(why, sizeof why, "%s; the CA still has the pending request, polling again.",
+                         err.message[0] ? err.message : "Unusable CertPoll answer");
+                attempt_failed(r, TRANSPORT_CA_UNREACHABLE, why);
                 return;
         }
         if (q != 0) {
@@ -593,8 +746,6 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 send_pkioperation(r);
                 return;
         }
-        /* NDES has consumed the challenge (or refused it): its slot is free again. */
-        a->challenge = challenge_secret_free(a->challenge);
         handle_certrep(r, res);
 }
 
@@ -628,6 +779,7 @@ static void send_pkioperation(Request *r) {
                 return;
         }
         o.url = url;
+        a->url_size = strlen(url);
         q = http_client_start(E(r->manager)->http, &o, on_pkioperation, r, &a->http, &why);
         free(url);
         if (q < 0) {
@@ -678,6 +830,12 @@ static void step_pkioperation(Request *r) {
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
+        if (!CE(ca)->certs || !CE(ca)->have_caps) {
+                /* Another request dropped the CA's metadata (a reply that did not verify) while
+                 * this one waited for its challenge: fetched again first, the challenge kept. */
+                step_meta(r);
+                return;
+        }
         const ScepAlgorithms *alg = &CE(ca)->alg;
         a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
@@ -812,7 +970,7 @@ int engine_request_start(Request *r) {
                 request_schedule(r, r->rec->next_attempt);
                 return 0;
         }
-        if (r->rec->state == REQUEST_PENDING || r->rec->submitted != 0) {
+        if (r->rec->state == REQUEST_PENDING || (r->rec->submitted != 0 && !r->recovery_resubmit)) {
                 Attempt *a = attempt_begin(r);
                 if (!a)
                         return -ENOMEM;
@@ -821,6 +979,8 @@ int engine_request_start(Request *r) {
                 a->polling = true;
                 a->recovering = r->rec->state != REQUEST_PENDING;
         }
+        /* else, with recovery_resubmit: CertPoll got no CertRep RECOVERY_POLLS_MAX times; step_submit()
+         * submits again once GetCACaps has answered (step_meta()). */
         step_key(r);
         return 0;
 }
@@ -873,6 +1033,15 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 return;
         }
         ca->last_contact = now_usec();
+
+        /* A web page where SCEP data was asked for: IIS's maintenance or error page, a portal in
+         * front of it. Not the server's answer: try again later. */
+        if (res->http_code == 200 && res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0) {
+                snprintf(msg, sizeof msg, "%s at %s answered an HTML page (%s) instead of SCEP data; retrying.",
+                         ce->meta_step == 0 ? "GetCACaps" : "GetCACert", c->url, res->content_type);
+                meta_done(ca, TRANSPORT_CA_UNREACHABLE, msg);
+                return;
+        }
 
         if (ce->meta_step == 0) {
                 /* GetCACaps: a server that is down (5xx: IIS with its pool stopped answers 503)
@@ -1190,6 +1359,8 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .timeout_usec = c->timeout_usec,
                         .max_outstanding = c->max_outstanding_challenges,
                         .kerberos = c->authentication == CB_AUTHENTICATION_KERBEROS,
+                        .event = m->event,
+                        .previous = ce->fetcher,
                 };
                 q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f);
                 if (q < 0)

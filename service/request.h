@@ -33,6 +33,16 @@ struct Request {
         struct PendingReply *waiters;   /* Wait() calls: kept by the bus layer (bus-request.c) */
         void *engine;                   /* engine state of the attempt in progress */
         bool unsaved;                   /* the last commit failed (disk full): written again later */
+        /* engine.c, for this run of the broker: CertPolls of a submission in doubt that got no
+         * CertRep; once RECOVERY_POLLS_MAX did, the next attempt checks the CA with GetCACaps and
+         * submits again (recovery_resubmit). challenge_retried: NDES said it did not know the
+         * challenge, and the attempt was made again at once with a fresh one (only once). */
+        unsigned recovery_polls;
+        bool recovery_resubmit;
+        bool challenge_retried;
+        /* The CA certificate did not match the admin page's thumbprint once: the CA's
+         * certificates were fetched again for one more try (engine.c, thumbprint_check()). */
+        bool thumbprint_retried;
 };
 
 /* Retry backoff: 5 s doubling per attempt to 15 min, plus up to a quarter at random. */

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "scep-csr.h"
@@ -343,15 +344,24 @@ int scep_pkioperation_http_next(ScepTransport used, long http_status, size_t bod
                 return scep_error_set(ret_error, SCEP_RESULT_HTTP_STATUS,
                                       "the server answered the GET PKIOperation with an empty "
                                       "HTTP 200: no CertRep to read");
-        if (http_status == 414 && used == SCEP_TRANSPORT_GET)
+        /* IIS's request filtering answers an over-long query string or URL with 404 (logged as
+         * 404.15 / 404.14), not 414; GetCACaps and GetCACert at the same URL had worked. */
+        if ((http_status == 414 || http_status == 404) && used == SCEP_TRANSPORT_GET) {
+                char what[64] = "";
+                if (url_size > 0)
+                        snprintf(what, sizeof what, "%zu-byte ", url_size);
                 return scep_error_set(ret_error, SCEP_RESULT_URI_TOO_LONG,
-                                      "the server refused the %zu-byte GET PKIOperation URL with "
-                                      "HTTP 414 URI Too Long: the CA does not offer POSTPKIOperation, so "
+                                      "the server refused the %sGET PKIOperation URL with %s: "
+                                      "the CA does not offer POSTPKIOperation, so "
                                       "the request must travel in the URL; on the NDES server raise "
                                       "IIS request filtering's maxUrl and maxQueryString (e.g. 65534) "
                                       "and http.sys's MaxFieldLength and MaxRequestBytes (registry, "
                                       "HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters) as "
-                                      "Microsoft's NDES guidance describes, or use a smaller key", url_size);
+                                      "Microsoft's NDES guidance describes, or use a smaller key",
+                                      what, http_status == 414 ? "HTTP 414 URI Too Long" :
+                                      "HTTP 404, which is how IIS request filtering refuses a query string "
+                                      "or URL that is too long (404.15 or 404.14 in the IIS log)");
+        }
         return scep_error_set(ret_error, SCEP_RESULT_HTTP_STATUS,
                               "the server answered the %s PKIOperation with HTTP %ld",
                               used == SCEP_TRANSPORT_GET ? "GET" : "POST", http_status);

@@ -770,7 +770,15 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
 
         if (fault == FAULT_FAILINFO)
                 o = (Outcome) { SCEP_STATUS_FAILURE, fault_arg, HR_INVALID_ARG, NULL, "fault-failinfo" };
-        else if (fault == FAULT_PENDING)
+        else if (fault == FAULT_UNKNOWN_CHALLENGE)
+                o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, (int32_t) 0x80070490, NULL,
+                                "fault-unknown-challenge" };
+        else if (fault == FAULT_PENDING && req.message_type == SCEP_MSG_PKCSREQ && req.signature_ok && req.decrypted) {
+                /* Held for approval, as with pending=on: CertPoll finds it, approve issues it. */
+                Config held = *c;
+                held.pending = true;
+                handle_pkcsreq(&held, &a, &req, &o);
+        } else if (fault == FAULT_PENDING)
                 o = (Outcome) { SCEP_STATUS_PENDING, 0, 0, NULL, "fault-pending" };
         else if (!req.signature_ok)
                 o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_BAD_SIGNATURE, NULL, "bad-signature" };
@@ -1266,8 +1274,12 @@ static int cmd_restart(void) {
                 fprintf(stderr, "ndes-emulator restart: %s: %s\n", arg_state, strerror(-lock));
                 return lock;
         }
-        snprintf(path, sizeof path, "%s/challenges", arg_state);
-        int r = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        int r = 0;
+        for (const char *const *name = (const char *const[]) { "challenges", "challenges-used", NULL }; *name && r == 0;
+             name++) {
+                snprintf(path, sizeof path, "%s/%s", arg_state, *name);
+                r = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        }
         close(lock);
         if (r < 0)
                 fprintf(stderr, "ndes-emulator restart: cannot remove %s: %s\n", path, strerror(-r));

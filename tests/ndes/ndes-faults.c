@@ -42,6 +42,8 @@ static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass
 
         if (len == 0 || len >= sizeof buf)
                 return -EINVAL;
+        if (len > 4 && strncmp(s, "tag.", 4) == 0)
+                return 1;       /* only makes the spec (and so its counters) distinct */
         memcpy(buf, s, len);
         buf[len] = 0;
         dot1 = strchr(buf, '.');
@@ -84,6 +86,8 @@ static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass
                 c = FAULT_PENDING;
         else if (strcmp(cls, "undecryptable") == 0)
                 c = FAULT_UNDECRYPTABLE;
+        else if (strcmp(cls, "unknownpw") == 0)
+                c = FAULT_UNKNOWN_CHALLENGE;
         else if (strncmp(cls, "fail", 4) == 0 && cls[4] >= '0' && cls[4] <= '4' && !cls[5]) {
                 c = FAULT_FAILINFO;
                 arg = cls[4] - '0';
@@ -97,6 +101,8 @@ static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass
         } else
                 return -EINVAL;
         if ((c == FAULT_FAILINFO || c == FAULT_PENDING) && step != FAULT_STEP_PKCSREQ && step != FAULT_STEP_CERTPOLL)
+                return -EINVAL;
+        if (c == FAULT_UNKNOWN_CHALLENGE && step != FAULT_STEP_PKCSREQ)
                 return -EINVAL;
         if ((c == FAULT_UNDECRYPTABLE || c == FAULT_DELAY) && step != FAULT_STEP_PKCSREQ &&
             step != FAULT_STEP_CERTPOLL)

@@ -15,11 +15,16 @@
  *          500, 503  server errors (503: application pool stopped)
  *          timeout   no answer for 20 s (longer than the broker's Timeout= in the tests)
  *          fail0..fail4   CertRep FAILURE with that failInfo (pkcsreq, certpoll)
- *          pending   CertRep PENDING (pkcsreq, certpoll)
+ *          pending   CertRep PENDING (pkcsreq: held for approval as with pending=on, so
+ *                    CertPoll finds it and `approve` issues it; certpoll: PENDING whatever)
  *          undecryptable  NDES cannot decrypt the envelope: no CertRep, HTTP 500, and the
  *                    challenge inside stays unused in the password cache (pkcsreq)
  *          delayN    the answer (work done, challenge consumed) comes N seconds late
+ *          unknownpw CertRep FAILURE badMessageCheck with HRESULT 0x80070490, NDES's answer to a
+ *                    challenge it does not know (after an IIS restart) (pkcsreq)
  *   COUNT  the fault fires this many times, then the server behaves; none: for ever
+ *
+ * An item tag.WORD does nothing but make the SPEC, and so its counters, distinct.
  *
  * Counting is per SPEC and step, under the state directory's lock (faults/). */
 #pragma once
@@ -50,6 +55,7 @@ typedef enum FaultClass {
         FAULT_PENDING,
         FAULT_UNDECRYPTABLE,
         FAULT_DELAY,            /* arg: seconds */
+        FAULT_UNKNOWN_CHALLENGE,
 } FaultClass;
 
 #define FAULT_SPEC_MAX 256

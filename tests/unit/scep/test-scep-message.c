@@ -566,6 +566,18 @@ static void test_http_next(void **state) {
         assert_non_null(strstr(e.message, "MaxFieldLength"));
         assert_non_null(strstr(e.message, "HKLM\\SYSTEM\\CurrentControlSet\\Services\\HTTP\\Parameters"));
 
+        /* IIS answers an over-long query string with 404 (404.15), not 414: the same hint. */
+        assert_int_equal(scep_pkioperation_http_next(SCEP_TRANSPORT_GET, 404, 1200, 5123, &next, &e),
+                         SCEP_RESULT_URI_TOO_LONG);
+        assert_non_null(strstr(e.message, "HTTP 404"));
+        assert_non_null(strstr(e.message, "404.15"));
+        assert_non_null(strstr(e.message, "5123-byte"));
+        assert_non_null(strstr(e.message, "maxQueryString"));
+        /* A POST answered 404 is just that. */
+        assert_int_equal(scep_pkioperation_http_next(SCEP_TRANSPORT_POST, 404, 10, 0, &next, &e),
+                         SCEP_RESULT_HTTP_STATUS);
+        assert_null(strstr(e.message, "404.15"));
+
         assert_int_equal(scep_pkioperation_http_next(SCEP_TRANSPORT_GET, 200, 0, 100, &next, &e),
                          SCEP_RESULT_HTTP_STATUS);
         assert_non_null(strstr(e.message, "empty"));

@@ -249,6 +249,62 @@ static void test_limit(void **state) {
         challenge_limit_unref(ref);
 }
 
+/* A challenge NDES never consumed keeps its slot until NDES forgets it; a Reload's new fetcher
+ * keeps the count (one counter, two owners in turn). */
+static void test_limit_holds(void **state) {
+        ChallengeLimit *l = NULL;
+        int before;
+
+        assert_int_equal(challenge_limit_new(3, &l), 0);
+        challenge_limit_set_wake(l, on_wake, &wakes);
+        assert_true(challenge_limit_take(l));
+        assert_true(challenge_limit_take(l));
+        assert_true(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_next_expiry(l), 0);
+
+        before = wakes;
+        assert_int_equal(challenge_limit_hold(l, 2000), 0);    /* the owner is told (timer) */
+        assert_int_equal(wakes, before + 1);
+        assert_int_equal(challenge_limit_hold(l, 1000), 0);
+        assert_int_equal(challenge_limit_get_held(l), 2);
+        assert_int_equal(challenge_limit_get_used(l), 3);      /* holds are slots taken */
+        assert_false(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_next_expiry(l), 1000);
+
+        before = wakes;
+        assert_int_equal(challenge_limit_expire(l, 999), 0);
+        assert_int_equal(wakes, before);
+        assert_int_equal(challenge_limit_expire(l, 1000), 1);
+        assert_int_equal(wakes, before + 1);
+        assert_int_equal(challenge_limit_get_used(l), 2);
+        assert_int_equal(challenge_limit_next_expiry(l), 2000);
+        assert_true(challenge_limit_take(l));
+        assert_false(challenge_limit_take(l));
+
+        /* Many holds (past the first allocation), all ending at once. */
+        challenge_limit_set_max(l, 40);
+        for (int i = 0; i < 36; i++) {
+                assert_true(challenge_limit_take(l));
+                assert_int_equal(challenge_limit_hold(l, 5000 + (uint64_t) i), 0);
+        }
+        assert_int_equal(challenge_limit_get_held(l), 37);
+        assert_int_equal(challenge_limit_expire(l, 10000), 37);
+        assert_int_equal(challenge_limit_get_held(l), 0);
+        assert_int_equal(challenge_limit_get_used(l), 2);      /* the two never held */
+        assert_int_equal(challenge_limit_next_expiry(l), 0);
+
+        /* A new owner takes over: the old one's clear does not remove the new wake. */
+        challenge_limit_set_wake(l, on_wake, NULL);
+        challenge_limit_clear_wake(l, &wakes);
+        before = wakes;
+        challenge_limit_put(l);
+        assert_int_equal(wakes, before + 1);
+        challenge_limit_clear_wake(l, NULL);
+        challenge_limit_put(l);
+        assert_int_equal(wakes, before + 1);
+        challenge_limit_unref(l);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_krb5),
@@ -261,6 +317,7 @@ int main(void) {
                 cmocka_unit_test(test_outcome_names),
                 cmocka_unit_test(test_profile),
                 cmocka_unit_test(test_limit),
+                cmocka_unit_test(test_limit_holds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
