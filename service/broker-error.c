@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+
 #include "broker-error.h"
 
 #define N(s) BROKER_ERROR_PREFIX s
@@ -39,6 +41,20 @@ bool broker_error_is_transient(BrokerError e) {
                e == BROKER_ERROR_TIMEOUT ||
                e == BROKER_ERROR_CHALLENGE_UNAVAILABLE ||
                e == BROKER_ERROR_KERBEROS_FAILED;
+}
+
+bool broker_errno_is_local_transient(int error) {
+        switch (error < 0 ? -error : error) {
+        case ENOSPC:
+        case EDQUOT:
+        case ENOMEM:
+        case ENOBUFS:
+        case EBUSY:
+        case EAGAIN:
+                return true;
+        default:
+                return false;
+        }
 }
 
 BrokerError broker_error_from_transport(TransportOutcome o) {

@@ -49,5 +49,12 @@ const char *broker_error_name(BrokerError e);
  * timeouts, a full challenge cache, the KDC). */
 bool broker_error_is_transient(BrokerError e);
 
+/* A local resource that ran out and comes back by itself (error: an errno, either sign): room
+ * in the state directory (ENOSPC, EDQUOT), memory (ENOMEM, ENOBUFS), the key queue (EBUSY:
+ * KEY_POOL_JOBS_MAX jobs queued), anything "try again" (EAGAIN). A request that meets one is
+ * retried with backoff, never ended (request_attempt_failed_errno()); its Error is
+ * QuotaExceeded while it waits. */
+bool broker_errno_is_local_transient(int error);
+
 BrokerError broker_error_from_transport(TransportOutcome o);
 BrokerError broker_error_from_decision(CbDecisionResult r);

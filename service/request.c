@@ -3,6 +3,7 @@
  * The engine (engine.c) runs the attempt and calls the transitions here; the bus layer calls
  * the owner's operations and learns of every change through the manager's hooks. */
 #include <errno.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -509,8 +510,25 @@ void request_end(Request *r, RequestState state, BrokerError error, const char *
         audit_outcome(r, LOG_WARNING, request_state_to_string(state));
 }
 
+/* The attempt stops; the next one is in delay. A pending request stays pending (the CA has it;
+ * only the poll failed), anything else is retrying. */
+static void retry_after(Request *r, BrokerError error, const char *message, uint64_t delay) {
+        engine_request_stop(r);
+        set_string(&r->rec->error, broker_error_name(error));
+        set_string(&r->rec->error_message, message);
+        if (r->rec->state != REQUEST_PENDING)
+                r->rec->state = REQUEST_RETRYING;
+        request_schedule(r, now_usec() + delay);
+        (void) request_commit(r);
+        log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                               .decision = "retrying", .ca = r->rec->ca,
+                                               .error = broker_error_name(error) },
+                  "Request %s: %s; next attempt in %llu s.", r->rec->id, message,
+                  (unsigned long long) (delay / 1000000));
+}
+
 void request_attempt_failed(Request *r, BrokerError error, const char *message) {
-        uint64_t now = now_usec(), delay;
+        uint64_t now = now_usec();
 
         if (error == BROKER_ERROR_NONE)
                 error = BROKER_ERROR_PROTOCOL_ERROR;
@@ -521,27 +539,50 @@ void request_attempt_failed(Request *r, BrokerError error, const char *message) 
                             NULL, message);
                 return;
         }
+        retry_after(r, error, message, request_retry_delay(r->rec->attempts, randombytes_random()));
+}
 
-        delay = request_retry_delay(r->rec->attempts, randombytes_random());
-        engine_request_stop(r);
-        set_string(&r->rec->error, broker_error_name(error));
-        set_string(&r->rec->error_message, message);
-        /* A pending request stays pending: the CA has it; only the poll failed. */
-        if (r->rec->state != REQUEST_PENDING)
-                r->rec->state = REQUEST_RETRYING;
-        request_schedule(r, now + delay);
-        (void) request_commit(r);
-        log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                               .decision = "retrying", .ca = r->rec->ca,
-                                               .error = broker_error_name(error) },
-                  "Request %s: %s; next attempt in %llu s.", r->rec->id, message,
-                  (unsigned long long) (delay / 1000000));
+/* What to do about a local shortage, after "what: strerror". */
+static const char *local_shortage_hint(int error) {
+        switch (error) {
+        case ENOSPC:
+        case EDQUOT:
+                return "the broker's state directory is full: free space there";
+        case ENOMEM:
+        case ENOBUFS:
+                return "the broker is short of memory";
+        case EBUSY:
+                return "the broker is busy (its key generation queue is full)";
+        default:
+                return "a resource of the broker is busy";
+        }
 }
 
 void request_attempt_failed_errno(Request *r, int error, const char *what) {
+        int e = error < 0 ? -error : error;
         char msg[512];
 
-        snprintf(msg, sizeof msg, "%s: %s", what, strerror(error < 0 ? -error : error));
+        if (broker_errno_is_local_transient(e)) {
+                /* Nothing is wrong with the request: it keeps its state and its stored key and
+                 * tries again with a backoff of its own (counted until a submission is recorded:
+                 * a shortage after the challenge was fetched must not spend one every 5 s).
+                 * The shortage never ends it (PendingDeadline= still applies when the next
+                 * attempt starts). A key it made but could not store yet is dropped (it reached
+                 * nobody); the next attempt makes and stores one. */
+                snprintf(msg, sizeof msg, "%s: %s; %s. The request is retried.", what, strerror(e),
+                         local_shortage_hint(e));
+                log_warning("Request %s: %s", r->rec->id, msg);
+                if (r->key && !r->rec->key_available) {
+                        EVP_PKEY_free(r->key);
+                        r->key = NULL;
+                }
+                if (r->local_failures < UINT_MAX)
+                        r->local_failures++;
+                retry_after(r, BROKER_ERROR_QUOTA_EXCEEDED, msg,
+                            request_retry_delay(r->local_failures, randombytes_random()));
+                return;
+        }
+        snprintf(msg, sizeof msg, "%s: %s", what, strerror(e));
         log_error("Request %s: %s", r->rec->id, msg);
         request_attempt_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
 }
@@ -589,6 +630,8 @@ int request_mark_submitted(Request *r, const char *transaction_id) {
         q = request_commit(r);
         if (q < 0)
                 r->rec->submitted = 0;
+        else
+                r->local_failures = 0;  /* every local step up to the submission went through */
         return q;
 }
 

@@ -43,6 +43,9 @@ struct Request {
         /* The CA certificate did not match the admin page's thumbprint once: the CA's
          * certificates were fetched again for one more try (engine.c, thumbprint_check()). */
         bool thumbprint_retried;
+        /* Local shortages since the last recorded submission (request_attempt_failed_errno()):
+         * their own backoff. */
+        unsigned local_failures;
 };
 
 /* Retry backoff: 5 s doubling per attempt to 15 min, plus up to a quarter at random. */
@@ -120,7 +123,12 @@ void request_end(Request *r, RequestState state, BrokerError error, const char *
 /* An attempt failed. Transient errors retry with backoff and jitter until PendingDeadline=
  * (then Timeout; a renewal retries on), others end the request failed. */
 void request_attempt_failed(Request *r, BrokerError error, const char *message);
-/* As request_attempt_failed(PROTOCOL_ERROR) with "what: strerror(error)". */
+/* A local failure (error: an errno) at step `what`. A shortage that passes by itself
+ * (broker_errno_is_local_transient(): disk full, memory, the key queue) retries with backoff
+ * counted in local_failures (until request_mark_submitted() succeeds), never ends the request
+ * itself (PendingDeadline= applies when the next attempt starts), and keeps its state and
+ * stored key (Error QuotaExceeded, the message saying what ran out); any other errno is
+ * request_attempt_failed(PROTOCOL_ERROR) with "what: strerror(error)". */
 void request_attempt_failed_errno(Request *r, int error, const char *what);
 /* The key the request is enrolled with (takes key): kept encrypted in the journal for
  * TakeKey. */

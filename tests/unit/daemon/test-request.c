@@ -398,6 +398,148 @@ static void test_cancel_races(void **state) {
         assert_non_null(manager_find_request(f->m, id));
 }
 
+/* ---- local shortages: retried, never final ---- */
+
+static void test_local_errnos(void **state) {
+        (void) state;
+        static const int transient[] = { ENOSPC, EDQUOT, ENOMEM, ENOBUFS, EBUSY, EAGAIN };
+        static const int other[] = { EIO, EINVAL, EPERM, ENOENT, EBADMSG, EPROTO, 0 };
+
+        for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
+                assert_true(broker_errno_is_local_transient(transient[i]));
+                assert_true(broker_errno_is_local_transient(-transient[i]));
+        }
+        for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+                assert_false(broker_errno_is_local_transient(-other[i]));
+}
+
+static bool retrying_with_quota(Fixture *f) {
+        Request *r = f->m->n_requests > 0 ? f->m->requests[f->m->n_requests - 1] : NULL;
+        return r && r->rec->state == REQUEST_RETRYING && r->rec->error &&
+               strcmp(r->rec->error, BROKER_ERROR_PREFIX "QuotaExceeded") == 0;
+}
+
+static bool retrying_with_ca_unreachable(Fixture *f) {
+        Request *r = f->m->requests[f->m->n_requests - 1];
+        return r->rec->state == REQUEST_RETRYING && r->rec->error &&
+               strcmp(r->rec->error, BROKER_ERROR_PREFIX "CAUnreachable") == 0;
+}
+
+static void drop_key(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        EVP_PKEY_free(key);
+}
+
+static void assert_retry_in(Request *r, unsigned local_failures) {
+        uint64_t now = now_usec(), want = request_retry_delay(local_failures, 0);
+
+        assert_true(r->rec->next_attempt + 1000000ULL >= now + want);
+        assert_true(r->rec->next_attempt <= now + want + want / 4 + 1000000ULL);
+}
+
+static void test_local_shortage_retries(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+        CbSecret *pem = NULL;
+
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(run_until(f, first_attempt_failed, 20000));
+        assert_true(r->rec->key_available);
+        unsigned attempts = r->rec->attempts;
+
+        /* A full disk at some step: retried, named QuotaExceeded with what ran out, the state
+         * and the stored key kept, no network attempt counted. */
+        request_attempt_failed_errno(r, -ENOSPC, "Cannot keep the CSR for polling");
+        assert_int_equal(r->rec->state, REQUEST_RETRYING);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "QuotaExceeded");
+        assert_non_null(strstr(r->rec->error_message, "Cannot keep the CSR for polling: No space left on device"));
+        assert_non_null(strstr(r->rec->error_message, "state directory is full"));
+        assert_true(r->rec->key_available);
+        assert_int_equal(store_key_get(f->m->store, r->rec->id, &pem), 0);
+        secret_free(pem);
+        assert_int_equal(r->rec->attempts, attempts);
+        assert_retry_in(r, 1);
+
+        /* Shortages in a row back off: 5 s, 10 s, 20 s, 40 s (each up to a quarter more). */
+        request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
+        assert_retry_in(r, 2);
+        assert_non_null(strstr(r->rec->error_message, "short of memory"));
+        request_attempt_failed_errno(r, EAGAIN, "Cannot start fetching a challenge");
+        assert_retry_in(r, 3);
+        request_attempt_failed_errno(r, -EBUSY, "Cannot start generating the private key");
+        assert_retry_in(r, 4);
+        assert_non_null(strstr(r->rec->error_message, "key generation queue is full"));
+        assert_int_equal(r->rec->state, REQUEST_RETRYING);
+
+        /* Never final: also past PendingDeadline= (that applies when the next attempt starts). */
+        r->rec->created = now_usec() - 2ULL * 3600ULL * 1000000ULL;
+        request_attempt_failed_errno(r, -EDQUOT, "Cannot make the submission durable");
+        assert_int_equal(r->rec->state, REQUEST_RETRYING);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "QuotaExceeded");
+        assert_true(r->rec->key_available);
+
+        /* A pending request stays pending through a shortage (the CA has it). */
+        r->rec->created = now_usec();
+        r->rec->state = REQUEST_PENDING;
+        request_attempt_failed_errno(r, -ENOBUFS, "Cannot poll");
+        assert_int_equal(r->rec->state, REQUEST_PENDING);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "QuotaExceeded");
+
+        /* What the journal holds says the same, also after a restart. */
+        StoreRequest *rec = stored(f, r->rec->id);
+        assert_non_null(rec);
+        assert_int_equal(rec->state, REQUEST_PENDING);
+        assert_string_equal(rec->error, BROKER_ERROR_PREFIX "QuotaExceeded");
+        assert_true(rec->key_available);
+        store_request_free(rec);
+
+        /* A key made but not stored (the disk was full when it was to be kept) is dropped: the
+         * next attempt makes and stores another. */
+        Request *r2 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        engine_request_stop(r2);
+        r2->rec->key_available = false;         /* as if request_keep_key() had failed */
+        EVP_PKEY_free(r2->key);
+        assert_int_equal(key_generate(KEY_TYPE_EC_P256, &r2->key), 0);
+        request_attempt_failed_errno(r2, -ENOSPC, "Cannot store the private key (encrypted) in the journal");
+        assert_int_equal(r2->rec->state, REQUEST_RETRYING);
+        assert_null(r2->key);
+        assert_false(r2->rec->key_available);
+
+        /* Any other errno still ends the request, as a protocol error. */
+        Request *r3 = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        request_attempt_failed_errno(r3, -EIO, "Cannot read something");
+        assert_int_equal(r3->rec->state, REQUEST_FAILED);
+        assert_string_equal(r3->rec->error, BROKER_ERROR_PREFIX "ProtocolError");
+}
+
+/* The key queue full (KEY_POOL_JOBS_MAX jobs, -EBUSY) when a request needs its key: the request
+ * waits as retrying with QuotaExceeded, and goes on once the queue has room. */
+static void test_key_queue_full(void **state) {
+        Fixture *f = *state;
+        uint64_t *jobs = calloc(KEY_POOL_JOBS_MAX, sizeof(uint64_t));
+        unsigned n = 0;
+
+        assert_non_null(jobs);
+        for (; n < KEY_POOL_JOBS_MAX; n++)
+                if (key_pool_generate_async(f->m->pool, KEY_TYPE_RSA_4096, drop_key, NULL, &jobs[n]) < 0)
+                        break;
+        assert_int_equal(key_pool_generate_async(f->m->pool, KEY_TYPE_RSA_4096, drop_key, NULL, NULL), -EBUSY);
+
+        Request *r = enroll(f);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(run_until(f, retrying_with_quota, 5000));
+        assert_non_null(strstr(r->rec->error_message, "key generation queue is full"));
+        assert_false(r->rec->key_available);
+
+        /* Room again: the next attempt makes the key and reaches for the CA. */
+        for (unsigned i = 0; i < n; i++)
+                (void) key_pool_cancel(f->m->pool, jobs[i]);
+        free(jobs);
+        assert_true(run_until(f, retrying_with_ca_unreachable, 30000));
+        assert_true(r->rec->key_available);
+}
+
 /* Issued by hand (the network is not there): the engine stopped, a key kept, the certificate set. */
 static void issue(Request *r, uint64_t not_after) {
         EVP_PKEY *key = NULL;
@@ -639,6 +781,9 @@ int main(void) {
                 cmocka_unit_test(test_error_names),
                 cmocka_unit_test_setup_teardown(test_enroll_durable_then_retry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deadline_and_terminal_errors, setup, teardown),
+                cmocka_unit_test(test_local_errnos),
+                cmocka_unit_test_setup_teardown(test_local_shortage_retries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_key_queue_full, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancel_races, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_take_key_and_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_token, setup, teardown),
