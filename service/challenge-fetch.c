@@ -38,6 +38,9 @@ struct ChallengeFetch {
 typedef struct Spare {
         ChallengeSecret *secret;        /* holds its slot until freed */
         uint64_t until;                 /* CLOCK_MONOTONIC usec: usable until then */
+        char thumbprint[33];            /* what its page said (ChallengeResult) */
+        bool multi_use;
+        unsigned validity_minutes;
 } Spare;
 
 /* What a handed-out challenge's release hook needs: its slot, and how long NDES keeps the
@@ -417,13 +420,16 @@ static void wake(void *userdata) {
 }
 
 /* Hands a spare (which already holds its slot) to a fetch and frees the fetch. */
-static void deliver_spare(ChallengeFetch *x, ChallengeSecret *secret) {
+static void deliver_spare(ChallengeFetch *x, Spare *spare) {
         ChallengeFetcher *f = x->fetcher;
         ChallengeResult res = {
                 .outcome = TRANSPORT_OK,
-                .secret = secret,
+                .secret = spare->secret,
+                .multi_use = spare->multi_use,
+                .validity_minutes = spare->validity_minutes,
         };
 
+        memcpy(res.thumbprint, spare->thumbprint, sizeof res.thumbprint);
         fetch_unlink(x);
         x->handler(f, &res, x->userdata);
         free(x);
@@ -441,20 +447,18 @@ static void drop_stale_spares(ChallengeFetcher *f) {
         }
 }
 
-static ChallengeSecret *take_spare(ChallengeFetcher *f) {
-        ChallengeSecret *s;
-
+static bool take_spare(ChallengeFetcher *f, Spare *ret) {
         drop_stale_spares(f);
         if (f->n_spares == 0)
-                return NULL;
-        s = f->spares[0].secret;
+                return false;
+        *ret = f->spares[0];
         memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
-        return s;
+        return true;
 }
 
 static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, bool fresh,
                        ChallengeFetch **ret) {
-        ChallengeSecret *spare;
+        Spare spare;
         ChallengeFetch *x;
 
         if (!f || !handler)
@@ -474,8 +478,8 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
         f->n_queued++;
         if (ret)
                 *ret = x;
-        if (!fresh && (spare = take_spare(f))) {
-                deliver_spare(x, spare);
+        if (!fresh && take_spare(f, &spare)) {
+                deliver_spare(x, &spare);
                 return 0;
         }
         /* Even a fetch that can start now starts from here: the handler may run synchronously
@@ -493,32 +497,41 @@ int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handl
         return fetch_start(f, handler, userdata, true, ret);
 }
 
-void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeSecret *secret) {
+void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
         ChallengeFetch *oldest = NULL;
+        uint64_t validity;
+        Spare spare;
 
-        if (!secret)
+        if (!res || !res->secret)
                 return;
         if (!f) {
-                challenge_secret_free(secret);
+                res->secret = challenge_secret_free(res->secret);
                 return;
         }
+        /* Usable while NDES still holds it, with time left for the PKIOperation (a password of
+         * single-password mode does not expire). */
+        validity = challenge_validity_usec(res->validity_minutes);
+        spare = (Spare) {
+                .secret = TAKE_PTR(res->secret),
+                .until = res->multi_use ? UINT64_MAX :
+                         monotonic_usec() + (validity > CHALLENGE_SPARE_MARGIN_USEC ? validity - CHALLENGE_SPARE_MARGIN_USEC : 0),
+                .multi_use = res->multi_use,
+                .validity_minutes = res->validity_minutes,
+        };
+        memcpy(spare.thumbprint, res->thumbprint, sizeof spare.thumbprint);
         for (ChallengeFetch *x = f->fetches; x; x = x->next)
                 if (x->state == FETCH_QUEUED && !x->fresh)
                         oldest = x;
         if (oldest) {
-                deliver_spare(oldest, secret);
+                deliver_spare(oldest, &spare);
                 return;
         }
         drop_stale_spares(f);
         if (f->n_spares >= CHALLENGE_SPARES_MAX) {
-                challenge_secret_free(secret);
+                challenge_secret_free(spare.secret);
                 return;
         }
-        /* Usable while NDES still holds it, with time left for the PKIOperation. */
-        f->spares[f->n_spares++] = (Spare) {
-                .secret = secret,
-                .until = monotonic_usec() + challenge_validity_usec(0) - CHALLENGE_SPARE_MARGIN_USEC,
-        };
+        f->spares[f->n_spares++] = spare;
 }
 
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f) {

@@ -93,9 +93,10 @@ uint64_t challenge_validity_usec(unsigned validity_minutes);
  * slot, and the next challenge_fetcher_fetch() is answered with it at once (its handler runs
  * before challenge_fetcher_fetch() returns). A spare is used only while NDES still has it, with
  * CHALLENGE_SPARE_MARGIN_USEC left for the enrollment; then it is dropped, and its slot held
- * until NDES forgets it. Takes ownership. */
+ * until NDES forgets it. Takes res->secret (NULL afterwards) with what its page said (thumbprint,
+ * single-password mode, validity), which the fetch it serves gets too. */
 #define CHALLENGE_SPARE_MARGIN_USEC (10ULL * 60ULL * 1000000ULL)
-void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeSecret *secret);
+void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res);
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f);
 
 /* Cancels a fetch whose handler has not run. Accepts NULL, returns NULL. */

@@ -211,7 +211,7 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         else
                 check_add(k, "challenge", "fail", res->message);
         /* Not thrown away: the next enrollment of this CA uses it (it may be waiting now). */
-        challenge_fetcher_keep_spare(f, res->secret);
+        challenge_fetcher_keep_spare(f, res);
         res->secret = NULL;
         check_run(k);           /* check_run() already moved past this step */
 }

@@ -345,11 +345,11 @@ static int thumbprint_check(Request *r, ChallengeResult *res) {
         if (strcmp(ours, res->thumbprint) == 0)
                 return 1;
 
-        /* The challenge is good: it serves the next try instead of being thrown away. */
-        challenge_fetcher_keep_spare(CE(ca)->fetcher, TAKE_PTR(res->secret));
         if (!CE(ca)->meta_http)
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
         if (!r->thumbprint_retried) {
+                /* The challenge is good: it serves the next try instead of being thrown away. */
+                challenge_fetcher_keep_spare(CE(ca)->fetcher, res);
                 /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once. */
                 r->thumbprint_retried = true;
                 log_notice("Request %s: the CA certificate from GetCACert (MD5 %s) is not the one %s shows (%s); "
@@ -363,6 +363,8 @@ static int thumbprint_check(Request *r, ChallengeResult *res) {
                  "authenticated. If a proxy or another server answers the SCEP URL, fix URL=; to trust a CA "
                  "explicitly, set CAFingerprint=sha256:<its SHA-256 fingerprint>.", c->url, ours, c->admin_url,
                  res->thumbprint);
+        /* Its page vouched for another CA: not kept for anyone (it stays counted at NDES). */
+        res->secret = challenge_secret_free(res->secret);
         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
         return 0;
 }

@@ -14,6 +14,8 @@
  * Options: --realm R --kdc HOST[:PORT] (repeatable) --principal P --keytab F
  *          --mode keytab|gss-proxy --runtime-dir D --suffix S --trust-anchors F
  *          --timeout SEC --max-outstanding N --no-kerberos
+ *          --unused   free each challenge as never used (NDES keeps it: its slot stays held until
+ *                     it expires; each result line then also says held=N), instead of as used
  *
  * Output, one line per result: "result=<ok|Outcome> http=<code> ..." and a final
  * "summary ..." line. Challenges are never printed: only their length and a SHA-256 prefix
@@ -42,6 +44,7 @@ static unsigned arg_n_kdcs;
 static Krb5Mode arg_mode = KRB5_MODE_KEYTAB;
 static unsigned arg_timeout = 30, arg_max_outstanding = 4;
 static bool arg_kerberos = true;
+static bool arg_unused = false;
 static void *arg_post_data;
 static size_t arg_post_size;
 static const char *arg_post_type;
@@ -100,9 +103,15 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 printf("result=ok http=%ld encoding=%s challenge_len=%zu challenge_sha256=%02x%02x%02x%02x%02x%02x%02x%02x outstanding=%u\n",
                        res->http_code, res->encoding ? res->encoding : "-", len, h[0], h[1], h[2], h[3], h[4],
                        h[5], h[6], h[7], challenge_fetcher_get_outstanding(f));
-                /* "Used": freeing wipes it and gives the CA's slot back. */
+                /* "Used" (as if a CertRep had answered it): freeing wipes it and gives the CA's
+                 * slot back. --unused: NDES still has it, the slot stays held. */
+                if (!arg_unused)
+                        challenge_secret_set_consumed(res->secret);
                 challenge_secret_free(res->secret);
                 res->secret = NULL;
+                if (arg_unused)
+                        printf("held=%u outstanding=%u queued=%u\n", challenge_fetcher_get_held(f),
+                               challenge_fetcher_get_outstanding(f), challenge_fetcher_get_queued(f));
         } else {
                 printf("result=%s http=%ld message=%s\n", name(res->outcome), res->http_code,
                        res->message ? res->message : "");
@@ -232,6 +241,7 @@ int main(int argc, char **argv) {
                 { "timeout", required_argument, NULL, 'T' },
                 { "max-outstanding", required_argument, NULL, 'o' },
                 { "no-kerberos", no_argument, NULL, 'n' },
+                { "unused", no_argument, NULL, 'u' },
                 {}
         };
         Run run = { .exit_code = 0 };
@@ -262,6 +272,7 @@ int main(int argc, char **argv) {
                 case 'T': arg_timeout = (unsigned) atoi(optarg); break;
                 case 'o': arg_max_outstanding = (unsigned) atoi(optarg); break;
                 case 'n': arg_kerberos = false; break;
+                case 'u': arg_unused = true; break;
                 default: return 2;
                 }
         if (optind >= argc || !arg_runtime_dir) {

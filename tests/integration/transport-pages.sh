@@ -40,3 +40,12 @@ lab_assert_eq "$(grep -c '^result=ok' "$TF_OUT")" 12 "successful fetches"
 max=$(sed -n 's/.*outstanding=\([0-9]*\).*/\1/p' "$TF_OUT" | sort -n | tail -1)
 [ "$max" -le 3 ] || lab_fail "outstanding challenges reached $max with MaxOutstandingChallenges=3"
 lab_pass "12 concurrent fetches with MaxOutstandingChallenges=3: all ok, at most $max outstanding"
+
+# A challenge freed without a CertRep that proved NDES consumed it is still in NDES's cache:
+# its slot stays held (until the challenge expires), so three unused ones fill a cap of 3.
+tf --max-outstanding 3 --unused challenge-parallel "$ADMIN_HTTP" 3
+lab_assert_eq "$TF_RC" 0 "three fetches freed unused ($(cat "$TF_OUT"))"
+lab_assert_eq "$(grep -c '^result=ok' "$TF_OUT")" 3 "successful fetches (unused)"
+lab_assert_eq "$(grep '^held=' "$TF_OUT" | tail -1)" "held=3 outstanding=3 queued=0" \
+        "slots after three challenges were freed unused"
+lab_pass "challenges freed unused keep their slots (held until NDES forgets them)"

@@ -394,7 +394,9 @@ static int serve_admin(const Config *c) {
         }
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
-        X509_digest(a.ca, EVP_md5(), md, &mdlen);
+        /* thumbprint=other: the page shows another certificate's thumbprint (a SCEP URL answered
+         * by something else than this NDES's CA, as a client trusting on first use would see). */
+        X509_digest(c->thumbprint_other ? a.ra_sign : a.ca, EVP_md5(), md, &mdlen);
         authority_done(&a);
         char thumb[64] = "";
         for (unsigned i = 0; i < mdlen && i < 16; i++)
@@ -420,6 +422,18 @@ static int serve_admin(const Config *c) {
         snprintf(page, sizeof page, "%s%s%s%s%s%s%s", lp->head, lp->before_thumb, thumb, lp->before_challenge,
                  challenge, c->single_password ? lp->after_multi : lp->after_once, lp->tail);
         OPENSSL_cleanse(challenge, sizeof challenge);
+        /* NDES prints its PasswordValidity: with challenge_ttl other than an hour, so does the
+         * English page (whole minutes, at least 1). */
+        static const char sixty[] = "will expire within 60 minutes";
+        char *at = c->challenge_ttl != 3600 ? strstr(page, sixty) : NULL;
+        if (at) {
+                char rest[sizeof page], minutes[64];
+                snprintf(rest, sizeof rest, "%s", at + strlen(sixty));
+                snprintf(minutes, sizeof minutes, "will expire within %ld minutes",
+                         c->challenge_ttl >= 60 ? c->challenge_ttl / 60 : 1);
+                snprintf(at, sizeof page - (size_t) (at - page), "%s%s", minutes, rest);
+                OPENSSL_cleanse(rest, sizeof rest);
+        }
         admin_send(c, page);
         OPENSSL_cleanse(page, sizeof page);
         return 0;

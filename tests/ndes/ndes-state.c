@@ -166,6 +166,12 @@ int config_apply(Config *c, const char *assignment, const char **ret_error) {
                         return 0;
                 }
                 *ret_error = "certpoll must be supported or unsupported";
+        } else if (strcmp(key, "thumbprint") == 0) {
+                if (strcmp(val, "ca") == 0 || strcmp(val, "other") == 0) {
+                        c->thumbprint_other = strcmp(val, "other") == 0;
+                        return 0;
+                }
+                *ret_error = "thumbprint must be ca or other";
         } else if (strcmp(key, "undecryptable") == 0) {
                 if (strcmp(val, "certrep") == 0 || strcmp(val, "none") == 0) {
                         c->undecryptable_no_certrep = strcmp(val, "none") == 0;
@@ -298,9 +304,9 @@ const char *config_format(const Config *c) {
                  c->keep_requests ? "on" : "off", c->certpoll_issued ? "on" : "off",
                  c->reply_delay, c->unavailable ? "on" : "off", c->validity);
         size_t len = strlen(buf);
-        snprintf(buf + len, sizeof buf - len, "certpoll=%s\nundecryptable=%s\n",
+        snprintf(buf + len, sizeof buf - len, "certpoll=%s\nundecryptable=%s\nthumbprint=%s\n",
                  c->certpoll_unsupported ? "unsupported" : "supported",
-                 c->undecryptable_no_certrep ? "none" : "certrep");
+                 c->undecryptable_no_certrep ? "none" : "certrep", c->thumbprint_other ? "other" : "ca");
         len = strlen(buf);
         snprintf(buf + len, sizeof buf - len, "lang=%s\npassword_length=%d\nsingle_password=%s\nadmin_page=%s\n",
                  lang_names[c->lang], c->password_length, c->single_password ? "on" : "off",

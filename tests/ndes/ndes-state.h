@@ -52,6 +52,7 @@ typedef struct Config {
         bool certpoll_issued;          /* CertPoll also finds transactions issued at once */
         bool certpoll_unsupported;     /* CertPoll answered HTTP 500 (micromdm's scepserver) */
         bool undecryptable_no_certrep; /* an envelope it cannot decrypt gets no CertRep (NDES) */
+        bool thumbprint_other;         /* the admin page shows another certificate's thumbprint */
         long reply_delay;
         bool unavailable;              /* every request answered 503 */
         long validity;                 /* seconds; 0: one year */              /* seconds before a PKIOperation's answer, after the work */
