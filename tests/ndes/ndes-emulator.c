@@ -1042,7 +1042,8 @@ static void help(void) {
                "  ndes-emulator ctl --state DIR [KEY=VALUE...]    change modes; no argument prints them\n"
                "  ndes-emulator approve --state DIR TXID|all      approve pending requests\n"
                "  ndes-emulator pending --state DIR               list pending transaction IDs\n"
-               "  ndes-emulator log --state DIR [--scep]          challenge fetches (or PKIOperations)\n\n"
+               "  ndes-emulator log --state DIR [--scep]          challenge fetches (or PKIOperations)\n"
+               "  ndes-emulator restart --state DIR               an IIS restart: the password cache emptied\n\n"
                "As CGI (GATEWAY_INTERFACE set), NDES_STATE_DIR names the state directory.\n\n"
                "Keys for ctl:\n"
                "  caps=win2016|win2012|aes|scepstandard   GetCACaps profile (win2012: POST gets an empty 200,\n"
@@ -1061,7 +1062,7 @@ static void help(void) {
                "  reply_cipher=auto|des3|aes128|aes256|des\n"
                "  reply_oaep=auto|on|off   reply_certs=auto|on|off\n"
                "  ra_order=sign,enc,ca (any order)        GetCACert certificate order\n"
-               "  max_get_url=N                           GET URLs longer than N bytes get 414 (0: no limit)\n"
+               "  max_get_url=N                           GET URLs longer than N bytes get IIS's 404.15 (0: no limit)\n"
                "  cache_size=N (5)   challenge_ttl=SECONDS (3600)   caps_eol=crlf|lf\n"
                "  keep_requests=on|off                    save each PKIOperation body as last-request.der\n"
                "  lang=en|de|ja                           language of the mscep_admin pages (challenge, cache\n"
@@ -1075,7 +1076,16 @@ static void help(void) {
                "                                          counted as outstanding in the password cache\n"
                "  admin_page=ndes|garbage                 garbage: mscep_admin answers 200 with a page that is no\n"
                "                                          NDES page (maintenance text, a control character,\n"
-               "                                          non-ASCII)\n");
+               "                                          non-ASCII)\n"
+               "  certpoll=supported|unsupported          unsupported: every CertPoll gets HTTP 500 (as scepserver)\n"
+               "  undecryptable=none|certrep              an envelope it cannot decrypt: no CertRep (HTTP 500, as\n"
+               "                                          NDES), or a FAILURE badMessageCheck CertRep\n"
+               "  thumbprint=ca|other                     other: the page shows the RA signing certificate's MD5\n"
+               "  restart (a command, not a key)          an IIS restart: the password cache is emptied\n\n"
+               "Faults by path: /f/SPEC/certsrv/... is NDES meeting SPEC's faults, a comma-separated list of\n"
+               "STEP.CLASS[.COUNT] (STEP caps|cacert|admin|pkcsreq|certpoll; CLASS html|302|400|403|404|500|\n"
+               "503|timeout|fail0..fail4|pending|undecryptable|unknownpw|delayN; tag.WORD only makes SPEC\n"
+               "distinct): see tests/ndes/README.md.\n");
 }
 
 #define FOREACH_SUBDIR(n) for (const char *const *_p = (const char *const[]) { "transactions", "issued", NULL }, *n; (n = *_p); _p++)
