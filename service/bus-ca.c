@@ -176,9 +176,15 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0)
                 return r;
 
-        r = caller_from_message(m->callers, msg, caller_names_needed(m->config), &caller);
+        r = caller_from_message(m->callers, msg, caller_names_needed(m->config) & CALLER_UNIT, &caller);
         if (r < 0)
                 return bus_caller_error(m, error, r);
+        r = caller_resolve_names(&caller, caller_names_needed(m->config));
+        if (r < 0) {
+                uid_t u = caller.uid;
+                caller_done(&caller);
+                return bus_nss_error(m, error, u, r);
+        }
         CbCaller cb;
         caller_to_policy(&caller, &cb);
         uid_t uid = caller.uid;

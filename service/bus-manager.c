@@ -194,9 +194,12 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
         p->token = o.token;
 
         CallerNames needed = caller_names_needed(m->config);
-        r = caller_from_message(m->callers, msg, needed | extra, &p->caller);
+        r = caller_from_message(m->callers, msg, (needed | extra) & CALLER_UNIT, &p->caller);
         if (r < 0)
                 return bus_caller_error(m, error, r);
+        r = caller_resolve_names(&p->caller, needed);
+        if (r < 0)
+                return bus_nss_error(m, error, p->caller.uid, r);
 
         caller_to_policy(&p->caller, &p->cb_caller);
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bus-text.h"
 #include "bus-util.h"
@@ -77,6 +78,15 @@ int bus_caller_error(Manager *m, sd_bus_error *error, int r) {
         return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                              "The broker keeps track of %zu connections already, all it can: try again once "
                              "some have closed.", total);
+}
+
+int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r) {
+        if (manager_audit_admit(m, uid))
+                log_warning_errno(r, "Cannot look up the names of uid %u's user or groups through NSS: %m", (unsigned) uid);
+        return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                             "The broker cannot look up the names of your user (uid %u) or its groups through NSS "
+                             "(%s), and its policy selects callers by name: nothing was decided; try again "
+                             "once NSS (sssd, winbind, LDAP) answers.", (unsigned) uid, strerror(r < 0 ? -r : r));
 }
 
 int bus_request_path(const char *id, char **ret) {

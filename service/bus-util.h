@@ -31,6 +31,9 @@ int bus_append_text(sd_bus_message *m, const char *s);
  * (CALLER_ERR_UID_FULL, CALLER_ERR_FULL) is QuotaExceeded, saying why, and audited (limited
  * per uid); anything else is the errno's error. Returns the negative errno. */
 int bus_caller_error(Manager *m, sd_bus_error *error, int r);
+/* caller_resolve_names() failed (NSS): NotReady, nothing decided, try again; logged (limited
+ * per uid). */
+int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r);
 
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);

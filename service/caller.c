@@ -462,22 +462,108 @@ int caller_uid_from_message(CallerRegistry *reg, sd_bus_message *m, uid_t *ret_u
         return 0;
 }
 
-static char *user_name_of(uid_t uid) {
-        struct passwd pw, *res = NULL;
-        char buf[4096];
+/* ---- NSS ---- */
 
-        if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res)
-                return NULL;
-        return strdup(res->pw_name);
+static const CallerNss nss_libc = {
+        .getpwuid_r = getpwuid_r,
+        .getgrgid_r = getgrgid_r,
+        .getgrouplist = getgrouplist,
+};
+static const CallerNss *nss = &nss_libc;
+
+void caller_set_nss(const CallerNss *n) {
+        nss = n ?: &nss_libc;
 }
 
-static char *group_name_of(gid_t gid) {
-        struct group gr, *res = NULL;
-        char buf[8192];
+/* An _r look-up's answer: 1 found, 0 no such entry, negative errno NSS failed. ERANGE (the
+ * entry does not fit) is asked again with a buffer twice the size, up to CALLER_NSS_BUFFER_MAX. */
+static int nss_answer(int e, bool found) {
+        if (e == 0)
+                return found ? 1 : 0;
+        if (e == ENOENT)                /* some modules say "not found" so */
+                return 0;
+        return -e;
+}
 
-        if (getgrgid_r(gid, &gr, buf, sizeof buf, &res) != 0 || !res)
-                return NULL;
-        return strdup(res->gr_name);
+/* uid's name and primary group: 1 and *ret_name (and *ret_gid), 0 when NSS has no such user,
+ * negative errno when NSS failed (nothing is known then). */
+static int user_lookup(uid_t uid, char **ret_name, gid_t *ret_gid) {
+        for (size_t size = CALLER_NSS_BUFFER_MIN;; size *= 2) {
+                struct passwd pw, *res = NULL;
+                char *buf = malloc(size);
+                int e, r;
+
+                if (!buf)
+                        return -ENOMEM;
+                e = nss->getpwuid_r(uid, &pw, buf, size, &res);
+                if (e == ERANGE) {
+                        free(buf);
+                        if (size >= CALLER_NSS_BUFFER_MAX)
+                                return -ERANGE;
+                        continue;
+                }
+                r = nss_answer(e, res != NULL);
+                if (r > 0) {
+                        if (ret_gid)
+                                *ret_gid = res->pw_gid;
+                        if (ret_name && !(*ret_name = strdup(res->pw_name)))
+                                r = -ENOMEM;
+                }
+                free(buf);
+                return r;
+        }
+}
+
+/* gid's name: as user_lookup(). A group of many members needs a large buffer: 8 KiB holds
+ * only a few hundred. */
+static int group_lookup(gid_t gid, char **ret_name) {
+        for (size_t size = CALLER_NSS_BUFFER_MIN;; size *= 2) {
+                struct group gr, *res = NULL;
+                char *buf = malloc(size);
+                int e, r;
+
+                if (!buf)
+                        return -ENOMEM;
+                e = nss->getgrgid_r(gid, &gr, buf, size, &res);
+                if (e == ERANGE) {
+                        free(buf);
+                        if (size >= CALLER_NSS_BUFFER_MAX)
+                                return -ERANGE;
+                        continue;
+                }
+                r = nss_answer(e, res != NULL);
+                if (r > 0 && !(*ret_name = strdup(res->gr_name)))
+                        r = -ENOMEM;
+                free(buf);
+                return r;
+        }
+}
+
+int caller_resolve_names(Caller *c, CallerNames names) {
+        int r;
+
+        if ((names & CALLER_USER_NAME) && !c->user_name) {
+                r = user_lookup(c->uid, &c->user_name, NULL);
+                if (r < 0)
+                        return r;
+        }
+        if ((names & CALLER_GROUP_NAMES) && !c->group_names) {
+                char **g = calloc(c->n_gids + 1, sizeof(char *));
+                if (!g)
+                        return -ENOMEM;
+                for (size_t i = 0; i < c->n_gids; i++) {
+                        r = group_lookup(c->gids[i], &g[i]);
+                        if (r < 0) {
+                                for (size_t j = 0; j < i; j++)
+                                        free(g[j]);
+                                free(g);
+                                return r;
+                        }
+                }
+                c->group_names = g;
+                c->n_group_names = c->n_gids;
+        }
+        return 0;
 }
 
 /* The unit of the pinned process, read now and kept only if the process is still the pinned
@@ -535,17 +621,9 @@ int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames name
                 if (r < 0)
                         goto fail;
         }
-        if (names & CALLER_USER_NAME)
-                c.user_name = user_name_of(c.uid);
-        if (names & CALLER_GROUP_NAMES) {
-                c.group_names = calloc(c.n_gids + 1, sizeof(char *));
-                if (!c.group_names) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                for (size_t i = 0; i < c.n_gids; i++)
-                        c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
-        }
+        r = caller_resolve_names(&c, names);
+        if (r < 0)
+                goto fail;
         entry_free(temp);
         *ret = c;
         return 0;
@@ -582,32 +660,37 @@ int caller_snapshot_format(const Caller *c, char **ret) {
         return 0;
 }
 
+/* uid's groups from NSS: none when there is no such user; negative errno when NSS failed. */
 static int gids_from_nss(uid_t uid, gid_t **ret, size_t *ret_n) {
-        struct passwd pw, *res = NULL;
-        char buf[4096];
-        int n = 64;
+        char *name = NULL;
+        gid_t primary = 0;
+        int n = 64, r;
         gid_t *g = NULL;
 
-        if (getpwuid_r(uid, &pw, buf, sizeof buf, &res) != 0 || !res) {
+        r = user_lookup(uid, &name, &primary);
+        if (r <= 0) {
                 *ret = NULL;
                 *ret_n = 0;
-                return 0;               /* no such user: no groups */
+                return r;               /* 0: no such user, no groups */
         }
         for (;;) {
                 int want = n;
                 gid_t *ng = realloc(g, sizeof(gid_t) * (size_t) (n > 0 ? n : 1));
                 if (!ng) {
                         free(g);
+                        free(name);
                         return -ENOMEM;
                 }
                 g = ng;
-                if (getgrouplist(res->pw_name, res->pw_gid, g, &n) >= 0)
+                if (nss->getgrouplist(name, primary, g, &n) >= 0)
                         break;
                 if (n <= want || n > 65536) {
                         free(g);
+                        free(name);
                         return -E2BIG;
                 }
         }
+        free(name);
         *ret = g;
         *ret_n = (size_t) n;
         return 0;
@@ -692,15 +775,8 @@ int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, boo
                 if (r >= 0 && !c.unit && !(c.unit_note = strdup("the caller's unit was not known when it enrolled")))
                         r = -ENOMEM;
         }
-        if (r >= 0 && (names & CALLER_USER_NAME))
-                c.user_name = user_name_of(uid);
-        if (r >= 0 && (names & CALLER_GROUP_NAMES)) {
-                c.group_names = calloc(c.n_gids + 1, sizeof(char *));
-                if (!c.group_names)
-                        r = -ENOMEM;
-                for (size_t i = 0; r >= 0 && i < c.n_gids; i++)
-                        c.group_names[c.n_group_names++] = group_name_of(c.gids[i]);
-        }
+        if (r >= 0)
+                r = caller_resolve_names(&c, names);
         if (r < 0) {
                 caller_done(&c);
                 return r;

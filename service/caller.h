@@ -2,6 +2,8 @@
 #pragma once
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -97,8 +99,28 @@ uid_t caller_registry_refused_uid(const CallerRegistry *reg);
 /* Which look-ups the configuration's rules need. */
 CallerNames caller_names_needed(const CbConfig *config);
 
-/* Fill *ret from the sender of m. Returns 0 or a negative errno (CALLER_ERR_UID_FULL and
- * CALLER_ERR_FULL when the connection is refused); on failure *ret is untouched. */
+/* NSS, as the caller module asks it (a seam for tests; NULL: the C library's). */
+typedef struct CallerNss {
+        int (*getpwuid_r)(uid_t uid, struct passwd *pw, char *buf, size_t size, struct passwd **ret);
+        int (*getgrgid_r)(gid_t gid, struct group *gr, char *buf, size_t size, struct group **ret);
+        int (*getgrouplist)(const char *user, gid_t group, gid_t *groups, int *n);
+} CallerNss;
+void caller_set_nss(const CallerNss *nss);
+/* Buffers for one NSS entry: doubled from the first size while NSS says ERANGE, up to the
+ * second (a group of tens of thousands of members). */
+#define CALLER_NSS_BUFFER_MIN 4096U
+#define CALLER_NSS_BUFFER_MAX (1024U * 1024U)
+
+/* Fill in c's user name and group names (names: CALLER_USER_NAME, CALLER_GROUP_NAMES) through
+ * NSS, which may block (sssd). A uid or gid NSS has no entry for gets no name (NULL); when NSS
+ * fails (an error, or an entry larger than CALLER_NSS_BUFFER_MAX: -ERANGE) nothing is filled in
+ * and a negative errno is returned: a decision must not take "the lookup failed" for "no
+ * name". */
+int caller_resolve_names(Caller *c, CallerNames names);
+
+/* Fill *ret from the sender of m, with the names resolved as caller_resolve_names(). Returns 0
+ * or a negative errno (CALLER_ERR_UID_FULL and CALLER_ERR_FULL when the connection is refused;
+ * NSS's errors as caller_resolve_names()); on failure *ret is untouched. */
 int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames names, Caller *ret);
 
 /* The sender's uid alone (from the same remembered credentials). */
@@ -115,7 +137,9 @@ int caller_snapshot_format(const Caller *c, char **ret);
 /* The caller from a stored snapshot for owner uid. An empty snapshot (a request stored by a
  * certbroker before 0.3) stands for the owner's groups from NSS, without unit or label. Names
  * are resolved through NSS as for a bus caller. nss_groups: the groups from NSS now rather
- * than the snapshot's (renewal: there is no bus message). -EINVAL for a malformed snapshot. */
+ * than the snapshot's (renewal: there is no bus message); an owner NSS does not know has none.
+ * -EINVAL for a malformed snapshot; NSS's failures as caller_resolve_names() (then whatever
+ * would be decided for this caller waits: Reload keeps the request, renewal tries again). */
 int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, bool nss_groups, Caller *ret);
 
 /* The caller as policy/ sees it (pointers into c). */

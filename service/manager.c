@@ -370,8 +370,8 @@ static void manager_redecide_requests(Manager *m, const char *when) {
                         continue;
                 r = caller_from_snapshot(rec->owner, rec->caller, names, false, &c);
                 if (r < 0) {
-                        log_warning_errno(r, "Request %s: cannot read whom it was decided for; the %s keeps it: %m",
-                                          rec->id, when);
+                        log_warning_errno(r, "Request %s: cannot read whom it was decided for, or look up its "
+                                          "names through NSS; the %s keeps it: %m", rec->id, when);
                         continue;
                 }
                 caller_to_policy(&c, &cb);
