@@ -203,15 +203,23 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
         return 0;
 }
 
+#define DEPARTURES_MATCH \
+        "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus'," \
+        "interface='org.freedesktop.DBus',member='NameOwnerChanged'"
+
 int caller_registry_attach(CallerRegistry *reg, sd_bus *bus) {
+        int r;
+
         /* One match for every connection: the bus daemon counts match rules per connection
          * (dbus-daemon allows 512), so one per caller, as sd_bus_track makes, would cost the
          * broker its connection once that many callers are known. arg2='': only departures
-         * (a name with no new owner). Synchronous: from here on no departure is missed. */
-        return sd_bus_add_match(bus, &reg->departures,
-                                "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg2=''",
-                                on_name_owner_changed, reg);
+         * (a name with no new owner); a bus that refuses the empty argument match gets the
+         * match without it (the handler looks at the new owner anyway). Synchronous: from
+         * here on no departure is missed. */
+        r = sd_bus_add_match(bus, &reg->departures, DEPARTURES_MATCH ",arg2=''", on_name_owner_changed, reg);
+        if (r < 0 && r != -ENOTCONN && r != -ECONNRESET)
+                r = sd_bus_add_match(bus, &reg->departures, DEPARTURES_MATCH, on_name_owner_changed, reg);
+        return r;
 }
 
 /* Effective uid of pid from /proc/<pid>/status; -errno. */
