@@ -82,7 +82,8 @@ int bus_caller_error(Manager *m, sd_bus_error *error, int r) {
 
 int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r) {
         if (manager_audit_admit(m, uid))
-                log_warning_errno(r, "Cannot look up the names of uid %u's user or groups through NSS: %m", (unsigned) uid);
+                log_warning_errno(r, "Cannot look up the names of uid %u's user or groups through NSS: %m",
+                                  (unsigned) uid);
         return bus_error_set(error, BROKER_ERROR_NOT_READY,
                              "The broker cannot look up the names of your user (uid %u) or its groups through NSS "
                              "(%s), and its policy selects callers by name: nothing was decided; try again "
