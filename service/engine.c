@@ -58,6 +58,9 @@ typedef struct Attempt {
         ScepMessage *msg;
         ScepTransport transport;
         size_t url_size;                /* of a GET PKIOperation, for the URL-limit hint */
+        char thumbprint[33];            /* what the challenge's page said (ChallengeResult) */
+        bool multi_use;
+        unsigned validity_minutes;
 } Attempt;
 
 
@@ -307,6 +310,8 @@ static void recovery_resubmit(Request *r, bool unknown, const char *why);
 static void step_submit(Request *r) {
         Attempt *a = r->engine;
 
+        if (r->recovery_resubmit && r->rec->submitted == 0)
+                r->recovery_resubmit = false;  /* no longer in doubt (an answer came meanwhile) */
         if (r->recovery_resubmit && !a->polling && r->rec->submitted != 0) {
                 /* The CA answered GetCACaps just now (step_meta()), but never a CertPoll. */
                 char why[128];
@@ -324,17 +329,20 @@ static void step_submit(Request *r) {
 
 /* Trust on first use, for a CA without CAFingerprint=: the mscep_admin page, fetched with
  * Kerberos, shows the MD5 thumbprint of NDES's CA certificate (the one GetCACert returns last,
- * micromdm/scep 70f835e); the CA certificate GetCACert gave us must be that one. 1 when it
+ * micromdm/scep 70f835e); the CA certificate GetCACert gave us must be that one, checked just
+ * before the PKCSReq is built (the challenge may have waited for the CA's metadata). 1 when it
  * matches or there is nothing to compare, 0 when the request was dealt with (a mismatch: tried
  * once more with the CA's certificates fetched again, then refused). */
-static int thumbprint_check(Request *r, ChallengeResult *res) {
+static int thumbprint_check(Request *r) {
         const CbCa *c = request_ca_config(r);
         CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
-        char ours[2 * EVP_MAX_MD_SIZE + 1] = "", msg[1024];
+        char ours[2 * EVP_MAX_MD_SIZE + 1] = "", theirs[sizeof a->thumbprint], msg[1024];
 
-        if (!c || c->has_fingerprint || !res->thumbprint[0] || !ca || !CE(ca)->certs || !CE(ca)->certs->ca)
+        if (!c || c->has_fingerprint || !a->challenge || !a->thumbprint[0] || !ca || !CE(ca)->certs ||
+            !CE(ca)->certs->ca)
                 return 1;
         if (!X509_digest(CE(ca)->certs->ca, EVP_md5(), md, &mdlen)) {
                 ERR_clear_error();
@@ -342,19 +350,28 @@ static int thumbprint_check(Request *r, ChallengeResult *res) {
         }
         for (unsigned i = 0; i < mdlen; i++)
                 snprintf(ours + 2 * i, 3, "%02x", md[i]);
-        if (strcmp(ours, res->thumbprint) == 0)
+        if (strcmp(ours, a->thumbprint) == 0)
                 return 1;
 
+        memcpy(theirs, a->thumbprint, sizeof theirs);
         if (!CE(ca)->meta_http)
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
         if (!r->thumbprint_retried) {
-                /* The challenge is good: it serves the next try instead of being thrown away. */
-                challenge_fetcher_keep_spare(CE(ca)->fetcher, res);
+                /* The challenge is good: it serves the next try instead of being thrown away
+                 * (with what its page said, so that whoever gets it checks it too). */
+                ChallengeResult spare = {
+                        .outcome = TRANSPORT_OK,
+                        .secret = TAKE_PTR(a->challenge),
+                        .multi_use = a->multi_use,
+                        .validity_minutes = a->validity_minutes,
+                };
+                memcpy(spare.thumbprint, theirs, sizeof spare.thumbprint);
                 /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once. */
                 r->thumbprint_retried = true;
                 log_notice("Request %s: the CA certificate from GetCACert (MD5 %s) is not the one %s shows (%s); "
-                           "fetching the CA's certificates again.", r->rec->id, ours, c->admin_url, res->thumbprint);
+                           "fetching the CA's certificates again.", r->rec->id, ours, c->admin_url, theirs);
                 request_end_attempt(r);
+                challenge_fetcher_keep_spare(CE(ca)->fetcher, &spare);
                 (void) engine_request_start(r);
                 return 0;
         }
@@ -362,9 +379,9 @@ static int thumbprint_check(Request *r, ChallengeResult *res) {
                  "authenticated admin page %s shows (%s): refusing to enroll with a CA that cannot be "
                  "authenticated. If a proxy or another server answers the SCEP URL, fix URL=; to trust a CA "
                  "explicitly, set CAFingerprint=sha256:<its SHA-256 fingerprint>.", c->url, ours, c->admin_url,
-                 res->thumbprint);
-        /* Its page vouched for another CA: not kept for anyone (it stays counted at NDES). */
-        res->secret = challenge_secret_free(res->secret);
+                 theirs);
+        /* Its page vouched for another CA: not kept for anyone (it stays counted at NDES, freed
+         * with the attempt). */
         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
         return 0;
 }
@@ -378,8 +395,6 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 attempt_failed(r, res->outcome, res->message);
                 return;
         }
-        if (thumbprint_check(r, res) == 0)
-                return;
         if (res->anonymous) {
                 CaEngine *ce = CE(request_ca_state(r));
                 /* The server's weakness, not ours: the enrollment goes on, said once per load. */
@@ -395,6 +410,9 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
         }
         challenge_secret_free(a->challenge);
         a->challenge = TAKE_PTR(res->secret);
+        memcpy(a->thumbprint, res->thumbprint, sizeof a->thumbprint);
+        a->multi_use = res->multi_use;
+        a->validity_minutes = res->validity_minutes;
         step_pkioperation(r);
 }
 
@@ -838,6 +856,9 @@ static void step_pkioperation(Request *r) {
                 step_meta(r);
                 return;
         }
+        /* Trust on first use: the CA is the one the challenge's page vouches for. */
+        if (!a->polling && thumbprint_check(r) == 0)
+                return;
         const ScepAlgorithms *alg = &CE(ca)->alg;
         a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
