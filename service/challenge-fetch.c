@@ -626,6 +626,10 @@ unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f) {
         return challenge_limit_get_used(f->limit);
 }
 
+unsigned challenge_fetcher_get_max(const ChallengeFetcher *f) {
+        return challenge_limit_get_max(f->limit);
+}
+
 unsigned challenge_fetcher_get_held(const ChallengeFetcher *f) {
         return challenge_limit_get_held(f->limit);
 }

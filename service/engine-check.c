@@ -324,6 +324,20 @@ static void check_run(Check *k) {
                                         check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
                                         continue;
                                 }
+                                if (challenge_fetcher_get_outstanding(f) >= challenge_fetcher_get_max(f)) {
+                                        /* Not waited for: a slot may stay held for as long as NDES
+                                         * keeps an unused challenge (an hour), and a waiting Check
+                                         * would hold one of the CHECK_MAX_RUNNING places as long. */
+                                        char busy[512];
+                                        snprintf(busy, sizeof busy, "not fetched: all %u of MaxOutstandingChallenges= "
+                                                 "are taken (%u by challenges NDES still holds unused, until "
+                                                 "they expire; %u enrollments waiting), and NDES keeps only a "
+                                                 "few unused challenges; run the Check again later",
+                                                 challenge_fetcher_get_max(f), challenge_fetcher_get_held(f),
+                                                 challenge_fetcher_get_queued(f));
+                                        check_add(k, "challenge", "skip", busy);
+                                        continue;
+                                }
                                 /* Fresh: the step checks what the page answers now. The handler
                                  * may run (and free k) before this returns. */
                                 q = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);

@@ -1478,6 +1478,9 @@ int engine_config_changed(Manager *m) {
                                 end_failed(r, BROKER_ERROR_UNKNOWN_CA,
                                                "The CA was removed from the configuration.");
                 }
+                /* Out of the list before it is freed: the next removed CA's requests look CAs up
+                 * by name while they end. */
+                m->cas[i] = NULL;
                 ca_state_free(ca);
         }
         free(m->cas);

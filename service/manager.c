@@ -212,7 +212,7 @@ void manager_notify_credentials_changed(Manager *m) {
 
 CaState *manager_find_ca_state(Manager *m, const char *name) {
         for (size_t i = 0; i < m->n_cas; i++)
-                if (strcmp(m->cas[i]->name, name) == 0)
+                if (m->cas[i] && strcmp(m->cas[i]->name, name) == 0)   /* NULL: removed by a Reload */
                         return m->cas[i];
         return NULL;
 }
