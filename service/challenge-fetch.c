@@ -626,10 +626,6 @@ unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f) {
         return challenge_limit_get_used(f->limit);
 }
 
-int challenge_fetcher_hold_until(ChallengeFetcher *f, uint64_t until_usec) {
-        return challenge_limit_hold_new(f->limit, until_usec);
-}
-
 unsigned challenge_fetcher_get_max(const ChallengeFetcher *f) {
         return challenge_limit_get_max(f->limit);
 }

@@ -105,9 +105,6 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 /* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
-/* A challenge fetched before a restart that NDES may keep until until_usec (CLOCK_MONOTONIC):
- * counted as held until then, even beyond MaxOutstandingChallenges=. */
-int challenge_fetcher_hold_until(ChallengeFetcher *f, uint64_t until_usec);
 /* MaxOutstandingChallenges= in force. */
 unsigned challenge_fetcher_get_max(const ChallengeFetcher *f);
 /* Of the slots taken: those held for challenges left unused at NDES until they expire. */

@@ -84,11 +84,6 @@ int challenge_limit_hold(ChallengeLimit *l, uint64_t until) {
         return 0;
 }
 
-int challenge_limit_hold_new(ChallengeLimit *l, uint64_t until) {
-        l->used++;
-        return challenge_limit_hold(l, until);
-}
-
 unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now) {
         unsigned n = 0;
 

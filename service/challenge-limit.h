@@ -38,9 +38,6 @@ void challenge_limit_clear_wake(ChallengeLimit *l, void *userdata);
 /* A taken slot stays taken until `until` (a challenge left unused at NDES). On -ENOMEM the slot
  * is given back at once (as before holds existed). */
 int challenge_limit_hold(ChallengeLimit *l, uint64_t until);
-/* A new slot, taken even beyond max, held until `until`: a challenge fetched before a restart
- * that NDES may still keep. */
-int challenge_limit_hold_new(ChallengeLimit *l, uint64_t until);
 /* Gives back the slots of holds whose time has come (runs the wake function once if any);
  * returns how many. */
 unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now);

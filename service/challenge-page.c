@@ -14,7 +14,6 @@ struct ChallengeSecret {
         void (*release)(void *userdata);
         void *release_userdata;
         bool consumed;
-        uint64_t tag;
 };
 
 int challenge_secret_new(const char *data, size_t size, ChallengeSecret **ret) {
@@ -55,15 +54,6 @@ void challenge_secret_set_consumed(ChallengeSecret *s) {
 
 bool challenge_secret_is_consumed(const ChallengeSecret *s) {
         return s && s->consumed;
-}
-
-void challenge_secret_set_tag(ChallengeSecret *s, uint64_t tag) {
-        if (s)
-                s->tag = tag;
-}
-
-uint64_t challenge_secret_get_tag(const ChallengeSecret *s) {
-        return s ? s->tag : 0;
 }
 
 void challenge_secret_set_release(ChallengeSecret *s, void (*release)(void *userdata), void *userdata) {

@@ -126,9 +126,6 @@ void challenge_secret_freep(ChallengeSecret **s);
  * keeps counting until NDES forgets it. challenge_secret_is_consumed() tells the release hook. */
 void challenge_secret_set_consumed(ChallengeSecret *s);
 bool challenge_secret_is_consumed(const ChallengeSecret *s);
-/* A number the owner attaches (the challenge-ledger id of the daemon), 0 when none. */
-void challenge_secret_set_tag(ChallengeSecret *s, uint64_t tag);
-uint64_t challenge_secret_get_tag(const ChallengeSecret *s);
 
 /* A function run once when the secret is freed (used to count outstanding challenges). */
 void challenge_secret_set_release(ChallengeSecret *s, void (*release)(void *userdata), void *userdata);

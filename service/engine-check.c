@@ -211,8 +211,6 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         else
                 check_add(k, "challenge", "fail", res->message);
         /* Not thrown away: the next enrollment of this CA uses it (it may be waiting now). */
-        if (res->outcome == TRANSPORT_OK)
-                engine_ledger_record(k->manager, k->ca->name, res);
         challenge_fetcher_keep_spare(f, res);
         res->secret = NULL;
         check_run(k);           /* check_run() already moved past this step */

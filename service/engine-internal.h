@@ -18,7 +18,6 @@ typedef struct Engine {
         char *krb5_error;               /* why there are no credentials, for messages */
         char *krb5_settings;            /* the [Kerberos] settings the credentials were made from */
         struct Check *checks;           /* CA.Check() calls in progress (engine-check.c) */
-        struct ChallengeLedger *ledger; /* challenges NDES may hold for us, across restarts */
 } Engine;
 
 typedef struct MetaWaiter {
@@ -39,7 +38,6 @@ typedef struct CaEngine {
         bool warned_anonymous;          /* mscep_admin let us in without Negotiate: logged once
                                          * per fetcher (configuration load) */
         struct UidLimit *check_challenge_limit; /* CA.Check(challenge) per non-root uid */
-        bool ledger_applied;            /* the ledger's entries of this CA are counted as held */
 } CaEngine;
 
 static inline Engine *E(Manager *m) { return m->engine; }
@@ -49,7 +47,3 @@ static inline CaEngine *CE(CaState *ca) { return ca->engine; }
  * with a note to run it again; free them without answering (shutdown). */
 void engine_checks_abort(Manager *m, CaState *ca);
 void engine_checks_free(Manager *m);
-
-/* A challenge just fetched for ca (not one of single-password mode, not one recorded already):
- * written to the ledger, so that a restart still counts it until NDES forgets it. */
-void engine_ledger_record(Manager *m, const char *ca, ChallengeResult *res);

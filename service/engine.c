@@ -25,7 +25,6 @@
 #include "broker-error.h"
 #include "cb-subject.h"
 #include "challenge-fetch.h"
-#include "challenge-ledger.h"
 #include "challenge-page.h"
 #include "engine.h"
 #include "engine-internal.h"
@@ -409,7 +408,6 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                         ce->warned_anonymous = true;
                 }
         }
-        engine_ledger_record(r->manager, r->rec->ca, res);
         challenge_secret_free(a->challenge);
         a->challenge = TAKE_PTR(res->secret);
         memcpy(a->thumbprint, res->thumbprint, sizeof a->thumbprint);
@@ -636,7 +634,6 @@ static void handle_certrep(Request *r, const HttpResult *res) {
          * free again. */
         request_clear_submitted(r);
         r->recovery_polls = 0;
-        challenge_ledger_remove(E(r->manager)->ledger, challenge_secret_get_tag(a->challenge), now_usec());
         challenge_secret_set_consumed(a->challenge);
         a->challenge = challenge_secret_free(a->challenge);
         if (rep->status == SCEP_STATUS_FAILURE && !a->polling && !r->challenge_retried &&
@@ -1181,42 +1178,6 @@ int engine_ca_refresh(Manager *m, CaState *ca) {
         return 0;
 }
 
-/* ---- the ledger of challenges NDES may hold ---- */
-
-void engine_ledger_record(Manager *m, const char *ca, ChallengeResult *res) {
-        Engine *e = E(m);
-        uint64_t now = now_usec(), id;
-
-        if (!e->ledger || !res->secret || res->multi_use || challenge_secret_get_tag(res->secret) != 0)
-                return;
-        id = challenge_ledger_add(e->ledger, ca, now,
-                                  now + challenge_validity_usec(res->validity_minutes) + CHALLENGE_HOLD_MARGIN_USEC);
-        challenge_secret_set_tag(res->secret, id);
-        if (challenge_ledger_last_error(e->ledger) < 0)
-                log_warning_errno(challenge_ledger_last_error(e->ledger),
-                                  "Cannot record the challenges NDES may hold in the state directory (a restart "
-                                  "would not count them): %m");
-}
-
-/* Once per CA and run: what was fetched before the restart and not proven consumed may still
- * be in NDES's cache: counted as held until it expires. */
-static void ca_apply_ledger(Manager *m, CaState *ca) {
-        CaEngine *ce = CE(ca);
-        uint64_t ends[64], now = now_usec(), mono = monotonic_usec();
-        size_t n;
-
-        if (ce->ledger_applied || !ce->fetcher)
-                return;
-        ce->ledger_applied = true;
-        n = challenge_ledger_pending(E(m)->ledger, ca->name, now, ends, ELEMENTSOF(ends));
-        for (size_t i = 0; i < n; i++)
-                (void) challenge_fetcher_hold_until(ce->fetcher, mono + (ends[i] - now));
-        if (n > 0)
-                log_info("CA %s: %zu challenge(s) fetched before this start were not seen used; NDES may still "
-                         "hold them, so they count against MaxOutstandingChallenges= until they expire.",
-                         ca->name, n);
-}
-
 /* ---- engine-wide ---- */
 
 const char *engine_credential_state(Manager *m) {
@@ -1296,19 +1257,6 @@ int engine_new(Manager *m) {
         if (q < 0)
                 return log_error_errno(q, "Cannot set up HTTP: %m");
 
-        char *ledger_path = NULL;
-        if (asprintf(&ledger_path, "%s/ndes-challenges", m->state_dir_override ?: m->config->state_directory) < 0)
-                return log_error_errno(ENOMEM, "Out of memory");
-        q = challenge_ledger_open(ledger_path, now_usec(), &e->ledger);
-        if (q < 0 && !e->ledger) {
-                free(ledger_path);
-                return log_error_errno(q, "Cannot set up the ledger of NDES challenges: %m");
-        }
-        if (q < 0)
-                log_warning_errno(q, "%s could not be read whole (%m): the challenges NDES may hold from before "
-                                  "this start are not all counted.", ledger_path);
-        free(ledger_path);
-
         /* Without credentials the broker still starts: CredentialState says "unavailable",
          * requests wait in retrying, and CA.Check() names the problem. */
         (void) engine_start_creds(m);
@@ -1355,7 +1303,6 @@ void engine_free(Manager *m) {
         m->n_cas = 0;
         http_client_free(e->http);
         krb5_creds_free(e->creds);
-        challenge_ledger_free(e->ledger);
         if (e->runtime_dir && !getenv("RUNTIME_DIRECTORY")) {
                 char path[4200];
                 snprintf(path, sizeof path, "%s/krb5.conf", e->runtime_dir);
@@ -1545,7 +1492,6 @@ int engine_config_changed(Manager *m) {
                 if (q < 0)
                         return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
                                                m->cas[i]->name);
-                ca_apply_ledger(m, m->cas[i]);
         }
         for (size_t i = 0; i < m->n_requests; i++) {
                 Attempt *a = m->requests[i]->engine;

@@ -111,24 +111,6 @@ lab_assert_contains "$out" '"challenge" "skip" "not fetched: all 1 of MaxOutstan
         "Check's challenge step with the only slot held"
 lab_pass "CA.Check reports a slot held at NDES instead of waiting for it"
 
-# A restart does not forget it: a broker in a crash loop must not fetch again what NDES still
-# holds. The ledger in the state directory names CAs and times, never a challenge.
-kill -9 "$(lab_pid certbrokerd)"
-lab_stop certbrokerd
-broker_check_log
-[ "$(stat -c %a "$CB_STATE/ndes-challenges")" = 600 ] || lab_fail "the ledger of challenges is not 0600"
-grep -q '^held [0-9]* [0-9]*$' "$CB_STATE/ndes-challenges" || lab_fail "the ledger does not name the held CA: $(cat "$CB_STATE/ndes-challenges")"
-fetched=$(grep -c "GET /f/tag.held,[^ ]*certsrv/mscep_admin/ [^\"]*\" 200" "$LAB_APACHE_ACCESS_LOG" || true)
-broker_start
-lab_assert_contains "$(cat "$LAB_DIR/certbrokerd.log")" "CA held: 1 challenge(s) fetched before this start were not seen used" \
-        "the restarted broker counts the challenge NDES still holds"
-out=$(cb root --timeout=30 call "$CB_BUS" /org/certbroker/Broker1/ca/held "$CB_BUS.CA" Check a{sv} 1 challenge b true)
-lab_assert_contains "$out" '"challenge" "skip" "not fetched: all 1 of MaxOutstandingChallenges= are taken (1 by challenges NDES still holds unused' \
-        "Check's challenge step after kill -9"
-lab_assert_eq "$(grep -c "GET /f/tag.held,[^ ]*certsrv/mscep_admin/ [^\"]*\" 200" "$LAB_APACHE_ACCESS_LOG" || true)" "$fetched" \
-        "challenges fetched for the held CA after the restart"
-lab_pass "kill -9 and restart: the challenge NDES still holds stays counted (the ledger in the state directory)"
-
 # ---- trust on first use ----
 for ca in "${bad_cas[@]}" held; do rm "$CB_CONF/ca.d/$ca.conf"; done
 fp=sha256:$(openssl x509 -in "$NDES_STATE/ca.crt" -noout -fingerprint -sha256 | cut -d= -f2)
