@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,31 +171,263 @@ int manager_load_config(const char *config_dir, CbConfig **ret, char **ret_messa
         return r;
 }
 
-/* ---- requests ---- */
+/* ---- requests and their indexes ---- */
 
-Request *manager_find_request(Manager *m, const char *id) {
-        for (size_t i = 0; i < m->n_requests; i++)
-                if (strcmp(m->requests[i]->rec->id, id) == 0)
-                        return m->requests[i];
+/* Everything that looks a request up on a caller's behalf (its object path, Enroll's count and
+ * token) goes through these, so the cost does not grow with the number of requests kept: a
+ * hash table by id, one by owner and token (chained through the requests themselves), and per
+ * owner a counter and a list. SipHash with a key drawn at start: a token a tenant chooses
+ * cannot be made to collide. */
+
+#define INDEX_BUCKETS_MIN 64U
+
+typedef struct OwnerRequests {
+        uid_t uid;
+        unsigned count;
+        Request *first, *last;
+        struct OwnerRequests *next;     /* same bucket */
+} OwnerRequests;
+
+typedef struct RequestIndex {
+        unsigned char key[crypto_shorthash_KEYBYTES];
+        size_t n_buckets;               /* of each table: a power of two, at least n_requests */
+        Request **by_id;
+        Request **by_token;
+        OwnerRequests **owners;
+} RequestIndex;
+
+static uint64_t index_hash(const RequestIndex *x, const char *s, uint64_t salt) {
+        unsigned char h[crypto_shorthash_BYTES];
+        uint64_t v;
+
+        crypto_shorthash(h, (const unsigned char *) s, strlen(s), x->key);
+        memcpy(&v, h, sizeof v);
+        /* The owner spreads one token string over buckets per uid. */
+        return v + salt * UINT64_C(0x9e3779b97f4a7c15);
+}
+
+static size_t id_bucket(const RequestIndex *x, const char *id) {
+        return index_hash(x, id, 0) & (x->n_buckets - 1);
+}
+
+static size_t token_bucket(const RequestIndex *x, uid_t owner, const char *token) {
+        return index_hash(x, token, (uint64_t) owner + 1) & (x->n_buckets - 1);
+}
+
+static size_t owner_bucket(const RequestIndex *x, uid_t owner) {
+        uint64_t v = ((uint64_t) owner + 1) * UINT64_C(0x9e3779b97f4a7c15);
+        return (v >> 32) & (x->n_buckets - 1);
+}
+
+static OwnerRequests *owner_find(const RequestIndex *x, uid_t owner) {
+        if (!x)
+                return NULL;
+        for (OwnerRequests *o = x->owners[owner_bucket(x, owner)]; o; o = o->next)
+                if (o->uid == owner)
+                        return o;
         return NULL;
 }
 
+static RequestIndex *request_index_free(RequestIndex *x) {
+        if (!x)
+                return NULL;
+        for (size_t i = 0; i < x->n_buckets; i++)
+                for (OwnerRequests *o = x->owners[i], *next; o; o = next) {
+                        next = o->next;
+                        free(o);
+                }
+        free(x->by_id);
+        free(x->by_token);
+        free(x->owners);
+        free(x);
+        return NULL;
+}
+
+static int request_index_new(RequestIndex **ret) {
+        RequestIndex *x = calloc(1, sizeof(*x));
+
+        if (!x)
+                return -ENOMEM;
+        crypto_shorthash_keygen(x->key);
+        x->n_buckets = INDEX_BUCKETS_MIN;
+        x->by_id = calloc(x->n_buckets, sizeof(Request *));
+        x->by_token = calloc(x->n_buckets, sizeof(Request *));
+        x->owners = calloc(x->n_buckets, sizeof(OwnerRequests *));
+        if (!x->by_id || !x->by_token || !x->owners) {
+                request_index_free(x);
+                return -ENOMEM;
+        }
+        *ret = x;
+        return 0;
+}
+
+/* Twice as many buckets, everything moved (the owners' lists stay as they are). */
+static int request_index_grow(RequestIndex *x) {
+        size_t n = x->n_buckets * 2;
+        Request **by_id = calloc(n, sizeof(Request *)), **by_token = calloc(n, sizeof(Request *));
+        OwnerRequests **owners = calloc(n, sizeof(OwnerRequests *));
+        Request **old_id = x->by_id, **old_token = x->by_token;
+        OwnerRequests **old_owners = x->owners;
+        size_t old_n = x->n_buckets;
+
+        if (!by_id || !by_token || !owners) {
+                free(by_id);
+                free(by_token);
+                free(owners);
+                return -ENOMEM;
+        }
+        x->n_buckets = n;
+        x->by_id = by_id;
+        x->by_token = by_token;
+        x->owners = owners;
+        for (size_t i = 0; i < old_n; i++) {
+                for (Request *r = old_id[i], *next; r; r = next) {
+                        size_t b = id_bucket(x, r->rec->id);
+                        next = r->by_id_next;
+                        r->by_id_next = by_id[b];
+                        by_id[b] = r;
+                }
+                for (Request *r = old_token[i], *next; r; r = next) {
+                        size_t b = token_bucket(x, r->rec->owner, r->rec->token ?: "");
+                        next = r->by_token_next;
+                        r->by_token_next = by_token[b];
+                        by_token[b] = r;
+                }
+                for (OwnerRequests *o = old_owners[i], *next; o; o = next) {
+                        size_t b = owner_bucket(x, o->uid);
+                        next = o->next;
+                        o->next = owners[b];
+                        owners[b] = o;
+                }
+        }
+        free(old_id);
+        free(old_token);
+        free(old_owners);
+        return 0;
+}
+
+static int request_index_add(RequestIndex *x, Request *r, size_t n_requests) {
+        OwnerRequests *o;
+        size_t b;
+
+        if (n_requests > x->n_buckets)
+                (void) request_index_grow(x);   /* else longer chains: slower, still right */
+        o = owner_find(x, r->rec->owner);
+        if (!o) {
+                o = calloc(1, sizeof(*o));
+                if (!o)
+                        return -ENOMEM;
+                o->uid = r->rec->owner;
+                b = owner_bucket(x, o->uid);
+                o->next = x->owners[b];
+                x->owners[b] = o;
+        }
+        b = id_bucket(x, r->rec->id);
+        r->by_id_next = x->by_id[b];
+        x->by_id[b] = r;
+        b = token_bucket(x, r->rec->owner, r->rec->token ?: "");
+        r->by_token_next = x->by_token[b];
+        x->by_token[b] = r;
+        r->owner_prev = o->last;
+        r->owner_next = NULL;
+        if (o->last)
+                o->last->owner_next = r;
+        else
+                o->first = r;
+        o->last = r;
+        o->count++;
+        return 0;
+}
+
+static void unlink_chain(Request **head, Request *r, size_t next_offset) {
+        for (Request **p = head; *p; p = (Request **) ((char *) *p + next_offset))
+                if (*p == r) {
+                        *p = *(Request **) ((char *) r + next_offset);
+                        return;
+                }
+}
+
+static void request_index_remove(RequestIndex *x, Request *r) {
+        OwnerRequests *o = owner_find(x, r->rec->owner);
+
+        unlink_chain(&x->by_id[id_bucket(x, r->rec->id)], r, offsetof(Request, by_id_next));
+        unlink_chain(&x->by_token[token_bucket(x, r->rec->owner, r->rec->token ?: "")], r,
+                     offsetof(Request, by_token_next));
+        r->by_id_next = r->by_token_next = NULL;
+        if (!o)
+                return;
+        if (r->owner_prev)
+                r->owner_prev->owner_next = r->owner_next;
+        else if (o->first == r)
+                o->first = r->owner_next;
+        if (r->owner_next)
+                r->owner_next->owner_prev = r->owner_prev;
+        else if (o->last == r)
+                o->last = r->owner_prev;
+        r->owner_prev = r->owner_next = NULL;
+        if (--o->count == 0) {
+                for (OwnerRequests **p = &x->owners[owner_bucket(x, o->uid)]; *p; p = &(*p)->next)
+                        if (*p == o) {
+                                *p = o->next;
+                                break;
+                        }
+                free(o);
+        }
+}
+
+Request *manager_find_request(Manager *m, const char *id) {
+        if (!m->index || !id)
+                return NULL;
+        for (Request *r = m->index->by_id[id_bucket(m->index, id)]; r; r = r->by_id_next)
+                if (strcmp(r->rec->id, id) == 0)
+                        return r;
+        return NULL;
+}
+
+Request *manager_token_bucket(Manager *m, uid_t owner, const char *token) {
+        if (!m->index || !token)
+                return NULL;
+        return m->index->by_token[token_bucket(m->index, owner, token)];
+}
+
+Request *manager_owned_requests(Manager *m, uid_t owner) {
+        OwnerRequests *o = owner_find(m->index, owner);
+        return o ? o->first : NULL;
+}
+
+unsigned manager_count_stored(Manager *m, uid_t uid) {
+        OwnerRequests *o = owner_find(m->index, uid);
+        return o ? o->count : 0;
+}
+
+/* r->rec is set: its id, owner and token are the keys. */
 int manager_add_request(Manager *m, Request *r) {
-        Request **a = realloc(m->requests, (m->n_requests + 1) * sizeof(*a));
+        Request **a;
+        int q;
+
+        if (!m->index) {
+                q = request_index_new(&m->index);
+                if (q < 0)
+                        return q;
+        }
+        a = realloc(m->requests, (m->n_requests + 1) * sizeof(*a));
         if (!a)
                 return -ENOMEM;
         m->requests = a;
+        q = request_index_add(m->index, r, m->n_requests + 1);
+        if (q < 0)
+                return q;
         m->requests[m->n_requests++] = r;
         r->manager = m;
         return 0;
 }
 
 void manager_drop_request(Manager *m, Request *r) {
-        for (size_t i = 0; i < m->n_requests; i++)
-                if (m->requests[i] == r) {
-                        memmove(m->requests + i, m->requests + i + 1,
-                                (m->n_requests - i - 1) * sizeof(*m->requests));
+        for (size_t i = m->n_requests; i > 0; i--)      /* from the end: shutdown frees the last first */
+                if (m->requests[i - 1] == r) {
+                        memmove(m->requests + i - 1, m->requests + i, (m->n_requests - i) * sizeof(*m->requests));
                         m->n_requests--;
+                        request_index_remove(m->index, r);
                         return;
                 }
 }
@@ -312,15 +546,6 @@ void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key,
         }
         *ret_key = key;
         *ret_pem = pem;
-}
-
-unsigned manager_count_stored(Manager *m, uid_t uid) {
-        unsigned n = 0;
-
-        for (size_t i = 0; i < m->n_requests; i++)
-                if (m->requests[i]->rec->owner == uid)
-                        n++;
-        return n;
 }
 
 static int on_prune_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -476,7 +701,8 @@ static int manager_load_requests(Manager *m) {
         for (size_t i = 0; i < n; i++) {
                 r = request_add(m, recs[i], NULL);
                 if (r < 0) {
-                        store_request_array_free(recs + i, n - i);
+                        for (size_t j = i; j < n; j++)  /* the array itself is not from malloc() at recs + i */
+                                store_request_free(recs[j]);
                         free(recs);
                         return r;
                 }
@@ -656,6 +882,7 @@ Manager *manager_free(Manager *m) {
         while (m->n_requests > 0)
                 request_free(m->requests[m->n_requests - 1]);
         free(m->requests);
+        m->index = request_index_free(m->index);
         engine_free(m);
         key_pool_free(m->pool);
         store_close(m->store);

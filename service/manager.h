@@ -63,6 +63,7 @@ struct Manager {
 
         sd_event_source *recommit;      /* writes unsaved requests again (disk full) */
         Request **requests; size_t n_requests;
+        struct RequestIndex *index;     /* requests by id, by owner and token, per owner (manager.c) */
         CaState **cas; size_t n_cas;
 };
 
@@ -87,7 +88,13 @@ int manager_load_config(const char *config_dir, CbConfig **ret, char **ret_messa
 /* Atomic reload: the new configuration replaces the old only when all of it is valid. */
 int manager_reload(Manager *m, char **ret_message);
 
+/* By id: a hash table, not a scan (hash keyed at random per run). */
 Request *manager_find_request(Manager *m, const char *id);
+/* The requests of owner carrying token (Enroll's option), or NULL: iterate with by_token_next,
+ * skipping those of other owners or tokens that share the bucket. */
+Request *manager_token_bucket(Manager *m, uid_t owner, const char *token);
+/* The requests of owner, the one made first first (follow owner_next); NULL when none. */
+Request *manager_owned_requests(Manager *m, uid_t owner);
 CaState *manager_find_ca_state(Manager *m, const char *name);
 int manager_add_request(Manager *m, Request *r);
 void manager_drop_request(Manager *m, Request *r);
@@ -107,5 +114,6 @@ bool manager_audit_admit(Manager *m, uid_t uid);
  * new request's insert; both NULL when the pool has none (the engine makes one). */
 void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key, CbSecret **ret_pem);
 
-/* Requests of uid the broker keeps (any state), for MaxStoredRequests=. */
+/* Requests of uid the broker keeps (any state), for MaxStoredRequests=: a counter kept per uid
+ * as requests come and go. */
 unsigned manager_count_stored(Manager *m, uid_t uid);

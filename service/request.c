@@ -157,12 +157,12 @@ int request_add(Manager *m, StoreRequest *rec, Request **ret) {
 
         if (!r)
                 return -ENOMEM;
+        r->rec = rec;           /* its id, owner and token index it */
         q = manager_add_request(m, r);
         if (q < 0) {
                 free(r);
                 return q;
         }
-        r->rec = rec;
         if (ret)
                 *ret = r;
         return 0;
@@ -358,8 +358,8 @@ Request *request_find_token(Manager *m, uid_t owner, const char *token) {
 
         if (!token || !*token)
                 return NULL;
-        for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
+        /* The bucket holds the chain carrying the token, and whatever shares the bucket. */
+        for (Request *r = manager_token_bucket(m, owner, token); r; r = r->by_token_next) {
                 if (r->rec->owner != owner || strcmp(r->rec->token, token) != 0)
                         continue;
                 if (!found || r->rec->created < found->rec->created ||
@@ -418,6 +418,59 @@ int request_when_durable(Request *r, RequestEnrolled done, void *userdata) {
         return q;
 }
 
+static int delete_and_free(Request *r, const char *decision, const char *why);
+
+/* Finished, not the live end of a chain: may be forgotten. 1 first choice (nothing lost: it
+ * ended without a certificate, its certificate was renewed, or its key is gone), 2 an issued
+ * request still holding its key, 0 not at all. */
+static int forget_rank(Manager *m, Request *r) {
+        const StoreRequest *s = r->rec;
+
+        if (!request_state_is_terminal(s->state) || renewal_keeps(m, r))
+                return 0;
+        if (s->state != REQUEST_ISSUED || (s->successor && *s->successor) || (!s->key_available && !s->key_sealed))
+                return 1;
+        return 2;
+}
+
+unsigned request_make_room(Manager *m, uid_t owner, const char *for_id) {
+        unsigned bound = m->config->max_stored_requests, forgotten = 0, kept;
+        char why[256];
+
+        while ((kept = manager_count_stored(m, owner)) >= bound) {
+                Request *victim = NULL;
+                /* The owner's requests, made first first: a bounded walk (about the bound). */
+                for (Request *r = manager_owned_requests(m, owner); r; r = r->owner_next) {
+                        int rank = forget_rank(m, r);
+                        if (rank == 1) {
+                                victim = r;
+                                break;
+                        }
+                        if (rank == 2 && !victim)
+                                victim = r;
+                }
+                if (!victim) {
+                        log_audit(LOG_NOTICE, &(AuditRecord) { .request = for_id, .uid = owner,
+                                                               .decision = "over-limit" },
+                                  "Request %s is renewed although uid %u keeps %u requests (MaxStoredRequests=%u): "
+                                  "none of them is finished, and a renewal chain is not ended for the limit.",
+                                  for_id, (unsigned) owner, kept, bound);
+                        break;
+                }
+                snprintf(why, sizeof why, "(%s) forgotten to make room for the renewal of request %s: uid %u "
+                         "keeps MaxStoredRequests=%u requests; its key, if any, erased.",
+                         request_state_to_string(victim->rec->state), for_id, (unsigned) owner, bound);
+                if (delete_and_free(victim, "forgotten", why) < 0) {
+                        log_warning("Request %s: cannot forget it to make room for the renewal of request %s; "
+                                    "uid %u keeps %u requests (MaxStoredRequests=%u).", victim->rec->id, for_id,
+                                    (unsigned) owner, kept, bound);
+                        break;
+                }
+                forgotten++;
+        }
+        return forgotten;
+}
+
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
         Manager *m = pred->manager;
         StoreRequest *p = pred->rec;
@@ -426,6 +479,9 @@ int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
         Request *r = NULL;
         int q;
 
+        /* A successor counts against MaxStoredRequests= like any request of its owner: short
+         * lived certificates renewed for months would otherwise pile up without bound. */
+        (void) request_make_room(m, rec->owner, p->id);
         if (rec->state == REQUEST_QUEUED)
                 manager_take_pool_key(m, rec->key, &key, &key_pem);
         q = store_request_insert_successor(m->store, p->id, rec, key_pem);

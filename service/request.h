@@ -46,6 +46,11 @@ struct Request {
         /* Local shortages since the last recorded submission (request_attempt_failed_errno()):
          * their own backoff. */
         unsigned local_failures;
+        /* The manager's indexes (manager.c; the keys, id, owner and token, never change): the
+         * next request in the same bucket by id, and by owner and token; the owner's list, in
+         * the order the requests were made. */
+        Request *by_id_next, *by_token_next;
+        Request *owner_prev, *owner_next;
 };
 
 /* Retry backoff: 5 s doubling per attempt to 15 min, plus up to a quarter at random. */
@@ -100,6 +105,16 @@ int request_when_durable(Request *r, RequestEnrolled done, void *userdata);
  * becomes pred's successor, recorded with the link in one transaction (never two); a QUEUED
  * one gets a key from the pool in the same transaction. Not started. */
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret);
+
+/* MaxStoredRequests= for what the broker makes by itself (a renewal's successor): while owner
+ * keeps at least that many requests, its finished ones are forgotten (journal, object, key),
+ * those made first before the others, preferring those that ended without a certificate, whose
+ * certificate was renewed, or whose key is gone, to issued ones still holding a key. Never one
+ * in progress, nor the live end of a renewal chain (renewal_keeps()). for_id names the
+ * successor's predecessor in the audit records. The number forgotten; when nothing more can be
+ * forgotten the owner stays over the bound (a chain is not ended for it), which the journal
+ * says. */
+unsigned request_make_room(Manager *m, uid_t owner, const char *for_id);
 
 /* Persist the record and announce the change (hooks.request_changed). On a journal error the
  * state is kept in memory and written again later (disk full). */

@@ -697,6 +697,220 @@ static void test_token(void **state) {
         cb_decision_done(&d2);
 }
 
+/* ---- MaxStoredRequests= and the indexes ---- */
+
+/* The successor renewal.c would make of pred (the same parameters), made now. */
+static Request *renew_now(Fixture *f, Request *pred) {
+        StoreRequest *rec = calloc(1, sizeof(*rec));
+        Request *succ = NULL;
+
+        assert_non_null(rec);
+        rec->owner = pred->rec->owner;
+        rec->renew = true;
+        rec->ca = strdup(pred->rec->ca);
+        rec->label = strdup(pred->rec->label);
+        rec->subject = strdup(pred->rec->subject);
+        rec->names = calloc(2, sizeof(char *));
+        assert_non_null(rec->names);
+        rec->names[0] = strdup(pred->rec->names[0]);
+        rec->key = strdup(pred->rec->key);
+        rec->usage = strdup(pred->rec->usage);
+        rec->caller = strdup("");
+        rec->predecessor = strdup(pred->rec->id);
+        rec->token = strdup(pred->rec->token);
+        rec->state = REQUEST_QUEUED;
+        /* Made later than its predecessor also within one clock tick. */
+        rec->created = rec->updated = (now_usec() > pred->rec->created ? now_usec() : pred->rec->created + 1);
+        assert_int_equal(request_add_successor(pred, rec, &succ), 0);
+        assert_non_null(succ);
+        assert_string_equal(pred->rec->successor, succ->rec->id);
+        return succ;
+}
+
+static Request *enroll_renewing(Fixture *f, const char *name, const char *token) {
+        const char *names[] = { name };
+        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
+        CbRequestSpec spec = { .names = names, .n_names = 1, .key = "ec:p256" };
+        CbDecision d = {};
+        Request *r = NULL;
+
+        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
+        assert_true(d.allowed);
+        f->enrolled_called = false;
+        assert_int_equal(request_enroll(f->m, getuid(), "", &d, true, token, on_enrolled, f, &r), 0);
+        cb_decision_done(&d);
+        assert_true(run_until(f, enrolled, 5000));
+        assert_int_equal(f->enrolled_error, 0);
+        return r;
+}
+
+/* What the indexes say agrees with the list of requests, for every owner that has some. */
+static void assert_indexes(Fixture *f) {
+        Manager *m = f->m;
+
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                unsigned n = 0, listed = 0;
+
+                assert_ptr_equal(manager_find_request(m, r->rec->id), r);
+                for (size_t j = 0; j < m->n_requests; j++)
+                        if (m->requests[j]->rec->owner == r->rec->owner)
+                                n++;
+                assert_int_equal(manager_count_stored(m, r->rec->owner), n);
+                uint64_t last = 0;
+                for (Request *q = manager_owned_requests(m, r->rec->owner); q; q = q->owner_next) {
+                        assert_int_equal(q->rec->owner, r->rec->owner);
+                        assert_true(q->rec->created >= last);   /* made first first */
+                        last = q->rec->created;
+                        listed++;
+                }
+                assert_int_equal(listed, n);
+        }
+}
+
+/* Successors count against MaxStoredRequests=: a uid whose chains renew short-lived
+ * certificates again and again keeps at most the bound, its oldest finished requests
+ * forgotten (journal and object), never a chain's live end, and every chain goes on. */
+static void test_successors_bounded(void **state) {
+        Fixture *f = *state;
+        enum { CHAINS = 3, ROUNDS = 40, BOUND = 8 };
+        Request *end[CHAINS];
+        char first_id[CHAINS][STORE_ID_LEN + 1];
+        const char *names[CHAINS] = { "a.a.example.test", "b.a.example.test", "c.a.example.test" };
+        const char *tokens[CHAINS] = { "chain-a", "chain-b", "chain-c" };
+        StoreRequest **all = NULL;
+        size_t n_all = 0;
+
+        f->m->config->max_stored_requests = BOUND;
+        for (unsigned c = 0; c < CHAINS; c++) {
+                end[c] = enroll_renewing(f, names[c], tokens[c]);
+                issue(end[c], now_usec() + 3600ULL * 1000000ULL);
+                strcpy(first_id[c], end[c]->rec->id);
+        }
+
+        for (unsigned round = 0; round < ROUNDS; round++)
+                for (unsigned c = 0; c < CHAINS; c++) {
+                        char pred_id[STORE_ID_LEN + 1];
+                        strcpy(pred_id, end[c]->rec->id);
+                        Request *succ = renew_now(f, end[c]);
+                        /* The predecessor is the live end until its successor is issued. */
+                        assert_ptr_equal(manager_find_request(f->m, pred_id), end[c]);
+                        assert_true(manager_count_stored(f->m, getuid()) <= BOUND);
+                        issue(succ, now_usec() + 3600ULL * 1000000ULL);
+                        end[c] = succ;
+                        assert_true(manager_count_stored(f->m, getuid()) <= BOUND);
+                        assert_indexes(f);
+                }
+
+        /* Every chain goes on: its live end is renewing and issued, its token finds a kept
+         * member of it, and the first enrollments are forgotten, journal and object. */
+        for (unsigned c = 0; c < CHAINS; c++) {
+                assert_true(end[c]->rec->renew);
+                assert_int_equal(end[c]->rec->state, REQUEST_ISSUED);
+                Request *t = request_find_token(f->m, getuid(), tokens[c]);
+                assert_non_null(t);
+                assert_string_equal(t->rec->token, tokens[c]);
+                assert_null(manager_find_request(f->m, first_id[c]));
+                assert_null(stored(f, first_id[c]));
+        }
+        assert_int_equal(manager_count_stored(f->m, getuid()), BOUND);
+        /* The journal holds what memory holds. */
+        assert_int_equal(store_request_list_by_owner(f->m->store, getuid(), &all, &n_all), 0);
+        assert_int_equal(n_all, BOUND);
+        for (size_t i = 0; i < n_all; i++)
+                assert_non_null(manager_find_request(f->m, all[i]->id));
+        store_request_array_free(all, n_all);
+
+        /* Nothing finished left to forget: the successor is made all the same (the uid goes
+         * over the bound by the renewals in progress), the chain is not ended. */
+        f->m->config->max_stored_requests = CHAINS;
+        for (unsigned c = 0; c < CHAINS; c++) {
+                while (manager_count_stored(f->m, getuid()) > CHAINS) {
+                        Request *victim = NULL;
+                        for (Request *q = manager_owned_requests(f->m, getuid()); q && !victim; q = q->owner_next)
+                                if (q != end[0] && q != end[1] && q != end[2])
+                                        victim = q;
+                        assert_non_null(victim);
+                        assert_int_equal(request_remove(victim), 0);
+                }
+        }
+        assert_indexes(f);
+        Request *succ = renew_now(f, end[0]);
+        assert_int_equal(manager_count_stored(f->m, getuid()), CHAINS + 1);
+        assert_non_null(manager_find_request(f->m, end[0]->rec->id));
+        assert_int_equal(succ->rec->state, REQUEST_QUEUED);
+        assert_indexes(f);
+}
+
+/* The indexes through many inserts, removals and forgets of several owners: found by id, by
+ * token, counted per owner, listed in order; the tables grow past their first size. */
+static void test_request_index(void **state) {
+        Fixture *f = *state;
+        enum { N = 2000 };
+        char (*ids)[STORE_ID_LEN + 1] = calloc(N, sizeof(*ids));
+        bool *gone = calloc(N, sizeof(bool));
+        Request **reqs = calloc(N, sizeof(Request *));
+        char token[32];
+
+        assert_non_null(ids);
+        assert_non_null(gone);
+        assert_non_null(reqs);
+        for (unsigned i = 0; i < N; i++) {
+                StoreRequest *rec = calloc(1, sizeof(*rec));
+                assert_non_null(rec);
+                store_id_new(rec->id);
+                rec->owner = 5000 + i % 7;
+                rec->ca = strdup("corp");
+                snprintf(token, sizeof token, "t%u", i % 50);   /* shared by several requests */
+                rec->token = strdup(i % 3 == 0 ? "" : token);
+                rec->state = REQUEST_FAILED;
+                rec->created = rec->updated = 1000 + i;
+                assert_int_equal(request_add(f->m, rec, &reqs[i]), 0);
+                strcpy(ids[i], rec->id);
+        }
+        assert_indexes(f);
+        /* Removed in a scattered order, some through request_forget() (journal too: absent
+         * there, which it accepts). */
+        for (unsigned i = 0; i < N; i += 3) {
+                unsigned k = (i * 7919) % N;
+                if (gone[k])
+                        continue;
+                if (k % 2)
+                        request_free(reqs[k]);
+                else
+                        assert_int_equal(request_forget(reqs[k], 0), 0);
+                gone[k] = true;
+        }
+        assert_indexes(f);
+        for (unsigned i = 0; i < N; i++)
+                assert_ptr_equal(manager_find_request(f->m, ids[i]), gone[i] ? NULL : reqs[i]);
+        assert_null(manager_find_request(f->m, "0000000000000000000000000000000"));
+        assert_int_equal(manager_count_stored(f->m, 4999), 0);
+        /* By token: the oldest kept one of that owner and token. */
+        for (unsigned t = 0; t < 50; t++) {
+                snprintf(token, sizeof token, "t%u", t);
+                for (uid_t o = 5000; o < 5007; o++) {
+                        Request *want = NULL;
+                        for (unsigned i = 0; i < N && !want; i++)
+                                if (!gone[i] && i % 3 != 0 && i % 50 == t && 5000 + i % 7 == o)
+                                        want = reqs[i];
+                        assert_ptr_equal(request_find_token(f->m, o, token), want);
+                }
+        }
+        /* All of one owner gone: its counter and list go with it. */
+        for (unsigned i = 0; i < N; i++)
+                if (!gone[i] && 5000 + i % 7 == 5003) {
+                        request_free(reqs[i]);
+                        gone[i] = true;
+                }
+        assert_int_equal(manager_count_stored(f->m, 5003), 0);
+        assert_null(manager_owned_requests(f->m, 5003));
+        assert_indexes(f);
+        free(ids);
+        free(gone);
+        free(reqs);
+}
+
 /* TakeKeySealed: sealed once to one receiver, the same copy again, nobody else; ConfirmKey
  * erases it; expiry erases it too. */
 static void test_take_key_sealed(void **state) {
@@ -788,6 +1002,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_take_key_and_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_token, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_take_key_sealed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_successors_bounded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_request_index, setup, teardown),
         };
 
         if (secret_init() < 0)
