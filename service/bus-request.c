@@ -38,8 +38,12 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
         }
         free(id);
 
-        /* No current message: the daemon itself is emitting a signal for this object. */
-        if (!msg) {
+        /* The daemon itself is emitting a signal for this object (bus_request_changed()). Not
+         * judged by the current message: that is whatever call is being answered meanwhile,
+         * perhaps another user's, whose method changed this request on the way (a slot it
+         * freed let this one go on), and judging it would drop the owner's signal. The
+         * signal carries names only (API.md). */
+        if (!msg || m->emitting_request_change) {
                 *ret_found = req;
                 return 1;
         }
@@ -455,8 +459,15 @@ void bus_request_changed(Request *r) {
         char *path = NULL;
 
         if (r->manager->bus && bus_request_path(r->rec->id, &path) >= 0) {
+                bool was = r->manager->emitting_request_change;
+                int q;
+
                 /* NULL: every property flagged EMITS_INVALIDATION, names only. */
-                (void) sd_bus_emit_properties_changed_strv(r->manager->bus, path, CB_REQUEST_IFACE, NULL);
+                r->manager->emitting_request_change = true;
+                q = sd_bus_emit_properties_changed_strv(r->manager->bus, path, CB_REQUEST_IFACE, NULL);
+                r->manager->emitting_request_change = was;
+                if (q < 0)
+                        log_full_errno(LOG_DEBUG, q, "Request %s: cannot emit PropertiesChanged: %m", r->rec->id);
                 free(path);
         }
         if (request_state_is_terminal(r->rec->state))

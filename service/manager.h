@@ -61,6 +61,9 @@ struct Manager {
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 
+        /* bus-request.c: the broker is emitting a request's PropertiesChanged itself, so the
+         * object lookup admits it whoever's call is being answered meanwhile. */
+        bool emitting_request_change;
         sd_event_source *recommit;      /* writes unsaved requests again (disk full) */
         Request **requests; size_t n_requests;
         struct RequestIndex *index;     /* requests by id, by owner and token, per owner (manager.c) */

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A request's PropertiesChanged reaches its owner whoever's call the broker is answering when
+ * the request changes. On a private dbus-daemon: the broker's bus layer (the real Request
+ * objects, their access check), the owner's listener, and a second caller of another uid
+ * (nobody, through busctl) whose Cancel() of its own request changes the owner's request on the
+ * way, as the engine's cascades do (a challenge slot or a key given back lets a waiting request
+ * go on inside the call that freed it): a filter on the broker's connection announces the
+ * change while that call is the current message. The signal must arrive; the other caller
+ * must still be refused the owner's request. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-util.h"
+#include "caller.h"
+#include "manager.h"
+#include "request.h"
+#include "test-helpers.h"
+
+#define OWNER_UID 2001
+#define OTHER_UID 65534
+
+typedef struct Fixture {
+        char *dir, *config_dir, *state_dir;
+        char bus_dir[64], socket[96], address[128];
+        pid_t dbus_pid;
+        Manager *m;
+        sd_bus *broker_bus, *listener;
+        Request *mine, *theirs;
+        char *mine_path, *theirs_path;
+        unsigned signals;               /* PropertiesChanged of mine seen by the listener */
+        unsigned cascades;              /* the filter announced mine inside the other's call */
+        bool enrolled;
+} Fixture;
+
+static void write_file(const char *dir, const char *name, const char *text) {
+        char *p = test_path(dir, name);
+        FILE *f = fopen(p, "we");
+
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+        free(p);
+}
+
+static const char *user_name(void) {
+        struct passwd *pw = getpwuid(getuid());
+        assert_non_null(pw);
+        return pw->pw_name;
+}
+
+static void start_dbus(Fixture *f) {
+        char conf[128], *text = NULL;
+
+        snprintf(f->bus_dir, sizeof f->bus_dir, "/tmp/cb-signals-XXXXXX");
+        assert_non_null(mkdtemp(f->bus_dir));
+        assert_int_equal(chmod(f->bus_dir, 0755), 0);      /* nobody connects too */
+        snprintf(f->socket, sizeof f->socket, "%s/bus", f->bus_dir);
+        snprintf(f->address, sizeof f->address, "unix:path=%s", f->socket);
+        snprintf(conf, sizeof conf, "%s/bus.conf", f->bus_dir);
+        assert_true(asprintf(&text,
+                             "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                             " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                             "<busconfig><type>system</type><listen>%s</listen><auth>EXTERNAL</auth>\n"
+                             "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>\n"
+                             "<allow send_destination=\"*\" eavesdrop=\"false\"/><allow receive_sender=\"*\"/>\n"
+                             "</policy></busconfig>\n", f->address) > 0);
+        write_file(f->bus_dir, "bus.conf", text);
+        free(text);
+        f->dbus_pid = fork();
+        assert_true(f->dbus_pid >= 0);
+        if (f->dbus_pid == 0) {
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);        /* also when the test fails */
+                if (null >= 0) {
+                        dup2(null, STDIN_FILENO);
+                        dup2(null, STDOUT_FILENO);
+                        dup2(null, STDERR_FILENO);
+                }
+                execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--config-file", conf,
+                       (char *) NULL);
+                _exit(127);
+        }
+        for (unsigned i = 0; i < 500 && access(f->socket, F_OK) < 0; i++)
+                usleep(10000);
+        assert_int_equal(access(f->socket, F_OK), 0);
+}
+
+static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Fixture *f = userdata;
+
+        if (strcmp(sd_bus_message_get_path(msg) ?: "", f->mine_path) == 0)
+                f->signals++;
+        return 0;
+}
+
+/* Stands for the engine's cascades: while the other caller's Cancel() is the current message,
+ * the owner's request changes (request_notify(), as every commit does). */
+static int broker_filter(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Fixture *f = userdata;
+
+        if (f->mine && sd_bus_message_is_method_call(msg, CB_REQUEST_IFACE, "Cancel") &&
+            strcmp(sd_bus_message_get_path(msg) ?: "", f->theirs_path ?: "") == 0) {
+                assert_ptr_equal(sd_bus_get_current_message(f->broker_bus), msg);
+                request_notify(f->mine);
+                f->cascades++;
+        }
+        return 0;
+}
+
+static sd_bus *connect_bus(Fixture *f) {
+        sd_bus *bus = NULL;
+
+        assert_int_equal(sd_bus_new(&bus), 0);
+        assert_true(sd_bus_set_address(bus, f->address) >= 0);
+        assert_true(sd_bus_set_bus_client(bus, 1) >= 0);
+        assert_true(sd_bus_start(bus) >= 0);
+        return bus;
+}
+
+static void on_enrolled(Request *r, int error, void *userdata) {
+        Fixture *f = userdata;
+
+        assert_int_equal(error, 0);
+        f->enrolled = true;
+}
+
+static Request *enroll_for(Fixture *f, uid_t owner, const char *name) {
+        const char *names[] = { name };
+        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
+        CbRequestSpec spec = { .names = names, .n_names = 1, .key = "ec:p256" };
+        CbDecision d = {};
+        Request *r = NULL;
+
+        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
+        assert_true(d.allowed);
+        f->enrolled = false;
+        assert_int_equal(request_enroll(f->m, owner, "", &d, false, NULL, on_enrolled, f, &r), 0);
+        cb_decision_done(&d);
+        for (unsigned i = 0; i < 500 && !f->enrolled; i++)
+                assert_true(sd_event_run(f->m->event, 10000) >= 0);
+        assert_true(f->enrolled);
+        return r;
+}
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof(*f));
+        char *text = NULL, *sub, match[256];
+
+        assert_non_null(f);
+        f->dir = test_mkdtemp("test-bus-signals");
+        assert_non_null(f->dir);
+        f->config_dir = test_path(f->dir, "conf");
+        f->state_dir = test_path(f->dir, "state");
+        assert_int_equal(mkdir(f->config_dir, 0700), 0);
+        assert_int_equal(mkdir(f->state_dir, 0700), 0);
+        sub = test_path(f->config_dir, "ca.d");
+        assert_int_equal(mkdir(sub, 0700), 0);
+        free(sub);
+        sub = test_path(f->config_dir, "policy.d");
+        assert_int_equal(mkdir(sub, 0700), 0);
+        free(sub);
+        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
+                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
+                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
+        write_file(f->config_dir, "certbroker.conf", text);
+        free(text);
+        write_file(f->config_dir, "ca.d/corp.conf",
+                   "[CA]\nURL=https://ndes.example.test/certsrv/mscep/mscep.dll\nDefault=yes\n"
+                   "Authentication=none\nChallenge=none\n");
+        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
+        write_file(f->config_dir, "policy.d/me.policy", text);
+        free(text);
+
+        start_dbus(f);
+        assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
+        f->m->stopping = true;          /* nothing is started: the requests change only as told */
+        f->broker_bus = connect_bus(f);
+        assert_true(bus_manager_attach(f->m, f->broker_bus) >= 0);
+        assert_true(caller_registry_attach(f->m->callers, f->broker_bus) >= 0);
+        assert_true(sd_bus_add_filter(f->broker_bus, NULL, broker_filter, f) >= 0);
+        assert_true(sd_bus_request_name(f->broker_bus, CB_BUS_NAME, 0) >= 0);
+        assert_true(sd_bus_attach_event(f->broker_bus, f->m->event, 0) >= 0);
+
+        f->mine = enroll_for(f, OWNER_UID, "mine.a.example.test");
+        f->theirs = enroll_for(f, OTHER_UID, "theirs.a.example.test");
+        assert_int_equal(bus_request_path(f->mine->rec->id, &f->mine_path), 0);
+        assert_int_equal(bus_request_path(f->theirs->rec->id, &f->theirs_path), 0);
+
+        f->listener = connect_bus(f);
+        snprintf(match, sizeof match, "type='signal',interface='org.freedesktop.DBus.Properties',"
+                 "member='PropertiesChanged',path='%s'", f->mine_path);
+        assert_true(sd_bus_add_match(f->listener, NULL, match, on_properties_changed, f) >= 0);
+        assert_true(sd_bus_attach_event(f->listener, f->m->event, 0) >= 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+
+        f->listener = sd_bus_flush_close_unref(f->listener);
+        manager_free(f->m);             /* closes the broker's bus */
+        f->broker_bus = sd_bus_unref(f->broker_bus);
+        if (f->dbus_pid > 0) {
+                kill(f->dbus_pid, SIGTERM);
+                (void) waitpid(f->dbus_pid, NULL, 0);
+        }
+        test_rm_rf(f->bus_dir);
+        test_rm_rf(f->dir);
+        free(f->dir);
+        free(f->config_dir);
+        free(f->state_dir);
+        free(f->mine_path);
+        free(f->theirs_path);
+        free(f);
+        return 0;
+}
+
+/* busctl as OTHER_UID: METHOD on PATH; its exit status, the loop running meanwhile. */
+static int other_calls(Fixture *f, const char *path, const char *method) {
+        pid_t pid = fork();
+        int status = 0;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (null >= 0)
+                        dup2(null, STDOUT_FILENO);
+                if (setgroups(0, NULL) < 0 || setresgid(OTHER_UID, OTHER_UID, OTHER_UID) < 0 ||
+                    setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
+                        _exit(126);
+                execlp("busctl", "busctl", "--address", f->address, "call", CB_BUS_NAME, path, CB_REQUEST_IFACE,
+                       method, (char *) NULL);
+                _exit(127);
+        }
+        for (;;) {
+                pid_t q = waitpid(pid, &status, WNOHANG);
+                assert_true(q >= 0);
+                if (q == pid)
+                        break;
+                assert_true(sd_event_run(f->m->event, 10000) >= 0);
+        }
+        assert_true(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* Runs the loop for about ms milliseconds (the signal travels through dbus-daemon). */
+static void run_for(Fixture *f, unsigned ms) {
+        for (unsigned i = 0; i < ms / 10; i++)
+                assert_true(sd_event_run(f->m->event, 10000) >= 0);
+}
+
+static void test_signal_reaches_owner(void **state) {
+        Fixture *f = *state;
+
+        if (getuid() != 0) {
+                skip();         /* the other caller needs a uid of its own */
+                return;
+        }
+        run_for(f, 200);
+        f->signals = 0;
+
+        /* The other caller cancels its own request; the owner's changes meanwhile. */
+        assert_int_equal(other_calls(f, f->theirs_path, "Cancel"), 0);
+        assert_int_equal(f->theirs->rec->state, REQUEST_CANCELLED);
+        assert_int_equal(f->cascades, 1);
+        for (unsigned i = 0; i < 200 && f->signals == 0; i++)
+                run_for(f, 10);
+        assert_true(f->signals >= 1);
+
+        /* Access is still decided by the call: the other caller cannot touch the owner's request. */
+        assert_int_not_equal(other_calls(f, f->mine_path, "Cancel"), 0);
+        assert_int_not_equal(f->mine->rec->state, REQUEST_CANCELLED);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_signal_reaches_owner, setup, teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
