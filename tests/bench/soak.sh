@@ -270,7 +270,7 @@ for f in glob.glob(out + '/enroll.*'):
 census = [json.loads(l) for l in open(census_file)]
 known = {r['path']: r for r in census}
 
-enrolled = sum(1 for s, e in done.values() if s == 'issued' and e == '-')
+enrolled = sum(1 for s, e, _ in done.values() if s == "issued" and e == "-")
 lost = sorted(p for p in accepted if p not in done and (p not in known or p in unknown or p in open_))
 stuck = [r for r in census if r['state'] not in TERMINAL and r['next_attempt'] == 0]
 ended_failed = {p: v for p, v in done.items() if v[0] in ('failed', 'rejected')}
@@ -299,6 +299,9 @@ print(f'# {len(accepted)} accepted, {len(done)} ended and removed, {len(census)}
 print(f'# ended failed or rejected by other causes (not a goal of the line; each one named above): {dict(other_failed)}')
 print(f'# samples: {len(samples)}, name owned {len(owned)}, missing while killed and restarting {len(restarting)}, '
       f'missing otherwise {len(missing)}{" at " + ",".join(s[0] for s in missing[:10]) if missing else ""}')
+both = [p for p in lost if p in {r['path'] for r in stuck}]
+if both:
+    print(f'# {len(both)} of the {len(lost)} lost (accepted, never ended) are also counted stuck (no next attempt)')
 print(f'# requests held: {held_start} at the start sample, {held_end} at the end; {seconds} s in all')
 print(f'soak: {enrolled} enrolled, {len(lost)} lost, {len(stuck)} stuck, {len(transient)} failed by a transient cause, '
       f'max fds {max_fds}, RssAnon start {a:.1f} end {b:.1f} MiB')
