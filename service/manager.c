@@ -219,6 +219,10 @@ static size_t owner_bucket(const RequestIndex *x, uid_t owner) {
         return (v >> 32) & (x->n_buckets - 1);
 }
 
+static bool has_token(const Request *r) {
+        return r->rec->token && *r->rec->token;
+}
+
 static OwnerRequests *owner_find(const RequestIndex *x, uid_t owner) {
         if (!x)
                 return NULL;
@@ -288,7 +292,7 @@ static int request_index_grow(RequestIndex *x) {
                         by_id[b] = r;
                 }
                 for (Request *r = old_token[i], *next; r; r = next) {
-                        size_t b = token_bucket(x, r->rec->owner, r->rec->token ?: "");
+                        size_t b = token_bucket(x, r->rec->owner, r->rec->token);
                         next = r->by_token_next;
                         r->by_token_next = by_token[b];
                         by_token[b] = r;
@@ -325,9 +329,11 @@ static int request_index_add(RequestIndex *x, Request *r, size_t n_requests) {
         b = id_bucket(x, r->rec->id);
         r->by_id_next = x->by_id[b];
         x->by_id[b] = r;
-        b = token_bucket(x, r->rec->owner, r->rec->token ?: "");
-        r->by_token_next = x->by_token[b];
-        x->by_token[b] = r;
+        if (has_token(r)) {     /* no token: nothing looks it up by one (and one bucket would hold them all) */
+                b = token_bucket(x, r->rec->owner, r->rec->token);
+                r->by_token_next = x->by_token[b];
+                x->by_token[b] = r;
+        }
         r->owner_prev = o->last;
         r->owner_next = NULL;
         if (o->last)
@@ -351,8 +357,9 @@ static void request_index_remove(RequestIndex *x, Request *r) {
         OwnerRequests *o = owner_find(x, r->rec->owner);
 
         unlink_chain(&x->by_id[id_bucket(x, r->rec->id)], r, offsetof(Request, by_id_next));
-        unlink_chain(&x->by_token[token_bucket(x, r->rec->owner, r->rec->token ?: "")], r,
-                     offsetof(Request, by_token_next));
+        if (has_token(r))
+                unlink_chain(&x->by_token[token_bucket(x, r->rec->owner, r->rec->token)], r,
+                             offsetof(Request, by_token_next));
         r->by_id_next = r->by_token_next = NULL;
         if (!o)
                 return;
@@ -385,7 +392,7 @@ Request *manager_find_request(Manager *m, const char *id) {
 }
 
 Request *manager_token_bucket(Manager *m, uid_t owner, const char *token) {
-        if (!m->index || !token)
+        if (!m->index || !token || !*token)
                 return NULL;
         return m->index->by_token[token_bucket(m->index, owner, token)];
 }

@@ -93,8 +93,9 @@ int manager_reload(Manager *m, char **ret_message);
 
 /* By id: a hash table, not a scan (hash keyed at random per run). */
 Request *manager_find_request(Manager *m, const char *id);
-/* The requests of owner carrying token (Enroll's option), or NULL: iterate with by_token_next,
- * skipping those of other owners or tokens that share the bucket. */
+/* The requests of owner carrying token (Enroll's option), or NULL (always for "": requests
+ * without a token are not indexed by it): iterate with by_token_next, skipping those of other
+ * owners or tokens that share the bucket. */
 Request *manager_token_bucket(Manager *m, uid_t owner, const char *token);
 /* The requests of owner, the one made first first (follow owner_next); NULL when none. */
 Request *manager_owned_requests(Manager *m, uid_t owner);
