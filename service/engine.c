@@ -58,6 +58,7 @@ typedef struct Attempt {
         ScepMessage *msg;
         ScepTransport transport;
         size_t url_size;                /* of a GET PKIOperation, for the URL-limit hint */
+        bool challenge_sent;            /* challenge is in a PKCSReq built (and maybe sent) */
         char thumbprint[33];            /* what the challenge's page said (ChallengeResult) */
         bool multi_use;
         unsigned validity_minutes;
@@ -511,7 +512,7 @@ static void step_challenge(Request *r) {
                 return;
         }
 
-        if (a->challenge && challenge_secret_get(a->challenge, NULL)[0]) {
+        if (a->challenge && !a->challenge_sent) {
                 /* Fetched before the CA's metadata had to be fetched again: still unused. */
                 step_pkioperation(r);
                 return;
@@ -753,6 +754,23 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 attempt_failed(r, TRANSPORT_CA_UNREACHABLE, why);
                 return;
         }
+        if (q != 0 && !a->polling && res->http_code == 503) {
+                /* IIS answers 503 when NDES's application pool is stopped: NDES never saw the
+                 * request. Nothing is in doubt, and the challenge, still unused, serves the next
+                 * try (NDES answers 0x80070490 if a restart of the pool forgot it, and the
+                 * broker then fetches a fresh one). */
+                request_clear_submitted(r);
+                if (a->challenge && CE(ca)->fetcher) {
+                        ChallengeResult spare = {
+                                .outcome = TRANSPORT_OK,
+                                .secret = TAKE_PTR(a->challenge),
+                                .multi_use = a->multi_use,
+                                .validity_minutes = a->validity_minutes,
+                        };
+                        memcpy(spare.thumbprint, a->thumbprint, sizeof spare.thumbprint);
+                        challenge_fetcher_keep_spare(CE(ca)->fetcher, &spare);
+                }
+        }
         if (q != 0) {
                 attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");
@@ -926,12 +944,15 @@ static void step_pkioperation(Request *r) {
                 q = scep_csr_build(&p, r->key, &a->csr, &err);
                 free(rdns);
                 cb_subject_free(subject);
-                /* The challenge is in the CSR now: wipe our copy. Its outstanding slot is given
-                 * back only when the PKIOperation is answered (or the attempt ends): until NDES
-                 * has read the request it still holds the challenge as unused, and starting
-                 * another fetch earlier overfilled its cache ("The password cache is full.")
-                 * under many callers. */
-                challenge_secret_wipe(a->challenge);
+                /* The challenge is in the CSR now. Our copy (guarded memory) stays until the
+                 * PKIOperation is answered or the attempt ends: an answer that proves NDES never
+                 * saw the request (IIS's 503) gives it to the next enrollment instead of leaving
+                 * it unused in NDES's cache. Its outstanding slot is given back only when a
+                 * CertRep answered (or held until NDES forgets it): until NDES has read the
+                 * request it still holds the challenge as unused, and starting another fetch
+                 * earlier overfilled its cache ("The password cache is full.") under many
+                 * callers. */
+                a->challenge_sent = a->challenge != NULL;
                 if (q != 0) {
                         snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s",
                                  err.message[0] ? err.message : strerror(-q));

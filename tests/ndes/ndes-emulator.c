@@ -850,6 +850,8 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
                 sleep((unsigned) c->reply_delay);
         if (fault == FAULT_DELAY)
                 sleep((unsigned) fault_arg);
+        if (fault == FAULT_HOLD)
+                fault_hold(arg_state);
         cgi_reply(200, "OK", "application/x-pki-message", reply, reply_size);
 finish:
         EVP_CIPHER_free(cipher);
@@ -1043,7 +1045,8 @@ static void help(void) {
                "  ndes-emulator approve --state DIR TXID|all      approve pending requests\n"
                "  ndes-emulator pending --state DIR               list pending transaction IDs\n"
                "  ndes-emulator log --state DIR [--scep]          challenge fetches (or PKIOperations)\n"
-               "  ndes-emulator restart --state DIR               an IIS restart: the password cache emptied\n\n"
+               "  ndes-emulator restart --state DIR               an IIS restart: the password cache emptied\n"
+               "  ndes-emulator release --state DIR               answer the PKIOperations held by the hold fault\n\n"
                "As CGI (GATEWAY_INTERFACE set), NDES_STATE_DIR names the state directory.\n\n"
                "Keys for ctl:\n"
                "  caps=win2016|win2012|aes|scepstandard   GetCACaps profile (win2012: POST gets an empty 200,\n"
@@ -1084,7 +1087,7 @@ static void help(void) {
                "  restart (a command, not a key)          an IIS restart: the password cache is emptied\n\n"
                "Faults by path: /f/SPEC/certsrv/... is NDES meeting SPEC's faults, a comma-separated list of\n"
                "STEP.CLASS[.COUNT] (STEP caps|cacert|admin|pkcsreq|certpoll; CLASS html|302|400|403|404|500|\n"
-               "503|timeout|fail0..fail4|pending|undecryptable|unknownpw|delayN; tag.WORD only makes SPEC\n"
+               "503|timeout|fail0..fail4|pending|undecryptable|unknownpw|hold|delayN; tag.WORD only makes SPEC\n"
                "distinct): see tests/ndes/README.md.\n");
 }
 
@@ -1373,6 +1376,8 @@ static int run(int argc, char **argv) {
                 r = cmd_approve(NULL, true);
         else if (strcmp(cmd, "restart") == 0)
                 r = cmd_restart();
+        else if (strcmp(cmd, "release") == 0)
+                r = state_write(arg_state, "release", "", 0, 0644);
         else if (strcmp(cmd, "log") == 0)
                 r = cmd_log(scep);
         else {

@@ -88,6 +88,8 @@ static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass
                 c = FAULT_UNDECRYPTABLE;
         else if (strcmp(cls, "unknownpw") == 0)
                 c = FAULT_UNKNOWN_CHALLENGE;
+        else if (strcmp(cls, "hold") == 0)
+                c = FAULT_HOLD;
         else if (strncmp(cls, "fail", 4) == 0 && cls[4] >= '0' && cls[4] <= '4' && !cls[5]) {
                 c = FAULT_FAILINFO;
                 arg = cls[4] - '0';
@@ -102,7 +104,7 @@ static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass
                 return -EINVAL;
         if ((c == FAULT_FAILINFO || c == FAULT_PENDING) && step != FAULT_STEP_PKCSREQ && step != FAULT_STEP_CERTPOLL)
                 return -EINVAL;
-        if (c == FAULT_UNKNOWN_CHALLENGE && step != FAULT_STEP_PKCSREQ)
+        if ((c == FAULT_UNKNOWN_CHALLENGE || c == FAULT_HOLD) && step != FAULT_STEP_PKCSREQ)
                 return -EINVAL;
         if ((c == FAULT_UNDECRYPTABLE || c == FAULT_DELAY) && step != FAULT_STEP_PKCSREQ &&
             step != FAULT_STEP_CERTPOLL)
@@ -185,6 +187,14 @@ FaultClass fault_fire(const char *state_dir, const char *spec, FaultStep step, i
                 p = comma ? comma + 1 : NULL;
         }
         return FAULT_NONE;
+}
+
+void fault_hold(const char *state_dir) {
+        char path[4096];
+
+        snprintf(path, sizeof path, "%s/release", state_dir);
+        for (int i = 0; i < 2500 && access(path, F_OK) < 0; i++)
+                usleep(100 * 1000);
 }
 
 static void reply(int status, const char *reason, const char *ctype, const char *extra_header, const char *body) {

@@ -22,6 +22,8 @@
  *          delayN    the answer (work done, challenge consumed) comes N seconds late
  *          unknownpw CertRep FAILURE badMessageCheck with HRESULT 0x80070490, NDES's answer to a
  *                    challenge it does not know (after an IIS restart) (pkcsreq)
+ *          hold      the answer (work done) waits until `ndes-emulator release` (or 250 s): a
+ *                    client can be killed while its PKIOperation is surely at the CA (pkcsreq)
  *   COUNT  the fault fires this many times, then the server behaves; none: for ever
  *
  * An item tag.WORD does nothing but make the SPEC, and so its counters, distinct.
@@ -56,6 +58,7 @@ typedef enum FaultClass {
         FAULT_UNDECRYPTABLE,
         FAULT_DELAY,            /* arg: seconds */
         FAULT_UNKNOWN_CHALLENGE,
+        FAULT_HOLD,
 } FaultClass;
 
 #define FAULT_SPEC_MAX 256
@@ -69,6 +72,10 @@ const char *fault_spec_check(const char *spec);
 /* Whether SPEC has a fault for step that fires now (its count taken under the lock of
  * state_dir). Returns its class (FAULT_NONE: none), *ret_arg its argument. */
 FaultClass fault_fire(const char *state_dir, const char *spec, FaultStep step, int *ret_arg);
+
+/* FAULT_HOLD: waits until the state directory has a file "release" (ndes-emulator release),
+ * at most 250 s. */
+void fault_hold(const char *state_dir);
 
 /* Answers the request with an HTTP-level fault (html, 302, 4xx, 5xx, timeout). False when
  * the class is not one of those (the caller handles it). */
