@@ -116,19 +116,37 @@ static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass
         return 0;
 }
 
-const char *fault_spec_check(const char *spec) {
-        for (const char *p = spec; p && *p;) {
-                const char *comma = strchr(p, ',');
-                size_t len = comma ? (size_t) (comma - p) : strlen(p);
-                FaultStep s;
-                FaultClass c;
-                int arg;
-                long count;
+/* The items of spec, one at a time: *p is the cursor (start with spec), 1 with the item's
+ * parts (tags are skipped), 0 at the end, negative for an item that is not one. */
+typedef struct Item {
+        FaultStep step;
+        FaultClass class;
+        int arg;
+        long count;
+} Item;
 
-                if (item_parse(p, len, &s, &c, &arg, &count) < 0)
-                        return "fault items are STEP.CLASS[.COUNT] (see ndes-faults.h)";
-                p = comma ? comma + 1 : NULL;
+static int item_next(const char **p, Item *ret) {
+        while (*p && **p) {
+                const char *comma = strchr(*p, ',');
+                size_t len = comma ? (size_t) (comma - *p) : strlen(*p);
+                int r = item_parse(*p, len, &ret->step, &ret->class, &ret->arg, &ret->count);
+
+                *p = comma ? comma + 1 : NULL;
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 1;
         }
+        return 0;
+}
+
+const char *fault_spec_check(const char *spec) {
+        Item it;
+        int r;
+
+        for (const char *p = spec; (r = item_next(&p, &it)) != 0;)
+                if (r < 0)
+                        return "fault items are STEP.CLASS[.COUNT] (see ndes-faults.h)";
         return NULL;
 }
 
@@ -171,21 +189,14 @@ static bool counter_take(const char *dir, const char *spec, FaultStep step, long
 }
 
 FaultClass fault_fire(const char *state_dir, const char *spec, FaultStep step, int *ret_arg) {
-        for (const char *p = spec; p && *p;) {
-                const char *comma = strchr(p, ',');
-                size_t len = comma ? (size_t) (comma - p) : strlen(p);
-                FaultStep s;
-                FaultClass c;
-                int arg;
-                long count;
+        Item it;
+        int r;
 
-                if (item_parse(p, len, &s, &c, &arg, &count) == 0 && s == step &&
-                    (count < 0 || counter_take(state_dir, spec, step, count))) {
-                        *ret_arg = arg;
-                        return c;
+        for (const char *p = spec; (r = item_next(&p, &it)) != 0;)
+                if (r > 0 && it.step == step && (it.count < 0 || counter_take(state_dir, spec, step, it.count))) {
+                        *ret_arg = it.arg;
+                        return it.class;
                 }
-                p = comma ? comma + 1 : NULL;
-        }
         return FAULT_NONE;
 }
 
