@@ -140,6 +140,7 @@ samples=$LAB_DIR/samples.txt
 : >"$samples"
 sampler() {
         local start next owner pid fds rss state t
+        set +e          # a broker killed between two reads of /proc must not end the sampling
         start=$(_lab_now_ms)
         next=$start
         while [ ! -e "$LAB_DIR/sampler-stop" ]; do
