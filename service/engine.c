@@ -59,6 +59,8 @@ typedef struct Attempt {
         ScepTransport transport;
         size_t url_size;                /* of a GET PKIOperation, for the URL-limit hint */
         bool challenge_sent;            /* challenge is in a PKCSReq built (and maybe sent) */
+        ScepCACerts *certs;             /* the CA's certificates the message was built with (a
+                                         * reference: a Reload may fetch the CA's again meanwhile) */
         char thumbprint[33];            /* what the challenge's page said (ChallengeResult) */
         bool multi_use;
         unsigned validity_minutes;
@@ -87,6 +89,7 @@ static void attempt_free(Attempt *a) {
         X509_free(a->signer);
         EVP_PKEY_free(a->transport_key);
         scep_message_free(a->msg);
+        scep_cacerts_free(a->certs);
         free(a);
 }
 
@@ -597,7 +600,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
 
         ScepCertRepParams p = {
                 .request = a->msg,
-                .ca_certs = CE(ca)->certs,
+                .ca_certs = a->certs,
                 .signer_cert = a->signer,
                 .signer_key = a->transport_key ?: r->key,
                 .csr = a->csr,
@@ -877,6 +880,8 @@ static void step_pkioperation(Request *r) {
         /* Trust on first use: the CA is the one the challenge's page vouches for. */
         if (!a->polling && thumbprint_check(r) == 0)
                 return;
+        scep_cacerts_free(a->certs);
+        a->certs = scep_cacerts_ref(CE(ca)->certs);
         const ScepAlgorithms *alg = &CE(ca)->alg;
         a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
@@ -967,8 +972,8 @@ static void step_pkioperation(Request *r) {
                         .csr = a->csr,
                         .signer_cert = a->signer,
                         .signer_key = signer_key,
-                        .recipient = CE(ca)->certs->recipient,
-                        .ca = CE(ca)->certs->ca,
+                        .recipient = a->certs->recipient,
+                        .ca = a->certs->ca,
                         .cipher = alg->cipher,
                         .digest = alg->digest,
                 };

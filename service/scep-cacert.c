@@ -12,8 +12,14 @@
 #include "scep-cacert.h"
 #include "scep-util.h"
 
+ScepCACerts *scep_cacerts_ref(ScepCACerts *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
 ScepCACerts *scep_cacerts_free(ScepCACerts *c) {
-        if (!c)
+        if (!c || --c->n_ref > 0)
                 return NULL;
         sk_X509_pop_free(c->all, X509_free);
         free(c);
@@ -274,6 +280,8 @@ int scep_cacert_parse(const char *content_type, const void *data, size_t size,
                                       size, content_type ?: "(none)");
 
         c = calloc(1, sizeof *c);
+        if (c)
+                c->n_ref = 1;
         if (!c) {
                 sk_X509_pop_free(certs, X509_free);
                 return -ENOMEM;

@@ -34,6 +34,7 @@ typedef struct ScepCACerts {
         X509 *recipient;            /* ra_encrypt, else ca */
         X509 *verifier;             /* ra_sign, else ca */
         uint8_t ca_fingerprint[SCEP_FINGERPRINT_SIZE];   /* SHA-256 of ca's DER */
+        unsigned n_ref;             /* scep_cacerts_ref(); scep_cacerts_free() drops one */
 } ScepCACerts;
 
 /* content_type may be NULL (sniffed) and may carry parameters (";charset=..."). fingerprint,
@@ -42,6 +43,9 @@ typedef struct ScepCACerts {
 int scep_cacert_parse(const char *content_type, const void *data, size_t size,
                       const uint8_t *fingerprint, ScepCACerts **ret, ScepError *ret_error);
 
+/* Reference counted: an exchange in flight keeps the certificates it was built with while the
+ * CA's are fetched again (a Reload, CA.Refresh). free drops one reference; both accept NULL. */
+ScepCACerts *scep_cacerts_ref(ScepCACerts *c);
 ScepCACerts *scep_cacerts_free(ScepCACerts *c);
 
 /* Parse a CAFingerprint= value: "sha256:" followed by 64 hex digits, optionally separated by

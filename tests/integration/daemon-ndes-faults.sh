@@ -26,17 +26,18 @@ openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyou
         -out "$LAB_DIR/other-root.pem" -days 2 -subj "/CN=not the lab root" >/dev/null 2>&1
 chmod 0644 "$LAB_DIR/other-root.pem"
 
-# ca_conf NAME SPEC [DEADLINE [TIMEOUT]]: a CA meeting the faults of SPEC ("-": none), giving
-# up on pending requests after DEADLINE seconds (default 600), waiting TIMEOUT seconds for an
-# answer (default 4). The CA's name tags the SPEC, so that no two CAs share the emulator's
+# ca_conf NAME SPEC [DEADLINE [TIMEOUT [SCEP_HOST]]]: a CA meeting the faults of SPEC ("-":
+# none), giving up on pending requests after DEADLINE seconds (default 600), waiting TIMEOUT
+# seconds for an answer (default 4), its mscep.dll on SCEP_HOST (default the admin page's host,
+# ndes.example.test). The CA's name tags the SPEC, so that no two CAs share the emulator's
 # fault counters.
 ca_conf() {
-        local name=$1 spec=$2 deadline=${3:-600} timeout=${4:-4} prefix
+        local name=$1 spec=$2 deadline=${3:-600} timeout=${4:-4} scep=${5:-ndes.example.test} prefix
         prefix=/f/tag.$name
         [ "$spec" = - ] || prefix=$prefix,$spec
         {
                 echo "[CA]"
-                echo "URL=$base$prefix/certsrv/mscep/mscep.dll"
+                echo "URL=https://$scep$prefix/certsrv/mscep/mscep.dll"
                 echo "AdminURL=$base$prefix/certsrv/mscep_admin/"
                 echo "TrustAnchors=$LAB_TLS_ROOT"
                 echo "Timeout=$timeout"
@@ -92,24 +93,45 @@ fresh_rows=(
         "poll-fail2|pkcsreq.pending.1,certpoll.fail2|rejected:badRequest"
         "tls|-|failed:TLSVerifyFailed"
 )
-# At most 8 connections to one host at a time (the broker's HTTP client): resumed rows run in
-# batches of 8, each batch's PKCSReqs all held at the CA when the broker is killed.
 resumed_rows=(
         "r-none|-|issued-warned"
-        "r-caps-500|caps.500.2|issued-warned"
         "r-caps-html|caps.html.2|issued-warned"
+        "r-caps-302|caps.302|failed:ProtocolError"
         "r-caps-404|caps.404|failed:ProtocolError"
+        "r-caps-500|caps.500.2|issued-warned"
+        "r-caps-503|caps.503.2|issued-warned"
+        "r-caps-timeout|caps.timeout.2|issued-warned"
+        "r-cacert-html|cacert.html.2|issued-warned"
+        "r-cacert-302|cacert.302|failed:ProtocolError"
+        "r-cacert-404|cacert.404|failed:ProtocolError"
+        "r-cacert-500|cacert.500.2|issued-warned"
         "r-cacert-503|cacert.503.2|issued-warned"
+        "r-cacert-timeout|cacert.timeout.2|issued-warned"
+        "r-admin-html|admin.html.2|issued-warned"
+        "r-admin-302|admin.302|failed:ProtocolError"
+        "r-admin-404|admin.404|failed:ProtocolError"
+        "r-admin-500|admin.500.2|issued-warned"
+        "r-admin-503|admin.503.2|issued-warned"
+        "r-admin-timeout|admin.timeout.2|issued-warned"
+        "r-pkcs-html|pkcsreq.html.2|issued-warned"
+        "r-pkcs-302|pkcsreq.302|failed:ProtocolError"
+        "r-pkcs-404|pkcsreq.404|failed:ProtocolError"
+        "r-pkcs-500|pkcsreq.500.1|issued-warned"
+        "r-pkcs-503|pkcsreq.503.2|issued-warned"
+        "r-pkcs-timeout|pkcsreq.timeout.1|issued-warned"
+        "r-pkcs-fail0|pkcsreq.fail0|rejected:badAlg"
+        "r-pkcs-fail1|pkcsreq.fail1|rejected:badMessageCheck"
+        "r-pkcs-fail2|pkcsreq.fail2|rejected:badRequest"
+        "r-pkcs-fail3|pkcsreq.fail3|rejected:badTime"
+        "r-pkcs-fail4|pkcsreq.fail4|rejected:badCertId"
+        "r-poll-html|certpoll.html|issued-warned"
+        "r-poll-302|certpoll.302|issued-warned"
+        "r-poll-404|certpoll.404|issued-warned"
         "r-poll-500|certpoll.500|issued-warned"
         "r-poll-503|certpoll.503.2|issued-warned"
         "r-poll-timeout|certpoll.timeout|issued-warned"
-        "r-poll-html|certpoll.html|issued-warned"
-        "r-poll-404|certpoll.404|issued-warned"
         "r-poll-fail2|certpoll.fail2|issued-warned"
         "r-poll-pending|certpoll.pending|timeout"
-        "r-admin-timeout|admin.timeout.2|issued-warned"
-        "r-pkcs-500|pkcsreq.500.1|issued-warned"
-        "r-pkcs-fail2|pkcsreq.fail2|rejected:badRequest"
         "r-tls|-|failed:TLSVerifyFailed"
 )
 
@@ -211,7 +233,7 @@ done
 sed -i "s|^TrustAnchors=.*|TrustAnchors=$LAB_DIR/other-root.pem|" "$CB_CONF/ca.d/tls.conf"
 broker_start
 enroll_rows "${fresh_rows[@]}"
-settle 240 "${fresh_rows[@]}"
+settle 400 "${fresh_rows[@]}"
 lab_pass "fresh: ${#fresh_rows[@]} answer classes at GetCACaps, GetCACert, mscep_admin, PKCSReq and CertPoll each end as expected"
 
 # A CertRep FAILURE with 0x80070490 (challenge unknown) is retried at once with a fresh
@@ -233,41 +255,72 @@ txid=$(cb_prop alice "${path_of[pkcs-503]}" TransactionId)
 lab_assert_eq "$(ndes log --scep | grep "txid=$txid" | grep -c 'type=20' || true)" 0 "CertPolls after a 503"
 lab_pass "a PKCSReq answered 503 is not in doubt, and its challenge is used again"
 
+# A Reload while a PKIOperation is at the CA: the answer is read with the CA certificates the
+# request was built with (the Reload makes the broker fetch the CA's again).
+ca_conf reload-inflight pkcsreq.hold.1 600 120
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+rm -f "$NDES_STATE/release"
+answered=$(ndes log --scep | grep -c 'type=19 .*status=SUCCESS' || true)
+p=$(cb_enroll alice reload-inflight reload-inflight.a.example.test)
+lab_wait_for 60 "the PKCSReq to be issued and held at the CA" bash -c \
+        "[ \$('$NDES_EMULATOR' log --state '$NDES_STATE' --scep | grep -c 'type=19 .*status=SUCCESS') -gt $answered ]"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+ndes release
+state=$(cb_wait alice "$p" 60)
+[ "$state" = issued ] || lab_fail "a request whose PKIOperation was at the CA during a Reload ended '$state': $(cb_prop alice "$p" ErrorMessage)"
+lab_assert_eq "$(cb_prop alice "$p" Warning)" "" "Warning of the request answered across the Reload"
+lab_pass "a Reload while a PKIOperation is at the CA: its answer is still read, the request issued once"
+
 # ---- resumed after kill -9 while the PKCSReq was at the CA ----
 # Before the kill every resumed CA issues, but holds its answer to the PKCSReq until the test
-# releases it, and the broker waits for it (Timeout=280): the kill finds every PKCSReq of the
-# batch at the CA, however slow the machine. From the restart on each CA meets the faults of
-# its row.
-resumed_batch() {
-        local row name spec answered_before
-        for row in "$@"; do
-                IFS='|' read -r name spec _ <<<"$row"
-                ca_conf "$name" tag.before,pkcsreq.hold.1 600 280
+# releases it, and the broker waits for it (Timeout=280). The broker keeps at most 8
+# connections to one host, so the PKIOperations go to another name of the server
+# (ndes-alias.example.test) than the challenges: 8 PKCSReqs are at the CA, issued, when the
+# broker is killed, the others recorded as submitted (their TransactionId set) and waiting for
+# a connection; either way the broker cannot know after the restart and must ask. From the
+# restart on each CA meets the faults of its row, all on ndes.example.test.
+for row in "${resumed_rows[@]}"; do
+        IFS='|' read -r name spec _ <<<"$row"
+        ca_conf "$name" tag.before,pkcsreq.hold.1 600 280 ndes-alias.example.test
+done
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+# Their capabilities and certificates first (CA.Refresh), so that the held PKIOperations are the
+# only traffic to ndes-alias.example.test when the enrollments start.
+ca_path() { printf '%s/ca/%s' "$CB_PATH" "$(printf '%s' "$1" | sed 's/_/_5f/g; s/-/_2d/g')"; }
+ca_ready() { [ "$(busctl --system get-property "$CB_BUS" "$(ca_path "$1")" "$CB_BUS.CA" CACertificates)" != 's ""' ]; }
+for row in "${resumed_rows[@]}"; do
+        cb root call "$CB_BUS" "$(ca_path "${row%%|*}")" "$CB_BUS.CA" Refresh >/dev/null
+done
+for row in "${resumed_rows[@]}"; do
+        lab_wait_for 120 "CA ${row%%|*}'s certificates" ca_ready "${row%%|*}"
+done
+answered_before=$(ndes log --scep | grep -c 'type=19 .*status=SUCCESS' || true)
+rm -f "$NDES_STATE/release"
+enroll_rows "${resumed_rows[@]}"
+all_submitted() {
+        local row
+        for row in "${resumed_rows[@]}"; do
+                [ "$(busctl --system get-property "$CB_BUS" "${path_of[${row%%|*}]}" "$CB_BUS.Request" TransactionId)" != 's ""' ] ||
+                        return 1
         done
-        cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
-        answered_before=$(ndes log --scep | grep -c 'type=19 .*status=SUCCESS' || true)
-        rm -f "$NDES_STATE/release"
-        enroll_rows "$@"
-        lab_wait_for 200 "the CA to issue all $# requests of the batch" bash -c \
-                "[ \$('$NDES_EMULATOR' log --state '$NDES_STATE' --scep | grep -c 'type=19 .*status=SUCCESS') -ge $((answered_before + $#)) ]"
-        kill -9 "$(lab_pid certbrokerd)"
-        lab_stop certbrokerd
-        broker_check_log
-        ndes release
-        for row in "$@"; do
-                IFS='|' read -r name spec _ <<<"$row"
-                case $name in
-                        r-poll-pending) ca_conf "$name" "$spec" 60 ;;
-                        *) ca_conf "$name" "$spec" ;;
-                esac
-        done
-        [ ! -f "$CB_CONF/ca.d/r-tls.conf" ] ||
-                sed -i "s|^TrustAnchors=.*|TrustAnchors=$LAB_DIR/other-root.pem|" "$CB_CONF/ca.d/r-tls.conf"
-        broker_start
-        settle 240 "$@"
 }
-resumed_batch "${resumed_rows[@]:0:8}"
-resumed_batch "${resumed_rows[@]:8:8}"
+lab_wait_for 200 "8 PKCSReqs issued and held at the CA" bash -c \
+        "[ \$('$NDES_EMULATOR' log --state '$NDES_STATE' --scep | grep -c 'type=19 .*status=SUCCESS') -ge $((answered_before + 8)) ]"
+lab_wait_for 200 "all ${#resumed_rows[@]} PKCSReqs recorded as submitted" all_submitted
+kill -9 "$(lab_pid certbrokerd)"
+lab_stop certbrokerd
+broker_check_log
+ndes release
+for row in "${resumed_rows[@]}"; do
+        IFS='|' read -r name spec _ <<<"$row"
+        case $name in
+                r-poll-pending) ca_conf "$name" "$spec" 60 ;;
+                *) ca_conf "$name" "$spec" ;;
+        esac
+done
+sed -i "s|^TrustAnchors=.*|TrustAnchors=$LAB_DIR/other-root.pem|" "$CB_CONF/ca.d/r-tls.conf"
+broker_start
+settle 400 "${resumed_rows[@]}"
 # micromdm-like CertPoll (HTTP 500 for ever): at most 3 CertPolls before the resubmission.
 txid=$(cb_prop alice "${path_of[r-poll-500]}" TransactionId)
 polls=$(ndes log --scep | grep "txid=$txid" | grep -c 'type=20' || true)
