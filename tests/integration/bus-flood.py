@@ -12,6 +12,10 @@ connection. Then it writes one line to READYFILE,
 (C connections made, B refused by the bus daemon itself, R calls answered, Q refused with
 org.certbroker.Broker1.Error.QuotaExceeded, O other errors, the first of them after it), keeps
 every connection open and idle until GOFILE exists, and exits (closing them all).
+
+Exit status: 0 when every connection was made and every call answered (a reply or
+QuotaExceeded, both outcomes the caller asserts on), 1 when the bus refused a connection or a
+call got another answer (the first is on stderr), 2 when GOFILE never appeared (600 s).
 """
 import os
 import sys
@@ -51,11 +55,18 @@ def main(argv):
         f.write(line)
     os.rename(readyfile + ".tmp", readyfile)
     deadline = time.monotonic() + 600
-    while not os.path.exists(gofile) and time.monotonic() < deadline:
+    while not os.path.exists(gofile):
+        if time.monotonic() >= deadline:
+            print("bus-flood: %s never appeared" % gofile, file=sys.stderr)
+            return 2
         time.sleep(0.05)
     for c in conns:
         c.sock.close()
+    if refused_by_bus or other or replies + quota != len(conns):
+        print("bus-flood: %s" % line.strip(), file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -91,7 +91,9 @@ lab_pass "alice enrolls (issued) and root is served while 3 users hold $((3 * PE
 
 # ---- connections that leave are forgotten ----
 touch "$flood_dir/go"
-wait "${flooders[@]}"
+for f in "${flooders[@]}"; do
+        wait "$f" || lab_fail "a flooding user's connections did not all get an answer (status $?): $(cat "$flood_dir"/*.log)"
+done
 lab_wait_for 30 "bob's connections forgotten" bash -c \
         "rm -f '$flood_dir/again.bob'; setpriv --reuid=2002 --regid=3002 --init-groups '$LAB_PYTHON' '$FLOOD' 192 '$flood_dir/again.bob' /dev/null &&
          grep -q 'replies 192 quota 0 other 0' '$flood_dir/again.bob'"
