@@ -337,13 +337,29 @@ static void step_submit(Request *r) {
  * before the PKCSReq is built (the challenge may have waited for the CA's metadata). 1 when it
  * matches or there is nothing to compare, 0 when the request was dealt with (a mismatch: tried
  * once more with the CA's certificates fetched again, then refused). */
+/* The attempt's challenge, still unused at NDES, goes to the CA's next enrollment (a spare)
+ * with what its page said, so that whoever gets it checks the thumbprint too. */
+static void attempt_give_back_challenge(Attempt *a, ChallengeFetcher *f) {
+        ChallengeResult spare = {
+                .outcome = TRANSPORT_OK,
+                .multi_use = a->multi_use,
+                .validity_minutes = a->validity_minutes,
+        };
+
+        if (!a->challenge || !f)
+                return;
+        spare.secret = TAKE_PTR(a->challenge);
+        memcpy(spare.thumbprint, a->thumbprint, sizeof spare.thumbprint);
+        challenge_fetcher_keep_spare(f, &spare);
+}
+
 static int thumbprint_check(Request *r) {
         const CbCa *c = request_ca_config(r);
         CaState *ca = request_ca_state(r);
         Attempt *a = r->engine;
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
-        char ours[2 * EVP_MAX_MD_SIZE + 1] = "", theirs[sizeof a->thumbprint], msg[1024];
+        char ours[2 * EVP_MAX_MD_SIZE + 1] = "", msg[1024];
 
         if (!c || c->has_fingerprint || !a->challenge || !a->thumbprint[0] || !ca || !CE(ca)->certs ||
             !CE(ca)->certs->ca)
@@ -357,25 +373,16 @@ static int thumbprint_check(Request *r) {
         if (strcmp(ours, a->thumbprint) == 0)
                 return 1;
 
-        memcpy(theirs, a->thumbprint, sizeof theirs);
         if (!CE(ca)->meta_http)
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
         if (!r->thumbprint_retried) {
-                /* The challenge is good: it serves the next try instead of being thrown away
-                 * (with what its page said, so that whoever gets it checks it too). */
-                ChallengeResult spare = {
-                        .outcome = TRANSPORT_OK,
-                        .secret = TAKE_PTR(a->challenge),
-                        .multi_use = a->multi_use,
-                        .validity_minutes = a->validity_minutes,
-                };
-                memcpy(spare.thumbprint, theirs, sizeof spare.thumbprint);
-                /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once. */
+                /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once.
+                 * The challenge is good: it serves the next try instead of being thrown away. */
                 r->thumbprint_retried = true;
                 log_notice("Request %s: the CA certificate from GetCACert (MD5 %s) is not the one %s shows (%s); "
-                           "fetching the CA's certificates again.", r->rec->id, ours, c->admin_url, theirs);
+                           "fetching the CA's certificates again.", r->rec->id, ours, c->admin_url, a->thumbprint);
+                attempt_give_back_challenge(a, CE(ca)->fetcher);
                 request_end_attempt(r);
-                challenge_fetcher_keep_spare(CE(ca)->fetcher, &spare);
                 (void) engine_request_start(r);
                 return 0;
         }
@@ -383,7 +390,7 @@ static int thumbprint_check(Request *r) {
                  "authenticated admin page %s shows (%s): refusing to enroll with a CA that cannot be "
                  "authenticated. If a proxy or another server answers the SCEP URL, fix URL=; to trust a CA "
                  "explicitly, set CAFingerprint=sha256:<its SHA-256 fingerprint>.", c->url, ours, c->admin_url,
-                 theirs);
+                 a->thumbprint);
         /* Its page vouched for another CA: not kept for anyone (it stays counted at NDES, freed
          * with the attempt). */
         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
@@ -763,16 +770,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                  * try (NDES answers 0x80070490 if a restart of the pool forgot it, and the
                  * broker then fetches a fresh one). */
                 request_clear_submitted(r);
-                if (a->challenge && CE(ca)->fetcher) {
-                        ChallengeResult spare = {
-                                .outcome = TRANSPORT_OK,
-                                .secret = TAKE_PTR(a->challenge),
-                                .multi_use = a->multi_use,
-                                .validity_minutes = a->validity_minutes,
-                        };
-                        memcpy(spare.thumbprint, a->thumbprint, sizeof spare.thumbprint);
-                        challenge_fetcher_keep_spare(CE(ca)->fetcher, &spare);
-                }
+                attempt_give_back_challenge(a, CE(ca)->fetcher);
         }
         if (q != 0) {
                 attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
