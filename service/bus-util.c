@@ -81,6 +81,17 @@ int bus_caller_error(Manager *m, sd_bus_error *error, int r) {
 }
 
 int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r) {
+        if (r == -ETIMEDOUT || r == -EBUSY) {
+                if (manager_audit_admit(m, uid))
+                        log_warning("Cannot look up the names of uid %u's user or groups: %s.", (unsigned) uid,
+                                    r == -EBUSY ? "too many calls are waiting for NSS" : "NSS has not answered");
+                return bus_error_set(error, BROKER_ERROR_NOT_READY,
+                                     "The broker cannot look up the names of your user (uid %u) or its groups: "
+                                     "%s, and its policy selects callers by name: nothing was decided; try "
+                                     "again once NSS (sssd, winbind, LDAP) answers.", (unsigned) uid,
+                                     r == -EBUSY ? "too many calls are waiting for NSS"
+                                                 : "NSS has not answered in time");
+        }
         if (manager_audit_admit(m, uid))
                 log_warning_errno(r, "Cannot look up the names of uid %u's user or groups through NSS: %m",
                                   (unsigned) uid);
@@ -88,6 +99,90 @@ int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r) {
                              "The broker cannot look up the names of your user (uid %u) or its groups through NSS "
                              "(%s), and its policy selects callers by name: nothing was decided; try again "
                              "once NSS (sssd, winbind, LDAP) answers.", (unsigned) uid, strerror(r < 0 ? -r : r));
+}
+
+typedef struct DeferredCall DeferredCall;
+struct DeferredCall {
+        Manager *manager;
+        sd_bus_message *msg;
+        sd_bus_message_handler_t handler;
+        BusRefind refind;
+        NssWaiter *waiter;
+        DeferredCall *prev, *next;
+};
+
+static void deferred_unlink_free(DeferredCall *d) {
+        Manager *m = d->manager;
+
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                m->nss_deferred = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        m->n_nss_deferred--;
+        nss_waiter_free(d->waiter);
+        sd_bus_message_unref(d->msg);
+        free(d);
+}
+
+static void deferred_run(void *userdata) {
+        DeferredCall *d = userdata;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *msg = sd_bus_message_ref(d->msg);
+        sd_bus_message_handler_t handler = d->handler;
+        Manager *m = d->manager;
+        void *object;
+        int r;
+
+        d->waiter = NULL;               /* freed by the cache before this runs */
+        object = d->refind ? d->refind(m, msg) : m;
+        deferred_unlink_free(d);
+        if (!object)
+                r = bus_error_set(&error, BROKER_ERROR_NOT_READY,
+                                  "The object this call was made on went away while the broker waited for NSS "
+                                  "(a Reload removed it?): call again.");
+        else {
+                r = sd_bus_message_rewind(msg, true);
+                if (r >= 0)
+                        r = handler(msg, object, &error);
+        }
+        if (sd_bus_error_is_set(&error))
+                (void) sd_bus_reply_method_error(msg, &error);
+        else if (r < 0)
+                (void) sd_bus_reply_method_errnof(msg, r, "Cannot answer this call: %m");
+        sd_bus_error_free(&error);
+        sd_bus_message_unref(msg);
+}
+
+int bus_defer_for_nss(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, BusRefind refind,
+                      uid_t uid, sd_bus_error *error) {
+        DeferredCall *d;
+        int r;
+
+        if (!m->nss || m->n_nss_deferred >= BUS_NSS_DEFERRED_MAX)
+                return bus_nss_error(m, error, uid, -EBUSY);
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        *d = (DeferredCall) { .manager = m, .msg = sd_bus_message_ref(msg), .handler = handler, .refind = refind,
+                              .next = m->nss_deferred };
+        r = nss_cache_wait(m->nss, deferred_run, d, &d->waiter);
+        if (r < 0) {
+                sd_bus_message_unref(d->msg);
+                free(d);
+                return r;
+        }
+        if (d->next)
+                d->next->prev = d;
+        m->nss_deferred = d;
+        m->n_nss_deferred++;
+        return 1;
+}
+
+void bus_deferred_free_all(Manager *m) {
+        while (m->nss_deferred)
+                deferred_unlink_free(m->nss_deferred);
 }
 
 int bus_request_path(const char *id, char **ret) {

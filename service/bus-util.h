@@ -35,6 +35,20 @@ int bus_caller_error(Manager *m, sd_bus_error *error, int r);
  * per uid). */
 int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r);
 
+/* Where a method handler's caller_resolve_names() (or caller_from_message()) answered
+ * -EINPROGRESS: msg is called again, handler(msg, refind(m, msg), error) with msg rewound,
+ * once NSS has answered (nss-cache.h), and whatever the handler then returns is its answer.
+ * refind finds the handler's object again (it may have gone meanwhile: NULL is answered
+ * UnknownObject); NULL stands for m. At most BUS_NSS_DEFERRED_MAX calls wait at once; past it
+ * the call is answered NotReady. Returns 1 (the call will be answered) or a negative errno
+ * with error set. */
+typedef void *(*BusRefind)(Manager *m, sd_bus_message *msg);
+#define BUS_NSS_DEFERRED_MAX 1024U
+int bus_defer_for_nss(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, BusRefind refind,
+                      uid_t uid, sd_bus_error *error);
+/* Drops the calls still waiting (shutdown). */
+void bus_deferred_free_all(Manager *m);
+
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);
 

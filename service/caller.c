@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <systemd/sd-login.h>
 
+#include "basic.h"
 #include "caller.h"
 
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
@@ -483,6 +484,13 @@ void caller_set_nss(const CallerNss *n) {
         nss = n ?: &nss_libc;
 }
 
+/* Set: the loop's look-ups go through it (answered at once, or -EINPROGRESS). */
+static NssCache *nss_cache;
+
+void caller_set_nss_cache(NssCache *c) {
+        nss_cache = c;
+}
+
 /* An _r look-up's answer: 1 found, 0 no such entry, negative errno NSS failed. ERANGE (the
  * entry does not fit) is asked again with a buffer twice the size, up to CALLER_NSS_BUFFER_MAX. */
 static int nss_answer(int e, bool found) {
@@ -495,7 +503,7 @@ static int nss_answer(int e, bool found) {
 
 /* uid's name and primary group: 1 and *ret_name (and *ret_gid), 0 when NSS has no such user,
  * negative errno when NSS failed (nothing is known then). */
-static int user_lookup(uid_t uid, char **ret_name, gid_t *ret_gid) {
+static int user_lookup_blocking(uid_t uid, char **ret_name, gid_t *ret_gid) {
         for (size_t size = CALLER_NSS_BUFFER_MIN;; size *= 2) {
                 struct passwd pw, *res = NULL;
                 char *buf = malloc(size);
@@ -522,9 +530,9 @@ static int user_lookup(uid_t uid, char **ret_name, gid_t *ret_gid) {
         }
 }
 
-/* gid's name: as user_lookup(). A group of many members needs a large buffer: 8 KiB holds
+/* gid's name: as user_lookup_blocking(). A group of many members needs a large buffer: 8 KiB holds
  * only a few hundred. */
-static int group_lookup(gid_t gid, char **ret_name) {
+static int group_lookup_blocking(gid_t gid, char **ret_name) {
         for (size_t size = CALLER_NSS_BUFFER_MIN;; size *= 2) {
                 struct group gr, *res = NULL;
                 char *buf = malloc(size);
@@ -547,6 +555,44 @@ static int group_lookup(gid_t gid, char **ret_name) {
         }
 }
 
+/* The loop's look-ups: through the cache when there is one (never blocking: -EINPROGRESS while
+ * a worker asks NSS), else directly (tests, tools). */
+static int user_lookup(uid_t uid, char **ret_name, gid_t *ret_gid) {
+        NssAnswer a = {};
+        int r;
+
+        if (!nss_cache)
+                return user_lookup_blocking(uid, ret_name, ret_gid);
+        r = nss_cache_get(nss_cache, NSS_USER, uid, &a);
+        if (r < 0)
+                return r;
+        r = a.result;
+        if (r > 0) {
+                if (ret_gid)
+                        *ret_gid = a.gid;
+                if (ret_name)
+                        *ret_name = TAKE_PTR(a.name);
+        }
+        nss_answer_done(&a);
+        return r;
+}
+
+static int group_lookup(gid_t gid, char **ret_name) {
+        NssAnswer a = {};
+        int r;
+
+        if (!nss_cache)
+                return group_lookup_blocking(gid, ret_name);
+        r = nss_cache_get(nss_cache, NSS_GROUP, gid, &a);
+        if (r < 0)
+                return r;
+        r = a.result;
+        if (r > 0)
+                *ret_name = TAKE_PTR(a.name);
+        nss_answer_done(&a);
+        return r;
+}
+
 int caller_resolve_names(Caller *c, CallerNames names) {
         int r;
 
@@ -557,16 +603,21 @@ int caller_resolve_names(Caller *c, CallerNames names) {
         }
         if ((names & CALLER_GROUP_NAMES) && !c->group_names) {
                 char **g = calloc(c->n_gids + 1, sizeof(char *));
+                int first = 0;
+
                 if (!g)
                         return -ENOMEM;
+                /* Every group is asked (the workers look them up together) before waiting. */
                 for (size_t i = 0; i < c->n_gids; i++) {
                         r = group_lookup(c->gids[i], &g[i]);
-                        if (r < 0) {
-                                for (size_t j = 0; j < i; j++)
-                                        free(g[j]);
-                                free(g);
-                                return r;
-                        }
+                        if (r < 0 && (first == 0 || first == -EINPROGRESS))
+                                first = r;
+                }
+                if (first < 0) {
+                        for (size_t i = 0; i < c->n_gids; i++)
+                                free(g[i]);
+                        free(g);
+                        return first;
                 }
                 c->group_names = g;
                 c->n_group_names = c->n_gids;
@@ -668,14 +719,15 @@ int caller_snapshot_format(const Caller *c, char **ret) {
         return 0;
 }
 
-/* uid's groups from NSS: none when there is no such user; negative errno when NSS failed. */
-static int gids_from_nss(uid_t uid, gid_t **ret, size_t *ret_n) {
+/* uid's groups from NSS: 1 and the groups; 0 and none when there is no such user; negative
+ * errno when NSS failed. */
+static int gids_from_nss_blocking(uid_t uid, gid_t **ret, size_t *ret_n) {
         char *name = NULL;
         gid_t primary = 0;
         int n = 64, r;
         gid_t *g = NULL;
 
-        r = user_lookup(uid, &name, &primary);
+        r = user_lookup_blocking(uid, &name, &primary);
         if (r <= 0) {
                 *ret = NULL;
                 *ret_n = 0;
@@ -701,6 +753,47 @@ static int gids_from_nss(uid_t uid, gid_t **ret, size_t *ret_n) {
         free(name);
         *ret = g;
         *ret_n = (size_t) n;
+        return 1;
+}
+
+static int gids_from_nss(uid_t uid, gid_t **ret, size_t *ret_n) {
+        NssAnswer a = {};
+        int r;
+
+        if (!nss_cache)
+                return gids_from_nss_blocking(uid, ret, ret_n);
+        r = nss_cache_get(nss_cache, NSS_GROUPLIST, uid, &a);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(a.gids);
+        *ret_n = a.n_gids;
+        r = a.result;
+        nss_answer_done(&a);
+        return r;
+}
+
+int caller_nss_lookup(NssKind kind, uint32_t id, NssAnswer *ret) {
+        NssAnswer a = {};
+
+        switch (kind) {
+        case NSS_USER:
+                a.result = user_lookup_blocking((uid_t) id, &a.name, &a.gid);
+                break;
+        case NSS_GROUP:
+                a.result = group_lookup_blocking((gid_t) id, &a.name);
+                break;
+        case NSS_GROUPLIST:
+                a.result = gids_from_nss_blocking((uid_t) id, &a.gids, &a.n_gids);
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (a.result < 0) {
+                int r = a.result;
+                nss_answer_done(&a);
+                return r;
+        }
+        *ret = a;
         return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 
 #include "cb-policy.h"
+#include "nss-cache.h"
 
 /* Who is calling: only what the bus daemon vouches for, never what /proc says later.
  *
@@ -106,6 +107,13 @@ typedef struct CallerNss {
         int (*getgrouplist)(const char *user, gid_t group, gid_t *groups, int *n);
 } CallerNss;
 void caller_set_nss(const CallerNss *nss);
+/* The look-ups made on the event loop go through c (NULL: none, they block): they then never
+ * block, and answer -EINPROGRESS (wait with nss_cache_wait() and decide again) or -ETIMEDOUT
+ * (NSS has not answered for NSS_CACHE_TIMEOUT_USEC) until the answer is there. */
+void caller_set_nss_cache(NssCache *c);
+/* The blocking look-up behind the cache (the NssLookup its workers run), through the NSS set
+ * with caller_set_nss(). */
+int caller_nss_lookup(NssKind kind, uint32_t id, NssAnswer *ret);
 /* Buffers for one NSS entry: doubled from the first size while NSS says ERANGE, up to the
  * second (a group of tens of thousands of members). */
 #define CALLER_NSS_BUFFER_MIN 4096U

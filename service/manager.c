@@ -585,61 +585,145 @@ static int manager_apply_key_pool(Manager *m) {
 /* Reload and start-up: every request in progress is decided again, for the identity it was
  * decided for at Enroll (its stored snapshot), against the rules now in force. Limits
  * (MaxActive=, MaxRequests=) are not counted again: they bound new requests. One that the
- * rules no longer allow ends failed, with the decision's error and the rule named. */
-static void manager_redecide_requests(Manager *m, const char *when) {
-        CallerNames names = caller_names_needed(m->config);
+ * rules no longer allow ends failed, with the decision's error and the rule named.
+ *
+ * Where the rules select callers by name, deciding needs NSS, which is asked off the loop: a
+ * request whose owner's names are not known yet keeps its decision due (decision_due) and is
+ * decided once NSS answers; when NSS fails, it stays as it is and is tried again with a
+ * backoff (DECIDE_RETRY_MIN_USEC doubling to DECIDE_RETRY_MAX_USEC). Nothing is ended or
+ * erased for want of an answer. */
+#define DECIDE_RETRY_MIN_USEC (2ULL * 1000000ULL)
+#define DECIDE_RETRY_MAX_USEC (120ULL * 1000000ULL)
 
+static void manager_decide_due(Manager *m);
+
+static void on_decide_nss(void *userdata) {
+        Manager *m = userdata;
+
+        m->decide_waiter = NULL;        /* freed by the cache before this runs */
+        manager_decide_due(m);
+}
+
+static int on_decide_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        manager_decide_due(m);
+        return 0;
+}
+
+/* 1 decided (allowed, or ended), 0 waits for NSS, negative errno NSS failed. */
+static int request_decide_again(Request *req, CallerNames names, const char *when) {
+        Manager *m = req->manager;
+        StoreRequest *rec = req->rec;
+        Caller c = {};
+        CbCaller cb;
+        CbDecision d = {};
+        size_t n = 0;
+        int r;
+
+        r = caller_from_snapshot(rec->owner, rec->caller, names, false, &c);
+        if (r == -EINPROGRESS)
+                return 0;
+        if (r < 0)
+                return r;
+        caller_to_policy(&c, &cb);
+        while (rec->names && rec->names[n])
+                n++;
+        CbRequestSpec spec = {
+                .ca = rec->ca,
+                .subject = rec->subject,
+                .names = (const char *const *) rec->names,
+                .n_names = n,
+                .key = rec->key,
+                .usage = rec->usage,
+                .label = rec->label,
+        };
+        r = cb_policy_decide(m->config, &cb, &spec, NULL, &d);
+        if (r < 0)
+                log_warning_errno(r, "Request %s: cannot decide it again after the %s; it goes on: %m",
+                                  rec->id, when);
+        else if (!d.allowed) {
+                BrokerError err = broker_error_from_decision(d.result);
+                char *msg = NULL;
+                if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
+                             when, d.reason ?: "denied") < 0)
+                        msg = NULL;
+                log_audit(LOG_NOTICE, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
+                                                       .rule = d.rule, .decision = "deny", .ca = rec->ca,
+                                                       .error = broker_error_name(err) },
+                          "Request %s of uid %u denied on %s: %s", rec->id, (unsigned) rec->owner, when,
+                          d.reason ?: "");
+                req->decision_due = req->start_when_decided = false;
+                request_end(req, REQUEST_FAILED, err, NULL,
+                            msg ?: "The policy no longer allows this request.");
+                free(msg);
+        }
+        cb_decision_done(&d);
+        caller_done(&c);
+        return 1;
+}
+
+static void manager_decide_due(Manager *m) {
+        CallerNames names = caller_names_needed(m->config);
+        const char *when = m->decide_when ?: "reload";
+        size_t waiting = 0, failed = 0;
+        int first_error = 0;
+
+        m->decide_timer = sd_event_source_disable_unref(m->decide_timer);
+        /* request_end() may drop nothing from m->requests, but be safe against it shrinking. */
         for (size_t i = 0; i < m->n_requests; i++) {
                 Request *req = m->requests[i];
-                StoreRequest *rec = req->rec;
-                Caller c = {};
-                CbCaller cb;
-                CbDecision d = {};
-                size_t n = 0;
                 int r;
 
-                if (request_state_is_terminal(rec->state))
+                if (!req->decision_due)
                         continue;
-                r = caller_from_snapshot(rec->owner, rec->caller, names, false, &c);
+                if (request_state_is_terminal(req->rec->state)) {
+                        req->decision_due = req->start_when_decided = false;
+                        continue;
+                }
+                r = request_decide_again(req, names, when);
+                if (r == 0) {
+                        waiting++;
+                        continue;
+                }
                 if (r < 0) {
-                        log_warning_errno(r, "Request %s: cannot read whom it was decided for, or look up its "
-                                          "names through NSS; the %s keeps it: %m", rec->id, when);
+                        if (failed++ == 0)
+                                first_error = r;
                         continue;
                 }
-                caller_to_policy(&c, &cb);
-                while (rec->names && rec->names[n])
-                        n++;
-                CbRequestSpec spec = {
-                        .ca = rec->ca,
-                        .subject = rec->subject,
-                        .names = (const char *const *) rec->names,
-                        .n_names = n,
-                        .key = rec->key,
-                        .usage = rec->usage,
-                        .label = rec->label,
-                };
-                r = cb_policy_decide(m->config, &cb, &spec, NULL, &d);
-                if (r < 0)
-                        log_warning_errno(r, "Request %s: cannot decide it again after the %s; it goes on: %m",
-                                          rec->id, when);
-                else if (!d.allowed) {
-                        BrokerError err = broker_error_from_decision(d.result);
-                        char *msg = NULL;
-                        if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
-                                     when, d.reason ?: "denied") < 0)
-                                msg = NULL;
-                        log_audit(LOG_NOTICE, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
-                                                               .rule = d.rule, .decision = "deny", .ca = rec->ca,
-                                                               .error = broker_error_name(err) },
-                                  "Request %s of uid %u denied on %s: %s", rec->id, (unsigned) rec->owner, when,
-                                  d.reason ?: "");
-                        request_end(req, REQUEST_FAILED, err, NULL,
-                                    msg ?: "The policy no longer allows this request.");
-                        free(msg);
+                req->decision_due = false;
+                if (req->start_when_decided && !request_state_is_terminal(req->rec->state)) {
+                        req->start_when_decided = false;
+                        (void) engine_request_start(req);
                 }
-                cb_decision_done(&d);
-                caller_done(&c);
         }
+        if (waiting > 0 && m->nss && !m->decide_waiter &&
+            nss_cache_wait(m->nss, on_decide_nss, m, &m->decide_waiter) >= 0)
+                return;
+        if (failed == 0 && waiting == 0) {
+                m->decide_backoff = 0;
+                return;
+        }
+        m->decide_backoff = !m->decide_backoff ? DECIDE_RETRY_MIN_USEC :
+                            m->decide_backoff * 2 < DECIDE_RETRY_MAX_USEC ? m->decide_backoff * 2 :
+                            DECIDE_RETRY_MAX_USEC;
+        if (failed > 0)
+                log_warning_errno(first_error, "%zu request(s) cannot be decided again after the %s: the names "
+                                  "of their owners cannot be looked up through NSS (%m). They are kept as they "
+                                  "are and tried again in %llu s.", failed, when,
+                                  (unsigned long long) (m->decide_backoff / 1000000ULL));
+        if (m->event)
+                (void) sd_event_add_time_relative(m->event, &m->decide_timer, CLOCK_MONOTONIC, m->decide_backoff,
+                                                  100000ULL, on_decide_timer, m);
+}
+
+static void manager_redecide_requests(Manager *m, const char *when) {
+        m->decide_when = when;
+        m->decide_backoff = 0;
+        for (size_t i = 0; i < m->n_requests; i++)
+                if (!request_state_is_terminal(m->requests[i]->rec->state))
+                        m->requests[i]->decision_due = true;
+        manager_decide_due(m);
 }
 
 int manager_reload(Manager *m, char **ret_message) {
@@ -814,6 +898,10 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
                 r = key_pool_attach_event(m->pool, m->event, 0);
         if (r < 0)
                 goto fail;
+        r = nss_cache_new(m->event, caller_nss_lookup, &m->nss);
+        if (r < 0)
+                goto fail;
+        caller_set_nss_cache(m->nss);
 
         r = manager_load_requests(m);
         if (r < 0)
@@ -846,11 +934,18 @@ fail:
 }
 
 void manager_start(Manager *m) {
-        /* Resume what was in flight before the last stop. */
+        /* Resume what was in flight before the last stop: once decided against the rules in
+         * force (those waiting for NSS are resumed by manager_decide_due()). */
         manager_redecide_requests(m, "start-up");
-        for (size_t i = 0; i < m->n_requests; i++)
-                if (!request_state_is_terminal(m->requests[i]->rec->state))
-                        (void) engine_request_start(m->requests[i]);
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *req = m->requests[i];
+                if (request_state_is_terminal(req->rec->state))
+                        continue;
+                if (req->decision_due)
+                        req->start_when_decided = true;
+                else
+                        (void) engine_request_start(req);
+        }
         /* Renewals due while the broker was stopped are made now (the list may grow). */
         for (size_t i = 0, n = m->n_requests; i < n; i++)
                 renewal_schedule(m->requests[i]);
@@ -886,12 +981,16 @@ Manager *manager_free(Manager *m) {
         }
         if (m->hooks && m->hooks->closing)
                 m->hooks->closing(m);           /* the bus goes */
+        m->decide_waiter = (nss_waiter_free(m->decide_waiter), NULL);
+        m->decide_timer = sd_event_source_disable_unref(m->decide_timer);
         while (m->n_requests > 0)
                 request_free(m->requests[m->n_requests - 1]);
         free(m->requests);
         m->index = request_index_free(m->index);
         engine_free(m);
         key_pool_free(m->pool);
+        caller_set_nss_cache(NULL);
+        m->nss = nss_cache_free(m->nss);
         store_close(m->store);
         cb_config_free(m->config);
         sd_event_unref(m->event);

@@ -58,6 +58,15 @@ struct Manager {
         bool stopping;                  /* SIGTERM or shutdown: start no new work */
         KeyPool *pool;
         struct CallerRegistry *callers; /* bus credentials per connection (caller.h) */
+        struct NssCache *nss;           /* NSS look-ups off the loop (nss-cache.h) */
+        struct DeferredCall *nss_deferred;      /* bus calls waiting for NSS (bus-util.c) */
+        unsigned n_nss_deferred;
+        /* Requests whose decision against the rules in force waits for NSS (Request's
+         * decision_due): decided again when NSS answers, or after decide_backoff. */
+        const char *decide_when;        /* "reload", "start-up" */
+        struct NssWaiter *decide_waiter;
+        sd_event_source *decide_timer;
+        uint64_t decide_backoff;
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 

@@ -118,6 +118,16 @@ static void test_kill_point(const char *point) {
         }
 }
 
+static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* The owner's groups or names were asked of NSS: made once it has answered. */
+static void on_renew_nss(void *userdata) {
+        Request *r = userdata;
+
+        r->renew_nss_waiter = NULL;     /* freed by the cache before this runs */
+        (void) on_renew_timer(NULL, 0, r);
+}
+
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Request *r = userdata;
         uint64_t now = now_usec();
@@ -125,9 +135,15 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
         if (r->rec->renew && r->rec->renew_at != 0 && r->rec->renew_at <= now && empty(r->rec->successor) &&
             r->rec->state == REQUEST_ISSUED && !r->manager->stopping) {
+                int q;
+
                 test_kill_point("renewal-before");
-                if (make_successor(r) < 0) {
-                        /* Not recorded (disk full, ...): again in a minute or so. */
+                q = make_successor(r);
+                if (q == -EINPROGRESS && r->manager->nss && !r->renew_nss_waiter &&
+                    nss_cache_wait(r->manager->nss, on_renew_nss, r, &r->renew_nss_waiter) >= 0)
+                        return 0;       /* on_renew_nss() makes it */
+                if (q < 0) {
+                        /* Not recorded (disk full, NSS failing, ...): again in a minute or so. */
                         uint64_t at = now + RENEW_RETRY_USEC + random_below(RENEW_RETRY_USEC / 2);
                         (void) sd_event_add_time(r->manager->event, &r->renew_timer, CLOCK_REALTIME, at,
                                                  1000000ULL, on_renew_timer, r);
@@ -208,6 +224,8 @@ static int make_successor(Request *pred) {
 
         /* The policy for the owner now: uid, groups from NSS, unit and label of the chain. */
         q = caller_from_snapshot(p->owner, p->caller, caller_names_needed(m->config), true, &c);
+        if (q == -EINPROGRESS)
+                return q;       /* asked: made once NSS has answered */
         if (q < 0)
                 return log_error_errno(q, "Request %s: cannot resolve its owner %u for the renewal: %m", p->id,
                                        (unsigned) p->owner);

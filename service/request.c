@@ -14,6 +14,7 @@
 #include "keys-generate.h"
 #include "log.h"
 #include "manager.h"
+#include "nss-cache.h"
 #include "renewal.h"
 #include "request.h"
 #include "scep-csr.h"
@@ -183,6 +184,7 @@ Request *request_free(Request *r) {
         }
         sd_event_source_disable_unref(r->timer);
         sd_event_source_disable_unref(r->renew_timer);
+        nss_waiter_free(r->renew_nss_waiter);
         EVP_PKEY_free(r->key);
         store_request_free(r->rec);
         free(r);

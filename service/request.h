@@ -33,6 +33,11 @@ struct Request {
         struct PendingReply *waiters;   /* Wait() calls: kept by the bus layer (bus-request.c) */
         void *engine;                   /* engine state of the attempt in progress */
         bool unsaved;                   /* the last commit failed (disk full): written again later */
+        /* manager.c: its decision against the rules in force (start-up, Reload) waits for NSS;
+         * start_when_decided: at start-up it is resumed only once decided. */
+        bool decision_due;
+        bool start_when_decided;
+        struct NssWaiter *renew_nss_waiter;     /* renewal.c: the successor waits for NSS */
         /* engine.c, for this run of the broker: CertPolls of a submission in doubt that got no
          * CertRep; once RECOVERY_POLLS_MAX did, the next attempt checks the CA with GetCACaps and
          * submits again (recovery_resubmit). challenge_retried: NDES said it did not know the
