@@ -15,7 +15,8 @@
 #include "renewal.h"
 
 #define USEC_PER_DAY (86400ULL * 1000000ULL)
-#define RENEW_RETRY_USEC (60ULL * 1000000ULL)     /* a successor that could not be recorded */
+#define RENEW_RETRY_USEC (60ULL * 1000000ULL)     /* a successor that could not be recorded: at most */
+#define RENEW_RETRY_MIN_USEC (5ULL * 1000000ULL)  /* ... and at first */
 
 enum {
         WARNED_7D = 1,
@@ -143,12 +144,17 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                     nss_cache_wait(r->manager->nss, on_renew_nss, r, &r->renew_nss_waiter) >= 0)
                         return 0;       /* on_renew_nss() makes it */
                 if (q < 0) {
-                        /* Not recorded (disk full, NSS failing, ...): again in a minute or so. */
-                        uint64_t at = now + RENEW_RETRY_USEC + random_below(RENEW_RETRY_USEC / 2);
+                        /* Not recorded (disk full, NSS failing, ...): again after a backoff from
+                         * RENEW_RETRY_MIN_USEC doubling to RENEW_RETRY_USEC, jittered. */
+                        r->renew_retry_usec = r->renew_retry_usec == 0 ? RENEW_RETRY_MIN_USEC :
+                                              r->renew_retry_usec * 2 < RENEW_RETRY_USEC ? r->renew_retry_usec * 2 :
+                                              RENEW_RETRY_USEC;
+                        uint64_t at = now + r->renew_retry_usec + random_below(r->renew_retry_usec / 2);
                         (void) sd_event_add_time(r->manager->event, &r->renew_timer, CLOCK_REALTIME, at,
                                                  1000000ULL, on_renew_timer, r);
                         return 0;
                 }
+                r->renew_retry_usec = 0;
         }
         check_warnings(r, now);
         renewal_schedule(r);

@@ -38,6 +38,7 @@ struct Request {
         bool decision_due;
         bool start_when_decided;
         struct NssWaiter *renew_nss_waiter;     /* renewal.c: the successor waits for NSS */
+        uint64_t renew_retry_usec;              /* renewal.c: backoff of a successor not made */
         /* engine.c, for this run of the broker: CertPolls of a submission in doubt that got no
          * CertRep; once RECOVERY_POLLS_MAX did, the next attempt checks the CA with GetCACaps and
          * submits again (recovery_resubmit). challenge_retried: NDES said it did not know the
