@@ -547,6 +547,14 @@ EVP_PKEY *key_pool_take(KeyPool *p, KeyType t) {
         return key;
 }
 
+#define OWNERS_SEEN_MAX (KEY_POOL_SHARE_BASE / KEY_POOL_SHARE_MIN)
+
+unsigned key_pool_owner_share(unsigned n_owners) {
+        unsigned share = KEY_POOL_SHARE_BASE / (n_owners + 2);
+
+        return share > KEY_POOL_SHARE_MIN ? share : KEY_POOL_SHARE_MIN;
+}
+
 int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void *userdata, uint64_t *ret_job) {
         return key_pool_generate_async_for(p, t, 0, handler, userdata, ret_job);
 }
@@ -567,19 +575,33 @@ int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyH
         j->userdata = userdata;
 
         pthread_mutex_lock(&p->lock);
-        if (p->n_jobs >= KEY_POOL_JOBS_MAX) {
+        /* One more than the owner's last queued job, and not before the job started last:
+         * owners take turns, and one who queued nothing lately goes next. Counted on the way:
+         * the owner's queued jobs and the other owners with some (up to OWNERS_SEEN_MAX; past
+         * it every share is the minimum anyway). */
+        uint32_t others[OWNERS_SEEN_MAX];
+        unsigned n_others = 0, mine = 0;
+        tag = p->vclock;
+        for (Job *q = p->queue_head; q; q = q->next) {
+                if (q->owner == owner) {
+                        mine++;
+                        if (q->tag > tag)
+                                tag = q->tag;
+                        continue;
+                }
+                bool seen = false;
+                for (unsigned i = 0; i < n_others && !seen; i++)
+                        seen = others[i] == q->owner;
+                if (!seen && n_others < OWNERS_SEEN_MAX)
+                        others[n_others++] = q->owner;
+        }
+        if (p->n_jobs >= KEY_POOL_JOBS_MAX || mine >= key_pool_owner_share(n_others)) {
                 pthread_mutex_unlock(&p->lock);
                 free(j);
                 return -EBUSY;
         }
         j->id = p->next_id++;
         j->owner = owner;
-        /* One more than the owner's last queued job, and not before the job started last:
-         * owners take turns, and one who queued nothing lately goes next. */
-        tag = p->vclock;
-        for (Job *q = p->queue_head; q; q = q->next)
-                if (q->owner == owner && q->tag > tag)
-                        tag = q->tag;
         j->tag = tag + 1;
         p->n_jobs++;
         if (p->queue_tail)

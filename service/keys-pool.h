@@ -94,8 +94,15 @@ EVP_PKEY *key_pool_take(KeyPool *p, KeyType t);
 
 /* Generate one key of type t for the caller (ahead of any refill). handler runs later from
  * key_pool_dispatch(), exactly once unless the job is cancelled. *ret_job (if given) gets a
- * job id > 0. -EINVAL bad type, -ENOMEM, -EBUSY if KEY_POOL_JOBS_MAX jobs are queued. */
-#define KEY_POOL_JOBS_MAX 1024U
+ * job id > 0. -EINVAL bad type, -ENOMEM, -EBUSY when the owner has its share of the queue
+ * (key_pool_owner_share()) or KEY_POOL_JOBS_MAX jobs wait in all: a shortage to retry later.
+ * Each owner's share leaves room for an owner that has none queued yet. */
+#define KEY_POOL_JOBS_MAX 2048U
+#define KEY_POOL_SHARE_BASE 1024U
+#define KEY_POOL_SHARE_MIN 16U
+/* Jobs an owner may have queued while n_owners other owners have some: KEY_POOL_SHARE_BASE
+ * divided among them and one more (a newcomer), at least KEY_POOL_SHARE_MIN. */
+unsigned key_pool_owner_share(unsigned n_owners);
 int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyHandler handler, void *userdata,
                                 uint64_t *ret_job);
 /* The same for owner 0. */

@@ -382,6 +382,56 @@ static void test_fair_between_owners(void **state) {
         assert_true(key_pool_default_workers() >= 1);
 }
 
+static void on_key_unused(KeyPool *p, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
+        EVP_PKEY_free(key);
+}
+
+/* One owner cannot take the queue: past its share it is told -EBUSY (a shortage, retried), and
+ * another owner still has room; the shares shrink as owners join, never below the minimum. */
+static void test_owner_share(void **state) {
+        KeyPool *p = NULL;
+        uint64_t jobs[1200];
+        unsigned n = 0, first = 0, second = 0;
+
+        assert_int_equal(key_pool_owner_share(0), KEY_POOL_SHARE_BASE / 2);
+        assert_int_equal(key_pool_owner_share(1), KEY_POOL_SHARE_BASE / 3);
+        assert_int_equal(key_pool_owner_share(1000), KEY_POOL_SHARE_MIN);
+        for (unsigned k = 0; k < 100; k++) {
+                assert_true(key_pool_owner_share(k) >= KEY_POOL_SHARE_MIN);
+                assert_true(key_pool_owner_share(k + 1) <= key_pool_owner_share(k));
+                /* k owners at their share leave at least a newcomer's share free. */
+                if (key_pool_owner_share(k) > KEY_POOL_SHARE_MIN)
+                        assert_true((k + 1) * key_pool_owner_share(k) + key_pool_owner_share(k + 1) <= KEY_POOL_SHARE_BASE);
+        }
+
+        /* One worker busy with slow keys: the queue only grows while this runs. */
+        assert_int_equal(key_pool_new_with_workers(1, &p), 0);
+        for (unsigned i = 0; i < 600; i++) {
+                int r = key_pool_generate_async_for(p, KEY_TYPE_RSA_4096, 1, on_key_unused, NULL, &jobs[n]);
+                if (r == -EBUSY)
+                        break;
+                assert_int_equal(r, 0);
+                n++;
+                first++;
+        }
+        /* Its share, plus the one job the worker may have taken off the queue already. */
+        assert_true(first >= key_pool_owner_share(0) && first <= key_pool_owner_share(0) + 1);
+        assert_int_equal(key_pool_generate_async_for(p, KEY_TYPE_RSA_4096, 1, on_key_unused, NULL, NULL), -EBUSY);
+        /* Another owner is admitted, up to its own share beside the first. */
+        for (unsigned i = 0; i < 600; i++) {
+                int r = key_pool_generate_async_for(p, KEY_TYPE_RSA_4096, 2, on_key_unused, NULL, &jobs[n]);
+                if (r == -EBUSY)
+                        break;
+                assert_int_equal(r, 0);
+                n++;
+                second++;
+        }
+        assert_int_equal(second, key_pool_owner_share(1));
+        for (unsigned i = 0; i < n; i++)
+                (void) key_pool_cancel(p, jobs[i]);
+        key_pool_free(p);
+}
+
 typedef struct EventCtx {
         KeyPool *pool;
         sd_event *event;
@@ -417,6 +467,7 @@ int main(void) {
                 cmocka_unit_test(test_jobs_beside_refill),
                 cmocka_unit_test(test_worker_priorities),
                 cmocka_unit_test(test_fair_between_owners),
+                cmocka_unit_test(test_owner_share),
                 cmocka_unit_test(test_sd_event),
         };
 
