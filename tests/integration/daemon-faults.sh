@@ -50,6 +50,39 @@ p=$(cb_enroll alice corp after.a.example.test) || lab_fail "Enroll after space c
 lab_assert_eq "$(cb_wait alice "$p" 60)" issued "a request after space came back"
 lab_pass "a full state directory refuses new requests naming it; the accepted ones finish once space is back"
 
+# The disk fills while a request's new key is stored: the Enroll is on disk, the key (RSA 4096,
+# made on demand: a second or so) meets a full disk. The request keeps its state, says what ran
+# out (QuotaExceeded) and is issued once space returns. Whether the filler lands before the key
+# is stored is a race: a try where the key got in first is done again (at most 4 tries).
+hit=""
+for try in 1 2 3 4; do
+        p=$(cb alice call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} corp "" 1 "key$try.a.example.test"                 1 key s rsa:4096) || lab_fail "Enroll with an RSA 4096 key"
+        dd if=/dev/zero of="$CB_STATE/filler" bs=64k 2>/dev/null || true
+        p=${p#o \"}; p=${p%\"}
+        for _ in $(seq 150); do
+                if grep -q "Request ${p##*/}: Cannot store the private key (encrypted) in the journal: No space left on device" \
+                        "$LAB_DIR/certbrokerd.log"; then
+                        hit=$p
+                        break
+                fi
+                [ "$(state_of "$p")" != queued ] && break       # the key got in first
+                sleep 0.2
+        done
+        [ -z "$hit" ] || break
+        rm -f "$CB_STATE/filler"
+        lab_assert_eq "$(cb_wait alice "$p" 60)" issued "try $try, whose key was stored before the disk filled"
+done
+[ -n "$hit" ] || lab_fail "in 4 tries the disk never filled before the new key was stored"
+sleep 2
+st=$(state_of "$hit")
+[ "$st" != failed ] && [ "$st" != issued ] || lab_fail "the request whose key met a full disk is $st"
+lab_assert_eq "$(cb_prop alice "$hit" Error)" "org.certbroker.Broker1.Error.QuotaExceeded" "its Error"
+lab_assert_contains "$(cb_prop alice "$hit" ErrorMessage)" "state directory is full" "its ErrorMessage"
+rm -f "$CB_STATE/filler"
+lab_assert_eq "$(cb_wait alice "$hit" 120)" issued "the request once space came back"
+lab_assert_eq "$(tprop alice "$hit" KeyAvailable)" true "its key"
+lab_pass "the disk filling while a new key is stored: the request kept, QuotaExceeded named, issued once space returns (try $try)"
+
 # A damaged database: the broker refuses to start and says what to do; the file is kept.
 broker_stop
 size=$(stat -c %s "$CB_STATE/certbroker.db")
