@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* certbroker configuration (CONFIG.md is the contract): certbroker.conf, ca.d/NAME.conf and
+/* certbroker configuration (certbroker.conf(5) and certbroker.policy(5) are the contract): certbroker.conf, ca.d/NAME.conf and
  * policy.d/NAME.policy, parsed from buffers the daemon has read. Pure code: no I/O, no logging,
  * no global state.
  *
@@ -13,7 +13,7 @@
  * space or tab, anywhere in a line ("Realm=X   # comment"); so a value cannot contain " #"
  * or " ;". Every line must be empty, a comment, "[Section]" or "Key=Value" (no "Key: Value",
  * no indented continuation lines, no keys before the first section). Keys and section names
- * are case-sensitive as written in CONFIG.md (key names at most 64 bytes). A key may appear
+ * are case-sensitive as written in the man pages (key names at most 64 bytes). A key may appear
  * at most once per section; lists are space- or tab-separated; values are not quoted (a value
  * in quotes is an error that shows the unquoted form). An empty value ("KeyPool=") means the
  * default. Lines are limited to CB_CONFIG_LINE_MAX bytes (longer than inih's own 200-byte
@@ -45,7 +45,7 @@
 #define CB_RETAIN_FINISHED_MAX_SEC (UINT64_C(3650) * 86400)
 #define CB_DEFAULT_MAX_STORED_REQUESTS 1000U
 
-/* Key types: the strings of API.md's Enroll option "key". */
+/* Key types: the strings of Enroll's option "key" (org.certbroker.Broker1(5)). */
 typedef enum CbKeyType {
         CB_KEY_RSA_2048,
         CB_KEY_RSA_3072,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The suffix guard (CONFIG.md "The suffix guard"): DNS name normalization,
+/* The suffix guard (certbroker.policy(5) "THE SUFFIX GUARD"): DNS name normalization,
  * suffix matching, rule name patterns and URL host checks.
  *
  * Pure functions: no I/O, no logging, no global state. Reasons returned
@@ -47,7 +47,7 @@ bool cb_name_is_under_suffix(const char *name, const char *suffix);
 /* True when the normalized name is a wildcard ("*.something"). */
 bool cb_name_is_wildcard(const char *name);
 
-/* Rule name patterns (CONFIG.md): an exact name, "*.x" (exactly one more label) or "**.x"
+/* Rule name patterns (certbroker.policy(5) Names=): an exact name, "*.x" (exactly one more label) or "**.x"
  * (one or more more labels). x is normalized and must lie inside suffix (non-NULL).
  * Returns 0 and *ret (normalized pattern, e.g. "**.a.example.com"), -EINVAL with a static
  * *ret_reason, or -ENOMEM. */

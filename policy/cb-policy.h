@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The policy decision (CONFIG.md "policy.d"): who may request what. Pure code: the daemon
+/* The policy decision (certbroker.policy(5)): who may request what. Pure code: the daemon
  * resolves the caller (uid, user name, gids, group names, unit, SELinux label) from the bus
  * credentials and NSS, and provides the usage counts through CbUsageCounter; nothing here
  * does I/O or logs. */
@@ -53,7 +53,7 @@ typedef struct CbUsageCounter {
         void *userdata;
 } CbUsageCounter;
 
-/* The outcome, mapping 1:1 to API.md error names (cb_decision_result_to_error()). */
+/* The outcome, mapping 1:1 to the D-Bus error names of org.certbroker.Broker1(5) ERRORS (cb_decision_result_to_error()). */
 typedef enum CbDecisionResult {
         CB_DECISION_ALLOWED,
         CB_DECISION_ACCESS_DENIED,              /* no applicable rule, or no rule allows the CA */
@@ -90,7 +90,7 @@ typedef struct CbDecision {
 /* Decides a request. Order: options (InvalidArgument), CA (UnknownCA), names and subject
  * (syntax and duplicates: InvalidArgument; the suffix guard: NameNotPermitted), root bypass
  * (RootBypassesRules=yes and uid 0: allowed, any key type, no quota; but not for wildcard
- * names, which CONFIG.md allows only through a rule with Wildcards=yes, so root's wildcard
+ * names, which certbroker.policy(5) allows only through a rule with Wildcards=yes, so root's wildcard
  * requests go through the rules like anyone's), then the rules in order:
  * the first applicable rule that allows the CA, the key type, the usage, every name, the CN,
  * every other subject attribute (its Subject=; none: CN-only subjects), and is within its

@@ -587,7 +587,7 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                         cn = NULL;
 
         /* Root: any name under the suffix, but wildcards only ever through a rule with
-         * Wildcards=yes (CONFIG.md: no '*' except in such a rule). */
+         * Wildcards=yes (certbroker.policy(5): no '*' except in such a rule). */
         bool wildcard = d->subject->cn && cb_name_is_wildcard(d->subject->cn);
         for (size_t i = 0; i < d->n_names; i++)
                 wildcard = wildcard || cb_name_is_wildcard(d->names[i]);

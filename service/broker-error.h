@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The errors of API.md as one enum, and the one table of their D-Bus names. The engine and
+/* The D-Bus errors (org.certbroker.Broker1(5) ERRORS) as one enum, and the one table of their D-Bus names. The engine and
  * request.c pass BrokerError values; the record stores the name (Request.Error); the bus layer
  * sets method errors from the same table (bus_error_set()). */
 

@@ -533,7 +533,7 @@ static int property_get_credential_expiry(sd_bus *bus, const char *path, const c
 }
 
 /* KeyPool a(suu): (key type, keys ready now, target) for every type with a target. An
- * addition to API.md, for administrators and benchmarks; read on demand (no change signals:
+ * addition to version 1 of the interface, for administrators and benchmarks; read on demand (no change signals:
  * it moves with every enrollment). */
 static int property_get_key_pool(sd_bus *bus, const char *path, const char *interface,
                                  const char *property, sd_bus_message *reply, void *userdata,

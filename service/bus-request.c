@@ -42,7 +42,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
          * judged by the current message: that is whatever call is being answered meanwhile,
          * perhaps another user's, whose method changed this request on the way (a slot it
          * freed let this one go on), and judging it would drop the owner's signal. The
-         * signal carries names only (API.md). */
+         * signal carries names only (org.certbroker.Broker1(5)). */
         if (!msg || m->emitting_request_change) {
                 *ret_found = req;
                 return 1;

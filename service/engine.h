@@ -3,7 +3,7 @@
 
 #include "manager.h"
 
-/* The request engine: drives each request through its states (API.md) with the
+/* The request engine: drives each request through its states (the Request property State) with the
  * transport (Kerberos, HTTP, challenges) and the SCEP message code. Nothing here
  * blocks the loop. */
 

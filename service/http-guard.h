@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The suffix guard for the hosts the broker connects to (CONFIG.md "The suffix guard").
+ * The suffix guard for the hosts the broker connects to (certbroker.policy(5) "THE SUFFIX GUARD").
  * Every URL is parsed with curl_url(); the host must be an ASCII DNS name (IDNs as xn--
  * A-labels), at or below the permitted suffix at a label boundary, never an IP literal.
  *

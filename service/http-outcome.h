@@ -3,7 +3,7 @@
 
 /*
  * Outcomes of the transport (Kerberos credentials, HTTP, challenge retrieval), named as the
- * request outcomes of API.md ("org.certbroker.Broker1.Error.<name>"). Pure code.
+ * request outcomes of org.certbroker.Broker1(5) ("org.certbroker.Broker1.Error.<name>"). Pure code.
  */
 
 #include <stdbool.h>
@@ -26,7 +26,7 @@ typedef enum TransportOutcome {
         _TRANSPORT_OUTCOME_MAX,
 } TransportOutcome;
 
-/* The API.md error name without the "org.certbroker.Broker1.Error." prefix ("KerberosFailed"),
+/* The D-Bus error name without the "org.certbroker.Broker1.Error." prefix ("KerberosFailed"),
  * "" for TRANSPORT_OK, NULL for values out of range. */
 const char *transport_outcome_to_string(TransportOutcome o);
 

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Private keys: the key types of API.md, generation with OpenSSL 3, and PKCS#8 PEM
+ * Private keys: the key types of Enroll's option "key", generation with OpenSSL 3, and PKCS#8 PEM
  * export/import through guarded memory (secret-memory.h). Pure: no logging, no
  * global state; safe to call from any thread (the key pool's worker calls
  * key_generate()).
@@ -24,7 +24,7 @@ typedef enum KeyType {
         _KEY_TYPE_INVALID = -EINVAL,
 } KeyType;
 
-/* "rsa:2048" "rsa:3072" "rsa:4096" "ec:p256" "ec:p384" (exactly API.md's strings). */
+/* "rsa:2048" "rsa:3072" "rsa:4096" "ec:p256" "ec:p384" (exactly the strings of org.certbroker.Broker1(5)). */
 const char *key_type_to_string(KeyType t);          /* NULL for an invalid type */
 KeyType key_type_from_string(const char *s);        /* _KEY_TYPE_INVALID (-EINVAL) if unknown or NULL */
 

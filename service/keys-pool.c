@@ -595,6 +595,13 @@ int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyH
                 if (!seen && n_others < OWNERS_SEEN_MAX)
                         others[n_others++] = q->owner;
         }
+        /* Started or done but not delivered yet still count as the owner's. */
+        for (unsigned i = 0; i < p->n_threads; i++)
+                if (p->running[i] && p->running[i]->owner == owner && p->running[i]->id != 0)
+                        mine++;
+        for (Job *q = p->done_head; q; q = q->next)
+                if (q->owner == owner && q->id != 0)
+                        mine++;
         if (p->n_jobs >= KEY_POOL_JOBS_MAX || mine >= key_pool_owner_share(n_others)) {
                 pthread_mutex_unlock(&p->lock);
                 free(j);

@@ -44,7 +44,7 @@ typedef enum CredentialState {
         _CREDENTIAL_STATE_MAX,
 } CredentialState;
 
-/* "valid", "expired", "unavailable" (API.md CredentialState). */
+/* "valid", "expired", "unavailable" (the Manager property CredentialState). */
 const char *credential_state_to_string(CredentialState s);
 
 typedef struct Krb5Creds Krb5Creds;

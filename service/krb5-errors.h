@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Kerberos failures → API.md outcomes with a hint in the words of the Windows-side setup
+ * Kerberos failures → D-Bus outcomes (org.certbroker.Broker1(5) ERRORS) with a hint in the words of the Windows-side setup
  * (the seed document: realm, KDC, service user, setspn, delegation, useAppPoolCredentials,
  * kernel-mode authentication, anonymous authentication). Pure code.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Renewal (API.md "Additions: renewal"): a request enrolled with `renew` is kept valid by
+/* Renewal (the Enroll option "renew", org.certbroker.Broker1(5)): a request enrolled with `renew` is kept valid by
  * successors. At issuance RenewAt = NotAfter - RenewBefore - random(0, RenewJitter) is fixed
  * and stored; at RenewAt the successor is made: a new request with the same owner and
  * parameters, a fresh key (pool first) and a fresh challenge, decided again by the policy for

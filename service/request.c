@@ -610,7 +610,7 @@ static const char *local_shortage_hint(int error) {
         case ENOBUFS:
                 return "the broker is short of memory";
         case EBUSY:
-                return "the broker is busy (its key generation queue is full)";
+                return "the broker is busy (its key generation queue is full, or holds this owner's share)";
         default:
                 return "a resource of the broker is busy";
         }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* A request (API.md Request) and the one place that changes it. Everything that writes a
+/* A request (the Request object, ipc/org.certbroker.Broker1.Request.xml) and the one place that changes it. Everything that writes a
  * request's state, error, key or key availability is here: enroll (insert, durable, start),
  * the named transitions the engine calls at the end of each step, take-key, cancel, remove,
  * key expiry and RetainFinished=. Every change is committed to the journal and announced
@@ -137,7 +137,7 @@ void request_schedule(Request *r, uint64_t when);
 /* One network attempt begins: Attempts + 1, state submitting (a pending request stays pending,
  * a poll does not change the state). */
 void request_begin_attempt(Request *r, bool polling);
-/* Terminal: failed or rejected with error, fail_info (API.md FailInfo) and message. What is
+/* Terminal: failed or rejected with error, fail_info (the property FailInfo) and message. What is
  * in flight stops, the key is erased, a submission in doubt is no longer kept (nothing resumes
  * an ended request), the outcome is committed and audited. */
 void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message);

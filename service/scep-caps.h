@@ -16,7 +16,7 @@
  *                       server without caps supports DES/MD5 at least; we never send
  *                       single DES or MD5, so such a server gets DES3 + SHA-1).
  *   SCEP_FLOOR_STRICT   cipher AES-128-CBC, digest >= SHA-256 (for a CA known to do AES,
- *                       e.g. SCEPStandard servers; no CONFIG.md key selects it yet).
+ *                       e.g. SCEPStandard servers; no configuration key selects it yet).
  *
  * Preference above the floor: AES-128-CBC > DES3; SHA-256 > SHA-512 > SHA-1 (SHA-256 is
  * what every server verifies; SHA-512 only when SHA-256 is not advertised). SCEPStandard

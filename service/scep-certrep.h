@@ -89,7 +89,7 @@ ScepCertRep *scep_certrep_free(ScepCertRep *r);
  * in *ret; -ENOMEM. */
 int scep_certs_to_pem(X509 *x, STACK_OF(X509) *more, char **ret);
 
-/* "badAlg", "badMessageCheck", "badRequest", "badTime", "badCertId" (API.md's FailInfo
+/* "badAlg", "badMessageCheck", "badRequest", "badTime", "badCertId" (the Request property FailInfo
  * names); "" for SCEP_FAIL_NONE; NULL for anything else. */
 const char *scep_fail_info_to_string(ScepFailInfo f);
 

@@ -5,7 +5,7 @@
  *
  * Keys come from the caller (key generation lives elsewhere).
  *
- * EC keys (API.md allows ec:p256 / ec:p384): SCEP encrypts the CertRep to the public key of
+ * EC keys (Enroll allows ec:p256 / ec:p384): SCEP encrypts the CertRep to the public key of
  * the certificate that signed the request (RFC 8894 section 3.3.2; NDES and micromdm use RSA
  * key transport, PKCS#1 v1.5 or OAEP, and neither does key agreement). An EC key cannot be a
  * key-transport recipient, so for an EC CSR key the caller passes a separate, transient

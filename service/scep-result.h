@@ -12,7 +12,7 @@
  *                     then holds the same code and a human message naming what was wrong
  *                     (which attribute, which certificate, which server answer) and the fix.
  *
- * The engine maps every positive result to the API.md outcome ProtocolError, except
+ * The engine maps every positive result to the D-Bus outcome ProtocolError, except
  * SCEP_RESULT_FINGERPRINT_MISMATCH / SCEP_RESULT_UNTRUSTED (TLSVerifyFailed or ProtocolError,
  * engine's choice). A CertRep with pkiStatus FAILURE is not an error: scep_certrep_parse()
  * returns 0 and the engine reports CARejected with the FailInfo name. */

@@ -30,7 +30,7 @@
 #include "secret-memory.h"
 #include "store-crypto.h"
 
-/* ---- request states (API.md Request.State) ---- */
+/* ---- request states (the Request property State) ---- */
 
 typedef enum RequestState {
         REQUEST_QUEUED,
@@ -59,7 +59,7 @@ bool store_id_is_valid(const char *id);
 
 /* ---- records ---- */
 
-/* One row: every property of API.md's Request, plus the CSR the engine built. Strings are
+/* One row: every property of a Request object (ipc/org.certbroker.Broker1.Request.xml), plus the CSR the engine built. Strings are
  * never NULL in loaded records ("" = unset); on insert/update NULL is stored as "". */
 typedef struct StoreRequest {
         char id[STORE_ID_LEN + 1];
@@ -90,7 +90,7 @@ typedef struct StoreRequest {
         uint64_t submitted;     /* when a PKCSReq of transaction_id may have reached the CA (0: none
                                  * since the last CertRep): a resumed request asks with CertPoll first */
         char *warning;          /* what the request must tell beyond its state, "" when nothing */
-        /* Renewal (API.md "Additions: renewal"). */
+        /* Renewal (the Enroll option "renew"). */
         bool renew;             /* kept valid by successors */
         uint64_t renew_at;      /* when the successor is made; 0: not tracked, not issued, stopped */
         char *successor;        /* id of the request that renews this one, "" until it exists */

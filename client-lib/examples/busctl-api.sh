@@ -1,6 +1,6 @@
 #!/bin/sh
 # The busctl commands of certbroker's D-Bus API (org.certbroker.Broker1(5)), as written in
-# API.md: enroll one name, wait for it, read the certificate, take the key (once).
+# org.certbroker.Broker1(5): enroll one name, wait for it, read the certificate, take the key (once).
 #   busctl-api.sh NAME [CA]     prints the certificate, then the key, as busctl shows them
 set -eu
 name=${1:-web.a.example.com}

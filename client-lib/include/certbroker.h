@@ -44,7 +44,7 @@ extern "C" {
 #define CERTBROKER_BUS_NAME             "org.certbroker.Broker1"
 #define CERTBROKER_MANAGER_PATH         "/org/certbroker/Broker1"
 
-/* D-Bus error names of the daemon (API.md). Method errors: */
+/* D-Bus error names of the daemon (org.certbroker.Broker1(5) ERRORS). Method errors: */
 #define CERTBROKER_ERROR_PREFIX                 "org.certbroker.Broker1.Error."
 #define CERTBROKER_ERROR_ACCESS_DENIED          CERTBROKER_ERROR_PREFIX "AccessDenied"
 #define CERTBROKER_ERROR_NAME_NOT_PERMITTED     CERTBROKER_ERROR_PREFIX "NameNotPermitted"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault campaign (issue 13): certbrokerd in the lab against the NDES emulator (behind Apache
+# Fault campaign: certbrokerd in the lab against the NDES emulator (behind Apache
 # with Kerberos), enrolling while it is killed -9 at random moments, with the KDC stopped
 # across some restarts, windows where NDES answers 503, a SIGSTOP of the broker mid-flight
 # and the state directory filled up. It counts what the CA issued per name from the

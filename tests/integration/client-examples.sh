@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The examples of client-lib/examples, built and run against the real lab as the
-# unprivileged tenant alice: the busctl commands of API.md, the python3-dbus script, and the
+# unprivileged tenant alice: the busctl commands of org.certbroker.Broker1(5) EXAMPLES, the python3-dbus script, and the
 # C example (built by meson, and again with cc and the uninstalled libcertbroker.pc).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -27,7 +27,7 @@ key_matches() {
 broker_lab
 broker_start
 
-# ---- the busctl commands of API.md ----
+# ---- the busctl commands of org.certbroker.Broker1(5) ----
 out=$(as_alice sh "$EX/busctl-api.sh" busctl.a.example.test corp 2>"$LAB_DIR/busctl.err") ||
         lab_fail "busctl-api.sh failed: $(cat "$LAB_DIR/busctl.err")"
 lab_assert_contains "$out" 's "issued"' "busctl Wait"
@@ -39,7 +39,7 @@ printf '%b' "${cert%\"}" >"$LAB_DIR/busctl.crt"
 printf '%b' "${key%\"}" >"$LAB_DIR/busctl.key"
 ndes_verify_cert "$LAB_DIR/busctl.crt" busctl.a.example.test busctl.a.example.test
 key_matches "$LAB_DIR/busctl.key" "$LAB_DIR/busctl.crt"
-lab_pass "the busctl commands of API.md enroll, wait, read the certificate and take the key"
+lab_pass "the busctl commands of org.certbroker.Broker1(5) enroll, wait, read the certificate and take the key"
 
 # ---- python3-dbus ----
 as_alice "$LAB_PYTHON" "$EX/enroll.py" py.a.example.test corp 2>"$LAB_DIR/py.err" ||

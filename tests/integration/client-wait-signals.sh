@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # certbroker_wait() (and so `certbrokerctl wait`) reports progress as it happens by following
-# the request's PropertiesChanged signals (API.md: invalidations only, no values). This
+# the request's PropertiesChanged signals (org.certbroker.Broker1(5): invalidations only, no values). This
 # checks that contract on the real lab: the owner of a PENDING request that the broker polls
 # sees the signals, they carry no values, and another tenant learns nothing but the change.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CONFIG.md "Audit": every decision and outcome reaches the journal with structured fields
+# Audit (certbroker.conf(5), README "Audit records"): every decision and outcome reaches the journal with structured fields
 # (CERTBROKER_REQUEST, _UID, _RULE, _DECISION, _NAMES, _CA, _ERROR), sent by sd_journal_send()
 # over journald's real native socket protocol to a receiver standing in for journald (a tmpfs
 # over /run, inside the lab's mount namespace only). No field holds a key or a challenge.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The state stays healthy under faults (issue 13): a full state directory (a small tmpfs)
+# The state stays healthy under faults: a full state directory (a small tmpfs)
 # refuses new requests with a clear error and loses none it accepted; a damaged database
 # refuses to start with a message that says what to do, and never starts empty.
 set -euo pipefail

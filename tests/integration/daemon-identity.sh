@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A caller is who its bus connection says it is, and nobody else: Groups= match the groups the
 # bus daemon captured at connect time, Units= only the unit of the process that connected,
-# while it provably still is that process with the bus's uid (CONFIG.md, "selectors").
+# while it provably still is that process with the bus's uid (certbroker.policy(5) "WHAT THE SELECTORS TRUST").
 #
 # Real processes on the real bus, handing one connection on (tests/integration/rawbus.py
 # speaks the wire protocol itself, so a connection survives fork and exec):

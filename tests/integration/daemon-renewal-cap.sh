@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The per-CA challenge cap under a renewal fleet (issue 12): N renew requests issued in the
+# The per-CA challenge cap under a renewal fleet: N renew requests issued in the
 # same second (held PENDING at NDES, then approved at once), so that their successors all
 # come due at the same RenewAt (RenewJitter=0). NDES's own record of the challenges it handed
 # out (challenge.log: "outstanding=N", counted under its lock at each admin GET) must never

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Renewal (API.md "Additions: renewal", issue 12) on the real lab, with the NDES emulator
+# Renewal (the Enroll option "renew", org.certbroker.Broker1(5)) on the real lab, with the NDES emulator
 # issuing certificates valid for seconds: RenewAt fixed at issuance from RenewBefore= and
 # RenewJitter=; the successor at RenewAt with a fresh key, same owner and parameters; exactly
 # one successor per request under kill -9 around RenewAt; a withdrawn rule ends the chain with

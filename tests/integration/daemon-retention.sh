@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the broker keeps per tenant is bounded (issue 10): MaxStoredRequests= requests of any
+# What the broker keeps per tenant is bounded: MaxStoredRequests= requests of any
 # state per uid, and finished requests are forgotten (their keys erased) RetainFinished= after
 # they end.
 set -euo pipefail

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Check ipc/: the introspection XML carries every member of API.md with the exact
+"""Check ipc/: the introspection XML carries every member of the D-Bus contract (the API
+table below, which org.certbroker.Broker1(5) documents) with the exact
 signature and access, the activation file and the systemd unit agree with each other,
 and every XML file is well-formed (xmllint too, when installed).
 
@@ -15,7 +16,8 @@ import xml.etree.ElementTree as ET
 
 EMITS = 'org.freedesktop.DBus.Property.EmitsChangedSignal'
 
-# API.md, version 1, embedded (shared/ is not part of the repository).
+# The D-Bus contract: version 1 and the additions since, each documented in the XML and in
+# org.certbroker.Broker1(5).
 # methods: name -> (in signature list, out signature list); properties: name -> type
 API = {
     'org.certbroker.Broker1.Manager': {
@@ -29,7 +31,7 @@ API = {
         'properties': {
             'Version': 's', 'Realm': 's', 'PermittedSuffix': 's', 'Principal': 's',
             'CredentialState': 's', 'CredentialExpiry': 't',
-            # Additions beyond API.md version 1 (each deliberate, documented in the XML):
+            # Additions beyond version 1 (each deliberate, documented in the XML):
             'KeyPool': 'a(suu)',
         },
     },
@@ -40,7 +42,7 @@ API = {
             'Cancel': ([], []),
             'Remove': ([], []),
             'StopRenewal': ([], []),
-            # Additions beyond API.md (the sealed key hand-off, documented in the XML):
+            # Additions beyond version 1 (the sealed key hand-off, documented in the XML):
             'TakeKeySealed': (['ay'], ['ay']),
             'ConfirmKey': ([], []),
         },
@@ -50,7 +52,7 @@ API = {
             'FailInfo': 's', 'TransactionId': 's', 'Certificate': 's', 'Chain': 's',
             'Serial': 's', 'NotBefore': 't', 'NotAfter': 't', 'Created': 't', 'Updated': 't',
             'NextAttempt': 't', 'Attempts': 'u', 'KeyAvailable': 'b',
-            # Additions beyond API.md version 1 (each deliberate, documented in the XML):
+            # Additions beyond version 1 (each deliberate, documented in the XML):
             'Warning': 's',
             'Renew': 'b', 'RenewAt': 't', 'Successor': 'o', 'Predecessor': 'o',
             'KeySealed': 'b',
@@ -70,7 +72,7 @@ API = {
 }
 
 # Request properties that change over a request's life: their PropertiesChanged must be
-# invalidation-only (API.md); the rest never change ("const").
+# invalidation-only (org.certbroker.Broker1(5)); the rest never change ("const").
 REQUEST_MUTABLE = {'State', 'Error', 'ErrorMessage', 'FailInfo', 'TransactionId',
                    'Certificate', 'Chain', 'Serial', 'NotBefore', 'NotAfter', 'Updated',
                    'NextAttempt', 'Attempts', 'KeyAvailable', 'Warning',
@@ -108,7 +110,7 @@ def check_interface(path, iface_name, spec):
     methods = {m.get('name'): m for m in iface.findall('method')}
     props = {p.get('name'): p for p in iface.findall('property')}
     if iface.findall('signal'):
-        fail(f'{path}: unexpected signals (API.md defines none)')
+        fail(f'{path}: unexpected signals (the contract defines none)')
 
     for name, (ins, outs) in spec['methods'].items():
         m = methods.get(name)
@@ -118,13 +120,13 @@ def check_interface(path, iface_name, spec):
         got_in = [a.get('type') for a in m.findall('arg') if a.get('direction', 'in') == 'in']
         got_out = [a.get('type') for a in m.findall('arg') if a.get('direction') == 'out']
         if got_in != ins or got_out != outs:
-            fail(f'{path}: {name} has in {got_in} out {got_out}, API.md says in {ins} out {outs}')
+            fail(f'{path}: {name} has in {got_in} out {got_out}, the contract says in {ins} out {outs}')
         for a in m.findall('arg'):
             if not a.get('name'):
                 fail(f'{path}: {name} has an unnamed argument')
     for name in methods:
         if name not in spec['methods']:
-            fail(f'{path}: method {name} is not in API.md (add it there first)')
+            fail(f'{path}: method {name} is not in the contract (add it to API above and to org.certbroker.Broker1(5) first)')
 
     for name, typ in spec['properties'].items():
         p = props.get(name)
@@ -132,12 +134,12 @@ def check_interface(path, iface_name, spec):
             fail(f'{path}: property {iface_name}.{name} missing')
             continue
         if p.get('type') != typ:
-            fail(f'{path}: property {name} has type {p.get("type")}, API.md says {typ}')
+            fail(f'{path}: property {name} has type {p.get("type")}, the contract says {typ}')
         if p.get('access') != 'read':
             fail(f'{path}: property {name} has access {p.get("access")}, expected read')
     for name in props:
         if name not in spec['properties']:
-            fail(f'{path}: property {name} is not in API.md (add it there first)')
+            fail(f'{path}: property {name} is not in the contract (add it to API above and to org.certbroker.Broker1(5) first)')
 
     if iface_name == 'org.certbroker.Broker1.Request':
         if annotation(iface, EMITS) != 'invalidates':

@@ -100,8 +100,17 @@ static void test_answer_after_wait(void **state) {
         assert_int_equal(sd_event_new(&e), 0);
         assert_int_equal(nss_cache_new(e, fake_lookup, &c), 0);
 
-        assert_int_equal(nss_cache_get(c, NSS_USER, 1000, &a), -EINPROGRESS);
-        /* Asked again before the answer: still in progress, asked of NSS once. */
+        /* Asked again before the answer (uid 4242 hangs until released): still in progress,
+         * and asked of NSS once. */
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4242, &a), -EINPROGRESS);
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4242, &a), -EINPROGRESS);
+        fake_release();
+        assert_int_equal(nss_cache_wait(c, on_answer, &answered, NULL), 0);
+        run_until(e, &answered, 1);
+        assert_int_equal(calls(), 1);
+        answered = 0;
+        fake_reset();
+
         assert_int_equal(nss_cache_get(c, NSS_USER, 1000, &a), -EINPROGRESS);
         assert_int_equal(nss_cache_wait(c, on_answer, &answered, NULL), 0);
         run_until(e, &answered, 1);

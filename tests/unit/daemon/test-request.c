@@ -204,7 +204,7 @@ static void test_poll_delay(void **state) {
 
 static void test_error_names(void **state) {
         (void) state;
-        /* One table: every value has an API.md name (NONE: ""), the outcomes map onto it. */
+        /* One table: every value has a D-Bus error name (NONE: ""), the outcomes map onto it. */
         for (BrokerError e = 1; e < _BROKER_ERROR_MAX; e++)
                 assert_true(strncmp(broker_error_name(e), BROKER_ERROR_PREFIX, strlen(BROKER_ERROR_PREFIX)) == 0);
         assert_string_equal(broker_error_name(BROKER_ERROR_NONE), "");

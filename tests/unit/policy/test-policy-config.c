@@ -363,7 +363,7 @@ static void test_defaults(void **state) {
         cb_config_free(c);
 }
 
-/* CONFIG.md's examples verbatim, with their inline comments. */
+/* The configuration contract's examples verbatim (those of certbroker.conf(5)), with their inline comments. */
 static const char config_md_main[] =
         "[Kerberos]\n"
         "Realm=EXAMPLE.COM                    # required: the Active Directory Kerberos realm\n"

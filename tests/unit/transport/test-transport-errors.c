@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Error mapping: Kerberos codes and curl failures → API.md outcomes with the seed
+/* Error mapping: Kerberos codes and curl failures → the outcomes of org.certbroker.Broker1(5) ERRORS with the seed
  * document's hints; outcome names; the generated krb5 profile; the outstanding-challenge
  * counter. */
 #include <errno.h>
