@@ -751,6 +751,8 @@ int manager_reload(Manager *m, char **ret_message) {
                 log_warning_errno(r, "Cannot apply KeyPool= from the new configuration: %m");
         log_info("Configuration reloaded from %s: %zu CA(s), %zu rule(s).",
                  m->config_dir, m->config->n_cas, m->config->n_rules);
+        if (m->nss)
+                nss_cache_flush(m->nss);        /* decided with the names NSS gives now */
         manager_redecide_requests(m, "reload");
         return 0;
 }

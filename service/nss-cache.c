@@ -387,6 +387,12 @@ void nss_waiter_free(NssWaiter *w) {
         free(w);
 }
 
+void nss_cache_flush(NssCache *c) {
+        pthread_mutex_lock(&c->lock);
+        prune_locked(c, mono_usec(), true);
+        pthread_mutex_unlock(&c->lock);
+}
+
 void nss_cache_set_times(NssCache *c, uint64_t ttl, uint64_t error_ttl, uint64_t timeout) {
         pthread_mutex_lock(&c->lock);
         c->ttl = ttl;

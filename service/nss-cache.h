@@ -34,8 +34,9 @@ void nss_answer_done(NssAnswer *a);
 /* The blocking look-up the workers run (thread-safe, reentrant). */
 typedef int (*NssLookup)(NssKind kind, uint32_t id, NssAnswer *ret);
 
-/* An answer (found or not) is reused this long; an error only by the callers waiting for it. */
-#define NSS_CACHE_TTL_USEC (5ULL * 1000000ULL)
+/* An answer (found or not) is reused this long (sssd's own cache keeps entries far longer);
+ * an error only by the callers waiting for it. */
+#define NSS_CACHE_TTL_USEC (30ULL * 1000000ULL)
 #define NSS_CACHE_ERROR_TTL_USEC (1ULL * 1000000ULL)
 /* A look-up still running after this is answered -ETIMEDOUT. */
 #define NSS_CACHE_TIMEOUT_USEC (10ULL * 1000000ULL)
@@ -61,6 +62,10 @@ int nss_cache_get(NssCache *c, NssKind kind, uint32_t id, NssAnswer *ret);
  * already (the handler forgets the pointer). */
 int nss_cache_wait(NssCache *c, NssWaitHandler handler, void *userdata, NssWaiter **ret);
 void nss_waiter_free(NssWaiter *w);
+
+/* Forgets every answer (Reload: decisions against the rules now use the names NSS gives now);
+ * look-ups running go on. */
+void nss_cache_flush(NssCache *c);
 
 /* Other times than NSS_CACHE_TTL_USEC, NSS_CACHE_ERROR_TTL_USEC, NSS_CACHE_TIMEOUT_USEC (tests). */
 void nss_cache_set_times(NssCache *c, uint64_t ttl, uint64_t error_ttl, uint64_t timeout);

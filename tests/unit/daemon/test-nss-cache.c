@@ -125,6 +125,13 @@ static void test_answer_after_wait(void **state) {
         assert_int_equal(nss_cache_get(c, NSS_USER, 1000, &a), 0);
         nss_answer_done(&a);
         assert_int_equal(calls(), 1);
+        /* Flushed (Reload): asked again. */
+        nss_cache_flush(c);
+        assert_int_equal(nss_cache_get(c, NSS_USER, 1000, &a), -EINPROGRESS);
+        assert_int_equal(nss_cache_wait(c, on_answer, &answered, NULL), 0);
+        run_until(e, &answered, 2);
+        assert_int_equal(calls(), 2);
+        answered = 1;
 
         /* No such entry is an answer too (0), cached like one. */
         assert_int_equal(nss_cache_get(c, NSS_USER, 7, &a), -EINPROGRESS);
