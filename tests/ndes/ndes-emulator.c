@@ -44,6 +44,15 @@
 #define HR_CERT_EXPIRED      ((int32_t) 0x800B0101)  /* CERT_E_EXPIRED */
 #define HR_UNTRUSTED_ROOT    ((int32_t) 0x800B0109)  /* CERT_E_UNTRUSTEDROOT */
 #define HR_BAD_SUBJECT       ((int32_t) 0x80094001)  /* CERTSRV_E_BAD_REQUESTSUBJECT */
+#define HR_CERT_TYPE         ((int32_t) 0x80094800)  /* CERTSRV_E_UNSUPPORTED_CERT_TYPE */
+
+/* The DER value of x's template-name extension (1.3.6.1.4.1.311.20.2), or NULL. */
+static const ASN1_OCTET_STRING *template_ext(X509 *x) {
+        ASN1_OBJECT *o = OBJ_txt2obj("1.3.6.1.4.1.311.20.2", 1);
+        int i = o ? X509_get_ext_by_OBJ(x, o, -1) : -1;
+        ASN1_OBJECT_free(o);
+        return i >= 0 ? X509_EXTENSION_get_data(X509_get_ext(x, i)) : NULL;
+}
 
 static const char *arg_state;
 /* The faults this request's path names ("/f/SPEC/..."), NULL when none (ndes-faults.h). */
@@ -802,6 +811,15 @@ static void handle_renewalreq(const Config *c, Authority *a, const ScepRequest *
         }
         if (pki_issue(csr, a->ca, a->ca_key, now, c->validity, &o->issued) < 0) {
                 *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "issue-failed" };
+                goto finish;
+        }
+        /* A renewal is for the template of the certificate renewed (MS-WCCE 3.2.2.6.2.1.2.3);
+         * the template follows from the CSR's keyUsage here. */
+        const ASN1_OCTET_STRING *t_old = template_ext(req->signer), *t_new = template_ext(o->issued);
+        if (!t_old || !t_new || ASN1_OCTET_STRING_cmp(t_old, t_new) != 0) {
+                X509_free(o->issued);
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_CERT_TYPE, NULL,
+                                 "renewal-template-differs" };
                 goto finish;
         }
         (void) write_issued(o->issued);
