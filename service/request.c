@@ -908,7 +908,8 @@ int request_remove(Request *r) {
 int request_expire_key(Request *r, uint64_t now) {
         int q;
 
-        if (r->rec->state == REQUEST_ISSUED && r->rec->not_after != 0 && r->rec->not_after <= now)
+        /* Only a tracked certificate's key is kept (StopRenewal() erases it). */
+        if (r->rec->renew && r->rec->state == REQUEST_ISSUED && r->rec->not_after != 0 && r->rec->not_after <= now)
                 renewal_key_erase(r, "its certificate expired");
 
         if (r->rec->state != REQUEST_ISSUED || !(r->rec->key_available || r->rec->key_sealed) ||
