@@ -1250,8 +1250,7 @@ int store_key_erase(Store *s, const char *id) {
                 return -EINVAL;
         if (!store_id_is_valid(id))
                 return -ENOENT;
-        k = exec_by_id(s, "UPDATE requests SET key_blob = NULL, sealed_to = NULL, sealed_key = NULL, renewal_key = NULL "
-                          "WHERE id = ?1", id);
+        k = exec_by_id(s, "UPDATE requests SET key_blob = NULL, sealed_to = NULL, sealed_key = NULL WHERE id = ?1", id);
         if (k >= 0)
                 checkpoint_truncate(s);
         return k;

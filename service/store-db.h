@@ -190,8 +190,8 @@ int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static 
 int store_key_erase(Store *s, const char *id);
 
 /* Renewal=scep-renewal|auto: the key of a tracked certificate is kept (a copy of its key_blob,
- * encrypted the same way) to sign the RenewalReq of its successor; TakeKey and TakeKeySealed
- * leave it. store_key_erase() and store_request_delete() erase it too.
+ * encrypted the same way) to sign the RenewalReq of its successor; TakeKey, TakeKeySealed and
+ * store_key_erase() (ConfirmKey, expiry) leave it; store_request_delete() erases it with the row.
  * keep: -ENOKEY when no key is stored (or no such request). get: errors as store_key_get(). erase: 1 erased, 0
  * there was none. present: 1 or 0. */
 int store_renewal_key_keep(Store *s, const char *id);

@@ -451,8 +451,9 @@ static void test_key_blob(void **state) {
 }
 
 /* Renewal=scep-renewal|auto: the key is kept for the successor's RenewalReq, encrypted as the
- * key is (no plaintext on disk), survives TakeKey (the owner still takes it once) and a reopen,
- * and is erased on its own (no ciphertext left in any file) or with the key (Cancel, expiry).
+ * key is (no plaintext on disk), survives TakeKey (the owner still takes it once), the key's
+ * erasure (ConfirmKey of a sealed copy) and a reopen, and is erased on its own (no ciphertext
+ * left in any file) or with the row.
  * The per-CA record of refused RenewalReqs is kept and forgotten. */
 static void test_renewal_key(void **state) {
         Fixture *f = *state;
@@ -514,13 +515,15 @@ static void test_renewal_key(void **state) {
         store_close(s);
         assert_false(dir_files_contain(f, cipher_sample, sizeof(cipher_sample)));
 
-        /* Erased with the key (Cancel, expiry). */
+        /* Not erased with the key (ConfirmKey erases the sealed copy); erased with the row. */
         s = open_store(f);
         fill_request(&r, 1001, 3);
         assert_int_equal(store_request_insert(s, &r, pem), 0);
         assert_int_equal(store_renewal_key_keep(s, r.id), 0);
         assert_int_equal(store_key_erase(s, r.id), 0);
-        assert_int_equal(store_renewal_key_present(s, r.id), 0);
+        assert_int_equal(store_renewal_key_present(s, r.id), 1);
+        assert_int_equal(store_request_delete(s, r.id), 0);
+        assert_int_equal(store_renewal_key_present(s, r.id), -ENOENT);
 
         /* Per CA: until when RenewalReqs are not tried; 0 forgets. */
         assert_int_equal(store_ca_renewal_get(s, "corp", &until), 0);
