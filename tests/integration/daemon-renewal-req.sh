@@ -7,7 +7,7 @@
 # successor is issued. auto: a RenewalReq the CA refuses (renewal=refuse) falls back to a
 # PKCSReq with a challenge at once, and the CA's next successor goes straight to a PKCSReq.
 # scep-renewal on a CA whose GetCACaps lacks Renewal: the successor fails with
-# InvalidConfiguration naming the setting.
+# InvalidConfiguration naming the setting, and auto enrolls it with a challenge (a log line).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -20,6 +20,7 @@ sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=4/" "$CB_CONF/certbroker.conf"
 printf 'RenewBefore=3s\nRenewJitter=0\nRenewal=scep-renewal\n' >>"$CB_CONF/ca.d/corp.conf"
 sed -e 's/Default=yes/Default=no/' -e 's/^Renewal=.*/Renewal=auto/' -e 's/^RenewBefore=.*/RenewBefore=5s/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/auto.conf"
 sed -e 's/Default=yes/Default=no/' -e 's/^RenewBefore=.*/RenewBefore=5s/' "$CB_CONF/ca.d/corp.conf" >"$CB_CONF/ca.d/norenew.conf"
+sed -e 's/^Renewal=.*/Renewal=auto/' "$CB_CONF/ca.d/norenew.conf" >"$CB_CONF/ca.d/autonr.conf"
 ndes ctl validity=11 >/dev/null
 broker_start
 
@@ -107,10 +108,12 @@ lab_assert_eq "$(ndes_scep_log_count "type=17 txid=$(cb_prop alice "$p5" Transac
 cb alice call "$CB_BUS" "$p5" "$CB_BUS.Request" StopRenewal >/dev/null
 lab_pass "auto: a refused RenewalReq falls back to a challenge at once, and the CA's next successor enrolls with one"
 
-# ---- scep-renewal on a CA whose GetCACaps lacks Renewal: named ----
+# ---- a CA whose GetCACaps lacks Renewal: scep-renewal named, auto falls back with a log line ----
 ndes ctl renewal=accept caps_renewal=off >/dev/null
 p6=$(enroll_renew alice norenew nr.a.example.test)
+p8=$(enroll_renew alice autonr anr.a.example.test)
 lab_assert_eq "$(cb_wait alice "$p6" 60)" issued "the first request on the CA without Renewal"
+lab_assert_eq "$(cb_wait alice "$p8" 60)" issued "the first request on the CA without Renewal (auto)"
 p7=$(wait_successor "$p6" 30)
 lab_assert_eq "$(cb_wait alice "$p7" 60)" failed "the successor on a CA without Renewal"
 lab_assert_eq "$(cb_prop alice "$p7" Error)" org.certbroker.Broker1.Error.InvalidConfiguration "its Error"
@@ -120,7 +123,15 @@ lab_assert_contains "$msg" "does not offer Renewal" "its ErrorMessage names GetC
 lab_assert_eq "$(cb_prop alice "$p7" TransactionId)" "" "the successor's TransactionId (nothing was sent)"
 lab_assert_eq "$(grep -c "Request ${p7##*/}: enrolling with a RenewalReq" "$LAB_DIR/certbrokerd.log" || true)" 0 \
         "RenewalReqs to a CA without Renewal"
-lab_pass "scep-renewal on a CA without Renewal in GetCACaps: InvalidConfiguration, naming the setting"
+p9=$(wait_successor "$p8" 30)
+lab_assert_eq "$(cb_wait alice "$p9" 60)" issued "auto's successor on a CA without Renewal"
+cb alice call "$CB_BUS" "$p9" "$CB_BUS.Request" StopRenewal >/dev/null
+grep -q "Request ${p9##*/}: CA autonr does not offer Renewal in GetCACaps; enrolling with a challenge (Renewal=auto)" \
+        "$LAB_DIR/certbrokerd.log" || lab_fail "no log line for auto's fallback on a CA without Renewal"
+lab_assert_eq "$(cb_prop alice "$p9" Warning)" "" "Warning of auto's successor on a CA without Renewal"
+lab_assert_eq "$(ndes_scep_log_count "type=19 txid=$(cb_prop alice "$p9" TransactionId) .*status=SUCCESS")" 1 \
+        "auto's successor enrolled by PKCSReq"
+lab_pass "a CA without Renewal in GetCACaps: scep-renewal fails with InvalidConfiguration naming the setting, auto enrolls with a challenge"
 
 ndes ctl validity=0 caps_renewal=on >/dev/null
 broker_stop
