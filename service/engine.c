@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,6 @@
 #include "keys-generate.h"
 #include "krb5-creds.h"
 #include "log.h"
-#include <openssl/pem.h>
 #include "scep-cacert.h"
 #include "scep-caps.h"
 #include "scep-certrep.h"
