@@ -87,6 +87,15 @@ typedef enum CbChallengeMode {
         _CB_CHALLENGE_MODE_INVALID = -22,
 } CbChallengeMode;
 
+/* Renewal=: how a successor of a tracked chain is enrolled. */
+typedef enum CbRenewalMode {
+        CB_RENEWAL_REENROLL,            /* a fresh enrollment with a challenge (default) */
+        CB_RENEWAL_SCEP_RENEWAL,        /* RenewalReq signed by the certificate being renewed */
+        CB_RENEWAL_AUTO,                /* RenewalReq; a FAILURE falls back to reenroll */
+        _CB_RENEWAL_MODE_MAX,
+        _CB_RENEWAL_MODE_INVALID = -22,
+} CbRenewalMode;
+
 /* to_string returns NULL for out-of-range values; from_string returns the _INVALID value
  * for NULL or unknown strings (exact, case-sensitive match). */
 const char *cb_key_type_to_string(CbKeyType t);
@@ -99,6 +108,8 @@ const char *cb_authentication_to_string(CbAuthentication a);
 CbAuthentication cb_authentication_from_string(const char *s);
 const char *cb_challenge_mode_to_string(CbChallengeMode c);
 CbChallengeMode cb_challenge_mode_from_string(const char *s);
+const char *cb_renewal_mode_to_string(CbRenewalMode m);
+CbRenewalMode cb_renewal_mode_from_string(const char *s);
 
 /* Validators for the Enroll options (the bus layer handles the a{sv} types and refuses
  * unknown option names with cb_enroll_option_is_known()). Each returns 0, or -EINVAL with a
@@ -153,6 +164,7 @@ typedef struct CbCa {
         bool is_default;                        /* Default=yes, or the only CA configured */
         CbLead renew_before;                    /* RenewBefore=, default 33% */
         CbLead renew_jitter;                    /* RenewJitter=, default 5% */
+        CbRenewalMode renewal;                  /* Renewal=, default reenroll */
         unsigned default_line;                  /* line of Default=yes, 0 if implicit */
 } CbCa;
 

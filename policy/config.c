@@ -575,6 +575,14 @@ static int parse_challenge(Parser *p, const char *key, const char *v) {
         return 0;
 }
 
+static int parse_renewal(Parser *p, const char *key, const char *v) {
+        CbRenewalMode m = cb_renewal_mode_from_string(v);
+        if (m < 0)
+                return parser_fail(p, "Renewal=%.*s: use reenroll, scep-renewal or auto", SHOW_MAX, v);
+        p->ca->renewal = m;
+        return 0;
+}
+
 static int parse_challenge_file(Parser *p, const char *key, const char *v) {
         return parse_path_key(p, key, v, &p->ca->challenge_file);
 }
@@ -961,6 +969,7 @@ static const KeyDesc ca_keys[] = {
         { "AdminURL", parse_admin_url },
         { "Authentication", parse_authentication },
         { "Challenge", parse_challenge },
+        { "Renewal", parse_renewal },
         { "ChallengeFile", parse_challenge_file },
         { "TrustAnchors", parse_trust_anchors },
         { "CAFingerprint", parse_ca_fingerprint },

@@ -109,3 +109,8 @@ bool cb_ca_name_is_valid(const char *name) {
                         return false;
         return true;
 }
+
+DEFINE_STRING_TABLE(cb_renewal_mode, CbRenewalMode, _CB_RENEWAL_MODE_MAX, _CB_RENEWAL_MODE_INVALID,
+                    [CB_RENEWAL_REENROLL] = "reenroll",
+                    [CB_RENEWAL_SCEP_RENEWAL] = "scep-renewal",
+                    [CB_RENEWAL_AUTO] = "auto")

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "renewal.h"
 #include "uid-limit.h"
 #include "http-client.h"
+#include "keys-generate.h"
 #include "krb5-creds.h"
 #include "log.h"
 #include "scep-cacert.h"
@@ -64,6 +66,11 @@ typedef struct Attempt {
         char thumbprint[33];            /* what the challenge's page said (ChallengeResult) */
         bool multi_use;
         unsigned validity_minutes;
+        /* Renewal=scep-renewal|auto: a RenewalReq, signed by the predecessor's certificate and
+         * its kept key (renewal_prepare()); no challenge. */
+        bool renewal;
+        X509 *renewal_cert;
+        EVP_PKEY *renewal_key;
 } Attempt;
 
 
@@ -87,6 +94,8 @@ static void attempt_free(Attempt *a) {
         challenge_secret_free(a->challenge);
         scep_csr_free(a->csr);          /* wipes the challenge if it is still in there */
         X509_free(a->signer);
+        X509_free(a->renewal_cert);
+        EVP_PKEY_free(a->renewal_key);
         EVP_PKEY_free(a->transport_key);
         scep_message_free(a->msg);
         scep_cacerts_free(a->certs);
@@ -501,6 +510,112 @@ static int on_prebuild_signer(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+/* ---- Renewal=scep-renewal|auto: a successor enrolled with RenewalReq ---- */
+
+/* Renewal=auto: after a CA refused a RenewalReq, its successors enroll with a challenge for
+ * this long, then RenewalReq is tried again (the CA's configuration may have changed). */
+#define RENEWAL_REFUSED_RETRY_USEC (24ULL * 3600ULL * 1000000ULL)
+
+static void renewal_fall_back(Request *r, const CbCa *c, const char *why) {
+        char msg[1024];
+
+        if (c->renewal == CB_RENEWAL_AUTO) {
+                log_info("Request %s: enrolling with a challenge instead of a RenewalReq (Renewal=auto): %s",
+                         r->rec->id, why);
+                return;
+        }
+        snprintf(msg, sizeof msg, "Renewal=scep-renewal: no RenewalReq possible (%s); enrolled with a challenge "
+                 "instead.", why);
+        request_warn(r, "renewal-reenroll", msg);
+}
+
+/* Whether this attempt sends a RenewalReq: 1 yes (a->renewal_cert and a->renewal_key set), 0
+ * no (a fresh enrollment with a challenge), -1 the request was ended (failed). */
+static int renewal_prepare(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+        Request *pred;
+        CbSecret *pem = NULL;
+        BIO *bio = NULL;
+        uint64_t refused_until = 0, now = now_usec();
+        char msg[1024];
+        int q;
+
+        if (a->renewal)
+                return 1;
+        if (!c || c->renewal == CB_RENEWAL_REENROLL || !r->rec->predecessor || !*r->rec->predecessor ||
+            a->polling || a->recovering)
+                return 0;
+        if (r->renewal_refused)
+                return 0;       /* logged when the CA refused it */
+        if (!(CE(ca)->caps & SCEP_CAP_RENEWAL)) {
+                if (c->renewal == CB_RENEWAL_AUTO) {
+                        log_info("Request %s: CA %s does not offer Renewal in GetCACaps; enrolling with a challenge "
+                                 "(Renewal=auto).", r->rec->id, c->name);
+                        return 0;
+                }
+                snprintf(msg, sizeof msg, "CA %s is set to Renewal=scep-renewal, but its GetCACaps does not offer "
+                         "Renewal: it takes no RenewalReq. Set Renewal=auto (RenewalReq where offered, else a "
+                         "fresh enrollment) or Renewal=reenroll for this CA.", c->name);
+                end_failed(r, BROKER_ERROR_INVALID_CONFIGURATION, msg);
+                return -1;
+        }
+        if (c->renewal == CB_RENEWAL_AUTO) {
+                q = store_ca_renewal_get(r->manager->store, c->name, &refused_until);
+                if (q < 0)
+                        log_warning_errno(q, "CA %s: cannot read what its RenewalReqs got: %m", c->name);
+                if (refused_until > now) {
+                        log_info("Request %s: CA %s refused a RenewalReq before; enrolling with a challenge until "
+                                 "%llu s from now (Renewal=auto).", r->rec->id, c->name,
+                                 (unsigned long long) ((refused_until - now) / 1000000ULL));
+                        return 0;
+                }
+        }
+        pred = manager_find_request(r->manager, r->rec->predecessor);
+        if (!pred || pred->rec->state != REQUEST_ISSUED || !pred->rec->certificate || !*pred->rec->certificate) {
+                renewal_fall_back(r, c, "its predecessor holds no certificate");
+                return 0;
+        }
+        if (pred->rec->not_after != 0 && pred->rec->not_after <= now) {
+                renewal_fall_back(r, c, "the certificate being renewed has expired");
+                return 0;
+        }
+        q = store_renewal_key_get(r->manager->store, pred->rec->id, &pem);
+        if (q < 0) {
+                renewal_fall_back(r, c, q == -ENOKEY ? "the key of the certificate being renewed was not kept (it "
+                                  "was issued before Renewal= chose RenewalReq)" :
+                                  "the kept key of the certificate being renewed cannot be read");
+                return 0;
+        }
+        q = key_import_pkcs8_pem(pem, &a->renewal_key);
+        secret_free(pem);
+        if (q < 0) {
+                renewal_fall_back(r, c, "the kept key of the certificate being renewed cannot be read");
+                return 0;
+        }
+        if (EVP_PKEY_get_base_id(a->renewal_key) != EVP_PKEY_RSA) {
+                /* The CA encrypts its CertRep to the signer certificate. */
+                a->renewal_key = (EVP_PKEY_free(a->renewal_key), NULL);
+                renewal_fall_back(r, c, "the certificate being renewed has no RSA key, and the CA encrypts its "
+                                  "answer to it");
+                return 0;
+        }
+        bio = BIO_new_mem_buf(pred->rec->certificate, -1);
+        a->renewal_cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        if (!a->renewal_cert || X509_check_private_key(a->renewal_cert, a->renewal_key) != 1) {
+                ERR_clear_error();
+                X509_free(a->renewal_cert);
+                a->renewal_cert = NULL;
+                a->renewal_key = (EVP_PKEY_free(a->renewal_key), NULL);
+                renewal_fall_back(r, c, "the certificate being renewed does not match its kept key");
+                return 0;
+        }
+        a->renewal = true;
+        return 1;
+}
+
 static void step_challenge(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
@@ -508,6 +623,16 @@ static void step_challenge(Request *r) {
         int q;
 
         if (a->polling || c->challenge == CB_CHALLENGE_NONE) {
+                step_pkioperation(r);
+                return;
+        }
+        q = renewal_prepare(r);
+        if (q < 0)
+                return;
+        if (q > 0) {
+                /* A RenewalReq: the certificate being renewed vouches for it, no challenge. */
+                log_info("Request %s: enrolling with a RenewalReq signed by the certificate of request %s.",
+                         r->rec->id, r->rec->predecessor);
                 step_pkioperation(r);
                 return;
         }
@@ -608,8 +733,8 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         ScepCertRepParams p = {
                 .request = a->msg,
                 .ca_certs = a->certs,
-                .signer_cert = a->signer,
-                .signer_key = a->transport_key ?: r->key,
+                .signer_cert = a->renewal ? a->renewal_cert : a->signer,
+                .signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key,
                 .csr = a->csr,
                 .allow_legacy = c->allow_legacy_ciphers,
         };
@@ -647,7 +772,32 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         r->recovery_polls = 0;
         challenge_secret_set_consumed(a->challenge);
         a->challenge = challenge_secret_free(a->challenge);
-        if (rep->status == SCEP_STATUS_FAILURE && !a->polling && !r->challenge_retried &&
+        if (a->renewal && c->renewal == CB_RENEWAL_AUTO && !a->polling) {
+                int k;
+                if (rep->status == SCEP_STATUS_FAILURE) {
+                        /* The CA does not take RenewalReq (NDES: depending on its configuration):
+                         * this request at once, and the CA's next successors for a while, enroll
+                         * with a challenge. */
+                        char desc[512];
+                        scep_certrep_describe_failure(rep, desc, sizeof desc);
+                        scep_certrep_free(rep);
+                        k = store_ca_renewal_set(r->manager->store, c->name, now_usec() + RENEWAL_REFUSED_RETRY_USEC);
+                        if (k < 0)
+                                log_warning_errno(k, "CA %s: cannot record that it refused a RenewalReq: %m", c->name);
+                        log_notice("Request %s: %s refused the RenewalReq (%s); enrolling with a challenge instead, "
+                                   "and so do the successors of CA %s for the next %llu hours (Renewal=auto).",
+                                   r->rec->id, res->host, desc, c->name,
+                                   (unsigned long long) (RENEWAL_REFUSED_RETRY_USEC / 3600000000ULL));
+                        r->renewal_refused = true;
+                        request_end_attempt(r);
+                        (void) engine_request_start(r);
+                        return;
+                }
+                k = store_ca_renewal_set(r->manager->store, c->name, 0);
+                if (k < 0)
+                        log_warning_errno(k, "CA %s: cannot record that it took a RenewalReq: %m", c->name);
+        }
+        if (rep->status == SCEP_STATUS_FAILURE && !a->polling && !r->challenge_retried && !a->renewal &&
             c->challenge == CB_CHALLENGE_MSCEP_ADMIN && scep_certrep_challenge_unknown(rep)) {
                 /* NDES no longer knows the challenge (restarted, expired, another node) or had it
                  * used already: once, at once, with a fresh one. */
@@ -672,7 +822,9 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         if (rep->status == SCEP_STATUS_FAILURE) {
                 char desc[512];
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
-                snprintf(msg, sizeof msg, "%s rejected the request: %s", res->host, desc);
+                snprintf(msg, sizeof msg, "%s rejected the %s: %s", res->host,
+                         a->renewal ? "RenewalReq (Renewal=scep-renewal; Renewal=auto would enroll with a challenge "
+                                      "instead)" : "request", desc);
                 request_end(r, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED,
                                rep->fail_info >= 0 ? scep_fail_info_to_string(rep->fail_info) : "", msg);
                 scep_certrep_free(rep);
@@ -963,19 +1115,20 @@ static void step_pkioperation(Request *r) {
                         return;
                 }
         }
-        EVP_PKEY *signer_key = a->transport_key ?: r->key;
-        q = a->signer ? 0 : scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
+        EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key;
+        q = a->signer || a->renewal ? 0 : scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
         if (q == 0) {
                 ScepRequestParams rp = {
                         .csr = a->csr,
-                        .signer_cert = a->signer,
+                        .signer_cert = a->renewal ? a->renewal_cert : a->signer,
                         .signer_key = signer_key,
                         .recipient = a->certs->recipient,
                         .ca = a->certs->ca,
                         .cipher = alg->cipher,
                         .digest = alg->digest,
                 };
-                q = scep_message_build(a->polling ? SCEP_MESSAGE_CERT_POLL : SCEP_MESSAGE_PKCS_REQ, &rp,
+                q = scep_message_build(a->polling ? SCEP_MESSAGE_CERT_POLL :
+                                       a->renewal ? SCEP_MESSAGE_RENEWAL_REQ : SCEP_MESSAGE_PKCS_REQ, &rp,
                                        &a->msg, &err);
         }
         if (q == 0 && !a->polling) {

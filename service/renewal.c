@@ -65,6 +65,41 @@ static Request *find(Manager *m, const char *id) {
         return !empty(id) ? manager_find_request(m, id) : NULL;
 }
 
+void renewal_key_on_issued(Request *r, const CbCa *ca) {
+        StoreRequest *rec = r->rec;
+        Request *pred = find(r->manager, rec->predecessor);
+        int q;
+
+        /* The successor is issued: the predecessor's key has served its only purpose. */
+        if (pred)
+                renewal_key_erase(pred, "its successor is issued");
+        if (!rec->renew || !ca || ca->renewal == CB_RENEWAL_REENROLL)
+                return;
+        q = store_renewal_key_keep(r->manager->store, rec->id);
+        if (q < 0) {
+                log_warning_errno(q, "Request %s: cannot keep its key for the RenewalReq of its successor "
+                                  "(Renewal=%s); the successor enrolls with a challenge: %m", rec->id,
+                                  cb_renewal_mode_to_string(ca->renewal));
+                return;
+        }
+        log_audit(LOG_INFO, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
+                                             .decision = "key-kept-for-renewal", .ca = rec->ca },
+                  "Request %s: its key is kept (encrypted) until its successor is issued, to sign that "
+                  "successor's RenewalReq (Renewal=%s); TakeKey still hands it out once.", rec->id,
+                  cb_renewal_mode_to_string(ca->renewal));
+}
+
+void renewal_key_erase(Request *r, const char *why) {
+        int q = store_renewal_key_erase(r->manager->store, r->rec->id);
+
+        if (q < 0)
+                log_warning_errno(q, "Request %s: cannot erase the key kept for its renewal: %m", r->rec->id);
+        else if (q > 0)
+                log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                                     .decision = "renewal-key-erased", .ca = r->rec->ca },
+                          "Request %s: the key kept for its renewal is erased: %s.", r->rec->id, why);
+}
+
 static bool successor_issued(Request *r) {
         Request *s = find(r->manager, r->rec->successor);
         return s && s->rec->state == REQUEST_ISSUED;
@@ -309,6 +344,7 @@ int renewal_stop(Request *r) {
         r->rec->renew = false;
         r->rec->renew_at = 0;
         r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
+        renewal_key_erase(r, "its renewal was stopped");
         log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                              .decision = "renewal-stopped", .ca = r->rec->ca },
                   "Request %s: renewal stopped by StopRenewal().", r->rec->id);

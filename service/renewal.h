@@ -19,6 +19,12 @@
 /* At issuance of r (engine.c, before its commit): fixes RenewAt if r renews. */
 void renewal_on_issued(Request *r, const CbCa *ca);
 
+/* At issuance of r: the predecessor's kept key is erased, and with Renewal=scep-renewal|auto
+ * r's key is kept (store_renewal_key_keep()) for its successor's RenewalReq. */
+void renewal_key_on_issued(Request *r, const CbCa *ca);
+/* Erases the key kept for r's renewal, if any (logged with why). */
+void renewal_key_erase(Request *r, const char *why);
+
 /* (Re)arms r's renewal timer (start-up, issuance, a successor's outcome). */
 void renewal_schedule(Request *r);
 

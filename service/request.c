@@ -707,6 +707,14 @@ void request_warn_duplicate_risk(Request *r, const char *message) {
         (void) request_commit(r);
 }
 
+void request_warn(Request *r, const char *decision, const char *message) {
+        set_string(&r->rec->warning, message);
+        log_audit(LOG_WARNING, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                                .decision = decision, .ca = r->rec->ca },
+                  "Request %s: %s", r->rec->id, message);
+        (void) request_commit(r);
+}
+
 void request_set_pending(Request *r, char *csr_pem, uint64_t poll_interval_usec) {
         bool first = r->rec->state != REQUEST_PENDING;
 
@@ -741,6 +749,7 @@ void request_set_issued(Request *r, char *certificate, char *chain, char *serial
         EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
         r->key = NULL;
         renewal_on_issued(r, cb_config_find_ca(r->manager->config, r->rec->ca));
+        renewal_key_on_issued(r, cb_config_find_ca(r->manager->config, r->rec->ca));
         (void) request_commit(r);
         audit_outcome(r, LOG_INFO, "issued");
         renewal_schedule(r);
@@ -900,6 +909,10 @@ int request_remove(Request *r) {
 
 int request_expire_key(Request *r, uint64_t now) {
         int q;
+
+        /* Only a tracked certificate's key is kept (StopRenewal() erases it). */
+        if (r->rec->renew && r->rec->state == REQUEST_ISSUED && r->rec->not_after != 0 && r->rec->not_after <= now)
+                renewal_key_erase(r, "its certificate expired");
 
         if (r->rec->state != REQUEST_ISSUED || !(r->rec->key_available || r->rec->key_sealed) ||
             r->rec->not_after == 0 || r->rec->not_after > now)

@@ -46,6 +46,9 @@ struct Request {
         unsigned recovery_polls;
         bool recovery_resubmit;
         bool challenge_retried;
+        /* Renewal=auto: the CA answered this request's RenewalReq with a FAILURE; its next
+         * attempts enroll with a challenge (engine.c). */
+        bool renewal_refused;
         /* The CA certificate did not match the admin page's thumbprint once: the CA's
          * certificates were fetched again for one more try (engine.c, thumbprint_check()). */
         bool thumbprint_retried;
@@ -165,6 +168,8 @@ int request_mark_submitted(Request *r, const char *transaction_id);
 void request_clear_submitted(Request *r);
 /* A submission in doubt is sent again: Warning says a duplicate may have been issued. */
 void request_warn_duplicate_risk(Request *r, const char *message);
+/* Sets the request's Warning (and logs it), without changing its state. */
+void request_warn(Request *r, const char *decision, const char *message);
 /* PENDING at the CA: the CSR (PEM, taken) is kept for CertPoll; the next poll is scheduled. */
 void request_set_pending(Request *r, char *csr_pem, uint64_t poll_interval_usec);
 /* ISSUED: certificate and chain (PEM, taken), serial (hex, taken), validity. The key stays in

@@ -159,7 +159,7 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
 
         if (!p || !ret || !p->csr || !p->signer_cert || !p->signer_key || !p->recipient)
                 return -EINVAL;
-        if (type != SCEP_MESSAGE_PKCS_REQ && type != SCEP_MESSAGE_CERT_POLL)
+        if (type != SCEP_MESSAGE_PKCS_REQ && type != SCEP_MESSAGE_RENEWAL_REQ && type != SCEP_MESSAGE_CERT_POLL)
                 return -EOPNOTSUPP;
         if (type == SCEP_MESSAGE_CERT_POLL && !p->ca)
                 return -EINVAL;
@@ -189,8 +189,8 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
         if (RAND_bytes(m->sender_nonce, sizeof m->sender_nonce) != 1)
                 return scep_openssl_errno();
 
-        /* The inner content. */
-        if (type == SCEP_MESSAGE_PKCS_REQ) {
+        /* The inner content: a PKCSReq's or a RenewalReq's is the PKCS#10 (RFC 8894 3.3.1). */
+        if (type != SCEP_MESSAGE_CERT_POLL) {
                 unsigned char *der = NULL;
                 n = i2d_X509_REQ(p->csr, &der);
                 if (n <= 0)

@@ -32,7 +32,7 @@ typedef enum ScepMessageType {
 
 typedef struct ScepRequestParams {
         X509_REQ *csr;          /* PKCSReq: the enveloped content. CertPoll: its subject */
-        X509 *signer_cert;      /* scep_signer_cert_build() */
+        X509 *signer_cert;      /* scep_signer_cert_build(); RenewalReq: the certificate renewed */
         EVP_PKEY *signer_key;   /* the key of signer_cert */
         X509 *recipient;        /* ScepCACerts.recipient: the only recipient */
         X509 *ca;               /* ScepCACerts.ca: CertPoll's issuer name */
@@ -54,8 +54,11 @@ int scep_transaction_id(X509_REQ *csr, char ret[SCEP_TRANSACTION_ID_SIZE]);
 /* The same from the request's key, before its CSR exists. */
 int scep_transaction_id_for_key(EVP_PKEY *key, char ret[SCEP_TRANSACTION_ID_SIZE]);
 
-/* Build a PKCSReq (type 19) or CertPoll (type 20). Other types: -EOPNOTSUPP. A recipient
- * without an RSA key: SCEP_RESULT_NO_RECIPIENT. */
+/* Build a PKCSReq (type 19), RenewalReq (type 17) or CertPoll (type 20). Other types:
+ * -EOPNOTSUPP. A RenewalReq is a PKCSReq signed by the certificate being renewed and its key
+ * (signer_cert, signer_key: RFC 8894 3.3.1.2), with the new key in the CSR and no challenge;
+ * the CA encrypts its CertRep to that certificate. A recipient without an RSA key:
+ * SCEP_RESULT_NO_RECIPIENT. */
 int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMessage **ret,
                        ScepError *ret_error);
 

@@ -13,7 +13,7 @@
 #include "store-db.h"
 
 #define STORE_DB_NAME "certbroker.db"
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 struct Store {
         sqlite3 *db;
@@ -339,6 +339,17 @@ static int schema_setup(Store *s, char **ret_message) {
                 if (r < 0)
                         goto fail_msg;
                 version = 3;
+        }
+        if (version < 4) {
+                /* 4: the key of a tracked certificate kept, encrypted as key_blob is, to sign its
+                 * RenewalReq (Renewal=scep-renewal|auto) after the owner took it; and per CA
+                 * what a RenewalReq got (Renewal=auto). */
+                r = exec_sql(s, "ALTER TABLE requests ADD COLUMN renewal_key BLOB;"
+                                "CREATE TABLE ca_renewal (ca TEXT PRIMARY KEY NOT NULL, refused_until INTEGER NOT NULL) STRICT;"
+                                "UPDATE schema_version SET version = 4;");
+                if (r < 0)
+                        goto fail_msg;
+                version = 4;
         }
 
         r = commit(s);
@@ -1333,6 +1344,113 @@ int store_history_prune(Store *s, uint64_t before_usec) {
                 k = step_done(st);
         if (k >= 0)
                 k = sqlite3_changes(s->db);
+        sqlite3_finalize(st);
+        return k;
+}
+
+/* ---- the key kept for a RenewalReq ---- */
+
+int store_renewal_key_keep(Store *s, const char *id) {
+        int k;
+
+        if (!s || !id)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        /* The same blob: it is bound to the request's id, which does not change. */
+        k = exec_by_id(s, "UPDATE requests SET renewal_key = key_blob WHERE id = ?1 AND key_blob IS NOT NULL", id);
+        return k == -ENOENT ? -ENOKEY : k;      /* no such row, or no key in it */
+}
+
+int store_renewal_key_get(Store *s, const char *id, CbSecret **ret) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !id || !ret)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        k = select_blob_row(s, "SELECT renewal_key FROM requests WHERE id = ?1", id, 0, &st);
+        if (k < 0)
+                return k;
+        const void *blob = sqlite3_column_blob(st, 0);
+        int size = sqlite3_column_bytes(st, 0);
+        k = store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, ret);
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_renewal_key_erase(Store *s, const char *id) {
+        int k;
+
+        if (!s || !id)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        k = exec_by_id(s, "UPDATE requests SET renewal_key = NULL WHERE id = ?1 AND renewal_key IS NOT NULL", id);
+        if (k == -ENOENT)
+                return 0;       /* nothing was kept */
+        if (k < 0)
+                return k;
+        checkpoint_truncate(s);
+        return 1;
+}
+
+int store_renewal_key_present(Store *s, const char *id) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !id)
+                return -EINVAL;
+        if (!store_id_is_valid(id))
+                return -ENOENT;
+        k = select_blob_row(s, "SELECT renewal_key FROM requests WHERE id = ?1", id, 0, &st);
+        if (k == -ENOKEY)
+                return 0;
+        if (k < 0)
+                return k;
+        sqlite3_finalize(st);
+        return 1;
+}
+
+int store_ca_renewal_set(Store *s, const char *ca, uint64_t refused_until) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ca)
+                return -EINVAL;
+        k = prepare(s, refused_until == 0 ? "DELETE FROM ca_renewal WHERE ca = ?1" :
+                       "INSERT INTO ca_renewal (ca, refused_until) VALUES (?1, ?2) "
+                       "ON CONFLICT (ca) DO UPDATE SET refused_until = excluded.refused_until", &st);
+        if (k < 0)
+                return k;
+        k = bind_text(st, 1, ca);
+        if (k >= 0 && refused_until != 0)
+                k = errno_from_sqlite(sqlite3_bind_int64(st, 2, (sqlite3_int64) refused_until));
+        if (k >= 0)
+                k = step_done(st);
+        sqlite3_finalize(st);
+        return k;
+}
+
+int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until) {
+        sqlite3_stmt *st = NULL;
+        int k, rc;
+
+        if (!s || !ca || !ret_refused_until)
+                return -EINVAL;
+        *ret_refused_until = 0;
+        k = prepare(s, "SELECT refused_until FROM ca_renewal WHERE ca = ?1", &st);
+        if (k < 0)
+                return k;
+        k = bind_text(st, 1, ca);
+        if (k >= 0) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW)
+                        *ret_refused_until = (uint64_t) sqlite3_column_int64(st, 0);
+                else if (rc != SQLITE_DONE)
+                        k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        }
         sqlite3_finalize(st);
         return k;
 }

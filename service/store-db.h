@@ -189,6 +189,21 @@ int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static 
  * -ENOENT no such request. */
 int store_key_erase(Store *s, const char *id);
 
+/* Renewal=scep-renewal|auto: the key of a tracked certificate is kept (a copy of its key_blob,
+ * encrypted the same way) to sign the RenewalReq of its successor; TakeKey, TakeKeySealed and
+ * store_key_erase() (ConfirmKey, expiry) leave it; store_request_delete() erases it with the row.
+ * keep: -ENOKEY when no key is stored (or no such request). get: errors as store_key_get(). erase: 1 erased, 0
+ * there was none. present: 1 or 0. */
+int store_renewal_key_keep(Store *s, const char *id);
+int store_renewal_key_get(Store *s, const char *id, CbSecret **ret);
+int store_renewal_key_erase(Store *s, const char *id);
+int store_renewal_key_present(Store *s, const char *id);
+
+/* Renewal=auto: until when (CLOCK_REALTIME usec) the CA is known to refuse RenewalReq; 0
+ * forgets it. get: 0 and 0 when nothing is recorded. */
+int store_ca_renewal_set(Store *s, const char *ca, uint64_t refused_until);
+int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until);
+
 /* Quotas. Active = not terminal (MaxActive). Created-since counts every request the uid ever
  * inserted with created >= since_usec, including removed ones (MaxRequests), from the history
  * table. */

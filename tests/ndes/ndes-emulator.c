@@ -21,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 #include <openssl/sha.h>
+#include <openssl/x509v3.h>
 
 #include "ndes-faults.h"
 #include "ndes-pki.h"
@@ -40,6 +41,18 @@
 #define HR_BAD_SIGNATURE     ((int32_t) 0x80090006)  /* NTE_BAD_SIGNATURE */
 #define HR_INVALID_ARG       ((int32_t) 0x80070057)  /* E_INVALIDARG */
 #define HR_NOT_FOUND         ((int32_t) 0x80070490)  /* ERROR_NOT_FOUND; NDES: challenge unknown or expired */
+#define HR_CERT_EXPIRED      ((int32_t) 0x800B0101)  /* CERT_E_EXPIRED */
+#define HR_UNTRUSTED_ROOT    ((int32_t) 0x800B0109)  /* CERT_E_UNTRUSTEDROOT */
+#define HR_BAD_SUBJECT       ((int32_t) 0x80094001)  /* CERTSRV_E_BAD_REQUESTSUBJECT */
+#define HR_CERT_TYPE         ((int32_t) 0x80094800)  /* CERTSRV_E_UNSUPPORTED_CERT_TYPE */
+
+/* The DER value of x's template-name extension (1.3.6.1.4.1.311.20.2), or NULL. */
+static const ASN1_OCTET_STRING *template_ext(X509 *x) {
+        ASN1_OBJECT *o = OBJ_txt2obj("1.3.6.1.4.1.311.20.2", 1);
+        int i = o ? X509_get_ext_by_OBJ(x, o, -1) : -1;
+        ASN1_OBJECT_free(o);
+        return i >= 0 ? X509_EXTENSION_get_data(X509_get_ext(x, i)) : NULL;
+}
 
 static const char *arg_state;
 /* The faults this request's path names ("/f/SPEC/..."), NULL when none (ndes-faults.h). */
@@ -539,10 +552,20 @@ static const char *caps_text(const Config *c) {
         }
 }
 
+/* caps_text() without its "Renewal" line when caps_renewal=off. */
+static bool caps_word_skipped(const Config *c, const char *p) {
+        return c->caps_no_renewal && strncmp(p, "Renewal\n", 8) == 0;
+}
+
 static void serve_caps(const Config *c) {
         char buf[256];
         size_t j = 0;
-        for (const char *p = caps_text(c); *p && j + 2 < sizeof buf; p++) {
+        const char *text = caps_text(c);
+        for (const char *p = text; *p && j + 2 < sizeof buf; p++) {
+                if ((p == text || p[-1] == '\n') && caps_word_skipped(c, p)) {
+                        p += strlen("Renewal");         /* and its newline, by p++ */
+                        continue;
+                }
                 if (*p == '\n' && !c->caps_lf)
                         buf[j++] = '\r';
                 buf[j++] = *p;
@@ -731,6 +754,81 @@ finish:
         X509_REQ_free(csr);
 }
 
+/* RenewalReq (RFC 8894 3.3.1.2): a PKCS#10 for a new key, signed (the pkiMessage) by a
+ * certificate this CA issued and still valid, for the same subject; no challenge is needed or
+ * consumed. renewal=refuse: answered as a message type the server does not take. The checks
+ * and their failInfo/HRESULT are the emulator's (tests/ndes/README.md: what is known of NDES). */
+static void handle_renewalreq(const Config *c, Authority *a, const ScepRequest *req, Outcome *o) {
+        X509_REQ *csr = NULL;
+        EVP_PKEY *ca_pub;
+        char name[128], h[64];
+        unsigned char *old = NULL;
+        size_t old_size = 0;
+        time_t now = state_now(c);
+
+        if (c->renewal_refused) {
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "renewal-refused" };
+                return;
+        }
+        /* The signer: a certificate of this CA's, one it issued to a client (issued/), valid now. */
+        ca_pub = X509_get0_pubkey(a->ca);
+        const ASN1_INTEGER *sn = X509_get0_serialNumber(req->signer);
+        size_t n = (size_t) ASN1_STRING_length(sn);
+        if (n > 30)
+                n = 30;
+        hex(ASN1_STRING_get0_data(sn), n, h);
+        snprintf(name, sizeof name, "issued/%s.pem", h);
+        if (!ca_pub || X509_check_issued(a->ca, req->signer) != X509_V_OK || X509_verify(req->signer, ca_pub) != 1 ||
+            state_read(arg_state, name, 0, &old, &old_size) != -EFBIG) {
+                ERR_clear_error();
+                free(old);
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_UNTRUSTED_ROOT, NULL,
+                                 "renewal-signer-not-issued-here" };
+                return;
+        }
+        free(old);
+        if (X509_cmp_time(X509_get0_notAfter(req->signer), &now) <= 0 ||
+            X509_cmp_time(X509_get0_notBefore(req->signer), &now) > 0) {
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_CERT_EXPIRED, NULL,
+                                 "renewal-signer-not-valid-now" };
+                return;
+        }
+        csr = pki_req_from_der(req->inner, req->inner_size);
+        if (!csr) {
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "csr-unparseable" };
+                return;
+        }
+        EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
+        if (!pub || X509_REQ_verify(csr, pub) != 1) {
+                ERR_clear_error();
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_BAD_SIGNATURE, NULL, "csr-signature" };
+                goto finish;
+        }
+        if (X509_NAME_cmp(X509_REQ_get_subject_name(csr), X509_get_subject_name(req->signer)) != 0) {
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_BAD_SUBJECT, NULL,
+                                 "renewal-subject-differs" };
+                goto finish;
+        }
+        if (pki_issue(csr, a->ca, a->ca_key, now, c->validity, &o->issued) < 0) {
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "issue-failed" };
+                goto finish;
+        }
+        /* A renewal is for the template of the certificate renewed (MS-WCCE 3.2.2.6.2.1.2.3);
+         * the template follows from the CSR's keyUsage here. */
+        const ASN1_OCTET_STRING *t_old = template_ext(req->signer), *t_new = template_ext(o->issued);
+        if (!t_old || !t_new || ASN1_OCTET_STRING_cmp(t_old, t_new) != 0) {
+                X509_free(o->issued);
+                *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_CERT_TYPE, NULL,
+                                 "renewal-template-differs" };
+                goto finish;
+        }
+        (void) write_issued(o->issued);
+        o->status = SCEP_STATUS_SUCCESS;
+        o->why = "renewed";
+finish:
+        X509_REQ_free(csr);
+}
+
 static const char *status_name(int s) {
         return s == SCEP_STATUS_SUCCESS ? "SUCCESS" : s == SCEP_STATUS_PENDING ? "PENDING" : "FAILURE";
 }
@@ -801,6 +899,8 @@ static void serve_pkioperation(const Config *c, const unsigned char *der, size_t
                 o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADMESSAGECHECK, HR_NO_DECRYPT_CERT, NULL, "cannot-decrypt" };
         else if (req.message_type == SCEP_MSG_PKCSREQ)
                 handle_pkcsreq(c, &a, &req, &o);
+        else if (req.message_type == SCEP_MSG_RENEWALREQ)
+                handle_renewalreq(c, &a, &req, &o);
         else if (req.message_type == SCEP_MSG_CERTPOLL && c->certpoll_unsupported) {
                 /* Like micromdm's scepserver: no GetCertInitial at all. */
                 log_event(c, "scep.log", "method=%s type=%d txid=? status=HTTP-500 why=certpoll-unsupported", method,
@@ -1058,6 +1158,8 @@ static void help(void) {
                "  unavailable=on|off                      on: every request answered 503 (pool stopped)\n"
                "  reply_delay=SECONDS                     PKIOperation answers this late, after the work (0..60)\n"
                "  certpoll_issued=on|off                  on: CertPoll also finds transactions issued at once\n"
+               "  renewal=accept|refuse                   refuse: RenewalReq gets FAILURE badRequest (unsupported)\n"
+               "  caps_renewal=on|off                     off: GetCACaps without Renewal\n"
                "                                          (off, the default: only pending ones, as far as NDES\n"
                "                                          is documented; others are badCertId)\n"
                "  clock_offset=SECONDS                    added to the clock (challenge expiry, validity)\n"

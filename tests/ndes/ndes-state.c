@@ -284,6 +284,19 @@ int config_apply(Config *c, const char *assignment, const char **ret_error) {
                         return 0;
                 }
                 *ret_error = "admin_page must be ndes or garbage";
+        } else if (strcmp(key, "renewal") == 0) {
+                if (strcmp(val, "accept") == 0 || strcmp(val, "refuse") == 0) {
+                        c->renewal_refused = strcmp(val, "refuse") == 0;
+                        return 0;
+                }
+                *ret_error = "renewal must be accept or refuse";
+        } else if (strcmp(key, "caps_renewal") == 0) {
+                bool on;
+                if (parse_onoff(val, &on) == 0) {
+                        c->caps_no_renewal = !on;
+                        return 0;
+                }
+                *ret_error = "caps_renewal must be on or off";
         } else
                 *ret_error = "unknown key (see ndes-emulator help)";
         return -EINVAL;
@@ -311,6 +324,9 @@ const char *config_format(const Config *c) {
         snprintf(buf + len, sizeof buf - len, "lang=%s\npassword_length=%d\nsingle_password=%s\nadmin_page=%s\n",
                  lang_names[c->lang], c->password_length, c->single_password ? "on" : "off",
                  c->admin_garbage ? "garbage" : "ndes");
+        len = strlen(buf);
+        snprintf(buf + len, sizeof buf - len, "renewal=%s\ncaps_renewal=%s\n",
+                 c->renewal_refused ? "refuse" : "accept", c->caps_no_renewal ? "off" : "on");
         return buf;
 }
 

@@ -71,6 +71,8 @@ typedef struct Config {
         int password_length;           /* PasswordLength: bytes; challenges are twice as many hex digits */
         bool single_password;          /* UseSinglePassword: one password, reusable, never expires */
         bool admin_garbage;            /* admin_page=garbage: mscep_admin serves a page that is no NDES page */
+        bool renewal_refused;          /* renewal=refuse: a RenewalReq gets FAILURE badRequest (unsupported) */
+        bool caps_no_renewal;          /* caps_renewal=off: GetCACaps without Renewal */
 } Config;
 
 void config_defaults(Config *c);

@@ -450,6 +450,99 @@ static void test_key_blob(void **state) {
         secret_free(pem);
 }
 
+/* Renewal=scep-renewal|auto: the key is kept for the successor's RenewalReq, encrypted as the
+ * key is (no plaintext on disk), survives TakeKey (the owner still takes it once), the key's
+ * erasure (ConfirmKey of a sealed copy) and a reopen, and is erased on its own (no ciphertext
+ * left in any file) or with the row.
+ * The per-CA record of refused RenewalReqs is kept and forgotten. */
+static void test_renewal_key(void **state) {
+        Fixture *f = *state;
+        Store *s = open_store(f);
+        CbSecret *pem = make_key_pem(), *back = NULL;
+        StoreRequest r;
+        char id[STORE_ID_LEN + 1], id2[STORE_ID_LEN + 1];
+        uint8_t cipher_sample[64];
+        const char *body;
+        uint64_t until = 1;
+        sqlite3_stmt *st;
+        sqlite3 *db;
+
+        fill_request(&r, 1001, 1);
+        assert_int_equal(store_request_insert(s, &r, pem), 0);
+        memcpy(id, r.id, sizeof(id));
+        fill_request(&r, 1001, 2);
+        assert_int_equal(store_request_insert(s, &r, NULL), 0);
+        memcpy(id2, r.id, sizeof(id2));
+
+        assert_int_equal(store_renewal_key_present(s, id), 0);
+        assert_int_equal(store_renewal_key_get(s, id, &back), -ENOKEY);
+        assert_int_equal(store_renewal_key_keep(s, id2), -ENOKEY);     /* no key to keep */
+        assert_int_equal(store_renewal_key_keep(s, "0000000000000000"), -ENOKEY);
+        assert_int_equal(store_renewal_key_keep(s, id), 0);
+        assert_int_equal(store_renewal_key_present(s, id), 1);
+
+        /* TakeKey hands the key out once and leaves the kept copy. */
+        assert_int_equal(store_key_take(s, id, &back), 0);
+        assert_true(secret_equal(pem, back));
+        back = secret_free(back);
+        assert_int_equal(store_key_take(s, id, &back), -ENOKEY);
+        assert_int_equal(store_renewal_key_get(s, id, &back), 0);
+        assert_true(secret_equal(pem, back));
+        back = secret_free(back);
+        store_close(s);
+
+        body = strchr((const char *) pem->data, '\n') + 1;
+        assert_false(dir_files_contain(f, "PRIVATE KEY", 11));
+        assert_false(dir_files_contain(f, body, 40));
+
+        db = raw_open(f);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT renewal_key FROM requests WHERE id = ?1", -1, &st, NULL), SQLITE_OK);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_true(sqlite3_column_bytes(st, 0) > (int) (41 + sizeof(cipher_sample)));
+        memcpy(cipher_sample, (const uint8_t *) sqlite3_column_blob(st, 0) + 30, sizeof(cipher_sample));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+
+        s = open_store(f);
+        assert_int_equal(store_renewal_key_get(s, id, &back), 0);
+        assert_true(secret_equal(pem, back));
+        back = secret_free(back);
+        assert_true(dir_files_contain(f, cipher_sample, sizeof(cipher_sample)));
+        assert_int_equal(store_renewal_key_erase(s, id), 1);
+        assert_int_equal(store_renewal_key_erase(s, id), 0);
+        assert_int_equal(store_renewal_key_get(s, id, &back), -ENOKEY);
+        store_close(s);
+        assert_false(dir_files_contain(f, cipher_sample, sizeof(cipher_sample)));
+
+        /* Not erased with the key (ConfirmKey erases the sealed copy); erased with the row. */
+        s = open_store(f);
+        fill_request(&r, 1001, 3);
+        assert_int_equal(store_request_insert(s, &r, pem), 0);
+        assert_int_equal(store_renewal_key_keep(s, r.id), 0);
+        assert_int_equal(store_key_erase(s, r.id), 0);
+        assert_int_equal(store_renewal_key_present(s, r.id), 1);
+        assert_int_equal(store_request_delete(s, r.id), 0);
+        assert_int_equal(store_renewal_key_present(s, r.id), -ENOENT);
+
+        /* Per CA: until when RenewalReqs are not tried; 0 forgets. */
+        assert_int_equal(store_ca_renewal_get(s, "corp", &until), 0);
+        assert_int_equal(until, 0);
+        assert_int_equal(store_ca_renewal_set(s, "corp", 123456789), 0);
+        assert_int_equal(store_ca_renewal_set(s, "corp", 223456789), 0);
+        store_close(s);
+        s = open_store(f);
+        assert_int_equal(store_ca_renewal_get(s, "corp", &until), 0);
+        assert_int_equal(until, 223456789);
+        assert_int_equal(store_ca_renewal_get(s, "other", &until), 0);
+        assert_int_equal(until, 0);
+        assert_int_equal(store_ca_renewal_set(s, "corp", 0), 0);
+        assert_int_equal(store_ca_renewal_get(s, "corp", &until), 0);
+        assert_int_equal(until, 0);
+        store_close(s);
+        secret_free(pem);
+}
+
 static void test_tamper_and_wrong_key(void **state) {
         Fixture *f = *state;
         Store *s = open_store(f);
@@ -715,7 +808,8 @@ static void test_schema_version(void **state) {
         free(msg);
 }
 
-/* Schema 2 added the caller snapshot, 3 the token and the sealed key: a version-1 database is
+/* Schema 2 added the caller snapshot, 3 the token and the sealed key, 4 the key kept for a
+ * RenewalReq and what each CA's RenewalReqs got: a version-1 database is
  * migrated in place, its rows get an empty snapshot and token, and new rows keep theirs across
  * a reopen. */
 static void test_migration_v1(void **state) {
@@ -736,6 +830,7 @@ static void test_migration_v1(void **state) {
                      "ALTER TABLE requests DROP COLUMN predecessor; ALTER TABLE requests DROP COLUMN renew_warned; "
                      "ALTER TABLE requests DROP COLUMN token; ALTER TABLE requests DROP COLUMN sealed_to; "
                      "ALTER TABLE requests DROP COLUMN sealed_key; "
+                     "ALTER TABLE requests DROP COLUMN renewal_key; DROP TABLE ca_renewal; "
                      "UPDATE schema_version SET version = 1");
         sqlite3_close(db);
 
@@ -759,7 +854,7 @@ static void test_migration_v1(void **state) {
         sqlite3_stmt *st = NULL;
         assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 3);
+        assert_int_equal(sqlite3_column_int(st, 0), 4);
         sqlite3_finalize(st);
         sqlite3_close(db);
 }
@@ -897,6 +992,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_renewal_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migration_v1, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_successor_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_key_sealed, setup, teardown),

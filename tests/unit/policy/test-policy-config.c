@@ -179,6 +179,8 @@ static const ErrorCase error_cases[] = {
           "is http:// without CAFingerprint=" },
         { C(CA "Authentication=ntlm\n"), CA_PATH, 3, "Authentication=ntlm: use kerberos or none" },
         { C(CA "Challenge=password\n"), CA_PATH, 3, "Challenge=password: use mscep-admin, static or none" },
+        { C(CA "Renewal=yes\n"), CA_PATH, 3, "Renewal=yes: use reenroll, scep-renewal or auto" },
+        { C(CA "Renewal=Auto\n"), CA_PATH, 3, "Renewal=Auto: use reenroll, scep-renewal or auto" },
         { C(CA "Challenge=static\n"), CA_PATH, 1, "Challenge=static needs ChallengeFile=" },
         { C(CA "ChallengeFile=/etc/certbroker/corp.challenge\n"), CA_PATH, 1, "only used with Challenge=static" },
         { C(CA "Challenge=static\nChallengeFile=corp.challenge\n"), CA_PATH, 4, "not an absolute path" },
@@ -708,6 +710,31 @@ static void test_retain_finished_spans(void **state) {
         }
 }
 
+static void test_renewal_mode(void **state) {
+        static const struct {
+                const char *value;
+                CbRenewalMode mode;
+        } t[] = {
+                { "reenroll", CB_RENEWAL_REENROLL },
+                { "scep-renewal", CB_RENEWAL_SCEP_RENEWAL },
+                { "auto", CB_RENEWAL_AUTO },
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+                char ca[512];
+                snprintf(ca, sizeof ca, CA "Renewal=%s\n", t[i].value);
+                Files f = { .main = MAIN, .ca = ca };
+                CbConfig *c = parse_ok(&f);
+                assert_int_equal(c->cas[0].renewal, t[i].mode);
+                assert_string_equal(cb_renewal_mode_to_string(c->cas[0].renewal), t[i].value);
+                cb_config_free(c);
+        }
+        /* Default: reenroll (a fresh enrollment with a challenge). */
+        Files f = { .main = MAIN, .ca = CA };
+        CbConfig *c = parse_ok(&f);
+        assert_int_equal(c->cas[0].renewal, CB_RENEWAL_REENROLL);
+        cb_config_free(c);
+}
+
 static void test_renew_leads(void **state) {
         static const struct {
                 const char *before, *jitter;
@@ -965,6 +992,7 @@ int main(void) {
                 cmocka_unit_test(test_cleartext_cas),
                 cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_renew_leads),
+                cmocka_unit_test(test_renewal_mode),
                 cmocka_unit_test(test_default_ca_choice),
                 cmocka_unit_test(test_comments_and_long_lines),
                 cmocka_unit_test(test_sources),

@@ -107,7 +107,7 @@ void test_ndes_parse_request(const uint8_t *der, size_t size, X509 *recipient_ce
         CHECK(CMS_decrypt(env, recipient_key, recipient_cert, NULL, plain, CMS_BINARY) == 1);
         n = BIO_get_mem_data(plain, &data);
         p = (const unsigned char *) data;
-        if (ret->message_type == 19) {
+        if (ret->message_type == 19 || ret->message_type == 17) {
                 X509_ATTRIBUTE *a;
                 int idx;
 

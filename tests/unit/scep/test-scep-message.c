@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "scep-cacert.h"
+#include "scep-certrep.h"
 #include "scep-csr.h"
 #include "scep-message.h"
 #include "scep-test-ndes.h"
@@ -495,6 +496,79 @@ static void test_certpoll(void **state) {
         client_done(&c);
 }
 
+/* RenewalReq: the new key's CSR (no challenge), signed by the certificate being renewed and its
+ * key; the CA encrypts the CertRep to that certificate, so only the old key opens it. */
+static void test_renewalreq(void **state) {
+        EVP_PKEY *old_key = test_rsa_key(5), *new_key = test_rsa_key(6);
+        X509 *old_cert = test_make_cert("web.a.example.com", old_key, pki.ca, pki.ca_key, false,
+                                        KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, NULL);
+        X509_REQ *csr = make_csr(new_key, SCEP_USAGE_BOTH, NULL);
+        X509 *self_signer = NULL, *order[3] = { pki.ca, pki.ra_enc, pki.ra_sign };
+        ScepCACerts *certs = NULL;
+        ScepMessage *m = NULL;
+        ScepCertRep *rep = NULL;
+        TestNdesRequest r;
+        char txid[SCEP_TRANSACTION_ID_SIZE];
+        uint8_t *der, *reply;
+        size_t size, reply_size;
+
+        der = test_degenerate_pkcs7(order, 3, &size);
+        assert_int_equal(scep_cacert_parse("application/x-x509-ca-ra-cert", der, size, NULL, &certs, NULL), 0);
+        free(der);
+
+        ScepRequestParams p = {
+                .csr = csr, .signer_cert = old_cert, .signer_key = old_key,
+                .recipient = pki.ra_enc, .ca = pki.ca,
+                .cipher = SCEP_CIPHER_DES3, .digest = SCEP_DIGEST_SHA256,
+        };
+        /* The signer's key must be the certificate's. */
+        p.signer_key = new_key;
+        assert_int_equal(scep_message_build(SCEP_MESSAGE_RENEWAL_REQ, &p, &m, NULL), -EINVAL);
+        assert_null(m);
+        p.signer_key = old_key;
+
+        assert_int_equal(scep_message_build(SCEP_MESSAGE_RENEWAL_REQ, &p, &m, NULL), 0);
+        assert_int_equal(m->type, SCEP_MESSAGE_RENEWAL_REQ);
+        test_ndes_parse_request(m->der, m->size, pki.ra_enc, pki.ra_enc_key, &r);
+        assert_int_equal(r.message_type, 17);
+        /* Signed by the certificate being renewed, which the CA issued. */
+        assert_int_equal(X509_cmp(r.signer, old_cert), 0);
+        assert_int_equal(X509_verify(r.signer, X509_get0_pubkey(pki.ca)), 1);
+        /* The CSR is for the new key, carries no challenge, and names the transaction. */
+        assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(r.csr), new_key), 1);
+        assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(r.csr), old_key), 0);
+        assert_string_equal(r.challenge, "");
+        assert_int_equal(scep_transaction_id(csr, txid), 0);
+        assert_string_equal(r.transaction_id, txid);
+        assert_string_equal(m->transaction_id, txid);
+
+        /* The CertRep, encrypted to the old certificate: opened with the old key. */
+        TestCertRepOptions o = { .status = 0, .cipher = "DES-EDE3-CBC" };
+        reply = test_ndes_certrep(&pki, &r, NULL, &o, &reply_size);
+        ScepCertRepParams cp = {
+                .request = m, .ca_certs = certs, .signer_cert = old_cert, .signer_key = old_key, .csr = csr,
+        };
+        assert_int_equal(scep_certrep_parse(&cp, reply, reply_size, &rep, NULL), 0);
+        assert_int_equal(rep->status, SCEP_STATUS_SUCCESS);
+        assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(rep->certificate), new_key), 1);
+        rep = scep_certrep_free(rep);
+
+        /* A client that signed with a self-signed certificate of the new key cannot open it. */
+        assert_int_equal(scep_signer_cert_build(csr, new_key, SCEP_DIGEST_SHA256, &self_signer, NULL), 0);
+        cp.signer_cert = self_signer;
+        cp.signer_key = new_key;
+        assert_int_not_equal(scep_certrep_parse(&cp, reply, reply_size, &rep, NULL), 0);
+        assert_null(rep);
+
+        free(reply);
+        test_ndes_request_done(&r);
+        scep_message_free(m);
+        X509_free(self_signer);
+        X509_REQ_free(csr);
+        X509_free(old_cert);
+        scep_cacerts_free(certs);
+}
+
 static void test_encode_get(void **state) {
         static const uint8_t two[] = { 0xfb, 0xff };
         static const uint8_t three[] = { 0x00, 0x10, 0x83 };
@@ -605,6 +679,7 @@ int main(void) {
                 cmocka_unit_test(test_pkcsreq_ndes),
                 cmocka_unit_test(test_pkcsreq_ca_only),
                 cmocka_unit_test(test_certpoll),
+                cmocka_unit_test(test_renewalreq),
                 cmocka_unit_test(test_encode_get),
                 cmocka_unit_test(test_http_next),
         };
