@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "certbroker.h"
+#include "cli-trust.h"
 #include "cli-util.h"
 #include "deploy-files.h"
 #include "config.h"
@@ -1698,6 +1699,9 @@ int main(int argc, char *argv[]) {
         char *err = NULL;
         int r;
 
+        /* trust, metrics: cli-trust.c */
+        if (cli_extra_handles(argc, argv))
+                return cli_extra_main(argc, argv);
         r = cli_parse_args(argc, argv, &arg, &err);
         if (r < 0) {
                 if (r == -EINVAL) {
