@@ -25,6 +25,8 @@ API = {
             'ListRequests': ([], ['a(sso)']),
             'ListCAs': ([], ['a(so)']),
             'Reload': ([], []),
+            # Additions beyond API.md version 1 (documented in the XML):
+            'GetMetrics': ([], ['s']),
         },
         'properties': {
             'Version': 's', 'Realm': 's', 'PermittedSuffix': 's', 'Principal': 's',
@@ -60,11 +62,15 @@ API = {
         'methods': {
             'Check': (['a{sv}'], ['a(sss)']),
             'Refresh': ([], []),
+            # Additions beyond API.md version 1 (documented in the XML):
+            'GetTrustAnchors': ([], ['a(sbs)', 's']),
         },
         'properties': {
             'Name': 's', 'URL': 's', 'AdminURL': 's', 'Authentication': 's', 'Challenge': 's',
             'Capabilities': 'as', 'CACertificates': 's', 'RACertificates': 's',
             'LastContact': 't', 'LastError': 's',
+            # Addition beyond API.md version 1 (documented in the XML):
+            'InstallTrust': 'b',
         },
     },
 }
