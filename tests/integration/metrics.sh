@@ -16,6 +16,56 @@ CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
 command -v promtool >/dev/null || lab_fail "promtool missing (prometheus; tests/install-deps)"
 NODE_EXPORTER=$(command -v prometheus-node-exporter) || lab_fail "prometheus-node-exporter missing (tests/install-deps)"
 
+# ---- the README's alert rules: valid, and firing (only) when they should ----
+sed -n '/<!-- alert-rules:begin -->/,/<!-- alert-rules:end -->/p' "$CB_SOURCE_ROOT/README.md" |
+        sed '1,2d; $d' | sed '$d' >"$LAB_DIR/rules.yml"
+out=$(promtool check rules "$LAB_DIR/rules.yml" 2>&1) || lab_fail "promtool check rules on the README's rules: $out"
+lab_assert_contains "$out" "2 rules found" "the README's two rules"
+cat >"$LAB_DIR/rules-test.yml" <<'YAML'
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # expires 5 days after the test's start, no renewal: alerts
+      - series: 'certbroker_certificate_not_after_seconds{instance="h",request="r1",owner="1000",ca="corp",name="a.example.test"}'
+        values: '432000x180'
+      - series: 'certbroker_certificate_superseded{instance="h",request="r1",owner="1000",ca="corp",name="a.example.test"}'
+        values: '0x180'
+      # expires as soon, its renewal issued: quiet
+      - series: 'certbroker_certificate_not_after_seconds{instance="h",request="r2",owner="1000",ca="corp",name="b.example.test"}'
+        values: '432000x180'
+      - series: 'certbroker_certificate_superseded{instance="h",request="r2",owner="1000",ca="corp",name="b.example.test"}'
+        values: '1x180'
+      # expires in 30 days: quiet
+      - series: 'certbroker_certificate_not_after_seconds{instance="h",request="r3",owner="1000",ca="corp",name="c.example.test"}'
+        values: '2592000x180'
+      - series: 'certbroker_certificate_superseded{instance="h",request="r3",owner="1000",ca="corp",name="c.example.test"}'
+        values: '0x180'
+      # cache-full answers rising at corp, flat at other; issued rising: only corp alerts
+      - series: 'certbroker_ndes_answers_total{instance="h",ca="corp",outcome="cache_full"}'
+        values: '0+1x180'
+      - series: 'certbroker_ndes_answers_total{instance="h",ca="other",outcome="cache_full"}'
+        values: '3x180'
+      - series: 'certbroker_ndes_answers_total{instance="h",ca="other",outcome="issued"}'
+        values: '0+5x180'
+    alert_rule_test:
+      - eval_time: 2h
+        alertname: CertbrokerCertificateExpiringWithoutSuccessor
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: h, request: r1, owner: "1000", ca: corp, name: a.example.test}
+            exp_annotations:
+              summary: "a.example.test (request r1, CA corp) expires within 7 days and has no issued renewal"
+      - eval_time: 2h
+        alertname: CertbrokerNdesCacheFull
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: h, ca: corp, outcome: cache_full}
+            exp_annotations:
+              summary: "NDES of CA corp keeps answering that its password cache is full: lower MaxOutstandingChallenges= or raise NDES's cache"
+YAML
+out=$(cd "$LAB_DIR" && promtool test rules rules-test.yml 2>&1) || lab_fail "promtool test rules: $out"
+lab_pass "the README's alert rules: promtool checks them, and they fire for what they describe only"
+
 broker_lab
 TEXTFILE=$LAB_DIR/textfile
 mkdir -m 0755 "$TEXTFILE"
