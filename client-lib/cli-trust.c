@@ -347,7 +347,8 @@ static int get_anchors(sd_bus *bus, const char *ca, Anchor **ret, size_t *ret_n,
         return 0;
 }
 
-static int get_install_trust(sd_bus *bus, const char *ca, int *ret) {
+/* quiet_unknown: a CA that is not configured is CLI_EXIT_NOT_FOUND without a message. */
+static int get_install_trust(sd_bus *bus, const char *ca, bool quiet_unknown, int *ret) {
         sd_bus_error e = SD_BUS_ERROR_NULL;
         char *path = NULL;
         int r;
@@ -357,7 +358,10 @@ static int get_install_trust(sd_bus *bus, const char *ca, int *ret) {
                 r = sd_bus_get_property_trivial(bus, BUS_NAME, path, CA_IFACE, "InstallTrust", &e, 'b', ret);
         free(path);
         if (r < 0) {
-                r = say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
+                if (quiet_unknown && bus_code(&e, r) == CLI_EXIT_NOT_FOUND)
+                        r = CLI_EXIT_NOT_FOUND;
+                else
+                        r = say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
                 sd_bus_error_free(&e);
         }
         return r;
@@ -507,7 +511,7 @@ static int trust_sync(TrustArgs *t, sd_bus *bus) {
                         ret = r;
         for (size_t i = 0; i < n_cas; i++) {
                 int install = 0;
-                r = get_install_trust(bus, cas[i], &install);
+                r = get_install_trust(bus, cas[i], false, &install);
                 if (r == 0)
                         r = sync_ca(t, bus, cas[i], install);
                 if (r != 0)
@@ -531,7 +535,7 @@ static int trust_status(TrustArgs *t, sd_bus *bus, const char *ca) {
         int r, install = 0;
 
         if (ca) {
-                r = get_install_trust(bus, ca, &install);
+                r = get_install_trust(bus, ca, false, &install);
                 if (r != 0)
                         return r;
                 printf("CA %s: InstallTrust=%s\n", ca, install ? "yes" : "no");
@@ -622,7 +626,7 @@ static int verb_trust(int argc, char *argv[]) {
                 r = sync_ca(&t, bus, ca, true);
         else {
                 int install = 0;
-                r = get_install_trust(bus, ca, &install);
+                r = get_install_trust(bus, ca, true, &install);
                 if (r == 0 && install)
                         r = say_error(CLI_EXIT_FAILURE, "trust: CA %s has InstallTrust=yes: its anchors come back with "
                                       "the next sync; set InstallTrust=no in its file in ca.d/, reload, then remove.", ca);

@@ -281,7 +281,8 @@ int metrics_write_textfile(Manager *m, const char *dir, char **ret_message) {
         if (S_ISLNK(st.st_mode) && st.st_uid != 0 && st.st_uid != geteuid())
                 return fail(ret_message, EPERM, "MetricsTextfileDirectory=%s is a symbolic link owned by uid %u (not "
                             "root, not the broker): refusing to write through it", dir, (unsigned) st.st_uid);
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* Not a link when looked at: not one when opened either. */
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (S_ISLNK(st.st_mode) ? 0 : O_NOFOLLOW));
         if (dfd < 0)
                 return fail(ret_message, errno, "MetricsTextfileDirectory=%s: %s", dir, strerror(errno));
         if (fstat(dfd, &st) < 0) {
