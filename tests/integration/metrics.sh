@@ -95,7 +95,7 @@ value() {
 
 # ---- outcomes: issued (alice, bob), pending then issued, failure, permission, cache full, HTTP 503 ----
 a=$(cb_enroll alice corp web.a.example.test)
-b=$(cb_enroll bob corp host.b.example.test)
+b=$(enroll_renew bob corp host.b.example.test)      # renewed by the broker: a RenewAt
 lab_assert_eq "$(cb_wait alice "$a" 60)" issued "alice's request"
 lab_assert_eq "$(cb_wait bob "$b" 60)" issued "bob's request"
 ndes ctl pending=on >/dev/null
@@ -131,11 +131,15 @@ alice_uid=$(id -u alice) bob_uid=$(id -u bob)
 not_after=$(busctl --system get-property "$CB_BUS" "$a" "$CB_BUS.Request" NotAfter | cut -d' ' -f2)
 lab_assert_eq "$(value "$LAB_DIR/root.prom" "certbroker_certificate_not_after_seconds{request=\"$a_id\",owner=\"$alice_uid\",ca=\"corp\",name=\"web.a.example.test\"}")" \
         "$((not_after / 1000000))" "alice's certificate's NotAfter"
-renew_at=$(busctl --system get-property "$CB_BUS" "$a" "$CB_BUS.Request" RenewAt | cut -d' ' -f2)
-if [ "$renew_at" != 0 ]; then
-        lab_assert_eq "$(value "$LAB_DIR/root.prom" "certbroker_certificate_renew_at_seconds{request=\"$a_id\",owner=\"$alice_uid\",ca=\"corp\",name=\"web.a.example.test\"}")" \
-                "$((renew_at / 1000000))" "alice's certificate's RenewAt"
-fi
+renew_at=$(busctl --system get-property "$CB_BUS" "$b" "$CB_BUS.Request" RenewAt | cut -d' ' -f2)
+[ "$renew_at" != 0 ] || lab_fail "bob's renewed request has no RenewAt"
+b_labels="{request=\"$b_id\",owner=\"$bob_uid\",ca=\"corp\",name=\"host.b.example.test\"}"
+lab_assert_eq "$(value "$LAB_DIR/root.prom" "certbroker_certificate_renew_at_seconds$b_labels")" \
+        "$((renew_at / 1000000))" "bob's certificate's RenewAt"
+lab_assert_eq "$(value "$LAB_DIR/root.prom" "certbroker_certificate_superseded$b_labels")" 0 "bob's certificate not renewed yet"
+[ -z "$(value "$LAB_DIR/root.prom" "certbroker_certificate_renew_at_seconds{request=\"$a_id\",owner=\"$alice_uid\",ca=\"corp\",name=\"web.a.example.test\"}")" ] ||
+        lab_fail "a RenewAt for alice's request, which the broker does not renew"
+lab_assert_eq "$(value "$LAB_DIR/root.prom" 'certbroker_renewals_failed')" 0 "failed renewals"
 [ -n "$(value "$LAB_DIR/root.prom" "certbroker_certificate_not_after_seconds{request=\"$b_id\",owner=\"$bob_uid\",ca=\"corp\",name=\"host.b.example.test\"}")" ] ||
         lab_fail "root's view lacks bob's certificate"
 lab_assert_eq "$(value "$LAB_DIR/root.prom" 'certbroker_requests{state="issued"}')" 3 "issued requests"
