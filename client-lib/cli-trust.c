@@ -148,6 +148,14 @@ static int list_installed(const TrustArgs *t, const char *ca, Installed **ret, c
         size_t n = 0;
         struct dirent *de;
 
+        if (!d && errno == ENOENT) {
+                /* No store: nothing of ours in it (writing there fails, naming it). */
+                *ret = NULL;
+                *ret_n = 0;
+                if (ret_cas)
+                        *ret_cas = NULL;
+                return 0;
+        }
         if (!d)
                 return say_error(CLI_EXIT_FAILURE, "trust: cannot read %s: %s", t->directory, strerror(errno));
         while ((de = readdir(d))) {
@@ -230,6 +238,8 @@ static int remove_anchor(TrustArgs *t, const char *ca, const Installed *x, const
 static int check_directory(const TrustArgs *t) {
         struct stat st;
 
+        if (lstat(t->directory, &st) < 0 && errno == ENOENT)
+                return 0;       /* nothing there to trust; an install fails naming it */
         if (lstat(t->directory, &st) < 0)
                 return say_error(CLI_EXIT_FAILURE, "trust: %s: %s", t->directory, strerror(errno));
         if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))

@@ -225,9 +225,16 @@ ctl trust sync --directory "$LAB_DIR/open-store"
 [ "$RC" = 1 ] || lab_fail "trust sync into a world-writable directory: rc $RC"
 lab_assert_contains "$ERR" "$LAB_DIR/open-store is not a directory owned by root and writable only by root" "the directory is named"
 [ -z "$(ls -A "$LAB_DIR/open-store")" ] || lab_fail "something was written to the refused directory"
+ctl trust status --directory "$LAB_DIR/missing"
+[ "$RC" = 0 ] || lab_fail "trust status without a store: rc $RC: $ERR"
+lab_assert_contains "$OUT" "no trust anchors installed in $LAB_DIR/missing" "trust status without a store"
+ctl trust sync --directory "$LAB_DIR/missing"
+[ "$RC" = 1 ] || lab_fail "trust sync into a missing store (InstallTrust=yes): rc $RC"
+lab_assert_contains "$ERR" "cannot write $LAB_DIR/missing/certbroker-corp." "the missing store is named"
+[ ! -e "$LAB_DIR/missing" ] || lab_fail "trust sync created the missing store"
 out=$(lab_run_as alice "$CTL" trust status 2>&1) && lab_fail "trust status as alice succeeded: $out"
 lab_assert_contains "$out" "only root" "trust as a user"
-lab_pass "bad input: a CA name with a slash, an unknown CA, a world-writable directory, a non-root caller"
+lab_pass "bad input: a CA name with a slash, an unknown CA, a world-writable or missing store, a non-root caller"
 
 broker_stop
 lab_stop s_server
