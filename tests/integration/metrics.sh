@@ -168,9 +168,11 @@ lab_assert_file_lacks "$LAB_DIR/alice.prom" "certbroker_ndes_answers_total" "ali
 lab_assert_eq "$(value "$LAB_DIR/alice.prom" 'certbroker_requests{state="issued"}')" 2 "alice's issued requests"
 lab_pass "certbrokerctl metrics as a user: only her own requests"
 
-# ---- the textfile (a Reload writes it at once), and a real node_exporter scraping it ----
-busctl --system call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload
-lab_wait_for 10 "the textfile with bob's request" grep -q "$b_id" "$TEXTFILE/certbroker.prom"
+# ---- the textfile, rewritten every minute (no Reload here: the minutely writer must bring the
+# requests made since the start-up's write), and a real node_exporter scraping it ----
+p_id=${p##*/}
+lab_wait_for 75 "the minutely textfile with the approved request" \
+        grep -q "certbroker_certificate_not_after_seconds{request=\"$p_id\"" "$TEXTFILE/certbroker.prom"
 metrics_check "$TEXTFILE/certbroker.prom" "the textfile"
 lab_assert_eq "$(stat -c %a "$TEXTFILE/certbroker.prom")" 644 "the textfile's mode"
 [ -z "$(find "$TEXTFILE" -name '*.tmp')" ] || lab_fail "a temporary file was left behind"
