@@ -3,40 +3,23 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "engine-internal.h"
 #include "scep-cacert.h"
 #include "scep-certrep.h"
 #include "scep-util.h"
 #include "trust-anchors.h"
+#include "trust-chain.h"
 
 void trust_anchors_free(TrustAnchor *a, size_t n) {
         for (size_t i = 0; a && i < n; i++)
                 free(a[i].pem);
         free(a);
-}
-
-static bool self_signed(X509 *x) {
-        return X509_check_issued(x, x) == X509_V_OK;
-}
-
-/* The certificate of all that issued x (name and signature), not x itself. */
-static X509 *find_issuer(STACK_OF(X509) *all, X509 *x) {
-        for (int i = 0; i < sk_X509_num(all); i++) {
-                X509 *c = sk_X509_value(all, i);
-                if (X509_cmp(c, x) == 0 || X509_check_issued(c, x) != X509_V_OK)
-                        continue;
-                EVP_PKEY *k = X509_get0_pubkey(c);
-                if (k && X509_verify(x, k) == 1)
-                        return c;
-                ERR_clear_error();
-        }
-        return NULL;
 }
 
 int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **ret_note) {
@@ -46,7 +29,6 @@ int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **
         size_t n = 0;
         char *note = NULL;
         bool authenticated;
-        X509 *x;
         int r;
 
         if (!c || !certs || !certs->ca)
@@ -54,26 +36,21 @@ int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **
         authenticated = c->has_fingerprint ||
                         (ca->trust_authenticated &&
                          memcmp(ca->trust_sha256, certs->ca_fingerprint, sizeof ca->trust_sha256) == 0);
-        x = certs->ca;
-        for (unsigned depth = 0; x && depth < SCEP_CACERT_MAX_CERTS; depth++) {
-                TrustAnchor *nn = realloc(a, (n + 1) * sizeof(TrustAnchor));
+        X509 *chain[SCEP_CACERT_MAX_CERTS];
+        size_t n_chain = trust_chain(certs->all, certs->ca, chain, ELEMENTSOF(chain));
+        a = calloc(n_chain, sizeof(TrustAnchor));
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_chain; i++) {
                 uint8_t fp[SCEP_FINGERPRINT_SIZE];
-                if (!nn) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                a = nn;
                 a[n] = (TrustAnchor) { .authenticated = authenticated };
-                r = scep_cert_sha256(x, fp);
+                r = scep_cert_sha256(chain[i], fp);
                 if (r >= 0)
-                        r = scep_certs_to_pem(x, NULL, &a[n].pem);
+                        r = scep_certs_to_pem(chain[i], NULL, &a[n].pem);
                 if (r < 0)
                         goto fail;
                 scep_fingerprint_format(fp, a[n].fingerprint, sizeof a[n].fingerprint);
                 n++;
-                if (self_signed(x))
-                        break;
-                x = find_issuer(certs->all, x);
         }
         r = 0;
         if (authenticated)
