@@ -652,12 +652,27 @@ static int verb_trust(int argc, char *argv[]) {
         return r;
 }
 
+/* The command: the first argument after the global options that take no value (an option
+ * with a value, e.g. "--ca trust", is the other commands' business). */
+static int command_index(int argc, char *argv[]) {
+        for (int i = 1; i < argc; i++)
+                if (strcmp(argv[i], "--json") != 0 && strcmp(argv[i], "-q") != 0 && strcmp(argv[i], "--quiet") != 0)
+                        return i;
+        return -1;
+}
+
 int cli_extra_main(int argc, char *argv[]) {
+        int i = command_index(argc, argv);
+
+        if (i != 1)
+                return say_error(CLI_EXIT_USAGE, "'%s' does not take %s (its output is text).", argv[i], argv[1]);
         if (strcmp(argv[1], "metrics") == 0)
                 return verb_metrics(argc, argv);
         return verb_trust(argc, argv);
 }
 
 bool cli_extra_handles(int argc, char *argv[]) {
-        return argc >= 2 && (strcmp(argv[1], "metrics") == 0 || strcmp(argv[1], "trust") == 0);
+        int i = command_index(argc, argv);
+
+        return i > 0 && (strcmp(argv[i], "metrics") == 0 || strcmp(argv[i], "trust") == 0);
 }

@@ -112,8 +112,12 @@ void trust_anchors_stamp(Manager *m, bool force) {
         }
         if (fclose(f) != 0 || !text)
                 goto finish;
-        if (asprintf(&path, "%s/trust-anchors", dir) < 0 || asprintf(&tmp, "%s/.trust-anchors.tmp", dir) < 0) {
-                path = tmp = NULL;
+        if (asprintf(&path, "%s/trust-anchors", dir) < 0) {
+                path = NULL;
+                goto finish;
+        }
+        if (asprintf(&tmp, "%s/.trust-anchors.tmp", dir) < 0) {
+                tmp = NULL;
                 goto finish;
         }
         if (!force) {

@@ -159,6 +159,9 @@ lab_assert_eq "$(value "$LAB_DIR/root.prom" 'certbroker_enrollment_duration_seco
 [ -n "$(value "$LAB_DIR/root.prom" 'certbroker_outstanding_challenges{ca="corp"}')" ] || lab_fail "no outstanding challenges gauge"
 lab_pass "certbrokerctl metrics as root: certificates, requests by state, NDES outcomes, durations; promtool accepts it"
 
+out=$("$CTL" --json metrics 2>&1) && lab_fail "certbrokerctl --json metrics succeeded: $out"
+lab_assert_contains "$out" "'metrics' does not take --json" "metrics with --json"
+
 # ---- alice's view: her own requests, no broker-wide counters ----
 lab_run_as alice "$CTL" metrics >"$LAB_DIR/alice.prom" || lab_fail "certbrokerctl metrics as alice failed"
 metrics_check "$LAB_DIR/alice.prom" "alice's view"
