@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "certbroker.h"
+#include "cli-trust.h"
 #include "cli-util.h"
 #include "deploy-files.h"
 #include "config.h"
@@ -45,6 +46,10 @@ static void help(void) {
                "  cancel ID              cancel a request in progress\n"
                "  remove ID              forget an ended request and erase its key\n"
                "  cas                    list the configured CAs\n"
+               "  trust install|remove CA, trust status [CA], trust sync\n"
+               "         [--directory DIR] [--update-command PATH]\n"
+               "                         root: the CAs' certificates in the system trust store\n"
+               "  metrics                Prometheus text (root: every request; else your own)\n"
                "  check CA [--challenge] run the CA's diagnostic steps\n"
                "  access --dns NAME... [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE]\n"
                "                         would policy allow this request? (no network)\n"
@@ -1698,6 +1703,9 @@ int main(int argc, char *argv[]) {
         char *err = NULL;
         int r;
 
+        /* trust, metrics: cli-trust.c */
+        if (cli_extra_handles(argc, argv))
+                return cli_extra_main(argc, argv);
         r = cli_parse_args(argc, argv, &arg, &err);
         if (r < 0) {
                 if (r == -EINVAL) {

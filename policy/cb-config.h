@@ -161,6 +161,8 @@ typedef struct CbCa {
         uint64_t pending_deadline_usec;         /* PendingDeadline= seconds, default 604800,
                                                  * 1..31536000 and >= PollInterval */
         bool allow_legacy_ciphers;              /* default no */
+        bool install_trust;                     /* InstallTrust=, default no: certbrokerctl trust
+                                                 * sync installs the CA's certificates */
         bool is_default;                        /* Default=yes, or the only CA configured */
         CbLead renew_before;                    /* RenewBefore=, default 33% */
         CbLead renew_jitter;                    /* RenewJitter=, default 5% */
@@ -220,6 +222,7 @@ typedef struct CbConfig {
         uint64_t default_max_requests_window_usec;
         uint64_t retain_finished_usec;  /* RetainFinished= time span, default 30d, 60s..3650d */
         unsigned max_stored_requests;   /* MaxStoredRequests= per uid, default 1000, 1..1000000 */
+        char *metrics_textfile_directory;       /* MetricsTextfileDirectory=, NULL: none */
         /* ca.d/ sorted by name */
         CbCa *cas; size_t n_cas;
         /* policy.d/ in the order given (the daemon sorts files by name), sections in order */

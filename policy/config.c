@@ -534,6 +534,10 @@ static int parse_max_stored_requests(Parser *p, const char *key, const char *v) 
         return parse_unsigned_key(p, key, v, 1, 1000000, &p->config->max_stored_requests);
 }
 
+static int parse_metrics_textfile_directory(Parser *p, const char *key, const char *v) {
+        return parse_path_key(p, key, v, &p->config->metrics_textfile_directory);
+}
+
 /* ---- [CA] ------------------------------------------------------------------------------ */
 
 static int parse_url_into(Parser *p, const char *key, const char *v, char **url, char **host) {
@@ -689,6 +693,10 @@ static int parse_renew_jitter(Parser *p, const char *key, const char *v) {
 
 static int parse_allow_legacy(Parser *p, const char *key, const char *v) {
         return parse_bool_key(p, key, v, &p->ca->allow_legacy_ciphers);
+}
+
+static int parse_install_trust(Parser *p, const char *key, const char *v) {
+        return parse_bool_key(p, key, v, &p->ca->install_trust);
 }
 
 static int parse_default(Parser *p, const char *key, const char *v) {
@@ -961,6 +969,7 @@ static const KeyDesc broker_keys[] = {
         { "DefaultMaxRequests", parse_default_max_requests },
         { "RetainFinished", parse_retain_finished },
         { "MaxStoredRequests", parse_max_stored_requests },
+        { "MetricsTextfileDirectory", parse_metrics_textfile_directory },
         {}
 };
 
@@ -979,6 +988,7 @@ static const KeyDesc ca_keys[] = {
         { "PollInterval", parse_poll_interval },
         { "PendingDeadline", parse_pending_deadline },
         { "AllowLegacyCiphers", parse_allow_legacy },
+        { "InstallTrust", parse_install_trust },
         { "Default", parse_default },
         { "RenewBefore", parse_renew_before },
         { "RenewJitter", parse_renew_jitter },
@@ -1504,6 +1514,7 @@ CbConfig *cb_config_free(CbConfig *c) {
         free(c->keytab);
         free(c->permitted_suffix);
         free(c->state_directory);
+        free(c->metrics_textfile_directory);
         free(c->key_pool);
         for (size_t i = 0; i < c->n_cas; i++) {
                 CbCa *ca = &c->cas[i];

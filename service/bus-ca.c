@@ -11,6 +11,7 @@
 #include "cb-policy.h"
 #include "engine.h"
 #include "manager.h"
+#include "trust-anchors.h"
 
 static int ca_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
                    void **ret_found, sd_bus_error *error) {
@@ -257,6 +258,71 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+static int get_install_trust(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const CbCa *c = ca_config(userdata);
+
+        return sd_bus_message_append(reply, "b", c && c->install_trust);
+}
+
+/* GetTrustAnchors() answered from the certificates just fetched (or the error that stopped it). */
+static void trust_answer(PendingReply *p, CaState *ca) {
+        sd_bus_message *reply = NULL;
+        TrustAnchor *a = NULL;
+        size_t n = 0;
+        char *note = NULL;
+        int r;
+
+        r = trust_anchors_collect(ca, &a, &n, &note);
+        if (r == -ENODATA) {
+                (void) pending_reply_errno(p, EHOSTUNREACH, "CA %s: no certificates from GetCACert: %s", ca->name,
+                                           ca->last_error && *ca->last_error ? ca->last_error : "no answer");
+                return;
+        }
+        if (r < 0) {
+                (void) pending_reply_errno(p, -r, "CA %s: cannot list its certificates: %s", ca->name, strerror(-r));
+                return;
+        }
+        r = sd_bus_message_new_method_return(p->call, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sbs)");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(reply, "(sbs)", a[i].fingerprint, a[i].authenticated, a[i].pem);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", note);
+        if (r >= 0)
+                (void) pending_reply_send(p, reply);
+        else
+                (void) pending_reply_errno(p, -r, "Cannot build the GetTrustAnchors() reply: %s", strerror(-r));
+        sd_bus_message_unref(reply);
+        trust_anchors_free(a, n);
+        free(note);
+}
+
+static int method_get_trust_anchors(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        CaState *ca = userdata;
+        Manager *m = ca->manager;
+        PendingReply *p = NULL;
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(m->callers, msg, &uid);
+        if (r < 0)
+                return bus_caller_error(m, error, r);
+        if (uid != 0)
+                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
+                                     "Only root may ask for a CA's trust anchors (certbrokerctl trust).");
+        r = pending_reply_new(msg, &m->trust_waiters, ca, &p);
+        if (r < 0)
+                return r;
+        /* Fresh from GetCACert (a renewed CA shows up): bus_ca_changed() answers, possibly
+         * before this returns. */
+        (void) engine_ca_refresh(m, ca);
+        return 1;
+}
+
 #define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
 
 static const sd_bus_vtable ca_vtable[] = {
@@ -271,9 +337,12 @@ static const sd_bus_vtable ca_vtable[] = {
         SD_BUS_PROPERTY("RACertificates", "s", get_string, 0, INVAL),
         SD_BUS_PROPERTY("LastContact", "t", get_last_contact, 0, INVAL),
         SD_BUS_PROPERTY("LastError", "s", get_string, 0, INVAL),
+        SD_BUS_PROPERTY("InstallTrust", "b", get_install_trust, 0, INVAL),
         SD_BUS_METHOD_WITH_NAMES("Check", "a{sv}", SD_BUS_PARAM(options), "a(sss)", SD_BUS_PARAM(steps),
                                  method_check, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Refresh", "", "", method_refresh, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetTrustAnchors", "", , "a(sbs)s", SD_BUS_PARAM(anchors) SD_BUS_PARAM(note),
+                                 method_get_trust_anchors, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -288,6 +357,14 @@ int bus_ca_register(Manager *m) {
 
 void bus_ca_changed(CaState *ca) {
         char *path = NULL;
+
+        /* A GetCACert fetch ended (or the CA goes): the GetTrustAnchors() calls waiting for it. */
+        if (!trust_anchors_fetching(ca))
+                for (PendingReply *p = ca->manager->trust_waiters, *next; p; p = next) {
+                        next = p->next;
+                        if (p->data == ca)
+                                trust_answer(p, ca);
+                }
 
         if (!ca->manager->bus || sd_bus_path_encode(CB_CA_PREFIX, ca->name, &path) < 0)
                 return;

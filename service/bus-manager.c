@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 
 /* Options of Enroll/CheckAccess: a{sv} with string values only; unknown names and other
  * types are InvalidArgument. The strings point into the message. */
@@ -483,6 +484,24 @@ static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return r;
 }
 
+/* GetMetrics(): root sees every request and the broker's counters, others their own requests. */
+static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        char *text = NULL;
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(m->callers, msg, &uid);
+        if (r < 0)
+                return bus_caller_error(m, error, r);
+        r = metrics_format(m, uid == 0, uid, &text);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot format the metrics: %m");
+        r = sd_bus_reply_method_return(msg, "s", text);
+        free(text);
+        return r;
+}
+
 static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         char *reason = NULL;
@@ -568,6 +587,8 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES("ListCAs", "", , "a(so)", SD_BUS_PARAM(cas),
                                  method_list_cas, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetMetrics", "", , "s", SD_BUS_PARAM(text),
+                                 method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -581,6 +602,8 @@ static void hook_credentials_changed(Manager *m) {
 
 static void hook_closing(Manager *m) {
         bus_deferred_free_all(m);
+        while (m->trust_waiters)
+                pending_reply_drop(m->trust_waiters);
         m->callers = caller_registry_free(m->callers);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);

@@ -35,6 +35,7 @@
 #include "keys-generate.h"
 #include "krb5-creds.h"
 #include "log.h"
+#include "metrics.h"
 #include "scep-cacert.h"
 #include "scep-caps.h"
 #include "scep-certrep.h"
@@ -379,8 +380,16 @@ static int thumbprint_check(Request *r) {
         }
         for (unsigned i = 0; i < mdlen; i++)
                 snprintf(ours + 2 * i, 3, "%02x", md[i]);
-        if (strcmp(ours, a->thumbprint) == 0)
+        if (strcmp(ours, a->thumbprint) == 0) {
+                /* Authenticated: GetTrustAnchors may offer it for the trust store. */
+                if (!ca->trust_authenticated ||
+                    memcmp(ca->trust_sha256, CE(ca)->certs->ca_fingerprint, sizeof ca->trust_sha256) != 0) {
+                        memcpy(ca->trust_sha256, CE(ca)->certs->ca_fingerprint, sizeof ca->trust_sha256);
+                        ca->trust_authenticated = true;
+                        manager_notify_ca_changed(ca);
+                }
                 return 1;
+        }
 
         if (!CE(ca)->meta_http)
                 CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
@@ -412,6 +421,14 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
 
         a->fetch = NULL;
         if (res->outcome != TRANSPORT_OK) {
+                /* The cache-full page's message quotes NDES's sentence (challenge-fetch.c). */
+                if (res->outcome == TRANSPORT_CHALLENGE_UNAVAILABLE && res->http_code == 200 && res->message &&
+                    strstr(res->message, "The password cache is full."))
+                        metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_CACHE_FULL);
+                else if (res->outcome == TRANSPORT_CHALLENGE_DENIED)
+                        metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_PERMISSION);
+                else if (res->http_code > 0 && res->http_code != 200)
+                        metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
                 attempt_failed(r, res->outcome, res->message);
                 return;
         }
@@ -765,6 +782,8 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         }
 
         request_set_transaction(r, a->msg->transaction_id);
+        metrics_count_ndes(r->manager, r->rec->ca, rep->status == SCEP_STATUS_SUCCESS ? METRICS_NDES_ISSUED :
+                           rep->status == SCEP_STATUS_PENDING ? METRICS_NDES_PENDING : METRICS_NDES_FAILURE);
         /* The CA has answered for this transaction: no submission is in doubt any more, and the
          * challenge it carried is out of NDES's password cache (used, or refused): its slot is
          * free again. */
@@ -891,6 +910,8 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 return;
         }
         ca->last_contact = now_usec();
+        if (res->http_code != 200 || (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0))
+                metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
         q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size,
                                         a->transport == SCEP_TRANSPORT_GET ? a->url_size : 0, &next, &err);
         if (q != 0 && a->recovering && res->http_code < 500) {

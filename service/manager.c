@@ -19,6 +19,8 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
+#include "trust-anchors.h"
 #include "renewal.h"
 #include "uid-limit.h"
 #include "secret-memory.h"
@@ -442,6 +444,7 @@ void manager_drop_request(Manager *m, Request *r) {
 /* ---- CAs ---- */
 
 void manager_notify_ca_changed(CaState *ca) {
+        trust_anchors_stamp(ca->manager, false);
         if (ca->manager->hooks && ca->manager->hooks->ca_changed)
                 ca->manager->hooks->ca_changed(ca);
 }
@@ -749,6 +752,10 @@ int manager_reload(Manager *m, char **ret_message) {
         r = manager_apply_key_pool(m);
         if (r < 0)
                 log_warning_errno(r, "Cannot apply KeyPool= from the new configuration: %m");
+        r = metrics_config_changed(m);
+        if (r < 0)
+                log_warning_errno(r, "Cannot apply MetricsTextfileDirectory= from the new configuration: %m");
+        trust_anchors_stamp(m, false);
         log_info("Configuration reloaded from %s: %zu CA(s), %zu rule(s).",
                  m->config_dir, m->config->n_cas, m->config->n_rules);
         if (m->nss)
@@ -884,6 +891,11 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = engine_config_changed(m);
         if (r < 0)
                 goto fail;
+        r = metrics_new(m);
+        if (r >= 0)
+                r = metrics_config_changed(m);
+        if (r < 0)
+                goto fail;
 
         r = key_pool_new(&m->pool);
         if (r < 0)
@@ -936,6 +948,14 @@ fail:
 }
 
 void manager_start(Manager *m) {
+        trust_anchors_stamp(m, true);
+        /* The certificates of the CAs whose certificates go into the trust store, fetched now:
+         * certbroker-trust.path hears of them (a renewed CA) without waiting for an enrollment. */
+        for (size_t i = 0; i < m->n_cas; i++) {
+                const CbCa *c = cb_config_find_ca(m->config, m->cas[i]->name);
+                if (c && c->install_trust)
+                        (void) engine_ca_refresh(m, m->cas[i]);
+        }
         /* Resume what was in flight before the last stop: once decided against the rules in
          * force (those waiting for NSS are resumed by manager_decide_due()). */
         manager_redecide_requests(m, "start-up");
@@ -990,6 +1010,7 @@ Manager *manager_free(Manager *m) {
         free(m->requests);
         m->index = request_index_free(m->index);
         engine_free(m);
+        metrics_free(m);
         key_pool_free(m->pool);
         caller_set_nss_cache(NULL);
         m->nss = nss_cache_free(m->nss);

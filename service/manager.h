@@ -44,6 +44,10 @@ struct CaState {
         uint64_t last_contact;
         char *last_error;
         void *engine;                   /* engine cache (parsed certs, caps) */
+        /* The CA certificate authenticated by the admin page's thumbprint (a CA without
+         * CAFingerprint=; engine.c), by its SHA-256: GetTrustAnchors offers it for the trust store. */
+        bool trust_authenticated;
+        uint8_t trust_sha256[32];
 };
 
 struct Manager {
@@ -69,6 +73,7 @@ struct Manager {
         uint64_t decide_backoff;
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
+        struct Metrics *metrics;        /* metrics.c: counters, the textfile writer */
 
         /* bus-request.c: the broker is emitting a request's PropertiesChanged itself, so the
          * object lookup admits it whoever's call is being answered meanwhile. */
@@ -77,6 +82,7 @@ struct Manager {
         Request **requests; size_t n_requests;
         struct RequestIndex *index;     /* requests by id, by owner and token, per owner (manager.c) */
         CaState **cas; size_t n_cas;
+        struct PendingReply *trust_waiters;     /* bus-ca.c: GetTrustAnchors() calls waiting for GetCACert */
 };
 
 /* On an invalid configuration, logs file:line, sets the unit's status text (STATUS=) to what

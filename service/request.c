@@ -14,6 +14,7 @@
 #include "keys-generate.h"
 #include "log.h"
 #include "manager.h"
+#include "metrics.h"
 #include "nss-cache.h"
 #include "renewal.h"
 #include "request.h"
@@ -743,6 +744,10 @@ void request_set_issued(Request *r, char *certificate, char *chain, char *serial
         r->rec->not_after = not_after;
         r->rec->state = REQUEST_ISSUED;
         r->rec->next_attempt = 0;
+        {
+                uint64_t now = now_usec();
+                metrics_observe_enrollment(r->manager, r->rec->ca, now > r->rec->created ? now - r->rec->created : 0);
+        }
         set_string(&r->rec->error, "");
         set_string(&r->rec->error_message, "");
         set_string(&r->rec->fail_info, "");

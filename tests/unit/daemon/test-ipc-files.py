@@ -27,6 +27,8 @@ API = {
             'ListRequests': ([], ['a(sso)']),
             'ListCAs': ([], ['a(so)']),
             'Reload': ([], []),
+            # Additions beyond version 1 (documented in the XML):
+            'GetMetrics': ([], ['s']),
         },
         'properties': {
             'Version': 's', 'Realm': 's', 'PermittedSuffix': 's', 'Principal': 's',
@@ -62,11 +64,15 @@ API = {
         'methods': {
             'Check': (['a{sv}'], ['a(sss)']),
             'Refresh': ([], []),
+            # Additions beyond version 1 (documented in the XML):
+            'GetTrustAnchors': ([], ['a(sbs)', 's']),
         },
         'properties': {
             'Name': 's', 'URL': 's', 'AdminURL': 's', 'Authentication': 's', 'Challenge': 's',
             'Capabilities': 'as', 'CACertificates': 's', 'RACertificates': 's',
             'LastContact': 't', 'LastError': 's',
+            # Addition beyond version 1 (documented in the XML):
+            'InstallTrust': 'b',
         },
     },
 }

@@ -918,6 +918,42 @@ static void test_sources(void **state) {
         assert_string_equal(cb_config_error_format(NULL, buf, sizeof buf), "unknown configuration error");
 }
 
+/* InstallTrust= (a CA) and MetricsTextfileDirectory= ([Broker]): defaults, values, errors. */
+static void test_trust_and_metrics_keys(void **state) {
+        Files f = { .main = MAIN, .ca = CA };
+        CbConfig *c = parse_ok(&f);
+
+        assert_false(c->cas[0].install_trust);
+        assert_null(c->metrics_textfile_directory);
+        cb_config_free(c);
+
+        f = (Files) { .main = MAIN "[Broker]\nMetricsTextfileDirectory=/var/lib/prometheus/node-exporter\n",
+                      .ca = CA "InstallTrust=yes\n" };
+        c = parse_ok(&f);
+        assert_true(c->cas[0].install_trust);
+        assert_string_equal(c->metrics_textfile_directory, "/var/lib/prometheus/node-exporter");
+        cb_config_free(c);
+
+        static const ErrorCase bad[] = {
+                { { .main = MAIN, .ca = CA "InstallTrust=maybe\n" }, CA_PATH, 3, "InstallTrust=maybe is not a boolean" },
+                { { .main = MAIN "[Broker]\nMetricsTextfileDirectory=textfile\n", .ca = CA }, MAIN_PATH, 5,
+                  "MetricsTextfileDirectory=textfile is not an absolute path" },
+                { { .main = MAIN "[Broker]\nMetricsTextfileDirectory=/a\nMetricsTextfileDirectory=/b\n", .ca = CA },
+                  MAIN_PATH, 6, "MetricsTextfileDirectory" },
+                { { .main = MAIN, .ca = CA "MetricsTextfileDirectory=/a\n" }, CA_PATH, 3, "MetricsTextfileDirectory" },
+                { { .main = MAIN "[Broker]\nInstallTrust=yes\n", .ca = CA }, MAIN_PATH, 5, "InstallTrust" },
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                CbConfigError e = {};
+                CbConfig *conf = NULL;
+                if (parse(&bad[i].files, &conf, &e) >= 0)
+                        fail_msg("case %zu accepted", i);
+                assert_null(conf);
+                if (strcmp(e.path, bad[i].path) != 0 || e.line != bad[i].line || !strstr(e.message, bad[i].message))
+                        fail_msg("case %zu: got %s:%u: %s", i, e.path, e.line, e.message);
+        }
+}
+
 static void test_enums(void **state) {
         static const char *const keys[] = { "rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384" };
         for (int i = 0; i < _CB_KEY_TYPE_MAX; i++) {
@@ -997,6 +1033,7 @@ int main(void) {
                 cmocka_unit_test(test_comments_and_long_lines),
                 cmocka_unit_test(test_sources),
                 cmocka_unit_test(test_enums),
+                cmocka_unit_test(test_trust_and_metrics_keys),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The CA certificates the broker can vouch for, for the system trust store. */
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "basic.h"
+#include "engine-internal.h"
+#include "scep-cacert.h"
+#include "scep-certrep.h"
+#include "scep-util.h"
+#include "trust-anchors.h"
+#include "trust-chain.h"
+
+void trust_anchors_free(TrustAnchor *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                free(a[i].pem);
+        free(a);
+}
+
+int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **ret_note) {
+        const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
+        ScepCACerts *certs = CE(ca) ? CE(ca)->certs : NULL;
+        TrustAnchor *a = NULL;
+        size_t n = 0;
+        char *note = NULL;
+        bool authenticated;
+        int r;
+
+        if (!c || !certs || !certs->ca)
+                return -ENODATA;
+        authenticated = c->has_fingerprint ||
+                        (ca->trust_authenticated &&
+                         memcmp(ca->trust_sha256, certs->ca_fingerprint, sizeof ca->trust_sha256) == 0);
+        X509 *chain[SCEP_CACERT_MAX_CERTS];
+        size_t n_chain = trust_chain(certs->all, certs->ca, chain, ELEMENTSOF(chain));
+        a = calloc(n_chain, sizeof(TrustAnchor));
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_chain; i++) {
+                uint8_t fp[SCEP_FINGERPRINT_SIZE];
+                a[n] = (TrustAnchor) { .authenticated = authenticated };
+                r = scep_cert_sha256(chain[i], fp);
+                if (r >= 0)
+                        r = scep_certs_to_pem(chain[i], NULL, &a[n].pem);
+                if (r < 0)
+                        goto fail;
+                scep_fingerprint_format(fp, a[n].fingerprint, sizeof a[n].fingerprint);
+                n++;
+        }
+        r = 0;
+        if (authenticated)
+                note = strdup("");
+        else if (c->challenge == CB_CHALLENGE_MSCEP_ADMIN)
+                r = asprintf(&note, "CA %s: its certificate %s from GetCACert is not authenticated yet: the broker "
+                             "compares it with the thumbprint NDES's admin page %s shows at its next enrollment "
+                             "from this CA; or pin it with CAFingerprint=%s in %s", ca->name, a[0].fingerprint,
+                             c->admin_url ?: "", a[0].fingerprint, c->path);
+        else
+                r = asprintf(&note, "CA %s: its certificate %s from GetCACert cannot be authenticated (Challenge=%s "
+                             "shows no admin page): pin it with CAFingerprint=%s in %s", ca->name, a[0].fingerprint,
+                             cb_challenge_mode_to_string(c->challenge), a[0].fingerprint, c->path);
+        if (r < 0 || !note) {
+                note = NULL;
+                r = -ENOMEM;
+                goto fail;
+        }
+        *ret = a;
+        *ret_n = n;
+        *ret_note = note;
+        return 0;
+fail:
+        trust_anchors_free(a, n);
+        return r;
+}
+
+bool trust_anchors_fetching(CaState *ca) {
+        return CE(ca) && CE(ca)->meta_http;
+}
+
+void trust_anchors_stamp(Manager *m, bool force) {
+        const char *dir = getenv("RUNTIME_DIRECTORY");
+        char *text = NULL, *path = NULL, *tmp = NULL, *old = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        if (!dir || !*dir || strchr(dir, ':'))  /* several directories: not ours to pick */
+                return;
+        f = open_memstream(&text, &size);
+        if (!f)
+                return;
+        for (size_t i = 0; i < m->n_cas; i++) {
+                CaState *ca = m->cas[i];
+                const CbCa *c = ca ? cb_config_find_ca(m->config, ca->name) : NULL;
+                ScepCACerts *certs = ca && CE(ca) ? CE(ca)->certs : NULL;
+                char fp[72] = "-";
+                bool auth = false;
+
+                if (!c)
+                        continue;
+                if (certs && certs->ca) {
+                        scep_fingerprint_format(certs->ca_fingerprint, fp, sizeof fp);
+                        auth = c->has_fingerprint || (ca->trust_authenticated &&
+                                memcmp(ca->trust_sha256, certs->ca_fingerprint, sizeof ca->trust_sha256) == 0);
+                }
+                fprintf(f, "%s InstallTrust=%s %s %s\n", ca->name, c->install_trust ? "yes" : "no", fp,
+                        auth ? "authenticated" : "unauthenticated");
+        }
+        if (fclose(f) != 0 || !text)
+                goto finish;
+        if (asprintf(&path, "%s/trust-anchors", dir) < 0) {
+                path = NULL;
+                goto finish;
+        }
+        if (asprintf(&tmp, "%s/.trust-anchors.tmp", dir) < 0) {
+                tmp = NULL;
+                goto finish;
+        }
+        if (!force) {
+                FILE *o = fopen(path, "re");
+                if (o) {
+                        size_t osize = 0;
+                        ssize_t k = getdelim(&old, &osize, 0, o);
+                        fclose(o);
+                        if (k >= 0 && (size_t) k == size && memcmp(old, text, size) == 0)
+                                goto finish;
+                } else if (size == 0)
+                        goto finish;
+        }
+        f = fopen(tmp, "we");
+        if (!f)
+                goto finish;
+        fwrite(text, 1, size, f);
+        if (fclose(f) != 0 || rename(tmp, path) < 0)
+                (void) unlink(tmp);
+finish:
+        free(old);
+        free(text);
+        free(path);
+        free(tmp);
+}
