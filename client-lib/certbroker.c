@@ -3,6 +3,7 @@
  * Library code: it never logs; every failure goes back as a negative errno plus a
  * CertbrokerError naming what was wrong. */
 #include <errno.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,10 @@ _public_ int certbroker_open(CertbrokerClient **ret, CertbrokerError *error) {
                                   "Cannot connect to the system bus (%s): %s. Is dbus running?",
                                   addr ?: "unix:path=/run/dbus/system_bus_socket", strerror(-r));
         }
+        /* From a terminal, a method polkit authorizes (Reload, another user's request) may ask
+         * for a password through the session's polkit agent. */
+        if (isatty(STDIN_FILENO))
+                (void) sd_bus_set_allow_interactive_authorization(c->bus, true);
         *ret = c;
         return 0;
 }

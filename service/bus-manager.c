@@ -7,6 +7,7 @@
 
 #include "audit-text.h"
 #include "bus-pending.h"
+#include "bus-polkit.h"
 #include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -488,13 +489,17 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return bus_caller_error(m, error, r);
-        if (uid != 0)
-                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
-                                        "Only root may reload the configuration.");
+        if (uid != 0) {
+                /* Root, or whom polkit authorizes (the answer may come later: the call then
+                 * comes again). */
+                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
+        }
         r = manager_reload(m, &reason);
         if (r < 0) {
-                log_error("Reload requested by root failed, keeping the old configuration: %s",
-                          reason ?: strerror(-r));
+                log_error("Reload requested by uid %u failed, keeping the old configuration: %s",
+                          (unsigned) uid, reason ?: strerror(-r));
                 r = bus_error_set(error, BROKER_ERROR_INVALID_CONFIGURATION,
                                       "%s (the old configuration stays in force)", reason ?: strerror(-r));
                 free(reason);
@@ -576,6 +581,7 @@ static void hook_credentials_changed(Manager *m) {
 }
 
 static void hook_closing(Manager *m) {
+        m->polkit = bus_polkit_registry_free(m->polkit);
         m->callers = caller_registry_free(m->callers);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);
@@ -601,6 +607,9 @@ int bus_manager_attach(Manager *m, sd_bus *bus) {
         if (r < 0)
                 return r;
         caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
+        r = bus_polkit_registry_new(&m->polkit);
+        if (r < 0)
+                return r;
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
         if (r >= 0)
                 r = bus_request_register(m);

@@ -58,6 +58,7 @@ struct Manager {
         bool stopping;                  /* SIGTERM or shutdown: start no new work */
         KeyPool *pool;
         struct CallerRegistry *callers; /* bus credentials per connection (caller.h) */
+        struct PolkitRegistry *polkit;  /* authorizations asked of polkit (bus-polkit.h) */
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
 
