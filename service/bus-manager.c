@@ -24,6 +24,7 @@ typedef struct EnrollOptions {
         const char *usage;
         const char *label;
         const char *token;      /* idempotency key of Enroll; checked by token_check() */
+        const char *identity;   /* "self": Identity=self (the policy checks the value) */
         int renew;              /* -1: not given */
 } EnrollOptions;
 
@@ -65,8 +66,8 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 if (!cb_enroll_option_is_known(name)) {
                         char echo[BUS_TEXT_ECHO_SIZE(64)];
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
-                                             "Unknown option '%s': the options are key, usage, label, renew "
-                                             "and token.", bus_text_echo(name, 64, echo, sizeof echo));
+                                             "Unknown option '%s': the options are key, usage, label, renew, "
+                                             "token and identity.", bus_text_echo(name, 64, echo, sizeof echo));
                 }
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r < 0)
@@ -97,6 +98,7 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                         return r;
                 const char **slot = strcmp(name, "key") == 0 ? &o.key :
                                     strcmp(name, "usage") == 0 ? &o.usage :
+                                    strcmp(name, "identity") == 0 ? &o.identity :
                                     strcmp(name, "token") == 0 ? &o.token : &o.label;
                 if (*slot)
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
@@ -212,6 +214,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
                 .key = o.key,
                 .usage = o.usage,
                 .label = o.label,
+                .identity = o.identity,
         };
         CbUsageCounter counter = {
                 .now_usec = now_usec(),
