@@ -352,6 +352,8 @@ static int new_spec_call(CertbrokerClient *c, const char *member, const Certbrok
                         r = sd_bus_message_append(m, "{sv}", opt_names[i], "s", opt_values[i]);
         if (r >= 0 && (flags & CERTBROKER_ENROLL_RENEW))
                 r = sd_bus_message_append(m, "{sv}", "renew", "b", 1);
+        if (r >= 0 && (flags & CERTBROKER_ENROLL_IDENTITY_SELF))
+                r = sd_bus_message_append(m, "{sv}", "identity", "s", "self");
         if (r >= 0 && token)
                 r = sd_bus_message_append(m, "{sv}", "token", "s", token);
         if (r >= 0)
@@ -384,9 +386,10 @@ _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerR
 
         if (!client || !spec || !ret_id)
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll: NULL argument.");
-        if (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW)
+        if (flags & ~(uint64_t) (CERTBROKER_ENROLL_RENEW | CERTBROKER_ENROLL_IDENTITY_SELF))
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll_flags: unknown flags 0x%llx.",
-                                  (unsigned long long) (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW));
+                                  (unsigned long long) (flags & ~(uint64_t) (CERTBROKER_ENROLL_RENEW |
+                                                                             CERTBROKER_ENROLL_IDENTITY_SELF)));
         r = new_spec_call(client, "Enroll", spec, flags, token, &m, error);
         if (r < 0)
                 return r;

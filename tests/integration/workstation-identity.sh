@@ -236,6 +236,39 @@ if curl -s -o /dev/null --max-time 10 --cacert "$LAB_TLS_ROOT" "https://ndes.exa
 fi
 lab_pass "the TLS server accepts carol's certificate and logs carol@example.test; dave's is not carol; a forged one and none are refused"
 
+# --- the user's session: certbroker-deploy-user@wifi's commands, run as carol ---
+# The unit as built (the man pages it names are not installed here: --man=no).
+unit=$CB_BUILD_ROOT/ipc/certbroker-deploy-user@.service
+[ -f "$unit" ] || lab_fail "the user unit is not built: $unit"
+cp "$unit" "$W/certbroker-deploy-user@wifi.service"
+mkdir -m 0700 "$W/run"
+out=$(XDG_RUNTIME_DIR=$W/run systemd-analyze --user verify --man=no "$W/certbroker-deploy-user@wifi.service" 2>&1) ||
+        lab_fail "systemd-analyze --user verify: $out"
+home=$LAB_DIR/home-carol
+mkdir -m 0700 "$home"
+chown carol@example.test: "$home"
+# Its Exec lines with the specifiers a user manager would expand for carol (%h home, %i the
+# instance, %E ~/.config) and the certbrokerctl of this build for the installed one.
+bindir=$(sed -n 's|^ExecStart=.* \(/[^ ]*\)/certbrokerctl .*|\1|p' "$unit")
+[ -n "$bindir" ] || lab_fail "no certbrokerctl in the unit's ExecStart="
+expand() { sed -e "s|%h|$home|g" -e "s|%i|wifi|g" -e "s|%E|$home/.config|g" -e "s|$bindir/certbrokerctl|$CB_BUILD_ROOT/client-lib/certbrokerctl|g"; }
+grep '^ExecStartPre=' "$unit" | sed 's/^ExecStartPre=//' | expand | while IFS= read -r line; do
+        eval "lab_run_as carol@example.test env HOME=$home $line" || lab_fail "ExecStartPre= failed: $line"
+done
+start=$(grep '^ExecStart=' "$unit" | sed 's/^ExecStart=//' | expand)
+eval "lab_start session-wifi setpriv --reuid=1500001 --regid=1500000 --init-groups --inh-caps=-all -- env HOME=$home $start"
+live=$home/.local/share/certbroker/wifi/live
+lab_wait_for 60 "carol's deployed certificate" test -s "$live/cert.pem"
+lab_assert_eq "$(stat -c %a "$home/.local/share/certbroker/wifi")" 700 "the deployment directory's mode"
+lab_assert_eq "$(stat -L -c '%U %a' "$live/key.pem")" "carol@example.test 600" "the deployed key's owner and mode"
+lab_assert_contains "$(openssl x509 -in "$live/cert.pem" -noout -text)" "othername: UPN::carol@example.test" \
+        "the deployed certificate's UPN"
+lab_assert_eq "$(site --cert "$live/cert.pem" --key "$live/key.pem" "https://ndes.example.test:$SITE_PORT/carol/")" 200 \
+        "the deployed certificate on carol's page"
+lab_assert_contains "$(tail -n 1 "$sd/logs/access.log")" 'user=carol@example.test' "the site's log for the deployed certificate"
+lab_stop session-wifi
+lab_pass "the user unit's commands deploy carol's own certificate into ~/.local/share/certbroker/wifi, and the TLS server takes it"
+
 # --- renewal keeps the identity ---
 ndes ctl validity=16 >/dev/null
 pr=$(cb carol@example.test call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} "" "" 0 2 identity s self renew b true)
