@@ -89,16 +89,28 @@ PolkitRegistry *bus_polkit_registry_free(PolkitRegistry *r) {
         return NULL;
 }
 
-/* Drops answers older than POLKIT_ANSWER_KEEP_USEC. */
+/* Drops answers older than POLKIT_ANSWER_KEEP_USEC, and past CB_POLKIT_ANSWERS_MAX the older
+ * ones (the list is newest first). */
 static void registry_sweep(PolkitRegistry *r, uint64_t now) {
+        unsigned answers = 0;
+
         for (PolkitQuery **p = &r->queries; *p;) {
                 PolkitQuery *q = *p;
-                if (q->answer != POLKIT_PENDING && q->answered_usec + POLKIT_ANSWER_KEEP_USEC < now) {
+                if (q->answer != POLKIT_PENDING &&
+                    (q->answered_usec + POLKIT_ANSWER_KEEP_USEC < now || ++answers > CB_POLKIT_ANSWERS_MAX)) {
                         *p = q->next;
                         query_free(q);
                 } else
                         p = &q->next;
         }
+}
+
+static unsigned registry_pending_for(PolkitRegistry *r, uid_t uid) {
+        unsigned n = 0;
+        for (PolkitQuery *q = r->queries; q; q = q->next)
+                if (q->answer == POLKIT_PENDING && q->uid == uid)
+                        n++;
+        return n;
 }
 
 static PolkitQuery *registry_find(PolkitRegistry *r, sd_bus_message *msg, const char *action) {
@@ -234,17 +246,22 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                      "Only root may %s (a call without a sender cannot be authorized by polkit).",
                                      what);
+        uid_t uid = (uid_t) -1;
+        (void) caller_uid_from_message(m->callers, msg, &uid);
         if (reg->n_pending >= CB_POLKIT_QUERIES_MAX)
                 return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                      "%u polkit authorizations are in flight already; try again when they "
                                      "have been answered.", CB_POLKIT_QUERIES_MAX);
+        if (registry_pending_for(reg, uid) >= CB_POLKIT_QUERIES_PER_UID_MAX)
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
+                                     "%u of your calls wait for polkit already; try again when they have been "
+                                     "answered.", CB_POLKIT_QUERIES_PER_UID_MAX);
 
         q = calloc(1, sizeof *q);
         if (!q)
                 return -ENOMEM;
         q->registry = reg;
-        q->uid = (uid_t) -1;
-        (void) caller_uid_from_message(m->callers, msg, &q->uid);
+        q->uid = uid;
         q->msg = sd_bus_message_ref(msg);
         q->action = strdup(action);
         if (!q->action) {

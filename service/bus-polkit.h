@@ -22,8 +22,11 @@
 #define CB_POLKIT_ACTION_CHECK  "org.certbroker.broker1.check"
 #define CB_POLKIT_ACTION_MANAGE "org.certbroker.broker1.manage"
 
-/* Queries waiting for polkit at once; a call past that is refused with QuotaExceeded. */
+/* Queries waiting for polkit at once, in all and per uid; a call past either is refused with
+ * QuotaExceeded. Answers are kept at most CB_POLKIT_ANSWERS_MAX (the oldest go first). */
 #define CB_POLKIT_QUERIES_MAX 256U
+#define CB_POLKIT_QUERIES_PER_UID_MAX 16U
+#define CB_POLKIT_ANSWERS_MAX 1024U
 
 typedef struct PolkitRegistry PolkitRegistry;
 
