@@ -460,6 +460,43 @@ static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_erro
         return r;
 }
 
+/* Every user's requests: root, or whom polkit authorizes for .manage (the answer may come
+ * later: the call then comes again). */
+static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        sd_bus_message *reply = NULL;
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(m->callers, msg, &uid);
+        if (r < 0)
+                return bus_caller_error(m, error, r);
+        if (uid != 0) {
+                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
+        }
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ssou)");
+        for (size_t i = 0; r >= 0 && i < m->n_requests; i++) {
+                Request *q = m->requests[i];
+                char *path = NULL;
+                r = bus_request_path(q->rec->id, &path);
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "(ssou)", q->rec->id,
+                                                  request_state_to_string(q->rec->state), path,
+                                                  (uint32_t) q->rec->owner);
+                free(path);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
 static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         sd_bus_message *reply = NULL;
@@ -569,6 +606,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  "bss", SD_BUS_PARAM(allowed) SD_BUS_PARAM(rule) SD_BUS_PARAM(reason), method_check_access, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListRequests", "", , "a(sso)", SD_BUS_PARAM(requests),
                                  method_list_requests, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListAllRequests", "", , "a(ssou)", SD_BUS_PARAM(requests),
+                                 method_list_all_requests, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListCAs", "", , "a(so)", SD_BUS_PARAM(cas),
                                  method_list_cas, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),

@@ -84,6 +84,10 @@ refused() {
 path=$(enroll_renew alice corp one.a.example.test)
 lab_assert_eq "$(cb_wait alice "$path" 60)" issued "alice's request"
 lab_assert_eq "$(cb_prop helen "$path" State)" issued "helen reading alice's request"
+lab_assert_contains "$(cb helen call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListAllRequests)" \
+        "\"${path##*/}\" \"issued\" \"$path\" $(id -u alice)" "helen listing every user's requests"
+out=$(refused cb mallory call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListAllRequests)
+lab_assert_contains "$out" "org.certbroker.broker1.manage needs authentication" "mallory listing every user's requests"
 lab_assert_eq "$(tprop helen "$path" Owner)" "$(id -u alice)" "the owner helen reads"
 out=$(refused cb helen call "$CB_BUS" "$path" "$CB_BUS.Request" TakeKey)
 lab_assert_contains "$out" "belongs to another user" "helen's TakeKey on alice's request"

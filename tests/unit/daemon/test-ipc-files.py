@@ -25,6 +25,9 @@ API = {
             'ListRequests': ([], ['a(sso)']),
             'ListCAs': ([], ['a(so)']),
             'Reload': ([], []),
+            # Addition beyond API.md version 1 (documented in the XML): every user's
+            # requests, for root and polkit's org.certbroker.broker1.manage.
+            'ListAllRequests': ([], ['a(ssou)']),
         },
         'properties': {
             'Version': 's', 'Realm': 's', 'PermittedSuffix': 's', 'Principal': 's',
