@@ -37,6 +37,7 @@ struct PolkitQuery {
         sd_bus_message *msg;            /* the call being authorized (a reference) */
         char *action;
         uid_t uid;                      /* the caller, for the log */
+        bool interactive;               /* the call allowed interactive authorization */
         sd_bus_slot *slot;              /* the CheckAuthorization call while pending */
         PolkitAnswer answer;
         uint64_t answered_usec;
@@ -182,6 +183,11 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 else if (dismissed)
                         r = query_deny(q, BROKER_ERROR_PREFIX "AccessDenied",
                                        "Authentication for polkit action %s was dismissed.", q->action);
+                else if (challenge && q->interactive)
+                        r = query_deny(q, BROKER_ERROR_PREFIX "AccessDenied",
+                                       "polkit action %s needs authentication (an administrator's password) and "
+                                       "none was given: no polkit agent asked in the caller's session (start one, "
+                                       "e.g. pkttyagent), or ask the administrator for a polkit rule.", q->action);
                 else if (challenge)
                         r = query_deny(q, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                        "polkit action %s needs authentication (an administrator's password): "
@@ -262,6 +268,7 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
                 return -ENOMEM;
         q->registry = reg;
         q->uid = uid;
+        q->interactive = interactive;
         q->msg = sd_bus_message_ref(msg);
         q->action = strdup(action);
         if (!q->action) {

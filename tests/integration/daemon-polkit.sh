@@ -94,6 +94,19 @@ lab_assert_contains "$out" "belongs to another user" "helen's TakeKey on alice's
 out=$(refused cb mallory get-property "$CB_BUS" "$path" "$CB_BUS.Request" State)
 lab_assert_contains "$out" "belongs to another user" "mallory reading alice's request"
 lab_assert_contains "$out" "org.certbroker.broker1.manage needs authentication" "mallory's reason"
+# errname_interactive USER PATH IFACE METHOD: the same, allowing interactive authorization.
+errname_interactive() {
+        lab_run_as "$1" "$LAB_PYTHON" -c '
+import dbus, sys
+b = dbus.SystemBus()
+m = dbus.lowlevel.MethodCallMessage("org.certbroker.Broker1", sys.argv[1], sys.argv[2], sys.argv[3])
+m.set_allow_interactive_authorization(True)
+try:
+    b.send_message_with_reply_and_block(m, 30000)
+except dbus.DBusException as e:
+    print(e.get_dbus_name())
+' "$2" "$3" "$4"
+}
 # errname USER PATH IFACE METHOD: the D-Bus error name USER's call gets ("" when it succeeds).
 errname() {
         lab_run_as "$1" "$LAB_PYTHON" -c '
@@ -108,6 +121,19 @@ except dbus.DBusException as e:
 lab_assert_eq "$(errname mallory "$path" "$CB_BUS.Request" StopRenewal)" \
         org.freedesktop.DBus.Error.InteractiveAuthorizationRequired "the error of mallory's StopRenewal"
 lab_assert_eq "$(tprop alice "$path" Renew)" true "Renew after mallory's StopRenewal"
+# Allowing interactive authorization, the broker passes polkit the flag AllowUserInteraction
+# (seen on the bus); with no agent to ask, the refusal says so (AccessDenied).
+lab_start monitor busctl --system monitor org.freedesktop.PolicyKit1
+lab_wait_for 10 "the bus monitor" grep -q "Monitoring bus message stream" "$LAB_DIR/monitor.log"
+out=$(refused cb mallory --allow-interactive-authorization=yes call "$CB_BUS" "$path" "$CB_BUS.Request" StopRenewal)
+lab_assert_contains "$out" "belongs to another user" "mallory's interactive StopRenewal"
+lab_assert_contains "$out" "no polkit agent asked" "mallory's interactive StopRenewal: why"
+lab_assert_eq "$(errname_interactive mallory "$path" "$CB_BUS.Request" StopRenewal)" \
+        org.certbroker.Broker1.Error.AccessDenied "the error of mallory's interactive StopRenewal"
+lab_wait_for 10 "CheckAuthorization with AllowUserInteraction on the bus" bash -c \
+        "grep -A20 'Member=CheckAuthorization' '$LAB_DIR/monitor.log' | grep -q 'UINT32 1;'"
+lab_stop monitor
+lab_assert_eq "$(tprop alice "$path" Renew)" true "Renew after mallory's interactive StopRenewal"
 cb helen call "$CB_BUS" "$path" "$CB_BUS.Request" StopRenewal >/dev/null
 lab_assert_eq "$(tprop alice "$path" Renew)" false "Renew after helen's StopRenewal"
 lab_assert_contains "$(cat "$LAB_DIR/certbrokerd.log")" \
