@@ -3,12 +3,12 @@
  * Library code: it never logs; every failure goes back as a negative errno plus a
  * CertbrokerError naming what was wrong. */
 #include <errno.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <systemd/sd-bus.h>
 

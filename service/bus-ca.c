@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "bus-pending.h"
-#include "bus-text.h"
 #include "bus-polkit.h"
+#include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
 #include "cb-policy.h"
