@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <systemd/sd-bus.h>
 
@@ -181,6 +182,10 @@ _public_ int certbroker_open(CertbrokerClient **ret, CertbrokerError *error) {
                                   "Cannot connect to the system bus (%s): %s. Is dbus running?",
                                   addr ?: "unix:path=/run/dbus/system_bus_socket", strerror(-r));
         }
+        /* From a terminal, a method polkit authorizes (Reload, another user's request) may ask
+         * for a password through the session's polkit agent. */
+        if (isatty(STDIN_FILENO))
+                (void) sd_bus_set_allow_interactive_authorization(c->bus, true);
         *ret = c;
         return 0;
 }
@@ -347,6 +352,8 @@ static int new_spec_call(CertbrokerClient *c, const char *member, const Certbrok
                         r = sd_bus_message_append(m, "{sv}", opt_names[i], "s", opt_values[i]);
         if (r >= 0 && (flags & CERTBROKER_ENROLL_RENEW))
                 r = sd_bus_message_append(m, "{sv}", "renew", "b", 1);
+        if (r >= 0 && (flags & CERTBROKER_ENROLL_IDENTITY_SELF))
+                r = sd_bus_message_append(m, "{sv}", "identity", "s", "self");
         if (r >= 0 && token)
                 r = sd_bus_message_append(m, "{sv}", "token", "s", token);
         if (r >= 0)
@@ -379,9 +386,10 @@ _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerR
 
         if (!client || !spec || !ret_id)
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll: NULL argument.");
-        if (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW)
+        if (flags & ~(uint64_t) (CERTBROKER_ENROLL_RENEW | CERTBROKER_ENROLL_IDENTITY_SELF))
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll_flags: unknown flags 0x%llx.",
-                                  (unsigned long long) (flags & ~(uint64_t) CERTBROKER_ENROLL_RENEW));
+                                  (unsigned long long) (flags & ~(uint64_t) (CERTBROKER_ENROLL_RENEW |
+                                                                             CERTBROKER_ENROLL_IDENTITY_SELF)));
         r = new_spec_call(client, "Enroll", spec, flags, token, &m, error);
         if (r < 0)
                 return r;

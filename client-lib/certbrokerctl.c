@@ -37,6 +37,7 @@ static void help(void) {
                "  enroll --dns NAME [--dns NAME...] [--ca CA] [--subject DN] [--key-type TYPE]\n"
                "         [--usage USAGE] [--label TEXT] [--key-out FILE] [--cert-out FILE]\n"
                "         [--chain-out FILE] [--force] [--timeout SECS | --no-wait]\n"
+               "  enroll --identity self [--ca CA] [--key-type TYPE] [--key-out FILE] ...\n"
                "                         request a certificate, wait for it, write the files\n"
                "  status ID              show a request\n"
                "  wait ID [--timeout SECS]  wait until a request has ended\n"
@@ -55,6 +56,7 @@ static void help(void) {
                "                         would policy allow this request? (no network)\n"
                "  deploy --dir DIR --dns NAME... [--reload CMD] [--reload-timeout SECS] [--once]\n"
                "         [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE] [--label TEXT]\n"
+               "  deploy --dir DIR --identity self [--reload CMD] [--ca CA] [--key-type TYPE] ...\n"
                "  deploy --config=FILE [--reload-timeout SECS] [--once]\n"
                "                         keep a renewed certificate deployed in DIR/live and run\n"
                "                         CMD after each one (timeout default 60 s, 0: none)\n"
@@ -629,7 +631,7 @@ static int verb_enroll(CertbrokerClient *c) {
         if (r != 0)
                 return r;
 
-        r = certbroker_enroll(c, &spec, &id, &e);
+        r = certbroker_enroll_flags(c, &spec, arg.identity_self ? CERTBROKER_ENROLL_IDENTITY_SELF : 0, &id, &e);
         if (r < 0)
                 return fail_call(&e, r, "Enroll refused");
         if (arg.no_wait) {
@@ -984,6 +986,7 @@ typedef struct Deploy {
         const char *reload;
         uint64_t reload_timeout_usec;   /* 0: none */
         CertbrokerRequestSpec spec;
+        bool identity_self;             /* Enroll option identity=self */
         bool once;
         uid_t uid;
         int dfd;
@@ -1107,7 +1110,9 @@ static int deploy_enroll(Deploy *d) {
                 return deploy_fatal(d, CLI_EXIT_USAGE, "the label '%s' is too long: at most %u bytes with deploy",
                                     d->spec.label ?: "", (unsigned) DEPLOY_USER_LABEL_MAX);
         spec.label = label;
-        r = certbroker_enroll_token(d->client, &spec, CERTBROKER_ENROLL_RENEW, d->state.intent, &id, &e);
+        r = certbroker_enroll_token(d->client, &spec,
+                                    CERTBROKER_ENROLL_RENEW | (d->identity_self ? CERTBROKER_ENROLL_IDENTITY_SELF : 0),
+                                    d->state.intent, &id, &e);
         free(label);
         if (r < 0 && again && certbroker_error_has_name(&e, CERTBROKER_ERROR_INVALID_ARGUMENT) && e.message &&
             strstr(e.message, "already names request")) {
@@ -1633,10 +1638,12 @@ static int verb_deploy(void) {
                         .ca = cfg.ca, .subject = cfg.subject, .names = (const char *const *) cfg.dns,
                         .key_type = cfg.key_type, .usage = cfg.usage, .label = cfg.label,
                 };
+                d.identity_self = cfg.identity != NULL;
         } else {
                 d.dir = arg.dir;
                 d.reload = arg.reload;
                 d.spec = spec_from_args();
+                d.identity_self = arg.identity_self;
                 d.reload_timeout_usec = DEPLOY_RELOAD_TIMEOUT_DEFAULT_USEC;
         }
         /* --reload-timeout wins over ReloadTimeout= */

@@ -110,6 +110,7 @@ enum {
         OPT_CONFIG,
         OPT_ONCE,
         OPT_RELOAD_TIMEOUT,
+        OPT_IDENTITY,
 };
 
 #define B(c) (1U << (c))
@@ -143,6 +144,7 @@ static const struct {
         { { "config",    required_argument, NULL, OPT_CONFIG },    B(CLI_COMMAND_DEPLOY) },
         { { "once",      no_argument,       NULL, OPT_ONCE },      B(CLI_COMMAND_DEPLOY) },
         { { "reload-timeout", required_argument, NULL, OPT_RELOAD_TIMEOUT }, B(CLI_COMMAND_DEPLOY) },
+        { { "identity",  required_argument, NULL, OPT_IDENTITY },  B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_DEPLOY) },
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -337,6 +339,14 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_ONCE:
                         a.once = true;
                         break;
+                case OPT_IDENTITY:
+                        if (strcmp(optarg, "self") != 0) {
+                                r = usage_error(ret_error, "Invalid --identity '%s': the only identity is self "
+                                                "(your own user name and UPN).", optarg);
+                                goto fail;
+                        }
+                        a.identity_self = true;
+                        break;
                 case OPT_RELOAD_TIMEOUT: {
                         uint64_t usec;
                         r = set_once(&a.reload_timeout, optarg, "reload-timeout", ret_error);
@@ -415,7 +425,7 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
 
         if (a.command == CLI_COMMAND_DEPLOY) {
                 if (a.config && (a.dir || a.reload || a.ca || a.subject || a.n_dns > 0 || a.key_type ||
-                                 a.usage || a.label)) {
+                                 a.usage || a.label || a.identity_self)) {
                         r = usage_error(ret_error, "'deploy --config FILE' takes its directory, reload "
                                         "command and request from FILE: only --once and --reload-timeout "
                                         "may be added.");
@@ -437,9 +447,14 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
         }
         if ((a.command == CLI_COMMAND_ENROLL || a.command == CLI_COMMAND_ACCESS ||
              (a.command == CLI_COMMAND_DEPLOY && !a.config)) &&
-            a.n_dns == 0 && !a.subject) {
-                r = usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject).",
-                                command_names[a.command]);
+            a.n_dns == 0 && !a.subject && !a.identity_self) {
+                r = usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject%s).",
+                                command_names[a.command], a.command == CLI_COMMAND_ACCESS ? "" : ", or --identity self");
+                goto fail;
+        }
+        if (a.identity_self && (a.n_dns > 0 || a.subject)) {
+                r = usage_error(ret_error, "--identity self takes no --dns or --subject: the broker derives the "
+                                "subject and the UPN from your account.");
                 goto fail;
         }
         if (a.no_wait && (a.key_out || a.cert_out || a.chain_out || timeout)) {

@@ -72,6 +72,7 @@ typedef struct CliArgs {
         const char *reload;             /* deploy --reload */
         const char *config;             /* deploy --config */
         bool once;                      /* deploy --once */
+        bool identity_self;             /* enroll/deploy --identity self */
         const char *reload_timeout;     /* deploy --reload-timeout, checked by deploy_parse_timeout() */
         const char *operand;            /* the request id (status, wait, ...) or CA (check) */
         uint64_t timeout_usec;          /* CLI_TIMEOUT_INFINITY when not given */

@@ -598,6 +598,7 @@ void deploy_config_done(DeployConfig *c) {
         free(c->usage);
         free(c->label);
         free(c->reload_timeout);
+        free(c->identity);
         for (size_t i = 0; i < c->n_dns; i++)
                 free(c->dns[i]);
         free(c->dns);
@@ -628,6 +629,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                 { "Usage",   offsetof(DeployConfig, usage) },
                 { "Label",   offsetof(DeployConfig, label) },
                 { "ReloadTimeout", offsetof(DeployConfig, reload_timeout) },
+                { "Identity", offsetof(DeployConfig, identity) },
         };
         DeployConfig c = {};
         char *copy, *line, *next;
@@ -703,7 +705,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                         }
                 if (r == 0 && !known)
                         r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
-                                "ReloadTimeout CA DNS Subject KeyType Usage Label)", lineno, key);
+                                "ReloadTimeout CA DNS Subject KeyType Usage Label Identity)", lineno, key);
         }
         free(copy);
         if (r == 0 && !c.dir)
@@ -719,8 +721,14 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
         if (r == 0 && c.label && strlen(c.label) > DEPLOY_USER_LABEL_MAX)
                 r = why(ret_why, -EINVAL, "Label= is longer than %u bytes (the rest of Enroll's 128 carries "
                         "the deployment's token)", (unsigned) DEPLOY_USER_LABEL_MAX);
-        if (r == 0 && c.n_dns == 0 && !c.subject)
-                r = why(ret_why, -EINVAL, "DNS= (or Subject=) is missing: the names of the certificate");
+        if (r == 0 && c.identity && strcmp(c.identity, "self") != 0)
+                r = why(ret_why, -EINVAL, "Identity=%.40s: the only identity is self (the user's own)", c.identity);
+        if (r == 0 && c.identity && (c.n_dns > 0 || c.subject))
+                r = why(ret_why, -EINVAL, "Identity=self takes no DNS= or Subject=: the broker derives the "
+                        "subject and the UPN from the user's account");
+        if (r == 0 && c.n_dns == 0 && !c.subject && !c.identity)
+                r = why(ret_why, -EINVAL, "DNS= (or Subject=, or Identity=self) is missing: the names of the "
+                        "certificate");
         if (r < 0) {
                 deploy_config_done(&c);
                 return r;

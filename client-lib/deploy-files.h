@@ -129,11 +129,12 @@ typedef struct DeployConfig {
         char *usage;
         char *label;
         char *reload_timeout;           /* ReloadTimeout=, checked by deploy_parse_timeout() */
+        char *identity;                 /* Identity=self: the caller's own identity, no DNS= */
         char **dns;                     /* NULL-terminated */
         size_t n_dns;
 } DeployConfig;
 
 /* Parses text. On a bad line: -EINVAL and *ret_why naming the line. Dir= is required, and
- * DNS= or Subject=. */
+ * DNS= or Subject=, or Identity=self (then neither). */
 int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why);
 void deploy_config_done(DeployConfig *c);

@@ -202,6 +202,15 @@ typedef struct CbRule {
         bool max_requests_default;      /* MaxRequests= unset: [Broker] DefaultMaxRequests= applied
                                          * (max_requests 0 when that is unlimited) */
         unsigned max_active;            /* 0: unlimited */
+        /* Identity=self: a certificate for the caller's own identity (certbroker.policy(5)). */
+        bool identity_self;
+        bool identity_upn;              /* IdentityNames=: the UPN otherName (default) */
+        bool identity_email;            /*                 the rfc822Name */
+        bool identity_any_account;      /* IdentityAccounts=any; default realm: local accounts
+                                         * (in /etc/passwd) are refused */
+        bool identity_uids_set;         /* IdentityUIDs=MIN-MAX */
+        uint32_t identity_uid_min, identity_uid_max;
+        CbUsage identity_usage;         /* IdentityUsage=, default signature: picks the template */
 } CbRule;
 
 typedef struct CbConfig {

@@ -16,6 +16,18 @@
 
 #define CB_REQUEST_NAMES_MAX 100U
 
+/* Identity=self: the names of a certificate for the caller's own identity, as requests and
+ * the Request's Names carry them (a DNS name has no ':'): the UPN otherName and the
+ * rfc822Name, each "user@domain". */
+#define CB_IDENTITY_UPN_PREFIX   "upn:"
+#define CB_IDENTITY_EMAIL_PREFIX "email:"
+
+typedef enum CbAccount {
+        CB_ACCOUNT_UNKNOWN,                     /* not resolved (no rule has Identity=self) */
+        CB_ACCOUNT_LOCAL,                       /* in the local files database (/etc/passwd) */
+        CB_ACCOUNT_DIRECTORY,                   /* only in a directory (sssd, winbind) */
+} CbAccount;
+
 /* The caller as the daemon resolved it. Any pointer may be NULL (unknown): a selector line
  * that needs an unknown attribute does not match. */
 typedef struct CbCaller {
@@ -25,6 +37,7 @@ typedef struct CbCaller {
         const char *const *group_names; size_t n_group_names;  /* names of those gids */
         const char *unit;                       /* systemd unit, e.g. "nginx-a.service" */
         const char *selinux_label;              /* full label "u:r:httpd_t:s0" */
+        CbAccount account;                      /* Identity=self: local or a directory's account */
 } CbCaller;
 
 /* The request: Enroll/CheckAccess arguments. Strings are NUL-terminated. */
@@ -35,6 +48,7 @@ typedef struct CbRequestSpec {
         const char *key;                        /* option "key", NULL: the CA's DefaultKey */
         const char *usage;                      /* option "usage", NULL: both */
         const char *label;                      /* option "label", NULL: "" */
+        const char *identity;                   /* option "identity": "self", or NULL */
 } CbRequestSpec;
 
 /* Usage counts the engine provides. Both callbacks count the caller uid's requests over all

@@ -950,6 +950,79 @@ static int rule_max_active_parse(Parser *p, const char *key, const char *v) {
         return parse_unsigned_key(p, key, v, 1, 1000000, &p->rule->max_active);
 }
 
+static int rule_identity_parse(Parser *p, const char *key, const char *v) {
+        if (strcmp(v, "self") != 0)
+                return parser_fail(p, "Identity=: '%.*s' is not an identity: the only one is self (the caller's own "
+                                   "user name and UPN, from its account)", SHOW_MAX, v);
+        p->rule->identity_self = true;
+        return 0;
+}
+
+static int identity_name_add(Parser *p, const char *key, const char *w, void *userdata) {
+        bool *seen = userdata;
+        if (!*seen) {
+                p->rule->identity_upn = p->rule->identity_email = false;
+                *seen = true;
+        }
+        if (strcmp(w, "upn") == 0)
+                p->rule->identity_upn = true;
+        else if (strcmp(w, "email") == 0)
+                p->rule->identity_email = true;
+        else
+                return parser_fail(p, "IdentityNames=: '%.*s' is not a kind of name: use upn (the UPN otherName "
+                                   "user@domain) and/or email (the rfc822Name user@domain)", SHOW_MAX, w);
+        return 0;
+}
+
+static int rule_identity_names_parse(Parser *p, const char *key, const char *v) {
+        bool seen = false;
+        return for_each_word(p, key, v, identity_name_add, &seen);
+}
+
+static int rule_identity_accounts_parse(Parser *p, const char *key, const char *v) {
+        if (strcmp(v, "realm") == 0)
+                p->rule->identity_any_account = false;
+        else if (strcmp(v, "any") == 0)
+                p->rule->identity_any_account = true;
+        else
+                return parser_fail(p, "IdentityAccounts=: '%.*s': use realm (accounts of the directory, not in "
+                                   "/etc/passwd) or any", SHOW_MAX, v);
+        return 0;
+}
+
+static int rule_identity_uids_parse(Parser *p, const char *key, const char *v) {
+        unsigned long long a, b;
+        char *end = NULL;
+        const char *dash = strchr(v, '-');
+
+        if (!dash || dash == v || !ascii_isdigit(*v) || !ascii_isdigit(dash[1]))
+                goto fail;
+        errno = 0;
+        a = strtoull(v, &end, 10);
+        if (errno != 0 || end != dash || a > UINT32_MAX - 1)
+                goto fail;
+        b = strtoull(dash + 1, &end, 10);
+        if (errno != 0 || *end || b > UINT32_MAX - 1 || b < a)
+                goto fail;
+        p->rule->identity_uids_set = true;
+        p->rule->identity_uid_min = (uint32_t) a;
+        p->rule->identity_uid_max = (uint32_t) b;
+        return 0;
+fail:
+        return parser_fail(p, "IdentityUIDs=: '%.*s' is not a range MIN-MAX of uids (e.g. 200000-2000200000, the "
+                           "range sssd maps the domain's users into), with MIN <= MAX", SHOW_MAX, v);
+}
+
+static int rule_identity_usage_parse(Parser *p, const char *key, const char *v) {
+        CbUsage u = cb_usage_from_string(v);
+        if (u < 0)
+                return parser_fail(p, "IdentityUsage=: '%.*s' is not a usage: use signature, encryption or both "
+                                   "(NDES picks its SignatureTemplate, EncryptionTemplate or GeneralPurposeTemplate "
+                                   "by it)", SHOW_MAX, v);
+        p->rule->identity_usage = u;
+        return 0;
+}
+
 /* ---- tables ---------------------------------------------------------------------------- */
 
 static const KeyDesc kerberos_keys[] = {
@@ -1009,6 +1082,11 @@ static const KeyDesc rule_keys[] = {
         { "Wildcards", rule_wildcards_parse },
         { "MaxRequests", rule_max_requests_parse },
         { "MaxActive", rule_max_active_parse },
+        { "Identity", rule_identity_parse },
+        { "IdentityNames", rule_identity_names_parse },
+        { "IdentityAccounts", rule_identity_accounts_parse },
+        { "IdentityUIDs", rule_identity_uids_parse },
+        { "IdentityUsage", rule_identity_usage_parse },
         {}
 };
 
@@ -1119,6 +1197,16 @@ static int section_finish(Parser *p) {
                 if (!p->rule->name)
                         return parser_fail_at(p, p->section_line, -EINVAL,
                                               "[Rule] has no Name=: every rule needs a unique name");
+                if (!p->rule->identity_self && (!p->rule->identity_upn || p->rule->identity_email ||
+                                                p->rule->identity_any_account || p->rule->identity_uids_set ||
+                                                p->rule->identity_usage != CB_USAGE_SIGNATURE))
+                        return parser_fail_at(p, p->section_line, -EINVAL,
+                                              "[Rule] '%s' has IdentityNames=, IdentityAccounts=, IdentityUIDs= or "
+                                              "IdentityUsage= but no Identity=self: add Identity=self, or remove them",
+                                              p->rule->name);
+                if (p->rule->identity_self && !p->rule->identity_upn && !p->rule->identity_email)
+                        return parser_fail_at(p, p->section_line, -EINVAL,
+                                              "[Rule] '%s': IdentityNames= lists no name", p->rule->name);
                 break;
         default:
                 break;
@@ -1162,7 +1250,8 @@ static int section_start(Parser *p, const char *name) {
                         return parser_oom(p);
                 p->config->rules = n;
                 p->rule = &n[p->config->n_rules++];
-                *p->rule = (CbRule) { .line = p->line, .max_requests_default = true };
+                *p->rule = (CbRule) { .line = p->line, .max_requests_default = true, .identity_upn = true,
+                                      .identity_usage = CB_USAGE_SIGNATURE };
                 p->rule->path = strdup(p->src->path);
                 if (!p->rule->path)
                         return parser_oom(p);

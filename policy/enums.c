@@ -51,7 +51,7 @@ DEFINE_STRING_TABLE(cb_challenge_mode, CbChallengeMode, _CB_CHALLENGE_MODE_MAX, 
 bool cb_enroll_option_is_known(const char *name) {
         return name && (strcmp(name, "key") == 0 || strcmp(name, "usage") == 0 ||
                         strcmp(name, "label") == 0 || strcmp(name, "renew") == 0 ||
-                        strcmp(name, "token") == 0);
+                        strcmp(name, "token") == 0 || strcmp(name, "identity") == 0);
 }
 
 int cb_key_type_validate(const char *s, CbKeyType *ret, const char **ret_reason) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cb-names.h"
+#include "cb-subject.h"
 #include "cb-policy.h"
 #include "util.h"
 
@@ -315,6 +316,8 @@ static char *subject_patterns_list(const CbRule *rule) {
         return join(v, rule->n_subject);
 }
 
+static int rule_check_quota(const CbRule *rule, Counts *counts, char **ret_reason);
+
 static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage usage, char *const *names,
                       size_t n_names, const char *cn, const CbSubject *subject, Counts *counts,
                       char **ret_reason) {
@@ -404,6 +407,37 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                 return STAGE_SUBJECT;
         }
 
+        r = rule_check_quota(rule, counts, &reason);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                *ret_reason = reason;
+                return STAGE_QUOTA;
+        }
+        return STAGE_PASSED;
+}
+
+static char *ca_list(const CbConfig *c) {
+        size_t len = 1;
+        for (size_t i = 0; i < c->n_cas; i++)
+                len += strlen(c->cas[i].name) + 2;
+        char *s = malloc(len), *o = s;
+        if (!s)
+                return NULL;
+        *o = 0;
+        for (size_t i = 0; i < c->n_cas; i++) {
+                if (i > 0)
+                        o = stpcpy(o, ", ");
+                o = stpcpy(o, c->cas[i].name);
+        }
+        return s;
+}
+
+/* MaxActive= and MaxRequests=: 0 within them, 1 with *ret_reason when over one, -errno. */
+static int rule_check_quota(const CbRule *rule, Counts *counts, char **ret_reason) {
+        char *reason = NULL;
+        int r, k;
+
         if (rule->max_active > 0) {
                 uint64_t n;
                 r = counts_active(counts, &n);
@@ -416,7 +450,7 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                                      rule->max_active) < 0)
                                 return -ENOMEM;
                         *ret_reason = reason;
-                        return STAGE_QUOTA;
+                        return 1;
                 }
         }
         if (rule->max_requests > 0) {
@@ -441,26 +475,274 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                         if (k < 0)
                                 return -ENOMEM;
                         *ret_reason = reason;
-                        return STAGE_QUOTA;
+                        return 1;
                 }
         }
-        return STAGE_PASSED;
+        return 0;
 }
 
-static char *ca_list(const CbConfig *c) {
-        size_t len = 1;
-        for (size_t i = 0; i < c->n_cas; i++)
-                len += strlen(c->cas[i].name) + 2;
-        char *s = malloc(len), *o = s;
-        if (!s)
-                return NULL;
-        *o = 0;
-        for (size_t i = 0; i < c->n_cas; i++) {
-                if (i > 0)
-                        o = stpcpy(o, ", ");
-                o = stpcpy(o, c->cas[i].name);
+/* ---- Identity=self ---------------------------------------------------------------------- */
+
+static bool is_identity_name(const char *n) {
+        return n && (strncmp(n, CB_IDENTITY_UPN_PREFIX, strlen(CB_IDENTITY_UPN_PREFIX)) == 0 ||
+                     strncmp(n, CB_IDENTITY_EMAIL_PREFIX, strlen(CB_IDENTITY_EMAIL_PREFIX)) == 0);
+}
+
+/* A UPN's user part as the broker derives it: what sAMAccountName allows, without spaces. */
+static bool identity_user_ok(const char *u, size_t n) {
+        if (n == 0 || n > 64)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!ascii_isalpha(u[i]) && !ascii_isdigit(u[i]) && u[i] != '.' && u[i] != '_' && u[i] != '-')
+                        return false;
+        return u[0] != '.' && u[n - 1] != '.';
+}
+
+enum {
+        ID_STAGE_CA,
+        ID_STAGE_KEY,
+        ID_STAGE_USAGE,
+        ID_STAGE_IDENTITY,
+        ID_STAGE_NAMES,
+        ID_STAGE_QUOTA,
+        ID_STAGE_PASSED,
+};
+
+static int identity_rule_check(const CbRule *rule, const CbCaller *caller, const CbCa *ca, CbKeyType key,
+                               const CbRequestSpec *req, CbUsage req_usage, bool want_upn, bool want_email,
+                               Counts *counts, char **ret_reason) {
+        char *reason = NULL;
+        int r;
+
+        if (!rule_allows_ca(rule, ca->name)) {
+                _cleanup_free_ char *list = join(rule->cas, rule->n_cas);
+                if (!list || asprintf(&reason, "rule '%s' (%s:%u) does not allow CA '%s' (CAs=%s)", rule->name,
+                                      rule->path, rule->line, ca->name, list) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_CA;
         }
-        return s;
+        if (rule->keys_set && !rule->keys[key]) {
+                char allowed[128];
+                allowed_list(rule->keys, _CB_KEY_TYPE_MAX, key_name, allowed, sizeof allowed);
+                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key type %s (Keys=%s): request one of those "
+                             "with the key option", rule->name, rule->path, rule->line, cb_key_type_to_string(key),
+                             allowed) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_KEY;
+        }
+        if (req->usage && req_usage != rule->identity_usage) {
+                if (asprintf(&reason, "rule '%s' (%s:%u) gives certificates for your identity the key usage %s "
+                             "(IdentityUsage=%s, which picks the CA's template): leave out the usage option",
+                             rule->name, rule->path, rule->line, cb_usage_to_string(rule->identity_usage),
+                             cb_usage_to_string(rule->identity_usage)) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_USAGE;
+        }
+        if (!rule->identity_self) {
+                if (asprintf(&reason, "rule '%s' (%s:%u) has no Identity=self: it does not give certificates for the "
+                             "caller's own identity", rule->name, rule->path, rule->line) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_IDENTITY;
+        }
+        if (rule->identity_uids_set &&
+            ((uint32_t) caller->uid < rule->identity_uid_min || (uint32_t) caller->uid > rule->identity_uid_max)) {
+                if (asprintf(&reason, "uid %u is outside rule '%s' (%s:%u)'s IdentityUIDs=%u-%u (the range of the "
+                             "directory's users)", (unsigned) caller->uid, rule->name, rule->path, rule->line,
+                             rule->identity_uid_min, rule->identity_uid_max) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_IDENTITY;
+        }
+        if (!rule->identity_any_account && caller->account != CB_ACCOUNT_DIRECTORY) {
+                if (asprintf(&reason, "uid %u is %s and rule '%s' (%s:%u) gives certificates for their own identity "
+                             "to the realm's accounts only (IdentityAccounts=realm): log in with your directory "
+                             "account", (unsigned) caller->uid,
+                             caller->account == CB_ACCOUNT_LOCAL ? "a local account (in /etc/passwd)"
+                                                                 : "an account of unknown kind",
+                             rule->name, rule->path, rule->line) < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_IDENTITY;
+        }
+        if ((want_upn && !rule->identity_upn) || (want_email && !rule->identity_email)) {
+                if (asprintf(&reason, "rule '%s' (%s:%u) does not put %s in certificates for the caller's identity "
+                             "(IdentityNames=%s%s%s)", rule->name, rule->path, rule->line,
+                             want_upn && !rule->identity_upn ? "the UPN" : "the e-mail address",
+                             rule->identity_upn ? "upn" : "", rule->identity_upn && rule->identity_email ? " " : "",
+                             rule->identity_email ? "email" : "") < 0)
+                        return -ENOMEM;
+                *ret_reason = reason;
+                return ID_STAGE_NAMES;
+        }
+        r = rule_check_quota(rule, counts, &reason);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                *ret_reason = reason;
+                return ID_STAGE_QUOTA;
+        }
+        return ID_STAGE_PASSED;
+}
+
+/* An Identity=self request: the option identity=self, or names that are identities (a renewal,
+ * or a request decided again after a reload, carries them). The subject and the names come
+ * from the caller's account, never from the request: what the request gives must be exactly
+ * those. */
+static int decide_identity(const CbConfig *c, const CbCaller *caller, const CbRequestSpec *req,
+                           const CbUsageCounter *counter, CbDecision *d) {
+        _cleanup_free_ char *domain = NULL, *upn = NULL, *user = NULL, *shown = NULL;
+        const char *why = NULL;
+        bool want_upn = false, want_email = false;
+        int r;
+
+        if (req->identity && strcmp(req->identity, "self") != 0) {
+                _cleanup_free_ char *s = show(req->identity);
+                return s ? set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                       "option identity='%s': the only identity is self", s) : -ENOMEM;
+        }
+        if (!caller->user_name)
+                return set_outcome(d, CB_DECISION_ACCESS_DENIED, NULL,
+                                   "uid %u has no user name (NSS): a certificate for your own identity needs the "
+                                   "account's name", (unsigned) caller->uid);
+
+        /* sssd's fully qualified names are user@domain; a short name is in the realm's domain. */
+        const char *at = strrchr(caller->user_name, '@');
+        size_t ulen = at ? (size_t) (at - caller->user_name) : strlen(caller->user_name);
+        shown = show(caller->user_name);
+        if (!shown)
+                return -ENOMEM;
+        if (!identity_user_ok(caller->user_name, ulen))
+                return set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL,
+                                   "user name '%s' cannot be a UPN's user part (1 to 64 letters, digits, '.', '_' "
+                                   "or '-')", shown);
+        user = strndup(caller->user_name, ulen);
+        if (!user)
+                return -ENOMEM;
+        const char *dom = at ? at + 1 : c->realm;
+        r = cb_name_normalize(dom, strlen(dom), c->permitted_suffix, 0, &domain, &why);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                _cleanup_free_ char *s = show(dom);
+                return s ? set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL,
+                                       "the UPN %s@%s is not permitted: its domain %s%s%s", user, s, why,
+                                       streq_ptr(why, "is not under the permitted suffix") ? " " : "",
+                                       streq_ptr(why, "is not under the permitted suffix") ? c->permitted_suffix : "")
+                         : -ENOMEM;
+        }
+        if (asprintf(&upn, "%s@%s", user, domain) < 0)
+                return -ENOMEM;
+
+        /* The subject: "" or exactly CN=<user>. */
+        r = cb_subject_new_cn(user, &d->subject);
+        if (r < 0)
+                return r;
+        if (req->subject && *req->subject) {
+                CbSubject *s = NULL;
+                _cleanup_free_ char *text = show(req->subject);
+                if (!text)
+                        return -ENOMEM;
+                r = cb_subject_parse(req->subject, &s, &why);
+                if (r == -ENOMEM)
+                        return r;
+                bool same = r >= 0 && s->n_rdns == 1 && s->cn && strcasecmp(s->cn, user) == 0;
+                cb_subject_free(s);
+                if (!same)
+                        return set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL,
+                                           "subject '%s' is not your identity: a certificate for your own identity "
+                                           "has the subject CN=%s (your user name); give \"\"", text, user);
+        }
+
+        /* The names: none (the rule's IdentityNames= decide), or exactly the caller's. */
+        d->names = calloc(3, sizeof(char *));
+        if (!d->names)
+                return -ENOMEM;
+        if (req->n_names > 2)
+                return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                   "%zu names: a certificate for your own identity has at most its UPN and e-mail "
+                                   "address", req->n_names);
+        for (size_t i = 0; i < req->n_names; i++) {
+                const char *n = req->names[i] ? req->names[i] : "";
+                _cleanup_free_ char *s = show(n);
+                if (!s)
+                        return -ENOMEM;
+                if (!is_identity_name(n))
+                        return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL,
+                                           "name '%s' is no identity: a certificate for your own identity carries "
+                                           "no DNS names; enroll those in a request of their own", s);
+                bool is_upn = strncmp(n, CB_IDENTITY_UPN_PREFIX, strlen(CB_IDENTITY_UPN_PREFIX)) == 0;
+                const char *v = n + strlen(is_upn ? CB_IDENTITY_UPN_PREFIX : CB_IDENTITY_EMAIL_PREFIX);
+                if (strcasecmp(v, upn) != 0)
+                        return set_outcome(d, CB_DECISION_NAME_NOT_PERMITTED, NULL,
+                                           "name '%s' is not your identity: you are %s; the broker derives the UPN "
+                                           "and e-mail address from your account (leave the names empty)", s, upn);
+                if ((is_upn && want_upn) || (!is_upn && want_email))
+                        return set_outcome(d, CB_DECISION_INVALID_ARGUMENT, NULL, "name '%s' is given twice", s);
+                if (is_upn)
+                        want_upn = true;
+                else
+                        want_email = true;
+        }
+
+        /* Rules: no root bypass (root's is a local account like any other). */
+        Counts counts = { .counter = counter, .uid = caller->uid };
+        _cleanup_free_ char *best_reason = NULL;
+        const CbRule *best_rule = NULL;
+        int best_stage = -1;
+        for (size_t i = 0; i < c->n_rules; i++) {
+                const CbRule *rule = &c->rules[i];
+                char *reason = NULL;
+
+                if (!cb_rule_applies(rule, caller))
+                        continue;
+                r = identity_rule_check(rule, caller, d->ca, d->key, req, d->usage, want_upn, want_email, &counts,
+                                        &reason);
+                if (r < 0)
+                        return r;
+                if (r == ID_STAGE_PASSED) {
+                        d->usage = rule->identity_usage;
+                        for (size_t j = 0; j < (req->n_names > 0 ? req->n_names : 2); j++) {
+                                bool is_upn = req->n_names > 0 ? strncmp(req->names[j], CB_IDENTITY_UPN_PREFIX,
+                                                                         strlen(CB_IDENTITY_UPN_PREFIX)) == 0
+                                                               : j == 0;
+                                char *n = NULL;
+                                if (req->n_names == 0 && !(is_upn ? rule->identity_upn : rule->identity_email))
+                                        continue;
+                                if (asprintf(&n, "%s%s", is_upn ? CB_IDENTITY_UPN_PREFIX : CB_IDENTITY_EMAIL_PREFIX,
+                                             upn) < 0)
+                                        return -ENOMEM;
+                                d->names[d->n_names++] = n;
+                        }
+                        return set_outcome(d, CB_DECISION_ALLOWED, rule->name,
+                                           "allowed by rule '%s' (%s:%u): a certificate for %s", rule->name,
+                                           rule->path, rule->line, upn);
+                }
+                if (r > best_stage) {
+                        free(best_reason);
+                        best_reason = reason;
+                        best_rule = rule;
+                        best_stage = r;
+                } else
+                        free(reason);
+        }
+        if (!best_rule)
+                return set_outcome(d, CB_DECISION_ACCESS_DENIED, NULL,
+                                   "no rule applies to uid %u (user %s): add a [Rule] with Identity=self in policy.d/ "
+                                   "whose Users=, Groups=, Units= or SELinuxTypes= match this caller",
+                                   (unsigned) caller->uid, shown);
+        static const CbDecisionResult stage_result[] = {
+                [ID_STAGE_CA] = CB_DECISION_ACCESS_DENIED,
+                [ID_STAGE_KEY] = CB_DECISION_KEY_NOT_PERMITTED,
+                [ID_STAGE_USAGE] = CB_DECISION_KEY_NOT_PERMITTED,
+                [ID_STAGE_IDENTITY] = CB_DECISION_ACCESS_DENIED,
+                [ID_STAGE_NAMES] = CB_DECISION_NAME_NOT_PERMITTED,
+                [ID_STAGE_QUOTA] = CB_DECISION_QUOTA_EXCEEDED,
+        };
+        return set_outcome(d, stage_result[best_stage], best_rule->name, "%s", best_reason);
 }
 
 static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec *req,
@@ -508,6 +790,13 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
         }
         d->ca = ca;
         d->key = key >= 0 ? key : ca->default_key;
+
+        /* A certificate for the caller's own identity (Identity=self). */
+        bool identity = req->identity != NULL;
+        for (size_t i = 0; !identity && req->names && i < req->n_names && i < CB_REQUEST_NAMES_MAX; i++)
+                identity = is_identity_name(req->names[i]);
+        if (identity)
+                return decide_identity(c, caller, req, counter, d);
 
         /* Names. */
         if (req->n_names > CB_REQUEST_NAMES_MAX)

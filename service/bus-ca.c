@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.certbroker.Broker1.CA objects: configuration and what the CA last said. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus-pending.h"
+#include "bus-polkit.h"
 #include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -204,13 +206,51 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         uid_t uid = caller.uid;
         bool allowed = uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
         caller_done(&caller);
-        if (!allowed)
-                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
-                                         "No policy rule lets you use CA '%s'; Check() is for root and "
-                                         "for callers some rule allows to use the CA.", ca->name);
+        /* Whom no rule lets use the CA, or who asks for a challenge again within the
+         * interval: polkit may authorize it (action .check), and then it is treated like root
+         * (no per-user challenge interval). The answer may come later: the call comes again. */
+        bool delegated = false;
+        if (!allowed) {
+                sd_bus_error perr = SD_BUS_ERROR_NULL;
+                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
+                if (r == 0) {
+                        sd_bus_error_free(&perr);
+                        return 1;
+                }
+                if (r < 0) {
+                        char *text = NULL;
+                        if (asprintf(&text, "No policy rule lets you use CA '%s'; Check() is for root, for callers "
+                                     "some rule allows to use the CA, and for users polkit authorizes (%s).",
+                                     ca->name, perr.message ?: perr.name ?: "refused") < 0)
+                                text = NULL;
+                        if (text && sd_bus_error_has_name(&perr, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+                                r = sd_bus_error_set(error, perr.name, text);
+                        else if (text)
+                                r = bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "%s", text);
+                        else
+                                r = -ENOMEM;
+                        free(text);
+                        sd_bus_error_free(&perr);
+                        return r;
+                }
+                delegated = true;
+        }
 
         uint64_t retry = 0;
-        switch (engine_ca_check_admit(m, ca, uid, want_challenge, &retry)) {
+        CheckAdmission admission = engine_ca_check_admit(m, ca, delegated ? 0 : uid, want_challenge, &retry);
+        if (admission == CHECK_CHALLENGE_RATE) {
+                /* polkit may let this user check again now, like root; asked only then. */
+                sd_bus_error perr = SD_BUS_ERROR_NULL;
+                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
+                if (r == 0) {
+                        sd_bus_error_free(&perr);
+                        return 1;
+                }
+                if (r > 0)
+                        admission = engine_ca_check_admit(m, ca, 0, want_challenge, &retry);
+                sd_bus_error_free(&perr);
+        }
+        switch (admission) {
         case CHECK_ADMITTED:
                 break;
         case CHECK_TOO_MANY:
@@ -250,8 +290,11 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = caller_uid_from_message(ca->manager->callers, msg, &uid);
         if (r < 0)
                 return bus_caller_error(ca->manager, error, r);
-        if (uid != 0)
-                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Only root may refresh a CA.");
+        if (uid != 0) {
+                r = bus_polkit_authorize(ca->manager, msg, CB_POLKIT_ACTION_RELOAD, "refresh a CA", error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
+        }
         r = engine_ca_refresh(ca->manager, ca);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot start refreshing CA '%s': %m", ca->name);

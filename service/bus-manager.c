@@ -7,6 +7,7 @@
 
 #include "audit-text.h"
 #include "bus-pending.h"
+#include "bus-polkit.h"
 #include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -24,6 +25,7 @@ typedef struct EnrollOptions {
         const char *usage;
         const char *label;
         const char *token;      /* idempotency key of Enroll; checked by token_check() */
+        const char *identity;   /* "self": Identity=self (the policy checks the value) */
         int renew;              /* -1: not given */
 } EnrollOptions;
 
@@ -65,8 +67,8 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 if (!cb_enroll_option_is_known(name)) {
                         char echo[BUS_TEXT_ECHO_SIZE(64)];
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
-                                             "Unknown option '%s': the options are key, usage, label, renew "
-                                             "and token.", bus_text_echo(name, 64, echo, sizeof echo));
+                                             "Unknown option '%s': the options are key, usage, label, renew, "
+                                             "token and identity.", bus_text_echo(name, 64, echo, sizeof echo));
                 }
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r < 0)
@@ -97,6 +99,7 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                         return r;
                 const char **slot = strcmp(name, "key") == 0 ? &o.key :
                                     strcmp(name, "usage") == 0 ? &o.usage :
+                                    strcmp(name, "identity") == 0 ? &o.identity :
                                     strcmp(name, "token") == 0 ? &o.token : &o.label;
                 if (*slot)
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
@@ -216,6 +219,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
                 .key = o.key,
                 .usage = o.usage,
                 .label = o.label,
+                .identity = o.identity,
         };
         CbUsageCounter counter = {
                 .now_usec = now_usec(),
@@ -461,6 +465,43 @@ static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_erro
         return r;
 }
 
+/* Every user's requests: root, or whom polkit authorizes for .manage (the answer may come
+ * later: the call then comes again). */
+static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        sd_bus_message *reply = NULL;
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(m->callers, msg, &uid);
+        if (r < 0)
+                return bus_caller_error(m, error, r);
+        if (uid != 0) {
+                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
+        }
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ssou)");
+        for (size_t i = 0; r >= 0 && i < m->n_requests; i++) {
+                Request *q = m->requests[i];
+                char *path = NULL;
+                r = bus_request_path(q->rec->id, &path);
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "(ssou)", q->rec->id,
+                                                  request_state_to_string(q->rec->state), path,
+                                                  (uint32_t) q->rec->owner);
+                free(path);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+        return r;
+}
+
 static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         sd_bus_message *reply = NULL;
@@ -511,13 +552,17 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return bus_caller_error(m, error, r);
-        if (uid != 0)
-                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
-                                        "Only root may reload the configuration.");
+        if (uid != 0) {
+                /* Root, or whom polkit authorizes (the answer may come later: the call then
+                 * comes again). */
+                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
+        }
         r = manager_reload(m, &reason);
         if (r < 0) {
-                log_error("Reload requested by root failed, keeping the old configuration: %s",
-                          reason ?: strerror(-r));
+                log_error("Reload requested by uid %u failed, keeping the old configuration: %s",
+                          (unsigned) uid, reason ?: strerror(-r));
                 r = bus_error_set(error, BROKER_ERROR_INVALID_CONFIGURATION,
                                       "%s (the old configuration stays in force)", reason ?: strerror(-r));
                 free(reason);
@@ -584,6 +629,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                  "bss", SD_BUS_PARAM(allowed) SD_BUS_PARAM(rule) SD_BUS_PARAM(reason), method_check_access, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListRequests", "", , "a(sso)", SD_BUS_PARAM(requests),
                                  method_list_requests, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("ListAllRequests", "", , "a(ssou)", SD_BUS_PARAM(requests),
+                                 method_list_all_requests, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("ListCAs", "", , "a(so)", SD_BUS_PARAM(cas),
                                  method_list_cas, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD("Reload", "", "", method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -604,6 +651,7 @@ static void hook_closing(Manager *m) {
         bus_deferred_free_all(m);
         while (m->trust_waiters)
                 pending_reply_drop(m->trust_waiters);
+        m->polkit = bus_polkit_registry_free(m->polkit);
         m->callers = caller_registry_free(m->callers);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);
@@ -629,6 +677,9 @@ int bus_manager_attach(Manager *m, sd_bus *bus) {
         if (r < 0)
                 return r;
         caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
+        r = bus_polkit_registry_new(&m->polkit);
+        if (r < 0)
+                return r;
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
         if (r >= 0)
                 r = bus_request_register(m);

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.certbroker.Broker1.Request objects: readable and callable by the request's owner and
- * root only. Access is decided in the find callback, before any property or method. */
+ * root; reading, Wait(), Cancel() and StopRenewal() also by whom polkit authorizes for
+ * org.certbroker.broker1.manage (never the key: TakeKey, TakeKeySealed, ConfirmKey, nor
+ * Remove). Access is decided in the find callback, before any property or method; polkit's
+ * answer is asked for by a bus filter first (request_filter()), since the lookup cannot wait. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus-pending.h"
+#include "bus-polkit.h"
 #include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -15,6 +19,8 @@
 #include "manager.h"
 
 #define WAITERS_PER_REQUEST_MAX 64U
+
+static bool member_is_delegable(sd_bus_message *msg);
 
 static int request_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
                         void **ret_found, sd_bus_error *error) {
@@ -50,11 +56,72 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return bus_caller_error(m, error, r);
-        if (uid != 0 && uid != req->rec->owner)
-                return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
-                                         "Request %s belongs to another user.", req->rec->id);
+        if (uid != 0 && uid != req->rec->owner) {
+                sd_bus_error perr = SD_BUS_ERROR_NULL;
+
+                r = member_is_delegable(msg) ? bus_polkit_known(m, msg, CB_POLKIT_ACTION_MANAGE, &perr) : 0;
+                if (r > 0) {
+                        *ret_found = req;
+                        return 1;
+                }
+                r = bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Request %s belongs to another user%s%s",
+                                  req->rec->id, perr.message ? "; " : ".", perr.message ?: "");
+                if (sd_bus_error_has_name(&perr, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED)) {
+                        sd_bus_error e = SD_BUS_ERROR_NULL;
+                        (void) sd_bus_error_set(&e, perr.name, error->message);
+                        sd_bus_error_free(error);
+                        (void) sd_bus_error_move(error, &e);
+                }
+                sd_bus_error_free(&perr);
+                return r;
+        }
         *ret_found = req;
         return 1;
+}
+
+/* What polkit's .manage may let a non-owner do with a request: read it (properties,
+ * introspection), Wait(), Cancel(), StopRenewal(). Never the key, nor Remove(). */
+static bool member_is_delegable(sd_bus_message *msg) {
+        const char *iface = sd_bus_message_get_interface(msg), *member = sd_bus_message_get_member(msg);
+
+        if (!iface || !member)
+                return false;
+        if (strcmp(iface, "org.freedesktop.DBus.Properties") == 0)
+                return strcmp(member, "Get") == 0 || strcmp(member, "GetAll") == 0;
+        if (strcmp(iface, "org.freedesktop.DBus.Introspectable") == 0)
+                return strcmp(member, "Introspect") == 0;
+        if (strcmp(iface, CB_REQUEST_IFACE) == 0)
+                return strcmp(member, "Wait") == 0 || strcmp(member, "Cancel") == 0 ||
+                       strcmp(member, "StopRenewal") == 0;
+        return false;
+}
+
+/* Runs before the object lookup for every incoming message: a call on another user's request
+ * that polkit might allow is held until polkit has answered (bus-polkit.h), then dispatched
+ * again; request_find() reads the answer. Everything else passes untouched. */
+static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const char *path = sd_bus_message_get_path(msg);
+        Request *req;
+        char *id = NULL;
+        uid_t uid;
+        int r;
+
+        if (!sd_bus_message_is_method_call(msg, NULL, NULL) || !path || m->emitting_request_change)
+                return 0;
+        if (strncmp(path, CB_REQUEST_PREFIX "/", strlen(CB_REQUEST_PREFIX "/")) != 0 || !member_is_delegable(msg))
+                return 0;
+        if (sd_bus_path_decode(path, CB_REQUEST_PREFIX, &id) <= 0)
+                return 0;
+        req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
+        free(id);
+        if (!req || caller_uid_from_message(m->callers, msg, &uid) < 0 || uid == 0 || uid == req->rec->owner)
+                return 0;
+
+        sd_bus_error perr = SD_BUS_ERROR_NULL;
+        r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "read or change another user's request", &perr);
+        sd_bus_error_free(&perr);
+        return r == 0;  /* held: it comes again when polkit has answered */
 }
 
 static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
@@ -450,6 +517,9 @@ int bus_request_register(Manager *m) {
 
         r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_REQUEST_PREFIX, CB_REQUEST_IFACE,
                                        request_vtable, request_find, m);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_filter(m->bus, NULL, request_filter, m);
         if (r < 0)
                 return r;
         return sd_bus_add_node_enumerator(m->bus, NULL, CB_REQUEST_PREFIX, request_enumerate, m);

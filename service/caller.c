@@ -593,8 +593,47 @@ static int group_lookup(gid_t gid, char **ret_name) {
         return r;
 }
 
+/* Whether uid has an entry in CALLER_LOCAL_PASSWD (the "files" source of NSS): 1 yes, 0 no,
+ * negative errno when the file cannot be read. */
+static int uid_is_local(uid_t uid) {
+        FILE *f = fopen(CALLER_LOCAL_PASSWD, "re");
+        struct passwd pw, *res;
+        char buf[4096];
+        int r;
+
+        if (!f)
+                return -errno;
+        for (;;) {
+                int k = fgetpwent_r(f, &pw, buf, sizeof buf, &res);
+                if (k == ENOENT) {
+                        r = 0;
+                        break;
+                }
+                if (k == ERANGE)        /* an entry longer than buf: not one we can compare */
+                        continue;
+                if (k != 0) {
+                        r = -k;
+                        break;
+                }
+                if (pw.pw_uid == uid) {
+                        r = 1;
+                        break;
+                }
+        }
+        fclose(f);
+        return r;
+}
+
 int caller_resolve_names(Caller *c, CallerNames names) {
         int r;
+
+        if ((names & CALLER_ACCOUNT) && !c->account_known) {
+                r = uid_is_local(c->uid);
+                if (r < 0)
+                        return r;
+                c->local_account = r > 0;
+                c->account_known = true;
+        }
 
         if ((names & CALLER_USER_NAME) && !c->user_name) {
                 r = user_lookup(c->uid, &c->user_name, NULL);
@@ -910,6 +949,8 @@ void caller_to_policy(const Caller *c, CbCaller *ret) {
                 .n_group_names = c->n_group_names,
                 .unit = c->unit,
                 .selinux_label = c->selinux_label,
+                .account = !c->account_known ? CB_ACCOUNT_UNKNOWN :
+                           c->local_account ? CB_ACCOUNT_LOCAL : CB_ACCOUNT_DIRECTORY,
         };
 }
 
@@ -930,6 +971,8 @@ CallerNames caller_names_needed(const CbConfig *config) {
                         n |= CALLER_GROUP_NAMES;
                 if (config->rules[i].n_units > 0)
                         n |= CALLER_UNIT;
+                if (config->rules[i].identity_self)
+                        n |= CALLER_USER_NAME | CALLER_ACCOUNT;
         }
         return n;
 }

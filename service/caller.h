@@ -46,6 +46,9 @@ typedef struct Caller {
         char *unit;                     /* systemd unit of the connecting process, NULL when unknown */
         char *unit_note;                /* why unit is NULL (for denial messages), or NULL */
         char *selinux_label;            /* the bus's label, NULL when the bus gives none */
+        bool account_known;             /* CALLER_ACCOUNT resolved: */
+        bool local_account;             /* the uid is in the local files database (/etc/passwd),
+                                         * not only in a directory (sssd, winbind) */
 } Caller;
 
 /* What to resolve for a decision: names through NSS (which may block, e.g. sssd) only when
@@ -54,7 +57,11 @@ typedef enum CallerNames {
         CALLER_USER_NAME   = 1 << 0,
         CALLER_GROUP_NAMES = 1 << 1,
         CALLER_UNIT        = 1 << 2,
+        CALLER_ACCOUNT     = 1 << 3,    /* local account or directory account (Identity=self) */
 } CallerNames;
+
+/* The file whose accounts are local ones for Identity=self (IdentityAccounts=realm). */
+#define CALLER_LOCAL_PASSWD "/etc/passwd"
 
 typedef struct CallerRegistry CallerRegistry;
 typedef void (*CallerGoneHandler)(const char *unique_name, void *userdata);

@@ -71,6 +71,7 @@ struct Manager {
         struct NssWaiter *decide_waiter;
         sd_event_source *decide_timer;
         uint64_t decide_backoff;
+        struct PolkitRegistry *polkit;  /* authorizations asked of polkit (bus-polkit.h) */
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
         void *engine;                   /* engine-wide state (credentials, HTTP) */
         struct Metrics *metrics;        /* metrics.c: counters, the textfile writer */

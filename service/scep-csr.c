@@ -162,6 +162,64 @@ static int build_name(const ScepRdn *subject, size_t n_subject, X509_NAME **ret,
         return 0;
 }
 
+/* subjectAltName entries besides dNSName (scep-csr.h): an rfc822Name, and the Microsoft UPN
+ * otherName (1.3.6.1.4.1.311.20.2.3, a UTF8String, as Active Directory's user templates
+ * issue it). */
+static int push_ia5(GENERAL_NAMES *sans, int type, const char *value) {
+        GENERAL_NAME *gn;
+        ASN1_IA5STRING *ia5;
+
+        if (!*value)
+                return -EINVAL;
+        gn = GENERAL_NAME_new();
+        ia5 = ASN1_IA5STRING_new();
+        if (!gn || !ia5 || !ASN1_STRING_set(ia5, value, -1)) {
+                GENERAL_NAME_free(gn);
+                ASN1_IA5STRING_free(ia5);
+                return -ENOMEM;
+        }
+        GENERAL_NAME_set0_value(gn, type, ia5);
+        if (!sk_GENERAL_NAME_push(sans, gn)) {
+                GENERAL_NAME_free(gn);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int push_upn(GENERAL_NAMES *sans, const char *upn) {
+        GENERAL_NAME *gn;
+        ASN1_TYPE *v;
+        ASN1_UTF8STRING *u;
+        ASN1_OBJECT *oid;
+
+        if (!*upn)
+                return -EINVAL;
+        gn = GENERAL_NAME_new();
+        v = ASN1_TYPE_new();
+        u = ASN1_UTF8STRING_new();
+        oid = OBJ_txt2obj(SCEP_OID_MS_UPN, 1);
+        if (!gn || !v || !u || !oid || !ASN1_STRING_set(u, upn, -1)) {
+                GENERAL_NAME_free(gn);
+                ASN1_TYPE_free(v);
+                ASN1_UTF8STRING_free(u);
+                ASN1_OBJECT_free(oid);
+                ERR_clear_error();
+                return -ENOMEM;
+        }
+        ASN1_TYPE_set(v, V_ASN1_UTF8STRING, u);
+        if (!GENERAL_NAME_set0_othername(gn, oid, v)) {
+                GENERAL_NAME_free(gn);
+                ASN1_TYPE_free(v);
+                ASN1_OBJECT_free(oid);
+                return -ENOMEM;
+        }
+        if (!sk_GENERAL_NAME_push(sans, gn)) {
+                GENERAL_NAME_free(gn);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepError *ret_error) {
         _cleanup_(scep_csr_freep) X509_REQ *req = NULL;
         _cleanup_(X509_NAME_freep) X509_NAME *name = NULL;
@@ -209,7 +267,21 @@ int scep_csr_build(const ScepCsrParams *p, EVP_PKEY *key, X509_REQ **ret, ScepEr
                         GENERAL_NAME *gn;
                         ASN1_IA5STRING *ia5;
 
-                        if (!text_ok(p->dns_names[i], 253))
+                        if (!text_ok(p->dns_names[i], 253 + strlen(SCEP_SAN_EMAIL_PREFIX)))
+                                return -EINVAL;
+                        if (strncmp(p->dns_names[i], SCEP_SAN_UPN_PREFIX, strlen(SCEP_SAN_UPN_PREFIX)) == 0) {
+                                r = push_upn(sans, p->dns_names[i] + strlen(SCEP_SAN_UPN_PREFIX));
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        if (strncmp(p->dns_names[i], SCEP_SAN_EMAIL_PREFIX, strlen(SCEP_SAN_EMAIL_PREFIX)) == 0) {
+                                r = push_ia5(sans, GEN_EMAIL, p->dns_names[i] + strlen(SCEP_SAN_EMAIL_PREFIX));
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        if (strlen(p->dns_names[i]) > 253)
                                 return -EINVAL;
                         gn = GENERAL_NAME_new();
                         ia5 = ASN1_IA5STRING_new();

@@ -34,6 +34,9 @@ typedef struct ScepRdn {
 } ScepRdn;
 
 #define SCEP_CSR_MAX_RDNS      16u
+#define SCEP_SAN_UPN_PREFIX    "upn:"
+#define SCEP_SAN_EMAIL_PREFIX  "email:"
+#define SCEP_OID_MS_UPN        "1.3.6.1.4.1.311.20.2.3"
 #define SCEP_CSR_MAX_DNS_NAMES 100u
 
 typedef struct ScepCsrParams {
@@ -43,7 +46,10 @@ typedef struct ScepCsrParams {
          * RDN (no multi-valued RDNs). May be empty when dns_names is not. */
         const ScepRdn *subject;
         size_t n_subject;
-        const char *const *dns_names;   /* subjectAltName dNSName entries, in order */
+        const char *const *dns_names;   /* subjectAltName entries, in order: dNSName, or with a
+                                         * prefix (a DNS name has no ':') "upn:user@domain" the
+                                         * Microsoft UPN otherName (SCEP_OID_MS_UPN, UTF8String),
+                                         * "email:user@domain" an rfc822Name */
         size_t n_dns_names;
         ScepUsage usage;
         const char *challenge;          /* challengePassword attribute; NULL = none. Secret. */

@@ -261,6 +261,10 @@ CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *steps, siz
 
 /* Flags of certbroker_enroll_flags(). */
 #define CERTBROKER_ENROLL_RENEW         (UINT64_C(1) << 0)      /* Enroll option renew=true */
+/* Enroll option identity=self: a certificate for the caller's own identity (a policy rule
+ * with Identity=self); spec's subject and names stay NULL: the broker derives CN=<user> and
+ * the UPN/e-mail names from the caller's account. */
+#define CERTBROKER_ENROLL_IDENTITY_SELF (UINT64_C(1) << 1)
 
 /* certbroker_enroll() with flags (CERTBROKER_ENROLL_*; unknown bits: -EINVAL). */
 int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,

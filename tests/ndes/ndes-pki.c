@@ -497,6 +497,17 @@ fail:
         return NULL;
 }
 
+/* otherName 1.3.6.1.4.1.311.20.2.3 (userPrincipalName) holding a UTF8String. */
+static bool is_upn(const GENERAL_NAME *g) {
+        char oid[64];
+        if (g->type != GEN_OTHERNAME || !g->d.otherName || !g->d.otherName->value ||
+            g->d.otherName->value->type != V_ASN1_UTF8STRING)
+                return false;
+        if (OBJ_obj2txt(oid, sizeof oid, g->d.otherName->type_id, 1) <= 0)
+                return false;
+        return strcmp(oid, "1.3.6.1.4.1.311.20.2.3") == 0;
+}
+
 static int copy_dns_sans(X509_REQ *req, X509 *x) {
         STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
         GENERAL_NAMES *in = NULL, *out = NULL;
@@ -519,7 +530,9 @@ static int copy_dns_sans(X509_REQ *req, X509 *x) {
         }
         for (int j = 0; j < sk_GENERAL_NAME_num(in); j++) {
                 GENERAL_NAME *g = sk_GENERAL_NAME_value(in, j);
-                if (g->type != GEN_DNS)
+                /* dNSName, rfc822Name and the UPN otherName, as the request has them (a user
+                 * template issues the UPN and e-mail; other kinds are dropped as before). */
+                if (g->type != GEN_DNS && g->type != GEN_EMAIL && !is_upn(g))
                         continue;
                 if (sk_GENERAL_NAME_num(out) >= MAX_SAN_DNS) {
                         r = -E2BIG;

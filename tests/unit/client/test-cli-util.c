@@ -364,6 +364,18 @@ static void test_parse_deploy(void **state) {
                            "1", "--reload-timeout", "2", NULL);
         assert_usage_error("not valid with 'enroll'", "enroll", "--dns", "a", "--reload-timeout", "1", NULL);
         assert_usage_error("only --once and --reload-timeout", "deploy", "--config=/x", "--dir", "/y", NULL);
+        /* --identity self: no --dns needed, none allowed */
+        assert_int_equal(parse(&a, &err, "deploy", "--dir", "/srv/x", "--identity", "self", NULL), 0);
+        assert_true(a.identity_self);
+        assert_int_equal(a.n_dns, 0);
+        cli_args_done(&a);
+        assert_int_equal(parse(&a, &err, "enroll", "--identity", "self", "--key-out", "k", NULL), 0);
+        assert_true(a.identity_self);
+        cli_args_done(&a);
+        assert_usage_error("Invalid --identity 'bob'", "enroll", "--identity", "bob", NULL);
+        assert_usage_error("--identity self takes no --dns", "enroll", "--identity", "self", "--dns", "a", NULL);
+        assert_usage_error("not valid with 'access'", "access", "--identity", "self", NULL);
+        assert_usage_error("only --once and --reload-timeout", "deploy", "--config=/x", "--identity", "self", NULL);
         assert_usage_error("at most 88 bytes", "deploy", "--dir", "/x", "--dns", "a", "--label",
                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL);
 }

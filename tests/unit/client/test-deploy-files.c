@@ -390,6 +390,15 @@ static void test_config(void **state) {
         assert_non_null(strstr(why, "ReloadTimeout=soon"));
         assert_int_equal(deploy_config_parse("Dir=/x\nno equals\n", &c, &why), -EINVAL);
         assert_non_null(strstr(why, "line 2"));
+        /* Identity=self: no DNS= or Subject= */
+        assert_int_equal(deploy_config_parse("Dir=/home/u/.local/share/certbroker/wifi\nIdentity=self\n", &c, &why), 0);
+        assert_string_equal(c.identity, "self");
+        assert_int_equal(c.n_dns, 0);
+        deploy_config_done(&c);
+        assert_int_equal(deploy_config_parse("Dir=/x\nIdentity=bob\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "the only identity is self"));
+        assert_int_equal(deploy_config_parse("Dir=/x\nIdentity=self\nDNS=a\n", &c, &why), -EINVAL);
+        assert_non_null(strstr(why, "takes no DNS= or Subject="));
         free(why);
 }
 

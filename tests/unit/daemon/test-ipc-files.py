@@ -29,6 +29,8 @@ API = {
             'Reload': ([], []),
             # Additions beyond version 1 (documented in the XML):
             'GetMetrics': ([], ['s']),
+            # every user's requests, for root and polkit's org.certbroker.broker1.manage:
+            'ListAllRequests': ([], ['a(ssou)']),
         },
         'properties': {
             'Version': 's', 'Realm': 's', 'PermittedSuffix': 's', 'Principal': 's',

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The policy decision: selectors, CAs, keys, names, wildcards, quotas, root, subjects. */
+/* The policy decision: selectors, CAs, keys, names, wildcards, quotas, root, subjects,
+ * Identity=self. */
 
 #include <errno.h>
 #include <setjmp.h>
@@ -642,6 +643,172 @@ static void test_result_names(void **state) {
         assert_string_equal(cb_decision_result_to_error(_CB_DECISION_RESULT_MAX), "AccessDenied");
 }
 
+
+/* Identity=self: the subject and names come from the caller's account. */
+static const char identity_policy[] =
+        "[Rule]\n"
+        "Name=staff\n"
+        "Groups=staff\n"
+        "Identity=self\n"
+        "IdentityNames=upn email\n"
+        "IdentityUIDs=200000-299999\n"
+        "[Rule]\n"
+        "Name=locals\n"
+        "Users=lou\n"
+        "Identity=self\n"
+        "IdentityAccounts=any\n"
+        "IdentityUsage=both\n"
+        "[Rule]\n"
+        "Name=hosts\n"
+        "Users=hank\n"
+        "Names=h.example.com\n";
+
+static CbConfig *identity_config(void) {
+        CbConfigSource s[] = {
+                { "/etc/certbroker/certbroker.conf", main_conf, strlen(main_conf) },
+                { "/etc/certbroker/ca.d/corp.conf", corp_conf, strlen(corp_conf) },
+                { "/etc/certbroker/policy.d/id.policy", identity_policy, strlen(identity_policy) },
+        };
+        CbConfig *c = NULL;
+        CbConfigError e = {};
+        char buf[1200];
+        if (cb_config_parse(s, 3, &c, &e) < 0)
+                fail_msg("config: %s", cb_config_error_format(&e, buf, sizeof buf));
+        return c;
+}
+
+typedef struct IdentityCase {
+        CbCaller caller;
+        const char *identity, *subject, *usage;
+        const char *names[3];
+        CbDecisionResult result;
+        const char *reason;             /* substring */
+        const char *want_names[3];      /* when allowed */
+        const char *want_usage;
+} IdentityCase;
+
+static const char *const staff_group[] = { "staff" };
+static const gid_t staff_gid[] = { 5000 };
+#define STAFF .gids = staff_gid, .n_gids = 1, .group_names = staff_group, .n_group_names = 1
+
+static void test_identity_self(void **state) {
+        static const IdentityCase cases[] = {
+                /* sssd's fully qualified name: user and domain */
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, A, "allowed by rule 'staff'",
+                  { "upn:carol@ad.example.com", "email:carol@ad.example.com" }, "signature" },
+                /* a short name: the realm's domain, lower case */
+                { { .uid = 200002, .user_name = "Dave", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, A, "a certificate for Dave@example.com",
+                  { "upn:Dave@example.com", "email:Dave@example.com" }, "signature" },
+                /* a renewal: the names and CN given, exactly the caller's (domain case aside) */
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  NULL, "CN=carol", "signature", { "email:carol@AD.example.com", "upn:carol@ad.example.com" }, A, "",
+                  { "email:carol@ad.example.com", "upn:carol@ad.example.com" }, "signature" },
+                /* refusals */
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, { "upn:dave@ad.example.com" }, NAME,
+                  "name 'upn:dave@ad.example.com' is not your identity: you are carol@ad.example.com" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "CN=dave", NULL, {}, NAME, "subject 'CN=dave' is not your identity" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "CN=carol,O=Other", NULL, {}, NAME, "is not your identity" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, { "www.example.com" }, INVALID, "carries no DNS names" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, { "upn:carol@ad.example.com", "upn:carol@ad.example.com" }, INVALID, "given twice" },
+                { { .uid = 200003, .user_name = "erin@evil.test", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, NAME,
+                  "the UPN erin@evil.test is not permitted: its domain is not under the permitted suffix example.com" },
+                { { .uid = 200004, .user_name = "evilexample.com@evilexample.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, NAME, "not under the permitted suffix" },
+                { { .uid = 200005, .user_name = "sp ace", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, NAME, "cannot be a UPN's user part" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_LOCAL },
+                  "self", "", NULL, {}, DENIED, "a local account (in /etc/passwd)" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_UNKNOWN },
+                  "self", "", NULL, {}, DENIED, "an account of unknown kind" },
+                { { .uid = 1500, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, DENIED, "uid 1500 is outside rule 'staff'" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", "both", {}, KEY, "IdentityUsage=signature" },
+                { { .uid = 200001, .user_name = "carol@ad.example.com", STAFF, .account = CB_ACCOUNT_DIRECTORY },
+                  "other", "", NULL, {}, INVALID, "the only identity is self" },
+                { { .uid = 200001, .account = CB_ACCOUNT_DIRECTORY, STAFF },
+                  "self", "", NULL, {}, DENIED, "has no user name" },
+                { { .uid = 3000, .user_name = "hank", .account = CB_ACCOUNT_DIRECTORY },
+                  "self", "", NULL, {}, DENIED, "rule 'hosts' (/etc/certbroker/policy.d/id.policy:13) has no Identity=self" },
+                /* root gets no bypass */
+                { { .uid = 0, .user_name = "root", .account = CB_ACCOUNT_LOCAL },
+                  "self", "", NULL, {}, DENIED, "no rule applies to uid 0" },
+                /* IdentityAccounts=any, IdentityNames= default upn, IdentityUsage=both */
+                { { .uid = 1010, .user_name = "lou", .account = CB_ACCOUNT_LOCAL },
+                  "self", "", NULL, {}, A, "allowed by rule 'locals'", { "upn:lou@example.com" }, "both" },
+                { { .uid = 1010, .user_name = "lou", .account = CB_ACCOUNT_LOCAL },
+                  "self", "", NULL, { "email:lou@example.com" }, NAME, "does not put the e-mail address" },
+        };
+        CbConfig *c = identity_config();
+
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                const IdentityCase *t = &cases[i];
+                size_t n = 0;
+                while (n < 3 && t->names[n])
+                        n++;
+                CbRequestSpec req = { .ca = "", .subject = t->subject, .names = t->names, .n_names = n,
+                                      .usage = t->usage, .identity = t->identity };
+                CbDecision d = {};
+                assert_int_equal(cb_policy_decide(c, &t->caller, &req, NULL, &d), 0);
+                if (d.result != t->result || !strstr(d.reason, t->reason))
+                        fail_msg("identity case %zu: got %s '%s', want %s containing '%s'", i,
+                                 cb_decision_result_to_error(d.result), d.reason,
+                                 cb_decision_result_to_error(t->result), t->reason);
+                if (t->result == A) {
+                        size_t w = 0;
+                        while (w < 3 && t->want_names[w])
+                                w++;
+                        assert_int_equal(d.n_names, w);
+                        for (size_t j = 0; j < w; j++)
+                                assert_string_equal(d.names[j], t->want_names[j]);
+                        assert_string_equal(cb_usage_to_string(d.usage), t->want_usage);
+                        assert_non_null(d.subject);
+                        assert_non_null(d.subject->cn);
+                        assert_int_equal(d.subject->n_rdns, 1);
+                        assert_true(strncmp(d.subject->cn, t->caller.user_name, strlen(d.subject->cn)) == 0);
+                }
+                cb_decision_done(&d);
+        }
+        cb_config_free(c);
+}
+
+static void test_identity_config_errors(void **state) {
+        static const struct {
+                const char *policy, *error;
+        } cases[] = {
+                { "[Rule]\nName=x\nUsers=a\nIdentity=other\n", "Identity=: 'other' is not an identity" },
+                { "[Rule]\nName=x\nUsers=a\nIdentity=self\nIdentityNames=upn dns\n", "'dns' is not a kind of name" },
+                { "[Rule]\nName=x\nUsers=a\nIdentity=self\nIdentityAccounts=local\n", "use realm" },
+                { "[Rule]\nName=x\nUsers=a\nIdentity=self\nIdentityUIDs=20-10\n", "is not a range MIN-MAX" },
+                { "[Rule]\nName=x\nUsers=a\nIdentity=self\nIdentityUIDs=10\n", "is not a range MIN-MAX" },
+                { "[Rule]\nName=x\nUsers=a\nIdentity=self\nIdentityUIDs=-1-5\n", "is not a range MIN-MAX" },
+                { "[Rule]\nName=x\nUsers=a\nIdentity=self\nIdentityUsage=sign\n", "is not a usage" },
+                { "[Rule]\nName=x\nUsers=a\nIdentityUsage=both\n", "but no Identity=self" },
+                { "[Rule]\nName=x\nUsers=a\nIdentityUIDs=1-2\n", "but no Identity=self" },
+        };
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                CbConfigSource s[] = {
+                        { "/etc/certbroker/certbroker.conf", main_conf, strlen(main_conf) },
+                        { "/etc/certbroker/policy.d/x.policy", cases[i].policy, strlen(cases[i].policy) },
+                };
+                CbConfig *c = NULL;
+                CbConfigError e = {};
+                char buf[1200];
+                assert_int_equal(cb_config_parse(s, 2, &c, &e), -EINVAL);
+                cb_config_error_format(&e, buf, sizeof buf);
+                if (!strstr(buf, cases[i].error))
+                        fail_msg("config case %zu: got '%s', want '%s'", i, buf, cases[i].error);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_decide_table),
@@ -654,6 +821,8 @@ int main(void) {
                 cmocka_unit_test(test_may_use_ca),
                 cmocka_unit_test(test_selinux_label_type),
                 cmocka_unit_test(test_result_names),
+                cmocka_unit_test(test_identity_self),
+                cmocka_unit_test(test_identity_config_errors),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,48 @@ static void test_csr_contents(void **state) {
         X509_REQ_free(req);
 }
 
+/* Identity names: "upn:" is the UPN otherName (a UTF8String), "email:" an rfc822Name. */
+static void test_csr_identity_names(void **state) {
+        static const ScepRdn subject[] = { { "CN", "carol" } };
+        static const char *const names[] = { "upn:carol@example.com", "email:carol@example.com" };
+        ScepCsrParams p = {
+                .subject = subject, .n_subject = 1, .dns_names = names, .n_dns_names = 2,
+                .usage = SCEP_USAGE_SIGNATURE, .digest = SCEP_DIGEST_SHA256,
+        };
+        STACK_OF(X509_EXTENSION) *exts;
+        GENERAL_NAMES *sans = NULL;
+        X509_REQ *req = NULL;
+        char oid[64];
+
+        assert_int_equal(scep_csr_build(&p, test_rsa_key(3), &req, NULL), 0);
+        exts = X509_REQ_get_extensions(req);
+        for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++)
+                if (OBJ_obj2nid(X509_EXTENSION_get_object(sk_X509_EXTENSION_value(exts, i))) == NID_subject_alt_name)
+                        sans = X509V3_EXT_d2i(sk_X509_EXTENSION_value(exts, i));
+        assert_non_null(sans);
+        assert_int_equal(sk_GENERAL_NAME_num(sans), 2);
+        GENERAL_NAME *upn = sk_GENERAL_NAME_value(sans, 0), *email = sk_GENERAL_NAME_value(sans, 1);
+        assert_int_equal(upn->type, GEN_OTHERNAME);
+        assert_true(OBJ_obj2txt(oid, sizeof oid, upn->d.otherName->type_id, 1) > 0);
+        assert_string_equal(oid, "1.3.6.1.4.1.311.20.2.3");
+        assert_int_equal(upn->d.otherName->value->type, V_ASN1_UTF8STRING);
+        assert_string_equal((const char *) ASN1_STRING_get0_data(upn->d.otherName->value->value.utf8string),
+                            "carol@example.com");
+        assert_int_equal(email->type, GEN_EMAIL);
+        assert_string_equal((const char *) ASN1_STRING_get0_data(email->d.rfc822Name), "carol@example.com");
+        GENERAL_NAMES_free(sans);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+        X509_REQ_free(req);
+
+        /* An empty identity is refused. */
+        static const char *const empty[] = { "upn:" };
+        p.dns_names = empty;
+        p.n_dns_names = 1;
+        req = NULL;
+        assert_int_equal(scep_csr_build(&p, test_rsa_key(3), &req, NULL), -EINVAL);
+        assert_null(req);
+}
+
 static void test_csr_usage(void **state) {
         static const struct {
                 ScepUsage usage;
@@ -668,6 +710,7 @@ static void test_http_next(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_csr_contents),
+                cmocka_unit_test(test_csr_identity_names),
                 cmocka_unit_test(test_csr_usage),
                 cmocka_unit_test(test_csr_invalid),
                 cmocka_unit_test(test_csr_ec_and_signer),
