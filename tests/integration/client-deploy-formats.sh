@@ -14,7 +14,9 @@
 #     vfyserv (verifying against the CA; without it, refused);
 #   - renewal (certificates valid 60 s, RenewBefore=45s: a successor 15 s later): the running
 #     deployment rewrites every format: a new bundle.p12 in the new generation with the new
-#     certificate, and in the database only the new certificate and key under the nickname.
+#     certificate, and in the database only the new certificate and key under the nickname;
+#   - killed after the formats are written but before live switches, the restart completes;
+#     a live generation whose bundle.p12 and database were removed gets them again.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -248,3 +250,36 @@ out=$(nss_handshake "the successor")
 lab_assert_eq "$(head -n1 <<<"$out")" 0 "vfyserv to selfserv with the successor: exit code ($out)"
 lab_assert_contains "$out" "Handshake Complete: SERVER CONFIGURED CORRECTLY" "vfyserv to selfserv with the successor"
 lab_pass "renewal: request $id1 -> $id2, the running deployment wrote a new bundle.p12 (its key and certificate the new ones) and left in the NSS database only the new certificate and key (certutil -L/-K, selfserv/vfyserv)"
+
+# ---- killed after the formats were written, before live switched; a format added later ----
+# (CERTBROKER_TEST_KILL_AT=deploy-formats-written, on the command line with --passphrase-file.)
+K=$A/crash
+mkalice 0750 "$K"
+KDB=$A/crash-nssdb
+mkalice 0700 "$KDB"
+kargs=(deploy --once --dir "$K" --dns crash-fmt.a.example.test --format pkcs12,nssdb --passphrase-file "$A/pass"
+       --nssdb "$KDB" --nickname crash)
+rc=0
+out=$(as_alice env CERTBROKER_TEST_KILL_AT=deploy-formats-written "$CTL" "${kargs[@]}" 2>&1) || rc=$?
+lab_assert_eq "$rc" 137 "deploy killed at deploy-formats-written ($out)"
+[ ! -e "$K/live" ] || lab_fail "live switched before the kill"
+lab_assert_eq "$(as_alice certutil -L -d "sql:$KDB" | grep -c '^crash ')" 1 "killed: the new certificate already in the database"
+out=$(as_alice "$CTL" "${kargs[@]}" 2>&1) || lab_fail "deploy after the kill: $out"
+gk=$(readlink "$K/live")
+lab_assert_eq "$(as_alice openssl pkcs12 -in "$K/$gk/bundle.p12" -passin "file:$A/pass" -nokeys -clcerts 2>/dev/null | openssl x509 -fingerprint -noout)" \
+        "$(openssl x509 -in "$K/$gk/cert.pem" -fingerprint -noout)" "after the restart: bundle.p12 is the live certificate"
+lab_assert_eq "$(as_alice certutil -L -d "sql:$KDB" -n crash -a | openssl x509 -fingerprint -noout)" \
+        "$(openssl x509 -in "$K/$gk/cert.pem" -fingerprint -noout)" "after the restart: the database's 'crash' is the live certificate"
+lab_assert_eq "$(as_alice certutil -K -d "sql:$KDB" | grep -c '^<')" 1 "after the restart: keys in the database"
+# The live generation without bundle.p12 and the database emptied (a format added, a database
+# replaced): the next run writes them for the same certificate, nothing enrolled.
+rm "$K/$gk/bundle.p12"
+rm "$KDB"/*
+out=$(as_alice "$CTL" "${kargs[@]}" 2>&1) || lab_fail "deploy after removing the formats: $out"
+lab_assert_eq "$(readlink "$K/live")" "$gk" "the live generation after the refresh"
+lab_assert_contains "$out" "wrote $K/$gk/bundle.p12" "deploy's note of the refresh"
+lab_assert_eq "$(as_alice openssl pkcs12 -in "$K/$gk/bundle.p12" -passin "file:$A/pass" -nokeys -clcerts 2>/dev/null | openssl x509 -fingerprint -noout)" \
+        "$(openssl x509 -in "$K/$gk/cert.pem" -fingerprint -noout)" "the refreshed bundle.p12"
+lab_assert_eq "$(as_alice certutil -L -d "sql:$KDB" -n crash -a | openssl x509 -fingerprint -noout)" \
+        "$(openssl x509 -in "$K/$gk/cert.pem" -fingerprint -noout)" "the refilled database"
+lab_pass "killed after the formats were written, before live switched: the restart completes with one certificate in the database; a live generation missing its formats gets them on the next run"
