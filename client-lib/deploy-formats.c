@@ -3,7 +3,9 @@
  * deploy-nssdb.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +119,22 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
                 return why(ret_why, r, "%s is longer than %u bytes: not a passphrase", what, DEPLOY_PASSPHRASE_MAX);
         if (r < 0)
                 return why(ret_why, r, "cannot read %s: %s", what, strerror(-r));
-        buf[strcspn(buf, "\n")] = 0;
-        n = strlen(buf);
-        if (n > 0 && buf[n - 1] == '\r')
-                buf[--n] = 0;
-        if (n == 0 || memchr(buf, 0, n)) {
+        {
+                /* Only the first line is the passphrase: the rest is wiped now, not at free. */
+                const char *nl = memchr(buf, '\n', n);
+                size_t first = nl ? (size_t) (nl - buf) : n;
+                bool nul = memchr(buf, 0, first) != NULL;
+                explicit_bzero(buf + first, n - first);
+                n = first;
+                if (n > 0 && buf[n - 1] == '\r')
+                        buf[--n] = 0;
+                if (nul) {
+                        explicit_bzero(buf, first);
+                        free(buf);
+                        return why(ret_why, -EINVAL, "%s holds a NUL byte: not a passphrase", what);
+                }
+        }
+        if (n == 0) {
                 deploy_passphrase_free(buf);
                 return why(ret_why, -EINVAL, "%s is empty: the passphrase is its first line", what);
         }

@@ -180,6 +180,22 @@ static void test_passphrase(void **state) {
         assert_int_equal(symlink(p, l), 0);
         assert_int_equal(deploy_passphrase_read_file(l, uid, &pw, &why), -ELOOP);
         assert_non_null(strstr(why, "symbolic link"));
+        /* A CRLF line end; a NUL byte. */
+        snprintf(l, sizeof l, "%s/pass-crlf", base);
+        write_file(l, "windows\r\nrest\n", 0600);
+        assert_int_equal(deploy_passphrase_read_file(l, uid, &pw, &why), 0);
+        assert_string_equal(pw, "windows");
+        deploy_passphrase_free(pw);
+        pw = NULL;
+        snprintf(l, sizeof l, "%s/pass-nul", base);
+        {
+                int fd = open(l, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+                assert_true(fd >= 0);
+                assert_int_equal(write(fd, "ab\0cd\n", 6), 6);
+                close(fd);
+        }
+        assert_int_equal(deploy_passphrase_read_file(l, uid, &pw, &why), -EINVAL);
+        assert_non_null(strstr(why, "NUL byte"));
         /* Empty. */
         snprintf(l, sizeof l, "%s/pass-empty", base);
         write_file(l, "\n", 0600);
