@@ -15,6 +15,24 @@
 
 int nss_count(const char *dir, const char *nickname, const unsigned char *expect, size_t expect_size,
               int *ret_keys);
+void nss_make_db_with_password(const char *dir, const char *password);
+
+/* A new database in dir whose key slot has a password (what certutil -N with one makes). */
+void nss_make_db_with_password(const char *dir, const char *password) {
+        NSSInitParameters params = { .length = sizeof params };
+        char config[600];
+        NSSInitContext *ctx;
+        PK11SlotInfo *slot;
+
+        snprintf(config, sizeof config, "sql:%s", dir);
+        ctx = NSS_InitContext(config, "", "", "", &params, NSS_INIT_NOMODDB | NSS_INIT_NOROOTINIT);
+        assert_non_null(ctx);
+        slot = PK11_GetInternalKeySlot();
+        assert_true(PK11_NeedUserInit(slot));
+        assert_int_equal(PK11_InitPin(slot, "", password), SECSuccess);
+        PK11_FreeSlot(slot);
+        assert_int_equal(NSS_ShutdownContext(ctx), SECSuccess);
+}
 
 /* The certificates under nickname in the database dir, and how many private keys it holds. */
 int nss_count(const char *dir, const char *nickname, const unsigned char *expect, size_t expect_size,

@@ -443,6 +443,7 @@ static void test_pkcs12(void **state) {
 /* In test-deploy-formats-nss.c (NSS's headers and OpenSSL's x509v3.h do not mix). */
 int nss_count(const char *dir, const char *nickname, const unsigned char *expect, size_t expect_size,
               int *ret_keys);
+void nss_make_db_with_password(const char *dir, const char *password);
 
 static int count_in(const char *dir, X509 *expect, int *ret_keys) {
         unsigned char *der = NULL;
@@ -517,6 +518,15 @@ static void test_nssdb(void **state) {
                 assert_int_equal(deploy_nssdb_import(e, uid, gfd1, "web", &imported, &why), -EPERM);
                 snprintf(f, sizeof f, "%s/cert9.db", e);
                 assert_int_equal(faccessat(AT_FDCWD, f, F_OK, AT_SYMLINK_NOFOLLOW), -1);
+                /* A database with a password: refused, named, nothing imported. */
+                snprintf(e, sizeof e, "%s/nssdb-password", base);
+                make_dir(e, 0700);
+                nss_make_db_with_password(e, "db-secret");
+                assert_int_equal(deploy_nssdb_import(e, uid, gfd1, "web", &imported, &why), -EACCES);
+                assert_non_null(strstr(why, "protected by a password"));
+                assert_non_null(strstr(why, e));
+                assert_null(strstr(why, "db-secret"));
+                assert_int_equal(nss_count(e, "web", NULL, 0, &keys), 0);
                 if (uid == 0) {
                         snprintf(e, sizeof e, "%s/nssdb-theirs", base);
                         make_dir(e, 0700);
