@@ -23,6 +23,7 @@
 #include "cli-trust.h"
 #include "cli-util.h"
 #include "deploy-files.h"
+#include "deploy-formats.h"
 #include "config.h"
 
 static CliArgs arg;
@@ -56,10 +57,13 @@ static void help(void) {
                "                         would policy allow this request? (no network)\n"
                "  deploy --dir DIR --dns NAME... [--reload CMD] [--reload-timeout SECS] [--once]\n"
                "         [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE] [--label TEXT]\n"
+               "         [--format pem,pkcs12,nssdb] [--passphrase-file FILE | --passphrase-credential NAME]\n"
+               "         [--nssdb DIR] [--nickname NAME]\n"
                "  deploy --dir DIR --identity self [--reload CMD] [--ca CA] [--key-type TYPE] ...\n"
                "  deploy --config=FILE [--reload-timeout SECS] [--once]\n"
                "                         keep a renewed certificate deployed in DIR/live and run\n"
-               "                         CMD after each one (timeout default 60 s, 0: none)\n"
+               "                         CMD after each one (timeout default 60 s, 0: none); also\n"
+               "                         as DIR/live/bundle.p12 (pkcs12) or in an NSS database (nssdb)\n"
                "\n"
                "Options:\n"
                "  --json                 machine-readable output on stdout (also for errors)\n"
@@ -991,6 +995,8 @@ typedef struct Deploy {
         uid_t uid;
         int dfd;
         DeployState state;
+        DeployOutputs out;              /* Format= and what it needs */
+        char *passphrase;               /* of the PKCS#12 bundle, read at the start */
         int exit_code;                  /* of a fatal failure, already reported */
 } Deploy;
 
@@ -1062,7 +1068,8 @@ static void deploy_note(const char *format, ...) {
 /* Tests kill the command at its crash points with CERTBROKER_TEST_KILL_AT= (the daemon's
  * variable; the environment of a test, never of a deployed unit): deploy-enrolled (Enroll
  * replied, its id not yet recorded), deploy-key-written (the key in gen-<id>/, the
- * certificate not), deploy-generation-written (gen-<id>/ complete, live not switched),
+ * certificate not), deploy-formats-written (gen-<id>/'s bundle.p12 written and the NSS database
+ * given its key and certificate, live not switched), deploy-generation-written (the same),
  * deploy-live-swapped (live switched, the reload command not run), deploy-reloaded (the
  * reload command succeeded, not yet recorded); and deploy-confirm-lost, not a kill: ConfirmKey
  * is not sent, as if it had timed out. */
@@ -1246,6 +1253,84 @@ static int deploy_take_key(Deploy *d, const char *id, int gfd) {
         return deploy_confirm_key(d, id);
 }
 
+/* The formats beyond PEM of generation id (gfd), written into it or imported, before live
+ * points at it: bundle.p12 (when missing, or always when fresh is set) and the NSS database's
+ * new key and certificate. */
+static int deploy_formats_write(Deploy *d, const char *id, int gfd, bool fresh) {
+        char *why = NULL;
+        int r;
+
+        if (d->out.formats & DEPLOY_FORMAT_PKCS12) {
+                struct stat st;
+                if (fresh || fstatat(gfd, DEPLOY_PKCS12_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = deploy_pkcs12_write(gfd, d->passphrase, d->out.nickname, &why);
+                        if (r >= 0)
+                                r = deploy_fsync_dir(gfd);
+                        if (r < 0) {
+                                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s/gen-%s/%s: %s", d->dir, id,
+                                                 DEPLOY_PKCS12_FILE, why ?: strerror(-r));
+                                free(why);
+                                return r;
+                        }
+                        deploy_note("request %s: wrote %s/gen-%s/%s", id, d->dir, id, DEPLOY_PKCS12_FILE);
+                }
+        }
+        if (d->out.formats & DEPLOY_FORMAT_NSSDB) {
+                bool imported = false;
+                r = deploy_nssdb_import(d->out.nssdb, d->uid, gfd, d->out.nickname, &imported, &why);
+                if (r < 0) {
+                        r = deploy_fatal(d, CLI_EXIT_FAILURE, "request %s: %s", id, why ?: strerror(-r));
+                        free(why);
+                        return r;
+                }
+                if (imported)
+                        deploy_note("request %s: imported into the NSS database sql:%s as '%s'", id, d->out.nssdb,
+                                    d->out.nickname ?: DEPLOY_NICKNAME_DEFAULT);
+        }
+        deploy_test_kill_point("deploy-formats-written");
+        return 0;
+}
+
+/* After live points at generation id: the NSS database keeps only its certificate (and key)
+ * under the nickname. A failure is reported and retried with the next run or certificate. */
+static void deploy_formats_prune(Deploy *d, const char *id, int gfd) {
+        char *why = NULL;
+        int r;
+
+        if (!(d->out.formats & DEPLOY_FORMAT_NSSDB))
+                return;
+        r = deploy_nssdb_prune(d->out.nssdb, d->uid, gfd, d->out.nickname, &why);
+        if (r < 0)
+                fprintf(stderr, "%s: deploy: request %s: the previous certificates stay in the NSS database: %s\n",
+                        program, id, why ?: strerror(-r));
+        else if (r > 0)
+                deploy_note("request %s: removed %d previous certificate%s '%s' from sql:%s", id, r,
+                            r == 1 ? "" : "s", d->out.nickname ?: DEPLOY_NICKNAME_DEFAULT, d->out.nssdb);
+        free(why);
+}
+
+/* The live generation id already deployed (a restart, or a Format= added since): the formats
+ * it lacks are written into it (bundle.p12 by one rename, like every file) and the NSS
+ * database is brought to it. */
+static int deploy_formats_refresh(Deploy *d, const char *id) {
+        char *why = NULL;
+        int gfd = -1, r;
+
+        if (!(d->out.formats & (DEPLOY_FORMAT_PKCS12 | DEPLOY_FORMAT_NSSDB)))
+                return 0;
+        r = deploy_generation_open(d->dfd, d->uid, id, false, &gfd, NULL, &why);
+        if (r < 0) {
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: live: %s", d->dir, why ?: strerror(-r));
+                free(why);
+                return r;
+        }
+        r = deploy_formats_write(d, id, gfd, false);
+        if (r >= 0)
+                deploy_formats_prune(d, id, gfd);
+        close(gfd);
+        return r;
+}
+
 /* Writes request id's key, certificate and chain into DIR/gen-<id>/ and points DIR/live at it.
  * Returns 0 when deployed (now or before), 1 when it cannot be (its key is gone). */
 static int deploy_member(Deploy *d, const char *id) {
@@ -1264,7 +1349,7 @@ static int deploy_member(Deploy *d, const char *id) {
                 return r;
         }
         if (strcmp(live, id) == 0)
-                return 0;
+                return deploy_formats_refresh(d, id);
 
         r = certbroker_request_certificate(d->client, id, &cert, &chain, &e);
         if (r < 0)
@@ -1298,10 +1383,16 @@ static int deploy_member(Deploy *d, const char *id) {
                 }
         }
         r = deploy_fsync_dir(gfd);
-        if (r >= 0) {
-                deploy_test_kill_point("deploy-generation-written");
-                r = deploy_live_swap(d->dfd, id);
+        if (r < 0) {
+                r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
+                goto finish;
         }
+        /* Every format of the generation is complete before live points at it. */
+        r = deploy_formats_write(d, id, gfd, true);
+        if (r < 0)
+                goto finish;
+        deploy_test_kill_point("deploy-generation-written");
+        r = deploy_live_swap(d->dfd, id);
         if (r < 0) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot switch %s/%s to gen-%s: %s", d->dir, DEPLOY_LIVE,
                                  id, strerror(-r));
@@ -1309,6 +1400,7 @@ static int deploy_member(Deploy *d, const char *id) {
         }
         deploy_note("request %s deployed: %s/%s -> gen-%s", id, d->dir, DEPLOY_LIVE, id);
         deploy_test_kill_point("deploy-live-swapped");
+        deploy_formats_prune(d, id, gfd);
         (void) deploy_prune(d->dfd, id, DEPLOY_KEEP_GENERATIONS);
         r = 0;
 finish:
@@ -1391,6 +1483,16 @@ static int deploy_run_reload(Deploy *d, const char *id, bool *ret_timed_out) {
                         snprintf(path, sizeof path, "%s/%s/%s", d->dir, DEPLOY_LIVE, env[k].file);
                         setenv(env[k].var, path, 1);
                 }
+                if (d->out.formats & DEPLOY_FORMAT_PKCS12) {
+                        snprintf(path, sizeof path, "%s/%s/%s", d->dir, DEPLOY_LIVE, DEPLOY_PKCS12_FILE);
+                        setenv("CERTBROKER_PKCS12", path, 1);
+                }
+                if (d->out.formats & DEPLOY_FORMAT_NSSDB) {
+                        snprintf(path, sizeof path, "sql:%s", d->out.nssdb);
+                        setenv("CERTBROKER_NSSDB", path, 1);
+                }
+                if (d->out.formats & (DEPLOY_FORMAT_PKCS12 | DEPLOY_FORMAT_NSSDB))
+                        setenv("CERTBROKER_NICKNAME", d->out.nickname ?: DEPLOY_NICKNAME_DEFAULT, 1);
                 setenv("CERTBROKER_REQUEST", id, 1);
                 setenv("CERTBROKER_DIR", d->dir, 1);
                 unsetenv("CERTBROKER_TEST_KILL_AT");
@@ -1567,8 +1669,9 @@ static int deploy_round(Deploy *d) {
 }
 
 /* deploy --config FILE: read it (owned by root or the caller, not writable by others) and,
- * as root, become its User= before anything else happens. */
-static int deploy_load_config(DeployConfig *cfg) {
+ * as root, become its User= before anything else happens. A PassphraseCredential= is read
+ * before (systemd makes the credentials readable by the unit's user: root). */
+static int deploy_load_config(DeployConfig *cfg, char **ret_passphrase) {
         char buf[16384], *why = NULL;
         struct stat st;
         ssize_t n;
@@ -1598,6 +1701,16 @@ static int deploy_load_config(DeployConfig *cfg) {
                 struct passwd *pw = getpwnam(cfg->user);
                 if (!pw)
                         return fail(CLI_EXIT_USAGE, NULL, "deploy: %s: User=%s: no such user.", arg.config, cfg->user);
+                if (cfg->passphrase_credential) {
+                        r = deploy_passphrase_read_credential(cfg->passphrase_credential, pw->pw_uid,
+                                                              ret_passphrase, &why);
+                        if (r < 0) {
+                                r = fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: PassphraseCredential=: %s.",
+                                         arg.config, why ?: strerror(-r));
+                                free(why);
+                                return r;
+                        }
+                }
                 if (geteuid() == 0 && pw->pw_uid != 0) {
                         if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
                             setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
@@ -1623,11 +1736,17 @@ static int verb_deploy(void) {
         int r;
 
         if (arg.config) {
-                r = deploy_load_config(&cfg);
+                r = deploy_load_config(&cfg, &d.passphrase);
                 if (r != 0) {
                         deploy_config_done(&cfg);
+                        deploy_passphrase_free(d.passphrase);
                         return r;
                 }
+                d.out = (DeployOutputs) {
+                        .passphrase_file = cfg.passphrase_file, .passphrase_credential = cfg.passphrase_credential,
+                        .nssdb = cfg.nssdb, .nickname = cfg.nickname,
+                };
+                (void) deploy_outputs_check(cfg.format, &d.out, true, NULL);     /* checked when parsed */
                 d.dir = cfg.dir;
                 d.reload = cfg.reload;
                 if (cfg.reload_timeout)
@@ -1645,6 +1764,11 @@ static int verb_deploy(void) {
                 d.spec = spec_from_args();
                 d.identity_self = arg.identity_self;
                 d.reload_timeout_usec = DEPLOY_RELOAD_TIMEOUT_DEFAULT_USEC;
+                d.out = (DeployOutputs) {
+                        .passphrase_file = arg.passphrase_file, .passphrase_credential = arg.passphrase_credential,
+                        .nssdb = arg.nssdb, .nickname = arg.nickname,
+                };
+                (void) deploy_outputs_check(arg.format, &d.out, false, NULL);    /* checked when parsed */
         }
         /* --reload-timeout wins over ReloadTimeout= */
         if (arg.reload_timeout)
@@ -1666,6 +1790,30 @@ static int verb_deploy(void) {
                              "directory (it holds its lock); one deployment per directory.", d.dir) :
                         fail(CLI_EXIT_FAILURE, NULL, "deploy: %s: cannot lock it: %s.", d.dir, strerror(errno));
                 goto finish;
+        }
+        /* The formats' inputs, before anything is written: a passphrase others can read, an NSS
+         * database others can change, are refused here. */
+        if (d.out.passphrase_file) {
+                r = deploy_passphrase_read_file(d.out.passphrase_file, d.uid, &d.passphrase, &why);
+                if (r < 0) {
+                        r = fail(CLI_EXIT_FAILURE, NULL, "deploy: refusing the PKCS#12 passphrase: %s.",
+                                 why ?: strerror(-r));
+                        goto finish;
+                }
+        } else if (d.out.passphrase_credential && !d.passphrase) {
+                r = deploy_passphrase_read_credential(d.out.passphrase_credential, d.uid, &d.passphrase, &why);
+                if (r < 0) {
+                        r = fail(CLI_EXIT_FAILURE, NULL, "deploy: refusing the PKCS#12 passphrase: %s.",
+                                 why ?: strerror(-r));
+                        goto finish;
+                }
+        }
+        if (d.out.formats & DEPLOY_FORMAT_NSSDB) {
+                r = deploy_nssdb_check(d.out.nssdb, d.uid, &why);
+                if (r < 0) {
+                        r = fail(CLI_EXIT_FAILURE, NULL, "deploy: refusing the NSS database: %s.", why ?: strerror(-r));
+                        goto finish;
+                }
         }
         r = deploy_state_read(d.dfd, d.uid, &d.state, &why);
         if (r < 0) {
@@ -1698,6 +1846,7 @@ finish:
         if (d.dfd >= 0)
                 close(d.dfd);
         explicit_bzero(&d.state, sizeof d.state);       /* a receiver key, if one was in flight */
+        deploy_passphrase_free(d.passphrase);
         certbroker_close(d.client);
         deploy_config_done(&cfg);
         free(why);

@@ -111,6 +111,11 @@ enum {
         OPT_ONCE,
         OPT_RELOAD_TIMEOUT,
         OPT_IDENTITY,
+        OPT_FORMAT,
+        OPT_PASSPHRASE_FILE,
+        OPT_PASSPHRASE_CREDENTIAL,
+        OPT_NSSDB,
+        OPT_NICKNAME,
 };
 
 #define B(c) (1U << (c))
@@ -145,6 +150,11 @@ static const struct {
         { { "once",      no_argument,       NULL, OPT_ONCE },      B(CLI_COMMAND_DEPLOY) },
         { { "reload-timeout", required_argument, NULL, OPT_RELOAD_TIMEOUT }, B(CLI_COMMAND_DEPLOY) },
         { { "identity",  required_argument, NULL, OPT_IDENTITY },  B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_DEPLOY) },
+        { { "format",    required_argument, NULL, OPT_FORMAT },    B(CLI_COMMAND_DEPLOY) },
+        { { "passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE }, B(CLI_COMMAND_DEPLOY) },
+        { { "passphrase-credential", required_argument, NULL, OPT_PASSPHRASE_CREDENTIAL }, B(CLI_COMMAND_DEPLOY) },
+        { { "nssdb",     required_argument, NULL, OPT_NSSDB },     B(CLI_COMMAND_DEPLOY) },
+        { { "nickname",  required_argument, NULL, OPT_NICKNAME },  B(CLI_COMMAND_DEPLOY) },
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -359,6 +369,31 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                         }
                         break;
                 }
+                case OPT_FORMAT:
+                        r = set_once(&a.format, optarg, "format", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_PASSPHRASE_FILE:
+                        r = set_once(&a.passphrase_file, optarg, "passphrase-file", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_PASSPHRASE_CREDENTIAL:
+                        r = set_once(&a.passphrase_credential, optarg, "passphrase-credential", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_NSSDB:
+                        r = set_once(&a.nssdb, optarg, "nssdb", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
+                case OPT_NICKNAME:
+                        r = set_once(&a.nickname, optarg, "nickname", ret_error);
+                        if (r < 0)
+                                goto fail;
+                        break;
                 case ':':
                         r = usage_error(ret_error, "Option '%s' needs a value.", argv[optind - 1]);
                         goto fail;
@@ -425,11 +460,24 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
 
         if (a.command == CLI_COMMAND_DEPLOY) {
                 if (a.config && (a.dir || a.reload || a.ca || a.subject || a.n_dns > 0 || a.key_type ||
-                                 a.usage || a.label || a.identity_self)) {
+                                 a.usage || a.label || a.identity_self || a.format || a.passphrase_file ||
+                                 a.passphrase_credential || a.nssdb || a.nickname)) {
                         r = usage_error(ret_error, "'deploy --config FILE' takes its directory, reload "
-                                        "command and request from FILE: only --once and --reload-timeout "
-                                        "may be added.");
+                                        "command, formats and request from FILE: only --once and "
+                                        "--reload-timeout may be added.");
                         goto fail;
+                }
+                if (!a.config) {
+                        DeployOutputs o = {
+                                .passphrase_file = a.passphrase_file, .passphrase_credential = a.passphrase_credential,
+                                .nssdb = a.nssdb, .nickname = a.nickname,
+                        };
+                        char *w = NULL;
+                        if (deploy_outputs_check(a.format, &o, false, &w) < 0) {
+                                r = usage_error(ret_error, "'deploy': %s.", w ?: "invalid output settings");
+                                free(w);
+                                goto fail;
+                        }
                 }
                 if (!a.config && (!a.dir || !*a.dir)) {
                         r = usage_error(ret_error, "'deploy' needs --dir DIR (or --config FILE).");

@@ -74,6 +74,11 @@ typedef struct CliArgs {
         bool once;                      /* deploy --once */
         bool identity_self;             /* enroll/deploy --identity self */
         const char *reload_timeout;     /* deploy --reload-timeout, checked by deploy_parse_timeout() */
+        const char *format;             /* deploy --format, checked by deploy_outputs_check() */
+        const char *passphrase_file;    /* deploy --passphrase-file */
+        const char *passphrase_credential; /* deploy --passphrase-credential */
+        const char *nssdb;              /* deploy --nssdb */
+        const char *nickname;           /* deploy --nickname */
         const char *operand;            /* the request id (status, wait, ...) or CA (check) */
         uint64_t timeout_usec;          /* CLI_TIMEOUT_INFINITY when not given */
 } CliArgs;

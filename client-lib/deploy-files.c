@@ -188,8 +188,12 @@ int deploy_fsync_dir(int dfd) {
 }
 
 int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode) {
+        return deploy_write_data(dfd, name, data, strlen(data), mode);
+}
+
+int deploy_write_data(int dfd, const char *name, const void *data, size_t n, mode_t mode) {
         char tmp[256];
-        size_t n = strlen(data), done = 0;
+        size_t done = 0;
         int fd, r = 0;
 
         if ((size_t) snprintf(tmp, sizeof tmp, "%s.tmp", name) >= sizeof tmp)
@@ -203,7 +207,7 @@ int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode) 
         if (fchmod(fd, mode) < 0)
                 r = -errno;
         while (r == 0 && done < n) {
-                ssize_t k = write(fd, data + done, n - done);
+                ssize_t k = write(fd, (const char *) data + done, n - done);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -599,6 +603,11 @@ void deploy_config_done(DeployConfig *c) {
         free(c->label);
         free(c->reload_timeout);
         free(c->identity);
+        free(c->format);
+        free(c->passphrase_file);
+        free(c->passphrase_credential);
+        free(c->nssdb);
+        free(c->nickname);
         for (size_t i = 0; i < c->n_dns; i++)
                 free(c->dns[i]);
         free(c->dns);
@@ -630,6 +639,11 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                 { "Label",   offsetof(DeployConfig, label) },
                 { "ReloadTimeout", offsetof(DeployConfig, reload_timeout) },
                 { "Identity", offsetof(DeployConfig, identity) },
+                { "Format",  offsetof(DeployConfig, format) },
+                { "PassphraseFile", offsetof(DeployConfig, passphrase_file) },
+                { "PassphraseCredential", offsetof(DeployConfig, passphrase_credential) },
+                { "NSSDB",   offsetof(DeployConfig, nssdb) },
+                { "Nickname", offsetof(DeployConfig, nickname) },
         };
         DeployConfig c = {};
         char *copy, *line, *next;
@@ -705,7 +719,8 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                         }
                 if (r == 0 && !known)
                         r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
-                                "ReloadTimeout CA DNS Subject KeyType Usage Label Identity)", lineno, key);
+                                "ReloadTimeout CA DNS Subject KeyType Usage Label Identity Format PassphraseFile "
+                                "PassphraseCredential NSSDB Nickname)", lineno, key);
         }
         free(copy);
         if (r == 0 && !c.dir)
@@ -729,10 +744,128 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
         if (r == 0 && c.n_dns == 0 && !c.subject && !c.identity)
                 r = why(ret_why, -EINVAL, "DNS= (or Subject=, or Identity=self) is missing: the names of the "
                         "certificate");
+        if (r == 0) {
+                DeployOutputs o = {
+                        .passphrase_file = c.passphrase_file, .passphrase_credential = c.passphrase_credential,
+                        .nssdb = c.nssdb, .nickname = c.nickname,
+                };
+                r = deploy_outputs_check(c.format, &o, true, ret_why);
+        }
         if (r < 0) {
                 deploy_config_done(&c);
                 return r;
         }
         *ret = c;
+        return 0;
+}
+
+/* ---- output formats ---- */
+
+int deploy_format_parse(const char *list, unsigned *ret_formats, char **ret_why) {
+        static const struct {
+                const char *name;
+                unsigned bit;
+        } names[] = {
+                { "pem", DEPLOY_FORMAT_PEM },
+                { "pkcs12", DEPLOY_FORMAT_PKCS12 },
+                { "nssdb", DEPLOY_FORMAT_NSSDB },
+        };
+        unsigned formats = 0;
+        const char *p = list;
+
+        if (!list)
+                return why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
+        for (;;) {
+                size_t n;
+                bool known = false;
+
+                p += strspn(p, " \t,");
+                if (!*p)
+                        break;
+                n = strcspn(p, " \t,");
+                for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+                        if (strlen(names[k].name) == n && strncmp(p, names[k].name, n) == 0) {
+                                formats |= names[k].bit;
+                                known = true;
+                        }
+                if (!known)
+                        return why(ret_why, -EINVAL, "unknown format '%.*s' (known: pem pkcs12 nssdb)",
+                                   (int) (n > 40 ? 40 : n), p);
+                p += n;
+        }
+        if (formats == 0)
+                return why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
+        /* The PEM files are the generation itself: every other format is made from them. */
+        *ret_formats = formats | DEPLOY_FORMAT_PEM;
+        return 0;
+}
+
+bool deploy_credential_name_is_valid(const char *name) {
+        if (!name || !*name || strlen(name) > 255 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (*p == '/' || (unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+bool deploy_nickname_is_valid(const char *name) {
+        if (!name || !*name || strlen(name) > 64)
+                return false;
+        /* certutil -n, keytool -alias and a PKCS#12 friendly name: printable ASCII, no ':'
+         * (NSS reads "token:nickname"). */
+        for (const char *p = name; *p; p++)
+                if (*p < 0x20 || *p > 0x7e || *p == ':')
+                        return false;
+        return true;
+}
+
+int deploy_outputs_check(const char *format, DeployOutputs *o, bool file, char **ret_why) {
+        const char *n_format = file ? "Format=" : "--format ";
+        const char *n_pfile = file ? "PassphraseFile=" : "--passphrase-file ";
+        const char *n_pcred = file ? "PassphraseCredential=" : "--passphrase-credential ";
+        const char *n_nssdb = file ? "NSSDB=" : "--nssdb ";
+        const char *n_nick = file ? "Nickname=" : "--nickname ";
+        char *w = NULL;
+        int r;
+
+        o->formats = DEPLOY_FORMAT_PEM;
+        if (format) {
+                r = deploy_format_parse(format, &o->formats, &w);
+                if (r < 0) {
+                        r = why(ret_why, r, "%s%s: %s", n_format, format, w ?: "invalid");
+                        free(w);
+                        return r;
+                }
+        }
+        if (o->formats & DEPLOY_FORMAT_PKCS12) {
+                if (!o->passphrase_file == !o->passphrase_credential)
+                        return why(ret_why, -EINVAL, "format pkcs12 needs its passphrase: %s(a file only you "
+                                   "can read) or %s(a systemd credential), one of them", n_pfile, n_pcred);
+        } else if (o->passphrase_file || o->passphrase_credential)
+                return why(ret_why, -EINVAL, "%s is only for format pkcs12 (%spkcs12)",
+                           o->passphrase_file ? n_pfile : n_pcred, n_format);
+        if (o->passphrase_file && o->passphrase_file[0] != '/')
+                return why(ret_why, -EINVAL, "%s%s is not an absolute path", n_pfile, o->passphrase_file);
+        if (o->passphrase_credential && !deploy_credential_name_is_valid(o->passphrase_credential))
+                return why(ret_why, -EINVAL, "%s%.60s is not a credential name (a file name in "
+                           "$CREDENTIALS_DIRECTORY: no '/')", n_pcred, o->passphrase_credential);
+        if (o->formats & DEPLOY_FORMAT_NSSDB) {
+                if (!o->nssdb)
+                        return why(ret_why, -EINVAL, "format nssdb needs %sDIR: the NSS database directory "
+                                   "(sql: format, e.g. ~/.pki/nssdb)", n_nssdb);
+        } else if (o->nssdb)
+                return why(ret_why, -EINVAL, "%s is only for format nssdb (%snssdb)", n_nssdb, n_format);
+        if (o->nssdb) {
+                if (strncmp(o->nssdb, "sql:", 4) == 0)
+                        o->nssdb += 4;
+                if (o->nssdb[0] != '/')
+                        return why(ret_why, -EINVAL, "%s%s is not an absolute path", n_nssdb, o->nssdb);
+        }
+        if (o->nickname && !(o->formats & (DEPLOY_FORMAT_NSSDB | DEPLOY_FORMAT_PKCS12)))
+                return why(ret_why, -EINVAL, "%s is only for formats pkcs12 and nssdb", n_nick);
+        if (o->nickname && !deploy_nickname_is_valid(o->nickname))
+                return why(ret_why, -EINVAL, "%s'%.60s': expected 1 to 64 printable ASCII characters, "
+                           "no ':'", n_nick, o->nickname);
         return 0;
 }

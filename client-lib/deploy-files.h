@@ -41,6 +41,9 @@ int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why);
  * renamed over name. The directory itself is not fsynced (deploy_fsync_dir()). */
 int deploy_write_file(int dfd, const char *name, const char *data, mode_t mode);
 
+/* The same for size bytes of binary data. */
+int deploy_write_data(int dfd, const char *name, const void *data, size_t size, mode_t mode);
+
 /* fsync(2) of a directory fd. */
 int deploy_fsync_dir(int dfd);
 
@@ -130,6 +133,11 @@ typedef struct DeployConfig {
         char *label;
         char *reload_timeout;           /* ReloadTimeout=, checked by deploy_parse_timeout() */
         char *identity;                 /* Identity=self: the caller's own identity, no DNS= */
+        char *format;                   /* Format=, checked by deploy_outputs_check() */
+        char *passphrase_file;          /* PassphraseFile= */
+        char *passphrase_credential;    /* PassphraseCredential= */
+        char *nssdb;                    /* NSSDB= */
+        char *nickname;                 /* Nickname= */
         char **dns;                     /* NULL-terminated */
         size_t n_dns;
 } DeployConfig;
@@ -138,3 +146,39 @@ typedef struct DeployConfig {
  * DNS= or Subject=, or Identity=self (then neither). */
 int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why);
 void deploy_config_done(DeployConfig *c);
+
+/* The formats a deployment writes (Format=, --format): pem always (key.pem, cert.pem,
+ * chain.pem and fullchain.pem are the generation, and every other format is made from them);
+ * pkcs12: gen-<id>/bundle.p12 (key, certificate and chain, passphrase-protected), reached as
+ * live/bundle.p12 like the PEM files; nssdb: the key and certificate imported into an NSS
+ * database (sql:) under a nickname, the previous ones removed once the new ones are in. */
+enum {
+        DEPLOY_FORMAT_PEM    = 1U << 0,
+        DEPLOY_FORMAT_PKCS12 = 1U << 1,
+        DEPLOY_FORMAT_NSSDB  = 1U << 2,
+};
+#define DEPLOY_PKCS12_FILE "bundle.p12"
+#define DEPLOY_NICKNAME_DEFAULT "certbroker"
+
+/* Parses a list of format names ("pem", "pkcs12", "nssdb"; separated by spaces or commas)
+ * into DEPLOY_FORMAT_* bits (DEPLOY_FORMAT_PEM always set). -EINVAL with *ret_why. */
+int deploy_format_parse(const char *list, unsigned *ret_formats, char **ret_why);
+
+typedef struct DeployOutputs {
+        unsigned formats;
+        const char *passphrase_file;            /* absolute path */
+        const char *passphrase_credential;      /* a name in $CREDENTIALS_DIRECTORY */
+        const char *nssdb;                      /* absolute path of the directory ("sql:" removed) */
+        const char *nickname;                   /* NULL: DEPLOY_NICKNAME_DEFAULT */
+} DeployOutputs;
+
+/* Checks the output settings together: format (NULL: pem) is parsed into o->formats; pkcs12
+ * needs exactly one of the passphrase settings, nssdb needs nssdb, each setting only with its
+ * format; a "sql:" prefix of o->nssdb is skipped. Messages name the settings as a deploy.d file
+ * does (Format=) when file is set, else as options (--format). -EINVAL with *ret_why. */
+int deploy_outputs_check(const char *format, DeployOutputs *o, bool file, char **ret_why);
+
+/* A file name without '/', not "." or "..": what $CREDENTIALS_DIRECTORY may hold. */
+bool deploy_credential_name_is_valid(const char *name);
+/* 1 to 64 printable ASCII characters without ':' (NSS reads "token:nickname"). */
+bool deploy_nickname_is_valid(const char *name);

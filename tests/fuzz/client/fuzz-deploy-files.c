@@ -75,6 +75,20 @@ static void fuzz_config(const char *data, size_t size) {
                                 abort();
                 if (c.dns && c.dns[c.n_dns])
                         abort();
+                /* The output settings of an accepted file are consistent: a format's settings
+                 * are there, and only with it. */
+                DeployOutputs o = {
+                        .passphrase_file = c.passphrase_file, .passphrase_credential = c.passphrase_credential,
+                        .nssdb = c.nssdb, .nickname = c.nickname,
+                };
+                if (deploy_outputs_check(c.format, &o, true, NULL) != 0 || !(o.formats & DEPLOY_FORMAT_PEM))
+                        abort();
+                if ((o.formats & DEPLOY_FORMAT_PKCS12) && !o.passphrase_file == !o.passphrase_credential)
+                        abort();
+                if (!(o.formats & DEPLOY_FORMAT_PKCS12) && (o.passphrase_file || o.passphrase_credential))
+                        abort();
+                if (!(o.formats & DEPLOY_FORMAT_NSSDB) != !o.nssdb || (o.nssdb && o.nssdb[0] != '/'))
+                        abort();
                 deploy_config_done(&c);
         }
         free(why);
