@@ -156,9 +156,14 @@ static void *pool_worker(void *userdata) {
         if (refill)
                 prio = worker_lower_to_idle(&prio_error);
         else
+        {
                 /* Someone waits for these keys: below the event loop so its turn comes first,
-                 * above any refill. */
-                (void) setpriority(PRIO_PROCESS, (id_t) gettid(), KEY_POOL_WORKER_NICE);
+                 * above any refill; never above the process itself (root could raise it). */
+                errno = 0;
+                int now = getpriority(PRIO_PROCESS, (id_t) gettid());
+                if (errno == 0 && now < KEY_POOL_WORKER_NICE)
+                        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), KEY_POOL_WORKER_NICE);
+        }
 
         pthread_mutex_lock(&p->lock);
         if (refill && prio > p->refill_priority) {
