@@ -269,6 +269,33 @@ lab_assert_contains "$(tail -n 1 "$sd/logs/access.log")" 'user=carol@example.tes
 lab_stop session-wifi
 lab_pass "the user unit's commands deploy carol's own certificate into ~/.local/share/certbroker/wifi, and the TLS server takes it"
 
+# --- the same in the browser's NSS database: a deploy.d file of carol's with Format=nssdb ---
+as_carol() { lab_run_as carol@example.test env HOME="$home" "$@"; }
+as_carol mkdir -p -m 0700 "$home/.pki/nssdb" "$home/.config/certbroker/deploy.d"
+cat >"$home/.config/certbroker/deploy.d/browser.conf" <<CONF
+Dir=$home/.local/share/certbroker/browser
+Identity=self
+Format=pem nssdb
+NSSDB=sql:$home/.pki/nssdb
+Nickname=carol-ad
+CONF
+chown carol@example.test: "$home/.config/certbroker/deploy.d/browser.conf"
+chmod 0600 "$home/.config/certbroker/deploy.d/browser.conf"
+as_carol mkdir -p -m 0700 "$home/.local/share/certbroker/browser"
+lab_start session-browser setpriv --reuid=1500001 --regid=1500000 --init-groups --inh-caps=-all -- \
+        env HOME="$home" "$CB_BUILD_ROOT/client-lib/certbrokerctl" deploy \
+        --config="$home/.config/certbroker/deploy.d/browser.conf"
+lab_wait_for 60 "carol's certificate in her NSS database" \
+        bash -c "setpriv --reuid=1500001 --regid=1500000 --init-groups -- certutil -L -d 'sql:$home/.pki/nssdb' -n carol-ad >/dev/null 2>&1"
+nss_cert=$(as_carol certutil -L -d "sql:$home/.pki/nssdb" -n carol-ad -a | openssl x509 -noout -text)
+lab_assert_contains "$nss_cert" "othername: UPN::carol@example.test" "the certificate in ~/.pki/nssdb"
+lab_assert_contains "$(as_carol certutil -K -d "sql:$home/.pki/nssdb")" "carol-ad" "its key in ~/.pki/nssdb"
+lab_assert_eq "$(as_carol certutil -L -d "sql:$home/.pki/nssdb" -n carol-ad -a | openssl x509 -noout -fingerprint -sha256)" \
+        "$(openssl x509 -in "$home/.local/share/certbroker/browser/live/cert.pem" -noout -fingerprint -sha256)" \
+        "the database's certificate and the live one"
+lab_stop session-browser
+lab_pass "carol's own certificate deployed into her browser's NSS database (~/.pki/nssdb, nickname carol-ad) with its key"
+
 # --- renewal keeps the identity ---
 ndes ctl validity=16 >/dev/null
 pr=$(cb carol@example.test call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Enroll ssasa{sv} "" "" 0 2 identity s self renew b true)
