@@ -368,6 +368,7 @@ for p in $points; do
                         "True False" "killed at $p: status --json of $sid (key_sealed, key_available)"
                 lab_assert_contains "$(as_alice "$CTL" status "$sid")" "Key sealed:    yes" "killed at $p: status"
         fi
+        killed=${g#gen-}        # the certificate live when it was killed
         lab_stop "kill-$p"
         out=$(as_alice "$CTL" deploy --once --dir "$A/$p" --reload "$A/$p.bin/reload.sh" --dns "$p.a.example.test" 2>&1) ||
                 lab_fail "deploy --once after the kill at $p: $out"
@@ -379,9 +380,16 @@ for p in $points; do
         lab_assert_eq "$(cb_prop alice "$CB_PATH/request/$id" Certificate)" "$(cat "$A/$p/live/cert.pem")" \
                 "after the kill at $p: live cert.pem is the broker's"
         dups=$(cut -d' ' -f1 "$A/$p.bin/reload.log" | sort | uniq -d)
-        if [ "$p" = deploy-reloaded ]; then
+        if [ "$p" = deploy-reloaded ] && [ "$id" = "$killed" ]; then
                 # The reload command had succeeded, its success was not recorded: it runs again.
                 lab_assert_eq "$dups" "$id" "killed after the reload ran: it is run again for $id (at least once)"
+        elif [ "$p" = deploy-reloaded ]; then
+                # A newer successor was issued before the restart (a loaded machine, short
+                # lifetimes): the restart deploys that one, reloaded once; the killed one's reload
+                # ran (before the kill) and is not needed again.
+                lab_assert_eq "$(grep -c "^$killed " "$A/$p.bin/reload.log")" 1 "killed after the reload ran for $killed"
+                lab_assert_eq "$dups" "" "killed after the reload ran, then a newer successor: a request reloaded twice"
+                echo "# $p: a newer successor ($id) than the one killed after its reload ($killed) was deployed"
         else
                 lab_assert_eq "$dups" "" "killed at $p: a request reloaded twice"
         fi
@@ -389,7 +397,11 @@ for p in $points; do
         lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH/request/$id" "$CB_BUS.Request" KeySealed)" "b false" \
                 "after the kill at $p: the sealed copy confirmed and erased"
         lab_assert_eq "$(grep -c '^seal=' "$A/$p/.certbroker-request" || true)" 0 "after the kill at $p: the receiver key forgotten"
-        if [ "$p" = deploy-key-sealed ]; then
+        if [ "$p" = deploy-key-sealed ] && [ "$id" != "$sid" ]; then
+                # A newer successor than the sealed one was issued before the restart: deployed
+                # with its own key, the sealed one's is not needed.
+                echo "# $p: a newer successor ($id) than the sealed one ($sid) was deployed"
+        elif [ "$p" = deploy-key-sealed ]; then
                 lab_assert_contains "$out" "took its sealed key again" "killed between TakeKeySealed and key.pem"
                 lab_assert_eq "$(cb alice get-property "$CB_BUS" "$CB_PATH/request/$id" "$CB_BUS.Request" KeyAvailable)" \
                         "b false" "killed at $p: the key left certbrokerd once"
