@@ -181,6 +181,7 @@ typedef struct CbCa {
         size_t n_admin_urls;                    /* how many AdminURL= named (0: derived) */
         uint64_t failback_usec;                 /* FailbackAfter= seconds, default 600: how long a
                                                  * server that failed is passed over */
+        bool round_robin;                       /* ServerSelection=round-robin (default in-order) */
 } CbCa;
 
 /* The index of the server of ca whose URL= entry is url, or -ENOENT. */

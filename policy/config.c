@@ -592,6 +592,16 @@ static int parse_failback(Parser *p, const char *key, const char *v) {
         return parse_seconds_key(p, key, v, 1, 86400, &p->ca->failback_usec);
 }
 
+static int parse_server_selection(Parser *p, const char *key, const char *v) {
+        if (strcmp(v, "in-order") == 0)
+                p->ca->round_robin = false;
+        else if (strcmp(v, "round-robin") == 0)
+                p->ca->round_robin = true;
+        else
+                return parser_fail(p, "ServerSelection=%.*s: use in-order or round-robin", SHOW_MAX, v);
+        return 0;
+}
+
 int cb_ca_server_index(const CbCa *ca, const char *url) {
         if (!ca || !url)
                 return -ENOENT;
@@ -1025,6 +1035,7 @@ static const KeyDesc ca_keys[] = {
         { "RenewBefore", parse_renew_before },
         { "RenewJitter", parse_renew_jitter },
         { "FailbackAfter", parse_failback },
+        { "ServerSelection", parse_server_selection },
         {}
 };
 

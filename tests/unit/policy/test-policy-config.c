@@ -999,13 +999,15 @@ static void test_several_servers(void **state) {
         assert_string_equal(ca->url_host, "ndes1.example.com");
         assert_string_equal(ca->admin_url, ca->server_admin_urls[0]);
         assert_int_equal(ca->failback_usec, 600 * CB_USEC_PER_SEC);
+        assert_false(ca->round_robin);
         assert_int_equal(cb_ca_server_index(ca, "https://NDES2.example.com/certsrv/mscep/mscep.dll"), 1);
         assert_int_equal(cb_ca_server_index(ca, "https://ndes3.example.com/certsrv/mscep/mscep.dll"), -ENOENT);
         cb_config_free(c);
 
         /* AdminURL= paired by position; tabs separate too; FailbackAfter= */
         f.ca = "[CA]\nURL=https://a.example.com/scep\thttps://b.example.com/scep\n"
-               "AdminURL=https://a.example.com/admin/ https://b.example.com/admin/\nFailbackAfter=90\n";
+               "AdminURL=https://a.example.com/admin/ https://b.example.com/admin/\nFailbackAfter=90\n"
+               "ServerSelection=round-robin\n";
         c = parse_ok(&f);
         ca = &c->cas[0];
         assert_int_equal(ca->n_servers, 2);
@@ -1014,6 +1016,7 @@ static void test_several_servers(void **state) {
         assert_string_equal(ca->server_admin_url_hosts[1], "b.example.com");
         assert_string_equal(ca->admin_url, "https://a.example.com/admin/");
         assert_int_equal(ca->failback_usec, 90 * CB_USEC_PER_SEC);
+        assert_true(ca->round_robin);
         cb_config_free(c);
 
         /* One server: as before, a list of one. */
@@ -1048,6 +1051,8 @@ static void test_several_servers(void **state) {
                 { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll http://b.example.com/certsrv/mscep/mscep.dll\n"
                   "Authentication=none\n", 2, "URL=http://b.example.com/certsrv/mscep/mscep.dll is http:// without" },
                 { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll\nFailbackAfter=0\n", 3, "FailbackAfter=" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll\nServerSelection=random\n", 3,
+                  "ServerSelection=random: use in-order or round-robin" },
                 { "[CA]\nURL=https://s1.example.com/x https://s2.example.com/x https://s3.example.com/x "
                   "https://s4.example.com/x https://s5.example.com/x https://s6.example.com/x https://s7.example.com/x "
                   "https://s8.example.com/x https://s9.example.com/x https://s10.example.com/x https://s11.example.com/x "
