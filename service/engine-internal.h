@@ -47,6 +47,8 @@ typedef struct CaEngine {
          * password cache). */
         CaMeta meta[CB_CA_SERVERS_MAX];
         ChallengeFetcher *fetchers[CB_CA_SERVERS_MAX];
+        char *fetcher_urls[CB_CA_SERVERS_MAX];  /* the admin page of each fetcher: a Reload hands a
+                                                 * fetcher's count to the new one of the same page */
         CaServers servers;              /* which are passed over after a failure */
         bool warned_anonymous;          /* mscep_admin let us in without Negotiate: logged once
                                          * per fetcher (configuration load) */

@@ -1541,6 +1541,7 @@ static CaState *ca_state_free(CaState *ca) {
                         }
                         scep_cacerts_free(cm->certs);
                         challenge_fetcher_free(ce->fetchers[i]);
+                        free(ce->fetcher_urls[i]);
                 }
                 uid_limit_free(ce->check_challenge_limit);
                 free(ce);
@@ -1638,6 +1639,7 @@ static int engine_renew_creds(Manager *m, char *settings) {
 static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         CaEngine *ce = CE(ca);
         ChallengeFetcher *f[CB_CA_SERVERS_MAX] = {};
+        char *urls[CB_CA_SERVERS_MAX] = {};
         int q;
 
         for (size_t i = 0; i < c->n_servers; i++) {
@@ -1645,6 +1647,12 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                 if (c->challenge != CB_CHALLENGE_MSCEP_ADMIN || !admin_url ||
                     (c->authentication == CB_AUTHENTICATION_KERBEROS && !E(m)->creds))
                         continue;
+                /* Servers may have been reordered, added or removed: the fetcher of the same page
+                 * hands over what NDES holds for us. */
+                const ChallengeFetcher *previous = NULL;
+                for (size_t j = 0; j < CB_CA_SERVERS_MAX && !previous; j++)
+                        if (ce->fetchers[j] && ce->fetcher_urls[j] && strcmp(ce->fetcher_urls[j], admin_url) == 0)
+                                previous = ce->fetchers[j];
                 ChallengeFetcherSettings s = {
                         .ca_name = c->name,
                         .admin_url = admin_url,
@@ -1654,12 +1662,16 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .max_outstanding = c->max_outstanding_challenges,
                         .kerberos = c->authentication == CB_AUTHENTICATION_KERBEROS,
                         .event = m->event,
-                        .previous = ce->fetchers[i],
+                        .previous = previous,
                 };
                 q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f[i]);
+                if (q >= 0 && !(urls[i] = strdup(admin_url)))
+                        q = -ENOMEM;
                 if (q < 0) {
-                        for (size_t j = 0; j < i; j++)
+                        for (size_t j = 0; j <= i; j++) {
                                 challenge_fetcher_free(f[j]);
+                                free(urls[j]);
+                        }
                         return q;
                 }
         }
@@ -1678,8 +1690,10 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
                 challenge_fetcher_free(ce->fetchers[i]);
                 ce->fetchers[i] = f[i];
+                free(ce->fetcher_urls[i]);
+                ce->fetcher_urls[i] = urls[i];
         }
-        ce->servers.n = c->n_servers;
+        ce->servers = (CaServers) { .n = c->n_servers };       /* a new load tries every server again */
         ce->warned_anonymous = false;   /* a new load: a new warning if mscep_admin is still open */
         for (size_t i = 0; i < n_moved; i++)
                 step_challenge(moved[i]);

@@ -58,6 +58,11 @@ broker_start
 lab_wait_for 20 "ticket-granting ticket" bash -c \
         "[ \"\$(busctl --system get-property $CB_BUS $CB_PATH $CB_BUS.Manager CredentialState)\" = 's \"valid\"' ]"
 
+caprop() { local o; o=$(busctl --system get-property "$CB_BUS" /org/certbroker/Broker1/ca/corp "$CB_BUS.CA" "$1"); o=${o#s \"}; echo "${o%\"}"; }
+lab_assert_eq "$(caprop URL)" "$u1 $u2" "the CA's URL property: every server, space-separated"
+lab_assert_eq "$(caprop AdminURL)" "https://ndes.example.test/certsrv/mscep_admin/ https://ndes2.example.test/certsrv/mscep_admin/" \
+        "the CA's AdminURL property: every server's admin page, space-separated"
+
 pkcs1() { ndes log --scep | grep -c 'status=SUCCESS' || true; }
 pkcs2() { ndes2 log --scep | grep -c 'status=SUCCESS' || true; }
 fetch1() { ndes log | grep -c 'result=issued' || true; }
