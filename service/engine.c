@@ -159,8 +159,10 @@ void engine_request_stop(Request *r) {
 
 /* An attempt failed with a transport outcome: retried or ended by request.c. A server that is
  * down (no connection, a timeout, HTTP 5xx, an HTML page instead of SCEP data: CAUnreachable)
- * is passed over for FailbackAfter=; an enrollment that has nothing at that server (no PKCSReq
- * in doubt, not PENDING there) goes at once to another server of the CA that is not. */
+ * or has no challenge to give (its password cache full, a page that is not NDES's:
+ * ChallengeUnavailable; each server has its own cache) is passed over for FailbackAfter=; an
+ * enrollment that has nothing at that server (no PKCSReq in doubt, not PENDING there) goes at
+ * once to another server of the CA that is not. */
 static void attempt_failed(Request *r, TransportOutcome outcome, const char *message) {
         const CbCa *c = request_ca_config(r);
         CaState *ca = request_ca_state(r);
@@ -168,7 +170,8 @@ static void attempt_failed(Request *r, TransportOutcome outcome, const char *mes
         uint64_t now = now_usec();
 
         if (a && c && ca && c->n_servers > 1 &&
-            (outcome == TRANSPORT_CA_UNREACHABLE || outcome == TRANSPORT_TIMEOUT)) {
+            (outcome == TRANSPORT_CA_UNREACHABLE || outcome == TRANSPORT_TIMEOUT ||
+             outcome == TRANSPORT_CHALLENGE_UNAVAILABLE)) {
                 size_t from = a->server;
                 CE(ca)->servers.n = c->n_servers;
                 if (!ca_servers_passed_over(&CE(ca)->servers, from, now))

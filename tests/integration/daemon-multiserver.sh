@@ -39,6 +39,19 @@ CONF
 }
 ca_conf corp in-order
 ca_conf rr round-robin
+# Server 1 answering HTTP 503 to GetCACaps (IIS with NDES's pool stopped), or an HTML page
+# that is not NDES's instead of the challenge page (tests/ndes/README.md, "Faults by path");
+# server 2 well.
+for f in caps.503 admin.html; do
+        name=f-${f//./-}
+        cat >"$CB_CONF/ca.d/$name.conf" <<CONF
+[CA]
+URL=https://ndes.example.test/f/tag.$name,$f/certsrv/mscep/mscep.dll $u2
+TrustAnchors=$LAB_TLS_ROOT
+PollInterval=1
+Timeout=4
+CONF
+done
 sed -i 's/^MaxActive=5$/MaxActive=50/' "$CB_CONF/policy.d/tenants.policy"
 
 # A host outside PermittedSuffix= in the second URL: refused at load, naming it.
@@ -160,6 +173,18 @@ cb_prop alice "$pend" Certificate >"$LAB_DIR/pending.pem"
 ndes_verify_cert "$LAB_DIR/pending.pem" pending.a.example.test pending.a.example.test
 ndes ctl pending=off >/dev/null
 lab_pass "a PENDING request polls its own server, across a restart and while it is down, and is issued when it is back"
+
+# Server 1 answering 503 or an HTML page: the enrollment fails over to server 2 at once.
+before=$(pkcs2)
+for name in f-caps-503 f-admin-html; do
+        p=$(cb_enroll alice "$name" "$name.a.example.test")
+        lab_assert_eq "$(cb_wait alice "$p" 60)" issued "an enrollment of CA $name"
+        lab_assert_contains "$(grep "CA $name: server ndes.example.test is passed over" "$LAB_DIR/certbrokerd.log")" \
+                "$(case $name in *503) echo "HTTP 503" ;; *) echo "holds no enrollment challenge password" ;; esac)" \
+                "why server 1 of $name is passed over"
+done
+lab_assert_eq "$(pkcs2)" "$((before + 2))" "certificates issued by server 2 for the CAs whose server 1 fails"
+lab_pass "server 1 answering HTTP 503, or a page without a challenge: enrollments fail over to server 2"
 
 ndes_check_error_log
 broker_stop
