@@ -75,6 +75,7 @@ typedef struct Attempt {
          * PKCSReq and its CertPolls all go to that one, as a challenge is valid only on the
          * server that issued it. */
         size_t server;
+        char *server_url;               /* its URL= entry: a Reload may reorder URL= */
 } Attempt;
 
 
@@ -118,6 +119,7 @@ static void attempt_free(Attempt *a) {
         EVP_PKEY_free(a->transport_key);
         scep_message_free(a->msg);
         scep_cacerts_free(a->certs);
+        free(a->server_url);
         free(a);
 }
 
@@ -264,6 +266,9 @@ static Attempt *attempt_begin(Request *r) {
                 return NULL;
         a->request = r;
         a->server = attempt_choose_server(r);
+        const CbCa *c = request_ca_config(r);
+        if (c && c->n_servers > 1)
+                a->server_url = strdup(ca_server_url(c, a->server));   /* NULL: kept by index */
         r->engine = a;
         return a;
 }
@@ -1787,11 +1792,35 @@ int engine_config_changed(Manager *m) {
         m->cas = cas;
         m->n_cas = m->config->n_cas;
 
+        /* Attempts in flight keep their server when a Reload reordered URL=; one whose server is
+         * gone starts again once the new fetchers are there (a new choice; a transaction at
+         * that server is then asked about at the first server, as after a restart). */
+        Request *restart[m->n_requests + 1];
+        size_t n_restart = 0;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                Attempt *a = r->engine;
+                const CbCa *c = a && a->server_url ? request_ca_config(r) : NULL;
+                int k = c ? cb_ca_server_index(c, a->server_url) : -ENOENT;
+                if (!c)
+                        continue;
+                if (k >= 0) {
+                        a->server = (size_t) k;
+                        continue;
+                }
+                log_notice("Request %s: its server %s is no longer in URL= of CA %s; starting its attempt again.",
+                           r->rec->id, a->server_url, c->name);
+                request_end_attempt(r);
+                restart[n_restart++] = r;
+        }
         for (size_t i = 0; i < m->n_cas; i++) {
                 int q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);
-                if (q < 0)
+                if (q < 0) {
+                        for (size_t j = 0; j < n_restart; j++)
+                                (void) engine_request_start(restart[j]);
                         return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
                                                m->cas[i]->name);
+                }
         }
         for (size_t i = 0; i < m->n_requests; i++) {
                 Attempt *a = m->requests[i]->engine;
@@ -1800,5 +1829,7 @@ int engine_config_changed(Manager *m) {
                         step_challenge(m->requests[i]);
                 }
         }
+        for (size_t i = 0; i < n_restart; i++)
+                (void) engine_request_start(restart[i]);
         return 0;
 }
