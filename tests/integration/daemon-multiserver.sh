@@ -186,6 +186,15 @@ done
 lab_assert_eq "$(pkcs2)" "$((before + 2))" "certificates issued by server 2 for the CAs whose server 1 fails"
 lab_pass "server 1 answering HTTP 503, or a page without a challenge: enrollments fail over to server 2"
 
+# A Reload that reorders URL=: the new first server gets the next enrollment.
+b1=$(pkcs1) b2=$(pkcs2)
+sed -i "s|^URL=.*|URL=$u2 $u1|" "$CB_CONF/ca.d/corp.conf"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null || lab_fail "Reload with URL= reordered"
+lab_assert_eq "$(caprop URL)" "$u2 $u1" "the CA's URL property after the Reload"
+enroll_n corp reordered 1
+lab_assert_eq "$(pkcs1)/$(pkcs2)" "$b1/$((b2 + 1))" "certificates issued by server 1/server 2 after URL= was reordered"
+lab_pass "a Reload that reorders URL= makes the new first server the one enrollments go to"
+
 ndes_check_error_log
 broker_stop
 echo "# daemon-multiserver: $(( $(date +%s) - t_start )) s"
