@@ -32,6 +32,8 @@
 #define CB_CONFIG_SOURCES_MAX 4096U
 #define CB_CONFIG_LIST_MAX 1024U          /* values in one list key */
 #define CB_CA_NAME_MAX 64U
+#define CB_CA_SERVERS_MAX 16U           /* servers in one CA's URL= */
+#define CB_DEFAULT_FAILBACK_SEC 600U
 #define CB_LABEL_MAX_BYTES 128U           /* Enroll option "label" */
 
 #define CB_DEFAULT_KEYTAB "/etc/certbroker/svc-scep.keytab"
@@ -168,7 +170,24 @@ typedef struct CbCa {
         CbLead renew_jitter;                    /* RenewJitter=, default 5% */
         CbRenewalMode renewal;                  /* Renewal=, default reenroll */
         unsigned default_line;                  /* line of Default=yes, 0 if implicit */
+        /* URL= (and AdminURL=) may name several NDES servers of this CA, space-separated, tried
+         * in that order; url, url_host, admin_url and admin_url_host above are the first's. A
+         * challenge is valid only on the server that issued it: an enrollment uses one server
+         * for its challenge, PKCSReq and CertPolls. Entries of server_admin_urls (and _hosts)
+         * are NULL when admin_url is NULL. Arrays of CB_CA_SERVERS_MAX. */
+        size_t n_servers;                       /* 1..CB_CA_SERVERS_MAX */
+        char **server_urls;
+        char **server_url_hosts;
+        char **server_admin_urls;
+        char **server_admin_url_hosts;
+        size_t n_admin_urls;                    /* how many AdminURL= named (0: derived) */
+        uint64_t failback_usec;                 /* FailbackAfter= seconds, default 600: how long a
+                                                 * server that failed is passed over */
+        bool round_robin;                       /* ServerSelection=round-robin (default in-order) */
 } CbCa;
+
+/* The index of the server of ca whose URL= entry is url, or -ENOENT. */
+int cb_ca_server_index(const CbCa *ca, const char *url);
 
 /* One Subject= item of a rule: an attribute besides the CN that a subject may carry. */
 typedef struct CbSubjectPattern {

@@ -555,12 +555,64 @@ static int parse_url_into(Parser *p, const char *key, const char *v, char **url,
         return set_string(p, url, v);
 }
 
+/* One word of URL= or AdminURL= (userdata: bool *admin), appended to the CA's servers. */
+static int server_url_add(Parser *p, const char *key, const char *word, void *userdata) {
+        bool admin = *(bool *) userdata;
+        CbCa *ca = p->ca;
+        size_t *n = admin ? &ca->n_admin_urls : &ca->n_servers;
+        char ***urls = admin ? &ca->server_admin_urls : &ca->server_urls;
+        char ***hosts = admin ? &ca->server_admin_url_hosts : &ca->server_url_hosts;
+        int r;
+
+        if (*n >= CB_CA_SERVERS_MAX)
+                return parser_fail(p, "%s= names more than %u servers", key, CB_CA_SERVERS_MAX);
+        for (size_t i = 0; i < *n; i++)
+                if (strcmp((*urls)[i], word) == 0)
+                        return parser_fail(p, "%s= names %.*s twice", key, SHOW_MAX, word);
+        if (!*urls) {
+                *urls = calloc(CB_CA_SERVERS_MAX, sizeof(char *));
+                *hosts = calloc(CB_CA_SERVERS_MAX, sizeof(char *));
+                if (!*urls || !*hosts)
+                        return parser_oom(p);
+        }
+        r = parse_url_into(p, key, word, &(*urls)[*n], &(*hosts)[*n]);
+        if (r < 0)
+                return r;
+        (*n)++;
+        return 0;
+}
+
 static int parse_url(Parser *p, const char *key, const char *v) {
-        return parse_url_into(p, key, v, &p->ca->url, &p->ca->url_host);
+        bool admin = false;
+        return for_each_word(p, key, v, server_url_add, &admin);
 }
 
 static int parse_admin_url(Parser *p, const char *key, const char *v) {
-        return parse_url_into(p, key, v, &p->ca->admin_url, &p->ca->admin_url_host);
+        bool admin = true;
+        return for_each_word(p, key, v, server_url_add, &admin);
+}
+
+static int parse_failback(Parser *p, const char *key, const char *v) {
+        return parse_seconds_key(p, key, v, 1, 86400, &p->ca->failback_usec);
+}
+
+static int parse_server_selection(Parser *p, const char *key, const char *v) {
+        if (strcmp(v, "in-order") == 0)
+                p->ca->round_robin = false;
+        else if (strcmp(v, "round-robin") == 0)
+                p->ca->round_robin = true;
+        else
+                return parser_fail(p, "ServerSelection=%.*s: use in-order or round-robin", SHOW_MAX, v);
+        return 0;
+}
+
+int cb_ca_server_index(const CbCa *ca, const char *url) {
+        if (!ca || !url)
+                return -ENOENT;
+        for (size_t i = 0; i < ca->n_servers; i++)
+                if (strcmp(ca->server_urls[i], url) == 0)
+                        return (int) i;
+        return -ENOENT;
 }
 
 static int parse_authentication(Parser *p, const char *key, const char *v) {
@@ -1065,6 +1117,8 @@ static const KeyDesc ca_keys[] = {
         { "Default", parse_default },
         { "RenewBefore", parse_renew_before },
         { "RenewJitter", parse_renew_jitter },
+        { "FailbackAfter", parse_failback },
+        { "ServerSelection", parse_server_selection },
         {}
 };
 
@@ -1135,51 +1189,88 @@ static int section_finish(Parser *p) {
         switch (p->section) {
         case SECTION_CA: {
                 CbCa *ca = p->ca;
-                if (!ca->url)
+                if (ca->n_servers == 0)
                         return parser_fail_at(p, p->section_line, -EINVAL,
                                               "[CA] has no URL=: add URL=https://NDES-HOST/certsrv/mscep/mscep.dll");
-                if (!ca->admin_url) {
+                if (ca->n_admin_urls > 0 && ca->n_admin_urls != ca->n_servers)
+                        return parser_fail_at(p, p->seen_line[1], -EINVAL,
+                                              "AdminURL= names %zu server%s and URL= %zu: give one admin page per "
+                                              "SCEP URL, in the same order (or leave AdminURL= out to derive them)",
+                                              ca->n_admin_urls, ca->n_admin_urls == 1 ? "" : "s", ca->n_servers);
+                ca->admin_url_derived = ca->n_admin_urls == 0;
+                for (size_t i = 0; ca->admin_url_derived && i < ca->n_servers; i++) {
                         static const char tail[] = "/certsrv/mscep/mscep.dll";
-                        size_t ul = strlen(ca->url), tl = strlen(tail);
-                        if (ul > tl && strcasecmp(ca->url + ul - tl, tail) == 0) {
+                        const char *url = ca->server_urls[i];
+                        size_t ul = strlen(url), tl = strlen(tail);
+                        if (ul > tl && strcasecmp(url + ul - tl, tail) == 0) {
                                 static const char admin[] = "/certsrv/mscep_admin/";
-                                char *a = malloc(ul - tl + strlen(admin) + 1);
+                                char *a;
+                                if (!ca->server_admin_urls) {
+                                        ca->server_admin_urls = calloc(CB_CA_SERVERS_MAX, sizeof(char *));
+                                        ca->server_admin_url_hosts = calloc(CB_CA_SERVERS_MAX, sizeof(char *));
+                                        if (!ca->server_admin_urls || !ca->server_admin_url_hosts)
+                                                return parser_oom(p);
+                                }
+                                a = malloc(ul - tl + strlen(admin) + 1);
                                 if (!a)
                                         return parser_oom(p);
-                                memcpy(a, ca->url, ul - tl);
+                                memcpy(a, url, ul - tl);
                                 strcpy(a + ul - tl, admin);
-                                ca->admin_url = a;
-                                ca->admin_url_host = strdup(ca->url_host);
-                                if (!ca->admin_url_host)
+                                ca->server_admin_urls[i] = a;
+                                ca->server_admin_url_hosts[i] = strdup(ca->server_url_hosts[i]);
+                                if (!ca->server_admin_url_hosts[i])
                                         return parser_oom(p);
-                                ca->admin_url_derived = true;
                         } else if (ca->challenge == CB_CHALLENGE_MSCEP_ADMIN)
                                 return parser_fail_at(p, p->seen_line[0] ? p->seen_line[0] : p->section_line, -EINVAL,
                                                       "AdminURL= cannot be derived from URL=%.*s (it does not end in "
                                                       "/certsrv/mscep/mscep.dll): set AdminURL= to the mscep_admin page, "
-                                                      "or Challenge=static or none", SHOW_MAX, ca->url);
+                                                      "or Challenge=static or none", SHOW_MAX, url);
+                        else {
+                                /* Not needed (no mscep-admin): none for any server, as for one. */
+                                for (size_t j = 0; ca->server_admin_urls && j < i; j++) {
+                                        free(ca->server_admin_urls[j]);
+                                        free(ca->server_admin_url_hosts[j]);
+                                        ca->server_admin_urls[j] = ca->server_admin_url_hosts[j] = NULL;
+                                }
+                                break;
+                        }
                 }
+                /* The first server's, under the names a single-server CA has always had. */
+                if (set_string(p, &ca->url, ca->server_urls[0]) < 0 ||
+                    set_string(p, &ca->url_host, ca->server_url_hosts[0]) < 0)
+                        return p->r;
+                if (ca->server_admin_urls && ca->server_admin_urls[0] &&
+                    (set_string(p, &ca->admin_url, ca->server_admin_urls[0]) < 0 ||
+                     set_string(p, &ca->admin_url_host, ca->server_admin_url_hosts[0]) < 0))
+                        return p->r;
                 /* Cleartext: an http:// SCEP URL is only safe when the CA certificate is pinned
                  * (GetCACert's answer could come from anyone on the path), and Kerberos never
                  * authenticates a challenge fetch over http:// (the challenge in the answer would
-                 * go to anyone on the path). A derived AdminURL= counts when it is used. */
-                bool url_http = strncasecmp(ca->url, "http://", 7) == 0;
-                bool admin_http = ca->admin_url && strncasecmp(ca->admin_url, "http://", 7) == 0;
-                if (admin_http && ca->authentication == CB_AUTHENTICATION_KERBEROS &&
-                    (!ca->admin_url_derived || ca->challenge == CB_CHALLENGE_MSCEP_ADMIN))
-                        return parser_fail_at(p, ca->admin_url_derived ? p->seen_line[0] : p->seen_line[1], -EINVAL,
-                                              "AdminURL=%.*s%s is http:// and Authentication=kerberos: a "
-                                              "Kerberos-authenticated challenge fetch over cleartext hands the "
-                                              "challenge to anyone on the path; use https:// (set %s to an https:// "
-                                              "URL), or Authentication=none if the page really needs no login",
-                                              SHOW_MAX, ca->admin_url, ca->admin_url_derived ? " (derived from URL=)" : "",
-                                              ca->admin_url_derived ? "URL= or AdminURL=" : "AdminURL=");
-                if (url_http && !ca->has_fingerprint)
-                        return parser_fail_at(p, p->seen_line[0], -EINVAL,
-                                              "URL=%.*s is http:// without CAFingerprint=: over cleartext anyone on the "
-                                              "path could answer GetCACert with their own CA; use https://, or pin the "
-                                              "CA with CAFingerprint=sha256:... (openssl x509 -in ca.pem -noout "
-                                              "-fingerprint -sha256)", SHOW_MAX, ca->url);
+                 * go to anyone on the path). A derived AdminURL= counts when it is used. Every
+                 * server is checked. */
+                for (size_t i = 0; i < ca->n_servers; i++) {
+                        const char *url = ca->server_urls[i];
+                        const char *admin_url = ca->server_admin_urls ? ca->server_admin_urls[i] : NULL;
+                        bool url_http = strncasecmp(url, "http://", 7) == 0;
+                        bool admin_http = admin_url && strncasecmp(admin_url, "http://", 7) == 0;
+                        if (admin_http && ca->authentication == CB_AUTHENTICATION_KERBEROS &&
+                            (!ca->admin_url_derived || ca->challenge == CB_CHALLENGE_MSCEP_ADMIN))
+                                return parser_fail_at(p, ca->admin_url_derived ? p->seen_line[0] : p->seen_line[1],
+                                                      -EINVAL,
+                                                      "AdminURL=%.*s%s is http:// and Authentication=kerberos: a "
+                                                      "Kerberos-authenticated challenge fetch over cleartext hands the "
+                                                      "challenge to anyone on the path; use https:// (set %s to an "
+                                                      "https:// URL), or Authentication=none if the page really needs "
+                                                      "no login", SHOW_MAX, admin_url,
+                                                      ca->admin_url_derived ? " (derived from URL=)" : "",
+                                                      ca->admin_url_derived ? "URL= or AdminURL=" : "AdminURL=");
+                        if (url_http && !ca->has_fingerprint)
+                                return parser_fail_at(p, p->seen_line[0], -EINVAL,
+                                                      "URL=%.*s is http:// without CAFingerprint=: over cleartext anyone "
+                                                      "on the path could answer GetCACert with their own CA; use https://, "
+                                                      "or pin the CA with CAFingerprint=sha256:... (openssl x509 -in "
+                                                      "ca.pem -noout -fingerprint -sha256)", SHOW_MAX, url);
+                }
                 if (ca->challenge == CB_CHALLENGE_STATIC && !ca->challenge_file)
                         return parser_fail_at(p, p->section_line, -EINVAL,
                                               "Challenge=static needs ChallengeFile=: the path of a root-only file "
@@ -1530,6 +1621,7 @@ static int parse_source(Parser *p, const CbConfigSource *src, SourceKind kind, c
                         .pending_deadline_usec = 604800 * CB_USEC_PER_SEC,
                         .renew_before = { .percent = true, .value = 33 },
                         .renew_jitter = { .percent = true, .value = 5 },
+                        .failback_usec = CB_DEFAULT_FAILBACK_SEC * CB_USEC_PER_SEC,
                 };
                 p->ca->name = strdup(ca_name);
                 p->ca->path = strdup(src->path);
@@ -1613,6 +1705,20 @@ CbConfig *cb_config_free(CbConfig *c) {
                 free(ca->url_host);
                 free(ca->admin_url);
                 free(ca->admin_url_host);
+                for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++) {
+                        if (ca->server_urls)
+                                free(ca->server_urls[j]);
+                        if (ca->server_url_hosts)
+                                free(ca->server_url_hosts[j]);
+                        if (ca->server_admin_urls)
+                                free(ca->server_admin_urls[j]);
+                        if (ca->server_admin_url_hosts)
+                                free(ca->server_admin_url_hosts[j]);
+                }
+                free(ca->server_urls);
+                free(ca->server_url_hosts);
+                free(ca->server_admin_urls);
+                free(ca->server_admin_url_hosts);
                 free(ca->challenge_file);
                 free(ca->trust_anchors);
         }

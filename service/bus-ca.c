@@ -71,6 +71,27 @@ static const CbCa *ca_config(CaState *ca) {
         return cb_config_find_ca(ca->manager->config, ca->name);
 }
 
+/* URL and AdminURL of a CA with several NDES servers: every server's, space-separated, in
+ * URL= order (a single server's: its URL, as before). */
+static char *server_list(const CbCa *c, bool admin) {
+        char **urls = admin ? c->server_admin_urls : c->server_urls;
+        size_t len = 1;
+        char *s;
+
+        if (!urls || !urls[0])
+                return NULL;
+        for (size_t i = 0; i < c->n_servers; i++)
+                len += (urls[i] ? strlen(urls[i]) : 0) + 1;
+        s = calloc(1, len);
+        for (size_t i = 0; s && i < c->n_servers; i++)
+                if (urls[i]) {
+                        if (*s)
+                                strcat(s, " ");
+                        strcat(s, urls[i]);
+                }
+        return s;
+}
+
 static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         CaState *ca = userdata;
@@ -79,7 +100,12 @@ static int get_string(sd_bus *bus, const char *path, const char *interface, cons
 
         if (strcmp(property, "Name") == 0)
                 v = ca->name;
-        else if (strcmp(property, "URL") == 0)
+        else if ((strcmp(property, "URL") == 0 || strcmp(property, "AdminURL") == 0) && c && c->n_servers > 1) {
+                char *list = server_list(c, strcmp(property, "AdminURL") == 0);
+                int r = bus_append_text(reply, list);
+                free(list);
+                return r;
+        } else if (strcmp(property, "URL") == 0)
                 v = c ? c->url : NULL;
         else if (strcmp(property, "AdminURL") == 0)
                 v = c ? c->admin_url : NULL;

@@ -17,6 +17,8 @@
 #include "seed-steps.h"
 #include "uid-limit.h"
 
+#define CHECK_ROWS_MAX (3 + 5 * CB_CA_SERVERS_MAX)
+
 typedef struct Check {
         struct Check *next;
         Manager *manager;
@@ -26,8 +28,13 @@ typedef struct Check {
         bool want_challenge;
         uid_t uid;
         int step;
-        bool failed;
-        CheckRow rows[16];
+        bool failed;                    /* a step of the current server (or before them) failed */
+        /* A CA with several NDES servers: the service ticket, TLS, GetCACaps, GetCACert and
+         * challenge steps run once per server (URL= order), each row's detail starting with the
+         * server's host; a failure skips the rest of that server's steps only. */
+        size_t server;
+        size_t server_first_row;
+        CheckRow rows[CHECK_ROWS_MAX];
         size_t n_rows;
         HttpRequest *http;
         Krb5ServiceWait *wait;
@@ -81,13 +88,22 @@ static const char *check_step_seed(const char *step) {
         return NULL;
 }
 
-static void check_add(Check *k, const char *step, const char *result, const char *detail) {
-        const char *seed = check_step_seed(step);
-        char *d = NULL;
+static bool check_step_per_server(const char *step) {
+        return strcmp(step, "service-ticket") == 0 || strcmp(step, "tls") == 0 || strcmp(step, "getcacaps") == 0 ||
+               strcmp(step, "getcacert") == 0 || strcmp(step, "challenge") == 0;
+}
 
-        if (k->n_rows >= 16)
+static void check_add(Check *k, const char *step, const char *result, const char *detail) {
+        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+        const char *seed = check_step_seed(step);
+        char *d = NULL, *prefixed = NULL;
+
+        if (k->n_rows >= CHECK_ROWS_MAX)
                 return;
         detail = detail ?: "";
+        if (c && c->n_servers > 1 && check_step_per_server(step) &&
+            asprintf(&prefixed, "%s: %s", ca_server_host(c, k->server), detail) >= 0)
+                detail = prefixed;
         size_t len = strlen(detail);
         while (len > 0 && strchr(" .", detail[len - 1]))
                 len--;
@@ -96,6 +112,7 @@ static void check_add(Check *k, const char *step, const char *result, const char
                 d = NULL;
         k->rows[k->n_rows] = (CheckRow) { .step = strdup(step), .result = strdup(result),
                                           .detail = d ?: strdup(detail) };
+        free(prefixed);
         k->n_rows++;
         if (strcmp(result, "fail") == 0)
                 k->failed = true;
@@ -123,7 +140,8 @@ static void check_on_service(Krb5Creds *creds, TransportOutcome outcome, const c
         char detail[512];
 
         k->wait = NULL;
-        snprintf(detail, sizeof detail, "ticket for HTTP/%s", c ? c->admin_url_host : "?");
+        snprintf(detail, sizeof detail, "ticket for HTTP/%s",
+                 c ? ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server) : "?");
         check_add(k, "service-ticket", outcome == TRANSPORT_OK ? "ok" : "fail",
                   outcome == TRANSPORT_OK ? detail : message);
         check_run(k);           /* check_run() already moved past this step */
@@ -150,8 +168,8 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                                 check_add(k, "getcacaps", "fail", res->message);
                         break;
                 }
-                check_add(k, "tls", strncmp(c->url, "https:", 6) == 0 ? "ok" : "skip",
-                          strncmp(c->url, "https:", 6) == 0 ? "server certificate verified" :
+                check_add(k, "tls", strncmp(ca_server_url(c, k->server), "https:", 6) == 0 ? "ok" : "skip",
+                          strncmp(ca_server_url(c, k->server), "https:", 6) == 0 ? "server certificate verified" :
                           "plain http: no TLS (use https:// to protect the exchange)");
                 k->caps = 0;
                 if (res->http_code == 200)
@@ -202,7 +220,8 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         k->fetch = NULL;
         if (res->outcome == TRANSPORT_OK && res->anonymous) {
                 const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
-                char *hint = challenge_anonymous_hint(c ? c->admin_url_host : NULL, c ? c->admin_url : NULL);
+                char *hint = challenge_anonymous_hint(c ? ca_server_admin_host(c, k->server) : NULL,
+                                                      c ? ca_server_admin_url(c, k->server) : NULL);
                 check_add(k, "challenge", "fail", hint ?: "Disable Anonymous Authentication on mscep_admin");
                 free(hint);
         } else if (res->outcome == TRANSPORT_OK)
@@ -214,6 +233,20 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         challenge_fetcher_keep_spare(f, res);
         res->secret = NULL;
         check_run(k);           /* check_run() already moved past this step */
+}
+
+/* The current server's steps are done (or skipped after a failure): 1 when there is another
+ * server to check (k moved to it), 0 when the Check is complete. */
+static int check_next_server(Check *k, const CbCa *c) {
+        if (!c || k->server + 1 >= c->n_servers)
+                return 0;
+        k->server++;
+        k->server_first_row = k->n_rows;
+        k->failed = false;
+        k->step = c->authentication == CB_AUTHENTICATION_KERBEROS ? 3 : 4;
+        if (k->step == 4)
+                check_add(k, "service-ticket", "skip", "Authentication=none");
+        return 1;
 }
 
 static void check_run(Check *k) {
@@ -233,22 +266,36 @@ static void check_run(Check *k) {
                         static const char *const names[] = { "configuration", "keytab", "ticket-granting-ticket",
                                                              "service-ticket", "tls", "getcacaps", "getcacert",
                                                              "challenge" };
-                        /* Everything after a failure is skipped. */
+                        /* Everything after a failure is skipped (of this server only, once the
+                         * servers' steps began). */
+                        bool servers = k->step >= 4;
                         for (size_t i = 0; i < 8; i++) {
                                 bool seen = false;
-                                for (size_t j = 0; j < k->n_rows; j++)
+                                for (size_t j = servers ? k->server_first_row : 0; j < k->n_rows; j++)
                                         if (k->rows[j].step && strcmp(k->rows[j].step, names[i]) == 0)
                                                 seen = true;
-                                if (!seen && (i < 7 || k->want_challenge))
+                                if (!seen && (!servers || check_step_per_server(names[i])) &&
+                                    (i < 7 || k->want_challenge))
                                         check_add(k, names[i], "skip", "an earlier step failed");
                         }
+                        if (servers && check_next_server(k, c))
+                                continue;
                         check_finish(k);
                         return;
                 }
                 switch (k->step) {
                 case 0:
-                        snprintf(detail, sizeof detail, "CA %s at %s, realm %s, principal %s", c->name, c->url,
-                                 cfg->realm, cfg->principal);
+                        if (c->n_servers > 1) {
+                                char list[768] = "";
+                                for (size_t i = 0; i < c->n_servers; i++) {
+                                        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+                                        strncat(list, c->server_urls[i], sizeof list - strlen(list) - 1);
+                                }
+                                snprintf(detail, sizeof detail, "CA %s at %zu servers (%s), realm %s, principal %s",
+                                         c->name, c->n_servers, list, cfg->realm, cfg->principal);
+                        } else
+                                snprintf(detail, sizeof detail, "CA %s at %s, realm %s, principal %s", c->name,
+                                         c->url, cfg->realm, cfg->principal);
                         check_add(k, "configuration", "ok", detail);
                         k->step++;
                         continue;
@@ -298,12 +345,15 @@ static void check_run(Check *k) {
                                 check_add(k, "service-ticket", "fail", e->krb5_error ?: "no credentials");
                                 continue;
                         }
-                        q = krb5_creds_ensure_service(e->creds, c->admin_url_host ?: c->url_host,
+                        k->server_first_row = k->server == 0 ? k->n_rows : k->server_first_row;
+                        q = krb5_creds_ensure_service(e->creds,
+                                                      ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server),
                                                       check_on_service, k, &k->wait);
                         if (q == 0)
                                 return;
                         if (q > 0) {
-                                snprintf(detail, sizeof detail, "ticket for HTTP/%s", c->admin_url_host ?: c->url_host);
+                                snprintf(detail, sizeof detail, "ticket for HTTP/%s",
+                                         ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server));
                                 check_add(k, "service-ticket", "ok", detail);
                         } else
                                 check_add(k, "service-ticket", "fail", strerror(-q));
@@ -314,11 +364,14 @@ static void check_run(Check *k) {
                         if (k->step == 6 && (!k->want_challenge || c->challenge != CB_CHALLENGE_MSCEP_ADMIN)) {
                                 if (k->want_challenge)
                                         check_add(k, "challenge", "skip", "the CA does not use mscep_admin");
+                                if (check_next_server(k, c))
+                                        continue;
                                 check_finish(k);
                                 return;
                         }
                         if (k->step == 6) {
-                                ChallengeFetcher *f = CE(k->ca)->fetcher;
+                                ChallengeFetcher *f = k->server < CB_CA_SERVERS_MAX ? CE(k->ca)->fetchers[k->server] :
+                                                      NULL;
                                 k->step++;
                                 if (!f) {
                                         check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
@@ -347,7 +400,8 @@ static void check_run(Check *k) {
                                 }
                                 return;
                         }
-                        if (asprintf(&url, "%s?operation=%s", c->url, k->step == 4 ? "GetCACaps" : "GetCACert") < 0)
+                        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, k->server),
+                                     k->step == 4 ? "GetCACaps" : "GetCACert") < 0)
                                 url = NULL;
                         if (!url) {
                                 check_add(k, "configuration", "fail", "out of memory");
@@ -372,6 +426,8 @@ static void check_run(Check *k) {
                         }
                         return;
                 default:
+                        if (check_next_server(k, c))
+                                continue;
                         check_finish(k);
                         return;
                 }

@@ -72,6 +72,11 @@ typedef struct Attempt {
         bool renewal;
         X509 *renewal_cert;
         EVP_PKEY *renewal_key;
+        /* The NDES server of the CA this attempt talks to (index in URL=): its challenge, its
+         * PKCSReq and its CertPolls all go to that one, as a challenge is valid only on the
+         * server that issued it. */
+        size_t server;
+        char *server_url;               /* its URL= entry: a Reload may reorder URL= */
 } Attempt;
 
 
@@ -81,6 +86,21 @@ static const CbCa *request_ca_config(Request *r) {
 
 static CaState *request_ca_state(Request *r) {
         return manager_find_ca_state(r->manager, r->rec->ca);
+}
+
+/* The metadata of the attempt's server. */
+static CaMeta *request_meta(Request *r) {
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+
+        return ca ? CM(ca, a ? a->server : 0) : NULL;
+}
+
+static ChallengeFetcher *request_fetcher(Request *r) {
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+
+        return ca && a && a->server < CB_CA_SERVERS_MAX ? CE(ca)->fetchers[a->server] : NULL;
 }
 
 /* ---- per-request bookkeeping ---- */
@@ -100,6 +120,7 @@ static void attempt_free(Attempt *a) {
         EVP_PKEY_free(a->transport_key);
         scep_message_free(a->msg);
         scep_cacerts_free(a->certs);
+        free(a->server_url);
         free(a);
 }
 
@@ -117,13 +138,14 @@ static void request_end_attempt(Request *r) {
 static void meta_waiter_remove(CaState *ca, Request *r) {
         if (!ca || !CE(ca))
                 return;
-        for (MetaWaiter **p = &CE(ca)->meta_waiters; *p;)
-                if ((*p)->request == r) {
-                        MetaWaiter *w = *p;
-                        *p = w->next;
-                        free(w);
-                } else
-                        p = &(*p)->next;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
+                for (MetaWaiter **p = &CM(ca, i)->meta_waiters; *p;)
+                        if ((*p)->request == r) {
+                                MetaWaiter *w = *p;
+                                *p = w->next;
+                                free(w);
+                        } else
+                                p = &(*p)->next;
 }
 
 void engine_request_stop(Request *r) {
@@ -138,8 +160,38 @@ void engine_request_stop(Request *r) {
         r->timer = sd_event_source_disable_unref(r->timer);
 }
 
-/* An attempt failed with a transport outcome: retried or ended by request.c. */
+/* An attempt failed with a transport outcome: retried or ended by request.c. A server that is
+ * down (no connection, a timeout, HTTP 5xx, an HTML page instead of SCEP data: CAUnreachable)
+ * or has no challenge to give (its password cache full, a page that is not NDES's:
+ * ChallengeUnavailable; each server has its own cache) is passed over for FailbackAfter=; an
+ * enrollment that has nothing at that server (no PKCSReq in doubt, not PENDING there) goes at
+ * once to another server of the CA that is not. */
 static void attempt_failed(Request *r, TransportOutcome outcome, const char *message) {
+        const CbCa *c = request_ca_config(r);
+        CaState *ca = request_ca_state(r);
+        Attempt *a = r->engine;
+        uint64_t now = now_usec();
+
+        if (a && c && ca && c->n_servers > 1 &&
+            (outcome == TRANSPORT_CA_UNREACHABLE || outcome == TRANSPORT_TIMEOUT ||
+             outcome == TRANSPORT_CHALLENGE_UNAVAILABLE)) {
+                size_t from = a->server;
+                CE(ca)->servers.n = c->n_servers;
+                if (!ca_servers_passed_over(&CE(ca)->servers, from, now))
+                        log_notice("CA %s: server %s is passed over for %llu s: %s", c->name, ca_server_host(c, from),
+                                   (unsigned long long) (c->failback_usec / 1000000), message ?: "no answer");
+                ca_servers_failed(&CE(ca)->servers, from, now, c->failback_usec);
+                if (!a->polling && r->rec->submitted == 0 && r->rec->state != REQUEST_PENDING &&
+                    ca_servers_other_usable(&CE(ca)->servers, from, now)) {
+                        request_end_attempt(r);
+                        (void) engine_request_start(r);
+                        if (r->engine)
+                                log_info("Request %s: %s failed; trying server %s of CA %s.", r->rec->id,
+                                         ca_server_host(c, from),
+                                         ca_server_host(c, ((Attempt *) r->engine)->server), c->name);
+                        return;
+                }
+        }
         request_attempt_failed(r, broker_error_from_transport(outcome), message);
 }
 
@@ -180,7 +232,30 @@ static void step_meta(Request *r);
 static void step_submit(Request *r);
 static void step_challenge(Request *r);
 static void step_pkioperation(Request *r);
-static void ca_meta_fetch(CaState *ca);
+static void ca_meta_fetch(CaMeta *cm);
+
+/* The NDES server for a new attempt: the one that has the request's transaction (PENDING, or a
+ * PKCSReq in doubt: its CertPolls must go where the PKCSReq went), else the CA's choice
+ * (ca-servers.h). */
+static size_t attempt_choose_server(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        CaState *ca = request_ca_state(r);
+        int i;
+
+        if (!c || !ca || c->n_servers <= 1)
+                return 0;
+        if (r->rec->state == REQUEST_PENDING || (r->rec->submitted != 0 && !r->recovery_resubmit)) {
+                i = cb_ca_server_index(c, r->rec->server);
+                if (i >= 0)
+                        return (size_t) i;
+                if (r->rec->server && *r->rec->server)
+                        log_warning("Request %s: its transaction went to %s, which is no longer in URL= of CA %s; "
+                                    "asking %s instead.", r->rec->id, r->rec->server, c->name, c->url);
+                return 0;
+        }
+        CE(ca)->servers.n = c->n_servers;
+        return ca_servers_pick(&CE(ca)->servers, now_usec(), c->round_robin);
+}
 
 static Attempt *attempt_begin(Request *r) {
         Attempt *a = r->engine;
@@ -191,6 +266,10 @@ static Attempt *attempt_begin(Request *r) {
         if (!a)
                 return NULL;
         a->request = r;
+        a->server = attempt_choose_server(r);
+        const CbCa *c = request_ca_config(r);
+        if (c && c->n_servers > 1)
+                a->server_url = strdup(ca_server_url(c, a->server));   /* NULL: kept by index */
         r->engine = a;
         return a;
 }
@@ -302,7 +381,8 @@ static void step_meta(Request *r) {
                                "The request's CA is no longer configured (removed by a reload).");
                 return;
         }
-        if (CE(ca)->certs && CE(ca)->have_caps) {
+        CaMeta *cm = request_meta(r);
+        if (cm->certs && cm->have_caps) {
                 step_submit(r);
                 return;
         }
@@ -312,10 +392,10 @@ static void step_meta(Request *r) {
                 return;
         }
         w->request = r;
-        w->next = CE(ca)->meta_waiters;
-        CE(ca)->meta_waiters = w;
-        if (!CE(ca)->meta_http)
-                ca_meta_fetch(ca);
+        w->next = cm->meta_waiters;
+        cm->meta_waiters = w;
+        if (!cm->meta_http)
+                ca_meta_fetch(cm);
 }
 
 static void recovery_resubmit(Request *r, bool unknown, const char *why);
@@ -365,16 +445,16 @@ static void attempt_give_back_challenge(Attempt *a, ChallengeFetcher *f) {
 
 static int thumbprint_check(Request *r) {
         const CbCa *c = request_ca_config(r);
-        CaState *ca = request_ca_state(r);
+        CaMeta *cm = request_meta(r);
         Attempt *a = r->engine;
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
         char ours[2 * EVP_MAX_MD_SIZE + 1] = "", msg[1024];
 
-        if (!c || c->has_fingerprint || !a->challenge || !a->thumbprint[0] || !ca || !CE(ca)->certs ||
-            !CE(ca)->certs->ca)
+        if (!c || c->has_fingerprint || !a->challenge || !a->thumbprint[0] || !cm || !cm->certs ||
+            !cm->certs->ca)
                 return 1;
-        if (!X509_digest(CE(ca)->certs->ca, EVP_md5(), md, &mdlen)) {
+        if (!X509_digest(cm->certs->ca, EVP_md5(), md, &mdlen)) {
                 ERR_clear_error();
                 return 1;       /* no MD5 in this OpenSSL: nothing to compare with */
         }
@@ -382,24 +462,26 @@ static int thumbprint_check(Request *r) {
                 snprintf(ours + 2 * i, 3, "%02x", md[i]);
         if (strcmp(ours, a->thumbprint) == 0) {
                 /* Authenticated: GetTrustAnchors may offer it for the trust store. */
-                if (!ca->trust_authenticated ||
-                    memcmp(ca->trust_sha256, CE(ca)->certs->ca_fingerprint, sizeof ca->trust_sha256) != 0) {
-                        memcpy(ca->trust_sha256, CE(ca)->certs->ca_fingerprint, sizeof ca->trust_sha256);
+                CaState *ca = request_ca_state(r);
+                if (ca && (!ca->trust_authenticated ||
+                           memcmp(ca->trust_sha256, cm->certs->ca_fingerprint, sizeof ca->trust_sha256) != 0)) {
+                        memcpy(ca->trust_sha256, cm->certs->ca_fingerprint, sizeof ca->trust_sha256);
                         ca->trust_authenticated = true;
                         manager_notify_ca_changed(ca);
                 }
                 return 1;
         }
 
-        if (!CE(ca)->meta_http)
-                CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
+        if (!cm->meta_http)
+                cm->certs = scep_cacerts_free(cm->certs);
         if (!r->thumbprint_retried) {
                 /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once.
                  * The challenge is good: it serves the next try instead of being thrown away. */
                 r->thumbprint_retried = true;
                 log_notice("Request %s: the CA certificate from GetCACert (MD5 %s) is not the one %s shows (%s); "
-                           "fetching the CA's certificates again.", r->rec->id, ours, c->admin_url, a->thumbprint);
-                attempt_give_back_challenge(a, CE(ca)->fetcher);
+                           "fetching the CA's certificates again.", r->rec->id, ours, ca_server_admin_url(c, a->server),
+                           a->thumbprint);
+                attempt_give_back_challenge(a, request_fetcher(r));
                 request_end_attempt(r);
                 (void) engine_request_start(r);
                 return 0;
@@ -407,8 +489,8 @@ static int thumbprint_check(Request *r) {
         snprintf(msg, sizeof msg, "The CA certificate from GetCACert at %s (MD5 thumbprint %s) is not the one NDES's "
                  "authenticated admin page %s shows (%s): refusing to enroll with a CA that cannot be "
                  "authenticated. If a proxy or another server answers the SCEP URL, fix URL=; to trust a CA "
-                 "explicitly, set CAFingerprint=sha256:<its SHA-256 fingerprint>.", c->url, ours, c->admin_url,
-                 a->thumbprint);
+                 "explicitly, set CAFingerprint=sha256:<its SHA-256 fingerprint>.", ca_server_url(c, a->server), ours,
+                 ca_server_admin_url(c, a->server), a->thumbprint);
         /* Its page vouched for another CA: not kept for anyone (it stays counted at NDES, freed
          * with the attempt). */
         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
@@ -437,8 +519,8 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 /* The server's weakness, not ours: the enrollment goes on, said once per load. */
                 if (!ce->warned_anonymous) {
                         const CbCa *c = request_ca_config(r);
-                        char *hint = challenge_anonymous_hint(c ? c->admin_url_host : NULL,
-                                                              c ? c->admin_url : NULL);
+                        char *hint = challenge_anonymous_hint(c ? ca_server_admin_host(c, a->server) : NULL,
+                                                              c ? ca_server_admin_url(c, a->server) : NULL);
                         log_warning("CA %s: mscep_admin answered without authentication: %s",
                                     request_ca_state(r)->name, hint ?: "disable Anonymous Authentication");
                         free(hint);
@@ -508,7 +590,7 @@ static int build_signer(Request *r, ScepError *err) {
         if (q < 0)
                 return q;
         q = scep_signer_cert_build_for_subject(rdns, n_rdns, a->transport_key ?: r->key,
-                                               CE(request_ca_state(r))->alg.digest, &a->signer, err);
+                                               request_meta(r)->alg.digest, &a->signer, err);
         free(rdns);
         cb_subject_free(subject);
         return q;
@@ -550,7 +632,6 @@ static void renewal_fall_back(Request *r, const CbCa *c, const char *why) {
  * no (a fresh enrollment with a challenge), -1 the request was ended (failed). */
 static int renewal_prepare(Request *r) {
         const CbCa *c = request_ca_config(r);
-        CaState *ca = request_ca_state(r);
         Attempt *a = r->engine;
         Request *pred;
         CbSecret *pem = NULL;
@@ -566,7 +647,7 @@ static int renewal_prepare(Request *r) {
                 return 0;
         if (r->renewal_refused)
                 return 0;       /* logged when the CA refused it */
-        if (!(CE(ca)->caps & SCEP_CAP_RENEWAL)) {
+        if (!(request_meta(r)->caps & SCEP_CAP_RENEWAL)) {
                 if (c->renewal == CB_RENEWAL_AUTO) {
                         log_info("Request %s: CA %s does not offer Renewal in GetCACaps; enrolling with a challenge "
                                  "(Renewal=auto).", r->rec->id, c->name);
@@ -673,7 +754,7 @@ static void step_challenge(Request *r) {
         /* mscep-admin: the CA's fetcher keeps at most MaxOutstandingChallenges in flight, gets
          * the service ticket for HTTP/<admin host> first (so KDC errors are named), and
          * recognises NDES's error pages. */
-        ChallengeFetcher *f = CE(request_ca_state(r))->fetcher;
+        ChallengeFetcher *f = request_fetcher(r);
         if (!f) {
                 attempt_failed(r, TRANSPORT_KERBEROS_FAILED,
                              E(r->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
@@ -733,14 +814,13 @@ static void recovery_poll_failed(Request *r, TransportOutcome outcome, const cha
                          "before submitting again).", r->rec->transaction_id ?: "?", why ?: "no answer",
                          r->recovery_polls, RECOVERY_POLLS_MAX);
         /* The server answered, or may have: the next attempt re-reads its capabilities. */
-        if (r->recovery_resubmit && ca && !CE(ca)->meta_http)
-                CE(ca)->have_caps = false;
+        if (r->recovery_resubmit && ca && !request_meta(r)->meta_http)
+                request_meta(r)->have_caps = false;
         attempt_failed(r, transport_outcome_is_transient(outcome) ? outcome : TRANSPORT_CA_UNREACHABLE, msg);
 }
 
 static void handle_certrep(Request *r, const HttpResult *res) {
         const CbCa *c = request_ca_config(r);
-        CaState *ca = request_ca_state(r);
         Attempt *a = r->engine;
         ScepCertRep *rep = NULL;
         ScepError err = {};
@@ -776,7 +856,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 /* A bad reply may be a stale CA certificate: refetch it next time. A challenge the
                  * reply did not prove consumed stays counted at NDES (freed with the attempt). A
                  * pending request is still at the CA: polled again until PendingDeadline=. */
-                CE(ca)->certs = scep_cacerts_free(CE(ca)->certs);
+                request_meta(r)->certs = scep_cacerts_free(request_meta(r)->certs);
                 attempt_failed(r, a->polling ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
@@ -912,6 +992,8 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
         ca->last_contact = now_usec();
         if (res->http_code != 200 || (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0))
                 metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
+        if (res->http_code < 500)
+                ca_servers_answered(&CE(ca)->servers, a->server);
         q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size,
                                         a->transport == SCEP_TRANSPORT_GET ? a->url_size : 0, &next, &err);
         if (q != 0 && a->recovering && res->http_code < 500) {
@@ -943,7 +1025,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                  * try (NDES answers 0x80070490 if a restart of the pool forgot it, and the
                  * broker then fetches a fresh one). */
                 request_clear_submitted(r);
-                attempt_give_back_challenge(a, CE(ca)->fetcher);
+                attempt_give_back_challenge(a, request_fetcher(r));
         }
         if (q != 0) {
                 attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
@@ -953,7 +1035,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
         if (next == SCEP_HTTP_RETRY_GET) {
                 log_notice("CA %s answered a POST PKIOperation with an empty 200 (Windows 2012 NDES); "
                            "using GET from now on.", r->rec->ca);
-                CE(ca)->force_get = true;
+                request_meta(r)->force_get = true;
                 a->transport = SCEP_TRANSPORT_GET;
                 send_pkioperation(r);
                 return;
@@ -975,14 +1057,15 @@ static void send_pkioperation(Request *r) {
                 .max_response = SCEP_CERTREP_MAX_SIZE,
         };
         if (a->transport == SCEP_TRANSPORT_POST) {
-                if (asprintf(&url, "%s?operation=PKIOperation", c->url) < 0)
+                if (asprintf(&url, "%s?operation=PKIOperation", ca_server_url(c, a->server)) < 0)
                         url = NULL;
                 o.post_data = a->msg->der;
                 o.post_size = a->msg->size;
                 o.content_type = "application/x-pki-message";
         } else {
                 q = scep_message_encode_get(a->msg->der, a->msg->size, &enc);
-                if (q != 0 || asprintf(&url, "%s?operation=PKIOperation&message=%s", c->url, enc) < 0)
+                if (q != 0 || asprintf(&url, "%s?operation=PKIOperation&message=%s", ca_server_url(c, a->server),
+                                       enc) < 0)
                         url = NULL;
                 free(enc);
         }
@@ -1036,13 +1119,13 @@ static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubje
 }
 
 static void step_pkioperation(Request *r) {
-        CaState *ca = request_ca_state(r);
         Attempt *a = r->engine;
         ScepError err = {};
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
-        if (!CE(ca)->certs || !CE(ca)->have_caps) {
+        CaMeta *cm = request_meta(r);
+        if (!cm->certs || !cm->have_caps) {
                 /* Another request dropped the CA's metadata (a reply that did not verify) while
                  * this one waited for its challenge: fetched again first, the challenge kept. */
                 step_meta(r);
@@ -1052,9 +1135,9 @@ static void step_pkioperation(Request *r) {
         if (!a->polling && thumbprint_check(r) == 0)
                 return;
         scep_cacerts_free(a->certs);
-        a->certs = scep_cacerts_ref(CE(ca)->certs);
-        const ScepAlgorithms *alg = &CE(ca)->alg;
-        a->transport = CE(ca)->force_get ? SCEP_TRANSPORT_GET : alg->transport;
+        a->certs = scep_cacerts_ref(cm->certs);
+        const ScepAlgorithms *alg = &cm->alg;
+        a->transport = cm->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
         a->prebuild = sd_event_source_disable_unref(a->prebuild);
         if (!a->polling) {
@@ -1068,6 +1151,13 @@ static void step_pkioperation(Request *r) {
                 if (q < 0) {
                         request_attempt_failed_errno(r, q, "Cannot derive the transaction id");
                         return;
+                }
+                /* Where it goes is recorded with it: CertPolls go to the same server. */
+                const CbCa *c = request_ca_config(r);
+                char *server = c ? strdup(ca_server_url(c, a->server)) : NULL;
+                if (server) {
+                        free(r->rec->server);
+                        r->rec->server = server;
                 }
                 q = request_mark_submitted(r, txid);
                 if (q < 0) {
@@ -1208,8 +1298,8 @@ int engine_request_start(Request *r) {
 
 /* ---- CA metadata ---- */
 
-static void meta_done(CaState *ca, TransportOutcome outcome, const char *message) {
-        CaEngine *ce = CE(ca);
+static void meta_done(CaMeta *ce, TransportOutcome outcome, const char *message) {
+        CaState *ca = ce->ca;
         MetaWaiter *list = ce->meta_waiters;
 
         ce->meta_waiters = NULL;
@@ -1239,8 +1329,8 @@ static void meta_done(CaState *ca, TransportOutcome outcome, const char *message
 }
 
 static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
-        CaState *ca = userdata;
-        CaEngine *ce = CE(ca);
+        CaMeta *ce = userdata;
+        CaState *ca = ce->ca;
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
         ScepError err = {};
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
@@ -1250,17 +1340,18 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         if (!c)
                 return;
         if (res->outcome != TRANSPORT_OK) {
-                meta_done(ca, res->outcome, res->message);
+                meta_done(ce, res->outcome, res->message);
                 return;
         }
         ca->last_contact = now_usec();
+        ca_servers_answered(&CE(ca)->servers, ce->server);
 
         /* A web page where SCEP data was asked for: IIS's maintenance or error page, a portal in
          * front of it. Not the server's answer: try again later. */
         if (res->http_code == 200 && res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0) {
                 snprintf(msg, sizeof msg, "%s at %s answered an HTML page (%s) instead of SCEP data; retrying.",
-                         ce->meta_step == 0 ? "GetCACaps" : "GetCACert", c->url, res->content_type);
-                meta_done(ca, TRANSPORT_CA_UNREACHABLE, msg);
+                         ce->meta_step == 0 ? "GetCACaps" : "GetCACert", ca_server_url(c, ce->server), res->content_type);
+                meta_done(ce, TRANSPORT_CA_UNREACHABLE, msg);
                 return;
         }
 
@@ -1270,8 +1361,8 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                  * empty body means no capabilities (servers before GetCACaps). */
                 if (res->http_code >= 500) {
                         snprintf(msg, sizeof msg, "GetCACaps at %s answered HTTP %ld: the SCEP server is unavailable; "
-                                 "retrying.", c->url, res->http_code);
-                        meta_done(ca, TRANSPORT_CA_UNREACHABLE, msg);
+                                 "retrying.", ca_server_url(c, ce->server), res->http_code);
+                        meta_done(ce, TRANSPORT_CA_UNREACHABLE, msg);
                         return;
                 }
                 unsigned caps = 0;
@@ -1284,7 +1375,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                                      &ce->alg, &err);
                 if (q != 0) {
                         snprintf(msg, sizeof msg, "CA %s: %s", ca->name, err.message);
-                        meta_done(ca, TRANSPORT_PROTOCOL_ERROR, msg);
+                        meta_done(ce, TRANSPORT_PROTOCOL_ERROR, msg);
                         return;
                 }
                 ce->caps = caps;
@@ -1299,21 +1390,21 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 for (size_t i = 0; ca->capabilities && i < n; i++)
                         if ((ca->capabilities[ca->n_capabilities] = strdup(names[i])))
                                 ca->n_capabilities++;
-                ca_meta_fetch(ca);
+                ca_meta_fetch(ce);
                 return;
         }
 
         if (res->http_code != 200) {
-                snprintf(msg, sizeof msg, "GetCACert at %s answered HTTP %ld.", c->url, res->http_code);
-                meta_done(ca, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
+                snprintf(msg, sizeof msg, "GetCACert at %s answered HTTP %ld.", ca_server_url(c, ce->server), res->http_code);
+                meta_done(ce, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
         ScepCACerts *certs = NULL;
         q = scep_cacert_parse(res->content_type, res->body, res->body_size,
                               c->has_fingerprint ? c->fingerprint : NULL, &certs, &err);
         if (q != 0) {
-                snprintf(msg, sizeof msg, "GetCACert at %s: %s", c->url, err.message[0] ? err.message : strerror(-q));
-                meta_done(ca, TRANSPORT_PROTOCOL_ERROR, msg);
+                snprintf(msg, sizeof msg, "GetCACert at %s: %s", ca_server_url(c, ce->server), err.message[0] ? err.message : strerror(-q));
+                meta_done(ce, TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
         scep_cacerts_free(ce->certs);
@@ -1331,20 +1422,20 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 (void) scep_certs_to_pem(NULL, ra, &ca->ra_certificates);
                 sk_X509_free(ra);
         }
-        meta_done(ca, TRANSPORT_OK, NULL);
+        meta_done(ce, TRANSPORT_OK, NULL);
 }
 
-static void ca_meta_fetch(CaState *ca) {
+static void ca_meta_fetch(CaMeta *ce) {
+        CaState *ca = ce->ca;
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
-        CaEngine *ce = CE(ca);
         char *url = NULL, *why = NULL;
         int q;
 
         if (!c)
                 return;
         ce->meta_step = ce->have_caps ? 1 : 0;
-        if (asprintf(&url, "%s?operation=%s", c->url, ce->meta_step == 0 ? "GetCACaps" : "GetCACert") < 0) {
-                meta_done(ca, TRANSPORT_PROTOCOL_ERROR, "Out of memory");
+        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, ce->server), ce->meta_step == 0 ? "GetCACaps" : "GetCACert") < 0) {
+                meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "Out of memory");
                 return;
         }
         HttpRequestOptions o = {
@@ -1355,24 +1446,28 @@ static void ca_meta_fetch(CaState *ca) {
                 .timeout_usec = c->timeout_usec,
                 .max_response = ce->meta_step == 0 ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
         };
-        q = http_client_start(E(ca->manager)->http, &o, on_meta, ca, &ce->meta_http, &why);
+        q = http_client_start(E(ca->manager)->http, &o, on_meta, ce, &ce->meta_http, &why);
         free(url);
         if (q < 0) {
-                meta_done(ca, q == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
+                meta_done(ce, q == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
                           why ?: "The CA URL is refused.");
                 free(why);
         }
 }
 
+/* Every server of the CA fetches its metadata again. */
 int engine_ca_refresh(Manager *m, CaState *ca) {
-        CaEngine *ce = CE(ca);
+        const CbCa *c = cb_config_find_ca(m->config, ca->name);
 
-        if (ce->meta_http)
-                return 0;       /* a fetch is under way already */
-        ce->have_caps = false;
-        ce->certs = scep_cacerts_free(ce->certs);
-        ce->force_get = false;
-        ca_meta_fetch(ca);
+        for (size_t i = 0; c && i < c->n_servers; i++) {
+                CaMeta *ce = CM(ca, i);
+                if (ce->meta_http)
+                        continue;       /* a fetch is under way already */
+                ce->have_caps = false;
+                ce->certs = scep_cacerts_free(ce->certs);
+                ce->force_get = false;
+                ca_meta_fetch(ce);
+        }
         return 0;
 }
 
@@ -1466,15 +1561,19 @@ static CaState *ca_state_free(CaState *ca) {
                 return NULL;
         CaEngine *ce = CE(ca);
         if (ce) {
-                http_request_cancel(ce->meta_http);
-                while (ce->meta_waiters) {
-                        MetaWaiter *w = ce->meta_waiters;
-                        ce->meta_waiters = w->next;
-                        free(w);
+                for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                        CaMeta *cm = &ce->meta[i];
+                        http_request_cancel(cm->meta_http);
+                        while (cm->meta_waiters) {
+                                MetaWaiter *w = cm->meta_waiters;
+                                cm->meta_waiters = w->next;
+                                free(w);
+                        }
+                        scep_cacerts_free(cm->certs);
+                        challenge_fetcher_free(ce->fetchers[i]);
+                        free(ce->fetcher_urls[i]);
                 }
-                challenge_fetcher_free(ce->fetcher);
                 uid_limit_free(ce->check_challenge_limit);
-                scep_cacerts_free(ce->certs);
                 free(ce);
         }
         for (size_t j = 0; j < ca->n_capabilities; j++)
@@ -1551,7 +1650,8 @@ static int engine_renew_creds(Manager *m, char *settings) {
         }
         engine_checks_abort(m, NULL);
         for (size_t i = 0; i < m->n_cas; i++)
-                CE(m->cas[i])->fetcher = challenge_fetcher_free(CE(m->cas[i])->fetcher);
+                for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
+                        CE(m->cas[i])->fetchers[j] = challenge_fetcher_free(CE(m->cas[i])->fetchers[j]);
         e->creds = krb5_creds_free(e->creds);
         free(e->krb5_error);
         e->krb5_error = NULL;
@@ -1563,32 +1663,50 @@ static int engine_renew_creds(Manager *m, char *settings) {
         return 0;
 }
 
-/* (Re)creates the CA's challenge fetcher from the configuration in force. Fetches in flight on
- * the old one move to the new one; challenges already handed out keep their slots. */
+/* (Re)creates the CA's challenge fetchers, one per server, from the configuration in force.
+ * Fetches in flight on the old ones start again on the new ones; challenges already handed out
+ * keep their slots. */
 static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         CaEngine *ce = CE(ca);
-        ChallengeFetcher *f = NULL;
+        ChallengeFetcher *f[CB_CA_SERVERS_MAX] = {};
+        char *urls[CB_CA_SERVERS_MAX] = {};
         int q;
 
-        if (c->challenge == CB_CHALLENGE_MSCEP_ADMIN && c->admin_url &&
-            (c->authentication != CB_AUTHENTICATION_KERBEROS || E(m)->creds)) {
+        for (size_t i = 0; i < c->n_servers; i++) {
+                const char *admin_url = ca_server_admin_url(c, i);
+                if (c->challenge != CB_CHALLENGE_MSCEP_ADMIN || !admin_url ||
+                    (c->authentication == CB_AUTHENTICATION_KERBEROS && !E(m)->creds))
+                        continue;
+                /* Servers may have been reordered, added or removed: the fetcher of the same page
+                 * hands over what NDES holds for us. */
+                const ChallengeFetcher *previous = NULL;
+                for (size_t j = 0; j < CB_CA_SERVERS_MAX && !previous; j++)
+                        if (ce->fetchers[j] && ce->fetcher_urls[j] && strcmp(ce->fetcher_urls[j], admin_url) == 0)
+                                previous = ce->fetchers[j];
                 ChallengeFetcherSettings s = {
                         .ca_name = c->name,
-                        .admin_url = c->admin_url,
+                        .admin_url = admin_url,
                         .permitted_suffix = m->config->permitted_suffix,
                         .trust_anchors = c->trust_anchors,
                         .timeout_usec = c->timeout_usec,
                         .max_outstanding = c->max_outstanding_challenges,
                         .kerberos = c->authentication == CB_AUTHENTICATION_KERBEROS,
                         .event = m->event,
-                        .previous = ce->fetcher,
+                        .previous = previous,
                 };
-                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f);
-                if (q < 0)
+                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f[i]);
+                if (q >= 0 && !(urls[i] = strdup(admin_url)))
+                        q = -ENOMEM;
+                if (q < 0) {
+                        for (size_t j = 0; j <= i; j++) {
+                                challenge_fetcher_free(f[j]);
+                                free(urls[j]);
+                        }
                         return q;
+                }
         }
 
-        /* Requests waiting on the old fetcher start again on the new one. */
+        /* Requests waiting on the old fetchers start again on the new ones. */
         Request *moved[m->n_requests + 1];
         size_t n_moved = 0;
         for (size_t i = 0; i < m->n_requests; i++) {
@@ -1599,8 +1717,13 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         moved[n_moved++] = r;
                 }
         }
-        challenge_fetcher_free(ce->fetcher);
-        ce->fetcher = f;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                challenge_fetcher_free(ce->fetchers[i]);
+                ce->fetchers[i] = f[i];
+                free(ce->fetcher_urls[i]);
+                ce->fetcher_urls[i] = urls[i];
+        }
+        ce->servers = (CaServers) { .n = c->n_servers };       /* a new load tries every server again */
         ce->warned_anonymous = false;   /* a new load: a new warning if mscep_admin is still open */
         for (size_t i = 0; i < n_moved; i++)
                 step_challenge(moved[i]);
@@ -1645,6 +1768,8 @@ int engine_config_changed(Manager *m) {
                 }
                 ca->manager = m;
                 ca->engine = ce;
+                for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
+                        ce->meta[j] = (CaMeta) { .ca = ca, .server = j };
                 cas[i] = ca;
         }
         /* Drop the CAs that are gone. */
@@ -1655,21 +1780,25 @@ int engine_config_changed(Manager *m) {
                                 kept = true;
                 if (kept) {
                         /* Refetch metadata lazily in case the URL or trust changed. */
-                        CaEngine *ce = CE(m->cas[i]);
-                        if (!ce->meta_http) {
-                                ce->have_caps = false;
-                                ce->certs = scep_cacerts_free(ce->certs);
-                                ce->force_get = false;
+                        for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++) {
+                                CaMeta *ce = CM(m->cas[i], j);
+                                if (!ce->meta_http) {
+                                        ce->have_caps = false;
+                                        ce->certs = scep_cacerts_free(ce->certs);
+                                        ce->force_get = false;
+                                }
                         }
                         continue;
                 }
                 CaState *ca = m->cas[i];
-                CaEngine *ce = CE(ca);
                 /* Checks of this CA hold its state: they end now. */
                 engine_checks_abort(m, ca);
-                http_request_cancel(ce->meta_http);
-                ce->meta_http = NULL;
-                meta_done(ca, TRANSPORT_PROTOCOL_ERROR, "The CA was removed from the configuration.");
+                for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++) {
+                        CaMeta *ce = CM(ca, j);
+                        http_request_cancel(ce->meta_http);
+                        ce->meta_http = NULL;
+                        meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "The CA was removed from the configuration.");
+                }
                 for (size_t j = 0; j < m->n_requests; j++) {
                         Request *r = m->requests[j];
                         if (r->engine && strcmp(r->rec->ca, ca->name) == 0)
@@ -1685,11 +1814,35 @@ int engine_config_changed(Manager *m) {
         m->cas = cas;
         m->n_cas = m->config->n_cas;
 
+        /* Attempts in flight keep their server when a Reload reordered URL=; one whose server is
+         * gone starts again once the new fetchers are there (a new choice; a transaction at
+         * that server is then asked about at the first server, as after a restart). */
+        Request *restart[m->n_requests + 1];
+        size_t n_restart = 0;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                Request *r = m->requests[i];
+                Attempt *a = r->engine;
+                const CbCa *c = a && a->server_url ? request_ca_config(r) : NULL;
+                int k = c ? cb_ca_server_index(c, a->server_url) : -ENOENT;
+                if (!c)
+                        continue;
+                if (k >= 0) {
+                        a->server = (size_t) k;
+                        continue;
+                }
+                log_notice("Request %s: its server %s is no longer in URL= of CA %s; starting its attempt again.",
+                           r->rec->id, a->server_url, c->name);
+                request_end_attempt(r);
+                restart[n_restart++] = r;
+        }
         for (size_t i = 0; i < m->n_cas; i++) {
                 int q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);
-                if (q < 0)
+                if (q < 0) {
+                        for (size_t j = 0; j < n_restart; j++)
+                                (void) engine_request_start(restart[j]);
                         return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
                                                m->cas[i]->name);
+                }
         }
         for (size_t i = 0; i < m->n_requests; i++) {
                 Attempt *a = m->requests[i]->engine;
@@ -1698,5 +1851,7 @@ int engine_config_changed(Manager *m) {
                         step_challenge(m->requests[i]);
                 }
         }
+        for (size_t i = 0; i < n_restart; i++)
+                (void) engine_request_start(restart[i]);
         return 0;
 }

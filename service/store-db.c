@@ -13,7 +13,7 @@
 #include "store-db.h"
 
 #define STORE_DB_NAME "certbroker.db"
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 struct Store {
         sqlite3 *db;
@@ -104,6 +104,7 @@ StoreRequest *store_request_free(StoreRequest *r) {
         free(r->csr);
         free(r->caller);
         free(r->warning);
+        free(r->server);
         free(r->successor);
         free(r->predecessor);
         free(r->token);
@@ -350,6 +351,15 @@ static int schema_setup(Store *s, char **ret_message) {
                 if (r < 0)
                         goto fail_msg;
                 version = 4;
+        }
+        if (version < 5) {
+                /* 5: the NDES server (URL= entry) a request's transaction went to, when a CA has
+                 * several: its CertPolls go to that server. */
+                r = exec_sql(s, "ALTER TABLE requests ADD COLUMN server TEXT NOT NULL DEFAULT '';"
+                                "UPDATE schema_version SET version = 5;");
+                if (r < 0)
+                        goto fail_msg;
+                version = 5;
         }
 
         r = commit(s);
@@ -622,7 +632,8 @@ static int request_validate(const StoreRequest *r) {
                 return -ERANGE;
 
         const char *texts[] = { r->ca, r->label, r->subject, r->key, r->usage, r->error,
-                                r->fail_info, r->transaction_id, r->serial, r->successor, r->predecessor, r->token };
+                                r->fail_info, r->transaction_id, r->serial, r->successor, r->predecessor, r->token,
+                                r->server };
         for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
                 k = check_text(texts[i], STORE_TEXT_MAX);
                 if (k < 0)
@@ -643,7 +654,7 @@ static int request_validate(const StoreRequest *r) {
         "error_message, fail_info, transaction_id, certificate, chain, serial, "  \
         "csr, not_before, not_after, created, updated, next_attempt, attempts, "  \
         "key_blob IS NOT NULL, caller, submitted, warning, renew, renew_at, successor, predecessor, " \
-        "renew_warned, token, sealed_key IS NOT NULL"
+        "renew_warned, token, sealed_key IS NOT NULL, server"
 
 static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
         const unsigned char *t = sqlite3_column_text(st, col);
@@ -717,6 +728,8 @@ static int request_from_row(sqlite3_stmt *st, StoreRequest **ret) {
         if ((k = column_strdup(st, 32, &r->token)) < 0)
                 goto fail;
         r->key_sealed = sqlite3_column_int(st, 33) != 0;
+        if ((k = column_strdup(st, 34, &r->server)) < 0)
+                goto fail;
 
         *ret = r;
         return 0;
@@ -759,7 +772,8 @@ static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const c
             (k = bind_u64(st, 25, r->renew_at)) < 0 ||
             (k = bind_text(st, 26, r->successor)) < 0 ||
             (k = bind_text(st, 27, r->predecessor)) < 0 ||
-            (k = bind_u64(st, 28, r->renew_warned)) < 0)
+            (k = bind_u64(st, 28, r->renew_warned)) < 0 ||
+            (k = bind_text(st, 29, r->server)) < 0)
                 return k;
         return 0;
 }
@@ -769,9 +783,9 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
                 "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
                 "error, error_message, fail_info, transaction_id, certificate, chain, serial, csr, "
                 "not_before, not_after, updated, next_attempt, attempts, submitted, warning, renew, renew_at, "
-                "successor, predecessor, renew_warned, owner, created, key_blob, caller, token) "
+                "successor, predecessor, renew_warned, server, owner, created, key_blob, caller, token) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
+                "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)";
         sqlite3_stmt *st = NULL;
         int k;
 
@@ -780,16 +794,16 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
                 return k;
 
         if ((k = bind_request_columns(st, r, names)) < 0 ||
-            (k = errno_from_sqlite(sqlite3_bind_int64(st, 29, (sqlite3_int64) r->owner))) < 0 ||
-            (k = bind_u64(st, 30, r->created)) < 0 ||
-            (k = bind_text(st, 32, r->caller)) < 0 ||
-            (k = bind_text(st, 33, r->token)) < 0)
+            (k = errno_from_sqlite(sqlite3_bind_int64(st, 30, (sqlite3_int64) r->owner))) < 0 ||
+            (k = bind_u64(st, 31, r->created)) < 0 ||
+            (k = bind_text(st, 33, r->caller)) < 0 ||
+            (k = bind_text(st, 34, r->token)) < 0)
                 goto finish;
 
         if (blob)
-                k = errno_from_sqlite(sqlite3_bind_blob(st, 31, blob, (int) blob_size, SQLITE_STATIC));
+                k = errno_from_sqlite(sqlite3_bind_blob(st, 32, blob, (int) blob_size, SQLITE_STATIC));
         else
-                k = errno_from_sqlite(sqlite3_bind_null(st, 31));
+                k = errno_from_sqlite(sqlite3_bind_null(st, 32));
         if (k < 0)
                 goto finish;
 
@@ -921,7 +935,7 @@ int store_request_update(Store *s, const StoreRequest *r) {
                 "transaction_id = ?12, certificate = ?13, chain = ?14, serial = ?15, csr = ?16, "
                 "not_before = ?17, not_after = ?18, updated = ?19, next_attempt = ?20, attempts = ?21, "
                 "submitted = ?22, warning = ?23, renew = ?24, renew_at = ?25, successor = ?26, "
-                "predecessor = ?27, renew_warned = ?28 WHERE id = ?1";
+                "predecessor = ?27, renew_warned = ?28, server = ?29 WHERE id = ?1";
         sqlite3_stmt *st = NULL;
         char *names = NULL;
         int k;

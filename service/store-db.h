@@ -98,6 +98,8 @@ typedef struct StoreRequest {
         uint32_t renew_warned;  /* expiry warnings given: 1 at 7 days, 2 at 1 day, 4 at expiry */
         char *token;            /* Enroll's idempotency token ("" none); successors keep it; insert only */
         bool key_sealed;        /* set by the store on load: a key sealed to its receiver awaits ConfirmKey */
+        char *server;           /* URL= entry of the NDES server that has the transaction (its
+                                 * PKCSReq went there: CertPolls go there too), "" none yet */
 } StoreRequest;
 
 /* Limits checked on insert/update (-E2BIG): names per request, bytes per text field, bytes

@@ -21,6 +21,10 @@
 #   lab_kdc_addprinc PRINC [KT]    add a -randkey principal, ktadd to KT when given
 #   lab_kdc_stop                   stop the KDC ("KDC down" tests)
 #   lab_apache                     Apache httpd: http :$LAB_HTTP_PORT, https :$LAB_HTTPS_PORT
+#   lab_apache2                    a second NDES server (after lab_apache): its own Apache on
+#                                  127.0.0.2 for ndes2.example.test, SPN HTTP/ndes2.example.test
+#                                  in the same HTTP keytab, the same NDES CGI with its own state
+#                                  directory $LAB_NDES2_STATE_DIR (lab_apache2_stop/_start)
 #   lab_bus                        private dbus-daemon (type system) with ipc/system.d
 #   lab_scepserver [CHALLENGE]     micromdm scepserver on :$LAB_SCEPSERVER_PORT
 #   lab_gssproxy UID|USER          gssproxy holding svc-scep.keytab for that uid
@@ -575,7 +579,7 @@ _lab_tls() {
                         "basicConstraints=critical,CA:FALSE" \
                         "keyUsage=critical,digitalSignature" \
                         "extendedKeyUsage=serverAuth" \
-                        "subjectAltName=DNS:ndes.example.test,DNS:ndes-alias.example.test,DNS:evil.attacker.test" \
+                        "subjectAltName=DNS:ndes.example.test,DNS:ndes-alias.example.test,DNS:evil.attacker.test,DNS:ndes2.example.test" \
                         >"$d/server.ext"
                 openssl x509 -req -in "$d/server.csr" -CA "$d/root.pem" -CAkey "$d/root.key" \
                         -CAcreateserial -days 2 -extfile "$d/server.ext" -out "$d/server.pem"
@@ -664,6 +668,58 @@ lab_apache_start() {
         [ -z "${_LAB_PIDS[apache]:-}" ] || lab_fail "lab_apache_start: Apache is already running"
         # lab_start truncates apache.log; Apache's own logs are appended to.
         _lab_apache_run
+}
+
+# A second NDES server behind the same CA (several URLs in a CA's URL=): ndes2.example.test
+# on 127.0.0.2 (its own /etc/hosts line), its own Apache (stopped and started on its own),
+# its own SPN HTTP/ndes2.example.test in the HTTP keytab, and the NDES CGI with its own state
+# directory, so its challenge cache and logs are its own. The emulator state is made by the
+# caller (e.g. a copy of the first server's CA and RA files).
+lab_apache2() {
+        local ad=$LAB_DIR/apache2 t0
+        _lab_require_inside lab_apache2
+        t0=$(_lab_now_ms)
+        [ -f "$LAB_DIR/apache/httpd.conf" ] || lab_fail "lab_apache2: call lab_apache first"
+        grep -q ' ndes2\.example\.test$' "$LAB_DIR/etc/hosts" ||
+                echo "127.0.0.2 ndes2.example.test" >>"$LAB_DIR/etc/hosts"
+        lab_kdc_addprinc HTTP/ndes2.example.test "$LAB_HTTP_KEYTAB"
+        mkdir -m 0755 "$ad" "$ad/logs" "$ad/run" "$ad/htdocs"
+        cp -a "$LAB_DIR/apache/cgi-bin" "$ad/cgi-bin"
+        mkdir -m 0700 "$ad/rcache"
+        chown www-data:www-data "$ad/rcache"
+        LAB_NDES2_STATE_DIR=$LAB_DIR/ndes2
+        mkdir -m 0700 "$LAB_NDES2_STATE_DIR"
+        chown www-data:www-data "$LAB_NDES2_STATE_DIR"
+        LAB_APACHE2_ACCESS_LOG=$ad/logs/access.log
+        export LAB_NDES2_STATE_DIR LAB_APACHE2_ACCESS_LOG
+        sed -e "s|$LAB_DIR/apache/|$ad/|g; s|\"$LAB_DIR/apache\"|\"$ad\"|g" \
+            -e "s|$LAB_NDES_STATE_DIR|$LAB_NDES2_STATE_DIR|g" \
+            -e "s|127\.0\.0\.1:|127.0.0.2:|g" \
+            -e "s|^ServerName ndes\.example\.test|ServerName ndes2.example.test|" \
+            -e "s|^    ServerName ndes\.example\.test|    ServerName ndes2.example.test|" \
+            "$LAB_DIR/apache/httpd.conf" >"$ad/httpd.conf"
+        _lab_apache2_run
+        _lab_time_record apache2 "$t0"
+}
+
+_lab_apache2_run() {
+        local ad=$LAB_DIR/apache2
+        lab_start apache2 env KRB5_CONFIG="$KRB5_CONFIG" KRB5RCACHEDIR="$ad/rcache" \
+                KRB5_KTNAME="FILE:$LAB_HTTP_KEYTAB" \
+                apache2 -f "$ad/httpd.conf" -d "$ad" -D FOREGROUND
+        _lab_wait_server apache2 15 "the second Apache to answer https on ndes2.example.test" \
+                curl -s -o /dev/null --max-time 2 --cacert "$LAB_TLS_ROOT" "https://ndes2.example.test:$LAB_HTTPS_PORT/lab-ready"
+}
+
+lab_apache2_stop() {
+        lab_stop apache2
+}
+
+lab_apache2_start() {
+        _lab_require_inside lab_apache2_start
+        [ -f "$LAB_DIR/apache2/httpd.conf" ] || lab_fail "lab_apache2_start: call lab_apache2 first"
+        [ -z "${_LAB_PIDS[apache2]:-}" ] || lab_fail "lab_apache2_start: the second Apache is already running"
+        _lab_apache2_run
 }
 
 # ---------------------------------------------------------------------------

@@ -831,6 +831,7 @@ static void test_migration_v1(void **state) {
                      "ALTER TABLE requests DROP COLUMN token; ALTER TABLE requests DROP COLUMN sealed_to; "
                      "ALTER TABLE requests DROP COLUMN sealed_key; "
                      "ALTER TABLE requests DROP COLUMN renewal_key; DROP TABLE ca_renewal; "
+                     "ALTER TABLE requests DROP COLUMN server; "
                      "UPDATE schema_version SET version = 1");
         sqlite3_close(db);
 
@@ -839,22 +840,33 @@ static void test_migration_v1(void **state) {
         assert_string_equal(got->caller, "");
         assert_string_equal(got->token, "");
         assert_false(got->key_sealed);
+        assert_string_equal(got->server, "");
         got = store_request_free(got);
         fill_request(&r, 1002, 200);
         r.caller = (char *) "v=1\ngids=3001 3002\nunit=nginx-a.service\n";
+        r.server = (char *) "https://ndes2.example.com/certsrv/mscep/mscep.dll";
         assert_int_equal(store_request_insert(s, &r, NULL), 0);
         store_close(s);
 
         s = open_store(f);
         assert_int_equal(store_request_get(s, r.id, &got), 0);
         assert_string_equal(got->caller, "v=1\ngids=3001 3002\nunit=nginx-a.service\n");
+        assert_string_equal(got->server, "https://ndes2.example.com/certsrv/mscep/mscep.dll");
+        /* the server recorded later (a PKCSReq sent) is kept by an update */
+        free(got->server);
+        got->server = strdup("https://ndes1.example.com/certsrv/mscep/mscep.dll");
+        assert_non_null(got->server);
+        assert_int_equal(store_request_update(s, got), 0);
+        got = store_request_free(got);
+        assert_int_equal(store_request_get(s, r.id, &got), 0);
+        assert_string_equal(got->server, "https://ndes1.example.com/certsrv/mscep/mscep.dll");
         got = store_request_free(got);
         store_close(s);
         db = raw_open(f);
         sqlite3_stmt *st = NULL;
         assert_int_equal(sqlite3_prepare_v2(db, "SELECT version FROM schema_version", -1, &st, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 4);
+        assert_int_equal(sqlite3_column_int(st, 0), 5);
         sqlite3_finalize(st);
         sqlite3_close(db);
 }

@@ -1015,6 +1015,99 @@ static void test_enums(void **state) {
         assert_false(cb_ca_name_is_valid(NULL));
 }
 
+/* URL= and AdminURL= with several NDES servers of one CA, in order; the first also under the
+ * single-server names. */
+static void test_several_servers(void **state) {
+        Files f = { .main = MAIN, .ca = "[CA]\nURL=https://ndes1.example.com/certsrv/mscep/mscep.dll "
+                                          "https://NDES2.example.com/certsrv/mscep/mscep.dll\n" };
+        CbConfig *c = parse_ok(&f);
+        const CbCa *ca = &c->cas[0];
+
+        assert_int_equal(ca->n_servers, 2);
+        assert_string_equal(ca->server_urls[0], "https://ndes1.example.com/certsrv/mscep/mscep.dll");
+        assert_string_equal(ca->server_urls[1], "https://NDES2.example.com/certsrv/mscep/mscep.dll");
+        assert_string_equal(ca->server_url_hosts[1], "ndes2.example.com");
+        assert_string_equal(ca->server_admin_urls[0], "https://ndes1.example.com/certsrv/mscep_admin/");
+        assert_string_equal(ca->server_admin_urls[1], "https://NDES2.example.com/certsrv/mscep_admin/");
+        assert_string_equal(ca->server_admin_url_hosts[1], "ndes2.example.com");
+        assert_true(ca->admin_url_derived);
+        assert_string_equal(ca->url, ca->server_urls[0]);
+        assert_string_equal(ca->url_host, "ndes1.example.com");
+        assert_string_equal(ca->admin_url, ca->server_admin_urls[0]);
+        assert_int_equal(ca->failback_usec, 600 * CB_USEC_PER_SEC);
+        assert_false(ca->round_robin);
+        assert_int_equal(cb_ca_server_index(ca, "https://NDES2.example.com/certsrv/mscep/mscep.dll"), 1);
+        assert_int_equal(cb_ca_server_index(ca, "https://ndes3.example.com/certsrv/mscep/mscep.dll"), -ENOENT);
+        cb_config_free(c);
+
+        /* AdminURL= paired by position; tabs separate too; FailbackAfter= */
+        f.ca = "[CA]\nURL=https://a.example.com/scep\thttps://b.example.com/scep\n"
+               "AdminURL=https://a.example.com/admin/ https://b.example.com/admin/\nFailbackAfter=90\n"
+               "ServerSelection=round-robin\n";
+        c = parse_ok(&f);
+        ca = &c->cas[0];
+        assert_int_equal(ca->n_servers, 2);
+        assert_false(ca->admin_url_derived);
+        assert_string_equal(ca->server_admin_urls[1], "https://b.example.com/admin/");
+        assert_string_equal(ca->server_admin_url_hosts[1], "b.example.com");
+        assert_string_equal(ca->admin_url, "https://a.example.com/admin/");
+        assert_int_equal(ca->failback_usec, 90 * CB_USEC_PER_SEC);
+        assert_true(ca->round_robin);
+        cb_config_free(c);
+
+        /* One server: as before, a list of one. */
+        f.ca = CA;
+        c = parse_ok(&f);
+        assert_int_equal(c->cas[0].n_servers, 1);
+        assert_string_equal(c->cas[0].server_urls[0], c->cas[0].url);
+        cb_config_free(c);
+
+        /* No mscep_admin: underivable admin pages are not needed for any server. */
+        f.ca = "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll https://b.example.com/scep\nChallenge=none\n";
+        c = parse_ok(&f);
+        assert_null(c->cas[0].admin_url);
+        assert_null(c->cas[0].server_admin_urls[0]);
+        assert_null(c->cas[0].server_admin_urls[1]);
+        cb_config_free(c);
+
+        static const struct {
+                const char *ca;
+                unsigned line;
+                const char *message;
+        } bad[] = {
+                { "[CA]\nURL=https://ndes1.example.com/certsrv/mscep/mscep.dll "
+                  "https://ndes2.evil.net/certsrv/mscep/mscep.dll\n", 2,
+                  "URL=https://ndes2.evil.net/certsrv/mscep/mscep.dll has a host" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll https://a.example.com/certsrv/mscep/mscep.dll\n",
+                  2, "URL= names https://a.example.com/certsrv/mscep/mscep.dll twice" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll https://b.example.com/certsrv/mscep/mscep.dll\n"
+                  "AdminURL=https://a.example.com/certsrv/mscep_admin/\n", 3, "AdminURL= names 1 server and URL= 2" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll https://b.example.com/scep\n", 2,
+                  "AdminURL= cannot be derived from URL=https://b.example.com/scep" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll http://b.example.com/certsrv/mscep/mscep.dll\n"
+                  "Authentication=none\n", 2, "URL=http://b.example.com/certsrv/mscep/mscep.dll is http:// without" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll\nFailbackAfter=0\n", 3, "FailbackAfter=" },
+                { "[CA]\nURL=https://a.example.com/certsrv/mscep/mscep.dll\nServerSelection=random\n", 3,
+                  "ServerSelection=random: use in-order or round-robin" },
+                { "[CA]\nURL=https://s1.example.com/x https://s2.example.com/x https://s3.example.com/x "
+                  "https://s4.example.com/x https://s5.example.com/x https://s6.example.com/x https://s7.example.com/x "
+                  "https://s8.example.com/x https://s9.example.com/x https://s10.example.com/x https://s11.example.com/x "
+                  "https://s12.example.com/x https://s13.example.com/x https://s14.example.com/x https://s15.example.com/x "
+                  "https://s16.example.com/x https://s17.example.com/x\nChallenge=none\n", 2, "more than 16 servers" },
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                CbConfigError e = {};
+                char buf[1200];
+                Files g = { .main = MAIN, .ca = bad[i].ca };
+                c = NULL;
+                assert_int_equal(parse(&g, &c, &e), -EINVAL);
+                assert_null(c);
+                cb_config_error_format(&e, buf, sizeof buf);
+                if (!strstr(e.message, bad[i].message) || e.line != bad[i].line || strcmp(e.path, CA_PATH) != 0)
+                        fail_msg("case %zu: want line %u \"%s\", got %s", i, bad[i].line, bad[i].message, buf);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_errors),
@@ -1026,6 +1119,7 @@ int main(void) {
                 cmocka_unit_test(test_subject_patterns),
                 cmocka_unit_test(test_kdc_hosts),
                 cmocka_unit_test(test_cleartext_cas),
+                cmocka_unit_test(test_several_servers),
                 cmocka_unit_test(test_retain_finished_spans),
                 cmocka_unit_test(test_renew_leads),
                 cmocka_unit_test(test_renewal_mode),
