@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <krb5/krb5.h>
 
+#include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-client.h"
 #include "http-outcome.h"
@@ -359,6 +360,35 @@ static void test_limit_ceiling(void **state) {
         challenge_limit_unref(l);
 }
 
+/* A PKIOperation NDES could not decrypt (HTTP 500, no CertRep): the CA's fetcher holds one
+ * challenge at a time from then on, not MaxOutstandingChallenges= of them. */
+static void test_fetcher_unanswered(void **state) {
+        sd_event *e = NULL;
+        HttpClient *http = NULL;
+        ChallengeFetcher *f = NULL;
+        ChallengeFetcherSettings s = {
+                .ca_name = "corp",
+                .admin_url = "https://ndes.example.test/certsrv/mscep_admin/",
+                .permitted_suffix = "example.test",
+                .timeout_usec = 1000000,
+                .max_outstanding = 4,
+        };
+
+        assert_int_equal(sd_event_new(&e), 0);
+        s.event = e;
+        assert_int_equal(http_client_new(e, &http), 0);
+        assert_int_equal(challenge_fetcher_new(http, NULL, &s, &f), 0);
+        assert_int_equal(challenge_fetcher_get_max(f), 4);
+        assert_int_equal(challenge_fetcher_get_ceiling(f), 0);
+        challenge_fetcher_unanswered(f);
+        assert_int_equal(challenge_fetcher_get_ceiling(f), 1);
+        assert_int_equal(challenge_fetcher_get_max(f), 4);     /* the setting is unchanged */
+        challenge_fetcher_unanswered(NULL);                     /* no fetcher: nothing */
+        challenge_fetcher_free(f);
+        http_client_free(http);
+        sd_event_unref(e);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_krb5),
@@ -373,6 +403,7 @@ int main(void) {
                 cmocka_unit_test(test_limit),
                 cmocka_unit_test(test_limit_holds),
                 cmocka_unit_test(test_limit_ceiling),
+                cmocka_unit_test(test_fetcher_unanswered),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
