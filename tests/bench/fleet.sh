@@ -8,9 +8,9 @@
 #     second (NDES holds them for approval until all are in, then issues them at once), valid
 #     FLEET_VALIDITY (150) seconds: with RenewBefore= at its default (33%) the whole fleet
 #     renews every ~100 s, three times in the run;
-#   - NDES's challenges live FLEET_CHALLENGE_TTL (60) seconds instead of 60 minutes (the
-#     emulator's challenge_ttl: its page then says "will expire within 1 minutes" and the
-#     brokers count 1 minute plus their margin of one);
+#   - from t=0, NDES's challenges live FLEET_CHALLENGE_TTL (120) seconds instead of 60 minutes
+#     (the emulator's challenge_ttl: its page then says "will expire within 2 minutes" and the
+#     brokers count 2 minutes plus their margin of one);
 #   - faults, from the moment the fleet is issued (t=0) for FLEET_SECONDS (300):
 #       NDES answers 503 to everything for 10 s every 60 s (from t=30 s);
 #       b02 is killed -9 every FLEET_KILL_EVERY (15) seconds and started again at once;
@@ -42,7 +42,7 @@
 #
 #   meson test -C build --benchmark fleet        (or: bash tests/bench/fleet.sh)
 #   options (environment): FLEET_SECONDS=300 FLEET_BROKERS=20 FLEET_CERTS=10 FLEET_VALIDITY=150
-#   FLEET_CHALLENGE_TTL=60 FLEET_KILL_EVERY=15 FLEET_RUNS="design control"
+#   FLEET_CHALLENGE_TTL=120 FLEET_KILL_EVERY=15 FLEET_RUNS="design control"
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 self=$CB_SOURCE_ROOT/tests/bench/fleet.sh
@@ -90,7 +90,7 @@ S=${FLEET_SECONDS:-300}
 B=${FLEET_BROKERS:-20}
 N=${FLEET_CERTS:-10}
 V=${FLEET_VALIDITY:-150}
-TTL=${FLEET_CHALLENGE_TTL:-60}
+TTL=${FLEET_CHALLENGE_TTL:-120}
 KILL_EVERY=${FLEET_KILL_EVERY:-15}
 CACHE=5
 [ "$B" -ge 5 ] || lab_fail "FLEET_BROKERS must be at least 5 (b02..b04 misbehave)"
@@ -101,7 +101,7 @@ KILLED=b02 UNDECRYPTABLE=b03 OVERCAP=b04
 
 ndes_setup
 kdestroy -A 2>/dev/null || true
-ndes ctl validity="$V" challenge_ttl="$TTL" cache_size=1000 >/dev/null
+ndes ctl validity="$V" cache_size=1000 >/dev/null        # challenge_ttl from t=0
 
 name() { printf 'b%02d' "$1"; }
 bus_of() { echo "unix:path=$LAB_DIR/fleet/$1/bus/socket"; }
@@ -116,7 +116,7 @@ broker_conf() {         # NAME FAULTS: (re)write NAME's CA file with its URL pat
                 echo "Default=yes"
                 echo "DefaultKey=ec:p256"
                 echo "Timeout=60"
-                echo "PollInterval=2"
+                echo "PollInterval=5"
                 [ "$MODE" != control ] || echo "RenewJitter=0"
                 [ "$b" != "$OVERCAP" ] || echo "MaxOutstandingChallenges=8"
         } >"$d/conf/ca.d/corp.conf"
@@ -215,7 +215,7 @@ done <"$paths"
 echo "# $MODE: $((B * N)) certificates issued together (NDES approved them at $(date -u +%T)), $((SECONDS - t_start)) s after the start"
 
 # ---- t=0: NDES's cache as NDES has it; b03 meets its fault ----
-ndes ctl cache_size=$CACHE >/dev/null
+ndes ctl cache_size=$CACHE challenge_ttl="$TTL" >/dev/null
 from=$(( $(ndes log | wc -l) + 1 ))
 t0_epoch=$(date +%s)
 broker_conf "$UNDECRYPTABLE" ",pkcsreq.undecryptable"
