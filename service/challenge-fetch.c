@@ -308,9 +308,9 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
                                            challenge_validity_usec(f->validity_minutes));
                 if (challenge_limit_get_ceiling(f->limit) != before && m) {
                         /* Said with the answer (the request's message and the journal). */
-                        char *n = message_printf("%s This broker held %u other challenge(s) then: it holds at "
-                                "most %u until NDES has forgotten them, one more every %u minutes, back to "
-                                "MaxOutstandingChallenges=%u.", m, used > 0 ? used - 1 : 0,
+                        char *n = message_printf("%s This broker held %u other challenge(s) then: it fetches at "
+                                "most %u at once (besides those NDES still holds unused) until NDES has forgotten "
+                                "them, one more every %u minutes, back to MaxOutstandingChallenges=%u.", m, used > 0 ? used - 1 : 0,
                                 challenge_limit_get_ceiling(f->limit),
                                 f->validity_minutes > 0 ? f->validity_minutes : CHALLENGE_VALIDITY_DEFAULT_MINUTES,
                                 challenge_limit_get_max(f->limit));
@@ -559,13 +559,6 @@ void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
                 return;
         }
         f->spares[f->n_spares++] = spare;
-}
-
-void challenge_fetcher_unanswered(ChallengeFetcher *f) {
-        if (!f)
-                return;
-        challenge_limit_back_off(f->limit, 0, monotonic_usec(), challenge_validity_usec(f->validity_minutes));
-        hold_timer_arm(f);
 }
 
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f) {

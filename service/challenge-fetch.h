@@ -105,10 +105,6 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 /* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
-/* A PKIOperation got no CertRep from NDES (HTTP 500: NDES could not decrypt it), so its
- * challenge stays unused in NDES's cache: this CA holds at most one challenge until NDES has
- * forgotten it (challenge_limit_back_off()), however many requests retry meanwhile. */
-void challenge_fetcher_unanswered(ChallengeFetcher *f);
 /* The ceiling learned from NDES (challenge_limit_get_ceiling()), 0 when none. */
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f);
 /* MaxOutstandingChallenges= in force. */

@@ -44,8 +44,11 @@ ChallengeLimit *challenge_limit_unref(ChallengeLimit *l) {
         return NULL;
 }
 
+/* The ceiling counts the slots in use besides the holds: challenges left unused at NDES never
+ * keep the CA from enrolling longer than they would without a ceiling. */
 static unsigned effective_max(const ChallengeLimit *l) {
-        return l->ceiling > 0 && l->ceiling < l->max ? l->ceiling : l->max;
+        size_t m = l->n_holds + l->ceiling;
+        return l->ceiling > 0 && m < l->max ? (unsigned) m : l->max;
 }
 
 bool challenge_limit_take(ChallengeLimit *l) {

@@ -43,10 +43,11 @@ int challenge_limit_hold(ChallengeLimit *l, uint64_t until);
 unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now);
 /* NDES's password cache is shared by all its clients, and the limit may be set above it. When
  * NDES answered "The password cache is full." to a fetch of this limit while `held` other slots
- * of it were taken (or left a challenge unused in its cache: held 0), the limit takes at most
- * half of held (at least 1) from now on, and one more after each `period` (usec, the
- * challenges' validity: NDES has forgotten the ones that filled it) without another such
- * answer, until it is back at max. A ceiling at or above max is none. */
+ * of it were taken, the limit takes at most half of held (at least 1) at once besides its
+ * holds from now on, and one more after each `period` (usec, the challenges' validity: NDES has
+ * forgotten the ones that filled it) without another such answer, until it is back at max. The
+ * holds are not limited by the ceiling, nor do they use it up: they never keep the CA from
+ * enrolling longer than without one. A ceiling at or above max is none. */
 void challenge_limit_back_off(ChallengeLimit *l, unsigned held, uint64_t now, uint64_t period);
 /* The ceiling in force (below max), 0 when none. challenge_limit_expire() raises it. */
 unsigned challenge_limit_get_ceiling(const ChallengeLimit *l);

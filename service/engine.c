@@ -771,12 +771,6 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                  * broker then fetches a fresh one). */
                 request_clear_submitted(r);
                 attempt_give_back_challenge(a, CE(ca)->fetcher);
-        } else if (q != 0 && !a->polling && res->http_code == 500 && a->challenge && !a->multi_use) {
-                /* NDES answers HTTP 500 without a CertRep when it cannot decrypt the envelope, and
-                 * the challenge inside stays unused in its cache (held here until NDES forgets
-                 * it). NDES's cache is every client's: while this goes on, the CA holds one
-                 * challenge at a time, not MaxOutstandingChallenges= of them. */
-                challenge_fetcher_unanswered(CE(ca)->fetcher);
         }
         if (q != 0) {
                 attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,

@@ -14,7 +14,6 @@
 #include <curl/curl.h>
 #include <krb5/krb5.h>
 
-#include "challenge-fetch.h"
 #include "challenge-limit.h"
 #include "http-client.h"
 #include "http-outcome.h"
@@ -352,41 +351,29 @@ static void test_limit_ceiling(void **state) {
                 assert_true(challenge_limit_take(l));
         assert_false(challenge_limit_take(l));                 /* 8 */
 
+        /* Holds (challenges left unused at NDES) neither use the ceiling up nor are limited by
+         * it: a CA holding two never waits for them longer than without a ceiling. */
+        for (int i = 0; i < 8; i++)
+                challenge_limit_put(l);
+        assert_int_equal(challenge_limit_get_used(l), 0);
+        assert_true(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_hold(l, 300000), 0);
+        assert_true(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_hold(l, 300000), 0);
+        challenge_limit_back_off(l, 2, 200000, 100);
+        assert_int_equal(challenge_limit_get_ceiling(l), 1);
+        assert_true(challenge_limit_take(l));                  /* 2 held + 1 */
+        assert_false(challenge_limit_take(l));
+        challenge_limit_put(l);
+        assert_int_equal(challenge_limit_expire(l, 300000), 2);
+        assert_int_equal(challenge_limit_get_ceiling(l), 0);   /* quiet long enough: none */
+        challenge_limit_set_wake(l, NULL, NULL);
+
         /* A broker whose max is 1 has nothing to learn. */
         challenge_limit_set_max(l, 1);
-        challenge_limit_back_off(l, 0, 200000, 100);
+        challenge_limit_back_off(l, 0, 400000, 100);
         assert_int_equal(challenge_limit_get_ceiling(l), 0);
-        challenge_limit_set_wake(l, NULL, NULL);
         challenge_limit_unref(l);
-}
-
-/* A PKIOperation NDES could not decrypt (HTTP 500, no CertRep): the CA's fetcher holds one
- * challenge at a time from then on, not MaxOutstandingChallenges= of them. */
-static void test_fetcher_unanswered(void **state) {
-        sd_event *e = NULL;
-        HttpClient *http = NULL;
-        ChallengeFetcher *f = NULL;
-        ChallengeFetcherSettings s = {
-                .ca_name = "corp",
-                .admin_url = "https://ndes.example.test/certsrv/mscep_admin/",
-                .permitted_suffix = "example.test",
-                .timeout_usec = 1000000,
-                .max_outstanding = 4,
-        };
-
-        assert_int_equal(sd_event_new(&e), 0);
-        s.event = e;
-        assert_int_equal(http_client_new(e, &http), 0);
-        assert_int_equal(challenge_fetcher_new(http, NULL, &s, &f), 0);
-        assert_int_equal(challenge_fetcher_get_max(f), 4);
-        assert_int_equal(challenge_fetcher_get_ceiling(f), 0);
-        challenge_fetcher_unanswered(f);
-        assert_int_equal(challenge_fetcher_get_ceiling(f), 1);
-        assert_int_equal(challenge_fetcher_get_max(f), 4);     /* the setting is unchanged */
-        challenge_fetcher_unanswered(NULL);                     /* no fetcher: nothing */
-        challenge_fetcher_free(f);
-        http_client_free(http);
-        sd_event_unref(e);
 }
 
 int main(void) {
@@ -403,7 +390,6 @@ int main(void) {
                 cmocka_unit_test(test_limit),
                 cmocka_unit_test(test_limit_holds),
                 cmocka_unit_test(test_limit_ceiling),
-                cmocka_unit_test(test_fetcher_unanswered),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
