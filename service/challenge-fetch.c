@@ -69,6 +69,7 @@ struct ChallengeFetcher {
         unsigned n_spares;
         sd_event *event;
         sd_event_source *hold_timer;    /* the next hold's end (challenge_limit_hold()) */
+        unsigned validity_minutes;      /* what the last challenge page said (0: nothing yet) */
 };
 
 char *challenge_anonymous_hint(const char *host, const char *url) {
@@ -143,6 +144,7 @@ TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long 
                 break;
         case CHALLENGE_PAGE_CACHE_FULL:
                 o = TRANSPORT_CHALLENGE_UNAVAILABLE;
+                info.cache_full = true;
                 m = message_printf("%s answered %s: NDES keeps only a few unused challenges "
                         "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
                         "server, and keep MaxOutstandingChallenges= below NDES's cache size. " SEED_NONE_CACHE, host,
@@ -274,6 +276,8 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
         challenge_limit_unref(l);
 }
 
+static void hold_timer_arm(ChallengeFetcher *f);
+
 static void on_http(HttpClient *http, const HttpResult *result, void *userdata) {
         ChallengeFetch *x = userdata;
         ChallengeFetcher *f = x->fetcher;
@@ -293,6 +297,30 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
         }
         o = challenge_classify_page(result->body, result->body_size, result->http_code, f->host, f->admin_url,
                                     ks ? ks->principal : NULL, &secret, &enc, &m, &x->page);
+        if (o == TRANSPORT_OK && x->page.validity_minutes > 0)
+                f->validity_minutes = x->page.validity_minutes;
+        if (x->page.cache_full) {
+                /* NDES's cache, shared by every client, is full: hold fewer for a while (this
+                 * fetch's own slot is not counted; it is given back below). */
+                unsigned used = challenge_limit_get_used(f->limit);
+                unsigned before = challenge_limit_get_ceiling(f->limit);
+                challenge_limit_back_off(f->limit, used > 0 ? used - 1 : 0, monotonic_usec(),
+                                           challenge_validity_usec(f->validity_minutes));
+                if (challenge_limit_get_ceiling(f->limit) != before && m) {
+                        /* Said with the answer (the request's message and the journal). */
+                        char *n = message_printf("%s This broker held %u other challenge(s) then: it fetches at "
+                                "most %u at once (besides those NDES still holds unused) until NDES has forgotten "
+                                "them, one more every %u minutes, back to MaxOutstandingChallenges=%u.", m, used > 0 ? used - 1 : 0,
+                                challenge_limit_get_ceiling(f->limit),
+                                f->validity_minutes > 0 ? f->validity_minutes : CHALLENGE_VALIDITY_DEFAULT_MINUTES,
+                                challenge_limit_get_max(f->limit));
+                        if (n) {
+                                free(m);
+                                m = n;
+                        }
+                }
+                hold_timer_arm(f);
+        }
         /* libcurl sends Negotiate at once; a protected page answers 200 with its mutual
          * authentication token, an anonymous one with no WWW-Authenticate at all. Only a fresh
          * connection tells: IIS may skip the exchange on one it has authenticated already. */
@@ -368,7 +396,6 @@ static void start_fetch(ChallengeFetch *x) {
                 fetch_finish(x, TRANSPORT_KERBEROS_FAILED, strerror(-r), 0, NULL, 0, false, NULL);
 }
 
-static void hold_timer_arm(ChallengeFetcher *f);
 
 static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ChallengeFetcher *f = userdata;
@@ -532,6 +559,10 @@ void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
                 return;
         }
         f->spares[f->n_spares++] = spare;
+}
+
+unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f) {
+        return f ? challenge_limit_get_ceiling(f->limit) : 0;
 }
 
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f) {

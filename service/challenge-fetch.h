@@ -105,6 +105,8 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 /* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
+/* The ceiling learned from NDES (challenge_limit_get_ceiling()), 0 when none. */
+unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f);
 /* MaxOutstandingChallenges= in force. */
 unsigned challenge_fetcher_get_max(const ChallengeFetcher *f);
 /* Of the slots taken: those held for challenges left unused at NDES until they expire. */

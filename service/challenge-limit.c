@@ -7,6 +7,9 @@
 struct ChallengeLimit {
         unsigned n_ref;
         unsigned max, used;             /* used counts the holds too */
+        unsigned ceiling;               /* learned from a cache-full answer (0: none) */
+        uint64_t ceiling_until;         /* then one more, every ceiling_period */
+        uint64_t ceiling_period;
         uint64_t *holds;                /* ends of the holds, unsorted */
         size_t n_holds, n_holds_alloc;
         void (*wake)(void *userdata);
@@ -41,8 +44,15 @@ ChallengeLimit *challenge_limit_unref(ChallengeLimit *l) {
         return NULL;
 }
 
+/* The ceiling counts the slots in use besides the holds: challenges left unused at NDES never
+ * keep the CA from enrolling longer than they would without a ceiling. */
+static unsigned effective_max(const ChallengeLimit *l) {
+        size_t m = l->n_holds + l->ceiling;
+        return l->ceiling > 0 && m < l->max ? (unsigned) m : l->max;
+}
+
 bool challenge_limit_take(ChallengeLimit *l) {
-        if (l->used >= l->max)
+        if (l->used >= effective_max(l))
                 return false;
         l->used++;
         return true;
@@ -84,8 +94,33 @@ int challenge_limit_hold(ChallengeLimit *l, uint64_t until) {
         return 0;
 }
 
+void challenge_limit_back_off(ChallengeLimit *l, unsigned held, uint64_t now, uint64_t period) {
+        unsigned c = held / 2 > 0 ? held / 2 : 1;
+
+        if (l->ceiling == 0 || c < l->ceiling)
+                l->ceiling = c;
+        l->ceiling_period = period > 0 ? period : 1;
+        l->ceiling_until = now + l->ceiling_period;
+        if (l->ceiling >= l->max)
+                l->ceiling = 0;
+}
+
+unsigned challenge_limit_get_ceiling(const ChallengeLimit *l) {
+        return l->ceiling > 0 && l->ceiling < l->max ? l->ceiling : 0;
+}
+
 unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now) {
         unsigned n = 0;
+        bool raised = false;
+
+        /* One slot more per period without a cache-full answer, back to max. */
+        while (l->ceiling > 0 && now >= l->ceiling_until) {
+                raised = true;
+                if (++l->ceiling >= l->max)
+                        l->ceiling = 0;
+                else
+                        l->ceiling_until += l->ceiling_period;
+        }
 
         for (size_t i = 0; i < l->n_holds;)
                 if (l->holds[i] <= now) {
@@ -95,13 +130,13 @@ unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now) {
                         n++;
                 } else
                         i++;
-        if (n > 0 && l->wake)
+        if ((n > 0 || raised) && l->wake)
                 l->wake(l->wake_userdata);
         return n;
 }
 
 uint64_t challenge_limit_next_expiry(const ChallengeLimit *l) {
-        uint64_t next = 0;
+        uint64_t next = l->ceiling > 0 ? l->ceiling_until : 0;
 
         for (size_t i = 0; i < l->n_holds; i++)
                 if (next == 0 || l->holds[i] < next)

@@ -38,10 +38,21 @@ void challenge_limit_clear_wake(ChallengeLimit *l, void *userdata);
 /* A taken slot stays taken until `until` (a challenge left unused at NDES). On -ENOMEM the slot
  * is given back at once (as before holds existed). */
 int challenge_limit_hold(ChallengeLimit *l, uint64_t until);
-/* Gives back the slots of holds whose time has come (runs the wake function once if any);
- * returns how many. */
+/* Gives back the slots of holds whose time has come and raises the ceiling when its time has
+ * come (runs the wake function once if either); returns how many slots. */
 unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now);
-/* The earliest hold's end, 0 when there is none. */
+/* NDES's password cache is shared by all its clients, and the limit may be set above it. When
+ * NDES answered "The password cache is full." to a fetch of this limit while `held` other slots
+ * of it were taken, the limit takes at most half of held (at least 1) at once besides its
+ * holds from now on, and one more after each `period` (usec, the challenges' validity: NDES has
+ * forgotten the ones that filled it) without another such answer, until it is back at max. The
+ * holds are not limited by the ceiling, nor do they use it up: they never keep the CA from
+ * enrolling longer than without one. A ceiling at or above max is none. */
+void challenge_limit_back_off(ChallengeLimit *l, unsigned held, uint64_t now, uint64_t period);
+/* The ceiling in force (below max), 0 when none. challenge_limit_expire() raises it. */
+unsigned challenge_limit_get_ceiling(const ChallengeLimit *l);
+
+/* The earliest hold's end (or the ceiling's next raise), 0 when there is none. */
 uint64_t challenge_limit_next_expiry(const ChallengeLimit *l);
 unsigned challenge_limit_get_held(const ChallengeLimit *l);
 

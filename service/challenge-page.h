@@ -77,6 +77,8 @@ typedef struct ChallengePageInfo {
         const char *encoding;
         /* The result came from the page's structure (rules 3 and 4), not its English words. */
         bool by_structure;
+        /* challenge_classify_page() only: the page was NDES's "The password cache is full.". */
+        bool cache_full;
         /* The CA thumbprint (MD5 of the CA certificate) as 32 lowercase hex digits; "" when the
          * page shows none. */
         char thumbprint[33];

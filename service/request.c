@@ -43,6 +43,27 @@ uint64_t request_retry_delay(unsigned attempts, uint32_t rnd) {
         return delay + (delay / 4) * rnd / UINT32_MAX;
 }
 
+/* The fleet simulation's control run (tests/bench/fleet.sh) measures the same fleet without
+ * backoff: CERTBROKER_TEST_RETRY_FIXED=SECONDS (1..3600) makes every retry come after exactly
+ * that long, no growth, no jitter. The environment of a test, never of a deployed unit. */
+static uint64_t retry_delay(unsigned attempts) {
+        static int fixed = -1;
+
+        if (fixed < 0) {
+                const char *e = getenv("CERTBROKER_TEST_RETRY_FIXED");
+                char *end = NULL;
+                long v = e ? strtol(e, &end, 10) : 0;
+
+                fixed = e && end && end != e && !*end && v >= 1 && v <= 3600 ? (int) v : 0;
+                if (fixed > 0)
+                        log_notice("CERTBROKER_TEST_RETRY_FIXED=%d: every retry after %d s (no backoff, no jitter).",
+                                   fixed, fixed);
+        }
+        if (fixed > 0)
+                return (uint64_t) fixed * 1000000ULL;
+        return request_retry_delay(attempts, randombytes_random());
+}
+
 uint64_t request_poll_delay(uint64_t poll_interval_usec, unsigned attempts, bool first) {
         uint64_t f;
 
@@ -598,7 +619,7 @@ void request_attempt_failed(Request *r, BrokerError error, const char *message) 
                             NULL, message);
                 return;
         }
-        retry_after(r, error, message, request_retry_delay(r->rec->attempts, randombytes_random()));
+        retry_after(r, error, message, retry_delay(r->rec->attempts));
 }
 
 /* What to do about a local shortage, after "what: strerror". */
@@ -637,8 +658,7 @@ void request_attempt_failed_errno(Request *r, int error, const char *what) {
                 }
                 if (r->local_failures < UINT_MAX)
                         r->local_failures++;
-                retry_after(r, BROKER_ERROR_QUOTA_EXCEEDED, msg,
-                            request_retry_delay(r->local_failures, randombytes_random()));
+                retry_after(r, BROKER_ERROR_QUOTA_EXCEEDED, msg, retry_delay(r->local_failures));
                 return;
         }
         snprintf(msg, sizeof msg, "%s: %s", what, strerror(e));

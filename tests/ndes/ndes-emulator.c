@@ -415,22 +415,28 @@ static int serve_admin(const Config *c) {
         for (unsigned i = 0; i < mdlen && i < 16; i++)
                 sprintf(thumb + strlen(thumb), "%s%02X", i > 0 && i % 4 == 0 ? " " : "", md[i]);
 
+        /* Who asks: the tag.WORD of the path's fault SPEC (a fleet's brokers each their own). */
+        char who[CHALLENGE_WHO_MAX + 1] = "", holders[1024] = "", who_field[CHALLENGE_WHO_MAX + 8] = "";
+        if (arg_fault_spec && fault_spec_tag(arg_fault_spec, who, sizeof who))
+                snprintf(who_field, sizeof who_field, " who=%s", who);
         char challenge[CHALLENGE_LEN + 1];
         ChallengeResult res;
         size_t outstanding = 0;
-        int r = challenge_new(arg_state, c, challenge, &res, &outstanding);
+        int r = challenge_new_by(arg_state, c, who[0] ? who : NULL, challenge, &res, &outstanding, holders,
+                                 sizeof holders);
         if (r < 0) {
                 fprintf(stderr, "ndes-emulator: challenge cache in %s: %s\n", arg_state, strerror(-r));
                 cgi_text(500, "Internal Server Error", "challenge cache unavailable (see the error log)\n");
                 return 0;
         }
         if (res == CHALLENGE_CACHE_FULL) {
-                log_event(c, "challenge.log", "user=%s result=cache-full outstanding=%zu", user, outstanding);
+                log_event(c, "challenge.log", "user=%s%s result=cache-full%s%s outstanding=%zu", user, who_field,
+                          who[0] ? " holders=" : "", who[0] ? holders : "", outstanding);
                 snprintf(page, sizeof page, "%s%s%s", lp->head, lp->cache_full, lp->tail);
                 admin_send(c, page);
                 return 0;
         }
-        log_event(c, "challenge.log", "user=%s result=issued%s outstanding=%zu", user,
+        log_event(c, "challenge.log", "user=%s%s result=issued%s outstanding=%zu", user, who_field,
                   c->single_password ? "-single" : "", outstanding);
         snprintf(page, sizeof page, "%s%s%s%s%s%s%s", lp->head, lp->before_thumb, thumb, lp->before_challenge,
                  challenge, c->single_password ? lp->after_multi : lp->after_once, lp->tail);

@@ -31,6 +31,26 @@ bool fault_spec_from_path(const char *path, char spec[FAULT_SPEC_MAX]) {
         return true;
 }
 
+bool fault_spec_tag(const char *spec, char *out, size_t size) {
+        for (const char *s = spec; s && *s;) {
+                size_t len = strcspn(s, ",");
+                if (len > 4 && strncmp(s, "tag.", 4) == 0 && len - 4 < size) {
+                        size_t n = 0;
+                        for (const char *c = s + 4; c < s + len; c++) {
+                                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", *c))
+                                        return false;
+                                out[n++] = *c;
+                        }
+                        out[n] = 0;
+                        return true;
+                }
+                s += len;
+                if (*s == ',')
+                        s++;
+        }
+        return false;
+}
+
 /* One item "STEP.CLASS[.COUNT]" at s (up to a comma or the end): its parts. */
 static int item_parse(const char *s, size_t len, FaultStep *ret_step, FaultClass *ret_class, int *ret_arg,
                       long *ret_count) {

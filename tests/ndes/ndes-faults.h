@@ -66,6 +66,10 @@ typedef enum FaultClass {
 /* The SPEC of a path "/f/SPEC/..." (copied to spec), or false when the path has none. */
 bool fault_spec_from_path(const char *path, char spec[FAULT_SPEC_MAX]);
 
+/* The WORD of SPEC's first tag.WORD item (at most size - 1 bytes of letters, digits, '-' and
+ * '_'), copied to out: who the requester is, for the challenge log. False when SPEC has none. */
+bool fault_spec_tag(const char *spec, char *out, size_t size);
+
 /* Validates SPEC; NULL when good, else what is wrong (static text). */
 const char *fault_spec_check(const char *spec);
 

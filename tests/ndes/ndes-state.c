@@ -499,10 +499,11 @@ int state_lock(const char *dir) {
         return fd;
 }
 
-/* The challenge cache file "challenges": lines "<created epoch> <2..128 hex>", mode 0600. */
+/* The challenge cache file "challenges": lines "<created epoch> <2..128 hex> [<who>]", mode 0600. */
 typedef struct Entry {
         int64_t created;
         char value[CHALLENGE_LEN + 1];
+        char who[CHALLENGE_WHO_MAX + 1];
 } Entry;
 
 static int challenges_load(const char *dir, const Config *c, Entry **ret, size_t *ret_n) {
@@ -527,14 +528,17 @@ static int challenges_load(const char *dir, const Config *c, Entry **ret, size_t
         char *save = NULL;
         for (char *line = strtok_r((char *) data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 long long created;
-                char value[CHALLENGE_LEN + 1];
-                if (sscanf(line, "%lld %128s", &created, value) != 2 || strlen(value) < 2)
+                char value[CHALLENGE_LEN + 1], who[CHALLENGE_WHO_MAX + 1] = "-";
+                int k = sscanf(line, "%lld %128s %32s", &created, value, who);
+                if (k < 2 || strlen(value) < 2)
                         continue;
                 /* expired, or from the "future" when the clock was turned back: gone */
                 if (now - created >= c->challenge_ttl || created - now > c->challenge_ttl)
                         continue;
                 e[n].created = created;
                 memcpy(e[n].value, value, sizeof value);
+                memcpy(e[n].who, who, sizeof who);
+                OPENSSL_cleanse(value, sizeof value);
                 n++;
         }
         OPENSSL_clear_free(data, size);
@@ -544,13 +548,14 @@ static int challenges_load(const char *dir, const Config *c, Entry **ret, size_t
 }
 
 static int challenges_save(const char *dir, const Entry *e, size_t n) {
-        size_t size = n * (CHALLENGE_LEN + 32) + 1, len = 0;
+        size_t size = n * (CHALLENGE_LEN + CHALLENGE_WHO_MAX + 32) + 1, len = 0;
         char *buf = malloc(size);
         if (!buf)
                 return -ENOMEM;
         buf[0] = 0;
         for (size_t i = 0; i < n; i++)
-                len += snprintf(buf + len, size - len, "%lld %s\n", (long long) e[i].created, e[i].value);
+                len += snprintf(buf + len, size - len, "%lld %s %s\n", (long long) e[i].created, e[i].value,
+                                e[i].who[0] ? e[i].who : "-");
         int r = state_write(dir, "challenges", buf, len, 0600);
         OPENSSL_clear_free(buf, size);
         return r;
@@ -592,8 +597,36 @@ static int single_password_get(const char *dir, const Config *c, char ret[CHALLE
         return state_write(dir, "single-password", ret, strlen(ret), 0600);
 }
 
+/* "WHO:N,..." of the entries, in the order of each holder's oldest. */
+static void holders_text(const Entry *e, size_t n, char *out, size_t size) {
+        size_t len = 0;
+
+        out[0] = 0;
+        for (size_t i = 0; i < n; i++) {
+                size_t count = 0;
+                bool seen = false;
+                for (size_t j = 0; j < i && !seen; j++)
+                        seen = strcmp(e[j].who, e[i].who) == 0;
+                if (seen)
+                        continue;
+                for (size_t j = i; j < n; j++)
+                        count += strcmp(e[j].who, e[i].who) == 0;
+                int k = snprintf(out + len, size - len, "%s%s:%zu", len ? "," : "", e[i].who, count);
+                if (k < 0 || (size_t) k >= size - len) {
+                        out[len] = 0;
+                        return;
+                }
+                len += (size_t) k;
+        }
+}
+
 int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
                   size_t *ret_outstanding) {
+        return challenge_new_by(dir, c, NULL, ret, ret_result, ret_outstanding, NULL, 0);
+}
+
+int challenge_new_by(const char *dir, const Config *c, const char *who, char ret[CHALLENGE_LEN + 1],
+                     ChallengeResult *ret_result, size_t *ret_outstanding, char *holders, size_t holders_size) {
         Entry *e = NULL;
         size_t n = 0;
         int r, lock = state_lock(dir);
@@ -615,6 +648,8 @@ int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1],
         if (n >= (size_t) c->cache_size) {
                 /* still save: expired entries were dropped */
                 r = challenges_save(dir, e, n);
+                if (r >= 0 && holders && holders_size > 1)
+                        holders_text(e, n, holders, holders_size);
                 if (r >= 0) {
                         *ret_result = CHALLENGE_CACHE_FULL;
                         *ret_outstanding = n;
@@ -631,6 +666,7 @@ int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1],
         if (r < 0)
                 goto finish;
         e[n].created = state_now(c);
+        snprintf(e[n].who, sizeof e[n].who, "%s", who && *who ? who : "-");
         n++;
         r = challenges_save(dir, e, n);
         if (r >= 0) {

@@ -112,6 +112,12 @@ typedef enum ChallengeResult {
  * included), counted under the same lock, so the maximum over the log is exact. */
 int challenge_new(const char *dir, const Config *c, char ret[CHALLENGE_LEN + 1], ChallengeResult *ret_result,
                   size_t *ret_outstanding);
+/* The same, recording who fetched the challenge (NULL: "-"; at most CHALLENGE_WHO_MAX bytes),
+ * and, when the cache is full, who holds its unused challenges: "WHO:N,WHO:N" in holders (at
+ * least 2 bytes), the holders in the order of their oldest challenge. */
+#define CHALLENGE_WHO_MAX 32
+int challenge_new_by(const char *dir, const Config *c, const char *who, char ret[CHALLENGE_LEN + 1],
+                     ChallengeResult *ret_result, size_t *ret_outstanding, char *holders, size_t holders_size);
 /* Under the lock: removes the challenge if present and unexpired. 0: valid and now consumed,
  * -EALREADY: consumed before, -ENOENT: unknown or expired. */
 int challenge_consume(const char *dir, const Config *c, const char *challenge);

@@ -305,6 +305,77 @@ static void test_limit_holds(void **state) {
         challenge_limit_unref(l);
 }
 
+/* NDES's cache was full: the limit holds at most half of what it held then (at least one),
+ * and one more every period without another cache-full answer, back to its max. */
+static void test_limit_ceiling(void **state) {
+        ChallengeLimit *l = NULL;
+        int before;
+
+        assert_int_equal(challenge_limit_new(8, &l), 0);
+        challenge_limit_set_wake(l, on_wake, NULL);
+        for (int i = 0; i < 5; i++)
+                assert_true(challenge_limit_take(l));
+        /* The sixth fetch is answered "full" while 5 were held. */
+        assert_true(challenge_limit_take(l));
+        challenge_limit_back_off(l, 5, 1000, 100);
+        challenge_limit_put(l);
+        assert_int_equal(challenge_limit_get_ceiling(l), 2);
+        assert_int_equal(challenge_limit_next_expiry(l), 1100);
+        for (int i = 0; i < 4; i++)
+                challenge_limit_put(l);
+        assert_int_equal(challenge_limit_get_used(l), 1);
+        assert_true(challenge_limit_take(l));
+        assert_false(challenge_limit_take(l));                 /* 2, not 8 */
+
+        /* Another one lowers it further (never below one); raising needs a quiet period. */
+        challenge_limit_back_off(l, 1, 1050, 100);
+        assert_int_equal(challenge_limit_get_ceiling(l), 1);
+        assert_int_equal(challenge_limit_next_expiry(l), 1150);
+        before = wakes;
+        assert_int_equal(challenge_limit_expire(l, 1149), 0);
+        assert_int_equal(challenge_limit_get_ceiling(l), 1);
+        assert_int_equal(wakes, before);
+        assert_int_equal(challenge_limit_expire(l, 1150), 0);
+        assert_int_equal(challenge_limit_get_ceiling(l), 2);
+        assert_int_equal(wakes, before + 1);                   /* queued fetches may go on */
+        assert_int_equal(challenge_limit_next_expiry(l), 1250);
+        assert_false(challenge_limit_take(l));                 /* 2 used */
+        challenge_limit_put(l);
+        assert_true(challenge_limit_take(l));
+
+        /* Long quiet: back to max at once, no ceiling left, no timer. */
+        assert_int_equal(challenge_limit_expire(l, 100000), 0);
+        assert_int_equal(challenge_limit_get_ceiling(l), 0);
+        assert_int_equal(challenge_limit_next_expiry(l), 0);
+        for (int i = 0; i < 6; i++)
+                assert_true(challenge_limit_take(l));
+        assert_false(challenge_limit_take(l));                 /* 8 */
+
+        /* Holds (challenges left unused at NDES) neither use the ceiling up nor are limited by
+         * it: a CA holding two never waits for them longer than without a ceiling. */
+        for (int i = 0; i < 8; i++)
+                challenge_limit_put(l);
+        assert_int_equal(challenge_limit_get_used(l), 0);
+        assert_true(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_hold(l, 300000), 0);
+        assert_true(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_hold(l, 300000), 0);
+        challenge_limit_back_off(l, 2, 200000, 100);
+        assert_int_equal(challenge_limit_get_ceiling(l), 1);
+        assert_true(challenge_limit_take(l));                  /* 2 held + 1 */
+        assert_false(challenge_limit_take(l));
+        challenge_limit_put(l);
+        assert_int_equal(challenge_limit_expire(l, 300000), 2);
+        assert_int_equal(challenge_limit_get_ceiling(l), 0);   /* quiet long enough: none */
+        challenge_limit_set_wake(l, NULL, NULL);
+
+        /* A broker whose max is 1 has nothing to learn. */
+        challenge_limit_set_max(l, 1);
+        challenge_limit_back_off(l, 0, 400000, 100);
+        assert_int_equal(challenge_limit_get_ceiling(l), 0);
+        challenge_limit_unref(l);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_krb5),
@@ -318,6 +389,7 @@ int main(void) {
                 cmocka_unit_test(test_profile),
                 cmocka_unit_test(test_limit),
                 cmocka_unit_test(test_limit_holds),
+                cmocka_unit_test(test_limit_ceiling),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
