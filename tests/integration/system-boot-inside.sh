@@ -535,4 +535,15 @@ pass "$UD under carol's systemd --user (linger): active, deployed CN=carol with 
 uctl disable --now $UD >/dev/null 2>&1 || fail "systemctl --user disable --now $UD"
 assert_eq "$(uctl show -P ActiveState $UD)" inactive "$UD after disable --now"
 
+# ---- apt-get remove: the daemon and the trust store units stop with their files ----
+assert_eq "$(show $U ActiveState) $(show $TP ActiveState) $(show $TT ActiveState)" "active active active" \
+        "certbrokerd, $TP and $TT before apt-get remove"
+out=$(DEBIAN_FRONTEND=noninteractive apt-get remove -y certbroker 2>&1) || fail "apt-get remove certbroker failed: $out"
+assert_eq "$(dpkg-query -W -f='${Status}' certbroker)" "deinstall ok config-files" "certbroker's dpkg status after remove"
+for u in $U $TP $TT $T; do
+        assert_eq "$(show $u ActiveState) $(show $u LoadState)" "inactive not-found" "$u after apt-get remove"
+done
+if out=$(pgrep -a -x certbrokerd); then fail "certbrokerd still runs after apt-get remove: $out"; fi
+pass "apt-get remove certbroker stopped certbrokerd, $TP and $TT; no certbrokerd process is left"
+
 echo "ok - done"
