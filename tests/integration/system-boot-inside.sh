@@ -89,6 +89,37 @@ assert_eq "$(show $U DropInPaths)" "" "drop-ins of certbrokerd.service"
 dpkg -V certbroker || fail "dpkg -V: installed files differ from the package"
 pass "the unit is enabled, not started, exactly as shipped (no drop-ins, dpkg -V clean)"
 
+# ---- the trust store units after installation; the broker has never run ----
+# The package enables and starts the path unit and the timer (they only watch; what they start
+# is skipped until the broker has run), and leaves certbroker-trust.service to them.
+T=certbroker-trust.service
+TP=certbroker-trust.path
+TT=certbroker-trust.timer
+STAMP=/run/certbroker/trust-anchors
+for u in $TP $TT; do
+        assert_eq "$(systemctl is-enabled $u)" enabled "$u after installation"
+        assert_eq "$(show $u ActiveState)" active "$u after installation"
+        assert_eq "$(show $u FragmentPath)" "/lib/systemd/system/$u" "the unit file of $u"
+done
+assert_eq "$(show $TP SubState)" waiting "$TP after installation"
+assert_contains "$(show $TP Paths)" "$STAMP" "what $TP watches"
+assert_contains "$(show $TP Paths)" PathChanged "how $TP watches"
+assert_eq "$(systemctl is-enabled $T)" static "$T after installation"
+assert_eq "$(show $T ActiveState)" inactive "$T after installation"
+assert_eq "$(show $TT LastTriggerUSecMonotonic)" 0 "$TT has not fired yet"
+[ ! -e "$STAMP" ] || fail "$STAMP exists before the broker ever ran"
+# What the timer would do on a host where the broker has not run: skipped, not failed, and no
+# broker started.
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl start $T || fail "systemctl start $T before the broker ran: $(systemctl status --no-pager $T 2>&1 | tail -n 5)"
+assert_eq "$(show $T ConditionResult) $(show $T ActiveState) $(show $T Result)" "no inactive success" \
+        "$T before the broker ran (ConditionResult, ActiveState, Result)"
+assert_eq "$(show $T ExecMainStartTimestampMonotonic)" 0 "$T's command before the broker ran (never executed)"
+assert_eq "$(show $U ActiveState)" inactive "certbrokerd after $T was skipped"
+wait_for 10 "the skip in the journal" bash -c \
+        "journalctl -u $T --since '$since' --no-pager | grep -q 'unmet condition check (ConditionPathExists=$STAMP)'"
+pass "$TP and $TT are enabled and active after installation; $T, before the broker ever ran, is skipped by ConditionPathExists= (not failed, no broker started)"
+
 # ---- no configuration: the unit fails and says what to fix ----
 if systemctl start $U 2>/dev/null; then fail "certbrokerd started without any configuration"; fi
 assert_eq "$(show $U ActiveState)" failed "ActiveState without configuration"
@@ -359,5 +390,160 @@ level=$(echo "$line" | sed -n 's/.*: \([0-9.]*\) .*/\1/p')
 [ -n "$level" ] || fail "no exposure level in: $line"
 awk -v l="$level" 'BEGIN { exit !(l <= 1.5) }' || fail "systemd-analyze security certbrokerd: exposure $level > 1.5"
 pass "systemd-analyze security certbrokerd: exposure $level (at most 1.5)"
+
+# ---- the CA in the system trust store: InstallTrust=yes, certbroker-trust.path as shipped ----
+# The broker vouches only for a CA certificate it authenticated: here pinned by CAFingerprint=
+# (the NDES CA's certificate; the admin page's thumbprint would need an enrollment since the
+# broker's last start). Nobody starts certbroker-trust.service by hand from here on, and the
+# timer has not fired: each run below is the path unit's, on the broker's stamp.
+STORE=/usr/local/share/ca-certificates
+BUNDLE=/etc/ssl/certs/ca-certificates.crt
+ca_fp=$(openssl x509 -in "$NDES_STATE/ca.crt" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr A-F a-f)
+[ ${#ca_fp} = 64 ] || fail "no SHA-256 fingerprint of the NDES CA certificate: '$ca_fp'"
+anchor=$STORE/certbroker-corp.$ca_fp.crt
+# in_bundle PEM: the certificate of PEM is in the bundle update-ca-certificates writes
+in_bundle() {
+        local body
+        body=$(sed '/^-----/d' "$1" | tr -d '\n')
+        [ -n "$body" ] && tr -d '\n' <"$BUNDLE" | grep -qF "$body"
+}
+anchor_in() { [ -s "$anchor" ] && in_bundle "$anchor"; }
+anchor_gone() { [ ! -e "$anchor" ] && [ ! -e "/etc/ssl/certs/certbroker-corp.$ca_fp.pem" ] && ! in_bundle /tmp/anchor.pem; }
+# trust_ran SINCE: certbroker-trust.service started after SINCE (monotonic usec) and is done
+trust_ran() {
+        [ "$(show $T ExecMainStartTimestampMonotonic)" -gt "$1" ] && [ "$(show $T ActiveState)" = inactive ]
+}
+# (A change while a sync runs only merges into that run's start job: each step below starts
+# from an idle certbroker-trust.service, its path unit waiting.)
+trust_idle() { [ "$(show $T ActiveState)" = inactive ] && [ "$(show $TP SubState)" = waiting ]; }
+# The broker was just started: its stamp, written at start-up, has the path unit run a sync.
+wait_for 120 "the path unit's run of $T after certbrokerd's start" trust_ran "$(show $U ExecMainStartTimestampMonotonic)"
+assert_eq "$(show $T Result) $(show $T ExecMainStatus)" "success 0" "$T after certbrokerd's start (Result, exit status)"
+if out=$(openssl verify "$OUT/alice.crt" 2>&1); then fail "alice's certificate verifies with the system store before InstallTrust=yes: $out"; fi
+[ -z "$(ls "$STORE" | grep '^certbroker-')" ] || fail "certbroker anchors before InstallTrust=yes: $(ls "$STORE")"
+assert_eq "$(show $TP ActiveState)" active "$TP before InstallTrust=yes"
+cp /etc/certbroker/ca.d/corp.conf /tmp/corp.conf.trust
+printf 'InstallTrust=yes\nCAFingerprint=sha256:%s\n' "$ca_fp" >>/etc/certbroker/ca.d/corp.conf
+out=$(/usr/libexec/certbrokerd --check-config 2>&1) || fail "certbrokerd --check-config with InstallTrust=yes: $out"
+wait_for 120 "$T to be idle" trust_idle
+t_mono=$(show $T ExecMainStartTimestampMonotonic)
+since=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+t0=${EPOCHREALTIME/./}
+systemctl reload $U
+wait_for 30 "the broker's stamp to show corp's pinned certificate" \
+        grep -qx "corp InstallTrust=yes sha256:$ca_fp authenticated" "$STAMP"
+wait_for 180 "the anchor in $STORE and $BUNDLE" anchor_in
+wait_for 120 "the path unit's run of $T to end" trust_ran "$t_mono"
+sync_ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+assert_eq "$(show $T Result) $(show $T ExecMainStatus)" "success 0" "$T after InstallTrust=yes (Result, exit status)"
+assert_eq "$(show $TT LastTriggerUSecMonotonic)" 0 "$TT (it did not start $T)"
+assert_eq "$(stat -c '%a %U' "$anchor")" "644 root" "the anchor file"
+assert_eq "$(openssl x509 -in "$anchor" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr A-F a-f)" "$ca_fp" \
+        "the anchor is the NDES CA's certificate"
+assert_eq "$(ls "$STORE" | grep -c '^certbroker-')" 1 "certbroker anchors in $STORE"
+assert_eq "$(readlink "/etc/ssl/certs/certbroker-corp.$ca_fp.pem")" "$anchor" "update-ca-certificates' link to the anchor"
+jr=$(journalctl -u $T --since "$since" --no-pager -o cat)
+assert_contains "$jr" "installed $anchor" "the journal of $T"
+out=$(openssl verify "$OUT/alice.crt" 2>&1) || fail "openssl verify (the default store) of alice's certificate after InstallTrust=yes: $out"
+cp "$anchor" /tmp/anchor.pem
+pass "InstallTrust=yes + CAFingerprint=, systemctl reload: the stamp changed, $TP ran $T (Result=success) which installed $anchor into the store and $BUNDLE ($sync_ms ms); openssl verify now accepts alice's certificate"
+
+# The CA removed from the configuration (another one left): the next sync, again by the path
+# unit after the reload, takes its anchor out of the store.
+mv /etc/certbroker/ca.d/corp.conf /tmp/corp.conf.installtrust
+cat >/etc/certbroker/ca.d/other.conf <<'EOF'
+[CA]
+URL=https://ndes.example.test/certsrv/mscep/mscep.dll
+TrustAnchors=/etc/certbroker/ndes-root.pem
+Default=yes
+EOF
+out=$(/usr/libexec/certbrokerd --check-config 2>&1) || fail "certbrokerd --check-config without corp: $out"
+wait_for 120 "$T to be idle" trust_idle
+t_mono=$(show $T ExecMainStartTimestampMonotonic)
+since=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+systemctl reload $U
+wait_for 30 "the broker's stamp to drop corp" bash -c "grep -q '^other ' '$STAMP' && ! grep -q '^corp ' '$STAMP'"
+wait_for 180 "the anchor to leave $STORE and $BUNDLE" anchor_gone
+wait_for 120 "the path unit's run of $T to end" trust_ran "$t_mono"
+assert_eq "$(show $T Result) $(show $T ExecMainStatus)" "success 0" "$T after the CA was removed (Result, exit status)"
+assert_eq "$(show $TT LastTriggerUSecMonotonic)" 0 "$TT (it did not start $T)"
+jr=$(journalctl -u $T --since "$since" --no-pager -o cat)
+assert_contains "$jr" "the CA is no longer configured" "the journal of $T after the CA was removed"
+if out=$(openssl verify "$OUT/alice.crt" 2>&1); then fail "openssl verify still accepts alice's certificate after corp was removed: $out"; fi
+pass "corp removed from ca.d, systemctl reload: $TP ran $T again, which removed the anchor from $STORE and $BUNDLE; openssl verify refuses alice's certificate again"
+rm /etc/certbroker/ca.d/other.conf
+cp /tmp/corp.conf.trust /etc/certbroker/ca.d/corp.conf
+systemctl reload $U
+wait_for 30 "the broker's stamp to show corp again" grep -q "^corp InstallTrust=no " "$STAMP"
+
+# ---- certbroker-deploy-user@wifi under carol's own systemd --user ----
+# A user with a home directory and a user manager (lingering: user@UID.service, started by
+# systemd-logind), a policy rule with Identity=self for her local account, and the user unit
+# as shipped, enabled by carol herself.
+useradd -m -U -u 2004 -s /bin/sh carol
+carol_home=$(getent passwd carol | cut -d: -f6)
+cat >/etc/certbroker/policy.d/workstation.policy <<'EOF'
+# carol's own certificate, from her session (a local account here: IdentityAccounts=any)
+[Rule]
+Name=carol-identity
+Users=carol
+Identity=self
+IdentityAccounts=any
+EOF
+chmod 0644 /etc/certbroker/policy.d/workstation.policy
+systemctl reload $U
+wait_for 10 "carol's identity rule after systemctl reload" bash -c \
+        "setpriv --reuid=2004 --regid=2004 --init-groups busctl --system call $BUS $OBJ $BUS.Manager CheckAccess ssasa{sv} '' '' 0 1 identity s self | grep -q 'true \"carol-identity\"'"
+loginctl enable-linger carol
+wait_for 60 "carol's user manager (user@2004.service)" systemctl is-active -q user@2004.service
+# uctl ARGS...: systemctl --user as carol, as in her session
+uctl() { as carol env XDG_RUNTIME_DIR=/run/user/2004 systemctl --user "$@"; }
+wait_for 60 "carol's default.target" uctl is-active -q default.target
+UD=certbroker-deploy-user@wifi.service
+WIFI=$carol_home/.local/share/certbroker/wifi
+out=$(uctl enable --now $UD 2>&1) || fail "systemctl --user enable --now $UD as carol: $out"
+assert_eq "$(uctl show -P FragmentPath $UD)" /usr/lib/systemd/user/certbroker-deploy-user@.service "the user unit file in use"
+dpkg -S /usr/lib/systemd/user/certbroker-deploy-user@.service >/dev/null || fail "the user unit is not in a package"
+wait_for 60 "carol's certificate deployed by $UD" test -s "$WIFI/live/cert.pem"
+assert_eq "$(uctl is-enabled $UD)" enabled "$UD after enable --now"
+assert_eq "$(uctl show -P ActiveState $UD) $(uctl show -P NRestarts $UD)" "active 0" "$UD after the first certificate"
+assert_eq "$(ps -o user= -p "$(uctl show -P MainPID $UD)")" carol "the user unit's command's user"
+assert_eq "$(stat -c '%a %U' "$carol_home/.local/share/certbroker" "$WIFI" | tr '\n' ' ')" "700 carol 700 carol " \
+        "the deployment directories"
+assert_eq "$(stat -L -c '%a %U' "$WIFI/live/key.pem")" "600 carol" "carol's deployed key"
+req=$(sed -n 's/^request=//p' "$WIFI/.certbroker-request")
+[ -n "$req" ] || fail "no request recorded in $WIFI/.certbroker-request"
+assert_eq "$(unquote "$(cb root get-property "$BUS" "$OBJ/request/$req" "$BUS.Request" Owner)" | tr -d 'u ')" 2004 \
+        "the request's owner (the broker saw carol)"
+assert_eq "$(openssl x509 -in "$WIFI/live/cert.pem" -noout -subject -nameopt RFC2253)" "subject=CN=carol" "carol's subject"
+text=$(openssl x509 -in "$WIFI/live/cert.pem" -noout -text)
+assert_contains "$text" "othername: UPN::carol@${LAB_REALM,,}" "carol's UPN otherName"
+assert_eq "$(openssl pkey -in "$WIFI/live/key.pem" -pubout | sha256sum)" \
+        "$(openssl x509 -in "$WIFI/live/cert.pem" -noout -pubkey | sha256sum)" "carol's deployed key matches her certificate"
+out=$(openssl verify -CAfile "$NDES_STATE/ca.crt" "$WIFI/live/cert.pem" 2>&1) || fail "carol's certificate does not chain to the NDES CA: $out"
+openssl x509 -in "$WIFI/live/cert.pem" >"$OUT/carol.crt"
+wait_for 10 "$UD's note in the journal" bash -c \
+        "journalctl _SYSTEMD_USER_UNIT=$UD --no-pager -o cat | grep -qF 'request $req deployed: $WIFI/live -> gen-$req'"
+jr=$(journalctl _SYSTEMD_USER_UNIT=$UD --no-pager -o cat)
+printf '%s\n' "$jr" >"$OUT/deploy-user.journal.txt"
+if printf '%s\n' "$jr" | grep -Ei 'denied|permission|read-only file system|operation not permitted|bad system call'; then
+        fail "$UD's journal shows a denied operation (above)"
+fi
+pass "$UD under carol's systemd --user (linger): active, deployed CN=carol with UPN carol@${LAB_REALM,,} into ~/.local/share/certbroker/wifi/live (key 0600, matches); the broker saw uid 2004"
+uctl disable --now $UD >/dev/null 2>&1 || fail "systemctl --user disable --now $UD"
+assert_eq "$(uctl show -P ActiveState $UD)" inactive "$UD after disable --now"
+
+# ---- apt-get remove: the daemon and the trust store units stop with their files ----
+assert_eq "$(show $U ActiveState) $(show $TP ActiveState) $(show $TT ActiveState)" "active active active" \
+        "certbrokerd, $TP and $TT before apt-get remove"
+out=$(DEBIAN_FRONTEND=noninteractive apt-get remove -y certbroker 2>&1) || fail "apt-get remove certbroker failed: $out"
+assert_eq "$(dpkg-query -W -f='${Status}' certbroker)" "deinstall ok config-files" "certbroker's dpkg status after remove"
+for u in $U $TP $TT $T; do
+        assert_eq "$(show $u ActiveState) $(show $u LoadState)" "inactive not-found" "$u after apt-get remove"
+done
+if out=$(pgrep -a -x certbrokerd); then fail "certbrokerd still runs after apt-get remove: $out"; fi
+pass "apt-get remove certbroker stopped certbrokerd, $TP and $TT; no certbrokerd process is left"
 
 echo "ok - done"

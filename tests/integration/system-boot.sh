@@ -9,7 +9,11 @@
 # host's enabled services (apache2, krb5-kdc, ...) start inside. The checks themselves run
 # inside, in system-boot-inside.sh, as a oneshot unit that ends the container. Among them:
 # certbroker-deploy@web-a.service as shipped, for the unprivileged user www-a, deploys a
-# certificate, reloads, and deploys and reloads its renewal by itself.
+# certificate, reloads, and deploys and reloads its renewal by itself; certbroker-trust.path, as
+# the package enables and starts it, has certbroker-trust.service put the CA of a CA with
+# InstallTrust=yes into the system trust store (openssl verify then accepts the broker's
+# certificates) and take it out again when the CA goes; certbroker-deploy-user@wifi, enabled by
+# a user in her own systemd --user, deploys her certificate (Identity=self) into her home.
 #
 # CB_SYSTEM_BOOT_DEBS=DIR: use the .deb files in DIR instead of building them here.
 set -euo pipefail
@@ -64,6 +68,10 @@ mkdir "$c/ov/upper" "$c/ov/work"
 mount -t overlay cb-boot-root -o "lowerdir=/,upperdir=$c/ov/upper,workdir=$c/ov/work" "$c/root" ||
         lab_fail "cannot mount the container's overlay root"
 lab_on_exit "umount -l '$c/root' 2>/dev/null; umount -l '$c/ov' 2>/dev/null"
+# A container image's /usr/sbin/policy-rc.d ("exit 101": Docker's, so that apt-get install in an
+# image build starts nothing) is no part of a Debian system: with it, deb-systemd-invoke would
+# not start the units the package starts on installation. Hidden in the overlay only.
+rm -f "$c/root/usr/sbin/policy-rc.d"
 
 cp "$LAB_DIR/etc/hosts" "$LAB_DIR/etc/resolv.conf" "$c/etc/"
 # For gss-proxy (Debian's gssproxy.service reads the system krb5.conf).
@@ -108,7 +116,7 @@ Type=oneshot
 ExecStart=/bin/bash /lab/inside.sh
 StandardOutput=append:/out/inside.log
 StandardError=append:/out/inside.log
-TimeoutStartSec=300
+TimeoutStartSec=420
 EOF
 
 # systemd-nspawn keeps lock and propagation directories under /run/systemd/nspawn; where the
@@ -118,7 +126,7 @@ mount -t tmpfs -o mode=0755 cb-boot-run /run
 
 t0=$(_lab_now_ms)
 rc=0
-timeout 360 systemd-nspawn --quiet --directory="$c/root" --boot --register=no --keep-unit \
+timeout 480 systemd-nspawn --quiet --directory="$c/root" --boot --register=no --keep-unit \
         --link-journal=no --machine="cb-boot-$$" \
         --bind="$c/units:/etc/systemd/system" \
         --bind-ro="$c/etc/hosts:/etc/hosts" --bind-ro="$c/etc/resolv.conf:/etc/resolv.conf" \
@@ -145,6 +153,11 @@ ndes_verify_cert "$c/out/alice.crt" web.a.example.test web.a.example.test
 ndes_verify_cert "$c/out/killed.crt" killed.a.example.test killed.a.example.test
 ndes_verify_cert "$c/out/gssproxy.crt" gss.a.example.test gss.a.example.test
 lab_pass "the certificates issued inside the container chain to the NDES CA with the requested names"
+out=$(openssl verify -CAfile "$NDES_STATE/ca.crt" "$c/out/carol.crt" 2>&1) ||
+        lab_fail "carol's certificate from the user unit does not chain to the NDES CA: $out"
+lab_assert_contains "$(openssl x509 -in "$c/out/carol.crt" -noout -text)" "othername: UPN::carol@${LAB_REALM,,}" \
+        "the UPN of carol's certificate"
+lab_pass "carol's certificate, deployed by the user unit, chains to the NDES CA and names her UPN"
 
 echo "# system-boot: boot, checks and power-off ${boot_ms} ms; whole test $(( $(_lab_now_ms) - t_start )) ms"
 lab_pass "system-boot"
