@@ -218,14 +218,18 @@ int metrics_format(Manager *m, bool all, uid_t uid, char **ret) {
                                 fprintf(f, "} %llu\n", (unsigned long long) x->cas[i].ndes[o]);
                         }
                 header(f, "certbroker_outstanding_challenges", "gauge",
-                       "Challenges the broker holds at NDES (fetches running and challenges not yet used up), by CA.");
+                       "Challenges the broker holds at NDES (fetches running and challenges not yet used up), by CA, summed over its NDES servers.");
                 for (size_t i = 0; i < m->n_cas; i++) {
                         CaState *ca = m->cas[i];
                         if (!ca || !CE(ca))
                                 continue;
+                        unsigned held = 0;      /* at every NDES server of the CA */
+                        for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
+                                if (CE(ca)->fetchers[j])
+                                        held += challenge_fetcher_get_outstanding(CE(ca)->fetchers[j]);
                         fputs("certbroker_outstanding_challenges{", f);
                         put_label(f, "ca", ca->name);
-                        fprintf(f, "} %u\n", CE(ca)->fetcher ? challenge_fetcher_get_outstanding(CE(ca)->fetcher) : 0);
+                        fprintf(f, "} %u\n", held);
                 }
                 header(f, "certbroker_enrollment_duration_seconds", "histogram",
                        "From Enroll (or the renewal's start) to the certificate, for requests issued since the broker started.");

@@ -22,9 +22,20 @@ void trust_anchors_free(TrustAnchor *a, size_t n) {
         free(a);
 }
 
+/* The CA's certificates as GetCACert last gave them: one CA behind all of its NDES servers, so
+ * the first server that has answered (URL= order) speaks for it. */
+static ScepCACerts *ca_certs(CaState *ca) {
+        if (!ca || !CE(ca))
+                return NULL;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
+                if (CE(ca)->meta[i].certs)
+                        return CE(ca)->meta[i].certs;
+        return NULL;
+}
+
 int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **ret_note) {
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
-        ScepCACerts *certs = CE(ca) ? CE(ca)->certs : NULL;
+        ScepCACerts *certs = ca_certs(ca);
         TrustAnchor *a = NULL;
         size_t n = 0;
         char *note = NULL;
@@ -79,7 +90,12 @@ fail:
 }
 
 bool trust_anchors_fetching(CaState *ca) {
-        return CE(ca) && CE(ca)->meta_http;
+        if (!CE(ca))
+                return false;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
+                if (CE(ca)->meta[i].meta_http)
+                        return true;
+        return false;
 }
 
 void trust_anchors_stamp(Manager *m, bool force) {
@@ -96,7 +112,7 @@ void trust_anchors_stamp(Manager *m, bool force) {
         for (size_t i = 0; i < m->n_cas; i++) {
                 CaState *ca = m->cas[i];
                 const CbCa *c = ca ? cb_config_find_ca(m->config, ca->name) : NULL;
-                ScepCACerts *certs = ca && CE(ca) ? CE(ca)->certs : NULL;
+                ScepCACerts *certs = ca_certs(ca);
                 char fp[72] = "-";
                 bool auth = false;
 
