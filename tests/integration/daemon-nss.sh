@@ -61,9 +61,12 @@ nss_set() {
                 [ -z "$pid" ] || nsenter -t "$pid" -m mount --bind "$LAB_DIR/nsswitch-$1.conf" /etc/nsswitch.conf
         fi
 }
-# nss_answer: what getgrgid_r(3001) answers in the broker's mount namespace.
+# nss_answer: what getgrgid_r(3001) answers in the broker's mount namespace. In a sanitizer
+# build the modules need the ASan runtime first in the (uninstrumented) python.
+asan_rt=$(ldd "$slow_dir/libnss_slow.so.2" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*libasan[^ ]*\) .*/\1/p' | head -1)
 nss_answer() {
         nsenter -t "$(lab_pid certbrokerd)" -m env LD_LIBRARY_PATH="$down_dir:$slow_dir" \
+                ${asan_rt:+LD_PRELOAD=$asan_rt ASAN_OPTIONS=detect_leaks=0} \
                 CB_NSS_SLOW_FILE="$LAB_DIR/nss-slow-ms" "$LAB_PYTHON" -c '
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)

@@ -21,7 +21,7 @@ lab_enter "$@"
 . "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
 . "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
 
-ldconfig -p | grep -q 'libnss_extrausers\.so\.2 ' || lab_fail "libnss-extrausers is not installed (tests/install-deps)"
+ldconfig -p | grep 'libnss_extrausers\.so\.2 ' >/dev/null || lab_fail "libnss-extrausers is not installed (tests/install-deps)"
 
 # The directory's users (what sssd would answer): only through NSS, not in /etc/passwd.
 xu=$LAB_DIR/extrausers

@@ -248,13 +248,24 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
         return x;
 }
 
+/* A memory BIO's bytes as a string (they end with no NUL: not strndup(), which may look one
+ * byte past them). */
+static char *bio_text(const char *data, long n) {
+        char *s = n >= 0 ? malloc((size_t) n + 1) : NULL;
+        if (s) {
+                memcpy(s, data, (size_t) n);
+                s[n] = 0;
+        }
+        return s;
+}
+
 static char *pem_of_cert(X509 *x) {
         BIO *b = BIO_new(BIO_s_mem());
         char *data, *s;
         long n;
         PEM_write_bio_X509(b, x);
         n = BIO_get_mem_data(b, &data);
-        s = strndup(data, (size_t) n);
+        s = bio_text(data, n);
         BIO_free(b);
         return s;
 }
@@ -265,7 +276,7 @@ static char *pem_of_key(EVP_PKEY *k) {
         long n;
         PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
         n = BIO_get_mem_data(b, &data);
-        s = strndup(data, (size_t) n);
+        s = bio_text(data, n);
         BIO_free(b);
         return s;
 }
