@@ -538,6 +538,48 @@ finish:
         return ret;
 }
 
+/* The broker's stamp (what it last reported of its CAs' certificates), or NULL when absent. */
+static char *read_stamp(const char *path) {
+        FILE *f = path ? fopen(path, "re") : NULL;
+        char *text = NULL;
+        size_t size = 0;
+
+        if (!f)
+                return NULL;
+        if (getdelim(&text, &size, '\0', f) < 0) {
+                free(text);
+                text = NULL;
+        }
+        fclose(f);
+        return text;
+}
+
+/* trust sync, then the store's update command; again while the broker's stamp changed
+ * meanwhile (certbroker-trust.path starts this unit when the stamp changes, and a change made
+ * while it runs starts nothing), at most TRUST_SYNC_ROUNDS times. */
+#define TRUST_SYNC_ROUNDS 5
+static int trust_sync_until_settled(TrustArgs *t, sd_bus *bus, const char *stamp) {
+        for (unsigned round = 1;; round++) {
+                char *before = read_stamp(stamp);
+                int r = trust_sync(t, bus);
+                int q = run_update(t);
+                char *after = read_stamp(stamp);
+                bool changed = stamp && !((!before && !after) || (before && after && strcmp(before, after) == 0));
+
+                free(before);
+                free(after);
+                if (r == 0)
+                        r = q;
+                if (r != 0 || !changed)
+                        return r;
+                if (round >= TRUST_SYNC_ROUNDS)
+                        return say_error(CLI_EXIT_FAILURE, "trust sync: %s kept changing during %u syncs; the next "
+                                         "change (or the daily timer) syncs again.", stamp, round);
+                printf("trust sync: the broker's CA certificates changed during the sync (%s): syncing again.\n",
+                       stamp);
+        }
+}
+
 static int trust_status(TrustArgs *t, sd_bus *bus, const char *ca) {
         Installed *have = NULL;
         char **owners = NULL;
@@ -573,12 +615,13 @@ static int verb_trust(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "directory",      required_argument, NULL, 'd' },
                 { "update-command", required_argument, NULL, 'u' },
+                { "stamp",          required_argument, NULL, 's' },
                 { "help",           no_argument,       NULL, 'h' },
                 {}
         };
         TrustArgs t = {};
         sd_bus *bus = NULL;
-        const char *verb, *ca;
+        const char *verb, *ca, *stamp = NULL;
         int c, r;
 
         optind = 2;
@@ -590,8 +633,12 @@ static int verb_trust(int argc, char *argv[]) {
                 case 'u':
                         t.update = optarg;
                         break;
+                case 's':
+                        stamp = optarg;
+                        break;
                 case 'h':
-                        printf("%s trust install|remove|status|sync [CA] [--directory DIR] [--update-command PATH]\n",
+                        printf("%s trust install|remove|status|sync [CA] [--directory DIR] [--update-command PATH]\n"
+                               "         [--stamp FILE]   (sync: again while FILE changed during the sync)\n",
                                program);
                         return CLI_EXIT_OK;
                 default:
@@ -608,6 +655,8 @@ static int verb_trust(int argc, char *argv[]) {
                 return say_error(CLI_EXIT_USAGE, "'trust %s' needs a CA name.", verb);
         if ((strcmp(verb, "sync") == 0 && ca) || optind + 2 < argc)
                 return say_error(CLI_EXIT_USAGE, "'trust %s': too many arguments.", verb);
+        if (stamp && (strcmp(verb, "sync") != 0 || stamp[0] != '/'))
+                return say_error(CLI_EXIT_USAGE, "--stamp takes an absolute path, and only with 'trust sync'.");
         if (ca && (strchr(ca, '/') || strchr(ca, '.') || !*ca))
                 return say_error(CLI_EXIT_USAGE, "'%s' is not a CA name.", ca);
         if (geteuid() != 0)
@@ -630,9 +679,11 @@ static int verb_trust(int argc, char *argv[]) {
 
         if (strcmp(verb, "status") == 0)
                 r = trust_status(&t, bus, ca);
-        else if (strcmp(verb, "sync") == 0)
-                r = trust_sync(&t, bus);
-        else if (strcmp(verb, "install") == 0)
+        else if (strcmp(verb, "sync") == 0) {
+                r = trust_sync_until_settled(&t, bus, stamp);
+                sd_bus_flush_close_unref(bus);
+                return r;
+        } else if (strcmp(verb, "install") == 0)
                 r = sync_ca(&t, bus, ca, true);
         else {
                 int install = 0;

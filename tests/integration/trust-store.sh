@@ -138,6 +138,29 @@ lab_assert_contains "$ERR" "InstallTrust=yes" "the refusal names the setting"
 [ -e "$anchor" ] || lab_fail "a refused remove removed the anchor"
 lab_pass "InstallTrust=yes: trust sync installs the CA's certificate; trust remove is refused while it is set"
 
+# ---- the broker's stamp changing while a sync runs: --stamp syncs again ----
+# (what certbroker-trust.service passes; the path unit starts nothing while the service runs).
+# A copy of the stamp, changed by the update command of the first round only.
+cp "$STAMP" "$LAB_DIR/stamp-copy"
+cat >"$LAB_DIR/update-and-touch" <<SCRIPT
+#!/bin/sh
+echo run >>"$LAB_DIR/update-runs"
+[ -e "$LAB_DIR/stamp-touched" ] || { echo "changed meanwhile" >>"$LAB_DIR/stamp-copy"; touch "$LAB_DIR/stamp-touched"; }
+exec /usr/sbin/update-ca-certificates
+SCRIPT
+chmod 0755 "$LAB_DIR/update-and-touch"
+rm -f "$anchor"         # so that the sync has something to do and runs the update command
+ctl trust sync --stamp "$LAB_DIR/stamp-copy" --update-command "$LAB_DIR/update-and-touch"
+[ "$RC" = 0 ] || lab_fail "trust sync --stamp: rc $RC: $OUT $ERR"
+lab_assert_contains "$OUT" "changed during the sync" "trust sync --stamp when the stamp changed meanwhile"
+lab_assert_eq "$(grep -c 'syncing again' <<<"$OUT")" 1 "rounds after the first"
+[ -e "$anchor" ] || lab_fail "trust sync --stamp did not put the anchor back"
+lab_assert_eq "$(wc -l <"$LAB_DIR/update-runs")" 1 "update runs (the second round changed nothing)"
+ctl trust status --stamp "$LAB_DIR/stamp-copy"
+[ "$RC" = 2 ] || lab_fail "--stamp with status: rc $RC: $OUT $ERR"
+lab_assert_contains "$ERR" "only with 'trust sync'" "--stamp with another verb"
+lab_pass "the broker's stamp changing during trust sync --stamp: synced again, once"
+
 # ---- a substituted CA certificate: CAFingerprint= pins another one ----
 other_fp=$(printf 'substituted' | sha256sum | cut -c1-64)
 sed -i "s/^InstallTrust=yes$/InstallTrust=yes\nCAFingerprint=sha256:$other_fp/" "$CB_CONF/ca.d/corp.conf"
