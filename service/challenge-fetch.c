@@ -665,6 +665,10 @@ unsigned challenge_fetcher_get_held(const ChallengeFetcher *f) {
         return challenge_limit_get_held(f->limit);
 }
 
+bool challenge_fetcher_can_start_now(const ChallengeFetcher *f) {
+        return f->n_queued == 0 && challenge_limit_can_take(f->limit);
+}
+
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f) {
         return f->n_queued;
 }

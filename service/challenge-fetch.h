@@ -105,6 +105,10 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
 /* Slots taken (running fetches + challenges not yet freed), and fetches waiting for a slot. */
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
+/* Whether a fetch asked for now would start at once: a slot is free under the limit (and the
+ * ceiling learned from NDES) and no fetch is waiting for one. Otherwise it would wait, possibly
+ * for as long as NDES keeps an unused challenge. */
+bool challenge_fetcher_can_start_now(const ChallengeFetcher *f);
 /* The ceiling learned from NDES (challenge_limit_get_ceiling()), 0 when none. */
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f);
 /* MaxOutstandingChallenges= in force. */

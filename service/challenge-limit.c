@@ -51,8 +51,12 @@ static unsigned effective_max(const ChallengeLimit *l) {
         return l->ceiling > 0 && m < l->max ? (unsigned) m : l->max;
 }
 
+bool challenge_limit_can_take(const ChallengeLimit *l) {
+        return l->used < effective_max(l);
+}
+
 bool challenge_limit_take(ChallengeLimit *l) {
-        if (l->used >= effective_max(l))
+        if (!challenge_limit_can_take(l))
                 return false;
         l->used++;
         return true;

@@ -57,5 +57,7 @@ uint64_t challenge_limit_next_expiry(const ChallengeLimit *l);
 unsigned challenge_limit_get_held(const ChallengeLimit *l);
 
 unsigned challenge_limit_get_used(const ChallengeLimit *l);
+/* Whether challenge_limit_take() would succeed now (the ceiling in force counted). */
+bool challenge_limit_can_take(const ChallengeLimit *l);
 unsigned challenge_limit_get_max(const ChallengeLimit *l);
 void challenge_limit_set_max(ChallengeLimit *l, unsigned max);

@@ -377,17 +377,32 @@ static void check_run(Check *k) {
                                         check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
                                         continue;
                                 }
-                                if (challenge_fetcher_get_outstanding(f) >= challenge_fetcher_get_max(f)) {
+                                if (!challenge_fetcher_can_start_now(f)) {
                                         /* Not waited for: a slot may stay held for as long as NDES
                                          * keeps an unused challenge (an hour), and a waiting Check
                                          * would hold one of the CHECK_MAX_RUNNING places as long. */
-                                        char busy[512];
-                                        snprintf(busy, sizeof busy, "not fetched: all %u of MaxOutstandingChallenges= "
-                                                 "are taken (%u by challenges NDES still holds unused, until "
-                                                 "they expire; %u enrollments waiting), and NDES keeps only a "
-                                                 "few unused challenges; run the Check again later",
-                                                 challenge_fetcher_get_max(f), challenge_fetcher_get_held(f),
-                                                 challenge_fetcher_get_queued(f));
+                                        char busy[640];
+                                        unsigned ceiling = challenge_fetcher_get_ceiling(f);
+                                        if (challenge_fetcher_get_queued(f) > 0)
+                                                snprintf(busy, sizeof busy, "not fetched: %u enrollments are "
+                                                         "waiting for a challenge, and they come first; run the "
+                                                         "Check again later", challenge_fetcher_get_queued(f));
+                                        else if (ceiling > 0)
+                                                snprintf(busy, sizeof busy, "not fetched: NDES answered \"The "
+                                                         "password cache is full\" lately, so this broker fetches "
+                                                         "at most %u at once (of MaxOutstandingChallenges=%u) "
+                                                         "besides the %u NDES still holds unused, and that many are "
+                                                         "taken; run the Check again later",
+                                                         ceiling, challenge_fetcher_get_max(f),
+                                                         challenge_fetcher_get_held(f));
+                                        else
+                                                snprintf(busy, sizeof busy, "not fetched: all %u of "
+                                                         "MaxOutstandingChallenges= are taken (%u by challenges NDES "
+                                                         "still holds unused, until they expire; %u enrollments "
+                                                         "waiting), and NDES keeps only a few unused challenges; run "
+                                                         "the Check again later", challenge_fetcher_get_max(f),
+                                                         challenge_fetcher_get_held(f),
+                                                         challenge_fetcher_get_queued(f));
                                         check_add(k, "challenge", "skip", busy);
                                         continue;
                                 }

@@ -117,6 +117,26 @@ done
 lab_assert_contains "$(cat "$LAB_DIR/alice-check.out")" '"getcacert" "ok"' "alice's Check after the server woke up"
 lab_pass "Checks run one at a time per user and at most 8 at once; the refused ones say why"
 
+# After "The password cache is full" the CA fetches fewer challenges at once for a while (the
+# ceiling); a challenge Check meeting that ceiling says so at once instead of waiting, for up
+# to an hour, for a slot. NDES restarted with PasswordMax 1 (its cache empty).
+sed -e 's/Default=yes/Default=no/' -e '/^MaxOutstandingChallenges=/d' "$CB_CONF/ca.d/corp.conf" \
+        >"$CB_CONF/ca.d/ceiling.conf"
+echo "MaxOutstandingChallenges=4" >>"$CB_CONF/ca.d/ceiling.conf"
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+: >"$NDES_STATE/challenges"
+ndes ctl cache_size=1 >/dev/null
+out=$(check root ceiling 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "ok"' "the first challenge Check (its challenge kept: NDES's cache is full)"
+out=$(check root ceiling 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "fail" "ndes.example.test answered \"The password cache is full.\"' \
+        "the second challenge Check"
+out=$(check root ceiling 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "skip" "not fetched: NDES answered \"The password cache is full\" lately, so this broker fetches at most 1 at once (of MaxOutstandingChallenges=4)' \
+        "the third challenge Check, under the ceiling"
+ndes ctl cache_size=5 >/dev/null
+lab_pass "a challenge Check under the ceiling learned from a full NDES cache answers at once"
+
 lab_kdc_stop
 broker_stop
 broker_start

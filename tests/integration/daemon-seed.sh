@@ -40,6 +40,9 @@ hdr=$(curl -sS --negotiate -u : --cacert "$LAB_TLS_ROOT" -D - -o /dev/null \
 lab_assert_contains "$hdr" "HTTP/1.1 200" "the anonymous page answers"
 lab_assert_not_contains "$hdr" "WWW-Authenticate" "the anonymous page's headers"
 kdestroy -A
+# Those two fetches left two unused challenges in NDES's cache of five: forget them (an IIS
+# restart), so that what follows never meets "The password cache is full" by chance of timing.
+: >"$NDES_STATE/challenges"
 
 # --- Anonymous Authentication left on ---
 out=$(check corp 1 challenge b true)

@@ -324,7 +324,9 @@ static void test_limit_ceiling(void **state) {
         for (int i = 0; i < 4; i++)
                 challenge_limit_put(l);
         assert_int_equal(challenge_limit_get_used(l), 1);
+        assert_true(challenge_limit_can_take(l));
         assert_true(challenge_limit_take(l));
+        assert_false(challenge_limit_can_take(l));             /* what CA.Check asks first */
         assert_false(challenge_limit_take(l));                 /* 2, not 8 */
 
         /* Another one lowers it further (never below one); raising needs a quiet period. */
