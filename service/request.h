@@ -16,6 +16,7 @@
 
 #include "broker-error.h"
 #include "cb-policy.h"
+#include "request-state.h"
 #include "secret-memory.h"
 #include "store-db.h"
 
