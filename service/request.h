@@ -134,6 +134,25 @@ void request_notify(Request *r);
 /* Write again the requests whose last commit failed; the number still unsaved. */
 size_t request_recommit_all(Manager *m);
 
+/* ---- the state ---- */
+
+/* The one place a request's state changes (a record is made QUEUED, or FAILED for a successor the
+ * policy denied). The attempt in flight stops (unless state is SUBMITTING: one begins), the
+ * change is logged ("Request ID: A -> B", at debug level: the audit record says what is news),
+ * the fields that go with state are set, the record committed (request_commit(), whose result is
+ * returned) and the consequences run:
+ *   SUBMITTING  NextAttempt cleared.
+ *   PENDING, RETRYING  the next poll or attempt scheduled at next (CLOCK_REALTIME usec, given for
+ *               these two only); PENDING audited when entered ("pending").
+ *   ISSUED      NextAttempt cleared, the key dropped from memory (the journal keeps it for
+ *               TakeKey), the enrollment time observed, RenewAt fixed and the key kept for a
+ *               RenewalReq (renewal.c), audited ("issued"), the renewal scheduled and the
+ *               predecessor told.
+ *   REJECTED, FAILED, CANCELLED  NextAttempt and a submission in doubt cleared (nothing resumes
+ *               an ended request), the key erased, audited (cancelled: once committed).
+ * Error, ErrorMessage and FailInfo are the caller's to set before. */
+int request_set_state(Request *r, RequestState state, uint64_t next);
+
 /* ---- transitions (the engine's steps end in these) ---- */
 
 /* Runs the next step at `when` (CLOCK_REALTIME usec): NextAttempt. */
