@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "basic.h"
+#include "caller.h"
 #include "engine.h"
 #include "keys-generate.h"
 #include "log.h"
@@ -440,6 +441,28 @@ int request_when_durable(Request *r, RequestEnrolled done, void *userdata) {
         q = journal_sync_request(r->manager->journal_sync, on_enroll_durable, op, NULL);
         if (q < 0)
                 free(op);
+        return q;
+}
+
+int request_decide_again(Request *r, bool nss_groups, CbDecision *ret) {
+        const StoreRequest *rec = r->rec;
+        Caller c = {};
+        CbCaller cb;
+        size_t n = 0;
+        int q;
+
+        q = caller_from_snapshot(rec->owner, rec->caller, caller_names_needed(r->manager->config), nss_groups, &c);
+        if (q < 0)
+                return q;
+        caller_to_policy(&c, &cb);
+        while (rec->names && rec->names[n])
+                n++;
+        CbRequestSpec spec = {
+                .ca = rec->ca, .subject = rec->subject, .names = (const char *const *) rec->names, .n_names = n,
+                .key = rec->key, .usage = rec->usage, .label = rec->label,
+        };
+        q = cb_policy_decide(r->manager->config, &cb, &spec, NULL, ret);
+        caller_done(&c);
         return q;
 }
 

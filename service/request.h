@@ -116,6 +116,15 @@ int request_when_durable(Request *r, RequestEnrolled done, void *userdata);
  * one gets a key from the pool in the same transaction. Not started. */
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret);
 
+/* The policy decided again for r (start-up, Reload, and its renewal): for the identity it was
+ * decided for at Enroll (its caller snapshot; nss_groups: with the owner's groups from NSS now,
+ * as for a renewal), against the rules in force, for r's parameters. Limits (MaxActive=,
+ * MaxRequests=) are not counted again: they bound new requests. 0 and *ret (release with
+ * cb_decision_done(); a denial is a decision too), -EINPROGRESS when the owner's names were asked
+ * from NSS (decide again once it answered, nss-cache.h), other negative errno (-EINVAL a
+ * malformed snapshot, NSS's failures): nothing decided. */
+int request_decide_again(Request *r, bool nss_groups, CbDecision *ret);
+
 /* MaxStoredRequests= for what the broker makes by itself (a renewal's successor): while owner
  * keeps at least that many requests, its finished ones are forgotten (journal, object, key),
  * those made first before the others, preferring those that ended without a certificate, whose
