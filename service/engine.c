@@ -80,14 +80,6 @@ typedef struct Attempt {
 } Attempt;
 
 
-static const CbCa *request_ca_config(Request *r) {
-        return cb_config_find_ca(r->manager->config, r->rec->ca);
-}
-
-static CaState *request_ca_state(Request *r) {
-        return manager_find_ca_state(r->manager, r->rec->ca);
-}
-
 /* The metadata of the attempt's server. */
 static CaMeta *request_meta(Request *r) {
         CaState *ca = request_ca_state(r);

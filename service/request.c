@@ -75,8 +75,16 @@ uint64_t request_poll_delay(uint64_t poll_interval_usec, unsigned attempts, bool
         return poll_interval_usec * (f > REQUEST_POLL_MAX_FACTOR ? REQUEST_POLL_MAX_FACTOR : f);
 }
 
+const CbCa *request_ca_config(const Request *r) {
+        return cb_config_find_ca(r->manager->config, r->rec->ca);
+}
+
+CaState *request_ca_state(const Request *r) {
+        return manager_find_ca_state(r->manager, r->rec->ca);
+}
+
 uint64_t request_deadline(const Request *r) {
-        const CbCa *c = cb_config_find_ca(r->manager->config, r->rec->ca);
+        const CbCa *c = request_ca_config(r);
         return r->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
 }
 
@@ -582,7 +590,7 @@ static void state_enter(Request *r, RequestState state, uint64_t next) {
                 request_schedule(r, next);
                 break;
         case REQUEST_ISSUED: {
-                const CbCa *c = cb_config_find_ca(r->manager->config, r->rec->ca);
+                const CbCa *c = request_ca_config(r);
                 uint64_t now = now_usec();
 
                 r->rec->next_attempt = 0;
