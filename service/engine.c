@@ -180,7 +180,7 @@ static void attempt_failed(Request *r, TransportOutcome outcome, const char *mes
                         if (r->engine)
                                 log_info("Request %s: %s failed; trying server %s of CA %s.", r->rec->id,
                                          ca_server_host(c, from),
-                                         ca_server_host(c, ((Attempt *) r->engine)->server), c->name);
+                                         ca_server_host(c, r->engine->server), c->name);
                         return;
                 }
         }
@@ -1342,12 +1342,12 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
          * front of it. Not the server's answer: try again later. */
         if (res->http_code == 200 && res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0) {
                 snprintf(msg, sizeof msg, "%s at %s answered an HTML page (%s) instead of SCEP data; retrying.",
-                         ce->meta_step == 0 ? "GetCACaps" : "GetCACert", ca_server_url(c, ce->server), res->content_type);
+                         ce->meta_step == CA_META_CAPS ? "GetCACaps" : "GetCACert", ca_server_url(c, ce->server), res->content_type);
                 meta_done(ce, TRANSPORT_CA_UNREACHABLE, msg);
                 return;
         }
 
-        if (ce->meta_step == 0) {
+        if (ce->meta_step == CA_META_CAPS) {
                 /* GetCACaps: a server that is down (5xx: IIS with its pool stopped answers 503)
                  * says nothing about capabilities: try again later. An other HTTP error or an
                  * empty body means no capabilities (servers before GetCACaps). */
@@ -1425,8 +1425,8 @@ static void ca_meta_fetch(CaMeta *ce) {
 
         if (!c)
                 return;
-        ce->meta_step = ce->have_caps ? 1 : 0;
-        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, ce->server), ce->meta_step == 0 ? "GetCACaps" : "GetCACert") < 0) {
+        ce->meta_step = ce->have_caps ? CA_META_CACERT : CA_META_CAPS;
+        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, ce->server), ce->meta_step == CA_META_CAPS ? "GetCACaps" : "GetCACert") < 0) {
                 meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "Out of memory");
                 return;
         }
@@ -1436,7 +1436,7 @@ static void ca_meta_fetch(CaMeta *ce) {
                 .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
                 .trust_anchors = c->trust_anchors,
                 .timeout_usec = c->timeout_usec,
-                .max_response = ce->meta_step == 0 ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
+                .max_response = ce->meta_step == CA_META_CAPS ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
         };
         q = http_client_start(E(ca->manager)->http, &o, on_meta, ce, &ce->meta_http, &why);
         free(url);

@@ -43,7 +43,7 @@ struct CaState {
         char *ra_certificates;          /* PEM */
         uint64_t last_contact;
         char *last_error;
-        void *engine;                   /* engine cache (parsed certs, caps) */
+        struct CaEngine *engine;        /* engine.c: its servers' metadata, fetchers (engine-internal.h) */
         /* The CA certificate authenticated by the admin page's thumbprint (a CA without
          * CAFingerprint=; engine.c), by its SHA-256: GetTrustAnchors offers it for the trust store. */
         bool trust_authenticated;
@@ -73,7 +73,7 @@ struct Manager {
         uint64_t decide_backoff;
         struct PolkitRegistry *polkit;  /* authorizations asked of polkit (bus-polkit.h) */
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
-        void *engine;                   /* engine-wide state (credentials, HTTP) */
+        struct Engine *engine;          /* engine.c: credentials, HTTP (engine-internal.h) */
         struct Metrics *metrics;        /* metrics.c: counters, the textfile writer */
 
         /* bus-request.c: the broker is emitting a request's PropertiesChanged itself, so the

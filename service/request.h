@@ -33,7 +33,7 @@ struct Request {
         sd_event_source *timer;         /* next attempt or poll */
         sd_event_source *renew_timer;   /* renewal.c: RenewAt and expiry warnings */
         struct PendingReply *waiters;   /* Wait() calls: kept by the bus layer (bus-request.c) */
-        void *engine;                   /* engine state of the attempt in progress */
+        struct Attempt *engine;         /* the attempt in progress (engine.c), NULL when none */
         bool unsaved;                   /* the last commit failed (disk full): written again later */
         /* manager.c: its decision against the rules in force (start-up, Reload) waits for NSS;
          * start_when_decided: at start-up it is resumed only once decided. */
