@@ -167,7 +167,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
         char detail[1024];
         ScepError err = {};
 
-        assert(k->step == CHECK_STEP_GETCACAPS || k->step == CHECK_STEP_GETCACERT);
+        assert(k->http && (k->step == CHECK_STEP_GETCACAPS || k->step == CHECK_STEP_GETCACERT));
         k->http = NULL;
         if (!c) {
                 check_add(k, "configuration", "fail", "The CA was removed by a reload.");

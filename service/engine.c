@@ -8,6 +8,7 @@
  * and a PENDING request polls with CertPoll. Every state change is committed to the journal
  * before anything depends on it. Nothing here blocks: Kerberos runs on krb5-creds' worker,
  * HTTP on curl multi, key generation on the pool's worker. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/bn.h>
@@ -621,7 +622,9 @@ static void renewal_fall_back(Request *r, const CbCa *c, const char *why) {
 }
 
 /* Whether this attempt sends a RenewalReq: 1 yes (a->renewal_cert and a->renewal_key set), 0
- * no (a fresh enrollment with a challenge), -1 the request was ended (failed). */
+ * no (a fresh enrollment with a challenge), RENEWAL_PREPARE_ENDED the request was ended (failed:
+ * an outcome, not an error of this function). */
+#define RENEWAL_PREPARE_ENDED 2
 static int renewal_prepare(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
@@ -649,7 +652,7 @@ static int renewal_prepare(Request *r) {
                          "Renewal: it takes no RenewalReq. Set Renewal=auto (RenewalReq where offered, else a "
                          "fresh enrollment) or Renewal=reenroll for this CA.", c->name);
                 end_failed(r, BROKER_ERROR_INVALID_CONFIGURATION, msg);
-                return -1;
+                return RENEWAL_PREPARE_ENDED;
         }
         if (c->renewal == CB_RENEWAL_AUTO) {
                 q = store_ca_renewal_get(r->manager->store, c->name, &refused_until);
@@ -717,7 +720,7 @@ static void step_challenge(Request *r) {
                 return;
         }
         q = renewal_prepare(r);
-        if (q < 0)
+        if (q == RENEWAL_PREPARE_ENDED)
                 return;
         if (q > 0) {
                 /* A RenewalReq: the certificate being renewed vouches for it, no challenge. */
@@ -1080,6 +1083,7 @@ static void on_submission_durable(int error, void *userdata) {
         Request *r = userdata;
         Attempt *a = r->engine;
 
+        assert(a && a->sync);   /* engine_request_stop() cancels the wait with the attempt */
         a->sync = NULL;
         if (error < 0) {
                 request_attempt_failed_errno(r, error, "Cannot make the submission durable");
@@ -1328,6 +1332,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
+        assert(ce->meta_http);  /* cancelled requests call no handler */
         ce->meta_http = NULL;
         if (!c)
                 return;

@@ -281,6 +281,8 @@ static void on_enroll_durable(int error, void *userdata) {
         Manager *m = op->manager;
         Request *r = manager_find_request(m, op->id);
 
+        assert(op->done);
+
         if (error < 0 && op->no_start)
                 op->done(NULL, error, op->userdata);
         else if (error < 0) {
@@ -671,6 +673,7 @@ int request_set_state(Request *r, RequestState state, uint64_t next) {
 static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Request *r = userdata;
 
+        assert(s == r->timer);  /* request_schedule() and engine_request_stop() replace or drop it */
         r->timer = sd_event_source_disable_unref(r->timer);
         (void) engine_request_start(r);
         return 0;
