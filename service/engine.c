@@ -1299,8 +1299,7 @@ static void meta_done(CaMeta *ce, TransportOutcome outcome, const char *message)
         MetaWaiter *list = ce->meta_waiters;
 
         ce->meta_waiters = NULL;
-        free(ca->last_error);
-        ca->last_error = strdup(outcome == TRANSPORT_OK ? "" : message ?: "");
+        ca_set_error(ca, outcome == TRANSPORT_OK ? NULL : message);
         manager_notify_ca_changed(ca);
         /* Reverse to FIFO order. */
         MetaWaiter *fifo = NULL;
@@ -1379,14 +1378,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 ce->have_caps = true;
                 const char *names[11];
                 size_t n = scep_caps_to_strv(caps, names);
-                for (size_t i = 0; i < ca->n_capabilities; i++)
-                        free(ca->capabilities[i]);
-                free(ca->capabilities);
-                ca->capabilities = calloc(n + 1, sizeof(char *));
-                ca->n_capabilities = 0;
-                for (size_t i = 0; ca->capabilities && i < n; i++)
-                        if ((ca->capabilities[ca->n_capabilities] = strdup(names[i])))
-                                ca->n_capabilities++;
+                ca_set_capabilities(ca, names, n);
                 ca_meta_fetch(ce);
                 return;
         }
@@ -1406,19 +1398,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         }
         scep_cacerts_free(ce->certs);
         ce->certs = certs;
-        free(ca->ca_certificates);
-        free(ca->ra_certificates);
-        ca->ca_certificates = ca->ra_certificates = NULL;
-        (void) scep_certs_to_pem(certs->ca, NULL, &ca->ca_certificates);
-        STACK_OF(X509) *ra = sk_X509_new_null();
-        if (ra) {
-                if (certs->ra_sign)
-                        sk_X509_push(ra, certs->ra_sign);
-                if (certs->ra_encrypt && certs->ra_encrypt != certs->ra_sign)
-                        sk_X509_push(ra, certs->ra_encrypt);
-                (void) scep_certs_to_pem(NULL, ra, &ca->ra_certificates);
-                sk_X509_free(ra);
-        }
+        ca_set_certificates(ca, certs);
         meta_done(ce, TRANSPORT_OK, NULL);
 }
 
@@ -1553,35 +1533,26 @@ int engine_new(Manager *m) {
         return 0;
 }
 
-static CaState *ca_state_free(CaState *ca) {
-        if (!ca)
-                return NULL;
+void engine_ca_free(CaState *ca) {
         CaEngine *ce = CE(ca);
-        if (ce) {
-                for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
-                        CaMeta *cm = &ce->meta[i];
-                        http_request_cancel(cm->meta_http);
-                        while (cm->meta_waiters) {
-                                MetaWaiter *w = cm->meta_waiters;
-                                cm->meta_waiters = w->next;
-                                free(w);
-                        }
-                        scep_cacerts_free(cm->certs);
-                        challenge_fetcher_free(ce->fetchers[i]);
-                        free(ce->fetcher_urls[i]);
+
+        if (!ce)
+                return;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                CaMeta *cm = &ce->meta[i];
+                http_request_cancel(cm->meta_http);
+                while (cm->meta_waiters) {
+                        MetaWaiter *w = cm->meta_waiters;
+                        cm->meta_waiters = w->next;
+                        free(w);
                 }
-                uid_limit_free(ce->check_challenge_limit);
-                free(ce);
+                scep_cacerts_free(cm->certs);
+                challenge_fetcher_free(ce->fetchers[i]);
+                free(ce->fetcher_urls[i]);
         }
-        for (size_t j = 0; j < ca->n_capabilities; j++)
-                free(ca->capabilities[j]);
-        free(ca->capabilities);
-        free(ca->ca_certificates);
-        free(ca->ra_certificates);
-        free(ca->last_error);
-        free(ca->name);
-        free(ca);
-        return NULL;
+        uid_limit_free(ce->check_challenge_limit);
+        free(ce);
+        ca->engine = NULL;
 }
 
 void engine_free(Manager *m) {
@@ -1752,10 +1723,9 @@ int engine_config_changed(Manager *m) {
                         cas[i] = old;
                         continue;
                 }
-                CaState *ca = calloc(1, sizeof(*ca));
+                CaState *ca = NULL;
                 CaEngine *ce = calloc(1, sizeof(*ce));
-                if (!ca || !ce || !(ca->name = strdup(m->config->cas[i].name))) {
-                        free(ca);
+                if (!ce || ca_state_new(m, m->config->cas[i].name, &ca) < 0) {
                         free(ce);
                         for (size_t j = 0; j < i; j++)
                                 if (!manager_find_ca_state(m, cas[j]->name))
@@ -1763,7 +1733,6 @@ int engine_config_changed(Manager *m) {
                         free(cas);
                         return -ENOMEM;
                 }
-                ca->manager = m;
                 ca->engine = ce;
                 for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
                         ce->meta[j] = (CaMeta) { .ca = ca, .server = j };

@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "basic.h"
+#include "ca.h"
 #include "cb-config.h"
 #include "journal-sync.h"
 #include "keys-pool.h"
@@ -33,22 +34,6 @@ typedef struct ManagerHooks {
         /* manager_free(): after the last journal fsync, before the requests go. */
         void (*closing)(Manager *m);
 } ManagerHooks;
-
-/* Runtime state of one configured CA (what GetCACaps/GetCACert said). */
-struct CaState {
-        Manager *manager;
-        char *name;
-        char **capabilities; size_t n_capabilities;
-        char *ca_certificates;          /* PEM */
-        char *ra_certificates;          /* PEM */
-        uint64_t last_contact;
-        char *last_error;
-        struct CaEngine *engine;        /* engine.c: its servers' metadata, fetchers (engine-internal.h) */
-        /* The CA certificate authenticated by the admin page's thumbprint (a CA without
-         * CAFingerprint=; engine.c), by its SHA-256: GetTrustAnchors offers it for the trust store. */
-        bool trust_authenticated;
-        uint8_t trust_sha256[32];
-};
 
 struct Manager {
         sd_event *event;
