@@ -71,9 +71,10 @@ struct Request {
 #define REQUEST_POLL_MAX_FACTOR  16ULL
 
 /* The CA the request is made to: its configuration (NULL once a Reload removed it), and the
- * broker's state of it (manager.h; NULL likewise). */
+ * broker's state of it (ca.h; NULL likewise). */
 const CbCa *request_ca_config(const Request *r);
 CaState *request_ca_state(const Request *r);
+
 /* The delay before the next attempt after `attempts` attempts; rnd is uniform random. */
 uint64_t request_retry_delay(unsigned attempts, uint32_t rnd);
 /* The delay before the next poll of a pending request. */
