@@ -2,6 +2,7 @@
 /* CA.Check(): the diagnostic steps in order (configuration, keytab, ticket-granting ticket,
  * service ticket for HTTP/<host>, TLS, GetCACaps, GetCACert, and on request the mscep_admin
  * challenge), each answered ok, fail or skip with what to fix. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,19 @@
 
 #define CHECK_ROWS_MAX (3 + 5 * CB_CA_SERVERS_MAX)
 
+/* The steps in order (check_steps[] runs each). From CHECK_STEP_SERVICE_TICKET on they run once
+ * per server of the CA; a step's row names may differ (GetCACaps also answers "tls"). */
+typedef enum CheckStep {
+        CHECK_STEP_CONFIGURATION,
+        CHECK_STEP_KEYTAB,
+        CHECK_STEP_TGT,
+        CHECK_STEP_SERVICE_TICKET,
+        CHECK_STEP_GETCACAPS,           /* TLS and GetCACaps */
+        CHECK_STEP_GETCACERT,
+        CHECK_STEP_CHALLENGE,
+        _CHECK_STEP_MAX,                /* the current server's steps are done */
+} CheckStep;
+
 typedef struct Check {
         struct Check *next;
         Manager *manager;
@@ -27,7 +41,7 @@ typedef struct Check {
         void *userdata;
         bool want_challenge;
         uid_t uid;
-        int step;
+        CheckStep step;
         bool failed;                    /* a step of the current server (or before them) failed */
         /* A CA with several NDES servers: the service ticket, TLS, GetCACaps, GetCACert and
          * challenge steps run once per server (URL= order), each row's detail starting with the
@@ -153,6 +167,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
         char detail[1024];
         ScepError err = {};
 
+        assert(k->http && (k->step == CHECK_STEP_GETCACAPS || k->step == CHECK_STEP_GETCACERT));
         k->http = NULL;
         if (!c) {
                 check_add(k, "configuration", "fail", "The CA was removed by a reload.");
@@ -160,7 +175,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                 return;
         }
         switch (k->step) {
-        case 4: /* TLS + GetCACaps */
+        case CHECK_STEP_GETCACAPS:
                 if (res->outcome != TRANSPORT_OK) {
                         check_add(k, "tls", res->outcome == TRANSPORT_TLS_VERIFY_FAILED ? "fail" : "ok",
                                   res->outcome == TRANSPORT_TLS_VERIFY_FAILED ? res->message : "");
@@ -188,7 +203,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                 else
                         check_add(k, "getcacaps", "ok", n ? detail : "no capabilities advertised");
                 break;
-        case 5: /* GetCACert */
+        case CHECK_STEP_GETCACERT:
                 if (res->outcome != TRANSPORT_OK || res->http_code != 200) {
                         snprintf(detail, sizeof detail, "%s", res->message ?: "unexpected HTTP status");
                         if (res->outcome == TRANSPORT_OK)
@@ -208,6 +223,8 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                          certs->ra_encrypt ? ", separate RA signing and encryption certificates" : ", no RA");
                 check_add(k, "getcacert", "ok", detail);
                 scep_cacerts_free(certs);
+                break;
+        default:
                 break;
         }
         k->step++;
@@ -243,209 +260,256 @@ static int check_next_server(Check *k, const CbCa *c) {
         k->server++;
         k->server_first_row = k->n_rows;
         k->failed = false;
-        k->step = c->authentication == CB_AUTHENTICATION_KERBEROS ? 3 : 4;
-        if (k->step == 4)
+        k->step = c->authentication == CB_AUTHENTICATION_KERBEROS ? CHECK_STEP_SERVICE_TICKET : CHECK_STEP_GETCACAPS;
+        if (k->step == CHECK_STEP_GETCACAPS)
                 check_add(k, "service-ticket", "skip", "Authentication=none");
         return 1;
 }
 
-static void check_run(Check *k) {
-        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
-        Engine *e = E(k->manager);
+/* What a step did: the next step is k->step (CHECK_CONTINUE), a callback runs check_run() again
+ * (CHECK_WAIT: k may be freed already), or the current server's steps are done
+ * (CHECK_SERVER_DONE). */
+typedef enum CheckNext {
+        CHECK_CONTINUE,
+        CHECK_WAIT,
+        CHECK_SERVER_DONE,
+} CheckNext;
+
+typedef CheckNext (*CheckStepRun)(Check *k, const CbCa *c);
+
+static CheckNext check_step_configuration(Check *k, const CbCa *c) {
         const CbConfig *cfg = k->manager->config;
-        char detail[1024], *url = NULL, *why = NULL;
+        char detail[1024];
+
+        if (c->n_servers > 1) {
+                char list[768] = "";
+                for (size_t i = 0; i < c->n_servers; i++) {
+                        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+                        strncat(list, c->server_urls[i], sizeof list - strlen(list) - 1);
+                }
+                snprintf(detail, sizeof detail, "CA %s at %zu servers (%s), realm %s, principal %s",
+                         c->name, c->n_servers, list, cfg->realm, cfg->principal);
+        } else
+                snprintf(detail, sizeof detail, "CA %s at %s, realm %s, principal %s", c->name,
+                         c->url, cfg->realm, cfg->principal);
+        check_add(k, "configuration", "ok", detail);
+        k->step++;
+        return CHECK_CONTINUE;
+}
+
+static CheckNext check_step_keytab(Check *k, const CbCa *c) {
+        const CbConfig *cfg = k->manager->config;
+        char detail[1024];
+
+        if (c->authentication != CB_AUTHENTICATION_KERBEROS) {
+                check_add(k, "keytab", "skip", "Authentication=none");
+                check_add(k, "ticket-granting-ticket", "skip", "Authentication=none");
+                check_add(k, "service-ticket", "skip", "Authentication=none");
+                k->step = CHECK_STEP_GETCACAPS;
+                return CHECK_CONTINUE;
+        }
+        if (cfg->mode == CB_KERBEROS_MODE_GSS_PROXY)
+                check_add(k, "keytab", "skip", "Mode=gss-proxy: gss-proxy holds the keytab");
+        else if (access(cfg->keytab, R_OK) < 0) {
+                snprintf(detail, sizeof detail, "Cannot read the keytab %s: %s. Export the service "
+                         "account's keys (ktpass or kadmin ktadd) to it, readable by certbrokerd only.",
+                         cfg->keytab, strerror(errno));
+                check_add(k, "keytab", "fail", detail);
+        } else
+                check_add(k, "keytab", "ok", cfg->keytab);
+        k->step++;
+        return CHECK_CONTINUE;
+}
+
+static CheckNext check_step_tgt(Check *k, const CbCa *c) {
+        Engine *e = E(k->manager);
+        CredentialState st;
+        const char *m = NULL;
+        char detail[1024];
+
+        k->step++;
+        if (!e->creds) {
+                check_add(k, "ticket-granting-ticket", "fail", e->krb5_error ?: "no credentials");
+                return CHECK_CONTINUE;
+        }
+        st = krb5_creds_get_state(e->creds);
+        if (st == CREDENTIAL_VALID) {
+                snprintf(detail, sizeof detail, "valid for %s", k->manager->config->principal);
+                check_add(k, "ticket-granting-ticket", "ok", detail);
+        } else if (krb5_creds_is_acquiring(e->creds) && krb5_creds_get_error(e->creds, &m) == TRANSPORT_OK) {
+                check_add(k, "ticket-granting-ticket", "fail",
+                          "still being acquired from the KDC; run Check again in a moment");
+        } else {
+                (void) krb5_creds_get_error(e->creds, &m);
+                check_add(k, "ticket-granting-ticket", "fail", m ?: "no ticket");
+        }
+        return CHECK_CONTINUE;
+}
+
+static CheckNext check_step_service_ticket(Check *k, const CbCa *c) {
+        Engine *e = E(k->manager);
+        char detail[1024];
         int q;
 
+        k->step++;
+        if (!e->creds) {
+                check_add(k, "service-ticket", "fail", e->krb5_error ?: "no credentials");
+                return CHECK_CONTINUE;
+        }
+        k->server_first_row = k->server == 0 ? k->n_rows : k->server_first_row;
+        q = krb5_creds_ensure_service(e->creds, ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server),
+                                      check_on_service, k, &k->wait);
+        if (q == 0)
+                return CHECK_WAIT;
+        if (q > 0) {
+                snprintf(detail, sizeof detail, "ticket for HTTP/%s",
+                         ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server));
+                check_add(k, "service-ticket", "ok", detail);
+        } else
+                check_add(k, "service-ticket", "fail", strerror(-q));
+        return CHECK_CONTINUE;
+}
+
+/* GetCACaps (with TLS) and GetCACert: one GET each, answered in check_on_http(). */
+static CheckNext check_step_http(Check *k, const CbCa *c) {
+        const CbConfig *cfg = k->manager->config;
+        char *url = NULL, *why = NULL;
+        int q;
+
+        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, k->server),
+                     k->step == CHECK_STEP_GETCACAPS ? "GetCACaps" : "GetCACert") < 0)
+                url = NULL;
+        if (!url) {
+                check_add(k, "configuration", "fail", "out of memory");
+                return CHECK_CONTINUE;
+        }
+        HttpRequestOptions o = {
+                .url = url,
+                .permitted_suffix = cfg->permitted_suffix,
+                .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
+                .trust_anchors = c->trust_anchors,
+                .timeout_usec = c->timeout_usec,
+        };
+        q = http_client_start(E(k->manager)->http, &o, check_on_http, k, &k->http, &why);
+        free(url);
+        if (q < 0) {
+                check_add(k, k->step == CHECK_STEP_GETCACAPS ? "tls" : "getcacert", "fail", why ?: strerror(-q));
+                free(why);
+                return CHECK_CONTINUE;
+        }
+        return CHECK_WAIT;
+}
+
+/* Why a challenge fetch asked for now would wait (challenge_fetcher_can_start_now() said so). */
+static void check_challenge_busy(const ChallengeFetcher *f, char *buf, size_t size) {
+        unsigned ceiling = challenge_fetcher_get_ceiling(f);
+
+        if (challenge_fetcher_get_queued(f) > 0)
+                snprintf(buf, size, "not fetched: %u enrollments are waiting for a challenge, and they come "
+                         "first; run the Check again later", challenge_fetcher_get_queued(f));
+        else if (ceiling > 0)
+                snprintf(buf, size, "not fetched: NDES answered \"The password cache is full\" lately, so this "
+                         "broker fetches at most %u at once (of MaxOutstandingChallenges=%u) besides the %u NDES "
+                         "still holds unused, and that many are taken; run the Check again later", ceiling,
+                         challenge_fetcher_get_max(f), challenge_fetcher_get_held(f));
+        else
+                snprintf(buf, size, "not fetched: all %u of MaxOutstandingChallenges= are taken (%u by "
+                         "challenges NDES still holds unused, until they expire; %u enrollments waiting), and "
+                         "NDES keeps only a few unused challenges; run the Check again later",
+                         challenge_fetcher_get_max(f), challenge_fetcher_get_held(f),
+                         challenge_fetcher_get_queued(f));
+}
+
+static CheckNext check_step_challenge(Check *k, const CbCa *c) {
+        ChallengeFetcher *f;
+        int q;
+
+        if (!k->want_challenge || c->challenge != CB_CHALLENGE_MSCEP_ADMIN) {
+                if (k->want_challenge)
+                        check_add(k, "challenge", "skip", "the CA does not use mscep_admin");
+                return CHECK_SERVER_DONE;
+        }
+        f = k->server < CB_CA_SERVERS_MAX ? CE(k->ca)->fetchers[k->server] : NULL;
+        k->step++;
+        if (!f) {
+                check_add(k, "challenge", "fail", E(k->manager)->krb5_error ?: "no Kerberos credentials");
+                return CHECK_CONTINUE;
+        }
+        if (!challenge_fetcher_can_start_now(f)) {
+                /* Not waited for: a slot may stay held for as long as NDES keeps an unused
+                 * challenge (an hour), and a waiting Check would hold one of the
+                 * CHECK_MAX_RUNNING places as long. */
+                char busy[640];
+                check_challenge_busy(f, busy, sizeof busy);
+                check_add(k, "challenge", "skip", busy);
+                return CHECK_CONTINUE;
+        }
+        /* Fresh: the step checks what the page answers now. The handler may run (and free k)
+         * before this returns. */
+        q = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);
+        if (q < 0) {
+                check_add(k, "challenge", "fail", strerror(-q));
+                return CHECK_CONTINUE;
+        }
+        return CHECK_WAIT;
+}
+
+static const CheckStepRun check_steps[_CHECK_STEP_MAX] = {
+        [CHECK_STEP_CONFIGURATION]  = check_step_configuration,
+        [CHECK_STEP_KEYTAB]         = check_step_keytab,
+        [CHECK_STEP_TGT]            = check_step_tgt,
+        [CHECK_STEP_SERVICE_TICKET] = check_step_service_ticket,
+        [CHECK_STEP_GETCACAPS]      = check_step_http,
+        [CHECK_STEP_GETCACERT]      = check_step_http,
+        [CHECK_STEP_CHALLENGE]      = check_step_challenge,
+};
+
+/* After a failure everything that follows is skipped (of this server only, once the servers'
+ * steps began). */
+static void check_skip_rest(Check *k, bool servers) {
+        static const char *const names[] = { "configuration", "keytab", "ticket-granting-ticket", "service-ticket",
+                                             "tls", "getcacaps", "getcacert", "challenge" };
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                bool seen = false;
+                for (size_t j = servers ? k->server_first_row : 0; j < k->n_rows; j++)
+                        if (k->rows[j].step && strcmp(k->rows[j].step, names[i]) == 0)
+                                seen = true;
+                if (!seen && (!servers || check_step_per_server(names[i])) &&
+                    (i < ELEMENTSOF(names) - 1 || k->want_challenge))
+                        check_add(k, names[i], "skip", "an earlier step failed");
+        }
+}
+
+static void check_run(Check *k) {
+        const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
+
         for (;;) {
+                CheckNext next;
+
                 if (!c) {
                         check_add(k, "configuration", "fail", "The CA was removed by a reload.");
                         check_finish(k);
                         return;
                 }
                 if (k->failed) {
-                        static const char *const names[] = { "configuration", "keytab", "ticket-granting-ticket",
-                                                             "service-ticket", "tls", "getcacaps", "getcacert",
-                                                             "challenge" };
-                        /* Everything after a failure is skipped (of this server only, once the
-                         * servers' steps began). */
-                        bool servers = k->step >= 4;
-                        for (size_t i = 0; i < 8; i++) {
-                                bool seen = false;
-                                for (size_t j = servers ? k->server_first_row : 0; j < k->n_rows; j++)
-                                        if (k->rows[j].step && strcmp(k->rows[j].step, names[i]) == 0)
-                                                seen = true;
-                                if (!seen && (!servers || check_step_per_server(names[i])) &&
-                                    (i < 7 || k->want_challenge))
-                                        check_add(k, names[i], "skip", "an earlier step failed");
-                        }
+                        bool servers = k->step >= CHECK_STEP_GETCACAPS;
+
+                        check_skip_rest(k, servers);
                         if (servers && check_next_server(k, c))
                                 continue;
                         check_finish(k);
                         return;
                 }
-                switch (k->step) {
-                case 0:
-                        if (c->n_servers > 1) {
-                                char list[768] = "";
-                                for (size_t i = 0; i < c->n_servers; i++) {
-                                        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-                                        strncat(list, c->server_urls[i], sizeof list - strlen(list) - 1);
-                                }
-                                snprintf(detail, sizeof detail, "CA %s at %zu servers (%s), realm %s, principal %s",
-                                         c->name, c->n_servers, list, cfg->realm, cfg->principal);
-                        } else
-                                snprintf(detail, sizeof detail, "CA %s at %s, realm %s, principal %s", c->name,
-                                         c->url, cfg->realm, cfg->principal);
-                        check_add(k, "configuration", "ok", detail);
-                        k->step++;
-                        continue;
-                case 1:
-                        if (c->authentication != CB_AUTHENTICATION_KERBEROS) {
-                                check_add(k, "keytab", "skip", "Authentication=none");
-                                check_add(k, "ticket-granting-ticket", "skip", "Authentication=none");
-                                check_add(k, "service-ticket", "skip", "Authentication=none");
-                                k->step = 4;
-                                continue;
-                        }
-                        if (cfg->mode == CB_KERBEROS_MODE_GSS_PROXY)
-                                check_add(k, "keytab", "skip", "Mode=gss-proxy: gss-proxy holds the keytab");
-                        else if (access(cfg->keytab, R_OK) < 0) {
-                                snprintf(detail, sizeof detail, "Cannot read the keytab %s: %s. Export the service "
-                                         "account's keys (ktpass or kadmin ktadd) to it, readable by certbrokerd only.",
-                                         cfg->keytab, strerror(errno));
-                                check_add(k, "keytab", "fail", detail);
-                        } else
-                                check_add(k, "keytab", "ok", cfg->keytab);
-                        k->step++;
-                        continue;
-                case 2: {
-                        if (!e->creds) {
-                                check_add(k, "ticket-granting-ticket", "fail", e->krb5_error ?: "no credentials");
-                                k->step++;
-                                continue;
-                        }
-                        CredentialState st = krb5_creds_get_state(e->creds);
-                        const char *m = NULL;
-                        if (st == CREDENTIAL_VALID) {
-                                snprintf(detail, sizeof detail, "valid for %s", cfg->principal);
-                                check_add(k, "ticket-granting-ticket", "ok", detail);
-                        } else if (krb5_creds_is_acquiring(e->creds) && krb5_creds_get_error(e->creds, &m) == TRANSPORT_OK) {
-                                check_add(k, "ticket-granting-ticket", "fail",
-                                          "still being acquired from the KDC; run Check again in a moment");
-                        } else {
-                                (void) krb5_creds_get_error(e->creds, &m);
-                                check_add(k, "ticket-granting-ticket", "fail", m ?: "no ticket");
-                        }
-                        k->step++;
-                        continue;
-                }
-                case 3:
-                        k->step++;
-                        if (!e->creds) {
-                                check_add(k, "service-ticket", "fail", e->krb5_error ?: "no credentials");
-                                continue;
-                        }
-                        k->server_first_row = k->server == 0 ? k->n_rows : k->server_first_row;
-                        q = krb5_creds_ensure_service(e->creds,
-                                                      ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server),
-                                                      check_on_service, k, &k->wait);
-                        if (q == 0)
-                                return;
-                        if (q > 0) {
-                                snprintf(detail, sizeof detail, "ticket for HTTP/%s",
-                                         ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server));
-                                check_add(k, "service-ticket", "ok", detail);
-                        } else
-                                check_add(k, "service-ticket", "fail", strerror(-q));
-                        continue;
-                case 4:
-                case 5:
-                case 6:
-                        if (k->step == 6 && (!k->want_challenge || c->challenge != CB_CHALLENGE_MSCEP_ADMIN)) {
-                                if (k->want_challenge)
-                                        check_add(k, "challenge", "skip", "the CA does not use mscep_admin");
-                                if (check_next_server(k, c))
-                                        continue;
-                                check_finish(k);
-                                return;
-                        }
-                        if (k->step == 6) {
-                                ChallengeFetcher *f = k->server < CB_CA_SERVERS_MAX ? CE(k->ca)->fetchers[k->server] :
-                                                      NULL;
-                                k->step++;
-                                if (!f) {
-                                        check_add(k, "challenge", "fail", e->krb5_error ?: "no Kerberos credentials");
-                                        continue;
-                                }
-                                if (!challenge_fetcher_can_start_now(f)) {
-                                        /* Not waited for: a slot may stay held for as long as NDES
-                                         * keeps an unused challenge (an hour), and a waiting Check
-                                         * would hold one of the CHECK_MAX_RUNNING places as long. */
-                                        char busy[640];
-                                        unsigned ceiling = challenge_fetcher_get_ceiling(f);
-                                        if (challenge_fetcher_get_queued(f) > 0)
-                                                snprintf(busy, sizeof busy, "not fetched: %u enrollments are "
-                                                         "waiting for a challenge, and they come first; run the "
-                                                         "Check again later", challenge_fetcher_get_queued(f));
-                                        else if (ceiling > 0)
-                                                snprintf(busy, sizeof busy, "not fetched: NDES answered \"The "
-                                                         "password cache is full\" lately, so this broker fetches "
-                                                         "at most %u at once (of MaxOutstandingChallenges=%u) "
-                                                         "besides the %u NDES still holds unused, and that many are "
-                                                         "taken; run the Check again later",
-                                                         ceiling, challenge_fetcher_get_max(f),
-                                                         challenge_fetcher_get_held(f));
-                                        else
-                                                snprintf(busy, sizeof busy, "not fetched: all %u of "
-                                                         "MaxOutstandingChallenges= are taken (%u by challenges NDES "
-                                                         "still holds unused, until they expire; %u enrollments "
-                                                         "waiting), and NDES keeps only a few unused challenges; run "
-                                                         "the Check again later", challenge_fetcher_get_max(f),
-                                                         challenge_fetcher_get_held(f),
-                                                         challenge_fetcher_get_queued(f));
-                                        check_add(k, "challenge", "skip", busy);
-                                        continue;
-                                }
-                                /* Fresh: the step checks what the page answers now. The handler
-                                 * may run (and free k) before this returns. */
-                                q = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);
-                                if (q < 0) {
-                                        check_add(k, "challenge", "fail", strerror(-q));
-                                        continue;
-                                }
-                                return;
-                        }
-                        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, k->server),
-                                     k->step == 4 ? "GetCACaps" : "GetCACert") < 0)
-                                url = NULL;
-                        if (!url) {
-                                check_add(k, "configuration", "fail", "out of memory");
-                                continue;
-                        }
-                        HttpRequestOptions o = {
-                                .url = url,
-                                .permitted_suffix = cfg->permitted_suffix,
-                                .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
-                                .trust_anchors = c->trust_anchors,
-                                .timeout_usec = c->timeout_usec,
-                        };
-                        q = http_client_start(e->http, &o, check_on_http, k, &k->http, &why);
-                        free(url);
-                        url = NULL;
-                        if (q < 0) {
-                                check_add(k, k->step == 4 ? "tls" : k->step == 5 ? "getcacert" : "challenge", "fail",
-                                          why ?: strerror(-q));
-                                free(why);
-                                why = NULL;
-                                continue;
-                        }
+                next = k->step < _CHECK_STEP_MAX ? check_steps[k->step](k, c) : CHECK_SERVER_DONE;
+                if (next == CHECK_WAIT)
                         return;
-                default:
-                        if (check_next_server(k, c))
-                                continue;
-                        check_finish(k);
-                        return;
-                }
+                if (next == CHECK_CONTINUE)
+                        continue;
+                if (check_next_server(k, c))
+                        continue;
+                check_finish(k);
+                return;
         }
 }
 

@@ -26,6 +26,12 @@ typedef struct MetaWaiter {
         Request *request;
 } MetaWaiter;
 
+/* The CA metadata a server is asked for, in order. */
+typedef enum CaMetaStep {
+        CA_META_CAPS,                   /* GetCACaps */
+        CA_META_CACERT,                 /* GetCACert */
+} CaMetaStep;
+
 /* What one NDES server of a CA answered to GetCACaps and GetCACert (each server of a CA has
  * its own RA certificates), and the enrollments waiting for it. */
 typedef struct CaMeta {
@@ -37,7 +43,7 @@ typedef struct CaMeta {
         ScepAlgorithms alg;
         bool force_get;                 /* POST was answered by an empty 200 */
         HttpRequest *meta_http;         /* GetCACaps or GetCACert in flight */
-        int meta_step;                  /* 0 caps, 1 cacert */
+        CaMetaStep meta_step;           /* the one in flight, or the next */
         MetaWaiter *meta_waiters;
 } CaMeta;
 

@@ -8,6 +8,7 @@
  * and a PENDING request polls with CertPoll. Every state change is committed to the journal
  * before anything depends on it. Nothing here blocks: Kerberos runs on krb5-creds' worker,
  * HTTP on curl multi, key generation on the pool's worker. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/bn.h>
@@ -79,14 +80,6 @@ typedef struct Attempt {
         char *server_url;               /* its URL= entry: a Reload may reorder URL= */
 } Attempt;
 
-
-static const CbCa *request_ca_config(Request *r) {
-        return cb_config_find_ca(r->manager->config, r->rec->ca);
-}
-
-static CaState *request_ca_state(Request *r) {
-        return manager_find_ca_state(r->manager, r->rec->ca);
-}
 
 /* The metadata of the attempt's server. */
 static CaMeta *request_meta(Request *r) {
@@ -188,7 +181,7 @@ static void attempt_failed(Request *r, TransportOutcome outcome, const char *mes
                         if (r->engine)
                                 log_info("Request %s: %s failed; trying server %s of CA %s.", r->rec->id,
                                          ca_server_host(c, from),
-                                         ca_server_host(c, ((Attempt *) r->engine)->server), c->name);
+                                         ca_server_host(c, r->engine->server), c->name);
                         return;
                 }
         }
@@ -629,7 +622,9 @@ static void renewal_fall_back(Request *r, const CbCa *c, const char *why) {
 }
 
 /* Whether this attempt sends a RenewalReq: 1 yes (a->renewal_cert and a->renewal_key set), 0
- * no (a fresh enrollment with a challenge), -1 the request was ended (failed). */
+ * no (a fresh enrollment with a challenge), RENEWAL_PREPARE_ENDED the request was ended (failed:
+ * an outcome, not an error of this function). */
+#define RENEWAL_PREPARE_ENDED 2
 static int renewal_prepare(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
@@ -657,7 +652,7 @@ static int renewal_prepare(Request *r) {
                          "Renewal: it takes no RenewalReq. Set Renewal=auto (RenewalReq where offered, else a "
                          "fresh enrollment) or Renewal=reenroll for this CA.", c->name);
                 end_failed(r, BROKER_ERROR_INVALID_CONFIGURATION, msg);
-                return -1;
+                return RENEWAL_PREPARE_ENDED;
         }
         if (c->renewal == CB_RENEWAL_AUTO) {
                 q = store_ca_renewal_get(r->manager->store, c->name, &refused_until);
@@ -725,7 +720,7 @@ static void step_challenge(Request *r) {
                 return;
         }
         q = renewal_prepare(r);
-        if (q < 0)
+        if (q == RENEWAL_PREPARE_ENDED)
                 return;
         if (q > 0) {
                 /* A RenewalReq: the certificate being renewed vouches for it, no challenge. */
@@ -1088,6 +1083,7 @@ static void on_submission_durable(int error, void *userdata) {
         Request *r = userdata;
         Attempt *a = r->engine;
 
+        assert(a && a->sync);   /* engine_request_stop() cancels the wait with the attempt */
         a->sync = NULL;
         if (error < 0) {
                 request_attempt_failed_errno(r, error, "Cannot make the submission durable");
@@ -1303,8 +1299,7 @@ static void meta_done(CaMeta *ce, TransportOutcome outcome, const char *message)
         MetaWaiter *list = ce->meta_waiters;
 
         ce->meta_waiters = NULL;
-        free(ca->last_error);
-        ca->last_error = strdup(outcome == TRANSPORT_OK ? "" : message ?: "");
+        ca_set_error(ca, outcome == TRANSPORT_OK ? NULL : message);
         manager_notify_ca_changed(ca);
         /* Reverse to FIFO order. */
         MetaWaiter *fifo = NULL;
@@ -1336,6 +1331,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
+        assert(ce->meta_http);  /* cancelled requests call no handler */
         ce->meta_http = NULL;
         if (!c)
                 return;
@@ -1350,12 +1346,12 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
          * front of it. Not the server's answer: try again later. */
         if (res->http_code == 200 && res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0) {
                 snprintf(msg, sizeof msg, "%s at %s answered an HTML page (%s) instead of SCEP data; retrying.",
-                         ce->meta_step == 0 ? "GetCACaps" : "GetCACert", ca_server_url(c, ce->server), res->content_type);
+                         ce->meta_step == CA_META_CAPS ? "GetCACaps" : "GetCACert", ca_server_url(c, ce->server), res->content_type);
                 meta_done(ce, TRANSPORT_CA_UNREACHABLE, msg);
                 return;
         }
 
-        if (ce->meta_step == 0) {
+        if (ce->meta_step == CA_META_CAPS) {
                 /* GetCACaps: a server that is down (5xx: IIS with its pool stopped answers 503)
                  * says nothing about capabilities: try again later. An other HTTP error or an
                  * empty body means no capabilities (servers before GetCACaps). */
@@ -1382,14 +1378,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 ce->have_caps = true;
                 const char *names[11];
                 size_t n = scep_caps_to_strv(caps, names);
-                for (size_t i = 0; i < ca->n_capabilities; i++)
-                        free(ca->capabilities[i]);
-                free(ca->capabilities);
-                ca->capabilities = calloc(n + 1, sizeof(char *));
-                ca->n_capabilities = 0;
-                for (size_t i = 0; ca->capabilities && i < n; i++)
-                        if ((ca->capabilities[ca->n_capabilities] = strdup(names[i])))
-                                ca->n_capabilities++;
+                ca_set_capabilities(ca, names, n);
                 ca_meta_fetch(ce);
                 return;
         }
@@ -1409,19 +1398,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         }
         scep_cacerts_free(ce->certs);
         ce->certs = certs;
-        free(ca->ca_certificates);
-        free(ca->ra_certificates);
-        ca->ca_certificates = ca->ra_certificates = NULL;
-        (void) scep_certs_to_pem(certs->ca, NULL, &ca->ca_certificates);
-        STACK_OF(X509) *ra = sk_X509_new_null();
-        if (ra) {
-                if (certs->ra_sign)
-                        sk_X509_push(ra, certs->ra_sign);
-                if (certs->ra_encrypt && certs->ra_encrypt != certs->ra_sign)
-                        sk_X509_push(ra, certs->ra_encrypt);
-                (void) scep_certs_to_pem(NULL, ra, &ca->ra_certificates);
-                sk_X509_free(ra);
-        }
+        ca_set_certificates(ca, certs);
         meta_done(ce, TRANSPORT_OK, NULL);
 }
 
@@ -1433,8 +1410,8 @@ static void ca_meta_fetch(CaMeta *ce) {
 
         if (!c)
                 return;
-        ce->meta_step = ce->have_caps ? 1 : 0;
-        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, ce->server), ce->meta_step == 0 ? "GetCACaps" : "GetCACert") < 0) {
+        ce->meta_step = ce->have_caps ? CA_META_CACERT : CA_META_CAPS;
+        if (asprintf(&url, "%s?operation=%s", ca_server_url(c, ce->server), ce->meta_step == CA_META_CAPS ? "GetCACaps" : "GetCACert") < 0) {
                 meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "Out of memory");
                 return;
         }
@@ -1444,7 +1421,7 @@ static void ca_meta_fetch(CaMeta *ce) {
                 .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
                 .trust_anchors = c->trust_anchors,
                 .timeout_usec = c->timeout_usec,
-                .max_response = ce->meta_step == 0 ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
+                .max_response = ce->meta_step == CA_META_CAPS ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
         };
         q = http_client_start(E(ca->manager)->http, &o, on_meta, ce, &ce->meta_http, &why);
         free(url);
@@ -1556,35 +1533,26 @@ int engine_new(Manager *m) {
         return 0;
 }
 
-static CaState *ca_state_free(CaState *ca) {
-        if (!ca)
-                return NULL;
+void engine_ca_free(CaState *ca) {
         CaEngine *ce = CE(ca);
-        if (ce) {
-                for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
-                        CaMeta *cm = &ce->meta[i];
-                        http_request_cancel(cm->meta_http);
-                        while (cm->meta_waiters) {
-                                MetaWaiter *w = cm->meta_waiters;
-                                cm->meta_waiters = w->next;
-                                free(w);
-                        }
-                        scep_cacerts_free(cm->certs);
-                        challenge_fetcher_free(ce->fetchers[i]);
-                        free(ce->fetcher_urls[i]);
+
+        if (!ce)
+                return;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                CaMeta *cm = &ce->meta[i];
+                http_request_cancel(cm->meta_http);
+                while (cm->meta_waiters) {
+                        MetaWaiter *w = cm->meta_waiters;
+                        cm->meta_waiters = w->next;
+                        free(w);
                 }
-                uid_limit_free(ce->check_challenge_limit);
-                free(ce);
+                scep_cacerts_free(cm->certs);
+                challenge_fetcher_free(ce->fetchers[i]);
+                free(ce->fetcher_urls[i]);
         }
-        for (size_t j = 0; j < ca->n_capabilities; j++)
-                free(ca->capabilities[j]);
-        free(ca->capabilities);
-        free(ca->ca_certificates);
-        free(ca->ra_certificates);
-        free(ca->last_error);
-        free(ca->name);
-        free(ca);
-        return NULL;
+        uid_limit_free(ce->check_challenge_limit);
+        free(ce);
+        ca->engine = NULL;
 }
 
 void engine_free(Manager *m) {
@@ -1755,10 +1723,9 @@ int engine_config_changed(Manager *m) {
                         cas[i] = old;
                         continue;
                 }
-                CaState *ca = calloc(1, sizeof(*ca));
+                CaState *ca = NULL;
                 CaEngine *ce = calloc(1, sizeof(*ce));
-                if (!ca || !ce || !(ca->name = strdup(m->config->cas[i].name))) {
-                        free(ca);
+                if (!ce || ca_state_new(m, m->config->cas[i].name, &ca) < 0) {
                         free(ce);
                         for (size_t j = 0; j < i; j++)
                                 if (!manager_find_ca_state(m, cas[j]->name))
@@ -1766,7 +1733,6 @@ int engine_config_changed(Manager *m) {
                         free(cas);
                         return -ENOMEM;
                 }
-                ca->manager = m;
                 ca->engine = ce;
                 for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
                         ce->meta[j] = (CaMeta) { .ca = ca, .server = j };

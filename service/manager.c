@@ -615,37 +615,17 @@ static int on_decide_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* 1 decided (allowed, or ended), 0 waits for NSS, negative errno NSS failed. */
-static int request_decide_again(Request *req, CallerNames names, const char *when) {
-        Manager *m = req->manager;
+static int manager_decide_again(Request *req, const char *when) {
         StoreRequest *rec = req->rec;
-        Caller c = {};
-        CbCaller cb;
         CbDecision d = {};
-        size_t n = 0;
         int r;
 
-        r = caller_from_snapshot(rec->owner, rec->caller, names, false, &c);
+        r = request_decide_again(req, false, &d);
         if (r == -EINPROGRESS)
                 return 0;
         if (r < 0)
-                return r;
-        caller_to_policy(&c, &cb);
-        while (rec->names && rec->names[n])
-                n++;
-        CbRequestSpec spec = {
-                .ca = rec->ca,
-                .subject = rec->subject,
-                .names = (const char *const *) rec->names,
-                .n_names = n,
-                .key = rec->key,
-                .usage = rec->usage,
-                .label = rec->label,
-        };
-        r = cb_policy_decide(m->config, &cb, &spec, NULL, &d);
-        if (r < 0)
-                log_warning_errno(r, "Request %s: cannot decide it again after the %s; it goes on: %m",
-                                  rec->id, when);
-        else if (!d.allowed) {
+                return r;       /* kept as it is, decided again later */
+        if (!d.allowed) {
                 BrokerError err = broker_error_from_decision(d.result);
                 char *msg = NULL;
                 if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
@@ -662,12 +642,10 @@ static int request_decide_again(Request *req, CallerNames names, const char *whe
                 free(msg);
         }
         cb_decision_done(&d);
-        caller_done(&c);
         return 1;
 }
 
 static void manager_decide_due(Manager *m) {
-        CallerNames names = caller_names_needed(m->config);
         const char *when = m->decide_when ?: "reload";
         size_t waiting = 0, failed = 0;
         int first_error = 0;
@@ -684,7 +662,7 @@ static void manager_decide_due(Manager *m) {
                         req->decision_due = req->start_when_decided = false;
                         continue;
                 }
-                r = request_decide_again(req, names, when);
+                r = manager_decide_again(req, when);
                 if (r == 0) {
                         waiting++;
                         continue;

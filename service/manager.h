@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "basic.h"
+#include "ca.h"
 #include "cb-config.h"
 #include "journal-sync.h"
 #include "keys-pool.h"
@@ -34,22 +35,6 @@ typedef struct ManagerHooks {
         void (*closing)(Manager *m);
 } ManagerHooks;
 
-/* Runtime state of one configured CA (what GetCACaps/GetCACert said). */
-struct CaState {
-        Manager *manager;
-        char *name;
-        char **capabilities; size_t n_capabilities;
-        char *ca_certificates;          /* PEM */
-        char *ra_certificates;          /* PEM */
-        uint64_t last_contact;
-        char *last_error;
-        void *engine;                   /* engine cache (parsed certs, caps) */
-        /* The CA certificate authenticated by the admin page's thumbprint (a CA without
-         * CAFingerprint=; engine.c), by its SHA-256: GetTrustAnchors offers it for the trust store. */
-        bool trust_authenticated;
-        uint8_t trust_sha256[32];
-};
-
 struct Manager {
         sd_event *event;
         struct sd_bus *bus;             /* the bus layer's (bus-manager.c); NULL in unit tests */
@@ -73,7 +58,7 @@ struct Manager {
         uint64_t decide_backoff;
         struct PolkitRegistry *polkit;  /* authorizations asked of polkit (bus-polkit.h) */
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
-        void *engine;                   /* engine-wide state (credentials, HTTP) */
+        struct Engine *engine;          /* engine.c: credentials, HTTP (engine-internal.h) */
         struct Metrics *metrics;        /* metrics.c: counters, the textfile writer */
 
         /* bus-request.c: the broker is emitting a request's PropertiesChanged itself, so the

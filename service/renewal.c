@@ -252,35 +252,21 @@ static char **strv_copy(char **v) {
 }
 
 static int make_successor(Request *pred) {
-        Manager *m = pred->manager;
         StoreRequest *p = pred->rec, *rec = NULL;
-        Caller c = {};
-        CbCaller cb;
         CbDecision d = {};
         Request *req = NULL;
         BrokerError err = BROKER_ERROR_NONE;
         char msg[2048];
-        size_t n = 0;
         int q;
 
-        /* The policy for the owner now: uid, groups from NSS, unit and label of the chain. */
-        q = caller_from_snapshot(p->owner, p->caller, caller_names_needed(m->config), true, &c);
+        /* The policy for the owner now: uid, groups from NSS, unit and label of the chain. Limits
+         * (MaxRequests=, MaxActive=) bound new demand; a renewal replaces a certificate. */
+        q = request_decide_again(pred, true, &d);
         if (q == -EINPROGRESS)
                 return q;       /* asked: made once NSS has answered */
         if (q < 0)
                 return log_error_errno(q, "Request %s: cannot resolve its owner %u for the renewal: %m", p->id,
                                        (unsigned) p->owner);
-        caller_to_policy(&c, &cb);
-        while (p->names && p->names[n])
-                n++;
-        CbRequestSpec spec = {
-                .ca = p->ca, .subject = p->subject, .names = (const char *const *) p->names, .n_names = n,
-                .key = p->key, .usage = p->usage, .label = p->label,
-        };
-        /* Limits (MaxRequests=, MaxActive=) bound new demand; a renewal replaces a certificate. */
-        q = cb_policy_decide(m->config, &cb, &spec, NULL, &d);
-        if (q < 0)
-                goto finish;
 
         rec = calloc(1, sizeof(*rec));
         if (!rec) {
@@ -334,7 +320,6 @@ static int make_successor(Request *pred) {
 finish:
         store_request_free(rec);
         cb_decision_done(&d);
-        caller_done(&c);
         return q;
 }
 

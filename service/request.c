@@ -2,6 +2,7 @@
 /* A request's life: the only writer of its state, error, key and key availability (request.h).
  * The engine (engine.c) runs the attempt and calls the transitions here; the bus layer calls
  * the owner's operations and learns of every change through the manager's hooks. */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <sodium.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "basic.h"
+#include "caller.h"
 #include "engine.h"
 #include "keys-generate.h"
 #include "log.h"
@@ -73,8 +75,16 @@ uint64_t request_poll_delay(uint64_t poll_interval_usec, unsigned attempts, bool
         return poll_interval_usec * (f > REQUEST_POLL_MAX_FACTOR ? REQUEST_POLL_MAX_FACTOR : f);
 }
 
+const CbCa *request_ca_config(const Request *r) {
+        return cb_config_find_ca(r->manager->config, r->rec->ca);
+}
+
+CaState *request_ca_state(const Request *r) {
+        return manager_find_ca_state(r->manager, r->rec->ca);
+}
+
 uint64_t request_deadline(const Request *r) {
-        const CbCa *c = cb_config_find_ca(r->manager->config, r->rec->ca);
+        const CbCa *c = request_ca_config(r);
         return r->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
 }
 
@@ -271,6 +281,8 @@ static void on_enroll_durable(int error, void *userdata) {
         Manager *m = op->manager;
         Request *r = manager_find_request(m, op->id);
 
+        assert(op->done);
+
         if (error < 0 && op->no_start)
                 op->done(NULL, error, op->userdata);
         else if (error < 0) {
@@ -442,6 +454,28 @@ int request_when_durable(Request *r, RequestEnrolled done, void *userdata) {
         return q;
 }
 
+int request_decide_again(Request *r, bool nss_groups, CbDecision *ret) {
+        const StoreRequest *rec = r->rec;
+        Caller c = {};
+        CbCaller cb;
+        size_t n = 0;
+        int q;
+
+        q = caller_from_snapshot(rec->owner, rec->caller, caller_names_needed(r->manager->config), nss_groups, &c);
+        if (q < 0)
+                return q;
+        caller_to_policy(&c, &cb);
+        while (rec->names && rec->names[n])
+                n++;
+        CbRequestSpec spec = {
+                .ca = rec->ca, .subject = rec->subject, .names = (const char *const *) rec->names, .n_names = n,
+                .key = rec->key, .usage = rec->usage, .label = rec->label,
+        };
+        q = cb_policy_decide(r->manager->config, &cb, &spec, NULL, ret);
+        caller_done(&c);
+        return q;
+}
+
 static int delete_and_free(Request *r, const char *decision, const char *why);
 
 /* Finished, not the live end of a chain: may be forgotten. 1 first choice (nothing lost: it
@@ -533,11 +567,113 @@ int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
         return 0;
 }
 
+/* ---- the state ---- */
+
+/* The key goes: from memory always, from the journal (key and sealed copy) unless that fails
+ * (then the flags stay as the journal has it). */
+static int erase_key(Request *r) {
+        int q = store_key_erase(r->manager->store, r->rec->id);
+
+        if (q >= 0)
+                r->rec->key_available = r->rec->key_sealed = false;
+        EVP_PKEY_free(r->key);
+        r->key = NULL;
+        return q;
+}
+
+/* What entering state does, before the commit: the fields that go with it. */
+static void state_enter(Request *r, RequestState state, uint64_t next) {
+        switch (state) {
+        case REQUEST_SUBMITTING:
+                r->rec->next_attempt = 0;
+                break;
+        case REQUEST_PENDING:
+        case REQUEST_RETRYING:
+                request_schedule(r, next);
+                break;
+        case REQUEST_ISSUED: {
+                const CbCa *c = request_ca_config(r);
+                uint64_t now = now_usec();
+
+                r->rec->next_attempt = 0;
+                metrics_observe_enrollment(r->manager, r->rec->ca, now > r->rec->created ? now - r->rec->created : 0);
+                EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
+                r->key = NULL;
+                renewal_on_issued(r, c);
+                renewal_key_on_issued(r, c);
+                break;
+        }
+        case REQUEST_REJECTED:
+        case REQUEST_FAILED:
+        case REQUEST_CANCELLED:
+                /* Ended without a certificate: nothing resumes it, so nothing is asked about and no
+                 * key is kept for it (request_cancel() erased it already, or refused). */
+                r->rec->next_attempt = 0;
+                r->rec->submitted = 0;
+                if (r->key || r->rec->key_available || r->rec->key_sealed)
+                        (void) erase_key(r);
+                break;
+        default:
+                break;
+        }
+}
+
+/* What entering state does once committed (committed: the commit's result): the audit record
+ * of an outcome, and what follows from it. */
+static void state_entered(Request *r, RequestState old, RequestState state, int committed) {
+        switch (state) {
+        case REQUEST_PENDING:
+                if (old != REQUEST_PENDING)
+                        audit_outcome(r, LOG_INFO, "pending");
+                break;
+        case REQUEST_ISSUED:
+                audit_outcome(r, LOG_INFO, "issued");
+                renewal_schedule(r);
+                renewal_successor_changed(r);
+                break;
+        case REQUEST_REJECTED:
+        case REQUEST_FAILED:
+                audit_outcome(r, LOG_WARNING, request_state_to_string(state));
+                break;
+        case REQUEST_CANCELLED:
+                /* The owner is told when it did not go into the journal (request_cancel()). */
+                if (committed >= 0)
+                        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
+                                                             .decision = "cancelled", .ca = r->rec->ca,
+                                                             .error = broker_error_name(BROKER_ERROR_CANCELLED) },
+                                  "Request %s cancelled.", r->rec->id);
+                break;
+        default:
+                break;
+        }
+}
+
+int request_set_state(Request *r, RequestState state, uint64_t next) {
+        RequestState old = r->rec->state;
+        int q;
+
+        assert(state >= 0 && state < _REQUEST_STATE_MAX);
+        assert((state == REQUEST_PENDING || state == REQUEST_RETRYING) == (next != 0));
+
+        /* The attempt in flight stops, unless this is one beginning. */
+        if (state != REQUEST_SUBMITTING)
+                engine_request_stop(r);
+        r->rec->state = state;
+        if (old != state)
+                log_debug("Request %s: %s -> %s", r->rec->id, request_state_to_string(old),
+                          request_state_to_string(state));
+        state_enter(r, state, next);
+        q = request_commit(r);
+        state_entered(r, old, state, q);
+        return q;
+}
+
 /* ---- transitions ---- */
 
 static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Request *r = userdata;
 
+        assert(s == r->timer);  /* request_schedule() and engine_request_stop() replace or drop it */
         r->timer = sd_event_source_disable_unref(r->timer);
         (void) engine_request_start(r);
         return 0;
@@ -558,48 +694,27 @@ void request_schedule(Request *r, uint64_t when) {
 
 void request_begin_attempt(Request *r, bool polling) {
         r->rec->attempts++;
-        if (r->rec->state != REQUEST_PENDING && !polling) {
-                r->rec->state = REQUEST_SUBMITTING;
-                r->rec->next_attempt = 0;
-        }
-        (void) request_commit(r);
-}
-
-/* The key goes: from memory always, from the journal (key and sealed copy) unless that fails
- * (then the flags stay as the journal has it). */
-static int erase_key(Request *r) {
-        int q = store_key_erase(r->manager->store, r->rec->id);
-
-        if (q >= 0)
-                r->rec->key_available = r->rec->key_sealed = false;
-        EVP_PKEY_free(r->key);
-        r->key = NULL;
-        return q;
+        if (r->rec->state != REQUEST_PENDING && !polling)
+                (void) request_set_state(r, REQUEST_SUBMITTING, 0);
+        else
+                (void) request_commit(r);
 }
 
 void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message) {
-        engine_request_stop(r);
-        r->rec->state = state;
+        assert(state == REQUEST_FAILED || state == REQUEST_REJECTED);
         set_string(&r->rec->error, broker_error_name(error));
         set_string(&r->rec->error_message, message);
         set_string(&r->rec->fail_info, fail_info ?: "");
-        r->rec->next_attempt = 0;
-        r->rec->submitted = 0;          /* ended: nothing is resumed, so nothing is asked about */
-        (void) erase_key(r);
-        (void) request_commit(r);
-        audit_outcome(r, LOG_WARNING, request_state_to_string(state));
+        (void) request_set_state(r, state, 0);
 }
 
 /* The attempt stops; the next one is in delay. A pending request stays pending (the CA has it;
  * only the poll failed), anything else is retrying. */
 static void retry_after(Request *r, BrokerError error, const char *message, uint64_t delay) {
-        engine_request_stop(r);
         set_string(&r->rec->error, broker_error_name(error));
         set_string(&r->rec->error_message, message);
-        if (r->rec->state != REQUEST_PENDING)
-                r->rec->state = REQUEST_RETRYING;
-        request_schedule(r, now_usec() + delay);
-        (void) request_commit(r);
+        (void) request_set_state(r, r->rec->state == REQUEST_PENDING ? REQUEST_PENDING : REQUEST_RETRYING,
+                                 now_usec() + delay);
         log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
                                                .decision = "retrying", .ca = r->rec->ca,
                                                .error = broker_error_name(error) },
@@ -741,19 +856,14 @@ void request_set_pending(Request *r, char *csr_pem, uint64_t poll_interval_usec)
 
         secret_erase_and_free_string(r->rec->csr);
         r->rec->csr = csr_pem;
-        r->rec->state = REQUEST_PENDING;
         set_string(&r->rec->error, "");
         set_string(&r->rec->error_message, "");
-        engine_request_stop(r);
-        request_schedule(r, now_usec() + request_poll_delay(poll_interval_usec, r->rec->attempts, first));
-        (void) request_commit(r);
-        if (first)
-                audit_outcome(r, LOG_INFO, "pending");
+        (void) request_set_state(r, REQUEST_PENDING,
+                                 now_usec() + request_poll_delay(poll_interval_usec, r->rec->attempts, first));
 }
 
 void request_set_issued(Request *r, char *certificate, char *chain, char *serial, uint64_t not_before,
                         uint64_t not_after) {
-        engine_request_stop(r);
         free(r->rec->certificate);
         r->rec->certificate = certificate;
         free(r->rec->chain);
@@ -762,23 +872,10 @@ void request_set_issued(Request *r, char *certificate, char *chain, char *serial
         r->rec->serial = serial;
         r->rec->not_before = not_before;
         r->rec->not_after = not_after;
-        r->rec->state = REQUEST_ISSUED;
-        r->rec->next_attempt = 0;
-        {
-                uint64_t now = now_usec();
-                metrics_observe_enrollment(r->manager, r->rec->ca, now > r->rec->created ? now - r->rec->created : 0);
-        }
         set_string(&r->rec->error, "");
         set_string(&r->rec->error_message, "");
         set_string(&r->rec->fail_info, "");
-        EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
-        r->key = NULL;
-        renewal_on_issued(r, cb_config_find_ca(r->manager->config, r->rec->ca));
-        renewal_key_on_issued(r, cb_config_find_ca(r->manager->config, r->rec->ca));
-        (void) request_commit(r);
-        audit_outcome(r, LOG_INFO, "issued");
-        renewal_schedule(r);
-        renewal_successor_changed(r);
+        (void) request_set_state(r, REQUEST_ISSUED, 0);
 }
 
 /* ---- the owner's operations ---- */
@@ -790,22 +887,15 @@ int request_cancel(Request *r) {
                 return 1;
         if (request_state_is_terminal(r->rec->state))
                 return -EBUSY;
+        /* Not cancelled while its key cannot be erased. */
         engine_request_stop(r);
         q = erase_key(r);
         if (q < 0)
                 return q;
-        r->rec->state = REQUEST_CANCELLED;
-        r->rec->next_attempt = 0;
         set_string(&r->rec->error, broker_error_name(BROKER_ERROR_CANCELLED));
         set_string(&r->rec->error_message, "Cancelled by its owner.");
-        q = request_commit(r);
-        if (q < 0)
-                return q;
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "cancelled", .ca = r->rec->ca,
-                                             .error = broker_error_name(BROKER_ERROR_CANCELLED) },
-                  "Request %s cancelled.", r->rec->id);
-        return 0;
+        q = request_set_state(r, REQUEST_CANCELLED, 0);
+        return q < 0 ? q : 0;
 }
 
 int request_take_key(Request *r, CbSecret **ret_pem) {

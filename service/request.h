@@ -16,9 +16,11 @@
 
 #include "broker-error.h"
 #include "cb-policy.h"
+#include "request-state.h"
 #include "secret-memory.h"
 #include "store-db.h"
 
+typedef struct CaState CaState;
 typedef struct Manager Manager;
 typedef struct Request Request;
 struct PendingReply;
@@ -31,7 +33,7 @@ struct Request {
         sd_event_source *timer;         /* next attempt or poll */
         sd_event_source *renew_timer;   /* renewal.c: RenewAt and expiry warnings */
         struct PendingReply *waiters;   /* Wait() calls: kept by the bus layer (bus-request.c) */
-        void *engine;                   /* engine state of the attempt in progress */
+        struct Attempt *engine;         /* the attempt in progress (engine.c), NULL when none */
         bool unsaved;                   /* the last commit failed (disk full): written again later */
         /* manager.c: its decision against the rules in force (start-up, Reload) waits for NSS;
          * start_when_decided: at start-up it is resumed only once decided. */
@@ -67,6 +69,11 @@ struct Request {
 #define REQUEST_RETRY_MAX_USEC   (15ULL * 60ULL * 1000000ULL)
 /* Polls of a PENDING request: PollInterval, doubling per poll up to 16 × PollInterval. */
 #define REQUEST_POLL_MAX_FACTOR  16ULL
+
+/* The CA the request is made to: its configuration (NULL once a Reload removed it), and the
+ * broker's state of it (ca.h; NULL likewise). */
+const CbCa *request_ca_config(const Request *r);
+CaState *request_ca_state(const Request *r);
 
 /* The delay before the next attempt after `attempts` attempts; rnd is uniform random. */
 uint64_t request_retry_delay(unsigned attempts, uint32_t rnd);
@@ -115,6 +122,15 @@ int request_when_durable(Request *r, RequestEnrolled done, void *userdata);
  * one gets a key from the pool in the same transaction. Not started. */
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret);
 
+/* The policy decided again for r (start-up, Reload, and its renewal): for the identity it was
+ * decided for at Enroll (its caller snapshot; nss_groups: with the owner's groups from NSS now,
+ * as for a renewal), against the rules in force, for r's parameters. Limits (MaxActive=,
+ * MaxRequests=) are not counted again: they bound new requests. 0 and *ret (release with
+ * cb_decision_done(); a denial is a decision too), -EINPROGRESS when the owner's names were asked
+ * from NSS (decide again once it answered, nss-cache.h), other negative errno (-EINVAL a
+ * malformed snapshot, NSS's failures): nothing decided. */
+int request_decide_again(Request *r, bool nss_groups, CbDecision *ret);
+
 /* MaxStoredRequests= for what the broker makes by itself (a renewal's successor): while owner
  * keeps at least that many requests, its finished ones are forgotten (journal, object, key),
  * those made first before the others, preferring those that ended without a certificate, whose
@@ -132,6 +148,25 @@ int request_commit(Request *r);
 void request_notify(Request *r);
 /* Write again the requests whose last commit failed; the number still unsaved. */
 size_t request_recommit_all(Manager *m);
+
+/* ---- the state ---- */
+
+/* The one place a request's state changes (a record is made QUEUED, or FAILED for a successor the
+ * policy denied). The attempt in flight stops (unless state is SUBMITTING: one begins), the
+ * change is logged ("Request ID: A -> B", at debug level: the audit record says what is news),
+ * the fields that go with state are set, the record committed (request_commit(), whose result is
+ * returned) and the consequences run:
+ *   SUBMITTING  NextAttempt cleared.
+ *   PENDING, RETRYING  the next poll or attempt scheduled at next (CLOCK_REALTIME usec, given for
+ *               these two only); PENDING audited when entered ("pending").
+ *   ISSUED      NextAttempt cleared, the key dropped from memory (the journal keeps it for
+ *               TakeKey), the enrollment time observed, RenewAt fixed and the key kept for a
+ *               RenewalReq (renewal.c), audited ("issued"), the renewal scheduled and the
+ *               predecessor told.
+ *   REJECTED, FAILED, CANCELLED  NextAttempt and a submission in doubt cleared (nothing resumes
+ *               an ended request), the key erased, audited (cancelled: once committed).
+ * Error, ErrorMessage and FailInfo are the caller's to set before. */
+int request_set_state(Request *r, RequestState state, uint64_t next);
 
 /* ---- transitions (the engine's steps end in these) ---- */
 

@@ -27,27 +27,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "request-state.h"
 #include "secret-memory.h"
 #include "store-crypto.h"
-
-/* ---- request states (the Request property State) ---- */
-
-typedef enum RequestState {
-        REQUEST_QUEUED,
-        REQUEST_SUBMITTING,
-        REQUEST_PENDING,
-        REQUEST_RETRYING,
-        REQUEST_ISSUED,         /* terminal from here on */
-        REQUEST_REJECTED,
-        REQUEST_FAILED,
-        REQUEST_CANCELLED,
-        _REQUEST_STATE_MAX,
-        _REQUEST_STATE_INVALID = -EINVAL,
-} RequestState;
-
-const char *request_state_to_string(RequestState s);    /* "queued" ... "cancelled"; NULL if invalid */
-RequestState request_state_from_string(const char *s);  /* -EINVAL if unknown */
-bool request_state_is_terminal(RequestState s);
 
 /* ---- request ids ---- */
 

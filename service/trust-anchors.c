@@ -45,8 +45,7 @@ int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **
         if (!c || !certs || !certs->ca)
                 return -ENODATA;
         authenticated = c->has_fingerprint ||
-                        (ca->trust_authenticated &&
-                         memcmp(ca->trust_sha256, certs->ca_fingerprint, sizeof ca->trust_sha256) == 0);
+                        ca_trust_authenticates(ca, certs->ca_fingerprint);
         X509 *chain[SCEP_CACERT_MAX_CERTS];
         size_t n_chain = trust_chain(certs->all, certs->ca, chain, ELEMENTSOF(chain));
         a = calloc(n_chain, sizeof(TrustAnchor));
@@ -120,8 +119,7 @@ void trust_anchors_stamp(Manager *m, bool force) {
                         continue;
                 if (certs && certs->ca) {
                         scep_fingerprint_format(certs->ca_fingerprint, fp, sizeof fp);
-                        auth = c->has_fingerprint || (ca->trust_authenticated &&
-                                memcmp(ca->trust_sha256, certs->ca_fingerprint, sizeof ca->trust_sha256) == 0);
+                        auth = c->has_fingerprint || ca_trust_authenticates(ca, certs->ca_fingerprint);
                 }
                 fprintf(f, "%s InstallTrust=%s %s %s\n", ca->name, c->install_trust ? "yes" : "no", fp,
                         auth ? "authenticated" : "unauthenticated");

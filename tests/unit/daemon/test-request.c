@@ -398,6 +398,88 @@ static void test_cancel_races(void **state) {
         assert_non_null(manager_find_request(f->m, id));
 }
 
+/* ---- request_set_state(): the one place the state changes ---- */
+
+static bool has_key(Fixture *f) {
+        return f->enrolled && f->enrolled->rec->key_available;
+}
+
+static void test_set_state(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+        StoreRequest *rec;
+        CbSecret *pem = NULL;
+        unsigned before;
+        uint64_t next;
+
+        assert_true(run_until(f, enrolled, 5000));
+        assert_true(run_until(f, has_key, 20000));
+
+        /* PENDING: the attempt stops, the poll is scheduled at the time given, all committed. */
+        before = f->changed;
+        next = now_usec() + 3600ULL * 1000000ULL;
+        assert_int_equal(request_set_state(r, REQUEST_PENDING, next), 0);
+        assert_int_equal(r->rec->state, REQUEST_PENDING);
+        assert_int_equal(r->rec->next_attempt, next);
+        assert_non_null(r->timer);
+        assert_null(r->engine);
+        assert_int_equal(r->key_job, 0);
+        assert_true(f->changed > before);
+        rec = stored(f, r->rec->id);
+        assert_non_null(rec);
+        assert_int_equal(rec->state, REQUEST_PENDING);
+        assert_int_equal(rec->next_attempt, next);
+        store_request_free(rec);
+
+        /* FAILED: nothing scheduled, no submission in doubt, the key erased, committed. */
+        r->rec->submitted = now_usec();
+        assert_int_equal(request_set_state(r, REQUEST_FAILED, 0), 0);
+        assert_int_equal(r->rec->state, REQUEST_FAILED);
+        assert_int_equal(r->rec->next_attempt, 0);
+        assert_int_equal(r->rec->submitted, 0);
+        assert_null(r->timer);
+        assert_false(r->rec->key_available);
+        assert_null(r->key);
+        assert_int_equal(store_key_get(f->m->store, r->rec->id, &pem), -ENOKEY);
+        rec = stored(f, r->rec->id);
+        assert_non_null(rec);
+        assert_int_equal(rec->state, REQUEST_FAILED);
+        assert_int_equal(rec->submitted, 0);
+        store_request_free(rec);
+}
+
+/* request_decide_again(): the rules in force, for the identity and parameters recorded. */
+static void test_decide_again(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+        CbDecision d = {};
+        unsigned tries = 0;
+        char *name;
+        int q;
+
+        assert_true(run_until(f, enrolled, 5000));
+        /* The rule names its user: the name is asked of NSS off the loop first. */
+        while ((q = request_decide_again(r, false, &d)) == -EINPROGRESS && tries++ < 500)
+                assert_true(sd_event_run(f->m->event, 10000) >= 0);
+        assert_int_equal(q, 0);
+        assert_true(d.allowed);
+        assert_true(d.root_bypass || strcmp(d.rule, "me") == 0);
+        cb_decision_done(&d);
+
+        /* A name outside PermittedSuffix=, which nothing allows: denied, the name named. */
+        name = r->rec->names[0];
+        r->rec->names[0] = strdup("web.example.org");
+        assert_non_null(r->rec->names[0]);
+        assert_int_equal(request_decide_again(r, false, &d), 0);
+        assert_false(d.allowed);
+        assert_int_equal(d.result, CB_DECISION_NAME_NOT_PERMITTED);
+        assert_non_null(d.reason);
+        assert_true(strstr(d.reason, "web.example.org") != NULL);
+        cb_decision_done(&d);
+        free(r->rec->names[0]);
+        r->rec->names[0] = name;
+}
+
 /* ---- local shortages: retried, never final ---- */
 
 static void test_local_errnos(void **state) {
@@ -999,6 +1081,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_local_shortage_retries, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_key_queue_full, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancel_races, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_set_state, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decide_again, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_take_key_and_expiry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_token, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_take_key_sealed, setup, teardown),
