@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -717,4 +718,56 @@ void cli_json_field_bool(CliJson *j, const char *key, bool b) {
 void cli_json_field_strv(CliJson *j, const char *key, char *const *strv) {
         cli_json_key(j, key);
         cli_json_strv(j, strv);
+}
+
+/* ---- failures ---- */
+
+int cli_fail(bool json, int code, const char *name, const char *format, ...) {
+        va_list ap;
+        char *msg = NULL;
+
+        va_start(ap, format);
+        if (vasprintf(&msg, format, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        fprintf(stderr, "%s: %s", CLI_PROGRAM, msg ?: "out of memory");
+        if (name)
+                fprintf(stderr, " [%s]", name);
+        fputc('\n', stderr);
+        if (json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "error");
+                cli_json_begin(&j, '{');
+                cli_json_field_str(&j, "name", name ?: "");
+                cli_json_field_str(&j, "message", msg ?: "out of memory");
+                cli_json_field_int(&j, "exit_code", code);
+                cli_json_end(&j, '}');
+                cli_json_end(&j, '}');
+        }
+        free(msg);
+        return code;
+}
+
+int cli_fail_call(bool json, CertbrokerError *e, int r, const char *what) {
+        int code = cli_fail(json, cli_exit_code_from_error(e->name, r), e->name, "%s: %s", what,
+                            e->message ?: strerror(-r));
+
+        /* Not certbroker_error_clear(): this file is also linked without libcertbroker. */
+        free(e->name);
+        free(e->message);
+        *e = CERTBROKER_ERROR_NULL;
+        return code;
+}
+
+CertbrokerRequestSpec cli_args_spec(const CliArgs *a) {
+        return (CertbrokerRequestSpec) {
+                .ca = a->ca,
+                .subject = a->subject,
+                .names = a->dns,
+                .key_type = a->key_type,
+                .usage = a->usage,
+                .label = a->label,
+        };
 }
