@@ -14,6 +14,7 @@
 
 #include "basic.h"
 #include "certbroker.h"
+#include "certbroker-cleanup.h"
 
 #define _public_ __attribute__((visibility("default")))
 
@@ -37,11 +38,6 @@
 struct CertbrokerClient {
         sd_bus *bus;
 };
-
-DEFINE_POINTER_CLEANUP(CertbrokerClient, certbroker_close);
-DEFINE_POINTER_CLEANUP(char *, certbroker_strv_free);
-DEFINE_POINTER_CLEANUP(CertbrokerRequestInfo, certbroker_request_info_free);
-DEFINE_POINTER_CLEANUP(CertbrokerRenewal, certbroker_renewal_free);
 
 /* ---- errors ---- */
 

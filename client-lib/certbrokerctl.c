@@ -19,7 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "certbroker.h"
+#include "certbroker-cleanup.h"
 #include "cli-trust.h"
 #include "cli-util.h"
 #include "deploy-run.h"
@@ -100,9 +102,9 @@ typedef struct OutputFile {
 
 /* Before enrolling: fail early when an output would be refused later. */
 static int output_precheck(const char *path, const char *option) {
+        _cleanup_free_ char *copy = NULL;
         struct stat st;
-        char *copy, *dir;
-        int r = 0;
+        char *dir;
 
         if (!path)
                 return 0;
@@ -119,34 +121,43 @@ static int output_precheck(const char *path, const char *option) {
                 return cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Out of memory.");
         dir = dirname(copy);
         if (access(dir, W_OK) < 0)
-                r = cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Cannot create %s '%s': directory '%s': %s.",
-                         option, path, dir, strerror(errno));
-        free(copy);
-        return r;
+                return cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Cannot create %s '%s': directory '%s': %s.",
+                                option, path, dir, strerror(errno));
+        return 0;
+}
+
+/* output_precheck() of --key-out, --cert-out and --chain-out. */
+static int outputs_precheck(void) {
+        int r;
+
+        r = output_precheck(arg.key_out, "--key-out");
+        if (r != 0)
+                return r;
+        r = output_precheck(arg.cert_out, "--cert-out");
+        if (r != 0)
+                return r;
+        return output_precheck(arg.chain_out, "--chain-out");
 }
 
 /* A new file "DIR/.BASE.XXXXXX" next to path, created 0600 and exclusively (mkostemp). Returns
  * its fd and its name, or -errno. */
 static int temp_file_next_to(const char *path, char **ret_name) {
-        char *copy = strdup(path), *base, *name = NULL;
+        _cleanup_free_ char *copy = strdup(path), *base = NULL, *name = NULL;
         int fd;
 
         if (!copy)
                 return -ENOMEM;
         base = strdup(basename(copy));
-        if (!base || asprintf(&name, "%s/.%s.XXXXXX", dirname(copy), base) < 0)
-                name = NULL;
-        free(base);
-        free(copy);
-        if (!name)
+        if (!base)
                 return -ENOMEM;
-        fd = mkostemp(name, O_CLOEXEC);
-        if (fd < 0) {
-                fd = -errno;
-                free(name);
-                return fd;
+        if (asprintf(&name, "%s/.%s.XXXXXX", dirname(copy), base) < 0) {
+                name = NULL;
+                return -ENOMEM;
         }
-        *ret_name = name;
+        fd = mkostemp(name, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        *ret_name = TAKE_PTR(name);
         return fd;
 }
 
@@ -366,21 +377,19 @@ static int wait_request(CertbrokerClient *c, const char *id, char **ret_state) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         Progress pr = { .tty = isatty(STDERR_FILENO) == 1 };
         uint64_t timeout = arg.timeout_usec == CLI_TIMEOUT_INFINITY ? CERTBROKER_WAIT_INFINITY : arg.timeout_usec;
-        char *state = NULL;
         int r;
 
-        r = certbroker_wait(c, id, timeout, on_progress, &pr, &state, &e);
+        r = certbroker_wait(c, id, timeout, on_progress, &pr, ret_state, &e);
         progress_done(&pr);
         if (r < 0)
                 return cli_fail_call(arg.json, &e, r, "Waiting for the request failed");
-        *ret_state = state;
         return CLI_EXIT_OK;
 }
 
 /* After a wait: explain a request that did not end issued; returns its exit code. */
 static int explain_state(CertbrokerClient *c, const char *id, const char *state, CliJson *j) {
+        _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        CertbrokerRequestInfo *i = NULL;
         int code = cli_exit_code_from_state(state), r;
         char secs[32];
 
@@ -405,7 +414,6 @@ static int explain_state(CertbrokerClient *c, const char *id, const char *state,
                                 i->fail_info);
                 fputc('\n', stderr);
         }
-        certbroker_request_info_free(i);
         return code;
 }
 
@@ -543,28 +551,27 @@ static void print_outputs(const CertbrokerRequestInfo *i) {
 
 /* Wait (unless already issued), then write outputs, then report. */
 static int finish_issued(CertbrokerClient *c, const char *id) {
+        _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        CertbrokerRequestInfo *i = NULL;
         int r;
 
         r = certbroker_request_get(c, id, &i, &e);
         if (r < 0)
                 return cli_fail_call(arg.json, &e, r, "Cannot read the request");
         r = write_outputs(c, id, i);
-        if (r == 0) {
-                if (arg.json) {
-                        CliJson j;
-                        cli_json_init(&j, stdout);
-                        cli_json_begin(&j, '{');
-                        json_request(&j, i, true);
-                        json_outputs(&j);
-                        cli_json_field_int(&j, "exit_code", 0);
-                        cli_json_end(&j, '}');
-                } else
-                        print_outputs(i);
-        }
-        certbroker_request_info_free(i);
-        return r;
+        if (r != 0)
+                return r;
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                json_request(&j, i, true);
+                json_outputs(&j);
+                cli_json_field_int(&j, "exit_code", 0);
+                cli_json_end(&j, '}');
+        } else
+                print_outputs(i);
+        return CLI_EXIT_OK;
 }
 
 /* ---- commands ---- */
@@ -572,14 +579,10 @@ static int finish_issued(CertbrokerClient *c, const char *id) {
 static int verb_enroll(CertbrokerClient *c) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerRequestSpec spec = cli_args_spec(&arg);
-        char *id = NULL, *state = NULL;
+        _cleanup_free_ char *id = NULL, *state = NULL;
         int r;
 
-        r = output_precheck(arg.key_out, "--key-out");
-        if (r == 0)
-                r = output_precheck(arg.cert_out, "--cert-out");
-        if (r == 0)
-                r = output_precheck(arg.chain_out, "--chain-out");
+        r = outputs_precheck();
         if (r != 0)
                 return r;
 
@@ -598,48 +601,39 @@ static int verb_enroll(CertbrokerClient *c) {
                         cli_json_end(&j, '}');
                 } else
                         printf("%s\n", id);
-                free(id);
                 return CLI_EXIT_OK;
         }
         if (!arg.quiet && !arg.json)
                 fprintf(stderr, "%s: request %s started.\n", program, id);
         r = wait_request(c, id, &state);
-        if (r == 0) {
-                if (strcmp(state, "issued") == 0)
-                        r = finish_issued(c, id);
-                else if (arg.json) {
-                        CliJson j;
-                        cli_json_init(&j, stdout);
-                        r = explain_state(c, id, state, &j);
-                } else
-                        r = explain_state(c, id, state, NULL);
+        if (r != 0)
+                return r;
+        if (strcmp(state, "issued") == 0)
+                return finish_issued(c, id);
+        if (arg.json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                return explain_state(c, id, state, &j);
         }
-        free(state);
-        free(id);
-        return r;
+        return explain_state(c, id, state, NULL);
 }
 
 static int verb_status(CertbrokerClient *c) {
+        _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
+        _cleanup_(certbroker_renewal_freep) CertbrokerRenewal *n = NULL;
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        CertbrokerRequestInfo *i = NULL;
-        CertbrokerRenewal *n = NULL;
+        bool sealed = false;
         int r;
 
         r = certbroker_request_get(c, arg.operand, &i, &e);
         if (r < 0)
                 return cli_fail_call(arg.json, &e, r, "Cannot read the request");
         r = certbroker_request_renewal(c, arg.operand, &n, &e);
-        if (r < 0) {
-                certbroker_request_info_free(i);
+        if (r < 0)
                 return cli_fail_call(arg.json, &e, r, "Cannot read the request's renewal");
-        }
-        bool sealed = false;
         r = certbroker_request_key_sealed(c, arg.operand, &sealed, &e);
-        if (r < 0) {
-                certbroker_renewal_free(n);
-                certbroker_request_info_free(i);
-                return cli_fail_call(arg.json, &e, r, "Cannot read the request");
-        }
+        if (r < 0)
+                return cli_fail_call(arg.json, &e, r, "Cannot read whether the request's key is sealed");
         if (arg.json) {
                 CliJson j;
                 cli_json_init(&j, stdout);
@@ -654,13 +648,11 @@ static int verb_status(CertbrokerClient *c) {
                         printf("%-14s %s\n", "Key sealed:", "yes: sealed to a receiver (TakeKeySealed), awaiting its ConfirmKey");
                 print_renewal(n);
         }
-        certbroker_renewal_free(n);
-        certbroker_request_info_free(i);
         return CLI_EXIT_OK;
 }
 
 static int verb_wait(CertbrokerClient *c) {
-        char *state = NULL;
+        _cleanup_free_ char *state = NULL;
         CliJson j;
         int r;
 
@@ -671,18 +663,13 @@ static int verb_wait(CertbrokerClient *c) {
         r = explain_state(c, arg.operand, state, arg.json ? &j : NULL);
         if (!arg.json)
                 printf("%s\n", state);
-        free(state);
         return r;
 }
 
 static int verb_fetch(CertbrokerClient *c) {
         int r;
 
-        r = output_precheck(arg.key_out, "--key-out");
-        if (r == 0)
-                r = output_precheck(arg.cert_out, "--cert-out");
-        if (r == 0)
-                r = output_precheck(arg.chain_out, "--chain-out");
+        r = outputs_precheck();
         if (r != 0)
                 return r;
         return finish_issued(c, arg.operand);
@@ -705,8 +692,8 @@ static int verb_list(CertbrokerClient *c) {
                 printf("%-16s  %-10s  %-10s  %-23s  %-23s  %-16s  %-16s  %s\n", "ID", "STATE", "CA", "CREATED",
                        "RENEW AT", "SUCCESSOR", "PREDECESSOR", "NAMES");
         for (size_t k = 0; k < n; k++) {
-                CertbrokerRequestInfo *i = NULL;
-                CertbrokerRenewal *rn = NULL;
+                _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
+                _cleanup_(certbroker_renewal_freep) CertbrokerRenewal *rn = NULL;
                 char t[64], t2[64];
 
                 /* The request may have been removed since the list was made. */
@@ -745,8 +732,6 @@ static int verb_list(CertbrokerClient *c) {
                                 printf("  (%s)", i->label);
                         printf("\n");
                 }
-                certbroker_renewal_free(rn);
-                certbroker_request_info_free(i);
         }
         if (arg.json)
                 cli_json_end(&j, ']');
@@ -777,8 +762,8 @@ static int verb_cancel_remove(CertbrokerClient *c) {
 }
 
 static int verb_cas(CertbrokerClient *c) {
+        _cleanup_(certbroker_strv_freep) char **names = NULL;
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        char **names = NULL;
         CliJson j;
         int r, code = CLI_EXIT_OK;
 
@@ -792,7 +777,7 @@ static int verb_cas(CertbrokerClient *c) {
                 printf("%-12s  %-14s  %-11s  %-20s  %s\n", "NAME", "AUTHENTICATION", "CHALLENGE",
                        "LAST CONTACT", "URL");
         for (char **n = names; *n; n++) {
-                CertbrokerCAInfo *i = NULL;
+                _cleanup_(certbroker_ca_info_freep) CertbrokerCAInfo *i = NULL;
                 char t[64];
 
                 r = certbroker_ca_get(c, *n, &i, &e);
@@ -817,13 +802,11 @@ static int verb_cas(CertbrokerClient *c) {
                         if (*i->last_error)
                                 printf("%-12s  last error: %s\n", "", i->last_error);
                 }
-                certbroker_ca_info_free(i);
         }
         if (arg.json && code == CLI_EXIT_OK)
                 cli_json_end(&j, ']');
         else if (!names[0] && !arg.quiet && !arg.json)
                 printf("No CAs configured.\n");
-        certbroker_strv_free(names);
         return code;
 }
 
@@ -901,7 +884,7 @@ static int verb_check(CertbrokerClient *c) {
 static int verb_access(CertbrokerClient *c) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerRequestSpec spec = cli_args_spec(&arg);
-        char *rule = NULL, *reason = NULL;
+        _cleanup_free_ char *rule = NULL, *reason = NULL;
         int allowed;
 
         allowed = certbroker_check_access(c, &spec, &rule, &reason, &e);
@@ -919,14 +902,66 @@ static int verb_access(CertbrokerClient *c) {
                 printf("allowed by rule '%s'%s%s\n", rule, *reason ? ": " : "", reason);
         else
                 printf("denied: %s\n", *reason ? reason : "no rule allows it");
-        free(rule);
-        free(reason);
         return allowed ? CLI_EXIT_OK : CLI_EXIT_DENIED;
 }
 
-int main(int argc, char *argv[]) {
-        CertbrokerError e = CERTBROKER_ERROR_NULL;
+/* The commands that need no connection: help, version, and deploy (its own connection: it
+ * may first drop privileges, and reconnects). */
+static int verb_help(void) {
+        help();
+        return CLI_EXIT_OK;
+}
+
+static int verb_version(void) {
+        if (arg.json)
+                printf("{\"version\":\"%s\"}\n", CERTBROKER_VERSION);
+        else
+                printf("certbrokerctl %s\n", CERTBROKER_VERSION);
+        return CLI_EXIT_OK;
+}
+
+static int verb_deploy(void) {
+        return deploy_run(&arg);
+}
+
+/* What each command runs: without a connection, or on one to certbrokerd. */
+static const struct {
+        int (*local)(void);
+        int (*on_bus)(CertbrokerClient *c);
+} verbs[_CLI_COMMAND_MAX] = {
+        [CLI_COMMAND_HELP]    = { .local = verb_help },
+        [CLI_COMMAND_VERSION] = { .local = verb_version },
+        [CLI_COMMAND_DEPLOY]  = { .local = verb_deploy },
+        [CLI_COMMAND_ENROLL]  = { .on_bus = verb_enroll },
+        [CLI_COMMAND_STATUS]  = { .on_bus = verb_status },
+        [CLI_COMMAND_WAIT]    = { .on_bus = verb_wait },
+        [CLI_COMMAND_FETCH]   = { .on_bus = verb_fetch },
+        [CLI_COMMAND_LIST]    = { .on_bus = verb_list },
+        [CLI_COMMAND_CANCEL]  = { .on_bus = verb_cancel_remove },
+        [CLI_COMMAND_REMOVE]  = { .on_bus = verb_cancel_remove },
+        [CLI_COMMAND_CAS]     = { .on_bus = verb_cas },
+        [CLI_COMMAND_CHECK]   = { .on_bus = verb_check },
+        [CLI_COMMAND_ACCESS]  = { .on_bus = verb_access },
+};
+
+/* Runs a command that talks to certbrokerd. */
+static int run_on_bus(int (*verb)(CertbrokerClient *c)) {
+        _cleanup_(certbroker_error_clear) CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerClient *c = NULL;
+        int r;
+
+        r = certbroker_open(&c, &e);
+        if (r < 0)
+                return cli_fail(arg.json, CLI_EXIT_UNAVAILABLE, e.name, "%s", e.message ?: strerror(-r));
+        r = verb(c);
+        c = certbroker_close(c);
+        if (fflush(stdout) != 0 && r == 0)
+                return cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Cannot write to standard output: %s",
+                                strerror(errno));
+        return r;
+}
+
+int main(int argc, char *argv[]) {
         char *err = NULL;
         int r;
 
@@ -942,74 +977,18 @@ int main(int argc, char *argv[]) {
                                         arg.json = true;
                         r = cli_fail(arg.json, CLI_EXIT_USAGE, NULL, "%s", err ?: "invalid command line");
                 } else
-                        r = cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Cannot parse the command line: %s", strerror(-r));
+                        r = cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Cannot parse the command line: %s",
+                                     strerror(-r));
                 free(err);
                 return r;
         }
 
-        switch (arg.command) {
-        case CLI_COMMAND_HELP:
-                help();
-                r = CLI_EXIT_OK;
-                goto finish;
-        case CLI_COMMAND_VERSION:
-                if (arg.json)
-                        printf("{\"version\":\"%s\"}\n", CERTBROKER_VERSION);
-                else
-                        printf("certbrokerctl %s\n", CERTBROKER_VERSION);
-                r = CLI_EXIT_OK;
-                goto finish;
-        case CLI_COMMAND_DEPLOY:
-                /* Its own connection: it may first drop privileges, and reconnects. */
-                r = deploy_run(&arg);
-                goto finish;
-        default:
-                break;
-        }
-
-        r = certbroker_open(&c, &e);
-        if (r < 0) {
-                r = cli_fail(arg.json, CLI_EXIT_UNAVAILABLE, e.name, "%s", e.message ?: strerror(-r));
-                certbroker_error_clear(&e);
-                goto finish;
-        }
-
-        switch (arg.command) {
-        case CLI_COMMAND_ENROLL:
-                r = verb_enroll(c);
-                break;
-        case CLI_COMMAND_STATUS:
-                r = verb_status(c);
-                break;
-        case CLI_COMMAND_WAIT:
-                r = verb_wait(c);
-                break;
-        case CLI_COMMAND_FETCH:
-                r = verb_fetch(c);
-                break;
-        case CLI_COMMAND_LIST:
-                r = verb_list(c);
-                break;
-        case CLI_COMMAND_CANCEL:
-        case CLI_COMMAND_REMOVE:
-                r = verb_cancel_remove(c);
-                break;
-        case CLI_COMMAND_CAS:
-                r = verb_cas(c);
-                break;
-        case CLI_COMMAND_CHECK:
-                r = verb_check(c);
-                break;
-        case CLI_COMMAND_ACCESS:
-                r = verb_access(c);
-                break;
-        default:
+        if (arg.command >= _CLI_COMMAND_MAX || (!verbs[arg.command].local && !verbs[arg.command].on_bus))
                 r = cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Internal error: command not handled.");
-        }
-        if (fflush(stdout) != 0 && r == 0)
-                r = cli_fail(arg.json, CLI_EXIT_FAILURE, NULL, "Cannot write to standard output: %s", strerror(errno));
-finish:
-        certbroker_close(c);
+        else if (verbs[arg.command].local)
+                r = verbs[arg.command].local();
+        else
+                r = run_on_bus(verbs[arg.command].on_bus);
         cli_args_done(&arg);
         return r;
 }
