@@ -16,8 +16,7 @@
 #include "cli-util.h"
 #include "deploy-files.h"
 
-static int why(char **ret_why, int r, const char *format, ...) __attribute__((format(printf, 3, 4)));
-static int why(char **ret_why, int r, const char *format, ...) {
+int deploy_why(char **ret_why, int r, const char *format, ...) {
         va_list ap;
         char *s = NULL;
 
@@ -124,30 +123,30 @@ int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why) {
         int fd, r;
 
         if (!path || path[0] != '/')
-                return why(ret_why, -EINVAL, "the directory '%s' is not an absolute path", path ?: "");
+                return deploy_why(ret_why, -EINVAL, "the directory '%s' is not an absolute path", path ?: "");
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
                 if (r == -ELOOP || r == -ENOTDIR) {
                         if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-                                return why(ret_why, -ELOOP, "'%s' is a symbolic link: give the real directory", path);
-                        return why(ret_why, -ENOTDIR, "'%s' is not a directory", path);
+                                return deploy_why(ret_why, -ELOOP, "'%s' is a symbolic link: give the real directory", path);
+                        return deploy_why(ret_why, -ENOTDIR, "'%s' is not a directory", path);
                 }
-                return why(ret_why, r, "cannot open the directory '%s': %s", path, strerror(-r));
+                return deploy_why(ret_why, r, "cannot open the directory '%s': %s", path, strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
                 close(fd);
-                return why(ret_why, r, "cannot stat '%s': %s", path, strerror(-r));
+                return deploy_why(ret_why, r, "cannot stat '%s': %s", path, strerror(-r));
         }
         if (st.st_uid != uid) {
                 close(fd);
-                return why(ret_why, -EPERM, "'%s' is owned by uid %u, not by the deploying user (uid %u): "
+                return deploy_why(ret_why, -EPERM, "'%s' is owned by uid %u, not by the deploying user (uid %u): "
                            "chown it to that user", path, (unsigned) st.st_uid, (unsigned) uid);
         }
         if (writable_by_others(&st)) {
                 close(fd);
-                return why(ret_why, -EPERM, "'%s' is writable by its group or others (mode %04o): "
+                return deploy_why(ret_why, -EPERM, "'%s' is writable by its group or others (mode %04o): "
                            "chmod go-w it, so that nobody else can plant files in it", path,
                            (unsigned) (st.st_mode & 07777));
         }
@@ -164,11 +163,11 @@ int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why) {
                         r = -errno;
                         free(copy);
                         close(fd);
-                        return why(ret_why, r, "cannot stat '%s': %s", up, strerror(-r));
+                        return deploy_why(ret_why, r, "cannot stat '%s': %s", up, strerror(-r));
                 }
                 if ((st.st_uid != 0 && st.st_uid != uid) ||
                     (writable_by_others(&st) && !(st.st_mode & S_ISVTX))) {
-                        r = why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by others "
+                        r = deploy_why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by others "
                                 "(mode %04o): others could replace the deployment directory",
                                 up, path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
                         free(copy);
@@ -234,10 +233,10 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
         int r = 0;
 
         if (size > DEPLOY_STATE_MAX)
-                return why(ret_why, -EBADMSG, "%s is larger than %u bytes: not ours", DEPLOY_STATE_FILE,
+                return deploy_why(ret_why, -EBADMSG, "%s is larger than %u bytes: not ours", DEPLOY_STATE_FILE,
                            DEPLOY_STATE_MAX);
         if (memchr(text, 0, size))
-                return why(ret_why, -EBADMSG, "%s holds a NUL byte: not ours", DEPLOY_STATE_FILE);
+                return deploy_why(ret_why, -EBADMSG, "%s holds a NUL byte: not ours", DEPLOY_STATE_FILE);
         memcpy(buf, text, size);
         buf[size] = 0;
         for (char *line = buf, *next; line && *line; line = next) {
@@ -253,7 +252,7 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                 else if (strncmp(line, "intent=", 7) == 0) {
                         v = line + 7;
                         if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN)) {
-                                r = why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
+                                r = deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
                                         "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
                                 goto finish;
                         }
@@ -265,7 +264,7 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                         if (sp)
                                 *sp = 0;
                         if (!sp || !deploy_id_is_valid(id) || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
-                                r = why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                                r = deploy_why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
                                         "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
                                 goto finish;
                         }
@@ -275,14 +274,14 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                 } else if (*line == 0 || *line == '#')
                         continue;
                 if (!slot || (*v && !deploy_id_is_valid(v))) {
-                        r = why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
+                        r = deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
                                 "reloaded=ID)", DEPLOY_STATE_FILE, line);
                         goto finish;
                 }
                 strcpy(slot, v);
         }
         if (!*s.request && *s.reloaded) {
-                r = why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
+                r = deploy_why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
                 goto finish;
         }
         *ret = s;
@@ -306,19 +305,19 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                 }
                 r = -errno;
                 if (r == -ELOOP)
-                        return why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
-                return why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+                        return deploy_why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
+                return deploy_why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
         }
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
                 close(fd);
-                return why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
+                return deploy_why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
                            DEPLOY_STATE_FILE);
         }
         n = read(fd, buf, sizeof buf);
         r = n < 0 ? -errno : 0;
         close(fd);
         if (r < 0)
-                return why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+                return deploy_why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
         r = deploy_state_parse(buf, (size_t) n, ret, ret_why);
         explicit_bzero(buf, sizeof buf);
         return r;
@@ -431,7 +430,7 @@ int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
         if (fstatat(dfd, DEPLOY_LIVE, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
         if (!S_ISLNK(st.st_mode))
-                return why(ret_why, -EBADMSG, "'%s' in the directory is not the symbolic link deploy makes: "
+                return deploy_why(ret_why, -EBADMSG, "'%s' in the directory is not the symbolic link deploy makes: "
                            "refusing to replace it (remove it)", DEPLOY_LIVE);
         n = readlinkat(dfd, DEPLOY_LIVE, target, sizeof target - 1);
         if (n < 0)
@@ -439,7 +438,7 @@ int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
         target[n] = 0;
         if (strncmp(target, DEPLOY_GEN_PREFIX, strlen(DEPLOY_GEN_PREFIX)) != 0 ||
             !deploy_id_is_valid(target + strlen(DEPLOY_GEN_PREFIX)))
-                return why(ret_why, -EBADMSG, "'%s' points to '%.60s', not to a generation gen-<id> of this "
+                return deploy_why(ret_why, -EBADMSG, "'%s' points to '%.60s', not to a generation gen-<id> of this "
                            "directory: refusing to replace it (remove it)", DEPLOY_LIVE, target);
         strcpy(ret_id, target + strlen(DEPLOY_GEN_PREFIX));
         return 0;
@@ -459,19 +458,19 @@ int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int 
                 if (mkdirat(dfd, name, 0750) == 0)
                         created = true;
                 else if (errno != EEXIST)
-                        return why(ret_why, -errno, "cannot create %s: %s", name, strerror(errno));
+                        return deploy_why(ret_why, -errno, "cannot create %s: %s", name, strerror(errno));
         }
         fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
                 if (r == -ELOOP || r == -ENOTDIR)
-                        return why(ret_why, r, "%s in the directory is not a directory (a symbolic link or "
+                        return deploy_why(ret_why, r, "%s in the directory is not a directory (a symbolic link or "
                                    "a file someone put there): refusing it", name);
-                return r == -ENOENT ? r : why(ret_why, r, "cannot open %s: %s", name, strerror(-r));
+                return r == -ENOENT ? r : deploy_why(ret_why, r, "cannot open %s: %s", name, strerror(-r));
         }
         if (fstat(fd, &st) < 0 || st.st_uid != uid || writable_by_others(&st)) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s is not a directory of the deploying user, or is writable by "
+                return deploy_why(ret_why, -EPERM, "%s is not a directory of the deploying user, or is writable by "
                            "others: refusing it", name);
         }
         if (created && fchmod(fd, 0750) < 0) {
@@ -670,7 +669,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                         continue;
                 eq = strchr(line, '=');
                 if (!eq) {
-                        r = why(ret_why, -EINVAL, "line %u: expected KEY=VALUE, got '%.60s'", lineno, line);
+                        r = deploy_why(ret_why, -EINVAL, "line %u: expected KEY=VALUE, got '%.60s'", lineno, line);
                         break;
                 }
                 *eq = 0;
@@ -681,7 +680,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                         for (char *tok = strtok(value, " \t"); tok; tok = strtok(NULL, " \t")) {
                                 char **a;
                                 if (c.n_dns >= DEPLOY_CONFIG_DNS_MAX) {
-                                        r = why(ret_why, -EINVAL, "line %u: more than %u DNS names", lineno,
+                                        r = deploy_why(ret_why, -EINVAL, "line %u: more than %u DNS names", lineno,
                                                 DEPLOY_CONFIG_DNS_MAX);
                                         break;
                                 }
@@ -705,11 +704,11 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                                 char **slot = (char **) ((char *) &c + keys[k].offset);
                                 known = true;
                                 if (*slot) {
-                                        r = why(ret_why, -EINVAL, "line %u: %s= given twice", lineno, key);
+                                        r = deploy_why(ret_why, -EINVAL, "line %u: %s= given twice", lineno, key);
                                         break;
                                 }
                                 if (!*value) {
-                                        r = why(ret_why, -EINVAL, "line %u: %s= is empty", lineno, key);
+                                        r = deploy_why(ret_why, -EINVAL, "line %u: %s= is empty", lineno, key);
                                         break;
                                 }
                                 *slot = strdup(value);
@@ -718,31 +717,31 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                                 break;
                         }
                 if (r == 0 && !known)
-                        r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
+                        r = deploy_why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
                                 "ReloadTimeout CA DNS Subject KeyType Usage Label Identity Format PassphraseFile "
                                 "PassphraseCredential NSSDB Nickname)", lineno, key);
         }
         free(copy);
         if (r == 0 && !c.dir)
-                r = why(ret_why, -EINVAL, "Dir= is missing: the directory to deploy into");
+                r = deploy_why(ret_why, -EINVAL, "Dir= is missing: the directory to deploy into");
         if (r == 0 && c.dir[0] != '/')
-                r = why(ret_why, -EINVAL, "Dir=%s is not an absolute path", c.dir);
+                r = deploy_why(ret_why, -EINVAL, "Dir=%s is not an absolute path", c.dir);
         if (r == 0 && c.reload_timeout) {
                 uint64_t usec;
                 if (deploy_parse_timeout(c.reload_timeout, &usec) < 0)
-                        r = why(ret_why, -EINVAL, "ReloadTimeout=%.40s: expected seconds (60, 2.5, 90s, 5min, "
+                        r = deploy_why(ret_why, -EINVAL, "ReloadTimeout=%.40s: expected seconds (60, 2.5, 90s, 5min, "
                                 "1h; 0 or infinity: none)", c.reload_timeout);
         }
         if (r == 0 && c.label && strlen(c.label) > DEPLOY_USER_LABEL_MAX)
-                r = why(ret_why, -EINVAL, "Label= is longer than %u bytes (the rest of Enroll's 128 carries "
+                r = deploy_why(ret_why, -EINVAL, "Label= is longer than %u bytes (the rest of Enroll's 128 carries "
                         "the deployment's token)", (unsigned) DEPLOY_USER_LABEL_MAX);
         if (r == 0 && c.identity && strcmp(c.identity, "self") != 0)
-                r = why(ret_why, -EINVAL, "Identity=%.40s: the only identity is self (the user's own)", c.identity);
+                r = deploy_why(ret_why, -EINVAL, "Identity=%.40s: the only identity is self (the user's own)", c.identity);
         if (r == 0 && c.identity && (c.n_dns > 0 || c.subject))
-                r = why(ret_why, -EINVAL, "Identity=self takes no DNS= or Subject=: the broker derives the "
+                r = deploy_why(ret_why, -EINVAL, "Identity=self takes no DNS= or Subject=: the broker derives the "
                         "subject and the UPN from the user's account");
         if (r == 0 && c.n_dns == 0 && !c.subject && !c.identity)
-                r = why(ret_why, -EINVAL, "DNS= (or Subject=, or Identity=self) is missing: the names of the "
+                r = deploy_why(ret_why, -EINVAL, "DNS= (or Subject=, or Identity=self) is missing: the names of the "
                         "certificate");
         if (r == 0) {
                 DeployOutputs o = {
@@ -774,7 +773,7 @@ int deploy_format_parse(const char *list, unsigned *ret_formats, char **ret_why)
         const char *p = list;
 
         if (!list)
-                return why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
+                return deploy_why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
         for (;;) {
                 size_t n;
                 bool known = false;
@@ -789,12 +788,12 @@ int deploy_format_parse(const char *list, unsigned *ret_formats, char **ret_why)
                                 known = true;
                         }
                 if (!known)
-                        return why(ret_why, -EINVAL, "unknown format '%.*s' (known: pem pkcs12 nssdb)",
+                        return deploy_why(ret_why, -EINVAL, "unknown format '%.*s' (known: pem pkcs12 nssdb)",
                                    (int) (n > 40 ? 40 : n), p);
                 p += n;
         }
         if (formats == 0)
-                return why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
+                return deploy_why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
         /* The PEM files are the generation itself: every other format is made from them. */
         *ret_formats = formats | DEPLOY_FORMAT_PEM;
         return 0;
@@ -833,39 +832,39 @@ int deploy_outputs_check(const char *format, DeployOutputs *o, bool file, char *
         if (format) {
                 r = deploy_format_parse(format, &o->formats, &w);
                 if (r < 0) {
-                        r = why(ret_why, r, "%s%s: %s", n_format, format, w ?: "invalid");
+                        r = deploy_why(ret_why, r, "%s%s: %s", n_format, format, w ?: "invalid");
                         free(w);
                         return r;
                 }
         }
         if (o->formats & DEPLOY_FORMAT_PKCS12) {
                 if (!o->passphrase_file == !o->passphrase_credential)
-                        return why(ret_why, -EINVAL, "format pkcs12 needs its passphrase: %s(a file only you "
+                        return deploy_why(ret_why, -EINVAL, "format pkcs12 needs its passphrase: %s(a file only you "
                                    "can read) or %s(a systemd credential), one of them", n_pfile, n_pcred);
         } else if (o->passphrase_file || o->passphrase_credential)
-                return why(ret_why, -EINVAL, "%s is only for format pkcs12 (%spkcs12)",
+                return deploy_why(ret_why, -EINVAL, "%s is only for format pkcs12 (%spkcs12)",
                            o->passphrase_file ? n_pfile : n_pcred, n_format);
         if (o->passphrase_file && o->passphrase_file[0] != '/')
-                return why(ret_why, -EINVAL, "%s%s is not an absolute path", n_pfile, o->passphrase_file);
+                return deploy_why(ret_why, -EINVAL, "%s%s is not an absolute path", n_pfile, o->passphrase_file);
         if (o->passphrase_credential && !deploy_credential_name_is_valid(o->passphrase_credential))
-                return why(ret_why, -EINVAL, "%s%.60s is not a credential name (a file name in "
+                return deploy_why(ret_why, -EINVAL, "%s%.60s is not a credential name (a file name in "
                            "$CREDENTIALS_DIRECTORY: no '/')", n_pcred, o->passphrase_credential);
         if (o->formats & DEPLOY_FORMAT_NSSDB) {
                 if (!o->nssdb)
-                        return why(ret_why, -EINVAL, "format nssdb needs %sDIR: the NSS database directory "
+                        return deploy_why(ret_why, -EINVAL, "format nssdb needs %sDIR: the NSS database directory "
                                    "(sql: format, e.g. ~/.pki/nssdb)", n_nssdb);
         } else if (o->nssdb)
-                return why(ret_why, -EINVAL, "%s is only for format nssdb (%snssdb)", n_nssdb, n_format);
+                return deploy_why(ret_why, -EINVAL, "%s is only for format nssdb (%snssdb)", n_nssdb, n_format);
         if (o->nssdb) {
                 if (strncmp(o->nssdb, "sql:", 4) == 0)
                         o->nssdb += 4;
                 if (o->nssdb[0] != '/')
-                        return why(ret_why, -EINVAL, "%s%s is not an absolute path", n_nssdb, o->nssdb);
+                        return deploy_why(ret_why, -EINVAL, "%s%s is not an absolute path", n_nssdb, o->nssdb);
         }
         if (o->nickname && !(o->formats & (DEPLOY_FORMAT_NSSDB | DEPLOY_FORMAT_PKCS12)))
-                return why(ret_why, -EINVAL, "%s is only for formats pkcs12 and nssdb", n_nick);
+                return deploy_why(ret_why, -EINVAL, "%s is only for formats pkcs12 and nssdb", n_nick);
         if (o->nickname && !deploy_nickname_is_valid(o->nickname))
-                return why(ret_why, -EINVAL, "%s'%.60s': expected 1 to 64 printable ASCII characters, "
+                return deploy_why(ret_why, -EINVAL, "%s'%.60s': expected 1 to 64 printable ASCII characters, "
                            "no ':'", n_nick, o->nickname);
         return 0;
 }

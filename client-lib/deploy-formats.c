@@ -21,22 +21,6 @@
 #include "deploy-files.h"
 #include "deploy-formats.h"
 
-int deploy_formats_why(char **ret_why, int r, const char *format, ...) {
-        va_list ap;
-        char *s = NULL;
-
-        if (ret_why) {
-                va_start(ap, format);
-                if (vasprintf(&s, format, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_why);
-                *ret_why = s;
-        }
-        return r;
-}
-#define why deploy_formats_why
-
 void deploy_passphrase_free(char *p) {
         if (!p)
                 return;
@@ -90,35 +74,35 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
         if (fd < 0) {
                 r = -errno;
                 if (r == -ELOOP)
-                        return why(ret_why, r, "%s is a symbolic link: give the file itself", what);
-                return why(ret_why, r, "cannot open %s: %s", what, strerror(-r));
+                        return deploy_why(ret_why, r, "%s is a symbolic link: give the file itself", what);
+                return deploy_why(ret_why, r, "cannot open %s: %s", what, strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
                 close(fd);
-                return why(ret_why, r, "cannot stat %s: %s", what, strerror(-r));
+                return deploy_why(ret_why, r, "cannot stat %s: %s", what, strerror(-r));
         }
         if (!S_ISREG(st.st_mode)) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s is not a regular file", what);
+                return deploy_why(ret_why, -EPERM, "%s is not a regular file", what);
         }
         if (st.st_uid != uid && st.st_uid != 0) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s is owned by uid %u, not by the deploying user (uid %u) or root",
+                return deploy_why(ret_why, -EPERM, "%s is owned by uid %u, not by the deploying user (uid %u) or root",
                            what, (unsigned) st.st_uid, (unsigned) uid);
         }
         if (st.st_mode & 0077) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s can be read or written by its group or others (mode %04o): "
+                return deploy_why(ret_why, -EPERM, "%s can be read or written by its group or others (mode %04o): "
                            "chmod 0600 it (and choose a new passphrase: it may be known)", what,
                            (unsigned) (st.st_mode & 07777));
         }
         r = read_all(fd, DEPLOY_PASSPHRASE_MAX, &buf, &n);
         close(fd);
         if (r == -EFBIG)
-                return why(ret_why, r, "%s is longer than %u bytes: not a passphrase", what, DEPLOY_PASSPHRASE_MAX);
+                return deploy_why(ret_why, r, "%s is longer than %u bytes: not a passphrase", what, DEPLOY_PASSPHRASE_MAX);
         if (r < 0)
-                return why(ret_why, r, "cannot read %s: %s", what, strerror(-r));
+                return deploy_why(ret_why, r, "cannot read %s: %s", what, strerror(-r));
         {
                 /* Only the first line is the passphrase: the rest is wiped now, not at free. */
                 const char *nl = memchr(buf, '\n', n);
@@ -131,12 +115,12 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
                 if (nul) {
                         explicit_bzero(buf, first);
                         free(buf);
-                        return why(ret_why, -EINVAL, "%s holds a NUL byte: not a passphrase", what);
+                        return deploy_why(ret_why, -EINVAL, "%s holds a NUL byte: not a passphrase", what);
                 }
         }
         if (n == 0) {
                 deploy_passphrase_free(buf);
-                return why(ret_why, -EINVAL, "%s is empty: the passphrase is its first line", what);
+                return deploy_why(ret_why, -EINVAL, "%s is empty: the passphrase is its first line", what);
         }
         *ret = buf;
         return 0;
@@ -145,7 +129,7 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
 int deploy_passphrase_read_file(const char *path, uid_t uid, char **ret, char **ret_why) {
         char what[PATH_MAX + 32];
         if (!path || path[0] != '/')
-                return why(ret_why, -EINVAL, "the passphrase file '%s' is not an absolute path", path ?: "");
+                return deploy_why(ret_why, -EINVAL, "the passphrase file '%s' is not an absolute path", path ?: "");
         snprintf(what, sizeof what, "the passphrase file %s", path);
         return passphrase_read_at(AT_FDCWD, path, what, uid, ret, ret_why);
 }
@@ -156,15 +140,15 @@ int deploy_passphrase_read_credential(const char *name, uid_t uid, char **ret, c
         int dfd, r;
 
         if (!deploy_credential_name_is_valid(name))
-                return why(ret_why, -EINVAL, "'%.60s' is not a credential name", name ?: "");
+                return deploy_why(ret_why, -EINVAL, "'%.60s' is not a credential name", name ?: "");
         if (!dir || dir[0] != '/')
-                return why(ret_why, -ENOENT, "the passphrase credential %s: $CREDENTIALS_DIRECTORY is not set "
+                return deploy_why(ret_why, -ENOENT, "the passphrase credential %s: $CREDENTIALS_DIRECTORY is not set "
                            "(give the unit LoadCredential=%s:FILE or LoadCredentialEncrypted=, or use a "
                            "passphrase file)", name, name);
         snprintf(what, sizeof what, "the passphrase credential %s/%s", dir, name);
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return why(ret_why, -errno, "cannot open $CREDENTIALS_DIRECTORY %s: %s", dir, strerror(errno));
+                return deploy_why(ret_why, -errno, "cannot open $CREDENTIALS_DIRECTORY %s: %s", dir, strerror(errno));
         r = passphrase_read_at(dfd, name, what, uid, ret, ret_why);
         close(dfd);
         return r;
@@ -178,15 +162,15 @@ static int read_pem(int gfd, const char *name, char **ret, char **ret_why) {
 
         fd = openat(gfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
-                return why(ret_why, -errno, "cannot open %s of the generation: %s", name, strerror(errno));
+                return deploy_why(ret_why, -errno, "cannot open %s of the generation: %s", name, strerror(errno));
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                 close(fd);
-                return why(ret_why, -EBADMSG, "%s of the generation is not a regular file", name);
+                return deploy_why(ret_why, -EBADMSG, "%s of the generation is not a regular file", name);
         }
         r = read_all(fd, 1024U * 1024U, ret, NULL);
         close(fd);
         if (r < 0)
-                return why(ret_why, r, "cannot read %s of the generation: %s", name, strerror(-r));
+                return deploy_why(ret_why, r, "cannot read %s of the generation: %s", name, strerror(-r));
         return 0;
 }
 
@@ -220,13 +204,13 @@ static int pair_load(int gfd, Pair *ret, char **ret_why) {
         r = -EBADMSG;
         b = BIO_new_mem_buf(key, -1);
         if (!b || !(p.key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *) ""))) {
-                r = why(ret_why, r, "key.pem of the generation is not a private key in PEM");
+                r = deploy_why(ret_why, r, "key.pem of the generation is not a private key in PEM");
                 goto finish;
         }
         BIO_free(b);
         b = BIO_new_mem_buf(cert, -1);
         if (!b || !(p.cert = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-                r = why(ret_why, r, "cert.pem of the generation is not a certificate in PEM");
+                r = deploy_why(ret_why, r, "cert.pem of the generation is not a certificate in PEM");
                 goto finish;
         }
         BIO_free(b);
@@ -249,7 +233,7 @@ static int pair_load(int gfd, Pair *ret, char **ret_why) {
         ERR_clear_error();      /* the end of chain.pem */
         if (X509_check_private_key(p.cert, p.key) != 1) {
                 ERR_clear_error();
-                r = why(ret_why, r, "key.pem of the generation is not the key of its cert.pem: refusing to "
+                r = deploy_why(ret_why, r, "key.pem of the generation is not the key of its cert.pem: refusing to "
                         "write it in any format");
                 goto finish;
         }
@@ -275,7 +259,7 @@ int deploy_pkcs12_write(int gfd, const char *passphrase, const char *nickname, c
         int n, r;
 
         if (!passphrase || !*passphrase)
-                return why(ret_why, -EINVAL, "no passphrase for the PKCS#12 bundle");
+                return deploy_why(ret_why, -EINVAL, "no passphrase for the PKCS#12 bundle");
         r = pair_load(gfd, &p, ret_why);
         if (r < 0)
                 return r;
@@ -286,18 +270,18 @@ int deploy_pkcs12_write(int gfd, const char *passphrase, const char *nickname, c
                                NID_aes_256_cbc, NID_aes_256_cbc, DEPLOY_PKCS12_ITERATIONS, -1, 0, NULL, NULL);
         if (!p12 || PKCS12_set_mac(p12, passphrase, -1, NULL, 0, DEPLOY_PKCS12_ITERATIONS, EVP_sha256()) != 1) {
                 ERR_clear_error();
-                r = why(ret_why, -EIO, "OpenSSL could not make the PKCS#12 bundle");
+                r = deploy_why(ret_why, -EIO, "OpenSSL could not make the PKCS#12 bundle");
                 goto finish;
         }
         n = i2d_PKCS12(p12, &der);
         if (n <= 0) {
                 ERR_clear_error();
-                r = why(ret_why, -EIO, "OpenSSL could not encode the PKCS#12 bundle");
+                r = deploy_why(ret_why, -EIO, "OpenSSL could not encode the PKCS#12 bundle");
                 goto finish;
         }
         r = deploy_write_data(gfd, DEPLOY_PKCS12_FILE, der, (size_t) n, 0600);
         if (r < 0)
-                r = why(ret_why, r, "cannot write %s: %s", DEPLOY_PKCS12_FILE, strerror(-r));
+                r = deploy_why(ret_why, r, "cannot write %s: %s", DEPLOY_PKCS12_FILE, strerror(-r));
 finish:
         OPENSSL_free(der);
         PKCS12_free(p12);
@@ -354,7 +338,7 @@ int deploy_pair_der_load(int gfd, DeployPairDer *ret, char **ret_why) {
 finish:
         if (r < 0) {
                 ERR_clear_error();
-                r = why(ret_why, r, "cannot encode the generation's key and certificates in DER");
+                r = deploy_why(ret_why, r, "cannot encode the generation's key and certificates in DER");
         }
         PKCS8_PRIV_KEY_INFO_free(p8);
         deploy_pair_der_done(&d);
