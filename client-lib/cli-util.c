@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "basic.h"
 #include "certbroker.h"
 #include "cli-util.h"
 #include "deploy-files.h"
@@ -162,16 +163,12 @@ static const struct {
 static int usage_error(char **ret_error, const char *format, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(char **ret_error, const char *format, ...) {
         va_list ap;
-        char *s = NULL;
 
+        if (!ret_error)
+                return -EINVAL;
         va_start(ap, format);
-        if (vasprintf(&s, format, ap) < 0)
-                s = NULL;
+        *ret_error = cli_vformat(format, ap);
         va_end(ap);
-        if (ret_error)
-                *ret_error = s;
-        else
-                free(s);
         return -EINVAL;
 }
 
@@ -722,13 +719,20 @@ void cli_json_field_strv(CliJson *j, const char *key, char *const *strv) {
 
 /* ---- failures ---- */
 
+char *cli_vformat(const char *format, va_list ap) {
+        char *s;
+
+        if (vasprintf(&s, format, ap) < 0)
+                return NULL;
+        return s;
+}
+
 int cli_fail(bool json, int code, const char *name, const char *format, ...) {
+        _cleanup_free_ char *msg = NULL;
         va_list ap;
-        char *msg = NULL;
 
         va_start(ap, format);
-        if (vasprintf(&msg, format, ap) < 0)
-                msg = NULL;
+        msg = cli_vformat(format, ap);
         va_end(ap);
         fprintf(stderr, "%s: %s", CLI_PROGRAM, msg ?: "out of memory");
         if (name)
@@ -746,7 +750,6 @@ int cli_fail(bool json, int code, const char *name, const char *format, ...) {
                 cli_json_end(&j, '}');
                 cli_json_end(&j, '}');
         }
-        free(msg);
         return code;
 }
 

@@ -4,6 +4,7 @@
 /* The pure parts of certbrokerctl: command-line parsing, exit codes, JSON strings, time
  * formatting. No bus, no files: unit-tested in tests/unit/client/. */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,6 +132,9 @@ void cli_json_field_u64(CliJson *j, const char *key, uint64_t v);
 void cli_json_field_int(CliJson *j, const char *key, int v);
 void cli_json_field_bool(CliJson *j, const char *key, bool b);
 void cli_json_field_strv(CliJson *j, const char *key, char *const *strv);
+
+/* vasprintf() into a new string; NULL when out of memory. */
+char *cli_vformat(const char *format, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Prints a failure ("certbrokerctl: message [name]" on stderr; with json also an error
  * object on stdout) and returns code, the exit code. name may be NULL. */

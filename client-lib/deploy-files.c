@@ -13,21 +13,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "cli-util.h"
 #include "deploy-files.h"
 
 int deploy_why(char **ret_why, int r, const char *format, ...) {
         va_list ap;
-        char *s = NULL;
 
-        if (ret_why) {
-                va_start(ap, format);
-                if (vasprintf(&s, format, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_why);
-                *ret_why = s;
-        }
+        if (!ret_why)
+                return r;
+        free(*ret_why);
+        va_start(ap, format);
+        *ret_why = cli_vformat(format, ap);
+        va_end(ap);
         return r;
 }
 
@@ -118,9 +116,10 @@ static bool writable_by_others(const struct stat *st) {
 }
 
 int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why) {
+        _cleanup_free_ char *copy = NULL;
+        _cleanup_close_ int fd = -1;
         struct stat st;
-        char *copy;
-        int fd, r;
+        int r;
 
         if (!path || path[0] != '/')
                 return deploy_why(ret_why, -EINVAL, "the directory '%s' is not an absolute path", path ?: "");
@@ -136,49 +135,35 @@ int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why) {
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
-                close(fd);
                 return deploy_why(ret_why, r, "cannot stat '%s': %s", path, strerror(-r));
         }
-        if (st.st_uid != uid) {
-                close(fd);
+        if (st.st_uid != uid)
                 return deploy_why(ret_why, -EPERM, "'%s' is owned by uid %u, not by the deploying user (uid %u): "
                            "chown it to that user", path, (unsigned) st.st_uid, (unsigned) uid);
-        }
-        if (writable_by_others(&st)) {
-                close(fd);
+        if (writable_by_others(&st))
                 return deploy_why(ret_why, -EPERM, "'%s' is writable by its group or others (mode %04o): "
                            "chmod go-w it, so that nobody else can plant files in it", path,
                            (unsigned) (st.st_mode & 07777));
-        }
         /* Whoever can write a directory above can rename DIR away and put another in its place. */
         copy = strdup(path);
-        if (!copy) {
-                close(fd);
+        if (!copy)
                 return -ENOMEM;
-        }
         for (char *slash = strrchr(copy, '/'); slash; slash = strrchr(copy, '/')) {
                 *slash = 0;
                 const char *up = *copy ? copy : "/";
                 if (stat(up, &st) < 0) {
                         r = -errno;
-                        free(copy);
-                        close(fd);
                         return deploy_why(ret_why, r, "cannot stat '%s': %s", up, strerror(-r));
                 }
                 if ((st.st_uid != 0 && st.st_uid != uid) ||
-                    (writable_by_others(&st) && !(st.st_mode & S_ISVTX))) {
-                        r = deploy_why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by others "
-                                "(mode %04o): others could replace the deployment directory",
-                                up, path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
-                        free(copy);
-                        close(fd);
-                        return r;
-                }
+                    (writable_by_others(&st) && !(st.st_mode & S_ISVTX)))
+                        return deploy_why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by "
+                                          "others (mode %04o): others could replace the deployment directory",
+                                          up, path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
                 if (!*copy)
                         break;
         }
-        free(copy);
-        *ret_fd = fd;
+        *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -292,10 +277,11 @@ finish:
 }
 
 int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
+        _cleanup_close_ int fd = -1;
         char buf[DEPLOY_STATE_MAX + 1];
         struct stat st;
         ssize_t n;
-        int fd, r;
+        int r;
 
         fd = openat(dfd, DEPLOY_STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
@@ -308,16 +294,14 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                         return deploy_why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
                 return deploy_why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
-                close(fd);
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid)
                 return deploy_why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
                            DEPLOY_STATE_FILE);
-        }
         n = read(fd, buf, sizeof buf);
-        r = n < 0 ? -errno : 0;
-        close(fd);
-        if (r < 0)
+        if (n < 0) {
+                r = -errno;
                 return deploy_why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        }
         r = deploy_state_parse(buf, (size_t) n, ret, ret_why);
         explicit_bzero(buf, sizeof buf);
         return r;
@@ -446,10 +430,11 @@ int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
 
 int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int *ret_gfd,
                            bool *ret_created, char **ret_why) {
+        _cleanup_close_ int fd = -1;
         char name[64];
         struct stat st;
         bool created = false;
-        int fd, r;
+        int r;
 
         if (!deploy_id_is_valid(id))
                 return -EINVAL;
@@ -468,17 +453,12 @@ int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int 
                                    "a file someone put there): refusing it", name);
                 return r == -ENOENT ? r : deploy_why(ret_why, r, "cannot open %s: %s", name, strerror(-r));
         }
-        if (fstat(fd, &st) < 0 || st.st_uid != uid || writable_by_others(&st)) {
-                close(fd);
+        if (fstat(fd, &st) < 0 || st.st_uid != uid || writable_by_others(&st))
                 return deploy_why(ret_why, -EPERM, "%s is not a directory of the deploying user, or is writable by "
                            "others: refusing it", name);
-        }
-        if (created && fchmod(fd, 0750) < 0) {
-                r = -errno;
-                close(fd);
-                return r;
-        }
-        *ret_gfd = fd;
+        if (created && fchmod(fd, 0750) < 0)
+                return -errno;
+        *ret_gfd = TAKE_FD(fd);
         if (ret_created)
                 *ret_created = created;
         return 0;
@@ -507,23 +487,36 @@ int deploy_live_swap(int dfd, const char *id) {
         return deploy_fsync_dir(dfd);
 }
 
-static int remove_generation(int dfd, const char *name) {
+DEFINE_POINTER_CLEANUP(DIR, closedir);
+
+/* dfd/name as a directory stream (never through a symbolic link). */
+static int opendir_at(int dfd, const char *name, DIR **ret) {
+        _cleanup_close_ int fd = -1;
         DIR *d;
-        struct dirent *de;
-        int fd;
 
         fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         d = fdopendir(fd);
-        if (!d) {
-                close(fd);
+        if (!d)
                 return -errno;
-        }
+        TAKE_FD(fd);    /* the stream's now */
+        *ret = d;
+        return 0;
+}
+
+static int remove_generation(int dfd, const char *name) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        int r;
+
+        r = opendir_at(dfd, name, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d)))
                 if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
                         (void) unlinkat(dirfd(d), de->d_name, 0);
-        closedir(d);
+        closedir(TAKE_PTR(d));
         return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
@@ -542,22 +535,17 @@ static int generation_newer_first(const void *a, const void *b) {
 }
 
 int deploy_prune(int dfd, const char *live_id, unsigned keep) {
-        Generation *l = NULL;
+        _cleanup_free_ Generation *l = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
         size_t n = 0;
         char live[64];
         struct dirent *de;
-        DIR *d;
-        int fd, removed = 0;
+        int r, removed = 0;
 
         snprintf(live, sizeof live, DEPLOY_GEN_PREFIX "%s", live_id ?: "");
-        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
+        r = opendir_at(dfd, ".", &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 struct stat st;
                 Generation *a;
@@ -576,14 +564,13 @@ int deploy_prune(int dfd, const char *live_id, unsigned keep) {
                 l[n].mtime = st.st_mtim;
                 n++;
         }
-        closedir(d);
+        closedir(TAKE_PTR(d));
         if (n > 1)
                 qsort(l, n, sizeof(*l), generation_newer_first);
         /* The live one counts as one of those kept. */
         for (size_t k = keep > 0 ? keep - 1 : 0; k < n; k++)
                 if (remove_generation(dfd, l[k].name) == 0)
                         removed++;
-        free(l);
         return removed;
 }
 
