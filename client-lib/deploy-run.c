@@ -21,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "certbroker.h"
+#include "certbroker-cleanup.h"
 #include "cli-util.h"
 #include "deploy-files.h"
 #include "deploy-formats.h"
@@ -93,15 +95,13 @@ static int deploy_call_failed(Deploy *d, CertbrokerError *e, int r, const char *
 
 static int deploy_fatal(Deploy *d, int code, const char *format, ...) __attribute__((format(printf, 3, 4)));
 static int deploy_fatal(Deploy *d, int code, const char *format, ...) {
+        _cleanup_free_ char *msg = NULL;
         va_list ap;
-        char *msg = NULL;
 
         va_start(ap, format);
-        if (vasprintf(&msg, format, ap) < 0)
-                msg = NULL;
+        msg = cli_vformat(format, ap);
         va_end(ap);
         d->exit_code = cli_fail(arg->json, code, NULL, "deploy: %s", msg ?: "out of memory");
-        free(msg);
         return -ECANCELED;
 }
 
@@ -152,7 +152,7 @@ static int deploy_save_state(Deploy *d) {
 static int deploy_enroll(Deploy *d) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
         CertbrokerRequestSpec spec = d->spec;
-        char *label = NULL, *id = NULL;
+        _cleanup_free_ char *label = NULL, *id = NULL;
         bool again = false;
         int r;
 
@@ -173,7 +173,6 @@ static int deploy_enroll(Deploy *d) {
         r = certbroker_enroll_token(d->client, &spec,
                                     CERTBROKER_ENROLL_RENEW | (d->identity_self ? CERTBROKER_ENROLL_IDENTITY_SELF : 0),
                                     d->state.intent, &id, &e);
-        free(label);
         if (r < 0 && again && certbroker_error_has_name(&e, CERTBROKER_ERROR_INVALID_ARGUMENT) && e.message &&
             strstr(e.message, "already names request")) {
                 r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: this directory's enrollment was started with other "
@@ -188,7 +187,6 @@ static int deploy_enroll(Deploy *d) {
                 return deploy_call_failed(d, &e, r, "Enroll refused");
         deploy_test_kill_point("deploy-enrolled");
         snprintf(d->state.request, sizeof d->state.request, "%s", id);
-        free(id);
         r = deploy_save_state(d);
         if (r < 0)
                 return r;
@@ -233,8 +231,9 @@ static int deploy_confirm_key(Deploy *d, const char *id) {
 /* A receiver key left from a ConfirmKey that did not get through: once its generation has
  * key.pem, the sealed copy is no longer needed; ask the broker again to erase it. */
 static int deploy_confirm_pending(Deploy *d) {
+        _cleanup_close_ int gfd = -1;
         char id[17];
-        int gfd = -1, r;
+        int r;
 
         if (!*d->state.seal_request)
                 return 0;
@@ -242,9 +241,9 @@ static int deploy_confirm_pending(Deploy *d) {
         r = deploy_generation_open(d->dfd, d->uid, id, false, &gfd, NULL, NULL);
         if (r < 0)
                 return 0;       /* not written yet: deploy_take_key() goes on from the receiver key */
-        bool has_key = deploy_generation_has_key(gfd);
-        close(gfd);
-        return has_key ? deploy_confirm_key(d, id) : 0;
+        if (!deploy_generation_has_key(gfd))
+                return 0;
+        return deploy_confirm_key(d, id);
 }
 
 /* The key of request id into gen-<id>/key.pem, sealed: a receiver key is made and recorded in
@@ -256,9 +255,10 @@ static int deploy_confirm_pending(Deploy *d) {
  * as deploy_call_failed(). */
 static int deploy_take_key(Deploy *d, const char *id, int gfd) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        uint8_t pub[32], *sealed = NULL;
+        _cleanup_(certbroker_secret_freep) char *key = NULL;
+        _cleanup_free_ uint8_t *sealed = NULL;
+        uint8_t pub[32];
         size_t size = 0;
-        char *key = NULL;
         bool again = strcmp(d->state.seal_request, id) == 0;
         int r;
 
@@ -288,14 +288,13 @@ static int deploy_take_key(Deploy *d, const char *id, int gfd) {
                 return deploy_call_failed(d, &e, r, "Cannot take the key");
         deploy_test_kill_point("deploy-key-sealed");
         r = deploy_seal_open(&d->state, sealed, size, &key);
-        free(sealed);
         if (r < 0)
                 return deploy_fatal(d, CLI_EXIT_FAILURE, "the sealed key of request %s does not open with the "
                                     "receiver key in %s/%s: %s", id, d->dir, DEPLOY_STATE_FILE, strerror(-r));
         if (again)
                 deploy_note("request %s: took its sealed key again (a run stopped before it stored it)", id);
         r = deploy_write_file(gfd, "key.pem", key, 0600);
-        certbroker_secret_free(key);
+        key = certbroker_secret_free(key);      /* wiped as soon as it is on disk */
         if (r < 0)
                 return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write the key of request %s into "
                                     "%s/gen-%s/key.pem: %s", id, d->dir, id, strerror(-r));
@@ -310,7 +309,7 @@ static int deploy_take_key(Deploy *d, const char *id, int gfd) {
  * points at it: bundle.p12 (when missing, or always when fresh is set) and the NSS database's
  * new key and certificate. */
 static int deploy_formats_write(Deploy *d, const char *id, int gfd, bool fresh) {
-        char *why = NULL;
+        _cleanup_free_ char *why = NULL;
         int r;
 
         if (d->out.formats & DEPLOY_FORMAT_PKCS12) {
@@ -319,23 +318,17 @@ static int deploy_formats_write(Deploy *d, const char *id, int gfd, bool fresh) 
                         r = deploy_pkcs12_write(gfd, d->passphrase, d->out.nickname, &why);
                         if (r >= 0)
                                 r = deploy_fsync_dir(gfd);
-                        if (r < 0) {
-                                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s/gen-%s/%s: %s", d->dir, id,
-                                                 DEPLOY_PKCS12_FILE, why ?: strerror(-r));
-                                free(why);
-                                return r;
-                        }
+                        if (r < 0)
+                                return deploy_fatal(d, CLI_EXIT_FAILURE, "%s/gen-%s/%s: %s", d->dir, id,
+                                                    DEPLOY_PKCS12_FILE, why ?: strerror(-r));
                         deploy_note("request %s: wrote %s/gen-%s/%s", id, d->dir, id, DEPLOY_PKCS12_FILE);
                 }
         }
         if (d->out.formats & DEPLOY_FORMAT_NSSDB) {
                 bool imported = false;
                 r = deploy_nssdb_import(d->out.nssdb, d->uid, gfd, d->out.nickname, &imported, &why);
-                if (r < 0) {
-                        r = deploy_fatal(d, CLI_EXIT_FAILURE, "request %s: %s", id, why ?: strerror(-r));
-                        free(why);
-                        return r;
-                }
+                if (r < 0)
+                        return deploy_fatal(d, CLI_EXIT_FAILURE, "request %s: %s", id, why ?: strerror(-r));
                 if (imported)
                         deploy_note("request %s: imported into the NSS database sql:%s as '%s'", id, d->out.nssdb,
                                     d->out.nickname ?: DEPLOY_NICKNAME_DEFAULT);
@@ -347,7 +340,7 @@ static int deploy_formats_write(Deploy *d, const char *id, int gfd, bool fresh) 
 /* After live points at generation id: the NSS database keeps only its certificate (and key)
  * under the nickname. A failure is reported and retried with the next run or certificate. */
 static void deploy_formats_prune(Deploy *d, const char *id, int gfd) {
-        char *why = NULL;
+        _cleanup_free_ char *why = NULL;
         int r;
 
         if (!(d->out.formats & DEPLOY_FORMAT_NSSDB))
@@ -359,48 +352,86 @@ static void deploy_formats_prune(Deploy *d, const char *id, int gfd) {
         else if (r > 0)
                 deploy_note("request %s: removed %d previous certificate%s '%s' from sql:%s", id, r,
                             r == 1 ? "" : "s", d->out.nickname ?: DEPLOY_NICKNAME_DEFAULT, d->out.nssdb);
-        free(why);
 }
 
 /* The live generation id already deployed (a restart, or a Format= added since): the formats
  * it lacks are written into it (bundle.p12 by one rename, like every file) and the NSS
  * database is brought to it. */
 static int deploy_formats_refresh(Deploy *d, const char *id) {
-        char *why = NULL;
-        int gfd = -1, r;
+        _cleanup_free_ char *why = NULL;
+        _cleanup_close_ int gfd = -1;
+        int r;
 
         if (!(d->out.formats & (DEPLOY_FORMAT_PKCS12 | DEPLOY_FORMAT_NSSDB)))
                 return 0;
         r = deploy_generation_open(d->dfd, d->uid, id, false, &gfd, NULL, &why);
-        if (r < 0) {
-                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: live: %s", d->dir, why ?: strerror(-r));
-                free(why);
-                return r;
-        }
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "%s: live: %s", d->dir, why ?: strerror(-r));
         r = deploy_formats_write(d, id, gfd, false);
-        if (r >= 0)
-                deploy_formats_prune(d, id, gfd);
-        close(gfd);
+        if (r < 0)
+                return r;
+        deploy_formats_prune(d, id, gfd);
         return r;
+}
+
+/* Fills generation id (gfd) with its key, certificate, chain and formats and points DIR/live
+ * at it. 0 when deployed, 1 when it cannot be (its key is gone). */
+static int deploy_generation_fill(Deploy *d, const char *id, int gfd, const char *cert, const char *chain) {
+        const char *names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
+        _cleanup_free_ char *full = NULL;
+        int r;
+
+        if (!deploy_generation_has_key(gfd)) {
+                r = deploy_take_key(d, id, gfd);
+                if (r != 0)
+                        return r;
+        }
+        if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
+                full = NULL;
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "out of memory");
+        }
+        const char *data[] = { cert, chain, full };
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                r = deploy_write_file(gfd, names[k], data[k], 0644);
+                if (r < 0)
+                        return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write %s/gen-%s/%s: %s", d->dir, id,
+                                            names[k], strerror(-r));
+        }
+        r = deploy_fsync_dir(gfd);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
+        /* Every format of the generation is complete before live points at it. */
+        r = deploy_formats_write(d, id, gfd, true);
+        if (r < 0)
+                return r;
+        deploy_test_kill_point("deploy-generation-written");
+        r = deploy_live_swap(d->dfd, id);
+        if (r < 0)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "cannot switch %s/%s to gen-%s: %s", d->dir, DEPLOY_LIVE,
+                                    id, strerror(-r));
+        deploy_note("request %s deployed: %s/%s -> gen-%s", id, d->dir, DEPLOY_LIVE, id);
+        deploy_test_kill_point("deploy-live-swapped");
+        deploy_formats_prune(d, id, gfd);
+        (void) deploy_prune(d->dfd, id, DEPLOY_KEEP_GENERATIONS);
+        return 0;
 }
 
 /* Writes request id's key, certificate and chain into DIR/gen-<id>/ and points DIR/live at it.
  * Returns 0 when deployed (now or before), 1 when it cannot be (its key is gone). */
 static int deploy_member(Deploy *d, const char *id) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        char live[17] = "", *why = NULL, *cert = NULL, *chain = NULL, *full = NULL;
+        _cleanup_free_ char *why = NULL, *cert = NULL, *chain = NULL;
+        _cleanup_close_ int gfd = -1;
+        char live[17] = "";
         bool created = false;
-        int r, gfd = -1;
+        int r;
 
         r = deploy_confirm_pending(d);
         if (r < 0)
                 return r;
         r = deploy_live_read(d->dfd, live, &why);
-        if (r < 0 && r != -ENOENT) {
-                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
-                free(why);
-                return r;
-        }
+        if (r < 0 && r != -ENOENT)
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
         if (strcmp(live, id) == 0)
                 return deploy_formats_refresh(d, id);
 
@@ -409,65 +440,17 @@ static int deploy_member(Deploy *d, const char *id) {
                 return deploy_call_failed(d, &e, r, "Cannot read the certificate");
 
         r = deploy_generation_open(d->dfd, d->uid, id, true, &gfd, &created, &why);
-        if (r < 0) {
-                r = deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
-                goto finish;
-        }
-        if (!deploy_generation_has_key(gfd)) {
-                r = deploy_take_key(d, id, gfd);
-                if (r != 0)
-                        goto finish;
-        }
-        if (asprintf(&full, "%s%s%s", cert, *cert && cert[strlen(cert) - 1] != '\n' ? "\n" : "", chain) < 0) {
-                full = NULL;
-                r = deploy_fatal(d, CLI_EXIT_FAILURE, "out of memory");
-                goto finish;
-        }
-        {
-                const char *names[] = { "cert.pem", "chain.pem", "fullchain.pem" };
-                const char *data[] = { cert, chain, full };
-                for (size_t k = 0; k < 3; k++) {
-                        r = deploy_write_file(gfd, names[k], data[k], 0644);
-                        if (r < 0) {
-                                r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot write %s/gen-%s/%s: %s", d->dir, id,
-                                                 names[k], strerror(-r));
-                                goto finish;
-                        }
-                }
-        }
-        r = deploy_fsync_dir(gfd);
-        if (r < 0) {
-                r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot fsync %s/gen-%s: %s", d->dir, id, strerror(-r));
-                goto finish;
-        }
-        /* Every format of the generation is complete before live points at it. */
-        r = deploy_formats_write(d, id, gfd, true);
         if (r < 0)
-                goto finish;
-        deploy_test_kill_point("deploy-generation-written");
-        r = deploy_live_swap(d->dfd, id);
-        if (r < 0) {
-                r = deploy_fatal(d, CLI_EXIT_FAILURE, "cannot switch %s/%s to gen-%s: %s", d->dir, DEPLOY_LIVE,
-                                 id, strerror(-r));
-                goto finish;
-        }
-        deploy_note("request %s deployed: %s/%s -> gen-%s", id, d->dir, DEPLOY_LIVE, id);
-        deploy_test_kill_point("deploy-live-swapped");
-        deploy_formats_prune(d, id, gfd);
-        (void) deploy_prune(d->dfd, id, DEPLOY_KEEP_GENERATIONS);
-        r = 0;
-finish:
-        if (gfd >= 0)
-                close(gfd);
+                return deploy_fatal(d, CLI_EXIT_FAILURE, "%s: %s", d->dir, why ?: strerror(-r));
+        r = deploy_generation_fill(d, id, gfd, cert, chain);
         if (r == 1 && created) {
+                /* Nothing of it will ever be deployed: not left behind empty. */
                 char name[64];
+
+                close(TAKE_FD(gfd));
                 snprintf(name, sizeof name, DEPLOY_GEN_PREFIX "%s", id);
                 (void) unlinkat(d->dfd, name, AT_REMOVEDIR);
         }
-        free(cert);
-        free(chain);
-        free(full);
-        free(why);
         return r;
 }
 
@@ -640,7 +623,7 @@ static int deploy_reload(Deploy *d, const char *id) {
  * member, deploy each issued member and reload. 0: done (--once, or the chain was stopped). */
 static int deploy_round(Deploy *d) {
         CertbrokerError e = CERTBROKER_ERROR_NULL;
-        char *latest = NULL;
+        _cleanup_free_ char *latest = NULL;
         int r;
 
         if (!d->client) {
@@ -667,22 +650,20 @@ static int deploy_round(Deploy *d) {
         if (strcmp(latest, d->state.request) != 0) {
                 snprintf(d->state.request, sizeof d->state.request, "%s", latest);
                 r = deploy_save_state(d);
-                if (r < 0) {
-                        free(latest);
+                if (r < 0)
                         return r;
-                }
         }
-        free(latest);
 
         for (;;) {
-                char id[17], *state = NULL, *next = NULL;
+                _cleanup_free_ char *state = NULL, *next = NULL;
+                char id[17];
 
                 snprintf(id, sizeof id, "%s", d->state.request);
                 r = certbroker_wait(d->client, id, CERTBROKER_WAIT_INFINITY, NULL, NULL, &state, &e);
                 if (r < 0)
                         return deploy_call_failed(d, &e, r, "Cannot wait for the request");
                 if (strcmp(state, "issued") != 0) {
-                        CertbrokerRequestInfo *i = NULL;
+                        _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
                         if (certbroker_request_get(d->client, id, &i, &e) < 0)
                                 certbroker_error_clear(&e);
                         d->exit_code = cli_fail(arg->json, CLI_EXIT_REQUEST_FAILED, i ? i->error_name : NULL,
@@ -690,11 +671,8 @@ static int deploy_round(Deploy *d) {
                                             "deployed before stays. Remove %s/%s to enroll a new chain.", id,
                                             state, i && *i->error_message ? ": " : "", i ? i->error_message : "",
                                             d->dir, DEPLOY_STATE_FILE);
-                        certbroker_request_info_free(i);
-                        free(state);
                         return -ECANCELED;
                 }
-                free(state);
                 r = deploy_member(d, id);
                 if (r < 0)
                         return r;
@@ -714,7 +692,6 @@ static int deploy_round(Deploy *d) {
                 }
                 deploy_note("request %s is renewed by request %s", id, next);
                 snprintf(d->state.request, sizeof d->state.request, "%s", next);
-                free(next);
                 r = deploy_save_state(d);
                 if (r < 0)
                         return r;
@@ -725,31 +702,29 @@ static int deploy_round(Deploy *d) {
  * as root, become its User= before anything else happens. A PassphraseCredential= is read
  * before (systemd makes the credentials readable by the unit's user: root). */
 static int deploy_load_config(DeployConfig *cfg, char **ret_passphrase) {
-        char buf[16384], *why = NULL;
+        _cleanup_free_ char *why = NULL;
+        _cleanup_close_ int fd = -1;
+        char buf[16384];
         struct stat st;
         ssize_t n;
-        int fd, r;
+        int r;
 
         fd = open(arg->config, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: cannot open --config '%s': %s", arg->config, strerror(errno));
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
-            (st.st_mode & (S_IWGRP | S_IWOTH))) {
-                close(fd);
+            (st.st_mode & (S_IWGRP | S_IWOTH)))
                 return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: --config '%s' must be a regular file owned by root "
                             "(or you) and not writable by group or others.", arg->config);
-        }
         n = read(fd, buf, sizeof buf - 1);
-        close(fd);
         if (n < 0)
-                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: cannot read '%s': %s", arg->config, strerror(errno));
+                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: cannot read '%s': %s", arg->config,
+                                strerror(errno));
+        close(TAKE_FD(fd));     /* not kept open across the switch to User= */
         buf[n] = 0;
         r = deploy_config_parse(buf, cfg, &why);
-        if (r < 0) {
-                r = cli_fail(arg->json, CLI_EXIT_USAGE, NULL, "deploy: %s: %s", arg->config, why ?: strerror(-r));
-                free(why);
-                return r;
-        }
+        if (r < 0)
+                return cli_fail(arg->json, CLI_EXIT_USAGE, NULL, "deploy: %s: %s", arg->config, why ?: strerror(-r));
         if (cfg->user) {
                 struct passwd *pw = getpwnam(cfg->user);
                 if (!pw)
@@ -757,12 +732,9 @@ static int deploy_load_config(DeployConfig *cfg, char **ret_passphrase) {
                 if (cfg->passphrase_credential) {
                         r = deploy_passphrase_read_credential(cfg->passphrase_credential, pw->pw_uid,
                                                               ret_passphrase, &why);
-                        if (r < 0) {
-                                r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: PassphraseCredential=: %s.",
-                                         arg->config, why ?: strerror(-r));
-                                free(why);
-                                return r;
-                        }
+                        if (r < 0)
+                                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: "
+                                                "PassphraseCredential=: %s.", arg->config, why ?: strerror(-r));
                 }
                 if (geteuid() == 0 && pw->pw_uid != 0) {
                         if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
@@ -781,22 +753,29 @@ static int deploy_load_config(DeployConfig *cfg, char **ret_passphrase) {
         return 0;
 }
 
+/* What deploy_run() holds, released when it returns. */
+static void deploy_done(Deploy *d) {
+        if (d->dfd >= 0)
+                (void) close(d->dfd);
+        explicit_bzero(&d->state, sizeof d->state);    /* a receiver key, if one was in flight */
+        deploy_passphrase_free(d->passphrase);
+        certbroker_close(d->client);
+}
+
 int deploy_run(const CliArgs *args) {
-        DeployConfig cfg = {};
-        Deploy d = { .dfd = -1, .once = args->once };
-        char *why = NULL;
+        _cleanup_(deploy_config_done) DeployConfig cfg = {};
+        _cleanup_(deploy_done) Deploy d = { .dfd = -1, .once = args->once };
+        _cleanup_free_ char *why = NULL;
         unsigned backoff = 1;
+        char live[17];
         int r;
 
         arg = args;
 
         if (arg->config) {
                 r = deploy_load_config(&cfg, &d.passphrase);
-                if (r != 0) {
-                        deploy_config_done(&cfg);
-                        deploy_passphrase_free(d.passphrase);
+                if (r != 0)
                         return r;
-                }
                 d.out = (DeployOutputs) {
                         .passphrase_file = cfg.passphrase_file, .passphrase_credential = cfg.passphrase_credential,
                         .nssdb = cfg.nssdb, .nickname = cfg.nickname,
@@ -832,78 +811,52 @@ int deploy_run(const CliArgs *args) {
         umask(0077);
 
         r = deploy_dir_open(d.dir, d.uid, &d.dfd, &why);
-        if (r < 0) {
-                r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the directory: %s.", why ?: strerror(-r));
-                goto finish;
-        }
+        if (r < 0)
+                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the directory: %s.",
+                                why ?: strerror(-r));
         /* One deployment per directory: two would each make an intent token (two enrollments)
          * and overwrite each other's receiver key (a lost key). The lock lives as long as this
          * process (the directory fd is O_CLOEXEC: the reload command does not hold it). */
         if (flock(d.dfd, LOCK_EX | LOCK_NB) < 0) {
-                r = errno == EWOULDBLOCK ?
-                        cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: another certbrokerctl deploy is running for this "
-                             "directory (it holds its lock); one deployment per directory.", d.dir) :
-                        cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: cannot lock it: %s.", d.dir, strerror(errno));
-                goto finish;
+                if (errno == EWOULDBLOCK)
+                        return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: another certbrokerctl "
+                                        "deploy is running for this directory (it holds its lock); one deployment "
+                                        "per directory.", d.dir);
+                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: cannot lock it: %s.", d.dir,
+                                strerror(errno));
         }
         /* The formats' inputs, before anything is written: a passphrase others can read, an NSS
          * database others can change, are refused here. */
-        if (d.out.passphrase_file) {
+        if (d.out.passphrase_file)
                 r = deploy_passphrase_read_file(d.out.passphrase_file, d.uid, &d.passphrase, &why);
-                if (r < 0) {
-                        r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the PKCS#12 passphrase: %s.",
-                                 why ?: strerror(-r));
-                        goto finish;
-                }
-        } else if (d.out.passphrase_credential && !d.passphrase) {
+        else if (d.out.passphrase_credential && !d.passphrase)
                 r = deploy_passphrase_read_credential(d.out.passphrase_credential, d.uid, &d.passphrase, &why);
-                if (r < 0) {
-                        r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the PKCS#12 passphrase: %s.",
-                                 why ?: strerror(-r));
-                        goto finish;
-                }
-        }
+        else
+                r = 0;
+        if (r < 0)
+                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the PKCS#12 passphrase: %s.",
+                                why ?: strerror(-r));
         if (d.out.formats & DEPLOY_FORMAT_NSSDB) {
                 r = deploy_nssdb_check(d.out.nssdb, d.uid, &why);
-                if (r < 0) {
-                        r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the NSS database: %s.", why ?: strerror(-r));
-                        goto finish;
-                }
+                if (r < 0)
+                        return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: refusing the NSS database: %s.",
+                                        why ?: strerror(-r));
         }
         r = deploy_state_read(d.dfd, d.uid, &d.state, &why);
-        if (r < 0) {
-                r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
-                goto finish;
-        }
-        {
-                char live[17];
-                r = deploy_live_read(d.dfd, live, &why);
-                if (r < 0 && r != -ENOENT) {
-                        r = cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
-                        goto finish;
-                }
-        }
+        if (r < 0)
+                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
+        r = deploy_live_read(d.dfd, live, &why);
+        if (r < 0 && r != -ENOENT)
+                return cli_fail(arg->json, CLI_EXIT_FAILURE, NULL, "deploy: %s: %s.", d.dir, why ?: strerror(-r));
         if (*d.state.request)
                 deploy_note("following the chain of request %s recorded in %s/%s", d.state.request, d.dir,
                             DEPLOY_STATE_FILE);
 
         for (;;) {
                 r = deploy_round(&d);
-                if (r == -EAGAIN) {
-                        sleep(backoff);
-                        backoff = backoff * 2 > DEPLOY_BUS_BACKOFF_MAX_SEC ? DEPLOY_BUS_BACKOFF_MAX_SEC : backoff * 2;
-                        continue;
-                }
-                r = r < 0 ? d.exit_code : CLI_EXIT_OK;
-                break;
+                if (r != -EAGAIN)
+                        return r < 0 ? d.exit_code : CLI_EXIT_OK;
+                sleep(backoff);
+                backoff = backoff * 2 > DEPLOY_BUS_BACKOFF_MAX_SEC ? DEPLOY_BUS_BACKOFF_MAX_SEC : backoff * 2;
         }
-finish:
-        if (d.dfd >= 0)
-                close(d.dfd);
-        explicit_bzero(&d.state, sizeof d.state);       /* a receiver key, if one was in flight */
-        deploy_passphrase_free(d.passphrase);
-        certbroker_close(d.client);
-        deploy_config_done(&cfg);
-        free(why);
-        return r;
 }
