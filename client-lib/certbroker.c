@@ -12,7 +12,9 @@
 
 #include <systemd/sd-bus.h>
 
+#include "basic.h"
 #include "certbroker.h"
+#include "certbroker-cleanup.h"
 
 #define _public_ __attribute__((visibility("default")))
 
@@ -89,30 +91,45 @@ static int error_setf(CertbrokerError *error, int r, const char *name, const cha
         return r;
 }
 
+static int error_oom(CertbrokerError *error) {
+        return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+}
+
 /* A failed bus call: the daemon's (or the bus's) error name and message. */
 static int error_from_bus(CertbrokerError *error, const sd_bus_error *e, int r, const char *what) {
-        if (sd_bus_error_is_set(e)) {
-                for (size_t i = 0; i < sizeof(error_map) / sizeof(error_map[0]); i++)
-                        if (strcmp(e->name, error_map[i].name) == 0) {
-                                r = -error_map[i].errnum;
-                                break;
-                        }
-                if (r >= 0 || r == -EIO) {
-                        int k = sd_bus_error_get_errno(e);
-                        if (k > 0)
-                                r = -k;
-                }
-                if (sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN,
-                                           SD_BUS_ERROR_NAME_HAS_NO_OWNER))
-                        return error_setf(error, r, e->name,
-                                          "certbrokerd is not running: %s is not on the system bus (%s). "
-                                          "Start it with 'systemctl start certbrokerd'.",
-                                          CERTBROKER_BUS_NAME, e->message ?: e->name);
-                return error_setf(error, r, e->name, "%s", e->message ?: e->name);
+        if (!sd_bus_error_is_set(e)) {
+                if (r >= 0)
+                        r = -EIO;
+                return error_setf(error, r, NULL, "%s: %s", what, strerror(-r));
         }
-        if (r >= 0)
-                r = -EIO;
-        return error_setf(error, r, NULL, "%s: %s", what, strerror(-r));
+
+        for (size_t i = 0; i < ELEMENTSOF(error_map); i++)
+                if (strcmp(e->name, error_map[i].name) == 0) {
+                        r = -error_map[i].errnum;
+                        break;
+                }
+        if (r >= 0 || r == -EIO) {
+                int k = sd_bus_error_get_errno(e);
+                if (k > 0)
+                        r = -k;
+        }
+        if (sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                return error_setf(error, r, e->name,
+                                  "certbrokerd is not running: %s is not on the system bus (%s). "
+                                  "Start it with 'systemctl start certbrokerd'.",
+                                  CERTBROKER_BUS_NAME, e->message ?: e->name);
+        return error_setf(error, r, e->name, "%s", e->message ?: e->name);
+}
+
+/* A call on a CA object that failed because there is no such object: the daemon has no CA of
+ * that name. Any other failure stays as it is. */
+static int error_unknown_ca(CertbrokerError *error, int r, const char *ca, const char *other_name) {
+        if (!certbroker_error_has_name(error, SD_BUS_ERROR_UNKNOWN_OBJECT) &&
+            !certbroker_error_has_name(error, other_name))
+                return r;
+        certbroker_error_clear(error);
+        return error_setf(error, -ENXIO, CERTBROKER_ERROR_UNKNOWN_CA,
+                          "No CA '%.100s' is configured (see 'certbrokerctl cas').", ca);
 }
 
 /* ---- paths ---- */
@@ -146,9 +163,14 @@ static int request_path(const char *request, char **ret, CertbrokerError *error)
                                   "'%.300s' is not a request id: ids are 16 lowercase hex digits "
                                   "(see 'certbrokerctl list').", request);
         if (asprintf(&p, REQUEST_PREFIX "/%s", id) < 0)
-                return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+                return error_oom(error);
         *ret = p;
         return 0;
+}
+
+/* The id at the end of a path request_path() made. */
+static const char *request_path_id(const char *path) {
+        return path + strlen(REQUEST_PREFIX) + 1;
 }
 
 static int ca_path(const char *ca, char **ret, CertbrokerError *error) {
@@ -166,18 +188,17 @@ static int ca_path(const char *ca, char **ret, CertbrokerError *error) {
 /* ---- connection ---- */
 
 _public_ int certbroker_open(CertbrokerClient **ret, CertbrokerError *error) {
-        CertbrokerClient *c;
+        _cleanup_(certbroker_closep) CertbrokerClient *c = NULL;
         int r;
 
         if (!ret)
                 return error_setf(error, -EINVAL, NULL, "certbroker_open: ret is NULL.");
         c = calloc(1, sizeof(*c));
         if (!c)
-                return error_setf(error, -ENOMEM, NULL, "Out of memory.");
+                return error_oom(error);
         r = sd_bus_open_system(&c->bus);
         if (r < 0) {
                 const char *addr = getenv("DBUS_SYSTEM_BUS_ADDRESS");
-                free(c);
                 return error_setf(error, r, NULL,
                                   "Cannot connect to the system bus (%s): %s. Is dbus running?",
                                   addr ?: "unix:path=/run/dbus/system_bus_socket", strerror(-r));
@@ -186,7 +207,7 @@ _public_ int certbroker_open(CertbrokerClient **ret, CertbrokerError *error) {
          * for a password through the session's polkit agent. */
         if (isatty(STDIN_FILENO))
                 (void) sd_bus_set_allow_interactive_authorization(c->bus, true);
-        *ret = c;
+        *ret = TAKE_PTR(c);
         return 0;
 }
 
@@ -208,6 +229,19 @@ static int strdup_out(const char *s, char **ret) {
         return 0;
 }
 
+/* Makes room for n + 1 elements of size bytes in *array (which has room for n). */
+static int array_grow(void *array, size_t n, size_t size) {
+        void **p = array, *a;
+
+        if (n >= SIZE_MAX / size - 1)
+                return -ENOMEM;
+        a = realloc(*p, (n + 1) * size);
+        if (!a)
+                return -ENOMEM;
+        *p = a;
+        return 0;
+}
+
 _public_ char **certbroker_strv_free(char **strv) {
         if (!strv)
                 return NULL;
@@ -217,110 +251,115 @@ _public_ char **certbroker_strv_free(char **strv) {
         return NULL;
 }
 
-/* Reads an "as" into a NULL-terminated array. */
-static int read_strv(sd_bus_message *m, char ***ret) {
-        char **l = NULL;
+/* Reads an array of string-like values (signature "s" or "(so)": the first member is taken)
+ * into a NULL-terminated array. */
+static int read_strv_of(sd_bus_message *m, const char *element, char ***ret) {
+        _cleanup_(certbroker_strv_freep) char **l = NULL;
         size_t n = 0;
         int r;
 
-        r = sd_bus_message_enter_container(m, 'a', "s");
+        r = sd_bus_message_enter_container(m, 'a', element);
         if (r < 0)
                 return r;
         l = calloc(1, sizeof(char *));
         if (!l)
                 return -ENOMEM;
         for (;;) {
-                const char *s;
-                char **a;
+                const char *s, *ignored;
 
-                r = sd_bus_message_read(m, "s", &s);
+                r = element[0] == '(' ? sd_bus_message_read(m, element, &s, &ignored) :
+                                        sd_bus_message_read(m, element, &s);
                 if (r < 0)
-                        goto fail;
+                        return r;
                 if (r == 0)
                         break;
-                a = realloc(l, (n + 2) * sizeof(char *));
-                if (!a) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                l = a;
+                r = array_grow(&l, n + 1, sizeof(char *));
+                if (r < 0)
+                        return r;
+                l[n + 1] = NULL;
                 l[n] = strdup(s);
-                if (!l[n]) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                l[++n] = NULL;
+                if (!l[n])
+                        return -ENOMEM;
+                n++;
         }
         r = sd_bus_message_exit_container(m);
         if (r < 0)
-                goto fail;
-        *ret = l;
+                return r;
+        *ret = TAKE_PTR(l);
         return 0;
-fail:
-        certbroker_strv_free(l);
-        return r;
 }
 
 static int get_property_string(CertbrokerClient *c, const char *path, const char *iface,
                                const char *property, char **ret, CertbrokerError *error) {
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        char *s = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_get_property_string(c->bus, CERTBROKER_BUS_NAME, path, iface, property, &e, &s);
-        if (r < 0) {
-                r = error_from_bus(error, &e, r, "Cannot read a property");
-                sd_bus_error_free(&e);
-                return r;
-        }
-        *ret = s;
+        r = sd_bus_get_property_string(c->bus, CERTBROKER_BUS_NAME, path, iface, property, &e, ret);
+        if (r < 0)
+                return error_from_bus(error, &e, r, "Cannot read a property");
         return 0;
 }
 
-/* Sends the call m (taken: unreferenced here) and waits for the reply; a D-Bus error becomes
- * *error named after member. *ret_reply may be NULL. */
+/* Sends the call m and waits for the reply; a D-Bus error becomes *error named after
+ * member. *ret_reply may be NULL. */
 static int call_message(CertbrokerClient *c, sd_bus_message *m, const char *member, uint64_t timeout_usec,
                         sd_bus_message **ret_reply, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
         r = sd_bus_call(c->bus, m, timeout_usec, &e, &reply);
-        sd_bus_message_unref(m);
-        if (r < 0) {
-                r = error_from_bus(error, &e, r, member);
-                sd_bus_error_free(&e);
-                return r;
-        }
+        if (r < 0)
+                return error_from_bus(error, &e, r, member);
         if (ret_reply)
-                *ret_reply = reply;
-        else
-                sd_bus_message_unref(reply);
+                *ret_reply = TAKE_PTR(reply);
+        return 0;
+}
+
+/* A new method call on path's iface; a failure becomes *error. */
+static int new_method_call(CertbrokerClient *c, const char *path, const char *iface, const char *member,
+                           sd_bus_message **ret, CertbrokerError *error) {
+        int r;
+
+        r = sd_bus_message_new_method_call(c->bus, ret, CERTBROKER_BUS_NAME, path, iface, member);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Cannot build the %s() call: %s", member, strerror(-r));
         return 0;
 }
 
 static int call_method(CertbrokerClient *c, const char *path, const char *iface, const char *member,
                        uint64_t timeout_usec, sd_bus_message **ret_reply, CertbrokerError *error,
                        const char *types, ...) {
-        sd_bus_message *m = NULL;
-        sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         va_list ap;
         int r;
 
-        r = sd_bus_message_new_method_call(c->bus, &m, CERTBROKER_BUS_NAME, path, iface, member);
+        r = new_method_call(c, path, iface, member, &m, error);
         if (r < 0)
-                return error_from_bus(error, &e, r, "Cannot build a D-Bus call");
+                return r;
         if (types) {
                 va_start(ap, types);
                 r = sd_bus_message_appendv(m, types, ap);
                 va_end(ap);
-                if (r < 0) {
-                        sd_bus_message_unref(m);
+                if (r < 0)
                         return error_setf(error, r, NULL, "Cannot build the %s() call: %s",
                                           member, strerror(-r));
-                }
         }
         return call_message(c, m, member, timeout_usec, ret_reply, error);
+}
+
+/* A call without arguments on a request (given as an id or a path). */
+static int request_call(CertbrokerClient *client, const char *request, const char *member,
+                        sd_bus_message **ret_reply, CertbrokerError *error) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!client)
+                return error_setf(error, -EINVAL, NULL, "%s: NULL client.", member);
+        r = request_path(request, &path, error);
+        if (r < 0)
+                return r;
+        return call_method(client, path, REQUEST_IFACE, member, 0, ret_reply, error, NULL);
 }
 
 _public_ int certbroker_get_version(CertbrokerClient *client, char **ret_version, CertbrokerError *error) {
@@ -332,39 +371,58 @@ _public_ int certbroker_get_version(CertbrokerClient *client, char **ret_version
 
 /* ---- Enroll / CheckAccess ---- */
 
-static int new_spec_call(CertbrokerClient *c, const char *member, const CertbrokerRequestSpec *spec,
-                         uint64_t flags, const char *token, sd_bus_message **ret, CertbrokerError *error) {
-        sd_bus_message *m = NULL;
+static int append_spec(sd_bus_message *m, const CertbrokerRequestSpec *spec, uint64_t flags, const char *token) {
         const char *opt_names[] = { "key", "usage", "label" };
         const char *opt_values[] = { spec->key_type, spec->usage, spec->label };
         int r;
 
-        r = sd_bus_message_new_method_call(c->bus, &m, CERTBROKER_BUS_NAME, CERTBROKER_MANAGER_PATH,
-                                           MANAGER_IFACE, member);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "ss", spec->ca ?: "", spec->subject ?: "");
-        if (r >= 0)
-                r = sd_bus_message_append_strv(m, (char **) spec->names);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "{sv}");
-        for (size_t i = 0; r >= 0 && i < 3; i++)
-                if (opt_values[i])
+        r = sd_bus_message_append(m, "ss", spec->ca ?: "", spec->subject ?: "");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_strv(m, (char **) spec->names);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(opt_names); i++)
+                if (opt_values[i]) {
                         r = sd_bus_message_append(m, "{sv}", opt_names[i], "s", opt_values[i]);
-        if (r >= 0 && (flags & CERTBROKER_ENROLL_RENEW))
+                        if (r < 0)
+                                return r;
+                }
+        if (flags & CERTBROKER_ENROLL_RENEW) {
                 r = sd_bus_message_append(m, "{sv}", "renew", "b", 1);
-        if (r >= 0 && (flags & CERTBROKER_ENROLL_IDENTITY_SELF))
+                if (r < 0)
+                        return r;
+        }
+        if (flags & CERTBROKER_ENROLL_IDENTITY_SELF) {
                 r = sd_bus_message_append(m, "{sv}", "identity", "s", "self");
-        if (r >= 0 && token)
+                if (r < 0)
+                        return r;
+        }
+        if (token) {
                 r = sd_bus_message_append(m, "{sv}", "token", "s", token);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r < 0) {
-                sd_bus_message_unref(m);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(m);
+}
+
+/* Calls member (Enroll, CheckAccess) with the request's parameters. */
+static int call_spec(CertbrokerClient *c, const char *member, const CertbrokerRequestSpec *spec,
+                     uint64_t flags, const char *token, sd_bus_message **ret_reply, CertbrokerError *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = new_method_call(c, CERTBROKER_MANAGER_PATH, MANAGER_IFACE, member, &m, error);
+        if (r < 0)
+                return r;
+        r = append_spec(m, spec, flags, token);
+        if (r < 0)
                 return error_setf(error, r, NULL, "Cannot build the %s() call: %s (names and options "
                                   "must be valid UTF-8)", member, strerror(-r));
-        }
-        *ret = m;
-        return 0;
+        return call_message(c, m, member, 0, ret_reply, error);
 }
 
 _public_ int certbroker_enroll(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
@@ -377,282 +435,380 @@ _public_ int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerR
         return certbroker_enroll_token(client, spec, flags, NULL, ret_id, error);
 }
 
+/* An object path property or reply naming a request into its id; "/" (none) into "" when
+ * none_ok. */
+static int request_id_from_path(const char *p, bool none_ok, char **ret) {
+        _cleanup_free_ char *id = NULL;
+        int r;
+
+        if (none_ok && strcmp(p, "/") == 0)
+                return strdup_out("", ret);
+        r = sd_bus_path_decode(p, REQUEST_PREFIX, &id);
+        if (r < 0)
+                return r;
+        if (r == 0 || !request_id_is_valid(id, strlen(id)))
+                return -EBADMSG;
+        *ret = TAKE_PTR(id);
+        return 0;
+}
+
 _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                      uint64_t flags, const char *token, char **ret_id, CertbrokerError *error) {
-        sd_bus_message *m = NULL, *reply = NULL;
+        const uint64_t known = CERTBROKER_ENROLL_RENEW | CERTBROKER_ENROLL_IDENTITY_SELF;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *path;
-        char *id = NULL;
         int r;
 
         if (!client || !spec || !ret_id)
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll: NULL argument.");
-        if (flags & ~(uint64_t) (CERTBROKER_ENROLL_RENEW | CERTBROKER_ENROLL_IDENTITY_SELF))
+        if (flags & ~known)
                 return error_setf(error, -EINVAL, NULL, "certbroker_enroll_flags: unknown flags 0x%llx.",
-                                  (unsigned long long) (flags & ~(uint64_t) (CERTBROKER_ENROLL_RENEW |
-                                                                             CERTBROKER_ENROLL_IDENTITY_SELF)));
-        r = new_spec_call(client, "Enroll", spec, flags, token, &m, error);
-        if (r < 0)
-                return r;
-        r = call_message(client, m, "Enroll", 0, &reply, error);
+                                  (unsigned long long) (flags & ~known));
+        r = call_spec(client, "Enroll", spec, flags, token, &reply, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(reply, "o", &path);
-        if (r >= 0) {
-                r = sd_bus_path_decode(path, REQUEST_PREFIX, &id);
-                if (r == 0 || (r > 0 && !request_id_is_valid(id, strlen(id))))
-                        r = -EBADMSG;
-        }
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                free(id);
+        if (r < 0)
                 return error_setf(error, r, NULL, "Enroll() returned an unexpected reply: %s", strerror(-r));
-        }
-        *ret_id = id;
+        r = request_id_from_path(path, false, ret_id);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Enroll() returned an unexpected request path '%.300s': %s",
+                                  path, strerror(-r));
         return 0;
 }
 
 _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                      char **ret_rule, char **ret_reason, CertbrokerError *error) {
-        sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *rule_copy = NULL, *reason_copy = NULL;
         const char *rule, *reason;
-        char *rule_copy = NULL, *reason_copy = NULL;
         int allowed, r;
 
         if (!client || !spec)
                 return error_setf(error, -EINVAL, NULL, "certbroker_check_access: NULL argument.");
-        r = new_spec_call(client, "CheckAccess", spec, 0, NULL, &m, error);
-        if (r < 0)
-                return r;
-        r = call_message(client, m, "CheckAccess", 0, &reply, error);
+        r = call_spec(client, "CheckAccess", spec, 0, NULL, &reply, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(reply, "bss", &allowed, &rule, &reason);
-        if (r >= 0 && ret_rule)
-                r = strdup_out(rule, &rule_copy);
-        if (r >= 0 && ret_reason)
-                r = strdup_out(reason, &reason_copy);
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                free(rule_copy);
-                free(reason_copy);
+        if (r < 0)
                 return error_setf(error, r, NULL, "CheckAccess() returned an unexpected reply: %s",
                                   strerror(-r));
-        }
+        if ((ret_rule && strdup_out(rule, &rule_copy) < 0) ||
+            (ret_reason && strdup_out(reason, &reason_copy) < 0))
+                return error_oom(error);
         if (ret_rule)
-                *ret_rule = rule_copy;
+                *ret_rule = TAKE_PTR(rule_copy);
         if (ret_reason)
-                *ret_reason = reason_copy;
+                *ret_reason = TAKE_PTR(reason_copy);
         return allowed ? 1 : 0;
 }
 
-/* ---- Request properties ---- */
+/* ---- properties ---- */
 
-_public_ CertbrokerRequestInfo *certbroker_request_info_free(CertbrokerRequestInfo *i) {
-        if (!i)
+/* How a property's variant is stored in an info struct. */
+typedef enum PropertyType {
+        PROPERTY_STRING,        /* "s" into a char *; "" when the daemon does not have it */
+        PROPERTY_STRV,          /* "as" into a NULL-terminated char **; empty when absent */
+        PROPERTY_REQUEST,       /* "o" of a request (or "/") into its id (or ""); "" when absent */
+        PROPERTY_UINT64,        /* "t" into a uint64_t */
+        PROPERTY_UINT32,        /* "u" into a uint32_t */
+        PROPERTY_BOOL,          /* "b" into a bool */
+} PropertyType;
+
+typedef struct Property {
+        const char *name;
+        PropertyType type;
+        size_t offset;          /* of the field in the info struct */
+} Property;
+
+static const Property request_properties[] = {
+        { "Id",            PROPERTY_STRING, offsetof(CertbrokerRequestInfo, id) },
+        { "CA",            PROPERTY_STRING, offsetof(CertbrokerRequestInfo, ca) },
+        { "Label",         PROPERTY_STRING, offsetof(CertbrokerRequestInfo, label) },
+        { "Subject",       PROPERTY_STRING, offsetof(CertbrokerRequestInfo, subject) },
+        { "Key",           PROPERTY_STRING, offsetof(CertbrokerRequestInfo, key_type) },
+        { "Usage",         PROPERTY_STRING, offsetof(CertbrokerRequestInfo, usage) },
+        { "Names",         PROPERTY_STRV,   offsetof(CertbrokerRequestInfo, names) },
+        { "Owner",         PROPERTY_UINT32, offsetof(CertbrokerRequestInfo, owner) },
+        { "State",         PROPERTY_STRING, offsetof(CertbrokerRequestInfo, state) },
+        { "Error",         PROPERTY_STRING, offsetof(CertbrokerRequestInfo, error_name) },
+        { "ErrorMessage",  PROPERTY_STRING, offsetof(CertbrokerRequestInfo, error_message) },
+        { "FailInfo",      PROPERTY_STRING, offsetof(CertbrokerRequestInfo, fail_info) },
+        { "TransactionId", PROPERTY_STRING, offsetof(CertbrokerRequestInfo, transaction_id) },
+        { "Certificate",   PROPERTY_STRING, offsetof(CertbrokerRequestInfo, certificate) },
+        { "Chain",         PROPERTY_STRING, offsetof(CertbrokerRequestInfo, chain) },
+        { "Serial",        PROPERTY_STRING, offsetof(CertbrokerRequestInfo, serial) },
+        { "NotBefore",     PROPERTY_UINT64, offsetof(CertbrokerRequestInfo, not_before) },
+        { "NotAfter",      PROPERTY_UINT64, offsetof(CertbrokerRequestInfo, not_after) },
+        { "Created",       PROPERTY_UINT64, offsetof(CertbrokerRequestInfo, created) },
+        { "Updated",       PROPERTY_UINT64, offsetof(CertbrokerRequestInfo, updated) },
+        { "NextAttempt",   PROPERTY_UINT64, offsetof(CertbrokerRequestInfo, next_attempt) },
+        { "Attempts",      PROPERTY_UINT32, offsetof(CertbrokerRequestInfo, attempts) },
+        { "KeyAvailable",  PROPERTY_BOOL,   offsetof(CertbrokerRequestInfo, key_available) },
+};
+
+/* The certificates are read by certbrokerctl trust, not here. */
+static const Property ca_properties[] = {
+        { "Name",           PROPERTY_STRING, offsetof(CertbrokerCAInfo, name) },
+        { "URL",            PROPERTY_STRING, offsetof(CertbrokerCAInfo, url) },
+        { "AdminURL",       PROPERTY_STRING, offsetof(CertbrokerCAInfo, admin_url) },
+        { "Authentication", PROPERTY_STRING, offsetof(CertbrokerCAInfo, authentication) },
+        { "Challenge",      PROPERTY_STRING, offsetof(CertbrokerCAInfo, challenge) },
+        { "Capabilities",   PROPERTY_STRV,   offsetof(CertbrokerCAInfo, capabilities) },
+        { "LastContact",    PROPERTY_UINT64, offsetof(CertbrokerCAInfo, last_contact) },
+        { "LastError",      PROPERTY_STRING, offsetof(CertbrokerCAInfo, last_error) },
+};
+
+/* A daemon without renewal has none of these but State: the others read as "not renewed". */
+static const Property renewal_properties[] = {
+        { "Renew",       PROPERTY_BOOL,    offsetof(CertbrokerRenewal, renew) },
+        { "RenewAt",     PROPERTY_UINT64,  offsetof(CertbrokerRenewal, renew_at) },
+        { "NotAfter",    PROPERTY_UINT64,  offsetof(CertbrokerRenewal, not_after) },
+        { "State",       PROPERTY_STRING,  offsetof(CertbrokerRenewal, state) },
+        { "Successor",   PROPERTY_REQUEST, offsetof(CertbrokerRenewal, successor) },
+        { "Predecessor", PROPERTY_REQUEST, offsetof(CertbrokerRenewal, predecessor) },
+};
+
+/* An info struct: its size and its properties. */
+typedef struct PropertySet {
+        const Property *table;
+        size_t n;
+        size_t size;
+} PropertySet;
+
+static const PropertySet request_info_set = {
+        request_properties, ELEMENTSOF(request_properties), sizeof(CertbrokerRequestInfo) };
+static const PropertySet ca_info_set = {
+        ca_properties, ELEMENTSOF(ca_properties), sizeof(CertbrokerCAInfo) };
+static const PropertySet renewal_set = {
+        renewal_properties, ELEMENTSOF(renewal_properties), sizeof(CertbrokerRenewal) };
+
+static void *property_field(void *info, const Property *p) {
+        return (uint8_t *) info + p->offset;
+}
+
+/* Reads the variant of property p into its field (replacing what was there). */
+static int read_property(sd_bus_message *m, const Property *p, void *info) {
+        void *field = property_field(info, p);
+        const char *s;
+        int b, r;
+
+        switch (p->type) {
+        case PROPERTY_STRING:
+        case PROPERTY_REQUEST: {
+                char *v = NULL;
+
+                r = sd_bus_message_read(m, "v", p->type == PROPERTY_STRING ? "s" : "o", &s);
+                if (r < 0)
+                        return r;
+                r = p->type == PROPERTY_STRING ? strdup_out(s, &v) : request_id_from_path(s, true, &v);
+                if (r < 0)
+                        return r;
+                free(*(char **) field);
+                *(char **) field = v;
+                return 0;
+        }
+        case PROPERTY_STRV: {
+                char **l = NULL;
+
+                r = sd_bus_message_enter_container(m, 'v', "as");
+                if (r < 0)
+                        return r;
+                r = read_strv_of(m, "s", &l);
+                if (r < 0)
+                        return r;
+                certbroker_strv_free(*(char ***) field);
+                *(char ***) field = l;
+                return sd_bus_message_exit_container(m);
+        }
+        case PROPERTY_UINT64:
+                return sd_bus_message_read(m, "v", "t", (uint64_t *) field);
+        case PROPERTY_UINT32:
+                return sd_bus_message_read(m, "v", "u", (uint32_t *) field);
+        case PROPERTY_BOOL:
+                r = sd_bus_message_read(m, "v", "b", &b);
+                if (r < 0)
+                        return r;
+                *(bool *) field = b;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* One entry of a GetAll reply's a{sv}: into its field when the table has it, else skipped (a
+ * newer daemon's property). 0 at the end of the array. */
+static int read_properties_entry(sd_bus_message *reply, const Property *table, size_t n, void *info) {
+        const char *name;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'e', "sv");
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(reply, "s", &name);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < n; k++)
+                if (strcmp(name, table[k].name) == 0) {
+                        r = read_property(reply, &table[k], info);
+                        goto done;
+                }
+        r = sd_bus_message_skip(reply, "v");
+done:
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        return r < 0 ? r : 1;
+}
+
+/* Frees an info struct: its strings and string lists, then itself. Accepts NULL. */
+static void *info_free(void *info, const PropertySet *set) {
+        if (!info)
                 return NULL;
-        free(i->id);
-        free(i->ca);
-        free(i->label);
-        free(i->subject);
-        free(i->key_type);
-        free(i->usage);
-        certbroker_strv_free(i->names);
-        free(i->state);
-        free(i->error_name);
-        free(i->error_message);
-        free(i->fail_info);
-        free(i->transaction_id);
-        free(i->certificate);
-        free(i->chain);
-        free(i->serial);
-        free(i);
+        for (size_t k = 0; k < set->n; k++) {
+                void *field = property_field(info, &set->table[k]);
+
+                if (set->table[k].type == PROPERTY_STRV)
+                        certbroker_strv_free(*(char ***) field);
+                else if (set->table[k].type == PROPERTY_STRING || set->table[k].type == PROPERTY_REQUEST)
+                        free(*(char **) field);
+        }
+        free(info);
         return NULL;
 }
 
-/* ---- reading GetAll replies ---- */
-
-typedef struct StringProperty {
-        const char *name;
-        size_t offset;          /* of a char * in the info struct */
-} StringProperty;
-
-/* If name is one of the table's string properties, reads its variant into the slot:
- * 1 when it was, 0 when name is not in the table, negative errno on failure. */
-static int read_string_property(sd_bus_message *m, const char *name, const StringProperty *table, size_t n,
-                                void *info) {
-        for (size_t k = 0; k < n; k++)
-                if (strcmp(name, table[k].name) == 0) {
-                        char **slot = (char **) ((uint8_t *) info + table[k].offset);
-                        const char *s;
-                        int r = sd_bus_message_read(m, "v", "s", &s);
-                        if (r < 0)
-                                return r;
-                        free(*slot);
-                        *slot = NULL;
-                        r = strdup_out(s, slot);
-                        return r < 0 ? r : 1;
-                }
-        return 0;
+_public_ CertbrokerRequestInfo *certbroker_request_info_free(CertbrokerRequestInfo *i) {
+        return info_free(i, &request_info_set);
 }
 
-/* An "as" variant into *slot (replacing what was there). */
-static int read_strv_property(sd_bus_message *m, char ***slot) {
-        char **l = NULL;
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'v', "as");
-        if (r < 0)
-                return r;
-        r = read_strv(m, &l);
-        if (r < 0)
-                return r;
-        certbroker_strv_free(*slot);
-        *slot = l;
-        return sd_bus_message_exit_container(m);
+_public_ CertbrokerCAInfo *certbroker_ca_info_free(CertbrokerCAInfo *i) {
+        return info_free(i, &ca_info_set);
 }
 
-/* Walks a GetAll reply's a{sv}, handing each property to read(). */
-static int read_properties(sd_bus_message *reply, int (*read)(sd_bus_message *m, const char *name, void *info),
-                           void *info) {
-        int r = sd_bus_message_enter_container(reply, 'a', "{sv}");
-
-        while (r >= 0) {
-                const char *name;
-                r = sd_bus_message_enter_container(reply, 'e', "sv");
-                if (r <= 0)
-                        break;
-                r = sd_bus_message_read(reply, "s", &name);
-                if (r >= 0)
-                        r = read(reply, name, info);
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(reply);
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        return r;
+_public_ CertbrokerRenewal *certbroker_renewal_free(CertbrokerRenewal *r) {
+        return info_free(r, &renewal_set);
 }
 
-/* The table's strings still NULL become "" and the string list an empty one, so callers never
+/* The set's strings still NULL become "" and its string lists empty ones, so callers never
  * see NULL. */
-static int fill_empty(void *info, const StringProperty *table, size_t n, char ***strv) {
-        for (size_t k = 0; k < n; k++) {
-                char **slot = (char **) ((uint8_t *) info + table[k].offset);
-                if (!*slot && strdup_out("", slot) < 0)
+static int fill_empty(void *info, const PropertySet *set) {
+        for (size_t k = 0; k < set->n; k++) {
+                void *field = property_field(info, &set->table[k]);
+
+                if ((set->table[k].type == PROPERTY_STRING || set->table[k].type == PROPERTY_REQUEST) &&
+                    !*(char **) field && strdup_out("", (char **) field) < 0)
+                        return -ENOMEM;
+                if (set->table[k].type == PROPERTY_STRV && !*(char ***) field &&
+                    !(*(char ***) field = calloc(1, sizeof(char *))))
                         return -ENOMEM;
         }
-        if (strv && !*strv && !(*strv = calloc(1, sizeof(char *))))
-                return -ENOMEM;
         return 0;
 }
 
-static const StringProperty request_strings[] = {
-        { "Id",            offsetof(CertbrokerRequestInfo, id) },
-        { "CA",            offsetof(CertbrokerRequestInfo, ca) },
-        { "Label",         offsetof(CertbrokerRequestInfo, label) },
-        { "Subject",       offsetof(CertbrokerRequestInfo, subject) },
-        { "Key",           offsetof(CertbrokerRequestInfo, key_type) },
-        { "Usage",         offsetof(CertbrokerRequestInfo, usage) },
-        { "State",         offsetof(CertbrokerRequestInfo, state) },
-        { "Error",         offsetof(CertbrokerRequestInfo, error_name) },
-        { "ErrorMessage",  offsetof(CertbrokerRequestInfo, error_message) },
-        { "FailInfo",      offsetof(CertbrokerRequestInfo, fail_info) },
-        { "TransactionId", offsetof(CertbrokerRequestInfo, transaction_id) },
-        { "Certificate",   offsetof(CertbrokerRequestInfo, certificate) },
-        { "Chain",         offsetof(CertbrokerRequestInfo, chain) },
-        { "Serial",        offsetof(CertbrokerRequestInfo, serial) },
-};
-
-static const StringProperty ca_strings[] = {
-        { "Name",           offsetof(CertbrokerCAInfo, name) },
-        { "URL",            offsetof(CertbrokerCAInfo, url) },
-        { "AdminURL",       offsetof(CertbrokerCAInfo, admin_url) },
-        { "Authentication", offsetof(CertbrokerCAInfo, authentication) },
-        { "Challenge",      offsetof(CertbrokerCAInfo, challenge) },
-        { "LastError",      offsetof(CertbrokerCAInfo, last_error) },
-};
-
-#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
-
-static int read_request_property(sd_bus_message *m, const char *name, void *info) {
-        static const StringProperty times[] = {
-                { "NotBefore",     offsetof(CertbrokerRequestInfo, not_before) },
-                { "NotAfter",      offsetof(CertbrokerRequestInfo, not_after) },
-                { "Created",       offsetof(CertbrokerRequestInfo, created) },
-                { "Updated",       offsetof(CertbrokerRequestInfo, updated) },
-                { "NextAttempt",   offsetof(CertbrokerRequestInfo, next_attempt) },
-        };
-        CertbrokerRequestInfo *i = info;
+/* GetAll of path's iface into a new info struct of the set. A failed call is in *error; a
+ * reply that does not read is returned as a negative errno only, for the caller to name. */
+static int get_info(CertbrokerClient *c, const char *path, const char *iface, const PropertySet *set,
+                    void **ret, CertbrokerError *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        void *info;
         int r;
 
-        r = read_string_property(m, name, request_strings, ELEMENTSOF(request_strings), i);
-        if (r != 0)
+        r = call_method(c, path, PROPERTIES_IFACE, "GetAll", 0, &reply, error, "s", iface);
+        if (r < 0)
                 return r;
-        for (size_t k = 0; k < ELEMENTSOF(times); k++)
-                if (strcmp(name, times[k].name) == 0)
-                        return sd_bus_message_read(m, "v", "t", (uint64_t *) ((uint8_t *) i + times[k].offset));
-        if (strcmp(name, "Names") == 0)
-                return read_strv_property(m, &i->names);
-        if (strcmp(name, "Owner") == 0)
-                return sd_bus_message_read(m, "v", "u", &i->owner);
-        if (strcmp(name, "Attempts") == 0)
-                return sd_bus_message_read(m, "v", "u", &i->attempts);
-        if (strcmp(name, "KeyAvailable") == 0) {
-                int b;
-                r = sd_bus_message_read(m, "v", "b", &b);
-                if (r >= 0)
-                        i->key_available = b;
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        info = calloc(1, set->size);
+        if (!info)
+                return -ENOMEM;
+        do
+                r = read_properties_entry(reply, set->table, set->n, info);
+        while (r > 0);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r >= 0)
+                r = fill_empty(info, set);
+        if (r < 0) {
+                info_free(info, set);
                 return r;
         }
-        return sd_bus_message_skip(m, "v");       /* a newer daemon's property */
+        *ret = info;
+        return 0;
 }
 
-static int get_all(CertbrokerClient *c, const char *path, const char *iface, sd_bus_message **ret,
-                   CertbrokerError *error) {
-        return call_method(c, path, PROPERTIES_IFACE, "GetAll", 0, ret, error, "s", iface);
-}
-
-/* GetAll of a request's interface, by id. */
-static int request_get_all(CertbrokerClient *client, const char *request, sd_bus_message **ret,
-                           CertbrokerError *error) {
-        char *path = NULL;
+/* A request's properties (by set); what names them in a failure. */
+static int request_get_info(CertbrokerClient *client, const char *request, const PropertySet *set,
+                            const char *what, void **ret, CertbrokerError *error) {
+        _cleanup_free_ char *path = NULL;
         int r;
 
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        r = get_all(client, path, REQUEST_IFACE, ret, error);
-        free(path);
-        return r;
+        r = get_info(client, path, REQUEST_IFACE, set, ret, error);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Cannot read the %s of request %s: %s",
+                                  what, request, strerror(-r));
+        return 0;
 }
 
 _public_ int certbroker_request_get(CertbrokerClient *client, const char *request,
                                    CertbrokerRequestInfo **ret, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        CertbrokerRequestInfo *i = NULL;
+        if (!client || !ret)
+                return error_setf(error, -EINVAL, NULL, "certbroker_request_get: NULL argument.");
+        return request_get_info(client, request, &request_info_set, "properties", (void **) ret, error);
+}
+
+_public_ int certbroker_request_renewal(CertbrokerClient *client, const char *request,
+                                        CertbrokerRenewal **ret, CertbrokerError *error) {
+        if (!client || !ret)
+                return error_setf(error, -EINVAL, NULL, "certbroker_request_renewal: NULL argument.");
+        return request_get_info(client, request, &renewal_set, "renewal properties", (void **) ret, error);
+}
+
+_public_ int certbroker_ca_get(CertbrokerClient *client, const char *ca, CertbrokerCAInfo **ret,
+                               CertbrokerError *error) {
+        _cleanup_free_ char *path = NULL;
         int r;
 
         if (!client || !ret)
-                return error_setf(error, -EINVAL, NULL, "certbroker_request_get: NULL argument.");
-        r = request_get_all(client, request, &reply, error);
+                return error_setf(error, -EINVAL, NULL, "certbroker_ca_get: NULL argument.");
+        r = ca_path(ca, &path, error);
         if (r < 0)
                 return r;
-        i = calloc(1, sizeof(*i));
-        r = i ? read_properties(reply, read_request_property, i) : -ENOMEM;
-        if (r >= 0)
-                r = fill_empty(i, request_strings, ELEMENTSOF(request_strings), &i->names);
-        sd_bus_message_unref(reply);
+        r = get_info(client, path, CA_IFACE, &ca_info_set, (void **) ret, error);
         if (r < 0) {
-                certbroker_request_info_free(i);
-                return error_setf(error, r, NULL, "Cannot read the properties of request %s: %s",
-                                  request, strerror(-r));
+                r = error_unknown_ca(error, r, ca, SD_BUS_ERROR_UNKNOWN_INTERFACE);
+                return error_setf(error, r, NULL, "Cannot read the properties of CA '%s': %s", ca, strerror(-r));
         }
-        *ret = i;
+        return 0;
+}
+
+/* One property of a request (a string, or a trivial type), at path. */
+static int request_get_property(CertbrokerClient *client, const char *path, const char *property,
+                                char type, void *ret, sd_bus_error *e) {
+        if (type == 's')
+                return sd_bus_get_property_string(client->bus, CERTBROKER_BUS_NAME, path, REQUEST_IFACE,
+                                                  property, e, ret);
+        return sd_bus_get_property_trivial(client->bus, CERTBROKER_BUS_NAME, path, REQUEST_IFACE, property,
+                                           e, type, ret);
+}
+
+/* A request's string property, a failure named in *error. */
+static int request_get_string(CertbrokerClient *client, const char *path, const char *property,
+                              char **ret, CertbrokerError *error) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = request_get_property(client, path, property, 's', ret, &e);
+        if (r < 0)
+                return error_from_bus(error, &e, r, "Cannot read a property");
         return 0;
 }
 
 _public_ int certbroker_request_state(CertbrokerClient *client, const char *request,
                                      char **ret_state, CertbrokerError *error) {
-        char *path = NULL;
+        _cleanup_free_ char *path = NULL;
         int r;
 
         if (!client || !ret_state)
@@ -660,16 +816,14 @@ _public_ int certbroker_request_state(CertbrokerClient *client, const char *requ
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        r = get_property_string(client, path, REQUEST_IFACE, "State", ret_state, error);
-        free(path);
-        return r;
+        return request_get_string(client, path, "State", ret_state, error);
 }
 
 _public_ bool certbroker_state_is_terminal(const char *state) {
         static const char *const terminal[] = { "issued", "rejected", "failed", "cancelled" };
         if (!state)
                 return false;
-        for (size_t i = 0; i < sizeof(terminal) / sizeof(terminal[0]); i++)
+        for (size_t i = 0; i < ELEMENTSOF(terminal); i++)
                 if (strcmp(state, terminal[i]) == 0)
                         return true;
         return false;
@@ -678,7 +832,7 @@ _public_ bool certbroker_state_is_terminal(const char *state) {
 _public_ int certbroker_request_certificate(CertbrokerClient *client, const char *request,
                                            char **ret_certificate, char **ret_chain,
                                            CertbrokerError *error) {
-        char *path = NULL, *cert = NULL, *chain = NULL;
+        _cleanup_free_ char *path = NULL, *cert = NULL, *chain = NULL;
         int r;
 
         if (!client)
@@ -686,20 +840,20 @@ _public_ int certbroker_request_certificate(CertbrokerClient *client, const char
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        if (ret_certificate)
-                r = get_property_string(client, path, REQUEST_IFACE, "Certificate", &cert, error);
-        if (r >= 0 && ret_chain)
-                r = get_property_string(client, path, REQUEST_IFACE, "Chain", &chain, error);
-        free(path);
-        if (r < 0) {
-                free(cert);
-                free(chain);
-                return r;
+        if (ret_certificate) {
+                r = request_get_string(client, path, "Certificate", &cert, error);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_chain) {
+                r = request_get_string(client, path, "Chain", &chain, error);
+                if (r < 0)
+                        return r;
         }
         if (ret_certificate)
-                *ret_certificate = cert;
+                *ret_certificate = TAKE_PTR(cert);
         if (ret_chain)
-                *ret_chain = chain;
+                *ret_chain = TAKE_PTR(chain);
         return 0;
 }
 
@@ -710,8 +864,11 @@ typedef struct WaitContext {
         bool replied;           /* the outstanding Wait() call answered */
         int reply_r;
         sd_bus_error reply_error;
-        char *reply_state;
 } WaitContext;
+
+static void wait_context_done(WaitContext *w) {
+        sd_bus_error_free(&w->reply_error);
+}
 
 static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         WaitContext *w = userdata;
@@ -732,164 +889,161 @@ static int on_wait_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
                 return 0;
         }
         r = sd_bus_message_read(m, "s", &state);
-        if (r >= 0)
-                r = strdup_out(state, &w->reply_state);
         w->reply_r = r < 0 ? r : 0;
         return 0;
 }
 
-static uint64_t now_monotonic(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
-/* Reads State, Attempts and NextAttempt and reports them when they changed. */
-static int wait_report(CertbrokerClient *c, const char *request, const char *id,
-                       CertbrokerProgress *last, char **last_state,
-                       CertbrokerProgressFn progress, void *userdata, CertbrokerError *error) {
-        CertbrokerRequestInfo *i = NULL;
+/* Subscribes w to the PropertiesChanged signals of the request at path. Done before the first
+ * read, so no change falls between the two. */
+static int subscribe_changes(CertbrokerClient *c, const char *path, WaitContext *w, sd_bus_slot **ret,
+                             CertbrokerError *error) {
+        _cleanup_free_ char *match_rule = NULL;
         int r;
 
-        r = certbroker_request_get(c, request, &i, error);
+        if (asprintf(&match_rule, "type='signal',sender='%s',path='%s',interface='%s',"
+                     "member='PropertiesChanged',arg0='%s'",
+                     CERTBROKER_BUS_NAME, path, PROPERTIES_IFACE, REQUEST_IFACE) < 0) {
+                match_rule = NULL;
+                return error_oom(error);
+        }
+        r = sd_bus_add_match(c->bus, ret, match_rule, on_properties_changed, w);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Cannot subscribe to the changes of request %s: %s",
+                                  request_path_id(path), strerror(-r));
+        return 0;
+}
+
+/* The monotonic time timeout_usec from now (CERTBROKER_WAIT_INFINITY: never). */
+static uint64_t deadline_after(uint64_t timeout_usec) {
+        uint64_t now = monotonic_usec();
+
+        if (timeout_usec == CERTBROKER_WAIT_INFINITY || timeout_usec > UINT64_MAX - now)
+                return UINT64_MAX;
+        return now + timeout_usec;
+}
+
+/* What certbroker_wait() last reported. */
+typedef struct WaitProgress {
+        const char *id;
+        char *state;
+        CertbrokerProgress last;
+        CertbrokerProgressFn fn;
+        void *userdata;
+} WaitProgress;
+
+/* Reads State, Attempts and NextAttempt and reports them when they changed. */
+static int wait_report(CertbrokerClient *c, const char *path, WaitProgress *p, CertbrokerError *error) {
+        _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
+        int r;
+
+        r = certbroker_request_get(c, path, &i, error);
         if (r < 0)
                 return r;
-        if (!*last_state || strcmp(*last_state, i->state) != 0 ||
-            last->attempts != i->attempts || last->next_attempt != i->next_attempt) {
-                free(*last_state);
-                *last_state = i->state;
-                i->state = NULL;
-                *last = (CertbrokerProgress) {
-                        .id = id,
-                        .state = *last_state,
-                        .attempts = i->attempts,
-                        .next_attempt = i->next_attempt,
-                };
-                if (progress) {
-                        r = progress(last, userdata);
-                        if (r < 0) {
-                                certbroker_request_info_free(i);
-                                return error_setf(error, r, NULL, "Waiting for request %s was stopped.", id);
-                        }
+        if (p->state && strcmp(p->state, i->state) == 0 &&
+            p->last.attempts == i->attempts && p->last.next_attempt == i->next_attempt)
+                return 0;
+        free(p->state);
+        p->state = TAKE_PTR(i->state);
+        p->last = (CertbrokerProgress) {
+                .id = p->id,
+                .state = p->state,
+                .attempts = i->attempts,
+                .next_attempt = i->next_attempt,
+        };
+        if (!p->fn)
+                return 0;
+        r = p->fn(&p->last, p->userdata);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Waiting for request %s was stopped.", p->id);
+        return 0;
+}
+
+/* One Request.Wait() call of at most slice, reporting what the signals tell meanwhile. */
+static int wait_slice(CertbrokerClient *c, const char *path, WaitContext *w, uint64_t slice, WaitProgress *p,
+                      CertbrokerError *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *call = NULL;
+        int r;
+
+        w->replied = false;
+        w->changed = false;
+        r = new_method_call(c, path, REQUEST_IFACE, "Wait", &m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "t", slice);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Cannot build the Wait() call: %s", strerror(-r));
+        /* The call's own timeout: the slice plus a margin for a busy daemon. */
+        r = sd_bus_call_async(c->bus, &call, m, on_wait_reply, w, slice + WAIT_CALL_MARGIN_USEC);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Cannot call Wait() on request %s: %s", p->id, strerror(-r));
+        while (!w->replied) {
+                r = sd_bus_process(c->bus, NULL);
+                if (r < 0)
+                        break;
+                if (r > 0)
+                        continue;
+                if (w->changed) {
+                        w->changed = false;
+                        r = wait_report(c, path, p, error);
+                        if (r < 0)
+                                return r;
+                        continue;
                 }
+                /* sd-bus times the call out itself (an error reply). */
+                r = sd_bus_wait(c->bus, UINT64_MAX);
+                if (r < 0)
+                        break;
         }
-        certbroker_request_info_free(i);
+        if (r < 0)
+                return error_setf(error, r, NULL, "Lost the connection to certbrokerd while waiting "
+                                  "for request %s: %s", p->id, strerror(-r));
+        if (w->reply_r < 0)
+                return error_from_bus(error, &w->reply_error, w->reply_r, "Wait");
         return 0;
 }
 
 _public_ int certbroker_wait(CertbrokerClient *client, const char *request, uint64_t timeout_usec,
                              CertbrokerProgressFn progress, void *userdata,
                              char **ret_state, CertbrokerError *error) {
-        sd_bus_slot *match = NULL;
-        char *path = NULL, *match_rule = NULL, *state = NULL;
-        CertbrokerProgress last = {};
-        const char *id;
-        uint64_t deadline, now;
-        int r, terminal = 0;
+        _cleanup_(wait_context_done) WaitContext w = { .reply_error = SD_BUS_ERROR_NULL };
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *match = NULL;
+        _cleanup_free_ char *path = NULL;
+        WaitProgress p = { .fn = progress, .userdata = userdata };
+        uint64_t deadline;
+        int r;
 
         if (!client)
                 return error_setf(error, -EINVAL, NULL, "certbroker_wait: NULL argument.");
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        id = path + strlen(REQUEST_PREFIX) + 1;
-
-        /* Subscribe before the first read, so no change falls between the two. */
-        if (asprintf(&match_rule, "type='signal',sender='%s',path='%s',interface='%s',"
-                     "member='PropertiesChanged',arg0='%s'",
-                     CERTBROKER_BUS_NAME, path, PROPERTIES_IFACE, REQUEST_IFACE) < 0) {
-                r = error_setf(error, -ENOMEM, NULL, "Out of memory.");
-                goto finish;
-        }
-        WaitContext w = { .reply_error = SD_BUS_ERROR_NULL };
-        r = sd_bus_add_match(client->bus, &match, match_rule, on_properties_changed, &w);
-        if (r < 0) {
-                r = error_setf(error, r, NULL, "Cannot subscribe to the changes of request %s: %s",
-                               id, strerror(-r));
-                goto finish;
-        }
-
-        now = now_monotonic();
-        deadline = timeout_usec == CERTBROKER_WAIT_INFINITY || timeout_usec > UINT64_MAX - now ?
-                   UINT64_MAX : now + timeout_usec;
-        r = wait_report(client, path, id, &last, &state, progress, userdata, error);
+        p.id = request_path_id(path);
+        r = subscribe_changes(client, path, &w, &match, error);
         if (r < 0)
-                goto finish;
+                return r;
 
-        while (!certbroker_state_is_terminal(state)) {
-                sd_bus_slot *call = NULL;
-                uint64_t slice;
+        deadline = deadline_after(timeout_usec);
+        r = wait_report(client, path, &p, error);
+        while (r >= 0 && !certbroker_state_is_terminal(p.state)) {
+                uint64_t now = monotonic_usec();
 
-                now = now_monotonic();
                 if (now >= deadline)
                         break;
-                slice = deadline - now;
-                if (slice > WAIT_SLICE_USEC)
-                        slice = WAIT_SLICE_USEC;
-
-                w.replied = false;
-                w.changed = false;
-                sd_bus_message *m = NULL;
-                r = sd_bus_message_new_method_call(client->bus, &m, CERTBROKER_BUS_NAME, path,
-                                                   REQUEST_IFACE, "Wait");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "t", slice);
-                /* The call's own timeout: the slice plus a margin for a busy daemon. */
-                if (r >= 0)
-                        r = sd_bus_call_async(client->bus, &call, m, on_wait_reply, &w,
-                                              slice + WAIT_CALL_MARGIN_USEC);
-                sd_bus_message_unref(m);
-                if (r < 0) {
-                        r = error_setf(error, r, NULL, "Cannot call Wait() on request %s: %s", id, strerror(-r));
-                        goto finish;
-                }
-                while (!w.replied) {
-                        r = sd_bus_process(client->bus, NULL);
-                        if (r < 0)
-                                break;
-                        if (r > 0)
-                                continue;
-                        if (w.changed) {
-                                w.changed = false;
-                                r = wait_report(client, path, id, &last, &state, progress, userdata, error);
-                                if (r < 0)
-                                        break;
-                                continue;
-                        }
-                        /* sd-bus times the call out itself (an error reply). */
-                        r = sd_bus_wait(client->bus, UINT64_MAX);
-                        if (r < 0)
-                                break;
-                }
-                sd_bus_slot_unref(call);
-                if (r < 0) {
-                        r = error_setf(error, r, NULL, "Lost the connection to certbrokerd while waiting "
-                                       "for request %s: %s", id, strerror(-r));
-                        goto finish;
-                }
-                if (w.reply_r < 0) {
-                        r = error_from_bus(error, &w.reply_error, w.reply_r, "Wait");
-                        sd_bus_error_free(&w.reply_error);
-                        goto finish;
-                }
-                free(w.reply_state);
-                w.reply_state = NULL;
+                r = wait_slice(client, path, &w, deadline - now < WAIT_SLICE_USEC ? deadline - now : WAIT_SLICE_USEC,
+                               &p, error);
                 /* Report whatever the last slice changed (the signal may still be queued). */
-                r = wait_report(client, path, id, &last, &state, progress, userdata, error);
-                if (r < 0)
-                        goto finish;
+                if (r >= 0)
+                        r = wait_report(client, path, &p, error);
         }
-        terminal = certbroker_state_is_terminal(state);
-        if (ret_state) {
-                *ret_state = state;
-                state = NULL;
+        if (r < 0) {
+                free(p.state);
+                return r;
         }
-        r = terminal ? 1 : 0;
-finish:
-        sd_bus_slot_unref(match);
-        free(match_rule);
-        free(state);
-        free(path);
+        r = certbroker_state_is_terminal(p.state) ? 1 : 0;
+        if (ret_state)
+                *ret_state = TAKE_PTR(p.state);
+        free(p.state);
         return r;
 }
 
@@ -905,35 +1059,24 @@ _public_ char *certbroker_secret_free(char *secret) {
 
 _public_ int certbroker_take_key(CertbrokerClient *client, const char *request,
                                  char **ret_key_pem, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *pem;
-        char *path = NULL, *copy = NULL;
-        size_t n;
+        char *copy;
         int r;
 
         if (!client || !ret_key_pem)
                 return error_setf(error, -EINVAL, NULL, "certbroker_take_key: NULL argument.");
-        r = request_path(request, &path, error);
-        if (r < 0)
-                return r;
-        r = call_method(client, path, REQUEST_IFACE, "TakeKey", 0, &reply, error, NULL);
-        free(path);
+        r = request_call(client, request, "TakeKey", &reply, error);
         if (r < 0)
                 return r;
         /* Wipe the received message's buffers when it is freed. */
         (void) sd_bus_message_sensitive(reply);
         r = sd_bus_message_read(reply, "s", &pem);
-        if (r >= 0) {
-                n = strlen(pem);
-                copy = malloc(n + 1);
-                if (!copy)
-                        r = -ENOMEM;
-                else
-                        memcpy(copy, pem, n + 1);
-        }
-        sd_bus_message_unref(reply);
         if (r < 0)
                 return error_setf(error, r, NULL, "TakeKey() returned an unexpected reply: %s", strerror(-r));
+        copy = strdup(pem);
+        if (!copy)
+                return error_oom(error);
         *ret_key_pem = copy;
         return 0;
 }
@@ -941,10 +1084,10 @@ _public_ int certbroker_take_key(CertbrokerClient *client, const char *request,
 _public_ int certbroker_take_key_sealed(CertbrokerClient *client, const char *request, const uint8_t *recipient,
                                        size_t recipient_size, uint8_t **ret_sealed, size_t *ret_size,
                                        CertbrokerError *error) {
-        sd_bus_message *call = NULL, *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
+        _cleanup_free_ char *path = NULL;
         const void *data = NULL;
-        uint8_t *copy = NULL;
-        char *path = NULL;
+        uint8_t *copy;
         size_t n = 0;
         int r;
 
@@ -953,59 +1096,38 @@ _public_ int certbroker_take_key_sealed(CertbrokerClient *client, const char *re
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_new_method_call(client->bus, &call, CERTBROKER_BUS_NAME, path, REQUEST_IFACE,
-                                           "TakeKeySealed");
-        free(path);
-        if (r >= 0)
-                r = sd_bus_message_append_array(call, 'y', recipient, recipient_size);
-        if (r < 0) {
-                sd_bus_message_unref(call);
+        r = new_method_call(client, path, REQUEST_IFACE, "TakeKeySealed", &call, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_array(call, 'y', recipient, recipient_size);
+        if (r < 0)
                 return error_setf(error, r, NULL, "Cannot build the TakeKeySealed() call: %s", strerror(-r));
-        }
         r = call_message(client, call, "TakeKeySealed", 0, &reply, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read_array(reply, 'y', &data, &n);
-        if (r >= 0 && n == 0)
-                r = -EBADMSG;
-        if (r >= 0) {
-                copy = malloc(n);
-                if (!copy)
-                        r = -ENOMEM;
-                else
-                        memcpy(copy, data, n);
-        }
-        sd_bus_message_unref(reply);
         if (r < 0)
-                return error_setf(error, r, NULL, "TakeKeySealed() returned an unexpected reply: %s", strerror(-r));
+                return error_setf(error, r, NULL, "TakeKeySealed() returned an unexpected reply: %s",
+                                  strerror(-r));
+        if (n == 0)
+                return error_setf(error, -EBADMSG, NULL, "TakeKeySealed() returned an empty sealed key.");
+        copy = malloc(n);
+        if (!copy)
+                return error_oom(error);
+        memcpy(copy, data, n);
         *ret_sealed = copy;
         *ret_size = n;
         return 0;
 }
 
-static int request_call(CertbrokerClient *client, const char *request, const char *member,
-                        CertbrokerError *error) {
-        char *path = NULL;
-        int r;
-
-        if (!client)
-                return error_setf(error, -EINVAL, NULL, "%s: NULL client.", member);
-        r = request_path(request, &path, error);
-        if (r < 0)
-                return r;
-        r = call_method(client, path, REQUEST_IFACE, member, 0, NULL, error, NULL);
-        free(path);
-        return r;
-}
-
 _public_ int certbroker_cancel(CertbrokerClient *client, const char *request, CertbrokerError *error) {
-        return request_call(client, request, "Cancel", error);
+        return request_call(client, request, "Cancel", NULL, error);
 }
 
 _public_ int certbroker_request_key_sealed(CertbrokerClient *client, const char *request, bool *ret_sealed,
                                           CertbrokerError *error) {
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        char *path = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *path = NULL;
         int b = 0, r;
 
         if (!client || !ret_sealed)
@@ -1013,50 +1135,104 @@ _public_ int certbroker_request_key_sealed(CertbrokerClient *client, const char 
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        r = sd_bus_get_property_trivial(client->bus, CERTBROKER_BUS_NAME, path, REQUEST_IFACE, "KeySealed", &e,
-                                        'b', &b);
-        free(path);
+        r = request_get_property(client, path, "KeySealed", 'b', &b, &e);
         if (r < 0 && sd_bus_error_has_names(&e, SD_BUS_ERROR_UNKNOWN_PROPERTY, SD_BUS_ERROR_INVALID_ARGS)) {
-                sd_bus_error_free(&e);  /* a certbrokerd before the sealed hand-off: nothing sealed */
-                *ret_sealed = false;
+                *ret_sealed = false;    /* a certbrokerd before the sealed hand-off: nothing sealed */
                 return 0;
         }
-        if (r < 0) {
-                r = error_from_bus(error, &e, r, "Cannot read a property");
-                sd_bus_error_free(&e);
-                return r;
-        }
+        if (r < 0)
+                return error_from_bus(error, &e, r, "Cannot read a property");
         *ret_sealed = b;
         return 0;
 }
 
 _public_ int certbroker_confirm_key(CertbrokerClient *client, const char *request, CertbrokerError *error) {
-        return request_call(client, request, "ConfirmKey", error);
+        return request_call(client, request, "ConfirmKey", NULL, error);
 }
 
 _public_ int certbroker_remove(CertbrokerClient *client, const char *request, CertbrokerError *error) {
-        return request_call(client, request, "Remove", error);
+        return request_call(client, request, "Remove", NULL, error);
 }
 
 /* ---- lists ---- */
 
-_public_ CertbrokerRequestEntry *certbroker_request_entries_free(CertbrokerRequestEntry *entries, size_t n) {
-        if (!entries)
+/* The three char * fields of a list entry (CertbrokerRequestEntry, CertbrokerCheckStep). */
+typedef struct TripleLayout {
+        size_t size;
+        size_t offsets[3];
+} TripleLayout;
+
+static const TripleLayout request_entry_layout = {
+        sizeof(CertbrokerRequestEntry),
+        { offsetof(CertbrokerRequestEntry, id), offsetof(CertbrokerRequestEntry, state),
+          offsetof(CertbrokerRequestEntry, path) },
+};
+
+static const TripleLayout check_step_layout = {
+        sizeof(CertbrokerCheckStep),
+        { offsetof(CertbrokerCheckStep, step), offsetof(CertbrokerCheckStep, result),
+          offsetof(CertbrokerCheckStep, detail) },
+};
+
+static char **triple_field(void *array, const TripleLayout *layout, size_t i, size_t k) {
+        return (char **) ((uint8_t *) array + i * layout->size + layout->offsets[k]);
+}
+
+static void *triples_free(void *array, size_t n, const TripleLayout *layout) {
+        if (!array)
                 return NULL;
-        for (size_t i = 0; i < n; i++) {
-                free(entries[i].id);
-                free(entries[i].state);
-                free(entries[i].path);
-        }
-        free(entries);
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < 3; k++)
+                        free(*triple_field(array, layout, i, k));
+        free(array);
         return NULL;
+}
+
+_public_ CertbrokerRequestEntry *certbroker_request_entries_free(CertbrokerRequestEntry *entries, size_t n) {
+        return triples_free(entries, n, &request_entry_layout);
+}
+
+_public_ CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *steps, size_t n) {
+        return triples_free(steps, n, &check_step_layout);
+}
+
+/* Reads an array of structs of three strings (element "(sss)", "(sso)") into an array of
+ * entries laid out as layout says. */
+static int read_triples(sd_bus_message *m, const char *element, const TripleLayout *layout, void **ret,
+                        size_t *ret_n) {
+        void *l = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', element);
+        while (r >= 0) {
+                const char *v[3];
+
+                r = sd_bus_message_read(m, element, &v[0], &v[1], &v[2]);
+                if (r <= 0)
+                        break;
+                r = array_grow(&l, n, layout->size);
+                if (r < 0)
+                        break;
+                memset((uint8_t *) l + n * layout->size, 0, layout->size);
+                n++;
+                for (size_t k = 0; r >= 0 && k < 3; k++)
+                        r = strdup_out(v[k], triple_field(l, layout, n - 1, k));
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r < 0) {
+                triples_free(l, n, layout);
+                return r;
+        }
+        *ret = l;
+        *ret_n = n;
+        return 0;
 }
 
 _public_ int certbroker_list_requests(CertbrokerClient *client, CertbrokerRequestEntry **ret,
                                       size_t *ret_n, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        CertbrokerRequestEntry *l = NULL;
-        size_t n = 0;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
         if (!client || !ret || !ret_n)
@@ -1064,42 +1240,15 @@ _public_ int certbroker_list_requests(CertbrokerClient *client, CertbrokerReques
         r = call_method(client, CERTBROKER_MANAGER_PATH, MANAGER_IFACE, "ListRequests", 0, &reply, error, NULL);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(sso)");
-        while (r >= 0) {
-                const char *id, *state, *path;
-                CertbrokerRequestEntry *a;
-
-                r = sd_bus_message_read(reply, "(sso)", &id, &state, &path);
-                if (r <= 0)
-                        break;
-                a = realloc(l, (n + 1) * sizeof(*l));
-                if (!a) {
-                        r = -ENOMEM;
-                        break;
-                }
-                l = a;
-                l[n] = (CertbrokerRequestEntry) { strdup(id), strdup(state), strdup(path) };
-                n++;
-                if (!l[n - 1].id || !l[n - 1].state || !l[n - 1].path)
-                        r = -ENOMEM;
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                certbroker_request_entries_free(l, n);
+        r = read_triples(reply, "(sso)", &request_entry_layout, (void **) ret, ret_n);
+        if (r < 0)
                 return error_setf(error, r, NULL, "ListRequests() returned an unexpected reply: %s",
                                   strerror(-r));
-        }
-        *ret = l;
-        *ret_n = n;
         return 0;
 }
 
 _public_ int certbroker_list_cas(CertbrokerClient *client, char ***ret_names, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        char **l = NULL;
-        size_t n = 0;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
         if (!client || !ret_names)
@@ -1107,125 +1256,20 @@ _public_ int certbroker_list_cas(CertbrokerClient *client, char ***ret_names, Ce
         r = call_method(client, CERTBROKER_MANAGER_PATH, MANAGER_IFACE, "ListCAs", 0, &reply, error, NULL);
         if (r < 0)
                 return r;
-        l = calloc(1, sizeof(char *));
-        r = l ? sd_bus_message_enter_container(reply, 'a', "(so)") : -ENOMEM;
-        while (r >= 0) {
-                const char *name, *path;
-                char **a;
-
-                r = sd_bus_message_read(reply, "(so)", &name, &path);
-                if (r <= 0)
-                        break;
-                a = realloc(l, (n + 2) * sizeof(char *));
-                if (!a) {
-                        r = -ENOMEM;
-                        break;
-                }
-                l = a;
-                l[n] = strdup(name);
-                l[n + 1] = NULL;
-                if (!l[n]) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                certbroker_strv_free(l);
+        r = read_strv_of(reply, "(so)", ret_names);
+        if (r < 0)
                 return error_setf(error, r, NULL, "ListCAs() returned an unexpected reply: %s", strerror(-r));
-        }
-        *ret_names = l;
         return 0;
 }
 
 /* ---- CAs ---- */
 
-_public_ CertbrokerCAInfo *certbroker_ca_info_free(CertbrokerCAInfo *i) {
-        if (!i)
-                return NULL;
-        free(i->name);
-        free(i->url);
-        free(i->admin_url);
-        free(i->authentication);
-        free(i->challenge);
-        certbroker_strv_free(i->capabilities);
-        free(i->last_error);
-        free(i);
-        return NULL;
-}
-
-static int read_ca_property(sd_bus_message *m, const char *name, void *info) {
-        CertbrokerCAInfo *i = info;
-        int r;
-
-        r = read_string_property(m, name, ca_strings, ELEMENTSOF(ca_strings), i);
-        if (r != 0)
-                return r;
-        if (strcmp(name, "LastContact") == 0)
-                return sd_bus_message_read(m, "v", "t", &i->last_contact);
-        if (strcmp(name, "Capabilities") == 0)
-                return read_strv_property(m, &i->capabilities);
-        return sd_bus_message_skip(m, "v");       /* certificates, and newer properties */
-}
-
-_public_ int certbroker_ca_get(CertbrokerClient *client, const char *ca, CertbrokerCAInfo **ret,
-                               CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        CertbrokerCAInfo *i = NULL;
-        char *path = NULL;
-        int r;
-
-        if (!client || !ret)
-                return error_setf(error, -EINVAL, NULL, "certbroker_ca_get: NULL argument.");
-        r = ca_path(ca, &path, error);
-        if (r < 0)
-                return r;
-        r = get_all(client, path, CA_IFACE, &reply, error);
-        free(path);
-        if (r < 0) {
-                if (certbroker_error_has_name(error, SD_BUS_ERROR_UNKNOWN_OBJECT) ||
-                    certbroker_error_has_name(error, SD_BUS_ERROR_UNKNOWN_INTERFACE)) {
-                        certbroker_error_clear(error);
-                        return error_setf(error, -ENXIO, CERTBROKER_ERROR_UNKNOWN_CA,
-                                          "No CA '%.100s' is configured (see 'certbrokerctl cas').", ca);
-                }
-                return r;
-        }
-        i = calloc(1, sizeof(*i));
-        r = i ? read_properties(reply, read_ca_property, i) : -ENOMEM;
-        if (r >= 0)
-                r = fill_empty(i, ca_strings, ELEMENTSOF(ca_strings), &i->capabilities);
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                certbroker_ca_info_free(i);
-                return error_setf(error, r, NULL, "Cannot read the properties of CA '%s': %s",
-                                  ca, strerror(-r));
-        }
-        *ret = i;
-        return 0;
-}
-
-_public_ CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *steps, size_t n) {
-        if (!steps)
-                return NULL;
-        for (size_t i = 0; i < n; i++) {
-                free(steps[i].step);
-                free(steps[i].result);
-                free(steps[i].detail);
-        }
-        free(steps);
-        return NULL;
-}
-
 _public_ int certbroker_ca_check(CertbrokerClient *client, const char *ca, bool with_challenge,
                                  CertbrokerCheckStep **ret_steps, size_t *ret_n, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        CertbrokerCheckStep *l = NULL;
-        char *path = NULL;
-        size_t n = 0;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *path = NULL;
+        CertbrokerCheckStep *l;
+        size_t n;
         int r, failed = 0;
 
         if (!client || !ret_steps || !ret_n)
@@ -1239,44 +1283,14 @@ _public_ int certbroker_ca_check(CertbrokerClient *client, const char *ca, bool 
         else
                 r = call_method(client, path, CA_IFACE, "Check", CHECK_CALL_TIMEOUT_USEC, &reply, error,
                                 "a{sv}", 0);
-        free(path);
-        if (r < 0) {
-                if (certbroker_error_has_name(error, SD_BUS_ERROR_UNKNOWN_OBJECT) ||
-                    certbroker_error_has_name(error, SD_BUS_ERROR_UNKNOWN_METHOD)) {
-                        certbroker_error_clear(error);
-                        return error_setf(error, -ENXIO, CERTBROKER_ERROR_UNKNOWN_CA,
-                                          "No CA '%.100s' is configured (see 'certbrokerctl cas').", ca);
-                }
-                return r;
-        }
-        r = sd_bus_message_enter_container(reply, 'a', "(sss)");
-        while (r >= 0) {
-                const char *step, *result, *detail;
-                CertbrokerCheckStep *a;
-
-                r = sd_bus_message_read(reply, "(sss)", &step, &result, &detail);
-                if (r <= 0)
-                        break;
-                a = realloc(l, (n + 1) * sizeof(*l));
-                if (!a) {
-                        r = -ENOMEM;
-                        break;
-                }
-                l = a;
-                l[n] = (CertbrokerCheckStep) { strdup(step), strdup(result), strdup(detail) };
-                n++;
-                if (!l[n - 1].step || !l[n - 1].result || !l[n - 1].detail)
-                        r = -ENOMEM;
-                else if (strcmp(result, "fail") == 0)
-                        failed++;
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                certbroker_check_steps_free(l, n);
+        if (r < 0)
+                return error_unknown_ca(error, r, ca, SD_BUS_ERROR_UNKNOWN_METHOD);
+        r = read_triples(reply, "(sss)", &check_step_layout, (void **) &l, &n);
+        if (r < 0)
                 return error_setf(error, r, NULL, "Check() returned an unexpected reply: %s", strerror(-r));
-        }
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(l[i].result, "fail") == 0)
+                        failed++;
         *ret_steps = l;
         *ret_n = n;
         return failed;
@@ -1291,111 +1305,8 @@ _public_ int certbroker_ca_check(CertbrokerClient *client, const char *ca, bool 
 /* certbroker_chain_latest(): how many links it follows at most. */
 #define CHAIN_LINKS_MAX         100000U
 
-_public_ CertbrokerRenewal *certbroker_renewal_free(CertbrokerRenewal *r) {
-        if (!r)
-                return NULL;
-        free(r->state);
-        free(r->successor);
-        free(r->predecessor);
-        free(r);
-        return NULL;
-}
-
-/* An object path property holding a request path (or "/") into an id ("" for "/"). */
-static int read_request_link(sd_bus_message *m, char **slot) {
-        const char *p;
-        char *id = NULL;
-        int r;
-
-        r = sd_bus_message_read(m, "v", "o", &p);
-        if (r < 0)
-                return r;
-        if (strcmp(p, "/") != 0) {
-                r = sd_bus_path_decode(p, REQUEST_PREFIX, &id);
-                if (r < 0)
-                        return r;
-                if (r == 0 || !request_id_is_valid(id, strlen(id))) {
-                        free(id);
-                        return -EBADMSG;
-                }
-        } else if (strdup_out("", &id) < 0)
-                return -ENOMEM;
-        free(*slot);
-        *slot = id;
-        return 0;
-}
-
-static int read_renewal_property(sd_bus_message *m, const char *name, void *info) {
-        CertbrokerRenewal *i = info;
-        int r;
-
-        if (strcmp(name, "Renew") == 0) {
-                int b;
-                r = sd_bus_message_read(m, "v", "b", &b);
-                if (r >= 0)
-                        i->renew = b;
-                return r;
-        }
-        if (strcmp(name, "RenewAt") == 0)
-                return sd_bus_message_read(m, "v", "t", &i->renew_at);
-        if (strcmp(name, "NotAfter") == 0)
-                return sd_bus_message_read(m, "v", "t", &i->not_after);
-        if (strcmp(name, "Successor") == 0)
-                return read_request_link(m, &i->successor);
-        if (strcmp(name, "Predecessor") == 0)
-                return read_request_link(m, &i->predecessor);
-        if (strcmp(name, "State") == 0) {
-                const char *s;
-                r = sd_bus_message_read(m, "v", "s", &s);
-                if (r >= 0) {
-                        free(i->state);
-                        i->state = NULL;
-                        r = strdup_out(s, &i->state);
-                }
-                return r;
-        }
-        return sd_bus_message_skip(m, "v");
-}
-
-static const StringProperty renewal_strings[] = {
-        { "State",       offsetof(CertbrokerRenewal, state) },
-        { "Successor",   offsetof(CertbrokerRenewal, successor) },
-        { "Predecessor", offsetof(CertbrokerRenewal, predecessor) },
-};
-
-_public_ int certbroker_request_renewal(CertbrokerClient *client, const char *request,
-                                        CertbrokerRenewal **ret, CertbrokerError *error) {
-        sd_bus_message *reply = NULL;
-        CertbrokerRenewal *i = NULL;
-        int r;
-
-        if (!client || !ret)
-                return error_setf(error, -EINVAL, NULL, "certbroker_request_renewal: NULL argument.");
-        r = request_get_all(client, request, &reply, error);
-        if (r < 0)
-                return r;
-        i = calloc(1, sizeof(*i));
-        r = i ? read_properties(reply, read_renewal_property, i) : -ENOMEM;
-        if (r >= 0)     /* "" where a daemon without renewal says nothing */
-                r = fill_empty(i, renewal_strings, ELEMENTSOF(renewal_strings), NULL);
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                certbroker_renewal_free(i);
-                return error_setf(error, r, NULL, "Cannot read the renewal properties of request %s: %s",
-                                  request, strerror(-r));
-        }
-        *ret = i;
-        return 0;
-}
-
 _public_ int certbroker_stop_renewal(CertbrokerClient *client, const char *request, CertbrokerError *error) {
-        return request_call(client, request, "StopRenewal", error);
-}
-
-static uint64_t now_realtime(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+        return request_call(client, request, "StopRenewal", NULL, error);
 }
 
 /* No successor will ever come: renewal stopped (or never asked for), or the request ended
@@ -1408,13 +1319,47 @@ static bool renewal_ended(const CertbrokerRenewal *i) {
         return certbroker_state_is_terminal(i->state) && strcmp(i->state, "issued") != 0;
 }
 
+/* The next read: the poll interval, RenewAt (plus a second for the daemon to make the
+ * successor), or the deadline, whichever comes first (monotonic). */
+static uint64_t successor_next_read(const CertbrokerRenewal *i, uint64_t now, uint64_t deadline) {
+        uint64_t next = now + SUCCESSOR_POLL_USEC;
+
+        if (i->renew_at > 0) {
+                uint64_t real = now_usec();
+                uint64_t at = (i->renew_at > real ? now + (i->renew_at - real) : now) + 1000000ULL;
+                if (at < next)
+                        next = at;
+        }
+        return next < deadline ? next : deadline;
+}
+
+/* Processes the bus until a PropertiesChanged signal or until (monotonic). */
+static int wait_change(CertbrokerClient *c, WaitContext *w, uint64_t until) {
+        int r;
+
+        while (!w->changed) {
+                uint64_t now = monotonic_usec();
+
+                if (now >= until)
+                        return 0;
+                r = sd_bus_process(c->bus, NULL);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                r = sd_bus_wait(c->bus, until - now);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 _public_ int certbroker_wait_successor(CertbrokerClient *client, const char *request, uint64_t timeout_usec,
                                        char **ret_successor, CertbrokerError *error) {
-        sd_bus_slot *match = NULL;
-        char *path = NULL, *match_rule = NULL;
-        WaitContext w = { .reply_error = SD_BUS_ERROR_NULL };
-        uint64_t deadline, now;
-        const char *id;
+        _cleanup_(wait_context_done) WaitContext w = { .reply_error = SD_BUS_ERROR_NULL };
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *match = NULL;
+        _cleanup_free_ char *path = NULL;
+        uint64_t deadline;
         int r;
 
         if (!client)
@@ -1422,96 +1367,40 @@ _public_ int certbroker_wait_successor(CertbrokerClient *client, const char *req
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        id = path + strlen(REQUEST_PREFIX) + 1;
+        r = subscribe_changes(client, path, &w, &match, error);
+        if (r < 0)
+                return r;
 
-        /* Subscribe before the first read, so no change falls between the two. */
-        if (asprintf(&match_rule, "type='signal',sender='%s',path='%s',interface='%s',"
-                     "member='PropertiesChanged',arg0='%s'",
-                     CERTBROKER_BUS_NAME, path, PROPERTIES_IFACE, REQUEST_IFACE) < 0) {
-                match_rule = NULL;
-                r = error_setf(error, -ENOMEM, NULL, "Out of memory.");
-                goto finish;
-        }
-        r = sd_bus_add_match(client->bus, &match, match_rule, on_properties_changed, &w);
-        if (r < 0) {
-                r = error_setf(error, r, NULL, "Cannot subscribe to the changes of request %s: %s",
-                               id, strerror(-r));
-                goto finish;
-        }
-
-        now = now_monotonic();
-        deadline = timeout_usec == CERTBROKER_WAIT_INFINITY || timeout_usec > UINT64_MAX - now ?
-                   UINT64_MAX : now + timeout_usec;
+        deadline = deadline_after(timeout_usec);
         for (;;) {
-                CertbrokerRenewal *i = NULL;
-                uint64_t next, real;
+                _cleanup_(certbroker_renewal_freep) CertbrokerRenewal *i = NULL;
+                uint64_t now;
 
                 w.changed = false;
                 r = certbroker_request_renewal(client, path, &i, error);
                 if (r < 0)
-                        goto finish;
+                        return r;
                 if (*i->successor) {
-                        if (ret_successor) {
-                                *ret_successor = i->successor;
-                                i->successor = NULL;
-                        }
-                        certbroker_renewal_free(i);
-                        r = 1;
-                        goto finish;
+                        if (ret_successor)
+                                *ret_successor = TAKE_PTR(i->successor);
+                        return 1;
                 }
-                if (renewal_ended(i)) {
-                        certbroker_renewal_free(i);
-                        r = CERTBROKER_CHAIN_ENDED;
-                        goto finish;
-                }
-                now = now_monotonic();
-                if (now >= deadline) {
-                        certbroker_renewal_free(i);
-                        r = 0;
-                        goto finish;
-                }
-                /* The next read: a signal, the poll interval, RenewAt (plus a second for the
-                 * daemon to make the successor), or the deadline, whichever comes first. */
-                next = now + SUCCESSOR_POLL_USEC;
-                real = now_realtime();
-                if (i->renew_at > 0) {
-                        uint64_t at = i->renew_at > real ? now + (i->renew_at - real) : now;
-                        at += 1000000ULL;
-                        if (at < next)
-                                next = at;
-                }
-                if (next > deadline)
-                        next = deadline;
-                certbroker_renewal_free(i);
-                while (!w.changed) {
-                        now = now_monotonic();
-                        if (now >= next)
-                                break;
-                        r = sd_bus_process(client->bus, NULL);
-                        if (r < 0)
-                                break;
-                        if (r > 0)
-                                continue;
-                        r = sd_bus_wait(client->bus, next - now);
-                        if (r < 0)
-                                break;
-                }
-                if (r < 0) {
-                        r = error_setf(error, r, NULL, "Lost the connection to certbrokerd while waiting "
-                                       "for the successor of request %s: %s", id, strerror(-r));
-                        goto finish;
-                }
+                if (renewal_ended(i))
+                        return CERTBROKER_CHAIN_ENDED;
+                now = monotonic_usec();
+                if (now >= deadline)
+                        return 0;
+                r = wait_change(client, &w, successor_next_read(i, now, deadline));
+                if (r < 0)
+                        return error_setf(error, r, NULL, "Lost the connection to certbrokerd while waiting "
+                                          "for the successor of request %s: %s", request_path_id(path),
+                                          strerror(-r));
         }
-finish:
-        sd_bus_slot_unref(match);
-        free(match_rule);
-        free(path);
-        return r;
 }
 
 _public_ int certbroker_chain_latest(CertbrokerClient *client, const char *request, char **ret_id,
                                      CertbrokerError *error) {
-        char *path = NULL, *cur = NULL;
+        _cleanup_free_ char *path = NULL, *cur = NULL;
         int r;
 
         if (!client || !ret_id)
@@ -1519,29 +1408,22 @@ _public_ int certbroker_chain_latest(CertbrokerClient *client, const char *reque
         r = request_path(request, &path, error);
         if (r < 0)
                 return r;
-        r = strdup_out(path + strlen(REQUEST_PREFIX) + 1, &cur);
-        free(path);
-        if (r < 0)
-                return error_setf(error, r, NULL, "Out of memory.");
+        cur = strdup(request_path_id(path));
+        if (!cur)
+                return error_oom(error);
         for (unsigned k = 0; k < CHAIN_LINKS_MAX; k++) {
-                CertbrokerRenewal *i = NULL;
+                _cleanup_(certbroker_renewal_freep) CertbrokerRenewal *i = NULL;
 
                 r = certbroker_request_renewal(client, cur, &i, error);
-                if (r < 0) {
-                        free(cur);
+                if (r < 0)
                         return r;
-                }
                 if (!*i->successor) {
-                        certbroker_renewal_free(i);
-                        *ret_id = cur;
+                        *ret_id = TAKE_PTR(cur);
                         return 0;
                 }
                 free(cur);
-                cur = i->successor;
-                i->successor = NULL;
-                certbroker_renewal_free(i);
+                cur = TAKE_PTR(i->successor);
         }
-        free(cur);
         return error_setf(error, -ELOOP, NULL, "The chain of request %s has more than %u links.",
                           request, CHAIN_LINKS_MAX);
 }

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic.h"
+#include "certbroker-cleanup.h"
 #include "cli-trust.h"
 #include "cli-util.h"
 
@@ -31,7 +33,10 @@
 #define FILE_PREFIX "certbroker-"
 #define FP_HEX 64
 
-static const char *program = "certbrokerctl";
+static const char *const program = CLI_PROGRAM;
+
+DEFINE_POINTER_CLEANUP(DIR, closedir);
+DEFINE_POINTER_CLEANUP(X509, X509_free);
 
 typedef struct TrustArgs {
         const char *directory;
@@ -66,9 +71,9 @@ static int connect_bus(sd_bus **ret) {
 /* ---- metrics ---- */
 
 static int verb_metrics(int argc, char *argv[]) {
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         const char *text;
         int r;
 
@@ -78,34 +83,35 @@ static int verb_metrics(int argc, char *argv[]) {
         if (r != 0)
                 return r;
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetMetrics", &e, &reply, "");
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "s", &text);
         if (r < 0)
-                r = say_error(bus_code(&e, r), "metrics: %s", e.message ?: strerror(-r));
-        else {
-                fputs(text, stdout);
-                r = fflush(stdout) == 0 ? CLI_EXIT_OK : say_error(CLI_EXIT_FAILURE, "Cannot write to standard output: %s", strerror(errno));
-        }
-        sd_bus_error_free(&e);
-        sd_bus_message_unref(reply);
-        sd_bus_flush_close_unref(bus);
-        return r;
+                return say_error(bus_code(&e, r), "metrics: %s", e.message ?: strerror(-r));
+        r = sd_bus_message_read(reply, "s", &text);
+        if (r < 0)
+                return say_error(CLI_EXIT_FAILURE, "metrics: GetMetrics() returned an unexpected reply: %s",
+                                 strerror(-r));
+        fputs(text, stdout);
+        if (fflush(stdout) != 0)
+                return say_error(CLI_EXIT_FAILURE, "Cannot write to standard output: %s", strerror(errno));
+        return CLI_EXIT_OK;
 }
 
 /* ---- the store: DIR/certbroker-<CA>.<sha256 hex>.crt ---- */
 
 typedef struct Installed {
-        char *path;
+        char *path;                     /* NULL: the end of a list */
         char fp[FP_HEX + 1];
         time_t not_after;               /* 0: unreadable */
         char subject[256];
 } Installed;
 
-static void installed_free(Installed *a, size_t n) {
-        for (size_t i = 0; a && i < n; i++)
+/* Frees a list ended by an entry without a path. */
+static Installed *installed_free(Installed *a) {
+        for (size_t i = 0; a && a[i].path; i++)
                 free(a[i].path);
         free(a);
+        return NULL;
 }
+DEFINE_POINTER_CLEANUP(Installed, installed_free);
 
 /* The CA of a file name of ours (NULL: not ours); *fp its fingerprint. */
 static char *parse_name(const char *name, char fp[FP_HEX + 1]) {
@@ -126,104 +132,92 @@ static char *parse_name(const char *name, char fp[FP_HEX + 1]) {
 }
 
 static void read_cert_info(Installed *x) {
-        FILE *f = fopen(x->path, "re");
-        X509 *c = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+        _cleanup_fclose_ FILE *f = fopen(x->path, "re");
+        _cleanup_(X509_freep) X509 *c = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
         struct tm tm;
 
-        if (f)
-                fclose(f);
         if (!c)
                 return;
         if (ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) == 1)
                 x->not_after = timegm(&tm);
         X509_NAME_oneline(X509_get_subject_name(c), x->subject, sizeof x->subject);
-        X509_free(c);
 }
 
-/* Our files in the store for ca (NULL: every CA; *ret_cas then says whose). */
+/* Our files in the store for ca (NULL: every CA; *ret_cas then says whose, a NULL-terminated
+ * list in the same order). *ret ends with an entry without a path. */
 static int list_installed(const TrustArgs *t, const char *ca, Installed **ret, char ***ret_cas, size_t *ret_n) {
-        DIR *d = opendir(t->directory);
-        Installed *a = NULL;
-        char **cas = NULL;
+        _cleanup_(installed_freep) Installed *a = calloc(1, sizeof(Installed));
+        _cleanup_(certbroker_strv_freep) char **cas = calloc(1, sizeof(char *));
+        _cleanup_(closedirp) DIR *d = NULL;
         size_t n = 0;
         struct dirent *de;
 
-        if (!d && errno == ENOENT) {
-                /* No store: nothing of ours in it (writing there fails, naming it). */
-                *ret = NULL;
-                *ret_n = 0;
-                if (ret_cas)
-                        *ret_cas = NULL;
-                return 0;
-        }
-        if (!d)
+        if (!a || !cas)
+                return say_error(CLI_EXIT_FAILURE, "Out of memory.");
+        d = opendir(t->directory);
+        if (!d && errno != ENOENT)
                 return say_error(CLI_EXIT_FAILURE, "trust: cannot read %s: %s", t->directory, strerror(errno));
-        while ((de = readdir(d))) {
-                char fp[FP_HEX + 1], *name = parse_name(de->d_name, fp);
-                if (!name)
+        /* No store: nothing of ours in it (writing there fails, naming it). */
+        while (d && (de = readdir(d))) {
+                _cleanup_free_ char *name = NULL;
+                char fp[FP_HEX + 1];
+                Installed *na;
+                char **nc;
+
+                name = parse_name(de->d_name, fp);
+                if (!name || (ca && strcmp(name, ca) != 0))
                         continue;
-                if (ca && strcmp(name, ca) != 0) {
-                        free(name);
-                        continue;
-                }
-                Installed *na = realloc(a, (n + 1) * sizeof(Installed));
-                char **nc = realloc(cas, (n + 1) * sizeof(char *));
+                na = realloc(a, (n + 2) * sizeof(Installed));
                 if (na)
                         a = na;
+                nc = realloc(cas, (n + 2) * sizeof(char *));
                 if (nc)
                         cas = nc;
-                if (!na || !nc || asprintf(&a[n].path, "%s/%s", t->directory, de->d_name) < 0) {
-                        free(name);
-                        closedir(d);
-                        installed_free(a, n);
-                        for (size_t i = 0; i < n; i++)
-                                free(cas[i]);
-                        free(cas);
+                if (!na || !nc)
+                        return say_error(CLI_EXIT_FAILURE, "Out of memory.");
+                a[n + 1] = (Installed) {};
+                cas[n + 1] = NULL;
+                a[n] = (Installed) {};
+                if (asprintf(&a[n].path, "%s/%s", t->directory, de->d_name) < 0) {
+                        a[n].path = NULL;
                         return say_error(CLI_EXIT_FAILURE, "Out of memory.");
                 }
                 memcpy(a[n].fp, fp, sizeof fp);
-                a[n].not_after = 0;
-                a[n].subject[0] = 0;
                 read_cert_info(&a[n]);
-                cas[n++] = name;
+                cas[n++] = TAKE_PTR(name);
         }
-        closedir(d);
-        *ret = a;
+        *ret = TAKE_PTR(a);
         *ret_n = n;
         if (ret_cas)
-                *ret_cas = cas;
-        else {
-                for (size_t i = 0; i < n; i++)
-                        free(cas[i]);
-                free(cas);
-        }
+                *ret_cas = TAKE_PTR(cas);
         return 0;
 }
 
 /* Atomically: a temporary name the update command ignores, then the final one. */
 static int write_anchor(TrustArgs *t, const char *ca, const char *fp, const char *pem) {
-        char *path = NULL, *tmp = NULL;
+        _cleanup_free_ char *path = NULL, *tmp = NULL;
+        _cleanup_close_ int fd = -1;
         size_t n = strlen(pem);
-        int fd, r = 0;
 
-        if (asprintf(&path, "%s/" FILE_PREFIX "%s.%s.crt", t->directory, ca, fp) < 0 ||
-            asprintf(&tmp, "%s/.%s%s.tmp", t->directory, FILE_PREFIX, ca) < 0)
+        if (asprintf(&path, "%s/" FILE_PREFIX "%s.%s.crt", t->directory, ca, fp) < 0) {
+                path = NULL;
                 return say_error(CLI_EXIT_FAILURE, "Out of memory.");
+        }
+        if (asprintf(&tmp, "%s/.%s%s.tmp", t->directory, FILE_PREFIX, ca) < 0) {
+                tmp = NULL;
+                return say_error(CLI_EXIT_FAILURE, "Out of memory.");
+        }
         (void) unlink(tmp);
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0 || write(fd, pem, n) != (ssize_t) n || fchmod(fd, 0644) < 0 || fsync(fd) < 0 ||
             rename(tmp, path) < 0) {
-                r = say_error(CLI_EXIT_FAILURE, "trust: cannot write %s: %s", path, strerror(errno));
+                int r = say_error(CLI_EXIT_FAILURE, "trust: cannot write %s: %s", path, strerror(errno));
                 (void) unlink(tmp);
-        } else {
-                printf("CA %s: installed %s (sha256:%s)\n", ca, path, fp);
-                t->changed = true;
+                return r;
         }
-        if (fd >= 0)
-                close(fd);
-        free(path);
-        free(tmp);
-        return r;
+        printf("CA %s: installed %s (sha256:%s)\n", ca, path, fp);
+        t->changed = true;
+        return 0;
 }
 
 static int remove_anchor(TrustArgs *t, const char *ca, const Installed *x, const char *why) {
@@ -280,125 +274,125 @@ static int run_update(TrustArgs *t) {
 typedef struct Anchor {
         char fp[FP_HEX + 1];
         int authenticated;
-        char *pem;
+        char *pem;                      /* NULL: the end of a list */
 } Anchor;
 
-static void anchors_free(Anchor *a, size_t n) {
-        for (size_t i = 0; a && i < n; i++)
+static Anchor *anchors_free(Anchor *a) {
+        for (size_t i = 0; a && a[i].pem; i++)
                 free(a[i].pem);
         free(a);
+        return NULL;
+}
+DEFINE_POINTER_CLEANUP(Anchor, anchors_free);
+
+/* The anchors of a GetTrustAnchors() reply, ended by an entry without PEM. */
+static int read_anchors(sd_bus_message *reply, Anchor **ret, size_t *ret_n) {
+        _cleanup_(anchors_freep) Anchor *a = calloc(1, sizeof(Anchor));
+        size_t n = 0;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(reply, 'a', "(sbs)");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *fp, *pem;
+                Anchor *na;
+                int auth;
+
+                r = sd_bus_message_read(reply, "(sbs)", &fp, &auth, &pem);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (strncmp(fp, "sha256:", 7) != 0 || strlen(fp + 7) != FP_HEX)
+                        return -EBADMSG;
+                na = realloc(a, (n + 2) * sizeof(Anchor));
+                if (!na)
+                        return -ENOMEM;
+                a = na;
+                a[n + 1] = (Anchor) {};
+                a[n] = (Anchor) { .authenticated = auth, .pem = strdup(pem) };
+                memcpy(a[n].fp, fp + 7, FP_HEX + 1);
+                if (!a[n++].pem)
+                        return -ENOMEM;
+        }
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(a);
+        *ret_n = n;
+        return 0;
 }
 
 static int get_anchors(sd_bus *bus, const char *ca, Anchor **ret, size_t *ret_n, char **ret_note) {
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        char *path = NULL;
-        Anchor *a = NULL;
-        size_t n = 0;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
+        _cleanup_(anchors_freep) Anchor *a = NULL;
+        _cleanup_free_ char *path = NULL;
         const char *note;
+        size_t n = 0;
         int r;
 
         r = sd_bus_path_encode(CA_PREFIX, ca, &path);
         if (r < 0)
                 return say_error(CLI_EXIT_FAILURE, "Out of memory.");
-        /* GetCACert may wait for the CA's timeout. */
-        sd_bus_message *call = NULL;
         r = sd_bus_message_new_method_call(bus, &call, BUS_NAME, path, CA_IFACE, "GetTrustAnchors");
-        if (r >= 0)
-                r = sd_bus_call(bus, call, 300ULL * 1000000ULL, &e, &reply);
-        sd_bus_message_unref(call);
-        free(path);
-        if (r < 0) {
-                r = say_error(bus_code(&e, r) == CLI_EXIT_FAILURE ? CLI_EXIT_FAILURE : bus_code(&e, r),
-                              "trust: CA %s: %s", ca, e.message ?: strerror(-r));
-                sd_bus_error_free(&e);
-                return r;
-        }
-        r = sd_bus_message_enter_container(reply, 'a', "(sbs)");
-        for (;;) {
-                const char *fp, *pem;
-                int auth;
-                if (r < 0)
-                        break;
-                r = sd_bus_message_read(reply, "(sbs)", &fp, &auth, &pem);
-                if (r <= 0)
-                        break;
-                if (strncmp(fp, "sha256:", 7) != 0 || strlen(fp + 7) != FP_HEX) {
-                        r = -EBADMSG;
-                        break;
-                }
-                Anchor *na = realloc(a, (n + 1) * sizeof(Anchor));
-                if (!na) {
-                        r = -ENOMEM;
-                        break;
-                }
-                a = na;
-                memcpy(a[n].fp, fp + 7, FP_HEX + 1);
-                a[n].authenticated = auth;
-                a[n].pem = strdup(pem);
-                if (!a[n++].pem) {
-                        r = -ENOMEM;
-                        break;
-                }
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return say_error(CLI_EXIT_FAILURE, "trust: CA %s: cannot build the GetTrustAnchors() call: %s", ca,
+                                 strerror(-r));
+        /* GetCACert may wait for the CA's timeout. */
+        r = sd_bus_call(bus, call, 300ULL * 1000000ULL, &e, &reply);
+        if (r < 0)
+                return say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
+        r = read_anchors(reply, &a, &n);
         if (r >= 0)
                 r = sd_bus_message_read(reply, "s", &note);
-        if (r >= 0 && !(*ret_note = strdup(note)))
-                r = -ENOMEM;
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                anchors_free(a, n);
-                return say_error(CLI_EXIT_FAILURE, "trust: CA %s: cannot read the broker's answer: %s", ca, strerror(-r));
-        }
-        *ret = a;
+        if (r < 0)
+                return say_error(CLI_EXIT_FAILURE, "trust: CA %s: cannot read the broker's answer: %s", ca,
+                                 strerror(-r));
+        *ret_note = strdup(note);
+        if (!*ret_note)
+                return say_error(CLI_EXIT_FAILURE, "Out of memory.");
+        *ret = TAKE_PTR(a);
         *ret_n = n;
         return 0;
 }
 
 /* quiet_unknown: a CA that is not configured is CLI_EXIT_NOT_FOUND without a message. */
 static int get_install_trust(sd_bus *bus, const char *ca, bool quiet_unknown, int *ret) {
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        char *path = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *path = NULL;
         int r;
 
         r = sd_bus_path_encode(CA_PREFIX, ca, &path);
         if (r >= 0)
                 r = sd_bus_get_property_trivial(bus, BUS_NAME, path, CA_IFACE, "InstallTrust", &e, 'b', ret);
-        free(path);
-        if (r < 0) {
-                if (quiet_unknown && bus_code(&e, r) == CLI_EXIT_NOT_FOUND)
-                        r = CLI_EXIT_NOT_FOUND;
-                else
-                        r = say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
-                sd_bus_error_free(&e);
-        }
-        return r;
+        if (r >= 0)
+                return r;
+        if (quiet_unknown && bus_code(&e, r) == CLI_EXIT_NOT_FOUND)
+                return CLI_EXIT_NOT_FOUND;
+        return say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
 }
 
 /* Brings ca's files in line with what the broker serves: authenticated certificates in (new ones
  * only when install), those no longer served out once expired. */
 static int sync_ca(TrustArgs *t, sd_bus *bus, const char *ca, bool install) {
-        Installed *have = NULL;
-        Anchor *a = NULL;
+        _cleanup_(installed_freep) Installed *have = NULL;
+        _cleanup_(anchors_freep) Anchor *a = NULL;
+        _cleanup_free_ char *note = NULL;
         size_t n_have = 0, n = 0;
-        char *note = NULL;
         int r, ret = 0;
 
         r = list_installed(t, ca, &have, NULL, &n_have);
         if (r != 0)
                 return r;
-        if (!install && n_have == 0) {
-                installed_free(have, n_have);
+        if (!install && n_have == 0)
                 return 0;
-        }
         r = get_anchors(bus, ca, &a, &n, &note);
-        if (r != 0) {
-                /* Nothing known about what the CA serves now: its anchors stay as they are. */
-                installed_free(have, n_have);
-                return r;
-        }
+        if (r != 0)
+                return r;       /* nothing known about what the CA serves now: its anchors stay */
         for (size_t i = 0; i < n; i++) {
                 bool present = false;
                 for (size_t j = 0; j < n_have; j++)
@@ -435,14 +429,11 @@ static int sync_ca(TrustArgs *t, sd_bus *bus, const char *ca, bool install) {
                 if (r != 0)
                         ret = r;
         }
-        installed_free(have, n_have);
-        anchors_free(a, n);
-        free(note);
         return ret;
 }
 
 static int remove_ca(TrustArgs *t, const char *ca, const char *why) {
-        Installed *have = NULL;
+        _cleanup_(installed_freep) Installed *have = NULL;
         size_t n = 0;
         int r, ret = 0;
 
@@ -452,50 +443,48 @@ static int remove_ca(TrustArgs *t, const char *ca, const char *why) {
         for (size_t i = 0; i < n; i++)
                 if ((r = remove_anchor(t, ca, &have[i], why)) != 0)
                         ret = r;
-        installed_free(have, n);
         return ret;
 }
 
-static int list_cas(sd_bus *bus, char ***ret, size_t *ret_n) {
-        sd_bus_error e = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
-        char **names = NULL;
+/* The configured CAs' names, NULL-terminated. */
+static int list_cas(sd_bus *bus, char ***ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(certbroker_strv_freep) char **names = calloc(1, sizeof(char *));
         size_t n = 0;
         int r;
 
+        if (!names)
+                return say_error(CLI_EXIT_FAILURE, "Out of memory.");
         r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListCAs", &e, &reply, "");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(so)");
+        if (r < 0)
+                return say_error(bus_code(&e, r), "trust: cannot list the CAs: %s", e.message ?: strerror(-r));
+        r = sd_bus_message_enter_container(reply, 'a', "(so)");
         while (r >= 0) {
                 const char *name, *path;
+                char **nn;
+
                 r = sd_bus_message_read(reply, "(so)", &name, &path);
                 if (r <= 0)
                         break;
-                char **nn = realloc(names, (n + 1) * sizeof(char *));
-                if (!nn || !(nn[n] = strdup(name))) {
-                        names = nn ?: names;
-                        r = -ENOMEM;
-                        break;
-                }
+                nn = realloc(names, (n + 2) * sizeof(char *));
+                if (!nn)
+                        return say_error(CLI_EXIT_FAILURE, "Out of memory.");
                 names = nn;
-                n++;
+                names[n + 1] = NULL;
+                names[n] = strdup(name);
+                if (!names[n++])
+                        return say_error(CLI_EXIT_FAILURE, "Out of memory.");
         }
-        sd_bus_message_unref(reply);
-        if (r < 0) {
-                for (size_t i = 0; i < n; i++)
-                        free(names[i]);
-                free(names);
-                r = say_error(bus_code(&e, r), "trust: cannot list the CAs: %s", e.message ?: strerror(-r));
-                sd_bus_error_free(&e);
-                return r;
-        }
-        *ret = names;
-        *ret_n = n;
+        if (r < 0)
+                return say_error(CLI_EXIT_FAILURE, "trust: cannot list the CAs: ListCAs() returned an unexpected "
+                                 "reply: %s", strerror(-r));
+        *ret = TAKE_PTR(names);
         return 0;
 }
 
-static bool strv_has(char **v, size_t n, const char *s) {
-        for (size_t i = 0; i < n; i++)
+static bool strv_has(char **v, const char *s) {
+        for (size_t i = 0; v && v[i]; i++)
                 if (strcmp(v[i], s) == 0)
                         return true;
         return false;
@@ -504,22 +493,22 @@ static bool strv_has(char **v, size_t n, const char *s) {
 /* Every CA: those with InstallTrust=yes or anchors installed kept current; the anchors of CAs
  * no longer configured removed. */
 static int trust_sync(TrustArgs *t, sd_bus *bus) {
-        char **cas = NULL, **owners = NULL;
-        Installed *have = NULL;
-        size_t n_cas = 0, n_have = 0;
+        _cleanup_(certbroker_strv_freep) char **cas = NULL, **owners = NULL;
+        _cleanup_(installed_freep) Installed *have = NULL;
+        size_t n_have = 0;
         int r, ret = 0;
 
-        r = list_cas(bus, &cas, &n_cas);
+        r = list_cas(bus, &cas);
         if (r != 0)
                 return r;
         r = list_installed(t, NULL, &have, &owners, &n_have);
         if (r != 0)
-                goto finish;
+                return r;
         for (size_t i = 0; i < n_have; i++)
-                if (!strv_has(cas, n_cas, owners[i]) &&
+                if (!strv_has(cas, owners[i]) &&
                     (r = remove_anchor(t, owners[i], &have[i], "the CA is no longer configured")) != 0)
                         ret = r;
-        for (size_t i = 0; i < n_cas; i++) {
+        for (size_t i = 0; cas[i]; i++) {
                 int install = 0;
                 r = get_install_trust(bus, cas[i], false, &install);
                 if (r == 0)
@@ -527,31 +516,20 @@ static int trust_sync(TrustArgs *t, sd_bus *bus) {
                 if (r != 0)
                         ret = r;
         }
-finish:
-        for (size_t i = 0; i < n_cas; i++)
-                free(cas[i]);
-        free(cas);
-        for (size_t i = 0; i < n_have; i++)
-                free(owners[i]);
-        free(owners);
-        installed_free(have, n_have);
         return ret;
 }
 
 /* The broker's stamp (what it last reported of its CAs' certificates), or NULL when absent. */
 static char *read_stamp(const char *path) {
-        FILE *f = path ? fopen(path, "re") : NULL;
-        char *text = NULL;
+        _cleanup_fclose_ FILE *f = path ? fopen(path, "re") : NULL;
+        _cleanup_free_ char *text = NULL;
         size_t size = 0;
 
         if (!f)
                 return NULL;
-        if (getdelim(&text, &size, '\0', f) < 0) {
-                free(text);
-                text = NULL;
-        }
-        fclose(f);
-        return text;
+        if (getdelim(&text, &size, '\0', f) < 0)
+                return NULL;
+        return TAKE_PTR(text);
 }
 
 /* trust sync, then the store's update command; again while the broker's stamp changed
@@ -560,14 +538,12 @@ static char *read_stamp(const char *path) {
 #define TRUST_SYNC_ROUNDS 5
 static int trust_sync_until_settled(TrustArgs *t, sd_bus *bus, const char *stamp) {
         for (unsigned round = 1;; round++) {
-                char *before = read_stamp(stamp);
+                _cleanup_free_ char *before = read_stamp(stamp);
                 int r = trust_sync(t, bus);
                 int q = run_update(t);
-                char *after = read_stamp(stamp);
+                _cleanup_free_ char *after = read_stamp(stamp);
                 bool changed = stamp && !((!before && !after) || (before && after && strcmp(before, after) == 0));
 
-                free(before);
-                free(after);
                 if (r == 0)
                         r = q;
                 if (r != 0 || !changed)
@@ -581,8 +557,8 @@ static int trust_sync_until_settled(TrustArgs *t, sd_bus *bus, const char *stamp
 }
 
 static int trust_status(TrustArgs *t, sd_bus *bus, const char *ca) {
-        Installed *have = NULL;
-        char **owners = NULL;
+        _cleanup_(installed_freep) Installed *have = NULL;
+        _cleanup_(certbroker_strv_freep) char **owners = NULL;
         size_t n = 0;
         int r, install = 0;
 
@@ -602,12 +578,9 @@ static int trust_status(TrustArgs *t, sd_bus *bus, const char *ca) {
                         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&have[i].not_after, &tm));
                 printf("CA %s: installed sha256:%s %s expires %s (%s)\n", owners[i], have[i].fp, have[i].subject,
                        when, have[i].path);
-                free(owners[i]);
         }
         if (n == 0)
                 printf("%s%s: no trust anchors installed in %s\n", ca ? "CA " : "", ca ?: "certbroker", t->directory);
-        free(owners);
-        installed_free(have, n);
         return 0;
 }
 
@@ -619,8 +592,8 @@ static int verb_trust(int argc, char *argv[]) {
                 { "help",           no_argument,       NULL, 'h' },
                 {}
         };
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         TrustArgs t = {};
-        sd_bus *bus = NULL;
         const char *verb, *ca, *stamp = NULL;
         int c, r;
 
@@ -679,11 +652,9 @@ static int verb_trust(int argc, char *argv[]) {
 
         if (strcmp(verb, "status") == 0)
                 r = trust_status(&t, bus, ca);
-        else if (strcmp(verb, "sync") == 0) {
-                r = trust_sync_until_settled(&t, bus, stamp);
-                sd_bus_flush_close_unref(bus);
-                return r;
-        } else if (strcmp(verb, "install") == 0)
+        else if (strcmp(verb, "sync") == 0)
+                return trust_sync_until_settled(&t, bus, stamp);
+        else if (strcmp(verb, "install") == 0)
                 r = sync_ca(&t, bus, ca, true);
         else {
                 int install = 0;
@@ -697,10 +668,7 @@ static int verb_trust(int argc, char *argv[]) {
                         r = remove_ca(&t, ca, "removed by certbrokerctl trust remove");
         }
         int q = run_update(&t);
-        if (r == 0)
-                r = q;
-        sd_bus_flush_close_unref(bus);
-        return r;
+        return r != 0 ? r : q;
 }
 
 /* The command: the first argument after the global options that take no value (an option

@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "basic.h"
 #include "certbroker.h"
 #include "cli-util.h"
 #include "deploy-files.h"
@@ -161,16 +163,12 @@ static const struct {
 static int usage_error(char **ret_error, const char *format, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(char **ret_error, const char *format, ...) {
         va_list ap;
-        char *s = NULL;
 
+        if (!ret_error)
+                return -EINVAL;
         va_start(ap, format);
-        if (vasprintf(&s, format, ap) < 0)
-                s = NULL;
+        *ret_error = cli_vformat(format, ap);
         va_end(ap);
-        if (ret_error)
-                *ret_error = s;
-        else
-                free(s);
         return -EINVAL;
 }
 
@@ -220,7 +218,7 @@ void cli_args_done(CliArgs *a) {
 int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
         struct option longopts[N_OPTIONS + 1];
         bool seen[N_OPTIONS] = {};
-        CliArgs a = { .command = _CLI_COMMAND_MAX, .timeout_usec = CLI_TIMEOUT_INFINITY };
+        _cleanup_(cli_args_done) CliArgs a = { .command = _CLI_COMMAND_MAX, .timeout_usec = CLI_TIMEOUT_INFINITY };
         const char *timeout = NULL;
         int c, r, n_operands;
         char **operands;
@@ -255,28 +253,22 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_CA:
                         r = set_once(&a.ca, optarg, "ca", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_SUBJECT:
                         r = set_once(&a.subject, optarg, "subject", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_DNS: {
                         const char **l;
-                        if (a.n_dns >= CLI_DNS_MAX) {
-                                r = usage_error(ret_error, "Too many --dns names: at most %u.", CLI_DNS_MAX);
-                                goto fail;
-                        }
-                        if (!*optarg) {
-                                r = usage_error(ret_error, "--dns needs a DNS name, not an empty string.");
-                                goto fail;
-                        }
+                        if (a.n_dns >= CLI_DNS_MAX)
+                                return usage_error(ret_error, "Too many --dns names: at most %u.", CLI_DNS_MAX);
+                        if (!*optarg)
+                                return usage_error(ret_error, "--dns needs a DNS name, not an empty string.");
                         l = realloc(a.dns, (a.n_dns + 2) * sizeof(char *));
-                        if (!l) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
+                        if (!l)
+                                return -ENOMEM;
                         a.dns = l;
                         a.dns[a.n_dns++] = optarg;
                         a.dns[a.n_dns] = NULL;
@@ -285,32 +277,32 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_KEY_TYPE:
                         r = set_once(&a.key_type, optarg, "key-type", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_USAGE:
                         r = set_once(&a.usage, optarg, "usage", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_LABEL:
                         r = set_once(&a.label, optarg, "label", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_KEY_OUT:
                         r = set_once(&a.key_out, optarg, "key-out", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_CERT_OUT:
                         r = set_once(&a.cert_out, optarg, "cert-out", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_CHAIN_OUT:
                         r = set_once(&a.chain_out, optarg, "chain-out", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_FORCE:
                         a.force = true;
@@ -321,12 +313,10 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_TIMEOUT:
                         r = set_once(&timeout, optarg, "timeout", ret_error);
                         if (r < 0)
-                                goto fail;
-                        if (cli_parse_seconds(optarg, &a.timeout_usec) < 0) {
-                                r = usage_error(ret_error, "Invalid --timeout '%s': expected a number of "
-                                                "seconds (e.g. 30 or 0.5).", optarg);
-                                goto fail;
-                        }
+                                return r;
+                        if (cli_parse_seconds(optarg, &a.timeout_usec) < 0)
+                                return usage_error(ret_error, "Invalid --timeout '%s': expected a number of "
+                                                   "seconds (e.g. 30 or 0.5).", optarg);
                         break;
                 case OPT_CHALLENGE:
                         a.challenge = true;
@@ -334,104 +324,94 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
                 case OPT_DIR:
                         r = set_once(&a.dir, optarg, "dir", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_RELOAD:
                         r = set_once(&a.reload, optarg, "reload", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_CONFIG:
                         r = set_once(&a.config, optarg, "config", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_ONCE:
                         a.once = true;
                         break;
                 case OPT_IDENTITY:
-                        if (strcmp(optarg, "self") != 0) {
-                                r = usage_error(ret_error, "Invalid --identity '%s': the only identity is self "
-                                                "(your own user name and UPN).", optarg);
-                                goto fail;
-                        }
+                        if (strcmp(optarg, "self") != 0)
+                                return usage_error(ret_error, "Invalid --identity '%s': the only identity is self "
+                                                   "(your own user name and UPN).", optarg);
                         a.identity_self = true;
                         break;
                 case OPT_RELOAD_TIMEOUT: {
                         uint64_t usec;
                         r = set_once(&a.reload_timeout, optarg, "reload-timeout", ret_error);
                         if (r < 0)
-                                goto fail;
-                        if (deploy_parse_timeout(optarg, &usec) < 0) {
-                                r = usage_error(ret_error, "Invalid --reload-timeout '%s': expected seconds "
-                                                "(60, 2.5, 90s, 5min, 1h; 0 or infinity: none).", optarg);
-                                goto fail;
-                        }
+                                return r;
+                        if (deploy_parse_timeout(optarg, &usec) < 0)
+                                return usage_error(ret_error, "Invalid --reload-timeout '%s': expected seconds "
+                                                   "(60, 2.5, 90s, 5min, 1h; 0 or infinity: none).", optarg);
                         break;
                 }
                 case OPT_FORMAT:
                         r = set_once(&a.format, optarg, "format", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_PASSPHRASE_FILE:
                         r = set_once(&a.passphrase_file, optarg, "passphrase-file", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_PASSPHRASE_CREDENTIAL:
                         r = set_once(&a.passphrase_credential, optarg, "passphrase-credential", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_NSSDB:
                         r = set_once(&a.nssdb, optarg, "nssdb", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case OPT_NICKNAME:
                         r = set_once(&a.nickname, optarg, "nickname", ret_error);
                         if (r < 0)
-                                goto fail;
+                                return r;
                         break;
                 case ':':
-                        r = usage_error(ret_error, "Option '%s' needs a value.", argv[optind - 1]);
-                        goto fail;
+                        return usage_error(ret_error, "Option '%s' needs a value.", argv[optind - 1]);
                 case '?':
                 default:
                         if (optopt && optopt < 0x100 && optopt != '?')
-                                r = usage_error(ret_error, "Unknown option '-%c' (see --help).", optopt);
-                        else
-                                r = usage_error(ret_error, "Unknown option '%s' (see --help).", argv[optind - 1]);
-                        goto fail;
+                                return usage_error(ret_error, "Unknown option '-%c' (see --help).", optopt);
+                        return usage_error(ret_error, "Unknown option '%s' (see --help).", argv[optind - 1]);
                 }
         }
 
         operands = argv + optind;
         n_operands = argc - optind;
 
-        if (a.command != _CLI_COMMAND_MAX)
-                goto done;              /* --help and --version win over everything */
-        if (n_operands == 0) {
-                r = usage_error(ret_error, "No command given (see --help).");
-                goto fail;
+        if (a.command != _CLI_COMMAND_MAX) {       /* --help and --version win over everything */
+                *ret = a;
+                a = (CliArgs) {};
+                return 0;
         }
+        if (n_operands == 0)
+                return usage_error(ret_error, "No command given (see --help).");
         for (int i = 0; i < _CLI_COMMAND_MAX; i++)
                 if (strcmp(operands[0], command_names[i]) == 0)
                         a.command = (CliCommand) i;
-        if (a.command == _CLI_COMMAND_MAX) {
-                r = usage_error(ret_error, "Unknown command '%s' (see --help).", operands[0]);
-                goto fail;
-        }
+        if (a.command == _CLI_COMMAND_MAX)
+                return usage_error(ret_error, "Unknown command '%s' (see --help).", operands[0]);
         operands++;
         n_operands--;
 
         for (size_t i = 0; i < N_OPTIONS; i++)
-                if (seen[i] && !(options[i].commands & B(a.command))) {
-                        r = usage_error(ret_error, "Option --%s is not valid with '%s' (see --help).",
-                                        options[i].opt.name, command_names[a.command]);
-                        goto fail;
-                }
+                if (seen[i] && !(options[i].commands & B(a.command)))
+                        return usage_error(ret_error, "Option --%s is not valid with '%s' (see --help).",
+                                           options[i].opt.name, command_names[a.command]);
 
         switch (a.command) {
         case CLI_COMMAND_HELP:
@@ -441,106 +421,74 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
         case CLI_COMMAND_ENROLL:
         case CLI_COMMAND_ACCESS:
         case CLI_COMMAND_DEPLOY:
-                if (n_operands > 0) {
-                        r = usage_error(ret_error, "'%s' takes no arguments, got '%s'.",
-                                        command_names[a.command], operands[0]);
-                        goto fail;
-                }
+                if (n_operands > 0)
+                        return usage_error(ret_error, "'%s' takes no arguments, got '%s'.",
+                                           command_names[a.command], operands[0]);
                 break;
         default:
-                if (n_operands != 1) {
-                        r = usage_error(ret_error, "'%s' takes exactly one %s, got %d arguments.",
-                                        command_names[a.command],
-                                        a.command == CLI_COMMAND_CHECK ? "CA name" : "request id",
-                                        n_operands);
-                        goto fail;
-                }
+                if (n_operands != 1)
+                        return usage_error(ret_error, "'%s' takes exactly one %s, got %d arguments.",
+                                           command_names[a.command],
+                                           a.command == CLI_COMMAND_CHECK ? "CA name" : "request id",
+                                           n_operands);
                 a.operand = operands[0];
         }
 
         if (a.command == CLI_COMMAND_DEPLOY) {
                 if (a.config && (a.dir || a.reload || a.ca || a.subject || a.n_dns > 0 || a.key_type ||
                                  a.usage || a.label || a.identity_self || a.format || a.passphrase_file ||
-                                 a.passphrase_credential || a.nssdb || a.nickname)) {
-                        r = usage_error(ret_error, "'deploy --config FILE' takes its directory, reload "
-                                        "command, formats and request from FILE: only --once and "
-                                        "--reload-timeout may be added.");
-                        goto fail;
-                }
+                                 a.passphrase_credential || a.nssdb || a.nickname))
+                        return usage_error(ret_error, "'deploy --config FILE' takes its directory, reload "
+                                           "command, formats and request from FILE: only --once and "
+                                           "--reload-timeout may be added.");
                 if (!a.config) {
                         DeployOutputs o = {
                                 .passphrase_file = a.passphrase_file, .passphrase_credential = a.passphrase_credential,
                                 .nssdb = a.nssdb, .nickname = a.nickname,
                         };
-                        char *w = NULL;
-                        if (deploy_outputs_check(a.format, &o, false, &w) < 0) {
-                                r = usage_error(ret_error, "'deploy': %s.", w ?: "invalid output settings");
-                                free(w);
-                                goto fail;
-                        }
+                        _cleanup_free_ char *w = NULL;
+                        if (deploy_outputs_check(a.format, &o, false, &w) < 0)
+                                return usage_error(ret_error, "'deploy': %s.", w ?: "invalid output settings");
                 }
-                if (!a.config && (!a.dir || !*a.dir)) {
-                        r = usage_error(ret_error, "'deploy' needs --dir DIR (or --config FILE).");
-                        goto fail;
-                }
-                if (a.reload && !*a.reload) {
-                        r = usage_error(ret_error, "--reload needs a command.");
-                        goto fail;
-                }
-                if (a.label && strlen(a.label) > DEPLOY_USER_LABEL_MAX) {
-                        r = usage_error(ret_error, "'deploy --label' is at most %u bytes (the rest of Enroll's "
-                                        "128 carries the deployment's token).", (unsigned) DEPLOY_USER_LABEL_MAX);
-                        goto fail;
-                }
+                if (!a.config && (!a.dir || !*a.dir))
+                        return usage_error(ret_error, "'deploy' needs --dir DIR (or --config FILE).");
+                if (a.reload && !*a.reload)
+                        return usage_error(ret_error, "--reload needs a command.");
+                if (a.label && strlen(a.label) > DEPLOY_USER_LABEL_MAX)
+                        return usage_error(ret_error, "'deploy --label' is at most %u bytes (the rest of Enroll's "
+                                           "128 carries the deployment's token).", (unsigned) DEPLOY_USER_LABEL_MAX);
         }
         if ((a.command == CLI_COMMAND_ENROLL || a.command == CLI_COMMAND_ACCESS ||
              (a.command == CLI_COMMAND_DEPLOY && !a.config)) &&
-            a.n_dns == 0 && !a.subject && !a.identity_self) {
-                r = usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject%s).",
-                                command_names[a.command], a.command == CLI_COMMAND_ACCESS ? "" : ", or --identity self");
-                goto fail;
-        }
-        if (a.identity_self && (a.n_dns > 0 || a.subject)) {
-                r = usage_error(ret_error, "--identity self takes no --dns or --subject: the broker derives the "
-                                "subject and the UPN from your account.");
-                goto fail;
-        }
-        if (a.no_wait && (a.key_out || a.cert_out || a.chain_out || timeout)) {
-                r = usage_error(ret_error, "--no-wait cannot be combined with --key-out, --cert-out, "
-                                "--chain-out or --timeout: run 'certbrokerctl fetch ID' later.");
-                goto fail;
-        }
-        if (a.force && !a.key_out && !a.cert_out && !a.chain_out) {
-                r = usage_error(ret_error, "--force only applies to --key-out, --cert-out and --chain-out.");
-                goto fail;
-        }
-        if (a.command == CLI_COMMAND_FETCH && !a.key_out && !a.cert_out && !a.chain_out) {
-                r = usage_error(ret_error, "'fetch' needs --key-out, --cert-out or --chain-out.");
-                goto fail;
-        }
+            a.n_dns == 0 && !a.subject && !a.identity_self)
+                return usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject%s).",
+                                   command_names[a.command], a.command == CLI_COMMAND_ACCESS ? "" : ", or --identity self");
+        if (a.identity_self && (a.n_dns > 0 || a.subject))
+                return usage_error(ret_error, "--identity self takes no --dns or --subject: the broker derives the "
+                                   "subject and the UPN from your account.");
+        if (a.no_wait && (a.key_out || a.cert_out || a.chain_out || timeout))
+                return usage_error(ret_error, "--no-wait cannot be combined with --key-out, --cert-out, "
+                                   "--chain-out or --timeout: run 'certbrokerctl fetch ID' later.");
+        if (a.force && !a.key_out && !a.cert_out && !a.chain_out)
+                return usage_error(ret_error, "--force only applies to --key-out, --cert-out and --chain-out.");
+        if (a.command == CLI_COMMAND_FETCH && !a.key_out && !a.cert_out && !a.chain_out)
+                return usage_error(ret_error, "'fetch' needs --key-out, --cert-out or --chain-out.");
         {
                 const char *outs[] = { a.key_out, a.cert_out, a.chain_out };
                 const char *names[] = { "key-out", "cert-out", "chain-out" };
                 for (size_t i = 0; i < 3; i++) {
-                        if (outs[i] && !*outs[i]) {
-                                r = usage_error(ret_error, "--%s needs a file name.", names[i]);
-                                goto fail;
-                        }
+                        if (outs[i] && !*outs[i])
+                                return usage_error(ret_error, "--%s needs a file name.", names[i]);
                         for (size_t j = i + 1; j < 3; j++)
-                                if (outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0) {
-                                        r = usage_error(ret_error, "--%s and --%s name the same file '%s'.",
-                                                        names[i], names[j], outs[i]);
-                                        goto fail;
-                                }
+                                if (outs[i] && outs[j] && strcmp(outs[i], outs[j]) == 0)
+                                        return usage_error(ret_error, "--%s and --%s name the same file '%s'.",
+                                                           names[i], names[j], outs[i]);
                 }
         }
 
-done:
         *ret = a;
+        a = (CliArgs) {};
         return 0;
-fail:
-        cli_args_done(&a);
-        return r;
 }
 
 /* ---- JSON ---- */
@@ -717,4 +665,62 @@ void cli_json_field_bool(CliJson *j, const char *key, bool b) {
 void cli_json_field_strv(CliJson *j, const char *key, char *const *strv) {
         cli_json_key(j, key);
         cli_json_strv(j, strv);
+}
+
+/* ---- failures ---- */
+
+char *cli_vformat(const char *format, va_list ap) {
+        char *s;
+
+        if (vasprintf(&s, format, ap) < 0)
+                return NULL;
+        return s;
+}
+
+int cli_fail(bool json, int code, const char *name, const char *format, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, format);
+        msg = cli_vformat(format, ap);
+        va_end(ap);
+        fprintf(stderr, "%s: %s", CLI_PROGRAM, msg ?: "out of memory");
+        if (name)
+                fprintf(stderr, " [%s]", name);
+        fputc('\n', stderr);
+        if (json) {
+                CliJson j;
+                cli_json_init(&j, stdout);
+                cli_json_begin(&j, '{');
+                cli_json_key(&j, "error");
+                cli_json_begin(&j, '{');
+                cli_json_field_str(&j, "name", name ?: "");
+                cli_json_field_str(&j, "message", msg ?: "out of memory");
+                cli_json_field_int(&j, "exit_code", code);
+                cli_json_end(&j, '}');
+                cli_json_end(&j, '}');
+        }
+        return code;
+}
+
+int cli_fail_call(bool json, CertbrokerError *e, int r, const char *what) {
+        int code = cli_fail(json, cli_exit_code_from_error(e->name, r), e->name, "%s: %s", what,
+                            e->message ?: strerror(-r));
+
+        /* Not certbroker_error_clear(): this file is also linked without libcertbroker. */
+        free(e->name);
+        free(e->message);
+        *e = CERTBROKER_ERROR_NULL;
+        return code;
+}
+
+CertbrokerRequestSpec cli_args_spec(const CliArgs *a) {
+        return (CertbrokerRequestSpec) {
+                .ca = a->ca,
+                .subject = a->subject,
+                .names = a->dns,
+                .key_type = a->key_type,
+                .usage = a->usage,
+                .label = a->label,
+        };
 }

@@ -4,10 +4,15 @@
 /* The pure parts of certbrokerctl: command-line parsing, exit codes, JSON strings, time
  * formatting. No bus, no files: unit-tested in tests/unit/client/. */
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "certbroker.h"
+
+#define CLI_PROGRAM "certbrokerctl"
 
 /* Exit codes (documented in --help and certbrokerctl(1)). */
 enum {
@@ -127,3 +132,17 @@ void cli_json_field_u64(CliJson *j, const char *key, uint64_t v);
 void cli_json_field_int(CliJson *j, const char *key, int v);
 void cli_json_field_bool(CliJson *j, const char *key, bool b);
 void cli_json_field_strv(CliJson *j, const char *key, char *const *strv);
+
+/* vasprintf() into a new string; NULL when out of memory. */
+char *cli_vformat(const char *format, va_list ap) __attribute__((format(printf, 1, 0)));
+
+/* Prints a failure ("certbrokerctl: message [name]" on stderr; with json also an error
+ * object on stdout) and returns code, the exit code. name may be NULL. */
+int cli_fail(bool json, int code, const char *name, const char *format, ...) __attribute__((format(printf, 4, 5)));
+
+/* cli_fail() for a failed libcertbroker call: what, then the daemon's message; the exit code
+ * follows the error's name. Clears *e. */
+int cli_fail_call(bool json, CertbrokerError *e, int r, const char *what);
+
+/* The request the command line describes (--ca, --subject, --dns, ...); borrows a's strings. */
+CertbrokerRequestSpec cli_args_spec(const CliArgs *a);

@@ -13,22 +13,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "cli-util.h"
 #include "deploy-files.h"
 
-static int why(char **ret_why, int r, const char *format, ...) __attribute__((format(printf, 3, 4)));
-static int why(char **ret_why, int r, const char *format, ...) {
+int deploy_why(char **ret_why, int r, const char *format, ...) {
         va_list ap;
-        char *s = NULL;
 
-        if (ret_why) {
-                va_start(ap, format);
-                if (vasprintf(&s, format, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_why);
-                *ret_why = s;
-        }
+        if (!ret_why)
+                return r;
+        free(*ret_why);
+        va_start(ap, format);
+        *ret_why = cli_vformat(format, ap);
+        va_end(ap);
         return r;
 }
 
@@ -119,67 +116,54 @@ static bool writable_by_others(const struct stat *st) {
 }
 
 int deploy_dir_open(const char *path, uid_t uid, int *ret_fd, char **ret_why) {
+        _cleanup_free_ char *copy = NULL;
+        _cleanup_close_ int fd = -1;
         struct stat st;
-        char *copy;
-        int fd, r;
+        int r;
 
         if (!path || path[0] != '/')
-                return why(ret_why, -EINVAL, "the directory '%s' is not an absolute path", path ?: "");
+                return deploy_why(ret_why, -EINVAL, "the directory '%s' is not an absolute path", path ?: "");
         fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
                 if (r == -ELOOP || r == -ENOTDIR) {
                         if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
-                                return why(ret_why, -ELOOP, "'%s' is a symbolic link: give the real directory", path);
-                        return why(ret_why, -ENOTDIR, "'%s' is not a directory", path);
+                                return deploy_why(ret_why, -ELOOP, "'%s' is a symbolic link: give the real directory", path);
+                        return deploy_why(ret_why, -ENOTDIR, "'%s' is not a directory", path);
                 }
-                return why(ret_why, r, "cannot open the directory '%s': %s", path, strerror(-r));
+                return deploy_why(ret_why, r, "cannot open the directory '%s': %s", path, strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
-                close(fd);
-                return why(ret_why, r, "cannot stat '%s': %s", path, strerror(-r));
+                return deploy_why(ret_why, r, "cannot stat '%s': %s", path, strerror(-r));
         }
-        if (st.st_uid != uid) {
-                close(fd);
-                return why(ret_why, -EPERM, "'%s' is owned by uid %u, not by the deploying user (uid %u): "
+        if (st.st_uid != uid)
+                return deploy_why(ret_why, -EPERM, "'%s' is owned by uid %u, not by the deploying user (uid %u): "
                            "chown it to that user", path, (unsigned) st.st_uid, (unsigned) uid);
-        }
-        if (writable_by_others(&st)) {
-                close(fd);
-                return why(ret_why, -EPERM, "'%s' is writable by its group or others (mode %04o): "
+        if (writable_by_others(&st))
+                return deploy_why(ret_why, -EPERM, "'%s' is writable by its group or others (mode %04o): "
                            "chmod go-w it, so that nobody else can plant files in it", path,
                            (unsigned) (st.st_mode & 07777));
-        }
         /* Whoever can write a directory above can rename DIR away and put another in its place. */
         copy = strdup(path);
-        if (!copy) {
-                close(fd);
+        if (!copy)
                 return -ENOMEM;
-        }
         for (char *slash = strrchr(copy, '/'); slash; slash = strrchr(copy, '/')) {
                 *slash = 0;
                 const char *up = *copy ? copy : "/";
                 if (stat(up, &st) < 0) {
                         r = -errno;
-                        free(copy);
-                        close(fd);
-                        return why(ret_why, r, "cannot stat '%s': %s", up, strerror(-r));
+                        return deploy_why(ret_why, r, "cannot stat '%s': %s", up, strerror(-r));
                 }
                 if ((st.st_uid != 0 && st.st_uid != uid) ||
-                    (writable_by_others(&st) && !(st.st_mode & S_ISVTX))) {
-                        r = why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by others "
-                                "(mode %04o): others could replace the deployment directory",
-                                up, path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
-                        free(copy);
-                        close(fd);
-                        return r;
-                }
+                    (writable_by_others(&st) && !(st.st_mode & S_ISVTX)))
+                        return deploy_why(ret_why, -EPERM, "'%s', above '%s', is owned by uid %u or writable by "
+                                          "others (mode %04o): others could replace the deployment directory",
+                                          up, path, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
                 if (!*copy)
                         break;
         }
-        free(copy);
-        *ret_fd = fd;
+        *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -234,10 +218,10 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
         int r = 0;
 
         if (size > DEPLOY_STATE_MAX)
-                return why(ret_why, -EBADMSG, "%s is larger than %u bytes: not ours", DEPLOY_STATE_FILE,
+                return deploy_why(ret_why, -EBADMSG, "%s is larger than %u bytes: not ours", DEPLOY_STATE_FILE,
                            DEPLOY_STATE_MAX);
         if (memchr(text, 0, size))
-                return why(ret_why, -EBADMSG, "%s holds a NUL byte: not ours", DEPLOY_STATE_FILE);
+                return deploy_why(ret_why, -EBADMSG, "%s holds a NUL byte: not ours", DEPLOY_STATE_FILE);
         memcpy(buf, text, size);
         buf[size] = 0;
         for (char *line = buf, *next; line && *line; line = next) {
@@ -253,7 +237,7 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                 else if (strncmp(line, "intent=", 7) == 0) {
                         v = line + 7;
                         if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN)) {
-                                r = why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
+                                r = deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
                                         "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
                                 goto finish;
                         }
@@ -265,7 +249,7 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                         if (sp)
                                 *sp = 0;
                         if (!sp || !deploy_id_is_valid(id) || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
-                                r = why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                                r = deploy_why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
                                         "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
                                 goto finish;
                         }
@@ -275,14 +259,14 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                 } else if (*line == 0 || *line == '#')
                         continue;
                 if (!slot || (*v && !deploy_id_is_valid(v))) {
-                        r = why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
+                        r = deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
                                 "reloaded=ID)", DEPLOY_STATE_FILE, line);
                         goto finish;
                 }
                 strcpy(slot, v);
         }
         if (!*s.request && *s.reloaded) {
-                r = why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
+                r = deploy_why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
                 goto finish;
         }
         *ret = s;
@@ -293,10 +277,11 @@ finish:
 }
 
 int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
+        _cleanup_close_ int fd = -1;
         char buf[DEPLOY_STATE_MAX + 1];
         struct stat st;
         ssize_t n;
-        int fd, r;
+        int r;
 
         fd = openat(dfd, DEPLOY_STATE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
@@ -306,19 +291,17 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                 }
                 r = -errno;
                 if (r == -ELOOP)
-                        return why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
-                return why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+                        return deploy_why(ret_why, r, "%s is a symbolic link: refusing it (remove it)", DEPLOY_STATE_FILE);
+                return deploy_why(ret_why, r, "cannot open %s: %s", DEPLOY_STATE_FILE, strerror(-r));
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid) {
-                close(fd);
-                return why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != uid)
+                return deploy_why(ret_why, -EBADMSG, "%s is not a regular file of the deploying user: refusing it",
                            DEPLOY_STATE_FILE);
-        }
         n = read(fd, buf, sizeof buf);
-        r = n < 0 ? -errno : 0;
-        close(fd);
-        if (r < 0)
-                return why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        if (n < 0) {
+                r = -errno;
+                return deploy_why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
+        }
         r = deploy_state_parse(buf, (size_t) n, ret, ret_why);
         explicit_bzero(buf, sizeof buf);
         return r;
@@ -431,7 +414,7 @@ int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
         if (fstatat(dfd, DEPLOY_LIVE, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
         if (!S_ISLNK(st.st_mode))
-                return why(ret_why, -EBADMSG, "'%s' in the directory is not the symbolic link deploy makes: "
+                return deploy_why(ret_why, -EBADMSG, "'%s' in the directory is not the symbolic link deploy makes: "
                            "refusing to replace it (remove it)", DEPLOY_LIVE);
         n = readlinkat(dfd, DEPLOY_LIVE, target, sizeof target - 1);
         if (n < 0)
@@ -439,7 +422,7 @@ int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
         target[n] = 0;
         if (strncmp(target, DEPLOY_GEN_PREFIX, strlen(DEPLOY_GEN_PREFIX)) != 0 ||
             !deploy_id_is_valid(target + strlen(DEPLOY_GEN_PREFIX)))
-                return why(ret_why, -EBADMSG, "'%s' points to '%.60s', not to a generation gen-<id> of this "
+                return deploy_why(ret_why, -EBADMSG, "'%s' points to '%.60s', not to a generation gen-<id> of this "
                            "directory: refusing to replace it (remove it)", DEPLOY_LIVE, target);
         strcpy(ret_id, target + strlen(DEPLOY_GEN_PREFIX));
         return 0;
@@ -447,10 +430,11 @@ int deploy_live_read(int dfd, char ret_id[static 17], char **ret_why) {
 
 int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int *ret_gfd,
                            bool *ret_created, char **ret_why) {
+        _cleanup_close_ int fd = -1;
         char name[64];
         struct stat st;
         bool created = false;
-        int fd, r;
+        int r;
 
         if (!deploy_id_is_valid(id))
                 return -EINVAL;
@@ -459,27 +443,22 @@ int deploy_generation_open(int dfd, uid_t uid, const char *id, bool create, int 
                 if (mkdirat(dfd, name, 0750) == 0)
                         created = true;
                 else if (errno != EEXIST)
-                        return why(ret_why, -errno, "cannot create %s: %s", name, strerror(errno));
+                        return deploy_why(ret_why, -errno, "cannot create %s: %s", name, strerror(errno));
         }
         fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
                 if (r == -ELOOP || r == -ENOTDIR)
-                        return why(ret_why, r, "%s in the directory is not a directory (a symbolic link or "
+                        return deploy_why(ret_why, r, "%s in the directory is not a directory (a symbolic link or "
                                    "a file someone put there): refusing it", name);
-                return r == -ENOENT ? r : why(ret_why, r, "cannot open %s: %s", name, strerror(-r));
+                return r == -ENOENT ? r : deploy_why(ret_why, r, "cannot open %s: %s", name, strerror(-r));
         }
-        if (fstat(fd, &st) < 0 || st.st_uid != uid || writable_by_others(&st)) {
-                close(fd);
-                return why(ret_why, -EPERM, "%s is not a directory of the deploying user, or is writable by "
+        if (fstat(fd, &st) < 0 || st.st_uid != uid || writable_by_others(&st))
+                return deploy_why(ret_why, -EPERM, "%s is not a directory of the deploying user, or is writable by "
                            "others: refusing it", name);
-        }
-        if (created && fchmod(fd, 0750) < 0) {
-                r = -errno;
-                close(fd);
-                return r;
-        }
-        *ret_gfd = fd;
+        if (created && fchmod(fd, 0750) < 0)
+                return -errno;
+        *ret_gfd = TAKE_FD(fd);
         if (ret_created)
                 *ret_created = created;
         return 0;
@@ -508,23 +487,36 @@ int deploy_live_swap(int dfd, const char *id) {
         return deploy_fsync_dir(dfd);
 }
 
-static int remove_generation(int dfd, const char *name) {
+DEFINE_POINTER_CLEANUP(DIR, closedir);
+
+/* dfd/name as a directory stream (never through a symbolic link). */
+static int opendir_at(int dfd, const char *name, DIR **ret) {
+        _cleanup_close_ int fd = -1;
         DIR *d;
-        struct dirent *de;
-        int fd;
 
         fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         d = fdopendir(fd);
-        if (!d) {
-                close(fd);
+        if (!d)
                 return -errno;
-        }
+        TAKE_FD(fd);    /* the stream's now */
+        *ret = d;
+        return 0;
+}
+
+static int remove_generation(int dfd, const char *name) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        int r;
+
+        r = opendir_at(dfd, name, &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d)))
                 if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
                         (void) unlinkat(dirfd(d), de->d_name, 0);
-        closedir(d);
+        closedir(TAKE_PTR(d));
         return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
@@ -543,22 +535,17 @@ static int generation_newer_first(const void *a, const void *b) {
 }
 
 int deploy_prune(int dfd, const char *live_id, unsigned keep) {
-        Generation *l = NULL;
+        _cleanup_free_ Generation *l = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
         size_t n = 0;
         char live[64];
         struct dirent *de;
-        DIR *d;
-        int fd, removed = 0;
+        int r, removed = 0;
 
         snprintf(live, sizeof live, DEPLOY_GEN_PREFIX "%s", live_id ?: "");
-        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
+        r = opendir_at(dfd, ".", &d);
+        if (r < 0)
+                return r;
         while ((de = readdir(d))) {
                 struct stat st;
                 Generation *a;
@@ -577,14 +564,13 @@ int deploy_prune(int dfd, const char *live_id, unsigned keep) {
                 l[n].mtime = st.st_mtim;
                 n++;
         }
-        closedir(d);
+        closedir(TAKE_PTR(d));
         if (n > 1)
                 qsort(l, n, sizeof(*l), generation_newer_first);
         /* The live one counts as one of those kept. */
         for (size_t k = keep > 0 ? keep - 1 : 0; k < n; k++)
                 if (remove_generation(dfd, l[k].name) == 0)
                         removed++;
-        free(l);
         return removed;
 }
 
@@ -670,7 +656,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                         continue;
                 eq = strchr(line, '=');
                 if (!eq) {
-                        r = why(ret_why, -EINVAL, "line %u: expected KEY=VALUE, got '%.60s'", lineno, line);
+                        r = deploy_why(ret_why, -EINVAL, "line %u: expected KEY=VALUE, got '%.60s'", lineno, line);
                         break;
                 }
                 *eq = 0;
@@ -681,7 +667,7 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                         for (char *tok = strtok(value, " \t"); tok; tok = strtok(NULL, " \t")) {
                                 char **a;
                                 if (c.n_dns >= DEPLOY_CONFIG_DNS_MAX) {
-                                        r = why(ret_why, -EINVAL, "line %u: more than %u DNS names", lineno,
+                                        r = deploy_why(ret_why, -EINVAL, "line %u: more than %u DNS names", lineno,
                                                 DEPLOY_CONFIG_DNS_MAX);
                                         break;
                                 }
@@ -705,11 +691,11 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                                 char **slot = (char **) ((char *) &c + keys[k].offset);
                                 known = true;
                                 if (*slot) {
-                                        r = why(ret_why, -EINVAL, "line %u: %s= given twice", lineno, key);
+                                        r = deploy_why(ret_why, -EINVAL, "line %u: %s= given twice", lineno, key);
                                         break;
                                 }
                                 if (!*value) {
-                                        r = why(ret_why, -EINVAL, "line %u: %s= is empty", lineno, key);
+                                        r = deploy_why(ret_why, -EINVAL, "line %u: %s= is empty", lineno, key);
                                         break;
                                 }
                                 *slot = strdup(value);
@@ -718,31 +704,31 @@ int deploy_config_parse(const char *text, DeployConfig *ret, char **ret_why) {
                                 break;
                         }
                 if (r == 0 && !known)
-                        r = why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
+                        r = deploy_why(ret_why, -EINVAL, "line %u: unknown key '%.40s' (known: User Dir Reload "
                                 "ReloadTimeout CA DNS Subject KeyType Usage Label Identity Format PassphraseFile "
                                 "PassphraseCredential NSSDB Nickname)", lineno, key);
         }
         free(copy);
         if (r == 0 && !c.dir)
-                r = why(ret_why, -EINVAL, "Dir= is missing: the directory to deploy into");
+                r = deploy_why(ret_why, -EINVAL, "Dir= is missing: the directory to deploy into");
         if (r == 0 && c.dir[0] != '/')
-                r = why(ret_why, -EINVAL, "Dir=%s is not an absolute path", c.dir);
+                r = deploy_why(ret_why, -EINVAL, "Dir=%s is not an absolute path", c.dir);
         if (r == 0 && c.reload_timeout) {
                 uint64_t usec;
                 if (deploy_parse_timeout(c.reload_timeout, &usec) < 0)
-                        r = why(ret_why, -EINVAL, "ReloadTimeout=%.40s: expected seconds (60, 2.5, 90s, 5min, "
+                        r = deploy_why(ret_why, -EINVAL, "ReloadTimeout=%.40s: expected seconds (60, 2.5, 90s, 5min, "
                                 "1h; 0 or infinity: none)", c.reload_timeout);
         }
         if (r == 0 && c.label && strlen(c.label) > DEPLOY_USER_LABEL_MAX)
-                r = why(ret_why, -EINVAL, "Label= is longer than %u bytes (the rest of Enroll's 128 carries "
+                r = deploy_why(ret_why, -EINVAL, "Label= is longer than %u bytes (the rest of Enroll's 128 carries "
                         "the deployment's token)", (unsigned) DEPLOY_USER_LABEL_MAX);
         if (r == 0 && c.identity && strcmp(c.identity, "self") != 0)
-                r = why(ret_why, -EINVAL, "Identity=%.40s: the only identity is self (the user's own)", c.identity);
+                r = deploy_why(ret_why, -EINVAL, "Identity=%.40s: the only identity is self (the user's own)", c.identity);
         if (r == 0 && c.identity && (c.n_dns > 0 || c.subject))
-                r = why(ret_why, -EINVAL, "Identity=self takes no DNS= or Subject=: the broker derives the "
+                r = deploy_why(ret_why, -EINVAL, "Identity=self takes no DNS= or Subject=: the broker derives the "
                         "subject and the UPN from the user's account");
         if (r == 0 && c.n_dns == 0 && !c.subject && !c.identity)
-                r = why(ret_why, -EINVAL, "DNS= (or Subject=, or Identity=self) is missing: the names of the "
+                r = deploy_why(ret_why, -EINVAL, "DNS= (or Subject=, or Identity=self) is missing: the names of the "
                         "certificate");
         if (r == 0) {
                 DeployOutputs o = {
@@ -774,7 +760,7 @@ int deploy_format_parse(const char *list, unsigned *ret_formats, char **ret_why)
         const char *p = list;
 
         if (!list)
-                return why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
+                return deploy_why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
         for (;;) {
                 size_t n;
                 bool known = false;
@@ -789,12 +775,12 @@ int deploy_format_parse(const char *list, unsigned *ret_formats, char **ret_why)
                                 known = true;
                         }
                 if (!known)
-                        return why(ret_why, -EINVAL, "unknown format '%.*s' (known: pem pkcs12 nssdb)",
+                        return deploy_why(ret_why, -EINVAL, "unknown format '%.*s' (known: pem pkcs12 nssdb)",
                                    (int) (n > 40 ? 40 : n), p);
                 p += n;
         }
         if (formats == 0)
-                return why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
+                return deploy_why(ret_why, -EINVAL, "no format given (known: pem pkcs12 nssdb)");
         /* The PEM files are the generation itself: every other format is made from them. */
         *ret_formats = formats | DEPLOY_FORMAT_PEM;
         return 0;
@@ -833,39 +819,39 @@ int deploy_outputs_check(const char *format, DeployOutputs *o, bool file, char *
         if (format) {
                 r = deploy_format_parse(format, &o->formats, &w);
                 if (r < 0) {
-                        r = why(ret_why, r, "%s%s: %s", n_format, format, w ?: "invalid");
+                        r = deploy_why(ret_why, r, "%s%s: %s", n_format, format, w ?: "invalid");
                         free(w);
                         return r;
                 }
         }
         if (o->formats & DEPLOY_FORMAT_PKCS12) {
                 if (!o->passphrase_file == !o->passphrase_credential)
-                        return why(ret_why, -EINVAL, "format pkcs12 needs its passphrase: %s(a file only you "
+                        return deploy_why(ret_why, -EINVAL, "format pkcs12 needs its passphrase: %s(a file only you "
                                    "can read) or %s(a systemd credential), one of them", n_pfile, n_pcred);
         } else if (o->passphrase_file || o->passphrase_credential)
-                return why(ret_why, -EINVAL, "%s is only for format pkcs12 (%spkcs12)",
+                return deploy_why(ret_why, -EINVAL, "%s is only for format pkcs12 (%spkcs12)",
                            o->passphrase_file ? n_pfile : n_pcred, n_format);
         if (o->passphrase_file && o->passphrase_file[0] != '/')
-                return why(ret_why, -EINVAL, "%s%s is not an absolute path", n_pfile, o->passphrase_file);
+                return deploy_why(ret_why, -EINVAL, "%s%s is not an absolute path", n_pfile, o->passphrase_file);
         if (o->passphrase_credential && !deploy_credential_name_is_valid(o->passphrase_credential))
-                return why(ret_why, -EINVAL, "%s%.60s is not a credential name (a file name in "
+                return deploy_why(ret_why, -EINVAL, "%s%.60s is not a credential name (a file name in "
                            "$CREDENTIALS_DIRECTORY: no '/')", n_pcred, o->passphrase_credential);
         if (o->formats & DEPLOY_FORMAT_NSSDB) {
                 if (!o->nssdb)
-                        return why(ret_why, -EINVAL, "format nssdb needs %sDIR: the NSS database directory "
+                        return deploy_why(ret_why, -EINVAL, "format nssdb needs %sDIR: the NSS database directory "
                                    "(sql: format, e.g. ~/.pki/nssdb)", n_nssdb);
         } else if (o->nssdb)
-                return why(ret_why, -EINVAL, "%s is only for format nssdb (%snssdb)", n_nssdb, n_format);
+                return deploy_why(ret_why, -EINVAL, "%s is only for format nssdb (%snssdb)", n_nssdb, n_format);
         if (o->nssdb) {
                 if (strncmp(o->nssdb, "sql:", 4) == 0)
                         o->nssdb += 4;
                 if (o->nssdb[0] != '/')
-                        return why(ret_why, -EINVAL, "%s%s is not an absolute path", n_nssdb, o->nssdb);
+                        return deploy_why(ret_why, -EINVAL, "%s%s is not an absolute path", n_nssdb, o->nssdb);
         }
         if (o->nickname && !(o->formats & (DEPLOY_FORMAT_NSSDB | DEPLOY_FORMAT_PKCS12)))
-                return why(ret_why, -EINVAL, "%s is only for formats pkcs12 and nssdb", n_nick);
+                return deploy_why(ret_why, -EINVAL, "%s is only for formats pkcs12 and nssdb", n_nick);
         if (o->nickname && !deploy_nickname_is_valid(o->nickname))
-                return why(ret_why, -EINVAL, "%s'%.60s': expected 1 to 64 printable ASCII characters, "
+                return deploy_why(ret_why, -EINVAL, "%s'%.60s': expected 1 to 64 printable ASCII characters, "
                            "no ':'", n_nick, o->nickname);
         return 0;
 }

@@ -31,6 +31,10 @@
 #define DEPLOY_GEN_PREFIX       "gen-"
 #define DEPLOY_KEEP_GENERATIONS 2U
 
+/* For the messages of deploy-*.c: sets *ret_why (when ret_why is not NULL; replacing what it
+ * held) to the formatted text, and returns r. */
+int deploy_why(char **ret_why, int r, const char *format, ...) __attribute__((format(printf, 3, 4)));
+
 /* Opens DIR for deployment by uid: DIR must be a directory (not a symlink), owned by uid,
  * and not writable by group or others; every directory above it must be owned by root or
  * uid and not writable by group or others unless sticky. Returns the O_DIRECTORY fd. */

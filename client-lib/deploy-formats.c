@@ -18,24 +18,19 @@
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
+#include "basic.h"
 #include "deploy-files.h"
 #include "deploy-formats.h"
 
-int deploy_formats_why(char **ret_why, int r, const char *format, ...) {
-        va_list ap;
-        char *s = NULL;
+DEFINE_POINTER_CLEANUP(BIO, BIO_free);
+DEFINE_POINTER_CLEANUP(X509, X509_free);
+DEFINE_POINTER_CLEANUP(PKCS12, PKCS12_free);
+DEFINE_POINTER_CLEANUP(PKCS8_PRIV_KEY_INFO, PKCS8_PRIV_KEY_INFO_free);
+DEFINE_POINTER_CLEANUP(char, deploy_passphrase_free);
 
-        if (ret_why) {
-                va_start(ap, format);
-                if (vasprintf(&s, format, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_why);
-                *ret_why = s;
-        }
-        return r;
+static void openssl_freep(unsigned char **p) {
+        OPENSSL_free(*p);
 }
-#define why deploy_formats_why
 
 void deploy_passphrase_free(char *p) {
         if (!p)
@@ -90,35 +85,35 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
         if (fd < 0) {
                 r = -errno;
                 if (r == -ELOOP)
-                        return why(ret_why, r, "%s is a symbolic link: give the file itself", what);
-                return why(ret_why, r, "cannot open %s: %s", what, strerror(-r));
+                        return deploy_why(ret_why, r, "%s is a symbolic link: give the file itself", what);
+                return deploy_why(ret_why, r, "cannot open %s: %s", what, strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
                 close(fd);
-                return why(ret_why, r, "cannot stat %s: %s", what, strerror(-r));
+                return deploy_why(ret_why, r, "cannot stat %s: %s", what, strerror(-r));
         }
         if (!S_ISREG(st.st_mode)) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s is not a regular file", what);
+                return deploy_why(ret_why, -EPERM, "%s is not a regular file", what);
         }
         if (st.st_uid != uid && st.st_uid != 0) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s is owned by uid %u, not by the deploying user (uid %u) or root",
+                return deploy_why(ret_why, -EPERM, "%s is owned by uid %u, not by the deploying user (uid %u) or root",
                            what, (unsigned) st.st_uid, (unsigned) uid);
         }
         if (st.st_mode & 0077) {
                 close(fd);
-                return why(ret_why, -EPERM, "%s can be read or written by its group or others (mode %04o): "
+                return deploy_why(ret_why, -EPERM, "%s can be read or written by its group or others (mode %04o): "
                            "chmod 0600 it (and choose a new passphrase: it may be known)", what,
                            (unsigned) (st.st_mode & 07777));
         }
         r = read_all(fd, DEPLOY_PASSPHRASE_MAX, &buf, &n);
         close(fd);
         if (r == -EFBIG)
-                return why(ret_why, r, "%s is longer than %u bytes: not a passphrase", what, DEPLOY_PASSPHRASE_MAX);
+                return deploy_why(ret_why, r, "%s is longer than %u bytes: not a passphrase", what, DEPLOY_PASSPHRASE_MAX);
         if (r < 0)
-                return why(ret_why, r, "cannot read %s: %s", what, strerror(-r));
+                return deploy_why(ret_why, r, "cannot read %s: %s", what, strerror(-r));
         {
                 /* Only the first line is the passphrase: the rest is wiped now, not at free. */
                 const char *nl = memchr(buf, '\n', n);
@@ -131,12 +126,12 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
                 if (nul) {
                         explicit_bzero(buf, first);
                         free(buf);
-                        return why(ret_why, -EINVAL, "%s holds a NUL byte: not a passphrase", what);
+                        return deploy_why(ret_why, -EINVAL, "%s holds a NUL byte: not a passphrase", what);
                 }
         }
         if (n == 0) {
                 deploy_passphrase_free(buf);
-                return why(ret_why, -EINVAL, "%s is empty: the passphrase is its first line", what);
+                return deploy_why(ret_why, -EINVAL, "%s is empty: the passphrase is its first line", what);
         }
         *ret = buf;
         return 0;
@@ -145,7 +140,7 @@ static int passphrase_read_at(int dfd, const char *name, const char *what, uid_t
 int deploy_passphrase_read_file(const char *path, uid_t uid, char **ret, char **ret_why) {
         char what[PATH_MAX + 32];
         if (!path || path[0] != '/')
-                return why(ret_why, -EINVAL, "the passphrase file '%s' is not an absolute path", path ?: "");
+                return deploy_why(ret_why, -EINVAL, "the passphrase file '%s' is not an absolute path", path ?: "");
         snprintf(what, sizeof what, "the passphrase file %s", path);
         return passphrase_read_at(AT_FDCWD, path, what, uid, ret, ret_why);
 }
@@ -156,15 +151,15 @@ int deploy_passphrase_read_credential(const char *name, uid_t uid, char **ret, c
         int dfd, r;
 
         if (!deploy_credential_name_is_valid(name))
-                return why(ret_why, -EINVAL, "'%.60s' is not a credential name", name ?: "");
+                return deploy_why(ret_why, -EINVAL, "'%.60s' is not a credential name", name ?: "");
         if (!dir || dir[0] != '/')
-                return why(ret_why, -ENOENT, "the passphrase credential %s: $CREDENTIALS_DIRECTORY is not set "
+                return deploy_why(ret_why, -ENOENT, "the passphrase credential %s: $CREDENTIALS_DIRECTORY is not set "
                            "(give the unit LoadCredential=%s:FILE or LoadCredentialEncrypted=, or use a "
                            "passphrase file)", name, name);
         snprintf(what, sizeof what, "the passphrase credential %s/%s", dir, name);
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return why(ret_why, -errno, "cannot open $CREDENTIALS_DIRECTORY %s: %s", dir, strerror(errno));
+                return deploy_why(ret_why, -errno, "cannot open $CREDENTIALS_DIRECTORY %s: %s", dir, strerror(errno));
         r = passphrase_read_at(dfd, name, what, uid, ret, ret_why);
         close(dfd);
         return r;
@@ -173,20 +168,20 @@ int deploy_passphrase_read_credential(const char *name, uid_t uid, char **ret, c
 /* ---- the generation's PEM files ---- */
 
 static int read_pem(int gfd, const char *name, char **ret, char **ret_why) {
-        int fd, r;
+        _cleanup_close_ int fd = -1;
         struct stat st;
+        int r;
 
         fd = openat(gfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return why(ret_why, -errno, "cannot open %s of the generation: %s", name, strerror(errno));
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return why(ret_why, -EBADMSG, "%s of the generation is not a regular file", name);
+        if (fd < 0) {
+                r = -errno;
+                return deploy_why(ret_why, r, "cannot open %s of the generation: %s", name, strerror(-r));
         }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return deploy_why(ret_why, -EBADMSG, "%s of the generation is not a regular file", name);
         r = read_all(fd, 1024U * 1024U, ret, NULL);
-        close(fd);
         if (r < 0)
-                return why(ret_why, r, "cannot read %s of the generation: %s", name, strerror(-r));
+                return deploy_why(ret_why, r, "cannot read %s of the generation: %s", name, strerror(-r));
         return 0;
 }
 
@@ -203,79 +198,80 @@ static void pair_done(Pair *p) {
         *p = (Pair) {};
 }
 
+/* A BIO reading the NUL-terminated text s. */
+static BIO *bio_of(const char *s) {
+        return BIO_new_mem_buf(s, -1);
+}
+
+/* The certificates of chain.pem's text, in order. */
+static int chain_parse(const char *text, STACK_OF(X509) **ret) {
+        _cleanup_(BIO_freep) BIO *b = bio_of(text);
+        STACK_OF(X509) *chain = sk_X509_new_null();
+
+        if (!b || !chain) {
+                sk_X509_free(chain);
+                return -ENOMEM;
+        }
+        for (;;) {
+                _cleanup_(X509_freep) X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+
+                if (!x)
+                        break;
+                if (!sk_X509_push(chain, x)) {
+                        sk_X509_pop_free(chain, X509_free);
+                        return -ENOMEM;
+                }
+                TAKE_PTR(x);
+        }
+        ERR_clear_error();      /* the end of chain.pem */
+        *ret = chain;
+        return 0;
+}
+
 /* key.pem, cert.pem and chain.pem of gfd; the key must be the certificate's. */
 static int pair_load(int gfd, Pair *ret, char **ret_why) {
-        char *key = NULL, *cert = NULL, *chain = NULL;
-        Pair p = {};
-        BIO *b = NULL;
+        _cleanup_(deploy_passphrase_freep) char *key = NULL;     /* wiped like a passphrase */
+        _cleanup_free_ char *cert = NULL, *chain = NULL;
+        _cleanup_(pair_done) Pair p = {};
+        _cleanup_(BIO_freep) BIO *kb = NULL, *cb = NULL;
         int r;
 
         r = read_pem(gfd, "key.pem", &key, ret_why);
-        if (r >= 0)
-                r = read_pem(gfd, "cert.pem", &cert, ret_why);
-        if (r >= 0)
-                r = read_pem(gfd, "chain.pem", &chain, ret_why);
         if (r < 0)
-                goto finish;
-        r = -EBADMSG;
-        b = BIO_new_mem_buf(key, -1);
-        if (!b || !(p.key = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *) ""))) {
-                r = why(ret_why, r, "key.pem of the generation is not a private key in PEM");
-                goto finish;
-        }
-        BIO_free(b);
-        b = BIO_new_mem_buf(cert, -1);
-        if (!b || !(p.cert = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-                r = why(ret_why, r, "cert.pem of the generation is not a certificate in PEM");
-                goto finish;
-        }
-        BIO_free(b);
-        b = BIO_new_mem_buf(chain, -1);
-        p.chain = sk_X509_new_null();
-        if (!b || !p.chain) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        for (;;) {
-                X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-                if (!x)
-                        break;
-                if (!sk_X509_push(p.chain, x)) {
-                        X509_free(x);
-                        r = -ENOMEM;
-                        goto finish;
-                }
-        }
-        ERR_clear_error();      /* the end of chain.pem */
+                return r;
+        r = read_pem(gfd, "cert.pem", &cert, ret_why);
+        if (r < 0)
+                return r;
+        r = read_pem(gfd, "chain.pem", &chain, ret_why);
+        if (r < 0)
+                return r;
+        kb = bio_of(key);
+        if (!kb || !(p.key = PEM_read_bio_PrivateKey(kb, NULL, NULL, (void *) "")))
+                return deploy_why(ret_why, -EBADMSG, "key.pem of the generation is not a private key in PEM");
+        cb = bio_of(cert);
+        if (!cb || !(p.cert = PEM_read_bio_X509(cb, NULL, NULL, NULL)))
+                return deploy_why(ret_why, -EBADMSG, "cert.pem of the generation is not a certificate in PEM");
+        r = chain_parse(chain, &p.chain);
+        if (r < 0)
+                return r;
         if (X509_check_private_key(p.cert, p.key) != 1) {
                 ERR_clear_error();
-                r = why(ret_why, r, "key.pem of the generation is not the key of its cert.pem: refusing to "
-                        "write it in any format");
-                goto finish;
+                return deploy_why(ret_why, -EBADMSG, "key.pem of the generation is not the key of its cert.pem: "
+                                  "refusing to write it in any format");
         }
         *ret = p;
         p = (Pair) {};
-        r = 0;
-finish:
-        BIO_free(b);
-        pair_done(&p);
-        if (key) {
-                explicit_bzero(key, strlen(key));
-                free(key);
-        }
-        free(cert);
-        free(chain);
-        return r;
+        return 0;
 }
 
 int deploy_pkcs12_write(int gfd, const char *passphrase, const char *nickname, char **ret_why) {
-        PKCS12 *p12 = NULL;
-        unsigned char *der = NULL;
-        Pair p = {};
+        _cleanup_(openssl_freep) unsigned char *der = NULL;
+        _cleanup_(PKCS12_freep) PKCS12 *p12 = NULL;
+        _cleanup_(pair_done) Pair p = {};
         int n, r;
 
         if (!passphrase || !*passphrase)
-                return why(ret_why, -EINVAL, "no passphrase for the PKCS#12 bundle");
+                return deploy_why(ret_why, -EINVAL, "no passphrase for the PKCS#12 bundle");
         r = pair_load(gfd, &p, ret_why);
         if (r < 0)
                 return r;
@@ -286,23 +282,17 @@ int deploy_pkcs12_write(int gfd, const char *passphrase, const char *nickname, c
                                NID_aes_256_cbc, NID_aes_256_cbc, DEPLOY_PKCS12_ITERATIONS, -1, 0, NULL, NULL);
         if (!p12 || PKCS12_set_mac(p12, passphrase, -1, NULL, 0, DEPLOY_PKCS12_ITERATIONS, EVP_sha256()) != 1) {
                 ERR_clear_error();
-                r = why(ret_why, -EIO, "OpenSSL could not make the PKCS#12 bundle");
-                goto finish;
+                return deploy_why(ret_why, -EIO, "OpenSSL could not make the PKCS#12 bundle");
         }
         n = i2d_PKCS12(p12, &der);
         if (n <= 0) {
                 ERR_clear_error();
-                r = why(ret_why, -EIO, "OpenSSL could not encode the PKCS#12 bundle");
-                goto finish;
+                return deploy_why(ret_why, -EIO, "OpenSSL could not encode the PKCS#12 bundle");
         }
         r = deploy_write_data(gfd, DEPLOY_PKCS12_FILE, der, (size_t) n, 0600);
         if (r < 0)
-                r = why(ret_why, r, "cannot write %s: %s", DEPLOY_PKCS12_FILE, strerror(-r));
-finish:
-        OPENSSL_free(der);
-        PKCS12_free(p12);
-        pair_done(&p);
-        return r;
+                return deploy_why(ret_why, r, "cannot write %s: %s", DEPLOY_PKCS12_FILE, strerror(-r));
+        return 0;
 }
 
 /* ---- the pair in DER, for NSS ---- */
@@ -320,44 +310,47 @@ void deploy_pair_der_done(DeployPairDer *p) {
         *p = (DeployPairDer) {};
 }
 
+/* The pair p in DER into d. */
+static int pair_to_der(const Pair *p, DeployPairDer *d) {
+        _cleanup_(PKCS8_PRIV_KEY_INFO_freep) PKCS8_PRIV_KEY_INFO *p8 = NULL;
+        int n;
+
+        p8 = EVP_PKEY2PKCS8(p->key);
+        if (!p8 || (n = i2d_PKCS8_PRIV_KEY_INFO(p8, &d->key)) <= 0)
+                return -ENOMEM;
+        d->key_size = (size_t) n;
+        n = i2d_X509(p->cert, &d->cert);
+        if (n <= 0)
+                return -ENOMEM;
+        d->cert_size = (size_t) n;
+        n = sk_X509_num(p->chain);
+        d->chain = calloc((size_t) n + 1, sizeof(*d->chain));
+        d->chain_size = calloc((size_t) n + 1, sizeof(*d->chain_size));
+        if (!d->chain || !d->chain_size)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                int k = i2d_X509(sk_X509_value(p->chain, i), &d->chain[d->n_chain]);
+                if (k <= 0)
+                        return -ENOMEM;
+                d->chain_size[d->n_chain++] = (size_t) k;
+        }
+        return 0;
+}
+
 int deploy_pair_der_load(int gfd, DeployPairDer *ret, char **ret_why) {
-        DeployPairDer d = {};
-        PKCS8_PRIV_KEY_INFO *p8 = NULL;
-        Pair p = {};
-        int n, r;
+        _cleanup_(deploy_pair_der_done) DeployPairDer d = {};
+        _cleanup_(pair_done) Pair p = {};
+        int r;
 
         r = pair_load(gfd, &p, ret_why);
         if (r < 0)
                 return r;
-        r = -ENOMEM;
-        p8 = EVP_PKEY2PKCS8(p.key);
-        if (!p8 || (n = i2d_PKCS8_PRIV_KEY_INFO(p8, &d.key)) <= 0)
-                goto finish;
-        d.key_size = (size_t) n;
-        if ((n = i2d_X509(p.cert, &d.cert)) <= 0)
-                goto finish;
-        d.cert_size = (size_t) n;
-        n = sk_X509_num(p.chain);
-        d.chain = calloc((size_t) n + 1, sizeof(*d.chain));
-        d.chain_size = calloc((size_t) n + 1, sizeof(*d.chain_size));
-        if (!d.chain || !d.chain_size)
-                goto finish;
-        for (int i = 0; i < n; i++) {
-                int k = i2d_X509(sk_X509_value(p.chain, i), &d.chain[d.n_chain]);
-                if (k <= 0)
-                        goto finish;
-                d.chain_size[d.n_chain++] = (size_t) k;
+        r = pair_to_der(&p, &d);
+        if (r < 0) {
+                ERR_clear_error();
+                return deploy_why(ret_why, r, "cannot encode the generation's key and certificates in DER");
         }
         *ret = d;
         d = (DeployPairDer) {};
-        r = 0;
-finish:
-        if (r < 0) {
-                ERR_clear_error();
-                r = why(ret_why, r, "cannot encode the generation's key and certificates in DER");
-        }
-        PKCS8_PRIV_KEY_INFO_free(p8);
-        deploy_pair_der_done(&d);
-        pair_done(&p);
-        return r;
+        return 0;
 }

@@ -68,6 +68,3 @@ typedef struct DeployPairDer {
 } DeployPairDer;
 int deploy_pair_der_load(int gfd, DeployPairDer *ret, char **ret_why);
 void deploy_pair_der_done(DeployPairDer *p);
-
-/* For messages of deploy-formats.c and deploy-nssdb.c: sets *ret_why, returns r. */
-int deploy_formats_why(char **ret_why, int r, const char *format, ...) __attribute__((format(printf, 3, 4)));

@@ -281,30 +281,51 @@ static int parse_path_key(Parser *p, const char *key, const char *v, char **fiel
         return set_string(p, field, v);
 }
 
-/* Splits v on spaces and tabs and calls f for each word. */
-static int for_each_word(Parser *p, const char *key, const char *v,
-                         int (*f)(Parser *p, const char *key, const char *word, void *userdata),
-                         void *userdata) {
+/* The length of the word at v: up to a space or tab; with escapes, a backslash keeps the next
+ * character in the word. */
+static size_t word_length(const char *v, bool escapes) {
+        size_t n = 0;
+
+        if (!escapes)
+                return strcspn(v, " \t");
+        while (v[n] && v[n] != ' ' && v[n] != '\t')
+                n += v[n] == '\\' && v[n + 1] ? 2 : 1;
+        return n;
+}
+
+/* Splits v into words (word_length()) and calls f for each, at most CB_CONFIG_LIST_MAX. */
+static int for_each_word_full(Parser *p, const char *key, const char *v, bool escapes,
+                              int (*f)(Parser *p, const char *key, const char *word, void *userdata),
+                              void *userdata) {
         size_t count = 0;
         int r;
 
         for (;;) {
+                _cleanup_free_ char *w = NULL;
+                size_t n;
+
                 v += strspn(v, " \t");
                 if (!*v)
                         return 0;
-                size_t n = strcspn(v, " \t");
+                n = word_length(v, escapes);
                 if (++count > CB_CONFIG_LIST_MAX)
                         return parser_fail_at(p, p->line, -E2BIG, "%s= has more than %u values", key,
                                               CB_CONFIG_LIST_MAX);
-                char *w = strndup(v, n);
+                w = strndup(v, n);
                 if (!w)
                         return parser_oom(p);
                 r = f(p, key, w, userdata);
-                free(w);
                 if (r < 0)
                         return r;
                 v += n;
         }
+}
+
+/* Splits v on spaces and tabs and calls f for each word. */
+static int for_each_word(Parser *p, const char *key, const char *v,
+                         int (*f)(Parser *p, const char *key, const char *word, void *userdata),
+                         void *userdata) {
+        return for_each_word_full(p, key, v, false, f, userdata);
 }
 
 /* Like for_each_word(), but a backslash keeps the next character in the word ("O=Tenant\ A"
@@ -312,28 +333,7 @@ static int for_each_word(Parser *p, const char *key, const char *v,
 static int for_each_escaped_word(Parser *p, const char *key, const char *v,
                                  int (*f)(Parser *p, const char *key, const char *word, void *userdata),
                                  void *userdata) {
-        size_t count = 0;
-        int r;
-
-        for (;;) {
-                v += strspn(v, " \t");
-                if (!*v)
-                        return 0;
-                size_t n = 0;
-                while (v[n] && v[n] != ' ' && v[n] != '\t')
-                        n += v[n] == '\\' && v[n + 1] ? 2 : 1;
-                if (++count > CB_CONFIG_LIST_MAX)
-                        return parser_fail_at(p, p->line, -E2BIG, "%s= has more than %u values", key,
-                                              CB_CONFIG_LIST_MAX);
-                char *w = strndup(v, n);
-                if (!w)
-                        return parser_oom(p);
-                r = f(p, key, w, userdata);
-                free(w);
-                if (r < 0)
-                        return r;
-                v += n;
-        }
+        return for_each_word_full(p, key, v, true, f, userdata);
 }
 
 /* ---- [Kerberos] ------------------------------------------------------------------------ */

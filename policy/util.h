@@ -8,20 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
-
-static inline void freep(void *p) {
-        free(*(void **) p);
-}
-#define _cleanup_free_ _cleanup_(freep)
-
-static inline void *take_ptr_impl(void *pp) {
-        void **p = pp, *v = *p;
-        *p = NULL;
-        return v;
-}
-#define TAKE_PTR(p) ((__typeof__(p)) take_ptr_impl(&(p)))
+#include "basic.h"      /* _cleanup_, TAKE_PTR, freep, ELEMENTSOF: shared with service/ */
 
 static inline bool streq_ptr(const char *a, const char *b) {
         if (!a || !b)

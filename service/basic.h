@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The few macros and clocks every module of service/ uses: one copy. (policy/ is a library of
- * its own with its own util.h; its definitions are token-identical where they overlap.) */
+/* The few macros and clocks every module of service/ uses: one copy, shared with policy/
+ * (through its util.h) and client-lib/. Ownership: a variable declared _cleanup_(f) is passed
+ * to f when it goes out of scope; TAKE_PTR() moves it out (to a caller, to a struct) first. */
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef _cleanup_
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -20,6 +25,43 @@
                 _p_;                            \
         })
 #endif
+
+/* A cleanup function f##p for a pointer type whose destructor f does not accept NULL (or whose
+ * result must be ignored). */
+#define DEFINE_POINTER_CLEANUP(type, f)                 \
+        static inline void f##p(type **p) {             \
+                if (*p)                                 \
+                        (void) f(*p);                   \
+        }
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+/* Closes *fd when it is a descriptor (>= 0), keeping errno. */
+static inline void closep(int *fd) {
+        if (*fd >= 0) {
+                int saved = errno;
+                (void) close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                (void) fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Returns fd and sets it to -1. */
+#define TAKE_FD(fd)                             \
+        ({                                      \
+                int _fd_ = (fd);                \
+                (fd) = -1;                      \
+                _fd_;                           \
+        })
 
 #ifndef ELEMENTSOF
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit-text.h"
+#include "log-audit-text.h"
 #include "bus-pending.h"
 #include "bus-polkit.h"
 #include "bus-text.h"

@@ -16,7 +16,7 @@
 #include "log.h"
 #include "basic.h"
 #include "seed-steps.h"
-#include "uid-limit.h"
+#include "caller-uid-limit.h"
 
 #define CHECK_ROWS_MAX (3 + 5 * CB_CA_SERVERS_MAX)
 

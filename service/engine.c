@@ -31,7 +31,7 @@
 #include "engine.h"
 #include "engine-internal.h"
 #include "renewal.h"
-#include "uid-limit.h"
+#include "caller-uid-limit.h"
 #include "http-client.h"
 #include "keys-generate.h"
 #include "krb5-creds.h"

@@ -22,7 +22,7 @@
 #include "metrics.h"
 #include "trust-anchors.h"
 #include "renewal.h"
-#include "uid-limit.h"
+#include "caller-uid-limit.h"
 #include "secret-memory.h"
 #include "basic.h"
 

@@ -9,7 +9,7 @@
 #include "basic.h"
 #include "ca.h"
 #include "cb-config.h"
-#include "journal-sync.h"
+#include "store-journal-sync.h"
 #include "keys-pool.h"
 #include "request.h"
 #include "store-db.h"
@@ -57,7 +57,7 @@ struct Manager {
         sd_event_source *decide_timer;
         uint64_t decide_backoff;
         struct PolkitRegistry *polkit;  /* authorizations asked of polkit (bus-polkit.h) */
-        struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (uid-limit.h) */
+        struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (caller-uid-limit.h) */
         struct Engine *engine;          /* engine.c: credentials, HTTP (engine-internal.h) */
         struct Metrics *metrics;        /* metrics.c: counters, the textfile writer */
 

@@ -19,7 +19,7 @@ struct Store {
         sqlite3 *db;
         StoreCipher *cipher;
         char *path;
-        bool group_commit;      /* inserts commit without fsync; the caller syncs (journal-sync.h) */
+        bool group_commit;      /* inserts commit without fsync; the caller syncs (store-journal-sync.h) */
 };
 
 /* ---- ids ---- */

@@ -199,7 +199,7 @@ int store_count_created_since(Store *s, uid_t owner, uint64_t since_usec, unsign
 int store_history_prune(Store *s, uint64_t before_usec);
 
 /* Group commit: store_request_insert() and store_key_set() commit without fsync() (still durable against a
- * crash of the daemon, in WAL mode); the caller makes it durable with journal-sync.h before it
+ * crash of the daemon, in WAL mode); the caller makes it durable with store-journal-sync.h before it
  * relies on that (certbrokerd: before Enroll replies). Key take/erase and delete always
  * fsync. Off by default. */
 void store_set_group_commit(Store *s, bool on);

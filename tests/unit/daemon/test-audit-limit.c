@@ -11,8 +11,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "audit-text.h"
-#include "uid-limit.h"
+#include "log-audit-text.h"
+#include "caller-uid-limit.h"
 
 #define SEC 1000000ULL
 

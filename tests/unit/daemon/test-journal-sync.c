@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "journal-sync.h"
+#include "store-journal-sync.h"
 
 typedef struct Seen {
         int order[64];

@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "uid-limit.h"
+#include "caller-uid-limit.h"
 
 /* A generic cell rate algorithm per uid: tat ("theoretical arrival time") advances by refill
  * per take; a take is allowed while tat stays within (burst - 1) refills of now. */

@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "journal-sync.h"
+#include "store-journal-sync.h"
 
 struct JournalSyncWait {
         JournalSync *owner;

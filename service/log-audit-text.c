@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "audit-text.h"
+#include "log-audit-text.h"
 
 static int is_plain(unsigned char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
