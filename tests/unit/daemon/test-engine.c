@@ -352,8 +352,6 @@ static const AnswerCase answer_cases[] = {
           "CAUnreachable", NULL, "HTTP 500", 1, 1 },
         { "pending, timeout poll", STEPS({ FAKE_NDES_PENDING }, { FAKE_NDES_TIMEOUT }), REQUEST_PENDING, "Timeout",
           NULL, "time-out", 1, 1 },
-        { "pending, unreachable, success", STEPS({ FAKE_NDES_PENDING }, { FAKE_NDES_UNREACHABLE },
-          { FAKE_NDES_SUCCESS }), REQUEST_ISSUED, "", NULL, NULL, 1, 2 },
 };
 
 static void test_answers(void **state) {
@@ -389,8 +387,9 @@ static void test_answers(void **state) {
                         assert_string_equal(r->rec->fail_info, t->fail_info);
                 if (t->message)
                         assert_non_null(strstr(r->rec->error_message, t->message));
+                /* Tried again, or polled again, later. */
                 if (t->state == REQUEST_RETRYING || t->state == REQUEST_PENDING)
-                        assert_true(r->rec->next_attempt > 0);
+                        assert_true(r->rec->next_attempt > now_usec());
                 const FakeNdesCounters *c = fake_ndes_counters(ndes);
                 assert_int_equal(c->pkcsreq, t->pkcsreq);
                 assert_int_equal(c->certpoll, t->certpoll);
