@@ -8,12 +8,14 @@
 #include <time.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "fake-ndes.h"
 #include "ndes-pki.h"
 
 #define FAKE_NDES_TRANSACTIONS_MAX 64
+#define FAKE_NDES_CHALLENGES_MAX 16
 
 typedef struct Transaction {
         char id[SCEP_TXID_MAX + 1];
@@ -26,6 +28,8 @@ struct FakeNdes {
         FakeNdesStep *script;
         size_t n_script, next;
         FakeNdesCounters counters;
+        char challenges[FAKE_NDES_CHALLENGES_MAX][17]; /* handed out by mscep_admin, not yet used */
+        size_t n_challenges;
         Transaction transactions[FAKE_NDES_TRANSACTIONS_MAX];
         size_t n_transactions;
 };
@@ -116,6 +120,56 @@ static void serve_cacert(FakeNdes *n, FakeHttpAnswer *ret) {
         answer_bytes(ret, 200, "application/x-x509-ca-ra-cert", der, size);
         OPENSSL_free(der);
         sk_X509_free(certs);
+}
+
+/* mscep_admin's page in English, UTF-8, as NDES shows it: the CA thumbprint (MD5, in groups of
+ * four bytes) and a one-time challenge of 8 random bytes in hex. */
+static void serve_admin(FakeNdes *n, FakeHttpAnswer *ret) {
+        unsigned char md[EVP_MAX_MD_SIZE], rnd[8];
+        unsigned mdlen = 0;
+        char thumb[64] = "", *page = NULL;
+
+        n->counters.admin++;
+        assert(X509_digest(n->ca, EVP_md5(), md, &mdlen) == 1);
+        for (unsigned i = 0; i < mdlen; i++)
+                sprintf(thumb + strlen(thumb), "%s%02X", i > 0 && i % 4 == 0 ? " " : "", md[i]);
+        assert(RAND_bytes(rnd, sizeof rnd) == 1);
+        if (n->n_challenges == FAKE_NDES_CHALLENGES_MAX) {
+                memmove(n->challenges[0], n->challenges[1], sizeof n->challenges[0] * (FAKE_NDES_CHALLENGES_MAX - 1));
+                n->n_challenges--;
+        }
+        char *c = n->challenges[n->n_challenges++];
+        for (size_t i = 0; i < sizeof rnd; i++)
+                sprintf(c + 2 * i, "%02X", rnd[i]);
+        assert(asprintf(&page,
+                        "<HTML><Head><Meta HTTP-Equiv=\"Content-Type\" Content=\"text/html; charset=UTF-8\">"
+                        "<Title>Network Device Enrollment Service</Title></Head><Body BgColor=#FFFFFF>"
+                        "<P ID=locPageTitle> Network Device Enrollment Service allows you to obtain certificates "
+                        "for routers or other network devices using the Simple Certificate Enrollment Protocol "
+                        "(SCEP). </P><P> To complete certificate enrollment for your network device you will "
+                        "need the following information: <P> The thumbprint (hash value) for the CA certificate "
+                        "is: <B> %s </B> <P> The enrollment challenge password is: <B> %s </B> <P> This password "
+                        "can be used only once and will expire within 60 minutes. <P> Each enrollment requires a "
+                        "new challenge password. You can refresh this web page to obtain a new challenge "
+                        "password. </P></Body></HTML>", thumb, c) > 0);
+        answer_text(ret, 200, "text/html; charset=utf-8", page);
+        free(page);
+}
+
+/* A PKCSReq's challengePassword: one mscep_admin handed out and not used yet (then used up). */
+static void challenge_check(FakeNdes *n, X509_REQ *csr) {
+        char buf[256];
+
+        if (pki_req_challenge(csr, buf, sizeof buf) < 0)
+                return;
+        for (size_t i = 0; i < n->n_challenges; i++)
+                if (strcmp(n->challenges[i], buf) == 0) {
+                        memmove(n->challenges[i], n->challenges[i + 1], sizeof n->challenges[0] * (n->n_challenges - i - 1));
+                        n->n_challenges--;
+                        n->counters.challenge_ok++;
+                        return;
+                }
+        n->counters.challenge_bad++;
 }
 
 static Transaction *transaction_find(FakeNdes *n, const char *id) {
@@ -219,6 +273,8 @@ static void serve_pkioperation(FakeNdes *n, const FakeHttpExchange *x, FakeHttpA
         if (req.message_type == SCEP_MSG_PKCSREQ) {
                 n->counters.pkcsreq++;
                 csr = transaction_keep(n, &req);
+                if (csr)
+                        challenge_check(n, csr);
         } else if (req.message_type == SCEP_MSG_CERTPOLL) {
                 n->counters.certpoll++;
                 Transaction *t = transaction_find(n, req.transaction_id);
@@ -292,6 +348,11 @@ finish:
 void fake_ndes_respond(const FakeHttpExchange *x, FakeHttpAnswer *ret, void *userdata) {
         FakeNdes *n = userdata;
         const char *op = strstr(x->url, "operation=");
+
+        if (strstr(x->url, "/mscep_admin")) {
+                serve_admin(n, ret);
+                return;
+        }
 
         op = op ? op + strlen("operation=") : "";
         if (strncmp(op, "GetCACaps", 9) == 0) {

@@ -2,7 +2,8 @@
 #pragma once
 
 /* An NDES server inside the engine's unit test, answering the fake HTTP client (fake-http.h):
- * GetCACaps, GetCACert and PKIOperation with real SCEP messages made by the NDES emulator's
+ * GetCACaps, GetCACert and PKIOperation with real SCEP messages, and mscep_admin with one-time
+ * challenges, made by the NDES emulator's
  * certificate and message code (tests/ndes/ndes-pki.c, which shares nothing with service/).
  * Each PKIOperation is answered by the next step of a script (the last step repeats). */
 
@@ -46,6 +47,9 @@ void fake_ndes_script(FakeNdes *n, const FakeNdesStep *steps, size_t n_steps);
 typedef struct FakeNdesCounters {
         unsigned caps, cacert, pkcsreq, certpoll, other;
         unsigned get;                   /* PKIOperations sent with GET (the rest: POST) */
+        unsigned admin;                 /* mscep_admin pages served (each a new challenge) */
+        unsigned challenge_ok;          /* PKCSReqs with a challenge mscep_admin handed out */
+        unsigned challenge_bad;         /* PKCSReqs with any other challenge */
         unsigned issued;                /* certificates issued */
         unsigned unverified;            /* PKIOperations whose signature or envelope failed */
 } FakeNdesCounters;

@@ -73,8 +73,13 @@ static int group_teardown(void **state) {
 }
 
 static void manager_open(Fixture *f);
+static Fixture *fixture_new_ca(const char *challenge);
 
 static Fixture *fixture_new(void) {
+        return fixture_new_ca("Challenge=none");
+}
+
+static Fixture *fixture_new_ca(const char *challenge) {
         Fixture *f = calloc(1, sizeof(*f));
         char *text = NULL, *sub;
 
@@ -99,9 +104,10 @@ static Fixture *fixture_new(void) {
                              "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
         write_file(f->config_dir, "certbroker.conf", text);
         free(text);
-        write_file(f->config_dir, "ca.d/corp.conf",
-                   "[CA]\nURL=https://" NDES_HOST "/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                   "Authentication=none\nChallenge=none\nPollInterval=1\nPendingDeadline=3600\n");
+        assert_true(asprintf(&text, "[CA]\nURL=https://" NDES_HOST "/certsrv/mscep/mscep.dll\nDefault=yes\n"
+                             "Authentication=none\n%s\nPollInterval=1\nPendingDeadline=3600\n", challenge) > 0);
+        write_file(f->config_dir, "ca.d/corp.conf", text);
+        free(text);
         assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
         write_file(f->config_dir, "policy.d/me.policy", text);
         free(text);
@@ -241,6 +247,35 @@ static void test_issued(void **state) {
         assert_int_equal(c->issued, 1);
         assert_int_equal(c->unverified, 0);
         free(id);
+}
+
+/* Challenge=mscep-admin: the real challenge fetcher over the fake client; the challenge the
+ * page handed out is the one in the CSR, used once. */
+static void test_issued_with_challenge(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_ca("Challenge=mscep-admin\nAdminURL=https://" NDES_HOST "/certsrv/mscep_admin/");
+
+        (void) state;
+        script(steps, 1);
+        char *id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+        assert_issued_by_fake_ca(request(f, id));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->admin, 1);
+        assert_int_equal(c->pkcsreq, 1);
+        assert_int_equal(c->challenge_ok, 1);
+        assert_int_equal(c->challenge_bad, 0);
+        /* With Challenge=none, no page is asked and the CSR carries no challenge. */
+        free(id);
+        fixture_free(f);
+        f = fixture_new();
+        script(steps, 1);
+        id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+        assert_int_equal(c->admin, 0);
+        assert_int_equal(c->challenge_ok + c->challenge_bad, 0);
+        free(id);
+        fixture_free(f);
 }
 
 static void test_pending_then_issued(void **state) {
@@ -403,6 +438,7 @@ static void test_answers(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_issued, setup, teardown),
+                cmocka_unit_test(test_issued_with_challenge),
                 cmocka_unit_test_setup_teardown(test_pending_then_issued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
                 cmocka_unit_test(test_answers),
