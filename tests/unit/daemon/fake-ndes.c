@@ -30,6 +30,7 @@ struct FakeNdes {
         FakeNdesCounters counters;
         char challenges[FAKE_NDES_CHALLENGES_MAX][17]; /* handed out by mscep_admin, not yet used */
         size_t n_challenges;
+        FakeNdesAdmin admin;
         Transaction transactions[FAKE_NDES_TRANSACTIONS_MAX];
         size_t n_transactions;
 };
@@ -85,6 +86,10 @@ void fake_ndes_script(FakeNdes *n, const FakeNdesStep *steps, size_t n_steps) {
         n->counters = (FakeNdesCounters) {};
 }
 
+void fake_ndes_admin(FakeNdes *n, FakeNdesAdmin a) {
+        n->admin = a;
+}
+
 const FakeNdesCounters *fake_ndes_counters(const FakeNdes *n) {
         return &n->counters;
 }
@@ -130,6 +135,30 @@ static void serve_admin(FakeNdes *n, FakeHttpAnswer *ret) {
         char thumb[64] = "", *page = NULL;
 
         n->counters.admin++;
+        switch (n->admin) {
+        case FAKE_NDES_ADMIN_CACHE_FULL:
+                answer_text(ret, 200, "text/html; charset=utf-8",
+                            "<HTML><Head><Title>Network Device Enrollment Service</Title></Head><Body>"
+                            "<P ID=locPageTitle> Network Device Enrollment Service allows you to obtain certificates "
+                            "for routers or other network devices using the Simple Certificate Enrollment Protocol "
+                            "(SCEP). </P><P> The password cache is full. <P> Network Device Enrollment Service "
+                            "stores unused password for later use. By default, passwords are stored for 60 "
+                            "minutes.</P></Body></HTML>");
+                return;
+        case FAKE_NDES_ADMIN_PERMISSION:
+                answer_text(ret, 200, "text/html; charset=utf-8",
+                            "<HTML><Head><Title>Network Device Enrollment Service</Title></Head><Body>"
+                            "<P ID=locPageTitle> Network Device Enrollment Service allows you to obtain certificates "
+                            "for routers or other network devices using the Simple Certificate Enrollment Protocol "
+                            "(SCEP). </P><P> You do not have sufficient permission to enroll with SCEP.  Please "
+                            "contact your system administrator. </P></Body></HTML>");
+                return;
+        case FAKE_NDES_ADMIN_HTTP_500:
+                answer_text(ret, 500, "text/html", "<html><body>500 - Internal server error.</body></html>\n");
+                return;
+        default:
+                break;
+        }
         assert(X509_digest(n->ca, EVP_md5(), md, &mdlen) == 1);
         for (unsigned i = 0; i < mdlen; i++)
                 sprintf(thumb + strlen(thumb), "%s%02X", i > 0 && i % 4 == 0 ? " " : "", md[i]);

@@ -33,6 +33,15 @@ typedef struct FakeNdesStep {
         int fail_info;                  /* FAKE_NDES_FAILURE: 0 badAlg .. 4 badCertId */
 } FakeNdesStep;
 
+/* What mscep_admin answers. */
+typedef enum FakeNdesAdmin {
+        FAKE_NDES_ADMIN_CHALLENGE,      /* the page with a one-time challenge */
+        FAKE_NDES_ADMIN_CACHE_FULL,     /* "The password cache is full." */
+        FAKE_NDES_ADMIN_PERMISSION,     /* "You do not have sufficient permission to enroll with SCEP." */
+        FAKE_NDES_ADMIN_HTTP_500,
+        _FAKE_NDES_ADMIN_MAX,
+} FakeNdesAdmin;
+
 typedef struct FakeNdes FakeNdes;
 
 /* A CA, an RA signing and an RA encryption certificate, made once (RSA keys). */
@@ -42,6 +51,9 @@ FakeNdes *fake_ndes_free(FakeNdes *n);
 /* The answers to the next PKIOperations, in order; the last repeats. Copied. Resets the
  * counters, keeps the transactions seen (a restarted broker polls them). */
 void fake_ndes_script(FakeNdes *n, const FakeNdesStep *steps, size_t n_steps);
+
+/* What mscep_admin answers from now on (FAKE_NDES_ADMIN_CHALLENGE at first). */
+void fake_ndes_admin(FakeNdes *n, FakeNdesAdmin a);
 
 /* Requests seen since the last fake_ndes_script(). */
 typedef struct FakeNdesCounters {

@@ -341,11 +341,13 @@ typedef struct AnswerCase {
         FakeNdesStep steps[4];
         size_t n_steps;
         RequestState state;             /* where the request settles */
-        const char *error;              /* its error name, without the prefix; "" none */
+        const char *error;              /* its Error name without the prefix, "" for none */
         const char *fail_info;          /* NULL: not checked */
         const char *message;            /* a part of error_message; NULL: not checked */
         unsigned pkcsreq, certpoll;     /* PKIOperations the server saw */
         unsigned get;                   /* of them, sent with GET */
+        bool challenge;                 /* Challenge=mscep-admin (else none), mscep_admin answering: */
+        FakeNdesAdmin admin;
 } AnswerCase;
 
 #define STEPS(...) .steps = { __VA_ARGS__ }, .n_steps = sizeof((FakeNdesStep[]) { __VA_ARGS__ }) / sizeof(FakeNdesStep)
@@ -387,14 +389,28 @@ static const AnswerCase answer_cases[] = {
           "CAUnreachable", NULL, "HTTP 500", 1, 1 },
         { "pending, timeout poll", STEPS({ FAKE_NDES_PENDING }, { FAKE_NDES_TIMEOUT }), REQUEST_PENDING, "Timeout",
           NULL, "time-out", 1, 1 },
+        /* mscep_admin's answers (Challenge=mscep-admin): no PKIOperation without a challenge. */
+        { "admin: challenge, success", STEPS({ FAKE_NDES_SUCCESS }), REQUEST_ISSUED, "", NULL, NULL, 1, 0, 0,
+          true, FAKE_NDES_ADMIN_CHALLENGE },
+        { "admin: challenge, failure badRequest", STEPS({ FAKE_NDES_FAILURE, 2 }), REQUEST_REJECTED, "CARejected",
+          "badRequest", NDES_HOST, 1, 0, 0, true, FAKE_NDES_ADMIN_CHALLENGE },
+        { "admin: cache full", STEPS({ FAKE_NDES_SUCCESS }), REQUEST_RETRYING, "ChallengeUnavailable", NULL,
+          "password cache is full", 0, 0, 0, true, FAKE_NDES_ADMIN_CACHE_FULL },
+        /* A configuration error at the CA: not retried, the message names the account to fix. */
+        { "admin: permission", STEPS({ FAKE_NDES_SUCCESS }), REQUEST_FAILED, "ChallengeUnavailable", NULL,
+          "svc-scep@EXAMPLE.TEST", 0, 0, 0, true, FAKE_NDES_ADMIN_PERMISSION },
+        { "admin: http 500", STEPS({ FAKE_NDES_SUCCESS }), REQUEST_RETRYING, "CAUnreachable", NULL, "HTTP 500", 0,
+          0, 0, true, FAKE_NDES_ADMIN_HTTP_500 },
 };
 
 static void test_answers(void **state) {
         (void) state;
         for (size_t i = 0; i < sizeof answer_cases / sizeof answer_cases[0]; i++) {
                 const AnswerCase *t = &answer_cases[i];
-                Fixture *f = fixture_new();
+                Fixture *f = t->challenge ? fixture_new_ca("Challenge=mscep-admin\nAdminURL=https://" NDES_HOST
+                                                           "/certsrv/mscep_admin/") : fixture_new();
 
+                fake_ndes_admin(ndes, t->admin);
                 uint64_t start = monotonic_usec();
                 print_message("answer: %s\n", t->name);
                 script(t->steps, t->n_steps);
@@ -410,14 +426,12 @@ static void test_answers(void **state) {
                               (double) (monotonic_usec() - start) / 1e6);
                 if (t->state == REQUEST_ISSUED)
                         assert_issued_by_fake_ca(r);
-                if (t->error && t->error[0]) {
+                if (t->error[0]) {
                         char expected[256];
                         snprintf(expected, sizeof expected, "%s%s", BROKER_ERROR_PREFIX, t->error);
                         assert_string_equal(r->rec->error, expected);
-                } else if (t->error)
+                } else
                         assert_string_equal(r->rec->error, "");
-                else
-                        assert_true(strncmp(r->rec->error, BROKER_ERROR_PREFIX, strlen(BROKER_ERROR_PREFIX)) == 0);
                 if (t->fail_info)
                         assert_string_equal(r->rec->fail_info, t->fail_info);
                 if (t->message)
@@ -430,9 +444,16 @@ static void test_answers(void **state) {
                 assert_int_equal(c->certpoll, t->certpoll);
                 assert_int_equal(c->get, t->get);
                 assert_int_equal(c->unverified, 0);
+                if (t->challenge)
+                        assert_true(c->admin >= 1);
+                else
+                        assert_int_equal(c->admin, 0);
+                assert_int_equal(c->challenge_ok, t->challenge && t->pkcsreq > 0 ? t->pkcsreq : 0);
+                assert_int_equal(c->challenge_bad, 0);
                 free(id);
                 fixture_free(f);
         }
+        fake_ndes_admin(ndes, FAKE_NDES_ADMIN_CHALLENGE);
 }
 
 int main(void) {
