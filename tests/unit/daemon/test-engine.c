@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The engine's paths against an NDES, in process: the real engine, request.c, manager.c and
- * journal, with the HTTP client replaced at link time by fake-http.c and the server by
- * fake-ndes.c, which answers with real SCEP messages (the NDES emulator's PKI code). Covered:
- * issued at once, PENDING polled to SUCCESS, FAILURE with each failInfo, unusable answers,
- * HTTP errors and transport failures, and a pending request resumed after a restart; then
- * one table of server answers and what the request becomes. */
+/* The engine's paths against an NDES, in process: the real engine, challenge fetcher,
+ * request.c, manager.c and journal, with the HTTP client replaced at link time by fake-http.c
+ * and the server by fake-ndes.c, which answers with real SCEP messages (the NDES emulator's
+ * PKI code). Covered: issued at once (with and without a challenge from mscep_admin), PENDING
+ * polled to SUCCESS, a pending request resumed after a restart, a submission in doubt (no
+ * answer) recovered with CertPoll after a restart; then one table of server answers
+ * (FAILURE with each failInfo, unusable CertReps, HTTP errors, transport failures, failed
+ * polls, mscep_admin's pages) and what the request becomes. */
 #include <errno.h>
 #include <pwd.h>
 #include <setjmp.h>
@@ -334,6 +336,40 @@ static void test_resume_after_restart(void **state) {
         free(id);
 }
 
+/* A PKCSReq that got no answer may have reached the CA (it did: the fake kept it). After a
+ * restart the broker asks with CertPoll for that transaction instead of submitting again. */
+static void test_in_doubt_after_restart(void **state) {
+        Fixture *f = *state;
+        static const FakeNdesStep timeout[] = { { FAKE_NDES_TIMEOUT } };
+        static const FakeNdesStep issued[] = { { FAKE_NDES_SUCCESS } };
+
+        script(timeout, 1);
+        char *id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_RETRYING, NULL));
+        Request *r = request(f, id);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "Timeout");
+        assert_true(r->rec->submitted != 0);    /* in doubt */
+        char *txid = strdup(r->rec->transaction_id);
+        assert_non_null(txid);
+        assert_int_equal(fake_ndes_counters(ndes)->pkcsreq, 1);
+
+        manager_free(f->m);
+        f->m = NULL;
+        script(issued, 1);
+        manager_open(f);
+        assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+        r = request(f, id);
+        assert_issued_by_fake_ca(r);
+        assert_string_equal(r->rec->transaction_id, txid);
+        assert_int_equal(r->rec->submitted, 0);
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->pkcsreq, 0);
+        assert_int_equal(c->certpoll, 1);
+        assert_int_equal(c->issued, 1);
+        free(txid);
+        free(id);
+}
+
 /* ---- the table: every server answer and what the request becomes ---- */
 
 typedef struct AnswerCase {
@@ -462,6 +498,7 @@ int main(void) {
                 cmocka_unit_test(test_issued_with_challenge),
                 cmocka_unit_test_setup_teardown(test_pending_then_issued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_in_doubt_after_restart, setup, teardown),
                 cmocka_unit_test(test_answers),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
