@@ -5,6 +5,7 @@
  * its own with its own util.h; its definitions are token-identical where they overlap.) */
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 #ifndef _cleanup_
@@ -20,6 +21,11 @@
                 _p_;                            \
         })
 #endif
+
+/* For _cleanup_(freep): free(*p). */
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
 
 #ifndef ELEMENTSOF
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))

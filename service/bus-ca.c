@@ -38,17 +38,6 @@ static int ca_find(sd_bus *bus, const char *path, const char *interface, void *u
         return 1;
 }
 
-/* The CA a deferred call was made on (bus_defer_for_nss()), if it is still configured. */
-static void *ca_refind(Manager *m, sd_bus_message *msg) {
-        char *name = NULL;
-        CaState *ca = NULL;
-
-        if (sd_bus_path_decode(sd_bus_message_get_path(msg), CB_CA_PREFIX, &name) > 0 && cb_ca_name_is_valid(name))
-                ca = manager_find_ca_state(m, name);
-        free(name);
-        return ca;
-}
-
 static int ca_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
                         sd_bus_error *error) {
         Manager *m = userdata;
@@ -223,8 +212,8 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0) {
                 uid_t u = caller.uid;
                 caller_done(&caller);
-                if (r == -EINPROGRESS)  /* made again once NSS has answered */
-                        return bus_defer_for_nss(m, msg, method_check, ca_refind, u, error);
+                if (r == -EINPROGRESS)  /* dispatched again once NSS has answered */
+                        return bus_defer_for_nss(m, msg, u, error);
                 return bus_nss_error(m, error, u, r);
         }
         CbCaller cb;

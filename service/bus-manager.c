@@ -155,12 +155,12 @@ static int count_active(uid_t uid, uint64_t *ret, void *userdata) {
 }
 
 /* Reads (s ca, s subject, as names, a{sv} options), identifies the caller, decides: 0. When
- * the caller's names are still being asked of NSS, the call is made again once it has answered
- * (handler: the method's own): 1, nothing decided. */
+ * the caller's names are still being asked of NSS, the call is dispatched again once it has
+ * answered (bus_defer_for_nss()): 1, nothing decided. */
 /* extra: what to resolve beyond what the rules need (Enroll stores the unit with the request,
  * for decisions against later rules). */
-static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra, sd_bus_message_handler_t handler,
-                              PolicyCall *p, CbDecision *ret, sd_bus_error *error) {
+static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra, PolicyCall *p, CbDecision *ret,
+                              sd_bus_error *error) {
         EnrollOptions o = {};
         size_t n = 0, cap = 0;
         int r;
@@ -205,7 +205,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
                 return bus_caller_error(m, error, r);
         r = caller_resolve_names(&p->caller, needed);
         if (r == -EINPROGRESS)
-                return bus_defer_for_nss(m, msg, handler, NULL, p->caller.uid, error);
+                return bus_defer_for_nss(m, msg, p->caller.uid, error);
         if (r < 0)
                 return bus_nss_error(m, error, p->caller.uid, r);
 
@@ -344,7 +344,7 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         char *snapshot = NULL;
         int r;
 
-        r = policy_call_decide(m, msg, CALLER_UNIT, method_enroll, &p, &d, error);
+        r = policy_call_decide(m, msg, CALLER_UNIT, &p, &d, error);
         if (r != 0)
                 goto finish;    /* an error, or made again once NSS answers */
         /* The same token again (a caller that did not see the reply): that request, made once. */
@@ -413,7 +413,7 @@ static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error
         CbDecision d = {};
         int r;
 
-        r = policy_call_decide(m, msg, 0, method_check_access, &p, &d, error);
+        r = policy_call_decide(m, msg, 0, &p, &d, error);
         if (r == 0) {
                 sd_bus_message *reply = NULL;
 
@@ -648,10 +648,10 @@ static void hook_credentials_changed(Manager *m) {
 }
 
 static void hook_closing(Manager *m) {
-        bus_deferred_free_all(m);
         while (m->trust_waiters)
                 pending_reply_drop(m->trust_waiters);
-        m->polkit = bus_polkit_registry_free(m->polkit);
+        m->polkit = bus_polkit_registry_free(m->polkit);        /* with the calls it deferred */
+        bus_deferred_free_all(m);
         m->callers = caller_registry_free(m->callers);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);

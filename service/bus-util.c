@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,88 +102,102 @@ int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r) {
                              "once NSS (sssd, winbind, LDAP) answers.", (unsigned) uid, strerror(r < 0 ? -r : r));
 }
 
-typedef struct DeferredCall DeferredCall;
-struct DeferredCall {
+struct BusDeferred {
         Manager *manager;
         sd_bus_message *msg;
-        sd_bus_message_handler_t handler;
-        BusRefind refind;
-        NssWaiter *waiter;
-        DeferredCall *prev, *next;
+        BusDeferReason reason;
+        NssWaiter *waiter;              /* BUS_DEFER_NSS: until NSS answers */
+        BusDeferred *prev, *next;
 };
 
-static void deferred_unlink_free(DeferredCall *d) {
-        Manager *m = d->manager;
+static const char *const defer_reason_table[_BUS_DEFER_REASON_MAX] = {
+        [BUS_DEFER_NSS] = "NSS",
+        [BUS_DEFER_POLKIT] = "polkit",
+};
 
-        if (d->prev)
-                d->prev->next = d->next;
-        else
-                m->nss_deferred = d->next;
-        if (d->next)
-                d->next->prev = d->prev;
-        m->n_nss_deferred--;
-        nss_waiter_free(d->waiter);
-        sd_bus_message_unref(d->msg);
-        free(d);
+const char *bus_defer_reason_to_string(BusDeferReason reason) {
+        return reason >= 0 && reason < _BUS_DEFER_REASON_MAX ? defer_reason_table[reason] : NULL;
 }
 
-static void deferred_run(void *userdata) {
-        DeferredCall *d = userdata;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *msg = sd_bus_message_ref(d->msg);
-        sd_bus_message_handler_t handler = d->handler;
-        Manager *m = d->manager;
-        void *object;
-        int r;
+int bus_defer(Manager *m, sd_bus_message *msg, BusDeferReason reason, BusDeferred **ret) {
+        BusDeferred *d;
 
-        d->waiter = NULL;               /* freed by the cache before this runs */
-        object = d->refind ? d->refind(m, msg) : m;
-        deferred_unlink_free(d);
-        if (!object)
-                r = bus_error_set(&error, BROKER_ERROR_NOT_READY,
-                                  "The object this call was made on went away while the broker waited for NSS "
-                                  "(a Reload removed it?): call again.");
-        else {
-                r = sd_bus_message_rewind(msg, true);
-                if (r >= 0)
-                        r = handler(msg, object, &error);
-        }
-        if (sd_bus_error_is_set(&error))
-                (void) sd_bus_reply_method_error(msg, &error);
-        else if (r < 0)
-                (void) sd_bus_reply_method_errnof(msg, r, "Cannot answer this call: %m");
-        sd_bus_error_free(&error);
-        sd_bus_message_unref(msg);
-}
-
-int bus_defer_for_nss(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, BusRefind refind,
-                      uid_t uid, sd_bus_error *error) {
-        DeferredCall *d;
-        int r;
-
-        if (!m->nss || m->n_nss_deferred >= BUS_NSS_DEFERRED_MAX)
-                return bus_nss_error(m, error, uid, -EBUSY);
+        assert(reason >= 0 && reason < _BUS_DEFER_REASON_MAX);
         d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;
-        *d = (DeferredCall) { .manager = m, .msg = sd_bus_message_ref(msg), .handler = handler, .refind = refind,
-                              .next = m->nss_deferred };
-        r = nss_cache_wait(m->nss, deferred_run, d, &d->waiter);
-        if (r < 0) {
-                sd_bus_message_unref(d->msg);
-                free(d);
-                return r;
-        }
+        *d = (BusDeferred) { .manager = m, .msg = sd_bus_message_ref(msg), .reason = reason,
+                             .next = m->deferred };
         if (d->next)
                 d->next->prev = d;
-        m->nss_deferred = d;
-        m->n_nss_deferred++;
+        m->deferred = d;
+        m->n_deferred[reason]++;
+        *ret = d;
+        return 0;
+}
+
+BusDeferred *bus_deferred_free(BusDeferred *d) {
+        if (!d)
+                return NULL;
+        Manager *m = d->manager;
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                m->deferred = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        m->n_deferred[d->reason]--;
+        nss_waiter_free(d->waiter);
+        sd_bus_message_unref(d->msg);
+        free(d);
+        return NULL;
+}
+
+void bus_deferred_resume(BusDeferred *d) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = sd_bus_message_ref(d->msg);
+        const char *reason = bus_defer_reason_to_string(d->reason);
+        int r;
+
+        bus_deferred_free(d);
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0)
+                r = sd_bus_enqueue_for_read(sd_bus_message_get_bus(msg), msg);
+        if (r >= 0)
+                return;
+        /* Never left unanswered: the caller would wait for its whole timeout. */
+        log_error_errno(r, "Cannot dispatch %s.%s again after %s answered: %m",
+                        sd_bus_message_get_interface(msg) ?: "?", sd_bus_message_get_member(msg) ?: "?", reason);
+        (void) sd_bus_reply_method_errnof(msg, r, "The broker cannot take up your call again after %s answered "
+                                          "(%m): nothing was decided; call again.", reason);
+}
+
+static void on_nss_answered(void *userdata) {
+        BusDeferred *d = userdata;
+
+        d->waiter = NULL;               /* freed by the cache before this runs */
+        bus_deferred_resume(d);
+}
+
+int bus_defer_for_nss(Manager *m, sd_bus_message *msg, uid_t uid, sd_bus_error *error) {
+        BusDeferred *d;
+        int r;
+
+        if (!m->nss || m->n_deferred[BUS_DEFER_NSS] >= BUS_NSS_DEFERRED_MAX)
+                return bus_nss_error(m, error, uid, -EBUSY);
+        r = bus_defer(m, msg, BUS_DEFER_NSS, &d);
+        if (r < 0)
+                return r;
+        r = nss_cache_wait(m->nss, on_nss_answered, d, &d->waiter);
+        if (r < 0) {
+                bus_deferred_free(d);
+                return r;
+        }
         return 1;
 }
 
 void bus_deferred_free_all(Manager *m) {
-        while (m->nss_deferred)
-                deferred_unlink_free(m->nss_deferred);
+        while (m->deferred)
+                bus_deferred_free(m->deferred);
 }
 
 int bus_request_path(const char *id, char **ret) {

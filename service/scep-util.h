@@ -30,10 +30,6 @@ DEFINE_SCEP_CLEANUP(ASN1_OBJECT, ASN1_OBJECT_free)
 DEFINE_SCEP_CLEANUP(X509_STORE, X509_STORE_free)
 DEFINE_SCEP_CLEANUP(X509_STORE_CTX, X509_STORE_CTX_free)
 
-static inline void freep(void *p) {
-        free(*(void **) p);
-}
-
 static inline void sk_X509_pop_freep(STACK_OF(X509) **p) {
         if (*p)
                 sk_X509_pop_free(*p, X509_free);

@@ -31,6 +31,7 @@
 #include "caller.h"
 #include "manager.h"
 #include "request.h"
+#include "test-dbus.h"
 #include "test-helpers.h"
 
 #define OWNER_UID 2001
@@ -38,8 +39,7 @@
 
 typedef struct Fixture {
         char *dir, *config_dir, *state_dir;
-        char bus_dir[64], socket[96], address[128];
-        pid_t dbus_pid;
+        TestDbus dbus;
         Manager *m;
         sd_bus *broker_bus, *listener;
         Request *mine, *theirs;
@@ -65,43 +65,6 @@ static const char *user_name(void) {
         return pw->pw_name;
 }
 
-static void start_dbus(Fixture *f) {
-        char conf[128], *text = NULL;
-
-        snprintf(f->bus_dir, sizeof f->bus_dir, "/tmp/cb-signals-XXXXXX");
-        assert_non_null(mkdtemp(f->bus_dir));
-        assert_int_equal(chmod(f->bus_dir, 0755), 0);      /* nobody connects too */
-        snprintf(f->socket, sizeof f->socket, "%s/bus", f->bus_dir);
-        snprintf(f->address, sizeof f->address, "unix:path=%s", f->socket);
-        snprintf(conf, sizeof conf, "%s/bus.conf", f->bus_dir);
-        assert_true(asprintf(&text,
-                             "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-                             " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-                             "<busconfig><type>system</type><listen>%s</listen><auth>EXTERNAL</auth>\n"
-                             "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>\n"
-                             "<allow send_destination=\"*\" eavesdrop=\"false\"/><allow receive_sender=\"*\"/>\n"
-                             "</policy></busconfig>\n", f->address) > 0);
-        write_file(f->bus_dir, "bus.conf", text);
-        free(text);
-        f->dbus_pid = fork();
-        assert_true(f->dbus_pid >= 0);
-        if (f->dbus_pid == 0) {
-                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);        /* also when the test fails */
-                if (null >= 0) {
-                        dup2(null, STDIN_FILENO);
-                        dup2(null, STDOUT_FILENO);
-                        dup2(null, STDERR_FILENO);
-                }
-                execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--config-file", conf,
-                       (char *) NULL);
-                _exit(127);
-        }
-        for (unsigned i = 0; i < 500 && access(f->socket, F_OK) < 0; i++)
-                usleep(10000);
-        assert_int_equal(access(f->socket, F_OK), 0);
-}
-
 static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Fixture *f = userdata;
 
@@ -122,16 +85,6 @@ static int broker_filter(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 f->cascades++;
         }
         return 0;
-}
-
-static sd_bus *connect_bus(Fixture *f) {
-        sd_bus *bus = NULL;
-
-        assert_int_equal(sd_bus_new(&bus), 0);
-        assert_true(sd_bus_set_address(bus, f->address) >= 0);
-        assert_true(sd_bus_set_bus_client(bus, 1) >= 0);
-        assert_true(sd_bus_start(bus) >= 0);
-        return bus;
 }
 
 static void on_enrolled(Request *r, int error, void *userdata) {
@@ -188,10 +141,10 @@ static int setup(void **state) {
         write_file(f->config_dir, "policy.d/me.policy", text);
         free(text);
 
-        start_dbus(f);
+        test_dbus_start(&f->dbus, "cb-signals");
         assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
         f->m->stopping = true;          /* nothing is started: the requests change only as told */
-        f->broker_bus = connect_bus(f);
+        f->broker_bus = test_dbus_connect(&f->dbus);
         assert_true(bus_manager_attach(f->m, f->broker_bus) >= 0);
         assert_true(caller_registry_attach(f->m->callers, f->broker_bus) >= 0);
         assert_true(sd_bus_add_filter(f->broker_bus, NULL, broker_filter, f) >= 0);
@@ -203,7 +156,7 @@ static int setup(void **state) {
         assert_int_equal(bus_request_path(f->mine->rec->id, &f->mine_path), 0);
         assert_int_equal(bus_request_path(f->theirs->rec->id, &f->theirs_path), 0);
 
-        f->listener = connect_bus(f);
+        f->listener = test_dbus_connect(&f->dbus);
         snprintf(match, sizeof match, "type='signal',interface='org.freedesktop.DBus.Properties',"
                  "member='PropertiesChanged',path='%s'", f->mine_path);
         assert_true(sd_bus_add_match(f->listener, NULL, match, on_properties_changed, f) >= 0);
@@ -218,11 +171,7 @@ static int teardown(void **state) {
         f->listener = sd_bus_flush_close_unref(f->listener);
         manager_free(f->m);             /* closes the broker's bus */
         f->broker_bus = sd_bus_unref(f->broker_bus);
-        if (f->dbus_pid > 0) {
-                kill(f->dbus_pid, SIGTERM);
-                (void) waitpid(f->dbus_pid, NULL, 0);
-        }
-        test_rm_rf(f->bus_dir);
+        test_dbus_stop(&f->dbus);
         test_rm_rf(f->dir);
         free(f->dir);
         free(f->config_dir);
@@ -246,7 +195,7 @@ static int other_calls(Fixture *f, const char *path, const char *method) {
                 if (setgroups(0, NULL) < 0 || setresgid(OTHER_UID, OTHER_UID, OTHER_UID) < 0 ||
                     setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
                         _exit(126);
-                execlp("busctl", "busctl", "--address", f->address, "call", CB_BUS_NAME, path, CB_REQUEST_IFACE,
+                execlp("busctl", "busctl", "--address", f->dbus.address, "call", CB_BUS_NAME, path, CB_REQUEST_IFACE,
                        method, (char *) NULL);
                 _exit(127);
         }
