@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "audit-text.h"
+#include "basic.h"
 #include "bus-pending.h"
 #include "bus-polkit.h"
 #include "bus-text.h"
@@ -434,42 +435,66 @@ static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error
         return r;
 }
 
+/* The requests as a(sso) (id, state, path), or a(ssou) with the owner; only owner's unless
+ * it is UID_INVALID. */
+#define UID_INVALID ((uid_t) -1)
+static int reply_requests(Manager *m, sd_bus_message *msg, uid_t owner, bool with_owner) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *row = with_owner ? "ssou" : "sso";
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', with_owner ? "(ssou)" : "(sso)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                const StoreRequest *rec = m->requests[i]->rec;
+                _cleanup_(freep) char *path = NULL;
+
+                if (owner != UID_INVALID && rec->owner != owner)
+                        continue;
+                r = bus_request_path(rec->id, &path);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(reply, 'r', row);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "sso", rec->id, request_state_to_string(rec->state), path);
+                if (r < 0)
+                        return r;
+                if (with_owner) {
+                        r = sd_bus_message_append(reply, "u", (uint32_t) rec->owner);
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* The caller's requests (root: every request). */
 static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        sd_bus_message *reply = NULL;
         uid_t uid;
         int r;
 
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return bus_caller_error(m, error, r);
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(sso)");
-        for (size_t i = 0; r >= 0 && i < m->n_requests; i++) {
-                Request *q = m->requests[i];
-                char *path = NULL;
-                if (uid != 0 && q->rec->owner != uid)
-                        continue;
-                r = bus_request_path(q->rec->id, &path);
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "(sso)", q->rec->id,
-                                                  request_state_to_string(q->rec->state), path);
-                free(path);
-        }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        return reply_requests(m, msg, uid == 0 ? UID_INVALID : uid, false);
 }
 
 /* Every user's requests: root, or whom polkit authorizes for .manage (the answer may come
- * later: the call then comes again). */
+ * later: the call is then dispatched again). */
 static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        sd_bus_message *reply = NULL;
         uid_t uid;
         int r;
 
@@ -478,28 +503,12 @@ static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_
                 return bus_caller_error(m, error, r);
         if (uid != 0) {
                 r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", error);
-                if (r <= 0)
-                        return r < 0 ? r : 1;
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 1;       /* deferred */
         }
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(ssou)");
-        for (size_t i = 0; r >= 0 && i < m->n_requests; i++) {
-                Request *q = m->requests[i];
-                char *path = NULL;
-                r = bus_request_path(q->rec->id, &path);
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "(ssou)", q->rec->id,
-                                                  request_state_to_string(q->rec->state), path,
-                                                  (uint32_t) q->rec->owner);
-                free(path);
-        }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        return reply_requests(m, msg, UID_INVALID, true);
 }
 
 static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
