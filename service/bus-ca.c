@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.certbroker.Broker1.CA objects: configuration and what the CA last said. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,51 +82,53 @@ static char *server_list(const CbCa *c, bool admin) {
         return s;
 }
 
-static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
-                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        CaState *ca = userdata;
+/* URL, AdminURL: a CA with several NDES servers has every server's, in URL= order. */
+static int get_urls(sd_bus_message *reply, CaState *ca, bool admin) {
         const CbCa *c = ca_config(ca);
-        const char *v = NULL;
 
-        if (strcmp(property, "Name") == 0)
-                v = ca->name;
-        else if ((strcmp(property, "URL") == 0 || strcmp(property, "AdminURL") == 0) && c && c->n_servers > 1) {
-                char *list = server_list(c, strcmp(property, "AdminURL") == 0);
-                int r = bus_append_text(reply, list);
-                free(list);
-                return r;
-        } else if (strcmp(property, "URL") == 0)
-                v = c ? c->url : NULL;
-        else if (strcmp(property, "AdminURL") == 0)
-                v = c ? c->admin_url : NULL;
-        else if (strcmp(property, "Authentication") == 0)
-                v = c ? cb_authentication_to_string(c->authentication) : NULL;
-        else if (strcmp(property, "Challenge") == 0)
-                v = c ? cb_challenge_mode_to_string(c->challenge) : NULL;
-        else if (strcmp(property, "CACertificates") == 0)
-                v = ca->ca_certificates;
-        else if (strcmp(property, "RACertificates") == 0)
-                v = ca->ra_certificates;
-        else if (strcmp(property, "LastError") == 0)
-                v = ca->last_error;
-        return bus_append_text(reply, v);
+        if (c && c->n_servers > 1) {
+                _cleanup_(freep) char *list = server_list(c, admin);
+                return bus_append_text(reply, list);
+        }
+        return bus_append_text(reply, !c ? NULL : admin ? c->admin_url : c->url);
+}
+
+static int get_url(sd_bus *bus, const char *path, const char *interface, const char *property,
+                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return get_urls(reply, userdata, false);
+}
+
+static int get_admin_url(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return get_urls(reply, userdata, true);
+}
+
+static int get_authentication(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const CbCa *c = ca_config(userdata);
+        return bus_append_text(reply, c ? cb_authentication_to_string(c->authentication) : NULL);
+}
+
+static int get_challenge(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const CbCa *c = ca_config(userdata);
+        return bus_append_text(reply, c ? cb_challenge_mode_to_string(c->challenge) : NULL);
 }
 
 static int get_capabilities(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         CaState *ca = userdata;
-        int r = sd_bus_message_open_container(reply, 'a', "s");
+        int r;
 
-        for (size_t i = 0; r >= 0 && i < ca->n_capabilities; i++)
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ca->n_capabilities; i++) {
                 r = bus_append_text(reply, ca->capabilities[i]);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        return r;
-}
-
-static int get_last_contact(sd_bus *bus, const char *path, const char *interface, const char *property,
-                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "t", ((CaState *) userdata)->last_contact);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
 }
 
 /* The Check's steps, as the a(sss) reply; rows NULL: dropped unanswered (shutdown). */
@@ -382,19 +385,21 @@ static int method_get_trust_anchors(sd_bus_message *msg, void *userdata, sd_bus_
 }
 
 #define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
+#define FIELD(name, sig, getter, field, flags) SD_BUS_PROPERTY(name, sig, getter, offsetof(CaState, field), flags)
 
+/* The CA's state at its offsets in CaState; what comes from its configuration through getters. */
 static const sd_bus_vtable ca_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Name", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("URL", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("AdminURL", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("Authentication", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("Challenge", "s", get_string, 0, INVAL),
+        FIELD("Name", "s", bus_property_get_text, name, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("URL", "s", get_url, 0, INVAL),
+        SD_BUS_PROPERTY("AdminURL", "s", get_admin_url, 0, INVAL),
+        SD_BUS_PROPERTY("Authentication", "s", get_authentication, 0, INVAL),
+        SD_BUS_PROPERTY("Challenge", "s", get_challenge, 0, INVAL),
         SD_BUS_PROPERTY("Capabilities", "as", get_capabilities, 0, INVAL),
-        SD_BUS_PROPERTY("CACertificates", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("RACertificates", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("LastContact", "t", get_last_contact, 0, INVAL),
-        SD_BUS_PROPERTY("LastError", "s", get_string, 0, INVAL),
+        FIELD("CACertificates", "s", bus_property_get_text, ca_certificates, INVAL),
+        FIELD("RACertificates", "s", bus_property_get_text, ra_certificates, INVAL),
+        FIELD("LastContact", "t", bus_property_get_usec, last_contact, INVAL),
+        FIELD("LastError", "s", bus_property_get_text, last_error, INVAL),
         SD_BUS_PROPERTY("InstallTrust", "b", get_install_trust, 0, INVAL),
         SD_BUS_METHOD_WITH_NAMES("Check", "a{sv}", SD_BUS_PARAM(options), "a(sss)", SD_BUS_PARAM(steps),
                                  method_check, SD_BUS_VTABLE_UNPRIVILEGED),

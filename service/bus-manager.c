@@ -580,23 +580,31 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-static int property_get_config_string(sd_bus *bus, const char *path, const char *interface,
-                                      const char *property, sd_bus_message *reply, void *userdata,
-                                      sd_bus_error *error) {
-        Manager *m = userdata;
-        const char *v = "";
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, CERTBROKER_VERSION);
+}
 
-        if (strcmp(property, "Version") == 0)
-                v = CERTBROKER_VERSION;
-        else if (strcmp(property, "Realm") == 0)
-                v = m->config->realm;
-        else if (strcmp(property, "PermittedSuffix") == 0)
-                v = m->config->permitted_suffix;
-        else if (strcmp(property, "Principal") == 0)
-                v = m->config->principal;
-        else if (strcmp(property, "CredentialState") == 0)
-                v = engine_credential_state(m);
-        return bus_append_text(reply, v);
+static int property_get_realm(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, ((Manager *) userdata)->config->realm);
+}
+
+static int property_get_permitted_suffix(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        return bus_append_text(reply, ((Manager *) userdata)->config->permitted_suffix);
+}
+
+static int property_get_principal(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, ((Manager *) userdata)->config->principal);
+}
+
+static int property_get_credential_state(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        return bus_append_text(reply, engine_credential_state(userdata));
 }
 
 static int property_get_credential_expiry(sd_bus *bus, const char *path, const char *interface,
@@ -625,11 +633,11 @@ static int property_get_key_pool(sd_bus *bus, const char *path, const char *inte
 
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Version", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Realm", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        SD_BUS_PROPERTY("PermittedSuffix", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        SD_BUS_PROPERTY("Principal", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        SD_BUS_PROPERTY("CredentialState", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Realm", "s", property_get_realm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("PermittedSuffix", "s", property_get_permitted_suffix, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("Principal", "s", property_get_principal, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("CredentialState", "s", property_get_credential_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("CredentialExpiry", "t", property_get_credential_expiry, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("KeyPool", "a(suu)", property_get_key_pool, 0, 0),
         SD_BUS_METHOD_WITH_NAMES("Enroll", "ssasa{sv}", SD_BUS_PARAM(ca) SD_BUS_PARAM(subject) SD_BUS_PARAM(names) SD_BUS_PARAM(options),

@@ -22,9 +22,9 @@
 
 static bool member_is_delegable(sd_bus_message *msg);
 
-static int request_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
-                        void **ret_found, sd_bus_error *error) {
-        Manager *m = userdata;
+/* The request at path, if the current message may see it: 1 and *ret; 0 not a request's path;
+ * a negative errno with error set. */
+static int request_lookup(sd_bus *bus, const char *path, Manager *m, Request **ret, sd_bus_error *error) {
         sd_bus_message *msg = sd_bus_get_current_message(bus);
         Request *req;
         char *id = NULL;
@@ -50,7 +50,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
          * freed let this one go on), and judging it would drop the owner's signal. The
          * signal carries names only (org.certbroker.Broker1(5)). */
         if (!msg || m->emitting_request_change) {
-                *ret_found = req;
+                *ret = req;
                 return 1;
         }
         r = caller_uid_from_message(m->callers, msg, &uid);
@@ -61,7 +61,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
 
                 r = member_is_delegable(msg) ? bus_polkit_known(m, msg, CB_POLKIT_ACTION_MANAGE, &perr) : 0;
                 if (r > 0) {
-                        *ret_found = req;
+                        *ret = req;
                         return 1;
                 }
                 r = bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Request %s belongs to another user%s%s",
@@ -75,8 +75,30 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
                 sd_bus_error_free(&perr);
                 return r;
         }
-        *ret_found = req;
+        *ret = req;
         return 1;
+}
+
+/* The Request (for the methods) and its record (for the properties, by offset). */
+static int request_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                        void **ret_found, sd_bus_error *error) {
+        Request *req;
+        int r = request_lookup(bus, path, userdata, &req, error);
+
+        if (r > 0)
+                *ret_found = req;
+        return r;
+}
+
+static int record_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                       void **ret_found, sd_bus_error *error) {
+        Manager *m = (Manager *) ((uint8_t *) userdata - offsetof(Manager, requests));
+        Request *req;
+        int r = request_lookup(bus, path, m, &req, error);
+
+        if (r > 0)
+                *ret_found = req->rec;
+        return r;
 }
 
 /* What polkit's .manage may let a non-owner do with a request: read it (properties,
@@ -152,77 +174,22 @@ static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, ch
         return 0;
 }
 
-#define REC(r) (((Request *) (r))->rec)
-
-static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
-                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        StoreRequest *s = REC(userdata);
-        const char *v = NULL;
-
-        if (strcmp(property, "Id") == 0)
-                v = s->id;
-        else if (strcmp(property, "CA") == 0)
-                v = s->ca;
-        else if (strcmp(property, "Label") == 0)
-                v = s->label;
-        else if (strcmp(property, "Subject") == 0)
-                v = s->subject;
-        else if (strcmp(property, "Key") == 0)
-                v = s->key;
-        else if (strcmp(property, "Usage") == 0)
-                v = s->usage;
-        else if (strcmp(property, "State") == 0)
-                v = request_state_to_string(s->state);
-        else if (strcmp(property, "Error") == 0)
-                v = s->error;
-        else if (strcmp(property, "ErrorMessage") == 0)
-                v = s->error_message;
-        else if (strcmp(property, "FailInfo") == 0)
-                v = s->fail_info;
-        else if (strcmp(property, "Warning") == 0)
-                v = s->warning;
-        else if (strcmp(property, "TransactionId") == 0)
-                v = s->transaction_id;
-        else if (strcmp(property, "Certificate") == 0)
-                v = s->certificate;
-        else if (strcmp(property, "Chain") == 0)
-                v = s->chain;
-        else if (strcmp(property, "Serial") == 0)
-                v = s->serial;
-        return bus_append_text(reply, v);
-}
-
-static int get_time(sd_bus *bus, const char *path, const char *interface, const char *property,
-                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        StoreRequest *s = REC(userdata);
-        uint64_t v = 0;
-
-        if (strcmp(property, "NotBefore") == 0)
-                v = s->not_before;
-        else if (strcmp(property, "NotAfter") == 0)
-                v = s->not_after;
-        else if (strcmp(property, "Created") == 0)
-                v = s->created;
-        else if (strcmp(property, "Updated") == 0)
-                v = s->updated;
-        else if (strcmp(property, "NextAttempt") == 0)
-                v = s->next_attempt;
-        else if (strcmp(property, "RenewAt") == 0)
-                v = s->renew_at;
-        return sd_bus_message_append(reply, "t", v);
-}
-
-static int get_renew(sd_bus *bus, const char *path, const char *interface, const char *property,
+/* The record's fields, each at its offset in StoreRequest (record_find()). */
+static int get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "b", (int) REC(userdata)->renew);
+        return bus_append_text(reply, request_state_to_string(*(const RequestState *) userdata));
+}
+
+static int get_names(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append_strv(reply, *(char ***) userdata);
 }
 
 /* Successor, Predecessor: the request's object path, "/" when there is none. */
 static int get_link(sd_bus *bus, const char *path, const char *interface, const char *property,
                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        StoreRequest *s = REC(userdata);
-        const char *id = strcmp(property, "Successor") == 0 ? s->successor : s->predecessor;
-        char *p = NULL;
+        const char *id = *(const char *const *) userdata;
+        _cleanup_(freep) char *p = NULL;
         int r;
 
         if (!id || !store_id_is_valid(id))
@@ -230,31 +197,7 @@ static int get_link(sd_bus *bus, const char *path, const char *interface, const 
         r = bus_request_path(id, &p);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "o", p);
-        free(p);
-        return r;
-}
-
-static int get_names(sd_bus *bus, const char *path, const char *interface, const char *property,
-                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append_strv(reply, REC(userdata)->names);
-}
-
-static int get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
-                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "u", (uint32_t) REC(userdata)->owner);
-}
-
-static int get_attempts(sd_bus *bus, const char *path, const char *interface, const char *property,
-                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "u", REC(userdata)->attempts);
-}
-
-static int get_key_available(sd_bus *bus, const char *path, const char *interface, const char *property,
-                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        const StoreRequest *s = REC(userdata);
-        return sd_bus_message_append(reply, "b", (int) (strcmp(property, "KeySealed") == 0 ? s->key_sealed :
-                                                        s->key_available));
+        return sd_bus_message_append(reply, "o", p);
 }
 
 /* ---- Wait() ---- */
@@ -464,41 +407,49 @@ static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-#define P(name, sig, getter, flags) SD_BUS_PROPERTY(name, sig, getter, 0, flags)
 #define CONST SD_BUS_VTABLE_PROPERTY_CONST
 #define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
+#define REC(name, sig, getter, field, flags) \
+        SD_BUS_PROPERTY(name, sig, getter, offsetof(StoreRequest, field), flags)
 
+/* The properties: the record's fields (userdata: the StoreRequest, record_find()). */
+static const sd_bus_vtable record_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        REC("Id", "s", bus_property_get_chars, id, CONST),
+        REC("CA", "s", bus_property_get_text, ca, CONST),
+        REC("Label", "s", bus_property_get_text, label, CONST),
+        REC("Subject", "s", bus_property_get_text, subject, CONST),
+        REC("Key", "s", bus_property_get_text, key, CONST),
+        REC("Usage", "s", bus_property_get_text, usage, CONST),
+        REC("Names", "as", get_names, names, CONST),
+        REC("Owner", "u", bus_property_get_u32, owner, CONST),
+        REC("State", "s", get_state, state, INVAL),
+        REC("Error", "s", bus_property_get_text, error, INVAL),
+        REC("ErrorMessage", "s", bus_property_get_text, error_message, INVAL),
+        REC("FailInfo", "s", bus_property_get_text, fail_info, INVAL),
+        REC("Warning", "s", bus_property_get_text, warning, INVAL),
+        REC("TransactionId", "s", bus_property_get_text, transaction_id, INVAL),
+        REC("Certificate", "s", bus_property_get_text, certificate, INVAL),
+        REC("Chain", "s", bus_property_get_text, chain, INVAL),
+        REC("Serial", "s", bus_property_get_text, serial, INVAL),
+        REC("NotBefore", "t", bus_property_get_usec, not_before, INVAL),
+        REC("NotAfter", "t", bus_property_get_usec, not_after, INVAL),
+        REC("Created", "t", bus_property_get_usec, created, CONST),
+        REC("Updated", "t", bus_property_get_usec, updated, INVAL),
+        REC("NextAttempt", "t", bus_property_get_usec, next_attempt, INVAL),
+        REC("Attempts", "u", bus_property_get_u32, attempts, INVAL),
+        REC("KeyAvailable", "b", bus_property_get_bool, key_available, INVAL),
+        REC("KeySealed", "b", bus_property_get_bool, key_sealed, INVAL),
+        REC("Renew", "b", bus_property_get_bool, renew, INVAL),
+        REC("RenewAt", "t", bus_property_get_usec, renew_at, INVAL),
+        REC("Successor", "o", get_link, successor, INVAL),
+        REC("Predecessor", "o", get_link, predecessor, CONST),
+        SD_BUS_VTABLE_END
+};
+
+/* The methods (userdata: the Request, request_find()). */
 static const sd_bus_vtable request_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        P("Id", "s", get_string, CONST),
-        P("CA", "s", get_string, CONST),
-        P("Label", "s", get_string, CONST),
-        P("Subject", "s", get_string, CONST),
-        P("Key", "s", get_string, CONST),
-        P("Usage", "s", get_string, CONST),
-        P("Names", "as", get_names, CONST),
-        P("Owner", "u", get_owner, CONST),
-        P("State", "s", get_string, INVAL),
-        P("Error", "s", get_string, INVAL),
-        P("ErrorMessage", "s", get_string, INVAL),
-        P("FailInfo", "s", get_string, INVAL),
-        P("Warning", "s", get_string, INVAL),
-        P("TransactionId", "s", get_string, INVAL),
-        P("Certificate", "s", get_string, INVAL),
-        P("Chain", "s", get_string, INVAL),
-        P("Serial", "s", get_string, INVAL),
-        P("NotBefore", "t", get_time, INVAL),
-        P("NotAfter", "t", get_time, INVAL),
-        P("Created", "t", get_time, CONST),
-        P("Updated", "t", get_time, INVAL),
-        P("NextAttempt", "t", get_time, INVAL),
-        P("Attempts", "u", get_attempts, INVAL),
-        P("KeyAvailable", "b", get_key_available, INVAL),
-        P("KeySealed", "b", get_key_available, INVAL),
-        P("Renew", "b", get_renew, INVAL),
-        P("RenewAt", "t", get_time, INVAL),
-        P("Successor", "o", get_link, INVAL),
-        P("Predecessor", "o", get_link, CONST),
         SD_BUS_METHOD_WITH_NAMES("Wait", "t", SD_BUS_PARAM(timeout_usec), "s", SD_BUS_PARAM(state),
                                  method_wait, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("TakeKey", "", , "s", SD_BUS_PARAM(key_pem),
@@ -515,6 +466,12 @@ static const sd_bus_vtable request_vtable[] = {
 int bus_request_register(Manager *m) {
         int r;
 
+        /* Two vtables of one interface: sd-bus wants each its own userdata, so the record's
+         * gets &m->requests (record_find() goes back to m). */
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_REQUEST_PREFIX, CB_REQUEST_IFACE,
+                                       record_vtable, record_find, &m->requests);
+        if (r < 0)
+                return r;
         r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_REQUEST_PREFIX, CB_REQUEST_IFACE,
                                        request_vtable, request_find, m);
         if (r < 0)

@@ -56,6 +56,31 @@ int bus_append_text(sd_bus_message *m, const char *s) {
         return r;
 }
 
+int bus_property_get_text(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, *(const char *const *) userdata);
+}
+
+int bus_property_get_chars(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, userdata);
+}
+
+int bus_property_get_usec(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "t", *(const uint64_t *) userdata);
+}
+
+int bus_property_get_u32(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "u", *(const uint32_t *) userdata);
+}
+
+int bus_property_get_bool(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "b", (int) *(const bool *) userdata);
+}
+
 int bus_caller_error(Manager *m, sd_bus_error *error, int r) {
         size_t total, per_uid;
 

@@ -27,6 +27,20 @@ int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...)
  * texts from elsewhere: server answers, stored requests, configuration. */
 int bus_append_text(sd_bus_message *m, const char *s);
 
+/* Property getters for a field at the vtable entry's offset (SD_BUS_PROPERTY(name, sig, getter,
+ * offsetof(Struct, field), flags)): the object's userdata plus the offset is the field. Texts
+ * through bus_append_text() (NULL: ""). */
+int bus_property_get_text(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error);      /* char * */
+int bus_property_get_chars(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error);     /* char [] */
+int bus_property_get_usec(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error);      /* uint64_t */
+int bus_property_get_u32(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error);       /* uint32_t, uid_t */
+int bus_property_get_bool(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error);      /* bool */
+
 /* The error for a failed caller_from_message()/caller_uid_from_message(): a refused connection
  * (CALLER_ERR_UID_FULL, CALLER_ERR_FULL) is QuotaExceeded, saying why, and audited (limited
  * per uid); anything else is the errno's error. Returns the negative errno. */
