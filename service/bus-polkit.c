@@ -150,6 +150,30 @@ static void query_log(const PolkitQuery *q, uid_t uid) {
                  q->answer == POLKIT_YES ? "" : ": ", q->answer == POLKIT_YES ? "" : q->error_message ?: "");
 }
 
+/* CheckAuthorization's (bba{ss}): is_authorized, is_challenge, and the detail polkit.dismissed. */
+static int polkit_reply_read(sd_bus_message *reply, int *ret_authorized, int *ret_challenge, bool *ret_dismissed) {
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "bb", ret_authorized, ret_challenge);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *k, *v;
+
+                r = sd_bus_message_read(reply, "{ss}", &k, &v);
+                if (r <= 0)
+                        return r;
+                if (strcmp(k, "polkit.dismissed") == 0 && strcmp(v, "true") == 0)
+                        *ret_dismissed = true;
+        }
+}
+
 static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         PolkitQuery *q = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
@@ -170,17 +194,7 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 int authorized = 0, challenge = 0;
                 bool dismissed = false;
 
-                r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
-                if (r >= 0)
-                        r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
-                if (r >= 0)
-                        r = sd_bus_message_enter_container(reply, 'a', "{ss}");
-                while (r > 0) {
-                        const char *k, *v;
-                        r = sd_bus_message_read(reply, "{ss}", &k, &v);
-                        if (r > 0 && strcmp(k, "polkit.dismissed") == 0 && strcmp(v, "true") == 0)
-                                dismissed = true;
-                }
+                r = polkit_reply_read(reply, &authorized, &challenge, &dismissed);
                 if (r < 0)
                         r = query_deny(q, BROKER_ERROR_PREFIX "AccessDenied",
                                        "polkit's answer for %s does not parse: %s.", q->action, strerror(-r));

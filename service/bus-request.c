@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic.h"
 #include "bus-pending.h"
 #include "bus-polkit.h"
 #include "bus-text.h"
@@ -26,8 +27,8 @@ static bool member_is_delegable(sd_bus_message *msg);
  * a negative errno with error set. */
 static int request_lookup(sd_bus *bus, const char *path, Manager *m, Request **ret, sd_bus_error *error) {
         sd_bus_message *msg = sd_bus_get_current_message(bus);
+        _cleanup_(freep) char *id = NULL;
         Request *req;
-        char *id = NULL;
         uid_t uid;
         int r;
 
@@ -37,12 +38,9 @@ static int request_lookup(sd_bus *bus, const char *path, Manager *m, Request **r
         req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
         if (!req) {
                 char echo[BUS_TEXT_ECHO_SIZE(32)];
-                r = bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%s'.",
-                                  bus_text_echo(id, 32, echo, sizeof echo));
-                free(id);
-                return r;
+                return bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%s'.",
+                                     bus_text_echo(id, 32, echo, sizeof echo));
         }
-        free(id);
 
         /* The daemon itself is emitting a signal for this object (bus_request_changed()). Not
          * judged by the current message: that is whatever call is being answered meanwhile,
@@ -122,10 +120,10 @@ static bool member_is_delegable(sd_bus_message *msg) {
  * that polkit might allow is held until polkit has answered (bus-polkit.h), then dispatched
  * again; request_find() reads the answer. Everything else passes untouched. */
 static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(freep) char *id = NULL;
         Manager *m = userdata;
         const char *path = sd_bus_message_get_path(msg);
         Request *req;
-        char *id = NULL;
         uid_t uid;
         int r;
 
@@ -136,7 +134,6 @@ static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret
         if (sd_bus_path_decode(path, CB_REQUEST_PREFIX, &id) <= 0)
                 return 0;
         req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
-        free(id);
         if (!req || caller_uid_from_message(m->callers, msg, &uid) < 0 || uid == 0 || uid == req->rec->owner)
                 return 0;
 
@@ -148,9 +145,9 @@ static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret
 
 static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
                              sd_bus_error *error) {
+        _cleanup_(bus_nodes_freep) char **nodes = NULL;
         Manager *m = userdata;
         sd_bus_message *msg = sd_bus_get_current_message(bus);
-        char **nodes;
         size_t n = 0;
         uid_t uid = (uid_t) -1;
 
@@ -162,15 +159,11 @@ static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, ch
         for (size_t i = 0; i < m->n_requests; i++) {
                 if (uid != 0 && uid != m->requests[i]->rec->owner)
                         continue;
-                if (bus_request_path(m->requests[i]->rec->id, &nodes[n]) < 0) {
-                        for (size_t j = 0; j < n; j++)
-                                free(nodes[j]);
-                        free(nodes);
+                if (bus_request_path(m->requests[i]->rec->id, &nodes[n]) < 0)
                         return -ENOMEM;
-                }
                 n++;
         }
-        *ret_nodes = nodes;
+        *ret_nodes = TAKE_PTR(nodes);
         return 0;
 }
 
@@ -279,8 +272,8 @@ static int key_gone(Request *req, sd_bus_error *error) {
 }
 
 static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Request *req = userdata;
-        sd_bus_message *reply = NULL;
         CbSecret *pem = NULL;
         int r;
 
@@ -289,28 +282,27 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 return r;
         /* The reply holds the key: have sd-bus wipe it when freed. */
         r = sd_bus_message_sensitive(reply);
-        if (r >= 0)
-                r = request_take_key(req, &pem);
-        if (r < 0) {
-                sd_bus_message_unref(reply);
-                if (r == -EBUSY)
-                        return key_not_ready(req, error);
-                if (r == -ENOKEY)
-                        return key_gone(req, error);
+        if (r < 0)
+                return r;
+        r = request_take_key(req, &pem);
+        if (r == -EBUSY)
+                return key_not_ready(req, error);
+        if (r == -ENOKEY)
+                return key_gone(req, error);
+        if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot read the stored key: %m");
-        }
         r = sd_bus_message_append(reply, "s", (const char *) pem->data);
         secret_free(pem);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) uint8_t *box = NULL;
         Request *req = userdata;
         const void *recipient = NULL;
-        uint8_t *box = NULL;
         size_t n = 0, size = 0;
         int r;
 
@@ -338,18 +330,13 @@ static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_er
         }
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot seal the stored key: %m");
-        {
-                sd_bus_message *reply = NULL;
-
-                r = sd_bus_message_new_method_return(msg, &reply);
-                if (r >= 0)
-                        r = sd_bus_message_append_array(reply, 'y', box, size);
-                if (r >= 0)
-                        r = sd_bus_send(NULL, reply, NULL);
-                sd_bus_message_unref(reply);
-        }
-        free(box);
-        return r;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_array(reply, 'y', box, size);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -483,7 +470,7 @@ int bus_request_register(Manager *m) {
 }
 
 void bus_request_changed(Request *r) {
-        char *path = NULL;
+        _cleanup_(freep) char *path = NULL;
 
         if (r->manager->bus && bus_request_path(r->rec->id, &path) >= 0) {
                 bool was = r->manager->emitting_request_change;
@@ -495,7 +482,6 @@ void bus_request_changed(Request *r) {
                 r->manager->emitting_request_change = was;
                 if (q < 0)
                         log_full_errno(LOG_DEBUG, q, "Request %s: cannot emit PropertiesChanged: %m", r->rec->id);
-                free(path);
         }
         if (request_state_is_terminal(r->rec->state))
                 wake_waiters(r);

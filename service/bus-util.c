@@ -14,7 +14,7 @@
  * could not build the reply otherwise, and the caller would wait for its timeout. */
 static int error_make_valid(sd_bus_error *error, int r) {
         sd_bus_error e = SD_BUS_ERROR_NULL;
-        char *fixed;
+        _cleanup_(freep) char *fixed = NULL;
         size_t size;
 
         if (!error->message || bus_text_is_valid(error->message))
@@ -23,7 +23,6 @@ static int error_make_valid(sd_bus_error *error, int r) {
         fixed = malloc(size);
         r = sd_bus_error_set(&e, error->name, fixed ? bus_text_escape(error->message, fixed, size) :
                              "(the message is not valid UTF-8)");
-        free(fixed);
         sd_bus_error_free(error);
         *error = e;
         return r;
@@ -40,8 +39,7 @@ int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...) {
 }
 
 int bus_append_text(sd_bus_message *m, const char *s) {
-        char *fixed;
-        int r;
+        _cleanup_(freep) char *fixed = NULL;
 
         if (!s)
                 s = "";
@@ -51,9 +49,7 @@ int bus_append_text(sd_bus_message *m, const char *s) {
         fixed = malloc(size);
         if (!fixed)
                 return -ENOMEM;
-        r = sd_bus_message_append(m, "s", bus_text_escape(s, fixed, size));
-        free(fixed);
-        return r;
+        return sd_bus_message_append(m, "s", bus_text_escape(s, fixed, size));
 }
 
 int bus_property_get_text(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -178,6 +174,16 @@ BusDeferred *bus_deferred_free(BusDeferred *d) {
         return NULL;
 }
 
+/* A call that waited and cannot be dispatched again is answered with the error: never left
+ * unanswered, the caller would wait for its whole timeout. */
+static void deferred_unanswerable(sd_bus_message *msg, int r, const char *reason, const char *step) {
+        log_error_errno(r, "Cannot dispatch %s.%s again after %s answered: it cannot be %s: %m",
+                        sd_bus_message_get_interface(msg) ?: "?", sd_bus_message_get_member(msg) ?: "?", reason,
+                        step);
+        (void) sd_bus_reply_method_errnof(msg, r, "The broker cannot take up your call again after %s answered "
+                                          "(%m): nothing was decided; call again.", reason);
+}
+
 void bus_deferred_resume(BusDeferred *d) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = sd_bus_message_ref(d->msg);
         const char *reason = bus_defer_reason_to_string(d->reason);
@@ -185,15 +191,13 @@ void bus_deferred_resume(BusDeferred *d) {
 
         bus_deferred_free(d);
         r = sd_bus_message_rewind(msg, true);
-        if (r >= 0)
-                r = sd_bus_enqueue_for_read(sd_bus_message_get_bus(msg), msg);
-        if (r >= 0)
+        if (r < 0) {
+                deferred_unanswerable(msg, r, reason, "read from its start");
                 return;
-        /* Never left unanswered: the caller would wait for its whole timeout. */
-        log_error_errno(r, "Cannot dispatch %s.%s again after %s answered: %m",
-                        sd_bus_message_get_interface(msg) ?: "?", sd_bus_message_get_member(msg) ?: "?", reason);
-        (void) sd_bus_reply_method_errnof(msg, r, "The broker cannot take up your call again after %s answered "
-                                          "(%m): nothing was decided; call again.", reason);
+        }
+        r = sd_bus_enqueue_for_read(sd_bus_message_get_bus(msg), msg);
+        if (r < 0)
+                deferred_unanswerable(msg, r, reason, "put back in the read queue");
 }
 
 static void on_nss_answered(void *userdata) {

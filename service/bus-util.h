@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <systemd/sd-bus.h>
 
 #include "broker-error.h"
@@ -84,6 +85,15 @@ const char *bus_defer_reason_to_string(BusDeferReason reason);
 int bus_defer_for_nss(Manager *m, sd_bus_message *msg, uid_t uid, sd_bus_error *error);
 /* Drops the calls still waiting (shutdown). */
 void bus_deferred_free_all(Manager *m);
+
+/* A node enumerator's NULL-terminated list of paths: frees the paths and the list. */
+static inline void bus_nodes_freep(char ***nodes) {
+        if (!*nodes)
+                return;
+        for (char **p = *nodes; *p; p++)
+                free(*p);
+        free(*nodes);
+}
 
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);
