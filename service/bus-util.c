@@ -131,6 +131,9 @@ struct BusDeferred {
         BusDeferred *prev, *next;
 };
 
+_Static_assert(ELEMENTSOF(((Manager *) NULL)->n_deferred) == _BUS_DEFER_REASON_MAX,
+               "Manager.n_deferred has a count per BusDeferReason");
+
 static const char *const defer_reason_table[_BUS_DEFER_REASON_MAX] = {
         [BUS_DEFER_NSS] = "NSS",
         [BUS_DEFER_POLKIT] = "polkit",
