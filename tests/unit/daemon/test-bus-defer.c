@@ -33,6 +33,7 @@
 #include "caller.h"
 #include "manager.h"
 #include "nss-cache.h"
+#include "test-broker.h"
 #include "test-dbus.h"
 #include "test-helpers.h"
 
@@ -40,7 +41,7 @@
 #define CALL_TIMEOUT_USEC (30ULL * 1000000ULL)
 
 typedef struct Fixture {
-        char *dir, *config_dir, *state_dir;
+        TestBroker broker;
         TestDbus dbus;
         Manager *m;
         sd_bus *broker_bus;
@@ -77,16 +78,6 @@ static const CallerNss slow_nss = {
         .getgrouplist = getgrouplist,
 };
 
-static void write_file(const char *dir, const char *name, const char *text) {
-        char *p = test_path(dir, name);
-        FILE *f = fopen(p, "we");
-
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-        free(p);
-}
-
 static int broker_filter(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Fixture *f = userdata;
 
@@ -97,41 +88,15 @@ static int broker_filter(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
 static int setup(void **state) {
         Fixture *f = calloc(1, sizeof(*f));
-        struct passwd *pw = getpwuid(getuid());
-        char *text = NULL, *sub;
 
         assert_non_null(f);
-        assert_non_null(pw);
-        f->dir = test_mkdtemp("test-bus-defer");
-        assert_non_null(f->dir);
-        f->config_dir = test_path(f->dir, "conf");
-        f->state_dir = test_path(f->dir, "state");
-        assert_int_equal(mkdir(f->config_dir, 0700), 0);
-        assert_int_equal(mkdir(f->state_dir, 0700), 0);
-        sub = test_path(f->config_dir, "ca.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        sub = test_path(f->config_dir, "policy.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
-                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
-                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
-        write_file(f->config_dir, "certbroker.conf", text);
-        free(text);
-        write_file(f->config_dir, "ca.d/corp.conf",
-                   "[CA]\nURL=https://ndes.example.test/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                   "Authentication=none\nChallenge=none\n");
-        /* By name: every decision needs NSS. */
-        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", pw->pw_name) > 0);
-        write_file(f->config_dir, "policy.d/me.policy", text);
-        free(text);
+        test_broker_config(&f->broker, "test-bus-defer");
 
         atomic_store(&nss_lookups, 0);
         atomic_store(&nss_delay_ms, 0);
         caller_set_nss(&slow_nss);
         test_dbus_start(&f->dbus, "cb-defer");
-        assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
+        assert_int_equal(manager_new(f->broker.config_dir, f->broker.state_dir, &f->m), 0);
         assert_non_null(f->m->nss);
         f->m->stopping = true;          /* no request work starts */
         f->broker_bus = test_dbus_connect(&f->dbus);
@@ -151,10 +116,7 @@ static int teardown(void **state) {
         f->broker_bus = sd_bus_unref(f->broker_bus);
         caller_set_nss(NULL);
         test_dbus_stop(&f->dbus);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->config_dir);
-        free(f->state_dir);
+        test_broker_done(&f->broker);
         free(f);
         return 0;
 }

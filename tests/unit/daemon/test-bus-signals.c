@@ -31,6 +31,7 @@
 #include "caller.h"
 #include "manager.h"
 #include "request.h"
+#include "test-broker.h"
 #include "test-dbus.h"
 #include "test-helpers.h"
 
@@ -38,7 +39,7 @@
 #define OTHER_UID 65534
 
 typedef struct Fixture {
-        char *dir, *config_dir, *state_dir;
+        TestBroker broker;
         TestDbus dbus;
         Manager *m;
         sd_bus *broker_bus, *listener;
@@ -48,16 +49,6 @@ typedef struct Fixture {
         unsigned cascades;              /* the filter announced mine inside the other's call */
         bool enrolled;
 } Fixture;
-
-static void write_file(const char *dir, const char *name, const char *text) {
-        char *p = test_path(dir, name);
-        FILE *f = fopen(p, "we");
-
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-        free(p);
-}
 
 static const char *user_name(void) {
         struct passwd *pw = getpwuid(getuid());
@@ -114,35 +105,13 @@ static Request *enroll_for(Fixture *f, uid_t owner, const char *name) {
 
 static int setup(void **state) {
         Fixture *f = calloc(1, sizeof(*f));
-        char *text = NULL, *sub, match[256];
+        char match[256];
 
         assert_non_null(f);
-        f->dir = test_mkdtemp("test-bus-signals");
-        assert_non_null(f->dir);
-        f->config_dir = test_path(f->dir, "conf");
-        f->state_dir = test_path(f->dir, "state");
-        assert_int_equal(mkdir(f->config_dir, 0700), 0);
-        assert_int_equal(mkdir(f->state_dir, 0700), 0);
-        sub = test_path(f->config_dir, "ca.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        sub = test_path(f->config_dir, "policy.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
-                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
-                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
-        write_file(f->config_dir, "certbroker.conf", text);
-        free(text);
-        write_file(f->config_dir, "ca.d/corp.conf",
-                   "[CA]\nURL=https://ndes.example.test/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                   "Authentication=none\nChallenge=none\n");
-        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
-        write_file(f->config_dir, "policy.d/me.policy", text);
-        free(text);
+        test_broker_config(&f->broker, "test-bus-signals");
 
         test_dbus_start(&f->dbus, "cb-signals");
-        assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
+        assert_int_equal(manager_new(f->broker.config_dir, f->broker.state_dir, &f->m), 0);
         f->m->stopping = true;          /* nothing is started: the requests change only as told */
         f->broker_bus = test_dbus_connect(&f->dbus);
         assert_true(bus_manager_attach(f->m, f->broker_bus) >= 0);
@@ -172,10 +141,7 @@ static int teardown(void **state) {
         manager_free(f->m);             /* closes the broker's bus */
         f->broker_bus = sd_bus_unref(f->broker_bus);
         test_dbus_stop(&f->dbus);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->config_dir);
-        free(f->state_dir);
+        test_broker_done(&f->broker);
         free(f->mine_path);
         free(f->theirs_path);
         free(f);
