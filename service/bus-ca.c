@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.certbroker.Broker1.CA objects: configuration and what the CA last said. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,9 @@
 
 static int ca_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
                    void **ret_found, sd_bus_error *error) {
+        _cleanup_(freep) char *name = NULL;
         Manager *m = userdata;
         CaState *ca;
-        char *name = NULL;
         int r;
 
         r = sd_bus_path_decode(path, CB_CA_PREFIX, &name);
@@ -28,42 +29,24 @@ static int ca_find(sd_bus *bus, const char *path, const char *interface, void *u
         ca = cb_ca_name_is_valid(name) ? manager_find_ca_state(m, name) : NULL;
         if (!ca) {
                 char echo[BUS_TEXT_ECHO_SIZE(64)];
-                r = bus_error_set(error, BROKER_ERROR_UNKNOWN_CA, "No CA '%s' is configured (ListCAs lists them).",
-                                  bus_text_echo(name, 64, echo, sizeof echo));
-                free(name);
-                return r;
+                return bus_error_set(error, BROKER_ERROR_UNKNOWN_CA, "No CA '%s' is configured (ListCAs lists them).",
+                                     bus_text_echo(name, 64, echo, sizeof echo));
         }
-        free(name);
         *ret_found = ca;
         return 1;
-}
-
-/* The CA a deferred call was made on (bus_defer_for_nss()), if it is still configured. */
-static void *ca_refind(Manager *m, sd_bus_message *msg) {
-        char *name = NULL;
-        CaState *ca = NULL;
-
-        if (sd_bus_path_decode(sd_bus_message_get_path(msg), CB_CA_PREFIX, &name) > 0 && cb_ca_name_is_valid(name))
-                ca = manager_find_ca_state(m, name);
-        free(name);
-        return ca;
 }
 
 static int ca_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
                         sd_bus_error *error) {
         Manager *m = userdata;
-        char **nodes = calloc(m->n_cas + 1, sizeof(char *));
+        _cleanup_(bus_nodes_freep) char **nodes = calloc(m->n_cas + 1, sizeof(char *));
 
         if (!nodes)
                 return -ENOMEM;
         for (size_t i = 0; i < m->n_cas; i++)
-                if (sd_bus_path_encode(CB_CA_PREFIX, m->cas[i]->name, &nodes[i]) < 0) {
-                        for (size_t j = 0; j < i; j++)
-                                free(nodes[j]);
-                        free(nodes);
+                if (sd_bus_path_encode(CB_CA_PREFIX, m->cas[i]->name, &nodes[i]) < 0)
                         return -ENOMEM;
-                }
-        *ret_nodes = nodes;
+        *ret_nodes = TAKE_PTR(nodes);
         return 0;
 }
 
@@ -92,90 +75,124 @@ static char *server_list(const CbCa *c, bool admin) {
         return s;
 }
 
-static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
-                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        CaState *ca = userdata;
+/* URL, AdminURL: a CA with several NDES servers has every server's, in URL= order. */
+static int get_urls(sd_bus_message *reply, CaState *ca, bool admin) {
         const CbCa *c = ca_config(ca);
-        const char *v = NULL;
 
-        if (strcmp(property, "Name") == 0)
-                v = ca->name;
-        else if ((strcmp(property, "URL") == 0 || strcmp(property, "AdminURL") == 0) && c && c->n_servers > 1) {
-                char *list = server_list(c, strcmp(property, "AdminURL") == 0);
-                int r = bus_append_text(reply, list);
-                free(list);
-                return r;
-        } else if (strcmp(property, "URL") == 0)
-                v = c ? c->url : NULL;
-        else if (strcmp(property, "AdminURL") == 0)
-                v = c ? c->admin_url : NULL;
-        else if (strcmp(property, "Authentication") == 0)
-                v = c ? cb_authentication_to_string(c->authentication) : NULL;
-        else if (strcmp(property, "Challenge") == 0)
-                v = c ? cb_challenge_mode_to_string(c->challenge) : NULL;
-        else if (strcmp(property, "CACertificates") == 0)
-                v = ca->ca_certificates;
-        else if (strcmp(property, "RACertificates") == 0)
-                v = ca->ra_certificates;
-        else if (strcmp(property, "LastError") == 0)
-                v = ca->last_error;
-        return bus_append_text(reply, v);
+        if (c && c->n_servers > 1) {
+                _cleanup_(freep) char *list = server_list(c, admin);
+                return bus_append_text(reply, list);
+        }
+        return bus_append_text(reply, !c ? NULL : admin ? c->admin_url : c->url);
+}
+
+static int get_url(sd_bus *bus, const char *path, const char *interface, const char *property,
+                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return get_urls(reply, userdata, false);
+}
+
+static int get_admin_url(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return get_urls(reply, userdata, true);
+}
+
+static int get_authentication(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const CbCa *c = ca_config(userdata);
+        return bus_append_text(reply, c ? cb_authentication_to_string(c->authentication) : NULL);
+}
+
+static int get_challenge(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const CbCa *c = ca_config(userdata);
+        return bus_append_text(reply, c ? cb_challenge_mode_to_string(c->challenge) : NULL);
 }
 
 static int get_capabilities(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         CaState *ca = userdata;
-        int r = sd_bus_message_open_container(reply, 'a', "s");
+        int r;
 
-        for (size_t i = 0; r >= 0 && i < ca->n_capabilities; i++)
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ca->n_capabilities; i++) {
                 r = bus_append_text(reply, ca->capabilities[i]);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        return r;
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
 }
 
-static int get_last_contact(sd_bus *bus, const char *path, const char *interface, const char *property,
-                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "t", ((CaState *) userdata)->last_contact);
+static int check_reply_build(sd_bus_message *call, const CheckRow *rows, size_t n_rows, sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sss)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n_rows; i++) {
+                r = sd_bus_message_open_container(reply, 'r', "sss");
+                if (r < 0)
+                        return r;
+                r = bus_append_text(reply, rows[i].step);
+                if (r < 0)
+                        return r;
+                r = bus_append_text(reply, rows[i].result);
+                if (r < 0)
+                        return r;
+                r = bus_append_text(reply, rows[i].detail);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(reply);
+        return 0;
 }
 
 /* The Check's steps, as the a(sss) reply; rows NULL: dropped unanswered (shutdown). */
 static void on_check_complete(const CheckRow *rows, size_t n_rows, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         PendingReply *p = userdata;
-        sd_bus_message *reply = NULL;
         int r;
 
         if (!rows) {
                 pending_reply_drop(p);
                 return;
         }
-        r = sd_bus_message_new_method_return(p->call, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(sss)");
-        for (size_t i = 0; r >= 0 && i < n_rows; i++) {
-                r = sd_bus_message_open_container(reply, 'r', "sss");
-                if (r >= 0)
-                        r = bus_append_text(reply, rows[i].step);
-                if (r >= 0)
-                        r = bus_append_text(reply, rows[i].result);
-                if (r >= 0)
-                        r = bus_append_text(reply, rows[i].detail);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(reply);
-        }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                (void) pending_reply_send(p, reply);
-        else
+        r = check_reply_build(p->call, rows, n_rows, &reply);
+        if (r < 0) {
                 (void) pending_reply_errno(p, -r, "Cannot build the Check() reply: %s", strerror(-r));
-        sd_bus_message_unref(reply);
+                return;
+        }
+        (void) pending_reply_send(p, reply);
+}
+
+/* A caller no rule lets use the CA, and polkit did not authorize (perr says why). */
+static int check_refused(CaState *ca, const sd_bus_error *perr, sd_bus_error *error) {
+        _cleanup_(freep) char *text = NULL;
+
+        if (asprintf(&text, "No policy rule lets you use CA '%s'; Check() is for root, for callers some rule "
+                     "allows to use the CA, and for users polkit authorizes (%s).",
+                     ca->name, perr->message ?: perr->name ?: "refused") < 0)
+                return -ENOMEM;
+        if (sd_bus_error_has_name(perr, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+                return sd_bus_error_set(error, perr->name, text);
+        return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "%s", text);
 }
 
 static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_done) Caller caller = {};
         CaState *ca = userdata;
         Manager *m = ca->manager;
-        Caller caller = {};
         int want_challenge = 0, r;
 
         r = sd_bus_message_enter_container(msg, 'a', "{sv}");
@@ -220,45 +237,26 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (r < 0)
                 return bus_caller_error(m, error, r);
         r = caller_resolve_names(&caller, caller_names_needed(m->config));
-        if (r < 0) {
-                uid_t u = caller.uid;
-                caller_done(&caller);
-                if (r == -EINPROGRESS)  /* made again once NSS has answered */
-                        return bus_defer_for_nss(m, msg, method_check, ca_refind, u, error);
-                return bus_nss_error(m, error, u, r);
-        }
+        if (r == -EINPROGRESS)          /* dispatched again once NSS has answered */
+                return bus_defer_for_nss(m, msg, caller.uid, error);
+        if (r < 0)
+                return bus_nss_error(m, error, caller.uid, r);
         CbCaller cb;
         caller_to_policy(&caller, &cb);
         uid_t uid = caller.uid;
         bool allowed = uid == 0 || cb_policy_caller_may_use_ca(m->config, &cb, ca->name);
-        caller_done(&caller);
         /* Whom no rule lets use the CA, or who asks for a challenge again within the
          * interval: polkit may authorize it (action .check), and then it is treated like root
          * (no per-user challenge interval). The answer may come later: the call comes again. */
         bool delegated = false;
         if (!allowed) {
-                sd_bus_error perr = SD_BUS_ERROR_NULL;
+                _cleanup_(sd_bus_error_free) sd_bus_error perr = SD_BUS_ERROR_NULL;
+
                 r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
-                if (r == 0) {
-                        sd_bus_error_free(&perr);
-                        return 1;
-                }
-                if (r < 0) {
-                        char *text = NULL;
-                        if (asprintf(&text, "No policy rule lets you use CA '%s'; Check() is for root, for callers "
-                                     "some rule allows to use the CA, and for users polkit authorizes (%s).",
-                                     ca->name, perr.message ?: perr.name ?: "refused") < 0)
-                                text = NULL;
-                        if (text && sd_bus_error_has_name(&perr, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
-                                r = sd_bus_error_set(error, perr.name, text);
-                        else if (text)
-                                r = bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "%s", text);
-                        else
-                                r = -ENOMEM;
-                        free(text);
-                        sd_bus_error_free(&perr);
-                        return r;
-                }
+                if (r == 0)
+                        return 1;       /* deferred */
+                if (r < 0)
+                        return check_refused(ca, &perr, error);
                 delegated = true;
         }
 
@@ -266,15 +264,13 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         CheckAdmission admission = engine_ca_check_admit(m, ca, delegated ? 0 : uid, want_challenge, &retry);
         if (admission == CHECK_CHALLENGE_RATE) {
                 /* polkit may let this user check again now, like root; asked only then. */
-                sd_bus_error perr = SD_BUS_ERROR_NULL;
+                _cleanup_(sd_bus_error_free) sd_bus_error perr = SD_BUS_ERROR_NULL;
+
                 r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
-                if (r == 0) {
-                        sd_bus_error_free(&perr);
-                        return 1;
-                }
+                if (r == 0)
+                        return 1;       /* deferred */
                 if (r > 0)
                         admission = engine_ca_check_admit(m, ca, 0, want_challenge, &retry);
-                sd_bus_error_free(&perr);
         }
         switch (admission) {
         case CHECK_ADMITTED:
@@ -318,8 +314,10 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 return bus_caller_error(ca->manager, error, r);
         if (uid != 0) {
                 r = bus_polkit_authorize(ca->manager, msg, CB_POLKIT_ACTION_RELOAD, "refresh a CA", error);
-                if (r <= 0)
-                        return r < 0 ? r : 1;
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 1;       /* deferred */
         }
         r = engine_ca_refresh(ca->manager, ca);
         if (r < 0)
@@ -334,12 +332,38 @@ static int get_install_trust(sd_bus *bus, const char *path, const char *interfac
         return sd_bus_message_append(reply, "b", c && c->install_trust);
 }
 
+static int trust_reply_build(sd_bus_message *call, const TrustAnchor *a, size_t n, const char *note,
+                             sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sbs)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = sd_bus_message_append(reply, "(sbs)", a[i].fingerprint, a[i].authenticated, a[i].pem);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "s", note);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
 /* GetTrustAnchors() answered from the certificates just fetched (or the error that stopped it). */
 static void trust_answer(PendingReply *p, CaState *ca) {
-        sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) char *note = NULL;
         TrustAnchor *a = NULL;
         size_t n = 0;
-        char *note = NULL;
         int r;
 
         r = trust_anchors_collect(ca, &a, &n, &note);
@@ -352,22 +376,13 @@ static void trust_answer(PendingReply *p, CaState *ca) {
                 (void) pending_reply_errno(p, -r, "CA %s: cannot list its certificates: %s", ca->name, strerror(-r));
                 return;
         }
-        r = sd_bus_message_new_method_return(p->call, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(sbs)");
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append(reply, "(sbs)", a[i].fingerprint, a[i].authenticated, a[i].pem);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "s", note);
-        if (r >= 0)
-                (void) pending_reply_send(p, reply);
-        else
-                (void) pending_reply_errno(p, -r, "Cannot build the GetTrustAnchors() reply: %s", strerror(-r));
-        sd_bus_message_unref(reply);
+        r = trust_reply_build(p->call, a, n, note, &reply);
         trust_anchors_free(a, n);
-        free(note);
+        if (r < 0) {
+                (void) pending_reply_errno(p, -r, "Cannot build the GetTrustAnchors() reply: %s", strerror(-r));
+                return;
+        }
+        (void) pending_reply_send(p, reply);
 }
 
 static int method_get_trust_anchors(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -393,19 +408,21 @@ static int method_get_trust_anchors(sd_bus_message *msg, void *userdata, sd_bus_
 }
 
 #define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
+#define FIELD(name, sig, getter, field, flags) SD_BUS_PROPERTY(name, sig, getter, offsetof(CaState, field), flags)
 
+/* The CA's state at its offsets in CaState; what comes from its configuration through getters. */
 static const sd_bus_vtable ca_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Name", "s", get_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("URL", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("AdminURL", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("Authentication", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("Challenge", "s", get_string, 0, INVAL),
+        FIELD("Name", "s", bus_property_get_text, name, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("URL", "s", get_url, 0, INVAL),
+        SD_BUS_PROPERTY("AdminURL", "s", get_admin_url, 0, INVAL),
+        SD_BUS_PROPERTY("Authentication", "s", get_authentication, 0, INVAL),
+        SD_BUS_PROPERTY("Challenge", "s", get_challenge, 0, INVAL),
         SD_BUS_PROPERTY("Capabilities", "as", get_capabilities, 0, INVAL),
-        SD_BUS_PROPERTY("CACertificates", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("RACertificates", "s", get_string, 0, INVAL),
-        SD_BUS_PROPERTY("LastContact", "t", get_last_contact, 0, INVAL),
-        SD_BUS_PROPERTY("LastError", "s", get_string, 0, INVAL),
+        FIELD("CACertificates", "s", bus_property_get_text, ca_certificates, INVAL),
+        FIELD("RACertificates", "s", bus_property_get_text, ra_certificates, INVAL),
+        FIELD("LastContact", "t", bus_property_get_usec, last_contact, INVAL),
+        FIELD("LastError", "s", bus_property_get_text, last_error, INVAL),
         SD_BUS_PROPERTY("InstallTrust", "b", get_install_trust, 0, INVAL),
         SD_BUS_METHOD_WITH_NAMES("Check", "a{sv}", SD_BUS_PARAM(options), "a(sss)", SD_BUS_PARAM(steps),
                                  method_check, SD_BUS_VTABLE_UNPRIVILEGED),
@@ -425,7 +442,7 @@ int bus_ca_register(Manager *m) {
 }
 
 void bus_ca_changed(CaState *ca) {
-        char *path = NULL;
+        _cleanup_(freep) char *path = NULL;
 
         /* A GetCACert fetch ended (or the CA goes): the GetTrustAnchors() calls waiting for it. */
         if (!trust_anchors_fetching(ca))
@@ -438,5 +455,4 @@ void bus_ca_changed(CaState *ca) {
         if (!ca->manager->bus || sd_bus_path_encode(CB_CA_PREFIX, ca->name, &path) < 0)
                 return;
         (void) sd_bus_emit_properties_changed_strv(ca->manager->bus, path, CB_CA_IFACE, NULL);
-        free(path);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log-audit-text.h"
+#include "basic.h"
 #include "bus-pending.h"
 #include "bus-polkit.h"
 #include "bus-text.h"
@@ -155,12 +156,12 @@ static int count_active(uid_t uid, uint64_t *ret, void *userdata) {
 }
 
 /* Reads (s ca, s subject, as names, a{sv} options), identifies the caller, decides: 0. When
- * the caller's names are still being asked of NSS, the call is made again once it has answered
- * (handler: the method's own): 1, nothing decided. */
+ * the caller's names are still being asked of NSS, the call is dispatched again once it has
+ * answered (bus_defer_for_nss()): 1, nothing decided. */
 /* extra: what to resolve beyond what the rules need (Enroll stores the unit with the request,
  * for decisions against later rules). */
-static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra, sd_bus_message_handler_t handler,
-                              PolicyCall *p, CbDecision *ret, sd_bus_error *error) {
+static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra, PolicyCall *p, CbDecision *ret,
+                              sd_bus_error *error) {
         EnrollOptions o = {};
         size_t n = 0, cap = 0;
         int r;
@@ -205,7 +206,7 @@ static int policy_call_decide(Manager *m, sd_bus_message *msg, CallerNames extra
                 return bus_caller_error(m, error, r);
         r = caller_resolve_names(&p->caller, needed);
         if (r == -EINPROGRESS)
-                return bus_defer_for_nss(m, msg, handler, NULL, p->caller.uid, error);
+                return bus_defer_for_nss(m, msg, p->caller.uid, error);
         if (r < 0)
                 return bus_nss_error(m, error, p->caller.uid, r);
 
@@ -275,16 +276,18 @@ static void audit_decision(Manager *m, const PolicyCall *p, const CbDecision *d,
 
 /* The Enroll call's request is on disk (or could not be written): the reply. */
 static void on_enrolled(Request *req, int error, void *userdata) {
+        _cleanup_(freep) char *path = NULL;
         PendingReply *p = userdata;
-        char *path = NULL;
 
-        if (error < 0)
+        if (error < 0) {
                 (void) pending_reply_errno(p, error, "Cannot write the request journal to disk: %s", strerror(-error));
-        else if (bus_request_path(req->rec->id, &path) >= 0)
-                (void) pending_reply_return(p, "o", path);
-        else
+                return;
+        }
+        if (bus_request_path(req->rec->id, &path) < 0) {
                 (void) pending_reply_errno(p, ENOMEM, "Out of memory");
-        free(path);
+                return;
+        }
+        (void) pending_reply_return(p, "o", path);
 }
 
 /* The reply to a repeated Enroll: as on_enrolled(), but the request it named may have been
@@ -336,27 +339,25 @@ static int enroll_repeated(Manager *m, sd_bus_message *msg, const PolicyCall *p,
 }
 
 static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(pending_reply_dropp) PendingReply *pending = NULL;
+        _cleanup_(policy_call_done) PolicyCall p = {};
+        _cleanup_(cb_decision_done) CbDecision d = {};
+        _cleanup_(freep) char *snapshot = NULL;
         Manager *m = userdata;
-        PolicyCall p = {};
-        CbDecision d = {};
-        PendingReply *pending = NULL;
         Request *req = NULL, *named;
-        char *snapshot = NULL;
         int r;
 
-        r = policy_call_decide(m, msg, CALLER_UNIT, method_enroll, &p, &d, error);
+        r = policy_call_decide(m, msg, CALLER_UNIT, &p, &d, error);
         if (r != 0)
-                goto finish;    /* an error, or made again once NSS answers */
+                return r;       /* an error, or dispatched again once NSS answers */
         /* The same token again (a caller that did not see the reply): that request, made once. */
         named = request_find_token(m, p.caller.uid, p.token);
         if (named && d.ca && d.subject) {
-                r = enroll_repeated(m, msg, &p, &d, named, error);
-                goto finish;
+                return enroll_repeated(m, msg, &p, &d, named, error);
         }
         if (!d.allowed) {
                 audit_decision(m, &p, &d, NULL, "Enroll denied", true);
-                r = bus_error_set(error, broker_error_from_decision(d.result), "%s", d.reason);
-                goto finish;
+                return bus_error_set(error, broker_error_from_decision(d.result), "%s", d.reason);
         }
         /* What a tenant keeps is bounded: MaxStoredRequests= requests of every state per uid
          * (root is not counted: it administers the broker). */
@@ -368,108 +369,120 @@ static int method_enroll(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                                                                .error = broker_error_name(BROKER_ERROR_QUOTA_EXCEEDED) },
                                   "Enroll denied for uid %u: it keeps %u requests (MaxStoredRequests=%u)",
                                   (unsigned) p.caller.uid, stored, m->config->max_stored_requests);
-                r = bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                   "uid %u keeps %u requests and certbroker.conf allows MaxStoredRequests=%u per "
                                   "user: Remove() finished ones (certbrokerctl remove ID), or wait until they "
                                   "are forgotten (RetainFinished=%llu s after they end).",
                                   (unsigned) p.caller.uid, stored, m->config->max_stored_requests,
                                   (unsigned long long) (m->config->retain_finished_usec / 1000000ULL));
-                goto finish;
         }
 
         r = caller_snapshot_format(&p.caller, &snapshot);
-        if (r >= 0)
-                r = pending_reply_new(msg, NULL, NULL, &pending);
         if (r < 0)
-                goto finish;
+                return r;
+        r = pending_reply_new(msg, NULL, NULL, &pending);
+        if (r < 0)
+                return r;
         /* Durable before the reply: on_enrolled() answers once the insert is on disk. */
         r = request_enroll(m, p.caller.uid, snapshot, &d, p.renew, p.token, on_enrolled, pending, &req);
-        if (r == -ENOSPC || r == -EDQUOT) {
-                r = bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
+        if (r == -ENOSPC || r == -EDQUOT)
+                return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                   "The broker's state directory is full (%s: %s): the request was not "
                                   "accepted. Free space there; requests already accepted are kept and "
-                                  "finish once there is room.", store_path(m->store), strerror(-r));
-                goto finish;
-        }
-        if (r < 0) {
-                r = sd_bus_error_set_errnof(error, r, "Cannot record the request in %s: %m", store_path(m->store));
-                goto finish;
-        }
-        pending = NULL;         /* on_enrolled() has it */
+                                     "finish once there is room.", store_path(m->store), strerror(-r));
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot record the request in %s: %m", store_path(m->store));
+        (void) TAKE_PTR(pending);       /* on_enrolled() has it */
         audit_decision(m, &p, &d, req->rec->id, "Enroll allowed", false);
-        r = 1;
-
-finish:
-        pending_reply_drop(pending);
-        free(snapshot);
-        cb_decision_done(&d);
-        policy_call_done(&p);
-        return r;
+        return 1;
 }
 
 static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(policy_call_done) PolicyCall p = {};
+        _cleanup_(cb_decision_done) CbDecision d = {};
         Manager *m = userdata;
-        PolicyCall p = {};
-        CbDecision d = {};
         int r;
 
-        r = policy_call_decide(m, msg, 0, method_check_access, &p, &d, error);
-        if (r == 0) {
-                sd_bus_message *reply = NULL;
-
-                audit_decision(m, &p, &d, NULL, "CheckAccess", true);
-                r = sd_bus_message_new_method_return(msg, &reply);
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "b", d.allowed);
-                if (r >= 0)
-                        r = bus_append_text(reply, d.rule);
-                if (r >= 0)
-                        r = bus_append_text(reply, d.reason);
-                if (r >= 0)
-                        r = sd_bus_send(NULL, reply, NULL);
-                sd_bus_message_unref(reply);
-        }
-        cb_decision_done(&d);
-        policy_call_done(&p);
-        return r;
+        r = policy_call_decide(m, msg, 0, &p, &d, error);
+        if (r != 0)
+                return r;       /* an error, or dispatched again once NSS answers */
+        audit_decision(m, &p, &d, NULL, "CheckAccess", true);
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "b", d.allowed);
+        if (r < 0)
+                return r;
+        r = bus_append_text(reply, d.rule);
+        if (r < 0)
+                return r;
+        r = bus_append_text(reply, d.reason);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
+/* The requests as a(sso) (id, state, path), or a(ssou) with the owner; only owner's unless
+ * it is UID_INVALID. */
+#define UID_INVALID ((uid_t) -1)
+static int reply_requests(Manager *m, sd_bus_message *msg, uid_t owner, bool with_owner) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *row = with_owner ? "ssou" : "sso";
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', with_owner ? "(ssou)" : "(sso)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_requests; i++) {
+                const StoreRequest *rec = m->requests[i]->rec;
+                _cleanup_(freep) char *path = NULL;
+
+                if (owner != UID_INVALID && rec->owner != owner)
+                        continue;
+                r = bus_request_path(rec->id, &path);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(reply, 'r', row);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "sso", rec->id, request_state_to_string(rec->state), path);
+                if (r < 0)
+                        return r;
+                if (with_owner) {
+                        r = sd_bus_message_append(reply, "u", (uint32_t) rec->owner);
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* The caller's requests (root: every request). */
 static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        sd_bus_message *reply = NULL;
         uid_t uid;
         int r;
 
         r = caller_uid_from_message(m->callers, msg, &uid);
         if (r < 0)
                 return bus_caller_error(m, error, r);
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(sso)");
-        for (size_t i = 0; r >= 0 && i < m->n_requests; i++) {
-                Request *q = m->requests[i];
-                char *path = NULL;
-                if (uid != 0 && q->rec->owner != uid)
-                        continue;
-                r = bus_request_path(q->rec->id, &path);
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "(sso)", q->rec->id,
-                                                  request_state_to_string(q->rec->state), path);
-                free(path);
-        }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        return reply_requests(m, msg, uid == 0 ? UID_INVALID : uid, false);
 }
 
 /* Every user's requests: root, or whom polkit authorizes for .manage (the answer may come
- * later: the call then comes again). */
+ * later: the call is then dispatched again). */
 static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        sd_bus_message *reply = NULL;
         uid_t uid;
         int r;
 
@@ -478,57 +491,45 @@ static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_
                 return bus_caller_error(m, error, r);
         if (uid != 0) {
                 r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", error);
-                if (r <= 0)
-                        return r < 0 ? r : 1;
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 1;       /* deferred */
         }
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(ssou)");
-        for (size_t i = 0; r >= 0 && i < m->n_requests; i++) {
-                Request *q = m->requests[i];
-                char *path = NULL;
-                r = bus_request_path(q->rec->id, &path);
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "(ssou)", q->rec->id,
-                                                  request_state_to_string(q->rec->state), path,
-                                                  (uint32_t) q->rec->owner);
-                free(path);
-        }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        return reply_requests(m, msg, UID_INVALID, true);
 }
 
 static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Manager *m = userdata;
-        sd_bus_message *reply = NULL;
         int r;
 
         r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(so)");
-        for (size_t i = 0; r >= 0 && i < m->config->n_cas; i++) {
-                char *path = NULL;
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(so)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->config->n_cas; i++) {
+                _cleanup_(freep) char *path = NULL;
+
                 r = sd_bus_path_encode(CB_CA_PREFIX, m->config->cas[i].name, &path);
-                if (r >= 0)
-                        r = sd_bus_message_append(reply, "(so)", m->config->cas[i].name, path);
-                free(path);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "(so)", m->config->cas[i].name, path);
+                if (r < 0)
+                        return r;
         }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 /* GetMetrics(): root sees every request and the broker's counters, others their own requests. */
 static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(freep) char *text = NULL;
         Manager *m = userdata;
-        char *text = NULL;
         uid_t uid;
         int r;
 
@@ -538,14 +539,12 @@ static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = metrics_format(m, uid == 0, uid, &text);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot format the metrics: %m");
-        r = sd_bus_reply_method_return(msg, "s", text);
-        free(text);
-        return r;
+        return sd_bus_reply_method_return(msg, "s", text);
 }
 
 static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(freep) char *reason = NULL;
         Manager *m = userdata;
-        char *reason = NULL;
         uid_t uid;
         int r;
 
@@ -553,41 +552,49 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return bus_caller_error(m, error, r);
         if (uid != 0) {
-                /* Root, or whom polkit authorizes (the answer may come later: the call then
-                 * comes again). */
+                /* Root, or whom polkit authorizes (the answer may come later: the call is then
+                 * dispatched again). */
                 r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", error);
-                if (r <= 0)
-                        return r < 0 ? r : 1;
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 1;       /* deferred */
         }
         r = manager_reload(m, &reason);
         if (r < 0) {
                 log_error("Reload requested by uid %u failed, keeping the old configuration: %s",
                           (unsigned) uid, reason ?: strerror(-r));
-                r = bus_error_set(error, BROKER_ERROR_INVALID_CONFIGURATION,
-                                      "%s (the old configuration stays in force)", reason ?: strerror(-r));
-                free(reason);
-                return r;
+                return bus_error_set(error, BROKER_ERROR_INVALID_CONFIGURATION,
+                                     "%s (the old configuration stays in force)", reason ?: strerror(-r));
         }
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-static int property_get_config_string(sd_bus *bus, const char *path, const char *interface,
-                                      const char *property, sd_bus_message *reply, void *userdata,
-                                      sd_bus_error *error) {
-        Manager *m = userdata;
-        const char *v = "";
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, CERTBROKER_VERSION);
+}
 
-        if (strcmp(property, "Version") == 0)
-                v = CERTBROKER_VERSION;
-        else if (strcmp(property, "Realm") == 0)
-                v = m->config->realm;
-        else if (strcmp(property, "PermittedSuffix") == 0)
-                v = m->config->permitted_suffix;
-        else if (strcmp(property, "Principal") == 0)
-                v = m->config->principal;
-        else if (strcmp(property, "CredentialState") == 0)
-                v = engine_credential_state(m);
-        return bus_append_text(reply, v);
+static int property_get_realm(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, ((Manager *) userdata)->config->realm);
+}
+
+static int property_get_permitted_suffix(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        return bus_append_text(reply, ((Manager *) userdata)->config->permitted_suffix);
+}
+
+static int property_get_principal(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, ((Manager *) userdata)->config->principal);
+}
+
+static int property_get_credential_state(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        return bus_append_text(reply, engine_credential_state(userdata));
 }
 
 static int property_get_credential_expiry(sd_bus *bus, const char *path, const char *interface,
@@ -603,24 +610,29 @@ static int property_get_key_pool(sd_bus *bus, const char *path, const char *inte
                                  const char *property, sd_bus_message *reply, void *userdata,
                                  sd_bus_error *error) {
         Manager *m = userdata;
-        int r = sd_bus_message_open_container(reply, 'a', "(suu)");
+        int r;
 
-        for (KeyType t = 0; r >= 0 && t < _KEY_TYPE_MAX; t++)
-                if (key_pool_target(m->pool, t) > 0)
-                        r = sd_bus_message_append(reply, "(suu)", key_type_to_string(t),
-                                                  key_pool_count(m->pool, t), key_pool_target(m->pool, t));
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        return r;
+        r = sd_bus_message_open_container(reply, 'a', "(suu)");
+        if (r < 0)
+                return r;
+        for (KeyType t = 0; t < _KEY_TYPE_MAX; t++) {
+                if (key_pool_target(m->pool, t) == 0)
+                        continue;
+                r = sd_bus_message_append(reply, "(suu)", key_type_to_string(t), key_pool_count(m->pool, t),
+                                          key_pool_target(m->pool, t));
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
 }
 
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Version", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Realm", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        SD_BUS_PROPERTY("PermittedSuffix", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        SD_BUS_PROPERTY("Principal", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
-        SD_BUS_PROPERTY("CredentialState", "s", property_get_config_string, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Realm", "s", property_get_realm, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("PermittedSuffix", "s", property_get_permitted_suffix, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("Principal", "s", property_get_principal, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
+        SD_BUS_PROPERTY("CredentialState", "s", property_get_credential_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("CredentialExpiry", "t", property_get_credential_expiry, 0, SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("KeyPool", "a(suu)", property_get_key_pool, 0, 0),
         SD_BUS_METHOD_WITH_NAMES("Enroll", "ssasa{sv}", SD_BUS_PARAM(ca) SD_BUS_PARAM(subject) SD_BUS_PARAM(names) SD_BUS_PARAM(options),
@@ -648,10 +660,10 @@ static void hook_credentials_changed(Manager *m) {
 }
 
 static void hook_closing(Manager *m) {
-        bus_deferred_free_all(m);
         while (m->trust_waiters)
                 pending_reply_drop(m->trust_waiters);
-        m->polkit = bus_polkit_registry_free(m->polkit);
+        m->polkit = bus_polkit_registry_free(m->polkit);        /* with the calls it deferred */
+        bus_deferred_free_all(m);
         m->callers = caller_registry_free(m->callers);
         if (m->bus) {
                 (void) sd_bus_flush(m->bus);
@@ -681,11 +693,12 @@ int bus_manager_attach(Manager *m, sd_bus *bus) {
         if (r < 0)
                 return r;
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
-        if (r >= 0)
-                r = bus_request_register(m);
-        if (r >= 0)
-                r = bus_ca_register(m);
-        return r;
+        if (r < 0)
+                return r;
+        r = bus_request_register(m);
+        if (r < 0)
+                return r;
+        return bus_ca_register(m);
 }
 
 /* The connection to the bus is gone (the bus daemon stopped, or closed it): without it the
@@ -701,7 +714,7 @@ static int on_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *er
 }
 
 int bus_manager_connect(Manager *m) {
-        sd_bus *bus = NULL;
+        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
         size_t total, per_uid;
         int r;
 
@@ -709,21 +722,23 @@ int bus_manager_connect(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot connect to the system bus: %m");
         r = bus_manager_attach(m, bus);
-        sd_bus_unref(bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register the broker's objects on the bus: %m");
         /* Every caller's departure through one match (caller.h), installed before any call
          * is dispatched. */
-        if (r >= 0)
-                r = caller_registry_attach(m->callers, m->bus);
+        r = caller_registry_attach(m->callers, m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch for callers leaving the bus (NameOwnerChanged): %m");
         /* A match on the local Disconnected signal costs no match rule on the bus. */
-        if (r >= 0)
-                r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
-                                        "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, m);
+        r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch for the loss of the bus connection: %m");
         /* Bus calls before HTTP completions and key deliveries: callers (ListCAs, Wait, ...)
          * stay responsive however many enrollments are in flight. */
-        if (r >= 0)
-                r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_IMPORTANT);
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0)
-                return log_error_errno(r, "Cannot start: %m");
+                return log_error_errno(r, "Cannot attach the bus connection to the event loop: %m");
         caller_registry_get_limits(m->callers, &total, &per_uid);
         log_debug("Callers: at most %zu connections remembered, %zu per user (RLIMIT_NOFILE).", total, per_uid);
         r = sd_bus_request_name(m->bus, CB_BUS_NAME, 0);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "basic.h"
 #include "bus-pending.h"
 
 int pending_reply_new(sd_bus_message *call, PendingReply **head, void *data, PendingReply **ret) {
@@ -63,22 +64,25 @@ int pending_reply_send(PendingReply *p, sd_bus_message *reply) {
 }
 
 int pending_reply_return(PendingReply *p, const char *types, ...) {
-        sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         va_list ap;
         int r;
 
         r = sd_bus_message_new_method_return(p->call, &reply);
-        if (r >= 0 && types) {
+        if (r < 0) {
+                pending_reply_drop(p);
+                return r;
+        }
+        if (types) {
                 va_start(ap, types);
                 r = sd_bus_message_appendv(reply, types, ap);
                 va_end(ap);
+                if (r < 0) {
+                        pending_reply_drop(p);
+                        return r;
+                }
         }
-        if (r >= 0)
-                r = pending_reply_send(p, reply);
-        else
-                pending_reply_drop(p);
-        sd_bus_message_unref(reply);
-        return r;
+        return pending_reply_send(p, reply);
 }
 
 static int reply_error_and_drop(PendingReply *p, sd_bus_error *e) {

@@ -32,5 +32,8 @@ int pending_reply_errno(PendingReply *p, int error, const char *format, ...)
         __attribute__((format(printf, 3, 4)));
 /* Free without an answer. NULL-safe. */
 void pending_reply_drop(PendingReply *p);
+static inline void pending_reply_dropp(PendingReply **p) {
+        pending_reply_drop(*p);
+}
 
 unsigned pending_reply_count(PendingReply *head);

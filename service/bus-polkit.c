@@ -35,6 +35,7 @@ struct PolkitQuery {
         PolkitRegistry *registry;
         PolkitQuery *next;
         sd_bus_message *msg;            /* the call being authorized (a reference) */
+        BusDeferred *deferred;          /* the call, until polkit answers (bus-util.h) */
         char *action;
         uid_t uid;                      /* the caller, for the log */
         bool interactive;               /* the call allowed interactive authorization */
@@ -63,11 +64,16 @@ static void query_free(PolkitQuery *q) {
                 q->slot = sd_bus_slot_unref(q->slot);
                 q->registry->n_pending--;
         }
+        bus_deferred_free(q->deferred);
         sd_bus_message_unref(q->msg);
         free(q->action);
         free(q->error_name);
         free(q->error_message);
         free(q);
+}
+
+static void query_freep(PolkitQuery **q) {
+        query_free(*q);
 }
 
 int bus_polkit_registry_new(PolkitRegistry **ret) {
@@ -144,6 +150,30 @@ static void query_log(const PolkitQuery *q, uid_t uid) {
                  q->answer == POLKIT_YES ? "" : ": ", q->answer == POLKIT_YES ? "" : q->error_message ?: "");
 }
 
+/* CheckAuthorization's (bba{ss}): is_authorized, is_challenge, and the detail polkit.dismissed. */
+static int polkit_reply_read(sd_bus_message *reply, int *ret_authorized, int *ret_challenge, bool *ret_dismissed) {
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "bb", ret_authorized, ret_challenge);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *k, *v;
+
+                r = sd_bus_message_read(reply, "{ss}", &k, &v);
+                if (r <= 0)
+                        return r;
+                if (strcmp(k, "polkit.dismissed") == 0 && strcmp(v, "true") == 0)
+                        *ret_dismissed = true;
+        }
+}
+
 static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         PolkitQuery *q = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
@@ -164,17 +194,7 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 int authorized = 0, challenge = 0;
                 bool dismissed = false;
 
-                r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
-                if (r >= 0)
-                        r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
-                if (r >= 0)
-                        r = sd_bus_message_enter_container(reply, 'a', "{ss}");
-                while (r > 0) {
-                        const char *k, *v;
-                        r = sd_bus_message_read(reply, "{ss}", &k, &v);
-                        if (r > 0 && strcmp(k, "polkit.dismissed") == 0 && strcmp(v, "true") == 0)
-                                dismissed = true;
-                }
+                r = polkit_reply_read(reply, &authorized, &challenge, &dismissed);
                 if (r < 0)
                         r = query_deny(q, BROKER_ERROR_PREFIX "AccessDenied",
                                        "polkit's answer for %s does not parse: %s.", q->action, strerror(-r));
@@ -203,14 +223,8 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 q->answer = POLKIT_NO;
         query_log(q, uid);
 
-        /* Dispatch the call again, read from its start: its handler reads the answer this
-         * time. */
-        (void) sd_bus_message_rewind(q->msg, true);
-        r = sd_bus_enqueue_for_read(sd_bus_message_get_bus(q->msg), q->msg);
-        if (r < 0)
-                log_error_errno(r, "Cannot dispatch %s.%s again after polkit's answer: %m",
-                                sd_bus_message_get_interface(q->msg) ?: "?",
-                                sd_bus_message_get_member(q->msg) ?: "?");
+        /* The handler reads the answer this time. */
+        bus_deferred_resume(TAKE_PTR(q->deferred));
         return 0;
 }
 
@@ -232,9 +246,9 @@ int bus_polkit_known(Manager *m, sd_bus_message *msg, const char *action, sd_bus
 
 int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, const char *what,
                          sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         PolkitRegistry *reg = m->polkit;
-        sd_bus_message *call = NULL;
-        PolkitQuery *q;
+        PolkitQuery *known;
         const char *sender = sd_bus_message_get_sender(msg);
         bool interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
         int r;
@@ -242,11 +256,11 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
         if (!reg || !m->bus)
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Only root may %s.", what);
         registry_sweep(reg, mono_usec());
-        q = registry_find(reg, msg, action);
-        if (q) {
-                if (q->answer == POLKIT_PENDING)
-                        return 0;       /* dispatched again before the answer: cannot happen */
-                return query_result(q, error);
+        known = registry_find(reg, msg, action);
+        if (known) {
+                if (known->answer == POLKIT_PENDING)
+                        return 0;       /* still deferred: dispatched again when polkit answers */
+                return query_result(known, error);
         }
         if (!sender)
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
@@ -263,7 +277,7 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
                                      "%u of your calls wait for polkit already; try again when they have been "
                                      "answered.", CB_POLKIT_QUERIES_PER_UID_MAX);
 
-        q = calloc(1, sizeof *q);
+        _cleanup_(query_freep) PolkitQuery *q = calloc(1, sizeof *q);
         if (!q)
                 return -ENOMEM;
         q->registry = reg;
@@ -271,26 +285,25 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
         q->interactive = interactive;
         q->msg = sd_bus_message_ref(msg);
         q->action = strdup(action);
-        if (!q->action) {
-                query_free(q);
+        if (!q->action)
                 return -ENOMEM;
-        }
         r = sd_bus_message_new_method_call(m->bus, &call, POLKIT_NAME, POLKIT_PATH, POLKIT_IFACE,
                                            "CheckAuthorization");
-        if (r >= 0)
-                r = sd_bus_message_append(call, "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s", sender,
-                                          action, 0, interactive ? POLKIT_FLAG_ALLOW_USER_INTERACTION : 0U, "");
-        if (r >= 0)
-                r = sd_bus_call_async(m->bus, &q->slot, call, on_polkit_reply, q,
-                                      interactive ? POLKIT_TIMEOUT_INTERACTIVE_USEC : POLKIT_TIMEOUT_USEC);
-        sd_bus_message_unref(call);
-        if (r < 0) {
-                q->slot = NULL;
-                query_free(q);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot make the polkit call for %s: %m", action);
+        r = sd_bus_message_append(call, "(sa{sv})sa{ss}us", "system-bus-name", 1, "name", "s", sender,
+                                  action, 0, interactive ? POLKIT_FLAG_ALLOW_USER_INTERACTION : 0U, "");
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot fill in the polkit call for %s: %m", action);
+        r = bus_defer(m, msg, BUS_DEFER_POLKIT, &q->deferred);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_async(m->bus, &q->slot, call, on_polkit_reply, q,
+                              interactive ? POLKIT_TIMEOUT_INTERACTIVE_USEC : POLKIT_TIMEOUT_USEC);
+        if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot ask polkit to authorize %s: %m", action);
-        }
         reg->n_pending++;
         q->next = reg->queries;
-        reg->queries = q;
+        reg->queries = TAKE_PTR(q);
         return 0;
 }

@@ -9,9 +9,9 @@
  * Asynchronous, without blocking the loop: the first time a message needs an action, a
  * CheckAuthorization call goes to org.freedesktop.PolicyKit1 (subject: the caller's unique
  * bus name, interactive when the caller allows interactive authorization) and
- * bus_polkit_authorize() returns 0; the handler then returns 1 without answering. When
- * polkit answers, the message is put back in the bus's read queue (sd_bus_enqueue_for_read)
- * and dispatched again, and this time bus_polkit_authorize() gives the answer. */
+ * bus_polkit_authorize() returns 0 with the call deferred (BUS_DEFER_POLKIT, bus-util.h); the
+ * handler then returns 1 without answering. When polkit answers, the call is dispatched again
+ * (bus_deferred_resume()), and this time bus_polkit_authorize() gives the answer. */
 
 #include <stdbool.h>
 #include <systemd/sd-bus.h>

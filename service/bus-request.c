@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic.h"
 #include "bus-pending.h"
 #include "bus-polkit.h"
 #include "bus-text.h"
@@ -22,12 +23,12 @@
 
 static bool member_is_delegable(sd_bus_message *msg);
 
-static int request_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
-                        void **ret_found, sd_bus_error *error) {
-        Manager *m = userdata;
+/* The request at path, if the current message may see it: 1 and *ret; 0 not a request's path;
+ * a negative errno with error set. */
+static int request_lookup(sd_bus *bus, const char *path, Manager *m, Request **ret, sd_bus_error *error) {
         sd_bus_message *msg = sd_bus_get_current_message(bus);
+        _cleanup_(freep) char *id = NULL;
         Request *req;
-        char *id = NULL;
         uid_t uid;
         int r;
 
@@ -37,12 +38,9 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
         req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
         if (!req) {
                 char echo[BUS_TEXT_ECHO_SIZE(32)];
-                r = bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%s'.",
-                                  bus_text_echo(id, 32, echo, sizeof echo));
-                free(id);
-                return r;
+                return bus_error_set(error, BROKER_ERROR_NO_SUCH_REQUEST, "No request '%s'.",
+                                     bus_text_echo(id, 32, echo, sizeof echo));
         }
-        free(id);
 
         /* The daemon itself is emitting a signal for this object (bus_request_changed()). Not
          * judged by the current message: that is whatever call is being answered meanwhile,
@@ -50,7 +48,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
          * freed let this one go on), and judging it would drop the owner's signal. The
          * signal carries names only (org.certbroker.Broker1(5)). */
         if (!msg || m->emitting_request_change) {
-                *ret_found = req;
+                *ret = req;
                 return 1;
         }
         r = caller_uid_from_message(m->callers, msg, &uid);
@@ -61,7 +59,7 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
 
                 r = member_is_delegable(msg) ? bus_polkit_known(m, msg, CB_POLKIT_ACTION_MANAGE, &perr) : 0;
                 if (r > 0) {
-                        *ret_found = req;
+                        *ret = req;
                         return 1;
                 }
                 r = bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Request %s belongs to another user%s%s",
@@ -75,8 +73,30 @@ static int request_find(sd_bus *bus, const char *path, const char *interface, vo
                 sd_bus_error_free(&perr);
                 return r;
         }
-        *ret_found = req;
+        *ret = req;
         return 1;
+}
+
+/* The Request (for the methods) and its record (for the properties, by offset). */
+static int request_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                        void **ret_found, sd_bus_error *error) {
+        Request *req;
+        int r = request_lookup(bus, path, userdata, &req, error);
+
+        if (r > 0)
+                *ret_found = req;
+        return r;
+}
+
+static int record_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                       void **ret_found, sd_bus_error *error) {
+        Manager *m = (Manager *) ((uint8_t *) userdata - offsetof(Manager, requests));
+        Request *req;
+        int r = request_lookup(bus, path, m, &req, error);
+
+        if (r > 0)
+                *ret_found = req->rec;
+        return r;
 }
 
 /* What polkit's .manage may let a non-owner do with a request: read it (properties,
@@ -100,10 +120,10 @@ static bool member_is_delegable(sd_bus_message *msg) {
  * that polkit might allow is held until polkit has answered (bus-polkit.h), then dispatched
  * again; request_find() reads the answer. Everything else passes untouched. */
 static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(freep) char *id = NULL;
         Manager *m = userdata;
         const char *path = sd_bus_message_get_path(msg);
         Request *req;
-        char *id = NULL;
         uid_t uid;
         int r;
 
@@ -114,7 +134,6 @@ static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret
         if (sd_bus_path_decode(path, CB_REQUEST_PREFIX, &id) <= 0)
                 return 0;
         req = store_id_is_valid(id) ? manager_find_request(m, id) : NULL;
-        free(id);
         if (!req || caller_uid_from_message(m->callers, msg, &uid) < 0 || uid == 0 || uid == req->rec->owner)
                 return 0;
 
@@ -126,9 +145,9 @@ static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret
 
 static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***ret_nodes,
                              sd_bus_error *error) {
+        _cleanup_(bus_nodes_freep) char **nodes = NULL;
         Manager *m = userdata;
         sd_bus_message *msg = sd_bus_get_current_message(bus);
-        char **nodes;
         size_t n = 0;
         uid_t uid = (uid_t) -1;
 
@@ -140,89 +159,30 @@ static int request_enumerate(sd_bus *bus, const char *prefix, void *userdata, ch
         for (size_t i = 0; i < m->n_requests; i++) {
                 if (uid != 0 && uid != m->requests[i]->rec->owner)
                         continue;
-                if (bus_request_path(m->requests[i]->rec->id, &nodes[n]) < 0) {
-                        for (size_t j = 0; j < n; j++)
-                                free(nodes[j]);
-                        free(nodes);
+                if (bus_request_path(m->requests[i]->rec->id, &nodes[n]) < 0)
                         return -ENOMEM;
-                }
                 n++;
         }
-        *ret_nodes = nodes;
+        *ret_nodes = TAKE_PTR(nodes);
         return 0;
 }
 
-#define REC(r) (((Request *) (r))->rec)
-
-static int get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
-                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        StoreRequest *s = REC(userdata);
-        const char *v = NULL;
-
-        if (strcmp(property, "Id") == 0)
-                v = s->id;
-        else if (strcmp(property, "CA") == 0)
-                v = s->ca;
-        else if (strcmp(property, "Label") == 0)
-                v = s->label;
-        else if (strcmp(property, "Subject") == 0)
-                v = s->subject;
-        else if (strcmp(property, "Key") == 0)
-                v = s->key;
-        else if (strcmp(property, "Usage") == 0)
-                v = s->usage;
-        else if (strcmp(property, "State") == 0)
-                v = request_state_to_string(s->state);
-        else if (strcmp(property, "Error") == 0)
-                v = s->error;
-        else if (strcmp(property, "ErrorMessage") == 0)
-                v = s->error_message;
-        else if (strcmp(property, "FailInfo") == 0)
-                v = s->fail_info;
-        else if (strcmp(property, "Warning") == 0)
-                v = s->warning;
-        else if (strcmp(property, "TransactionId") == 0)
-                v = s->transaction_id;
-        else if (strcmp(property, "Certificate") == 0)
-                v = s->certificate;
-        else if (strcmp(property, "Chain") == 0)
-                v = s->chain;
-        else if (strcmp(property, "Serial") == 0)
-                v = s->serial;
-        return bus_append_text(reply, v);
-}
-
-static int get_time(sd_bus *bus, const char *path, const char *interface, const char *property,
-                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        StoreRequest *s = REC(userdata);
-        uint64_t v = 0;
-
-        if (strcmp(property, "NotBefore") == 0)
-                v = s->not_before;
-        else if (strcmp(property, "NotAfter") == 0)
-                v = s->not_after;
-        else if (strcmp(property, "Created") == 0)
-                v = s->created;
-        else if (strcmp(property, "Updated") == 0)
-                v = s->updated;
-        else if (strcmp(property, "NextAttempt") == 0)
-                v = s->next_attempt;
-        else if (strcmp(property, "RenewAt") == 0)
-                v = s->renew_at;
-        return sd_bus_message_append(reply, "t", v);
-}
-
-static int get_renew(sd_bus *bus, const char *path, const char *interface, const char *property,
+/* The record's fields, each at its offset in StoreRequest (record_find()). */
+static int get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "b", (int) REC(userdata)->renew);
+        return bus_append_text(reply, request_state_to_string(*(const RequestState *) userdata));
+}
+
+static int get_names(sd_bus *bus, const char *path, const char *interface, const char *property,
+                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append_strv(reply, *(char ***) userdata);
 }
 
 /* Successor, Predecessor: the request's object path, "/" when there is none. */
 static int get_link(sd_bus *bus, const char *path, const char *interface, const char *property,
                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        StoreRequest *s = REC(userdata);
-        const char *id = strcmp(property, "Successor") == 0 ? s->successor : s->predecessor;
-        char *p = NULL;
+        const char *id = *(const char *const *) userdata;
+        _cleanup_(freep) char *p = NULL;
         int r;
 
         if (!id || !store_id_is_valid(id))
@@ -230,31 +190,7 @@ static int get_link(sd_bus *bus, const char *path, const char *interface, const 
         r = bus_request_path(id, &p);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "o", p);
-        free(p);
-        return r;
-}
-
-static int get_names(sd_bus *bus, const char *path, const char *interface, const char *property,
-                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append_strv(reply, REC(userdata)->names);
-}
-
-static int get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
-                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "u", (uint32_t) REC(userdata)->owner);
-}
-
-static int get_attempts(sd_bus *bus, const char *path, const char *interface, const char *property,
-                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "u", REC(userdata)->attempts);
-}
-
-static int get_key_available(sd_bus *bus, const char *path, const char *interface, const char *property,
-                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        const StoreRequest *s = REC(userdata);
-        return sd_bus_message_append(reply, "b", (int) (strcmp(property, "KeySealed") == 0 ? s->key_sealed :
-                                                        s->key_available));
+        return sd_bus_message_append(reply, "o", p);
 }
 
 /* ---- Wait() ---- */
@@ -336,8 +272,8 @@ static int key_gone(Request *req, sd_bus_error *error) {
 }
 
 static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Request *req = userdata;
-        sd_bus_message *reply = NULL;
         CbSecret *pem = NULL;
         int r;
 
@@ -346,28 +282,27 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
                 return r;
         /* The reply holds the key: have sd-bus wipe it when freed. */
         r = sd_bus_message_sensitive(reply);
-        if (r >= 0)
-                r = request_take_key(req, &pem);
-        if (r < 0) {
-                sd_bus_message_unref(reply);
-                if (r == -EBUSY)
-                        return key_not_ready(req, error);
-                if (r == -ENOKEY)
-                        return key_gone(req, error);
+        if (r < 0)
+                return r;
+        r = request_take_key(req, &pem);
+        if (r == -EBUSY)
+                return key_not_ready(req, error);
+        if (r == -ENOKEY)
+                return key_gone(req, error);
+        if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot read the stored key: %m");
-        }
         r = sd_bus_message_append(reply, "s", (const char *) pem->data);
         secret_free(pem);
-        if (r >= 0)
-                r = sd_bus_send(NULL, reply, NULL);
-        sd_bus_message_unref(reply);
-        return r;
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) uint8_t *box = NULL;
         Request *req = userdata;
         const void *recipient = NULL;
-        uint8_t *box = NULL;
         size_t n = 0, size = 0;
         int r;
 
@@ -395,18 +330,13 @@ static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_er
         }
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot seal the stored key: %m");
-        {
-                sd_bus_message *reply = NULL;
-
-                r = sd_bus_message_new_method_return(msg, &reply);
-                if (r >= 0)
-                        r = sd_bus_message_append_array(reply, 'y', box, size);
-                if (r >= 0)
-                        r = sd_bus_send(NULL, reply, NULL);
-                sd_bus_message_unref(reply);
-        }
-        free(box);
-        return r;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append_array(reply, 'y', box, size);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
 }
 
 static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -464,41 +394,49 @@ static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-#define P(name, sig, getter, flags) SD_BUS_PROPERTY(name, sig, getter, 0, flags)
 #define CONST SD_BUS_VTABLE_PROPERTY_CONST
 #define INVAL SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION
+#define REC(name, sig, getter, field, flags) \
+        SD_BUS_PROPERTY(name, sig, getter, offsetof(StoreRequest, field), flags)
 
+/* The properties: the record's fields (userdata: the StoreRequest, record_find()). */
+static const sd_bus_vtable record_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        REC("Id", "s", bus_property_get_chars, id, CONST),
+        REC("CA", "s", bus_property_get_text, ca, CONST),
+        REC("Label", "s", bus_property_get_text, label, CONST),
+        REC("Subject", "s", bus_property_get_text, subject, CONST),
+        REC("Key", "s", bus_property_get_text, key, CONST),
+        REC("Usage", "s", bus_property_get_text, usage, CONST),
+        REC("Names", "as", get_names, names, CONST),
+        REC("Owner", "u", bus_property_get_u32, owner, CONST),
+        REC("State", "s", get_state, state, INVAL),
+        REC("Error", "s", bus_property_get_text, error, INVAL),
+        REC("ErrorMessage", "s", bus_property_get_text, error_message, INVAL),
+        REC("FailInfo", "s", bus_property_get_text, fail_info, INVAL),
+        REC("Warning", "s", bus_property_get_text, warning, INVAL),
+        REC("TransactionId", "s", bus_property_get_text, transaction_id, INVAL),
+        REC("Certificate", "s", bus_property_get_text, certificate, INVAL),
+        REC("Chain", "s", bus_property_get_text, chain, INVAL),
+        REC("Serial", "s", bus_property_get_text, serial, INVAL),
+        REC("NotBefore", "t", bus_property_get_usec, not_before, INVAL),
+        REC("NotAfter", "t", bus_property_get_usec, not_after, INVAL),
+        REC("Created", "t", bus_property_get_usec, created, CONST),
+        REC("Updated", "t", bus_property_get_usec, updated, INVAL),
+        REC("NextAttempt", "t", bus_property_get_usec, next_attempt, INVAL),
+        REC("Attempts", "u", bus_property_get_u32, attempts, INVAL),
+        REC("KeyAvailable", "b", bus_property_get_bool, key_available, INVAL),
+        REC("KeySealed", "b", bus_property_get_bool, key_sealed, INVAL),
+        REC("Renew", "b", bus_property_get_bool, renew, INVAL),
+        REC("RenewAt", "t", bus_property_get_usec, renew_at, INVAL),
+        REC("Successor", "o", get_link, successor, INVAL),
+        REC("Predecessor", "o", get_link, predecessor, CONST),
+        SD_BUS_VTABLE_END
+};
+
+/* The methods (userdata: the Request, request_find()). */
 static const sd_bus_vtable request_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        P("Id", "s", get_string, CONST),
-        P("CA", "s", get_string, CONST),
-        P("Label", "s", get_string, CONST),
-        P("Subject", "s", get_string, CONST),
-        P("Key", "s", get_string, CONST),
-        P("Usage", "s", get_string, CONST),
-        P("Names", "as", get_names, CONST),
-        P("Owner", "u", get_owner, CONST),
-        P("State", "s", get_string, INVAL),
-        P("Error", "s", get_string, INVAL),
-        P("ErrorMessage", "s", get_string, INVAL),
-        P("FailInfo", "s", get_string, INVAL),
-        P("Warning", "s", get_string, INVAL),
-        P("TransactionId", "s", get_string, INVAL),
-        P("Certificate", "s", get_string, INVAL),
-        P("Chain", "s", get_string, INVAL),
-        P("Serial", "s", get_string, INVAL),
-        P("NotBefore", "t", get_time, INVAL),
-        P("NotAfter", "t", get_time, INVAL),
-        P("Created", "t", get_time, CONST),
-        P("Updated", "t", get_time, INVAL),
-        P("NextAttempt", "t", get_time, INVAL),
-        P("Attempts", "u", get_attempts, INVAL),
-        P("KeyAvailable", "b", get_key_available, INVAL),
-        P("KeySealed", "b", get_key_available, INVAL),
-        P("Renew", "b", get_renew, INVAL),
-        P("RenewAt", "t", get_time, INVAL),
-        P("Successor", "o", get_link, INVAL),
-        P("Predecessor", "o", get_link, CONST),
         SD_BUS_METHOD_WITH_NAMES("Wait", "t", SD_BUS_PARAM(timeout_usec), "s", SD_BUS_PARAM(state),
                                  method_wait, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("TakeKey", "", , "s", SD_BUS_PARAM(key_pem),
@@ -515,6 +453,12 @@ static const sd_bus_vtable request_vtable[] = {
 int bus_request_register(Manager *m) {
         int r;
 
+        /* Two vtables of one interface: sd-bus wants each its own userdata, so the record's
+         * gets &m->requests (record_find() goes back to m). */
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_REQUEST_PREFIX, CB_REQUEST_IFACE,
+                                       record_vtable, record_find, &m->requests);
+        if (r < 0)
+                return r;
         r = sd_bus_add_fallback_vtable(m->bus, NULL, CB_REQUEST_PREFIX, CB_REQUEST_IFACE,
                                        request_vtable, request_find, m);
         if (r < 0)
@@ -526,7 +470,7 @@ int bus_request_register(Manager *m) {
 }
 
 void bus_request_changed(Request *r) {
-        char *path = NULL;
+        _cleanup_(freep) char *path = NULL;
 
         if (r->manager->bus && bus_request_path(r->rec->id, &path) >= 0) {
                 bool was = r->manager->emitting_request_change;
@@ -538,7 +482,6 @@ void bus_request_changed(Request *r) {
                 r->manager->emitting_request_change = was;
                 if (q < 0)
                         log_full_errno(LOG_DEBUG, q, "Request %s: cannot emit PropertiesChanged: %m", r->rec->id);
-                free(path);
         }
         if (request_state_is_terminal(r->rec->state))
                 wake_waiters(r);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
  * could not build the reply otherwise, and the caller would wait for its timeout. */
 static int error_make_valid(sd_bus_error *error, int r) {
         sd_bus_error e = SD_BUS_ERROR_NULL;
-        char *fixed;
+        _cleanup_(freep) char *fixed = NULL;
         size_t size;
 
         if (!error->message || bus_text_is_valid(error->message))
@@ -22,7 +23,6 @@ static int error_make_valid(sd_bus_error *error, int r) {
         fixed = malloc(size);
         r = sd_bus_error_set(&e, error->name, fixed ? bus_text_escape(error->message, fixed, size) :
                              "(the message is not valid UTF-8)");
-        free(fixed);
         sd_bus_error_free(error);
         *error = e;
         return r;
@@ -39,8 +39,7 @@ int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...) {
 }
 
 int bus_append_text(sd_bus_message *m, const char *s) {
-        char *fixed;
-        int r;
+        _cleanup_(freep) char *fixed = NULL;
 
         if (!s)
                 s = "";
@@ -50,9 +49,32 @@ int bus_append_text(sd_bus_message *m, const char *s) {
         fixed = malloc(size);
         if (!fixed)
                 return -ENOMEM;
-        r = sd_bus_message_append(m, "s", bus_text_escape(s, fixed, size));
-        free(fixed);
-        return r;
+        return sd_bus_message_append(m, "s", bus_text_escape(s, fixed, size));
+}
+
+int bus_property_get_text(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, *(const char *const *) userdata);
+}
+
+int bus_property_get_chars(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return bus_append_text(reply, userdata);
+}
+
+int bus_property_get_usec(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "t", *(const uint64_t *) userdata);
+}
+
+int bus_property_get_u32(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "u", *(const uint32_t *) userdata);
+}
+
+int bus_property_get_bool(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "b", (int) *(const bool *) userdata);
 }
 
 int bus_caller_error(Manager *m, sd_bus_error *error, int r) {
@@ -101,88 +123,113 @@ int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r) {
                              "once NSS (sssd, winbind, LDAP) answers.", (unsigned) uid, strerror(r < 0 ? -r : r));
 }
 
-typedef struct DeferredCall DeferredCall;
-struct DeferredCall {
+struct BusDeferred {
         Manager *manager;
         sd_bus_message *msg;
-        sd_bus_message_handler_t handler;
-        BusRefind refind;
-        NssWaiter *waiter;
-        DeferredCall *prev, *next;
+        BusDeferReason reason;
+        NssWaiter *waiter;              /* BUS_DEFER_NSS: until NSS answers */
+        BusDeferred *prev, *next;
 };
 
-static void deferred_unlink_free(DeferredCall *d) {
-        Manager *m = d->manager;
+_Static_assert(ELEMENTSOF(((Manager *) NULL)->n_deferred) == _BUS_DEFER_REASON_MAX,
+               "Manager.n_deferred has a count per BusDeferReason");
 
-        if (d->prev)
-                d->prev->next = d->next;
-        else
-                m->nss_deferred = d->next;
-        if (d->next)
-                d->next->prev = d->prev;
-        m->n_nss_deferred--;
-        nss_waiter_free(d->waiter);
-        sd_bus_message_unref(d->msg);
-        free(d);
+static const char *const defer_reason_table[_BUS_DEFER_REASON_MAX] = {
+        [BUS_DEFER_NSS] = "NSS",
+        [BUS_DEFER_POLKIT] = "polkit",
+};
+
+const char *bus_defer_reason_to_string(BusDeferReason reason) {
+        return reason >= 0 && reason < _BUS_DEFER_REASON_MAX ? defer_reason_table[reason] : NULL;
 }
 
-static void deferred_run(void *userdata) {
-        DeferredCall *d = userdata;
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *msg = sd_bus_message_ref(d->msg);
-        sd_bus_message_handler_t handler = d->handler;
-        Manager *m = d->manager;
-        void *object;
-        int r;
+int bus_defer(Manager *m, sd_bus_message *msg, BusDeferReason reason, BusDeferred **ret) {
+        BusDeferred *d;
 
-        d->waiter = NULL;               /* freed by the cache before this runs */
-        object = d->refind ? d->refind(m, msg) : m;
-        deferred_unlink_free(d);
-        if (!object)
-                r = bus_error_set(&error, BROKER_ERROR_NOT_READY,
-                                  "The object this call was made on went away while the broker waited for NSS "
-                                  "(a Reload removed it?): call again.");
-        else {
-                r = sd_bus_message_rewind(msg, true);
-                if (r >= 0)
-                        r = handler(msg, object, &error);
-        }
-        if (sd_bus_error_is_set(&error))
-                (void) sd_bus_reply_method_error(msg, &error);
-        else if (r < 0)
-                (void) sd_bus_reply_method_errnof(msg, r, "Cannot answer this call: %m");
-        sd_bus_error_free(&error);
-        sd_bus_message_unref(msg);
-}
-
-int bus_defer_for_nss(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, BusRefind refind,
-                      uid_t uid, sd_bus_error *error) {
-        DeferredCall *d;
-        int r;
-
-        if (!m->nss || m->n_nss_deferred >= BUS_NSS_DEFERRED_MAX)
-                return bus_nss_error(m, error, uid, -EBUSY);
+        assert(reason >= 0 && reason < _BUS_DEFER_REASON_MAX);
         d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;
-        *d = (DeferredCall) { .manager = m, .msg = sd_bus_message_ref(msg), .handler = handler, .refind = refind,
-                              .next = m->nss_deferred };
-        r = nss_cache_wait(m->nss, deferred_run, d, &d->waiter);
-        if (r < 0) {
-                sd_bus_message_unref(d->msg);
-                free(d);
-                return r;
-        }
+        *d = (BusDeferred) { .manager = m, .msg = sd_bus_message_ref(msg), .reason = reason,
+                             .next = m->deferred };
         if (d->next)
                 d->next->prev = d;
-        m->nss_deferred = d;
-        m->n_nss_deferred++;
+        m->deferred = d;
+        m->n_deferred[reason]++;
+        *ret = d;
+        return 0;
+}
+
+BusDeferred *bus_deferred_free(BusDeferred *d) {
+        if (!d)
+                return NULL;
+        Manager *m = d->manager;
+        if (d->prev)
+                d->prev->next = d->next;
+        else
+                m->deferred = d->next;
+        if (d->next)
+                d->next->prev = d->prev;
+        m->n_deferred[d->reason]--;
+        nss_waiter_free(d->waiter);
+        sd_bus_message_unref(d->msg);
+        free(d);
+        return NULL;
+}
+
+/* A call that waited and cannot be dispatched again is answered with the error: never left
+ * unanswered, the caller would wait for its whole timeout. */
+static void deferred_unanswerable(sd_bus_message *msg, int r, const char *reason, const char *step) {
+        log_error_errno(r, "Cannot dispatch %s.%s again after %s answered: it cannot be %s: %m",
+                        sd_bus_message_get_interface(msg) ?: "?", sd_bus_message_get_member(msg) ?: "?", reason,
+                        step);
+        (void) sd_bus_reply_method_errnof(msg, r, "The broker cannot take up your call again after %s answered "
+                                          "(%m): nothing was decided; call again.", reason);
+}
+
+void bus_deferred_resume(BusDeferred *d) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = sd_bus_message_ref(d->msg);
+        const char *reason = bus_defer_reason_to_string(d->reason);
+        int r;
+
+        bus_deferred_free(d);
+        r = sd_bus_message_rewind(msg, true);
+        if (r < 0) {
+                deferred_unanswerable(msg, r, reason, "read from its start");
+                return;
+        }
+        r = sd_bus_enqueue_for_read(sd_bus_message_get_bus(msg), msg);
+        if (r < 0)
+                deferred_unanswerable(msg, r, reason, "put back in the read queue");
+}
+
+static void on_nss_answered(void *userdata) {
+        BusDeferred *d = userdata;
+
+        d->waiter = NULL;               /* freed by the cache before this runs */
+        bus_deferred_resume(d);
+}
+
+int bus_defer_for_nss(Manager *m, sd_bus_message *msg, uid_t uid, sd_bus_error *error) {
+        BusDeferred *d;
+        int r;
+
+        if (!m->nss || m->n_deferred[BUS_DEFER_NSS] >= BUS_NSS_DEFERRED_MAX)
+                return bus_nss_error(m, error, uid, -EBUSY);
+        r = bus_defer(m, msg, BUS_DEFER_NSS, &d);
+        if (r < 0)
+                return r;
+        r = nss_cache_wait(m->nss, on_nss_answered, d, &d->waiter);
+        if (r < 0) {
+                bus_deferred_free(d);
+                return r;
+        }
         return 1;
 }
 
 void bus_deferred_free_all(Manager *m) {
-        while (m->nss_deferred)
-                deferred_unlink_free(m->nss_deferred);
+        while (m->deferred)
+                bus_deferred_free(m->deferred);
 }
 
 int bus_request_path(const char *id, char **ret) {

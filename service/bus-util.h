@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <systemd/sd-bus.h>
 
 #include "broker-error.h"
@@ -27,6 +28,20 @@ int bus_error_set(sd_bus_error *error, BrokerError e, const char *format, ...)
  * texts from elsewhere: server answers, stored requests, configuration. */
 int bus_append_text(sd_bus_message *m, const char *s);
 
+/* Property getters for a field at the vtable entry's offset (SD_BUS_PROPERTY(name, sig, getter,
+ * offsetof(Struct, field), flags)): the object's userdata plus the offset is the field. Texts
+ * through bus_append_text() (NULL: ""). */
+int bus_property_get_text(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error);      /* char * */
+int bus_property_get_chars(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error);     /* char [] */
+int bus_property_get_usec(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error);      /* uint64_t */
+int bus_property_get_u32(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error);       /* uint32_t, uid_t */
+int bus_property_get_bool(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_message *reply, void *userdata, sd_bus_error *error);      /* bool */
+
 /* The error for a failed caller_from_message()/caller_uid_from_message(): a refused connection
  * (CALLER_ERR_UID_FULL, CALLER_ERR_FULL) is QuotaExceeded, saying why, and audited (limited
  * per uid); anything else is the errno's error. Returns the negative errno. */
@@ -35,19 +50,50 @@ int bus_caller_error(Manager *m, sd_bus_error *error, int r);
  * per uid). */
 int bus_nss_error(Manager *m, sd_bus_error *error, uid_t uid, int r);
 
-/* Where a method handler's caller_resolve_names() (or caller_from_message()) answered
- * -EINPROGRESS: msg is called again, handler(msg, refind(m, msg), error) with msg rewound,
- * once NSS has answered (nss-cache.h), and whatever the handler then returns is its answer.
- * refind finds the handler's object again (it may have gone meanwhile: NULL is answered
- * UnknownObject); NULL stands for m. At most BUS_NSS_DEFERRED_MAX calls wait at once; past it
- * the call is answered NotReady. Returns 1 (the call will be answered) or a negative errno
- * with error set. */
-typedef void *(*BusRefind)(Manager *m, sd_bus_message *msg);
+/* A method call answered later, once what it waits for is there (the reason): NSS's answer
+ * for the caller's names (BUS_DEFER_NSS), polkit's for an action (BUS_DEFER_POLKIT, bus-polkit.h).
+ * Then the call is read from its start and put back in the bus's read queue
+ * (sd_bus_enqueue_for_read()), so it goes through the same filters, object lookup and handler
+ * as the first time; the handler finds what it waited for (the NSS cache's answer, the polkit
+ * registry's) and answers, or defers again. An object that went away meanwhile is answered by
+ * its lookup, as for any call. A call that cannot be dispatched again is answered with an
+ * error: none is left unanswered. */
+typedef enum BusDeferReason {
+        BUS_DEFER_NSS,
+        BUS_DEFER_POLKIT,
+        _BUS_DEFER_REASON_MAX,
+} BusDeferReason;
+
+typedef struct BusDeferred BusDeferred;
+
+/* At most this many calls wait for NSS at once; past it a call is answered NotReady. (polkit
+ * has its own bounds, bus-polkit.h.) */
 #define BUS_NSS_DEFERRED_MAX 1024U
-int bus_defer_for_nss(Manager *m, sd_bus_message *msg, sd_bus_message_handler_t handler, BusRefind refind,
-                      uid_t uid, sd_bus_error *error);
+
+/* msg waits (a reference is kept) until bus_deferred_resume(). */
+int bus_defer(Manager *m, sd_bus_message *msg, BusDeferReason reason, BusDeferred **ret);
+/* What it waited for is there: dispatch the call again. Frees d. */
+void bus_deferred_resume(BusDeferred *d);
+/* Drops the call without an answer (shutdown). NULL-safe; returns NULL. */
+BusDeferred *bus_deferred_free(BusDeferred *d);
+const char *bus_defer_reason_to_string(BusDeferReason reason);
+
+/* Where a handler's caller_resolve_names() (or caller_from_message()) answered -EINPROGRESS:
+ * msg is dispatched again once NSS has answered (any look-up: the handler asks again, and
+ * defers again while its own look-up runs). Returns 1 (the call will be answered) or a
+ * negative errno with error set (NotReady past BUS_NSS_DEFERRED_MAX). */
+int bus_defer_for_nss(Manager *m, sd_bus_message *msg, uid_t uid, sd_bus_error *error);
 /* Drops the calls still waiting (shutdown). */
 void bus_deferred_free_all(Manager *m);
+
+/* A node enumerator's NULL-terminated list of paths: frees the paths and the list. */
+static inline void bus_nodes_freep(char ***nodes) {
+        if (!*nodes)
+                return;
+        for (char **p = *nodes; *p; p++)
+                free(*p);
+        free(*nodes);
+}
 
 /* /org/certbroker/Broker1/request/<id> */
 int bus_request_path(const char *id, char **ret);

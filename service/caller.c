@@ -594,8 +594,8 @@ static int group_lookup(gid_t gid, char **ret_name) {
 }
 
 /* Whether uid has an entry in CALLER_LOCAL_PASSWD (the "files" source of NSS): 1 yes, 0 no,
- * negative errno when the file cannot be read. */
-static int uid_is_local(uid_t uid) {
+ * negative errno when the file cannot be read. Reads the file: the cache's workers run it. */
+static int uid_is_local_blocking(uid_t uid) {
         FILE *f = fopen(CALLER_LOCAL_PASSWD, "re");
         struct passwd pw, *res;
         char buf[4096];
@@ -621,6 +621,22 @@ static int uid_is_local(uid_t uid) {
                 }
         }
         fclose(f);
+        return r;
+}
+
+/* uid_is_local_blocking() through the cache when there is one (never blocking: -EINPROGRESS
+ * while a worker reads the file), else directly. */
+static int uid_is_local(uid_t uid) {
+        NssAnswer a = {};
+        int r;
+
+        if (!nss_cache)
+                return uid_is_local_blocking(uid);
+        r = nss_cache_get(nss_cache, NSS_LOCAL_ACCOUNT, uid, &a);
+        if (r < 0)
+                return r;
+        r = a.result;
+        nss_answer_done(&a);
         return r;
 }
 
@@ -823,6 +839,9 @@ int caller_nss_lookup(NssKind kind, uint32_t id, NssAnswer *ret) {
                 break;
         case NSS_GROUPLIST:
                 a.result = gids_from_nss_blocking((uid_t) id, &a.gids, &a.n_gids);
+                break;
+        case NSS_LOCAL_ACCOUNT:
+                a.result = uid_is_local_blocking((uid_t) id);
                 break;
         default:
                 return -EINVAL;

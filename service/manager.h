@@ -48,8 +48,8 @@ struct Manager {
         KeyPool *pool;
         struct CallerRegistry *callers; /* bus credentials per connection (caller.h) */
         struct NssCache *nss;           /* NSS look-ups off the loop (nss-cache.h) */
-        struct DeferredCall *nss_deferred;      /* bus calls waiting for NSS (bus-util.c) */
-        unsigned n_nss_deferred;
+        struct BusDeferred *deferred;   /* bus calls waiting for NSS or polkit (bus-util.h) */
+        unsigned n_deferred[2];         /* per BusDeferReason */
         /* Requests whose decision against the rules in force waits for NSS (Request's
          * decision_due): decided again when NSS answers, or after decide_backoff. */
         const char *decide_when;        /* "reload", "start-up" */

@@ -24,6 +24,10 @@ struct Entry {
         NssAnswer answer;
         Entry *next;            /* bucket chain (loop, under the lock) */
         Entry *next_queued;     /* work queue (under the lock) */
+        /* Asked, not answered, deadline not passed: the cache's list in ask order (under the
+         * lock). */
+        bool waiting;
+        Entry *prev_asked, *next_asked;
 };
 
 struct NssWaiter {
@@ -45,6 +49,9 @@ struct NssCache {
         Entry *buckets[BUCKETS];        /* under the lock */
         unsigned n_entries;
         Entry *queue_head, *queue_tail; /* under the lock */
+        /* Look-ups asked and not answered whose deadline has not passed, oldest first: every
+         * one has the same timeout, so the first has the earliest deadline (under the lock). */
+        Entry *asked_head, *asked_tail;
         unsigned n_pending;             /* asked, not answered (under the lock) */
 
         /* Loop only. */
@@ -91,6 +98,33 @@ static unsigned bucket_of(NssKind kind, uint32_t id) {
         return (id * 2654435761U + (unsigned) kind * 40503U) % BUCKETS;
 }
 
+/* Caller holds the lock. */
+static void asked_append_locked(NssCache *c, Entry *e) {
+        e->waiting = true;
+        e->next_asked = NULL;
+        e->prev_asked = c->asked_tail;
+        if (c->asked_tail)
+                c->asked_tail->next_asked = e;
+        else
+                c->asked_head = e;
+        c->asked_tail = e;
+}
+
+static void asked_remove_locked(NssCache *c, Entry *e) {
+        if (!e->waiting)
+                return;
+        if (e->prev_asked)
+                e->prev_asked->next_asked = e->next_asked;
+        else
+                c->asked_head = e->next_asked;
+        if (e->next_asked)
+                e->next_asked->prev_asked = e->prev_asked;
+        else
+                c->asked_tail = e->prev_asked;
+        e->prev_asked = e->next_asked = NULL;
+        e->waiting = false;
+}
+
 static void *worker(void *userdata) {
         NssCache *c = userdata;
 
@@ -118,6 +152,7 @@ static void *worker(void *userdata) {
                 pthread_mutex_lock(&c->lock);
                 e->answer = a;
                 e->answered = true;
+                asked_remove_locked(c, e);
                 e->running = false;
                 e->answered_at = mono_usec();
                 c->n_pending--;
@@ -180,16 +215,16 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* The timer fires at the earliest deadline of a look-up not answered yet and not past it. */
+/* The timer fires at the earliest deadline of a look-up not answered yet and not past it: the
+ * first of the asked list, once those past their deadline have left it. */
 static void arm_timer(NssCache *c) {
         uint64_t next = UINT64_MAX, now = mono_usec();
 
         pthread_mutex_lock(&c->lock);
-        for (unsigned b = 0; b < BUCKETS; b++)
-                for (Entry *e = c->buckets[b]; e; e = e->next)
-                        if (!e->answered && e->asked + c->timeout > now &&
-                            e->asked + c->timeout < next)
-                                next = e->asked + c->timeout;
+        while (c->asked_head && c->asked_head->asked + c->timeout <= now)
+                asked_remove_locked(c, c->asked_head);
+        if (c->asked_head)
+                next = c->asked_head->asked + c->timeout;
         pthread_mutex_unlock(&c->lock);
         if (!c->timer)
                 return;
@@ -357,6 +392,7 @@ queue:
         else
                 c->queue_head = e;
         c->queue_tail = e;
+        asked_append_locked(c, e);
         c->n_pending++;
         pthread_cond_signal(&c->wake);
         pthread_mutex_unlock(&c->lock);

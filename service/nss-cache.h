@@ -18,6 +18,7 @@ typedef enum NssKind {
         NSS_USER,               /* uid: name and primary group */
         NSS_GROUP,              /* gid: name */
         NSS_GROUPLIST,          /* uid: every group of the user (its name through NSS_USER first) */
+        NSS_LOCAL_ACCOUNT,      /* uid: whether the local files database has it (result 1 or 0) */
         _NSS_KIND_MAX,
 } NssKind;
 

@@ -31,15 +31,16 @@
 #include "caller.h"
 #include "manager.h"
 #include "request.h"
+#include "test-broker.h"
+#include "test-dbus.h"
 #include "test-helpers.h"
 
 #define OWNER_UID 2001
 #define OTHER_UID 65534
 
 typedef struct Fixture {
-        char *dir, *config_dir, *state_dir;
-        char bus_dir[64], socket[96], address[128];
-        pid_t dbus_pid;
+        TestBroker broker;
+        TestDbus dbus;
         Manager *m;
         sd_bus *broker_bus, *listener;
         Request *mine, *theirs;
@@ -49,57 +50,10 @@ typedef struct Fixture {
         bool enrolled;
 } Fixture;
 
-static void write_file(const char *dir, const char *name, const char *text) {
-        char *p = test_path(dir, name);
-        FILE *f = fopen(p, "we");
-
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-        free(p);
-}
-
 static const char *user_name(void) {
         struct passwd *pw = getpwuid(getuid());
         assert_non_null(pw);
         return pw->pw_name;
-}
-
-static void start_dbus(Fixture *f) {
-        char conf[128], *text = NULL;
-
-        snprintf(f->bus_dir, sizeof f->bus_dir, "/tmp/cb-signals-XXXXXX");
-        assert_non_null(mkdtemp(f->bus_dir));
-        assert_int_equal(chmod(f->bus_dir, 0755), 0);      /* nobody connects too */
-        snprintf(f->socket, sizeof f->socket, "%s/bus", f->bus_dir);
-        snprintf(f->address, sizeof f->address, "unix:path=%s", f->socket);
-        snprintf(conf, sizeof conf, "%s/bus.conf", f->bus_dir);
-        assert_true(asprintf(&text,
-                             "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
-                             " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
-                             "<busconfig><type>system</type><listen>%s</listen><auth>EXTERNAL</auth>\n"
-                             "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>\n"
-                             "<allow send_destination=\"*\" eavesdrop=\"false\"/><allow receive_sender=\"*\"/>\n"
-                             "</policy></busconfig>\n", f->address) > 0);
-        write_file(f->bus_dir, "bus.conf", text);
-        free(text);
-        f->dbus_pid = fork();
-        assert_true(f->dbus_pid >= 0);
-        if (f->dbus_pid == 0) {
-                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);        /* also when the test fails */
-                if (null >= 0) {
-                        dup2(null, STDIN_FILENO);
-                        dup2(null, STDOUT_FILENO);
-                        dup2(null, STDERR_FILENO);
-                }
-                execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--config-file", conf,
-                       (char *) NULL);
-                _exit(127);
-        }
-        for (unsigned i = 0; i < 500 && access(f->socket, F_OK) < 0; i++)
-                usleep(10000);
-        assert_int_equal(access(f->socket, F_OK), 0);
 }
 
 static int on_properties_changed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -122,16 +76,6 @@ static int broker_filter(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 f->cascades++;
         }
         return 0;
-}
-
-static sd_bus *connect_bus(Fixture *f) {
-        sd_bus *bus = NULL;
-
-        assert_int_equal(sd_bus_new(&bus), 0);
-        assert_true(sd_bus_set_address(bus, f->address) >= 0);
-        assert_true(sd_bus_set_bus_client(bus, 1) >= 0);
-        assert_true(sd_bus_start(bus) >= 0);
-        return bus;
 }
 
 static void on_enrolled(Request *r, int error, void *userdata) {
@@ -161,37 +105,15 @@ static Request *enroll_for(Fixture *f, uid_t owner, const char *name) {
 
 static int setup(void **state) {
         Fixture *f = calloc(1, sizeof(*f));
-        char *text = NULL, *sub, match[256];
+        char match[256];
 
         assert_non_null(f);
-        f->dir = test_mkdtemp("test-bus-signals");
-        assert_non_null(f->dir);
-        f->config_dir = test_path(f->dir, "conf");
-        f->state_dir = test_path(f->dir, "state");
-        assert_int_equal(mkdir(f->config_dir, 0700), 0);
-        assert_int_equal(mkdir(f->state_dir, 0700), 0);
-        sub = test_path(f->config_dir, "ca.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        sub = test_path(f->config_dir, "policy.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
-                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
-                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
-        write_file(f->config_dir, "certbroker.conf", text);
-        free(text);
-        write_file(f->config_dir, "ca.d/corp.conf",
-                   "[CA]\nURL=https://ndes.example.test/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                   "Authentication=none\nChallenge=none\n");
-        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
-        write_file(f->config_dir, "policy.d/me.policy", text);
-        free(text);
+        test_broker_config(&f->broker, "test-bus-signals");
 
-        start_dbus(f);
-        assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
+        test_dbus_start(&f->dbus, "cb-signals");
+        assert_int_equal(manager_new(f->broker.config_dir, f->broker.state_dir, &f->m), 0);
         f->m->stopping = true;          /* nothing is started: the requests change only as told */
-        f->broker_bus = connect_bus(f);
+        f->broker_bus = test_dbus_connect(&f->dbus);
         assert_true(bus_manager_attach(f->m, f->broker_bus) >= 0);
         assert_true(caller_registry_attach(f->m->callers, f->broker_bus) >= 0);
         assert_true(sd_bus_add_filter(f->broker_bus, NULL, broker_filter, f) >= 0);
@@ -203,7 +125,7 @@ static int setup(void **state) {
         assert_int_equal(bus_request_path(f->mine->rec->id, &f->mine_path), 0);
         assert_int_equal(bus_request_path(f->theirs->rec->id, &f->theirs_path), 0);
 
-        f->listener = connect_bus(f);
+        f->listener = test_dbus_connect(&f->dbus);
         snprintf(match, sizeof match, "type='signal',interface='org.freedesktop.DBus.Properties',"
                  "member='PropertiesChanged',path='%s'", f->mine_path);
         assert_true(sd_bus_add_match(f->listener, NULL, match, on_properties_changed, f) >= 0);
@@ -218,15 +140,8 @@ static int teardown(void **state) {
         f->listener = sd_bus_flush_close_unref(f->listener);
         manager_free(f->m);             /* closes the broker's bus */
         f->broker_bus = sd_bus_unref(f->broker_bus);
-        if (f->dbus_pid > 0) {
-                kill(f->dbus_pid, SIGTERM);
-                (void) waitpid(f->dbus_pid, NULL, 0);
-        }
-        test_rm_rf(f->bus_dir);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->config_dir);
-        free(f->state_dir);
+        test_dbus_stop(&f->dbus);
+        test_broker_done(&f->broker);
         free(f->mine_path);
         free(f->theirs_path);
         free(f);
@@ -246,7 +161,7 @@ static int other_calls(Fixture *f, const char *path, const char *method) {
                 if (setgroups(0, NULL) < 0 || setresgid(OTHER_UID, OTHER_UID, OTHER_UID) < 0 ||
                     setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0)
                         _exit(126);
-                execlp("busctl", "busctl", "--address", f->address, "call", CB_BUS_NAME, path, CB_REQUEST_IFACE,
+                execlp("busctl", "busctl", "--address", f->dbus.address, "call", CB_BUS_NAME, path, CB_REQUEST_IFACE,
                        method, (char *) NULL);
                 _exit(127);
         }

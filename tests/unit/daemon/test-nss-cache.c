@@ -21,7 +21,7 @@
 #include "nss-cache.h"
 
 /* The fake NSS: uid 1000 "alice" (group 100), gid 100 "staff", gid 666 fails with ECONNREFUSED,
- * uid 4242 blocks until released. Counts the look-ups made. */
+ * uids 4242 and 4243 block until released. Counts the look-ups made. */
 static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fake_cond = PTHREAD_COND_INITIALIZER;
 static bool fake_released;
@@ -30,7 +30,7 @@ static unsigned fake_calls;
 static int fake_lookup(NssKind kind, uint32_t id, NssAnswer *ret) {
         pthread_mutex_lock(&fake_lock);
         fake_calls++;
-        if (kind == NSS_USER && id == 4242)
+        if (kind == NSS_USER && (id == 4242 || id == 4243))
                 while (!fake_released)
                         pthread_cond_wait(&fake_cond, &fake_lock);
         pthread_mutex_unlock(&fake_lock);
@@ -227,6 +227,48 @@ static void test_stuck_lookup_does_not_block(void **state) {
         sd_event_unref(e);
 }
 
+/* Two stuck look-ups asked 150 ms apart: the timer fires at the first one's deadline, then at
+ * the second's (the next in ask order), and each is -ETIMEDOUT from its own deadline on. */
+static void test_deadlines_in_ask_order(void **state) {
+        sd_event *e = NULL;
+        sd_event_source *tick = NULL;
+        NssCache *c = NULL;
+        NssAnswer a = {};
+        unsigned answered = 0, ticks = 0;
+
+        fake_reset();
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(nss_cache_new(e, fake_lookup, &c), 0);
+        nss_cache_set_times(c, 60 * 1000000ULL, 1000000ULL, 300 * 1000ULL /* 300 ms */);
+
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4242, &a), -EINPROGRESS);
+        assert_int_equal(sd_event_add_time_relative(e, &tick, CLOCK_MONOTONIC, 150 * 1000, 1000, on_tick, &ticks), 0);
+        run_until(e, &ticks, 1);
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4243, &a), -EINPROGRESS);
+
+        /* The first deadline: 4242 timed out, 4243 not yet. */
+        assert_int_equal(nss_cache_wait(c, on_answer, &answered, NULL), 0);
+        run_until(e, &answered, 1);
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4242, &a), -ETIMEDOUT);
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4243, &a), -EINPROGRESS);
+        /* The second: the timer was armed for it. */
+        assert_int_equal(nss_cache_wait(c, on_answer, &answered, NULL), 0);
+        run_until(e, &answered, 2);
+        assert_int_equal(nss_cache_get(c, NSS_USER, 4243, &a), -ETIMEDOUT);
+        assert_int_equal(nss_cache_pending(c), 2);
+
+        fake_release();
+        assert_int_equal(nss_cache_wait(c, on_answer, &answered, NULL), 0);
+        run_until(e, &answered, 3);
+        for (int i = 0; i < 500 && nss_cache_pending(c) > 0; i++)
+                assert_true(sd_event_run(e, 10000) >= 0);
+        assert_int_equal(nss_cache_pending(c), 0);
+
+        sd_event_source_unref(tick);
+        nss_cache_free(c);
+        sd_event_unref(e);
+}
+
 /* caller.c through the cache: names resolve without blocking the loop. */
 static int fake_getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t size, struct passwd **ret) {
         *ret = NULL;
@@ -319,6 +361,7 @@ int main(void) {
                 cmocka_unit_test(test_answer_after_wait),
                 cmocka_unit_test(test_error_not_kept),
                 cmocka_unit_test(test_stuck_lookup_does_not_block),
+                cmocka_unit_test(test_deadlines_in_ask_order),
                 cmocka_unit_test(test_caller_through_cache),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
