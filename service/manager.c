@@ -547,10 +547,10 @@ static void manager_expire_finished(Manager *m) {
 
 void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key, CbSecret **ret_pem) {
         KeyType kt = key_type_from_string(key_type);
-        EVP_PKEY *key = kt >= 0 ? key_pool_take(m->pool, kt) : NULL;
         CbSecret *pem = NULL;
+        EVP_PKEY *key = kt >= 0 ? key_pool_take_with_pem(m->pool, kt, &pem) : NULL;
 
-        if (key && key_export_pkcs8_pem(key, &pem) < 0) {
+        if (key && !pem && key_export_pkcs8_pem(key, &pem) < 0) {
                 EVP_PKEY_free(key);
                 key = NULL;
         }
