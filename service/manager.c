@@ -16,6 +16,7 @@
 #include "caller.h"
 #include "broker-error.h"
 #include "config.h"
+#include "crypto-work.h"
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
@@ -915,6 +916,9 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = nss_cache_new(m->event, caller_nss_lookup, &m->nss);
         if (r < 0)
                 goto fail;
+        r = crypto_work_new(m->event, &m->crypto);
+        if (r < 0)
+                goto fail;
         caller_set_nss_cache(m->nss);
 
         r = manager_load_requests(m);
@@ -1011,6 +1015,7 @@ Manager *manager_free(Manager *m) {
         m->index = request_index_free(m->index);
         engine_free(m);
         metrics_free(m);
+        m->crypto = crypto_work_free(m->crypto);
         key_pool_free(m->pool);
         caller_set_nss_cache(NULL);
         m->nss = nss_cache_free(m->nss);
