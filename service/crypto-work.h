@@ -24,6 +24,8 @@ typedef void (*CryptoDoneFn)(void *userdata);
 typedef void (*CryptoFreeFn)(void *userdata);
 
 #define CRYPTO_WORK_WORKERS_MAX 4U
+/* The workers run this much nicer than the loop (the key pool's job workers: 5). */
+#define CRYPTO_WORK_NICE_BELOW_LOOP 2
 
 /* Starts the workers (one per CPU the daemon may use, at most CRYPTO_WORK_WORKERS_MAX) and
  * watches their eventfd from event. -errno on failure. */
