@@ -19,6 +19,7 @@ struct CryptoJob {
         CryptoFreeFn free_fn;
         void *userdata;
         bool cancelled;         /* loop only */
+        bool background;        /* in the background queue */
         CryptoJob *next;        /* queue or finished list (under the lock) */
 };
 
@@ -29,6 +30,7 @@ struct CryptoWork {
         unsigned n_threads;
         bool quit;
         CryptoJob *queue_head, *queue_tail;     /* under the lock */
+        CryptoJob *bg_head, *bg_tail;           /* background jobs: taken when queue is empty */
         CryptoJob *finished;                    /* under the lock, newest first */
         unsigned n_pending;                     /* queued, running or finished, not yet handed back */
 
@@ -58,14 +60,22 @@ static void *worker(void *userdata) {
 
         pthread_mutex_lock(&w->lock);
         for (;;) {
-                while (!w->quit && !w->queue_head)
+                while (!w->quit && !w->queue_head && !w->bg_head)
                         pthread_cond_wait(&w->wake, &w->lock);
                 if (w->quit)
                         break;
-                CryptoJob *j = w->queue_head;
-                w->queue_head = j->next;
-                if (!w->queue_head)
-                        w->queue_tail = NULL;
+                CryptoJob *j;
+                if (w->queue_head) {
+                        j = w->queue_head;
+                        w->queue_head = j->next;
+                        if (!w->queue_head)
+                                w->queue_tail = NULL;
+                } else {
+                        j = w->bg_head;
+                        w->bg_head = j->next;
+                        if (!w->bg_head)
+                                w->bg_tail = NULL;
+                }
                 j->next = NULL;
                 pthread_mutex_unlock(&w->lock);
 
@@ -170,6 +180,11 @@ CryptoWork *crypto_work_free(CryptoWork *w) {
                 w->queue_head = j->next;
                 job_release(j);
         }
+        while (w->bg_head) {
+                CryptoJob *j = w->bg_head;
+                w->bg_head = j->next;
+                job_release(j);
+        }
         while (w->finished) {
                 CryptoJob *j = w->finished;
                 w->finished = j->next;
@@ -185,8 +200,8 @@ CryptoWork *crypto_work_free(CryptoWork *w) {
         return NULL;
 }
 
-int crypto_work_submit(CryptoWork *w, CryptoRunFn run, CryptoDoneFn done, CryptoFreeFn free_fn, void *userdata,
-                       CryptoJob **ret) {
+static int submit(CryptoWork *w, bool background, CryptoRunFn run, CryptoDoneFn done, CryptoFreeFn free_fn,
+                  void *userdata, CryptoJob **ret) {
         CryptoJob *j;
 
         if (!w || !run || !done)
@@ -196,19 +211,32 @@ int crypto_work_submit(CryptoWork *w, CryptoRunFn run, CryptoDoneFn done, Crypto
                 return -ENOMEM;
         *j = (CryptoJob) {
                 .work = w, .run = run, .done = done, .free_fn = free_fn, .userdata = userdata,
+                .background = background,
         };
         pthread_mutex_lock(&w->lock);
-        if (w->queue_tail)
-                w->queue_tail->next = j;
+        CryptoJob **head = background ? &w->bg_head : &w->queue_head;
+        CryptoJob **tail = background ? &w->bg_tail : &w->queue_tail;
+        if (*tail)
+                (*tail)->next = j;
         else
-                w->queue_head = j;
-        w->queue_tail = j;
+                *head = j;
+        *tail = j;
         w->n_pending++;
         pthread_cond_signal(&w->wake);
         pthread_mutex_unlock(&w->lock);
         if (ret)
                 *ret = j;
         return 0;
+}
+
+int crypto_work_submit(CryptoWork *w, CryptoRunFn run, CryptoDoneFn done, CryptoFreeFn free_fn, void *userdata,
+                       CryptoJob **ret) {
+        return submit(w, false, run, done, free_fn, userdata, ret);
+}
+
+int crypto_work_submit_background(CryptoWork *w, CryptoRunFn run, CryptoDoneFn done, CryptoFreeFn free_fn,
+                                  void *userdata, CryptoJob **ret) {
+        return submit(w, true, run, done, free_fn, userdata, ret);
 }
 
 void crypto_job_cancel(CryptoJob *j) {
@@ -221,11 +249,12 @@ void crypto_job_cancel(CryptoJob *j) {
         j->cancelled = true;
         /* Still queued: no worker has it, take it out and free it now. */
         pthread_mutex_lock(&w->lock);
-        for (CryptoJob **p = &w->queue_head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
+        CryptoJob **tail = j->background ? &w->bg_tail : &w->queue_tail;
+        for (CryptoJob **p = j->background ? &w->bg_head : &w->queue_head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
                 if (*p == j) {
                         *p = j->next;
-                        if (w->queue_tail == j)
-                                w->queue_tail = prev;
+                        if (*tail == j)
+                                *tail = prev;
                         unqueued = true;
                         break;
                 }
@@ -239,4 +268,8 @@ void crypto_job_cancel(CryptoJob *j) {
 
 unsigned crypto_work_pending(CryptoWork *w) {
         return w ? w->n_pending : 0;
+}
+
+unsigned crypto_work_workers(CryptoWork *w) {
+        return w ? w->n_threads : 0;
 }

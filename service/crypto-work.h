@@ -39,9 +39,16 @@ CryptoWork *crypto_work_free(CryptoWork *w);
 int crypto_work_submit(CryptoWork *w, CryptoRunFn run, CryptoDoneFn done, CryptoFreeFn free_fn, void *userdata,
                        CryptoJob **ret);
 
+/* The same for work that only saves time later (the signer certificate built while the
+ * challenge is fetched): a worker takes it only when no other job waits, so that it never
+ * delays an enrollment's critical path. */
+int crypto_work_submit_background(CryptoWork *w, CryptoRunFn run, CryptoDoneFn done, CryptoFreeFn free_fn,
+                                  void *userdata, CryptoJob **ret);
+
 /* On the loop: done() will not be called; free_fn() runs now if no worker has the job, else
  * when the worker is finished with it. NULL-safe. */
 void crypto_job_cancel(CryptoJob *j);
 
-/* Jobs queued or running (tests). */
+/* Jobs queued or running, and the number of workers (tests). */
 unsigned crypto_work_pending(CryptoWork *w);
+unsigned crypto_work_workers(CryptoWork *w);

@@ -615,8 +615,8 @@ static void prebuild_signer(Request *r) {
                 j->digest = request_meta(r)->alg.digest;
                 j->signer_only = true;
                 j->userdata = r;
-                q = crypto_work_submit(r->manager->crypto, scep_build_job_run, on_signer_built, scep_build_job_free, j,
-                                       &a->prebuild);
+                q = crypto_work_submit_background(r->manager->crypto, scep_build_job_run, on_signer_built,
+                                                  scep_build_job_free, j, &a->prebuild);
         } else
                 q = -ENOMEM;
         if (q < 0)

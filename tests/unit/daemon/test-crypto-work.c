@@ -26,7 +26,9 @@ typedef struct Counts {
 
 typedef struct TJob {
         Counts *c;
-        bool block;                     /* wait for c->release */
+        bool block;                     /* wait for c->release (or for *own_release) */
+        atomic_bool *own_release;
+        int *order, *n_order;           /* done() appends value here */
         int value, result;
         bool done_on_loop, freed_on_loop;
 } TJob;
@@ -35,7 +37,7 @@ static void run(void *userdata) {
         TJob *j = userdata;
 
         atomic_fetch_add(&j->c->started, 1);
-        while (j->block && !atomic_load(&j->c->release))
+        while (j->block && !atomic_load(&j->c->release) && !(j->own_release && atomic_load(j->own_release)))
                 usleep(1000);
         j->result = j->value * 2;
         atomic_fetch_add(&j->c->ran, 1);
@@ -46,6 +48,8 @@ static void done(void *userdata) {
 
         assert_true(pthread_equal(pthread_self(), j->c->loop_thread));
         assert_int_equal(j->result, j->value * 2);
+        if (j->order)
+                j->order[(*j->n_order)++] = j->value;
         atomic_fetch_add(&j->c->done, 1);
         if (j->c->event && atomic_load(&j->c->done) == j->c->exit_after)
                 sd_event_exit(j->c->event, 0);
@@ -78,6 +82,16 @@ static void run_loop(sd_event *e) {
         assert_true(sd_event_add_time_relative(e, &t, CLOCK_MONOTONIC, 30 * 1000000ULL, 0, on_timeout, NULL) >= 0);
         assert_true(sd_event_loop(e) >= 0);
         sd_event_source_disable_unref(t);
+}
+
+/* Runs the loop (without sd_event_exit()) until *n reaches want or pending work drains. */
+static void run_until(sd_event *e, CryptoWork *w, atomic_int *n, int want) {
+        for (int i = 0; i < 3000; i++) {
+                if (n ? atomic_load(n) >= want : crypto_work_pending(w) == 0)
+                        return;
+                assert_true(sd_event_run(e, 10000) >= 0);
+        }
+        fail_msg("the loop timed out waiting for jobs");
 }
 
 static void test_jobs_run(void **state) {
@@ -126,17 +140,54 @@ static void test_cancel(void **state) {
         /* Running: freed once the worker lets go, without done(). */
         crypto_job_cancel(blocked[0]);
         assert_int_equal(atomic_load(&c.freed), 1);
-        c.exit_after = (int) CRYPTO_WORK_WORKERS_MAX - 1 + 1;   /* the other blocked ones and the last */
+        c.event = NULL;
         atomic_store(&c.release, true);
-        run_loop(e);
+        /* The other blocked ones and the last one; the cancelled running one comes back too. */
+        run_until(e, w, NULL, 0);
         assert_int_equal(atomic_load(&c.done), CRYPTO_WORK_WORKERS_MAX);
-        /* Let the cancelled running one come back too. */
-        while (crypto_work_pending(w) > 0) {
-                assert_true(sd_event_run(e, 1000000) >= 0);
-        }
         assert_int_equal(atomic_load(&c.ran), CRYPTO_WORK_WORKERS_MAX + 1);
         assert_int_equal(atomic_load(&c.freed), CRYPTO_WORK_WORKERS_MAX + 2);
         assert_true(n_workers >= 1);
+        crypto_work_free(w);
+        sd_event_unref(e);
+}
+
+static void test_background_last(void **state) {
+        sd_event *e = NULL;
+        CryptoWork *w = NULL;
+        Counts c = { .loop_thread = pthread_self() };
+        atomic_bool own[CRYPTO_WORK_WORKERS_MAX] = {};
+        int order[8], n_order = 0;
+        unsigned n;
+
+        assert_true(sd_event_new(&e) >= 0);
+        c.event = e;
+        assert_int_equal(crypto_work_new(e, &w), 0);
+        n = crypto_work_workers(w);
+        assert_true(n >= 1 && n <= CRYPTO_WORK_WORKERS_MAX);
+        /* Every worker busy, then a background job and a normal one queued behind them. */
+        for (unsigned i = 0; i < n; i++) {
+                TJob *b = job(&c, 100 + (int) i, true);
+                b->own_release = &own[i];
+                assert_int_equal(crypto_work_submit(w, run, done, free_job, b, NULL), 0);
+        }
+        while ((unsigned) atomic_load(&c.started) < n)
+                usleep(1000);
+        TJob *bg = job(&c, 1, false), *fg = job(&c, 2, false);
+        bg->order = fg->order = order;
+        bg->n_order = fg->n_order = &n_order;
+        assert_int_equal(crypto_work_submit_background(w, run, done, free_job, bg, NULL), 0);
+        assert_int_equal(crypto_work_submit(w, run, done, free_job, fg, NULL), 0);
+        /* One worker free: it takes the normal job first although it came later. */
+        c.event = NULL;
+        atomic_store(&own[0], true);
+        run_until(e, w, &c.done, 3);
+        assert_int_equal(n_order, 2);
+        assert_int_equal(order[0], 2);
+        assert_int_equal(order[1], 1);
+        atomic_store(&c.release, true);
+        run_until(e, w, NULL, 0);
+        assert_int_equal(atomic_load(&c.freed), (int) n + 2);
         crypto_work_free(w);
         sd_event_unref(e);
 }
@@ -160,6 +211,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_jobs_run),
                 cmocka_unit_test(test_cancel),
+                cmocka_unit_test(test_background_last),
                 cmocka_unit_test(test_free_with_jobs),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
