@@ -28,6 +28,8 @@
 #include "cb-subject.h"
 #include "challenge-fetch.h"
 #include "challenge-page.h"
+#include "crypto-jobs.h"
+#include "crypto-work.h"
 #include "engine.h"
 #include "engine-internal.h"
 #include "renewal.h"
@@ -56,10 +58,11 @@ typedef struct Attempt {
         bool restart_challenge;         /* its fetch was cancelled by a reload: fetch again */
         X509_REQ *csr;
         X509 *signer;
-        sd_event_source *prebuild;      /* builds the signer while the challenge is fetched */
+        CryptoJob *prebuild;            /* builds the signer while the challenge is fetched */
         EVP_PKEY *transport_key;        /* EC requests: a transient RSA key for the SCEP envelope */
         uint64_t transport_job;
         ScepMessage *msg;
+        CryptoJob *crypto;              /* the message built or the CertRep read on a worker */
         ScepTransport transport;
         size_t url_size;                /* of a GET PKIOperation, for the URL-limit hint */
         bool challenge_sent;            /* challenge is in a PKCSReq built (and maybe sent) */
@@ -102,7 +105,8 @@ static void attempt_free(Attempt *a) {
         if (!a)
                 return;
         http_request_cancel(a->http);
-        sd_event_source_disable_unref(a->prebuild);
+        crypto_job_cancel(a->crypto);
+        crypto_job_cancel(a->prebuild);
         journal_sync_wait_cancel(a->sync);
         challenge_fetch_cancel(a->fetch);
         challenge_secret_free(a->challenge);
@@ -570,36 +574,46 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
 
 static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject);
 
-/* The self-signed signer certificate of the SCEP exchange: the CSR's subject and the key
- * that signs (the request's, or an EC request's RSA transport key). */
-static int build_signer(Request *r, ScepError *err) {
+static void on_signer_built(void *userdata) {
+        ScepBuildJob *j = userdata;
+        Request *r = j->userdata;
         Attempt *a = r->engine;
+
+        a->prebuild = NULL;
+        if (j->result != 0 || a->signer)
+                return;         /* step_pkioperation() tries again and names the error */
+        a->signer = TAKE_PTR(j->signer_cert);
+        log_debug("Request %s: signer certificate built while the challenge is fetched.", r->rec->id);
+}
+
+/* The self-signed signer certificate of the SCEP exchange: the CSR's subject and the key
+ * that signs (the request's, or an EC request's RSA transport key), on a crypto worker. */
+static void prebuild_signer(Request *r) {
+        Attempt *a = r->engine;
+        EVP_PKEY *key = a->transport_key ?: r->key;
         ScepRdn *rdns = NULL;
         size_t n_rdns = 0;
         CbSubject *subject = NULL;
+        ScepBuildJob *j;
         int q;
 
-        q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
-        if (q < 0)
-                return q;
-        q = scep_signer_cert_build_for_subject(rdns, n_rdns, a->transport_key ?: r->key,
-                                               request_meta(r)->alg.digest, &a->signer, err);
+        if (!key || !request_meta(r) || build_subject(r->rec->subject, &rdns, &n_rdns, &subject) < 0)
+                return;
+        j = scep_build_job_new();
+        q = j ? scep_build_job_set_subject(j, rdns, n_rdns, NULL) : -ENOMEM;
         free(rdns);
         cb_subject_free(subject);
-        return q;
-}
-
-static int on_prebuild_signer(sd_event_source *s, void *userdata) {
-        Request *r = userdata;
-        Attempt *a = r->engine;
-        ScepError err = {};
-
-        a->prebuild = sd_event_source_disable_unref(a->prebuild);
-        if (!a->signer && build_signer(r, &err) != 0)
-                a->signer = NULL;       /* step_pkioperation() tries again and names the error */
-        else
-                log_debug("Request %s: signer certificate built while the challenge is fetched.", r->rec->id);
-        return 0;
+        if (q >= 0 && EVP_PKEY_up_ref(key)) {
+                j->signer_key = key;
+                j->digest = request_meta(r)->alg.digest;
+                j->signer_only = true;
+                j->userdata = r;
+                q = crypto_work_submit_background(r->manager->crypto, scep_build_job_run, on_signer_built,
+                                                  scep_build_job_free, j, &a->prebuild);
+        } else
+                q = -ENOMEM;
+        if (q < 0)
+                scep_build_job_free(j);
 }
 
 /* ---- Renewal=scep-renewal|auto: a successor enrolled with RenewalReq ---- */
@@ -762,9 +776,8 @@ static void step_challenge(Request *r) {
         }
         /* While the challenge is on its way (or waits for a slot): the signer certificate,
          * which needs only subject and key, when the loop has nothing else to do. */
-        if (r->engine == a && a->fetch && !a->signer && !a->prebuild &&
-            sd_event_add_defer(r->manager->event, &a->prebuild, on_prebuild_signer, r) >= 0)
-                (void) sd_event_source_set_priority(a->prebuild, SD_EVENT_PRIORITY_IDLE);
+        if (r->engine == a && a->fetch && !a->signer && !a->prebuild)
+                prebuild_signer(r);
 }
 
 /* Recovering a submission that may have reached the CA, whose CertPoll got no certificate:
@@ -814,22 +827,14 @@ static void recovery_poll_failed(Request *r, TransportOutcome outcome, const cha
         attempt_failed(r, transport_outcome_is_transient(outcome) ? outcome : TRANSPORT_CA_UNREACHABLE, msg);
 }
 
+static void on_certrep_parsed(void *userdata);
+
 static void handle_certrep(Request *r, const HttpResult *res) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
-        ScepCertRep *rep = NULL;
-        ScepError err = {};
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
-        ScepCertRepParams p = {
-                .request = a->msg,
-                .ca_certs = a->certs,
-                .signer_cert = a->renewal ? a->renewal_cert : a->signer,
-                .signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key,
-                .csr = a->csr,
-                .allow_legacy = c->allow_legacy_ciphers,
-        };
         if (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0 && !a->recovering) {
                 /* A web page, not a CertRep: IIS's error or maintenance page, or NDES failing
                  * before it answered (it sends no CertRep for an envelope it cannot decrypt,
@@ -840,10 +845,56 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 attempt_failed(r, TRANSPORT_CA_UNREACHABLE, msg);
                 return;
         }
-        q = scep_certrep_parse(&p, res->body, res->body_size, &rep, &err);
+        /* Verified and decrypted on a crypto worker; on_certrep_parsed() goes on. */
+        ScepParseJob *j = scep_parse_job_new(res->body, res->body_size);
+        X509 *signer_cert = a->renewal ? a->renewal_cert : a->signer;
+        EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key;
+        EVP_PKEY *request_key = a->csr ? X509_REQ_get0_pubkey(a->csr) : NULL;
+        if (!j || !(j->host = strdup(res->host ?: ""))) {
+                scep_parse_job_free(j);
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot read the CertRep");
+                return;
+        }
+        j->request.type = a->msg->type;
+        memcpy(j->request.transaction_id, a->msg->transaction_id, sizeof j->request.transaction_id);
+        memcpy(j->request.sender_nonce, a->msg->sender_nonce, sizeof j->request.sender_nonce);
+        j->certs = scep_cacerts_ref(a->certs);
+        if (signer_cert && X509_up_ref(signer_cert))
+                j->signer_cert = signer_cert;
+        if (signer_key && EVP_PKEY_up_ref(signer_key))
+                j->signer_key = signer_key;
+        if (request_key && EVP_PKEY_up_ref(request_key))
+                j->request_key = request_key;
+        j->allow_legacy = c->allow_legacy_ciphers;
+        j->userdata = r;
+        q = crypto_work_submit(r->manager->crypto, scep_parse_job_run, on_certrep_parsed, scep_parse_job_free, j,
+                               &a->crypto);
+        if (q < 0) {
+                scep_parse_job_free(j);
+                request_attempt_failed_errno(r, q, "Cannot read the CertRep");
+        }
+}
+
+static void on_certrep_parsed(void *userdata) {
+        ScepParseJob *j = userdata;
+        Request *r = j->userdata;
+        const CbCa *c = request_ca_config(r);
+        Attempt *a = r->engine;
+        ScepCertRep *rep = TAKE_PTR(j->rep);
+        const ScepError *err = &j->err;
+        const char *host = j->host;
+        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
+        int q = j->result;
+
+        a->crypto = NULL;
+        if (!c) {
+                scep_certrep_free(rep);
+                end_failed(r, BROKER_ERROR_UNKNOWN_CA, "The request's CA is no longer configured (removed by a reload).");
+                return;
+        }
         if (q != 0) {
-                snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", res->host,
-                         err.message[0] ? err.message : strerror(-q));
+                snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", host,
+                         err->message[0] ? err->message : strerror(-q));
                 if (a->recovering) {
                         recovery_resubmit(r, false, msg);
                         return;
@@ -880,7 +931,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                                 log_warning_errno(k, "CA %s: cannot record that it refused a RenewalReq: %m", c->name);
                         log_notice("Request %s: %s refused the RenewalReq (%s); enrolling with a challenge instead, "
                                    "and so do the successors of CA %s for the next %llu hours (Renewal=auto).",
-                                   r->rec->id, res->host, desc, c->name,
+                                   r->rec->id, host, desc, c->name,
                                    (unsigned long long) (RENEWAL_REFUSED_RETRY_USEC / 3600000000ULL));
                         r->renewal_refused = true;
                         request_end_attempt(r);
@@ -900,7 +951,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 scep_certrep_free(rep);
                 r->challenge_retried = true;
                 log_notice("Request %s: %s did not take the challenge (%s); trying once more with a fresh one.",
-                           r->rec->id, res->host, desc);
+                           r->rec->id, host, desc);
                 request_end_attempt(r);
                 (void) engine_request_start(r);
                 return;
@@ -916,7 +967,7 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         if (rep->status == SCEP_STATUS_FAILURE) {
                 char desc[512];
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
-                snprintf(msg, sizeof msg, "%s rejected the %s: %s", res->host,
+                snprintf(msg, sizeof msg, "%s rejected the %s: %s", host,
                          a->renewal ? "RenewalReq (Renewal=scep-renewal; Renewal=auto would enroll with a challenge "
                                       "instead)" : "request", desc);
                 request_end(r, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED,
@@ -1089,7 +1140,8 @@ static void on_submission_durable(int error, void *userdata) {
                 request_attempt_failed_errno(r, error, "Cannot make the submission durable");
                 return;
         }
-        send_pkioperation(r);
+        if (!a->crypto)         /* else on_message_built() sends it */
+                send_pkioperation(r);
 }
 
 static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject) {
@@ -1114,10 +1166,10 @@ static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubje
         return 0;
 }
 
+static void on_message_built(void *userdata);
+
 static void step_pkioperation(Request *r) {
         Attempt *a = r->engine;
-        ScepError err = {};
-        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
         int q;
 
         CaMeta *cm = request_meta(r);
@@ -1135,7 +1187,8 @@ static void step_pkioperation(Request *r) {
         const ScepAlgorithms *alg = &cm->alg;
         a->transport = cm->force_get ? SCEP_TRANSPORT_GET : alg->transport;
 
-        a->prebuild = sd_event_source_disable_unref(a->prebuild);
+        crypto_job_cancel(a->prebuild);         /* not built yet: the message's job builds it */
+        a->prebuild = NULL;
         if (!a->polling) {
                 /* A PKCSReq: on disk first that this transaction may reach the CA, so that
                  * after a crash the request asks the CA (CertPoll) instead of having it issue
@@ -1170,8 +1223,16 @@ static void step_pkioperation(Request *r) {
                 }
         }
 
+        /* The CSR, the signer certificate and the message are built on a crypto worker
+         * (on_message_built() takes them back): the loop goes on answering the bus. */
+        ScepBuildJob *j = scep_build_job_new();
+        if (!j) {
+                request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
+                return;
+        }
         if (a->polling && r->rec->csr && *r->rec->csr) {
-                if (scep_csr_from_pem(r->rec->csr, &a->csr) < 0) {
+                if (scep_csr_from_pem(r->rec->csr, &j->csr) < 0) {
+                        scep_build_job_free(j);
                         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
                                        "The pending request's CSR in the journal does not parse; enroll again.");
                         return;
@@ -1180,33 +1241,31 @@ static void step_pkioperation(Request *r) {
                 /* A CertPoll without a stored CSR (recovering a submission) names the same
                  * subject and key from the record; only a PKCSReq carries the challenge. */
                 ScepRdn *rdns = NULL;
-                size_t n_rdns = 0, n_names = 0;
+                size_t n_rdns = 0;
                 CbSubject *subject = NULL;
 
                 q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
                 if (q < 0) {
+                        scep_build_job_free(j);
                         end_failed(r, BROKER_ERROR_INVALID_ARGUMENT,
                                        "The request's subject in the journal does not parse.");
                         return;
                 }
-                while (r->rec->names && r->rec->names[n_names])
-                        n_names++;
-                ScepUsage usage = strcmp(r->rec->usage, "signature") == 0 ? SCEP_USAGE_SIGNATURE :
-                                  strcmp(r->rec->usage, "encryption") == 0 ? SCEP_USAGE_ENCRYPTION :
-                                  SCEP_USAGE_BOTH;
-                ScepCsrParams p = {
-                        .subject = rdns,
-                        .n_subject = n_rdns,
-                        .dns_names = (const char *const *) r->rec->names,
-                        .n_dns_names = n_names,
-                        .usage = usage,
-                        .challenge = a->challenge ? challenge_secret_get(a->challenge, NULL) : NULL,
-                        .digest = alg->digest,
-                };
-                q = scep_csr_build(&p, r->key, &a->csr, &err);
+                q = scep_build_job_set_subject(j, rdns, n_rdns, (const char *const *) r->rec->names);
+                if (q >= 0)
+                        q = scep_build_job_set_challenge(j, a->challenge ? challenge_secret_get(a->challenge, NULL) :
+                                                         NULL);
                 free(rdns);
                 cb_subject_free(subject);
-                /* The challenge is in the CSR now. Our copy (guarded memory) stays until the
+                if (q < 0) {
+                        scep_build_job_free(j);
+                        request_attempt_failed_errno(r, q, "Out of memory");
+                        return;
+                }
+                j->usage = strcmp(r->rec->usage, "signature") == 0 ? SCEP_USAGE_SIGNATURE :
+                           strcmp(r->rec->usage, "encryption") == 0 ? SCEP_USAGE_ENCRYPTION :
+                           SCEP_USAGE_BOTH;
+                /* The challenge goes into the CSR. Our copy (guarded memory) stays until the
                  * PKIOperation is answered or the attempt ends: an answer that proves NDES never
                  * saw the request (IIS's 503) gives it to the next enrollment instead of leaving
                  * it unused in NDES's cache. Its outstanding slot is given back only when a
@@ -1215,50 +1274,62 @@ static void step_pkioperation(Request *r) {
                  * earlier overfilled its cache ("The password cache is full.") under many
                  * callers. */
                 a->challenge_sent = a->challenge != NULL;
-                if (q != 0) {
-                        snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s",
-                                 err.message[0] ? err.message : strerror(-q));
-                        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
-                        return;
-                }
         }
         EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key;
-        q = a->signer || a->renewal ? 0 : scep_signer_cert_build(a->csr, signer_key, alg->digest, &a->signer, &err);
-        if (q == 0) {
-                ScepRequestParams rp = {
-                        .csr = a->csr,
-                        .signer_cert = a->renewal ? a->renewal_cert : a->signer,
-                        .signer_key = signer_key,
-                        .recipient = a->certs->recipient,
-                        .ca = a->certs->ca,
-                        .cipher = alg->cipher,
-                        .digest = alg->digest,
-                };
-                q = scep_message_build(a->polling ? SCEP_MESSAGE_CERT_POLL :
-                                       a->renewal ? SCEP_MESSAGE_RENEWAL_REQ : SCEP_MESSAGE_PKCS_REQ, &rp,
-                                       &a->msg, &err);
+        X509 *signer = a->renewal ? a->renewal_cert : a->signer;
+        if (r->key && EVP_PKEY_up_ref(r->key))
+                j->key = r->key;
+        if (signer_key && EVP_PKEY_up_ref(signer_key))
+                j->signer_key = signer_key;
+        if (signer && X509_up_ref(signer))
+                j->signer_cert = signer;
+        j->certs = scep_cacerts_ref(a->certs);
+        j->cipher = alg->cipher;
+        j->digest = alg->digest;
+        j->type = a->polling ? SCEP_MESSAGE_CERT_POLL : a->renewal ? SCEP_MESSAGE_RENEWAL_REQ : SCEP_MESSAGE_PKCS_REQ;
+        /* The challenge is in the (encrypted) PKCSReq then and is never needed again: a
+         * resubmission fetches a fresh one. What is kept of the CSR (CertRep, CertPoll, the
+         * journal if PENDING) is its subject and key: the challenge is taken out, wiped. Its
+         * signature is made again only if the journal keeps it (PENDING): one RSA private
+         * operation less on every enrollment issued at once. */
+        j->strip_challenge = !a->polling;
+        j->userdata = r;
+        q = crypto_work_submit(r->manager->crypto, scep_build_job_run, on_message_built, scep_build_job_free, j,
+                               &a->crypto);
+        if (q < 0) {
+                scep_build_job_free(j);
+                request_attempt_failed_errno(r, q, "Cannot build the SCEP message");
         }
-        if (q == 0 && !a->polling) {
-                /* The challenge is in the (encrypted) PKCSReq now and is never needed again: a
-                 * resubmission fetches a fresh one. What is kept of the CSR (CertRep, CertPoll,
-                 * the journal if PENDING) is its subject and key: take the challenge out, wiped.
-                 * Its signature is made again only if the journal keeps it (PENDING): one RSA
-                 * private operation less on every enrollment issued at once. */
-                q = scep_csr_strip_challenge(a->csr, NULL);
-                if (q > 0)
-                        q = 0;
-        }
-        if (q != 0) {
-                snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s",
-                         err.message[0] ? err.message : strerror(-q));
+}
+
+/* On the loop, with what the worker built. A CertPoll goes at once; a PKCSReq when its mark is
+ * on disk too (on_submission_durable()). */
+static void on_message_built(void *userdata) {
+        ScepBuildJob *j = userdata;
+        Request *r = j->userdata;
+        Attempt *a = r->engine;
+        char msg[SCEP_ERROR_MESSAGE_MAX + 512];
+
+        a->crypto = NULL;
+        scep_csr_free(a->csr);
+        a->csr = TAKE_PTR(j->csr);
+        if (!a->renewal && !a->signer)
+                a->signer = TAKE_PTR(j->signer_cert);
+        scep_message_free(a->msg);
+        a->msg = TAKE_PTR(j->msg);
+        if (j->result != 0) {
+                const char *why = j->err.message[0] ? j->err.message : strerror(-j->result);
+                if (j->csr_failed)
+                        snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s", why);
+                else
+                        snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s", why);
                 end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);        /* nothing was sent */
                 return;
         }
         /* The transaction id is in the record already: request_mark_submitted() wrote it for a
          * PKCSReq, and a CertPoll is only sent for a request that has one. */
-        if (a->polling)
+        if (a->polling || !a->sync)
                 send_pkioperation(r);
-        /* A PKCSReq goes when its mark is on disk (on_submission_durable()). */
 }
 
 int engine_request_start(Request *r) {

@@ -22,6 +22,7 @@ typedef struct Job {
         bool cancelled;
         int error;
         EVP_PKEY *key;
+        CbSecret *pem;                  /* refill: the key's PKCS#8 PEM, made on the worker */
         struct Job *next;
 } Job;
 
@@ -51,6 +52,7 @@ struct KeyPool {
         unsigned refilling[_KEY_TYPE_MAX];      /* refill keys running or undelivered */
         bool refill_failed;                     /* stop refilling until something changes */
         EVP_PKEY *keys[_KEY_TYPE_MAX][KEY_POOL_TARGET_MAX];
+        CbSecret *pems[_KEY_TYPE_MAX][KEY_POOL_TARGET_MAX];    /* each key's PKCS#8 PEM, or NULL */
         unsigned n_keys[_KEY_TYPE_MAX];
         unsigned n_jobs;                /* caller jobs queued, running or undelivered */
 
@@ -64,6 +66,7 @@ static void job_free(Job *j) {
         if (!j)
                 return;
         EVP_PKEY_free(j->key);
+        secret_free(j->pem);
         free(j);
 }
 
@@ -207,6 +210,10 @@ static void *pool_worker(void *userdata) {
                 pthread_mutex_unlock(&p->lock);
 
                 r = key_generate(j->type, &j->key);
+                /* What the journal stores of it: exported here, not on the loop. Without it
+                 * (out of guarded memory) key_pool_take_with_pem() gives the key alone. */
+                if (r >= 0 && refill && key_export_pkcs8_pem(j->key, &j->pem) < 0)
+                        j->pem = NULL;
 
                 pthread_mutex_lock(&p->lock);
                 p->running[me] = NULL;
@@ -404,8 +411,10 @@ KeyPool *key_pool_free(KeyPool *p) {
         job_list_free(p->queue_head);
         job_list_free(p->done_head);
         for (KeyType t = 0; t < _KEY_TYPE_MAX; t++)
-                for (unsigned i = 0; i < p->n_keys[t]; i++)
+                for (unsigned i = 0; i < p->n_keys[t]; i++) {
                         EVP_PKEY_free(p->keys[t][i]);
+                        secret_free(p->pems[t][i]);
+                }
 
         if (p->efd >= 0)
                 close(p->efd);
@@ -431,6 +440,7 @@ int key_pool_set_targets(KeyPool *p, const unsigned targets[_KEY_TYPE_MAX]) {
                         p->n_keys[t]--;
                         EVP_PKEY_free(p->keys[t][p->n_keys[t]]);
                         p->keys[t][p->n_keys[t]] = NULL;
+                        p->pems[t][p->n_keys[t]] = secret_free(p->pems[t][p->n_keys[t]]);
                 }
         }
         p->refill_failed = false;
@@ -509,8 +519,10 @@ int key_pool_dispatch(KeyPool *p) {
                         if (j->error < 0)
                                 p->refill_failed = true;
                         else if (p->n_keys[j->type] < p->target[j->type]) {
+                                p->pems[j->type][p->n_keys[j->type]] = j->pem;
                                 p->keys[j->type][p->n_keys[j->type]++] = j->key;
                                 j->key = NULL;
+                                j->pem = NULL;
                         }
                         pthread_mutex_unlock(&p->lock);
                         job_free(j);
@@ -534,8 +546,17 @@ int key_pool_dispatch(KeyPool *p) {
 }
 
 EVP_PKEY *key_pool_take(KeyPool *p, KeyType t) {
+        CbSecret *pem = NULL;
+        EVP_PKEY *key = key_pool_take_with_pem(p, t, &pem);
+
+        secret_free(pem);
+        return key;
+}
+
+EVP_PKEY *key_pool_take_with_pem(KeyPool *p, KeyType t, CbSecret **ret_pem) {
         EVP_PKEY *key = NULL;
 
+        *ret_pem = NULL;
         if (!p || t < 0 || t >= _KEY_TYPE_MAX)
                 return NULL;
 
@@ -544,6 +565,8 @@ EVP_PKEY *key_pool_take(KeyPool *p, KeyType t) {
                 p->n_keys[t]--;
                 key = p->keys[t][p->n_keys[t]];
                 p->keys[t][p->n_keys[t]] = NULL;
+                *ret_pem = p->pems[t][p->n_keys[t]];
+                p->pems[t][p->n_keys[t]] = NULL;
         }
         p->refill_failed = false;
         pthread_cond_signal(&p->wake_refill);

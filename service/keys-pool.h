@@ -26,8 +26,9 @@
  * there, on the main thread, never on the worker. Everything except the worker's own
  * generation happens on the thread that owns the pool (not thread-safe otherwise).
  *
- * Ready keys are EVP_PKEY objects in OpenSSL's heap; they become PEM only when stored
- * (store-db.h encrypts them) or handed out (TakeKey).
+ * Ready keys are EVP_PKEY objects in OpenSSL's heap, each with its PKCS#8 PEM in guarded
+ * memory (secret-memory.h), made by the refill worker for the journal (store-db.h encrypts
+ * it) so that the loop does not encode the key when a request takes it.
  */
 
 #include <stdint.h>
@@ -91,6 +92,9 @@ int key_pool_dispatch(KeyPool *p);
 /* A ready key of type t, now owned by the caller, or NULL if there is none (or t is invalid).
  * Taking a key wakes the worker to replace it. */
 EVP_PKEY *key_pool_take(KeyPool *p, KeyType t);
+/* The same, with the key's PKCS#8 PEM as key_export_pkcs8_pem() makes it (done by the refill
+ * worker, off the loop) in *ret_pem, or NULL there (export it yourself). */
+EVP_PKEY *key_pool_take_with_pem(KeyPool *p, KeyType t, CbSecret **ret_pem);
 
 /* Generate one key of type t for the caller (ahead of any refill). handler runs later from
  * key_pool_dispatch(), exactly once unless the job is cancelled. *ret_job (if given) gets a

@@ -16,6 +16,7 @@
 #include "caller.h"
 #include "broker-error.h"
 #include "config.h"
+#include "crypto-work.h"
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
@@ -547,10 +548,10 @@ static void manager_expire_finished(Manager *m) {
 
 void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key, CbSecret **ret_pem) {
         KeyType kt = key_type_from_string(key_type);
-        EVP_PKEY *key = kt >= 0 ? key_pool_take(m->pool, kt) : NULL;
         CbSecret *pem = NULL;
+        EVP_PKEY *key = kt >= 0 ? key_pool_take_with_pem(m->pool, kt, &pem) : NULL;
 
-        if (key && key_export_pkcs8_pem(key, &pem) < 0) {
+        if (key && !pem && key_export_pkcs8_pem(key, &pem) < 0) {
                 EVP_PKEY_free(key);
                 key = NULL;
         }
@@ -893,6 +894,9 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = nss_cache_new(m->event, caller_nss_lookup, &m->nss);
         if (r < 0)
                 goto fail;
+        r = crypto_work_new(m->event, &m->crypto);
+        if (r < 0)
+                goto fail;
         caller_set_nss_cache(m->nss);
 
         r = manager_load_requests(m);
@@ -989,6 +993,7 @@ Manager *manager_free(Manager *m) {
         m->index = request_index_free(m->index);
         engine_free(m);
         metrics_free(m);
+        m->crypto = crypto_work_free(m->crypto);
         key_pool_free(m->pool);
         caller_set_nss_cache(NULL);
         m->nss = nss_cache_free(m->nss);

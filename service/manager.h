@@ -46,6 +46,7 @@ struct Manager {
         JournalSync *journal_sync;      /* group commit: Enroll replies once its insert is on disk */
         bool stopping;                  /* SIGTERM or shutdown: start no new work */
         KeyPool *pool;
+        struct CryptoWork *crypto;      /* the enrollment's SCEP crypto off the loop (crypto-work.h) */
         struct CallerRegistry *callers; /* bus credentials per connection (caller.h) */
         struct NssCache *nss;           /* NSS look-ups off the loop (nss-cache.h) */
         struct BusDeferred *deferred;   /* bus calls waiting for NSS or polkit (bus-util.h) */

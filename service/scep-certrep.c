@@ -597,7 +597,7 @@ static bool cert_issued_by(X509 *x, X509 *ca) {
 static int success_certs(const ScepCertRepParams *p, BIO *plain, ScepCertRep *rep, ScepError *e) {
         _cleanup_(cms_freep) CMS_ContentInfo *inner = NULL;
         _cleanup_(sk_X509_pop_freep) STACK_OF(X509) *certs = NULL;
-        EVP_PKEY *ours = X509_REQ_get0_pubkey(p->csr);
+        EVP_PKEY *ours = p->request_key ?: X509_REQ_get0_pubkey(p->csr);
         const unsigned char *q;
         char *data = NULL;
         long n;
@@ -794,7 +794,7 @@ int scep_certrep_parse(const ScepCertRepParams *p, const void *data, size_t size
         int r, v;
 
         if (!p || !ret || !p->request || !p->ca_certs || !p->ca_certs->verifier || !p->ca_certs->ca ||
-            !p->signer_cert || !p->signer_key || !p->csr || (!data && size > 0))
+            !p->signer_cert || !p->signer_key || (!p->csr && !p->request_key) || (!data && size > 0))
                 return -EINVAL;
 
         rep = calloc(1, sizeof *rep);

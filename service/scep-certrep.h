@@ -67,6 +67,7 @@ typedef struct ScepCertRepParams {
         X509 *signer_cert;              /* our signer certificate and key: SUCCESS decryption */
         EVP_PKEY *signer_key;
         X509_REQ *csr;                  /* the issued certificate carries its public key */
+        EVP_PKEY *request_key;          /* or that public key itself (then csr may be NULL) */
         bool allow_legacy;              /* AllowLegacyCiphers=yes: single DES / RC2 envelopes */
 } ScepCertRepParams;
 

@@ -15,11 +15,24 @@
 #define STORE_DB_NAME "certbroker.db"
 #define STORE_SCHEMA_VERSION 5
 
+/* Prepared statements kept for the next use of the same SQL (every SQL text here is a literal:
+ * the pointer stays valid as long as the store). */
+#define STMT_CACHE_SIZE 40U
+
+typedef struct StmtSlot {
+        const char *sql;
+        sqlite3_stmt *st;
+        bool in_use;            /* handed out by prepare(), not yet back through stmt_done() */
+        uint64_t used;          /* last use, for replacing the least recently used */
+} StmtSlot;
+
 struct Store {
         sqlite3 *db;
         StoreCipher *cipher;
         char *path;
         bool group_commit;      /* inserts commit without fsync; the caller syncs (store-journal-sync.h) */
+        StmtSlot stmts[STMT_CACHE_SIZE];
+        uint64_t stmt_clock;
 };
 
 /* ---- ids ---- */
@@ -128,12 +141,77 @@ static int errno_from_sqlite(int rc) {
         }
 }
 
-static int exec_sql(Store *s, const char *sql) {
-        return errno_from_sqlite(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+/* A statement for sql, from the cache when it holds one not in use; give it back with
+ * stmt_done(), never sqlite3_finalize(). */
+static int prepare(Store *s, const char *sql, sqlite3_stmt **ret) {
+        StmtSlot *empty = NULL, *lru = NULL, *slot;
+        int rc;
+
+        for (size_t i = 0; i < STMT_CACHE_SIZE; i++) {
+                StmtSlot *c = &s->stmts[i];
+                if (!c->st) {
+                        if (!empty)
+                                empty = c;
+                        continue;
+                }
+                if (c->in_use)
+                        continue;
+                if (c->sql == sql || strcmp(c->sql, sql) == 0) {
+                        c->in_use = true;
+                        c->used = ++s->stmt_clock;
+                        *ret = c->st;
+                        return 0;
+                }
+                if (!lru || c->used < lru->used)
+                        lru = c;
+        }
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
+        if (rc != SQLITE_OK)
+                return errno_from_sqlite(rc);
+        slot = empty ?: lru;
+        if (slot) {                     /* else every slot is in use: finalized when done */
+                if (slot->st)
+                        sqlite3_finalize(slot->st);
+                *slot = (StmtSlot) { .sql = sql, .st = *ret, .in_use = true, .used = ++s->stmt_clock };
+        }
+        return 0;
 }
 
-static int prepare(Store *s, const char *sql, sqlite3_stmt **ret) {
-        return errno_from_sqlite(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+/* A statement from prepare() back: reset for the next use (its bindings and rows let go). */
+static void stmt_done(Store *s, sqlite3_stmt *st) {
+        if (!st)
+                return;
+        for (size_t i = 0; i < STMT_CACHE_SIZE; i++)
+                if (s->stmts[i].st == st) {
+                        (void) sqlite3_reset(st);
+                        (void) sqlite3_clear_bindings(st);
+                        s->stmts[i].in_use = false;
+                        return;
+                }
+        sqlite3_finalize(st);
+}
+
+static void stmt_cache_clear(Store *s) {
+        for (size_t i = 0; i < STMT_CACHE_SIZE; i++) {
+                sqlite3_finalize(s->stmts[i].st);
+                s->stmts[i] = (StmtSlot) {};
+        }
+}
+
+/* One statement through the cache (BEGIN, COMMIT, a PRAGMA); several (the schema) directly. */
+static int exec_sql(Store *s, const char *sql) {
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (strchr(sql, ';'))
+                return errno_from_sqlite(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+        rc = prepare(s, sql, &st);
+        if (rc < 0)
+                return rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                ;
+        stmt_done(s, st);
+        return errno_from_sqlite(rc);
 }
 
 static int bind_text(sqlite3_stmt *st, int idx, const char *v) {
@@ -246,7 +324,7 @@ static int schema_setup(Store *s, char **ret_message) {
         if (r < 0)
                 goto fail_msg;
         r = sqlite3_step(st);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         st = NULL;
 
         if (r == SQLITE_DONE) {
@@ -260,7 +338,7 @@ static int schema_setup(Store *s, char **ret_message) {
                         goto fail_msg;
                 if (sqlite3_step(st) == SQLITE_ROW)
                         version = sqlite3_column_int(st, 0);
-                sqlite3_finalize(st);
+                stmt_done(s, st);
                 st = NULL;
         } else {
                 r = errno_from_sqlite(r);
@@ -427,7 +505,7 @@ int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **r
                         r = -EIO;
         } else if (r >= 0)
                 r = errno_from_sqlite(sqlite3_extended_errcode(s->db));
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         st = NULL;
         if (r >= 0)
                 r = exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;");
@@ -462,7 +540,7 @@ int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **r
                 } else
                         r = errno_from_sqlite(sqlite3_extended_errcode(s->db));
         }
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         st = NULL;
         if (r < 0) {
                 if (ret_message && !*ret_message)
@@ -499,6 +577,7 @@ int store_open(const char *state_dir, const char *credentials_dir, Store **ret, 
 Store *store_close(Store *s) {
         if (!s)
                 return NULL;
+        stmt_cache_clear(s);
         if (s->db) {
                 /* sqlite3_close_v2 checkpoints and removes the WAL when it is the last user. */
                 (void) sqlite3_close_v2(s->db);
@@ -780,7 +859,7 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         k = step_done(st);
 
 finish:
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -794,7 +873,7 @@ static int insert_history(Store *s, uid_t owner, uint64_t created) {
         if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, (sqlite3_int64) owner))) >= 0 &&
             (k = bind_u64(st, 2, created)) >= 0)
                 k = step_done(st);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -808,7 +887,7 @@ static int link_successor(Store *s, const char *predecessor_id, const char *succ
                 return k;
         if ((k = bind_text(st, 1, predecessor_id)) >= 0 && (k = bind_text(st, 2, successor_id)) >= 0)
                 k = step_done(st);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         if (k >= 0 && sqlite3_changes(s->db) != 1)
                 k = -EEXIST;
         return k;
@@ -939,7 +1018,7 @@ int store_request_update(Store *s, const StoreRequest *r) {
         (void) exec_sql(s, "PRAGMA synchronous=FULL");
 
 finish:
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         free(names);
         return k;
 }
@@ -969,7 +1048,7 @@ int store_request_get(Store *s, const char *id, StoreRequest **ret) {
                 k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
 
 finish:
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1019,7 +1098,7 @@ int store_request_load_all(Store *s, StoreRequest ***ret, size_t *ret_n) {
         if (k < 0)
                 return k;
         k = load_query(s, st, ret, ret_n);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1035,7 +1114,7 @@ int store_request_list_by_owner(Store *s, uid_t owner, StoreRequest ***ret, size
         k = errno_from_sqlite(sqlite3_bind_int64(st, 1, (sqlite3_int64) owner));
         if (k >= 0)
                 k = load_query(s, st, ret, ret_n);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1051,7 +1130,7 @@ static int exec_by_id(Store *s, const char *sql, const char *id) {
                 k = step_done(st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1100,12 +1179,12 @@ int store_key_set(Store *s, const char *id, const CbSecret *key_pem) {
                 k = -ENOENT;
 
 finish:
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         free(blob);
         return k;
 }
 
-/* The row of id from a one-parameter SELECT (?1 = id): 0 with *ret on that row (finalize it);
+/* The row of id from a one-parameter SELECT (?1 = id): 0 with *ret on that row (stmt_done() it);
  * -ENOENT no such row, -ENOKEY when column blob_col is NULL (nothing stored there). */
 static int select_blob_row(Store *s, const char *sql, const char *id, int blob_col, sqlite3_stmt **ret) {
         sqlite3_stmt *st = NULL;
@@ -1125,7 +1204,7 @@ static int select_blob_row(Store *s, const char *sql, const char *id, int blob_c
                         k = -ENOKEY;
         }
         if (k < 0) {
-                sqlite3_finalize(st);
+                stmt_done(s, st);
                 return k;
         }
         *ret = st;
@@ -1143,7 +1222,7 @@ static int key_read(Store *s, const char *id, CbSecret **ret) {
         const void *blob = sqlite3_column_blob(st, 0);
         int size = sqlite3_column_bytes(st, 0);
         k = store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, ret);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1199,7 +1278,7 @@ static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret
                                                              SQLITE_STATIC))) >= 0 &&
                     (k = errno_from_sqlite(sqlite3_bind_blob(st, 3, box, (int) size, SQLITE_STATIC))) >= 0)
                         k = step_done(st);
-                sqlite3_finalize(st);
+                stmt_done(s, st);
                 if (k < 0)
                         goto fail;
         }
@@ -1262,18 +1341,18 @@ int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static 
                 return k;
         size = sqlite3_column_bytes(st, 1);
         if (sqlite3_column_bytes(st, 0) != (int) STORE_SEAL_RECIPIENT_LEN || size <= (int) crypto_box_SEALBYTES) {
-                sqlite3_finalize(st);
+                stmt_done(s, st);
                 return -EUCLEAN;
         }
         box = malloc((size_t) size);
         if (!box) {
-                sqlite3_finalize(st);
+                stmt_done(s, st);
                 return -ENOMEM;
         }
         memcpy(box, sqlite3_column_blob(st, 1), (size_t) size);
         if (ret_recipient)
                 memcpy(ret_recipient, sqlite3_column_blob(st, 0), STORE_SEAL_RECIPIENT_LEN);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         *ret_box = box;
         *ret_size = (size_t) size;
         return 0;
@@ -1298,7 +1377,7 @@ static int count_query(Store *s, const char *sql, uid_t owner, const uint64_t *s
                 } else
                         k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
         }
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1328,7 +1407,7 @@ int store_history_prune(Store *s, uint64_t before_usec) {
                 k = step_done(st);
         if (k >= 0)
                 k = sqlite3_changes(s->db);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1360,7 +1439,7 @@ int store_renewal_key_get(Store *s, const char *id, CbSecret **ret) {
         const void *blob = sqlite3_column_blob(st, 0);
         int size = sqlite3_column_bytes(st, 0);
         k = store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, ret);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1393,7 +1472,7 @@ int store_renewal_key_present(Store *s, const char *id) {
                 return 0;
         if (k < 0)
                 return k;
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return 1;
 }
 
@@ -1413,7 +1492,7 @@ int store_ca_renewal_set(Store *s, const char *ca, uint64_t refused_until) {
                 k = errno_from_sqlite(sqlite3_bind_int64(st, 2, (sqlite3_int64) refused_until));
         if (k >= 0)
                 k = step_done(st);
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }
 
@@ -1435,6 +1514,6 @@ int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until) 
                 else if (rc != SQLITE_DONE)
                         k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
         }
-        sqlite3_finalize(st);
+        stmt_done(s, st);
         return k;
 }

@@ -3,7 +3,7 @@
  * ndes-load: the server's capacity, measured without the broker. Run by enroll-bench.sh in the
  * lab (Kerberos ticket in KRB5CCNAME, trust anchors for https).
  *
- *   ndes-load ADMIN_URL SCEP_URL CA_FILE N CONCURRENCY
+ *   ndes-load ADMIN_URL SCEP_URL CA_FILE N CONCURRENCY [live]
  *
  * Preparation (not timed): GetCACaps and GetCACert once, one RSA-2048 key, then N challenges
  * fetched from ADMIN_URL (Kerberos) and N PKCSReq messages built with them by the broker's own
@@ -14,6 +14,12 @@
  * what an enrollment costs the server: GET the challenge page (a fresh challenge, which stays
  * unused) and POST the pre-made PKIOperation. An enrollment counts when both answers are 200 and
  * the CertRep is not empty (the script checks scep.log for N SUCCESS lines).
+ *
+ * With "live", nothing is pre-made beyond the key: each enrollment GETs its challenge page and
+ * POSTs a PKCSReq built with that very challenge (the broker's SCEP code, on the client's
+ * thread, as any client must), so at most CONCURRENCY challenges are outstanding at the server
+ * at once, as with the broker's MaxOutstandingChallenges=: this runs with NDES's own password
+ * cache of 5 (the preparation's N challenges would not fit in it).
  *
  * Prints one JSON line: enrollments, seconds, per_s, p50_ms, p95_ms.
  */
@@ -43,6 +49,10 @@ static size_t arg_n;
 static unsigned arg_concurrency;
 
 static ScepMessage **messages;
+static bool arg_live;
+static EVP_PKEY *live_key;
+static ScepCACerts *live_certs;
+static ScepAlgorithms live_alg;
 static double *latencies;
 static atomic_size_t next_index;
 static atomic_int failed;
@@ -136,6 +146,40 @@ static int page_challenge(const Buf *page, char ret[17]) {
         return r;
 }
 
+/* A PKCSReq for enrollment i with challenge, the key and the CA's certificates. */
+static int build_message(size_t i, const char *challenge, EVP_PKEY *key, ScepCACerts *certs, const ScepAlgorithms *alg,
+                         ScepMessage **ret) {
+        char cn[64];
+        ScepError err = {};
+        X509_REQ *csr = NULL;
+        X509 *signer = NULL;
+        int r;
+
+        snprintf(cn, sizeof cn, "load%zu.a.example.test", i);
+        const ScepRdn rdn = { "CN", cn };
+        const char *names[] = { cn };
+        ScepCsrParams p = {
+                .subject = &rdn, .n_subject = 1, .dns_names = names, .n_dns_names = 1,
+                .usage = SCEP_USAGE_BOTH, .challenge = challenge, .digest = alg->digest,
+        };
+        r = scep_csr_build(&p, key, &csr, &err);
+        if (r == 0)
+                r = scep_signer_cert_build(csr, key, alg->digest, &signer, &err);
+        if (r == 0) {
+                ScepRequestParams rp = {
+                        .csr = csr, .signer_cert = signer, .signer_key = key,
+                        .recipient = certs->recipient, .ca = certs->ca,
+                        .cipher = alg->cipher, .digest = alg->digest,
+                };
+                r = scep_message_build(SCEP_MESSAGE_PKCS_REQ, &rp, ret, &err);
+        }
+        if (r != 0)
+                fprintf(stderr, "ndes-load: message %zu: %s\n", i, err.message);
+        X509_free(signer);
+        scep_csr_free(csr);
+        return r;
+}
+
 static char *url_with(const char *base, const char *query) {
         char *s = NULL;
         if (asprintf(&s, "%s?%s", base, query) < 0)
@@ -157,6 +201,12 @@ static void *worker(void *userdata) {
                 double t0 = now();
                 Buf page, rep;
                 long c1 = http(h, arg_admin_url, true, NULL, &page);
+                if (arg_live && c1 == 200) {
+                        char challenge[17];
+                        if (page_challenge(&page, challenge) < 0 ||
+                            build_message(i, challenge, live_key, live_certs, &live_alg, &messages[i]) != 0)
+                                c1 = -1;
+                }
                 long c2 = c1 == 200 ? http(h, pki_url, false, messages[i], &rep) : (rep = (Buf) {}, -1);
                 latencies[i] = now() - t0;
                 if (c1 != 200 || c2 != 200 || rep.size == 0) {
@@ -177,10 +227,11 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char *argv[]) {
-        if (argc != 6) {
-                fprintf(stderr, "usage: ndes-load ADMIN_URL SCEP_URL CA_FILE N CONCURRENCY\n");
+        if (argc != 6 && !(argc == 7 && strcmp(argv[6], "live") == 0)) {
+                fprintf(stderr, "usage: ndes-load ADMIN_URL SCEP_URL CA_FILE N CONCURRENCY [live]\n");
                 return 2;
         }
+        arg_live = argc == 7;
         arg_admin_url = argv[1];
         arg_scep_url = argv[2];
         arg_ca_file = argv[3];
@@ -221,10 +272,9 @@ int main(int argc, char *argv[]) {
         latencies = calloc(arg_n, sizeof *latencies);
         if (!key || !messages || !latencies)
                 return 1;
-        for (size_t i = 0; i < arg_n; i++) {
-                char cn[64], challenge[17];
+        for (size_t i = 0; !arg_live && i < arg_n; i++) {
+                char challenge[17];
                 Buf page;
-                snprintf(cn, sizeof cn, "load%zu.a.example.test", i);
                 long code = http(h, arg_admin_url, true, NULL, &page);
                 if (code != 200 || page_challenge(&page, challenge) < 0) {
                         fprintf(stderr, "ndes-load: challenge %zu: HTTP %ld, no challenge in the page "
@@ -232,31 +282,12 @@ int main(int argc, char *argv[]) {
                         return 1;
                 }
                 free(page.data);
-                const ScepRdn rdn = { "CN", cn };
-                const char *names[] = { cn };
-                ScepCsrParams p = {
-                        .subject = &rdn, .n_subject = 1, .dns_names = names, .n_dns_names = 1,
-                        .usage = SCEP_USAGE_BOTH, .challenge = challenge, .digest = alg.digest,
-                };
-                X509_REQ *csr = NULL;
-                X509 *signer = NULL;
-                if (scep_csr_build(&p, key, &csr, &err) != 0 ||
-                    scep_signer_cert_build(csr, key, alg.digest, &signer, &err) != 0) {
-                        fprintf(stderr, "ndes-load: CSR %zu: %s\n", i, err.message);
+                if (build_message(i, challenge, key, certs, &alg, &messages[i]) != 0)
                         return 1;
-                }
-                ScepRequestParams rp = {
-                        .csr = csr, .signer_cert = signer, .signer_key = key,
-                        .recipient = certs->recipient, .ca = certs->ca,
-                        .cipher = alg.cipher, .digest = alg.digest,
-                };
-                if (scep_message_build(SCEP_MESSAGE_PKCS_REQ, &rp, &messages[i], &err) != 0) {
-                        fprintf(stderr, "ndes-load: message %zu: %s\n", i, err.message);
-                        return 1;
-                }
-                X509_free(signer);
-                scep_csr_free(csr);
         }
+        live_key = key;
+        live_certs = certs;
+        live_alg = alg;
         curl_easy_cleanup(h);
 
         pthread_t *threads = calloc(arg_concurrency, sizeof *threads);
