@@ -37,6 +37,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "scep-cacert.h"
+#include "challenge-journal.h"
 #include "scep-caps.h"
 #include "scep-certrep.h"
 #include "scep-csr.h"
@@ -1670,7 +1671,11 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         CaEngine *ce = CE(ca);
         ChallengeFetcher *f[CB_CA_SERVERS_MAX] = {};
         char *urls[CB_CA_SERVERS_MAX] = {};
+        ChallengeJournal journal;
         int q;
+
+        /* What NDES holds for us is recorded in the store: a restarted broker counts it. */
+        challenge_journal_init(&journal, m->store);
 
         for (size_t i = 0; i < c->n_servers; i++) {
                 const char *admin_url = ca_server_admin_url(c, i);
@@ -1679,7 +1684,7 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         continue;
                 /* Servers may have been reordered, added or removed: the fetcher of the same page
                  * hands over what NDES holds for us. */
-                const ChallengeFetcher *previous = NULL;
+                ChallengeFetcher *previous = NULL;
                 for (size_t j = 0; j < CB_CA_SERVERS_MAX && !previous; j++)
                         if (ce->fetchers[j] && ce->fetcher_urls[j] && strcmp(ce->fetcher_urls[j], admin_url) == 0)
                                 previous = ce->fetchers[j];
@@ -1693,6 +1698,8 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .kerberos = c->authentication == CB_AUTHENTICATION_KERBEROS,
                         .event = m->event,
                         .previous = previous,
+                        .server_url = ca_server_url(c, i),
+                        .journal = m->store ? &journal : NULL,
                 };
                 q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f[i]);
                 if (q >= 0 && !(urls[i] = strdup(admin_url)))
@@ -1718,6 +1725,8 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                 }
         }
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                /* A server no longer configured (its spares went to its successor otherwise). */
+                challenge_fetcher_drop_spares(ce->fetchers[i]);
                 challenge_fetcher_free(ce->fetchers[i]);
                 ce->fetchers[i] = f[i];
                 free(ce->fetcher_urls[i]);
