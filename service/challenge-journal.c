@@ -81,3 +81,8 @@ void challenge_journal_init(ChallengeJournal *j, Store *store) {
                 .load = journal_load,
         };
 }
+
+void challenge_journal_servers(Store *store, const char *ca, const char *const *admin_urls, size_t n) {
+        if (store)
+                (void) store_challenge_drop_spares_except(store, ca, admin_urls, n);
+}

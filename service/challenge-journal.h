@@ -12,3 +12,7 @@
 #include "store-db.h"
 
 void challenge_journal_init(ChallengeJournal *j, Store *store);
+
+/* The CA's servers are now these (its AdminURL= entries): spares recorded for others are not
+ * used again, and no longer kept (their records still count until they expire). */
+void challenge_journal_servers(Store *store, const char *ca, const char *const *admin_urls, size_t n);

@@ -1732,6 +1732,11 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                 free(ce->fetcher_urls[i]);
                 ce->fetcher_urls[i] = urls[i];
         }
+        /* Spares recorded for a server no longer configured are not kept. */
+        const char *admin_urls[CB_CA_SERVERS_MAX] = {};
+        for (size_t i = 0; i < c->n_servers && i < CB_CA_SERVERS_MAX; i++)
+                admin_urls[i] = ca_server_admin_url(c, i);
+        challenge_journal_servers(m->store, c->name, admin_urls, c->n_servers);
         ce->servers = (CaServers) { .n = c->n_servers };       /* a new load tries every server again */
         ce->warned_anonymous = false;   /* a new load: a new warning if mscep_admin is still open */
         for (size_t i = 0; i < n_moved; i++)

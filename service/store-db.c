@@ -1656,3 +1656,40 @@ int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64
         *ret_n = n;
         return 0;
 }
+
+int store_challenge_drop_spares_except(Store *s, const char *ca, const char *const *admin_urls, size_t n) {
+        sqlite3_stmt *st = NULL;
+        int64_t *rows = NULL;
+        size_t n_rows = 0;
+        int k, rc = SQLITE_DONE;
+
+        if (!s || !ca || (n > 0 && !admin_urls))
+                return -EINVAL;
+        k = challenge_table(s);
+        if (k >= 0)
+                k = prepare(s, "SELECT row, admin_url FROM challenges WHERE ca = ?1 AND spare IS NOT NULL", &st);
+        if (k >= 0)
+                k = bind_text(st, 1, ca);
+        while (k >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *url = (const char *) sqlite3_column_text(st, 1);
+                bool configured = false;
+                for (size_t i = 0; i < n && !configured; i++)
+                        configured = url && admin_urls[i] && strcmp(url, admin_urls[i]) == 0;
+                if (configured)
+                        continue;
+                int64_t *r = realloc(rows, (n_rows + 1) * sizeof *rows);
+                if (!r) {
+                        k = -ENOMEM;
+                        break;
+                }
+                rows = r;
+                rows[n_rows++] = sqlite3_column_int64(st, 0);
+        }
+        if (k >= 0 && rc != SQLITE_DONE)
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        sqlite3_finalize(st);
+        for (size_t i = 0; k >= 0 && i < n_rows; i++)
+                k = store_challenge_set_spare(s, rows[i], NULL, 0, NULL);
+        free(rows);
+        return k;
+}

@@ -254,3 +254,6 @@ int store_challenge_delete(Store *s, int64_t row);
 int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64_t now, StoreChallenge **ret,
                          size_t *ret_n);
 void store_challenge_array_free(StoreChallenge *a, size_t n);
+/* Erases the spares recorded for ca at servers other than admin_urls[0..n) (their rows only
+ * count from then on). */
+int store_challenge_drop_spares_except(Store *s, const char *ca, const char *const *admin_urls, size_t n);
