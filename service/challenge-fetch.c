@@ -261,7 +261,7 @@ static uint64_t spare_until(uint64_t issued, unsigned validity_minutes, bool mul
 
         if (multi_use)
                 return UINT64_MAX;
-        return v > CHALLENGE_SPARE_MARGIN_USEC ? issued + v - CHALLENGE_SPARE_MARGIN_USEC : issued;
+        return issued + v - challenge_spare_margin_usec(v);
 }
 
 /* Gives the slot of a challenge to the secret (freeing it gives it back, or holds it until
@@ -303,6 +303,10 @@ void challenge_records_free(ChallengeRecord *a, size_t n) {
         for (size_t i = 0; a && i < n; i++)
                 challenge_secret_free(a[i].spare);
         free(a);
+}
+
+uint64_t challenge_spare_margin_usec(uint64_t validity_usec) {
+        return validity_usec / 6 < CHALLENGE_SPARE_MARGIN_USEC ? validity_usec / 6 : CHALLENGE_SPARE_MARGIN_USEC;
 }
 
 uint64_t challenge_validity_usec(unsigned validity_minutes) {

@@ -136,10 +136,12 @@ uint64_t challenge_validity_usec(unsigned validity_minutes);
  * expires. The oldest queued (non-fresh) fetch gets it now; else it is kept, still holding its
  * slot, and the next challenge_fetcher_fetch() is answered with it at once (its handler runs
  * before challenge_fetcher_fetch() returns). A spare is used only while NDES still has it, with
- * CHALLENGE_SPARE_MARGIN_USEC left for the enrollment; then it is dropped, and its slot held
+ * CHALLENGE_SPARE_MARGIN_USEC left for the enrollment (a sixth of the validity if that is less:
+ * NDES's PasswordValidity may be a few minutes); then it is dropped, and its slot held
  * until NDES forgets it. Takes res->secret (NULL afterwards) with what its page said (thumbprint,
  * single-password mode, validity), which the fetch it serves gets too. */
 #define CHALLENGE_SPARE_MARGIN_USEC (10ULL * 60ULL * 1000000ULL)
+uint64_t challenge_spare_margin_usec(uint64_t validity_usec);
 void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res);
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f);
 /* Until when (CLOCK_MONOTONIC usec) the oldest spare is used; 0 when there is none. */

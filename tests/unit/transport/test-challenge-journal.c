@@ -154,6 +154,19 @@ static void test_spare_expiry_from_issue(void **state) {
         challenge_fetcher_keep_spare(x, &res);
         assert_null(res.secret);
         assert_int_equal(challenge_fetcher_get_spares(x), 1);
+
+        /* A 2-minute validity (PasswordValidity=2): the margin is a sixth, 20 s. */
+        assert_int_equal(challenge_spare_margin_usec(2 * MIN_USEC), 20 * 1000000ULL);
+        assert_int_equal(challenge_spare_margin_usec(60 * MIN_USEC), CHALLENGE_SPARE_MARGIN_USEC);
+        issued = monotonic_usec() - 30 * 1000000ULL;
+        res = (ChallengeResult) {
+                .outcome = TRANSPORT_OK,
+                .validity_minutes = 2,
+                .issued_usec = issued,
+                .secret = secret("SHORT-LIVED-123456"),
+        };
+        challenge_fetcher_keep_spare(x, &res);
+        assert_int_equal(challenge_fetcher_get_spares(x), 2);
         challenge_fetcher_free(x);
 }
 
@@ -214,8 +227,9 @@ static void test_restart(void **state) {
         add_row(f, "corp", URL2, now - 10 * MIN_USEC, 60, "SPARE-OTHER-1234567890", &other_row);
         /* Expired at NDES: forgotten. */
         add_row(f, "corp", URL1, now - 120 * MIN_USEC, 60, "SPARE-OLD-1234567890", &expired_row);
-        /* A spare too close to its expiry (12-minute validity, issued 5 minutes ago): counted. */
-        add_row(f, "corp", URL1, now - 5 * MIN_USEC, 12, "SPARE-LATE-1234567890", &old_row);
+        /* A spare too close to its expiry (12-minute validity, issued 11 minutes ago: less than
+         * the margin of a sixth, 2 minutes, left): counted. */
+        add_row(f, "corp", URL1, now - 11 * MIN_USEC, 12, "SPARE-LATE-1234567890", &old_row);
         /* Another CA's: none of this fetcher's business. */
         int64_t foreign_row;
         add_row(f, "other", URL1, now - 5 * MIN_USEC, 60, "SPARE-FOREIGN-123456", &foreign_row);
@@ -226,7 +240,7 @@ static void test_restart(void **state) {
         assert_int_equal(challenge_fetcher_get_outstanding(x), 4);       /* = MaxOutstandingChallenges */
         /* The earliest hold: the late spare's, 12 + 1 minutes after its issue. */
         assert_near(challenge_fetcher_get_next_hold_end(x),
-                    monotonic_usec() - 5 * MIN_USEC + 12 * MIN_USEC + CHALLENGE_HOLD_MARGIN_USEC);
+                    monotonic_usec() - 11 * MIN_USEC + 12 * MIN_USEC + CHALLENGE_HOLD_MARGIN_USEC);
 
         assert_int_equal(store_challenge_load(f->store, "corp", ADMIN_URL, now_usec(), &rows, &n), 0);
         assert_int_equal(n, 4);
