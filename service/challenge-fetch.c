@@ -858,7 +858,12 @@ unsigned challenge_fetcher_get_max(const ChallengeFetcher *f) {
 }
 
 unsigned challenge_fetcher_get_held(const ChallengeFetcher *f) {
-        return challenge_limit_get_held(f->limit);
+        unsigned used = challenge_limit_get_used(f->limit), running = 0;
+
+        for (const ChallengeFetch *x = f->fetches; x; x = x->next)
+                if (x->state != FETCH_QUEUED)
+                        running++;
+        return used > running ? used - running : 0;
 }
 
 unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f) {

@@ -162,7 +162,9 @@ unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f);
 /* MaxOutstandingChallenges= in force. */
 unsigned challenge_fetcher_get_max(const ChallengeFetcher *f);
-/* Of the slots taken: those held for challenges left unused at NDES until they expire. */
+/* Of the slots taken: those of challenges NDES holds unused, that is all but the fetches
+ * under way: left unused until they expire (also those a restart found recorded), spares, and
+ * those handed to enrollments whose PKIOperation has not been answered yet. */
 unsigned challenge_fetcher_get_held(const ChallengeFetcher *f);
 
 /* What to tell about an anonymous mscep_admin (ChallengeResult.anonymous), in the seed's words
