@@ -571,7 +571,8 @@ static void drop_stale_spares(ChallengeFetcher *f) {
 }
 
 static bool take_spare(ChallengeFetcher *f, Spare *ret) {
-        drop_stale_spares(f);
+        if (f->n_spares == 0 || monotonic_usec() >= f->spares[0].until)
+                return false;   /* stale ones are dropped by the caller, before it queues */
         if (f->n_spares == 0)
                 return false;
         *ret = f->spares[0];
@@ -588,6 +589,10 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
 
         if (!f || !handler)
                 return -EINVAL;
+        /* Before x is queued: dropping a stale spare holds its slot, which wakes the queue, and
+         * a queued x could be started there and then answered from a spare as well. */
+        if (!fresh)
+                drop_stale_spares(f);
         x = calloc(1, sizeof *x);
         if (!x)
                 return -ENOMEM;
@@ -603,7 +608,7 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
         f->n_queued++;
         if (ret)
                 *ret = x;
-        if (!fresh && take_spare(f, &spare)) {
+        if (!fresh && x->state == FETCH_QUEUED && take_spare(f, &spare)) {
                 deliver_spare(x, &spare);
                 return 0;
         }
