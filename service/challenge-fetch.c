@@ -31,13 +31,17 @@ struct ChallengeFetch {
         HttpRequest *request;
         bool fresh;                     /* never answered from a spare */
         ChallengePageInfo page;         /* what the page said, once parsed (else zero) */
+        uint64_t issued;                /* CLOCK_MONOTONIC usec: its answer came */
+        bool recorded;                  /* in the journal as row, from the request on */
+        int64_t row;
 };
 
 #define CHALLENGE_SPARES_MAX 64U        /* MaxOutstandingChallenges' own limit */
 
 typedef struct Spare {
         ChallengeSecret *secret;        /* holds its slot until freed */
-        uint64_t until;                 /* CLOCK_MONOTONIC usec: usable until then */
+        uint64_t issued;                /* CLOCK_MONOTONIC usec: NDES issued it */
+        uint64_t until;                 /* CLOCK_MONOTONIC usec: usable until then (from issued) */
         char thumbprint[33];            /* what its page said (ChallengeResult) */
         bool multi_use;
         unsigned validity_minutes;
@@ -48,15 +52,20 @@ typedef struct Spare {
 typedef struct SlotRef {
         ChallengeLimit *limit;
         ChallengeSecret *secret;
-        uint64_t expires;               /* CLOCK_MONOTONIC usec: NDES forgets it then */
+        uint64_t issued;                /* CLOCK_MONOTONIC usec: NDES issued it */
+        uint64_t expires;               /* CLOCK_MONOTONIC usec: NDES forgets it then (from issued) */
         bool multi_use;                 /* single-password mode: nothing to count */
+        ChallengeJournal journal;       /* where it is recorded (as row), if recorded */
+        bool recorded;
+        int64_t row;
 } SlotRef;
 
 struct ChallengeFetcher {
         HttpClient *http;
         Krb5Creds *creds;
         ChallengeLimit *limit;
-        char *ca_name, *admin_url, *suffix, *trust_anchors, *host;
+        char *ca_name, *admin_url, *suffix, *trust_anchors, *host, *server_url;
+        ChallengeJournal journal;       /* add == NULL: none */
         uint64_t timeout_usec;
         bool kerberos;
         bool judged;                    /* a fetch on a fresh connection showed whether the page
@@ -212,16 +221,53 @@ static void fetch_unlink(ChallengeFetch *x) {
 static void release_slot(void *userdata) {
         SlotRef *ref = userdata;
 
-        if (ref->multi_use || challenge_secret_is_consumed(ref->secret))
+        if (ref->multi_use || challenge_secret_is_consumed(ref->secret)) {
+                if (ref->recorded && ref->journal.forget)
+                        ref->journal.forget(ref->journal.userdata, ref->row);
                 challenge_limit_put(ref->limit);
-        else
+        } else  /* still recorded: a restart counts it until it expires */
                 (void) challenge_limit_hold(ref->limit, ref->expires);
         challenge_limit_unref(ref->limit);
         free(ref);
 }
 
-/* Gives the slot of x's challenge to the secret (freeing it gives it back, or holds it). */
-static int secret_take_slot(ChallengeSecret *secret, ChallengeLimit *l, unsigned validity_minutes, bool multi_use) {
+/* CLOCK_MONOTONIC and CLOCK_REALTIME usec, one into the other (records outlive the process;
+ * the hold timers run on CLOCK_MONOTONIC). */
+static uint64_t mono_to_wall(uint64_t mono) {
+        uint64_t nm = monotonic_usec(), nw = now_usec();
+
+        if (mono >= nm)
+                return nw + (mono - nm);
+        return nw > nm - mono ? nw - (nm - mono) : 1;
+}
+
+static uint64_t wall_to_mono(uint64_t wall) {
+        uint64_t nm = monotonic_usec(), nw = now_usec();
+
+        if (wall >= nw)
+                return nm + (wall - nw);
+        return nm > nw - wall ? nm - (nw - wall) : 1;
+}
+
+/* NDES forgets a challenge issued then (validity_minutes, else its default), plus a margin. */
+static uint64_t hold_end(uint64_t issued, unsigned validity_minutes) {
+        return issued + challenge_validity_usec(validity_minutes) + CHALLENGE_HOLD_MARGIN_USEC;
+}
+
+/* A spare issued then is used until then: while NDES still has it, with time left for the
+ * PKIOperation (a password of single-password mode does not expire). */
+static uint64_t spare_until(uint64_t issued, unsigned validity_minutes, bool multi_use) {
+        uint64_t v = challenge_validity_usec(validity_minutes);
+
+        if (multi_use)
+                return UINT64_MAX;
+        return issued + v - challenge_spare_margin_usec(v);
+}
+
+/* Gives the slot of a challenge to the secret (freeing it gives it back, or holds it until
+ * NDES forgets it, counted from when NDES issued it). */
+static int secret_take_slot(ChallengeSecret *secret, ChallengeLimit *l, unsigned validity_minutes, bool multi_use,
+                            uint64_t issued, const ChallengeJournal *journal, bool recorded, int64_t row) {
         SlotRef *ref = calloc(1, sizeof *ref);
 
         if (!ref)
@@ -229,11 +275,38 @@ static int secret_take_slot(ChallengeSecret *secret, ChallengeLimit *l, unsigned
         *ref = (SlotRef) {
                 .limit = challenge_limit_ref(l),
                 .secret = secret,
-                .expires = monotonic_usec() + challenge_validity_usec(validity_minutes) + CHALLENGE_HOLD_MARGIN_USEC,
+                .issued = issued,
+                .expires = hold_end(issued, validity_minutes),
                 .multi_use = multi_use,
+                .journal = *journal,
+                .recorded = recorded && journal->add,
+                .row = row,
         };
         challenge_secret_set_release(secret, release_slot, ref);
         return 0;
+}
+
+static SlotRef *secret_slot(const ChallengeSecret *secret) {
+        return challenge_secret_get_release(secret, release_slot);
+}
+
+/* The record of a spare keeps the challenge itself, or no more (spare NULL). */
+static void record_spare(ChallengeSecret *secret, bool keep, unsigned validity_minutes, const char *thumbprint) {
+        SlotRef *ref = secret_slot(secret);
+
+        if (ref && ref->recorded && ref->journal.set_spare)
+                ref->journal.set_spare(ref->journal.userdata, ref->row, keep ? secret : NULL, validity_minutes,
+                                       thumbprint);
+}
+
+void challenge_records_free(ChallengeRecord *a, size_t n) {
+        for (size_t i = 0; a && i < n; i++)
+                challenge_secret_free(a[i].spare);
+        free(a);
+}
+
+uint64_t challenge_spare_margin_usec(uint64_t validity_usec) {
+        return validity_usec / 6 < CHALLENGE_SPARE_MARGIN_USEC ? validity_usec / 6 : CHALLENGE_SPARE_MARGIN_USEC;
 }
 
 uint64_t challenge_validity_usec(unsigned validity_minutes) {
@@ -256,6 +329,7 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
                 .secret = secret,
                 .multi_use = x->page.multi_use,
                 .validity_minutes = x->page.validity_minutes,
+                .issued_usec = secret ? x->issued : 0,
         };
         bool had_slot = x->state != FETCH_QUEUED;
 
@@ -263,11 +337,21 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
 
         fetch_unlink(x);
         /* The slot now belongs to the secret: given back (or held) when it is freed. */
-        if (secret && secret_take_slot(secret, l, x->page.validity_minutes, x->page.multi_use) < 0) {
+        if (secret && secret_take_slot(secret, l, x->page.validity_minutes, x->page.multi_use, x->issued,
+                                       &f->journal, x->recorded && !x->page.multi_use, x->row) < 0) {
                 challenge_secret_free(secret);
                 res.secret = secret = NULL;
                 res.outcome = TRANSPORT_PROTOCOL_ERROR;
                 res.message = "out of memory";
+        }
+        if (x->recorded) {
+                /* NDES holds it from now on (counted from its answer), or it holds nothing. */
+                if (secret && !x->page.multi_use)
+                        f->journal.set_times(f->journal.userdata, x->row, mono_to_wall(x->issued),
+                                             mono_to_wall(hold_end(x->issued, x->page.validity_minutes)));
+                else
+                        f->journal.forget(f->journal.userdata, x->row);
+                x->recorded = false;
         }
         x->handler(f, &res, x->userdata);
         free(x);
@@ -289,6 +373,7 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
         TransportOutcome o;
 
         x->request = NULL;
+        x->issued = monotonic_usec();
         if (result->outcome != TRANSPORT_OK) {
                 if (result->outcome == TRANSPORT_AUTHENTICATION_REJECTED && f->creds)
                         krb5_creds_forget_service(f->creds, f->host);
@@ -358,6 +443,15 @@ static void start_http(ChallengeFetch *x) {
                         f->judging = x;
         }
         x->state = FETCH_HTTP;
+        if (f->journal.add && !x->recorded) {
+                /* From the request on, NDES may hold a challenge for us: a broker killed before the
+                 * answer counts it when it starts again, until it would have expired. */
+                uint64_t now = monotonic_usec();
+                x->recorded = f->journal.add(f->journal.userdata, f->ca_name, f->admin_url, f->server_url,
+                                             mono_to_wall(now),
+                                             mono_to_wall(hold_end(now + f->timeout_usec, f->validity_minutes)),
+                                             &x->row) >= 0;
+        }
         r = http_client_start(f->http, &o, on_http, x, &x->request, &m);
         if (r < 0) {
                 fetch_finish(x, r == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
@@ -454,6 +548,7 @@ static void deliver_spare(ChallengeFetch *x, Spare *spare) {
                 .secret = spare->secret,
                 .multi_use = spare->multi_use,
                 .validity_minutes = spare->validity_minutes,
+                .issued_usec = spare->issued,
         };
 
         memcpy(res.thumbprint, spare->thumbprint, sizeof res.thumbprint);
@@ -470,16 +565,20 @@ static void drop_stale_spares(ChallengeFetcher *f) {
         while (f->n_spares > 0 && now >= f->spares[0].until) {
                 ChallengeSecret *s = f->spares[0].secret;
                 memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
+                record_spare(s, false, 0, NULL);
                 challenge_secret_free(s);
         }
 }
 
 static bool take_spare(ChallengeFetcher *f, Spare *ret) {
-        drop_stale_spares(f);
+        if (f->n_spares == 0 || monotonic_usec() >= f->spares[0].until)
+                return false;   /* stale ones are dropped by the caller, before it queues */
         if (f->n_spares == 0)
                 return false;
         *ret = f->spares[0];
         memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
+        /* In use now: if the broker stops, whether NDES consumed it is unknown (it counts). */
+        record_spare(ret->secret, false, 0, NULL);
         return true;
 }
 
@@ -490,6 +589,10 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
 
         if (!f || !handler)
                 return -EINVAL;
+        /* Before x is queued: dropping a stale spare holds its slot, which wakes the queue, and
+         * a queued x could be started there and then answered from a spare as well. */
+        if (!fresh)
+                drop_stale_spares(f);
         x = calloc(1, sizeof *x);
         if (!x)
                 return -ENOMEM;
@@ -505,7 +608,7 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
         f->n_queued++;
         if (ret)
                 *ret = x;
-        if (!fresh && take_spare(f, &spare)) {
+        if (!fresh && x->state == FETCH_QUEUED && take_spare(f, &spare)) {
                 deliver_spare(x, &spare);
                 return 0;
         }
@@ -526,7 +629,8 @@ int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handl
 
 void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
         ChallengeFetch *oldest = NULL;
-        uint64_t validity;
+        const SlotRef *ref;
+        uint64_t issued;
         Spare spare;
 
         if (!res || !res->secret)
@@ -535,17 +639,25 @@ void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
                 res->secret = challenge_secret_free(res->secret);
                 return;
         }
-        /* Usable while NDES still holds it, with time left for the PKIOperation (a password of
-         * single-password mode does not expire). */
-        validity = challenge_validity_usec(res->validity_minutes);
+        /* Usable while NDES still holds it, counted from when NDES issued it, not from now: a
+         * challenge handed back again and again does not live longer than at NDES. Its own slot
+         * knows when (it came from a fetch); else the caller says. */
+        ref = secret_slot(res->secret);
+        issued = ref ? ref->issued : res->issued_usec > 0 ? res->issued_usec : monotonic_usec();
         spare = (Spare) {
                 .secret = TAKE_PTR(res->secret),
-                .until = res->multi_use ? UINT64_MAX :
-                         monotonic_usec() + (validity > CHALLENGE_SPARE_MARGIN_USEC ? validity - CHALLENGE_SPARE_MARGIN_USEC : 0),
+                .issued = issued,
+                .until = spare_until(issued, res->validity_minutes, res->multi_use),
                 .multi_use = res->multi_use,
                 .validity_minutes = res->validity_minutes,
         };
         memcpy(spare.thumbprint, res->thumbprint, sizeof spare.thumbprint);
+        if (monotonic_usec() >= spare.until) {
+                /* Too old for an enrollment: its slot is held until NDES forgets it. */
+                record_spare(spare.secret, false, 0, NULL);
+                challenge_secret_free(spare.secret);
+                return;
+        }
         for (ChallengeFetch *x = f->fetches; x; x = x->next)
                 if (x->state == FETCH_QUEUED && !x->fresh)
                         oldest = x;
@@ -559,6 +671,26 @@ void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
                 return;
         }
         f->spares[f->n_spares++] = spare;
+        /* For a restart: the spare itself, encrypted. */
+        record_spare(spare.secret, true, spare.validity_minutes, spare.thumbprint);
+}
+
+void challenge_fetcher_drop_spares(ChallengeFetcher *f) {
+        if (!f)
+                return;
+        while (f->n_spares > 0) {
+                ChallengeSecret *s = f->spares[--f->n_spares].secret;
+                record_spare(s, false, 0, NULL);
+                challenge_secret_free(s);
+        }
+}
+
+uint64_t challenge_fetcher_get_spare_until(const ChallengeFetcher *f) {
+        return f && f->n_spares > 0 ? f->spares[0].until : 0;
+}
+
+uint64_t challenge_fetcher_get_next_hold_end(const ChallengeFetcher *f) {
+        return f ? challenge_limit_next_expiry(f->limit) : 0;
 }
 
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f) {
@@ -579,11 +711,57 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x) {
         had_slot = x->state != FETCH_QUEUED;
         krb5_service_wait_cancel(x->wait);
         http_request_cancel(x->request);
+        if (x->recorded)
+                f->journal.forget(f->journal.userdata, x->row);
         fetch_unlink(x);
         free(x);
         if (had_slot)
                 challenge_limit_put(f->limit);
         return NULL;
+}
+
+/* A fetcher without a predecessor starts from its records: every challenge NDES may still hold
+ * for it takes a slot until NDES forgets it; an unused spare for the same server that NDES still
+ * keeps, long enough for an enrollment, is a spare again. */
+static void restore_records(ChallengeFetcher *f) {
+        ChallengeRecord *recs = NULL;
+        size_t n = 0;
+
+        if (f->journal.load(f->journal.userdata, f->ca_name, f->admin_url, f->server_url, now_usec(), &recs, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                ChallengeRecord *c = &recs[i];
+                uint64_t issued = wall_to_mono(c->issued), expires = wall_to_mono(c->expires);
+                bool usable = c->spare && c->same_url && f->n_spares < CHALLENGE_SPARES_MAX &&
+                              monotonic_usec() < spare_until(issued, c->validity_minutes, false);
+
+                if (usable && challenge_limit_take(f->limit)) {
+                        Spare *sp;
+
+                        if (secret_take_slot(c->spare, f->limit, c->validity_minutes, false, issued, &f->journal,
+                                             true, c->row) < 0) {
+                                challenge_limit_put(f->limit);
+                                goto hold;
+                        }
+                        sp = &f->spares[f->n_spares++];
+                        *sp = (Spare) {
+                                .secret = TAKE_PTR(c->spare),
+                                .issued = issued,
+                                .until = spare_until(issued, c->validity_minutes, false),
+                                .validity_minutes = c->validity_minutes,
+                        };
+                        memcpy(sp->thumbprint, c->thumbprint, sizeof sp->thumbprint);
+                        continue;
+                }
+        hold:
+                /* In use when the broker stopped (consumed or not: unknown), a fetch without its
+                 * answer, a spare for another server or too old, or no slot left for it
+                 * (MaxOutstandingChallenges= lowered): it only counts. */
+                if (c->had_spare && f->journal.set_spare)
+                        f->journal.set_spare(f->journal.userdata, c->row, NULL, 0, NULL);
+                (void) challenge_limit_add_hold(f->limit, expires);
+        }
+        challenge_records_free(recs, n);
 }
 
 int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFetcherSettings *s,
@@ -600,24 +778,46 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
         f->creds = creds;
         f->kerberos = s->kerberos;
         f->timeout_usec = s->timeout_usec;
+        if (s->journal)
+                f->journal = *s->journal;
+        f->server_url = strdup(s->server_url ? s->server_url : "");
+        if (!f->server_url) {
+                free(f);
+                return -ENOMEM;
+        }
         if (s->previous) {
-                /* The same CA again (a Reload): what NDES holds for us is still held. */
-                f->limit = challenge_limit_ref(s->previous->limit);
+                /* The same CA again (a Reload): what NDES holds for us is still held; its spares
+                 * serve us if they are for the same server. */
+                ChallengeFetcher *p = s->previous;
+                f->limit = challenge_limit_ref(p->limit);
                 challenge_limit_set_max(f->limit, s->max_outstanding > 0 ? s->max_outstanding : 1);
+                if (strcmp(p->server_url, f->server_url) == 0) {
+                        memcpy(f->spares, p->spares, p->n_spares * sizeof(Spare));
+                        f->n_spares = p->n_spares;
+                        p->n_spares = 0;
+                } else
+                        challenge_fetcher_drop_spares(p);
         } else {
                 r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
                 if (r < 0) {
+                        free(f->server_url);
                         free(f);
                         return r;
                 }
         }
+        f->ca_name = strdup(s->ca_name ? s->ca_name : "");
+        f->admin_url = strdup(s->admin_url);
+        if (!f->ca_name || !f->admin_url) {
+                challenge_fetcher_free(f);
+                return -ENOMEM;
+        }
+        if (!s->previous && f->journal.load)
+                restore_records(f);
         challenge_limit_set_wake(f->limit, wake, f);
         f->event = s->event ? sd_event_ref(s->event) : NULL;
         if (!f->event)
                 (void) sd_event_default(&f->event);
         hold_timer_arm(f);
-        f->ca_name = strdup(s->ca_name ? s->ca_name : "");
-        f->admin_url = strdup(s->admin_url);
         f->suffix = strdup(s->permitted_suffix);
         f->trust_anchors = s->trust_anchors ? strdup(s->trust_anchors) : NULL;
         if (!f->ca_name || !f->admin_url || !f->suffix || (s->trust_anchors && !f->trust_anchors)) {
@@ -649,6 +849,7 @@ ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
         free(f->suffix);
         free(f->trust_anchors);
         free(f->host);
+        free(f->server_url);
         free(f);
         return NULL;
 }
@@ -662,7 +863,12 @@ unsigned challenge_fetcher_get_max(const ChallengeFetcher *f) {
 }
 
 unsigned challenge_fetcher_get_held(const ChallengeFetcher *f) {
-        return challenge_limit_get_held(f->limit);
+        unsigned used = challenge_limit_get_used(f->limit), running = 0;
+
+        for (const ChallengeFetch *x = f->fetches; x; x = x->next)
+                if (x->state != FETCH_QUEUED)
+                        running++;
+        return used > running ? used - running : 0;
 }
 
 bool challenge_fetcher_can_start_now(const ChallengeFetcher *f) {

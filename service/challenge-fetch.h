@@ -23,6 +23,40 @@
 typedef struct ChallengeFetcher ChallengeFetcher;
 typedef struct ChallengeFetch ChallengeFetch;
 
+/* Where a fetcher records the challenges NDES holds for it, so that a broker that restarts
+ * (even after kill -9) counts them instead of starting from nothing, and uses its spares
+ * (challenge-journal.h records them in the broker's store). Times are CLOCK_REALTIME usec: a
+ * record outlives the process. Best effort: the count in memory is what the running broker
+ * goes by; a failed write only loses what a restart would know. */
+typedef struct ChallengeRecord {
+        int64_t row;
+        bool same_url;                  /* recorded for the URL= entry the fetcher has now */
+        uint64_t issued, expires;       /* NDES issued it; NDES forgets it (margin included) */
+        unsigned validity_minutes;
+        char thumbprint[33];
+        bool had_spare;                 /* it was recorded as a spare */
+        ChallengeSecret *spare;         /* that spare, readable (NULL: none, or not decryptable) */
+} ChallengeRecord;
+
+typedef struct ChallengeJournal {
+        void *userdata;
+        /* A challenge being fetched or fetched: *ret_row names it from then on. */
+        int (*add)(void *userdata, const char *ca, const char *admin_url, const char *url, uint64_t issued,
+                   uint64_t expires, int64_t *ret_row);
+        void (*set_times)(void *userdata, int64_t row, uint64_t issued, uint64_t expires);
+        /* Keeps the unused challenge itself (encrypted), or erases it (spare NULL). */
+        void (*set_spare)(void *userdata, int64_t row, const ChallengeSecret *spare, unsigned validity_minutes,
+                          const char *thumbprint);
+        /* NDES consumed it, or never issued it. */
+        void (*forget)(void *userdata, int64_t row);
+        /* What is recorded for ca at admin_url and not expired by now (those expired are
+         * dropped). Free with challenge_records_free(). */
+        int (*load)(void *userdata, const char *ca, const char *admin_url, const char *url, uint64_t now,
+                    ChallengeRecord **ret, size_t *ret_n);
+} ChallengeJournal;
+
+void challenge_records_free(ChallengeRecord *a, size_t n);
+
 typedef struct ChallengeFetcherSettings {
         const char *ca_name;            /* for messages: "corp" */
         const char *admin_url;          /* AdminURL= */
@@ -33,8 +67,14 @@ typedef struct ChallengeFetcherSettings {
         bool kerberos;                  /* Authentication=kerberos */
         sd_event *event;                /* for the holds' timer; NULL: the thread's default loop */
         /* The CA's fetcher being replaced (a Reload), or NULL: the new one takes over its count of
-         * outstanding challenges (those handed out and those held at NDES). */
-        const struct ChallengeFetcher *previous;
+         * outstanding challenges (those handed out and those held at NDES), and its spares if
+         * server_url is the same (else they are dropped: NDES keeps counting them). */
+        struct ChallengeFetcher *previous;
+        const char *server_url;         /* the URL= entry the challenges are for ("" if none) */
+        /* Optional, copied. Without previous, the new fetcher starts from what it recorded:
+         * every challenge NDES still holds for it counts, and spares recorded for the same
+         * server_url that NDES still keeps are used again. */
+        const ChallengeJournal *journal;
 } ChallengeFetcherSettings;
 
 typedef struct ChallengeResult {
@@ -55,6 +95,10 @@ typedef struct ChallengeResult {
         char thumbprint[33];
         bool multi_use;
         unsigned validity_minutes;
+        /* TRANSPORT_OK: when NDES issued the challenge (CLOCK_MONOTONIC usec: its answer
+         * arrived; for a spare, the original fetch's). Its expiry, and its slot's hold, count
+         * from then, however often it is handed back (challenge_fetcher_keep_spare()). */
+        uint64_t issued_usec;
         /* TRANSPORT_OK: the challenge. The handler takes ownership: keep it until it is put in the
          * CSR, then challenge_secret_free() it, which gives the CA's outstanding slot back if NDES
          * consumed it (challenge_secret_set_consumed(): a CertRep answered), else holds the slot
@@ -92,12 +136,21 @@ uint64_t challenge_validity_usec(unsigned validity_minutes);
  * expires. The oldest queued (non-fresh) fetch gets it now; else it is kept, still holding its
  * slot, and the next challenge_fetcher_fetch() is answered with it at once (its handler runs
  * before challenge_fetcher_fetch() returns). A spare is used only while NDES still has it, with
- * CHALLENGE_SPARE_MARGIN_USEC left for the enrollment; then it is dropped, and its slot held
+ * CHALLENGE_SPARE_MARGIN_USEC left for the enrollment (a sixth of the validity if that is less:
+ * NDES's PasswordValidity may be a few minutes); then it is dropped, and its slot held
  * until NDES forgets it. Takes res->secret (NULL afterwards) with what its page said (thumbprint,
  * single-password mode, validity), which the fetch it serves gets too. */
 #define CHALLENGE_SPARE_MARGIN_USEC (10ULL * 60ULL * 1000000ULL)
+uint64_t challenge_spare_margin_usec(uint64_t validity_usec);
 void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res);
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f);
+/* Until when (CLOCK_MONOTONIC usec) the oldest spare is used; 0 when there is none. */
+uint64_t challenge_fetcher_get_spare_until(const ChallengeFetcher *f);
+/* The end of the earliest hold (CLOCK_MONOTONIC usec), 0 when none. */
+uint64_t challenge_fetcher_get_next_hold_end(const ChallengeFetcher *f);
+/* Its server left the configuration: its spares are not kept for a restart (their slots are
+ * held until NDES forgets them). */
+void challenge_fetcher_drop_spares(ChallengeFetcher *f);
 
 /* Cancels a fetch whose handler has not run. Accepts NULL, returns NULL. */
 ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);
@@ -113,7 +166,9 @@ bool challenge_fetcher_can_start_now(const ChallengeFetcher *f);
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f);
 /* MaxOutstandingChallenges= in force. */
 unsigned challenge_fetcher_get_max(const ChallengeFetcher *f);
-/* Of the slots taken: those held for challenges left unused at NDES until they expire. */
+/* Of the slots taken: those of challenges NDES holds unused, that is all but the fetches
+ * under way: left unused until they expire (also those a restart found recorded), spares, and
+ * those handed to enrollments whose PKIOperation has not been answered yet. */
 unsigned challenge_fetcher_get_held(const ChallengeFetcher *f);
 
 /* What to tell about an anonymous mscep_admin (ChallengeResult.anonymous), in the seed's words

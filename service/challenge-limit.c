@@ -98,6 +98,11 @@ int challenge_limit_hold(ChallengeLimit *l, uint64_t until) {
         return 0;
 }
 
+int challenge_limit_add_hold(ChallengeLimit *l, uint64_t until) {
+        l->used++;
+        return challenge_limit_hold(l, until);
+}
+
 void challenge_limit_back_off(ChallengeLimit *l, unsigned held, uint64_t now, uint64_t period) {
         unsigned c = held / 2 > 0 ? held / 2 : 1;
 

@@ -38,6 +38,9 @@ void challenge_limit_clear_wake(ChallengeLimit *l, void *userdata);
 /* A taken slot stays taken until `until` (a challenge left unused at NDES). On -ENOMEM the slot
  * is given back at once (as before holds existed). */
 int challenge_limit_hold(ChallengeLimit *l, uint64_t until);
+/* Takes a slot, beyond max if need be, and holds it until `until`: a challenge NDES still
+ * holds for us that this limit did not see fetched (recorded before a restart). */
+int challenge_limit_add_hold(ChallengeLimit *l, uint64_t until);
 /* Gives back the slots of holds whose time has come and raises the ceiling when its time has
  * come (runs the wake function once if either); returns how many slots. */
 unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now);

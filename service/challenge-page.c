@@ -63,6 +63,10 @@ void challenge_secret_set_release(ChallengeSecret *s, void (*release)(void *user
         s->release_userdata = userdata;
 }
 
+void *challenge_secret_get_release(const ChallengeSecret *s, void (*release)(void *userdata)) {
+        return s && release && s->release == release ? s->release_userdata : NULL;
+}
+
 ChallengeSecret *challenge_secret_free(ChallengeSecret *s) {
         if (!s)
                 return NULL;

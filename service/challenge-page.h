@@ -131,3 +131,5 @@ bool challenge_secret_is_consumed(const ChallengeSecret *s);
 
 /* A function run once when the secret is freed (used to count outstanding challenges). */
 void challenge_secret_set_release(ChallengeSecret *s, void (*release)(void *userdata), void *userdata);
+/* The userdata set with release, NULL when another hook (or none) is set. */
+void *challenge_secret_get_release(const ChallengeSecret *s, void (*release)(void *userdata));

@@ -40,6 +40,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "scep-cacert.h"
+#include "challenge-journal.h"
 #include "scep-caps.h"
 #include "scep-certrep.h"
 #include "scep-csr.h"
@@ -1073,6 +1074,13 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 request_clear_submitted(r);
                 attempt_give_back_challenge(a, request_fetcher(r));
         }
+        if (q != 0 && !a->polling && res->http_code == 500)
+                /* NDES answers 500 when it cannot decrypt the request (RA certificates it no longer
+                 * has, IIS_IUSRS permissions): it never read the challenge inside, which stays
+                 * unused in its cache. The next try uses it again rather than leave one more
+                 * unused challenge in NDES's cache, shared by the fleet, at every retry (a reused
+                 * one NDES did consume is answered 0x800B0110, and a fresh one is fetched). */
+                attempt_give_back_challenge(a, request_fetcher(r));
         if (q != 0) {
                 attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");
@@ -1709,7 +1717,11 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         CaEngine *ce = CE(ca);
         ChallengeFetcher *f[CB_CA_SERVERS_MAX] = {};
         char *urls[CB_CA_SERVERS_MAX] = {};
+        ChallengeJournal journal;
         int q;
+
+        /* What NDES holds for us is recorded in the store: a restarted broker counts it. */
+        challenge_journal_init(&journal, m->store);
 
         for (size_t i = 0; i < c->n_servers; i++) {
                 const char *admin_url = ca_server_admin_url(c, i);
@@ -1718,7 +1730,7 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         continue;
                 /* Servers may have been reordered, added or removed: the fetcher of the same page
                  * hands over what NDES holds for us. */
-                const ChallengeFetcher *previous = NULL;
+                ChallengeFetcher *previous = NULL;
                 for (size_t j = 0; j < CB_CA_SERVERS_MAX && !previous; j++)
                         if (ce->fetchers[j] && ce->fetcher_urls[j] && strcmp(ce->fetcher_urls[j], admin_url) == 0)
                                 previous = ce->fetchers[j];
@@ -1732,6 +1744,8 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .kerberos = c->authentication == CB_AUTHENTICATION_KERBEROS,
                         .event = m->event,
                         .previous = previous,
+                        .server_url = ca_server_url(c, i),
+                        .journal = m->store ? &journal : NULL,
                 };
                 q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f[i]);
                 if (q >= 0 && !(urls[i] = strdup(admin_url)))
@@ -1757,11 +1771,18 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                 }
         }
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                /* A server no longer configured (its spares went to its successor otherwise). */
+                challenge_fetcher_drop_spares(ce->fetchers[i]);
                 challenge_fetcher_free(ce->fetchers[i]);
                 ce->fetchers[i] = f[i];
                 free(ce->fetcher_urls[i]);
                 ce->fetcher_urls[i] = urls[i];
         }
+        /* Spares recorded for a server no longer configured are not kept. */
+        const char *admin_urls[CB_CA_SERVERS_MAX] = {};
+        for (size_t i = 0; i < c->n_servers && i < CB_CA_SERVERS_MAX; i++)
+                admin_urls[i] = ca_server_admin_url(c, i);
+        challenge_journal_servers(m->store, c->name, admin_urls, c->n_servers);
         ce->servers = (CaServers) { .n = c->n_servers };       /* a new load tries every server again */
         ce->warned_anonymous = false;   /* a new load: a new warning if mscep_admin is still open */
         for (size_t i = 0; i < n_moved; i++)

@@ -1517,3 +1517,228 @@ int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until) 
         stmt_done(s, st);
         return k;
 }
+
+/* ---- challenges NDES holds for this broker (one block: store-db.h) ----
+ * Their own table, created when first used, outside the numbered schema: a broker without it
+ * simply has nothing recorded. Written with synchronous=NORMAL: in WAL mode durable against a
+ * crash of the daemon, which is what they are for. */
+
+static int challenge_table(Store *s) {
+        return exec_sql(s, "CREATE TABLE IF NOT EXISTS challenges ("
+                           "row INTEGER PRIMARY KEY, ca TEXT NOT NULL, admin_url TEXT NOT NULL, "
+                           "url TEXT NOT NULL, issued INTEGER NOT NULL, expires INTEGER NOT NULL, "
+                           "validity INTEGER NOT NULL DEFAULT 0, thumbprint TEXT NOT NULL DEFAULT '', "
+                           "spare BLOB) STRICT");
+}
+
+static void challenge_blob_id(int64_t row, char id[static 48]) {
+        snprintf(id, 48, "challenge-%lld", (long long) row);
+}
+
+static int challenge_step(Store *s, sqlite3_stmt *st) {
+        int k;
+
+        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
+        k = step_done(st);
+        (void) exec_sql(s, "PRAGMA synchronous=FULL");
+        return k;
+}
+
+int store_challenge_add(Store *s, const char *ca, const char *admin_url, const char *url, uint64_t issued,
+                        uint64_t expires, int64_t *ret_row) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !ca || !admin_url || !url || !ret_row)
+                return -EINVAL;
+        k = challenge_table(s);
+        if (k >= 0)
+                k = prepare(s, "INSERT INTO challenges (ca, admin_url, url, issued, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            &st);
+        if (k < 0)
+                return k;
+        if ((k = bind_text(st, 1, ca)) >= 0 && (k = bind_text(st, 2, admin_url)) >= 0 &&
+            (k = bind_text(st, 3, url)) >= 0 && (k = bind_u64(st, 4, issued)) >= 0 &&
+            (k = bind_u64(st, 5, expires)) >= 0)
+                k = challenge_step(s, st);
+        if (k >= 0)
+                *ret_row = sqlite3_last_insert_rowid(s->db);
+        stmt_done(s, st);
+        return k;
+}
+
+int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t expires) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s)
+                return -EINVAL;
+        k = prepare(s, "UPDATE challenges SET issued = ?2, expires = ?3 WHERE row = ?1", &st);
+        if (k < 0)
+                return k;
+        if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row))) >= 0 && (k = bind_u64(st, 2, issued)) >= 0 &&
+            (k = bind_u64(st, 3, expires)) >= 0)
+                k = challenge_step(s, st);
+        if (k >= 0 && sqlite3_changes(s->db) == 0)
+                k = -ENOENT;
+        stmt_done(s, st);
+        return k;
+}
+
+int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,
+                              const char *thumbprint) {
+        sqlite3_stmt *st = NULL;
+        uint8_t *blob = NULL;
+        size_t size = 0;
+        char id[48];
+        int k;
+
+        if (!s)
+                return -EINVAL;
+        if (spare) {
+                challenge_blob_id(row, id);
+                k = store_cipher_seal(s->cipher, id, spare, &blob, &size);
+                if (k < 0)
+                        return k;
+        }
+        k = prepare(s, spare ? "UPDATE challenges SET spare = ?2, validity = ?3, thumbprint = ?4 WHERE row = ?1"
+                             : "UPDATE challenges SET spare = NULL WHERE row = ?1", &st);
+        if (k < 0)
+                goto finish;
+        k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row));
+        if (k >= 0 && spare &&
+            (k = errno_from_sqlite(sqlite3_bind_blob(st, 2, blob, (int) size, SQLITE_STATIC))) >= 0 &&
+            (k = errno_from_sqlite(sqlite3_bind_int64(st, 3, validity_minutes))) >= 0)
+                k = bind_text(st, 4, thumbprint ? thumbprint : "");
+        if (k >= 0)
+                k = challenge_step(s, st);
+        if (k >= 0 && sqlite3_changes(s->db) == 0)
+                k = -ENOENT;
+finish:
+        stmt_done(s, st);
+        free(blob);
+        return k;
+}
+
+int store_challenge_delete(Store *s, int64_t row) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s)
+                return -EINVAL;
+        k = prepare(s, "DELETE FROM challenges WHERE row = ?1", &st);
+        if (k < 0)
+                return k;
+        k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row));
+        if (k >= 0)
+                k = challenge_step(s, st);
+        stmt_done(s, st);
+        return k;
+}
+
+void store_challenge_array_free(StoreChallenge *a, size_t n) {
+        for (size_t i = 0; i < n && a; i++) {
+                free(a[i].url);
+                secret_free(a[i].spare);
+        }
+        free(a);
+}
+
+int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64_t now, StoreChallenge **ret,
+                         size_t *ret_n) {
+        StoreChallenge *a = NULL;
+        sqlite3_stmt *st = NULL;
+        size_t n = 0;
+        int k, rc = SQLITE_DONE;
+
+        if (!s || !ca || !admin_url || !ret || !ret_n)
+                return -EINVAL;
+        k = challenge_table(s);
+        if (k >= 0)
+                k = prepare(s, "DELETE FROM challenges WHERE expires <= ?1", &st);
+        if (k >= 0 && (k = bind_u64(st, 1, now)) >= 0)
+                k = challenge_step(s, st);
+        stmt_done(s, st);
+        st = NULL;
+        if (k >= 0)
+                k = prepare(s, "SELECT row, url, issued, expires, validity, thumbprint, spare FROM challenges "
+                               "WHERE ca = ?1 AND admin_url = ?2 ORDER BY issued, row", &st);
+        if (k >= 0 && (k = bind_text(st, 1, ca)) >= 0)
+                k = bind_text(st, 2, admin_url);
+        while (k >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                StoreChallenge *b = realloc(a, (n + 1) * sizeof *a), *c;
+                if (!b) {
+                        k = -ENOMEM;
+                        break;
+                }
+                a = b;
+                c = &a[n++];
+                *c = (StoreChallenge) {
+                        .row = sqlite3_column_int64(st, 0),
+                        .issued = (uint64_t) sqlite3_column_int64(st, 2),
+                        .expires = (uint64_t) sqlite3_column_int64(st, 3),
+                        .validity_minutes = (unsigned) sqlite3_column_int64(st, 4),
+                        .has_spare = sqlite3_column_type(st, 6) != SQLITE_NULL,
+                };
+                const char *t = (const char *) sqlite3_column_text(st, 5);
+                if (t && strlen(t) < sizeof c->thumbprint)
+                        strcpy(c->thumbprint, t);
+                k = column_strdup(st, 1, &c->url);
+                if (k >= 0 && c->has_spare) {
+                        char id[48];
+                        const void *blob = sqlite3_column_blob(st, 6);
+                        int size = sqlite3_column_bytes(st, 6);
+                        challenge_blob_id(c->row, id);
+                        /* Not decryptable (another master key, tampered): it only counts. */
+                        if (store_cipher_open(s->cipher, id, blob, size > 0 ? (size_t) size : 0, &c->spare) < 0)
+                                c->spare = NULL;
+                }
+        }
+        if (k >= 0 && rc != SQLITE_DONE)
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        stmt_done(s, st);
+        if (k < 0) {
+                store_challenge_array_free(a, n);
+                return k;
+        }
+        *ret = a;
+        *ret_n = n;
+        return 0;
+}
+
+int store_challenge_drop_spares_except(Store *s, const char *ca, const char *const *admin_urls, size_t n) {
+        sqlite3_stmt *st = NULL;
+        int64_t *rows = NULL;
+        size_t n_rows = 0;
+        int k, rc = SQLITE_DONE;
+
+        if (!s || !ca || (n > 0 && !admin_urls))
+                return -EINVAL;
+        k = challenge_table(s);
+        if (k >= 0)
+                k = prepare(s, "SELECT row, admin_url FROM challenges WHERE ca = ?1 AND spare IS NOT NULL", &st);
+        if (k >= 0)
+                k = bind_text(st, 1, ca);
+        while (k >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *url = (const char *) sqlite3_column_text(st, 1);
+                bool configured = false;
+                for (size_t i = 0; i < n && !configured; i++)
+                        configured = url && admin_urls[i] && strcmp(url, admin_urls[i]) == 0;
+                if (configured)
+                        continue;
+                int64_t *r = realloc(rows, (n_rows + 1) * sizeof *rows);
+                if (!r) {
+                        k = -ENOMEM;
+                        break;
+                }
+                rows = r;
+                rows[n_rows++] = sqlite3_column_int64(st, 0);
+        }
+        if (k >= 0 && rc != SQLITE_DONE)
+                k = errno_from_sqlite(sqlite3_extended_errcode(s->db));
+        stmt_done(s, st);
+        for (size_t i = 0; k >= 0 && i < n_rows; i++)
+                k = store_challenge_set_spare(s, rows[i], NULL, 0, NULL);
+        free(rows);
+        return k;
+}

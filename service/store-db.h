@@ -206,3 +206,36 @@ void store_set_group_commit(Store *s, bool on);
 
 /* Path of the database file (for messages). */
 const char *store_path(const Store *s);
+
+/* ---- challenges NDES holds for this broker (challenge-journal.c) ----
+ * Per CA and NDES server (its AdminURL= and URL= entries): every challenge fetched and not
+ * known consumed, with when NDES issued it and when NDES forgets it (CLOCK_REALTIME usec), so
+ * that a restarted broker counts what NDES still holds for it; and, for an unused spare, the
+ * challenge itself, encrypted as keys are (bound to its row). */
+typedef struct StoreChallenge {
+        int64_t row;
+        char *url;                      /* the server's URL= entry when it was fetched */
+        uint64_t issued, expires;       /* CLOCK_REALTIME usec */
+        unsigned validity_minutes;      /* what its page said (0: nothing) */
+        char thumbprint[33];
+        bool has_spare;                 /* a spare was stored (spare: it, decrypted; NULL when it
+                                         * cannot be decrypted) */
+        CbSecret *spare;
+} StoreChallenge;
+/* A new row (no spare); *ret_row its id. */
+int store_challenge_add(Store *s, const char *ca, const char *admin_url, const char *url, uint64_t issued,
+                        uint64_t expires, int64_t *ret_row);
+int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t expires);
+/* Stores the unused challenge of a row (encrypted), or erases it (spare NULL): then the row
+ * only counts. */
+int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,
+                              const char *thumbprint);
+int store_challenge_delete(Store *s, int64_t row);
+/* Deletes every row (of any CA) that expired by now, then returns the rows of ca at admin_url,
+ * oldest first. */
+int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64_t now, StoreChallenge **ret,
+                         size_t *ret_n);
+void store_challenge_array_free(StoreChallenge *a, size_t n);
+/* Erases the spares recorded for ca at servers other than admin_urls[0..n) (their rows only
+ * count from then on). */
+int store_challenge_drop_spares_except(Store *s, const char *ca, const char *const *admin_urls, size_t n);
