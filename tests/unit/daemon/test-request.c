@@ -1070,7 +1070,56 @@ static void test_take_key_sealed(void **state) {
         cb_decision_done(&d2);
 }
 
-int main(void) {
+/* ---- the test-only knob CERTBROKER_TEST_RETRY_FIXED=SECONDS (the fleet simulation's control
+ * run): set to 1..3600, every retry comes after exactly that long, failure after failure; any
+ * other value (0, above 3600, not a number, empty) or none leaves the jittered exponential
+ * backoff. The daemon reads it once per process: meson runs `test-request fixed=SECONDS` or
+ * `test-request backoff` once per value, with the variable set. ---- */
+
+static unsigned expect_fixed;   /* seconds; 0: the backoff */
+
+/* The next attempt comes `delay` after now (the call just made), give or take a second of
+ * the test's own time. */
+static void assert_next_in(Request *r, uint64_t delay_min, uint64_t delay_max) {
+        uint64_t now = now_usec();
+
+        if (r->rec->next_attempt + 1000000ULL < now + delay_min || r->rec->next_attempt > now + delay_max + 1000000ULL)
+                fail_msg("next attempt in %lld usec, expected %llu..%llu", (long long) (r->rec->next_attempt - now),
+                         (unsigned long long) delay_min, (unsigned long long) delay_max);
+}
+
+static void test_retry_knob(void **state) {
+        Fixture *f = *state;
+        Request *r = enroll(f);
+
+        assert_true(run_until(f, enrolled, 5000));
+        /* The CA cannot be reached: retrying, the first delay. */
+        assert_true(run_until(f, first_attempt_failed, 20000));
+        if (expect_fixed > 0)
+                assert_next_in(r, expect_fixed * 1000000ULL, expect_fixed * 1000000ULL);
+        else
+                assert_next_in(r, request_retry_delay(r->rec->attempts, 0),
+                               request_retry_delay(r->rec->attempts, UINT32_MAX));
+
+        /* Failures in a row: fixed stays fixed; else 5 s, 10 s, 20 s, 40 s, 80 s (each up to a
+         * quarter more). */
+        for (unsigned i = 1; i <= 5; i++) {
+                request_attempt_failed_errno(r, -ENOSPC, "Cannot keep the CSR for polling");
+                assert_int_equal(r->rec->state, REQUEST_RETRYING);
+                if (expect_fixed > 0)
+                        assert_next_in(r, expect_fixed * 1000000ULL, expect_fixed * 1000000ULL);
+                else
+                        assert_next_in(r, request_retry_delay(i, 0), request_retry_delay(i, UINT32_MAX));
+        }
+        if (expect_fixed == 0)
+                /* The backoff grew: 80 s now, never 5. */
+                assert_true(r->rec->next_attempt >= now_usec() + 70 * 1000000ULL);
+}
+
+int main(int argc, char **argv) {
+        const struct CMUnitTest knob[] = {
+                cmocka_unit_test_setup_teardown(test_retry_knob, setup, teardown),
+        };
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_retry_delay),
                 cmocka_unit_test(test_poll_delay),
@@ -1090,7 +1139,14 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_request_index, setup, teardown),
         };
 
+        if (argc > 2 || (argc == 2 && strcmp(argv[1], "backoff") != 0 &&
+                         sscanf(argv[1], "fixed=%u", &expect_fixed) != 1)) {
+                fprintf(stderr, "usage: %s [fixed=SECONDS|backoff]\n", argv[0]);
+                return 2;
+        }
         if (secret_init() < 0)
                 return 1;
+        if (argc == 2)
+                return cmocka_run_group_tests(knob, NULL, NULL);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
