@@ -79,6 +79,14 @@ struct ChallengeFetcher {
         sd_event *event;
         sd_event_source *hold_timer;    /* the next hold's end (challenge_limit_hold()) */
         unsigned validity_minutes;      /* what the last challenge page said (0: nothing yet) */
+        /* Restored holds of challenges that were in an enrollment when the broker stopped:
+         * that request's CertRep proves them consumed (challenge_fetcher_settle_request()). */
+        struct Restored {
+                int64_t row;
+                uint64_t expires;       /* CLOCK_MONOTONIC, as its hold */
+                char request[33];
+        } *restored;
+        size_t n_restored;
 };
 
 char *challenge_anonymous_hint(const char *host, const char *url) {
@@ -225,8 +233,11 @@ static void release_slot(void *userdata) {
                 if (ref->recorded && ref->journal.forget)
                         ref->journal.forget(ref->journal.userdata, ref->row);
                 challenge_limit_put(ref->limit);
-        } else  /* still recorded: a restart counts it until it expires */
+        } else {        /* still recorded: a restart counts it until it expires */
+                if (ref->recorded && ref->journal.set_request)
+                        ref->journal.set_request(ref->journal.userdata, ref->row, "");  /* out of it */
                 (void) challenge_limit_hold(ref->limit, ref->expires);
+        }
         challenge_limit_unref(ref->limit);
         free(ref);
 }
@@ -759,7 +770,15 @@ static void restore_records(ChallengeFetcher *f) {
                  * (MaxOutstandingChallenges= lowered): it only counts. */
                 if (c->had_spare && f->journal.set_spare)
                         f->journal.set_spare(f->journal.userdata, c->row, NULL, 0, NULL);
-                (void) challenge_limit_add_hold(f->limit, expires);
+                if (challenge_limit_add_hold(f->limit, expires) >= 0 && c->request[0] && !c->had_spare) {
+                        struct Restored *a = realloc(f->restored, (f->n_restored + 1) * sizeof *a);
+                        if (a) {
+                                f->restored = a;
+                                a[f->n_restored] = (struct Restored) { .row = c->row, .expires = expires };
+                                memcpy(a[f->n_restored].request, c->request, sizeof a->request);
+                                f->n_restored++;
+                        }
+                }
         }
         challenge_records_free(recs, n);
 }
@@ -797,6 +816,9 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
                         p->n_spares = 0;
                 } else
                         challenge_fetcher_drop_spares(p);
+                f->restored = TAKE_PTR(p->restored);
+                f->n_restored = p->n_restored;
+                p->n_restored = 0;
         } else {
                 r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
                 if (r < 0) {
@@ -850,8 +872,39 @@ ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
         free(f->trust_anchors);
         free(f->host);
         free(f->server_url);
+        free(f->restored);
         free(f);
         return NULL;
+}
+
+void challenge_secret_set_request(ChallengeSecret *s, const char *request) {
+        SlotRef *ref = s && request ? challenge_secret_get_release(s, release_slot) : NULL;
+
+        if (ref && ref->recorded && ref->journal.set_request)
+                ref->journal.set_request(ref->journal.userdata, ref->row, request);
+}
+
+unsigned challenge_fetcher_settle_request(ChallengeFetcher *f, const char *request) {
+        unsigned n = 0;
+
+        if (!f || !request || !*request)
+                return 0;
+        for (size_t i = 0; i < f->n_restored;) {
+                struct Restored *x = &f->restored[i];
+                if (strcmp(x->request, request) != 0) {
+                        i++;
+                        continue;
+                }
+                /* Its hold may have ended already (then there is nothing to give back). */
+                (void) challenge_limit_release_hold(f->limit, x->expires);
+                if (f->journal.forget)
+                        f->journal.forget(f->journal.userdata, x->row);
+                *x = f->restored[--f->n_restored];
+                n++;
+        }
+        if (n > 0)
+                hold_timer_arm(f);
+        return n;
 }
 
 unsigned challenge_fetcher_get_outstanding(const ChallengeFetcher *f) {

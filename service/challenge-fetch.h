@@ -35,6 +35,7 @@ typedef struct ChallengeRecord {
         unsigned validity_minutes;
         char thumbprint[33];
         bool had_spare;                 /* it was recorded as a spare */
+        char request[33];               /* the enrollment it was handed to ("": none) */
         ChallengeSecret *spare;         /* that spare, readable (NULL: none, or not decryptable) */
 } ChallengeRecord;
 
@@ -47,6 +48,8 @@ typedef struct ChallengeJournal {
         /* Keeps the unused challenge itself (encrypted), or erases it (spare NULL). */
         void (*set_spare)(void *userdata, int64_t row, const ChallengeSecret *spare, unsigned validity_minutes,
                           const char *thumbprint);
+        /* Handed to the enrollment of request `request` (its id). */
+        void (*set_request)(void *userdata, int64_t row, const char *request);
         /* NDES consumed it, or never issued it. */
         void (*forget)(void *userdata, int64_t row);
         /* What is recorded for ca at admin_url and not expired by now (those expired are
@@ -151,6 +154,14 @@ uint64_t challenge_fetcher_get_next_hold_end(const ChallengeFetcher *f);
 /* Its server left the configuration: its spares are not kept for a restart (their slots are
  * held until NDES forgets them). */
 void challenge_fetcher_drop_spares(ChallengeFetcher *f);
+
+/* The challenge s (handed out by a fetcher) goes into the enrollment of request `request`: its
+ * record says so, so that after a restart the request's answer can free its slot. */
+void challenge_secret_set_request(ChallengeSecret *s, const char *request);
+/* Request `request` (resumed after a restart) got a CertRep: NDES consumed the challenge its
+ * enrollment carried before the restart, whose record counted since. Its slot is free again
+ * and its record erased. Returns how many were settled. */
+unsigned challenge_fetcher_settle_request(ChallengeFetcher *f, const char *request);
 
 /* Cancels a fetch whose handler has not run. Accepts NULL, returns NULL. */
 ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x);

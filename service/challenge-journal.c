@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,10 @@ static void journal_set_spare(void *userdata, int64_t row, const ChallengeSecret
         (void) store_challenge_set_spare(userdata, row, copy, validity_minutes, thumbprint);
 }
 
+static void journal_set_request(void *userdata, int64_t row, const char *request) {
+        (void) store_challenge_set_request(userdata, row, request);
+}
+
 static void journal_forget(void *userdata, int64_t row) {
         (void) store_challenge_delete(userdata, row);
 }
@@ -60,6 +65,7 @@ static int journal_load(void *userdata, const char *ca, const char *admin_url, c
                         .had_spare = sc[i].has_spare,
                 };
                 memcpy(a[i].thumbprint, sc[i].thumbprint, sizeof a[i].thumbprint);
+                snprintf(a[i].request, sizeof a[i].request, "%s", sc[i].request);
                 /* Unreadable or not a password: it only counts. */
                 if (sc[i].spare && sc[i].spare->size > 0 &&
                     challenge_secret_new((const char *) sc[i].spare->data, sc[i].spare->size, &a[i].spare) < 0)
@@ -77,6 +83,7 @@ void challenge_journal_init(ChallengeJournal *j, Store *store) {
                 .add = journal_add,
                 .set_times = journal_set_times,
                 .set_spare = journal_set_spare,
+                .set_request = journal_set_request,
                 .forget = journal_forget,
                 .load = journal_load,
         };

@@ -103,6 +103,16 @@ int challenge_limit_add_hold(ChallengeLimit *l, uint64_t until) {
         return challenge_limit_hold(l, until);
 }
 
+bool challenge_limit_release_hold(ChallengeLimit *l, uint64_t until) {
+        for (size_t i = 0; i < l->n_holds; i++)
+                if (l->holds[i] == until) {
+                        l->holds[i] = l->holds[--l->n_holds];
+                        challenge_limit_put(l);         /* wakes queued fetches */
+                        return true;
+                }
+        return false;
+}
+
 void challenge_limit_back_off(ChallengeLimit *l, unsigned held, uint64_t now, uint64_t period) {
         unsigned c = held / 2 > 0 ? held / 2 : 1;
 

@@ -52,6 +52,9 @@ unsigned challenge_limit_expire(ChallengeLimit *l, uint64_t now);
  * holds are not limited by the ceiling, nor do they use it up: they never keep the CA from
  * enrolling longer than without one. A ceiling at or above max is none. */
 void challenge_limit_back_off(ChallengeLimit *l, unsigned held, uint64_t now, uint64_t period);
+/* A hold ending at `until` is over early (NDES is known to have consumed its challenge): its
+ * slot is free again. false when no hold ends then (it expired already). */
+bool challenge_limit_release_hold(ChallengeLimit *l, uint64_t until);
 /* The ceiling in force (below max), 0 when none. challenge_limit_expire() raises it. */
 unsigned challenge_limit_get_ceiling(const ChallengeLimit *l);
 

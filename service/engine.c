@@ -527,6 +527,7 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
         }
         challenge_secret_free(a->challenge);
         a->challenge = TAKE_PTR(res->secret);
+        challenge_secret_set_request(a->challenge, r->rec->id);        /* for a restart */
         memcpy(a->thumbprint, res->thumbprint, sizeof a->thumbprint);
         a->multi_use = res->multi_use;
         a->validity_minutes = res->validity_minutes;
@@ -957,6 +958,11 @@ static void on_certrep_parsed(void *userdata) {
                 (void) engine_request_start(r);
                 return;
         }
+        if (rep->status != SCEP_STATUS_FAILURE && a->recovering)
+                /* The CA has the transaction submitted before the restart: NDES consumed the
+                 * challenge it carried, counted since the restart. (A FAILURE here says nothing
+                 * of it: badCertId, the CA does not know the transaction.) */
+                (void) challenge_fetcher_settle_request(request_fetcher(r), r->rec->id);
         if (rep->status == SCEP_STATUS_FAILURE && a->recovering) {
                 char desc[512];
                 bool unknown = rep->fail_info == SCEP_FAIL_BAD_CERT_ID;

@@ -1528,7 +1528,7 @@ static int challenge_table(Store *s) {
                            "row INTEGER PRIMARY KEY, ca TEXT NOT NULL, admin_url TEXT NOT NULL, "
                            "url TEXT NOT NULL, issued INTEGER NOT NULL, expires INTEGER NOT NULL, "
                            "validity INTEGER NOT NULL DEFAULT 0, thumbprint TEXT NOT NULL DEFAULT '', "
-                           "spare BLOB) STRICT");
+                           "spare BLOB, request TEXT NOT NULL DEFAULT '') STRICT");
 }
 
 static void challenge_blob_id(int64_t row, char id[static 48]) {
@@ -1578,6 +1578,23 @@ int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t e
                 return k;
         if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row))) >= 0 && (k = bind_u64(st, 2, issued)) >= 0 &&
             (k = bind_u64(st, 3, expires)) >= 0)
+                k = challenge_step(s, st);
+        if (k >= 0 && sqlite3_changes(s->db) == 0)
+                k = -ENOENT;
+        stmt_done(s, st);
+        return k;
+}
+
+int store_challenge_set_request(Store *s, int64_t row, const char *request) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        if (!s || !request)
+                return -EINVAL;
+        k = prepare(s, "UPDATE challenges SET request = ?2 WHERE row = ?1", &st);
+        if (k < 0)
+                return k;
+        if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row))) >= 0 && (k = bind_text(st, 2, request)) >= 0)
                 k = challenge_step(s, st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
@@ -1661,7 +1678,7 @@ int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64
         stmt_done(s, st);
         st = NULL;
         if (k >= 0)
-                k = prepare(s, "SELECT row, url, issued, expires, validity, thumbprint, spare FROM challenges "
+                k = prepare(s, "SELECT row, url, issued, expires, validity, thumbprint, spare, request FROM challenges "
                                "WHERE ca = ?1 AND admin_url = ?2 ORDER BY issued, row", &st);
         if (k >= 0 && (k = bind_text(st, 1, ca)) >= 0)
                 k = bind_text(st, 2, admin_url);
@@ -1683,6 +1700,9 @@ int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64
                 const char *t = (const char *) sqlite3_column_text(st, 5);
                 if (t && strlen(t) < sizeof c->thumbprint)
                         strcpy(c->thumbprint, t);
+                t = (const char *) sqlite3_column_text(st, 7);
+                if (t && strlen(t) < sizeof c->request)
+                        strcpy(c->request, t);
                 k = column_strdup(st, 1, &c->url);
                 if (k >= 0 && c->has_spare) {
                         char id[48];

@@ -221,11 +221,14 @@ typedef struct StoreChallenge {
         bool has_spare;                 /* a spare was stored (spare: it, decrypted; NULL when it
                                          * cannot be decrypted) */
         CbSecret *spare;
+        char request[STORE_ID_LEN + 1]; /* the enrollment it was handed to ("": none) */
 } StoreChallenge;
 /* A new row (no spare); *ret_row its id. */
 int store_challenge_add(Store *s, const char *ca, const char *admin_url, const char *url, uint64_t issued,
                         uint64_t expires, int64_t *ret_row);
 int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t expires);
+/* Handed to the enrollment of request `request` (its id). */
+int store_challenge_set_request(Store *s, int64_t row, const char *request);
 /* Stores the unused challenge of a row (encrypted), or erases it (spare NULL): then the row
  * only counts. */
 int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,

@@ -108,6 +108,26 @@ lab_assert_eq "$(outstanding bad)" 2 "the bad CA's outstanding challenges"
 store_clean
 lab_pass "challenges NDES still holds count after kill -9: no new fetch beyond MaxOutstandingChallenges="
 
+# ---- in an enrollment at kill -9, then proven consumed: its CertRep frees the slot ----
+# The CA issues at once but answers 30 s late, and the broker is killed meanwhile: whether NDES
+# read the challenge is unknown after the restart, so it counts, until the request's CertPoll is
+# answered (the CA has the request: NDES consumed its challenge).
+ndes ctl certpoll_issued=on reply_delay=30 >/dev/null
+issued_before=$(find "$NDES_STATE/issued" -name '*.pem' | wc -l)
+held_before=$(outstanding corp)
+p=$(cb_enroll alice corp inflight.a.example.test)
+lab_wait_for 30 "the CA to issue" bash -c \
+        "[ \$(find '$NDES_STATE/issued' -name '*.pem' | wc -l) -gt $issued_before ]"
+kill9
+ndes ctl reply_delay=0 >/dev/null
+broker_start
+lab_assert_eq "$(outstanding corp)" "$((held_before + 1))" "corp's count at once after kill -9 with a PKCSReq at the CA"
+lab_assert_eq "$(cb_wait alice "$p" 60)" issued "the request killed with its PKCSReq at the CA"
+lab_assert_eq "$(outstanding corp)" "$held_before" "corp's count once the request's CertPoll was answered"
+ndes ctl certpoll_issued=off >/dev/null
+store_clean
+lab_pass "a challenge in an enrollment at kill -9 counts until that request's CertRep proves it consumed"
+
 # ---- URL= changed: the spare is dropped (never used, no longer kept) ----
 before=$(fetches)
 out=$(check root corp 1 challenge b true)

@@ -307,6 +307,32 @@ static void test_limit_holds(void **state) {
 
 /* NDES's cache was full: the limit holds at most half of what it held then (at least one),
  * and one more every period without another cache-full answer, back to its max. */
+/* A restored hold whose challenge is proven consumed ends early: its slot is free again, once. */
+static void test_limit_release_hold(void **state) {
+        ChallengeLimit *l = NULL;
+        int before;
+
+        assert_int_equal(challenge_limit_new(2, &l), 0);
+        challenge_limit_set_wake(l, on_wake, NULL);
+        assert_int_equal(challenge_limit_add_hold(l, 5000), 0);
+        assert_int_equal(challenge_limit_add_hold(l, 6000), 0);
+        assert_false(challenge_limit_can_take(l));
+        before = wakes;
+        assert_false(challenge_limit_release_hold(l, 7000));    /* no hold ends then */
+        assert_int_equal(challenge_limit_get_used(l), 2);
+        assert_true(challenge_limit_release_hold(l, 5000));
+        assert_true(wakes > before);                            /* queued fetches may start */
+        assert_int_equal(challenge_limit_get_used(l), 1);
+        assert_int_equal(challenge_limit_get_held(l), 1);
+        assert_int_equal(challenge_limit_next_expiry(l), 6000);
+        assert_false(challenge_limit_release_hold(l, 5000));    /* once */
+        assert_true(challenge_limit_take(l));
+        assert_false(challenge_limit_take(l));
+        assert_int_equal(challenge_limit_expire(l, 6000), 1);
+        assert_int_equal(challenge_limit_get_used(l), 1);
+        challenge_limit_unref(l);
+}
+
 static void test_limit_ceiling(void **state) {
         ChallengeLimit *l = NULL;
         int before;
@@ -392,6 +418,7 @@ int main(void) {
                 cmocka_unit_test(test_limit),
                 cmocka_unit_test(test_limit_holds),
                 cmocka_unit_test(test_limit_ceiling),
+                cmocka_unit_test(test_limit_release_hold),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
