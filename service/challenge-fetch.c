@@ -79,6 +79,7 @@ struct ChallengeFetcher {
         sd_event *event;
         sd_event_source *hold_timer;    /* the next hold's end (challenge_limit_hold()) */
         unsigned validity_minutes;      /* what the last challenge page said (0: nothing yet) */
+        bool ceiling_unread;            /* the last ceiling came from an HTTP 500, not cache-full */
         /* Restored holds of challenges that were in an enrollment when the broker stopped:
          * that request's CertRep proves them consumed (challenge_fetcher_settle_request()). */
         struct Restored {
@@ -402,6 +403,7 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
                 unsigned before = challenge_limit_get_ceiling(f->limit);
                 challenge_limit_back_off(f->limit, used > 0 ? used - 1 : 0, monotonic_usec(),
                                            challenge_validity_usec(f->validity_minutes));
+                f->ceiling_unread = false;
                 if (challenge_limit_get_ceiling(f->limit) != before && m) {
                         /* Said with the answer (the request's message and the journal). */
                         char *n = message_printf("%s This broker held %u other challenge(s) then: it fetches at "
@@ -708,6 +710,11 @@ unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f) {
         return f ? challenge_limit_get_ceiling(f->limit) : 0;
 }
 
+const char *challenge_fetcher_get_ceiling_why(const ChallengeFetcher *f) {
+        return f->ceiling_unread ? "NDES could not read a PKIOperation of this CA lately (HTTP 500)" :
+                                   "NDES answered \"The password cache is full\" lately";
+}
+
 unsigned challenge_fetcher_get_spares(const ChallengeFetcher *f) {
         return f->n_spares;
 }
@@ -875,6 +882,18 @@ ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f) {
         free(f->restored);
         free(f);
         return NULL;
+}
+
+bool challenge_fetcher_limit_unread(ChallengeFetcher *f) {
+        unsigned before;
+
+        if (!f)
+                return false;
+        before = challenge_limit_get_ceiling(f->limit);
+        challenge_limit_back_off(f->limit, 1, monotonic_usec(), challenge_validity_usec(f->validity_minutes));
+        f->ceiling_unread = true;
+        hold_timer_arm(f);
+        return challenge_limit_get_ceiling(f->limit) != before;
 }
 
 void challenge_secret_set_request(ChallengeSecret *s, const char *request) {

@@ -155,6 +155,13 @@ uint64_t challenge_fetcher_get_next_hold_end(const ChallengeFetcher *f);
  * held until NDES forgets them). */
 void challenge_fetcher_drop_spares(ChallengeFetcher *f);
 
+/* NDES answered a PKIOperation with HTTP 500: it cannot decrypt this CA's requests and never
+ * reads their challenges, which stay unused in its cache (shared by the fleet). Until a
+ * challenge lifetime passes without another such answer, the CA fetches one at a time besides
+ * those NDES holds (the ceiling of challenge_limit_back_off()); the enrollments pass the one
+ * challenge on. true when the ceiling was lowered now. */
+bool challenge_fetcher_limit_unread(ChallengeFetcher *f);
+
 /* The challenge s (handed out by a fetcher) goes into the enrollment of request `request`: its
  * record says so, so that after a restart the request's answer can free its slot. */
 void challenge_secret_set_request(ChallengeSecret *s, const char *request);
@@ -173,8 +180,9 @@ unsigned challenge_fetcher_get_queued(const ChallengeFetcher *f);
  * ceiling learned from NDES) and no fetch is waiting for one. Otherwise it would wait, possibly
  * for as long as NDES keeps an unused challenge. */
 bool challenge_fetcher_can_start_now(const ChallengeFetcher *f);
-/* The ceiling learned from NDES (challenge_limit_get_ceiling()), 0 when none. */
+/* The ceiling learned from NDES (challenge_limit_get_ceiling()), 0 when none, and why. */
 unsigned challenge_fetcher_get_ceiling(const ChallengeFetcher *f);
+const char *challenge_fetcher_get_ceiling_why(const ChallengeFetcher *f);
 /* MaxOutstandingChallenges= in force. */
 unsigned challenge_fetcher_get_max(const ChallengeFetcher *f);
 /* Of the slots taken: those of challenges NDES holds unused, that is all but the fetches

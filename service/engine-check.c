@@ -408,9 +408,9 @@ static void check_challenge_busy(const ChallengeFetcher *f, char *buf, size_t si
                 snprintf(buf, size, "not fetched: %u enrollments are waiting for a challenge, and they come "
                          "first; run the Check again later", challenge_fetcher_get_queued(f));
         else if (ceiling > 0)
-                snprintf(buf, size, "not fetched: NDES answered \"The password cache is full\" lately, so this "
-                         "broker fetches at most %u at once (of MaxOutstandingChallenges=%u) besides the %u NDES "
-                         "still holds unused, and that many are taken; run the Check again later", ceiling,
+                snprintf(buf, size, "not fetched: %s, so this broker fetches at most %u at once (of "
+                         "MaxOutstandingChallenges=%u) besides the %u NDES still holds unused, and that many are "
+                         "taken; run the Check again later", challenge_fetcher_get_ceiling_why(f), ceiling,
                          challenge_fetcher_get_max(f), challenge_fetcher_get_held(f));
         else
                 snprintf(buf, size, "not fetched: all %u of MaxOutstandingChallenges= are taken (%u by "

@@ -1080,13 +1080,21 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 request_clear_submitted(r);
                 attempt_give_back_challenge(a, request_fetcher(r));
         }
-        if (q != 0 && !a->polling && res->http_code == 500)
+        if (q != 0 && !a->polling && res->http_code == 500) {
                 /* NDES answers 500 when it cannot decrypt the request (RA certificates it no longer
                  * has, IIS_IUSRS permissions): it never read the challenge inside, which stays
                  * unused in its cache. The next try uses it again rather than leave one more
                  * unused challenge in NDES's cache, shared by the fleet, at every retry (a reused
-                 * one NDES did consume is answered 0x800B0110, and a fresh one is fetched). */
+                 * one NDES did consume is answered 0x800B0110, and a fresh one is fetched); and
+                 * the CA's other enrollments wait for that one instead of fetching their own. */
                 attempt_give_back_challenge(a, request_fetcher(r));
+                const CbCa *cc = request_ca_config(r);
+                if (challenge_fetcher_limit_unread(request_fetcher(r)))
+                        log_notice("CA %s: %s answered a PKIOperation with HTTP 500 (NDES cannot decrypt "
+                                   "it, and never reads its challenge): the CA uses one challenge at a time "
+                                   "for a challenge lifetime.", ca->name,
+                                   (cc ? ca_server_host(cc, a->server) : NULL) ?: "NDES");
+        }
         if (q != 0) {
                 attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");

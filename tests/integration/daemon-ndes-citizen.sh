@@ -111,6 +111,30 @@ lab_assert_contains "$out" '"challenge" "skip" "not fetched: all 1 of MaxOutstan
         "Check's challenge step with the only slot held"
 lab_pass "CA.Check reports a slot held at NDES instead of waiting for it"
 
+# ---- NDES cannot decrypt a CA's requests (HTTP 500): one challenge at a time ----
+# NDES never reads the challenge of a PKIOperation it cannot decrypt, so the challenge stays
+# unused in its cache: it is passed on to the CA's next try, and the CA fetches no other one
+# while it has it (MaxOutstandingChallenges=4 notwithstanding).
+ca_conf unread pkcsreq.500 4
+cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null
+unread_fetches() { ndes log | grep -c " who=unread result=issued" || true; }
+got_500() { cb_prop alice "$1" ErrorMessage | grep -q 'HTTP 500'; }
+u1=$(cb_enroll alice unread unread-1.a.example.test)
+lab_wait_for 60 "the first PKIOperation answered HTTP 500" got_500 "$u1"
+lab_assert_contains "$(grep 'CA unread:' "$LAB_DIR/certbrokerd.log")" "uses one challenge at a time" \
+        "the notice of the CA's one challenge at a time"
+cb alice call "$CB_BUS" "$u1" "$CB_BUS.Request" Cancel >/dev/null
+# Its challenge is a spare now, the one the CA may have: a challenge Check does not fetch another.
+out=$(cb root --timeout=30 call "$CB_BUS" /org/certbroker/Broker1/ca/unread "$CB_BUS.CA" Check a{sv} 1 challenge b true)
+lab_assert_contains "$out" '"challenge" "skip" "not fetched: NDES could not read a PKIOperation of this CA lately (HTTP 500), so this broker fetches at most 1 at once (of MaxOutstandingChallenges=4)' \
+        "a challenge Check while the CA has its one challenge"
+u2=$(cb_enroll alice unread unread-2.a.example.test)
+lab_wait_for 90 "the second request's HTTP 500" got_500 "$u2"
+cb alice call "$CB_BUS" "$u2" "$CB_BUS.Request" Cancel >/dev/null
+lab_assert_eq "$(unread_fetches)" 1 "challenges fetched for a Check and two requests NDES cannot decrypt"
+rm "$CB_CONF/ca.d/unread.conf"
+lab_pass "a CA whose PKIOperations NDES cannot decrypt passes one challenge on instead of fetching more"
+
 # ---- trust on first use ----
 for ca in "${bad_cas[@]}" held; do rm "$CB_CONF/ca.d/$ca.conf"; done
 fp=sha256:$(openssl x509 -in "$NDES_STATE/ca.crt" -noout -fingerprint -sha256 | cut -d= -f2)
