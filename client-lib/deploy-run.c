@@ -454,16 +454,10 @@ static int deploy_member(Deploy *d, const char *id) {
         return r;
 }
 
-static uint64_t monotonic_msec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000U + (uint64_t) ts.tv_nsec / 1000000U;
-}
-
 /* Waits up to timeout_msec (-1: no limit) for child pid to exit, without reaping it (so its
  * pid, and the process group named after it, stay ours). 1: exited; 0: still running. */
 static int deploy_wait_exit(pid_t pid, int pidfd, int64_t timeout_msec) {
-        uint64_t deadline = timeout_msec < 0 ? 0 : monotonic_msec() + (uint64_t) timeout_msec;
+        uint64_t deadline = timeout_msec < 0 ? 0 : (monotonic_usec() / 1000U) + (uint64_t) timeout_msec;
 
         for (;;) {
                 siginfo_t si = {};
@@ -477,7 +471,7 @@ static int deploy_wait_exit(pid_t pid, int pidfd, int64_t timeout_msec) {
                 if (si.si_pid == pid)
                         return 1;
                 if (timeout_msec >= 0) {
-                        uint64_t now = monotonic_msec();
+                        uint64_t now = (monotonic_usec() / 1000U);
                         if (now >= deadline)
                                 return 0;
                         left = (int64_t) (deadline - now);

@@ -200,25 +200,18 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return r;
         for (;;) {
                 const char *name, *contents;
-                char type;
 
-                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                r = bus_option_next(msg, &name, &contents);
                 if (r < 0)
                         return r;
                 if (r == 0)
                         break;
-                r = sd_bus_message_read(msg, "s", &name);
-                if (r < 0)
-                        return r;
                 if (strcmp(name, "challenge") != 0) {
                         char echo[BUS_TEXT_ECHO_SIZE(64)];
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                              "Unknown option '%s': Check() knows only 'challenge' (b).",
                                              bus_text_echo(name, 64, echo, sizeof echo));
                 }
-                r = sd_bus_message_peek_type(msg, &type, &contents);
-                if (r < 0)
-                        return r;
                 if (!contents || strcmp(contents, "b") != 0)
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                                  "Option 'challenge' must be a boolean (variant type 'b').");

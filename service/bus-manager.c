@@ -55,25 +55,18 @@ static int read_options(sd_bus_message *m, EnrollOptions *ret, sd_bus_error *err
                 return r;
         for (;;) {
                 const char *name, *contents, *value;
-                char type;
 
-                r = sd_bus_message_enter_container(m, 'e', "sv");
+                r = bus_option_next(m, &name, &contents);
                 if (r < 0)
                         return r;
                 if (r == 0)
                         break;
-                r = sd_bus_message_read(m, "s", &name);
-                if (r < 0)
-                        return r;
                 if (!cb_enroll_option_is_known(name)) {
                         char echo[BUS_TEXT_ECHO_SIZE(64)];
                         return bus_error_set(error, BROKER_ERROR_INVALID_ARGUMENT,
                                              "Unknown option '%s': the options are key, usage, label, renew, "
                                              "token and identity.", bus_text_echo(name, 64, echo, sizeof echo));
                 }
-                r = sd_bus_message_peek_type(m, &type, &contents);
-                if (r < 0)
-                        return r;
                 if (strcmp(name, "renew") == 0) {
                         int b;
                         if (!contents || strcmp(contents, "b") != 0)

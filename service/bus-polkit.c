@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "basic.h"
 #include "bus-polkit.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -50,12 +51,6 @@ struct PolkitRegistry {
         PolkitQuery *queries;
         unsigned n_pending;
 };
-
-static uint64_t mono_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
 
 static void query_free(PolkitQuery *q) {
         if (!q)
@@ -182,7 +177,7 @@ static int on_polkit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
 
         q->slot = sd_bus_slot_unref(q->slot);
         q->registry->n_pending--;
-        q->answered_usec = mono_usec();
+        q->answered_usec = monotonic_usec();
 
         if (e) {
                 /* Not there (no polkitd on this bus), or it failed: nobody but root. */
@@ -255,7 +250,7 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
 
         if (!reg || !m->bus)
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED, "Only root may %s.", what);
-        registry_sweep(reg, mono_usec());
+        registry_sweep(reg, monotonic_usec());
         known = registry_find(reg, msg, action);
         if (known) {
                 if (known->answer == POLKIT_PENDING)

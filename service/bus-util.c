@@ -139,7 +139,21 @@ static const char *const defer_reason_table[_BUS_DEFER_REASON_MAX] = {
         [BUS_DEFER_POLKIT] = "polkit",
 };
 
-const char *bus_defer_reason_to_string(BusDeferReason reason) {
+int bus_option_next(sd_bus_message *m, const char **ret_name, const char **ret_contents) {
+        char type;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'e', "sv");
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(m, "s", ret_name);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_peek_type(m, &type, ret_contents);
+        return r < 0 ? r : 1;
+}
+
+static const char *bus_defer_reason_to_string(BusDeferReason reason) {
         return reason >= 0 && reason < _BUS_DEFER_REASON_MAX ? defer_reason_table[reason] : NULL;
 }
 

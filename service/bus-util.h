@@ -70,13 +70,17 @@ typedef struct BusDeferred BusDeferred;
  * has its own bounds, bus-polkit.h.) */
 #define BUS_NSS_DEFERRED_MAX 1024U
 
+/* The next entry of an a{sv} the caller has entered: 1 with its name and its variant's
+ * contents type (NULL when there is none), the message at the variant (read it, then
+ * sd_bus_message_exit_container() the entry); 0 after the last entry. */
+int bus_option_next(sd_bus_message *m, const char **ret_name, const char **ret_contents);
+
 /* msg waits (a reference is kept) until bus_deferred_resume(). */
 int bus_defer(Manager *m, sd_bus_message *msg, BusDeferReason reason, BusDeferred **ret);
 /* What it waited for is there: dispatch the call again. Frees d. */
 void bus_deferred_resume(BusDeferred *d);
 /* Drops the call without an answer (shutdown). NULL-safe; returns NULL. */
 BusDeferred *bus_deferred_free(BusDeferred *d);
-const char *bus_defer_reason_to_string(BusDeferReason reason);
 
 /* Where a handler's caller_resolve_names() (or caller_from_message()) answered -EINPROGRESS:
  * msg is dispatched again once NSS has answered (any look-up: the handler asks again, and

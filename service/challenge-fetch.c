@@ -586,8 +586,6 @@ static void drop_stale_spares(ChallengeFetcher *f) {
 static bool take_spare(ChallengeFetcher *f, Spare *ret) {
         if (f->n_spares == 0 || monotonic_usec() >= f->spares[0].until)
                 return false;   /* stale ones are dropped by the caller, before it queues */
-        if (f->n_spares == 0)
-                return false;
         *ret = f->spares[0];
         memmove(f->spares, f->spares + 1, --f->n_spares * sizeof(Spare));
         /* In use now: if the broker stops, whether NDES consumed it is unknown (it counts). */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "crypto-jobs.h"
+#include "secret-memory.h"
 
 ScepBuildJob *scep_build_job_new(void) {
         return calloc(1, sizeof(ScepBuildJob));
@@ -42,8 +43,7 @@ int scep_build_job_set_subject(ScepBuildJob *j, const ScepRdn *rdns, size_t n, c
 int scep_build_job_set_challenge(ScepBuildJob *j, const char *challenge) {
         if (!challenge)
                 return 0;
-        j->challenge = strdup(challenge);
-        return j->challenge ? 0 : -ENOMEM;
+        return secret_new_copy(challenge, strlen(challenge), &j->challenge);
 }
 
 void scep_build_job_run(void *userdata) {
@@ -62,7 +62,7 @@ void scep_build_job_run(void *userdata) {
                         .dns_names = (const char *const *) j->names,
                         .n_dns_names = j->n_names,
                         .usage = j->usage,
-                        .challenge = j->challenge,
+                        .challenge = j->challenge ? (const char *) j->challenge->data : NULL,
                         .digest = j->digest,
                 };
                 q = scep_csr_build(&p, j->key, &j->csr, &j->err);
@@ -109,10 +109,7 @@ void scep_build_job_free(void *userdata) {
         for (size_t i = 0; j->names && i < j->n_names; i++)
                 free(j->names[i]);
         free(j->names);
-        if (j->challenge) {
-                OPENSSL_cleanse(j->challenge, strlen(j->challenge));
-                free(j->challenge);
-        }
+        secret_free(j->challenge);
         scep_csr_free(j->csr);          /* wipes the challenge if it is still in there */
         X509_free(j->signer_cert);
         EVP_PKEY_free(j->signer_key);

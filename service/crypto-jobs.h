@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "scep-cacert.h"
+#include "secret-memory.h"
 #include "scep-caps.h"
 #include "scep-certrep.h"
 #include "scep-csr.h"
@@ -27,7 +28,7 @@ typedef struct ScepBuildJob {
         char **names;
         size_t n_names;
         ScepUsage usage;
-        char *challenge;                /* secret: wiped when freed */
+        CbSecret *challenge;            /* guarded memory (secret-memory.h), NUL-terminated */
         EVP_PKEY *key;                  /* the request's key (a reference) */
         X509 *signer_cert;              /* a reference, or NULL: built from the CSR */
         EVP_PKEY *signer_key;           /* a reference */

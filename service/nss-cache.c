@@ -63,12 +63,6 @@ struct NssCache {
         unsigned n_waiters;
 };
 
-static uint64_t mono_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
-
 void nss_answer_done(NssAnswer *a) {
         if (!a)
                 return;
@@ -154,7 +148,7 @@ static void *worker(void *userdata) {
                 e->answered = true;
                 asked_remove_locked(c, e);
                 e->running = false;
-                e->answered_at = mono_usec();
+                e->answered_at = monotonic_usec();
                 c->n_pending--;
                 uint64_t one = 1;
                 (void) !write(c->efd, &one, sizeof one);
@@ -218,7 +212,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 /* The timer fires at the earliest deadline of a look-up not answered yet and not past it: the
  * first of the asked list, once those past their deadline have left it. */
 static void arm_timer(NssCache *c) {
-        uint64_t next = UINT64_MAX, now = mono_usec();
+        uint64_t next = UINT64_MAX, now = monotonic_usec();
 
         pthread_mutex_lock(&c->lock);
         while (c->asked_head && c->asked_head->asked + c->timeout <= now)
@@ -339,7 +333,7 @@ static void prune_locked(NssCache *c, uint64_t now, bool all_answered) {
 }
 
 int nss_cache_get(NssCache *c, NssKind kind, uint32_t id, NssAnswer *ret) {
-        uint64_t now = mono_usec();
+        uint64_t now = monotonic_usec();
         unsigned b = bucket_of(kind, id);
         Entry *e;
         int r;
@@ -425,7 +419,7 @@ void nss_waiter_free(NssWaiter *w) {
 
 void nss_cache_flush(NssCache *c) {
         pthread_mutex_lock(&c->lock);
-        prune_locked(c, mono_usec(), true);
+        prune_locked(c, monotonic_usec(), true);
         pthread_mutex_unlock(&c->lock);
 }
 

@@ -235,6 +235,18 @@ static int step_done(sqlite3_stmt *st) {
         return errno_from_sqlite(sqlite3_extended_errcode(sqlite3_db_handle(st)));
 }
 
+/* One statement committed with synchronous=NORMAL: in WAL mode durable against a crash or
+ * kill -9 of the daemon (the WAL is written before COMMIT returns), without the fsync() that
+ * would stall the event loop; the next FULL commit or checkpoint makes it durable on disk. */
+static int step_relaxed(Store *s, sqlite3_stmt *st) {
+        int k;
+
+        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
+        k = step_done(st);
+        (void) exec_sql(s, "PRAGMA synchronous=FULL");
+        return k;
+}
+
 static int begin(Store *s) {
         return exec_sql(s, "BEGIN IMMEDIATE");
 }
@@ -451,6 +463,28 @@ static int precreate_db_file(const char *path, char **ret_message) {
         return r;
 }
 
+/* The challenges NDES holds for this broker (the block at the end of this file): their own
+ * table, outside the numbered schema (a journal without it just had nothing recorded), and the
+ * rows NDES has forgotten dropped once per start. */
+static int challenge_table(Store *s) {
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        k = exec_sql(s, "CREATE TABLE IF NOT EXISTS challenges ("
+                           "row INTEGER PRIMARY KEY, ca TEXT NOT NULL, admin_url TEXT NOT NULL, "
+                           "url TEXT NOT NULL, issued INTEGER NOT NULL, expires INTEGER NOT NULL, "
+                           "validity INTEGER NOT NULL DEFAULT 0, thumbprint TEXT NOT NULL DEFAULT '', "
+                           "spare BLOB, request TEXT NOT NULL DEFAULT '') STRICT");
+        if (k < 0)
+                return k;
+        /* Those NDES has forgotten: once per start, not per CA and server. */
+        k = prepare(s, "DELETE FROM challenges WHERE expires <= ?1", &st);
+        if (k >= 0 && (k = bind_u64(st, 1, now_usec())) >= 0)
+                k = step_relaxed(s, st);
+        stmt_done(s, st);
+        return k;
+}
+
 int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **ret, char **ret_message) {
         sqlite3_stmt *st = NULL;
         Store *s = NULL;
@@ -551,6 +585,12 @@ int store_open_with_cipher(const char *state_dir, StoreCipher *cipher, Store **r
         r = schema_setup(s, ret_message);
         if (r < 0)
                 goto fail;
+        r = challenge_table(s);
+        if (r < 0) {
+                set_message(ret_message, "cannot create the challenges table in %s: %s", s->path,
+                            sqlite3_errmsg(s->db));
+                goto fail;
+        }
 
         *ret = s;
         return 0;
@@ -559,6 +599,7 @@ fail:
         store_close(s);
         return r;
 }
+
 
 int store_open(const char *state_dir, const char *credentials_dir, Store **ret, char **ret_message) {
         StoreCipher *c = NULL;
@@ -1011,11 +1052,9 @@ int store_request_update(Store *s, const StoreRequest *r) {
          * otherwise stall the event loop several ms per transition. After a power loss a request
          * can only fall back to an earlier state and redo that step; the next FULL commit
          * (insert, key take/erase, delete) or checkpoint makes it durable anyway. */
-        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
-        k = step_done(st);
+        k = step_relaxed(s, st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
-        (void) exec_sql(s, "PRAGMA synchronous=FULL");
 
 finish:
         stmt_done(s, st);
@@ -1169,11 +1208,7 @@ int store_key_set(Store *s, const char *id, const CbSecret *key_pem) {
             (k = errno_from_sqlite(sqlite3_bind_blob(st, 2, blob, (int) size, SQLITE_STATIC))) >= 0) {
                 /* Group commit: a key not yet on disk after a power loss only means the request
                  * makes a new one when it resumes. */
-                if (s->group_commit)
-                        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
-                k = step_done(st);
-                if (s->group_commit)
-                        (void) exec_sql(s, "PRAGMA synchronous=FULL");
+                k = s->group_commit ? step_relaxed(s, st) : step_done(st);
         }
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
@@ -1519,29 +1554,13 @@ int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until) 
 }
 
 /* ---- challenges NDES holds for this broker (one block: store-db.h) ----
- * Their own table, created when first used, outside the numbered schema: a broker without it
- * simply has nothing recorded. Written with synchronous=NORMAL: in WAL mode durable against a
- * crash of the daemon, which is what they are for. */
+ * Their own table (challenge_table(), made at store_open_with_cipher()), outside the numbered
+ * schema. Written with step_relaxed(): durable against a crash of the daemon, which is what
+ * they are for. */
 
-static int challenge_table(Store *s) {
-        return exec_sql(s, "CREATE TABLE IF NOT EXISTS challenges ("
-                           "row INTEGER PRIMARY KEY, ca TEXT NOT NULL, admin_url TEXT NOT NULL, "
-                           "url TEXT NOT NULL, issued INTEGER NOT NULL, expires INTEGER NOT NULL, "
-                           "validity INTEGER NOT NULL DEFAULT 0, thumbprint TEXT NOT NULL DEFAULT '', "
-                           "spare BLOB, request TEXT NOT NULL DEFAULT '') STRICT");
-}
 
 static void challenge_blob_id(int64_t row, char id[static 48]) {
         snprintf(id, 48, "challenge-%lld", (long long) row);
-}
-
-static int challenge_step(Store *s, sqlite3_stmt *st) {
-        int k;
-
-        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
-        k = step_done(st);
-        (void) exec_sql(s, "PRAGMA synchronous=FULL");
-        return k;
 }
 
 int store_challenge_add(Store *s, const char *ca, const char *admin_url, const char *url, uint64_t issued,
@@ -1551,16 +1570,14 @@ int store_challenge_add(Store *s, const char *ca, const char *admin_url, const c
 
         if (!s || !ca || !admin_url || !url || !ret_row)
                 return -EINVAL;
-        k = challenge_table(s);
-        if (k >= 0)
-                k = prepare(s, "INSERT INTO challenges (ca, admin_url, url, issued, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+        k = prepare(s, "INSERT INTO challenges (ca, admin_url, url, issued, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
                             &st);
         if (k < 0)
                 return k;
         if ((k = bind_text(st, 1, ca)) >= 0 && (k = bind_text(st, 2, admin_url)) >= 0 &&
             (k = bind_text(st, 3, url)) >= 0 && (k = bind_u64(st, 4, issued)) >= 0 &&
             (k = bind_u64(st, 5, expires)) >= 0)
-                k = challenge_step(s, st);
+                k = step_relaxed(s, st);
         if (k >= 0)
                 *ret_row = sqlite3_last_insert_rowid(s->db);
         stmt_done(s, st);
@@ -1578,7 +1595,7 @@ int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t e
                 return k;
         if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row))) >= 0 && (k = bind_u64(st, 2, issued)) >= 0 &&
             (k = bind_u64(st, 3, expires)) >= 0)
-                k = challenge_step(s, st);
+                k = step_relaxed(s, st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
         stmt_done(s, st);
@@ -1595,7 +1612,7 @@ int store_challenge_set_request(Store *s, int64_t row, const char *request) {
         if (k < 0)
                 return k;
         if ((k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row))) >= 0 && (k = bind_text(st, 2, request)) >= 0)
-                k = challenge_step(s, st);
+                k = step_relaxed(s, st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
         stmt_done(s, st);
@@ -1628,7 +1645,7 @@ int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsi
             (k = errno_from_sqlite(sqlite3_bind_int64(st, 3, validity_minutes))) >= 0)
                 k = bind_text(st, 4, thumbprint ? thumbprint : "");
         if (k >= 0)
-                k = challenge_step(s, st);
+                k = step_relaxed(s, st);
         if (k >= 0 && sqlite3_changes(s->db) == 0)
                 k = -ENOENT;
 finish:
@@ -1648,7 +1665,7 @@ int store_challenge_delete(Store *s, int64_t row) {
                 return k;
         k = errno_from_sqlite(sqlite3_bind_int64(st, 1, row));
         if (k >= 0)
-                k = challenge_step(s, st);
+                k = step_relaxed(s, st);
         stmt_done(s, st);
         return k;
 }
@@ -1670,18 +1687,10 @@ int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64
 
         if (!s || !ca || !admin_url || !ret || !ret_n)
                 return -EINVAL;
-        k = challenge_table(s);
-        if (k >= 0)
-                k = prepare(s, "DELETE FROM challenges WHERE expires <= ?1", &st);
-        if (k >= 0 && (k = bind_u64(st, 1, now)) >= 0)
-                k = challenge_step(s, st);
-        stmt_done(s, st);
-        st = NULL;
-        if (k >= 0)
-                k = prepare(s, "SELECT row, url, issued, expires, validity, thumbprint, spare, request FROM challenges "
-                               "WHERE ca = ?1 AND admin_url = ?2 ORDER BY issued, row", &st);
-        if (k >= 0 && (k = bind_text(st, 1, ca)) >= 0)
-                k = bind_text(st, 2, admin_url);
+        k = prepare(s, "SELECT row, url, issued, expires, validity, thumbprint, spare, request FROM challenges "
+                       "WHERE ca = ?1 AND admin_url = ?2 AND expires > ?3 ORDER BY issued, row", &st);
+        if (k >= 0 && (k = bind_text(st, 1, ca)) >= 0 && (k = bind_text(st, 2, admin_url)) >= 0)
+                k = bind_u64(st, 3, now);
         while (k >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
                 StoreChallenge *b = realloc(a, (n + 1) * sizeof *a), *c;
                 if (!b) {
@@ -1734,9 +1743,7 @@ int store_challenge_drop_spares_except(Store *s, const char *ca, const char *con
 
         if (!s || !ca || (n > 0 && !admin_urls))
                 return -EINVAL;
-        k = challenge_table(s);
-        if (k >= 0)
-                k = prepare(s, "SELECT row, admin_url FROM challenges WHERE ca = ?1 AND spare IS NOT NULL", &st);
+        k = prepare(s, "SELECT row, admin_url FROM challenges WHERE ca = ?1 AND spare IS NOT NULL", &st);
         if (k >= 0)
                 k = bind_text(st, 1, ca);
         while (k >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -234,8 +234,8 @@ int store_challenge_set_request(Store *s, int64_t row, const char *request);
 int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,
                               const char *thumbprint);
 int store_challenge_delete(Store *s, int64_t row);
-/* Deletes every row (of any CA) that expired by now, then returns the rows of ca at admin_url,
- * oldest first. */
+/* The rows of ca at admin_url not expired by now, oldest first (those expired at the store's
+ * opening are deleted then). */
 int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64_t now, StoreChallenge **ret,
                          size_t *ret_n);
 void store_challenge_array_free(StoreChallenge *a, size_t n);
