@@ -479,6 +479,12 @@ _public_ int certbroker_enroll_token(CertbrokerClient *client, const CertbrokerR
 
 _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                                      char **ret_rule, char **ret_reason, CertbrokerError *error) {
+        return certbroker_check_access_flags(client, spec, 0, ret_rule, ret_reason, error);
+}
+
+_public_ int certbroker_check_access_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
+                                           uint64_t flags, char **ret_rule, char **ret_reason,
+                                           CertbrokerError *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ char *rule_copy = NULL, *reason_copy = NULL;
         const char *rule, *reason;
@@ -486,7 +492,11 @@ _public_ int certbroker_check_access(CertbrokerClient *client, const CertbrokerR
 
         if (!client || !spec)
                 return error_setf(error, -EINVAL, NULL, "certbroker_check_access: NULL argument.");
-        r = call_spec(client, "CheckAccess", spec, 0, NULL, &reply, error);
+        /* CheckAccess takes Enroll's options but decides only: renew changes no decision. */
+        if (flags & ~CERTBROKER_ENROLL_IDENTITY_SELF)
+                return error_setf(error, -EINVAL, NULL, "certbroker_check_access_flags: unknown flags 0x%llx.",
+                                  (unsigned long long) (flags & ~CERTBROKER_ENROLL_IDENTITY_SELF));
+        r = call_spec(client, "CheckAccess", spec, flags, NULL, &reply, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(reply, "bss", &allowed, &rule, &reason);

@@ -55,6 +55,7 @@ static void help(void) {
                "  metrics                Prometheus text (root: every request; else your own)\n"
                "  check CA [--challenge] run the CA's diagnostic steps\n"
                "  access --dns NAME... [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE]\n"
+               "  access --identity self [--ca CA] [--key-type TYPE] [--usage USAGE]\n"
                "                         would policy allow this request? (no network)\n"
                "  deploy --dir DIR --dns NAME... [--reload CMD] [--reload-timeout SECS] [--once]\n"
                "         [--ca CA] [--subject DN] [--key-type TYPE] [--usage USAGE] [--label TEXT]\n"
@@ -887,7 +888,8 @@ static int verb_access(CertbrokerClient *c) {
         _cleanup_free_ char *rule = NULL, *reason = NULL;
         int allowed;
 
-        allowed = certbroker_check_access(c, &spec, &rule, &reason, &e);
+        allowed = certbroker_check_access_flags(c, &spec, arg.identity_self ? CERTBROKER_ENROLL_IDENTITY_SELF : 0,
+                                                &rule, &reason, &e);
         if (allowed < 0)
                 return cli_fail_call(arg.json, &e, allowed, "Cannot check access");
         if (arg.json) {

@@ -151,7 +151,7 @@ static const struct {
         { { "config",    required_argument, NULL, OPT_CONFIG },    B(CLI_COMMAND_DEPLOY) },
         { { "once",      no_argument,       NULL, OPT_ONCE },      B(CLI_COMMAND_DEPLOY) },
         { { "reload-timeout", required_argument, NULL, OPT_RELOAD_TIMEOUT }, B(CLI_COMMAND_DEPLOY) },
-        { { "identity",  required_argument, NULL, OPT_IDENTITY },  B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_DEPLOY) },
+        { { "identity",  required_argument, NULL, OPT_IDENTITY },  B(CLI_COMMAND_ENROLL) | B(CLI_COMMAND_DEPLOY) | B(CLI_COMMAND_ACCESS) },
         { { "format",    required_argument, NULL, OPT_FORMAT },    B(CLI_COMMAND_DEPLOY) },
         { { "passphrase-file", required_argument, NULL, OPT_PASSPHRASE_FILE }, B(CLI_COMMAND_DEPLOY) },
         { { "passphrase-credential", required_argument, NULL, OPT_PASSPHRASE_CREDENTIAL }, B(CLI_COMMAND_DEPLOY) },
@@ -461,8 +461,8 @@ int cli_parse_args(int argc, char *argv[], CliArgs *ret, char **ret_error) {
         if ((a.command == CLI_COMMAND_ENROLL || a.command == CLI_COMMAND_ACCESS ||
              (a.command == CLI_COMMAND_DEPLOY && !a.config)) &&
             a.n_dns == 0 && !a.subject && !a.identity_self)
-                return usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject%s).",
-                                   command_names[a.command], a.command == CLI_COMMAND_ACCESS ? "" : ", or --identity self");
+                return usage_error(ret_error, "'%s' needs at least one --dns NAME (or --subject, or --identity self).",
+                                   command_names[a.command]);
         if (a.identity_self && (a.n_dns > 0 || a.subject))
                 return usage_error(ret_error, "--identity self takes no --dns or --subject: the broker derives the "
                                    "subject and the UPN from your account.");

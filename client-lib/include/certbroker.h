@@ -270,6 +270,12 @@ CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *steps, siz
 int certbroker_enroll_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
                             uint64_t flags, char **ret_id, CertbrokerError *error);
 
+/* certbroker_check_access() with flags: CERTBROKER_ENROLL_IDENTITY_SELF asks whether an
+ * Enroll for the caller's own identity would be allowed (other bits: -EINVAL). */
+int certbroker_check_access_flags(CertbrokerClient *client, const CertbrokerRequestSpec *spec,
+                                  uint64_t flags, char **ret_rule, char **ret_reason,
+                                  CertbrokerError *error);
+
 /* certbroker_enroll_flags() with Enroll's option token (NULL: none): an idempotency key the
  * caller chooses (1-128 bytes of printable ASCII, no spaces) and keeps durably before the
  * call. Enroll with a token this uid used before returns that request (the oldest kept member

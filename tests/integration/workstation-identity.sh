@@ -154,6 +154,22 @@ out=$(enroll_err carol@example.test "" '{"identity": "self", "usage": "both"}')
 lab_assert_contains "$out" "IdentityUsage=signature" "carol asking for another usage"
 lab_pass "Identity=self refuses, named: another user's identity, a DNS name, a UPN outside the suffix, a local account, a uid outside the range, another usage"
 
+# --- certbrokerctl access --identity self: the same decision as a dry run ---
+CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
+out=$(lab_run_as carol@example.test "$CTL" --json access --identity self --ca corp) ||
+        lab_fail "access --identity self as carol: exit $? ($out)"
+lab_assert_contains "$out" '"allowed":true' "carol's access dry run: allowed"
+lab_assert_contains "$out" '"rule":"staff-identity"' "carol's access dry run: the rule"
+rc=0
+out=$(lab_run_as alice "$CTL" access --identity self --ca corp 2>&1) || rc=$?
+lab_assert_eq "$rc" 3 "access --identity self as alice (a local account): exit 3, denied by policy"
+lab_assert_contains "$out" "IdentityAccounts=realm" "alice's access dry run: why"
+rc=0
+out=$(lab_run_as carol@example.test "$CTL" access --identity self --ca corp --usage both 2>&1) || rc=$?
+lab_assert_eq "$rc" 3 "access --identity self --usage both as carol: exit 3"
+lab_assert_contains "$out" "IdentityUsage=signature" "carol's access dry run for another usage: why"
+lab_pass "certbrokerctl access --identity self: allowed for carol by staff-identity, denied for alice and for another usage, each named"
+
 # --- the TLS server: client certificates from the CA, mapped to the UPN ---
 ca_pem=$W/ndes-ca.pem
 out=$(busctl --system get-property "$CB_BUS" /org/certbroker/Broker1/ca/corp "$CB_BUS.CA" CACertificates)

@@ -374,7 +374,12 @@ static void test_parse_deploy(void **state) {
         cli_args_done(&a);
         assert_usage_error("Invalid --identity 'bob'", "enroll", "--identity", "bob", NULL);
         assert_usage_error("--identity self takes no --dns", "enroll", "--identity", "self", "--dns", "a", NULL);
-        assert_usage_error("not valid with 'access'", "access", "--identity", "self", NULL);
+        assert_int_equal(parse(&a, &err, "access", "--identity", "self", "--ca", "corp", NULL), 0);
+        assert_true(a.identity_self);
+        assert_int_equal(a.n_dns, 0);
+        cli_args_done(&a);
+        assert_usage_error("--identity self takes no --dns", "access", "--identity", "self", "--dns", "a", NULL);
+        assert_usage_error("not valid with 'check'", "check", "corp", "--identity", "self", NULL);
         assert_usage_error("only --once and --reload-timeout", "deploy", "--config=/x", "--identity", "self", NULL);
         assert_usage_error("at most 88 bytes", "deploy", "--dir", "/x", "--dns", "a", "--label",
                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL);

@@ -58,6 +58,13 @@ static void test_null_arguments(void **state) {
         assert_int_equal(certbroker_cancel(NULL, "x", &e), -EINVAL);
         certbroker_error_clear(&e);
         assert_int_equal(certbroker_check_access(NULL, &spec, NULL, NULL, NULL), -EINVAL);
+        assert_int_equal(certbroker_check_access_flags(NULL, &spec, CERTBROKER_ENROLL_IDENTITY_SELF, NULL, NULL, NULL),
+                         -EINVAL);
+        /* renew decides nothing in a dry run: refused before any call (the client is never used) */
+        assert_int_equal(certbroker_check_access_flags((CertbrokerClient *) &spec, &spec, CERTBROKER_ENROLL_RENEW,
+                                                       NULL, NULL, &e), -EINVAL);
+        assert_non_null(strstr(e.message, "unknown flags 0x1"));
+        certbroker_error_clear(&e);
         assert_null(s);
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # libcertbroker exports exactly the functions its header declares, each versioned
-# LIBCERTBROKER_1.0, (the renewal calls) LIBCERTBROKER_1.1 or (the token and sealed-key calls)
-# LIBCERTBROKER_1.2 by the version script, and nothing else.
+# LIBCERTBROKER_1.0, (the renewal calls) LIBCERTBROKER_1.1, (the token and sealed-key calls)
+# LIBCERTBROKER_1.2 or (the access check with flags) LIBCERTBROKER_1.3 by the version script,
+# and nothing else.
 #   test-client-symbols.sh LIBRARY HEADER VERSION_SCRIPT
 set -euo pipefail
 lib=$1 header=$2 sym=$3 sym_file=$3
@@ -12,8 +13,8 @@ exported=$(nm -D --defined-only "$lib" | awk '$2 == "T" { print $3 }' | sort)
 declared=$(grep -oE '\bcertbroker_[a-z_]+\(' "$header" | tr -d '(' | sort -u)
 scripted=$(sed -n 's/^[[:space:]]*\(certbroker_[a-z_]*\);.*/\1/p' "$sym" | sort -u)
 
-unversioned=$(echo "$exported" | grep -vE '@@LIBCERTBROKER_1\.[012]$' || true)
-[ -z "$unversioned" ] || fail "symbols without a LIBCERTBROKER_1.0, 1.1 or 1.2 version: $unversioned"
+unversioned=$(echo "$exported" | grep -vE '@@LIBCERTBROKER_1\.[0123]$' || true)
+[ -z "$unversioned" ] || fail "symbols without a LIBCERTBROKER_1.0, 1.1, 1.2 or 1.3 version: $unversioned"
 # Each symbol carries the version of the block the script lists it in.
 while read -r sym ver; do
         want=$(awk -v s="$sym;" '/^LIBCERTBROKER_/ { v = $1 } $1 == s { print v }' "$sym_file")
