@@ -316,6 +316,15 @@ static int url_part_absent(CURLU *h, CURLUPart part, CURLUcode absent) {
         return uc == absent ? 1 : 0;
 }
 
+static void curl_url_cleanupp(CURLU **h) {
+        if (*h)
+                curl_url_cleanup(*h);
+}
+
+static void curl_freep(char **p) {
+        curl_free(*p);
+}
+
 int cb_url_check(const char *url, const char *suffix, char **ret_host, const char **ret_reason) {
         int r;
 
@@ -336,32 +345,22 @@ int cb_url_check(const char *url, const char *suffix, char **ret_host, const cha
         if (!has_prefix_ci(url, "https://") && !has_prefix_ci(url, "http://"))
                 return refuse(ret_reason, "does not start with https:// or http://");
 
-        CURLU *h = curl_url();
+        _cleanup_(curl_url_cleanupp) CURLU *h = curl_url();
         if (!h)
                 return -ENOMEM;
 
         CURLUcode uc = curl_url_set(h, CURLUPART_URL, url, 0);
-        if (uc == CURLUE_OUT_OF_MEMORY) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        if (uc != CURLUE_OK) {
-                r = refuse(ret_reason, "cannot be parsed as a URL");
-                goto finish;
-        }
+        if (uc == CURLUE_OUT_OF_MEMORY)
+                return -ENOMEM;
+        if (uc != CURLUE_OK)
+                return refuse(ret_reason, "cannot be parsed as a URL");
 
-        char *scheme = NULL;
+        _cleanup_(curl_freep) char *scheme = NULL;
         uc = curl_url_get(h, CURLUPART_SCHEME, &scheme, 0);
-        if (uc != CURLUE_OK) {
-                r = uc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : refuse(ret_reason, "has no scheme");
-                goto finish;
-        }
-        bool ok = strcmp(scheme, "https") == 0 || strcmp(scheme, "http") == 0;
-        curl_free(scheme);
-        if (!ok) {
-                r = refuse(ret_reason, "has a scheme other than https or http");
-                goto finish;
-        }
+        if (uc != CURLUE_OK)
+                return uc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : refuse(ret_reason, "has no scheme");
+        if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)
+                return refuse(ret_reason, "has a scheme other than https or http");
 
         static const struct {
                 CURLUPart part;
@@ -377,51 +376,36 @@ int cb_url_check(const char *url, const char *suffix, char **ret_host, const cha
         for (size_t i = 0; i < ELEMENTSOF(must_be_absent); i++) {
                 r = url_part_absent(h, must_be_absent[i].part, must_be_absent[i].absent);
                 if (r < 0)
-                        goto finish;
-                if (r == 0) {
-                        r = refuse(ret_reason, must_be_absent[i].reason);
-                        goto finish;
-                }
+                        return r;
+                if (r == 0)
+                        return refuse(ret_reason, must_be_absent[i].reason);
         }
         /* '@' is allowed in paths, but nowhere before the path: belt and braces over curl. */
         const char *auth = url + (has_prefix_ci(url, "https://") ? 8 : 7);
         size_t auth_len = strcspn(auth, "/");
-        if (memchr(auth, '@', auth_len)) {
-                r = refuse(ret_reason, "contains userinfo (user@ or user:password@ before the host)");
-                goto finish;
-        }
-        if (memchr(auth, '%', auth_len)) {
-                r = refuse(ret_reason, "has a percent-encoded host: write the host name plainly");
-                goto finish;
-        }
+        if (memchr(auth, '@', auth_len))
+                return refuse(ret_reason, "contains userinfo (user@ or user:password@ before the host)");
+        if (memchr(auth, '%', auth_len))
+                return refuse(ret_reason, "has a percent-encoded host: write the host name plainly");
 
-        char *host = NULL;
+        _cleanup_(curl_freep) char *host = NULL;
         uc = curl_url_get(h, CURLUPART_HOST, &host, 0);
-        if (uc != CURLUE_OK) {
-                r = uc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : refuse(ret_reason, "has no host");
-                goto finish;
-        }
+        if (uc != CURLUE_OK)
+                return uc == CURLUE_OUT_OF_MEMORY ? -ENOMEM : refuse(ret_reason, "has no host");
         const char *why = NULL;
-        char *normalized = NULL;
+        _cleanup_free_ char *normalized = NULL;
         r = cb_name_normalize(host, strlen(host), suffix, 0, &normalized, &why);
-        curl_free(host);
         if (r == -EINVAL) {
                 const char *out = "has a host that fails the name guard";
                 for (size_t i = 0; i < ELEMENTSOF(host_reasons); i++)
                         if (streq_ptr(why, host_reasons[i].name))
                                 out = host_reasons[i].host;
-                r = refuse(ret_reason, out);
-                goto finish;
+                return refuse(ret_reason, out);
         }
         if (r < 0)
-                goto finish;
+                return r;
 
         if (ret_host)
-                *ret_host = normalized;
-        else
-                free(normalized);
-        r = 0;
-finish:
-        curl_url_cleanup(h);
-        return r;
+                *ret_host = TAKE_PTR(normalized);
+        return 0;
 }

@@ -318,22 +318,22 @@ static char *subject_patterns_list(const CbRule *rule) {
 
 static int rule_check_quota(const CbRule *rule, Counts *counts, char **ret_reason);
 
-static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage usage, char *const *names,
-                      size_t n_names, const char *cn, const CbSubject *subject, Counts *counts,
-                      char **ret_reason) {
-        _cleanup_free_ char *list = NULL;
+/* The first two checks every rule makes, ordinary or Identity=self: the CA, then the key type.
+ * Returns 0 when both allow; 1 when one refuses, *ret_by_key telling which, *ret_reason naming
+ * the rule and its setting; or -ENOMEM. */
+static int rule_refuse_ca_or_key(const CbRule *rule, const CbCa *ca, CbKeyType key, bool *ret_by_key,
+                                 char **ret_reason) {
         char *reason = NULL;
-        int r, k;
 
         if (!rule_allows_ca(rule, ca->name)) {
-                list = join(rule->cas, rule->n_cas);
+                _cleanup_free_ char *list = join(rule->cas, rule->n_cas);
                 if (!list || asprintf(&reason, "rule '%s' (%s:%u) does not allow CA '%s' (CAs=%s)", rule->name,
                                       rule->path, rule->line, ca->name, list) < 0)
                         return -ENOMEM;
+                *ret_by_key = false;
                 *ret_reason = reason;
-                return STAGE_CA;
+                return 1;
         }
-
         if (rule->keys_set && !rule->keys[key]) {
                 char allowed[128];
                 allowed_list(rule->keys, _CB_KEY_TYPE_MAX, key_name, allowed, sizeof allowed);
@@ -341,9 +341,23 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                              "with the key option", rule->name, rule->path, rule->line, cb_key_type_to_string(key),
                              allowed) < 0)
                         return -ENOMEM;
+                *ret_by_key = true;
                 *ret_reason = reason;
-                return STAGE_KEY;
+                return 1;
         }
+        return 0;
+}
+
+static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage usage, char *const *names,
+                      size_t n_names, const char *cn, const CbSubject *subject, Counts *counts,
+                      char **ret_reason) {
+        char *reason = NULL;
+        bool by_key;
+        int r, k;
+
+        r = rule_refuse_ca_or_key(rule, ca, key, &by_key, ret_reason);
+        if (r != 0)
+                return r < 0 ? r : by_key ? STAGE_KEY : STAGE_CA;
 
         if (rule->usages_set && !rule->usages[usage]) {
                 char allowed[64];
@@ -373,7 +387,7 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                 for (size_t j = 0; j < rule->n_names && !m; j++)
                         m = cb_name_pattern_match(rule->names[j], name);
                 if (!m) {
-                        list = join(rule->names, rule->n_names);
+                        _cleanup_free_ char *list = join(rule->names, rule->n_names);
                         if (!list || asprintf(&reason, "%s '%s' is not permitted by rule '%s' (%s:%u), which allows "
                                               "Names=%s", what, name, rule->name, rule->path, rule->line, list) < 0)
                                 return -ENOMEM;
@@ -396,7 +410,7 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                                      "or list it in the rule's Subject= (e.g. Subject=%s=*)", rdn->type, v, rule->name,
                                      rule->path, rule->line, rdn->type);
                 else {
-                        list = subject_patterns_list(rule);
+                        _cleanup_free_ char *list = subject_patterns_list(rule);
                         k = list ? asprintf(&reason, "subject attribute %s='%s' is not permitted by rule '%s' (%s:%u), "
                                             "which allows Subject=%s: leave the attribute out or use an allowed value",
                                             rdn->type, v, rule->name, rule->path, rule->line, list) : -1;
@@ -512,26 +526,12 @@ static int identity_rule_check(const CbRule *rule, const CbCaller *caller, const
                                const CbRequestSpec *req, CbUsage req_usage, bool want_upn, bool want_email,
                                Counts *counts, char **ret_reason) {
         char *reason = NULL;
+        bool by_key;
         int r;
 
-        if (!rule_allows_ca(rule, ca->name)) {
-                _cleanup_free_ char *list = join(rule->cas, rule->n_cas);
-                if (!list || asprintf(&reason, "rule '%s' (%s:%u) does not allow CA '%s' (CAs=%s)", rule->name,
-                                      rule->path, rule->line, ca->name, list) < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_CA;
-        }
-        if (rule->keys_set && !rule->keys[key]) {
-                char allowed[128];
-                allowed_list(rule->keys, _CB_KEY_TYPE_MAX, key_name, allowed, sizeof allowed);
-                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key type %s (Keys=%s): request one of those "
-                             "with the key option", rule->name, rule->path, rule->line, cb_key_type_to_string(key),
-                             allowed) < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_KEY;
-        }
+        r = rule_refuse_ca_or_key(rule, ca, key, &by_key, ret_reason);
+        if (r != 0)
+                return r < 0 ? r : by_key ? ID_STAGE_KEY : ID_STAGE_CA;
         if (req->usage && req_usage != rule->identity_usage) {
                 if (asprintf(&reason, "rule '%s' (%s:%u) gives certificates for your identity the key usage %s "
                              "(IdentityUsage=%s, which picks the CA's template): leave out the usage option",

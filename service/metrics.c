@@ -143,6 +143,38 @@ static bool superseded(Manager *m, const Request *r) {
         return s && s->rec->state == REQUEST_ISSUED;
 }
 
+/* The series with one sample per tracked certificate; value() says whether it has one. */
+static bool value_not_after(Manager *m, const Request *r, uint64_t *ret) {
+        *ret = r->rec->not_after / 1000000ULL;
+        return true;
+}
+
+static bool value_renew_at(Manager *m, const Request *r, uint64_t *ret) {
+        *ret = r->rec->renew_at / 1000000ULL;
+        return r->rec->renew_at != 0;
+}
+
+static bool value_superseded(Manager *m, const Request *r, uint64_t *ret) {
+        *ret = superseded(m, r) ? 1 : 0;
+        return true;
+}
+
+typedef struct CertificateSeries {
+        const char *name;
+        const char *help;
+        bool (*value)(Manager *m, const Request *r, uint64_t *ret);
+} CertificateSeries;
+
+static const CertificateSeries certificate_series[] = {
+        { "certbroker_certificate_not_after_seconds",
+          "When the certificate of an issued request expires (seconds since the epoch).", value_not_after },
+        { "certbroker_certificate_renew_at_seconds",
+          "When the broker renews the certificate (seconds since the epoch); absent when it is not renewed.",
+          value_renew_at },
+        { "certbroker_certificate_superseded",
+          "1 when the certificate's renewal (its successor) is issued, else 0.", value_superseded },
+};
+
 int metrics_format(Manager *m, bool all, uid_t uid, char **ret) {
         char *buf = NULL;
         size_t size = 0;
@@ -153,35 +185,18 @@ int metrics_format(Manager *m, bool all, uid_t uid, char **ret) {
         if (!f)
                 return -errno;
 
-        header(f, "certbroker_certificate_not_after_seconds", "gauge",
-               "When the certificate of an issued request expires (seconds since the epoch).");
-        for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                if (!visible(r, all, uid) || !tracked(r))
-                        continue;
-                fputs("certbroker_certificate_not_after_seconds", f);
-                put_request_labels(f, r->rec);
-                fprintf(f, " %llu\n", (unsigned long long) (r->rec->not_after / 1000000ULL));
-        }
-        header(f, "certbroker_certificate_renew_at_seconds", "gauge",
-               "When the broker renews the certificate (seconds since the epoch); absent when it is not renewed.");
-        for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                if (!visible(r, all, uid) || !tracked(r) || r->rec->renew_at == 0)
-                        continue;
-                fputs("certbroker_certificate_renew_at_seconds", f);
-                put_request_labels(f, r->rec);
-                fprintf(f, " %llu\n", (unsigned long long) (r->rec->renew_at / 1000000ULL));
-        }
-        header(f, "certbroker_certificate_superseded", "gauge",
-               "1 when the certificate's renewal (its successor) is issued, else 0.");
-        for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                if (!visible(r, all, uid) || !tracked(r))
-                        continue;
-                fputs("certbroker_certificate_superseded", f);
-                put_request_labels(f, r->rec);
-                fprintf(f, " %d\n", superseded(m, r) ? 1 : 0);
+        for (size_t k = 0; k < ELEMENTSOF(certificate_series); k++) {
+                const CertificateSeries *c = &certificate_series[k];
+                header(f, c->name, "gauge", c->help);
+                for (size_t i = 0; i < m->n_requests; i++) {
+                        Request *r = m->requests[i];
+                        uint64_t v;
+                        if (!visible(r, all, uid) || !tracked(r) || !c->value(m, r, &v))
+                                continue;
+                        fputs(c->name, f);
+                        put_request_labels(f, r->rec);
+                        fprintf(f, " %llu\n", (unsigned long long) v);
+                }
         }
 
         uint64_t renewals_failed = 0;
