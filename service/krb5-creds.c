@@ -16,6 +16,8 @@
 #include "krb5-creds.h"
 #include "krb5-errors.h"
 
+DEFINE_POINTER_CLEANUP(Krb5Creds, krb5_creds_free);
+
 #define USEC_PER_SEC 1000000ULL
 /* A service ticket closer than this to its end (or than a quarter of its life) is fetched
  * again before use. */
@@ -204,19 +206,87 @@ static char *keytab_find_other_realm(krb5_context ctx, krb5_keytab kt, krb5_cons
         return found;
 }
 
-static void worker_acquire_keytab(Krb5Creds *c, Job *j) {
-        krb5_context ctx = NULL;
-        krb5_principal princ = NULL;
-        krb5_keytab kt = NULL;
-        krb5_ccache cc = NULL;
-        krb5_get_init_creds_opt *opt = NULL;
+/* What one acquisition from the keytab holds; released by keytab_acquisition_done(). */
+typedef struct KeytabAcquisition {
+        krb5_context ctx;
+        krb5_principal princ;
+        krb5_keytab kt;
+        krb5_ccache cc;
+        krb5_get_init_creds_opt *opt;
         krb5_creds creds;
-        bool have_creds = false;
-        krb5_error_code code;
-        char *ktname = NULL;
-        int fd;
+        bool have_creds;
+} KeytabAcquisition;
 
-        memset(&creds, 0, sizeof creds);
+static void keytab_acquisition_done(KeytabAcquisition *a) {
+        if (!a->ctx)
+                return;
+        if (a->have_creds)
+                krb5_free_cred_contents(a->ctx, &a->creds);
+        if (a->cc)
+                krb5_cc_close(a->ctx, a->cc);
+        if (a->opt)
+                krb5_get_init_creds_opt_free(a->ctx, a->opt);
+        if (a->kt)
+                krb5_kt_close(a->ctx, a->kt);
+        if (a->princ)
+                krb5_free_principal(a->ctx, a->princ);
+        krb5_free_context(a->ctx);
+}
+
+/* Records a failed step of the acquisition in j: the keytab's own errors as the keytab step,
+ * and for a keytab without our principal, the principal it holds (a realm mix-up). */
+static void keytab_acquisition_failed(KeytabAcquisition *a, Job *j, krb5_error_code code) {
+        j->step = (code == KRB5_KT_NOTFOUND || code == KRB5_KT_KVNONOTFOUND || code == KRB5_KT_END ||
+                   code == KRB5_KT_BADNAME || code == KRB5_KT_FORMAT) ? KRB5_STEP_KEYTAB : KRB5_STEP_TGT;
+        j->code = code;
+        j->detail = krb5_detail(a->ctx, code);
+        if ((code == KRB5_KT_NOTFOUND || code == KRB5_KT_END) && a->kt && a->princ)
+                j->keytab_principal = keytab_find_other_realm(a->ctx, a->kt, a->princ);
+}
+
+/* The TGT from the keytab into j's ccache; 0 or the Kerberos code of the step that failed. */
+static krb5_error_code keytab_acquire(Krb5Creds *c, Job *j, KeytabAcquisition *a) {
+        _cleanup_free_ char *ktname = NULL;
+        krb5_error_code code;
+
+        code = krb5_parse_name(a->ctx, c->settings.principal, &a->princ);
+        if (code != 0)
+                return code;
+        if (asprintf(&ktname, "FILE:%s", c->settings.keytab) < 0) {
+                ktname = NULL;
+                return ENOMEM;
+        }
+        code = krb5_kt_resolve(a->ctx, ktname, &a->kt);
+        if (code != 0)
+                return code;
+        code = krb5_get_init_creds_opt_alloc(a->ctx, &a->opt);
+        if (code != 0)
+                return code;
+        /* Forwardable so that IIS may use constrained delegation ("Use Kerberos only") with our
+         * service ticket as evidence; libcurl never forwards the TGT (delegation is off). */
+        krb5_get_init_creds_opt_set_forwardable(a->opt, 1);
+        krb5_get_init_creds_opt_set_proxiable(a->opt, 0);
+        krb5_get_init_creds_opt_set_address_list(a->opt, NULL);
+
+        __atomic_add_fetch(&c->n_as, 1, __ATOMIC_RELAXED);
+        code = krb5_get_init_creds_keytab(a->ctx, &a->creds, a->princ, a->kt, 0, NULL, a->opt);
+        if (code != 0)
+                return code;
+        a->have_creds = true;
+
+        code = krb5_cc_resolve(a->ctx, j->ccache, &a->cc);
+        if (code != 0)
+                return code;
+        code = krb5_cc_initialize(a->ctx, a->cc, a->princ);
+        if (code != 0)
+                return code;
+        return krb5_cc_store_cred(a->ctx, a->cc, &a->creds);
+}
+
+static void worker_acquire_keytab(Krb5Creds *c, Job *j) {
+        _cleanup_(keytab_acquisition_done) KeytabAcquisition a = {};
+        krb5_error_code code;
+        int fd;
 
         /* Open it ourselves first: krb5 reports an unreadable keytab as "no key". */
         j->step = KRB5_STEP_KEYTAB;
@@ -228,72 +298,21 @@ static void worker_acquire_keytab(Krb5Creds *c, Job *j) {
         }
         close(fd);
 
-        code = krb5_init_context(&ctx);
+        code = krb5_init_context(&a.ctx);
         if (code != 0) {
+                a.ctx = NULL;
                 j->step = KRB5_STEP_TGT;
                 j->code = code;
                 j->detail = strdup("cannot initialise the Kerberos library (is the generated krb5.conf readable?)");
                 return;
         }
-        code = krb5_parse_name(ctx, c->settings.principal, &princ);
-        if (code != 0)
-                goto fail;
-        if (asprintf(&ktname, "FILE:%s", c->settings.keytab) < 0) {
-                ktname = NULL;
-                code = ENOMEM;
-                goto fail;
+        code = keytab_acquire(c, j, &a);
+        if (code != 0) {
+                keytab_acquisition_failed(&a, j, code);
+                return;
         }
-        code = krb5_kt_resolve(ctx, ktname, &kt);
-        if (code != 0)
-                goto fail;
-        code = krb5_get_init_creds_opt_alloc(ctx, &opt);
-        if (code != 0)
-                goto fail;
-        /* Forwardable so that IIS may use constrained delegation ("Use Kerberos only") with our
-         * service ticket as evidence; libcurl never forwards the TGT (delegation is off). */
-        krb5_get_init_creds_opt_set_forwardable(opt, 1);
-        krb5_get_init_creds_opt_set_proxiable(opt, 0);
-        krb5_get_init_creds_opt_set_address_list(opt, NULL);
-
-        __atomic_add_fetch(&c->n_as, 1, __ATOMIC_RELAXED);
-        code = krb5_get_init_creds_keytab(ctx, &creds, princ, kt, 0, NULL, opt);
-        if (code != 0)
-                goto fail;
-        have_creds = true;
-
-        code = krb5_cc_resolve(ctx, j->ccache, &cc);
-        if (code != 0)
-                goto fail;
-        code = krb5_cc_initialize(ctx, cc, princ);
-        if (code != 0)
-                goto fail;
-        code = krb5_cc_store_cred(ctx, cc, &creds);
-        if (code != 0)
-                goto fail;
-
         j->ok = true;
-        j->end_usec = (uint64_t) (uint32_t) creds.times.endtime * USEC_PER_SEC;
-        goto finish;
-fail:
-        j->step = (code == KRB5_KT_NOTFOUND || code == KRB5_KT_KVNONOTFOUND || code == KRB5_KT_END ||
-                   code == KRB5_KT_BADNAME || code == KRB5_KT_FORMAT) ? KRB5_STEP_KEYTAB : KRB5_STEP_TGT;
-        j->code = code;
-        j->detail = krb5_detail(ctx, code);
-        if ((code == KRB5_KT_NOTFOUND || code == KRB5_KT_END) && kt && princ)
-                j->keytab_principal = keytab_find_other_realm(ctx, kt, princ);
-finish:
-        if (have_creds)
-                krb5_free_cred_contents(ctx, &creds);
-        if (cc)
-                krb5_cc_close(ctx, cc);
-        if (opt)
-                krb5_get_init_creds_opt_free(ctx, opt);
-        if (kt)
-                krb5_kt_close(ctx, kt);
-        if (princ)
-                krb5_free_principal(ctx, princ);
-        free(ktname);
-        krb5_free_context(ctx);
+        j->end_usec = (uint64_t) (uint32_t) a.creds.times.endtime * USEC_PER_SEC;
 }
 
 /* The result of a GSS exchange: success with the credential's lifetime, or the failure's
@@ -309,35 +328,57 @@ static void job_set_gss_result(Job *j, OM_uint32 major, OM_uint32 minor, OM_uint
         j->detail = gss_detail(major, minor);
 }
 
+static void gss_namep(gss_name_t *n) {
+        OM_uint32 minor;
+        gss_release_name(&minor, n);
+}
+
+static void gss_credp(gss_cred_id_t *cred) {
+        OM_uint32 minor;
+        gss_release_cred(&minor, cred);
+}
+
+static void gss_bufferp(gss_buffer_desc *b) {
+        OM_uint32 minor;
+        gss_release_buffer(&minor, b);
+}
+
+static void gss_ctxp(gss_ctx_id_t *ctx) {
+        OM_uint32 minor;
+        if (*ctx != GSS_C_NO_CONTEXT)
+                gss_delete_sec_context(&minor, ctx, GSS_C_NO_BUFFER);
+}
+
 static void worker_acquire_proxy(Krb5Creds *c, Job *j) {
         OM_uint32 major, minor, lifetime = 0;
         gss_buffer_desc namebuf = { strlen(c->settings.principal), (void *) c->settings.principal };
-        gss_name_t name = GSS_C_NO_NAME;
-        gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+        _cleanup_(gss_namep) gss_name_t name = GSS_C_NO_NAME;
+        _cleanup_(gss_credp) gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
         gss_OID_set_desc mechs = { 1, (gss_OID) gss_mech_krb5 };
 
         j->step = KRB5_STEP_TGT;
         (void) gss_krb5_ccache_name(&minor, j->ccache, NULL);
         major = gss_import_name(&minor, &namebuf, (gss_OID) GSS_KRB5_NT_PRINCIPAL_NAME, &name);
-        if (GSS_ERROR(major))
-                goto done;
+        if (GSS_ERROR(major)) {
+                job_set_gss_result(j, major, minor, 0);
+                return;
+        }
         __atomic_add_fetch(&c->n_as, 1, __ATOMIC_RELAXED);
         major = gss_acquire_cred(&minor, name, GSS_C_INDEFINITE, &mechs, GSS_C_INITIATE, &cred, NULL, &lifetime);
-done:
         job_set_gss_result(j, major, minor, lifetime);
-        gss_release_cred(&minor, &cred);
-        gss_release_name(&minor, &name);
 }
 
 static void worker_probe(Krb5Creds *c, Job *j) {
-        OM_uint32 major, minor, lifetime = 0, min2;
-        char *spn = NULL;
-        gss_buffer_desc namebuf, out = GSS_C_EMPTY_BUFFER;
-        gss_name_t target = GSS_C_NO_NAME;
-        gss_ctx_id_t gctx = GSS_C_NO_CONTEXT;
+        OM_uint32 major, minor, lifetime = 0;
+        _cleanup_free_ char *spn = NULL;
+        gss_buffer_desc namebuf;
+        _cleanup_(gss_bufferp) gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
+        _cleanup_(gss_namep) gss_name_t target = GSS_C_NO_NAME;
+        _cleanup_(gss_ctxp) gss_ctx_id_t gctx = GSS_C_NO_CONTEXT;
 
         j->step = KRB5_STEP_SERVICE_TICKET;
         if (asprintf(&spn, "HTTP@%s", j->host) < 0) {
+                spn = NULL;
                 j->code = ENOMEM;
                 j->detail = NULL;
                 return;
@@ -346,19 +387,15 @@ static void worker_probe(Krb5Creds *c, Job *j) {
         namebuf.value = spn;
         namebuf.length = strlen(spn);
         major = gss_import_name(&minor, &namebuf, GSS_C_NT_HOSTBASED_SERVICE, &target);
-        if (GSS_ERROR(major))
-                goto done;
+        if (GSS_ERROR(major)) {
+                job_set_gss_result(j, major, minor, 0);
+                return;
+        }
         __atomic_add_fetch(&c->n_tgs, 1, __ATOMIC_RELAXED);
         major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &gctx, target, (gss_OID) gss_mech_krb5,
                                      GSS_C_MUTUAL_FLAG, GSS_C_INDEFINITE, GSS_C_NO_CHANNEL_BINDINGS,
                                      GSS_C_NO_BUFFER, NULL, &out, NULL, &lifetime);
-done:
         job_set_gss_result(j, major, minor, lifetime);
-        gss_release_buffer(&min2, &out);
-        if (gctx != GSS_C_NO_CONTEXT)
-                gss_delete_sec_context(&min2, &gctx, GSS_C_NO_BUFFER);
-        gss_release_name(&min2, &target);
-        free(spn);
 }
 
 static void *worker_main(void *arg) {
@@ -757,8 +794,8 @@ static void settings_free(Krb5Settings *s) {
 }
 
 int krb5_creds_new(sd_event *event, const Krb5Settings *settings, Krb5Creds **ret, char **ret_message) {
-        Krb5Creds *c;
-        char *config = NULL;
+        _cleanup_(krb5_creds_freep) Krb5Creds *c = NULL;
+        _cleanup_free_ char *config = NULL;
         bool oom = false;
         int r;
 
@@ -786,51 +823,43 @@ int krb5_creds_new(sd_event *event, const Krb5Settings *settings, Krb5Creds **re
         c->settings.runtime_dir = strdup_or_null(settings->runtime_dir, &oom);
         c->kdcs_copy = strv_copy(settings->kdcs);
         c->kdcs_text = strv_join(settings->kdcs);
-        if (oom || !c->kdcs_copy || !c->kdcs_text) {
-                r = -ENOMEM;
-                goto fail;
-        }
+        if (oom || !c->kdcs_copy || !c->kdcs_text)
+                return -ENOMEM;
         c->settings.kdcs = c->kdcs_copy;
 
         r = krb5_profile_write(&c->settings, &config, ret_message);
         if (r < 0)
-                goto fail;
+                return r;
         /* Before any krb5/GSS call and any thread (see the header). */
         r = set_env("KRB5_CONFIG", config);
-        if (r >= 0)
-                r = set_env("KRB5CCNAME", KRB5_PROFILE_CCACHE);
-        if (r >= 0)
-                r = set_env("GSS_USE_PROXY", c->settings.mode == KRB5_MODE_GSS_PROXY ? "yes" : "no");
-        free(config);
         if (r < 0)
-                goto fail;
+                return r;
+        r = set_env("KRB5CCNAME", KRB5_PROFILE_CCACHE);
+        if (r < 0)
+                return r;
+        r = set_env("GSS_USE_PROXY", c->settings.mode == KRB5_MODE_GSS_PROXY ? "yes" : "no");
+        if (r < 0)
+                return r;
 
         /* The worker's end blocks (a result is never dropped); the loop's end does not. */
         if (pipe2(c->pipe_fd, O_CLOEXEC) < 0 ||
-            fcntl(c->pipe_fd[0], F_SETFL, fcntl(c->pipe_fd[0], F_GETFL) | O_NONBLOCK) < 0) {
-                r = -errno;
-                goto fail;
-        }
+            fcntl(c->pipe_fd[0], F_SETFL, fcntl(c->pipe_fd[0], F_GETFL) | O_NONBLOCK) < 0)
+                return -errno;
         r = sd_event_add_io(event, &c->pipe_source, c->pipe_fd[0], EPOLLIN, on_pipe, c);
         if (r < 0)
-                goto fail;
+                return r;
         (void) sd_event_source_set_description(c->pipe_source, "krb5-creds-worker");
 
         r = -pthread_create(&c->thread, NULL, worker_main, c);
         if (r < 0)
-                goto fail;
+                return r;
         c->thread_started = true;
 
         r = start_acquire(c);
         if (r < 0)
-                goto fail;
-        *ret = c;
+                return r;
+        *ret = TAKE_PTR(c);
         return 0;
-fail:
-        if (r == -ENOMEM && ret_message && !*ret_message)
-                *ret_message = NULL;
-        krb5_creds_free(c);
-        return r;
 }
 
 Krb5Creds *krb5_creds_free(Krb5Creds *c) {
