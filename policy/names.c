@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "cb-names.h"
+#include "curl-cleanup.h"
 #include "util.h"
 
 #define R_EMPTY "is empty"
@@ -314,15 +315,6 @@ static int url_part_absent(CURLU *h, CURLUPart part, CURLUcode absent) {
         if (uc == CURLUE_OUT_OF_MEMORY)
                 return -ENOMEM;
         return uc == absent ? 1 : 0;
-}
-
-static void curl_url_cleanupp(CURLU **h) {
-        if (*h)
-                curl_url_cleanup(*h);
-}
-
-static void curl_freep(char **p) {
-        curl_free(*p);
 }
 
 int cb_url_check(const char *url, const char *suffix, char **ret_host, const char **ret_reason) {

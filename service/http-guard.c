@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic.h"
 #include "cb-names.h"
+#include "curl-cleanup.h"
 #include "http-guard.h"
 #include "seed-steps.h"
 
@@ -36,6 +38,12 @@ int http_guard_normalize(const char *name, char ret[static HTTP_GUARD_NAME_MAX +
         return 0;
 }
 
+static int guard_refuse(const char **ret_reason, const char *reason, int r) {
+        if (ret_reason)
+                *ret_reason = reason;
+        return r;
+}
+
 int http_guard_host(const char *host, const char *suffix, const char **ret_reason) {
         char h[HTTP_GUARD_NAME_MAX + 1], s[HTTP_GUARD_NAME_MAX + 1];
         const char *reason = NULL;
@@ -43,20 +51,13 @@ int http_guard_host(const char *host, const char *suffix, const char **ret_reaso
 
         r = http_guard_normalize(host, h, &reason);
         if (r < 0)
-                goto fail;
-        r = http_guard_normalize(suffix, s, &reason);
-        if (r < 0) {
-                reason = "the permitted suffix is not a valid DNS name";
-                goto fail;
-        }
-        if (cb_name_is_under_suffix(h, s))
-                return 0;
-        reason = "host is not the permitted suffix or a name below it";
-        r = -EPERM;
-fail:
-        if (ret_reason)
-                *ret_reason = reason;
-        return r;
+                return guard_refuse(ret_reason, reason, r);
+        r = http_guard_normalize(suffix, s, NULL);
+        if (r < 0)
+                return guard_refuse(ret_reason, "the permitted suffix is not a valid DNS name", r);
+        if (!cb_name_is_under_suffix(h, s))
+                return guard_refuse(ret_reason, "host is not the permitted suffix or a name below it", -EPERM);
+        return 0;
 }
 
 static void set_message(char **ret_message, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -74,8 +75,9 @@ static void set_message(char **ret_message, const char *fmt, ...) {
 }
 
 int http_guard_url(const char *url, const char *suffix, CURLU **ret_url, char **ret_host, char **ret_message) {
-        CURLU *u = NULL;
-        char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL, *normalized = NULL;
+        _cleanup_(curl_url_cleanupp) CURLU *u = NULL;
+        _cleanup_(curl_freep) char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL;
+        _cleanup_free_ char *normalized = NULL;
         const char *reason = NULL;
         CURLUcode uc;
         int r;
@@ -94,21 +96,18 @@ int http_guard_url(const char *url, const char *suffix, CURLU **ret_url, char **
         uc = curl_url_set(u, CURLUPART_URL, url, 0);
         if (uc != CURLUE_OK) {
                 set_message(ret_message, "cannot parse URL '%s': %s", url, curl_url_strerror(uc));
-                r = -EINVAL;
-                goto finish;
+                return -EINVAL;
         }
         uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
         if (uc != CURLUE_OK || (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)) {
                 set_message(ret_message, "URL '%s' does not use http or https", url);
-                r = -EINVAL;
-                goto finish;
+                return -EINVAL;
         }
         if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
             curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK) {
                 /* Do not echo the URL: it may carry a password. */
                 set_message(ret_message, "URL for %s carries user information; remove it (authentication is Kerberos only)", suffix);
-                r = -EINVAL;
-                goto finish;
+                return -EINVAL;
         }
 #ifdef CURLU_PUNYCODE
         uc = curl_url_get(u, CURLUPART_HOST, &host, CURLU_PUNYCODE);
@@ -117,49 +116,31 @@ int http_guard_url(const char *url, const char *suffix, CURLU **ret_url, char **
 #endif
         if (uc != CURLUE_OK) {
                 set_message(ret_message, "URL '%s' has no usable host: %s", url, curl_url_strerror(uc));
-                r = -EINVAL;
-                goto finish;
+                return -EINVAL;
         }
         r = http_guard_host(host, suffix, &reason);
         if (r < 0) {
                 set_message(ret_message, "host '%s' of URL '%s' is refused: %s (permitted suffix: %s). " SEED_KRB_DOMAINS,
                             host, url, reason, suffix);
-                goto finish;
+                return r;
         }
         normalized = malloc(HTTP_GUARD_NAME_MAX + 1);
-        if (!normalized) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!normalized)
+                return -ENOMEM;
         r = http_guard_normalize(host, normalized, NULL);
         if (r < 0)
-                goto finish;
+                return r;
         /* Connect to exactly the name that was checked. */
         uc = curl_url_set(u, CURLUPART_HOST, normalized, 0);
         if (uc != CURLUE_OK) {
                 set_message(ret_message, "cannot set host '%s': %s", normalized, curl_url_strerror(uc));
-                r = -EINVAL;
-                goto finish;
+                return -EINVAL;
         }
         if (ret_url)
-                *ret_url = u;
-        else
-                curl_url_cleanup(u);
-        u = NULL;
+                *ret_url = TAKE_PTR(u);
         if (ret_host)
-                *ret_host = normalized;
-        else
-                free(normalized);
-        normalized = NULL;
+                *ret_host = TAKE_PTR(normalized);
         if (ret_message)
                 *ret_message = NULL;
-        r = 0;
-finish:
-        curl_free(scheme);
-        curl_free(host);
-        curl_free(user);
-        curl_free(password);
-        free(normalized);
-        curl_url_cleanup(u);
-        return r;
+        return 0;
 }

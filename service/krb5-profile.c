@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic.h"
+#include "file-util.h"
 #include "krb5-profile.h"
 
 static void set_message(char **ret, const char *f, ...) __attribute__((format(printf, 2, 3)));
@@ -151,69 +153,35 @@ int krb5_profile_format(const Krb5Settings *s, char **ret_text, char **ret_messa
 }
 
 int krb5_profile_write(const Krb5Settings *s, char **ret_config, char **ret_message) {
-        char *text = NULL, *path = NULL, *tmp = NULL, *config = NULL;
-        size_t len;
-        int fd = -1, r;
+        _cleanup_free_ char *text = NULL, *path = NULL, *tmp = NULL, *config = NULL;
+        const char *step;
+        int r;
 
         if (!s || !s->runtime_dir || !ret_config)
                 return -EINVAL;
         r = krb5_profile_format(s, &text, ret_message);
         if (r < 0)
                 return r;
-        if (asprintf(&path, "%s/krb5.conf", s->runtime_dir) < 0 ||
-            asprintf(&tmp, "%s/.krb5.conf.XXXXXX", s->runtime_dir) < 0) {
-                r = -ENOMEM;
-                goto finish;
+        if (asprintf(&path, "%s/krb5.conf", s->runtime_dir) < 0) {
+                path = NULL;
+                return -ENOMEM;
         }
-        fd = mkostemp(tmp, O_CLOEXEC);   /* mode 0600 */
-        if (fd < 0) {
-                r = -errno;
-                set_message(ret_message, "cannot create %s: %s", tmp, strerror(errno));
-                goto finish;
+        if (asprintf(&tmp, "%s/.krb5.conf.tmp", s->runtime_dir) < 0) {
+                tmp = NULL;
+                return -ENOMEM;
         }
-        len = strlen(text);
-        for (size_t off = 0; off < len;) {
-                ssize_t n = write(fd, text + off, len - off);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        set_message(ret_message, "cannot write %s: %s", tmp, strerror(errno));
-                        goto finish;
-                }
-                off += (size_t) n;
+        /* Mode 0600: the broker's own; the directory is private to it. */
+        r = write_file_atomic_at(AT_FDCWD, tmp, path, text, strlen(text), 0600, &step);
+        if (r < 0) {
+                set_message(ret_message, "cannot %s %s: %s", step, path, strerror(-r));
+                return r;
         }
-        if (fsync(fd) < 0 || close(fd) < 0) {
-                fd = -1;
-                r = -errno;
-                set_message(ret_message, "cannot write %s: %s", tmp, strerror(errno));
-                goto finish;
-        }
-        fd = -1;
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                set_message(ret_message, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-                goto finish;
-        }
-        free(tmp);
-        tmp = NULL;
         if (s->kdcs && s->kdcs[0])
                 config = strdup(path);
         else if (asprintf(&config, "%s:/etc/krb5.conf", path) < 0)
                 config = NULL;
-        if (!config) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        *ret_config = config;
-        r = 0;
-finish:
-        if (fd >= 0)
-                close(fd);
-        if (tmp)
-                (void) unlink(tmp);
-        free(tmp);
-        free(path);
-        free(text);
-        return r;
+        if (!config)
+                return -ENOMEM;
+        *ret_config = TAKE_PTR(config);
+        return 0;
 }

@@ -15,6 +15,7 @@
 #include "scep-util.h"
 #include "challenge-fetch.h"
 #include "engine-internal.h"
+#include "file-util.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -289,9 +290,11 @@ static int fail(char **ret_message, int error, const char *format, ...) {
 
 int metrics_write_textfile(Manager *m, const char *dir, char **ret_message) {
         _cleanup_(freep) char *text = NULL;
+        _cleanup_close_ int dfd = -1;
+        const char *step;
         char tmp[64];
         struct stat st;
-        int dfd = -1, fd = -1, r;
+        int r;
 
         *ret_message = NULL;
         if (lstat(dir, &st) < 0)
@@ -304,55 +307,24 @@ int metrics_write_textfile(Manager *m, const char *dir, char **ret_message) {
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (S_ISLNK(st.st_mode) ? 0 : O_NOFOLLOW));
         if (dfd < 0)
                 return fail(ret_message, errno, "MetricsTextfileDirectory=%s: %s", dir, strerror(errno));
-        if (fstat(dfd, &st) < 0) {
-                r = fail(ret_message, errno, "MetricsTextfileDirectory=%s: %s", dir, strerror(errno));
-                goto finish;
-        }
+        if (fstat(dfd, &st) < 0)
+                return fail(ret_message, errno, "MetricsTextfileDirectory=%s: %s", dir, strerror(errno));
         if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & S_IWOTH) ||
-            ((st.st_mode & S_IWGRP) && st.st_gid != getegid() && st.st_gid != 0)) {
-                r = fail(ret_message, EPERM, "MetricsTextfileDirectory=%s (owner uid %u, group gid %u, mode %04o) can "
-                         "be written by others than root and the broker: refusing to write there; make it owned by "
-                         "root or the broker's user and not writable by others", dir, (unsigned) st.st_uid,
-                         (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777));
-                goto finish;
-        }
+            ((st.st_mode & S_IWGRP) && st.st_gid != getegid() && st.st_gid != 0))
+                return fail(ret_message, EPERM, "MetricsTextfileDirectory=%s (owner uid %u, group gid %u, mode %04o) "
+                            "can be written by others than root and the broker: refusing to write there; make it "
+                            "owned by root or the broker's user and not writable by others", dir,
+                            (unsigned) st.st_uid, (unsigned) st.st_gid, (unsigned) (st.st_mode & 07777));
         r = metrics_format(m, true, 0, &text);
-        if (r < 0) {
-                r = fail(ret_message, -r, "Cannot format the metrics: %s", strerror(-r));
-                goto finish;
-        }
-        /* Not *.prom: the collector reads only the finished file. */
+        if (r < 0)
+                return fail(ret_message, -r, "Cannot format the metrics: %s", strerror(-r));
+        /* Not *.prom: the collector reads only the finished file. Readable by node_exporter's
+         * user whatever the broker's umask. */
         snprintf(tmp, sizeof tmp, ".%s.%u.tmp", METRICS_FILE, (unsigned) getpid());
-        (void) unlinkat(dfd, tmp, 0);
-        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-        if (fd < 0) {
-                r = fail(ret_message, errno, "Cannot create %s/%s: %s", dir, tmp, strerror(errno));
-                goto finish;
-        }
-        size_t n = strlen(text), done = 0;
-        while (done < n) {
-                ssize_t k = write(fd, text + done, n - done);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = fail(ret_message, errno, "Cannot write %s/%s: %s", dir, tmp, strerror(errno));
-                        (void) unlinkat(dfd, tmp, 0);
-                        goto finish;
-                }
-                done += (size_t) k;
-        }
-        /* Readable by node_exporter's user whatever the broker's umask. */
-        if (fchmod(fd, 0644) < 0 || fsync(fd) < 0 || renameat(dfd, tmp, dfd, METRICS_FILE) < 0) {
-                r = fail(ret_message, errno, "Cannot put %s/%s in place: %s", dir, METRICS_FILE, strerror(errno));
-                (void) unlinkat(dfd, tmp, 0);
-                goto finish;
-        }
-        r = 0;
-finish:
-        if (fd >= 0)
-                close(fd);
-        close(dfd);
-        return r;
+        r = write_file_atomic_at(dfd, tmp, METRICS_FILE, text, strlen(text), 0644, &step);
+        if (r < 0)
+                return fail(ret_message, -r, "Cannot %s %s/%s: %s", step, dir, METRICS_FILE, strerror(-r));
+        return 0;
 }
 
 static void textfile_now(Manager *m) {

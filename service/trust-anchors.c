@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The CA certificates the broker can vouch for, for the system trust store. */
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "basic.h"
 #include "engine-internal.h"
+#include "file-util.h"
 #include "scep-cacert.h"
 #include "scep-certrep.h"
 #include "scep-util.h"
@@ -99,7 +101,7 @@ bool trust_anchors_fetching(CaState *ca) {
 
 void trust_anchors_stamp(Manager *m, bool force) {
         const char *dir = getenv("RUNTIME_DIRECTORY");
-        char *text = NULL, *path = NULL, *tmp = NULL, *old = NULL;
+        _cleanup_free_ char *text = NULL, *path = NULL, *tmp = NULL, *old = NULL;
         size_t size = 0;
         FILE *f;
 
@@ -125,35 +127,25 @@ void trust_anchors_stamp(Manager *m, bool force) {
                         auth ? "authenticated" : "unauthenticated");
         }
         if (fclose(f) != 0 || !text)
-                goto finish;
+                return;
         if (asprintf(&path, "%s/trust-anchors", dir) < 0) {
                 path = NULL;
-                goto finish;
+                return;
         }
         if (asprintf(&tmp, "%s/.trust-anchors.tmp", dir) < 0) {
                 tmp = NULL;
-                goto finish;
+                return;
         }
         if (!force) {
-                FILE *o = fopen(path, "re");
+                _cleanup_fclose_ FILE *o = fopen(path, "re");
                 if (o) {
                         size_t osize = 0;
                         ssize_t k = getdelim(&old, &osize, 0, o);
-                        fclose(o);
                         if (k >= 0 && (size_t) k == size && memcmp(old, text, size) == 0)
-                                goto finish;
+                                return;
                 } else if (size == 0)
-                        goto finish;
+                        return;
         }
-        f = fopen(tmp, "we");
-        if (!f)
-                goto finish;
-        fwrite(text, 1, size, f);
-        if (fclose(f) != 0 || rename(tmp, path) < 0)
-                (void) unlink(tmp);
-finish:
-        free(old);
-        free(text);
-        free(path);
-        free(tmp);
+        /* The shipped path unit watches this file: it changes only when its content does. */
+        (void) write_file_atomic_at(AT_FDCWD, tmp, path, text, size, 0600, NULL);
 }
