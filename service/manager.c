@@ -222,8 +222,8 @@ static size_t owner_bucket(const RequestIndex *x, uid_t owner) {
         return (v >> 32) & (x->n_buckets - 1);
 }
 
-static bool has_token(const Request *r) {
-        return r->rec->token && *r->rec->token;
+static bool has_token(const Request *req) {
+        return req->rec->token && *req->rec->token;
 }
 
 static OwnerRequests *owner_find(const RequestIndex *x, uid_t owner) {
@@ -288,17 +288,17 @@ static int request_index_grow(RequestIndex *x) {
         x->by_token = by_token;
         x->owners = owners;
         for (size_t i = 0; i < old_n; i++) {
-                for (Request *r = old_id[i], *next; r; r = next) {
-                        size_t b = id_bucket(x, r->rec->id);
-                        next = r->by_id_next;
-                        r->by_id_next = by_id[b];
-                        by_id[b] = r;
+                for (Request *req = old_id[i], *next; req; req = next) {
+                        size_t b = id_bucket(x, req->rec->id);
+                        next = req->by_id_next;
+                        req->by_id_next = by_id[b];
+                        by_id[b] = req;
                 }
-                for (Request *r = old_token[i], *next; r; r = next) {
-                        size_t b = token_bucket(x, r->rec->owner, r->rec->token);
-                        next = r->by_token_next;
-                        r->by_token_next = by_token[b];
-                        by_token[b] = r;
+                for (Request *req = old_token[i], *next; req; req = next) {
+                        size_t b = token_bucket(x, req->rec->owner, req->rec->token);
+                        next = req->by_token_next;
+                        req->by_token_next = by_token[b];
+                        by_token[b] = req;
                 }
                 for (OwnerRequests *o = old_owners[i], *next; o; o = next) {
                         size_t b = owner_bucket(x, o->uid);
@@ -313,68 +313,68 @@ static int request_index_grow(RequestIndex *x) {
         return 0;
 }
 
-static int request_index_add(RequestIndex *x, Request *r, size_t n_requests) {
+static int request_index_add(RequestIndex *x, Request *req, size_t n_requests) {
         OwnerRequests *o;
         size_t b;
 
         if (n_requests > x->n_buckets)
                 (void) request_index_grow(x);   /* else longer chains: slower, still right */
-        o = owner_find(x, r->rec->owner);
+        o = owner_find(x, req->rec->owner);
         if (!o) {
                 o = calloc(1, sizeof(*o));
                 if (!o)
                         return -ENOMEM;
-                o->uid = r->rec->owner;
+                o->uid = req->rec->owner;
                 b = owner_bucket(x, o->uid);
                 o->next = x->owners[b];
                 x->owners[b] = o;
         }
-        b = id_bucket(x, r->rec->id);
-        r->by_id_next = x->by_id[b];
-        x->by_id[b] = r;
-        if (has_token(r)) {     /* no token: nothing looks it up by one (and one bucket would hold them all) */
-                b = token_bucket(x, r->rec->owner, r->rec->token);
-                r->by_token_next = x->by_token[b];
-                x->by_token[b] = r;
+        b = id_bucket(x, req->rec->id);
+        req->by_id_next = x->by_id[b];
+        x->by_id[b] = req;
+        if (has_token(req)) {     /* no token: nothing looks it up by one (and one bucket would hold them all) */
+                b = token_bucket(x, req->rec->owner, req->rec->token);
+                req->by_token_next = x->by_token[b];
+                x->by_token[b] = req;
         }
-        r->owner_prev = o->last;
-        r->owner_next = NULL;
+        req->owner_prev = o->last;
+        req->owner_next = NULL;
         if (o->last)
-                o->last->owner_next = r;
+                o->last->owner_next = req;
         else
-                o->first = r;
-        o->last = r;
+                o->first = req;
+        o->last = req;
         o->count++;
         return 0;
 }
 
-static void unlink_chain(Request **head, Request *r, size_t next_offset) {
+static void unlink_chain(Request **head, Request *req, size_t next_offset) {
         for (Request **p = head; *p; p = (Request **) ((char *) *p + next_offset))
-                if (*p == r) {
-                        *p = *(Request **) ((char *) r + next_offset);
+                if (*p == req) {
+                        *p = *(Request **) ((char *) req + next_offset);
                         return;
                 }
 }
 
-static void request_index_remove(RequestIndex *x, Request *r) {
-        OwnerRequests *o = owner_find(x, r->rec->owner);
+static void request_index_remove(RequestIndex *x, Request *req) {
+        OwnerRequests *o = owner_find(x, req->rec->owner);
 
-        unlink_chain(&x->by_id[id_bucket(x, r->rec->id)], r, offsetof(Request, by_id_next));
-        if (has_token(r))
-                unlink_chain(&x->by_token[token_bucket(x, r->rec->owner, r->rec->token)], r,
+        unlink_chain(&x->by_id[id_bucket(x, req->rec->id)], req, offsetof(Request, by_id_next));
+        if (has_token(req))
+                unlink_chain(&x->by_token[token_bucket(x, req->rec->owner, req->rec->token)], req,
                              offsetof(Request, by_token_next));
-        r->by_id_next = r->by_token_next = NULL;
+        req->by_id_next = req->by_token_next = NULL;
         if (!o)
                 return;
-        if (r->owner_prev)
-                r->owner_prev->owner_next = r->owner_next;
-        else if (o->first == r)
-                o->first = r->owner_next;
-        if (r->owner_next)
-                r->owner_next->owner_prev = r->owner_prev;
-        else if (o->last == r)
-                o->last = r->owner_prev;
-        r->owner_prev = r->owner_next = NULL;
+        if (req->owner_prev)
+                req->owner_prev->owner_next = req->owner_next;
+        else if (o->first == req)
+                o->first = req->owner_next;
+        if (req->owner_next)
+                req->owner_next->owner_prev = req->owner_prev;
+        else if (o->last == req)
+                o->last = req->owner_prev;
+        req->owner_prev = req->owner_next = NULL;
         if (--o->count == 0) {
                 for (OwnerRequests **p = &x->owners[owner_bucket(x, o->uid)]; *p; p = &(*p)->next)
                         if (*p == o) {
@@ -388,9 +388,9 @@ static void request_index_remove(RequestIndex *x, Request *r) {
 Request *manager_find_request(Manager *m, const char *id) {
         if (!m->index || !id)
                 return NULL;
-        for (Request *r = m->index->by_id[id_bucket(m->index, id)]; r; r = r->by_id_next)
-                if (strcmp(r->rec->id, id) == 0)
-                        return r;
+        for (Request *req = m->index->by_id[id_bucket(m->index, id)]; req; req = req->by_id_next)
+                if (strcmp(req->rec->id, id) == 0)
+                        return req;
         return NULL;
 }
 
@@ -410,34 +410,34 @@ unsigned manager_count_stored(Manager *m, uid_t uid) {
         return o ? o->count : 0;
 }
 
-/* r->rec is set: its id, owner and token are the keys. */
-int manager_add_request(Manager *m, Request *r) {
+/* req->rec is set: its id, owner and token are the keys. */
+int manager_add_request(Manager *m, Request *req) {
         Request **a;
-        int q;
+        int r;
 
         if (!m->index) {
-                q = request_index_new(&m->index);
-                if (q < 0)
-                        return q;
+                r = request_index_new(&m->index);
+                if (r < 0)
+                        return r;
         }
         a = realloc(m->requests, (m->n_requests + 1) * sizeof(*a));
         if (!a)
                 return -ENOMEM;
         m->requests = a;
-        q = request_index_add(m->index, r, m->n_requests + 1);
-        if (q < 0)
-                return q;
-        m->requests[m->n_requests++] = r;
-        r->manager = m;
+        r = request_index_add(m->index, req, m->n_requests + 1);
+        if (r < 0)
+                return r;
+        m->requests[m->n_requests++] = req;
+        req->manager = m;
         return 0;
 }
 
-void manager_drop_request(Manager *m, Request *r) {
+void manager_drop_request(Manager *m, Request *req) {
         for (size_t i = m->n_requests; i > 0; i--)      /* from the end: shutdown frees the last first */
-                if (m->requests[i - 1] == r) {
+                if (m->requests[i - 1] == req) {
                         memmove(m->requests + i - 1, m->requests + i, (m->n_requests - i) * sizeof(*m->requests));
                         m->n_requests--;
-                        request_index_remove(m->index, r);
+                        request_index_remove(m->index, req);
                         return;
                 }
 }
@@ -468,11 +468,11 @@ CaState *manager_find_ca_state(Manager *m, const char *name) {
 
 /* Hourly; more often when RetainFinished= is short, so it is kept to within a quarter. */
 static uint64_t prune_interval(Manager *m) {
-        uint64_t q = m->config->retain_finished_usec / 4;
+        uint64_t interval = m->config->retain_finished_usec / 4;
 
-        if (q < 15ULL * 1000000ULL)
-                q = 15ULL * 1000000ULL;
-        return q < HISTORY_PRUNE_INTERVAL_USEC ? q : HISTORY_PRUNE_INTERVAL_USEC;
+        if (interval < 15ULL * 1000000ULL)
+                interval = 15ULL * 1000000ULL;
+        return interval < HISTORY_PRUNE_INTERVAL_USEC ? interval : HISTORY_PRUNE_INTERVAL_USEC;
 }
 
 /* The enrollment history only needs to reach back over the longest MaxRequests window. */

@@ -24,9 +24,9 @@ typedef struct CaState CaState;
  * something changed. Any hook may be NULL; the core never calls the bus itself. */
 typedef struct ManagerHooks {
         /* A request's properties changed (committed, or to be written with the next commit). */
-        void (*request_changed)(Request *r);
+        void (*request_changed)(Request *req);
         /* A request is about to be freed (removed, forgotten, shutdown). */
-        void (*request_gone)(Request *r);
+        void (*request_gone)(Request *req);
         /* A CA's properties changed (what GetCACaps/GetCACert said, LastError). */
         void (*ca_changed)(CaState *ca);
         /* CredentialState/CredentialExpiry changed. */
@@ -102,8 +102,8 @@ Request *manager_token_bucket(Manager *m, uid_t owner, const char *token);
 /* The requests of owner, the one made first first (follow owner_next); NULL when none. */
 Request *manager_owned_requests(Manager *m, uid_t owner);
 CaState *manager_find_ca_state(Manager *m, const char *name);
-int manager_add_request(Manager *m, Request *r);
-void manager_drop_request(Manager *m, Request *r);
+int manager_add_request(Manager *m, Request *req);
+void manager_drop_request(Manager *m, Request *req);
 
 void manager_notify_ca_changed(CaState *ca);
 void manager_notify_credentials_changed(Manager *m);
