@@ -185,19 +185,18 @@ static void audit_outcome(Request *req, int level, const char *decision) {
 /* ---- life ---- */
 
 int request_add(Manager *m, StoreRequest *rec, Request **ret) {
-        Request *req = calloc(1, sizeof(*req));
+        _cleanup_free_ Request *req = calloc(1, sizeof(*req));
         int r;
 
         if (!req)
                 return -ENOMEM;
-        req->rec = rec;           /* its id, owner and token index it */
+        req->rec = rec;         /* its id, owner and token index it */
         r = manager_add_request(m, req);
-        if (r < 0) {
-                free(req);
+        if (r < 0)
                 return r;
-        }
+        Request *added = TAKE_PTR(req);         /* the manager's now */
         if (ret)
-                *ret = req;
+                *ret = added;
         return 0;
 }
 
@@ -224,8 +223,9 @@ Request *request_free(Request *req) {
 }
 
 int request_scrub_csr(Request *req) {
-        X509_REQ *csr = NULL;
-        char *pem = NULL;
+        _cleanup_(scep_csr_freep) X509_REQ *csr = NULL;         /* wipes the challenge */
+        _cleanup_free_ char *pem = NULL;
+        char *old;
         int r;
 
         /* Journals written by older versions kept a PENDING request's CSR whole, one-time
@@ -235,31 +235,30 @@ int request_scrub_csr(Request *req) {
                 return 0;
         if (scep_csr_from_pem(req->rec->csr, &csr) < 0)
                 return 0;       /* the next poll says it does not parse */
-        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0) {
-                X509_REQ_free(csr);
+        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0)
                 return 0;
-        }
         /* To sign it again; without the key the signature just stops matching, which CertPoll
          * does not look at. Kept in req->key, which the next poll needs anyway. */
         if (req->rec->key_available && !req->key)
                 (void) request_load_key(req);
         r = scep_csr_strip_challenge(csr, req->key);
-        if (r >= 0)
-                r = scep_csr_to_pem(csr, &pem);
-        scep_csr_free(csr);
-        if (r >= 0) {
-                char *old = req->rec->csr;
-                req->rec->csr = pem;
-                r = store_request_update(req->manager->store, req->rec);
-                if (r < 0) {
-                        req->rec->csr = old;
-                        free(pem);
-                } else
-                        secret_erase_and_free_string(old);
-        }
         if (r < 0)
-                return log_warning_errno(r, "Request %s: cannot remove the challenge password from its "
-                                         "stored CSR: %m", req->rec->id);
+                return log_warning_errno(r, "Request %s: cannot take the challenge password out of its stored "
+                                         "CSR: %m", req->rec->id);
+        r = scep_csr_to_pem(csr, &pem);
+        if (r < 0)
+                return log_warning_errno(r, "Request %s: cannot encode its CSR without the challenge password: %m",
+                                         req->rec->id);
+        old = req->rec->csr;
+        req->rec->csr = pem;
+        r = store_request_update(req->manager->store, req->rec);
+        if (r < 0) {
+                req->rec->csr = old;
+                return log_warning_errno(r, "Request %s: cannot write its CSR without the challenge password to "
+                                         "%s: %m", req->rec->id, store_path(req->manager->store));
+        }
+        TAKE_PTR(pem);          /* req->rec->csr */
+        secret_erase_and_free_string(old);
         log_info("Request %s: removed the challenge password an older version had stored with its CSR.",
                  req->rec->id);
         return 1;
@@ -277,34 +276,37 @@ typedef struct EnrollOp {
 } EnrollOp;
 
 static void on_enroll_durable(int error, void *userdata) {
-        EnrollOp *op = userdata;
+        _cleanup_free_ EnrollOp *op = userdata;
         Manager *m = op->manager;
         Request *req = manager_find_request(m, op->id);
 
         assert(op->done);
 
-        if (error < 0 && op->no_start)
+        if (error < 0 && op->no_start) {
                 op->done(NULL, error, op->userdata);
-        else if (error < 0) {
+                return;
+        }
+        if (error < 0) {
                 log_error_errno(error, "Cannot make request %s durable in %s: %m", op->id, store_path(m->store));
                 if (req) {
                         (void) store_request_delete(m->store, req->rec->id);
                         request_free(req);
                 }
                 op->done(NULL, error, op->userdata);
-        } else if (!req)
-                op->done(NULL, -ENOENT, op->userdata);
-        else {
-                op->done(req, 0, op->userdata);
-                if (!m->stopping && !op->no_start)
-                        (void) engine_request_start(req);
+                return;
         }
-        free(op);
+        if (!req) {
+                op->done(NULL, -ENOENT, op->userdata);
+                return;
+        }
+        op->done(req, 0, op->userdata);
+        if (!m->stopping && !op->no_start)
+                (void) engine_request_start(req);
 }
 
 static int record_from_decision(uid_t owner, const char *snapshot, const CbDecision *d, bool renew,
                                 const char *token, StoreRequest **ret) {
-        StoreRequest *rec = calloc(1, sizeof(*rec));
+        _cleanup_(store_request_freep) StoreRequest *rec = calloc(1, sizeof(*rec));
         int r;
 
         if (!rec)
@@ -316,75 +318,67 @@ static int record_from_decision(uid_t owner, const char *snapshot, const CbDecis
         rec->label = strdup(d->label ?: "");
         rec->token = strdup(token ?: "");
         r = cb_subject_format(d->subject, &rec->subject);
-        if (r < 0) {
-                store_request_free(rec);
+        if (r < 0)
                 return r;
-        }
         rec->names = calloc(d->n_names + 1, sizeof(char *));
         for (size_t i = 0; rec->names && i < d->n_names; i++)
-                if (!(rec->names[i] = strdup(d->names[i]))) {
-                        store_request_free(rec);
+                if (!(rec->names[i] = strdup(d->names[i])))
                         return -ENOMEM;
-                }
         rec->key = strdup(cb_key_type_to_string(d->key));
         rec->usage = strdup(cb_usage_to_string(d->usage));
-        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage || !rec->token) {
-                store_request_free(rec);
+        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage || !rec->token)
                 return -ENOMEM;
-        }
         rec->state = REQUEST_QUEUED;
         rec->created = rec->updated = now_usec();
-        *ret = rec;
+        *ret = TAKE_PTR(rec);
         return 0;
 }
 
 int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const CbDecision *d, bool renew,
                    const char *token, RequestEnrolled done, void *userdata, Request **ret) {
-        StoreRequest *rec = NULL;
-        EVP_PKEY *key = NULL;
-        CbSecret *key_pem = NULL;
+        _cleanup_(store_request_freep) StoreRequest *rec = NULL;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
+        _cleanup_(secret_freep) CbSecret *key_pem = NULL;
+        _cleanup_free_ EnrollOp *op = NULL;
         Request *req = NULL;
-        EnrollOp *op = NULL;
         int r;
 
         r = record_from_decision(owner, caller_snapshot, d, renew, token, &rec);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot make the record of a new request: %m");
 
         /* Durable before the reply; a key from the pool goes into the same transaction. */
         manager_take_pool_key(m, rec->key, &key, &key_pem);
         r = store_request_insert(m->store, rec, key_pem);
-        secret_free(key_pem);
-        if (r < 0) {
-                EVP_PKEY_free(key);
-                store_request_free(rec);
+        key_pem = secret_free(key_pem);
+        if (r < 0)
                 return log_error_errno(r, "Cannot record a new request in %s: %m", store_path(m->store));
-        }
         rec->key_available = key != NULL;
         r = request_add(m, rec, &req);
         if (r < 0) {
                 (void) store_request_delete(m->store, rec->id);
-                EVP_PKEY_free(key);
-                store_request_free(rec);
-                return r;
+                return log_error_errno(r, "Cannot add the new request %s to the broker's index: %m", rec->id);
         }
-        req->key = key;
+        TAKE_PTR(rec);          /* req's now */
+        req->key = TAKE_PTR(key);
 
         /* The reply (and the engine) wait for the journal's fsync, which the loop does not
          * wait for. */
         op = calloc(1, sizeof(*op));
-        if (op) {
-                *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata };
-                memcpy(op->id, rec->id, sizeof op->id);
-                r = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
-        } else
+        if (!op)
                 r = -ENOMEM;
+        else {
+                *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata };
+                memcpy(op->id, req->rec->id, sizeof op->id);
+                r = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
+        }
         if (r < 0) {
-                free(op);
-                (void) store_request_delete(m->store, rec->id);
+                log_error_errno(r, "Cannot wait for the new request %s to reach the disk: %m", req->rec->id);
+                (void) store_request_delete(m->store, req->rec->id);
                 request_free(req);
                 return r;
         }
+        TAKE_PTR(op);           /* on_enroll_durable() frees it */
         *ret = req;
         return 0;
 }
@@ -414,7 +408,7 @@ static bool names_equal(char *const *a, char *const *b) {
 
 int request_differs(const Request *req, const CbDecision *d, bool ca_given, bool key_given, bool renew,
                     const char **ret_field) {
-        StoreRequest *rec = NULL;
+        _cleanup_(store_request_freep) StoreRequest *rec = NULL;
         const char *field = NULL;
         int r;
 
@@ -435,13 +429,12 @@ int request_differs(const Request *req, const CbDecision *d, bool ca_given, bool
                 field = "label";
         else if (rec->renew != req->rec->renew)
                 field = "renew";        /* also after StopRenewal: that chain is no longer kept valid */
-        store_request_free(rec);
         *ret_field = field;
         return field != NULL;
 }
 
 int request_when_durable(Request *req, RequestEnrolled done, void *userdata) {
-        EnrollOp *op = calloc(1, sizeof(*op));
+        _cleanup_free_ EnrollOp *op = calloc(1, sizeof(*op));
         int r;
 
         if (!op)
@@ -450,13 +443,14 @@ int request_when_durable(Request *req, RequestEnrolled done, void *userdata) {
         memcpy(op->id, req->rec->id, sizeof op->id);
         r = journal_sync_request(req->manager->journal_sync, on_enroll_durable, op, NULL);
         if (r < 0)
-                free(op);
-        return r;
+                return r;
+        TAKE_PTR(op);           /* on_enroll_durable() frees it */
+        return 0;
 }
 
 int request_decide_again(Request *req, bool nss_groups, CbDecision *ret) {
         const StoreRequest *rec = req->rec;
-        Caller c = {};
+        _cleanup_(caller_done) Caller c = {};
         CbCaller cb;
         size_t n = 0;
         int r;
@@ -471,9 +465,7 @@ int request_decide_again(Request *req, bool nss_groups, CbDecision *ret) {
                 .ca = rec->ca, .subject = rec->subject, .names = (const char *const *) rec->names, .n_names = n,
                 .key = rec->key, .usage = rec->usage, .label = rec->label,
         };
-        r = cb_policy_decide(req->manager->config, &cb, &spec, NULL, ret);
-        caller_done(&c);
-        return r;
+        return cb_policy_decide(req->manager->config, &cb, &spec, NULL, ret);
 }
 
 static int delete_and_free(Request *req, const char *decision, const char *why);
@@ -530,10 +522,11 @@ unsigned request_make_room(Manager *m, uid_t owner, const char *for_id) {
 }
 
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
+        _cleanup_(store_request_freep) StoreRequest *owned = rec;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
+        _cleanup_(secret_freep) CbSecret *key_pem = NULL;
         Manager *m = pred->manager;
         StoreRequest *p = pred->rec;
-        EVP_PKEY *key = NULL;
-        CbSecret *key_pem = NULL;
         Request *req = NULL;
         int r;
 
@@ -543,25 +536,18 @@ int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
         if (rec->state == REQUEST_QUEUED)
                 manager_take_pool_key(m, rec->key, &key, &key_pem);
         r = store_request_insert_successor(m->store, p->id, rec, key_pem);
-        secret_free(key_pem);
-        if (r < 0) {
-                EVP_PKEY_free(key);
-                store_request_free(rec);
+        key_pem = secret_free(key_pem);
+        if (r < 0)
                 return log_error_errno(r, "Request %s: cannot record its successor in %s: %m", p->id,
                                        store_path(m->store));
-        }
         set_string(&p->successor, rec->id);
         rec->key_available = key != NULL;
         r = request_add(m, rec, &req);
-        if (r < 0) {
-                /* Recorded: it comes back at the next start. */
-                EVP_PKEY_free(key);
-                log_error_errno(r, "Request %s: its successor %s is recorded but cannot be run now: %m", p->id,
-                                rec->id);
-                store_request_free(rec);
-                return r;
-        }
-        req->key = key;
+        if (r < 0)      /* recorded: it comes back at the next start */
+                return log_error_errno(r, "Request %s: its successor %s is recorded but cannot be run now: %m",
+                                       p->id, rec->id);
+        TAKE_PTR(owned);        /* req's now */
+        req->key = TAKE_PTR(key);
         request_notify(pred);
         *ret = req;
         return 0;
@@ -782,33 +768,34 @@ void request_attempt_failed_errno(Request *req, int error, const char *what) {
 }
 
 int request_keep_key(Request *req, EVP_PKEY *key) {
-        CbSecret *pem = NULL;
+        _cleanup_(secret_freep) CbSecret *pem = NULL;
         int r;
 
         EVP_PKEY_free(req->key);
         req->key = key;
         r = key_export_pkcs8_pem(req->key, &pem);
-        if (r >= 0)
-                r = store_key_set(req->manager->store, req->rec->id, pem);
-        secret_free(pem);
-        if (r >= 0)
-                req->rec->key_available = true;
-        return r;
+        if (r < 0)
+                return r;
+        r = store_key_set(req->manager->store, req->rec->id, pem);
+        if (r < 0)
+                return r;
+        req->rec->key_available = true;
+        return 0;
 }
 
 int request_load_key(Request *req) {
-        CbSecret *pem = NULL;
-        EVP_PKEY *key = NULL;
+        _cleanup_(secret_freep) CbSecret *pem = NULL;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
         int r;
 
         r = store_key_get(req->manager->store, req->rec->id, &pem);
-        if (r >= 0)
-                r = key_import_pkcs8_pem(pem, &key);
-        secret_free(pem);
+        if (r < 0)
+                return r;
+        r = key_import_pkcs8_pem(pem, &key);
         if (r < 0)
                 return r;
         EVP_PKEY_free(req->key);
-        req->key = key;
+        req->key = TAKE_PTR(key);
         return 0;
 }
 
@@ -898,6 +885,22 @@ int request_cancel(Request *req) {
         return r < 0 ? r : 0;
 }
 
+/* What a store call on req's key answered (r): -ENOKEY as it is (the key is gone: *flag, the
+ * availability it relied on, is cleared), any other failure logged ("cannot <what>") and -EIO
+ * (the store's own errno values mean nothing to the caller), success as it is. */
+static int key_store_result(Request *req, int r, bool *flag, const char *what) {
+        if (r == -ENOKEY) {
+                *flag = false;
+                return r;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Request %s: cannot %s in %s: %m", req->rec->id, what,
+                                store_path(req->manager->store));
+                return -EIO;
+        }
+        return r;
+}
+
 int request_take_key(Request *req, CbSecret **ret_pem) {
         int r;
 
@@ -905,16 +908,10 @@ int request_take_key(Request *req, CbSecret **ret_pem) {
                 return -EBUSY;
         if (!req->rec->key_available)
                 return -ENOKEY;
-        r = store_key_take(req->manager->store, req->rec->id, ret_pem);
-        if (r == -ENOKEY) {
-                req->rec->key_available = false;
+        r = key_store_result(req, store_key_take(req->manager->store, req->rec->id, ret_pem),
+                             &req->rec->key_available, "read its key");
+        if (r < 0)
                 return r;
-        }
-        if (r < 0) {    /* the store's own errno values mean nothing to the caller */
-                log_error_errno(r, "Request %s: cannot read its key from %s: %m", req->rec->id,
-                                store_path(req->manager->store));
-                return -EIO;
-        }
         req->rec->key_available = false;
         EVP_PKEY_free(req->key);
         req->key = NULL;
@@ -936,16 +933,11 @@ int request_take_key_sealed(Request *req, const uint8_t *recipient, size_t recip
                 return -EINVAL;
         if (req->rec->key_sealed) {
                 /* Sealed before: the same copy again, to the same receiver only. */
-                r = store_key_sealed_get(req->manager->store, req->rec->id, stored, ret_box, ret_size);
-                if (r == -ENOKEY)
-                        req->rec->key_sealed = false;
-                if (r == -ENOKEY)
+                r = key_store_result(req, store_key_sealed_get(req->manager->store, req->rec->id, stored, ret_box,
+                                                               ret_size),
+                                     &req->rec->key_sealed, "read its sealed key");
+                if (r < 0)
                         return r;
-                if (r < 0) {    /* the store's own errno values mean nothing to the caller */
-                        log_error_errno(r, "Request %s: cannot read its sealed key from %s: %m", req->rec->id,
-                                        store_path(req->manager->store));
-                        return -EIO;
-                }
                 if (sodium_memcmp(stored, recipient, STORE_SEAL_RECIPIENT_LEN) != 0) {
                         free(*ret_box);
                         *ret_box = NULL;
@@ -957,17 +949,11 @@ int request_take_key_sealed(Request *req, const uint8_t *recipient, size_t recip
         if (!req->rec->key_available)
                 return -ENOKEY;
         r = store_key_seal(req->manager->store, req->rec->id, recipient, ret_box, ret_size);
-        if (r == -ENOKEY) {
-                req->rec->key_available = false;
-                return r;
-        }
         if (r == -EDOM)
                 return r;       /* libsodium refused the public key */
-        if (r < 0) {
-                log_error_errno(r, "Request %s: cannot seal its key in %s: %m", req->rec->id,
-                                store_path(req->manager->store));
-                return -EIO;
-        }
+        r = key_store_result(req, r, &req->rec->key_available, "seal its key");
+        if (r < 0)
+                return r;
         req->rec->key_available = false;
         req->rec->key_sealed = true;
         EVP_PKEY_free(req->key);
