@@ -86,6 +86,7 @@ void manager_start(Manager *m);
  * (EXIT_FAILURE: the bus connection was lost), or a negative errno. */
 int manager_run(Manager *m);
 Manager *manager_free(Manager *m);
+DEFINE_POINTER_CLEANUP(Manager, manager_free)
 
 /* Reads and parses the configuration directory. On a configuration error returns -EINVAL and
  * a malloc()ed "FILE:LINE: message" in *ret_message. */
