@@ -252,8 +252,9 @@ static char **strv_copy(char **v) {
 }
 
 static int make_successor(Request *pred) {
-        StoreRequest *p = pred->rec, *rec = NULL;
-        CbDecision d = {};
+        _cleanup_(store_request_freep) StoreRequest *rec = NULL;
+        _cleanup_(cb_decision_done) CbDecision d = {};
+        StoreRequest *p = pred->rec;
         Request *req = NULL;
         BrokerError err = BROKER_ERROR_NONE;
         char msg[2048];
@@ -269,10 +270,8 @@ static int make_successor(Request *pred) {
                                        (unsigned) p->owner);
 
         rec = calloc(1, sizeof(*rec));
-        if (!rec) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!rec)
+                return log_error_errno(ENOMEM, "Request %s: cannot make the record of its successor: %m", p->id);
         rec->owner = p->owner;
         rec->renew = true;
         rec->ca = strdup(p->ca ?: "");
@@ -285,10 +284,9 @@ static int make_successor(Request *pred) {
         rec->predecessor = strdup(p->id);
         rec->token = strdup(p->token ?: "");    /* Enroll with it finds the chain */
         if (!rec->ca || !rec->label || !rec->subject || !rec->names || !rec->key || !rec->usage || !rec->caller ||
-            !rec->predecessor || !rec->token) {
-                r = -ENOMEM;
-                goto finish;
-        }
+            !rec->predecessor || !rec->token)
+                return log_error_errno(ENOMEM, "Request %s: cannot copy its parameters to its successor: %m",
+                                       p->id);
         rec->created = rec->updated = now_usec();
         if (d.allowed)
                 rec->state = REQUEST_QUEUED;    /* a key from the pool goes in with it */
@@ -303,7 +301,7 @@ static int make_successor(Request *pred) {
         }
         r = request_add_successor(pred, TAKE_PTR(rec), &req);
         if (r < 0)
-                goto finish;
+                return r;       /* request_add_successor() said why */
         test_kill_point("renewal-inserted");
         log_audit(d.allowed ? LOG_INFO : LOG_WARNING,
                   &(AuditRecord) { .request = req->rec->id, .uid = p->owner, .rule = d.rule,
@@ -316,11 +314,7 @@ static int make_successor(Request *pred) {
         else
                 request_notify(req);    /* recorded failed with the insert: only announced */
         test_kill_point("renewal-started");
-        r = 0;
-finish:
-        store_request_free(rec);
-        cb_decision_done(&d);
-        return r;
+        return 0;
 }
 
 int renewal_stop(Request *req) {
