@@ -252,8 +252,10 @@ static RequestIndex *request_index_free(RequestIndex *x) {
         return NULL;
 }
 
+DEFINE_POINTER_CLEANUP(RequestIndex, request_index_free)
+
 static int request_index_new(RequestIndex **ret) {
-        RequestIndex *x = calloc(1, sizeof(*x));
+        _cleanup_(request_index_freep) RequestIndex *x = calloc(1, sizeof(*x));
 
         if (!x)
                 return -ENOMEM;
@@ -262,56 +264,47 @@ static int request_index_new(RequestIndex **ret) {
         x->by_id = calloc(x->n_buckets, sizeof(Request *));
         x->by_token = calloc(x->n_buckets, sizeof(Request *));
         x->owners = calloc(x->n_buckets, sizeof(OwnerRequests *));
-        if (!x->by_id || !x->by_token || !x->owners) {
-                request_index_free(x);
+        if (!x->by_id || !x->by_token || !x->owners)
                 return -ENOMEM;
-        }
-        *ret = x;
+        *ret = TAKE_PTR(x);
         return 0;
 }
 
 /* Twice as many buckets, everything moved (the owners' lists stay as they are). */
 static int request_index_grow(RequestIndex *x) {
-        size_t n = x->n_buckets * 2;
-        Request **by_id = calloc(n, sizeof(Request *)), **by_token = calloc(n, sizeof(Request *));
-        OwnerRequests **owners = calloc(n, sizeof(OwnerRequests *));
-        Request **old_id = x->by_id, **old_token = x->by_token;
-        OwnerRequests **old_owners = x->owners;
-        size_t old_n = x->n_buckets;
+        size_t old_n = x->n_buckets, n = old_n * 2;
+        _cleanup_free_ Request **by_id = calloc(n, sizeof(Request *)), **by_token = calloc(n, sizeof(Request *));
+        _cleanup_free_ OwnerRequests **owners = calloc(n, sizeof(OwnerRequests *));
 
-        if (!by_id || !by_token || !owners) {
-                free(by_id);
-                free(by_token);
-                free(owners);
+        if (!by_id || !by_token || !owners)
                 return -ENOMEM;
-        }
-        x->n_buckets = n;
-        x->by_id = by_id;
-        x->by_token = by_token;
-        x->owners = owners;
+        x->n_buckets = n;               /* the buckets below are of the new tables */
         for (size_t i = 0; i < old_n; i++) {
-                for (Request *req = old_id[i], *next; req; req = next) {
+                for (Request *req = x->by_id[i], *next; req; req = next) {
                         size_t b = id_bucket(x, req->rec->id);
                         next = req->by_id_next;
                         req->by_id_next = by_id[b];
                         by_id[b] = req;
                 }
-                for (Request *req = old_token[i], *next; req; req = next) {
+                for (Request *req = x->by_token[i], *next; req; req = next) {
                         size_t b = token_bucket(x, req->rec->owner, req->rec->token);
                         next = req->by_token_next;
                         req->by_token_next = by_token[b];
                         by_token[b] = req;
                 }
-                for (OwnerRequests *o = old_owners[i], *next; o; o = next) {
+                for (OwnerRequests *o = x->owners[i], *next; o; o = next) {
                         size_t b = owner_bucket(x, o->uid);
                         next = o->next;
                         o->next = owners[b];
                         owners[b] = o;
                 }
         }
-        free(old_id);
-        free(old_token);
-        free(old_owners);
+        free(x->by_id);
+        x->by_id = TAKE_PTR(by_id);
+        free(x->by_token);
+        x->by_token = TAKE_PTR(by_token);
+        free(x->owners);
+        x->owners = TAKE_PTR(owners);
         return 0;
 }
 
@@ -630,7 +623,7 @@ static int manager_decide_again(Request *req, const char *when) {
                 return r;       /* kept as it is, decided again later */
         if (!d.allowed) {
                 BrokerError err = broker_error_from_decision(d.result);
-                char *msg = NULL;
+                _cleanup_free_ char *msg = NULL;
                 if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
                              when, d.reason ?: "denied") < 0)
                         msg = NULL;
@@ -642,7 +635,6 @@ static int manager_decide_again(Request *req, const char *when) {
                 req->decision_due = req->start_when_decided = false;
                 request_end(req, REQUEST_FAILED, err, NULL,
                             msg ?: "The policy no longer allows this request.");
-                free(msg);
         }
         cb_decision_done(&d);
         return 1;
