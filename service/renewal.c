@@ -61,13 +61,14 @@ void renewal_on_issued(Request *req, const CbCa *ca) {
                 rec->renew_at = 1;
 }
 
-static Request *find(Manager *m, const char *id) {
+/* The predecessor or successor named by id (empty: none), if it is still kept. */
+static Request *find_linked(Manager *m, const char *id) {
         return !empty(id) ? manager_find_request(m, id) : NULL;
 }
 
 void renewal_key_on_issued(Request *req, const CbCa *ca) {
         StoreRequest *rec = req->rec;
-        Request *pred = find(req->manager, rec->predecessor);
+        Request *pred = find_linked(req->manager, rec->predecessor);
         int r;
 
         /* The successor is issued: the predecessor's key has served its only purpose. */
@@ -101,7 +102,7 @@ void renewal_key_erase(Request *req, const char *why) {
 }
 
 static bool successor_issued(Request *req) {
-        Request *s = find(req->manager, req->rec->successor);
+        Request *s = find_linked(req->manager, req->rec->successor);
         return s && s->rec->state == REQUEST_ISSUED;
 }
 
@@ -125,7 +126,7 @@ static void check_warnings(Request *req, uint64_t now) {
                 /* The most urgent threshold passed counts for the ones before it too. */
                 for (size_t j = i; j < sizeof t / sizeof t[0]; j++)
                         rec->renew_warned |= t[j].bit;
-                Request *s = find(req->manager, rec->successor);
+                Request *s = find_linked(req->manager, rec->successor);
                 log_audit(LOG_WARNING, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
                                                         .decision = "expiry-warning", .ca = rec->ca,
                                                         .error = s ? s->rec->error : NULL },
@@ -228,7 +229,7 @@ void renewal_schedule(Request *req) {
 }
 
 void renewal_successor_changed(Request *successor) {
-        Request *pred = find(successor->manager, successor->rec->predecessor);
+        Request *pred = find_linked(successor->manager, successor->rec->predecessor);
 
         if (pred)
                 renewal_schedule(pred);
@@ -335,7 +336,7 @@ bool renewal_keeps(Manager *m, Request *req) {
 
         if (!req->rec->renew || req->rec->state != REQUEST_ISSUED)
                 return false;
-        s = find(m, req->rec->successor);
+        s = find_linked(m, req->rec->successor);
         /* The end of the chain, or one whose successor has not made it. */
         return !s || s->rec->state != REQUEST_ISSUED;
 }
