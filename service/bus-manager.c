@@ -641,18 +641,22 @@ int bus_manager_attach(Manager *m, sd_bus *bus) {
         m->hooks = &bus_hooks;
         r = caller_registry_new(&m->callers);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot create the registry of callers: %m");
         caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
         r = bus_polkit_registry_new(&m->polkit);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot create the registry of polkit queries: %m");
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot register the object %s on the bus: %m", CB_MANAGER_PATH);
         r = bus_request_register(m);
         if (r < 0)
-                return r;
-        return bus_ca_register(m);
+                return log_error_errno(r, "Cannot register the request objects under %s on the bus: %m",
+                                       CB_REQUEST_PREFIX);
+        r = bus_ca_register(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register the CA objects under %s on the bus: %m", CB_CA_PREFIX);
+        return 0;
 }
 
 /* The connection to the bus is gone (the bus daemon stopped, or closed it): without it the
@@ -677,7 +681,7 @@ int bus_manager_connect(Manager *m) {
                 return log_error_errno(r, "Cannot connect to the system bus: %m");
         r = bus_manager_attach(m, bus);
         if (r < 0)
-                return log_error_errno(r, "Cannot register the broker's objects on the bus: %m");
+                return r;       /* bus_manager_attach() said which step failed */
         /* Every caller's departure through one match (caller.h), installed before any call
          * is dispatched. */
         r = caller_registry_attach(m->callers, m->bus);
