@@ -108,54 +108,34 @@ static int get_challenge(sd_bus *bus, const char *path, const char *interface, c
         return bus_append_text(reply, c ? cb_challenge_mode_to_string(c->challenge) : NULL);
 }
 
+static int append_capability(sd_bus_message *reply, size_t i, void *userdata) {
+        const CaState *ca = userdata;
+
+        return bus_append_text(reply, ca->capabilities[i]);
+}
+
 static int get_capabilities(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         CaState *ca = userdata;
+
+        return bus_append_array(reply, "s", ca->n_capabilities, append_capability, ca);
+}
+
+/* A Check step as (sss): step, result, detail; texts from servers escaped (bus_append_text()). */
+static int append_check_row(sd_bus_message *reply, size_t i, void *userdata) {
+        const CheckRow *row = (const CheckRow *) userdata + i;
+        const char *texts[] = { row->step, row->result, row->detail };
         int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "s");
+        r = sd_bus_message_open_container(reply, 'r', "sss");
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < ca->n_capabilities; i++) {
-                r = bus_append_text(reply, ca->capabilities[i]);
+        for (size_t j = 0; j < ELEMENTSOF(texts); j++) {
+                r = bus_append_text(reply, texts[j]);
                 if (r < 0)
                         return r;
         }
         return sd_bus_message_close_container(reply);
-}
-
-static int check_reply_build(sd_bus_message *call, const CheckRow *rows, size_t n_rows, sd_bus_message **ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        int r;
-
-        r = sd_bus_message_new_method_return(call, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(sss)");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n_rows; i++) {
-                r = sd_bus_message_open_container(reply, 'r', "sss");
-                if (r < 0)
-                        return r;
-                r = bus_append_text(reply, rows[i].step);
-                if (r < 0)
-                        return r;
-                r = bus_append_text(reply, rows[i].result);
-                if (r < 0)
-                        return r;
-                r = bus_append_text(reply, rows[i].detail);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_close_container(reply);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(reply);
-        return 0;
 }
 
 /* The Check's steps, as the a(sss) reply; rows NULL: dropped unanswered (shutdown). */
@@ -168,7 +148,7 @@ static void on_check_complete(const CheckRow *rows, size_t n_rows, void *userdat
                 pending_reply_drop(p);
                 return;
         }
-        r = check_reply_build(p->call, rows, n_rows, &reply);
+        r = bus_reply_array_new(p->call, "(sss)", n_rows, append_check_row, (void *) rows, &reply);
         if (r < 0) {
                 (void) pending_reply_errno(p, -r, "Cannot build the Check() reply: %s", strerror(-r));
                 return;
@@ -299,19 +279,11 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
 static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         CaState *ca = userdata;
-        uid_t uid;
         int r;
 
-        r = caller_uid_from_message(ca->manager->callers, msg, &uid);
-        if (r < 0)
-                return bus_caller_error(ca->manager, error, r);
-        if (uid != 0) {
-                r = bus_polkit_authorize(ca->manager, msg, CB_POLKIT_ACTION_RELOAD, "refresh a CA", error);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return 1;       /* deferred */
-        }
+        r = bus_authorize_root_or_polkit(ca->manager, msg, CB_POLKIT_ACTION_RELOAD, "refresh a CA", NULL, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;   /* refused, or deferred */
         r = engine_ca_refresh(ca->manager, ca);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot start refreshing CA '%s': %m", ca->name);
@@ -325,23 +297,18 @@ static int get_install_trust(sd_bus *bus, const char *path, const char *interfac
         return sd_bus_message_append(reply, "b", c && c->install_trust);
 }
 
+static int append_trust_anchor(sd_bus_message *reply, size_t i, void *userdata) {
+        const TrustAnchor *a = (const TrustAnchor *) userdata + i;
+
+        return sd_bus_message_append(reply, "(sbs)", a->fingerprint, a->authenticated, a->pem);
+}
+
 static int trust_reply_build(sd_bus_message *call, const TrustAnchor *a, size_t n, const char *note,
                              sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
-        r = sd_bus_message_new_method_return(call, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(sbs)");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                r = sd_bus_message_append(reply, "(sbs)", a[i].fingerprint, a[i].authenticated, a[i].pem);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(reply);
+        r = bus_reply_array_new(call, "(sbs)", n, append_trust_anchor, (void *) a, &reply);
         if (r < 0)
                 return r;
         r = sd_bus_message_append(reply, "s", note);

@@ -419,45 +419,33 @@ static int method_check_access(sd_bus_message *msg, void *userdata, sd_bus_error
 /* The requests as a(sso) (id, state, path), or a(ssou) with the owner; only owner's unless
  * it is UID_INVALID. */
 #define UID_INVALID ((uid_t) -1)
-static int reply_requests(Manager *m, sd_bus_message *msg, uid_t owner, bool with_owner) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *row = with_owner ? "ssou" : "sso";
+typedef struct RequestRows {
+        Manager *manager;
+        uid_t owner;
+        bool with_owner;
+} RequestRows;
+
+static int append_request_row(sd_bus_message *reply, size_t i, void *userdata) {
+        const RequestRows *rows = userdata;
+        const StoreRequest *rec = rows->manager->requests[i]->rec;
+        _cleanup_(freep) char *path = NULL;
         int r;
 
-        r = sd_bus_message_new_method_return(msg, &reply);
+        if (rows->owner != UID_INVALID && rec->owner != rows->owner)
+                return 0;
+        r = bus_request_path(rec->id, &path);
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'a', with_owner ? "(ssou)" : "(sso)");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < m->n_requests; i++) {
-                const StoreRequest *rec = m->requests[i]->rec;
-                _cleanup_(freep) char *path = NULL;
+        if (rows->with_owner)
+                return sd_bus_message_append(reply, "(ssou)", rec->id, request_state_to_string(rec->state), path,
+                                             (uint32_t) rec->owner);
+        return sd_bus_message_append(reply, "(sso)", rec->id, request_state_to_string(rec->state), path);
+}
 
-                if (owner != UID_INVALID && rec->owner != owner)
-                        continue;
-                r = bus_request_path(rec->id, &path);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_open_container(reply, 'r', row);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_append(reply, "sso", rec->id, request_state_to_string(rec->state), path);
-                if (r < 0)
-                        return r;
-                if (with_owner) {
-                        r = sd_bus_message_append(reply, "u", (uint32_t) rec->owner);
-                        if (r < 0)
-                                return r;
-                }
-                r = sd_bus_message_close_container(reply);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+static int reply_requests(Manager *m, sd_bus_message *msg, uid_t owner, bool with_owner) {
+        RequestRows rows = { .manager = m, .owner = owner, .with_owner = with_owner };
+
+        return bus_reply_array(msg, with_owner ? "(ssou)" : "(sso)", m->n_requests, append_request_row, &rows);
 }
 
 /* The caller's requests (root: every request). */
@@ -476,47 +464,29 @@ static int method_list_requests(sd_bus_message *msg, void *userdata, sd_bus_erro
  * later: the call is then dispatched again). */
 static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        uid_t uid;
         int r;
 
-        r = caller_uid_from_message(m->callers, msg, &uid);
-        if (r < 0)
-                return bus_caller_error(m, error, r);
-        if (uid != 0) {
-                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", error);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return 1;       /* deferred */
-        }
+        r = bus_authorize_root_or_polkit(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", NULL, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;   /* refused, or deferred */
         return reply_requests(m, msg, UID_INVALID, true);
 }
 
-static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Manager *m = userdata;
+static int append_ca_row(sd_bus_message *reply, size_t i, void *userdata) {
+        const CbConfig *config = userdata;
+        _cleanup_(freep) char *path = NULL;
         int r;
 
-        r = sd_bus_message_new_method_return(msg, &reply);
+        r = sd_bus_path_encode(CB_CA_PREFIX, config->cas[i].name, &path);
         if (r < 0)
                 return r;
-        r = sd_bus_message_open_container(reply, 'a', "(so)");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < m->config->n_cas; i++) {
-                _cleanup_(freep) char *path = NULL;
+        return sd_bus_message_append(reply, "(so)", config->cas[i].name, path);
+}
 
-                r = sd_bus_path_encode(CB_CA_PREFIX, m->config->cas[i].name, &path);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_append(reply, "(so)", m->config->cas[i].name, path);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+static int method_list_cas(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return bus_reply_array(msg, "(so)", m->config->n_cas, append_ca_row, m->config);
 }
 
 /* GetMetrics(): root sees every request and the broker's counters, others their own requests. */
@@ -541,18 +511,11 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         uid_t uid;
         int r;
 
-        r = caller_uid_from_message(m->callers, msg, &uid);
-        if (r < 0)
-                return bus_caller_error(m, error, r);
-        if (uid != 0) {
-                /* Root, or whom polkit authorizes (the answer may come later: the call is then
-                 * dispatched again). */
-                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", error);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return 1;       /* deferred */
-        }
+        /* Root, or whom polkit authorizes (the answer may come later: the call is then
+         * dispatched again). */
+        r = bus_authorize_root_or_polkit(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", &uid, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;   /* refused, or deferred */
         r = manager_reload(m, &reason);
         if (r < 0) {
                 log_error("Reload requested by uid %u failed, keeping the old configuration: %s",
@@ -599,24 +562,22 @@ static int property_get_credential_expiry(sd_bus *bus, const char *path, const c
 /* KeyPool a(suu): (key type, keys ready now, target) for every type with a target. An
  * addition to version 1 of the interface, for administrators and benchmarks; read on demand (no change signals:
  * it moves with every enrollment). */
+static int append_key_pool_row(sd_bus_message *reply, size_t i, void *userdata) {
+        KeyPool *pool = userdata;
+        KeyType t = (KeyType) i;
+
+        if (key_pool_target(pool, t) == 0)
+                return 0;
+        return sd_bus_message_append(reply, "(suu)", key_type_to_string(t), key_pool_count(pool, t),
+                                     key_pool_target(pool, t));
+}
+
 static int property_get_key_pool(sd_bus *bus, const char *path, const char *interface,
                                  const char *property, sd_bus_message *reply, void *userdata,
                                  sd_bus_error *error) {
         Manager *m = userdata;
-        int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "(suu)");
-        if (r < 0)
-                return r;
-        for (KeyType t = 0; t < _KEY_TYPE_MAX; t++) {
-                if (key_pool_target(m->pool, t) == 0)
-                        continue;
-                r = sd_bus_message_append(reply, "(suu)", key_type_to_string(t), key_pool_count(m->pool, t),
-                                          key_pool_target(m->pool, t));
-                if (r < 0)
-                        return r;
-        }
-        return sd_bus_message_close_container(reply);
+        return bus_append_array(reply, "(suu)", _KEY_TYPE_MAX, append_key_pool_row, m->pool);
 }
 
 static const sd_bus_vtable manager_vtable[] = {
@@ -680,18 +641,22 @@ int bus_manager_attach(Manager *m, sd_bus *bus) {
         m->hooks = &bus_hooks;
         r = caller_registry_new(&m->callers);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot create the registry of callers: %m");
         caller_registry_set_gone_handler(m->callers, bus_request_caller_gone, m);
         r = bus_polkit_registry_new(&m->polkit);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot create the registry of polkit queries: %m");
         r = sd_bus_add_object_vtable(m->bus, NULL, CB_MANAGER_PATH, CB_MANAGER_IFACE, manager_vtable, m);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot register the object %s on the bus: %m", CB_MANAGER_PATH);
         r = bus_request_register(m);
         if (r < 0)
-                return r;
-        return bus_ca_register(m);
+                return log_error_errno(r, "Cannot register the request objects under %s on the bus: %m",
+                                       CB_REQUEST_PREFIX);
+        r = bus_ca_register(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register the CA objects under %s on the bus: %m", CB_CA_PREFIX);
+        return 0;
 }
 
 /* The connection to the bus is gone (the bus daemon stopped, or closed it): without it the
@@ -716,7 +681,7 @@ int bus_manager_connect(Manager *m) {
                 return log_error_errno(r, "Cannot connect to the system bus: %m");
         r = bus_manager_attach(m, bus);
         if (r < 0)
-                return log_error_errno(r, "Cannot register the broker's objects on the bus: %m");
+                return r;       /* bus_manager_attach() said which step failed */
         /* Every caller's departure through one match (caller.h), installed before any call
          * is dispatched. */
         r = caller_registry_attach(m->callers, m->bus);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus-polkit.h"
 #include "bus-text.h"
 #include "bus-util.h"
 #include "caller.h"
@@ -251,4 +252,58 @@ int bus_request_path(const char *id, char **ret) {
         if (asprintf(ret, CB_REQUEST_PREFIX "/%s", id) < 0)
                 return -ENOMEM;
         return 0;
+}
+
+int bus_append_array(sd_bus_message *m, const char *row, size_t n, BusAppendRow append_row, void *userdata) {
+        int r;
+
+        r = sd_bus_message_open_container(m, 'a', row);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = append_row(m, i, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(m);
+}
+
+int bus_reply_array_new(sd_bus_message *call, const char *row, size_t n, BusAppendRow append_row, void *userdata,
+                        sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r < 0)
+                return r;
+        r = bus_append_array(reply, row, n, append_row, userdata);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+int bus_reply_array(sd_bus_message *call, const char *row, size_t n, BusAppendRow append_row, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = bus_reply_array_new(call, row, n, append_row, userdata, &reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+int bus_authorize_root_or_polkit(Manager *m, sd_bus_message *msg, const char *action, const char *what,
+                                 uid_t *ret_uid, sd_bus_error *error) {
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(m->callers, msg, &uid);
+        if (r < 0)
+                return bus_caller_error(m, error, r);
+        if (ret_uid)
+                *ret_uid = uid;
+        if (uid == 0)
+                return 1;
+        return bus_polkit_authorize(m, msg, action, what, error);
 }

@@ -121,3 +121,21 @@ void bus_request_gone(Request *r);
 void bus_ca_changed(CaState *ca);
 /* The connection unique_name left the bus: its Wait() calls are dropped (nobody to reply to). */
 void bus_request_caller_gone(const char *unique_name, void *userdata);
+
+/* Appends an array of rows of type row (a signature: "s", "(so)"...): append_row(m, i, userdata)
+ * appends row i for each i from 0 to n - 1, or nothing to leave it out. */
+typedef int (*BusAppendRow)(sd_bus_message *m, size_t i, void *userdata);
+int bus_append_array(sd_bus_message *m, const char *row, size_t n, BusAppendRow append_row, void *userdata);
+/* A method return to call that starts with such an array (more may be appended before it is
+ * sent); bus_reply_array() sends it as it is. */
+int bus_reply_array_new(sd_bus_message *call, const char *row, size_t n, BusAppendRow append_row, void *userdata,
+                        sd_bus_message **ret);
+int bus_reply_array(sd_bus_message *call, const char *row, size_t n, BusAppendRow append_row, void *userdata);
+
+/* Whether msg's caller may do what (the refused thing, for the message): root may, anyone else
+ * if polkit authorizes action (bus-polkit.h). 1 authorized; 0 polkit was asked and the call comes
+ * again (return 1 from the handler without a reply); a negative errno with error set (the
+ * caller unknown or refused: bus_caller_error(); polkit's refusals). *ret_uid (optional): the
+ * caller's uid, once known. */
+int bus_authorize_root_or_polkit(Manager *m, sd_bus_message *msg, const char *action, const char *what,
+                                 uid_t *ret_uid, sd_bus_error *error);

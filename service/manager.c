@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,72 +44,62 @@ static void source_list_done(SourceList *l) {
         *l = (SourceList) {};
 }
 
+/* Sets *ret_message to "path: what" (NULL when out of memory) and returns error. */
+static int config_file_error(int error, char **ret_message, const char *format, ...)
+        __attribute__((format(printf, 3, 4)));
+static int config_file_error(int error, char **ret_message, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        if (vasprintf(ret_message, format, ap) < 0)
+                *ret_message = NULL;
+        va_end(ap);
+        return error;
+}
+
 static int read_config_file(const char *path, SourceList *l, char **ret_message) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL, *p = NULL;
         struct stat st;
-        char *buf = NULL, *p = NULL;
         size_t len = 0;
-        int fd, r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-                r = -errno;
-                if (asprintf(ret_message, "%s: cannot open: %s", path, strerror(-r)) < 0)
-                        *ret_message = NULL;
-                return r == -ENOENT ? -EINVAL : r;
+                int r = -errno;
+                return config_file_error(r == -ENOENT ? -EINVAL : r, ret_message, "%s: cannot open: %s", path,
+                                         strerror(-r));
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                if (asprintf(ret_message, "%s: not a regular file", path) < 0)
-                        *ret_message = NULL;
-                return -EINVAL;
-        }
-        if ((uint64_t) st.st_size > CB_CONFIG_FILE_MAX) {
-                close(fd);
-                if (asprintf(ret_message, "%s: larger than %u bytes", path, CB_CONFIG_FILE_MAX) < 0)
-                        *ret_message = NULL;
-                return -EINVAL;
-        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return config_file_error(-EINVAL, ret_message, "%s: not a regular file", path);
+        if ((uint64_t) st.st_size > CB_CONFIG_FILE_MAX)
+                return config_file_error(-EINVAL, ret_message, "%s: larger than %u bytes", path,
+                                         CB_CONFIG_FILE_MAX);
         buf = malloc((size_t) st.st_size + 1);
-        if (!buf) {
-                close(fd);
+        if (!buf)
                 return -ENOMEM;
-        }
         for (;;) {
                 ssize_t n = read(fd, buf + len, (size_t) st.st_size + 1 - len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
-                        r = -errno;
-                        close(fd);
-                        free(buf);
-                        if (asprintf(ret_message, "%s: cannot read: %s", path, strerror(-r)) < 0)
-                                *ret_message = NULL;
-                        return r;
+                        int r = -errno;
+                        return config_file_error(r, ret_message, "%s: cannot read: %s", path, strerror(-r));
                 }
                 if (n == 0)
                         break;
                 len += (size_t) n;
-                if (len > (size_t) st.st_size) {      /* grew while we read it */
-                        close(fd);
-                        free(buf);
-                        if (asprintf(ret_message, "%s: changed while being read", path) < 0)
-                                *ret_message = NULL;
-                        return -EINVAL;
-                }
+                if (len > (size_t) st.st_size)        /* grew while we read it */
+                        return config_file_error(-EINVAL, ret_message, "%s: changed while being read", path);
         }
-        close(fd);
 
-        CbConfigSource *items = realloc(l->items, (l->n + 1) * sizeof(*items));
         p = strdup(path);
-        if (!items || !p) {
-                if (items)
-                        l->items = items;
-                free(p);
-                free(buf);
+        if (!p)
                 return -ENOMEM;
-        }
+        CbConfigSource *items = realloc(l->items, (l->n + 1) * sizeof(*items));
+        if (!items)
+                return -ENOMEM;
         l->items = items;
-        l->items[l->n++] = (CbConfigSource) { .path = p, .contents = buf, .length = len };
+        l->items[l->n++] = (CbConfigSource) { .path = TAKE_PTR(p), .contents = TAKE_PTR(buf), .length = len };
         return 0;
 }
 
@@ -117,37 +108,49 @@ static int name_has_suffix(const char *name, const char *suffix) {
         return a > b && strcmp(name + a - b, suffix) == 0;
 }
 
+/* What scandir() gave. */
+typedef struct DirEntries {
+        struct dirent **ents;
+        int n;
+} DirEntries;
+
+static void dir_entries_done(DirEntries *d) {
+        for (int i = 0; i < d->n; i++)
+                free(d->ents[i]);
+        free(d->ents);
+}
+
 /* Every DIR/SUB/\*SUFFIX, sorted by name; a missing directory is empty. */
 static int read_config_dir(const char *dir, const char *sub, const char *suffix, SourceList *l,
                            char **ret_message) {
-        struct dirent **ents = NULL;
+        _cleanup_(dir_entries_done) DirEntries d = {};
         char path[4096];
-        int n, r = 0;
+        int n, r;
 
         snprintf(path, sizeof path, "%s/%s", dir, sub);
-        n = scandir(path, &ents, NULL, alphasort);
+        n = scandir(path, &d.ents, NULL, alphasort);
         if (n < 0) {
                 if (errno == ENOENT)
                         return 0;
                 r = -errno;
-                if (asprintf(ret_message, "%s: cannot list: %s", path, strerror(-r)) < 0)
-                        *ret_message = NULL;
-                return r;
+                return config_file_error(r, ret_message, "%s: cannot list: %s", path, strerror(-r));
         }
-        for (int i = 0; i < n; i++) {
-                if (r == 0 && ents[i]->d_name[0] != '.' && name_has_suffix(ents[i]->d_name, suffix)) {
-                        char file[4096];
-                        snprintf(file, sizeof file, "%s/%s/%s", dir, sub, ents[i]->d_name);
-                        r = read_config_file(file, l, ret_message);
-                }
-                free(ents[i]);
+        d.n = n;
+        for (int i = 0; i < d.n; i++) {
+                char file[4096];
+
+                if (d.ents[i]->d_name[0] == '.' || !name_has_suffix(d.ents[i]->d_name, suffix))
+                        continue;
+                snprintf(file, sizeof file, "%s/%s/%s", dir, sub, d.ents[i]->d_name);
+                r = read_config_file(file, l, ret_message);
+                if (r < 0)
+                        return r;
         }
-        free(ents);
-        return r;
+        return 0;
 }
 
 int manager_load_config(const char *config_dir, CbConfig **ret, char **ret_message) {
-        SourceList l = {};
+        _cleanup_(source_list_done) SourceList l = {};
         CbConfigError e = {};
         char path[4096];
         int r;
@@ -155,17 +158,16 @@ int manager_load_config(const char *config_dir, CbConfig **ret, char **ret_messa
         *ret_message = NULL;
         snprintf(path, sizeof path, "%s/certbroker.conf", config_dir);
         r = read_config_file(path, &l, ret_message);
-        if (r >= 0)
-                r = read_config_dir(config_dir, "ca.d", ".conf", &l, ret_message);
-        if (r >= 0)
-                r = read_config_dir(config_dir, "policy.d", ".policy", &l, ret_message);
-        if (r < 0) {
-                source_list_done(&l);
+        if (r < 0)
                 return r;
-        }
+        r = read_config_dir(config_dir, "ca.d", ".conf", &l, ret_message);
+        if (r < 0)
+                return r;
+        r = read_config_dir(config_dir, "policy.d", ".policy", &l, ret_message);
+        if (r < 0)
+                return r;
 
         r = cb_config_parse(l.items, l.n, ret, &e);
-        source_list_done(&l);
         if (r == -EINVAL || r == -E2BIG) {
                 char buf[1200];
                 *ret_message = strdup(cb_config_error_format(&e, buf, sizeof buf));
@@ -222,8 +224,8 @@ static size_t owner_bucket(const RequestIndex *x, uid_t owner) {
         return (v >> 32) & (x->n_buckets - 1);
 }
 
-static bool has_token(const Request *r) {
-        return r->rec->token && *r->rec->token;
+static bool has_token(const Request *req) {
+        return req->rec->token && *req->rec->token;
 }
 
 static OwnerRequests *owner_find(const RequestIndex *x, uid_t owner) {
@@ -250,8 +252,10 @@ static RequestIndex *request_index_free(RequestIndex *x) {
         return NULL;
 }
 
+DEFINE_POINTER_CLEANUP(RequestIndex, request_index_free)
+
 static int request_index_new(RequestIndex **ret) {
-        RequestIndex *x = calloc(1, sizeof(*x));
+        _cleanup_(request_index_freep) RequestIndex *x = calloc(1, sizeof(*x));
 
         if (!x)
                 return -ENOMEM;
@@ -260,121 +264,112 @@ static int request_index_new(RequestIndex **ret) {
         x->by_id = calloc(x->n_buckets, sizeof(Request *));
         x->by_token = calloc(x->n_buckets, sizeof(Request *));
         x->owners = calloc(x->n_buckets, sizeof(OwnerRequests *));
-        if (!x->by_id || !x->by_token || !x->owners) {
-                request_index_free(x);
+        if (!x->by_id || !x->by_token || !x->owners)
                 return -ENOMEM;
-        }
-        *ret = x;
+        *ret = TAKE_PTR(x);
         return 0;
 }
 
 /* Twice as many buckets, everything moved (the owners' lists stay as they are). */
 static int request_index_grow(RequestIndex *x) {
-        size_t n = x->n_buckets * 2;
-        Request **by_id = calloc(n, sizeof(Request *)), **by_token = calloc(n, sizeof(Request *));
-        OwnerRequests **owners = calloc(n, sizeof(OwnerRequests *));
-        Request **old_id = x->by_id, **old_token = x->by_token;
-        OwnerRequests **old_owners = x->owners;
-        size_t old_n = x->n_buckets;
+        size_t old_n = x->n_buckets, n = old_n * 2;
+        _cleanup_free_ Request **by_id = calloc(n, sizeof(Request *)), **by_token = calloc(n, sizeof(Request *));
+        _cleanup_free_ OwnerRequests **owners = calloc(n, sizeof(OwnerRequests *));
 
-        if (!by_id || !by_token || !owners) {
-                free(by_id);
-                free(by_token);
-                free(owners);
+        if (!by_id || !by_token || !owners)
                 return -ENOMEM;
-        }
-        x->n_buckets = n;
-        x->by_id = by_id;
-        x->by_token = by_token;
-        x->owners = owners;
+        x->n_buckets = n;               /* the buckets below are of the new tables */
         for (size_t i = 0; i < old_n; i++) {
-                for (Request *r = old_id[i], *next; r; r = next) {
-                        size_t b = id_bucket(x, r->rec->id);
-                        next = r->by_id_next;
-                        r->by_id_next = by_id[b];
-                        by_id[b] = r;
+                for (Request *req = x->by_id[i], *next; req; req = next) {
+                        size_t b = id_bucket(x, req->rec->id);
+                        next = req->by_id_next;
+                        req->by_id_next = by_id[b];
+                        by_id[b] = req;
                 }
-                for (Request *r = old_token[i], *next; r; r = next) {
-                        size_t b = token_bucket(x, r->rec->owner, r->rec->token);
-                        next = r->by_token_next;
-                        r->by_token_next = by_token[b];
-                        by_token[b] = r;
+                for (Request *req = x->by_token[i], *next; req; req = next) {
+                        size_t b = token_bucket(x, req->rec->owner, req->rec->token);
+                        next = req->by_token_next;
+                        req->by_token_next = by_token[b];
+                        by_token[b] = req;
                 }
-                for (OwnerRequests *o = old_owners[i], *next; o; o = next) {
+                for (OwnerRequests *o = x->owners[i], *next; o; o = next) {
                         size_t b = owner_bucket(x, o->uid);
                         next = o->next;
                         o->next = owners[b];
                         owners[b] = o;
                 }
         }
-        free(old_id);
-        free(old_token);
-        free(old_owners);
+        free(x->by_id);
+        x->by_id = TAKE_PTR(by_id);
+        free(x->by_token);
+        x->by_token = TAKE_PTR(by_token);
+        free(x->owners);
+        x->owners = TAKE_PTR(owners);
         return 0;
 }
 
-static int request_index_add(RequestIndex *x, Request *r, size_t n_requests) {
+static int request_index_add(RequestIndex *x, Request *req, size_t n_requests) {
         OwnerRequests *o;
         size_t b;
 
         if (n_requests > x->n_buckets)
                 (void) request_index_grow(x);   /* else longer chains: slower, still right */
-        o = owner_find(x, r->rec->owner);
+        o = owner_find(x, req->rec->owner);
         if (!o) {
                 o = calloc(1, sizeof(*o));
                 if (!o)
                         return -ENOMEM;
-                o->uid = r->rec->owner;
+                o->uid = req->rec->owner;
                 b = owner_bucket(x, o->uid);
                 o->next = x->owners[b];
                 x->owners[b] = o;
         }
-        b = id_bucket(x, r->rec->id);
-        r->by_id_next = x->by_id[b];
-        x->by_id[b] = r;
-        if (has_token(r)) {     /* no token: nothing looks it up by one (and one bucket would hold them all) */
-                b = token_bucket(x, r->rec->owner, r->rec->token);
-                r->by_token_next = x->by_token[b];
-                x->by_token[b] = r;
+        b = id_bucket(x, req->rec->id);
+        req->by_id_next = x->by_id[b];
+        x->by_id[b] = req;
+        if (has_token(req)) {     /* no token: nothing looks it up by one (and one bucket would hold them all) */
+                b = token_bucket(x, req->rec->owner, req->rec->token);
+                req->by_token_next = x->by_token[b];
+                x->by_token[b] = req;
         }
-        r->owner_prev = o->last;
-        r->owner_next = NULL;
+        req->owner_prev = o->last;
+        req->owner_next = NULL;
         if (o->last)
-                o->last->owner_next = r;
+                o->last->owner_next = req;
         else
-                o->first = r;
-        o->last = r;
+                o->first = req;
+        o->last = req;
         o->count++;
         return 0;
 }
 
-static void unlink_chain(Request **head, Request *r, size_t next_offset) {
+static void unlink_chain(Request **head, Request *req, size_t next_offset) {
         for (Request **p = head; *p; p = (Request **) ((char *) *p + next_offset))
-                if (*p == r) {
-                        *p = *(Request **) ((char *) r + next_offset);
+                if (*p == req) {
+                        *p = *(Request **) ((char *) req + next_offset);
                         return;
                 }
 }
 
-static void request_index_remove(RequestIndex *x, Request *r) {
-        OwnerRequests *o = owner_find(x, r->rec->owner);
+static void request_index_remove(RequestIndex *x, Request *req) {
+        OwnerRequests *o = owner_find(x, req->rec->owner);
 
-        unlink_chain(&x->by_id[id_bucket(x, r->rec->id)], r, offsetof(Request, by_id_next));
-        if (has_token(r))
-                unlink_chain(&x->by_token[token_bucket(x, r->rec->owner, r->rec->token)], r,
+        unlink_chain(&x->by_id[id_bucket(x, req->rec->id)], req, offsetof(Request, by_id_next));
+        if (has_token(req))
+                unlink_chain(&x->by_token[token_bucket(x, req->rec->owner, req->rec->token)], req,
                              offsetof(Request, by_token_next));
-        r->by_id_next = r->by_token_next = NULL;
+        req->by_id_next = req->by_token_next = NULL;
         if (!o)
                 return;
-        if (r->owner_prev)
-                r->owner_prev->owner_next = r->owner_next;
-        else if (o->first == r)
-                o->first = r->owner_next;
-        if (r->owner_next)
-                r->owner_next->owner_prev = r->owner_prev;
-        else if (o->last == r)
-                o->last = r->owner_prev;
-        r->owner_prev = r->owner_next = NULL;
+        if (req->owner_prev)
+                req->owner_prev->owner_next = req->owner_next;
+        else if (o->first == req)
+                o->first = req->owner_next;
+        if (req->owner_next)
+                req->owner_next->owner_prev = req->owner_prev;
+        else if (o->last == req)
+                o->last = req->owner_prev;
+        req->owner_prev = req->owner_next = NULL;
         if (--o->count == 0) {
                 for (OwnerRequests **p = &x->owners[owner_bucket(x, o->uid)]; *p; p = &(*p)->next)
                         if (*p == o) {
@@ -388,9 +383,9 @@ static void request_index_remove(RequestIndex *x, Request *r) {
 Request *manager_find_request(Manager *m, const char *id) {
         if (!m->index || !id)
                 return NULL;
-        for (Request *r = m->index->by_id[id_bucket(m->index, id)]; r; r = r->by_id_next)
-                if (strcmp(r->rec->id, id) == 0)
-                        return r;
+        for (Request *req = m->index->by_id[id_bucket(m->index, id)]; req; req = req->by_id_next)
+                if (strcmp(req->rec->id, id) == 0)
+                        return req;
         return NULL;
 }
 
@@ -410,34 +405,34 @@ unsigned manager_count_stored(Manager *m, uid_t uid) {
         return o ? o->count : 0;
 }
 
-/* r->rec is set: its id, owner and token are the keys. */
-int manager_add_request(Manager *m, Request *r) {
+/* req->rec is set: its id, owner and token are the keys. */
+int manager_add_request(Manager *m, Request *req) {
         Request **a;
-        int q;
+        int r;
 
         if (!m->index) {
-                q = request_index_new(&m->index);
-                if (q < 0)
-                        return q;
+                r = request_index_new(&m->index);
+                if (r < 0)
+                        return r;
         }
         a = realloc(m->requests, (m->n_requests + 1) * sizeof(*a));
         if (!a)
                 return -ENOMEM;
         m->requests = a;
-        q = request_index_add(m->index, r, m->n_requests + 1);
-        if (q < 0)
-                return q;
-        m->requests[m->n_requests++] = r;
-        r->manager = m;
+        r = request_index_add(m->index, req, m->n_requests + 1);
+        if (r < 0)
+                return r;
+        m->requests[m->n_requests++] = req;
+        req->manager = m;
         return 0;
 }
 
-void manager_drop_request(Manager *m, Request *r) {
+void manager_drop_request(Manager *m, Request *req) {
         for (size_t i = m->n_requests; i > 0; i--)      /* from the end: shutdown frees the last first */
-                if (m->requests[i - 1] == r) {
+                if (m->requests[i - 1] == req) {
                         memmove(m->requests + i - 1, m->requests + i, (m->n_requests - i) * sizeof(*m->requests));
                         m->n_requests--;
-                        request_index_remove(m->index, r);
+                        request_index_remove(m->index, req);
                         return;
                 }
 }
@@ -468,11 +463,11 @@ CaState *manager_find_ca_state(Manager *m, const char *name) {
 
 /* Hourly; more often when RetainFinished= is short, so it is kept to within a quarter. */
 static uint64_t prune_interval(Manager *m) {
-        uint64_t q = m->config->retain_finished_usec / 4;
+        uint64_t interval = m->config->retain_finished_usec / 4;
 
-        if (q < 15ULL * 1000000ULL)
-                q = 15ULL * 1000000ULL;
-        return q < HISTORY_PRUNE_INTERVAL_USEC ? q : HISTORY_PRUNE_INTERVAL_USEC;
+        if (interval < 15ULL * 1000000ULL)
+                interval = 15ULL * 1000000ULL;
+        return interval < HISTORY_PRUNE_INTERVAL_USEC ? interval : HISTORY_PRUNE_INTERVAL_USEC;
 }
 
 /* The enrollment history only needs to reach back over the longest MaxRequests window. */
@@ -628,7 +623,7 @@ static int manager_decide_again(Request *req, const char *when) {
                 return r;       /* kept as it is, decided again later */
         if (!d.allowed) {
                 BrokerError err = broker_error_from_decision(d.result);
-                char *msg = NULL;
+                _cleanup_free_ char *msg = NULL;
                 if (asprintf(&msg, "The policy in force since the %s no longer allows this request: %s",
                              when, d.reason ?: "denied") < 0)
                         msg = NULL;
@@ -640,7 +635,6 @@ static int manager_decide_again(Request *req, const char *when) {
                 req->decision_due = req->start_when_decided = false;
                 request_end(req, REQUEST_FAILED, err, NULL,
                             msg ?: "The policy no longer allows this request.");
-                free(msg);
         }
         cb_decision_done(&d);
         return 1;
@@ -744,8 +738,8 @@ int manager_reload(Manager *m, char **ret_message) {
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        _cleanup_free_ char *msg = NULL;
         Manager *m = userdata;
-        char *msg = NULL;
         int r;
 
         (void) sd_notify(0, "RELOADING=1");
@@ -753,7 +747,6 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         if (r < 0)
                 log_error_errno(r, "Reload on SIGHUP failed, keeping the old configuration: %s",
                                 msg ?: strerror(-r));
-        free(msg);
         (void) sd_notify(0, "READY=1");
         return 0;
 }
@@ -767,29 +760,36 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
         return sd_event_exit(m->event, 0);
 }
 
+/* What store_request_load_all() gave: the records not handed to a request yet. */
+typedef struct LoadedRecords {
+        StoreRequest **recs;
+        size_t n;
+} LoadedRecords;
+
+static void loaded_records_done(LoadedRecords *l) {
+        for (size_t i = 0; i < l->n; i++)
+                store_request_free(l->recs[i]);
+        free(l->recs);
+}
+
 static int manager_load_requests(Manager *m) {
-        StoreRequest **recs = NULL;
+        _cleanup_(loaded_records_done) LoadedRecords loaded = {};
         bool scrubbed = false;
-        size_t n = 0;
         int r;
 
-        r = store_request_load_all(m->store, &recs, &n);
+        r = store_request_load_all(m->store, &loaded.recs, &loaded.n);
         if (r < 0)
                 return log_error_errno(r, "Cannot load the request journal %s: %m", store_path(m->store));
 
-        for (size_t i = 0; i < n; i++) {
-                r = request_add(m, recs[i], NULL);
-                if (r < 0) {
-                        for (size_t j = i; j < n; j++)  /* the array itself is not from malloc() at recs + i */
-                                store_request_free(recs[j]);
-                        free(recs);
-                        return r;
-                }
-                recs[i] = NULL;
+        for (size_t i = 0; i < loaded.n; i++) {
+                r = request_add(m, loaded.recs[i], NULL);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot add request %s from %s to the broker's index: %m",
+                                               loaded.recs[i]->id, store_path(m->store));
+                loaded.recs[i] = NULL;          /* the request's now */
         }
-        free(recs);
-        if (n > 0)
-                log_info("Loaded %zu request(s) from %s.", n, store_path(m->store));
+        if (loaded.n > 0)
+                log_info("Loaded %zu request(s) from %s.", loaded.n, store_path(m->store));
         for (size_t i = 0; i < m->n_requests; i++)
                 if (request_scrub_csr(m->requests[i]) > 0)
                         scrubbed = true;
@@ -800,9 +800,58 @@ static int manager_load_requests(Manager *m) {
         return 0;
 }
 
+/* Signals: SIGTERM and SIGINT stop the broker, SIGHUP reloads its configuration. */
+static int manager_watch_signals(Manager *m) {
+        static const struct {
+                int signo;
+                const char *name;
+                sd_event_signal_handler_t handler;
+        } signals[] = {
+                { SIGTERM, "SIGTERM", on_sigterm },
+                { SIGINT, "SIGINT", on_sigterm },
+                { SIGHUP, "SIGHUP", on_sighup },
+        };
+        sigset_t ss;
+        int r;
+
+        sigemptyset(&ss);
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++)
+                sigaddset(&ss, signals[i].signo);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                r = sd_event_add_signal(m->event, NULL, signals[i].signo, signals[i].handler, m);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot handle %s: %m", signals[i].name);
+        }
+        return 0;
+}
+
+/* The key pool: its targets (KeyPool=), refilled on a worker thread at idle priority. */
+static int manager_setup_key_pool(Manager *m) {
+        KeyPoolRefillPriority prio;
+        int prio_error = 0, r;
+
+        r = key_pool_new(&m->pool);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the key pool: %m");
+        prio = key_pool_refill_priority(m->pool, &prio_error);
+        if (prio != KEY_POOL_REFILL_IDLE)
+                /* certbrokerd.service's SystemCallFilter=~@resources refuses it (a drop-in with
+                 * SystemCallFilter=sched_setscheduler setpriority allows it: README). */
+                log_info("Key pool refill runs at %s priority, not SCHED_IDLE: %s.",
+                         key_pool_refill_priority_to_string(prio), strerror(prio_error > 0 ? prio_error : -prio_error));
+        r = manager_apply_key_pool(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot apply KeyPool=: %m");
+        r = key_pool_attach_event(m->pool, m->event, 0);
+        if (r < 0)
+                return log_error_errno(r, "Cannot attach the key pool to the event loop: %m");
+        return 0;
+}
+
 int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
-        Manager *m;
-        char *msg = NULL;
+        _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_free_ char *msg = NULL;
         int r;
 
         r = secret_init();
@@ -814,18 +863,14 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
                 return log_error_errno(ENOMEM, "Out of memory.");
         m->config_dir = strdup(config_dir);
         m->state_dir_override = state_dir ? strdup(state_dir) : NULL;
-        if (!m->config_dir || (state_dir && !m->state_dir_override)) {
-                manager_free(m);
+        if (!m->config_dir || (state_dir && !m->state_dir_override))
                 return log_error_errno(ENOMEM, "Out of memory.");
-        }
 
         r = manager_load_config(m->config_dir, &m->config, &msg);
         if (r < 0) {
                 log_error_errno(r, "Refusing to start: invalid configuration: %s", msg ?: strerror(-r));
                 (void) sd_notifyf(0, "STATUS=Invalid configuration, fix it and start again: %s",
                                   msg ?: strerror(-r));
-                free(msg);
-                manager_free(m);
                 return MANAGER_ERR_CONFIG;
         }
 
@@ -834,99 +879,73 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0) {
                 log_error_errno(r, "Refusing to start: %s", msg ?: strerror(-r));
                 (void) sd_notifyf(0, "STATUS=Refusing to start: %s", msg ?: strerror(-r));
-                free(msg);
-                manager_free(m);
                 return r;
         }
 
         r = sd_event_default(&m->event);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot get the event loop: %m");
 
         store_set_group_commit(m->store, true);
         r = journal_sync_new(m->event, store_path(m->store), &m->journal_sync);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot start the fsync worker of %s: %m",
+                                       store_path(m->store));
 
-        sigset_t ss;
-        sigemptyset(&ss);
-        sigaddset(&ss, SIGTERM);
-        sigaddset(&ss, SIGINT);
-        sigaddset(&ss, SIGHUP);
-        sigprocmask(SIG_BLOCK, &ss, NULL);
-        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_sigterm, m);
-        if (r >= 0)
-                r = sd_event_add_signal(m->event, NULL, SIGINT, on_sigterm, m);
-        if (r >= 0)
-                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+        r = manager_watch_signals(m);
         if (r < 0)
-                goto fail;
+                return r;
 
         /* The engine first: krb5-creds sets KRB5_CONFIG and friends, which must happen before
          * any other thread (the key pool's worker) exists. */
         r = engine_new(m);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot set up the request engine: %m");
         r = engine_config_changed(m);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot apply the configuration's CAs and [Kerberos] to the "
+                                       "request engine: %m");
         r = metrics_new(m);
-        if (r >= 0)
-                r = metrics_config_changed(m);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot set up the metrics: %m");
+        r = metrics_config_changed(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start: cannot apply MetricsTextfileDirectory=: %m");
 
-        r = key_pool_new(&m->pool);
+        r = manager_setup_key_pool(m);
         if (r < 0)
-                goto fail;
-        int prio_error = 0;
-        KeyPoolRefillPriority prio = key_pool_refill_priority(m->pool, &prio_error);
-        if (prio != KEY_POOL_REFILL_IDLE)
-                /* certbrokerd.service's SystemCallFilter=~@resources refuses it (a drop-in with
-                 * SystemCallFilter=sched_setscheduler setpriority allows it: README). */
-                log_info("Key pool refill runs at %s priority, not SCHED_IDLE: %s.",
-                         key_pool_refill_priority_to_string(prio), strerror(prio_error > 0 ? prio_error : -prio_error));
-        r = manager_apply_key_pool(m);
-        if (r >= 0)
-                r = key_pool_attach_event(m->pool, m->event, 0);
-        if (r < 0)
-                goto fail;
+                return r;
         r = nss_cache_new(m->event, caller_nss_lookup, &m->nss);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot start the NSS look-up workers: %m");
         r = crypto_work_new(m->event, &m->crypto);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot start the SCEP crypto workers: %m");
         caller_set_nss_cache(m->nss);
 
         r = manager_load_requests(m);
         if (r < 0)
-                goto fail;
+                return r;
         manager_prune_history(m);
         manager_expire_keys(m);
         manager_expire_finished(m);
         r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, prune_interval(m),
                                        60ULL * 1000000ULL, on_prune_timer, m);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot schedule the housekeeping timer: %m");
 
         /* The table forgets a uid once its bucket is full again; 65536 uids at once is more
          * than any host has tenants, and beyond it records are logged, never lost. */
         r = uid_limit_new(MANAGER_AUDIT_BURST, MANAGER_AUDIT_REFILL_USEC, 65536, true, &m->audit_limit);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot set up the audit records' flood control: %m");
         r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, AUDIT_SWEEP_INTERVAL_USEC,
                                        1000000ULL, on_audit_sweep, m);
         if (r < 0)
-                goto fail;
+                return log_error_errno(r, "Cannot start: cannot schedule the audit flood control's sweep: %m");
 
-        *ret = m;
+        *ret = TAKE_PTR(m);
         return 0;
-
-fail:
-        log_error_errno(r, "Cannot start: %m");
-        manager_free(m);
-        return r;
 }
 
 void manager_start(Manager *m) {

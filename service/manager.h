@@ -24,9 +24,9 @@ typedef struct CaState CaState;
  * something changed. Any hook may be NULL; the core never calls the bus itself. */
 typedef struct ManagerHooks {
         /* A request's properties changed (committed, or to be written with the next commit). */
-        void (*request_changed)(Request *r);
+        void (*request_changed)(Request *req);
         /* A request is about to be freed (removed, forgotten, shutdown). */
-        void (*request_gone)(Request *r);
+        void (*request_gone)(Request *req);
         /* A CA's properties changed (what GetCACaps/GetCACert said, LastError). */
         void (*ca_changed)(CaState *ca);
         /* CredentialState/CredentialExpiry changed. */
@@ -86,6 +86,7 @@ void manager_start(Manager *m);
  * (EXIT_FAILURE: the bus connection was lost), or a negative errno. */
 int manager_run(Manager *m);
 Manager *manager_free(Manager *m);
+DEFINE_POINTER_CLEANUP(Manager, manager_free)
 
 /* Reads and parses the configuration directory. On a configuration error returns -EINVAL and
  * a malloc()ed "FILE:LINE: message" in *ret_message. */
@@ -102,8 +103,8 @@ Request *manager_token_bucket(Manager *m, uid_t owner, const char *token);
 /* The requests of owner, the one made first first (follow owner_next); NULL when none. */
 Request *manager_owned_requests(Manager *m, uid_t owner);
 CaState *manager_find_ca_state(Manager *m, const char *name);
-int manager_add_request(Manager *m, Request *r);
-void manager_drop_request(Manager *m, Request *r);
+int manager_add_request(Manager *m, Request *req);
+void manager_drop_request(Manager *m, Request *req);
 
 void manager_notify_ca_changed(CaState *ca);
 void manager_notify_credentials_changed(Manager *m);

@@ -37,8 +37,8 @@ static uint64_t random_below(uint64_t n) {
         return x % n;
 }
 
-void renewal_on_issued(Request *r, const CbCa *ca) {
-        StoreRequest *rec = r->rec;
+void renewal_on_issued(Request *req, const CbCa *ca) {
+        StoreRequest *rec = req->rec;
         uint64_t lifetime, lead, jitter;
         CbLead fallback = { .percent = true, .value = 33 };
 
@@ -61,23 +61,24 @@ void renewal_on_issued(Request *r, const CbCa *ca) {
                 rec->renew_at = 1;
 }
 
-static Request *find(Manager *m, const char *id) {
+/* The predecessor or successor named by id (empty: none), if it is still kept. */
+static Request *find_linked(Manager *m, const char *id) {
         return !empty(id) ? manager_find_request(m, id) : NULL;
 }
 
-void renewal_key_on_issued(Request *r, const CbCa *ca) {
-        StoreRequest *rec = r->rec;
-        Request *pred = find(r->manager, rec->predecessor);
-        int q;
+void renewal_key_on_issued(Request *req, const CbCa *ca) {
+        StoreRequest *rec = req->rec;
+        Request *pred = find_linked(req->manager, rec->predecessor);
+        int r;
 
         /* The successor is issued: the predecessor's key has served its only purpose. */
         if (pred)
                 renewal_key_erase(pred, "its successor is issued");
         if (!rec->renew || !ca || ca->renewal == CB_RENEWAL_REENROLL)
                 return;
-        q = store_renewal_key_keep(r->manager->store, rec->id);
-        if (q < 0) {
-                log_warning_errno(q, "Request %s: cannot keep its key for the RenewalReq of its successor "
+        r = store_renewal_key_keep(req->manager->store, rec->id);
+        if (r < 0) {
+                log_warning_errno(r, "Request %s: cannot keep its key for the RenewalReq of its successor "
                                   "(Renewal=%s); the successor enrolls with a challenge: %m", rec->id,
                                   cb_renewal_mode_to_string(ca->renewal));
                 return;
@@ -89,25 +90,25 @@ void renewal_key_on_issued(Request *r, const CbCa *ca) {
                   cb_renewal_mode_to_string(ca->renewal));
 }
 
-void renewal_key_erase(Request *r, const char *why) {
-        int q = store_renewal_key_erase(r->manager->store, r->rec->id);
+void renewal_key_erase(Request *req, const char *why) {
+        int r = store_renewal_key_erase(req->manager->store, req->rec->id);
 
-        if (q < 0)
-                log_warning_errno(q, "Request %s: cannot erase the key kept for its renewal: %m", r->rec->id);
-        else if (q > 0)
-                log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                                     .decision = "renewal-key-erased", .ca = r->rec->ca },
-                          "Request %s: the key kept for its renewal is erased: %s.", r->rec->id, why);
+        if (r < 0)
+                log_warning_errno(r, "Request %s: cannot erase the key kept for its renewal: %m", req->rec->id);
+        else if (r > 0)
+                log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                     .decision = "renewal-key-erased", .ca = req->rec->ca },
+                          "Request %s: the key kept for its renewal is erased: %s.", req->rec->id, why);
 }
 
-static bool successor_issued(Request *r) {
-        Request *s = find(r->manager, r->rec->successor);
+static bool successor_issued(Request *req) {
+        Request *s = find_linked(req->manager, req->rec->successor);
         return s && s->rec->state == REQUEST_ISSUED;
 }
 
 /* A tracked certificate whose successor is not issued: warn once at each threshold. */
-static void check_warnings(Request *r, uint64_t now) {
-        StoreRequest *rec = r->rec;
+static void check_warnings(Request *req, uint64_t now) {
+        StoreRequest *rec = req->rec;
         static const struct { uint32_t bit; uint64_t before; const char *what; } t[] = {
                 { WARNED_EXPIRED, 0, "has expired" },
                 { WARNED_1D, USEC_PER_DAY, "expires within a day" },
@@ -117,7 +118,7 @@ static void check_warnings(Request *r, uint64_t now) {
 
         /* Only once the renewal is due: a short-lived certificate is not late before RenewAt. */
         if (!rec->renew || rec->state != REQUEST_ISSUED || rec->not_after == 0 || now < rec->renew_at ||
-            successor_issued(r))
+            successor_issued(req))
                 return;
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
                 if (now + t[i].before < rec->not_after || (rec->renew_warned & t[i].bit))
@@ -125,7 +126,7 @@ static void check_warnings(Request *r, uint64_t now) {
                 /* The most urgent threshold passed counts for the ones before it too. */
                 for (size_t j = i; j < sizeof t / sizeof t[0]; j++)
                         rec->renew_warned |= t[j].bit;
-                Request *s = find(r->manager, rec->successor);
+                Request *s = find_linked(req->manager, rec->successor);
                 log_audit(LOG_WARNING, &(AuditRecord) { .request = rec->id, .uid = rec->owner,
                                                         .decision = "expiry-warning", .ca = rec->ca,
                                                         .error = s ? s->rec->error : NULL },
@@ -137,7 +138,7 @@ static void check_warnings(Request *r, uint64_t now) {
                 break;
         }
         if (rec->renew_warned != before)
-                (void) request_commit(r);
+                (void) request_commit(req);
 }
 
 static int make_successor(Request *pred);
@@ -158,55 +159,55 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* The owner's groups or names were asked of NSS: made once it has answered. */
 static void on_renew_nss(void *userdata) {
-        Request *r = userdata;
+        Request *req = userdata;
 
-        r->renew_nss_waiter = NULL;     /* freed by the cache before this runs */
-        (void) on_renew_timer(NULL, 0, r);
+        req->renew_nss_waiter = NULL;     /* freed by the cache before this runs */
+        (void) on_renew_timer(NULL, 0, req);
 }
 
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Request *r = userdata;
+        Request *req = userdata;
         uint64_t now = now_usec();
 
-        r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
-        if (r->rec->renew && r->rec->renew_at != 0 && r->rec->renew_at <= now && empty(r->rec->successor) &&
-            r->rec->state == REQUEST_ISSUED && !r->manager->stopping) {
-                int q;
+        req->renew_timer = sd_event_source_disable_unref(req->renew_timer);
+        if (req->rec->renew && req->rec->renew_at != 0 && req->rec->renew_at <= now && empty(req->rec->successor) &&
+            req->rec->state == REQUEST_ISSUED && !req->manager->stopping) {
+                int r;
 
                 test_kill_point("renewal-before");
-                q = make_successor(r);
-                if (q == -EINPROGRESS && r->manager->nss && !r->renew_nss_waiter &&
-                    nss_cache_wait(r->manager->nss, on_renew_nss, r, &r->renew_nss_waiter) >= 0)
+                r = make_successor(req);
+                if (r == -EINPROGRESS && req->manager->nss && !req->renew_nss_waiter &&
+                    nss_cache_wait(req->manager->nss, on_renew_nss, req, &req->renew_nss_waiter) >= 0)
                         return 0;       /* on_renew_nss() makes it */
-                if (q < 0) {
+                if (r < 0) {
                         /* Not recorded (disk full, NSS failing, ...): again after a backoff from
                          * RENEW_RETRY_MIN_USEC doubling to RENEW_RETRY_USEC, jittered. */
-                        r->renew_retry_usec = r->renew_retry_usec == 0 ? RENEW_RETRY_MIN_USEC :
-                                              r->renew_retry_usec * 2 < RENEW_RETRY_USEC ? r->renew_retry_usec * 2 :
+                        req->renew_retry_usec = req->renew_retry_usec == 0 ? RENEW_RETRY_MIN_USEC :
+                                              req->renew_retry_usec * 2 < RENEW_RETRY_USEC ? req->renew_retry_usec * 2 :
                                               RENEW_RETRY_USEC;
-                        uint64_t at = now + r->renew_retry_usec + random_below(r->renew_retry_usec / 2);
-                        (void) sd_event_add_time(r->manager->event, &r->renew_timer, CLOCK_REALTIME, at,
-                                                 1000000ULL, on_renew_timer, r);
+                        uint64_t at = now + req->renew_retry_usec + random_below(req->renew_retry_usec / 2);
+                        (void) sd_event_add_time(req->manager->event, &req->renew_timer, CLOCK_REALTIME, at,
+                                                 1000000ULL, on_renew_timer, req);
                         return 0;
                 }
-                r->renew_retry_usec = 0;
+                req->renew_retry_usec = 0;
         }
-        check_warnings(r, now);
-        renewal_schedule(r);
+        check_warnings(req, now);
+        renewal_schedule(req);
         return 0;
 }
 
-void renewal_schedule(Request *r) {
-        StoreRequest *rec = r->rec;
+void renewal_schedule(Request *req) {
+        StoreRequest *rec = req->rec;
         uint64_t next = UINT64_MAX, now = now_usec();
-        int q;
+        int r;
 
-        r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
-        if (!rec->renew || rec->state != REQUEST_ISSUED || r->manager->stopping || !r->manager->event)
+        req->renew_timer = sd_event_source_disable_unref(req->renew_timer);
+        if (!rec->renew || rec->state != REQUEST_ISSUED || req->manager->stopping || !req->manager->event)
                 return;
         if (rec->renew_at != 0 && empty(rec->successor))
                 next = rec->renew_at;
-        if (rec->not_after != 0 && !successor_issued(r)) {
+        if (rec->not_after != 0 && !successor_issued(req)) {
                 const uint64_t th[] = { 7 * USEC_PER_DAY, USEC_PER_DAY, 0 };
                 const uint32_t bit[] = { WARNED_7D, WARNED_1D, WARNED_EXPIRED };
                 for (size_t i = 0; i < 3; i++) {
@@ -221,14 +222,14 @@ void renewal_schedule(Request *r) {
                 return;
         if (next < now)
                 next = now;
-        q = sd_event_add_time(r->manager->event, &r->renew_timer, CLOCK_REALTIME, next, 1000000ULL,
-                              on_renew_timer, r);
-        if (q < 0)
-                log_error_errno(q, "Request %s: cannot schedule its renewal: %m", rec->id);
+        r = sd_event_add_time(req->manager->event, &req->renew_timer, CLOCK_REALTIME, next, 1000000ULL,
+                              on_renew_timer, req);
+        if (r < 0)
+                log_error_errno(r, "Request %s: cannot schedule its renewal: %m", rec->id);
 }
 
 void renewal_successor_changed(Request *successor) {
-        Request *pred = find(successor->manager, successor->rec->predecessor);
+        Request *pred = find_linked(successor->manager, successor->rec->predecessor);
 
         if (pred)
                 renewal_schedule(pred);
@@ -252,27 +253,26 @@ static char **strv_copy(char **v) {
 }
 
 static int make_successor(Request *pred) {
-        StoreRequest *p = pred->rec, *rec = NULL;
-        CbDecision d = {};
+        _cleanup_(store_request_freep) StoreRequest *rec = NULL;
+        _cleanup_(cb_decision_done) CbDecision d = {};
+        StoreRequest *p = pred->rec;
         Request *req = NULL;
         BrokerError err = BROKER_ERROR_NONE;
         char msg[2048];
-        int q;
+        int r;
 
         /* The policy for the owner now: uid, groups from NSS, unit and label of the chain. Limits
          * (MaxRequests=, MaxActive=) bound new demand; a renewal replaces a certificate. */
-        q = request_decide_again(pred, true, &d);
-        if (q == -EINPROGRESS)
-                return q;       /* asked: made once NSS has answered */
-        if (q < 0)
-                return log_error_errno(q, "Request %s: cannot resolve its owner %u for the renewal: %m", p->id,
+        r = request_decide_again(pred, true, &d);
+        if (r == -EINPROGRESS)
+                return r;       /* asked: made once NSS has answered */
+        if (r < 0)
+                return log_error_errno(r, "Request %s: cannot resolve its owner %u for the renewal: %m", p->id,
                                        (unsigned) p->owner);
 
         rec = calloc(1, sizeof(*rec));
-        if (!rec) {
-                q = -ENOMEM;
-                goto finish;
-        }
+        if (!rec)
+                return log_error_errno(ENOMEM, "Request %s: cannot make the record of its successor: %m", p->id);
         rec->owner = p->owner;
         rec->renew = true;
         rec->ca = strdup(p->ca ?: "");
@@ -285,10 +285,9 @@ static int make_successor(Request *pred) {
         rec->predecessor = strdup(p->id);
         rec->token = strdup(p->token ?: "");    /* Enroll with it finds the chain */
         if (!rec->ca || !rec->label || !rec->subject || !rec->names || !rec->key || !rec->usage || !rec->caller ||
-            !rec->predecessor || !rec->token) {
-                q = -ENOMEM;
-                goto finish;
-        }
+            !rec->predecessor || !rec->token)
+                return log_error_errno(ENOMEM, "Request %s: cannot copy its parameters to its successor: %m",
+                                       p->id);
         rec->created = rec->updated = now_usec();
         if (d.allowed)
                 rec->state = REQUEST_QUEUED;    /* a key from the pool goes in with it */
@@ -301,9 +300,9 @@ static int make_successor(Request *pred) {
                          d.reason ?: "denied");
                 rec->error_message = strdup(msg);
         }
-        q = request_add_successor(pred, TAKE_PTR(rec), &req);
-        if (q < 0)
-                goto finish;
+        r = request_add_successor(pred, TAKE_PTR(rec), &req);
+        if (r < 0)
+                return r;       /* request_add_successor() said why */
         test_kill_point("renewal-inserted");
         log_audit(d.allowed ? LOG_INFO : LOG_WARNING,
                   &(AuditRecord) { .request = req->rec->id, .uid = p->owner, .rule = d.rule,
@@ -316,32 +315,28 @@ static int make_successor(Request *pred) {
         else
                 request_notify(req);    /* recorded failed with the insert: only announced */
         test_kill_point("renewal-started");
-        q = 0;
-finish:
-        store_request_free(rec);
-        cb_decision_done(&d);
-        return q;
+        return 0;
 }
 
-int renewal_stop(Request *r) {
-        if (!r->rec->renew && r->rec->renew_at == 0)
+int renewal_stop(Request *req) {
+        if (!req->rec->renew && req->rec->renew_at == 0)
                 return 0;
-        r->rec->renew = false;
-        r->rec->renew_at = 0;
-        r->renew_timer = sd_event_source_disable_unref(r->renew_timer);
-        renewal_key_erase(r, "its renewal was stopped");
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "renewal-stopped", .ca = r->rec->ca },
-                  "Request %s: renewal stopped by StopRenewal().", r->rec->id);
-        return request_commit(r);
+        req->rec->renew = false;
+        req->rec->renew_at = 0;
+        req->renew_timer = sd_event_source_disable_unref(req->renew_timer);
+        renewal_key_erase(req, "its renewal was stopped");
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "renewal-stopped", .ca = req->rec->ca },
+                  "Request %s: renewal stopped by StopRenewal().", req->rec->id);
+        return request_commit(req);
 }
 
-bool renewal_keeps(Manager *m, Request *r) {
+bool renewal_keeps(Manager *m, Request *req) {
         Request *s;
 
-        if (!r->rec->renew || r->rec->state != REQUEST_ISSUED)
+        if (!req->rec->renew || req->rec->state != REQUEST_ISSUED)
                 return false;
-        s = find(m, r->rec->successor);
+        s = find_linked(m, req->rec->successor);
         /* The end of the chain, or one whose successor has not made it. */
         return !s || s->rec->state != REQUEST_ISSUED;
 }

@@ -16,23 +16,23 @@
 #include "cb-config.h"
 #include "manager.h"
 
-/* At issuance of r (engine.c, before its commit): fixes RenewAt if r renews. */
-void renewal_on_issued(Request *r, const CbCa *ca);
+/* At issuance of req (engine.c, before its commit): fixes RenewAt if req renews. */
+void renewal_on_issued(Request *req, const CbCa *ca);
 
-/* At issuance of r: the predecessor's kept key is erased, and with Renewal=scep-renewal|auto
- * r's key is kept (store_renewal_key_keep()) for its successor's RenewalReq. */
-void renewal_key_on_issued(Request *r, const CbCa *ca);
-/* Erases the key kept for r's renewal, if any (logged with why). */
-void renewal_key_erase(Request *r, const char *why);
+/* At issuance of req: the predecessor's kept key is erased, and with Renewal=scep-renewal|auto
+ * req's key is kept (store_renewal_key_keep()) for its successor's RenewalReq. */
+void renewal_key_on_issued(Request *req, const CbCa *ca);
+/* Erases the key kept for req's renewal, if any (logged with why). */
+void renewal_key_erase(Request *req, const char *why);
 
-/* (Re)arms r's renewal timer (start-up, issuance, a successor's outcome). */
-void renewal_schedule(Request *r);
+/* (Re)arms req's renewal timer (start-up, issuance, a successor's outcome). */
+void renewal_schedule(Request *req);
 
 /* A request ended (any state): its predecessor, if any, re-evaluates its warnings. */
 void renewal_successor_changed(Request *successor);
 
 /* StopRenewal(): no successor will be made; Renew false, RenewAt 0. */
-int renewal_stop(Request *r);
+int renewal_stop(Request *req);
 
-/* Whether RetainFinished= must keep r: the live end of a renewal chain. */
-bool renewal_keeps(Manager *m, Request *r);
+/* Whether RetainFinished= must keep req: the live end of a renewal chain. */
+bool renewal_keeps(Manager *m, Request *req);

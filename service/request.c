@@ -75,43 +75,43 @@ uint64_t request_poll_delay(uint64_t poll_interval_usec, unsigned attempts, bool
         return poll_interval_usec * (f > REQUEST_POLL_MAX_FACTOR ? REQUEST_POLL_MAX_FACTOR : f);
 }
 
-const CbCa *request_ca_config(const Request *r) {
-        return cb_config_find_ca(r->manager->config, r->rec->ca);
+const CbCa *request_ca_config(const Request *req) {
+        return cb_config_find_ca(req->manager->config, req->rec->ca);
 }
 
-CaState *request_ca_state(const Request *r) {
-        return manager_find_ca_state(r->manager, r->rec->ca);
+CaState *request_ca_state(const Request *req) {
+        return manager_find_ca_state(req->manager, req->rec->ca);
 }
 
-uint64_t request_deadline(const Request *r) {
-        const CbCa *c = request_ca_config(r);
-        return r->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
+uint64_t request_deadline(const Request *req) {
+        const CbCa *c = request_ca_config(req);
+        return req->rec->created + (c ? c->pending_deadline_usec : UINT64_C(604800) * 1000000);
 }
 
-bool request_is_renewal(const Request *r) {
-        return r->rec->predecessor && *r->rec->predecessor;
+bool request_is_renewal(const Request *req) {
+        return req->rec->predecessor && *req->rec->predecessor;
 }
 
 /* ---- announcing and committing ---- */
 
-void request_notify(Request *r) {
-        Manager *m = r->manager;
+void request_notify(Request *req) {
+        Manager *m = req->manager;
 
         if (m && m->hooks && m->hooks->request_changed)
-                m->hooks->request_changed(r);
+                m->hooks->request_changed(req);
 }
 
 size_t request_recommit_all(Manager *m) {
         size_t left = 0, saved = 0;
 
         for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                if (!r->unsaved)
+                Request *req = m->requests[i];
+                if (!req->unsaved)
                         continue;
-                if (store_request_update(m->store, r->rec) < 0)
+                if (store_request_update(m->store, req->rec) < 0)
                         left++;
                 else {
-                        r->unsaved = false;
+                        req->unsaved = false;
                         saved++;
                 }
         }
@@ -131,15 +131,15 @@ static int on_recommit(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void schedule_recommit(Manager *m) {
-        int q;
+        int r;
 
         if (!m->event)
                 return;
         if (!m->recommit) {
-                q = sd_event_add_time_relative(m->event, &m->recommit, CLOCK_MONOTONIC, RECOMMIT_INTERVAL_USEC,
+                r = sd_event_add_time_relative(m->event, &m->recommit, CLOCK_MONOTONIC, RECOMMIT_INTERVAL_USEC,
                                                1000000ULL, on_recommit, m);
-                if (q < 0)
-                        log_error_errno(q, "Cannot schedule writing the request journal again: %m");
+                if (r < 0)
+                        log_error_errno(r, "Cannot schedule writing the request journal again: %m");
                 return;
         }
         if (sd_event_source_get_enabled(m->recommit, NULL) > 0)
@@ -148,120 +148,119 @@ static void schedule_recommit(Manager *m) {
         (void) sd_event_source_set_enabled(m->recommit, SD_EVENT_ONESHOT);
 }
 
-int request_commit(Request *r) {
-        int q;
+int request_commit(Request *req) {
+        int r;
 
-        r->rec->updated = now_usec();
-        q = store_request_update(r->manager->store, r->rec);
-        if (q < 0) {
-                log_error_errno(q, "Request %s: cannot write the request journal %s (kept in memory, written again "
-                                "in %llu s): %m", r->rec->id, store_path(r->manager->store),
+        req->rec->updated = now_usec();
+        r = store_request_update(req->manager->store, req->rec);
+        if (r < 0) {
+                log_error_errno(r, "Request %s: cannot write the request journal %s (kept in memory, written again "
+                                "in %llu s): %m", req->rec->id, store_path(req->manager->store),
                                 RECOMMIT_INTERVAL_USEC / 1000000ULL);
-                r->unsaved = true;
-                schedule_recommit(r->manager);
+                req->unsaved = true;
+                schedule_recommit(req->manager);
         } else
-                r->unsaved = false;
-        request_notify(r);
-        return q;
+                req->unsaved = false;
+        request_notify(req);
+        return r;
 }
 
-static void audit_outcome(Request *r, int level, const char *decision) {
+static void audit_outcome(Request *req, int level, const char *decision) {
         char names[1024] = "";
 
-        for (size_t i = 0; r->rec->names && r->rec->names[i]; i++) {
+        for (size_t i = 0; req->rec->names && req->rec->names[i]; i++) {
                 if (i > 0)
                         strncat(names, " ", sizeof names - strlen(names) - 1);
-                strncat(names, r->rec->names[i], sizeof names - strlen(names) - 1);
+                strncat(names, req->rec->names[i], sizeof names - strlen(names) - 1);
         }
         log_audit(level, &(AuditRecord) {
-                        .request = r->rec->id, .uid = r->rec->owner, .decision = decision,
-                        .names = names, .ca = r->rec->ca, .error = r->rec->error,
+                        .request = req->rec->id, .uid = req->rec->owner, .decision = decision,
+                        .names = names, .ca = req->rec->ca, .error = req->rec->error,
                   },
-                  "Request %s %s%s%s", r->rec->id, decision,
-                  r->rec->error_message && *r->rec->error_message ? ": " : "",
-                  r->rec->error_message ?: "");
+                  "Request %s %s%s%s", req->rec->id, decision,
+                  req->rec->error_message && *req->rec->error_message ? ": " : "",
+                  req->rec->error_message ?: "");
 }
 
 /* ---- life ---- */
 
 int request_add(Manager *m, StoreRequest *rec, Request **ret) {
-        Request *r = calloc(1, sizeof(*r));
-        int q;
+        _cleanup_free_ Request *req = calloc(1, sizeof(*req));
+        int r;
 
-        if (!r)
+        if (!req)
                 return -ENOMEM;
-        r->rec = rec;           /* its id, owner and token index it */
-        q = manager_add_request(m, r);
-        if (q < 0) {
-                free(r);
-                return q;
-        }
+        req->rec = rec;         /* its id, owner and token index it */
+        r = manager_add_request(m, req);
+        if (r < 0)
+                return r;
+        Request *added = TAKE_PTR(req);         /* the manager's now */
         if (ret)
-                *ret = r;
+                *ret = added;
         return 0;
 }
 
-Request *request_free(Request *r) {
+Request *request_free(Request *req) {
         Manager *m;
 
-        if (!r)
+        if (!req)
                 return NULL;
-        m = r->manager;
+        m = req->manager;
         if (m) {
-                engine_request_stop(r);
+                engine_request_stop(req);
                 /* Removal or shutdown: whoever waits on it hears of it now. */
                 if (m->hooks && m->hooks->request_gone)
-                        m->hooks->request_gone(r);
-                manager_drop_request(m, r);
+                        m->hooks->request_gone(req);
+                manager_drop_request(m, req);
         }
-        sd_event_source_disable_unref(r->timer);
-        sd_event_source_disable_unref(r->renew_timer);
-        nss_waiter_free(r->renew_nss_waiter);
-        EVP_PKEY_free(r->key);
-        store_request_free(r->rec);
-        free(r);
+        sd_event_source_disable_unref(req->timer);
+        sd_event_source_disable_unref(req->renew_timer);
+        nss_waiter_free(req->renew_nss_waiter);
+        EVP_PKEY_free(req->key);
+        store_request_free(req->rec);
+        free(req);
         return NULL;
 }
 
-int request_scrub_csr(Request *r) {
-        X509_REQ *csr = NULL;
-        char *pem = NULL;
-        int q;
+int request_scrub_csr(Request *req) {
+        _cleanup_(scep_csr_freep) X509_REQ *csr = NULL;         /* wipes the challenge */
+        _cleanup_free_ char *pem = NULL;
+        char *old;
+        int r;
 
         /* Journals written by older versions kept a PENDING request's CSR whole, one-time
          * challengePassword included. Take it out at load rather than at the next poll, which
          * may be hours away. */
-        if (r->rec->state != REQUEST_PENDING || !r->rec->csr || !*r->rec->csr)
+        if (req->rec->state != REQUEST_PENDING || !req->rec->csr || !*req->rec->csr)
                 return 0;
-        if (scep_csr_from_pem(r->rec->csr, &csr) < 0)
+        if (scep_csr_from_pem(req->rec->csr, &csr) < 0)
                 return 0;       /* the next poll says it does not parse */
-        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0) {
-                X509_REQ_free(csr);
+        if (X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1) < 0)
                 return 0;
-        }
         /* To sign it again; without the key the signature just stops matching, which CertPoll
-         * does not look at. Kept in r->key, which the next poll needs anyway. */
-        if (r->rec->key_available && !r->key)
-                (void) request_load_key(r);
-        q = scep_csr_strip_challenge(csr, r->key);
-        if (q >= 0)
-                q = scep_csr_to_pem(csr, &pem);
-        scep_csr_free(csr);
-        if (q >= 0) {
-                char *old = r->rec->csr;
-                r->rec->csr = pem;
-                q = store_request_update(r->manager->store, r->rec);
-                if (q < 0) {
-                        r->rec->csr = old;
-                        free(pem);
-                } else
-                        secret_erase_and_free_string(old);
+         * does not look at. Kept in req->key, which the next poll needs anyway. */
+        if (req->rec->key_available && !req->key)
+                (void) request_load_key(req);
+        r = scep_csr_strip_challenge(csr, req->key);
+        if (r < 0)
+                return log_warning_errno(r, "Request %s: cannot take the challenge password out of its stored "
+                                         "CSR: %m", req->rec->id);
+        r = scep_csr_to_pem(csr, &pem);
+        if (r < 0)
+                return log_warning_errno(r, "Request %s: cannot encode its CSR without the challenge password: %m",
+                                         req->rec->id);
+        old = req->rec->csr;
+        req->rec->csr = pem;
+        r = store_request_update(req->manager->store, req->rec);
+        if (r < 0) {
+                req->rec->csr = old;
+                return log_warning_errno(r, "Request %s: cannot write its CSR without the challenge password to "
+                                         "%s: %m", req->rec->id, store_path(req->manager->store));
         }
-        if (q < 0)
-                return log_warning_errno(q, "Request %s: cannot remove the challenge password from its "
-                                         "stored CSR: %m", r->rec->id);
+        TAKE_PTR(pem);          /* req->rec->csr */
+        secret_erase_and_free_string(old);
         log_info("Request %s: removed the challenge password an older version had stored with its CSR.",
-                 r->rec->id);
+                 req->rec->id);
         return 1;
 }
 
@@ -277,35 +276,38 @@ typedef struct EnrollOp {
 } EnrollOp;
 
 static void on_enroll_durable(int error, void *userdata) {
-        EnrollOp *op = userdata;
+        _cleanup_free_ EnrollOp *op = userdata;
         Manager *m = op->manager;
-        Request *r = manager_find_request(m, op->id);
+        Request *req = manager_find_request(m, op->id);
 
         assert(op->done);
 
-        if (error < 0 && op->no_start)
+        if (error < 0 && op->no_start) {
                 op->done(NULL, error, op->userdata);
-        else if (error < 0) {
+                return;
+        }
+        if (error < 0) {
                 log_error_errno(error, "Cannot make request %s durable in %s: %m", op->id, store_path(m->store));
-                if (r) {
-                        (void) store_request_delete(m->store, r->rec->id);
-                        request_free(r);
+                if (req) {
+                        (void) store_request_delete(m->store, req->rec->id);
+                        request_free(req);
                 }
                 op->done(NULL, error, op->userdata);
-        } else if (!r)
-                op->done(NULL, -ENOENT, op->userdata);
-        else {
-                op->done(r, 0, op->userdata);
-                if (!m->stopping && !op->no_start)
-                        (void) engine_request_start(r);
+                return;
         }
-        free(op);
+        if (!req) {
+                op->done(NULL, -ENOENT, op->userdata);
+                return;
+        }
+        op->done(req, 0, op->userdata);
+        if (!m->stopping && !op->no_start)
+                (void) engine_request_start(req);
 }
 
 static int record_from_decision(uid_t owner, const char *snapshot, const CbDecision *d, bool renew,
                                 const char *token, StoreRequest **ret) {
-        StoreRequest *rec = calloc(1, sizeof(*rec));
-        int q;
+        _cleanup_(store_request_freep) StoreRequest *rec = calloc(1, sizeof(*rec));
+        int r;
 
         if (!rec)
                 return -ENOMEM;
@@ -315,77 +317,69 @@ static int record_from_decision(uid_t owner, const char *snapshot, const CbDecis
         rec->ca = strdup(d->ca->name);
         rec->label = strdup(d->label ?: "");
         rec->token = strdup(token ?: "");
-        q = cb_subject_format(d->subject, &rec->subject);
-        if (q < 0) {
-                store_request_free(rec);
-                return q;
-        }
+        r = cb_subject_format(d->subject, &rec->subject);
+        if (r < 0)
+                return r;
         rec->names = calloc(d->n_names + 1, sizeof(char *));
         for (size_t i = 0; rec->names && i < d->n_names; i++)
-                if (!(rec->names[i] = strdup(d->names[i]))) {
-                        store_request_free(rec);
+                if (!(rec->names[i] = strdup(d->names[i])))
                         return -ENOMEM;
-                }
         rec->key = strdup(cb_key_type_to_string(d->key));
         rec->usage = strdup(cb_usage_to_string(d->usage));
-        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage || !rec->token) {
-                store_request_free(rec);
+        if (!rec->caller || !rec->ca || !rec->label || !rec->names || !rec->key || !rec->usage || !rec->token)
                 return -ENOMEM;
-        }
         rec->state = REQUEST_QUEUED;
         rec->created = rec->updated = now_usec();
-        *ret = rec;
+        *ret = TAKE_PTR(rec);
         return 0;
 }
 
 int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const CbDecision *d, bool renew,
                    const char *token, RequestEnrolled done, void *userdata, Request **ret) {
-        StoreRequest *rec = NULL;
-        EVP_PKEY *key = NULL;
-        CbSecret *key_pem = NULL;
-        Request *r = NULL;
-        EnrollOp *op = NULL;
-        int q;
+        _cleanup_(store_request_freep) StoreRequest *rec = NULL;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
+        _cleanup_(secret_freep) CbSecret *key_pem = NULL;
+        _cleanup_free_ EnrollOp *op = NULL;
+        Request *req = NULL;
+        int r;
 
-        q = record_from_decision(owner, caller_snapshot, d, renew, token, &rec);
-        if (q < 0)
-                return q;
+        r = record_from_decision(owner, caller_snapshot, d, renew, token, &rec);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make the record of a new request: %m");
 
         /* Durable before the reply; a key from the pool goes into the same transaction. */
         manager_take_pool_key(m, rec->key, &key, &key_pem);
-        q = store_request_insert(m->store, rec, key_pem);
-        secret_free(key_pem);
-        if (q < 0) {
-                EVP_PKEY_free(key);
-                store_request_free(rec);
-                return log_error_errno(q, "Cannot record a new request in %s: %m", store_path(m->store));
-        }
+        r = store_request_insert(m->store, rec, key_pem);
+        key_pem = secret_free(key_pem);
+        if (r < 0)
+                return log_error_errno(r, "Cannot record a new request in %s: %m", store_path(m->store));
         rec->key_available = key != NULL;
-        q = request_add(m, rec, &r);
-        if (q < 0) {
+        r = request_add(m, rec, &req);
+        if (r < 0) {
                 (void) store_request_delete(m->store, rec->id);
-                EVP_PKEY_free(key);
-                store_request_free(rec);
-                return q;
+                return log_error_errno(r, "Cannot add the new request %s to the broker's index: %m", rec->id);
         }
-        r->key = key;
+        TAKE_PTR(rec);          /* req's now */
+        req->key = TAKE_PTR(key);
 
         /* The reply (and the engine) wait for the journal's fsync, which the loop does not
          * wait for. */
         op = calloc(1, sizeof(*op));
-        if (op) {
+        if (!op)
+                r = -ENOMEM;
+        else {
                 *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata };
-                memcpy(op->id, rec->id, sizeof op->id);
-                q = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
-        } else
-                q = -ENOMEM;
-        if (q < 0) {
-                free(op);
-                (void) store_request_delete(m->store, rec->id);
-                request_free(r);
-                return q;
+                memcpy(op->id, req->rec->id, sizeof op->id);
+                r = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
         }
-        *ret = r;
+        if (r < 0) {
+                log_error_errno(r, "Cannot wait for the new request %s to reach the disk: %m", req->rec->id);
+                (void) store_request_delete(m->store, req->rec->id);
+                request_free(req);
+                return r;
+        }
+        TAKE_PTR(op);           /* on_enroll_durable() frees it */
+        *ret = req;
         return 0;
 }
 
@@ -395,12 +389,12 @@ Request *request_find_token(Manager *m, uid_t owner, const char *token) {
         if (!token || !*token)
                 return NULL;
         /* The bucket holds the chain carrying the token, and whatever shares the bucket. */
-        for (Request *r = manager_token_bucket(m, owner, token); r; r = r->by_token_next) {
-                if (r->rec->owner != owner || strcmp(r->rec->token, token) != 0)
+        for (Request *req = manager_token_bucket(m, owner, token); req; req = req->by_token_next) {
+                if (req->rec->owner != owner || strcmp(req->rec->token, token) != 0)
                         continue;
-                if (!found || r->rec->created < found->rec->created ||
-                    (r->rec->created == found->rec->created && strcmp(r->rec->id, found->rec->id) < 0))
-                        found = r;
+                if (!found || req->rec->created < found->rec->created ||
+                    (req->rec->created == found->rec->created && strcmp(req->rec->id, found->rec->id) < 0))
+                        found = req;
         }
         return found;
 }
@@ -412,58 +406,58 @@ static bool names_equal(char *const *a, char *const *b) {
         return !*a && !*b;
 }
 
-int request_differs(const Request *r, const CbDecision *d, bool ca_given, bool key_given, bool renew,
+int request_differs(const Request *req, const CbDecision *d, bool ca_given, bool key_given, bool renew,
                     const char **ret_field) {
-        StoreRequest *rec = NULL;
+        _cleanup_(store_request_freep) StoreRequest *rec = NULL;
         const char *field = NULL;
-        int q;
+        int r;
 
-        q = record_from_decision(r->rec->owner, "", d, renew, "", &rec);
-        if (q < 0)
-                return q;
-        if (ca_given && strcmp(rec->ca, r->rec->ca) != 0)
+        r = record_from_decision(req->rec->owner, "", d, renew, "", &rec);
+        if (r < 0)
+                return r;
+        if (ca_given && strcmp(rec->ca, req->rec->ca) != 0)
                 field = "ca";           /* not given: the default CA, which a Reload may change */
-        else if (!names_equal(rec->names, r->rec->names))
+        else if (!names_equal(rec->names, req->rec->names))
                 field = "names";        /* before the subject, which defaults to CN=<names[0]> */
-        else if (strcmp(rec->subject, r->rec->subject) != 0)
+        else if (strcmp(rec->subject, req->rec->subject) != 0)
                 field = "subject";
-        else if (key_given && strcmp(rec->key, r->rec->key) != 0)
+        else if (key_given && strcmp(rec->key, req->rec->key) != 0)
                 field = "key";          /* not given: the CA's default, which a Reload may change */
-        else if (strcmp(rec->usage, r->rec->usage) != 0)
+        else if (strcmp(rec->usage, req->rec->usage) != 0)
                 field = "usage";
-        else if (strcmp(rec->label, r->rec->label) != 0)
+        else if (strcmp(rec->label, req->rec->label) != 0)
                 field = "label";
-        else if (rec->renew != r->rec->renew)
+        else if (rec->renew != req->rec->renew)
                 field = "renew";        /* also after StopRenewal: that chain is no longer kept valid */
-        store_request_free(rec);
         *ret_field = field;
         return field != NULL;
 }
 
-int request_when_durable(Request *r, RequestEnrolled done, void *userdata) {
-        EnrollOp *op = calloc(1, sizeof(*op));
-        int q;
+int request_when_durable(Request *req, RequestEnrolled done, void *userdata) {
+        _cleanup_free_ EnrollOp *op = calloc(1, sizeof(*op));
+        int r;
 
         if (!op)
                 return -ENOMEM;
-        *op = (EnrollOp) { .manager = r->manager, .done = done, .userdata = userdata, .no_start = true };
-        memcpy(op->id, r->rec->id, sizeof op->id);
-        q = journal_sync_request(r->manager->journal_sync, on_enroll_durable, op, NULL);
-        if (q < 0)
-                free(op);
-        return q;
+        *op = (EnrollOp) { .manager = req->manager, .done = done, .userdata = userdata, .no_start = true };
+        memcpy(op->id, req->rec->id, sizeof op->id);
+        r = journal_sync_request(req->manager->journal_sync, on_enroll_durable, op, NULL);
+        if (r < 0)
+                return r;
+        TAKE_PTR(op);           /* on_enroll_durable() frees it */
+        return 0;
 }
 
-int request_decide_again(Request *r, bool nss_groups, CbDecision *ret) {
-        const StoreRequest *rec = r->rec;
-        Caller c = {};
+int request_decide_again(Request *req, bool nss_groups, CbDecision *ret) {
+        const StoreRequest *rec = req->rec;
+        _cleanup_(caller_done) Caller c = {};
         CbCaller cb;
         size_t n = 0;
-        int q;
+        int r;
 
-        q = caller_from_snapshot(rec->owner, rec->caller, caller_names_needed(r->manager->config), nss_groups, &c);
-        if (q < 0)
-                return q;
+        r = caller_from_snapshot(rec->owner, rec->caller, caller_names_needed(req->manager->config), nss_groups, &c);
+        if (r < 0)
+                return r;
         caller_to_policy(&c, &cb);
         while (rec->names && rec->names[n])
                 n++;
@@ -471,20 +465,18 @@ int request_decide_again(Request *r, bool nss_groups, CbDecision *ret) {
                 .ca = rec->ca, .subject = rec->subject, .names = (const char *const *) rec->names, .n_names = n,
                 .key = rec->key, .usage = rec->usage, .label = rec->label,
         };
-        q = cb_policy_decide(r->manager->config, &cb, &spec, NULL, ret);
-        caller_done(&c);
-        return q;
+        return cb_policy_decide(req->manager->config, &cb, &spec, NULL, ret);
 }
 
-static int delete_and_free(Request *r, const char *decision, const char *why);
+static int delete_and_free(Request *req, const char *decision, const char *why);
 
 /* Finished, not the live end of a chain: may be forgotten. 1 first choice (nothing lost: it
  * ended without a certificate, its certificate was renewed, or its key is gone), 2 an issued
  * request still holding its key, 0 not at all. */
-static int forget_rank(Manager *m, Request *r) {
-        const StoreRequest *s = r->rec;
+static int forget_rank(Manager *m, Request *req) {
+        const StoreRequest *s = req->rec;
 
-        if (!request_state_is_terminal(s->state) || renewal_keeps(m, r))
+        if (!request_state_is_terminal(s->state) || renewal_keeps(m, req))
                 return 0;
         if (s->state != REQUEST_ISSUED || (s->successor && *s->successor) || (!s->key_available && !s->key_sealed))
                 return 1;
@@ -498,14 +490,14 @@ unsigned request_make_room(Manager *m, uid_t owner, const char *for_id) {
         while ((kept = manager_count_stored(m, owner)) >= bound) {
                 Request *victim = NULL;
                 /* The owner's requests, made first first: a bounded walk (about the bound). */
-                for (Request *r = manager_owned_requests(m, owner); r; r = r->owner_next) {
-                        int rank = forget_rank(m, r);
+                for (Request *req = manager_owned_requests(m, owner); req; req = req->owner_next) {
+                        int rank = forget_rank(m, req);
                         if (rank == 1) {
-                                victim = r;
+                                victim = req;
                                 break;
                         }
                         if (rank == 2 && !victim)
-                                victim = r;
+                                victim = req;
                 }
                 if (!victim) {
                         log_audit(LOG_NOTICE, &(AuditRecord) { .request = for_id, .uid = owner,
@@ -530,40 +522,34 @@ unsigned request_make_room(Manager *m, uid_t owner, const char *for_id) {
 }
 
 int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
+        _cleanup_(store_request_freep) StoreRequest *owned = rec;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
+        _cleanup_(secret_freep) CbSecret *key_pem = NULL;
         Manager *m = pred->manager;
         StoreRequest *p = pred->rec;
-        EVP_PKEY *key = NULL;
-        CbSecret *key_pem = NULL;
-        Request *r = NULL;
-        int q;
+        Request *req = NULL;
+        int r;
 
         /* A successor counts against MaxStoredRequests= like any request of its owner: short
          * lived certificates renewed for months would otherwise pile up without bound. */
         (void) request_make_room(m, rec->owner, p->id);
         if (rec->state == REQUEST_QUEUED)
                 manager_take_pool_key(m, rec->key, &key, &key_pem);
-        q = store_request_insert_successor(m->store, p->id, rec, key_pem);
-        secret_free(key_pem);
-        if (q < 0) {
-                EVP_PKEY_free(key);
-                store_request_free(rec);
-                return log_error_errno(q, "Request %s: cannot record its successor in %s: %m", p->id,
+        r = store_request_insert_successor(m->store, p->id, rec, key_pem);
+        key_pem = secret_free(key_pem);
+        if (r < 0)
+                return log_error_errno(r, "Request %s: cannot record its successor in %s: %m", p->id,
                                        store_path(m->store));
-        }
         set_string(&p->successor, rec->id);
         rec->key_available = key != NULL;
-        q = request_add(m, rec, &r);
-        if (q < 0) {
-                /* Recorded: it comes back at the next start. */
-                EVP_PKEY_free(key);
-                log_error_errno(q, "Request %s: its successor %s is recorded but cannot be run now: %m", p->id,
-                                rec->id);
-                store_request_free(rec);
-                return q;
-        }
-        r->key = key;
+        r = request_add(m, rec, &req);
+        if (r < 0)      /* recorded: it comes back at the next start */
+                return log_error_errno(r, "Request %s: its successor %s is recorded but cannot be run now: %m",
+                                       p->id, rec->id);
+        TAKE_PTR(owned);        /* req's now */
+        req->key = TAKE_PTR(key);
         request_notify(pred);
-        *ret = r;
+        *ret = req;
         return 0;
 }
 
@@ -571,36 +557,36 @@ int request_add_successor(Request *pred, StoreRequest *rec, Request **ret) {
 
 /* The key goes: from memory always, from the journal (key and sealed copy) unless that fails
  * (then the flags stay as the journal has it). */
-static int erase_key(Request *r) {
-        int q = store_key_erase(r->manager->store, r->rec->id);
+static int erase_key(Request *req) {
+        int r = store_key_erase(req->manager->store, req->rec->id);
 
-        if (q >= 0)
-                r->rec->key_available = r->rec->key_sealed = false;
-        EVP_PKEY_free(r->key);
-        r->key = NULL;
-        return q;
+        if (r >= 0)
+                req->rec->key_available = req->rec->key_sealed = false;
+        EVP_PKEY_free(req->key);
+        req->key = NULL;
+        return r;
 }
 
 /* What entering state does, before the commit: the fields that go with it. */
-static void state_enter(Request *r, RequestState state, uint64_t next) {
+static void state_enter(Request *req, RequestState state, uint64_t next) {
         switch (state) {
         case REQUEST_SUBMITTING:
-                r->rec->next_attempt = 0;
+                req->rec->next_attempt = 0;
                 break;
         case REQUEST_PENDING:
         case REQUEST_RETRYING:
-                request_schedule(r, next);
+                request_schedule(req, next);
                 break;
         case REQUEST_ISSUED: {
-                const CbCa *c = request_ca_config(r);
+                const CbCa *c = request_ca_config(req);
                 uint64_t now = now_usec();
 
-                r->rec->next_attempt = 0;
-                metrics_observe_enrollment(r->manager, r->rec->ca, now > r->rec->created ? now - r->rec->created : 0);
-                EVP_PKEY_free(r->key);  /* the journal keeps it (encrypted) for TakeKey */
-                r->key = NULL;
-                renewal_on_issued(r, c);
-                renewal_key_on_issued(r, c);
+                req->rec->next_attempt = 0;
+                metrics_observe_enrollment(req->manager, req->rec->ca, now > req->rec->created ? now - req->rec->created : 0);
+                EVP_PKEY_free(req->key);  /* the journal keeps it (encrypted) for TakeKey */
+                req->key = NULL;
+                renewal_on_issued(req, c);
+                renewal_key_on_issued(req, c);
                 break;
         }
         case REQUEST_REJECTED:
@@ -608,10 +594,10 @@ static void state_enter(Request *r, RequestState state, uint64_t next) {
         case REQUEST_CANCELLED:
                 /* Ended without a certificate: nothing resumes it, so nothing is asked about and no
                  * key is kept for it (request_cancel() erased it already, or refused). */
-                r->rec->next_attempt = 0;
-                r->rec->submitted = 0;
-                if (r->key || r->rec->key_available || r->rec->key_sealed)
-                        (void) erase_key(r);
+                req->rec->next_attempt = 0;
+                req->rec->submitted = 0;
+                if (req->key || req->rec->key_available || req->rec->key_sealed)
+                        (void) erase_key(req);
                 break;
         default:
                 break;
@@ -620,121 +606,121 @@ static void state_enter(Request *r, RequestState state, uint64_t next) {
 
 /* What entering state does once committed (committed: the commit's result): the audit record
  * of an outcome, and what follows from it. */
-static void state_entered(Request *r, RequestState old, RequestState state, int committed) {
+static void state_entered(Request *req, RequestState old, RequestState state, int committed) {
         switch (state) {
         case REQUEST_PENDING:
                 if (old != REQUEST_PENDING)
-                        audit_outcome(r, LOG_INFO, "pending");
+                        audit_outcome(req, LOG_INFO, "pending");
                 break;
         case REQUEST_ISSUED:
-                audit_outcome(r, LOG_INFO, "issued");
-                renewal_schedule(r);
-                renewal_successor_changed(r);
+                audit_outcome(req, LOG_INFO, "issued");
+                renewal_schedule(req);
+                renewal_successor_changed(req);
                 break;
         case REQUEST_REJECTED:
         case REQUEST_FAILED:
-                audit_outcome(r, LOG_WARNING, request_state_to_string(state));
+                audit_outcome(req, LOG_WARNING, request_state_to_string(state));
                 break;
         case REQUEST_CANCELLED:
                 /* The owner is told when it did not go into the journal (request_cancel()). */
                 if (committed >= 0)
-                        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                                             .decision = "cancelled", .ca = r->rec->ca,
+                        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                             .decision = "cancelled", .ca = req->rec->ca,
                                                              .error = broker_error_name(BROKER_ERROR_CANCELLED) },
-                                  "Request %s cancelled.", r->rec->id);
+                                  "Request %s cancelled.", req->rec->id);
                 break;
         default:
                 break;
         }
 }
 
-int request_set_state(Request *r, RequestState state, uint64_t next) {
-        RequestState old = r->rec->state;
-        int q;
+int request_set_state(Request *req, RequestState state, uint64_t next) {
+        RequestState old = req->rec->state;
+        int r;
 
         assert(state >= 0 && state < _REQUEST_STATE_MAX);
         assert((state == REQUEST_PENDING || state == REQUEST_RETRYING) == (next != 0));
 
         /* The attempt in flight stops, unless this is one beginning. */
         if (state != REQUEST_SUBMITTING)
-                engine_request_stop(r);
-        r->rec->state = state;
+                engine_request_stop(req);
+        req->rec->state = state;
         if (old != state)
-                log_debug("Request %s: %s -> %s", r->rec->id, request_state_to_string(old),
+                log_debug("Request %s: %s -> %s", req->rec->id, request_state_to_string(old),
                           request_state_to_string(state));
-        state_enter(r, state, next);
-        q = request_commit(r);
-        state_entered(r, old, state, q);
-        return q;
+        state_enter(req, state, next);
+        r = request_commit(req);
+        state_entered(req, old, state, r);
+        return r;
 }
 
 /* ---- transitions ---- */
 
 static int on_request_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Request *r = userdata;
+        Request *req = userdata;
 
-        assert(s == r->timer);  /* request_schedule() and engine_request_stop() replace or drop it */
-        r->timer = sd_event_source_disable_unref(r->timer);
-        (void) engine_request_start(r);
+        assert(s == req->timer);  /* request_schedule() and engine_request_stop() replace or drop it */
+        req->timer = sd_event_source_disable_unref(req->timer);
+        (void) engine_request_start(req);
         return 0;
 }
 
-void request_schedule(Request *r, uint64_t when) {
-        int q;
+void request_schedule(Request *req, uint64_t when) {
+        int r;
 
-        r->timer = sd_event_source_disable_unref(r->timer);
-        r->rec->next_attempt = when;
-        if (!r->manager->event)
+        req->timer = sd_event_source_disable_unref(req->timer);
+        req->rec->next_attempt = when;
+        if (!req->manager->event)
                 return;
-        q = sd_event_add_time(r->manager->event, &r->timer, CLOCK_REALTIME, when, 1000000,
-                              on_request_timer, r);
-        if (q < 0)
-                log_error_errno(q, "Request %s: cannot schedule the next attempt: %m", r->rec->id);
+        r = sd_event_add_time(req->manager->event, &req->timer, CLOCK_REALTIME, when, 1000000,
+                              on_request_timer, req);
+        if (r < 0)
+                log_error_errno(r, "Request %s: cannot schedule the next attempt: %m", req->rec->id);
 }
 
-void request_begin_attempt(Request *r, bool polling) {
-        r->rec->attempts++;
-        if (r->rec->state != REQUEST_PENDING && !polling)
-                (void) request_set_state(r, REQUEST_SUBMITTING, 0);
+void request_begin_attempt(Request *req, bool polling) {
+        req->rec->attempts++;
+        if (req->rec->state != REQUEST_PENDING && !polling)
+                (void) request_set_state(req, REQUEST_SUBMITTING, 0);
         else
-                (void) request_commit(r);
+                (void) request_commit(req);
 }
 
-void request_end(Request *r, RequestState state, BrokerError error, const char *fail_info, const char *message) {
+void request_end(Request *req, RequestState state, BrokerError error, const char *fail_info, const char *message) {
         assert(state == REQUEST_FAILED || state == REQUEST_REJECTED);
-        set_string(&r->rec->error, broker_error_name(error));
-        set_string(&r->rec->error_message, message);
-        set_string(&r->rec->fail_info, fail_info ?: "");
-        (void) request_set_state(r, state, 0);
+        set_string(&req->rec->error, broker_error_name(error));
+        set_string(&req->rec->error_message, message);
+        set_string(&req->rec->fail_info, fail_info ?: "");
+        (void) request_set_state(req, state, 0);
 }
 
 /* The attempt stops; the next one is in delay. A pending request stays pending (the CA has it;
  * only the poll failed), anything else is retrying. */
-static void retry_after(Request *r, BrokerError error, const char *message, uint64_t delay) {
-        set_string(&r->rec->error, broker_error_name(error));
-        set_string(&r->rec->error_message, message);
-        (void) request_set_state(r, r->rec->state == REQUEST_PENDING ? REQUEST_PENDING : REQUEST_RETRYING,
+static void retry_after(Request *req, BrokerError error, const char *message, uint64_t delay) {
+        set_string(&req->rec->error, broker_error_name(error));
+        set_string(&req->rec->error_message, message);
+        (void) request_set_state(req, req->rec->state == REQUEST_PENDING ? REQUEST_PENDING : REQUEST_RETRYING,
                                  now_usec() + delay);
-        log_audit(LOG_NOTICE, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                               .decision = "retrying", .ca = r->rec->ca,
+        log_audit(LOG_NOTICE, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                               .decision = "retrying", .ca = req->rec->ca,
                                                .error = broker_error_name(error) },
-                  "Request %s: %s; next attempt in %llu s.", r->rec->id, message,
+                  "Request %s: %s; next attempt in %llu s.", req->rec->id, message,
                   (unsigned long long) (delay / 1000000));
 }
 
-void request_attempt_failed(Request *r, BrokerError error, const char *message) {
+void request_attempt_failed(Request *req, BrokerError error, const char *message) {
         uint64_t now = now_usec();
 
         if (error == BROKER_ERROR_NONE)
                 error = BROKER_ERROR_PROTOCOL_ERROR;
         /* A renewal keeps trying past PendingDeadline: its certificate must be renewed even
          * after it expired, once the CA is back. */
-        if (!broker_error_is_transient(error) || (!request_is_renewal(r) && now >= request_deadline(r))) {
-                request_end(r, REQUEST_FAILED, broker_error_is_transient(error) ? BROKER_ERROR_TIMEOUT : error,
+        if (!broker_error_is_transient(error) || (!request_is_renewal(req) && now >= request_deadline(req))) {
+                request_end(req, REQUEST_FAILED, broker_error_is_transient(error) ? BROKER_ERROR_TIMEOUT : error,
                             NULL, message);
                 return;
         }
-        retry_after(r, error, message, retry_delay(r->rec->attempts));
+        retry_after(req, error, message, retry_delay(req->rec->attempts));
 }
 
 /* What to do about a local shortage, after "what: strerror". */
@@ -753,7 +739,7 @@ static const char *local_shortage_hint(int error) {
         }
 }
 
-void request_attempt_failed_errno(Request *r, int error, const char *what) {
+void request_attempt_failed_errno(Request *req, int error, const char *what) {
         int e = error < 0 ? -error : error;
         char msg[512];
 
@@ -766,294 +752,294 @@ void request_attempt_failed_errno(Request *r, int error, const char *what) {
                  * nobody); the next attempt makes and stores one. */
                 snprintf(msg, sizeof msg, "%s: %s; %s. The request is retried.", what, strerror(e),
                          local_shortage_hint(e));
-                log_warning("Request %s: %s", r->rec->id, msg);
-                if (r->key && !r->rec->key_available) {
-                        EVP_PKEY_free(r->key);
-                        r->key = NULL;
+                log_warning("Request %s: %s", req->rec->id, msg);
+                if (req->key && !req->rec->key_available) {
+                        EVP_PKEY_free(req->key);
+                        req->key = NULL;
                 }
-                if (r->local_failures < UINT_MAX)
-                        r->local_failures++;
-                retry_after(r, BROKER_ERROR_QUOTA_EXCEEDED, msg, retry_delay(r->local_failures));
+                if (req->local_failures < UINT_MAX)
+                        req->local_failures++;
+                retry_after(req, BROKER_ERROR_QUOTA_EXCEEDED, msg, retry_delay(req->local_failures));
                 return;
         }
         snprintf(msg, sizeof msg, "%s: %s", what, strerror(e));
-        log_error("Request %s: %s", r->rec->id, msg);
-        request_attempt_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
+        log_error("Request %s: %s", req->rec->id, msg);
+        request_attempt_failed(req, BROKER_ERROR_PROTOCOL_ERROR, msg);
 }
 
-int request_keep_key(Request *r, EVP_PKEY *key) {
-        CbSecret *pem = NULL;
-        int q;
+int request_keep_key(Request *req, EVP_PKEY *key) {
+        _cleanup_(secret_freep) CbSecret *pem = NULL;
+        int r;
 
-        EVP_PKEY_free(r->key);
-        r->key = key;
-        q = key_export_pkcs8_pem(r->key, &pem);
-        if (q >= 0)
-                q = store_key_set(r->manager->store, r->rec->id, pem);
-        secret_free(pem);
-        if (q >= 0)
-                r->rec->key_available = true;
-        return q;
-}
-
-int request_load_key(Request *r) {
-        CbSecret *pem = NULL;
-        EVP_PKEY *key = NULL;
-        int q;
-
-        q = store_key_get(r->manager->store, r->rec->id, &pem);
-        if (q >= 0)
-                q = key_import_pkcs8_pem(pem, &key);
-        secret_free(pem);
-        if (q < 0)
-                return q;
-        EVP_PKEY_free(r->key);
-        r->key = key;
+        EVP_PKEY_free(req->key);
+        req->key = key;
+        r = key_export_pkcs8_pem(req->key, &pem);
+        if (r < 0)
+                return r;
+        r = store_key_set(req->manager->store, req->rec->id, pem);
+        if (r < 0)
+                return r;
+        req->rec->key_available = true;
         return 0;
 }
 
-void request_set_transaction(Request *r, const char *transaction_id) {
-        set_string(&r->rec->transaction_id, transaction_id);
+int request_load_key(Request *req) {
+        _cleanup_(secret_freep) CbSecret *pem = NULL;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
+        int r;
+
+        r = store_key_get(req->manager->store, req->rec->id, &pem);
+        if (r < 0)
+                return r;
+        r = key_import_pkcs8_pem(pem, &key);
+        if (r < 0)
+                return r;
+        EVP_PKEY_free(req->key);
+        req->key = TAKE_PTR(key);
+        return 0;
 }
 
-int request_mark_submitted(Request *r, const char *transaction_id) {
-        int q;
+void request_set_transaction(Request *req, const char *transaction_id) {
+        set_string(&req->rec->transaction_id, transaction_id);
+}
 
-        set_string(&r->rec->transaction_id, transaction_id);
-        r->rec->submitted = now_usec();
-        q = request_commit(r);
-        if (q < 0)
-                r->rec->submitted = 0;
+int request_mark_submitted(Request *req, const char *transaction_id) {
+        int r;
+
+        set_string(&req->rec->transaction_id, transaction_id);
+        req->rec->submitted = now_usec();
+        r = request_commit(req);
+        if (r < 0)
+                req->rec->submitted = 0;
         else
-                r->local_failures = 0;  /* every local step up to the submission went through */
-        return q;
+                req->local_failures = 0;  /* every local step up to the submission went through */
+        return r;
 }
 
-void request_clear_submitted(Request *r) {
-        r->rec->submitted = 0;
+void request_clear_submitted(Request *req) {
+        req->rec->submitted = 0;
 }
 
-void request_warn_duplicate_risk(Request *r, const char *message) {
-        r->rec->submitted = 0;
-        set_string(&r->rec->warning, message);
-        log_audit(LOG_WARNING, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                                .decision = "duplicate-risk", .ca = r->rec->ca },
-                  "Request %s: %s", r->rec->id, message);
-        engine_request_stop(r);
-        (void) request_commit(r);
+void request_warn_duplicate_risk(Request *req, const char *message) {
+        req->rec->submitted = 0;
+        set_string(&req->rec->warning, message);
+        log_audit(LOG_WARNING, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                .decision = "duplicate-risk", .ca = req->rec->ca },
+                  "Request %s: %s", req->rec->id, message);
+        engine_request_stop(req);
+        (void) request_commit(req);
 }
 
-void request_warn(Request *r, const char *decision, const char *message) {
-        set_string(&r->rec->warning, message);
-        log_audit(LOG_WARNING, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                                .decision = decision, .ca = r->rec->ca },
-                  "Request %s: %s", r->rec->id, message);
-        (void) request_commit(r);
+void request_warn(Request *req, const char *decision, const char *message) {
+        set_string(&req->rec->warning, message);
+        log_audit(LOG_WARNING, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                                .decision = decision, .ca = req->rec->ca },
+                  "Request %s: %s", req->rec->id, message);
+        (void) request_commit(req);
 }
 
-void request_set_pending(Request *r, char *csr_pem, uint64_t poll_interval_usec) {
-        bool first = r->rec->state != REQUEST_PENDING;
+void request_set_pending(Request *req, char *csr_pem, uint64_t poll_interval_usec) {
+        bool first = req->rec->state != REQUEST_PENDING;
 
-        secret_erase_and_free_string(r->rec->csr);
-        r->rec->csr = csr_pem;
-        set_string(&r->rec->error, "");
-        set_string(&r->rec->error_message, "");
-        (void) request_set_state(r, REQUEST_PENDING,
-                                 now_usec() + request_poll_delay(poll_interval_usec, r->rec->attempts, first));
+        secret_erase_and_free_string(req->rec->csr);
+        req->rec->csr = csr_pem;
+        set_string(&req->rec->error, "");
+        set_string(&req->rec->error_message, "");
+        (void) request_set_state(req, REQUEST_PENDING,
+                                 now_usec() + request_poll_delay(poll_interval_usec, req->rec->attempts, first));
 }
 
-void request_set_issued(Request *r, char *certificate, char *chain, char *serial, uint64_t not_before,
+void request_set_issued(Request *req, char *certificate, char *chain, char *serial, uint64_t not_before,
                         uint64_t not_after) {
-        free(r->rec->certificate);
-        r->rec->certificate = certificate;
-        free(r->rec->chain);
-        r->rec->chain = chain;
-        free(r->rec->serial);
-        r->rec->serial = serial;
-        r->rec->not_before = not_before;
-        r->rec->not_after = not_after;
-        set_string(&r->rec->error, "");
-        set_string(&r->rec->error_message, "");
-        set_string(&r->rec->fail_info, "");
-        (void) request_set_state(r, REQUEST_ISSUED, 0);
+        free(req->rec->certificate);
+        req->rec->certificate = certificate;
+        free(req->rec->chain);
+        req->rec->chain = chain;
+        free(req->rec->serial);
+        req->rec->serial = serial;
+        req->rec->not_before = not_before;
+        req->rec->not_after = not_after;
+        set_string(&req->rec->error, "");
+        set_string(&req->rec->error_message, "");
+        set_string(&req->rec->fail_info, "");
+        (void) request_set_state(req, REQUEST_ISSUED, 0);
 }
 
 /* ---- the owner's operations ---- */
 
-int request_cancel(Request *r) {
-        int q;
+int request_cancel(Request *req) {
+        int r;
 
-        if (r->rec->state == REQUEST_CANCELLED)
+        if (req->rec->state == REQUEST_CANCELLED)
                 return 1;
-        if (request_state_is_terminal(r->rec->state))
+        if (request_state_is_terminal(req->rec->state))
                 return -EBUSY;
         /* Not cancelled while its key cannot be erased. */
-        engine_request_stop(r);
-        q = erase_key(r);
-        if (q < 0)
-                return q;
-        set_string(&r->rec->error, broker_error_name(BROKER_ERROR_CANCELLED));
-        set_string(&r->rec->error_message, "Cancelled by its owner.");
-        q = request_set_state(r, REQUEST_CANCELLED, 0);
-        return q < 0 ? q : 0;
+        engine_request_stop(req);
+        r = erase_key(req);
+        if (r < 0)
+                return r;
+        set_string(&req->rec->error, broker_error_name(BROKER_ERROR_CANCELLED));
+        set_string(&req->rec->error_message, "Cancelled by its owner.");
+        r = request_set_state(req, REQUEST_CANCELLED, 0);
+        return r < 0 ? r : 0;
 }
 
-int request_take_key(Request *r, CbSecret **ret_pem) {
-        int q;
-
-        if (r->rec->state != REQUEST_ISSUED)
-                return -EBUSY;
-        if (!r->rec->key_available)
-                return -ENOKEY;
-        q = store_key_take(r->manager->store, r->rec->id, ret_pem);
-        if (q == -ENOKEY) {
-                r->rec->key_available = false;
-                return q;
+/* What a store call on req's key answered (r): -ENOKEY as it is (the key is gone: *flag, the
+ * availability it relied on, is cleared), any other failure logged ("cannot <what>") and -EIO
+ * (the store's own errno values mean nothing to the caller), success as it is. */
+static int key_store_result(Request *req, int r, bool *flag, const char *what) {
+        if (r == -ENOKEY) {
+                *flag = false;
+                return r;
         }
-        if (q < 0) {    /* the store's own errno values mean nothing to the caller */
-                log_error_errno(q, "Request %s: cannot read its key from %s: %m", r->rec->id,
-                                store_path(r->manager->store));
+        if (r < 0) {
+                log_error_errno(r, "Request %s: cannot %s in %s: %m", req->rec->id, what,
+                                store_path(req->manager->store));
                 return -EIO;
         }
-        r->rec->key_available = false;
-        EVP_PKEY_free(r->key);
-        r->key = NULL;
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "key-taken", .ca = r->rec->ca },
-                  "Request %s: the private key was taken by its owner and erased.", r->rec->id);
-        (void) request_commit(r);
+        return r;
+}
+
+int request_take_key(Request *req, CbSecret **ret_pem) {
+        int r;
+
+        if (req->rec->state != REQUEST_ISSUED)
+                return -EBUSY;
+        if (!req->rec->key_available)
+                return -ENOKEY;
+        r = key_store_result(req, store_key_take(req->manager->store, req->rec->id, ret_pem),
+                             &req->rec->key_available, "read its key");
+        if (r < 0)
+                return r;
+        req->rec->key_available = false;
+        EVP_PKEY_free(req->key);
+        req->key = NULL;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "key-taken", .ca = req->rec->ca },
+                  "Request %s: the private key was taken by its owner and erased.", req->rec->id);
+        (void) request_commit(req);
         return 0;
 }
 
-int request_take_key_sealed(Request *r, const uint8_t *recipient, size_t recipient_size, uint8_t **ret_box,
+int request_take_key_sealed(Request *req, const uint8_t *recipient, size_t recipient_size, uint8_t **ret_box,
                             size_t *ret_size) {
         uint8_t stored[STORE_SEAL_RECIPIENT_LEN];
-        int q;
+        int r;
 
-        if (r->rec->state != REQUEST_ISSUED)
+        if (req->rec->state != REQUEST_ISSUED)
                 return -EBUSY;
         if (!recipient || recipient_size != STORE_SEAL_RECIPIENT_LEN)
                 return -EINVAL;
-        if (r->rec->key_sealed) {
+        if (req->rec->key_sealed) {
                 /* Sealed before: the same copy again, to the same receiver only. */
-                q = store_key_sealed_get(r->manager->store, r->rec->id, stored, ret_box, ret_size);
-                if (q == -ENOKEY)
-                        r->rec->key_sealed = false;
-                if (q == -ENOKEY)
-                        return q;
-                if (q < 0) {    /* the store's own errno values mean nothing to the caller */
-                        log_error_errno(q, "Request %s: cannot read its sealed key from %s: %m", r->rec->id,
-                                        store_path(r->manager->store));
-                        return -EIO;
-                }
+                r = key_store_result(req, store_key_sealed_get(req->manager->store, req->rec->id, stored, ret_box,
+                                                               ret_size),
+                                     &req->rec->key_sealed, "read its sealed key");
+                if (r < 0)
+                        return r;
                 if (sodium_memcmp(stored, recipient, STORE_SEAL_RECIPIENT_LEN) != 0) {
                         free(*ret_box);
                         *ret_box = NULL;
                         return -EPERM;
                 }
-                log_debug("Request %s: its sealed key was asked for again by the same receiver.", r->rec->id);
+                log_debug("Request %s: its sealed key was asked for again by the same receiver.", req->rec->id);
                 return 1;
         }
-        if (!r->rec->key_available)
+        if (!req->rec->key_available)
                 return -ENOKEY;
-        q = store_key_seal(r->manager->store, r->rec->id, recipient, ret_box, ret_size);
-        if (q == -ENOKEY) {
-                r->rec->key_available = false;
-                return q;
-        }
-        if (q == -EDOM)
-                return q;       /* libsodium refused the public key */
-        if (q < 0) {
-                log_error_errno(q, "Request %s: cannot seal its key in %s: %m", r->rec->id,
-                                store_path(r->manager->store));
-                return -EIO;
-        }
-        r->rec->key_available = false;
-        r->rec->key_sealed = true;
-        EVP_PKEY_free(r->key);
-        r->key = NULL;
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "key-sealed", .ca = r->rec->ca },
+        r = store_key_seal(req->manager->store, req->rec->id, recipient, ret_box, ret_size);
+        if (r == -EDOM)
+                return r;       /* libsodium refused the public key */
+        r = key_store_result(req, r, &req->rec->key_available, "seal its key");
+        if (r < 0)
+                return r;
+        req->rec->key_available = false;
+        req->rec->key_sealed = true;
+        EVP_PKEY_free(req->key);
+        req->key = NULL;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "key-sealed", .ca = req->rec->ca },
                   "Request %s: the private key was sealed to its owner's receiver and erased; the sealed copy "
-                  "is kept until the receiver confirms it (ConfirmKey) or the certificate expires.", r->rec->id);
-        (void) request_commit(r);
+                  "is kept until the receiver confirms it (ConfirmKey) or the certificate expires.", req->rec->id);
+        (void) request_commit(req);
         return 0;
 }
 
-int request_confirm_key(Request *r) {
-        int q;
+int request_confirm_key(Request *req) {
+        int r;
 
-        if (r->rec->state != REQUEST_ISSUED || (!r->rec->key_sealed && r->rec->key_available))
+        if (req->rec->state != REQUEST_ISSUED || (!req->rec->key_sealed && req->rec->key_available))
                 return -EBUSY;
-        if (!r->rec->key_sealed)
+        if (!req->rec->key_sealed)
                 return 1;
-        q = erase_key(r);
-        if (q < 0) {
-                log_error_errno(q, "Request %s: cannot erase its sealed key from %s: %m", r->rec->id,
-                                store_path(r->manager->store));
+        r = erase_key(req);
+        if (r < 0) {
+                log_error_errno(r, "Request %s: cannot erase its sealed key from %s: %m", req->rec->id,
+                                store_path(req->manager->store));
                 return -EIO;
         }
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "key-confirmed", .ca = r->rec->ca },
-                  "Request %s: its receiver confirmed the key; the sealed copy is erased.", r->rec->id);
-        (void) request_commit(r);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "key-confirmed", .ca = req->rec->ca },
+                  "Request %s: its receiver confirmed the key; the sealed copy is erased.", req->rec->id);
+        (void) request_commit(req);
         return 0;
 }
 
 /* The request leaves the journal (its key with it) and memory; -ENOENT (gone already) is
  * fine. The audit record says why. */
-static int delete_and_free(Request *r, const char *decision, const char *why) {
-        int q = store_request_delete(r->manager->store, r->rec->id);
+static int delete_and_free(Request *req, const char *decision, const char *why) {
+        int r = store_request_delete(req->manager->store, req->rec->id);
 
-        if (q < 0 && q != -ENOENT)
-                return q;
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = decision, .ca = r->rec->ca },
-                  "Request %s %s", r->rec->id, why);
-        request_free(r);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = decision, .ca = req->rec->ca },
+                  "Request %s %s", req->rec->id, why);
+        request_free(req);
         return 0;
 }
 
-int request_remove(Request *r) {
-        if (!request_state_is_terminal(r->rec->state))
+int request_remove(Request *req) {
+        if (!request_state_is_terminal(req->rec->state))
                 return -EBUSY;
-        return delete_and_free(r, "removed", "removed; its key (if any) erased.");
+        return delete_and_free(req, "removed", "removed; its key (if any) erased.");
 }
 
 /* ---- housekeeping ---- */
 
-int request_expire_key(Request *r, uint64_t now) {
-        int q;
+int request_expire_key(Request *req, uint64_t now) {
+        int r;
 
         /* Only a tracked certificate's key is kept (StopRenewal() erases it). */
-        if (r->rec->renew && r->rec->state == REQUEST_ISSUED && r->rec->not_after != 0 && r->rec->not_after <= now)
-                renewal_key_erase(r, "its certificate expired");
+        if (req->rec->renew && req->rec->state == REQUEST_ISSUED && req->rec->not_after != 0 && req->rec->not_after <= now)
+                renewal_key_erase(req, "its certificate expired");
 
-        if (r->rec->state != REQUEST_ISSUED || !(r->rec->key_available || r->rec->key_sealed) ||
-            r->rec->not_after == 0 || r->rec->not_after > now)
+        if (req->rec->state != REQUEST_ISSUED || !(req->rec->key_available || req->rec->key_sealed) ||
+            req->rec->not_after == 0 || req->rec->not_after > now)
                 return 0;
-        bool sealed = r->rec->key_sealed;
-        q = erase_key(r);
-        if (q < 0)
-                return log_warning_errno(q, "Request %s: cannot erase its expired key: %m", r->rec->id);
-        (void) request_commit(r);
-        log_audit(LOG_INFO, &(AuditRecord) { .request = r->rec->id, .uid = r->rec->owner,
-                                             .decision = "key-expired", .ca = r->rec->ca },
+        bool sealed = req->rec->key_sealed;
+        r = erase_key(req);
+        if (r < 0)
+                return log_warning_errno(r, "Request %s: cannot erase its expired key: %m", req->rec->id);
+        (void) request_commit(req);
+        log_audit(LOG_INFO, &(AuditRecord) { .request = req->rec->id, .uid = req->rec->owner,
+                                             .decision = "key-expired", .ca = req->rec->ca },
                   sealed ? "Request %s: its certificate expired before the receiver confirmed the sealed key; the "
                            "sealed copy is erased." :
                            "Request %s: its certificate expired before the key was taken; the key is erased.",
-                  r->rec->id);
+                  req->rec->id);
         return 1;
 }
 
-int request_forget(Request *r, uint64_t keep_usec) {
+int request_forget(Request *req, uint64_t keep_usec) {
         char why[160];
-        int q;
+        int r;
 
         snprintf(why, sizeof why, "(%s) forgotten %llu s after it ended (RetainFinished=); its key, if any, erased.",
-                 request_state_to_string(r->rec->state), (unsigned long long) (keep_usec / 1000000ULL));
-        q = delete_and_free(r, "expired", why);
-        if (q < 0)
-                return log_warning_errno(q, "Request %s: cannot forget it after RetainFinished=: %m", r->rec->id);
+                 request_state_to_string(req->rec->state), (unsigned long long) (keep_usec / 1000000ULL));
+        r = delete_and_free(req, "expired", why);
+        if (r < 0)
+                return log_warning_errno(r, "Request %s: cannot forget it after RetainFinished=: %m", req->rec->id);
         return 0;
 }
