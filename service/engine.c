@@ -461,12 +461,8 @@ static int thumbprint_check(Request *r) {
         if (strcmp(ours, a->thumbprint) == 0) {
                 /* Authenticated: GetTrustAnchors may offer it for the trust store. */
                 CaState *ca = request_ca_state(r);
-                if (ca && (!ca->trust_authenticated ||
-                           memcmp(ca->trust_sha256, cm->certs->ca_fingerprint, sizeof ca->trust_sha256) != 0)) {
-                        memcpy(ca->trust_sha256, cm->certs->ca_fingerprint, sizeof ca->trust_sha256);
-                        ca->trust_authenticated = true;
+                if (ca && ca_set_trust_authenticated(ca, cm->certs->ca_fingerprint))
                         manager_notify_ca_changed(ca);
-                }
                 return 1;
         }
 
@@ -1042,7 +1038,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                         attempt_failed(r, res->outcome, res->message);
                 return;
         }
-        ca->last_contact = now_usec();
+        ca_set_contact(ca, now_usec());
         if (res->http_code != 200 || (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0))
                 metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
         if (res->http_code < 500)
@@ -1432,7 +1428,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 meta_done(ce, res->outcome, res->message);
                 return;
         }
-        ca->last_contact = now_usec();
+        ca_set_contact(ca, now_usec());
         ca_servers_answered(&CE(ca)->servers, ce->server);
 
         /* A web page where SCEP data was asked for: IIS's maintenance or error page, a portal in
@@ -1626,9 +1622,7 @@ int engine_new(Manager *m) {
         return 0;
 }
 
-void engine_ca_free(CaState *ca) {
-        CaEngine *ce = CE(ca);
-
+void engine_ca_free(CaEngine *ce) {
         if (!ce)
                 return;
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
@@ -1645,7 +1639,6 @@ void engine_ca_free(CaState *ca) {
         }
         uid_limit_free(ce->check_challenge_limit);
         free(ce);
-        ca->engine = NULL;
 }
 
 void engine_free(Manager *m) {
@@ -1724,13 +1717,26 @@ static int engine_renew_creds(Manager *m, char *settings) {
         return 0;
 }
 
+/* A CA's new challenge fetchers (one per server) and their admin pages, until they replace
+ * the old ones. */
+typedef struct CaFetchers {
+        ChallengeFetcher *fetchers[CB_CA_SERVERS_MAX];
+        char *urls[CB_CA_SERVERS_MAX];
+} CaFetchers;
+
+static void ca_fetchers_done(CaFetchers *f) {
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                challenge_fetcher_free(f->fetchers[i]);
+                free(f->urls[i]);
+        }
+}
+
 /* (Re)creates the CA's challenge fetchers, one per server, from the configuration in force.
  * Fetches in flight on the old ones start again on the new ones; challenges already handed out
  * keep their slots. */
 static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         CaEngine *ce = CE(ca);
-        ChallengeFetcher *f[CB_CA_SERVERS_MAX] = {};
-        char *urls[CB_CA_SERVERS_MAX] = {};
+        _cleanup_(ca_fetchers_done) CaFetchers new = {};
         ChallengeJournal journal;
         int q;
 
@@ -1761,16 +1767,14 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .server_url = ca_server_url(c, i),
                         .journal = m->store ? &journal : NULL,
                 };
-                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f[i]);
-                if (q >= 0 && !(urls[i] = strdup(admin_url)))
-                        q = -ENOMEM;
-                if (q < 0) {
-                        for (size_t j = 0; j <= i; j++) {
-                                challenge_fetcher_free(f[j]);
-                                free(urls[j]);
-                        }
-                        return q;
-                }
+                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &new.fetchers[i]);
+                if (q < 0)
+                        return log_error_errno(q, "CA %s: cannot set up challenge retrieval from %s: %m",
+                                               c->name, admin_url);
+                new.urls[i] = strdup(admin_url);
+                if (!new.urls[i])
+                        return log_error_errno(ENOMEM, "CA %s: cannot keep the admin page %s: %m", c->name,
+                                               admin_url);
         }
 
         /* Requests waiting on the old fetchers start again on the new ones. */
@@ -1788,9 +1792,9 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                 /* A server no longer configured (its spares went to its successor otherwise). */
                 challenge_fetcher_drop_spares(ce->fetchers[i]);
                 challenge_fetcher_free(ce->fetchers[i]);
-                ce->fetchers[i] = f[i];
+                ce->fetchers[i] = TAKE_PTR(new.fetchers[i]);
                 free(ce->fetcher_urls[i]);
-                ce->fetcher_urls[i] = urls[i];
+                ce->fetcher_urls[i] = TAKE_PTR(new.urls[i]);
         }
         /* Spares recorded for a server no longer configured are not kept. */
         const char *admin_urls[CB_CA_SERVERS_MAX] = {};
@@ -1804,11 +1808,36 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         return 0;
 }
 
+/* A CA new in the configuration: its state with a fresh engine part. */
+static int engine_ca_new(Manager *m, const char *name, CaState **ret) {
+        CaEngine *ce = calloc(1, sizeof(*ce));
+        CaState *ca;
+        int q;
+
+        if (!ce)
+                return -ENOMEM;
+        q = ca_state_new(m, name, ce, &ca);     /* takes ce, also on failure */
+        if (q < 0)
+                return q;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
+                ce->meta[i] = (CaMeta) { .ca = ca, .server = i };
+        *ret = ca;
+        return 0;
+}
+
+/* Frees the first n of cas that engine_ca_new() made (those the manager does not have yet). */
+static void engine_cas_free_new(Manager *m, CaState **cas, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!manager_find_ca_state(m, cas[i]->name))
+                        ca_state_free(cas[i]);
+}
+
 int engine_config_changed(Manager *m) {
         char *settings = krb5_settings_string(m->config);
+        int q;
 
         if (!settings)
-                return -ENOMEM;
+                return log_error_errno(ENOMEM, "Cannot compare the [Kerberos] settings: %m");
         if (E(m)->krb5_settings && strcmp(settings, E(m)->krb5_settings) != 0)
                 (void) engine_renew_creds(m, settings);
         else {
@@ -1819,30 +1848,21 @@ int engine_config_changed(Manager *m) {
         /* Per-CA state follows the configuration: new CAs get fresh state, removed ones go
          * (their requests fail as UnknownCA at their next step), kept ones keep their cache
          * unless their URL changed. */
-        CaState **cas = calloc(m->config->n_cas + 1, sizeof(CaState *));
+        _cleanup_free_ CaState **cas = calloc(m->config->n_cas + 1, sizeof(CaState *));
 
         if (!cas)
-                return -ENOMEM;
+                return log_error_errno(ENOMEM, "Cannot allocate the list of CAs: %m");
         for (size_t i = 0; i < m->config->n_cas; i++) {
-                CaState *old = manager_find_ca_state(m, m->config->cas[i].name);
-                if (old) {
-                        cas[i] = old;
+                const char *name = m->config->cas[i].name;
+
+                cas[i] = manager_find_ca_state(m, name);
+                if (cas[i])
                         continue;
+                q = engine_ca_new(m, name, &cas[i]);
+                if (q < 0) {
+                        engine_cas_free_new(m, cas, i);
+                        return log_error_errno(q, "CA %s: cannot set up its state: %m", name);
                 }
-                CaState *ca = NULL;
-                CaEngine *ce = calloc(1, sizeof(*ce));
-                if (!ce || ca_state_new(m, m->config->cas[i].name, &ca) < 0) {
-                        free(ce);
-                        for (size_t j = 0; j < i; j++)
-                                if (!manager_find_ca_state(m, cas[j]->name))
-                                        ca_state_free(cas[j]);
-                        free(cas);
-                        return -ENOMEM;
-                }
-                ca->engine = ce;
-                for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
-                        ce->meta[j] = (CaMeta) { .ca = ca, .server = j };
-                cas[i] = ca;
         }
         /* Drop the CAs that are gone. */
         for (size_t i = 0; i < m->n_cas; i++) {
@@ -1883,7 +1903,7 @@ int engine_config_changed(Manager *m) {
                 ca_state_free(ca);
         }
         free(m->cas);
-        m->cas = cas;
+        m->cas = TAKE_PTR(cas);
         m->n_cas = m->config->n_cas;
 
         /* Attempts in flight keep their server when a Reload reordered URL=; one whose server is
@@ -1908,12 +1928,11 @@ int engine_config_changed(Manager *m) {
                 restart[n_restart++] = r;
         }
         for (size_t i = 0; i < m->n_cas; i++) {
-                int q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);
+                q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);        /* logs why */
                 if (q < 0) {
                         for (size_t j = 0; j < n_restart; j++)
                                 (void) engine_request_start(restart[j]);
-                        return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
-                                               m->cas[i]->name);
+                        return q;
                 }
         }
         for (size_t i = 0; i < m->n_requests; i++) {
