@@ -27,38 +27,26 @@
 
 #include "basic.h"
 #include "broker-error.h"
+#include "broker-fixture.h"
+#include "engine.h"
 #include "fake-ndes.h"
 #include "manager.h"
 #include "request.h"
-#include "test-helpers.h"
 
-#define NDES_HOST "ndes.example.test"
+#define NDES_HOST BROKER_NDES_HOST
 #define SETTLE_MS 30000U
+
+/* The [CA] settings after BROKER_CA_BASE: no challenge, or mscep_admin's. */
+#define CA_NO_CHALLENGE "Challenge=none\nPendingDeadline=3600\n"
+#define CA_ADMIN_CHALLENGE "Challenge=mscep-admin\nAdminURL=https://" NDES_HOST "/certsrv/mscep_admin/\n" \
+        "PendingDeadline=3600\n"
 
 static FakeNdes *ndes;
 
 typedef struct Fixture {
-        char *dir;
-        char *config_dir;
-        char *state_dir;
+        BrokerDirs dirs;
         Manager *m;
 } Fixture;
-
-static void write_file(const char *dir, const char *name, const char *text) {
-        char *p = test_path(dir, name);
-        FILE *f = fopen(p, "we");
-
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-        free(p);
-}
-
-static const char *user_name(void) {
-        struct passwd *pw = getpwuid(getuid());
-        assert_non_null(pw);
-        return pw->pw_name;
-}
 
 static int group_setup(void **state) {
         (void) state;
@@ -74,61 +62,39 @@ static int group_teardown(void **state) {
         return 0;
 }
 
-static void manager_open(Fixture *f);
-static Fixture *fixture_new_ca(const char *challenge);
-
-static Fixture *fixture_new(void) {
-        return fixture_new_ca("Challenge=none");
+/* As certbrokerd starts: load, then resume what the journal has in flight. */
+static void manager_open(Fixture *f) {
+        assert_int_equal(manager_new(f->dirs.config_dir, f->dirs.state_dir, &f->m), 0);
+        manager_start(f->m);
 }
 
-static Fixture *fixture_new_ca(const char *challenge) {
+/* A broker whose CA "corp" has this [CA] section; the CA is the fake NDES. */
+static Fixture *fixture_new_section(const char *ca_section) {
         Fixture *f = calloc(1, sizeof(*f));
-        char *text = NULL, *sub;
 
         assert_non_null(f);
-        f->dir = test_mkdtemp("test-engine");
-        assert_non_null(f->dir);
-        f->config_dir = test_path(f->dir, "conf");
-        f->state_dir = test_path(f->dir, "state");
-        assert_int_equal(mkdir(f->config_dir, 0700), 0);
-        assert_int_equal(mkdir(f->state_dir, 0700), 0);
-        sub = test_path(f->config_dir, "ca.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        sub = test_path(f->config_dir, "policy.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-
-        /* No keytab (the credentials fail at once, and Authentication=none needs none), no key
-         * pool; the CA is the fake NDES, polled every second. */
-        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
-                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
-                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
-        write_file(f->config_dir, "certbroker.conf", text);
-        free(text);
-        assert_true(asprintf(&text, "[CA]\nURL=https://" NDES_HOST "/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                             "Authentication=none\n%s\nPollInterval=1\nPendingDeadline=3600\n", challenge) > 0);
-        write_file(f->config_dir, "ca.d/corp.conf", text);
-        free(text);
-        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
-        write_file(f->config_dir, "policy.d/me.policy", text);
-        free(text);
+        broker_dirs_new(&f->dirs, "test-engine", ca_section);
         manager_open(f);
         return f;
 }
 
-/* As certbrokerd starts: load, then resume what the journal has in flight. */
-static void manager_open(Fixture *f) {
-        assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
-        manager_start(f->m);
+/* The same with BROKER_CA_BASE's one server, polled every second, and these settings. */
+static Fixture *fixture_new_ca(const char *settings) {
+        char *section = NULL;
+
+        assert_true(asprintf(&section, "%s%s", BROKER_CA_BASE, settings) > 0);
+        Fixture *f = fixture_new_section(section);
+        free(section);
+        return f;
+}
+
+static Fixture *fixture_new(void) {
+        return fixture_new_ca(CA_NO_CHALLENGE);
 }
 
 static void fixture_free(Fixture *f) {
         manager_free(f->m);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->config_dir);
-        free(f->state_dir);
+        broker_dirs_free(&f->dirs);
         free(f);
 }
 
@@ -147,23 +113,20 @@ static void on_enrolled(Request *r, int error, void *userdata) {
         *(int *) userdata = error;
 }
 
-/* Enroll for web.a.example.test as this user; returns the request's id (malloc'd). */
-static char *enroll(Fixture *f) {
-        const char *names[] = { "web.a.example.test" };
-        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
-        CbRequestSpec spec = { .names = names, .n_names = 1 };
-        CbDecision d = {};
-        Request *r = NULL;
+/* Enroll for web.a.example.test as this user (key NULL: the CA's default; renew: Enroll's
+ * option); returns the request's id (malloc'd). */
+static char *enroll_key(Fixture *f, const char *key, bool renew) {
         static int error;
-
-        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
-        assert_true(d.allowed);
-        assert_int_equal(request_enroll(f->m, getuid(), "", &d, false, NULL, on_enrolled, &error, &r), 0);
-        cb_decision_done(&d);
-        assert_non_null(r);
+        Request *r = broker_enroll(f->m, "web.a.example.test", key, renew, renew ? "renewed" : NULL, on_enrolled,
+                                   &error);
         char *id = strdup(r->rec->id);
+
         assert_non_null(id);
         return id;
+}
+
+static char *enroll(Fixture *f) {
+        return enroll_key(f, NULL, false);
 }
 
 /* Runs the loop until request `id` is in state s, or SETTLE_MS. Records whether it passed
@@ -258,7 +221,7 @@ static void test_issued(void **state) {
  * page handed out is the one in the CSR, used once. */
 static void test_issued_with_challenge(void **state) {
         static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
-        Fixture *f = fixture_new_ca("Challenge=mscep-admin\nAdminURL=https://" NDES_HOST "/certsrv/mscep_admin/");
+        Fixture *f = fixture_new_ca(CA_ADMIN_CHALLENGE);
 
         (void) state;
         script(steps, 1);
@@ -446,8 +409,7 @@ static void test_answers(void **state) {
         (void) state;
         for (size_t i = 0; i < sizeof answer_cases / sizeof answer_cases[0]; i++) {
                 const AnswerCase *t = &answer_cases[i];
-                Fixture *f = t->challenge ? fixture_new_ca("Challenge=mscep-admin\nAdminURL=https://" NDES_HOST
-                                                           "/certsrv/mscep_admin/") : fixture_new();
+                Fixture *f = fixture_new_ca(t->challenge ? CA_ADMIN_CHALLENGE : CA_NO_CHALLENGE);
 
                 fake_ndes_admin(ndes, t->admin);
                 uint64_t start = monotonic_usec();
