@@ -4,11 +4,13 @@
  * and the server by fake-ndes.c, which answers with real SCEP messages (the NDES emulator's
  * PKI code). Covered: issued at once (with and without a challenge from mscep_admin), PENDING
  * polled to SUCCESS, a pending request resumed after a restart, a submission in doubt (no
- * answer) recovered with CertPoll after a restart; then one table of server answers
- * (FAILURE with each failInfo, unusable CertReps, HTTP errors, transport failures, failed
- * polls, mscep_admin's pages) and what the request becomes. */
+ * answer) recovered with CertPoll after a restart, a successor enrolled with RenewalReq
+ * (Renewal=scep-renewal), failover to a CA's second server, the admin page vouching for
+ * another CA certificate, PendingDeadline= ending a PENDING request; then one table of server
+ * answers (FAILURE with each failInfo, unusable CertReps, HTTP errors, GET refused for its
+ * length, transport failures, failed polls, mscep_admin's pages) and what the request
+ * becomes. */
 #include <errno.h>
-#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -233,6 +235,10 @@ static void test_issued_with_challenge(void **state) {
         assert_int_equal(c->pkcsreq, 1);
         assert_int_equal(c->challenge_ok, 1);
         assert_int_equal(c->challenge_bad, 0);
+        /* The page's thumbprint is the CA certificate's: GetTrustAnchors may offer it. */
+        const CaState *ca = manager_find_ca_state(f->m, "corp");
+        assert_non_null(ca);
+        assert_true(ca->trust_authenticated);
         /* With Challenge=none, no page is asked and the CSR carries no challenge. */
         free(id);
         fixture_free(f);
@@ -336,6 +342,152 @@ static void test_in_doubt_after_restart(void **state) {
         free(id);
 }
 
+/* Renewal=scep-renewal: the successor of an issued certificate is enrolled with a RenewalReq
+ * signed by that certificate (and its kept key): no challenge is fetched, none is in the CSR. */
+static void test_renewal_req(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_ca(CA_ADMIN_CHALLENGE "Renewal=scep-renewal\n");
+
+        (void) state;
+        script(steps, 1);
+        char *id = enroll_key(f, "rsa:2048", true);
+        assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->admin, 1);
+        assert_int_equal(c->pkcsreq, 1);
+        assert_int_equal(c->renewalreq, 0);
+        char *serial = strdup(request(f, id)->rec->serial);
+        assert_non_null(serial);
+
+        /* Its RenewAt, now. */
+        script(steps, 1);
+        Request *succ = broker_renew_now(request(f, id));
+        char *succ_id = strdup(succ->rec->id);
+        assert_non_null(succ_id);
+        assert_int_equal(engine_request_start(succ), 0);
+        assert_true(run_until_state(f, succ_id, REQUEST_ISSUED, NULL));
+        assert_issued_by_fake_ca(request(f, succ_id));
+        assert_string_not_equal(request(f, succ_id)->rec->serial, serial);
+        assert_int_equal(c->renewalreq, 1);
+        assert_int_equal(c->pkcsreq, 0);
+        assert_int_equal(c->admin, 0);
+        assert_int_equal(c->challenge_ok + c->challenge_bad, 0);
+        assert_int_equal(c->unverified, 0);
+        /* Signed by the certificate being renewed, which this CA issued. */
+        assert_true(c->renewal_signer_ours);
+        assert_string_equal(c->renewal_signer_serial, serial);
+        free(succ_id);
+        free(serial);
+        free(id);
+        fixture_free(f);
+}
+
+/* Two servers of one CA, the first down: the enrollment goes to the second at once, and takes
+ * its challenge from the second's mscep_admin and sends its PKCSReq there (a challenge is
+ * valid only at the server that issued it). The next enrollment passes the first over. */
+#define NDES1 "ndes1.example.test"
+#define NDES2 "ndes2.example.test"
+static void test_failover(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_section("URL=https://" NDES1 "/certsrv/mscep/mscep.dll https://" NDES2
+                                         "/certsrv/mscep/mscep.dll\nDefault=yes\nAuthentication=none\n"
+                                         "Challenge=mscep-admin\nPollInterval=1\nPendingDeadline=3600\n");
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+
+        (void) state;
+        fake_ndes_refuse_host(ndes, NDES1);
+        for (unsigned i = 0; i < 2; i++) {
+                script(steps, 1);
+                char *id = enroll(f);
+                assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+                Request *r = request(f, id);
+                assert_issued_by_fake_ca(r);
+                assert_string_equal(r->rec->server, "https://" NDES2 "/certsrv/mscep/mscep.dll");
+                /* The first tried the first server (refused), the second did not. */
+                if (i == 0)
+                        assert_true(c->refused >= 1);
+                else
+                        assert_int_equal(c->refused, 0);
+                assert_int_equal(c->admin, 1);
+                assert_string_equal(c->admin_host, NDES2);
+                assert_int_equal(c->pkcsreq, 1);
+                assert_string_equal(c->pkioperation_host, NDES2);
+                assert_int_equal(c->challenge_ok, 1);
+                assert_int_equal(c->challenge_bad, 0);
+                free(id);
+        }
+        fake_ndes_refuse_host(ndes, NULL);
+        fixture_free(f);
+}
+
+/* "AAAAAAAA BBBBBBBB ..." as the broker writes an MD5 thumbprint: lower case, no spaces. */
+static void thumbprint_plain(const char *page, char *buf, size_t size) {
+        size_t k = 0;
+
+        for (const char *p = page; *p && k + 1 < size; p++)
+                if (*p != ' ')
+                        buf[k++] = (char) (*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+        buf[k] = 0;
+}
+
+/* The admin page shows the thumbprint of another CA certificate than GetCACert's: the CA's
+ * certificates are fetched again once (the challenge kept for that try), then the request
+ * fails naming both thumbprints; nothing was sent, and the CA is not authenticated. */
+static void test_thumbprint_mismatch(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_ca(CA_ADMIN_CHALLENGE);
+        char ours[64], page[64];
+
+        (void) state;
+        fake_ndes_admin(ndes, FAKE_NDES_ADMIN_OTHER_THUMBPRINT);
+        script(steps, 1);
+        char *id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_FAILED, NULL));
+        Request *r = request(f, id);
+        print_message("  -> %s: %s\n", r->rec->error, r->rec->error_message);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "ProtocolError");
+        thumbprint_plain(fake_ndes_thumbprint(ndes, false), ours, sizeof ours);
+        thumbprint_plain(fake_ndes_thumbprint(ndes, true), page, sizeof page);
+        assert_non_null(strstr(r->rec->error_message, ours));
+        assert_non_null(strstr(r->rec->error_message, page));
+        assert_non_null(strstr(r->rec->error_message, "CAFingerprint="));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->cacert, 2);
+        assert_int_equal(c->admin, 1);
+        assert_int_equal(c->pkcsreq, 0);
+        const CaState *ca = manager_find_ca_state(f->m, "corp");
+        assert_non_null(ca);
+        assert_false(ca->trust_authenticated);
+        fake_ndes_admin(ndes, FAKE_NDES_ADMIN_CHALLENGE);
+        free(id);
+        fixture_free(f);
+}
+
+/* PendingDeadline=: a request the CA keeps PENDING ends failed (Timeout) once the deadline
+ * has passed, not before. */
+static void test_pending_deadline(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_PENDING } };
+        Fixture *f = fixture_new_ca("Challenge=none\nPendingDeadline=2\n");
+
+        (void) state;
+        script(steps, 1);
+        char *id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_PENDING, NULL));
+        assert_true(run_until_state(f, id, REQUEST_FAILED, NULL));
+        Request *r = request(f, id);
+        print_message("  -> %s: %s (%.1f s)\n", r->rec->error, r->rec->error_message,
+                      (double) (r->rec->updated - r->rec->created) / 1e6);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "Timeout");
+        assert_non_null(strstr(r->rec->error_message, "PendingDeadline"));
+        assert_true(r->rec->updated >= r->rec->created + 2 * UINT64_C(1000000));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->pkcsreq, 1);
+        assert_true(c->certpoll >= 1);
+        assert_int_equal(c->issued, 0);
+        free(id);
+        fixture_free(f);
+}
+
 /* ---- the table: every server answer and what the request becomes ---- */
 
 typedef struct AnswerCase {
@@ -350,6 +502,7 @@ typedef struct AnswerCase {
         unsigned get;                   /* of them, sent with GET */
         bool challenge;                 /* Challenge=mscep-admin (else none), mscep_admin answering: */
         FakeNdesAdmin admin;
+        bool get_only;                  /* GetCACaps without POSTPKIOperation */
 } AnswerCase;
 
 #define STEPS(...) .steps = { __VA_ARGS__ }, .n_steps = sizeof((FakeNdesStep[]) { __VA_ARGS__ }) / sizeof(FakeNdesStep)
@@ -376,6 +529,19 @@ static const AnswerCase answer_cases[] = {
         { "html page", STEPS({ FAKE_NDES_HTML }), REQUEST_RETRYING, "CAUnreachable", NULL, "HTML page", 1, 0 },
         { "http 500", STEPS({ FAKE_NDES_HTTP_500 }), REQUEST_RETRYING, "CAUnreachable", NULL, NULL, 1, 0 },
         { "http 403", STEPS({ FAKE_NDES_HTTP_403 }), REQUEST_FAILED, "ProtocolError", NULL, "HTTP 403", 1, 0 },
+        /* Without POSTPKIOperation the message travels in the URL, which IIS's request
+         * filtering may refuse for its length (404.15 logged, or 414): the message says which
+         * limits to raise. A POST answered 404 is no such case. */
+        { "get: success", STEPS({ FAKE_NDES_SUCCESS }), REQUEST_ISSUED, "", NULL, NULL, 1, 0, 1, false,
+          FAKE_NDES_ADMIN_CHALLENGE, true },
+        { "get: 404 (404.15)", STEPS({ FAKE_NDES_HTTP_404 }), REQUEST_FAILED, "ProtocolError", NULL,
+          "-byte GET PKIOperation URL with HTTP 404, which is how IIS request filtering refuses", 1, 0, 1, false,
+          FAKE_NDES_ADMIN_CHALLENGE, true },
+        { "get: 414", STEPS({ FAKE_NDES_HTTP_414 }), REQUEST_FAILED, "ProtocolError", NULL,
+          "HTTP 414 URI Too Long: the CA does not offer POSTPKIOperation", 1, 0, 1, false,
+          FAKE_NDES_ADMIN_CHALLENGE, true },
+        { "post: 404", STEPS({ FAKE_NDES_HTTP_404 }), REQUEST_FAILED, "ProtocolError", NULL,
+          "the server answered the POST PKIOperation with HTTP 404", 1, 0, 0 },
         /* Windows 2012: a POST gets an empty 200; the same message again with GET. */
         { "empty 200, success by GET", STEPS({ FAKE_NDES_EMPTY }, { FAKE_NDES_SUCCESS }), REQUEST_ISSUED, "", NULL,
           NULL, 2, 0, 1 },
@@ -412,6 +578,7 @@ static void test_answers(void **state) {
                 Fixture *f = fixture_new_ca(t->challenge ? CA_ADMIN_CHALLENGE : CA_NO_CHALLENGE);
 
                 fake_ndes_admin(ndes, t->admin);
+                fake_ndes_offer_post(ndes, !t->get_only);
                 uint64_t start = monotonic_usec();
                 print_message("answer: %s\n", t->name);
                 script(t->steps, t->n_steps);
@@ -452,15 +619,23 @@ static void test_answers(void **state) {
                 fixture_free(f);
         }
         fake_ndes_admin(ndes, FAKE_NDES_ADMIN_CHALLENGE);
+        fake_ndes_offer_post(ndes, true);
 }
 
-int main(void) {
+/* An argument runs only the tests whose names match it (a cmocka filter: "test_failover"). */
+int main(int argc, char **argv) {
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_issued, setup, teardown),
                 cmocka_unit_test(test_issued_with_challenge),
                 cmocka_unit_test_setup_teardown(test_pending_then_issued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_in_doubt_after_restart, setup, teardown),
+                cmocka_unit_test(test_renewal_req),
+                cmocka_unit_test(test_failover),
+                cmocka_unit_test(test_thumbprint_mismatch),
+                cmocka_unit_test(test_pending_deadline),
                 cmocka_unit_test(test_answers),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
