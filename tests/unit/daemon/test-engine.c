@@ -464,7 +464,8 @@ static void test_thumbprint_mismatch(void **state) {
 }
 
 /* PendingDeadline=: a request the CA keeps PENDING ends failed (Timeout) once the deadline
- * has passed, not before. */
+ * has passed, not before. (Whether a CertPoll fits in before depends on how fast the key and
+ * the PKCSReq were made: not asserted.) */
 static void test_pending_deadline(void **state) {
         static const FakeNdesStep steps[] = { { FAKE_NDES_PENDING } };
         Fixture *f = fixture_new_ca("Challenge=none\nPendingDeadline=2\n");
@@ -478,11 +479,11 @@ static void test_pending_deadline(void **state) {
         print_message("  -> %s: %s (%.1f s)\n", r->rec->error, r->rec->error_message,
                       (double) (r->rec->updated - r->rec->created) / 1e6);
         assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "Timeout");
-        assert_non_null(strstr(r->rec->error_message, "PendingDeadline"));
+        /* It ended while PENDING, at the deadline's attempt. */
+        assert_non_null(strstr(r->rec->error_message, "did not issue the pending request before PendingDeadline"));
         assert_true(r->rec->updated >= r->rec->created + 2 * UINT64_C(1000000));
         const FakeNdesCounters *c = fake_ndes_counters(ndes);
         assert_int_equal(c->pkcsreq, 1);
-        assert_true(c->certpoll >= 1);
         assert_int_equal(c->issued, 0);
         free(id);
         fixture_free(f);
