@@ -529,11 +529,11 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 /* The server's weakness, not ours: the enrollment goes on, said once per load. */
                 if (!ce->warned_anonymous) {
                         const CbCa *c = request_ca_config(r);
-                        char *hint = challenge_anonymous_hint(c ? ca_server_admin_host(c, a->server) : NULL,
-                                                              c ? ca_server_admin_url(c, a->server) : NULL);
+                        _cleanup_free_ char *hint = challenge_anonymous_hint(
+                                        c ? ca_server_admin_host(c, a->server) : NULL,
+                                        c ? ca_server_admin_url(c, a->server) : NULL);
                         log_warning("CA %s: mscep_admin answered without authentication: %s",
                                     request_ca_state(r)->name, hint ?: "disable Anonymous Authentication");
-                        free(hint);
                         ce->warned_anonymous = true;
                 }
         }
