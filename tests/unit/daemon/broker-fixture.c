@@ -68,7 +68,8 @@ void broker_dirs_new(BrokerDirs *d, const char *prefix, const char *ca_section) 
 }
 
 void broker_dirs_free(BrokerDirs *d) {
-        test_rm_rf(d->dir);
+        if (d->dir)
+                test_rm_rf(d->dir);
         free(d->dir);
         free(d->config_dir);
         free(d->state_dir);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The broker the daemon core's unit tests run (test-request, test-engine): a temporary
+/* The broker the daemon core's unit tests run (test-request, test-engine, and through
+ * test-broker.h the bus tests): a temporary
  * directory with certbroker.conf (no keytab: the credentials fail at once, without a KDC;
  * PermittedSuffix=example.test), one default CA "corp" whose [CA] section the test writes,
  * and a policy letting this user enroll *.a.example.test; and enrolling as this user. */
@@ -14,8 +15,8 @@
 #define BROKER_NDES_HOST "ndes.example.test"
 #define BROKER_CA_URL "https://" BROKER_NDES_HOST "/certsrv/mscep/mscep.dll"
 /* The start of a [CA] section for ca.d/corp.conf: the one server above, the default CA, no
- * Kerberos, polled every second. A test appends Challenge=, PendingDeadline= and the rest. */
-#define BROKER_CA_BASE "URL=" BROKER_CA_URL "\nDefault=yes\nAuthentication=none\nPollInterval=1\n"
+ * Kerberos. A test appends Challenge=, PollInterval=, PendingDeadline= and the rest. */
+#define BROKER_CA_BASE "URL=" BROKER_CA_URL "\nDefault=yes\nAuthentication=none\n"
 
 typedef struct BrokerDirs {
         char *dir;              /* $TMPDIR/<prefix>-XXXXXX, removed by broker_dirs_free() */

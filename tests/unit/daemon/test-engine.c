@@ -38,7 +38,8 @@
 #define NDES_HOST BROKER_NDES_HOST
 #define SETTLE_MS 30000U
 
-/* The [CA] settings after BROKER_CA_BASE: no challenge, or mscep_admin's. */
+/* The [CA] settings after BROKER_CA_BASE (fixture_new_ca() adds PollInterval=1): no challenge,
+ * or mscep_admin's. */
 #define CA_NO_CHALLENGE "Challenge=none\nPendingDeadline=3600\n"
 #define CA_ADMIN_CHALLENGE "Challenge=mscep-admin\nAdminURL=https://" NDES_HOST "/certsrv/mscep_admin/\n" \
         "PendingDeadline=3600\n"
@@ -84,7 +85,7 @@ static Fixture *fixture_new_section(const char *ca_section) {
 static Fixture *fixture_new_ca(const char *settings) {
         char *section = NULL;
 
-        assert_true(asprintf(&section, "%s%s", BROKER_CA_BASE, settings) > 0);
+        assert_true(asprintf(&section, "%sPollInterval=1\n%s", BROKER_CA_BASE, settings) > 0);
         Fixture *f = fixture_new_section(section);
         free(section);
         return f;

@@ -63,7 +63,7 @@ static int setup(void **state) {
 
         assert_non_null(f);
         /* The CA's name does not resolve here. */
-        broker_dirs_new(&f->dirs, "test-request", BROKER_CA_BASE "Challenge=none\nPendingDeadline=3600\n");
+        broker_dirs_new(&f->dirs, "test-request", BROKER_CA_BASE "Challenge=none\nPollInterval=1\nPendingDeadline=3600\n");
 
         current = f;
         assert_int_equal(manager_open(f), 0);
