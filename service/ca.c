@@ -8,18 +8,19 @@
 #include "engine.h"
 #include "scep-certrep.h"
 
-int ca_state_new(Manager *m, const char *name, CaState **ret) {
-        CaState *ca = calloc(1, sizeof(*ca));
+int ca_state_new(Manager *m, const char *name, struct CaEngine *engine, CaState **ret) {
+        _cleanup_(ca_state_freep) CaState *ca = calloc(1, sizeof(*ca));
 
-        if (!ca)
-                return -ENOMEM;
-        ca->name = strdup(name);
-        if (!ca->name) {
-                free(ca);
+        if (!ca) {
+                engine_ca_free(engine);
                 return -ENOMEM;
         }
+        ca->engine = engine;
         ca->manager = m;
-        *ret = ca;
+        ca->name = strdup(name);
+        if (!ca->name)
+                return -ENOMEM;
+        *ret = TAKE_PTR(ca);
         return 0;
 }
 
@@ -33,7 +34,7 @@ static void capabilities_free(CaState *ca) {
 CaState *ca_state_free(CaState *ca) {
         if (!ca)
                 return NULL;
-        engine_ca_free(ca);
+        engine_ca_free(TAKE_PTR(ca->engine));
         capabilities_free(ca);
         free(ca->ca_certificates);
         free(ca->ra_certificates);
@@ -72,6 +73,18 @@ void ca_set_certificates(CaState *ca, const ScepCACerts *certs) {
 void ca_set_error(CaState *ca, const char *message) {
         free(ca->last_error);
         ca->last_error = strdup(message ?: "");
+}
+
+void ca_set_contact(CaState *ca, uint64_t now) {
+        ca->last_contact = now;
+}
+
+bool ca_set_trust_authenticated(CaState *ca, const uint8_t sha256[static 32]) {
+        if (ca_trust_authenticates(ca, sha256))
+                return false;
+        memcpy(ca->trust_sha256, sha256, sizeof ca->trust_sha256);
+        ca->trust_authenticated = true;
+        return true;
 }
 
 bool ca_trust_authenticates(const CaState *ca, const uint8_t sha256[static 32]) {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "basic.h"
 #include "scep-cacert.h"
 
 typedef struct Manager Manager;
@@ -33,10 +34,12 @@ struct CaState {
         uint8_t trust_sha256[32];
 };
 
-/* A CA named name, without its engine part (the engine attaches it). */
-int ca_state_new(Manager *m, const char *name, CaState **ret);
+/* A CA named name with its engine part (taken, freed with the CA by engine_ca_free(); NULL for
+ * none). */
+int ca_state_new(Manager *m, const char *name, struct CaEngine *engine, CaState **ret);
 /* Frees ca and its engine part (engine_ca_free()). Accepts NULL, returns NULL. */
 CaState *ca_state_free(CaState *ca);
+DEFINE_POINTER_CLEANUP(CaState, ca_state_free)
 
 /* GetCACaps answered: the capability names (Capabilities), replacing the old ones. */
 void ca_set_capabilities(CaState *ca, const char *const *names, size_t n);
@@ -44,5 +47,10 @@ void ca_set_capabilities(CaState *ca, const char *const *names, size_t n);
 void ca_set_certificates(CaState *ca, const ScepCACerts *certs);
 /* LastError: message, "" or NULL when the last exchange went through. */
 void ca_set_error(CaState *ca, const char *message);
+/* LastContact: one of the CA's servers answered at now (CLOCK_REALTIME, usec). */
+void ca_set_contact(CaState *ca, uint64_t now);
+/* The admin page's thumbprint authenticated the CA certificate with this SHA-256 (replacing
+ * the one it authenticated before): true when that changed what GetTrustAnchors offers. */
+bool ca_set_trust_authenticated(CaState *ca, const uint8_t sha256[static 32]);
 /* Whether the admin page's thumbprint authenticated the CA certificate with this SHA-256. */
 bool ca_trust_authenticates(const CaState *ca, const uint8_t sha256[static 32]);

@@ -77,8 +77,8 @@ static void check_free(Check *k) {
 
 static void check_run(Check *k);
 
-/* The seed step each Check step verifies (the seed: ../shared/seed/, service/seed-steps.h). A
- * failure whose message names a more precise one keeps it. */
+/* The seed step each Check step verifies (seed-steps.h). A failure whose message names a more
+ * precise one keeps it. */
 static const char *check_step_seed(const char *step) {
         static const struct {
                 const char *step, *seed;
@@ -110,11 +110,13 @@ static bool check_step_per_server(const char *step) {
 static void check_add(Check *k, const char *step, const char *result, const char *detail) {
         const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
         const char *seed = check_step_seed(step);
-        char *d = NULL, *prefixed = NULL;
+        _cleanup_free_ char *prefixed = NULL;
+        char *d = NULL;
 
         if (k->n_rows >= CHECK_ROWS_MAX)
                 return;
         detail = detail ?: "";
+        /* Out of memory, the row goes without the server's name or the seed step. */
         if (c && c->n_servers > 1 && check_step_per_server(step) &&
             asprintf(&prefixed, "%s: %s", ca_server_host(c, k->server), detail) >= 0)
                 detail = prefixed;
@@ -126,7 +128,6 @@ static void check_add(Check *k, const char *step, const char *result, const char
                 d = NULL;
         k->rows[k->n_rows] = (CheckRow) { .step = strdup(step), .result = strdup(result),
                                           .detail = d ?: strdup(detail) };
-        free(prefixed);
         k->n_rows++;
         if (strcmp(result, "fail") == 0)
                 k->failed = true;
@@ -161,11 +162,54 @@ static void check_on_service(Krb5Creds *creds, TransportOutcome outcome, const c
         check_run(k);           /* check_run() already moved past this step */
 }
 
+/* GetCACaps answered (TLS went through): the capabilities, and whether they meet the floor. */
+static void check_getcacaps(Check *k, const CbCa *c, const HttpResult *res) {
+        bool https = strncmp(ca_server_url(c, k->server), "https:", 6) == 0;
+        const char *names[11];
+        char detail[1024] = "";
+        ScepAlgorithms alg;
+        ScepError err = {};
+        size_t n;
+
+        check_add(k, "tls", https ? "ok" : "skip",
+                  https ? "server certificate verified" : "plain http: no TLS (use https:// to protect the exchange)");
+        k->caps = 0;
+        if (res->http_code == 200)
+                (void) scep_caps_parse(res->body, res->body_size, &k->caps, &err);
+        n = scep_caps_to_strv(k->caps, names);
+        for (size_t i = 0; i < n; i++) {
+                strncat(detail, names[i], sizeof detail - strlen(detail) - 2);
+                strncat(detail, " ", sizeof detail - strlen(detail) - 1);
+        }
+        if (scep_caps_choose(k->caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
+                             &alg, &err) != 0) {
+                check_add(k, "getcacaps", "fail", err.message);
+                return;
+        }
+        check_add(k, "getcacaps", "ok", n ? detail : "no capabilities advertised");
+}
+
+/* GetCACert answered 200: what the CA's certificates are. */
+static void check_getcacert(Check *k, const CbCa *c, const HttpResult *res) {
+        _cleanup_(scep_cacerts_freep) ScepCACerts *certs = NULL;
+        ScepError err = {};
+        char detail[1024], fp[100];
+
+        if (scep_cacert_parse(res->content_type, res->body, res->body_size,
+                              c->has_fingerprint ? c->fingerprint : NULL, &certs, &err) != 0) {
+                check_add(k, "getcacert", "fail", err.message);
+                return;
+        }
+        scep_fingerprint_format(certs->ca_fingerprint, fp, sizeof fp);
+        snprintf(detail, sizeof detail, "CA %s%s", fp,
+                 certs->ra_encrypt ? ", separate RA signing and encryption certificates" : ", no RA");
+        check_add(k, "getcacert", "ok", detail);
+}
+
 static void check_on_http(HttpClient *client, const HttpResult *res, void *userdata) {
         Check *k = userdata;
         const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
         char detail[1024];
-        ScepError err = {};
 
         assert(k->http && (k->step == CHECK_STEP_GETCACAPS || k->step == CHECK_STEP_GETCACERT));
         k->http = NULL;
@@ -183,25 +227,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                                 check_add(k, "getcacaps", "fail", res->message);
                         break;
                 }
-                check_add(k, "tls", strncmp(ca_server_url(c, k->server), "https:", 6) == 0 ? "ok" : "skip",
-                          strncmp(ca_server_url(c, k->server), "https:", 6) == 0 ? "server certificate verified" :
-                          "plain http: no TLS (use https:// to protect the exchange)");
-                k->caps = 0;
-                if (res->http_code == 200)
-                        (void) scep_caps_parse(res->body, res->body_size, &k->caps, &err);
-                const char *names[11];
-                size_t n = scep_caps_to_strv(k->caps, names);
-                detail[0] = 0;
-                for (size_t i = 0; i < n; i++) {
-                        strncat(detail, names[i], sizeof detail - strlen(detail) - 2);
-                        strncat(detail, " ", sizeof detail - strlen(detail) - 1);
-                }
-                ScepAlgorithms alg;
-                if (scep_caps_choose(k->caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
-                                     &alg, &err) != 0)
-                        check_add(k, "getcacaps", "fail", err.message);
-                else
-                        check_add(k, "getcacaps", "ok", n ? detail : "no capabilities advertised");
+                check_getcacaps(k, c, res);
                 break;
         case CHECK_STEP_GETCACERT:
                 if (res->outcome != TRANSPORT_OK || res->http_code != 200) {
@@ -211,18 +237,7 @@ static void check_on_http(HttpClient *client, const HttpResult *res, void *userd
                         check_add(k, "getcacert", "fail", detail);
                         break;
                 }
-                ScepCACerts *certs = NULL;
-                if (scep_cacert_parse(res->content_type, res->body, res->body_size,
-                                      c->has_fingerprint ? c->fingerprint : NULL, &certs, &err) != 0) {
-                        check_add(k, "getcacert", "fail", err.message);
-                        break;
-                }
-                char fp[100];
-                scep_fingerprint_format(certs->ca_fingerprint, fp, sizeof fp);
-                snprintf(detail, sizeof detail, "CA %s%s", fp,
-                         certs->ra_encrypt ? ", separate RA signing and encryption certificates" : ", no RA");
-                check_add(k, "getcacert", "ok", detail);
-                scep_cacerts_free(certs);
+                check_getcacert(k, c, res);
                 break;
         default:
                 break;
@@ -237,10 +252,9 @@ static void check_on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *
         k->fetch = NULL;
         if (res->outcome == TRANSPORT_OK && res->anonymous) {
                 const CbCa *c = cb_config_find_ca(k->manager->config, k->ca->name);
-                char *hint = challenge_anonymous_hint(c ? ca_server_admin_host(c, k->server) : NULL,
-                                                      c ? ca_server_admin_url(c, k->server) : NULL);
+                _cleanup_free_ char *hint = challenge_anonymous_hint(c ? ca_server_admin_host(c, k->server) : NULL,
+                                                                     c ? ca_server_admin_url(c, k->server) : NULL);
                 check_add(k, "challenge", "fail", hint ?: "Disable Anonymous Authentication on mscep_admin");
-                free(hint);
         } else if (res->outcome == TRANSPORT_OK)
                 check_add(k, "challenge", "ok", "a one-time challenge password was issued (kept for the next "
                           "enrollment: NDES holds only a few unused ones)");
@@ -373,14 +387,12 @@ static CheckNext check_step_service_ticket(Check *k, const CbCa *c) {
 /* GetCACaps (with TLS) and GetCACert: one GET each, answered in check_on_http(). */
 static CheckNext check_step_http(Check *k, const CbCa *c) {
         const CbConfig *cfg = k->manager->config;
-        char *url = NULL, *why = NULL;
+        _cleanup_free_ char *url = NULL, *why = NULL;
         int q;
 
         if (asprintf(&url, "%s?operation=%s", ca_server_url(c, k->server),
-                     k->step == CHECK_STEP_GETCACAPS ? "GetCACaps" : "GetCACert") < 0)
-                url = NULL;
-        if (!url) {
-                check_add(k, "configuration", "fail", "out of memory");
+                     k->step == CHECK_STEP_GETCACAPS ? "GetCACaps" : "GetCACert") < 0) {
+                check_add(k, "configuration", "fail", "out of memory building the URL");
                 return CHECK_CONTINUE;
         }
         HttpRequestOptions o = {
@@ -391,10 +403,8 @@ static CheckNext check_step_http(Check *k, const CbCa *c) {
                 .timeout_usec = c->timeout_usec,
         };
         q = http_client_start(E(k->manager)->http, &o, check_on_http, k, &k->http, &why);
-        free(url);
         if (q < 0) {
                 check_add(k, k->step == CHECK_STEP_GETCACAPS ? "tls" : "getcacert", "fail", why ?: strerror(-q));
-                free(why);
                 return CHECK_CONTINUE;
         }
         return CHECK_WAIT;

@@ -61,6 +61,8 @@ typedef struct CaEngine {
         struct UidLimit *check_challenge_limit; /* CA.Check(challenge) per non-root uid */
 } CaEngine;
 
+DEFINE_POINTER_CLEANUP(ScepCACerts, scep_cacerts_free)
+
 static inline Engine *E(Manager *m) { return m->engine; }
 static inline CaEngine *CE(CaState *ca) { return ca->engine; }
 /* Server i of the CA (the first when i is out of range: a Reload removed servers). */

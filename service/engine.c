@@ -45,6 +45,17 @@
 #include "scep-certrep.h"
 #include "scep-csr.h"
 #include "scep-message.h"
+#include "scep-util.h"
+
+DEFINE_POINTER_CLEANUP(BIGNUM, BN_free)
+DEFINE_POINTER_CLEANUP(CbSubject, cb_subject_free)
+DEFINE_POINTER_CLEANUP(ScepCertRep, scep_certrep_free)
+DEFINE_POINTER_CLEANUP(ScepBuildJob, scep_build_job_free)
+DEFINE_POINTER_CLEANUP(ScepParseJob, scep_parse_job_free)
+
+static inline void openssl_strfreep(char **p) {
+        OPENSSL_free(*p);
+}
 
 typedef struct Attempt {
         Request *request;
@@ -208,17 +219,22 @@ static uint64_t asn1_time_usec(const ASN1_TIME *t) {
         return s < 0 ? 0 : (uint64_t) s * 1000000;
 }
 
+/* The serial number in lower-case hex (malloc'd), or NULL when out of memory. */
 static char *serial_hex(X509 *x) {
-        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-        char *hex = bn ? BN_bn2hex(bn) : NULL, *s = NULL;
+        _cleanup_(BN_freep) BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+        _cleanup_(openssl_strfreep) char *hex = NULL;
+        char *s;
 
-        if (hex) {
-                s = strdup(hex);
-                for (char *p = s; p && *p; p++)
-                        *p = (char) (*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
-        }
-        OPENSSL_free(hex);
-        BN_free(bn);
+        if (!bn)
+                return NULL;
+        hex = BN_bn2hex(bn);
+        if (!hex)
+                return NULL;
+        s = strdup(hex);
+        if (!s)
+                return NULL;
+        for (char *p = s; *p; p++)
+                *p = (char) (*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
         return s;
 }
 
@@ -461,12 +477,8 @@ static int thumbprint_check(Request *r) {
         if (strcmp(ours, a->thumbprint) == 0) {
                 /* Authenticated: GetTrustAnchors may offer it for the trust store. */
                 CaState *ca = request_ca_state(r);
-                if (ca && (!ca->trust_authenticated ||
-                           memcmp(ca->trust_sha256, cm->certs->ca_fingerprint, sizeof ca->trust_sha256) != 0)) {
-                        memcpy(ca->trust_sha256, cm->certs->ca_fingerprint, sizeof ca->trust_sha256);
-                        ca->trust_authenticated = true;
+                if (ca && ca_set_trust_authenticated(ca, cm->certs->ca_fingerprint))
                         manager_notify_ca_changed(ca);
-                }
                 return 1;
         }
 
@@ -517,11 +529,11 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
                 /* The server's weakness, not ours: the enrollment goes on, said once per load. */
                 if (!ce->warned_anonymous) {
                         const CbCa *c = request_ca_config(r);
-                        char *hint = challenge_anonymous_hint(c ? ca_server_admin_host(c, a->server) : NULL,
-                                                              c ? ca_server_admin_url(c, a->server) : NULL);
+                        _cleanup_free_ char *hint = challenge_anonymous_hint(
+                                        c ? ca_server_admin_host(c, a->server) : NULL,
+                                        c ? ca_server_admin_url(c, a->server) : NULL);
                         log_warning("CA %s: mscep_admin answered without authentication: %s",
                                     request_ca_state(r)->name, hint ?: "disable Anonymous Authentication");
-                        free(hint);
                         ce->warned_anonymous = true;
                 }
         }
@@ -536,9 +548,10 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
 
 static int read_static_challenge(const char *path, ChallengeSecret **ret, char *msg, size_t msgsize) {
         char buf[CHALLENGE_SIZE_MAX + 2];
+        _cleanup_close_ int fd = -1;
         struct stat st;
         ssize_t n;
-        int fd, q;
+        int q;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         if (fd < 0) {
@@ -546,14 +559,17 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
                 snprintf(msg, msgsize, "Cannot open ChallengeFile %s: %s", path, strerror(-q));
                 return q;
         }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0077) != 0) {
-                close(fd);
+        if (fstat(fd, &st) < 0) {
+                q = -errno;
+                snprintf(msg, msgsize, "Cannot stat ChallengeFile %s: %s", path, strerror(-q));
+                return q;
+        }
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 0077) != 0) {
                 snprintf(msg, msgsize, "ChallengeFile %s must be a regular file readable by its owner only "
                          "(chmod 0600).", path);
                 return -EPERM;
         }
         n = read(fd, buf, sizeof buf - 1);
-        close(fd);
         if (n < 0) {
                 q = -errno;
                 snprintf(msg, msgsize, "Cannot read ChallengeFile %s: %s", path, strerror(-q));
@@ -590,32 +606,35 @@ static void on_signer_built(void *userdata) {
 
 /* The self-signed signer certificate of the SCEP exchange: the CSR's subject and the key
  * that signs (the request's, or an EC request's RSA transport key), on a crypto worker. */
+/* Ahead of time only: whatever fails here, step_pkioperation() builds the signer with the
+ * message and names the error. */
 static void prebuild_signer(Request *r) {
         Attempt *a = r->engine;
         EVP_PKEY *key = a->transport_key ?: r->key;
-        ScepRdn *rdns = NULL;
+        _cleanup_free_ ScepRdn *rdns = NULL;
+        _cleanup_(cb_subject_freep) CbSubject *subject = NULL;
+        _cleanup_(scep_build_job_freep) ScepBuildJob *j = NULL;
         size_t n_rdns = 0;
-        CbSubject *subject = NULL;
-        ScepBuildJob *j;
-        int q;
 
-        if (!key || !request_meta(r) || build_subject(r->rec->subject, &rdns, &n_rdns, &subject) < 0)
+        if (!key || !request_meta(r))
+                return;
+        if (build_subject(r->rec->subject, &rdns, &n_rdns, &subject) < 0)
                 return;
         j = scep_build_job_new();
-        q = j ? scep_build_job_set_subject(j, rdns, n_rdns, NULL) : -ENOMEM;
-        free(rdns);
-        cb_subject_free(subject);
-        if (q >= 0 && EVP_PKEY_up_ref(key)) {
-                j->signer_key = key;
-                j->digest = request_meta(r)->alg.digest;
-                j->signer_only = true;
-                j->userdata = r;
-                q = crypto_work_submit_background(r->manager->crypto, scep_build_job_run, on_signer_built,
-                                                  scep_build_job_free, j, &a->prebuild);
-        } else
-                q = -ENOMEM;
-        if (q < 0)
-                scep_build_job_free(j);
+        if (!j)
+                return;
+        if (scep_build_job_set_subject(j, rdns, n_rdns, NULL) < 0)
+                return;
+        if (!EVP_PKEY_up_ref(key))
+                return;
+        j->signer_key = key;
+        j->digest = request_meta(r)->alg.digest;
+        j->signer_only = true;
+        j->userdata = r;
+        if (crypto_work_submit_background(r->manager->crypto, scep_build_job_run, on_signer_built,
+                                          scep_build_job_free, j, &a->prebuild) < 0)
+                return;
+        TAKE_PTR(j);    /* the worker's now */
 }
 
 /* ---- Renewal=scep-renewal|auto: a successor enrolled with RenewalReq ---- */
@@ -645,8 +664,10 @@ static int renewal_prepare(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
         Request *pred;
-        CbSecret *pem = NULL;
-        BIO *bio = NULL;
+        _cleanup_(secret_freep) CbSecret *pem = NULL;
+        _cleanup_(BIO_free_allp) BIO *bio = NULL;
+        _cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+        _cleanup_(X509_freep) X509 *cert = NULL;
         uint64_t refused_until = 0, now = now_usec();
         char msg[1024];
         int q;
@@ -697,30 +718,35 @@ static int renewal_prepare(Request *r) {
                                   "the kept key of the certificate being renewed cannot be read");
                 return 0;
         }
-        q = key_import_pkcs8_pem(pem, &a->renewal_key);
-        secret_free(pem);
+        q = key_import_pkcs8_pem(pem, &key);
         if (q < 0) {
                 renewal_fall_back(r, c, "the kept key of the certificate being renewed cannot be read");
                 return 0;
         }
-        if (EVP_PKEY_get_base_id(a->renewal_key) != EVP_PKEY_RSA) {
+        if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
                 /* The CA encrypts its CertRep to the signer certificate. */
-                a->renewal_key = (EVP_PKEY_free(a->renewal_key), NULL);
                 renewal_fall_back(r, c, "the certificate being renewed has no RSA key, and the CA encrypts its "
                                   "answer to it");
                 return 0;
         }
         bio = BIO_new_mem_buf(pred->rec->certificate, -1);
-        a->renewal_cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-        BIO_free(bio);
-        if (!a->renewal_cert || X509_check_private_key(a->renewal_cert, a->renewal_key) != 1) {
+        if (!bio) {
+                renewal_fall_back(r, c, "out of memory reading the certificate being renewed");
+                return 0;
+        }
+        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (!cert) {
                 ERR_clear_error();
-                X509_free(a->renewal_cert);
-                a->renewal_cert = NULL;
-                a->renewal_key = (EVP_PKEY_free(a->renewal_key), NULL);
+                renewal_fall_back(r, c, "the certificate being renewed does not parse");
+                return 0;
+        }
+        if (X509_check_private_key(cert, key) != 1) {
+                ERR_clear_error();
                 renewal_fall_back(r, c, "the certificate being renewed does not match its kept key");
                 return 0;
         }
+        a->renewal_cert = TAKE_PTR(cert);
+        a->renewal_key = TAKE_PTR(key);
         a->renewal = true;
         return 1;
 }
@@ -848,13 +874,17 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                 return;
         }
         /* Verified and decrypted on a crypto worker; on_certrep_parsed() goes on. */
-        ScepParseJob *j = scep_parse_job_new(res->body, res->body_size);
+        _cleanup_(scep_parse_job_freep) ScepParseJob *j = scep_parse_job_new(res->body, res->body_size);
         X509 *signer_cert = a->renewal ? a->renewal_cert : a->signer;
         EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key;
         EVP_PKEY *request_key = a->csr ? X509_REQ_get0_pubkey(a->csr) : NULL;
-        if (!j || !(j->host = strdup(res->host ?: ""))) {
-                scep_parse_job_free(j);
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot read the CertRep");
+        if (!j) {
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot copy the CertRep for reading");
+                return;
+        }
+        j->host = strdup(res->host ?: "");
+        if (!j->host) {
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot copy the CertRep's host name");
                 return;
         }
         j->request.type = a->msg->type;
@@ -872,9 +902,58 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         q = crypto_work_submit(r->manager->crypto, scep_parse_job_run, on_certrep_parsed, scep_parse_job_free, j,
                                &a->crypto);
         if (q < 0) {
-                scep_parse_job_free(j);
-                request_attempt_failed_errno(r, q, "Cannot read the CertRep");
+                request_attempt_failed_errno(r, q, "Cannot queue the CertRep for reading");
+                return;
         }
+        TAKE_PTR(j);    /* the worker's now */
+}
+
+/* PENDING: the CSR is kept for CertPoll (its subject and key). step_pkioperation() took the
+ * challenge out of it when the PKCSReq was built: no secret in the journal. */
+static void certrep_pending(Request *r) {
+        const CbCa *c = request_ca_config(r);
+        Attempt *a = r->engine;
+        _cleanup_free_ char *csr_pem = NULL;
+        int q;
+
+        if (!a->polling && r->key) {
+                q = scep_csr_resign(a->csr, r->key);
+                if (q < 0) {
+                        request_attempt_failed_errno(r, q, "Cannot sign the CSR kept for polling");
+                        return;
+                }
+        }
+        q = scep_csr_to_pem(a->csr, &csr_pem);
+        if (q < 0) {
+                request_attempt_failed_errno(r, q, "Cannot keep the CSR for polling");
+                return;
+        }
+        request_set_pending(r, TAKE_PTR(csr_pem), c->poll_interval_usec);
+}
+
+/* SUCCESS: the certificate, its chain and serial into the record. */
+static void certrep_issued(Request *r, const ScepCertRep *rep) {
+        _cleanup_free_ char *cert = NULL, *chain = NULL, *serial = NULL;
+        int q;
+
+        q = scep_certs_to_pem(rep->certificate, NULL, &cert);
+        if (q < 0) {
+                request_attempt_failed_errno(r, q, "Cannot record the certificate");
+                return;
+        }
+        q = scep_certs_to_pem(NULL, rep->chain, &chain);
+        if (q < 0) {
+                request_attempt_failed_errno(r, q, "Cannot record the certificate's chain");
+                return;
+        }
+        serial = serial_hex(rep->certificate);
+        if (!serial) {
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot record the certificate's serial number");
+                return;
+        }
+        request_set_issued(r, TAKE_PTR(cert), TAKE_PTR(chain), TAKE_PTR(serial),
+                           asn1_time_usec(X509_get0_notBefore(rep->certificate)),
+                           asn1_time_usec(X509_get0_notAfter(rep->certificate)));
 }
 
 static void on_certrep_parsed(void *userdata) {
@@ -882,7 +961,7 @@ static void on_certrep_parsed(void *userdata) {
         Request *r = j->userdata;
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
-        ScepCertRep *rep = TAKE_PTR(j->rep);
+        _cleanup_(scep_certrep_freep) ScepCertRep *rep = TAKE_PTR(j->rep);
         const ScepError *err = &j->err;
         const char *host = j->host;
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
@@ -890,7 +969,6 @@ static void on_certrep_parsed(void *userdata) {
 
         a->crypto = NULL;
         if (!c) {
-                scep_certrep_free(rep);
                 end_failed(r, BROKER_ERROR_UNKNOWN_CA, "The request's CA is no longer configured (removed by a reload).");
                 return;
         }
@@ -927,7 +1005,6 @@ static void on_certrep_parsed(void *userdata) {
                          * with a challenge. */
                         char desc[512];
                         scep_certrep_describe_failure(rep, desc, sizeof desc);
-                        scep_certrep_free(rep);
                         k = store_ca_renewal_set(r->manager->store, c->name, now_usec() + RENEWAL_REFUSED_RETRY_USEC);
                         if (k < 0)
                                 log_warning_errno(k, "CA %s: cannot record that it refused a RenewalReq: %m", c->name);
@@ -950,7 +1027,6 @@ static void on_certrep_parsed(void *userdata) {
                  * used already: once, at once, with a fresh one. */
                 char desc[512];
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
-                scep_certrep_free(rep);
                 r->challenge_retried = true;
                 log_notice("Request %s: %s did not take the challenge (%s); trying once more with a fresh one.",
                            r->rec->id, host, desc);
@@ -967,7 +1043,6 @@ static void on_certrep_parsed(void *userdata) {
                 char desc[512];
                 bool unknown = rep->fail_info == SCEP_FAIL_BAD_CERT_ID;
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
-                scep_certrep_free(rep);
                 recovery_resubmit(r, unknown, desc);
                 return;
         }
@@ -979,43 +1054,13 @@ static void on_certrep_parsed(void *userdata) {
                                       "instead)" : "request", desc);
                 request_end(r, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED,
                                rep->fail_info >= 0 ? scep_fail_info_to_string(rep->fail_info) : "", msg);
-                scep_certrep_free(rep);
                 return;
         }
         if (rep->status == SCEP_STATUS_PENDING) {
-                /* Kept for CertPoll (its subject and key). step_pkioperation() took the challenge
-                 * out of it when the PKCSReq was built: no secret in the journal. */
-                char *csr_pem = NULL;
-                q = !a->polling && r->key ? scep_csr_resign(a->csr, r->key) : 0;
-                if (q >= 0)
-                        q = scep_csr_to_pem(a->csr, &csr_pem);
-                scep_certrep_free(rep);
-                if (q < 0) {
-                        request_attempt_failed_errno(r, q, "Cannot keep the CSR for polling");
-                        return;
-                }
-                request_set_pending(r, csr_pem, c->poll_interval_usec);
+                certrep_pending(r);
                 return;
         }
-
-        /* SUCCESS */
-        char *cert = NULL, *chain = NULL, *serial = NULL;
-        q = scep_certs_to_pem(rep->certificate, NULL, &cert);
-        if (q >= 0)
-                q = scep_certs_to_pem(NULL, rep->chain, &chain);
-        serial = serial_hex(rep->certificate);
-        if (q < 0 || !serial) {
-                free(cert);
-                free(chain);
-                free(serial);
-                scep_certrep_free(rep);
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot record the certificate");
-                return;
-        }
-        uint64_t not_before = asn1_time_usec(X509_get0_notBefore(rep->certificate));
-        uint64_t not_after = asn1_time_usec(X509_get0_notAfter(rep->certificate));
-        scep_certrep_free(rep);
-        request_set_issued(r, cert, chain, serial, not_before, not_after);
+        certrep_issued(r, rep);
 }
 
 static void send_pkioperation(Request *r);
@@ -1042,7 +1087,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                         attempt_failed(r, res->outcome, res->message);
                 return;
         }
-        ca->last_contact = now_usec();
+        ca_set_contact(ca, now_usec());
         if (res->http_code != 200 || (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0))
                 metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
         if (res->http_code < 500)
@@ -1114,7 +1159,7 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
 static void send_pkioperation(Request *r) {
         const CbCa *c = request_ca_config(r);
         Attempt *a = r->engine;
-        char *url = NULL, *why = NULL, *enc = NULL;
+        _cleanup_free_ char *url = NULL, *why = NULL, *enc = NULL;
         int q;
 
         HttpRequestOptions o = {
@@ -1125,31 +1170,31 @@ static void send_pkioperation(Request *r) {
                 .max_response = SCEP_CERTREP_MAX_SIZE,
         };
         if (a->transport == SCEP_TRANSPORT_POST) {
-                if (asprintf(&url, "%s?operation=PKIOperation", ca_server_url(c, a->server)) < 0)
-                        url = NULL;
+                if (asprintf(&url, "%s?operation=PKIOperation", ca_server_url(c, a->server)) < 0) {
+                        request_attempt_failed_errno(r, -ENOMEM, "Cannot build the PKIOperation URL");
+                        return;
+                }
                 o.post_data = a->msg->der;
                 o.post_size = a->msg->size;
                 o.content_type = "application/x-pki-message";
         } else {
                 q = scep_message_encode_get(a->msg->der, a->msg->size, &enc);
-                if (q != 0 || asprintf(&url, "%s?operation=PKIOperation&message=%s", ca_server_url(c, a->server),
-                                       enc) < 0)
-                        url = NULL;
-                free(enc);
-        }
-        if (!url) {
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot build the PKIOperation request");
-                return;
+                if (q != 0) {
+                        request_attempt_failed_errno(r, q < 0 ? q : -ENOMEM,
+                                                     "Cannot encode the PKIOperation for GET");
+                        return;
+                }
+                if (asprintf(&url, "%s?operation=PKIOperation&message=%s", ca_server_url(c, a->server), enc) < 0) {
+                        request_attempt_failed_errno(r, -ENOMEM, "Cannot build the PKIOperation URL");
+                        return;
+                }
         }
         o.url = url;
         a->url_size = strlen(url);
         q = http_client_start(E(r->manager)->http, &o, on_pkioperation, r, &a->http, &why);
-        free(url);
-        if (q < 0) {
+        if (q < 0)
                 end_failed(r, q == -EPERM ? BROKER_ERROR_NAME_NOT_PERMITTED : BROKER_ERROR_PROTOCOL_ERROR,
-                               why ?: "The CA URL is refused.");
-                free(why);
-        }
+                           why ?: "The CA URL is refused.");
 }
 
 static void on_submission_durable(int error, void *userdata) {
@@ -1166,8 +1211,10 @@ static void on_submission_durable(int error, void *userdata) {
                 send_pkioperation(r);
 }
 
+/* The request's subject as the CSR's RDNs: *ret (malloc'd) points into *ret_subject, which
+ * must outlive it. */
 static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject) {
-        CbSubject *s = NULL;
+        _cleanup_(cb_subject_freep) CbSubject *s = NULL;
         const char *reason = NULL;
         ScepRdn *rdns;
         int q;
@@ -1176,15 +1223,13 @@ static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubje
         if (q < 0)
                 return q;
         rdns = calloc(s->n_rdns ? s->n_rdns : 1, sizeof(*rdns));
-        if (!rdns) {
-                cb_subject_free(s);
+        if (!rdns)
                 return -ENOMEM;
-        }
         for (size_t i = 0; i < s->n_rdns; i++)
                 rdns[i] = (ScepRdn) { .type = s->rdns[i].type, .value = s->rdns[i].value };
         *ret = rdns;
         *ret_n = s->n_rdns;
-        *ret_subject = s;
+        *ret_subject = TAKE_PTR(s);
         return 0;
 }
 
@@ -1247,14 +1292,13 @@ static void step_pkioperation(Request *r) {
 
         /* The CSR, the signer certificate and the message are built on a crypto worker
          * (on_message_built() takes them back): the loop goes on answering the bus. */
-        ScepBuildJob *j = scep_build_job_new();
+        _cleanup_(scep_build_job_freep) ScepBuildJob *j = scep_build_job_new();
         if (!j) {
-                request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
+                request_attempt_failed_errno(r, -ENOMEM, "Cannot allocate the SCEP message's build job");
                 return;
         }
         if (a->polling && r->rec->csr && *r->rec->csr) {
                 if (scep_csr_from_pem(r->rec->csr, &j->csr) < 0) {
-                        scep_build_job_free(j);
                         end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
                                        "The pending request's CSR in the journal does not parse; enroll again.");
                         return;
@@ -1262,26 +1306,24 @@ static void step_pkioperation(Request *r) {
         } else {
                 /* A CertPoll without a stored CSR (recovering a submission) names the same
                  * subject and key from the record; only a PKCSReq carries the challenge. */
-                ScepRdn *rdns = NULL;
+                _cleanup_free_ ScepRdn *rdns = NULL;
+                _cleanup_(cb_subject_freep) CbSubject *subject = NULL;
                 size_t n_rdns = 0;
-                CbSubject *subject = NULL;
 
                 q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
                 if (q < 0) {
-                        scep_build_job_free(j);
                         end_failed(r, BROKER_ERROR_INVALID_ARGUMENT,
                                        "The request's subject in the journal does not parse.");
                         return;
                 }
                 q = scep_build_job_set_subject(j, rdns, n_rdns, (const char *const *) r->rec->names);
-                if (q >= 0)
-                        q = scep_build_job_set_challenge(j, a->challenge ? challenge_secret_get(a->challenge, NULL) :
-                                                         NULL);
-                free(rdns);
-                cb_subject_free(subject);
                 if (q < 0) {
-                        scep_build_job_free(j);
-                        request_attempt_failed_errno(r, q, "Out of memory");
+                        request_attempt_failed_errno(r, q, "Cannot put the subject and names into the CSR");
+                        return;
+                }
+                q = scep_build_job_set_challenge(j, a->challenge ? challenge_secret_get(a->challenge, NULL) : NULL);
+                if (q < 0) {
+                        request_attempt_failed_errno(r, q, "Cannot put the challenge into the CSR");
                         return;
                 }
                 j->usage = strcmp(r->rec->usage, "signature") == 0 ? SCEP_USAGE_SIGNATURE :
@@ -1319,9 +1361,10 @@ static void step_pkioperation(Request *r) {
         q = crypto_work_submit(r->manager->crypto, scep_build_job_run, on_message_built, scep_build_job_free, j,
                                &a->crypto);
         if (q < 0) {
-                scep_build_job_free(j);
-                request_attempt_failed_errno(r, q, "Cannot build the SCEP message");
+                request_attempt_failed_errno(r, q, "Cannot queue the SCEP message for building");
+                return;
         }
+        TAKE_PTR(j);    /* the worker's now */
 }
 
 /* On the loop, with what the worker built. A CertPoll goes at once; a PKCSReq when its mark is
@@ -1432,7 +1475,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 meta_done(ce, res->outcome, res->message);
                 return;
         }
-        ca->last_contact = now_usec();
+        ca_set_contact(ca, now_usec());
         ca_servers_answered(&CE(ca)->servers, ce->server);
 
         /* A web page where SCEP data was asked for: IIS's maintenance or error page, a portal in
@@ -1481,7 +1524,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 meta_done(ce, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
-        ScepCACerts *certs = NULL;
+        _cleanup_(scep_cacerts_freep) ScepCACerts *certs = NULL;
         q = scep_cacert_parse(res->content_type, res->body, res->body_size,
                               c->has_fingerprint ? c->fingerprint : NULL, &certs, &err);
         if (q != 0) {
@@ -1490,22 +1533,22 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 return;
         }
         scep_cacerts_free(ce->certs);
-        ce->certs = certs;
-        ca_set_certificates(ca, certs);
+        ce->certs = TAKE_PTR(certs);
+        ca_set_certificates(ca, ce->certs);
         meta_done(ce, TRANSPORT_OK, NULL);
 }
 
 static void ca_meta_fetch(CaMeta *ce) {
         CaState *ca = ce->ca;
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
-        char *url = NULL, *why = NULL;
+        _cleanup_free_ char *url = NULL, *why = NULL;
         int q;
 
         if (!c)
                 return;
         ce->meta_step = ce->have_caps ? CA_META_CACERT : CA_META_CAPS;
         if (asprintf(&url, "%s?operation=%s", ca_server_url(c, ce->server), ce->meta_step == CA_META_CAPS ? "GetCACaps" : "GetCACert") < 0) {
-                meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "Out of memory");
+                meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "Out of memory building the CA metadata URL");
                 return;
         }
         HttpRequestOptions o = {
@@ -1517,12 +1560,9 @@ static void ca_meta_fetch(CaMeta *ce) {
                 .max_response = ce->meta_step == CA_META_CAPS ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
         };
         q = http_client_start(E(ca->manager)->http, &o, on_meta, ce, &ce->meta_http, &why);
-        free(url);
-        if (q < 0) {
+        if (q < 0)
                 meta_done(ce, q == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
                           why ?: "The CA URL is refused.");
-                free(why);
-        }
 }
 
 /* Every server of the CA fetches its metadata again. */
@@ -1562,7 +1602,7 @@ static void on_credential_state(Krb5Creds *c, void *userdata) {
 static int engine_start_creds(Manager *m) {
         Engine *e = E(m);
         const CbConfig *cfg = m->config;
-        char *msg = NULL;
+        _cleanup_free_ char *msg = NULL;
         int q;
 
         /* The configuration counts its KDCs; the credentials want a NULL-terminated list. */
@@ -1582,37 +1622,40 @@ static int engine_start_creds(Manager *m) {
         };
         q = krb5_creds_new(m->event, &s, &e->creds, &msg);
         if (q < 0) {
+                log_error_errno(q, "Kerberos credentials unavailable: %s", msg ?: strerror(-q));
                 free(e->krb5_error);
-                e->krb5_error = msg;
-                return log_error_errno(q, "Kerberos credentials unavailable: %s", msg ?: strerror(-q));
+                e->krb5_error = TAKE_PTR(msg);
+                return q;
         }
         krb5_creds_set_state_handler(e->creds, on_credential_state, m);
         return 0;
 }
 
+/* A private directory for the Kerberos profile: systemd's RuntimeDirectory=, else one of our
+ * own under /run (or $TMPDIR when /run is not writable, as in tests). malloc'd; NULL with
+ * errno set. */
+static char *runtime_dir_new(void) {
+        const char *rt = getenv("RUNTIME_DIRECTORY");
+        char tmpl[] = "/run/certbroker.XXXXXX", alt[4096];
+
+        if (rt && *rt)
+                return strdup(rt);
+        if (mkdtemp(tmpl))
+                return strdup(tmpl);
+        snprintf(alt, sizeof alt, "%s/certbroker.XXXXXX", getenv("TMPDIR") ?: "/tmp");
+        if (mkdtemp(alt))
+                return strdup(alt);
+        return NULL;
+}
+
 int engine_new(Manager *m) {
         Engine *e = calloc(1, sizeof(*e));
-        const char *rt = getenv("RUNTIME_DIRECTORY");
-        char tmpl[] = "/run/certbroker.XXXXXX";
         int q;
 
         if (!e)
-                return -ENOMEM;
-        m->engine = e;
-        /* A private directory for the Kerberos profile: systemd's RuntimeDirectory=, else one of
-         * our own under /run (or $TMPDIR when /run is not writable, as in tests). */
-        if (rt && *rt)
-                e->runtime_dir = strdup(rt);
-        else {
-                char *d = mkdtemp(tmpl);
-                if (!d) {
-                        char alt[4096];
-                        snprintf(alt, sizeof alt, "%s/certbroker.XXXXXX", getenv("TMPDIR") ?: "/tmp");
-                        d = mkdtemp(alt);
-                        e->runtime_dir = d ? strdup(d) : NULL;
-                } else
-                        e->runtime_dir = strdup(d);
-        }
+                return log_error_errno(ENOMEM, "Cannot allocate the request engine: %m");
+        m->engine = e;  /* engine_free() undoes what follows, from any point */
+        e->runtime_dir = runtime_dir_new();
         if (!e->runtime_dir)
                 return log_error_errno(errno ?: ENOMEM, "Cannot create a private runtime directory: %m");
 
@@ -1626,9 +1669,7 @@ int engine_new(Manager *m) {
         return 0;
 }
 
-void engine_ca_free(CaState *ca) {
-        CaEngine *ce = CE(ca);
-
+void engine_ca_free(CaEngine *ce) {
         if (!ce)
                 return;
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
@@ -1645,7 +1686,6 @@ void engine_ca_free(CaState *ca) {
         }
         uid_limit_free(ce->check_challenge_limit);
         free(ce);
-        ca->engine = NULL;
 }
 
 void engine_free(Manager *m) {
@@ -1676,7 +1716,8 @@ void engine_free(Manager *m) {
 
 /* The [Kerberos] settings as one string, to notice when a Reload changes them. */
 static char *krb5_settings_string(const CbConfig *cfg) {
-        char *s = NULL, *kdcs = NULL;
+        _cleanup_free_ char *kdcs = NULL;
+        char *s;
         size_t len = 1;
 
         for (size_t i = 0; i < cfg->n_kdcs; i++)
@@ -1690,8 +1731,7 @@ static char *krb5_settings_string(const CbConfig *cfg) {
         }
         if (asprintf(&s, "%s\n%s\n%s\n%s\n%d\n%s", cfg->realm, kdcs, cfg->principal, cfg->keytab,
                      (int) cfg->mode, cfg->permitted_suffix) < 0)
-                s = NULL;
-        free(kdcs);
+                return NULL;
         return s;
 }
 
@@ -1724,13 +1764,26 @@ static int engine_renew_creds(Manager *m, char *settings) {
         return 0;
 }
 
+/* A CA's new challenge fetchers (one per server) and their admin pages, until they replace
+ * the old ones. */
+typedef struct CaFetchers {
+        ChallengeFetcher *fetchers[CB_CA_SERVERS_MAX];
+        char *urls[CB_CA_SERVERS_MAX];
+} CaFetchers;
+
+static void ca_fetchers_done(CaFetchers *f) {
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
+                challenge_fetcher_free(f->fetchers[i]);
+                free(f->urls[i]);
+        }
+}
+
 /* (Re)creates the CA's challenge fetchers, one per server, from the configuration in force.
  * Fetches in flight on the old ones start again on the new ones; challenges already handed out
  * keep their slots. */
 static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         CaEngine *ce = CE(ca);
-        ChallengeFetcher *f[CB_CA_SERVERS_MAX] = {};
-        char *urls[CB_CA_SERVERS_MAX] = {};
+        _cleanup_(ca_fetchers_done) CaFetchers new = {};
         ChallengeJournal journal;
         int q;
 
@@ -1761,16 +1814,14 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .server_url = ca_server_url(c, i),
                         .journal = m->store ? &journal : NULL,
                 };
-                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &f[i]);
-                if (q >= 0 && !(urls[i] = strdup(admin_url)))
-                        q = -ENOMEM;
-                if (q < 0) {
-                        for (size_t j = 0; j <= i; j++) {
-                                challenge_fetcher_free(f[j]);
-                                free(urls[j]);
-                        }
-                        return q;
-                }
+                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &new.fetchers[i]);
+                if (q < 0)
+                        return log_error_errno(q, "CA %s: cannot set up challenge retrieval from %s: %m",
+                                               c->name, admin_url);
+                new.urls[i] = strdup(admin_url);
+                if (!new.urls[i])
+                        return log_error_errno(ENOMEM, "CA %s: cannot keep the admin page %s: %m", c->name,
+                                               admin_url);
         }
 
         /* Requests waiting on the old fetchers start again on the new ones. */
@@ -1788,9 +1839,9 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                 /* A server no longer configured (its spares went to its successor otherwise). */
                 challenge_fetcher_drop_spares(ce->fetchers[i]);
                 challenge_fetcher_free(ce->fetchers[i]);
-                ce->fetchers[i] = f[i];
+                ce->fetchers[i] = TAKE_PTR(new.fetchers[i]);
                 free(ce->fetcher_urls[i]);
-                ce->fetcher_urls[i] = urls[i];
+                ce->fetcher_urls[i] = TAKE_PTR(new.urls[i]);
         }
         /* Spares recorded for a server no longer configured are not kept. */
         const char *admin_urls[CB_CA_SERVERS_MAX] = {};
@@ -1804,11 +1855,36 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         return 0;
 }
 
+/* A CA new in the configuration: its state with a fresh engine part. */
+static int engine_ca_new(Manager *m, const char *name, CaState **ret) {
+        CaEngine *ce = calloc(1, sizeof(*ce));
+        CaState *ca;
+        int q;
+
+        if (!ce)
+                return -ENOMEM;
+        q = ca_state_new(m, name, ce, &ca);     /* takes ce, also on failure */
+        if (q < 0)
+                return q;
+        for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
+                ce->meta[i] = (CaMeta) { .ca = ca, .server = i };
+        *ret = ca;
+        return 0;
+}
+
+/* Frees the first n of cas that engine_ca_new() made (those the manager does not have yet). */
+static void engine_cas_free_new(Manager *m, CaState **cas, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!manager_find_ca_state(m, cas[i]->name))
+                        ca_state_free(cas[i]);
+}
+
 int engine_config_changed(Manager *m) {
         char *settings = krb5_settings_string(m->config);
+        int q;
 
         if (!settings)
-                return -ENOMEM;
+                return log_error_errno(ENOMEM, "Cannot compare the [Kerberos] settings: %m");
         if (E(m)->krb5_settings && strcmp(settings, E(m)->krb5_settings) != 0)
                 (void) engine_renew_creds(m, settings);
         else {
@@ -1819,30 +1895,21 @@ int engine_config_changed(Manager *m) {
         /* Per-CA state follows the configuration: new CAs get fresh state, removed ones go
          * (their requests fail as UnknownCA at their next step), kept ones keep their cache
          * unless their URL changed. */
-        CaState **cas = calloc(m->config->n_cas + 1, sizeof(CaState *));
+        _cleanup_free_ CaState **cas = calloc(m->config->n_cas + 1, sizeof(CaState *));
 
         if (!cas)
-                return -ENOMEM;
+                return log_error_errno(ENOMEM, "Cannot allocate the list of CAs: %m");
         for (size_t i = 0; i < m->config->n_cas; i++) {
-                CaState *old = manager_find_ca_state(m, m->config->cas[i].name);
-                if (old) {
-                        cas[i] = old;
+                const char *name = m->config->cas[i].name;
+
+                cas[i] = manager_find_ca_state(m, name);
+                if (cas[i])
                         continue;
+                q = engine_ca_new(m, name, &cas[i]);
+                if (q < 0) {
+                        engine_cas_free_new(m, cas, i);
+                        return log_error_errno(q, "CA %s: cannot set up its state: %m", name);
                 }
-                CaState *ca = NULL;
-                CaEngine *ce = calloc(1, sizeof(*ce));
-                if (!ce || ca_state_new(m, m->config->cas[i].name, &ca) < 0) {
-                        free(ce);
-                        for (size_t j = 0; j < i; j++)
-                                if (!manager_find_ca_state(m, cas[j]->name))
-                                        ca_state_free(cas[j]);
-                        free(cas);
-                        return -ENOMEM;
-                }
-                ca->engine = ce;
-                for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
-                        ce->meta[j] = (CaMeta) { .ca = ca, .server = j };
-                cas[i] = ca;
         }
         /* Drop the CAs that are gone. */
         for (size_t i = 0; i < m->n_cas; i++) {
@@ -1883,7 +1950,7 @@ int engine_config_changed(Manager *m) {
                 ca_state_free(ca);
         }
         free(m->cas);
-        m->cas = cas;
+        m->cas = TAKE_PTR(cas);
         m->n_cas = m->config->n_cas;
 
         /* Attempts in flight keep their server when a Reload reordered URL=; one whose server is
@@ -1908,12 +1975,11 @@ int engine_config_changed(Manager *m) {
                 restart[n_restart++] = r;
         }
         for (size_t i = 0; i < m->n_cas; i++) {
-                int q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);
+                q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);        /* logs why */
                 if (q < 0) {
                         for (size_t j = 0; j < n_restart; j++)
                                 (void) engine_request_start(restart[j]);
-                        return log_error_errno(q, "CA %s: cannot set up challenge retrieval: %m",
-                                               m->cas[i]->name);
+                        return q;
                 }
         }
         for (size_t i = 0; i < m->n_requests; i++) {

@@ -17,8 +17,8 @@ int engine_request_start(Request *r);
 /* Stop everything in flight for r (any transition of request.c that ends an attempt). */
 void engine_request_stop(Request *r);
 
-/* Frees ca's engine part (ca_state_free() calls it). */
-void engine_ca_free(CaState *ca);
+/* Frees a CA's engine part (ca_state_free() calls it). Accepts NULL. */
+void engine_ca_free(struct CaEngine *ce);
 
 /* CA.Refresh(): re-fetch capabilities and certificates. */
 int engine_ca_refresh(Manager *m, CaState *ca);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -16,6 +17,11 @@
 
 #define FAKE_NDES_TRANSACTIONS_MAX 64
 #define FAKE_NDES_CHALLENGES_MAX 16
+
+typedef struct Challenge {
+        char value[17];
+        char host[64];                  /* whose mscep_admin handed it out */
+} Challenge;
 
 typedef struct Transaction {
         char id[SCEP_TXID_MAX + 1];
@@ -28,15 +34,30 @@ struct FakeNdes {
         FakeNdesStep *script;
         size_t n_script, next;
         FakeNdesCounters counters;
-        char challenges[FAKE_NDES_CHALLENGES_MAX][17]; /* handed out by mscep_admin, not yet used */
+        Challenge challenges[FAKE_NDES_CHALLENGES_MAX]; /* handed out by mscep_admin, not yet used */
         size_t n_challenges;
         FakeNdesAdmin admin;
+        bool no_post;
+        char *refused_host;
+        char thumbprint[64], other_thumbprint[64];
         Transaction transactions[FAKE_NDES_TRANSACTIONS_MAX];
         size_t n_transactions;
 };
 
-/* AES, POST and SHA-256: a Windows 2016 NDES with AES enabled. */
+/* AES, POST and SHA-256: a Windows 2016 NDES with AES enabled; or the same without POST. */
 static const char caps_text[] = "POSTPKIOperation\r\nRenewal\r\nSHA-512\r\nSHA-256\r\nSHA-1\r\nDES3\r\nAES\r\n";
+static const char caps_text_get[] = "Renewal\r\nSHA-512\r\nSHA-256\r\nSHA-1\r\nDES3\r\nAES\r\n";
+
+/* The MD5 thumbprint as mscep_admin shows it: upper-case hex in groups of four bytes. */
+static void thumbprint_of(X509 *x, char buf[static 64]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+
+        buf[0] = 0;
+        assert(X509_digest(x, EVP_md5(), md, &mdlen) == 1);
+        for (unsigned i = 0; i < mdlen; i++)
+                sprintf(buf + strlen(buf), "%s%02X", i > 0 && i % 4 == 0 ? " " : "", md[i]);
+}
 
 FakeNdes *fake_ndes_new(void) {
         FakeNdes *n = calloc(1, sizeof(*n));
@@ -55,6 +76,8 @@ FakeNdes *fake_ndes_new(void) {
         n->other = pki_make_authority_cert(CERT_PROFILE_RA_SIGN, "O=Elsewhere,CN=NOT-THE-RA", n->other_key, NULL, NULL,
                                            now);
         assert(n->ca && n->ra_sign && n->ra_enc && n->other);
+        thumbprint_of(n->ca, n->thumbprint);
+        thumbprint_of(n->other, n->other_thumbprint);
         return n;
 }
 
@@ -71,6 +94,7 @@ FakeNdes *fake_ndes_free(FakeNdes *n) {
         EVP_PKEY_free(n->ra_key);
         EVP_PKEY_free(n->other_key);
         free(n->script);
+        free(n->refused_host);
         free(n);
         return NULL;
 }
@@ -88,6 +112,20 @@ void fake_ndes_script(FakeNdes *n, const FakeNdesStep *steps, size_t n_steps) {
 
 void fake_ndes_admin(FakeNdes *n, FakeNdesAdmin a) {
         n->admin = a;
+}
+
+void fake_ndes_offer_post(FakeNdes *n, bool post) {
+        n->no_post = !post;
+}
+
+void fake_ndes_refuse_host(FakeNdes *n, const char *host) {
+        free(n->refused_host);
+        n->refused_host = host ? strdup(host) : NULL;
+        assert(!host || n->refused_host);
+}
+
+const char *fake_ndes_thumbprint(const FakeNdes *n, bool other) {
+        return other ? n->other_thumbprint : n->thumbprint;
 }
 
 const FakeNdesCounters *fake_ndes_counters(const FakeNdes *n) {
@@ -129,12 +167,12 @@ static void serve_cacert(FakeNdes *n, FakeHttpAnswer *ret) {
 
 /* mscep_admin's page in English, UTF-8, as NDES shows it: the CA thumbprint (MD5, in groups of
  * four bytes) and a one-time challenge of 8 random bytes in hex. */
-static void serve_admin(FakeNdes *n, FakeHttpAnswer *ret) {
-        unsigned char md[EVP_MAX_MD_SIZE], rnd[8];
-        unsigned mdlen = 0;
-        char thumb[64] = "", *page = NULL;
+static void serve_admin(FakeNdes *n, const char *host, FakeHttpAnswer *ret) {
+        unsigned char rnd[8];
+        char *page = NULL;
 
         n->counters.admin++;
+        snprintf(n->counters.admin_host, sizeof n->counters.admin_host, "%s", host);
         switch (n->admin) {
         case FAKE_NDES_ADMIN_CACHE_FULL:
                 answer_text(ret, 200, "text/html; charset=utf-8",
@@ -159,15 +197,14 @@ static void serve_admin(FakeNdes *n, FakeHttpAnswer *ret) {
         default:
                 break;
         }
-        assert(X509_digest(n->ca, EVP_md5(), md, &mdlen) == 1);
-        for (unsigned i = 0; i < mdlen; i++)
-                sprintf(thumb + strlen(thumb), "%s%02X", i > 0 && i % 4 == 0 ? " " : "", md[i]);
         assert(RAND_bytes(rnd, sizeof rnd) == 1);
         if (n->n_challenges == FAKE_NDES_CHALLENGES_MAX) {
-                memmove(n->challenges[0], n->challenges[1], sizeof n->challenges[0] * (FAKE_NDES_CHALLENGES_MAX - 1));
+                memmove(&n->challenges[0], &n->challenges[1], sizeof n->challenges[0] * (FAKE_NDES_CHALLENGES_MAX - 1));
                 n->n_challenges--;
         }
-        char *c = n->challenges[n->n_challenges++];
+        Challenge *ch = &n->challenges[n->n_challenges++];
+        char *c = ch->value;
+        snprintf(ch->host, sizeof ch->host, "%s", host);
         for (size_t i = 0; i < sizeof rnd; i++)
                 sprintf(c + 2 * i, "%02X", rnd[i]);
         assert(asprintf(&page,
@@ -180,25 +217,41 @@ static void serve_admin(FakeNdes *n, FakeHttpAnswer *ret) {
                         "is: <B> %s </B> <P> The enrollment challenge password is: <B> %s </B> <P> This password "
                         "can be used only once and will expire within 60 minutes. <P> Each enrollment requires a "
                         "new challenge password. You can refresh this web page to obtain a new challenge "
-                        "password. </P></Body></HTML>", thumb, c) > 0);
+                        "password. </P></Body></HTML>",
+                        n->admin == FAKE_NDES_ADMIN_OTHER_THUMBPRINT ? n->other_thumbprint : n->thumbprint, c) > 0);
         answer_text(ret, 200, "text/html; charset=utf-8", page);
         free(page);
 }
 
-/* A PKCSReq's challengePassword: one mscep_admin handed out and not used yet (then used up). */
-static void challenge_check(FakeNdes *n, X509_REQ *csr) {
+/* A PKCSReq's challengePassword: one this host's mscep_admin handed out and not used yet (then
+ * used up). */
+static void challenge_check(FakeNdes *n, const char *host, X509_REQ *csr) {
         char buf[256];
 
         if (pki_req_challenge(csr, buf, sizeof buf) < 0)
                 return;
         for (size_t i = 0; i < n->n_challenges; i++)
-                if (strcmp(n->challenges[i], buf) == 0) {
-                        memmove(n->challenges[i], n->challenges[i + 1], sizeof n->challenges[0] * (n->n_challenges - i - 1));
+                if (strcmp(n->challenges[i].value, buf) == 0 && strcmp(n->challenges[i].host, host) == 0) {
+                        memmove(&n->challenges[i], &n->challenges[i + 1],
+                                sizeof n->challenges[0] * (n->n_challenges - i - 1));
                         n->n_challenges--;
                         n->counters.challenge_ok++;
                         return;
                 }
         n->counters.challenge_bad++;
+}
+
+/* A RenewalReq's signer: which certificate, and whether this CA issued it. */
+static void renewal_signer_note(FakeNdes *n, X509 *signer) {
+        BIGNUM *bn = signer ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(signer), NULL) : NULL;
+        char *hex = bn ? BN_bn2hex(bn) : NULL;
+
+        snprintf(n->counters.renewal_signer_serial, sizeof n->counters.renewal_signer_serial, "%s", hex ?: "");
+        for (char *p = n->counters.renewal_signer_serial; *p; p++)
+                *p = (char) (*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+        n->counters.renewal_signer_ours = signer && X509_verify(signer, X509_get0_pubkey(n->ca)) == 1;
+        OPENSSL_free(hex);
+        BN_free(bn);
 }
 
 static Transaction *transaction_find(FakeNdes *n, const char *id) {
@@ -299,11 +352,17 @@ static void serve_pkioperation(FakeNdes *n, const FakeHttpExchange *x, FakeHttpA
                 answer_text(ret, 500, "text/plain", "unreadable pkiMessage\n");
                 return;
         }
-        if (req.message_type == SCEP_MSG_PKCSREQ) {
-                n->counters.pkcsreq++;
+        snprintf(n->counters.pkioperation_host, sizeof n->counters.pkioperation_host, "%s", x->host);
+        if (req.message_type == SCEP_MSG_PKCSREQ || req.message_type == SCEP_MSG_RENEWALREQ) {
+                if (req.message_type == SCEP_MSG_PKCSREQ)
+                        n->counters.pkcsreq++;
+                else {
+                        n->counters.renewalreq++;
+                        renewal_signer_note(n, req.signer);
+                }
                 csr = transaction_keep(n, &req);
                 if (csr)
-                        challenge_check(n, csr);
+                        challenge_check(n, x->host, csr);
         } else if (req.message_type == SCEP_MSG_CERTPOLL) {
                 n->counters.certpoll++;
                 Transaction *t = transaction_find(n, req.transaction_id);
@@ -323,6 +382,12 @@ static void serve_pkioperation(FakeNdes *n, const FakeHttpExchange *x, FakeHttpA
                 goto finish;
         case FAKE_NDES_HTTP_403:
                 answer_text(ret, 403, "text/html", "<html><body>403 - Forbidden: Access is denied.</body></html>\n");
+                goto finish;
+        case FAKE_NDES_HTTP_404:
+                answer_text(ret, 404, "text/html", "<html><body>404 - File or directory not found.</body></html>\n");
+                goto finish;
+        case FAKE_NDES_HTTP_414:
+                answer_text(ret, 414, "text/html", "<html><body>414 - Request-URI Too Long</body></html>\n");
                 goto finish;
         case FAKE_NDES_HTML:
                 answer_text(ret, 200, "text/html", "<html><body>The page cannot be displayed</body></html>\n");
@@ -378,15 +443,20 @@ void fake_ndes_respond(const FakeHttpExchange *x, FakeHttpAnswer *ret, void *use
         FakeNdes *n = userdata;
         const char *op = strstr(x->url, "operation=");
 
+        if (n->refused_host && strcmp(x->host, n->refused_host) == 0) {
+                n->counters.refused++;
+                answer_failure(ret, TRANSPORT_CA_UNREACHABLE, x->host, "connection refused");
+                return;
+        }
         if (strstr(x->url, "/mscep_admin")) {
-                serve_admin(n, ret);
+                serve_admin(n, x->host, ret);
                 return;
         }
 
         op = op ? op + strlen("operation=") : "";
         if (strncmp(op, "GetCACaps", 9) == 0) {
                 n->counters.caps++;
-                answer_text(ret, 200, "text/plain", caps_text);
+                answer_text(ret, 200, "text/plain", n->no_post ? caps_text_get : caps_text);
         } else if (strncmp(op, "GetCACert", 9) == 0) {
                 n->counters.cacert++;
                 serve_cacert(n, ret);

@@ -4,11 +4,13 @@
  * and the server by fake-ndes.c, which answers with real SCEP messages (the NDES emulator's
  * PKI code). Covered: issued at once (with and without a challenge from mscep_admin), PENDING
  * polled to SUCCESS, a pending request resumed after a restart, a submission in doubt (no
- * answer) recovered with CertPoll after a restart; then one table of server answers
- * (FAILURE with each failInfo, unusable CertReps, HTTP errors, transport failures, failed
- * polls, mscep_admin's pages) and what the request becomes. */
+ * answer) recovered with CertPoll after a restart, a successor enrolled with RenewalReq
+ * (Renewal=scep-renewal), failover to a CA's second server, the admin page vouching for
+ * another CA certificate, PendingDeadline= ending a PENDING request; then one table of server
+ * answers (FAILURE with each failInfo, unusable CertReps, HTTP errors, GET refused for its
+ * length, transport failures, failed polls, mscep_admin's pages) and what the request
+ * becomes. */
 #include <errno.h>
-#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,38 +29,27 @@
 
 #include "basic.h"
 #include "broker-error.h"
+#include "broker-fixture.h"
+#include "engine.h"
 #include "fake-ndes.h"
 #include "manager.h"
 #include "request.h"
-#include "test-helpers.h"
 
-#define NDES_HOST "ndes.example.test"
+#define NDES_HOST BROKER_NDES_HOST
 #define SETTLE_MS 30000U
+
+/* The [CA] settings after BROKER_CA_BASE (fixture_new_ca() adds PollInterval=1): no challenge,
+ * or mscep_admin's. */
+#define CA_NO_CHALLENGE "Challenge=none\nPendingDeadline=3600\n"
+#define CA_ADMIN_CHALLENGE "Challenge=mscep-admin\nAdminURL=https://" NDES_HOST "/certsrv/mscep_admin/\n" \
+        "PendingDeadline=3600\n"
 
 static FakeNdes *ndes;
 
 typedef struct Fixture {
-        char *dir;
-        char *config_dir;
-        char *state_dir;
+        BrokerDirs dirs;
         Manager *m;
 } Fixture;
-
-static void write_file(const char *dir, const char *name, const char *text) {
-        char *p = test_path(dir, name);
-        FILE *f = fopen(p, "we");
-
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-        free(p);
-}
-
-static const char *user_name(void) {
-        struct passwd *pw = getpwuid(getuid());
-        assert_non_null(pw);
-        return pw->pw_name;
-}
 
 static int group_setup(void **state) {
         (void) state;
@@ -74,61 +65,39 @@ static int group_teardown(void **state) {
         return 0;
 }
 
-static void manager_open(Fixture *f);
-static Fixture *fixture_new_ca(const char *challenge);
-
-static Fixture *fixture_new(void) {
-        return fixture_new_ca("Challenge=none");
+/* As certbrokerd starts: load, then resume what the journal has in flight. */
+static void manager_open(Fixture *f) {
+        assert_int_equal(manager_new(f->dirs.config_dir, f->dirs.state_dir, &f->m), 0);
+        manager_start(f->m);
 }
 
-static Fixture *fixture_new_ca(const char *challenge) {
+/* A broker whose CA "corp" has this [CA] section; the CA is the fake NDES. */
+static Fixture *fixture_new_section(const char *ca_section) {
         Fixture *f = calloc(1, sizeof(*f));
-        char *text = NULL, *sub;
 
         assert_non_null(f);
-        f->dir = test_mkdtemp("test-engine");
-        assert_non_null(f->dir);
-        f->config_dir = test_path(f->dir, "conf");
-        f->state_dir = test_path(f->dir, "state");
-        assert_int_equal(mkdir(f->config_dir, 0700), 0);
-        assert_int_equal(mkdir(f->state_dir, 0700), 0);
-        sub = test_path(f->config_dir, "ca.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        sub = test_path(f->config_dir, "policy.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-
-        /* No keytab (the credentials fail at once, and Authentication=none needs none), no key
-         * pool; the CA is the fake NDES, polled every second. */
-        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
-                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
-                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
-        write_file(f->config_dir, "certbroker.conf", text);
-        free(text);
-        assert_true(asprintf(&text, "[CA]\nURL=https://" NDES_HOST "/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                             "Authentication=none\n%s\nPollInterval=1\nPendingDeadline=3600\n", challenge) > 0);
-        write_file(f->config_dir, "ca.d/corp.conf", text);
-        free(text);
-        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
-        write_file(f->config_dir, "policy.d/me.policy", text);
-        free(text);
+        broker_dirs_new(&f->dirs, "test-engine", ca_section);
         manager_open(f);
         return f;
 }
 
-/* As certbrokerd starts: load, then resume what the journal has in flight. */
-static void manager_open(Fixture *f) {
-        assert_int_equal(manager_new(f->config_dir, f->state_dir, &f->m), 0);
-        manager_start(f->m);
+/* The same with BROKER_CA_BASE's one server, polled every second, and these settings. */
+static Fixture *fixture_new_ca(const char *settings) {
+        char *section = NULL;
+
+        assert_true(asprintf(&section, "%sPollInterval=1\n%s", BROKER_CA_BASE, settings) > 0);
+        Fixture *f = fixture_new_section(section);
+        free(section);
+        return f;
+}
+
+static Fixture *fixture_new(void) {
+        return fixture_new_ca(CA_NO_CHALLENGE);
 }
 
 static void fixture_free(Fixture *f) {
         manager_free(f->m);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->config_dir);
-        free(f->state_dir);
+        broker_dirs_free(&f->dirs);
         free(f);
 }
 
@@ -147,23 +116,20 @@ static void on_enrolled(Request *r, int error, void *userdata) {
         *(int *) userdata = error;
 }
 
-/* Enroll for web.a.example.test as this user; returns the request's id (malloc'd). */
-static char *enroll(Fixture *f) {
-        const char *names[] = { "web.a.example.test" };
-        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
-        CbRequestSpec spec = { .names = names, .n_names = 1 };
-        CbDecision d = {};
-        Request *r = NULL;
+/* Enroll for web.a.example.test as this user (key NULL: the CA's default; renew: Enroll's
+ * option); returns the request's id (malloc'd). */
+static char *enroll_key(Fixture *f, const char *key, bool renew) {
         static int error;
-
-        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
-        assert_true(d.allowed);
-        assert_int_equal(request_enroll(f->m, getuid(), "", &d, false, NULL, on_enrolled, &error, &r), 0);
-        cb_decision_done(&d);
-        assert_non_null(r);
+        Request *r = broker_enroll(f->m, "web.a.example.test", key, renew, renew ? "renewed" : NULL, on_enrolled,
+                                   &error);
         char *id = strdup(r->rec->id);
+
         assert_non_null(id);
         return id;
+}
+
+static char *enroll(Fixture *f) {
+        return enroll_key(f, NULL, false);
 }
 
 /* Runs the loop until request `id` is in state s, or SETTLE_MS. Records whether it passed
@@ -258,7 +224,7 @@ static void test_issued(void **state) {
  * page handed out is the one in the CSR, used once. */
 static void test_issued_with_challenge(void **state) {
         static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
-        Fixture *f = fixture_new_ca("Challenge=mscep-admin\nAdminURL=https://" NDES_HOST "/certsrv/mscep_admin/");
+        Fixture *f = fixture_new_ca(CA_ADMIN_CHALLENGE);
 
         (void) state;
         script(steps, 1);
@@ -270,6 +236,10 @@ static void test_issued_with_challenge(void **state) {
         assert_int_equal(c->pkcsreq, 1);
         assert_int_equal(c->challenge_ok, 1);
         assert_int_equal(c->challenge_bad, 0);
+        /* The page's thumbprint is the CA certificate's: GetTrustAnchors may offer it. */
+        const CaState *ca = manager_find_ca_state(f->m, "corp");
+        assert_non_null(ca);
+        assert_true(ca->trust_authenticated);
         /* With Challenge=none, no page is asked and the CSR carries no challenge. */
         free(id);
         fixture_free(f);
@@ -373,6 +343,153 @@ static void test_in_doubt_after_restart(void **state) {
         free(id);
 }
 
+/* Renewal=scep-renewal: the successor of an issued certificate is enrolled with a RenewalReq
+ * signed by that certificate (and its kept key): no challenge is fetched, none is in the CSR. */
+static void test_renewal_req(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_ca(CA_ADMIN_CHALLENGE "Renewal=scep-renewal\n");
+
+        (void) state;
+        script(steps, 1);
+        char *id = enroll_key(f, "rsa:2048", true);
+        assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->admin, 1);
+        assert_int_equal(c->pkcsreq, 1);
+        assert_int_equal(c->renewalreq, 0);
+        char *serial = strdup(request(f, id)->rec->serial);
+        assert_non_null(serial);
+
+        /* Its RenewAt, now. */
+        script(steps, 1);
+        Request *succ = broker_renew_now(request(f, id));
+        char *succ_id = strdup(succ->rec->id);
+        assert_non_null(succ_id);
+        assert_int_equal(engine_request_start(succ), 0);
+        assert_true(run_until_state(f, succ_id, REQUEST_ISSUED, NULL));
+        assert_issued_by_fake_ca(request(f, succ_id));
+        assert_string_not_equal(request(f, succ_id)->rec->serial, serial);
+        assert_int_equal(c->renewalreq, 1);
+        assert_int_equal(c->pkcsreq, 0);
+        assert_int_equal(c->admin, 0);
+        assert_int_equal(c->challenge_ok + c->challenge_bad, 0);
+        assert_int_equal(c->unverified, 0);
+        /* Signed by the certificate being renewed, which this CA issued. */
+        assert_true(c->renewal_signer_ours);
+        assert_string_equal(c->renewal_signer_serial, serial);
+        free(succ_id);
+        free(serial);
+        free(id);
+        fixture_free(f);
+}
+
+/* Two servers of one CA, the first down: the enrollment goes to the second at once, and takes
+ * its challenge from the second's mscep_admin and sends its PKCSReq there (a challenge is
+ * valid only at the server that issued it). The next enrollment passes the first over. */
+#define NDES1 "ndes1.example.test"
+#define NDES2 "ndes2.example.test"
+static void test_failover(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_section("URL=https://" NDES1 "/certsrv/mscep/mscep.dll https://" NDES2
+                                         "/certsrv/mscep/mscep.dll\nDefault=yes\nAuthentication=none\n"
+                                         "Challenge=mscep-admin\nPollInterval=1\nPendingDeadline=3600\n");
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+
+        (void) state;
+        fake_ndes_refuse_host(ndes, NDES1);
+        for (unsigned i = 0; i < 2; i++) {
+                script(steps, 1);
+                char *id = enroll(f);
+                assert_true(run_until_state(f, id, REQUEST_ISSUED, NULL));
+                Request *r = request(f, id);
+                assert_issued_by_fake_ca(r);
+                assert_string_equal(r->rec->server, "https://" NDES2 "/certsrv/mscep/mscep.dll");
+                /* The first tried the first server (refused), the second did not. */
+                if (i == 0)
+                        assert_true(c->refused >= 1);
+                else
+                        assert_int_equal(c->refused, 0);
+                assert_int_equal(c->admin, 1);
+                assert_string_equal(c->admin_host, NDES2);
+                assert_int_equal(c->pkcsreq, 1);
+                assert_string_equal(c->pkioperation_host, NDES2);
+                assert_int_equal(c->challenge_ok, 1);
+                assert_int_equal(c->challenge_bad, 0);
+                free(id);
+        }
+        fake_ndes_refuse_host(ndes, NULL);
+        fixture_free(f);
+}
+
+/* "AAAAAAAA BBBBBBBB ..." as the broker writes an MD5 thumbprint: lower case, no spaces. */
+static void thumbprint_plain(const char *page, char *buf, size_t size) {
+        size_t k = 0;
+
+        for (const char *p = page; *p && k + 1 < size; p++)
+                if (*p != ' ')
+                        buf[k++] = (char) (*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+        buf[k] = 0;
+}
+
+/* The admin page shows the thumbprint of another CA certificate than GetCACert's: the CA's
+ * certificates are fetched again once (the challenge kept for that try), then the request
+ * fails naming both thumbprints; nothing was sent, and the CA is not authenticated. */
+static void test_thumbprint_mismatch(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_SUCCESS } };
+        Fixture *f = fixture_new_ca(CA_ADMIN_CHALLENGE);
+        char ours[64], page[64];
+
+        (void) state;
+        fake_ndes_admin(ndes, FAKE_NDES_ADMIN_OTHER_THUMBPRINT);
+        script(steps, 1);
+        char *id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_FAILED, NULL));
+        Request *r = request(f, id);
+        print_message("  -> %s: %s\n", r->rec->error, r->rec->error_message);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "ProtocolError");
+        thumbprint_plain(fake_ndes_thumbprint(ndes, false), ours, sizeof ours);
+        thumbprint_plain(fake_ndes_thumbprint(ndes, true), page, sizeof page);
+        assert_non_null(strstr(r->rec->error_message, ours));
+        assert_non_null(strstr(r->rec->error_message, page));
+        assert_non_null(strstr(r->rec->error_message, "CAFingerprint="));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->cacert, 2);
+        assert_int_equal(c->admin, 1);
+        assert_int_equal(c->pkcsreq, 0);
+        const CaState *ca = manager_find_ca_state(f->m, "corp");
+        assert_non_null(ca);
+        assert_false(ca->trust_authenticated);
+        fake_ndes_admin(ndes, FAKE_NDES_ADMIN_CHALLENGE);
+        free(id);
+        fixture_free(f);
+}
+
+/* PendingDeadline=: a request the CA keeps PENDING ends failed (Timeout) once the deadline
+ * has passed, not before. (Whether a CertPoll fits in before depends on how fast the key and
+ * the PKCSReq were made: not asserted.) */
+static void test_pending_deadline(void **state) {
+        static const FakeNdesStep steps[] = { { FAKE_NDES_PENDING } };
+        Fixture *f = fixture_new_ca("Challenge=none\nPendingDeadline=2\n");
+
+        (void) state;
+        script(steps, 1);
+        char *id = enroll(f);
+        assert_true(run_until_state(f, id, REQUEST_PENDING, NULL));
+        assert_true(run_until_state(f, id, REQUEST_FAILED, NULL));
+        Request *r = request(f, id);
+        print_message("  -> %s: %s (%.1f s)\n", r->rec->error, r->rec->error_message,
+                      (double) (r->rec->updated - r->rec->created) / 1e6);
+        assert_string_equal(r->rec->error, BROKER_ERROR_PREFIX "Timeout");
+        /* It ended while PENDING, at the deadline's attempt. */
+        assert_non_null(strstr(r->rec->error_message, "did not issue the pending request before PendingDeadline"));
+        assert_true(r->rec->updated >= r->rec->created + 2 * UINT64_C(1000000));
+        const FakeNdesCounters *c = fake_ndes_counters(ndes);
+        assert_int_equal(c->pkcsreq, 1);
+        assert_int_equal(c->issued, 0);
+        free(id);
+        fixture_free(f);
+}
+
 /* ---- the table: every server answer and what the request becomes ---- */
 
 typedef struct AnswerCase {
@@ -387,6 +504,7 @@ typedef struct AnswerCase {
         unsigned get;                   /* of them, sent with GET */
         bool challenge;                 /* Challenge=mscep-admin (else none), mscep_admin answering: */
         FakeNdesAdmin admin;
+        bool get_only;                  /* GetCACaps without POSTPKIOperation */
 } AnswerCase;
 
 #define STEPS(...) .steps = { __VA_ARGS__ }, .n_steps = sizeof((FakeNdesStep[]) { __VA_ARGS__ }) / sizeof(FakeNdesStep)
@@ -413,6 +531,19 @@ static const AnswerCase answer_cases[] = {
         { "html page", STEPS({ FAKE_NDES_HTML }), REQUEST_RETRYING, "CAUnreachable", NULL, "HTML page", 1, 0 },
         { "http 500", STEPS({ FAKE_NDES_HTTP_500 }), REQUEST_RETRYING, "CAUnreachable", NULL, NULL, 1, 0 },
         { "http 403", STEPS({ FAKE_NDES_HTTP_403 }), REQUEST_FAILED, "ProtocolError", NULL, "HTTP 403", 1, 0 },
+        /* Without POSTPKIOperation the message travels in the URL, which IIS's request
+         * filtering may refuse for its length (404.15 logged, or 414): the message says which
+         * limits to raise. A POST answered 404 is no such case. */
+        { "get: success", STEPS({ FAKE_NDES_SUCCESS }), REQUEST_ISSUED, "", NULL, NULL, 1, 0, 1, false,
+          FAKE_NDES_ADMIN_CHALLENGE, true },
+        { "get: 404 (404.15)", STEPS({ FAKE_NDES_HTTP_404 }), REQUEST_FAILED, "ProtocolError", NULL,
+          "-byte GET PKIOperation URL with HTTP 404, which is how IIS request filtering refuses", 1, 0, 1, false,
+          FAKE_NDES_ADMIN_CHALLENGE, true },
+        { "get: 414", STEPS({ FAKE_NDES_HTTP_414 }), REQUEST_FAILED, "ProtocolError", NULL,
+          "HTTP 414 URI Too Long: the CA does not offer POSTPKIOperation", 1, 0, 1, false,
+          FAKE_NDES_ADMIN_CHALLENGE, true },
+        { "post: 404", STEPS({ FAKE_NDES_HTTP_404 }), REQUEST_FAILED, "ProtocolError", NULL,
+          "the server answered the POST PKIOperation with HTTP 404", 1, 0, 0 },
         /* Windows 2012: a POST gets an empty 200; the same message again with GET. */
         { "empty 200, success by GET", STEPS({ FAKE_NDES_EMPTY }, { FAKE_NDES_SUCCESS }), REQUEST_ISSUED, "", NULL,
           NULL, 2, 0, 1 },
@@ -446,10 +577,10 @@ static void test_answers(void **state) {
         (void) state;
         for (size_t i = 0; i < sizeof answer_cases / sizeof answer_cases[0]; i++) {
                 const AnswerCase *t = &answer_cases[i];
-                Fixture *f = t->challenge ? fixture_new_ca("Challenge=mscep-admin\nAdminURL=https://" NDES_HOST
-                                                           "/certsrv/mscep_admin/") : fixture_new();
+                Fixture *f = fixture_new_ca(t->challenge ? CA_ADMIN_CHALLENGE : CA_NO_CHALLENGE);
 
                 fake_ndes_admin(ndes, t->admin);
+                fake_ndes_offer_post(ndes, !t->get_only);
                 uint64_t start = monotonic_usec();
                 print_message("answer: %s\n", t->name);
                 script(t->steps, t->n_steps);
@@ -490,15 +621,23 @@ static void test_answers(void **state) {
                 fixture_free(f);
         }
         fake_ndes_admin(ndes, FAKE_NDES_ADMIN_CHALLENGE);
+        fake_ndes_offer_post(ndes, true);
 }
 
-int main(void) {
+/* An argument runs only the tests whose names match it (a cmocka filter: "test_failover"). */
+int main(int argc, char **argv) {
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_issued, setup, teardown),
                 cmocka_unit_test(test_issued_with_challenge),
                 cmocka_unit_test_setup_teardown(test_pending_then_issued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_in_doubt_after_restart, setup, teardown),
+                cmocka_unit_test(test_renewal_req),
+                cmocka_unit_test(test_failover),
+                cmocka_unit_test(test_thumbprint_mismatch),
+                cmocka_unit_test(test_pending_deadline),
                 cmocka_unit_test(test_answers),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

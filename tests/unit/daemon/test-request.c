@@ -6,7 +6,6 @@
  * namespace (meson runs it under unshare), so the CA's name does not resolve and every
  * attempt fails as CAUnreachable, at once. */
 #include <errno.h>
-#include <pwd.h>
 #include <setjmp.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -21,6 +20,7 @@
 #include <cmocka.h>
 
 #include "broker-error.h"
+#include "broker-fixture.h"
 #include "engine.h"
 #include "keys-generate.h"
 #include "manager.h"
@@ -28,9 +28,7 @@
 #include "test-helpers.h"
 
 typedef struct Fixture {
-        char *dir;
-        char *config_dir;
-        char *state_dir;
+        BrokerDirs dirs;
         Manager *m;
         unsigned changed, gone;
         Request *enrolled;
@@ -53,24 +51,8 @@ static const ManagerHooks test_hooks = {
         .request_gone = hook_gone,
 };
 
-static void write_file(const char *dir, const char *name, const char *text) {
-        char *p = test_path(dir, name);
-        FILE *f = fopen(p, "we");
-
-        assert_non_null(f);
-        assert_true(fputs(text, f) >= 0);
-        assert_int_equal(fclose(f), 0);
-        free(p);
-}
-
-static const char *user_name(void) {
-        struct passwd *pw = getpwuid(getuid());
-        assert_non_null(pw);
-        return pw->pw_name;
-}
-
 static int manager_open(Fixture *f) {
-        int r = manager_new(f->config_dir, f->state_dir, &f->m);
+        int r = manager_new(f->dirs.config_dir, f->dirs.state_dir, &f->m);
         if (r >= 0)
                 f->m->hooks = &test_hooks;
         return r;
@@ -78,35 +60,10 @@ static int manager_open(Fixture *f) {
 
 static int setup(void **state) {
         Fixture *f = calloc(1, sizeof(*f));
-        char *text = NULL, *sub;
 
         assert_non_null(f);
-        f->dir = test_mkdtemp("test-request");
-        assert_non_null(f->dir);
-        f->config_dir = test_path(f->dir, "conf");
-        f->state_dir = test_path(f->dir, "state");
-        assert_int_equal(mkdir(f->config_dir, 0700), 0);
-        assert_int_equal(mkdir(f->state_dir, 0700), 0);
-        sub = test_path(f->config_dir, "ca.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-        sub = test_path(f->config_dir, "policy.d");
-        assert_int_equal(mkdir(sub, 0700), 0);
-        free(sub);
-
-        /* No keytab (the credentials fail at once, without a KDC), no key pool (keys are made
-         * on demand, on the pool's worker), and a CA whose name does not resolve here. */
-        assert_true(asprintf(&text, "[Kerberos]\nRealm=EXAMPLE.TEST\nPrincipal=svc-scep@EXAMPLE.TEST\n"
-                             "Keytab=%s/missing.keytab\n\n[Broker]\nPermittedSuffix=example.test\n"
-                             "StateDirectory=%s\n", f->dir, f->state_dir) > 0);
-        write_file(f->config_dir, "certbroker.conf", text);
-        free(text);
-        write_file(f->config_dir, "ca.d/corp.conf",
-                   "[CA]\nURL=https://ndes.example.test/certsrv/mscep/mscep.dll\nDefault=yes\n"
-                   "Authentication=none\nChallenge=none\nPollInterval=1\nPendingDeadline=3600\n");
-        assert_true(asprintf(&text, "[Rule]\nName=me\nUsers=%s\nNames=*.a.example.test\n", user_name()) > 0);
-        write_file(f->config_dir, "policy.d/me.policy", text);
-        free(text);
+        /* The CA's name does not resolve here. */
+        broker_dirs_new(&f->dirs, "test-request", BROKER_CA_BASE "Challenge=none\nPollInterval=1\nPendingDeadline=3600\n");
 
         current = f;
         assert_int_equal(manager_open(f), 0);
@@ -118,10 +75,7 @@ static int teardown(void **state) {
         Fixture *f = *state;
 
         manager_free(f->m);
-        test_rm_rf(f->dir);
-        free(f->dir);
-        free(f->config_dir);
-        free(f->state_dir);
+        broker_dirs_free(&f->dirs);
         free(f);
         current = NULL;
         return 0;
@@ -151,19 +105,8 @@ static bool enrolled(Fixture *f) {
 
 /* Enroll for web.a.example.test as this user; returns the request, not yet durable. */
 static Request *enroll(Fixture *f) {
-        const char *names[] = { "web.a.example.test" };
-        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
-        CbRequestSpec spec = { .names = names, .n_names = 1 };
-        CbDecision d = {};
-        Request *r = NULL;
-
-        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
-        assert_true(d.allowed);
         f->enrolled_called = false;
-        assert_int_equal(request_enroll(f->m, getuid(), "", &d, false, NULL, on_enrolled, f, &r), 0);
-        cb_decision_done(&d);
-        assert_non_null(r);
-        return r;
+        return broker_enroll(f->m, "web.a.example.test", NULL, false, NULL, on_enrolled, f);
 }
 
 static bool first_attempt_failed(Fixture *f) {
@@ -682,13 +625,9 @@ static void test_take_key_and_expiry(void **state) {
 }
 
 static Request *enroll_token(Fixture *f, const char *name, const char *token, CbDecision *ret_d) {
-        const char *names[] = { name };
-        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
-        CbRequestSpec spec = { .names = names, .n_names = 1 };
         Request *r = NULL;
 
-        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, ret_d), 0);
-        assert_true(ret_d->allowed);
+        broker_decide(f->m, name, NULL, ret_d);
         f->enrolled_called = false;
         assert_int_equal(request_enroll(f->m, getuid(), "", ret_d, false, token, on_enrolled, f, &r), 0);
         assert_true(run_until(f, enrolled, 5000));
@@ -781,46 +720,11 @@ static void test_token(void **state) {
 
 /* ---- MaxStoredRequests= and the indexes ---- */
 
-/* The successor renewal.c would make of pred (the same parameters), made now. */
-static Request *renew_now(Fixture *f, Request *pred) {
-        StoreRequest *rec = calloc(1, sizeof(*rec));
-        Request *succ = NULL;
-
-        assert_non_null(rec);
-        rec->owner = pred->rec->owner;
-        rec->renew = true;
-        rec->ca = strdup(pred->rec->ca);
-        rec->label = strdup(pred->rec->label);
-        rec->subject = strdup(pred->rec->subject);
-        rec->names = calloc(2, sizeof(char *));
-        assert_non_null(rec->names);
-        rec->names[0] = strdup(pred->rec->names[0]);
-        rec->key = strdup(pred->rec->key);
-        rec->usage = strdup(pred->rec->usage);
-        rec->caller = strdup("");
-        rec->predecessor = strdup(pred->rec->id);
-        rec->token = strdup(pred->rec->token);
-        rec->state = REQUEST_QUEUED;
-        /* Made later than its predecessor also within one clock tick. */
-        rec->created = rec->updated = (now_usec() > pred->rec->created ? now_usec() : pred->rec->created + 1);
-        assert_int_equal(request_add_successor(pred, rec, &succ), 0);
-        assert_non_null(succ);
-        assert_string_equal(pred->rec->successor, succ->rec->id);
-        return succ;
-}
-
 static Request *enroll_renewing(Fixture *f, const char *name, const char *token) {
-        const char *names[] = { name };
-        CbCaller caller = { .uid = getuid(), .user_name = user_name() };
-        CbRequestSpec spec = { .names = names, .n_names = 1, .key = "ec:p256" };
-        CbDecision d = {};
-        Request *r = NULL;
+        Request *r;
 
-        assert_int_equal(cb_policy_decide(f->m->config, &caller, &spec, NULL, &d), 0);
-        assert_true(d.allowed);
         f->enrolled_called = false;
-        assert_int_equal(request_enroll(f->m, getuid(), "", &d, true, token, on_enrolled, f, &r), 0);
-        cb_decision_done(&d);
+        r = broker_enroll(f->m, name, "ec:p256", true, token, on_enrolled, f);
         assert_true(run_until(f, enrolled, 5000));
         assert_int_equal(f->enrolled_error, 0);
         return r;
@@ -874,7 +778,7 @@ static void test_successors_bounded(void **state) {
                 for (unsigned c = 0; c < CHAINS; c++) {
                         char pred_id[STORE_ID_LEN + 1];
                         strcpy(pred_id, end[c]->rec->id);
-                        Request *succ = renew_now(f, end[c]);
+                        Request *succ = broker_renew_now(end[c]);
                         /* The predecessor is the live end until its successor is issued. */
                         assert_ptr_equal(manager_find_request(f->m, pred_id), end[c]);
                         assert_true(manager_count_stored(f->m, getuid()) <= BOUND);
@@ -917,7 +821,7 @@ static void test_successors_bounded(void **state) {
                 }
         }
         assert_indexes(f);
-        Request *succ = renew_now(f, end[0]);
+        Request *succ = broker_renew_now(end[0]);
         assert_int_equal(manager_count_stored(f->m, getuid()), CHAINS + 1);
         assert_non_null(manager_find_request(f->m, end[0]->rec->id));
         assert_int_equal(succ->rec->state, REQUEST_QUEUED);
