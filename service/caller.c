@@ -640,44 +640,63 @@ static int uid_is_local(uid_t uid) {
         return r;
 }
 
-int caller_resolve_names(Caller *c, CallerNames names) {
-        int r;
+/* The first failure that is not "still asking" (-EINPROGRESS): a real error wins over a deferral. */
+static void keep_first_error(int *first, int r) {
+        if (r < 0 && (*first == 0 || *first == -EINPROGRESS))
+                *first = r;
+}
 
+static void group_names_free(char **g, size_t n) {
+        if (!g)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(g[i]);
+        free(g);
+}
+
+/* Every group of c (the workers look them up together): 0 and *ret, or the first error. */
+static int group_names_lookup(const Caller *c, char ***ret) {
+        char **g = calloc(c->n_gids + 1, sizeof(char *));
+        int first = 0;
+
+        if (!g)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_gids; i++)
+                keep_first_error(&first, group_lookup(c->gids[i], &g[i]));
+        if (first < 0) {
+                group_names_free(g, c->n_gids);
+                return first;
+        }
+        *ret = g;
+        return 0;
+}
+
+int caller_resolve_names(Caller *c, CallerNames names) {
+        int first = 0, r;
+
+        /* Every look-up is asked before any answer is waited for: through the cache the workers
+         * answer them together, and the decision is deferred once, not once per look-up. */
         if ((names & CALLER_ACCOUNT) && !c->account_known) {
                 r = uid_is_local(c->uid);
-                if (r < 0)
-                        return r;
-                c->local_account = r > 0;
-                c->account_known = true;
+                if (r >= 0) {
+                        c->local_account = r > 0;
+                        c->account_known = true;
+                }
+                keep_first_error(&first, r);
         }
-
-        if ((names & CALLER_USER_NAME) && !c->user_name) {
-                r = user_lookup(c->uid, &c->user_name, NULL);
-                if (r < 0)
-                        return r;
-        }
+        if ((names & CALLER_USER_NAME) && !c->user_name)
+                keep_first_error(&first, user_lookup(c->uid, &c->user_name, NULL));
         if ((names & CALLER_GROUP_NAMES) && !c->group_names) {
-                char **g = calloc(c->n_gids + 1, sizeof(char *));
-                int first = 0;
+                char **g = NULL;
 
-                if (!g)
-                        return -ENOMEM;
-                /* Every group is asked (the workers look them up together) before waiting. */
-                for (size_t i = 0; i < c->n_gids; i++) {
-                        r = group_lookup(c->gids[i], &g[i]);
-                        if (r < 0 && (first == 0 || first == -EINPROGRESS))
-                                first = r;
+                r = group_names_lookup(c, &g);
+                if (r >= 0) {
+                        c->group_names = g;
+                        c->n_group_names = c->n_gids;
                 }
-                if (first < 0) {
-                        for (size_t i = 0; i < c->n_gids; i++)
-                                free(g[i]);
-                        free(g);
-                        return first;
-                }
-                c->group_names = g;
-                c->n_group_names = c->n_gids;
+                keep_first_error(&first, r);
         }
-        return 0;
+        return first;
 }
 
 /* The unit of the pinned process, read now and kept only if the process is still the pinned
@@ -948,9 +967,7 @@ void caller_done(Caller *c) {
         if (!c)
                 return;
         free(c->gids);
-        for (size_t i = 0; i < c->n_group_names; i++)
-                free(c->group_names[i]);
-        free(c->group_names);
+        group_names_free(c->group_names, c->n_group_names);
         free(c->user_name);
         free(c->unit);
         free(c->unit_note);
