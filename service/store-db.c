@@ -71,46 +71,6 @@ static void strv_free(char **l) {
         free(l);
 }
 
-StoreRequest *store_request_free(StoreRequest *r) {
-        if (!r)
-                return NULL;
-        free(r->ca);
-        free(r->label);
-        free(r->subject);
-        strv_free(r->names);
-        free(r->key);
-        free(r->usage);
-        free(r->error);
-        free(r->error_message);
-        free(r->fail_info);
-        free(r->transaction_id);
-        free(r->certificate);
-        free(r->chain);
-        free(r->serial);
-        free(r->csr);
-        free(r->caller);
-        free(r->warning);
-        free(r->server);
-        free(r->successor);
-        free(r->predecessor);
-        free(r->token);
-        free(r);
-        return NULL;
-}
-
-void store_request_freep(StoreRequest **r) {
-        if (r)
-                *r = store_request_free(*r);
-}
-
-void store_request_array_free(StoreRequest **a, size_t n) {
-        if (!a)
-                return;
-        for (size_t i = 0; i < n; i++)
-                store_request_free(a[i]);
-        free(a);
-}
-
 /* ---- SQLite helpers ---- */
 
 static int errno_from_sqlite(int rc) {
@@ -285,6 +245,63 @@ static int step_row(sqlite3_stmt *st) {
         return stmt_errno(st);
 }
 
+/* The parameters of a statement, ?1 onwards, in order: PREPARE(s, sql, &q, ARG_TEXT(id), ...). */
+typedef enum ArgKind {
+        ARG_KIND_TEXT,          /* NULL binds "" */
+        ARG_KIND_I64,
+        ARG_KIND_U64,           /* -ERANGE past INT64_MAX */
+        ARG_KIND_BLOB,          /* NULL binds NULL */
+} ArgKind;
+
+typedef struct Arg {
+        ArgKind kind;
+        const void *data;
+        uint64_t value;
+        size_t size;
+} Arg;
+
+#define ARG_TEXT(v) { .kind = ARG_KIND_TEXT, .data = (v) }
+#define ARG_I64(v) { .kind = ARG_KIND_I64, .value = (uint64_t) (int64_t) (v) }
+#define ARG_U64(v) { .kind = ARG_KIND_U64, .value = (v) }
+#define ARG_BLOB(p, n) { .kind = ARG_KIND_BLOB, .data = (p), .size = (n) }
+
+static int bind_args(sqlite3_stmt *st, const Arg *args, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int idx = (int) i + 1, k = -EINVAL;
+
+                switch (args[i].kind) {
+                case ARG_KIND_TEXT:
+                        k = bind_text(st, idx, args[i].data);
+                        break;
+                case ARG_KIND_I64:
+                        k = bind_i64(st, idx, (int64_t) args[i].value);
+                        break;
+                case ARG_KIND_U64:
+                        k = bind_u64(st, idx, args[i].value);
+                        break;
+                case ARG_KIND_BLOB:
+                        k = bind_blob(st, idx, args[i].data, args[i].size);
+                        break;
+                }
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+static int prepare_args(Store *s, const char *sql, Stmt *ret, const Arg *args, size_t n) {
+        int k;
+
+        k = stmt_prepare(s, sql, ret);
+        if (k < 0)
+                return k;
+        return bind_args(ret->st, args, n);
+}
+
+#define ARGS(...) (const Arg[]) { __VA_ARGS__ }, ELEMENTSOF(((const Arg[]) { __VA_ARGS__ }))
+/* sql prepared into *q with its parameters bound. */
+#define PREPARE(s, sql, q, ...) prepare_args(s, sql, q, ARGS(__VA_ARGS__))
+
 /* One statement committed with synchronous=NORMAL: in WAL mode durable against a crash or
  * kill -9 of the daemon (the WAL is written before COMMIT returns), without the fsync() that
  * would stall the event loop; the next FULL commit or checkpoint makes it durable on disk. */
@@ -297,11 +314,37 @@ static int step_relaxed(Store *s, sqlite3_stmt *st) {
         return k;
 }
 
-/* A write of one row that must exist: -ENOENT when the statement changed nothing. */
-static int changed_one(Store *s, int k) {
-        if (k >= 0 && sqlite3_changes(s->db) == 0)
+/* How a write commits: with the connection's synchronous=FULL (durable across power loss on
+ * return), or relaxed (step_relaxed()). */
+typedef enum WriteMode {
+        WRITE_DURABLE,
+        WRITE_RELAXED,
+} WriteMode;
+
+static int step_write(Store *s, sqlite3_stmt *st, WriteMode mode) {
+        return mode == WRITE_RELAXED ? step_relaxed(s, st) : step_done(st);
+}
+
+/* A statement that returns no rows, with its parameters: the number of rows it changed. */
+static int write_args(Store *s, WriteMode mode, const char *sql, const Arg *args, size_t n) {
+        _cleanup_stmt_ Stmt q = {};
+        int k;
+
+        k = prepare_args(s, sql, &q, args, n);
+        if (k < 0)
+                return k;
+        k = step_write(s, q.st, mode);
+        if (k < 0)
+                return k;
+        return sqlite3_changes(s->db);
+}
+#define WRITE(s, mode, sql, ...) write_args(s, mode, sql, ARGS(__VA_ARGS__))
+
+/* A write's result (write_args()) when it must change a row: 0, or -ENOENT when it changed none. */
+static int one_changed(int k) {
+        if (k == 0)
                 return -ENOENT;
-        return k;
+        return k < 0 ? k : 0;
 }
 
 static int begin(Store *s) {
@@ -539,7 +582,6 @@ static int precreate_db_file(const char *path, char **ret_message) {
  * table, outside the numbered schema (a journal without it just had nothing recorded), and the
  * rows NDES has forgotten dropped once per start. */
 static int challenge_table(Store *s) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
         k = exec_sql(s, "CREATE TABLE IF NOT EXISTS challenges ("
@@ -550,13 +592,25 @@ static int challenge_table(Store *s) {
         if (k < 0)
                 return k;
         /* Those NDES has forgotten: once per start, not per CA and server. */
-        k = stmt_prepare(s, "DELETE FROM challenges WHERE expires <= ?1", &q);
+        k = WRITE(s, WRITE_RELAXED, "DELETE FROM challenges WHERE expires <= ?1", ARG_U64(now_usec()));
+        return k < 0 ? k : 0;
+}
+
+/* The text of the first row of a PRAGMA (valid while q holds the statement); -EIO when it
+ * answers no row. */
+static int pragma_answer(Store *s, const char *sql, Stmt *q, const char **ret) {
+        int k;
+
+        k = stmt_prepare(s, sql, q);
         if (k < 0)
                 return k;
-        k = bind_u64(q.st, 1, now_usec());
+        k = step_row(q->st);
         if (k < 0)
                 return k;
-        return step_relaxed(s, q.st);
+        if (k == 0)
+                return -EIO;
+        *ret = (const char *) sqlite3_column_text(q->st, 0);
+        return 0;
 }
 
 /* WAL, the synchronous level, secure_delete (freed pages are zeroed), foreign keys. */
@@ -565,14 +619,11 @@ static int db_configure(Store *s, char **ret_message) {
         const char *mode;
         int k;
 
-        k = stmt_prepare(s, "PRAGMA journal_mode=WAL", &q);
-        if (k >= 0)
-                k = step_row(q.st);
-        if (k <= 0) {
+        k = pragma_answer(s, "PRAGMA journal_mode=WAL", &q, &mode);
+        if (k < 0) {
                 set_message(ret_message, "cannot switch database %s to WAL mode: %s", s->path, sqlite3_errmsg(s->db));
-                return k < 0 ? k : -EIO;
+                return k;
         }
-        mode = (const char *) sqlite3_column_text(q.st, 0);
         if (!mode || strcmp(mode, "wal") != 0) {
                 set_message(ret_message, "cannot switch database %s to WAL mode: it stays in mode %s", s->path,
                             mode ?: "(none)");
@@ -596,14 +647,11 @@ static int db_check(Store *s, char **ret_message) {
         const char *res, *first;
         int k, len;
 
-        k = stmt_prepare(s, "PRAGMA quick_check", &q);
-        if (k >= 0)
-                k = step_row(q.st);
-        if (k <= 0) {
+        k = pragma_answer(s, "PRAGMA quick_check", &q, &res);
+        if (k < 0) {
                 set_message(ret_message, "cannot read database %s: %s", s->path, sqlite3_errmsg(s->db));
-                return k < 0 ? k : -EIO;
+                return k;
         }
-        res = (const char *) sqlite3_column_text(q.st, 0);
         if (res && strcmp(res, "ok") == 0)
                 return 0;
         /* integrity_check lists problems one per line: the first, cut. */
@@ -873,6 +921,30 @@ static int request_validate(const StoreRequest *r) {
         return 0;
 }
 
+StoreRequest *store_request_free(StoreRequest *r) {
+        if (!r)
+                return NULL;
+        strv_free(r->names);
+        for (size_t i = 0; i < ELEMENTSOF(request_fields); i++)
+                if (request_fields[i].kind == FIELD_TEXT || request_fields[i].kind == FIELD_LONG_TEXT)
+                        free(*FIELD_AT(r, &request_fields[i], char *));
+        free(r);
+        return NULL;
+}
+
+void store_request_freep(StoreRequest **r) {
+        if (r)
+                *r = store_request_free(*r);
+}
+
+void store_request_array_free(StoreRequest **a, size_t n) {
+        if (!a)
+                return;
+        for (size_t i = 0; i < n; i++)
+                store_request_free(a[i]);
+        free(a);
+}
+
 static int column_strdup(sqlite3_stmt *st, int col, char **ret) {
         const unsigned char *t = sqlite3_column_text(st, col);
 
@@ -979,6 +1051,16 @@ static int bind_request_columns(sqlite3_stmt *st, const StoreRequest *r, const c
         return 0;
 }
 
+static int prepare_request(Store *s, const char *sql, const StoreRequest *r, const char *names, bool insert,
+                           Stmt *q) {
+        int k;
+
+        k = stmt_prepare(s, sql, q);
+        if (k < 0)
+                return k;
+        return bind_request_columns(q->st, r, names, insert);
+}
+
 static int insert_row(Store *s, const StoreRequest *r, const char *names, const uint8_t *blob, size_t blob_size) {
         static const char sql[] =
                 "INSERT INTO requests (id, ca, label, subject, names, key_type, usage, state, "
@@ -990,52 +1072,33 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
         _cleanup_stmt_ Stmt q = {};
         int k;
 
-        k = stmt_prepare(s, sql, &q);
-        if (k < 0)
-                return k;
-        k = bind_request_columns(q.st, r, names, /* insert= */ true);
+        k = prepare_request(s, sql, r, names, /* insert= */ true, &q);
         if (k < 0)
                 return k;
         k = bind_blob(q.st, 32, blob, blob_size);
         if (k < 0)
                 return k;
+        /* In insert_once()'s transaction: its commit decides how durable. */
         return step_done(q.st);
 }
 
 static int insert_history(Store *s, uid_t owner, uint64_t created) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
-        k = stmt_prepare(s, "INSERT INTO enroll_history (owner, created) VALUES (?1, ?2)", &q);
-        if (k < 0)
-                return k;
-        k = bind_i64(q.st, 1, owner);
-        if (k < 0)
-                return k;
-        k = bind_u64(q.st, 2, created);
-        if (k < 0)
-                return k;
-        return step_done(q.st);
+        k = WRITE(s, WRITE_DURABLE, "INSERT INTO enroll_history (owner, created) VALUES (?1, ?2)",
+                  ARG_I64(owner), ARG_U64(created));
+        return k < 0 ? k : 0;
 }
 
 /* The predecessor gets its successor only if it has none (exactly one per request). */
 static int link_successor(Store *s, const char *predecessor_id, const char *successor_id) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
-        k = stmt_prepare(s, "UPDATE requests SET successor = ?2 WHERE id = ?1 AND successor = ''", &q);
+        k = WRITE(s, WRITE_DURABLE, "UPDATE requests SET successor = ?2 WHERE id = ?1 AND successor = ''",
+                  ARG_TEXT(predecessor_id), ARG_TEXT(successor_id));
         if (k < 0)
                 return k;
-        k = bind_text(q.st, 1, predecessor_id);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 2, successor_id);
-        if (k < 0)
-                return k;
-        k = step_done(q.st);
-        if (k >= 0 && sqlite3_changes(s->db) != 1)
-                return -EEXIST;
-        return k;
+        return k == 1 ? 0 : -EEXIST;
 }
 
 /* One attempt at inserting r (its key sealed to r->id) in one transaction: -EEXIST and
@@ -1148,10 +1211,7 @@ int store_request_update(Store *s, const StoreRequest *r) {
         if (k < 0)
                 return k;
 
-        k = stmt_prepare(s, sql, &q);
-        if (k < 0)
-                return k;
-        k = bind_request_columns(q.st, r, names, /* insert= */ false);
+        k = prepare_request(s, sql, r, names, /* insert= */ false, &q);
         if (k < 0)
                 return k;
 
@@ -1161,7 +1221,10 @@ int store_request_update(Store *s, const StoreRequest *r) {
          * otherwise stall the event loop several ms per transition. After a power loss a request
          * can only fall back to an earlier state and redo that step; the next FULL commit
          * (insert, key take/erase, delete) or checkpoint makes it durable anyway. */
-        return changed_one(s, step_relaxed(s, q.st));
+        k = step_write(s, q.st, WRITE_RELAXED);
+        if (k < 0)
+                return k;
+        return sqlite3_changes(s->db) == 0 ? -ENOENT : 0;
 }
 
 /* The statement sql with ?1 = id, stepped to its first row: 1 with *ret on that row, 0 when
@@ -1169,10 +1232,7 @@ int store_request_update(Store *s, const StoreRequest *r) {
 static int select_by_id(Store *s, const char *sql, const char *id, Stmt *ret) {
         int k;
 
-        k = stmt_prepare(s, sql, ret);
-        if (k < 0)
-                return k;
-        k = bind_text(ret->st, 1, id);
+        k = PREPARE(s, sql, ret, ARG_TEXT(id));
         if (k < 0)
                 return k;
         return step_row(ret->st);
@@ -1251,10 +1311,8 @@ int store_request_list_by_owner(Store *s, uid_t owner, StoreRequest ***ret, size
 
         if (!s || !ret || !ret_n)
                 return -EINVAL;
-        k = stmt_prepare(s, "SELECT " REQUEST_COLUMNS " FROM requests WHERE owner = ?1 ORDER BY created, id", &q);
-        if (k < 0)
-                return k;
-        k = bind_i64(q.st, 1, owner);
+        k = PREPARE(s, "SELECT " REQUEST_COLUMNS " FROM requests WHERE owner = ?1 ORDER BY created, id", &q,
+                    ARG_I64(owner));
         if (k < 0)
                 return k;
         return load_query(q.st, ret, ret_n);
@@ -1262,16 +1320,7 @@ int store_request_list_by_owner(Store *s, uid_t owner, StoreRequest ***ret, size
 
 /* A write of the row of id (?1 = id): -ENOENT when it changed nothing. */
 static int exec_by_id(Store *s, const char *sql, const char *id) {
-        _cleanup_stmt_ Stmt q = {};
-        int k;
-
-        k = stmt_prepare(s, sql, &q);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 1, id);
-        if (k < 0)
-                return k;
-        return changed_one(s, step_done(q.st));
+        return one_changed(WRITE(s, WRITE_DURABLE, sql, ARG_TEXT(id)));
 }
 
 /* The arguments every function of a request id checks: -EINVAL without a store or an id,
@@ -1302,7 +1351,6 @@ int store_request_delete(Store *s, const char *id) {
 }
 
 int store_key_set(Store *s, const char *id, const CbSecret *key_pem) {
-        _cleanup_stmt_ Stmt q = {};
         _cleanup_free_ uint8_t *blob = NULL;
         size_t size = 0;
         int k;
@@ -1316,19 +1364,11 @@ int store_key_set(Store *s, const char *id, const CbSecret *key_pem) {
         k = store_cipher_seal(s->cipher, id, key_pem, &blob, &size);
         if (k < 0)
                 return k;
-
-        k = stmt_prepare(s, "UPDATE requests SET key_blob = ?2 WHERE id = ?1", &q);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 1, id);
-        if (k < 0)
-                return k;
-        k = bind_blob(q.st, 2, blob, size);
-        if (k < 0)
-                return k;
         /* Group commit: a key not yet on disk after a power loss only means the request makes a
          * new one when it resumes. */
-        return changed_one(s, s->group_commit ? step_relaxed(s, q.st) : step_done(q.st));
+        return one_changed(WRITE(s, s->group_commit ? WRITE_RELAXED : WRITE_DURABLE,
+                                 "UPDATE requests SET key_blob = ?2 WHERE id = ?1",
+                                 ARG_TEXT(id), ARG_BLOB(blob, size)));
 }
 
 /* The row of id from a one-parameter SELECT (?1 = id): 0 with *ret on that row; -ENOENT no
@@ -1361,7 +1401,8 @@ static int key_read(Store *s, const char *sql, const char *id, CbSecret **ret) {
 #define SELECT_KEY "SELECT key_blob FROM requests WHERE id = ?1"
 #define SELECT_RENEWAL_KEY "SELECT renewal_key FROM requests WHERE id = ?1"
 
-int store_key_get(Store *s, const char *id, CbSecret **ret) {
+/* key_read() behind the checks of the public functions. */
+static int key_get(Store *s, const char *sql, const char *id, CbSecret **ret) {
         int k;
 
         if (!ret)
@@ -1369,7 +1410,11 @@ int store_key_get(Store *s, const char *id, CbSecret **ret) {
         k = check_id(s, id);
         if (k < 0)
                 return k;
-        return key_read(s, SELECT_KEY, id, ret);
+        return key_read(s, sql, id, ret);
+}
+
+int store_key_get(Store *s, const char *id, CbSecret **ret) {
+        return key_get(s, SELECT_KEY, id, ret);
 }
 
 /* pem sealed to recipient (libsodium's crypto_box_seal()): -EDOM when it is not a usable
@@ -1389,22 +1434,11 @@ static int key_box(const CbSecret *pem, const uint8_t *recipient, uint8_t **ret,
 }
 
 static int key_store_sealed(Store *s, const char *id, const uint8_t *recipient, const uint8_t *box, size_t size) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
-        k = stmt_prepare(s, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1", &q);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 1, id);
-        if (k < 0)
-                return k;
-        k = bind_blob(q.st, 2, recipient, STORE_SEAL_RECIPIENT_LEN);
-        if (k < 0)
-                return k;
-        k = bind_blob(q.st, 3, box, size);
-        if (k < 0)
-                return k;
-        return step_done(q.st);
+        k = WRITE(s, WRITE_DURABLE, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1",
+                  ARG_TEXT(id), ARG_BLOB(recipient, STORE_SEAL_RECIPIENT_LEN), ARG_BLOB(box, size));
+        return k < 0 ? k : 0;
 }
 
 /* TakeKey and TakeKeySealed: in one transaction the key is read and erased; with a recipient
@@ -1495,60 +1529,51 @@ int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static 
         return 0;
 }
 
-static int count_query(Store *s, const char *sql, uid_t owner, const uint64_t *since, unsigned *ret) {
-        _cleanup_stmt_ Stmt q = {};
+/* The count(*) of a prepared query. */
+static int count_result(sqlite3_stmt *st, unsigned *ret) {
         sqlite3_int64 n;
         int k;
 
-        if (!s || !ret)
-                return -EINVAL;
-        k = stmt_prepare(s, sql, &q);
-        if (k < 0)
-                return k;
-        k = bind_i64(q.st, 1, owner);
-        if (k < 0)
-                return k;
-        if (since) {
-                k = bind_u64(q.st, 2, *since);
-                if (k < 0)
-                        return k;
-        }
-        k = step_row(q.st);
+        k = step_row(st);
         if (k <= 0)
                 return k < 0 ? k : -EIO;
-        n = sqlite3_column_int64(q.st, 0);
+        n = sqlite3_column_int64(st, 0);
         *ret = n > UINT32_MAX ? UINT32_MAX : (unsigned) n;
         return 0;
 }
 
 int store_count_active(Store *s, uid_t owner, unsigned *ret) {
-        return count_query(s,
-                           "SELECT count(*) FROM requests WHERE owner = ?1 AND "
-                           "state IN ('queued', 'submitting', 'pending', 'retrying')",
-                           owner, NULL, ret);
-}
-
-int store_count_created_since(Store *s, uid_t owner, uint64_t since_usec, unsigned *ret) {
-        return count_query(s, "SELECT count(*) FROM enroll_history WHERE owner = ?1 AND created >= ?2",
-                           owner, &since_usec, ret);
-}
-
-int store_history_prune(Store *s, uint64_t before_usec) {
         _cleanup_stmt_ Stmt q = {};
         int k;
 
+        if (!s || !ret)
+                return -EINVAL;
+        k = PREPARE(s,
+                    "SELECT count(*) FROM requests WHERE owner = ?1 AND "
+                    "state IN ('queued', 'submitting', 'pending', 'retrying')",
+                    &q, ARG_I64(owner));
+        if (k < 0)
+                return k;
+        return count_result(q.st, ret);
+}
+
+int store_count_created_since(Store *s, uid_t owner, uint64_t since_usec, unsigned *ret) {
+        _cleanup_stmt_ Stmt q = {};
+        int k;
+
+        if (!s || !ret)
+                return -EINVAL;
+        k = PREPARE(s, "SELECT count(*) FROM enroll_history WHERE owner = ?1 AND created >= ?2", &q,
+                    ARG_I64(owner), ARG_U64(since_usec));
+        if (k < 0)
+                return k;
+        return count_result(q.st, ret);
+}
+
+int store_history_prune(Store *s, uint64_t before_usec) {
         if (!s)
                 return -EINVAL;
-        k = stmt_prepare(s, "DELETE FROM enroll_history WHERE created < ?1", &q);
-        if (k < 0)
-                return k;
-        k = bind_u64(q.st, 1, before_usec);
-        if (k < 0)
-                return k;
-        k = step_done(q.st);
-        if (k < 0)
-                return k;
-        return sqlite3_changes(s->db);
+        return WRITE(s, WRITE_DURABLE, "DELETE FROM enroll_history WHERE created < ?1", ARG_U64(before_usec));
 }
 
 /* ---- the key kept for a RenewalReq ---- */
@@ -1565,14 +1590,7 @@ int store_renewal_key_keep(Store *s, const char *id) {
 }
 
 int store_renewal_key_get(Store *s, const char *id, CbSecret **ret) {
-        int k;
-
-        if (!ret)
-                return -EINVAL;
-        k = check_id(s, id);
-        if (k < 0)
-                return k;
-        return key_read(s, SELECT_RENEWAL_KEY, id, ret);
+        return key_get(s, SELECT_RENEWAL_KEY, id, ret);
 }
 
 int store_renewal_key_erase(Store *s, const char *id) {
@@ -1602,25 +1620,18 @@ int store_renewal_key_present(Store *s, const char *id) {
 }
 
 int store_ca_renewal_set(Store *s, const char *ca, uint64_t refused_until) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
         if (!s || !ca)
                 return -EINVAL;
-        k = stmt_prepare(s, refused_until == 0 ? "DELETE FROM ca_renewal WHERE ca = ?1" :
-                            "INSERT INTO ca_renewal (ca, refused_until) VALUES (?1, ?2) "
-                            "ON CONFLICT (ca) DO UPDATE SET refused_until = excluded.refused_until", &q);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 1, ca);
-        if (k < 0)
-                return k;
-        if (refused_until != 0) {
-                k = bind_i64(q.st, 2, (int64_t) refused_until);
-                if (k < 0)
-                        return k;
-        }
-        return step_done(q.st);
+        if (refused_until == 0)
+                k = WRITE(s, WRITE_DURABLE, "DELETE FROM ca_renewal WHERE ca = ?1", ARG_TEXT(ca));
+        else
+                k = WRITE(s, WRITE_DURABLE,
+                          "INSERT INTO ca_renewal (ca, refused_until) VALUES (?1, ?2) "
+                          "ON CONFLICT (ca) DO UPDATE SET refused_until = excluded.refused_until",
+                          ARG_TEXT(ca), ARG_I64(refused_until));
+        return k < 0 ? k : 0;
 }
 
 int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until) {
@@ -1646,35 +1657,15 @@ static void challenge_blob_id(int64_t row, char id[static 48]) {
         snprintf(id, 48, "challenge-%lld", (long long) row);
 }
 
-/* A write of one challenge row (?1 = row) whose other parameters are bound: -ENOENT when it
- * changed nothing. */
-static int challenge_write(Store *s, sqlite3_stmt *st, int64_t row) {
-        int k;
-
-        k = bind_i64(st, 1, row);
-        if (k < 0)
-                return k;
-        return changed_one(s, step_relaxed(s, st));
-}
-
 int store_challenge_add(Store *s, const char *ca, const char *admin_url, const char *url, uint64_t issued,
                         uint64_t expires, int64_t *ret_row) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
         if (!s || !ca || !admin_url || !url || !ret_row)
                 return -EINVAL;
-        k = stmt_prepare(s, "INSERT INTO challenges (ca, admin_url, url, issued, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
-                         &q);
-        if (k < 0)
-                return k;
-        if ((k = bind_text(q.st, 1, ca)) < 0 ||
-            (k = bind_text(q.st, 2, admin_url)) < 0 ||
-            (k = bind_text(q.st, 3, url)) < 0 ||
-            (k = bind_u64(q.st, 4, issued)) < 0 ||
-            (k = bind_u64(q.st, 5, expires)) < 0)
-                return k;
-        k = step_relaxed(s, q.st);
+        k = WRITE(s, WRITE_RELAXED,
+                  "INSERT INTO challenges (ca, admin_url, url, issued, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                  ARG_TEXT(ca), ARG_TEXT(admin_url), ARG_TEXT(url), ARG_U64(issued), ARG_U64(expires));
         if (k < 0)
                 return k;
         *ret_row = sqlite3_last_insert_rowid(s->db);
@@ -1682,38 +1673,21 @@ int store_challenge_add(Store *s, const char *ca, const char *admin_url, const c
 }
 
 int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t expires) {
-        _cleanup_stmt_ Stmt q = {};
-        int k;
-
         if (!s)
                 return -EINVAL;
-        k = stmt_prepare(s, "UPDATE challenges SET issued = ?2, expires = ?3 WHERE row = ?1", &q);
-        if (k < 0)
-                return k;
-        if ((k = bind_u64(q.st, 2, issued)) < 0 ||
-            (k = bind_u64(q.st, 3, expires)) < 0)
-                return k;
-        return challenge_write(s, q.st, row);
+        return one_changed(WRITE(s, WRITE_RELAXED, "UPDATE challenges SET issued = ?2, expires = ?3 WHERE row = ?1",
+                                 ARG_I64(row), ARG_U64(issued), ARG_U64(expires)));
 }
 
 int store_challenge_set_request(Store *s, int64_t row, const char *request) {
-        _cleanup_stmt_ Stmt q = {};
-        int k;
-
         if (!s || !request)
                 return -EINVAL;
-        k = stmt_prepare(s, "UPDATE challenges SET request = ?2 WHERE row = ?1", &q);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 2, request);
-        if (k < 0)
-                return k;
-        return challenge_write(s, q.st, row);
+        return one_changed(WRITE(s, WRITE_RELAXED, "UPDATE challenges SET request = ?2 WHERE row = ?1",
+                                 ARG_I64(row), ARG_TEXT(request)));
 }
 
 int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,
                               const char *thumbprint) {
-        _cleanup_stmt_ Stmt q = {};
         _cleanup_free_ uint8_t *blob = NULL;
         size_t size = 0;
         char id[48];
@@ -1721,40 +1695,26 @@ int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsi
 
         if (!s)
                 return -EINVAL;
-        if (!spare) {
-                k = stmt_prepare(s, "UPDATE challenges SET spare = NULL WHERE row = ?1", &q);
-                if (k < 0)
-                        return k;
-                return challenge_write(s, q.st, row);
-        }
+        if (!spare)
+                return one_changed(WRITE(s, WRITE_RELAXED, "UPDATE challenges SET spare = NULL WHERE row = ?1",
+                                         ARG_I64(row)));
 
         challenge_blob_id(row, id);
         k = store_cipher_seal(s->cipher, id, spare, &blob, &size);
         if (k < 0)
                 return k;
-        k = stmt_prepare(s, "UPDATE challenges SET spare = ?2, validity = ?3, thumbprint = ?4 WHERE row = ?1", &q);
-        if (k < 0)
-                return k;
-        if ((k = bind_blob(q.st, 2, blob, size)) < 0 ||
-            (k = bind_i64(q.st, 3, validity_minutes)) < 0 ||
-            (k = bind_text(q.st, 4, thumbprint)) < 0)
-                return k;
-        return challenge_write(s, q.st, row);
+        return one_changed(WRITE(s, WRITE_RELAXED,
+                                 "UPDATE challenges SET spare = ?2, validity = ?3, thumbprint = ?4 WHERE row = ?1",
+                                 ARG_I64(row), ARG_BLOB(blob, size), ARG_I64(validity_minutes), ARG_TEXT(thumbprint)));
 }
 
 int store_challenge_delete(Store *s, int64_t row) {
-        _cleanup_stmt_ Stmt q = {};
         int k;
 
         if (!s)
                 return -EINVAL;
-        k = stmt_prepare(s, "DELETE FROM challenges WHERE row = ?1", &q);
-        if (k < 0)
-                return k;
-        k = bind_i64(q.st, 1, row);
-        if (k < 0)
-                return k;
-        return step_relaxed(s, q.st);
+        k = WRITE(s, WRITE_RELAXED, "DELETE FROM challenges WHERE row = ?1", ARG_I64(row));
+        return k < 0 ? k : 0;
 }
 
 void store_challenge_array_free(StoreChallenge *a, size_t n) {
@@ -1809,13 +1769,10 @@ int store_challenge_load(Store *s, const char *ca, const char *admin_url, uint64
 
         if (!s || !ca || !admin_url || !ret || !ret_n)
                 return -EINVAL;
-        k = stmt_prepare(s, "SELECT row, url, issued, expires, validity, thumbprint, spare, request FROM challenges "
-                            "WHERE ca = ?1 AND admin_url = ?2 AND expires > ?3 ORDER BY issued, row", &q);
+        k = PREPARE(s, "SELECT row, url, issued, expires, validity, thumbprint, spare, request FROM challenges "
+                       "WHERE ca = ?1 AND admin_url = ?2 AND expires > ?3 ORDER BY issued, row",
+                    &q, ARG_TEXT(ca), ARG_TEXT(admin_url), ARG_U64(now));
         if (k < 0)
-                return k;
-        if ((k = bind_text(q.st, 1, ca)) < 0 ||
-            (k = bind_text(q.st, 2, admin_url)) < 0 ||
-            (k = bind_u64(q.st, 3, now)) < 0)
                 return k;
         while ((k = step_row(q.st)) > 0) {
                 StoreChallenge *b = realloc(a, (n + 1) * sizeof *a);
@@ -1852,10 +1809,7 @@ static int challenge_rows_elsewhere(Store *s, const char *ca, const char *const 
         size_t n_rows = 0;
         int k;
 
-        k = stmt_prepare(s, "SELECT row, admin_url FROM challenges WHERE ca = ?1 AND spare IS NOT NULL", &q);
-        if (k < 0)
-                return k;
-        k = bind_text(q.st, 1, ca);
+        k = PREPARE(s, "SELECT row, admin_url FROM challenges WHERE ca = ?1 AND spare IS NOT NULL", &q, ARG_TEXT(ca));
         if (k < 0)
                 return k;
         while ((k = step_row(q.st)) > 0) {

@@ -42,7 +42,9 @@ bool store_id_is_valid(const char *id);
 /* ---- records ---- */
 
 /* One row: every property of a Request object (ipc/org.certbroker.Broker1.Request.xml), plus the CSR the engine built. Strings are
- * never NULL in loaded records ("" = unset); on insert/update NULL is stored as "". */
+ * never NULL in loaded records ("" = unset); on insert/update NULL is stored as "". A new field
+ * gets its column in store-db.c's request_fields table, which reads, writes, checks and frees
+ * every field. */
 typedef struct StoreRequest {
         char id[STORE_ID_LEN + 1];
         uid_t owner;
