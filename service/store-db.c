@@ -34,6 +34,7 @@ struct Store {
         StoreCipher *cipher;
         char *path;
         bool group_commit;      /* inserts commit without fsync; the caller syncs (store-journal-sync.h) */
+        bool sync_full;         /* the connection's level now: synchronous=FULL, else NORMAL */
         StmtSlot stmts[STMT_CACHE_SIZE];
         uint64_t stmt_clock;
 };
@@ -302,27 +303,40 @@ static int prepare_args(Store *s, const char *sql, Stmt *ret, const Arg *args, s
 /* sql prepared into *q with its parameters bound. */
 #define PREPARE(s, sql, q, ...) prepare_args(s, sql, q, ARGS(__VA_ARGS__))
 
-/* One statement committed with synchronous=NORMAL: in WAL mode durable against a crash or
- * kill -9 of the daemon (the WAL is written before COMMIT returns), without the fsync() that
- * would stall the event loop; the next FULL commit or checkpoint makes it durable on disk. */
-static int step_relaxed(Store *s, sqlite3_stmt *st) {
-        int k;
-
-        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
-        k = step_done(st);
-        (void) exec_sql(s, "PRAGMA synchronous=FULL");
-        return k;
-}
-
-/* How a write commits: with the connection's synchronous=FULL (durable across power loss on
- * return), or relaxed (step_relaxed()). */
+/* How a write commits. The connection runs with synchronous=NORMAL: in WAL mode a commit is
+ * durable against a crash or kill -9 of the daemon (the WAL is written before COMMIT returns)
+ * without the fsync() that would stall the event loop; the next durable commit or checkpoint
+ * makes it durable on disk too. A durable write commits with synchronous=FULL: it returns only
+ * after the WAL is fsync()ed, so it survives a power loss. */
 typedef enum WriteMode {
         WRITE_DURABLE,
         WRITE_RELAXED,
+        WRITE_IN_TRANSACTION,   /* inside begin_write() ... commit(): the transaction decides */
 } WriteMode;
 
+/* The connection's synchronous level for a commit of mode, switched only when it changes. A
+ * durable write that cannot have FULL fails before it writes anything; a relaxed one that
+ * keeps FULL is only slower. */
+static int sync_level(Store *s, WriteMode mode) {
+        bool full = mode == WRITE_DURABLE;
+        int k;
+
+        if (mode == WRITE_IN_TRANSACTION || full == s->sync_full)
+                return 0;
+        k = exec_sql(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        if (k < 0)
+                return full ? k : 0;
+        s->sync_full = full;
+        return 0;
+}
+
 static int step_write(Store *s, sqlite3_stmt *st, WriteMode mode) {
-        return mode == WRITE_RELAXED ? step_relaxed(s, st) : step_done(st);
+        int k;
+
+        k = sync_level(s, mode);
+        if (k < 0)
+                return k;
+        return step_done(st);
 }
 
 /* A statement that returns no rows, with its parameters: the number of rows it changed. */
@@ -351,22 +365,23 @@ static int begin(Store *s) {
         return exec_sql(s, "BEGIN IMMEDIATE");
 }
 
+/* A transaction whose COMMIT is as durable as mode says (WRITE_DURABLE or WRITE_RELAXED):
+ * SQLite takes no change of the synchronous level inside a transaction, so it is set here. */
+static int begin_write(Store *s, WriteMode mode) {
+        int k;
+
+        k = sync_level(s, mode);
+        if (k < 0)
+                return k;
+        return begin(s);
+}
+
 static int commit(Store *s) {
         int r = exec_sql(s, "COMMIT");
 
         if (r < 0)
                 (void) exec_sql(s, "ROLLBACK");
         return r;
-}
-
-/* The transaction committed with synchronous=NORMAL (see step_relaxed()). */
-static int commit_relaxed(Store *s) {
-        int k;
-
-        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
-        k = commit(s);
-        (void) exec_sql(s, "PRAGMA synchronous=FULL");
-        return k;
 }
 
 static void rollback(Store *s) {
@@ -506,7 +521,7 @@ static int schema_fail(Store *s, int k, char **ret_message, const char *what) {
 static int schema_setup(Store *s, char **ret_message) {
         int k, version = 0;
 
-        k = begin(s);
+        k = begin_write(s, WRITE_DURABLE);
         if (k < 0)
                 return schema_fail(s, k, ret_message, "begin setting up the schema");
         _cleanup_rollback_ Store *txn = s;
@@ -629,14 +644,14 @@ static int db_configure(Store *s, char **ret_message) {
                             mode ?: "(none)");
                 return -EIO;
         }
-        /* FULL: a commit returns after the WAL is fsync()ed (durable across power loss, not
-         * just kill -9). */
-        k = exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;");
+        /* NORMAL, and FULL for the commits that must survive a power loss (WriteMode). */
+        k = exec_sql(s, "PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON; PRAGMA foreign_keys=ON;");
         if (k < 0) {
-                set_message(ret_message, "cannot configure database %s (synchronous=FULL, secure_delete): %s",
+                set_message(ret_message, "cannot configure database %s (synchronous=NORMAL, secure_delete): %s",
                             s->path, sqlite3_errmsg(s->db));
                 return k;
         }
+        s->sync_full = false;
         return 0;
 }
 
@@ -1085,7 +1100,7 @@ static int insert_row(Store *s, const StoreRequest *r, const char *names, const 
 static int insert_history(Store *s, uid_t owner, uint64_t created) {
         int k;
 
-        k = WRITE(s, WRITE_DURABLE, "INSERT INTO enroll_history (owner, created) VALUES (?1, ?2)",
+        k = WRITE(s, WRITE_IN_TRANSACTION, "INSERT INTO enroll_history (owner, created) VALUES (?1, ?2)",
                   ARG_I64(owner), ARG_U64(created));
         return k < 0 ? k : 0;
 }
@@ -1094,7 +1109,7 @@ static int insert_history(Store *s, uid_t owner, uint64_t created) {
 static int link_successor(Store *s, const char *predecessor_id, const char *successor_id) {
         int k;
 
-        k = WRITE(s, WRITE_DURABLE, "UPDATE requests SET successor = ?2 WHERE id = ?1 AND successor = ''",
+        k = WRITE(s, WRITE_IN_TRANSACTION, "UPDATE requests SET successor = ?2 WHERE id = ?1 AND successor = ''",
                   ARG_TEXT(predecessor_id), ARG_TEXT(successor_id));
         if (k < 0)
                 return k;
@@ -1116,7 +1131,9 @@ static int insert_once(Store *s, const StoreRequest *r, const char *names, const
                         return k;
         }
 
-        k = begin(s);
+        /* Group commit: the caller makes it durable (store-journal-sync.h); a successor is made
+         * on the loop's own schedule and is durable on return. */
+        k = begin_write(s, s->group_commit && !predecessor_id ? WRITE_RELAXED : WRITE_DURABLE);
         if (k < 0)
                 return k;
         _cleanup_rollback_ Store *txn = s;
@@ -1132,10 +1149,6 @@ static int insert_once(Store *s, const StoreRequest *r, const char *names, const
                 k = insert_history(s, r->owner, r->created);
         if (k < 0)
                 return k;
-        /* Group commit: the caller makes it durable (store-journal-sync.h); a successor is made
-         * on the loop's own schedule and is durable on return. */
-        if (s->group_commit && !predecessor_id)
-                return commit_relaxed(s);
         return commit(s);
 }
 
@@ -1215,12 +1228,11 @@ int store_request_update(Store *s, const StoreRequest *r) {
         if (k < 0)
                 return k;
 
-        /* One statement in autocommit mode is one transaction. State transitions commit with
-         * synchronous=NORMAL: in WAL mode that is durable against a crash or kill -9 of the
-         * daemon (the WAL is written before COMMIT returns) but skips the fsync(), which would
-         * otherwise stall the event loop several ms per transition. After a power loss a request
-         * can only fall back to an earlier state and redo that step; the next FULL commit
-         * (insert, key take/erase, delete) or checkpoint makes it durable anyway. */
+        /* One statement in autocommit mode is one transaction. State transitions are relaxed
+         * (WriteMode): an fsync() would stall the event loop several ms per transition. After a
+         * power loss a request can only fall back to an earlier state and redo that step; the
+         * next durable commit (insert, key take/erase, delete) or checkpoint makes it durable
+         * anyway. */
         k = step_write(s, q.st, WRITE_RELAXED);
         if (k < 0)
                 return k;
@@ -1319,8 +1331,8 @@ int store_request_list_by_owner(Store *s, uid_t owner, StoreRequest ***ret, size
 }
 
 /* A write of the row of id (?1 = id): -ENOENT when it changed nothing. */
-static int exec_by_id(Store *s, const char *sql, const char *id) {
-        return one_changed(WRITE(s, WRITE_DURABLE, sql, ARG_TEXT(id)));
+static int exec_by_id(Store *s, WriteMode mode, const char *sql, const char *id) {
+        return one_changed(WRITE(s, mode, sql, ARG_TEXT(id)));
 }
 
 /* The arguments every function of a request id checks: -EINVAL without a store or an id,
@@ -1340,7 +1352,7 @@ static int erase_by_id(Store *s, const char *sql, const char *id) {
         k = check_id(s, id);
         if (k < 0)
                 return k;
-        k = exec_by_id(s, sql, id);
+        k = exec_by_id(s, WRITE_DURABLE, sql, id);
         if (k >= 0)
                 checkpoint_truncate(s);
         return k;
@@ -1436,7 +1448,7 @@ static int key_box(const CbSecret *pem, const uint8_t *recipient, uint8_t **ret,
 static int key_store_sealed(Store *s, const char *id, const uint8_t *recipient, const uint8_t *box, size_t size) {
         int k;
 
-        k = WRITE(s, WRITE_DURABLE, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1",
+        k = WRITE(s, WRITE_IN_TRANSACTION, "UPDATE requests SET key_blob = NULL, sealed_to = ?2, sealed_key = ?3 WHERE id = ?1",
                   ARG_TEXT(id), ARG_BLOB(recipient, STORE_SEAL_RECIPIENT_LEN), ARG_BLOB(box, size));
         return k < 0 ? k : 0;
 }
@@ -1453,7 +1465,7 @@ static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret
 
         if (!store_id_is_valid(id))
                 return -ENOENT;
-        k = begin(s);
+        k = begin_write(s, WRITE_DURABLE);
         if (k < 0)
                 return k;
         _cleanup_rollback_ Store *txn = s;
@@ -1468,7 +1480,7 @@ static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret
                 pem = secret_free(pem);
                 k = key_store_sealed(s, id, recipient, box, size);
         } else
-                k = exec_by_id(s, "UPDATE requests SET key_blob = NULL WHERE id = ?1", id);
+                k = exec_by_id(s, WRITE_IN_TRANSACTION, "UPDATE requests SET key_blob = NULL WHERE id = ?1", id);
         if (k < 0)
                 return k;
         k = commit(s);
@@ -1585,7 +1597,7 @@ int store_renewal_key_keep(Store *s, const char *id) {
         if (k < 0)
                 return k;
         /* The same blob: it is bound to the request's id, which does not change. */
-        k = exec_by_id(s, "UPDATE requests SET renewal_key = key_blob WHERE id = ?1 AND key_blob IS NOT NULL", id);
+        k = exec_by_id(s, WRITE_DURABLE, "UPDATE requests SET renewal_key = key_blob WHERE id = ?1 AND key_blob IS NOT NULL", id);
         return k == -ENOENT ? -ENOKEY : k;      /* no such row, or no key in it */
 }
 
@@ -1650,7 +1662,7 @@ int store_ca_renewal_get(Store *s, const char *ca, uint64_t *ret_refused_until) 
 
 /* ---- challenges NDES holds for this broker (one block: store-db.h) ----
  * Their own table (challenge_table(), made at store_open_with_cipher()), outside the numbered
- * schema. Written with step_relaxed(): durable against a crash of the daemon, which is what
+ * schema. Written relaxed (WriteMode): durable against a crash of the daemon, which is what
  * they are for. */
 
 static void challenge_blob_id(int64_t row, char id[static 48]) {
