@@ -915,7 +915,8 @@ static const RequestField request_fields[] = {
 #define FIELD_AT(r, f, type) ((type *) (void *) ((uint8_t *) (r) + (f)->offset))
 #define FIELD_OF(r, f, type) (*(const type *) (const void *) ((const uint8_t *) (r) + (f)->offset))
 
-static int request_validate(const StoreRequest *r) {
+/* Checks r's fields and limits; *ret_names: its names as stored (one per line). */
+static int request_validate(const StoreRequest *r, char **ret_names) {
         if (!store_id_is_valid(r->id))
                 return -EINVAL;
         if (r->state < 0 || r->state >= _REQUEST_STATE_MAX)
@@ -933,7 +934,7 @@ static int request_validate(const StoreRequest *r) {
                 if (v && strlen(v) > max)
                         return -E2BIG;
         }
-        return 0;
+        return names_join(r->names, ret_names);
 }
 
 StoreRequest *store_request_free(StoreRequest *r) {
@@ -1160,10 +1161,7 @@ static int insert_validated(Store *s, StoreRequest *r, const CbSecret *key_pem, 
         bool id_taken;
         int k;
 
-        k = request_validate(r);
-        if (k < 0)
-                return k;
-        k = names_join(r->names, &names);
+        k = request_validate(r, &names);
         if (k < 0)
                 return k;
 
@@ -1217,10 +1215,7 @@ int store_request_update(Store *s, const StoreRequest *r) {
 
         if (!s || !r)
                 return -EINVAL;
-        k = request_validate(r);
-        if (k < 0)
-                return k;
-        k = names_join(r->names, &names);
+        k = request_validate(r, &names);
         if (k < 0)
                 return k;
 
@@ -1335,10 +1330,11 @@ static int exec_by_id(Store *s, WriteMode mode, const char *sql, const char *id)
         return one_changed(WRITE(s, mode, sql, ARG_TEXT(id)));
 }
 
-/* The arguments every function of a request id checks: -EINVAL without a store or an id,
- * -ENOENT for an id no request can have. */
-static int check_id(Store *s, const char *id) {
-        if (!s || !id)
+/* The arguments every function of a request id checks: -EINVAL without a store or an id, or
+ * when the function's other arguments are not (args_ok), -ENOENT for an id no request can
+ * have. */
+static int check_id(Store *s, const char *id, bool args_ok) {
+        if (!s || !id || !args_ok)
                 return -EINVAL;
         if (!store_id_is_valid(id))
                 return -ENOENT;
@@ -1349,7 +1345,7 @@ static int check_id(Store *s, const char *id) {
 static int erase_by_id(Store *s, const char *sql, const char *id) {
         int k;
 
-        k = check_id(s, id);
+        k = check_id(s, id, true);
         if (k < 0)
                 return k;
         k = exec_by_id(s, WRITE_DURABLE, sql, id);
@@ -1367,9 +1363,7 @@ int store_key_set(Store *s, const char *id, const CbSecret *key_pem) {
         size_t size = 0;
         int k;
 
-        if (!key_pem)
-                return -EINVAL;
-        k = check_id(s, id);
+        k = check_id(s, id, key_pem);
         if (k < 0)
                 return k;
 
@@ -1417,9 +1411,7 @@ static int key_read(Store *s, const char *sql, const char *id, CbSecret **ret) {
 static int key_get(Store *s, const char *sql, const char *id, CbSecret **ret) {
         int k;
 
-        if (!ret)
-                return -EINVAL;
-        k = check_id(s, id);
+        k = check_id(s, id, ret);
         if (k < 0)
                 return k;
         return key_read(s, sql, id, ret);
@@ -1519,9 +1511,7 @@ int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static 
         uint8_t *box;
         int k, size;
 
-        if (!ret_box || !ret_size)
-                return -EINVAL;
-        k = check_id(s, id);
+        k = check_id(s, id, ret_box && ret_size);
         if (k < 0)
                 return k;
         k = select_blob_row(s, "SELECT sealed_to, sealed_key FROM requests WHERE id = ?1", id, 1, &q);
@@ -1593,7 +1583,7 @@ int store_history_prune(Store *s, uint64_t before_usec) {
 int store_renewal_key_keep(Store *s, const char *id) {
         int k;
 
-        k = check_id(s, id);
+        k = check_id(s, id, true);
         if (k < 0)
                 return k;
         /* The same blob: it is bound to the request's id, which does not change. */
@@ -1620,7 +1610,7 @@ int store_renewal_key_present(Store *s, const char *id) {
         _cleanup_stmt_ Stmt q = {};
         int k;
 
-        k = check_id(s, id);
+        k = check_id(s, id, true);
         if (k < 0)
                 return k;
         k = select_blob_row(s, SELECT_RENEWAL_KEY, id, 0, &q);
