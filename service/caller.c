@@ -71,6 +71,18 @@ static CallerEntry *entry_free(CallerEntry *e) {
         return NULL;
 }
 
+static void entry_freep(CallerEntry **e) {
+        *e = entry_free(*e);
+}
+
+static void bus_message_unrefp(sd_bus_message **m) {
+        *m = sd_bus_message_unref(*m);
+}
+
+static void bus_error_freep(sd_bus_error *e) {
+        sd_bus_error_free(e);
+}
+
 void caller_registry_limits(uint64_t nofile, size_t *ret_total, size_t *ret_per_uid) {
         uint64_t reserve = nofile / 4 > CALLER_FD_RESERVE ? nofile / 4 : CALLER_FD_RESERVE;
         uint64_t total = nofile > reserve ? nofile - reserve : 0;
@@ -295,93 +307,117 @@ static int entry_pin(CallerEntry *e, int bus_pidfd) {
         return 0;
 }
 
+/* The array of element type inside a variant of a credentials reply: *ret (into the message)
+ * and its size in bytes; the variant is left entered (exit it afterwards). */
+static int enter_variant_array(sd_bus_message *reply, char type, const void **ret, size_t *ret_size) {
+        const char contents[] = { 'a', type, 0 };
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'v', contents);
+        if (r < 0)
+                return r;
+        return sd_bus_message_read_array(reply, type, ret, ret_size);
+}
+
+/* The groups of a credentials reply (UnixGroupIDs: a variant holding "au"). */
+static int entry_read_gids(sd_bus_message *reply, CallerEntry *e) {
+        const void *a;
+        size_t sz;
+        int r;
+
+        r = enter_variant_array(reply, 'u', &a, &sz);
+        if (r < 0)
+                return r;
+        e->n_gids = sz / sizeof(uint32_t);
+        e->gids = calloc(e->n_gids + 1, sizeof(gid_t));
+        if (!e->gids)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n_gids; i++)
+                e->gids[i] = (gid_t) ((const uint32_t *) a)[i];
+        e->gids_known = true;
+        return sd_bus_message_exit_container(reply);
+}
+
+/* The SELinux label of a credentials reply (LinuxSecurityLabel: a variant holding "ay", the
+ * label with its NUL). */
+static int entry_read_label(sd_bus_message *reply, CallerEntry *e) {
+        const void *a;
+        size_t sz;
+        int r;
+
+        r = enter_variant_array(reply, 'y', &a, &sz);
+        if (r < 0)
+                return r;
+        if (sz > 0) {
+                e->label = strndup(a, sz);  /* the bus includes the NUL */
+                if (!e->label)
+                        return -ENOMEM;
+        }
+        return sd_bus_message_exit_container(reply);
+}
+
+/* One entry of a credentials reply (the dict entry entered): its value read into e when it is
+ * one the broker uses, else skipped. */
+static int entry_read_credential(sd_bus_message *reply, CallerEntry *e, bool *have_uid, int *bus_pidfd) {
+        const char *key;
+        uint32_t u;
+        int r;
+
+        r = sd_bus_message_read(reply, "s", &key);
+        if (r < 0)
+                return r;
+        if (strcmp(key, "UnixUserID") == 0) {
+                r = sd_bus_message_read(reply, "v", "u", &u);
+                e->uid = (uid_t) u;
+                *have_uid = r >= 0;
+                return r;
+        }
+        if (strcmp(key, "ProcessID") == 0) {
+                r = sd_bus_message_read(reply, "v", "u", &u);
+                e->pid = (pid_t) u;
+                return r;
+        }
+        if (strcmp(key, "ProcessFD") == 0)
+                return sd_bus_message_read(reply, "v", "h", bus_pidfd);
+        if (strcmp(key, "UnixGroupIDs") == 0)
+                return entry_read_gids(reply, e);
+        if (strcmp(key, "LinuxSecurityLabel") == 0)
+                return entry_read_label(reply, e);
+        return sd_bus_message_skip(reply, "v");
+}
+
 /* Ask the bus daemon what it captured when the sender connected. */
 static int entry_query(sd_bus *bus, const char *sender, CallerEntry *e) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_message *reply = NULL;
+        _cleanup_(bus_error_freep) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(bus_message_unrefp) sd_bus_message *reply = NULL;
         bool have_uid = false;
         int bus_pidfd = -1, r;
 
         r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                                "GetConnectionCredentials", &error, &reply, "s", sender);
-        if (r < 0) {
-                sd_bus_error_free(&error);
+        if (r < 0)
                 return r;
-        }
         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
         if (r < 0)
-                goto finish;
+                return r;
         while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                const char *key;
-                uint32_t u;
-
-                r = sd_bus_message_read(reply, "s", &key);
+                r = entry_read_credential(reply, e, &have_uid, &bus_pidfd);
                 if (r < 0)
-                        goto finish;
-                if (strcmp(key, "UnixUserID") == 0) {
-                        r = sd_bus_message_read(reply, "v", "u", &u);
-                        e->uid = (uid_t) u;
-                        have_uid = r >= 0;
-                } else if (strcmp(key, "ProcessID") == 0) {
-                        r = sd_bus_message_read(reply, "v", "u", &u);
-                        e->pid = (pid_t) u;
-                } else if (strcmp(key, "ProcessFD") == 0) {
-                        r = sd_bus_message_read(reply, "v", "h", &bus_pidfd);
-                } else if (strcmp(key, "UnixGroupIDs") == 0) {
-                        const void *a;
-                        size_t sz;
-                        r = sd_bus_message_enter_container(reply, 'v', "au");
-                        if (r >= 0)
-                                r = sd_bus_message_read_array(reply, 'u', &a, &sz);
-                        if (r >= 0) {
-                                e->n_gids = sz / sizeof(uint32_t);
-                                e->gids = calloc(e->n_gids + 1, sizeof(gid_t));
-                                if (!e->gids) {
-                                        r = -ENOMEM;
-                                        goto finish;
-                                }
-                                for (size_t i = 0; i < e->n_gids; i++)
-                                        e->gids[i] = (gid_t) ((const uint32_t *) a)[i];
-                                e->gids_known = true;
-                                r = sd_bus_message_exit_container(reply);
-                        }
-                } else if (strcmp(key, "LinuxSecurityLabel") == 0) {
-                        const void *a;
-                        size_t sz;
-                        r = sd_bus_message_enter_container(reply, 'v', "ay");
-                        if (r >= 0)
-                                r = sd_bus_message_read_array(reply, 'y', &a, &sz);
-                        if (r >= 0 && sz > 0) {
-                                e->label = strndup(a, sz);  /* the bus includes the NUL */
-                                if (!e->label) {
-                                        r = -ENOMEM;
-                                        goto finish;
-                                }
-                        }
-                        if (r >= 0)
-                                r = sd_bus_message_exit_container(reply);
-                } else
-                        r = sd_bus_message_skip(reply, "v");
-                if (r < 0)
-                        goto finish;
+                        return r;
                 r = sd_bus_message_exit_container(reply);
                 if (r < 0)
-                        goto finish;
+                        return r;
         }
         if (r < 0)
-                goto finish;
-        if (!have_uid) {
-                r = -EPROTO;
-                goto finish;
-        }
+                return r;
+        if (!have_uid)
+                return -EPROTO;
         if (e->label && !*e->label) {
                 free(e->label);
                 e->label = NULL;
         }
-        r = entry_pin(e, bus_pidfd);
-finish:
-        sd_bus_message_unref(reply);
-        return r;
+        /* The reply owns bus_pidfd: entry_pin() duplicates it. */
+        return entry_pin(e, bus_pidfd);
 }
 
 /* The remembered entry of the sender (created at its first call), or a temporary one in
@@ -390,14 +426,15 @@ finish:
 static int registry_get(CallerRegistry *reg, sd_bus_message *m, CallerEntry **ret, CallerEntry **ret_temp) {
         sd_bus *bus = sd_bus_message_get_bus(m);
         const char *sender = sd_bus_message_get_sender(m);
-        CallerEntry *e;
+        _cleanup_(entry_freep) CallerEntry *e = NULL;
+        CallerEntry *known;
         int r;
 
         if (!sender || sender[0] != ':')
                 return -ENXIO;
-        e = registry_find(reg, sender);
-        if (e) {
-                *ret = e;
+        known = registry_find(reg, sender);
+        if (known) {
+                *ret = known;
                 *ret_temp = NULL;
                 return 0;
         }
@@ -407,42 +444,32 @@ static int registry_get(CallerRegistry *reg, sd_bus_message *m, CallerEntry **re
                 return -ENOMEM;
         e->pidfd = -1;
         e->name = strdup(sender);
-        if (!e->name) {
-                free(e);
+        if (!e->name)
                 return -ENOMEM;
-        }
         /* The registry's match (caller_registry_attach()) was there before this message was
          * sent: a connection that leaves after the question below is noticed. */
         r = entry_query(bus, sender, e);
-        if (r < 0) {
-                entry_free(e);
+        if (r < 0)
                 return r;
-        }
         switch (caller_registry_admit(reg->n, reg->max_total, caller_registry_count_uid(reg, e->uid),
                                       reg->max_per_uid, e->uid)) {
         case CALLER_ADMIT_KEEP:
                 r = registry_link(reg, e);
-                if (r < 0) {
-                        entry_free(e);
+                if (r < 0)
                         return r;
-                }
-                *ret = e;
+                *ret = TAKE_PTR(e);
                 *ret_temp = NULL;
                 return 0;
         case CALLER_ADMIT_TEMPORARY:
-                *ret = e;
-                *ret_temp = e;
+                *ret = *ret_temp = TAKE_PTR(e);
                 return 0;
         case CALLER_ADMIT_UID_FULL:
-                r = CALLER_ERR_UID_FULL;
-                break;
+                reg->refused_uid = e->uid;
+                return CALLER_ERR_UID_FULL;
         default:
-                r = CALLER_ERR_FULL;
-                break;
+                reg->refused_uid = e->uid;
+                return CALLER_ERR_FULL;
         }
-        reg->refused_uid = e->uid;
-        entry_free(e);
-        return r;
 }
 
 CallerAdmission caller_registry_admit(size_t n, size_t max_total, size_t n_uid, size_t max_per_uid, uid_t uid) {
@@ -462,12 +489,14 @@ uid_t caller_registry_refused_uid(const CallerRegistry *reg) {
 }
 
 int caller_uid_from_message(CallerRegistry *reg, sd_bus_message *m, uid_t *ret_uid) {
-        CallerEntry *e, *temp;
-        int r = registry_get(reg, m, &e, &temp);
+        _cleanup_(entry_freep) CallerEntry *temp = NULL;
+        CallerEntry *e;
+        int r;
+
+        r = registry_get(reg, m, &e, &temp);
         if (r < 0)
                 return r;
         *ret_uid = e->uid;
-        entry_free(temp);
         return 0;
 }
 
@@ -501,58 +530,75 @@ static int nss_answer(int e, bool found) {
         return -e;
 }
 
-/* uid's name and primary group: 1 and *ret_name (and *ret_gid), 0 when NSS has no such user,
- * negative errno when NSS failed (nothing is known then). */
-static int user_lookup_blocking(uid_t uid, char **ret_name, gid_t *ret_gid) {
+/* One _r look-up of id into buf (size bytes): *ret_retry when NSS says ERANGE (the entry does
+ * not fit), else nss_answer()'s value with what was found copied out through userdata. */
+typedef int (*NssAsk)(uint32_t id, char *buf, size_t size, void *userdata, bool *ret_retry);
+
+/* ask with a buffer twice the size while the entry does not fit, up to CALLER_NSS_BUFFER_MAX
+ * (-ERANGE past it). */
+static int nss_ask(NssAsk ask, uint32_t id, void *userdata) {
         for (size_t size = CALLER_NSS_BUFFER_MIN;; size *= 2) {
-                struct passwd pw, *res = NULL;
-                char *buf = malloc(size);
-                int e, r;
+                _cleanup_free_ char *buf = malloc(size);
+                bool retry = false;
+                int r;
 
                 if (!buf)
                         return -ENOMEM;
-                e = nss->getpwuid_r(uid, &pw, buf, size, &res);
-                if (e == ERANGE) {
-                        free(buf);
-                        if (size >= CALLER_NSS_BUFFER_MAX)
-                                return -ERANGE;
-                        continue;
-                }
-                r = nss_answer(e, res != NULL);
-                if (r > 0) {
-                        if (ret_gid)
-                                *ret_gid = res->pw_gid;
-                        if (ret_name && !(*ret_name = strdup(res->pw_name)))
-                                r = -ENOMEM;
-                }
-                free(buf);
-                return r;
+                r = ask(id, buf, size, userdata, &retry);
+                if (!retry)
+                        return r;
+                if (size >= CALLER_NSS_BUFFER_MAX)
+                        return -ERANGE;
         }
+}
+
+typedef struct UserAnswer {
+        char **ret_name;        /* may be NULL */
+        gid_t *ret_gid;         /* may be NULL */
+} UserAnswer;
+
+static int ask_user(uint32_t id, char *buf, size_t size, void *userdata, bool *ret_retry) {
+        UserAnswer *a = userdata;
+        struct passwd pw, *res = NULL;
+        int e, r;
+
+        e = nss->getpwuid_r((uid_t) id, &pw, buf, size, &res);
+        *ret_retry = e == ERANGE;
+        r = nss_answer(e, res != NULL);
+        if (r <= 0)
+                return r;
+        if (a->ret_gid)
+                *a->ret_gid = res->pw_gid;
+        if (a->ret_name && !(*a->ret_name = strdup(res->pw_name)))
+                return -ENOMEM;
+        return r;
+}
+
+static int ask_group(uint32_t id, char *buf, size_t size, void *userdata, bool *ret_retry) {
+        char **ret_name = userdata;
+        struct group gr, *res = NULL;
+        int e, r;
+
+        e = nss->getgrgid_r((gid_t) id, &gr, buf, size, &res);
+        *ret_retry = e == ERANGE;
+        r = nss_answer(e, res != NULL);
+        if (r > 0 && !(*ret_name = strdup(res->gr_name)))
+                return -ENOMEM;
+        return r;
+}
+
+/* uid's name and primary group: 1 and *ret_name (and *ret_gid), 0 when NSS has no such user,
+ * negative errno when NSS failed (nothing is known then). */
+static int user_lookup_blocking(uid_t uid, char **ret_name, gid_t *ret_gid) {
+        UserAnswer a = { .ret_name = ret_name, .ret_gid = ret_gid };
+
+        return nss_ask(ask_user, (uint32_t) uid, &a);
 }
 
 /* gid's name: as user_lookup_blocking(). A group of many members needs a large buffer: 8 KiB holds
  * only a few hundred. */
 static int group_lookup_blocking(gid_t gid, char **ret_name) {
-        for (size_t size = CALLER_NSS_BUFFER_MIN;; size *= 2) {
-                struct group gr, *res = NULL;
-                char *buf = malloc(size);
-                int e, r;
-
-                if (!buf)
-                        return -ENOMEM;
-                e = nss->getgrgid_r(gid, &gr, buf, size, &res);
-                if (e == ERANGE) {
-                        free(buf);
-                        if (size >= CALLER_NSS_BUFFER_MAX)
-                                return -ERANGE;
-                        continue;
-                }
-                r = nss_answer(e, res != NULL);
-                if (r > 0 && !(*ret_name = strdup(res->gr_name)))
-                        r = -ENOMEM;
-                free(buf);
-                return r;
-        }
+        return nss_ask(ask_group, (uint32_t) gid, ret_name);
 }
 
 /* The loop's look-ups: through the cache when there is one (never blocking: -EINPROGRESS while
@@ -640,44 +686,63 @@ static int uid_is_local(uid_t uid) {
         return r;
 }
 
-int caller_resolve_names(Caller *c, CallerNames names) {
-        int r;
+/* The first failure that is not "still asking" (-EINPROGRESS): a real error wins over a deferral. */
+static void keep_first_error(int *first, int r) {
+        if (r < 0 && (*first == 0 || *first == -EINPROGRESS))
+                *first = r;
+}
 
+static void group_names_free(char **g, size_t n) {
+        if (!g)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(g[i]);
+        free(g);
+}
+
+/* Every group of c (the workers look them up together): 0 and *ret, or the first error. */
+static int group_names_lookup(const Caller *c, char ***ret) {
+        char **g = calloc(c->n_gids + 1, sizeof(char *));
+        int first = 0;
+
+        if (!g)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_gids; i++)
+                keep_first_error(&first, group_lookup(c->gids[i], &g[i]));
+        if (first < 0) {
+                group_names_free(g, c->n_gids);
+                return first;
+        }
+        *ret = g;
+        return 0;
+}
+
+int caller_resolve_names(Caller *c, CallerNames names) {
+        int first = 0, r;
+
+        /* Every look-up is asked before any answer is waited for: through the cache the workers
+         * answer them together, and the decision is deferred once, not once per look-up. */
         if ((names & CALLER_ACCOUNT) && !c->account_known) {
                 r = uid_is_local(c->uid);
-                if (r < 0)
-                        return r;
-                c->local_account = r > 0;
-                c->account_known = true;
+                if (r >= 0) {
+                        c->local_account = r > 0;
+                        c->account_known = true;
+                }
+                keep_first_error(&first, r);
         }
-
-        if ((names & CALLER_USER_NAME) && !c->user_name) {
-                r = user_lookup(c->uid, &c->user_name, NULL);
-                if (r < 0)
-                        return r;
-        }
+        if ((names & CALLER_USER_NAME) && !c->user_name)
+                keep_first_error(&first, user_lookup(c->uid, &c->user_name, NULL));
         if ((names & CALLER_GROUP_NAMES) && !c->group_names) {
-                char **g = calloc(c->n_gids + 1, sizeof(char *));
-                int first = 0;
+                char **g = NULL;
 
-                if (!g)
-                        return -ENOMEM;
-                /* Every group is asked (the workers look them up together) before waiting. */
-                for (size_t i = 0; i < c->n_gids; i++) {
-                        r = group_lookup(c->gids[i], &g[i]);
-                        if (r < 0 && (first == 0 || first == -EINPROGRESS))
-                                first = r;
+                r = group_names_lookup(c, &g);
+                if (r >= 0) {
+                        c->group_names = g;
+                        c->n_group_names = c->n_gids;
                 }
-                if (first < 0) {
-                        for (size_t i = 0; i < c->n_gids; i++)
-                                free(g[i]);
-                        free(g);
-                        return first;
-                }
-                c->group_names = g;
-                c->n_group_names = c->n_gids;
+                keep_first_error(&first, r);
         }
-        return 0;
+        return first;
 }
 
 /* The unit of the pinned process, read now and kept only if the process is still the pinned
@@ -708,8 +773,9 @@ static int entry_unit(CallerEntry *e, char **ret_unit, char **ret_note) {
 }
 
 int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames names, Caller *ret) {
-        CallerEntry *e, *temp;
-        Caller c = {};
+        _cleanup_(entry_freep) CallerEntry *temp = NULL;
+        _cleanup_(caller_done) Caller c = {};
+        CallerEntry *e;
         int r;
 
         r = registry_get(reg, m, &e, &temp);
@@ -720,32 +786,26 @@ int caller_from_message(CallerRegistry *reg, sd_bus_message *m, CallerNames name
         c.pid = e->pid;
         c.gids_known = e->gids_known;
         c.gids = calloc(e->n_gids + 1, sizeof(gid_t));
-        if (!c.gids) {
-                r = -ENOMEM;
-                goto fail;
-        }
+        if (!c.gids)
+                return -ENOMEM;
         memcpy(c.gids, e->gids ?: c.gids, e->n_gids * sizeof(gid_t));
         c.n_gids = e->n_gids;
-        if (e->label && !(c.selinux_label = strdup(e->label))) {
-                r = -ENOMEM;
-                goto fail;
+        if (e->label) {
+                c.selinux_label = strdup(e->label);
+                if (!c.selinux_label)
+                        return -ENOMEM;
         }
         if (names & CALLER_UNIT) {
                 r = entry_unit(e, &c.unit, &c.unit_note);
                 if (r < 0)
-                        goto fail;
+                        return r;
         }
         r = caller_resolve_names(&c, names);
         if (r < 0)
-                goto fail;
-        entry_free(temp);
+                return r;
         *ret = c;
+        c = (Caller) {};
         return 0;
-
-fail:
-        entry_free(temp);
-        caller_done(&c);
-        return r;
 }
 
 int caller_snapshot_format(const Caller *c, char **ret) {
@@ -777,36 +837,29 @@ int caller_snapshot_format(const Caller *c, char **ret) {
 /* uid's groups from NSS: 1 and the groups; 0 and none when there is no such user; negative
  * errno when NSS failed. */
 static int gids_from_nss_blocking(uid_t uid, gid_t **ret, size_t *ret_n) {
-        char *name = NULL;
+        _cleanup_free_ char *name = NULL;
+        _cleanup_free_ gid_t *g = NULL;
         gid_t primary = 0;
         int n = 64, r;
-        gid_t *g = NULL;
 
+        *ret = NULL;
+        *ret_n = 0;
         r = user_lookup_blocking(uid, &name, &primary);
-        if (r <= 0) {
-                *ret = NULL;
-                *ret_n = 0;
+        if (r <= 0)
                 return r;               /* 0: no such user, no groups */
-        }
         for (;;) {
                 int want = n;
                 gid_t *ng = realloc(g, sizeof(gid_t) * (size_t) (n > 0 ? n : 1));
-                if (!ng) {
-                        free(g);
-                        free(name);
+
+                if (!ng)
                         return -ENOMEM;
-                }
                 g = ng;
                 if (nss->getgrouplist(name, primary, g, &n) >= 0)
                         break;
-                if (n <= want || n > 65536) {
-                        free(g);
-                        free(name);
+                if (n <= want || n > 65536)
                         return -E2BIG;
-                }
         }
-        free(name);
-        *ret = g;
+        *ret = TAKE_PTR(g);
         *ret_n = (size_t) n;
         return 1;
 }
@@ -890,57 +943,78 @@ static int parse_gids(const char *v, gid_t **ret, size_t *ret_n) {
         return 0;
 }
 
+/* One line of a snapshot (caller_snapshot_format()) into c; *versioned at "v=1". */
+static int snapshot_line(const char *line, Caller *c, bool *versioned) {
+        int r;
+
+        if (strcmp(line, "v=1") == 0) {
+                *versioned = true;
+                return 0;
+        }
+        if (strncmp(line, "gids=", 5) == 0 && !c->gids_known) {
+                r = parse_gids(line + 5, &c->gids, &c->n_gids);
+                c->gids_known = r >= 0;
+                return r;
+        }
+        if (strncmp(line, "unit=", 5) == 0 && !c->unit)
+                return (c->unit = strdup(line + 5)) ? 0 : -ENOMEM;
+        if (strncmp(line, "label=", 6) == 0 && !c->selinux_label)
+                return (c->selinux_label = strdup(line + 6)) ? 0 : -ENOMEM;
+        return -EINVAL;
+}
+
+static int snapshot_parse(const char *snapshot, Caller *c) {
+        _cleanup_free_ char *copy = strdup(snapshot);
+        bool versioned = false;
+        char *save = NULL;
+        int r;
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                r = snapshot_line(line, c, &versioned);
+                if (r < 0)
+                        return r;
+        }
+        return versioned ? 0 : -EINVAL;
+}
+
 int caller_from_snapshot(uid_t uid, const char *snapshot, CallerNames names, bool nss_groups, Caller *ret) {
-        Caller c = { .uid = uid };
-        int r = 0;
+        _cleanup_(caller_done) Caller c = { .uid = uid };
+        int r;
 
         if (!snapshot || !*snapshot) {
                 r = gids_from_nss(uid, &c.gids, &c.n_gids);
                 if (r < 0)
                         return r;
                 c.gids_known = true;
-                if (!(c.unit_note = strdup("the request was stored without its caller's unit")))
-                        r = -ENOMEM;
-        } else {
-                char *copy = strdup(snapshot);
-                char *save = NULL;
-                bool versioned = false;
-
-                if (!copy)
+                c.unit_note = strdup("the request was stored without its caller's unit");
+                if (!c.unit_note)
                         return -ENOMEM;
-                for (char *line = strtok_r(copy, "\n", &save); line && r >= 0; line = strtok_r(NULL, "\n", &save)) {
-                        if (strcmp(line, "v=1") == 0)
-                                versioned = true;
-                        else if (strncmp(line, "gids=", 5) == 0 && !c.gids_known) {
-                                r = parse_gids(line + 5, &c.gids, &c.n_gids);
-                                c.gids_known = r >= 0;
-                        } else if (strncmp(line, "unit=", 5) == 0 && !c.unit)
-                                r = (c.unit = strdup(line + 5)) ? 0 : -ENOMEM;
-                        else if (strncmp(line, "label=", 6) == 0 && !c.selinux_label)
-                                r = (c.selinux_label = strdup(line + 6)) ? 0 : -ENOMEM;
-                        else
-                                r = -EINVAL;
-                }
-                free(copy);
-                if (r >= 0 && !versioned)
-                        r = -EINVAL;
-                if (r >= 0 && nss_groups) {
+        } else {
+                r = snapshot_parse(snapshot, &c);
+                if (r < 0)
+                        return r;
+                if (nss_groups) {
                         free(c.gids);
                         c.gids = NULL;
                         c.n_gids = 0;
                         r = gids_from_nss(uid, &c.gids, &c.n_gids);
                         c.gids_known = r >= 0;
+                        if (r < 0)
+                                return r;
                 }
-                if (r >= 0 && !c.unit && !(c.unit_note = strdup("the caller's unit was not known when it enrolled")))
-                        r = -ENOMEM;
+                if (!c.unit) {
+                        c.unit_note = strdup("the caller's unit was not known when it enrolled");
+                        if (!c.unit_note)
+                                return -ENOMEM;
+                }
         }
-        if (r >= 0)
-                r = caller_resolve_names(&c, names);
-        if (r < 0) {
-                caller_done(&c);
+        r = caller_resolve_names(&c, names);
+        if (r < 0)
                 return r;
-        }
         *ret = c;
+        c = (Caller) {};
         return 0;
 }
 
@@ -948,9 +1022,7 @@ void caller_done(Caller *c) {
         if (!c)
                 return;
         free(c->gids);
-        for (size_t i = 0; i < c->n_group_names; i++)
-                free(c->group_names[i]);
-        free(c->group_names);
+        group_names_free(c->group_names, c->n_group_names);
         free(c->user_name);
         free(c->unit);
         free(c->unit_note);

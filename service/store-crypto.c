@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "store-crypto.h"
 
 #define BLOB_VERSION 0x01
@@ -76,16 +77,15 @@ int store_state_dir_prepare(const char *dir, char **ret_message) {
 }
 
 static int cipher_new(StoreCipher **ret) {
-        StoreCipher *c = calloc(1, sizeof(*c));
+        _cleanup_(store_cipher_freep) StoreCipher *c = NULL;
 
+        c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->key = sodium_malloc(STORE_MASTER_KEY_SIZE);
-        if (!c->key) {
-                free(c);
+        if (!c->key)
                 return -ENOMEM;
-        }
-        *ret = c;
+        *ret = TAKE_PTR(c);
         return 0;
 }
 
@@ -99,55 +99,62 @@ static int unhex_nibble(uint8_t c) {
         return -1;
 }
 
-/* Read a key file: 32 raw bytes, or 64 hex digits with one optional trailing newline. */
-static int read_key_fd(int fd, uint8_t key[STORE_MASTER_KEY_SIZE]) {
-        uint8_t buf[2 * STORE_MASTER_KEY_SIZE + 2];
+/* What a key file may hold, wiped when it leaves scope. */
+typedef uint8_t KeyFileBuffer[2 * STORE_MASTER_KEY_SIZE + 2];
+
+static void key_file_buffer_erase(KeyFileBuffer *b) {
+        sodium_memzero(*b, sizeof(*b));
+}
+
+/* Everything fd holds, up to a full buf: -EBADMSG when it holds more. */
+static int read_all(int fd, uint8_t *buf, size_t size, size_t *ret_n) {
         size_t n = 0;
-        int r = 0;
 
         for (;;) {
                 ssize_t k;
 
-                if (n == sizeof(buf)) {
-                        r = -EBADMSG;   /* too long */
-                        goto finish;
-                }
-                k = read(fd, buf + n, sizeof(buf) - n);
+                if (n == size)
+                        return -EBADMSG;        /* too long */
+                k = read(fd, buf + n, size - n);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        r = -errno;
-                        goto finish;
+                        return -errno;
                 }
                 if (k == 0)
                         break;
                 n += (size_t) k;
         }
+        *ret_n = n;
+        return 0;
+}
 
+/* Read a key file: 32 raw bytes, or 64 hex digits with one optional trailing newline. */
+static int read_key_fd(int fd, uint8_t key[STORE_MASTER_KEY_SIZE]) {
+        _cleanup_(key_file_buffer_erase) KeyFileBuffer buf;
+        size_t n = 0;
+        int r;
+
+        r = read_all(fd, buf, sizeof(buf), &n);
+        if (r < 0)
+                return r;
         if (n == STORE_MASTER_KEY_SIZE) {
                 memcpy(key, buf, n);
-                goto finish;
+                return 0;
         }
 
         if (n == 2 * STORE_MASTER_KEY_SIZE + 1 && buf[n - 1] == '\n')
                 n--;
-        if (n != 2 * STORE_MASTER_KEY_SIZE) {
-                r = -EBADMSG;
-                goto finish;
-        }
+        if (n != 2 * STORE_MASTER_KEY_SIZE)
+                return -EBADMSG;
         for (size_t i = 0; i < STORE_MASTER_KEY_SIZE; i++) {
                 int hi = unhex_nibble(buf[2 * i]), lo = unhex_nibble(buf[2 * i + 1]);
 
-                if (hi < 0 || lo < 0) {
-                        r = -EBADMSG;
-                        goto finish;
-                }
+                if (hi < 0 || lo < 0)
+                        return -EBADMSG;
                 key[i] = (uint8_t) (hi << 4 | lo);
         }
-
-finish:
-        sodium_memzero(buf, sizeof(buf));
-        return r;
+        return 0;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
@@ -166,23 +173,57 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
 }
 
 static int fsync_dir(const char *dir) {
-        int fd, r = 0;
+        _cleanup_close_ int fd = -EBADF;
 
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+static void sodium_freep(uint8_t **p) {
+        if (*p)
+                sodium_free(*p);
+}
+
+/* A new random key in the new file tmp, on disk when this returns. */
+static int write_new_key(const char *tmp, char **ret_message) {
+        _cleanup_(sodium_freep) uint8_t *key = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0) {
                 r = -errno;
-        close(fd);
-        return r;
+                set_message(ret_message, "cannot create %s: %s", tmp, strerror(-r));
+                return r;
+        }
+
+        key = sodium_malloc(STORE_MASTER_KEY_SIZE);
+        if (!key)
+                return -ENOMEM;
+        randombytes_buf(key, STORE_MASTER_KEY_SIZE);
+
+        r = write_all(fd, key, STORE_MASTER_KEY_SIZE);
+        if (r < 0) {
+                set_message(ret_message, "cannot write %s: %s", tmp, strerror(-r));
+                return r;
+        }
+        if (fsync(fd) < 0) {
+                r = -errno;
+                set_message(ret_message, "cannot fsync %s: %s", tmp, strerror(-r));
+                return r;
+        }
+        return 0;
 }
 
 /* Create STATE_DIR/store.key atomically: write a new file, fsync, then link() it into place
  * (link never replaces: if another start won the race, its key is the one used). */
 static int create_key_file(const char *dir, const char *path, char **ret_message) {
-        uint8_t *key = NULL;
-        char *tmp = NULL;
-        int fd = -EBADF, r;
+        _cleanup_free_ char *tmp = NULL;
+        int r;
 
         if (asprintf(&tmp, "%s/" STORE_KEY_FILE_NAME ".new", dir) < 0)
                 return -ENOMEM;
@@ -190,53 +231,27 @@ static int create_key_file(const char *dir, const char *path, char **ret_message
         /* A leftover from a start that crashed before link(): never used, safe to drop. */
         (void) unlink(tmp);
 
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0) {
-                r = -errno;
-                set_message(ret_message, "cannot create %s: %s", tmp, strerror(-r));
-                goto finish;
-        }
-
-        key = sodium_malloc(STORE_MASTER_KEY_SIZE);
-        if (!key) {
-                r = -ENOMEM;
-                goto finish;
-        }
-        randombytes_buf(key, STORE_MASTER_KEY_SIZE);
-
-        r = write_all(fd, key, STORE_MASTER_KEY_SIZE);
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r < 0) {
-                set_message(ret_message, "cannot write %s: %s", tmp, strerror(-r));
-                goto finish;
-        }
-
-        if (link(tmp, path) < 0 && errno != EEXIST) {
+        r = write_new_key(tmp, ret_message);
+        if (r >= 0 && link(tmp, path) < 0 && errno != EEXIST) {
                 r = -errno;
                 set_message(ret_message, "cannot link %s to %s: %s", tmp, path, strerror(-r));
-                goto finish;
         }
         (void) unlink(tmp);
+        if (r < 0)
+                return r;
 
         r = fsync_dir(dir);
-        if (r < 0)
+        if (r < 0) {
                 set_message(ret_message, "cannot fsync %s: %s", dir, strerror(-r));
-
-finish:
-        if (fd >= 0)
-                close(fd);
-        if (r < 0)
-                (void) unlink(tmp);
-        if (key)
-                sodium_free(key);
-        free(tmp);
-        return r;
+                return r;
+        }
+        return 0;
 }
 
 static int load_from_file(const char *path, bool check_mode, StoreCipher *c, char **ret_message) {
+        _cleanup_close_ int fd = -EBADF;
         struct stat st;
-        int fd, r;
+        int r;
 
         fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -245,16 +260,15 @@ static int load_from_file(const char *path, bool check_mode, StoreCipher *c, cha
         if (fstat(fd, &st) < 0) {
                 r = -errno;
                 set_message(ret_message, "cannot stat %s: %s", path, strerror(-r));
-                goto finish;
+                return r;
         }
         if (check_mode) {
                 r = check_private(&st, path, false, ret_message);
                 if (r < 0)
-                        goto finish;
+                        return r;
         } else if (!S_ISREG(st.st_mode)) {
-                r = -EINVAL;
                 set_message(ret_message, "%s is not a regular file", path);
-                goto finish;
+                return -EINVAL;
         }
 
         r = read_key_fd(fd, c->key);
@@ -265,15 +279,49 @@ static int load_from_file(const char *path, bool check_mode, StoreCipher *c, cha
                             path, STORE_MASTER_KEY_SIZE, 2 * STORE_MASTER_KEY_SIZE, STORE_MASTER_KEY_SIZE);
         else if (r < 0)
                 set_message(ret_message, "cannot read %s: %s", path, strerror(-r));
+        return r;
+}
 
-finish:
-        close(fd);
+/* The key from the unit's credential: 0 loaded, -ENOENT when there is none. */
+static int load_from_credential(const char *credentials_dir, StoreCipher *c, char **ret_message) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/" STORE_CREDENTIAL_NAME, credentials_dir) < 0)
+                return -ENOMEM;
+        /* systemd made this directory and file private to the unit; the credential's mode is
+         * systemd's business, not checked here. */
+        r = load_from_file(path, false, c, ret_message);
+        if (r < 0 && r != -ENOENT && ret_message && !*ret_message)
+                set_message(ret_message, "cannot open credential %s: %s", path, strerror(-r));
+        return r;
+}
+
+/* The key from STATE_DIR/store.key, made first if there is none. */
+static int load_from_state_dir(const char *state_dir, StoreCipher *c, char **ret_message) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = store_state_dir_prepare(state_dir, ret_message);
+        if (r < 0)
+                return r;
+        if (asprintf(&path, "%s/" STORE_KEY_FILE_NAME, state_dir) < 0)
+                return -ENOMEM;
+
+        r = load_from_file(path, true, c, ret_message);
+        if (r == -ENOENT) {
+                r = create_key_file(state_dir, path, ret_message);
+                if (r < 0)
+                        return r;
+                return load_from_file(path, true, c, ret_message);
+        }
+        if (r < 0 && ret_message && !*ret_message)
+                set_message(ret_message, "cannot open %s: %s", path, strerror(-r));
         return r;
 }
 
 int store_cipher_load(const char *state_dir, const char *credentials_dir, StoreCipher **ret, char **ret_message) {
-        StoreCipher *c = NULL;
-        char *path = NULL;
+        _cleanup_(store_cipher_freep) StoreCipher *c = NULL;
         int r;
 
         if (!state_dir || !ret)
@@ -283,57 +331,22 @@ int store_cipher_load(const char *state_dir, const char *credentials_dir, StoreC
         if (r < 0)
                 return r;
 
-        if (credentials_dir && *credentials_dir) {
-                if (asprintf(&path, "%s/" STORE_CREDENTIAL_NAME, credentials_dir) < 0) {
-                        r = -ENOMEM;
-                        goto finish;
-                }
-                /* systemd made this directory and file private to the unit; the credential's
-                 * mode is systemd's business, not checked here. */
-                r = load_from_file(path, false, c, ret_message);
-                if (r >= 0) {
-                        c->source = "credential";
-                        goto finish;
-                }
-                if (r != -ENOENT) {
-                        if (ret_message && !*ret_message)
-                                set_message(ret_message, "cannot open credential %s: %s", path, strerror(-r));
-                        goto finish;
-                }
-                /* Other credentials but not ours: use the state directory's key file. */
-                free(path);
-                path = NULL;
-        }
-
-        r = store_state_dir_prepare(state_dir, ret_message);
-        if (r < 0)
-                goto finish;
-
-        if (asprintf(&path, "%s/" STORE_KEY_FILE_NAME, state_dir) < 0) {
-                r = -ENOMEM;
-                goto finish;
-        }
-
-        r = load_from_file(path, true, c, ret_message);
-        if (r == -ENOENT) {
-                r = create_key_file(state_dir, path, ret_message);
+        r = -ENOENT;
+        if (credentials_dir && *credentials_dir)
+                r = load_from_credential(credentials_dir, c, ret_message);
+        if (r >= 0)
+                c->source = "credential";
+        else if (r == -ENOENT) {
+                /* Other credentials but not ours (or none): the state directory's key file. */
+                r = load_from_state_dir(state_dir, c, ret_message);
                 if (r < 0)
-                        goto finish;
-                r = load_from_file(path, true, c, ret_message);
-        } else if (r < 0 && ret_message && !*ret_message)
-                set_message(ret_message, "cannot open %s: %s", path, strerror(-r));
-        if (r < 0)
-                goto finish;
-        c->source = "file";
-
-finish:
-        free(path);
-        if (r < 0) {
-                store_cipher_free(c);
+                        return r;
+                c->source = "file";
+        } else
                 return r;
-        }
+
         (void) sodium_mprotect_noaccess(c->key);
-        *ret = c;
+        *ret = TAKE_PTR(c);
         return 0;
 }
 
@@ -385,9 +398,9 @@ static int make_ad(const char *id, uint8_t ad[sizeof(BLOB_AD_PREFIX) - 1 + BLOB_
 int store_cipher_seal(StoreCipher *c, const char *id, const CbSecret *plaintext, uint8_t **ret, size_t *ret_size) {
         uint8_t ad[sizeof(BLOB_AD_PREFIX) - 1 + BLOB_ID_MAX];
         const size_t header = 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+        _cleanup_free_ uint8_t *blob = NULL;
         unsigned long long clen = 0;
         size_t ad_len, size;
-        uint8_t *blob;
         int r;
 
         if (!c || !plaintext || !ret || !ret_size)
@@ -411,12 +424,10 @@ int store_cipher_seal(StoreCipher *c, const char *id, const CbSecret *plaintext,
                                                        plaintext->data, plaintext->size,
                                                        ad, ad_len, NULL, blob + 1, c->key);
         (void) sodium_mprotect_noaccess(c->key);
-        if (r != 0 || clen != plaintext->size + crypto_aead_xchacha20poly1305_ietf_ABYTES) {
-                free(blob);
+        if (r != 0 || clen != plaintext->size + crypto_aead_xchacha20poly1305_ietf_ABYTES)
                 return -EIO;
-        }
 
-        *ret = blob;
+        *ret = TAKE_PTR(blob);
         *ret_size = size;
         return 0;
 }
@@ -424,8 +435,8 @@ int store_cipher_seal(StoreCipher *c, const char *id, const CbSecret *plaintext,
 int store_cipher_open(StoreCipher *c, const char *id, const uint8_t *blob, size_t size, CbSecret **ret) {
         uint8_t ad[sizeof(BLOB_AD_PREFIX) - 1 + BLOB_ID_MAX];
         const size_t header = 1 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+        _cleanup_(secret_freep) CbSecret *plain = NULL;
         unsigned long long mlen = 0;
-        CbSecret *plain = NULL;
         size_t ad_len;
         int r;
 
@@ -446,11 +457,9 @@ int store_cipher_open(StoreCipher *c, const char *id, const uint8_t *blob, size_
                                                        blob + header, size - header,
                                                        ad, ad_len, blob + 1, c->key);
         (void) sodium_mprotect_noaccess(c->key);
-        if (r != 0 || mlen != plain->size) {
-                secret_free(plain);
+        if (r != 0 || mlen != plain->size)
                 return -EBADMSG;
-        }
 
-        *ret = plain;
+        *ret = TAKE_PTR(plain);
         return 0;
 }

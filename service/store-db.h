@@ -4,11 +4,14 @@
 /*
  * The durable request journal: SQLite in the state directory (STATE_DIR/certbroker.db).
  *
- * - journal_mode=WAL, synchronous=FULL: every function that writes returns only after its
- *   transaction is committed AND fsync()ed, so "durable before Enroll replies" holds across
- *   kill -9 and power loss; a killed process leaves a WAL that the next open replays.
- *   Exception: store_request_update() (state transitions) commits with synchronous=NORMAL:
- *   durable across kill -9, and after a power loss at worst an earlier state of the request.
+ * - journal_mode=WAL. Durable writes (inserts, keys stored, taken, sealed or erased, deletes,
+ *   the renewal key, a CA's renewal answer, history pruning) commit with synchronous=FULL: they
+ *   return only after their transaction is committed AND fsync()ed, so "durable before Enroll
+ *   replies" holds across kill -9 and power loss; a killed process leaves a WAL that the next
+ *   open replays. The connection otherwise runs with synchronous=NORMAL, which the relaxed
+ *   writes use: store_request_update() (state transitions) and the challenge journal are
+ *   durable across kill -9, and after a power loss at worst an earlier state. With group
+ *   commit, inserts and store_key_set() are relaxed too and the caller syncs.
  * - secure_delete=ON: pages freed by erasing a key or deleting a row are zeroed; after a key
  *   is erased the WAL is checkpointed and truncated (best effort).
  * - Each write is one transaction: a state transition is all-or-nothing.
@@ -42,7 +45,9 @@ bool store_id_is_valid(const char *id);
 /* ---- records ---- */
 
 /* One row: every property of a Request object (ipc/org.certbroker.Broker1.Request.xml), plus the CSR the engine built. Strings are
- * never NULL in loaded records ("" = unset); on insert/update NULL is stored as "". */
+ * never NULL in loaded records ("" = unset); on insert/update NULL is stored as "". A new field
+ * gets its column in store-db.c's request_fields table, which reads, writes, checks and frees
+ * every field. */
 typedef struct StoreRequest {
         char id[STORE_ID_LEN + 1];
         uid_t owner;

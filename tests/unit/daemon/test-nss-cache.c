@@ -356,6 +356,55 @@ static void test_caller_through_cache(void **state) {
         sd_event_unref(e);
 }
 
+/* A caller whose account, user name and group names are all unknown: the first resolve asks
+ * every look-up at once, so once those answers are in, the second resolve decides (one deferral,
+ * not one per look-up); and a real NSS failure wins over a look-up still being asked. */
+static void test_caller_asks_everything_at_once(void **state) {
+        sd_event *e = NULL;
+        NssCache *c = NULL;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(nss_cache_new(e, caller_nss_lookup, &c), 0);
+        /* Errors kept long enough for a busy machine to ask again. */
+        nss_cache_set_times(c, 60 * 1000000ULL, 60 * 1000000ULL, 10 * 1000000ULL);
+        caller_set_nss(&fake_nss);
+        caller_set_nss_cache(c);
+
+        gid_t gids[] = { 100 };
+        Caller who = { .uid = 1000, .gids = gids, .n_gids = 1 };
+        CallerNames all = CALLER_ACCOUNT | CALLER_USER_NAME | CALLER_GROUP_NAMES;
+        assert_int_equal(caller_resolve_names(&who, all), -EINPROGRESS);
+        assert_true(nss_cache_pending(c) <= 3);
+        for (int i = 0; i < 500 && nss_cache_pending(c) > 0; i++)
+                assert_true(sd_event_run(e, 10000) >= 0);
+        assert_int_equal(nss_cache_pending(c), 0);
+        assert_int_equal(caller_resolve_names(&who, all), 0);
+        assert_true(who.account_known);
+        assert_string_equal(who.user_name, "alice");
+        assert_string_equal(who.group_names[0], "staff");
+        free(who.user_name);
+        free(who.group_names[0]);
+        free(who.group_names);
+
+        /* gid 666 fails; uid 1001's look-ups are new (still being asked) when it is answered. */
+        gid_t bad[] = { 666 };
+        Caller other = { .uid = 1001, .gids = bad, .n_gids = 1 };
+        assert_int_equal(caller_resolve_names(&other, CALLER_GROUP_NAMES), -EINPROGRESS);
+        for (int i = 0; i < 500 && nss_cache_pending(c) > 0; i++)
+                assert_true(sd_event_run(e, 10000) >= 0);
+        assert_int_equal(nss_cache_pending(c), 0);
+        /* The account and user look-ups of 1001 are asked now (-EINPROGRESS), the group's
+         * answer is the error: the error is what the caller gets. */
+        assert_int_equal(caller_resolve_names(&other, all), -ECONNREFUSED);
+        assert_false(other.group_names);
+        free(other.user_name);
+
+        caller_set_nss_cache(NULL);
+        caller_set_nss(NULL);
+        nss_cache_free(c);
+        sd_event_unref(e);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_answer_after_wait),
@@ -363,6 +412,7 @@ int main(void) {
                 cmocka_unit_test(test_stuck_lookup_does_not_block),
                 cmocka_unit_test(test_deadlines_in_ask_order),
                 cmocka_unit_test(test_caller_through_cache),
+                cmocka_unit_test(test_caller_asks_everything_at_once),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

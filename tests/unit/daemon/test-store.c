@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -81,6 +83,94 @@ static CbSecret *make_key_pem(void) {
         assert_int_equal(key_export_pkcs8_pem(k, &pem), 0);
         EVP_PKEY_free(k);
         return pem;
+}
+
+/* Every fdatasync() SQLite makes (it syncs with fdatasync() only) comes here, this definition
+ * standing in for the C library's: counted, then made. */
+static unsigned n_syncs;
+
+int fdatasync(int fd) {
+        n_syncs++;
+        return (int) syscall(SYS_fdatasync, fd);
+}
+
+/* A durable write reaches the disk before it returns; a relaxed one does not. */
+#define ASSERT_DURABLE(call)                                    \
+        do {                                                    \
+                unsigned _before = n_syncs;                     \
+                assert_true((call) >= 0);                       \
+                assert_true(n_syncs > _before);                 \
+        } while (0)
+#define ASSERT_RELAXED(call)                                    \
+        do {                                                    \
+                unsigned _before = n_syncs;                     \
+                assert_true((call) >= 0);                       \
+                assert_int_equal(n_syncs, _before);             \
+        } while (0)
+
+/* A state transition that changes the row (SQLite writes nothing for a row written as it is). */
+static int touch(Store *s, StoreRequest *r) {
+        r->updated++;
+        return store_request_update(s, r);
+}
+
+/* Which writes fsync: every durable write, also right after relaxed ones; no state transition
+ * or challenge record, also right after durable ones; with group commit, inserts and keys
+ * stored are relaxed (the caller syncs). */
+static void test_durability(void **state) {
+        Fixture *f = *state;
+        Store *s = open_store(f);
+        StoreRequest r, succ, other;
+        CbSecret *pem = make_key_pem(), *got = NULL;
+        int64_t row = 0;
+
+        /* The fdatasync() of this test binary is the one SQLite calls. */
+        fill_request(&r, 1001, 100);
+        ASSERT_DURABLE(store_request_insert(s, &r, pem));
+
+        r.state = REQUEST_SUBMITTING;
+        ASSERT_RELAXED(store_request_update(s, &r));
+        ASSERT_RELAXED(touch(s, &r));
+        ASSERT_RELAXED(store_challenge_add(s, "corp", "https://ndes/admin", "https://ndes/", 1, 2, &row));
+        ASSERT_RELAXED(store_challenge_set_times(s, row, 3, 4));
+        ASSERT_RELAXED(store_challenge_set_request(s, row, r.id));
+        ASSERT_RELAXED(store_challenge_set_spare(s, row, pem, 60, "00"));
+        ASSERT_RELAXED(store_challenge_delete(s, row));
+
+        ASSERT_DURABLE(store_key_set(s, r.id, pem));
+        r.state = REQUEST_PENDING;
+        ASSERT_RELAXED(store_request_update(s, &r));
+        ASSERT_DURABLE(store_ca_renewal_set(s, "corp", 5));
+        ASSERT_DURABLE(store_ca_renewal_set(s, "corp", 0));
+        ASSERT_DURABLE(store_renewal_key_keep(s, r.id));
+        fill_request(&succ, 1001, 200);
+        succ.predecessor = r.id;
+        ASSERT_DURABLE(store_request_insert_successor(s, r.id, &succ, NULL));
+        ASSERT_DURABLE(store_history_prune(s, 150));
+        ASSERT_DURABLE(store_key_take(s, r.id, &got));
+        got = secret_free(got);
+
+        /* A checkpoint empties the WAL: the first write after it syncs the new WAL's header. */
+        assert_int_equal(touch(s, &r), 0);
+        ASSERT_RELAXED(touch(s, &r));
+        ASSERT_DURABLE(store_key_set(s, r.id, pem));
+        ASSERT_DURABLE(store_key_erase(s, r.id));
+        ASSERT_DURABLE(store_renewal_key_erase(s, r.id));
+        ASSERT_DURABLE(store_request_delete(s, succ.id));
+
+        assert_int_equal(touch(s, &r), 0);
+        store_set_group_commit(s, true);
+        fill_request(&other, 1002, 300);
+        ASSERT_RELAXED(store_request_insert(s, &other, pem));
+        ASSERT_RELAXED(store_key_set(s, other.id, pem));
+        fill_request(&succ, 1001, 400);
+        succ.predecessor = r.id;
+        ASSERT_DURABLE(store_request_insert_successor(s, r.id, &succ, NULL));
+        ASSERT_DURABLE(store_key_take(s, other.id, &got));
+        got = secret_free(got);
+
+        secret_free(pem);
+        store_close(s);
 }
 
 static void test_ids(void **state) {
@@ -1009,6 +1099,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_successor_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_key_sealed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_durability, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
