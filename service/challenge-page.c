@@ -824,23 +824,66 @@ static void visible_text(const Text *t, char out[static CHALLENGE_PAGE_TEXT_MAX 
 
 /* ---- parsing ---- */
 
+/* What the decoded page t (its structure st) is: CHALLENGE_PAGE_FOUND with the challenge's text
+ * in *ret_start and *ret_len (in t, or copied into buf), or the page's other kinds; info gets what
+ * the page says beside it. */
+static int classify(const Text *t, const Structure *st, ChallengePageInfo *info, char buf[static B_TEXT_MAX],
+                    const char **ret_start, size_t *ret_len) {
+        const BElement *e;
+
+        /* NDES's English sentences first. */
+        if (find_labelled(t, ret_start, ret_len))
+                return CHALLENGE_PAGE_FOUND;
+        if (ci_find(t->s, t->len, 0, "the password cache is full"))
+                return CHALLENGE_PAGE_CACHE_FULL;
+        if (ci_find(t->s, t->len, 0, "you do not have sufficient permission to enroll with scep"))
+                return CHALLENGE_PAGE_NO_PERMISSION;
+
+        /* Then the structure, in any language. */
+        e = structure_challenge(st);
+        if (e) {
+                bool direct;
+                int n = b_text(e, buf, &direct);
+
+                /* structure_scan() took the same text */
+                info->by_structure = true;
+                *ret_start = buf;
+                *ret_len = n > 0 ? (size_t) n : 0;
+                return CHALLENGE_PAGE_FOUND;
+        }
+        if (has_ndes_markup(t) && !st->any_direct_text && !st->unterminated) {
+                int items = first_list_items(t);
+
+                if (items == 3) {
+                        info->by_structure = true;
+                        return CHALLENGE_PAGE_CACHE_FULL;
+                }
+                if (items < 0) {
+                        info->by_structure = true;
+                        return CHALLENGE_PAGE_NO_PERMISSION;
+                }
+        }
+        visible_text(t, info->text);
+        return CHALLENGE_PAGE_UNRECOGNIZED;
+}
+
 int challenge_page_parse_info(const uint8_t *body, size_t size, ChallengeSecret **ret_secret,
                               ChallengePageInfo *ret_info) {
         ChallengePageInfo info = {};
         Structure st;
-        const BElement *e;
         Text t = {};
         Encoding enc;
-        const char *start;
+        const char *start = NULL;
         char buf[B_TEXT_MAX];
-        size_t len;
+        size_t len = 0;
         int r;
 
         if (!body && size > 0)
                 return -EINVAL;
         if (size > CHALLENGE_PAGE_SIZE_MAX) {
-                r = CHALLENGE_PAGE_UNRECOGNIZED;
-                goto finish;
+                if (ret_info)
+                        *ret_info = info;
+                return CHALLENGE_PAGE_UNRECOGNIZED;
         }
 
         r = decode(body ? body : (const uint8_t *) "", size, &t, &enc);
@@ -852,56 +895,13 @@ int challenge_page_parse_info(const uint8_t *body, size_t size, ChallengeSecret 
         info.multi_use = ci_find(t.s, t.len, 0, "this password can be used multiple times") != NULL;
         info.validity_minutes = find_validity(&t);
 
-        /* NDES's English sentences first. */
-        if (find_labelled(&t, &start, &len))
-                goto found;
-        if (ci_find(t.s, t.len, 0, "the password cache is full")) {
-                r = CHALLENGE_PAGE_CACHE_FULL;
-                goto finish;
+        r = classify(&t, &st, &info, buf, &start, &len);
+        if (r == CHALLENGE_PAGE_FOUND && ret_secret) {
+                int k = challenge_secret_new(start, len, ret_secret);
+                if (k < 0)
+                        r = k;
         }
-        if (ci_find(t.s, t.len, 0, "you do not have sufficient permission to enroll with scep")) {
-                r = CHALLENGE_PAGE_NO_PERMISSION;
-                goto finish;
-        }
-
-        /* Then the structure, in any language. */
-        e = structure_challenge(&st);
-        if (e) {
-                bool direct;
-                int n = b_text(e, buf, &direct);
-
-                /* structure_scan() took the same text */
-                info.by_structure = true;
-                start = buf;
-                len = n > 0 ? (size_t) n : 0;
-                goto found;
-        }
-        if (has_ndes_markup(&t) && !st.any_direct_text && !st.unterminated) {
-                int items = first_list_items(&t);
-
-                if (items == 3) {
-                        info.by_structure = true;
-                        r = CHALLENGE_PAGE_CACHE_FULL;
-                        goto finish;
-                }
-                if (items < 0) {
-                        info.by_structure = true;
-                        r = CHALLENGE_PAGE_NO_PERMISSION;
-                        goto finish;
-                }
-        }
-        r = CHALLENGE_PAGE_UNRECOGNIZED;
-        visible_text(&t, info.text);
-        goto finish;
-
-found:
-        if (ret_secret) {
-                r = challenge_secret_new(start, len, ret_secret);
-                if (r < 0)
-                        goto finish;
-        }
-        r = CHALLENGE_PAGE_FOUND;
-finish:
+        /* The challenge's text never outlives the parse but in the secret. */
         sodium_memzero(buf, sizeof buf);
         text_wipe(&t);
         if (r >= 0 && ret_info)

@@ -230,8 +230,10 @@ static void arm_timer(NssCache *c) {
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
 }
 
+DEFINE_POINTER_CLEANUP(NssCache, nss_cache_free);
+
 int nss_cache_new(sd_event *event, NssLookup lookup, NssCache **ret) {
-        NssCache *c = calloc(1, sizeof(*c));
+        _cleanup_(nss_cache_freep) NssCache *c = calloc(1, sizeof(*c));
         int r;
 
         if (!c)
@@ -244,30 +246,25 @@ int nss_cache_new(sd_event *event, NssLookup lookup, NssCache **ret) {
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->wake, NULL);
         c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (c->efd < 0) {
-                r = -errno;
-                goto fail;
-        }
+        if (c->efd < 0)
+                return -errno;
         c->event = sd_event_ref(event);
         r = sd_event_add_io(event, &c->io, c->efd, EPOLLIN, on_io, c);
         if (r < 0)
-                goto fail;
+                return r;
         (void) sd_event_source_set_description(c->io, "nss-answers");
         r = sd_event_add_time(event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 100000ULL, on_timer, c);
         if (r < 0)
-                goto fail;
+                return r;
         (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
         for (unsigned i = 0; i < NSS_CACHE_WORKERS; i++) {
                 r = -pthread_create(&c->threads[i], NULL, worker, c);
                 if (r < 0)
-                        goto fail;
+                        return r;
                 c->n_threads++;
         }
-        *ret = c;
+        *ret = TAKE_PTR(c);
         return 0;
-fail:
-        nss_cache_free(c);
-        return r;
 }
 
 NssCache *nss_cache_free(NssCache *c) {
@@ -332,6 +329,22 @@ static void prune_locked(NssCache *c, uint64_t now, bool all_answered) {
                 }
 }
 
+/* Queues e for a worker (its entry made or made stale under the lock), then unlocks. The
+ * caller's answer: asked, come back when it is there. */
+static int queue_locked_and_unlock(NssCache *c, Entry *e) {
+        if (c->queue_tail)
+                c->queue_tail->next_queued = e;
+        else
+                c->queue_head = e;
+        c->queue_tail = e;
+        asked_append_locked(c, e);
+        c->n_pending++;
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        arm_timer(c);
+        return -EINPROGRESS;
+}
+
 int nss_cache_get(NssCache *c, NssKind kind, uint32_t id, NssAnswer *ret) {
         uint64_t now = monotonic_usec();
         unsigned b = bucket_of(kind, id);
@@ -349,11 +362,11 @@ int nss_cache_get(NssCache *c, NssKind kind, uint32_t id, NssAnswer *ret) {
                         pthread_mutex_unlock(&c->lock);
                         return r;
                 }
-                /* Stale: asked again below, in place. */
+                /* Stale: asked again, in place. */
                 nss_answer_done(&e->answer);
                 e->answered = false;
                 e->asked = now;
-                goto queue;
+                return queue_locked_and_unlock(c, e);
         }
         if (e) {
                 r = e->asked + c->timeout <= now ? -ETIMEDOUT : -EINPROGRESS;
@@ -380,18 +393,7 @@ int nss_cache_get(NssCache *c, NssKind kind, uint32_t id, NssAnswer *ret) {
         e->next = c->buckets[b];
         c->buckets[b] = e;
         c->n_entries++;
-queue:
-        if (c->queue_tail)
-                c->queue_tail->next_queued = e;
-        else
-                c->queue_head = e;
-        c->queue_tail = e;
-        asked_append_locked(c, e);
-        c->n_pending++;
-        pthread_cond_signal(&c->wake);
-        pthread_mutex_unlock(&c->lock);
-        arm_timer(c);
-        return -EINPROGRESS;
+        return queue_locked_and_unlock(c, e);
 }
 
 int nss_cache_wait(NssCache *c, NssWaitHandler handler, void *userdata, NssWaiter **ret) {

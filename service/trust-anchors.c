@@ -35,11 +35,20 @@ static ScepCACerts *ca_certs(CaState *ca) {
         return NULL;
 }
 
+/* Anchors being collected, freed on an early return. */
+typedef struct AnchorList {
+        TrustAnchor *a;
+        size_t n;
+} AnchorList;
+
+static void anchor_list_done(AnchorList *l) {
+        trust_anchors_free(l->a, l->n);
+}
+
 int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **ret_note) {
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
         ScepCACerts *certs = ca_certs(ca);
-        TrustAnchor *a = NULL;
-        size_t n = 0;
+        _cleanup_(anchor_list_done) AnchorList l = {};
         char *note = NULL;
         bool authenticated;
         int r;
@@ -50,19 +59,22 @@ int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **
                         ca_trust_authenticates(ca, certs->ca_fingerprint);
         X509 *chain[SCEP_CACERT_MAX_CERTS];
         size_t n_chain = trust_chain(certs->all, certs->ca, chain, ELEMENTSOF(chain));
-        a = calloc(n_chain, sizeof(TrustAnchor));
-        if (!a)
+        l.a = calloc(n_chain, sizeof(TrustAnchor));
+        if (!l.a)
                 return -ENOMEM;
         for (size_t i = 0; i < n_chain; i++) {
+                TrustAnchor *t = &l.a[l.n];
                 uint8_t fp[SCEP_FINGERPRINT_SIZE];
-                a[n] = (TrustAnchor) { .authenticated = authenticated };
+
+                *t = (TrustAnchor) { .authenticated = authenticated };
                 r = scep_cert_sha256(chain[i], fp);
-                if (r >= 0)
-                        r = scep_certs_to_pem(chain[i], NULL, &a[n].pem);
                 if (r < 0)
-                        goto fail;
-                scep_fingerprint_format(fp, a[n].fingerprint, sizeof a[n].fingerprint);
-                n++;
+                        return r;
+                r = scep_certs_to_pem(chain[i], NULL, &t->pem);
+                if (r < 0)
+                        return r;
+                scep_fingerprint_format(fp, t->fingerprint, sizeof t->fingerprint);
+                l.n++;
         }
         r = 0;
         if (authenticated)
@@ -70,24 +82,19 @@ int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **
         else if (c->challenge == CB_CHALLENGE_MSCEP_ADMIN)
                 r = asprintf(&note, "CA %s: its certificate %s from GetCACert is not authenticated yet: the broker "
                              "compares it with the thumbprint NDES's admin page %s shows at its next enrollment "
-                             "from this CA; or pin it with CAFingerprint=%s in %s", ca->name, a[0].fingerprint,
-                             c->admin_url ?: "", a[0].fingerprint, c->path);
+                             "from this CA; or pin it with CAFingerprint=%s in %s", ca->name, l.a[0].fingerprint,
+                             c->admin_url ?: "", l.a[0].fingerprint, c->path);
         else
                 r = asprintf(&note, "CA %s: its certificate %s from GetCACert cannot be authenticated (Challenge=%s "
-                             "shows no admin page): pin it with CAFingerprint=%s in %s", ca->name, a[0].fingerprint,
-                             cb_challenge_mode_to_string(c->challenge), a[0].fingerprint, c->path);
-        if (r < 0 || !note) {
-                note = NULL;
-                r = -ENOMEM;
-                goto fail;
-        }
-        *ret = a;
-        *ret_n = n;
+                             "shows no admin page): pin it with CAFingerprint=%s in %s", ca->name, l.a[0].fingerprint,
+                             cb_challenge_mode_to_string(c->challenge), l.a[0].fingerprint, c->path);
+        if (r < 0 || !note)
+                return -ENOMEM;
+        *ret_n = l.n;
+        *ret = TAKE_PTR(l.a);
+        l.n = 0;
         *ret_note = note;
         return 0;
-fail:
-        trust_anchors_free(a, n);
-        return r;
 }
 
 bool trust_anchors_fetching(CaState *ca) {
