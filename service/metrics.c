@@ -49,13 +49,13 @@ typedef struct Metrics {
         char *warned;                   /* the last textfile error logged (said once) */
 } Metrics;
 
-static Metrics *M(Manager *m) {
+static Metrics *manager_metrics(Manager *m) {
         return m ? m->metrics : NULL;
 }
 
 /* Counters stay for a CA removed by a Reload (they count what happened). */
 static MetricsCa *metrics_ca(Manager *m, const char *ca) {
-        Metrics *x = M(m);
+        Metrics *x = manager_metrics(m);
 
         if (!x || !ca)
                 return NULL;
@@ -128,42 +128,42 @@ static void header(FILE *f, const char *name, const char *type, const char *help
         fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static bool visible(const Request *r, bool all, uid_t uid) {
-        return all || r->rec->owner == uid;
+static bool visible(const Request *req, bool all, uid_t uid) {
+        return all || req->rec->owner == uid;
 }
 
 /* A certificate the broker tracks: issued, with its dates. */
-static bool tracked(const Request *r) {
-        return r->rec->state == REQUEST_ISSUED && r->rec->not_after > 0;
+static bool tracked(const Request *req) {
+        return req->rec->state == REQUEST_ISSUED && req->rec->not_after > 0;
 }
 
 /* Its successor (renewal) is issued: it is replaced. */
-static bool superseded(Manager *m, const Request *r) {
-        Request *s = r->rec->successor && *r->rec->successor ? manager_find_request(m, r->rec->successor) : NULL;
+static bool superseded(Manager *m, const Request *req) {
+        Request *s = req->rec->successor && *req->rec->successor ? manager_find_request(m, req->rec->successor) : NULL;
 
         return s && s->rec->state == REQUEST_ISSUED;
 }
 
 /* The series with one sample per tracked certificate; value() says whether it has one. */
-static bool value_not_after(Manager *m, const Request *r, uint64_t *ret) {
-        *ret = r->rec->not_after / 1000000ULL;
+static bool value_not_after(Manager *m, const Request *req, uint64_t *ret) {
+        *ret = req->rec->not_after / 1000000ULL;
         return true;
 }
 
-static bool value_renew_at(Manager *m, const Request *r, uint64_t *ret) {
-        *ret = r->rec->renew_at / 1000000ULL;
-        return r->rec->renew_at != 0;
+static bool value_renew_at(Manager *m, const Request *req, uint64_t *ret) {
+        *ret = req->rec->renew_at / 1000000ULL;
+        return req->rec->renew_at != 0;
 }
 
-static bool value_superseded(Manager *m, const Request *r, uint64_t *ret) {
-        *ret = superseded(m, r) ? 1 : 0;
+static bool value_superseded(Manager *m, const Request *req, uint64_t *ret) {
+        *ret = superseded(m, req) ? 1 : 0;
         return true;
 }
 
 typedef struct CertificateSeries {
         const char *name;
         const char *help;
-        bool (*value)(Manager *m, const Request *r, uint64_t *ret);
+        bool (*value)(Manager *m, const Request *req, uint64_t *ret);
 } CertificateSeries;
 
 static const CertificateSeries certificate_series[] = {
@@ -190,25 +190,25 @@ int metrics_format(Manager *m, bool all, uid_t uid, char **ret) {
                 const CertificateSeries *c = &certificate_series[k];
                 header(f, c->name, "gauge", c->help);
                 for (size_t i = 0; i < m->n_requests; i++) {
-                        Request *r = m->requests[i];
+                        Request *req = m->requests[i];
                         uint64_t v;
-                        if (!visible(r, all, uid) || !tracked(r) || !c->value(m, r, &v))
+                        if (!visible(req, all, uid) || !tracked(req) || !c->value(m, req, &v))
                                 continue;
                         fputs(c->name, f);
-                        put_request_labels(f, r->rec);
+                        put_request_labels(f, req->rec);
                         fprintf(f, " %llu\n", (unsigned long long) v);
                 }
         }
 
         uint64_t renewals_failed = 0;
         for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                if (!visible(r, all, uid))
+                Request *req = m->requests[i];
+                if (!visible(req, all, uid))
                         continue;
-                if (r->rec->state >= 0 && r->rec->state < _REQUEST_STATE_MAX)
-                        by_state[r->rec->state]++;
-                if ((r->rec->state == REQUEST_FAILED || r->rec->state == REQUEST_REJECTED) &&
-                    r->rec->predecessor && *r->rec->predecessor)
+                if (req->rec->state >= 0 && req->rec->state < _REQUEST_STATE_MAX)
+                        by_state[req->rec->state]++;
+                if ((req->rec->state == REQUEST_FAILED || req->rec->state == REQUEST_REJECTED) &&
+                    req->rec->predecessor && *req->rec->predecessor)
                         renewals_failed++;
         }
         header(f, "certbroker_requests", "gauge", "Requests the broker keeps, by state.");
@@ -221,7 +221,7 @@ int metrics_format(Manager *m, bool all, uid_t uid, char **ret) {
                "Renewals (successors the broker made) that ended failed or rejected.");
         fprintf(f, "certbroker_renewals_failed %llu\n", (unsigned long long) renewals_failed);
 
-        Metrics *x = M(m);
+        Metrics *x = manager_metrics(m);
         if (all && x) {
                 header(f, "certbroker_ndes_answers_total", "counter",
                        "NDES's answers since the broker started, by CA and outcome.");
@@ -328,7 +328,7 @@ int metrics_write_textfile(Manager *m, const char *dir, char **ret_message) {
 }
 
 static void textfile_now(Manager *m) {
-        Metrics *x = M(m);
+        Metrics *x = manager_metrics(m);
         const char *dir = m->config->metrics_textfile_directory;
         char *msg = NULL;
         int r;
@@ -363,7 +363,7 @@ int metrics_new(Manager *m) {
 }
 
 int metrics_config_changed(Manager *m) {
-        Metrics *x = M(m);
+        Metrics *x = manager_metrics(m);
         int r;
 
         if (!x)
@@ -383,7 +383,7 @@ int metrics_config_changed(Manager *m) {
 }
 
 void metrics_free(Manager *m) {
-        Metrics *x = M(m);
+        Metrics *x = manager_metrics(m);
 
         if (!x)
                 return;
