@@ -81,8 +81,25 @@ static bool checkpoint(JournalSync *j) {
         return sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK;
 }
 
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Waits (lock held) until the monotonic time `until`, a new sync request or stop. */
+static void wait_until(JournalSync *j, uint64_t until) {
+        struct timespec ts = { .tv_sec = (time_t) (until / 1000000), .tv_nsec = (long) (until % 1000000) * 1000 };
+
+        while (!j->stop && j->requested == j->done)
+                if (pthread_cond_timedwait(&j->cond, &j->lock, &ts) != 0)
+                        break;
+}
+
 static void *worker(void *userdata) {
         JournalSync *j = userdata;
+        uint64_t checkpoint_after = 0;
 
         pthread_mutex_lock(&j->lock);
         for (;;) {
@@ -102,9 +119,14 @@ static void *worker(void *userdata) {
                         j->rounds++;
                         uint64_t one = 1;
                         (void) !write(j->efd, &one, sizeof one);
-                }
-                if (!j->checkpoint_wanted)
                         continue;
+                }
+                /* A checkpoint is wanted and no fsync waits. */
+                uint64_t now = now_usec();
+                if (now < checkpoint_after) {
+                        wait_until(j, checkpoint_after);
+                        continue;
+                }
                 j->checkpoint_wanted = false;
                 pthread_mutex_unlock(&j->lock);
 
@@ -113,20 +135,12 @@ static void *worker(void *userdata) {
                 pthread_mutex_lock(&j->lock);
                 if (ok) {
                         j->checkpoints++;
-                        continue;
+                        checkpoint_after = now + JOURNAL_CHECKPOINT_INTERVAL_USEC;
+                } else {
+                        /* Busy: again in 20 ms. */
+                        j->checkpoint_wanted = true;
+                        checkpoint_after = now + 20 * 1000;
                 }
-                /* Busy: again in 20 ms, or with the next round if that comes first. */
-                j->checkpoint_wanted = true;
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += 20 * 1000 * 1000;
-                if (until.tv_nsec >= 1000 * 1000 * 1000) {
-                        until.tv_sec++;
-                        until.tv_nsec -= 1000 * 1000 * 1000;
-                }
-                while (!j->stop && j->requested == j->done)
-                        if (pthread_cond_timedwait(&j->cond, &j->lock, &until) != 0)
-                                break;
         }
         pthread_mutex_unlock(&j->lock);
         sqlite3_close(j->db);
@@ -170,8 +184,12 @@ int journal_sync_new(sd_event *event, const char *db_path, JournalSync **ret) {
                 return -ENOMEM;
         j->efd = -1;
         j->tail = &j->waiters;
+        pthread_condattr_t attr;
         pthread_mutex_init(&j->lock, NULL);
-        pthread_cond_init(&j->cond, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&j->cond, &attr);
+        pthread_condattr_destroy(&attr);
         j->paths[0] = strdup(db_path);
         if (!j->paths[0] || asprintf(&j->paths[1], "%s-wal", db_path) < 0) {
                 j->paths[1] = NULL;
