@@ -284,7 +284,8 @@ static void on_key_erase_durable(int error, void *userdata) {
 }
 
 /* Sends reply once the erase just committed is durable (the journal's group commit, off the
- * loop), and has the journal's worker truncate the WAL after it. */
+ * loop), and has the journal's worker truncate the WAL after it. Returns 1 when deferred (the
+ * method handler's "answered" for sd-bus). */
 static int send_after_erase(Request *req, sd_bus_message *reply) {
         JournalSync *j = req->manager->journal_sync;
         int r;
@@ -296,7 +297,7 @@ static int send_after_erase(Request *req, sd_bus_message *reply) {
                 return r;
         sd_bus_message_ref(reply);
         journal_sync_request_checkpoint(j);
-        return 0;
+        return 1;
 }
 
 static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
