@@ -247,6 +247,19 @@ static int step_relaxed(Store *s, sqlite3_stmt *st) {
         return k;
 }
 
+/* Group commit (store_set_group_commit()): the transactions between these two commit with
+ * synchronous=NORMAL, no fsync on the loop; the caller makes them durable with the journal's
+ * worker. Set outside the transaction: SQLite refuses to change synchronous inside one. */
+static void group_commit_begin(Store *s) {
+        if (s->group_commit)
+                (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
+}
+
+static void group_commit_end(Store *s) {
+        if (s->group_commit)
+                (void) exec_sql(s, "PRAGMA synchronous=FULL");
+}
+
 static int begin(Store *s) {
         return exec_sql(s, "BEGIN IMMEDIATE");
 }
@@ -985,12 +998,7 @@ static int insert_request(Store *s, StoreRequest *r, const CbSecret *key_pem, co
                         rollback(s);
                         goto fail;
                 }
-                bool normal = s->group_commit && !predecessor_id;
-                if (normal)
-                        (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
                 k = commit(s);
-                if (normal)
-                        (void) exec_sql(s, "PRAGMA synchronous=FULL");
                 if (k < 0)
                         goto fail;
                 break;
@@ -1009,7 +1017,14 @@ fail:
 }
 
 int store_request_insert(Store *s, StoreRequest *r, const CbSecret *key_pem) {
-        return insert_request(s, r, key_pem, NULL);
+        int k;
+
+        if (!s)
+                return -EINVAL;
+        group_commit_begin(s);
+        k = insert_request(s, r, key_pem, NULL);
+        group_commit_end(s);
+        return k;
 }
 
 int store_request_insert_successor(Store *s, const char *predecessor_id, StoreRequest *r, const CbSecret *key_pem) {
@@ -1317,16 +1332,10 @@ static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret
                 if (k < 0)
                         goto fail;
         }
-        /* Group commit: the caller answers once the journal's worker has synced the erase,
-         * and has that worker truncate the WAL (store-journal-sync.h); the loop waits for
-         * neither. */
-        if (s->group_commit)
-                (void) exec_sql(s, "PRAGMA synchronous=NORMAL");
         k = commit(s);
-        if (s->group_commit)
-                (void) exec_sql(s, "PRAGMA synchronous=FULL");
         if (k < 0)
                 goto fail;
+        /* Group commit: the worker truncates the WAL (store-journal-sync.h). */
         if (!s->group_commit)
                 checkpoint_truncate(s);
         if (recipient) {
@@ -1344,9 +1353,14 @@ fail:
 }
 
 int store_key_take(Store *s, const char *id, CbSecret **ret) {
+        int k;
+
         if (!s || !id || !ret)
                 return -EINVAL;
-        return key_take(s, id, NULL, ret, NULL, NULL);
+        group_commit_begin(s);
+        k = key_take(s, id, NULL, ret, NULL, NULL);
+        group_commit_end(s);
+        return k;
 }
 
 int store_key_erase(Store *s, const char *id) {
@@ -1364,9 +1378,14 @@ int store_key_erase(Store *s, const char *id) {
 
 int store_key_seal(Store *s, const char *id, const uint8_t recipient[static STORE_SEAL_RECIPIENT_LEN],
                    uint8_t **ret_box, size_t *ret_size) {
+        int k;
+
         if (!s || !id || !recipient || !ret_box || !ret_size)
                 return -EINVAL;
-        return key_take(s, id, recipient, NULL, ret_box, ret_size);
+        group_commit_begin(s);
+        k = key_take(s, id, recipient, NULL, ret_box, ret_size);
+        group_commit_end(s);
+        return k;
 }
 
 int store_key_sealed_get(Store *s, const char *id, uint8_t ret_recipient[static STORE_SEAL_RECIPIENT_LEN],
