@@ -271,6 +271,35 @@ static int key_gone(Request *req, sd_bus_error *error) {
                              req->rec->id);
 }
 
+/* The key's erase is on disk: the reply (holding the key, or its sealed copy) goes out. On an
+ * fsync error it still goes: the key is no longer the broker's to give, and a caller without
+ * it would have lost it; the erase may then come back after a power loss. */
+static void on_key_erase_durable(int error, void *userdata) {
+        sd_bus_message *reply = userdata;
+
+        if (error < 0)
+                log_warning_errno(error, "The erase of a taken key may not be on disk (fsync failed): %m");
+        (void) sd_bus_send(NULL, reply, NULL);
+        sd_bus_message_unref(reply);
+}
+
+/* Sends reply once the erase just committed is durable (the journal's group commit, off the
+ * loop), and has the journal's worker truncate the WAL after it. Returns 1 when deferred (the
+ * method handler's "answered" for sd-bus). */
+static int send_after_erase(Request *req, sd_bus_message *reply) {
+        JournalSync *j = req->manager->journal_sync;
+        int r;
+
+        if (!j)
+                return sd_bus_send(NULL, reply, NULL);
+        r = journal_sync_request(j, on_key_erase_durable, reply, NULL);
+        if (r < 0)
+                return r;
+        sd_bus_message_ref(reply);
+        journal_sync_request_checkpoint(j);
+        return 1;
+}
+
 static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         Request *req = userdata;
@@ -295,7 +324,7 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
         secret_free(pem);
         if (r < 0)
                 return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return send_after_erase(req, reply);
 }
 
 static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -330,13 +359,14 @@ static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_er
         }
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot seal the stored key: %m");
+        bool again = r == 1;    /* the copy sealed before: nothing erased now */
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r < 0)
                 return r;
         r = sd_bus_message_append_array(reply, 'y', box, size);
         if (r < 0)
                 return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return again ? sd_bus_send(NULL, reply, NULL) : send_after_erase(req, reply);
 }
 
 static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

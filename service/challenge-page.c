@@ -7,10 +7,10 @@
 #include <sodium.h>
 
 #include "challenge-page.h"
+#include "secret-memory.h"
 
 struct ChallengeSecret {
-        char *data;             /* sodium_malloc()ed, size + 1 bytes, NUL-terminated */
-        size_t size;
+        CbSecret *secret;       /* guarded (secret-memory.h), read-only, NUL-terminated */
         void (*release)(void *userdata);
         void *release_userdata;
         bool consumed;
@@ -21,20 +21,16 @@ int challenge_secret_new(const char *data, size_t size, ChallengeSecret **ret) {
 
         if (!data || size == 0 || size > CHALLENGE_SIZE_MAX || !ret)
                 return -EINVAL;
-        if (sodium_init() < 0)
+        if (secret_init() < 0)
                 return -EIO;
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
-        s->data = sodium_malloc(size + 1);
-        if (!s->data) {
+        if (secret_new_copy(data, size, &s->secret) < 0) {
                 free(s);
                 return -ENOMEM;
         }
-        memcpy(s->data, data, size);
-        s->data[size] = 0;
-        s->size = size;
-        (void) sodium_mprotect_readonly(s->data);
+        (void) secret_protect_readonly(s->secret);
         *ret = s;
         return 0;
 }
@@ -43,8 +39,8 @@ const char *challenge_secret_get(const ChallengeSecret *s, size_t *ret_size) {
         if (!s)
                 return NULL;
         if (ret_size)
-                *ret_size = s->size;
-        return s->data;
+                *ret_size = s->secret->size;
+        return (const char *) s->secret->data;
 }
 
 void challenge_secret_set_consumed(ChallengeSecret *s) {
@@ -72,7 +68,7 @@ ChallengeSecret *challenge_secret_free(ChallengeSecret *s) {
                 return NULL;
         if (s->release)
                 s->release(s->release_userdata);
-        sodium_free(s->data);   /* wipes, checks the canary, unmaps */
+        secret_free(s->secret);         /* wipes */
         free(s);
         return NULL;
 }
@@ -80,9 +76,9 @@ ChallengeSecret *challenge_secret_free(ChallengeSecret *s) {
 void challenge_secret_wipe(ChallengeSecret *s) {
         if (!s)
                 return;
-        (void) sodium_mprotect_readwrite(s->data);     /* read-only since challenge_secret_new() */
-        sodium_memzero(s->data, s->size);
-        (void) sodium_mprotect_readonly(s->data);
+        (void) secret_protect_readwrite(s->secret);    /* read-only since challenge_secret_new() */
+        sodium_memzero(s->secret->data, s->secret->size);
+        (void) secret_protect_readonly(s->secret);
 }
 
 void challenge_secret_freep(ChallengeSecret **s) {

@@ -1457,7 +1457,7 @@ static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret
 
         if (!store_id_is_valid(id))
                 return -ENOENT;
-        k = begin_write(s, WRITE_DURABLE);
+        k = begin_write(s, s->group_commit ? WRITE_RELAXED : WRITE_DURABLE);
         if (k < 0)
                 return k;
         _cleanup_rollback_ Store *txn = s;
@@ -1478,7 +1478,10 @@ static int key_take(Store *s, const char *id, const uint8_t *recipient, CbSecret
         k = commit(s);
         if (k < 0)
                 return k;
-        checkpoint_truncate(s);
+        /* Group commit: the worker makes it durable and truncates the WAL (store-journal-sync.h);
+         * the caller answers only after that (bus-request.c). */
+        if (!s->group_commit)
+                checkpoint_truncate(s);
         if (recipient) {
                 *ret_box = TAKE_PTR(box);
                 *ret_size = size;

@@ -156,7 +156,9 @@ int store_key_set(Store *s, const char *id, const CbSecret *key_pem);
 int store_key_get(Store *s, const char *id, CbSecret **ret);
 
 /* TakeKey: decrypt and erase in one transaction; the key is gone from the database when this
- * returns 0. Errors as store_key_get(); on error nothing is erased. */
+ * returns 0 (with group commit: once the caller's journal_sync_request() round is done; the
+ * caller also asks for journal_sync_request_checkpoint()). Errors as store_key_get(); on
+ * error nothing is erased. */
 int store_key_take(Store *s, const char *id, CbSecret **ret);
 
 /* TakeKeySealed: the key, decrypted, is sealed to recipient (an X25519 public key,
@@ -205,8 +207,9 @@ int store_history_prune(Store *s, uint64_t before_usec);
 
 /* Group commit: store_request_insert() and store_key_set() commit without fsync() (still durable against a
  * crash of the daemon, in WAL mode); the caller makes it durable with store-journal-sync.h before it
- * relies on that (certbrokerd: before Enroll replies). Key take/erase and delete always
- * fsync. Off by default. */
+ * relies on that (certbrokerd: before Enroll replies). So do store_key_take() and
+ * store_key_seal() (certbrokerd: before TakeKey and TakeKeySealed reply), and they leave the
+ * WAL's truncation to the journal's worker. Key erase and delete always fsync. Off by default. */
 void store_set_group_commit(Store *s, bool on);
 
 /* Path of the database file (for messages). */

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store-journal-sync.h"
@@ -34,7 +36,11 @@ struct JournalSync {
         uint64_t done;                  /* last generation known on disk */
         int done_error;                 /* result of the round that reached `done` */
         bool stop;
+        bool checkpoint_wanted;
         unsigned long rounds;
+        unsigned long checkpoints;
+
+        sqlite3 *db;                    /* worker thread only: its connection for checkpoints */
 
         JournalSyncWait *waiters;       /* loop thread only, in request order */
         JournalSyncWait **tail;
@@ -58,28 +64,87 @@ static int sync_files(JournalSync *j) {
         return r;
 }
 
+/* A TRUNCATE checkpoint on the worker's own connection, without a busy handler: true when
+ * done, false when the loop's connection holds a lock (tried again) or it failed. */
+static bool checkpoint(JournalSync *j) {
+        if (!j->db) {
+                /* A statement first: a connection that has read nothing is not in WAL mode yet,
+                 * and its checkpoint would do nothing. */
+                if (sqlite3_open_v2(j->paths[0], &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                                    NULL) != SQLITE_OK ||
+                    sqlite3_exec(j->db, "PRAGMA schema_version", NULL, NULL, NULL) != SQLITE_OK) {
+                        sqlite3_close(j->db);
+                        j->db = NULL;
+                        return false;
+                }
+        }
+        return sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Waits (lock held) until the monotonic time `until`, a new sync request or stop. */
+static void wait_until(JournalSync *j, uint64_t until) {
+        struct timespec ts = { .tv_sec = (time_t) (until / 1000000), .tv_nsec = (long) (until % 1000000) * 1000 };
+
+        while (!j->stop && j->requested == j->done)
+                if (pthread_cond_timedwait(&j->cond, &j->lock, &ts) != 0)
+                        break;
+}
+
 static void *worker(void *userdata) {
         JournalSync *j = userdata;
+        uint64_t checkpoint_after = 0;
 
         pthread_mutex_lock(&j->lock);
         for (;;) {
-                while (!j->stop && j->requested == j->done)
+                while (!j->stop && j->requested == j->done && !j->checkpoint_wanted)
                         pthread_cond_wait(&j->cond, &j->lock);
                 if (j->stop)
                         break;
-                uint64_t target = j->requested;
+                if (j->requested != j->done) {
+                        uint64_t target = j->requested;
+                        pthread_mutex_unlock(&j->lock);
+
+                        int r = sync_files(j);
+
+                        pthread_mutex_lock(&j->lock);
+                        j->done = target;
+                        j->done_error = r;
+                        j->rounds++;
+                        uint64_t one = 1;
+                        (void) !write(j->efd, &one, sizeof one);
+                        continue;
+                }
+                /* A checkpoint is wanted and no fsync waits. */
+                uint64_t now = now_usec();
+                if (now < checkpoint_after) {
+                        wait_until(j, checkpoint_after);
+                        continue;
+                }
+                j->checkpoint_wanted = false;
                 pthread_mutex_unlock(&j->lock);
 
-                int r = sync_files(j);
+                bool ok = checkpoint(j);
 
                 pthread_mutex_lock(&j->lock);
-                j->done = target;
-                j->done_error = r;
-                j->rounds++;
-                uint64_t one = 1;
-                (void) !write(j->efd, &one, sizeof one);
+                if (ok) {
+                        j->checkpoints++;
+                        checkpoint_after = now + JOURNAL_CHECKPOINT_INTERVAL_USEC;
+                } else {
+                        /* Busy: again in 20 ms. */
+                        j->checkpoint_wanted = true;
+                        checkpoint_after = now + 20 * 1000;
+                }
         }
         pthread_mutex_unlock(&j->lock);
+        sqlite3_close(j->db);
+        j->db = NULL;
         return NULL;
 }
 
@@ -119,8 +184,12 @@ int journal_sync_new(sd_event *event, const char *db_path, JournalSync **ret) {
                 return -ENOMEM;
         j->efd = -1;
         j->tail = &j->waiters;
+        pthread_condattr_t attr;
         pthread_mutex_init(&j->lock, NULL);
-        pthread_cond_init(&j->cond, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&j->cond, &attr);
+        pthread_condattr_destroy(&attr);
         j->paths[0] = strdup(db_path);
         if (!j->paths[0] || asprintf(&j->paths[1], "%s-wal", db_path) < 0) {
                 j->paths[1] = NULL;
@@ -171,6 +240,13 @@ int journal_sync_request(JournalSync *j, journal_synced_t cb, void *userdata, Jo
         return 0;
 }
 
+void journal_sync_request_checkpoint(JournalSync *j) {
+        pthread_mutex_lock(&j->lock);
+        j->checkpoint_wanted = true;
+        pthread_cond_signal(&j->cond);
+        pthread_mutex_unlock(&j->lock);
+}
+
 JournalSyncWait *journal_sync_wait_cancel(JournalSyncWait *w) {
         if (!w)
                 return NULL;
@@ -211,4 +287,15 @@ JournalSync *journal_sync_free(JournalSync *j) {
 
 unsigned long journal_sync_get_rounds(const JournalSync *j) {
         return j ? j->rounds : 0;
+}
+
+unsigned long journal_sync_get_checkpoints(const JournalSync *j) {
+        unsigned long n;
+
+        if (!j)
+                return 0;
+        pthread_mutex_lock((pthread_mutex_t *) &j->lock);
+        n = j->checkpoints;
+        pthread_mutex_unlock((pthread_mutex_t *) &j->lock);
+        return n;
 }

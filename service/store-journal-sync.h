@@ -27,6 +27,19 @@ int journal_sync_new(sd_event *event, const char *db_path, JournalSync **ret);
 int journal_sync_request(JournalSync *j, journal_synced_t cb, void *userdata, JournalSyncWait **ret);
 JournalSyncWait *journal_sync_wait_cancel(JournalSyncWait *w);
 
+/* The worker also truncates the WAL: a TRUNCATE checkpoint on a database connection of its
+ * own, so frames that held an erased key's ciphertext do not stay in the WAL, and the loop
+ * never waits for the checkpoint's writes and fsyncs. Pending fsync rounds (and their
+ * callbacks) go first; checkpoints are at least JOURNAL_CHECKPOINT_INTERVAL_USEC apart, so a
+ * burst of takes shares one (each truncation makes the loop's next commit sync a new WAL
+ * header); one the loop's writes keep busy is tried again every 20 ms until it succeeds (or
+ * the worker stops). */
+#define JOURNAL_CHECKPOINT_INTERVAL_USEC (1000 * 1000)
+void journal_sync_request_checkpoint(JournalSync *j);
+
+/* Number of TRUNCATE checkpoints done so far (for tests). */
+unsigned long journal_sync_get_checkpoints(const JournalSync *j);
+
 /* Stops the worker, makes one last fsync on the calling thread and runs the callbacks still
  * waiting with its result (so Enroll calls get their replies on shutdown). Accepts NULL. */
 JournalSync *journal_sync_free(JournalSync *j);

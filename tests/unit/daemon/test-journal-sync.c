@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* journal-sync: group commit's fsync worker. Callbacks run on the loop, once, in request
  * order, after the files are synced; a burst shares rounds; cancel; shutdown runs the
- * waiting callbacks; errors reach the callbacks. */
+ * waiting callbacks; errors reach the callbacks; the worker's TRUNCATE checkpoint empties a
+ * real database's WAL, and waits out a writer that holds the lock. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
+#include <time.h>
 
 #include "store-journal-sync.h"
 
@@ -180,6 +184,78 @@ static void test_error_reaches_callback(void **state) {
         remove_db(db);
 }
 
+static off_t file_size(const char *path) {
+        struct stat st;
+
+        assert_int_equal(stat(path, &st), 0);
+        return st.st_size;
+}
+
+/* Polls (the checkpoint runs on the worker after the round's callbacks): true once the worker
+ * has done n checkpoints, false after 10 s. */
+static bool wait_checkpoints(JournalSync *j, unsigned long n) {
+        for (int i = 0; i < 1000; i++) {
+                if (journal_sync_get_checkpoints(j) >= n)
+                        return true;
+                nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        }
+        return false;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql) {
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
+static void test_checkpoint_truncates_wal(void **state) {
+        sd_event *e = NULL;
+        JournalSync *j = NULL;
+        Seen seen = {};
+        sqlite3 *db = NULL;
+        char *path = make_db(), wal[4200];
+        sqlite3_stmt *st = NULL;
+
+        snprintf(wal, sizeof wal, "%s-wal", path);
+        unlink(path);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        exec_ok(db, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=NORMAL;"
+                    "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('secret ciphertext');");
+        exec_ok(db, "UPDATE t SET v = 'erased'");
+        assert_true(file_size(wal) > 0);
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(journal_sync_new(e, path, &j), 0);
+        Tag t = { .seen = &seen, .id = 1, .event = e, .exit_after = 1 };
+        assert_int_equal(journal_sync_request(j, on_synced, &t, NULL), 0);
+        journal_sync_request_checkpoint(j);
+        assert_int_equal(sd_event_loop(e), 0);
+        assert_int_equal(seen.errors[0], 0);
+        assert_true(wait_checkpoints(j, 1));
+        assert_int_equal(file_size(wal), 0);
+
+        /* A writer holding the lock: the checkpoint waits (tried again) and then truncates. */
+        exec_ok(db, "BEGIN IMMEDIATE; UPDATE t SET v = 'again';");
+        journal_sync_request_checkpoint(j);
+        nanosleep(&(struct timespec) { .tv_nsec = 100 * 1000 * 1000 }, NULL);
+        assert_int_equal(journal_sync_get_checkpoints(j), 1);
+        exec_ok(db, "COMMIT");
+        assert_true(wait_checkpoints(j, 2));
+        assert_int_equal(file_size(wal), 0);
+
+        /* Everything is in the database itself. */
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT v FROM t", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_string_equal((const char *) sqlite3_column_text(st, 0), "again");
+        sqlite3_finalize(st);
+
+        journal_sync_free(j);
+        sd_event_unref(e);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+        char shm[4200];
+        snprintf(shm, sizeof shm, "%s-shm", path);
+        unlink(shm);
+        remove_db(path);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_burst_in_order),
@@ -187,6 +263,7 @@ int main(void) {
                 cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_shutdown_runs_waiters),
                 cmocka_unit_test(test_error_reaches_callback),
+                cmocka_unit_test(test_checkpoint_truncates_wal),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "keys-generate.h"
 #include "secret-memory.h"
@@ -173,6 +174,77 @@ static void test_secret_noaccess_faults(void **state) {
         secret_free(a);
 }
 
+/* Blocks are reused, wiped, still end on the guard page, and a secret written past its end
+ * faults there; a block left PROT_NONE comes back writable; large secrets bypass the pool. */
+static void test_secret_pool(void **state) {
+        size_t bsize = secret_pool_block_size(), page = (size_t) sysconf(_SC_PAGESIZE);
+        CbSecret *a = NULL, *b = NULL;
+        void *block;
+        int status;
+        pid_t pid;
+
+        assert_int_equal(secret_new_copy("correct horse", 13, &a), 0);
+        assert_true(a->pooled);
+        /* The NUL after the bytes is the last byte before the trailing guard page. */
+        assert_int_equal(((uintptr_t) (a->data + a->size + 1)) % page, 0);
+        block = a->block;
+        assert_int_equal(secret_protect_noaccess(a), 0);
+        size_t before = secret_pool_count();
+        a = secret_free(a);
+        assert_int_equal(secret_pool_count(), before + 1);
+
+        /* The same block again (last in, first out), all zero where the old bytes were. */
+        assert_int_equal(secret_new(100, &b), 0);
+        assert_ptr_equal(b->block, block);
+        assert_int_equal(secret_pool_count(), before);
+        assert_true(sodium_is_zero(b->block, bsize));
+        memset(b->data, 'x', b->size);          /* writable again after the noaccess */
+        assert_int_equal(b->data[b->size], 0);
+
+        /* One byte past the NUL is the guard page: a write there faults. */
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                signal(SIGSEGV, SIG_DFL);
+                signal(SIGBUS, SIG_DFL);
+                ((volatile uint8_t *) b->data)[b->size + 1] = 1;
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_true(WTERMSIG(status) == SIGSEGV || WTERMSIG(status) == SIGBUS);
+
+        /* A write below the secret's start (inside its block) is caught when it is freed. */
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                signal(SIGABRT, SIG_DFL);
+                b->data[-1] = 1;
+                secret_free(b);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGABRT);
+        b = secret_free(b);
+
+        /* Too large for a block: its own sodium_malloc() region, not from the pool. */
+        before = secret_pool_count();
+        assert_int_equal(secret_new(bsize, &a), 0);
+        assert_false(a->pooled);
+        assert_true(sodium_is_zero(a->data, a->size + 1));
+        a = secret_free(a);
+        assert_int_equal(secret_pool_count(), before);
+
+        /* The pool keeps at most SECRET_POOL_MAX blocks. */
+        CbSecret *many[SECRET_POOL_MAX + 4];
+        for (size_t i = 0; i < SECRET_POOL_MAX + 4; i++)
+                assert_int_equal(secret_new_copy("k", 1, &many[i]), 0);
+        for (size_t i = 0; i < SECRET_POOL_MAX + 4; i++)
+                secret_free(many[i]);
+        assert_int_equal(secret_pool_count(), SECRET_POOL_MAX);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_type_strings),
@@ -185,6 +257,7 @@ int main(void) {
                 cmocka_unit_test(test_import_rejects),
                 cmocka_unit_test(test_secret_basics),
                 cmocka_unit_test(test_secret_noaccess_faults),
+                cmocka_unit_test(test_secret_pool),
         };
 
         return cmocka_run_group_tests(tests, setup, NULL);

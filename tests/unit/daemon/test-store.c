@@ -166,7 +166,9 @@ static void test_durability(void **state) {
         fill_request(&succ, 1001, 400);
         succ.predecessor = r.id;
         ASSERT_DURABLE(store_request_insert_successor(s, r.id, &succ, NULL));
-        ASSERT_DURABLE(store_key_take(s, other.id, &got));
+        /* Under group commit the key's erase is the journal worker's to sync: TakeKey answers
+         * only once it has (bus-request.c), as Enroll does for its insert. */
+        ASSERT_RELAXED(store_key_take(s, other.id, &got));
         got = secret_free(got);
 
         secret_free(pem);
