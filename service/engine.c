@@ -812,6 +812,10 @@ static void recovery_resubmit(Request *r, bool unknown, const char *why) {
                  unknown ? "does not say it has it, which NDES may also answer for a request it issued at once" :
                            "could not say whether it had issued it",
                  why, r->rec->transaction_id);
+        /* The CertPoll's attempt is over (its answer is read, why formatted into msg): ended
+         * here, so that engine_request_start(), which starts nothing while an attempt is set,
+         * starts the new submission. */
+        request_end_attempt(r);
         request_warn_duplicate_risk(r, msg);
         (void) engine_request_start(r);
 }
