@@ -1125,6 +1125,11 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                                  "(HTTP 500 to a PKCSReq without a challenge); no challenge is fetched until it "
                                  "can, asking again.");
                 }
+                /* The likeliest cause is RA certificates NDES no longer has (expired, renewed):
+                 * the next try asks GetCACert again, so that it is encrypted to NDES's current
+                 * ones. */
+                if (!request_meta(r)->meta_http)
+                        request_meta(r)->certs = scep_cacerts_free(request_meta(r)->certs);
                 const CbCa *cc = request_ca_config(r);
                 if (challenge_fetcher_limit_unread(request_fetcher(r)))
                         log_notice("CA %s: %s answered a PKIOperation with HTTP 500 (NDES cannot decrypt "

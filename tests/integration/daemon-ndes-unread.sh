@@ -4,8 +4,10 @@
 # first PKCSReq carried. That one stays unused at NDES until it expires; the CA's tries pass it on
 # while NDES still keeps it, and then ask NDES with a PKCSReq that carries no challenge: HTTP 500
 # again, nothing is fetched; once NDES reads it (FAILURE, 0x80096004: no challenge), the
-# enrollments fetch their challenges and are issued. Three enrollments of the CA at once, every
-# retry after 3 s (CERTBROKER_TEST_RETRY_FIXED), NDES's challenges living 60 s.
+# enrollments fetch their challenges and are issued. After each 500 the CA's certificates are
+# fetched again (GetCACert), NDES's RA certificates being the likeliest cause. Three enrollments
+# of the CA at once, every retry after 3 s (CERTBROKER_TEST_RETRY_FIXED), NDES's challenges
+# living 60 s; two of them start after the first 500.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -37,8 +39,12 @@ fetches() { ndes log | grep -c " who=unread result=issued" || true; }
 reads() { grep -E ' type=19 ' "$NDES_STATE/scep.log" 2>/dev/null | grep -vc ' status=fault-' || true; }
 probes_unread() { grep -c "HTTP 500 to a PKCSReq without a challenge" "$CB_LOG" || true; }
 
+# The first enrollment meets the first 500; the two others start after it (enrollments started
+# together may each fetch a challenge before the first 500 comes back: those count at NDES too).
 paths=()
-for i in 1 2 3; do
+paths+=("$(cb_enroll alice unread unread-1.a.example.test)") || lab_fail "Enroll 1 failed"
+lab_wait_for 120 "the first HTTP 500" grep -q "CA unread: .*HTTP 500" "$CB_LOG"
+for i in 2 3; do
         paths+=("$(cb_enroll alice unread "unread-$i.a.example.test")") || lab_fail "Enroll $i failed"
 done
 
@@ -66,6 +72,9 @@ while [ "$(probes_unread)" -lt 3 ] || [ -z "$first" ] || [ "$SECONDS" -lt $((fir
 done
 lab_assert_eq "$(fetches)" 1 "challenges fetched while NDES answered 500 (after $samples samples)"
 lab_assert_contains "$(grep 'CA unread:' "$CB_LOG")" "uses one challenge at a time" "the notice of the first 500"
+# After each 500 the next try asks GetCACert again (NDES may have new RA certificates).
+cacert=$(grep -c "GET /f/tag.unread[,/][^ ]*operation=GetCACert" "$LAB_APACHE_ACCESS_LOG" || true)
+[ "$cacert" -ge 3 ] || lab_fail "GetCACert asked $cacert times while NDES answered 500 (at least 3: once, then after 500s)"
 for p in "${paths[@]}"; do
         state=$(cb_prop alice "$p" State)
         [ "$state" = submitting ] || [ "$state" = retrying ] || [ "$state" = queued ] ||
