@@ -80,6 +80,9 @@ struct ChallengeFetcher {
         sd_event_source *hold_timer;    /* the next hold's end (challenge_limit_hold()) */
         unsigned validity_minutes;      /* what the last challenge page said (0: nothing yet) */
         bool ceiling_unread;            /* the last ceiling came from an HTTP 500, not cache-full */
+        bool unread;                    /* NDES answered a PKIOperation with HTTP 500 and has not
+                                         * answered one of this server's PKCSReqs with a CertRep
+                                         * since (challenge_fetcher_set_read()) */
         /* Restored holds of challenges that were in an enrollment when the broker stopped:
          * that request's CertRep proves them consumed (challenge_fetcher_settle_request()). */
         struct Restored {
@@ -824,6 +827,8 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
                 f->restored = TAKE_PTR(p->restored);
                 f->n_restored = p->n_restored;
                 p->n_restored = 0;
+                f->unread = p->unread && strcmp(p->server_url, f->server_url) == 0;
+                f->ceiling_unread = p->ceiling_unread;
         } else {
                 r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
                 if (r < 0) {
@@ -890,8 +895,30 @@ bool challenge_fetcher_limit_unread(ChallengeFetcher *f) {
         before = challenge_limit_get_ceiling(f->limit);
         challenge_limit_back_off(f->limit, 1, monotonic_usec(), challenge_validity_usec(f->validity_minutes));
         f->ceiling_unread = true;
+        f->unread = true;
         hold_timer_arm(f);
         return challenge_limit_get_ceiling(f->limit) != before;
+}
+
+bool challenge_fetcher_get_unread(const ChallengeFetcher *f) {
+        return f && f->unread;
+}
+
+bool challenge_fetcher_set_read(ChallengeFetcher *f) {
+        bool was;
+
+        if (!f)
+                return false;
+        was = f->unread;
+        f->unread = false;
+        return was;
+}
+
+bool challenge_fetcher_has_spare(ChallengeFetcher *f) {
+        if (!f)
+                return false;
+        drop_stale_spares(f);
+        return f->n_spares > 0;
 }
 
 void challenge_secret_set_request(ChallengeSecret *s, const char *request) {

@@ -162,6 +162,19 @@ void challenge_fetcher_drop_spares(ChallengeFetcher *f);
  * challenge on. true when the ceiling was lowered now. */
 bool challenge_fetcher_limit_unread(ChallengeFetcher *f);
 
+/* Whether NDES answered a PKIOperation of this server with HTTP 500 and has not read one of its
+ * PKCSReqs since. While it is so, an enrollment that finds no spare (the challenge held at the
+ * 500, still unused at NDES) fetches none: it asks NDES first with a PKCSReq that carries no
+ * challenge, which costs no slot of NDES's cache (the engine's probe). A Reload keeps it for the
+ * same server; a restart forgets it. */
+bool challenge_fetcher_get_unread(const ChallengeFetcher *f);
+/* NDES answered a PKCSReq (or RenewalReq) of this server with a CertRep: it reads this CA's
+ * requests. true when it could not before. */
+bool challenge_fetcher_set_read(ChallengeFetcher *f);
+/* Whether the next challenge_fetcher_fetch() would be answered from a spare NDES still keeps
+ * (stale spares are dropped first, their slots held until NDES forgets them). */
+bool challenge_fetcher_has_spare(ChallengeFetcher *f);
+
 /* The challenge s (handed out by a fetcher) goes into the enrollment of request `request`: its
  * record says so, so that after a restart the request's answer can free its slot. */
 void challenge_secret_set_request(ChallengeSecret *s, const char *request);

@@ -68,6 +68,8 @@ typedef struct Attempt {
                                          * keeps counting it after that unless a CertRep answered
                                          * (challenge_secret_set_consumed()) */
         bool restart_challenge;         /* its fetch was cancelled by a reload: fetch again */
+        bool probe;                     /* a PKCSReq without a challenge: NDES could not read the
+                                         * server's last one (step_challenge()) */
         X509_REQ *csr;
         X509 *signer;
         CryptoJob *prebuild;            /* builds the signer while the challenge is fetched */
@@ -797,6 +799,18 @@ static void step_challenge(Request *r) {
                              E(r->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
                 return;
         }
+        if (challenge_fetcher_get_unread(f) && !challenge_fetcher_has_spare(f)) {
+                /* NDES answered HTTP 500 to this server's last PKIOperation: it cannot decrypt
+                 * them, and a challenge sent now would stay unused in its cache, shared by the
+                 * fleet, until it expires. The PKCSReq goes without one first: NDES answers 500
+                 * again while it still cannot read it (no slot spent), and a CertRep (FAILURE,
+                 * 0x80096004: no challenge) once it can, and then a challenge is fetched. */
+                a->probe = true;
+                log_info("Request %s: NDES could not read this CA's last PKIOperation (HTTP 500); asking with a "
+                         "PKCSReq that carries no challenge before fetching one.", r->rec->id);
+                step_pkioperation(r);
+                return;
+        }
         q = challenge_fetcher_fetch(f, on_challenge, r, &a->fetch);
         if (q < 0) {
                 request_attempt_failed_errno(r, q, "Cannot start fetching a challenge");
@@ -824,6 +838,10 @@ static void recovery_resubmit(Request *r, bool unknown, const char *why) {
                  unknown ? "does not say it has it, which NDES may also answer for a request it issued at once" :
                            "could not say whether it had issued it",
                  why, r->rec->transaction_id);
+        /* The CertPoll's attempt is over (its answer is read, why formatted into msg): ended
+         * here, so that engine_request_start(), which starts nothing while an attempt is set,
+         * starts the new submission. */
+        request_end_attempt(r);
         request_warn_duplicate_risk(r, msg);
         (void) engine_request_start(r);
 }
@@ -997,6 +1015,18 @@ static void on_certrep_parsed(void *userdata) {
         r->recovery_polls = 0;
         challenge_secret_set_consumed(a->challenge);
         a->challenge = challenge_secret_free(a->challenge);
+        if (!a->polling && challenge_fetcher_set_read(request_fetcher(r)))
+                log_notice("CA %s: %s answered a %s with a CertRep again: it reads this CA's requests, and "
+                           "challenges are fetched again.", c->name, host,
+                           a->renewal ? "RenewalReq" : a->probe ? "PKCSReq without a challenge" : "PKCSReq");
+        if (a->probe && rep->status == SCEP_STATUS_FAILURE) {
+                /* The answer NDES gives a PKCSReq without a challenge (0x80096004): it reads
+                 * them now. The request goes on at once, with a challenge. */
+                scep_certrep_free(rep);
+                request_end_attempt(r);
+                (void) engine_request_start(r);
+                return;
+        }
         if (a->renewal && c->renewal == CB_RENEWAL_AUTO && !a->polling) {
                 int k;
                 if (rep->status == SCEP_STATUS_FAILURE) {
@@ -1133,6 +1163,18 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                  * one NDES did consume is answered 0x800B0110, and a fresh one is fetched); and
                  * the CA's other enrollments wait for that one instead of fetching their own. */
                 attempt_give_back_challenge(a, request_fetcher(r));
+                if (a->probe) {
+                        /* Without a challenge NDES cannot have issued it; nothing is in doubt. */
+                        request_clear_submitted(r);
+                        snprintf(err.message, sizeof err.message, "NDES still cannot read this CA's PKIOperations "
+                                 "(HTTP 500 to a PKCSReq without a challenge); no challenge is fetched until it "
+                                 "can, asking again.");
+                }
+                /* The likeliest cause is RA certificates NDES no longer has (expired, renewed):
+                 * the next try asks GetCACert again, so that it is encrypted to NDES's current
+                 * ones. */
+                if (!request_meta(r)->meta_http)
+                        request_meta(r)->certs = scep_cacerts_free(request_meta(r)->certs);
                 const CbCa *cc = request_ca_config(r);
                 if (challenge_fetcher_limit_unread(request_fetcher(r)))
                         log_notice("CA %s: %s answered a PKIOperation with HTTP 500 (NDES cannot decrypt "

@@ -101,8 +101,13 @@ static const char *hresult_hint(uint32_t hr) {
         return NULL;
 }
 
+/* 0x80070490 is Windows' ERROR_NOT_FOUND: with failInfo badCertId it answers a CertPoll
+ * (GetCertInitial) whose transaction NDES does not hold, not a challenge. */
+#define HINT_TRANSACTION_UNKNOWN "NDES does not know the transaction the CertPoll names: it holds no " \
+        "pending request with that transactionID (never received, denied, or issued at once)"
+
 /* "Microsoft HRESULT 0x80070057 (-2147024809)[: hint]" into buf; true when it has a hint. */
-static bool hresult_describe(const char *ms_hresult, char *buf, size_t size) {
+static bool hresult_describe(const char *ms_hresult, int fail_info, char *buf, size_t size) {
         const char *hint = NULL;
         uint32_t hr;
 
@@ -110,7 +115,8 @@ static bool hresult_describe(const char *ms_hresult, char *buf, size_t size) {
                 snprintf(buf, size, "Microsoft HRESULT %s", ms_hresult);
                 return false;
         }
-        hint = hresult_hint(hr);
+        hint = fail_info == SCEP_FAIL_BAD_CERT_ID && hr == HRESULT_CHALLENGE_UNKNOWN ? HINT_TRANSACTION_UNKNOWN :
+               hresult_hint(hr);
         snprintf(buf, size, "Microsoft HRESULT 0x%08" PRIX32 " (%s)%s%s", hr, ms_hresult,
                  hint ? ": " : "", hint ?: "");
         return hint != NULL;
@@ -140,7 +146,7 @@ void scep_certrep_describe_failure(const ScepCertRep *r, char *buf, size_t size)
         if (r->ms_hresult[0]) {
                 hr[0] = ';';
                 hr[1] = ' ';
-                specific = hresult_describe(r->ms_hresult, hr + 2, sizeof hr - 2);
+                specific = hresult_describe(r->ms_hresult, r->fail_info, hr + 2, sizeof hr - 2);
         }
         /* A known HRESULT says more than the failInfo: its hint replaces the failInfo's. */
         if (r->fail_info >= SCEP_FAIL_BAD_ALG && r->fail_info <= SCEP_FAIL_BAD_CERT_ID)
@@ -154,7 +160,9 @@ void scep_certrep_describe_failure(const ScepCertRep *r, char *buf, size_t size)
 bool scep_certrep_challenge_unknown(const ScepCertRep *r) {
         uint32_t hr;
 
-        if (!r || r->status != SCEP_STATUS_FAILURE || !hresult_value(r->ms_hresult, &hr))
+        /* badCertId: an unknown transaction (a CertPoll's answer), not an unknown challenge. */
+        if (!r || r->status != SCEP_STATUS_FAILURE || r->fail_info == SCEP_FAIL_BAD_CERT_ID ||
+            !hresult_value(r->ms_hresult, &hr))
                 return false;
         return hr == HRESULT_CHALLENGE_UNKNOWN || hr == HRESULT_CHALLENGE_USED;
 }
@@ -351,7 +359,7 @@ void scep_certrep_claim_describe(const ScepCertRepClaim *c, char *buf, size_t si
         if (c->ms_hresult[0]) {
                 hr[0] = ',';
                 hr[1] = ' ';
-                (void) hresult_describe(c->ms_hresult, hr + 2, sizeof hr - 2);
+                (void) hresult_describe(c->ms_hresult, c->fail_info, hr + 2, sizeof hr - 2);
         }
         snprintf(buf, size, "unverified: the reply claims %s%s%s%s", status, type, fail, hr);
 }

@@ -100,13 +100,15 @@ const char *scep_fail_info_to_string(ScepFailInfo f);
  * 0x800B0110 challenge already used, 0x80096004 no challenge sent, 0x80070490 challenge
  * unknown to NDES, 0x80094001 subject refused by the CA, 0x800706BA CA unreachable,
  * 0x80070057 unsupported or malformed message), else the failInfo's (a reused or wrong
- * challenge, clock skew, ...). Always NUL-terminates a non-empty buf. */
+ * challenge, clock skew, ...). 0x80070490 with failInfo badCertId is NDES's answer to a CertPoll
+ * for a transaction it does not hold, and is described so. Always NUL-terminates a non-empty buf. */
 void scep_certrep_describe_failure(const ScepCertRep *r, char *buf, size_t size);
 
 /* True for a verified FAILURE whose HRESULT says NDES did not take the challenge password
  * because it does not know it (0x80070490: expired, cache cleared by a restart, another NDES
  * node) or because it was already used (0x800B0110): a fresh challenge may succeed where this
- * one cannot. False for anything else, NULL included. */
+ * one cannot. False for anything else (0x80070490 with failInfo badCertId: an unknown
+ * transaction), NULL included. */
 bool scep_certrep_challenge_unknown(const ScepCertRep *r);
 
 /* ---- unverified: for diagnostics only ---------------------------------------------------

@@ -85,6 +85,20 @@ if [ -z "${FLEET_MODE:-}" ]; then
                 *) echo "$l" ;;
                 esac
         done
+        # Both runs: what the design buys, as the ratio of their cache-full answers and expiries.
+        c_full= d_full= c_exp= d_exp=
+        for l in "${lines[@]}"; do
+                f=$(sed -n 's/.* \([0-9]*\) cache-full answers.*/\1/p' <<<"$l")
+                e=$(sed -n 's/.* \([0-9]*\) expired,.*/\1/p' <<<"$l")
+                case "$l" in
+                "fleet (control):"*) c_full=$f c_exp=$e ;;
+                "fleet:"*) d_full=$f d_exp=$e ;;
+                esac
+        done
+        if [ -n "$c_full" ] && [ -n "$d_full" ]; then
+                echo "# control/design: cache-full answers $c_full/$d_full ($(awk -v c="$c_full" -v d="$d_full" \
+                        'BEGIN { if (d > 0) printf "%.1f times", c / d; else print "design none" }')), expired $c_exp/$d_exp"
+        fi
         exit "$rc"
 fi
 

@@ -8,6 +8,8 @@
 # PKCSReq with a challenge at once, and the CA's next successor goes straight to a PKCSReq.
 # scep-renewal on a CA whose GetCACaps lacks Renewal: the successor fails with
 # InvalidConfiguration naming the setting, and auto enrolls it with a challenge (a log line).
+# A successor's RenewalReq answered PENDING survives a kill -9 of the broker: its CertPoll
+# after the restart gets the certificate once NDES approves.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
 . "$CB_SOURCE_ROOT/tests/lab/lab.sh"
@@ -83,6 +85,41 @@ out=$(openssl verify -no_check_time -CAfile "$NDES_STATE/ca.crt" "$LAB_DIR/p2.cr
 grep -q "the key kept for its renewal is erased: its successor is issued" "$LAB_DIR/certbrokerd.log" ||
         lab_fail "no log line for the erased key"
 lab_pass "scep-renewal: the successor is issued on a RenewalReq signed by the old certificate, no challenge fetched"
+
+# ---- scep-renewal answered PENDING, the broker killed -9, NDES approves after its restart ----
+# The successor's RenewalReq is held for approval; the broker is killed -9 and started again;
+# the resumed successor polls (CertPoll, no challenge, no new RenewalReq) and is issued once
+# NDES approves it.
+ndes ctl pending=on >/dev/null
+pa=$(enroll_renew alice corp rp.a.example.test)
+lab_wait_for 60 "the first request of the pending chain to be PENDING" bash -c \
+        "[ \"\$(busctl --system get-property $CB_BUS $pa $CB_BUS.Request State)\" = 's \"pending\"' ]"
+ndes approve all >/dev/null
+lab_assert_eq "$(cb_wait alice "$pa" 60)" issued "the first request of the pending chain, approved"
+before=$(admin_gets)
+pb=$(wait_successor "$pa" 30)
+lab_wait_for 60 "the successor's RenewalReq to be PENDING" bash -c \
+        "[ \"\$(busctl --system get-property $CB_BUS $pb $CB_BUS.Request State)\" = 's \"pending\"' ]"
+lab_assert_eq "$(ndes_scep_log_count "type=17 txid=$(cb_prop alice "$pb" TransactionId) .*status=PENDING .*why=renewal-pending-approval")" 1 \
+        "the successor's RenewalReq held for approval"
+kill -9 "$(lab_pid certbrokerd)"
+lab_stop certbrokerd
+broker_check_log
+broker_start
+ndes approve all >/dev/null
+state=$(cb_wait alice "$pb" 90)
+[ "$state" = issued ] || lab_fail "the pending successor after kill -9 ended '$state': $(cb_prop alice "$pb" ErrorMessage)"
+cb alice call "$CB_BUS" "$pb" "$CB_BUS.Request" StopRenewal >/dev/null
+lab_assert_eq "$(ndes_scep_log_count "type=17 txid=$(cb_prop alice "$pb" TransactionId) ")" 1 "the successor's RenewalReqs"
+lab_assert_eq "$(ndes_scep_log_count "type=19 txid=$(cb_prop alice "$pb" TransactionId) ")" 0 "the successor's PKCSReqs"
+[ "$(ndes_scep_log_count "type=20 txid=$(cb_prop alice "$pb" TransactionId) .*status=SUCCESS")" -ge 1 ] || lab_fail "no CertPoll answered SUCCESS for the successor"
+lab_assert_eq "$(admin_gets)" "$before" "challenges fetched for the pending RenewalReq and its polls"
+lab_assert_eq "$(kept "$pa")" 0 "the predecessor's kept key once its pending successor is issued"
+lab_assert_eq "$(subject_of "$pb")" "$(subject_of "$pa")" "the pending successor's subject"
+[ "$(pubkey_of "$pa")" != "$(pubkey_of "$pb")" ] || lab_fail "the pending successor reuses the old key"
+lab_assert_eq "$(cb_prop alice "$pb" Warning)" "" "Warning of the pending successor"
+ndes ctl pending=off >/dev/null
+lab_pass "scep-renewal: a RenewalReq answered PENDING is polled after kill -9 and issued once NDES approves"
 
 # ---- auto: the CA refuses RenewalReq: a PKCSReq with a challenge, remembered for the CA ----
 ndes ctl renewal=refuse >/dev/null

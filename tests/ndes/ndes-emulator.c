@@ -828,6 +828,23 @@ static void handle_renewalreq(const Config *c, Authority *a, const ScepRequest *
                                  "renewal-template-differs" };
                 goto finish;
         }
+        if (c->pending) {
+                /* Held for approval like a PKCSReq (pending=on): CertPoll finds it, approve
+                 * issues it from the CSR. */
+                char txid_name[128], csr_name[128];
+                X509_free(o->issued);
+                o->issued = NULL;
+                txid_file(req->transaction_id, "txid", txid_name, sizeof txid_name);
+                txid_file(req->transaction_id, "csr", csr_name, sizeof csr_name);
+                if (state_write(arg_state, txid_name, req->transaction_id, strlen(req->transaction_id), 0644) < 0 ||
+                    state_write(arg_state, csr_name, req->inner, req->inner_size, 0644) < 0) {
+                        *o = (Outcome) { SCEP_STATUS_FAILURE, SCEP_FAIL_BADREQUEST, HR_INVALID_ARG, NULL, "store-failed" };
+                        goto finish;
+                }
+                o->status = SCEP_STATUS_PENDING;
+                o->why = "renewal-pending-approval";
+                goto finish;
+        }
         (void) write_issued(o->issued);
         o->status = SCEP_STATUS_SUCCESS;
         o->why = "renewed";

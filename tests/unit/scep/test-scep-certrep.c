@@ -616,6 +616,20 @@ static void test_hresult_hints(void **state) {
                 strcpy(r.ms_hresult, "-2146762480");
                 scep_certrep_describe_failure(&r, small, sizeof small);
                 assert_non_null(strstr(small, "without a failInfo; Microsoft HRESULT 0x800B0110"));
+                /* 0x80070490 with badCertId answers a CertPoll: an unknown transaction, not an
+                 * unknown challenge. */
+                {
+                        ScepCertRep poll = { .status = SCEP_STATUS_FAILURE, .fail_info = SCEP_FAIL_BAD_CERT_ID,
+                                             .ms_hresult = "-2147023728" };
+                        char t[512];
+                        scep_certrep_describe_failure(&poll, t, sizeof t);
+                        print_message("badCertId: %s\n", t);
+                        assert_non_null(strstr(t, "badCertId (4)"));
+                        assert_non_null(strstr(t, "0x80070490"));
+                        assert_non_null(strstr(t, "does not know the transaction"));
+                        assert_null(strstr(t, "challenge"));
+                        assert_false(scep_certrep_challenge_unknown(&poll));
+                }
                 assert_non_null(strstr(small, "already used"));
                 assert_true(scep_certrep_challenge_unknown(&r));
         }
