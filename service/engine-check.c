@@ -57,7 +57,7 @@ typedef struct Check {
 } Check;
 
 static void check_free(Check *k) {
-        Engine *e = E(k->manager);
+        Engine *e = manager_engine(k->manager);
 
         for (Check **p = &e->checks; *p; p = &(*p)->next)
                 if (*p == k) {
@@ -336,7 +336,7 @@ static CheckNext check_step_keytab(Check *k, const CbCa *c) {
 }
 
 static CheckNext check_step_tgt(Check *k, const CbCa *c) {
-        Engine *e = E(k->manager);
+        Engine *e = manager_engine(k->manager);
         CredentialState st;
         const char *m = NULL;
         char detail[1024];
@@ -361,9 +361,9 @@ static CheckNext check_step_tgt(Check *k, const CbCa *c) {
 }
 
 static CheckNext check_step_service_ticket(Check *k, const CbCa *c) {
-        Engine *e = E(k->manager);
+        Engine *e = manager_engine(k->manager);
         char detail[1024];
-        int q;
+        int r;
 
         k->step++;
         if (!e->creds) {
@@ -371,16 +371,16 @@ static CheckNext check_step_service_ticket(Check *k, const CbCa *c) {
                 return CHECK_CONTINUE;
         }
         k->server_first_row = k->server == 0 ? k->n_rows : k->server_first_row;
-        q = krb5_creds_ensure_service(e->creds, ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server),
+        r = krb5_creds_ensure_service(e->creds, ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server),
                                       check_on_service, k, &k->wait);
-        if (q == 0)
+        if (r == 0)
                 return CHECK_WAIT;
-        if (q > 0) {
+        if (r > 0) {
                 snprintf(detail, sizeof detail, "ticket for HTTP/%s",
                          ca_server_admin_host(c, k->server) ?: ca_server_host(c, k->server));
                 check_add(k, "service-ticket", "ok", detail);
         } else
-                check_add(k, "service-ticket", "fail", strerror(-q));
+                check_add(k, "service-ticket", "fail", strerror(-r));
         return CHECK_CONTINUE;
 }
 
@@ -388,7 +388,7 @@ static CheckNext check_step_service_ticket(Check *k, const CbCa *c) {
 static CheckNext check_step_http(Check *k, const CbCa *c) {
         const CbConfig *cfg = k->manager->config;
         _cleanup_free_ char *url = NULL, *why = NULL;
-        int q;
+        int r;
 
         if (asprintf(&url, "%s?operation=%s", ca_server_url(c, k->server),
                      k->step == CHECK_STEP_GETCACAPS ? "GetCACaps" : "GetCACert") < 0) {
@@ -402,9 +402,9 @@ static CheckNext check_step_http(Check *k, const CbCa *c) {
                 .trust_anchors = c->trust_anchors,
                 .timeout_usec = c->timeout_usec,
         };
-        q = http_client_start(E(k->manager)->http, &o, check_on_http, k, &k->http, &why);
-        if (q < 0) {
-                check_add(k, k->step == CHECK_STEP_GETCACAPS ? "tls" : "getcacert", "fail", why ?: strerror(-q));
+        r = http_client_start(manager_engine(k->manager)->http, &o, check_on_http, k, &k->http, &why);
+        if (r < 0) {
+                check_add(k, k->step == CHECK_STEP_GETCACAPS ? "tls" : "getcacert", "fail", why ?: strerror(-r));
                 return CHECK_CONTINUE;
         }
         return CHECK_WAIT;
@@ -432,17 +432,17 @@ static void check_challenge_busy(const ChallengeFetcher *f, char *buf, size_t si
 
 static CheckNext check_step_challenge(Check *k, const CbCa *c) {
         ChallengeFetcher *f;
-        int q;
+        int r;
 
         if (!k->want_challenge || c->challenge != CB_CHALLENGE_MSCEP_ADMIN) {
                 if (k->want_challenge)
                         check_add(k, "challenge", "skip", "the CA does not use mscep_admin");
                 return CHECK_SERVER_DONE;
         }
-        f = k->server < CB_CA_SERVERS_MAX ? CE(k->ca)->fetchers[k->server] : NULL;
+        f = k->server < CB_CA_SERVERS_MAX ? ca_engine(k->ca)->fetchers[k->server] : NULL;
         k->step++;
         if (!f) {
-                check_add(k, "challenge", "fail", E(k->manager)->krb5_error ?: "no Kerberos credentials");
+                check_add(k, "challenge", "fail", manager_engine(k->manager)->krb5_error ?: "no Kerberos credentials");
                 return CHECK_CONTINUE;
         }
         if (!challenge_fetcher_can_start_now(f)) {
@@ -456,9 +456,9 @@ static CheckNext check_step_challenge(Check *k, const CbCa *c) {
         }
         /* Fresh: the step checks what the page answers now. The handler may run (and free k)
          * before this returns. */
-        q = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);
-        if (q < 0) {
-                check_add(k, "challenge", "fail", strerror(-q));
+        r = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);
+        if (r < 0) {
+                check_add(k, "challenge", "fail", strerror(-r));
                 return CHECK_CONTINUE;
         }
         return CHECK_WAIT;
@@ -528,7 +528,7 @@ CheckAdmission engine_ca_check_admit(Manager *m, CaState *ca, uid_t uid, bool wa
         unsigned total = 0, mine = 0;
         uint64_t retry = 0, now;
 
-        for (Check *k = E(m)->checks; k; k = k->next) {
+        for (Check *k = manager_engine(m)->checks; k; k = k->next) {
                 total++;
                 if (k->uid == uid)
                         mine++;
@@ -539,17 +539,17 @@ CheckAdmission engine_ca_check_admit(Manager *m, CaState *ca, uid_t uid, bool wa
                 return CHECK_UID_BUSY;
         if (uid == 0 || !want_challenge)
                 return CHECK_ADMITTED;
-        if (!CE(ca)->check_challenge_limit &&
-            uid_limit_new(1, CHECK_CHALLENGE_INTERVAL_USEC, 65536, false, &CE(ca)->check_challenge_limit) < 0)
+        if (!ca_engine(ca)->check_challenge_limit &&
+            uid_limit_new(1, CHECK_CHALLENGE_INTERVAL_USEC, 65536, false, &ca_engine(ca)->check_challenge_limit) < 0)
                 return CHECK_TOO_MANY;
         now = monotonic_usec();
-        if (!uid_limit_take(CE(ca)->check_challenge_limit, uid, now, NULL, &retry)) {
+        if (!uid_limit_take(ca_engine(ca)->check_challenge_limit, uid, now, NULL, &retry)) {
                 if (ret_retry_usec)
                         *ret_retry_usec = retry > now ? retry - now : 0;
                 return CHECK_CHALLENGE_RATE;
         }
         /* Forget uids whose interval has passed, so the table follows the active ones. */
-        uid_limit_sweep(CE(ca)->check_challenge_limit, now, NULL, NULL);
+        uid_limit_sweep(ca_engine(ca)->check_challenge_limit, now, NULL, NULL);
         return CHECK_ADMITTED;
 }
 
@@ -565,8 +565,8 @@ int engine_ca_check(Manager *m, CaState *ca, bool want_challenge, uid_t uid, Che
         k->complete = complete;
         k->userdata = userdata;
         k->want_challenge = want_challenge;
-        k->next = E(m)->checks;
-        E(m)->checks = k;
+        k->next = manager_engine(m)->checks;
+        manager_engine(m)->checks = k;
         log_debug("CA.Check of %s by uid %u started%s", ca->name, (unsigned) uid,
                   want_challenge ? ", with the challenge" : "");
         check_run(k);
@@ -574,7 +574,7 @@ int engine_ca_check(Manager *m, CaState *ca, bool want_challenge, uid_t uid, Che
 }
 
 void engine_checks_abort(Manager *m, CaState *ca) {
-        for (Check *k = E(m)->checks, *next; k; k = next) {
+        for (Check *k = manager_engine(m)->checks, *next; k; k = next) {
                 next = k->next;
                 if (!ca || k->ca == ca)
                         check_abort(k);
@@ -582,8 +582,8 @@ void engine_checks_abort(Manager *m, CaState *ca) {
 }
 
 void engine_checks_free(Manager *m) {
-        while (E(m)->checks) {
-                Check *k = E(m)->checks;
+        while (manager_engine(m)->checks) {
+                Check *k = manager_engine(m)->checks;
                 k->complete(NULL, 0, k->userdata);
                 check_free(k);
         }

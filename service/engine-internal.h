@@ -63,11 +63,11 @@ typedef struct CaEngine {
 
 DEFINE_POINTER_CLEANUP(ScepCACerts, scep_cacerts_free)
 
-static inline Engine *E(Manager *m) { return m->engine; }
-static inline CaEngine *CE(CaState *ca) { return ca->engine; }
+static inline Engine *manager_engine(Manager *m) { return m->engine; }
+static inline CaEngine *ca_engine(CaState *ca) { return ca->engine; }
 /* Server i of the CA (the first when i is out of range: a Reload removed servers). */
-static inline CaMeta *CM(CaState *ca, size_t i) {
-        return &CE(ca)->meta[i < CB_CA_SERVERS_MAX ? i : 0];
+static inline CaMeta *ca_meta(CaState *ca, size_t i) {
+        return &ca_engine(ca)->meta[i < CB_CA_SERVERS_MAX ? i : 0];
 }
 static inline const char *ca_server_url(const CbCa *c, size_t i) {
         return i < c->n_servers ? c->server_urls[i] : c->url;

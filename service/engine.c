@@ -99,18 +99,18 @@ typedef struct Attempt {
 
 
 /* The metadata of the attempt's server. */
-static CaMeta *request_meta(Request *r) {
-        CaState *ca = request_ca_state(r);
-        Attempt *a = r->engine;
+static CaMeta *attempt_meta(Request *req) {
+        CaState *ca = request_ca_state(req);
+        Attempt *a = req->engine;
 
-        return ca ? CM(ca, a ? a->server : 0) : NULL;
+        return ca ? ca_meta(ca, a ? a->server : 0) : NULL;
 }
 
-static ChallengeFetcher *request_fetcher(Request *r) {
-        CaState *ca = request_ca_state(r);
-        Attempt *a = r->engine;
+static ChallengeFetcher *attempt_fetcher(Request *req) {
+        CaState *ca = request_ca_state(req);
+        Attempt *a = req->engine;
 
-        return ca && a && a->server < CB_CA_SERVERS_MAX ? CE(ca)->fetchers[a->server] : NULL;
+        return ca && a && a->server < CB_CA_SERVERS_MAX ? ca_engine(ca)->fetchers[a->server] : NULL;
 }
 
 /* ---- per-request bookkeeping ---- */
@@ -135,23 +135,23 @@ static void attempt_free(Attempt *a) {
         free(a);
 }
 
-static void request_end_attempt(Request *r) {
-        Attempt *a = r->engine;
+static void attempt_end(Request *req) {
+        Attempt *a = req->engine;
 
         if (!a)
                 return;
         if (a->transport_job)
-                (void) key_pool_cancel(r->manager->pool, a->transport_job);
-        r->engine = NULL;
+                (void) key_pool_cancel(req->manager->pool, a->transport_job);
+        req->engine = NULL;
         attempt_free(a);
 }
 
-static void meta_waiter_remove(CaState *ca, Request *r) {
-        if (!ca || !CE(ca))
+static void meta_waiter_remove(CaState *ca, Request *req) {
+        if (!ca || !ca_engine(ca))
                 return;
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
-                for (MetaWaiter **p = &CM(ca, i)->meta_waiters; *p;)
-                        if ((*p)->request == r) {
+                for (MetaWaiter **p = &ca_meta(ca, i)->meta_waiters; *p;)
+                        if ((*p)->request == req) {
                                 MetaWaiter *w = *p;
                                 *p = w->next;
                                 free(w);
@@ -159,16 +159,16 @@ static void meta_waiter_remove(CaState *ca, Request *r) {
                                 p = &(*p)->next;
 }
 
-void engine_request_stop(Request *r) {
-        CaState *ca = request_ca_state(r);
+void engine_request_stop(Request *req) {
+        CaState *ca = request_ca_state(req);
 
-        meta_waiter_remove(ca, r);
-        request_end_attempt(r);
-        if (r->key_job) {
-                (void) key_pool_cancel(r->manager->pool, r->key_job);
-                r->key_job = 0;
+        meta_waiter_remove(ca, req);
+        attempt_end(req);
+        if (req->key_job) {
+                (void) key_pool_cancel(req->manager->pool, req->key_job);
+                req->key_job = 0;
         }
-        r->timer = sd_event_source_disable_unref(r->timer);
+        req->timer = sd_event_source_disable_unref(req->timer);
 }
 
 /* An attempt failed with a transport outcome: retried or ended by request.c. A server that is
@@ -177,37 +177,37 @@ void engine_request_stop(Request *r) {
  * ChallengeUnavailable; each server has its own cache) is passed over for FailbackAfter=; an
  * enrollment that has nothing at that server (no PKCSReq in doubt, not PENDING there) goes at
  * once to another server of the CA that is not. */
-static void attempt_failed(Request *r, TransportOutcome outcome, const char *message) {
-        const CbCa *c = request_ca_config(r);
-        CaState *ca = request_ca_state(r);
-        Attempt *a = r->engine;
+static void attempt_failed(Request *req, TransportOutcome outcome, const char *message) {
+        const CbCa *c = request_ca_config(req);
+        CaState *ca = request_ca_state(req);
+        Attempt *a = req->engine;
         uint64_t now = now_usec();
 
         if (a && c && ca && c->n_servers > 1 &&
             (outcome == TRANSPORT_CA_UNREACHABLE || outcome == TRANSPORT_TIMEOUT ||
              outcome == TRANSPORT_CHALLENGE_UNAVAILABLE)) {
                 size_t from = a->server;
-                CE(ca)->servers.n = c->n_servers;
-                if (!ca_servers_passed_over(&CE(ca)->servers, from, now))
+                ca_engine(ca)->servers.n = c->n_servers;
+                if (!ca_servers_passed_over(&ca_engine(ca)->servers, from, now))
                         log_notice("CA %s: server %s is passed over for %llu s: %s", c->name, ca_server_host(c, from),
                                    (unsigned long long) (c->failback_usec / 1000000), message ?: "no answer");
-                ca_servers_failed(&CE(ca)->servers, from, now, c->failback_usec);
-                if (!a->polling && r->rec->submitted == 0 && r->rec->state != REQUEST_PENDING &&
-                    ca_servers_other_usable(&CE(ca)->servers, from, now)) {
-                        request_end_attempt(r);
-                        (void) engine_request_start(r);
-                        if (r->engine)
-                                log_info("Request %s: %s failed; trying server %s of CA %s.", r->rec->id,
+                ca_servers_failed(&ca_engine(ca)->servers, from, now, c->failback_usec);
+                if (!a->polling && req->rec->submitted == 0 && req->rec->state != REQUEST_PENDING &&
+                    ca_servers_other_usable(&ca_engine(ca)->servers, from, now)) {
+                        attempt_end(req);
+                        (void) engine_request_start(req);
+                        if (req->engine)
+                                log_info("Request %s: %s failed; trying server %s of CA %s.", req->rec->id,
                                          ca_server_host(c, from),
-                                         ca_server_host(c, r->engine->server), c->name);
+                                         ca_server_host(c, req->engine->server), c->name);
                         return;
                 }
         }
-        request_attempt_failed(r, broker_error_from_transport(outcome), message);
+        request_attempt_failed(req, broker_error_from_transport(outcome), message);
 }
 
-static void end_failed(Request *r, BrokerError error, const char *message) {
-        request_end(r, REQUEST_FAILED, error, NULL, message);
+static void end_failed(Request *req, BrokerError error, const char *message) {
+        request_end(req, REQUEST_FAILED, error, NULL, message);
 }
 
 /* ---- certificates to strings ---- */
@@ -242,199 +242,199 @@ static char *serial_hex(X509 *x) {
 
 /* ---- the steps ---- */
 
-static void step_key(Request *r);
-static void step_transport_key(Request *r);
-static void step_meta(Request *r);
-static void step_submit(Request *r);
-static void step_challenge(Request *r);
-static void step_pkioperation(Request *r);
+static void step_key(Request *req);
+static void step_transport_key(Request *req);
+static void step_meta(Request *req);
+static void step_submit(Request *req);
+static void step_challenge(Request *req);
+static void step_pkioperation(Request *req);
 static void ca_meta_fetch(CaMeta *cm);
 
 /* The NDES server for a new attempt: the one that has the request's transaction (PENDING, or a
  * PKCSReq in doubt: its CertPolls must go where the PKCSReq went), else the CA's choice
  * (ca-servers.h). */
-static size_t attempt_choose_server(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        CaState *ca = request_ca_state(r);
+static size_t attempt_choose_server(Request *req) {
+        const CbCa *c = request_ca_config(req);
+        CaState *ca = request_ca_state(req);
         int i;
 
         if (!c || !ca || c->n_servers <= 1)
                 return 0;
-        if (r->rec->state == REQUEST_PENDING || (r->rec->submitted != 0 && !r->recovery_resubmit)) {
-                i = cb_ca_server_index(c, r->rec->server);
+        if (req->rec->state == REQUEST_PENDING || (req->rec->submitted != 0 && !req->recovery_resubmit)) {
+                i = cb_ca_server_index(c, req->rec->server);
                 if (i >= 0)
                         return (size_t) i;
-                if (r->rec->server && *r->rec->server)
+                if (req->rec->server && *req->rec->server)
                         log_warning("Request %s: its transaction went to %s, which is no longer in URL= of CA %s; "
-                                    "asking %s instead.", r->rec->id, r->rec->server, c->name, c->url);
+                                    "asking %s instead.", req->rec->id, req->rec->server, c->name, c->url);
                 return 0;
         }
-        CE(ca)->servers.n = c->n_servers;
-        return ca_servers_pick(&CE(ca)->servers, now_usec(), c->round_robin);
+        ca_engine(ca)->servers.n = c->n_servers;
+        return ca_servers_pick(&ca_engine(ca)->servers, now_usec(), c->round_robin);
 }
 
-static Attempt *attempt_begin(Request *r) {
-        Attempt *a = r->engine;
+static Attempt *attempt_begin(Request *req) {
+        Attempt *a = req->engine;
 
         if (a)
                 return a;
         a = calloc(1, sizeof(*a));
         if (!a)
                 return NULL;
-        a->request = r;
-        a->server = attempt_choose_server(r);
-        const CbCa *c = request_ca_config(r);
+        a->request = req;
+        a->server = attempt_choose_server(req);
+        const CbCa *c = request_ca_config(req);
         if (c && c->n_servers > 1)
                 a->server_url = strdup(ca_server_url(c, a->server));   /* NULL: kept by index */
-        r->engine = a;
+        req->engine = a;
         return a;
 }
 
 static void on_key_ready(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
-        Request *r = userdata;
-        int q;
+        Request *req = userdata;
+        int r;
 
-        r->key_job = 0;
+        req->key_job = 0;
         if (error < 0) {
-                request_attempt_failed_errno(r, error, "Cannot generate the private key");
+                request_attempt_failed_errno(req, error, "Cannot generate the private key");
                 return;
         }
-        q = request_keep_key(r, key);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot store the private key (encrypted) in the journal");
+        r = request_keep_key(req, key);
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot store the private key (encrypted) in the journal");
                 return;
         }
-        step_transport_key(r);
+        step_transport_key(req);
 }
 
-static void step_key(Request *r) {
-        Attempt *a = attempt_begin(r);
+static void step_key(Request *req) {
+        Attempt *a = attempt_begin(req);
         KeyType t;
-        int q;
+        int r;
 
         if (!a) {
-                request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
+                request_attempt_failed_errno(req, -ENOMEM, "Out of memory");
                 return;
         }
-        if (r->key) {
-                step_transport_key(r);
+        if (req->key) {
+                step_transport_key(req);
                 return;
         }
-        if (r->rec->key_available) {
+        if (req->rec->key_available) {
                 /* Resumed after a restart: the key is in the journal, encrypted. */
-                q = request_load_key(r);
-                if (q < 0) {
-                        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
+                r = request_load_key(req);
+                if (r < 0) {
+                        end_failed(req, BROKER_ERROR_PROTOCOL_ERROR,
                                        "The stored private key cannot be decrypted (wrong or replaced store key?); "
                                        "enroll again.");
                         return;
                 }
-                step_transport_key(r);
+                step_transport_key(req);
                 return;
         }
 
-        t = key_type_from_string(r->rec->key);
+        t = key_type_from_string(req->rec->key);
         if (t < 0) {
-                end_failed(r, BROKER_ERROR_INVALID_ARGUMENT, "Unknown key type in the journal.");
+                end_failed(req, BROKER_ERROR_INVALID_ARGUMENT, "Unknown key type in the journal.");
                 return;
         }
-        EVP_PKEY *pooled = key_pool_take(r->manager->pool, t);
+        EVP_PKEY *pooled = key_pool_take(req->manager->pool, t);
         if (pooled) {
-                q = request_keep_key(r, pooled);
-                if (q < 0) {
-                        request_attempt_failed_errno(r, q, "Cannot store the private key (encrypted) in the journal");
+                r = request_keep_key(req, pooled);
+                if (r < 0) {
+                        request_attempt_failed_errno(req, r, "Cannot store the private key (encrypted) in the journal");
                         return;
                 }
-                step_transport_key(r);
+                step_transport_key(req);
                 return;
         }
-        q = key_pool_generate_async_for(r->manager->pool, t, r->rec->owner, on_key_ready, r, &r->key_job);
-        if (q < 0)
-                request_attempt_failed_errno(r, q, "Cannot start generating the private key");
+        r = key_pool_generate_async_for(req->manager->pool, t, req->rec->owner, on_key_ready, req, &req->key_job);
+        if (r < 0)
+                request_attempt_failed_errno(req, r, "Cannot start generating the private key");
 }
 
 /* SCEP encrypts the CertRep to the signer certificate's key, which must do key transport: an
  * EC request signs its PKCS#10 with its own key but wraps the exchange in a self-signed
  * certificate of a transient RSA key (from the pool, or made on the pool's worker). */
 static void on_transport_key(KeyPool *pool, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
-        Request *r = userdata;
-        Attempt *a = r->engine;
+        Request *req = userdata;
+        Attempt *a = req->engine;
 
         a->transport_job = 0;
         if (error < 0) {
-                request_attempt_failed_errno(r, error, "Cannot generate the RSA transport key");
+                request_attempt_failed_errno(req, error, "Cannot generate the RSA transport key");
                 return;
         }
         a->transport_key = key;
-        step_meta(r);
+        step_meta(req);
 }
 
-static void step_transport_key(Request *r) {
-        Attempt *a = r->engine;
-        int q;
+static void step_transport_key(Request *req) {
+        Attempt *a = req->engine;
+        int r;
 
-        if (EVP_PKEY_get_base_id(r->key) == EVP_PKEY_RSA || a->transport_key) {
-                step_meta(r);
+        if (EVP_PKEY_get_base_id(req->key) == EVP_PKEY_RSA || a->transport_key) {
+                step_meta(req);
                 return;
         }
-        a->transport_key = key_pool_take(r->manager->pool, KEY_TYPE_RSA_2048);
+        a->transport_key = key_pool_take(req->manager->pool, KEY_TYPE_RSA_2048);
         if (a->transport_key) {
-                step_meta(r);
+                step_meta(req);
                 return;
         }
-        q = key_pool_generate_async_for(r->manager->pool, KEY_TYPE_RSA_2048, r->rec->owner, on_transport_key, r,
+        r = key_pool_generate_async_for(req->manager->pool, KEY_TYPE_RSA_2048, req->rec->owner, on_transport_key, req,
                                         &a->transport_job);
-        if (q < 0)
-                request_attempt_failed_errno(r, q, "Cannot start generating the RSA transport key");
+        if (r < 0)
+                request_attempt_failed_errno(req, r, "Cannot start generating the RSA transport key");
 }
 
-static void step_meta(Request *r) {
-        CaState *ca = request_ca_state(r);
+static void step_meta(Request *req) {
+        CaState *ca = request_ca_state(req);
         MetaWaiter *w;
 
         if (!ca) {
-                end_failed(r, BROKER_ERROR_UNKNOWN_CA,
+                end_failed(req, BROKER_ERROR_UNKNOWN_CA,
                                "The request's CA is no longer configured (removed by a reload).");
                 return;
         }
-        CaMeta *cm = request_meta(r);
+        CaMeta *cm = attempt_meta(req);
         if (cm->certs && cm->have_caps) {
-                step_submit(r);
+                step_submit(req);
                 return;
         }
         w = calloc(1, sizeof(*w));
         if (!w) {
-                request_attempt_failed_errno(r, -ENOMEM, "Out of memory");
+                request_attempt_failed_errno(req, -ENOMEM, "Out of memory");
                 return;
         }
-        w->request = r;
+        w->request = req;
         w->next = cm->meta_waiters;
         cm->meta_waiters = w;
         if (!cm->meta_http)
                 ca_meta_fetch(cm);
 }
 
-static void recovery_resubmit(Request *r, bool unknown, const char *why);
+static void recovery_resubmit(Request *req, bool unknown, const char *why);
 
 /* Marks the request submitting (one network attempt) and goes on to the challenge. */
-static void step_submit(Request *r) {
-        Attempt *a = r->engine;
+static void step_submit(Request *req) {
+        Attempt *a = req->engine;
 
-        if (r->recovery_resubmit && r->rec->submitted == 0)
-                r->recovery_resubmit = false;  /* no longer in doubt (an answer came meanwhile) */
-        if (r->recovery_resubmit && !a->polling && r->rec->submitted != 0) {
+        if (req->recovery_resubmit && req->rec->submitted == 0)
+                req->recovery_resubmit = false;  /* no longer in doubt (an answer came meanwhile) */
+        if (req->recovery_resubmit && !a->polling && req->rec->submitted != 0) {
                 /* The CA answered GetCACaps just now (step_meta()), but never a CertPoll. */
                 char why[128];
-                snprintf(why, sizeof why, "no CertRep to %u CertPolls while GetCACaps was answered", r->recovery_polls);
-                r->recovery_resubmit = false;
-                r->recovery_polls = 0;
-                request_end_attempt(r);
-                recovery_resubmit(r, false, why);
+                snprintf(why, sizeof why, "no CertRep to %u CertPolls while GetCACaps was answered", req->recovery_polls);
+                req->recovery_resubmit = false;
+                req->recovery_polls = 0;
+                attempt_end(req);
+                recovery_resubmit(req, false, why);
                 return;
         }
 
-        request_begin_attempt(r, a->polling);
-        step_challenge(r);
+        request_begin_attempt(req, a->polling);
+        step_challenge(req);
 }
 
 /* Trust on first use, for a CA without CAFingerprint=: the mscep_admin page, fetched with
@@ -459,10 +459,10 @@ static void attempt_give_back_challenge(Attempt *a, ChallengeFetcher *f) {
         challenge_fetcher_keep_spare(f, &spare);
 }
 
-static int thumbprint_check(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        CaMeta *cm = request_meta(r);
-        Attempt *a = r->engine;
+static int thumbprint_check(Request *req) {
+        const CbCa *c = request_ca_config(req);
+        CaMeta *cm = attempt_meta(req);
+        Attempt *a = req->engine;
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
         char ours[2 * EVP_MAX_MD_SIZE + 1] = "", msg[1024];
@@ -478,7 +478,7 @@ static int thumbprint_check(Request *r) {
                 snprintf(ours + 2 * i, 3, "%02x", md[i]);
         if (strcmp(ours, a->thumbprint) == 0) {
                 /* Authenticated: GetTrustAnchors may offer it for the trust store. */
-                CaState *ca = request_ca_state(r);
+                CaState *ca = request_ca_state(req);
                 if (ca && ca_set_trust_authenticated(ca, cm->certs->ca_fingerprint))
                         manager_notify_ca_changed(ca);
                 return 1;
@@ -486,16 +486,16 @@ static int thumbprint_check(Request *r) {
 
         if (!cm->meta_http)
                 cm->certs = scep_cacerts_free(cm->certs);
-        if (!r->thumbprint_retried) {
+        if (!req->thumbprint_retried) {
                 /* Perhaps a CA certificate renewed since we fetched it: fetch it again, once.
                  * The challenge is good: it serves the next try instead of being thrown away. */
-                r->thumbprint_retried = true;
+                req->thumbprint_retried = true;
                 log_notice("Request %s: the CA certificate from GetCACert (MD5 %s) is not the one %s shows (%s); "
-                           "fetching the CA's certificates again.", r->rec->id, ours, ca_server_admin_url(c, a->server),
+                           "fetching the CA's certificates again.", req->rec->id, ours, ca_server_admin_url(c, a->server),
                            a->thumbprint);
-                attempt_give_back_challenge(a, request_fetcher(r));
-                request_end_attempt(r);
-                (void) engine_request_start(r);
+                attempt_give_back_challenge(a, attempt_fetcher(req));
+                attempt_end(req);
+                (void) engine_request_start(req);
                 return 0;
         }
         snprintf(msg, sizeof msg, "The CA certificate from GetCACert at %s (MD5 thumbprint %s) is not the one NDES's "
@@ -505,47 +505,47 @@ static int thumbprint_check(Request *r) {
                  ca_server_admin_url(c, a->server), a->thumbprint);
         /* Its page vouched for another CA: not kept for anyone (it stays counted at NDES, freed
          * with the attempt). */
-        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);
+        end_failed(req, BROKER_ERROR_PROTOCOL_ERROR, msg);
         return 0;
 }
 
 static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userdata) {
-        Request *r = userdata;
-        Attempt *a = r->engine;
+        Request *req = userdata;
+        Attempt *a = req->engine;
 
         a->fetch = NULL;
         if (res->outcome != TRANSPORT_OK) {
                 /* The cache-full page's message quotes NDES's sentence (challenge-fetch.c). */
                 if (res->outcome == TRANSPORT_CHALLENGE_UNAVAILABLE && res->http_code == 200 && res->message &&
                     strstr(res->message, "The password cache is full."))
-                        metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_CACHE_FULL);
+                        metrics_count_ndes(req->manager, req->rec->ca, METRICS_NDES_CACHE_FULL);
                 else if (res->outcome == TRANSPORT_CHALLENGE_DENIED)
-                        metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_PERMISSION);
+                        metrics_count_ndes(req->manager, req->rec->ca, METRICS_NDES_PERMISSION);
                 else if (res->http_code > 0 && res->http_code != 200)
-                        metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
-                attempt_failed(r, res->outcome, res->message);
+                        metrics_count_ndes(req->manager, req->rec->ca, METRICS_NDES_HTTP_ERROR);
+                attempt_failed(req, res->outcome, res->message);
                 return;
         }
         if (res->anonymous) {
-                CaEngine *ce = CE(request_ca_state(r));
+                CaEngine *ce = ca_engine(request_ca_state(req));
                 /* The server's weakness, not ours: the enrollment goes on, said once per load. */
                 if (!ce->warned_anonymous) {
-                        const CbCa *c = request_ca_config(r);
+                        const CbCa *c = request_ca_config(req);
                         _cleanup_free_ char *hint = challenge_anonymous_hint(
                                         c ? ca_server_admin_host(c, a->server) : NULL,
                                         c ? ca_server_admin_url(c, a->server) : NULL);
                         log_warning("CA %s: mscep_admin answered without authentication: %s",
-                                    request_ca_state(r)->name, hint ?: "disable Anonymous Authentication");
+                                    request_ca_state(req)->name, hint ?: "disable Anonymous Authentication");
                         ce->warned_anonymous = true;
                 }
         }
         challenge_secret_free(a->challenge);
         a->challenge = TAKE_PTR(res->secret);
-        challenge_secret_set_request(a->challenge, r->rec->id);        /* for a restart */
+        challenge_secret_set_request(a->challenge, req->rec->id);        /* for a restart */
         memcpy(a->thumbprint, res->thumbprint, sizeof a->thumbprint);
         a->multi_use = res->multi_use;
         a->validity_minutes = res->validity_minutes;
-        step_pkioperation(r);
+        step_pkioperation(req);
 }
 
 static int read_static_challenge(const char *path, ChallengeSecret **ret, char *msg, size_t msgsize) {
@@ -553,18 +553,18 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
         _cleanup_close_ int fd = -1;
         struct stat st;
         ssize_t n;
-        int q;
+        int r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
         if (fd < 0) {
-                q = -errno;
-                snprintf(msg, msgsize, "Cannot open ChallengeFile %s: %s", path, strerror(-q));
-                return q;
+                r = -errno;
+                snprintf(msg, msgsize, "Cannot open ChallengeFile %s: %s", path, strerror(-r));
+                return r;
         }
         if (fstat(fd, &st) < 0) {
-                q = -errno;
-                snprintf(msg, msgsize, "Cannot stat ChallengeFile %s: %s", path, strerror(-q));
-                return q;
+                r = -errno;
+                snprintf(msg, msgsize, "Cannot stat ChallengeFile %s: %s", path, strerror(-r));
+                return r;
         }
         if (!S_ISREG(st.st_mode) || (st.st_mode & 0077) != 0) {
                 snprintf(msg, msgsize, "ChallengeFile %s must be a regular file readable by its owner only "
@@ -573,9 +573,9 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
         }
         n = read(fd, buf, sizeof buf - 1);
         if (n < 0) {
-                q = -errno;
-                snprintf(msg, msgsize, "Cannot read ChallengeFile %s: %s", path, strerror(-q));
-                return q;
+                r = -errno;
+                snprintf(msg, msgsize, "Cannot read ChallengeFile %s: %s", path, strerror(-r));
+                return r;
         }
         while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
                 n--;
@@ -585,42 +585,42 @@ static int read_static_challenge(const char *path, ChallengeSecret **ret, char *
                          path, CHALLENGE_SIZE_MAX);
                 return -EINVAL;
         }
-        q = challenge_secret_new(buf, (size_t) n, ret);
+        r = challenge_secret_new(buf, (size_t) n, ret);
         secret_erase(buf, sizeof buf);
-        if (q < 0)
+        if (r < 0)
                 snprintf(msg, msgsize, "Out of memory");
-        return q;
+        return r;
 }
 
 static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubject **ret_subject);
 
 static void on_signer_built(void *userdata) {
         ScepBuildJob *j = userdata;
-        Request *r = j->userdata;
-        Attempt *a = r->engine;
+        Request *req = j->userdata;
+        Attempt *a = req->engine;
 
         a->prebuild = NULL;
         if (j->result != 0 || a->signer)
                 return;         /* step_pkioperation() tries again and names the error */
         a->signer = TAKE_PTR(j->signer_cert);
-        log_debug("Request %s: signer certificate built while the challenge is fetched.", r->rec->id);
+        log_debug("Request %s: signer certificate built while the challenge is fetched.", req->rec->id);
 }
 
 /* The self-signed signer certificate of the SCEP exchange: the CSR's subject and the key
  * that signs (the request's, or an EC request's RSA transport key), on a crypto worker. */
 /* Ahead of time only: whatever fails here, step_pkioperation() builds the signer with the
  * message and names the error. */
-static void prebuild_signer(Request *r) {
-        Attempt *a = r->engine;
-        EVP_PKEY *key = a->transport_key ?: r->key;
+static void prebuild_signer(Request *req) {
+        Attempt *a = req->engine;
+        EVP_PKEY *key = a->transport_key ?: req->key;
         _cleanup_free_ ScepRdn *rdns = NULL;
         _cleanup_(cb_subject_freep) CbSubject *subject = NULL;
         _cleanup_(scep_build_job_freep) ScepBuildJob *j = NULL;
         size_t n_rdns = 0;
 
-        if (!key || !request_meta(r))
+        if (!key || !attempt_meta(req))
                 return;
-        if (build_subject(r->rec->subject, &rdns, &n_rdns, &subject) < 0)
+        if (build_subject(req->rec->subject, &rdns, &n_rdns, &subject) < 0)
                 return;
         j = scep_build_job_new();
         if (!j)
@@ -630,10 +630,10 @@ static void prebuild_signer(Request *r) {
         if (!EVP_PKEY_up_ref(key))
                 return;
         j->signer_key = key;
-        j->digest = request_meta(r)->alg.digest;
+        j->digest = attempt_meta(req)->alg.digest;
         j->signer_only = true;
-        j->userdata = r;
-        if (crypto_work_submit_background(r->manager->crypto, scep_build_job_run, on_signer_built,
+        j->userdata = req;
+        if (crypto_work_submit_background(req->manager->crypto, scep_build_job_run, on_signer_built,
                                           scep_build_job_free, j, &a->prebuild) < 0)
                 return;
         TAKE_PTR(j);    /* the worker's now */
@@ -645,26 +645,26 @@ static void prebuild_signer(Request *r) {
  * this long, then RenewalReq is tried again (the CA's configuration may have changed). */
 #define RENEWAL_REFUSED_RETRY_USEC (24ULL * 3600ULL * 1000000ULL)
 
-static void renewal_fall_back(Request *r, const CbCa *c, const char *why) {
+static void renewal_fall_back(Request *req, const CbCa *c, const char *why) {
         char msg[1024];
 
         if (c->renewal == CB_RENEWAL_AUTO) {
                 log_info("Request %s: enrolling with a challenge instead of a RenewalReq (Renewal=auto): %s",
-                         r->rec->id, why);
+                         req->rec->id, why);
                 return;
         }
         snprintf(msg, sizeof msg, "Renewal=scep-renewal: no RenewalReq possible (%s); enrolled with a challenge "
                  "instead.", why);
-        request_warn(r, "renewal-reenroll", msg);
+        request_warn(req, "renewal-reenroll", msg);
 }
 
 /* Whether this attempt sends a RenewalReq: 1 yes (a->renewal_cert and a->renewal_key set), 0
  * no (a fresh enrollment with a challenge), RENEWAL_PREPARE_ENDED the request was ended (failed:
  * an outcome, not an error of this function). */
 #define RENEWAL_PREPARE_ENDED 2
-static int renewal_prepare(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        Attempt *a = r->engine;
+static int renewal_prepare(Request *req) {
+        const CbCa *c = request_ca_config(req);
+        Attempt *a = req->engine;
         Request *pred;
         _cleanup_(secret_freep) CbSecret *pem = NULL;
         _cleanup_(BIO_free_allp) BIO *bio = NULL;
@@ -672,79 +672,79 @@ static int renewal_prepare(Request *r) {
         _cleanup_(X509_freep) X509 *cert = NULL;
         uint64_t refused_until = 0, now = now_usec();
         char msg[1024];
-        int q;
+        int r;
 
         if (a->renewal)
                 return 1;
-        if (!c || c->renewal == CB_RENEWAL_REENROLL || !r->rec->predecessor || !*r->rec->predecessor ||
+        if (!c || c->renewal == CB_RENEWAL_REENROLL || !req->rec->predecessor || !*req->rec->predecessor ||
             a->polling || a->recovering)
                 return 0;
-        if (r->renewal_refused)
+        if (req->renewal_refused)
                 return 0;       /* logged when the CA refused it */
-        if (!(request_meta(r)->caps & SCEP_CAP_RENEWAL)) {
+        if (!(attempt_meta(req)->caps & SCEP_CAP_RENEWAL)) {
                 if (c->renewal == CB_RENEWAL_AUTO) {
                         log_info("Request %s: CA %s does not offer Renewal in GetCACaps; enrolling with a challenge "
-                                 "(Renewal=auto).", r->rec->id, c->name);
+                                 "(Renewal=auto).", req->rec->id, c->name);
                         return 0;
                 }
                 snprintf(msg, sizeof msg, "CA %s is set to Renewal=scep-renewal, but its GetCACaps does not offer "
                          "Renewal: it takes no RenewalReq. Set Renewal=auto (RenewalReq where offered, else a "
                          "fresh enrollment) or Renewal=reenroll for this CA.", c->name);
-                end_failed(r, BROKER_ERROR_INVALID_CONFIGURATION, msg);
+                end_failed(req, BROKER_ERROR_INVALID_CONFIGURATION, msg);
                 return RENEWAL_PREPARE_ENDED;
         }
         if (c->renewal == CB_RENEWAL_AUTO) {
-                q = store_ca_renewal_get(r->manager->store, c->name, &refused_until);
-                if (q < 0)
-                        log_warning_errno(q, "CA %s: cannot read what its RenewalReqs got: %m", c->name);
+                r = store_ca_renewal_get(req->manager->store, c->name, &refused_until);
+                if (r < 0)
+                        log_warning_errno(r, "CA %s: cannot read what its RenewalReqs got: %m", c->name);
                 if (refused_until > now) {
                         log_info("Request %s: CA %s refused a RenewalReq before; enrolling with a challenge until "
-                                 "%llu s from now (Renewal=auto).", r->rec->id, c->name,
+                                 "%llu s from now (Renewal=auto).", req->rec->id, c->name,
                                  (unsigned long long) ((refused_until - now) / 1000000ULL));
                         return 0;
                 }
         }
-        pred = manager_find_request(r->manager, r->rec->predecessor);
+        pred = manager_find_request(req->manager, req->rec->predecessor);
         if (!pred || pred->rec->state != REQUEST_ISSUED || !pred->rec->certificate || !*pred->rec->certificate) {
-                renewal_fall_back(r, c, "its predecessor holds no certificate");
+                renewal_fall_back(req, c, "its predecessor holds no certificate");
                 return 0;
         }
         if (pred->rec->not_after != 0 && pred->rec->not_after <= now) {
-                renewal_fall_back(r, c, "the certificate being renewed has expired");
+                renewal_fall_back(req, c, "the certificate being renewed has expired");
                 return 0;
         }
-        q = store_renewal_key_get(r->manager->store, pred->rec->id, &pem);
-        if (q < 0) {
-                renewal_fall_back(r, c, q == -ENOKEY ? "the key of the certificate being renewed was not kept (it "
+        r = store_renewal_key_get(req->manager->store, pred->rec->id, &pem);
+        if (r < 0) {
+                renewal_fall_back(req, c, r == -ENOKEY ? "the key of the certificate being renewed was not kept (it "
                                   "was issued before Renewal= chose RenewalReq)" :
                                   "the kept key of the certificate being renewed cannot be read");
                 return 0;
         }
-        q = key_import_pkcs8_pem(pem, &key);
-        if (q < 0) {
-                renewal_fall_back(r, c, "the kept key of the certificate being renewed cannot be read");
+        r = key_import_pkcs8_pem(pem, &key);
+        if (r < 0) {
+                renewal_fall_back(req, c, "the kept key of the certificate being renewed cannot be read");
                 return 0;
         }
         if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
                 /* The CA encrypts its CertRep to the signer certificate. */
-                renewal_fall_back(r, c, "the certificate being renewed has no RSA key, and the CA encrypts its "
+                renewal_fall_back(req, c, "the certificate being renewed has no RSA key, and the CA encrypts its "
                                   "answer to it");
                 return 0;
         }
         bio = BIO_new_mem_buf(pred->rec->certificate, -1);
         if (!bio) {
-                renewal_fall_back(r, c, "out of memory reading the certificate being renewed");
+                renewal_fall_back(req, c, "out of memory reading the certificate being renewed");
                 return 0;
         }
         cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
         if (!cert) {
                 ERR_clear_error();
-                renewal_fall_back(r, c, "the certificate being renewed does not parse");
+                renewal_fall_back(req, c, "the certificate being renewed does not parse");
                 return 0;
         }
         if (X509_check_private_key(cert, key) != 1) {
                 ERR_clear_error();
-                renewal_fall_back(r, c, "the certificate being renewed does not match its kept key");
+                renewal_fall_back(req, c, "the certificate being renewed does not match its kept key");
                 return 0;
         }
         a->renewal_cert = TAKE_PTR(cert);
@@ -753,50 +753,50 @@ static int renewal_prepare(Request *r) {
         return 1;
 }
 
-static void step_challenge(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        Attempt *a = r->engine;
+static void step_challenge(Request *req) {
+        const CbCa *c = request_ca_config(req);
+        Attempt *a = req->engine;
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
-        int q;
+        int r;
 
         if (a->polling || c->challenge == CB_CHALLENGE_NONE) {
-                step_pkioperation(r);
+                step_pkioperation(req);
                 return;
         }
-        q = renewal_prepare(r);
-        if (q == RENEWAL_PREPARE_ENDED)
+        r = renewal_prepare(req);
+        if (r == RENEWAL_PREPARE_ENDED)
                 return;
-        if (q > 0) {
+        if (r > 0) {
                 /* A RenewalReq: the certificate being renewed vouches for it, no challenge. */
                 log_info("Request %s: enrolling with a RenewalReq signed by the certificate of request %s.",
-                         r->rec->id, r->rec->predecessor);
-                step_pkioperation(r);
+                         req->rec->id, req->rec->predecessor);
+                step_pkioperation(req);
                 return;
         }
         if (c->challenge == CB_CHALLENGE_STATIC) {
                 a->challenge = challenge_secret_free(a->challenge);
-                q = read_static_challenge(c->challenge_file, &a->challenge, msg, sizeof msg);
-                if (q < 0) {
-                        end_failed(r, BROKER_ERROR_CHALLENGE_UNAVAILABLE, msg);
+                r = read_static_challenge(c->challenge_file, &a->challenge, msg, sizeof msg);
+                if (r < 0) {
+                        end_failed(req, BROKER_ERROR_CHALLENGE_UNAVAILABLE, msg);
                         return;
                 }
-                step_pkioperation(r);
+                step_pkioperation(req);
                 return;
         }
 
         if (a->challenge && !a->challenge_sent) {
                 /* Fetched before the CA's metadata had to be fetched again: still unused. */
-                step_pkioperation(r);
+                step_pkioperation(req);
                 return;
         }
 
         /* mscep-admin: the CA's fetcher keeps at most MaxOutstandingChallenges in flight, gets
          * the service ticket for HTTP/<admin host> first (so KDC errors are named), and
          * recognises NDES's error pages. */
-        ChallengeFetcher *f = request_fetcher(r);
+        ChallengeFetcher *f = attempt_fetcher(req);
         if (!f) {
-                attempt_failed(r, TRANSPORT_KERBEROS_FAILED,
-                             E(r->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
+                attempt_failed(req, TRANSPORT_KERBEROS_FAILED,
+                             manager_engine(req->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
                 return;
         }
         if (challenge_fetcher_get_unread(f) && !challenge_fetcher_has_spare(f)) {
@@ -807,19 +807,19 @@ static void step_challenge(Request *r) {
                  * 0x80096004: no challenge) once it can, and then a challenge is fetched. */
                 a->probe = true;
                 log_info("Request %s: NDES could not read this CA's last PKIOperation (HTTP 500); asking with a "
-                         "PKCSReq that carries no challenge before fetching one.", r->rec->id);
-                step_pkioperation(r);
+                         "PKCSReq that carries no challenge before fetching one.", req->rec->id);
+                step_pkioperation(req);
                 return;
         }
-        q = challenge_fetcher_fetch(f, on_challenge, r, &a->fetch);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot start fetching a challenge");
+        r = challenge_fetcher_fetch(f, on_challenge, req, &a->fetch);
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot start fetching a challenge");
                 return;
         }
         /* While the challenge is on its way (or waits for a slot): the signer certificate,
          * which needs only subject and key, when the loop has nothing else to do. */
-        if (r->engine == a && a->fetch && !a->signer && !a->prebuild)
-                prebuild_signer(r);
+        if (req->engine == a && a->fetch && !a->signer && !a->prebuild)
+                prebuild_signer(req);
 }
 
 /* Recovering a submission that may have reached the CA, whose CertPoll got no certificate:
@@ -828,22 +828,22 @@ static void step_challenge(Request *r) {
  * transaction" (badCertId, unknown) may also be its answer for one it issued at once, and
  * other answers (why) say nothing either. So the request (Warning) and the audit log say that
  * a duplicate may have been issued, with the transaction to look for in the CA database. */
-static void recovery_resubmit(Request *r, bool unknown, const char *why) {
+static void recovery_resubmit(Request *req, bool unknown, const char *why) {
         char msg[3072];
 
         snprintf(msg, sizeof msg, "Transaction %s may have been issued twice: the broker was interrupted while "
                  "submitting it and the CA %s (CertPoll answered: %s); it was submitted again. Look for "
                  "transaction %s in the CA database and revoke a second certificate if there is one.",
-                 r->rec->transaction_id,
+                 req->rec->transaction_id,
                  unknown ? "does not say it has it, which NDES may also answer for a request it issued at once" :
                            "could not say whether it had issued it",
-                 why, r->rec->transaction_id);
+                 why, req->rec->transaction_id);
         /* The CertPoll's attempt is over (its answer is read, why formatted into msg): ended
          * here, so that engine_request_start(), which starts nothing while an attempt is set,
          * starts the new submission. */
-        request_end_attempt(r);
-        request_warn_duplicate_risk(r, msg);
-        (void) engine_request_start(r);
+        attempt_end(req);
+        request_warn_duplicate_risk(req, msg);
+        (void) engine_request_start(req);
 }
 
 /* A CertPoll asking about a submission in doubt got no CertRep (HTTP 5xx, a timeout, the
@@ -853,33 +853,33 @@ static void recovery_resubmit(Request *r, bool unknown, const char *why) {
  * submits again (the duplicate risk recorded, recovery_resubmit()), so a request never polls a
  * server that cannot answer for ever. */
 #define RECOVERY_POLLS_MAX 3U
-static void recovery_poll_failed(Request *r, TransportOutcome outcome, const char *why) {
-        CaState *ca = request_ca_state(r);
+static void recovery_poll_failed(Request *req, TransportOutcome outcome, const char *why) {
+        CaState *ca = request_ca_state(req);
         char msg[3072];
 
-        r->recovery_polls++;
-        if (r->recovery_polls >= RECOVERY_POLLS_MAX) {
-                r->recovery_resubmit = true;
+        req->recovery_polls++;
+        if (req->recovery_polls >= RECOVERY_POLLS_MAX) {
+                req->recovery_resubmit = true;
                 snprintf(msg, sizeof msg, "CertPoll for transaction %s got no CertRep %u times (last: %s); it is "
-                         "submitted again once the CA answers GetCACaps.", r->rec->transaction_id ?: "?",
-                         r->recovery_polls, why ?: "no answer");
+                         "submitted again once the CA answers GetCACaps.", req->rec->transaction_id ?: "?",
+                         req->recovery_polls, why ?: "no answer");
         } else
                 snprintf(msg, sizeof msg, "CertPoll for transaction %s got no CertRep (%s); asking again (%u of %u "
-                         "before submitting again).", r->rec->transaction_id ?: "?", why ?: "no answer",
-                         r->recovery_polls, RECOVERY_POLLS_MAX);
+                         "before submitting again).", req->rec->transaction_id ?: "?", why ?: "no answer",
+                         req->recovery_polls, RECOVERY_POLLS_MAX);
         /* The server answered, or may have: the next attempt re-reads its capabilities. */
-        if (r->recovery_resubmit && ca && !request_meta(r)->meta_http)
-                request_meta(r)->have_caps = false;
-        attempt_failed(r, transport_outcome_is_transient(outcome) ? outcome : TRANSPORT_CA_UNREACHABLE, msg);
+        if (req->recovery_resubmit && ca && !attempt_meta(req)->meta_http)
+                attempt_meta(req)->have_caps = false;
+        attempt_failed(req, transport_outcome_is_transient(outcome) ? outcome : TRANSPORT_CA_UNREACHABLE, msg);
 }
 
 static void on_certrep_parsed(void *userdata);
 
-static void handle_certrep(Request *r, const HttpResult *res) {
-        const CbCa *c = request_ca_config(r);
-        Attempt *a = r->engine;
+static void handle_certrep(Request *req, const HttpResult *res) {
+        const CbCa *c = request_ca_config(req);
+        Attempt *a = req->engine;
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
-        int q;
+        int r;
 
         if (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0 && !a->recovering) {
                 /* A web page, not a CertRep: IIS's error or maintenance page, or NDES failing
@@ -888,21 +888,21 @@ static void handle_certrep(Request *r, const HttpResult *res) {
                  * (freed with the attempt), and the request tries again later. */
                 snprintf(msg, sizeof msg, "%s answered the PKIOperation with an HTML page (HTTP %ld), not a CertRep; "
                          "retrying.", res->host, res->http_code);
-                attempt_failed(r, TRANSPORT_CA_UNREACHABLE, msg);
+                attempt_failed(req, TRANSPORT_CA_UNREACHABLE, msg);
                 return;
         }
         /* Verified and decrypted on a crypto worker; on_certrep_parsed() goes on. */
         _cleanup_(scep_parse_job_freep) ScepParseJob *j = scep_parse_job_new(res->body, res->body_size);
         X509 *signer_cert = a->renewal ? a->renewal_cert : a->signer;
-        EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key;
+        EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: req->key;
         EVP_PKEY *request_key = a->csr ? X509_REQ_get0_pubkey(a->csr) : NULL;
         if (!j) {
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot copy the CertRep for reading");
+                request_attempt_failed_errno(req, -ENOMEM, "Cannot copy the CertRep for reading");
                 return;
         }
         j->host = strdup(res->host ?: "");
         if (!j->host) {
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot copy the CertRep's host name");
+                request_attempt_failed_errno(req, -ENOMEM, "Cannot copy the CertRep's host name");
                 return;
         }
         j->request.type = a->msg->type;
@@ -916,11 +916,11 @@ static void handle_certrep(Request *r, const HttpResult *res) {
         if (request_key && EVP_PKEY_up_ref(request_key))
                 j->request_key = request_key;
         j->allow_legacy = c->allow_legacy_ciphers;
-        j->userdata = r;
-        q = crypto_work_submit(r->manager->crypto, scep_parse_job_run, on_certrep_parsed, scep_parse_job_free, j,
+        j->userdata = req;
+        r = crypto_work_submit(req->manager->crypto, scep_parse_job_run, on_certrep_parsed, scep_parse_job_free, j,
                                &a->crypto);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot queue the CertRep for reading");
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot queue the CertRep for reading");
                 return;
         }
         TAKE_PTR(j);    /* the worker's now */
@@ -928,103 +928,102 @@ static void handle_certrep(Request *r, const HttpResult *res) {
 
 /* PENDING: the CSR is kept for CertPoll (its subject and key). step_pkioperation() took the
  * challenge out of it when the PKCSReq was built: no secret in the journal. */
-static void certrep_pending(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        Attempt *a = r->engine;
+static void certrep_pending(Request *req) {
+        const CbCa *c = request_ca_config(req);
+        Attempt *a = req->engine;
         _cleanup_free_ char *csr_pem = NULL;
-        int q;
+        int r;
 
-        if (!a->polling && r->key) {
-                q = scep_csr_resign(a->csr, r->key);
-                if (q < 0) {
-                        request_attempt_failed_errno(r, q, "Cannot sign the CSR kept for polling");
+        if (!a->polling && req->key) {
+                r = scep_csr_resign(a->csr, req->key);
+                if (r < 0) {
+                        request_attempt_failed_errno(req, r, "Cannot sign the CSR kept for polling");
                         return;
                 }
         }
-        q = scep_csr_to_pem(a->csr, &csr_pem);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot keep the CSR for polling");
+        r = scep_csr_to_pem(a->csr, &csr_pem);
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot keep the CSR for polling");
                 return;
         }
-        request_set_pending(r, TAKE_PTR(csr_pem), c->poll_interval_usec);
+        request_set_pending(req, TAKE_PTR(csr_pem), c->poll_interval_usec);
 }
 
 /* SUCCESS: the certificate, its chain and serial into the record. */
-static void certrep_issued(Request *r, const ScepCertRep *rep) {
+static void certrep_issued(Request *req, const ScepCertRep *rep) {
         _cleanup_free_ char *cert = NULL, *chain = NULL, *serial = NULL;
-        int q;
+        int r;
 
-        q = scep_certs_to_pem(rep->certificate, NULL, &cert);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot record the certificate");
+        r = scep_certs_to_pem(rep->certificate, NULL, &cert);
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot record the certificate");
                 return;
         }
-        q = scep_certs_to_pem(NULL, rep->chain, &chain);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot record the certificate's chain");
+        r = scep_certs_to_pem(NULL, rep->chain, &chain);
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot record the certificate's chain");
                 return;
         }
         serial = serial_hex(rep->certificate);
         if (!serial) {
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot record the certificate's serial number");
+                request_attempt_failed_errno(req, -ENOMEM, "Cannot record the certificate's serial number");
                 return;
         }
-        request_set_issued(r, TAKE_PTR(cert), TAKE_PTR(chain), TAKE_PTR(serial),
+        request_set_issued(req, TAKE_PTR(cert), TAKE_PTR(chain), TAKE_PTR(serial),
                            asn1_time_usec(X509_get0_notBefore(rep->certificate)),
                            asn1_time_usec(X509_get0_notAfter(rep->certificate)));
 }
 
 static void on_certrep_parsed(void *userdata) {
         ScepParseJob *j = userdata;
-        Request *r = j->userdata;
-        const CbCa *c = request_ca_config(r);
-        Attempt *a = r->engine;
+        Request *req = j->userdata;
+        const CbCa *c = request_ca_config(req);
+        Attempt *a = req->engine;
         _cleanup_(scep_certrep_freep) ScepCertRep *rep = TAKE_PTR(j->rep);
         const ScepError *err = &j->err;
         const char *host = j->host;
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
-        int q = j->result;
+        int r = j->result;
 
         a->crypto = NULL;
         if (!c) {
-                end_failed(r, BROKER_ERROR_UNKNOWN_CA, "The request's CA is no longer configured (removed by a reload).");
+                end_failed(req, BROKER_ERROR_UNKNOWN_CA, "The request's CA is no longer configured (removed by a reload).");
                 return;
         }
-        if (q != 0) {
+        if (r != 0) {
                 snprintf(msg, sizeof msg, "The CertRep from %s cannot be used: %s", host,
-                         err->message[0] ? err->message : strerror(-q));
+                         err->message[0] ? err->message : strerror(-r));
                 if (a->recovering) {
-                        recovery_resubmit(r, false, msg);
+                        recovery_resubmit(req, false, msg);
                         return;
                 }
                 /* A bad reply may be a stale CA certificate: refetch it next time. A challenge the
                  * reply did not prove consumed stays counted at NDES (freed with the attempt). A
                  * pending request is still at the CA: polled again until PendingDeadline=. */
-                request_meta(r)->certs = scep_cacerts_free(request_meta(r)->certs);
-                attempt_failed(r, a->polling ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
+                attempt_meta(req)->certs = scep_cacerts_free(attempt_meta(req)->certs);
+                attempt_failed(req, a->polling ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
 
-        request_set_transaction(r, a->msg->transaction_id);
-        metrics_count_ndes(r->manager, r->rec->ca, rep->status == SCEP_STATUS_SUCCESS ? METRICS_NDES_ISSUED :
+        request_set_transaction(req, a->msg->transaction_id);
+        metrics_count_ndes(req->manager, req->rec->ca, rep->status == SCEP_STATUS_SUCCESS ? METRICS_NDES_ISSUED :
                            rep->status == SCEP_STATUS_PENDING ? METRICS_NDES_PENDING : METRICS_NDES_FAILURE);
         /* The CA has answered for this transaction: no submission is in doubt any more, and the
          * challenge it carried is out of NDES's password cache (used, or refused): its slot is
          * free again. */
-        request_clear_submitted(r);
-        r->recovery_polls = 0;
+        request_clear_submitted(req);
+        req->recovery_polls = 0;
         challenge_secret_set_consumed(a->challenge);
         a->challenge = challenge_secret_free(a->challenge);
-        if (!a->polling && challenge_fetcher_set_read(request_fetcher(r)))
+        if (!a->polling && challenge_fetcher_set_read(attempt_fetcher(req)))
                 log_notice("CA %s: %s answered a %s with a CertRep again: it reads this CA's requests, and "
                            "challenges are fetched again.", c->name, host,
                            a->renewal ? "RenewalReq" : a->probe ? "PKCSReq without a challenge" : "PKCSReq");
         if (a->probe && rep->status == SCEP_STATUS_FAILURE) {
                 /* The answer NDES gives a PKCSReq without a challenge (0x80096004): it reads
                  * them now. The request goes on at once, with a challenge. */
-                scep_certrep_free(rep);
-                request_end_attempt(r);
-                (void) engine_request_start(r);
+                attempt_end(req);
+                (void) engine_request_start(req);
                 return;
         }
         if (a->renewal && c->renewal == CB_RENEWAL_AUTO && !a->polling) {
@@ -1035,45 +1034,45 @@ static void on_certrep_parsed(void *userdata) {
                          * with a challenge. */
                         char desc[512];
                         scep_certrep_describe_failure(rep, desc, sizeof desc);
-                        k = store_ca_renewal_set(r->manager->store, c->name, now_usec() + RENEWAL_REFUSED_RETRY_USEC);
+                        k = store_ca_renewal_set(req->manager->store, c->name, now_usec() + RENEWAL_REFUSED_RETRY_USEC);
                         if (k < 0)
                                 log_warning_errno(k, "CA %s: cannot record that it refused a RenewalReq: %m", c->name);
                         log_notice("Request %s: %s refused the RenewalReq (%s); enrolling with a challenge instead, "
                                    "and so do the successors of CA %s for the next %llu hours (Renewal=auto).",
-                                   r->rec->id, host, desc, c->name,
+                                   req->rec->id, host, desc, c->name,
                                    (unsigned long long) (RENEWAL_REFUSED_RETRY_USEC / 3600000000ULL));
-                        r->renewal_refused = true;
-                        request_end_attempt(r);
-                        (void) engine_request_start(r);
+                        req->renewal_refused = true;
+                        attempt_end(req);
+                        (void) engine_request_start(req);
                         return;
                 }
-                k = store_ca_renewal_set(r->manager->store, c->name, 0);
+                k = store_ca_renewal_set(req->manager->store, c->name, 0);
                 if (k < 0)
                         log_warning_errno(k, "CA %s: cannot record that it took a RenewalReq: %m", c->name);
         }
-        if (rep->status == SCEP_STATUS_FAILURE && !a->polling && !r->challenge_retried && !a->renewal &&
+        if (rep->status == SCEP_STATUS_FAILURE && !a->polling && !req->challenge_retried && !a->renewal &&
             c->challenge == CB_CHALLENGE_MSCEP_ADMIN && scep_certrep_challenge_unknown(rep)) {
                 /* NDES no longer knows the challenge (restarted, expired, another node) or had it
                  * used already: once, at once, with a fresh one. */
                 char desc[512];
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
-                r->challenge_retried = true;
+                req->challenge_retried = true;
                 log_notice("Request %s: %s did not take the challenge (%s); trying once more with a fresh one.",
-                           r->rec->id, host, desc);
-                request_end_attempt(r);
-                (void) engine_request_start(r);
+                           req->rec->id, host, desc);
+                attempt_end(req);
+                (void) engine_request_start(req);
                 return;
         }
         if (rep->status != SCEP_STATUS_FAILURE && a->recovering)
                 /* The CA has the transaction submitted before the restart: NDES consumed the
                  * challenge it carried, counted since the restart. (A FAILURE here says nothing
                  * of it: badCertId, the CA does not know the transaction.) */
-                (void) challenge_fetcher_settle_request(request_fetcher(r), r->rec->id);
+                (void) challenge_fetcher_settle_request(attempt_fetcher(req), req->rec->id);
         if (rep->status == SCEP_STATUS_FAILURE && a->recovering) {
                 char desc[512];
                 bool unknown = rep->fail_info == SCEP_FAIL_BAD_CERT_ID;
                 scep_certrep_describe_failure(rep, desc, sizeof desc);
-                recovery_resubmit(r, unknown, desc);
+                recovery_resubmit(req, unknown, desc);
                 return;
         }
         if (rep->status == SCEP_STATUS_FAILURE) {
@@ -1082,90 +1081,90 @@ static void on_certrep_parsed(void *userdata) {
                 snprintf(msg, sizeof msg, "%s rejected the %s: %s", host,
                          a->renewal ? "RenewalReq (Renewal=scep-renewal; Renewal=auto would enroll with a challenge "
                                       "instead)" : "request", desc);
-                request_end(r, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED,
+                request_end(req, REQUEST_REJECTED, BROKER_ERROR_CA_REJECTED,
                                rep->fail_info >= 0 ? scep_fail_info_to_string(rep->fail_info) : "", msg);
                 return;
         }
         if (rep->status == SCEP_STATUS_PENDING) {
-                certrep_pending(r);
+                certrep_pending(req);
                 return;
         }
-        certrep_issued(r, rep);
+        certrep_issued(req, rep);
 }
 
-static void send_pkioperation(Request *r);
+static void send_pkioperation(Request *req);
 
 static void on_pkioperation(HttpClient *client, const HttpResult *res, void *userdata) {
-        Request *r = userdata;
-        Attempt *a = r->engine;
-        CaState *ca = request_ca_state(r);
+        Request *req = userdata;
+        Attempt *a = req->engine;
+        CaState *ca = request_ca_state(req);
         ScepHttpNext next;
         ScepError err = {};
-        int q;
+        int r;
 
         a->http = NULL;
         if (res->outcome != TRANSPORT_OK) {
                 if (a->recovering)
-                        recovery_poll_failed(r, res->outcome, res->message);
+                        recovery_poll_failed(req, res->outcome, res->message);
                 else if (a->polling && !transport_outcome_is_transient(res->outcome)) {
                         /* The CA has the pending request: polled again until PendingDeadline=. */
                         char why[2048];
                         snprintf(why, sizeof why, "%s; the CA still has the pending request, polling again.",
                                  res->message ?: "No answer to CertPoll");
-                        attempt_failed(r, TRANSPORT_CA_UNREACHABLE, why);
+                        attempt_failed(req, TRANSPORT_CA_UNREACHABLE, why);
                 } else
-                        attempt_failed(r, res->outcome, res->message);
+                        attempt_failed(req, res->outcome, res->message);
                 return;
         }
         ca_set_contact(ca, now_usec());
         if (res->http_code != 200 || (res->content_type && strncasecmp(res->content_type, "text/html", 9) == 0))
-                metrics_count_ndes(r->manager, r->rec->ca, METRICS_NDES_HTTP_ERROR);
+                metrics_count_ndes(req->manager, req->rec->ca, METRICS_NDES_HTTP_ERROR);
         if (res->http_code < 500)
-                ca_servers_answered(&CE(ca)->servers, a->server);
-        q = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size,
+                ca_servers_answered(&ca_engine(ca)->servers, a->server);
+        r = scep_pkioperation_http_next(a->transport, res->http_code, res->body_size,
                                         a->transport == SCEP_TRANSPORT_GET ? a->url_size : 0, &next, &err);
-        if (q != 0 && a->recovering && res->http_code < 500) {
+        if (r != 0 && a->recovering && res->http_code < 500) {
                 /* The server cannot answer a CertPoll at all. */
                 char why[sizeof err.message + 64];
                 snprintf(why, sizeof why, "HTTP %ld: %s", res->http_code,
                          err.message[0] ? err.message : "unusable answer");
-                recovery_resubmit(r, false, why);
+                recovery_resubmit(req, false, why);
                 return;
         }
-        if (q != 0 && a->recovering) {
+        if (r != 0 && a->recovering) {
                 char why[sizeof err.message + 64];
                 snprintf(why, sizeof why, "HTTP %ld", res->http_code);
-                recovery_poll_failed(r, TRANSPORT_CA_UNREACHABLE, why);
+                recovery_poll_failed(req, TRANSPORT_CA_UNREACHABLE, why);
                 return;
         }
-        if (q != 0 && a->polling) {
+        if (r != 0 && a->polling) {
                 /* The CA has the pending request; an unusable answer to one poll changes nothing:
                  * polled again until PendingDeadline=. */
                 char why[sizeof err.message + 128];
                 snprintf(why, sizeof why, "%s; the CA still has the pending request, polling again.",
                          err.message[0] ? err.message : "Unusable CertPoll answer");
-                attempt_failed(r, TRANSPORT_CA_UNREACHABLE, why);
+                attempt_failed(req, TRANSPORT_CA_UNREACHABLE, why);
                 return;
         }
-        if (q != 0 && !a->polling && res->http_code == 503) {
+        if (r != 0 && !a->polling && res->http_code == 503) {
                 /* IIS answers 503 when NDES's application pool is stopped: NDES never saw the
                  * request. Nothing is in doubt, and the challenge, still unused, serves the next
                  * try (NDES answers 0x80070490 if a restart of the pool forgot it, and the
                  * broker then fetches a fresh one). */
-                request_clear_submitted(r);
-                attempt_give_back_challenge(a, request_fetcher(r));
+                request_clear_submitted(req);
+                attempt_give_back_challenge(a, attempt_fetcher(req));
         }
-        if (q != 0 && !a->polling && res->http_code == 500) {
+        if (r != 0 && !a->polling && res->http_code == 500) {
                 /* NDES answers 500 when it cannot decrypt the request (RA certificates it no longer
                  * has, IIS_IUSRS permissions): it never read the challenge inside, which stays
                  * unused in its cache. The next try uses it again rather than leave one more
                  * unused challenge in NDES's cache, shared by the fleet, at every retry (a reused
                  * one NDES did consume is answered 0x800B0110, and a fresh one is fetched); and
                  * the CA's other enrollments wait for that one instead of fetching their own. */
-                attempt_give_back_challenge(a, request_fetcher(r));
+                attempt_give_back_challenge(a, attempt_fetcher(req));
                 if (a->probe) {
                         /* Without a challenge NDES cannot have issued it; nothing is in doubt. */
-                        request_clear_submitted(r);
+                        request_clear_submitted(req);
                         snprintf(err.message, sizeof err.message, "NDES still cannot read this CA's PKIOperations "
                                  "(HTTP 500 to a PKCSReq without a challenge); no challenge is fetched until it "
                                  "can, asking again.");
@@ -1173,39 +1172,39 @@ static void on_pkioperation(HttpClient *client, const HttpResult *res, void *use
                 /* The likeliest cause is RA certificates NDES no longer has (expired, renewed):
                  * the next try asks GetCACert again, so that it is encrypted to NDES's current
                  * ones. */
-                if (!request_meta(r)->meta_http)
-                        request_meta(r)->certs = scep_cacerts_free(request_meta(r)->certs);
-                const CbCa *cc = request_ca_config(r);
-                if (challenge_fetcher_limit_unread(request_fetcher(r)))
+                if (!attempt_meta(req)->meta_http)
+                        attempt_meta(req)->certs = scep_cacerts_free(attempt_meta(req)->certs);
+                const CbCa *cc = request_ca_config(req);
+                if (challenge_fetcher_limit_unread(attempt_fetcher(req)))
                         log_notice("CA %s: %s answered a PKIOperation with HTTP 500 (NDES cannot decrypt "
                                    "it, and never reads its challenge): the CA uses one challenge at a time "
                                    "for a challenge lifetime.", ca->name,
                                    (cc ? ca_server_host(cc, a->server) : NULL) ?: "NDES");
         }
-        if (q != 0) {
-                attempt_failed(r, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
+        if (r != 0) {
+                attempt_failed(req, res->http_code >= 500 ? TRANSPORT_CA_UNREACHABLE : TRANSPORT_PROTOCOL_ERROR,
                              err.message[0] ? err.message : "Unusable PKIOperation answer");
                 return;
         }
         if (next == SCEP_HTTP_RETRY_GET) {
                 log_notice("CA %s answered a POST PKIOperation with an empty 200 (Windows 2012 NDES); "
-                           "using GET from now on.", r->rec->ca);
-                request_meta(r)->force_get = true;
+                           "using GET from now on.", req->rec->ca);
+                attempt_meta(req)->force_get = true;
                 a->transport = SCEP_TRANSPORT_GET;
-                send_pkioperation(r);
+                send_pkioperation(req);
                 return;
         }
-        handle_certrep(r, res);
+        handle_certrep(req, res);
 }
 
-static void send_pkioperation(Request *r) {
-        const CbCa *c = request_ca_config(r);
-        Attempt *a = r->engine;
+static void send_pkioperation(Request *req) {
+        const CbCa *c = request_ca_config(req);
+        Attempt *a = req->engine;
         _cleanup_free_ char *url = NULL, *why = NULL, *enc = NULL;
-        int q;
+        int r;
 
         HttpRequestOptions o = {
-                .permitted_suffix = r->manager->config->permitted_suffix,
+                .permitted_suffix = req->manager->config->permitted_suffix,
                 .negotiate = c->authentication == CB_AUTHENTICATION_KERBEROS,
                 .trust_anchors = c->trust_anchors,
                 .timeout_usec = c->timeout_usec,
@@ -1213,44 +1212,44 @@ static void send_pkioperation(Request *r) {
         };
         if (a->transport == SCEP_TRANSPORT_POST) {
                 if (asprintf(&url, "%s?operation=PKIOperation", ca_server_url(c, a->server)) < 0) {
-                        request_attempt_failed_errno(r, -ENOMEM, "Cannot build the PKIOperation URL");
+                        request_attempt_failed_errno(req, -ENOMEM, "Cannot build the PKIOperation URL");
                         return;
                 }
                 o.post_data = a->msg->der;
                 o.post_size = a->msg->size;
                 o.content_type = "application/x-pki-message";
         } else {
-                q = scep_message_encode_get(a->msg->der, a->msg->size, &enc);
-                if (q != 0) {
-                        request_attempt_failed_errno(r, q < 0 ? q : -ENOMEM,
+                r = scep_message_encode_get(a->msg->der, a->msg->size, &enc);
+                if (r != 0) {
+                        request_attempt_failed_errno(req, r < 0 ? r : -ENOMEM,
                                                      "Cannot encode the PKIOperation for GET");
                         return;
                 }
                 if (asprintf(&url, "%s?operation=PKIOperation&message=%s", ca_server_url(c, a->server), enc) < 0) {
-                        request_attempt_failed_errno(r, -ENOMEM, "Cannot build the PKIOperation URL");
+                        request_attempt_failed_errno(req, -ENOMEM, "Cannot build the PKIOperation URL");
                         return;
                 }
         }
         o.url = url;
         a->url_size = strlen(url);
-        q = http_client_start(E(r->manager)->http, &o, on_pkioperation, r, &a->http, &why);
-        if (q < 0)
-                end_failed(r, q == -EPERM ? BROKER_ERROR_NAME_NOT_PERMITTED : BROKER_ERROR_PROTOCOL_ERROR,
+        r = http_client_start(manager_engine(req->manager)->http, &o, on_pkioperation, req, &a->http, &why);
+        if (r < 0)
+                end_failed(req, r == -EPERM ? BROKER_ERROR_NAME_NOT_PERMITTED : BROKER_ERROR_PROTOCOL_ERROR,
                            why ?: "The CA URL is refused.");
 }
 
 static void on_submission_durable(int error, void *userdata) {
-        Request *r = userdata;
-        Attempt *a = r->engine;
+        Request *req = userdata;
+        Attempt *a = req->engine;
 
         assert(a && a->sync);   /* engine_request_stop() cancels the wait with the attempt */
         a->sync = NULL;
         if (error < 0) {
-                request_attempt_failed_errno(r, error, "Cannot make the submission durable");
+                request_attempt_failed_errno(req, error, "Cannot make the submission durable");
                 return;
         }
         if (!a->crypto)         /* else on_message_built() sends it */
-                send_pkioperation(r);
+                send_pkioperation(req);
 }
 
 /* The request's subject as the CSR's RDNs: *ret (malloc'd) points into *ret_subject, which
@@ -1259,11 +1258,11 @@ static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubje
         _cleanup_(cb_subject_freep) CbSubject *s = NULL;
         const char *reason = NULL;
         ScepRdn *rdns;
-        int q;
+        int r;
 
-        q = cb_subject_parse(text, &s, &reason);
-        if (q < 0)
-                return q;
+        r = cb_subject_parse(text, &s, &reason);
+        if (r < 0)
+                return r;
         rdns = calloc(s->n_rdns ? s->n_rdns : 1, sizeof(*rdns));
         if (!rdns)
                 return -ENOMEM;
@@ -1277,19 +1276,19 @@ static int build_subject(const char *text, ScepRdn **ret, size_t *ret_n, CbSubje
 
 static void on_message_built(void *userdata);
 
-static void step_pkioperation(Request *r) {
-        Attempt *a = r->engine;
-        int q;
+static void step_pkioperation(Request *req) {
+        Attempt *a = req->engine;
+        int r;
 
-        CaMeta *cm = request_meta(r);
+        CaMeta *cm = attempt_meta(req);
         if (!cm->certs || !cm->have_caps) {
                 /* Another request dropped the CA's metadata (a reply that did not verify) while
                  * this one waited for its challenge: fetched again first, the challenge kept. */
-                step_meta(r);
+                step_meta(req);
                 return;
         }
         /* Trust on first use: the CA is the one the challenge's page vouches for. */
-        if (!a->polling && thumbprint_check(r) == 0)
+        if (!a->polling && thumbprint_check(req) == 0)
                 return;
         scep_cacerts_free(a->certs);
         a->certs = scep_cacerts_ref(cm->certs);
@@ -1305,29 +1304,29 @@ static void step_pkioperation(Request *r) {
                  * the group commit's worker does the fsync while the loop builds the request;
                  * it is sent once both are done (on_submission_durable()). */
                 char txid[SCEP_TRANSACTION_ID_SIZE];
-                q = scep_transaction_id_for_key(r->key, txid);
-                if (q < 0) {
-                        request_attempt_failed_errno(r, q, "Cannot derive the transaction id");
+                r = scep_transaction_id_for_key(req->key, txid);
+                if (r < 0) {
+                        request_attempt_failed_errno(req, r, "Cannot derive the transaction id");
                         return;
                 }
                 /* Where it goes is recorded with it: CertPolls go to the same server. */
-                const CbCa *c = request_ca_config(r);
+                const CbCa *c = request_ca_config(req);
                 char *server = c ? strdup(ca_server_url(c, a->server)) : NULL;
                 if (server) {
-                        free(r->rec->server);
-                        r->rec->server = server;
+                        free(req->rec->server);
+                        req->rec->server = server;
                 }
-                q = request_mark_submitted(r, txid);
-                if (q < 0) {
-                        attempt_failed(r, TRANSPORT_CA_UNREACHABLE,
+                r = request_mark_submitted(req, txid);
+                if (r < 0) {
+                        attempt_failed(req, TRANSPORT_CA_UNREACHABLE,
                                        "The request journal cannot record the submission (see the journal); not "
                                        "sent, retrying.");
                         return;
                 }
-                q = journal_sync_request(r->manager->journal_sync, on_submission_durable, r, &a->sync);
-                if (q < 0) {
-                        request_clear_submitted(r);
-                        request_attempt_failed_errno(r, q, "Cannot make the submission durable");
+                r = journal_sync_request(req->manager->journal_sync, on_submission_durable, req, &a->sync);
+                if (r < 0) {
+                        request_clear_submitted(req);
+                        request_attempt_failed_errno(req, r, "Cannot make the submission durable");
                         return;
                 }
         }
@@ -1336,12 +1335,12 @@ static void step_pkioperation(Request *r) {
          * (on_message_built() takes them back): the loop goes on answering the bus. */
         _cleanup_(scep_build_job_freep) ScepBuildJob *j = scep_build_job_new();
         if (!j) {
-                request_attempt_failed_errno(r, -ENOMEM, "Cannot allocate the SCEP message's build job");
+                request_attempt_failed_errno(req, -ENOMEM, "Cannot allocate the SCEP message's build job");
                 return;
         }
-        if (a->polling && r->rec->csr && *r->rec->csr) {
-                if (scep_csr_from_pem(r->rec->csr, &j->csr) < 0) {
-                        end_failed(r, BROKER_ERROR_PROTOCOL_ERROR,
+        if (a->polling && req->rec->csr && *req->rec->csr) {
+                if (scep_csr_from_pem(req->rec->csr, &j->csr) < 0) {
+                        end_failed(req, BROKER_ERROR_PROTOCOL_ERROR,
                                        "The pending request's CSR in the journal does not parse; enroll again.");
                         return;
                 }
@@ -1352,24 +1351,24 @@ static void step_pkioperation(Request *r) {
                 _cleanup_(cb_subject_freep) CbSubject *subject = NULL;
                 size_t n_rdns = 0;
 
-                q = build_subject(r->rec->subject, &rdns, &n_rdns, &subject);
-                if (q < 0) {
-                        end_failed(r, BROKER_ERROR_INVALID_ARGUMENT,
+                r = build_subject(req->rec->subject, &rdns, &n_rdns, &subject);
+                if (r < 0) {
+                        end_failed(req, BROKER_ERROR_INVALID_ARGUMENT,
                                        "The request's subject in the journal does not parse.");
                         return;
                 }
-                q = scep_build_job_set_subject(j, rdns, n_rdns, (const char *const *) r->rec->names);
-                if (q < 0) {
-                        request_attempt_failed_errno(r, q, "Cannot put the subject and names into the CSR");
+                r = scep_build_job_set_subject(j, rdns, n_rdns, (const char *const *) req->rec->names);
+                if (r < 0) {
+                        request_attempt_failed_errno(req, r, "Cannot put the subject and names into the CSR");
                         return;
                 }
-                q = scep_build_job_set_challenge(j, a->challenge ? challenge_secret_get(a->challenge, NULL) : NULL);
-                if (q < 0) {
-                        request_attempt_failed_errno(r, q, "Cannot put the challenge into the CSR");
+                r = scep_build_job_set_challenge(j, a->challenge ? challenge_secret_get(a->challenge, NULL) : NULL);
+                if (r < 0) {
+                        request_attempt_failed_errno(req, r, "Cannot put the challenge into the CSR");
                         return;
                 }
-                j->usage = strcmp(r->rec->usage, "signature") == 0 ? SCEP_USAGE_SIGNATURE :
-                           strcmp(r->rec->usage, "encryption") == 0 ? SCEP_USAGE_ENCRYPTION :
+                j->usage = strcmp(req->rec->usage, "signature") == 0 ? SCEP_USAGE_SIGNATURE :
+                           strcmp(req->rec->usage, "encryption") == 0 ? SCEP_USAGE_ENCRYPTION :
                            SCEP_USAGE_BOTH;
                 /* The challenge goes into the CSR. Our copy (guarded memory) stays until the
                  * PKIOperation is answered or the attempt ends: an answer that proves NDES never
@@ -1381,10 +1380,10 @@ static void step_pkioperation(Request *r) {
                  * callers. */
                 a->challenge_sent = a->challenge != NULL;
         }
-        EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: r->key;
+        EVP_PKEY *signer_key = a->renewal ? a->renewal_key : a->transport_key ?: req->key;
         X509 *signer = a->renewal ? a->renewal_cert : a->signer;
-        if (r->key && EVP_PKEY_up_ref(r->key))
-                j->key = r->key;
+        if (req->key && EVP_PKEY_up_ref(req->key))
+                j->key = req->key;
         if (signer_key && EVP_PKEY_up_ref(signer_key))
                 j->signer_key = signer_key;
         if (signer && X509_up_ref(signer))
@@ -1399,11 +1398,11 @@ static void step_pkioperation(Request *r) {
          * signature is made again only if the journal keeps it (PENDING): one RSA private
          * operation less on every enrollment issued at once. */
         j->strip_challenge = !a->polling;
-        j->userdata = r;
-        q = crypto_work_submit(r->manager->crypto, scep_build_job_run, on_message_built, scep_build_job_free, j,
+        j->userdata = req;
+        r = crypto_work_submit(req->manager->crypto, scep_build_job_run, on_message_built, scep_build_job_free, j,
                                &a->crypto);
-        if (q < 0) {
-                request_attempt_failed_errno(r, q, "Cannot queue the SCEP message for building");
+        if (r < 0) {
+                request_attempt_failed_errno(req, r, "Cannot queue the SCEP message for building");
                 return;
         }
         TAKE_PTR(j);    /* the worker's now */
@@ -1413,8 +1412,8 @@ static void step_pkioperation(Request *r) {
  * on disk too (on_submission_durable()). */
 static void on_message_built(void *userdata) {
         ScepBuildJob *j = userdata;
-        Request *r = j->userdata;
-        Attempt *a = r->engine;
+        Request *req = j->userdata;
+        Attempt *a = req->engine;
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
 
         a->crypto = NULL;
@@ -1430,43 +1429,43 @@ static void on_message_built(void *userdata) {
                         snprintf(msg, sizeof msg, "Cannot build the PKCS#10 request: %s", why);
                 else
                         snprintf(msg, sizeof msg, "Cannot build the SCEP message: %s", why);
-                end_failed(r, BROKER_ERROR_PROTOCOL_ERROR, msg);        /* nothing was sent */
+                end_failed(req, BROKER_ERROR_PROTOCOL_ERROR, msg);        /* nothing was sent */
                 return;
         }
         /* The transaction id is in the record already: request_mark_submitted() wrote it for a
          * PKCSReq, and a CertPoll is only sent for a request that has one. */
         if (a->polling || !a->sync)
-                send_pkioperation(r);
+                send_pkioperation(req);
 }
 
-int engine_request_start(Request *r) {
+int engine_request_start(Request *req) {
         uint64_t now = now_usec();
 
-        if (request_state_is_terminal(r->rec->state) || r->engine || r->key_job)
+        if (request_state_is_terminal(req->rec->state) || req->engine || req->key_job)
                 return 0;
-        if (now >= request_deadline(r) && !request_is_renewal(r)) {
-                end_failed(r, BROKER_ERROR_TIMEOUT,
-                               r->rec->state == REQUEST_PENDING ?
+        if (now >= request_deadline(req) && !request_is_renewal(req)) {
+                end_failed(req, BROKER_ERROR_TIMEOUT,
+                               req->rec->state == REQUEST_PENDING ?
                                "The CA did not issue the pending request before PendingDeadline." :
                                "The request did not succeed before PendingDeadline.");
                 return 0;
         }
-        if (r->rec->next_attempt > now && !r->timer) {
-                request_schedule(r, r->rec->next_attempt);
+        if (req->rec->next_attempt > now && !req->timer) {
+                request_schedule(req, req->rec->next_attempt);
                 return 0;
         }
-        if (r->rec->state == REQUEST_PENDING || (r->rec->submitted != 0 && !r->recovery_resubmit)) {
-                Attempt *a = attempt_begin(r);
+        if (req->rec->state == REQUEST_PENDING || (req->rec->submitted != 0 && !req->recovery_resubmit)) {
+                Attempt *a = attempt_begin(req);
                 if (!a)
                         return -ENOMEM;
                 /* A PKCSReq that may have reached the CA (the broker was stopped, or the answer
                  * was lost): ask about its transaction before submitting it again. */
                 a->polling = true;
-                a->recovering = r->rec->state != REQUEST_PENDING;
+                a->recovering = req->rec->state != REQUEST_PENDING;
         }
         /* else, with recovery_resubmit: CertPoll got no CertRep RECOVERY_POLLS_MAX times; step_submit()
          * submits again once GetCACaps has answered (step_meta()). */
-        step_key(r);
+        step_key(req);
         return 0;
 }
 
@@ -1490,14 +1489,14 @@ static void meta_done(CaMeta *ce, TransportOutcome outcome, const char *message)
         while (fifo) {
                 MetaWaiter *w = fifo;
                 fifo = w->next;
-                Request *r = w->request;
+                Request *req = w->request;
                 free(w);
-                if (!r->engine)
+                if (!req->engine)
                         continue;
                 if (outcome == TRANSPORT_OK)
-                        step_submit(r);
+                        step_submit(req);
                 else
-                        attempt_failed(r, outcome, message);
+                        attempt_failed(req, outcome, message);
         }
 }
 
@@ -1507,7 +1506,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
         ScepError err = {};
         char msg[SCEP_ERROR_MESSAGE_MAX + 512];
-        int q;
+        int r;
 
         assert(ce->meta_http);  /* cancelled requests call no handler */
         ce->meta_http = NULL;
@@ -1518,7 +1517,7 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 return;
         }
         ca_set_contact(ca, now_usec());
-        ca_servers_answered(&CE(ca)->servers, ce->server);
+        ca_servers_answered(&ca_engine(ca)->servers, ce->server);
 
         /* A web page where SCEP data was asked for: IIS's maintenance or error page, a portal in
          * front of it. Not the server's answer: try again later. */
@@ -1541,13 +1540,13 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 }
                 unsigned caps = 0;
                 if (res->http_code == 200) {
-                        q = scep_caps_parse(res->body, res->body_size, &caps, &err);
-                        if (q != 0)
+                        r = scep_caps_parse(res->body, res->body_size, &caps, &err);
+                        if (r != 0)
                                 caps = 0;
                 }
-                q = scep_caps_choose(caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
+                r = scep_caps_choose(caps, c->allow_legacy_ciphers ? SCEP_FLOOR_LEGACY : SCEP_FLOOR_DEFAULT,
                                      &ce->alg, &err);
-                if (q != 0) {
+                if (r != 0) {
                         snprintf(msg, sizeof msg, "CA %s: %s", ca->name, err.message);
                         meta_done(ce, TRANSPORT_PROTOCOL_ERROR, msg);
                         return;
@@ -1567,10 +1566,10 @@ static void on_meta(HttpClient *client, const HttpResult *res, void *userdata) {
                 return;
         }
         _cleanup_(scep_cacerts_freep) ScepCACerts *certs = NULL;
-        q = scep_cacert_parse(res->content_type, res->body, res->body_size,
+        r = scep_cacert_parse(res->content_type, res->body, res->body_size,
                               c->has_fingerprint ? c->fingerprint : NULL, &certs, &err);
-        if (q != 0) {
-                snprintf(msg, sizeof msg, "GetCACert at %s: %s", ca_server_url(c, ce->server), err.message[0] ? err.message : strerror(-q));
+        if (r != 0) {
+                snprintf(msg, sizeof msg, "GetCACert at %s: %s", ca_server_url(c, ce->server), err.message[0] ? err.message : strerror(-r));
                 meta_done(ce, TRANSPORT_PROTOCOL_ERROR, msg);
                 return;
         }
@@ -1584,7 +1583,7 @@ static void ca_meta_fetch(CaMeta *ce) {
         CaState *ca = ce->ca;
         const CbCa *c = cb_config_find_ca(ca->manager->config, ca->name);
         _cleanup_free_ char *url = NULL, *why = NULL;
-        int q;
+        int r;
 
         if (!c)
                 return;
@@ -1601,9 +1600,9 @@ static void ca_meta_fetch(CaMeta *ce) {
                 .timeout_usec = c->timeout_usec,
                 .max_response = ce->meta_step == CA_META_CAPS ? SCEP_CAPS_MAX_SIZE : SCEP_CACERT_MAX_SIZE,
         };
-        q = http_client_start(E(ca->manager)->http, &o, on_meta, ce, &ce->meta_http, &why);
-        if (q < 0)
-                meta_done(ce, q == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
+        r = http_client_start(manager_engine(ca->manager)->http, &o, on_meta, ce, &ce->meta_http, &why);
+        if (r < 0)
+                meta_done(ce, r == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
                           why ?: "The CA URL is refused.");
 }
 
@@ -1612,7 +1611,7 @@ int engine_ca_refresh(Manager *m, CaState *ca) {
         const CbCa *c = cb_config_find_ca(m->config, ca->name);
 
         for (size_t i = 0; c && i < c->n_servers; i++) {
-                CaMeta *ce = CM(ca, i);
+                CaMeta *ce = ca_meta(ca, i);
                 if (ce->meta_http)
                         continue;       /* a fetch is under way already */
                 ce->have_caps = false;
@@ -1626,12 +1625,12 @@ int engine_ca_refresh(Manager *m, CaState *ca) {
 /* ---- engine-wide ---- */
 
 const char *engine_credential_state(Manager *m) {
-        Engine *e = E(m);
+        Engine *e = manager_engine(m);
         return e && e->creds ? credential_state_to_string(krb5_creds_get_state(e->creds)) : "unavailable";
 }
 
 uint64_t engine_credential_expiry(Manager *m) {
-        Engine *e = E(m);
+        Engine *e = manager_engine(m);
         return e && e->creds ? krb5_creds_get_expiry(e->creds) : 0;
 }
 
@@ -1642,10 +1641,10 @@ static void on_credential_state(Krb5Creds *c, void *userdata) {
 }
 
 static int engine_start_creds(Manager *m) {
-        Engine *e = E(m);
+        Engine *e = manager_engine(m);
         const CbConfig *cfg = m->config;
         _cleanup_free_ char *msg = NULL;
-        int q;
+        int r;
 
         /* The configuration counts its KDCs; the credentials want a NULL-terminated list. */
         char *kdcs[cfg->n_kdcs + 1];
@@ -1662,12 +1661,12 @@ static int engine_start_creds(Manager *m) {
                 .domain_suffix = cfg->permitted_suffix,
                 .runtime_dir = e->runtime_dir,
         };
-        q = krb5_creds_new(m->event, &s, &e->creds, &msg);
-        if (q < 0) {
-                log_error_errno(q, "Kerberos credentials unavailable: %s", msg ?: strerror(-q));
+        r = krb5_creds_new(m->event, &s, &e->creds, &msg);
+        if (r < 0) {
+                log_error_errno(r, "Kerberos credentials unavailable: %s", msg ?: strerror(-r));
                 free(e->krb5_error);
                 e->krb5_error = TAKE_PTR(msg);
-                return q;
+                return r;
         }
         krb5_creds_set_state_handler(e->creds, on_credential_state, m);
         return 0;
@@ -1692,7 +1691,7 @@ static char *runtime_dir_new(void) {
 
 int engine_new(Manager *m) {
         Engine *e = calloc(1, sizeof(*e));
-        int q;
+        int r;
 
         if (!e)
                 return log_error_errno(ENOMEM, "Cannot allocate the request engine: %m");
@@ -1701,9 +1700,9 @@ int engine_new(Manager *m) {
         if (!e->runtime_dir)
                 return log_error_errno(errno ?: ENOMEM, "Cannot create a private runtime directory: %m");
 
-        q = http_client_new(m->event, &e->http);
-        if (q < 0)
-                return log_error_errno(q, "Cannot set up HTTP: %m");
+        r = http_client_new(m->event, &e->http);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up HTTP: %m");
 
         /* Without credentials the broker still starts: CredentialState says "unavailable",
          * requests wait in retrying, and CA.Check() names the problem. */
@@ -1731,7 +1730,7 @@ void engine_ca_free(CaEngine *ce) {
 }
 
 void engine_free(Manager *m) {
-        Engine *e = E(m);
+        Engine *e = manager_engine(m);
 
         if (!e)
                 return;
@@ -1782,7 +1781,7 @@ static char *krb5_settings_string(const CbConfig *cfg) {
  * challenge fetches (restarted on the new fetchers by engine_config_changed()) and CA.Check()
  * calls in progress (answered with a note to run them again). */
 static int engine_renew_creds(Manager *m, char *settings) {
-        Engine *e = E(m);
+        Engine *e = manager_engine(m);
 
         for (size_t i = 0; i < m->n_requests; i++) {
                 Attempt *a = m->requests[i]->engine;
@@ -1794,7 +1793,7 @@ static int engine_renew_creds(Manager *m, char *settings) {
         engine_checks_abort(m, NULL);
         for (size_t i = 0; i < m->n_cas; i++)
                 for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
-                        CE(m->cas[i])->fetchers[j] = challenge_fetcher_free(CE(m->cas[i])->fetchers[j]);
+                        ca_engine(m->cas[i])->fetchers[j] = challenge_fetcher_free(ca_engine(m->cas[i])->fetchers[j]);
         e->creds = krb5_creds_free(e->creds);
         free(e->krb5_error);
         e->krb5_error = NULL;
@@ -1824,10 +1823,10 @@ static void ca_fetchers_done(CaFetchers *f) {
  * Fetches in flight on the old ones start again on the new ones; challenges already handed out
  * keep their slots. */
 static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
-        CaEngine *ce = CE(ca);
+        CaEngine *ce = ca_engine(ca);
         _cleanup_(ca_fetchers_done) CaFetchers new = {};
         ChallengeJournal journal;
-        int q;
+        int r;
 
         /* What NDES holds for us is recorded in the store: a restarted broker counts it. */
         challenge_journal_init(&journal, m->store);
@@ -1835,7 +1834,7 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         for (size_t i = 0; i < c->n_servers; i++) {
                 const char *admin_url = ca_server_admin_url(c, i);
                 if (c->challenge != CB_CHALLENGE_MSCEP_ADMIN || !admin_url ||
-                    (c->authentication == CB_AUTHENTICATION_KERBEROS && !E(m)->creds))
+                    (c->authentication == CB_AUTHENTICATION_KERBEROS && !manager_engine(m)->creds))
                         continue;
                 /* Servers may have been reordered, added or removed: the fetcher of the same page
                  * hands over what NDES holds for us. */
@@ -1856,9 +1855,9 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
                         .server_url = ca_server_url(c, i),
                         .journal = m->store ? &journal : NULL,
                 };
-                q = challenge_fetcher_new(E(m)->http, E(m)->creds, &s, &new.fetchers[i]);
-                if (q < 0)
-                        return log_error_errno(q, "CA %s: cannot set up challenge retrieval from %s: %m",
+                r = challenge_fetcher_new(manager_engine(m)->http, manager_engine(m)->creds, &s, &new.fetchers[i]);
+                if (r < 0)
+                        return log_error_errno(r, "CA %s: cannot set up challenge retrieval from %s: %m",
                                                c->name, admin_url);
                 new.urls[i] = strdup(admin_url);
                 if (!new.urls[i])
@@ -1870,11 +1869,11 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
         Request *moved[m->n_requests + 1];
         size_t n_moved = 0;
         for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                Attempt *a = r->engine;
-                if (a && a->fetch && strcmp(r->rec->ca, ca->name) == 0) {
+                Request *req = m->requests[i];
+                Attempt *a = req->engine;
+                if (a && a->fetch && strcmp(req->rec->ca, ca->name) == 0) {
                         a->fetch = challenge_fetch_cancel(a->fetch);
-                        moved[n_moved++] = r;
+                        moved[n_moved++] = req;
                 }
         }
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++) {
@@ -1901,13 +1900,13 @@ static int ca_setup_fetcher(Manager *m, CaState *ca, const CbCa *c) {
 static int engine_ca_new(Manager *m, const char *name, CaState **ret) {
         CaEngine *ce = calloc(1, sizeof(*ce));
         CaState *ca;
-        int q;
+        int r;
 
         if (!ce)
                 return -ENOMEM;
-        q = ca_state_new(m, name, ce, &ca);     /* takes ce, also on failure */
-        if (q < 0)
-                return q;
+        r = ca_state_new(m, name, ce, &ca);     /* takes ce, also on failure */
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
                 ce->meta[i] = (CaMeta) { .ca = ca, .server = i };
         *ret = ca;
@@ -1923,15 +1922,15 @@ static void engine_cas_free_new(Manager *m, CaState **cas, size_t n) {
 
 int engine_config_changed(Manager *m) {
         char *settings = krb5_settings_string(m->config);
-        int q;
+        int r;
 
         if (!settings)
                 return log_error_errno(ENOMEM, "Cannot compare the [Kerberos] settings: %m");
-        if (E(m)->krb5_settings && strcmp(settings, E(m)->krb5_settings) != 0)
+        if (manager_engine(m)->krb5_settings && strcmp(settings, manager_engine(m)->krb5_settings) != 0)
                 (void) engine_renew_creds(m, settings);
         else {
-                free(E(m)->krb5_settings);
-                E(m)->krb5_settings = settings;
+                free(manager_engine(m)->krb5_settings);
+                manager_engine(m)->krb5_settings = settings;
         }
 
         /* Per-CA state follows the configuration: new CAs get fresh state, removed ones go
@@ -1947,10 +1946,10 @@ int engine_config_changed(Manager *m) {
                 cas[i] = manager_find_ca_state(m, name);
                 if (cas[i])
                         continue;
-                q = engine_ca_new(m, name, &cas[i]);
-                if (q < 0) {
+                r = engine_ca_new(m, name, &cas[i]);
+                if (r < 0) {
                         engine_cas_free_new(m, cas, i);
-                        return log_error_errno(q, "CA %s: cannot set up its state: %m", name);
+                        return log_error_errno(r, "CA %s: cannot set up its state: %m", name);
                 }
         }
         /* Drop the CAs that are gone. */
@@ -1962,7 +1961,7 @@ int engine_config_changed(Manager *m) {
                 if (kept) {
                         /* Refetch metadata lazily in case the URL or trust changed. */
                         for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++) {
-                                CaMeta *ce = CM(m->cas[i], j);
+                                CaMeta *ce = ca_meta(m->cas[i], j);
                                 if (!ce->meta_http) {
                                         ce->have_caps = false;
                                         ce->certs = scep_cacerts_free(ce->certs);
@@ -1975,15 +1974,15 @@ int engine_config_changed(Manager *m) {
                 /* Checks of this CA hold its state: they end now. */
                 engine_checks_abort(m, ca);
                 for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++) {
-                        CaMeta *ce = CM(ca, j);
+                        CaMeta *ce = ca_meta(ca, j);
                         http_request_cancel(ce->meta_http);
                         ce->meta_http = NULL;
                         meta_done(ce, TRANSPORT_PROTOCOL_ERROR, "The CA was removed from the configuration.");
                 }
                 for (size_t j = 0; j < m->n_requests; j++) {
-                        Request *r = m->requests[j];
-                        if (r->engine && strcmp(r->rec->ca, ca->name) == 0)
-                                end_failed(r, BROKER_ERROR_UNKNOWN_CA,
+                        Request *req = m->requests[j];
+                        if (req->engine && strcmp(req->rec->ca, ca->name) == 0)
+                                end_failed(req, BROKER_ERROR_UNKNOWN_CA,
                                                "The CA was removed from the configuration.");
                 }
                 /* Out of the list before it is freed: the next removed CA's requests look CAs up
@@ -2001,9 +2000,9 @@ int engine_config_changed(Manager *m) {
         Request *restart[m->n_requests + 1];
         size_t n_restart = 0;
         for (size_t i = 0; i < m->n_requests; i++) {
-                Request *r = m->requests[i];
-                Attempt *a = r->engine;
-                const CbCa *c = a && a->server_url ? request_ca_config(r) : NULL;
+                Request *req = m->requests[i];
+                Attempt *a = req->engine;
+                const CbCa *c = a && a->server_url ? request_ca_config(req) : NULL;
                 int k = c ? cb_ca_server_index(c, a->server_url) : -ENOENT;
                 if (!c)
                         continue;
@@ -2012,16 +2011,16 @@ int engine_config_changed(Manager *m) {
                         continue;
                 }
                 log_notice("Request %s: its server %s is no longer in URL= of CA %s; starting its attempt again.",
-                           r->rec->id, a->server_url, c->name);
-                request_end_attempt(r);
-                restart[n_restart++] = r;
+                           req->rec->id, a->server_url, c->name);
+                attempt_end(req);
+                restart[n_restart++] = req;
         }
         for (size_t i = 0; i < m->n_cas; i++) {
-                q = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);        /* logs why */
-                if (q < 0) {
+                r = ca_setup_fetcher(m, m->cas[i], &m->config->cas[i]);        /* logs why */
+                if (r < 0) {
                         for (size_t j = 0; j < n_restart; j++)
                                 (void) engine_request_start(restart[j]);
-                        return q;
+                        return r;
                 }
         }
         for (size_t i = 0; i < m->n_requests; i++) {

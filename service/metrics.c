@@ -237,12 +237,12 @@ int metrics_format(Manager *m, bool all, uid_t uid, char **ret) {
                        "Challenges the broker holds at NDES (fetches running and challenges not yet used up), by CA, summed over its NDES servers.");
                 for (size_t i = 0; i < m->n_cas; i++) {
                         CaState *ca = m->cas[i];
-                        if (!ca || !CE(ca))
+                        if (!ca || !ca_engine(ca))
                                 continue;
                         unsigned held = 0;      /* at every NDES server of the CA */
                         for (size_t j = 0; j < CB_CA_SERVERS_MAX; j++)
-                                if (CE(ca)->fetchers[j])
-                                        held += challenge_fetcher_get_outstanding(CE(ca)->fetchers[j]);
+                                if (ca_engine(ca)->fetchers[j])
+                                        held += challenge_fetcher_get_outstanding(ca_engine(ca)->fetchers[j]);
                         fputs("certbroker_outstanding_challenges{", f);
                         put_label(f, "ca", ca->name);
                         fprintf(f, "} %u\n", held);

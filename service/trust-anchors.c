@@ -27,11 +27,11 @@ void trust_anchors_free(TrustAnchor *a, size_t n) {
 /* The CA's certificates as GetCACert last gave them: one CA behind all of its NDES servers, so
  * the first server that has answered (URL= order) speaks for it. */
 static ScepCACerts *ca_certs(CaState *ca) {
-        if (!ca || !CE(ca))
+        if (!ca || !ca_engine(ca))
                 return NULL;
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
-                if (CE(ca)->meta[i].certs)
-                        return CE(ca)->meta[i].certs;
+                if (ca_engine(ca)->meta[i].certs)
+                        return ca_engine(ca)->meta[i].certs;
         return NULL;
 }
 
@@ -98,10 +98,10 @@ int trust_anchors_collect(CaState *ca, TrustAnchor **ret, size_t *ret_n, char **
 }
 
 bool trust_anchors_fetching(CaState *ca) {
-        if (!CE(ca))
+        if (!ca_engine(ca))
                 return false;
         for (size_t i = 0; i < CB_CA_SERVERS_MAX; i++)
-                if (CE(ca)->meta[i].meta_http)
+                if (ca_engine(ca)->meta[i].meta_http)
                         return true;
         return false;
 }
