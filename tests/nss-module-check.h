@@ -132,3 +132,19 @@ static void nss_module_check_all(const NssModule *m, const char *label, enum nss
         nss_expect(label, "initgroups_dyn", s, e, start == 0 && size == 0 && !groups, now_ms() - t0, status, err,
                    min_ms, max_ms);
 }
+
+/* Whether the module log at path (tests/nss-module-log.h) has the line `line`. */
+static bool nss_log_has(const char *path, const char *line) {
+        char text[256];
+        bool found = false;
+        FILE *f = fopen(path, "re");
+
+        if (!f)
+                return false;
+        while (!found && fgets(text, sizeof text, f)) {
+                text[strcspn(text, "\n")] = 0;
+                found = strcmp(text, line) == 0;
+        }
+        fclose(f);
+        return found;
+}

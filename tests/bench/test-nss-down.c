@@ -4,13 +4,17 @@
  * points, loaded with dlopen(), answers UNAVAIL with ECONNREFUSED and writes nothing; and
  * glibc, told to use the module for passwd and group (__nss_configure_lookup(), the module
  * found through LD_LIBRARY_PATH), makes getpwuid_r(), getpwnam_r() and getgrgid_r() return
- * ECONNREFUSED with no result.
+ * ECONNREFUSED with no result, the module's log ($CB_NSS_LOG) naming each look-up; a log it
+ * cannot write turns the answer's error into the write's.
  *
  *   test-nss-down MODULE-PATH */
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "../nss-module-check.h"
 
 int main(int argc, char **argv) {
-        char buf[1024];
+        char buf[1024], log[64];
         struct passwd pw, *pwres;
         struct group gr, *grres;
         NssModule m;
@@ -23,7 +27,13 @@ int main(int argc, char **argv) {
         if (nss_module_load(argv[1], "down", &m) < 0)
                 return 1;
         nss_module_check_all(&m, "the module", NSS_STATUS_UNAVAIL, ECONNREFUSED, 0, 0);
+        setenv("CB_NSS_LOG", "/nonexistent-dir/nss.log", 1);
+        nss_module_check_all(&m, "a log it cannot write", NSS_STATUS_UNAVAIL, ENOENT, 0, 0);
         dlclose(m.handle);
+
+        snprintf(log, sizeof log, "/tmp/test-nss-down.%ld.log", (long) getpid());
+        unlink(log);
+        setenv("CB_NSS_LOG", log, 1);
 
         /* Through glibc, as certbrokerd's look-ups meet it. */
         if (__nss_configure_lookup("passwd", "down") != 0 || __nss_configure_lookup("group", "down") != 0) {
@@ -39,5 +49,8 @@ int main(int argc, char **argv) {
         grres = &gr;
         e = getgrgid_r(0, &gr, buf, sizeof buf, &grres);
         check(e == ECONNREFUSED && !grres, "getgrgid_r(0): ECONNREFUSED, no entry");
+        check(nss_log_has(log, "down getpwuid_r 0") && nss_log_has(log, "down getpwnam_r root") &&
+              nss_log_has(log, "down getgrgid_r 0"), "the module's log names the three look-ups");
+        unlink(log);
         return nss_checks_done("test-nss-down");
 }

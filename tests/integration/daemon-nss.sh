@@ -45,9 +45,20 @@ exec unshare --mount --propagation private -- sh -c '
         mode=\$(cat "$LAB_DIR/nss-mode" 2>/dev/null || true)
         [ -z "\$mode" ] || mount --bind "$LAB_DIR/nsswitch-\$mode.conf" /etc/nsswitch.conf || exit 1
         exec env LD_LIBRARY_PATH="$down_dir:$slow_dir" CB_NSS_SLOW_FILE="$LAB_DIR/nss-slow-ms" \
-                "$real_daemon" "\$@"' certbrokerd "\$@"
+                CB_NSS_LOG="$LAB_DIR/nss-calls.log" "$real_daemon" "\$@"' certbrokerd "\$@"
 EOF
 chmod 0755 "$CB_DAEMON"
+# Each look-up the test modules answer, "MODULE ENTRY KEY" (tests/nss-module-log.h): the checks
+# below ask it whether the broker really met the module each case sets up.
+: >"$LAB_DIR/nss-calls.log"
+chmod 0666 "$LAB_DIR/nss-calls.log"
+alice_uid=$(getent passwd alice | cut -d: -f3)
+# consulted MODULE ENTRY KEY WHAT: the broker asked MODULE that look-up (since the last call).
+consulted() {
+        grep -qx "$1 $2 $3" "$LAB_DIR/nss-calls.log" ||
+                lab_fail "$4: the broker never asked the $1 module $2($3) ($(wc -l <"$LAB_DIR/nss-calls.log") look-ups logged)"
+        : >"$LAB_DIR/nss-calls.log"
+}
 
 # nss_set MODE|up: the broker's nsswitch.conf now (and at its next start).
 nss_set() {
@@ -120,6 +131,7 @@ lab_assert_contains "$o" "NSS has not answered in time" "the NotReady answer nam
 n_after=$(cb root --json=short call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListRequests | "$LAB_PYTHON" -c 'import json,sys; print(len(json.load(sys.stdin)["data"][0]))')
 lab_assert_eq "$n_after" "$n_before" "requests after the NotReady answer"
 lab_pass "a look-up past 10 s: bob told NotReady naming NSS, nothing decided"
+consulted slow getpwuid_r "$alice_uid" "the slow NSS cases"
 echo 0 >"$LAB_DIR/nss-slow-ms"
 nss_set up
 sleep 14        # the stuck look-ups end
@@ -138,6 +150,7 @@ lab_wait_for 30 "the broker to say it keeps the request undecided" \
         bash -c "tail -n +$from '$LAB_DIR/certbrokerd.log' | grep -q 'cannot be decided again after the start-up'"
 sleep 5         # PollInterval=1: a resumed request would have polled and been issued by now
 lab_assert_eq "$(state_of alice "$p2")" pending "the PENDING request's state while NSS is down at start-up"
+consulted down getpwuid_r "$alice_uid" "NSS down at start-up"
 nss_set up
 wait_state alice "$p2" issued 90
 lab_assert_eq "$(tprop alice "$p2" KeyAvailable)" "true" "its key, kept through the NSS failure"
@@ -154,6 +167,7 @@ cb root call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" Reload >/dev/null || lab_fai
 lab_wait_for 30 "the broker to say it keeps the request undecided" \
         bash -c "tail -n +$from '$LAB_DIR/certbrokerd.log' | grep -q 'cannot be decided again after the reload'"
 lab_assert_eq "$(state_of alice "$p3")" pending "the request's state after a Reload while NSS is down"
+consulted down getpwuid_r "$alice_uid" "NSS down at Reload"
 nss_set up
 wait_state alice "$p3" failed 90
 lab_assert_contains "$(cb_prop alice "$p3" ErrorMessage)" "The policy in force since the reload no longer allows this request" \
@@ -179,6 +193,7 @@ sleep 6         # past the first retry (5 s): still no successor, none failed
 lab_assert_eq "$(oprop alice "$p4" Successor)" "/" "the chain's successor while NSS is down"
 lab_assert_eq "$(sqlite3 "$CB_STATE/certbroker.db" "SELECT count(*) FROM requests WHERE state = 'failed' AND predecessor = '$id4';")" 0 \
         "failed successors"
+consulted down getpwuid_r "$alice_uid" "NSS down at RenewAt"
 nss_set up
 lab_wait_for 90 "the successor to be made" bash -c "[ \"\$(busctl --system get-property $CB_BUS '$p4' $CB_BUS.Request Successor)\" != 'o \"/\"' ]"
 s4=$(oprop alice "$p4" Successor)

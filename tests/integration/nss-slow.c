@@ -3,7 +3,12 @@
  * named by $CB_NSS_SLOW_FILE (no file, no sleep), then answers NSS_STATUS_NOTFOUND, so the next
  * source ("files") answers. Used by tests/integration/daemon-nss.sh through an nsswitch.conf
  * ("passwd: slow files") bind-mounted in certbrokerd's own mount namespace; found through
- * LD_LIBRARY_PATH. Never installed. */
+ * LD_LIBRARY_PATH. Never installed.
+ * It checks what it is told and what it did, so that a test cannot pass on a delay that never
+ * happened: a control file that holds anything but a number of milliseconds (0 to 600000), one
+ * it cannot read, or a sleep that ended early makes the look-up answer UNAVAIL with the error
+ * (EINVAL, the read's, EINTR) and say why on stderr. With $CB_NSS_LOG each look-up is logged
+ * (tests/nss-module-log.h). */
 #include <errno.h>
 #include <grp.h>
 #include <nss.h>
@@ -12,31 +17,85 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
+#include <string.h>
 #include <time.h>
 
-static void slow(void) {
-        const char *path = getenv("CB_NSS_SLOW_FILE");
-        FILE *f;
-        long ms = 0;
+#include "../nss-module-log.h"
 
-        if (!path || !(f = fopen(path, "re")))
-                return;
-        if (fscanf(f, "%ld", &ms) != 1)
-                ms = 0;
-        fclose(f);
-        if (ms > 0) {
-                struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                        ;
-        }
+#define SLOW_MS_MAX 600000L
+
+static long monotonic_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-#define SLOW_NOTFOUND(errnop)                   \
-        do {                                    \
-                slow();                         \
-                *(errnop) = ENOENT;             \
-                return NSS_STATUS_NOTFOUND;     \
-        } while (0)
+/* The milliseconds the control file asks for (0 without $CB_NSS_SLOW_FILE or without the
+ * file), or -errno: EINVAL for anything but a number in 0..SLOW_MS_MAX. */
+static long slow_ms(void) {
+        const char *path = getenv("CB_NSS_SLOW_FILE");
+        char text[64], *end;
+        FILE *f;
+        size_t n;
+        long ms;
+
+        if (!path || !*path)
+                return 0;
+        f = fopen(path, "re");
+        if (!f) {
+                if (errno == ENOENT)
+                        return 0;
+                fprintf(stderr, "nss-slow: cannot read %s: %s\n", path, strerror(errno));
+                return -errno;
+        }
+        n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = 0;
+        errno = 0;
+        ms = strtol(text, &end, 10);
+        while (*end == '\n' || *end == ' ')
+                end++;
+        if (end == text || *end || errno || ms < 0 || ms > SLOW_MS_MAX) {
+                fprintf(stderr, "nss-slow: %s holds no number of milliseconds from 0 to %ld\n", path, SLOW_MS_MAX);
+                return -EINVAL;
+        }
+        return ms;
+}
+
+/* Logs the look-up, sleeps as asked and checks it did; then leaves the answer to the next
+ * source (NOTFOUND), or answers UNAVAIL with what went wrong. */
+static enum nss_status slow(const char *entry, const char *key, int *errnop) {
+        long ms, t0;
+        int r;
+
+        r = nss_log("slow", entry, key);
+        if (r < 0) {
+                *errnop = -r;
+                return NSS_STATUS_UNAVAIL;
+        }
+        ms = slow_ms();
+        if (ms < 0) {
+                *errnop = (int) -ms;
+                return NSS_STATUS_UNAVAIL;
+        }
+        t0 = monotonic_ms();
+        if (ms > 0) {
+                struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+                while (nanosleep(&ts, &ts) < 0)
+                        if (errno != EINTR) {
+                                *errnop = errno;
+                                fprintf(stderr, "nss-slow: nanosleep: %s\n", strerror(errno));
+                                return NSS_STATUS_UNAVAIL;
+                        }
+        }
+        if (monotonic_ms() - t0 < ms) {
+                fprintf(stderr, "nss-slow: slept less than the %ld ms asked\n", ms);
+                *errnop = EINTR;
+                return NSS_STATUS_UNAVAIL;
+        }
+        *errnop = ENOENT;
+        return NSS_STATUS_NOTFOUND;
+}
 
 enum nss_status _nss_slow_getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t size, int *errnop);
 enum nss_status _nss_slow_getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size, int *errnop);
@@ -46,27 +105,29 @@ enum nss_status _nss_slow_initgroups_dyn(const char *user, gid_t group, long *st
                                          gid_t **groups, long limit, int *errnop);
 
 enum nss_status _nss_slow_getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t size, int *errnop) {
-        (void) uid, (void) pw, (void) buf, (void) size;
-        SLOW_NOTFOUND(errnop);
+        char id[24];
+        (void) pw, (void) buf, (void) size;
+        return slow("getpwuid_r", nss_log_id(uid, id), errnop);
 }
 
 enum nss_status _nss_slow_getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t size, int *errnop) {
-        (void) name, (void) pw, (void) buf, (void) size;
-        SLOW_NOTFOUND(errnop);
+        (void) pw, (void) buf, (void) size;
+        return slow("getpwnam_r", name, errnop);
 }
 
 enum nss_status _nss_slow_getgrgid_r(gid_t gid, struct group *gr, char *buf, size_t size, int *errnop) {
-        (void) gid, (void) gr, (void) buf, (void) size;
-        SLOW_NOTFOUND(errnop);
+        char id[24];
+        (void) gr, (void) buf, (void) size;
+        return slow("getgrgid_r", nss_log_id(gid, id), errnop);
 }
 
 enum nss_status _nss_slow_getgrnam_r(const char *name, struct group *gr, char *buf, size_t size, int *errnop) {
-        (void) name, (void) gr, (void) buf, (void) size;
-        SLOW_NOTFOUND(errnop);
+        (void) gr, (void) buf, (void) size;
+        return slow("getgrnam_r", name, errnop);
 }
 
 enum nss_status _nss_slow_initgroups_dyn(const char *user, gid_t group, long *start, long *size,
                                          gid_t **groups, long limit, int *errnop) {
-        (void) user, (void) group, (void) start, (void) size, (void) groups, (void) limit;
-        SLOW_NOTFOUND(errnop);
+        (void) group, (void) start, (void) size, (void) groups, (void) limit;
+        return slow("initgroups_dyn", user, errnop);
 }

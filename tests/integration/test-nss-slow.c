@@ -3,8 +3,10 @@
  * source, or daemon-nss's "slow NSS" checks would test nothing. Checked: each of its five entry
  * points, loaded with dlopen(), answers NOTFOUND with ENOENT, writing nothing; without
  * $CB_NSS_SLOW_FILE at once (a file saying 3000 ms exists but is not named), and only after the
- * named file's milliseconds with it (a file that holds no number: no sleep); and glibc, told
- * "passwd: slow files", still finds root through "files" after the delay.
+ * named file's milliseconds with it; a file that holds no number, or one out of range: UNAVAIL
+ * with EINVAL, at once (a test must not pass on a delay that never happened); and glibc, told
+ * "passwd: slow files", still finds root through "files" after the delay, the module's log
+ * ($CB_NSS_LOG) naming the look-up.
  *
  *   test-nss-slow MODULE-PATH */
 #include <stdlib.h>
@@ -21,7 +23,7 @@ static void write_file(const char *path, const char *text) {
 }
 
 int main(int argc, char **argv) {
-        char buf[1024], file[] = "/tmp/test-nss-slow.XXXXXX";
+        char buf[1024], file[] = "/tmp/test-nss-slow.XXXXXX", log[sizeof file + 4];
         struct passwd pw, *pwres;
         NssModule m;
         long t0, took;
@@ -39,6 +41,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         close(fd);
+        snprintf(log, sizeof log, "%s.log", file);
 
         write_file(file, "3000\n");
         unsetenv("CB_NSS_SLOW_FILE");
@@ -47,11 +50,17 @@ int main(int argc, char **argv) {
         write_file(file, "300\n");
         nss_module_check_all(&m, "300 ms", NSS_STATUS_NOTFOUND, ENOENT, 300, 0);
         write_file(file, "soon\n");
-        nss_module_check_all(&m, "a file with no number", NSS_STATUS_NOTFOUND, ENOENT, 0, 2000);
+        nss_module_check_all(&m, "a file with no number", NSS_STATUS_UNAVAIL, EINVAL, 0, 2000);
+        write_file(file, "700000\n");
+        nss_module_check_all(&m, "700000 ms (more than 600000)", NSS_STATUS_UNAVAIL, EINVAL, 0, 2000);
+        write_file(file, "-5\n");
+        nss_module_check_all(&m, "a negative number", NSS_STATUS_UNAVAIL, EINVAL, 0, 2000);
         dlclose(m.handle);
 
-        /* Through glibc: slow, then "files" answers. */
+        /* Through glibc: slow, then "files" answers; the module logs what it was asked. */
         write_file(file, "200\n");
+        unlink(log);
+        setenv("CB_NSS_LOG", log, 1);
         if (__nss_configure_lookup("passwd", "slow files") != 0) {
                 fprintf(stderr, "__nss_configure_lookup failed\n");
                 return 1;
@@ -62,6 +71,8 @@ int main(int argc, char **argv) {
         took = now_ms() - t0;
         check(err == 0 && pwres && strcmp(pwres->pw_name, "root") == 0, "glibc, \"slow files\": root found through files");
         check(took >= 200, "glibc, \"slow files\": after the module's 200 ms");
+        check(nss_log_has(log, "slow getpwuid_r 0"), "the module's log: \"slow getpwuid_r 0\"");
+        unlink(log);
 
         unlink(file);
         return nss_checks_done("test-nss-slow");
