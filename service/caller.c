@@ -75,14 +75,6 @@ static void entry_freep(CallerEntry **e) {
         *e = entry_free(*e);
 }
 
-static void bus_message_unrefp(sd_bus_message **m) {
-        *m = sd_bus_message_unref(*m);
-}
-
-static void bus_error_freep(sd_bus_error *e) {
-        sd_bus_error_free(e);
-}
-
 void caller_registry_limits(uint64_t nofile, size_t *ret_total, size_t *ret_per_uid) {
         uint64_t reserve = nofile / 4 > CALLER_FD_RESERVE ? nofile / 4 : CALLER_FD_RESERVE;
         uint64_t total = nofile > reserve ? nofile - reserve : 0;
@@ -388,8 +380,8 @@ static int entry_read_credential(sd_bus_message *reply, CallerEntry *e, bool *ha
 
 /* Ask the bus daemon what it captured when the sender connected. */
 static int entry_query(sd_bus *bus, const char *sender, CallerEntry *e) {
-        _cleanup_(bus_error_freep) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         bool have_uid = false;
         int bus_pidfd = -1, r;
 

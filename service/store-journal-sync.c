@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "store-journal-sync.h"
 
 struct JournalSyncWait {
@@ -81,13 +82,6 @@ static bool checkpoint(JournalSync *j) {
         return sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK;
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
 /* Waits (lock held) until the monotonic time `until`, a new sync request or stop. */
 static void wait_until(JournalSync *j, uint64_t until) {
         struct timespec ts = { .tv_sec = (time_t) (until / 1000000), .tv_nsec = (long) (until % 1000000) * 1000 };
@@ -122,7 +116,7 @@ static void *worker(void *userdata) {
                         continue;
                 }
                 /* A checkpoint is wanted and no fsync waits. */
-                uint64_t now = now_usec();
+                uint64_t now = monotonic_usec();
                 if (now < checkpoint_after) {
                         wait_until(j, checkpoint_after);
                         continue;
