@@ -30,6 +30,8 @@ struct ChallengeFetch {
         Krb5ServiceWait *wait;
         HttpRequest *request;
         bool fresh;                     /* never answered from a spare */
+        uint32_t owner;                 /* whose fetch: owners take turns for the slots */
+        uint64_t tag;                   /* start tag of fair queueing: started in tag order */
         ChallengePageInfo page;         /* what the page said, once parsed (else zero) */
         uint64_t issued;                /* CLOCK_MONOTONIC usec: its answer came */
         bool recorded;                  /* in the journal as row, from the request on */
@@ -73,6 +75,7 @@ struct ChallengeFetcher {
         ChallengeFetch *judging;        /* the enrollment fetch on a fresh connection to tell it */
         ChallengeFetch *fetches;        /* all, newest first */
         unsigned n_queued;
+        uint64_t vclock;                /* tag of the fetch started (or answered) last */
         bool waking;
         Spare spares[CHALLENGE_SPARES_MAX];     /* oldest first */
         unsigned n_spares;
@@ -534,7 +537,26 @@ static void hold_timer_arm(ChallengeFetcher *f) {
         (void) sd_event_add_time(f->event, &f->hold_timer, CLOCK_MONOTONIC, next, 1000000, on_hold_timer, f);
 }
 
-/* Start queued fetches, oldest first, while slots are free. */
+/* Start-time fair queueing between owners: the queued fetch with the lowest tag, the oldest
+ * of those on ties (spare_only: only those a spare may answer). */
+static ChallengeFetch *next_queued(ChallengeFetcher *f, bool spare_only) {
+        ChallengeFetch *best = NULL;
+
+        /* The list is newest first: "<=" keeps the oldest of equal tags. */
+        for (ChallengeFetch *x = f->fetches; x; x = x->next)
+                if (x->state == FETCH_QUEUED && !(spare_only && x->fresh) && (!best || x->tag <= best->tag))
+                        best = x;
+        return best;
+}
+
+/* x leaves the queue now (started or answered): its tag moves the clock, so an owner who
+ * queued nothing lately goes next, not after everyone's backlog. */
+static void advance_clock(ChallengeFetcher *f, const ChallengeFetch *x) {
+        if (x->tag > f->vclock)
+                f->vclock = x->tag;
+}
+
+/* Start queued fetches, fairly between owners (next_queued()), while slots are free. */
 static void wake(void *userdata) {
         ChallengeFetcher *f = userdata;
 
@@ -544,14 +566,12 @@ static void wake(void *userdata) {
         (void) challenge_limit_expire(f->limit, monotonic_usec());
         hold_timer_arm(f);
         while (f->n_queued > 0) {
-                ChallengeFetch *oldest = NULL;
+                ChallengeFetch *next = next_queued(f, false);
 
-                for (ChallengeFetch *x = f->fetches; x; x = x->next)
-                        if (x->state == FETCH_QUEUED)
-                                oldest = x;
-                if (!oldest || !challenge_limit_take(f->limit))
+                if (!next || !challenge_limit_take(f->limit))
                         break;
-                start_fetch(oldest);
+                advance_clock(f, next);
+                start_fetch(next);
         }
         f->waking = false;
 }
@@ -596,8 +616,9 @@ static bool take_spare(ChallengeFetcher *f, Spare *ret) {
         return true;
 }
 
-static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, bool fresh,
-                       ChallengeFetch **ret) {
+static int fetch_start(ChallengeFetcher *f, uint32_t owner, challenge_handler_t handler, void *userdata,
+                       bool fresh, ChallengeFetch **ret) {
+        uint64_t tag;
         Spare spare;
         ChallengeFetch *x;
 
@@ -614,6 +635,13 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
         x->handler = handler;
         x->userdata = userdata;
         x->fresh = fresh;
+        x->owner = owner;
+        /* One more than the owner's last queued fetch, and not before the one started last. */
+        tag = f->vclock;
+        for (ChallengeFetch *q = f->fetches; q; q = q->next)
+                if (q->state == FETCH_QUEUED && q->owner == owner && q->tag > tag)
+                        tag = q->tag;
+        x->tag = tag + 1;
         x->state = FETCH_QUEUED;
         x->next = f->fetches;
         if (f->fetches)
@@ -623,6 +651,7 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
         if (ret)
                 *ret = x;
         if (!fresh && x->state == FETCH_QUEUED && take_spare(f, &spare)) {
+                advance_clock(f, x);
                 deliver_spare(x, &spare);
                 return 0;
         }
@@ -632,17 +661,18 @@ static int fetch_start(ChallengeFetcher *f, challenge_handler_t handler, void *u
         return 0;
 }
 
-int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret) {
-        return fetch_start(f, handler, userdata, false, ret);
+int challenge_fetcher_fetch(ChallengeFetcher *f, uint32_t owner, challenge_handler_t handler, void *userdata,
+                            ChallengeFetch **ret) {
+        return fetch_start(f, owner, handler, userdata, false, ret);
 }
 
-int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handler, void *userdata,
+int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, uint32_t owner, challenge_handler_t handler, void *userdata,
                                   ChallengeFetch **ret) {
-        return fetch_start(f, handler, userdata, true, ret);
+        return fetch_start(f, owner, handler, userdata, true, ret);
 }
 
 void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
-        ChallengeFetch *oldest = NULL;
+        ChallengeFetch *next;
         const SlotRef *ref;
         uint64_t issued;
         Spare spare;
@@ -672,11 +702,10 @@ void challenge_fetcher_keep_spare(ChallengeFetcher *f, ChallengeResult *res) {
                 challenge_secret_free(spare.secret);
                 return;
         }
-        for (ChallengeFetch *x = f->fetches; x; x = x->next)
-                if (x->state == FETCH_QUEUED && !x->fresh)
-                        oldest = x;
-        if (oldest) {
-                deliver_spare(oldest, &spare);
+        next = next_queued(f, true);
+        if (next) {
+                advance_clock(f, next);
+                deliver_spare(next, &spare);
                 return;
         }
         drop_stale_spares(f);

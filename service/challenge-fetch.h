@@ -119,12 +119,15 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
  * Accepts NULL, returns NULL. */
 ChallengeFetcher *challenge_fetcher_free(ChallengeFetcher *f);
 
-/* Queues a fetch; the handler is called exactly once (unless cancelled). *ret (optional) can
- * cancel it until the handler runs. 0 or negative errno. */
-int challenge_fetcher_fetch(ChallengeFetcher *f, challenge_handler_t handler, void *userdata, ChallengeFetch **ret);
+/* Queues a fetch for owner (a uid); the handler is called exactly once (unless cancelled).
+ * *ret (optional) can cancel it until the handler runs. 0 or negative errno. Queued fetches
+ * are started (and answered from spares) fairly between owners: one owner's hundred queued
+ * fetches do not make another owner's single fetch wait for all of them. */
+int challenge_fetcher_fetch(ChallengeFetcher *f, uint32_t owner, challenge_handler_t handler, void *userdata,
+                            ChallengeFetch **ret);
 
 /* The same, but never answered from a spare (below): CA.Check() must see the page answer. */
-int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, challenge_handler_t handler, void *userdata,
+int challenge_fetcher_fetch_fresh(ChallengeFetcher *f, uint32_t owner, challenge_handler_t handler, void *userdata,
                                   ChallengeFetch **ret);
 
 /* How long NDES keeps an unused challenge: the minutes its page gives, else its default

@@ -456,7 +456,7 @@ static CheckNext check_step_challenge(Check *k, const CbCa *c) {
         }
         /* Fresh: the step checks what the page answers now. The handler may run (and free k)
          * before this returns. */
-        r = challenge_fetcher_fetch_fresh(f, check_on_challenge, k, &k->fetch);
+        r = challenge_fetcher_fetch_fresh(f, (uint32_t) k->uid, check_on_challenge, k, &k->fetch);
         if (r < 0) {
                 check_add(k, "challenge", "fail", strerror(-r));
                 return CHECK_CONTINUE;

@@ -811,7 +811,7 @@ static void step_challenge(Request *req) {
                 step_pkioperation(req);
                 return;
         }
-        r = challenge_fetcher_fetch(f, on_challenge, req, &a->fetch);
+        r = challenge_fetcher_fetch(f, (uint32_t) req->rec->owner, on_challenge, req, &a->fetch);
         if (r < 0) {
                 request_attempt_failed_errno(req, r, "Cannot start fetching a challenge");
                 return;

@@ -135,7 +135,7 @@ static void start_next(Run *run) {
         int r;
 
         run->started++;
-        r = challenge_fetcher_fetch(run->fetcher, on_challenge, run, NULL);
+        r = challenge_fetcher_fetch(run->fetcher, 0, on_challenge, run, NULL);
         if (r < 0) {
                 fprintf(stderr, "cannot start fetch: %s\n", strerror(-r));
                 sd_event_exit(run->event, 2);

@@ -3,7 +3,8 @@
  * the real store): a spare's usable time and its slot's hold count from when NDES issued it,
  * however often it is handed back; what NDES may still hold is recorded per CA and server, and a
  * new fetcher counts it, uses the spares of its own server that NDES still keeps, and never
- * finds a password in the store's files. */
+ * finds a password in the store's files. And queued fetches are answered fairly between their
+ * owners. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -130,7 +131,7 @@ static void test_spare_expiry_from_issue(void **state) {
         /* 60 minutes from its issue, less the margin for the enrollment: 5 minutes from now. */
         assert_near(challenge_fetcher_get_spare_until(x), issued + 60 * MIN_USEC - CHALLENGE_SPARE_MARGIN_USEC);
 
-        assert_int_equal(challenge_fetcher_fetch(x, on_got, &g, NULL), 0);
+        assert_int_equal(challenge_fetcher_fetch(x, 0, on_got, &g, NULL), 0);
         assert_int_equal(g.calls, 1);
         assert_int_equal(g.res.outcome, TRANSPORT_OK);
         assert_non_null(g.secret);
@@ -252,7 +253,7 @@ static void test_restart(void **state) {
         store_challenge_array_free(rows, n);
 
         /* The spare serves the next enrollment, with its issue time and page. */
-        assert_int_equal(challenge_fetcher_fetch(x, on_got, &g, NULL), 0);
+        assert_int_equal(challenge_fetcher_fetch(x, 0, on_got, &g, NULL), 0);
         assert_int_equal(g.calls, 1);
         assert_non_null(g.secret);
         assert_string_equal(challenge_secret_get(g.secret, NULL), "SPARE-ONE-1234567890");
@@ -294,7 +295,7 @@ static void test_restored_hold_from_issue(void **state) {
         uint64_t issued = monotonic_usec() - 40 * MIN_USEC;
         assert_int_equal(challenge_fetcher_get_spares(x), 1);
         assert_near(challenge_fetcher_get_spare_until(x), issued + 60 * MIN_USEC - CHALLENGE_SPARE_MARGIN_USEC);
-        assert_int_equal(challenge_fetcher_fetch(x, on_got, &g, NULL), 0);
+        assert_int_equal(challenge_fetcher_fetch(x, 0, on_got, &g, NULL), 0);
         assert_non_null(g.secret);
         assert_int_equal(challenge_fetcher_get_next_hold_end(x), 0);    /* in use: no hold yet */
         challenge_secret_free(g.secret);        /* not consumed: held, 21 minutes from now */
@@ -332,7 +333,7 @@ static void test_spare_over_restart_and_reload(void **state) {
         x = new_fetcher(f, "corp", URL1, true, NULL);
         assert_int_equal(challenge_fetcher_get_spares(x), 1);
         /* Taken and handed back (a CA.Check(), a thumbprint retry): recorded as a spare again. */
-        assert_int_equal(challenge_fetcher_fetch(x, on_got, &g, NULL), 0);
+        assert_int_equal(challenge_fetcher_fetch(x, 0, on_got, &g, NULL), 0);
         ChallengeResult res = g.res;
         res.secret = TAKE_PTR(g.secret);
         challenge_fetcher_keep_spare(x, &res);
@@ -357,12 +358,88 @@ static void test_spare_over_restart_and_reload(void **state) {
         challenge_fetcher_free(x);
 }
 
+/* Fetches waiting for a slot are answered fairly between owners: one owner's backlog does not
+ * make another owner's fetch wait for all of it, and an owner who queues later goes next. */
+typedef struct Turn {
+        uint32_t owner;
+        uint32_t *order;
+        size_t *n;
+} Turn;
+
+static void on_turn(ChallengeFetcher *fetcher, ChallengeResult *res, void *userdata) {
+        Turn *t = userdata;
+
+        assert_int_equal(res->outcome, TRANSPORT_OK);
+        t->order[(*t->n)++] = t->owner;
+        challenge_secret_free(TAKE_PTR(res->secret));
+}
+
+static void hand_spare(ChallengeFetcher *x, const char *text) {
+        ChallengeResult res = {
+                .outcome = TRANSPORT_OK,
+                .validity_minutes = 60,
+                .issued_usec = monotonic_usec(),
+                .secret = secret(text),
+        };
+
+        challenge_fetcher_keep_spare(x, &res);
+        assert_null(res.secret);
+}
+
+static void test_owners_take_turns(void **state) {
+        Fixture *f = *state;
+        uint32_t order[8] = {};
+        size_t n = 0;
+        Turn turns[6];
+        const uint32_t owners[] = { 1000, 1000, 1000, 2000, 1000 };
+        int64_t row;
+
+        /* Every slot held (MaxOutstandingChallenges=4, four unused challenges recorded): fetches
+         * queue, and only spares handed back answer them, one each. */
+        for (int i = 0; i < 4; i++)
+                add_row(f, "fair", URL1, now_usec() - MIN_USEC, 60, NULL, &row);
+        ChallengeFetcher *x = new_fetcher(f, "fair", URL1, true, NULL);
+        assert_int_equal(challenge_fetcher_get_outstanding(x), 4);
+        assert_false(challenge_fetcher_can_start_now(x));
+
+        for (size_t i = 0; i < 5; i++) {
+                turns[i] = (Turn) { .owner = owners[i], .order = order, .n = &n };
+                assert_int_equal(challenge_fetcher_fetch(x, owners[i], on_turn, &turns[i], NULL), 0);
+        }
+        assert_int_equal(n, 0);
+        assert_int_equal(challenge_fetcher_get_queued(x), 5);
+
+        hand_spare(x, "TURN-ONE-1234567890");
+        hand_spare(x, "TURN-TWO-1234567890");
+        hand_spare(x, "TURN-THREE-123456789");
+        /* uid 1000 first (oldest), then 2000 before the rest of 1000's backlog. */
+        assert_int_equal(n, 3);
+        assert_int_equal(order[0], 1000);
+        assert_int_equal(order[1], 2000);
+        assert_int_equal(order[2], 1000);
+
+        /* A third owner queues now, behind two of 1000's: it goes next but one (the older of
+         * the fetches of the same turn first), not after both. */
+        turns[5] = (Turn) { .owner = 3000, .order = order, .n = &n };
+        assert_int_equal(challenge_fetcher_fetch(x, 3000, on_turn, &turns[5], NULL), 0);
+        hand_spare(x, "TURN-FOUR-123456789");
+        hand_spare(x, "TURN-FIVE-123456789");
+        hand_spare(x, "TURN-SIX-1234567890");
+        assert_int_equal(n, 6);
+        assert_int_equal(order[3], 1000);
+        assert_int_equal(order[4], 3000);
+        assert_int_equal(order[5], 1000);
+        assert_int_equal(challenge_fetcher_get_queued(x), 0);
+        challenge_fetcher_free(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_spare_expiry_from_issue, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restored_hold_from_issue, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_spare_over_restart_and_reload, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_owners_take_turns, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
