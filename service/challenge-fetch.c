@@ -950,11 +950,16 @@ bool challenge_fetcher_has_spare(ChallengeFetcher *f) {
         return f->n_spares > 0;
 }
 
-void challenge_secret_set_request(ChallengeSecret *s, const char *request) {
+void challenge_secret_keep_unsent(ChallengeSecret *s, unsigned validity_minutes, const char *thumbprint) {
+        if (s)
+                record_spare(s, true, validity_minutes, thumbprint);
+}
+
+void challenge_secret_set_sent(ChallengeSecret *s, const char *request) {
         SlotRef *ref = s && request ? challenge_secret_get_release(s, release_slot) : NULL;
 
-        if (ref && ref->recorded && ref->journal.set_request)
-                ref->journal.set_request(ref->journal.userdata, ref->row, request);
+        if (ref && ref->recorded && ref->journal.set_sent)
+                ref->journal.set_sent(ref->journal.userdata, ref->row, request);
 }
 
 unsigned challenge_fetcher_settle_request(ChallengeFetcher *f, const char *request) {

@@ -48,8 +48,11 @@ typedef struct ChallengeJournal {
         /* Keeps the unused challenge itself (encrypted), or erases it (spare NULL). */
         void (*set_spare)(void *userdata, int64_t row, const ChallengeSecret *spare, unsigned validity_minutes,
                           const char *thumbprint);
-        /* Handed to the enrollment of request `request` (its id). */
+        /* Handed to the enrollment of request `request` (its id), or out of it (""). */
         void (*set_request)(void *userdata, int64_t row, const char *request);
+        /* In a PKIOperation of request `request` about to be sent: tied to that request, the
+         * challenge itself no longer kept (one write: the two must not be apart). */
+        void (*set_sent)(void *userdata, int64_t row, const char *request);
         /* NDES consumed it, or never issued it. */
         void (*forget)(void *userdata, int64_t row);
         /* What is recorded for ca at admin_url and not expired by now (those expired are
@@ -178,9 +181,15 @@ bool challenge_fetcher_set_read(ChallengeFetcher *f);
  * (stale spares are dropped first, their slots held until NDES forgets them). */
 bool challenge_fetcher_has_spare(ChallengeFetcher *f);
 
-/* The challenge s (handed out by a fetcher) goes into the enrollment of request `request`: its
- * record says so, so that after a restart the request's answer can free its slot. */
-void challenge_secret_set_request(ChallengeSecret *s, const char *request);
+/* The challenge s (handed out by a fetcher) is in an enrollment and not sent yet: its record
+ * keeps it (encrypted, as a spare), so that a broker killed before sending it finds it again as
+ * a spare after the restart instead of leaving it unused in NDES's cache, shared by every
+ * broker of the service account, for its whole validity. */
+void challenge_secret_keep_unsent(ChallengeSecret *s, unsigned validity_minutes, const char *thumbprint);
+/* s is about to leave in request `request`'s PKIOperation (call it before the message can be
+ * sent): the record no longer keeps the challenge and names the request, so that after a
+ * restart the request's answer can free its slot (challenge_fetcher_settle_request()). */
+void challenge_secret_set_sent(ChallengeSecret *s, const char *request);
 /* Request `request` (resumed after a restart) got a CertRep: NDES consumed the challenge its
  * enrollment carried before the restart, whose record counted since. Its slot is free again
  * and its record erased. Returns how many were settled. */

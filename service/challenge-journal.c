@@ -36,6 +36,10 @@ static void journal_set_request(void *userdata, int64_t row, const char *request
         (void) store_challenge_set_request(userdata, row, request);
 }
 
+static void journal_set_sent(void *userdata, int64_t row, const char *request) {
+        (void) store_challenge_set_sent(userdata, row, request);
+}
+
 static void journal_forget(void *userdata, int64_t row) {
         (void) store_challenge_delete(userdata, row);
 }
@@ -84,6 +88,7 @@ void challenge_journal_init(ChallengeJournal *j, Store *store) {
                 .set_times = journal_set_times,
                 .set_spare = journal_set_spare,
                 .set_request = journal_set_request,
+                .set_sent = journal_set_sent,
                 .forget = journal_forget,
                 .load = journal_load,
         };

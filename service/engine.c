@@ -541,7 +541,9 @@ static void on_challenge(ChallengeFetcher *f, ChallengeResult *res, void *userda
         }
         challenge_secret_free(a->challenge);
         a->challenge = TAKE_PTR(res->secret);
-        challenge_secret_set_request(a->challenge, req->rec->id);        /* for a restart */
+        /* For a restart before it is sent: a spare then, not a slot lost for its validity. */
+        challenge_secret_keep_unsent(a->challenge, res->validity_minutes, res->thumbprint);
+        manager_test_kill_point("challenge-unsent");
         memcpy(a->thumbprint, res->thumbprint, sizeof a->thumbprint);
         a->multi_use = res->multi_use;
         a->validity_minutes = res->validity_minutes;
@@ -1323,6 +1325,9 @@ static void step_pkioperation(Request *req) {
                                        "sent, retrying.");
                         return;
                 }
+                /* The challenge's record, in the same fsync: no longer kept (it may reach NDES
+                 * now), tied to this request (its CertRep proves it consumed). */
+                challenge_secret_set_sent(a->challenge, req->rec->id);
                 r = journal_sync_request(req->manager->journal_sync, on_submission_durable, req, &a->sync);
                 if (r < 0) {
                         request_clear_submitted(req);

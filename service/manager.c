@@ -1024,3 +1024,12 @@ Manager *manager_free(Manager *m) {
         free(m);
         return NULL;
 }
+
+void manager_test_kill_point(const char *point) {
+        const char *e = getenv("CERTBROKER_TEST_KILL_AT");
+
+        if (e && strcmp(e, point) == 0) {
+                log_notice("CERTBROKER_TEST_KILL_AT=%s: killing myself.", point);
+                (void) raise(SIGKILL);
+        }
+}

@@ -119,6 +119,12 @@ bool manager_audit_admit(Manager *m, uid_t uid);
 
 /* A key of type key_type ("rsa:2048") from the pool with its PKCS#8 PEM, to be stored in the
  * new request's insert; both NULL when the pool has none (the engine makes one). */
+/* Tests prove what survives a kill -9 at a given point: CERTBROKER_TEST_KILL_AT=point makes the
+ * daemon SIGKILL itself there (the environment of a test, never of a deployed unit). The
+ * points: renewal-before, renewal-inserted, renewal-started (renewal.c), challenge-unsent
+ * (engine.c). */
+void manager_test_kill_point(const char *point);
+
 void manager_take_pool_key(Manager *m, const char *key_type, EVP_PKEY **ret_key, CbSecret **ret_pem);
 
 /* Requests of uid the broker keeps (any state), for MaxStoredRequests=: a counter kept per uid

@@ -143,18 +143,6 @@ static void check_warnings(Request *req, uint64_t now) {
 
 static int make_successor(Request *pred);
 
-/* Tests prove "exactly one successor" under kill -9 at each point of its creation:
- * CERTBROKER_TEST_KILL_AT=renewal-before|renewal-inserted|renewal-started makes the daemon
- * SIGKILL itself there (the environment of a test, never of a deployed unit). */
-static void test_kill_point(const char *point) {
-        const char *e = getenv("CERTBROKER_TEST_KILL_AT");
-
-        if (e && strcmp(e, point) == 0) {
-                log_notice("CERTBROKER_TEST_KILL_AT=%s: killing myself.", point);
-                (void) raise(SIGKILL);
-        }
-}
-
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* The owner's groups or names were asked of NSS: made once it has answered. */
@@ -174,7 +162,7 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
             req->rec->state == REQUEST_ISSUED && !req->manager->stopping) {
                 int r;
 
-                test_kill_point("renewal-before");
+                manager_test_kill_point("renewal-before");
                 r = make_successor(req);
                 if (r == -EINPROGRESS && req->manager->nss && !req->renew_nss_waiter &&
                     nss_cache_wait(req->manager->nss, on_renew_nss, req, &req->renew_nss_waiter) >= 0)
@@ -303,7 +291,7 @@ static int make_successor(Request *pred) {
         r = request_add_successor(pred, TAKE_PTR(rec), &req);
         if (r < 0)
                 return r;       /* request_add_successor() said why */
-        test_kill_point("renewal-inserted");
+        manager_test_kill_point("renewal-inserted");
         log_audit(d.allowed ? LOG_INFO : LOG_WARNING,
                   &(AuditRecord) { .request = req->rec->id, .uid = p->owner, .rule = d.rule,
                                    .decision = d.allowed ? "renew" : "deny", .ca = p->ca,
@@ -314,7 +302,7 @@ static int make_successor(Request *pred) {
                 (void) engine_request_start(req);
         else
                 request_notify(req);    /* recorded failed with the insert: only announced */
-        test_kill_point("renewal-started");
+        manager_test_kill_point("renewal-started");
         return 0;
 }
 

@@ -1691,6 +1691,13 @@ int store_challenge_set_request(Store *s, int64_t row, const char *request) {
                                  ARG_I64(row), ARG_TEXT(request)));
 }
 
+int store_challenge_set_sent(Store *s, int64_t row, const char *request) {
+        if (!s || !request)
+                return -EINVAL;
+        return one_changed(WRITE(s, WRITE_RELAXED, "UPDATE challenges SET request = ?2, spare = NULL WHERE row = ?1",
+                                 ARG_I64(row), ARG_TEXT(request)));
+}
+
 int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,
                               const char *thumbprint) {
         _cleanup_free_ uint8_t *blob = NULL;

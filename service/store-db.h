@@ -237,6 +237,9 @@ int store_challenge_add(Store *s, const char *ca, const char *admin_url, const c
 int store_challenge_set_times(Store *s, int64_t row, uint64_t issued, uint64_t expires);
 /* Handed to the enrollment of request `request` (its id). */
 int store_challenge_set_request(Store *s, int64_t row, const char *request);
+/* Sent in request `request`'s PKIOperation: names the request and erases the challenge itself,
+ * in one write. */
+int store_challenge_set_sent(Store *s, int64_t row, const char *request);
 /* Stores the unused challenge of a row (encrypted), or erases it (spare NULL): then the row
  * only counts. */
 int store_challenge_set_spare(Store *s, int64_t row, const CbSecret *spare, unsigned validity_minutes,

@@ -2,7 +2,8 @@
 # A broker killed -9 does not orphan the challenges NDES holds for it. The broker records, in
 # its store, every challenge fetched and not known consumed (per CA and server) and unused
 # spares, encrypted with the store's key: after a restart it counts what NDES still holds
-# against MaxOutstandingChallenges=, and the next enrollment uses the spare a CA.Check() left.
+# against MaxOutstandingChallenges=, and the next enrollment uses the spare a CA.Check() left;
+# a challenge fetched for an enrollment and not sent when the broker died is a spare as well.
 # A spare for a server whose URL= changed is neither used nor kept.
 # No challenge password is ever in the store's files (database, WAL) in the clear.
 set -euo pipefail
@@ -83,6 +84,35 @@ lab_assert_eq "$(sqlite3 -readonly "$CB_STATE/certbroker.db" 'SELECT count(*) FR
         "challenge records once the spare was consumed"
 store_clean
 lab_pass "a spare kept by a Check survives kill -9 and serves the next enrollment (no new fetch)"
+
+# ---- killed with a challenge fetched and not sent yet: a spare after the restart ----
+# (CERTBROKER_TEST_KILL_AT=challenge-unsent: SIGKILL right after the challenge came, before the
+# PKCSReq that would carry it is built.) NDES holds it unused; the restarted broker resumes the
+# request with it instead of fetching another, so it does not sit in NDES's cache, shared by
+# every broker of the service account, for its whole validity.
+broker_stop
+before=$(fetches)
+unused_before=$(ndes_unused | sort)
+CERTBROKER_TEST_KILL_AT=challenge-unsent broker_start
+pid=$(lab_pid certbrokerd)
+path=$(cb_enroll alice corp unsent.a.example.test)
+lab_wait_for 60 "the broker to kill itself with the challenge fetched" bash -c "! kill -0 $pid 2>/dev/null"
+lab_stop certbrokerd 2>/dev/null
+cat "$LAB_DIR/certbrokerd.log" >>"$LAB_DIR/certbrokerd.all.log"
+lab_assert_contains "$(cat "$LAB_DIR/certbrokerd.log")" "CERTBROKER_TEST_KILL_AT=challenge-unsent" "the kill point was reached"
+broker_check_log
+lab_assert_eq "$(fetches)" "$((before + 1))" "challenge fetches before the kill"
+unsent=$(comm -13 <(echo "$unused_before") <(ndes_unused | sort))
+[ -n "$unsent" ] || lab_fail "NDES holds no new unused challenge after the kill"
+store_clean
+broker_start
+lab_assert_eq "$(cb_wait alice "$path" 60)" issued "the request killed with its challenge not sent"
+lab_assert_eq "$(fetches)" "$((before + 1))" "challenge fetches after the restart"
+ndes_unused | grep -qxF "$unsent" && lab_fail "NDES still holds the challenge fetched before the kill"
+lab_assert_eq "$(sqlite3 -readonly "$CB_STATE/certbroker.db" 'SELECT count(*) FROM challenges')" 0 \
+        "challenge records once it was consumed"
+store_clean
+lab_pass "a challenge fetched and not sent at kill -9 serves the resumed request after the restart (no new fetch)"
 
 # ---- what NDES holds counts after kill -9 ----
 bad=$(cb_enroll alice bad held.a.example.test)

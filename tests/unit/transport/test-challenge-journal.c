@@ -3,7 +3,8 @@
  * the real store): a spare's usable time and its slot's hold count from when NDES issued it,
  * however often it is handed back; what NDES may still hold is recorded per CA and server, and a
  * new fetcher counts it, uses the spares of its own server that NDES still keeps, and never
- * finds a password in the store's files. And queued fetches are answered fairly between their
+ * finds a password in the store's files; a challenge not sent yet is a spare after a restart. And
+ * queued fetches are answered fairly between their
  * owners. */
 #include <errno.h>
 #include <setjmp.h>
@@ -358,6 +359,64 @@ static void test_spare_over_restart_and_reload(void **state) {
         challenge_fetcher_free(x);
 }
 
+/* A challenge in an enrollment is kept in its record until it is sent: a broker killed before
+ * sending it (here: a second fetcher reading the same journal, as a restart does) has it as a
+ * spare; once it is sent, the record names the request and keeps no password. */
+static void test_unsent_over_restart(void **state) {
+        Fixture *f = *state;
+        StoreChallenge *rows = NULL;
+        ChallengeFetcher *x, *y;
+        char path[4200];
+        int64_t row;
+        size_t n = 0;
+        Got g = {}, h = {};
+
+        add_row(f, "corp", URL1, now_usec() - MIN_USEC, 60, "UNSENT-1234567890AB", &row);
+        x = new_fetcher(f, "corp", URL1, true, NULL);
+        assert_int_equal(challenge_fetcher_fetch(x, 0, on_got, &g, NULL), 0);
+        assert_non_null(g.secret);
+        /* Handed out: not a spare in the journal any more (as before). */
+        assert_int_equal(store_challenge_load(f->store, "corp", ADMIN_URL, now_usec(), &rows, &n), 0);
+        assert_int_equal(n, 1);
+        assert_false(rows[0].has_spare);
+        store_challenge_array_free(rows, n);
+
+        /* In the enrollment, not sent yet: kept again, with its page's thumbprint. */
+        challenge_secret_keep_unsent(g.secret, 60, "0123456789abcdef0123456789abcdef");
+        y = new_fetcher(f, "corp", URL1, true, NULL);
+        assert_int_equal(challenge_fetcher_get_spares(y), 1);
+        assert_int_equal(challenge_fetcher_fetch(y, 0, on_got, &h, NULL), 0);
+        assert_non_null(h.secret);
+        assert_string_equal(challenge_secret_get(h.secret, NULL), "UNSENT-1234567890AB");
+        assert_string_equal(h.res.thumbprint, "0123456789abcdef0123456789abcdef");
+        challenge_secret_free(h.secret);
+        challenge_fetcher_free(y);
+
+        /* Sent in request R's PKIOperation: named, no password kept; a restart only counts it
+         * (until R's answer settles it). */
+        challenge_secret_keep_unsent(g.secret, 60, "0123456789abcdef0123456789abcdef");
+        challenge_secret_set_sent(g.secret, "0123456789abcdef");
+        assert_int_equal(store_challenge_load(f->store, "corp", ADMIN_URL, now_usec(), &rows, &n), 0);
+        assert_int_equal(n, 1);
+        assert_false(rows[0].has_spare);
+        assert_string_equal(rows[0].request, "0123456789abcdef");
+        store_challenge_array_free(rows, n);
+        y = new_fetcher(f, "corp", URL1, true, NULL);
+        assert_int_equal(challenge_fetcher_get_spares(y), 0);
+        assert_int_equal(challenge_fetcher_get_held(y), 1);
+        assert_int_equal(challenge_fetcher_settle_request(y, "0123456789abcdef"), 1);
+        assert_int_equal(challenge_fetcher_get_held(y), 0);
+        challenge_fetcher_free(y);
+
+        challenge_secret_set_consumed(g.secret);
+        challenge_secret_free(g.secret);
+        challenge_fetcher_free(x);
+        for (const char *const *name = (const char *const[]) { "certbroker.db", "certbroker.db-wal", NULL }; *name; name++) {
+                snprintf(path, sizeof path, "%s/%s", f->dir, *name);
+                assert_false(file_contains(path, "UNSENT-1234567890AB"));
+        }
+}
+
 /* Fetches waiting for a slot are answered fairly between owners: one owner's backlog does not
  * make another owner's fetch wait for all of it, and an owner who queues later goes next. */
 typedef struct Turn {
@@ -439,6 +498,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restored_hold_from_issue, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_spare_over_restart_and_reload, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unsent_over_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_owners_take_turns, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
