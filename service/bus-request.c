@@ -271,14 +271,15 @@ static int key_gone(Request *req, sd_bus_error *error) {
                              req->rec->id);
 }
 
-/* The key's erase is on disk: the reply (holding the key, or its sealed copy) goes out. On an
- * fsync error it still goes: the key is no longer the broker's to give, and a caller without
- * it would have lost it; the erase may then come back after a power loss. */
-static void on_key_erase_durable(int error, void *userdata) {
+/* The erase is on disk: the reply (holding the key, or its sealed copy, or saying that the key
+ * or the request is gone) goes out. On an fsync error it still goes: the key is no longer the
+ * broker's to give, and a caller without it would have lost it; the erase may then come back
+ * after a power loss. */
+static void on_erase_durable(int error, void *userdata) {
         sd_bus_message *reply = userdata;
 
         if (error < 0)
-                log_warning_errno(error, "The erase of a taken key may not be on disk (fsync failed): %m");
+                log_warning_errno(error, "An erase (a key, a request) may not be on disk (fsync failed): %m");
         (void) sd_bus_send(NULL, reply, NULL);
         sd_bus_message_unref(reply);
 }
@@ -286,13 +287,13 @@ static void on_key_erase_durable(int error, void *userdata) {
 /* Sends reply once the erase just committed is durable (the journal's group commit, off the
  * loop), and has the journal's worker truncate the WAL after it. Returns 1 when deferred (the
  * method handler's "answered" for sd-bus). */
-static int send_after_erase(Request *req, sd_bus_message *reply) {
-        JournalSync *j = req->manager->journal_sync;
+static int send_after_erase(Manager *m, sd_bus_message *reply) {
+        JournalSync *j = m->journal_sync;
         int r;
 
         if (!j)
                 return sd_bus_send(NULL, reply, NULL);
-        r = journal_sync_request(j, on_key_erase_durable, reply, NULL);
+        r = journal_sync_request(j, on_erase_durable, reply, NULL);
         if (r < 0)
                 return r;
         sd_bus_message_ref(reply);
@@ -324,7 +325,18 @@ static int method_take_key(sd_bus_message *msg, void *userdata, sd_bus_error *er
         secret_free(pem);
         if (r < 0)
                 return r;
-        return send_after_erase(req, reply);
+        return send_after_erase(req->manager, reply);
+}
+
+/* An empty method return for msg, sent once the erase just committed is on disk. */
+static int reply_after_erase(Manager *m, sd_bus_message *msg) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        return send_after_erase(m, reply);
 }
 
 static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -366,7 +378,7 @@ static int method_take_key_sealed(sd_bus_message *msg, void *userdata, sd_bus_er
         r = sd_bus_message_append_array(reply, 'y', box, size);
         if (r < 0)
                 return r;
-        return again ? sd_bus_send(NULL, reply, NULL) : send_after_erase(req, reply);
+        return again ? sd_bus_send(NULL, reply, NULL) : send_after_erase(req->manager, reply);
 }
 
 static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -382,7 +394,9 @@ static int method_confirm_key(sd_bus_message *msg, void *userdata, sd_bus_error 
                                      req->rec->id, request_state_to_string(req->rec->state));
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot erase the sealed key: %m");
-        return sd_bus_reply_method_return(msg, NULL);
+        if (r > 0)
+                return sd_bus_reply_method_return(msg, NULL);   /* confirmed before: nothing erased */
+        return reply_after_erase(req->manager, msg);
 }
 
 static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -397,7 +411,9 @@ static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                                      req->rec->id, request_state_to_string(req->rec->state));
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot record the cancellation: %m");
-        return sd_bus_reply_method_return(msg, NULL);
+        if (r > 0)
+                return sd_bus_reply_method_return(msg, NULL);   /* cancelled before: nothing erased */
+        return reply_after_erase(req->manager, msg);
 }
 
 static int method_stop_renewal(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -412,6 +428,7 @@ static int method_stop_renewal(sd_bus_message *msg, void *userdata, sd_bus_error
 
 static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Request *req = userdata;
+        Manager *m = req->manager;      /* req is freed by its removal */
         int r;
 
         if (!request_state_is_terminal(req->rec->state))
@@ -421,7 +438,7 @@ static int method_remove(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         r = request_remove(req);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Cannot remove the request from the journal: %m");
-        return sd_bus_reply_method_return(msg, NULL);
+        return reply_after_erase(m, msg);
 }
 
 #define CONST SD_BUS_VTABLE_PROPERTY_CONST

@@ -800,6 +800,18 @@ static int manager_load_requests(Manager *m) {
         return 0;
 }
 
+/* An erase (a key, a request) committed without fsync: the journal's worker makes it durable
+ * and truncates the WAL, so the erased ciphertext leaves no frame behind, off the loop. Without
+ * the worker (stopping) the loop does both itself. */
+static void on_store_erased(void *userdata) {
+        Manager *m = userdata;
+
+        if (m->journal_sync)
+                journal_sync_request_checkpoint(m->journal_sync);
+        else
+                store_checkpoint(m->store);
+}
+
 /* Signals: SIGTERM and SIGINT stop the broker, SIGHUP reloads its configuration. */
 static int manager_watch_signals(Manager *m) {
         static const struct {
@@ -891,6 +903,7 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         if (r < 0)
                 return log_error_errno(r, "Cannot start: cannot start the fsync worker of %s: %m",
                                        store_path(m->store));
+        store_set_erase_hook(m->store, on_store_erased, m);
 
         r = manager_watch_signals(m);
         if (r < 0)

@@ -34,6 +34,8 @@ struct Store {
         StoreCipher *cipher;
         char *path;
         bool group_commit;      /* inserts commit without fsync; the caller syncs (store-journal-sync.h) */
+        store_erased_t erased;  /* under group commit: erases too, and this is told (store-db.h) */
+        void *erased_userdata;
         bool sync_full;         /* the connection's level now: synchronous=FULL, else NORMAL */
         StmtSlot stmts[STMT_CACHE_SIZE];
         uint64_t stmt_clock;
@@ -777,6 +779,11 @@ void store_set_group_commit(Store *s, bool on) {
         s->group_commit = on;
 }
 
+void store_set_erase_hook(Store *s, store_erased_t erased, void *userdata) {
+        s->erased = erased;
+        s->erased_userdata = userdata;
+}
+
 const char *store_path(const Store *s) {
         return s ? s->path : NULL;
 }
@@ -1341,15 +1348,22 @@ static int check_id(Store *s, const char *id, bool args_ok) {
         return 0;
 }
 
-/* exec_by_id(), then the WAL truncated so the erased content leaves no frame behind. */
+/* exec_by_id(), then the WAL truncated so the erased content leaves no frame behind (under
+ * group commit with an erase hook: by the journal's worker, store_set_erase_hook()). */
 static int erase_by_id(Store *s, const char *sql, const char *id) {
+        bool handed;
         int k;
 
         k = check_id(s, id, true);
         if (k < 0)
                 return k;
-        k = exec_by_id(s, WRITE_DURABLE, sql, id);
-        if (k >= 0)
+        handed = s->group_commit && s->erased;
+        k = exec_by_id(s, handed ? WRITE_RELAXED : WRITE_DURABLE, sql, id);
+        if (k < 0)
+                return k;
+        if (handed)
+                s->erased(s->erased_userdata);  /* its worker syncs and truncates */
+        else
                 checkpoint_truncate(s);
         return k;
 }

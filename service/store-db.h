@@ -209,8 +209,18 @@ int store_history_prune(Store *s, uint64_t before_usec);
  * crash of the daemon, in WAL mode); the caller makes it durable with store-journal-sync.h before it
  * relies on that (certbrokerd: before Enroll replies). So do store_key_take() and
  * store_key_seal() (certbrokerd: before TakeKey and TakeKeySealed reply), and they leave the
- * WAL's truncation to the journal's worker. Key erase and delete always fsync. Off by default. */
+ * WAL's truncation to the journal's worker. Key erase and delete fsync and truncate the WAL
+ * themselves, unless an erase hook is set (store_set_erase_hook()). Off by default. */
 void store_set_group_commit(Store *s, bool on);
+
+/* Under group commit: store_key_erase(), store_renewal_key_erase() and store_request_delete()
+ * commit without fsync() as well and call erased(userdata) after each, which has the journal's
+ * worker make them durable and truncate the WAL (journal_sync_request_checkpoint()), so a
+ * thousand requests forgotten at once do not cost the loop a thousand fsyncs and checkpoints.
+ * A caller that answers someone for the erase waits for a journal_sync_request() first. NULL:
+ * none (the erase fsyncs). */
+typedef void (*store_erased_t)(void *userdata);
+void store_set_erase_hook(Store *s, store_erased_t erased, void *userdata);
 
 /* Path of the database file (for messages). */
 const char *store_path(const Store *s);

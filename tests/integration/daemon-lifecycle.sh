@@ -124,7 +124,20 @@ if out=$(cb alice call "$CB_BUS" "$p2" "$CB_BUS.Request" Remove 2>&1); then
         lab_fail "Remove of a pending request succeeded"
 fi
 lab_assert_contains "$out" "Cancel() it first" "Remove of a live request"
+# Its key's ciphertext, to look for in the store's files once Cancel erased it.
+blob=$(sqlite3 -readonly "$CB_STATE/certbroker.db" "SELECT hex(key_blob) FROM requests WHERE id = '${p2##*/}'")
+[ -n "$blob" ] || lab_fail "the pending request has no stored key"
 cb alice call "$CB_BUS" "$p2" "$CB_BUS.Request" Cancel >/dev/null
+# Cancel answered once the erase was on disk; the journal's worker then truncates the WAL, so the
+# ciphertext is in neither file (secure_delete zeroed the database's pages).
+blob_gone() {
+        "$LAB_PYTHON" - "$blob" "$CB_STATE"/certbroker.db* <<'PY'
+import sys
+needle = bytes.fromhex(sys.argv[1])[:64]
+sys.exit(1 if any(needle in open(p, "rb").read() for p in sys.argv[2:]) else 0)
+PY
+}
+lab_wait_for 10 "the cancelled request's key gone from the database and its WAL" blob_gone
 lab_assert_eq "$(state_of alice "$p2")" cancelled "state after Cancel"
 lab_assert_eq "$(cb_prop alice "$p2" Error)" "org.certbroker.Broker1.Error.Cancelled" "Error after Cancel"
 lab_assert_eq "$(cb_wait alice "$p2" 5)" cancelled "Wait on a cancelled request"
@@ -133,7 +146,7 @@ if out=$(cb alice get-property "$CB_BUS" "$p2" "$CB_BUS.Request" State 2>&1); th
         lab_fail "a removed request is still there"
 fi
 lab_assert_contains "$out" "No request" "a removed request"
-lab_pass "Cancel ends a pending request, Remove forgets it; Remove refuses a live one"
+lab_pass "Cancel ends a pending request and erases its key from the store's files (database and WAL), Remove forgets it; Remove refuses a live one"
 
 # ---- MaxActive=5 (tenant-a) while requests wait in pending ----
 active=()

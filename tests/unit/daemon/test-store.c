@@ -117,6 +117,10 @@ static int touch(Store *s, StoreRequest *r) {
 /* Which writes fsync: every durable write, also right after relaxed ones; no state transition
  * or challenge record, also right after durable ones; with group commit, inserts and keys
  * stored are relaxed (the caller syncs). */
+static void count_erase(void *userdata) {
+        (*(unsigned *) userdata)++;
+}
+
 static void test_durability(void **state) {
         Fixture *f = *state;
         Store *s = open_store(f);
@@ -170,6 +174,22 @@ static void test_durability(void **state) {
          * only once it has (bus-request.c), as Enroll does for its insert. */
         ASSERT_RELAXED(store_key_take(s, other.id, &got));
         got = secret_free(got);
+        /* Without an erase hook, erases still fsync themselves under group commit. */
+        ASSERT_RELAXED(store_key_set(s, other.id, pem));
+        ASSERT_DURABLE(store_key_erase(s, other.id));
+        assert_int_equal(touch(s, &r), 0);      /* the new WAL's header (after the truncation) */
+        /* With one, they are the journal worker's too, and each tells the hook. */
+        unsigned erased = 0;
+        store_set_erase_hook(s, count_erase, &erased);
+        ASSERT_RELAXED(store_key_set(s, other.id, pem));
+        assert_int_equal(erased, 0);
+        ASSERT_RELAXED(store_key_erase(s, other.id));
+        assert_int_equal(erased, 1);
+        ASSERT_RELAXED(store_request_delete(s, other.id));
+        assert_int_equal(erased, 2);
+        /* Nothing erased (no such request): nothing told. */
+        assert_int_equal(store_request_delete(s, other.id), -ENOENT);
+        assert_int_equal(erased, 2);
 
         secret_free(pem);
         store_close(s);
