@@ -225,7 +225,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
         if (!allowed) {
                 _cleanup_(sd_bus_error_free) sd_bus_error perr = SD_BUS_ERROR_NULL;
 
-                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
+                r = bus_polkit_authorize(m, msg, uid, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
                 if (r == 0)
                         return 1;       /* deferred */
                 if (r < 0)
@@ -239,7 +239,7 @@ static int method_check(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 /* polkit may let this user check again now, like root; asked only then. */
                 _cleanup_(sd_bus_error_free) sd_bus_error perr = SD_BUS_ERROR_NULL;
 
-                r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
+                r = bus_polkit_authorize(m, msg, uid, CB_POLKIT_ACTION_CHECK, "run Check()", &perr);
                 if (r == 0)
                         return 1;       /* deferred */
                 if (r > 0)
@@ -281,7 +281,8 @@ static int method_refresh(sd_bus_message *msg, void *userdata, sd_bus_error *err
         CaState *ca = userdata;
         int r;
 
-        r = bus_authorize_root_or_polkit(ca->manager, msg, CB_POLKIT_ACTION_RELOAD, "refresh a CA", NULL, error);
+        r = bus_polkit_authorize_unless_root(ca->manager, msg, CB_POLKIT_ACTION_RELOAD, "refresh a CA", NULL,
+                                             error);
         if (r <= 0)
                 return r < 0 ? r : 1;   /* refused, or deferred */
         r = engine_ca_refresh(ca->manager, ca);

@@ -466,7 +466,8 @@ static int method_list_all_requests(sd_bus_message *msg, void *userdata, sd_bus_
         Manager *m = userdata;
         int r;
 
-        r = bus_authorize_root_or_polkit(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", NULL, error);
+        r = bus_polkit_authorize_unless_root(m, msg, CB_POLKIT_ACTION_MANAGE, "list every user's requests", NULL,
+                                             error);
         if (r <= 0)
                 return r < 0 ? r : 1;   /* refused, or deferred */
         return reply_requests(m, msg, UID_INVALID, true);
@@ -513,7 +514,8 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
         /* Root, or whom polkit authorizes (the answer may come later: the call is then
          * dispatched again). */
-        r = bus_authorize_root_or_polkit(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", &uid, error);
+        r = bus_polkit_authorize_unless_root(m, msg, CB_POLKIT_ACTION_RELOAD, "reload the configuration", &uid,
+                                             error);
         if (r <= 0)
                 return r < 0 ? r : 1;   /* refused, or deferred */
         r = manager_reload(m, &reason);

@@ -239,7 +239,7 @@ int bus_polkit_known(Manager *m, sd_bus_message *msg, const char *action, sd_bus
         return query_result(q, error);
 }
 
-int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, const char *what,
+int bus_polkit_authorize(Manager *m, sd_bus_message *msg, uid_t uid, const char *action, const char *what,
                          sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         PolkitRegistry *reg = m->polkit;
@@ -261,8 +261,6 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
                 return bus_error_set(error, BROKER_ERROR_ACCESS_DENIED,
                                      "Only root may %s (a call without a sender cannot be authorized by polkit).",
                                      what);
-        uid_t uid = (uid_t) -1;
-        (void) caller_uid_from_message(m->callers, msg, &uid);
         if (reg->n_pending >= CB_POLKIT_QUERIES_MAX)
                 return bus_error_set(error, BROKER_ERROR_QUOTA_EXCEEDED,
                                      "%u polkit authorizations are in flight already; try again when they "
@@ -301,4 +299,19 @@ int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, co
         q->next = reg->queries;
         reg->queries = TAKE_PTR(q);
         return 0;
+}
+
+int bus_polkit_authorize_unless_root(Manager *m, sd_bus_message *msg, const char *action, const char *what,
+                                     uid_t *ret_uid, sd_bus_error *error) {
+        uid_t uid;
+        int r;
+
+        r = caller_uid_from_message(m->callers, msg, &uid);
+        if (r < 0)
+                return bus_caller_error(m, error, r);
+        if (ret_uid)
+                *ret_uid = uid;
+        if (uid == 0)
+                return 1;
+        return bus_polkit_authorize(m, msg, uid, action, what, error);
 }

@@ -39,9 +39,18 @@ PolkitRegistry *bus_polkit_registry_free(PolkitRegistry *r);
  * again (return 1 from the handler without a reply); or a negative errno with error set:
  * AccessDenied (polkit said no, or is not there), org.freedesktop.DBus.Error.
  * InteractiveAuthorizationRequired (polkit wants authentication and the caller did not allow
- * interactive authorization), QuotaExceeded (too many queries in flight). */
-int bus_polkit_authorize(Manager *m, sd_bus_message *msg, const char *action, const char *what,
+ * interactive authorization), QuotaExceeded (too many queries in flight). uid: the caller's,
+ * as its handler found it (counted against the per-uid limit of queries in flight). */
+int bus_polkit_authorize(Manager *m, sd_bus_message *msg, uid_t uid, const char *action, const char *what,
                          sd_bus_error *error);
+
+/* Whether msg's caller may do what (the refused thing, for the message): root may, anyone else
+ * if polkit authorizes action. 1 authorized; 0 polkit was asked and the call comes again
+ * (return 1 from the handler without a reply); a negative errno with error set (the caller
+ * unknown or refused: bus_caller_error(); polkit's refusals). *ret_uid (optional): the caller's
+ * uid, once known. */
+int bus_polkit_authorize_unless_root(Manager *m, sd_bus_message *msg, const char *action, const char *what,
+                                     uid_t *ret_uid, sd_bus_error *error);
 
 /* The answer already known for msg and action, without asking: 1 authorized, 0 none known,
  * negative with error set as above. For the object lookup, after the filter asked. */

@@ -138,7 +138,7 @@ static int request_filter(sd_bus_message *msg, void *userdata, sd_bus_error *ret
                 return 0;
 
         sd_bus_error perr = SD_BUS_ERROR_NULL;
-        r = bus_polkit_authorize(m, msg, CB_POLKIT_ACTION_MANAGE, "read or change another user's request", &perr);
+        r = bus_polkit_authorize(m, msg, uid, CB_POLKIT_ACTION_MANAGE, "read or change another user's request", &perr);
         sd_bus_error_free(&perr);
         return r == 0;  /* held: it comes again when polkit has answered */
 }

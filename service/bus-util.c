@@ -292,18 +292,3 @@ int bus_reply_array(sd_bus_message *call, const char *row, size_t n, BusAppendRo
                 return r;
         return sd_bus_send(NULL, reply, NULL);
 }
-
-int bus_authorize_root_or_polkit(Manager *m, sd_bus_message *msg, const char *action, const char *what,
-                                 uid_t *ret_uid, sd_bus_error *error) {
-        uid_t uid;
-        int r;
-
-        r = caller_uid_from_message(m->callers, msg, &uid);
-        if (r < 0)
-                return bus_caller_error(m, error, r);
-        if (ret_uid)
-                *ret_uid = uid;
-        if (uid == 0)
-                return 1;
-        return bus_polkit_authorize(m, msg, action, what, error);
-}

@@ -132,10 +132,3 @@ int bus_reply_array_new(sd_bus_message *call, const char *row, size_t n, BusAppe
                         sd_bus_message **ret);
 int bus_reply_array(sd_bus_message *call, const char *row, size_t n, BusAppendRow append_row, void *userdata);
 
-/* Whether msg's caller may do what (the refused thing, for the message): root may, anyone else
- * if polkit authorizes action (bus-polkit.h). 1 authorized; 0 polkit was asked and the call comes
- * again (return 1 from the handler without a reply); a negative errno with error set (the
- * caller unknown or refused: bus_caller_error(); polkit's refusals). *ret_uid (optional): the
- * caller's uid, once known. */
-int bus_authorize_root_or_polkit(Manager *m, sd_bus_message *msg, const char *action, const char *what,
-                                 uid_t *ret_uid, sd_bus_error *error);
