@@ -19,6 +19,7 @@
 #include "http-outcome.h"
 #include "krb5-errors.h"
 #include "krb5-profile.h"
+#include "seed-steps.h"
 
 static const Krb5ErrorContext ctx = {
         .realm = "EXAMPLE.COM",
@@ -65,6 +66,88 @@ static void test_krb5(void **state) {
 }
 
 /* Each failure ends with the seed step it indicates. */
+static bool ends_with(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+
+        return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Every code with a hint of its own: each value in its place (realm, user, keytab, server,
+ * the library's text), nothing left unfilled, the seed step at the end. */
+static void test_krb5_every_hint(void **state) {
+        static const struct {
+                long code;
+                Krb5Step step;
+                const char *seed;
+                const char *needle;
+        } table[] = {
+                { KRB5_KDC_UNREACH, KRB5_STEP_TGT, SEED_KRB_KDC,
+                  "any KDC for realm EXAMPLE.COM (kdc1.example.com kdc2.example.com:88; library text)" },
+                { KRB5_REALM_CANT_RESOLVE, KRB5_STEP_TGT, SEED_KRB_KDC,
+                  "any KDC for realm EXAMPLE.COM (kdc1.example.com kdc2.example.com:88; library text)" },
+                { KRB5_REALM_UNKNOWN, KRB5_STEP_TGT, SEED_KRB_REALM, "known for realm EXAMPLE.COM (library text)" },
+                { KRB5_CONFIG_NODEFREALM, KRB5_STEP_TGT, SEED_KRB_REALM, "known for realm EXAMPLE.COM (library text)" },
+                { KRB5KRB_AP_ERR_SKEW, KRB5_STEP_SERVICE_TICKET, SEED_NONE_CLOCK,
+                  "the KDC for EXAMPLE.COM differ by more than the allowed skew (5 minutes by default) (library text)" },
+                { KRB5_KT_NOTFOUND, KRB5_STEP_KEYTAB, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab holds no key for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5_KT_KVNONOTFOUND, KRB5_STEP_TGT, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab holds no key for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5_KT_END, KRB5_STEP_KEYTAB, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab holds no key for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5_KT_BADNAME, KRB5_STEP_KEYTAB, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab is not a usable keytab (library text)" },
+                { KRB5_KT_UNKNOWN_TYPE, KRB5_STEP_KEYTAB, SEED_KRB_USER, "svc-scep.keytab is not a usable keytab" },
+                { KRB5_KT_FORMAT, KRB5_STEP_KEYTAB, SEED_KRB_USER, "svc-scep.keytab is not a usable keytab" },
+                { KRB5_KEYTAB_BADVNO, KRB5_STEP_KEYTAB, SEED_KRB_USER, "svc-scep.keytab is not a usable keytab" },
+                { KRB5KDC_ERR_PREAUTH_FAILED, KRB5_STEP_TGT, SEED_KRB_USER,
+                  "the KDC for EXAMPLE.COM did not accept the key of svc-scep@EXAMPLE.COM from keytab "
+                  "/etc/certbroker/svc-scep.keytab (library text)" },
+                { KRB5_PREAUTH_FAILED, KRB5_STEP_TGT, SEED_KRB_USER, "replace /etc/certbroker/svc-scep.keytab" },
+                { KRB5KRB_AP_ERR_BAD_INTEGRITY, KRB5_STEP_TGT, SEED_KRB_USER, "replace /etc/certbroker/svc-scep.keytab" },
+                { KRB5KRB_AP_ERR_MODIFIED, KRB5_STEP_TGT, SEED_KRB_USER, "replace /etc/certbroker/svc-scep.keytab" },
+                { KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN, KRB5_STEP_TGT, SEED_KRB_USER,
+                  "the KDC for EXAMPLE.COM does not know the service user svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5KDC_ERR_CLIENT_REVOKED, KRB5_STEP_TGT, SEED_PRE_ACCOUNT,
+                  "refuses the service user svc-scep@EXAMPLE.COM: the account is disabled or locked out (library text)" },
+                { KRB5KDC_ERR_KEY_EXP, KRB5_STEP_TGT, SEED_PRE_ACCOUNT,
+                  "the password of the service user svc-scep@EXAMPLE.COM has expired (library text)" },
+                { KRB5KDC_ERR_ETYPE_NOSUPP, KRB5_STEP_TGT, SEED_PRE_ACCOUNT,
+                  "the KDC for EXAMPLE.COM and this host share no encryption type for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5KDC_ERR_ETYPE_NOSUPP, KRB5_STEP_SERVICE_TICKET, SEED_PRE_ACCOUNT,
+                  "share no encryption type for ndes.example.com (library text)" },
+                { KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN, KRB5_STEP_TGT, SEED_KRB_REALM,
+                  "the KDC for EXAMPLE.COM does not know krbtgt/EXAMPLE.COM (library text)" },
+                { KRB5KDC_ERR_BADOPTION, KRB5_STEP_TGT, SEED_WIN_DELEGATION,
+                  "the KDC for EXAMPLE.COM refused the ticket request for svc-scep@EXAMPLE.COM by policy (library text)" },
+                { KRB5KDC_ERR_POLICY, KRB5_STEP_SERVICE_TICKET, SEED_WIN_DELEGATION,
+                  "refused the ticket request for ndes.example.com by policy (library text)" },
+                { KRB5KRB_AP_ERR_TKT_EXPIRED, KRB5_STEP_SERVICE_TICKET, SEED_NONE_CLOCK,
+                  "the Kerberos ticket of svc-scep@EXAMPLE.COM expired (library text)" },
+        };
+
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                char *m = NULL;
+
+                assert_int_equal(krb5_error_classify(table[i].step, table[i].code, &ctx, &m), TRANSPORT_KERBEROS_FAILED);
+                assert_non_null(m);
+                if (!strstr(m, table[i].needle) || strstr(m, "(null)") || !ends_with(m, table[i].seed))
+                        fail_msg("message for %ld at step %d: \"%s\"; wanted \"%s\" and the seed \"%s\"", table[i].code,
+                                 (int) table[i].step, m, table[i].needle, table[i].seed);
+                free(m);
+        }
+        /* Without a realm, a user or a keytab, the hint names them in words. */
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                char *m = NULL;
+
+                assert_int_equal(krb5_error_classify(table[i].step, table[i].code, NULL, &m), TRANSPORT_KERBEROS_FAILED);
+                assert_non_null(m);
+                if (strstr(m, "(null)") || !strstr(m, "no details)") || !ends_with(m, table[i].seed))
+                        fail_msg("message for %ld without context: \"%s\"", table[i].code, m);
+                free(m);
+        }
+}
+
 static void test_krb5_seed_steps(void **state) {
         EXPECT(KRB5_STEP_TGT, KRB5_KDC_UNREACH, TRANSPORT_KERBEROS_FAILED,
                "Seed: Configuring Kerberos settings (Corresponding Key Distribution Center (KDC) server");
@@ -407,6 +490,7 @@ static void test_limit_ceiling(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_krb5),
+                cmocka_unit_test(test_krb5_every_hint),
                 cmocka_unit_test(test_krb5_seed_steps),
                 cmocka_unit_test(test_krb5_keytab_other_realm),
                 cmocka_unit_test(test_krb5_no_context),
