@@ -238,6 +238,70 @@ static void test_curl(void **state) {
         }
 }
 
+/* Every failure with a message of its own: each value in its place, nothing left unfilled;
+ * without TrustAnchors= the TLS hints name the system store or the setting. */
+static void test_curl_every_failure(void **state) {
+        static const struct {
+                int code;
+                TransportOutcome want;
+                const char *needle, *needle_no_anchors;
+        } table[] = {
+                { CURLE_COULDNT_RESOLVE_HOST, TRANSPORT_CA_UNREACHABLE, "cannot resolve ndes.example.com (curl text)" },
+                { CURLE_COULDNT_CONNECT, TRANSPORT_CA_UNREACHABLE,
+                  "cannot connect to ndes.example.com for https://ndes.example.com/x (curl text)" },
+                { CURLE_OPERATION_TIMEDOUT, TRANSPORT_TIMEOUT,
+                  "no complete answer from ndes.example.com for https://ndes.example.com/x within the timeout (curl text)" },
+                { CURLE_SSL_CACERT_BADFILE, TRANSPORT_TLS_VERIFY_FAILED,
+                  "cannot use the trust anchors /etc/ssl/roots.pem (curl text)",
+                  "cannot use the trust anchors (system store) (curl text)" },
+                { CURLE_SSL_CONNECT_ERROR, TRANSPORT_TLS_VERIFY_FAILED,
+                  "TLS handshake with ndes.example.com failed (curl text): check that https://ndes.example.com/x serves" },
+                { CURLE_PEER_FAILED_VERIFICATION, TRANSPORT_TLS_VERIFY_FAILED,
+                  "the TLS certificate of ndes.example.com is not trusted for that name (curl text): put the root of "
+                  "the CA that issued the SCEP server's certificate into /etc/ssl/roots.pem, and make sure the "
+                  "certificate names ndes.example.com. ",
+                  "certificate into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_ISSUER_ERROR, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_PINNEDPUBKEYNOTMATCH, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_INVALIDCERTSTATUS, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_CERTPROBLEM, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_GOT_NOTHING, TRANSPORT_CA_UNREACHABLE,
+                  "the connection to ndes.example.com broke off during https://ndes.example.com/x (curl text)" },
+                { CURLE_RECV_ERROR, TRANSPORT_CA_UNREACHABLE, "ndes.example.com broke off during" },
+                { CURLE_SEND_ERROR, TRANSPORT_CA_UNREACHABLE, "ndes.example.com broke off during" },
+                { CURLE_PARTIAL_FILE, TRANSPORT_CA_UNREACHABLE, "ndes.example.com broke off during" },
+                { CURLE_AUTH_ERROR, TRANSPORT_KERBEROS_FAILED,
+                  "Kerberos authentication to ndes.example.com could not be started (curl text)" },
+                { CURLE_FILESIZE_EXCEEDED, TRANSPORT_PROTOCOL_ERROR,
+                  "the answer of ndes.example.com to https://ndes.example.com/x is larger than the broker accepts (curl text)" },
+                { CURLE_OK, TRANSPORT_PROTOCOL_ERROR, "request to https://ndes.example.com/x failed: curl text" },
+                { CURLE_UNSUPPORTED_PROTOCOL, TRANSPORT_PROTOCOL_ERROR, "request to https://ndes.example.com/x failed: curl text" },
+        };
+
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                const char *want_no_anchors = table[i].needle_no_anchors ? table[i].needle_no_anchors : table[i].needle;
+                char *m = NULL;
+
+                assert_int_equal(http_classify_curl_error(table[i].code, "ndes.example.com", "https://ndes.example.com/x",
+                                                          "curl text", "/etc/ssl/roots.pem", &m), table[i].want);
+                assert_non_null(m);
+                if (!strstr(m, table[i].needle) || strstr(m, "(null)"))
+                        fail_msg("curl %d: \"%s\" lacks \"%s\"", table[i].code, m, table[i].needle);
+                free(m);
+                m = NULL;
+                assert_int_equal(http_classify_curl_error(table[i].code, "ndes.example.com", "https://ndes.example.com/x",
+                                                          "curl text", NULL, &m), table[i].want);
+                assert_non_null(m);
+                if (!strstr(m, want_no_anchors) || strstr(m, "(null)"))
+                        fail_msg("curl %d without TrustAnchors=: \"%s\" lacks \"%s\"", table[i].code, m, want_no_anchors);
+                free(m);
+        }
+}
+
 static void test_outcome_names(void **state) {
         static const char *const api[] = {
                 "KerberosFailed", "ServicePrincipalUnknown", "AuthenticationRejected", "ChallengeUnavailable",
@@ -497,6 +561,7 @@ int main(void) {
                 cmocka_unit_test(test_setspn),
                 cmocka_unit_test(test_rejected_hint),
                 cmocka_unit_test(test_curl),
+                cmocka_unit_test(test_curl_every_failure),
                 cmocka_unit_test(test_outcome_names),
                 cmocka_unit_test(test_profile),
                 cmocka_unit_test(test_limit),
