@@ -666,8 +666,9 @@ int http_client_new(sd_event *event, HttpClient **ret) {
 }
 
 int http_client_set_limits(HttpClient *c, long max_host_connections, long max_total_connections) {
-        if (curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections) != CURLM_OK ||
-            curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total_connections) != CURLM_OK)
+        if (curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections) != CURLM_OK)
+                return -EIO;
+        if (curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total_connections) != CURLM_OK)
                 return -EIO;
         return 0;
 }

@@ -54,10 +54,11 @@ typedef enum HintField {
         FIELD_DETAIL,
 } HintField;
 
-typedef struct Hints {
+/* What the hints name: the context's values, or words for those it lacks. */
+typedef struct HintValues {
         const char *realm, *kdcs, *principal, *keytab, *host, *detail;
         Krb5Step step;
-} Hints;
+} HintValues;
 
 /* A failure whose hint depends on its code alone: the message (a format of %s conversions, filled
  * with fields in order) and the seed step it indicates. */
@@ -124,7 +125,7 @@ static const Krb5Hint *hint_find(long code) {
         return NULL;
 }
 
-static const char *hint_field(const Hints *h, HintField field) {
+static const char *hint_field(const HintValues *h, HintField field) {
         switch (field) {
         case FIELD_REALM:
                 return h->realm;
@@ -143,7 +144,7 @@ static const char *hint_field(const Hints *h, HintField field) {
         }
 }
 
-static char *hint_message(const Krb5Hint *hint, const Hints *h) {
+static char *hint_message(const Krb5Hint *hint, const HintValues *h) {
         const char *strings[MESSAGE_STRINGS_MAX];
 
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
@@ -152,7 +153,7 @@ static char *hint_message(const Krb5Hint *hint, const Hints *h) {
 }
 
 /* Positive codes are errno values from opening the keytab ourselves. */
-static char *keytab_errno_message(long code, const Hints *h) {
+static char *keytab_errno_message(long code, const HintValues *h) {
         if (code == EACCES || code == EPERM)
                 return message_printf("cannot read keytab %s (%s): the daemon must be able to read it (owner root, "
                         "mode 0600), or set Mode=gss-proxy in [Kerberos] so gss-proxy holds it",
@@ -164,7 +165,7 @@ static char *keytab_errno_message(long code, const Hints *h) {
 }
 
 /* The keytab has keys only for the principal's name in another realm. */
-static char *keytab_other_realm_message(const char *keytab_principal, const Hints *h) {
+static char *keytab_other_realm_message(const char *keytab_principal, const HintValues *h) {
         const char *at = strrchr(keytab_principal, '@');
 
         return message_printf("keytab %s holds keys for %s, not for %s: Realm=%s does not match the realm "
@@ -175,7 +176,7 @@ static char *keytab_other_realm_message(const char *keytab_principal, const Hint
 }
 
 /* No service principal HTTP/<host>: the setspn command that registers it. */
-static char *service_principal_unknown_message(const Hints *h, const char *principal) {
+static char *service_principal_unknown_message(const HintValues *h, const char *principal) {
         _cleanup_free_ char *setspn = krb5_error_setspn_command(h->host, principal);
 
         return message_printf("the KDC for %s has no service principal HTTP/%s (KDC_ERR_S_PRINCIPAL_UNKNOWN: %s): "
@@ -185,7 +186,7 @@ static char *service_principal_unknown_message(const Hints *h, const char *princ
 }
 
 /* A code without a hint of its own: what failed, with the library's words. */
-static char *generic_message(bool gss_proxy, const Hints *h) {
+static char *generic_message(bool gss_proxy, const HintValues *h) {
         if (gss_proxy)
                 return message_printf("gss-proxy could not provide credentials for %s at step %s (%s): check that "
                         "gssproxy runs, that its service section for this daemon's uid names the keytab "
@@ -218,11 +219,11 @@ static TransportOutcome classified(TransportOutcome o, char *m, const char *seed
 TransportOutcome krb5_error_classify(Krb5Step step, long code, const Krb5ErrorContext *ctx, char **ret_message) {
         static const Krb5ErrorContext empty = {};
         const Krb5Hint *hint;
-        Hints h;
+        HintValues h;
 
         if (!ctx)
                 ctx = &empty;
-        h = (Hints) {
+        h = (HintValues) {
                 .realm = or(ctx->realm, "the realm"),
                 .kdcs = ctx->kdcs && *ctx->kdcs ? ctx->kdcs : NULL,
                 .principal = or(ctx->principal, "the service user"),
