@@ -104,113 +104,112 @@ char *challenge_anonymous_hint(const char *host, const char *url) {
                 host ? host : "?", url ? url : "?");
 }
 
-TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
-                                         const char *url, const char *principal, ChallengeSecret **ret_secret,
-                                         const char **ret_encoding, char **ret_message,
-                                         ChallengePageInfo *ret_info) {
-        ChallengePageInfo info = {};
-        const char *enc = NULL;
-        char *m = NULL;
-        TransportOutcome o;
-        int r;
-
-        host = host ? host : "?";
-        url = url ? url : "?";
+/* An answer other than 200: the outcome, and in *ret_message what the status means. */
+static TransportOutcome classify_status(long http_code, const char *host, const char *url, const char *principal,
+                                        char **ret_message) {
         if (http_code == 401) {
-                o = TRANSPORT_AUTHENTICATION_REJECTED;
-                m = message_printf("%s answered %s with 401: the SCEP admin page requires authentication; set "
+                *ret_message = message_printf("%s answered %s with 401: the SCEP admin page requires authentication; set "
                         "Authentication=kerberos (\"Prefer Kerberos authentication\") for this CA. " SEED_CA_KERBEROS, host, url);
-                goto done;
+                return TRANSPORT_AUTHENTICATION_REJECTED;
         }
         if (http_code == 403) {
                 /* Microsoft's NDES troubleshooting page requires IIS_IUSRS of the NDES service
                  * account, not of the account that fetches passwords; what makes mscep_admin answer
                  * 403 is not publicly documented: both settings are named. */
-                o = TRANSPORT_AUTHENTICATION_REJECTED;
-                m = message_printf("%s answered %s with 403 Forbidden: IIS refused the SCEP admin page to %s. What "
+                *ret_message = message_printf("%s answered %s with 403 Forbidden: IIS refused the SCEP admin page to %s. What "
                         "causes a 403 there is not publicly documented (the SCEP server's IIS log gives the "
                         "substatus); check both: the NDES service account (the SCEP application pool's identity) "
                         "must be a member of IIS_IUSRS on the NDES server; and the broker's own account %s needs "
                         "Enroll permission on the NDES templates. " SEED_PRE_IIS_USRS "; " SEED_PRE_ENROLL,
                         host, url, principal ? principal : "(none)", principal ? principal : "(none)");
-                goto done;
+                return TRANSPORT_AUTHENTICATION_REJECTED;
         }
         if (http_code == 404) {
-                o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/. " SEED_CA_FIELDS, host, url);
-                goto done;
+                *ret_message = message_printf("%s has no page at %s (HTTP 404): AdminURL= must point at /certsrv/mscep_admin/. " SEED_CA_FIELDS, host, url);
+                return TRANSPORT_PROTOCOL_ERROR;
         }
         if (http_code == 500) {
-                o = TRANSPORT_CA_UNREACHABLE;
-                m = message_printf("%s answered %s with HTTP 500: the NDES service has a problem (see the SCEP server's "
+                *ret_message = message_printf("%s answered %s with HTTP 500: the NDES service has a problem (see the SCEP server's "
                         "event log). Microsoft's NDES troubleshooting names two causes: the NDES service account "
                         "(the SCEP application pool's identity) must be a member of IIS_IUSRS on the NDES server, "
                         "and the RA certificates must not have expired. " SEED_PRE_IIS_USRS, host, url);
-                goto done;
+                return TRANSPORT_CA_UNREACHABLE;
         }
         if (http_code >= 500) {
-                o = TRANSPORT_CA_UNREACHABLE;
-                m = message_printf("%s answered %s with HTTP %ld: the NDES service has a problem (see the SCEP server's "
+                *ret_message = message_printf("%s answered %s with HTTP %ld: the NDES service has a problem (see the SCEP server's "
                         "event log)", host, url, http_code);
-                goto done;
+                return TRANSPORT_CA_UNREACHABLE;
         }
-        if (http_code != 200) {
-                o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("%s answered %s with HTTP %ld where the challenge page was expected", host, url, http_code);
-                goto done;
-        }
+        *ret_message = message_printf("%s answered %s with HTTP %ld where the challenge page was expected", host, url, http_code);
+        return TRANSPORT_PROTOCOL_ERROR;
+}
 
-        r = challenge_page_parse_info(body, size, ret_secret, &info);
-        enc = info.encoding;
+/* A 200 answer: the challenge it holds (in *ret_secret), or which of NDES's pages it is and what
+ * to do (in *ret_message); *info gets what the page said. */
+static TransportOutcome classify_body(const uint8_t *body, size_t size, const char *host, const char *url,
+                                      const char *principal, ChallengeSecret **ret_secret, ChallengePageInfo *info,
+                                      char **ret_message) {
+        int r;
+
+        r = challenge_page_parse_info(body, size, ret_secret, info);
         switch (r) {
         case CHALLENGE_PAGE_FOUND:
-                o = TRANSPORT_OK;
-                break;
+                return TRANSPORT_OK;
         case CHALLENGE_PAGE_CACHE_FULL:
-                o = TRANSPORT_CHALLENGE_UNAVAILABLE;
-                info.cache_full = true;
-                m = message_printf("%s answered %s: NDES keeps only a few unused challenges "
+                info->cache_full = true;
+                *ret_message = message_printf("%s answered %s: NDES keeps only a few unused challenges "
                         "(5 by default, each valid 60 minutes); wait until they expire or restart IIS on the SCEP "
                         "server, and keep MaxOutstandingChallenges= below NDES's cache size. " SEED_NONE_CACHE, host,
-                        info.by_structure ? "NDES's cache-full page in another language (recognised by the page's "
-                                            "structure: NDES's markup, no challenge, a list of three remedies), "
-                                            "in English \"The password cache is full.\""
-                                          : "\"The password cache is full.\"");
-                break;
+                        info->by_structure ? "NDES's cache-full page in another language (recognised by the page's "
+                                             "structure: NDES's markup, no challenge, a list of three remedies), "
+                                             "in English \"The password cache is full.\""
+                                           : "\"The password cache is full.\"");
+                return TRANSPORT_CHALLENGE_UNAVAILABLE;
         case CHALLENGE_PAGE_NO_PERMISSION:
                 /* A configuration error: retrying until PendingDeadline changes nothing. */
-                o = TRANSPORT_CHALLENGE_DENIED;
-                m = message_printf("%s answered %s: on the CA server, give the broker's own account %s Enroll permission "
+                *ret_message = message_printf("%s answered %s: on the CA server, give the broker's own account %s Enroll permission "
                         "on the certificate template that is being provisioned (the NDES templates); the NDES "
                         "service account (the SCEP application pool's identity) must also be a member of IIS_IUSRS "
                         "on the NDES server. " SEED_PRE_ENROLL, host,
-                        info.by_structure ? "NDES's permission page in another language (recognised by the page's "
-                                            "structure: NDES's markup, no challenge, no list), in English \"You do "
-                                            "not have sufficient permission to enroll with SCEP.\""
-                                          : "\"You do not have sufficient permission to enroll with SCEP.\"",
+                        info->by_structure ? "NDES's permission page in another language (recognised by the page's "
+                                             "structure: NDES's markup, no challenge, no list), in English \"You do "
+                                             "not have sufficient permission to enroll with SCEP.\""
+                                           : "\"You do not have sufficient permission to enroll with SCEP.\"",
                         principal ? principal : "(the service user)");
-                break;
+                return TRANSPORT_CHALLENGE_DENIED;
         case CHALLENGE_PAGE_UNRECOGNIZED:
                 /* Maybe a page in front of NDES for a while (maintenance, a proxy): retried. */
-                o = TRANSPORT_CHALLENGE_UNAVAILABLE;
-                m = message_printf("%s answered %s with a page (HTTP 200, %zu bytes, %s) that holds no enrollment "
+                *ret_message = message_printf("%s answered %s with a page (HTTP 200, %zu bytes, %s) that holds no enrollment "
                         "challenge password and is none of NDES's error pages; it reads: \"%s\". Retrying; check "
                         "that AdminURL= points at NDES's /certsrv/mscep_admin/. " SEED_CA_FIELDS,
-                        host, url, size, enc ? enc : "?", info.text);
-                break;
+                        host, url, size, info->encoding ? info->encoding : "?", info->text);
+                return TRANSPORT_CHALLENGE_UNAVAILABLE;
         default:
-                o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("cannot parse the page at %s: %s", url, strerror(-r));
+                *ret_message = message_printf("cannot parse the page at %s: %s", url, strerror(-r));
+                return TRANSPORT_PROTOCOL_ERROR;
         }
-done:
+}
+
+TransportOutcome challenge_classify_page(const uint8_t *body, size_t size, long http_code, const char *host,
+                                         const char *url, const char *principal, ChallengeSecret **ret_secret,
+                                         const char **ret_encoding, char **ret_message,
+                                         ChallengePageInfo *ret_info) {
+        ChallengePageInfo info = {};
+        _cleanup_free_ char *m = NULL;
+        TransportOutcome o;
+
+        host = host ? host : "?";
+        url = url ? url : "?";
+        if (http_code == 200)
+                o = classify_body(body, size, host, url, principal, ret_secret, &info, &m);
+        else
+                o = classify_status(http_code, host, url, principal, &m);
         if (ret_encoding)
-                *ret_encoding = enc;
+                *ret_encoding = info.encoding;
         if (ret_info)
                 *ret_info = info;
         if (ret_message)
-                *ret_message = m;
-        else
-                free(m);
+                *ret_message = TAKE_PTR(m);
         return o;
 }
 
@@ -380,13 +379,36 @@ static void fetch_finish(ChallengeFetch *x, TransportOutcome o, const char *mess
 
 static void hold_timer_arm(ChallengeFetcher *f);
 
+/* NDES's cache, shared by every client, is full: hold fewer for a while (this fetch's own slot
+ * is not counted; it is given back). Returns the message with what the broker does now, or
+ * NULL if that did not change. */
+static char *back_off_cache_full(ChallengeFetcher *f, const char *message) {
+        unsigned used = challenge_limit_get_used(f->limit);
+        unsigned before = challenge_limit_get_ceiling(f->limit);
+        char *n = NULL;
+
+        challenge_limit_back_off(f->limit, used > 0 ? used - 1 : 0, monotonic_usec(),
+                                 challenge_validity_usec(f->validity_minutes));
+        f->ceiling_unread = false;
+        if (challenge_limit_get_ceiling(f->limit) != before && message)
+                /* Said with the answer (the request's message and the journal). */
+                n = message_printf("%s This broker held %u other challenge(s) then: it fetches at "
+                        "most %u at once (besides those NDES still holds unused) until NDES has forgotten "
+                        "them, one more every %u minutes, back to MaxOutstandingChallenges=%u.", message,
+                        used > 0 ? used - 1 : 0, challenge_limit_get_ceiling(f->limit),
+                        f->validity_minutes > 0 ? f->validity_minutes : CHALLENGE_VALIDITY_DEFAULT_MINUTES,
+                        challenge_limit_get_max(f->limit));
+        hold_timer_arm(f);
+        return n;
+}
+
 static void on_http(HttpClient *http, const HttpResult *result, void *userdata) {
         ChallengeFetch *x = userdata;
         ChallengeFetcher *f = x->fetcher;
         const Krb5Settings *ks = f->creds ? krb5_creds_get_settings(f->creds) : NULL;
-        ChallengeSecret *secret = NULL;
+        _cleanup_(challenge_secret_freep) ChallengeSecret *secret = NULL;
         const char *enc = NULL;
-        char *m = NULL;
+        _cleanup_free_ char *m = NULL;
         bool anonymous = false;
         TransportOutcome o;
 
@@ -403,27 +425,12 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
         if (o == TRANSPORT_OK && x->page.validity_minutes > 0)
                 f->validity_minutes = x->page.validity_minutes;
         if (x->page.cache_full) {
-                /* NDES's cache, shared by every client, is full: hold fewer for a while (this
-                 * fetch's own slot is not counted; it is given back below). */
-                unsigned used = challenge_limit_get_used(f->limit);
-                unsigned before = challenge_limit_get_ceiling(f->limit);
-                challenge_limit_back_off(f->limit, used > 0 ? used - 1 : 0, monotonic_usec(),
-                                           challenge_validity_usec(f->validity_minutes));
-                f->ceiling_unread = false;
-                if (challenge_limit_get_ceiling(f->limit) != before && m) {
-                        /* Said with the answer (the request's message and the journal). */
-                        char *n = message_printf("%s This broker held %u other challenge(s) then: it fetches at "
-                                "most %u at once (besides those NDES still holds unused) until NDES has forgotten "
-                                "them, one more every %u minutes, back to MaxOutstandingChallenges=%u.", m, used > 0 ? used - 1 : 0,
-                                challenge_limit_get_ceiling(f->limit),
-                                f->validity_minutes > 0 ? f->validity_minutes : CHALLENGE_VALIDITY_DEFAULT_MINUTES,
-                                challenge_limit_get_max(f->limit));
-                        if (n) {
-                                free(m);
-                                m = n;
-                        }
+                char *n = back_off_cache_full(f, m);
+
+                if (n) {
+                        free(m);
+                        m = n;
                 }
-                hold_timer_arm(f);
         }
         /* libcurl sends Negotiate at once; a protected page answers 200 with its mutual
          * authentication token, an anonymous one with no WWW-Authenticate at all. Only a fresh
@@ -433,11 +440,9 @@ static void on_http(HttpClient *http, const HttpResult *result, void *userdata) 
                         f->judged = true;
                 anonymous = !result->negotiate_answered;
         }
+        /* Only a challenge that is the outcome goes to the handler; anything else is freed here. */
         fetch_finish(x, o, m, result->http_code, enc, result->elapsed_usec, anonymous,
-                     o == TRANSPORT_OK ? secret : NULL);
-        if (o != TRANSPORT_OK)
-                challenge_secret_free(secret);
-        free(m);
+                     o == TRANSPORT_OK ? TAKE_PTR(secret) : NULL);
 }
 
 static void start_http(ChallengeFetch *x) {
@@ -450,7 +455,7 @@ static void start_http(ChallengeFetch *x) {
                 .timeout_usec = f->timeout_usec,
                 .max_response = 64 * 1024,      /* an admin page is ~2 KiB */
         };
-        char *m = NULL;
+        _cleanup_free_ char *m = NULL;
         int r;
 
         /* A new connection for CA.Check(), and for one enrollment fetch at a time until one has
@@ -472,11 +477,9 @@ static void start_http(ChallengeFetch *x) {
                                              &x->row) >= 0;
         }
         r = http_client_start(f->http, &o, on_http, x, &x->request, &m);
-        if (r < 0) {
+        if (r < 0)
                 fetch_finish(x, r == -EPERM ? TRANSPORT_NAME_NOT_PERMITTED : TRANSPORT_PROTOCOL_ERROR,
                              m ? m : strerror(-r), 0, NULL, 0, false, NULL);
-                free(m);
-        }
 }
 
 static void on_ticket(Krb5Creds *c, TransportOutcome o, const char *message, void *userdata) {
@@ -768,6 +771,46 @@ ChallengeFetch *challenge_fetch_cancel(ChallengeFetch *x) {
         return NULL;
 }
 
+/* A record's unused spare, a spare again if a slot is free for it. */
+static bool restore_spare(ChallengeFetcher *f, ChallengeRecord *c, uint64_t issued) {
+        Spare *sp;
+
+        if (!challenge_limit_take(f->limit))
+                return false;
+        if (secret_take_slot(c->spare, f->limit, c->validity_minutes, false, issued, &f->journal, true, c->row) < 0) {
+                challenge_limit_put(f->limit);
+                return false;
+        }
+        sp = &f->spares[f->n_spares++];
+        *sp = (Spare) {
+                .secret = TAKE_PTR(c->spare),
+                .issued = issued,
+                .until = spare_until(issued, c->validity_minutes, false),
+                .validity_minutes = c->validity_minutes,
+        };
+        memcpy(sp->thumbprint, c->thumbprint, sizeof sp->thumbprint);
+        return true;
+}
+
+/* In use when the broker stopped (consumed or not: unknown), a fetch without its answer, a
+ * spare for another server or too old, or no slot left for it (MaxOutstandingChallenges=
+ * lowered): it only counts. */
+static void restore_hold(ChallengeFetcher *f, const ChallengeRecord *c, uint64_t expires) {
+        struct Restored *a;
+
+        if (c->had_spare && f->journal.set_spare)
+                f->journal.set_spare(f->journal.userdata, c->row, NULL, 0, NULL);
+        if (challenge_limit_add_hold(f->limit, expires) < 0 || !c->request[0] || c->had_spare)
+                return;
+        a = realloc(f->restored, (f->n_restored + 1) * sizeof *a);
+        if (!a)
+                return;
+        f->restored = a;
+        a[f->n_restored] = (struct Restored) { .row = c->row, .expires = expires };
+        memcpy(a[f->n_restored].request, c->request, sizeof a->request);
+        f->n_restored++;
+}
+
 /* A fetcher without a predecessor starts from its records: every challenge NDES may still hold
  * for it takes a slot until NDES forgets it; an unused spare for the same server that NDES still
  * keeps, long enough for an enrollment, is a spare again. */
@@ -783,46 +826,37 @@ static void restore_records(ChallengeFetcher *f) {
                 bool usable = c->spare && c->same_url && f->n_spares < CHALLENGE_SPARES_MAX &&
                               monotonic_usec() < spare_until(issued, c->validity_minutes, false);
 
-                if (usable && challenge_limit_take(f->limit)) {
-                        Spare *sp;
-
-                        if (secret_take_slot(c->spare, f->limit, c->validity_minutes, false, issued, &f->journal,
-                                             true, c->row) < 0) {
-                                challenge_limit_put(f->limit);
-                                goto hold;
-                        }
-                        sp = &f->spares[f->n_spares++];
-                        *sp = (Spare) {
-                                .secret = TAKE_PTR(c->spare),
-                                .issued = issued,
-                                .until = spare_until(issued, c->validity_minutes, false),
-                                .validity_minutes = c->validity_minutes,
-                        };
-                        memcpy(sp->thumbprint, c->thumbprint, sizeof sp->thumbprint);
+                if (usable && restore_spare(f, c, issued))
                         continue;
-                }
-        hold:
-                /* In use when the broker stopped (consumed or not: unknown), a fetch without its
-                 * answer, a spare for another server or too old, or no slot left for it
-                 * (MaxOutstandingChallenges= lowered): it only counts. */
-                if (c->had_spare && f->journal.set_spare)
-                        f->journal.set_spare(f->journal.userdata, c->row, NULL, 0, NULL);
-                if (challenge_limit_add_hold(f->limit, expires) >= 0 && c->request[0] && !c->had_spare) {
-                        struct Restored *a = realloc(f->restored, (f->n_restored + 1) * sizeof *a);
-                        if (a) {
-                                f->restored = a;
-                                a[f->n_restored] = (struct Restored) { .row = c->row, .expires = expires };
-                                memcpy(a[f->n_restored].request, c->request, sizeof a->request);
-                                f->n_restored++;
-                        }
-                }
+                restore_hold(f, c, expires);
         }
         challenge_records_free(recs, n);
 }
 
+/* The same CA again (a Reload): what NDES holds for us is still held; its spares serve us if
+ * they are for the same server. */
+static void take_over(ChallengeFetcher *f, ChallengeFetcher *p, unsigned max_outstanding) {
+        f->limit = challenge_limit_ref(p->limit);
+        challenge_limit_set_max(f->limit, max_outstanding);
+        if (strcmp(p->server_url, f->server_url) == 0) {
+                memcpy(f->spares, p->spares, p->n_spares * sizeof(Spare));
+                f->n_spares = p->n_spares;
+                p->n_spares = 0;
+        } else
+                challenge_fetcher_drop_spares(p);
+        f->restored = TAKE_PTR(p->restored);
+        f->n_restored = p->n_restored;
+        p->n_restored = 0;
+        f->unread = p->unread && strcmp(p->server_url, f->server_url) == 0;
+        f->ceiling_unread = p->ceiling_unread;
+}
+
+DEFINE_POINTER_CLEANUP(ChallengeFetcher, challenge_fetcher_free);
+
 int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFetcherSettings *s,
                           ChallengeFetcher **ret) {
-        ChallengeFetcher *f;
+        _cleanup_(challenge_fetcher_freep) ChallengeFetcher *f = NULL;
+        unsigned max_outstanding;
         int r;
 
         if (!http || !s || !s->admin_url || !s->permitted_suffix || !ret || (s->kerberos && !creds))
@@ -837,41 +871,22 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
         if (s->journal)
                 f->journal = *s->journal;
         f->server_url = strdup(s->server_url ? s->server_url : "");
-        if (!f->server_url) {
-                free(f);
+        if (!f->server_url)
                 return -ENOMEM;
-        }
-        if (s->previous) {
-                /* The same CA again (a Reload): what NDES holds for us is still held; its spares
-                 * serve us if they are for the same server. */
-                ChallengeFetcher *p = s->previous;
-                f->limit = challenge_limit_ref(p->limit);
-                challenge_limit_set_max(f->limit, s->max_outstanding > 0 ? s->max_outstanding : 1);
-                if (strcmp(p->server_url, f->server_url) == 0) {
-                        memcpy(f->spares, p->spares, p->n_spares * sizeof(Spare));
-                        f->n_spares = p->n_spares;
-                        p->n_spares = 0;
-                } else
-                        challenge_fetcher_drop_spares(p);
-                f->restored = TAKE_PTR(p->restored);
-                f->n_restored = p->n_restored;
-                p->n_restored = 0;
-                f->unread = p->unread && strcmp(p->server_url, f->server_url) == 0;
-                f->ceiling_unread = p->ceiling_unread;
-        } else {
-                r = challenge_limit_new(s->max_outstanding > 0 ? s->max_outstanding : 1, &f->limit);
-                if (r < 0) {
-                        free(f->server_url);
-                        free(f);
+        max_outstanding = s->max_outstanding > 0 ? s->max_outstanding : 1;
+        if (s->previous)
+                take_over(f, s->previous, max_outstanding);
+        else {
+                r = challenge_limit_new(max_outstanding, &f->limit);
+                if (r < 0)
                         return r;
-                }
         }
         f->ca_name = strdup(s->ca_name ? s->ca_name : "");
-        f->admin_url = strdup(s->admin_url);
-        if (!f->ca_name || !f->admin_url) {
-                challenge_fetcher_free(f);
+        if (!f->ca_name)
                 return -ENOMEM;
-        }
+        f->admin_url = strdup(s->admin_url);
+        if (!f->admin_url)
+                return -ENOMEM;
         if (!s->previous && f->journal.load)
                 restore_records(f);
         challenge_limit_set_wake(f->limit, wake, f);
@@ -880,16 +895,18 @@ int challenge_fetcher_new(HttpClient *http, Krb5Creds *creds, const ChallengeFet
                 (void) sd_event_default(&f->event);
         hold_timer_arm(f);
         f->suffix = strdup(s->permitted_suffix);
-        f->trust_anchors = s->trust_anchors ? strdup(s->trust_anchors) : NULL;
-        if (!f->ca_name || !f->admin_url || !f->suffix || (s->trust_anchors && !f->trust_anchors)) {
-                challenge_fetcher_free(f);
+        if (!f->suffix)
                 return -ENOMEM;
+        if (s->trust_anchors) {
+                f->trust_anchors = strdup(s->trust_anchors);
+                if (!f->trust_anchors)
+                        return -ENOMEM;
         }
         /* The host for the service ticket; the guard runs again on every request. */
         r = http_guard_url(f->admin_url, f->suffix, NULL, &f->host, NULL);
         if (r < 0)
                 f->host = NULL; /* every fetch will fail with the guard's message */
-        *ret = f;
+        *ret = TAKE_PTR(f);
         return 0;
 }
 

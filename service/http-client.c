@@ -11,8 +11,10 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
+#include "basic.h"
 #include "message-util.h"
 #include "config.h"
+#include "curl-cleanup.h"
 #include "http-client.h"
 #include "http-guard.h"
 #include "krb5-errors.h"
@@ -101,9 +103,12 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
         if (io) {
                 r = sd_event_source_set_io_events(io, events);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(io, SD_EVENT_ON);
-                return r < 0 ? -1 : 0;
+                if (r < 0)
+                        return -1;
+                r = sd_event_source_set_enabled(io, SD_EVENT_ON);
+                if (r < 0)
+                        return -1;
+                return 0;
         }
         r = sd_event_add_io(c->event, &io, fd, events, on_io, c);
         if (r < 0)
@@ -130,9 +135,12 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
         now += (uint64_t) timeout_ms * 1000;
         if (c->timer) {
                 r = sd_event_source_set_time(c->timer, now);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-                return r < 0 ? -1 : 0;
+                if (r < 0)
+                        return -1;
+                r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return -1;
+                return 0;
         }
         /* accuracy 1 µs: 0 would mean sd-event's default of 250 ms per curl timeout */
         r = sd_event_add_time(c->event, &c->timer, CLOCK_MONOTONIC, now, 1, on_timer, c);
@@ -145,41 +153,41 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
 /* ---------- requests ---------- */
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        HttpRequest *r = userdata;
+        HttpRequest *req = userdata;
         size_t n = size * nmemb;
 
-        if (n > r->max - r->size) {
-                r->oversize = true;
+        if (n > req->max - req->size) {
+                req->oversize = true;
                 return 0;       /* aborts with CURLE_WRITE_ERROR */
         }
-        if (r->size + n + 1 > r->cap) {
-                size_t cap = r->cap ? r->cap : 4096;
+        if (req->size + n + 1 > req->cap) {
+                size_t cap = req->cap ? req->cap : 4096;
                 uint8_t *b;
 
-                while (cap < r->size + n + 1)
+                while (cap < req->size + n + 1)
                         cap *= 2;
-                if (cap > r->max + 1)
-                        cap = r->max + 1;
+                if (cap > req->max + 1)
+                        cap = req->max + 1;
                 /* Not realloc(): the old buffer is wiped, not left in the heap. */
                 b = malloc(cap);
                 if (!b)
                         return 0;
-                if (r->body) {
-                        memcpy(b, r->body, r->size);
-                        sodium_memzero(r->body, r->cap);
-                        free(r->body);
+                if (req->body) {
+                        memcpy(b, req->body, req->size);
+                        sodium_memzero(req->body, req->cap);
+                        free(req->body);
                 }
-                r->body = b;
-                r->cap = cap;
+                req->body = b;
+                req->cap = cap;
         }
-        memcpy(r->body + r->size, ptr, n);
-        r->size += n;
-        r->body[r->size] = 0;
+        memcpy(req->body + req->size, ptr, n);
+        req->size += n;
+        req->body[req->size] = 0;
         return n;
 }
 
 static size_t header_cb(char *ptr, size_t size, size_t nitems, void *userdata) {
-        HttpRequest *r = userdata;
+        HttpRequest *req = userdata;
         size_t n = size * nitems;
         static const char name[] = "www-authenticate:";
 
@@ -192,23 +200,23 @@ static size_t header_cb(char *ptr, size_t size, size_t nitems, void *userdata) {
                         vl--;
                 }
                 if (vl >= 9 && strncasecmp(v, "negotiate", 9) == 0)
-                        r->offered_negotiate = true;
+                        req->offered_negotiate = true;
                 else
-                        r->offered_other_auth = true;
+                        req->offered_other_auth = true;
         }
         return n;
 }
 
-static void request_unlink(HttpRequest *r) {
-        HttpClient *c = r->client;
+static void request_unlink(HttpRequest *req) {
+        HttpClient *c = req->client;
 
-        if (r->prev)
-                r->prev->next = r->next;
-        else if (c->requests == r)
-                c->requests = r->next;
-        if (r->next)
-                r->next->prev = r->prev;
-        r->next = r->prev = NULL;
+        if (req->prev)
+                req->prev->next = req->next;
+        else if (c->requests == req)
+                c->requests = req->next;
+        if (req->next)
+                req->next->prev = req->prev;
+        req->next = req->prev = NULL;
         c->n_active--;
 }
 
@@ -219,169 +227,205 @@ static CURLcode ssl_ctx_cb(CURL *curl, void *ssl_ctx, void *userdata) {
         return CURLE_OK;
 }
 
-static void http_request_destroy(HttpRequest *r) {
-        HttpClient *c = r->client;
+static void http_request_destroy(HttpRequest *req) {
+        HttpClient *c = req->client;
 
-        if (r->easy) {
-                (void) curl_multi_remove_handle(c->multi, r->easy);
+        if (req->easy) {
+                (void) curl_multi_remove_handle(c->multi, req->easy);
                 if (c->n_idle < IDLE_HANDLES_MAX) {
-                        curl_easy_reset(r->easy);
-                        c->idle[c->n_idle++] = r->easy;
+                        curl_easy_reset(req->easy);
+                        c->idle[c->n_idle++] = req->easy;
                 } else
-                        curl_easy_cleanup(r->easy);
+                        curl_easy_cleanup(req->easy);
         }
-        curl_url_cleanup(r->url);
-        curl_slist_free_all(r->headers);
-        if (r->body) {
-                sodium_memzero(r->body, r->cap);
-                free(r->body);
+        curl_url_cleanup(req->url);
+        curl_slist_free_all(req->headers);
+        if (req->body) {
+                sodium_memzero(req->body, req->cap);
+                free(req->body);
         }
-        free(r->url_text);
-        free(r->host);
-        free(r->trust_anchors);
-        free(r);
+        free(req->url_text);
+        free(req->host);
+        free(req->trust_anchors);
+        free(req);
 }
 
-HttpRequest *http_request_cancel(HttpRequest *r) {
-        if (!r)
+HttpRequest *http_request_cancel(HttpRequest *req) {
+        if (!req)
                 return NULL;
-        request_unlink(r);
-        http_request_destroy(r);
+        request_unlink(req);
+        http_request_destroy(req);
         return NULL;
+}
+
+/* The values a transfer failure's message names. */
+typedef enum CurlField {
+        CURL_FIELD_NONE,
+        CURL_FIELD_HOST,
+        CURL_FIELD_URL,
+        CURL_FIELD_ERROR,               /* curl's error buffer, or its text for the code */
+        CURL_FIELD_ANCHORS_FILE,        /* TrustAnchors=, or "(system store)" */
+        CURL_FIELD_ANCHORS_SETTING,     /* TrustAnchors=, or where to set it */
+} CurlField;
+
+typedef struct CurlFailure {
+        int codes[5];                   /* CURLcode; CURLE_OK ends the list */
+        TransportOutcome outcome;
+        CurlField fields[MESSAGE_STRINGS_MAX];
+        const char *format;             /* %s conversions only, filled with fields in order */
+} CurlFailure;
+
+static const CurlFailure curl_failures[] = {
+        { { CURLE_COULDNT_RESOLVE_HOST }, TRANSPORT_CA_UNREACHABLE, { CURL_FIELD_HOST, CURL_FIELD_ERROR },
+          "cannot resolve %s (%s): check the host name in URL=/AdminURL= and this host's DNS" },
+        { { CURLE_COULDNT_CONNECT }, TRANSPORT_CA_UNREACHABLE, { CURL_FIELD_HOST, CURL_FIELD_URL, CURL_FIELD_ERROR },
+          "cannot connect to %s for %s (%s): check that IIS runs on the SCEP server and that the "
+          "port is reachable from this host" },
+        { { CURLE_OPERATION_TIMEDOUT }, TRANSPORT_TIMEOUT, { CURL_FIELD_HOST, CURL_FIELD_URL, CURL_FIELD_ERROR },
+          "no complete answer from %s for %s within the timeout (%s): check the server, or raise "
+          "Timeout= in the CA's configuration" },
+        { { CURLE_SSL_CACERT_BADFILE }, TRANSPORT_TLS_VERIFY_FAILED, { CURL_FIELD_ANCHORS_FILE, CURL_FIELD_ERROR },
+          "cannot use the trust anchors %s (%s): TrustAnchors= must name a readable PEM file "
+          "of CA certificates. " SEED_NONE_TLS },
+        { { CURLE_SSL_CONNECT_ERROR }, TRANSPORT_TLS_VERIFY_FAILED,
+          { CURL_FIELD_HOST, CURL_FIELD_ERROR, CURL_FIELD_URL },
+          "TLS handshake with %s failed (%s): check that %s serves HTTPS with TLS 1.2 or "
+          "newer. " SEED_NONE_TLS },
+        { { CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH,
+            CURLE_SSL_INVALIDCERTSTATUS, CURLE_SSL_CERTPROBLEM }, TRANSPORT_TLS_VERIFY_FAILED,
+          { CURL_FIELD_HOST, CURL_FIELD_ERROR, CURL_FIELD_ANCHORS_SETTING, CURL_FIELD_HOST },
+          "the TLS certificate of %s is not trusted for that name (%s): put the root of the "
+          "CA that issued the SCEP server's certificate into %s, and make sure the "
+          "certificate names %s. " SEED_NONE_TLS },
+        { { CURLE_GOT_NOTHING, CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_PARTIAL_FILE }, TRANSPORT_CA_UNREACHABLE,
+          { CURL_FIELD_HOST, CURL_FIELD_URL, CURL_FIELD_ERROR },
+          "the connection to %s broke off during %s (%s)" },
+        { { CURLE_AUTH_ERROR }, TRANSPORT_KERBEROS_FAILED, { CURL_FIELD_HOST, CURL_FIELD_ERROR },
+          "Kerberos authentication to %s could not be started (%s)" },
+        { { CURLE_FILESIZE_EXCEEDED }, TRANSPORT_PROTOCOL_ERROR, { CURL_FIELD_HOST, CURL_FIELD_URL, CURL_FIELD_ERROR },
+          "the answer of %s to %s is larger than the broker accepts (%s)" },
+};
+
+static const CurlFailure *curl_failure_find(int curl_code) {
+        for (size_t i = 0; i < ELEMENTSOF(curl_failures); i++)
+                for (size_t j = 0; j < ELEMENTSOF(curl_failures[i].codes) && curl_failures[i].codes[j] != CURLE_OK; j++)
+                        if (curl_failures[i].codes[j] == curl_code)
+                                return &curl_failures[i];
+        return NULL;
+}
+
+static char *curl_failure_message(const CurlFailure *failure, const char *host, const char *url, const char *error,
+                                  const char *trust_anchors) {
+        const char *values[] = {
+                [CURL_FIELD_NONE] = NULL,
+                [CURL_FIELD_HOST] = host,
+                [CURL_FIELD_URL] = url,
+                [CURL_FIELD_ERROR] = error,
+                [CURL_FIELD_ANCHORS_FILE] = trust_anchors ? trust_anchors : "(system store)",
+                [CURL_FIELD_ANCHORS_SETTING] = trust_anchors ? trust_anchors : "TrustAnchors= of the CA's configuration",
+        };
+        const char *strings[MESSAGE_STRINGS_MAX];
+
+        for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+                strings[i] = values[failure->fields[i]];
+        return message_printf_strings(failure->format, strings);
 }
 
 TransportOutcome http_classify_curl_error(int curl_code, const char *host, const char *url, const char *errbuf,
                                           const char *trust_anchors, char **ret_message) {
         const char *e = errbuf && *errbuf ? errbuf : curl_easy_strerror((CURLcode) curl_code);
-        TransportOutcome o;
-        char *m;
+        const CurlFailure *failure = curl_failure_find(curl_code);
+        _cleanup_free_ char *m = NULL;
 
         host = host ? host : "?";
         url = url ? url : "?";
-        switch (curl_code) {
-        case CURLE_COULDNT_RESOLVE_HOST:
-                o = TRANSPORT_CA_UNREACHABLE;
-                m = message_printf("cannot resolve %s (%s): check the host name in URL=/AdminURL= and this host's DNS", host, e);
-                break;
-        case CURLE_COULDNT_CONNECT:
-                o = TRANSPORT_CA_UNREACHABLE;
-                m = message_printf("cannot connect to %s for %s (%s): check that IIS runs on the SCEP server and that the "
-                        "port is reachable from this host", host, url, e);
-                break;
-        case CURLE_OPERATION_TIMEDOUT:
-                o = TRANSPORT_TIMEOUT;
-                m = message_printf("no complete answer from %s for %s within the timeout (%s): check the server, or raise "
-                        "Timeout= in the CA's configuration", host, url, e);
-                break;
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_INVALIDCERTSTATUS:
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_SSL_CERTPROBLEM:
-                o = TRANSPORT_TLS_VERIFY_FAILED;
-                if (curl_code == CURLE_SSL_CACERT_BADFILE)
-                        m = message_printf("cannot use the trust anchors %s (%s): TrustAnchors= must name a readable PEM file "
-                                "of CA certificates. " SEED_NONE_TLS, trust_anchors ? trust_anchors : "(system store)", e);
-                else if (curl_code == CURLE_SSL_CONNECT_ERROR)
-                        m = message_printf("TLS handshake with %s failed (%s): check that %s serves HTTPS with TLS 1.2 or "
-                                "newer. " SEED_NONE_TLS, host, e, url);
-                else
-                        m = message_printf("the TLS certificate of %s is not trusted for that name (%s): put the root of the "
-                                "CA that issued the SCEP server's certificate into %s, and make sure the "
-                                "certificate names %s. " SEED_NONE_TLS, host, e,
-                                trust_anchors ? trust_anchors : "TrustAnchors= of the CA's configuration", host);
-                break;
-        case CURLE_GOT_NOTHING:
-        case CURLE_RECV_ERROR:
-        case CURLE_SEND_ERROR:
-        case CURLE_PARTIAL_FILE:
-                o = TRANSPORT_CA_UNREACHABLE;
-                m = message_printf("the connection to %s broke off during %s (%s)", host, url, e);
-                break;
-        case CURLE_AUTH_ERROR:
-                o = TRANSPORT_KERBEROS_FAILED;
-                m = message_printf("Kerberos authentication to %s could not be started (%s)", host, e);
-                break;
-        case CURLE_FILESIZE_EXCEEDED:
-                o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("the answer of %s to %s is larger than the broker accepts (%s)", host, url, e);
-                break;
-        default:
-                o = TRANSPORT_PROTOCOL_ERROR;
-                m = message_printf("request to %s failed: %s", url, e);
-        }
-        if (ret_message)
-                *ret_message = m;
+        if (failure)
+                m = curl_failure_message(failure, host, url, e, trust_anchors);
         else
-                free(m);
-        return o;
+                m = message_printf("request to %s failed: %s", url, e);
+        if (ret_message)
+                *ret_message = TAKE_PTR(m);
+        return failure ? failure->outcome : TRANSPORT_PROTOCOL_ERROR;
 }
 
-static void complete(HttpClient *c, HttpRequest *r, CURLcode code) {
+/* A 3xx answer: the broker never follows redirects; says where it pointed. */
+static char *redirect_message(HttpRequest *req, long http_code) {
+        _cleanup_(curl_url_cleanupp) CURLU *u = NULL;
+        _cleanup_(curl_freep) char *target_host = NULL;
+        char *location = NULL;
+
+        (void) curl_easy_getinfo(req->easy, CURLINFO_REDIRECT_URL, &location);
+        if (location && (u = curl_url()) && curl_url_set(u, CURLUPART_URL, location, 0) == CURLUE_OK)
+                (void) curl_url_get(u, CURLUPART_HOST, &target_host, 0);
+        return message_printf("%s answered %s with HTTP %ld, a redirect to host %s; the broker never follows "
+                              "redirects: configure the final URL in URL=/AdminURL=", req->host, req->url_text,
+                              http_code, target_host ? target_host : "(no Location header)");
+}
+
+/* A 401 to a request that offered Kerberos. */
+static char *rejected_message(HttpRequest *req) {
+        if (req->offered_negotiate)
+                return krb5_error_rejected_hint(req->host, req->url_text);
+        return message_printf("%s answered %s with 401 without offering Negotiate%s: enable Windows "
+                              "Authentication on mscep_admin with Negotiate as the first provider, and "
+                              "disable Anonymous Authentication. " SEED_WIN_NEGOTIATE, req->host, req->url_text,
+                              req->offered_other_auth ? " (only other schemes, which the broker does not use)" : "");
+}
+
+/* The outcome of a finished transfer, and in *ret_message what went wrong (NULL if nothing). */
+static TransportOutcome complete_outcome(HttpRequest *req, CURLcode code, long http_code, char **ret_message) {
+        if (code != CURLE_OK && req->oversize) {
+                *ret_message = message_printf("the answer of %s to %s is larger than %zu bytes: refused", req->host,
+                                              req->url_text, req->max);
+                return TRANSPORT_PROTOCOL_ERROR;
+        }
+        if (code != CURLE_OK)
+                return http_classify_curl_error((int) code, req->host, req->url_text, req->errbuf, req->trust_anchors,
+                                                ret_message);
+        if (http_code >= 300 && http_code < 400) {
+                *ret_message = redirect_message(req, http_code);
+                return TRANSPORT_PROTOCOL_ERROR;
+        }
+        if (http_code == 401 && req->negotiate) {
+                *ret_message = rejected_message(req);
+                return TRANSPORT_AUTHENTICATION_REJECTED;
+        }
+        return TRANSPORT_OK;
+}
+
+static void complete(HttpClient *c, HttpRequest *req, CURLcode code) {
         HttpResult res = {
                 .outcome = TRANSPORT_OK,
-                .host = r->host,
+                .host = req->host,
                 .curl_code = (int) code,
         };
         curl_off_t total = 0;
-        char *message = NULL, *ct = NULL, *location = NULL;
+        _cleanup_free_ char *message = NULL;
+        char *ct = NULL;
         long connects = 0;
 
-        (void) curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.http_code);
-        (void) curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &total);
-        (void) curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &connects);
+        (void) curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &res.http_code);
+        (void) curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total);
+        (void) curl_easy_getinfo(req->easy, CURLINFO_NUM_CONNECTS, &connects);
         res.elapsed_usec = total > 0 ? (uint64_t) total : 0;
         res.num_connects = connects;
-        res.negotiate_answered = r->offered_negotiate;
+        res.negotiate_answered = req->offered_negotiate;
         c->n_connects += (uint64_t) connects;
-        if (curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+        if (curl_easy_getinfo(req->easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
                 res.content_type = ct;
 
-        if (code != CURLE_OK) {
-                if (r->oversize) {
-                        res.outcome = TRANSPORT_PROTOCOL_ERROR;
-                        message = message_printf("the answer of %s to %s is larger than %zu bytes: refused", r->host,
-                                      r->url_text, r->max);
-                } else
-                        res.outcome = http_classify_curl_error((int) code, r->host, r->url_text, r->errbuf,
-                                                               r->trust_anchors, &message);
-        } else if (res.http_code >= 300 && res.http_code < 400) {
-                char *target_host = NULL;
-                CURLU *u = NULL;
-
-                (void) curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &location);
-                if (location && (u = curl_url()) && curl_url_set(u, CURLUPART_URL, location, 0) == CURLUE_OK)
-                        (void) curl_url_get(u, CURLUPART_HOST, &target_host, 0);
-                res.outcome = TRANSPORT_PROTOCOL_ERROR;
-                message = message_printf("%s answered %s with HTTP %ld, a redirect to host %s; the broker never follows "
-                              "redirects: configure the final URL in URL=/AdminURL=", r->host, r->url_text,
-                              res.http_code, target_host ? target_host : "(no Location header)");
-                curl_free(target_host);
-                curl_url_cleanup(u);
-        } else if (res.http_code == 401 && r->negotiate) {
-                res.outcome = TRANSPORT_AUTHENTICATION_REJECTED;
-                if (!r->offered_negotiate)
-                        message = message_printf("%s answered %s with 401 without offering Negotiate%s: enable Windows "
-                                      "Authentication on mscep_admin with Negotiate as the first provider, and "
-                                      "disable Anonymous Authentication. " SEED_WIN_NEGOTIATE, r->host, r->url_text,
-                                      r->offered_other_auth ? " (only other schemes, which the broker does not use)" : "");
-                else
-                        message = krb5_error_rejected_hint(r->host, r->url_text);
-        }
+        res.outcome = complete_outcome(req, code, res.http_code, &message);
         res.message = message;
         if (res.outcome == TRANSPORT_OK) {
-                res.body = r->body ? r->body : (const uint8_t *) "";
-                res.body_size = r->size;
+                res.body = req->body ? req->body : (const uint8_t *) "";
+                res.body_size = req->size;
         }
         if (res.outcome != TRANSPORT_OK && !res.message)
                 res.message = "out of memory";
 
-        request_unlink(r);
-        r->handler(c, &res, r->userdata);
-        free(message);
-        http_request_destroy(r);
+        request_unlink(req);
+        req->handler(c, &res, req->userdata);
+        http_request_destroy(req);
 }
 
 /* Completes at most one finished transfer per loop iteration: a completion runs the caller's
@@ -392,13 +436,13 @@ static void process_done(HttpClient *c) {
         int left = 0;
 
         while ((msg = curl_multi_info_read(c->multi, &left))) {
-                HttpRequest *r = NULL;
+                HttpRequest *req = NULL;
 
                 if (msg->msg != CURLMSG_DONE)
                         continue;
-                if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r) != CURLE_OK || !r)
+                if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req) != CURLE_OK || !req)
                         continue;
-                complete(c, r, msg->data.result);
+                complete(c, req, msg->data.result);
                 break;
         }
         if (left > 0 && c->more_done)
@@ -416,60 +460,56 @@ static CURL *take_easy(HttpClient *c) {
         return curl_easy_init();
 }
 
-#define SETOPT(opt, val)                                                        \
-        do {                                                                    \
-                if (curl_easy_setopt(r->easy, opt, val) != CURLE_OK) {          \
-                        rc = -EIO;                                             \
-                        m = message_printf("cannot set curl option %s", #opt);             \
-                        goto fail;                                              \
-                }                                                               \
+DEFINE_POINTER_CLEANUP(HttpRequest, http_request_destroy);
+
+/* Sets a transfer's option; returns from the calling function (which has `req` and
+ * `ret_message`) with -EIO and a message naming the option when curl refuses it. */
+#define SETOPT(opt, val)                                                                        \
+        do {                                                                                    \
+                if (curl_easy_setopt(req->easy, opt, val) != CURLE_OK)                          \
+                        return setopt_failed(#opt, ret_message);                                \
         } while (0)
 
-int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t handler, void *userdata,
-                      HttpRequest **ret, char **ret_message) {
-        HttpRequest *r = NULL;
-        char *m = NULL;
-        uint64_t timeout;
-        int rc;
+static int setopt_failed(const char *option, char **ret_message) {
+        *ret_message = message_printf("cannot set curl option %s", option);
+        return -EIO;
+}
 
-        if (!c || !o || !o->url || !o->permitted_suffix || !handler)
-                return -EINVAL;
+/* Fills a new request of c, not yet linked or started, once its URL passed the guard (else the
+ * guard's message in *ret_message). */
+static int request_init(HttpRequest *req, HttpClient *c, const HttpRequestOptions *o, http_handler_t handler,
+                        void *userdata, char **ret_message) {
+        int r;
 
-        r = calloc(1, sizeof *r);
-        if (!r)
-                return -ENOMEM;
-        r->client = c;
-        r->handler = handler;
-        r->userdata = userdata;
-        r->negotiate = o->negotiate;
-        r->max = o->max_response ? o->max_response : HTTP_DEFAULT_MAX_RESPONSE;
+        req->client = c;
+        req->handler = handler;
+        req->userdata = userdata;
+        req->negotiate = o->negotiate;
+        req->max = o->max_response ? o->max_response : HTTP_DEFAULT_MAX_RESPONSE;
 
         /* The guard, before anything can connect. */
-        rc = http_guard_url(o->url, o->permitted_suffix, &r->url, &r->host, &m);
-        if (rc < 0)
-                goto fail_nolist;
-        r->url_text = strdup(o->url);
-        if (o->trust_anchors)
-                r->trust_anchors = strdup(o->trust_anchors);
-        if (!r->url_text || (o->trust_anchors && !r->trust_anchors)) {
-                rc = -ENOMEM;
-                goto fail_nolist;
+        r = http_guard_url(o->url, o->permitted_suffix, &req->url, &req->host, ret_message);
+        if (r < 0)
+                return r;
+        req->url_text = strdup(o->url);
+        if (!req->url_text)
+                return -ENOMEM;
+        if (o->trust_anchors) {
+                req->trust_anchors = strdup(o->trust_anchors);
+                if (!req->trust_anchors)
+                        return -ENOMEM;
         }
-        r->easy = take_easy(c);
-        if (!r->easy) {
-                rc = -ENOMEM;
-                goto fail_nolist;
-        }
-        /* Linked now so that fail: can use request_unlink(). */
-        r->next = c->requests;
-        if (c->requests)
-                c->requests->prev = r;
-        c->requests = r;
-        c->n_active++;
+        req->easy = take_easy(c);
+        if (!req->easy)
+                return -ENOMEM;
+        return 0;
+}
 
-        timeout = o->timeout_usec ? o->timeout_usec : HTTP_DEFAULT_TIMEOUT_USEC;
-        SETOPT(CURLOPT_PRIVATE, r);
-        SETOPT(CURLOPT_CURLU, r->url);
+static int request_set_options(HttpRequest *req, const HttpRequestOptions *o, char **ret_message) {
+        uint64_t timeout = o->timeout_usec ? o->timeout_usec : HTTP_DEFAULT_TIMEOUT_USEC;
+
+        SETOPT(CURLOPT_PRIVATE, req);
+        SETOPT(CURLOPT_CURLU, req->url);
         SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
         SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
@@ -483,17 +523,17 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
         SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
         SETOPT(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
         /* Only with the OpenSSL backend (CURLE_NOT_BUILT_IN otherwise): best effort. */
-        (void) curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-        if (r->trust_anchors) {
-                SETOPT(CURLOPT_CAINFO, r->trust_anchors);
+        (void) curl_easy_setopt(req->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+        if (req->trust_anchors) {
+                SETOPT(CURLOPT_CAINFO, req->trust_anchors);
                 SETOPT(CURLOPT_CAPATH, (char *) NULL);  /* only these roots, not also the system's */
         }
-        SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) r->max);
+        SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) req->max);
         SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-        SETOPT(CURLOPT_WRITEDATA, r);
+        SETOPT(CURLOPT_WRITEDATA, req);
         SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-        SETOPT(CURLOPT_HEADERDATA, r);
-        SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+        SETOPT(CURLOPT_HEADERDATA, req);
+        SETOPT(CURLOPT_ERRORBUFFER, req->errbuf);
         SETOPT(CURLOPT_USERAGENT, "certbroker/" CERTBROKER_VERSION);
         if (o->negotiate) {
                 /* libcurl 7.88 only tries Negotiate when a user is set; ":" = the GSS default credentials. */
@@ -503,66 +543,103 @@ int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t
         }
         if (o->fresh_connection)
                 SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+        return 0;
+}
+
+static int request_set_post(HttpRequest *req, const HttpRequestOptions *o, char **ret_message) {
+        req->headers = curl_slist_append(NULL, "Expect:");
+        if (!req->headers)
+                return -ENOMEM;
+        if (o->content_type) {
+                _cleanup_free_ char *h = message_printf("Content-Type: %s", o->content_type);
+                struct curl_slist *l;
+
+                if (!h)
+                        return -ENOMEM;
+                l = curl_slist_append(req->headers, h);
+                if (!l)
+                        return -ENOMEM;
+                req->headers = l;
+        }
+        SETOPT(CURLOPT_HTTPHEADER, req->headers);
+        SETOPT(CURLOPT_POST, 1L);
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) o->post_size);
+        SETOPT(CURLOPT_COPYPOSTFIELDS, o->post_data);
+        return 0;
+}
+
+#undef SETOPT
+
+/* A request that failed to start: its message (NULL if none) to the caller, or dropped. */
+static int start_failed(int r, char *m, char **ret_message) {
+        if (ret_message)
+                *ret_message = m;
+        else
+                free(m);
+        return r;
+}
+
+int http_client_start(HttpClient *c, const HttpRequestOptions *o, http_handler_t handler, void *userdata,
+                      HttpRequest **ret, char **ret_message) {
+        _cleanup_(http_request_destroyp) HttpRequest *req = NULL;
+        _cleanup_free_ char *m = NULL;
+        int r;
+
+        if (!c || !o || !o->url || !o->permitted_suffix || !handler)
+                return -EINVAL;
+
+        req = calloc(1, sizeof *req);
+        if (!req)
+                return -ENOMEM;
+        r = request_init(req, c, o, handler, userdata, &m);
+        if (r < 0)
+                return start_failed(r, TAKE_PTR(m), ret_message);
+        r = request_set_options(req, o, &m);
+        if (r < 0)
+                return start_failed(r, TAKE_PTR(m), ret_message);
         if (o->post_data) {
-                r->headers = curl_slist_append(NULL, "Expect:");
-                if (r->headers && o->content_type) {
-                        char *h = message_printf("Content-Type: %s", o->content_type);
-                        struct curl_slist *l = h ? curl_slist_append(r->headers, h) : NULL;
-                        free(h);
-                        if (!l) {
-                                rc = -ENOMEM;
-                                goto fail;
-                        }
-                        r->headers = l;
-                }
-                if (!r->headers) {
-                        rc = -ENOMEM;
-                        goto fail;
-                }
-                SETOPT(CURLOPT_HTTPHEADER, r->headers);
-                SETOPT(CURLOPT_POST, 1L);
-                SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) o->post_size);
-                SETOPT(CURLOPT_COPYPOSTFIELDS, o->post_data);
+                r = request_set_post(req, o, &m);
+                if (r < 0)
+                        return start_failed(r, TAKE_PTR(m), ret_message);
         }
-        if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
-                rc = -EIO;
-                m = message_printf("cannot add the transfer for %s", r->url_text);
-                goto fail;
-        }
+        if (curl_multi_add_handle(c->multi, req->easy) != CURLM_OK)
+                return start_failed(-EIO, message_printf("cannot add the transfer for %s", req->url_text),
+                                    ret_message);
+
+        req->next = c->requests;
+        if (c->requests)
+                c->requests->prev = req;
+        c->requests = req;
+        c->n_active++;
         if (ret)
-                *ret = r;
+                *ret = req;
+        TAKE_PTR(req);
         if (ret_message)
                 *ret_message = NULL;
         return 0;
+}
 
-fail:
-        if (ret_message)
-                *ret_message = m;
-        else
-                free(m);
-        request_unlink(r);
-        http_request_destroy(r);
-        return rc;
-fail_nolist:
-        if (ret_message)
-                *ret_message = m;
-        else
-                free(m);
-        if (r->easy) {
-                curl_easy_cleanup(r->easy);
-                r->easy = NULL;
-        }
-        r->client = c;
-        curl_url_cleanup(r->url);
-        free(r->url_text);
-        free(r->host);
-        free(r->trust_anchors);
-        free(r);
-        return rc;
+DEFINE_POINTER_CLEANUP(HttpClient, http_client_free);
+
+static int client_set_callbacks(HttpClient *c) {
+        if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK)
+                return -EIO;
+        if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK)
+                return -EIO;
+        if (curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK)
+                return -EIO;
+        if (curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK)
+                return -EIO;
+        if (curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L) != CURLM_OK)
+                return -EIO;
+        if (http_client_set_limits(c, 8, 64) < 0)
+                return -EIO;
+        return 0;
 }
 
 int http_client_new(sd_event *event, HttpClient **ret) {
-        HttpClient *c;
+        _cleanup_(http_client_freep) HttpClient *c = NULL;
+        int r;
 
         if (!event || !ret)
                 return -EINVAL;
@@ -570,38 +647,28 @@ int http_client_new(sd_event *event, HttpClient **ret) {
         if (!c)
                 return -ENOMEM;
         /* curl_global_init is not thread-safe in 7.88: certbrokerd calls this from main, early. */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-                free(c);
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return -EIO;
-        }
         c->curl_global = true;
         c->event = sd_event_ref(event);
         c->multi = curl_multi_init();
-        if (!c->multi) {
-                http_client_free(c);
+        if (!c->multi)
                 return -ENOMEM;
-        }
-        if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb) != CURLM_OK ||
-            curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
-            curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb) != CURLM_OK ||
-            curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK ||
-            curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 64L) != CURLM_OK ||
-            http_client_set_limits(c, 8, 64) < 0) {
-                http_client_free(c);
-                return -EIO;
-        }
-        if (sd_event_add_defer(event, &c->more_done, on_more_done, c) < 0 ||
-            sd_event_source_set_enabled(c->more_done, SD_EVENT_OFF) < 0) {
-                http_client_free(c);
+        r = client_set_callbacks(c);
+        if (r < 0)
+                return r;
+        if (sd_event_add_defer(event, &c->more_done, on_more_done, c) < 0)
                 return -ENOMEM;
-        }
-        *ret = c;
+        if (sd_event_source_set_enabled(c->more_done, SD_EVENT_OFF) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(c);
         return 0;
 }
 
 int http_client_set_limits(HttpClient *c, long max_host_connections, long max_total_connections) {
-        if (curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections) != CURLM_OK ||
-            curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total_connections) != CURLM_OK)
+        if (curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections) != CURLM_OK)
+                return -EIO;
+        if (curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total_connections) != CURLM_OK)
                 return -EIO;
         return 0;
 }

@@ -19,6 +19,7 @@
 #include "http-outcome.h"
 #include "krb5-errors.h"
 #include "krb5-profile.h"
+#include "seed-steps.h"
 
 static const Krb5ErrorContext ctx = {
         .realm = "EXAMPLE.COM",
@@ -65,6 +66,88 @@ static void test_krb5(void **state) {
 }
 
 /* Each failure ends with the seed step it indicates. */
+static bool ends_with(const char *s, const char *suffix) {
+        size_t n = strlen(s), k = strlen(suffix);
+
+        return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Every code with a hint of its own: each value in its place (realm, user, keytab, server,
+ * the library's text), nothing left unfilled, the seed step at the end. */
+static void test_krb5_every_hint(void **state) {
+        static const struct {
+                long code;
+                Krb5Step step;
+                const char *seed;
+                const char *needle;
+        } table[] = {
+                { KRB5_KDC_UNREACH, KRB5_STEP_TGT, SEED_KRB_KDC,
+                  "any KDC for realm EXAMPLE.COM (kdc1.example.com kdc2.example.com:88; library text)" },
+                { KRB5_REALM_CANT_RESOLVE, KRB5_STEP_TGT, SEED_KRB_KDC,
+                  "any KDC for realm EXAMPLE.COM (kdc1.example.com kdc2.example.com:88; library text)" },
+                { KRB5_REALM_UNKNOWN, KRB5_STEP_TGT, SEED_KRB_REALM, "known for realm EXAMPLE.COM (library text)" },
+                { KRB5_CONFIG_NODEFREALM, KRB5_STEP_TGT, SEED_KRB_REALM, "known for realm EXAMPLE.COM (library text)" },
+                { KRB5KRB_AP_ERR_SKEW, KRB5_STEP_SERVICE_TICKET, SEED_NONE_CLOCK,
+                  "the KDC for EXAMPLE.COM differ by more than the allowed skew (5 minutes by default) (library text)" },
+                { KRB5_KT_NOTFOUND, KRB5_STEP_KEYTAB, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab holds no key for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5_KT_KVNONOTFOUND, KRB5_STEP_TGT, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab holds no key for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5_KT_END, KRB5_STEP_KEYTAB, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab holds no key for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5_KT_BADNAME, KRB5_STEP_KEYTAB, SEED_KRB_USER,
+                  "keytab /etc/certbroker/svc-scep.keytab is not a usable keytab (library text)" },
+                { KRB5_KT_UNKNOWN_TYPE, KRB5_STEP_KEYTAB, SEED_KRB_USER, "svc-scep.keytab is not a usable keytab" },
+                { KRB5_KT_FORMAT, KRB5_STEP_KEYTAB, SEED_KRB_USER, "svc-scep.keytab is not a usable keytab" },
+                { KRB5_KEYTAB_BADVNO, KRB5_STEP_KEYTAB, SEED_KRB_USER, "svc-scep.keytab is not a usable keytab" },
+                { KRB5KDC_ERR_PREAUTH_FAILED, KRB5_STEP_TGT, SEED_KRB_USER,
+                  "the KDC for EXAMPLE.COM did not accept the key of svc-scep@EXAMPLE.COM from keytab "
+                  "/etc/certbroker/svc-scep.keytab (library text)" },
+                { KRB5_PREAUTH_FAILED, KRB5_STEP_TGT, SEED_KRB_USER, "replace /etc/certbroker/svc-scep.keytab" },
+                { KRB5KRB_AP_ERR_BAD_INTEGRITY, KRB5_STEP_TGT, SEED_KRB_USER, "replace /etc/certbroker/svc-scep.keytab" },
+                { KRB5KRB_AP_ERR_MODIFIED, KRB5_STEP_TGT, SEED_KRB_USER, "replace /etc/certbroker/svc-scep.keytab" },
+                { KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN, KRB5_STEP_TGT, SEED_KRB_USER,
+                  "the KDC for EXAMPLE.COM does not know the service user svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5KDC_ERR_CLIENT_REVOKED, KRB5_STEP_TGT, SEED_PRE_ACCOUNT,
+                  "refuses the service user svc-scep@EXAMPLE.COM: the account is disabled or locked out (library text)" },
+                { KRB5KDC_ERR_KEY_EXP, KRB5_STEP_TGT, SEED_PRE_ACCOUNT,
+                  "the password of the service user svc-scep@EXAMPLE.COM has expired (library text)" },
+                { KRB5KDC_ERR_ETYPE_NOSUPP, KRB5_STEP_TGT, SEED_PRE_ACCOUNT,
+                  "the KDC for EXAMPLE.COM and this host share no encryption type for svc-scep@EXAMPLE.COM (library text)" },
+                { KRB5KDC_ERR_ETYPE_NOSUPP, KRB5_STEP_SERVICE_TICKET, SEED_PRE_ACCOUNT,
+                  "share no encryption type for ndes.example.com (library text)" },
+                { KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN, KRB5_STEP_TGT, SEED_KRB_REALM,
+                  "the KDC for EXAMPLE.COM does not know krbtgt/EXAMPLE.COM (library text)" },
+                { KRB5KDC_ERR_BADOPTION, KRB5_STEP_TGT, SEED_WIN_DELEGATION,
+                  "the KDC for EXAMPLE.COM refused the ticket request for svc-scep@EXAMPLE.COM by policy (library text)" },
+                { KRB5KDC_ERR_POLICY, KRB5_STEP_SERVICE_TICKET, SEED_WIN_DELEGATION,
+                  "refused the ticket request for ndes.example.com by policy (library text)" },
+                { KRB5KRB_AP_ERR_TKT_EXPIRED, KRB5_STEP_SERVICE_TICKET, SEED_NONE_CLOCK,
+                  "the Kerberos ticket of svc-scep@EXAMPLE.COM expired (library text)" },
+        };
+
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                char *m = NULL;
+
+                assert_int_equal(krb5_error_classify(table[i].step, table[i].code, &ctx, &m), TRANSPORT_KERBEROS_FAILED);
+                assert_non_null(m);
+                if (!strstr(m, table[i].needle) || strstr(m, "(null)") || !ends_with(m, table[i].seed))
+                        fail_msg("message for %ld at step %d: \"%s\"; wanted \"%s\" and the seed \"%s\"", table[i].code,
+                                 (int) table[i].step, m, table[i].needle, table[i].seed);
+                free(m);
+        }
+        /* Without a realm, a user or a keytab, the hint names them in words. */
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                char *m = NULL;
+
+                assert_int_equal(krb5_error_classify(table[i].step, table[i].code, NULL, &m), TRANSPORT_KERBEROS_FAILED);
+                assert_non_null(m);
+                if (strstr(m, "(null)") || !strstr(m, "no details)") || !ends_with(m, table[i].seed))
+                        fail_msg("message for %ld without context: \"%s\"", table[i].code, m);
+                free(m);
+        }
+}
+
 static void test_krb5_seed_steps(void **state) {
         EXPECT(KRB5_STEP_TGT, KRB5_KDC_UNREACH, TRANSPORT_KERBEROS_FAILED,
                "Seed: Configuring Kerberos settings (Corresponding Key Distribution Center (KDC) server");
@@ -151,6 +234,70 @@ static void test_curl(void **state) {
                                                           "", "/etc/ssl/roots.pem", &m), table[i].want);
                 if (!strstr(m, table[i].needle))
                         fail_msg("curl %d: \"%s\" lacks \"%s\"", table[i].code, m, table[i].needle);
+                free(m);
+        }
+}
+
+/* Every failure with a message of its own: each value in its place, nothing left unfilled;
+ * without TrustAnchors= the TLS hints name the system store or the setting. */
+static void test_curl_every_failure(void **state) {
+        static const struct {
+                int code;
+                TransportOutcome want;
+                const char *needle, *needle_no_anchors;
+        } table[] = {
+                { CURLE_COULDNT_RESOLVE_HOST, TRANSPORT_CA_UNREACHABLE, "cannot resolve ndes.example.com (curl text)" },
+                { CURLE_COULDNT_CONNECT, TRANSPORT_CA_UNREACHABLE,
+                  "cannot connect to ndes.example.com for https://ndes.example.com/x (curl text)" },
+                { CURLE_OPERATION_TIMEDOUT, TRANSPORT_TIMEOUT,
+                  "no complete answer from ndes.example.com for https://ndes.example.com/x within the timeout (curl text)" },
+                { CURLE_SSL_CACERT_BADFILE, TRANSPORT_TLS_VERIFY_FAILED,
+                  "cannot use the trust anchors /etc/ssl/roots.pem (curl text)",
+                  "cannot use the trust anchors (system store) (curl text)" },
+                { CURLE_SSL_CONNECT_ERROR, TRANSPORT_TLS_VERIFY_FAILED,
+                  "TLS handshake with ndes.example.com failed (curl text): check that https://ndes.example.com/x serves" },
+                { CURLE_PEER_FAILED_VERIFICATION, TRANSPORT_TLS_VERIFY_FAILED,
+                  "the TLS certificate of ndes.example.com is not trusted for that name (curl text): put the root of "
+                  "the CA that issued the SCEP server's certificate into /etc/ssl/roots.pem, and make sure the "
+                  "certificate names ndes.example.com. ",
+                  "certificate into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_ISSUER_ERROR, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_PINNEDPUBKEYNOTMATCH, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_INVALIDCERTSTATUS, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_SSL_CERTPROBLEM, TRANSPORT_TLS_VERIFY_FAILED, "into /etc/ssl/roots.pem, and",
+                  "into TrustAnchors= of the CA's configuration, and" },
+                { CURLE_GOT_NOTHING, TRANSPORT_CA_UNREACHABLE,
+                  "the connection to ndes.example.com broke off during https://ndes.example.com/x (curl text)" },
+                { CURLE_RECV_ERROR, TRANSPORT_CA_UNREACHABLE, "ndes.example.com broke off during" },
+                { CURLE_SEND_ERROR, TRANSPORT_CA_UNREACHABLE, "ndes.example.com broke off during" },
+                { CURLE_PARTIAL_FILE, TRANSPORT_CA_UNREACHABLE, "ndes.example.com broke off during" },
+                { CURLE_AUTH_ERROR, TRANSPORT_KERBEROS_FAILED,
+                  "Kerberos authentication to ndes.example.com could not be started (curl text)" },
+                { CURLE_FILESIZE_EXCEEDED, TRANSPORT_PROTOCOL_ERROR,
+                  "the answer of ndes.example.com to https://ndes.example.com/x is larger than the broker accepts (curl text)" },
+                { CURLE_OK, TRANSPORT_PROTOCOL_ERROR, "request to https://ndes.example.com/x failed: curl text" },
+                { CURLE_UNSUPPORTED_PROTOCOL, TRANSPORT_PROTOCOL_ERROR, "request to https://ndes.example.com/x failed: curl text" },
+        };
+
+        for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+                const char *want_no_anchors = table[i].needle_no_anchors ? table[i].needle_no_anchors : table[i].needle;
+                char *m = NULL;
+
+                assert_int_equal(http_classify_curl_error(table[i].code, "ndes.example.com", "https://ndes.example.com/x",
+                                                          "curl text", "/etc/ssl/roots.pem", &m), table[i].want);
+                assert_non_null(m);
+                if (!strstr(m, table[i].needle) || strstr(m, "(null)"))
+                        fail_msg("curl %d: \"%s\" lacks \"%s\"", table[i].code, m, table[i].needle);
+                free(m);
+                m = NULL;
+                assert_int_equal(http_classify_curl_error(table[i].code, "ndes.example.com", "https://ndes.example.com/x",
+                                                          "curl text", NULL, &m), table[i].want);
+                assert_non_null(m);
+                if (!strstr(m, want_no_anchors) || strstr(m, "(null)"))
+                        fail_msg("curl %d without TrustAnchors=: \"%s\" lacks \"%s\"", table[i].code, m, want_no_anchors);
                 free(m);
         }
 }
@@ -407,12 +554,14 @@ static void test_limit_ceiling(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_krb5),
+                cmocka_unit_test(test_krb5_every_hint),
                 cmocka_unit_test(test_krb5_seed_steps),
                 cmocka_unit_test(test_krb5_keytab_other_realm),
                 cmocka_unit_test(test_krb5_no_context),
                 cmocka_unit_test(test_setspn),
                 cmocka_unit_test(test_rejected_hint),
                 cmocka_unit_test(test_curl),
+                cmocka_unit_test(test_curl_every_failure),
                 cmocka_unit_test(test_outcome_names),
                 cmocka_unit_test(test_profile),
                 cmocka_unit_test(test_limit),
