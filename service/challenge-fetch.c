@@ -946,10 +946,6 @@ bool challenge_fetcher_limit_unread(ChallengeFetcher *f) {
         return challenge_limit_get_ceiling(f->limit) != before;
 }
 
-bool challenge_fetcher_get_unread(const ChallengeFetcher *f) {
-        return f && f->unread;
-}
-
 bool challenge_fetcher_set_read(ChallengeFetcher *f) {
         bool was;
 
@@ -960,11 +956,11 @@ bool challenge_fetcher_set_read(ChallengeFetcher *f) {
         return was;
 }
 
-bool challenge_fetcher_has_spare(ChallengeFetcher *f) {
-        if (!f)
+bool challenge_fetcher_wants_probe(ChallengeFetcher *f) {
+        if (!f || !f->unread)
                 return false;
-        drop_stale_spares(f);
-        return f->n_spares > 0;
+        drop_stale_spares(f);   /* their slots held until NDES forgets them */
+        return f->n_spares == 0;
 }
 
 void challenge_secret_keep_unsent(ChallengeSecret *s, unsigned validity_minutes, const char *thumbprint) {

@@ -168,18 +168,18 @@ void challenge_fetcher_drop_spares(ChallengeFetcher *f);
  * challenge on. true when the ceiling was lowered now. */
 bool challenge_fetcher_limit_unread(ChallengeFetcher *f);
 
-/* Whether NDES answered a PKIOperation of this server with HTTP 500 and has not read one of its
- * PKCSReqs since. While it is so, an enrollment that finds no spare (the challenge held at the
- * 500, still unused at NDES) fetches none: it asks NDES first with a PKCSReq that carries no
- * challenge, which costs no slot of NDES's cache (the engine's probe). A Reload keeps it for the
- * same server; a restart forgets it. */
-bool challenge_fetcher_get_unread(const ChallengeFetcher *f);
+/* Whether the next enrollment should fetch no challenge and ask NDES first with a PKCSReq that
+ * carries none (a probe, which costs no slot of NDES's cache): NDES answered a PKIOperation of
+ * this server with HTTP 500 and has not read one of its PKCSReqs since (a Reload keeps that
+ * for the same server, a restart forgets it), and no spare is at hand (the
+ * challenge held at the 500 is still unused at NDES: a fresh one would stay unused as well).
+ * NDES answers the probe with 500 again while it still cannot read, and with a CertRep
+ * (FAILURE, no challenge) once it can; then challenges are fetched again. Stale spares are
+ * dropped first. */
+bool challenge_fetcher_wants_probe(ChallengeFetcher *f);
 /* NDES answered a PKCSReq (or RenewalReq) of this server with a CertRep: it reads this CA's
  * requests. true when it could not before. */
 bool challenge_fetcher_set_read(ChallengeFetcher *f);
-/* Whether the next challenge_fetcher_fetch() would be answered from a spare NDES still keeps
- * (stale spares are dropped first, their slots held until NDES forgets them). */
-bool challenge_fetcher_has_spare(ChallengeFetcher *f);
 
 /* The challenge s (handed out by a fetcher) is in an enrollment and not sent yet: its record
  * keeps it (encrypted, as a spare), so that a broker killed before sending it finds it again as

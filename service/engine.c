@@ -801,12 +801,9 @@ static void step_challenge(Request *req) {
                              manager_engine(req->manager)->krb5_error ?: "No Kerberos credentials for the challenge request.");
                 return;
         }
-        if (challenge_fetcher_get_unread(f) && !challenge_fetcher_has_spare(f)) {
-                /* NDES answered HTTP 500 to this server's last PKIOperation: it cannot decrypt
-                 * them, and a challenge sent now would stay unused in its cache, shared by the
-                 * fleet, until it expires. The PKCSReq goes without one first: NDES answers 500
-                 * again while it still cannot read it (no slot spent), and a CertRep (FAILURE,
-                 * 0x80096004: no challenge) once it can, and then a challenge is fetched. */
+        if (challenge_fetcher_wants_probe(f)) {
+                /* NDES cannot decrypt this server's PKIOperations lately: a challenge sent now
+                 * would stay unused in its cache, shared by the fleet, until it expires. */
                 a->probe = true;
                 log_info("Request %s: NDES could not read this CA's last PKIOperation (HTTP 500); asking with a "
                          "PKCSReq that carries no challenge before fetching one.", req->rec->id);
