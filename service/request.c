@@ -304,6 +304,23 @@ static void on_enroll_durable(int error, void *userdata) {
                 (void) engine_request_start(req);
 }
 
+/* done(req) once everything written so far is on disk (the journal's fsync, off the loop);
+ * no_start: the request is not started then. */
+static int enroll_when_durable(Manager *m, const char *id, bool no_start, RequestEnrolled done, void *userdata) {
+        _cleanup_free_ EnrollOp *op = calloc(1, sizeof(*op));
+        int r;
+
+        if (!op)
+                return -ENOMEM;
+        *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata, .no_start = no_start };
+        memcpy(op->id, id, sizeof op->id);
+        r = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
+        if (r < 0)
+                return r;
+        TAKE_PTR(op);           /* on_enroll_durable() frees it */
+        return 0;
+}
+
 static int record_from_decision(uid_t owner, const char *snapshot, const CbDecision *d, bool renew,
                                 const char *token, StoreRequest **ret) {
         _cleanup_(store_request_freep) StoreRequest *rec = calloc(1, sizeof(*rec));
@@ -339,7 +356,6 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
         _cleanup_(store_request_freep) StoreRequest *rec = NULL;
         _cleanup_(key_freep) EVP_PKEY *key = NULL;
         _cleanup_(secret_freep) CbSecret *key_pem = NULL;
-        _cleanup_free_ EnrollOp *op = NULL;
         Request *req = NULL;
         int r;
 
@@ -364,21 +380,13 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
 
         /* The reply (and the engine) wait for the journal's fsync, which the loop does not
          * wait for. */
-        op = calloc(1, sizeof(*op));
-        if (!op)
-                r = -ENOMEM;
-        else {
-                *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata };
-                memcpy(op->id, req->rec->id, sizeof op->id);
-                r = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
-        }
+        r = enroll_when_durable(m, req->rec->id, false, done, userdata);
         if (r < 0) {
                 log_error_errno(r, "Cannot wait for the new request %s to reach the disk: %m", req->rec->id);
                 (void) store_request_delete(m->store, req->rec->id);
                 request_free(req);
                 return r;
         }
-        TAKE_PTR(op);           /* on_enroll_durable() frees it */
         *ret = req;
         return 0;
 }
@@ -434,18 +442,7 @@ int request_differs(const Request *req, const CbDecision *d, bool ca_given, bool
 }
 
 int request_when_durable(Request *req, RequestEnrolled done, void *userdata) {
-        _cleanup_free_ EnrollOp *op = calloc(1, sizeof(*op));
-        int r;
-
-        if (!op)
-                return -ENOMEM;
-        *op = (EnrollOp) { .manager = req->manager, .done = done, .userdata = userdata, .no_start = true };
-        memcpy(op->id, req->rec->id, sizeof op->id);
-        r = journal_sync_request(req->manager->journal_sync, on_enroll_durable, op, NULL);
-        if (r < 0)
-                return r;
-        TAKE_PTR(op);           /* on_enroll_durable() frees it */
-        return 0;
+        return enroll_when_durable(req->manager, req->rec->id, true, done, userdata);
 }
 
 int request_decide_again(Request *req, bool nss_groups, CbDecision *ret) {
