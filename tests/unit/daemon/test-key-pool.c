@@ -88,6 +88,25 @@ static void test_parse_spec(void **state) {
                 free(bad);
                 bad = NULL;
         }
+
+        /* Which word is named, and with which code: the offending one, wherever it stands. */
+        static const struct {
+                const char *spec, *bad;
+                int r;
+        } named[] = {
+                { "rsa:2048=1 rsa:2048=2",                  "rsa:2048=2",   -EINVAL },
+                { "ec:p256=1  rsa:3072=1x ec:p384=1",       "rsa:3072=1x",  -EINVAL },
+                { "rsa:2048=99999999999999999999",          "rsa:2048=99999999999999999999", -EINVAL },
+                { "ec:p384=2\trsa:4096=65",                 "rsa:4096=65",  -ERANGE },
+                { "rsa:2048=000000000000000000000000000000000000000000000000000000000000000001",
+                  "rsa:2048=000000000000000000000000000000000000000000000000000000000000000001", -EINVAL },
+        };
+        for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+                assert_int_equal(key_pool_parse_spec(named[i].spec, t, &bad), named[i].r);
+                assert_string_equal(bad, named[i].bad);
+                free(bad);
+                bad = NULL;
+        }
 }
 
 static void test_fill_take_refill(void **state) {
