@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "keys-pool.h"
+#include "thread-fault.h"
 
 static int setup(void **state) {
         return secret_init() < 0 ? -1 : 0;
@@ -478,9 +479,31 @@ static void test_sd_event(void **state) {
         sd_event_unref(c.event);
 }
 
+/* A thread that cannot be started: key_pool_new_with_workers() fails with its code, hands out
+ * nothing, and stops and frees whatever it had started (checked for leaks under ASan). */
+static void test_new_thread_fails(void **state) {
+        KeyPool *p = NULL;
+
+        /* Two workers: two job threads, then two refill threads. */
+        for (int started = 0; started < 4; started++) {
+                thread_fault_budget = started;
+                assert_int_equal(key_pool_new_with_workers(2, &p), -EAGAIN);
+                thread_fault_budget = -1;
+                assert_null(p);
+        }
+
+        thread_fault_budget = 4;
+        assert_int_equal(key_pool_new_with_workers(2, &p), 0);
+        thread_fault_budget = -1;
+        assert_non_null(p);
+        assert_true(key_pool_is_idle(p));
+        p = key_pool_free(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_spec),
+                cmocka_unit_test(test_new_thread_fails),
                 cmocka_unit_test(test_fill_take_refill),
                 cmocka_unit_test(test_async_and_cancel),
                 cmocka_unit_test(test_jobs_beside_refill),
