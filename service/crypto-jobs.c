@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic.h"
 #include "crypto-jobs.h"
 #include "secret-memory.h"
 
@@ -46,15 +47,14 @@ int scep_build_job_set_challenge(ScepBuildJob *j, const char *challenge) {
         return secret_new_copy(challenge, strlen(challenge), &j->challenge);
 }
 
-void scep_build_job_run(void *userdata) {
-        ScepBuildJob *j = userdata;
-        int q = 0;
+/* The build steps still to do, in order; stops at the first that fails. 0, < 0 errno, > 0
+ * ScepResult (j->err says more). */
+static int scep_build_job_steps(ScepBuildJob *j) {
+        int r;
 
-        if (j->signer_only) {
-                q = scep_signer_cert_build_for_subject(j->subject, j->n_subject, j->signer_key, j->digest,
-                                                       &j->signer_cert, &j->err);
-                goto finish;
-        }
+        if (j->signer_only)
+                return scep_signer_cert_build_for_subject(j->subject, j->n_subject, j->signer_key, j->digest,
+                                                          &j->signer_cert, &j->err);
         if (!j->csr) {
                 ScepCsrParams p = {
                         .subject = j->subject,
@@ -65,35 +65,45 @@ void scep_build_job_run(void *userdata) {
                         .challenge = j->challenge ? (const char *) j->challenge->data : NULL,
                         .digest = j->digest,
                 };
-                q = scep_csr_build(&p, j->key, &j->csr, &j->err);
-                if (q != 0) {
+                r = scep_csr_build(&p, j->key, &j->csr, &j->err);
+                if (r != 0) {
                         j->csr_failed = true;
-                        goto finish;
+                        return r;
                 }
         }
-        if (!j->signer_cert)
-                q = scep_signer_cert_build(j->csr, j->signer_key, j->digest, &j->signer_cert, &j->err);
-        if (q == 0) {
-                ScepRequestParams rp = {
-                        .csr = j->csr,
-                        .signer_cert = j->signer_cert,
-                        .signer_key = j->signer_key,
-                        .recipient = j->certs->recipient,
-                        .ca = j->certs->ca,
-                        .cipher = j->cipher,
-                        .digest = j->digest,
-                };
-                q = scep_message_build(j->type, &rp, &j->msg, &j->err);
+        if (!j->signer_cert) {
+                r = scep_signer_cert_build(j->csr, j->signer_key, j->digest, &j->signer_cert, &j->err);
+                if (r != 0)
+                        return r;
         }
-        if (q == 0 && j->strip_challenge) {
-                q = scep_csr_strip_challenge(j->csr, NULL);
-                if (q > 0)
-                        q = 0;
-        }
-finish:
+
+        ScepRequestParams rp = {
+                .csr = j->csr,
+                .signer_cert = j->signer_cert,
+                .signer_key = j->signer_key,
+                .recipient = j->certs->recipient,
+                .ca = j->certs->ca,
+                .cipher = j->cipher,
+                .digest = j->digest,
+        };
+        r = scep_message_build(j->type, &rp, &j->msg, &j->err);
+        if (r != 0)
+                return r;
+
+        if (!j->strip_challenge)
+                return 0;
+        r = scep_csr_strip_challenge(j->csr, NULL);
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+void scep_build_job_run(void *userdata) {
+        ScepBuildJob *j = userdata;
+
+        j->result = scep_build_job_steps(j);
         /* The error queue is per thread: leave nothing behind on the worker. */
         ERR_clear_error();
-        j->result = q;
 }
 
 void scep_build_job_free(void *userdata) {
@@ -120,19 +130,17 @@ void scep_build_job_free(void *userdata) {
 }
 
 ScepParseJob *scep_parse_job_new(const void *body, size_t size) {
-        ScepParseJob *j = calloc(1, sizeof(*j));
+        _cleanup_free_ ScepParseJob *j = calloc(1, sizeof(*j));
 
         if (!j)
                 return NULL;
         j->body = malloc(size ? size : 1);
-        if (!j->body) {
-                free(j);
+        if (!j->body)
                 return NULL;
-        }
         if (size)
                 memcpy(j->body, body, size);
         j->size = size;
-        return j;
+        return TAKE_PTR(j);
 }
 
 void scep_parse_job_run(void *userdata) {

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "basic.h"
 #include "crypto-work.h"
 
 struct CryptoJob {
@@ -133,36 +134,32 @@ static unsigned default_workers(void) {
 }
 
 int crypto_work_new(sd_event *event, CryptoWork **ret) {
-        CryptoWork *w = calloc(1, sizeof(*w));
+        _cleanup_(crypto_work_freep) CryptoWork *w = NULL;
         unsigned n = default_workers();
         int r;
 
+        w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->wake, NULL);
         w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (w->efd < 0) {
-                r = -errno;
-                goto fail;
-        }
+        if (w->efd < 0)
+                return -errno;
         w->event = sd_event_ref(event);
         r = sd_event_add_io(event, &w->io, w->efd, EPOLLIN, on_io, w);
         if (r < 0)
-                goto fail;
+                return r;
         (void) sd_event_source_set_description(w->io, "crypto-work");
         for (unsigned i = 0; i < n; i++) {
                 r = -pthread_create(&w->threads[i], NULL, worker, w);
                 if (r < 0)
-                        goto fail;
+                        return r;
                 (void) pthread_setname_np(w->threads[i], "cb-crypto");
                 w->n_threads++;
         }
-        *ret = w;
+        *ret = TAKE_PTR(w);
         return 0;
-fail:
-        crypto_work_free(w);
-        return r;
 }
 
 CryptoWork *crypto_work_free(CryptoWork *w) {

@@ -33,6 +33,9 @@ int crypto_work_new(sd_event *event, CryptoWork **ret);
 
 /* Waits for the jobs running now, frees every job without calling done(). NULL-safe. */
 CryptoWork *crypto_work_free(CryptoWork *w);
+static inline void crypto_work_freep(CryptoWork **w) {
+        *w = crypto_work_free(*w);
+}
 
 /* Queues a job; *ret (if given) is a handle for crypto_job_cancel(), valid until done() or
  * free_fn() ran. free_fn may be NULL. -ENOMEM. */

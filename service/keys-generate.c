@@ -11,7 +11,18 @@
 #include <openssl/rsa.h>
 #include <string.h>
 
+#include "basic.h"
 #include "keys-generate.h"
+
+DEFINE_POINTER_CLEANUP(EVP_PKEY_CTX, EVP_PKEY_CTX_free)
+DEFINE_POINTER_CLEANUP(BIO, BIO_free)
+
+/* Returns r after clearing the calling thread's OpenSSL error queue: a failure leaves nothing
+ * there for the next user of the thread. */
+static int openssl_fail(int r) {
+        ERR_clear_error();
+        return r;
+}
 
 static const struct {
         const char *name;
@@ -42,43 +53,32 @@ KeyType key_type_from_string(const char *s) {
 }
 
 int key_generate(KeyType t, EVP_PKEY **ret) {
-        EVP_PKEY_CTX *ctx = NULL;
-        EVP_PKEY *key = NULL;
-        int r = -EIO;
+        _cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
 
         if (t < 0 || t >= _KEY_TYPE_MAX || !ret)
                 return -EINVAL;
 
         ctx = EVP_PKEY_CTX_new_from_name(NULL, key_types[t].rsa ? "RSA" : "EC", NULL);
-        if (!ctx) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!ctx)
+                return openssl_fail(-ENOMEM);
         if (EVP_PKEY_keygen_init(ctx) <= 0)
-                goto finish;
+                return openssl_fail(-EIO);
 
         if (key_types[t].rsa) {
                 if (EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int) key_types[t].bits) <= 0)
-                        goto finish;
+                        return openssl_fail(-EIO);
                 /* e = 65537 is OpenSSL's default; nothing to set. */
         } else {
                 if (EVP_PKEY_CTX_set_group_name(ctx, key_types[t].group) <= 0)
-                        goto finish;
+                        return openssl_fail(-EIO);
         }
 
         if (EVP_PKEY_generate(ctx, &key) <= 0 || !key)
-                goto finish;
+                return openssl_fail(-EIO);
 
-        *ret = key;
-        key = NULL;
-        r = 0;
-
-finish:
-        if (r < 0)
-                ERR_clear_error();
-        EVP_PKEY_free(key);
-        EVP_PKEY_CTX_free(ctx);
-        return r;
+        *ret = TAKE_PTR(key);
+        return 0;
 }
 
 int key_get_type(EVP_PKEY *key, KeyType *ret) {
@@ -129,8 +129,8 @@ int key_get_type(EVP_PKEY *key, KeyType *ret) {
 }
 
 int key_export_pkcs8_pem(EVP_PKEY *key, CbSecret **ret) {
+        _cleanup_(BIO_freep) BIO *bio = NULL;
         CbSecret *pem = NULL;
-        BIO *bio = NULL;
         char *data = NULL;
         long len;
         int r;
@@ -144,29 +144,19 @@ int key_export_pkcs8_pem(EVP_PKEY *key, CbSecret **ret) {
         if (!bio)
                 return -ENOMEM;
 
-        if (PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
-                r = -EIO;
-                goto finish;
-        }
+        if (PEM_write_bio_PKCS8PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1)
+                return openssl_fail(-EIO);
 
         len = BIO_get_mem_data(bio, &data);
-        if (len <= 0 || !data) {
-                r = -EIO;
-                goto finish;
-        }
+        if (len <= 0 || !data)
+                return openssl_fail(-EIO);
 
         r = secret_new_copy(data, (size_t) len, &pem);
         if (r < 0)
-                goto finish;
+                return openssl_fail(r);
 
         *ret = pem;
-        r = 0;
-
-finish:
-        if (r < 0)
-                ERR_clear_error();
-        BIO_free(bio);
-        return r;
+        return 0;
 }
 
 static int no_password_cb(char *buf, int size, int rwflag, void *userdata) {
@@ -176,9 +166,9 @@ static int no_password_cb(char *buf, int size, int rwflag, void *userdata) {
 
 int key_import_pkcs8_pem(const CbSecret *pem, EVP_PKEY **ret) {
         static const char header[] = "-----BEGIN PRIVATE KEY-----";
-        EVP_PKEY *key = NULL;
+        _cleanup_(BIO_freep) BIO *bio = NULL;
+        _cleanup_(key_freep) EVP_PKEY *key = NULL;
         KeyType t;
-        BIO *bio;
 
         if (!pem || !ret)
                 return -EINVAL;
@@ -192,18 +182,15 @@ int key_import_pkcs8_pem(const CbSecret *pem, EVP_PKEY **ret) {
                 return -ENOMEM;
 
         key = PEM_read_bio_PrivateKey(bio, NULL, no_password_cb, NULL);
-        BIO_free(bio);
         if (!key) {
                 ERR_clear_error();
                 return -EBADMSG;
         }
 
-        if (key_get_type(key, &t) < 0) {
-                EVP_PKEY_free(key);
+        if (key_get_type(key, &t) < 0)
                 return -EBADMSG;
-        }
 
-        *ret = key;
+        *ret = TAKE_PTR(key);
         return 0;
 }
 

@@ -230,6 +230,40 @@ static void *pool_worker(void *userdata) {
         return NULL;
 }
 
+/* One "type=count" word of a pool spec, p[0..len). -EINVAL (not of that form, an unknown
+ * type, a type seen already), -ERANGE (a count above KEY_POOL_TARGET_MAX). */
+static int parse_spec_word(const char *p, size_t len, const bool seen[_KEY_TYPE_MAX], KeyType *ret_type,
+                           unsigned *ret_count) {
+        char word[64], *eq, *end;
+        unsigned long n;
+        KeyType t;
+
+        if (len >= sizeof(word))
+                return -EINVAL;
+        memcpy(word, p, len);
+        word[len] = 0;
+
+        eq = strchr(word, '=');
+        if (!eq || eq[1] < '0' || eq[1] > '9')
+                return -EINVAL;
+        *eq = 0;
+        t = key_type_from_string(word);
+        *eq = '=';
+        if (t < 0 || seen[t])
+                return -EINVAL;
+
+        errno = 0;
+        n = strtoul(eq + 1, &end, 10);
+        if (*end != 0 || errno != 0)
+                return -EINVAL;
+        if (n > KEY_POOL_TARGET_MAX)
+                return -ERANGE;
+
+        *ret_type = t;
+        *ret_count = (unsigned) n;
+        return 0;
+}
+
 int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], char **ret_bad_word) {
         unsigned targets[_KEY_TYPE_MAX] = {};
         bool seen[_KEY_TYPE_MAX] = {};
@@ -239,49 +273,26 @@ int key_pool_parse_spec(const char *spec, unsigned ret_targets[_KEY_TYPE_MAX], c
                 return -EINVAL;
 
         while (p && *p) {
-                char word[64], *eq, *end;
-                unsigned long n;
+                unsigned n;
                 size_t len;
                 KeyType t;
-                int r = -EINVAL;
+                int r;
 
                 p += strspn(p, " \t");
                 if (!*p)
                         break;
                 len = strcspn(p, " \t");
 
-                if (len >= sizeof(word))
-                        goto bad;
-                memcpy(word, p, len);
-                word[len] = 0;
-
-                eq = strchr(word, '=');
-                if (!eq || eq[1] < '0' || eq[1] > '9')
-                        goto bad;
-                *eq = 0;
-                t = key_type_from_string(word);
-                *eq = '=';
-                if (t < 0 || seen[t])
-                        goto bad;
-
-                errno = 0;
-                n = strtoul(eq + 1, &end, 10);
-                if (*end != 0 || errno != 0)
-                        goto bad;
-                if (n > KEY_POOL_TARGET_MAX) {
-                        r = -ERANGE;
-                        goto bad;
+                r = parse_spec_word(p, len, seen, &t, &n);
+                if (r < 0) {
+                        if (ret_bad_word)
+                                *ret_bad_word = strndup(p, len);
+                        return r;
                 }
 
                 seen[t] = true;
-                targets[t] = (unsigned) n;
+                targets[t] = n;
                 p += len;
-                continue;
-
-        bad:
-                if (ret_bad_word)
-                        *ret_bad_word = strndup(p, len);
-                return r;
         }
 
         memcpy(ret_targets, targets, sizeof(targets));
@@ -305,48 +316,63 @@ int key_pool_new(KeyPool **ret) {
         return key_pool_new_with_workers(key_pool_default_workers(), ret);
 }
 
+/* The lock and the condition variables; on failure none of them is left initialized. */
+static int pool_init_sync(KeyPool *p) {
+        int r;
+
+        r = pthread_mutex_init(&p->lock, NULL);
+        if (r != 0)
+                return -r;
+
+        r = pthread_cond_init(&p->wake_jobs, NULL);
+        if (r != 0) {
+                pthread_mutex_destroy(&p->lock);
+                return -r;
+        }
+
+        r = pthread_cond_init(&p->wake_refill, NULL);
+        if (r != 0) {
+                pthread_cond_destroy(&p->wake_jobs);
+                pthread_mutex_destroy(&p->lock);
+                return -r;
+        }
+
+        r = pthread_cond_init(&p->started, NULL);
+        if (r != 0) {
+                pthread_cond_destroy(&p->wake_refill);
+                pthread_cond_destroy(&p->wake_jobs);
+                pthread_mutex_destroy(&p->lock);
+                return -r;
+        }
+
+        return 0;
+}
+
 int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
+        _cleanup_free_ KeyPool *unsynced = NULL;
         sigset_t all, saved;
-        KeyPool *p;
         int r;
 
         if (!ret || workers == 0 || workers > KEY_POOL_WORKERS_MAX)
                 return -EINVAL;
 
-        p = calloc(1, sizeof(*p));
-        if (!p)
+        unsynced = calloc(1, sizeof(*unsynced));
+        if (!unsynced)
                 return -ENOMEM;
-        p->next_id = 1;
-        p->efd = -EBADF;
+        unsynced->next_id = 1;
+        unsynced->efd = -EBADF;
 
-        r = pthread_mutex_init(&p->lock, NULL);
-        if (r != 0) {
-                free(p);
-                return -r;
-        }
-        r = pthread_cond_init(&p->wake_jobs, NULL);
-        if (r == 0) {
-                r = pthread_cond_init(&p->wake_refill, NULL);
-                if (r == 0) {
-                        r = pthread_cond_init(&p->started, NULL);
-                        if (r != 0)
-                                pthread_cond_destroy(&p->wake_refill);
-                }
-                if (r != 0)
-                        pthread_cond_destroy(&p->wake_jobs);
-        }
-        if (r != 0) {
-                pthread_mutex_destroy(&p->lock);
-                free(p);
-                return -r;
-        }
+        r = pool_init_sync(unsynced);
+        if (r < 0)
+                return r;
+
+        /* From here on key_pool_free() undoes everything. */
+        _cleanup_(key_pool_freep) KeyPool *p = TAKE_PTR(unsynced);
         p->refill_priority = KEY_POOL_REFILL_IDLE;      /* the best; workers report worse */
 
         p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (p->efd < 0) {
-                r = -errno;
-                goto fail;
-        }
+        if (p->efd < 0)
+                return -errno;
 
         /* The workers must never receive process signals (the daemon takes them through
          * signalfd on the main thread), whatever the mask is when we are called. */
@@ -355,27 +381,24 @@ int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &saved);
         for (unsigned i = 0; i < 2 * workers; i++) {
-                Worker *w = malloc(sizeof *w);
+                _cleanup_free_ Worker *w = malloc(sizeof *w);
                 if (!w) {
                         r = -ENOMEM;
                         break;
                 }
                 *w = (Worker) { .pool = p, .index = i, .refill = i >= workers };
-                r = pthread_create(&p->threads[i], NULL, pool_worker, w);
-                if (r != 0) {
-                        free(w);
-                        r = -r;
+                r = -pthread_create(&p->threads[i], NULL, pool_worker, w);
+                if (r < 0)
                         break;
-                }
+                TAKE_PTR(w);            /* pool_worker() frees it */
                 p->n_threads++;
                 if (i < workers)
                         p->n_job_workers++;
                 (void) pthread_setname_np(p->threads[i], i < workers ? "cb-keygen" : "cb-keyfill");
-                r = 0;
         }
         pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0)
-                goto fail;
+                return r;
 
         /* Every worker has set its priority before we return: key_pool_refill_priority() is
          * final from here on. */
@@ -384,12 +407,8 @@ int key_pool_new_with_workers(unsigned workers, KeyPool **ret) {
                 pthread_cond_wait(&p->started, &p->lock);
         pthread_mutex_unlock(&p->lock);
 
-        *ret = p;
+        *ret = TAKE_PTR(p);
         return 0;
-
-fail:
-        key_pool_free(p);
-        return r;
 }
 
 KeyPool *key_pool_free(KeyPool *p) {

@@ -2,6 +2,7 @@
 /* crypto-work: jobs run on the workers, done() and free_fn() on the loop, once each, on the
  * thread that owns the loop; a cancelled job never gets done() but is always freed (queued,
  * running or finished); freeing the work with jobs queued frees them without done(). */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include "crypto-work.h"
+#include "thread-fault.h"
 
 typedef struct Counts {
         atomic_int ran, done, freed;
@@ -207,12 +209,35 @@ static void test_free_with_jobs(void **state) {
         sd_event_unref(e);
 }
 
+/* A worker that cannot be started: crypto_work_new() fails with its code, hands out nothing,
+ * and stops and frees whatever it had started (checked for leaks under ASan). */
+static void test_new_thread_fails(void **state) {
+        sd_event *e = NULL;
+        CryptoWork *w = NULL;
+        unsigned n;
+
+        assert_true(sd_event_new(&e) >= 0);
+        assert_int_equal(crypto_work_new(e, &w), 0);
+        n = crypto_work_workers(w);
+        w = crypto_work_free(w);
+        assert_true(n >= 1);
+
+        for (unsigned started = 0; started < n; started++) {
+                thread_fault_budget = (int) started;
+                assert_int_equal(crypto_work_new(e, &w), -EAGAIN);
+                thread_fault_budget = -1;
+                assert_null(w);
+        }
+        sd_event_unref(e);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_jobs_run),
                 cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_background_last),
                 cmocka_unit_test(test_free_with_jobs),
+                cmocka_unit_test(test_new_thread_fails),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

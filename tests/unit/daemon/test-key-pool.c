@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "keys-pool.h"
+#include "thread-fault.h"
 
 static int setup(void **state) {
         return secret_init() < 0 ? -1 : 0;
@@ -85,6 +86,25 @@ static void test_parse_spec(void **state) {
                 int r = key_pool_parse_spec(invalid[i], t, &bad);
                 assert_true(r == -EINVAL || r == -ERANGE);
                 assert_non_null(bad);
+                free(bad);
+                bad = NULL;
+        }
+
+        /* Which word is named, and with which code: the offending one, wherever it stands. */
+        static const struct {
+                const char *spec, *bad;
+                int r;
+        } named[] = {
+                { "rsa:2048=1 rsa:2048=2",                  "rsa:2048=2",   -EINVAL },
+                { "ec:p256=1  rsa:3072=1x ec:p384=1",       "rsa:3072=1x",  -EINVAL },
+                { "rsa:2048=99999999999999999999",          "rsa:2048=99999999999999999999", -EINVAL },
+                { "ec:p384=2\trsa:4096=65",                 "rsa:4096=65",  -ERANGE },
+                { "rsa:2048=000000000000000000000000000000000000000000000000000000000000000001",
+                  "rsa:2048=000000000000000000000000000000000000000000000000000000000000000001", -EINVAL },
+        };
+        for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+                assert_int_equal(key_pool_parse_spec(named[i].spec, t, &bad), named[i].r);
+                assert_string_equal(bad, named[i].bad);
                 free(bad);
                 bad = NULL;
         }
@@ -459,9 +479,31 @@ static void test_sd_event(void **state) {
         sd_event_unref(c.event);
 }
 
+/* A thread that cannot be started: key_pool_new_with_workers() fails with its code, hands out
+ * nothing, and stops and frees whatever it had started (checked for leaks under ASan). */
+static void test_new_thread_fails(void **state) {
+        KeyPool *p = NULL;
+
+        /* Two workers: two job threads, then two refill threads. */
+        for (int started = 0; started < 4; started++) {
+                thread_fault_budget = started;
+                assert_int_equal(key_pool_new_with_workers(2, &p), -EAGAIN);
+                thread_fault_budget = -1;
+                assert_null(p);
+        }
+
+        thread_fault_budget = 4;
+        assert_int_equal(key_pool_new_with_workers(2, &p), 0);
+        thread_fault_budget = -1;
+        assert_non_null(p);
+        assert_true(key_pool_is_idle(p));
+        p = key_pool_free(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_spec),
+                cmocka_unit_test(test_new_thread_fails),
                 cmocka_unit_test(test_fill_take_refill),
                 cmocka_unit_test(test_async_and_cancel),
                 cmocka_unit_test(test_jobs_beside_refill),

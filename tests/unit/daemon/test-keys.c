@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 
 #include "keys-generate.h"
@@ -83,6 +85,33 @@ static void test_generate_invalid(void **state) {
         assert_int_equal(key_generate(_KEY_TYPE_MAX, &key), -EINVAL);
         assert_int_equal(key_generate(-1, &key), -EINVAL);
         assert_null(key);
+}
+
+/* A key without its private half cannot be exported: -EIO, nothing handed out, and the
+ * thread's OpenSSL error queue left empty. */
+static void test_export_public_only(void **state) {
+        EVP_PKEY *key = NULL, *pub = NULL;
+        CbSecret *pem = NULL;
+        unsigned char *der = NULL;
+        const unsigned char *p;
+        int len;
+
+        assert_int_equal(key_generate(KEY_TYPE_EC_P256, &key), 0);
+        len = i2d_PUBKEY(key, &der);
+        assert_true(len > 0);
+        p = der;
+        pub = d2i_PUBKEY(NULL, &p, len);
+        assert_non_null(pub);
+        assert_true(key_public_equal(key, pub));
+
+        ERR_clear_error();
+        assert_int_equal(key_export_pkcs8_pem(pub, &pem), -EIO);
+        assert_null(pem);
+        assert_int_equal(ERR_peek_error(), 0);
+
+        OPENSSL_free(der);
+        EVP_PKEY_free(pub);
+        EVP_PKEY_free(key);
 }
 
 static void test_import_rejects(void **state) {
@@ -254,6 +283,7 @@ int main(void) {
                 cmocka_unit_test(test_ec_p256),
                 cmocka_unit_test(test_ec_p384),
                 cmocka_unit_test(test_generate_invalid),
+                cmocka_unit_test(test_export_public_only),
                 cmocka_unit_test(test_import_rejects),
                 cmocka_unit_test(test_secret_basics),
                 cmocka_unit_test(test_secret_noaccess_faults),
