@@ -520,15 +520,22 @@ static int verifier_check(const ScepCACerts *c, ScepError *e) {
 
 /* ---- SUCCESS --------------------------------------------------------------------------- */
 
+/* OSSL_PROVIDER_unload() returns a status the cleanup has no use for. */
+DEFINE_POINTER_CLEANUP(OSSL_PROVIDER, OSSL_PROVIDER_unload)
+DEFINE_POINTER_CLEANUP(OSSL_LIB_CTX, OSSL_LIB_CTX_free)
+
 static int decrypt_envelope(const ScepCertRepParams *p, const uint8_t *der, size_t size,
                             ScepCertRep *rep, BIO **ret_out, ScepError *e) {
+        /* Declared in this order so that they are released in the reverse one: the CMS object
+         * may hold references into libctx and goes first, then the providers, then libctx. */
+        _cleanup_(OSSL_LIB_CTX_freep) OSSL_LIB_CTX *libctx = NULL;
+        _cleanup_(OSSL_PROVIDER_unloadp) OSSL_PROVIDER *legacy = NULL;
+        _cleanup_(OSSL_PROVIDER_unloadp) OSSL_PROVIDER *deflt = NULL;
         _cleanup_(cms_freep) CMS_ContentInfo *env = NULL;
         _cleanup_(BIO_free_allp) BIO *out = NULL;
-        OSSL_LIB_CTX *libctx = NULL;
-        OSSL_PROVIDER *legacy = NULL, *deflt = NULL;
         const unsigned char *q = der;
         char d[300];
-        int nid, r = 0;
+        int nid;
 
         nid = envelope_cipher_nid(der, size);
         if (cipher_is_legacy(nid)) {
@@ -546,52 +553,33 @@ static int decrypt_envelope(const ScepCertRepParams *p, const uint8_t *der, size
                         return -ENOMEM;
                 legacy = OSSL_PROVIDER_load(libctx, "legacy");
                 deflt = OSSL_PROVIDER_load(libctx, "default");
-                if (!legacy || !deflt) {
-                        r = scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
-                                                   "the server encrypted its CertRep with %s, and the "
-                                                   "OpenSSL legacy provider needed to read it could not "
-                                                   "be loaded", OBJ_nid2sn(nid));
-                        goto finish;
-                }
+                if (!legacy || !deflt)
+                        return scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
+                                                      "the server encrypted its CertRep with %s, and the "
+                                                      "OpenSSL legacy provider needed to read it could not "
+                                                      "be loaded", OBJ_nid2sn(nid));
                 rep->legacy_cipher = true;
         }
 
         env = CMS_ContentInfo_new_ex(libctx, NULL);
-        if (!env) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!env)
+                return -ENOMEM;
         if (!d2i_CMS_ContentInfo(&env, &q, (long) size) || q != der + size ||
-            OBJ_obj2nid(CMS_get0_type(env)) != NID_pkcs7_enveloped) {
-                r = scep_error_set_openssl(e, SCEP_RESULT_MALFORMED,
-                                           "the SUCCESS CertRep's content is not a CMS EnvelopedData");
-                goto finish;
-        }
+            OBJ_obj2nid(CMS_get0_type(env)) != NID_pkcs7_enveloped)
+                return scep_error_set_openssl(e, SCEP_RESULT_MALFORMED,
+                                              "the SUCCESS CertRep's content is not a CMS EnvelopedData");
         out = BIO_new(BIO_s_mem());
-        if (!out) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!out)
+                return -ENOMEM;
         if (!CMS_decrypt(env, p->signer_key, p->signer_cert, NULL, out, CMS_BINARY)) {
                 scep_cert_describe(p->signer_cert, d, sizeof d);
-                r = scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
-                                           "cannot decrypt the SUCCESS CertRep (%s) with the key of our "
-                                           "signer certificate %s",
-                                           nid != NID_undef ? OBJ_nid2sn(nid) : "unknown cipher", d);
-                goto finish;
+                return scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
+                                              "cannot decrypt the SUCCESS CertRep (%s) with the key of our "
+                                              "signer certificate %s",
+                                              nid != NID_undef ? OBJ_nid2sn(nid) : "unknown cipher", d);
         }
         *ret_out = TAKE_PTR(out);
-
-finish:
-        /* The CMS object may hold references into libctx: free it first. */
-        if (env) {
-                CMS_ContentInfo_free(env);
-                env = NULL;
-        }
-        OSSL_PROVIDER_unload(legacy);
-        OSSL_PROVIDER_unload(deflt);
-        OSSL_LIB_CTX_free(libctx);
-        return r;
+        return 0;
 }
 
 static bool cert_issued_by(X509 *x, X509 *ca) {
