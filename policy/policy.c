@@ -421,13 +421,9 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                 return STAGE_SUBJECT;
         }
 
-        r = rule_check_quota(rule, counts, &reason);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                *ret_reason = reason;
-                return STAGE_QUOTA;
-        }
+        r = rule_check_quota(rule, counts, ret_reason);
+        if (r != 0)
+                return r < 0 ? r : STAGE_QUOTA;
         return STAGE_PASSED;
 }
 
@@ -578,13 +574,9 @@ static int identity_rule_check(const CbRule *rule, const CbCaller *caller, const
                 *ret_reason = reason;
                 return ID_STAGE_NAMES;
         }
-        r = rule_check_quota(rule, counts, &reason);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                *ret_reason = reason;
-                return ID_STAGE_QUOTA;
-        }
+        r = rule_check_quota(rule, counts, ret_reason);
+        if (r != 0)
+                return r < 0 ? r : ID_STAGE_QUOTA;
         return ID_STAGE_PASSED;
 }
 
