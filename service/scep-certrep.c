@@ -28,11 +28,6 @@ static void scep_certrep_freep(ScepCertRep **r) {
         scep_certrep_free(*r);
 }
 
-static void cms_freep(CMS_ContentInfo **p) {
-        if (*p)
-                CMS_ContentInfo_free(*p);
-}
-
 const char *scep_fail_info_to_string(ScepFailInfo f) {
         switch (f) {
         case SCEP_FAIL_NONE:
@@ -531,7 +526,7 @@ static int decrypt_envelope(const ScepCertRepParams *p, const uint8_t *der, size
         _cleanup_(OSSL_LIB_CTX_freep) OSSL_LIB_CTX *libctx = NULL;
         _cleanup_(OSSL_PROVIDER_unloadp) OSSL_PROVIDER *legacy = NULL;
         _cleanup_(OSSL_PROVIDER_unloadp) OSSL_PROVIDER *deflt = NULL;
-        _cleanup_(cms_freep) CMS_ContentInfo *env = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *env = NULL;
         _cleanup_(BIO_free_allp) BIO *out = NULL;
         const unsigned char *q = der;
         char d[300];
@@ -591,7 +586,7 @@ static bool cert_issued_by(X509 *x, X509 *ca) {
 }
 
 static int success_certs(const ScepCertRepParams *p, BIO *plain, ScepCertRep *rep, ScepError *e) {
-        _cleanup_(cms_freep) CMS_ContentInfo *inner = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *inner = NULL;
         _cleanup_(sk_X509_pop_freep) STACK_OF(X509) *certs = NULL;
         EVP_PKEY *ours = p->request_key ?: X509_REQ_get0_pubkey(p->csr);
         const unsigned char *q;
@@ -655,7 +650,7 @@ static int success_certs(const ScepCertRepParams *p, BIO *plain, ScepCertRep *re
 /* Step 1: the DER CMS SignedData over id-data with exactly one SignerInfo. */
 static int certrep_decode(const void *data, size_t size, CMS_ContentInfo **ret_cms,
                           CMS_SignerInfo **ret_si, ScepError *e) {
-        _cleanup_(cms_freep) CMS_ContentInfo *cms = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
         STACK_OF(CMS_SignerInfo) *sis;
         const unsigned char *q = data;
 
@@ -766,7 +761,7 @@ static int certrep_verify(const ScepCertRepParams *p, CMS_ContentInfo *cms, CMS_
 
 int scep_certrep_read_unverified(const void *data, size_t size, ScepCertRepClaim *ret,
                                  ScepError *ret_error) {
-        _cleanup_(cms_freep) CMS_ContentInfo *cms = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
         CMS_SignerInfo *si = NULL;
         int r;
 
@@ -782,7 +777,7 @@ int scep_certrep_read_unverified(const void *data, size_t size, ScepCertRepClaim
 int scep_certrep_parse(const ScepCertRepParams *p, const void *data, size_t size,
                        ScepCertRep **ret, ScepError *ret_error) {
         _cleanup_(scep_certrep_freep) ScepCertRep *rep = NULL;
-        _cleanup_(cms_freep) CMS_ContentInfo *cms = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
         _cleanup_(BIO_free_allp) BIO *content = NULL, *plain = NULL;
         CMS_SignerInfo *si = NULL;
         ASN1_TYPE *t;

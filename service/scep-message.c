@@ -25,11 +25,6 @@ static void scep_message_freep(ScepMessage **m) {
         scep_message_free(*m);
 }
 
-static void cms_freep(CMS_ContentInfo **p) {
-        if (*p)
-                CMS_ContentInfo_free(*p);
-}
-
 int scep_transaction_id(X509_REQ *csr, char ret[SCEP_TRANSACTION_ID_SIZE]) {
         EVP_PKEY *k;
 
@@ -151,7 +146,7 @@ static void openssl_freep(unsigned char **p) {
 int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMessage **ret,
                        ScepError *ret_error) {
         _cleanup_(scep_message_freep) ScepMessage *m = NULL;
-        _cleanup_(cms_freep) CMS_ContentInfo *env = NULL, *signed_data = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *env = NULL, *signed_data = NULL;
         _cleanup_(sk_X509_freep) STACK_OF(X509) *recips = NULL;
         /* Before env_bio, which reads it: released after it. */
         _cleanup_(openssl_freep) unsigned char *env_der = NULL;
