@@ -645,9 +645,17 @@ static int read_property(sd_bus_message *m, const Property *p, void *info) {
         return -EINVAL;
 }
 
+static const Property *property_find(const Property *table, size_t n, const char *name) {
+        for (size_t k = 0; k < n; k++)
+                if (strcmp(name, table[k].name) == 0)
+                        return &table[k];
+        return NULL;
+}
+
 /* One entry of a GetAll reply's a{sv}: into its field when the table has it, else skipped (a
  * newer daemon's property). 0 at the end of the array. */
 static int read_properties_entry(sd_bus_message *reply, const Property *table, size_t n, void *info) {
+        const Property *prop;
         const char *name;
         int r;
 
@@ -657,13 +665,8 @@ static int read_properties_entry(sd_bus_message *reply, const Property *table, s
         r = sd_bus_message_read(reply, "s", &name);
         if (r < 0)
                 return r;
-        for (size_t k = 0; k < n; k++)
-                if (strcmp(name, table[k].name) == 0) {
-                        r = read_property(reply, &table[k], info);
-                        goto done;
-                }
-        r = sd_bus_message_skip(reply, "v");
-done:
+        prop = property_find(table, n, name);
+        r = prop ? read_property(reply, prop, info) : sd_bus_message_skip(reply, "v");
         if (r < 0)
                 return r;
         r = sd_bus_message_exit_container(reply);
@@ -714,6 +717,21 @@ static int fill_empty(void *info, const PropertySet *set) {
         return 0;
 }
 
+/* The rest of a GetAll reply's a{sv} (entered) into info, leaving the array; NULLs filled. */
+static int read_properties(sd_bus_message *reply, const PropertySet *set, void *info) {
+        int r;
+
+        do
+                r = read_properties_entry(reply, set->table, set->n, info);
+        while (r > 0);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        return fill_empty(info, set);
+}
+
 /* GetAll of path's iface into a new info struct of the set. A failed call is in *error; a
  * reply that does not read is returned as a negative errno only, for the caller to name. */
 static int get_info(CertbrokerClient *c, const char *path, const char *iface, const PropertySet *set,
@@ -731,13 +749,7 @@ static int get_info(CertbrokerClient *c, const char *path, const char *iface, co
         info = calloc(1, set->size);
         if (!info)
                 return -ENOMEM;
-        do
-                r = read_properties_entry(reply, set->table, set->n, info);
-        while (r > 0);
-        if (r >= 0)
-                r = sd_bus_message_exit_container(reply);
-        if (r >= 0)
-                r = fill_empty(info, set);
+        r = read_properties(reply, set, info);
         if (r < 0) {
                 info_free(info, set);
                 return r;
@@ -941,6 +953,11 @@ typedef struct WaitProgress {
         void *userdata;
 } WaitProgress;
 
+static void wait_progress_done(WaitProgress *p) {
+        free(p->state);
+        p->state = NULL;
+}
+
 /* Reads State, Attempts and NextAttempt and reports them when they changed. */
 static int wait_report(CertbrokerClient *c, const char *path, WaitProgress *p, CertbrokerError *error) {
         _cleanup_(certbroker_request_info_freep) CertbrokerRequestInfo *i = NULL;
@@ -1019,7 +1036,7 @@ _public_ int certbroker_wait(CertbrokerClient *client, const char *request, uint
         _cleanup_(wait_context_done) WaitContext w = { .reply_error = SD_BUS_ERROR_NULL };
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *match = NULL;
         _cleanup_free_ char *path = NULL;
-        WaitProgress p = { .fn = progress, .userdata = userdata };
+        _cleanup_(wait_progress_done) WaitProgress p = { .fn = progress, .userdata = userdata };
         uint64_t deadline;
         int r;
 
@@ -1035,25 +1052,25 @@ _public_ int certbroker_wait(CertbrokerClient *client, const char *request, uint
 
         deadline = deadline_after(timeout_usec);
         r = wait_report(client, path, &p, error);
-        while (r >= 0 && !certbroker_state_is_terminal(p.state)) {
+        if (r < 0)
+                return r;
+        while (!certbroker_state_is_terminal(p.state)) {
                 uint64_t now = monotonic_usec();
 
                 if (now >= deadline)
                         break;
                 r = wait_slice(client, path, &w, deadline - now < WAIT_SLICE_USEC ? deadline - now : WAIT_SLICE_USEC,
                                &p, error);
+                if (r < 0)
+                        return r;
                 /* Report whatever the last slice changed (the signal may still be queued). */
-                if (r >= 0)
-                        r = wait_report(client, path, &p, error);
-        }
-        if (r < 0) {
-                free(p.state);
-                return r;
+                r = wait_report(client, path, &p, error);
+                if (r < 0)
+                        return r;
         }
         r = certbroker_state_is_terminal(p.state) ? 1 : 0;
         if (ret_state)
                 *ret_state = TAKE_PTR(p.state);
-        free(p.state);
         return r;
 }
 
@@ -1206,6 +1223,34 @@ _public_ CertbrokerCheckStep *certbroker_check_steps_free(CertbrokerCheckStep *s
         return triples_free(steps, n, &check_step_layout);
 }
 
+/* The entries of an array of structs of three strings (entered) appended to *array (*n of
+ * them, counting each as soon as it is there, so that the caller can free a partial array),
+ * leaving the array. */
+static int read_triples_entries(sd_bus_message *m, const char *element, const TripleLayout *layout,
+                                void **array, size_t *n) {
+        int r;
+
+        for (;;) {
+                const char *v[3];
+
+                r = sd_bus_message_read(m, element, &v[0], &v[1], &v[2]);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return sd_bus_message_exit_container(m);
+                r = array_grow(array, *n, layout->size);
+                if (r < 0)
+                        return r;
+                memset((uint8_t *) *array + *n * layout->size, 0, layout->size);
+                (*n)++;
+                for (size_t k = 0; k < 3; k++) {
+                        r = strdup_out(v[k], triple_field(*array, layout, *n - 1, k));
+                        if (r < 0)
+                                return r;
+                }
+        }
+}
+
 /* Reads an array of structs of three strings (element "(sss)", "(sso)") into an array of
  * entries laid out as layout says. */
 static int read_triples(sd_bus_message *m, const char *element, const TripleLayout *layout, void **ret,
@@ -1215,22 +1260,9 @@ static int read_triples(sd_bus_message *m, const char *element, const TripleLayo
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', element);
-        while (r >= 0) {
-                const char *v[3];
-
-                r = sd_bus_message_read(m, element, &v[0], &v[1], &v[2]);
-                if (r <= 0)
-                        break;
-                r = array_grow(&l, n, layout->size);
-                if (r < 0)
-                        break;
-                memset((uint8_t *) l + n * layout->size, 0, layout->size);
-                n++;
-                for (size_t k = 0; r >= 0 && k < 3; k++)
-                        r = strdup_out(v[k], triple_field(l, layout, n - 1, k));
-        }
-        if (r >= 0)
-                r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        r = read_triples_entries(m, element, layout, &l, &n);
         if (r < 0) {
                 triples_free(l, n, layout);
                 return r;

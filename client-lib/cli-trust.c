@@ -347,8 +347,10 @@ static int get_anchors(sd_bus *bus, const char *ca, Anchor **ret, size_t *ret_n,
         if (r < 0)
                 return say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
         r = read_anchors(reply, &a, &n);
-        if (r >= 0)
-                r = sd_bus_message_read(reply, "s", &note);
+        if (r < 0)
+                return say_error(CLI_EXIT_FAILURE, "trust: CA %s: cannot read the broker's answer: %s", ca,
+                                 strerror(-r));
+        r = sd_bus_message_read(reply, "s", &note);
         if (r < 0)
                 return say_error(CLI_EXIT_FAILURE, "trust: CA %s: cannot read the broker's answer: %s", ca,
                                  strerror(-r));
@@ -367,13 +369,14 @@ static int get_install_trust(sd_bus *bus, const char *ca, bool quiet_unknown, in
         int r;
 
         r = sd_bus_path_encode(CA_PREFIX, ca, &path);
-        if (r >= 0)
-                r = sd_bus_get_property_trivial(bus, BUS_NAME, path, CA_IFACE, "InstallTrust", &e, 'b', ret);
-        if (r >= 0)
-                return r;
-        if (quiet_unknown && bus_code(&e, r) == CLI_EXIT_NOT_FOUND)
+        if (r < 0)
+                return say_error(bus_code(&e, r), "trust: CA %s: %s", ca, strerror(-r));
+        r = sd_bus_get_property_trivial(bus, BUS_NAME, path, CA_IFACE, "InstallTrust", &e, 'b', ret);
+        if (r < 0 && quiet_unknown && bus_code(&e, r) == CLI_EXIT_NOT_FOUND)
                 return CLI_EXIT_NOT_FOUND;
-        return say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
+        if (r < 0)
+                return say_error(bus_code(&e, r), "trust: CA %s: %s", ca, e.message ?: strerror(-r));
+        return r;
 }
 
 /* Brings ca's files in line with what the broker serves: authenticated certificates in (new ones

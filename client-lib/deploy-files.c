@@ -212,10 +212,20 @@ int deploy_write_data(int dfd, const char *name, const void *data, size_t n, mod
 
 /* ---- the state file ---- */
 
+/* The state file's text (it may hold a seal= secret), wiped when it leaves scope. */
+typedef char StateText[DEPLOY_STATE_MAX + 1];
+
+static void state_text_erase(StateText *t) {
+        explicit_bzero(*t, sizeof *t);
+}
+
+static void deploy_state_erase(DeployState *s) {
+        explicit_bzero(s, sizeof *s);
+}
+
 int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **ret_why) {
-        DeployState s = {};
-        char buf[DEPLOY_STATE_MAX + 1];
-        int r = 0;
+        _cleanup_(deploy_state_erase) DeployState s = {};
+        _cleanup_(state_text_erase) StateText buf;
 
         if (size > DEPLOY_STATE_MAX)
                 return deploy_why(ret_why, -EBADMSG, "%s is larger than %u bytes: not ours", DEPLOY_STATE_FILE,
@@ -236,11 +246,9 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                         slot = s.reloaded, v = line + 9;
                 else if (strncmp(line, "intent=", 7) == 0) {
                         v = line + 7;
-                        if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN)) {
-                                r = deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
+                        if (*v && !is_hex_lower(v, DEPLOY_INTENT_LEN))
+                                return deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (intent= is %u "
                                         "hex digits)", DEPLOY_STATE_FILE, line, DEPLOY_INTENT_LEN);
-                                goto finish;
-                        }
                         strcpy(s.intent, v);
                         continue;
                 } else if (strncmp(line, "seal=", 5) == 0) {
@@ -248,37 +256,28 @@ int deploy_state_parse(const char *text, size_t size, DeployState *ret, char **r
                         char *id = line + 5, *sp = strchr(id, ' ');
                         if (sp)
                                 *sp = 0;
-                        if (!sp || !deploy_id_is_valid(id) || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN)) {
-                                r = deploy_why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
+                        if (!sp || !deploy_id_is_valid(id) || !is_hex_lower(sp + 1, DEPLOY_SEAL_SECRET_LEN))
+                                return deploy_why(ret_why, -EBADMSG, "%s: malformed seal= line (seal=ID and %u hex "
                                         "digits)", DEPLOY_STATE_FILE, DEPLOY_SEAL_SECRET_LEN);
-                                goto finish;
-                        }
                         strcpy(s.seal_request, id);
                         strcpy(s.seal_secret, sp + 1);
                         continue;
                 } else if (*line == 0 || *line == '#')
                         continue;
-                if (!slot || (*v && !deploy_id_is_valid(v))) {
-                        r = deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
+                if (!slot || (*v && !deploy_id_is_valid(v)))
+                        return deploy_why(ret_why, -EBADMSG, "%s: unexpected line '%.60s' (expected request=ID and "
                                 "reloaded=ID)", DEPLOY_STATE_FILE, line);
-                        goto finish;
-                }
                 strcpy(slot, v);
         }
-        if (!*s.request && *s.reloaded) {
-                r = deploy_why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
-                goto finish;
-        }
+        if (!*s.request && *s.reloaded)
+                return deploy_why(ret_why, -EBADMSG, "%s names no request", DEPLOY_STATE_FILE);
         *ret = s;
-finish:
-        explicit_bzero(buf, sizeof buf);
-        explicit_bzero(&s, sizeof s);
-        return r;
+        return 0;
 }
 
 int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
+        _cleanup_(state_text_erase) StateText buf;
         _cleanup_close_ int fd = -1;
-        char buf[DEPLOY_STATE_MAX + 1];
         struct stat st;
         ssize_t n;
         int r;
@@ -302,9 +301,7 @@ int deploy_state_read(int dfd, uid_t uid, DeployState *ret, char **ret_why) {
                 r = -errno;
                 return deploy_why(ret_why, r, "cannot read %s: %s", DEPLOY_STATE_FILE, strerror(-r));
         }
-        r = deploy_state_parse(buf, (size_t) n, ret, ret_why);
-        explicit_bzero(buf, sizeof buf);
-        return r;
+        return deploy_state_parse(buf, (size_t) n, ret, ret_why);
 }
 
 int deploy_state_write(int dfd, const DeployState *state) {

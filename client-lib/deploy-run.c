@@ -316,8 +316,10 @@ static int deploy_formats_write(Deploy *d, const char *id, int gfd, bool fresh) 
                 struct stat st;
                 if (fresh || fstatat(gfd, DEPLOY_PKCS12_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         r = deploy_pkcs12_write(gfd, d->passphrase, d->out.nickname, &why);
-                        if (r >= 0)
-                                r = deploy_fsync_dir(gfd);
+                        if (r < 0)
+                                return deploy_fatal(d, CLI_EXIT_FAILURE, "%s/gen-%s/%s: %s", d->dir, id,
+                                                    DEPLOY_PKCS12_FILE, why ?: strerror(-r));
+                        r = deploy_fsync_dir(gfd);
                         if (r < 0)
                                 return deploy_fatal(d, CLI_EXIT_FAILURE, "%s/gen-%s/%s: %s", d->dir, id,
                                                     DEPLOY_PKCS12_FILE, why ?: strerror(-r));

@@ -72,23 +72,46 @@ struct Parser {
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
+static int parser_fail_atv(Parser *p, unsigned line, int r, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
+
+static int parser_fail_atv(Parser *p, unsigned line, int r, const char *fmt, va_list ap) {
+        if (p->r == 0) {
+                p->r = r;
+                if (p->error) {
+                        snprintf(p->error->path, sizeof p->error->path, "%s",
+                                 p->src && p->src->path ? p->src->path : "");
+                        p->error->line = line;
+                        vsnprintf(p->error->message, sizeof p->error->message, fmt, ap);
+                }
+        }
+        return p->r;
+}
+
 static int parser_fail_at(Parser *p, unsigned line, int r, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
 static int parser_fail_at(Parser *p, unsigned line, int r, const char *fmt, ...) {
-        if (p->r == 0) {
-                p->r = r;
-                if (p->error) {
-                        va_list ap;
-                        snprintf(p->error->path, sizeof p->error->path, "%s",
-                                 p->src && p->src->path ? p->src->path : "");
-                        p->error->line = line;
-                        va_start(ap, fmt);
-                        vsnprintf(p->error->message, sizeof p->error->message, fmt, ap);
-                        va_end(ap);
-                }
-        }
-        return p->r;
+        va_list ap;
+
+        va_start(ap, fmt);
+        r = parser_fail_atv(p, line, r, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* The same, for a failure found outside the parse of src (a whole file, or a check across files). */
+static int parser_fail_in(Parser *p, const CbConfigSource *src, unsigned line, int r, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+
+static int parser_fail_in(Parser *p, const CbConfigSource *src, unsigned line, int r, const char *fmt, ...) {
+        va_list ap;
+
+        p->src = src;
+        va_start(ap, fmt);
+        r = parser_fail_atv(p, line, r, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 #define parser_fail(p, ...) parser_fail_at((p), (p)->line, -EINVAL, __VA_ARGS__)
@@ -206,11 +229,12 @@ static int parse_timespan_key(Parser *p, const char *key, const char *v, uint64_
         return 0;
 }
 
-/* COUNT/WINDOW ("20/1h"), or "unlimited" (*ret_count 0). */
-static int parse_rate(Parser *p, const char *key, const char *v, unsigned *ret_count, uint64_t *ret_window_usec) {
+/* COUNT/WINDOW ("20/1h"), or "unlimited" (*ret_count 0); -EINVAL for anything else. */
+static int rate_parse(const char *v, unsigned *ret_count, uint64_t *ret_window_usec) {
         const char *slash = strchr(v, '/');
         char num[16], win[16];
         uint64_t n, w = 1, unit;
+        size_t l;
 
         if (strcmp(v, "unlimited") == 0) {
                 *ret_count = 0;
@@ -218,34 +242,38 @@ static int parse_rate(Parser *p, const char *key, const char *v, unsigned *ret_c
                 return 0;
         }
         if (!slash || (size_t) (slash - v) >= sizeof num || strlen(slash + 1) >= sizeof win)
-                goto bad;
+                return -EINVAL;
         memcpy(num, v, slash - v);
         num[slash - v] = 0;
         strcpy(win, slash + 1);
         if (parse_uint64(num, 1, 1000000, &n) < 0)
-                goto bad;
-        size_t l = strlen(win);
+                return -EINVAL;
+        l = strlen(win);
         if (l == 0)
-                goto bad;
+                return -EINVAL;
         switch (win[l - 1]) {
         case 's': unit = 1; break;
         case 'm': unit = 60; break;
         case 'h': unit = 3600; break;
         case 'd': unit = 86400; break;
-        default: goto bad;
+        default: return -EINVAL;
         }
         win[l - 1] = 0;
         if (win[0] && parse_uint64(win, 1, 31622400, &w) < 0)
-                goto bad;
+                return -EINVAL;
         if (w * unit > 31622400)
-                goto bad;
+                return -EINVAL;
         *ret_count = (unsigned) n;
         *ret_window_usec = w * unit * CB_USEC_PER_SEC;
         return 0;
-bad:
-        return parser_fail(p, "%s=%.*s is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with "
-                           "s, m, h or d, at most 366 days (e.g. %s=20/1h), or %s=unlimited", key, SHOW_MAX, v,
-                           key, key);
+}
+
+static int parse_rate(Parser *p, const char *key, const char *v, unsigned *ret_count, uint64_t *ret_window_usec) {
+        if (rate_parse(v, ret_count, ret_window_usec) < 0)
+                return parser_fail(p, "%s=%.*s is not COUNT/WINDOW: COUNT 1..1000000, WINDOW a number with "
+                                   "s, m, h or d, at most 366 days (e.g. %s=20/1h), or %s=unlimited", key, SHOW_MAX, v,
+                                   key, key);
+        return 0;
 }
 
 static int parse_bool_key(Parser *p, const char *key, const char *v, bool *ret) {
@@ -647,35 +675,41 @@ static int parse_trust_anchors(Parser *p, const char *key, const char *v) {
         return parse_path_key(p, key, v, &p->ca->trust_anchors);
 }
 
-static int parse_ca_fingerprint(Parser *p, const char *key, const char *v) {
+/* "sha256:" and 64 hex digits, with ':' between every pair or none; -EINVAL otherwise. */
+static int fingerprint_parse(const char *v, uint8_t ret[32]) {
         uint8_t fp[32];
         const char *h;
         size_t n = 0;
+        bool colons;
 
         if (strncasecmp(v, "sha256:", 7) != 0)
-                goto bad;
+                return -EINVAL;
         h = v + 7;
-        bool colons = strlen(h) == 95;
+        colons = strlen(h) == 95;
         if (!colons && strlen(h) != 64)
-                goto bad;
+                return -EINVAL;
         for (size_t i = 0; i < 32; i++) {
                 if (!ascii_isxdigit(h[0]) || !ascii_isxdigit(h[1]))
-                        goto bad;
+                        return -EINVAL;
                 fp[n++] = (uint8_t) (unhexchar(h[0]) << 4 | unhexchar(h[1]));
                 h += 2;
                 if (colons && i < 31) {
                         if (*h != ':')
-                                goto bad;
+                                return -EINVAL;
                         h++;
                 }
         }
-        memcpy(p->ca->fingerprint, fp, sizeof fp);
+        memcpy(ret, fp, sizeof fp);
+        return 0;
+}
+
+static int parse_ca_fingerprint(Parser *p, const char *key, const char *v) {
+        if (fingerprint_parse(v, p->ca->fingerprint) < 0)
+                return parser_fail(p, "CAFingerprint=%.*s is not sha256:<64 hex digits> (pairs may be separated by "
+                                   "':'); get it with: openssl x509 -in ca.pem -noout -fingerprint -sha256",
+                                   SHOW_MAX, v);
         p->ca->has_fingerprint = true;
         return 0;
-bad:
-        return parser_fail(p, "CAFingerprint=%.*s is not sha256:<64 hex digits> (pairs may be separated by "
-                           "':'); get it with: openssl x509 -in ca.pem -noout -fingerprint -sha256",
-                           SHOW_MAX, v);
 }
 
 static int parse_default_key(Parser *p, const char *key, const char *v) {
@@ -709,30 +743,35 @@ uint64_t cb_lead_usec(const CbLead *l, uint64_t lifetime_usec) {
         return lifetime_usec / 100 * l->value + lifetime_usec % 100 * l->value / 100;
 }
 
-/* "33%" (min_percent..100) or a time span (min_percent s..3650d: RenewJitter= may be 0). */
-static int parse_lead(Parser *p, const char *key, const char *v, unsigned min_percent, CbLead *ret) {
+/* "33%" (min_percent..100) or a time span (min_percent s..3650d: RenewJitter= may be 0);
+ * -EINVAL for anything else. */
+static int lead_parse(const char *v, unsigned min_percent, CbLead *ret) {
         size_t n = strlen(v);
         uint64_t x;
 
         if (n > 1 && v[n - 1] == '%') {
                 char num[8];
                 if (n - 1 >= sizeof num)
-                        goto bad;
+                        return -EINVAL;
                 memcpy(num, v, n - 1);
                 num[n - 1] = 0;
                 if (parse_uint64(num, min_percent, 100, &x) < 0)
-                        goto bad;
+                        return -EINVAL;
                 *ret = (CbLead) { .percent = true, .value = (unsigned) x };
                 return 0;
         }
         if (parse_timespan(v, min_percent, 3650ULL * 86400ULL, &x) < 0)
-                goto bad;
+                return -EINVAL;
         *ret = (CbLead) { .usec = x * CB_USEC_PER_SEC };
         return 0;
-bad:
-        return parser_fail(p, "%s=%.*s is neither a share of the certificate's lifetime (%u%% to 100%%, e.g. %s=33%%) "
-                           "nor a time span (seconds, or a number with s, m, h or d: 30d, 12h, 90s)",
-                           key, SHOW_MAX, v, min_percent, key);
+}
+
+static int parse_lead(Parser *p, const char *key, const char *v, unsigned min_percent, CbLead *ret) {
+        if (lead_parse(v, min_percent, ret) < 0)
+                return parser_fail(p, "%s=%.*s is neither a share of the certificate's lifetime (%u%% to 100%%, "
+                                   "e.g. %s=33%%) nor a time span (seconds, or a number with s, m, h or d: 30d, "
+                                   "12h, 90s)", key, SHOW_MAX, v, min_percent, key);
+        return 0;
 }
 
 static int parse_renew_before(Parser *p, const char *key, const char *v) {
@@ -810,41 +849,49 @@ static int rule_groups_parse(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, user_add, (void *) 1);
 }
 
-static int unit_add(Parser *p, const char *key, const char *w, void *userdata) {
+static bool unit_name_is_valid(const char *w) {
         if (strlen(w) > 255 || w[0] == '.' || !strchr(w, '.'))
-                goto bad;
+                return false;
         for (const char *c = w; *c; c++)
                 if (!ascii_isalpha(*c) && !ascii_isdigit(*c) && !strchr(":_.\\@-", *c))
-                        goto bad;
+                        return false;
+        return true;
+}
+
+static int unit_add(Parser *p, const char *key, const char *w, void *userdata) {
+        if (!unit_name_is_valid(w))
+                return parser_fail(p, "Units=: '%.*s' is not a systemd unit name (e.g. nginx.service)", SHOW_MAX, w);
         char *s = strdup(w);
         if (!s || strv_push(&p->rule->units, &p->rule->n_units, s) < 0) {
                 free(s);
                 return parser_oom(p);
         }
         return 0;
-bad:
-        return parser_fail(p, "Units=: '%.*s' is not a systemd unit name (e.g. nginx.service)", SHOW_MAX, w);
 }
 
 static int rule_units_parse(Parser *p, const char *key, const char *v) {
         return for_each_word(p, key, v, unit_add, NULL);
 }
 
-static int selinux_type_add(Parser *p, const char *key, const char *w, void *userdata) {
+static bool selinux_type_is_valid(const char *w) {
         if (strlen(w) > 255)
-                goto bad;
+                return false;
         for (const char *c = w; *c; c++)
                 if (!ascii_isalpha(*c) && !ascii_isdigit(*c) && *c != '_')
-                        goto bad;
+                        return false;
+        return true;
+}
+
+static int selinux_type_add(Parser *p, const char *key, const char *w, void *userdata) {
+        if (!selinux_type_is_valid(w))
+                return parser_fail(p, "SELinuxTypes=: '%.*s' is not an SELinux type (e.g. httpd_t; give the type, "
+                                   "not the whole label)", SHOW_MAX, w);
         char *s = strdup(w);
         if (!s || strv_push(&p->rule->selinux_types, &p->rule->n_selinux_types, s) < 0) {
                 free(s);
                 return parser_oom(p);
         }
         return 0;
-bad:
-        return parser_fail(p, "SELinuxTypes=: '%.*s' is not an SELinux type (e.g. httpd_t; give the type, "
-                           "not the whole label)", SHOW_MAX, w);
 }
 
 static int rule_selinux_types_parse(Parser *p, const char *key, const char *v) {
@@ -1042,27 +1089,33 @@ static int rule_identity_accounts_parse(Parser *p, const char *key, const char *
         return 0;
 }
 
-static int rule_identity_uids_parse(Parser *p, const char *key, const char *v) {
+/* "MIN-MAX" of uids below UINT32_MAX, MIN <= MAX; -EINVAL otherwise. */
+static int uid_range_parse(const char *v, uint32_t *ret_min, uint32_t *ret_max) {
         unsigned long long a, b;
         char *end = NULL;
         const char *dash = strchr(v, '-');
 
         if (!dash || dash == v || !ascii_isdigit(*v) || !ascii_isdigit(dash[1]))
-                goto fail;
+                return -EINVAL;
         errno = 0;
         a = strtoull(v, &end, 10);
         if (errno != 0 || end != dash || a > UINT32_MAX - 1)
-                goto fail;
+                return -EINVAL;
         b = strtoull(dash + 1, &end, 10);
         if (errno != 0 || *end || b > UINT32_MAX - 1 || b < a)
-                goto fail;
-        p->rule->identity_uids_set = true;
-        p->rule->identity_uid_min = (uint32_t) a;
-        p->rule->identity_uid_max = (uint32_t) b;
+                return -EINVAL;
+        *ret_min = (uint32_t) a;
+        *ret_max = (uint32_t) b;
         return 0;
-fail:
-        return parser_fail(p, "IdentityUIDs=: '%.*s' is not a range MIN-MAX of uids (e.g. 200000-2000200000, the "
-                           "range sssd maps the domain's users into), with MIN <= MAX", SHOW_MAX, v);
+}
+
+static int rule_identity_uids_parse(Parser *p, const char *key, const char *v) {
+        if (uid_range_parse(v, &p->rule->identity_uid_min, &p->rule->identity_uid_max) < 0)
+                return parser_fail(p, "IdentityUIDs=: '%.*s' is not a range MIN-MAX of uids (e.g. "
+                                   "200000-2000200000, the range sssd maps the domain's users into), with "
+                                   "MIN <= MAX", SHOW_MAX, v);
+        p->rule->identity_uids_set = true;
+        return 0;
 }
 
 static int rule_identity_usage_parse(Parser *p, const char *key, const char *v) {
@@ -1750,6 +1803,16 @@ static int ca_compare(const void *a, const void *b) {
         return strcmp(((const CbCa *) a)->name, ((const CbCa *) b)->name);
 }
 
+/* How cb_config_parse() returns a failure the parser recorded: the caller gets its error, except
+ * for -ENOMEM. */
+static int config_fail(const Parser *p, int r, CbConfigError *ret_error) {
+        if (r == -ENOMEM)
+                return r;
+        if (ret_error)
+                *ret_error = *p->error;
+        return r;
+}
+
 int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **ret,
                     CbConfigError *ret_error) {
         _cleanup_(cb_config_freep) CbConfig *c = NULL;
@@ -1776,18 +1839,10 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
         c->max_stored_requests = CB_DEFAULT_MAX_STORED_REQUESTS;
         p.config = c;
 
-#define FAIL_SET(source, ...)                                                    \
-        do {                                                                    \
-                p.src = (source);                                               \
-                r = parser_fail_at(&p, 0, -EINVAL, __VA_ARGS__);                \
-                goto fail;                                                      \
-        } while (0)
-
         if (n_sources > CB_CONFIG_SOURCES_MAX) {
                 static const CbConfigSource none = { .path = "" };
-                p.src = &none;
-                r = parser_fail_at(&p, 0, -E2BIG, "more than %u configuration files", CB_CONFIG_SOURCES_MAX);
-                goto fail;
+                r = parser_fail_in(&p, &none, 0, -E2BIG, "more than %u configuration files", CB_CONFIG_SOURCES_MAX);
+                return config_fail(&p, r, ret_error);
         }
 
         /* Kinds first: certbroker.conf is parsed before the others (they need PermittedSuffix). */
@@ -1796,35 +1851,47 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                         return -EINVAL;
                 r = source_kind(sources[i].path, name, sizeof name);
                 if (r == SOURCE_MAIN) {
-                        if (main_src)
-                                FAIL_SET(&sources[i], "a second certbroker.conf (the first is %s)", main_src->path);
+                        if (main_src) {
+                                r = parser_fail_in(&p, &sources[i], 0, -EINVAL,
+                                                   "a second certbroker.conf (the first is %s)", main_src->path);
+                                return config_fail(&p, r, ret_error);
+                        }
                         main_src = &sources[i];
-                } else if (r == SOURCE_CA && !cb_ca_name_is_valid(name))
-                        FAIL_SET(&sources[i], "'%.*s' is not a valid CA name (the file name without .conf): use "
-                                 "letters, digits, '-' and '_' only, at most %u bytes", SHOW_MAX,
-                                 path_basename(sources[i].path), CB_CA_NAME_MAX);
-                else if (r == -E2BIG)
-                        FAIL_SET(&sources[i], "the CA name (the file name without .conf) is longer than %u bytes",
-                                 CB_CA_NAME_MAX);
-                else if (r < 0)
-                        FAIL_SET(&sources[i], "not a configuration file certbroker knows: expected certbroker.conf, "
-                                 "ca.d/NAME.conf or policy.d/NAME.policy");
+                } else if (r == SOURCE_CA && !cb_ca_name_is_valid(name)) {
+                        r = parser_fail_in(&p, &sources[i], 0, -EINVAL,
+                                           "'%.*s' is not a valid CA name (the file name without .conf): use "
+                                           "letters, digits, '-' and '_' only, at most %u bytes", SHOW_MAX,
+                                           path_basename(sources[i].path), CB_CA_NAME_MAX);
+                        return config_fail(&p, r, ret_error);
+                } else if (r == -E2BIG) {
+                        r = parser_fail_in(&p, &sources[i], 0, -EINVAL,
+                                           "the CA name (the file name without .conf) is longer than %u bytes",
+                                           CB_CA_NAME_MAX);
+                        return config_fail(&p, r, ret_error);
+                } else if (r < 0) {
+                        r = parser_fail_in(&p, &sources[i], 0, -EINVAL,
+                                           "not a configuration file certbroker knows: expected certbroker.conf, "
+                                           "ca.d/NAME.conf or policy.d/NAME.policy");
+                        return config_fail(&p, r, ret_error);
+                }
         }
         if (!main_src) {
                 static const CbConfigSource none = { .path = "certbroker.conf" };
-                FAIL_SET(&none, "missing: the configuration needs certbroker.conf with [Kerberos] Realm= and Principal=");
+                r = parser_fail_in(&p, &none, 0, -EINVAL,
+                                   "missing: the configuration needs certbroker.conf with [Kerberos] Realm= and Principal=");
+                return config_fail(&p, r, ret_error);
         }
 
         r = parse_source(&p, main_src, SOURCE_MAIN, NULL);
         if (r < 0)
-                goto fail;
+                return config_fail(&p, r, ret_error);
         for (SourceKind k = SOURCE_CA; k <= SOURCE_POLICY; k++)
                 for (size_t i = 0; i < n_sources; i++) {
                         if (source_kind(sources[i].path, name, sizeof name) != (int) k)
                                 continue;
                         r = parse_source(&p, &sources[i], k, name);
                         if (r < 0)
-                                goto fail;
+                                return config_fail(&p, r, ret_error);
                 }
 
         if (!c->keytab) {
@@ -1845,11 +1912,10 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                         continue;
                 if (first_default) {
                         CbConfigSource at = { .path = c->cas[i].path };
-                        p.src = &at;
-                        r = parser_fail_at(&p, c->cas[i].default_line, -EINVAL,
+                        r = parser_fail_in(&p, &at, c->cas[i].default_line, -EINVAL,
                                            "Default=yes is also set for CA '%s' (%s:%u): only one CA may be the default",
                                            first_default->name, first_default->path, first_default->default_line);
-                        goto fail;
+                        return config_fail(&p, r, ret_error);
                 }
                 first_default = &c->cas[i];
         }
@@ -1867,12 +1933,11 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                 for (size_t j = 0; j < i; j++)
                         if (strcmp(c->rules[j].name, rule->name) == 0) {
                                 CbConfigSource at = { .path = rule->path };
-                                p.src = &at;
-                                r = parser_fail_at(&p, rule->line, -EINVAL,
+                                r = parser_fail_in(&p, &at, rule->line, -EINVAL,
                                                    "rule name '%s' is already used by the rule at %s:%u: rule names "
                                                    "must be unique across all policy files", rule->name,
                                                    c->rules[j].path, c->rules[j].line);
-                                goto fail;
+                                return config_fail(&p, r, ret_error);
                         }
                 for (size_t j = 0; j < rule->n_cas; j++) {
                         bool found = false;
@@ -1881,11 +1946,10 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
                                         found = true;
                         if (!found) {
                                 CbConfigSource at = { .path = rule->path };
-                                p.src = &at;
-                                r = parser_fail_at(&p, rule->cas_line, -EINVAL,
+                                r = parser_fail_in(&p, &at, rule->cas_line, -EINVAL,
                                                    "rule '%s': CAs= names '%s', but there is no ca.d/%s.conf", rule->name,
                                                    rule->cas[j], rule->cas[j]);
-                                goto fail;
+                                return config_fail(&p, r, ret_error);
                         }
                 }
         }
@@ -1895,14 +1959,6 @@ int cb_config_parse(const CbConfigSource *sources, size_t n_sources, CbConfig **
 
         *ret = TAKE_PTR(c);
         return 0;
-
-fail:
-        if (r == -ENOMEM)
-                return r;
-        if (ret_error)
-                *ret_error = scratch;
-        return r;
-#undef FAIL_SET
 }
 
 const CbCa *cb_config_default_ca(const CbConfig *c) {

@@ -318,32 +318,50 @@ static char *subject_patterns_list(const CbRule *rule) {
 
 static int rule_check_quota(const CbRule *rule, Counts *counts, char **ret_reason);
 
+/* A check that refuses: the formatted reason into *ret_reason, and result (the stage reached, or 1)
+ * returned; -ENOMEM with *ret_reason untouched. */
+static int refuse(char **ret_reason, int result, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int refuse(char **ret_reason, int result, const char *fmt, ...) {
+        char *reason;
+        va_list ap;
+        int k;
+
+        va_start(ap, fmt);
+        k = vasprintf(&reason, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return -ENOMEM;
+        *ret_reason = reason;
+        return result;
+}
+
 /* The first two checks every rule makes, ordinary or Identity=self: the CA, then the key type.
  * Returns 0 when both allow; 1 when one refuses, *ret_by_key telling which, *ret_reason naming
  * the rule and its setting; or -ENOMEM. */
 static int rule_refuse_ca_or_key(const CbRule *rule, const CbCa *ca, CbKeyType key, bool *ret_by_key,
                                  char **ret_reason) {
-        char *reason = NULL;
+        int r;
 
         if (!rule_allows_ca(rule, ca->name)) {
                 _cleanup_free_ char *list = join(rule->cas, rule->n_cas);
-                if (!list || asprintf(&reason, "rule '%s' (%s:%u) does not allow CA '%s' (CAs=%s)", rule->name,
-                                      rule->path, rule->line, ca->name, list) < 0)
+                if (!list)
                         return -ENOMEM;
-                *ret_by_key = false;
-                *ret_reason = reason;
-                return 1;
+                r = refuse(ret_reason, 1, "rule '%s' (%s:%u) does not allow CA '%s' (CAs=%s)", rule->name,
+                           rule->path, rule->line, ca->name, list);
+                if (r > 0)
+                        *ret_by_key = false;
+                return r;
         }
         if (rule->keys_set && !rule->keys[key]) {
                 char allowed[128];
                 allowed_list(rule->keys, _CB_KEY_TYPE_MAX, key_name, allowed, sizeof allowed);
-                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key type %s (Keys=%s): request one of those "
-                             "with the key option", rule->name, rule->path, rule->line, cb_key_type_to_string(key),
-                             allowed) < 0)
-                        return -ENOMEM;
-                *ret_by_key = true;
-                *ret_reason = reason;
-                return 1;
+                r = refuse(ret_reason, 1, "rule '%s' (%s:%u) does not allow key type %s (Keys=%s): request one of "
+                           "those with the key option", rule->name, rule->path, rule->line,
+                           cb_key_type_to_string(key), allowed);
+                if (r > 0)
+                        *ret_by_key = true;
+                return r;
         }
         return 0;
 }
@@ -351,9 +369,8 @@ static int rule_refuse_ca_or_key(const CbRule *rule, const CbCa *ca, CbKeyType k
 static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage usage, char *const *names,
                       size_t n_names, const char *cn, const CbSubject *subject, Counts *counts,
                       char **ret_reason) {
-        char *reason = NULL;
         bool by_key;
-        int r, k;
+        int r;
 
         r = rule_refuse_ca_or_key(rule, ca, key, &by_key, ret_reason);
         if (r != 0)
@@ -362,13 +379,10 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
         if (rule->usages_set && !rule->usages[usage]) {
                 char allowed[64];
                 allowed_list(rule->usages, _CB_USAGE_MAX, usage_name, allowed, sizeof allowed);
-                if (asprintf(&reason, "rule '%s' (%s:%u) does not allow key usage %s (Usages=%s)%s: request one of "
-                             "those with the usage option", rule->name, rule->path, rule->line,
-                             cb_usage_to_string(usage), allowed,
-                             usage == CB_USAGE_BOTH ? "; both is the default when the usage option is not given" : "") < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return STAGE_USAGE;
+                return refuse(ret_reason, STAGE_USAGE, "rule '%s' (%s:%u) does not allow key usage %s (Usages=%s)%s: "
+                              "request one of those with the usage option", rule->name, rule->path, rule->line,
+                              cb_usage_to_string(usage), allowed,
+                              usage == CB_USAGE_BOTH ? "; both is the default when the usage option is not given" : "");
         }
 
         for (size_t i = 0; i <= n_names; i++) {
@@ -376,23 +390,18 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                 const char *what = i < n_names ? "name" : "subject CN";
                 if (!name)
                         continue;
-                if (cb_name_is_wildcard(name) && !rule->wildcards) {
-                        if (asprintf(&reason, "%s '%s' is a wildcard and rule '%s' (%s:%u) has Wildcards=no", what, name,
-                                     rule->name, rule->path, rule->line) < 0)
-                                return -ENOMEM;
-                        *ret_reason = reason;
-                        return STAGE_NAMES;
-                }
+                if (cb_name_is_wildcard(name) && !rule->wildcards)
+                        return refuse(ret_reason, STAGE_NAMES, "%s '%s' is a wildcard and rule '%s' (%s:%u) has "
+                                      "Wildcards=no", what, name, rule->name, rule->path, rule->line);
                 bool m = false;
                 for (size_t j = 0; j < rule->n_names && !m; j++)
                         m = cb_name_pattern_match(rule->names[j], name);
                 if (!m) {
                         _cleanup_free_ char *list = join(rule->names, rule->n_names);
-                        if (!list || asprintf(&reason, "%s '%s' is not permitted by rule '%s' (%s:%u), which allows "
-                                              "Names=%s", what, name, rule->name, rule->path, rule->line, list) < 0)
+                        if (!list)
                                 return -ENOMEM;
-                        *ret_reason = reason;
-                        return STAGE_NAMES;
+                        return refuse(ret_reason, STAGE_NAMES, "%s '%s' is not permitted by rule '%s' (%s:%u), which "
+                                      "allows Names=%s", what, name, rule->name, rule->path, rule->line, list);
                 }
         }
 
@@ -405,29 +414,21 @@ static int rule_check(const CbRule *rule, const CbCa *ca, CbKeyType key, CbUsage
                 if (!v)
                         return -ENOMEM;
                 if (rule->n_subject == 0)
-                        k = asprintf(&reason, "subject attribute %s='%s' is not permitted by rule '%s' (%s:%u), which "
-                                     "has no Subject= and so allows subjects with a CN only: leave the attribute out, "
-                                     "or list it in the rule's Subject= (e.g. Subject=%s=*)", rdn->type, v, rule->name,
-                                     rule->path, rule->line, rdn->type);
-                else {
-                        _cleanup_free_ char *list = subject_patterns_list(rule);
-                        k = list ? asprintf(&reason, "subject attribute %s='%s' is not permitted by rule '%s' (%s:%u), "
-                                            "which allows Subject=%s: leave the attribute out or use an allowed value",
-                                            rdn->type, v, rule->name, rule->path, rule->line, list) : -1;
-                }
-                if (k < 0)
+                        return refuse(ret_reason, STAGE_SUBJECT, "subject attribute %s='%s' is not permitted by rule "
+                                      "'%s' (%s:%u), which has no Subject= and so allows subjects with a CN only: leave "
+                                      "the attribute out, or list it in the rule's Subject= (e.g. Subject=%s=*)",
+                                      rdn->type, v, rule->name, rule->path, rule->line, rdn->type);
+                _cleanup_free_ char *list = subject_patterns_list(rule);
+                if (!list)
                         return -ENOMEM;
-                *ret_reason = reason;
-                return STAGE_SUBJECT;
+                return refuse(ret_reason, STAGE_SUBJECT, "subject attribute %s='%s' is not permitted by rule '%s' "
+                              "(%s:%u), which allows Subject=%s: leave the attribute out or use an allowed value",
+                              rdn->type, v, rule->name, rule->path, rule->line, list);
         }
 
-        r = rule_check_quota(rule, counts, &reason);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                *ret_reason = reason;
-                return STAGE_QUOTA;
-        }
+        r = rule_check_quota(rule, counts, ret_reason);
+        if (r != 0)
+                return r < 0 ? r : STAGE_QUOTA;
         return STAGE_PASSED;
 }
 
@@ -449,23 +450,18 @@ static char *ca_list(const CbConfig *c) {
 
 /* MaxActive= and MaxRequests=: 0 within them, 1 with *ret_reason when over one, -errno. */
 static int rule_check_quota(const CbRule *rule, Counts *counts, char **ret_reason) {
-        char *reason = NULL;
-        int r, k;
+        int r;
 
         if (rule->max_active > 0) {
                 uint64_t n;
                 r = counts_active(counts, &n);
                 if (r < 0)
                         return r;
-                if (n >= rule->max_active) {
-                        if (asprintf(&reason, "uid %u has %llu active requests and rule '%s' (%s:%u) allows "
-                                     "MaxActive=%u: wait for them to finish, or cancel or remove some",
-                                     (unsigned) counts->uid, (unsigned long long) n, rule->name, rule->path, rule->line,
-                                     rule->max_active) < 0)
-                                return -ENOMEM;
-                        *ret_reason = reason;
-                        return 1;
-                }
+                if (n >= rule->max_active)
+                        return refuse(ret_reason, 1, "uid %u has %llu active requests and rule '%s' (%s:%u) allows "
+                                      "MaxActive=%u: wait for them to finish, or cancel or remove some",
+                                      (unsigned) counts->uid, (unsigned long long) n, rule->name, rule->path,
+                                      rule->line, rule->max_active);
         }
         if (rule->max_requests > 0) {
                 uint64_t n;
@@ -473,24 +469,19 @@ static int rule_check_quota(const CbRule *rule, Counts *counts, char **ret_reaso
                 r = counts_since(counts, rule->max_requests_window_usec, &n);
                 if (r < 0)
                         return r;
-                if (n >= rule->max_requests) {
-                        window_string(rule->max_requests_window_usec, w, sizeof w);
-                        if (rule->max_requests_default)
-                                k = asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
-                                             "sets no MaxRequests=, so certbroker.conf's DefaultMaxRequests=%u/%s "
-                                             "applies: try again later (or give the rule its own MaxRequests=)",
-                                             (unsigned) counts->uid, (unsigned long long) n, w, rule->name,
-                                             rule->path, rule->line, rule->max_requests, w);
-                        else
-                                k = asprintf(&reason, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
-                                             "allows MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
-                                             (unsigned long long) n, w, rule->name, rule->path, rule->line,
-                                             rule->max_requests, w);
-                        if (k < 0)
-                                return -ENOMEM;
-                        *ret_reason = reason;
-                        return 1;
-                }
+                if (n < rule->max_requests)
+                        return 0;
+                window_string(rule->max_requests_window_usec, w, sizeof w);
+                if (rule->max_requests_default)
+                        return refuse(ret_reason, 1, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
+                                      "sets no MaxRequests=, so certbroker.conf's DefaultMaxRequests=%u/%s "
+                                      "applies: try again later (or give the rule its own MaxRequests=)",
+                                      (unsigned) counts->uid, (unsigned long long) n, w, rule->name,
+                                      rule->path, rule->line, rule->max_requests, w);
+                return refuse(ret_reason, 1, "uid %u made %llu requests in the last %s and rule '%s' (%s:%u) "
+                              "allows MaxRequests=%u/%s: try again later", (unsigned) counts->uid,
+                              (unsigned long long) n, w, rule->name, rule->path, rule->line,
+                              rule->max_requests, w);
         }
         return 0;
 }
@@ -525,66 +516,41 @@ enum {
 static int identity_rule_check(const CbRule *rule, const CbCaller *caller, const CbCa *ca, CbKeyType key,
                                const CbRequestSpec *req, CbUsage req_usage, bool want_upn, bool want_email,
                                Counts *counts, char **ret_reason) {
-        char *reason = NULL;
         bool by_key;
         int r;
 
         r = rule_refuse_ca_or_key(rule, ca, key, &by_key, ret_reason);
         if (r != 0)
                 return r < 0 ? r : by_key ? ID_STAGE_KEY : ID_STAGE_CA;
-        if (req->usage && req_usage != rule->identity_usage) {
-                if (asprintf(&reason, "rule '%s' (%s:%u) gives certificates for your identity the key usage %s "
-                             "(IdentityUsage=%s, which picks the CA's template): leave out the usage option",
-                             rule->name, rule->path, rule->line, cb_usage_to_string(rule->identity_usage),
-                             cb_usage_to_string(rule->identity_usage)) < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_USAGE;
-        }
-        if (!rule->identity_self) {
-                if (asprintf(&reason, "rule '%s' (%s:%u) has no Identity=self: it does not give certificates for the "
-                             "caller's own identity", rule->name, rule->path, rule->line) < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_IDENTITY;
-        }
+        if (req->usage && req_usage != rule->identity_usage)
+                return refuse(ret_reason, ID_STAGE_USAGE, "rule '%s' (%s:%u) gives certificates for your identity the "
+                              "key usage %s (IdentityUsage=%s, which picks the CA's template): leave out the usage "
+                              "option", rule->name, rule->path, rule->line, cb_usage_to_string(rule->identity_usage),
+                              cb_usage_to_string(rule->identity_usage));
+        if (!rule->identity_self)
+                return refuse(ret_reason, ID_STAGE_IDENTITY, "rule '%s' (%s:%u) has no Identity=self: it does not give "
+                              "certificates for the caller's own identity", rule->name, rule->path, rule->line);
         if (rule->identity_uids_set &&
-            ((uint32_t) caller->uid < rule->identity_uid_min || (uint32_t) caller->uid > rule->identity_uid_max)) {
-                if (asprintf(&reason, "uid %u is outside rule '%s' (%s:%u)'s IdentityUIDs=%u-%u (the range of the "
-                             "directory's users)", (unsigned) caller->uid, rule->name, rule->path, rule->line,
-                             rule->identity_uid_min, rule->identity_uid_max) < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_IDENTITY;
-        }
-        if (!rule->identity_any_account && caller->account != CB_ACCOUNT_DIRECTORY) {
-                if (asprintf(&reason, "uid %u is %s and rule '%s' (%s:%u) gives certificates for their own identity "
-                             "to the realm's accounts only (IdentityAccounts=realm): log in with your directory "
-                             "account", (unsigned) caller->uid,
-                             caller->account == CB_ACCOUNT_LOCAL ? "a local account (in /etc/passwd)"
-                                                                 : "an account of unknown kind",
-                             rule->name, rule->path, rule->line) < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_IDENTITY;
-        }
-        if ((want_upn && !rule->identity_upn) || (want_email && !rule->identity_email)) {
-                if (asprintf(&reason, "rule '%s' (%s:%u) does not put %s in certificates for the caller's identity "
-                             "(IdentityNames=%s%s%s)", rule->name, rule->path, rule->line,
-                             want_upn && !rule->identity_upn ? "the UPN" : "the e-mail address",
-                             rule->identity_upn ? "upn" : "", rule->identity_upn && rule->identity_email ? " " : "",
-                             rule->identity_email ? "email" : "") < 0)
-                        return -ENOMEM;
-                *ret_reason = reason;
-                return ID_STAGE_NAMES;
-        }
-        r = rule_check_quota(rule, counts, &reason);
-        if (r < 0)
-                return r;
-        if (r > 0) {
-                *ret_reason = reason;
-                return ID_STAGE_QUOTA;
-        }
+            ((uint32_t) caller->uid < rule->identity_uid_min || (uint32_t) caller->uid > rule->identity_uid_max))
+                return refuse(ret_reason, ID_STAGE_IDENTITY, "uid %u is outside rule '%s' (%s:%u)'s IdentityUIDs=%u-%u "
+                              "(the range of the directory's users)", (unsigned) caller->uid, rule->name, rule->path,
+                              rule->line, rule->identity_uid_min, rule->identity_uid_max);
+        if (!rule->identity_any_account && caller->account != CB_ACCOUNT_DIRECTORY)
+                return refuse(ret_reason, ID_STAGE_IDENTITY, "uid %u is %s and rule '%s' (%s:%u) gives certificates for "
+                              "their own identity to the realm's accounts only (IdentityAccounts=realm): log in with "
+                              "your directory account", (unsigned) caller->uid,
+                              caller->account == CB_ACCOUNT_LOCAL ? "a local account (in /etc/passwd)"
+                                                                  : "an account of unknown kind",
+                              rule->name, rule->path, rule->line);
+        if ((want_upn && !rule->identity_upn) || (want_email && !rule->identity_email))
+                return refuse(ret_reason, ID_STAGE_NAMES, "rule '%s' (%s:%u) does not put %s in certificates for the "
+                              "caller's identity (IdentityNames=%s%s%s)", rule->name, rule->path, rule->line,
+                              want_upn && !rule->identity_upn ? "the UPN" : "the e-mail address",
+                              rule->identity_upn ? "upn" : "", rule->identity_upn && rule->identity_email ? " " : "",
+                              rule->identity_email ? "email" : "");
+        r = rule_check_quota(rule, counts, ret_reason);
+        if (r != 0)
+                return r < 0 ? r : ID_STAGE_QUOTA;
         return ID_STAGE_PASSED;
 }
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "basic.h"      /* _cleanup_, TAKE_PTR, freep, ELEMENTSOF: shared with service/ */
+#include "basic.h"      /* _cleanup_, TAKE_PTR, freep, ELEMENTSOF, unhexchar: shared with service/ */
 
 static inline bool streq_ptr(const char *a, const char *b) {
         if (!a || !b)
@@ -30,15 +30,6 @@ static inline char ascii_toupper(char c) {
 }
 static inline bool ascii_isxdigit(char c) {
         return ascii_isdigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-static inline int unhexchar(char c) {
-        if (ascii_isdigit(c))
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
 }
 
 void strv_free_n(char **v, size_t n);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The few macros and clocks every module of service/ uses: one copy, shared with policy/
+/* The few macros, helpers and clocks every module of service/ uses: one copy, shared with policy/
  * (through its util.h) and client-lib/. Ownership: a variable declared _cleanup_(f) is passed
  * to f when it goes out of scope; TAKE_PTR() moves it out (to a caller, to a struct) first. */
 
@@ -66,6 +66,17 @@ static inline void fclosep(FILE **f) {
 #ifndef ELEMENTSOF
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 #endif
+
+/* The value of a hex digit (either case), or -1 when c is not one. */
+static inline int unhexchar(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
 
 static inline uint64_t clock_usec(clockid_t clock) {
         struct timespec ts;

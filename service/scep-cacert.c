@@ -30,16 +30,6 @@ static void scep_cacerts_freep(ScepCACerts **c) {
         scep_cacerts_free(*c);
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int scep_fingerprint_parse(const char *s, uint8_t ret[SCEP_FINGERPRINT_SIZE]) {
         uint8_t fp[SCEP_FINGERPRINT_SIZE];
         size_t n = 0;
@@ -58,10 +48,10 @@ int scep_fingerprint_parse(const char *s, uint8_t ret[SCEP_FINGERPRINT_SIZE]) {
                 }
                 if (n >= SCEP_FINGERPRINT_SIZE)
                         return -EINVAL;
-                hi = hexval(s[0]);
+                hi = unhexchar(s[0]);
                 if (hi < 0)
                         return -EINVAL;
-                lo = hexval(s[1]);
+                lo = unhexchar(s[1]);
                 if (lo < 0)
                         return -EINVAL;
                 fp[n++] = (uint8_t) (hi << 4 | lo);

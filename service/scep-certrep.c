@@ -28,11 +28,6 @@ static void scep_certrep_freep(ScepCertRep **r) {
         scep_certrep_free(*r);
 }
 
-static void cms_freep(CMS_ContentInfo **p) {
-        if (*p)
-                CMS_ContentInfo_free(*p);
-}
-
 const char *scep_fail_info_to_string(ScepFailInfo f) {
         switch (f) {
         case SCEP_FAIL_NONE:
@@ -520,15 +515,22 @@ static int verifier_check(const ScepCACerts *c, ScepError *e) {
 
 /* ---- SUCCESS --------------------------------------------------------------------------- */
 
+/* OSSL_PROVIDER_unload() returns a status the cleanup has no use for. */
+DEFINE_POINTER_CLEANUP(OSSL_PROVIDER, OSSL_PROVIDER_unload)
+DEFINE_POINTER_CLEANUP(OSSL_LIB_CTX, OSSL_LIB_CTX_free)
+
 static int decrypt_envelope(const ScepCertRepParams *p, const uint8_t *der, size_t size,
                             ScepCertRep *rep, BIO **ret_out, ScepError *e) {
-        _cleanup_(cms_freep) CMS_ContentInfo *env = NULL;
+        /* Declared in this order so that they are released in the reverse one: the CMS object
+         * may hold references into libctx and goes first, then the providers, then libctx. */
+        _cleanup_(OSSL_LIB_CTX_freep) OSSL_LIB_CTX *libctx = NULL;
+        _cleanup_(OSSL_PROVIDER_unloadp) OSSL_PROVIDER *legacy = NULL;
+        _cleanup_(OSSL_PROVIDER_unloadp) OSSL_PROVIDER *deflt = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *env = NULL;
         _cleanup_(BIO_free_allp) BIO *out = NULL;
-        OSSL_LIB_CTX *libctx = NULL;
-        OSSL_PROVIDER *legacy = NULL, *deflt = NULL;
         const unsigned char *q = der;
         char d[300];
-        int nid, r = 0;
+        int nid;
 
         nid = envelope_cipher_nid(der, size);
         if (cipher_is_legacy(nid)) {
@@ -546,52 +548,33 @@ static int decrypt_envelope(const ScepCertRepParams *p, const uint8_t *der, size
                         return -ENOMEM;
                 legacy = OSSL_PROVIDER_load(libctx, "legacy");
                 deflt = OSSL_PROVIDER_load(libctx, "default");
-                if (!legacy || !deflt) {
-                        r = scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
-                                                   "the server encrypted its CertRep with %s, and the "
-                                                   "OpenSSL legacy provider needed to read it could not "
-                                                   "be loaded", OBJ_nid2sn(nid));
-                        goto finish;
-                }
+                if (!legacy || !deflt)
+                        return scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
+                                                      "the server encrypted its CertRep with %s, and the "
+                                                      "OpenSSL legacy provider needed to read it could not "
+                                                      "be loaded", OBJ_nid2sn(nid));
                 rep->legacy_cipher = true;
         }
 
         env = CMS_ContentInfo_new_ex(libctx, NULL);
-        if (!env) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!env)
+                return -ENOMEM;
         if (!d2i_CMS_ContentInfo(&env, &q, (long) size) || q != der + size ||
-            OBJ_obj2nid(CMS_get0_type(env)) != NID_pkcs7_enveloped) {
-                r = scep_error_set_openssl(e, SCEP_RESULT_MALFORMED,
-                                           "the SUCCESS CertRep's content is not a CMS EnvelopedData");
-                goto finish;
-        }
+            OBJ_obj2nid(CMS_get0_type(env)) != NID_pkcs7_enveloped)
+                return scep_error_set_openssl(e, SCEP_RESULT_MALFORMED,
+                                              "the SUCCESS CertRep's content is not a CMS EnvelopedData");
         out = BIO_new(BIO_s_mem());
-        if (!out) {
-                r = -ENOMEM;
-                goto finish;
-        }
+        if (!out)
+                return -ENOMEM;
         if (!CMS_decrypt(env, p->signer_key, p->signer_cert, NULL, out, CMS_BINARY)) {
                 scep_cert_describe(p->signer_cert, d, sizeof d);
-                r = scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
-                                           "cannot decrypt the SUCCESS CertRep (%s) with the key of our "
-                                           "signer certificate %s",
-                                           nid != NID_undef ? OBJ_nid2sn(nid) : "unknown cipher", d);
-                goto finish;
+                return scep_error_set_openssl(e, SCEP_RESULT_DECRYPT_FAILED,
+                                              "cannot decrypt the SUCCESS CertRep (%s) with the key of our "
+                                              "signer certificate %s",
+                                              nid != NID_undef ? OBJ_nid2sn(nid) : "unknown cipher", d);
         }
         *ret_out = TAKE_PTR(out);
-
-finish:
-        /* The CMS object may hold references into libctx: free it first. */
-        if (env) {
-                CMS_ContentInfo_free(env);
-                env = NULL;
-        }
-        OSSL_PROVIDER_unload(legacy);
-        OSSL_PROVIDER_unload(deflt);
-        OSSL_LIB_CTX_free(libctx);
-        return r;
+        return 0;
 }
 
 static bool cert_issued_by(X509 *x, X509 *ca) {
@@ -603,7 +586,7 @@ static bool cert_issued_by(X509 *x, X509 *ca) {
 }
 
 static int success_certs(const ScepCertRepParams *p, BIO *plain, ScepCertRep *rep, ScepError *e) {
-        _cleanup_(cms_freep) CMS_ContentInfo *inner = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *inner = NULL;
         _cleanup_(sk_X509_pop_freep) STACK_OF(X509) *certs = NULL;
         EVP_PKEY *ours = p->request_key ?: X509_REQ_get0_pubkey(p->csr);
         const unsigned char *q;
@@ -667,7 +650,7 @@ static int success_certs(const ScepCertRepParams *p, BIO *plain, ScepCertRep *re
 /* Step 1: the DER CMS SignedData over id-data with exactly one SignerInfo. */
 static int certrep_decode(const void *data, size_t size, CMS_ContentInfo **ret_cms,
                           CMS_SignerInfo **ret_si, ScepError *e) {
-        _cleanup_(cms_freep) CMS_ContentInfo *cms = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
         STACK_OF(CMS_SignerInfo) *sis;
         const unsigned char *q = data;
 
@@ -778,7 +761,7 @@ static int certrep_verify(const ScepCertRepParams *p, CMS_ContentInfo *cms, CMS_
 
 int scep_certrep_read_unverified(const void *data, size_t size, ScepCertRepClaim *ret,
                                  ScepError *ret_error) {
-        _cleanup_(cms_freep) CMS_ContentInfo *cms = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
         CMS_SignerInfo *si = NULL;
         int r;
 
@@ -794,7 +777,7 @@ int scep_certrep_read_unverified(const void *data, size_t size, ScepCertRepClaim
 int scep_certrep_parse(const ScepCertRepParams *p, const void *data, size_t size,
                        ScepCertRep **ret, ScepError *ret_error) {
         _cleanup_(scep_certrep_freep) ScepCertRep *rep = NULL;
-        _cleanup_(cms_freep) CMS_ContentInfo *cms = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *cms = NULL;
         _cleanup_(BIO_free_allp) BIO *content = NULL, *plain = NULL;
         CMS_SignerInfo *si = NULL;
         ASN1_TYPE *t;

@@ -25,11 +25,6 @@ static void scep_message_freep(ScepMessage **m) {
         scep_message_free(*m);
 }
 
-static void cms_freep(CMS_ContentInfo **p) {
-        if (*p)
-                CMS_ContentInfo_free(*p);
-}
-
 int scep_transaction_id(X509_REQ *csr, char ret[SCEP_TRANSACTION_ID_SIZE]) {
         EVP_PKEY *k;
 
@@ -143,18 +138,24 @@ static void wiped_buffer_done(WipedBuffer *b) {
         *b = (WipedBuffer) {};
 }
 
+/* For DER that OpenSSL allocated (i2d_*()). */
+static void openssl_freep(unsigned char **p) {
+        OPENSSL_free(*p);
+}
+
 int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMessage **ret,
                        ScepError *ret_error) {
         _cleanup_(scep_message_freep) ScepMessage *m = NULL;
-        _cleanup_(cms_freep) CMS_ContentInfo *env = NULL, *signed_data = NULL;
+        _cleanup_(CMS_ContentInfo_freep) CMS_ContentInfo *env = NULL, *signed_data = NULL;
         _cleanup_(sk_X509_freep) STACK_OF(X509) *recips = NULL;
+        /* Before env_bio, which reads it: released after it. */
+        _cleanup_(openssl_freep) unsigned char *env_der = NULL;
         _cleanup_(BIO_free_allp) BIO *in = NULL, *env_bio = NULL, *out = NULL;
         _cleanup_(wiped_buffer_done) WipedBuffer content = {};
         const EVP_CIPHER *cipher;
         const EVP_MD *md;
         CMS_SignerInfo *si;
         char type_str[8];
-        unsigned char *env_der = NULL;
         int r, n;
 
         if (!p || !ret || !p->csr || !p->signer_cert || !p->signer_key || !p->recipient)
@@ -225,37 +226,32 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
         if (n <= 0)
                 return scep_openssl_errno();
         env_bio = BIO_new_mem_buf(env_der, n);
-        if (!env_bio) {
-                OPENSSL_free(env_der);
+        if (!env_bio)
                 return -ENOMEM;
-        }
 
         /* SignedData(id-data) with the SCEP attributes. */
         signed_data = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
         if (!signed_data)
-                goto fail_openssl;
+                return scep_openssl_errno();
         si = CMS_add1_signer(signed_data, p->signer_cert, p->signer_key, md,
                              CMS_BINARY | CMS_NOSMIMECAP);
         if (!si)
-                goto fail_openssl;
+                return scep_openssl_errno();
         r = add_attr(si, SCEP_OID_TRANSACTION_ID, V_ASN1_PRINTABLESTRING, m->transaction_id,
                      (int) strlen(m->transaction_id));
-        if (r >= 0) {
-                snprintf(type_str, sizeof type_str, "%d", (int) type);
-                r = add_attr(si, SCEP_OID_MESSAGE_TYPE, V_ASN1_PRINTABLESTRING, type_str,
-                             (int) strlen(type_str));
-        }
-        if (r >= 0)
-                r = add_attr(si, SCEP_OID_SENDER_NONCE, V_ASN1_OCTET_STRING, m->sender_nonce,
-                             (int) sizeof m->sender_nonce);
-        if (r < 0) {
-                OPENSSL_free(env_der);
+        if (r < 0)
                 return r;
-        }
+        snprintf(type_str, sizeof type_str, "%d", (int) type);
+        r = add_attr(si, SCEP_OID_MESSAGE_TYPE, V_ASN1_PRINTABLESTRING, type_str,
+                     (int) strlen(type_str));
+        if (r < 0)
+                return r;
+        r = add_attr(si, SCEP_OID_SENDER_NONCE, V_ASN1_OCTET_STRING, m->sender_nonce,
+                     (int) sizeof m->sender_nonce);
+        if (r < 0)
+                return r;
         if (!CMS_final(signed_data, env_bio, NULL, CMS_BINARY))
-                goto fail_openssl;
-        OPENSSL_free(env_der);
-        env_der = NULL;
+                return scep_openssl_errno();
 
         out = BIO_new(BIO_s_mem());
         if (!out)
@@ -268,10 +264,6 @@ int scep_message_build(ScepMessageType type, const ScepRequestParams *p, ScepMes
 
         *ret = TAKE_PTR(m);
         return 0;
-
-fail_openssl:
-        OPENSSL_free(env_der);
-        return scep_openssl_errno();
 }
 
 int scep_message_encode_get(const uint8_t *der, size_t size, char **ret) {

@@ -4,6 +4,7 @@
 /* Internal helpers shared by the scep-*.c files. Not for the engine. */
 
 #include <openssl/bio.h>
+#include <openssl/cms.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
@@ -15,20 +16,15 @@
 
 #define _printf_(a, b) __attribute__((__format__(printf, a, b)))
 
-#define DEFINE_SCEP_CLEANUP(type, func)                                 \
-        static inline void func##p(type **p) {                          \
-                if (*p)                                                 \
-                        func(*p);                                       \
-        }
-
-DEFINE_SCEP_CLEANUP(BIO, BIO_free_all)
-DEFINE_SCEP_CLEANUP(X509, X509_free)
-DEFINE_SCEP_CLEANUP(X509_REQ, X509_REQ_free)
-DEFINE_SCEP_CLEANUP(X509_NAME, X509_NAME_free)
-DEFINE_SCEP_CLEANUP(EVP_PKEY, EVP_PKEY_free)
-DEFINE_SCEP_CLEANUP(ASN1_OBJECT, ASN1_OBJECT_free)
-DEFINE_SCEP_CLEANUP(X509_STORE, X509_STORE_free)
-DEFINE_SCEP_CLEANUP(X509_STORE_CTX, X509_STORE_CTX_free)
+DEFINE_POINTER_CLEANUP(BIO, BIO_free_all)
+DEFINE_POINTER_CLEANUP(X509, X509_free)
+DEFINE_POINTER_CLEANUP(X509_REQ, X509_REQ_free)
+DEFINE_POINTER_CLEANUP(X509_NAME, X509_NAME_free)
+DEFINE_POINTER_CLEANUP(EVP_PKEY, EVP_PKEY_free)
+DEFINE_POINTER_CLEANUP(ASN1_OBJECT, ASN1_OBJECT_free)
+DEFINE_POINTER_CLEANUP(X509_STORE, X509_STORE_free)
+DEFINE_POINTER_CLEANUP(X509_STORE_CTX, X509_STORE_CTX_free)
+DEFINE_POINTER_CLEANUP(CMS_ContentInfo, CMS_ContentInfo_free)
 
 static inline void sk_X509_pop_freep(STACK_OF(X509) **p) {
         if (*p)

@@ -89,16 +89,6 @@ static int cipher_new(StoreCipher **ret) {
         return 0;
 }
 
-static int unhex_nibble(uint8_t c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* What a key file may hold, wiped when it leaves scope. */
 typedef uint8_t KeyFileBuffer[2 * STORE_MASTER_KEY_SIZE + 2];
 
@@ -148,7 +138,7 @@ static int read_key_fd(int fd, uint8_t key[STORE_MASTER_KEY_SIZE]) {
         if (n != 2 * STORE_MASTER_KEY_SIZE)
                 return -EBADMSG;
         for (size_t i = 0; i < STORE_MASTER_KEY_SIZE; i++) {
-                int hi = unhex_nibble(buf[2 * i]), lo = unhex_nibble(buf[2 * i + 1]);
+                int hi = unhexchar((char) buf[2 * i]), lo = unhexchar((char) buf[2 * i + 1]);
 
                 if (hi < 0 || lo < 0)
                         return -EBADMSG;

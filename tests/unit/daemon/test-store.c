@@ -789,6 +789,55 @@ static void test_key_file_permissions(void **state) {
         free(key);
 }
 
+/* The key file may also hold the key as 64 hex digits (either case, one trailing newline): it
+ * opens what the raw key sealed; a character that is not a hex digit is refused. */
+static void test_key_file_hex(void **state) {
+        Fixture *f = *state;
+        char *key = test_path(f->dir, "store.key"), *msg = NULL;
+        char hex[2 * STORE_MASTER_KEY_SIZE + 1 + 1];
+        uint8_t raw[STORE_MASTER_KEY_SIZE + 1];
+        CbSecret *pem = make_key_pem(), *back = NULL;
+        Store *s = open_store(f);
+        StoreRequest r;
+        int fd;
+
+        fill_request(&r, 1, 1);
+        assert_int_equal(store_request_insert(s, &r, pem), 0);
+        store_close(s);
+
+        fd = open(key, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(read(fd, raw, sizeof raw), STORE_MASTER_KEY_SIZE);
+        close(fd);
+        /* Upper-case digits for even bytes, lower-case for odd ones. */
+        for (size_t i = 0; i < STORE_MASTER_KEY_SIZE; i++)
+                snprintf(hex + 2 * i, 3, i % 2 ? "%02x" : "%02X", raw[i]);
+        hex[2 * STORE_MASTER_KEY_SIZE] = '\n';
+
+        fd = open(key, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, hex, 2 * STORE_MASTER_KEY_SIZE + 1), 2 * STORE_MASTER_KEY_SIZE + 1);
+        close(fd);
+        s = open_store(f);
+        assert_int_equal(store_key_get(s, r.id, &back), 0);
+        assert_int_equal(back->size, pem->size);
+        assert_memory_equal(back->data, pem->data, pem->size);
+        back = secret_free(back);
+        store_close(s);
+
+        hex[7] = 'g';
+        fd = open(key, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, hex, 2 * STORE_MASTER_KEY_SIZE + 1), 2 * STORE_MASTER_KEY_SIZE + 1);
+        close(fd);
+        assert_int_equal(store_open(f->dir, NULL, &s, &msg), -EBADMSG);
+        assert_non_null(msg);
+        assert_non_null(strstr(msg, "hex digits"));
+        free(msg);
+        secret_free(pem);
+        free(key);
+}
+
 static void test_credentials(void **state) {
         Fixture *f = *state;
         char *creds = test_path(f->dir, "creds"), *state_dir = test_path(f->dir, "state");
@@ -1113,6 +1162,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_key_blob, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_tamper_and_wrong_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_key_file_permissions, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_key_file_hex, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
