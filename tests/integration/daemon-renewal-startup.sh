@@ -106,6 +106,19 @@ from=$(( $(ndes log --scep | wc -l) + 1 ))
 t1=$SECONDS
 broker_start
 
+# fair_diagnose: where each uid's successors are (made or not, their states) and what the broker
+# logged about waiting (NSS, queues, retries), for a fairness failure to be explained.
+fair_diagnose() {
+        local u uid
+        for u in "${USERS[@]}"; do
+                uid=$(id -u "$u")
+                echo "# $u (uid $uid): $(states "$u"); successors made: $(sqlite3 -readonly "$CB_STATE/certbroker.db" \
+                        "SELECT count(*) FROM requests WHERE owner = $uid AND predecessor IS NOT NULL AND predecessor != '';")" >&2
+        done
+        echo "# the broker's log on waiting (last 40 lines):" >&2
+        grep -E -i "nss|not answered|queue is full|retry|again|waits|backoff" "$LAB_DIR/certbrokerd.log" | tail -40 >&2 || true
+}
+
 # Wait for all of them, sampling each uid's progress; the first sample with at least half of
 # the successors issued is the fairness check.
 fair_line=""
@@ -123,8 +136,10 @@ while :; do
         if [ -z "$fair_line" ] && [ "$total" -ge $((COUNT / 2)) ]; then
                 fair_line=$line
                 for kv in $line; do
-                        [ "${kv#*=}" -ge $((PER * FAIR / 100)) ] ||
+                        if [ "${kv#*=}" -lt $((PER * FAIR / 100)) ]; then
+                                fair_diagnose
                                 lab_fail "half of the successors issued ($total), but ${kv%%=*} has only ${kv#*=} of $PER:$line"
+                        fi
                 done
         fi
         [ "$total" -ge "$COUNT" ] && break
