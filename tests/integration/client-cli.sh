@@ -6,13 +6,9 @@
 # code and a message naming what was wrong.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL (meson compile -C \$builddir client-lib/certbrokerctl)"
+broker_need_ctl
 PY=$LAB_PYTHON
 
 # ctl USER ARGS...: certbrokerctl as USER in USER's work directory; sets OUT (stdout),

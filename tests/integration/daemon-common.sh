@@ -6,6 +6,12 @@ CB_DAEMON=$CB_BUILD_ROOT/service/certbrokerd
 CB_BUS=org.certbroker.Broker1
 CB_PATH=/org/certbroker/Broker1
 
+# broker_need_ctl: CTL, the built certbrokerctl; fails the test when it is not built.
+broker_need_ctl() {
+        CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
+        [ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL (meson compile -C \$builddir client-lib/certbrokerctl)"
+}
+
 # broker_lab [CA_URL]: the broker's usual lab: KDC, Apache in front of the NDES emulator
 # (ndes-common.sh), a private bus with ipc/'s policy, and $CB_CONF. Root's own ticket is
 # destroyed: the broker must authenticate with its keytab.

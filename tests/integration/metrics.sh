@@ -6,13 +6,9 @@
 # a symbolic link planted by another user, or writable by others, is refused and named.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL"
+broker_need_ctl
 command -v promtool >/dev/null || lab_fail "promtool missing (prometheus; tests/install-deps)"
 NODE_EXPORTER=$(command -v prometheus-node-exporter) || lab_fail "prometheus-node-exporter missing (tests/install-deps)"
 
