@@ -170,13 +170,7 @@ static char *check_from_child(Fixture *f, uid_t uid) {
                 _exit(0);
         }
         close(fds[1]);
-        for (;;) {
-                pid_t q = waitpid(pid, &status, WNOHANG);
-                assert_true(q >= 0);
-                if (q == pid)
-                        break;
-                assert_true(sd_event_run(f->m->event, 10000) >= 0);
-        }
+        status = test_wait_child_running(f->m->event, pid);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
         n = read(fds[0], buf, sizeof buf - 1);

@@ -165,13 +165,7 @@ static int other_calls(Fixture *f, const char *path, const char *method) {
                        method, (char *) NULL);
                 _exit(127);
         }
-        for (;;) {
-                pid_t q = waitpid(pid, &status, WNOHANG);
-                assert_true(q >= 0);
-                if (q == pid)
-                        break;
-                assert_true(sd_event_run(f->m->event, 10000) >= 0);
-        }
+        status = test_wait_child_running(f->m->event, pid);
         assert_true(WIFEXITED(status));
         return WEXITSTATUS(status);
 }
