@@ -47,16 +47,7 @@ done
 
 broker_lab
 # A second CA whose static challenge password NDES does not know: NDES rejects (FAILURE).
-printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
-chmod 0600 "$LAB_DIR/badpw.secret"
-cat >"$CB_CONF/ca.d/badpw.conf" <<CONF
-[CA]
-URL=https://ndes.example.test/certsrv/mscep/mscep.dll
-TrustAnchors=$LAB_TLS_ROOT
-Challenge=static
-ChallengeFile=$LAB_DIR/badpw.secret
-PollInterval=1
-CONF
+broker_badpw_ca PollInterval=1
 
 # ---- the daemon is not running / there is no bus ----
 ctl alice list

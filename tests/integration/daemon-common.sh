@@ -71,6 +71,21 @@ StateDirectory=$2
 CONF
 }
 
+# broker_badpw_ca [LINE...]: $CB_CONF/ca.d/badpw.conf, a CA at the NDES emulator whose static
+# challenge password NDES does not know (NDES answers FAILURE), and then each LINE.
+broker_badpw_ca() {
+        printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
+        chmod 0600 "$LAB_DIR/badpw.secret"
+        cat >"$CB_CONF/ca.d/badpw.conf" <<CONF
+[CA]
+URL=https://ndes.example.test/certsrv/mscep/mscep.dll
+TrustAnchors=$LAB_TLS_ROOT
+Challenge=static
+ChallengeFile=$LAB_DIR/badpw.secret
+CONF
+        [ $# -eq 0 ] || printf '%s\n' "$@" >>"$CB_CONF/ca.d/badpw.conf"
+}
+
 # broker_scepserver_config CHALLENGE: broker_config for the lab's scepserver (lab_scepserver) in
 # place of the NDES emulator: no corp CA, and CHALLENGE in $LAB_DIR/mdm.challenge (0600) for
 # scepserver_ca's CAs.

@@ -67,15 +67,7 @@ TEXTFILE=$LAB_DIR/textfile
 mkdir -m 0755 "$TEXTFILE"
 sed -i "s|^\[Broker\]$|[Broker]\nMetricsTextfileDirectory=$TEXTFILE|" "$CB_CONF/certbroker.conf"
 # A CA whose static challenge NDES does not know: NDES answers FAILURE.
-printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
-chmod 0600 "$LAB_DIR/badpw.secret"
-cat >"$CB_CONF/ca.d/badpw.conf" <<CONF
-[CA]
-URL=https://ndes.example.test/certsrv/mscep/mscep.dll
-TrustAnchors=$LAB_TLS_ROOT
-Challenge=static
-ChallengeFile=$LAB_DIR/badpw.secret
-CONF
+broker_badpw_ca
 broker_start
 lab_wait_for 10 "the textfile at start-up" test -s "$TEXTFILE/certbroker.prom"
 
