@@ -102,10 +102,7 @@ if [ -z "${FLEET_MODE:-}" ]; then
         exit "$rc"
 fi
 
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 MODE=$FLEET_MODE
 S=${FLEET_SECONDS:-300}
