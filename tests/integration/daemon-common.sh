@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared setup for the certbrokerd tests (daemon-*.sh). Sourced, not a test itself.
-# Needs lab.sh loaded and lab_enter done.
+# Needs lab.sh loaded and lab_enter done (daemon-enter.sh does both, then loads this).
 
 CB_DAEMON=$CB_BUILD_ROOT/service/certbrokerd
 CB_BUS=org.certbroker.Broker1
