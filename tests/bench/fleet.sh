@@ -102,10 +102,7 @@ if [ -z "${FLEET_MODE:-}" ]; then
         exit "$rc"
 fi
 
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 MODE=$FLEET_MODE
 S=${FLEET_SECONDS:-300}
@@ -166,22 +163,11 @@ for i in $(seq 1 "$B"); do
         mkdir -p "$d/conf/ca.d" "$d/conf/policy.d" "$d/bus" "$d/state"
         chmod 0755 "$d" "$d/bus"
         chmod 0700 "$d/state"
-        cat >"$d/conf/certbroker.conf" <<CONF
-[Kerberos]
-Realm=EXAMPLE.TEST
-KDC=kdc.example.test:$LAB_KDC_PORT
-Principal=svc-scep@EXAMPLE.TEST
-Keytab=$LAB_SVC_KEYTAB
-
-[Broker]
-PermittedSuffix=example.test
-StateDirectory=$d/state
-CONF
+        broker_main_conf "$d/conf/certbroker.conf" "$d/state"
         broker_conf "$b" ""
         printf '[Rule]\nName=fleet\nUsers=alice\nNames=*.a.example.test\nKeys=ec:p256\nMaxActive=100000\nMaxRequests=1000000/1h\n' \
                 >"$d/conf/policy.d/fleet.policy"
-        sed -e "s|@SOCKET@|$d/bus/socket|g" -e "s|@SYSTEM_D@|$CB_SOURCE_ROOT/ipc/system.d|g" \
-                "$CB_SOURCE_ROOT/tests/lab/bus.conf.in" >"$d/bus/system.conf"
+        lab_bus_config "$d/bus/socket" "$d/bus/system.conf"
         lab_start "bus-$b" dbus-daemon --config-file="$d/bus/system.conf" --nofork --nopidfile
 done
 for i in $(seq 1 "$B"); do

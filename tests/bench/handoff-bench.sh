@@ -8,10 +8,7 @@
 #   BENCH_HANDOFF_N=60 to change the count (half each way).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 N=${BENCH_HANDOFF_N:-60}
 client=$CB_SOURCE_ROOT/tests/bench/bench-client.py

@@ -37,10 +37,7 @@
 #   SOAK_SETTLE=180 (seconds the callers follow their last requests after the load)
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 S=${SOAK_SECONDS:-600}
 CALLERS=${SOAK_CALLERS:-16}

@@ -17,10 +17,7 @@
 #   issued at once, which NDES is not documented to do) CAMPAIGN_SEED=<number>
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 N=${CAMPAIGN_ENROLLMENTS:-1000}
 K=${CAMPAIGN_KILLS:-100}

@@ -6,13 +6,9 @@
 # code and a message naming what was wrong.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL (meson compile -C \$builddir client-lib/certbrokerctl)"
+broker_need_ctl
 PY=$LAB_PYTHON
 
 # ctl USER ARGS...: certbrokerctl as USER in USER's work directory; sets OUT (stdout),
@@ -51,16 +47,7 @@ done
 
 broker_lab
 # A second CA whose static challenge password NDES does not know: NDES rejects (FAILURE).
-printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
-chmod 0600 "$LAB_DIR/badpw.secret"
-cat >"$CB_CONF/ca.d/badpw.conf" <<CONF
-[CA]
-URL=https://ndes.example.test/certsrv/mscep/mscep.dll
-TrustAnchors=$LAB_TLS_ROOT
-Challenge=static
-ChallengeFile=$LAB_DIR/badpw.secret
-PollInterval=1
-CONF
+broker_badpw_ca PollInterval=1
 
 # ---- the daemon is not running / there is no bus ----
 ctl alice list

@@ -19,13 +19,9 @@
 #     a live generation whose bundle.p12 and database were removed gets them again.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL"
+broker_need_ctl
 for tool in keytool java certutil selfserv vfyserv; do
         command -v "$tool" >/dev/null || lab_fail "$tool is not installed (tests/install-deps)"
 done

@@ -15,13 +15,9 @@
 # writable by others, a directory that is a symlink and planted links are refused.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL"
+broker_need_ctl
 PY=$LAB_PYTHON
 A=$LAB_DIR/alice
 mkdir -p "$A"

@@ -4,10 +4,7 @@
 # C example (built by meson, and again with cc and the uninstalled libcertbroker.pc).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 EX=$CB_SOURCE_ROOT/client-lib/examples
 C_EXAMPLE=$CB_BUILD_ROOT/client-lib/certbroker-example

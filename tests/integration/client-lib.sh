@@ -4,10 +4,7 @@
 # tests/unit/client/client-lib-driver.c.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 DRIVER=$CB_BUILD_ROOT/tests/unit/client/client-lib-driver
 [ -x "$DRIVER" ] || lab_fail "not built: $DRIVER (meson compile -C \$builddir tests/unit/client/client-lib-driver)"

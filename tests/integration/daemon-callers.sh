@@ -8,10 +8,7 @@
 # exits with a failure (for systemd to restart it).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 FLOOD=$CB_SOURCE_ROOT/tests/integration/bus-flood.py
 PER_USER=250            # below dbus-daemon's max_connections_per_user (256)

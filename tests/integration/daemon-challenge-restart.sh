@@ -8,10 +8,7 @@
 # No challenge password is ever in the store's files (database, WAL) in the clear.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 broker_lab
 base=https://ndes.example.test

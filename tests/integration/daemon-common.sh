@@ -1,10 +1,16 @@
 # shellcheck shell=bash
 # Shared setup for the certbrokerd tests (daemon-*.sh). Sourced, not a test itself.
-# Needs lab.sh loaded and lab_enter done.
+# Needs lab.sh loaded and lab_enter done (daemon-enter.sh does both, then loads this).
 
 CB_DAEMON=$CB_BUILD_ROOT/service/certbrokerd
 CB_BUS=org.certbroker.Broker1
 CB_PATH=/org/certbroker/Broker1
+
+# broker_need_ctl: CTL, the built certbrokerctl; fails the test when it is not built.
+broker_need_ctl() {
+        CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
+        [ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL (meson compile -C \$builddir client-lib/certbrokerctl)"
+}
 
 # broker_lab [CA_URL]: the broker's usual lab: KDC, Apache in front of the NDES emulator
 # (ndes-common.sh), a private bus with ipc/'s policy, and $CB_CONF. Root's own ticket is
@@ -23,17 +29,7 @@ broker_config() {
         CB_CONF=$LAB_DIR/cb-conf
         CB_STATE=$LAB_DIR/cb-state
         mkdir -p "$CB_CONF/ca.d" "$CB_CONF/policy.d"
-        cat >"$CB_CONF/certbroker.conf" <<CONF
-[Kerberos]
-Realm=EXAMPLE.TEST
-KDC=kdc.example.test:$LAB_KDC_PORT
-Principal=svc-scep@EXAMPLE.TEST
-Keytab=$LAB_SVC_KEYTAB
-
-[Broker]
-PermittedSuffix=example.test
-StateDirectory=$CB_STATE
-CONF
+        broker_main_conf "$CB_CONF/certbroker.conf" "$CB_STATE"
         cat >"$CB_CONF/ca.d/corp.conf" <<CONF
 [CA]
 URL=$url
@@ -57,6 +53,83 @@ Names=**.b.example.test
 Keys=ec:p256 rsa:2048
 Subject=O=Tenant\ B
 CONF
+}
+
+# broker_main_conf FILE STATE_DIR: a certbroker.conf for the lab realm (the service account's
+# keytab, the lab's KDC) with StateDirectory=STATE_DIR.
+broker_main_conf() {
+        cat >"$1" <<CONF
+[Kerberos]
+Realm=EXAMPLE.TEST
+KDC=kdc.example.test:$LAB_KDC_PORT
+Principal=svc-scep@EXAMPLE.TEST
+Keytab=$LAB_SVC_KEYTAB
+
+[Broker]
+PermittedSuffix=example.test
+StateDirectory=$2
+CONF
+}
+
+# broker_badpw_ca [LINE...]: $CB_CONF/ca.d/badpw.conf, a CA at the NDES emulator whose static
+# challenge password NDES does not know (NDES answers FAILURE), and then each LINE.
+broker_badpw_ca() {
+        printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
+        chmod 0600 "$LAB_DIR/badpw.secret"
+        cat >"$CB_CONF/ca.d/badpw.conf" <<CONF
+[CA]
+URL=https://ndes.example.test/certsrv/mscep/mscep.dll
+TrustAnchors=$LAB_TLS_ROOT
+Challenge=static
+ChallengeFile=$LAB_DIR/badpw.secret
+CONF
+        [ $# -eq 0 ] || printf '%s\n' "$@" >>"$CB_CONF/ca.d/badpw.conf"
+}
+
+# broker_scepserver_config CHALLENGE: broker_config for the lab's scepserver (lab_scepserver) in
+# place of the NDES emulator: no corp CA, and CHALLENGE in $LAB_DIR/mdm.challenge (0600) for
+# scepserver_ca's CAs.
+broker_scepserver_config() {
+        broker_config
+        rm "$CB_CONF/ca.d/corp.conf"
+        (umask 077; echo "$1" >"$LAB_DIR/mdm.challenge")
+}
+
+# scepserver_ca NAME LEGACY DEFAULT [LINE...]: $CB_CONF/ca.d/NAME.conf, a CA at the lab's
+# scepserver with the static challenge of broker_scepserver_config, AllowLegacyCiphers=LEGACY,
+# Default=DEFAULT and then each LINE. scepserver listens on its own port, reached by a name
+# under the suffix (IP literals are refused); it speaks http:// only, so the broker insists on
+# the CA being pinned (CAFingerprint=).
+scepserver_ca() {
+        local name=$1 legacy=$2 default=$3 fp
+        shift 3
+        fp=sha256:$(openssl x509 -in "$LAB_SCEPSERVER_CA" -noout -fingerprint -sha256 | cut -d= -f2)
+        cat >"$CB_CONF/ca.d/$name.conf" <<CONF
+[CA]
+URL=http://ndes-alias.example.test:$LAB_SCEPSERVER_PORT/scep
+CAFingerprint=$fp
+Authentication=none
+Challenge=static
+ChallengeFile=$LAB_DIR/mdm.challenge
+AllowLegacyCiphers=$legacy
+Default=$default
+CONF
+        [ $# -eq 0 ] || printf '%s\n' "$@" >>"$CB_CONF/ca.d/$name.conf"
+}
+
+# broker_unit_cgroup UNIT: make a cgroup named like the systemd service UNIT,
+# system.slice/UNIT, in the hierarchy systemd tracks processes in (cgroup2: unified/ in a
+# hybrid setup, else the root; else the legacy name=systemd one) and print its path; fails,
+# printing nothing, where no such hierarchy can be written.
+broker_unit_cgroup() {
+        local root
+        for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/systemd; do
+                if [ -e "$root/cgroup.procs" ] && mkdir -p "$root/system.slice/$1" 2>/dev/null; then
+                        echo "$root/system.slice/$1"
+                        return 0
+                fi
+        done
+        return 1
 }
 
 # broker_policy_alice NAME [LINE...]: replace the tenants' policy with one rule NAME letting alice

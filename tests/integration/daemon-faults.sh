@@ -4,10 +4,7 @@
 # refuses to start with a message that says what to do, and never starts empty.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 broker_lab
 mkdir -p -m 0700 "$CB_STATE"

@@ -21,10 +21,7 @@ if [ -z "${CB_IDENTITY_PIDNS:-}" ]; then
         export CB_IDENTITY_PIDNS=1
         exec unshare --pid --fork --mount-proc -- "$BASH" "$(readlink -f "$0")" "$@"
 fi
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 RAWBUS=$CB_SOURCE_ROOT/tests/integration/rawbus.py
 PY=/usr/bin/python3.11
@@ -33,13 +30,7 @@ D=$LAB_DIR/identity
 mkdir -m 0777 "$D"
 
 unit=cbident-$$.service
-cg=
-for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/systemd; do
-        if [ -e "$root/cgroup.procs" ] && mkdir -p "$root/system.slice/$unit" 2>/dev/null; then
-                cg=$root/system.slice/$unit
-                break
-        fi
-done
+cg=$(broker_unit_cgroup "$unit") || cg=
 [ -n "$cg" ] && lab_on_exit "for p in \$(cat '$cg/cgroup.procs' 2>/dev/null); do kill -9 \$p; done; sleep 0.1; rmdir '$cg' 2>/dev/null || true"
 
 broker_lab

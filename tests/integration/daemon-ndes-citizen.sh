@@ -9,10 +9,7 @@
 # CA without CAFingerprint= must match the thumbprint on the Kerberos-authenticated admin page.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 RUN_SECONDS=${CB_CITIZEN_SECONDS:-300}
 broker_lab

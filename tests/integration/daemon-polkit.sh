@@ -14,10 +14,7 @@
 # mount namespace.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 POLKITD=/usr/lib/polkit-1/polkitd
 [ -x "$POLKITD" ] || lab_fail "polkitd is not installed (Debian package polkitd)"

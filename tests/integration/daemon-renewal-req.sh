@@ -12,10 +12,7 @@
 # after the restart gets the certificate once NDES approves.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 broker_lab
 sed -i "s/^\[Broker\]$/[Broker]\nKeyPool=rsa:2048=4/" "$CB_CONF/certbroker.conf"

@@ -14,10 +14,7 @@
 # benchmark renewal-startup-bench (CB_DUE_COUNT=1200: as long as 2400 enrollments take).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 COUNT=${CB_DUE_COUNT:-60}
 FAIR=${CB_DUE_FAIR_PERCENT:-20}

@@ -10,9 +10,7 @@
 #    Renewal=scep-renewal ends the successor rejected, naming Renewal=auto.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 challenge=lab-static-$RANDOM$RANDOM
 lab_kdc
@@ -28,26 +26,9 @@ scepserver_run
 caps=$(curl -sf --max-time 5 "$LAB_SCEPSERVER_URL?operation=GetCACaps")
 lab_assert_contains "$caps" Renewal "scepserver's GetCACaps"
 lab_bus
-broker_config
-url=http://ndes-alias.example.test:$LAB_SCEPSERVER_PORT/scep
-rm "$CB_CONF/ca.d/corp.conf"
-fp=sha256:$(openssl x509 -in "$LAB_SCEPSERVER_CA" -noout -fingerprint -sha256 | cut -d= -f2)
-(umask 077; echo "$challenge" >"$LAB_DIR/mdm.challenge")
-for ca in mdm mdm-auto; do
-        cat >"$CB_CONF/ca.d/$ca.conf" <<CONF
-[CA]
-URL=$url
-CAFingerprint=$fp
-Authentication=none
-Challenge=static
-ChallengeFile=$LAB_DIR/mdm.challenge
-AllowLegacyCiphers=yes
-Default=$([ "$ca" = mdm ] && echo yes || echo no)
-RenewBefore=86396s
-RenewJitter=0
-Renewal=$([ "$ca" = mdm ] && echo scep-renewal || echo auto)
-CONF
-done
+broker_scepserver_config "$challenge"
+scepserver_ca mdm yes yes RenewBefore=86396s RenewJitter=0 Renewal=scep-renewal
+scepserver_ca mdm-auto yes no RenewBefore=86396s RenewJitter=0 Renewal=auto
 broker_start
 
 wait_successor() {

@@ -6,33 +6,15 @@
 # must still end issued, submitted again after at most 3 CertPolls, the duplicate risk recorded.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 challenge=lab-static-$RANDOM$RANDOM
 lab_kdc
 lab_scepserver "$challenge"
 lab_bus
-broker_config
-# scepserver listens on port 8080; reach it by a name under the suffix (IP literals are refused).
-url=http://ndes-alias.example.test:$LAB_SCEPSERVER_PORT/scep
-rm "$CB_CONF/ca.d/corp.conf"
-# scepserver speaks http:// only: the broker then insists on the CA being pinned.
-fp=sha256:$(openssl x509 -in "$LAB_SCEPSERVER_CA" -noout -fingerprint -sha256 | cut -d= -f2)
-(umask 077; echo "$challenge" >"$LAB_DIR/mdm.challenge")
-for ca in mdm mdm-strict; do
-        cat >"$CB_CONF/ca.d/$ca.conf" <<CONF
-[CA]
-URL=$url
-CAFingerprint=$fp
-Authentication=none
-Challenge=static
-ChallengeFile=$LAB_DIR/mdm.challenge
-AllowLegacyCiphers=$([ "$ca" = mdm ] && echo yes || echo no)
-Default=$([ "$ca" = mdm ] && echo yes || echo no)
-CONF
-done
+broker_scepserver_config "$challenge"
+scepserver_ca mdm yes yes
+scepserver_ca mdm-strict no no
 broker_start
 
 path=$(cb_enroll alice mdm svc.a.example.test) || lab_fail "Enroll against scepserver failed"

@@ -6,12 +6,9 @@
 # not matching the keytab. Delegation and IIS_USRS cannot be simulated here (README table).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
+broker_need_ctl
 broker_lab
 # A second CA whose AdminURL is the same page with Anonymous Authentication on (https: an
 # http:// AdminURL with Kerberos is refused). Apache keeps no connection alive here, so no

@@ -6,21 +6,10 @@
 # Skipped (77) where the systemd cgroup hierarchy cannot be written.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 unit=cbtest-$$.service
-cg=
-# The hierarchy systemd tracks processes in: cgroup2 (hybrid: unified/; pure v2: the root),
-# else the legacy name=systemd one.
-for root in /sys/fs/cgroup/unified /sys/fs/cgroup /sys/fs/cgroup/systemd; do
-        if [ -e "$root/cgroup.procs" ] && mkdir -p "$root/system.slice/$unit" 2>/dev/null; then
-                cg=$root/system.slice/$unit
-                break
-        fi
-done
+cg=$(broker_unit_cgroup "$unit") || cg=
 if [ -z "$cg" ]; then
         echo "# skip: no writable systemd cgroup hierarchy here"
         exit 77

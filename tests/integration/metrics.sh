@@ -6,13 +6,9 @@
 # a symbolic link planted by another user, or writable by others, is refused and named.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL"
+broker_need_ctl
 command -v promtool >/dev/null || lab_fail "promtool missing (prometheus; tests/install-deps)"
 NODE_EXPORTER=$(command -v prometheus-node-exporter) || lab_fail "prometheus-node-exporter missing (tests/install-deps)"
 
@@ -71,15 +67,7 @@ TEXTFILE=$LAB_DIR/textfile
 mkdir -m 0755 "$TEXTFILE"
 sed -i "s|^\[Broker\]$|[Broker]\nMetricsTextfileDirectory=$TEXTFILE|" "$CB_CONF/certbroker.conf"
 # A CA whose static challenge NDES does not know: NDES answers FAILURE.
-printf 'not-a-valid-challenge\n' >"$LAB_DIR/badpw.secret"
-chmod 0600 "$LAB_DIR/badpw.secret"
-cat >"$CB_CONF/ca.d/badpw.conf" <<CONF
-[CA]
-URL=https://ndes.example.test/certsrv/mscep/mscep.dll
-TrustAnchors=$LAB_TLS_ROOT
-Challenge=static
-ChallengeFile=$LAB_DIR/badpw.secret
-CONF
+broker_badpw_ca
 broker_start
 lab_wait_for 10 "the textfile at start-up" test -s "$TEXTFILE/certbroker.prom"
 

@@ -8,13 +8,9 @@
 # anchors with them; the broker's trust-anchors stamp tells certbroker-trust.path of changes.
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
-[ -x "$CTL" ] || lab_fail "certbrokerctl is not built: $CTL"
+broker_need_ctl
 command -v update-ca-certificates >/dev/null || lab_fail "update-ca-certificates missing (ca-certificates; tests/install-deps)"
 STORE=/usr/local/share/ca-certificates
 BUNDLE=/etc/ssl/certs/ca-certificates.crt

@@ -16,10 +16,7 @@
 #   - renewal keeps the identity (the successor is decided again and names the same UPN).
 set -euo pipefail
 : "${CB_SOURCE_ROOT:=$(cd "$(dirname "$0")/../.." && pwd)}"
-. "$CB_SOURCE_ROOT/tests/lab/lab.sh"
-lab_enter "$@"
-. "$CB_SOURCE_ROOT/tests/integration/ndes-common.sh"
-. "$CB_SOURCE_ROOT/tests/integration/daemon-common.sh"
+. "$CB_SOURCE_ROOT/tests/integration/daemon-enter.sh" "$@"
 
 ldconfig -p | grep 'libnss_extrausers\.so\.2 ' >/dev/null || lab_fail "libnss-extrausers is not installed (tests/install-deps)"
 
@@ -155,7 +152,7 @@ lab_assert_contains "$out" "IdentityUsage=signature" "carol asking for another u
 lab_pass "Identity=self refuses, named: another user's identity, a DNS name, a UPN outside the suffix, a local account, a uid outside the range, another usage"
 
 # --- certbrokerctl access --identity self: the same decision as a dry run ---
-CTL=$CB_BUILD_ROOT/client-lib/certbrokerctl
+broker_need_ctl
 out=$(lab_run_as carol@example.test "$CTL" --json access --identity self --ca corp) ||
         lab_fail "access --identity self as carol: exit $? ($out)"
 lab_assert_contains "$out" '"allowed":true' "carol's access dry run: allowed"

@@ -725,16 +725,22 @@ lab_apache2_start() {
 # ---------------------------------------------------------------------------
 # Private system bus
 
+# lab_bus_config SOCKET FILE: a dbus-daemon configuration FILE for a system bus listening on
+# SOCKET, with ipc/'s policy (bus.conf.in).
+lab_bus_config() {
+        [ -d "$CB_SOURCE_ROOT/ipc/system.d" ] || lab_fail "lab_bus_config: $CB_SOURCE_ROOT/ipc/system.d does not exist"
+        sed -e "s|@SOCKET@|$1|g" \
+            -e "s|@SYSTEM_D@|$CB_SOURCE_ROOT/ipc/system.d|g" \
+            "$_lab_dir_src/bus.conf.in" >"$2"
+}
+
 lab_bus() {
         local t0 bd
         _lab_require_inside lab_bus
         t0=$(_lab_now_ms)
         bd=$LAB_DIR/bus
         mkdir -m 0755 "$bd"
-        [ -d "$CB_SOURCE_ROOT/ipc/system.d" ] || lab_fail "lab_bus: $CB_SOURCE_ROOT/ipc/system.d does not exist"
-        sed -e "s|@SOCKET@|$bd/system_bus_socket|g" \
-            -e "s|@SYSTEM_D@|$CB_SOURCE_ROOT/ipc/system.d|g" \
-            "$_lab_dir_src/bus.conf.in" >"$bd/system.conf"
+        lab_bus_config "$bd/system_bus_socket" "$bd/system.conf"
         lab_start bus dbus-daemon --config-file="$bd/system.conf" --nofork --nopidfile
         DBUS_SYSTEM_BUS_ADDRESS=unix:path=$bd/system_bus_socket
         export DBUS_SYSTEM_BUS_ADDRESS

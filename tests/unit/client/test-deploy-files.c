@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "deploy-files.h"
+#include "test-scratch.h"
 
 #define ID1 "0123456789abcdef"
 #define ID2 "1111111111111111"
@@ -26,21 +27,16 @@
 static char base[] = "/tmp/test-deploy-files.XXXXXX";
 
 static int setup(void **state) {
-        assert_non_null(mkdtemp(base));
-        assert_int_equal(chmod(base, 0700), 0);
-        return 0;
+        return test_scratch_make(base);
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-        return system(cmd) == 0 ? 0 : -1;
+        return test_scratch_remove(base);
 }
 
 static int fresh_dir(const char *name, mode_t mode, char *path, size_t size) {
         snprintf(path, size, "%s/%s", base, name);
-        assert_int_equal(mkdir(path, mode), 0);
-        assert_int_equal(chmod(path, mode), 0);
+        test_mkdir_mode(path, mode);
         return 0;
 }
 

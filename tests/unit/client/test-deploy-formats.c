@@ -29,24 +29,16 @@
 #include "cli-util.h"
 #include "deploy-files.h"
 #include "deploy-formats.h"
+#include "test-scratch.h"
 
 static char base[] = "/tmp/test-deploy-formats.XXXXXX";
 
 static int setup(void **state) {
-        assert_non_null(mkdtemp(base));
-        assert_int_equal(chmod(base, 0700), 0);
-        return 0;
+        return test_scratch_make(base);
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-        return system(cmd) == 0 ? 0 : -1;
-}
-
-static void make_dir(const char *path, mode_t mode) {
-        assert_int_equal(mkdir(path, mode), 0);
-        assert_int_equal(chmod(path, mode), 0);
+        return test_scratch_remove(base);
 }
 
 static void write_file(const char *path, const char *text, mode_t mode) {
@@ -204,7 +196,7 @@ static void test_passphrase(void **state) {
 
         /* A systemd credential. */
         snprintf(l, sizeof l, "%s/creds", base);
-        make_dir(l, 0700);
+        test_mkdir_mode(l, 0700);
         snprintf(p, sizeof p, "%s/p12", l);
         write_file(p, "from-credential", 0400);
         unsetenv("CREDENTIALS_DIRECTORY");
@@ -295,7 +287,7 @@ static int make_generation(const char *dir, const char *cn, bool rsa, long seria
                 ca_cert = make_cert(ca_key, "Test Deploy CA", NULL, NULL, 1);
         }
         x = make_cert(k, cn, ca_cert, ca_key, serial);
-        make_dir(dir, 0750);
+        test_mkdir_mode(dir, 0750);
         gfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         assert_true(gfd >= 0);
         s = pem_of_key(k);
@@ -473,7 +465,7 @@ static void test_nssdb(void **state) {
         struct stat st;
 
         snprintf(db, sizeof db, "%s/nssdb", base);
-        make_dir(db, 0700);
+        test_mkdir_mode(db, 0700);
         snprintf(g1, sizeof g1, "%s/gen-n1", base);
         snprintf(g2, sizeof g2, "%s/gen-n2", base);
         gfd1 = make_generation(g1, "nss.example.com", true, 20, &c1);
@@ -517,7 +509,7 @@ static void test_nssdb(void **state) {
                 assert_int_equal(deploy_nssdb_check(l, uid, &why), -ELOOP);
                 assert_non_null(strstr(why, "symbolic link"));
                 snprintf(e, sizeof e, "%s/nssdb-planted", base);
-                make_dir(e, 0700);
+                test_mkdir_mode(e, 0700);
                 snprintf(f, sizeof f, "%s/cert9.db", e);
                 assert_int_equal(symlink("/etc/passwd", f), 0);
                 assert_int_equal(deploy_nssdb_import(e, uid, gfd1, "web", &imported, &why), -EPERM);
@@ -525,13 +517,13 @@ static void test_nssdb(void **state) {
                 snprintf(f, sizeof f, "%s/key4.db", e);
                 assert_int_equal(faccessat(AT_FDCWD, f, F_OK, AT_SYMLINK_NOFOLLOW), -1);
                 snprintf(e, sizeof e, "%s/nssdb-open", base);
-                make_dir(e, 0757);
+                test_mkdir_mode(e, 0757);
                 assert_int_equal(deploy_nssdb_import(e, uid, gfd1, "web", &imported, &why), -EPERM);
                 snprintf(f, sizeof f, "%s/cert9.db", e);
                 assert_int_equal(faccessat(AT_FDCWD, f, F_OK, AT_SYMLINK_NOFOLLOW), -1);
                 /* A database with a password: refused, named, nothing imported. */
                 snprintf(e, sizeof e, "%s/nssdb-password", base);
-                make_dir(e, 0700);
+                test_mkdir_mode(e, 0700);
                 nss_make_db_with_password(e, "db-secret");
                 assert_int_equal(deploy_nssdb_import(e, uid, gfd1, "web", &imported, &why), -EACCES);
                 assert_non_null(strstr(why, "protected by a password"));
@@ -540,7 +532,7 @@ static void test_nssdb(void **state) {
                 assert_int_equal(nss_count(e, "web", NULL, 0, &keys), 0);
                 if (uid == 0) {
                         snprintf(e, sizeof e, "%s/nssdb-theirs", base);
-                        make_dir(e, 0700);
+                        test_mkdir_mode(e, 0700);
                         assert_int_equal(chown(e, 12345, 12345), 0);
                         assert_int_equal(deploy_nssdb_check(e, 0, &why), -EPERM);
                         assert_non_null(strstr(why, "uid 12345"));

@@ -99,12 +99,7 @@ static int setup(void **state) {
         assert_int_equal(manager_new(f->broker.config_dir, f->broker.state_dir, &f->m), 0);
         assert_non_null(f->m->nss);
         f->m->stopping = true;          /* no request work starts */
-        f->broker_bus = test_dbus_connect(&f->dbus);
-        assert_true(bus_manager_attach(f->m, f->broker_bus) >= 0);
-        assert_true(caller_registry_attach(f->m->callers, f->broker_bus) >= 0);
-        assert_true(sd_bus_add_filter(f->broker_bus, NULL, broker_filter, f) >= 0);
-        assert_true(sd_bus_request_name(f->broker_bus, CB_BUS_NAME, 0) >= 0);
-        assert_true(sd_bus_attach_event(f->broker_bus, f->m->event, 0) >= 0);
+        f->broker_bus = test_broker_on_bus(f->m, &f->dbus, broker_filter, f);
         *state = f;
         return 0;
 }
@@ -170,13 +165,7 @@ static char *check_from_child(Fixture *f, uid_t uid) {
                 _exit(0);
         }
         close(fds[1]);
-        for (;;) {
-                pid_t q = waitpid(pid, &status, WNOHANG);
-                assert_true(q >= 0);
-                if (q == pid)
-                        break;
-                assert_true(sd_event_run(f->m->event, 10000) >= 0);
-        }
+        status = test_wait_child_running(f->m->event, pid);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 0);
         n = read(fds[0], buf, sizeof buf - 1);

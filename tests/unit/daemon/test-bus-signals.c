@@ -113,12 +113,7 @@ static int setup(void **state) {
         test_dbus_start(&f->dbus, "cb-signals");
         assert_int_equal(manager_new(f->broker.config_dir, f->broker.state_dir, &f->m), 0);
         f->m->stopping = true;          /* nothing is started: the requests change only as told */
-        f->broker_bus = test_dbus_connect(&f->dbus);
-        assert_true(bus_manager_attach(f->m, f->broker_bus) >= 0);
-        assert_true(caller_registry_attach(f->m->callers, f->broker_bus) >= 0);
-        assert_true(sd_bus_add_filter(f->broker_bus, NULL, broker_filter, f) >= 0);
-        assert_true(sd_bus_request_name(f->broker_bus, CB_BUS_NAME, 0) >= 0);
-        assert_true(sd_bus_attach_event(f->broker_bus, f->m->event, 0) >= 0);
+        f->broker_bus = test_broker_on_bus(f->m, &f->dbus, broker_filter, f);
 
         f->mine = enroll_for(f, OWNER_UID, "mine.a.example.test");
         f->theirs = enroll_for(f, OTHER_UID, "theirs.a.example.test");
@@ -165,13 +160,7 @@ static int other_calls(Fixture *f, const char *path, const char *method) {
                        method, (char *) NULL);
                 _exit(127);
         }
-        for (;;) {
-                pid_t q = waitpid(pid, &status, WNOHANG);
-                assert_true(q >= 0);
-                if (q == pid)
-                        break;
-                assert_true(sd_event_run(f->m->event, 10000) >= 0);
-        }
+        status = test_wait_child_running(f->m->event, pid);
         assert_true(WIFEXITED(status));
         return WEXITSTATUS(status);
 }

@@ -27,6 +27,20 @@ typedef struct TestDbus {
         pid_t pid;
 } TestDbus;
 
+/* Waits for the child pid while running the event loop e (the child calls a server on it);
+ * returns the child's wait status. */
+static inline int test_wait_child_running(sd_event *e, pid_t pid) {
+        int status;
+
+        for (;;) {
+                pid_t q = waitpid(pid, &status, WNOHANG);
+                assert_true(q >= 0);
+                if (q == pid)
+                        return status;
+                assert_true(sd_event_run(e, 10000) >= 0);
+        }
+}
+
 static inline void test_dbus_start(TestDbus *d, const char *prefix) {
         char conf[128], *text = NULL;
         FILE *f;

@@ -121,6 +121,20 @@ void test_pki_done(TestPki *pki) {
         memset(pki, 0, sizeof *pki);
 }
 
+TestPki test_pki;
+
+int test_pki_group_setup(void **state) {
+        (void) state;
+        test_pki_init(&test_pki);
+        return 0;
+}
+
+int test_pki_group_teardown(void **state) {
+        (void) state;
+        test_pki_done(&test_pki);
+        return 0;
+}
+
 uint8_t *test_degenerate_pkcs7(X509 *const *certs, size_t n, size_t *ret_size) {
         PKCS7 *p7 = PKCS7_new();
         unsigned char *der = NULL, *copy;

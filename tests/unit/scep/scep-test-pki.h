@@ -29,6 +29,12 @@ typedef struct TestPki {
 void test_pki_init(TestPki *pki);
 void test_pki_done(TestPki *pki);
 
+/* For a test file whose tests share one TestPki: cmocka group setup and teardown that make
+ * test_pki (test_pki_init) and free it (test_pki_done). */
+extern TestPki test_pki;
+int test_pki_group_setup(void **state);
+int test_pki_group_teardown(void **state);
+
 /* DER of a degenerate PKCS#7 SignedData holding certs in the given order. free() it. */
 uint8_t *test_degenerate_pkcs7(X509 *const *certs, size_t n, size_t *ret_size);
 

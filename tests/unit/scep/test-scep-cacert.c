@@ -16,18 +16,6 @@
 #define CT_CA "application/x-x509-ca-cert"
 #define CT_RA "application/x-x509-ca-ra-cert"
 
-static TestPki pki;
-
-static int setup(void **state) {
-        test_pki_init(&pki);
-        return 0;
-}
-
-static int teardown(void **state) {
-        test_pki_done(&pki);
-        return 0;
-}
-
 static ScepCACerts *parse_chain(X509 *const *certs, size_t n, const char *ct, const uint8_t *fp) {
         ScepCACerts *c = NULL;
         ScepError e = {};
@@ -44,7 +32,7 @@ static ScepCACerts *parse_chain(X509 *const *certs, size_t n, const char *ct, co
 }
 
 static void test_ndes_three_any_order(void **state) {
-        X509 *set[3] = { pki.ra_sign, pki.ra_enc, pki.ca };
+        X509 *set[3] = { test_pki.ra_sign, test_pki.ra_enc, test_pki.ca };
         static const int perms[6][3] = {
                 { 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 },
         };
@@ -57,9 +45,9 @@ static void test_ndes_three_any_order(void **state) {
                 /* Order kept as received. */
                 for (int k = 0; k < 3; k++)
                         assert_int_equal(X509_cmp(sk_X509_value(c->all, k), order[k]), 0);
-                assert_int_equal(X509_cmp(c->ca, pki.ca), 0);
-                assert_int_equal(X509_cmp(c->ra_sign, pki.ra_sign), 0);
-                assert_int_equal(X509_cmp(c->ra_encrypt, pki.ra_enc), 0);
+                assert_int_equal(X509_cmp(c->ca, test_pki.ca), 0);
+                assert_int_equal(X509_cmp(c->ra_sign, test_pki.ra_sign), 0);
+                assert_int_equal(X509_cmp(c->ra_encrypt, test_pki.ra_enc), 0);
                 assert_ptr_equal(c->recipient, c->ra_encrypt);
                 assert_ptr_equal(c->verifier, c->ra_sign);
                 scep_cacerts_free(c);
@@ -70,17 +58,17 @@ static void test_ca_only_der(void **state) {
         /* micromdm: GetCACert is the CA alone, as one DER certificate. */
         ScepCACerts *c = NULL;
         size_t size;
-        uint8_t *der = test_cert_der(pki.ca, &size);
+        uint8_t *der = test_cert_der(test_pki.ca, &size);
         uint8_t fp[32];
         unsigned len;
 
         assert_int_equal(scep_cacert_parse(CT_CA, der, size, NULL, &c, NULL), 0);
-        assert_int_equal(X509_cmp(c->ca, pki.ca), 0);
+        assert_int_equal(X509_cmp(c->ca, test_pki.ca), 0);
         assert_null(c->ra_sign);
         assert_null(c->ra_encrypt);
         assert_ptr_equal(c->recipient, c->ca);
         assert_ptr_equal(c->verifier, c->ca);
-        assert_true(X509_digest(pki.ca, EVP_sha256(), fp, &len));
+        assert_true(X509_digest(test_pki.ca, EVP_sha256(), fp, &len));
         assert_memory_equal(c->ca_fingerprint, fp, 32);
         scep_cacerts_free(c);
 
@@ -95,7 +83,7 @@ static void test_ca_only_der(void **state) {
 }
 
 static void test_ca_only_pkcs7(void **state) {
-        ScepCACerts *c = parse_chain(&pki.ca, 1, CT_CA, NULL);
+        ScepCACerts *c = parse_chain(&test_pki.ca, 1, CT_CA, NULL);
 
         assert_ptr_equal(c->recipient, c->ca);
         assert_ptr_equal(c->verifier, c->ca);
@@ -109,11 +97,11 @@ static void test_fingerprint(void **state) {
         char text[100];
         ScepCACerts *c = NULL;
         ScepError e = {};
-        X509 *set[3] = { pki.ra_enc, pki.ca, pki.ra_sign };
+        X509 *set[3] = { test_pki.ra_enc, test_pki.ca, test_pki.ra_sign };
         size_t size;
         uint8_t *der;
 
-        assert_true(X509_digest(pki.ca, EVP_sha256(), fp, &len));
+        assert_true(X509_digest(test_pki.ca, EVP_sha256(), fp, &len));
         c = parse_chain(set, 3, CT_RA, fp);
         scep_cacerts_free(c);
         c = NULL;
@@ -156,7 +144,7 @@ static void test_garbage(void **state) {
         ScepError e = {};
         static const uint8_t junk[] = { 0x30, 0x82, 0x01, 0x00, 0x02, 0x01 };
         size_t size;
-        uint8_t *der = test_cert_der(pki.ca, &size);
+        uint8_t *der = test_cert_der(test_pki.ca, &size);
 
         assert_int_equal(scep_cacert_parse(CT_RA, junk, sizeof junk, NULL, &c, &e), SCEP_RESULT_MALFORMED);
         assert_non_null(strstr(e.message, "neither a DER certificate nor"));
@@ -179,7 +167,7 @@ static void test_garbage(void **state) {
 static void test_no_ca(void **state) {
         ScepCACerts *c = NULL;
         ScepError e = {};
-        X509 *set[2] = { pki.ra_sign, pki.ra_enc };
+        X509 *set[2] = { test_pki.ra_sign, test_pki.ra_enc };
         size_t size;
         uint8_t *der = test_degenerate_pkcs7(set, 2, &size);
 
@@ -198,10 +186,10 @@ static void test_foreign_ra_ignored(void **state) {
         EVP_PKEY *k = test_rsa_key(3);
         X509 *other_ca = test_make_cert("Other CA", k, NULL, NULL, true, KU_KEY_CERT_SIGN, NULL);
         X509 *foreign = test_make_cert("Foreign RA", test_rsa_key(4), other_ca, k, false, KU_KEY_ENCIPHERMENT, NULL);
-        X509 *set[2] = { foreign, pki.ca };
+        X509 *set[2] = { foreign, test_pki.ca };
         ScepCACerts *c = parse_chain(set, 2, CT_RA, NULL);
 
-        assert_int_equal(X509_cmp(c->ca, pki.ca), 0);
+        assert_int_equal(X509_cmp(c->ca, test_pki.ca), 0);
         assert_null(c->ra_encrypt);
         assert_ptr_equal(c->recipient, c->ca);
         scep_cacerts_free(c);
@@ -237,8 +225,8 @@ static void test_chain_with_root(void **state) {
 
 static void test_ra_without_key_usage(void **state) {
         /* No keyUsage extension: any usage. */
-        X509 *ra = test_make_cert("RA any", test_rsa_key(5), pki.ca, pki.ca_key, false, 0, NULL);
-        X509 *set[2] = { pki.ca, ra };
+        X509 *ra = test_make_cert("RA any", test_rsa_key(5), test_pki.ca, test_pki.ca_key, false, 0, NULL);
+        X509 *set[2] = { test_pki.ca, ra };
         ScepCACerts *c = parse_chain(set, 2, CT_RA, NULL);
 
         assert_int_equal(X509_cmp(c->ra_encrypt, ra), 0);
@@ -246,9 +234,9 @@ static void test_ra_without_key_usage(void **state) {
         scep_cacerts_free(c);
 
         /* With a dedicated encryption certificate too, that one wins the recipient role. */
-        X509 *set3[3] = { ra, pki.ca, pki.ra_enc };
+        X509 *set3[3] = { ra, test_pki.ca, test_pki.ra_enc };
         c = parse_chain(set3, 3, CT_RA, NULL);
-        assert_int_equal(X509_cmp(c->ra_encrypt, pki.ra_enc), 0);
+        assert_int_equal(X509_cmp(c->ra_encrypt, test_pki.ra_enc), 0);
         assert_int_equal(X509_cmp(c->ra_sign, ra), 0);
         scep_cacerts_free(c);
         X509_free(ra);
@@ -277,7 +265,7 @@ static void test_too_many(void **state) {
         uint8_t *der;
 
         for (size_t i = 0; i < (sizeof set / sizeof set[0]); i++)
-                set[i] = pki.ca;
+                set[i] = test_pki.ca;
         der = test_degenerate_pkcs7(set, (sizeof set / sizeof set[0]), &size);
         assert_int_equal(scep_cacert_parse(CT_RA, der, size, NULL, &c, &e), SCEP_RESULT_TOO_LARGE);
         assert_null(c);
@@ -298,5 +286,5 @@ int main(void) {
                 cmocka_unit_test(test_ec_ca_only),
                 cmocka_unit_test(test_too_many),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, test_pki_group_setup, test_pki_group_teardown);
 }

@@ -17,18 +17,6 @@
 #include "scep-message.h"
 #include "scep-test-ndes.h"
 
-static TestPki pki;
-
-static int setup(void **state) {
-        test_pki_init(&pki);
-        return 0;
-}
-
-static int teardown(void **state) {
-        test_pki_done(&pki);
-        return 0;
-}
-
 static const ScepRdn subject_web[] = { { "CN", "web.a.example.com" }, { "O", "Tenant A" } };
 static const char *const names_web[] = { "web.a.example.com", "www.a.example.com" };
 
@@ -435,7 +423,7 @@ static void test_pkcsreq_ndes(void **state) {
         for (size_t i = 0; i < 4; i++) {
                 ScepRequestParams p = {
                         .csr = c.csr, .signer_cert = c.signer, .signer_key = c.key,
-                        .recipient = pki.ra_enc, .ca = pki.ca,
+                        .recipient = test_pki.ra_enc, .ca = test_pki.ca,
                         .cipher = cases[i].cipher, .digest = cases[i].digest,
                 };
                 ScepMessage *m = NULL;
@@ -445,7 +433,7 @@ static void test_pkcsreq_ndes(void **state) {
 
                 assert_int_equal(scep_message_build(SCEP_MESSAGE_PKCS_REQ, &p, &m, NULL), 0);
                 assert_int_equal(m->type, SCEP_MESSAGE_PKCS_REQ);
-                test_ndes_parse_request(m->der, m->size, pki.ra_enc, pki.ra_enc_key, &r);
+                test_ndes_parse_request(m->der, m->size, test_pki.ra_enc, test_pki.ra_enc_key, &r);
                 assert_int_equal(r.message_type, 19);
                 assert_int_equal(r.n_recipients, 1);
                 assert_true(r.recipient_matches);
@@ -484,9 +472,9 @@ static void test_pkcsreq_ca_only(void **state) {
         p.csr = c.csr;
         p.signer_cert = c.signer;
         p.signer_key = c.key;
-        p.recipient = pki.ca;
+        p.recipient = test_pki.ca;
         assert_int_equal(scep_message_build(SCEP_MESSAGE_PKCS_REQ, &p, &m, NULL), 0);
-        test_ndes_parse_request(m->der, m->size, pki.ca, pki.ca_key, &r);
+        test_ndes_parse_request(m->der, m->size, test_pki.ca, test_pki.ca_key, &r);
         assert_true(r.recipient_matches);
         assert_int_equal(r.n_recipients, 1);
         test_ndes_request_done(&r);
@@ -512,7 +500,7 @@ static void test_pkcsreq_ca_only(void **state) {
 
 static void test_certpoll(void **state) {
         Client c;
-        ScepRequestParams p = { .recipient = pki.ra_enc, .ca = pki.ca,
+        ScepRequestParams p = { .recipient = test_pki.ra_enc, .ca = test_pki.ca,
                                 .cipher = SCEP_CIPHER_DES3, .digest = SCEP_DIGEST_SHA256 };
         ScepMessage *req = NULL, *poll = NULL;
         TestNdesRequest r;
@@ -527,10 +515,10 @@ static void test_certpoll(void **state) {
         assert_string_equal(req->transaction_id, poll->transaction_id);
         assert_memory_not_equal(req->sender_nonce, poll->sender_nonce, 16);
 
-        test_ndes_parse_request(poll->der, poll->size, pki.ra_enc, pki.ra_enc_key, &r);
+        test_ndes_parse_request(poll->der, poll->size, test_pki.ra_enc, test_pki.ra_enc_key, &r);
         assert_int_equal(r.message_type, 20);
         assert_string_equal(r.transaction_id, req->transaction_id);
-        assert_int_equal(X509_NAME_cmp(r.poll_issuer, X509_get_subject_name(pki.ca)), 0);
+        assert_int_equal(X509_NAME_cmp(r.poll_issuer, X509_get_subject_name(test_pki.ca)), 0);
         assert_int_equal(X509_NAME_cmp(r.poll_subject, X509_REQ_get_subject_name(c.csr)), 0);
         test_ndes_request_done(&r);
         scep_message_free(req);
@@ -542,10 +530,10 @@ static void test_certpoll(void **state) {
  * key; the CA encrypts the CertRep to that certificate, so only the old key opens it. */
 static void test_renewalreq(void **state) {
         EVP_PKEY *old_key = test_rsa_key(5), *new_key = test_rsa_key(6);
-        X509 *old_cert = test_make_cert("web.a.example.com", old_key, pki.ca, pki.ca_key, false,
+        X509 *old_cert = test_make_cert("web.a.example.com", old_key, test_pki.ca, test_pki.ca_key, false,
                                         KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT, NULL);
         X509_REQ *csr = make_csr(new_key, SCEP_USAGE_BOTH, NULL);
-        X509 *self_signer = NULL, *order[3] = { pki.ca, pki.ra_enc, pki.ra_sign };
+        X509 *self_signer = NULL, *order[3] = { test_pki.ca, test_pki.ra_enc, test_pki.ra_sign };
         ScepCACerts *certs = NULL;
         ScepMessage *m = NULL;
         ScepCertRep *rep = NULL;
@@ -560,7 +548,7 @@ static void test_renewalreq(void **state) {
 
         ScepRequestParams p = {
                 .csr = csr, .signer_cert = old_cert, .signer_key = old_key,
-                .recipient = pki.ra_enc, .ca = pki.ca,
+                .recipient = test_pki.ra_enc, .ca = test_pki.ca,
                 .cipher = SCEP_CIPHER_DES3, .digest = SCEP_DIGEST_SHA256,
         };
         /* The signer's key must be the certificate's. */
@@ -571,11 +559,11 @@ static void test_renewalreq(void **state) {
 
         assert_int_equal(scep_message_build(SCEP_MESSAGE_RENEWAL_REQ, &p, &m, NULL), 0);
         assert_int_equal(m->type, SCEP_MESSAGE_RENEWAL_REQ);
-        test_ndes_parse_request(m->der, m->size, pki.ra_enc, pki.ra_enc_key, &r);
+        test_ndes_parse_request(m->der, m->size, test_pki.ra_enc, test_pki.ra_enc_key, &r);
         assert_int_equal(r.message_type, 17);
         /* Signed by the certificate being renewed, which the CA issued. */
         assert_int_equal(X509_cmp(r.signer, old_cert), 0);
-        assert_int_equal(X509_verify(r.signer, X509_get0_pubkey(pki.ca)), 1);
+        assert_int_equal(X509_verify(r.signer, X509_get0_pubkey(test_pki.ca)), 1);
         /* The CSR is for the new key, carries no challenge, and names the transaction. */
         assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(r.csr), new_key), 1);
         assert_int_equal(EVP_PKEY_eq(X509_REQ_get0_pubkey(r.csr), old_key), 0);
@@ -586,7 +574,7 @@ static void test_renewalreq(void **state) {
 
         /* The CertRep, encrypted to the old certificate: opened with the old key. */
         TestCertRepOptions o = { .status = 0, .cipher = "DES-EDE3-CBC" };
-        reply = test_ndes_certrep(&pki, &r, NULL, &o, &reply_size);
+        reply = test_ndes_certrep(&test_pki, &r, NULL, &o, &reply_size);
         ScepCertRepParams cp = {
                 .request = m, .ca_certs = certs, .signer_cert = old_cert, .signer_key = old_key, .csr = csr,
         };
@@ -726,5 +714,5 @@ int main(void) {
                 cmocka_unit_test(test_encode_get),
                 cmocka_unit_test(test_http_next),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests(tests, test_pki_group_setup, test_pki_group_teardown);
 }
