@@ -15,7 +15,7 @@
 typedef struct Job {
         uint64_t id;            /* 0 for refill work */
         uint32_t owner;         /* whose job: jobs are served fairly between owners */
-        uint64_t tag;           /* start tag of fair queueing: served in tag order */
+        uint64_t start, finish; /* tags of fair queueing: served in start order; finish = start + cost */
         KeyType type;
         KeyReadyHandler handler;
         void *userdata;
@@ -43,7 +43,7 @@ struct KeyPool {
         int refill_priority_error;
 
         Job *queue_head, *queue_tail;   /* caller jobs not started yet, in arrival order */
-        uint64_t vclock;                /* tag of the job started last */
+        uint64_t vclock;                /* start tag of the job started last */
         Job *running[2 * KEY_POOL_WORKERS_MAX]; /* what each worker generates right now */
         unsigned n_running;
         Job *done_head, *done_tail;     /* finished, waiting for key_pool_dispatch() */
@@ -96,14 +96,25 @@ static void pool_signal_done(KeyPool *p) {
         (void) !write(p->efd, &one, sizeof(one));
 }
 
-/* Caller holds the lock. Start-time fair queueing: the queued job with the lowest tag (the
- * oldest of those on ties), so an owner with a hundred jobs queued does not make another
+/* What a key of each type costs to make, in about half-milliseconds of a worker's time (RSA's
+ * prime search dominates): the weights of fair queueing, so that an owner whose cheap EC keys
+ * went first is not put behind another owner's RSA keys for them. */
+static const unsigned key_cost[_KEY_TYPE_MAX] = {
+        [KEY_TYPE_RSA_2048] = 200,
+        [KEY_TYPE_RSA_3072] = 700,
+        [KEY_TYPE_RSA_4096] = 2000,
+        [KEY_TYPE_EC_P256] = 1,
+        [KEY_TYPE_EC_P384] = 2,
+};
+
+/* Caller holds the lock. Start-time fair queueing: the queued job with the lowest start tag
+ * (the oldest of those on ties), so an owner with a hundred jobs queued does not make another
  * owner's single job wait for all of them. */
 static Job *pool_dequeue_locked(KeyPool *p) {
         Job *best = NULL, *best_prev = NULL, *prev = NULL;
 
         for (Job *j = p->queue_head; j; prev = j, j = j->next)
-                if (!best || j->tag < best->tag) {
+                if (!best || j->start < best->start) {
                         best = j;
                         best_prev = prev;
                 }
@@ -116,8 +127,8 @@ static Job *pool_dequeue_locked(KeyPool *p) {
         if (p->queue_tail == best)
                 p->queue_tail = best_prev;
         best->next = NULL;
-        if (best->tag > p->vclock)
-                p->vclock = best->tag;
+        if (best->start > p->vclock)
+                p->vclock = best->start;
         return best;
 }
 
@@ -608,7 +619,7 @@ int key_pool_generate_async(KeyPool *p, KeyType t, KeyReadyHandler handler, void
 
 int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyHandler handler, void *userdata,
                                 uint64_t *ret_job) {
-        uint64_t tag;
+        uint64_t start;
         Job *j;
 
         if (!p || !handler || t < 0 || t >= _KEY_TYPE_MAX)
@@ -622,18 +633,19 @@ int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyH
         j->userdata = userdata;
 
         pthread_mutex_lock(&p->lock);
-        /* One more than the owner's last queued job, and not before the job started last:
-         * owners take turns, and one who queued nothing lately goes next. Counted on the way:
+        /* It starts (in virtual time) when the owner's jobs queued or running finish, and not
+         * before the job started last: owners take turns, each by the time its keys cost, and
+         * one who queued nothing lately goes next. Counted on the way:
          * the owner's queued jobs and the other owners with some (up to OWNERS_SEEN_MAX; past
          * it every share is the minimum anyway). */
         uint32_t others[OWNERS_SEEN_MAX];
         unsigned n_others = 0, mine = 0;
-        tag = p->vclock;
+        start = p->vclock;
         for (Job *q = p->queue_head; q; q = q->next) {
                 if (q->owner == owner) {
                         mine++;
-                        if (q->tag > tag)
-                                tag = q->tag;
+                        if (q->finish > start)
+                                start = q->finish;
                         continue;
                 }
                 bool seen = false;
@@ -644,8 +656,11 @@ int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyH
         }
         /* Started or done but not delivered yet still count as the owner's. */
         for (unsigned i = 0; i < p->n_threads; i++)
-                if (p->running[i] && p->running[i]->owner == owner && p->running[i]->id != 0)
+                if (p->running[i] && p->running[i]->owner == owner && p->running[i]->id != 0) {
                         mine++;
+                        if (p->running[i]->finish > start)
+                                start = p->running[i]->finish;
+                }
         for (Job *q = p->done_head; q; q = q->next)
                 if (q->owner == owner && q->id != 0)
                         mine++;
@@ -656,7 +671,8 @@ int key_pool_generate_async_for(KeyPool *p, KeyType t, uint32_t owner, KeyReadyH
         }
         j->id = p->next_id++;
         j->owner = owner;
-        j->tag = tag + 1;
+        j->start = start;
+        j->finish = start + key_cost[t];
         p->n_jobs++;
         if (p->queue_tail)
                 p->queue_tail->next = j;

@@ -402,6 +402,39 @@ static void test_fair_between_owners(void **state) {
         assert_true(key_pool_default_workers() >= 1);
 }
 
+/* Turns are weighed by what keys cost: owner 1 queues two RSA keys, owner 2 then ten EC keys
+ * (cheap) and an RSA key. Owner 2's RSA key comes before owner 1's second, not after it as
+ * when every key counted one turn (ten EC keys would have put owner 2 ten turns behind). */
+static bool order_done_13(KeyPool *p, void *ud) {
+        return ((Order *) ud)->n == 13;
+}
+
+static void test_fair_by_cost(void **state) {
+        Order order = {};
+        OrderTag a = { &order, 1 }, b_ec = { &order, 2 }, b_rsa = { &order, 3 };
+        KeyPool *p = NULL;
+        size_t b_rsa_at = SIZE_MAX, a_second_at = SIZE_MAX, a_seen = 0;
+
+        assert_int_equal(key_pool_new_with_workers(1, &p), 0);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(key_pool_generate_async_for(p, KEY_TYPE_RSA_2048, 1, on_key_order, &a, NULL), 0);
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(key_pool_generate_async_for(p, KEY_TYPE_EC_P256, 2, on_key_order, &b_ec, NULL), 0);
+        assert_int_equal(key_pool_generate_async_for(p, KEY_TYPE_RSA_2048, 2, on_key_order, &b_rsa, NULL), 0);
+        run_until(p, order_done_13, &order);
+        for (size_t i = 0; i < order.n; i++) {
+                if (order.owner[i] == 3)
+                        b_rsa_at = i;
+                if (order.owner[i] == 1 && ++a_seen == 2)
+                        a_second_at = i;
+        }
+        assert_true(b_rsa_at != SIZE_MAX && a_second_at != SIZE_MAX);
+        if (b_rsa_at > a_second_at)
+                fail_msg("owner 2's RSA key came %zu-th, after owner 1's second (%zu-th)", b_rsa_at + 1,
+                         a_second_at + 1);
+        key_pool_free(p);
+}
+
 static void on_key_unused(KeyPool *p, uint64_t job, int error, EVP_PKEY *key, void *userdata) {
         EVP_PKEY_free(key);
 }
@@ -509,6 +542,7 @@ int main(void) {
                 cmocka_unit_test(test_jobs_beside_refill),
                 cmocka_unit_test(test_worker_priorities),
                 cmocka_unit_test(test_fair_between_owners),
+                cmocka_unit_test(test_fair_by_cost),
                 cmocka_unit_test(test_owner_share),
                 cmocka_unit_test(test_sd_event),
         };
