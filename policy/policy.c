@@ -554,6 +554,28 @@ static int identity_rule_check(const CbRule *rule, const CbCaller *caller, const
         return ID_STAGE_PASSED;
 }
 
+/* The refusal to report when no rule allows a request: the one that got furthest (the highest
+ * stage), the first of those on ties. */
+typedef struct Refusal {
+        char *reason;
+        const CbRule *rule;
+        int stage;
+} Refusal;
+
+/* Keeps rule's refusal (reason, taken) if it got further than the one kept. */
+static void refusal_keep(Refusal *best, const CbRule *rule, int stage, char *reason) {
+        if (stage <= best->stage) {
+                free(reason);
+                return;
+        }
+        free(best->reason);
+        *best = (Refusal) { .reason = reason, .rule = rule, .stage = stage };
+}
+
+static void refusal_done(Refusal *best) {
+        free(best->reason);
+}
+
 /* An Identity=self request: the option identity=self, or names that are identities (a renewal,
  * or a request decided again after a reload, carries them). The subject and the names come
  * from the caller's account, never from the request: what the request gives must be exactly
@@ -656,9 +678,7 @@ static int decide_identity(const CbConfig *c, const CbCaller *caller, const CbRe
 
         /* Rules: no root bypass (root's is a local account like any other). */
         Counts counts = { .counter = counter, .uid = caller->uid };
-        _cleanup_free_ char *best_reason = NULL;
-        const CbRule *best_rule = NULL;
-        int best_stage = -1;
+        _cleanup_(refusal_done) Refusal best = { .stage = -1 };
         for (size_t i = 0; i < c->n_rules; i++) {
                 const CbRule *rule = &c->rules[i];
                 char *reason = NULL;
@@ -687,15 +707,9 @@ static int decide_identity(const CbConfig *c, const CbCaller *caller, const CbRe
                                            "allowed by rule '%s' (%s:%u): a certificate for %s", rule->name,
                                            rule->path, rule->line, upn);
                 }
-                if (r > best_stage) {
-                        free(best_reason);
-                        best_reason = reason;
-                        best_rule = rule;
-                        best_stage = r;
-                } else
-                        free(reason);
+                refusal_keep(&best, rule, r, reason);
         }
-        if (!best_rule)
+        if (!best.rule)
                 return set_outcome(d, CB_DECISION_ACCESS_DENIED, NULL,
                                    "no rule applies to uid %u (user %s): add a [Rule] with Identity=self in policy.d/ "
                                    "whose Users=, Groups=, Units= or SELinuxTypes= match this caller",
@@ -708,7 +722,7 @@ static int decide_identity(const CbConfig *c, const CbCaller *caller, const CbRe
                 [ID_STAGE_NAMES] = CB_DECISION_NAME_NOT_PERMITTED,
                 [ID_STAGE_QUOTA] = CB_DECISION_QUOTA_EXCEEDED,
         };
-        return set_outcome(d, stage_result[best_stage], best_rule->name, "%s", best_reason);
+        return set_outcome(d, stage_result[best.stage], best.rule->name, "%s", best.reason);
 }
 
 static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec *req,
@@ -854,9 +868,7 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
 
         /* Rules. */
         Counts counts = { .counter = counter, .uid = caller->uid };
-        _cleanup_free_ char *best_reason = NULL;
-        const CbRule *best_rule = NULL;
-        int best_stage = -1;
+        _cleanup_(refusal_done) Refusal best = { .stage = -1 };
         bool applicable = false;
         const CbRule *subject_refused[8];       /* rules that refused only the subject, for the reason */
         size_t n_subject_refused = 0;
@@ -877,13 +889,7 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                                            rule->name, rule->path, rule->line);
                 if (r == STAGE_SUBJECT && n_subject_refused < ELEMENTSOF(subject_refused))
                         subject_refused[n_subject_refused++] = rule;
-                if (r > best_stage) {
-                        free(best_reason);
-                        best_reason = reason;
-                        best_rule = rule;
-                        best_stage = r;
-                } else
-                        free(reason);
+                refusal_keep(&best, rule, r, reason);
         }
 
         if (!applicable && root)
@@ -908,18 +914,18 @@ static int decide(const CbConfig *c, const CbCaller *caller, const CbRequestSpec
                 [STAGE_SUBJECT] = CB_DECISION_NAME_NOT_PERMITTED,
                 [STAGE_QUOTA] = CB_DECISION_QUOTA_EXCEEDED,
         };
-        if (best_stage == STAGE_SUBJECT && n_subject_refused > 1) {
+        if (best.stage == STAGE_SUBJECT && n_subject_refused > 1) {
                 char also[512] = "";
                 size_t o = 0;
                 for (size_t i = 0; i < n_subject_refused && o < sizeof also; i++)
-                        if (subject_refused[i] != best_rule)
+                        if (subject_refused[i] != best.rule)
                                 o += snprintf(also + o, sizeof also - o, "%s'%s' (%s:%u)", o ? ", " : "",
                                               subject_refused[i]->name, subject_refused[i]->path,
                                               subject_refused[i]->line);
-                return set_outcome(d, stage_result[best_stage], best_rule->name,
-                                   "%s; the subject is also refused by rule %s", best_reason, also);
+                return set_outcome(d, stage_result[best.stage], best.rule->name,
+                                   "%s; the subject is also refused by rule %s", best.reason, also);
         }
-        return set_outcome(d, stage_result[best_stage], best_rule->name, "%s", best_reason);
+        return set_outcome(d, stage_result[best.stage], best.rule->name, "%s", best.reason);
 }
 
 int cb_policy_decide(const CbConfig *config, const CbCaller *caller, const CbRequestSpec *req,
