@@ -24,9 +24,12 @@
 
 #define SLOW_MS_MAX 600000L
 
+/* Milliseconds on CLOCK_MONOTONIC, or -errno. */
 static long monotonic_ms(void) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+                return -errno;
         return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
@@ -49,6 +52,11 @@ static long slow_ms(void) {
                 return -errno;
         }
         n = fread(text, 1, sizeof text - 1, f);
+        if (ferror(f)) {
+                fclose(f);
+                fprintf(stderr, "nss-slow: cannot read %s\n", path);
+                return -EIO;
+        }
         fclose(f);
         text[n] = 0;
         errno = 0;
@@ -79,6 +87,11 @@ static enum nss_status slow(const char *entry, const char *key, int *errnop) {
                 return NSS_STATUS_UNAVAIL;
         }
         t0 = monotonic_ms();
+        if (t0 < 0) {
+                fprintf(stderr, "nss-slow: clock_gettime: %s\n", strerror((int) -t0));
+                *errnop = (int) -t0;
+                return NSS_STATUS_UNAVAIL;
+        }
         if (ms > 0) {
                 struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
                 while (nanosleep(&ts, &ts) < 0)
@@ -88,7 +101,13 @@ static enum nss_status slow(const char *entry, const char *key, int *errnop) {
                                 return NSS_STATUS_UNAVAIL;
                         }
         }
-        if (monotonic_ms() - t0 < ms) {
+        long t1 = monotonic_ms();
+        if (t1 < 0) {
+                fprintf(stderr, "nss-slow: clock_gettime: %s\n", strerror((int) -t1));
+                *errnop = (int) -t1;
+                return NSS_STATUS_UNAVAIL;
+        }
+        if (t1 - t0 < ms) {
                 fprintf(stderr, "nss-slow: slept less than the %ld ms asked\n", ms);
                 *errnop = EINTR;
                 return NSS_STATUS_UNAVAIL;
