@@ -17,6 +17,7 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "memory-trim.h"
 #include "metrics.h"
 
 /* Options of Enroll/CheckAccess: a{sv} with string values only; unknown names and other
@@ -673,6 +674,15 @@ static int on_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return 0;
 }
 
+/* Every message from the bus is activity: freed memory is given back only once they stop
+ * (memory-trim.h). */
+static int on_any_message(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        memory_trim_note_activity(m->trim);
+        return 0;
+}
+
 int bus_manager_connect(Manager *m) {
         _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
         size_t total, per_uid;
@@ -689,6 +699,9 @@ int bus_manager_connect(Manager *m) {
         r = caller_registry_attach(m->callers, m->bus);
         if (r < 0)
                 return log_error_errno(r, "Cannot watch for callers leaving the bus (NameOwnerChanged): %m");
+        r = sd_bus_add_filter(m->bus, NULL, on_any_message, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the bus for activity: %m");
         /* A match on the local Disconnected signal costs no match rule on the bus. */
         r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", on_disconnected, m);

@@ -21,6 +21,7 @@
 #include "engine.h"
 #include "log.h"
 #include "manager.h"
+#include "memory-trim.h"
 #include "metrics.h"
 #include "trust-anchors.h"
 #include "renewal.h"
@@ -897,6 +898,9 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = sd_event_default(&m->event);
         if (r < 0)
                 return log_error_errno(r, "Cannot start: cannot get the event loop: %m");
+        r = memory_trim_new(m->event, MEMORY_TRIM_QUIET_USEC, NULL, &m->trim);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start: cannot set up the memory trim timer: %m");
 
         store_set_group_commit(m->store, true);
         r = journal_sync_new(m->event, store_path(m->store), &m->journal_sync);
@@ -1031,6 +1035,7 @@ Manager *manager_free(Manager *m) {
         m->nss = nss_cache_free(m->nss);
         store_close(m->store);
         cb_config_free(m->config);
+        m->trim = memory_trim_free(m->trim);
         sd_event_unref(m->event);
         free(m->config_dir);
         free(m->state_dir_override);

@@ -61,6 +61,7 @@ struct Manager {
         struct UidLimit *audit_limit;   /* denial and CheckAccess records per uid (caller-uid-limit.h) */
         struct Engine *engine;          /* engine.c: credentials, HTTP (engine-internal.h) */
         struct Metrics *metrics;        /* metrics.c: counters, the textfile writer */
+        struct MemoryTrim *trim;        /* freed memory given back when quiet (memory-trim.h) */
 
         /* bus-request.c: the broker is emitting a request's PropertiesChanged itself, so the
          * object lookup admits it whoever's call is being answered meanwhile. */

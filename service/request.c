@@ -16,6 +16,7 @@
 #include "keys-generate.h"
 #include "log.h"
 #include "manager.h"
+#include "memory-trim.h"
 #include "metrics.h"
 #include "nss-cache.h"
 #include "renewal.h"
@@ -642,6 +643,7 @@ int request_set_state(Request *req, RequestState state, uint64_t next) {
         if (state != REQUEST_SUBMITTING)
                 engine_request_stop(req);
         req->rec->state = state;
+        memory_trim_note_activity(req->manager->trim);
         if (old != state)
                 log_debug("Request %s: %s -> %s", req->rec->id, request_state_to_string(old),
                           request_state_to_string(state));

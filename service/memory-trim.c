@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "memory-trim.h"
+
+struct MemoryTrim {
+        sd_event_source *timer;
+        uint64_t quiet;
+        uint64_t last;          /* CLOCK_MONOTONIC usec of the last activity */
+        bool armed;
+        MemoryTrimFunc trim;
+        unsigned count;
+};
+
+static int trim_all_arenas(void) {
+        return malloc_trim(0);
+}
+
+int64_t memory_rss_anon_kib(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[128];
+
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof line, f)) {
+                unsigned long long kib;
+
+                if (sscanf(line, "RssAnon: %llu kB", &kib) == 1)
+                        return (int64_t) kib;
+        }
+        return -ENODATA;
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        MemoryTrim *t = userdata;
+        uint64_t start;
+        int64_t before, after;
+        int released;
+
+        /* Activity since the timer was set: wait for the quiet after it. */
+        if (usec < t->last + t->quiet) {
+                (void) sd_event_source_set_time(s, t->last + t->quiet);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        t->armed = false;
+        before = memory_rss_anon_kib();
+        start = monotonic_usec();
+        released = t->trim();
+        t->count++;
+        after = memory_rss_anon_kib();
+        log_debug("Quiet for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
+                  t->quiet / UINT64_C(1000000), released ? "given back to the system" : "had nothing to give back", before,
+                  after, monotonic_usec() - start);
+        return 0;
+}
+
+int memory_trim_new(sd_event *event, uint64_t quiet, MemoryTrimFunc trim, MemoryTrim **ret) {
+        _cleanup_(memory_trim_freep) MemoryTrim *t = NULL;
+        int r;
+
+        if (!event || quiet == 0 || !ret)
+                return -EINVAL;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->quiet = quiet;
+        t->trim = trim ?: trim_all_arenas;
+        /* Accuracy: a second either way is of no consequence, and lets the timer coalesce. */
+        r = sd_event_add_time(event, &t->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000000ULL, on_timer, t);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(t->timer, "memory-trim");
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+MemoryTrim *memory_trim_free(MemoryTrim *t) {
+        if (!t)
+                return NULL;
+        sd_event_source_disable_unref(t->timer);
+        free(t);
+        return NULL;
+}
+
+void memory_trim_note_activity(MemoryTrim *t) {
+        uint64_t now;
+
+        if (!t || sd_event_now(sd_event_source_get_event(t->timer), CLOCK_MONOTONIC, &now) < 0)
+                return;
+        t->last = now;
+        if (t->armed)
+                return;         /* on_timer() moves it past this activity */
+        if (sd_event_source_set_time(t->timer, now + t->quiet) < 0 ||
+            sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT) < 0)
+                return;
+        t->armed = true;
+}
+
+unsigned memory_trim_count(const MemoryTrim *t) {
+        return t ? t->count : 0;
+}
