@@ -85,8 +85,12 @@ static void *worker(void *userdata) {
                 pthread_mutex_lock(&w->lock);
                 j->next = w->finished;
                 w->finished = j;
+                /* The loop is woken with the lock released: woken first, it would preempt
+                 * this thread (nice 5 below it) inside the lock and then wait on it. */
+                pthread_mutex_unlock(&w->lock);
                 uint64_t one = 1;
                 (void) !write(w->efd, &one, sizeof one);
+                pthread_mutex_lock(&w->lock);
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;

@@ -235,7 +235,12 @@ static void *pool_worker(void *userdata) {
                 else
                         p->done_head = j;
                 p->done_tail = j;
+                /* The loop is woken with the lock released: woken first, it would preempt
+                 * this thread (nice 5 or SCHED_IDLE) inside the lock and then wait on it for as
+                 * long as a busy machine keeps this thread off the CPU. */
+                pthread_mutex_unlock(&p->lock);
                 pool_signal_done(p);
+                pthread_mutex_lock(&p->lock);
         }
         pthread_mutex_unlock(&p->lock);
         return NULL;

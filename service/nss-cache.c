@@ -150,8 +150,12 @@ static void *worker(void *userdata) {
                 e->running = false;
                 e->answered_at = monotonic_usec();
                 c->n_pending--;
+                /* The loop is woken with the lock released (it takes the lock to read the
+                 * answer, and would wait for this thread otherwise). */
+                pthread_mutex_unlock(&c->lock);
                 uint64_t one = 1;
                 (void) !write(c->efd, &one, sizeof one);
+                pthread_mutex_lock(&c->lock);
         }
         pthread_mutex_unlock(&c->lock);
         return NULL;

@@ -111,8 +111,12 @@ static void *worker(void *userdata) {
                         j->done = target;
                         j->done_error = r;
                         j->rounds++;
+                        /* The loop is woken with the lock released (it takes the lock to read
+                         * the result, and would wait for this thread otherwise). */
+                        pthread_mutex_unlock(&j->lock);
                         uint64_t one = 1;
                         (void) !write(j->efd, &one, sizeof one);
+                        pthread_mutex_lock(&j->lock);
                         continue;
                 }
                 /* A checkpoint is wanted and no fsync waits. */

@@ -7,7 +7,8 @@
                                            5 ms; prints JSON with the figures
   bench-client.py callers K N PREFIX       K callers (one process and bus connection each) share
                                            N enrollments, while ListCAs is timed every 5 ms
-                                           from another process; prints JSON with the figures
+                                           from another process (and after each, the bus
+                                           daemon's own GetId); prints JSON with the figures
   bench-client.py pool-ready TIMEOUT       waits until every KeyPool type is at its target
   bench-client.py handoff N PREFIX         N enrollments, then the key of each taken, in
                                            turns, with TakeKey or with TakeKeySealed (a random
@@ -136,18 +137,27 @@ def caller_main(counter, n, prefix, start, results):
 
 
 def probe_main(start, stop, results):
+    """ListCAs timed every 5 ms; after each, the bus daemon's own GetId from the same process:
+    the same path (this process, the bus, scheduling under the same load) without the broker,
+    so the difference between the two is the broker's."""
     bus = dbus.SystemBus(private=True)
     pm = manager(bus)
+    driver = dbus.Interface(bus.get_object('org.freedesktop.DBus', '/org/freedesktop/DBus'),
+                            'org.freedesktop.DBus')
     pm.ListCAs()
+    driver.GetId()
     start.wait()
-    latencies = []
+    latencies, bus_latencies = [], []
     while not stop.is_set():
         t0 = time.monotonic()
         if len(pm.ListCAs()) < 1:
             raise SystemExit('ListCAs returned nothing')
-        latencies.append(time.monotonic() - t0)
+        t1 = time.monotonic()
+        driver.GetId()
+        latencies.append(t1 - t0)
+        bus_latencies.append(time.monotonic() - t1)
         time.sleep(0.005)
-    results.put(latencies)
+    results.put((latencies, bus_latencies))
 
 
 def callers(k, n, prefix):
@@ -173,7 +183,7 @@ def callers(k, n, prefix):
         times += got
     total = time.monotonic() - t0
     stop.set()
-    latencies = sorted(probe_results.get(timeout=60))
+    latencies, bus_latencies = (sorted(x) for x in probe_results.get(timeout=60))
     for p in procs + [probe]:
         p.join()
         if p.exitcode != 0:
@@ -192,6 +202,8 @@ def callers(k, n, prefix):
         'listcas_p50_ms': round(quantile(latencies, 0.5) * 1000, 2),
         'listcas_p99_ms': round(quantile(latencies, 0.99) * 1000, 2),
         'listcas_max_ms': round(latencies[-1] * 1000, 2),
+        'bus_getid_p50_ms': round(quantile(bus_latencies, 0.5) * 1000, 2),
+        'bus_getid_p99_ms': round(quantile(bus_latencies, 0.99) * 1000, 2),
     }))
 
 

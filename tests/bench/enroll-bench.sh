@@ -252,6 +252,7 @@ echo "16 callers: $(json "${thr[16]}" per_s) enrollments/s, server capacity $cap
 echo "  same cap: the server's $cap_same_line"
 echo "  1000-slot password cache, pre-made PKCSReqs (not the broker's cap): best $cap/s at $cap_at clients (ratio $(ratio "$(json "${thr[16]}" per_s)" "$cap")), $cap4/s at 4 clients (ratio $(ratio "$(json "${thr[16]}" per_s)" "$cap4"))"
 echo "  ListCAs during the 16-caller run: p50 $(json "${thr[16]}" listcas_p50_ms) ms, p99 $(json "${thr[16]}" listcas_p99_ms) ms, max $(json "${thr[16]}" listcas_max_ms) ms ($(json "${thr[16]}" listcas_samples) samples)"
+echo "  the bus daemon's own GetId, timed after each ListCAs from the same process: p50 $(json "${thr[16]}" bus_getid_p50_ms) ms, p99 $(json "${thr[16]}" bus_getid_p99_ms) ms (the same path without certbrokerd)"
 echo "  certbrokerd CPU per enrollment in the 16-caller run: ${cpu[16]}"
 echo "key refill workers' scheduling policy (count policy; 5 = SCHED_IDLE, 0 = normal): ${refill_policy:-none found}"
 echo "private memory of certbrokerd (RssAnon): idle $mem_idle MiB, after $mem_total enrollments $mem_after MiB"
