@@ -272,7 +272,7 @@ typedef struct EnrollOp {
         Manager *manager;
         RequestEnrolled done;
         void *userdata;
-        bool existing;          /* an existing request (Enroll repeated with its token): only the reply */
+        bool no_start;          /* an existing request (Enroll repeated with its token): only the reply */
         char id[STORE_ID_LEN + 1];
 } EnrollOp;
 
@@ -283,7 +283,7 @@ static void on_enroll_durable(int error, void *userdata) {
 
         assert(op->done);
 
-        if (error < 0 && op->existing) {
+        if (error < 0 && op->no_start) {
                 op->done(NULL, error, op->userdata);
                 return;
         }
@@ -301,18 +301,19 @@ static void on_enroll_durable(int error, void *userdata) {
                 return;
         }
         op->done(req, 0, op->userdata);
+        if (!m->stopping && !op->no_start)
+                (void) engine_request_start(req);
 }
 
 /* done(req) once everything written so far is on disk (the journal's fsync, off the loop);
- * on a failed fsync the request is forgotten, unless it existed before (then only
- * done(NULL, error)). */
-static int enroll_when_durable(Manager *m, const char *id, bool existing, RequestEnrolled done, void *userdata) {
+ * no_start: the request is not started then. */
+static int enroll_when_durable(Manager *m, const char *id, bool no_start, RequestEnrolled done, void *userdata) {
         _cleanup_free_ EnrollOp *op = calloc(1, sizeof(*op));
         int r;
 
         if (!op)
                 return -ENOMEM;
-        *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata, .existing = existing };
+        *op = (EnrollOp) { .manager = m, .done = done, .userdata = userdata, .no_start = no_start };
         memcpy(op->id, id, sizeof op->id);
         r = journal_sync_request(m->journal_sync, on_enroll_durable, op, NULL);
         if (r < 0)
@@ -378,13 +379,8 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
         TAKE_PTR(rec);          /* req's now */
         req->key = TAKE_PTR(key);
 
-        /* The reply waits for the journal's fsync, which the loop does not wait for; the
-         * engine does not: the request's first steps (its key, the CA's metadata, the
-         * challenge from NDES, tens of ms) run while the fsync does, instead of after it. The
-         * insert is already in the WAL, which a crash of the broker (kill -9) does not lose;
-         * only a power loss inside the fsync would lose it, with its caller never answered,
-         * and could leave a challenge fetched for it unused at NDES. If the fsync fails the
-         * request is stopped and forgotten (on_enroll_durable()). */
+        /* The reply (and the engine) wait for the journal's fsync, which the loop does not
+         * wait for. */
         r = enroll_when_durable(m, req->rec->id, false, done, userdata);
         if (r < 0) {
                 log_error_errno(r, "Cannot wait for the new request %s to reach the disk: %m", req->rec->id);
@@ -392,8 +388,6 @@ int request_enroll(Manager *m, uid_t owner, const char *caller_snapshot, const C
                 request_free(req);
                 return r;
         }
-        if (!m->stopping)
-                (void) engine_request_start(req);
         *ret = req;
         return 0;
 }

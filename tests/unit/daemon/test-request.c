@@ -174,11 +174,9 @@ static void test_enroll_durable_then_retry(void **state) {
         StoreRequest *rec;
 
         strcpy(id, r->rec->id);
-        /* In the journal already, but not answered until the fsync; the engine did not wait
-         * for it: the request's key is being made (or its attempt begun) already. */
+        /* In the journal already, but not answered until the fsync. */
         assert_int_equal(r->rec->state, REQUEST_QUEUED);
         assert_false(f->enrolled_called);
-        assert_true(r->key_job != 0 || r->engine != NULL);
         rec = stored(f, id);
         assert_non_null(rec);
         store_request_free(rec);
@@ -213,45 +211,6 @@ static void test_enroll_durable_then_retry(void **state) {
         assert_true(r->rec->key_available);
         assert_int_equal(request_load_key(r), 0);
         assert_non_null(r->key);
-}
-
-/* The fsync of a new request fails while its engine already runs (the WAL's path made a
- * symlink loop, so the journal's worker cannot open it; SQLite keeps writing to the file it
- * has open): the caller gets the error, the request is stopped and forgotten, in memory and
- * in the journal, and nothing of its engine runs later. */
-static void test_enroll_fsync_fails(void **state) {
-        Fixture *f = *state;
-        _cleanup_free_ char *wal = NULL, *aside = NULL;
-        char id[STORE_ID_LEN + 1];
-        Request *r;
-
-        /* The WAL exists once something was written. */
-        assert_non_null(enroll(f));
-        assert_true(run_until(f, enrolled, 5000));
-        assert_int_equal(f->enrolled_error, 0);
-        assert_true(asprintf(&wal, "%s-wal", store_path(f->m->store)) > 0);
-        assert_true(asprintf(&aside, "%s-wal.aside", store_path(f->m->store)) > 0);
-        assert_int_equal(rename(wal, aside), 0);
-        assert_int_equal(symlink(wal, wal), 0);         /* open() fails with ELOOP */
-
-        r = enroll(f);
-        strcpy(id, r->rec->id);
-        assert_true(r->key_job != 0 || r->engine != NULL);
-        assert_true(run_until(f, enrolled, 5000));
-        assert_int_equal(f->enrolled_error, -ELOOP);
-        assert_null(f->enrolled);
-        assert_null(manager_find_request(f->m, id));
-
-        /* Its engine stopped with it: nothing arrives for it later (the key job was cancelled;
-         * a stray delivery would touch freed memory under the sanitizers). */
-        unsigned n = f->m->n_requests;
-        run_until(f, NULL, 1500);
-        assert_int_equal(f->m->n_requests, n);
-        assert_null(manager_find_request(f->m, id));
-
-        assert_int_equal(unlink(wal), 0);
-        assert_int_equal(rename(aside, wal), 0);
-        assert_null(stored(f, id));
 }
 
 static void test_deadline_and_terminal_errors(void **state) {
@@ -1070,7 +1029,6 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_poll_delay),
                 cmocka_unit_test(test_error_names),
                 cmocka_unit_test_setup_teardown(test_enroll_durable_then_retry, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_enroll_fsync_fails, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_deadline_and_terminal_errors, setup, teardown),
                 cmocka_unit_test(test_local_errnos),
                 cmocka_unit_test_setup_teardown(test_local_shortage_retries, setup, teardown),
