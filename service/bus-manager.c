@@ -674,12 +674,14 @@ static int on_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return 0;
 }
 
-/* Every message from the bus is activity: freed memory is given back only once they stop
- * (memory-trim.h). */
+/* Every method call is activity: freed memory is given back once they stop (memory-trim.h).
+ * Signals are not: the departures of every client of the system bus (NameOwnerChanged) would
+ * keep a broker that nobody calls from ever being quiet. */
 static int on_any_message(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
 
-        memory_trim_note_activity(m->trim);
+        if (sd_bus_message_is_method_call(msg, NULL, NULL))
+                memory_trim_note_activity(m->trim);
         return 0;
 }
 

@@ -898,7 +898,7 @@ int manager_new(const char *config_dir, const char *state_dir, Manager **ret) {
         r = sd_event_default(&m->event);
         if (r < 0)
                 return log_error_errno(r, "Cannot start: cannot get the event loop: %m");
-        r = memory_trim_new(m->event, MEMORY_TRIM_QUIET_USEC, NULL, &m->trim);
+        r = memory_trim_new(m->event, MEMORY_TRIM_QUIET_USEC, MEMORY_TRIM_MAX_USEC, NULL, &m->trim);
         if (r < 0)
                 return log_error_errno(r, "Cannot start: cannot set up the memory trim timer: %m");
 

@@ -12,8 +12,9 @@
 
 struct MemoryTrim {
         sd_event_source *timer;
-        uint64_t quiet;
-        uint64_t last;          /* CLOCK_MONOTONIC usec of the last activity */
+        uint64_t quiet, max;
+        uint64_t first;         /* CLOCK_MONOTONIC usec of the first activity since the last trim */
+        uint64_t last;          /* ... and of the last one */
         bool armed;
         MemoryTrimFunc trim;
         unsigned count;
@@ -44,9 +45,11 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         int64_t before, after;
         int released;
 
-        /* Activity since the timer was set: wait for the quiet after it. */
-        if (usec < t->last + t->quiet) {
-                (void) sd_event_source_set_time(s, t->last + t->quiet);
+        /* Activity since the timer was set: wait for the quiet after it, up to the ceiling. */
+        if (usec < t->last + t->quiet && usec < t->first + t->max) {
+                uint64_t next = t->last + t->quiet;
+
+                (void) sd_event_source_set_time(s, next < t->first + t->max ? next : t->first + t->max);
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                 return 0;
         }
@@ -56,25 +59,32 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         released = t->trim();
         t->count++;
         after = memory_rss_anon_kib();
-        log_debug("Quiet for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
-                  t->quiet / UINT64_C(1000000), released ? "given back to the system" : "had nothing to give back", before,
-                  after, monotonic_usec() - start);
+        if (usec >= t->last + t->quiet)
+                log_debug("Quiet for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
+                          t->quiet / UINT64_C(1000000), released ? "given back to the system" : "had nothing to give back",
+                          before, after, monotonic_usec() - start);
+        else
+                log_debug("Busy for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
+                          t->max / UINT64_C(1000000), released ? "given back to the system" : "had nothing to give back",
+                          before, after, monotonic_usec() - start);
         return 0;
 }
 
-int memory_trim_new(sd_event *event, uint64_t quiet, MemoryTrimFunc trim, MemoryTrim **ret) {
+int memory_trim_new(sd_event *event, uint64_t quiet, uint64_t max, MemoryTrimFunc trim, MemoryTrim **ret) {
         _cleanup_(memory_trim_freep) MemoryTrim *t = NULL;
+        uint64_t accuracy = quiet / 10 < 1000000ULL ? quiet / 10 : 1000000ULL;
         int r;
 
-        if (!event || quiet == 0 || !ret)
+        if (!event || quiet == 0 || max < quiet || !ret)
                 return -EINVAL;
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
         t->quiet = quiet;
+        t->max = max;
         t->trim = trim ?: trim_all_arenas;
-        /* Accuracy: a second either way is of no consequence, and lets the timer coalesce. */
-        r = sd_event_add_time(event, &t->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000000ULL, on_timer, t);
+        /* Late by a tenth of the quiet is of no consequence, and lets the timer coalesce. */
+        r = sd_event_add_time(event, &t->timer, CLOCK_MONOTONIC, UINT64_MAX, accuracy, on_timer, t);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(t->timer, SD_EVENT_OFF);
@@ -99,6 +109,7 @@ void memory_trim_note_activity(MemoryTrim *t) {
         t->last = now;
         if (t->armed)
                 return;         /* on_timer() moves it past this activity */
+        t->first = now;
         if (sd_event_source_set_time(t->timer, now + t->quiet) < 0 ||
             sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT) < 0)
                 return;

@@ -8,8 +8,10 @@
  * stays at the burst's peak although nothing is live any more. When no activity has been
  * noted for `quiet`, malloc_trim() releases the free pages of every arena (the main heap and
  * the workers'); then nothing more until the next activity. Activity is noted by the caller
- * (every bus message, every request state change): under steady load nothing is trimmed, since
- * the memory would be used again at once. Loop thread only.
+ * (every method call on the bus, every request state change): while it goes on the memory
+ * would be used again at once, so nothing is trimmed, except once per `max` after the first
+ * activity since the last trim, so that a broker that is never quiet still gives back what a
+ * burst left. Loop thread only.
  */
 
 #include <stdint.h>
@@ -18,14 +20,17 @@
 #include "basic.h"
 
 #define MEMORY_TRIM_QUIET_USEC (5ULL * 1000000ULL)
+#define MEMORY_TRIM_MAX_USEC (600ULL * 1000000ULL)
 
 typedef struct MemoryTrim MemoryTrim;
 
 /* The trim itself, replaceable for tests: what it released (1) or not (0), as malloc_trim(). */
 typedef int (*MemoryTrimFunc)(void);
 
-/* quiet: microseconds without activity before a trim (> 0); trim: NULL for malloc_trim(0). */
-int memory_trim_new(sd_event *event, uint64_t quiet, MemoryTrimFunc trim, MemoryTrim **ret);
+/* quiet: microseconds without activity before a trim (> 0); max: microseconds after the first
+ * activity since the last trim at which it trims however busy (>= quiet); the timer's accuracy
+ * is a tenth of quiet (at most a second); trim: NULL for malloc_trim(0). */
+int memory_trim_new(sd_event *event, uint64_t quiet, uint64_t max, MemoryTrimFunc trim, MemoryTrim **ret);
 MemoryTrim *memory_trim_free(MemoryTrim *t);
 DEFINE_POINTER_CLEANUP(MemoryTrim, memory_trim_free)
 

@@ -241,8 +241,8 @@ removed=$(lab_run_as alice "$LAB_PYTHON" "$client" remove-finished)
 pid=$(lab_pid certbrokerd)
 held_end=$(busctl --system call "$CB_BUS" "$CB_PATH" "$CB_BUS.Manager" ListRequests | awk '{print $2}')
 rss_busy=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status")
-# The broker gives the memory its calls freed back to the system once 5 s pass without bus
-# messages or request changes (service/memory-trim.h; it logs "Quiet for 5 s: freed memory
+# The broker gives the memory its calls freed back to the system once 5 s pass without method
+# calls or request changes (service/memory-trim.h; it logs "Quiet for 5 s: freed memory
 # ..."): B is sampled after that, as a quiet broker on a host would be.
 lab_wait_for 60 "the broker to give freed memory back after the load (a 'Quiet for' line in $log)" \
         bash -c "[ \"\$(grep -c 'Quiet for .* freed memory' '$log')\" -gt $trims ]"

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* memory-trim: freed memory is given back once the broker has been quiet. Nothing is trimmed
  * without activity, nor before `quiet` has passed since the last activity (activity postpones
- * it), and once per quiet period; the real trim returns the free pages a burst left inside the
- * heap (RssAnon falls), which glibc's free() alone keeps. */
+ * it), and once per quiet period; activity that never stops gets one trim per `max`; the real
+ * trim returns the free pages a burst left inside the heap (RssAnon falls), which glibc's
+ * free() alone keeps. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,7 +42,7 @@ static void test_trims_after_quiet(void **state) {
 
         fake_trims = 0;
         assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(memory_trim_new(e, QUIET_USEC, fake_trim, &t), 0);
+        assert_int_equal(memory_trim_new(e, QUIET_USEC, 100 * QUIET_USEC, fake_trim, &t), 0);
 
         /* No activity, no trim. */
         run(e, t, 2 * QUIET_USEC, 0);
@@ -72,13 +73,43 @@ static void test_trims_after_quiet(void **state) {
         sd_event_unref(e);
 }
 
+/* Activity every tenth of the quiet, never a quiet spell: one trim once `max` has passed
+ * since the first activity, not before. (A quiet of a second: a stall of the test process
+ * that long would look like a quiet spell.) */
+static void test_trims_when_never_quiet(void **state) {
+        const uint64_t quiet = 1000000ULL, max = 2 * quiet;
+        sd_event *e = NULL;
+        MemoryTrim *t = NULL;
+        uint64_t first, end, at = 0;
+
+        fake_trims = 0;
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(memory_trim_new(e, quiet, max, fake_trim, &t), 0);
+        memory_trim_note_activity(t);
+        assert_true(sd_event_now(e, CLOCK_MONOTONIC, &first) >= 0);   /* 1: the loop has not run yet */
+        end = monotonic_usec() + 2 * max;
+        while (monotonic_usec() < end) {
+                run(e, t, quiet / 10, 0);
+                if (at == 0 && memory_trim_count(t) > 0)
+                        at = monotonic_usec();
+                memory_trim_note_activity(t);
+        }
+        assert_true(memory_trim_count(t) >= 1);
+        assert_true(at >= first + max);
+        assert_int_equal(fake_trims, memory_trim_count(t));
+
+        memory_trim_free(t);
+        sd_event_unref(e);
+}
+
 static void test_null_and_bad_arguments(void **state) {
         sd_event *e = NULL;
         MemoryTrim *t = NULL;
 
         assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(memory_trim_new(e, 0, fake_trim, &t), -EINVAL);
-        assert_int_equal(memory_trim_new(NULL, QUIET_USEC, fake_trim, &t), -EINVAL);
+        assert_int_equal(memory_trim_new(e, 0, QUIET_USEC, fake_trim, &t), -EINVAL);
+        assert_int_equal(memory_trim_new(NULL, QUIET_USEC, QUIET_USEC, fake_trim, &t), -EINVAL);
+        assert_int_equal(memory_trim_new(e, QUIET_USEC, QUIET_USEC - 1, fake_trim, &t), -EINVAL);
         assert_null(t);
         memory_trim_note_activity(NULL);
         assert_int_equal(memory_trim_count(NULL), 0);
@@ -123,7 +154,7 @@ static void test_real_trim_gives_back(void **state) {
         assert_true(before > 0);
 
         assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(memory_trim_new(e, QUIET_USEC, NULL, &t), 0);
+        assert_int_equal(memory_trim_new(e, QUIET_USEC, 100 * QUIET_USEC, NULL, &t), 0);
         memory_trim_note_activity(t);
         run(e, t, PATIENCE_USEC, 1);
         assert_int_equal(memory_trim_count(t), 1);
@@ -143,6 +174,7 @@ static void test_real_trim_gives_back(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_trims_after_quiet),
+                cmocka_unit_test(test_trims_when_never_quiet),
                 cmocka_unit_test(test_null_and_bad_arguments),
                 cmocka_unit_test(test_rss_anon_reads),
                 cmocka_unit_test(test_real_trim_gives_back),
