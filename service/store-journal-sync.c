@@ -36,6 +36,11 @@ struct JournalSync {
         uint64_t requested;             /* generations asked for */
         uint64_t done;                  /* last generation known on disk */
         int done_error;                 /* result of the round that reached `done` */
+        /* The last generation whose round failed, and how (0: none). A later round that
+         * succeeds does not make it good: after a failed fsync the kernel may have dropped the
+         * pages it could not write, and the next fsync has nothing left to fail on. */
+        uint64_t failed;
+        int failed_error;
         bool stop;
         bool checkpoint_wanted;
         unsigned long rounds;
@@ -110,6 +115,10 @@ static void *worker(void *userdata) {
                         pthread_mutex_lock(&j->lock);
                         j->done = target;
                         j->done_error = r;
+                        if (r < 0) {
+                                j->failed = target;
+                                j->failed_error = r;
+                        }
                         j->rounds++;
                         /* The loop is woken with the lock released (it takes the lock to read
                          * the result, and would wait for this thread otherwise). */
@@ -146,7 +155,9 @@ static void *worker(void *userdata) {
         return NULL;
 }
 
-static void run_callbacks(JournalSync *j, uint64_t done, int error) {
+/* Waiters up to `done` learn `error`, or the failure of a round that covered them (`failed`),
+ * even when a later round (which they are also below) succeeded. */
+static void run_callbacks(JournalSync *j, uint64_t done, int error, uint64_t failed, int failed_error) {
         while (j->waiters && j->waiters->generation <= done) {
                 JournalSyncWait *w = j->waiters;
                 j->waiters = w->next;
@@ -154,22 +165,25 @@ static void run_callbacks(JournalSync *j, uint64_t done, int error) {
                         j->tail = &j->waiters;
                 journal_synced_t cb = w->cb;
                 void *ud = w->userdata;
+                int e = w->generation <= failed ? failed_error : error;
                 free(w);
-                cb(error, ud);
+                cb(e, ud);
         }
 }
 
 static int on_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         JournalSync *j = userdata;
-        uint64_t n, done;
-        int error;
+        uint64_t n, done, failed;
+        int error, failed_error;
 
         (void) !read(j->efd, &n, sizeof n);
         pthread_mutex_lock(&j->lock);
         done = j->done;
         error = j->done_error;
+        failed = j->failed;
+        failed_error = j->failed_error;
         pthread_mutex_unlock(&j->lock);
-        run_callbacks(j, done, error);
+        run_callbacks(j, done, error, failed, failed_error);
         return 0;
 }
 
@@ -271,7 +285,7 @@ JournalSync *journal_sync_free(JournalSync *j) {
                 pthread_join(j->thread, NULL);
         }
         if (j->waiters)
-                run_callbacks(j, UINT64_MAX, sync_files(j));
+                run_callbacks(j, UINT64_MAX, sync_files(j), j->failed, j->failed_error);
         sd_event_source_disable_unref(j->io);
         if (j->efd >= 0)
                 close(j->efd);

@@ -120,6 +120,44 @@ static void test_wal_synced_too(void **state) {
         remove_db(db);
 }
 
+/* Waits (without running the loop) until the worker has done `rounds` rounds. */
+static void wait_rounds(JournalSync *j, unsigned long rounds) {
+        for (int i = 0; i < 10000 && journal_sync_get_rounds(j) < rounds; i++)
+                usleep(1000);
+        assert_true(journal_sync_get_rounds(j) >= rounds);
+}
+
+/* A round fails (the WAL's path a symlink loop: ELOOP), the next one succeeds, and the loop
+ * reads both results at once: the first waiter still learns of the failure (what that fsync
+ * could not write may be gone although the next one succeeded), the second of the success. */
+static void test_failure_not_hidden_by_later_success(void **state) {
+        sd_event *e = NULL;
+        JournalSync *j = NULL;
+        Seen seen = {};
+        char *db = make_db(), wal[4200];
+
+        snprintf(wal, sizeof wal, "%s-wal", db);
+        assert_int_equal(symlink(wal, wal), 0);
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(journal_sync_new(e, db, &j), 0);
+        Tag a = { .seen = &seen, .id = 1 }, b = { .seen = &seen, .id = 2, .event = e, .exit_after = 2 };
+        assert_int_equal(journal_sync_request(j, on_synced, &a, NULL), 0);
+        wait_rounds(j, 1);
+        assert_int_equal(unlink(wal), 0);
+        assert_int_equal(journal_sync_request(j, on_synced, &b, NULL), 0);
+        wait_rounds(j, 2);
+        assert_int_equal(seen.n, 0);    /* nothing reported before the loop runs */
+        assert_int_equal(sd_event_loop(e), 0);
+        assert_int_equal(seen.n, 2);
+        assert_int_equal(seen.order[0], 1);
+        assert_int_equal(seen.errors[0], -ELOOP);
+        assert_int_equal(seen.order[1], 2);
+        assert_int_equal(seen.errors[1], 0);
+        journal_sync_free(j);
+        sd_event_unref(e);
+        remove_db(db);
+}
+
 static void test_cancel(void **state) {
         sd_event *e = NULL;
         JournalSync *j = NULL;
@@ -260,6 +298,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_burst_in_order),
                 cmocka_unit_test(test_wal_synced_too),
+                cmocka_unit_test(test_failure_not_hidden_by_later_success),
                 cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_shutdown_runs_waiters),
                 cmocka_unit_test(test_error_reaches_callback),
