@@ -51,11 +51,14 @@ static long slow_ms(void) {
                 fprintf(stderr, "nss-slow: cannot read %s: %s\n", path, strerror(errno));
                 return -errno;
         }
+        errno = 0;
         n = fread(text, 1, sizeof text - 1, f);
         if (ferror(f)) {
+                int e = errno ?: EIO;
+
                 fclose(f);
-                fprintf(stderr, "nss-slow: cannot read %s\n", path);
-                return -EIO;
+                fprintf(stderr, "nss-slow: cannot read %s: %s\n", path, strerror(e));
+                return -e;
         }
         fclose(f);
         text[n] = 0;

@@ -4,7 +4,8 @@
  * points, loaded with dlopen(), answers NOTFOUND with ENOENT, writing nothing; without
  * $CB_NSS_SLOW_FILE at once (a file saying 3000 ms exists but is not named), and only after the
  * named file's milliseconds with it; a file that holds no number, or one out of range: UNAVAIL
- * with EINVAL, at once (a test must not pass on a delay that never happened); and glibc, told
+ * with EINVAL, at once (a test must not pass on a delay that never happened); a control file
+ * it cannot read, or a log it cannot write: UNAVAIL with that error; and glibc, told
  * "passwd: slow files", still finds root through "files" after the delay, the module's log
  * ($CB_NSS_LOG) naming the look-up.
  *
@@ -55,6 +56,15 @@ int main(int argc, char **argv) {
         nss_module_check_all(&m, "700000 ms (more than 600000)", NSS_STATUS_UNAVAIL, EINVAL, 0, 2000);
         write_file(file, "-5\n");
         nss_module_check_all(&m, "a negative number", NSS_STATUS_UNAVAIL, EINVAL, 0, 2000);
+        /* A control file it cannot read (a directory: fopen() succeeds, fread() fails). */
+        setenv("CB_NSS_SLOW_FILE", "/", 1);
+        nss_module_check_all(&m, "a control file it cannot read", NSS_STATUS_UNAVAIL, EISDIR, 0, 2000);
+        setenv("CB_NSS_SLOW_FILE", file, 1);
+        write_file(file, "0\n");
+        /* A log it cannot write: the write's error, not a silent pass. */
+        setenv("CB_NSS_LOG", "/nonexistent-dir/nss.log", 1);
+        nss_module_check_all(&m, "a log it cannot write", NSS_STATUS_UNAVAIL, ENOENT, 0, 2000);
+        unsetenv("CB_NSS_LOG");
         dlclose(m.handle);
 
         /* Through glibc: slow, then "files" answers; the module logs what it was asked. */
