@@ -15,7 +15,6 @@ struct MemoryTrim {
         uint64_t quiet, max;
         uint64_t first;         /* CLOCK_MONOTONIC usec of the first activity since the last trim */
         uint64_t last;          /* ... and of the last one */
-        bool armed;
         MemoryTrimFunc trim;
         unsigned count;
 };
@@ -43,6 +42,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         MemoryTrim *t = userdata;
         uint64_t start;
         int64_t before, after;
+        bool quiet;
         int released;
 
         /* Activity since the timer was set: wait for the quiet after it, up to the ceiling. */
@@ -53,20 +53,16 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                 return 0;
         }
-        t->armed = false;
+        quiet = usec >= t->last + t->quiet;
         before = memory_rss_anon_kib();
         start = monotonic_usec();
         released = t->trim();
         t->count++;
         after = memory_rss_anon_kib();
-        if (usec >= t->last + t->quiet)
-                log_debug("Quiet for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
-                          t->quiet / UINT64_C(1000000), released ? "given back to the system" : "had nothing to give back",
-                          before, after, monotonic_usec() - start);
-        else
-                log_debug("Busy for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
-                          t->max / UINT64_C(1000000), released ? "given back to the system" : "had nothing to give back",
-                          before, after, monotonic_usec() - start);
+        log_debug("%s for %" PRIu64 " s: freed memory %s (RssAnon %" PRIi64 " -> %" PRIi64 " KiB, %" PRIu64 " us).",
+                  quiet ? "Quiet" : "Busy", (quiet ? t->quiet : t->max) / UINT64_C(1000000),
+                  released ? "given back to the system" : "had nothing to give back", before, after,
+                  monotonic_usec() - start);
         return 0;
 }
 
@@ -107,13 +103,13 @@ void memory_trim_note_activity(MemoryTrim *t) {
         if (!t || sd_event_now(sd_event_source_get_event(t->timer), CLOCK_MONOTONIC, &now) < 0)
                 return;
         t->last = now;
-        if (t->armed)
-                return;         /* on_timer() moves it past this activity */
-        t->first = now;
-        if (sd_event_source_set_time(t->timer, now + t->quiet) < 0 ||
-            sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT) < 0)
+        /* Armed (a one-shot timer is off again once it fired): on_timer() moves it past this
+         * activity. */
+        if (sd_event_source_get_enabled(t->timer, NULL) > 0)
                 return;
-        t->armed = true;
+        t->first = now;
+        if (sd_event_source_set_time(t->timer, now + t->quiet) >= 0)
+                (void) sd_event_source_set_enabled(t->timer, SD_EVENT_ONESHOT);
 }
 
 unsigned memory_trim_count(const MemoryTrim *t) {
